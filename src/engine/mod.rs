@@ -1,0 +1,1 @@
+//! Live experiments: assignment, event ingestion, stats snapshots.

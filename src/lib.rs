@@ -1,0 +1,13 @@
+//! banditd: a multi-armed-bandit experimentation server.
+//!
+//! Layers, top to bottom (see DESIGN.md): `cli` → `http` → `engine` → `policy` + `stats`
+//! (pure math) → `spec` (experiment YAML) and `store` (persistence). `catalog` reads the
+//! experiment folder from disk so that `spec` stays free of I/O.
+
+pub mod catalog;
+pub mod engine;
+pub mod http;
+pub mod policy;
+pub mod spec;
+pub mod stats;
+pub mod store;

@@ -1,0 +1,184 @@
+//! The validated experiment model. Values here can only be built through `spec::parse_*`,
+//! so past the boundary nothing re-checks them (parse, don't validate).
+
+use std::path::PathBuf;
+
+use super::duration::HumanDuration;
+
+/// Experiment id: `[a-z0-9_-]{1,64}`, unique across the folder. Used in URLs and store keys.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ExperimentId(String);
+
+/// Variant id: `[a-z0-9_-]{1,64}`, unique within an experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VariantId(String);
+
+/// Why an id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("is {0} characters long; at most 64 are allowed")]
+    TooLong(usize),
+    #[error("contains {0:?}; only lowercase letters, digits, '-' and '_' are allowed")]
+    BadChar(char),
+}
+
+fn check_id(s: &str) -> Result<(), IdError> {
+    if s.is_empty() {
+        return Err(IdError::Empty);
+    }
+    let len = s.chars().count();
+    if len > 64 {
+        return Err(IdError::TooLong(len));
+    }
+    match s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+    {
+        Some(c) => Err(IdError::BadChar(c)),
+        None => Ok(()),
+    }
+}
+
+impl ExperimentId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        check_id(s).map(|()| Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl VariantId {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        check_id(s).map(|()| Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ExperimentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::fmt::Display for VariantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Lifecycle of an experiment, as the analyst sets it in YAML.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Not served: assign answers 404.
+    Draft,
+    /// Allocating by the policy.
+    Running,
+    /// Serves `default_variant`, uncounted.
+    Paused,
+    /// Serves `winner` to everybody.
+    Concluded,
+}
+
+/// How a unit maps to assignments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AssignmentMode {
+    /// One assignment per unit per revision, remembered; counted once.
+    Sticky,
+    /// A fresh draw on every call; every call is an exposure; rewards by token only.
+    PerRequest,
+}
+
+/// Beta prior parameters; both finite and > 0.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Prior {
+    pub alpha: f64,
+    pub beta: f64,
+}
+
+impl Default for Prior {
+    fn default() -> Self {
+        Self {
+            alpha: 1.0,
+            beta: 1.0,
+        }
+    }
+}
+
+/// Reward settings.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RewardSpec {
+    /// Rewards later than this after the assignment are rejected.
+    pub window: HumanDuration,
+}
+
+/// Allocation knobs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PolicySpec {
+    /// Uniform allocation until every active arm has this many exposures.
+    pub burn_in: u64,
+    /// Every active arm keeps at least this share of traffic; `min_share * K < 1`.
+    pub min_share: f64,
+}
+
+/// One arm of an experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Variant {
+    pub id: VariantId,
+    /// Any YAML value, handed to the frontend as JSON.
+    pub payload: serde_json::Value,
+    /// Overrides the experiment prior for this arm.
+    pub prior: Option<Prior>,
+}
+
+/// A validated experiment definition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub id: ExperimentId,
+    pub description: String,
+    pub owner: String,
+    pub status: Status,
+    /// Environments where it is live; `None` means all.
+    pub environments: Option<Vec<String>>,
+    /// Data epoch; bumping it starts fresh counters and assignments.
+    pub revision: u32,
+    pub assignment: AssignmentMode,
+    pub reward: RewardSpec,
+    pub prior: Prior,
+    pub policy: PolicySpec,
+    pub default_variant: VariantId,
+    /// Required when (and only allowed when) `status: concluded`.
+    pub winner: Option<VariantId>,
+    pub variants: Vec<Variant>,
+    /// File the experiment was read from, for messages.
+    pub source: PathBuf,
+}
+
+impl Experiment {
+    /// Index of a variant by id.
+    pub fn variant_index(&self, id: &str) -> Option<usize> {
+        self.variants.iter().position(|v| v.id.as_str() == id)
+    }
+
+    /// The prior of arm `k`: its own, else the experiment's.
+    pub fn arm_prior(&self, k: usize) -> Prior {
+        self.variants
+            .get(k)
+            .and_then(|v| v.prior)
+            .unwrap_or(self.prior)
+    }
+
+    /// Whether the experiment is loaded in `environment` (`None`: no filter).
+    pub fn is_live_in(&self, environment: Option<&str>) -> bool {
+        match (environment, &self.environments) {
+            (None, _) | (_, None) => true,
+            (Some(env), Some(list)) => list.iter().any(|e| e == env),
+        }
+    }
+}
