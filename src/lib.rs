@@ -2,12 +2,15 @@
 //!
 //! Layers, top to bottom (see DESIGN.md): `cli` → `http` → `engine` → `policy` + `stats`
 //! (pure math) → `spec` (experiment YAML) and `store` (persistence). `catalog` reads the
-//! experiment folder from disk so that `spec` stays free of I/O.
+//! experiment folder from disk so that `spec` stays free of I/O; `startup` wires a server.
 
 pub mod catalog;
+pub mod cli;
 pub mod engine;
 pub mod http;
 pub mod policy;
 pub mod spec;
+pub mod startup;
 pub mod stats;
 pub mod store;
+pub mod telemetry;

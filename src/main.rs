@@ -1,1 +1,5 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    banditd::cli::run(banditd::cli::Cli::parse())
+}

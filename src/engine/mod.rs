@@ -1,1 +1,145 @@
-//! Live experiments: assignment, event ingestion, stats snapshots.
+//! Live experiments: assignment, event ingestion, stats. The engine is the imperative shell
+//! around the pure `policy`/`stats` core: it owns the clock, the RNG and the store handle.
+
+mod assign;
+pub mod clock;
+mod error;
+mod events;
+mod live;
+mod report;
+pub mod token;
+mod unit;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+pub use assign::Assignment;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::EngineError;
+pub use events::{EventBatchReport, RawEvent, Rejection, RejectionReason};
+pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
+pub use report::{ArmReport, ExperimentReport, ExperimentSummary};
+pub use token::TokenSigner;
+pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};
+
+use crate::spec::{Experiment, Status};
+use crate::store::Store;
+
+/// The loaded set of experiments, swapped as a whole so a request never sees half of a reload.
+#[derive(Debug, Default)]
+pub struct ExperimentSet {
+    by_id: HashMap<String, Arc<LiveExperiment>>,
+    /// File order, for stable listings.
+    order: Vec<Arc<LiveExperiment>>,
+}
+
+impl ExperimentSet {
+    pub fn get(&self, id: &str) -> Option<&Arc<LiveExperiment>> {
+        self.by_id.get(id)
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<LiveExperiment>> {
+        self.order.iter()
+    }
+
+    /// Everything a frontend can be assigned in: all but drafts.
+    pub fn served(&self) -> impl Iterator<Item = &Arc<LiveExperiment>> {
+        self.order.iter().filter(|e| e.spec.status != Status::Draft)
+    }
+}
+
+/// The running service's core.
+pub struct Engine {
+    experiments: ArcSwap<ExperimentSet>,
+    store: Arc<dyn Store>,
+    signer: TokenSigner,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("experiments", &self.experiments.load().order.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Loads each experiment's durable counters and starts serving them.
+    pub async fn start(
+        experiments: Vec<Experiment>,
+        store: Arc<dyn Store>,
+        signer: TokenSigner,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, EngineError> {
+        let now_ms = clock.now_ms();
+        let mut set = ExperimentSet::default();
+        for spec in experiments {
+            let epoch = crate::store::Epoch {
+                experiment: spec.id.as_str().to_owned(),
+                revision: spec.revision,
+            };
+            let counters = store.counters(&epoch).await?;
+            let live = Arc::new(LiveExperiment::new(spec, &counters, now_ms, &mut rand::rng()));
+            set.by_id.insert(live.epoch.experiment.clone(), live.clone());
+            set.order.push(live);
+        }
+        Ok(Self {
+            experiments: ArcSwap::from_pointee(set),
+            store,
+            signer,
+            clock,
+        })
+    }
+
+    pub fn catalog(&self) -> arc_swap::Guard<Arc<ExperimentSet>> {
+        self.experiments.load()
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// A loaded, non-draft experiment.
+    fn served(&self, id: &str) -> Result<Arc<LiveExperiment>, EngineError> {
+        let live = self.loaded(id)?;
+        if live.spec.status == Status::Draft {
+            return Err(EngineError::Draft(id.to_owned()));
+        }
+        Ok(live)
+    }
+
+    fn loaded(&self, id: &str) -> Result<Arc<LiveExperiment>, EngineError> {
+        self.experiments
+            .load()
+            .get(id)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownExperiment(id.to_owned()))
+    }
+
+    /// Rebuilds the experiment's posterior snapshot if it is stale and nobody else is on it.
+    /// A store failure keeps the old snapshot: allocation degrades to slightly stale, not down.
+    async fn refresh_if_stale(&self, live: &LiveExperiment, now_ms: u64) {
+        if !live.claim_refresh(now_ms) {
+            return;
+        }
+        match self.store.counters(&live.epoch).await {
+            Ok(counters) => live.install(&counters, now_ms, &mut rand::rng()),
+            Err(error) => {
+                tracing::warn!(experiment = %live.epoch.experiment, %error, "snapshot refresh failed");
+                live.abandon_refresh();
+            }
+        }
+    }
+
+    /// Drops event ids and token marks past their retention. Run periodically.
+    pub async fn expire(&self) -> Result<u64, EngineError> {
+        Ok(self.store.expire(self.clock.now_ms()).await?)
+    }
+}

@@ -1,1 +1,30 @@
-//! HTTP API (actix-web).
+//! HTTP API (actix-web). Handlers are thin: parse, authorize, call the engine, map the result.
+//! Each module exposes `configure(cfg)` so a test can mount exactly one.
+
+pub mod assign;
+pub mod auth;
+mod body;
+pub mod events;
+pub mod experiments;
+pub mod health;
+pub mod problem;
+mod state;
+
+use actix_web::web;
+
+pub use auth::Keys;
+pub use problem::{ApiError, Problem};
+pub use state::AppState;
+
+/// Mounts every route, the problem+json error handlers and the fallback for unknown routes.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(problem::query_error))
+        .app_data(web::PathConfig::default().error_handler(|err, _req| {
+            ApiError::BadRequest(format!("invalid path: {err}")).into()
+        }))
+        .configure(assign::configure)
+        .configure(events::configure)
+        .configure(experiments::configure)
+        .configure(health::configure)
+        .default_service(web::to(problem::no_route));
+}

@@ -1,0 +1,138 @@
+//! The command line: `banditd serve` and `banditd validate`. Every flag also reads a
+//! `BANDITD_*` environment variable, so containers are configured without arguments.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::http::Keys;
+use crate::startup::{Application, Config};
+use crate::telemetry::{self, LogFormat};
+
+/// Multi-armed-bandit experimentation server.
+#[derive(Debug, Parser)]
+#[command(name = "banditd", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "BANDITD_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the experiments over HTTP with the embedded store.
+    Serve(ServeArgs),
+    /// Check experiment files; prints every error (file:line:col) and exits 1 if any.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on (use 0.0.0.0:8080 in containers).
+    #[arg(long, env = "BANDITD_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Where the embedded store keeps its files.
+    #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Folder of experiment YAML files.
+    #[arg(long, env = "BANDITD_EXPERIMENTS", default_value = "./experiments")]
+    pub experiments: PathBuf,
+    /// Load only experiments whose `environments` include this name (absent: all).
+    #[arg(long, env = "BANDITD_ENVIRONMENT")]
+    pub environment: Option<String>,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, env = "BANDITD_WORKERS")]
+    pub workers: Option<usize>,
+    /// Browser origin allowed by CORS, e.g. https://www.example.com (repeat or comma-separate).
+    #[arg(long = "cors-origin", env = "BANDITD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Key required on /v1/events as `Authorization: Bearer <key>` (unset: open).
+    #[arg(long, env = "BANDITD_EVENTS_KEY", hide_env_values = true)]
+    pub events_key: Option<String>,
+    /// Key required on admin routes; it also opens every other route.
+    #[arg(long, env = "BANDITD_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// Key required on assign routes (unset: open, as browsers call them).
+    #[arg(long, env = "BANDITD_ASSIGN_KEY", hide_env_values = true)]
+    pub assign_key: Option<String>,
+    /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
+    #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ValidateArgs {
+    /// Experiment files or folders.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Check the set that this environment would load.
+    #[arg(long, env = "BANDITD_ENVIRONMENT")]
+    pub environment: Option<String>,
+}
+
+/// Runs the parsed command line; the exit code is the process's.
+pub fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Validate(args) => validate(&args),
+        Command::Serve(args) => {
+            telemetry::init(cli.log_format);
+            serve(args)
+        }
+    }
+}
+
+fn validate(args: &ValidateArgs) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match crate::catalog::validate_report(&args.paths, args.environment.as_deref(), &mut out) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(error) => {
+            eprintln!("banditd validate: cannot write the report: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let config = Config {
+        bind: args.bind,
+        data_dir: args.data_dir,
+        experiments: args.experiments,
+        environment: args.environment,
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        cors_origins: args.cors_origins,
+        keys: Keys {
+            events: args.events_key,
+            admin: args.admin_key,
+            assign: args.assign_key,
+        },
+        token_secret: args.token_secret,
+    };
+    let result = actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(config.clone()).await?;
+        tracing::info!(
+            addr = %app.addr(),
+            experiments = %config.experiments.display(),
+            data_dir = %config.data_dir.display(),
+            environment = config.environment.as_deref().unwrap_or("(all)"),
+            "banditd listening on http://{}",
+            app.addr()
+        );
+        app.run_until_stopped()
+            .await
+            .map_err(crate::startup::StartupError::Serve)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error}");
+            eprintln!("banditd serve: {error}");
+            ExitCode::from(1)
+        }
+    }
+}

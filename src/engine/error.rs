@@ -1,0 +1,19 @@
+//! Errors of the engine boundary. The HTTP layer maps each to a status (`http::problem`).
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("no experiment with id '{0}' is loaded")]
+    UnknownExperiment(String),
+    #[error("experiment '{0}' is a draft and is not served; set `status: running` to serve it")]
+    Draft(String),
+    #[error("experiment '{experiment}' has no revision {revision}; the loaded revision is {current}")]
+    UnknownRevision {
+        experiment: String,
+        revision: u32,
+        current: u32,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

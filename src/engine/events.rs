@@ -1,0 +1,310 @@
+//! Reward events: validation per event, then one durable store write for the whole batch.
+//! One bad event never blocks the rest: it is rejected with its index and a reason.
+
+use serde::{Deserialize, Serialize};
+
+use super::token::TokenError;
+use super::{Engine, EngineError};
+use crate::spec::{AssignmentMode, Status};
+use crate::store::{RewardOp, RewardOutcome, RewardTarget};
+
+/// Longest event id accepted, in bytes.
+pub const MAX_EVENT_ID_BYTES: usize = 256;
+
+/// How far in the future an event timestamp may lie (clock skew between pipeline and server).
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// One event as the pipeline posts it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEvent {
+    /// The pipeline's idempotency key: an id is applied at most once per experiment.
+    pub id: String,
+    pub experiment: String,
+    /// Sticky experiments: the unit whose assignment converted.
+    #[serde(default)]
+    pub unit: Option<String>,
+    /// The token returned by assign; required for per-request experiments.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// In [0, 1]; 1 when absent (a conversion).
+    #[serde(default)]
+    pub reward: Option<f64>,
+    /// When the conversion happened: Unix milliseconds or an RFC 3339 string. Default: arrival.
+    #[serde(default)]
+    pub timestamp: Option<Timestamp>,
+}
+
+/// An event time as a number (Unix ms) or an RFC 3339 string.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Timestamp {
+    Millis(u64),
+    Rfc3339(String),
+}
+
+/// Why one event was not applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionReason {
+    InvalidEvent,
+    UnknownExperiment,
+    ExperimentNotServed,
+    UnitNotAssigned,
+    TokenRequired,
+    BadToken,
+    StaleRevision,
+    OutsideWindow,
+    RewardOutOfRange,
+    TimestampInFuture,
+    AlreadyRewarded,
+}
+
+/// One rejected event, by its position in the batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejection {
+    pub index: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub reason: RejectionReason,
+    pub detail: String,
+}
+
+/// What happened to a batch.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct EventBatchReport {
+    pub applied: usize,
+    /// Retries of ids applied before: acknowledged, not applied again.
+    pub duplicate: usize,
+    pub rejected: usize,
+    pub rejections: Vec<Rejection>,
+}
+
+impl Engine {
+    /// Applies a batch. `events[i]` is `Err(detail)` when item `i` could not even be decoded.
+    pub async fn ingest(
+        &self,
+        events: Vec<Result<RawEvent, String>>,
+    ) -> Result<EventBatchReport, EngineError> {
+        let now_ms = self.clock.now_ms();
+        let mut report = EventBatchReport::default();
+        let mut ops = Vec::with_capacity(events.len());
+        let mut op_index = Vec::with_capacity(events.len());
+        for (index, event) in events.into_iter().enumerate() {
+            let checked = event
+                .map_err(|detail| (None, RejectionReason::InvalidEvent, detail))
+                .and_then(|event| {
+                    let id = event.id.clone();
+                    self.check_event(event, now_ms)
+                        .map_err(|(reason, detail)| (Some(id), reason, detail))
+                });
+            match checked {
+                Ok(op) => {
+                    op_index.push(index);
+                    ops.push(op);
+                }
+                Err((id, reason, detail)) => report.reject(index, id, reason, detail),
+            }
+        }
+        let ids: Vec<(String, String)> = ops
+            .iter()
+            .map(|op| (op.event_id.clone(), describe_target(op)))
+            .collect();
+        let outcomes = if ops.is_empty() {
+            Vec::new()
+        } else {
+            self.store.apply_rewards(ops).await?
+        };
+        for ((outcome, index), (id, target)) in outcomes.into_iter().zip(op_index).zip(ids) {
+            match outcome {
+                RewardOutcome::Applied { .. } => report.applied += 1,
+                RewardOutcome::Duplicate => report.duplicate += 1,
+                RewardOutcome::UnitNotAssigned => report.reject(
+                    index,
+                    Some(id),
+                    RejectionReason::UnitNotAssigned,
+                    format!("{target} was never assigned in this experiment's current revision"),
+                ),
+                RewardOutcome::AlreadyRewarded => report.reject(
+                    index,
+                    Some(id),
+                    RejectionReason::AlreadyRewarded,
+                    format!("{target} was already credited by another event id"),
+                ),
+                RewardOutcome::OutsideWindow => report.reject(
+                    index,
+                    Some(id),
+                    RejectionReason::OutsideWindow,
+                    format!("the event happened after {target}'s reward window closed"),
+                ),
+            }
+        }
+        report.rejections.sort_by_key(|r| r.index);
+        Ok(report)
+    }
+
+    /// Everything that can be decided without the store.
+    fn check_event(
+        &self,
+        event: RawEvent,
+        now_ms: u64,
+    ) -> Result<RewardOp, (RejectionReason, String)> {
+        use RejectionReason as R;
+        if event.id.is_empty() || event.id.len() > MAX_EVENT_ID_BYTES {
+            return Err((
+                R::InvalidEvent,
+                format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes long"),
+            ));
+        }
+        let live = self.loaded(&event.experiment).map_err(|_| {
+            (
+                R::UnknownExperiment,
+                format!("no experiment with id '{}' is loaded", event.experiment),
+            )
+        })?;
+        if live.spec.status == Status::Draft {
+            return Err((
+                R::ExperimentNotServed,
+                format!("experiment '{}' is a draft and has no assignments", event.experiment),
+            ));
+        }
+        let reward = event.reward.unwrap_or(1.0);
+        if !(0.0..=1.0).contains(&reward) {
+            return Err((
+                R::RewardOutOfRange,
+                format!("reward {reward} is outside [0, 1]"),
+            ));
+        }
+        let occurred_ms = match &event.timestamp {
+            None => now_ms,
+            Some(ts) => parse_timestamp(ts).map_err(|detail| (R::InvalidEvent, detail))?,
+        };
+        if occurred_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err((
+                R::TimestampInFuture,
+                format!(
+                    "timestamp lies {} s in the future; at most {} s of clock skew is tolerated",
+                    (occurred_ms - now_ms) / 1000,
+                    MAX_CLOCK_SKEW_MS / 1000
+                ),
+            ));
+        }
+        let target = match (&event.token, &event.unit) {
+            (Some(token), unit) => {
+                let claims = self.signer.verify(token).map_err(|e| {
+                    let detail = match e {
+                        TokenError::Malformed => "token is malformed",
+                        TokenError::BadSignature => "token signature does not match",
+                    };
+                    (R::BadToken, detail.to_owned())
+                })?;
+                if claims.experiment != event.experiment {
+                    return Err((
+                        R::BadToken,
+                        format!("token was issued for experiment '{}'", claims.experiment),
+                    ));
+                }
+                if unit.as_ref().is_some_and(|u| *u != claims.unit) {
+                    return Err((
+                        R::BadToken,
+                        "token was issued for a different unit than `unit`".to_owned(),
+                    ));
+                }
+                if claims.revision != live.epoch.revision {
+                    return Err((
+                        R::StaleRevision,
+                        format!(
+                            "token is from revision {}; the experiment is at revision {}",
+                            claims.revision, live.epoch.revision
+                        ),
+                    ));
+                }
+                match live.spec.assignment {
+                    AssignmentMode::Sticky => RewardTarget::Unit(claims.unit),
+                    AssignmentMode::PerRequest => RewardTarget::Token {
+                        assignment_id: claims.assignment_id,
+                        variant: claims.variant,
+                        issued_ms: claims.issued_ms,
+                    },
+                }
+            }
+            (None, Some(unit)) => match live.spec.assignment {
+                AssignmentMode::Sticky => RewardTarget::Unit(unit.clone()),
+                AssignmentMode::PerRequest => {
+                    return Err((
+                        R::TokenRequired,
+                        format!(
+                            "experiment '{}' assigns per request, so a unit names no single \
+                             assignment; send the `token` returned by assign",
+                            event.experiment
+                        ),
+                    ));
+                }
+            },
+            (None, None) => {
+                return Err((
+                    R::InvalidEvent,
+                    "give `unit` (sticky experiments) or `token`".to_owned(),
+                ));
+            }
+        };
+        Ok(RewardOp {
+            epoch: live.epoch.clone(),
+            event_id: event.id,
+            target,
+            reward,
+            occurred_ms,
+            now_ms,
+            window_ms: live.spec.reward.window.as_millis(),
+        })
+    }
+}
+
+impl EventBatchReport {
+    fn reject(&mut self, index: usize, id: Option<String>, reason: RejectionReason, detail: String) {
+        self.rejected += 1;
+        self.rejections.push(Rejection {
+            index,
+            id,
+            reason,
+            detail,
+        });
+    }
+}
+
+fn describe_target(op: &RewardOp) -> String {
+    match &op.target {
+        RewardTarget::Unit(unit) => format!("unit '{unit}'"),
+        RewardTarget::Token { variant, .. } => format!("the token's assignment (variant '{variant}')"),
+    }
+}
+
+fn parse_timestamp(ts: &Timestamp) -> Result<u64, String> {
+    match ts {
+        Timestamp::Millis(ms) => Ok(*ms),
+        Timestamp::Rfc3339(text) => {
+            let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| format!("timestamp {text:?} is not RFC 3339 (e.g. 2026-11-26T10:00:00Z): {e}"))?;
+            let ms = parsed.unix_timestamp_nanos() / 1_000_000;
+            u64::try_from(ms).map_err(|_| format!("timestamp {text:?} is before 1970"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_timestamps_with_offsets_become_unix_millis() {
+        let ts = Timestamp::Rfc3339("2026-11-26T12:00:00.250+02:00".into());
+        // 2026-11-26T10:00:00.250Z = 1795687200 s since the epoch (days from civil: 20783 × 86400 + 36000).
+        assert_eq!(parse_timestamp(&ts), Ok(1_795_687_200_250));
+    }
+
+    #[test]
+    fn unparseable_and_pre_epoch_timestamps_are_errors() {
+        assert!(parse_timestamp(&Timestamp::Rfc3339("yesterday".into())).is_err());
+        assert!(parse_timestamp(&Timestamp::Rfc3339("1969-12-31T23:59:59Z".into())).is_err());
+    }
+}

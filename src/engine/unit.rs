@@ -1,0 +1,60 @@
+//! The unit an assignment is made for (a user, a session, a device).
+
+/// Longest unit id accepted, in bytes. Units are store keys; this bounds a key's size.
+pub const MAX_UNIT_BYTES: usize = 256;
+
+/// A non-empty unit id of at most [`MAX_UNIT_BYTES`] bytes without control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Unit(String);
+
+/// Why a unit id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnitError {
+    #[error("unit must not be empty")]
+    Empty,
+    #[error("unit is {0} bytes long; at most {MAX_UNIT_BYTES} are allowed")]
+    TooLong(usize),
+    #[error("unit contains a control character at byte {0}")]
+    ControlChar(usize),
+}
+
+impl Unit {
+    pub fn parse(s: &str) -> Result<Self, UnitError> {
+        if s.is_empty() {
+            return Err(UnitError::Empty);
+        }
+        if s.len() > MAX_UNIT_BYTES {
+            return Err(UnitError::TooLong(s.len()));
+        }
+        if let Some((at, _)) = s.char_indices().find(|(_, c)| c.is_control()) {
+            return Err(UnitError::ControlChar(at));
+        }
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_ids_are_units() {
+        for ok in ["u1", "user@example.com", "séance-42", &"x".repeat(MAX_UNIT_BYTES)] {
+            assert_eq!(Unit::parse(ok).map(|u| u.as_str().to_owned()), Ok(ok.to_owned()));
+        }
+    }
+
+    #[test]
+    fn empty_long_and_control_units_are_rejected() {
+        assert_eq!(Unit::parse(""), Err(UnitError::Empty));
+        assert_eq!(
+            Unit::parse(&"x".repeat(MAX_UNIT_BYTES + 1)),
+            Err(UnitError::TooLong(MAX_UNIT_BYTES + 1))
+        );
+        assert_eq!(Unit::parse("ab\ncd"), Err(UnitError::ControlChar(2)));
+    }
+}

@@ -1,0 +1,125 @@
+//! `POST /v1/assign` and `GET /v1/experiments/{id}/assign`: which variant a unit sees.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+use super::auth::Scope;
+use super::body::{parse_json, read_limited};
+use super::problem::{ApiError, ApiResult, wrong_method};
+use super::state::AppState;
+use crate::engine::{Assignment, Unit};
+
+/// Assign requests are tiny; anything bigger is a mistake or an attack.
+pub const MAX_ASSIGN_BODY_BYTES: usize = 64 * 1024;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/assign")
+            .route(web::post().to(assign_many))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/v1/experiments/{id}/assign")
+            .route(web::get().to(assign_one))
+            .default_service(web::to(wrong_method)),
+    );
+}
+
+/// Body of `POST /v1/assign`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignRequest {
+    unit: String,
+    /// Omitted: every served (non-draft) experiment.
+    #[serde(default)]
+    experiments: Option<Vec<String>>,
+    /// `false` peeks without counting an exposure.
+    #[serde(default)]
+    count: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssignQuery {
+    unit: String,
+    #[serde(default)]
+    count: Option<bool>,
+}
+
+/// One assignment as the frontend reads it.
+#[derive(Debug, Serialize)]
+pub struct AssignmentDto<'a> {
+    pub experiment: &'a str,
+    pub variant: &'a str,
+    pub payload: &'a serde_json::Value,
+    /// Pass back with reward events; `null` when nothing can be rewarded (peeks, paused).
+    pub token: Option<&'a str>,
+    pub propensity: f64,
+    /// Whether this call counted an exposure.
+    pub counted: bool,
+}
+
+impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
+    fn from(a: &'a Assignment) -> Self {
+        Self {
+            experiment: &a.experiment.epoch.experiment,
+            variant: a.variant_id(),
+            payload: a.payload(),
+            token: a.token.as_deref(),
+            propensity: a.propensity,
+            counted: a.counted,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct AssignManyResponse<'a> {
+    unit: &'a str,
+    assignments: Vec<AssignmentDto<'a>>,
+}
+
+fn parse_unit(raw: &str) -> ApiResult<Unit> {
+    Unit::parse(raw).map_err(|e| ApiError::BadRequest(format!("`unit`: {e}")))
+}
+
+async fn assign_many(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+    query: web::Query<CountQuery>,
+) -> ApiResult<HttpResponse> {
+    state.keys.authorize(&req, Scope::Assign)?;
+    let body: AssignRequest = parse_json(&read_limited(body, MAX_ASSIGN_BODY_BYTES).await?)?;
+    let unit = parse_unit(&body.unit)?;
+    let count = body.count.or(query.count).unwrap_or(true);
+    let assignments = state
+        .engine
+        .assign_many(&unit, body.experiments.as_deref(), count)
+        .await?;
+    Ok(HttpResponse::Ok().json(AssignManyResponse {
+        unit: unit.as_str(),
+        assignments: assignments.iter().map(AssignmentDto::from).collect(),
+    }))
+}
+
+/// `?count=false` on the POST route.
+#[derive(Debug, Deserialize)]
+struct CountQuery {
+    #[serde(default)]
+    count: Option<bool>,
+}
+
+async fn assign_one(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<AssignQuery>,
+) -> ApiResult<HttpResponse> {
+    state.keys.authorize(&req, Scope::Assign)?;
+    let unit = parse_unit(&query.unit)?;
+    let assignment = state
+        .engine
+        .assign(&id, &unit, query.count.unwrap_or(true))
+        .await?;
+    Ok(HttpResponse::Ok().json(AssignmentDto::from(&assignment)))
+}

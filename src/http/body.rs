@@ -1,0 +1,28 @@
+//! Request bodies read with an explicit size limit, so that an oversized body is a 413 problem
+//! and malformed JSON a 400 problem that names the line and column.
+
+use actix_web::web;
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use super::problem::ApiError;
+
+/// Reads the whole body, refusing more than `limit` bytes.
+pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the body exceeds {limit} bytes; split it into smaller requests"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Decodes a JSON document, with the position of the first error.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+}

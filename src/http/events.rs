@@ -1,0 +1,128 @@
+//! `POST /v1/events`: reward events in bulk, as a JSON array or NDJSON. The response is sent
+//! only after the applied events are durable.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::auth::Scope;
+use super::body::read_limited;
+use super::problem::{ApiError, ApiResult, wrong_method};
+use super::state::AppState;
+use crate::engine::RawEvent;
+
+/// Largest events body: 8 MiB holds well over 10,000 typical events.
+pub const MAX_EVENTS_BODY_BYTES: usize = 8 * 1024 * 1024;
+
+/// Most events per request; larger batches should be split by the pipeline.
+pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/events")
+            .route(web::post().to(post_events))
+            .default_service(web::to(wrong_method)),
+    );
+}
+
+async fn post_events(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Payload,
+) -> ApiResult<HttpResponse> {
+    state.keys.authorize(&req, Scope::Events)?;
+    let ndjson = is_ndjson(&req)?;
+    let body = read_limited(body, MAX_EVENTS_BODY_BYTES).await?;
+    let events = if ndjson {
+        parse_ndjson(&body)?
+    } else {
+        parse_array(&body)?
+    };
+    if events.len() > MAX_EVENTS_PER_BATCH {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "{} events in one request; at most {MAX_EVENTS_PER_BATCH} are accepted",
+            events.len()
+        )));
+    }
+    let report = state.engine.ingest(events).await?;
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// JSON array (`application/json`, or no content type) or NDJSON (`application/x-ndjson`).
+fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
+    let Some(content_type) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else {
+        return Ok(false);
+    };
+    let essence = content_type
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "application/json" | "" => Ok(false),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(true),
+        other => Err(ApiError::UnsupportedMediaType(format!(
+            "content type {other:?} is not accepted; send application/json (an array of events) \
+             or application/x-ndjson (one event per line)"
+        ))),
+    }
+}
+
+/// The array must be JSON; each element is decoded on its own so one bad event is only a
+/// rejection of that event.
+fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+    let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::BadRequest(format!("the body must be a JSON array of events: {e}"))
+    })?;
+    Ok(items.into_iter().map(decode_event).collect())
+}
+
+/// One event per line; blank lines are skipped; a malformed line rejects only that event.
+fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+    let text = std::str::from_utf8(body)
+        .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| format!("line {}: invalid JSON: {e}", n + 1))
+                .and_then(decode_event)
+        })
+        .collect())
+}
+
+fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
+    serde_json::from_value(value).map_err(|e| format!("not a valid event: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_ndjson_line_rejects_only_itself() {
+        let body = b"{\"id\":\"a\",\"experiment\":\"x\",\"unit\":\"u\"}\n\nnot json\n{\"id\":\"b\",\"experiment\":\"x\",\"token\":\"t\",\"reward\":0.5}\n";
+        let events = parse_ndjson(body).unwrap();
+        assert_eq!(events.len(), 3);
+        assert!(events[0].is_ok());
+        assert!(events[1].as_ref().unwrap_err().starts_with("line 3:"));
+        assert_eq!(events[2].as_ref().unwrap().reward, Some(0.5));
+    }
+
+    #[test]
+    fn an_array_element_with_an_unknown_field_rejects_only_itself() {
+        let body = br#"[{"id":"a","experiment":"x","unit":"u"},{"id":"b","experiment":"x","unit":"u","color":"red"}]"#;
+        let events = parse_array(body).unwrap();
+        assert!(events[0].is_ok());
+        assert!(events[1].as_ref().unwrap_err().contains("color"));
+    }
+
+    #[test]
+    fn a_body_that_is_not_an_array_is_a_bad_request() {
+        assert!(matches!(parse_array(b"{\"id\":1}"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(parse_array(b"[{"), Err(ApiError::BadRequest(_))));
+    }
+}

@@ -1,0 +1,32 @@
+//! `GET /healthz` (the process answers) and `GET /readyz` (it should get traffic).
+
+use std::sync::atomic::Ordering;
+
+use actix_web::{HttpResponse, web};
+
+use super::problem::{ApiError, ApiResult};
+use super::state::AppState;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Ready once the experiments are loaded and the store answers; not ready while draining.
+async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    if state.draining.load(Ordering::Acquire) {
+        return Err(ApiError::Unavailable("shutting down".to_owned()));
+    }
+    let catalog = state.engine.catalog();
+    if let Some(live) = catalog.all().next() {
+        state.engine.store().counters(&live.epoch).await?;
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "status": "ready",
+        "experiments": catalog.all().count(),
+    })))
+}

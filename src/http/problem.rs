@@ -1,0 +1,129 @@
+//! RFC 7807 `application/problem+json` errors: every failure a client can cause gets a 4xx with
+//! a `detail` that says what was wrong and where; only store failures are 5xx.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::engine::EngineError;
+
+/// The problem document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+}
+
+/// Errors of the HTTP boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    MethodNotAllowed(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// Handler result alias.
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    fn slug_and_title(&self) -> (&'static str, &'static str) {
+        match self {
+            Self::BadRequest(_) => ("bad-request", "Bad request"),
+            Self::Unauthorized(_) => ("unauthorized", "Missing or wrong API key"),
+            Self::NotFound(_) => ("not-found", "Not found"),
+            Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
+            Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::Engine(EngineError::UnknownExperiment(_)) => {
+                ("unknown-experiment", "Unknown experiment")
+            }
+            Self::Engine(EngineError::Draft(_)) => ("experiment-not-served", "Experiment not served"),
+            Self::Engine(EngineError::UnknownRevision { .. }) => {
+                ("unknown-revision", "Unknown revision")
+            }
+            Self::Engine(EngineError::Store(_)) => ("store-unavailable", "Storage unavailable"),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_)
+            | Self::Engine(
+                EngineError::UnknownExperiment(_)
+                | EngineError::Draft(_)
+                | EngineError::UnknownRevision { .. },
+            ) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable(_) | Self::Engine(EngineError::Store(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let (slug, title) = self.slug_and_title();
+        let problem = Problem {
+            kind: format!("https://banditd.dev/problems/{slug}"),
+            title,
+            status: status.as_u16(),
+            detail: self.to_string(),
+        };
+        let mut response = HttpResponse::build(status);
+        response.insert_header(ContentType(
+            "application/problem+json"
+                .parse()
+                .unwrap_or(mime_json_fallback()),
+        ));
+        if let Self::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.body(serde_json::to_string(&problem).unwrap_or_default())
+    }
+}
+
+fn mime_json_fallback() -> actix_web::mime::Mime {
+    actix_web::mime::APPLICATION_JSON
+}
+
+/// Query-string decoding errors (`?count=maybe`) as problems.
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::BadRequest(format!("invalid query string: {err}")).into()
+}
+
+/// Unknown routes.
+pub async fn no_route(req: HttpRequest) -> ApiError {
+    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
+}
+
+/// Known routes, wrong method.
+pub async fn wrong_method(req: HttpRequest) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method(), req.path()))
+}

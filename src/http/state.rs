@@ -1,0 +1,15 @@
+//! The one piece of shared state every handler sees.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::auth::Keys;
+use crate::engine::Engine;
+
+#[derive(Debug)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub keys: Keys,
+    /// Set when shutdown begins, so `/readyz` takes the node out of rotation.
+    pub draining: AtomicBool,
+}

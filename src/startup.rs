@@ -1,0 +1,210 @@
+//! Building the running service from a [`Config`]: open the store, load the experiments, bind
+//! the socket. `main` and the integration tests both start the server through [`Application`].
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::{App, HttpServer, web};
+use rand::RngExt;
+
+use crate::engine::{Engine, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
+use crate::http::{self, AppState, Keys};
+use crate::spec::SpecError;
+use crate::store::{SledStore, Store, StoreError};
+
+/// How often expired event ids and token marks are swept from the store.
+pub const EXPIRE_INTERVAL_SECS: u64 = 60;
+
+/// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
+pub const SHUTDOWN_GRACE_SECS: u64 = 30;
+
+/// Everything `banditd serve` is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bind: String,
+    pub data_dir: PathBuf,
+    pub experiments: PathBuf,
+    pub environment: Option<String>,
+    pub workers: usize,
+    pub cors_origins: Vec<String>,
+    pub keys: Keys,
+    pub token_secret: Option<String>,
+}
+
+/// Why the server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("the experiment folder is invalid:\n{}", format_spec_errors(.0))]
+    Experiments(Vec<SpecError>),
+    #[error("cannot open the data dir: {0}")]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
+    #[error("BANDITD_TOKEN_SECRET is {0} bytes; use at least {MIN_SECRET_BYTES} random bytes")]
+    WeakSecret(usize),
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind {
+        bind: String,
+        source: std::io::Error,
+    },
+}
+
+fn format_spec_errors(errors: &[SpecError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("  {e}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A bound, not yet running, server.
+pub struct Application {
+    server: Server,
+    addr: SocketAddr,
+    state: web::Data<AppState>,
+    store: Arc<dyn Store>,
+}
+
+impl Application {
+    /// Opens the store, loads the experiments and binds. Refuses to start on an invalid folder.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let experiments = crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
+            .map_err(StartupError::Experiments)?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+        let secret = match &config.token_secret {
+            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
+                return Err(StartupError::WeakSecret(secret.len()));
+            }
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => store.secret("token", &mut || {
+                let mut key = vec![0u8; 32];
+                rand::rng().fill(&mut key[..]);
+                key
+            })?,
+        };
+        let engine = Arc::new(
+            Engine::start(
+                experiments,
+                store.clone(),
+                TokenSigner::new(&secret),
+                Arc::new(SystemClock),
+            )
+            .await?,
+        );
+        let state = web::Data::new(AppState {
+            engine,
+            keys: config.keys.clone(),
+            draining: false.into(),
+        });
+        let listener = TcpListener::bind(&config.bind).map_err(|source| StartupError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+        let app_state = state.clone();
+        let origins = config.cors_origins.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(actix_web::middleware::Condition::new(
+                    !origins.is_empty(),
+                    cors(&origins),
+                ))
+                .app_data(app_state.clone())
+                .configure(http::configure)
+        })
+        .workers(config.workers.max(1))
+        .disable_signals()
+        .shutdown_signal(shutdown_requested(state.clone()))
+        .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+        .listen(listener)
+        .map_err(|source| StartupError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?
+        .run();
+        Ok(Self {
+            server,
+            addr,
+            state,
+            store,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then flushes the store.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let engine = self.state.engine.clone();
+        let sweeper = actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(EXPIRE_INTERVAL_SECS));
+            loop {
+                tick.tick().await;
+                match engine.expire().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(expired = n, "expired event ids"),
+                    Err(error) => tracing::warn!(%error, "expiry sweep failed"),
+                }
+            }
+        });
+        let served = self.server.await;
+        sweeper.abort();
+        self.state.draining.store(true, Ordering::Release);
+        if let Err(error) = self.store.shutdown().await {
+            tracing::error!(%error, "final flush failed");
+            return Err(std::io::Error::other(error.to_string()));
+        }
+        tracing::info!("stopped; store flushed");
+        served
+    }
+}
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    origins
+        .iter()
+        .fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            actix_web::http::header::CONTENT_TYPE,
+            actix_web::http::header::AUTHORIZATION,
+        ])
+        .max_age(3600)
+}
+
+/// Resolves on SIGTERM or SIGINT; marks the node as draining first so `/readyz` fails.
+async fn shutdown_requested(state: web::Data<AppState>) {
+    let reason = wait_for_signal().await;
+    tracing::info!(signal = reason, "shutting down: finishing in-flight requests");
+    state.draining.store(true, Ordering::Release);
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "ctrl-c"
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() -> &'static str {
+    let _ = tokio::signal::ctrl_c().await;
+    "ctrl-c"
+}
