@@ -1,0 +1,176 @@
+use serde_json::{Value, json};
+
+use crate::helpers::{PER_REQUEST, STICKY, TestApp, assert_problem};
+
+fn reasons(report: &Value) -> Vec<(u64, String)> {
+    report["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+#[test]
+fn a_unit_conversion_is_credited_to_its_arm() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let v = app.assign("headline", "u1")["variant"].as_str().unwrap().to_owned();
+    let report = app.post_events(&json!([{"id": "e1", "experiment": "headline", "unit": "u1", "reward": 0.25}]));
+    assert_eq!(report, json!({"applied": 1, "duplicate": 0, "rejected": 0, "rejections": []}));
+    let arm = app.arm("headline", &v);
+    assert_eq!(arm["rewards"], 0.25);
+    assert_eq!(arm["exposures"], 1);
+    assert_eq!(arm["rate"], 0.25);
+    // Beta(1 + 0.25, 1 + 1 − 0.25).
+    assert_eq!(arm["posterior"]["alpha"], 1.25);
+    assert_eq!(arm["posterior"]["beta"], 1.75);
+}
+
+#[test]
+fn a_tampered_token_is_rejected_and_the_genuine_one_applies() {
+    let app = TestApp::spawn(&[("ranking.yaml", PER_REQUEST)]);
+    let a = app.assign("ranking", "u1");
+    let token = a["token"].as_str().unwrap().to_owned();
+    let (claims, signature) = token.split_once('.').unwrap();
+    // Flip one character of the claims: the signature no longer matches.
+    let mut bytes = claims.as_bytes().to_vec();
+    bytes[3] = if bytes[3] == b'A' { b'B' } else { b'A' };
+    let forged = format!("{}.{signature}", String::from_utf8(bytes).unwrap());
+    let report = app.post_events(&json!([
+        {"id": "forged", "experiment": "ranking", "token": forged},
+        {"id": "garbage", "experiment": "ranking", "token": "not-a-token"},
+        {"id": "genuine", "experiment": "ranking", "token": token},
+    ]));
+    assert_eq!(report["applied"], 1, "{report}");
+    assert_eq!(reasons(&report), [(0, "bad_token".into()), (1, "bad_token".into())]);
+    let arm = app.arm("ranking", a["variant"].as_str().unwrap());
+    assert_eq!(arm["rewards"], 1.0);
+}
+
+#[test]
+fn duplicate_event_ids_apply_once_even_across_a_restart() {
+    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    for i in 0..5 {
+        app.assign("headline", &format!("u{i}"));
+    }
+    let batch: Vec<Value> = (0..5)
+        .map(|i| json!({"id": format!("e{i}"), "experiment": "headline", "unit": format!("u{i}")}))
+        .collect();
+    let first = app.post_events(&Value::Array(batch.clone()));
+    assert_eq!(first["applied"], 5);
+    let again = app.post_events(&Value::Array(batch.clone()));
+    assert_eq!((again["applied"].clone(), again["duplicate"].clone()), (json!(0), json!(5)));
+    app.restart();
+    let after = app.post_events(&Value::Array(batch));
+    assert_eq!((after["applied"].clone(), after["duplicate"].clone()), (json!(0), json!(5)));
+    let total: f64 = app.arms("headline").iter().map(|a| a["rewards"].as_f64().unwrap()).sum();
+    assert_eq!(total, 5.0);
+}
+
+#[test]
+fn every_bad_event_is_rejected_with_its_reason_and_the_rest_still_apply() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
+    app.assign("headline", "u1");
+    app.assign("headline", "u2");
+    let report = app.post_events(&json!([
+        {"id": "ok-1", "experiment": "headline", "unit": "u1"},
+        {"id": "x1", "experiment": "nope", "unit": "u1"},
+        {"id": "x2", "experiment": "headline", "unit": "never-seen"},
+        {"id": "x3", "experiment": "headline", "unit": "u2", "reward": 1.5},
+        {"id": "x4", "experiment": "headline", "unit": "u2", "reward": -0.1},
+        {"id": "x5", "experiment": "headline", "unit": "u1"},
+        {"id": "x6", "experiment": "ranking", "unit": "u1"},
+        {"id": "x7", "experiment": "headline", "unit": "u2", "timestamp": "2999-01-01T00:00:00Z"},
+        {"id": "x8", "experiment": "headline", "unit": "u2", "timestamp": "last tuesday"},
+        {"experiment": "headline", "unit": "u2"},
+        {"id": "x10", "experiment": "headline"},
+        "not an object",
+        {"id": "ok-2", "experiment": "headline", "unit": "u2", "reward": 0.5},
+    ]));
+    assert_eq!(report["applied"], 2, "{report}");
+    assert_eq!(report["rejected"], 11, "{report}");
+    assert_eq!(
+        reasons(&report),
+        [
+            (1, "unknown_experiment".into()),
+            (2, "unit_not_assigned".into()),
+            (3, "reward_out_of_range".into()),
+            (4, "reward_out_of_range".into()),
+            (5, "already_rewarded".into()),
+            (6, "token_required".into()),
+            (7, "timestamp_in_future".into()),
+            (8, "invalid_event".into()),
+            (9, "invalid_event".into()),
+            (10, "invalid_event".into()),
+            (11, "invalid_event".into()),
+        ]
+    );
+    for r in report["rejections"].as_array().unwrap() {
+        assert!(!r["detail"].as_str().unwrap().is_empty(), "{r}");
+    }
+}
+
+#[test]
+fn a_reward_after_the_window_is_rejected() {
+    let yaml = STICKY.replace("window: 7d", "window: 1s");
+    let app = TestApp::spawn(&[("headline.yaml", &yaml)]);
+    app.assign("headline", "u1");
+    app.assign("headline", "u2");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let report = app.post_events(&json!([
+        {"id": "late", "experiment": "headline", "unit": "u1", "timestamp": now_ms + 60_000},
+        {"id": "in-time", "experiment": "headline", "unit": "u2", "timestamp": now_ms},
+    ]));
+    assert_eq!(report["applied"], 1, "{report}");
+    assert_eq!(reasons(&report), [(0, "outside_window".into())]);
+}
+
+#[test]
+fn ndjson_bulk_events_apply_and_a_bad_line_is_rejected_alone() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let mut body = String::new();
+    for i in 0..200 {
+        app.assign("headline", &format!("u{i}"));
+        body.push_str(&format!(r#"{{"id":"e{i}","experiment":"headline","unit":"u{i}"}}"#));
+        body.push('\n');
+        if i == 100 {
+            body.push_str("{oops\n");
+        }
+    }
+    let r = app.post_raw("/v1/events", "application/x-ndjson", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["applied"], 200);
+    assert_eq!(reasons(&r.body), [(101, "invalid_event".into())]);
+}
+
+#[test]
+fn events_need_the_events_key_when_one_is_set() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_EVENTS_KEY", "pipeline-secret")],
+    );
+    app.assign("headline", "u1");
+    let events = json!([{"id": "e1", "experiment": "headline", "unit": "u1"}]);
+    assert_problem(&app.post_json("/v1/events", &events), 401, "BANDITD_EVENTS_KEY");
+    let wrong = app
+        .agent
+        .post(format!("{}/v1/events", app.address))
+        .header("authorization", "Bearer wrong")
+        .send_json(&events)
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let mut right = app
+        .agent
+        .post(format!("{}/v1/events", app.address))
+        .header("authorization", "Bearer pipeline-secret")
+        .send_json(&events)
+        .unwrap();
+    assert_eq!(right.status(), 200);
+    let report: Value = right.body_mut().read_json().unwrap();
+    assert_eq!(report["applied"], 1);
+    // Assign stays open.
+    assert_eq!(app.get("/v1/experiments/headline/assign?unit=u2").status, 200);
+}

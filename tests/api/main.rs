@@ -1,0 +1,8 @@
+//! Integration tests: the real binary, real HTTP, real sled files in temp dirs.
+
+mod assign;
+mod durability;
+mod errors;
+mod events;
+mod helpers;
+mod validate;
