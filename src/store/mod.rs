@@ -4,6 +4,19 @@
 //! implement the same trait for many replicas. Writes return futures that resolve only once the
 //! write is durable (group commit: many requests share one flush).
 
+mod apply;
+mod audit;
+mod codec;
+mod keys;
+mod overlay;
+mod sled;
+#[cfg(test)]
+mod test_support;
+mod writer;
+
+pub use self::audit::{AuditReport, CounterMismatch};
+pub use self::sled::SledStore;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

@@ -1,0 +1,198 @@
+//! What each write does, evaluated by the writer thread against a [`Txn`]: set-if-absent
+//! assignment, per-request exposures, at-most-once rewards, retention expiry, secrets.
+//!
+//! Every counter change is made next to the record change that implies it, in the same
+//! request, so the two always land in the same atomic commit.
+
+use super::codec::{self, TokenMark};
+use super::keys::{self, KIND_EVENT_ID, KIND_STICKY, KIND_TOKEN_MARK};
+use super::overlay::Txn;
+use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError};
+
+/// How long a token mark outlives its reward window. A token reward is accepted only while its
+/// mark would still be kept (see [`apply_token_reward`]), so this is the grace period for
+/// pipelines whose deliveries arrive late: an event that happened inside the window is still
+/// credited if it arrives within a day after the window closed.
+pub const TOKEN_MARK_SLACK_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
+/// if this call inserted it.
+pub fn insert_sticky(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    unit: &str,
+    record: StickyRecord,
+) -> Result<(StickyRecord, bool), StoreError> {
+    let key = keys::epoch_key(KIND_STICKY, epoch, unit);
+    if let Some(existing) = txn.get(&key)? {
+        return Ok((codec::decode_sticky(&existing)?.record, false));
+    }
+    txn.put(key, codec::encode_sticky(&record, txn.seq()));
+    txn.update_arm(epoch, &record.variant, |arm| arm.counters.exposures += 1);
+    Ok((record, true))
+}
+
+/// Counts one per-request exposure: the arm's per-request count is its own record.
+pub fn count_exposure(txn: &mut Txn<'_>, epoch: &Epoch, variant: &str) {
+    txn.update_arm(epoch, variant, |arm| {
+        arm.counters.exposures += 1;
+        arm.per_request += 1;
+    });
+}
+
+/// Applies rewards in order, each seeing the ones before it.
+pub fn apply_rewards(
+    txn: &mut Txn<'_>,
+    ops: &[RewardOp],
+) -> Result<Vec<RewardOutcome>, StoreError> {
+    ops.iter().map(|op| apply_reward(txn, op)).collect()
+}
+
+fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, StoreError> {
+    let id_key = keys::event_id_key(&op.epoch.experiment, &op.event_id);
+    if txn.get(&id_key)?.is_some() {
+        return Ok(RewardOutcome::Duplicate);
+    }
+    let outcome = match &op.target {
+        RewardTarget::Unit(unit) => apply_unit_reward(txn, op, unit)?,
+        RewardTarget::Token {
+            assignment_id,
+            variant,
+            issued_ms,
+        } => apply_token_reward(txn, op, assignment_id, variant, *issued_ms)?,
+    };
+    if matches!(outcome, RewardOutcome::Applied { .. }) {
+        // Kept a full window after arrival: a retry within the window is always recognised.
+        let expiry_ms = op.now_ms.saturating_add(op.window_ms);
+        txn.put(keys::expiry_key(expiry_ms, &id_key), Vec::new());
+        txn.put(id_key, codec::encode_u64(expiry_ms).to_vec());
+    }
+    Ok(outcome)
+}
+
+/// A unit's reward lives in its sticky record, which is never removed: so the at-most-once
+/// guarantee for units does not depend on event-id retention at all.
+fn apply_unit_reward(
+    txn: &mut Txn<'_>,
+    op: &RewardOp,
+    unit: &str,
+) -> Result<RewardOutcome, StoreError> {
+    let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
+    let Some(bytes) = txn.get(&key)? else {
+        return Ok(RewardOutcome::UnitNotAssigned);
+    };
+    let mut record = codec::decode_sticky(&bytes)?.record;
+    if op.occurred_ms > record.assigned_ms.saturating_add(op.window_ms) {
+        return Ok(RewardOutcome::OutsideWindow);
+    }
+    if record.reward.is_some() {
+        return Ok(RewardOutcome::AlreadyRewarded);
+    }
+    record.reward = Some(op.reward);
+    // Rewritten with this commit's sequence number: `sticky()` must not show the reward
+    // before it is durable either.
+    txn.put(key, codec::encode_sticky(&record, txn.seq()));
+    txn.update_arm(&op.epoch, &record.variant, |arm| {
+        arm.counters.reward_sum += op.reward
+    });
+    Ok(RewardOutcome::Applied {
+        variant: record.variant,
+    })
+}
+
+/// A token assignment has no record besides its mark, and the mark expires. So a token reward
+/// is refused once its mark would be due for removal (by the request's own clock, or because
+/// an `expire` already ran past it); otherwise a late retry could be credited twice.
+fn apply_token_reward(
+    txn: &mut Txn<'_>,
+    op: &RewardOp,
+    assignment_id: &str,
+    variant: &str,
+    issued_ms: u64,
+) -> Result<RewardOutcome, StoreError> {
+    let mark_key = keys::epoch_key(KIND_TOKEN_MARK, &op.epoch, assignment_id);
+    if txn.get(&mark_key)?.is_some() {
+        return Ok(RewardOutcome::AlreadyRewarded);
+    }
+    let window_end = issued_ms.saturating_add(op.window_ms);
+    let mark_expiry_ms = window_end.saturating_add(TOKEN_MARK_SLACK_MS);
+    if op.occurred_ms > window_end
+        || op.now_ms >= mark_expiry_ms
+        || mark_expiry_ms <= txn.expired_through()
+    {
+        return Ok(RewardOutcome::OutsideWindow);
+    }
+    let mark = TokenMark {
+        expiry_ms: mark_expiry_ms,
+        reward: op.reward,
+        variant: variant.to_owned(),
+    };
+    txn.put(keys::expiry_key(mark_expiry_ms, &mark_key), Vec::new());
+    txn.put(mark_key, codec::encode_token_mark(&mark));
+    txn.update_arm(&op.epoch, variant, |arm| {
+        arm.counters.reward_sum += op.reward
+    });
+    Ok(RewardOutcome::Applied {
+        variant: variant.to_owned(),
+    })
+}
+
+/// Whether an expire pass removed everything due, or stopped at its per-commit limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpireProgress {
+    Done(u64),
+    More(u64),
+}
+
+/// Removes up to `limit` event ids and token marks due at `now_ms`, folding each expiring
+/// mark's reward into its arm's folded total so the counters still equal what the records
+/// imply.
+pub fn expire(txn: &mut Txn<'_>, now_ms: u64, limit: usize) -> Result<ExpireProgress, StoreError> {
+    let (due, more) = txn.due_expiry_keys(now_ms, limit)?;
+    let mut removed = 0;
+    for index_key in due {
+        let (deadline, original) = keys::parse_expiry_key(&index_key)?;
+        let original = original.to_vec();
+        txn.remove(index_key);
+        let Some(value) = txn.get(&original)? else {
+            continue;
+        };
+        match original.first() {
+            Some(&KIND_EVENT_ID) => {
+                // A stale index entry (the id was re-applied later) leaves the newer id alone.
+                if codec::decode_u64(&value, "event id deadline")? == deadline {
+                    txn.remove(original);
+                    removed += 1;
+                }
+            }
+            Some(&KIND_TOKEN_MARK) => {
+                let mark = codec::decode_token_mark(&value)?;
+                if mark.expiry_ms == deadline {
+                    let (_, epoch, _) = keys::parse_epoch_key(&original)?;
+                    txn.update_arm(&epoch, &mark.variant, |arm| {
+                        arm.folded_reward += mark.reward
+                    });
+                    txn.remove(original);
+                    removed += 1;
+                }
+            }
+            _ => return Err(keys::corrupt("expiry index points at an unexpected record")),
+        }
+    }
+    txn.set_expired_through(now_ms);
+    Ok(if more {
+        ExpireProgress::More(removed)
+    } else {
+        ExpireProgress::Done(removed)
+    })
+}
+
+/// Returns the stored secret, or stores `candidate` if there is none.
+pub fn secret(txn: &mut Txn<'_>, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let key = keys::secret_key(name);
+    if let Some(existing) = txn.get(&key)? {
+        return Ok(codec::decode_secret(&existing)?.0);
+    }
+    txn.put(key, codec::encode_secret(&candidate, txn.seq()));
+    Ok(candidate)
+}

@@ -1,0 +1,160 @@
+//! Recomputes every arm's counters from the records and compares them with the stored
+//! counters: the check behind "counters always equal what the stored records imply, after any
+//! crash".
+//!
+//! Implied N = sticky records of the arm + its per-request exposure count. Implied R = rewards
+//! of its sticky records + rewards of its live token marks + rewards folded in from expired
+//! marks. This is a full scan (seconds for millions of units), meant for operators and tests,
+//! and it must see a quiescent store: [`super::SledStore::audit`] runs it on the writer thread
+//! between commits, or directly when the writer is gone.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::codec;
+use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK};
+use super::overlay::io;
+use super::{ArmCounters, Epoch, StoreError};
+
+/// An arm whose stored counters disagree with its records.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CounterMismatch {
+    pub epoch: Epoch,
+    pub variant: String,
+    /// What the arm's counter key holds (zero if it has none).
+    pub stored: ArmCounters,
+    /// What the records imply.
+    pub implied: ArmCounters,
+}
+
+/// The result of [`audit`].
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AuditReport {
+    /// Arms compared (the union of arms with counters and arms with records).
+    pub arms_checked: usize,
+    pub sticky_records: u64,
+    pub live_token_marks: u64,
+    pub mismatches: Vec<CounterMismatch>,
+}
+
+impl AuditReport {
+    /// True when every arm's counters equal what its records imply.
+    pub fn is_clean(&self) -> bool {
+        self.mismatches.is_empty()
+    }
+}
+
+#[derive(Default)]
+struct Implied {
+    counters: ArmCounters,
+    /// How many rewards were summed (bounds the rounding difference, see [`rewards_agree`]).
+    reward_terms: u64,
+}
+
+type ByArm<T> = BTreeMap<(Epoch, String), T>;
+
+/// Recomputes and compares; see the module docs. Undecodable records are an error, not a
+/// mismatch: the audit cannot say what they imply.
+pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
+    let mut report = AuditReport::default();
+    let mut implied: ByArm<Implied> = BTreeMap::new();
+    for item in db.scan_prefix([KIND_STICKY]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, _unit) = keys::parse_epoch_key(&key)?;
+        let record = codec::decode_sticky(&value)?.record;
+        let implied = implied.entry((epoch, record.variant)).or_default();
+        implied.counters.exposures += 1;
+        if let Some(reward) = record.reward {
+            implied.counters.reward_sum += reward;
+            implied.reward_terms += 1;
+        }
+        report.sticky_records += 1;
+    }
+    for item in db.scan_prefix([KIND_TOKEN_MARK]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, _assignment) = keys::parse_epoch_key(&key)?;
+        let mark = codec::decode_token_mark(&value)?;
+        let implied = implied.entry((epoch, mark.variant)).or_default();
+        implied.counters.reward_sum += mark.reward;
+        implied.reward_terms += 1;
+        report.live_token_marks += 1;
+    }
+    for item in db.scan_prefix([KIND_PER_REQUEST]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, variant) = keys::parse_epoch_key(&key)?;
+        let count = codec::decode_u64(&value, "per-request exposures")?;
+        implied
+            .entry((epoch, variant))
+            .or_default()
+            .counters
+            .exposures += count;
+    }
+    for item in db.scan_prefix([KIND_FOLDED]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, variant) = keys::parse_epoch_key(&key)?;
+        let folded = codec::decode_f64(&value, "folded reward")?;
+        let implied = implied.entry((epoch, variant)).or_default();
+        implied.counters.reward_sum += folded;
+        implied.reward_terms += 1;
+    }
+    let mut stored: HashMap<(Epoch, String), ArmCounters> = HashMap::new();
+    for item in db.scan_prefix([KIND_ARM]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, variant) = keys::parse_epoch_key(&key)?;
+        stored.insert((epoch, variant), codec::decode_arm(&value)?);
+    }
+    for key in stored.keys() {
+        implied.entry(key.clone()).or_default();
+    }
+    report.arms_checked = implied.len();
+    for ((epoch, variant), implied) in implied {
+        let stored = stored
+            .get(&(epoch.clone(), variant.clone()))
+            .copied()
+            .unwrap_or_default();
+        let terms = implied.reward_terms + implied.counters.exposures;
+        if stored.exposures != implied.counters.exposures
+            || !rewards_agree(stored.reward_sum, implied.counters.reward_sum, terms)
+        {
+            report.mismatches.push(CounterMismatch {
+                epoch,
+                variant,
+                stored,
+                implied: implied.counters,
+            });
+        }
+    }
+    Ok(report)
+}
+
+/// Whether two sums of the same rewards, added in different orders, agree up to rounding.
+///
+/// Recursive summation of n terms has absolute error at most (n − 1)·u·Σ|xᵢ| to first order,
+/// u = ε/2 the unit roundoff (Higham, *Accuracy and Stability of Numerical Algorithms*, 2nd ed.,
+/// §4.2, eq. 4.4). Two such sums differ by at most twice that; rewards are non-negative so
+/// Σ|xᵢ| is the sum itself. `terms` must bound n: the counter was built one reward at a time,
+/// and a folded total stands for many expired marks, each a reward to a token assignment, so
+/// the caller adds the arm's exposures (tokens are handed out with exposures) to the count.
+fn rewards_agree(stored: f64, implied: f64, terms: u64) -> bool {
+    let magnitude = stored.abs().max(implied.abs());
+    let tolerance = 2.0 * (terms as f64 + 1.0) * (f64::EPSILON / 2.0) * magnitude.max(1.0);
+    (stored - implied).abs() <= tolerance
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewards_that_differ_by_rounding_agree() {
+        let in_order: f64 = (0..1000).map(|i| f64::from(i) / 997.0).sum();
+        let reversed: f64 = (0..1000).rev().map(|i| f64::from(i) / 997.0).sum();
+        assert!(rewards_agree(in_order, reversed, 1000));
+    }
+
+    #[test]
+    fn rewards_that_differ_by_one_small_reward_do_not_agree() {
+        let sum: f64 = (0..1000).map(|i| f64::from(i) / 997.0).sum();
+        assert!(!rewards_agree(sum, sum + 0.001, 1000));
+        assert!(!rewards_agree(0.0, 1e-9, 1));
+    }
+}

@@ -1,0 +1,263 @@
+//! Hand-rolled binary values of the sled store. Fixed layouts rather than serde: a sticky
+//! record is the per-unit cost of the store (the disk budget is ~150 bytes per unit, key and
+//! sled overhead included), and decoding never trusts stored bytes: anything malformed is
+//! [`StoreError::Corrupt`], never a panic.
+
+use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
+use super::{ArmCounters, StickyRecord, StoreError};
+
+const REWARD_PRESENT: u8 = 0b1;
+
+/// A sticky record plus the group commit that last wrote it. A record is durable once that
+/// commit's sequence number is at most the store's durable sequence number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSticky {
+    pub record: StickyRecord,
+    pub seq: u64,
+}
+
+/// Layout: flags u8 · seq varint · assigned_ms varint · propensity f64 · variant (len-prefixed)
+/// · reward f64 if flagged. About 25 bytes for a short variant id.
+pub fn encode_sticky(record: &StickyRecord, seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + record.variant.len());
+    out.push(if record.reward.is_some() {
+        REWARD_PRESENT
+    } else {
+        0
+    });
+    put_varint(&mut out, seq);
+    put_varint(&mut out, record.assigned_ms);
+    out.extend_from_slice(&record.propensity.to_be_bytes());
+    put_bytes(&mut out, record.variant.as_bytes());
+    if let Some(reward) = record.reward {
+        out.extend_from_slice(&reward.to_be_bytes());
+    }
+    out
+}
+
+/// Inverse of [`encode_sticky`].
+pub fn decode_sticky(bytes: &[u8]) -> Result<StoredSticky, StoreError> {
+    let (&flags, rest) = bytes
+        .split_first()
+        .ok_or_else(|| corrupt("empty sticky record"))?;
+    if flags & !REWARD_PRESENT != 0 {
+        return Err(corrupt("unknown sticky record flags"));
+    }
+    let (seq, rest) = take_varint(rest)?;
+    let (assigned_ms, rest) = take_varint(rest)?;
+    let (propensity, rest) = take_f64(rest)?;
+    let (variant, rest) = take_bytes(rest)?;
+    let (reward, rest) = if flags & REWARD_PRESENT != 0 {
+        let (reward, rest) = take_f64(rest)?;
+        (Some(reward), rest)
+    } else {
+        (None, rest)
+    };
+    expect_end(rest, "sticky record")?;
+    let record = StickyRecord {
+        variant: utf8(variant, "variant id")?,
+        assigned_ms,
+        propensity,
+        reward,
+    };
+    Ok(StoredSticky { record, seq })
+}
+
+/// Layout: exposures u64 · reward_sum f64, both big-endian.
+pub fn encode_arm(counters: &ArmCounters) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    out.extend_from_slice(&counters.exposures.to_be_bytes());
+    out.extend_from_slice(&counters.reward_sum.to_be_bytes());
+    out
+}
+
+/// Inverse of [`encode_arm`].
+pub fn decode_arm(bytes: &[u8]) -> Result<ArmCounters, StoreError> {
+    let (exposures, rest) = take_u64(bytes)?;
+    let (reward_sum, rest) = take_f64(rest)?;
+    expect_end(rest, "arm counters")?;
+    Ok(ArmCounters {
+        exposures,
+        reward_sum,
+    })
+}
+
+/// A bare big-endian u64 (per-request exposures, event-id deadlines, meta values).
+pub fn encode_u64(value: u64) -> [u8; 8] {
+    value.to_be_bytes()
+}
+
+/// Inverse of [`encode_u64`].
+pub fn decode_u64(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
+    let (value, rest) = take_u64(bytes)?;
+    expect_end(rest, what)?;
+    Ok(value)
+}
+
+/// A bare big-endian f64 (folded token rewards).
+pub fn encode_f64(value: f64) -> [u8; 8] {
+    value.to_be_bytes()
+}
+
+/// Inverse of [`encode_f64`].
+pub fn decode_f64(bytes: &[u8], what: &str) -> Result<f64, StoreError> {
+    let (value, rest) = take_f64(bytes)?;
+    expect_end(rest, what)?;
+    Ok(value)
+}
+
+/// The credit mark of one token assignment: which arm got how much, and until when the mark
+/// must be kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenMark {
+    pub expiry_ms: u64,
+    pub reward: f64,
+    pub variant: String,
+}
+
+/// Layout: expiry_ms varint · reward f64 · variant (rest of the value).
+pub fn encode_token_mark(mark: &TokenMark) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18 + mark.variant.len());
+    put_varint(&mut out, mark.expiry_ms);
+    out.extend_from_slice(&mark.reward.to_be_bytes());
+    out.extend_from_slice(mark.variant.as_bytes());
+    out
+}
+
+/// Inverse of [`encode_token_mark`].
+pub fn decode_token_mark(bytes: &[u8]) -> Result<TokenMark, StoreError> {
+    let (expiry_ms, rest) = take_varint(bytes)?;
+    let (reward, rest) = take_f64(rest)?;
+    Ok(TokenMark {
+        expiry_ms,
+        reward,
+        variant: utf8(rest, "token variant id")?,
+    })
+}
+
+/// A secret plus the group commit that wrote it (same durability rule as sticky records).
+pub fn encode_secret(secret: &[u8], seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + secret.len());
+    put_varint(&mut out, seq);
+    out.extend_from_slice(secret);
+    out
+}
+
+/// Inverse of [`encode_secret`]: the secret bytes and their commit sequence number.
+pub fn decode_secret(bytes: &[u8]) -> Result<(Vec<u8>, u64), StoreError> {
+    let (seq, rest) = take_varint(bytes)?;
+    Ok((rest.to_vec(), seq))
+}
+
+fn take_f64(bytes: &[u8]) -> Result<(f64, &[u8]), StoreError> {
+    let (bits, rest) = take_u64(bytes)?;
+    Ok((f64::from_bits(bits), rest))
+}
+
+fn expect_end(rest: &[u8], what: &str) -> Result<(), StoreError> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        Err(corrupt(&format!("trailing bytes after {what}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(reward: Option<f64>) -> StickyRecord {
+        StickyRecord {
+            variant: "bold\0ünï".to_owned(),
+            assigned_ms: 1_700_000_000_123,
+            propensity: 0.123_456_789,
+            reward,
+        }
+    }
+
+    #[test]
+    fn sticky_records_round_trip_with_and_without_reward() {
+        for reward in [None, Some(0.0), Some(0.75), Some(1.0)] {
+            let bytes = encode_sticky(&record(reward), 12_345);
+            let back = decode_sticky(&bytes).unwrap();
+            assert_eq!(
+                back,
+                StoredSticky {
+                    record: record(reward),
+                    seq: 12_345
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_typical_sticky_record_is_small() {
+        let typical = StickyRecord {
+            variant: "control".to_owned(),
+            assigned_ms: 1_700_000_000_000,
+            propensity: 0.5,
+            reward: None,
+        };
+        // flags 1 + seq 3 + assigned_ms 6 + propensity 8 + variant 1+7 = 26 bytes.
+        assert_eq!(encode_sticky(&typical, 1_000_000).len(), 26);
+    }
+
+    #[test]
+    fn every_truncation_of_a_sticky_record_is_corrupt() {
+        let bytes = encode_sticky(&record(Some(0.5)), 99);
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(decode_sticky(&bytes[..len]), Err(StoreError::Corrupt(_))),
+                "prefix of length {len} decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_garbage_and_unknown_flags_are_corrupt() {
+        let mut bytes = encode_sticky(&record(None), 1);
+        bytes.push(0);
+        assert!(matches!(decode_sticky(&bytes), Err(StoreError::Corrupt(_))));
+        let mut flagged = encode_sticky(&record(None), 1);
+        flagged[0] = 0x80;
+        assert!(matches!(
+            decode_sticky(&flagged),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn arm_counters_and_token_marks_round_trip() {
+        let arm = ArmCounters {
+            exposures: 1 << 40,
+            reward_sum: 12_345.678,
+        };
+        assert_eq!(decode_arm(&encode_arm(&arm)).unwrap(), arm);
+        assert!(matches!(
+            decode_arm(&encode_arm(&arm)[..15]),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mark = TokenMark {
+            expiry_ms: 1_700_000_000_000,
+            reward: 0.25,
+            variant: "b/\0".to_owned(),
+        };
+        assert_eq!(decode_token_mark(&encode_token_mark(&mark)).unwrap(), mark);
+        assert!(matches!(
+            decode_token_mark(&[0x05, 1, 2]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn secrets_and_scalars_round_trip() {
+        let (secret, seq) = decode_secret(&encode_secret(&[0, 1, 255], 300)).unwrap();
+        assert_eq!((secret, seq), (vec![0, 1, 255], 300));
+        assert_eq!(decode_u64(&encode_u64(u64::MAX), "x").unwrap(), u64::MAX);
+        assert_eq!(decode_f64(&encode_f64(-0.5), "x").unwrap(), -0.5);
+        assert!(matches!(
+            decode_u64(&[1, 2, 3], "x"),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

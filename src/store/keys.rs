@@ -1,0 +1,313 @@
+//! Key layout of the sled store: every kind of record lives in ONE tree, told apart by a leading
+//! kind byte, because sled batches are atomic per tree and each group commit must be one atomic
+//! write (records and the counters they imply change together or not at all).
+//!
+//! Keys are unambiguous without escaping: every component except the last is self-delimiting
+//! (a LEB128 length prefix or a fixed-width integer), and the last component takes the rest of
+//! the key. So a unit, variant or event id may hold any bytes, `0x00` and `/` included. The
+//! epoch comes first so that one epoch's sticky records form one contiguous range.
+
+use super::{Epoch, StoreError};
+
+/// `meta/<name>`: store-wide values (batch sequence, expiry watermark, secrets).
+pub const KIND_META: u8 = 0x00;
+/// `(epoch, variant)` → N and R as the engine sees them.
+pub const KIND_ARM: u8 = 0x01;
+/// `(epoch, variant)` → per-request exposures (sticky exposures are their own records).
+pub const KIND_PER_REQUEST: u8 = 0x02;
+/// `(epoch, variant)` → rewards of token marks that have expired, folded into one number.
+pub const KIND_FOLDED: u8 = 0x03;
+/// `(epoch, unit)` → the unit's sticky assignment.
+pub const KIND_STICKY: u8 = 0x10;
+/// `(experiment, event id)` → the event's retention deadline.
+pub const KIND_EVENT_ID: u8 = 0x11;
+/// `(epoch, assignment id)` → the at-most-once credit mark of one token assignment.
+pub const KIND_TOKEN_MARK: u8 = 0x12;
+/// `(expiry_ms BE, original key)` → nothing: makes expiry a range scan instead of a full scan.
+pub const KIND_EXPIRY: u8 = 0x20;
+
+/// Meta key of the sequence number of the last committed group commit.
+pub const META_SEQ: &[u8] = b"\x00seq";
+/// Meta key of the highest `now_ms` ever handed to `expire`.
+pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
+
+/// Appends `value` as unsigned LEB128 (1 byte below 128, at most 10).
+pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        // Truncation intended: the low 7 bits plus the continuation flag.
+        out.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+/// Reads one LEB128 value from the front of `bytes`, returning it and the remaining bytes.
+pub fn take_varint(bytes: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    let mut value: u64 = 0;
+    for (i, &byte) in bytes.iter().enumerate().take(10) {
+        let bits = u64::from(byte & 0x7f);
+        let shift = 7 * i as u32;
+        if i == 9 && byte > 1 {
+            return Err(corrupt("varint overflows u64"));
+        }
+        value |= bits << shift;
+        if byte & 0x80 == 0 {
+            return Ok((value, &bytes[i + 1..]));
+        }
+    }
+    Err(corrupt("truncated varint"))
+}
+
+/// Appends a length-prefixed byte string.
+pub fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
+    put_varint(out, bytes.len() as u64);
+    out.extend_from_slice(bytes);
+}
+
+/// Reads one length-prefixed byte string from the front of `bytes`.
+pub fn take_bytes(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let (len, rest) = take_varint(bytes)?;
+    let len = usize::try_from(len).map_err(|_| corrupt("length does not fit in memory"))?;
+    if rest.len() < len {
+        return Err(corrupt("truncated byte string"));
+    }
+    Ok(rest.split_at(len))
+}
+
+/// Reads a fixed-width big-endian u64 from the front of `bytes`.
+pub fn take_u64(bytes: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    let (head, rest) = bytes
+        .split_first_chunk::<8>()
+        .ok_or_else(|| corrupt("truncated u64"))?;
+    Ok((u64::from_be_bytes(*head), rest))
+}
+
+/// Checks that stored bytes are the UTF-8 a `&str` of the API came from.
+pub fn utf8(bytes: &[u8], what: &str) -> Result<String, StoreError> {
+    std::str::from_utf8(bytes)
+        .map(str::to_owned)
+        .map_err(|_| corrupt(&format!("{what} is not UTF-8")))
+}
+
+/// A [`StoreError::Corrupt`] with a message.
+pub fn corrupt(message: &str) -> StoreError {
+    StoreError::Corrupt(message.to_owned())
+}
+
+fn epoch_prefix(kind: u8, epoch: &Epoch, tail_len: usize) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 2 + epoch.experiment.len() + 4 + tail_len);
+    key.push(kind);
+    put_bytes(&mut key, epoch.experiment.as_bytes());
+    key.extend_from_slice(&epoch.revision.to_be_bytes());
+    key
+}
+
+/// Key of a record that belongs to one epoch and is named by `tail` (unit, variant, token id).
+pub fn epoch_key(kind: u8, epoch: &Epoch, tail: &str) -> Vec<u8> {
+    let mut key = epoch_prefix(kind, epoch, tail.len());
+    key.extend_from_slice(tail.as_bytes());
+    key
+}
+
+/// Splits a key made by [`epoch_key`] back into its epoch and tail.
+pub fn parse_epoch_key(key: &[u8]) -> Result<(u8, Epoch, String), StoreError> {
+    let (&kind, rest) = key.split_first().ok_or_else(|| corrupt("empty key"))?;
+    let (experiment, rest) = take_bytes(rest)?;
+    let (revision, tail) = rest
+        .split_first_chunk::<4>()
+        .ok_or_else(|| corrupt("key lacks a revision"))?;
+    let epoch = Epoch {
+        experiment: utf8(experiment, "experiment id")?,
+        revision: u32::from_be_bytes(*revision),
+    };
+    Ok((kind, epoch, utf8(tail, "key tail")?))
+}
+
+/// Key of an applied event id. Keyed by experiment, not epoch: a pipeline retrying an event
+/// after a revision bump is still retrying the same event.
+pub fn event_id_key(experiment: &str, event_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 2 + experiment.len() + event_id.len());
+    key.push(KIND_EVENT_ID);
+    put_bytes(&mut key, experiment.as_bytes());
+    key.extend_from_slice(event_id.as_bytes());
+    key
+}
+
+/// Expiry-index entry for `original` (an event id or token mark key) that expires at
+/// `expiry_ms`. Big-endian so that sled's byte order is time order.
+pub fn expiry_key(expiry_ms: u64, original: &[u8]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + 8 + original.len());
+    key.push(KIND_EXPIRY);
+    key.extend_from_slice(&expiry_ms.to_be_bytes());
+    key.extend_from_slice(original);
+    key
+}
+
+/// Splits an expiry-index key into its deadline and the key it points at.
+pub fn parse_expiry_key(key: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+    match key.split_first() {
+        Some((&KIND_EXPIRY, rest)) => take_u64(rest),
+        _ => Err(corrupt("not an expiry-index key")),
+    }
+}
+
+/// Exclusive upper bound of the expiry-index entries due at `now_ms` (deadline <= now).
+pub fn expiry_due_end(now_ms: u64) -> Vec<u8> {
+    match now_ms.checked_add(1) {
+        Some(next) => expiry_key(next, &[]),
+        None => vec![KIND_EXPIRY + 1],
+    }
+}
+
+/// Meta key of the named secret.
+pub fn secret_key(name: &str) -> Vec<u8> {
+    let mut key = vec![KIND_META];
+    key.extend_from_slice(b"secret/");
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn epoch(experiment: &str, revision: u32) -> Epoch {
+        Epoch {
+            experiment: experiment.to_owned(),
+            revision,
+        }
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_width() {
+        for value in [
+            0,
+            1,
+            127,
+            128,
+            300,
+            16_383,
+            16_384,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            out.push(0xAB);
+            let (back, rest) = take_varint(&out).unwrap();
+            assert_eq!(back, value);
+            assert_eq!(rest, &[0xAB]);
+        }
+    }
+
+    #[test]
+    fn small_varints_take_one_byte() {
+        let mut out = Vec::new();
+        put_varint(&mut out, 127);
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn truncated_and_overlong_varints_are_corrupt() {
+        assert!(matches!(take_varint(&[0x80]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(take_varint(&[]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            take_varint(&[0xFF; 11]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            take_bytes(&[5, 1, 2]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn unit_keys_round_trip_for_awkward_units() {
+        let units = [
+            "",
+            "\0",
+            "a\0b",
+            "a/b",
+            "/",
+            "\0\0\0",
+            "ünïcødé-🎯",
+            "x".repeat(300).as_str(),
+        ]
+        .map(str::to_owned);
+        for unit in &units {
+            let ep = epoch("exp\0/odd", 7);
+            let key = epoch_key(KIND_STICKY, &ep, unit);
+            let (kind, back_epoch, back_unit) = parse_epoch_key(&key).unwrap();
+            assert_eq!(kind, KIND_STICKY);
+            assert_eq!(back_epoch, ep);
+            assert_eq!(&back_unit, unit);
+        }
+    }
+
+    #[test]
+    fn distinct_epoch_and_unit_pairs_never_share_a_key() {
+        // Without the length prefix, ("a", "b…") and ("ab", "…") could collide.
+        let pairs = [
+            (epoch("a", 1), "b"),
+            (epoch("ab", 1), ""),
+            (epoch("a", 1), "\0b"),
+            (epoch("a", 2), "b"),
+            (epoch("a\0", 1), "b"),
+            (epoch("", 1), "ab"),
+        ];
+        let keys: std::collections::HashSet<Vec<u8>> = pairs
+            .iter()
+            .map(|(ep, unit)| epoch_key(KIND_STICKY, ep, unit))
+            .collect();
+        assert_eq!(keys.len(), pairs.len());
+    }
+
+    #[test]
+    fn expiry_keys_sort_by_deadline_and_point_back_at_their_record() {
+        let original = event_id_key("exp", "evt\0/1");
+        let early = expiry_key(5, &original);
+        let late = expiry_key(256, b"\x00");
+        assert!(early < late);
+        assert!(late < expiry_due_end(256));
+        assert!(late >= expiry_due_end(255));
+        assert!(expiry_key(u64::MAX, &original) < expiry_due_end(u64::MAX));
+        let (deadline, back) = parse_expiry_key(&early).unwrap();
+        assert_eq!(deadline, 5);
+        assert_eq!(back, original.as_slice());
+    }
+
+    #[test]
+    fn meta_keys_sort_before_every_other_kind_and_never_collide() {
+        let secret = secret_key("seq");
+        for key in [META_SEQ, META_EXPIRED_THROUGH, secret.as_slice()] {
+            assert_eq!(key[0], KIND_META);
+        }
+        assert_ne!(secret.as_slice(), META_SEQ);
+        assert!(META_SEQ < [KIND_ARM].as_slice());
+    }
+
+    #[test]
+    fn malformed_keys_are_corrupt_not_panics() {
+        assert!(matches!(parse_epoch_key(&[]), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            parse_epoch_key(&[KIND_STICKY, 3, b'a']),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_epoch_key(&[KIND_STICKY, 1, b'a', 0]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_epoch_key(&[KIND_STICKY, 1, 0xFF, 0, 0, 0, 1]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_expiry_key(&[KIND_EXPIRY, 1]),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            parse_expiry_key(&[KIND_STICKY]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

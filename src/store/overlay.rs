@@ -1,0 +1,306 @@
+//! The writer's view of the store while it builds one group commit: sled state, overlaid by
+//! the batch's pending changes, overlaid by the current request's own changes.
+//!
+//! Two layers because the two scopes commit differently: the batch is written as one sled
+//! batch (so set-if-absent and event-id dedup must see earlier requests of the same batch), and
+//! a request is all-or-nothing inside it (if a request hits a corrupt record half-way, its
+//! earlier changes are dropped and the other requests of the batch still commit).
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::keys::{self, KIND_EXPIRY};
+use super::{ArmCounters, Epoch, StoreError};
+
+/// Everything the store keeps about one arm of one epoch.
+///
+/// `counters` is what the engine reads; the other two are the records that `counters` must
+/// agree with (besides sticky records and token marks), see `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ArmState {
+    pub counters: ArmCounters,
+    /// Per-request exposures: part of `counters.exposures`, but kept apart because they have
+    /// no record of their own.
+    pub per_request: u64,
+    /// Rewards of token marks that expired, part of `counters.reward_sum`.
+    pub folded_reward: f64,
+}
+
+/// Arm states by epoch, then variant (nested so lookups need no owned key).
+pub type ArmMap = HashMap<Epoch, HashMap<String, ArmState>>;
+
+/// Key → new value, or `None` for a removal.
+pub type WriteMap = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Maps a sled failure to the store's error.
+pub fn io(error: sled::Error) -> StoreError {
+    StoreError::Io(error.to_string())
+}
+
+/// The pending changes of one group commit.
+#[derive(Debug, Default)]
+pub struct BatchState {
+    /// Sequence number this commit will have once durable.
+    pub seq: u64,
+    pub writes: WriteMap,
+    pub arms: ArmMap,
+    pub expired_through: u64,
+}
+
+impl BatchState {
+    pub fn new(seq: u64, expired_through: u64) -> Self {
+        BatchState {
+            seq,
+            expired_through,
+            ..BatchState::default()
+        }
+    }
+
+    /// Folds one request's changes in, after the request succeeded.
+    pub fn merge(&mut self, changes: TxnChanges) {
+        self.writes.extend(changes.writes);
+        for (epoch, arms) in changes.arms {
+            self.arms.entry(epoch).or_default().extend(arms);
+        }
+        self.expired_through = self.expired_through.max(changes.expired_through);
+    }
+}
+
+/// One request's changes, ready to merge into the batch.
+#[derive(Debug)]
+pub struct TxnChanges {
+    writes: WriteMap,
+    arms: ArmMap,
+    expired_through: u64,
+}
+
+/// A request's read-write view. Reads fall through request → batch → durable arm state / sled.
+pub struct Txn<'a> {
+    db: &'a sled::Db,
+    durable_arms: &'a ArmMap,
+    batch: &'a BatchState,
+    writes: WriteMap,
+    arms: ArmMap,
+    expired_through: u64,
+}
+
+impl<'a> Txn<'a> {
+    pub fn new(db: &'a sled::Db, durable_arms: &'a ArmMap, batch: &'a BatchState) -> Self {
+        Txn {
+            db,
+            durable_arms,
+            batch,
+            writes: WriteMap::new(),
+            arms: ArmMap::new(),
+            expired_through: batch.expired_through,
+        }
+    }
+
+    /// The sequence number of the commit this request will be part of.
+    pub fn seq(&self) -> u64 {
+        self.batch.seq
+    }
+
+    /// The highest `now_ms` any `expire` has used, this request included.
+    pub fn expired_through(&self) -> u64 {
+        self.expired_through
+    }
+
+    pub fn set_expired_through(&mut self, now_ms: u64) {
+        self.expired_through = self.expired_through.max(now_ms);
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(value) = self.writes.get(key).or_else(|| self.batch.writes.get(key)) {
+            return Ok(value.clone());
+        }
+        Ok(self.db.get(key).map_err(io)?.map(|value| value.to_vec()))
+    }
+
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.writes.insert(key, Some(value));
+    }
+
+    pub fn remove(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// The arm's state as this request sees it.
+    pub fn arm(&self, epoch: &Epoch, variant: &str) -> ArmState {
+        [&self.arms, &self.batch.arms, self.durable_arms]
+            .into_iter()
+            .find_map(|layer| layer.get(epoch).and_then(|arms| arms.get(variant)))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Changes the arm's state (copying it into this request's layer first).
+    pub fn update_arm(&mut self, epoch: &Epoch, variant: &str, change: impl FnOnce(&mut ArmState)) {
+        let mut state = self.arm(epoch, variant);
+        change(&mut state);
+        let arms = match self.arms.get_mut(epoch) {
+            Some(arms) => arms,
+            None => self.arms.entry(epoch.clone()).or_default(),
+        };
+        arms.insert(variant.to_owned(), state);
+    }
+
+    /// Up to `limit` expiry-index keys due at `now_ms` (deadline <= now), in deadline order,
+    /// as this request sees them. The flag says whether sled may hold more than were looked at,
+    /// so the caller knows to continue in the next commit.
+    pub fn due_expiry_keys(
+        &self,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
+        let start = vec![KIND_EXPIRY];
+        let end = keys::expiry_due_end(now_ms);
+        let mut candidates: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
+        let mut truncated = false;
+        for (scanned, item) in self.db.range(start.clone()..end.clone()).enumerate() {
+            if scanned == limit {
+                truncated = true;
+                break;
+            }
+            let (key, _) = item.map_err(io)?;
+            candidates.insert(key.to_vec());
+        }
+        for layer in [&self.batch.writes, &self.writes] {
+            candidates.extend(
+                layer
+                    .range(start.clone()..end.clone())
+                    .map(|(key, _)| key.clone()),
+            );
+        }
+        let mut due = Vec::new();
+        for key in candidates {
+            if due.len() == limit {
+                truncated = true;
+                break;
+            }
+            if self.get(&key)?.is_some() {
+                due.push(key);
+            }
+        }
+        Ok((due, truncated))
+    }
+
+    pub fn finish(self) -> TxnChanges {
+        TxnChanges {
+            writes: self.writes,
+            arms: self.arms,
+            expired_through: self.expired_through,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_db() -> (tempfile::TempDir, sled::Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        (dir, db)
+    }
+
+    fn epoch() -> Epoch {
+        Epoch {
+            experiment: "exp".to_owned(),
+            revision: 1,
+        }
+    }
+
+    #[test]
+    fn reads_see_the_request_then_the_batch_then_sled() {
+        let (_dir, db) = temp_db();
+        db.insert(b"a", b"sled".to_vec()).unwrap();
+        db.insert(b"b", b"sled".to_vec()).unwrap();
+        let durable = ArmMap::new();
+        let mut batch = BatchState::new(1, 0);
+        batch.writes.insert(b"b".to_vec(), None);
+        batch.writes.insert(b"c".to_vec(), Some(b"batch".to_vec()));
+        let mut txn = Txn::new(&db, &durable, &batch);
+        txn.put(b"a".to_vec(), b"txn".to_vec());
+        assert_eq!(txn.get(b"a").unwrap(), Some(b"txn".to_vec()));
+        assert_eq!(txn.get(b"b").unwrap(), None);
+        assert_eq!(txn.get(b"c").unwrap(), Some(b"batch".to_vec()));
+        assert_eq!(txn.get(b"d").unwrap(), None);
+    }
+
+    #[test]
+    fn a_dropped_request_leaves_the_batch_untouched_and_a_finished_one_merges() {
+        let (_dir, db) = temp_db();
+        let durable = ArmMap::new();
+        let mut batch = BatchState::new(1, 0);
+        {
+            let mut txn = Txn::new(&db, &durable, &batch);
+            txn.put(b"x".to_vec(), b"1".to_vec());
+            txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
+        }
+        assert!(batch.writes.is_empty() && batch.arms.is_empty());
+        let mut txn = Txn::new(&db, &durable, &batch);
+        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
+        txn.set_expired_through(40);
+        let changes = txn.finish();
+        batch.merge(changes);
+        let txn = Txn::new(&db, &durable, &batch);
+        assert_eq!(txn.arm(&epoch(), "a").counters.exposures, 1);
+        assert_eq!(txn.expired_through(), 40);
+    }
+
+    #[test]
+    fn arm_updates_build_on_the_durable_state() {
+        let (_dir, db) = temp_db();
+        let mut durable = ArmMap::new();
+        let state = ArmState {
+            counters: ArmCounters {
+                exposures: 5,
+                reward_sum: 2.0,
+            },
+            ..ArmState::default()
+        };
+        durable
+            .entry(epoch())
+            .or_default()
+            .insert("a".to_owned(), state);
+        let batch = BatchState::new(1, 0);
+        let mut txn = Txn::new(&db, &durable, &batch);
+        txn.update_arm(&epoch(), "a", |arm| arm.counters.reward_sum += 0.5);
+        assert_eq!(
+            txn.arm(&epoch(), "a").counters,
+            ArmCounters {
+                exposures: 5,
+                reward_sum: 2.5
+            }
+        );
+        assert_eq!(txn.arm(&epoch(), "missing"), ArmState::default());
+    }
+
+    #[test]
+    fn due_expiry_keys_merge_layers_respect_deadlines_and_report_truncation() {
+        let (_dir, db) = temp_db();
+        for deadline in [10, 20, 30] {
+            db.insert(keys::expiry_key(deadline, b"s"), vec![]).unwrap();
+        }
+        let durable = ArmMap::new();
+        let mut batch = BatchState::new(1, 0);
+        batch.writes.insert(keys::expiry_key(10, b"s"), None);
+        batch
+            .writes
+            .insert(keys::expiry_key(15, b"b"), Some(vec![]));
+        let mut txn = Txn::new(&db, &durable, &batch);
+        txn.put(keys::expiry_key(20, b"t"), vec![]);
+        txn.put(keys::expiry_key(21, b"late"), vec![]);
+        let (due, more) = txn.due_expiry_keys(20, 100).unwrap();
+        let expected = vec![
+            keys::expiry_key(15, b"b"),
+            keys::expiry_key(20, b"s"),
+            keys::expiry_key(20, b"t"),
+        ];
+        assert_eq!(due, expected);
+        assert!(!more);
+        let (due, more) = txn.due_expiry_keys(30, 2).unwrap();
+        assert_eq!(due.len(), 2);
+        assert!(more);
+    }
+}

@@ -1,0 +1,314 @@
+//! [`SledStore`]: the embedded default backend. Writes go to one writer thread that group-
+//! commits them (see `writer`); reads of sticky assignments go straight to sled, without the
+//! channel or a lock, and wait only if the record's commit has not reached the disk yet.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::thread::JoinHandle;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{oneshot, watch};
+
+use super::audit::{self, AuditReport};
+use super::codec;
+use super::keys::{self, KIND_STICKY};
+use super::overlay::io;
+use super::writer::{self, Command, Shared, Writer};
+use super::{
+    ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, Store, StoreError, StoreFuture,
+};
+
+/// The embedded store: one sled database in a directory, one writer thread.
+pub struct SledStore {
+    shared: Arc<Shared>,
+    commands: mpsc::Sender<Command>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    ///
+    /// Startup reads only the per-arm counters and two meta values, never the assignments, so
+    /// it takes the same time for ten units as for ten million.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", dir.display())))?;
+        let db = open_db(dir)?;
+        let (arms, last_seq, expired_through) = writer::load(&db)?;
+        let (durable_tx, durable_rx) = watch::channel(last_seq);
+        let shared = Arc::new(Shared {
+            db,
+            // Everything on disk at open is durable: a record's commit wrote the sequence
+            // number in the same atomic batch.
+            durable_seq: AtomicU64::new(last_seq),
+            durable_rx,
+            counters: ArcSwap::from_pointee(writer::counter_view(&arms)),
+            flush_count: AtomicU64::new(0),
+            failure: OnceLock::new(),
+            #[cfg(test)]
+            flush_gate: Mutex::new(()),
+        });
+        let (commands, receiver) = mpsc::channel();
+        let writer = Writer::new(
+            Arc::clone(&shared),
+            durable_tx,
+            arms,
+            last_seq,
+            expired_through,
+        );
+        let handle = std::thread::Builder::new()
+            .name("banditd-store-writer".to_owned())
+            .spawn(move || writer.run(receiver))
+            .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
+        Ok(SledStore {
+            shared,
+            commands,
+            writer: Mutex::new(Some(handle)),
+        })
+    }
+
+    /// How many group commits (each one fsync) this handle's writer has made.
+    pub fn flush_count(&self) -> u64 {
+        self.shared.flush_count.load(Ordering::Relaxed)
+    }
+
+    /// Recomputes every arm's counters from the records and compares (see `audit`). Runs on
+    /// the writer thread between commits, so it sees a consistent store while writes pause;
+    /// after shutdown it reads the database directly. Blocks the calling thread.
+    pub fn audit(&self) -> Result<AuditReport, StoreError> {
+        let (reply, answer) = mpsc::channel();
+        if self.commands.send(Command::Audit { reply }).is_ok()
+            && let Ok(report) = answer.recv()
+        {
+            return report;
+        }
+        // The writer is gone, so nothing writes any more.
+        audit::audit(&self.shared.db)
+    }
+
+    fn await_reply<T: Send + 'static>(
+        &self,
+        command: Command,
+        answer: oneshot::Receiver<Result<T, StoreError>>,
+    ) -> StoreFuture<T> {
+        if self.commands.send(command).is_err() {
+            return ready(Err(self.shared.stopped_error()));
+        }
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(shared.stopped_error())) })
+    }
+
+    /// The unit's record as sled holds it now, durable or not.
+    fn stored_sticky(
+        &self,
+        epoch: &Epoch,
+        unit: &str,
+    ) -> Result<Option<codec::StoredSticky>, StoreError> {
+        let key = keys::epoch_key(KIND_STICKY, epoch, unit);
+        match self.shared.db.get(key).map_err(io)? {
+            Some(bytes) => codec::decode_sticky(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn is_durable(&self, seq: u64) -> bool {
+        seq <= self.shared.durable_seq.load(Ordering::Acquire)
+    }
+}
+
+/// How long `open` waits for the directory lock of a store that is still closing.
+const OPEN_LOCK_WAIT_MS: u64 = 1000;
+
+/// Opens sled, waiting briefly for the directory lock. sled 0.34 releases its lock from
+/// background I/O threads some milliseconds after the last handle is dropped (sled issues
+/// #1234, #1289), so an in-process reopen can race it. A lock held longer than
+/// [`OPEN_LOCK_WAIT_MS`] belongs to another live store, and that is a clear error.
+fn open_db(dir: &Path) -> Result<::sled::Db, StoreError> {
+    // Every commit fsyncs explicitly; sled's periodic background flush would only add I/O.
+    let config = ::sled::Config::new().path(dir).flush_every_ms(None);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(OPEN_LOCK_WAIT_MS);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34.7 reports lock contention only through this message (config.rs).
+            Err(::sled::Error::Io(error))
+                if error.to_string().starts_with("could not acquire lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Io(format!(
+                        "store directory {} is in use by another running store ({error})",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => return Err(io(error)),
+        }
+    }
+}
+
+fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {
+    Box::pin(std::future::ready(result))
+}
+
+/// Resolves once commit `seq` is on disk; fails if the writer stopped before that.
+async fn wait_durable(shared: Arc<Shared>, seq: u64) -> Result<(), StoreError> {
+    let mut durable = shared.durable_rx.clone();
+    let reached = durable
+        .wait_for(|&durable_seq| durable_seq >= seq)
+        .await
+        .is_ok();
+    if reached || shared.durable_seq.load(Ordering::Acquire) >= seq {
+        Ok(())
+    } else {
+        Err(shared.stopped_error())
+    }
+}
+
+impl Store for SledStore {
+    fn sticky(&self, epoch: &Epoch, unit: &str) -> StoreFuture<Option<StickyRecord>> {
+        match self.stored_sticky(epoch, unit) {
+            Ok(Some(stored)) if !self.is_durable(stored.seq) => {
+                let shared = Arc::clone(&self.shared);
+                Box::pin(async move {
+                    wait_durable(shared, stored.seq).await?;
+                    Ok(Some(stored.record))
+                })
+            }
+            Ok(stored) => ready(Ok(stored.map(|stored| stored.record))),
+            Err(error) => ready(Err(error)),
+        }
+    }
+
+    fn insert_sticky(
+        &self,
+        epoch: &Epoch,
+        unit: &str,
+        record: StickyRecord,
+    ) -> StoreFuture<(StickyRecord, bool)> {
+        // A durable record never changes its variant, so it can answer without the writer.
+        match self.stored_sticky(epoch, unit) {
+            Ok(Some(stored)) if self.is_durable(stored.seq) => {
+                return ready(Ok((stored.record, false)));
+            }
+            Err(error) => return ready(Err(error)),
+            Ok(_) => {}
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command::InsertSticky {
+            epoch: epoch.clone(),
+            unit: unit.to_owned(),
+            record,
+            reply,
+        };
+        self.await_reply(command, answer)
+    }
+
+    fn count_exposure(&self, epoch: &Epoch, variant: &str) {
+        let command = Command::CountExposure {
+            epoch: epoch.clone(),
+            variant: variant.to_owned(),
+        };
+        if self.commands.send(command).is_err() {
+            tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
+        }
+    }
+
+    fn apply_rewards(&self, ops: Vec<RewardOp>) -> StoreFuture<Vec<RewardOutcome>> {
+        if ops.is_empty() {
+            return ready(Ok(Vec::new()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.await_reply(Command::ApplyRewards { ops, reply }, answer)
+    }
+
+    fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>> {
+        let published = self.shared.counters.load();
+        let arms = published
+            .get(epoch)
+            .map(|arms| HashMap::clone(arms))
+            .unwrap_or_default();
+        ready(Ok(arms))
+    }
+
+    fn expire(&self, now_ms: u64) -> StoreFuture<u64> {
+        let (reply, answer) = oneshot::channel();
+        self.await_reply(
+            Command::Expire {
+                now_ms,
+                removed_before: 0,
+                reply,
+            },
+            answer,
+        )
+    }
+
+    /// Blocks the calling thread for one commit the first time a secret is made (a startup
+    /// call); later calls read it directly.
+    fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        if let Some(bytes) = self.shared.db.get(keys::secret_key(name)).map_err(io)? {
+            let (secret, seq) = codec::decode_secret(&bytes)?;
+            if self.is_durable(seq) {
+                return Ok(secret);
+            }
+        }
+        // The writer keeps the first candidate it sees; every caller gets that one, durable.
+        let (reply, answer) = mpsc::channel();
+        let command = Command::Secret {
+            name: name.to_owned(),
+            candidate: make(),
+            reply,
+        };
+        if self.commands.send(command).is_err() {
+            return Err(self.shared.stopped_error());
+        }
+        answer
+            .recv()
+            .unwrap_or_else(|_| Err(self.shared.stopped_error()))
+    }
+
+    fn shutdown(&self) -> StoreFuture<()> {
+        let (reply, answer) = oneshot::channel();
+        let shared = Arc::clone(&self.shared);
+        let sent = self.commands.send(Command::Shutdown { reply }).is_ok();
+        Box::pin(async move {
+            if sent && let Ok(result) = answer.await {
+                return result;
+            }
+            // Already stopped: fine after an earlier shutdown, an error after a failure.
+            match shared.failure.get() {
+                Some(failure) => Err(failure.clone()),
+                None => Ok(()),
+            }
+        })
+    }
+}
+
+impl Drop for SledStore {
+    /// Best effort: commits what is queued and waits for the writer, so that the database is
+    /// closed (and its directory lock released) when the handle is gone.
+    fn drop(&mut self) {
+        let (reply, _answer) = oneshot::channel();
+        let _ = self.commands.send(Command::Shutdown { reply });
+        let handle = self
+            .writer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(handle) = handle
+            && handle.join().is_err()
+        {
+            tracing::error!("store writer thread panicked");
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "sled_tests.rs"]
+mod tests;
+
+#[cfg(test)]
+#[path = "sled_durability_tests.rs"]
+mod durability_tests;

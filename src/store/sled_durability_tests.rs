@@ -1,0 +1,313 @@
+//! Durability and consistency of [`SledStore`]: group commit, nothing shown before it is on
+//! disk, counters that always equal what the records imply.
+
+use std::collections::HashMap;
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::*;
+use crate::store::CounterMismatch;
+use crate::store::test_support::*;
+use crate::store::writer::MAX_EXPIRE_PER_BATCH;
+
+fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {
+    let mut context = Context::from_waker(Waker::noop());
+    future.as_mut().poll(&mut context).is_pending()
+}
+
+#[test]
+fn two_hundred_concurrent_inserts_share_a_few_flushes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // All 200 commands are queued by this loop (microseconds) before the first can be
+    // answered, and the writer takes everything queued into each commit. To use 50 or more
+    // fsyncs it would have to wake, apply and fsync 50 times while this loop runs. Once per
+    // request, as a naive store would, is exactly 200.
+    let inserts: Vec<_> = (0..200)
+        .map(|unit| store.insert_sticky(&epoch(), &format!("u{unit}"), record("control", T0_MS)))
+        .collect();
+    let inserted = block_on(async {
+        let mut inserted = 0;
+        for insert in inserts {
+            inserted += u64::from(insert.await.unwrap().1);
+        }
+        inserted
+    });
+    assert_eq!(inserted, 200);
+    assert!(
+        store.flush_count() < 200 / 4,
+        "{} flushes for 200 inserts",
+        store.flush_count()
+    );
+    assert_eq!(
+        block_on(store.counters(&epoch())).unwrap()["control"].exposures,
+        200
+    );
+}
+
+#[test]
+fn nothing_is_shown_before_its_commit_is_on_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
+    let gate = store.shared.flush_gate.lock().unwrap();
+    let mut insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS));
+    // Wait until the writer applied the batch to sled and is stuck before its fsync.
+    while store.shared.db.get(&key).unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        is_pending(&mut insert),
+        "the insert resolved before its fsync"
+    );
+    let mut read = store.sticky(&epoch(), "u1");
+    assert!(
+        is_pending(&mut read),
+        "sticky() showed a record a crash could take back"
+    );
+    let mut second_insert = store.insert_sticky(&epoch(), "u1", record("control", T0_MS));
+    assert!(
+        is_pending(&mut second_insert),
+        "insert_sticky() answered from a record not on disk"
+    );
+    assert!(block_on(store.counters(&epoch())).unwrap().is_empty());
+    drop(gate);
+    assert_eq!(block_on(insert).unwrap(), (record("bold", T0_MS), true));
+    assert_eq!(block_on(read).unwrap(), Some(record("bold", T0_MS)));
+    assert_eq!(
+        block_on(second_insert).unwrap(),
+        (record("bold", T0_MS), false)
+    );
+    assert_eq!(
+        block_on(store.counters(&epoch())).unwrap()["bold"].exposures,
+        1
+    );
+}
+
+#[test]
+fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS))).unwrap();
+    let before = store.flush_count();
+    let gate = store.shared.flush_gate.lock().unwrap();
+    let rewards = store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]);
+    let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
+    while codec::decode_sticky(&store.shared.db.get(&key).unwrap().unwrap())
+        .unwrap()
+        .record
+        .reward
+        .is_none()
+    {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut read = store.sticky(&epoch(), "u1");
+    assert!(is_pending(&mut read));
+    assert_eq!(
+        block_on(store.counters(&epoch())).unwrap()["bold"].reward_sum,
+        0.0
+    );
+    drop(gate);
+    block_on(rewards).unwrap();
+    assert_eq!(block_on(read).unwrap().unwrap().reward, Some(1.0));
+    assert_eq!(store.flush_count(), before + 1);
+}
+
+#[test]
+fn the_audit_is_clean_after_a_random_workload_and_counters_match_the_outcomes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(0x5EED_0001);
+    let variants = ["control", "bold", "calm"];
+    // Expected counters, kept from what the store answered (inserted / Applied).
+    let mut expected: HashMap<String, ArmCounters> = HashMap::new();
+    {
+        let store = open(dir.path());
+        let mut now = T0_MS;
+        for round in 0..40 {
+            let mut inserts = Vec::new();
+            for _ in 0..25 {
+                let unit = format!("u{}", rng.random_range(0..300u32));
+                let variant = variants[rng.random_range(0..variants.len())];
+                inserts.push(store.insert_sticky(&epoch(), &unit, record(variant, now)));
+                if rng.random_bool(0.3) {
+                    let variant = variants[rng.random_range(0..variants.len())];
+                    store.count_exposure(&epoch(), variant);
+                    expected.entry(variant.to_owned()).or_default().exposures += 1;
+                }
+            }
+            let mut ops = Vec::new();
+            for _ in 0..20 {
+                let event_id = format!("e{}", rng.random_range(0..600u32));
+                let reward = f64::from(rng.random_range(0..=4u32)) / 4.0;
+                let at = now + rng.random_range(0..DAY_MS);
+                if rng.random_bool(0.5) {
+                    let unit = format!("u{}", rng.random_range(0..300u32));
+                    ops.push(unit_reward(&event_id, &unit, reward, at));
+                } else {
+                    let token = format!("a{}", rng.random_range(0..200u32));
+                    let variant = variants[rng.random_range(0..variants.len())];
+                    let issued = now.saturating_sub(rng.random_range(0..3 * DAY_MS));
+                    ops.push(token_reward(&event_id, &token, variant, issued, reward, at));
+                }
+            }
+            let rewards = store.apply_rewards(ops.clone());
+            block_on(async {
+                for insert in inserts {
+                    let (held, inserted) = insert.await.unwrap();
+                    if inserted {
+                        expected.entry(held.variant).or_default().exposures += 1;
+                    }
+                }
+                for (op, outcome) in ops.iter().zip(rewards.await.unwrap()) {
+                    if let RewardOutcome::Applied { variant } = outcome {
+                        expected.entry(variant).or_default().reward_sum += op.reward;
+                    }
+                }
+            });
+            now += DAY_MS / 2;
+            if round % 10 == 9 {
+                block_on(store.expire(now)).unwrap();
+            }
+        }
+        // Token marks expire and fold; the counters must not move.
+        block_on(store.expire(now + 30 * DAY_MS)).unwrap();
+        let report = store.audit().unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.live_token_marks, 0);
+    }
+    let store = open(dir.path());
+    let report = store.audit().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert!(
+        report.sticky_records > 200,
+        "the workload assigned {} units",
+        report.sticky_records
+    );
+    let counters = block_on(store.counters(&epoch())).unwrap();
+    assert_eq!(counters.len(), expected.len());
+    for (variant, want) in expected {
+        let got = counters[&variant];
+        assert_eq!(got.exposures, want.exposures, "arm {variant}");
+        // Quarter rewards are exact in binary, so the sums are exact too.
+        assert_eq!(got.reward_sum, want.reward_sum, "arm {variant}");
+    }
+}
+
+#[test]
+fn the_audit_detects_a_corrupted_counter() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        for unit in ["u1", "u2", "u3"] {
+            block_on(store.insert_sticky(&epoch(), unit, record("bold", T0_MS))).unwrap();
+        }
+        block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
+        assert!(store.audit().unwrap().is_clean());
+    }
+    {
+        let db = ::sled::open(dir.path()).unwrap();
+        let bad = ArmCounters {
+            exposures: 4,
+            reward_sum: 1.0,
+        };
+        db.insert(
+            keys::epoch_key(keys::KIND_ARM, &epoch(), "bold"),
+            codec::encode_arm(&bad),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let store = open(dir.path());
+    let report = store.audit().unwrap();
+    let expected = CounterMismatch {
+        epoch: epoch(),
+        variant: "bold".to_owned(),
+        stored: ArmCounters {
+            exposures: 4,
+            reward_sum: 1.0,
+        },
+        implied: ArmCounters {
+            exposures: 3,
+            reward_sum: 1.0,
+        },
+    };
+    assert_eq!(report.mismatches, vec![expected]);
+}
+
+#[test]
+fn expire_finishes_across_several_commits_past_the_per_commit_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let tokens = MAX_EXPIRE_PER_BATCH + 500;
+    let ops = (0..tokens)
+        .map(|i| {
+            token_reward(
+                &format!("e{i}"),
+                &format!("a{i}"),
+                "bold",
+                T0_MS,
+                1.0,
+                T0_MS,
+            )
+        })
+        .collect();
+    block_on(store.apply_rewards(ops)).unwrap();
+    let before = store.flush_count();
+    let removed = block_on(store.expire(T0_MS + 60 * DAY_MS)).unwrap();
+    assert_eq!(removed, 2 * tokens as u64, "every id and every mark");
+    let commits = store.flush_count() - before;
+    assert!(
+        commits >= 3,
+        "{} index entries need 3 commits of {MAX_EXPIRE_PER_BATCH}, took {commits}",
+        2 * tokens
+    );
+    let report = store.audit().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    let arm = block_on(store.counters(&epoch())).unwrap()["bold"];
+    assert_eq!(arm.reward_sum, tokens as f64);
+}
+
+#[test]
+fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for (unit, bytes) in [
+        ("empty", vec![]),
+        ("flags", vec![0xF0]),
+        ("cut", vec![0, 0x80]),
+    ] {
+        store
+            .shared
+            .db
+            .insert(keys::epoch_key(KIND_STICKY, &epoch(), unit), bytes)
+            .unwrap();
+        assert!(
+            matches!(
+                block_on(store.sticky(&epoch(), unit)),
+                Err(StoreError::Corrupt(_))
+            ),
+            "{unit}"
+        );
+    }
+}
+
+#[test]
+fn a_store_with_a_corrupt_counter_value_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = ::sled::open(dir.path()).unwrap();
+        db.insert(
+            keys::epoch_key(keys::KIND_ARM, &epoch(), "bold"),
+            vec![1, 2, 3],
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    assert!(matches!(
+        SledStore::open(dir.path()),
+        Err(StoreError::Corrupt(_))
+    ));
+}

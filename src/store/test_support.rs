@@ -1,0 +1,70 @@
+//! Builders shared by the store's tests.
+
+use std::future::Future;
+use std::path::Path;
+
+use super::{Epoch, RewardOp, RewardTarget, SledStore, StickyRecord};
+
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+pub const T0_MS: u64 = 1_700_000_000_000;
+
+/// Runs one future to completion on a fresh current-thread runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime builds")
+        .block_on(future)
+}
+
+pub fn open(dir: &Path) -> SledStore {
+    SledStore::open(dir).expect("store opens")
+}
+
+pub fn epoch() -> Epoch {
+    Epoch {
+        experiment: "homepage-headline".to_owned(),
+        revision: 1,
+    }
+}
+
+pub fn record(variant: &str, assigned_ms: u64) -> StickyRecord {
+    StickyRecord {
+        variant: variant.to_owned(),
+        assigned_ms,
+        propensity: 0.5,
+        reward: None,
+    }
+}
+
+/// A reward for a sticky unit that happened and arrived at `at_ms`, with a 7-day window.
+pub fn unit_reward(event_id: &str, unit: &str, reward: f64, at_ms: u64) -> RewardOp {
+    RewardOp {
+        epoch: epoch(),
+        event_id: event_id.to_owned(),
+        target: RewardTarget::Unit(unit.to_owned()),
+        reward,
+        occurred_ms: at_ms,
+        now_ms: at_ms,
+        window_ms: 7 * DAY_MS,
+    }
+}
+
+/// A reward for a token issued at `issued_ms`, happening and arriving at `at_ms`, 7-day window.
+pub fn token_reward(
+    event_id: &str,
+    assignment_id: &str,
+    variant: &str,
+    issued_ms: u64,
+    reward: f64,
+    at_ms: u64,
+) -> RewardOp {
+    RewardOp {
+        target: RewardTarget::Token {
+            assignment_id: assignment_id.to_owned(),
+            variant: variant.to_owned(),
+            issued_ms,
+        },
+        ..unit_reward(event_id, "", reward, at_ms)
+    }
+}
