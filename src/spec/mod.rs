@@ -1,2 +1,24 @@
 //! Experiment YAML: typed, validated experiment definitions. Pure: no file system access
 //! (see `crate::catalog` for reading a folder), so every rule is exactly testable.
+//! `parse_experiment` is the only way to build an `Experiment`; `check_set` adds the rules
+//! that span files.
+
+pub mod duration;
+pub mod error;
+mod fields;
+pub mod model;
+mod node;
+mod parse;
+mod set;
+
+pub use duration::HumanDuration;
+pub use error::{Position, SpecError};
+pub use model::{
+    AssignmentMode, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec, Status,
+    Variant, VariantId,
+};
+pub use parse::{
+    DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,
+    parse_experiment,
+};
+pub use set::check_set;

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::duration::HumanDuration;
+use super::error::Position;
 
 /// Experiment id: `[a-z0-9_-]{1,64}`, unique across the folder. Used in URLs and store keys.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -85,6 +86,24 @@ pub enum Status {
     Concluded,
 }
 
+impl Status {
+    /// The YAML spelling, e.g. `running`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Draft => "draft",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Concluded => "concluded",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How a unit maps to assignments.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -93,6 +112,22 @@ pub enum AssignmentMode {
     Sticky,
     /// A fresh draw on every call; every call is an exposure; rewards by token only.
     PerRequest,
+}
+
+impl AssignmentMode {
+    /// The YAML spelling, e.g. `per_request`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssignmentMode::Sticky => "sticky",
+            AssignmentMode::PerRequest => "per_request",
+        }
+    }
+}
+
+impl std::fmt::Display for AssignmentMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Beta prior parameters; both finite and > 0.
@@ -158,6 +193,9 @@ pub struct Experiment {
     pub variants: Vec<Variant>,
     /// File the experiment was read from, for messages.
     pub source: PathBuf,
+    /// Where the `id` value sits in `source`, so a clash between two files can name both
+    /// places (see `spec::check_set`).
+    pub id_position: Position,
 }
 
 impl Experiment {
