@@ -97,21 +97,27 @@ fn validate(args: &ValidateArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
+    // An empty variable (e.g. `BANDITD_EVENTS_KEY=` in a compose file) means "unset".
+    let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
     let config = Config {
         bind: args.bind,
         data_dir: args.data_dir,
         experiments: args.experiments,
-        environment: args.environment,
+        environment: set(args.environment),
         workers: args
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        cors_origins: args.cors_origins,
+        cors_origins: args
+            .cors_origins
+            .into_iter()
+            .filter(|o| !o.trim().is_empty())
+            .collect(),
         keys: Keys {
-            events: args.events_key,
-            admin: args.admin_key,
-            assign: args.assign_key,
+            events: set(args.events_key),
+            admin: set(args.admin_key),
+            assign: set(args.assign_key),
         },
-        token_secret: args.token_secret,
+        token_secret: set(args.token_secret),
     };
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone()).await?;

@@ -23,7 +23,12 @@ async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     }
     let catalog = state.engine.catalog();
     if let Some(live) = catalog.all().next() {
-        state.engine.store().counters(&live.epoch).await?;
+        state
+            .engine
+            .store()
+            .counters(&live.epoch)
+            .await
+            .map_err(crate::engine::EngineError::from)?;
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",

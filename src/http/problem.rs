@@ -119,11 +119,19 @@ pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest)
 }
 
 /// Unknown routes.
-pub async fn no_route(req: HttpRequest) -> ApiError {
-    ApiError::NotFound(format!("no route for {} {}", req.method(), req.path()))
+pub async fn no_route(req: HttpRequest) -> ApiResult<HttpResponse> {
+    Err(ApiError::NotFound(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
 }
 
 /// Known routes, wrong method.
-pub async fn wrong_method(req: HttpRequest) -> ApiError {
-    ApiError::MethodNotAllowed(format!("{} is not allowed on {}", req.method(), req.path()))
+pub async fn wrong_method(req: HttpRequest) -> ApiResult<HttpResponse> {
+    Err(ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}",
+        req.method(),
+        req.path()
+    )))
 }
