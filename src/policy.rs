@@ -1,5 +1,15 @@
 //! Allocation policy: which arm a request gets, and with what probability. Pure: the caller
 //! hands in the arms' state and the RNG; the simulator and the server share this code.
+//!
+//! Rules (DESIGN.md, "Allocation"): paused → the default arm, uncounted; fixed → the winner;
+//! adaptive → uniform over active arms during burn-in, then with probability K·min_share a
+//! uniform active arm (the floor), else Thompson sampling (Thompson 1933; Russo et al. 2018,
+//! "A Tutorial on Thompson Sampling", §3): one draw per active posterior, take the argmax.
+//! Every decision carries its propensity, P(this arm | state), so that logged assignments
+//! support unbiased off-policy estimates (inverse propensity weighting).
+
+use crate::stats::{BetaSampler, sample_beta};
+use rand::{Rng, RngExt};
 
 /// What the policy needs to know about one arm.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -28,8 +38,29 @@ pub enum Mode {
 /// Adaptive allocation knobs (from `policy:` in the YAML).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Params {
+    /// Uniform allocation until every active arm has this many exposures.
     pub burn_in: u64,
+    /// Share of traffic every active arm keeps. The floor's total K·min_share is capped at 1
+    /// (allocation is then uniform), and a negative or NaN value counts as 0.
     pub min_share: f64,
+}
+
+/// Why the policy could not choose an arm. The engine answers these by serving the default
+/// variant uncounted ("when anything fails", DESIGN.md) and logging the error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// Adaptive allocation with every arm retired.
+    #[error("no active arm to allocate traffic to")]
+    NoActiveArm,
+    /// A paused default or fixed winner that names no arm.
+    #[error("arm index {arm} is out of range for {arms} arms")]
+    ArmOutOfRange { arm: usize, arms: usize },
+    /// A fixed winner that has been retired: retired arms get no new traffic.
+    #[error("arm {0} is retired and cannot receive traffic as the fixed winner")]
+    RetiredWinner(usize),
+    /// `thompson_shares` must hold one entry per arm.
+    #[error("{shares} Thompson shares were given for {arms} arms")]
+    SharesLengthMismatch { shares: usize, arms: usize },
 }
 
 /// Which rule chose the arm.
@@ -53,3 +84,253 @@ pub struct Decision {
     pub counted: bool,
     pub reason: Reason,
 }
+
+/// Chooses an arm for one request. No heap allocation; O(K) work plus, on the Thompson branch,
+/// one Beta draw per active arm.
+///
+/// `thompson_shares[k]` is P(arm k wins the Thompson argmax) for the current posteriors,
+/// supplied by the caller (cached per posterior state). It only enters the propensity:
+/// whichever branch picks arm k, P(k) = floor/K + (1 − floor)·share_k with floor =
+/// min(K·min_share, 1), which equals [`allocation`]`(..)[k]`. Shares are sanitised the same
+/// way in both functions: retired arms, negatives and NaN count as 0, and the rest is
+/// renormalised to sum to 1 (uniform if nothing is left). If a Monte Carlo estimate gives
+/// the chosen arm a share of exactly 0 and there is no floor, the propensity is reported as
+/// `f64::MIN_POSITIVE` ("vanishingly rare") so that it stays in (0, 1].
+pub fn decide<R: Rng + ?Sized>(
+    mode: Mode,
+    params: Params,
+    arms: &[ArmView],
+    thompson_shares: &[f64],
+    rng: &mut R,
+) -> Result<Decision, PolicyError> {
+    match mode {
+        Mode::Paused { default } => {
+            check_index(default, arms)?;
+            Ok(certain(default, false, Reason::Paused))
+        }
+        Mode::Fixed { winner } => {
+            check_winner(winner, arms)?;
+            Ok(certain(winner, true, Reason::Fixed))
+        }
+        Mode::Adaptive => {
+            let plan = AdaptivePlan::new(params, arms, thompson_shares)?;
+            let (arm, reason) = if plan.burn_in {
+                (plan.uniform_active_arm(arms, rng), Reason::BurnIn)
+            } else if rng.random::<f64>() < plan.floor_total {
+                (plan.uniform_active_arm(arms, rng), Reason::Floor)
+            } else {
+                (thompson_winner(arms, rng), Reason::Thompson)
+            };
+            let propensity = plan
+                .propensity(arms, thompson_shares, arm)
+                .max(f64::MIN_POSITIVE);
+            Ok(Decision {
+                arm,
+                propensity,
+                counted: true,
+                reason,
+            })
+        }
+    }
+}
+
+/// The probability vector over arms that [`decide`] realises right now: the current traffic
+/// share of every arm (retired arms 0), summing to 1. `decide`'s propensity for arm k is
+/// exactly `allocation(..)[k]`. Fails in the same cases as `decide`.
+pub fn allocation(
+    mode: Mode,
+    params: Params,
+    arms: &[ArmView],
+    thompson_shares: &[f64],
+) -> Result<Vec<f64>, PolicyError> {
+    let one_hot = |chosen: usize| -> Vec<f64> {
+        (0..arms.len())
+            .map(|k| if k == chosen { 1.0 } else { 0.0 })
+            .collect()
+    };
+    match mode {
+        Mode::Paused { default } => check_index(default, arms).map(|()| one_hot(default)),
+        Mode::Fixed { winner } => check_winner(winner, arms).map(|()| one_hot(winner)),
+        Mode::Adaptive => {
+            let plan = AdaptivePlan::new(params, arms, thompson_shares)?;
+            Ok((0..arms.len())
+                .map(|k| {
+                    if arms[k].active {
+                        plan.propensity(arms, thompson_shares, k)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect())
+        }
+    }
+}
+
+/// Monte Carlo estimate of P(arm k wins the Thompson argmax) among active arms: the share of
+/// `draws` joint posterior draws that arm k wins (first arm on ties). Retired arms get 0;
+/// the result sums to 1 when any arm is active (uniform over active arms if `draws` is 0,
+/// all zeros if none is active). Standard error per entry: √(s(1−s)/draws).
+pub fn thompson_shares_mc<R: Rng + ?Sized>(
+    arms: &[ArmView],
+    draws: usize,
+    rng: &mut R,
+) -> Vec<f64> {
+    let active = arms.iter().filter(|arm| arm.active).count();
+    if active == 0 {
+        return vec![0.0; arms.len()];
+    }
+    if draws == 0 {
+        let uniform = 1.0 / active as f64;
+        return arms
+            .iter()
+            .map(|arm| if arm.active { uniform } else { 0.0 })
+            .collect();
+    }
+    let samplers: Vec<Option<BetaSampler>> = arms
+        .iter()
+        .map(|arm| {
+            arm.active
+                .then(|| BetaSampler::new_saturating(arm.alpha, arm.beta))
+        })
+        .collect();
+    let mut wins = vec![0u64; arms.len()];
+    for _ in 0..draws {
+        let winner =
+            first_argmax(samplers.iter().enumerate().filter_map(|(k, sampler)| {
+                sampler.as_ref().map(|sampler| (k, sampler.sample(rng)))
+            }));
+        if let Some(winner) = winner {
+            wins[winner] += 1;
+        }
+    }
+    wins.iter().map(|&w| w as f64 / draws as f64).collect()
+}
+
+/// What adaptive allocation needs, validated once per call.
+struct AdaptivePlan {
+    active: usize,
+    burn_in: bool,
+    /// min(K·min_share, 1): the probability of the floor branch.
+    floor_total: f64,
+    /// Sum of the sanitised shares of active arms, for renormalisation.
+    share_sum: f64,
+}
+
+impl AdaptivePlan {
+    fn new(params: Params, arms: &[ArmView], shares: &[f64]) -> Result<Self, PolicyError> {
+        if shares.len() != arms.len() {
+            return Err(PolicyError::SharesLengthMismatch {
+                shares: shares.len(),
+                arms: arms.len(),
+            });
+        }
+        let active = arms.iter().filter(|arm| arm.active).count();
+        if active == 0 {
+            return Err(PolicyError::NoActiveArm);
+        }
+        let burn_in_exposures = params.burn_in as f64;
+        let burn_in = arms
+            .iter()
+            .any(|arm| arm.active && arm.exposures < burn_in_exposures);
+        let min_share = if params.min_share > 0.0 {
+            params.min_share
+        } else {
+            0.0
+        };
+        let share_sum = (0..arms.len())
+            .map(|k| sanitised_share(arms, shares, k))
+            .sum();
+        Ok(Self {
+            active,
+            burn_in,
+            floor_total: (active as f64 * min_share).min(1.0),
+            share_sum,
+        })
+    }
+
+    /// P(arm k) for an active arm k.
+    fn propensity(&self, arms: &[ArmView], shares: &[f64], k: usize) -> f64 {
+        let uniform = 1.0 / self.active as f64;
+        if self.burn_in {
+            return uniform;
+        }
+        let thompson = if self.share_sum > 0.0 && self.share_sum.is_finite() {
+            sanitised_share(arms, shares, k) / self.share_sum
+        } else {
+            uniform
+        };
+        self.floor_total * uniform + (1.0 - self.floor_total) * thompson
+    }
+
+    fn uniform_active_arm<R: Rng + ?Sized>(&self, arms: &[ArmView], rng: &mut R) -> usize {
+        let target = rng.random_range(0..self.active);
+        arms.iter()
+            .enumerate()
+            .filter(|(_, arm)| arm.active)
+            .nth(target)
+            .map_or(0, |(k, _)| k) // `target < active` always finds an arm.
+    }
+}
+
+fn sanitised_share(arms: &[ArmView], shares: &[f64], k: usize) -> f64 {
+    let share = shares[k];
+    if arms[k].active && share.is_finite() && share > 0.0 {
+        share
+    } else {
+        0.0
+    }
+}
+
+/// One Thompson draw per active arm; the index of the largest (first on ties). Callers have
+/// checked that an active arm exists.
+fn thompson_winner<R: Rng + ?Sized>(arms: &[ArmView], rng: &mut R) -> usize {
+    let draws = arms
+        .iter()
+        .enumerate()
+        .filter(|(_, arm)| arm.active)
+        .map(|(k, arm)| (k, sample_beta(rng, arm.alpha, arm.beta)));
+    first_argmax(draws).unwrap_or(0)
+}
+
+/// Index of the largest value; the first one wins ties (strict comparison).
+fn first_argmax(values: impl Iterator<Item = (usize, f64)>) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (k, value) in values {
+        if best.is_none_or(|(_, best_value)| value > best_value) {
+            best = Some((k, value));
+        }
+    }
+    best.map(|(k, _)| k)
+}
+
+fn certain(arm: usize, counted: bool, reason: Reason) -> Decision {
+    Decision {
+        arm,
+        propensity: 1.0,
+        counted,
+        reason,
+    }
+}
+
+fn check_index(arm: usize, arms: &[ArmView]) -> Result<(), PolicyError> {
+    if arm < arms.len() {
+        Ok(())
+    } else {
+        Err(PolicyError::ArmOutOfRange {
+            arm,
+            arms: arms.len(),
+        })
+    }
+}
+
+fn check_winner(winner: usize, arms: &[ArmView]) -> Result<(), PolicyError> {
+    check_index(winner, arms)?;
+    if arms[winner].active {
+        Ok(())
+    } else {
+        Err(PolicyError::RetiredWinner(winner))
+    }
+}
+
+#[cfg(test)]
+mod tests;
