@@ -15,7 +15,13 @@ use crate::telemetry::{self, LogFormat};
 #[command(name = "banditd", version, about)]
 pub struct Cli {
     /// Log format.
-    #[arg(long, global = true, env = "BANDITD_LOG_FORMAT", value_enum, default_value = "pretty")]
+    #[arg(
+        long,
+        global = true,
+        env = "BANDITD_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty"
+    )]
     pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
@@ -47,7 +53,11 @@ pub struct ServeArgs {
     #[arg(long, env = "BANDITD_WORKERS")]
     pub workers: Option<usize>,
     /// Browser origin allowed by CORS, e.g. https://www.example.com (repeat or comma-separate).
-    #[arg(long = "cors-origin", env = "BANDITD_CORS_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long = "cors-origin",
+        env = "BANDITD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
     pub cors_origins: Vec<String>,
     /// Key required on /v1/events as `Authorization: Bearer <key>` (unset: open).
     #[arg(long, env = "BANDITD_EVENTS_KEY", hide_env_values = true)]

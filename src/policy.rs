@@ -72,6 +72,9 @@ pub enum Reason {
     BurnIn,
     Floor,
     Thompson,
+    /// The policy could not decide (inconsistent state); the engine served the default
+    /// variant uncounted rather than fail the request.
+    Fallback,
 }
 
 /// The policy's answer for one request.

@@ -74,8 +74,9 @@ pub struct Application {
 impl Application {
     /// Opens the store, loads the experiments and binds. Refuses to start on an invalid folder.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
-        let experiments = crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
-            .map_err(StartupError::Experiments)?;
+        let experiments =
+            crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
+                .map_err(StartupError::Experiments)?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
         let secret = match &config.token_secret {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
@@ -172,7 +173,9 @@ impl Application {
 fn cors(origins: &[String]) -> actix_cors::Cors {
     origins
         .iter()
-        .fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin))
+        .fold(actix_cors::Cors::default(), |cors, origin| {
+            cors.allowed_origin(origin)
+        })
         .allowed_methods(["GET", "POST"])
         .allowed_headers([
             actix_web::http::header::CONTENT_TYPE,
@@ -184,14 +187,20 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
 /// Resolves on SIGTERM or SIGINT; marks the node as draining first so `/readyz` fails.
 async fn shutdown_requested(state: web::Data<AppState>) {
     let reason = wait_for_signal().await;
-    tracing::info!(signal = reason, "shutting down: finishing in-flight requests");
+    tracing::info!(
+        signal = reason,
+        "shutting down: finishing in-flight requests"
+    );
     state.draining.store(true, Ordering::Release);
 }
 
 #[cfg(unix)]
 async fn wait_for_signal() -> &'static str {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => tokio::select! {
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",

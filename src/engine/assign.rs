@@ -86,7 +86,7 @@ impl Engine {
     ) -> Result<Assignment, EngineError> {
         let now_ms = self.clock.now_ms();
         self.refresh_if_stale(&live, now_ms).await;
-        let decision = {
+        let decided = {
             let snapshot = live.snapshot();
             policy::decide(
                 live.mode(),
@@ -95,6 +95,30 @@ impl Engine {
                 &snapshot.shares,
                 &mut rand::rng(),
             )
+        };
+        let decision = match decided {
+            Ok(decision) => decision,
+            Err(error) => {
+                // Serving the default beats failing the page; the log says why.
+                tracing::error!(experiment = %live.epoch.experiment, %error, "policy failed; serving the default variant");
+                let default = live
+                    .spec
+                    .variant_index(live.spec.default_variant.as_str())
+                    .unwrap_or(0);
+                return Ok(self.answer(
+                    live,
+                    unit,
+                    Decision {
+                        arm: default,
+                        propensity: 1.0,
+                        counted: false,
+                        reason: Reason::Fallback,
+                    },
+                    now_ms,
+                    false,
+                    false,
+                ));
+            }
         };
         if let Mode::Paused { .. } = live.mode() {
             return Ok(self.answer(live, unit, decision, now_ms, false, false));
@@ -108,7 +132,10 @@ impl Engine {
                 }
                 Ok(self.answer(live, unit, decision, now_ms, counted, counted))
             }
-            AssignmentMode::Sticky => self.assign_sticky(live, unit, decision, now_ms, count).await,
+            AssignmentMode::Sticky => {
+                self.assign_sticky(live, unit, decision, now_ms, count)
+                    .await
+            }
         }
     }
 

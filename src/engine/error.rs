@@ -8,7 +8,9 @@ pub enum EngineError {
     UnknownExperiment(String),
     #[error("experiment '{0}' is a draft and is not served; set `status: running` to serve it")]
     Draft(String),
-    #[error("experiment '{experiment}' has no revision {revision}; the loaded revision is {current}")]
+    #[error(
+        "experiment '{experiment}' has no revision {revision}; the loaded revision is {current}"
+    )]
     UnknownRevision {
         experiment: String,
         revision: u32,

@@ -165,7 +165,10 @@ impl Engine {
         if live.spec.status == Status::Draft {
             return Err((
                 R::ExperimentNotServed,
-                format!("experiment '{}' is a draft and has no assignments", event.experiment),
+                format!(
+                    "experiment '{}' is a draft and has no assignments",
+                    event.experiment
+                ),
             ));
         }
         let reward = event.reward.unwrap_or(1.0);
@@ -261,7 +264,13 @@ impl Engine {
 }
 
 impl EventBatchReport {
-    fn reject(&mut self, index: usize, id: Option<String>, reason: RejectionReason, detail: String) {
+    fn reject(
+        &mut self,
+        index: usize,
+        id: Option<String>,
+        reason: RejectionReason,
+        detail: String,
+    ) {
         self.rejected += 1;
         self.rejections.push(Rejection {
             index,
@@ -275,7 +284,9 @@ impl EventBatchReport {
 fn describe_target(op: &RewardOp) -> String {
     match &op.target {
         RewardTarget::Unit(unit) => format!("unit '{unit}'"),
-        RewardTarget::Token { variant, .. } => format!("the token's assignment (variant '{variant}')"),
+        RewardTarget::Token { variant, .. } => {
+            format!("the token's assignment (variant '{variant}')")
+        }
     }
 }
 
@@ -283,8 +294,11 @@ fn parse_timestamp(ts: &Timestamp) -> Result<u64, String> {
     match ts {
         Timestamp::Millis(ms) => Ok(*ms),
         Timestamp::Rfc3339(text) => {
-            let parsed = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                .map_err(|e| format!("timestamp {text:?} is not RFC 3339 (e.g. 2026-11-26T10:00:00Z): {e}"))?;
+            let parsed =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                    format!("timestamp {text:?} is not RFC 3339 (e.g. 2026-11-26T10:00:00Z): {e}")
+                })?;
             let ms = parsed.unix_timestamp_nanos() / 1_000_000;
             u64::try_from(ms).map_err(|_| format!("timestamp {text:?} is before 1970"))
         }

@@ -120,6 +120,7 @@ impl LiveExperiment {
     pub fn allocation(&self) -> Vec<f64> {
         let snapshot = self.snapshot();
         policy::allocation(self.mode(), self.params(), &snapshot.arms, &snapshot.shares)
+            .unwrap_or_else(|_| vec![0.0; snapshot.arms.len()])
     }
 }
 
@@ -140,7 +141,8 @@ fn build_snapshot<R: Rng + ?Sized>(
         .map(|(k, c)| {
             let prior = spec.arm_prior(k);
             let exposures = c.exposures as f64;
-            let posterior = Posterior::from_counts(prior.alpha, prior.beta, exposures, c.reward_sum);
+            let posterior =
+                Posterior::from_counts(prior.alpha, prior.beta, exposures, c.reward_sum);
             ArmView {
                 alpha: posterior.alpha,
                 beta: posterior.beta,

@@ -82,8 +82,14 @@ impl Engine {
                 revision: spec.revision,
             };
             let counters = store.counters(&epoch).await?;
-            let live = Arc::new(LiveExperiment::new(spec, &counters, now_ms, &mut rand::rng()));
-            set.by_id.insert(live.epoch.experiment.clone(), live.clone());
+            let live = Arc::new(LiveExperiment::new(
+                spec,
+                &counters,
+                now_ms,
+                &mut rand::rng(),
+            ));
+            set.by_id
+                .insert(live.epoch.experiment.clone(), live.clone());
             set.order.push(live);
         }
         Ok(Self {

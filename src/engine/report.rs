@@ -90,9 +90,16 @@ impl Engine {
                     .copied()
                     .unwrap_or_default();
                 let prior = spec.arm_prior(k);
-                let posterior =
-                    Posterior::from_counts(prior.alpha, prior.beta, c.exposures as f64, c.reward_sum);
-                let (lo, hi) = posterior.credible_interval(CREDIBLE_LEVEL);
+                let posterior = Posterior::from_counts(
+                    prior.alpha,
+                    prior.beta,
+                    c.exposures as f64,
+                    c.reward_sum,
+                );
+                // The level is a valid constant, so this only fails on corrupt shapes.
+                let (lo, hi) = posterior
+                    .credible_interval(CREDIBLE_LEVEL)
+                    .unwrap_or((f64::NAN, f64::NAN));
                 ArmReport {
                     variant: variant.id.as_str().to_owned(),
                     exposures: c.exposures,

@@ -43,8 +43,16 @@ mod tests {
 
     #[test]
     fn ordinary_ids_are_units() {
-        for ok in ["u1", "user@example.com", "séance-42", &"x".repeat(MAX_UNIT_BYTES)] {
-            assert_eq!(Unit::parse(ok).map(|u| u.as_str().to_owned()), Ok(ok.to_owned()));
+        for ok in [
+            "u1",
+            "user@example.com",
+            "séance-42",
+            &"x".repeat(MAX_UNIT_BYTES),
+        ] {
+            assert_eq!(
+                Unit::parse(ok).map(|u| u.as_str().to_owned()),
+                Ok(ok.to_owned())
+            );
         }
     }
 

@@ -43,7 +43,7 @@ struct AssignRequest {
 struct AssignQuery {
     unit: String,
     #[serde(default)]
-    count: Option<bool>,
+    count: Option<String>,
 }
 
 /// One assignment as the frontend reads it.
@@ -91,7 +91,10 @@ async fn assign_many(
     state.keys.authorize(&req, Scope::Assign)?;
     let body: AssignRequest = parse_json(&read_limited(body, MAX_ASSIGN_BODY_BYTES).await?)?;
     let unit = parse_unit(&body.unit)?;
-    let count = body.count.or(query.count).unwrap_or(true);
+    let count = body
+        .count
+        .or(parse_count(query.count.as_deref())?)
+        .unwrap_or(true);
     let assignments = state
         .engine
         .assign_many(&unit, body.experiments.as_deref(), count)
@@ -106,7 +109,19 @@ async fn assign_many(
 #[derive(Debug, Deserialize)]
 struct CountQuery {
     #[serde(default)]
-    count: Option<bool>,
+    count: Option<String>,
+}
+
+/// Parsed by hand so that the error names the parameter.
+fn parse_count(raw: Option<&str>) -> ApiResult<Option<bool>> {
+    match raw {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "query parameter `count` is {other:?}; use true or false"
+        ))),
+    }
 }
 
 async fn assign_one(
@@ -119,7 +134,11 @@ async fn assign_one(
     let unit = parse_unit(&query.unit)?;
     let assignment = state
         .engine
-        .assign(&id, &unit, query.count.unwrap_or(true))
+        .assign(
+            &id,
+            &unit,
+            parse_count(query.count.as_deref())?.unwrap_or(true),
+        )
         .await?;
     Ok(HttpResponse::Ok().json(AssignmentDto::from(&assignment)))
 }

@@ -58,7 +58,8 @@ impl Keys {
             )));
         };
         // Comparing digests keeps the comparison time independent of where the keys differ.
-        let matches = |key: &str| Sha256::digest(key.as_bytes()) == Sha256::digest(presented.as_bytes());
+        let matches =
+            |key: &str| Sha256::digest(key.as_bytes()) == Sha256::digest(presented.as_bytes());
         if matches(expected) || self.admin.as_deref().is_some_and(matches) {
             Ok(())
         } else {

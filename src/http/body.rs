@@ -8,10 +8,14 @@ use serde::de::DeserializeOwned;
 use super::problem::ApiError;
 
 /// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+pub async fn read_limited(
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::BadRequest(format!("could not read the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(format!(
                 "the body exceeds {limit} bytes; split it into smaller requests"
@@ -22,7 +26,18 @@ pub async fn read_limited(mut payload: web::Payload, limit: usize) -> Result<web
     Ok(body)
 }
 
-/// Decodes a JSON document, with the position of the first error.
+/// Decodes a JSON document; the error names the field path and the line and column.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            ApiError::BadRequest(format!("invalid JSON body: {}", e.inner()))
+        } else {
+            ApiError::BadRequest(format!("invalid JSON body: `{path}`: {}", e.inner()))
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    Ok(value)
 }

@@ -95,7 +95,14 @@ fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 }
 
 fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
-    serde_json::from_value(value).map_err(|e| format!("not a valid event: {e}"))
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        if path == "." {
+            format!("not a valid event: {}", e.inner())
+        } else {
+            format!("not a valid event: `{path}`: {}", e.inner())
+        }
+    })
 }
 
 #[cfg(test)]
@@ -122,7 +129,10 @@ mod tests {
 
     #[test]
     fn a_body_that_is_not_an_array_is_a_bad_request() {
-        assert!(matches!(parse_array(b"{\"id\":1}"), Err(ApiError::BadRequest(_))));
+        assert!(matches!(
+            parse_array(b"{\"id\":1}"),
+            Err(ApiError::BadRequest(_))
+        ));
         assert!(matches!(parse_array(b"[{"), Err(ApiError::BadRequest(_))));
     }
 }

@@ -19,9 +19,11 @@ pub use state::AppState;
 /// Mounts every route, the problem+json error handlers and the fallback for unknown routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(problem::query_error))
-        .app_data(web::PathConfig::default().error_handler(|err, _req| {
-            ApiError::BadRequest(format!("invalid path: {err}")).into()
-        }))
+        .app_data(
+            web::PathConfig::default().error_handler(|err, _req| {
+                ApiError::BadRequest(format!("invalid path: {err}")).into()
+            }),
+        )
         .configure(assign::configure)
         .configure(events::configure)
         .configure(experiments::configure)

@@ -55,7 +55,9 @@ impl ApiError {
             Self::Engine(EngineError::UnknownExperiment(_)) => {
                 ("unknown-experiment", "Unknown experiment")
             }
-            Self::Engine(EngineError::Draft(_)) => ("experiment-not-served", "Experiment not served"),
+            Self::Engine(EngineError::Draft(_)) => {
+                ("experiment-not-served", "Experiment not served")
+            }
             Self::Engine(EngineError::UnknownRevision { .. }) => {
                 ("unknown-revision", "Unknown revision")
             }
@@ -114,7 +116,10 @@ fn mime_json_fallback() -> actix_web::mime::Mime {
 }
 
 /// Query-string decoding errors (`?count=maybe`) as problems.
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     ApiError::BadRequest(format!("invalid query string: {err}")).into()
 }
 

@@ -26,7 +26,11 @@ fn sticky_unit_keeps_its_variant_across_calls_and_restarts() {
             assert_eq!(&variant(&app.assign("headline", &format!("user-{i}"))), v);
         }
     }
-    assert_eq!(total_exposures(&app, "headline"), 30, "counted once per unit");
+    assert_eq!(
+        total_exposures(&app, "headline"),
+        30,
+        "counted once per unit"
+    );
     app.restart();
     for (i, v) in first.iter().enumerate() {
         assert_eq!(&variant(&app.assign("headline", &format!("user-{i}"))), v);
@@ -56,7 +60,9 @@ fn per_request_assignments_spread_and_count_every_call() {
     let app = TestApp::spawn(&[("ranking.yaml", PER_REQUEST)]);
     let mut seen: HashMap<String, u32> = HashMap::new();
     for _ in 0..150 {
-        *seen.entry(variant(&app.assign("ranking", "same-user"))).or_default() += 1;
+        *seen
+            .entry(variant(&app.assign("ranking", "same-user")))
+            .or_default() += 1;
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
     app.let_posterior_refresh();
@@ -72,7 +78,10 @@ fn burn_in_is_uniform_with_propensity_one_over_k() {
     for i in 0..n {
         let a = app.assign("ranking", &format!("u{i}"));
         assert!((a["propensity"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
-        let k = ["a", "b", "c"].iter().position(|v| a["variant"] == *v).unwrap();
+        let k = ["a", "b", "c"]
+            .iter()
+            .position(|v| a["variant"] == *v)
+            .unwrap();
         counts[k] += 1.0;
     }
     // Chi-square with 2 degrees of freedom: P(X > 13.816) = 0.001.
@@ -103,13 +112,18 @@ fn min_share_floor_is_honoured_when_one_arm_dominates() {
     let n = 1000.0;
     let mut counts: HashMap<String, f64> = HashMap::new();
     for i in 0..n as usize {
-        *counts.entry(variant(&app.assign("ranking", &format!("u{i}")))).or_default() += 1.0;
+        *counts
+            .entry(variant(&app.assign("ranking", &format!("u{i}"))))
+            .or_default() += 1.0;
     }
     // The losers' Thompson win probability is ~0, so each gets the floor: 0.1 of traffic.
     let sigma = (0.1f64 * 0.9 / n).sqrt();
     for loser in ["b", "c"] {
         let share = counts.get(loser).copied().unwrap_or(0.0) / n;
-        assert!((share - 0.1).abs() <= 4.0 * sigma, "{loser}: {share} (σ = {sigma})");
+        assert!(
+            (share - 0.1).abs() <= 4.0 * sigma,
+            "{loser}: {share} (σ = {sigma})"
+        );
     }
 }
 
@@ -153,7 +167,11 @@ fn paused_experiment_serves_the_default_uncounted_and_without_token() {
 fn draft_experiment_is_not_served() {
     let draft = STICKY.replace("status: running", "status: draft");
     let app = TestApp::spawn(&[("headline.yaml", &draft), ("ranking.yaml", PER_REQUEST)]);
-    assert_problem(&app.get("/v1/experiments/headline/assign?unit=u1"), 404, "draft");
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u1"),
+        404,
+        "draft",
+    );
     let all = app.post_json("/v1/assign", &json!({"unit": "u1"}));
     assert_eq!(all.status, 200);
     let ids: Vec<&str> = all.body["assignments"]
@@ -178,7 +196,9 @@ fn concluded_experiment_serves_the_winner_to_everybody() {
 fn count_false_peeks_without_counting_or_storing() {
     let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
     for i in 0..10 {
-        let r = app.get(&format!("/v1/experiments/headline/assign?unit=u{i}&count=false"));
+        let r = app.get(&format!(
+            "/v1/experiments/headline/assign?unit=u{i}&count=false"
+        ));
         assert_eq!(r.status, 200);
         assert_eq!(r.body["counted"], false);
         assert_eq!(r.body["token"], Value::Null);

@@ -14,7 +14,10 @@ use crate::helpers::{STICKY, TestApp};
 fn assert_audit_clean(app: &TestApp) {
     let store = SledStore::open(&app.data_dir()).expect("reopen sled after the crash");
     let report = store.audit().expect("audit");
-    assert!(report.is_clean(), "counters disagree with records: {report:?}");
+    assert!(
+        report.is_clean(),
+        "counters disagree with records: {report:?}"
+    );
 }
 
 #[test]
@@ -43,13 +46,20 @@ fn kill_9_right_after_acked_events_loses_none_of_them() {
                 })
             })
             .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap()).collect()
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
     assert_eq!(acked.len(), units);
     app.kill9();
     assert_audit_clean(&app);
     app.start().expect("restart after kill -9");
-    let total: f64 = app.arms("headline").iter().map(|a| a["rewards"].as_f64().unwrap()).sum();
+    let total: f64 = app
+        .arms("headline")
+        .iter()
+        .map(|a| a["rewards"].as_f64().unwrap())
+        .sum();
     assert_eq!(total, units as f64);
     let retry: Vec<Value> = acked
         .iter()
@@ -110,7 +120,11 @@ fn kill_9_mid_stream_keeps_acked_writes_exactly_once_and_unacked_at_most_once() 
     assert!(acked.len() > 20, "the load ran: {} acked", acked.len());
     // A unit that was answered keeps its variant after the crash.
     for (unit, variant) in answered.lock().unwrap().iter() {
-        assert_eq!(app.assign("headline", unit)["variant"], variant.as_str(), "{unit}");
+        assert_eq!(
+            app.assign("headline", unit)["variant"],
+            variant.as_str(),
+            "{unit}"
+        );
     }
     // Re-sending everything is safe: acked ones are duplicates; the rest apply at most once.
     let resend: Vec<Value> = sent
@@ -120,8 +134,19 @@ fn kill_9_mid_stream_keeps_acked_writes_exactly_once_and_unacked_at_most_once() 
     let report = app.post_events(&Value::Array(resend));
     let duplicate = report["duplicate"].as_u64().unwrap() as usize;
     let applied = report["applied"].as_u64().unwrap() as usize;
-    assert!(duplicate >= acked.len(), "every acked event is already there: {report}");
+    assert!(
+        duplicate >= acked.len(),
+        "every acked event is already there: {report}"
+    );
     assert_eq!(applied + duplicate, sent.len(), "{report}");
-    let total: f64 = app.arms("headline").iter().map(|a| a["rewards"].as_f64().unwrap()).sum();
-    assert_eq!(total, sent.len() as f64, "each event applied exactly once in the end");
+    let total: f64 = app
+        .arms("headline")
+        .iter()
+        .map(|a| a["rewards"].as_f64().unwrap())
+        .sum();
+    assert_eq!(
+        total,
+        sent.len() as f64,
+        "each event applied exactly once in the end"
+    );
 }

@@ -10,23 +10,66 @@ fn each_class_of_bad_input_gets_its_4xx_problem() {
     assert_problem(&app.get("/v1/experiments/nope/assign?unit=u1"), 404, "nope");
     assert_problem(&app.get("/v1/experiments/nope"), 404, "nope");
     assert_problem(&app.get("/v1/experiments/headline/assign"), 400, "unit");
-    assert_problem(&app.get("/v1/experiments/headline/assign?unit="), 400, "empty");
-    assert_problem(&app.get("/v1/experiments/headline/assign?unit=u1&count=maybe"), 400, "count");
-    assert_problem(&app.post_raw("/v1/assign", "application/json", "{\"unit\": "), 400, "line 1");
-    assert_problem(&app.post_json("/v1/assign", &json!({"unit": 7})), 400, "unit");
-    assert_problem(&app.post_json("/v1/assign", &json!({"unit": "u", "colour": 1})), 400, "colour");
     assert_problem(
-        &app.post_json("/v1/assign", &json!({"unit": "u", "experiments": ["headline", "nope"]})),
+        &app.get("/v1/experiments/headline/assign?unit="),
+        400,
+        "empty",
+    );
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u1&count=maybe"),
+        400,
+        "count",
+    );
+    assert_problem(
+        &app.post_raw("/v1/assign", "application/json", "{\"unit\": "),
+        400,
+        "line 1",
+    );
+    assert_problem(
+        &app.post_json("/v1/assign", &json!({"unit": 7})),
+        400,
+        "unit",
+    );
+    assert_problem(
+        &app.post_json("/v1/assign", &json!({"unit": "u", "colour": 1})),
+        400,
+        "colour",
+    );
+    assert_problem(
+        &app.post_json(
+            "/v1/assign",
+            &json!({"unit": "u", "experiments": ["headline", "nope"]}),
+        ),
         404,
         "nope",
     );
     let long_unit = "x".repeat(300);
-    assert_problem(&app.post_json("/v1/assign", &json!({"unit": long_unit})), 400, "256");
+    assert_problem(
+        &app.post_json("/v1/assign", &json!({"unit": long_unit})),
+        400,
+        "256",
+    );
     let huge = format!("{{\"unit\": \"{}\"}}", "x".repeat(100_000));
-    assert_problem(&app.post_raw("/v1/assign", "application/json", &huge), 413, "bytes");
-    assert_problem(&app.post_raw("/v1/events", "application/json", "[{"), 400, "array");
-    assert_problem(&app.post_raw("/v1/events", "application/json", "{}"), 400, "array");
-    assert_problem(&app.post_raw("/v1/events", "text/csv", "a,b"), 415, "ndjson");
+    assert_problem(
+        &app.post_raw("/v1/assign", "application/json", &huge),
+        413,
+        "bytes",
+    );
+    assert_problem(
+        &app.post_raw("/v1/events", "application/json", "[{"),
+        400,
+        "array",
+    );
+    assert_problem(
+        &app.post_raw("/v1/events", "application/json", "{}"),
+        400,
+        "array",
+    );
+    assert_problem(
+        &app.post_raw("/v1/events", "text/csv", "a,b"),
+        415,
+        "ndjson",
+    );
     let too_many: Vec<_> = (0..10_001).map(|i| json!({"id": i.to_string()})).collect();
     assert_problem(&app.post_json("/v1/events", &json!(too_many)), 413, "10000");
     assert_problem(&app.get("/v1/nothing-here"), 404, "/v1/nothing-here");

@@ -7,16 +7,29 @@ fn reasons(report: &Value) -> Vec<(u64, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|r| (r["index"].as_u64().unwrap(), r["reason"].as_str().unwrap().to_owned()))
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["reason"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect()
 }
 
 #[test]
 fn a_unit_conversion_is_credited_to_its_arm() {
     let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
-    let v = app.assign("headline", "u1")["variant"].as_str().unwrap().to_owned();
-    let report = app.post_events(&json!([{"id": "e1", "experiment": "headline", "unit": "u1", "reward": 0.25}]));
-    assert_eq!(report, json!({"applied": 1, "duplicate": 0, "rejected": 0, "rejections": []}));
+    let v = app.assign("headline", "u1")["variant"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let report = app.post_events(
+        &json!([{"id": "e1", "experiment": "headline", "unit": "u1", "reward": 0.25}]),
+    );
+    assert_eq!(
+        report,
+        json!({"applied": 1, "duplicate": 0, "rejected": 0, "rejections": []})
+    );
     let arm = app.arm("headline", &v);
     assert_eq!(arm["rewards"], 0.25);
     assert_eq!(arm["exposures"], 1);
@@ -42,7 +55,10 @@ fn a_tampered_token_is_rejected_and_the_genuine_one_applies() {
         {"id": "genuine", "experiment": "ranking", "token": token},
     ]));
     assert_eq!(report["applied"], 1, "{report}");
-    assert_eq!(reasons(&report), [(0, "bad_token".into()), (1, "bad_token".into())]);
+    assert_eq!(
+        reasons(&report),
+        [(0, "bad_token".into()), (1, "bad_token".into())]
+    );
     let arm = app.arm("ranking", a["variant"].as_str().unwrap());
     assert_eq!(arm["rewards"], 1.0);
 }
@@ -59,11 +75,21 @@ fn duplicate_event_ids_apply_once_even_across_a_restart() {
     let first = app.post_events(&Value::Array(batch.clone()));
     assert_eq!(first["applied"], 5);
     let again = app.post_events(&Value::Array(batch.clone()));
-    assert_eq!((again["applied"].clone(), again["duplicate"].clone()), (json!(0), json!(5)));
+    assert_eq!(
+        (again["applied"].clone(), again["duplicate"].clone()),
+        (json!(0), json!(5))
+    );
     app.restart();
     let after = app.post_events(&Value::Array(batch));
-    assert_eq!((after["applied"].clone(), after["duplicate"].clone()), (json!(0), json!(5)));
-    let total: f64 = app.arms("headline").iter().map(|a| a["rewards"].as_f64().unwrap()).sum();
+    assert_eq!(
+        (after["applied"].clone(), after["duplicate"].clone()),
+        (json!(0), json!(5))
+    );
+    let total: f64 = app
+        .arms("headline")
+        .iter()
+        .map(|a| a["rewards"].as_f64().unwrap())
+        .sum();
     assert_eq!(total, 5.0);
 }
 
@@ -134,7 +160,9 @@ fn ndjson_bulk_events_apply_and_a_bad_line_is_rejected_alone() {
     let mut body = String::new();
     for i in 0..200 {
         app.assign("headline", &format!("u{i}"));
-        body.push_str(&format!(r#"{{"id":"e{i}","experiment":"headline","unit":"u{i}"}}"#));
+        body.push_str(&format!(
+            r#"{{"id":"e{i}","experiment":"headline","unit":"u{i}"}}"#
+        ));
         body.push('\n');
         if i == 100 {
             body.push_str("{oops\n");
@@ -154,7 +182,11 @@ fn events_need_the_events_key_when_one_is_set() {
     );
     app.assign("headline", "u1");
     let events = json!([{"id": "e1", "experiment": "headline", "unit": "u1"}]);
-    assert_problem(&app.post_json("/v1/events", &events), 401, "BANDITD_EVENTS_KEY");
+    assert_problem(
+        &app.post_json("/v1/events", &events),
+        401,
+        "BANDITD_EVENTS_KEY",
+    );
     let wrong = app
         .agent
         .post(format!("{}/v1/events", app.address))
@@ -172,5 +204,8 @@ fn events_need_the_events_key_when_one_is_set() {
     let report: Value = right.body_mut().read_json().unwrap();
     assert_eq!(report["applied"], 1);
     // Assign stays open.
-    assert_eq!(app.get("/v1/experiments/headline/assign?unit=u2").status, 200);
+    assert_eq!(
+        app.get("/v1/experiments/headline/assign?unit=u2").status,
+        200
+    );
 }

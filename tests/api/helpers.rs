@@ -1,7 +1,7 @@
 //! Spawns the real `banditd` binary on a temp data dir and talks HTTP to it.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -82,7 +82,10 @@ impl TestApp {
             address: String::new(),
             agent,
             child: None,
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             log: Arc::default(),
         };
         app.start().expect("server starts");
@@ -101,7 +104,15 @@ impl TestApp {
     pub fn start(&mut self) -> Result<(), String> {
         let mut command = Command::new(env!("CARGO_BIN_EXE_banditd"));
         command
-            .args(["--log-format", "json", "serve", "--bind", "127.0.0.1:0", "--workers", "2"])
+            .args([
+                "--log-format",
+                "json",
+                "serve",
+                "--bind",
+                "127.0.0.1:0",
+                "--workers",
+                "2",
+            ])
             .arg("--data-dir")
             .arg(self.data_dir())
             .arg("--experiments")
@@ -121,7 +132,10 @@ impl TestApp {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(at) = line.find("listening on http://") {
                     let rest = &line[at + "listening on http://".len()..];
-                    let addr: String = rest.chars().take_while(|c| *c != '"' && !c.is_whitespace()).collect();
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| *c != '"' && !c.is_whitespace())
+                        .collect();
                     let _ = tx.send(addr);
                 }
                 log.lock().unwrap().push(line);
@@ -154,7 +168,10 @@ impl TestApp {
     pub fn terminate(&mut self) -> Option<i32> {
         let mut child = self.child.take()?;
         let pid = child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
         child.wait().expect("wait").code()
     }
 
@@ -164,7 +181,11 @@ impl TestApp {
     }
 
     pub fn get(&self, path: &str) -> Reply {
-        let response = self.agent.get(format!("{}{path}", self.address)).call().expect("GET");
+        let response = self
+            .agent
+            .get(format!("{}{path}", self.address))
+            .call()
+            .expect("GET");
         reply(response)
     }
 
@@ -241,7 +262,11 @@ fn reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {
 /// Asserts an RFC 7807 problem with `status` whose detail mentions `needle`.
 pub fn assert_problem(reply: &Reply, status: u16, needle: &str) {
     assert_eq!(reply.status, status, "{}", reply.body);
-    assert_eq!(reply.content_type, "application/problem+json", "{}", reply.body);
+    assert_eq!(
+        reply.content_type, "application/problem+json",
+        "{}",
+        reply.body
+    );
     assert_eq!(reply.body["status"], status);
     let detail = reply.body["detail"].as_str().unwrap_or("");
     assert!(
@@ -257,8 +282,4 @@ pub fn chi_square(observed: &[f64], expected: &[f64]) -> f64 {
         .zip(expected)
         .map(|(o, e)| (o - e) * (o - e) / e)
         .sum()
-}
-
-pub fn write_experiment(dir: &Path, name: &str, text: &str) {
-    std::fs::write(dir.join(name), text).unwrap();
 }

@@ -21,7 +21,11 @@ fn validate_accepts_the_bundled_experiments() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("experiments");
     let (code, out) = validate(&[&dir]);
     assert_eq!(code, 0, "{out}");
-    assert_eq!(out.lines().filter(|l| l.starts_with("ok")).count(), 3, "{out}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("ok")).count(),
+        3,
+        "{out}"
+    );
 }
 
 #[test]
