@@ -209,3 +209,60 @@ fn events_need_the_events_key_when_one_is_set() {
         200
     );
 }
+
+#[test]
+fn tokens_stay_valid_across_a_restart_because_the_secret_is_kept() {
+    let mut app = TestApp::spawn(&[("ranking.yaml", PER_REQUEST)]);
+    let token = app.assign("ranking", "u1")["token"].clone();
+    app.restart();
+    let report = app.post_events(&json!([{"id": "e1", "experiment": "ranking", "token": token}]));
+    assert_eq!(report["applied"], 1, "{report}");
+}
+
+#[test]
+fn a_configured_token_secret_signs_tokens_that_another_secret_rejects() {
+    let secret_a = "a".repeat(32);
+    let mut app = TestApp::spawn_with_env(
+        &[("ranking.yaml", PER_REQUEST)],
+        &[("BANDITD_TOKEN_SECRET", &secret_a)],
+    );
+    let token = app.assign("ranking", "u1")["token"].clone();
+    app.terminate();
+    std::fs::remove_dir_all(app.data_dir()).unwrap();
+    app.start().unwrap();
+    // Same configured secret, fresh data dir: the token is still genuine.
+    let report = app.post_events(&json!([{"id": "e1", "experiment": "ranking", "token": token}]));
+    assert_eq!(report["applied"], 1, "{report}");
+}
+
+#[test]
+fn a_short_token_secret_refuses_to_start() {
+    let mut app = TestApp::spawn(&[("ranking.yaml", PER_REQUEST)]);
+    app.terminate();
+    app.set_env("BANDITD_TOKEN_SECRET", "short");
+    let log = app.start().expect_err("a 5-byte secret must be refused");
+    assert!(log.contains("at least 32"), "{log}");
+}
+
+#[test]
+fn assign_needs_the_assign_key_when_one_is_set() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_ASSIGN_KEY", "frontend-key")],
+    );
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u1"),
+        401,
+        "BANDITD_ASSIGN_KEY",
+    );
+    let ok = app
+        .agent
+        .get(format!(
+            "{}/v1/experiments/headline/assign?unit=u1",
+            app.address
+        ))
+        .header("authorization", "Bearer frontend-key")
+        .call()
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}

@@ -156,6 +156,12 @@ impl TestApp {
         }
     }
 
+    /// Sets an environment variable for the next `start`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_owned(), value.to_owned()));
+    }
+
     /// SIGKILL: no flush, no goodbye.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
