@@ -31,6 +31,10 @@ pub enum Mode {
     Paused { default: usize },
     /// Serve arm `winner` to everybody, counted.
     Fixed { winner: usize },
+    /// A stopping rule declared `winner` with `on_winner: exploit`: the winner gets all
+    /// traffic except the `min_share` floor, which keeps every active arm observed so that
+    /// the stats can still show if later data disagrees with the decision.
+    Exploit { winner: usize },
     /// Burn-in, floor and Thompson sampling.
     Adaptive,
 }
@@ -72,6 +76,8 @@ pub enum Reason {
     BurnIn,
     Floor,
     Thompson,
+    /// The declared winner, outside the floor.
+    Exploit,
     /// The policy could not decide (inconsistent state); the engine served the default
     /// variant uncounted rather than fail the request.
     Fallback,
@@ -115,6 +121,21 @@ pub fn decide<R: Rng + ?Sized>(
             check_winner(winner, arms)?;
             Ok(certain(winner, true, Reason::Fixed))
         }
+        Mode::Exploit { winner } => {
+            check_winner(winner, arms)?;
+            let plan = ExploitPlan::new(params, arms);
+            let (arm, reason) = if rng.random::<f64>() < plan.floor_total {
+                (uniform_active_arm(plan.active, arms, rng), Reason::Floor)
+            } else {
+                (winner, Reason::Exploit)
+            };
+            Ok(Decision {
+                arm,
+                propensity: plan.propensity(arm == winner),
+                counted: true,
+                reason,
+            })
+        }
         Mode::Adaptive => {
             let plan = AdaptivePlan::new(params, arms, thompson_shares)?;
             let (arm, reason) = if plan.burn_in {
@@ -154,6 +175,19 @@ pub fn allocation(
     match mode {
         Mode::Paused { default } => check_index(default, arms).map(|()| one_hot(default)),
         Mode::Fixed { winner } => check_winner(winner, arms).map(|()| one_hot(winner)),
+        Mode::Exploit { winner } => {
+            check_winner(winner, arms)?;
+            let plan = ExploitPlan::new(params, arms);
+            Ok((0..arms.len())
+                .map(|k| {
+                    if arms[k].active {
+                        plan.propensity(k == winner)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect())
+        }
         Mode::Adaptive => {
             let plan = AdaptivePlan::new(params, arms, thompson_shares)?;
             Ok((0..arms.len())
@@ -235,18 +269,13 @@ impl AdaptivePlan {
         let burn_in = arms
             .iter()
             .any(|arm| arm.active && arm.exposures < burn_in_exposures);
-        let min_share = if params.min_share > 0.0 {
-            params.min_share
-        } else {
-            0.0
-        };
         let share_sum = (0..arms.len())
             .map(|k| sanitised_share(arms, shares, k))
             .sum();
         Ok(Self {
             active,
             burn_in,
-            floor_total: (active as f64 * min_share).min(1.0),
+            floor_total: floor_total(params, active),
             share_sum,
         })
     }
@@ -266,13 +295,55 @@ impl AdaptivePlan {
     }
 
     fn uniform_active_arm<R: Rng + ?Sized>(&self, arms: &[ArmView], rng: &mut R) -> usize {
-        let target = rng.random_range(0..self.active);
-        arms.iter()
-            .enumerate()
-            .filter(|(_, arm)| arm.active)
-            .nth(target)
-            .map_or(0, |(k, _)| k) // `target < active` always finds an arm.
+        uniform_active_arm(self.active, arms, rng)
     }
+}
+
+/// Exploitation of a declared winner: the floor, else the winner.
+struct ExploitPlan {
+    active: usize,
+    floor_total: f64,
+}
+
+impl ExploitPlan {
+    /// Callers have checked that the winner is active, so `active ≥ 1`.
+    fn new(params: Params, arms: &[ArmView]) -> Self {
+        let active = arms.iter().filter(|arm| arm.active).count().max(1);
+        Self {
+            active,
+            floor_total: floor_total(params, active),
+        }
+    }
+
+    /// P(arm) for an active arm: floor/K, plus the rest for the winner.
+    fn propensity(&self, is_winner: bool) -> f64 {
+        let floor_part = self.floor_total / self.active as f64;
+        if is_winner {
+            floor_part + (1.0 - self.floor_total)
+        } else {
+            floor_part.max(f64::MIN_POSITIVE)
+        }
+    }
+}
+
+/// min(K·min_share, 1); a negative or NaN `min_share` counts as 0.
+fn floor_total(params: Params, active: usize) -> f64 {
+    let min_share = if params.min_share > 0.0 {
+        params.min_share
+    } else {
+        0.0
+    };
+    (active as f64 * min_share).min(1.0)
+}
+
+/// A uniformly chosen active arm; `active` is the number of active arms (≥ 1).
+fn uniform_active_arm<R: Rng + ?Sized>(active: usize, arms: &[ArmView], rng: &mut R) -> usize {
+    let target = rng.random_range(0..active.max(1));
+    arms.iter()
+        .enumerate()
+        .filter(|(_, arm)| arm.active)
+        .nth(target)
+        .map_or(0, |(k, _)| k) // `target < active` always finds an arm.
 }
 
 fn sanitised_share(arms: &[ArmView], shares: &[f64], k: usize) -> f64 {

@@ -433,3 +433,67 @@ fn ties_go_to_the_first_arm() {
     assert_eq!(first_argmax(values.into_iter()), Some(1));
     assert_eq!(first_argmax(std::iter::empty()), None);
 }
+
+#[test]
+fn exploit_gives_the_winner_everything_but_the_floor() {
+    // K = 3 active arms, min_share 0.05: each loser keeps 0.05, the winner 0.9, also while
+    // a loser has the better posterior and burn-in would not be over.
+    let arms = [
+        arm(2.0, 50.0, 10.0),
+        arm(50.0, 2.0, 10.0),
+        arm(3.0, 40.0, 10.0),
+    ];
+    let params = Params {
+        burn_in: 1_000,
+        min_share: 0.05,
+    };
+    let mode = Mode::Exploit { winner: 0 };
+    let shares = [0.0; 3];
+    let expected = [0.9, 0.05, 0.05];
+    let allocated = allocation(mode, params, &arms, &shares).expect("valid");
+    for (a, e) in allocated.iter().zip(expected) {
+        assert!((a - e).abs() < 1e-15, "{allocated:?}");
+    }
+    let n = 40_000;
+    let observed = frequencies(mode, params, &arms, &shares, n, 41);
+    for (o, e) in observed.iter().zip(expected) {
+        assert!((o - e).abs() <= four_sigma(e, n), "{observed:?}");
+    }
+    let mut rng = SmallRng::seed_from_u64(42);
+    for _ in 0..1_000 {
+        let d = decide(mode, params, &arms, &shares, &mut rng).expect("valid");
+        assert!(d.counted);
+        assert_eq!(d.propensity, allocated[d.arm]);
+        assert_eq!(
+            d.reason == Reason::Exploit,
+            d.arm == 0 && d.reason != Reason::Floor
+        );
+    }
+}
+
+#[test]
+fn exploit_of_a_retired_winner_is_an_error_and_retired_losers_get_nothing() {
+    let arms = [
+        arm(2.0, 5.0, 0.0),
+        retired(5.0, 2.0, 0.0),
+        arm(3.0, 4.0, 0.0),
+    ];
+    let params = Params {
+        burn_in: 0,
+        min_share: 0.1,
+    };
+    assert_eq!(
+        decide(
+            Mode::Exploit { winner: 1 },
+            params,
+            &arms,
+            &[0.0; 3],
+            &mut SmallRng::seed_from_u64(1)
+        ),
+        Err(PolicyError::RetiredWinner(1))
+    );
+    let allocated =
+        allocation(Mode::Exploit { winner: 0 }, params, &arms, &[0.0; 3]).expect("valid");
+    assert_eq!(allocated[1], 0.0);
+    assert!((allocated[0] - 0.9).abs() < 1e-15 && (allocated[2] - 0.1).abs() < 1e-15);
+}
