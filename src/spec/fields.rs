@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::duration::HumanDuration;
 use super::error::{Position, SpecError};
 use super::node::{Node, NodeKind};
 
@@ -327,6 +328,39 @@ pub(crate) fn list<'n>(
             );
             None
         }
+    }
+}
+
+/// A duration such as `7d`; see [`HumanDuration::parse`] for the accepted spelling.
+pub(crate) fn duration(report: &mut Report<'_>, node: &Node, field: &str) -> Option<HumanDuration> {
+    let text = match &node.kind {
+        NodeKind::Str(s) => s.clone(),
+        // `window: 7` reads as a number; the parser's "has no unit" message fits it.
+        NodeKind::Int(i) => i.to_string(),
+        other => {
+            report.error(
+                node.pos,
+                format!(
+                    "`{field}` must be a duration such as 7d or 12h, found {}",
+                    other.describe()
+                ),
+            );
+            return None;
+        }
+    };
+    HumanDuration::parse(&text)
+        .map_err(|msg| report.error(node.pos, format!("`{field}` {msg}")))
+        .ok()
+}
+
+/// A number as an analyst would write it: `1.2`, not `1.2000000000000002`.
+pub(crate) fn fmt_number(x: f64) -> String {
+    let text = format!("{x:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
     }
 }
 

@@ -10,15 +10,17 @@ pub mod model;
 mod node;
 mod parse;
 mod set;
+mod stopping;
 
 pub use duration::HumanDuration;
 pub use error::{Position, SpecError};
 pub use model::{
-    AssignmentMode, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec, Status,
-    Variant, VariantId,
+    AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
+    Status, StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,
     parse_experiment,
 };
 pub use set::check_set;
+pub use stopping::{DEFAULT_MIN_EXPOSURES, DEFAULT_ON_WINNER};
