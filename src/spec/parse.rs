@@ -34,7 +34,7 @@ pub const DEFAULT_BURN_IN: u64 = 100;
 /// Traffic floor per arm when the file does not set one.
 pub const DEFAULT_MIN_SHARE: f64 = 0.0;
 
-const EXPERIMENT_FIELDS: &[&str] = &[
+pub(super) const EXPERIMENT_FIELDS: &[&str] = &[
     "$schema",
     "id",
     "description",
@@ -51,18 +51,18 @@ const EXPERIMENT_FIELDS: &[&str] = &[
     "winner",
     "variants",
 ];
-const REWARD_FIELDS: &[&str] = &["window"];
-const PRIOR_FIELDS: &[&str] = &["alpha", "beta"];
-const POLICY_FIELDS: &[&str] = &["burn_in", "min_share", "half_life"];
-const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior"];
+pub(super) const REWARD_FIELDS: &[&str] = &["window"];
+pub(super) const PRIOR_FIELDS: &[&str] = &["alpha", "beta"];
+pub(super) const POLICY_FIELDS: &[&str] = &["burn_in", "min_share", "half_life"];
+pub(super) const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior"];
 
-const STATUSES: &[(&str, Status)] = &[
+pub(super) const STATUSES: &[(&str, Status)] = &[
     ("draft", Status::Draft),
     ("running", Status::Running),
     ("paused", Status::Paused),
     ("concluded", Status::Concluded),
 ];
-const ASSIGNMENTS: &[(&str, AssignmentMode)] = &[
+pub(super) const ASSIGNMENTS: &[(&str, AssignmentMode)] = &[
     ("sticky", AssignmentMode::Sticky),
     ("per_request", AssignmentMode::PerRequest),
 ];

@@ -21,7 +21,7 @@ pub(super) const STOPPING_FIELDS: &[&str] = &[
     "on_winner",
 ];
 
-const ON_WINNER: &[(&str, OnWinner)] =
+pub(super) const ON_WINNER: &[(&str, OnWinner)] =
     &[("exploit", OnWinner::Exploit), ("report", OnWinner::Report)];
 
 /// Reads the `stopping:` block. Every field is read even when an earlier one is broken, so
