@@ -84,13 +84,14 @@ pub fn validate_report(
     for e in &live {
         writeln!(
             out,
-            "ok  {}  {}  {}  {}  rev {}  window {}  ({})",
+            "ok  {}  {}  {}  {}  rev {}  window {}{}  ({})",
             e.id,
             e.status,
             e.assignment,
             plural(e.variants.len(), "variant"),
             e.revision,
             e.reward.window,
+            statistics_summary(e),
             e.source.display()
         )?;
     }
@@ -103,6 +104,30 @@ pub fn validate_report(
     }
     writeln!(out, "{summary}")?;
     Ok(true)
+}
+
+/// The optional statistics settings, only when set, so a reviewer sees at a glance which
+/// experiments decay their evidence or may stop on their own: `  half-life 2w  stops at
+/// P(best) >= 0.95, loss <= 0.001, then exploit`.
+fn statistics_summary(e: &Experiment) -> String {
+    let mut summary = String::new();
+    if let Some(half_life) = e.policy.half_life {
+        summary.push_str(&format!("  half-life {half_life}"));
+    }
+    if let Some(stopping) = &e.stopping {
+        summary.push_str(&format!(
+            "  stops at P(best) >= {}, loss <= {}",
+            stopping.prob_best, stopping.max_expected_loss
+        ));
+        if stopping.min_exposures > 0 {
+            summary.push_str(&format!(", {} exposures each", stopping.min_exposures));
+        }
+        if let Some(min_duration) = stopping.min_duration {
+            summary.push_str(&format!(", after {min_duration}"));
+        }
+        summary.push_str(&format!(", then {}", stopping.on_winner));
+    }
+    summary
 }
 
 /// `3 errors`, `1 error`.

@@ -50,6 +50,23 @@ fn the_bundled_experiments_all_parse() {
         serde_json::json!(1.5)
     );
     assert!(experiments[0].variants[2].prior.is_some());
+    // Each bundled file teaches one statistics setting.
+    let checkout = experiments[0]
+        .stopping
+        .expect("checkout-button has a stopping rule");
+    assert_eq!(checkout.on_winner, spec::OnWinner::Report);
+    assert_eq!(
+        checkout.min_duration.map(|d| d.to_string()),
+        Some("2w".to_owned())
+    );
+    let homepage = experiments[1]
+        .stopping
+        .expect("homepage-headline has a stopping rule");
+    assert_eq!(homepage.on_winner, spec::OnWinner::Exploit);
+    assert_eq!(
+        search.policy.half_life.map(|d| d.to_string()),
+        Some("2w".to_owned())
+    );
 }
 
 #[test]
@@ -214,6 +231,34 @@ fn the_report_of_a_valid_folder_has_one_line_per_experiment() {
             a.display(),
             b.display()
         )
+    );
+}
+
+#[test]
+fn the_report_line_shows_half_life_and_stopping_rule_when_set() {
+    let text = experiment_yaml("alpha", None).replace(
+        "default_variant: a\n",
+        "policy: {half_life: 14d}\nstopping:\n  prob_best: 0.95\n  max_expected_loss: 0.001\n\
+         \x20 min_exposures: 1000\n  min_duration: 3d\n  on_winner: report\ndefault_variant: a\n",
+    );
+    let brief = experiment_yaml("bravo", None).replace(
+        "default_variant: a\n",
+        "stopping: {prob_best: 0.9, max_expected_loss: 0.01}\ndefault_variant: a\n",
+    );
+    let dir = folder(&[("a.yaml", &text), ("b.yaml", &brief)]);
+    let (ok, out) = report(&[dir.path().to_path_buf()], None);
+    assert!(ok, "{out}");
+    let lines: Vec<_> = out.lines().collect();
+    assert!(
+        lines[0].contains(
+            "window 1w  half-life 2w  stops at P(best) >= 0.95, loss <= 0.001, \
+             1000 exposures each, after 3d, then report  ("
+        ),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("window 1w  stops at P(best) >= 0.9, loss <= 0.01, then exploit  ("),
+        "{out}"
     );
 }
 

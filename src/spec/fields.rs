@@ -6,6 +6,7 @@
 
 use std::path::Path;
 
+use super::duration::HumanDuration;
 use super::error::{Position, SpecError};
 use super::node::{Node, NodeKind};
 
@@ -210,6 +211,17 @@ pub(crate) fn whole_number(
         // `100.0` and `1e3` are whole numbers too, as long as an f64 holds them exactly.
         #[allow(clippy::cast_possible_truncation)]
         NodeKind::Float(x) if x.fract() == 0.0 && x.abs() <= F64_EXACT_INTEGERS => *x as i128,
+        // u64 → f64 rounds, but only the order of magnitude matters for the message.
+        #[allow(clippy::cast_precision_loss)]
+        NodeKind::Float(x) if x.fract() == 0.0 && *x > 0.0 && *x <= max as f64 => {
+            return refuse(
+                report,
+                format!(
+                    "is {x}, written with a decimal point or an exponent, which is only exact \
+                     up to 2^53; write the number with digits only"
+                ),
+            );
+        }
         NodeKind::Float(x) if x.fract() == 0.0 && *x > 0.0 => {
             return refuse(report, format!("is {x}, above the largest allowed {max}"));
         }
@@ -330,6 +342,39 @@ pub(crate) fn list<'n>(
     }
 }
 
+/// A duration such as `7d`; see [`HumanDuration::parse`] for the accepted spelling.
+pub(crate) fn duration(report: &mut Report<'_>, node: &Node, field: &str) -> Option<HumanDuration> {
+    let text = match &node.kind {
+        NodeKind::Str(s) => s.clone(),
+        // `window: 7` reads as a number; the parser's "has no unit" message fits it.
+        NodeKind::Int(i) => i.to_string(),
+        other => {
+            report.error(
+                node.pos,
+                format!(
+                    "`{field}` must be a duration such as 7d or 12h, found {}",
+                    other.describe()
+                ),
+            );
+            return None;
+        }
+    };
+    HumanDuration::parse(&text)
+        .map_err(|msg| report.error(node.pos, format!("`{field}` {msg}")))
+        .ok()
+}
+
+/// A number as an analyst would write it: `1.2`, not `1.2000000000000002`.
+pub(crate) fn fmt_number(x: f64) -> String {
+    let text = format!("{x:.6}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,6 +425,26 @@ mod tests {
             assert_eq!(err.position(), Position { line: 2, column: 7 });
             assert!(err.message.contains(phrase), "{err}");
         }
+    }
+
+    #[test]
+    fn a_huge_whole_number_written_as_a_decimal_asks_for_plain_digits() {
+        let mut report = Report::new(Path::new("x.yaml"));
+        let huge = node(NodeKind::Float(1e19));
+        assert_eq!(
+            whole_number(&mut report, &huge, "burn_in", 0, u64::MAX),
+            None
+        );
+        let err = &report.errors[0];
+        assert!(
+            err.message
+                .contains("is 10000000000000000000, written with a decimal point or an exponent"),
+            "{err}"
+        );
+        assert!(
+            err.message.contains("write the number with digits only"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Experiment YAML: typed, validated experiment definitions. Pure: no file system access
 //! (see `crate::catalog` for reading a folder), so every rule is exactly testable.
 //! `parse_experiment` is the only way to build an `Experiment`; `check_set` adds the rules
-//! that span files.
+//! that span files; `json_schema` describes the same format to editors.
 
 pub mod duration;
 pub mod error;
@@ -9,16 +9,20 @@ mod fields;
 pub mod model;
 mod node;
 mod parse;
+pub mod schema;
 mod set;
+mod stopping;
 
 pub use duration::HumanDuration;
 pub use error::{Position, SpecError};
 pub use model::{
-    AssignmentMode, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec, Status,
-    Variant, VariantId,
+    AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
+    Status, StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,
     parse_experiment,
 };
+pub use schema::{SCHEMA_FILE, json_schema, json_schema_text};
 pub use set::check_set;
+pub use stopping::{DEFAULT_MIN_EXPOSURES, DEFAULT_ON_WINNER};

@@ -160,6 +160,61 @@ pub struct PolicySpec {
     pub burn_in: u64,
     /// Every active arm keeps at least this share of traffic; `min_share * K < 1`.
     pub min_share: f64,
+    /// Old evidence decays exponentially: an exposure or reward `t` old counts with weight
+    /// `2^(−t / half_life)`, so the posterior follows rates that drift (a discounted
+    /// Thompson sampler, Raj & Kalyani 2017, "Taming non-stationary bandits"). `None`: every
+    /// observation counts fully, the stationary model.
+    pub half_life: Option<HumanDuration>,
+}
+
+/// What happens once the stopping rule names a winner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnWinner {
+    /// The winner gets all traffic except the `min_share` floor of every other arm, which
+    /// keeps measuring them (so a winner that fades can still be overtaken).
+    Exploit,
+    /// Allocation goes on unchanged; the winner is only flagged in the stats, for an analyst
+    /// to conclude the experiment by hand.
+    Report,
+}
+
+impl OnWinner {
+    /// The YAML spelling, e.g. `exploit`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnWinner::Exploit => "exploit",
+            OnWinner::Report => "report",
+        }
+    }
+}
+
+impl std::fmt::Display for OnWinner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// When to declare a winner: one arm is almost surely best (`prob_best`, the
+/// probability-of-best criterion of Scott 2015, "Multi-armed bandit experiments in the
+/// online service economy") and choosing it now costs almost nothing in expectation
+/// (`max_expected_loss`, the "threshold of caring" of Stucchio 2015, "Bayesian A/B Testing
+/// at VWO"; in conversion-rate units, so 0.001 is 0.1 percentage points).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoppingSpec {
+    /// An arm is the winner once its P(best) reaches this. In (0.5, 1): above 0.5 at most
+    /// one arm can qualify (the P(best) of all arms sum to 1), and 1 itself is never reached
+    /// with finite data.
+    pub prob_best: f64,
+    /// ... and its expected loss `E[max_j θ_j − θ_k]` is at most this. In (0, 1]: the loss
+    /// of a finite sample is never exactly 0, and a rate difference never exceeds 1.
+    pub max_expected_loss: f64,
+    /// Every active arm needs at least this many exposures before a winner is declared.
+    pub min_exposures: u64,
+    /// No winner before this long after the experiment's data epoch (its revision) started,
+    /// so weekday/weekend cycles are seen at least once.
+    pub min_duration: Option<HumanDuration>,
+    pub on_winner: OnWinner,
 }
 
 /// One arm of an experiment.
@@ -187,6 +242,8 @@ pub struct Experiment {
     pub reward: RewardSpec,
     pub prior: Prior,
     pub policy: PolicySpec,
+    /// When to declare a winner; `None`: never, the analyst concludes by hand.
+    pub stopping: Option<StoppingSpec>,
     pub default_variant: VariantId,
     /// Required when (and only allowed when) `status: concluded`.
     pub winner: Option<VariantId>,

@@ -4,7 +4,9 @@
 //! `environments` all, `revision` 1, `assignment` sticky, `reward.window` 7d,
 //! `prior` Beta(1, 1) (uniform), `policy.burn_in` 100 exposures per arm,
 //! `policy.min_share` 0 (pure Thompson sampling after burn-in: a non-zero default would
-//! make files with many variants fail `min_share × K < 1` for a field nobody wrote).
+//! make files with many variants fail `min_share × K < 1` for a field nobody wrote),
+//! `policy.half_life` none (evidence never decays), `stopping` none (no automatic winner;
+//! its own defaults are in `spec::stopping`).
 //! `description` and `owner` are required and non-empty: the files are reviewed, and a
 //! reviewer (or the on-call engineer) must be able to tell what an experiment decides and
 //! whom to ask.
@@ -14,12 +16,13 @@ use std::time::Duration;
 
 use super::duration::HumanDuration;
 use super::error::{Position, SpecError};
-use super::fields::{self, Fields, Report, closest};
+use super::fields::{self, Fields, Report, closest, fmt_number};
 use super::model::{
     AssignmentMode, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec, Status,
     Variant, VariantId,
 };
 use super::node::{Node, NodeKind, read_document};
+use super::stopping;
 
 /// Revision of a file that does not say: the first data epoch.
 pub const DEFAULT_REVISION: u32 = 1;
@@ -31,7 +34,7 @@ pub const DEFAULT_BURN_IN: u64 = 100;
 /// Traffic floor per arm when the file does not set one.
 pub const DEFAULT_MIN_SHARE: f64 = 0.0;
 
-const EXPERIMENT_FIELDS: &[&str] = &[
+pub(super) const EXPERIMENT_FIELDS: &[&str] = &[
     "$schema",
     "id",
     "description",
@@ -43,22 +46,23 @@ const EXPERIMENT_FIELDS: &[&str] = &[
     "reward",
     "prior",
     "policy",
+    "stopping",
     "default_variant",
     "winner",
     "variants",
 ];
-const REWARD_FIELDS: &[&str] = &["window"];
-const PRIOR_FIELDS: &[&str] = &["alpha", "beta"];
-const POLICY_FIELDS: &[&str] = &["burn_in", "min_share"];
-const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior"];
+pub(super) const REWARD_FIELDS: &[&str] = &["window"];
+pub(super) const PRIOR_FIELDS: &[&str] = &["alpha", "beta"];
+pub(super) const POLICY_FIELDS: &[&str] = &["burn_in", "min_share", "half_life"];
+pub(super) const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior"];
 
-const STATUSES: &[(&str, Status)] = &[
+pub(super) const STATUSES: &[(&str, Status)] = &[
     ("draft", Status::Draft),
     ("running", Status::Running),
     ("paused", Status::Paused),
     ("concluded", Status::Concluded),
 ];
-const ASSIGNMENTS: &[(&str, AssignmentMode)] = &[
+pub(super) const ASSIGNMENTS: &[(&str, AssignmentMode)] = &[
     ("sticky", AssignmentMode::Sticky),
     ("per_request", AssignmentMode::PerRequest),
 ];
@@ -148,10 +152,15 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
             Some(PolicySpec {
                 burn_in: DEFAULT_BURN_IN,
                 min_share: DEFAULT_MIN_SHARE,
+                half_life: None,
             }),
             None,
         ),
         Some(n) => policy(report, n),
+    };
+    let stopping = match fields.get("stopping") {
+        None => Some(None),
+        Some(n) => stopping::stopping(report, n).map(Some),
     };
     let variants_node = fields.require(report, "variants", "[{id: control, payload: {}}, ...]");
     let arms = variants_node.and_then(|n| variants(report, n));
@@ -175,6 +184,7 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         reward: reward?,
         prior: prior?,
         policy: policy?,
+        stopping: stopping?,
         default_variant: default_variant?,
         winner: winner?,
         variants: arms?.parsed?,
@@ -258,30 +268,9 @@ fn reward(report: &mut Report<'_>, node: &Node) -> Option<RewardSpec> {
     let fields = Fields::read(report, node, "`reward`", REWARD_FIELDS)?;
     let window = match fields.get("window") {
         None => HumanDuration::from_std(Duration::from_secs(DEFAULT_REWARD_WINDOW_SECONDS)),
-        Some(n) => duration(report, n, "window")?,
+        Some(n) => fields::duration(report, n, "window")?,
     };
     Some(RewardSpec { window })
-}
-
-fn duration(report: &mut Report<'_>, node: &Node, field: &str) -> Option<HumanDuration> {
-    let text = match &node.kind {
-        NodeKind::Str(s) => s.clone(),
-        // `window: 7` reads as a number; the parser's "has no unit" message fits it.
-        NodeKind::Int(i) => i.to_string(),
-        other => {
-            report.error(
-                node.pos,
-                format!(
-                    "`{field}` must be a duration such as 7d or 12h, found {}",
-                    other.describe()
-                ),
-            );
-            return None;
-        }
-    };
-    HumanDuration::parse(&text)
-        .map_err(|msg| report.error(node.pos, format!("`{field}` {msg}")))
-        .ok()
 }
 
 /// A Beta prior: both parameters finite and above 0, or the density is not a distribution.
@@ -341,8 +330,16 @@ fn policy(report: &mut Report<'_>, node: &Node) -> (Option<PolicySpec>, Option<(
             (share, share.map(|s| (s, n.pos)))
         }
     };
-    let spec = match (burn_in, min_share) {
-        (Some(burn_in), Some(min_share)) => Some(PolicySpec { burn_in, min_share }),
+    let half_life = match fields.get("half_life") {
+        None => Some(None),
+        Some(n) => fields::duration(report, n, "half_life").map(Some),
+    };
+    let spec = match (burn_in, min_share, half_life) {
+        (Some(burn_in), Some(min_share), Some(half_life)) => Some(PolicySpec {
+            burn_in,
+            min_share,
+            half_life,
+        }),
         _ => None,
     };
     (spec, written)
@@ -565,17 +562,6 @@ fn winner(
     }
 }
 
-/// A number as an analyst would write it: `1.2`, not `1.2000000000000002`.
-fn fmt_number(x: f64) -> String {
-    let text = format!("{x:.6}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    if text == "-0" {
-        "0".to_owned()
-    } else {
-        text.to_owned()
-    }
-}
-
 #[cfg(test)]
 #[path = "parse_tests.rs"]
 mod tests;
@@ -583,3 +569,7 @@ mod tests;
 #[cfg(test)]
 #[path = "parse_arm_tests.rs"]
 mod arm_tests;
+
+#[cfg(test)]
+#[path = "parse_stopping_tests.rs"]
+mod stopping_tests;

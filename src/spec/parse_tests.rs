@@ -104,6 +104,8 @@ fn the_full_example_parses_into_the_model() {
     );
     assert_eq!(e.policy.burn_in, 100);
     assert_eq!(e.policy.min_share, 0.02);
+    assert_eq!(e.policy.half_life, None);
+    assert_eq!(e.stopping, None);
     assert_eq!(e.default_variant.as_str(), "control");
     assert_eq!(e.winner, None);
     assert_eq!(e.variants.len(), 2);
@@ -145,6 +147,8 @@ fn defaults_apply_when_optional_fields_are_absent() {
     );
     assert_eq!(e.policy.burn_in, 100);
     assert_eq!(e.policy.min_share, 0.0);
+    assert_eq!(e.policy.half_life, None);
+    assert_eq!(e.stopping, None);
     assert_eq!(e.variants[1].prior, None);
 }
 
@@ -373,26 +377,26 @@ fn revision_must_be_a_whole_number() {
 #[test]
 fn an_unknown_field_is_an_error_listing_the_allowed_fields() {
     assert_error(
-        &format!("{VALID}stopping:\n  prob_best: 0.95\n"),
+        &format!("{VALID}rollout:\n  percent: 10\n"),
         21,
         1,
         &[
-            "unknown field `stopping` in the experiment",
-            "allowed fields: id, description, owner, status, environments, revision, \
-         assignment, reward, prior, policy, default_variant, winner, variants",
+            "unknown field `rollout` in the experiment; allowed fields: id, description, owner, \
+             status, environments, revision, assignment, reward, prior, policy, stopping, \
+             default_variant, winner, variants",
         ],
     );
 }
 
 #[test]
-fn half_life_is_not_yet_a_policy_field() {
+fn an_unknown_policy_field_lists_half_life_among_the_allowed_fields() {
     assert_error(
-        &with_line(13, "  min_share: 0.02\n  half_life: 14d"),
+        &with_line(13, "  min_share: 0.02\n  halflife: 14d"),
         14,
         3,
         &[
-            "unknown field `half_life` in `policy`",
-            "allowed fields: burn_in, min_share",
+            "unknown field `halflife` in `policy`; did you mean `half_life`?",
+            "allowed fields: burn_in, min_share, half_life",
         ],
     );
 }
