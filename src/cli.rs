@@ -33,6 +33,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Check experiment files; prints every error (file:line:col) and exits 1 if any.
     Validate(ValidateArgs),
+    /// Print the JSON Schema of the experiment YAML (the repo ships it as
+    /// schema/experiment.schema.json for editors).
+    Schema,
 }
 
 #[derive(Debug, clap::Args)]
@@ -87,6 +90,10 @@ pub struct ValidateArgs {
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate(&args),
+        Command::Schema => {
+            print!("{}", crate::spec::json_schema_text());
+            ExitCode::SUCCESS
+        }
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)

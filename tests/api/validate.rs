@@ -51,3 +51,17 @@ fn serve_refuses_to_start_on_an_invalid_folder() {
     let log = app.start().expect_err("must refuse to start");
     assert!(log.contains("broken.yaml"), "{log}");
 }
+
+#[test]
+fn schema_prints_the_shipped_json_schema() {
+    let out = Command::new(env!("CARGO_BIN_EXE_banditd"))
+        .arg("schema")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let shipped = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/experiment.schema.json"),
+    )
+    .unwrap();
+    assert_eq!(out.stdout, shipped);
+}
