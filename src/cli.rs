@@ -71,6 +71,9 @@ pub struct ServeArgs {
     /// Key required on assign routes (unset: open, as browsers call them).
     #[arg(long, env = "BANDITD_ASSIGN_KEY", hide_env_values = true)]
     pub assign_key: Option<String>,
+    /// How often a history point of every experiment is stored (`30s`, `1m`, `1h`).
+    #[arg(long, env = "BANDITD_HISTORY_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub history_interval: crate::spec::HumanDuration,
     /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
@@ -135,6 +138,7 @@ fn serve(args: ServeArgs) -> ExitCode {
             assign: set(args.assign_key),
         },
         token_secret: set(args.token_secret),
+        history_interval: args.history_interval.as_std(),
     };
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone()).await?;
@@ -158,4 +162,8 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn parse_duration(text: &str) -> Result<crate::spec::HumanDuration, String> {
+    crate::spec::HumanDuration::parse(text)
 }

@@ -33,6 +33,8 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     pub keys: Keys,
     pub token_secret: Option<String>,
+    /// How often a history point of every experiment is stored.
+    pub history_interval: Duration,
 }
 
 /// Why the server did not start.
@@ -69,6 +71,7 @@ pub struct Application {
     addr: SocketAddr,
     state: web::Data<AppState>,
     store: Arc<dyn Store>,
+    history_interval: Duration,
 }
 
 impl Application {
@@ -137,6 +140,7 @@ impl Application {
             addr,
             state,
             store,
+            history_interval: config.history_interval.max(Duration::from_millis(100)),
         })
     }
 
@@ -146,6 +150,18 @@ impl Application {
 
     /// Serves until SIGTERM/SIGINT, lets in-flight requests finish, then flushes the store.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let engine = self.state.engine.clone();
+        let history_interval = self.history_interval;
+        let historian = actix_web::rt::spawn(async move {
+            let mut tick = tokio::time::interval(history_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(error) = engine.record_history().await {
+                    tracing::warn!(%error, "history snapshot failed");
+                }
+            }
+        });
         let engine = self.state.engine.clone();
         let sweeper = actix_web::rt::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(EXPIRE_INTERVAL_SECS));
@@ -160,6 +176,7 @@ impl Application {
         });
         let served = self.server.await;
         sweeper.abort();
+        historian.abort();
         self.state.draining.store(true, Ordering::Release);
         if let Err(error) = self.store.shutdown().await {
             tracing::error!(%error, "final flush failed");

@@ -9,7 +9,7 @@ use rand::RngExt;
 use super::live::LiveExperiment;
 use super::token::Claims;
 use super::{Engine, EngineError, Unit};
-use crate::policy::{self, Decision, Mode, Reason};
+use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
 use crate::store::StickyRecord;
 
@@ -24,7 +24,6 @@ pub struct Assignment {
     pub propensity: f64,
     /// Whether this call counted an exposure.
     pub counted: bool,
-    pub reason: Reason,
 }
 
 impl Assignment {
@@ -86,119 +85,89 @@ impl Engine {
     ) -> Result<Assignment, EngineError> {
         let now_ms = self.clock.now_ms();
         self.refresh_if_stale(&live, now_ms).await;
-        let decided = {
-            let snapshot = live.snapshot();
-            policy::decide(
-                live.mode(),
-                live.params(),
-                &snapshot.arms,
-                &snapshot.shares,
-                &mut rand::rng(),
-            )
-        };
-        let decision = match decided {
+        let snapshot = live.snapshot().clone();
+        let mode = live.mode(&snapshot);
+        if let (AssignmentMode::Sticky, Mode::Adaptive | Mode::Exploit { .. } | Mode::Fixed { .. }) =
+            (live.spec.assignment, mode)
+        {
+            // A known unit keeps its variant: no draw needed.
+            if let Some(record) = self.store.sticky(&live.epoch, unit.as_str()).await? {
+                return Ok(self.answer_stored(live, unit, mode, &record, false));
+            }
+        }
+        let decision = match policy::decide(
+            mode,
+            live.params(),
+            &snapshot.arms,
+            &snapshot.shares,
+            &mut rand::rng(),
+        ) {
             Ok(decision) => decision,
             Err(error) => {
                 // Serving the default beats failing the page; the log says why.
                 tracing::error!(experiment = %live.epoch.experiment, %error, "policy failed; serving the default variant");
-                let default = live
-                    .spec
-                    .variant_index(live.spec.default_variant.as_str())
-                    .unwrap_or(0);
-                return Ok(self.answer(
-                    live,
-                    unit,
-                    Decision {
-                        arm: default,
-                        propensity: 1.0,
-                        counted: false,
-                        reason: Reason::Fallback,
-                    },
-                    now_ms,
-                    false,
-                    false,
-                ));
+                let default = live.default_arm();
+                return Ok(self.answer(live, unit, default, 1.0, now_ms, false, false));
             }
         };
-        if let Mode::Paused { .. } = live.mode() {
-            return Ok(self.answer(live, unit, decision, now_ms, false, false));
+        let counted = count && decision.counted;
+        if !counted {
+            // Paused, or a peek: show what the unit would get, count and promise nothing.
+            return Ok(self.answer(live, unit, decision.arm, decision.propensity, now_ms, false, false));
         }
+        let variant = live.spec.variants[decision.arm].id.as_str();
+        let tally = live.tally(&snapshot, now_ms);
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
-                let counted = count && decision.counted;
-                if counted {
-                    self.store
-                        .count_exposure(&live.epoch, live.spec.variants[decision.arm].id.as_str());
-                }
-                Ok(self.answer(live, unit, decision, now_ms, counted, counted))
+                self.store.count_exposure(&live.epoch, variant, tally);
+                Ok(self.answer(live, unit, decision.arm, decision.propensity, now_ms, true, true))
             }
             AssignmentMode::Sticky => {
-                self.assign_sticky(live, unit, decision, now_ms, count)
-                    .await
+                let record = StickyRecord {
+                    variant: variant.to_owned(),
+                    assigned_ms: now_ms,
+                    propensity: decision.propensity,
+                    reward: None,
+                };
+                let (record, inserted) = self
+                    .store
+                    .insert_sticky(&live.epoch, unit.as_str(), record, tally)
+                    .await?;
+                Ok(self.answer_stored(live, unit, mode, &record, inserted))
             }
         }
     }
 
-    async fn assign_sticky(
-        &self,
-        live: Arc<LiveExperiment>,
-        unit: &Unit,
-        decision: Decision,
-        now_ms: u64,
-        count: bool,
-    ) -> Result<Assignment, EngineError> {
-        if let Some(record) = self.store.sticky(&live.epoch, unit.as_str()).await? {
-            return Ok(self.answer_stored(live, unit, decision, &record, false));
-        }
-        if !count {
-            // A peek at a unit never assigned: show what it would get, promise nothing.
-            return Ok(self.answer(live, unit, decision, now_ms, false, false));
-        }
-        let record = StickyRecord {
-            variant: live.spec.variants[decision.arm].id.as_str().to_owned(),
-            assigned_ms: now_ms,
-            propensity: decision.propensity,
-            reward: None,
-        };
-        let (record, inserted) = self
-            .store
-            .insert_sticky(&live.epoch, unit.as_str(), record)
-            .await?;
-        Ok(self.answer_stored(live, unit, decision, &record, inserted))
-    }
-
-    /// The answer for a unit that has a stored assignment. Concluded experiments serve their
-    /// winner to everybody; a unit stored on another arm gets the winner without a token, since
-    /// its rewards belong to the arm it was exposed to (they still resolve by unit).
+    /// The answer for a unit that has a stored assignment: its variant, with the propensity
+    /// it was assigned with. Concluded experiments serve their winner to everybody; a unit
+    /// stored on another arm gets the winner without a token, since its rewards belong to the
+    /// arm it was exposed to (they still resolve by unit).
     fn answer_stored(
         &self,
         live: Arc<LiveExperiment>,
         unit: &Unit,
-        decision: Decision,
+        mode: Mode,
         record: &StickyRecord,
         inserted: bool,
     ) -> Assignment {
-        match live.spec.variant_index(&record.variant) {
-            Some(arm) if matches!(live.mode(), Mode::Adaptive) || arm == decision.arm => {
-                let stored = Decision {
-                    arm,
-                    propensity: record.propensity,
-                    counted: inserted,
-                    reason: decision.reason,
-                };
-                self.answer(live, unit, stored, record.assigned_ms, inserted, true)
-            }
-            _ => self.answer(live, unit, decision, record.assigned_ms, false, false),
-        }
+        let (arm, propensity, with_token) = match (mode, live.spec.variant_index(&record.variant)) {
+            (Mode::Fixed { winner }, stored) if stored != Some(winner) => (winner, 1.0, false),
+            (_, Some(arm)) => (arm, record.propensity, true),
+            // Stored on a variant the spec no longer has: serve the default, promise nothing.
+            (_, None) => (live.default_arm(), 1.0, false),
+        };
+        self.answer(live, unit, arm, propensity, record.assigned_ms, inserted, with_token)
     }
 
     /// Builds the answer; `with_token` only for assignments that are (or were) counted, so a
     /// reward can never land on an arm without its exposure.
+    #[allow(clippy::too_many_arguments)]
     fn answer(
         &self,
         live: Arc<LiveExperiment>,
         unit: &Unit,
-        decision: Decision,
+        arm: usize,
+        propensity: f64,
         issued_ms: u64,
         counted: bool,
         with_token: bool,
@@ -209,7 +178,7 @@ impl Engine {
             self.signer.sign(&Claims {
                 experiment: live.epoch.experiment.clone(),
                 revision: live.epoch.revision,
-                variant: live.spec.variants[decision.arm].id.as_str().to_owned(),
+                variant: live.spec.variants[arm].id.as_str().to_owned(),
                 unit: unit.as_str().to_owned(),
                 issued_ms,
                 assignment_id: URL_SAFE_NO_PAD.encode(id),
@@ -217,11 +186,10 @@ impl Engine {
         });
         Assignment {
             experiment: live,
-            arm: decision.arm,
+            arm,
             token,
-            propensity: decision.propensity,
+            propensity,
             counted,
-            reason: decision.reason,
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum EngineError {
         revision: u32,
         current: u32,
     },
+    #[error("credible level {0} must lie strictly between 0 and 1, e.g. 0.95")]
+    BadLevel(f64),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -259,6 +259,7 @@ impl Engine {
             occurred_ms,
             now_ms,
             window_ms: live.spec.reward.window.as_millis(),
+            half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
         })
     }
 }
@@ -290,7 +291,8 @@ fn describe_target(op: &RewardOp) -> String {
     }
 }
 
-fn parse_timestamp(ts: &Timestamp) -> Result<u64, String> {
+/// Unix milliseconds of a timestamp (a number of ms, or RFC 3339 text).
+pub fn parse_timestamp(ts: &Timestamp) -> Result<u64, String> {
     match ts {
         Timestamp::Millis(ms) => Ok(*ms),
         Timestamp::Rfc3339(text) => {

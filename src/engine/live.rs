@@ -1,38 +1,192 @@
 //! One live experiment: its spec, its data epoch, and a posterior snapshot the assign path
 //! reads without locks.
 //!
-//! The snapshot (counters, posteriors, Thompson win shares for propensities) is rebuilt from the
-//! store's durable counters at most every [`SNAPSHOT_REFRESH_MS`]; exactly one request does the
-//! rebuild while the others keep using the previous one. Thompson sampling tolerates this
-//! staleness (DESIGN.md, "Scale"), and it is the same shape a multi-replica deployment has.
+//! The snapshot (counters, posteriors, exact P(best) and expected loss, the allocation the
+//! policy realises, the stopping decision) is rebuilt from the store's durable state at most
+//! every [`SNAPSHOT_REFRESH_MS`]; exactly one request does the rebuild while the others keep
+//! using the previous one. Thompson sampling tolerates this staleness (DESIGN.md, "Scale"),
+//! and it is the same shape a multi-replica deployment has. Caching P(best) per snapshot is
+//! what makes exact propensities affordable on the assign path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
-use rand::Rng;
 
 use crate::policy::{self, ArmView, Mode, Params};
-use crate::spec::{Experiment, Status};
-use crate::stats::Posterior;
-use crate::store::{ArmCounters, Epoch};
+use crate::spec::{Experiment, OnWinner, Status};
+use crate::stats::{self, ArmComparison, DecayedCounts, Posterior, StoppingRule, Verdict};
+use crate::store::{ArmCounters, Epoch, EpochInfo, Tally};
 
 /// How old a posterior snapshot may get before an assign request rebuilds it.
 pub const SNAPSHOT_REFRESH_MS: u64 = 100;
-
-/// Monte Carlo draws for the Thompson win shares behind propensities.
-pub const SHARE_DRAWS: usize = 4_000;
 
 /// The posterior state of every arm at one moment.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub taken_ms: u64,
-    /// Durable N and R per arm, in spec order.
+    /// Durable raw counters per arm, in spec order.
     pub counters: Vec<ArmCounters>,
+    /// The counts the posterior uses: decayed to `taken_ms` with a half-life, else raw.
+    pub effective: Vec<DecayedCounts>,
     pub arms: Vec<ArmView>,
-    /// P(arm k wins the Thompson argmax) under this snapshot.
+    /// Exact P(best) per arm: the Thompson win probability behind propensities.
     pub shares: Vec<f64>,
+    /// Expected loss per arm (NaN if the comparison failed).
+    pub expected_loss: Vec<f64>,
+    /// The traffic share the policy realises now, by variant id; handed to the store with
+    /// every counted exposure for the sample-ratio check.
+    pub allocation: Arc<[(String, f64)]>,
+    pub info: EpochInfo,
+    /// The stopping rule's current verdict (`None` without a rule).
+    pub verdict: Option<Verdict>,
+}
+
+impl Snapshot {
+    /// Builds the snapshot of `spec` from durable state at `now_ms`.
+    pub fn build(
+        spec: &Experiment,
+        counters: &HashMap<String, ArmCounters>,
+        info: EpochInfo,
+        now_ms: u64,
+    ) -> Self {
+        let half_life_ms = spec.policy.half_life.map(|h| h.as_millis());
+        let counters: Vec<ArmCounters> = spec
+            .variants
+            .iter()
+            .map(|v| counters.get(v.id.as_str()).copied().unwrap_or_default())
+            .collect();
+        let effective: Vec<DecayedCounts> = counters
+            .iter()
+            .map(|c| match half_life_ms {
+                Some(h) => DecayedCounts {
+                    exposures: c.decayed_exposures,
+                    reward_sum: c.decayed_reward_sum,
+                    at_ms: c.decayed_at_ms,
+                }
+                .decayed_to(now_ms, h),
+                None => DecayedCounts {
+                    exposures: c.exposures as f64,
+                    reward_sum: c.reward_sum,
+                    at_ms: now_ms,
+                },
+            })
+            .collect();
+        let arms: Vec<ArmView> = effective
+            .iter()
+            .zip(&counters)
+            .enumerate()
+            .map(|(k, (e, c))| {
+                let prior = spec.arm_prior(k);
+                let posterior =
+                    Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
+                ArmView {
+                    alpha: posterior.alpha,
+                    beta: posterior.beta,
+                    // Burn-in counts real exposures, not decayed ones.
+                    exposures: c.exposures as f64,
+                    active: true,
+                }
+            })
+            .collect();
+        let shapes: Vec<(f64, f64)> = arms.iter().map(|a| (a.alpha, a.beta)).collect();
+        let comparison = stats::compare_arms(&shapes).unwrap_or_else(|error| {
+            tracing::error!(experiment = %spec.id, %error, "P(best) failed; using uniform shares");
+            ArmComparison {
+                prob_best: vec![1.0 / arms.len().max(1) as f64; arms.len()],
+                expected_loss: vec![f64::NAN; arms.len()],
+            }
+        });
+        let verdict = spec.stopping.as_ref().map(|rule| {
+            let rule = StoppingRule {
+                prob_best: rule.prob_best,
+                max_expected_loss: rule.max_expected_loss,
+                min_exposures: rule.min_exposures,
+                min_duration_ms: rule.min_duration.map_or(0, |d| d.as_millis()),
+            };
+            let exposures: Vec<u64> = counters.iter().map(|c| c.exposures).collect();
+            stats::evaluate(
+                &rule,
+                &comparison,
+                &exposures,
+                info.started_ms.unwrap_or(now_ms),
+                now_ms,
+            )
+        });
+        let mut snapshot = Self {
+            taken_ms: now_ms,
+            counters,
+            effective,
+            arms,
+            shares: comparison.prob_best,
+            expected_loss: comparison.expected_loss,
+            allocation: Arc::from(Vec::new()),
+            info,
+            verdict,
+        };
+        let shares = policy::allocation(
+            mode_of(spec, &snapshot),
+            params_of(spec),
+            &snapshot.arms,
+            &snapshot.shares,
+        )
+        .unwrap_or_else(|_| vec![0.0; spec.variants.len()]);
+        snapshot.allocation = spec
+            .variants
+            .iter()
+            .map(|v| v.id.as_str().to_owned())
+            .zip(shares)
+            .collect();
+        snapshot
+    }
+
+    /// The decided winner's arm index, if a decision is recorded for this epoch.
+    pub fn decided_arm(&self, spec: &Experiment) -> Option<usize> {
+        let decision = self.info.decision.as_ref()?;
+        spec.variant_index(decision.get("variant")?.as_str()?)
+    }
+
+    /// A winner the rule declares now, for a running experiment that has no decision yet.
+    pub fn new_winner(&self, spec: &Experiment) -> Option<(usize, f64, f64)> {
+        if spec.status != Status::Running || self.info.decision.is_some() {
+            return None;
+        }
+        match self.verdict {
+            Some(Verdict::Winner {
+                arm,
+                prob_best,
+                expected_loss,
+            }) => Some((arm, prob_best, expected_loss)),
+            _ => None,
+        }
+    }
+}
+
+/// The experiment-level rule that applies under `snapshot`.
+fn mode_of(spec: &Experiment, snapshot: &Snapshot) -> Mode {
+    let index = |id: &crate::spec::VariantId| spec.variant_index(id.as_str()).unwrap_or(0);
+    match (spec.status, &spec.winner) {
+        (Status::Paused, _) => Mode::Paused {
+            default: index(&spec.default_variant),
+        },
+        (Status::Concluded, Some(winner)) => Mode::Fixed {
+            winner: index(winner),
+        },
+        _ => match (snapshot.decided_arm(spec), &spec.stopping) {
+            (Some(winner), Some(rule)) if rule.on_winner == OnWinner::Exploit => {
+                Mode::Exploit { winner }
+            }
+            _ => Mode::Adaptive,
+        },
+    }
+}
+
+fn params_of(spec: &Experiment) -> Params {
+    Params {
+        burn_in: spec.policy.burn_in,
+        min_share: spec.policy.min_share,
+    }
 }
 
 /// A running (or paused, or concluded) experiment as the engine serves it.
@@ -45,17 +199,8 @@ pub struct LiveExperiment {
 }
 
 impl LiveExperiment {
-    pub fn new<R: Rng + ?Sized>(
-        spec: Experiment,
-        counters: &HashMap<String, ArmCounters>,
-        now_ms: u64,
-        rng: &mut R,
-    ) -> Self {
-        let epoch = Epoch {
-            experiment: spec.id.as_str().to_owned(),
-            revision: spec.revision,
-        };
-        let snapshot = build_snapshot(&spec, counters, now_ms, rng);
+    pub fn new(spec: Experiment, snapshot: Snapshot) -> Self {
+        let epoch = epoch_of(&spec);
         Self {
             spec,
             epoch,
@@ -64,29 +209,33 @@ impl LiveExperiment {
         }
     }
 
-    /// The experiment-level rule that applies now.
-    pub fn mode(&self) -> Mode {
-        let index = |id: &crate::spec::VariantId| self.spec.variant_index(id.as_str()).unwrap_or(0);
-        match (self.spec.status, &self.spec.winner) {
-            (Status::Paused, _) => Mode::Paused {
-                default: index(&self.spec.default_variant),
-            },
-            (Status::Concluded, Some(winner)) => Mode::Fixed {
-                winner: index(winner),
-            },
-            _ => Mode::Adaptive,
-        }
+    /// The experiment-level rule that applies under `snapshot`.
+    pub fn mode(&self, snapshot: &Snapshot) -> Mode {
+        mode_of(&self.spec, snapshot)
     }
 
     pub fn params(&self) -> Params {
-        Params {
-            burn_in: self.spec.policy.burn_in,
-            min_share: self.spec.policy.min_share,
-        }
+        params_of(&self.spec)
+    }
+
+    /// Index of `default_variant` (validated to exist).
+    pub fn default_arm(&self) -> usize {
+        self.spec
+            .variant_index(self.spec.default_variant.as_str())
+            .unwrap_or(0)
     }
 
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.snapshot.load()
+    }
+
+    /// The store's write context for one counted exposure under `snapshot`.
+    pub fn tally(&self, snapshot: &Snapshot, now_ms: u64) -> Tally {
+        Tally {
+            now_ms,
+            half_life_ms: self.spec.policy.half_life.map(|h| h.as_millis()),
+            allocation: snapshot.allocation.clone(),
+        }
     }
 
     /// Claims the right to rebuild a stale snapshot; false if fresh or someone else is on it.
@@ -99,15 +248,9 @@ impl LiveExperiment {
                 .is_ok()
     }
 
-    /// Installs a snapshot built from `counters` and releases the refresh claim.
-    pub fn install<R: Rng + ?Sized>(
-        &self,
-        counters: &HashMap<String, ArmCounters>,
-        now_ms: u64,
-        rng: &mut R,
-    ) {
-        let snapshot = build_snapshot(&self.spec, counters, now_ms, rng);
-        self.snapshot.store(Arc::new(snapshot));
+    /// Installs a rebuilt snapshot and releases any refresh claim.
+    pub fn install(&self, snapshot: Arc<Snapshot>) {
+        self.snapshot.store(snapshot);
         self.refreshing.store(false, Ordering::Release);
     }
 
@@ -115,47 +258,11 @@ impl LiveExperiment {
     pub fn abandon_refresh(&self) {
         self.refreshing.store(false, Ordering::Release);
     }
-
-    /// Traffic share per arm that the policy realises under the current snapshot.
-    pub fn allocation(&self) -> Vec<f64> {
-        let snapshot = self.snapshot();
-        policy::allocation(self.mode(), self.params(), &snapshot.arms, &snapshot.shares)
-            .unwrap_or_else(|_| vec![0.0; snapshot.arms.len()])
-    }
 }
 
-fn build_snapshot<R: Rng + ?Sized>(
-    spec: &Experiment,
-    counters: &HashMap<String, ArmCounters>,
-    now_ms: u64,
-    rng: &mut R,
-) -> Snapshot {
-    let counters: Vec<ArmCounters> = spec
-        .variants
-        .iter()
-        .map(|v| counters.get(v.id.as_str()).copied().unwrap_or_default())
-        .collect();
-    let arms: Vec<ArmView> = counters
-        .iter()
-        .enumerate()
-        .map(|(k, c)| {
-            let prior = spec.arm_prior(k);
-            let exposures = c.exposures as f64;
-            let posterior =
-                Posterior::from_counts(prior.alpha, prior.beta, exposures, c.reward_sum);
-            ArmView {
-                alpha: posterior.alpha,
-                beta: posterior.beta,
-                exposures,
-                active: true,
-            }
-        })
-        .collect();
-    let shares = policy::thompson_shares_mc(&arms, SHARE_DRAWS, rng);
-    Snapshot {
-        taken_ms: now_ms,
-        counters,
-        arms,
-        shares,
+pub fn epoch_of(spec: &Experiment) -> Epoch {
+    Epoch {
+        experiment: spec.id.as_str().to_owned(),
+        revision: spec.revision,
     }
 }

@@ -5,7 +5,9 @@ mod assign;
 pub mod clock;
 mod error;
 mod events;
+mod history;
 mod live;
+mod refresh;
 mod report;
 pub mod token;
 mod unit;
@@ -18,9 +20,10 @@ use arc_swap::ArcSwap;
 pub use assign::Assignment;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use events::{EventBatchReport, RawEvent, Rejection, RejectionReason};
+pub use events::{EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp, parse_timestamp};
+pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
-pub use report::{ArmReport, ExperimentReport, ExperimentSummary};
+pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};
 
@@ -77,17 +80,11 @@ impl Engine {
         let now_ms = clock.now_ms();
         let mut set = ExperimentSet::default();
         for spec in experiments {
-            let epoch = crate::store::Epoch {
-                experiment: spec.id.as_str().to_owned(),
-                revision: spec.revision,
-            };
+            let epoch = live::epoch_of(&spec);
             let counters = store.counters(&epoch).await?;
-            let live = Arc::new(LiveExperiment::new(
-                spec,
-                &counters,
-                now_ms,
-                &mut rand::rng(),
-            ));
+            let info = store.epoch_info(&epoch).await?;
+            let snapshot = Snapshot::build(&spec, &counters, info, now_ms);
+            let live = Arc::new(LiveExperiment::new(spec, snapshot));
             set.by_id
                 .insert(live.epoch.experiment.clone(), live.clone());
             set.order.push(live);
@@ -127,21 +124,6 @@ impl Engine {
             .get(id)
             .cloned()
             .ok_or_else(|| EngineError::UnknownExperiment(id.to_owned()))
-    }
-
-    /// Rebuilds the experiment's posterior snapshot if it is stale and nobody else is on it.
-    /// A store failure keeps the old snapshot: allocation degrades to slightly stale, not down.
-    async fn refresh_if_stale(&self, live: &LiveExperiment, now_ms: u64) {
-        if !live.claim_refresh(now_ms) {
-            return;
-        }
-        match self.store.counters(&live.epoch).await {
-            Ok(counters) => live.install(&counters, now_ms, &mut rand::rng()),
-            Err(error) => {
-                tracing::warn!(experiment = %live.epoch.experiment, %error, "snapshot refresh failed");
-                live.abandon_refresh();
-            }
-        }
     }
 
     /// Drops event ids and token marks past their retention. Run periodically.

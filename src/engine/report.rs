@@ -1,13 +1,15 @@
-//! What analysts read: per-experiment summaries and per-arm statistics.
+//! What analysts read: per-experiment summaries, per-arm statistics, the stopping decision
+//! and the sample-ratio check.
 
 use serde::Serialize;
 
+use super::live::Snapshot;
 use super::{Engine, EngineError, LiveExperiment};
 use crate::spec::{AssignmentMode, Status};
-use crate::stats::Posterior;
+use crate::stats::{self, CollectingReason, SRM_ALERT_P, Verdict};
 
-/// Credible level reported by the stats endpoint.
-pub const CREDIBLE_LEVEL: f64 = 0.95;
+/// Credible level when the caller does not ask for one.
+pub const DEFAULT_CREDIBLE_LEVEL: f64 = 0.95;
 
 /// One line of `GET /v1/experiments`.
 #[derive(Debug, Clone, Serialize)]
@@ -21,6 +23,8 @@ pub struct ExperimentSummary {
     pub variants: usize,
     pub exposures: u64,
     pub rewards: f64,
+    /// `no_rule`, `collecting` or `winner`.
+    pub decision: &'static str,
 }
 
 /// Per-arm statistics.
@@ -33,9 +37,19 @@ pub struct ArmReport {
     pub rewards: f64,
     /// R / N; `null` before the first exposure.
     pub rate: Option<f64>,
+    /// The counts the posterior uses: exponentially decayed with `policy.half_life`, else
+    /// equal to the raw ones.
+    pub effective_exposures: f64,
+    pub effective_rewards: f64,
     pub posterior: PosteriorReport,
+    /// P(this arm has the highest rate), exact to 1e-6.
+    pub prob_best: f64,
+    /// E[max rate − this arm's rate]: what choosing this arm gives up, in expectation.
+    pub expected_loss: f64,
     /// Share of new traffic the policy currently sends to this arm.
     pub traffic_share: f64,
+    /// Exposures the policy's own allocation probabilities predict (sample-ratio check).
+    pub expected_exposures: f64,
 }
 
 /// Beta posterior of one arm.
@@ -44,8 +58,40 @@ pub struct PosteriorReport {
     pub alpha: f64,
     pub beta: f64,
     pub mean: f64,
-    /// Equal-tailed 95% credible interval.
-    pub ci95: [f64; 2],
+    pub credible_interval: CredibleInterval,
+}
+
+/// Equal-tailed credible interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct CredibleInterval {
+    pub level: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// The stopping rule's state.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecisionReport {
+    /// `no_rule`, `collecting` or `winner`.
+    pub status: &'static str,
+    /// The recorded decision (winner, time, the numbers that justified it, the rule).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided: Option<serde_json::Value>,
+    /// For a decision: whether the winner still meets the P(best) threshold now. A decision
+    /// is never reversed; this says when later data disagrees with it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub still_holds: Option<bool>,
+    /// In words: why no winner yet, or how the decision stands.
+    pub detail: String,
+}
+
+/// Sample-ratio check: observed exposures against what the allocation predicted.
+#[derive(Debug, Clone, Serialize)]
+pub struct SrmReport {
+    /// Pearson chi-square p-value; `null` with too little data.
+    pub p_value: Option<f64>,
+    /// True when p < 0.001: a broken frontend, bots or a caching bug.
+    pub alert: bool,
 }
 
 /// `GET /v1/experiments/{id}`.
@@ -57,7 +103,11 @@ pub struct ExperimentReport {
     pub winner: Option<String>,
     pub burn_in: u64,
     pub min_share: f64,
+    pub half_life: Option<String>,
     pub reward_window: String,
+    pub started_ms: Option<u64>,
+    pub stopping: DecisionReport,
+    pub srm: SrmReport,
     pub arms: Vec<ArmReport>,
 }
 
@@ -66,55 +116,37 @@ impl Engine {
         let catalog = self.catalog();
         let mut out = Vec::new();
         for live in catalog.all() {
-            out.push(self.report_of(live).await?.summary);
+            out.push(self.report_of(live, DEFAULT_CREDIBLE_LEVEL).await?.summary);
         }
         Ok(out)
     }
 
-    pub async fn report(&self, id: &str) -> Result<ExperimentReport, EngineError> {
+    /// The full report, with credible intervals at `level` (in (0, 1)).
+    pub async fn report(&self, id: &str, level: f64) -> Result<ExperimentReport, EngineError> {
         let live = self.loaded(id)?;
-        self.report_of(&live).await
+        self.report_of(&live, level).await
     }
 
-    async fn report_of(&self, live: &LiveExperiment) -> Result<ExperimentReport, EngineError> {
+    async fn report_of(
+        &self,
+        live: &LiveExperiment,
+        level: f64,
+    ) -> Result<ExperimentReport, EngineError> {
+        if !(level > 0.0 && level < 1.0) {
+            return Err(EngineError::BadLevel(level));
+        }
+        let snapshot = self.rebuild(live, self.clock.now_ms()).await?;
         let spec = &live.spec;
-        let counters = self.store.counters(&live.epoch).await?;
-        let shares = live.allocation();
         let arms: Vec<ArmReport> = spec
             .variants
             .iter()
             .enumerate()
-            .map(|(k, variant)| {
-                let c = counters
-                    .get(variant.id.as_str())
-                    .copied()
-                    .unwrap_or_default();
-                let prior = spec.arm_prior(k);
-                let posterior = Posterior::from_counts(
-                    prior.alpha,
-                    prior.beta,
-                    c.exposures as f64,
-                    c.reward_sum,
-                );
-                // The level is a valid constant, so this only fails on corrupt shapes.
-                let (lo, hi) = posterior
-                    .credible_interval(CREDIBLE_LEVEL)
-                    .unwrap_or((f64::NAN, f64::NAN));
-                ArmReport {
-                    variant: variant.id.as_str().to_owned(),
-                    exposures: c.exposures,
-                    rewards: c.reward_sum,
-                    rate: (c.exposures > 0).then(|| c.reward_sum / c.exposures as f64),
-                    posterior: PosteriorReport {
-                        alpha: posterior.alpha,
-                        beta: posterior.beta,
-                        mean: posterior.mean(),
-                        ci95: [lo, hi],
-                    },
-                    traffic_share: shares.get(k).copied().unwrap_or(0.0),
-                }
-            })
+            .map(|(k, variant)| arm_report(variant.id.as_str(), k, &snapshot, level))
             .collect();
+        let observed: Vec<f64> = snapshot.counters.iter().map(|c| c.exposures as f64).collect();
+        let expected: Vec<f64> = snapshot.counters.iter().map(|c| c.expected_exposures).collect();
+        let p_value = stats::srm_p_value(&observed, &expected);
+        let stopping = decision_report(live, &snapshot);
         Ok(ExperimentReport {
             summary: ExperimentSummary {
                 id: spec.id.as_str().to_owned(),
@@ -126,13 +158,145 @@ impl Engine {
                 variants: spec.variants.len(),
                 exposures: arms.iter().map(|a| a.exposures).sum(),
                 rewards: arms.iter().map(|a| a.rewards).sum(),
+                decision: stopping.status,
             },
             default_variant: spec.default_variant.as_str().to_owned(),
             winner: spec.winner.as_ref().map(|w| w.as_str().to_owned()),
             burn_in: spec.policy.burn_in,
             min_share: spec.policy.min_share,
+            half_life: spec.policy.half_life.map(|h| h.to_string()),
             reward_window: spec.reward.window.to_string(),
+            started_ms: snapshot.info.started_ms,
+            stopping,
+            srm: SrmReport {
+                p_value,
+                alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
+            },
             arms,
         })
+    }
+}
+
+fn arm_report(variant: &str, k: usize, snapshot: &Snapshot, level: f64) -> ArmReport {
+    let c = snapshot.counters[k];
+    let e = snapshot.effective[k];
+    let view = snapshot.arms[k];
+    let posterior = stats::Posterior {
+        alpha: view.alpha,
+        beta: view.beta,
+    };
+    // The level was checked by the caller, so this only fails on corrupt shapes.
+    let (lower, upper) = posterior
+        .credible_interval(level)
+        .unwrap_or((f64::NAN, f64::NAN));
+    ArmReport {
+        variant: variant.to_owned(),
+        exposures: c.exposures,
+        rewards: c.reward_sum,
+        rate: (c.exposures > 0).then(|| c.reward_sum / c.exposures as f64),
+        effective_exposures: e.exposures,
+        effective_rewards: e.reward_sum,
+        posterior: PosteriorReport {
+            alpha: posterior.alpha,
+            beta: posterior.beta,
+            mean: posterior.mean(),
+            credible_interval: CredibleInterval {
+                level,
+                lower,
+                upper,
+            },
+        },
+        prob_best: snapshot.shares[k],
+        expected_loss: snapshot.expected_loss[k],
+        traffic_share: snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
+        expected_exposures: c.expected_exposures,
+    }
+}
+
+fn decision_report(live: &LiveExperiment, snapshot: &Snapshot) -> DecisionReport {
+    let spec = &live.spec;
+    let name = |k: usize| spec.variants.get(k).map_or("?", |v| v.id.as_str());
+    let Some(rule) = &spec.stopping else {
+        return DecisionReport {
+            status: "no_rule",
+            decided: None,
+            still_holds: None,
+            detail: "no stopping rule: add `stopping:` to the YAML to declare winners".into(),
+        };
+    };
+    if let Some(decided) = &snapshot.info.decision {
+        let arm = snapshot.decided_arm(spec);
+        let now = arm.map(|k| snapshot.shares[k]);
+        let still_holds = now.is_some_and(|p| p >= rule.prob_best);
+        let detail = match (arm, now) {
+            (Some(k), Some(p)) if still_holds => format!(
+                "'{}' was declared the winner; its P(best) is {p:.4} now (threshold {})",
+                name(k),
+                rule.prob_best
+            ),
+            (Some(k), Some(p)) => format!(
+                "'{}' was declared the winner, but its P(best) has dropped to {p:.4}, under the \
+                 threshold {}; the decision stands until an analyst acts (e.g. bump `revision`)",
+                name(k),
+                rule.prob_best
+            ),
+            _ => "the declared winner is no longer a variant of this experiment".into(),
+        };
+        return DecisionReport {
+            status: "winner",
+            decided: Some(decided.clone()),
+            still_holds: Some(still_holds),
+            detail,
+        };
+    }
+    let detail = match &snapshot.verdict {
+        Some(Verdict::Collecting { reason }) => collecting_detail(reason, &name),
+        Some(Verdict::Winner { arm, .. }) if spec.status != Status::Running => format!(
+            "'{}' meets the rule, but decisions are only recorded while the experiment runs",
+            name(*arm)
+        ),
+        _ => "collecting".into(),
+    };
+    DecisionReport {
+        status: "collecting",
+        decided: None,
+        still_holds: None,
+        detail,
+    }
+}
+
+fn collecting_detail(reason: &CollectingReason, name: &dyn Fn(usize) -> &str) -> String {
+    match reason {
+        CollectingReason::NoArms | CollectingReason::MismatchedInputs { .. } => {
+            "no arms to compare".into()
+        }
+        CollectingReason::TooEarly { remaining_ms } => format!(
+            "min_duration not reached: {} more",
+            crate::spec::HumanDuration::from_std(std::time::Duration::from_millis(*remaining_ms))
+        ),
+        CollectingReason::TooFewExposures {
+            arm,
+            exposures,
+            required,
+        } => format!(
+            "'{}' has {exposures} exposures; every arm needs {required}",
+            name(*arm)
+        ),
+        CollectingReason::ProbBestTooLow {
+            leader,
+            prob_best,
+            required,
+        } => format!(
+            "leader '{}' has P(best) {prob_best:.4}; the rule needs {required}",
+            name(*leader)
+        ),
+        CollectingReason::ExpectedLossTooHigh {
+            leader,
+            expected_loss,
+            allowed,
+        } => format!(
+            "leader '{}' has expected loss {expected_loss:.6}; the rule allows {allowed}",
+            name(*leader)
+        ),
     }
 }

@@ -1,11 +1,15 @@
-//! `GET /v1/experiments` and `GET /v1/experiments/{id}`: what analysts and dashboards read.
+//! `GET /v1/experiments`, `GET /v1/experiments/{id}` and its history: what analysts and
+//! dashboards read.
 
 use actix_web::{HttpResponse, web};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::problem::{ApiResult, wrong_method};
+use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
-use crate::engine::ExperimentSummary;
+use crate::engine::{DEFAULT_CREDIBLE_LEVEL, ExperimentSummary, HistoryPoint, Timestamp, parse_timestamp};
+
+/// History points returned when the request does not say.
+pub const DEFAULT_HISTORY_LIMIT: usize = 1_440;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -16,6 +20,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/experiments/{id}")
             .route(web::get().to(show))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/v1/experiments/{id}/history")
+            .route(web::get().to(history))
             .default_service(web::to(wrong_method)),
     );
 }
@@ -30,6 +39,58 @@ async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(ExperimentList { experiments }))
 }
 
-async fn show(state: web::Data<AppState>, id: web::Path<String>) -> ApiResult<HttpResponse> {
-    Ok(HttpResponse::Ok().json(state.engine.report(&id).await?))
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShowQuery {
+    /// Credible level of the intervals, e.g. 0.9; default 0.95.
+    #[serde(default)]
+    level: Option<f64>,
+}
+
+async fn show(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<ShowQuery>,
+) -> ApiResult<HttpResponse> {
+    let level = query.level.unwrap_or(DEFAULT_CREDIBLE_LEVEL);
+    Ok(HttpResponse::Ok().json(state.engine.report(&id, level).await?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// Unix milliseconds or RFC 3339; default: the beginning.
+    #[serde(default)]
+    since: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct HistoryResponse {
+    experiment: String,
+    points: Vec<HistoryPoint>,
+}
+
+async fn history(
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    query: web::Query<HistoryQuery>,
+) -> ApiResult<HttpResponse> {
+    let since_ms = match &query.since {
+        None => 0,
+        Some(text) => {
+            let ts = match text.parse::<u64>() {
+                Ok(ms) => Timestamp::Millis(ms),
+                Err(_) => Timestamp::Rfc3339(text.clone()),
+            };
+            parse_timestamp(&ts).map_err(|e| ApiError::BadRequest(format!("`since`: {e}")))?
+        }
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let points = state.engine.history(&id, since_ms, limit).await?;
+    Ok(HttpResponse::Ok().json(HistoryResponse {
+        experiment: id.into_inner(),
+        points,
+    }))
 }

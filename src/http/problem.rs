@@ -61,6 +61,7 @@ impl ApiError {
             Self::Engine(EngineError::UnknownRevision { .. }) => {
                 ("unknown-revision", "Unknown revision")
             }
+            Self::Engine(EngineError::BadLevel(_)) => ("bad-level", "Bad credible level"),
             Self::Engine(EngineError::Store(_)) => ("store-unavailable", "Storage unavailable"),
         }
     }
@@ -69,7 +70,7 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::Engine(EngineError::BadLevel(_)) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::NotFound(_)
             | Self::Engine(

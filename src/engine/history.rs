@@ -1,0 +1,76 @@
+//! Durable history: one snapshot of every served experiment per interval, so the dashboard
+//! can plot how posteriors, P(best) and traffic moved. Written by a background task; the
+//! time comes from the engine's clock.
+
+use serde::Serialize;
+use serde_json::json;
+
+use super::{Engine, EngineError};
+use crate::spec::Status;
+
+/// Default interval between history points.
+pub const DEFAULT_HISTORY_INTERVAL_MS: u64 = 60_000;
+
+/// Most points one history request returns.
+pub const MAX_HISTORY_POINTS: usize = 10_000;
+
+/// One point of `GET /v1/experiments/{id}/history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryPoint {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub point: serde_json::Value,
+}
+
+impl Engine {
+    /// Appends one history point per served experiment at the clock's now. Returns how many.
+    pub async fn record_history(&self) -> Result<usize, EngineError> {
+        let now_ms = self.clock.now_ms();
+        let catalog = self.catalog();
+        let mut written = 0;
+        for live in catalog.all().filter(|l| l.spec.status != Status::Draft) {
+            let snapshot = self.rebuild(live, now_ms).await?;
+            let arms: Vec<serde_json::Value> = live
+                .spec
+                .variants
+                .iter()
+                .enumerate()
+                .map(|(k, variant)| {
+                    let arm = snapshot.arms[k];
+                    json!({
+                        "variant": variant.id.as_str(),
+                        "exposures": snapshot.counters[k].exposures,
+                        "rewards": snapshot.counters[k].reward_sum,
+                        "posterior_mean": arm.alpha / (arm.alpha + arm.beta),
+                        "prob_best": snapshot.shares[k],
+                        "expected_loss": snapshot.expected_loss[k],
+                        "traffic_share": snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
+                    })
+                })
+                .collect();
+            self.store
+                .append_history(&live.epoch, now_ms, json!({ "arms": arms }))
+                .await?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// History points of an experiment's current revision at or after `since_ms`.
+    pub async fn history(
+        &self,
+        id: &str,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, EngineError> {
+        let live = self.loaded(id)?;
+        let points = self
+            .store
+            .history(&live.epoch, since_ms, limit.min(MAX_HISTORY_POINTS))
+            .await?;
+        Ok(points
+            .into_iter()
+            .map(|(at_ms, point)| HistoryPoint { at_ms, point })
+            .collect())
+    }
+}

@@ -1,0 +1,87 @@
+//! Rebuilding posterior snapshots from durable state, and acting on the stopping rule.
+//!
+//! A winner is declared here, the first time a rebuilt snapshot's verdict says so: the
+//! decision (time, winner, the numbers that justified it, the rule) is written durably before
+//! anybody acts on it, the store keeps the first decision forever, and it is logged.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::live::{LiveExperiment, Snapshot};
+use super::{Engine, EngineError};
+
+impl Engine {
+    /// A snapshot of `live` built from the store's durable state now, installed for the
+    /// assign path. Records a stopping decision if the rule declares one.
+    pub(crate) async fn rebuild(
+        &self,
+        live: &LiveExperiment,
+        now_ms: u64,
+    ) -> Result<Arc<Snapshot>, EngineError> {
+        let counters = self.store.counters(&live.epoch).await?;
+        let info = self.store.epoch_info(&live.epoch).await?;
+        let mut snapshot = Snapshot::build(&live.spec, &counters, info, now_ms);
+        if let Some((arm, prob_best, expected_loss)) = snapshot.new_winner(&live.spec) {
+            let decision = self.decision_record(live, &snapshot, arm, prob_best, expected_loss, now_ms);
+            let held = self.store.record_decision(&live.epoch, decision).await?;
+            tracing::info!(
+                experiment = %live.epoch.experiment,
+                revision = live.epoch.revision,
+                decision = %held,
+                "stopping rule declared a winner"
+            );
+            let mut info = snapshot.info.clone();
+            info.decision = Some(held);
+            snapshot = Snapshot::build(&live.spec, &counters, info, now_ms);
+        }
+        let snapshot = Arc::new(snapshot);
+        live.install(snapshot.clone());
+        Ok(snapshot)
+    }
+
+    /// Rebuilds the snapshot if it is stale and nobody else is on it. A store failure keeps
+    /// the old snapshot: allocation degrades to slightly stale, not down.
+    pub(crate) async fn refresh_if_stale(&self, live: &LiveExperiment, now_ms: u64) {
+        if !live.claim_refresh(now_ms) {
+            return;
+        }
+        if let Err(error) = self.rebuild(live, now_ms).await {
+            tracing::warn!(experiment = %live.epoch.experiment, %error, "snapshot refresh failed");
+            live.abandon_refresh();
+        }
+    }
+
+    fn decision_record(
+        &self,
+        live: &LiveExperiment,
+        snapshot: &Snapshot,
+        arm: usize,
+        prob_best: f64,
+        expected_loss: f64,
+        now_ms: u64,
+    ) -> serde_json::Value {
+        let spec = &live.spec;
+        let rule = spec.stopping.as_ref();
+        let exposures: serde_json::Map<String, serde_json::Value> = spec
+            .variants
+            .iter()
+            .zip(&snapshot.counters)
+            .map(|(v, c)| (v.id.as_str().to_owned(), json!(c.exposures)))
+            .collect();
+        json!({
+            "variant": spec.variants.get(arm).map(|v| v.id.as_str()),
+            "decided_ms": now_ms,
+            "prob_best": prob_best,
+            "expected_loss": expected_loss,
+            "exposures": exposures,
+            "rule": {
+                "prob_best": rule.map(|r| r.prob_best),
+                "max_expected_loss": rule.map(|r| r.max_expected_loss),
+                "min_exposures": rule.map(|r| r.min_exposures),
+                "min_duration": rule.and_then(|r| r.min_duration).map(|d| d.to_string()),
+                "on_winner": rule.map(|r| r.on_winner.as_str()),
+            },
+        })
+    }
+}
