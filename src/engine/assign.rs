@@ -11,7 +11,7 @@ use super::token::Claims;
 use super::{Engine, EngineError, Unit};
 use crate::policy::{self, Decision, Mode, Reason};
 use crate::spec::AssignmentMode;
-use crate::store::StickyRecord;
+use crate::store::{StickyRecord, Tally};
 
 /// One experiment's answer for one unit.
 #[derive(Debug, Clone)]
@@ -42,6 +42,23 @@ impl Assignment {
             .variants
             .get(self.arm)
             .map_or(&serde_json::Value::Null, |v| &v.payload)
+    }
+}
+
+/// The store's write context for a counted exposure now: no half-life yet (the spec has none),
+/// and the allocation of the current snapshot.
+fn tally(live: &LiveExperiment, now_ms: u64) -> Tally {
+    let allocation = live
+        .spec
+        .variants
+        .iter()
+        .map(|variant| variant.id.as_str().to_owned())
+        .zip(live.allocation())
+        .collect();
+    Tally {
+        now_ms,
+        half_life_ms: None,
+        allocation,
     }
 }
 
@@ -127,8 +144,11 @@ impl Engine {
             AssignmentMode::PerRequest => {
                 let counted = count && decision.counted;
                 if counted {
-                    self.store
-                        .count_exposure(&live.epoch, live.spec.variants[decision.arm].id.as_str());
+                    self.store.count_exposure(
+                        &live.epoch,
+                        live.spec.variants[decision.arm].id.as_str(),
+                        tally(&live, now_ms),
+                    );
                 }
                 Ok(self.answer(live, unit, decision, now_ms, counted, counted))
             }
@@ -162,7 +182,7 @@ impl Engine {
         };
         let (record, inserted) = self
             .store
-            .insert_sticky(&live.epoch, unit.as_str(), record)
+            .insert_sticky(&live.epoch, unit.as_str(), record, tally(&live, now_ms))
             .await?;
         Ok(self.answer_stored(live, unit, decision, &record, inserted))
     }

@@ -259,6 +259,7 @@ impl Engine {
             occurred_ms,
             now_ms,
             window_ms: live.spec.reward.window.as_millis(),
+            half_life_ms: None,
         })
     }
 }
