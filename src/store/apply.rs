@@ -1,13 +1,15 @@
 //! What each write does, evaluated by the writer thread against a [`Txn`]: set-if-absent
-//! assignment, per-request exposures, at-most-once rewards, retention expiry, secrets.
+//! assignment, per-request exposures, at-most-once rewards, retention expiry, secrets, epoch
+//! decisions and history.
 //!
 //! Every counter change is made next to the record change that implies it, in the same
-//! request, so the two always land in the same atomic commit.
+//! request, so the two always land in the same atomic commit; so is the epoch's start time.
 
 use super::codec::{self, TokenMark};
+use super::decay;
 use super::keys::{self, KIND_EVENT_ID, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
-use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError};
+use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
 
 /// How long a token mark outlives its reward window. A token reward is accepted only while its
 /// mark would still be kept (see [`apply_token_reward`]), so this is the grace period for
@@ -16,28 +18,104 @@ use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreErr
 pub const TOKEN_MARK_SLACK_MS: u64 = 24 * 60 * 60 * 1000;
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
-/// if this call inserted it.
+/// if this call inserted it (a losing call changes nothing).
 pub fn insert_sticky(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
     unit: &str,
     record: StickyRecord,
+    tally: &Tally,
 ) -> Result<(StickyRecord, bool), StoreError> {
     let key = keys::epoch_key(KIND_STICKY, epoch, unit);
     if let Some(existing) = txn.get(&key)? {
         return Ok((codec::decode_sticky(&existing)?.record, false));
     }
     txn.put(key, codec::encode_sticky(&record, txn.seq()));
-    txn.update_arm(epoch, &record.variant, |arm| arm.counters.exposures += 1);
+    count_one_exposure(txn, epoch, &record.variant, tally, false);
     Ok((record, true))
 }
 
 /// Counts one per-request exposure: the arm's per-request count is its own record.
-pub fn count_exposure(txn: &mut Txn<'_>, epoch: &Epoch, variant: &str) {
+pub fn count_exposure(txn: &mut Txn<'_>, epoch: &Epoch, variant: &str, tally: &Tally) {
+    count_one_exposure(txn, epoch, variant, tally, true);
+}
+
+/// One counted exposure: raw N, decayed N, every arm's expected exposures, the epoch start.
+fn count_one_exposure(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    variant: &str,
+    tally: &Tally,
+    per_request: bool,
+) {
     txn.update_arm(epoch, variant, |arm| {
         arm.counters.exposures += 1;
-        arm.per_request += 1;
+        if per_request {
+            arm.per_request += 1;
+        }
+        decay::record_change(
+            &mut arm.counters,
+            tally.now_ms,
+            tally.half_life_ms,
+            1.0,
+            0.0,
+        );
     });
+    add_expected_exposures(txn, epoch, variant, &tally.allocation);
+    mark_started(txn, epoch, tally.now_ms);
+}
+
+/// Adds the allocation of this moment to each arm's expected exposures, scaled to sum to
+/// exactly one exposure (see [`Tally::allocation`]), so that Σₖ expectedₖ = N for the epoch.
+fn add_expected_exposures(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    exposed: &str,
+    allocation: &[(String, f64)],
+) {
+    let usable = |probability: f64| {
+        if probability.is_finite() && probability > 0.0 {
+            probability
+        } else {
+            0.0
+        }
+    };
+    let total: f64 = allocation
+        .iter()
+        .map(|(_, probability)| usable(*probability))
+        .sum();
+    if !(total.is_finite() && total > 0.0) {
+        txn.update_arm(epoch, exposed, |arm| arm.counters.expected_exposures += 1.0);
+        return;
+    }
+    for (variant, probability) in allocation {
+        let share = usable(*probability) / total;
+        if share > 0.0 {
+            txn.update_arm(epoch, variant, |arm| {
+                arm.counters.expected_exposures += share
+            });
+        }
+    }
+}
+
+/// Records the epoch's start at the first write that counts anything in it.
+fn mark_started(txn: &mut Txn<'_>, epoch: &Epoch, now_ms: u64) {
+    if txn
+        .epoch_info(epoch)
+        .is_none_or(|info| info.started_ms.is_none())
+    {
+        txn.update_epoch(epoch, |info| info.started_ms = Some(now_ms));
+    }
+}
+
+/// Credits `reward` for an assignment made at `assigned_ms` to the arm's raw and decayed R.
+fn credit_reward(txn: &mut Txn<'_>, op: &RewardOp, variant: &str, assigned_ms: u64) {
+    let weighted = decay::reward_weight(op.reward, assigned_ms, op.now_ms, op.half_life_ms);
+    txn.update_arm(&op.epoch, variant, |arm| {
+        arm.counters.reward_sum += op.reward;
+        decay::record_change(&mut arm.counters, op.now_ms, op.half_life_ms, 0.0, weighted);
+    });
+    mark_started(txn, &op.epoch, op.now_ms);
 }
 
 /// Applies rewards in order, each seeing the ones before it.
@@ -92,9 +170,7 @@ fn apply_unit_reward(
     // Rewritten with this commit's sequence number: `sticky()` must not show the reward
     // before it is durable either.
     txn.put(key, codec::encode_sticky(&record, txn.seq()));
-    txn.update_arm(&op.epoch, &record.variant, |arm| {
-        arm.counters.reward_sum += op.reward
-    });
+    credit_reward(txn, op, &record.variant, record.assigned_ms);
     Ok(RewardOutcome::Applied {
         variant: record.variant,
     })
@@ -129,9 +205,7 @@ fn apply_token_reward(
     };
     txn.put(keys::expiry_key(mark_expiry_ms, &mark_key), Vec::new());
     txn.put(mark_key, codec::encode_token_mark(&mark));
-    txn.update_arm(&op.epoch, variant, |arm| {
-        arm.counters.reward_sum += op.reward
-    });
+    credit_reward(txn, op, variant, issued_ms);
     Ok(RewardOutcome::Applied {
         variant: variant.to_owned(),
     })
@@ -195,4 +269,27 @@ pub fn secret(txn: &mut Txn<'_>, name: &str, candidate: Vec<u8>) -> Result<Vec<u
     }
     txn.put(key, codec::encode_secret(&candidate, txn.seq()));
     Ok(candidate)
+}
+
+/// Stores `decision` as the epoch's decision unless it has one; returns the one that holds.
+pub fn record_decision(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    decision: serde_json::Value,
+) -> serde_json::Value {
+    if let Some(held) = txn
+        .epoch_info(epoch)
+        .and_then(|info| info.decision.as_ref())
+    {
+        return held.clone();
+    }
+    let held = decision.clone();
+    txn.update_epoch(epoch, |info| info.decision = Some(decision));
+    held
+}
+
+/// Stores one history point (compact JSON), replacing a point at the same time.
+pub fn append_history(txn: &mut Txn<'_>, epoch: &Epoch, at_ms: u64, point_json: &[u8]) {
+    let value = codec::encode_history(point_json, txn.seq());
+    txn.put(keys::history_key(epoch, at_ms), value);
 }

@@ -7,11 +7,21 @@
 //! marks. This is a full scan (seconds for millions of units), meant for operators and tests,
 //! and it must see a quiescent store: [`super::SledStore::audit`] runs it on the writer thread
 //! between commits, or directly when the writer is gone.
+//!
+//! Decayed N and R cannot be recomputed: per-request exposures leave no record of their time,
+//! and the half-life each write used is not kept. Per-arm expected exposures cannot either (the
+//! allocation of each moment is not kept), but every counted exposure adds exactly one
+//! exposure's worth of allocation to the epoch, so Σₖ expectedₖ = Σₖ Nₖ is checked per epoch,
+//! up to rounding. Epoch records and history points imply no counters; they are decoded so that
+//! a corrupt one is reported.
 
 use std::collections::{BTreeMap, HashMap};
 
 use super::codec;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK};
+use super::keys::{
+    self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_HISTORY, KIND_PER_REQUEST, KIND_STICKY,
+    KIND_TOKEN_MARK,
+};
 use super::overlay::io;
 use super::{ArmCounters, Epoch, StoreError};
 
@@ -26,6 +36,16 @@ pub struct CounterMismatch {
     pub implied: ArmCounters,
 }
 
+/// An epoch whose arms' expected exposures do not add up to their exposures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpectationMismatch {
+    pub epoch: Epoch,
+    /// Σ over the epoch's arms of stored exposures.
+    pub exposures: u64,
+    /// Σ over the epoch's arms of stored expected exposures.
+    pub expected_exposures: f64,
+}
+
 /// The result of [`audit`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AuditReport {
@@ -33,13 +53,19 @@ pub struct AuditReport {
     pub arms_checked: usize,
     pub sticky_records: u64,
     pub live_token_marks: u64,
+    /// Epoch records (start time, decision) that decoded.
+    pub epoch_records: u64,
+    /// History points that decoded.
+    pub history_points: u64,
     pub mismatches: Vec<CounterMismatch>,
+    pub expectation_mismatches: Vec<ExpectationMismatch>,
 }
 
 impl AuditReport {
-    /// True when every arm's counters equal what its records imply.
+    /// True when every arm's counters equal what its records imply, and every epoch's expected
+    /// exposures add up to its exposures.
     pub fn is_clean(&self) -> bool {
-        self.mismatches.is_empty()
+        self.mismatches.is_empty() && self.expectation_mismatches.is_empty()
     }
 }
 
@@ -102,6 +128,19 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         let (_, epoch, variant) = keys::parse_epoch_key(&key)?;
         stored.insert((epoch, variant), codec::decode_arm(&value)?);
     }
+    for item in db.scan_prefix([KIND_EPOCH]) {
+        let (key, value) = item.map_err(io)?;
+        keys::parse_epoch_key(&key)?;
+        codec::decode_epoch_info(&value)?;
+        report.epoch_records += 1;
+    }
+    for item in db.scan_prefix([KIND_HISTORY]) {
+        let (key, value) = item.map_err(io)?;
+        keys::parse_history_key(&key)?;
+        codec::decode_history(&value)?;
+        report.history_points += 1;
+    }
+    report.expectation_mismatches = expectation_mismatches(&stored);
     for key in stored.keys() {
         implied.entry(key.clone()).or_default();
     }
@@ -124,6 +163,37 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         }
     }
     Ok(report)
+}
+
+/// Epochs whose Σ expected exposures is not Σ exposures up to rounding.
+///
+/// Each arm's expected exposures is a sum of up to N_total non-negative terms (one per counted
+/// exposure of the epoch), each a probability scaled to sum to 1 with one rounding; adding the
+/// K arms' sums adds K − 1 more. So N_total + K + 1 bounds the terms of the recursive-summation
+/// error bound used by [`rewards_agree`].
+fn expectation_mismatches(
+    stored: &HashMap<(Epoch, String), ArmCounters>,
+) -> Vec<ExpectationMismatch> {
+    let mut by_epoch: BTreeMap<&Epoch, (u64, f64, u64)> = BTreeMap::new();
+    for ((epoch, _variant), counters) in stored {
+        let (exposures, expected, arms) = by_epoch.entry(epoch).or_default();
+        *exposures += counters.exposures;
+        *expected += counters.expected_exposures;
+        *arms += 1;
+    }
+    by_epoch
+        .into_iter()
+        .filter(|(_, (exposures, expected, arms))| {
+            !rewards_agree(*expected, *exposures as f64, exposures + arms + 1)
+        })
+        .map(
+            |(epoch, (exposures, expected_exposures, _))| ExpectationMismatch {
+                epoch: epoch.clone(),
+                exposures,
+                expected_exposures,
+            },
+        )
+        .collect()
 }
 
 /// Whether two sums of the same rewards, added in different orders, agree up to rounding.
@@ -149,6 +219,41 @@ mod tests {
         let in_order: f64 = (0..1000).map(|i| f64::from(i) / 997.0).sum();
         let reversed: f64 = (0..1000).rev().map(|i| f64::from(i) / 997.0).sum();
         assert!(rewards_agree(in_order, reversed, 1000));
+    }
+
+    fn arm(exposures: u64, expected_exposures: f64) -> ArmCounters {
+        ArmCounters {
+            exposures,
+            expected_exposures,
+            ..ArmCounters::default()
+        }
+    }
+
+    #[test]
+    fn expected_exposures_that_add_up_to_the_exposures_pass_and_one_missing_does_not() {
+        let ep = |revision| Epoch {
+            experiment: "exp".to_owned(),
+            revision,
+        };
+        // 1000 exposures at a 1/3 split: the thirds do not add up to 1000 exactly in binary.
+        let third: f64 = (0..1000).map(|_| 1.0 / 3.0).sum();
+        let mut stored = HashMap::new();
+        for variant in ["a", "b", "c"] {
+            stored.insert((ep(1), variant.to_owned()), arm(333, third));
+        }
+        stored.insert((ep(1), "a".to_owned()), arm(334, third));
+        assert!(expectation_mismatches(&stored).is_empty());
+        stored.insert((ep(2), "a".to_owned()), arm(5, 4.0));
+        stored.insert((ep(2), "b".to_owned()), arm(0, 0.0));
+        let mismatches = expectation_mismatches(&stored);
+        assert_eq!(
+            mismatches,
+            vec![ExpectationMismatch {
+                epoch: ep(2),
+                exposures: 5,
+                expected_exposures: 4.0
+            }]
+        );
     }
 
     #[test]

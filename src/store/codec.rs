@@ -4,7 +4,7 @@
 //! [`StoreError::Corrupt`], never a panic.
 
 use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
-use super::{ArmCounters, StickyRecord, StoreError};
+use super::{ArmCounters, EpochInfo, StickyRecord, StoreError};
 
 const REWARD_PRESENT: u8 = 0b1;
 
@@ -63,11 +63,21 @@ pub fn decode_sticky(bytes: &[u8]) -> Result<StoredSticky, StoreError> {
     Ok(StoredSticky { record, seq })
 }
 
-/// Layout: exposures u64 · reward_sum f64, both big-endian.
+/// Layout: exposures u64 · reward_sum f64 · decayed_exposures f64 · decayed_reward_sum f64 ·
+/// expected_exposures f64 (all big-endian) · decayed_at_ms varint. 41–50 bytes; there are
+/// only a few arm records per epoch.
 pub fn encode_arm(counters: &ArmCounters) -> Vec<u8> {
-    let mut out = Vec::with_capacity(16);
+    let mut out = Vec::with_capacity(50);
     out.extend_from_slice(&counters.exposures.to_be_bytes());
-    out.extend_from_slice(&counters.reward_sum.to_be_bytes());
+    for value in [
+        counters.reward_sum,
+        counters.decayed_exposures,
+        counters.decayed_reward_sum,
+        counters.expected_exposures,
+    ] {
+        out.extend_from_slice(&value.to_be_bytes());
+    }
+    put_varint(&mut out, counters.decayed_at_ms);
     out
 }
 
@@ -75,11 +85,94 @@ pub fn encode_arm(counters: &ArmCounters) -> Vec<u8> {
 pub fn decode_arm(bytes: &[u8]) -> Result<ArmCounters, StoreError> {
     let (exposures, rest) = take_u64(bytes)?;
     let (reward_sum, rest) = take_f64(rest)?;
+    let (decayed_exposures, rest) = take_f64(rest)?;
+    let (decayed_reward_sum, rest) = take_f64(rest)?;
+    let (expected_exposures, rest) = take_f64(rest)?;
+    let (decayed_at_ms, rest) = take_varint(rest)?;
     expect_end(rest, "arm counters")?;
     Ok(ArmCounters {
         exposures,
         reward_sum,
+        decayed_exposures,
+        decayed_reward_sum,
+        decayed_at_ms,
+        expected_exposures,
     })
+}
+
+const STARTED_PRESENT: u8 = 0b01;
+const DECISION_PRESENT: u8 = 0b10;
+
+/// Layout: flags u8 · started_ms varint if flagged · decision as compact JSON (the rest of the
+/// value) if flagged.
+pub fn encode_epoch_info(info: &EpochInfo) -> Vec<u8> {
+    let mut flags = 0;
+    if info.started_ms.is_some() {
+        flags |= STARTED_PRESENT;
+    }
+    if info.decision.is_some() {
+        flags |= DECISION_PRESENT;
+    }
+    let mut out = vec![flags];
+    if let Some(started_ms) = info.started_ms {
+        put_varint(&mut out, started_ms);
+    }
+    if let Some(decision) = &info.decision {
+        out.extend_from_slice(&json_bytes(decision));
+    }
+    out
+}
+
+/// Inverse of [`encode_epoch_info`].
+pub fn decode_epoch_info(bytes: &[u8]) -> Result<EpochInfo, StoreError> {
+    let (&flags, rest) = bytes
+        .split_first()
+        .ok_or_else(|| corrupt("empty epoch record"))?;
+    if flags & !(STARTED_PRESENT | DECISION_PRESENT) != 0 {
+        return Err(corrupt("unknown epoch record flags"));
+    }
+    let (started_ms, rest) = if flags & STARTED_PRESENT != 0 {
+        let (started_ms, rest) = take_varint(rest)?;
+        (Some(started_ms), rest)
+    } else {
+        (None, rest)
+    };
+    let decision = if flags & DECISION_PRESENT != 0 {
+        Some(take_json(rest, "stopping decision")?)
+    } else {
+        expect_end(rest, "epoch record")?;
+        None
+    };
+    Ok(EpochInfo {
+        started_ms,
+        decision,
+    })
+}
+
+/// A history point plus the group commit that wrote it (same durability rule as sticky
+/// records). Layout: seq varint · compact JSON (the rest of the value).
+pub fn encode_history(point_json: &[u8], seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + point_json.len());
+    put_varint(&mut out, seq);
+    out.extend_from_slice(point_json);
+    out
+}
+
+/// Inverse of [`encode_history`]: the point and its commit sequence number.
+pub fn decode_history(bytes: &[u8]) -> Result<(serde_json::Value, u64), StoreError> {
+    let (seq, rest) = take_varint(bytes)?;
+    Ok((take_json(rest, "history point")?, seq))
+}
+
+/// The compact JSON text of a value the API was handed.
+pub fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
+    // `Display` of a `Value` is its compact JSON and cannot fail: keys are strings and numbers
+    // are finite by construction.
+    value.to_string().into_bytes()
+}
+
+fn take_json(bytes: &[u8], what: &str) -> Result<serde_json::Value, StoreError> {
+    serde_json::from_slice(bytes).map_err(|error| corrupt(&format!("{what} is not JSON: {error}")))
 }
 
 /// A bare big-endian u64 (per-request exposures, event-id deadlines, meta values).
@@ -231,12 +324,27 @@ mod tests {
         let arm = ArmCounters {
             exposures: 1 << 40,
             reward_sum: 12_345.678,
+            decayed_exposures: 1e9 / 3.0,
+            decayed_reward_sum: 0.1,
+            decayed_at_ms: 1_700_000_000_000,
+            expected_exposures: 2.0f64.powi(40) - 0.5,
         };
-        assert_eq!(decode_arm(&encode_arm(&arm)).unwrap(), arm);
-        assert!(matches!(
-            decode_arm(&encode_arm(&arm)[..15]),
-            Err(StoreError::Corrupt(_))
-        ));
+        let bytes = encode_arm(&arm);
+        assert_eq!(decode_arm(&bytes).unwrap(), arm);
+        assert_eq!(
+            bytes.len(),
+            40 + 6,
+            "five fixed words and a six-byte timestamp"
+        );
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(decode_arm(&bytes[..len]), Err(StoreError::Corrupt(_))),
+                "prefix of length {len} decoded"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(decode_arm(&long), Err(StoreError::Corrupt(_))));
         let mark = TokenMark {
             expiry_ms: 1_700_000_000_000,
             reward: 0.25,
@@ -247,6 +355,71 @@ mod tests {
             decode_token_mark(&[0x05, 1, 2]),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn epoch_records_round_trip_in_every_combination() {
+        let decision = serde_json::json!({"winner": "bold", "prob_best": 0.97, "at": [1, null]});
+        for started_ms in [None, Some(0), Some(1_700_000_000_000)] {
+            for decision in [None, Some(decision.clone()), Some(serde_json::Value::Null)] {
+                let info = EpochInfo {
+                    started_ms,
+                    decision,
+                };
+                assert_eq!(decode_epoch_info(&encode_epoch_info(&info)).unwrap(), info);
+            }
+        }
+        assert_eq!(encode_epoch_info(&EpochInfo::default()), vec![0]);
+    }
+
+    #[test]
+    fn undecodable_epoch_records_are_corrupt() {
+        let info = EpochInfo {
+            started_ms: Some(1_700_000_000_000),
+            decision: Some(serde_json::json!({"winner": "bold"})),
+        };
+        let bytes = encode_epoch_info(&info);
+        // Every cut either loses the varint or breaks the JSON.
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(
+                    decode_epoch_info(&bytes[..len]),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "prefix of length {len} decoded"
+            );
+        }
+        for bad in [vec![0x04], vec![0x00, 0x01], vec![0x02, b'{'], vec![0x02]] {
+            assert!(
+                matches!(decode_epoch_info(&bad), Err(StoreError::Corrupt(_))),
+                "{bad:?} decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn history_points_round_trip_and_undecodable_ones_are_corrupt() {
+        let point = serde_json::json!({"arms": [{"id": "a", "prob_best": 0.25}]});
+        let bytes = encode_history(&json_bytes(&point), 300);
+        assert_eq!(decode_history(&bytes).unwrap(), (point, 300));
+        for bad in [
+            vec![],
+            vec![0x80],
+            vec![0x01],
+            vec![0x01, b'x'],
+            vec![0x01, 0xFF],
+        ] {
+            assert!(
+                matches!(decode_history(&bad), Err(StoreError::Corrupt(_))),
+                "{bad:?} decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn json_bytes_are_compact() {
+        let value = serde_json::json!({"a": [1, 2.5, "x y"]});
+        assert_eq!(json_bytes(&value), br#"{"a":[1,2.5,"x y"]}"#.to_vec());
     }
 
     #[test]

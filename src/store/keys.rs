@@ -17,12 +17,16 @@ pub const KIND_ARM: u8 = 0x01;
 pub const KIND_PER_REQUEST: u8 = 0x02;
 /// `(epoch, variant)` → rewards of token marks that have expired, folded into one number.
 pub const KIND_FOLDED: u8 = 0x03;
+/// `(epoch, "")` → the epoch's start time and stopping decision.
+pub const KIND_EPOCH: u8 = 0x04;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline.
 pub const KIND_EVENT_ID: u8 = 0x11;
 /// `(epoch, assignment id)` → the at-most-once credit mark of one token assignment.
 pub const KIND_TOKEN_MARK: u8 = 0x12;
+/// `(epoch, at_ms BE)` → one history point; big-endian so an epoch's points sort by time.
+pub const KIND_HISTORY: u8 = 0x13;
 /// `(expiry_ms BE, original key)` → nothing: makes expiry a range scan instead of a full scan.
 pub const KIND_EXPIRY: u8 = 0x20;
 
@@ -111,6 +115,11 @@ pub fn epoch_key(kind: u8, epoch: &Epoch, tail: &str) -> Vec<u8> {
 
 /// Splits a key made by [`epoch_key`] back into its epoch and tail.
 pub fn parse_epoch_key(key: &[u8]) -> Result<(u8, Epoch, String), StoreError> {
+    let (kind, epoch, tail) = split_epoch_key(key)?;
+    Ok((kind, epoch, utf8(tail, "key tail")?))
+}
+
+fn split_epoch_key(key: &[u8]) -> Result<(u8, Epoch, &[u8]), StoreError> {
     let (&kind, rest) = key.split_first().ok_or_else(|| corrupt("empty key"))?;
     let (experiment, rest) = take_bytes(rest)?;
     let (revision, tail) = rest
@@ -120,7 +129,35 @@ pub fn parse_epoch_key(key: &[u8]) -> Result<(u8, Epoch, String), StoreError> {
         experiment: utf8(experiment, "experiment id")?,
         revision: u32::from_be_bytes(*revision),
     };
-    Ok((kind, epoch, utf8(tail, "key tail")?))
+    Ok((kind, epoch, tail))
+}
+
+/// Key of the epoch's own record (start time, decision).
+pub fn epoch_info_key(epoch: &Epoch) -> Vec<u8> {
+    epoch_key(KIND_EPOCH, epoch, "")
+}
+
+/// Key of the epoch's history point at `at_ms`. All of one epoch's points share the prefix
+/// and end in the 8-byte time, so sled's byte order is their time order.
+pub fn history_key(epoch: &Epoch, at_ms: u64) -> Vec<u8> {
+    let mut key = epoch_prefix(KIND_HISTORY, epoch, 8);
+    key.extend_from_slice(&at_ms.to_be_bytes());
+    key
+}
+
+/// Splits a key made by [`history_key`] into its epoch and time.
+pub fn parse_history_key(key: &[u8]) -> Result<(Epoch, u64), StoreError> {
+    match split_epoch_key(key)? {
+        (KIND_HISTORY, epoch, tail) => {
+            let (at_ms, rest) = take_u64(tail)?;
+            if rest.is_empty() {
+                Ok((epoch, at_ms))
+            } else {
+                Err(corrupt("trailing bytes after a history time"))
+            }
+        }
+        _ => Err(corrupt("not a history key")),
+    }
 }
 
 /// Key of an applied event id. Keyed by experiment, not epoch: a pipeline retrying an event
@@ -284,6 +321,59 @@ mod tests {
         }
         assert_ne!(secret.as_slice(), META_SEQ);
         assert!(META_SEQ < [KIND_ARM].as_slice());
+    }
+
+    #[test]
+    fn history_keys_sort_by_epoch_then_time_and_round_trip() {
+        let ep = epoch("exp", 1);
+        let times = [0, 1, 255, 256, 1 << 40, u64::MAX];
+        for pair in times.windows(2) {
+            assert!(history_key(&ep, pair[0]) < history_key(&ep, pair[1]));
+        }
+        // Another epoch's points never fall inside this epoch's range.
+        let (low, high) = (history_key(&ep, 0), history_key(&ep, u64::MAX));
+        for other in [
+            epoch("exp", 0),
+            epoch("exp", 2),
+            epoch("ex", 1),
+            epoch("expa", 1),
+        ] {
+            for at in [0, u64::MAX] {
+                let key = history_key(&other, at);
+                assert!(key < low || key > high, "{other:?} at {at}");
+            }
+        }
+        for at in times {
+            assert_eq!(
+                parse_history_key(&history_key(&ep, at)).unwrap(),
+                (ep.clone(), at)
+            );
+        }
+        let (kind, back, tail) = parse_epoch_key(&epoch_info_key(&ep)).unwrap();
+        assert_eq!((kind, back, tail.as_str()), (KIND_EPOCH, ep, ""));
+    }
+
+    #[test]
+    fn malformed_history_keys_are_corrupt_not_panics() {
+        let ep = epoch("exp", 1);
+        let key = history_key(&ep, 42);
+        for len in 0..key.len() {
+            assert!(matches!(
+                parse_history_key(&key[..len]),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+        let mut long = key.clone();
+        long.push(0);
+        assert!(matches!(
+            parse_history_key(&long),
+            Err(StoreError::Corrupt(_))
+        ));
+        let sticky = epoch_key(KIND_STICKY, &ep, "12345678");
+        assert!(matches!(
+            parse_history_key(&sticky),
+            Err(StoreError::Corrupt(_))
+        ));
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Persistence behind one interface: sticky assignments, applied event ids, per-arm counters.
+//! Persistence behind one interface: sticky assignments, applied event ids, per-arm counters
+//! (raw, decayed and expected), each epoch's start and stopping decision, and its history.
 //!
 //! The engine only sees [`Store`]; `sled` is the embedded default, and a Redis backend can
 //! implement the same trait for many replicas. Writes return futures that resolve only once the
@@ -7,6 +8,7 @@
 mod apply;
 mod audit;
 mod codec;
+mod decay;
 mod keys;
 mod overlay;
 mod sled;
@@ -14,12 +16,14 @@ mod sled;
 mod test_support;
 mod writer;
 
-pub use self::audit::{AuditReport, CounterMismatch};
+pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::decay::{decayed_sum_as_of, retention};
 pub use self::sled::SledStore;
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 /// A store operation in flight. Boxed so that the trait stays object-safe (`Arc<dyn Store>`).
 pub type StoreFuture<T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'static>>;
@@ -61,6 +65,47 @@ pub struct ArmCounters {
     pub exposures: u64,
     /// R: summed rewards, each in [0, 1].
     pub reward_sum: f64,
+    /// N decayed by the experiment's half-life, as of `decayed_at_ms` (see
+    /// [`ArmCounters::decayed_as_of`] for its value at another time). Equals N when writes
+    /// carry no half-life.
+    pub decayed_exposures: f64,
+    /// R decayed the same way, each reward aged from its assignment, so it never outruns
+    /// `decayed_exposures` by more than rounding.
+    pub decayed_reward_sum: f64,
+    /// The reference time of both decayed sums: the latest write time the arm has seen.
+    pub decayed_at_ms: u64,
+    /// Σ over the epoch's counted exposures (of every arm) of the probability the policy gave
+    /// this arm at that moment: what N would be if the traffic split exactly as the policy
+    /// intended. Comparing N with it across arms is the sample-ratio-mismatch test.
+    pub expected_exposures: f64,
+}
+
+/// The context every counting write carries: when it happens, how fast evidence decays, and
+/// how the policy splits traffic at that moment.
+#[derive(Debug, Clone)]
+pub struct Tally {
+    /// The engine's clock at the write. For a sticky insert this is the record's
+    /// `assigned_ms`, so an exposure and its reward age from the same instant.
+    pub now_ms: u64,
+    /// `policy.half_life` of the experiment; `None` keeps the decayed counters equal to the
+    /// raw ones.
+    pub half_life_ms: Option<u64>,
+    /// Variant id → allocation probability under the current posterior snapshot. Shared per
+    /// snapshot, so cloning is a reference-count bump. It should sum to 1; the store scales it
+    /// to sum exactly so (entries that are negative or not finite count as 0), and if nothing
+    /// usable remains it credits the whole expectation to the exposed arm, so that the
+    /// expected exposures of an epoch always sum to its counted exposures.
+    pub allocation: Arc<[(String, f64)]>,
+}
+
+/// Durable epoch-level facts, as of the last commit.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EpochInfo {
+    /// The `now_ms` of the first write that counted anything in the epoch (an assignment, an
+    /// exposure or a reward). Set once; later writes never move it, even with an earlier clock.
+    pub started_ms: Option<u64>,
+    /// The stopping decision, once one was recorded (first write wins, forever).
+    pub decision: Option<serde_json::Value>,
 }
 
 /// What a reward event points at.
@@ -92,6 +137,8 @@ pub struct RewardOp {
     /// `reward.window` of the experiment: rewards later than this after assignment are refused,
     /// and ids are kept at least this long.
     pub window_ms: u64,
+    /// `policy.half_life` of the experiment (see [`Tally::half_life_ms`]).
+    pub half_life_ms: Option<u64>,
 }
 
 /// The fate of one [`RewardOp`].
@@ -116,18 +163,20 @@ pub trait Store: Send + Sync + 'static {
     fn sticky(&self, epoch: &Epoch, unit: &str) -> StoreFuture<Option<StickyRecord>>;
 
     /// Inserts the assignment unless the unit already has one (set-if-absent), counting one
-    /// exposure of its variant in the same atomic write. Resolves to the record that holds
-    /// after the call and whether it was this call's.
+    /// exposure of its variant (raw, decayed and expected, see [`Tally`]) in the same atomic
+    /// write. Resolves to the record that holds after the call and whether it was this call's;
+    /// a call that lost changes nothing.
     fn insert_sticky(
         &self,
         epoch: &Epoch,
         unit: &str,
         record: StickyRecord,
+        tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)>;
 
     /// Counts one per-request exposure. Not individually recorded; folded into the arm's
-    /// counter at the next group commit. Never blocks.
-    fn count_exposure(&self, epoch: &Epoch, variant: &str);
+    /// counters at the next group commit. Never blocks.
+    fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally);
 
     /// Applies rewards in order; one outcome per op. Event ids, the at-most-once marks and the
     /// counters change in one atomic, durable write.
@@ -135,6 +184,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Current durable counters of every arm seen in the epoch, by variant id.
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>>;
+
+    /// The epoch's durable start time and decision (defaults for an epoch never written).
+    fn epoch_info(&self, epoch: &Epoch) -> StoreFuture<EpochInfo>;
+
+    /// Records the epoch's stopping decision unless it has one: the first write wins forever,
+    /// so a decision is never silently reversed. Resolves, once durable, to the decision that
+    /// holds.
+    fn record_decision(
+        &self,
+        epoch: &Epoch,
+        decision: serde_json::Value,
+    ) -> StoreFuture<serde_json::Value>;
+
+    /// Stores one history point of the epoch at `at_ms`, replacing any point with the same
+    /// time. Resolves once durable.
+    fn append_history(
+        &self,
+        epoch: &Epoch,
+        at_ms: u64,
+        point: serde_json::Value,
+    ) -> StoreFuture<()>;
+
+    /// Up to `limit` history points at or after `since_ms`, oldest first. Resolves only once
+    /// every returned point is durable.
+    fn history(
+        &self,
+        epoch: &Epoch,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<Vec<(u64, serde_json::Value)>>;
 
     /// Removes event ids and token marks whose retention passed `now_ms`. Returns how many.
     fn expire(&self, now_ms: u64) -> StoreFuture<u64>;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::keys::{self, KIND_EXPIRY};
-use super::{ArmCounters, Epoch, StoreError};
+use super::{ArmCounters, Epoch, EpochInfo, StoreError};
 
 /// Everything the store keeps about one arm of one epoch.
 ///
@@ -28,6 +28,17 @@ pub struct ArmState {
 /// Arm states by epoch, then variant (nested so lookups need no owned key).
 pub type ArmMap = HashMap<Epoch, HashMap<String, ArmState>>;
 
+/// Epoch-level records by epoch.
+pub type EpochMap = HashMap<Epoch, EpochInfo>;
+
+/// The writer's authoritative, committed state: small enough to keep whole in memory (a few
+/// values per arm and per epoch), so the per-request path never reads them from sled.
+#[derive(Debug, Default)]
+pub struct DurableState {
+    pub arms: ArmMap,
+    pub epochs: EpochMap,
+}
+
 /// Key → new value, or `None` for a removal.
 pub type WriteMap = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -43,6 +54,7 @@ pub struct BatchState {
     pub seq: u64,
     pub writes: WriteMap,
     pub arms: ArmMap,
+    pub epochs: EpochMap,
     pub expired_through: u64,
 }
 
@@ -61,6 +73,7 @@ impl BatchState {
         for (epoch, arms) in changes.arms {
             self.arms.entry(epoch).or_default().extend(arms);
         }
+        self.epochs.extend(changes.epochs);
         self.expired_through = self.expired_through.max(changes.expired_through);
     }
 }
@@ -70,27 +83,30 @@ impl BatchState {
 pub struct TxnChanges {
     writes: WriteMap,
     arms: ArmMap,
+    epochs: EpochMap,
     expired_through: u64,
 }
 
-/// A request's read-write view. Reads fall through request → batch → durable arm state / sled.
+/// A request's read-write view. Reads fall through request → batch → durable state / sled.
 pub struct Txn<'a> {
     db: &'a sled::Db,
-    durable_arms: &'a ArmMap,
+    durable: &'a DurableState,
     batch: &'a BatchState,
     writes: WriteMap,
     arms: ArmMap,
+    epochs: EpochMap,
     expired_through: u64,
 }
 
 impl<'a> Txn<'a> {
-    pub fn new(db: &'a sled::Db, durable_arms: &'a ArmMap, batch: &'a BatchState) -> Self {
+    pub fn new(db: &'a sled::Db, durable: &'a DurableState, batch: &'a BatchState) -> Self {
         Txn {
             db,
-            durable_arms,
+            durable,
             batch,
             writes: WriteMap::new(),
             arms: ArmMap::new(),
+            epochs: EpochMap::new(),
             expired_through: batch.expired_through,
         }
     }
@@ -126,7 +142,7 @@ impl<'a> Txn<'a> {
 
     /// The arm's state as this request sees it.
     pub fn arm(&self, epoch: &Epoch, variant: &str) -> ArmState {
-        [&self.arms, &self.batch.arms, self.durable_arms]
+        [&self.arms, &self.batch.arms, &self.durable.arms]
             .into_iter()
             .find_map(|layer| layer.get(epoch).and_then(|arms| arms.get(variant)))
             .copied()
@@ -135,6 +151,14 @@ impl<'a> Txn<'a> {
 
     /// Changes the arm's state (copying it into this request's layer first).
     pub fn update_arm(&mut self, epoch: &Epoch, variant: &str, change: impl FnOnce(&mut ArmState)) {
+        if let Some(state) = self
+            .arms
+            .get_mut(epoch)
+            .and_then(|arms| arms.get_mut(variant))
+        {
+            change(state);
+            return;
+        }
         let mut state = self.arm(epoch, variant);
         change(&mut state);
         let arms = match self.arms.get_mut(epoch) {
@@ -142,6 +166,24 @@ impl<'a> Txn<'a> {
             None => self.arms.entry(epoch.clone()).or_default(),
         };
         arms.insert(variant.to_owned(), state);
+    }
+
+    /// The epoch's record as this request sees it (`None` if it has none yet).
+    pub fn epoch_info(&self, epoch: &Epoch) -> Option<&EpochInfo> {
+        [&self.epochs, &self.batch.epochs, &self.durable.epochs]
+            .into_iter()
+            .find_map(|layer| layer.get(epoch))
+    }
+
+    /// Changes the epoch's record (copying it into this request's layer first).
+    pub fn update_epoch(&mut self, epoch: &Epoch, change: impl FnOnce(&mut EpochInfo)) {
+        if let Some(info) = self.epochs.get_mut(epoch) {
+            change(info);
+            return;
+        }
+        let mut info = self.epoch_info(epoch).cloned().unwrap_or_default();
+        change(&mut info);
+        self.epochs.insert(epoch.clone(), info);
     }
 
     /// Up to `limit` expiry-index keys due at `now_ms` (deadline <= now), in deadline order,
@@ -188,6 +230,7 @@ impl<'a> Txn<'a> {
         TxnChanges {
             writes: self.writes,
             arms: self.arms,
+            epochs: self.epochs,
             expired_through: self.expired_through,
         }
     }
@@ -215,7 +258,7 @@ mod tests {
         let (_dir, db) = temp_db();
         db.insert(b"a", b"sled".to_vec()).unwrap();
         db.insert(b"b", b"sled".to_vec()).unwrap();
-        let durable = ArmMap::new();
+        let durable = DurableState::default();
         let mut batch = BatchState::new(1, 0);
         batch.writes.insert(b"b".to_vec(), None);
         batch.writes.insert(b"c".to_vec(), Some(b"batch".to_vec()));
@@ -230,7 +273,7 @@ mod tests {
     #[test]
     fn a_dropped_request_leaves_the_batch_untouched_and_a_finished_one_merges() {
         let (_dir, db) = temp_db();
-        let durable = ArmMap::new();
+        let durable = DurableState::default();
         let mut batch = BatchState::new(1, 0);
         {
             let mut txn = Txn::new(&db, &durable, &batch);
@@ -251,29 +294,70 @@ mod tests {
     #[test]
     fn arm_updates_build_on_the_durable_state() {
         let (_dir, db) = temp_db();
-        let mut durable = ArmMap::new();
+        let mut durable = DurableState::default();
         let state = ArmState {
             counters: ArmCounters {
                 exposures: 5,
                 reward_sum: 2.0,
+                ..ArmCounters::default()
             },
             ..ArmState::default()
         };
         durable
+            .arms
             .entry(epoch())
             .or_default()
             .insert("a".to_owned(), state);
         let batch = BatchState::new(1, 0);
         let mut txn = Txn::new(&db, &durable, &batch);
         txn.update_arm(&epoch(), "a", |arm| arm.counters.reward_sum += 0.5);
+        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
         assert_eq!(
             txn.arm(&epoch(), "a").counters,
             ArmCounters {
-                exposures: 5,
-                reward_sum: 2.5
+                exposures: 6,
+                reward_sum: 2.5,
+                ..ArmCounters::default()
             }
         );
         assert_eq!(txn.arm(&epoch(), "missing"), ArmState::default());
+    }
+
+    #[test]
+    fn epoch_records_fall_through_the_layers_and_updates_build_on_them() {
+        let (_dir, db) = temp_db();
+        let mut durable = DurableState::default();
+        let decided = EpochInfo {
+            started_ms: Some(5),
+            decision: Some(serde_json::json!("bold")),
+        };
+        durable.epochs.insert(epoch(), decided.clone());
+        let mut batch = BatchState::new(1, 0);
+        let other = Epoch {
+            experiment: "other".to_owned(),
+            revision: 1,
+        };
+        {
+            let mut txn = Txn::new(&db, &durable, &batch);
+            assert_eq!(txn.epoch_info(&epoch()), Some(&decided));
+            assert_eq!(txn.epoch_info(&other), None);
+            txn.update_epoch(&other, |info| info.started_ms = Some(9));
+            txn.update_epoch(&other, |info| info.decision = Some(serde_json::json!(1)));
+            batch.merge(txn.finish());
+        }
+        let mut txn = Txn::new(&db, &durable, &batch);
+        let expected = EpochInfo {
+            started_ms: Some(9),
+            decision: Some(serde_json::json!(1)),
+        };
+        assert_eq!(txn.epoch_info(&other), Some(&expected));
+        txn.update_epoch(&epoch(), |info| info.started_ms = Some(7));
+        assert_eq!(txn.epoch_info(&epoch()).unwrap().started_ms, Some(7));
+        assert_eq!(
+            txn.epoch_info(&epoch()).unwrap().decision,
+            decided.decision,
+            "an update copies the durable record before changing it"
+        );
     }
 
     #[test]
@@ -282,7 +366,7 @@ mod tests {
         for deadline in [10, 20, 30] {
             db.insert(keys::expiry_key(deadline, b"s"), vec![]).unwrap();
         }
-        let durable = ArmMap::new();
+        let durable = DurableState::default();
         let mut batch = BatchState::new(1, 0);
         batch.writes.insert(keys::expiry_key(10, b"s"), None);
         batch

@@ -15,9 +15,10 @@ use super::audit::{self, AuditReport};
 use super::codec;
 use super::keys::{self, KIND_STICKY};
 use super::overlay::io;
-use super::writer::{self, Command, Shared, Writer};
+use super::writer::{self, Command, ExposedArm, Shared, Writer};
 use super::{
-    ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, Store, StoreError, StoreFuture,
+    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
+    StoreFuture, Tally,
 };
 
 /// The embedded store: one sled database in a directory, one writer thread.
@@ -30,13 +31,14 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (creating if needed) the store in `dir` and starts its writer thread.
     ///
-    /// Startup reads only the per-arm counters and two meta values, never the assignments, so
-    /// it takes the same time for ten units as for ten million.
+    /// Startup reads only the per-arm counters, the epoch records and two meta values, never
+    /// the assignments or the history, so it takes the same time for ten units as for ten
+    /// million.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", dir.display())))?;
         let db = open_db(dir)?;
-        let (arms, last_seq, expired_through) = writer::load(&db)?;
+        let (durable, last_seq, expired_through) = writer::load(&db)?;
         let (durable_tx, durable_rx) = watch::channel(last_seq);
         let shared = Arc::new(Shared {
             db,
@@ -44,7 +46,8 @@ impl SledStore {
             // number in the same atomic batch.
             durable_seq: AtomicU64::new(last_seq),
             durable_rx,
-            counters: ArcSwap::from_pointee(writer::counter_view(&arms)),
+            counters: ArcSwap::from_pointee(writer::counter_view(&durable.arms)),
+            epochs: ArcSwap::from_pointee(durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
             failure: OnceLock::new(),
             #[cfg(test)]
@@ -54,7 +57,7 @@ impl SledStore {
         let writer = Writer::new(
             Arc::clone(&shared),
             durable_tx,
-            arms,
+            durable,
             last_seq,
             expired_through,
         );
@@ -111,6 +114,26 @@ impl SledStore {
             Some(bytes) => codec::decode_sticky(&bytes).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The epoch's history points as sled holds them now, and the newest commit among them.
+    fn stored_history(
+        &self,
+        epoch: &Epoch,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<(Vec<(u64, serde_json::Value)>, u64), StoreError> {
+        let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
+        let mut points = Vec::new();
+        let mut newest_seq = 0;
+        for item in self.shared.db.range(range).take(limit) {
+            let (key, value) = item.map_err(io)?;
+            let (_, at_ms) = keys::parse_history_key(&key)?;
+            let (point, seq) = codec::decode_history(&value)?;
+            newest_seq = newest_seq.max(seq);
+            points.push((at_ms, point));
+        }
+        Ok((points, newest_seq))
     }
 
     fn is_durable(&self, seq: u64) -> bool {
@@ -187,6 +210,7 @@ impl Store for SledStore {
         epoch: &Epoch,
         unit: &str,
         record: StickyRecord,
+        tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)> {
         // A durable record never changes its variant, so it can answer without the writer.
         match self.stored_sticky(epoch, unit) {
@@ -201,15 +225,17 @@ impl Store for SledStore {
             epoch: epoch.clone(),
             unit: unit.to_owned(),
             record,
+            tally,
             reply,
         };
         self.await_reply(command, answer)
     }
 
-    fn count_exposure(&self, epoch: &Epoch, variant: &str) {
+    fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally) {
         let command = Command::CountExposure {
             epoch: epoch.clone(),
-            variant: variant.to_owned(),
+            arm: ExposedArm::of(variant, &tally),
+            tally,
         };
         if self.commands.send(command).is_err() {
             tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
@@ -231,6 +257,78 @@ impl Store for SledStore {
             .map(|arms| HashMap::clone(arms))
             .unwrap_or_default();
         ready(Ok(arms))
+    }
+
+    fn epoch_info(&self, epoch: &Epoch) -> StoreFuture<EpochInfo> {
+        let info = self
+            .shared
+            .epochs
+            .load()
+            .get(epoch)
+            .cloned()
+            .unwrap_or_default();
+        ready(Ok(info))
+    }
+
+    fn record_decision(
+        &self,
+        epoch: &Epoch,
+        decision: serde_json::Value,
+    ) -> StoreFuture<serde_json::Value> {
+        // A published decision is durable and final, so it can answer without the writer.
+        if let Some(held) = self
+            .shared
+            .epochs
+            .load()
+            .get(epoch)
+            .and_then(|info| info.decision.clone())
+        {
+            return ready(Ok(held));
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command::RecordDecision {
+            epoch: epoch.clone(),
+            decision,
+            reply,
+        };
+        self.await_reply(command, answer)
+    }
+
+    fn append_history(
+        &self,
+        epoch: &Epoch,
+        at_ms: u64,
+        point: serde_json::Value,
+    ) -> StoreFuture<()> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::AppendHistory {
+            epoch: epoch.clone(),
+            at_ms,
+            point_json: codec::json_bytes(&point),
+            reply,
+        };
+        self.await_reply(command, answer)
+    }
+
+    /// A range scan straight on sled, like `sticky()`: if a returned point's commit has not
+    /// reached the disk yet, the answer waits for it.
+    fn history(
+        &self,
+        epoch: &Epoch,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<Vec<(u64, serde_json::Value)>> {
+        match self.stored_history(epoch, since_ms, limit) {
+            Ok((points, newest_seq)) if !self.is_durable(newest_seq) => {
+                let shared = Arc::clone(&self.shared);
+                Box::pin(async move {
+                    wait_durable(shared, newest_seq).await?;
+                    Ok(points)
+                })
+            }
+            Ok((points, _)) => ready(Ok(points)),
+            Err(error) => ready(Err(error)),
+        }
     }
 
     fn expire(&self, now_ms: u64) -> StoreFuture<u64> {
@@ -312,3 +410,7 @@ mod tests;
 #[cfg(test)]
 #[path = "sled_durability_tests.rs"]
 mod durability_tests;
+
+#[cfg(test)]
+#[path = "sled_stats_tests.rs"]
+mod stats_tests;

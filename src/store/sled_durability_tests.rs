@@ -27,7 +27,14 @@ fn two_hundred_concurrent_inserts_share_a_few_flushes() {
     // fsyncs it would have to wake, apply and fsync 50 times while this loop runs. Once per
     // request, as a naive store would, is exactly 200.
     let inserts: Vec<_> = (0..200)
-        .map(|unit| store.insert_sticky(&epoch(), &format!("u{unit}"), record("control", T0_MS)))
+        .map(|unit| {
+            store.insert_sticky(
+                &epoch(),
+                &format!("u{unit}"),
+                record("control", T0_MS),
+                tally(T0_MS),
+            )
+        })
         .collect();
     let inserted = block_on(async {
         let mut inserted = 0;
@@ -54,7 +61,7 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
     let store = open(dir.path());
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
     let gate = store.shared.flush_gate.lock().unwrap();
-    let mut insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS));
+    let mut insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
     // Wait until the writer applied the batch to sled and is stuck before its fsync.
     while store.shared.db.get(&key).unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
@@ -68,7 +75,8 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
         is_pending(&mut read),
         "sticky() showed a record a crash could take back"
     );
-    let mut second_insert = store.insert_sticky(&epoch(), "u1", record("control", T0_MS));
+    let mut second_insert =
+        store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS));
     assert!(
         is_pending(&mut second_insert),
         "insert_sticky() answered from a record not on disk"
@@ -91,7 +99,7 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
 fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();
     let rewards = store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]);
@@ -131,10 +139,15 @@ fn the_audit_is_clean_after_a_random_workload_and_counters_match_the_outcomes() 
             for _ in 0..25 {
                 let unit = format!("u{}", rng.random_range(0..300u32));
                 let variant = variants[rng.random_range(0..variants.len())];
-                inserts.push(store.insert_sticky(&epoch(), &unit, record(variant, now)));
+                inserts.push(store.insert_sticky(
+                    &epoch(),
+                    &unit,
+                    record(variant, now),
+                    tally(now),
+                ));
                 if rng.random_bool(0.3) {
                     let variant = variants[rng.random_range(0..variants.len())];
-                    store.count_exposure(&epoch(), variant);
+                    store.count_exposure(&epoch(), variant, tally(now));
                     expected.entry(variant.to_owned()).or_default().exposures += 1;
                 }
             }
@@ -202,7 +215,8 @@ fn the_audit_detects_a_corrupted_counter() {
     {
         let store = open(dir.path());
         for unit in ["u1", "u2", "u3"] {
-            block_on(store.insert_sticky(&epoch(), unit, record("bold", T0_MS))).unwrap();
+            block_on(store.insert_sticky(&epoch(), unit, record("bold", T0_MS), tally(T0_MS)))
+                .unwrap();
         }
         block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
         assert!(store.audit().unwrap().is_clean());
@@ -212,6 +226,8 @@ fn the_audit_detects_a_corrupted_counter() {
         let bad = ArmCounters {
             exposures: 4,
             reward_sum: 1.0,
+            expected_exposures: 4.0,
+            ..ArmCounters::default()
         };
         db.insert(
             keys::epoch_key(keys::KIND_ARM, &epoch(), "bold"),
@@ -228,13 +244,17 @@ fn the_audit_detects_a_corrupted_counter() {
         stored: ArmCounters {
             exposures: 4,
             reward_sum: 1.0,
+            expected_exposures: 4.0,
+            ..ArmCounters::default()
         },
         implied: ArmCounters {
             exposures: 3,
             reward_sum: 1.0,
+            ..ArmCounters::default()
         },
     };
     assert_eq!(report.mismatches, vec![expected]);
+    assert!(report.expectation_mismatches.is_empty());
 }
 
 #[test]
@@ -310,4 +330,66 @@ fn a_store_with_a_corrupt_counter_value_refuses_to_open() {
         SledStore::open(dir.path()),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+/// Holds the writer before its next fsync, sends `write`, waits until sled holds `key`, and
+/// runs `check` while the write is applied but not yet durable; then lets the writer go.
+fn while_not_durable<T>(
+    store: &SledStore,
+    key: &[u8],
+    write: impl FnOnce() -> StoreFuture<T>,
+    check: impl FnOnce(),
+) -> T {
+    let gate = store.shared.flush_gate.lock().unwrap();
+    let mut future = write();
+    while store.shared.db.get(key).unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(is_pending(&mut future), "a write resolved before its fsync");
+    check();
+    drop(gate);
+    block_on(future).unwrap()
+}
+
+#[test]
+fn epoch_start_decision_and_history_are_not_shown_before_they_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let info_key = keys::epoch_info_key(&epoch());
+    let insert = || store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
+    while_not_durable(&store, &info_key, insert, || {
+        let info = block_on(store.epoch_info(&epoch())).unwrap();
+        assert_eq!(info.started_ms, None);
+    });
+    assert_eq!(
+        block_on(store.epoch_info(&epoch())).unwrap().started_ms,
+        Some(T0_MS)
+    );
+
+    store.shared.db.remove(&info_key).unwrap();
+    let decide = || store.record_decision(&epoch(), serde_json::json!("bold"));
+    let held = while_not_durable(&store, &info_key, decide, || {
+        let info = block_on(store.epoch_info(&epoch())).unwrap();
+        assert_eq!(info.decision, None);
+    });
+    assert_eq!(held, serde_json::json!("bold"));
+    assert_eq!(
+        block_on(store.epoch_info(&epoch())).unwrap().decision,
+        Some(held)
+    );
+
+    let history_key = keys::history_key(&epoch(), T0_MS);
+    let point = serde_json::json!({"n": 1});
+    let append = || store.append_history(&epoch(), T0_MS, point.clone());
+    let mut read = None;
+    while_not_durable(&store, &history_key, append, || {
+        let mut history = store.history(&epoch(), 0, 10);
+        assert!(
+            is_pending(&mut history),
+            "history() showed a point a crash could take back"
+        );
+        read = Some(history);
+    });
+    let read = read.unwrap();
+    assert_eq!(block_on(read).unwrap(), vec![(T0_MS, point)]);
 }

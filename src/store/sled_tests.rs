@@ -24,10 +24,12 @@ fn insert_sticky_keeps_the_first_record_and_never_changes_it() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let first = record("control", T0_MS);
-    let (held, inserted) = block_on(store.insert_sticky(&epoch(), "u1", first.clone())).unwrap();
+    let (held, inserted) =
+        block_on(store.insert_sticky(&epoch(), "u1", first.clone(), tally(T0_MS))).unwrap();
     assert_eq!((held, inserted), (first.clone(), true));
     let (held, inserted) =
-        block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS + 5))).unwrap();
+        block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS + 5), tally(T0_MS)))
+            .unwrap();
     assert_eq!((held, inserted), (first.clone(), false));
     assert_eq!(block_on(store.sticky(&epoch(), "u1")).unwrap(), Some(first));
     assert_eq!(block_on(store.sticky(&epoch(), "u2")).unwrap(), None);
@@ -52,6 +54,7 @@ fn racing_inserts_from_eight_threads_have_exactly_one_winner_per_unit() {
                                 &epoch(),
                                 &format!("u{unit}"),
                                 record(&variant, T0_MS),
+                                tally(T0_MS),
                             )
                         })
                         .collect();
@@ -107,7 +110,7 @@ fn sticky_assignment_and_counters_survive_reopen() {
     let kept = record("bold", T0_MS);
     {
         let store = open(dir.path());
-        block_on(store.insert_sticky(&epoch(), "u\0/ü", kept.clone())).unwrap();
+        block_on(store.insert_sticky(&epoch(), "u\0/ü", kept.clone(), tally(T0_MS))).unwrap();
         block_on(store.apply_rewards(vec![unit_reward("e1", "u\0/ü", 0.75, T0_MS + 1)])).unwrap();
     }
     let store = open(dir.path());
@@ -119,13 +122,7 @@ fn sticky_assignment_and_counters_survive_reopen() {
         block_on(store.sticky(&epoch(), "u\0/ü")).unwrap(),
         Some(expected)
     );
-    assert_eq!(
-        counters_of(&store)["bold"],
-        ArmCounters {
-            exposures: 1,
-            reward_sum: 0.75
-        }
-    );
+    assert_eq!(raw(&counters_of(&store)["bold"]), (1, 0.75));
 }
 
 #[test]
@@ -133,7 +130,8 @@ fn duplicate_event_id_is_recognised_also_after_reopen_and_across_revisions() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS))).unwrap();
+        block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS)))
+            .unwrap();
         let outcomes = block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]));
         assert_eq!(outcomes.unwrap(), vec![applied("control")]);
         let retry = block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS + 9)]));
@@ -155,8 +153,8 @@ fn duplicate_event_id_is_recognised_also_after_reopen_and_across_revisions() {
 fn the_same_event_id_twice_in_one_request_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS))).unwrap();
-    block_on(store.insert_sticky(&epoch(), "u2", record("control", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "u2", record("control", T0_MS), tally(T0_MS))).unwrap();
     let ops = vec![
         unit_reward("e1", "u1", 1.0, T0_MS),
         unit_reward("e1", "u2", 1.0, T0_MS),
@@ -177,7 +175,7 @@ fn the_same_event_id_twice_in_one_request_applies_once() {
 fn a_second_event_for_the_same_unit_is_already_rewarded() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
     let ops = vec![
         unit_reward("e1", "u1", 0.5, T0_MS + 1),
         unit_reward("e2", "u1", 1.0, T0_MS + 2),
@@ -204,20 +202,14 @@ fn a_second_event_for_the_same_token_is_already_rewarded() {
         block_on(store.apply_rewards(vec![other])).unwrap(),
         vec![applied("bold")]
     );
-    assert_eq!(
-        counters_of(&store)["bold"],
-        ArmCounters {
-            exposures: 0,
-            reward_sum: 1.25
-        }
-    );
+    assert_eq!(raw(&counters_of(&store)["bold"]), (0, 1.25));
 }
 
 #[test]
 fn rewards_that_happened_after_the_window_are_outside_window() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS))).unwrap();
     let window_end = T0_MS + 7 * DAY_MS;
     let late_unit = unit_reward("e1", "u1", 1.0, window_end + 1);
     let late_token = token_reward("e2", "a1", "control", T0_MS, 1.0, window_end + 1);
@@ -237,7 +229,7 @@ fn rewards_that_happened_after_the_window_are_outside_window() {
 fn a_reward_for_an_unassigned_unit_is_unit_not_assigned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS))).unwrap();
     let mut other_revision = unit_reward("e2", "u1", 1.0, T0_MS);
     other_revision.epoch.revision = 2;
     let ops = vec![unit_reward("e1", "nobody", 1.0, T0_MS), other_revision];
@@ -246,7 +238,7 @@ fn a_reward_for_an_unassigned_unit_is_unit_not_assigned() {
         vec![UnitNotAssigned, UnitNotAssigned]
     );
     // A rejected event leaves no id behind: it may succeed once the unit is assigned.
-    block_on(store.insert_sticky(&epoch(), "nobody", record("bold", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "nobody", record("bold", T0_MS), tally(T0_MS))).unwrap();
     let retry = block_on(store.apply_rewards(vec![unit_reward("e1", "nobody", 1.0, T0_MS)]));
     assert_eq!(retry.unwrap(), vec![applied("bold")]);
 }
@@ -256,7 +248,8 @@ fn expire_removes_old_ids_keeps_young_ones_and_never_double_applies() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for unit in ["old", "young"] {
-        block_on(store.insert_sticky(&epoch(), unit, record("control", T0_MS))).unwrap();
+        block_on(store.insert_sticky(&epoch(), unit, record("control", T0_MS), tally(T0_MS)))
+            .unwrap();
     }
     let old = unit_reward("e-old", "old", 1.0, T0_MS);
     let young = unit_reward("e-young", "young", 1.0, T0_MS + 3 * DAY_MS);
@@ -317,13 +310,7 @@ fn expired_token_marks_fold_their_reward_and_keep_the_audit_clean() {
         let report = store.audit().unwrap();
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(report.live_token_marks, 0);
-        assert_eq!(
-            counters_of(&store)["bold"],
-            ArmCounters {
-                exposures: 1,
-                reward_sum: 0.5
-            }
-        );
+        assert_eq!(raw(&counters_of(&store)["bold"]), (1, 0.5));
         // A retry whose own clock lags the expiry watermark is still refused.
         let lagging = token_reward("e9", "a1", "bold", T0_MS, 0.5, T0_MS + 2);
         assert_eq!(
@@ -333,13 +320,7 @@ fn expired_token_marks_fold_their_reward_and_keep_the_audit_clean() {
     }
     let store = open(dir.path());
     assert!(store.audit().unwrap().is_clean());
-    assert_eq!(
-        counters_of(&store)["bold"],
-        ArmCounters {
-            exposures: 1,
-            reward_sum: 0.5
-        }
-    );
+    assert_eq!(raw(&counters_of(&store)["bold"]), (1, 0.5));
     let lagging = token_reward("e9", "a1", "bold", T0_MS, 0.5, T0_MS + 2);
     assert_eq!(
         block_on(store.apply_rewards(vec![lagging])).unwrap(),
@@ -353,7 +334,7 @@ fn per_request_exposures_are_counted_and_survive_reopen() {
     {
         let store = open(dir.path());
         for _ in 0..4 {
-            store.count_exposure(&epoch(), "control");
+            store.count_exposure(&epoch(), "control", tally(T0_MS));
         }
         block_on(store.count_exposure_then_sync(&epoch(), "bold"));
         assert_eq!(counters_of(&store)["control"].exposures, 4);
@@ -368,7 +349,8 @@ fn per_request_exposures_are_counted_and_survive_reopen() {
 fn a_request_that_meets_a_corrupt_record_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "good", record("control", T0_MS))).unwrap();
+    block_on(store.insert_sticky(&epoch(), "good", record("control", T0_MS), tally(T0_MS)))
+        .unwrap();
     let bad_key = keys::epoch_key(KIND_STICKY, &epoch(), "bad");
     store
         .shared
@@ -387,7 +369,8 @@ fn a_request_that_meets_a_corrupt_record_changes_nothing() {
         block_on(store.sticky(&epoch(), "bad")),
         Err(StoreError::Corrupt(_))
     ));
-    let insert = block_on(store.insert_sticky(&epoch(), "bad", record("bold", T0_MS)));
+    let insert =
+        block_on(store.insert_sticky(&epoch(), "bad", record("bold", T0_MS), tally(T0_MS)));
     assert!(matches!(insert, Err(StoreError::Corrupt(_))));
     assert!(matches!(store.audit(), Err(StoreError::Corrupt(_))));
     // The good half of the failed request was not applied; the store keeps working.
@@ -406,12 +389,13 @@ fn a_request_that_meets_a_corrupt_record_changes_nothing() {
 fn writes_after_shutdown_fail_with_closed() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS))).unwrap();
-    store.count_exposure(&epoch(), "control");
+    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS))).unwrap();
+    store.count_exposure(&epoch(), "control", tally(T0_MS));
     block_on(store.shutdown()).unwrap();
     // Queued work was committed before the writer stopped.
     assert_eq!(counters_of(&store)["control"].exposures, 2);
-    let insert = block_on(store.insert_sticky(&epoch(), "u2", record("control", T0_MS)));
+    let insert =
+        block_on(store.insert_sticky(&epoch(), "u2", record("control", T0_MS), tally(T0_MS)));
     assert!(matches!(insert, Err(StoreError::Closed)));
     let rewards = block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]));
     assert!(matches!(rewards, Err(StoreError::Closed)));
@@ -423,7 +407,7 @@ fn writes_after_shutdown_fail_with_closed() {
         store.secret("k", &mut || vec![1]),
         Err(StoreError::Closed)
     ));
-    store.count_exposure(&epoch(), "control"); // dropped, never a panic
+    store.count_exposure(&epoch(), "control", tally(T0_MS)); // dropped, never a panic
     block_on(store.shutdown()).unwrap();
     // Reads keep working, and the audit runs directly on the database.
     assert_eq!(
@@ -500,7 +484,7 @@ impl SledStore {
     /// Counts one per-request exposure and waits until it is committed (commands are
     /// processed in order, so any later awaited write proves the earlier ones durable).
     async fn count_exposure_then_sync(&self, epoch: &Epoch, variant: &str) {
-        self.count_exposure(epoch, variant);
+        self.count_exposure(epoch, variant, tally(T0_MS));
         self.expire(0).await.unwrap();
     }
 }

@@ -2,8 +2,9 @@
 
 use std::future::Future;
 use std::path::Path;
+use std::sync::Arc;
 
-use super::{Epoch, RewardOp, RewardTarget, SledStore, StickyRecord};
+use super::{ArmCounters, Epoch, RewardOp, RewardTarget, SledStore, StickyRecord, Tally};
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 pub const T0_MS: u64 = 1_700_000_000_000;
@@ -47,6 +48,7 @@ pub fn unit_reward(event_id: &str, unit: &str, reward: f64, at_ms: u64) -> Rewar
         occurred_ms: at_ms,
         now_ms: at_ms,
         window_ms: 7 * DAY_MS,
+        half_life_ms: None,
     }
 }
 
@@ -67,4 +69,31 @@ pub fn token_reward(
         },
         ..unit_reward(event_id, "", reward, at_ms)
     }
+}
+
+/// A write context at `now_ms` without a half-life and without an allocation (so each
+/// exposure's expectation goes to its own arm).
+pub fn tally(now_ms: u64) -> Tally {
+    Tally {
+        now_ms,
+        half_life_ms: None,
+        allocation: Arc::from(Vec::new()),
+    }
+}
+
+/// A write context with a half-life and an allocation of `(variant, probability)` pairs.
+pub fn tally_with(now_ms: u64, half_life_ms: Option<u64>, allocation: &[(&str, f64)]) -> Tally {
+    Tally {
+        now_ms,
+        half_life_ms,
+        allocation: allocation
+            .iter()
+            .map(|(variant, probability)| ((*variant).to_owned(), *probability))
+            .collect(),
+    }
+}
+
+/// The raw N and R of an arm.
+pub fn raw(counters: &ArmCounters) -> (u64, f64) {
+    (counters.exposures, counters.reward_sum)
 }

@@ -21,9 +21,9 @@ use tokio::sync::{oneshot, watch};
 use super::apply::{self, ExpireProgress};
 use super::audit::{self, AuditReport};
 use super::codec;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_PER_REQUEST};
-use super::overlay::{ArmMap, BatchState, Txn, io};
-use super::{ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError};
+use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_PER_REQUEST};
+use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
+use super::{ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
 /// removal limit per expire). Bounds more than the fsync: sled's `apply_batch` holds a
@@ -38,6 +38,23 @@ pub const MAX_EXPIRE_PER_BATCH: usize = 1024;
 /// Published counters: epoch → variant → counters, swapped whole after each commit.
 pub type CounterMap = HashMap<Epoch, Arc<HashMap<String, ArmCounters>>>;
 
+/// Which arm a per-request exposure counts for. Usually an entry of the tally's allocation,
+/// named by position so that the hot path allocates no variant id.
+pub enum ExposedArm {
+    InAllocation(usize),
+    Other(String),
+}
+
+impl ExposedArm {
+    /// Names `variant` by its position in the tally's allocation when it is there.
+    pub fn of(variant: &str, tally: &Tally) -> Self {
+        match tally.allocation.iter().position(|(id, _)| id == variant) {
+            Some(index) => ExposedArm::InAllocation(index),
+            None => ExposedArm::Other(variant.to_owned()),
+        }
+    }
+}
+
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 type SyncReply<T> = mpsc::Sender<Result<T, StoreError>>;
 
@@ -47,11 +64,25 @@ pub enum Command {
         epoch: Epoch,
         unit: String,
         record: StickyRecord,
+        tally: Tally,
         reply: Reply<(StickyRecord, bool)>,
     },
     CountExposure {
         epoch: Epoch,
-        variant: String,
+        arm: ExposedArm,
+        tally: Tally,
+    },
+    RecordDecision {
+        epoch: Epoch,
+        decision: serde_json::Value,
+        reply: Reply<serde_json::Value>,
+    },
+    AppendHistory {
+        epoch: Epoch,
+        at_ms: u64,
+        /// Compact JSON, encoded by the caller's thread rather than the writer's.
+        point_json: Vec<u8>,
+        reply: Reply<()>,
     },
     ApplyRewards {
         ops: Vec<RewardOp>,
@@ -68,13 +99,9 @@ pub enum Command {
         reply: SyncReply<Vec<u8>>,
     },
     /// Ends the batch; answered after it commits, from a quiescent store.
-    Audit {
-        reply: SyncReply<AuditReport>,
-    },
+    Audit { reply: SyncReply<AuditReport> },
     /// Ends the batch; answered after it commits; then the thread exits.
-    Shutdown {
-        reply: Reply<()>,
-    },
+    Shutdown { reply: Reply<()> },
 }
 
 impl Command {
@@ -96,6 +123,9 @@ pub struct Shared {
     /// Same number, for readers that must wait for it. Closed when the writer stops.
     pub durable_rx: watch::Receiver<u64>,
     pub counters: ArcSwap<CounterMap>,
+    /// Published epoch records, swapped whole after a commit that changed one (rare: an
+    /// epoch's first write and its decision).
+    pub epochs: ArcSwap<EpochMap>,
     pub flush_count: AtomicU64,
     /// Why the writer stopped, if it failed.
     pub failure: OnceLock<StoreError>,
@@ -133,11 +163,11 @@ fn defer_sync<T: Send + 'static>(reply: SyncReply<T>, result: Result<T, StoreErr
     })
 }
 
-/// The writer thread's own state: the authoritative, durable arm states.
+/// The writer thread's own state: the authoritative, durable arm and epoch states.
 pub struct Writer {
     shared: Arc<Shared>,
     durable_tx: watch::Sender<u64>,
-    arms: ArmMap,
+    durable: DurableState,
     last_seq: u64,
     expired_through: u64,
     /// Expire commands that hit their per-commit limit, resumed before new commands.
@@ -154,14 +184,14 @@ impl Writer {
     pub fn new(
         shared: Arc<Shared>,
         durable_tx: watch::Sender<u64>,
-        arms: ArmMap,
+        durable: DurableState,
         last_seq: u64,
         expired_through: u64,
     ) -> Self {
         Writer {
             shared,
             durable_tx,
-            arms,
+            durable,
             last_seq,
             expired_through,
             carry: VecDeque::new(),
@@ -228,21 +258,47 @@ impl Writer {
         let mut continued: Vec<Command> = Vec::new();
         let mut barrier = None;
         for command in commands {
-            let mut txn = Txn::new(&self.shared.db, &self.arms, &state);
+            let mut txn = Txn::new(&self.shared.db, &self.durable, &state);
             // Whether the request's changes join the batch, and how to answer it afterwards.
             let (succeeded, answer): (bool, Option<Deferred>) = match command {
                 Command::InsertSticky {
                     epoch,
                     unit,
                     record,
+                    tally,
                     reply,
                 } => {
-                    let result = apply::insert_sticky(&mut txn, &epoch, &unit, record);
+                    let result = apply::insert_sticky(&mut txn, &epoch, &unit, record, &tally);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
-                Command::CountExposure { epoch, variant } => {
-                    apply::count_exposure(&mut txn, &epoch, &variant);
+                Command::CountExposure { epoch, arm, tally } => {
+                    let variant = match &arm {
+                        // The index was taken from this very allocation, so it is in range.
+                        ExposedArm::InAllocation(index) => tally
+                            .allocation
+                            .get(*index)
+                            .map_or("", |(variant, _)| variant.as_str()),
+                        ExposedArm::Other(variant) => variant.as_str(),
+                    };
+                    apply::count_exposure(&mut txn, &epoch, variant, &tally);
                     (true, None)
+                }
+                Command::RecordDecision {
+                    epoch,
+                    decision,
+                    reply,
+                } => {
+                    let held = apply::record_decision(&mut txn, &epoch, decision);
+                    (true, Some(defer(reply, Ok(held))))
+                }
+                Command::AppendHistory {
+                    epoch,
+                    at_ms,
+                    point_json,
+                    reply,
+                } => {
+                    apply::append_history(&mut txn, &epoch, at_ms, &point_json);
+                    (true, Some(defer(reply, Ok(()))))
                 }
                 Command::ApplyRewards { ops, reply } => {
                     let result = apply::apply_rewards(&mut txn, &ops);
@@ -307,7 +363,11 @@ impl Writer {
     /// batch applied but not flushed leaves sled ahead of what is known durable.
     fn commit(&mut self, state: BatchState) -> Result<(), StoreError> {
         let expiry_moved = state.expired_through != self.expired_through;
-        if state.writes.is_empty() && state.arms.is_empty() && !expiry_moved {
+        if state.writes.is_empty()
+            && state.arms.is_empty()
+            && state.epochs.is_empty()
+            && !expiry_moved
+        {
             return Ok(());
         }
         let mut batch = sled::Batch::default();
@@ -320,6 +380,7 @@ impl Writer {
         for (epoch, arms) in &state.arms {
             for (variant, arm) in arms {
                 let before = self
+                    .durable
                     .arms
                     .get(epoch)
                     .and_then(|old| old.get(variant))
@@ -340,6 +401,9 @@ impl Writer {
                     batch.insert(keys::epoch_key(KIND_FOLDED, epoch, variant), value);
                 }
             }
+        }
+        for (epoch, info) in &state.epochs {
+            batch.insert(keys::epoch_info_key(epoch), codec::encode_epoch_info(info));
         }
         batch.insert(keys::META_SEQ, codec::encode_u64(state.seq).to_vec());
         batch.insert(
@@ -372,7 +436,19 @@ impl Writer {
         self.shared.durable_seq.store(state.seq, Ordering::Release);
         self.durable_tx.send_replace(state.seq);
         self.publish(state.arms);
+        self.publish_epochs(state.epochs);
         Ok(())
+    }
+
+    /// Makes the committed epoch records authoritative and visible to `epoch_info()`.
+    fn publish_epochs(&mut self, changed: EpochMap) {
+        if changed.is_empty() {
+            return;
+        }
+        self.durable.epochs.extend(changed);
+        self.shared
+            .epochs
+            .store(Arc::new(self.durable.epochs.clone()));
     }
 
     /// Makes the committed arm states authoritative and visible to `counters()`.
@@ -382,7 +458,7 @@ impl Writer {
         }
         let mut published = CounterMap::clone(&self.shared.counters.load());
         for (epoch, arms) in changed {
-            let durable = self.arms.entry(epoch.clone()).or_default();
+            let durable = self.durable.arms.entry(epoch.clone()).or_default();
             durable.extend(arms);
             let view = durable
                 .iter()
@@ -394,9 +470,10 @@ impl Writer {
     }
 }
 
-/// Loads what the writer needs at open: the arm states (few keys, so startup does not depend
-/// on how many units are stored), the last commit's sequence number and the expiry watermark.
-pub fn load(db: &sled::Db) -> Result<(ArmMap, u64, u64), StoreError> {
+/// Loads what the writer needs at open: the arm and epoch states (few keys, so startup does
+/// not depend on how many units are stored), the last commit's sequence number and the expiry
+/// watermark.
+pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let mut arms = ArmMap::new();
     for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED] {
         for item in db.scan_prefix([kind]) {
@@ -412,6 +489,12 @@ pub fn load(db: &sled::Db) -> Result<(ArmMap, u64, u64), StoreError> {
             }
         }
     }
+    let mut epochs = EpochMap::new();
+    for item in db.scan_prefix([KIND_EPOCH]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, _) = keys::parse_epoch_key(&key)?;
+        epochs.insert(epoch, codec::decode_epoch_info(&value)?);
+    }
     let meta = |key: &[u8], what: &str| -> Result<u64, StoreError> {
         match db.get(key).map_err(io)? {
             Some(value) => codec::decode_u64(&value, what),
@@ -420,7 +503,7 @@ pub fn load(db: &sled::Db) -> Result<(ArmMap, u64, u64), StoreError> {
     };
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
-    Ok((arms, last_seq, expired_through))
+    Ok((DurableState { arms, epochs }, last_seq, expired_through))
 }
 
 /// The published view of freshly loaded arm states.
