@@ -87,8 +87,10 @@ impl Engine {
         self.refresh_if_stale(&live, now_ms).await;
         let snapshot = live.snapshot().clone();
         let mode = live.mode(&snapshot);
-        if let (AssignmentMode::Sticky, Mode::Adaptive | Mode::Exploit { .. } | Mode::Fixed { .. }) =
-            (live.spec.assignment, mode)
+        if let (
+            AssignmentMode::Sticky,
+            Mode::Adaptive | Mode::Exploit { .. } | Mode::Fixed { .. },
+        ) = (live.spec.assignment, mode)
         {
             // A known unit keeps its variant: no draw needed.
             if let Some(record) = self.store.sticky(&live.epoch, unit.as_str()).await? {
@@ -113,14 +115,30 @@ impl Engine {
         let counted = count && decision.counted;
         if !counted {
             // Paused, or a peek: show what the unit would get, count and promise nothing.
-            return Ok(self.answer(live, unit, decision.arm, decision.propensity, now_ms, false, false));
+            return Ok(self.answer(
+                live,
+                unit,
+                decision.arm,
+                decision.propensity,
+                now_ms,
+                false,
+                false,
+            ));
         }
         let variant = live.spec.variants[decision.arm].id.as_str();
         let tally = live.tally(&snapshot, now_ms);
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
                 self.store.count_exposure(&live.epoch, variant, tally);
-                Ok(self.answer(live, unit, decision.arm, decision.propensity, now_ms, true, true))
+                Ok(self.answer(
+                    live,
+                    unit,
+                    decision.arm,
+                    decision.propensity,
+                    now_ms,
+                    true,
+                    true,
+                ))
             }
             AssignmentMode::Sticky => {
                 let record = StickyRecord {
@@ -156,7 +174,15 @@ impl Engine {
             // Stored on a variant the spec no longer has: serve the default, promise nothing.
             (_, None) => (live.default_arm(), 1.0, false),
         };
-        self.answer(live, unit, arm, propensity, record.assigned_ms, inserted, with_token)
+        self.answer(
+            live,
+            unit,
+            arm,
+            propensity,
+            record.assigned_ms,
+            inserted,
+            with_token,
+        )
     }
 
     /// Builds the answer; `with_token` only for assignments that are (or were) counted, so a

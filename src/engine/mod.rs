@@ -20,7 +20,9 @@ use arc_swap::ArcSwap;
 pub use assign::Assignment;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
-pub use events::{EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp, parse_timestamp};
+pub use events::{
+    EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp, parse_timestamp,
+};
 pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
 pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};

@@ -23,7 +23,8 @@ impl Engine {
         let info = self.store.epoch_info(&live.epoch).await?;
         let mut snapshot = Snapshot::build(&live.spec, &counters, info, now_ms);
         if let Some((arm, prob_best, expected_loss)) = snapshot.new_winner(&live.spec) {
-            let decision = self.decision_record(live, &snapshot, arm, prob_best, expected_loss, now_ms);
+            let decision =
+                self.decision_record(live, &snapshot, arm, prob_best, expected_loss, now_ms);
             let held = self.store.record_decision(&live.epoch, decision).await?;
             tracing::info!(
                 experiment = %live.epoch.experiment,

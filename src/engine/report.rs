@@ -143,8 +143,16 @@ impl Engine {
             .enumerate()
             .map(|(k, variant)| arm_report(variant.id.as_str(), k, &snapshot, level))
             .collect();
-        let observed: Vec<f64> = snapshot.counters.iter().map(|c| c.exposures as f64).collect();
-        let expected: Vec<f64> = snapshot.counters.iter().map(|c| c.expected_exposures).collect();
+        let observed: Vec<f64> = snapshot
+            .counters
+            .iter()
+            .map(|c| c.exposures as f64)
+            .collect();
+        let expected: Vec<f64> = snapshot
+            .counters
+            .iter()
+            .map(|c| c.expected_exposures)
+            .collect();
         let p_value = stats::srm_p_value(&observed, &expected);
         let stopping = decision_report(live, &snapshot);
         Ok(ExperimentReport {
@@ -265,7 +273,7 @@ fn decision_report(live: &LiveExperiment, snapshot: &Snapshot) -> DecisionReport
     }
 }
 
-fn collecting_detail(reason: &CollectingReason, name: &dyn Fn(usize) -> &str) -> String {
+fn collecting_detail<'a>(reason: &CollectingReason, name: &dyn Fn(usize) -> &'a str) -> String {
     match reason {
         CollectingReason::NoArms | CollectingReason::MismatchedInputs { .. } => {
             "no arms to compare".into()

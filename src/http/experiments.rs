@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
-use crate::engine::{DEFAULT_CREDIBLE_LEVEL, ExperimentSummary, HistoryPoint, Timestamp, parse_timestamp};
+use crate::engine::{
+    DEFAULT_CREDIBLE_LEVEL, ExperimentSummary, HistoryPoint, Timestamp, parse_timestamp,
+};
 
 /// History points returned when the request does not say.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1_440;
@@ -42,9 +44,10 @@ async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ShowQuery {
-    /// Credible level of the intervals, e.g. 0.9; default 0.95.
+    /// Credible level of the intervals, e.g. 0.9; default 0.95. Text, so that a bad value
+    /// gets an error that names the parameter.
     #[serde(default)]
-    level: Option<f64>,
+    level: Option<String>,
 }
 
 async fn show(
@@ -52,7 +55,14 @@ async fn show(
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> ApiResult<HttpResponse> {
-    let level = query.level.unwrap_or(DEFAULT_CREDIBLE_LEVEL);
+    let level = match query.level.as_deref() {
+        None => DEFAULT_CREDIBLE_LEVEL,
+        Some(text) => text.parse::<f64>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "query parameter `level` is {text:?}; use a number between 0 and 1, e.g. 0.9"
+            ))
+        })?,
+    };
     Ok(HttpResponse::Ok().json(state.engine.report(&id, level).await?))
 }
 

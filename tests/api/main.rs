@@ -5,4 +5,5 @@ mod durability;
 mod errors;
 mod events;
 mod helpers;
+mod statistics;
 mod validate;
