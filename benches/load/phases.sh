@@ -1,0 +1,179 @@
+# Phases of benches/load/run.sh (sourced): the scenario runs, the constant-rate run, the soak,
+# the scale test and the report. They read run.sh's settings and append to ROWS, TARGETS and
+# NOTES.
+
+declare -A RPS=() RATIO=() P99=() EVS=()
+BANDITD_PID=
+BASELINE_PID=
+EV_CURSOR=0
+
+# fill DIR COUNT PREFIX: writes COUNT sticky units of load-sticky into DIR; sets FILL_SECS.
+fill() {
+    local dir=$1 count=$2 prefix=$3 line
+    log "banditd-fill: $(thousands "$count") units ($prefix*) into $(basename "$dir")"
+    line=$("$BIN/banditd-fill" --data-dir "$dir" --experiment "$STICKY_YAML" --count "$count" \
+        --prefix "$prefix" 2>>"$WORK/fill.log" | grep '^FILL ') || die "banditd-fill failed; see $WORK/fill.log"
+    FILL_SECS=$(sed 's/.*seconds=\([0-9.]*\).*/\1/' <<<"$line")
+}
+
+# start_banditd DATA_DIR LOG: starts banditd with one worker; sets BANDITD_PID, STARTUP_MS.
+start_banditd() {
+    local t0
+    t0=$(date +%s%N)
+    start_server banditd "$2" "$BIN/banditd" serve --bind "127.0.0.1:$BANDITD_PORT" \
+        --data-dir "$1" --experiments "$WORK/experiments" --workers 1
+    BANDITD_PID=$SERVER_PID
+    STARTUP_MS=$(wait_ready "http://127.0.0.1:$BANDITD_PORT/readyz" "$BANDITD_PID" 300 "$t0")
+    log "banditd ready after $STARTUP_MS ms"
+}
+
+start_baseline() {
+    start_server baseline "$WORK/baseline.log" "$BIN/banditd-baseline" \
+        --bind "127.0.0.1:$BASELINE_PORT" --workers 1
+    BASELINE_PID=$SERVER_PID
+    wait_ready "http://127.0.0.1:$BASELINE_PORT/readyz" "$BASELINE_PID" 30 >/dev/null
+}
+
+# Assigns the KNOWN_UNITS known units over HTTP; repeats until every one was reached.
+warm_up() {
+    local pass secs=$((KNOWN_UNITS / 5000 + 5))
+    SERVER_PID=$BANDITD_PID
+    for pass in 1 2 3 4 5 6 7 8 9 10; do
+        run_wrk "$WORK/warmup-$pass.out" "http://127.0.0.1:$BANDITD_PORT" "$secs" "$CONNECTIONS" \
+            -- scenario=warmup known="$KNOWN_UNITS" run="w$pass"
+        ((R[errors] == 0)) || die "warm-up saw errors; see $WORK/warmup-$pass.out"
+        if ((R[lowest_next] >= KNOWN_UNITS)); then
+            log "warm-up: $(thousands "$KNOWN_UNITS") known units assigned ($pass pass(es))"
+            return 0
+        fi
+    done
+    die "warm-up did not reach all $KNOWN_UNITS units"
+}
+
+start_main_servers() {
+    [[ -n $BANDITD_PID ]] && return 0
+    fill "$WORK/data" "$EVENT_UNITS" ev-
+    start_baseline
+    start_banditd "$WORK/data" "$WORK/banditd.log"
+    warm_up
+}
+
+# add_row LABEL SERVER RATIO: one table row from R.
+add_row() {
+    local events=– refused=– errors
+    [[ ${R[applied]} != 0 || ${R[rejected]} != 0 ]] && events=$(thousands "${R[events_per_s]}")
+    [[ $2 == banditd && ( ${R[applied]} != 0 || ${R[rejected]} != 0 ) ]] && refused=${R[rejected]}
+    errors="${R[non2xx]} / ${R[socket_errors]} / ${R[timeouts]}"
+    local client=${R[client_cpu]}
+    [[ $client == – ]] || client+=%
+    ROWS+=("| $1 | $2 | $(thousands "${R[rps]}") | $events | $(ms "${R[p50_us]}") | $(ms "${R[p99_us]}") | $(ms "${R[p999_us]}") | $errors | $refused | $3 | ${R[server_cpu]}% | $client | ${R[rss_mb]} |")
+    if [[ $2 == banditd ]] && ((R[errors] > 0 || R[rejected] > 0)); then
+        FAILED=1
+        log "errors in '$1': ${R[errors]} failed requests, ${R[rejected]} refused events"
+    fi
+}
+
+# measure NAME LABEL CONNECTIONS SCRIPT_ARGS...: baseline, then banditd, same load.
+measure() {
+    local name=$1 label=$2 conns=$3 base_rps
+    shift 3
+    log "scenario $name: baseline"
+    SERVER_PID=$BASELINE_PID
+    run_wrk "$WORK/$name-baseline.out" "http://127.0.0.1:$BASELINE_PORT" "$DURATION" "$conns" \
+        -- "$@" run="${name}-b"
+    base_rps=${R[rps]}
+    add_row "$label" baseline ""
+    log "scenario $name: banditd"
+    SERVER_PID=$BANDITD_PID
+    run_wrk "$WORK/$name.out" "http://127.0.0.1:$BANDITD_PORT" "$DURATION" "$conns" \
+        -- "$@" run="$name"
+    RPS[$name]=${R[rps]}
+    EVS[$name]=${R[events_per_s]}
+    P99[$name]=${R[p99_us]}
+    RATIO[$name]=$(ratio "${R[rps]}" "$base_rps")
+    add_row "" banditd "**${RATIO[$name]}×**"
+    ((R[highest_next] > EV_CURSOR)) && EV_CURSOR=${R[highest_next]}
+    return 0
+}
+
+# target WHAT GOAL MEASURED OK
+target() {
+    TARGETS+=("| $1 | $2 | $3 | $(verdict "$4") |")
+    [[ $4 == 1 ]] || MISSED=1
+}
+
+# ratio_target NAME WHAT MIN
+ratio_target() {
+    [[ -n ${RATIO[$1]:-} ]] || return 0
+    target "$2" "≥ $3× baseline" "${RATIO[$1]}×" "$(at_least "${RATIO[$1]}" "$3")"
+}
+
+# p99 of known-unit assign at ~50% of the maximum measured, by Lua pacing (see pace.lua).
+measure_paced() {
+    local max=${RPS[assign_known]:-} goal cycle_ms pace_ms overhead_ms
+    SERVER_PID=$BANDITD_PID
+    if [[ -z $max ]]; then
+        run_wrk "$WORK/paced-max.out" "http://127.0.0.1:$BANDITD_PORT" "$DURATION" "$CONNECTIONS" \
+            -- scenario=assign_known known="$KNOWN_UNITS"
+        max=${R[rps]}
+    fi
+    goal=$((max / 2))
+    cycle_ms=$(awk -v c="$PACE_CONNECTIONS" -v g="$goal" 'BEGIN {printf "%.4f", c * 1000 / g}')
+    log "paced run: goal $(thousands "$goal") req/s (50% of $(thousands "$max")); calibrating"
+    WRK_SCRIPT=$WORK/paced.lua run_wrk "$WORK/paced-calibration.out" \
+        "http://127.0.0.1:$BANDITD_PORT" 3 "$PACE_CONNECTIONS" \
+        -- scenario=assign_known known="$KNOWN_UNITS" pace_ms="$cycle_ms"
+    # Per connection: rate = 1 / (think + overhead); solve for the think time that gives goal.
+    overhead_ms=$(awk -v c="$PACE_CONNECTIONS" -v r="${R[rps]}" -v t="$cycle_ms" \
+        'BEGIN {o = c * 1000 / r - t; printf "%.4f", (o > 0 ? o : 0)}')
+    pace_ms=$(awk -v t="$cycle_ms" -v o="$overhead_ms" 'BEGIN {p = t - o; printf "%.4f", (p > 0.05 ? p : 0.05)}')
+    WRK_SCRIPT=$WORK/paced.lua run_wrk "$WORK/paced.out" "http://127.0.0.1:$BANDITD_PORT" \
+        "$DURATION" "$PACE_CONNECTIONS" -- scenario=assign_known known="$KNOWN_UNITS" pace_ms="$pace_ms"
+    local share
+    share=$(awk -v r="${R[rps]}" -v m="$max" 'BEGIN {printf "%.0f", 100 * r / m}')
+    add_row "a'. assign, known unit, paced at ~50% of max ($share% reached)" banditd ""
+    P99[paced]=${R[p99_us]}
+    target "p99, known-unit assign at ~50% load ($share% of max)" "≤ 2 ms" "$(ms "${R[p99_us]}") ms" \
+        "$(at_most "${R[p99_us]}" 2000)"
+    NOTES+=("### Latency at ~50% load
+
+Method: wrk2 is not packaged for Debian, so each of $PACE_CONNECTIONS connections waits an
+exponentially distributed think time (mean ${pace_ms} ms, calibrated by a 3 s run) before each
+request (benches/load/lua/pace.lua). Offered rate: $(thousands "${R[rps]}") req/s, $share% of the
+$(thousands "$max") req/s maximum. Closed loop per connection, so latencies are not corrected for
+coordinated omission as wrk2's are: a stall longer than the think time delays the requests behind
+it instead of counting their wait. p50 $(ms "${R[p50_us]}") ms, p99 $(ms "${R[p99_us]}") ms,
+p99.9 $(ms "${R[p999_us]}") ms, max $(ms "${R[max_us]}") ms.")
+}
+
+run_scenarios() {
+    start_main_servers
+    local name list
+    IFS=, read -r -a list <<<"$SCENARIOS"
+    for name in "${list[@]}"; do
+        case $name in
+        assign_known) measure assign_known "a. assign, known sticky unit (GET)" "$CONNECTIONS" \
+            scenario=assign_known known="$KNOWN_UNITS" ;;
+        assign_new) measure assign_new "b. assign, new unit every request (GET)" "$CONNECTIONS" \
+            scenario=assign_new ;;
+        per_request) measure per_request "c. assign, per-request experiment (GET)" "$CONNECTIONS" \
+            scenario=per_request ;;
+        event_single) measure event_single "d. 1 event per POST (durable ack)" "$CONNECTIONS" \
+            scenario=events batch=1 format=json ev_base="$EV_CURSOR" ;;
+        events_bulk) measure events_bulk "e. 1,000 events per POST (NDJSON)" "$BULK_CONNECTIONS" \
+            scenario=events batch=1000 format=ndjson ev_base="$EV_CURSOR" ;;
+        mixed) measure mixed "f. mixed: 90% assign (known) / 10% 1-event POST" "$CONNECTIONS" \
+            scenario=mixed mix_events=0.1 known="$KNOWN_UNITS" ev_base="$EV_CURSOR" ;;
+        paced) measure_paced ;;
+        *) die "unknown scenario '$name'" ;;
+        esac
+    done
+    ratio_target assign_known "assign, known sticky unit" 0.8
+    ratio_target assign_new "assign, new unit" 0.6
+    ratio_target per_request "assign, per-request" 0.9
+    ratio_target event_single "single event per POST" 0.5
+    if [[ -n ${EVS[events_bulk]:-} ]]; then
+        target "bulk ingest (1,000 per POST)" "≥ 500,000 events/s" \
+            "$(thousands "${EVS[events_bulk]}") events/s" "$(at_least "${EVS[events_bulk]}" 500000)"
+    fi
+}
