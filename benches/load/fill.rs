@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use banditd::engine::{Clock, SystemClock};
 use banditd::spec::{AssignmentMode, Experiment};
-use banditd::store::{Epoch, SledStore, StickyRecord, Store, StoreFuture};
+use banditd::store::{Epoch, SledStore, StickyRecord, Store, StoreFuture, Tally};
 use clap::Parser;
 use futures_util::StreamExt;
 
@@ -64,8 +64,9 @@ fn store_unit(
     epoch: &Epoch,
     unit: &str,
     record: StickyRecord,
+    tally: Tally,
 ) -> StoreFuture<(StickyRecord, bool)> {
-    store.insert_sticky(epoch, unit, record)
+    store.insert_sticky(epoch, unit, record, tally)
 }
 
 fn load_experiment(path: &PathBuf) -> Result<Experiment, String> {
@@ -102,6 +103,11 @@ async fn fill(
         .map(|v| v.id.as_str().to_owned())
         .collect();
     let arms = variants.len() as u64;
+    // Round-robin is a uniform allocation: every arm had 1/K of each unit.
+    let allocation: Arc<[(String, f64)]> = variants
+        .iter()
+        .map(|v| (v.clone(), 1.0 / arms as f64))
+        .collect();
     let propensity = 1.0 / arms as f64;
     let now_ms = SystemClock.now_ms();
     let started = Instant::now();
@@ -115,7 +121,18 @@ async fn fill(
                 propensity,
                 reward: None,
             };
-            store_unit(&store, &epoch, &format!("{}{i}", args.prefix), record)
+            let tally = Tally {
+                now_ms,
+                half_life_ms: None,
+                allocation: allocation.clone(),
+            };
+            store_unit(
+                &store,
+                &epoch,
+                &format!("{}{i}", args.prefix),
+                record,
+                tally,
+            )
         })
         .buffer_unordered(args.in_flight.max(1));
     let mut report = FillReport::default();

@@ -1,15 +1,26 @@
-//! Pure statistics: Beta posteriors, fast Beta draws, credible intervals. No I/O, no clock;
-//! randomness is passed in.
+//! Pure statistics: Beta posteriors, fast Beta draws, credible intervals, P(best) and
+//! expected loss, exponential decay, sample-ratio checks and the stopping rule. No I/O, no
+//! clock (times are passed in as milliseconds); randomness is passed in.
 
+mod arm_comparison;
 mod beta_sampler;
+mod decay;
 mod error;
 mod gamma;
+mod gauss_legendre;
+mod logit_beta;
 mod posterior;
 mod quantile;
+mod srm;
+mod stopping;
 #[cfg(test)]
 pub(crate) mod test_support;
 
+pub use arm_comparison::{ArmComparison, TAIL_MASS, compare_arms};
 pub use beta_sampler::{BetaSampler, MAX_SAMPLED_SHAPE, MIN_SAMPLED_SHAPE, sample_beta};
+pub use decay::DecayedCounts;
 pub use error::StatsError;
 pub use posterior::Posterior;
 pub use quantile::{ASYMPTOTIC_MIN_SHAPE, beta_quantile};
+pub use srm::{SRM_ALERT_P, srm_p_value};
+pub use stopping::{CollectingReason, StoppingRule, Verdict, evaluate};
