@@ -59,18 +59,13 @@ impl Snapshot {
             .collect();
         let effective: Vec<DecayedCounts> = counters
             .iter()
-            .map(|c| match half_life_ms {
-                Some(h) => DecayedCounts {
-                    exposures: c.decayed_exposures,
-                    reward_sum: c.decayed_reward_sum,
-                    at_ms: c.decayed_at_ms,
-                }
-                .decayed_to(now_ms, h),
-                None => DecayedCounts {
-                    exposures: c.exposures as f64,
-                    reward_sum: c.reward_sum,
+            .map(|c| {
+                let (exposures, reward_sum) = c.decayed_as_of(now_ms, half_life_ms);
+                DecayedCounts {
+                    exposures,
+                    reward_sum,
                     at_ms: now_ms,
-                },
+                }
             })
             .collect();
         let arms: Vec<ArmView> = effective

@@ -84,8 +84,10 @@ impl DecayedCounts {
     }
 }
 
-/// 2^(−age/h); exactly 1 at age 0 and exactly 0.5 at age h (exp2 is exact at integers).
-fn decay_weight(age_ms: u64, half_life_ms: u64) -> f64 {
+/// 2^(−age/h): the share of its weight evidence keeps after `age_ms`; exactly 1 at age 0 and
+/// exactly 0.5 at age h (exp2 is exact at integers). A zero half-life forgets everything older
+/// than now.
+pub fn decay_weight(age_ms: u64, half_life_ms: u64) -> f64 {
     if age_ms == 0 {
         1.0
     } else if half_life_ms == 0 {

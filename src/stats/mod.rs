@@ -18,7 +18,7 @@ pub(crate) mod test_support;
 
 pub use arm_comparison::{ArmComparison, TAIL_MASS, compare_arms};
 pub use beta_sampler::{BetaSampler, MAX_SAMPLED_SHAPE, MIN_SAMPLED_SHAPE, sample_beta};
-pub use decay::DecayedCounts;
+pub use decay::{DecayedCounts, decay_weight};
 pub use error::StatsError;
 pub use posterior::Posterior;
 pub use quantile::{ASYMPTOTIC_MIN_SHAPE, beta_quantile};

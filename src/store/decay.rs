@@ -9,44 +9,14 @@
 //! Because 2^(−a/h) · 2^(−b/h) = 2^(−(a+b)/h), D can be stored as of one reference time and
 //! rescaled when time moves on, exactly: the store keeps one number per sum and touches it only
 //! when the arm changes (lazy decay), and readers rescale it to their own clock with
-//! [`decayed_sum_as_of`]. Decay never makes a value grow: a write or read whose clock lags the
+//! `stats::DecayedCounts::decayed_to`. Decay never makes a value grow: a write or read whose clock lags the
 //! reference time decays the NEW evidence instead of inflating the old.
 //!
 //! Decayed sums cannot be recomputed from the records (per-request exposures have none, and
 //! the history of half-lives is not kept), so the audit does not check them.
 
 use super::ArmCounters;
-
-/// 2^(−age_ms / half_life_ms): the share of its weight evidence keeps after `age_ms`.
-///
-/// A zero half-life is read as 1 ms: the spec layer rejects it, and the store must never
-/// compute 0/0.
-pub fn retention(age_ms: u64, half_life_ms: u64) -> f64 {
-    // u64 → f64 rounds above 2^53 ms (285,000 years); irrelevant for ages.
-    (-(age_ms as f64) / half_life_ms.max(1) as f64).exp2()
-}
-
-/// Adds `delta`, observed at `now_ms`, to the decayed sum `sum` held as of `at_ms`; returns the
-/// new sum and its reference time, max(at_ms, now_ms).
-///
-/// This is the one update formula of the store: D ← D · 2^(−(now − at)/h) + δ when the clock
-/// moved forward, D ← D + δ · 2^(−(at − now)/h) when it lags.
-pub fn add_decayed(sum: f64, at_ms: u64, now_ms: u64, delta: f64, half_life_ms: u64) -> (f64, u64) {
-    if now_ms >= at_ms {
-        (
-            sum * retention(now_ms - at_ms, half_life_ms) + delta,
-            now_ms,
-        )
-    } else {
-        (sum + delta * retention(at_ms - now_ms, half_life_ms), at_ms)
-    }
-}
-
-/// The value at `now_ms` of a decayed sum held as of `at_ms`. A clock behind `at_ms` sees the
-/// stored value: decay never runs backwards into growth.
-pub fn decayed_sum_as_of(sum: f64, at_ms: u64, now_ms: u64, half_life_ms: u64) -> f64 {
-    sum * retention(now_ms.saturating_sub(at_ms), half_life_ms)
-}
+use crate::stats::{DecayedCounts, decay_weight};
 
 /// The weight a reward enters the decayed R with: aged from its assignment (`assigned_ms` of
 /// the sticky record, `issued_ms` of the token), not from its arrival, because it is evidence
@@ -55,7 +25,9 @@ pub fn decayed_sum_as_of(sum: f64, at_ms: u64, now_ms: u64, half_life_ms: u64) -
 /// outruns decayed N.
 pub fn reward_weight(reward: f64, assigned_ms: u64, now_ms: u64, half_life_ms: Option<u64>) -> f64 {
     match half_life_ms {
-        Some(half_life_ms) => reward * retention(now_ms.saturating_sub(assigned_ms), half_life_ms),
+        Some(half_life_ms) => {
+            reward * decay_weight(now_ms.saturating_sub(assigned_ms), half_life_ms)
+        }
         None => reward,
     }
 }
@@ -76,24 +48,10 @@ pub fn record_change(
 ) {
     match half_life_ms {
         Some(half_life_ms) => {
-            let at_ms = counters.decayed_at_ms;
-            let (decayed_exposures, new_at_ms) = add_decayed(
-                counters.decayed_exposures,
-                at_ms,
-                now_ms,
-                exposures,
-                half_life_ms,
-            );
-            let (decayed_reward_sum, _) = add_decayed(
-                counters.decayed_reward_sum,
-                at_ms,
-                now_ms,
-                reward,
-                half_life_ms,
-            );
-            counters.decayed_exposures = decayed_exposures;
-            counters.decayed_reward_sum = decayed_reward_sum;
-            counters.decayed_at_ms = new_at_ms;
+            let decayed = stored(counters).add(now_ms, half_life_ms, exposures, reward);
+            counters.decayed_exposures = decayed.exposures;
+            counters.decayed_reward_sum = decayed.reward_sum;
+            counters.decayed_at_ms = decayed.at_ms;
         }
         None => {
             // Exact below 2^53 exposures.
@@ -106,25 +64,24 @@ pub fn record_change(
 
 impl ArmCounters {
     /// Decayed (N, R) as seen at `now_ms`: the raw N and R without a half-life, else the stored
-    /// decayed sums rescaled from `decayed_at_ms` (see [`decayed_sum_as_of`]).
+    /// decayed sums rescaled from `decayed_at_ms` (see `stats::DecayedCounts::decayed_to`).
     pub fn decayed_as_of(&self, now_ms: u64, half_life_ms: Option<u64>) -> (f64, f64) {
         match half_life_ms {
-            Some(half_life_ms) => (
-                decayed_sum_as_of(
-                    self.decayed_exposures,
-                    self.decayed_at_ms,
-                    now_ms,
-                    half_life_ms,
-                ),
-                decayed_sum_as_of(
-                    self.decayed_reward_sum,
-                    self.decayed_at_ms,
-                    now_ms,
-                    half_life_ms,
-                ),
-            ),
+            Some(half_life_ms) => {
+                let decayed = stored(self).decayed_to(now_ms, half_life_ms);
+                (decayed.exposures, decayed.reward_sum)
+            }
             None => (self.exposures as f64, self.reward_sum),
         }
+    }
+}
+
+/// The stored decayed sums as the pure decay type that owns the arithmetic.
+fn stored(counters: &ArmCounters) -> DecayedCounts {
+    DecayedCounts {
+        exposures: counters.decayed_exposures,
+        reward_sum: counters.decayed_reward_sum,
+        at_ms: counters.decayed_at_ms,
     }
 }
 
@@ -141,17 +98,17 @@ mod tests {
 
     #[test]
     fn retention_halves_every_half_life_exactly() {
-        assert_eq!(retention(0, H), 1.0);
-        assert_eq!(retention(H, H), 0.5);
-        assert_eq!(retention(2 * H, H), 0.25);
-        assert_eq!(retention(10 * H, H), 1.0 / 1024.0);
-        assert!((retention(H / 2, H) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15);
+        assert_eq!(decay_weight(0, H), 1.0);
+        assert_eq!(decay_weight(H, H), 0.5);
+        assert_eq!(decay_weight(2 * H, H), 0.25);
+        assert_eq!(decay_weight(10 * H, H), 1.0 / 1024.0);
+        assert!((decay_weight(H / 2, H) - std::f64::consts::FRAC_1_SQRT_2).abs() < 1e-15);
     }
 
     #[test]
     fn a_zero_half_life_forgets_instead_of_dividing_by_zero() {
-        assert_eq!(retention(0, 0), 1.0);
-        assert_eq!(retention(5_000, 0), 0.0);
+        assert_eq!(decay_weight(0, 0), 1.0);
+        assert_eq!(decay_weight(5_000, 0), 0.0);
     }
 
     #[test]

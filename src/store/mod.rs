@@ -17,7 +17,6 @@ mod test_support;
 mod writer;
 
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
-pub use self::decay::{decayed_sum_as_of, retention};
 pub use self::sled::SledStore;
 
 use std::collections::HashMap;
