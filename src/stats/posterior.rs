@@ -4,9 +4,9 @@ use super::beta_sampler::BetaSampler;
 use super::error::{StatsError, check_shapes};
 use super::quantile::{Tail, quantile_by_tail};
 
-/// Beta(alpha, beta) posterior of a Bernoulli-like reward rate, conjugate to rewards in [0, 1]
-/// (fractional rewards enter as fractional successes, the usual "Bernoulli trick" of Agrawal
-/// & Goyal 2012, "Analysis of Thompson Sampling for the Multi-armed Bandit Problem", §2).
+/// Beta(alpha, beta) posterior of a Bernoulli-like reward rate. Rewards in [0, 1] enter as
+/// fractional successes (alpha += r, beta += 1 − r): the deterministic counterpart of Agrawal
+/// & Goyal's randomised Bernoulli trick; `stats::decay`'s module docs explain the choice.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Posterior {
     pub alpha: f64,
