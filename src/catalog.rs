@@ -17,6 +17,24 @@ pub fn load_dir(dir: &Path, environment: Option<&str>) -> Result<Vec<Experiment>
     load_files(&files, environment)
 }
 
+/// A content hash of the folder's experiment files (names and bytes, in name order): the
+/// loaded configuration's version, and what the file watcher compares to notice a change.
+pub fn fingerprint(dir: &Path) -> Result<String, SpecError> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for file in experiment_files(dir)? {
+        let bytes = std::fs::read(&file)
+            .map_err(|e| SpecError::whole_file(&file, format!("cannot read the file: {e}")))?;
+        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        hasher.update((name.len() as u64).to_be_bytes());
+        hasher.update(name.as_bytes());
+        hasher.update((bytes.len() as u64).to_be_bytes());
+        hasher.update(&bytes);
+    }
+    let digest = hasher.finalize();
+    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+}
+
 /// Like [`load_dir`] for a mix of files and folders, as `banditd validate PATH...` takes
 /// them. A file named explicitly is read whatever its extension; a file reached twice (named
 /// and inside a named folder) counts once. Errors of missing paths are collected too.

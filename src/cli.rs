@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// How often a history point of every experiment is stored (`30s`, `1m`, `1h`).
     #[arg(long, env = "BANDITD_HISTORY_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub history_interval: crate::spec::HumanDuration,
+    /// Do not reload when a file in the experiment folder changes (SIGHUP and
+    /// POST /v1/admin/reload still work).
+    #[arg(long, env = "BANDITD_NO_WATCH")]
+    pub no_watch: bool,
     /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
@@ -139,6 +143,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         token_secret: set(args.token_secret),
         history_interval: args.history_interval.as_std(),
+        watch: !args.no_watch,
     };
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone()).await?;

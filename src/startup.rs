@@ -11,7 +11,7 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use rand::RngExt;
 
-use crate::engine::{Engine, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
+use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
 use crate::http::{self, AppState, Keys};
 use crate::spec::SpecError;
 use crate::store::{SledStore, Store, StoreError};
@@ -35,6 +35,8 @@ pub struct Config {
     pub token_secret: Option<String>,
     /// How often a history point of every experiment is stored.
     pub history_interval: Duration,
+    /// Reload when a file in the experiment folder changes.
+    pub watch: bool,
 }
 
 /// Why the server did not start.
@@ -72,11 +74,14 @@ pub struct Application {
     state: web::Data<AppState>,
     store: Arc<dyn Store>,
     history_interval: Duration,
+    watch: bool,
 }
 
 impl Application {
     /// Opens the store, loads the experiments and binds. Refuses to start on an invalid folder.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let version = crate::catalog::fingerprint(&config.experiments)
+            .map_err(|e| StartupError::Experiments(vec![e]))?;
         let experiments =
             crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
@@ -99,7 +104,14 @@ impl Application {
                 TokenSigner::new(&secret),
                 Arc::new(SystemClock),
             )
-            .await?,
+            .await?
+            .with_source(
+                ExperimentSource {
+                    dir: config.experiments.clone(),
+                    environment: config.environment.clone(),
+                },
+                version,
+            ),
         );
         let state = web::Data::new(AppState {
             engine,
@@ -141,6 +153,7 @@ impl Application {
             state,
             store,
             history_interval: config.history_interval.max(Duration::from_millis(100)),
+            watch: config.watch,
         })
     }
 
@@ -174,9 +187,17 @@ impl Application {
                 }
             }
         });
+        let reloader = actix_web::rt::spawn(reload_on_sighup(self.state.engine.clone()));
+        let watcher = self
+            .watch
+            .then(|| actix_web::rt::spawn(watch_folder(self.state.engine.clone())));
         let served = self.server.await;
         sweeper.abort();
         historian.abort();
+        reloader.abort();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         self.state.draining.store(true, Ordering::Release);
         if let Err(error) = self.store.shutdown().await {
             tracing::error!(%error, "final flush failed");
@@ -186,6 +207,53 @@ impl Application {
         served
     }
 }
+
+/// How often the watcher looks at the experiment folder.
+pub const WATCH_POLL_MS: u64 = 1_000;
+
+/// How long a changed folder must stay unchanged before it is reloaded, so that an editor's
+/// or `git checkout`'s burst of writes becomes one reload.
+pub const WATCH_DEBOUNCE_MS: u64 = 500;
+
+/// Polls the folder's content hash; a change that holds still for the debounce triggers a
+/// reload. Polling a handful of small files needs no platform watcher and cannot miss an
+/// event. A folder that failed to load is not retried until it changes again.
+async fn watch_folder(engine: Arc<Engine>) {
+    let Some(dir) = engine.source().map(|s| s.dir.clone()) else {
+        return;
+    };
+    let mut failed: Option<String> = None;
+    loop {
+        tokio::time::sleep(Duration::from_millis(WATCH_POLL_MS)).await;
+        let Ok(seen) = crate::catalog::fingerprint(&dir) else {
+            continue;
+        };
+        if seen == engine.config_status().version || failed.as_deref() == Some(seen.as_str()) {
+            continue;
+        }
+        tokio::time::sleep(Duration::from_millis(WATCH_DEBOUNCE_MS)).await;
+        if crate::catalog::fingerprint(&dir).ok().as_deref() != Some(seen.as_str()) {
+            continue; // still being written
+        }
+        failed = engine.reload("watch").await.is_err().then_some(seen);
+    }
+}
+
+#[cfg(unix)]
+async fn reload_on_sighup(engine: Arc<Engine>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; reload with POST /v1/admin/reload");
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        // The outcome is logged and kept in the config status by `reload`.
+        let _ = engine.reload("sighup").await;
+    }
+}
+
+#[cfg(not(unix))]
+async fn reload_on_sighup(_engine: Arc<Engine>) {}
 
 fn cors(origins: &[String]) -> actix_cors::Cors {
     origins

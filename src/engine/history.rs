@@ -30,15 +30,14 @@ impl Engine {
         let mut written = 0;
         for live in catalog.all().filter(|l| l.spec.status != Status::Draft) {
             let snapshot = self.rebuild(live, now_ms).await?;
-            let arms: Vec<serde_json::Value> = live
-                .spec
-                .variants
+            let arms: Vec<serde_json::Value> = snapshot
+                .variant_ids
                 .iter()
                 .enumerate()
                 .map(|(k, variant)| {
                     let arm = snapshot.arms[k];
                     json!({
-                        "variant": variant.id.as_str(),
+                        "variant": variant,
                         "exposures": snapshot.counters[k].exposures,
                         "rewards": snapshot.counters[k].reward_sum,
                         "posterior_mean": arm.alpha / (arm.alpha + arm.beta),

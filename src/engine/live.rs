@@ -26,7 +26,10 @@ pub const SNAPSHOT_REFRESH_MS: u64 = 100;
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub taken_ms: u64,
-    /// Durable raw counters per arm, in spec order.
+    /// Every arm: the spec's variants in order, then retired ones (data in this revision,
+    /// no longer in the spec; sorted), which get no traffic but keep being reported.
+    pub variant_ids: Vec<String>,
+    /// Durable raw counters per arm.
     pub counters: Vec<ArmCounters>,
     /// The counts the posterior uses: decayed to `taken_ms` with a half-life, else raw.
     pub effective: Vec<DecayedCounts>,
@@ -52,10 +55,21 @@ impl Snapshot {
         now_ms: u64,
     ) -> Self {
         let half_life_ms = spec.policy.half_life.map(|h| h.as_millis());
-        let counters: Vec<ArmCounters> = spec
+        let active = spec.variants.len();
+        let mut retired: Vec<&String> = counters
+            .keys()
+            .filter(|v| spec.variant_index(v).is_none())
+            .collect();
+        retired.sort();
+        let variant_ids: Vec<String> = spec
             .variants
             .iter()
-            .map(|v| counters.get(v.id.as_str()).copied().unwrap_or_default())
+            .map(|v| v.id.as_str().to_owned())
+            .chain(retired.into_iter().cloned())
+            .collect();
+        let counters: Vec<ArmCounters> = variant_ids
+            .iter()
+            .map(|v| counters.get(v).copied().unwrap_or_default())
             .collect();
         let effective: Vec<DecayedCounts> = counters
             .iter()
@@ -73,6 +87,7 @@ impl Snapshot {
             .zip(&counters)
             .enumerate()
             .map(|(k, (e, c))| {
+                // Retired arms (k ≥ active) are reported with the experiment prior.
                 let prior = spec.arm_prior(k);
                 let posterior =
                     Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
@@ -81,16 +96,17 @@ impl Snapshot {
                     beta: posterior.beta,
                     // Burn-in counts real exposures, not decayed ones.
                     exposures: c.exposures as f64,
-                    active: true,
+                    active: k < active,
                 }
             })
             .collect();
-        let shapes: Vec<(f64, f64)> = arms.iter().map(|a| (a.alpha, a.beta)).collect();
+        // Only active arms compete; they are the first `active` entries.
+        let shapes: Vec<(f64, f64)> = arms[..active].iter().map(|a| (a.alpha, a.beta)).collect();
         let comparison = stats::compare_arms(&shapes).unwrap_or_else(|error| {
             tracing::error!(experiment = %spec.id, %error, "P(best) failed; using uniform shares");
             ArmComparison {
-                prob_best: vec![1.0 / arms.len().max(1) as f64; arms.len()],
-                expected_loss: vec![f64::NAN; arms.len()],
+                prob_best: vec![1.0 / active.max(1) as f64; active],
+                expected_loss: vec![f64::NAN; active],
             }
         });
         let verdict = spec.stopping.as_ref().map(|rule| {
@@ -100,7 +116,7 @@ impl Snapshot {
                 min_exposures: rule.min_exposures,
                 min_duration_ms: rule.min_duration.map_or(0, |d| d.as_millis()),
             };
-            let exposures: Vec<u64> = counters.iter().map(|c| c.exposures).collect();
+            let exposures: Vec<u64> = counters[..active].iter().map(|c| c.exposures).collect();
             stats::evaluate(
                 &rule,
                 &comparison,
@@ -109,13 +125,19 @@ impl Snapshot {
                 now_ms,
             )
         });
+        let retired_arms = variant_ids.len() - active;
+        let mut shares = comparison.prob_best;
+        shares.extend(std::iter::repeat_n(0.0, retired_arms));
+        let mut expected_loss = comparison.expected_loss;
+        expected_loss.extend(std::iter::repeat_n(f64::NAN, retired_arms));
         let mut snapshot = Self {
             taken_ms: now_ms,
+            variant_ids,
             counters,
             effective,
             arms,
-            shares: comparison.prob_best,
-            expected_loss: comparison.expected_loss,
+            shares,
+            expected_loss,
             allocation: Arc::from(Vec::new()),
             info,
             verdict,
@@ -126,14 +148,14 @@ impl Snapshot {
             &snapshot.arms,
             &snapshot.shares,
         )
-        .unwrap_or_else(|_| vec![0.0; spec.variants.len()]);
-        snapshot.allocation = spec
-            .variants
-            .iter()
-            .map(|v| v.id.as_str().to_owned())
-            .zip(shares)
-            .collect();
+        .unwrap_or_else(|_| vec![0.0; snapshot.variant_ids.len()]);
+        snapshot.allocation = snapshot.variant_ids.iter().cloned().zip(shares).collect();
         snapshot
+    }
+
+    /// Whether arm `k` is retired (no longer in the spec).
+    pub fn is_retired(&self, spec: &Experiment, k: usize) -> bool {
+        k >= spec.variants.len()
     }
 
     /// The decided winner's arm index, if a decision is recorded for this epoch.

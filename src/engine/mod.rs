@@ -8,6 +8,7 @@ mod events;
 mod history;
 mod live;
 mod refresh;
+mod reload;
 mod report;
 pub mod token;
 mod unit;
@@ -25,6 +26,7 @@ pub use events::{
 };
 pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
+pub use reload::{ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome};
 pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};
@@ -61,6 +63,10 @@ pub struct Engine {
     store: Arc<dyn Store>,
     signer: TokenSigner,
     clock: Arc<dyn Clock>,
+    /// The folder to reload from; `None` for an engine built from a fixed list.
+    source: Option<ExperimentSource>,
+    config: ArcSwap<ConfigStatus>,
+    reload_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,23 +86,40 @@ impl Engine {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, EngineError> {
         let now_ms = clock.now_ms();
-        let mut set = ExperimentSet::default();
-        for spec in experiments {
-            let epoch = live::epoch_of(&spec);
-            let counters = store.counters(&epoch).await?;
-            let info = store.epoch_info(&epoch).await?;
-            let snapshot = Snapshot::build(&spec, &counters, info, now_ms);
-            let live = Arc::new(LiveExperiment::new(spec, snapshot));
-            set.by_id
-                .insert(live.epoch.experiment.clone(), live.clone());
-            set.order.push(live);
-        }
-        Ok(Self {
-            experiments: ArcSwap::from_pointee(set),
+        let config = ConfigStatus {
+            version: String::new(),
+            loaded_ms: now_ms,
+            directory: None,
+            environment: None,
+            files: reload::file_statuses(&experiments),
+            last_error: None,
+        };
+        let mut engine = Self {
+            experiments: ArcSwap::from_pointee(ExperimentSet::default()),
             store,
             signer,
             clock,
-        })
+            source: None,
+            config: ArcSwap::from_pointee(config),
+            reload_lock: tokio::sync::Mutex::new(()),
+        };
+        let set = reload::build_set(&engine, experiments, now_ms).await?;
+        engine.experiments = ArcSwap::from_pointee(set);
+        Ok(engine)
+    }
+
+    /// Serves `source` from now on: reloads re-read it; `version` is the fingerprint of the
+    /// folder the engine was started with.
+    pub fn with_source(self, source: ExperimentSource, version: String) -> Self {
+        let mut status = (*self.config.load_full()).clone();
+        status.version = version;
+        status.directory = Some(source.dir.display().to_string());
+        status.environment = source.environment.clone();
+        self.config.store(Arc::new(status));
+        Self {
+            source: Some(source),
+            ..self
+        }
     }
 
     pub fn catalog(&self) -> arc_swap::Guard<Arc<ExperimentSet>> {

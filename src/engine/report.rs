@@ -31,6 +31,8 @@ pub struct ExperimentSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct ArmReport {
     pub variant: String,
+    /// Removed from the YAML: no new traffic; its data is kept and shown.
+    pub retired: bool,
     /// N: counted assignments.
     pub exposures: u64,
     /// R: summed rewards.
@@ -137,11 +139,8 @@ impl Engine {
         }
         let snapshot = self.rebuild(live, self.clock.now_ms()).await?;
         let spec = &live.spec;
-        let arms: Vec<ArmReport> = spec
-            .variants
-            .iter()
-            .enumerate()
-            .map(|(k, variant)| arm_report(variant.id.as_str(), k, &snapshot, level))
+        let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
+            .map(|k| arm_report(k, &snapshot, level, snapshot.is_retired(spec, k)))
             .collect();
         let observed: Vec<f64> = snapshot
             .counters
@@ -185,7 +184,7 @@ impl Engine {
     }
 }
 
-fn arm_report(variant: &str, k: usize, snapshot: &Snapshot, level: f64) -> ArmReport {
+fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmReport {
     let c = snapshot.counters[k];
     let e = snapshot.effective[k];
     let view = snapshot.arms[k];
@@ -198,7 +197,8 @@ fn arm_report(variant: &str, k: usize, snapshot: &Snapshot, level: f64) -> ArmRe
         .credible_interval(level)
         .unwrap_or((f64::NAN, f64::NAN));
     ArmReport {
-        variant: variant.to_owned(),
+        variant: snapshot.variant_ids[k].clone(),
+        retired,
         exposures: c.exposures,
         rewards: c.reward_sum,
         rate: (c.exposures > 0).then(|| c.reward_sum / c.exposures as f64),

@@ -1,6 +1,7 @@
 //! HTTP API (actix-web). Handlers are thin: parse, authorize, call the engine, map the result.
 //! Each module exposes `configure(cfg)` so a test can mount exactly one.
 
+pub mod admin;
 pub mod assign;
 pub mod auth;
 mod body;
@@ -24,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 ApiError::BadRequest(format!("invalid path: {err}")).into()
             }),
         )
+        .configure(admin::configure)
         .configure(assign::configure)
         .configure(events::configure)
         .configure(experiments::configure)

@@ -16,6 +16,9 @@ pub struct Problem {
     pub title: &'static str,
     pub status: u16,
     pub detail: String,
+    /// Individual problems (e.g. every `file:line:col` of a refused reload).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// Errors of the HTTP boundary.
@@ -35,6 +38,8 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{detail}")]
+    Unprocessable { detail: String, errors: Vec<String> },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -52,6 +57,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
+            Self::Unprocessable { .. } => ("unprocessable", "Refused"),
             Self::Engine(EngineError::UnknownExperiment(_)) => {
                 ("unknown-experiment", "Unknown experiment")
             }
@@ -81,6 +87,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) | Self::Engine(EngineError::Store(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -98,6 +105,10 @@ impl ResponseError for ApiError {
             title,
             status: status.as_u16(),
             detail: self.to_string(),
+            errors: match self {
+                Self::Unprocessable { errors, .. } => errors.clone(),
+                _ => Vec::new(),
+            },
         };
         let mut response = HttpResponse::build(status);
         response.insert_header(ContentType(

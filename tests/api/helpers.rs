@@ -156,6 +156,18 @@ impl TestApp {
         }
     }
 
+    /// Sends a signal (e.g. "HUP") to the running server.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Replaces an experiment file.
+    pub fn write_experiment(&self, name: &str, text: &str) {
+        std::fs::write(self.experiments_dir().join(name), text).expect("write experiment");
+    }
+
     /// Sets an environment variable for the next `start`.
     pub fn set_env(&mut self, key: &str, value: &str) {
         self.env.retain(|(k, _)| k != key);

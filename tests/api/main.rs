@@ -5,5 +5,6 @@ mod durability;
 mod errors;
 mod events;
 mod helpers;
+mod reload;
 mod statistics;
 mod validate;

@@ -1,0 +1,59 @@
+//! Operator routes: `POST /v1/admin/reload` and `GET /v1/admin/config` (admin key).
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde_json::json;
+
+use super::auth::Scope;
+use super::problem::{ApiError, ApiResult, wrong_method};
+use super::state::AppState;
+use crate::engine::ReloadError;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/admin/reload")
+            .route(web::post().to(reload))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/v1/admin/config")
+            .route(web::get().to(config))
+            .default_service(web::to(wrong_method)),
+    );
+}
+
+/// Applies the folder as it is on disk now, or changes nothing and says why.
+async fn reload(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    state.keys.authorize(&req, Scope::Admin)?;
+    match state.engine.reload("api").await {
+        Ok(outcome) => Ok(HttpResponse::Ok().json(outcome)),
+        Err(ReloadError::Engine(error)) => Err(ApiError::Engine(error)),
+        Err(error) => Err(ApiError::Unprocessable {
+            detail: error.to_string(),
+            errors: error.problems(),
+        }),
+    }
+}
+
+/// The loaded version, load time, files, the last error, and every experiment as the
+/// document the server runs (what `banditd plan --server` diffs against).
+async fn config(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    state.keys.authorize(&req, Scope::Admin)?;
+    let status = state.engine.config_status();
+    let experiments: Vec<serde_json::Value> = state
+        .engine
+        .catalog()
+        .all()
+        .map(|live| live.spec.to_document())
+        .collect();
+    let retired = state.engine.retired_variants().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "version": status.version,
+        "loaded_ms": status.loaded_ms,
+        "directory": status.directory,
+        "environment": status.environment,
+        "files": status.files,
+        "last_error": status.last_error,
+        "experiments": experiments,
+        "retired": retired,
+    })))
+}
