@@ -1,5 +1,5 @@
 //! What each write does, evaluated by the writer thread against a [`Txn`]: set-if-absent
-//! assignment, per-request exposures, at-most-once rewards, retention expiry, secrets, epoch
+//! assignment, compare-and-set re-assignment away from a retired variant, per-request exposures, at-most-once rewards, retention expiry, secrets, epoch
 //! decisions and history.
 //!
 //! Every counter change is made next to the record change that implies it, in the same
@@ -33,6 +33,41 @@ pub fn insert_sticky(
     txn.put(key, codec::encode_sticky(&record, txn.seq()));
     count_one_exposure(txn, epoch, &record.variant, tally, false);
     Ok((record, true))
+}
+
+/// Replaces the unit's record with `record` if it still names `from_variant` (compare-and-set),
+/// counting one exposure of the new arm like a winning insert. The old arm keeps its counters;
+/// its moved-away counts grow by what the replaced record implied (one exposure, and its reward
+/// if it had one), in the same request, so the audit still finds counters = records. `None`
+/// when the unit has no record at all; otherwise the record that holds and whether it is new.
+pub fn reassign_sticky(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    unit: &str,
+    from_variant: &str,
+    mut record: StickyRecord,
+    tally: &Tally,
+) -> Result<Option<(StickyRecord, bool)>, StoreError> {
+    let key = keys::epoch_key(KIND_STICKY, epoch, unit);
+    let Some(existing) = txn.get(&key)? else {
+        return Ok(None);
+    };
+    let held = codec::decode_sticky(&existing)?.record;
+    if held.variant != from_variant {
+        return Ok(Some((held, false)));
+    }
+    // A new assignment earns its own reward once; a reward handed in would be implied by the
+    // record without ever having been counted.
+    record.reward = None;
+    txn.update_arm(epoch, &held.variant, |arm| {
+        arm.moved_away.exposures += 1;
+        if let Some(reward) = held.reward {
+            arm.moved_away.reward_sum += reward;
+        }
+    });
+    txn.put(key, codec::encode_sticky(&record, txn.seq()));
+    count_one_exposure(txn, epoch, &record.variant, tally, false);
+    Ok(Some((record, true)))
 }
 
 /// Counts one per-request exposure: the arm's per-request count is its own record.

@@ -2,9 +2,11 @@
 //! counters: the check behind "counters always equal what the stored records imply, after any
 //! crash".
 //!
-//! Implied N = sticky records of the arm + its per-request exposure count. Implied R = rewards
-//! of its sticky records + rewards of its live token marks + rewards folded in from expired
-//! marks. This is a full scan (seconds for millions of units), meant for operators and tests,
+//! Implied N = sticky records of the arm + its per-request exposure count + units re-assigned
+//! away from it. Implied R = rewards of its sticky records + rewards of its live token marks +
+//! rewards folded in from expired marks + rewards the re-assigned units' old records carried.
+//! (A re-assignment replaces a record but not the history the arm's counters hold, so the
+//! moved-away counts are the record of what moved.) This is a full scan (seconds for millions of units), meant for operators and tests,
 //! and it must see a quiescent store: [`super::SledStore::audit`] runs it on the writer thread
 //! between commits, or directly when the writer is gone.
 //!
@@ -19,8 +21,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use super::codec;
 use super::keys::{
-    self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_HISTORY, KIND_PER_REQUEST, KIND_STICKY,
-    KIND_TOKEN_MARK,
+    self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_HISTORY, KIND_MOVED_AWAY, KIND_PER_REQUEST,
+    KIND_STICKY, KIND_TOKEN_MARK,
 };
 use super::overlay::io;
 use super::{ArmCounters, Epoch, StoreError};
@@ -122,6 +124,15 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         implied.counters.reward_sum += folded;
         implied.reward_terms += 1;
     }
+    for item in db.scan_prefix([KIND_MOVED_AWAY]) {
+        let (key, value) = item.map_err(io)?;
+        let (_, epoch, variant) = keys::parse_epoch_key(&key)?;
+        let moved = codec::decode_moved_away(&value)?;
+        let implied = implied.entry((epoch, variant)).or_default();
+        implied.counters.exposures += moved.exposures;
+        implied.counters.reward_sum += moved.reward_sum;
+        implied.reward_terms += 1;
+    }
     let mut stored: HashMap<(Epoch, String), ArmCounters> = HashMap::new();
     for item in db.scan_prefix([KIND_ARM]) {
         let (key, value) = item.map_err(io)?;
@@ -203,7 +214,8 @@ fn expectation_mismatches(
 /// §4.2, eq. 4.4). Two such sums differ by at most twice that; rewards are non-negative so
 /// Σ|xᵢ| is the sum itself. `terms` must bound n: the counter was built one reward at a time,
 /// and a folded total stands for many expired marks, each a reward to a token assignment, so
-/// the caller adds the arm's exposures (tokens are handed out with exposures) to the count.
+/// the caller adds the arm's exposures (tokens are handed out with exposures) to the count. A
+/// moved-away total stands for rewards of re-assigned units, each still one of the exposures.
 fn rewards_agree(stored: f64, implied: f64, terms: u64) -> bool {
     let magnitude = stored.abs().max(implied.abs());
     let tolerance = 2.0 * (terms as f64 + 1.0) * (f64::EPSILON / 2.0) * magnitude.max(1.0);

@@ -4,6 +4,7 @@
 //! [`StoreError::Corrupt`], never a panic.
 
 use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
+use super::overlay::MovedAway;
 use super::{ArmCounters, EpochInfo, StickyRecord, StoreError};
 
 const REWARD_PRESENT: u8 = 0b1;
@@ -97,6 +98,26 @@ pub fn decode_arm(bytes: &[u8]) -> Result<ArmCounters, StoreError> {
         decayed_reward_sum,
         decayed_at_ms,
         expected_exposures,
+    })
+}
+
+/// Layout: exposures varint · reward_sum f64 big-endian. 9–18 bytes, one per arm that ever
+/// lost a unit to a re-assignment.
+pub fn encode_moved_away(moved: &MovedAway) -> Vec<u8> {
+    let mut out = Vec::with_capacity(18);
+    put_varint(&mut out, moved.exposures);
+    out.extend_from_slice(&moved.reward_sum.to_be_bytes());
+    out
+}
+
+/// Inverse of [`encode_moved_away`].
+pub fn decode_moved_away(bytes: &[u8]) -> Result<MovedAway, StoreError> {
+    let (exposures, rest) = take_varint(bytes)?;
+    let (reward_sum, rest) = take_f64(rest)?;
+    expect_end(rest, "moved-away counts")?;
+    Ok(MovedAway {
+        exposures,
+        reward_sum,
     })
 }
 
@@ -353,6 +374,42 @@ mod tests {
         assert_eq!(decode_token_mark(&encode_token_mark(&mark)).unwrap(), mark);
         assert!(matches!(
             decode_token_mark(&[0x05, 1, 2]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn moved_away_counts_round_trip_compactly_and_malformed_ones_are_corrupt() {
+        for (exposures, reward_sum, len) in [(0, 0.0, 9), (3, 1.75, 9), (u64::MAX, 1e12, 18)] {
+            let moved = MovedAway {
+                exposures,
+                reward_sum,
+            };
+            let bytes = encode_moved_away(&moved);
+            assert_eq!(bytes.len(), len, "{moved:?}");
+            assert_eq!(decode_moved_away(&bytes).unwrap(), moved);
+        }
+        let bytes = encode_moved_away(&MovedAway {
+            exposures: 300,
+            reward_sum: 0.5,
+        });
+        for len in 0..bytes.len() {
+            assert!(
+                matches!(
+                    decode_moved_away(&bytes[..len]),
+                    Err(StoreError::Corrupt(_))
+                ),
+                "prefix of length {len} decoded"
+            );
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert!(matches!(
+            decode_moved_away(&long),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            decode_moved_away(&[0xFF; 18]),
             Err(StoreError::Corrupt(_))
         ));
     }

@@ -19,6 +19,8 @@ pub const KIND_PER_REQUEST: u8 = 0x02;
 pub const KIND_FOLDED: u8 = 0x03;
 /// `(epoch, "")` → the epoch's start time and stopping decision.
 pub const KIND_EPOCH: u8 = 0x04;
+/// `(epoch, variant)` → exposures and rewards that re-assignments moved off the arm.
+pub const KIND_MOVED_AWAY: u8 = 0x05;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline.

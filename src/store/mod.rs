@@ -45,7 +45,8 @@ pub struct Epoch {
     pub revision: u32,
 }
 
-/// A unit's remembered assignment within an epoch.
+/// A unit's remembered assignment within an epoch. Kept for the epoch's life; only a
+/// re-assignment away from a retired variant ([`Store::reassign_sticky`]) replaces it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StickyRecord {
     pub variant: String,
@@ -172,6 +173,29 @@ pub trait Store: Send + Sync + 'static {
         record: StickyRecord,
         tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)>;
+
+    /// Re-assigns `unit` from `from_variant` (a retired variant) to `record.variant` if, and
+    /// only if, its current record still names `from_variant`: a compare-and-set, so among
+    /// racing re-assignments of one unit exactly one wins.
+    ///
+    /// The winner counts one exposure of the new variant (raw, decayed and expected, see
+    /// [`Tally`]) in the same atomic write, exactly like a winning `insert_sticky`, and the
+    /// new record starts with `reward: None` (any reward in `record` is ignored): the new
+    /// assignment can earn its own reward once. The retired arm's counters keep the old
+    /// exposure and any reward credited to the old assignment; history is not rewritten.
+    ///
+    /// Resolves, once durable, to `Some((record that holds, whether this call wrote it))`. A
+    /// unit whose record names another variant is left alone (`Some((its record, false))`).
+    /// A unit with no record resolves to `None`: there is nothing to re-assign, and a fresh
+    /// assignment is `insert_sticky`'s job, so the caller decides rather than the store.
+    fn reassign_sticky(
+        &self,
+        epoch: &Epoch,
+        unit: &str,
+        from_variant: &str,
+        record: StickyRecord,
+        tally: Tally,
+    ) -> StoreFuture<Option<(StickyRecord, bool)>>;
 
     /// Counts one per-request exposure. Not individually recorded; folded into the arm's
     /// counters at the next group commit. Never blocks.

@@ -13,7 +13,7 @@ use super::{ArmCounters, Epoch, EpochInfo, StoreError};
 
 /// Everything the store keeps about one arm of one epoch.
 ///
-/// `counters` is what the engine reads; the other two are the records that `counters` must
+/// `counters` is what the engine reads; the others are the records that `counters` must
 /// agree with (besides sticky records and token marks), see `audit`.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct ArmState {
@@ -23,6 +23,17 @@ pub struct ArmState {
     pub per_request: u64,
     /// Rewards of token marks that expired, part of `counters.reward_sum`.
     pub folded_reward: f64,
+    /// What re-assignments moved off this (retired) arm: still part of `counters`, since
+    /// history is not rewritten, but no sticky record names this arm for them any more.
+    pub moved_away: MovedAway,
+}
+
+/// The exposures and rewards of an arm whose units were re-assigned to another arm: one
+/// exposure per moved unit, plus the reward its old assignment had been credited, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MovedAway {
+    pub exposures: u64,
+    pub reward_sum: f64,
 }
 
 /// Arm states by epoch, then variant (nested so lookups need no owned key).

@@ -148,7 +148,7 @@ const OPEN_LOCK_WAIT_MS: u64 = 1000;
 /// background I/O threads some milliseconds after the last handle is dropped (sled issues
 /// #1234, #1289), so an in-process reopen can race it. A lock held longer than
 /// [`OPEN_LOCK_WAIT_MS`] belongs to another live store, and that is a clear error.
-fn open_db(dir: &Path) -> Result<::sled::Db, StoreError> {
+pub(super) fn open_db(dir: &Path) -> Result<::sled::Db, StoreError> {
     // Every commit fsyncs explicitly; sled's periodic background flush would only add I/O.
     let config = ::sled::Config::new().path(dir).flush_every_ms(None);
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(OPEN_LOCK_WAIT_MS);
@@ -212,7 +212,8 @@ impl Store for SledStore {
         record: StickyRecord,
         tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)> {
-        // A durable record never changes its variant, so it can answer without the writer.
+        // A durable record is the answer as of now: set-if-absent never replaces it (only a
+        // later re-assignment can), so it can answer without the writer.
         match self.stored_sticky(epoch, unit) {
             Ok(Some(stored)) if self.is_durable(stored.seq) => {
                 return ready(Ok((stored.record, false)));
@@ -224,6 +225,37 @@ impl Store for SledStore {
         let command = Command::InsertSticky {
             epoch: epoch.clone(),
             unit: unit.to_owned(),
+            record,
+            tally,
+            reply,
+        };
+        self.await_reply(command, answer)
+    }
+
+    fn reassign_sticky(
+        &self,
+        epoch: &Epoch,
+        unit: &str,
+        from_variant: &str,
+        record: StickyRecord,
+        tally: Tally,
+    ) -> StoreFuture<Option<(StickyRecord, bool)>> {
+        // A durable record on another variant already lost the compare-and-set (racing callers
+        // after the winner's commit land here), so it can answer without the writer.
+        match self.stored_sticky(epoch, unit) {
+            Ok(Some(stored))
+                if self.is_durable(stored.seq) && stored.record.variant != from_variant =>
+            {
+                return ready(Ok(Some((stored.record, false))));
+            }
+            Err(error) => return ready(Err(error)),
+            Ok(_) => {}
+        }
+        let (reply, answer) = oneshot::channel();
+        let command = Command::ReassignSticky {
+            epoch: epoch.clone(),
+            unit: unit.to_owned(),
+            from_variant: from_variant.to_owned(),
             record,
             tally,
             reply,
@@ -414,3 +446,7 @@ mod durability_tests;
 #[cfg(test)]
 #[path = "sled_stats_tests.rs"]
 mod stats_tests;
+
+#[cfg(test)]
+#[path = "sled_reassign_tests.rs"]
+mod reassign_tests;

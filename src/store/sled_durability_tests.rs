@@ -222,7 +222,7 @@ fn the_audit_detects_a_corrupted_counter() {
         assert!(store.audit().unwrap().is_clean());
     }
     {
-        let db = ::sled::open(dir.path()).unwrap();
+        let db = raw_db(dir.path());
         let bad = ArmCounters {
             exposures: 4,
             reward_sum: 1.0,
@@ -318,7 +318,7 @@ fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
 fn a_store_with_a_corrupt_counter_value_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = ::sled::open(dir.path()).unwrap();
+        let db = raw_db(dir.path());
         db.insert(
             keys::epoch_key(keys::KIND_ARM, &epoch(), "bold"),
             vec![1, 2, 3],

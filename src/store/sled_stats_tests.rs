@@ -462,7 +462,7 @@ fn the_audit_detects_expected_exposures_that_do_not_add_up() {
         assert!(store.audit().unwrap().is_clean());
     }
     {
-        let db = ::sled::open(dir.path()).unwrap();
+        let db = raw_db(dir.path());
         let key = keys::epoch_key(keys::KIND_ARM, &epoch(), "b");
         let mut arm = codec::decode_arm(&db.get(&key).unwrap().unwrap()).unwrap();
         arm.expected_exposures = 0.0;
@@ -510,7 +510,7 @@ fn corrupt_epoch_and_history_records_are_corrupt_not_panics() {
     }
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = ::sled::open(dir.path()).unwrap();
+        let db = raw_db(dir.path());
         db.insert(keys::epoch_info_key(&epoch()), vec![0x03, 0x80])
             .unwrap();
         db.flush().unwrap();

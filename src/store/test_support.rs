@@ -22,6 +22,12 @@ pub fn open(dir: &Path) -> SledStore {
     SledStore::open(dir).expect("store opens")
 }
 
+/// The raw sled database of a closed store, for tests that tamper with it. Waits for the
+/// directory lock like `SledStore::open` does (sled releases it a little after the last drop).
+pub fn raw_db(dir: &Path) -> ::sled::Db {
+    super::sled::open_db(dir).expect("the closed store releases its directory lock")
+}
+
 pub fn epoch() -> Epoch {
     Epoch {
         experiment: "homepage-headline".to_owned(),

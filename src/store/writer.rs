@@ -21,7 +21,7 @@ use tokio::sync::{oneshot, watch};
 use super::apply::{self, ExpireProgress};
 use super::audit::{self, AuditReport};
 use super::codec;
-use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_PER_REQUEST};
+use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
 use super::{ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
 
@@ -66,6 +66,14 @@ pub enum Command {
         record: StickyRecord,
         tally: Tally,
         reply: Reply<(StickyRecord, bool)>,
+    },
+    ReassignSticky {
+        epoch: Epoch,
+        unit: String,
+        from_variant: String,
+        record: StickyRecord,
+        tally: Tally,
+        reply: Reply<Option<(StickyRecord, bool)>>,
     },
     CountExposure {
         epoch: Epoch,
@@ -271,6 +279,24 @@ impl Writer {
                     let result = apply::insert_sticky(&mut txn, &epoch, &unit, record, &tally);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
+                Command::ReassignSticky {
+                    epoch,
+                    unit,
+                    from_variant,
+                    record,
+                    tally,
+                    reply,
+                } => {
+                    let result = apply::reassign_sticky(
+                        &mut txn,
+                        &epoch,
+                        &unit,
+                        &from_variant,
+                        record,
+                        &tally,
+                    );
+                    (result.is_ok(), Some(defer(reply, result)))
+                }
                 Command::CountExposure { epoch, arm, tally } => {
                     let variant = match &arm {
                         // The index was taken from this very allocation, so it is in range.
@@ -400,6 +426,10 @@ impl Writer {
                     let value = codec::encode_f64(arm.folded_reward).to_vec();
                     batch.insert(keys::epoch_key(KIND_FOLDED, epoch, variant), value);
                 }
+                if arm.moved_away != before.moved_away {
+                    let value = codec::encode_moved_away(&arm.moved_away);
+                    batch.insert(keys::epoch_key(KIND_MOVED_AWAY, epoch, variant), value);
+                }
             }
         }
         for (epoch, info) in &state.epochs {
@@ -475,7 +505,7 @@ impl Writer {
 /// watermark.
 pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let mut arms = ArmMap::new();
-    for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED] {
+    for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED, KIND_MOVED_AWAY] {
         for item in db.scan_prefix([kind]) {
             let (key, value) = item.map_err(io)?;
             let (_, epoch, variant) = keys::parse_epoch_key(&key)?;
@@ -485,7 +515,8 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
                 KIND_PER_REQUEST => {
                     arm.per_request = codec::decode_u64(&value, "per-request exposures")?
                 }
-                _ => arm.folded_reward = codec::decode_f64(&value, "folded reward")?,
+                KIND_FOLDED => arm.folded_reward = codec::decode_f64(&value, "folded reward")?,
+                _ => arm.moved_away = codec::decode_moved_away(&value)?,
             }
         }
     }
