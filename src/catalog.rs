@@ -25,7 +25,10 @@ pub fn fingerprint(dir: &Path) -> Result<String, SpecError> {
     for file in experiment_files(dir)? {
         let bytes = std::fs::read(&file)
             .map_err(|e| SpecError::whole_file(&file, format!("cannot read the file: {e}")))?;
-        let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         hasher.update((name.len() as u64).to_be_bytes());
         hasher.update(name.as_bytes());
         hasher.update((bytes.len() as u64).to_be_bytes());

@@ -87,15 +87,21 @@ impl Engine {
         self.refresh_if_stale(&live, now_ms).await;
         let snapshot = live.snapshot().clone();
         let mode = live.mode(&snapshot);
+        let mut stuck_on_retired = None;
         if let (
             AssignmentMode::Sticky,
             Mode::Adaptive | Mode::Exploit { .. } | Mode::Fixed { .. },
         ) = (live.spec.assignment, mode)
         {
-            // A known unit keeps its variant: no draw needed.
-            if let Some(record) = self.store.sticky(&live.epoch, unit.as_str()).await? {
-                return Ok(self.answer_stored(live, unit, mode, &record, false));
-            }
+            // A known unit keeps its variant: no draw needed. One stuck to a retired variant
+            // is re-assigned below, like a new unit.
+            stuck_on_retired = match self.store.sticky(&live.epoch, unit.as_str()).await? {
+                Some(record) if live.spec.variant_index(&record.variant).is_some() => {
+                    return Ok(self.answer_stored(live, unit, mode, &record, false));
+                }
+                Some(record) => Some(record.variant),
+                None => None,
+            };
         }
         let decision = match policy::decide(
             mode,
@@ -147,11 +153,35 @@ impl Engine {
                     propensity: decision.propensity,
                     reward: None,
                 };
-                let (record, inserted) = self
-                    .store
-                    .insert_sticky(&live.epoch, unit.as_str(), record, tally)
-                    .await?;
-                Ok(self.answer_stored(live, unit, mode, &record, inserted))
+                let (record, counted) = match stuck_on_retired {
+                    None => {
+                        self.store
+                            .insert_sticky(&live.epoch, unit.as_str(), record, tally)
+                            .await?
+                    }
+                    Some(retired) => {
+                        let moved = self
+                            .store
+                            .reassign_sticky(
+                                &live.epoch,
+                                unit.as_str(),
+                                &retired,
+                                record.clone(),
+                                tally.clone(),
+                            )
+                            .await?;
+                        match moved {
+                            Some(outcome) => outcome,
+                            // The record vanished (cannot happen in one epoch); assign afresh.
+                            None => {
+                                self.store
+                                    .insert_sticky(&live.epoch, unit.as_str(), record, tally)
+                                    .await?
+                            }
+                        }
+                    }
+                };
+                Ok(self.answer_stored(live, unit, mode, &record, counted))
             }
         }
     }

@@ -26,7 +26,9 @@ pub use events::{
 };
 pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
-pub use reload::{ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome};
+pub use reload::{
+    ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,
+};
 pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};

@@ -190,7 +190,8 @@ impl Engine {
     /// no longer lists.
     pub async fn retired_variants(
         &self,
-    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>, EngineError> {
+    ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>, EngineError>
+    {
         let mut retired = std::collections::BTreeMap::new();
         for live in self.catalog().all() {
             let counters = self.store.counters(&live.epoch).await?;
@@ -230,7 +231,8 @@ pub(crate) async fn build_set(
         let info = engine.store.epoch_info(&epoch).await?;
         let snapshot = Snapshot::build(&spec, &counters, info, now_ms);
         let live = Arc::new(LiveExperiment::new(spec, snapshot));
-        set.by_id.insert(live.epoch.experiment.clone(), live.clone());
+        set.by_id
+            .insert(live.epoch.experiment.clone(), live.clone());
         set.order.push(live);
     }
     Ok(set)

@@ -159,7 +159,10 @@ impl TestApp {
     /// Sends a signal (e.g. "HUP") to the running server.
     pub fn signal(&self, name: &str) {
         let pid = self.child.as_ref().expect("running").id().to_string();
-        let status = Command::new("kill").args([&format!("-{name}"), &pid]).status().expect("kill");
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("kill");
         assert!(status.success());
     }
 

@@ -30,18 +30,30 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn a_valid_edit_applies_through_the_api_and_the_config_shows_it() {
-    let app = TestApp::spawn_with_env(&[("headline.yaml", STICKY)], &[("BANDITD_NO_WATCH", "true")]);
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_NO_WATCH", "true")],
+    );
     let before = config(&app);
     assert_eq!(reload(&app).body["result"], "unchanged");
-    app.write_experiment("headline.yaml", &STICKY.replace("Which headline converts?", "Which headline sells?"));
+    app.write_experiment(
+        "headline.yaml",
+        &STICKY.replace("Which headline converts?", "Which headline sells?"),
+    );
     let r = reload(&app);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["result"], "applied");
     let after = config(&app);
     assert_ne!(after["version"], before["version"]);
     assert_eq!(after["last_error"], Value::Null);
-    assert_eq!(after["experiments"][0]["description"], "Which headline sells?");
-    assert_eq!(app.get("/v1/experiments/headline").body["description"], "Which headline sells?");
+    assert_eq!(
+        after["experiments"][0]["description"],
+        "Which headline sells?"
+    );
+    assert_eq!(
+        app.get("/v1/experiments/headline").body["description"],
+        "Which headline sells?"
+    );
 }
 
 #[test]
@@ -51,16 +63,29 @@ fn a_broken_file_changes_nothing_and_the_error_is_visible_everywhere() {
     let variant = app.assign("headline", "u1")["variant"].clone();
     app.write_experiment("broken.yaml", "id: broken\nstatus: [oops\n");
     // The watcher notices, refuses, and records why.
-    assert!(eventually(Duration::from_secs(10), || config(&app)["last_error"] != Value::Null));
+    assert!(eventually(
+        Duration::from_secs(10),
+        || config(&app)["last_error"] != Value::Null
+    ));
     let status = config(&app);
     assert_eq!(status["version"], version, "the running set is unchanged");
     let errors = status["last_error"]["errors"].as_array().unwrap();
-    assert!(errors.iter().any(|e| e.as_str().unwrap().contains("broken.yaml:2:")), "{errors:?}");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.as_str().unwrap().contains("broken.yaml:2:")),
+        "{errors:?}"
+    );
     assert_eq!(status["last_error"]["trigger"], "watch");
     // The API says the same, with a 422 problem.
     let r = reload(&app);
     assert_problem(&r, 422, "nothing was changed");
-    assert!(r.body["errors"][0].as_str().unwrap().contains("broken.yaml"));
+    assert!(
+        r.body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("broken.yaml")
+    );
     // Still serving the last good set.
     assert_eq!(app.assign("headline", "u1")["variant"], variant);
     assert_eq!(app.get("/readyz").status, 200);
@@ -73,7 +98,10 @@ fn sighup_reloads_when_watching_is_off() {
     std::thread::sleep(Duration::from_millis(2_500));
     assert_eq!(app.get("/v1/experiments/ranking").status, 404, "no watcher");
     app.signal("HUP");
-    assert!(eventually(Duration::from_secs(5), || app.get("/v1/experiments/ranking").status == 200));
+    assert!(eventually(Duration::from_secs(5), || app
+        .get("/v1/experiments/ranking")
+        .status
+        == 200));
 }
 
 #[test]
@@ -86,9 +114,19 @@ fn changing_the_assignment_mode_needs_a_revision_bump_which_starts_a_fresh_epoch
     app.write_experiment("headline.yaml", &flipped);
     let r = reload(&app);
     assert_problem(&r, 422, "not compatible");
-    assert!(r.body["errors"][0].as_str().unwrap().contains("revision"), "{}", r.body);
-    assert_eq!(app.get("/v1/experiments/headline").body["assignment"], "sticky");
-    app.write_experiment("headline.yaml", &flipped.replace("status: running", "status: running\nrevision: 2"));
+    assert!(
+        r.body["errors"][0].as_str().unwrap().contains("revision"),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        app.get("/v1/experiments/headline").body["assignment"],
+        "sticky"
+    );
+    app.write_experiment(
+        "headline.yaml",
+        &flipped.replace("status: running", "status: running\nrevision: 2"),
+    );
     assert_eq!(reload(&app).status, 200);
     let stats = app.get("/v1/experiments/headline").body;
     assert_eq!(stats["revision"], 2);
@@ -104,13 +142,20 @@ fn removing_a_variant_retires_it_with_its_data() {
     }
     let bold_before = app.arm("headline", "bold")["exposures"].as_u64().unwrap();
     assert!(bold_before > 0);
-    let without_bold = STICKY.replace("  - id: bold\n    payload: { headline: \"Ship in a day\" }\n", "  - id: calm\n    payload: { headline: \"Relax\" }\n");
+    let without_bold = STICKY.replace(
+        "  - id: bold\n    payload: { headline: \"Ship in a day\" }\n",
+        "  - id: calm\n    payload: { headline: \"Relax\" }\n",
+    );
     app.write_experiment("headline.yaml", &without_bold);
     let r = reload(&app);
     assert_eq!(r.status, 200, "{}", r.body);
     let bold = app.arm("headline", "bold");
     assert_eq!(bold["retired"], true);
-    assert_eq!(bold["exposures"].as_u64().unwrap(), bold_before, "data kept");
+    assert_eq!(
+        bold["exposures"].as_u64().unwrap(),
+        bold_before,
+        "data kept"
+    );
     assert_eq!(bold["traffic_share"], 0.0);
     for i in 100..160 {
         assert_ne!(app.assign("headline", &format!("u{i}"))["variant"], "bold");
@@ -129,7 +174,9 @@ fn reloads_under_concurrent_assign_load_never_fail_a_request() {
                 s.spawn(move || {
                     let mut served = 0;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        let r = app.get(&format!("/v1/experiments/headline/assign?unit=t{t}-{served}"));
+                        let r = app.get(&format!(
+                            "/v1/experiments/headline/assign?unit=t{t}-{served}"
+                        ));
                         assert_eq!(r.status, 200, "{}", r.body);
                         let v = r.body["variant"].as_str().unwrap().to_owned();
                         assert!(v == "control" || v == "bold", "{v}");
@@ -141,7 +188,10 @@ fn reloads_under_concurrent_assign_load_never_fail_a_request() {
             .collect();
         for round in 0..6 {
             let min_share = if round % 2 == 0 { "0.1" } else { "0.05" };
-            app.write_experiment("headline.yaml", &STICKY.replace("min_share: 0.05", &format!("min_share: {min_share}")));
+            app.write_experiment(
+                "headline.yaml",
+                &STICKY.replace("min_share: 0.05", &format!("min_share: {min_share}")),
+            );
             assert_eq!(reload(&app).status, 200);
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -153,7 +203,10 @@ fn reloads_under_concurrent_assign_load_never_fail_a_request() {
 
 #[test]
 fn admin_routes_need_the_admin_key_when_one_is_set() {
-    let app = TestApp::spawn_with_env(&[("headline.yaml", STICKY)], &[("BANDITD_ADMIN_KEY", "ops")]);
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_ADMIN_KEY", "ops")],
+    );
     assert_problem(&app.get("/v1/admin/config"), 401, "BANDITD_ADMIN_KEY");
     assert_problem(&reload(&app), 401, "BANDITD_ADMIN_KEY");
     let ok = app
@@ -163,4 +216,49 @@ fn admin_routes_need_the_admin_key_when_one_is_set() {
         .call()
         .unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+#[test]
+fn units_stuck_to_a_retired_variant_are_reassigned_and_counted_on_their_new_arm() {
+    let app = TestApp::spawn_with_env(&[("headline.yaml", STICKY)], &[("BANDITD_NO_WATCH", "1")]);
+    let on_bold: Vec<String> = (0..40)
+        .map(|i| format!("u{i}"))
+        .filter(|u| app.assign("headline", u)["variant"] == "bold")
+        .collect();
+    assert!(!on_bold.is_empty());
+    let bold_exposures = app.arm("headline", "bold")["exposures"].clone();
+    let control_before = app.arm("headline", "control")["exposures"]
+        .as_u64()
+        .unwrap();
+    let without_bold = STICKY.replace(
+        "  - id: bold\n    payload: { headline: \"Ship in a day\" }\n",
+        "  - id: calm\n    payload: { headline: \"Relax\" }\n",
+    );
+    app.write_experiment("headline.yaml", &without_bold);
+    assert_eq!(reload(&app).status, 200);
+    let mut moved = std::collections::HashMap::new();
+    for unit in &on_bold {
+        let a = app.assign("headline", unit);
+        assert_eq!(a["counted"], true, "a re-assignment is a new exposure");
+        moved.insert(unit.clone(), a["variant"].as_str().unwrap().to_owned());
+    }
+    // Sticky again on the new arm, and counted once.
+    for (unit, variant) in &moved {
+        let again = app.assign("headline", unit);
+        assert_eq!(again["variant"], variant.as_str());
+        assert_eq!(again["counted"], false);
+    }
+    let control_after = app.arm("headline", "control")["exposures"]
+        .as_u64()
+        .unwrap();
+    let calm_after = app.arm("headline", "calm")["exposures"].as_u64().unwrap();
+    assert_eq!(
+        (control_after - control_before) + calm_after,
+        on_bold.len() as u64
+    );
+    assert_eq!(
+        app.arm("headline", "bold")["exposures"],
+        bold_exposures,
+        "history is kept"
+    );
 }
