@@ -36,6 +36,9 @@ pub enum Command {
     /// Print the JSON Schema of the experiment YAML (the repo ships it as
     /// schema/experiment.schema.json for editors).
     Schema,
+    /// Show what shipping an experiment folder would change, and whether the running
+    /// server would accept it (exit 0 safe, 1 refused, 2 error).
+    Plan(crate::plan::PlanArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -101,6 +104,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::spec::json_schema_text());
             ExitCode::SUCCESS
         }
+        Command::Plan(args) => crate::plan::main(&args),
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)

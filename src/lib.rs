@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod cli;
 pub mod engine;
 pub mod http;
+pub mod plan;
 pub mod policy;
 pub mod spec;
 pub mod startup;

@@ -1,8 +1,12 @@
 //! Experiment YAML: typed, validated experiment definitions. Pure: no file system access
 //! (see `crate::catalog` for reading a folder), so every rule is exactly testable.
 //! `parse_experiment` is the only way to build an `Experiment`; `check_set` adds the rules
-//! that span files; `json_schema` describes the same format to editors.
+//! that span files; `json_schema` describes the same format to editors; `plan` says what a
+//! reload from one set to another would change and whether the running data survives it.
 
+pub mod diff;
+mod diff_render;
+mod document;
 pub mod duration;
 pub mod error;
 mod fields;
@@ -13,6 +17,10 @@ pub mod schema;
 mod set;
 mod stopping;
 
+pub use diff::{
+    ChangeKind, ExperimentPlan, FieldChange, Plan, PlanVerdict, VariantChange, Verdict, plan,
+};
+pub use diff_render::{TrafficFacts, thousands};
 pub use duration::HumanDuration;
 pub use error::{Position, SpecError};
 pub use model::{
