@@ -79,7 +79,7 @@ pub struct ServeArgs {
     pub history_interval: crate::spec::HumanDuration,
     /// Do not reload when a file in the experiment folder changes (SIGHUP and
     /// POST /v1/admin/reload still work).
-    #[arg(long, env = "BANDITD_NO_WATCH")]
+    #[arg(long, env = "BANDITD_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_watch: bool,
     /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]

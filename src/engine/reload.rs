@@ -178,7 +178,14 @@ impl Engine {
         let running: Vec<Experiment> = self.catalog().all().map(|l| l.spec.clone()).collect();
         let retired = self.retired_variants().await?;
         let plan = crate::spec::plan(&running, proposed, &retired);
-        let reasons = plan.refusals();
+        let reasons: Vec<String> = plan
+            .experiments
+            .iter()
+            .flat_map(|e| match &e.verdict {
+                crate::spec::Verdict::NeedsRevisionBump { reasons } => reasons.clone(),
+                crate::spec::Verdict::Compatible => Vec::new(),
+            })
+            .collect();
         if reasons.is_empty() {
             Ok(())
         } else {
