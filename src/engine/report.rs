@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::live::Snapshot;
 use super::{Engine, EngineError, LiveExperiment};
-use crate::spec::{AssignmentMode, Status};
+use crate::spec::{AssignmentMode, Experiment, Status};
 use crate::stats::{self, CollectingReason, SRM_ALERT_P, Verdict};
 
 /// Credible level when the caller does not ask for one.
@@ -118,27 +118,51 @@ impl Engine {
         let catalog = self.catalog();
         let mut out = Vec::new();
         for live in catalog.all() {
-            out.push(self.report_of(live, DEFAULT_CREDIBLE_LEVEL).await?.summary);
+            out.push(
+                self.report_of(live, DEFAULT_CREDIBLE_LEVEL, None)
+                    .await?
+                    .summary,
+            );
         }
         Ok(out)
     }
 
     /// The full report, with credible intervals at `level` (in (0, 1)).
-    pub async fn report(&self, id: &str, level: f64) -> Result<ExperimentReport, EngineError> {
+    /// The full report, with credible intervals at `level` (in (0, 1)), of the current
+    /// revision or of an earlier one (`revision`), whose data stays readable.
+    pub async fn report(
+        &self,
+        id: &str,
+        level: f64,
+        revision: Option<u32>,
+    ) -> Result<ExperimentReport, EngineError> {
         let live = self.loaded(id)?;
-        self.report_of(&live, level).await
+        self.report_of(&live, level, revision).await
     }
 
     async fn report_of(
         &self,
         live: &LiveExperiment,
         level: f64,
+        revision: Option<u32>,
     ) -> Result<ExperimentReport, EngineError> {
         if !(level > 0.0 && level < 1.0) {
             return Err(EngineError::BadLevel(level));
         }
-        let snapshot = self.rebuild(live, self.clock.now_ms()).await?;
-        let spec = &live.spec;
+        let now_ms = self.clock.now_ms();
+        let (snapshot, archived_spec) = match revision {
+            Some(revision) if revision != live.epoch.revision => {
+                (self.archived_snapshot(live, revision, now_ms).await?, true)
+            }
+            _ => (self.rebuild(live, now_ms).await?, false),
+        };
+        let archive;
+        let spec = if archived_spec {
+            archive = archived(&live.spec, revision.unwrap_or(live.epoch.revision));
+            &archive
+        } else {
+            &live.spec
+        };
         let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
             .map(|k| arm_report(k, &snapshot, level, snapshot.is_retired(spec, k)))
             .collect();
@@ -153,7 +177,7 @@ impl Engine {
             .map(|c| c.expected_exposures)
             .collect();
         let p_value = stats::srm_p_value(&observed, &expected);
-        let stopping = decision_report(live, &snapshot);
+        let stopping = decision_report(spec, &snapshot);
         Ok(ExperimentReport {
             summary: ExperimentSummary {
                 id: spec.id.as_str().to_owned(),
@@ -182,6 +206,45 @@ impl Engine {
             arms,
         })
     }
+}
+
+impl Engine {
+    /// A snapshot of an earlier revision of `live`: its stored arms, all retired (they get no
+    /// traffic), with the current priors. Later revisions do not exist yet.
+    async fn archived_snapshot(
+        &self,
+        live: &LiveExperiment,
+        revision: u32,
+        now_ms: u64,
+    ) -> Result<std::sync::Arc<Snapshot>, EngineError> {
+        if revision > live.epoch.revision || revision == 0 {
+            return Err(EngineError::UnknownRevision {
+                experiment: live.epoch.experiment.clone(),
+                revision,
+                current: live.epoch.revision,
+            });
+        }
+        let epoch = crate::store::Epoch {
+            experiment: live.epoch.experiment.clone(),
+            revision,
+        };
+        let counters = self.store.counters(&epoch).await?;
+        let info = self.store.epoch_info(&epoch).await?;
+        let spec = archived(&live.spec, revision);
+        Ok(std::sync::Arc::new(Snapshot::build(
+            &spec, &counters, info, now_ms,
+        )))
+    }
+}
+
+/// The view of `spec` for a past revision: no variant is live, every arm with data is shown
+/// as retired, and no stopping rule runs.
+fn archived(spec: &Experiment, revision: u32) -> Experiment {
+    let mut archived = spec.clone();
+    archived.revision = revision;
+    archived.variants.clear();
+    archived.stopping = None;
+    archived
 }
 
 fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmReport {
@@ -221,8 +284,7 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
     }
 }
 
-fn decision_report(live: &LiveExperiment, snapshot: &Snapshot) -> DecisionReport {
-    let spec = &live.spec;
+fn decision_report(spec: &Experiment, snapshot: &Snapshot) -> DecisionReport {
     let name = |k: usize| spec.variants.get(k).map_or("?", |v| v.id.as_str());
     let Some(rule) = &spec.stopping else {
         return DecisionReport {

@@ -48,6 +48,9 @@ struct ShowQuery {
     /// gets an error that names the parameter.
     #[serde(default)]
     level: Option<String>,
+    /// An earlier revision, whose data stays readable after a revision bump.
+    #[serde(default)]
+    revision: Option<String>,
 }
 
 async fn show(
@@ -63,7 +66,15 @@ async fn show(
             ))
         })?,
     };
-    Ok(HttpResponse::Ok().json(state.engine.report(&id, level).await?))
+    let revision = match query.revision.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<u32>().map_err(|_| {
+            ApiError::BadRequest(format!(
+                "query parameter `revision` is {text:?}; use a revision number such as 1"
+            ))
+        })?),
+    };
+    Ok(HttpResponse::Ok().json(state.engine.report(&id, level, revision).await?))
 }
 
 #[derive(Debug, Deserialize)]

@@ -132,6 +132,27 @@ fn changing_the_assignment_mode_needs_a_revision_bump_which_starts_a_fresh_epoch
     assert_eq!(stats["revision"], 2);
     assert_eq!(stats["assignment"], "per_request");
     assert_eq!(stats["exposures"], 0, "a fresh data epoch");
+    // The old epoch stays readable.
+    let old = app.get("/v1/experiments/headline?revision=1").body;
+    assert_eq!(old["revision"], 1);
+    assert_eq!(old["exposures"], 5, "{old}");
+    assert!(
+        old["arms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["retired"] == true)
+    );
+    assert_problem(
+        &app.get("/v1/experiments/headline?revision=3"),
+        404,
+        "revision 3",
+    );
+    assert_problem(
+        &app.get("/v1/experiments/headline?revision=x"),
+        400,
+        "revision",
+    );
 }
 
 #[test]
@@ -261,4 +282,66 @@ fn units_stuck_to_a_retired_variant_are_reassigned_and_counted_on_their_new_arm(
         bold_exposures,
         "history is kept"
     );
+}
+
+/// Runs `banditd plan <dir> --server <app>`; returns the exit code and stdout.
+fn plan_against(app: &TestApp, dir: &std::path::Path) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_banditd"))
+        .args(["plan"])
+        .arg(dir)
+        .args(["--server", &app.address])
+        .env_remove("BANDITD_ADMIN_KEY")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn plans_verdict_matches_what_the_reload_then_does() {
+    let app = TestApp::spawn_with_env(&[("headline.yaml", STICKY)], &[("BANDITD_NO_WATCH", "1")]);
+    for i in 0..30 {
+        app.assign("headline", &format!("u{i}"));
+    }
+    let bold = app.arm("headline", "bold")["exposures"].as_u64().unwrap();
+    let proposals = [
+        // Safe: a knob and a retired variant.
+        STICKY.replace("min_share: 0.05", "min_share: 0.1").replace(
+            "  - id: bold\n    payload: { headline: \"Ship in a day\" }\n",
+            "  - id: calm\n    payload: { headline: \"Relax\" }\n",
+        ),
+        // Refused: a kept variant's payload changes without a revision bump.
+        STICKY.replace("Build faster", "Build much faster"),
+    ];
+    for (i, proposal) in proposals.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("headline.yaml"), proposal).unwrap();
+        let (code, text) = plan_against(&app, dir.path());
+        app.write_experiment("headline.yaml", proposal);
+        let reloaded = reload(&app);
+        match code {
+            0 => assert_eq!(
+                reloaded.status, 200,
+                "plan said safe:\n{text}\nreload: {}",
+                reloaded.body
+            ),
+            1 => assert_eq!(
+                reloaded.status, 422,
+                "plan said refused:\n{text}\nreload: {}",
+                reloaded.body
+            ),
+            other => panic!("plan failed with {other}:\n{text}"),
+        }
+        if i == 0 {
+            assert_eq!(code, 0, "{text}");
+            assert!(
+                text.contains(&format!("its {bold} sticky units will be re-assigned")),
+                "{text}"
+            );
+        } else {
+            assert_eq!(code, 1, "{text}");
+        }
+    }
 }
