@@ -8,7 +8,7 @@
 //! Every decision carries its propensity, P(this arm | state), so that logged assignments
 //! support unbiased off-policy estimates (inverse propensity weighting).
 
-use crate::stats::{BetaSampler, sample_beta};
+use crate::stats::sample_beta;
 use rand::{Rng, RngExt};
 
 /// What the policy needs to know about one arm.
@@ -98,12 +98,13 @@ pub struct Decision {
 /// one Beta draw per active arm.
 ///
 /// `thompson_shares[k]` is P(arm k wins the Thompson argmax) for the current posteriors,
-/// supplied by the caller (cached per posterior state). It only enters the propensity:
+/// supplied by the caller (the engine caches the exact `stats::compare_arms` P(best) per
+/// posterior snapshot). It only enters the propensity:
 /// whichever branch picks arm k, P(k) = floor/K + (1 − floor)·share_k with floor =
 /// min(K·min_share, 1), which equals [`allocation`]`(..)[k]`. Shares are sanitised the same
 /// way in both functions: retired arms, negatives and NaN count as 0, and the rest is
-/// renormalised to sum to 1 (uniform if nothing is left). If a Monte Carlo estimate gives
-/// the chosen arm a share of exactly 0 and there is no floor, the propensity is reported as
+/// renormalised to sum to 1 (uniform if nothing is left). If P(best) underflows to exactly 0
+/// for the chosen arm and there is no floor, the propensity is reported as
 /// `f64::MIN_POSITIVE` ("vanishingly rare") so that it stays in (0, 1].
 pub fn decide<R: Rng + ?Sized>(
     mode: Mode,
@@ -201,46 +202,6 @@ pub fn allocation(
                 .collect())
         }
     }
-}
-
-/// Monte Carlo estimate of P(arm k wins the Thompson argmax) among active arms: the share of
-/// `draws` joint posterior draws that arm k wins (first arm on ties). Retired arms get 0;
-/// the result sums to 1 when any arm is active (uniform over active arms if `draws` is 0,
-/// all zeros if none is active). Standard error per entry: √(s(1−s)/draws).
-pub fn thompson_shares_mc<R: Rng + ?Sized>(
-    arms: &[ArmView],
-    draws: usize,
-    rng: &mut R,
-) -> Vec<f64> {
-    let active = arms.iter().filter(|arm| arm.active).count();
-    if active == 0 {
-        return vec![0.0; arms.len()];
-    }
-    if draws == 0 {
-        let uniform = 1.0 / active as f64;
-        return arms
-            .iter()
-            .map(|arm| if arm.active { uniform } else { 0.0 })
-            .collect();
-    }
-    let samplers: Vec<Option<BetaSampler>> = arms
-        .iter()
-        .map(|arm| {
-            arm.active
-                .then(|| BetaSampler::new_saturating(arm.alpha, arm.beta))
-        })
-        .collect();
-    let mut wins = vec![0u64; arms.len()];
-    for _ in 0..draws {
-        let winner =
-            first_argmax(samplers.iter().enumerate().filter_map(|(k, sampler)| {
-                sampler.as_ref().map(|sampler| (k, sampler.sample(rng)))
-            }));
-        if let Some(winner) = winner {
-            wins[winner] += 1;
-        }
-    }
-    wins.iter().map(|&w| w as f64 / draws as f64).collect()
 }
 
 /// What adaptive allocation needs, validated once per call.

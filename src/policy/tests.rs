@@ -233,38 +233,6 @@ fn decision_frequencies_match_the_closed_form_allocation() {
 }
 
 #[test]
-fn monte_carlo_thompson_shares_match_evan_millers_closed_form() {
-    let arms = [
-        arm(2.0, 3.0, 0.0),
-        retired(50.0, 1.0, 0.0),
-        arm(3.0, 2.0, 0.0),
-    ];
-    let mut rng = SmallRng::seed_from_u64(10);
-    let draws = 200_000;
-    let shares = thompson_shares_mc(&arms, draws, &mut rng);
-    assert_eq!(shares[1], 0.0);
-    let tolerance = four_sigma(P_BETA32_BEATS_BETA23, draws);
-    assert!(
-        (shares[2] - P_BETA32_BEATS_BETA23).abs() < tolerance,
-        "{shares:?}"
-    );
-    assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-12);
-}
-
-#[test]
-fn monte_carlo_shares_without_draws_or_active_arms_are_well_defined() {
-    let mut rng = SmallRng::seed_from_u64(11);
-    let arms = [
-        arm(2.0, 3.0, 0.0),
-        retired(3.0, 2.0, 0.0),
-        arm(3.0, 2.0, 0.0),
-    ];
-    assert_eq!(thompson_shares_mc(&arms, 0, &mut rng), vec![0.5, 0.0, 0.5]);
-    let none_active = [retired(1.0, 1.0, 0.0)];
-    assert_eq!(thompson_shares_mc(&none_active, 100, &mut rng), vec![0.0]);
-}
-
-#[test]
 fn propensity_equals_the_allocation_in_every_branch() {
     let arms = [
         arm(2.0, 3.0, 200.0),
