@@ -36,6 +36,9 @@ pub enum Command {
     /// Print the JSON Schema of the experiment YAML (the repo ships it as
     /// schema/experiment.schema.json for editors).
     Schema,
+    /// Forecast an experiment before launch: regret, traffic and stopping decisions of the
+    /// server's own policy against true conversion rates.
+    Simulate(crate::sim::SimulateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -97,6 +100,7 @@ pub fn run(cli: Cli) -> ExitCode {
             print!("{}", crate::spec::json_schema_text());
             ExitCode::SUCCESS
         }
+        Command::Simulate(args) => crate::sim::run_simulate(&args),
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)

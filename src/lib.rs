@@ -9,6 +9,7 @@ pub mod cli;
 pub mod engine;
 pub mod http;
 pub mod policy;
+pub mod sim;
 pub mod spec;
 pub mod startup;
 pub mod stats;
