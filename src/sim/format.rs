@@ -35,7 +35,7 @@ pub fn render_table(summary: &Summary) -> String {
             out,
             "{:<width$}  {:>9}  {:>13}",
             arm.id,
-            format!("{}{}", arm.true_rate, if arm.best { " *" } else { "" }),
+            format!("{}{}", arm.true_rate, if arm.best { " *" } else { "  " }),
             percent(arm.traffic_share)
         );
     }

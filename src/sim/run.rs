@@ -254,3 +254,7 @@ fn refresh_views(
 #[cfg(test)]
 #[path = "run_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "regret_tests.rs"]
+mod regret_tests;

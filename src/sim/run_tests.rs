@@ -154,7 +154,7 @@ fn the_declared_winner_is_almost_always_the_best_arm_on_an_easy_case() {
     assert!(stopping.declared_share >= 0.9, "{stopping:?}");
     assert!(stopping.winner_is_best.unwrap() >= 0.9, "{stopping:?}");
     let median = stopping.median_assignments_to_decision.unwrap();
-    assert!(median >= 400.0 && median < 5000.0, "{median}");
+    assert!((400.0..5000.0).contains(&median), "{median}");
     let outcomes = runs(&easy_stopping(OnWinner::Exploit), &settings(5000, 5));
     assert!(
         outcomes
