@@ -1,4 +1,4 @@
-//! The command line: `banditd serve` and `banditd validate`. Every flag also reads a
+//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`. Every flag also reads a
 //! `BANDITD_*` environment variable, so containers are configured without arguments.
 
 use std::path::PathBuf;
@@ -39,6 +39,9 @@ pub enum Command {
     /// Show what shipping an experiment folder would change, and whether the running
     /// server would accept it (exit 0 safe, 1 refused, 2 error).
     Plan(crate::plan::PlanArgs),
+    /// Forecast an experiment before launch: regret, traffic and stopping decisions of the
+    /// server's own policy against true conversion rates.
+    Simulate(crate::sim::SimulateArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan(args) => crate::plan::main(&args),
+        Command::Simulate(args) => crate::sim::run_simulate(&args),
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod http;
 pub mod plan;
 pub mod policy;
+pub mod sim;
 pub mod spec;
 pub mod startup;
 pub mod stats;
