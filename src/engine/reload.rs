@@ -40,6 +40,8 @@ pub struct ReloadFailure {
     pub trigger: String,
     /// Each problem, `file:line:col: message` where it has a place.
     pub errors: Vec<String>,
+    /// The files that have errors (the other files of the folder were fine).
+    pub files: Vec<String>,
 }
 
 /// What is loaded, as `GET /v1/admin/config` shows it.
@@ -67,7 +69,7 @@ pub struct ReloadOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum ReloadError {
     #[error("the experiment folder is invalid; nothing was changed")]
-    Invalid(Vec<String>),
+    Invalid(Vec<crate::spec::SpecError>),
     #[error("the new experiment set is not compatible with the running data; nothing was changed")]
     Incompatible(Vec<String>),
     #[error("this server was started without an experiment folder to reload")]
@@ -80,9 +82,24 @@ impl ReloadError {
     /// The individual problems, for the response and the config status.
     pub fn problems(&self) -> Vec<String> {
         match self {
-            Self::Invalid(errors) | Self::Incompatible(errors) => errors.clone(),
+            Self::Invalid(errors) => errors.iter().map(ToString::to_string).collect(),
+            Self::Incompatible(errors) => errors.clone(),
             other => vec![other.to_string()],
         }
+    }
+}
+
+impl ReloadError {
+    /// The distinct files a refused reload blames.
+    pub fn files(&self) -> Vec<String> {
+        let files: std::collections::BTreeSet<String> = match self {
+            Self::Invalid(errors) => errors
+                .iter()
+                .map(|e| e.file.display().to_string())
+                .collect(),
+            _ => Default::default(),
+        };
+        files.into_iter().collect()
     }
 }
 
@@ -124,6 +141,7 @@ impl Engine {
                     at_ms: now_ms,
                     trigger: trigger.to_owned(),
                     errors,
+                    files: error.files(),
                 });
                 self.config.store(Arc::new(status));
             }
@@ -133,12 +151,10 @@ impl Engine {
 
     async fn try_reload(&self) -> Result<ReloadOutcome, ReloadError> {
         let source = self.source.as_ref().ok_or(ReloadError::NoSource)?;
-        let to_strings = |errors: Vec<crate::spec::SpecError>| {
-            ReloadError::Invalid(errors.iter().map(ToString::to_string).collect())
-        };
-        let version = crate::catalog::fingerprint(&source.dir).map_err(|e| to_strings(vec![e]))?;
+        let version =
+            crate::catalog::fingerprint(&source.dir).map_err(|e| ReloadError::Invalid(vec![e]))?;
         let proposed = crate::catalog::load_dir(&source.dir, source.environment.as_deref())
-            .map_err(to_strings)?;
+            .map_err(ReloadError::Invalid)?;
         let current = self.config.load_full();
         if version == current.version {
             if current.last_error.is_some() {

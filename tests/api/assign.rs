@@ -227,3 +227,37 @@ fn post_assign_answers_each_listed_experiment_in_order() {
     let sticky = app.assign("headline", "u1");
     assert_eq!(sticky["variant"], list[1]["variant"]);
 }
+
+#[test]
+fn serve_loads_only_the_experiments_of_its_environment() {
+    let staging_only = STICKY.replace(
+        "status: running",
+        "status: running\nenvironments: [staging]",
+    );
+    let production = PER_REQUEST.replace(
+        "status: running",
+        "status: running\nenvironments: [staging, production]",
+    );
+    let app = TestApp::spawn_with_env(
+        &[
+            ("headline.yaml", &staging_only),
+            ("ranking.yaml", &production),
+        ],
+        &[("BANDITD_ENVIRONMENT", "production")],
+    );
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u1"),
+        404,
+        "headline",
+    );
+    assert_eq!(
+        app.get("/v1/experiments/ranking/assign?unit=u1").status,
+        200
+    );
+    let listed = app.get("/v1/experiments").body;
+    assert_eq!(
+        listed["experiments"].as_array().unwrap().len(),
+        1,
+        "{listed}"
+    );
+}

@@ -77,6 +77,13 @@ fn a_broken_file_changes_nothing_and_the_error_is_visible_everywhere() {
         "{errors:?}"
     );
     assert_eq!(status["last_error"]["trigger"], "watch");
+    let blamed = status["last_error"]["files"].as_array().unwrap();
+    assert_eq!(
+        blamed.len(),
+        1,
+        "only the broken file is blamed: {blamed:?}"
+    );
+    assert!(blamed[0].as_str().unwrap().ends_with("broken.yaml"));
     // The API says the same, with a 422 problem.
     let r = reload(&app);
     assert_problem(&r, 422, "nothing was changed");
