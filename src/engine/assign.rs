@@ -27,6 +27,22 @@ pub struct Assignment {
 }
 
 impl Assignment {
+    /// An answer without a token (peeks, paused, fallbacks; `Engine::sign` adds one).
+    fn untokened(
+        experiment: Arc<LiveExperiment>,
+        arm: usize,
+        propensity: f64,
+        counted: bool,
+    ) -> Self {
+        Self {
+            experiment,
+            arm,
+            token: None,
+            propensity,
+            counted,
+        }
+    }
+
     pub fn variant_id(&self) -> &str {
         self.experiment
             .spec
@@ -115,19 +131,16 @@ impl Engine {
                 // Serving the default beats failing the page; the log says why.
                 tracing::error!(experiment = %live.epoch.experiment, %error, "policy failed; serving the default variant");
                 let default = live.default_arm();
-                return Ok(self.answer(live, unit, default, 1.0, now_ms, false, false));
+                return Ok(Assignment::untokened(live, default, 1.0, false));
             }
         };
         let counted = count && decision.counted;
         if !counted {
             // Paused, or a peek: show what the unit would get, count and promise nothing.
-            return Ok(self.answer(
+            return Ok(Assignment::untokened(
                 live,
-                unit,
                 decision.arm,
                 decision.propensity,
-                now_ms,
-                false,
                 false,
             ));
         }
@@ -136,15 +149,10 @@ impl Engine {
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
                 self.store.count_exposure(&live.epoch, variant, tally);
-                Ok(self.answer(
-                    live,
-                    unit,
-                    decision.arm,
-                    decision.propensity,
-                    now_ms,
-                    true,
-                    true,
-                ))
+                let mut answer =
+                    Assignment::untokened(live, decision.arm, decision.propensity, true);
+                self.sign(&mut answer, unit, now_ms);
+                Ok(answer)
             }
             AssignmentMode::Sticky => {
                 let record = StickyRecord {
@@ -204,48 +212,25 @@ impl Engine {
             // Stored on a variant the spec no longer has: serve the default, promise nothing.
             (_, None) => (live.default_arm(), 1.0, false),
         };
-        self.answer(
-            live,
-            unit,
-            arm,
-            propensity,
-            record.assigned_ms,
-            inserted,
-            with_token,
-        )
+        let mut answer = Assignment::untokened(live, arm, propensity, inserted);
+        if with_token {
+            self.sign(&mut answer, unit, record.assigned_ms);
+        }
+        answer
     }
 
-    /// Builds the answer; `with_token` only for assignments that are (or were) counted, so a
+    /// Gives the answer a token. Only for assignments that are (or were) counted, so that a
     /// reward can never land on an arm without its exposure.
-    #[allow(clippy::too_many_arguments)]
-    fn answer(
-        &self,
-        live: Arc<LiveExperiment>,
-        unit: &Unit,
-        arm: usize,
-        propensity: f64,
-        issued_ms: u64,
-        counted: bool,
-        with_token: bool,
-    ) -> Assignment {
-        let token = with_token.then(|| {
-            let mut id = [0u8; 12];
-            rand::rng().fill(&mut id);
-            self.signer.sign(&Claims {
-                experiment: live.epoch.experiment.clone(),
-                revision: live.epoch.revision,
-                variant: live.spec.variants[arm].id.as_str().to_owned(),
-                unit: unit.as_str().to_owned(),
-                issued_ms,
-                assignment_id: URL_SAFE_NO_PAD.encode(id),
-            })
-        });
-        Assignment {
-            experiment: live,
-            arm,
-            token,
-            propensity,
-            counted,
-        }
+    fn sign(&self, answer: &mut Assignment, unit: &Unit, issued_ms: u64) {
+        let mut id = [0u8; 12];
+        rand::rng().fill(&mut id);
+        answer.token = Some(self.signer.sign(&Claims {
+            experiment: answer.experiment.epoch.experiment.clone(),
+            revision: answer.experiment.epoch.revision,
+            variant: answer.variant_id().to_owned(),
+            unit: unit.as_str().to_owned(),
+            issued_ms,
+            assignment_id: URL_SAFE_NO_PAD.encode(id),
+        }));
     }
 }
