@@ -17,6 +17,7 @@ mod sled;
 mod test_support;
 mod writer;
 
+pub use self::apply::TOKEN_MARK_SLACK_MS;
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::sled::SledStore;
 

@@ -13,9 +13,9 @@ use tokio::sync::{oneshot, watch};
 
 use super::audit::{self, AuditReport};
 use super::codec;
-use super::scan;
 use super::keys::{self, KIND_STICKY};
 use super::overlay::io;
+use super::scan;
 use super::writer::{self, Command, ExposedArm, Shared, Writer};
 use super::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,

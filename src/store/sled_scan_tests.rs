@@ -46,7 +46,12 @@ fn pages_return_every_unit_exactly_once_in_byte_order() {
     let mut units: Vec<String> = (0..23).map(|i| format!("user-{i}")).collect();
     units.extend(["a,b", "say \"hi\"", "ünï", "Z", "", "a"].map(str::to_owned));
     for (i, unit) in units.iter().enumerate() {
-        insert(&store, &epoch(), unit, if i % 2 == 0 { "control" } else { "bold" });
+        insert(
+            &store,
+            &epoch(),
+            unit,
+            if i % 2 == 0 { "control" } else { "bold" },
+        );
     }
     let pages = all_pages(&store, &epoch(), 7);
     // 29 units in pages of 7: four full pages and a short one.
@@ -74,7 +79,11 @@ fn a_page_size_equal_to_the_count_ends_with_an_empty_page() {
     }
     let pages = all_pages(&store, &epoch(), 3);
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 0]);
-    assert!(block_on(store.scan_sticky(&epoch(), None, 0)).unwrap().is_empty());
+    assert!(
+        block_on(store.scan_sticky(&epoch(), None, 0))
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -156,7 +165,11 @@ fn a_scan_waits_until_every_record_of_its_page_is_on_disk() {
     assert!(!is_pending(&mut durable_page));
     drop(gate);
     block_on(write).unwrap();
-    let units: Vec<String> = block_on(scan).unwrap().into_iter().map(|(u, _)| u).collect();
+    let units: Vec<String> = block_on(scan)
+        .unwrap()
+        .into_iter()
+        .map(|(u, _)| u)
+        .collect();
     assert_eq!(units, vec!["u1".to_owned(), "u2".to_owned()]);
 }
 
@@ -209,7 +222,14 @@ fn expired_token_credits_are_no_longer_scanned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let early = token_reward("e1", "t-early", "a", T0_MS, 1.0, T0_MS);
-    let late = token_reward("e2", "t-late", "a", T0_MS + 3 * DAY_MS, 1.0, T0_MS + 3 * DAY_MS);
+    let late = token_reward(
+        "e2",
+        "t-late",
+        "a",
+        T0_MS + 3 * DAY_MS,
+        1.0,
+        T0_MS + 3 * DAY_MS,
+    );
     block_on(store.apply_rewards(vec![early, late])).unwrap();
     let retained_until = T0_MS + 7 * DAY_MS + TOKEN_MARK_SLACK_MS;
     // Removes the early mark (and both event ids, whose retention is shorter).
