@@ -39,6 +39,9 @@ pub enum Command {
     /// Show what shipping an experiment folder would change, and whether the running
     /// server would accept it (exit 0 safe, 1 refused, 2 error).
     Plan(crate::plan::PlanArgs),
+    /// Stream an experiment's assignments, credited events or stats from a running server as
+    /// CSV or NDJSON, to stdout or a file (exit 0 done, 2 error).
+    Export(crate::export_cli::ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -105,6 +108,7 @@ pub fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Plan(args) => crate::plan::main(&args),
+        Command::Export(args) => crate::export_cli::main(&args),
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)
