@@ -422,7 +422,8 @@ fn the_cli_streams_the_export_to_stdout_or_a_file_and_exits_2_on_errors() {
     assert_eq!(ndjson(&std::fs::read_to_string(&file).unwrap()).len(), 43);
 
     // No key, an unknown experiment, a bad flag value, no server: exit 2 with a reason.
-    let cases: [(&[&str], &[(&str, &str)], &str); 4] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 4] = [
         (
             &["headline", "--server", server, "--what", "stats"],
             &[],
