@@ -1,4 +1,4 @@
-//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`. Every flag also reads a
+//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`, `export`. Every flag also reads a
 //! `BANDITD_*` environment variable, so containers are configured without arguments.
 
 use std::path::PathBuf;
@@ -42,6 +42,9 @@ pub enum Command {
     /// Forecast an experiment before launch: regret, traffic and stopping decisions of the
     /// server's own policy against true conversion rates.
     Simulate(crate::sim::SimulateArgs),
+    /// Stream an experiment's assignments, credited events or stats from a running server as
+    /// CSV or NDJSON, to stdout or a file (exit 0 done, 2 error).
+    Export(crate::export_cli::ExportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -109,6 +112,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Plan(args) => crate::plan::main(&args),
         Command::Simulate(args) => crate::sim::run_simulate(&args),
+        Command::Export(args) => crate::export_cli::main(&args),
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)

@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod engine;
+pub mod export_cli;
 pub mod http;
 pub mod plan;
 pub mod policy;

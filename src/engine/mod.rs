@@ -5,6 +5,7 @@ mod assign;
 pub mod clock;
 mod error;
 mod events;
+pub mod export;
 mod history;
 mod live;
 mod refresh;

@@ -7,6 +7,7 @@ pub mod auth;
 mod body;
 pub mod events;
 pub mod experiments;
+pub mod export;
 pub mod health;
 pub mod problem;
 mod state;
@@ -28,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(admin::configure)
         .configure(assign::configure)
         .configure(events::configure)
+        .configure(export::configure)
         .configure(experiments::configure)
         .configure(health::configure)
         .default_service(web::to(problem::no_route));

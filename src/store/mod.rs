@@ -11,11 +11,13 @@ mod codec;
 mod decay;
 mod keys;
 mod overlay;
+mod scan;
 mod sled;
 #[cfg(test)]
 mod test_support;
 mod writer;
 
+pub use self::apply::TOKEN_MARK_SLACK_MS;
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::sled::SledStore;
 
@@ -106,6 +108,20 @@ pub struct EpochInfo {
     pub started_ms: Option<u64>,
     /// The stopping decision, once one was recorded (first write wins, forever).
     pub decision: Option<serde_json::Value>,
+}
+
+/// A credited per-request (token) assignment, as its at-most-once mark keeps it. Marks are the
+/// only per-request records: unrewarded per-request assignments are counted, never stored, and
+/// a mark is removed (its reward folded into the arm's total) once `retained_until_ms` passes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenCredit {
+    /// The assignment id signed into the token.
+    pub assignment_id: String,
+    pub variant: String,
+    pub reward: f64,
+    /// When the mark is due for removal: the token's reward window end plus a day's grace.
+    /// The mark does not keep the issue time itself.
+    pub retained_until_ms: u64,
 }
 
 /// What a reward event points at.
@@ -237,6 +253,27 @@ pub trait Store: Send + Sync + 'static {
         since_ms: u64,
         limit: usize,
     ) -> StoreFuture<Vec<(u64, serde_json::Value)>>;
+
+    /// Up to `limit` sticky assignments of the epoch whose unit sorts after `after_unit` (byte
+    /// order of the UTF-8 unit; `None`: from the first), in that order: one page of an export.
+    /// Pass the last unit of a page to get the next; a short page is the last. Resolves only
+    /// once every returned record is durable, like [`Store::sticky`].
+    fn scan_sticky(
+        &self,
+        epoch: &Epoch,
+        after_unit: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<(String, StickyRecord)>>;
+
+    /// Up to `limit` token credit marks of the epoch still retained, by assignment id after
+    /// `after_id`, paginated like [`Store::scan_sticky`]. Resolves only once every returned
+    /// mark is durable.
+    fn scan_token_credits(
+        &self,
+        epoch: &Epoch,
+        after_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<TokenCredit>>;
 
     /// Removes event ids and token marks whose retention passed `now_ms`. Returns how many.
     fn expire(&self, now_ms: u64) -> StoreFuture<u64>;

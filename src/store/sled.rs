@@ -15,10 +15,11 @@ use super::audit::{self, AuditReport};
 use super::codec;
 use super::keys::{self, KIND_STICKY};
 use super::overlay::io;
+use super::scan;
 use super::writer::{self, Command, ExposedArm, Shared, Writer};
 use super::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
-    StoreFuture, Tally,
+    StoreFuture, Tally, TokenCredit,
 };
 
 /// The embedded store: one sled database in a directory, one writer thread.
@@ -138,6 +139,18 @@ impl SledStore {
 
     fn is_durable(&self, seq: u64) -> bool {
         seq <= self.shared.durable_seq.load(Ordering::Acquire)
+    }
+
+    /// Answers `value` at once if commit `seq` is on disk, else once it is.
+    fn once_durable<T: Send + 'static>(&self, seq: u64, value: T) -> StoreFuture<T> {
+        if self.is_durable(seq) {
+            return ready(Ok(value));
+        }
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            wait_durable(shared, seq).await?;
+            Ok(value)
+        })
     }
 }
 
@@ -363,6 +376,35 @@ impl Store for SledStore {
         }
     }
 
+    /// A range scan straight on sled; waits for the newest commit among the page's records.
+    fn scan_sticky(
+        &self,
+        epoch: &Epoch,
+        after_unit: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<(String, StickyRecord)>> {
+        match scan::sticky_page(&self.shared.db, epoch, after_unit.as_deref(), limit) {
+            Ok((records, newest_seq)) => self.once_durable(newest_seq, records),
+            Err(error) => ready(Err(error)),
+        }
+    }
+
+    /// A range scan straight on sled. Marks record no commit number, so the page waits for
+    /// the last commit applied when the scan ended (at most one fsync away).
+    fn scan_token_credits(
+        &self,
+        epoch: &Epoch,
+        after_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<TokenCredit>> {
+        let page = scan::token_mark_page(&self.shared.db, epoch, after_id.as_deref(), limit)
+            .and_then(|credits| Ok((credits, scan::applied_seq(&self.shared.db)?)));
+        match page {
+            Ok((credits, applied_seq)) => self.once_durable(applied_seq, credits),
+            Err(error) => ready(Err(error)),
+        }
+    }
+
     fn expire(&self, now_ms: u64) -> StoreFuture<u64> {
         let (reply, answer) = oneshot::channel();
         self.await_reply(
@@ -450,3 +492,7 @@ mod stats_tests;
 #[cfg(test)]
 #[path = "sled_reassign_tests.rs"]
 mod reassign_tests;
+
+#[cfg(test)]
+#[path = "sled_scan_tests.rs"]
+mod scan_tests;

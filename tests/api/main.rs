@@ -4,6 +4,7 @@ mod assign;
 mod durability;
 mod errors;
 mod events;
+mod export;
 mod helpers;
 mod reload;
 mod statistics;

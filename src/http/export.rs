@@ -1,0 +1,193 @@
+//! `GET /v1/experiments/{id}/export?what=assignments|events|stats&format=csv|ndjson
+//! [&revision=N][&level=0.95]`: an epoch's data for notebooks, streamed page by page so that a
+//! ten-million-unit export never sits in memory. Guarded by the events key (the admin key opens
+//! it too): assignments name units, which is pipeline data, not public stats.
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::auth::Scope;
+use super::problem::{ApiError, ApiResult, wrong_method};
+use super::state::AppState;
+use crate::engine::EngineError;
+use crate::engine::export::{Export, ExportFormat, ExportKind};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/v1/experiments/{id}/export")
+            .route(web::get().to(export))
+            .default_service(web::to(wrong_method)),
+    );
+}
+
+/// The query as sent; every field is text so that a bad value gets an error naming it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExportQuery {
+    #[serde(default)]
+    what: Option<String>,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    revision: Option<String>,
+    #[serde(default)]
+    level: Option<String>,
+}
+
+/// The query, checked.
+#[derive(Debug, PartialEq)]
+struct ExportParams {
+    kind: ExportKind,
+    format: ExportFormat,
+    revision: Option<u32>,
+    level: Option<f64>,
+}
+
+impl ExportQuery {
+    fn check(&self) -> Result<ExportParams, ApiError> {
+        let kind = match self.what.as_deref() {
+            None => {
+                return Err(ApiError::BadRequest(
+                    "query parameter `what` is missing; use `assignments`, `events` or `stats`"
+                        .into(),
+                ));
+            }
+            Some(text) => ExportKind::parse(text).map_err(ApiError::BadRequest)?,
+        };
+        let format = match self.format.as_deref() {
+            None => ExportFormat::Csv,
+            Some(text) => ExportFormat::parse(text).map_err(ApiError::BadRequest)?,
+        };
+        let revision = match self.revision.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<u32>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "query parameter `revision` is {text:?}; use a revision number, e.g. 1"
+                ))
+            })?),
+        };
+        let level = match self.level.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<f64>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "query parameter `level` is {text:?}; use a number between 0 and 1, e.g. 0.9"
+                ))
+            })?),
+        };
+        Ok(ExportParams {
+            kind,
+            format,
+            revision,
+            level,
+        })
+    }
+}
+
+async fn export(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    // The key is checked before the query is read, so a caller without one learns nothing.
+    state.keys.authorize(&req, Scope::Events)?;
+    let query = web::Query::<ExportQuery>::from_query(req.query_string())
+        .map_err(|error| ApiError::BadRequest(format!("invalid query string: {error}")))?;
+    let params = query.check()?;
+    let export = state
+        .engine
+        .export(
+            &id,
+            params.kind,
+            params.format,
+            params.revision,
+            params.level,
+        )
+        .await?;
+    let disposition = format!("attachment; filename=\"{}\"", export.file_name());
+    Ok(HttpResponse::Ok()
+        .content_type(params.format.content_type())
+        .insert_header((header::CONTENT_DISPOSITION, disposition))
+        .streaming(chunks(export)))
+}
+
+/// The export as a body stream. A store failure after the first chunk can no longer become
+/// a problem response (the status is sent), so it ends the stream with an error: actix then
+/// aborts the chunked body without its terminating chunk, and the client sees a truncated
+/// transfer instead of a short file that looks complete.
+fn chunks(
+    export: Export,
+) -> impl futures_util::Stream<Item = Result<Bytes, EngineError>> + 'static {
+    futures_util::stream::unfold(Some(export), |state| async move {
+        let mut export = state?;
+        match export.next_chunk().await {
+            Ok(Some(chunk)) => Some((Ok(Bytes::from(chunk)), Some(export))),
+            Ok(None) => None,
+            Err(error) => {
+                tracing::error!(%error, file = %export.file_name(), "export aborted");
+                Some((Err(error), None))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(what: Option<&str>, format: Option<&str>, revision: Option<&str>) -> ExportQuery {
+        ExportQuery {
+            what: what.map(str::to_owned),
+            format: format.map(str::to_owned),
+            revision: revision.map(str::to_owned),
+            level: None,
+        }
+    }
+
+    fn detail(result: Result<ExportParams, ApiError>) -> String {
+        match result {
+            Err(ApiError::BadRequest(detail)) => detail,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn format_defaults_to_csv_and_revision_to_the_loaded_one() {
+        let params = query(Some("stats"), None, None).check().unwrap();
+        assert_eq!(
+            params,
+            ExportParams {
+                kind: ExportKind::Stats,
+                format: ExportFormat::Csv,
+                revision: None,
+                level: None,
+            }
+        );
+        let params = query(Some("events"), Some("ndjson"), Some("3"))
+            .check()
+            .unwrap();
+        assert_eq!(
+            (params.kind, params.format, params.revision),
+            (ExportKind::Events, ExportFormat::Ndjson, Some(3))
+        );
+    }
+
+    #[test]
+    fn a_missing_or_unknown_what_is_a_bad_request_naming_the_choices() {
+        assert!(detail(query(None, None, None).check()).contains("`what` is missing"));
+        assert!(detail(query(Some("units"), None, None).check()).contains("`assignments`"));
+    }
+
+    #[test]
+    fn a_bad_format_revision_or_level_is_a_bad_request_naming_the_parameter() {
+        assert!(detail(query(Some("stats"), Some("xml"), None).check()).contains("`format`"));
+        for revision in ["abc", "-1", "1.5", ""] {
+            let text = detail(query(Some("stats"), None, Some(revision)).check());
+            assert!(text.contains("`revision`"), "{text}");
+        }
+        let mut bad_level = query(Some("stats"), None, None);
+        bad_level.level = Some("high".into());
+        assert!(detail(bad_level.check()).contains("`level`"));
+    }
+}

@@ -1,0 +1,98 @@
+//! Paginated range scans over one epoch's records, for exports: sticky assignments and token
+//! credit marks, in key order, resumable after the last key of the previous page.
+//!
+//! Pages read sled directly (not through the writer), so an export of millions of units never
+//! stalls assignment traffic behind a long read. Durability is the caller's half of the job:
+//! each page reports the newest commit it may contain, and `SledStore` answers only once that
+//! commit is on disk (the rule `sticky()` and `history()` follow).
+
+use super::codec;
+use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
+use super::overlay::io;
+use super::{Epoch, StickyRecord, StoreError, TokenCredit};
+
+/// One page of sticky records and the newest commit sequence number among them.
+pub type StickyPage = (Vec<(String, StickyRecord)>, u64);
+
+/// The records of `kind` in `epoch` whose tail sorts strictly after `after`, in key order.
+/// Every key of one epoch and kind shares the `(kind, epoch)` prefix (see `keys`), so this is
+/// one contiguous range of the tree.
+fn epoch_range<'a>(
+    db: &'a sled::Db,
+    kind: u8,
+    epoch: &Epoch,
+    after: Option<&str>,
+) -> impl Iterator<Item = Result<(String, sled::IVec), StoreError>> + 'a {
+    let prefix = keys::epoch_key(kind, epoch, "");
+    let items = match after {
+        None => db.scan_prefix(&prefix),
+        Some(tail) => {
+            let start = keys::epoch_key(kind, epoch, tail);
+            db.range((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded))
+        }
+    };
+    items
+        .take_while(move |item| match item {
+            Ok((key, _)) => key.starts_with(&prefix),
+            // Surface the error rather than ending the page silently.
+            Err(_) => true,
+        })
+        .map(|item| {
+            let (key, value) = item.map_err(io)?;
+            let (_, _, tail) = keys::parse_epoch_key(&key)?;
+            Ok((tail, value))
+        })
+}
+
+/// Up to `limit` sticky records of `epoch` after unit `after` (units in byte order), as sled
+/// holds them now, with the newest commit among them (0 for an empty page).
+pub fn sticky_page(
+    db: &sled::Db,
+    epoch: &Epoch,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<StickyPage, StoreError> {
+    let mut records = Vec::with_capacity(limit.min(4096));
+    let mut newest_seq = 0;
+    for item in epoch_range(db, KIND_STICKY, epoch, after).take(limit) {
+        let (unit, value) = item?;
+        let stored = codec::decode_sticky(&value)?;
+        newest_seq = newest_seq.max(stored.seq);
+        records.push((unit, stored.record));
+    }
+    Ok((records, newest_seq))
+}
+
+/// Up to `limit` token credit marks of `epoch` after assignment id `after`, as sled holds
+/// them now. Marks carry no commit number, so the caller must wait for [`applied_seq`]
+/// read after this scan.
+pub fn token_mark_page(
+    db: &sled::Db,
+    epoch: &Epoch,
+    after: Option<&str>,
+    limit: usize,
+) -> Result<Vec<TokenCredit>, StoreError> {
+    epoch_range(db, KIND_TOKEN_MARK, epoch, after)
+        .take(limit)
+        .map(|item| {
+            let (assignment_id, value) = item?;
+            let mark = codec::decode_token_mark(&value)?;
+            Ok(TokenCredit {
+                assignment_id,
+                variant: mark.variant,
+                reward: mark.reward,
+                retained_until_ms: mark.expiry_ms,
+            })
+        })
+        .collect()
+}
+
+/// The sequence number of the last group commit applied to sled (durable or not yet). Every
+/// commit writes it in its own atomic batch, so a read made after a scan is at least the
+/// commit of every record that scan saw: once it is durable, so is the whole page.
+pub fn applied_seq(db: &sled::Db) -> Result<u64, StoreError> {
+    match db.get(keys::META_SEQ).map_err(io)? {
+        Some(value) => codec::decode_u64(&value, "commit sequence number"),
+        None => Ok(0),
+    }
+}
