@@ -32,6 +32,41 @@ use super::{ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreErro
 /// so a 1000-op reward commit (4000 keys) stalls readers for ~80 ms in debug, several times less
 /// in release. A single request bigger than this is still one commit (requests are atomic).
 pub const MAX_BATCH_WEIGHT: usize = 1024;
+
+/// How long a batch of only per-request exposures may wait to be folded with more work.
+pub const EXPOSURE_LINGER_MS: u64 = 10;
+
+/// Extends an exposures-only batch with what arrives within [`EXPOSURE_LINGER_MS`], stopping
+/// early at the weight cap or at the first command that somebody waits for.
+fn linger_for_exposures(
+    batch: &mut Vec<Command>,
+    weight: &mut usize,
+    commands: &mpsc::Receiver<Command>,
+) {
+    let only_exposures = |batch: &[Command]| {
+        batch
+            .iter()
+            .all(|c| matches!(c, Command::CountExposure { .. }))
+    };
+    if !only_exposures(batch) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(EXPOSURE_LINGER_MS);
+    while *weight < MAX_BATCH_WEIGHT {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match commands.recv_timeout(left) {
+            Ok(command) => {
+                let waited_for = !matches!(command, Command::CountExposure { .. });
+                *weight += command.weight();
+                batch.push(command);
+                if waited_for {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
 /// Most retention entries one expire removes per group commit; the rest follow in the next.
 pub const MAX_EXPIRE_PER_BATCH: usize = 1024;
 
@@ -207,6 +242,11 @@ impl Writer {
     }
 
     /// Runs until shut down, until every store handle is gone, or until sled fails.
+    ///
+    /// A batch of nothing but per-request exposures waits up to [`EXPOSURE_LINGER_MS`] for
+    /// more work before it commits: nobody waits for those (they are fire-and-forget), so
+    /// folding a few milliseconds of them into one commit saves an fsync per wake-up under
+    /// per-request load. Any command somebody waits for ends the wait at once.
     pub fn run(mut self, commands: mpsc::Receiver<Command>) {
         loop {
             let first = match self.carry.pop_front() {
@@ -239,6 +279,9 @@ impl Writer {
                     }
                     Err(_) => break,
                 }
+            }
+            if self.carry.is_empty() {
+                linger_for_exposures(&mut batch, &mut weight, &commands);
             }
             let stopping = matches!(batch.last(), Some(Command::Shutdown { .. }));
             let barrier = self.process(batch, stopping);
