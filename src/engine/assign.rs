@@ -231,6 +231,7 @@ impl Engine {
             unit: unit.as_str().to_owned(),
             issued_ms,
             assignment_id: URL_SAFE_NO_PAD.encode(id),
+            propensity: answer.propensity,
         }));
     }
 }

@@ -228,6 +228,7 @@ impl Engine {
                         assignment_id: claims.assignment_id,
                         variant: claims.variant,
                         issued_ms: claims.issued_ms,
+                        propensity: claims.propensity,
                     },
                 }
             }

@@ -36,7 +36,15 @@ pub const STICKY_ASSIGNMENT_COLUMNS: &[&str] = &[
 pub const STICKY_EVENT_COLUMNS: &[&str] =
     &["unit", "variant", "assigned_ms", "assigned_at", "reward"];
 /// Columns of a per-request export: one row per retained token credit mark.
-pub const TOKEN_COLUMNS: &[&str] = &["assignment_id", "variant", "reward", "retained_until_ms"];
+pub const TOKEN_COLUMNS: &[&str] = &[
+    "assignment_id",
+    "variant",
+    "issued_ms",
+    "issued_at",
+    "propensity",
+    "reward",
+    "retained_until_ms",
+];
 /// Columns of a stats export: the per-arm fields of `GET /v1/experiments/{id}`, flattened.
 pub const STATS_COLUMNS: &[&str] = &[
     "variant",
@@ -240,6 +248,9 @@ fn token_cells(credit: &TokenCredit) -> Vec<Cell> {
     vec![
         Cell::Text(credit.assignment_id.clone()),
         Cell::Text(credit.variant.clone()),
+        Cell::Int(credit.issued_ms),
+        rfc3339_utc(credit.issued_ms).map_or(Cell::Null, Cell::Text),
+        Cell::Num(credit.propensity),
         Cell::Num(credit.reward),
         Cell::Int(credit.retained_until_ms),
     ]

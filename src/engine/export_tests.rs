@@ -295,6 +295,7 @@ fn a_per_request_export_lists_the_retained_token_credits() {
         assignment_id: id.into(),
         variant: variant.into(),
         issued_ms: T0_MS,
+        propensity: 0.25,
     };
     let ops = vec![
         reward(1, "e1", token("a-1", "bold"), 1.0),
@@ -307,8 +308,10 @@ fn a_per_request_export_lists_the_retained_token_credits() {
         assert_eq!(
             text,
             format!(
-                "assignment_id,variant,reward,retained_until_ms\r\n\
-                 a-1,bold,1,{retained}\r\na-2,control,0.75,{retained}\r\n"
+                // T0 = 1.7e12 ms is 2023-11-14T22:13:20Z (1,700,000,000 s after the epoch).
+                "assignment_id,variant,issued_ms,issued_at,propensity,reward,retained_until_ms\r\n\
+                 a-1,bold,{T0_MS},2023-11-14T22:13:20.000Z,0.25,1,{retained}\r\n\
+                 a-2,control,{T0_MS},2023-11-14T22:13:20.000Z,0.25,0.75,{retained}\r\n"
             )
         );
     }

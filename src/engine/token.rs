@@ -17,7 +17,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub const MIN_SECRET_BYTES: usize = 32;
 
 /// What a token asserts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Claims {
     #[serde(rename = "e")]
     pub experiment: String,
@@ -33,6 +33,9 @@ pub struct Claims {
     /// Unique per issued assignment: the at-most-once credit key for per-request experiments.
     #[serde(rename = "a")]
     pub assignment_id: String,
+    /// The policy's probability of `variant` at issue time, for off-policy analysis.
+    #[serde(rename = "p")]
+    pub propensity: f64,
 }
 
 /// Why a token was refused. Deliberately coarse: a forger learns nothing from the reason.
@@ -106,6 +109,7 @@ mod tests {
             unit: "user-1".into(),
             issued_ms: 1_700_000_000_000,
             assignment_id: "abc".into(),
+            propensity: 0.25,
         }
     }
 

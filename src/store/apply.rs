@@ -172,7 +172,8 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
             assignment_id,
             variant,
             issued_ms,
-        } => apply_token_reward(txn, op, assignment_id, variant, *issued_ms)?,
+            propensity,
+        } => apply_token_reward(txn, op, assignment_id, variant, *issued_ms, *propensity)?,
     };
     if matches!(outcome, RewardOutcome::Applied { .. }) {
         // Kept a full window after arrival: a retry within the window is always recognised.
@@ -220,6 +221,7 @@ fn apply_token_reward(
     assignment_id: &str,
     variant: &str,
     issued_ms: u64,
+    propensity: f64,
 ) -> Result<RewardOutcome, StoreError> {
     let mark_key = keys::epoch_key(KIND_TOKEN_MARK, &op.epoch, assignment_id);
     if txn.get(&mark_key)?.is_some() {
@@ -236,6 +238,8 @@ fn apply_token_reward(
     let mark = TokenMark {
         expiry_ms: mark_expiry_ms,
         reward: op.reward,
+        issued_ms,
+        propensity,
         variant: variant.to_owned(),
     };
     txn.put(keys::expiry_key(mark_expiry_ms, &mark_key), Vec::new());

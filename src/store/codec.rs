@@ -226,14 +226,20 @@ pub fn decode_f64(bytes: &[u8], what: &str) -> Result<f64, StoreError> {
 pub struct TokenMark {
     pub expiry_ms: u64,
     pub reward: f64,
+    /// When the token was issued, and the propensity the policy had: what an off-policy
+    /// analysis of per-request experiments needs (their assignments are not recorded).
+    pub issued_ms: u64,
+    pub propensity: f64,
     pub variant: String,
 }
 
-/// Layout: expiry_ms varint · reward f64 · variant (rest of the value).
+/// Layout: expiry_ms varint · reward f64 · issued_ms varint · propensity f64 · variant (rest).
 pub fn encode_token_mark(mark: &TokenMark) -> Vec<u8> {
-    let mut out = Vec::with_capacity(18 + mark.variant.len());
+    let mut out = Vec::with_capacity(36 + mark.variant.len());
     put_varint(&mut out, mark.expiry_ms);
     out.extend_from_slice(&mark.reward.to_be_bytes());
+    put_varint(&mut out, mark.issued_ms);
+    out.extend_from_slice(&mark.propensity.to_be_bytes());
     out.extend_from_slice(mark.variant.as_bytes());
     out
 }
@@ -242,9 +248,13 @@ pub fn encode_token_mark(mark: &TokenMark) -> Vec<u8> {
 pub fn decode_token_mark(bytes: &[u8]) -> Result<TokenMark, StoreError> {
     let (expiry_ms, rest) = take_varint(bytes)?;
     let (reward, rest) = take_f64(rest)?;
+    let (issued_ms, rest) = take_varint(rest)?;
+    let (propensity, rest) = take_f64(rest)?;
     Ok(TokenMark {
         expiry_ms,
         reward,
+        issued_ms,
+        propensity,
         variant: utf8(rest, "token variant id")?,
     })
 }
@@ -369,6 +379,8 @@ mod tests {
         let mark = TokenMark {
             expiry_ms: 1_700_000_000_000,
             reward: 0.25,
+            issued_ms: 1_699_000_000_000,
+            propensity: 0.125,
             variant: "b/\0".to_owned(),
         };
         assert_eq!(decode_token_mark(&encode_token_mark(&mark)).unwrap(), mark);

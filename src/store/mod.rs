@@ -120,8 +120,11 @@ pub struct TokenCredit {
     pub variant: String,
     pub reward: f64,
     /// When the mark is due for removal: the token's reward window end plus a day's grace.
-    /// The mark does not keep the issue time itself.
     pub retained_until_ms: u64,
+    /// When the token was issued.
+    pub issued_ms: u64,
+    /// The policy's probability of `variant` when the token was issued.
+    pub propensity: f64,
 }
 
 /// What a reward event points at.
@@ -135,6 +138,8 @@ pub enum RewardTarget {
         assignment_id: String,
         variant: String,
         issued_ms: u64,
+        /// The policy's probability of this variant at issue time (signed into the token).
+        propensity: f64,
     },
 }
 

@@ -82,6 +82,8 @@ pub fn token_mark_page(
                 variant: mark.variant,
                 reward: mark.reward,
                 retained_until_ms: mark.expiry_ms,
+                issued_ms: mark.issued_ms,
+                propensity: mark.propensity,
             })
         })
         .collect()

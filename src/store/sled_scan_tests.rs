@@ -208,6 +208,8 @@ fn token_credits_page_by_assignment_id_with_variant_reward_and_retention() {
             variant: "a".to_owned(),
             reward: 0.5,
             retained_until_ms: T0_MS + 1 + 7 * DAY_MS + TOKEN_MARK_SLACK_MS,
+            issued_ms: T0_MS + 1,
+            propensity: 0.5,
         }
     );
     assert!(

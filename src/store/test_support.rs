@@ -72,6 +72,7 @@ pub fn token_reward(
             assignment_id: assignment_id.to_owned(),
             variant: variant.to_owned(),
             issued_ms,
+            propensity: 0.5,
         },
         ..unit_reward(event_id, "", reward, at_ms)
     }

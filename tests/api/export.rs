@@ -265,7 +265,11 @@ fn per_request_exports_list_each_rewarded_token_once() {
         let a = app.assign("ranking", &format!("u{i}"));
         if i % 3 != 0 {
             let reward = if i % 2 == 0 { 1.0 } else { 0.25 };
-            posted.push((a["variant"].as_str().unwrap().to_owned(), reward));
+            posted.push((
+                a["variant"].as_str().unwrap().to_owned(),
+                reward,
+                a["propensity"].as_f64().unwrap(),
+            ));
             events.push(json!({"id": format!("click-{i}"), "experiment": "ranking",
                                "token": a["token"], "reward": reward}));
         }
@@ -277,12 +281,19 @@ fn per_request_exports_list_each_rewarded_token_once() {
     posted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     for what in ["events", "assignments"] {
         let rows = ndjson(&export(&app, "ranking", &format!("what={what}&format=ndjson")).body);
-        let mut exported: Vec<(String, f64)> = rows
+        // The propensity travels signed in the token and is kept with the credit, so a
+        // per-request experiment supports inverse-propensity analysis too.
+        let mut exported: Vec<(String, f64, f64)> = rows
             .iter()
             .map(|r| {
+                assert!(
+                    r["issued_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+                    "{r}"
+                );
                 (
                     r["variant"].as_str().unwrap().to_owned(),
                     r["reward"].as_f64().unwrap(),
+                    r["propensity"].as_f64().unwrap(),
                 )
             })
             .collect();
