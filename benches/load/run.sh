@@ -9,6 +9,8 @@
 #   --scale        also the 10M-unit test: banditd-fill writes --units N sticky units (default
 #                  10,000,000), then: known-unit assign throughput vs a small store, disk bytes
 #                  per unit, RSS, and startup time (process start to /readyz 200)
+#   --crash S      first run the kill -9 durability check with S seconds of concurrent load
+#                  (release build of the integration test; exit 1 if anything acked is lost)
 #   --soak M       also hold the mixed load for M minutes, sample RSS every 10 s; exit 1 if RSS
 #                  grows > 10% after the first minute or any request fails
 #   --scenarios L  comma-separated subset of: assign_known,assign_new,per_request,event_single,
@@ -65,6 +67,7 @@ MODE=quick
 SCALE=0
 SCALE_UNITS=10000000
 SOAK_MIN=0
+CRASH_SECS=0
 SCENARIOS=all
 BUILD=1
 STRICT=0
@@ -75,6 +78,7 @@ while (($#)); do
     --scale) SCALE=1 ;;
     --units) SCALE_UNITS=${2:?--units needs a number}; shift ;;
     --soak) SOAK_MIN=${2:?--soak needs minutes}; shift ;;
+    --crash) CRASH_SECS=${2:?--crash needs seconds}; shift ;;
     --scenarios) SCENARIOS=${2:?--scenarios needs a list}; shift ;;
     --no-build) BUILD=0 ;;
     --strict) STRICT=1 ;;
@@ -83,7 +87,8 @@ while (($#)); do
     esac
     shift
 done
-[[ $SCALE_UNITS =~ ^[0-9]+$ && $SOAK_MIN =~ ^[0-9]+$ ]] || die "--units and --soak take whole numbers"
+[[ $SCALE_UNITS =~ ^[0-9]+$ && $SOAK_MIN =~ ^[0-9]+$ && $CRASH_SECS =~ ^[0-9]+$ ]] ||
+    die "--units, --soak and --crash take whole numbers"
 [[ $SCENARIOS == all ]] && SCENARIOS=assign_known,assign_new,per_request,event_single,events_bulk,mixed,paced
 [[ $SCENARIOS == none ]] && SCENARIOS=
 
@@ -131,6 +136,19 @@ for b in banditd banditd-baseline banditd-fill; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing; build with cargo build --release --bins"
 done
 ensure_wrk
+
+# Durability under load, long version: the kill -9 integration test (concurrent clients post
+# events and assign new units, the server is killed mid-stream, restarted and checked: acked
+# events applied exactly once, unacked at most once, counters equal the records, answered
+# units keep their variant), with CRASH_SECS of load instead of 1.5 s, in release.
+if ((CRASH_SECS > 0)); then
+    log "durability: kill -9 after ${CRASH_SECS}s of concurrent load"
+    if ! (cd "$ROOT" && BANDITD_CRASH_LOAD_MS=$((CRASH_SECS * 1000)) \
+        cargo test --release --test api kill_9_mid_stream -- --nocapture) >&2; then
+        die "durability check failed"
+    fi
+    log "durability: passed"
+fi
 
 mkdir -p "$WORK/experiments" "$HERE/results"
 cp "$HERE"/experiments/*.yaml "$WORK/experiments/"
