@@ -50,6 +50,7 @@ impl SledStore {
             counters: ArcSwap::from_pointee(writer::counter_view(&durable.arms)),
             epochs: ArcSwap::from_pointee(durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
+            pending_exposures: Mutex::new(Vec::new()),
             failure: OnceLock::new(),
             #[cfg(test)]
             flush_gate: Mutex::new(()),
@@ -282,7 +283,20 @@ impl Store for SledStore {
             arm: ExposedArm::of(variant, &tally),
             tally,
         };
-        if self.commands.send(command).is_err() {
+        if self.shared.failure.get().is_some() {
+            tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
+            return;
+        }
+        let first = {
+            let mut pending = self
+                .shared
+                .pending_exposures
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pending.push(command);
+            pending.len() == 1
+        };
+        if first && self.commands.send(Command::WakeForExposures).is_err() {
             tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
         }
     }

@@ -46,7 +46,7 @@ fn linger_for_exposures(
     let only_exposures = |batch: &[Command]| {
         batch
             .iter()
-            .all(|c| matches!(c, Command::CountExposure { .. }))
+            .all(|c| matches!(c, Command::CountExposure { .. } | Command::WakeForExposures))
     };
     if !only_exposures(batch) {
         return;
@@ -56,7 +56,10 @@ fn linger_for_exposures(
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match commands.recv_timeout(left) {
             Ok(command) => {
-                let waited_for = !matches!(command, Command::CountExposure { .. });
+                let waited_for = !matches!(
+                    command,
+                    Command::CountExposure { .. } | Command::WakeForExposures
+                );
                 *weight += command.weight();
                 batch.push(command);
                 if waited_for {
@@ -115,6 +118,10 @@ pub enum Command {
         arm: ExposedArm,
         tally: Tally,
     },
+    /// Exposures are waiting in [`Shared::pending_exposures`]; sent only by the push that
+    /// found that queue empty, so a stream of exposures wakes the writer once per commit
+    /// instead of once per request.
+    WakeForExposures,
     RecordDecision {
         epoch: Epoch,
         decision: serde_json::Value,
@@ -170,6 +177,9 @@ pub struct Shared {
     /// epoch's first write and its decision).
     pub epochs: ArcSwap<EpochMap>,
     pub flush_count: AtomicU64,
+    /// Per-request exposures not yet taken into a batch (each a `Command::CountExposure`).
+    /// Every batch takes all of them.
+    pub pending_exposures: std::sync::Mutex<Vec<Command>>,
     /// Why the writer stopped, if it failed.
     pub failure: OnceLock<StoreError>,
     /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
@@ -283,6 +293,19 @@ impl Writer {
             if self.carry.is_empty() {
                 linger_for_exposures(&mut batch, &mut weight, &commands);
             }
+            // Every batch takes all waiting exposures (first, so a barrier stays last).
+            let mut pending = std::mem::take(
+                &mut *self
+                    .shared
+                    .pending_exposures
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
+            if pending.is_empty() && batch.iter().all(|c| matches!(c, Command::WakeForExposures)) {
+                continue; // a wake-up whose exposures an earlier batch already took
+            }
+            pending.append(&mut batch);
+            let batch = pending;
             let stopping = matches!(batch.last(), Some(Command::Shutdown { .. }));
             let barrier = self.process(batch, stopping);
             if let Some(failure) = self.shared.failure.get() {
@@ -340,6 +363,7 @@ impl Writer {
                     );
                     (result.is_ok(), Some(defer(reply, result)))
                 }
+                Command::WakeForExposures => (true, None),
                 Command::CountExposure { epoch, arm, tally } => {
                     let variant = match &arm {
                         // The index was taken from this very allocation, so it is in range.
