@@ -346,6 +346,23 @@ fn per_request_exposures_are_counted_and_survive_reopen() {
 }
 
 #[test]
+fn a_burst_of_per_request_exposures_shares_a_few_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let before = store.flush_count();
+    for _ in 0..5_000 {
+        store.count_exposure(&epoch(), "control", tally(T0_MS));
+    }
+    block_on(store.count_exposure_then_sync(&epoch(), "bold"));
+    assert_eq!(counters_of(&store)["control"].exposures, 5_000);
+    // One wake-up per empty queue and a 10 ms linger: a burst folds into a handful of
+    // commits, not one per exposure (a machine slow enough to need 50 would be 100× slower).
+    let commits = store.flush_count() - before;
+    assert!(commits < 50, "{commits} commits for 5,001 exposures");
+    assert!(store.audit().unwrap().is_clean());
+}
+
+#[test]
 fn a_request_that_meets_a_corrupt_record_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
