@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth::Scope;
-use super::body::{parse_json, read_limited};
+use super::body::{parse_json, query_param, read_limited};
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
 use crate::engine::{Assignment, Unit};
@@ -112,16 +112,14 @@ struct CountQuery {
     count: Option<String>,
 }
 
-/// Parsed by hand so that the error names the parameter.
+/// `count` also takes 1 and 0, as query strings built by hand often do.
 fn parse_count(raw: Option<&str>) -> ApiResult<Option<bool>> {
-    match raw {
-        None => Ok(None),
-        Some("true" | "1") => Ok(Some(true)),
-        Some("false" | "0") => Ok(Some(false)),
-        Some(other) => Err(ApiError::BadRequest(format!(
-            "query parameter `count` is {other:?}; use true or false"
-        ))),
-    }
+    let normalised = raw.map(|text| match text {
+        "1" => "true",
+        "0" => "false",
+        other => other,
+    });
+    query_param("count", normalised, "use true or false")
 }
 
 async fn assign_one(

@@ -26,6 +26,27 @@ pub async fn read_limited(
     Ok(body)
 }
 
+/// Query parameters the handlers read as text, so that a bad value gets an error naming
+/// the parameter (serde's query errors do not). `hint` says what a good value looks like.
+pub fn query_param<T: std::str::FromStr>(
+    name: &str,
+    raw: Option<&str>,
+    hint: &str,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|text| {
+        text.parse::<T>().map_err(|_| {
+            ApiError::BadRequest(format!("query parameter `{name}` is {text:?}; {hint}"))
+        })
+    })
+    .transpose()
+}
+
+/// Hint for a `level` query parameter.
+pub const LEVEL_HINT: &str = "use a number between 0 and 1, e.g. 0.9";
+
+/// Hint for a `revision` query parameter.
+pub const REVISION_HINT: &str = "use a revision number, e.g. 1";
+
 /// Decodes a JSON document; the error names the field path and the line and column.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut de = serde_json::Deserializer::from_slice(body);

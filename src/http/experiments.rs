@@ -4,6 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::body::{LEVEL_HINT, REVISION_HINT, query_param};
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
 use crate::engine::{
@@ -58,22 +59,9 @@ async fn show(
     id: web::Path<String>,
     query: web::Query<ShowQuery>,
 ) -> ApiResult<HttpResponse> {
-    let level = match query.level.as_deref() {
-        None => DEFAULT_CREDIBLE_LEVEL,
-        Some(text) => text.parse::<f64>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "query parameter `level` is {text:?}; use a number between 0 and 1, e.g. 0.9"
-            ))
-        })?,
-    };
-    let revision = match query.revision.as_deref() {
-        None => None,
-        Some(text) => Some(text.parse::<u32>().map_err(|_| {
-            ApiError::BadRequest(format!(
-                "query parameter `revision` is {text:?}; use a revision number such as 1"
-            ))
-        })?),
-    };
+    let level =
+        query_param("level", query.level.as_deref(), LEVEL_HINT)?.unwrap_or(DEFAULT_CREDIBLE_LEVEL);
+    let revision = query_param("revision", query.revision.as_deref(), REVISION_HINT)?;
     Ok(HttpResponse::Ok().json(state.engine.report(&id, level, revision).await?))
 }
 

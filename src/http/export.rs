@@ -9,6 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::auth::Scope;
+use super::body::{LEVEL_HINT, REVISION_HINT, query_param};
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
 use crate::engine::EngineError;
@@ -60,22 +61,8 @@ impl ExportQuery {
             None => ExportFormat::Csv,
             Some(text) => ExportFormat::parse(text).map_err(ApiError::BadRequest)?,
         };
-        let revision = match self.revision.as_deref() {
-            None => None,
-            Some(text) => Some(text.parse::<u32>().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "query parameter `revision` is {text:?}; use a revision number, e.g. 1"
-                ))
-            })?),
-        };
-        let level = match self.level.as_deref() {
-            None => None,
-            Some(text) => Some(text.parse::<f64>().map_err(|_| {
-                ApiError::BadRequest(format!(
-                    "query parameter `level` is {text:?}; use a number between 0 and 1, e.g. 0.9"
-                ))
-            })?),
-        };
+        let revision = query_param("revision", self.revision.as_deref(), REVISION_HINT)?;
+        let level = query_param("level", self.level.as_deref(), LEVEL_HINT)?;
         Ok(ExportParams {
             kind,
             format,

@@ -2,7 +2,6 @@
 //! a `detail` that says what was wrong and where; only store failures are 5xx.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::ContentType;
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -111,20 +110,12 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(status);
-        response.insert_header(ContentType(
-            "application/problem+json"
-                .parse()
-                .unwrap_or(mime_json_fallback()),
-        ));
+        response.content_type("application/problem+json");
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }
-}
-
-fn mime_json_fallback() -> actix_web::mime::Mime {
-    actix_web::mime::APPLICATION_JSON
 }
 
 /// Query-string decoding errors (`?count=maybe`) as problems.
