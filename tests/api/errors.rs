@@ -116,3 +116,13 @@ fn sigterm_exits_cleanly_with_status_zero() {
     app.assign("headline", "u1");
     assert_eq!(app.terminate(), Some(0));
 }
+
+#[test]
+fn sigint_also_drains_flushes_and_exits_zero() {
+    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let variant = app.assign("headline", "u1")["variant"].clone();
+    app.signal("INT");
+    assert_eq!(app.wait_exit(), Some(0));
+    app.start().expect("restart");
+    assert_eq!(app.assign("headline", "u1")["variant"], variant);
+}

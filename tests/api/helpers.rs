@@ -196,6 +196,11 @@ impl TestApp {
         child.wait().expect("wait").code()
     }
 
+    /// Waits for the server to exit by itself (after a signal); returns the exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        self.child.take()?.wait().expect("wait").code()
+    }
+
     pub fn restart(&mut self) {
         assert_eq!(self.terminate(), Some(0), "clean shutdown");
         self.start().expect("restart");
