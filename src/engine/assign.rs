@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngExt;
 
 use super::live::LiveExperiment;
-use super::token::Claims;
+use super::token::ClaimsRef;
 use super::{Engine, EngineError, Unit};
 use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
@@ -51,12 +51,9 @@ impl Assignment {
             .map_or("", |v| v.id.as_str())
     }
 
-    pub fn payload(&self) -> &serde_json::Value {
-        self.experiment
-            .spec
-            .variants
-            .get(self.arm)
-            .map_or(&serde_json::Value::Null, |v| &v.payload)
+    /// The variant's payload, already encoded as JSON (`None` serialises as `null`).
+    pub fn payload(&self) -> Option<&serde_json::value::RawValue> {
+        self.experiment.payload_json(self.arm)
     }
 }
 
@@ -224,14 +221,20 @@ impl Engine {
     fn sign(&self, answer: &mut Assignment, unit: &Unit, issued_ms: u64) {
         let mut id = [0u8; 12];
         rand::rng().fill(&mut id);
-        answer.token = Some(self.signer.sign(&Claims {
-            experiment: answer.experiment.epoch.experiment.clone(),
+        // 12 bytes are exactly 16 base64 characters: no padding, no allocation.
+        let mut id_text = [0u8; 16];
+        let written = URL_SAFE_NO_PAD
+            .encode_slice(id, &mut id_text)
+            .unwrap_or_default();
+        let token = self.signer.sign(&ClaimsRef {
+            experiment: &answer.experiment.epoch.experiment,
             revision: answer.experiment.epoch.revision,
-            variant: answer.variant_id().to_owned(),
-            unit: unit.as_str().to_owned(),
+            variant: answer.variant_id(),
+            unit: unit.as_str(),
             issued_ms,
-            assignment_id: URL_SAFE_NO_PAD.encode(id),
+            assignment_id: std::str::from_utf8(&id_text[..written]).unwrap_or_default(),
             propensity: answer.propensity,
-        }));
+        });
+        answer.token = Some(token);
     }
 }

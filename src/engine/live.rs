@@ -211,6 +211,9 @@ fn params_of(spec: &Experiment) -> Params {
 pub struct LiveExperiment {
     pub spec: Experiment,
     pub epoch: Epoch,
+    /// Each variant's payload as JSON text, by variant index: encoded once per reload instead
+    /// of once per assign call.
+    payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
     snapshot: ArcSwap<Snapshot>,
     refreshing: AtomicBool,
 }
@@ -218,12 +221,23 @@ pub struct LiveExperiment {
 impl LiveExperiment {
     pub fn new(spec: Experiment, snapshot: Snapshot) -> Self {
         let epoch = epoch_of(&spec);
+        let payloads = spec
+            .variants
+            .iter()
+            .map(|variant| serde_json::value::to_raw_value(&variant.payload).ok())
+            .collect();
         Self {
             spec,
             epoch,
+            payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
         }
+    }
+
+    /// The JSON text of variant `arm`'s payload (`None` only for an index out of range).
+    pub fn payload_json(&self, arm: usize) -> Option<&serde_json::value::RawValue> {
+        self.payloads.get(arm).and_then(|raw| raw.as_deref())
     }
 
     /// The experiment-level rule that applies under `snapshot`.

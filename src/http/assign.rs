@@ -51,7 +51,7 @@ struct AssignQuery {
 pub struct AssignmentDto<'a> {
     pub experiment: &'a str,
     pub variant: &'a str,
-    pub payload: &'a serde_json::Value,
+    pub payload: Option<&'a serde_json::value::RawValue>,
     /// Pass back with reward events; `null` when nothing can be rewarded (peeks, paused).
     pub token: Option<&'a str>,
     pub propensity: f64,
