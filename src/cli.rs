@@ -90,7 +90,7 @@ pub struct ServeArgs {
     /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
-    /// Sticky assignments kept in memory so returning units skip the store read (about 200
+    /// Sticky assignments kept in memory so returning units skip the store read (about 340
     /// bytes each; 0 disables the cache).
     #[arg(
         long,

@@ -2,7 +2,8 @@
 //!
 //! Known units come back again and again (returning visitors), and a sled `get` (page-cache
 //! traversal, LRU bookkeeping, a binary search per node) was the largest single cost of a
-//! known-unit assignment. A hit here is two SipHash passes, one uncontended lock and a clone.
+//! known-unit assignment. A hit here is two SipHash passes, one uncontended lock, a bucket
+//! read and a clone.
 //!
 //! # Why a cached record is never stale and never ahead of the disk
 //!
@@ -39,18 +40,24 @@
 //! The capacity (entries, never exceeded) is split over up to [`MAX_SHARDS`] shards, each a
 //! `Mutex` padded to its own cache lines, so HTTP workers rarely meet on a lock. Each shard
 //! evicts with CLOCK (second chance): a hit sets the entry's referenced bit, and a full shard
-//! sweeps a hand over its slots, clearing set bits, until it finds a clear one to replace. A
-//! record read once is evicted before one that keeps being read, every sweep step clears a bit
-//! that a hit set, so eviction is O(1) amortized, and no access pattern makes it scan forever.
-//! Roughly 200 bytes per entry (key twice by reference, record, map slot): ~50 MB at the
-//! default capacity.
+//! sweeps a hand over its ring of keys, clearing set bits, until it finds a clear one to
+//! replace. A record read once is evicted before one that keeps being read; every sweep step
+//! either evicts or clears a bit that a hit set, so eviction is O(1) amortized, and no access
+//! pattern makes it scan forever.
+//!
+//! A hit costs a few cache misses, not a tree walk: the record sits flat in the map's bucket
+//! next to its key (inline up to 62 bytes), and variant ids are shared strings that stay hot.
+//! The price is memory: a 136-byte bucket in a table sized to a power of two, plus the key's
+//! place in the ring, about 340 bytes per entry at the default capacity (~85 MB). sled's own
+//! page cache, which this spares most reads of, defaults to 1 GB.
 //!
 //! Hashing is std's `RandomState` (SipHash-1-3 with a per-process random key): unit ids are
 //! chosen by clients, and a fixed fast hash would let them pile keys into one bucket chain or
 //! one shard.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::StickyRecord;
@@ -58,7 +65,7 @@ use super::codec::{self, StoredSticky};
 use super::keys::KIND_STICKY;
 use super::overlay::WriteMap;
 
-/// Default capacity of the sticky cache, in entries (~50 MB).
+/// Default capacity of the sticky cache, in entries (~85 MB).
 pub const DEFAULT_STICKY_CACHE_ENTRIES: usize = 262_144;
 
 /// Most shards a cache is split into: enough that a few dozen HTTP workers rarely share one.
@@ -90,24 +97,104 @@ pub struct StickyCacheStats {
 struct PaddedShard(Mutex<Shard>);
 
 struct Shard {
-    /// Key → position in `slots`.
-    index: HashMap<Arc<[u8]>, usize, RandomState>,
-    slots: Vec<Slot>,
+    entries: HashMap<CacheKey, Entry, RandomState>,
+    /// Every key once, in CLOCK order; an entry knows its position.
+    ring: Vec<CacheKey>,
     capacity: usize,
-    /// The CLOCK hand: the next slot eviction looks at.
+    /// The CLOCK hand: the ring position eviction looks at next.
     hand: usize,
     /// The highest commit that published a write of any key of this shard.
     last_write_seq: u64,
+    /// Variant ids of the entries, shared: a hit's clone reads one string that every hit on
+    /// that variant keeps in the CPU cache, instead of a string of its own.
+    variants: HashSet<Arc<str>>,
     hits: u64,
     misses: u64,
 }
 
-struct Slot {
-    key: Arc<[u8]>,
-    stored: StoredSticky,
+/// A cached record, laid out flat in the map's bucket next to its key, so that a hit touches
+/// the bucket and little else (the record's own `StickyRecord` would add a string per entry).
+struct Entry {
+    variant: Arc<str>,
+    assigned_ms: u64,
+    propensity: f64,
+    reward: Option<f64>,
+    seq: u64,
+    ring_position: usize,
     /// Set by a hit, cleared by the CLOCK hand passing by.
     referenced: bool,
 }
+
+impl Entry {
+    fn record(&self) -> StickyRecord {
+        StickyRecord {
+            variant: String::from(&*self.variant),
+            assigned_ms: self.assigned_ms,
+            propensity: self.propensity,
+            reward: self.reward,
+        }
+    }
+}
+
+/// Keys up to this many bytes live inside the map's bucket (an experiment id and a UUID unit
+/// fit); longer ones on the heap. Comparing an inline key reads no other memory.
+const INLINE_KEY_BYTES: usize = 62;
+
+/// A sled sticky key, stored inline when short. Hashes and compares as its bytes, so the map
+/// can be probed with a plain `&[u8]`.
+#[derive(Clone)]
+enum CacheKey {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_BYTES],
+    },
+    Heap(Box<[u8]>),
+}
+
+impl CacheKey {
+    fn new(key: Vec<u8>) -> Self {
+        let mut bytes = [0; INLINE_KEY_BYTES];
+        match (bytes.get_mut(..key.len()), u8::try_from(key.len())) {
+            (Some(prefix), Ok(len)) => {
+                prefix.copy_from_slice(&key);
+                CacheKey::Inline { len, bytes }
+            }
+            _ => CacheKey::Heap(key.into_boxed_slice()),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            CacheKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            CacheKey::Heap(bytes) => bytes,
+        }
+    }
+}
+
+impl PartialEq for CacheKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for CacheKey {}
+
+impl Hash for CacheKey {
+    /// Must equal the hash of the bytes: lookups pass `&[u8]` (see `Borrow`).
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for CacheKey {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+/// Most distinct variant ids a shard shares before it starts its set afresh (entries keep
+/// theirs): a bound, although variant ids come from the experiment files, not from clients.
+const MAX_SHARED_VARIANTS: usize = 1024;
 
 impl StickyCache {
     /// A cache holding at most `capacity` records; 0 makes every call a no-op.
@@ -125,15 +212,7 @@ impl StickyCache {
                 // The remainder goes one each to the first shards: the total is exact.
                 let shard_capacity =
                     capacity / shard_count + usize::from(shard < capacity % shard_count);
-                PaddedShard(Mutex::new(Shard {
-                    index: HashMap::with_hasher(hasher.clone()),
-                    slots: Vec::new(),
-                    capacity: shard_capacity,
-                    hand: 0,
-                    last_write_seq: 0,
-                    hits: 0,
-                    misses: 0,
-                }))
+                PaddedShard(Mutex::new(Shard::new(shard_capacity, hasher.clone())))
             })
             .collect();
         StickyCache {
@@ -151,7 +230,7 @@ impl StickyCache {
         };
         for shard in &self.shards {
             let shard = lock(&shard.0);
-            stats.entries += shard.slots.len();
+            stats.entries += shard.entries.len();
             stats.hits += shard.hits;
             stats.misses += shard.misses;
         }
@@ -160,15 +239,15 @@ impl StickyCache {
 
     /// The cached durable record of `key`, if any.
     pub fn get(&self, key: &[u8]) -> Option<StickyRecord> {
-        let mut shard = lock(self.shard_of(key)?);
-        let Some(&position) = shard.index.get(key) else {
+        let mut guard = lock(self.shard_of(key)?);
+        let shard = &mut *guard;
+        let Some(entry) = shard.entries.get_mut(key) else {
             shard.misses += 1;
             return None;
         };
         shard.hits += 1;
-        let slot = shard.slots.get_mut(position)?;
-        slot.referenced = true;
-        Some(slot.stored.record.clone())
+        entry.referenced = true;
+        Some(entry.record())
     }
 
     /// A reader's insert after a miss: `stored` was read from sled after `durable_seq` was
@@ -183,10 +262,11 @@ impl StickyCache {
             return false;
         };
         let mut shard = lock(shard);
-        if shard.last_write_seq > read_after_seq || shard.index.contains_key(key.as_slice()) {
+        if shard.last_write_seq > read_after_seq || shard.entries.contains_key(key.as_slice()) {
             return false;
         }
-        shard.insert_new(Arc::from(key), stored.clone());
+        let variant = shard.shared_variant(&stored.record.variant);
+        shard.insert_new(CacheKey::new(key), variant, stored);
         true
     }
 
@@ -242,15 +322,13 @@ impl StickyCache {
 }
 
 /// Locks a shard. A panic while one was held (it would be a bug here) may have left its map
-/// and slots disagreeing, so a poisoned shard is emptied: an empty cache is always correct.
+/// and ring disagreeing, so a poisoned shard is emptied: an empty cache is always correct.
 fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
     match shard.lock() {
         Ok(guard) => guard,
         Err(poisoned) => {
             let mut guard = poisoned.into_inner();
-            guard.index.clear();
-            guard.slots.clear();
-            guard.hand = 0;
+            guard.clear();
             shard.clear_poison();
             guard
         }
@@ -258,64 +336,111 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 }
 
 impl Shard {
+    fn new(capacity: usize, hasher: RandomState) -> Self {
+        Shard {
+            entries: HashMap::with_hasher(hasher),
+            ring: Vec::new(),
+            capacity,
+            hand: 0,
+            last_write_seq: 0,
+            variants: HashSet::new(),
+            hits: 0,
+            misses: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.ring.clear();
+        self.variants.clear();
+        self.hand = 0;
+    }
+
     fn upsert(&mut self, key: Vec<u8>, stored: StoredSticky) {
-        if let Some(&position) = self.index.get(key.as_slice())
-            && let Some(slot) = self.slots.get_mut(position)
-        {
-            slot.stored = stored;
+        let variant = self.shared_variant(&stored.record.variant);
+        if let Some(entry) = self.entries.get_mut(key.as_slice()) {
+            entry.variant = variant;
+            entry.assigned_ms = stored.record.assigned_ms;
+            entry.propensity = stored.record.propensity;
+            entry.reward = stored.record.reward;
+            entry.seq = stored.seq;
             return;
         }
-        self.insert_new(Arc::from(key), stored);
+        self.insert_new(CacheKey::new(key), variant, &stored);
+    }
+
+    fn shared_variant(&mut self, variant: &str) -> Arc<str> {
+        if let Some(shared) = self.variants.get(variant) {
+            return Arc::clone(shared);
+        }
+        if self.variants.len() >= MAX_SHARED_VARIANTS {
+            self.variants.clear();
+        }
+        let shared: Arc<str> = Arc::from(variant);
+        self.variants.insert(Arc::clone(&shared));
+        shared
     }
 
     /// Inserts a key known to be absent, evicting one entry if the shard is full.
-    fn insert_new(&mut self, key: Arc<[u8]>, stored: StoredSticky) {
-        let slot = Slot {
-            key: Arc::clone(&key),
-            stored,
+    fn insert_new(&mut self, key: CacheKey, variant: Arc<str>, stored: &StoredSticky) {
+        let ring_position = if self.ring.len() < self.capacity {
+            self.ring.push(key.clone());
+            self.ring.len() - 1
+        } else {
+            let Some(victim) = self.clock_victim() else {
+                return;
+            };
+            let evicted = std::mem::replace(&mut self.ring[victim], key.clone());
+            self.entries.remove(&evicted);
+            victim
+        };
+        let entry = Entry {
+            variant,
+            assigned_ms: stored.record.assigned_ms,
+            propensity: stored.record.propensity,
+            reward: stored.record.reward,
+            seq: stored.seq,
+            ring_position,
             referenced: false,
         };
-        if self.slots.len() < self.capacity {
-            self.index.insert(key, self.slots.len());
-            self.slots.push(slot);
-            return;
-        }
-        let Some(victim) = self.clock_victim() else {
-            return;
-        };
-        let evicted = std::mem::replace(&mut self.slots[victim], slot);
-        self.index.remove(&evicted.key);
-        self.index.insert(key, victim);
+        self.entries.insert(key, entry);
     }
 
-    /// CLOCK: the first slot from the hand whose referenced bit is clear, clearing set bits on
-    /// the way. Ends within one turn plus one slot, since the first turn clears every bit.
+    /// CLOCK: the first ring position from the hand whose entry's referenced bit is clear,
+    /// clearing set bits on the way. Ends within one turn plus one step, since the first turn
+    /// clears every bit. Each step is a map lookup, paid on a miss (which also pays a sled
+    /// read) rather than on every hit.
     fn clock_victim(&mut self) -> Option<usize> {
-        let len = self.slots.len();
+        let len = self.ring.len();
         if len == 0 {
             return None;
         }
         loop {
             let position = self.hand % len;
             self.hand = (position + 1) % len;
-            let slot = &mut self.slots[position];
-            if !slot.referenced {
-                return Some(position);
+            match self.entries.get_mut(&self.ring[position]) {
+                Some(entry) if entry.referenced => entry.referenced = false,
+                _ => return Some(position),
             }
-            slot.referenced = false;
         }
     }
 
     fn remove(&mut self, key: &[u8]) {
-        let Some(position) = self.index.remove(key) else {
+        let Some(removed) = self.entries.remove(key) else {
             return;
         };
-        self.slots.swap_remove(position);
-        // The former last slot now sits at `position`; point its key there.
-        if let Some(moved) = self.slots.get(position) {
-            self.index.insert(Arc::clone(&moved.key), position);
+        let position = removed.ring_position;
+        if position >= self.ring.len() {
+            return;
         }
-        if self.hand >= self.slots.len() {
+        self.ring.swap_remove(position);
+        // The former last key now sits at `position`; tell its entry.
+        if let Some(moved) = self.ring.get(position)
+            && let Some(entry) = self.entries.get_mut(moved)
+        {
+            entry.ring_position = position;
+        }
+        if self.hand >= self.ring.len() {
             self.hand = 0;
         }
     }

@@ -249,3 +249,28 @@ fn a_poisoned_shard_is_emptied_and_keeps_working() {
     publish_one(&cache, "u1", Some(stored("bold", None, 2)), 2);
     assert!(cache.get(&key("u1")).is_some());
 }
+
+#[test]
+fn a_key_too_long_to_store_inline_is_cached_like_a_short_one() {
+    let cache = StickyCache::new(16);
+    let long_unit = "u".repeat(3 * INLINE_KEY_BYTES);
+    assert!(matches!(CacheKey::new(key(&long_unit)), CacheKey::Heap(_)));
+    assert!(matches!(CacheKey::new(key("u1")), CacheKey::Inline { .. }));
+    publish_one(&cache, &long_unit, Some(stored("bold", None, 1)), 1);
+    publish_one(&cache, "u1", Some(stored("calm", None, 1)), 1);
+    assert_eq!(cache.get(&key(&long_unit)).unwrap().variant, "bold");
+    assert_eq!(cache.get(&key("u1")).unwrap().variant, "calm");
+    publish_one(&cache, &long_unit, None, 2);
+    assert_eq!(cache.get(&key(&long_unit)), None);
+}
+
+#[test]
+fn records_of_one_variant_share_one_copy_of_its_id() {
+    let cache = StickyCache::with_shards(16, 1);
+    publish_one(&cache, "u1", Some(stored("bold", None, 1)), 1);
+    assert!(cache.fill(key("u2"), &stored("bold", None, 1), 1));
+    let shard = lock(&cache.shards[0].0);
+    let first = &shard.entries[key("u1").as_slice()].variant;
+    let second = &shard.entries[key("u2").as_slice()].variant;
+    assert!(Arc::ptr_eq(first, second));
+}
