@@ -90,6 +90,14 @@ pub struct ServeArgs {
     /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<String>,
+    /// Sticky assignments kept in memory so returning units skip the store read (about 340
+    /// bytes each; 0 disables the cache).
+    #[arg(
+        long,
+        env = "BANDITD_STICKY_CACHE_ENTRIES",
+        default_value_t = crate::store::DEFAULT_STICKY_CACHE_ENTRIES
+    )]
+    pub sticky_cache_entries: usize,
 }
 
 #[derive(Debug, clap::Args)]
@@ -133,30 +141,7 @@ fn validate(args: &ValidateArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    // An empty variable (e.g. `BANDITD_EVENTS_KEY=` in a compose file) means "unset".
-    let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
-    let config = Config {
-        bind: args.bind,
-        data_dir: args.data_dir,
-        experiments: args.experiments,
-        environment: set(args.environment),
-        workers: args
-            .workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-        cors_origins: args
-            .cors_origins
-            .into_iter()
-            .filter(|o| !o.trim().is_empty())
-            .collect(),
-        keys: Keys {
-            events: set(args.events_key),
-            admin: set(args.admin_key),
-            assign: set(args.assign_key),
-        },
-        token_secret: set(args.token_secret),
-        history_interval: args.history_interval.as_std(),
-        watch: !args.no_watch,
-    };
+    let config = serve_config(args);
     let result = actix_web::rt::System::new().block_on(async move {
         let app = Application::build(config.clone()).await?;
         tracing::info!(
@@ -181,6 +166,69 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// The server's configuration from its flags.
+fn serve_config(args: ServeArgs) -> Config {
+    // An empty variable (e.g. `BANDITD_EVENTS_KEY=` in a compose file) means "unset".
+    let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    Config {
+        bind: args.bind,
+        data_dir: args.data_dir,
+        experiments: args.experiments,
+        environment: set(args.environment),
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+        cors_origins: args
+            .cors_origins
+            .into_iter()
+            .filter(|o| !o.trim().is_empty())
+            .collect(),
+        keys: Keys {
+            events: set(args.events_key),
+            admin: set(args.admin_key),
+            assign: set(args.assign_key),
+        },
+        token_secret: set(args.token_secret),
+        history_interval: args.history_interval.as_std(),
+        watch: !args.no_watch,
+        sticky_cache_entries: args.sticky_cache_entries,
+    }
+}
+
 fn parse_duration(text: &str) -> Result<crate::spec::HumanDuration, String> {
     crate::spec::HumanDuration::parse(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serve_args(extra: &[&str]) -> ServeArgs {
+        let argv = ["banditd", "serve"].iter().chain(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Command::Serve(args) => args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_sticky_cache_flag_reaches_the_server_config() {
+        let config = serve_config(serve_args(&["--sticky-cache-entries", "0"]));
+        assert_eq!(config.sticky_cache_entries, 0);
+        let config = serve_config(serve_args(&["--sticky-cache-entries=1000"]));
+        assert_eq!(config.sticky_cache_entries, 1000);
+    }
+
+    #[test]
+    fn the_sticky_cache_is_on_by_default_and_refuses_a_negative_size() {
+        if std::env::var_os("BANDITD_STICKY_CACHE_ENTRIES").is_none() {
+            let config = serve_config(serve_args(&[]));
+            assert_eq!(
+                config.sticky_cache_entries,
+                crate::store::DEFAULT_STICKY_CACHE_ENTRIES
+            );
+        }
+        let argv = ["banditd", "serve", "--sticky-cache-entries", "-1"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
 }

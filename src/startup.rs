@@ -14,7 +14,7 @@ use rand::RngExt;
 use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
 use crate::http::{self, AppState, Keys};
 use crate::spec::SpecError;
-use crate::store::{SledStore, Store, StoreError};
+use crate::store::{SledStore, Store, StoreError, StoreOptions};
 
 /// How often expired event ids and token marks are swept from the store.
 pub const EXPIRE_INTERVAL_SECS: u64 = 60;
@@ -37,6 +37,8 @@ pub struct Config {
     pub history_interval: Duration,
     /// Reload when a file in the experiment folder changes.
     pub watch: bool,
+    /// Capacity of the store's in-memory cache of durable sticky records (0: off).
+    pub sticky_cache_entries: usize,
 }
 
 /// Why the server did not start.
@@ -85,7 +87,10 @@ impl Application {
         let experiments =
             crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&config.data_dir)?);
+        let options = StoreOptions {
+            sticky_cache_entries: config.sticky_cache_entries,
+        };
+        let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
         let secret = match &config.token_secret {
             Some(secret) if secret.len() < MIN_SECRET_BYTES => {
                 return Err(StartupError::WeakSecret(secret.len()));

@@ -13,13 +13,15 @@ mod keys;
 mod overlay;
 mod scan;
 mod sled;
+mod sticky_cache;
 #[cfg(test)]
 mod test_support;
 mod writer;
 
 pub use self::apply::TOKEN_MARK_SLACK_MS;
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
-pub use self::sled::SledStore;
+pub use self::sled::{SledStore, StoreOptions};
+pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,6 +1,7 @@
 //! [`SledStore`]: the embedded default backend. Writes go to one writer thread that group-
-//! commits them (see `writer`); reads of sticky assignments go straight to sled, without the
-//! channel or a lock, and wait only if the record's commit has not reached the disk yet.
+//! commits them (see `writer`); reads of sticky assignments are answered from the in-memory
+//! cache of durable records (see `sticky_cache`), else straight from sled, without the channel
+//! or a lock, and wait only if the record's commit has not reached the disk yet.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -16,11 +17,27 @@ use super::codec;
 use super::keys::{self, KIND_STICKY};
 use super::overlay::io;
 use super::scan;
+use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
 use super::writer::{self, Command, ExposedArm, Shared, Writer};
 use super::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
     StoreFuture, Tally, TokenCredit,
 };
+
+/// How a [`SledStore`] is opened, beyond its directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Most durable sticky records kept in memory for `sticky()`; 0 reads sled every time.
+    pub sticky_cache_entries: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sticky_cache_entries: DEFAULT_STICKY_CACHE_ENTRIES,
+        }
+    }
+}
 
 /// The embedded store: one sled database in a directory, one writer thread.
 pub struct SledStore {
@@ -30,12 +47,18 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir` and starts its writer thread.
+    /// Opens (creating if needed) the store in `dir` with the default [`StoreOptions`] and
+    /// starts its writer thread.
     ///
     /// Startup reads only the per-arm counters, the epoch records and two meta values, never
     /// the assignments or the history, so it takes the same time for ten units as for ten
-    /// million.
+    /// million. The sticky cache starts empty and warms up as units are read or written.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        SledStore::open_with(dir, StoreOptions::default())
+    }
+
+    /// As [`SledStore::open`], with explicit options.
+    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<SledStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", dir.display())))?;
         let db = open_db(dir)?;
@@ -52,6 +75,7 @@ impl SledStore {
             flush_count: AtomicU64::new(0),
             pending_exposures: Mutex::new(Vec::new()),
             failure: OnceLock::new(),
+            sticky_cache: StickyCache::new(options.sticky_cache_entries),
             #[cfg(test)]
             flush_gate: Mutex::new(()),
         });
@@ -72,6 +96,11 @@ impl SledStore {
             commands,
             writer: Mutex::new(Some(handle)),
         })
+    }
+
+    /// Hits, misses and fill of the sticky cache since open.
+    pub fn sticky_cache_stats(&self) -> StickyCacheStats {
+        self.shared.sticky_cache.stats()
     }
 
     /// How many group commits (each one fsync) this handle's writer has made.
@@ -111,11 +140,20 @@ impl SledStore {
         epoch: &Epoch,
         unit: &str,
     ) -> Result<Option<codec::StoredSticky>, StoreError> {
-        let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        match self.shared.db.get(key).map_err(io)? {
-            Some(bytes) => codec::decode_sticky(&bytes).map(Some),
-            None => Ok(None),
-        }
+        self.read_sticky(keys::epoch_key(KIND_STICKY, epoch, unit))
+    }
+
+    /// The record under sticky `key` as sled holds it now, durable or not; a record that was
+    /// durable before the read started also goes into the cache. `durable_seq` is loaded
+    /// before the sled read: that order is what makes the fill safe (see `sticky_cache`).
+    fn read_sticky(&self, key: Vec<u8>) -> Result<Option<codec::StoredSticky>, StoreError> {
+        let read_after_seq = self.shared.durable_seq.load(Ordering::Acquire);
+        let Some(bytes) = self.shared.db.get(&key).map_err(io)? else {
+            return Ok(None);
+        };
+        let stored = codec::decode_sticky(&bytes)?;
+        self.shared.sticky_cache.fill(key, &stored, read_after_seq);
+        Ok(Some(stored))
     }
 
     /// The epoch's history points as sled holds them now, and the newest commit among them.
@@ -205,8 +243,15 @@ async fn wait_durable(shared: Arc<Shared>, seq: u64) -> Result<(), StoreError> {
 }
 
 impl Store for SledStore {
+    /// Every cached record is on disk (see `sticky_cache`), so a hit answers at once. A hit
+    /// can be older than a record whose commit is still in flight: that commit has not been
+    /// acknowledged, so answering the durable record is what a read just before it would see.
     fn sticky(&self, epoch: &Epoch, unit: &str) -> StoreFuture<Option<StickyRecord>> {
-        match self.stored_sticky(epoch, unit) {
+        let key = keys::epoch_key(KIND_STICKY, epoch, unit);
+        if let Some(record) = self.shared.sticky_cache.get(&key) {
+            return ready(Ok(Some(record)));
+        }
+        match self.read_sticky(key) {
             Ok(Some(stored)) if !self.is_durable(stored.seq) => {
                 let shared = Arc::clone(&self.shared);
                 Box::pin(async move {
@@ -227,8 +272,12 @@ impl Store for SledStore {
         tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)> {
         // A durable record is the answer as of now: set-if-absent never replaces it (only a
-        // later re-assignment can), so it can answer without the writer.
-        match self.stored_sticky(epoch, unit) {
+        // later re-assignment can), so it can answer without the writer. Cached ones are.
+        let key = keys::epoch_key(KIND_STICKY, epoch, unit);
+        if let Some(cached) = self.shared.sticky_cache.get(&key) {
+            return ready(Ok((cached, false)));
+        }
+        match self.read_sticky(key) {
             Ok(Some(stored)) if self.is_durable(stored.seq) => {
                 return ready(Ok((stored.record, false)));
             }
@@ -510,3 +559,7 @@ mod reassign_tests;
 #[cfg(test)]
 #[path = "sled_scan_tests.rs"]
 mod scan_tests;
+
+#[cfg(test)]
+#[path = "sled_cache_tests.rs"]
+mod cache_tests;

@@ -98,7 +98,15 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
 #[test]
 fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
+    // The sled read path: with the sticky cache on, the read answers the cached durable
+    // record at once instead (sled_cache_tests.rs checks that path).
+    let store = SledStore::open_with(
+        dir.path(),
+        StoreOptions {
+            sticky_cache_entries: 0,
+        },
+    )
+    .unwrap();
     block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();

@@ -23,6 +23,7 @@ use super::audit::{self, AuditReport};
 use super::codec;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
+use super::sticky_cache::StickyCache;
 use super::{ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -182,6 +183,9 @@ pub struct Shared {
     pub pending_exposures: std::sync::Mutex<Vec<Command>>,
     /// Why the writer stopped, if it failed.
     pub failure: OnceLock<StoreError>,
+    /// Durable sticky records for `sticky()`; the writer publishes each commit's sticky writes
+    /// into it after the fsync and before `durable_seq` moves (see `sticky_cache`).
+    pub sticky_cache: StickyCache,
     /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
     #[cfg(test)]
     pub flush_gate: std::sync::Mutex<()>,
@@ -463,6 +467,7 @@ impl Writer {
         {
             return Ok(());
         }
+        let sticky_writes = self.shared.sticky_cache.sticky_writes(&state.writes);
         let mut batch = sled::Batch::default();
         for (key, value) in state.writes {
             match value {
@@ -526,6 +531,9 @@ impl Writer {
             let _ = self.shared.failure.set(error.clone());
             return Err(error);
         }
+        // On disk now; published before `durable_seq` moves, so nobody can read this commit's
+        // records through sled while the cache still answers older ones.
+        self.shared.sticky_cache.publish(state.seq, sticky_writes);
 
         self.shared.flush_count.fetch_add(1, Ordering::Relaxed);
         self.last_seq = state.seq;
