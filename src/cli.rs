@@ -98,6 +98,14 @@ pub struct ServeArgs {
         default_value_t = crate::store::DEFAULT_STICKY_CACHE_ENTRIES
     )]
     pub sticky_cache_entries: usize,
+    /// MiB of the embedded store's page cache. A soft limit: the store's memory use runs a few
+    /// times higher. Hot sticky reads are served by --sticky-cache-entries instead.
+    #[arg(
+        long,
+        env = "BANDITD_STORE_CACHE_MB",
+        default_value_t = crate::store::DEFAULT_PAGE_CACHE_MB
+    )]
+    pub store_cache_mb: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -192,6 +200,7 @@ fn serve_config(args: ServeArgs) -> Config {
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,
         sticky_cache_entries: args.sticky_cache_entries,
+        store_cache_mb: args.store_cache_mb,
     }
 }
 

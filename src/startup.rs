@@ -39,6 +39,8 @@ pub struct Config {
     pub watch: bool,
     /// Capacity of the store's in-memory cache of durable sticky records (0: off).
     pub sticky_cache_entries: usize,
+    /// sled's page cache in MiB (see `StoreOptions::page_cache_mb`).
+    pub store_cache_mb: u64,
 }
 
 /// Why the server did not start.
@@ -89,6 +91,7 @@ impl Application {
                 .map_err(StartupError::Experiments)?;
         let options = StoreOptions {
             sticky_cache_entries: config.sticky_cache_entries,
+            page_cache_mb: config.store_cache_mb,
         };
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
         let secret = match &config.token_secret {

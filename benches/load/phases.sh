@@ -74,6 +74,32 @@ add_row() {
 }
 
 # measure NAME LABEL CONNECTIONS SCRIPT_ARGS...: baseline, then banditd, same load.
+# With PERF=1, `perf record` samples banditd (every thread, DWARF call stacks) while its
+# scenario runs; the profile goes to benches/load/results/perf-NAME.data and a summary of the
+# hottest call paths to perf-NAME.txt. Sampling costs the server some throughput, so the
+# numbers of a profiled run are not reported as results.
+PERF_PID=
+start_profile() {
+    [[ ${PERF:-0} == 1 ]] || return 0
+    command -v perf >/dev/null || die "PERF=1 needs perf (linux-perf)"
+    PERF_NAME=$1
+    perf record -F 999 --call-graph dwarf,8192 -p "$BANDITD_PID" \
+        -o "$HERE/results/perf-$1.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+    STARTED_PIDS+=("$PERF_PID")
+}
+stop_profile() {
+    [[ -n $PERF_PID ]] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    forget_pid "$PERF_PID"
+    PERF_PID=
+    perf report -i "$HERE/results/perf-$PERF_NAME.data" --children --sort sym --stdio -g none \
+        --percent-limit 1 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-200 \
+        >"$HERE/results/perf-$PERF_NAME.txt" || true
+    log "profile: benches/load/results/perf-$PERF_NAME.{data,txt}"
+}
+
 measure() {
     local name=$1 label=$2 conns=$3 base_rps
     shift 3
@@ -85,8 +111,10 @@ measure() {
     add_row "$label" baseline ""
     log "scenario $name: banditd"
     SERVER_PID=$BANDITD_PID
+    start_profile "$name"
     run_wrk "$WORK/$name.out" "http://127.0.0.1:$BANDITD_PORT" "$DURATION" "$conns" \
         -- "$@" run="$name"
+    stop_profile
     RPS[$name]=${R[rps]}
     EVS[$name]=${R[events_per_s]}
     P99[$name]=${R[p99_us]}

@@ -17,6 +17,7 @@ fn open_with_cache(dir: &Path, sticky_cache_entries: usize) -> SledStore {
         dir,
         StoreOptions {
             sticky_cache_entries,
+            ..StoreOptions::default()
         },
     )
     .unwrap()

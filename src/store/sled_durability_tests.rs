@@ -104,6 +104,7 @@ fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
         dir.path(),
         StoreOptions {
             sticky_cache_entries: 0,
+            ..StoreOptions::default()
         },
     )
     .unwrap();

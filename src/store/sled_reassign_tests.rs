@@ -328,6 +328,7 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
         dir.path(),
         StoreOptions {
             sticky_cache_entries: 0,
+            ..StoreOptions::default()
         },
     )
     .unwrap();

@@ -65,8 +65,9 @@ use super::codec::{self, StoredSticky};
 use super::keys::KIND_STICKY;
 use super::overlay::WriteMap;
 
-/// Default capacity of the sticky cache, in entries (~85 MB).
-pub const DEFAULT_STICKY_CACHE_ENTRIES: usize = 262_144;
+/// Default capacity of the sticky cache, in entries (~22 MB): a site's returning visitors of
+/// the last minutes, not its whole history (the 10M-unit load test hits 10,000 hot units).
+pub const DEFAULT_STICKY_CACHE_ENTRIES: usize = 65_536;
 
 /// Most shards a cache is split into: enough that a few dozen HTTP workers rarely share one.
 pub const MAX_SHARDS: usize = 64;
@@ -291,6 +292,12 @@ impl StickyCache {
 
     /// The writer's upsert after commit `seq` is on disk and before `durable_seq` says so:
     /// every written key takes its new record (or leaves), and its shard remembers `seq`.
+    ///
+    /// A rewarded record only replaces a cached one; it is not added. Rewards are what event
+    /// pipelines write in bulk, mostly for units that are not being assigned right now, and
+    /// adding them would fill the cache with units nobody reads (under a steady event stream
+    /// the cache, and the server's memory, would keep growing until full). New and
+    /// re-assigned units are added: their next page view usually follows soon.
     pub fn publish(&self, seq: u64, writes: StickyWrites) {
         for (key, stored) in writes {
             let Some(shard) = self.shard_of(&key) else {
@@ -299,6 +306,9 @@ impl StickyCache {
             let mut shard = lock(shard);
             shard.last_write_seq = shard.last_write_seq.max(seq);
             match stored {
+                Some(stored) if stored.record.reward.is_some() => {
+                    shard.replace_if_cached(&key, &stored);
+                }
                 Some(stored) => shard.upsert(key, stored),
                 None => shard.remove(&key),
             }
@@ -357,16 +367,26 @@ impl Shard {
     }
 
     fn upsert(&mut self, key: Vec<u8>, stored: StoredSticky) {
+        if !self.replace_if_cached(&key, &stored) {
+            let variant = self.shared_variant(&stored.record.variant);
+            self.insert_new(CacheKey::new(key), variant, &stored);
+        }
+    }
+
+    /// Replaces the cached record of `key`, if there is one; whether there was.
+    fn replace_if_cached(&mut self, key: &[u8], stored: &StoredSticky) -> bool {
+        if !self.entries.contains_key(key) {
+            return false;
+        }
         let variant = self.shared_variant(&stored.record.variant);
-        if let Some(entry) = self.entries.get_mut(key.as_slice()) {
+        if let Some(entry) = self.entries.get_mut(key) {
             entry.variant = variant;
             entry.assigned_ms = stored.record.assigned_ms;
             entry.propensity = stored.record.propensity;
             entry.reward = stored.record.reward;
             entry.seq = stored.seq;
-            return;
         }
-        self.insert_new(CacheKey::new(key), variant, &stored);
+        true
     }
 
     fn shared_variant(&mut self, variant: &str) -> Arc<str> {

@@ -29,12 +29,36 @@ fn a_fill_from_a_read_that_raced_a_newer_commit_is_refused() {
     // The reader loads durable_seq = 5, then reads V1 (seq 3) from sled ...
     let read_after_seq = 5;
     let v1 = stored("bold", None, 3);
-    // ... meanwhile commit 6 credits a reward to the unit and publishes V2 ...
-    let v2 = stored("bold", Some(1.0), 6);
+    // ... meanwhile commit 6 re-assigns the unit and publishes V2 ...
+    let v2 = stored("calm", None, 6);
     publish_one(&cache, "u1", Some(v2.clone()), 6);
     // ... and only then does the reader try to insert what it read.
     assert!(!cache.fill(key("u1"), &v1, read_after_seq));
     assert_eq!(cache.get(&key("u1")), Some(v2.record));
+}
+
+#[test]
+fn a_fill_that_raced_an_uncached_reward_is_refused_and_caches_nothing() {
+    let cache = StickyCache::new(16);
+    let v1 = stored("bold", None, 3);
+    // Commit 6 credits a reward to a unit the cache does not hold: nothing is added ...
+    publish_one(&cache, "u1", Some(stored("bold", Some(1.0), 6)), 6);
+    assert_eq!(cache.get(&key("u1")), None);
+    // ... and the reader that read the unrewarded record before it may not add that either.
+    assert!(!cache.fill(key("u1"), &v1, 5));
+    assert_eq!(cache.get(&key("u1")), None);
+}
+
+#[test]
+fn a_reward_replaces_a_cached_record_but_does_not_add_an_uncached_one() {
+    let cache = StickyCache::new(16);
+    publish_one(&cache, "cached", Some(stored("bold", None, 1)), 1);
+    let rewarded = stored("bold", Some(0.5), 2);
+    publish_one(&cache, "cached", Some(rewarded.clone()), 2);
+    assert_eq!(cache.get(&key("cached")), Some(rewarded.record));
+    publish_one(&cache, "other", Some(stored("bold", Some(1.0), 3)), 3);
+    assert_eq!(cache.get(&key("other")), None);
+    assert_eq!(cache.stats().entries, 1);
 }
 
 #[test]

@@ -25,7 +25,8 @@ pub fn open(dir: &Path) -> SledStore {
 /// The raw sled database of a closed store, for tests that tamper with it. Waits for the
 /// directory lock like `SledStore::open` does (sled releases it a little after the last drop).
 pub fn raw_db(dir: &Path) -> ::sled::Db {
-    super::sled::open_db(dir).expect("the closed store releases its directory lock")
+    super::sled::open_db(dir, super::sled::DEFAULT_PAGE_CACHE_MB)
+        .expect("the closed store releases its directory lock")
 }
 
 pub fn epoch() -> Epoch {
