@@ -8,6 +8,10 @@
 //! `banditd / baseline` is the share of the framework's per-core capacity that banditd keeps;
 //! it cancels out the machine, the load generator and the kernel.
 
+/// The same allocator as banditd (Cargo.toml), so the ratio compares handlers, not allocators.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use actix_web::{App, HttpResponse, HttpServer, web};
 use clap::Parser;
 use serde::Serialize;

@@ -8,6 +8,10 @@
 //! `Store::insert_sticky`, i.e. the writer thread's group commit: thousands of inserts are
 //! kept in flight on one current-thread runtime so that each fsync carries a full batch.
 
+/// The same allocator as banditd (Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
