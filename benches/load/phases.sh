@@ -94,9 +94,21 @@ stop_profile() {
     wait "$PERF_PID" 2>/dev/null || true
     forget_pid "$PERF_PID"
     PERF_PID=
-    perf report -i "$HERE/results/perf-$PERF_NAME.data" --children --sort sym --stdio -g none \
-        --percent-limit 1 2>/dev/null | grep -E '^ +[0-9]' | cut -c1-200 \
-        >"$HERE/results/perf-$PERF_NAME.txt" || true
+    local data=$HERE/results/perf-$PERF_NAME.data
+    {
+        echo "# perf profile of banditd, scenario $PERF_NAME ($(date -u '+%Y-%m-%d %H:%M UTC'))"
+        echo "## CPU by thread"
+        perf report -i "$data" --no-children --sort comm --stdio -g none 2>/dev/null |
+            grep -E '^ +[0-9]' | head -12
+        echo "## Inclusive cost of banditd, sled and codec frames (children %, self %)"
+        perf report -i "$data" --children --sort sym --stdio -g none --percent-limit 0.5 \
+            2>/dev/null | grep -E '^ +[0-9]' |
+            grep -E 'banditd::|sled::(tree|pagecache::PageCache::(get|link)|Db::flush|Tree)|serde_json::(ser|de)::|hmac|sha2|base64|actix_router::|mi_malloc|mi_free|__libc_malloc|_int_free' |
+            grep -v 'closure}} (inlined)$' | cut -c1-160 | head -60
+        echo "## Hottest functions by self time"
+        perf report -i "$data" --no-children --sort sym --stdio -g none 2>/dev/null |
+            grep -E '^ +[0-9]' | head -30 | cut -c1-160
+    } >"$HERE/results/perf-$PERF_NAME.txt" || true
     log "profile: benches/load/results/perf-$PERF_NAME.{data,txt}"
 }
 

@@ -73,8 +73,18 @@ impl SledStore {
         let db = open_db(dir, options.page_cache_mb)?;
         let (durable, last_seq, expired_through) = writer::load(&db)?;
         let (durable_tx, durable_rx) = watch::channel(last_seq);
+        // sled keeps its whole log in one file, `db`, created by the open above.
+        let log_path = dir.join("db");
+        let log_file = std::fs::File::open(&log_path).map_err(|error| {
+            StoreError::Io(format!(
+                "cannot open {} to sync it: {error}",
+                log_path.display()
+            ))
+        })?;
         let shared = Arc::new(Shared {
             db,
+            log_file,
+            data_sync_count: AtomicU64::new(0),
             // Everything on disk at open is durable: a record's commit wrote the sequence
             // number in the same atomic batch.
             durable_seq: AtomicU64::new(last_seq),
@@ -575,3 +585,7 @@ mod scan_tests;
 #[cfg(test)]
 #[path = "sled_cache_tests.rs"]
 mod cache_tests;
+
+#[cfg(test)]
+#[path = "sled_sync_tests.rs"]
+mod sync_tests;
