@@ -9,6 +9,7 @@ mod apply;
 mod audit;
 mod codec;
 mod decay;
+mod expiry;
 mod keys;
 mod overlay;
 mod scan;
@@ -19,6 +20,7 @@ mod writer;
 
 pub use self::apply::TOKEN_MARK_SLACK_MS;
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::sled::SledStore;
 
 use std::collections::HashMap;
