@@ -23,7 +23,7 @@
 use super::StoreError;
 use super::codec;
 use super::keys::{self, KIND_EVENT_ID, KIND_TOKEN_MARK, put_bytes, put_varint};
-use super::overlay::Txn;
+use super::overlay::{KeyValue, Txn};
 
 /// Due times of index values are whole multiples of this: the first `expire` of a new minute
 /// finds everything due in the minute before.
@@ -113,7 +113,7 @@ fn round_up_to_bucket(deadline_ms: u64) -> u64 {
 }
 
 /// The index values (key, value) that commit `seq` writes for `pending`; see the module docs.
-pub fn index_values(seq: u64, pending: &PendingExpiries) -> Vec<(Vec<u8>, Vec<u8>)> {
+pub fn index_values(seq: u64, pending: &PendingExpiries) -> Vec<KeyValue> {
     let mut order: Vec<PendingEntry> = pending.entries.clone();
     // Stable, so records with one deadline stay in the order their requests wrote them.
     order.sort_by_key(|entry| entry.deadline_ms);
@@ -142,7 +142,7 @@ fn encode_value(
     chunk: usize,
     group: &[PendingEntry],
     pending: &PendingExpiries,
-) -> (Vec<u8>, Vec<u8>) {
+) -> KeyValue {
     let latest = group.last().map_or(0, |entry| entry.deadline_ms);
     let due_ms = round_up_to_bucket(latest);
     let mut value = Vec::with_capacity(

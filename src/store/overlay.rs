@@ -52,6 +52,9 @@ pub struct DurableState {
     pub epochs: EpochMap,
 }
 
+/// One stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Key → new value, or `None` for a removal.
 pub type WriteMap = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -249,7 +252,7 @@ impl<'a> Txn<'a> {
         &self,
         now_ms: u64,
         after: Option<&[u8]>,
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StoreError> {
+    ) -> Result<Option<KeyValue>, StoreError> {
         let lower = match after {
             Some(key) => Bound::Excluded(key.to_vec()),
             None => Bound::Included(vec![KIND_EXPIRY]),

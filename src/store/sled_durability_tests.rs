@@ -511,7 +511,7 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
         let report = open(&copies.path().join(copy)).audit().unwrap();
         assert!(report.is_clean(), "{copy}: {report:?}");
         assert_eq!(report.event_ids, report.live_token_marks, "{copy}");
-        assert!(report.event_ids % 300 == 0, "{copy}: {report:?}");
+        assert!(report.event_ids.is_multiple_of(300), "{copy}: {report:?}");
     }
 }
 
