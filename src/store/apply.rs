@@ -1,13 +1,14 @@
 //! What each write does, evaluated by the writer thread against a [`Txn`]: set-if-absent
-//! assignment, compare-and-set re-assignment away from a retired variant, per-request exposures, at-most-once rewards, retention expiry, secrets, epoch
-//! decisions and history.
+//! assignment, compare-and-set re-assignment away from a retired variant, per-request
+//! exposures, at-most-once rewards, secrets, epoch decisions and history. (Retention expiry
+//! has its own module, `expiry`, with the index it walks.)
 //!
 //! Every counter change is made next to the record change that implies it, in the same
 //! request, so the two always land in the same atomic commit; so is the epoch's start time.
 
 use super::codec::{self, TokenMark};
 use super::decay;
-use super::keys::{self, KIND_EVENT_ID, KIND_STICKY, KIND_TOKEN_MARK};
+use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
 use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
 
@@ -176,9 +177,10 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
         } => apply_token_reward(txn, op, assignment_id, variant, *issued_ms, *propensity)?,
     };
     if matches!(outcome, RewardOutcome::Applied { .. }) {
-        // Kept a full window after arrival: a retry within the window is always recognised.
+        // Kept a full window after arrival (and up to `expiry::MAX_RETENTION_LAG_MS` more): a
+        // retry within the window is always recognised.
         let expiry_ms = op.now_ms.saturating_add(op.window_ms);
-        txn.put(keys::expiry_key(expiry_ms, &id_key), Vec::new());
+        txn.index_expiry(&id_key, expiry_ms);
         txn.put(id_key, codec::encode_u64(expiry_ms).to_vec());
     }
     Ok(outcome)
@@ -214,7 +216,8 @@ fn apply_unit_reward(
 
 /// A token assignment has no record besides its mark, and the mark expires. So a token reward
 /// is refused once its mark would be due for removal (by the request's own clock, or because
-/// an `expire` already ran past it); otherwise a late retry could be credited twice.
+/// an `expire` already worked on an index value due at or after it: the watermark); otherwise
+/// a late retry could be credited twice.
 fn apply_token_reward(
     txn: &mut Txn<'_>,
     op: &RewardOp,
@@ -242,61 +245,11 @@ fn apply_token_reward(
         propensity,
         variant: variant.to_owned(),
     };
-    txn.put(keys::expiry_key(mark_expiry_ms, &mark_key), Vec::new());
+    txn.index_expiry(&mark_key, mark_expiry_ms);
     txn.put(mark_key, codec::encode_token_mark(&mark));
     credit_reward(txn, op, variant, issued_ms);
     Ok(RewardOutcome::Applied {
         variant: variant.to_owned(),
-    })
-}
-
-/// Whether an expire pass removed everything due, or stopped at its per-commit limit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExpireProgress {
-    Done(u64),
-    More(u64),
-}
-
-/// Removes up to `limit` event ids and token marks due at `now_ms`, folding each expiring
-/// mark's reward into its arm's folded total so the counters still equal what the records
-/// imply.
-pub fn expire(txn: &mut Txn<'_>, now_ms: u64, limit: usize) -> Result<ExpireProgress, StoreError> {
-    let (due, more) = txn.due_expiry_keys(now_ms, limit)?;
-    let mut removed = 0;
-    for index_key in due {
-        let (deadline, original) = keys::parse_expiry_key(&index_key)?;
-        let original = original.to_vec();
-        txn.remove(index_key);
-        let Some(value) = txn.get(&original)? else {
-            continue;
-        };
-        match original.first() {
-            Some(&KIND_EVENT_ID) => {
-                // A stale index entry (the id was re-applied later) leaves the newer id alone.
-                if codec::decode_u64(&value, "event id deadline")? == deadline {
-                    txn.remove(original);
-                    removed += 1;
-                }
-            }
-            Some(&KIND_TOKEN_MARK) => {
-                let mark = codec::decode_token_mark(&value)?;
-                if mark.expiry_ms == deadline {
-                    let (_, epoch, _) = keys::parse_epoch_key(&original)?;
-                    txn.update_arm(&epoch, &mark.variant, |arm| {
-                        arm.folded_reward += mark.reward
-                    });
-                    txn.remove(original);
-                    removed += 1;
-                }
-            }
-            _ => return Err(keys::corrupt("expiry index points at an unexpected record")),
-        }
-    }
-    txn.set_expired_through(now_ms);
-    Ok(if more {
-        ExpireProgress::More(removed)
-    } else {
-        ExpireProgress::Done(removed)
     })
 }
 

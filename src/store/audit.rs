@@ -16,13 +16,19 @@
 //! exposure's worth of allocation to the epoch, so Σₖ expectedₖ = Σₖ Nₖ is checked per epoch,
 //! up to rounding. Epoch records and history points imply no counters; they are decoded so that
 //! a corrupt one is reported.
+//!
+//! It also checks retention: every event id and token mark must be listed, with the deadline
+//! it holds, by an expiry-index value (see `expiry`); one that is not would never be removed.
+//! The index is written in the same atomic commit as the records, so this holds after any
+//! crash too.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::codec;
+use super::expiry;
 use super::keys::{
-    self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_HISTORY, KIND_MOVED_AWAY, KIND_PER_REQUEST,
-    KIND_STICKY, KIND_TOKEN_MARK,
+    self, KIND_ARM, KIND_EPOCH, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
+    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK,
 };
 use super::overlay::io;
 use super::{ArmCounters, Epoch, StoreError};
@@ -55,6 +61,11 @@ pub struct AuditReport {
     pub arms_checked: usize,
     pub sticky_records: u64,
     pub live_token_marks: u64,
+    /// Event ids kept for dedup.
+    pub event_ids: u64,
+    /// Event ids and token marks that no expiry-index entry lists with their deadline:
+    /// nothing would ever remove them.
+    pub unindexed_records: u64,
     /// Epoch records (start time, decision) that decoded.
     pub epoch_records: u64,
     /// History points that decoded.
@@ -64,10 +75,12 @@ pub struct AuditReport {
 }
 
 impl AuditReport {
-    /// True when every arm's counters equal what its records imply, and every epoch's expected
-    /// exposures add up to its exposures.
+    /// True when every arm's counters equal what its records imply, every epoch's expected
+    /// exposures add up to its exposures, and every retained record is in the expiry index.
     pub fn is_clean(&self) -> bool {
-        self.mismatches.is_empty() && self.expectation_mismatches.is_empty()
+        self.mismatches.is_empty()
+            && self.expectation_mismatches.is_empty()
+            && self.unindexed_records == 0
     }
 }
 
@@ -84,6 +97,7 @@ type ByArm<T> = BTreeMap<(Epoch, String), T>;
 /// mismatch: the audit cannot say what they imply.
 pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport::default();
+    let index = ExpiryIndex::load(db)?;
     let mut implied: ByArm<Implied> = BTreeMap::new();
     for item in db.scan_prefix([KIND_STICKY]) {
         let (key, value) = item.map_err(io)?;
@@ -101,10 +115,20 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         let (key, value) = item.map_err(io)?;
         let (_, epoch, _assignment) = keys::parse_epoch_key(&key)?;
         let mark = codec::decode_token_mark(&value)?;
+        if !index.lists(&key, mark.expiry_ms) {
+            report.unindexed_records += 1;
+        }
         let implied = implied.entry((epoch, mark.variant)).or_default();
         implied.counters.reward_sum += mark.reward;
         implied.reward_terms += 1;
         report.live_token_marks += 1;
+    }
+    for item in db.scan_prefix([KIND_EVENT_ID]) {
+        let (key, value) = item.map_err(io)?;
+        if !index.lists(&key, codec::decode_u64(&value, "event id deadline")?) {
+            report.unindexed_records += 1;
+        }
+        report.event_ids += 1;
     }
     for item in db.scan_prefix([KIND_PER_REQUEST]) {
         let (key, value) = item.map_err(io)?;
@@ -174,6 +198,35 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         }
     }
     Ok(report)
+}
+
+/// Every (record key, deadline) entry of the expiry index, each as the key followed by the
+/// deadline's 8 big-endian bytes (one set, no per-entry tuple).
+struct ExpiryIndex(HashSet<Vec<u8>>);
+
+impl ExpiryIndex {
+    fn load(db: &sled::Db) -> Result<Self, StoreError> {
+        let mut entries = HashSet::new();
+        for item in db.scan_prefix([KIND_EXPIRY]) {
+            let (key, value) = item.map_err(io)?;
+            let due_ms = keys::parse_expiry_key(&key)?;
+            for (record_key, deadline_ms) in expiry::decode_index_value(due_ms, &value)? {
+                entries.insert(Self::entry(record_key, deadline_ms));
+            }
+        }
+        Ok(ExpiryIndex(entries))
+    }
+
+    fn entry(record_key: &[u8], deadline_ms: u64) -> Vec<u8> {
+        let mut entry = Vec::with_capacity(record_key.len() + 8);
+        entry.extend_from_slice(record_key);
+        entry.extend_from_slice(&deadline_ms.to_be_bytes());
+        entry
+    }
+
+    fn lists(&self, record_key: &[u8], deadline_ms: u64) -> bool {
+        self.0.contains(&Self::entry(record_key, deadline_ms))
+    }
 }
 
 /// Epochs whose Σ expected exposures is not Σ exposures up to rounding.

@@ -29,12 +29,15 @@ pub const KIND_EVENT_ID: u8 = 0x11;
 pub const KIND_TOKEN_MARK: u8 = 0x12;
 /// `(epoch, at_ms BE)` → one history point; big-endian so an epoch's points sort by time.
 pub const KIND_HISTORY: u8 = 0x13;
-/// `(expiry_ms BE, original key)` → nothing: makes expiry a range scan instead of a full scan.
+/// `(due_ms BE, commit seq BE, chunk BE)` → the event ids and token marks one group commit
+/// created that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
+/// range scan over a few values per commit instead of a full scan or one key per record.
 pub const KIND_EXPIRY: u8 = 0x20;
 
 /// Meta key of the sequence number of the last committed group commit.
 pub const META_SEQ: &[u8] = b"\x00seq";
-/// Meta key of the highest `now_ms` ever handed to `expire`.
+/// Meta key of the expiry watermark: the latest due time of an expiry-index value that
+/// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
 
 /// Appends `value` as unsigned LEB128 (1 byte below 128, at most 10).
@@ -172,28 +175,36 @@ pub fn event_id_key(experiment: &str, event_id: &str) -> Vec<u8> {
     key
 }
 
-/// Expiry-index entry for `original` (an event id or token mark key) that expires at
-/// `expiry_ms`. Big-endian so that sled's byte order is time order.
-pub fn expiry_key(expiry_ms: u64, original: &[u8]) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + 8 + original.len());
+/// Key of the `chunk`-th expiry-index value written by commit `seq`, whose records are all due
+/// by `due_ms`. Big-endian so that sled's byte order is due order; the commit and chunk only
+/// keep values of different commits (or one big commit) with the same due time apart.
+pub fn expiry_key(due_ms: u64, seq: u64, chunk: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(EXPIRY_KEY_LEN);
     key.push(KIND_EXPIRY);
-    key.extend_from_slice(&expiry_ms.to_be_bytes());
-    key.extend_from_slice(original);
+    key.extend_from_slice(&due_ms.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key.extend_from_slice(&chunk.to_be_bytes());
     key
 }
 
-/// Splits an expiry-index key into its deadline and the key it points at.
-pub fn parse_expiry_key(key: &[u8]) -> Result<(u64, &[u8]), StoreError> {
+const EXPIRY_KEY_LEN: usize = 1 + 3 * 8;
+
+/// The due time of an expiry-index key made by [`expiry_key`].
+pub fn parse_expiry_key(key: &[u8]) -> Result<u64, StoreError> {
     match key.split_first() {
-        Some((&KIND_EXPIRY, rest)) => take_u64(rest),
+        Some((&KIND_EXPIRY, rest)) if key.len() == EXPIRY_KEY_LEN => Ok(take_u64(rest)?.0),
         _ => Err(corrupt("not an expiry-index key")),
     }
 }
 
-/// Exclusive upper bound of the expiry-index entries due at `now_ms` (deadline <= now).
+/// Exclusive upper bound of the expiry-index keys due at `now_ms` (due time <= now).
 pub fn expiry_due_end(now_ms: u64) -> Vec<u8> {
     match now_ms.checked_add(1) {
-        Some(next) => expiry_key(next, &[]),
+        Some(next) => {
+            let mut end = vec![KIND_EXPIRY];
+            end.extend_from_slice(&next.to_be_bytes());
+            end
+        }
         None => vec![KIND_EXPIRY + 1],
     }
 }
@@ -302,17 +313,17 @@ mod tests {
     }
 
     #[test]
-    fn expiry_keys_sort_by_deadline_and_point_back_at_their_record() {
-        let original = event_id_key("exp", "evt\0/1");
-        let early = expiry_key(5, &original);
-        let late = expiry_key(256, b"\x00");
+    fn expiry_keys_sort_by_due_time_then_commit_and_parse_back() {
+        let early = expiry_key(5, 900, 3);
+        let late = expiry_key(256, 1, 0);
         assert!(early < late);
+        assert!(expiry_key(256, 1, 0) < expiry_key(256, 1, 1));
+        assert!(expiry_key(256, 1, u64::MAX) < expiry_key(256, 2, 0));
         assert!(late < expiry_due_end(256));
         assert!(late >= expiry_due_end(255));
-        assert!(expiry_key(u64::MAX, &original) < expiry_due_end(u64::MAX));
-        let (deadline, back) = parse_expiry_key(&early).unwrap();
-        assert_eq!(deadline, 5);
-        assert_eq!(back, original.as_slice());
+        assert!(expiry_key(u64::MAX, u64::MAX, u64::MAX) < expiry_due_end(u64::MAX));
+        assert_eq!(parse_expiry_key(&early).unwrap(), 5);
+        assert_eq!(parse_expiry_key(&late).unwrap(), 256);
     }
 
     #[test]
@@ -395,6 +406,12 @@ mod tests {
         ));
         assert!(matches!(
             parse_expiry_key(&[KIND_EXPIRY, 1]),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut long = expiry_key(1, 2, 3);
+        long.push(0);
+        assert!(matches!(
+            parse_expiry_key(&long),
             Err(StoreError::Corrupt(_))
         ));
         assert!(matches!(

@@ -9,6 +9,7 @@ mod apply;
 mod audit;
 mod codec;
 mod decay;
+mod expiry;
 mod keys;
 mod overlay;
 mod scan;
@@ -20,6 +21,7 @@ mod writer;
 
 pub use self::apply::TOKEN_MARK_SLACK_MS;
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 

@@ -7,7 +7,9 @@
 //! earlier changes are dropped and the other requests of the batch still commit).
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
+use super::expiry::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY};
 use super::{ArmCounters, Epoch, EpochInfo, StoreError};
 
@@ -50,6 +52,9 @@ pub struct DurableState {
     pub epochs: EpochMap,
 }
 
+/// One stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// Key → new value, or `None` for a removal.
 pub type WriteMap = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
@@ -67,6 +72,8 @@ pub struct BatchState {
     pub arms: ArmMap,
     pub epochs: EpochMap,
     pub expired_through: u64,
+    /// Retained records the batch created, written into index values at commit.
+    pub expiries: PendingExpiries,
 }
 
 impl BatchState {
@@ -80,7 +87,14 @@ impl BatchState {
 
     /// Folds one request's changes in, after the request succeeded.
     pub fn merge(&mut self, changes: TxnChanges) {
-        self.writes.extend(changes.writes);
+        // A bulk reward request is usually alone in its batch: take its map whole rather than
+        // re-inserting thousands of keys.
+        if self.writes.is_empty() {
+            self.writes = changes.writes;
+        } else {
+            self.writes.extend(changes.writes);
+        }
+        self.expiries.append(changes.expiries);
         for (epoch, arms) in changes.arms {
             self.arms.entry(epoch).or_default().extend(arms);
         }
@@ -96,6 +110,26 @@ pub struct TxnChanges {
     arms: ArmMap,
     epochs: EpochMap,
     expired_through: u64,
+    expiries: PendingExpiries,
+}
+
+/// A stored value as a request sees it: borrowed from a pending layer, or sled's own
+/// reference-counted buffer. Neither copies, so reading a record on the hot path allocates
+/// nothing.
+pub enum Stored<'a> {
+    Pending(&'a [u8]),
+    Sled(sled::IVec),
+}
+
+impl std::ops::Deref for Stored<'_> {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            Stored::Pending(bytes) => bytes,
+            Stored::Sled(bytes) => bytes,
+        }
+    }
 }
 
 /// A request's read-write view. Reads fall through request → batch → durable state / sled.
@@ -107,6 +141,7 @@ pub struct Txn<'a> {
     arms: ArmMap,
     epochs: EpochMap,
     expired_through: u64,
+    expiries: PendingExpiries,
 }
 
 impl<'a> Txn<'a> {
@@ -119,6 +154,7 @@ impl<'a> Txn<'a> {
             arms: ArmMap::new(),
             epochs: EpochMap::new(),
             expired_through: batch.expired_through,
+            expiries: PendingExpiries::default(),
         }
     }
 
@@ -136,11 +172,17 @@ impl<'a> Txn<'a> {
         self.expired_through = self.expired_through.max(now_ms);
     }
 
-    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        if let Some(value) = self.writes.get(key).or_else(|| self.batch.writes.get(key)) {
-            return Ok(value.clone());
+    pub fn get(&self, key: &[u8]) -> Result<Option<Stored<'_>>, StoreError> {
+        if let Some(value) = self.pending(key) {
+            return Ok(value.as_deref().map(Stored::Pending));
         }
-        Ok(self.db.get(key).map_err(io)?.map(|value| value.to_vec()))
+        Ok(self.db.get(key).map_err(io)?.map(Stored::Sled))
+    }
+
+    /// The key's value in the request or batch layer: `Some(None)` for a pending removal,
+    /// `None` if neither layer touched the key.
+    fn pending(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
+        self.writes.get(key).or_else(|| self.batch.writes.get(key))
     }
 
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
@@ -149,6 +191,12 @@ impl<'a> Txn<'a> {
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
+    }
+
+    /// Lists `record_key` (an event id or token mark this request writes) in the expiry index
+    /// of the commit, due at `deadline_ms`. Dropped with the request if it fails.
+    pub fn index_expiry(&mut self, record_key: &[u8], deadline_ms: u64) {
+        self.expiries.push(record_key, deadline_ms);
     }
 
     /// The arm's state as this request sees it.
@@ -197,44 +245,45 @@ impl<'a> Txn<'a> {
         self.epochs.insert(epoch.clone(), info);
     }
 
-    /// Up to `limit` expiry-index keys due at `now_ms` (deadline <= now), in deadline order,
-    /// as this request sees them. The flag says whether sled may hold more than were looked at,
-    /// so the caller knows to continue in the next commit.
-    pub fn due_expiry_keys(
+    /// The first expiry-index value due at `now_ms` (due time <= now) whose key sorts after
+    /// `after`, as this request sees it: an earlier request of the batch may have removed or
+    /// rewritten values that sled still holds.
+    pub fn next_due_index_value(
         &self,
         now_ms: u64,
-        limit: usize,
-    ) -> Result<(Vec<Vec<u8>>, bool), StoreError> {
-        let start = vec![KIND_EXPIRY];
-        let end = keys::expiry_due_end(now_ms);
-        let mut candidates: std::collections::BTreeSet<Vec<u8>> = std::collections::BTreeSet::new();
-        let mut truncated = false;
-        for (scanned, item) in self.db.range(start.clone()..end.clone()).enumerate() {
-            if scanned == limit {
-                truncated = true;
+        after: Option<&[u8]>,
+    ) -> Result<Option<KeyValue>, StoreError> {
+        let lower = match after {
+            Some(key) => Bound::Excluded(key.to_vec()),
+            None => Bound::Included(vec![KIND_EXPIRY]),
+        };
+        let range = (lower, Bound::Excluded(keys::expiry_due_end(now_ms)));
+        let mut first: Option<(&Vec<u8>, &Vec<u8>)> = None;
+        for layer in [&self.writes, &self.batch.writes] {
+            let live = layer
+                .range(range.clone())
+                .find_map(|(key, _)| match self.pending(key) {
+                    Some(Some(value)) => Some((key, value)),
+                    _ => None,
+                });
+            if let Some((key, value)) = live
+                && first.is_none_or(|(earliest, _)| key < earliest)
+            {
+                first = Some((key, value));
+            }
+        }
+        for item in self.db.range(range) {
+            let (key, value) = item.map_err(io)?;
+            if first.is_some_and(|(earliest, _)| earliest.as_slice() <= &*key) {
                 break;
             }
-            let (key, _) = item.map_err(io)?;
-            candidates.insert(key.to_vec());
-        }
-        for layer in [&self.batch.writes, &self.writes] {
-            candidates.extend(
-                layer
-                    .range(start.clone()..end.clone())
-                    .map(|(key, _)| key.clone()),
-            );
-        }
-        let mut due = Vec::new();
-        for key in candidates {
-            if due.len() == limit {
-                truncated = true;
-                break;
-            }
-            if self.get(&key)?.is_some() {
-                due.push(key);
+            match self.pending(&key) {
+                // Removed by this batch; a rewritten value is among the layers' candidates.
+                Some(_) => continue,
+                None => return Ok(Some((key.to_vec(), value.to_vec()))),
             }
         }
-        Ok((due, truncated))
+        Ok(first.map(|(key, value)| (key.clone(), value.clone())))
     }
 
     pub fn finish(self) -> TxnChanges {
@@ -243,6 +292,7 @@ impl<'a> Txn<'a> {
             arms: self.arms,
             epochs: self.epochs,
             expired_through: self.expired_through,
+            expiries: self.expiries,
         }
     }
 }
@@ -275,10 +325,12 @@ mod tests {
         batch.writes.insert(b"c".to_vec(), Some(b"batch".to_vec()));
         let mut txn = Txn::new(&db, &durable, &batch);
         txn.put(b"a".to_vec(), b"txn".to_vec());
-        assert_eq!(txn.get(b"a").unwrap(), Some(b"txn".to_vec()));
-        assert_eq!(txn.get(b"b").unwrap(), None);
-        assert_eq!(txn.get(b"c").unwrap(), Some(b"batch".to_vec()));
-        assert_eq!(txn.get(b"d").unwrap(), None);
+        assert_eq!(txn.get(b"a").unwrap().as_deref(), Some(&b"txn"[..]));
+        assert!(txn.get(b"b").unwrap().is_none());
+        assert_eq!(txn.get(b"c").unwrap().as_deref(), Some(&b"batch"[..]));
+        assert_eq!(txn.get(b"d").unwrap().as_deref(), None);
+        db.insert(b"e", b"sled".to_vec()).unwrap();
+        assert_eq!(txn.get(b"e").unwrap().as_deref(), Some(&b"sled"[..]));
     }
 
     #[test]
@@ -290,13 +342,16 @@ mod tests {
             let mut txn = Txn::new(&db, &durable, &batch);
             txn.put(b"x".to_vec(), b"1".to_vec());
             txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
+            txn.index_expiry(b"x", 7);
         }
-        assert!(batch.writes.is_empty() && batch.arms.is_empty());
+        assert!(batch.writes.is_empty() && batch.arms.is_empty() && batch.expiries.is_empty());
         let mut txn = Txn::new(&db, &durable, &batch);
         txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
         txn.set_expired_through(40);
+        txn.index_expiry(b"y", 9);
         let changes = txn.finish();
         batch.merge(changes);
+        assert_eq!(batch.expiries.len(), 1);
         let txn = Txn::new(&db, &durable, &batch);
         assert_eq!(txn.arm(&epoch(), "a").counters.exposures, 1);
         assert_eq!(txn.expired_through(), 40);
@@ -372,30 +427,37 @@ mod tests {
     }
 
     #[test]
-    fn due_expiry_keys_merge_layers_respect_deadlines_and_report_truncation() {
+    fn due_index_values_merge_layers_in_key_order_and_respect_due_times() {
         let (_dir, db) = temp_db();
-        for deadline in [10, 20, 30] {
-            db.insert(keys::expiry_key(deadline, b"s"), vec![]).unwrap();
+        for (due, seq) in [(10, 1), (20, 1), (30, 1)] {
+            db.insert(keys::expiry_key(due, seq, 0), b"sled".to_vec())
+                .unwrap();
         }
         let durable = DurableState::default();
-        let mut batch = BatchState::new(1, 0);
-        batch.writes.insert(keys::expiry_key(10, b"s"), None);
+        let mut batch = BatchState::new(5, 0);
+        // An earlier request of the batch finished the first value and rewrote the second.
+        batch.writes.insert(keys::expiry_key(10, 1, 0), None);
         batch
             .writes
-            .insert(keys::expiry_key(15, b"b"), Some(vec![]));
+            .insert(keys::expiry_key(20, 1, 0), Some(b"rest".to_vec()));
+        batch
+            .writes
+            .insert(keys::expiry_key(15, 2, 0), Some(b"batch".to_vec()));
         let mut txn = Txn::new(&db, &durable, &batch);
-        txn.put(keys::expiry_key(20, b"t"), vec![]);
-        txn.put(keys::expiry_key(21, b"late"), vec![]);
-        let (due, more) = txn.due_expiry_keys(20, 100).unwrap();
-        let expected = vec![
-            keys::expiry_key(15, b"b"),
-            keys::expiry_key(20, b"s"),
-            keys::expiry_key(20, b"t"),
-        ];
-        assert_eq!(due, expected);
-        assert!(!more);
-        let (due, more) = txn.due_expiry_keys(30, 2).unwrap();
-        assert_eq!(due.len(), 2);
-        assert!(more);
+        txn.put(keys::expiry_key(20, 3, 0), b"txn".to_vec());
+        txn.put(keys::expiry_key(21, 3, 0), b"late".to_vec());
+        let mut seen = Vec::new();
+        let mut after = None;
+        while let Some((key, value)) = txn.next_due_index_value(20, after.as_deref()).unwrap() {
+            seen.push((keys::parse_expiry_key(&key).unwrap(), value));
+            after = Some(key);
+        }
+        let expected = [(15, "batch"), (20, "rest"), (20, "txn")]
+            .map(|(due, value)| (due, value.as_bytes().to_vec()));
+        assert_eq!(seen, expected);
+        txn.remove(keys::expiry_key(15, 2, 0));
+        let (first, _) = txn.next_due_index_value(30, None).unwrap().unwrap();
+        assert_eq!(first, keys::expiry_key(20, 1, 0));
+        assert_eq!(txn.next_due_index_value(9, None).unwrap(), None);
     }
 }

@@ -10,6 +10,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::store::CounterMismatch;
+use crate::store::expiry;
 use crate::store::test_support::*;
 use crate::store::writer::MAX_EXPIRE_PER_BATCH;
 
@@ -285,14 +286,17 @@ fn expire_finishes_across_several_commits_past_the_per_commit_limit() {
         .collect();
     block_on(store.apply_rewards(ops)).unwrap();
     let before = store.flush_count();
+    // The ids' index values come first; the limit cuts one of them, so it is rewritten with
+    // its rest and finished in the next commit.
     let removed = block_on(store.expire(T0_MS + 60 * DAY_MS)).unwrap();
-    assert_eq!(removed, 2 * tokens as u64, "every id and every mark");
+    assert_eq!(removed, 2 * tokens as u64, "every id and every mark, once");
     let commits = store.flush_count() - before;
     assert!(
         commits >= 3,
         "{} index entries need 3 commits of {MAX_EXPIRE_PER_BATCH}, took {commits}",
         2 * tokens
     );
+    assert!(indexed_records(&store.shared.db).is_empty());
     let report = store.audit().unwrap();
     assert!(report.is_clean(), "{report:?}");
     let arm = block_on(store.counters(&epoch())).unwrap()["bold"];
@@ -401,4 +405,144 @@ fn epoch_start_decision_and_history_are_not_shown_before_they_are_durable() {
     });
     let read = read.unwrap();
     assert_eq!(block_on(read).unwrap(), vec![(T0_MS, point)]);
+}
+
+/// The record keys every expiry-index value lists, in key order.
+fn indexed_records(db: &::sled::Db) -> Vec<Vec<u8>> {
+    let mut listed = Vec::new();
+    for item in db.scan_prefix([keys::KIND_EXPIRY]) {
+        let (key, value) = item.unwrap();
+        let due_ms = keys::parse_expiry_key(&key).unwrap();
+        for (record_key, _) in expiry::decode_index_value(due_ms, &value).unwrap() {
+            listed.push(record_key.to_vec());
+        }
+    }
+    listed.sort();
+    listed
+}
+
+#[test]
+fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let broken = keys::epoch_key(KIND_STICKY, &epoch(), "broken");
+    store.shared.db.insert(&broken, vec![0xF0]).unwrap();
+    let token =
+        |event: &str, assignment: &str| token_reward(event, assignment, "bold", T0_MS, 1.0, T0_MS);
+    let before = store.flush_count();
+    let gate = store.shared.flush_gate.lock().unwrap();
+    let first = store.apply_rewards(vec![token("e0", "a0")]);
+    let first_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a0");
+    while store.shared.db.get(&first_mark).unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Both queue while the writer waits on the gate, so they share the next commit.
+    let failing = store.apply_rewards(vec![
+        token("e1", "a1"),
+        unit_reward("e2", "broken", 1.0, T0_MS),
+    ]);
+    let passing = store.apply_rewards(vec![token("e3", "a3")]);
+    drop(gate);
+    block_on(first).unwrap();
+    assert!(matches!(block_on(failing), Err(StoreError::Corrupt(_))));
+    assert_eq!(
+        block_on(passing).unwrap(),
+        vec![RewardOutcome::Applied {
+            variant: "bold".to_owned()
+        }]
+    );
+    assert_eq!(store.flush_count(), before + 2, "two commits");
+    let experiment = &epoch().experiment;
+    let mut expected = vec![
+        keys::event_id_key(experiment, "e0"),
+        keys::event_id_key(experiment, "e3"),
+        first_mark,
+        keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a3"),
+    ];
+    expected.sort();
+    assert_eq!(indexed_records(&store.shared.db), expected);
+    store.shared.db.remove(&broken).unwrap();
+    let report = store.audit().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!((report.event_ids, report.live_token_marks), (2, 2));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreement() {
+    let dir = tempfile::tempdir().unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let rewards = |from: usize, at_ms: u64| -> Vec<RewardOp> {
+        (from..from + 300)
+            .map(|n| {
+                let (event, token) = (format!("e{n}"), format!("a{n}"));
+                token_reward(&event, &token, "bold", at_ms, 0.5, at_ms)
+            })
+            .collect()
+    };
+    block_on(store.apply_rewards(rewards(0, T0_MS))).unwrap();
+    let old_id = keys::event_id_key(&epoch().experiment, "e0");
+    let gate = store.shared.flush_gate.lock().unwrap();
+    let expire = store.expire(T0_MS + 60 * DAY_MS);
+    while store.shared.db.get(&old_id).unwrap().is_some() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    copy_dir(dir.path(), &copies.path().join("expire"));
+    drop(gate);
+    assert_eq!(block_on(expire).unwrap(), 600);
+
+    let new_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a300");
+    let gate = store.shared.flush_gate.lock().unwrap();
+    // Issued after the expiry watermark, or they would be refused.
+    let write = store.apply_rewards(rewards(300, T0_MS + 60 * DAY_MS));
+    while store.shared.db.get(&new_mark).unwrap().is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    copy_dir(dir.path(), &copies.path().join("rewards"));
+    drop(gate);
+    block_on(write).unwrap();
+    // Each copy holds the commit whole or not at all: counters equal the records, every id
+    // and mark is indexed, and ids and marks come and go together.
+    for copy in ["expire", "rewards"] {
+        let report = open(&copies.path().join(copy)).audit().unwrap();
+        assert!(report.is_clean(), "{copy}: {report:?}");
+        assert_eq!(report.event_ids, report.live_token_marks, "{copy}");
+        assert!(report.event_ids.is_multiple_of(300), "{copy}: {report:?}");
+    }
+}
+
+#[test]
+fn the_audit_reports_an_event_id_that_no_index_value_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        block_on(store.apply_rewards(vec![token_reward("e1", "a1", "bold", T0_MS, 1.0, T0_MS)]))
+            .unwrap();
+        assert_eq!(store.audit().unwrap().unindexed_records, 0);
+    }
+    {
+        let db = raw_db(dir.path());
+        db.insert(
+            keys::event_id_key(&epoch().experiment, "e2"),
+            codec::encode_u64(T0_MS).to_vec(),
+        )
+        .unwrap();
+        db.flush().unwrap();
+    }
+    let report = open(dir.path()).audit().unwrap();
+    assert_eq!((report.event_ids, report.unindexed_records), (2, 1));
+    assert!(!report.is_clean());
 }

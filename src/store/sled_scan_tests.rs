@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::store::apply::TOKEN_MARK_SLACK_MS;
+use crate::store::expiry::MAX_RETENTION_LAG_MS;
 use crate::store::test_support::*;
 
 fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {
@@ -234,8 +235,9 @@ fn expired_token_credits_are_no_longer_scanned() {
     );
     block_on(store.apply_rewards(vec![early, late])).unwrap();
     let retained_until = T0_MS + 7 * DAY_MS + TOKEN_MARK_SLACK_MS;
-    // Removes the early mark (and both event ids, whose retention is shorter).
-    block_on(store.expire(retained_until)).unwrap();
+    // Removes the early mark (and both event ids, whose retention is shorter) once its index
+    // value is due.
+    block_on(store.expire(retained_until + MAX_RETENTION_LAG_MS)).unwrap();
     let left: HashSet<String> = block_on(store.scan_token_credits(&epoch(), None, 10))
         .unwrap()
         .into_iter()

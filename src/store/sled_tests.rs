@@ -7,6 +7,7 @@ use super::*;
 use crate::store::RewardOutcome::{
     AlreadyRewarded, Applied, Duplicate, OutsideWindow, UnitNotAssigned,
 };
+use crate::store::expiry::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
 use crate::store::test_support::*;
 
 fn applied(variant: &str) -> RewardOutcome {
@@ -286,6 +287,53 @@ fn expire_removes_old_ids_keeps_young_ones_and_never_double_applies() {
 }
 
 #[test]
+fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let units: Vec<String> = (0..1000).map(|n| format!("u{n}")).collect();
+    let inserts: Vec<_> = units
+        .iter()
+        .map(|unit| store.insert_sticky(&epoch(), unit, record("bold", T0_MS), tally(T0_MS)))
+        .collect();
+    block_on(async {
+        for insert in inserts {
+            insert.await.unwrap();
+        }
+    });
+    let keys_before = store.shared.db.len();
+    let ops = units
+        .iter()
+        .enumerate()
+        .map(|(n, unit)| unit_reward(&format!("e{n}"), unit, 1.0, T0_MS + n as u64))
+        .collect();
+    let outcomes = block_on(store.apply_rewards(ops)).unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RewardOutcome::Applied { .. }))
+    );
+    // The sticky records are rewritten in place: new keys are the ids and a few index values.
+    let new_keys = store.shared.db.len() - keys_before;
+    assert!(
+        (1000..=1006).contains(&new_keys),
+        "1000 unit rewards added {new_keys} keys"
+    );
+    // Deadlines T0 + 7d + 0..999 ms: all due by the next bucket boundary, none before them.
+    let first_deadline = T0_MS + 7 * DAY_MS;
+    assert_eq!(block_on(store.expire(first_deadline - 1)).unwrap(), 0);
+    let removed = block_on(store.expire(first_deadline + 999 + EXPIRY_BUCKET_MS)).unwrap();
+    assert_eq!(removed, 1000);
+    let report = store.audit().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.event_ids, 0);
+    assert_eq!(
+        store.shared.db.len(),
+        keys_before,
+        "no index value left behind"
+    );
+}
+
+#[test]
 fn expired_token_marks_fold_their_reward_and_keep_the_audit_clean() {
     let dir = tempfile::tempdir().unwrap();
     let mark_expiry = T0_MS + 7 * DAY_MS + crate::store::apply::TOKEN_MARK_SLACK_MS;
@@ -304,6 +352,11 @@ fn expired_token_marks_fold_their_reward_and_keep_the_audit_clean() {
         );
         assert_eq!(
             block_on(store.expire(mark_expiry)).unwrap(),
+            0,
+            "the mark's index value is due at the next bucket"
+        );
+        assert_eq!(
+            block_on(store.expire(mark_expiry + MAX_RETENTION_LAG_MS)).unwrap(),
             1,
             "then the mark"
         );

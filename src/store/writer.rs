@@ -18,9 +18,10 @@ use std::sync::{Arc, OnceLock};
 use arc_swap::ArcSwap;
 use tokio::sync::{oneshot, watch};
 
-use super::apply::{self, ExpireProgress};
+use super::apply;
 use super::audit::{self, AuditReport};
 use super::codec;
+use super::expiry::{self, ExpireProgress};
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
 use super::sticky_cache::StickyCache;
@@ -71,7 +72,8 @@ fn linger_for_exposures(
         }
     }
 }
-/// Most retention entries one expire removes per group commit; the rest follow in the next.
+/// Most expiry-index entries one expire looks at per group commit (each at most one removal);
+/// the rest follow in the next.
 pub const MAX_EXPIRE_PER_BATCH: usize = 1024;
 
 /// Published counters: epoch → variant → counters, swapped whole after each commit.
@@ -414,7 +416,7 @@ impl Writer {
                     removed_before,
                     reply,
                 } => {
-                    match apply::expire(&mut txn, now_ms, MAX_EXPIRE_PER_BATCH) {
+                    match expiry::expire(&mut txn, now_ms, MAX_EXPIRE_PER_BATCH) {
                         Ok(ExpireProgress::More(removed)) if !stopping => {
                             let removed_before = removed_before + removed;
                             continued.push(Command::Expire {
@@ -471,6 +473,7 @@ impl Writer {
         if state.writes.is_empty()
             && state.arms.is_empty()
             && state.epochs.is_empty()
+            && state.expiries.is_empty()
             && !expiry_moved
         {
             return Ok(());
@@ -482,6 +485,9 @@ impl Writer {
                 Some(value) => batch.insert(key, value),
                 None => batch.remove(key),
             }
+        }
+        for (key, value) in expiry::index_values(state.seq, &state.expiries) {
+            batch.insert(key, value);
         }
         for (epoch, arms) in &state.arms {
             for (variant, arm) in arms {
