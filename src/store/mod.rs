@@ -11,6 +11,7 @@ mod codec;
 mod decay;
 mod expiry;
 mod keys;
+mod load;
 mod overlay;
 mod scan;
 mod sled;

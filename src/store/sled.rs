@@ -15,10 +15,11 @@ use tokio::sync::{oneshot, watch};
 use super::audit::{self, AuditReport};
 use super::codec;
 use super::keys::{self, KIND_STICKY};
+use super::load;
 use super::overlay::io;
 use super::scan;
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
-use super::writer::{self, Command, ExposedArm, Shared, Writer};
+use super::writer::{Command, ExposedArm, Shared, Writer};
 use super::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
     StoreFuture, Tally, TokenCredit,
@@ -71,7 +72,7 @@ impl SledStore {
         std::fs::create_dir_all(dir)
             .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", dir.display())))?;
         let db = open_db(dir, options.page_cache_mb)?;
-        let (durable, last_seq, expired_through) = writer::load(&db)?;
+        let (durable, last_seq, expired_through) = load::load(&db)?;
         let (durable_tx, durable_rx) = watch::channel(last_seq);
         // sled keeps its whole log in one file, `db`, created by the open above.
         let log_path = dir.join("db");
@@ -89,7 +90,7 @@ impl SledStore {
             // number in the same atomic batch.
             durable_seq: AtomicU64::new(last_seq),
             durable_rx,
-            counters: ArcSwap::from_pointee(writer::counter_view(&durable.arms)),
+            counters: ArcSwap::from_pointee(load::counter_view(&durable.arms)),
             epochs: ArcSwap::from_pointee(durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
             pending_exposures: Mutex::new(Vec::new()),
