@@ -71,9 +71,10 @@ pub fn reassign_sticky(
     Ok(Some((record, true)))
 }
 
-/// Counts one per-request exposure: the arm's per-request count is its own record.
-pub fn count_exposure(txn: &mut Txn<'_>, epoch: &Epoch, variant: &str, tally: &Tally) {
-    count_one_exposure(txn, epoch, variant, tally, true);
+/// Counts `n` per-request exposures of `variant` that share one tally (same moment, same
+/// allocation): the arm's per-request count is their only record.
+pub fn count_exposures(txn: &mut Txn<'_>, epoch: &Epoch, variant: &str, tally: &Tally, n: u64) {
+    count_many_exposures(txn, epoch, variant, tally, true, n);
 }
 
 /// One counted exposure: raw N, decayed N, every arm's expected exposures, the epoch start.
@@ -84,30 +85,44 @@ fn count_one_exposure(
     tally: &Tally,
     per_request: bool,
 ) {
+    count_many_exposures(txn, epoch, variant, tally, per_request, 1);
+}
+
+/// `n` exposures at one moment under one allocation: the same as `n` single ones (all decay
+/// from the same instant), in one update per arm.
+fn count_many_exposures(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    variant: &str,
+    tally: &Tally,
+    per_request: bool,
+    n: u64,
+) {
     txn.update_arm(epoch, variant, |arm| {
-        arm.counters.exposures += 1;
+        arm.counters.exposures += n;
         if per_request {
-            arm.per_request += 1;
+            arm.per_request += n;
         }
         decay::record_change(
             &mut arm.counters,
             tally.now_ms,
             tally.half_life_ms,
-            1.0,
+            n as f64,
             0.0,
         );
     });
-    add_expected_exposures(txn, epoch, variant, &tally.allocation);
+    add_expected_exposures(txn, epoch, variant, &tally.allocation, n as f64);
     mark_started(txn, epoch, tally.now_ms);
 }
 
 /// Adds the allocation of this moment to each arm's expected exposures, scaled to sum to
-/// exactly one exposure (see [`Tally::allocation`]), so that Σₖ expectedₖ = N for the epoch.
+/// exactly `exposures` (see [`Tally::allocation`]), so that Σₖ expectedₖ = N for the epoch.
 fn add_expected_exposures(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
     exposed: &str,
     allocation: &[(String, f64)],
+    exposures: f64,
 ) {
     let usable = |probability: f64| {
         if probability.is_finite() && probability > 0.0 {
@@ -121,11 +136,13 @@ fn add_expected_exposures(
         .map(|(_, probability)| usable(*probability))
         .sum();
     if !(total.is_finite() && total > 0.0) {
-        txn.update_arm(epoch, exposed, |arm| arm.counters.expected_exposures += 1.0);
+        txn.update_arm(epoch, exposed, |arm| {
+            arm.counters.expected_exposures += exposures
+        });
         return;
     }
     for (variant, probability) in allocation {
-        let share = usable(*probability) / total;
+        let share = exposures * usable(*probability) / total;
         if share > 0.0 {
             txn.update_arm(epoch, variant, |arm| {
                 arm.counters.expected_exposures += share

@@ -10,6 +10,7 @@ mod audit;
 mod codec;
 mod decay;
 mod expiry;
+mod exposures;
 mod keys;
 mod load;
 mod overlay;

@@ -22,6 +22,7 @@ use super::apply;
 use super::audit::{self, AuditReport};
 use super::codec;
 use super::expiry::{self, ExpireProgress};
+use super::exposures::ExposureGroups;
 use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
 use super::sticky_cache::StickyCache;
@@ -345,6 +346,13 @@ impl Writer {
         let mut deferred: Vec<Deferred> = Vec::with_capacity(commands.len());
         let mut continued: Vec<Command> = Vec::new();
         let mut barrier = None;
+        let (exposures, commands) = ExposureGroups::split(commands);
+        if !exposures.is_empty() {
+            let mut txn = Txn::new(&self.shared.db, &self.durable, &state);
+            exposures.apply(&mut txn);
+            let changes = txn.finish();
+            state.merge(changes);
+        }
         for command in commands {
             let mut txn = Txn::new(&self.shared.db, &self.durable, &state);
             // Whether the request's changes join the batch, and how to answer it afterwards.
@@ -379,15 +387,10 @@ impl Writer {
                 }
                 Command::WakeForExposures => (true, None),
                 Command::CountExposure { epoch, arm, tally } => {
-                    let variant = match &arm {
-                        // The index was taken from this very allocation, so it is in range.
-                        ExposedArm::InAllocation(index) => tally
-                            .allocation
-                            .get(*index)
-                            .map_or("", |(variant, _)| variant.as_str()),
-                        ExposedArm::Other(variant) => variant.as_str(),
-                    };
-                    apply::count_exposure(&mut txn, &epoch, variant, &tally);
+                    // `split` took them all; one that got here is applied alone.
+                    let mut single = ExposureGroups::default();
+                    single.add(epoch, arm, tally);
+                    single.apply(&mut txn);
                     (true, None)
                 }
                 Command::RecordDecision {
