@@ -6,8 +6,10 @@
 scale_assign() {
     SERVER_PID=$BANDITD_PID
     log "scale: $1 (units drawn uniformly from $(thousands "$2"))"
+    start_profile "scale-$1"
     run_wrk "$WORK/scale-$1.out" "http://127.0.0.1:$BANDITD_PORT" "$DURATION" "$CONNECTIONS" \
         -- scenario=assign_known known="$2" known_prefix=s-
+    stop_profile
 }
 
 run_scale() {
