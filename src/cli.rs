@@ -229,6 +229,18 @@ mod tests {
     }
 
     #[test]
+    fn the_store_cache_flag_reaches_the_server_config() {
+        let config = serve_config(serve_args(&["--store-cache-mb", "256"]));
+        assert_eq!(config.store_cache_mb, 256);
+        if std::env::var_os("BANDITD_STORE_CACHE_MB").is_none() {
+            let config = serve_config(serve_args(&[]));
+            assert_eq!(config.store_cache_mb, crate::store::DEFAULT_PAGE_CACHE_MB);
+        }
+        let argv = ["banditd", "serve", "--store-cache-mb", "lots"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
     fn the_sticky_cache_is_on_by_default_and_refuses_a_negative_size() {
         if std::env::var_os("BANDITD_STICKY_CACHE_ENTRIES").is_none() {
             let config = serve_config(serve_args(&[]));

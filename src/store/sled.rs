@@ -85,6 +85,7 @@ impl SledStore {
         let shared = Arc::new(Shared {
             db,
             log_file,
+            #[cfg(test)]
             data_sync_count: AtomicU64::new(0),
             // Everything on disk at open is durable: a record's commit wrote the sequence
             // number in the same atomic batch.

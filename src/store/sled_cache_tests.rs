@@ -12,17 +12,6 @@ fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {
     future.as_mut().poll(&mut context).is_pending()
 }
 
-fn open_with_cache(dir: &Path, sticky_cache_entries: usize) -> SledStore {
-    SledStore::open_with(
-        dir,
-        StoreOptions {
-            sticky_cache_entries,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap()
-}
-
 fn key(unit: &str) -> Vec<u8> {
     keys::epoch_key(KIND_STICKY, &epoch(), unit)
 }
@@ -185,7 +174,7 @@ fn a_reassignment_held_between_apply_and_flush_leaves_the_cached_record_as_it_wa
 fn a_sled_read_that_raced_a_reward_commit_cannot_cache_the_old_record_after_an_eviction() {
     let dir = tempfile::tempdir().unwrap();
     // One entry: every other unit evicts u1.
-    let store = open_with_cache(dir.path(), 1);
+    let store = open_with_sticky_cache(dir.path(), 1);
     insert(&store, "u1", "bold");
     insert(&store, "u2", "calm");
     // A reader's first half: durable_seq, then the sled read of u1 without its reward.
@@ -210,7 +199,7 @@ fn a_sled_read_that_raced_a_reward_commit_cannot_cache_the_old_record_after_an_e
 #[test]
 fn a_store_with_a_zero_capacity_cache_reads_sled_every_time() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with_cache(dir.path(), 0);
+    let store = open_with_sticky_cache(dir.path(), 0);
     insert(&store, "u1", "bold");
     block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
     for _ in 0..3 {
@@ -242,7 +231,7 @@ fn a_reopened_store_caches_a_record_on_its_first_read() {
 #[test]
 fn a_store_cache_holds_at_most_its_capacity_and_every_read_stays_right() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open_with_cache(dir.path(), 8);
+    let store = open_with_sticky_cache(dir.path(), 8);
     let variants = ["control", "bold", "calm"];
     for unit in 0..60 {
         insert(&store, &format!("u{unit}"), variants[unit % 3]);

@@ -101,14 +101,7 @@ fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     let dir = tempfile::tempdir().unwrap();
     // The sled read path: with the sticky cache on, the read answers the cached durable
     // record at once instead (sled_cache_tests.rs checks that path).
-    let store = SledStore::open_with(
-        dir.path(),
-        StoreOptions {
-            sticky_cache_entries: 0,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
+    let store = open_with_sticky_cache(dir.path(), 0);
     block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();

@@ -324,14 +324,7 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     // The sled read path: with the sticky cache on, the read answers the cached durable
     // record at once instead (sled_cache_tests.rs checks that path).
-    let store = SledStore::open_with(
-        dir.path(),
-        StoreOptions {
-            sticky_cache_entries: 0,
-            ..StoreOptions::default()
-        },
-    )
-    .unwrap();
+    let store = open_with_sticky_cache(dir.path(), 0);
     insert(&store, "u1", "old", T0_MS);
     let before = counters_of(&store);
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");

@@ -187,7 +187,8 @@ pub struct Shared {
     /// size: enough to survive `kill -9`, not a power cut or a kernel crash. An acknowledged
     /// write must survive those too.
     pub log_file: std::fs::File,
-    /// Commits whose log file was `fdatasync`ed (equals `flush_count`; kept for tests).
+    /// Commits whose log file was `fdatasync`ed (equals `flush_count`).
+    #[cfg(test)]
     pub data_sync_count: AtomicU64,
     /// Per-request exposures not yet taken into a batch (each a `Command::CountExposure`).
     /// Every batch takes all of them.
@@ -546,6 +547,7 @@ impl Writer {
                 self.shared.log_file.sync_data().map_err(|error| {
                     StoreError::Io(format!("fdatasync of the store's log failed: {error}"))
                 })?;
+                #[cfg(test)]
                 self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
                 Ok(())
             });
