@@ -295,18 +295,13 @@ impl Store for SledStore {
         record: StickyRecord,
         tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)> {
-        // A durable record is the answer as of now: set-if-absent never replaces it (only a
-        // later re-assignment can), so it can answer without the writer. Cached ones are.
+        // A cached record is durable and the answer as of now: set-if-absent never replaces
+        // it (only a later re-assignment can), so it can answer without the writer. Callers
+        // have just read `sticky()` and found nothing, so sled is not read again here: the
+        // writer's set-if-absent reads it anyway, and answers a record that appeared meanwhile.
         let key = keys::epoch_key(KIND_STICKY, epoch, unit);
         if let Some(cached) = self.shared.sticky_cache.get(&key) {
             return ready(Ok((cached, false)));
-        }
-        match self.read_sticky(key) {
-            Ok(Some(stored)) if self.is_durable(stored.seq) => {
-                return ready(Ok((stored.record, false)));
-            }
-            Err(error) => return ready(Err(error)),
-            Ok(_) => {}
         }
         let (reply, answer) = oneshot::channel();
         let command = Command::InsertSticky {
