@@ -276,7 +276,7 @@ fn a_poisoned_shard_is_emptied_and_keeps_working() {
 
 #[test]
 fn a_key_too_long_to_store_inline_is_cached_like_a_short_one() {
-    let cache = StickyCache::new(16);
+    let cache = StickyCache::with_shards(16, 1);
     let long_unit = "u".repeat(3 * INLINE_KEY_BYTES);
     assert!(matches!(CacheKey::new(key(&long_unit)), CacheKey::Heap(_)));
     assert!(matches!(CacheKey::new(key("u1")), CacheKey::Inline { .. }));
