@@ -4,10 +4,21 @@
 //! Keys and values are shaped like banditd's: ~40-byte sticky keys holding ~45-byte records,
 //! in a tree of 100,000 of them.
 //!
+//! The tree is filled in batches of 1,000, as banditd's writer commits (at most 1,024 writes per
+//! commit): one huge batch would leave oversized nodes that sled splits lazily, and every
+//! later operation would pay for that.
+//!
 //! - `sled/get_existing`: one point read (the known-unit assign path without a cache).
-//! - `sled/batch_overwrite_x1000`: 1,000 existing keys rewritten in one `apply_batch` (what a
-//!   reward does to sticky records), no flush.
-//! - `sled/batch_insert_new_x1000`: 1,000 new keys in one `apply_batch` (new units, event ids).
+//! - `sled/overwrite_sequential_x1000`: 1,000 existing keys, adjacent in key order, rewritten
+//!   in one `apply_batch`, then sled's flush (as every banditd commit). Few leaves change, so
+//!   this is sled's best case.
+//! - `sled/overwrite_scattered_x1000`: the same with 1,000 random stored keys, which is what
+//!   rewards do to sticky records: unit ids are chosen by clients, so the units of one commit
+//!   are scattered over the tree.
+//! - `sled/insert_new_sequential_x1000`: 1,000 new keys appended after the last one, and a
+//!   flush.
+//! - `sled/insert_new_scattered_x1000`: 1,000 new keys spread over the tree, like new units
+//!   and event ids.
 //! - `sled/one_40kb_value_flush`: one 40 KB value and a flush: what 1,000 events cost when
 //!   they are one value instead of 1,000 keys.
 //! - `sled/tiny_commit_flush`: one small key and sled's flush: the fixed cost of a group
@@ -27,6 +38,21 @@ fn sticky_key(i: u64) -> Vec<u8> {
     format!("\x01load-sticky\x00r1\x00unit-{i:010}").into_bytes()
 }
 
+/// The key of stored unit `i` when units land in client-chosen (i.e. scattered) places: a
+/// bijection of `0..STORED_KEYS` that jumps across the key space (the multiplier is prime
+/// to `STORED_KEYS`, so no two `i` collide).
+fn scattered_key(i: u64) -> Vec<u8> {
+    sticky_key(i.wrapping_mul(48_271) % STORED_KEYS)
+}
+
+/// A key that is new to the tree and falls between stored ones, anywhere in it: a stored
+/// unit's key with a suffix.
+fn new_scattered_key(n: u64) -> Vec<u8> {
+    let mut key = scattered_key(n % STORED_KEYS);
+    key.extend_from_slice(format!("-{n}").as_bytes());
+    key
+}
+
 fn open() -> (tempfile::TempDir, sled::Db) {
     let dir = tempfile::tempdir().expect("a temp dir");
     let db = sled::Config::new()
@@ -34,13 +60,24 @@ fn open() -> (tempfile::TempDir, sled::Db) {
         .flush_every_ms(None)
         .open()
         .expect("sled opens");
-    let mut batch = sled::Batch::default();
-    for i in 0..STORED_KEYS {
-        batch.insert(sticky_key(i), vec![7u8; 45]);
+    for first in (0..STORED_KEYS).step_by(PER_BATCH as usize) {
+        let mut batch = sled::Batch::default();
+        for i in first..(first + PER_BATCH).min(STORED_KEYS) {
+            batch.insert(scattered_key(i), vec![7u8; 45]);
+        }
+        db.apply_batch(batch).expect("preload");
     }
-    db.apply_batch(batch).expect("preload");
     db.flush().expect("flush");
     (dir, db)
+}
+
+/// One batch of `PER_BATCH` writes of `value_len`-byte values to `key(0..PER_BATCH)`.
+fn batch_of(mut key: impl FnMut(u64) -> Vec<u8>, value_len: usize) -> sled::Batch {
+    let mut batch = sled::Batch::default();
+    for j in 0..PER_BATCH {
+        batch.insert(key(j), vec![8u8; value_len]);
+    }
+    batch
 }
 
 fn sled_costs(c: &mut Criterion) {
@@ -57,38 +94,71 @@ fn sled_costs(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PER_BATCH));
     group.sample_size(20);
     let mut round = 0u64;
-    group.bench_function("batch_overwrite_x1000", |b| {
+    group.bench_function("overwrite_sequential_x1000", |b| {
         b.iter_batched(
             || {
                 round += 1;
-                let mut batch = sled::Batch::default();
-                for j in 0..PER_BATCH {
-                    batch.insert(
-                        sticky_key((round * PER_BATCH + j) % STORED_KEYS),
-                        vec![8u8; 53],
-                    );
-                }
-                batch
+                batch_of(|j| sticky_key((round * PER_BATCH + j) % STORED_KEYS), 53)
             },
-            |batch| db.apply_batch(batch).expect("apply"),
+            |batch| {
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush")
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let mut state = 1u64;
+    group.bench_function("overwrite_scattered_x1000", |b| {
+        b.iter_batched(
+            || {
+                batch_of(
+                    |_| {
+                        // A 64-bit LCG (Knuth's MMIX constants): a fresh, uniformly random
+                        // stored unit each time, so no pattern of leaves repeats.
+                        state = state
+                            .wrapping_mul(6_364_136_223_846_793_005)
+                            .wrapping_add(1_442_695_040_888_963_407);
+                        sticky_key((state >> 33) % STORED_KEYS)
+                    },
+                    53,
+                )
+            },
+            |batch| {
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush")
+            },
             BatchSize::PerIteration,
         )
     });
     let mut fresh = 0u64;
-    group.bench_function("batch_insert_new_x1000", |b| {
+    group.bench_function("insert_new_sequential_x1000", |b| {
         b.iter_batched(
             || {
-                let mut batch = sled::Batch::default();
-                for _ in 0..PER_BATCH {
-                    fresh += 1;
-                    batch.insert(
-                        format!("\x05load-sticky\x00evt-{fresh:012}").into_bytes(),
-                        vec![1u8; 8],
-                    );
-                }
-                batch
+                fresh += 1;
+                let first = fresh * PER_BATCH;
+                batch_of(
+                    |j| format!("\x05load-sticky\x00evt-{:012}", first + j).into(),
+                    8,
+                )
             },
-            |batch| db.apply_batch(batch).expect("apply"),
+            |batch| {
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush")
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench_function("insert_new_scattered_x1000", |b| {
+        b.iter_batched(
+            || {
+                fresh += 1;
+                let first = fresh * PER_BATCH;
+                batch_of(|j| new_scattered_key(first + j), 53)
+            },
+            |batch| {
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush")
+            },
             BatchSize::PerIteration,
         )
     });
