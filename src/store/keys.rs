@@ -36,6 +36,11 @@ pub const KIND_EXPIRY: u8 = 0x20;
 
 /// Meta key of the sequence number of the last committed group commit.
 pub const META_SEQ: &[u8] = b"\x00seq";
+/// Meta key of the store's layout version, [`STORE_FORMAT`].
+pub const META_FORMAT: &[u8] = b"\x00format";
+/// The layout version this build writes and reads. Bump it with any change to the key
+/// layout or a value encoding, so that a build never misreads another's data dir.
+pub const STORE_FORMAT: u64 = 1;
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
 /// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";

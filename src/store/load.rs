@@ -10,6 +10,36 @@ use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND
 use super::overlay::{ArmMap, DurableState, EpochMap, io};
 use super::writer::CounterMap;
 
+/// Checks that `db` holds this build's layout ([`keys::STORE_FORMAT`]) and marks a new, empty
+/// store with it. A store of another version, or one written before stores were marked (its
+/// keys are not empty but it has no mark), is refused: reading it with this build's layout
+/// could misread records or fail at the first expiry, long after startup said all was well.
+pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreError> {
+    let found = match db.get(keys::META_FORMAT).map_err(io)? {
+        Some(value) => Some(codec::decode_u64(&value, "store format")?),
+        None if db.first().map_err(io)?.is_none() => {
+            db.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT))
+                .map_err(io)?;
+            db.flush().map_err(io)?;
+            return Ok(());
+        }
+        None => None,
+    };
+    if found == Some(keys::STORE_FORMAT) {
+        return Ok(());
+    }
+    let written_by = match found {
+        Some(format) => format!("a banditd whose store format is {format}"),
+        None => "a banditd from before store formats were marked".to_owned(),
+    };
+    Err(StoreError::Incompatible(format!(
+        "store directory {} was written by {written_by}; this banditd reads format {} only. \
+         Start it on a new, empty data directory, or keep running the build that wrote this one",
+        dir.display(),
+        keys::STORE_FORMAT
+    )))
+}
+
 /// Loads what the writer needs at open: the arm and epoch states (few keys, so startup does
 /// not depend on how many units are stored), the last commit's sequence number and the expiry
 /// watermark.
@@ -58,4 +88,92 @@ pub fn counter_view(arms: &ArmMap) -> CounterMap {
             (epoch.clone(), Arc::new(view))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::keys::{self, META_FORMAT, STORE_FORMAT};
+    use crate::store::test_support::{T0_MS, block_on, epoch, open, raw_db, record, tally};
+    use crate::store::{SledStore, Store, StoreError, codec};
+
+    fn format_of(dir: &std::path::Path) -> Option<u64> {
+        let db = raw_db(dir);
+        let value = db.get(META_FORMAT).unwrap()?;
+        Some(codec::decode_u64(&value, "format").unwrap())
+    }
+
+    fn refusal(dir: &std::path::Path) -> String {
+        match SledStore::open(dir) {
+            Err(StoreError::Incompatible(message)) => message,
+            Err(other) => panic!("unexpected error {other}"),
+            Ok(_) => panic!("an incompatible store opened"),
+        }
+    }
+
+    #[test]
+    fn a_new_store_is_marked_with_this_builds_format_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS)))
+                .unwrap();
+        }
+        assert_eq!(format_of(dir.path()), Some(STORE_FORMAT));
+        let store = open(dir.path());
+        assert_eq!(
+            block_on(store.sticky(&epoch(), "u1")).unwrap(),
+            Some(record("bold", T0_MS))
+        );
+    }
+
+    #[test]
+    fn a_store_of_another_format_is_refused_and_left_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        {
+            let db = raw_db(dir.path());
+            db.insert(META_FORMAT, codec::encode_u64(STORE_FORMAT + 1).to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let message = refusal(dir.path());
+        assert!(
+            message.contains(&dir.path().display().to_string())
+                && message.contains(&format!("store format is {}", STORE_FORMAT + 1))
+                && message.contains(&format!("reads format {STORE_FORMAT} only")),
+            "{message}"
+        );
+        assert_eq!(format_of(dir.path()), Some(STORE_FORMAT + 1));
+    }
+
+    #[test]
+    fn an_unmarked_store_with_records_is_refused_as_older_and_not_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw_db(dir.path());
+            db.insert(keys::META_SEQ, codec::encode_u64(7).to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let message = refusal(dir.path());
+        assert!(
+            message.contains("from before store formats were marked"),
+            "{message}"
+        );
+        assert_eq!(format_of(dir.path()), None);
+    }
+
+    #[test]
+    fn an_unreadable_mark_is_reported_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = raw_db(dir.path());
+            db.insert(META_FORMAT, b"one".to_vec()).unwrap();
+            db.flush().unwrap();
+        }
+        assert!(matches!(
+            SledStore::open(dir.path()),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
 }

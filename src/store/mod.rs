@@ -44,6 +44,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store is shutting down")]
     Closed,
+    /// The directory holds a store this build cannot read (another layout version).
+    #[error("{0}")]
+    Incompatible(String),
 }
 
 /// One data epoch of one experiment: counters and assignments never cross epochs.

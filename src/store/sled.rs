@@ -72,6 +72,7 @@ impl SledStore {
         std::fs::create_dir_all(dir)
             .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", dir.display())))?;
         let db = open_db(dir, options.page_cache_mb)?;
+        load::check_format(&db, dir)?;
         let (durable, last_seq, expired_through) = load::load(&db)?;
         let (durable_tx, durable_rx) = watch::channel(last_seq);
         // sled keeps its whole log in one file, `db`, created by the open above.

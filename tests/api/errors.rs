@@ -126,3 +126,25 @@ fn sigint_also_drains_flushes_and_exits_zero() {
     app.start().expect("restart");
     assert_eq!(app.assign("headline", "u1")["variant"], variant);
 }
+
+#[test]
+fn a_data_dir_written_by_an_older_build_stops_startup_with_a_clear_message() {
+    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.kill9();
+    // An older build's store: records, but no format mark. A fresh sled directory with one
+    // key stands in for it.
+    let old = app.data_dir().with_file_name("old-data");
+    {
+        let db = sled::open(&old).expect("sled opens a new directory");
+        db.insert(b"\x00seq", &7u64.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    std::fs::remove_dir_all(app.data_dir()).unwrap();
+    std::fs::rename(&old, app.data_dir()).unwrap();
+    let log = app.start().expect_err("the server refuses the old store");
+    assert!(
+        log.contains("from before store formats were marked")
+            && log.contains("new, empty data directory"),
+        "{log}"
+    );
+}
