@@ -323,6 +323,7 @@ fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
 #[test]
 fn a_store_with_a_corrupt_counter_value_refuses_to_open() {
     let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
     {
         let db = raw_db(dir.path());
         db.insert(

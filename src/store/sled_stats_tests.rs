@@ -509,6 +509,7 @@ fn corrupt_epoch_and_history_records_are_corrupt_not_panics() {
         assert!(matches!(store.audit(), Err(StoreError::Corrupt(_))));
     }
     let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
     {
         let db = raw_db(dir.path());
         db.insert(keys::epoch_info_key(&epoch()), vec![0x03, 0x80])
