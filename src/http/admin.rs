@@ -1,4 +1,5 @@
-//! Operator routes: `POST /v1/admin/reload` and `GET /v1/admin/config` (admin key).
+//! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config` and `GET /v1/admin/store`
+//! (admin key).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
@@ -17,6 +18,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     .service(
         web::resource("/v1/admin/config")
             .route(web::get().to(config))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/v1/admin/store")
+            .route(web::get().to(store))
             .default_service(web::to(wrong_method)),
     );
 }
@@ -55,5 +61,28 @@ async fn config(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpR
         "last_error": status.last_error,
         "experiments": experiments,
         "retired": retired,
+    })))
+}
+
+/// The store's counters since start, for sizing `--sticky-cache-entries`: a low hit ratio on a
+/// traffic of returning units means the cache is smaller than the working set, and every miss
+/// is a sled read.
+async fn store(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
+    state.keys.authorize(&req, Scope::Admin)?;
+    let stats = state.engine.store().stats();
+    let cache = stats.sticky_cache;
+    let lookups = cache.hits + cache.misses;
+    // Counts far below 2^53, so the conversion is exact enough for a ratio.
+    let hit_ratio = (lookups > 0).then(|| cache.hits as f64 / lookups as f64);
+    Ok(HttpResponse::Ok().json(json!({
+        "group_commits": stats.group_commits,
+        "durable_seq": stats.durable_seq,
+        "sticky_cache": {
+            "capacity": cache.capacity,
+            "entries": cache.entries,
+            "hits": cache.hits,
+            "misses": cache.misses,
+            "hit_ratio": hit_ratio,
+        },
     })))
 }

@@ -295,6 +295,20 @@ pub trait Store: Send + Sync + 'static {
     /// A named secret kept with the data (e.g. the token key), created with `make` on first use.
     fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
+    /// What an operator sizing the store needs: commits so far and how well the sticky
+    /// cache serves the traffic. Cheap (counters only), so it can be polled.
+    fn stats(&self) -> StoreStats;
+
     /// Makes everything acknowledged so far durable and stops the writer.
     fn shutdown(&self) -> StoreFuture<()>;
+}
+
+/// Counters of a running store, since it was opened.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoreStats {
+    /// Group commits made, each one atomic batch and one fsync.
+    pub group_commits: u64,
+    /// Sequence number of the last commit known to be on disk.
+    pub durable_seq: u64,
+    pub sticky_cache: StickyCacheStats,
 }

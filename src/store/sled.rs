@@ -22,7 +22,7 @@ use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCache
 use super::writer::{Command, ExposedArm, Shared, Writer};
 use super::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
-    StoreFuture, Tally, TokenCredit,
+    StoreFuture, StoreStats, Tally, TokenCredit,
 };
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
@@ -301,7 +301,7 @@ impl Store for SledStore {
         // have just read `sticky()` and found nothing, so sled is not read again here: the
         // writer's set-if-absent reads it anyway, and answers a record that appeared meanwhile.
         let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        if let Some(cached) = self.shared.sticky_cache.get(&key) {
+        if let Some(cached) = self.shared.sticky_cache.peek(&key) {
             return ready(Ok((cached, false)));
         }
         let (reply, answer) = oneshot::channel();
@@ -522,6 +522,14 @@ impl Store for SledStore {
         answer
             .recv()
             .unwrap_or_else(|_| Err(self.shared.stopped_error()))
+    }
+
+    fn stats(&self) -> StoreStats {
+        StoreStats {
+            group_commits: self.flush_count(),
+            durable_seq: self.shared.durable_seq.load(Ordering::Acquire),
+            sticky_cache: self.sticky_cache_stats(),
+        }
     }
 
     fn shutdown(&self) -> StoreFuture<()> {

@@ -88,9 +88,12 @@ pub struct StickyCache {
 /// Hit and miss counts since open, and the current fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StickyCacheStats {
+    /// Most records held (`--sticky-cache-entries`); 0: the cache is off.
     pub capacity: usize,
     pub entries: usize,
+    /// Lookups answered from the cache.
     pub hits: u64,
+    /// Lookups that read sled (new units and units not cached).
     pub misses: u64,
 }
 
@@ -240,15 +243,26 @@ impl StickyCache {
         stats
     }
 
-    /// The cached durable record of `key`, if any.
+    /// The cached durable record of `key`, if any, counted as a hit or a miss: the lookup of
+    /// a unit's assignment, which reads sled on a miss.
     pub fn get(&self, key: &[u8]) -> Option<StickyRecord> {
+        self.lookup(key, true)
+    }
+
+    /// As [`Self::get`], not counted: a second look within one request (whose first look
+    /// was counted) would make the hit ratio lie.
+    pub fn peek(&self, key: &[u8]) -> Option<StickyRecord> {
+        self.lookup(key, false)
+    }
+
+    fn lookup(&self, key: &[u8], counted: bool) -> Option<StickyRecord> {
         let mut guard = lock(self.shard_of(key)?);
         let shard = &mut *guard;
         let Some(entry) = shard.entries.get_mut(key) else {
-            shard.misses += 1;
+            shard.misses += u64::from(counted);
             return None;
         };
-        shard.hits += 1;
+        shard.hits += u64::from(counted);
         entry.referenced = true;
         Some(entry.record())
     }

@@ -223,6 +223,16 @@ fn hits_and_misses_are_counted() {
 }
 
 #[test]
+fn a_peek_finds_the_record_but_is_not_counted() {
+    let cache = StickyCache::with_shards(16, 1);
+    assert_eq!(cache.peek(&key("u1")), None);
+    publish_one(&cache, "u1", Some(stored("bold", None, 1)), 1);
+    assert_eq!(cache.peek(&key("u1")).unwrap().variant, "bold");
+    let stats = cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.entries), (0, 0, 1));
+}
+
+#[test]
 fn sticky_writes_takes_only_sticky_keys_and_decodes_them() {
     let cache = StickyCache::new(16);
     let mut writes = WriteMap::new();

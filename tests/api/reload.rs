@@ -236,14 +236,51 @@ fn admin_routes_need_the_admin_key_when_one_is_set() {
         &[("BANDITD_ADMIN_KEY", "ops")],
     );
     assert_problem(&app.get("/v1/admin/config"), 401, "BANDITD_ADMIN_KEY");
+    assert_problem(&app.get("/v1/admin/store"), 401, "BANDITD_ADMIN_KEY");
     assert_problem(&reload(&app), 401, "BANDITD_ADMIN_KEY");
-    let ok = app
-        .agent
-        .get(format!("{}/v1/admin/config", app.address))
-        .header("authorization", "Bearer ops")
-        .call()
-        .unwrap();
-    assert_eq!(ok.status(), 200);
+    for route in ["config", "store"] {
+        let ok = app
+            .agent
+            .get(format!("{}/v1/admin/{route}", app.address))
+            .header("authorization", "Bearer ops")
+            .call()
+            .unwrap();
+        assert_eq!(ok.status(), 200, "{route}");
+    }
+}
+
+#[test]
+fn the_store_route_counts_commits_and_sticky_cache_hits_and_misses() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_STICKY_CACHE_ENTRIES", "1000")],
+    );
+    let before = app.get("/v1/admin/store").body;
+    assert_eq!(
+        before["sticky_cache"],
+        serde_json::json!({
+            "capacity": 1000, "entries": 0, "hits": 0, "misses": 0, "hit_ratio": null
+        })
+    );
+    // A new unit misses (and its committed record is cached); its return visit hits.
+    let first = app.assign("headline", "u1")["variant"].clone();
+    assert_eq!(app.assign("headline", "u1")["variant"], first);
+    let after = app.get("/v1/admin/store").body;
+    assert_eq!(
+        after["sticky_cache"],
+        serde_json::json!({
+            "capacity": 1000, "entries": 1, "hits": 1, "misses": 1, "hit_ratio": 0.5
+        })
+    );
+    let commits = |body: &serde_json::Value| body["group_commits"].as_u64().unwrap();
+    let seq = |body: &serde_json::Value| body["durable_seq"].as_u64().unwrap();
+    assert!(commits(&after) > commits(&before), "{before} {after}");
+    assert!(seq(&after) > seq(&before), "{before} {after}");
+    assert_problem(
+        &app.post_json("/v1/admin/store", &serde_json::json!({})),
+        405,
+        "POST",
+    );
 }
 
 #[test]
