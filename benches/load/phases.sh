@@ -73,7 +73,7 @@ add_row() {
     fi
 }
 
-# measure NAME LABEL CONNECTIONS SCRIPT_ARGS...: baseline, then banditd, same load.
+# measure NAME LABEL CONNECTIONS SCRIPT_ARGS...: baseline, banditd, baseline again, same load.
 # With PERF=1, `perf record` samples banditd (every thread, DWARF call stacks) while its
 # scenario runs; the profile goes to benches/load/results/perf-NAME.data and a summary of the
 # hottest call paths to perf-NAME.txt. Sampling costs the server some throughput, so the
@@ -113,13 +113,13 @@ stop_profile() {
 }
 
 measure() {
-    local name=$1 label=$2 conns=$3 base_rps
+    local name=$1 label=$2 conns=$3 before_rps
     shift 3
     log "scenario $name: baseline"
     SERVER_PID=$BASELINE_PID
     run_wrk "$WORK/$name-baseline.out" "http://127.0.0.1:$BASELINE_PORT" "$DURATION" "$conns" \
         -- "$@" run="${name}-b"
-    base_rps=${R[rps]}
+    before_rps=${R[rps]}
     add_row "$label" baseline ""
     log "scenario $name: banditd"
     SERVER_PID=$BANDITD_PID
@@ -130,9 +130,24 @@ measure() {
     RPS[$name]=${R[rps]}
     EVS[$name]=${R[events_per_s]}
     P99[$name]=${R[p99_us]}
-    RATIO[$name]=$(ratio "${R[rps]}" "$base_rps")
-    add_row "" banditd "**${RATIO[$name]}×**"
     ((R[highest_next] > EV_CURSOR)) && EV_CURSOR=${R[highest_next]}
+    local -A banditd_run=()
+    local key after_row
+    for key in "${!R[@]}"; do banditd_run[$key]=${R[$key]}; done
+    # The baseline again, right after: the ratio is to the mean of the runs before and after,
+    # so a machine that speeds up or slows down over the pair does not tilt it.
+    log "scenario $name: baseline again"
+    SERVER_PID=$BASELINE_PID
+    run_wrk "$WORK/$name-baseline-after.out" "http://127.0.0.1:$BASELINE_PORT" "$DURATION" \
+        "$conns" -- "$@" run="${name}-a"
+    RATIO[$name]=$(ratio "${RPS[$name]}" "$(((before_rps + R[rps]) / 2))")
+    add_row "" "baseline, after" ""
+    after_row=${ROWS[-1]}
+    unset 'ROWS[-1]'
+    R=()
+    for key in "${!banditd_run[@]}"; do R[$key]=${banditd_run[$key]}; done
+    add_row "" banditd "**${RATIO[$name]}×**"
+    ROWS+=("$after_row")
     return 0
 }
 

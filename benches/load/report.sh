@@ -22,7 +22,7 @@ write_report() {
             echo "## Scenarios"
             echo
             echo "Latencies in ms. Errors: non-2xx / socket errors / timeouts. Refused: events answered"
-            echo "200 but not applied. Ratio: banditd req/s ÷ baseline req/s, measured right before."
+            echo "200 but not applied. Ratio: banditd req/s ÷ the mean of the baseline req/s right before and right after."
             echo "CPU: % of one core over the run (server: all its threads; wrk: the client, to show"
             echo "when the client rather than the server is the limit). RSS: server, at the end, MiB."
             echo

@@ -32,7 +32,8 @@
 #      servers and wrk run in their own sessions at nice $NICE (-10), session (autogroup)
 #      weight included, so that other work on the machine disturbs them less; the report
 #      records the load average and each process's CPU share, which show what remained.
-#   5. Per scenario: the baseline, then banditd, same script, same duration. Reports req/s,
+#   5. Per scenario: the baseline, banditd, then the baseline again, same script, same
+#      duration; the ratio is to the mean of the two baseline runs. Reports req/s,
 #      events/s, p50/p99/p99.9 latency, errors (non-2xx counted by the Lua script, socket
 #      errors, timeouts, refused events), banditd/baseline, server CPU (% of a core) and
 #      client CPU (to show when wrk, not the server, is the limit), server RSS at the end.
