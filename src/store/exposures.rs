@@ -13,8 +13,16 @@ use std::sync::Arc;
 
 use super::apply;
 use super::overlay::Txn;
-use super::writer::{Command, ExposedArm};
+use super::writer::ExposedArm;
 use super::{Epoch, Tally};
+
+/// One per-request exposure, queued by the HTTP worker in `Shared::pending_exposures` until
+/// the writer's next batch takes them all.
+pub struct PendingExposure {
+    pub epoch: Epoch,
+    pub arm: ExposedArm,
+    pub tally: Tally,
+}
 
 /// What makes two exposures interchangeable. The allocation is compared by identity: it is
 /// shared per posterior snapshot, and an equal copy merely misses a merge.
@@ -50,20 +58,16 @@ pub struct ExposureGroups {
 }
 
 impl ExposureGroups {
-    /// Takes the exposures out of `commands` (every other command keeps its order).
-    pub fn split(commands: Vec<Command>) -> (ExposureGroups, Vec<Command>) {
+    /// Groups a batch's exposures, in order of each group's first exposure.
+    pub fn of(exposures: Vec<PendingExposure>) -> ExposureGroups {
         let mut groups = ExposureGroups::default();
-        let mut rest = Vec::with_capacity(commands.len());
-        for command in commands {
-            match command {
-                Command::CountExposure { epoch, arm, tally } => groups.add(epoch, arm, tally),
-                other => rest.push(other),
-            }
+        for PendingExposure { epoch, arm, tally } in exposures {
+            groups.add(epoch, arm, tally);
         }
-        (groups, rest)
+        groups
     }
 
-    pub fn add(&mut self, epoch: Epoch, arm: ExposedArm, tally: Tally) {
+    fn add(&mut self, epoch: Epoch, arm: ExposedArm, tally: Tally) {
         let key = GroupKey {
             epoch,
             arm: match &arm {

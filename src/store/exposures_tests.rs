@@ -6,8 +6,8 @@ use crate::store::test_support::*;
 
 const HALF_LIFE_MS: u64 = 60_000;
 
-fn exposure(variant_index: usize, tally: &Tally) -> Command {
-    Command::CountExposure {
+fn exposure(variant_index: usize, tally: &Tally) -> PendingExposure {
+    PendingExposure {
         epoch: epoch(),
         arm: ExposedArm::InAllocation(variant_index),
         tally: tally.clone(),
@@ -27,19 +27,16 @@ fn exposures_sharing_epoch_arm_moment_and_allocation_form_one_group() {
     };
     // Equal content, another snapshot: kept apart (identity, not equality, is compared).
     let copy = tally_with(T0_MS, None, &[("a", 0.5), ("b", 0.5)]);
-    let commands = vec![
+    let exposures = vec![
         exposure(0, &allocation),
-        Command::WakeForExposures,
         exposure(1, &allocation),
         exposure(0, &allocation),
         exposure(0, &later),
         exposure(0, &copy),
         exposure(0, &allocation),
     ];
-    let (groups, rest) = ExposureGroups::split(commands);
+    let groups = ExposureGroups::of(exposures);
     assert_eq!(counts(&groups), vec![3, 1, 1, 1]);
-    assert_eq!(rest.len(), 1, "only the wake-up is left");
-    assert!(matches!(rest[0], Command::WakeForExposures));
 }
 
 #[test]
@@ -58,30 +55,28 @@ fn grouped_exposures_equal_the_closed_form_and_the_one_by_one_counts() {
         ..first.clone()
     };
     // 1,000 of a and 500 of b at T0; 300 more of a one half-life later.
-    let mut commands = Vec::new();
+    let mut exposures = Vec::new();
     for i in 0..1_500 {
-        commands.push(exposure(usize::from(i >= 1_000), &first));
+        exposures.push(exposure(usize::from(i >= 1_000), &first));
     }
     for _ in 0..300 {
-        commands.push(exposure(0, &later));
+        exposures.push(exposure(0, &later));
     }
 
     let mut one_by_one = Txn::new(&db, &durable, &batch);
-    for command in &commands {
-        if let Command::CountExposure { epoch, arm, tally } = command {
-            let ExposedArm::InAllocation(index) = arm else {
-                unreachable!("built above")
-            };
-            apply::count_exposures(
-                &mut one_by_one,
-                epoch,
-                &tally.allocation[*index].0,
-                tally,
-                1,
-            );
-        }
+    for PendingExposure { epoch, arm, tally } in &exposures {
+        let ExposedArm::InAllocation(index) = arm else {
+            unreachable!("built above")
+        };
+        apply::count_exposures(
+            &mut one_by_one,
+            epoch,
+            &tally.allocation[*index].0,
+            tally,
+            1,
+        );
     }
-    let (groups, _) = ExposureGroups::split(commands);
+    let groups = ExposureGroups::of(exposures);
     assert_eq!(counts(&groups), vec![1_000, 500, 300]);
     let mut grouped = Txn::new(&db, &durable, &batch);
     groups.apply(&mut grouped);

@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::audit::{self, AuditReport};
 use super::codec;
+use super::exposures::PendingExposure;
 use super::keys::{self, KIND_STICKY};
 use super::load;
 use super::overlay::io;
@@ -347,22 +348,22 @@ impl Store for SledStore {
     }
 
     fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally) {
-        let command = Command::CountExposure {
-            epoch: epoch.clone(),
-            arm: ExposedArm::of(variant, &tally),
-            tally,
-        };
         if self.shared.failure.get().is_some() {
             tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
             return;
         }
+        let exposure = PendingExposure {
+            epoch: epoch.clone(),
+            arm: ExposedArm::of(variant, &tally),
+            tally,
+        };
         let first = {
             let mut pending = self
                 .shared
                 .pending_exposures
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            pending.push(command);
+            pending.push(exposure);
             pending.len() == 1
         };
         if first && self.commands.send(Command::WakeForExposures).is_err() {

@@ -22,7 +22,7 @@ use super::apply;
 use super::audit::{self, AuditReport};
 use super::codec;
 use super::expiry::{self, ExpireProgress};
-use super::exposures::ExposureGroups;
+use super::exposures::{ExposureGroups, PendingExposure};
 use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
 use super::sticky_cache::StickyCache;
@@ -46,12 +46,7 @@ fn linger_for_exposures(
     weight: &mut usize,
     commands: &mpsc::Receiver<Command>,
 ) {
-    let only_exposures = |batch: &[Command]| {
-        batch
-            .iter()
-            .all(|c| matches!(c, Command::CountExposure { .. } | Command::WakeForExposures))
-    };
-    if !only_exposures(batch) {
+    if !batch.iter().all(|c| matches!(c, Command::WakeForExposures)) {
         return;
     }
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(EXPOSURE_LINGER_MS);
@@ -59,10 +54,7 @@ fn linger_for_exposures(
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         match commands.recv_timeout(left) {
             Ok(command) => {
-                let waited_for = !matches!(
-                    command,
-                    Command::CountExposure { .. } | Command::WakeForExposures
-                );
+                let waited_for = !matches!(command, Command::WakeForExposures);
                 *weight += command.weight();
                 batch.push(command);
                 if waited_for {
@@ -116,11 +108,6 @@ pub enum Command {
         record: StickyRecord,
         tally: Tally,
         reply: Reply<Option<(StickyRecord, bool)>>,
-    },
-    CountExposure {
-        epoch: Epoch,
-        arm: ExposedArm,
-        tally: Tally,
     },
     /// Exposures are waiting in [`Shared::pending_exposures`]; sent only by the push that
     /// found that queue empty, so a stream of exposures wakes the writer once per commit
@@ -190,9 +177,9 @@ pub struct Shared {
     /// Commits whose log file was `fdatasync`ed (equals `flush_count`).
     #[cfg(test)]
     pub data_sync_count: AtomicU64,
-    /// Per-request exposures not yet taken into a batch (each a `Command::CountExposure`).
+    /// Per-request exposures not yet taken into a batch.
     /// Every batch takes all of them.
-    pub pending_exposures: std::sync::Mutex<Vec<Command>>,
+    pub pending_exposures: std::sync::Mutex<Vec<PendingExposure>>,
     /// Why the writer stopped, if it failed.
     pub failure: OnceLock<StoreError>,
     /// Durable sticky records for `sticky()`; the writer publishes each commit's sticky writes
@@ -309,8 +296,8 @@ impl Writer {
             if self.carry.is_empty() {
                 linger_for_exposures(&mut batch, &mut weight, &commands);
             }
-            // Every batch takes all waiting exposures (first, so a barrier stays last).
-            let mut pending = std::mem::take(
+            // Every batch takes all waiting exposures.
+            let pending = std::mem::take(
                 &mut *self
                     .shared
                     .pending_exposures
@@ -320,10 +307,8 @@ impl Writer {
             if pending.is_empty() && batch.iter().all(|c| matches!(c, Command::WakeForExposures)) {
                 continue; // a wake-up whose exposures an earlier batch already took
             }
-            pending.append(&mut batch);
-            let batch = pending;
             let stopping = matches!(batch.last(), Some(Command::Shutdown { .. }));
-            let barrier = self.process(batch, stopping);
+            let barrier = self.process(pending, batch, stopping);
             if let Some(failure) = self.shared.failure.get() {
                 tracing::error!(error = %failure, "store writer stopped after a failed commit");
                 return;
@@ -342,12 +327,17 @@ impl Writer {
     }
 
     /// Evaluates one batch, commits it, answers its callers; returns its barrier command.
-    fn process(&mut self, commands: Vec<Command>, stopping: bool) -> Option<Barrier> {
+    fn process(
+        &mut self,
+        exposures: Vec<PendingExposure>,
+        commands: Vec<Command>,
+        stopping: bool,
+    ) -> Option<Barrier> {
         let mut state = BatchState::new(self.last_seq + 1, self.expired_through);
         let mut deferred: Vec<Deferred> = Vec::with_capacity(commands.len());
         let mut continued: Vec<Command> = Vec::new();
         let mut barrier = None;
-        let (exposures, commands) = ExposureGroups::split(commands);
+        let exposures = ExposureGroups::of(exposures);
         if !exposures.is_empty() {
             let mut txn = Txn::new(&self.shared.db, &self.durable, &state);
             exposures.apply(&mut txn);
@@ -387,13 +377,6 @@ impl Writer {
                     (result.is_ok(), Some(defer(reply, result)))
                 }
                 Command::WakeForExposures => (true, None),
-                Command::CountExposure { epoch, arm, tally } => {
-                    // `split` took them all; one that got here is applied alone.
-                    let mut single = ExposureGroups::default();
-                    single.add(epoch, arm, tally);
-                    single.apply(&mut txn);
-                    (true, None)
-                }
                 Command::RecordDecision {
                     epoch,
                     decision,
