@@ -29,7 +29,10 @@
 
 use std::hint::black_box;
 
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 
 const STORED_KEYS: u64 = 100_000;
 const PER_BATCH: u64 = 1_000;
@@ -80,6 +83,26 @@ fn batch_of(mut key: impl FnMut(u64) -> Vec<u8>, value_len: usize) -> sled::Batc
     batch
 }
 
+/// Benchmarks one commit as banditd's writer makes it: `apply_batch` of the next batch (built
+/// outside the timing), then sled's flush.
+fn commit_batches(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    db: &sled::Db,
+    mut next_batch: impl FnMut() -> sled::Batch,
+) {
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            &mut next_batch,
+            |batch| {
+                db.apply_batch(batch).expect("apply");
+                db.flush().expect("flush")
+            },
+            BatchSize::PerIteration,
+        )
+    });
+}
+
 fn sled_costs(c: &mut Criterion) {
     let (dir, db) = open();
     let mut group = c.benchmark_group("sled");
@@ -94,73 +117,37 @@ fn sled_costs(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PER_BATCH));
     group.sample_size(20);
     let mut round = 0u64;
-    group.bench_function("overwrite_sequential_x1000", |b| {
-        b.iter_batched(
-            || {
-                round += 1;
-                batch_of(|j| sticky_key((round * PER_BATCH + j) % STORED_KEYS), 53)
-            },
-            |batch| {
-                db.apply_batch(batch).expect("apply");
-                db.flush().expect("flush")
-            },
-            BatchSize::PerIteration,
-        )
+    commit_batches(&mut group, "overwrite_sequential_x1000", &db, || {
+        round += 1;
+        batch_of(|j| sticky_key((round * PER_BATCH + j) % STORED_KEYS), 53)
     });
     let mut state = 1u64;
-    group.bench_function("overwrite_scattered_x1000", |b| {
-        b.iter_batched(
-            || {
-                batch_of(
-                    |_| {
-                        // A 64-bit LCG (Knuth's MMIX constants): a fresh, uniformly random
-                        // stored unit each time, so no pattern of leaves repeats.
-                        state = state
-                            .wrapping_mul(6_364_136_223_846_793_005)
-                            .wrapping_add(1_442_695_040_888_963_407);
-                        sticky_key((state >> 33) % STORED_KEYS)
-                    },
-                    53,
-                )
+    commit_batches(&mut group, "overwrite_scattered_x1000", &db, || {
+        batch_of(
+            |_| {
+                // A 64-bit LCG (Knuth's MMIX constants): a fresh, uniformly random stored
+                // unit each time, so no pattern of leaves repeats.
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                sticky_key((state >> 33) % STORED_KEYS)
             },
-            |batch| {
-                db.apply_batch(batch).expect("apply");
-                db.flush().expect("flush")
-            },
-            BatchSize::PerIteration,
+            53,
         )
     });
     let mut fresh = 0u64;
-    group.bench_function("insert_new_sequential_x1000", |b| {
-        b.iter_batched(
-            || {
-                fresh += 1;
-                let first = fresh * PER_BATCH;
-                batch_of(
-                    |j| format!("\x05load-sticky\x00evt-{:012}", first + j).into(),
-                    8,
-                )
-            },
-            |batch| {
-                db.apply_batch(batch).expect("apply");
-                db.flush().expect("flush")
-            },
-            BatchSize::PerIteration,
+    commit_batches(&mut group, "insert_new_sequential_x1000", &db, || {
+        fresh += 1;
+        let first = fresh * PER_BATCH;
+        batch_of(
+            |j| format!("\x05load-sticky\x00evt-{:012}", first + j).into(),
+            8,
         )
     });
-    group.bench_function("insert_new_scattered_x1000", |b| {
-        b.iter_batched(
-            || {
-                fresh += 1;
-                let first = fresh * PER_BATCH;
-                batch_of(|j| new_scattered_key(first + j), 53)
-            },
-            |batch| {
-                db.apply_batch(batch).expect("apply");
-                db.flush().expect("flush")
-            },
-            BatchSize::PerIteration,
-        )
+    commit_batches(&mut group, "insert_new_scattered_x1000", &db, || {
+        fresh += 1;
+        let first = fresh * PER_BATCH;
+        batch_of(|j| new_scattered_key(first + j), 53)
     });
     let mut blob = 0u64;
     group.bench_function("one_40kb_value_flush", |b| {

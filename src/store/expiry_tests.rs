@@ -7,26 +7,13 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
-use crate::store::Epoch;
 use crate::store::codec::TokenMark;
 use crate::store::keys::KIND_EXPIRY;
 use crate::store::overlay::{BatchState, DurableState};
-
-fn temp_db() -> (tempfile::TempDir, sled::Db) {
-    let dir = tempfile::tempdir().unwrap();
-    let db = sled::Config::new().path(dir.path()).open().unwrap();
-    (dir, db)
-}
-
-fn epoch() -> Epoch {
-    Epoch {
-        experiment: "exp".to_owned(),
-        revision: 1,
-    }
-}
+use crate::store::test_support::{epoch, temp_db};
 
 fn id_key(n: usize) -> Vec<u8> {
-    keys::event_id_key("exp", &format!("event-{n}"))
+    keys::event_id_key(&epoch().experiment, &format!("event-{n}"))
 }
 
 fn pending_of(entries: &[(Vec<u8>, u64)]) -> PendingExpiries {
@@ -56,6 +43,23 @@ fn index_in(db: &sled::Db) -> Vec<(Vec<u8>, Vec<u8>)> {
             (key.to_vec(), value.to_vec())
         })
         .collect()
+}
+
+/// One expire pass as its own batch `seq`, committed.
+fn expire_pass(
+    db: &sled::Db,
+    durable: &mut DurableState,
+    seq: u64,
+    now_ms: u64,
+    limit: usize,
+) -> ExpireProgress {
+    let mut batch = BatchState::new(seq, 0);
+    let mut txn = Txn::new(db, durable, &batch);
+    let progress = expire(&mut txn, now_ms, limit).unwrap();
+    let changes = txn.finish();
+    batch.merge(changes);
+    commit(db, durable, batch);
+    progress
 }
 
 /// Writes a batch to sled as `Writer::commit` does (records, then the batch's index values)
@@ -239,12 +243,7 @@ fn expire_cut_by_its_limit_rewrites_the_value_and_later_passes_finish_it_exactly
     let mut durable = DurableState::default();
     let mut progress = Vec::new();
     for seq in 2.. {
-        let mut batch = BatchState::new(seq, 0);
-        let mut txn = Txn::new(&db, &durable, &batch);
-        let pass = expire(&mut txn, 1_000_000, 4).unwrap();
-        let changes = txn.finish();
-        batch.merge(changes);
-        commit(&db, &mut durable, batch);
+        let pass = expire_pass(&db, &mut durable, seq, 1_000_000, 4);
         progress.push(pass);
         if seq == 2 {
             // The 4 entries looked at are gone from the index; the other 8 wait in it.
@@ -299,15 +298,7 @@ fn a_stale_entry_leaves_a_record_with_a_newer_deadline_alone() {
         }
     }
     let mut durable = DurableState::default();
-    let mut pass = |now_ms| {
-        let mut batch = BatchState::new(3, 0);
-        let mut txn = Txn::new(&db, &durable, &batch);
-        let progress = expire(&mut txn, now_ms, 100).unwrap();
-        let changes = txn.finish();
-        batch.merge(changes);
-        commit(&db, &mut durable, batch);
-        progress
-    };
+    let mut pass = |now_ms| expire_pass(&db, &mut durable, 3, now_ms, 100);
     assert_eq!(pass(400_000), ExpireProgress::Done(0));
     assert!(db.get(&key).unwrap().is_some());
     assert_eq!(listed(&index_in(&db)).len(), 1, "the stale entry is gone");

@@ -301,18 +301,7 @@ impl<'a> Txn<'a> {
 mod tests {
     use super::*;
 
-    fn temp_db() -> (tempfile::TempDir, sled::Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
-        (dir, db)
-    }
-
-    fn epoch() -> Epoch {
-        Epoch {
-            experiment: "exp".to_owned(),
-            revision: 1,
-        }
-    }
+    use crate::store::test_support::{epoch, temp_db};
 
     #[test]
     fn reads_see_the_request_then_the_batch_then_sled() {

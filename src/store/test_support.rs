@@ -39,6 +39,14 @@ pub fn raw_db(dir: &Path) -> ::sled::Db {
         .expect("the closed store releases its directory lock")
 }
 
+/// A fresh sled database in a temp dir (kept alive by the returned guard), for tests of the
+/// layers under the store.
+pub fn temp_db() -> (tempfile::TempDir, ::sled::Db) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = raw_db(dir.path());
+    (dir, db)
+}
+
 pub fn epoch() -> Epoch {
     Epoch {
         experiment: "homepage-headline".to_owned(),
