@@ -13,6 +13,7 @@ use rand::RngExt;
 
 use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
 use crate::http::{self, AppState, Keys};
+use crate::secret::SecretString;
 use crate::spec::SpecError;
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
 
@@ -31,8 +32,12 @@ pub struct Config {
     pub environment: Option<String>,
     pub workers: usize,
     pub cors_origins: Vec<String>,
+    /// API keys (redacted in `Debug`, like every secret here).
     pub keys: Keys,
-    pub token_secret: Option<String>,
+    /// The token HMAC secret; unset: generated once and kept in the data dir.
+    pub token_secret: Option<SecretString>,
+    /// A secret being rotated out: still accepted when verifying tokens, never used to sign.
+    pub token_secret_previous: Option<SecretString>,
     /// How often a history point of every experiment is stored.
     pub history_interval: Duration,
     /// Reload when a file in the experiment folder changes.
@@ -52,8 +57,8 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
-    #[error("BANDITD_TOKEN_SECRET is {0} bytes; use at least {MIN_SECRET_BYTES} random bytes")]
-    WeakSecret(usize),
+    #[error("{variable} is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes")]
+    WeakSecret { variable: &'static str, len: usize },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot listen on {bind}: {source}")]
@@ -69,6 +74,42 @@ fn format_spec_errors(errors: &[SpecError]) -> String {
         .map(|e| format!("  {e}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The token signer: the configured secret, or the one generated once and kept by the store
+/// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
+fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
+    let checked = |secret: &SecretString, variable: &'static str| {
+        let len = secret.expose().len();
+        if len < MIN_SECRET_BYTES {
+            Err(StartupError::WeakSecret { variable, len })
+        } else {
+            Ok(secret.expose().as_bytes().to_vec())
+        }
+    };
+    let previous = match &config.token_secret_previous {
+        Some(secret) => Some(checked(secret, "BANDITD_TOKEN_SECRET_PREVIOUS")?),
+        None => None,
+    };
+    let current = match &config.token_secret {
+        Some(secret) => checked(secret, "BANDITD_TOKEN_SECRET")?,
+        None => store.secret("token", &mut generated_secret)?,
+    };
+    let signer = TokenSigner::new(&current);
+    Ok(match previous {
+        Some(previous) => signer.accepting_previous(&previous),
+        None => signer,
+    })
+}
+
+/// 32 random bytes as 64 hex characters: the same entropy as raw bytes, and text, so the file's
+/// content can be handed to `BANDITD_TOKEN_SECRET_PREVIOUS` when the secret is rotated.
+fn generated_secret() -> Vec<u8> {
+    let mut key = [0u8; 32];
+    rand::rng().fill(&mut key[..]);
+    key.iter()
+        .flat_map(|byte| format!("{byte:02x}").into_bytes())
+        .collect()
 }
 
 /// A bound, not yet running, server.
@@ -94,32 +135,17 @@ impl Application {
             page_cache_mb: config.store_cache_mb,
         };
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
-        let secret = match &config.token_secret {
-            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
-                return Err(StartupError::WeakSecret(secret.len()));
-            }
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => store.secret("token", &mut || {
-                let mut key = vec![0u8; 32];
-                rand::rng().fill(&mut key[..]);
-                key
-            })?,
-        };
+        let signer = token_signer(&config, store.as_ref())?;
         let engine = Arc::new(
-            Engine::start(
-                experiments,
-                store.clone(),
-                TokenSigner::new(&secret),
-                Arc::new(SystemClock),
-            )
-            .await?
-            .with_source(
-                ExperimentSource {
-                    dir: config.experiments.clone(),
-                    environment: config.environment.clone(),
-                },
-                version,
-            ),
+            Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
+                .await?
+                .with_source(
+                    ExperimentSource {
+                        dir: config.experiments.clone(),
+                        environment: config.environment.clone(),
+                    },
+                    version,
+                ),
         );
         let state = web::Data::new(AppState {
             engine,
