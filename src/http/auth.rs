@@ -191,6 +191,15 @@ mod tests {
         assert!(check::<Admin>(&keys(), &events).is_err());
     }
 
+    #[actix_web::test]
+    async fn a_server_wired_without_its_state_refuses_rather_than_opens() {
+        let (req, mut payload) = actix_web::test::TestRequest::default()
+            .insert_header((AUTHORIZATION, "Bearer anything"))
+            .to_http_parts();
+        let outcome = AdminAuth::from_request(&req, &mut payload).await;
+        assert!(matches!(outcome, Err(ApiError::Unavailable(_))));
+    }
+
     #[test]
     fn a_refusal_names_the_variable_and_never_the_key() {
         let Err(error) = check::<Admin>(&keys(), &with_authorization("Bearer nope")) else {
