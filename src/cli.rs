@@ -92,8 +92,9 @@ pub struct ServeArgs {
     /// as `token.secret` (mode 0600).
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<SecretString>,
-    /// The secret being rotated out (≥ 32 bytes): tokens signed with it still verify, new
-    /// tokens are signed with the current secret. Remove it once a reward window has passed.
+    /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
+    /// with it still verify, new tokens are signed with the current secret. Remove it once a
+    /// reward window has passed.
     #[arg(long, env = "BANDITD_TOKEN_SECRET_PREVIOUS", hide_env_values = true)]
     pub token_secret_previous: Option<SecretString>,
     /// Sticky assignments kept in memory so returning units skip the store read (about 340

@@ -59,6 +59,9 @@ pub enum StartupError {
     Engine(#[from] crate::engine::EngineError),
     #[error("{variable} is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes")]
     WeakSecret { variable: &'static str, len: usize },
+    /// The decoder's reason is left out: it quotes a character of the secret.
+    #[error("{variable} starts with `base64:` but the rest is not standard base64")]
+    SecretNotBase64 { variable: &'static str },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot listen on {bind}: {source}")]
@@ -88,7 +91,7 @@ fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, Start
         }
     };
     let previous = match &config.token_secret_previous {
-        Some(secret) => Some(checked(secret, "BANDITD_TOKEN_SECRET_PREVIOUS")?),
+        Some(secret) => Some(previous_secret(secret)?),
         None => None,
     };
     let current = match &config.token_secret {
@@ -100,6 +103,32 @@ fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, Start
         Some(previous) => signer.accepting_previous(&previous),
         None => signer,
     })
+}
+
+/// Prefix of a previous secret given in base64: a binary key (one a banditd from before issue
+/// 9 generated and kept in its database, now in `token.secret`) cannot be put in an environment
+/// variable as it is. Only the previous secret takes it: it is a new flag, so no existing
+/// secret that happens to start with `base64:` changes meaning.
+pub const BASE64_SECRET_PREFIX: &str = "base64:";
+
+/// The bytes of `--token-secret-previous`: its text, or the bytes its `base64:` form encodes;
+/// at least [`MIN_SECRET_BYTES`] either way.
+fn previous_secret(secret: &SecretString) -> Result<Vec<u8>, StartupError> {
+    use base64::Engine as _;
+    const VARIABLE: &str = "BANDITD_TOKEN_SECRET_PREVIOUS";
+    let bytes = match secret.expose().strip_prefix(BASE64_SECRET_PREFIX) {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| StartupError::SecretNotBase64 { variable: VARIABLE })?,
+        None => secret.expose().as_bytes().to_vec(),
+    };
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(StartupError::WeakSecret {
+            variable: VARIABLE,
+            len: bytes.len(),
+        });
+    }
+    Ok(bytes)
 }
 
 /// 32 random bytes as 64 hex characters: the same entropy as raw bytes, and text, so the file's
@@ -335,4 +364,45 @@ async fn wait_for_signal() -> &'static str {
 async fn wait_for_signal() -> &'static str {
     let _ = tokio::signal::ctrl_c().await;
     "ctrl-c"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_previous_secret_is_its_text_or_the_bytes_of_its_base64_form() {
+        let text = "t".repeat(32);
+        assert_eq!(
+            previous_secret(&text.as_str().into()).unwrap(),
+            text.as_bytes()
+        );
+        let binary: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(151)).collect();
+        let encoded = format!(
+            "base64:{}\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &binary)
+        );
+        assert_eq!(previous_secret(&encoded.as_str().into()).unwrap(), binary);
+    }
+
+    #[test]
+    fn a_previous_secret_that_is_short_or_not_base64_is_refused_without_being_shown() {
+        let short = previous_secret(&"base64:AAAA".into()).unwrap_err();
+        assert!(
+            matches!(short, StartupError::WeakSecret { len: 3, .. }),
+            "{short}"
+        );
+        let garbled = previous_secret(&"base64:not base64 at all!".into()).unwrap_err();
+        let message = garbled.to_string();
+        assert!(
+            message.contains("BANDITD_TOKEN_SECRET_PREVIOUS"),
+            "{message}"
+        );
+        assert!(!message.contains("not base64 at all"), "{message}");
+        let short_text = previous_secret(&"short".into()).unwrap_err();
+        assert!(
+            short_text.to_string().contains("at least 32"),
+            "{short_text}"
+        );
+    }
 }

@@ -278,3 +278,25 @@ fn no_key_or_secret_reaches_the_log() {
         assert!(!log.contains(secret), "{secret} is in the log");
     }
 }
+
+#[test]
+fn a_binary_previous_secret_is_taken_in_base64() {
+    use base64::Engine as _;
+    // A generated secret stands in for the binary one an older build kept in its database:
+    // the file's bytes, whatever they are, are the key.
+    let mut app = TestApp::spawn(&[("ranking.yaml", PER_REQUEST)]);
+    let token = app.assign("ranking", "u1")["token"].clone();
+    assert_eq!(app.terminate(), Some(0));
+    let secret_file = app.data_dir().join("token.secret");
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(&secret_file).unwrap());
+    std::fs::remove_file(&secret_file).unwrap();
+    app.set_env("BANDITD_TOKEN_SECRET", NEW_SECRET);
+    app.set_env(
+        "BANDITD_TOKEN_SECRET_PREVIOUS",
+        &format!("base64:{encoded}"),
+    );
+    app.start().unwrap();
+    let report = app.post_events(&json!([{"id": "e1", "experiment": "ranking", "token": token}]));
+    assert_eq!(report["applied"], 1, "{report}");
+}
