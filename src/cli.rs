@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::http::Keys;
+use crate::secret::SecretString;
 use crate::startup::{Application, Config};
 use crate::telemetry::{self, LogFormat};
 
@@ -73,13 +74,13 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
     /// Key required on /v1/events as `Authorization: Bearer <key>` (unset: open).
     #[arg(long, env = "BANDITD_EVENTS_KEY", hide_env_values = true)]
-    pub events_key: Option<String>,
+    pub events_key: Option<SecretString>,
     /// Key required on admin routes; it also opens every other route.
     #[arg(long, env = "BANDITD_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: Option<String>,
+    pub admin_key: Option<SecretString>,
     /// Key required on assign routes (unset: open, as browsers call them).
     #[arg(long, env = "BANDITD_ASSIGN_KEY", hide_env_values = true)]
-    pub assign_key: Option<String>,
+    pub assign_key: Option<SecretString>,
     /// How often a history point of every experiment is stored (`30s`, `1m`, `1h`).
     #[arg(long, env = "BANDITD_HISTORY_INTERVAL", default_value = "1m", value_parser = parse_duration)]
     pub history_interval: crate::spec::HumanDuration,
@@ -87,9 +88,15 @@ pub struct ServeArgs {
     /// POST /v1/admin/reload still work).
     #[arg(long, env = "BANDITD_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     pub no_watch: bool,
-    /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir.
+    /// HMAC secret for assign tokens (≥ 32 bytes). Unset: generated once, kept in the data dir
+    /// as `token.secret` (mode 0600).
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: Option<String>,
+    pub token_secret: Option<SecretString>,
+    /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
+    /// with it still verify, new tokens are signed with the current secret. Remove it once a
+    /// reward window has passed.
+    #[arg(long, env = "BANDITD_TOKEN_SECRET_PREVIOUS", hide_env_values = true)]
+    pub token_secret_previous: Option<SecretString>,
     /// Sticky assignments kept in memory so returning units skip the store read (about 340
     /// bytes each; 0 disables the cache).
     #[arg(
@@ -178,6 +185,7 @@ fn serve(args: ServeArgs) -> ExitCode {
 fn serve_config(args: ServeArgs) -> Config {
     // An empty variable (e.g. `BANDITD_EVENTS_KEY=` in a compose file) means "unset".
     let set = |value: Option<String>| value.filter(|v| !v.trim().is_empty());
+    let set_secret = |value: Option<SecretString>| value.filter(|v| !v.expose().trim().is_empty());
     Config {
         bind: args.bind,
         data_dir: args.data_dir,
@@ -192,11 +200,12 @@ fn serve_config(args: ServeArgs) -> Config {
             .filter(|o| !o.trim().is_empty())
             .collect(),
         keys: Keys {
-            events: set(args.events_key),
-            admin: set(args.admin_key),
-            assign: set(args.assign_key),
+            events: set_secret(args.events_key),
+            admin: set_secret(args.admin_key),
+            assign: set_secret(args.assign_key),
         },
-        token_secret: set(args.token_secret),
+        token_secret: set_secret(args.token_secret),
+        token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,
         sticky_cache_entries: args.sticky_cache_entries,
@@ -218,6 +227,40 @@ mod tests {
             Command::Serve(args) => args,
             other => panic!("parsed as {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_config_debug_output_shows_no_key_and_no_secret() {
+        let secrets = [
+            "admin-key-value",
+            "events-key-value",
+            "assign-key-value",
+            "current-token-secret-0123456789abcdef",
+            "previous-token-secret-0123456789abcdef",
+        ];
+        let args = serve_args(&[
+            "--admin-key",
+            secrets[0],
+            "--events-key",
+            secrets[1],
+            "--assign-key",
+            secrets[2],
+            "--token-secret",
+            secrets[3],
+            "--token-secret-previous",
+            secrets[4],
+        ]);
+        let shown_args = format!("{args:?}");
+        let config = serve_config(args);
+        assert_eq!(
+            config.token_secret_previous.as_ref().map(|s| s.expose()),
+            Some(secrets[4])
+        );
+        let shown = format!("{config:?} {config:#?} {shown_args}");
+        for secret in secrets {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("[redacted]"), "{shown}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod export_cli;
 pub mod http;
 pub mod plan;
 pub mod policy;
+pub mod secret;
 pub mod sim;
 pub mod spec;
 pub mod startup;

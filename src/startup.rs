@@ -13,6 +13,7 @@ use rand::RngExt;
 
 use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
 use crate::http::{self, AppState, Keys};
+use crate::secret::SecretString;
 use crate::spec::SpecError;
 use crate::store::{SledStore, Store, StoreError, StoreOptions};
 
@@ -31,8 +32,12 @@ pub struct Config {
     pub environment: Option<String>,
     pub workers: usize,
     pub cors_origins: Vec<String>,
+    /// API keys (redacted in `Debug`, like every secret here).
     pub keys: Keys,
-    pub token_secret: Option<String>,
+    /// The token HMAC secret; unset: generated once and kept in the data dir.
+    pub token_secret: Option<SecretString>,
+    /// A secret being rotated out: still accepted when verifying tokens, never used to sign.
+    pub token_secret_previous: Option<SecretString>,
     /// How often a history point of every experiment is stored.
     pub history_interval: Duration,
     /// Reload when a file in the experiment folder changes.
@@ -52,8 +57,11 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
-    #[error("BANDITD_TOKEN_SECRET is {0} bytes; use at least {MIN_SECRET_BYTES} random bytes")]
-    WeakSecret(usize),
+    #[error("{variable} is {len} bytes; use at least {MIN_SECRET_BYTES} random bytes")]
+    WeakSecret { variable: &'static str, len: usize },
+    /// The decoder's reason is left out: it quotes a character of the secret.
+    #[error("{variable} starts with `base64:` but the rest is not standard base64")]
+    SecretNotBase64 { variable: &'static str },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot listen on {bind}: {source}")]
@@ -69,6 +77,68 @@ fn format_spec_errors(errors: &[SpecError]) -> String {
         .map(|e| format!("  {e}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// The token signer: the configured secret, or the one generated once and kept by the store
+/// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
+fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
+    let checked = |secret: &SecretString, variable: &'static str| {
+        let len = secret.expose().len();
+        if len < MIN_SECRET_BYTES {
+            Err(StartupError::WeakSecret { variable, len })
+        } else {
+            Ok(secret.expose().as_bytes().to_vec())
+        }
+    };
+    let previous = match &config.token_secret_previous {
+        Some(secret) => Some(previous_secret(secret)?),
+        None => None,
+    };
+    let current = match &config.token_secret {
+        Some(secret) => checked(secret, "BANDITD_TOKEN_SECRET")?,
+        None => store.secret("token", &mut generated_secret)?,
+    };
+    let signer = TokenSigner::new(&current);
+    Ok(match previous {
+        Some(previous) => signer.accepting_previous(&previous),
+        None => signer,
+    })
+}
+
+/// Prefix of a previous secret given in base64: a binary key (one a banditd from before issue
+/// 9 generated and kept in its database, now in `token.secret`) cannot be put in an environment
+/// variable as it is. Only the previous secret takes it: it is a new flag, so no existing
+/// secret that happens to start with `base64:` changes meaning.
+pub const BASE64_SECRET_PREFIX: &str = "base64:";
+
+/// The bytes of `--token-secret-previous`: its text, or the bytes its `base64:` form encodes;
+/// at least [`MIN_SECRET_BYTES`] either way.
+fn previous_secret(secret: &SecretString) -> Result<Vec<u8>, StartupError> {
+    use base64::Engine as _;
+    const VARIABLE: &str = "BANDITD_TOKEN_SECRET_PREVIOUS";
+    let bytes = match secret.expose().strip_prefix(BASE64_SECRET_PREFIX) {
+        Some(encoded) => base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map_err(|_| StartupError::SecretNotBase64 { variable: VARIABLE })?,
+        None => secret.expose().as_bytes().to_vec(),
+    };
+    if bytes.len() < MIN_SECRET_BYTES {
+        return Err(StartupError::WeakSecret {
+            variable: VARIABLE,
+            len: bytes.len(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// 32 random bytes as 64 hex characters: the same entropy as raw bytes, and text, so the file's
+/// content can be handed to `BANDITD_TOKEN_SECRET_PREVIOUS` when the secret is rotated.
+fn generated_secret() -> Vec<u8> {
+    let mut key = [0u8; 32];
+    rand::rng().fill(&mut key[..]);
+    key.iter()
+        .flat_map(|byte| format!("{byte:02x}").into_bytes())
+        .collect()
 }
 
 /// A bound, not yet running, server.
@@ -94,32 +164,17 @@ impl Application {
             page_cache_mb: config.store_cache_mb,
         };
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
-        let secret = match &config.token_secret {
-            Some(secret) if secret.len() < MIN_SECRET_BYTES => {
-                return Err(StartupError::WeakSecret(secret.len()));
-            }
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => store.secret("token", &mut || {
-                let mut key = vec![0u8; 32];
-                rand::rng().fill(&mut key[..]);
-                key
-            })?,
-        };
+        let signer = token_signer(&config, store.as_ref())?;
         let engine = Arc::new(
-            Engine::start(
-                experiments,
-                store.clone(),
-                TokenSigner::new(&secret),
-                Arc::new(SystemClock),
-            )
-            .await?
-            .with_source(
-                ExperimentSource {
-                    dir: config.experiments.clone(),
-                    environment: config.environment.clone(),
-                },
-                version,
-            ),
+            Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
+                .await?
+                .with_source(
+                    ExperimentSource {
+                        dir: config.experiments.clone(),
+                        environment: config.environment.clone(),
+                    },
+                    version,
+                ),
         );
         let state = web::Data::new(AppState {
             engine,
@@ -309,4 +364,45 @@ async fn wait_for_signal() -> &'static str {
 async fn wait_for_signal() -> &'static str {
     let _ = tokio::signal::ctrl_c().await;
     "ctrl-c"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_previous_secret_is_its_text_or_the_bytes_of_its_base64_form() {
+        let text = "t".repeat(32);
+        assert_eq!(
+            previous_secret(&text.as_str().into()).unwrap(),
+            text.as_bytes()
+        );
+        let binary: Vec<u8> = (0u8..32).map(|i| i.wrapping_mul(151)).collect();
+        let encoded = format!(
+            "base64:{}\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &binary)
+        );
+        assert_eq!(previous_secret(&encoded.as_str().into()).unwrap(), binary);
+    }
+
+    #[test]
+    fn a_previous_secret_that_is_short_or_not_base64_is_refused_without_being_shown() {
+        let short = previous_secret(&"base64:AAAA".into()).unwrap_err();
+        assert!(
+            matches!(short, StartupError::WeakSecret { len: 3, .. }),
+            "{short}"
+        );
+        let garbled = previous_secret(&"base64:not base64 at all!".into()).unwrap_err();
+        let message = garbled.to_string();
+        assert!(
+            message.contains("BANDITD_TOKEN_SECRET_PREVIOUS"),
+            "{message}"
+        );
+        assert!(!message.contains("not base64 at all"), "{message}");
+        let short_text = previous_secret(&"short".into()).unwrap_err();
+        assert!(
+            short_text.to_string().contains("at least 32"),
+            "{short_text}"
+        );
+    }
 }

@@ -83,10 +83,15 @@ pub enum TokenError {
     BadSignature,
 }
 
-/// Signs and verifies tokens with one secret.
+/// Signs tokens with the current secret; verifies them with it or with a previous one.
+///
+/// A previous secret makes rotation free of a flag day: tokens already handed to browsers
+/// (valid for a reward window) keep verifying while every new token carries the new secret.
 #[derive(Clone)]
 pub struct TokenSigner {
     mac: HmacSha256,
+    /// Secrets still accepted for verifying, never used for signing.
+    previous: Vec<HmacSha256>,
 }
 
 impl std::fmt::Debug for TokenSigner {
@@ -98,10 +103,16 @@ impl std::fmt::Debug for TokenSigner {
 impl TokenSigner {
     /// A signer for `secret` (any length works for HMAC; callers enforce [`MIN_SECRET_BYTES`]).
     pub fn new(secret: &[u8]) -> Self {
-        // HMAC accepts keys of any length, so this cannot fail.
-        let mac = <HmacSha256 as Mac>::new_from_slice(secret)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        Self { mac }
+        Self {
+            mac: hmac_for(secret),
+            previous: Vec::new(),
+        }
+    }
+
+    /// Also accepts tokens signed with `secret` (the one being rotated out).
+    pub fn accepting_previous(mut self, secret: &[u8]) -> Self {
+        self.previous.push(hmac_for(secret));
+        self
     }
 
     pub fn sign(&self, claims: &ClaimsRef<'_>) -> String {
@@ -128,12 +139,22 @@ impl TokenSigner {
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
             .map_err(|_| TokenError::Malformed)?;
-        let mut mac = self.mac.clone();
-        mac.update(&body);
-        mac.verify_slice(&tag)
-            .map_err(|_| TokenError::BadSignature)?;
+        let signed_with = |key: &HmacSha256| {
+            let mut mac = key.clone();
+            mac.update(&body);
+            mac.verify_slice(&tag).is_ok()
+        };
+        if !(signed_with(&self.mac) || self.previous.iter().any(signed_with)) {
+            return Err(TokenError::BadSignature);
+        }
         serde_json::from_slice(&body).map_err(|_| TokenError::Malformed)
     }
+}
+
+fn hmac_for(secret: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this cannot fail.
+    <HmacSha256 as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
 }
 
 #[cfg(test)]
@@ -208,6 +229,22 @@ mod tests {
             TokenSigner::new(&[2u8; 32]).verify(&token),
             Err(TokenError::BadSignature)
         );
+    }
+
+    #[test]
+    fn during_a_rotation_old_tokens_verify_and_new_ones_carry_the_current_secret() {
+        let old = TokenSigner::new(&[1u8; 32]);
+        let rotated = TokenSigner::new(&[2u8; 32]).accepting_previous(&[1u8; 32]);
+        let issued_before = old.sign(&claims().as_ref());
+        assert_eq!(rotated.verify(&issued_before), Ok(claims()));
+        let issued_after = rotated.sign(&claims().as_ref());
+        assert_eq!(
+            TokenSigner::new(&[2u8; 32]).verify(&issued_after),
+            Ok(claims())
+        );
+        assert_eq!(old.verify(&issued_after), Err(TokenError::BadSignature));
+        let unrelated = TokenSigner::new(&[3u8; 32]).sign(&claims().as_ref());
+        assert_eq!(rotated.verify(&unrelated), Err(TokenError::BadSignature));
     }
 
     #[test]

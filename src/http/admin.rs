@@ -1,10 +1,10 @@
 //! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config` and `GET /v1/admin/store`
 //! (admin key).
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde_json::json;
 
-use super::auth::Scope;
+use super::auth::AdminAuth;
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
 use crate::engine::ReloadError;
@@ -28,8 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// Applies the folder as it is on disk now, or changes nothing and says why.
-async fn reload(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    state.keys.authorize(&req, Scope::Admin)?;
+async fn reload(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     match state.engine.reload("api").await {
         Ok(outcome) => Ok(HttpResponse::Ok().json(outcome)),
         Err(ReloadError::Engine(error)) => Err(ApiError::Engine(error)),
@@ -42,8 +41,7 @@ async fn reload(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpR
 
 /// The loaded version, load time, files, the last error, and every experiment as the
 /// document the server runs (what `banditd plan --server` diffs against).
-async fn config(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    state.keys.authorize(&req, Scope::Admin)?;
+async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let status = state.engine.config_status();
     let experiments: Vec<serde_json::Value> = state
         .engine
@@ -67,8 +65,7 @@ async fn config(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpR
 /// The store's counters since start, for sizing `--sticky-cache-entries`: a low hit ratio on a
 /// traffic of returning units means the cache is smaller than the working set, and every miss
 /// is a sled read.
-async fn store(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    state.keys.authorize(&req, Scope::Admin)?;
+async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let stats = state.engine.store().stats();
     let cache = stats.sticky_cache;
     let lookups = cache.hits + cache.misses;

@@ -1,9 +1,9 @@
 //! `POST /v1/assign` and `GET /v1/experiments/{id}/assign`: which variant a unit sees.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
-use super::auth::Scope;
+use super::auth::AssignAuth;
 use super::body::{parse_json, query_param, read_limited};
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
@@ -83,12 +83,11 @@ fn parse_unit(raw: &str) -> ApiResult<Unit> {
 }
 
 async fn assign_many(
-    req: HttpRequest,
+    _: AssignAuth,
     state: web::Data<AppState>,
     body: web::Payload,
     query: web::Query<CountQuery>,
 ) -> ApiResult<HttpResponse> {
-    state.keys.authorize(&req, Scope::Assign)?;
     let body: AssignRequest = parse_json(&read_limited(body, MAX_ASSIGN_BODY_BYTES).await?)?;
     let unit = parse_unit(&body.unit)?;
     let count = body
@@ -123,12 +122,11 @@ fn parse_count(raw: Option<&str>) -> ApiResult<Option<bool>> {
 }
 
 async fn assign_one(
-    req: HttpRequest,
+    _: AssignAuth,
     state: web::Data<AppState>,
     id: web::Path<String>,
     query: web::Query<AssignQuery>,
 ) -> ApiResult<HttpResponse> {
-    state.keys.authorize(&req, Scope::Assign)?;
     let unit = parse_unit(&query.unit)?;
     let assignment = state
         .engine

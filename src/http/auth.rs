@@ -1,71 +1,215 @@
-//! API keys: `Authorization: Bearer <key>`. A route guarded by an unset key is open.
+//! API keys as extractors: a handler names the key it needs in its signature
+//! (`_: AdminAuth`), and the extractor answers 401 problem+json before the body or the query is
+//! read. The check lives in one place, so no route can get it subtly different.
+//!
+//! Credentials are `Authorization: Bearer <key>` (RFC 6750 §2.1); the scheme name is
+//! case-insensitive (RFC 7235 §2.1), so `bearer` and `BEARER` work too. A scope whose key is
+//! unset is open; the admin key opens every scope, so an operator needs only one secret.
 
-use actix_web::HttpRequest;
+use std::marker::PhantomData;
+
+use actix_web::dev::Payload;
+use actix_web::http::header::{AUTHORIZATION, HeaderMap};
+use actix_web::{FromRequest, HttpRequest, web};
 use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
+use super::keys::Keys;
 use super::problem::ApiError;
+use super::state::AppState;
+use crate::secret::SecretString;
 
-/// The configured keys (from `BANDITD_*_KEY`).
-#[derive(Clone, Default)]
-pub struct Keys {
-    /// Guards `/v1/events`.
-    pub events: Option<String>,
-    /// Guards admin routes.
-    pub admin: Option<String>,
-    /// Guards assign routes (open by default: browsers call them).
-    pub assign: Option<String>,
+/// A set of routes guarded by one key.
+pub trait KeyScope {
+    /// The environment variable that sets the key, named in the 401 detail.
+    const VARIABLE: &'static str;
+    fn key(keys: &Keys) -> Option<&SecretString>;
 }
 
-impl std::fmt::Debug for Keys {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Keys")
-            .field("events", &self.events.is_some())
-            .field("admin", &self.admin.is_some())
-            .field("assign", &self.assign.is_some())
-            .finish()
+/// `/v1/admin/*`.
+pub enum Admin {}
+/// `POST /v1/events` and the exports.
+pub enum Events {}
+/// The assign routes.
+pub enum Assign {}
+
+impl KeyScope for Admin {
+    const VARIABLE: &'static str = "BANDITD_ADMIN_KEY";
+    fn key(keys: &Keys) -> Option<&SecretString> {
+        keys.admin.as_ref()
     }
 }
 
-/// Which key a route needs.
-#[derive(Debug, Clone, Copy)]
-pub enum Scope {
-    Events,
-    Admin,
-    Assign,
+impl KeyScope for Events {
+    const VARIABLE: &'static str = "BANDITD_EVENTS_KEY";
+    fn key(keys: &Keys) -> Option<&SecretString> {
+        keys.events.as_ref()
+    }
 }
 
-impl Keys {
-    /// Accepts the request if the scope's key is unset or presented. The admin key opens every
-    /// scope, so an operator needs only one secret.
-    pub fn authorize(&self, req: &HttpRequest, scope: Scope) -> Result<(), ApiError> {
-        let (expected, name) = match scope {
-            Scope::Events => (&self.events, "BANDITD_EVENTS_KEY"),
-            Scope::Admin => (&self.admin, "BANDITD_ADMIN_KEY"),
-            Scope::Assign => (&self.assign, "BANDITD_ASSIGN_KEY"),
+impl KeyScope for Assign {
+    const VARIABLE: &'static str = "BANDITD_ASSIGN_KEY";
+    fn key(keys: &Keys) -> Option<&SecretString> {
+        keys.assign.as_ref()
+    }
+}
+
+/// Proof that the request carried the key of scope `S` (or that `S` is open). Put it first in
+/// a handler's arguments: extractors run in order, so a caller without the key learns nothing
+/// from the errors of the others.
+pub struct Authorized<S>(PhantomData<S>);
+
+pub type AdminAuth = Authorized<Admin>;
+pub type EventsAuth = Authorized<Events>;
+pub type AssignAuth = Authorized<Assign>;
+
+impl<S: KeyScope> FromRequest for Authorized<S> {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let checked = match req.app_data::<web::Data<AppState>>() {
+            Some(state) => check::<S>(&state.keys, req.headers()),
+            // Fails closed: a server wired without its state guards everything.
+            None => Err(ApiError::Unavailable(
+                "the server's keys are not configured".to_owned(),
+            )),
         };
-        let Some(expected) = expected else {
-            return Ok(());
-        };
-        let presented = req
-            .headers()
-            .get(actix_web::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let Some(presented) = presented else {
-            return Err(ApiError::Unauthorized(format!(
-                "this route needs `Authorization: Bearer <key>` with the key set in {name}"
-            )));
-        };
-        // Comparing digests keeps the comparison time independent of where the keys differ.
-        let matches =
-            |key: &str| Sha256::digest(key.as_bytes()) == Sha256::digest(presented.as_bytes());
-        if matches(expected) || self.admin.as_deref().is_some_and(matches) {
-            Ok(())
-        } else {
-            Err(ApiError::Unauthorized(format!(
-                "the presented key does not match {name}"
-            )))
+        std::future::ready(checked.map(|()| Authorized(PhantomData)))
+    }
+}
+
+/// Accepts the request if the scope's key is unset, or if its key or the admin key is
+/// presented.
+pub fn check<S: KeyScope>(keys: &Keys, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = S::key(keys) else {
+        return Ok(());
+    };
+    let name = S::VARIABLE;
+    let presented = headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_credentials);
+    let Some(presented) = presented else {
+        return Err(ApiError::Unauthorized(format!(
+            "this route needs `Authorization: Bearer <key>` with the key set in {name}"
+        )));
+    };
+    let admin = keys
+        .admin
+        .as_ref()
+        .map_or(Choice::from(0), |admin| same_key(admin, presented));
+    if bool::from(same_key(expected, presented) | admin) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized(format!(
+            "the presented key does not match {name}"
+        )))
+    }
+}
+
+/// The credentials of a `Bearer` authorization value: the scheme name in any case, one or more
+/// spaces, then the token (RFC 7235 §2.1: `credentials = auth-scheme [ 1*SP token68 ]`).
+fn bearer_credentials(value: &str) -> Option<&str> {
+    let (scheme, credentials) = value.split_once(' ')?;
+    let credentials = credentials.trim_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !credentials.is_empty()).then_some(credentials)
+}
+
+/// Compares in constant time. Hashing first gives both sides one length, so not even the
+/// key's length shows in the timing.
+fn same_key(expected: &SecretString, presented: &str) -> Choice {
+    Sha256::digest(expected.expose().as_bytes())
+        .as_slice()
+        .ct_eq(Sha256::digest(presented.as_bytes()).as_slice())
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::HeaderValue;
+
+    use super::*;
+
+    fn keys() -> Keys {
+        Keys {
+            events: Some("events-key".into()),
+            admin: Some("admin-key".into()),
+            assign: None,
         }
+    }
+
+    fn with_authorization(value: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        headers
+    }
+
+    #[test]
+    fn the_bearer_scheme_name_matches_in_any_case() {
+        for value in [
+            "Bearer events-key",
+            "bearer events-key",
+            "BEARER events-key",
+            "bEaReR   events-key ",
+        ] {
+            assert!(
+                check::<Events>(&keys(), &with_authorization(value)).is_ok(),
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn other_schemes_missing_and_wrong_keys_are_refused() {
+        for value in [
+            "Basic events-key",
+            "Bearerevents-key",
+            "Bearer",
+            "Bearer ",
+            "Bearer events-keyx",
+            "Bearer EVENTS-KEY",
+            "events-key",
+        ] {
+            assert!(
+                matches!(
+                    check::<Events>(&keys(), &with_authorization(value)),
+                    Err(ApiError::Unauthorized(_))
+                ),
+                "{value:?}"
+            );
+        }
+        assert!(check::<Events>(&keys(), &HeaderMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_admin_key_opens_every_scope_and_an_unset_key_leaves_its_scope_open() {
+        let admin = with_authorization("Bearer admin-key");
+        assert!(check::<Events>(&keys(), &admin).is_ok());
+        assert!(check::<Admin>(&keys(), &admin).is_ok());
+        assert!(check::<Assign>(&keys(), &HeaderMap::new()).is_ok());
+        let events = with_authorization("Bearer events-key");
+        assert!(check::<Admin>(&keys(), &events).is_err());
+    }
+
+    #[actix_web::test]
+    async fn a_server_wired_without_its_state_refuses_rather_than_opens() {
+        let (req, mut payload) = actix_web::test::TestRequest::default()
+            .insert_header((AUTHORIZATION, "Bearer anything"))
+            .to_http_parts();
+        let outcome = AdminAuth::from_request(&req, &mut payload).await;
+        assert!(matches!(outcome, Err(ApiError::Unavailable(_))));
+    }
+
+    #[test]
+    fn a_refusal_names_the_variable_and_never_the_key() {
+        let Err(error) = check::<Admin>(&keys(), &with_authorization("Bearer nope")) else {
+            panic!("a wrong key was accepted");
+        };
+        let detail = error.to_string();
+        assert!(detail.contains("BANDITD_ADMIN_KEY"), "{detail}");
+        assert!(
+            !detail.contains("admin-key") && !detail.contains("nope"),
+            "{detail}"
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::auth::Scope;
+use super::auth::EventsAuth;
 use super::body::read_limited;
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
@@ -24,11 +24,11 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn post_events(
+    _: EventsAuth,
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    state.keys.authorize(&req, Scope::Events)?;
     let ndjson = is_ndjson(&req)?;
     let body = read_limited(body, MAX_EVENTS_BODY_BYTES).await?;
     let events = if ndjson {

@@ -8,7 +8,7 @@ use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::auth::Scope;
+use super::auth::EventsAuth;
 use super::body::{LEVEL_HINT, REVISION_HINT, query_param};
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
@@ -73,12 +73,11 @@ impl ExportQuery {
 }
 
 async fn export(
+    _: EventsAuth,
     req: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
-    // The key is checked before the query is read, so a caller without one learns nothing.
-    state.keys.authorize(&req, Scope::Events)?;
     let query = web::Query::<ExportQuery>::from_query(req.query_string())
         .map_err(|error| ApiError::BadRequest(format!("invalid query string: {error}")))?;
     let params = query.check()?;

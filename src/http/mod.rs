@@ -9,12 +9,13 @@ pub mod events;
 pub mod experiments;
 pub mod export;
 pub mod health;
+mod keys;
 pub mod problem;
 mod state;
 
 use actix_web::web;
 
-pub use auth::Keys;
+pub use keys::Keys;
 pub use problem::{ApiError, Problem};
 pub use state::AppState;
 

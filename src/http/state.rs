@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::auth::Keys;
+use super::keys::Keys;
 use crate::engine::Engine;
 
 #[derive(Debug)]

@@ -1,6 +1,6 @@
 //! What each write does, evaluated by the writer thread against a [`Txn`]: set-if-absent
 //! assignment, compare-and-set re-assignment away from a retired variant, per-request
-//! exposures, at-most-once rewards, secrets, epoch decisions and history. (Retention expiry
+//! exposures, at-most-once rewards, epoch decisions and history. (Retention expiry
 //! has its own module, `expiry`, with the index it walks.)
 //!
 //! Every counter change is made next to the record change that implies it, in the same
@@ -268,16 +268,6 @@ fn apply_token_reward(
     Ok(RewardOutcome::Applied {
         variant: variant.to_owned(),
     })
-}
-
-/// Returns the stored secret, or stores `candidate` if there is none.
-pub fn secret(txn: &mut Txn<'_>, name: &str, candidate: Vec<u8>) -> Result<Vec<u8>, StoreError> {
-    let key = keys::secret_key(name);
-    if let Some(existing) = txn.get(&key)? {
-        return Ok(codec::decode_secret(&existing)?.0);
-    }
-    txn.put(key, codec::encode_secret(&candidate, txn.seq()));
-    Ok(candidate)
 }
 
 /// Stores `decision` as the epoch's decision unless it has one; returns the one that holds.

@@ -259,7 +259,9 @@ pub fn decode_token_mark(bytes: &[u8]) -> Result<TokenMark, StoreError> {
     })
 }
 
-/// A secret plus the group commit that wrote it (same durability rule as sticky records).
+/// A secret plus the group commit that wrote it, as banditd kept secrets in sled before they
+/// moved to their own files (`secret_file`); now only tests build such stores.
+#[cfg(test)]
 pub fn encode_secret(secret: &[u8], seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + secret.len());
     put_varint(&mut out, seq);
@@ -267,7 +269,8 @@ pub fn encode_secret(secret: &[u8], seq: u64) -> Vec<u8> {
     out
 }
 
-/// Inverse of [`encode_secret`]: the secret bytes and their commit sequence number.
+/// Inverse of `encode_secret`: the secret bytes and their commit sequence number, read when a
+/// store written by an older banditd is migrated.
 pub fn decode_secret(bytes: &[u8]) -> Result<(Vec<u8>, u64), StoreError> {
     let (seq, rest) = take_varint(bytes)?;
     Ok((rest.to_vec(), seq))

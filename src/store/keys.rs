@@ -9,7 +9,8 @@
 
 use super::{Epoch, StoreError};
 
-/// `meta/<name>`: store-wide values (batch sequence, expiry watermark, secrets).
+/// `meta/<name>`: store-wide values (batch sequence, expiry watermark; secrets written by a
+/// banditd from before they moved to their own files, see `secret_file`).
 pub const KIND_META: u8 = 0x00;
 /// `(epoch, variant)` → N and R as the engine sees them.
 pub const KIND_ARM: u8 = 0x01;
@@ -214,7 +215,8 @@ pub fn expiry_due_end(now_ms: u64) -> Vec<u8> {
     }
 }
 
-/// Meta key of the named secret.
+/// Meta key where a banditd from before issue 9 kept the named secret; read only to move it to
+/// its own file (`secret_file::migrate_from_sled`), never written.
 pub fn secret_key(name: &str) -> Vec<u8> {
     let mut key = vec![KIND_META];
     key.extend_from_slice(b"secret/");

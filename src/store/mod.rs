@@ -8,6 +8,7 @@
 mod apply;
 mod audit;
 mod codec;
+mod data_dir;
 mod decay;
 mod expiry;
 mod exposures;
@@ -15,6 +16,7 @@ mod keys;
 mod load;
 mod overlay;
 mod scan;
+mod secret_file;
 mod sled;
 mod sticky_cache;
 #[cfg(test)]
@@ -293,6 +295,7 @@ pub trait Store: Send + Sync + 'static {
     fn expire(&self, now_ms: u64) -> StoreFuture<u64>;
 
     /// A named secret kept with the data (e.g. the token key), created with `make` on first use.
+    /// Never readable by other local users: the sled backend keeps it in its own 0600 file.
     fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError>;
 
     /// What an operator sizing the store needs: commits so far and how well the sticky

@@ -4,7 +4,7 @@
 //! or a lock, and wait only if the record's commit has not reached the disk yet.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
 use std::thread::JoinHandle;
@@ -14,11 +14,13 @@ use tokio::sync::{oneshot, watch};
 
 use super::audit::{self, AuditReport};
 use super::codec;
+use super::data_dir;
 use super::exposures::PendingExposure;
 use super::keys::{self, KIND_STICKY};
 use super::load;
 use super::overlay::io;
 use super::scan;
+use super::secret_file;
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
 use super::writer::{Command, ExposedArm, Shared, Writer};
 use super::{
@@ -52,6 +54,8 @@ impl Default for StoreOptions {
 
 /// The embedded store: one sled database in a directory, one writer thread.
 pub struct SledStore {
+    /// The data dir, where the secret files live next to sled's (see `secret_file`).
+    dir: PathBuf,
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -70,10 +74,10 @@ impl SledStore {
 
     /// As [`SledStore::open`], with explicit options.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<SledStore, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|error| StoreError::Io(format!("cannot create {}: {error}", dir.display())))?;
+        data_dir::prepare(dir)?;
         let db = open_db(dir, options.page_cache_mb)?;
         load::check_format(&db, dir)?;
+        secret_file::migrate_from_sled(&db, dir)?;
         let (durable, last_seq, expired_through) = load::load(&db)?;
         let (durable_tx, durable_rx) = watch::channel(last_seq);
         // sled keeps its whole log in one file, `db`, created by the open above.
@@ -115,6 +119,7 @@ impl SledStore {
             .spawn(move || writer.run(receiver))
             .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
         Ok(SledStore {
+            dir: dir.to_owned(),
             shared,
             commands,
             writer: Mutex::new(Some(handle)),
@@ -501,28 +506,9 @@ impl Store for SledStore {
         )
     }
 
-    /// Blocks the calling thread for one commit the first time a secret is made (a startup
-    /// call); later calls read it directly.
+    /// Kept in its own 0600 file, never in sled's log (see `secret_file`).
     fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        if let Some(bytes) = self.shared.db.get(keys::secret_key(name)).map_err(io)? {
-            let (secret, seq) = codec::decode_secret(&bytes)?;
-            if self.is_durable(seq) {
-                return Ok(secret);
-            }
-        }
-        // The writer keeps the first candidate it sees; every caller gets that one, durable.
-        let (reply, answer) = mpsc::channel();
-        let command = Command::Secret {
-            name: name.to_owned(),
-            candidate: make(),
-            reply,
-        };
-        if self.commands.send(command).is_err() {
-            return Err(self.shared.stopped_error());
-        }
-        answer
-            .recv()
-            .unwrap_or_else(|_| Err(self.shared.stopped_error()))
+        secret_file::read_or_create(&self.dir, name, make)
     }
 
     fn stats(&self) -> StoreStats {

@@ -123,3 +123,29 @@ pub fn tally_with(now_ms: u64, half_life_ms: Option<u64>, allocation: &[(&str, f
 pub fn raw(counters: &ArmCounters) -> (u64, f64) {
     (counters.exposures, counters.reward_sum)
 }
+
+/// Every file and directory under `dir` (not following symlinks), `dir` excluded.
+pub fn every_path(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("readable dir").flatten() {
+        let path = entry.path();
+        if std::fs::symlink_metadata(&path).is_ok_and(|meta| meta.is_dir()) {
+            found.extend(every_path(&path));
+        }
+        found.push(path);
+    }
+    found
+}
+
+/// Gives a store some of every kind of write (sticky records, per-request exposures, rewards,
+/// an expiry pass) and waits until they are durable.
+pub fn write_a_little_of_everything(store: &SledStore) {
+    use super::Store;
+    for unit in ["u1", "u2", "u3"] {
+        block_on(store.insert_sticky(&epoch(), unit, record("control", T0_MS), tally(T0_MS)))
+            .expect("sticky write");
+    }
+    store.count_exposure(&epoch(), "bold", tally(T0_MS));
+    block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).expect("rewards");
+    block_on(store.expire(T0_MS + 30 * DAY_MS)).expect("expiry pass");
+}

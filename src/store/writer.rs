@@ -134,11 +134,6 @@ pub enum Command {
         removed_before: u64,
         reply: Reply<u64>,
     },
-    Secret {
-        name: String,
-        candidate: Vec<u8>,
-        reply: SyncReply<Vec<u8>>,
-    },
     /// Ends the batch; answered after it commits, from a quiescent store.
     Audit { reply: SyncReply<AuditReport> },
     /// Ends the batch; answered after it commits; then the thread exits.
@@ -203,15 +198,6 @@ type Deferred = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
     Box::new(move |failure| {
         // A caller that stopped waiting is not an error of the store.
-        let _ = reply.send(match failure {
-            Some(error) => Err(error.clone()),
-            None => result,
-        });
-    })
-}
-
-fn defer_sync<T: Send + 'static>(reply: SyncReply<T>, result: Result<T, StoreError>) -> Deferred {
-    Box::new(move |failure| {
         let _ = reply.send(match failure {
             Some(error) => Err(error.clone()),
             None => result,
@@ -419,14 +405,6 @@ impl Writer {
                         }
                         Err(error) => (false, Some(defer(reply, Err(error)))),
                     }
-                }
-                Command::Secret {
-                    name,
-                    candidate,
-                    reply,
-                } => {
-                    let result = apply::secret(&mut txn, &name, candidate);
-                    (result.is_ok(), Some(defer_sync(reply, result)))
                 }
                 Command::Audit { reply } => {
                     barrier = Some(Barrier::Audit(reply));

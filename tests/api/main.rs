@@ -7,5 +7,6 @@ mod events;
 mod export;
 mod helpers;
 mod reload;
+mod security;
 mod statistics;
 mod validate;

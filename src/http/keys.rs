@@ -1,0 +1,14 @@
+//! The configured API keys (from `BANDITD_*_KEY`). Checking them is `auth`'s job.
+
+use crate::secret::SecretString;
+
+/// Which key guards which routes. An unset key leaves its routes open.
+#[derive(Debug, Clone, Default)]
+pub struct Keys {
+    /// Guards `/v1/events` and the exports.
+    pub events: Option<SecretString>,
+    /// Guards the admin routes, and opens every other guarded route too.
+    pub admin: Option<SecretString>,
+    /// Guards the assign routes (open by default: browsers call them).
+    pub assign: Option<SecretString>,
+}
