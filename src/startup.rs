@@ -138,6 +138,9 @@ impl Application {
         let origins = config.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    http::query::require_utf8_query,
+                ))
                 .wrap(actix_web::middleware::Condition::new(
                     !origins.is_empty(),
                     cors(&origins),

@@ -32,10 +32,30 @@ struct AssignRequest {
     unit: String,
     /// Omitted: every served (non-draft) experiment.
     #[serde(default)]
-    experiments: Option<Vec<String>>,
+    experiments: Option<DistinctIds>,
     /// `false` peeks without counting an exposure.
     #[serde(default)]
     count: Option<bool>,
+}
+
+/// Experiment ids, each listed once: one request counts at most one exposure per experiment
+/// (a list repeating an id a thousand times would otherwise count a thousand).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+struct DistinctIds(Vec<String>);
+
+impl TryFrom<Vec<String>> for DistinctIds {
+    type Error = String;
+
+    fn try_from(ids: Vec<String>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(repeated) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+            return Err(format!(
+                "experiment {repeated:?} is listed more than once; list each experiment once"
+            ));
+        }
+        Ok(Self(ids))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -97,7 +117,11 @@ async fn assign_many(
         .unwrap_or(true);
     let assignments = state
         .engine
-        .assign_many(&unit, body.experiments.as_deref(), count)
+        .assign_many(
+            &unit,
+            body.experiments.as_ref().map(|ids| &ids.0[..]),
+            count,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(AssignManyResponse {
         unit: unit.as_str(),

@@ -10,6 +10,7 @@ pub mod experiments;
 pub mod export;
 pub mod health;
 pub mod problem;
+pub mod query;
 mod state;
 
 use actix_web::web;
