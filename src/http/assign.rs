@@ -109,7 +109,7 @@ async fn assign_many(
     query: web::Query<CountQuery>,
 ) -> ApiResult<HttpResponse> {
     state.keys.authorize(&req, Scope::Assign)?;
-    let body: AssignRequest = parse_json(&read_limited(body, MAX_ASSIGN_BODY_BYTES).await?)?;
+    let body: AssignRequest = parse_json(&read_limited(&req, body, MAX_ASSIGN_BODY_BYTES).await?)?;
     let unit = parse_unit(&body.unit)?;
     let count = body
         .count
