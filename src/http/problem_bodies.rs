@@ -73,3 +73,62 @@ fn as_problem<B: MessageBody + 'static>(
         Ok(res.map_into_boxed_body().map_into_right_body())
     })))
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, HttpResponse, test, web};
+
+    use super::*;
+    use crate::http::ApiError;
+
+    #[actix_web::test]
+    async fn plain_error_bodies_become_problems_and_problems_and_successes_pass_unchanged() {
+        let app = test::init_service(
+            App::new()
+                .wrap(problem_bodies())
+                .route(
+                    "/plain",
+                    web::get().to(|| async {
+                        HttpResponse::Forbidden()
+                            .insert_header(("x-kept", "yes"))
+                            .body("not \"you\"")
+                    }),
+                )
+                .route(
+                    "/empty",
+                    web::get().to(|| async { HttpResponse::Conflict().finish() }),
+                )
+                .route(
+                    "/problem",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::BadRequest("own words".to_owned()))
+                    }),
+                )
+                .route(
+                    "/ok",
+                    web::get().to(|| async { HttpResponse::Ok().body("fine") }),
+                ),
+        )
+        .await;
+        let call = |path: &'static str| test::TestRequest::get().uri(path).to_request();
+        let plain = test::call_service(&app, call("/plain")).await;
+        assert_eq!(plain.status(), 403);
+        assert_eq!(
+            plain.headers().get("content-type").unwrap(),
+            PROBLEM_CONTENT_TYPE
+        );
+        assert_eq!(plain.headers().get("x-kept").unwrap(), "yes");
+        let body: serde_json::Value = test::read_body_json(plain).await;
+        assert_eq!(body["status"], 403);
+        assert_eq!(body["detail"], r#"not \"you\""#);
+        let empty: serde_json::Value = test::call_and_read_body_json(&app, call("/empty")).await;
+        assert_eq!(
+            (empty["status"].clone(), empty["detail"].clone()),
+            (409.into(), "Conflict".into())
+        );
+        let own: serde_json::Value = test::call_and_read_body_json(&app, call("/problem")).await;
+        assert_eq!(own["detail"], "own words");
+        let ok = test::call_and_read_body(&app, call("/ok")).await;
+        assert_eq!(ok, "fine");
+    }
+}
