@@ -169,7 +169,10 @@ impl Engine {
         let live = self.loaded(&event.experiment).map_err(|_| {
             (
                 R::UnknownExperiment,
-                format!("no experiment with id '{}' is loaded", event.experiment),
+                format!(
+                    "no experiment with id {} is loaded",
+                    quoted_excerpt(&event.experiment)
+                ),
             )
         })?;
         if live.spec.status == Status::Draft {
@@ -297,6 +300,18 @@ impl EventBatchReport {
     }
 }
 
+/// Longest excerpt of a client's text quoted back in a rejection, in characters.
+const MAX_QUOTED_CHARS: usize = 80;
+
+/// The client's text as a short escaped excerpt: an unknown id may be megabytes long or hold
+/// control characters, and the detail is read by people.
+fn quoted_excerpt(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
 fn describe_target(op: &RewardOp) -> String {
     match &op.target {
         // Escaped: the detail is read by people, and a unit is the client's text.
@@ -332,6 +347,14 @@ mod tests {
         let ts = Timestamp::Rfc3339("2026-11-26T12:00:00.250+02:00".into());
         // 2026-11-26T10:00:00.250Z = 1795687200 s since the epoch (days from civil: 20783 × 86400 + 36000).
         assert_eq!(parse_timestamp(&ts), Ok(1_795_687_200_250));
+    }
+
+    #[test]
+    fn quoted_excerpts_are_escaped_and_short() {
+        assert_eq!(quoted_excerpt("headline"), "\"headline\"");
+        assert_eq!(quoted_excerpt("a\u{0}b"), "\"a\\0b\"");
+        let long = quoted_excerpt(&"é".repeat(10_000));
+        assert_eq!(long, format!("{:?}…", "é".repeat(MAX_QUOTED_CHARS)));
     }
 
     #[test]

@@ -223,6 +223,7 @@ fn an_event_unit_is_parsed_like_an_assign_unit_and_never_echoed_raw() {
         {"id": "e2", "experiment": "headline", "unit": long},
         {"id": "e3", "experiment": "headline", "unit": control},
         {"id": "e4", "experiment": "headline", "unit": "say \"hi\""},
+        {"id": "e5", "experiment": format!("{}\u{1b}[2J", "x".repeat(10_000)), "unit": "u"},
     ]));
     assert_eq!(
         reasons(&report),
@@ -231,6 +232,7 @@ fn an_event_unit_is_parsed_like_an_assign_unit_and_never_echoed_raw() {
             (1, "invalid_event".into()),
             (2, "invalid_event".into()),
             (3, "unit_not_assigned".into()),
+            (4, "unknown_experiment".into()),
         ]
     );
     let details: Vec<&str> = report["rejections"]
@@ -252,6 +254,13 @@ fn an_event_unit_is_parsed_like_an_assign_unit_and_never_echoed_raw() {
         "{details:?}"
     );
     assert!(details[3].contains(r#""say \"hi\"""#), "{details:?}");
+    // An unknown experiment id is quoted as a short escaped excerpt, not echoed whole.
+    let unknown = details[4];
+    assert!(
+        unknown.len() < 200 && !unknown.contains('\u{1b}'),
+        "{}",
+        unknown.len()
+    );
 }
 
 #[test]
