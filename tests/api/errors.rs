@@ -238,6 +238,21 @@ fn malformed_request_heads_get_actix_parser_answers_with_an_empty_body() {
     let too_large = raw_exchange(&app, &huge, patience, |_| true);
     assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large:?}");
     assert!(too_large.contains("content-length: 0"), "{too_large:?}");
+    // A first head that never completes: 408 after 5 s (REQUEST_HEAD_TIMEOUT_SECS).
+    let started = Instant::now();
+    let slow = raw_exchange(
+        &app,
+        b"GET /healthz HTTP/1.1\r\nHo",
+        Duration::from_secs(10),
+        |_| true,
+    );
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow:?}");
+    assert!(slow.contains("content-length: 0"), "{slow:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
 }
 
 #[test]
