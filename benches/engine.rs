@@ -116,7 +116,7 @@ fn event(
     Ok(RawEvent {
         id,
         experiment: experiment.to_owned(),
-        unit: unit.map(|u| u.as_str().to_owned()),
+        unit: unit.cloned(),
         token,
         reward: Some(1.0),
         timestamp: None,

@@ -113,6 +113,9 @@ pub struct ServeArgs {
         default_value_t = crate::store::DEFAULT_PAGE_CACHE_MB
     )]
     pub store_cache_mb: u64,
+    /// How long a request body may take to arrive in full (`10s`, `1m`); slower is a 408.
+    #[arg(long, env = "BANDITD_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub body_read_timeout: crate::spec::HumanDuration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -210,6 +213,7 @@ fn serve_config(args: ServeArgs) -> Config {
         watch: !args.no_watch,
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
+        body_read_timeout: args.body_read_timeout.as_std(),
     }
 }
 
@@ -280,6 +284,19 @@ mod tests {
             assert_eq!(config.store_cache_mb, crate::store::DEFAULT_PAGE_CACHE_MB);
         }
         let argv = ["banditd", "serve", "--store-cache-mb", "lots"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn the_body_read_timeout_flag_reaches_the_server_config() {
+        let config = serve_config(serve_args(&["--body-read-timeout", "3s"]));
+        assert_eq!(config.body_read_timeout, std::time::Duration::from_secs(3));
+        if std::env::var_os("BANDITD_BODY_READ_TIMEOUT").is_none() {
+            let config = serve_config(serve_args(&[]));
+            let default = crate::http::DEFAULT_BODY_READ_TIMEOUT_SECS;
+            assert_eq!(config.body_read_timeout.as_secs(), default);
+        }
+        let argv = ["banditd", "serve", "--body-read-timeout", "forever"];
         assert!(Cli::try_parse_from(argv).is_err());
     }
 

@@ -23,6 +23,12 @@ pub const EXPIRE_INTERVAL_SECS: u64 = 60;
 /// Seconds in-flight requests get to finish after SIGTERM/SIGINT.
 pub const SHUTDOWN_GRACE_SECS: u64 = 30;
 
+/// Seconds a new connection gets to send its first request head (actix's
+/// `client_request_timeout`, here made explicit): later, actix answers 408 with an empty body
+/// and closes. actix times only a connection's first head; bodies are timed by
+/// `http::BodyReadTimeout`.
+pub const REQUEST_HEAD_TIMEOUT_SECS: u64 = 5;
+
 /// Everything `banditd serve` is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -46,6 +52,8 @@ pub struct Config {
     pub sticky_cache_entries: usize,
     /// sled's page cache in MiB (see `StoreOptions::page_cache_mb`).
     pub store_cache_mb: u64,
+    /// How long a request body may take to arrive (see `http::BodyReadTimeout`).
+    pub body_read_timeout: Duration,
 }
 
 /// Why the server did not start.
@@ -191,16 +199,23 @@ impl Application {
         })?;
         let app_state = state.clone();
         let origins = config.cors_origins.clone();
+        let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    http::query::require_utf8_query,
+                ))
                 .wrap(actix_web::middleware::Condition::new(
                     !origins.is_empty(),
                     cors(&origins),
                 ))
+                .wrap(http::problem_bodies())
                 .app_data(app_state.clone())
+                .app_data(body_read_timeout)
                 .configure(http::configure)
         })
         .workers(config.workers.max(1))
+        .client_request_timeout(Duration::from_secs(REQUEST_HEAD_TIMEOUT_SECS))
         .disable_signals()
         .shutdown_signal(shutdown_requested(state.clone()))
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)

@@ -4,15 +4,12 @@
 use serde::{Deserialize, Serialize};
 
 use super::token::TokenError;
-use super::{Engine, EngineError};
+use super::{Engine, EngineError, Unit};
 use crate::spec::{AssignmentMode, Status};
-use crate::store::{RewardOp, RewardOutcome, RewardTarget};
+use crate::store::{MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
 
 /// Longest event id accepted, in bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 256;
-
-/// How far in the future an event timestamp may lie (clock skew between pipeline and server).
-pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// One event as the pipeline posts it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -21,16 +18,18 @@ pub struct RawEvent {
     /// The pipeline's idempotency key: an id is applied at most once per experiment.
     pub id: String,
     pub experiment: String,
-    /// Sticky experiments: the unit whose assignment converted.
+    /// Sticky experiments: the unit whose assignment converted. Parsed like assign's `unit`.
     #[serde(default)]
-    pub unit: Option<String>,
+    pub unit: Option<Unit>,
     /// The token returned by assign; required for per-request experiments.
     #[serde(default)]
     pub token: Option<String>,
     /// In [0, 1]; 1 when absent (a conversion).
     #[serde(default)]
     pub reward: Option<f64>,
-    /// When the conversion happened: Unix milliseconds or an RFC 3339 string. Default: arrival.
+    /// When the conversion happened: Unix milliseconds or an RFC 3339 string. Checked (not in
+    /// the future, not before the assignment) but it decides nothing: the reward window is
+    /// measured with the server's clock at arrival (see `store::apply`).
     #[serde(default)]
     pub timestamp: Option<Timestamp>,
 }
@@ -57,6 +56,7 @@ pub enum RejectionReason {
     OutsideWindow,
     RewardOutOfRange,
     TimestampInFuture,
+    TimestampBeforeAssignment,
     AlreadyRewarded,
 }
 
@@ -135,7 +135,17 @@ impl Engine {
                     index,
                     Some(id),
                     RejectionReason::OutsideWindow,
-                    format!("the event happened after {target}'s reward window closed"),
+                    format!("the event arrived after {target}'s reward window closed"),
+                ),
+                RewardOutcome::TimestampBeforeAssignment => report.reject(
+                    index,
+                    Some(id),
+                    RejectionReason::TimestampBeforeAssignment,
+                    format!(
+                        "timestamp lies before {target} was assigned (by more than {} s of clock \
+                         skew); an event cannot convert an assignment not yet made",
+                        MAX_CLOCK_SKEW_MS / 1000
+                    ),
                 ),
             }
         }
@@ -159,7 +169,10 @@ impl Engine {
         let live = self.loaded(&event.experiment).map_err(|_| {
             (
                 R::UnknownExperiment,
-                format!("no experiment with id '{}' is loaded", event.experiment),
+                format!(
+                    "no experiment with id {} is loaded",
+                    quoted_excerpt(&event.experiment)
+                ),
             )
         })?;
         if live.spec.status == Status::Draft {
@@ -178,11 +191,15 @@ impl Engine {
                 format!("reward {reward} is outside [0, 1]"),
             ));
         }
-        let occurred_ms = match &event.timestamp {
-            None => now_ms,
-            Some(ts) => parse_timestamp(ts).map_err(|detail| (R::InvalidEvent, detail))?,
-        };
-        if occurred_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        let occurred_ms = event
+            .timestamp
+            .as_ref()
+            .map(parse_timestamp)
+            .transpose()
+            .map_err(|detail| (R::InvalidEvent, detail))?;
+        if let Some(occurred_ms) = occurred_ms
+            && occurred_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS)
+        {
             return Err((
                 R::TimestampInFuture,
                 format!(
@@ -207,7 +224,7 @@ impl Engine {
                         format!("token was issued for experiment '{}'", claims.experiment),
                     ));
                 }
-                if unit.as_ref().is_some_and(|u| *u != claims.unit) {
+                if unit.as_ref().is_some_and(|u| u.as_str() != claims.unit) {
                     return Err((
                         R::BadToken,
                         "token was issued for a different unit than `unit`".to_owned(),
@@ -233,7 +250,7 @@ impl Engine {
                 }
             }
             (None, Some(unit)) => match live.spec.assignment {
-                AssignmentMode::Sticky => RewardTarget::Unit(unit.clone()),
+                AssignmentMode::Sticky => RewardTarget::Unit(unit.as_str().to_owned()),
                 AssignmentMode::PerRequest => {
                     return Err((
                         R::TokenRequired,
@@ -283,9 +300,22 @@ impl EventBatchReport {
     }
 }
 
+/// Longest excerpt of a client's text quoted back in a rejection, in characters.
+const MAX_QUOTED_CHARS: usize = 80;
+
+/// The client's text as a short escaped excerpt: an unknown id may be megabytes long or hold
+/// control characters, and the detail is read by people.
+fn quoted_excerpt(text: &str) -> String {
+    match text.char_indices().nth(MAX_QUOTED_CHARS) {
+        Some((cut, _)) => format!("{:?}…", &text[..cut]),
+        None => format!("{text:?}"),
+    }
+}
+
 fn describe_target(op: &RewardOp) -> String {
     match &op.target {
-        RewardTarget::Unit(unit) => format!("unit '{unit}'"),
+        // Escaped: the detail is read by people, and a unit is the client's text.
+        RewardTarget::Unit(unit) => format!("unit {unit:?}"),
         RewardTarget::Token { variant, .. } => {
             format!("the token's assignment (variant '{variant}')")
         }
@@ -317,6 +347,14 @@ mod tests {
         let ts = Timestamp::Rfc3339("2026-11-26T12:00:00.250+02:00".into());
         // 2026-11-26T10:00:00.250Z = 1795687200 s since the epoch (days from civil: 20783 × 86400 + 36000).
         assert_eq!(parse_timestamp(&ts), Ok(1_795_687_200_250));
+    }
+
+    #[test]
+    fn quoted_excerpts_are_escaped_and_short() {
+        assert_eq!(quoted_excerpt("headline"), "\"headline\"");
+        assert_eq!(quoted_excerpt("a\u{0}b"), "\"a\\0b\"");
+        let long = quoted_excerpt(&"é".repeat(10_000));
+        assert_eq!(long, format!("{:?}…", "é".repeat(MAX_QUOTED_CHARS)));
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn reward(revision: u32, event_id: &str, target: RewardTarget, reward: f64) -> R
         event_id: event_id.to_owned(),
         target,
         reward,
-        occurred_ms: T0_MS + 1,
+        occurred_ms: Some(T0_MS + 1),
         now_ms: T0_MS + 1,
         window_ms: 7 * DAY_MS,
         half_life_ms: None,

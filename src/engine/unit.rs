@@ -3,8 +3,11 @@
 /// Longest unit id accepted, in bytes. Units are store keys; this bounds a key's size.
 pub const MAX_UNIT_BYTES: usize = 256;
 
-/// A non-empty unit id of at most [`MAX_UNIT_BYTES`] bytes without control characters.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// A non-empty unit id of at most [`MAX_UNIT_BYTES`] bytes without control characters. Every
+/// door a unit comes in by (assign's body and query, an event) builds it with [`Unit::parse`],
+/// so the rule is written once; deserializing parses too.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Unit(String);
 
 /// Why a unit id was refused.
@@ -20,21 +23,36 @@ pub enum UnitError {
 
 impl Unit {
     pub fn parse(s: &str) -> Result<Self, UnitError> {
-        if s.is_empty() {
-            return Err(UnitError::Empty);
-        }
-        if s.len() > MAX_UNIT_BYTES {
-            return Err(UnitError::TooLong(s.len()));
-        }
-        if let Some((at, _)) = s.char_indices().find(|(_, c)| c.is_control()) {
-            return Err(UnitError::ControlChar(at));
-        }
+        check(s)?;
         Ok(Self(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+impl TryFrom<String> for Unit {
+    type Error = UnitError;
+
+    fn try_from(text: String) -> Result<Self, UnitError> {
+        check(&text)?;
+        Ok(Self(text))
+    }
+}
+
+/// The one rule for unit ids.
+fn check(s: &str) -> Result<(), UnitError> {
+    if s.is_empty() {
+        return Err(UnitError::Empty);
+    }
+    if s.len() > MAX_UNIT_BYTES {
+        return Err(UnitError::TooLong(s.len()));
+    }
+    if let Some((at, _)) = s.char_indices().find(|(_, c)| c.is_control()) {
+        return Err(UnitError::ControlChar(at));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -64,5 +82,18 @@ mod tests {
             Err(UnitError::TooLong(MAX_UNIT_BYTES + 1))
         );
         assert_eq!(Unit::parse("ab\ncd"), Err(UnitError::ControlChar(2)));
+    }
+
+    #[test]
+    fn a_deserialized_unit_is_parsed_and_its_error_does_not_quote_it() {
+        let unit: Unit = serde_json::from_str("\"u1\"").unwrap();
+        assert_eq!(unit.as_str(), "u1");
+        let error = serde_json::from_str::<Unit>("\"ab\\u0000<script>\"").unwrap_err();
+        assert!(
+            error.to_string().contains("control character at byte 2"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("script"), "{error}");
+        assert!(serde_json::from_str::<Unit>("\"\"").is_err());
     }
 }

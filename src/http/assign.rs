@@ -1,6 +1,6 @@
 //! `POST /v1/assign` and `GET /v1/experiments/{id}/assign`: which variant a unit sees.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::auth::AssignAuth;
@@ -32,10 +32,30 @@ struct AssignRequest {
     unit: String,
     /// Omitted: every served (non-draft) experiment.
     #[serde(default)]
-    experiments: Option<Vec<String>>,
+    experiments: Option<DistinctIds>,
     /// `false` peeks without counting an exposure.
     #[serde(default)]
     count: Option<bool>,
+}
+
+/// Experiment ids, each listed once: one request counts at most one exposure per experiment
+/// (a list repeating an id a thousand times would otherwise count a thousand).
+#[derive(Debug, Deserialize)]
+#[serde(try_from = "Vec<String>")]
+struct DistinctIds(Vec<String>);
+
+impl TryFrom<Vec<String>> for DistinctIds {
+    type Error = String;
+
+    fn try_from(ids: Vec<String>) -> Result<Self, String> {
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        if let Some(repeated) = ids.iter().find(|id| !seen.insert(id.as_str())) {
+            return Err(format!(
+                "experiment {repeated:?} is listed more than once; list each experiment once"
+            ));
+        }
+        Ok(Self(ids))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,11 +104,12 @@ fn parse_unit(raw: &str) -> ApiResult<Unit> {
 
 async fn assign_many(
     _: AssignAuth,
+    req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Payload,
     query: web::Query<CountQuery>,
 ) -> ApiResult<HttpResponse> {
-    let body: AssignRequest = parse_json(&read_limited(body, MAX_ASSIGN_BODY_BYTES).await?)?;
+    let body: AssignRequest = parse_json(&read_limited(&req, body, MAX_ASSIGN_BODY_BYTES).await?)?;
     let unit = parse_unit(&body.unit)?;
     let count = body
         .count
@@ -96,7 +117,11 @@ async fn assign_many(
         .unwrap_or(true);
     let assignments = state
         .engine
-        .assign_many(&unit, body.experiments.as_deref(), count)
+        .assign_many(
+            &unit,
+            body.experiments.as_ref().map(|ids| &ids.0[..]),
+            count,
+        )
         .await?;
     Ok(HttpResponse::Ok().json(AssignManyResponse {
         unit: unit.as_str(),

@@ -1,17 +1,55 @@
-//! Request bodies read with an explicit size limit, so that an oversized body is a 413 problem
-//! and malformed JSON a 400 problem that names the line and column.
+//! Request bodies read with an explicit size limit and deadline, so that an oversized body is a
+//! 413 problem, a body that trickles in a 408 problem, and malformed JSON a 400 problem that
+//! names the line and column.
 
-use actix_web::web;
+use std::time::Duration;
+
+use actix_web::{HttpRequest, web};
 use futures_util::StreamExt;
 use serde::de::DeserializeOwned;
 
 use super::problem::ApiError;
 
-/// Reads the whole body, refusing more than `limit` bytes.
+/// Default of [`BodyReadTimeout`] (`--body-read-timeout`): an 8 MiB events batch needs under
+/// 1 MB/s to make it.
+pub const DEFAULT_BODY_READ_TIMEOUT_SECS: u64 = 10;
+
+/// How long a whole request body may take to arrive, counted from when the handler starts
+/// reading it. actix bounds only the request head (`client_request_timeout`); without this a
+/// client sending 10 bytes a second holds a connection and a buffer for as long as it likes.
+/// Registered as app data; a handler mounted without it gets the default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyReadTimeout(pub Duration);
+
+impl Default for BodyReadTimeout {
+    fn default() -> Self {
+        Self(Duration::from_secs(DEFAULT_BODY_READ_TIMEOUT_SECS))
+    }
+}
+
+/// Reads the whole body, refusing more than `limit` bytes or a body that is not complete
+/// within the [`BodyReadTimeout`].
 pub async fn read_limited(
-    mut payload: web::Payload,
+    req: &HttpRequest,
+    payload: web::Payload,
     limit: usize,
 ) -> Result<web::BytesMut, ApiError> {
+    let BodyReadTimeout(timeout) = req
+        .app_data::<BodyReadTimeout>()
+        .copied()
+        .unwrap_or_default();
+    tokio::time::timeout(timeout, read_all(payload, limit))
+        .await
+        .map_err(|_| {
+            ApiError::RequestTimeout(format!(
+                "the request body did not arrive within {} s; send it at full speed (the limit \
+                 is the server's --body-read-timeout)",
+                timeout.as_secs_f64()
+            ))
+        })?
+}
+
+async fn read_all(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk =

@@ -30,7 +30,7 @@ async fn post_events(
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
     let ndjson = is_ndjson(&req)?;
-    let body = read_limited(body, MAX_EVENTS_BODY_BYTES).await?;
+    let body = read_limited(&req, body, MAX_EVENTS_BODY_BYTES).await?;
     let events = if ndjson {
         parse_ndjson(&body)?
     } else {

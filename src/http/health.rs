@@ -4,12 +4,23 @@ use std::sync::atomic::Ordering;
 
 use actix_web::{HttpResponse, web};
 
-use super::problem::{ApiError, ApiResult};
+use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
 
+/// HEAD answers like GET (actix sends no body for it): load balancers often probe with HEAD.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
+    cfg.service(
+        web::resource("/healthz")
+            .route(web::get().to(healthz))
+            .route(web::head().to(healthz))
+            .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/readyz")
+            .route(web::get().to(readyz))
+            .route(web::head().to(readyz))
+            .default_service(web::to(wrong_method)),
+    );
 }
 
 async fn healthz() -> HttpResponse {

@@ -11,12 +11,16 @@ pub mod export;
 pub mod health;
 mod keys;
 pub mod problem;
+mod problem_bodies;
+pub mod query;
 mod state;
 
 use actix_web::web;
 
+pub use body::{BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT_SECS};
 pub use keys::Keys;
 pub use problem::{ApiError, Problem};
+pub use problem_bodies::problem_bodies;
 pub use state::AppState;
 
 /// Mounts every route, the problem+json error handlers and the fallback for unknown routes.

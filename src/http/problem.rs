@@ -7,6 +7,9 @@ use serde::Serialize;
 
 use crate::engine::EngineError;
 
+/// The media type of every error body (RFC 7807).
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
 /// The problem document.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -32,6 +35,8 @@ pub enum ApiError {
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{0}")]
+    RequestTimeout(String),
+    #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
@@ -53,6 +58,7 @@ impl ApiError {
             Self::Unauthorized(_) => ("unauthorized", "Missing or wrong API key"),
             Self::NotFound(_) => ("not-found", "Not found"),
             Self::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
+            Self::RequestTimeout(_) => ("request-timeout", "Request timeout"),
             Self::PayloadTooLarge(_) => ("payload-too-large", "Payload too large"),
             Self::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             Self::Unavailable(_) => ("unavailable", "Service unavailable"),
@@ -84,6 +90,7 @@ impl ResponseError for ApiError {
                 | EngineError::UnknownRevision { .. },
             ) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -110,9 +117,13 @@ impl ResponseError for ApiError {
             },
         };
         let mut response = HttpResponse::build(status);
-        response.content_type("application/problem+json");
+        response.content_type(PROBLEM_CONTENT_TYPE);
         if let Self::Unauthorized(_) = self {
             response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::RequestTimeout(_) = self {
+            // The rest of the body may still be on its way: the connection cannot be reused.
+            response.force_close();
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }

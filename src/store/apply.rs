@@ -12,11 +12,17 @@ use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
 use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
 
-/// How long a token mark outlives its reward window. A token reward is accepted only while its
-/// mark would still be kept (see [`apply_token_reward`]), so this is the grace period for
-/// pipelines whose deliveries arrive late: an event that happened inside the window is still
-/// credited if it arrives within a day after the window closed.
+/// How long a token mark outlives its reward window. A token reward is accepted only while the
+/// window is open by the arriving request's clock (see [`timing_refusal`]), so this is slack for
+/// clocks that disagree: a server whose clock was stepped back, or a replica lagging the one
+/// that ran the expiry sweep, still finds the mark (or the expiry watermark) and cannot credit
+/// the assignment twice.
 pub const TOKEN_MARK_SLACK_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// How far apart two clocks may be: an event's timestamp may lie this far in the future of its
+/// arrival, or this far before its assignment, before the event is refused. Pipelines stamp
+/// events with their own clocks, which a few minutes of NTP drift do not make wrong.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing).
@@ -203,6 +209,26 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
     Ok(outcome)
 }
 
+/// The timing rules of every reward, for every backend and both kinds of target, measured
+/// against the assignment's time (the sticky record's, or the token's signed issue time):
+///
+/// - the window is measured with the server's clock at arrival (`now_ms`), whatever the event's
+///   timestamp says, so a client cannot reopen a closed window by backdating its events;
+/// - a timestamp more than [`MAX_CLOCK_SKEW_MS`] before the assignment is refused: an event
+///   cannot have converted an assignment not yet made, and such a timestamp (0, seconds taken
+///   for milliseconds) is a pipeline bug worth reporting rather than crediting.
+///
+/// The timestamp is used for nothing else; decay ages a reward from its assignment.
+fn timing_refusal(op: &RewardOp, assigned_ms: u64) -> Option<RewardOutcome> {
+    if op
+        .occurred_ms
+        .is_some_and(|occurred_ms| occurred_ms.saturating_add(MAX_CLOCK_SKEW_MS) < assigned_ms)
+    {
+        return Some(RewardOutcome::TimestampBeforeAssignment);
+    }
+    (op.now_ms > assigned_ms.saturating_add(op.window_ms)).then_some(RewardOutcome::OutsideWindow)
+}
+
 /// A unit's reward lives in its sticky record, which is never removed: so the at-most-once
 /// guarantee for units does not depend on event-id retention at all.
 fn apply_unit_reward(
@@ -215,8 +241,8 @@ fn apply_unit_reward(
         return Ok(RewardOutcome::UnitNotAssigned);
     };
     let mut record = codec::decode_sticky(&bytes)?.record;
-    if op.occurred_ms > record.assigned_ms.saturating_add(op.window_ms) {
-        return Ok(RewardOutcome::OutsideWindow);
+    if let Some(refusal) = timing_refusal(op, record.assigned_ms) {
+        return Ok(refusal);
     }
     if record.reward.is_some() {
         return Ok(RewardOutcome::AlreadyRewarded);
@@ -232,9 +258,9 @@ fn apply_unit_reward(
 }
 
 /// A token assignment has no record besides its mark, and the mark expires. So a token reward
-/// is refused once its mark would be due for removal (by the request's own clock, or because
-/// an `expire` already worked on an index value due at or after it: the watermark); otherwise
-/// a late retry could be credited twice.
+/// is refused once its window has closed, and also once an `expire` already worked on an index
+/// value due at or after its mark (the watermark, kept by whichever clock ran the sweep);
+/// otherwise a late retry could be credited twice.
 fn apply_token_reward(
     txn: &mut Txn<'_>,
     op: &RewardOp,
@@ -247,12 +273,13 @@ fn apply_token_reward(
     if txn.get(&mark_key)?.is_some() {
         return Ok(RewardOutcome::AlreadyRewarded);
     }
-    let window_end = issued_ms.saturating_add(op.window_ms);
-    let mark_expiry_ms = window_end.saturating_add(TOKEN_MARK_SLACK_MS);
-    if op.occurred_ms > window_end
-        || op.now_ms >= mark_expiry_ms
-        || mark_expiry_ms <= txn.expired_through()
-    {
+    if let Some(refusal) = timing_refusal(op, issued_ms) {
+        return Ok(refusal);
+    }
+    let mark_expiry_ms = issued_ms
+        .saturating_add(op.window_ms)
+        .saturating_add(TOKEN_MARK_SLACK_MS);
+    if mark_expiry_ms <= txn.expired_through() {
         return Ok(RewardOutcome::OutsideWindow);
     }
     let mark = TokenMark {

@@ -23,7 +23,7 @@ mod sticky_cache;
 mod test_support;
 mod writer;
 
-pub use self::apply::TOKEN_MARK_SLACK_MS;
+pub use self::apply::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
@@ -162,12 +162,13 @@ pub struct RewardOp {
     pub event_id: String,
     pub target: RewardTarget,
     pub reward: f64,
-    /// When the conversion happened (the event's timestamp, else arrival).
-    pub occurred_ms: u64,
-    /// Arrival time, from the engine's clock.
+    /// The event's own timestamp, if it gave one. A client's clock decides nothing: it is only
+    /// checked against the assignment (see `apply::timing_refusal`).
+    pub occurred_ms: Option<u64>,
+    /// Arrival time, from the engine's clock: the reward window is measured with it.
     pub now_ms: u64,
-    /// `reward.window` of the experiment: rewards later than this after assignment are refused,
-    /// and ids are kept at least this long.
+    /// `reward.window` of the experiment: rewards arriving later than this after the assignment
+    /// are refused, and ids are kept at least this long.
     pub window_ms: u64,
     /// `policy.half_life` of the experiment (see [`Tally::half_life_ms`]).
     pub half_life_ms: Option<u64>,
@@ -184,8 +185,10 @@ pub enum RewardOutcome {
     UnitNotAssigned,
     /// The assignment was already credited by a different event id.
     AlreadyRewarded,
-    /// The conversion happened more than `window_ms` after the assignment.
+    /// The reward arrived more than `window_ms` after the assignment (by the server's clock).
     OutsideWindow,
+    /// The event's timestamp lies before the assignment it would credit (beyond clock skew).
+    TimestampBeforeAssignment,
 }
 
 /// Persistence for the engine. All writes are durable when their future resolves.

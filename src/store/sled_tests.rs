@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use super::*;
 use crate::store::RewardOutcome::{
-    AlreadyRewarded, Applied, Duplicate, OutsideWindow, UnitNotAssigned,
+    AlreadyRewarded, Applied, Duplicate, OutsideWindow, TimestampBeforeAssignment, UnitNotAssigned,
 };
 use crate::store::expiry::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
 use crate::store::test_support::*;
@@ -227,6 +227,49 @@ fn rewards_that_happened_after_the_window_are_outside_window() {
 }
 
 #[test]
+fn a_backdated_timestamp_neither_reopens_the_window_nor_precedes_the_assignment() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    block_on(store.insert_sticky(&epoch(), "u1", record("control", T0_MS), tally(T0_MS))).unwrap();
+    let arrival = T0_MS + 8 * DAY_MS;
+    let stamped = |mut op: RewardOp, occurred_ms: u64| {
+        op.occurred_ms = Some(occurred_ms);
+        op
+    };
+    let backdated = vec![
+        stamped(unit_reward("e1", "u1", 1.0, arrival), T0_MS),
+        stamped(
+            token_reward("e2", "a1", "control", T0_MS, 1.0, arrival),
+            T0_MS,
+        ),
+    ];
+    assert_eq!(
+        block_on(store.apply_rewards(backdated)).unwrap(),
+        vec![OutsideWindow, OutsideWindow]
+    );
+    let skew = crate::store::MAX_CLOCK_SKEW_MS;
+    let before_assignment = vec![
+        stamped(unit_reward("e3", "u1", 1.0, T0_MS + 1), 0),
+        stamped(
+            token_reward("e4", "a2", "control", T0_MS, 1.0, T0_MS + 1),
+            0,
+        ),
+        stamped(unit_reward("e5", "u1", 1.0, T0_MS + 1), T0_MS - skew - 1),
+    ];
+    assert_eq!(
+        block_on(store.apply_rewards(before_assignment)).unwrap(),
+        vec![TimestampBeforeAssignment; 3]
+    );
+    assert_eq!(raw(&counters_of(&store)["control"]), (1, 0.0));
+    // A pipeline clock a little behind the server's is not a lie.
+    let skewed = stamped(unit_reward("e6", "u1", 1.0, T0_MS + 1), T0_MS - skew);
+    assert_eq!(
+        block_on(store.apply_rewards(vec![skewed])).unwrap(),
+        vec![applied("control")]
+    );
+}
+
+#[test]
 fn a_reward_for_an_unassigned_unit_is_unit_not_assigned() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
@@ -272,14 +315,15 @@ fn expire_removes_old_ids_keeps_young_ones_and_never_double_applies() {
         block_on(store.apply_rewards(vec![retry_old])).unwrap(),
         vec![OutsideWindow]
     );
-    // Even with its original timestamp it cannot be credited twice.
+    // Its original timestamp does not reopen the window: that is measured at arrival.
     let retry_stamped = RewardOp {
         now_ms: T0_MS + 8 * DAY_MS,
+        occurred_ms: Some(T0_MS),
         ..old
     };
     assert_eq!(
         block_on(store.apply_rewards(vec![retry_stamped])).unwrap(),
-        vec![AlreadyRewarded]
+        vec![OutsideWindow]
     );
     assert_eq!(counters_of(&store)["control"].reward_sum, 2.0);
     assert_eq!(block_on(store.expire(T0_MS + 11 * DAY_MS)).unwrap(), 1);

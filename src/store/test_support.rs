@@ -63,21 +63,22 @@ pub fn record(variant: &str, assigned_ms: u64) -> StickyRecord {
     }
 }
 
-/// A reward for a sticky unit that happened and arrived at `at_ms`, with a 7-day window.
+/// A reward for a sticky unit arriving at `at_ms` without a timestamp, with a 7-day window.
 pub fn unit_reward(event_id: &str, unit: &str, reward: f64, at_ms: u64) -> RewardOp {
     RewardOp {
         epoch: epoch(),
         event_id: event_id.to_owned(),
         target: RewardTarget::Unit(unit.to_owned()),
         reward,
-        occurred_ms: at_ms,
+        occurred_ms: None,
         now_ms: at_ms,
         window_ms: 7 * DAY_MS,
         half_life_ms: None,
     }
 }
 
-/// A reward for a token issued at `issued_ms`, happening and arriving at `at_ms`, 7-day window.
+/// A reward for a token issued at `issued_ms`, arriving at `at_ms` without a timestamp, 7-day
+/// window.
 pub fn token_reward(
     event_id: &str,
     assignment_id: &str,

@@ -229,6 +229,35 @@ fn post_assign_answers_each_listed_experiment_in_order() {
 }
 
 #[test]
+fn post_assign_refuses_an_experiment_listed_twice_and_counts_nothing() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
+    let mut listed = vec!["headline"];
+    listed.extend(std::iter::repeat_n("ranking", 1_000));
+    let r = app.post_json("/v1/assign", &json!({"unit": "u1", "experiments": listed}));
+    assert_problem(&r, 400, "\"ranking\" is listed more than once");
+    assert_eq!(total_exposures(&app, "ranking"), 0);
+    assert_eq!(total_exposures(&app, "headline"), 0);
+}
+
+#[test]
+fn a_query_unit_that_is_not_utf8_is_refused_not_merged_with_another() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=x%FF"),
+        400,
+        "`unit` is not UTF-8",
+    );
+    // U+FFFD itself is a fine unit, and the only one of the two that was assigned.
+    app.assign("headline", "x%EF%BF%BD");
+    assert_eq!(total_exposures(&app, "headline"), 1);
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?count=false&unit=%C3"),
+        400,
+        "`unit`",
+    );
+}
+
+#[test]
 fn serve_loads_only_the_experiments_of_its_environment() {
     let staging_only = STICKY.replace(
         "status: running",

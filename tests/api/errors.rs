@@ -1,8 +1,46 @@
 //! Bad input gets a precise 4xx problem+json, never a 5xx.
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
 use serde_json::json;
 
 use crate::helpers::{STICKY, TestApp, assert_problem};
+
+/// Sends `head` on a fresh connection, then whatever `then` writes; returns everything the
+/// server answered before closing (or before `patience` ran out).
+fn raw_exchange(
+    app: &TestApp,
+    head: &[u8],
+    patience: Duration,
+    mut then: impl FnMut(&mut TcpStream) -> bool,
+) -> String {
+    let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    stream.write_all(head).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < patience {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        if !then(&mut stream) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
 
 #[test]
 fn each_class_of_bad_input_gets_its_4xx_problem() {
@@ -83,6 +121,138 @@ fn readiness_and_health_answer() {
     let ready = app.get("/readyz");
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body["experiments"], 1);
+}
+
+#[test]
+fn head_on_healthz_and_readyz_answers_like_get_without_a_body() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    for path in ["/healthz", "/readyz"] {
+        let mut head = app
+            .agent
+            .head(format!("{}{path}", app.address))
+            .call()
+            .unwrap();
+        assert_eq!(head.status(), 200, "HEAD {path}");
+        assert_eq!(head.headers()["content-type"], "application/json");
+        assert_eq!(head.body_mut().read_to_string().unwrap(), "", "HEAD {path}");
+    }
+    assert_problem(&app.post_json("/healthz", &json!({})), 405, "POST");
+}
+
+#[test]
+fn a_body_that_trickles_is_answered_408_problem_and_the_connection_closed() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_BODY_READ_TIMEOUT", "1s")],
+    );
+    let head = b"POST /v1/events HTTP/1.1\r\nHost: banditd\r\nContent-Type: application/json\r\n\
+                 Content-Length: 100000\r\n\r\n[";
+    let started = Instant::now();
+    // 10 bytes a second, for as long as the server listens (at most 10 s).
+    let answer = raw_exchange(&app, head, Duration::from_secs(10), |stream| {
+        std::thread::sleep(Duration::from_millis(50));
+        stream.write_all(b" ").is_ok()
+    });
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        answer.contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert!(answer.contains("connection: close"), "{answer}");
+    assert!(answer.contains("--body-read-timeout"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    // The server is not held up: an ordinary request still answers.
+    assert_eq!(app.get("/healthz").status, 200);
+}
+
+#[test]
+fn every_error_the_application_answers_is_problem_json() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_CORS_ORIGINS", "https://shop.example")],
+    );
+    // Unknown route, wrong method, query extractor errors, path with a bad escape.
+    assert_problem(&app.get("/nothing"), 404, "/nothing");
+    assert_problem(&app.get("/v1/assign"), 405, "GET");
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u&colour=red"),
+        400,
+        "colour",
+    );
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u&unit=v"),
+        400,
+        "unit",
+    );
+    assert_problem(
+        &app.get("/v1/experiments/%FF/assign?unit=u"),
+        404,
+        "experiment",
+    );
+    assert_problem(
+        &app.post_raw("/v1/assign", "application/json", "[1, 2]"),
+        400,
+        "invalid JSON body",
+    );
+    // actix-cors refuses a preflight from another origin with a plain-text body of its own.
+    let refused = app
+        .agent
+        .options(format!("{}/v1/assign", app.address))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .call()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: serde_json::Value = refused.into_body().read_json().unwrap();
+    assert_eq!(problem["status"], 400);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("Origin is not allowed"),
+        "{problem}"
+    );
+}
+
+#[test]
+fn malformed_request_heads_get_actix_parser_answers_with_an_empty_body() {
+    // The README lists these as the only errors that are not problem+json.
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let patience = Duration::from_secs(5);
+    let garbage = raw_exchange(&app, b"GARBAGE\r\n\r\n", patience, |_| true);
+    assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage:?}");
+    assert!(garbage.contains("content-length: 0"), "{garbage:?}");
+    let mut huge = b"GET /healthz HTTP/1.1\r\nHost: banditd\r\n".to_vec();
+    for i in 0..200 {
+        huge.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(200)).as_bytes());
+    }
+    huge.extend_from_slice(b"\r\n");
+    let too_large = raw_exchange(&app, &huge, patience, |_| true);
+    assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large:?}");
+    assert!(too_large.contains("content-length: 0"), "{too_large:?}");
+    // A first head that never completes: 408 after 5 s (REQUEST_HEAD_TIMEOUT_SECS).
+    let started = Instant::now();
+    let slow = raw_exchange(
+        &app,
+        b"GET /healthz HTTP/1.1\r\nHo",
+        Duration::from_secs(10),
+        |_| true,
+    );
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow:?}");
+    assert!(slow.contains("content-length: 0"), "{slow:?}");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(4) && waited < Duration::from_secs(8),
+        "{waited:?}"
+    );
 }
 
 #[test]

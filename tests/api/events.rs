@@ -136,22 +136,131 @@ fn every_bad_event_is_rejected_with_its_reason_and_the_rest_still_apply() {
     }
 }
 
-#[test]
-fn a_reward_after_the_window_is_rejected() {
-    let yaml = STICKY.replace("window: 7d", "window: 1s");
-    let app = TestApp::spawn(&[("headline.yaml", &yaml)]);
-    app.assign("headline", "u1");
-    app.assign("headline", "u2");
-    let now_ms = std::time::SystemTime::now()
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_millis() as u64;
+        .as_millis() as u64
+}
+
+/// Both kinds of target with a 2-second reward window.
+fn short_window_app() -> TestApp {
+    let sticky = STICKY.replace("window: 7d", "window: 2s");
+    let per_request = PER_REQUEST.replace("window: 1d", "window: 2s");
+    TestApp::spawn(&[("headline.yaml", &sticky), ("ranking.yaml", &per_request)])
+}
+
+#[test]
+fn a_reward_arriving_after_the_window_is_rejected_whatever_its_timestamp_says() {
+    let app = short_window_app();
+    let assigned_ms = now_ms();
+    app.assign("headline", "late");
+    let late_token = app.assign("ranking", "late")["token"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(3_000));
+    app.assign("headline", "in-time");
+    let token = app.assign("ranking", "in-time")["token"].clone();
     let report = app.post_events(&json!([
-        {"id": "late", "experiment": "headline", "unit": "u1", "timestamp": now_ms + 60_000},
-        {"id": "in-time", "experiment": "headline", "unit": "u2", "timestamp": now_ms},
+        {"id": "l1", "experiment": "headline", "unit": "late"},
+        {"id": "l2", "experiment": "headline", "unit": "late", "timestamp": assigned_ms},
+        {"id": "l3", "experiment": "ranking", "token": late_token, "timestamp": assigned_ms},
+        {"id": "ok1", "experiment": "headline", "unit": "in-time"},
+        {"id": "ok2", "experiment": "ranking", "token": token, "timestamp": now_ms()},
     ]));
-    assert_eq!(report["applied"], 1, "{report}");
-    assert_eq!(reasons(&report), [(0, "outside_window".into())]);
+    assert_eq!(report["applied"], 2, "{report}");
+    assert_eq!(
+        reasons(&report),
+        [
+            (0, "outside_window".into()),
+            (1, "outside_window".into()),
+            (2, "outside_window".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_timestamp_before_the_assignment_is_refused_and_credits_nothing() {
+    let app = short_window_app();
+    let variant = app.assign("headline", "u1")["variant"].clone();
+    let assigned = app.assign("ranking", "u1");
+    let events = |stamp: Option<u64>| {
+        let mut events = json!([
+            {"id": "e1", "experiment": "headline", "unit": "u1"},
+            {"id": "e2", "experiment": "ranking", "token": assigned["token"]},
+        ]);
+        if let Some(stamp) = stamp {
+            for event in events.as_array_mut().unwrap() {
+                event["timestamp"] = json!(stamp);
+            }
+        }
+        events
+    };
+    let report = app.post_events(&events(Some(0)));
+    assert_eq!(report["applied"], 0, "{report}");
+    assert_eq!(
+        reasons(&report),
+        [
+            (0, "timestamp_before_assignment".into()),
+            (1, "timestamp_before_assignment".into()),
+        ]
+    );
+    assert_eq!(
+        app.arm("headline", variant.as_str().unwrap())["rewards"],
+        0.0
+    );
+    let ranking = app.arm("ranking", assigned["variant"].as_str().unwrap());
+    assert_eq!(ranking["rewards"], 0.0);
+    // Refused ids are not spent: the corrected events apply.
+    assert_eq!(app.post_events(&events(None))["applied"], 2);
+}
+
+#[test]
+fn an_event_unit_is_parsed_like_an_assign_unit_and_never_echoed_raw() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let long = "x".repeat(300);
+    let control = "bob\u{0}<script>";
+    let report = app.post_events(&json!([
+        {"id": "e1", "experiment": "headline", "unit": ""},
+        {"id": "e2", "experiment": "headline", "unit": long},
+        {"id": "e3", "experiment": "headline", "unit": control},
+        {"id": "e4", "experiment": "headline", "unit": "say \"hi\""},
+        {"id": "e5", "experiment": format!("{}\u{1b}[2J", "x".repeat(10_000)), "unit": "u"},
+    ]));
+    assert_eq!(
+        reasons(&report),
+        [
+            (0, "invalid_event".into()),
+            (1, "invalid_event".into()),
+            (2, "invalid_event".into()),
+            (3, "unit_not_assigned".into()),
+            (4, "unknown_experiment".into()),
+        ]
+    );
+    let details: Vec<&str> = report["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    assert!(
+        details[0].contains("`unit`") && details[0].contains("empty"),
+        "{details:?}"
+    );
+    assert!(
+        details[1].contains("256") && !details[1].contains(&long),
+        "{details:?}"
+    );
+    assert!(
+        details[2].contains("control") && !details[2].contains("script"),
+        "{details:?}"
+    );
+    assert!(details[3].contains(r#""say \"hi\"""#), "{details:?}");
+    // An unknown experiment id is quoted as a short escaped excerpt, not echoed whole.
+    let unknown = details[4];
+    assert!(
+        unknown.len() < 200 && !unknown.contains('\u{1b}'),
+        "{}",
+        unknown.len()
+    );
 }
 
 #[test]
