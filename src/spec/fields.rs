@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::duration::HumanDuration;
-use super::error::{Position, SpecError};
+use super::error::{Position, SpecError, excerpt, quoted};
 use super::node::{Node, NodeKind};
 
 /// The errors of one file, in the order found.
@@ -86,7 +86,8 @@ impl<'n> Fields<'n> {
                 report.error(
                     key.pos,
                     format!(
-                        "unknown field `{name}` in {what}; {suggestion}allowed fields: {listed}"
+                        "unknown field `{}` in {what}; {suggestion}allowed fields: {listed}",
+                        excerpt(name)
                     ),
                 );
             }
@@ -237,7 +238,7 @@ pub(crate) fn whole_number(
         NodeKind::Str(s) if s.trim().parse::<f64>().is_ok() => {
             return refuse(
                 report,
-                format!("must be a number, found the text {s:?}; remove the quotes"),
+                format!("must be a number, found the text {}; remove the quotes", quoted(s)),
             );
         }
         other => {
@@ -279,7 +280,10 @@ pub(crate) fn number(report: &mut Report<'_>, node: &Node, field: &str) -> Optio
         NodeKind::Str(s) if s.trim().parse::<f64>().is_ok() => {
             report.error(
                 node.pos,
-                format!("`{field}` must be a number, found the text {s:?}; remove the quotes"),
+                format!(
+                    "`{field}` must be a number, found the text {}; remove the quotes",
+                    quoted(s)
+                ),
             );
             None
         }
