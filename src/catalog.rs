@@ -11,8 +11,8 @@ use crate::spec::{self, Experiment, SpecError};
 
 mod folder;
 
-pub use folder::{MAX_FILE_BYTES, MAX_FOLDER_BYTES, MAX_FOLDER_FILES};
 use folder::{FoundFile, list_folder, named_file, read_file};
+pub use folder::{MAX_FILE_BYTES, MAX_FOLDER_BYTES, MAX_FOLDER_FILES};
 
 /// A folder read once: its experiments and the content hash of exactly the bytes they were
 /// parsed from (so the version shown can never describe other bytes than those loaded).
@@ -264,3 +264,7 @@ fn load_files(
 #[cfg(test)]
 #[path = "catalog_tests.rs"]
 mod tests;
+
+#[cfg(all(test, unix))]
+#[path = "catalog/safety_tests.rs"]
+mod safety_tests;

@@ -51,8 +51,9 @@ pub(crate) struct Listing {
 /// twice). Refused entries are collected; a folder over a limit is an error of its own,
 /// returned before any file is read.
 pub(crate) fn list_folder(dir: &Path) -> Result<Listing, SpecError> {
-    let unreadable =
-        |e: std::io::Error| SpecError::whole_file(dir, format!("cannot read the experiment folder: {e}"));
+    let unreadable = |e: std::io::Error| {
+        SpecError::whole_file(dir, format!("cannot read the experiment folder: {e}"))
+    };
     let root = std::fs::canonicalize(dir).map_err(unreadable)?;
     let mut listing = Listing::default();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
@@ -73,7 +74,9 @@ pub(crate) fn list_folder(dir: &Path) -> Result<Listing, SpecError> {
             Err(refused) => listing.refused.push(refused),
         }
     }
-    listing.files.sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
+    listing
+        .files
+        .sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
     check_folder_limits(dir, &listing.files)?;
     Ok(listing)
 }
@@ -124,7 +127,8 @@ pub(crate) fn read_file(file: &FoundFile) -> Result<Vec<u8>, SpecError> {
 /// One directory entry: `Ok(None)` for a folder (subfolders are not loaded), a checked file,
 /// or why it is refused.
 fn check_entry(root: &Path, path: PathBuf) -> Result<Option<FoundFile>, SpecError> {
-    let unreadable = |e: std::io::Error| SpecError::whole_file(&path, format!("cannot read the file: {e}"));
+    let unreadable =
+        |e: std::io::Error| SpecError::whole_file(&path, format!("cannot read the file: {e}"));
     let own = std::fs::symlink_metadata(&path).map_err(unreadable)?;
     let (resolved, metadata) = if own.file_type().is_symlink() {
         let Ok(target) = std::fs::canonicalize(&path) else {

@@ -134,6 +134,43 @@ impl<'n> Fields<'n> {
     }
 }
 
+/// Whether `node` is a mapping none of whose keys is one of `allowed`: some other file (a
+/// config, a credentials file, `/etc/shadow`-like `user:hash:…` lines), not a misspelt
+/// experiment. It gets one error naming only its first key, instead of one "unknown field"
+/// error per key: those would each quote a key, and together the file's whole text.
+pub(crate) fn is_foreign_mapping(
+    report: &mut Report<'_>,
+    node: &Node,
+    what: &str,
+    allowed: &[&str],
+) -> bool {
+    let NodeKind::Map(entries) = &node.kind else {
+        return false;
+    };
+    let Some((first, _)) = entries.first() else {
+        return false;
+    };
+    let known =
+        |key: &Node| matches!(&key.kind, NodeKind::Str(name) if allowed.contains(&name.as_str()));
+    if entries.iter().any(|(key, _)| known(key)) {
+        return false;
+    }
+    let first = match &first.kind {
+        NodeKind::Str(name) => format!("`{}`", excerpt(name)),
+        other => other.describe(),
+    };
+    report.error(
+        node.pos,
+        format!(
+            "is not {what}: none of its {} keys is a field of one (the first is {first}); \
+             an experiment file has `id`, `description`, `owner`, `status`, \
+             `default_variant` and `variants`",
+            entries.len()
+        ),
+    );
+    true
+}
+
 /// The closest allowed name to a misspelt one (edit distance at most 2, or a prefix).
 pub(crate) fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -238,7 +275,10 @@ pub(crate) fn whole_number(
         NodeKind::Str(s) if s.trim().parse::<f64>().is_ok() => {
             return refuse(
                 report,
-                format!("must be a number, found the text {}; remove the quotes", quoted(s)),
+                format!(
+                    "must be a number, found the text {}; remove the quotes",
+                    quoted(s)
+                ),
             );
         }
         other => {

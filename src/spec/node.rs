@@ -264,7 +264,10 @@ impl Node {
                     if object.contains_key(&name) {
                         return Err((
                             key.pos,
-                            format!("the payload key {} appears twice; remove one", quoted(&name)),
+                            format!(
+                                "the payload key {} appears twice; remove one",
+                                quoted(&name)
+                            ),
                         ));
                     }
                     object.insert(name, value.to_json()?);

@@ -96,6 +96,9 @@ pub fn parse_experiment(file: &Path, text: &str) -> Result<Experiment, Vec<SpecE
 }
 
 fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Experiment> {
+    if fields::is_foreign_mapping(report, root, "an experiment", EXPERIMENT_FIELDS) {
+        return None;
+    }
     let fields = Fields::read(report, root, "the experiment", EXPERIMENT_FIELDS)?;
     if let Some(schema) = fields.get("$schema") {
         fields::text(report, schema, "$schema");
@@ -227,7 +230,10 @@ fn parse_id<T>(
             } else {
                 String::new()
             };
-            report.error(node.pos, format!("`{field}` {} {err}{hint}", quoted(&value)));
+            report.error(
+                node.pos,
+                format!("`{field}` {} {err}{hint}", quoted(&value)),
+            );
             None
         }
     }
