@@ -59,6 +59,7 @@ async fn config(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpR
         "environment": status.environment,
         "files": status.files,
         "last_error": status.last_error,
+        "watch": state.engine.watch_status(),
         "experiments": experiments,
         "retired": retired,
     })))
