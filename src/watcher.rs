@@ -221,6 +221,30 @@ mod tests {
     }
 
     #[test]
+    fn the_polling_fallback_reports_a_new_experiment_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (changes, mut changed) = mpsc::unbounded_channel();
+        let relay = Relay {
+            dir: dir.path().to_path_buf(),
+            changes,
+        };
+        let _watcher = start_polling(dir.path(), relay).unwrap();
+        std::fs::write(dir.path().join("notes.txt"), "not an experiment").unwrap();
+        std::fs::write(dir.path().join("home.yaml"), "id: home").unwrap();
+        // Bounded so a broken fallback fails instead of hanging; a poll comes every 2 s.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            match changed.try_recv() {
+                Ok(()) => break,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(error) => panic!("no change reported by polling: {error}"),
+            }
+        }
+    }
+
+    #[test]
     fn reads_and_other_files_are_not_changes() {
         let dir = Path::new("/srv/experiments");
         for (kind, path) in [

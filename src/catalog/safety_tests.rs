@@ -310,13 +310,42 @@ fn a_secrets_file_in_the_folder_shows_at_most_80_characters_of_itself() {
 }
 
 #[test]
-fn the_folder_limits_are_the_documented_numbers() {
-    assert_eq!(MAX_FILE_BYTES, 1 << 20);
-    assert_eq!(MAX_FOLDER_FILES, 1_000);
-    assert_eq!(MAX_FOLDER_BYTES, 64 << 20);
-    assert!(
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("README.md")
-            .exists()
-    );
+fn the_readme_states_the_limits_the_code_enforces() {
+    let readme =
+        fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for (limit, documented) in [
+        (
+            spec::MAX_VARIANTS as u64,
+            "| variants in one experiment | 100 |",
+        ),
+        (
+            MAX_FILE_BYTES,
+            "| size of one file | 1 MiB (1,048,576 bytes) |",
+        ),
+        (
+            MAX_FOLDER_FILES as u64,
+            "| experiment files in the folder | 1,000 |",
+        ),
+        (
+            MAX_FOLDER_BYTES >> 20,
+            "| bytes of experiment files in the folder | 64 MiB |",
+        ),
+    ] {
+        assert!(readme.contains(documented), "README lacks {documented:?}");
+        let digits: String = documented
+            .rsplit('|')
+            .nth(1)
+            .unwrap_or_default()
+            .chars()
+            .take_while(|c| *c != '(')
+            .filter(char::is_ascii_digit)
+            .collect();
+        let stated: u64 = digits.parse().unwrap();
+        let in_units = if documented.contains("1 MiB") {
+            limit >> 20
+        } else {
+            limit
+        };
+        assert_eq!(stated, in_units, "{documented}");
+    }
 }
