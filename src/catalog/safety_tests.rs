@@ -175,7 +175,7 @@ fn a_named_pipe_is_refused_without_blocking_the_loader() {
         );
     }
     // Named on the command line, too.
-    let errors = load_paths(&[fifo.clone()], None).unwrap_err();
+    let errors = load_paths(std::slice::from_ref(&fifo), None).unwrap_err();
     assert!(errors[0].message.contains("named pipe"), "{}", errors[0]);
     // A device.
     let errors = load_paths(&[PathBuf::from("/dev/zero")], None).unwrap_err();
