@@ -55,7 +55,7 @@ pub(crate) fn list_folder(dir: &Path) -> Result<Listing, SpecError> {
         SpecError::whole_file(dir, format!("cannot read the experiment folder: {e}"))
     };
     let root = std::fs::canonicalize(dir).map_err(unreadable)?;
-    let mut listing = Listing::default();
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(unreadable)? {
         let entry = entry.map_err(|e| {
             SpecError::whole_file(dir, format!("cannot list the experiment folder: {e}"))
@@ -65,10 +65,15 @@ pub(crate) fn list_folder(dir: &Path) -> Result<Listing, SpecError> {
         let is_yaml = Path::new(name.as_ref())
             .extension()
             .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
-        if name.starts_with('.') || !is_yaml {
-            continue;
+        if !name.starts_with('.') && is_yaml {
+            names.push(entry.path());
         }
-        match check_entry(&root, entry.path()) {
+    }
+    // Counted from the names alone, before any entry is examined.
+    check_file_count(dir, names.len())?;
+    let mut listing = Listing::default();
+    for path in names {
+        match check_entry(&root, path) {
             Ok(Some(file)) => listing.files.push(file),
             Ok(None) => {}
             Err(refused) => listing.refused.push(refused),
@@ -77,7 +82,7 @@ pub(crate) fn list_folder(dir: &Path) -> Result<Listing, SpecError> {
     listing
         .files
         .sort_by(|a, b| a.path.file_name().cmp(&b.path.file_name()));
-    check_folder_limits(dir, &listing.files)?;
+    check_folder_bytes(dir, &listing.files)?;
     Ok(listing)
 }
 
@@ -212,17 +217,20 @@ fn check_file_size(path: &Path, bytes: u64) -> Result<(), SpecError> {
     Ok(())
 }
 
-fn check_folder_limits(dir: &Path, files: &[FoundFile]) -> Result<(), SpecError> {
-    if files.len() > MAX_FOLDER_FILES {
+fn check_file_count(dir: &Path, count: usize) -> Result<(), SpecError> {
+    if count > MAX_FOLDER_FILES {
         return Err(SpecError::whole_file(
             dir,
             format!(
-                "holds {} experiment files, above the limit of {MAX_FOLDER_FILES} per folder; \
-                 nothing was read. Archive concluded experiments elsewhere",
-                files.len()
+                "holds {count} experiment files, above the limit of {MAX_FOLDER_FILES} per \
+                 folder; nothing was read. Archive concluded experiments elsewhere"
             ),
         ));
     }
+    Ok(())
+}
+
+fn check_folder_bytes(dir: &Path, files: &[FoundFile]) -> Result<(), SpecError> {
     let total: u64 = files.iter().map(|f| f.metadata.len()).sum();
     if total > MAX_FOLDER_BYTES {
         return Err(SpecError::whole_file(
