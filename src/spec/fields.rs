@@ -134,9 +134,9 @@ impl<'n> Fields<'n> {
     }
 }
 
-/// Whether `node` is a mapping none of whose keys is one of `allowed`: some other file (a
-/// config, a credentials file, `/etc/shadow`-like `user:hash:…` lines), not a misspelt
-/// experiment. It gets one error naming only its first key, instead of one "unknown field"
+/// Whether `node` is a mapping none of whose keys is one of `allowed` or a near miss of one:
+/// some other file (a config, a credentials file, `/etc/shadow`-like `user:hash:…` lines),
+/// not a misspelt experiment. It gets one error naming only its first key, instead of one "unknown field"
 /// error per key: those would each quote a key, and together the file's whole text.
 pub(crate) fn is_foreign_mapping(
     report: &mut Report<'_>,
@@ -150,9 +150,12 @@ pub(crate) fn is_foreign_mapping(
     let Some((first, _)) = entries.first() else {
         return false;
     };
-    let known =
-        |key: &Node| matches!(&key.kind, NodeKind::Str(name) if allowed.contains(&name.as_str()));
-    if entries.iter().any(|(key, _)| known(key)) {
+    // A key that is a field, or a typo of one, makes it a (misspelt) experiment.
+    let near_a_field = |key: &Node| {
+        matches!(&key.kind, NodeKind::Str(name)
+            if allowed.contains(&name.as_str()) || closest(name, allowed).is_some())
+    };
+    if entries.iter().any(|(key, _)| near_a_field(key)) {
         return false;
     }
     let first = match &first.kind {
@@ -489,6 +492,31 @@ mod tests {
             err.message.contains("write the number with digits only"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_mapping_of_foreign_keys_gets_one_error_and_a_misspelt_one_is_read_as_usual() {
+        let allowed = ["id", "description", "variants"];
+        let read = |text: &str| {
+            let node = super::super::node::read_document(Path::new("x.yaml"), text).unwrap();
+            let mut report = Report::new(Path::new("x.yaml"));
+            let foreign = is_foreign_mapping(&mut report, &node, "an experiment", &allowed);
+            (foreign, report.errors)
+        };
+        let (foreign, errors) = read("aws_key: AKIA1\npassword: hunter2\ntoken: t\n");
+        assert!(foreign);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("is not an experiment: none of its 3 keys is a field of one (the first is `aws_key`)"),
+            "{}",
+            errors[0]
+        );
+        assert!(!errors[0].message.contains("hunter2"));
+        // Near misses are an experiment with typos: the usual per-field errors follow.
+        assert_eq!(read("Id: x\ndescripton: y\n"), (false, Vec::new()));
+        assert_eq!(read("[1, 2]"), (false, Vec::new()));
     }
 
     #[test]
