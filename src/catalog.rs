@@ -204,6 +204,25 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
+/// Most errors reported for one file. A file that is not an experiment at all can hold
+/// tens of thousands of bad keys within the size limit; every one of them would travel on to
+/// the reload response, `GET /v1/admin/config` and the log. The first ones (in file order)
+/// are what an analyst fixes first anyway.
+pub const MAX_ERRORS_PER_FILE: usize = 50;
+
+/// The first [`MAX_ERRORS_PER_FILE`] errors of one file, then one line saying how many more.
+fn at_most_shown(file: &Path, mut errors: Vec<SpecError>) -> Vec<SpecError> {
+    if errors.len() > MAX_ERRORS_PER_FILE {
+        let more = errors.len() - MAX_ERRORS_PER_FILE;
+        errors.truncate(MAX_ERRORS_PER_FILE);
+        errors.push(SpecError::whole_file(
+            file,
+            format!("and {more} more errors in this file, not shown; fix the ones above first"),
+        ));
+    }
+    errors
+}
+
 /// Drops files already seen (compared by the path they are read from, so `./a.yaml` and
 /// `a.yaml` match), keeping the first spelling for messages.
 fn without_repeats(files: Vec<FoundFile>) -> Vec<FoundFile> {
@@ -241,7 +260,7 @@ fn load_files(
         };
         match spec::parse_experiment(&file.path, &text) {
             Ok(experiment) => experiments.push(experiment),
-            Err(file_errors) => errors.extend(file_errors),
+            Err(file_errors) => errors.extend(at_most_shown(&file.path, file_errors)),
         }
     }
     // The id check runs even when some files failed, so one run shows every problem.

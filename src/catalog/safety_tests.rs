@@ -349,3 +349,25 @@ fn the_readme_states_the_limits_the_code_enforces() {
         assert_eq!(stated, in_units, "{documented}");
     }
 }
+
+#[test]
+fn a_file_with_thousands_of_errors_reports_the_first_fifty_and_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    // Near misses of `id`, so each is an "unknown field" error of its own.
+    let keys: String = (0..5_000).map(|i| format!("id{i}: 1\n")).collect();
+    fs::write(dir.path().join("many.yaml"), keys).unwrap();
+    let errors = load_dir(dir.path(), None).unwrap_err();
+    assert_eq!(
+        errors.len(),
+        MAX_ERRORS_PER_FILE + 1,
+        "{}",
+        messages(&errors[..3])
+    );
+    assert_eq!(errors[0].line, 1);
+    let last = errors.last().unwrap();
+    assert!(
+        last.message.starts_with("and ")
+            && last.message.contains("more errors in this file, not shown"),
+        "{last}"
+    );
+}
