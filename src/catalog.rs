@@ -9,52 +9,103 @@ use std::path::{Path, PathBuf};
 
 use crate::spec::{self, Experiment, SpecError};
 
-/// Loads every experiment file in `dir` (non-recursive; `.yaml`/`.yml`, dotfiles and other
-/// files ignored; sorted by name), checks the set (unique ids over the whole folder), then
+mod folder;
+
+use folder::{FoundFile, list_folder, named_file, read_file};
+pub use folder::{MAX_FILE_BYTES, MAX_FOLDER_BYTES, MAX_FOLDER_FILES};
+
+/// A folder read once: its experiments and the content hash of exactly the bytes they were
+/// parsed from (so the version shown can never describe other bytes than those loaded).
+#[derive(Debug, Clone)]
+pub struct LoadedFolder {
+    /// See [`fingerprint`].
+    pub version: String,
+    pub experiments: Vec<Experiment>,
+}
+
+/// Reads every experiment file in `dir` once (non-recursive; `.yaml`/`.yml`, dotfiles and
+/// other files ignored; sorted by name; links followed only within the folder; see
+/// `folder.rs` for the limits), checks the set (unique ids over the whole folder), then
 /// keeps the experiments live in `environment` (`None`: all).
+pub fn read_folder(dir: &Path, environment: Option<&str>) -> Result<LoadedFolder, Vec<SpecError>> {
+    let listing = list_folder(dir).map_err(|e| vec![e])?;
+    let mut hasher = Fingerprint::default();
+    let experiments = load_files(&listing.files, listing.refused, environment, &mut hasher)?;
+    Ok(LoadedFolder {
+        version: hasher.finish(),
+        experiments,
+    })
+}
+
+/// [`read_folder`]'s experiments.
 pub fn load_dir(dir: &Path, environment: Option<&str>) -> Result<Vec<Experiment>, Vec<SpecError>> {
-    let files = experiment_files(dir).map_err(|e| vec![e])?;
-    load_files(&files, environment)
+    read_folder(dir, environment).map(|folder| folder.experiments)
 }
 
 /// A content hash of the folder's experiment files (names and bytes, in name order): the
-/// loaded configuration's version, and what the file watcher compares to notice a change.
+/// loaded configuration's version. Reads the files under the same rules as [`read_folder`]
+/// and fails with the first problem of the listing.
 pub fn fingerprint(dir: &Path) -> Result<String, SpecError> {
-    use sha2::{Digest, Sha256};
-    let mut hasher = Sha256::new();
-    for file in experiment_files(dir)? {
-        let bytes = std::fs::read(&file)
-            .map_err(|e| SpecError::whole_file(&file, format!("cannot read the file: {e}")))?;
+    let listing = list_folder(dir)?;
+    if let Some(refused) = listing.refused.into_iter().next() {
+        return Err(refused);
+    }
+    let mut hasher = Fingerprint::default();
+    for file in &listing.files {
+        hasher.add(file, &read_file(file)?);
+    }
+    Ok(hasher.finish())
+}
+
+/// The running hash behind [`fingerprint`].
+#[derive(Default)]
+struct Fingerprint(sha2::Sha256);
+
+impl Fingerprint {
+    fn add(&mut self, file: &FoundFile, bytes: &[u8]) {
+        use sha2::Digest;
         let name = file
+            .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        hasher.update((name.len() as u64).to_be_bytes());
-        hasher.update(name.as_bytes());
-        hasher.update((bytes.len() as u64).to_be_bytes());
-        hasher.update(&bytes);
+        self.0.update((name.len() as u64).to_be_bytes());
+        self.0.update(name.as_bytes());
+        self.0.update((bytes.len() as u64).to_be_bytes());
+        self.0.update(bytes);
     }
-    let digest = hasher.finalize();
-    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+
+    fn finish(self) -> String {
+        use sha2::Digest;
+        let digest = self.0.finalize();
+        digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 /// Like [`load_dir`] for a mix of files and folders, as `banditd validate PATH...` takes
-/// them. A file named explicitly is read whatever its extension; a file reached twice (named
-/// and inside a named folder) counts once. Errors of missing paths are collected too.
+/// them. A file named explicitly is read whatever its extension (and wherever a link named
+/// explicitly points); a file reached twice (named and inside a named folder) counts once.
+/// Errors of missing paths are collected too.
 pub fn load_paths(
     paths: &[PathBuf],
     environment: Option<&str>,
 ) -> Result<Vec<Experiment>, Vec<SpecError>> {
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<FoundFile> = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
         if path.is_dir() {
-            match experiment_files(path) {
-                Ok(found) => files.extend(found),
+            match list_folder(path) {
+                Ok(listing) => {
+                    files.extend(listing.files);
+                    errors.extend(listing.refused);
+                }
                 Err(e) => errors.push(e),
             }
         } else if path.exists() {
-            files.push(path.clone());
+            match named_file(path) {
+                Ok(file) => files.push(file),
+                Err(e) => errors.push(e),
+            }
         } else {
             errors.push(SpecError::whole_file(
                 path,
@@ -63,14 +114,7 @@ pub fn load_paths(
         }
     }
     let files = without_repeats(files);
-    match load_files(&files, environment) {
-        Ok(experiments) if errors.is_empty() => Ok(experiments),
-        Ok(_) => Err(errors),
-        Err(more) => {
-            errors.extend(more);
-            Err(errors)
-        }
-    }
+    load_files(&files, errors, environment, &mut Fingerprint::default())
 }
 
 /// What `banditd validate` prints. On failure: every error as `file:line:col: message`, then
@@ -160,71 +204,63 @@ fn plural(count: usize, noun: &str) -> String {
     }
 }
 
-/// The experiment files of one folder, sorted by name.
-fn experiment_files(dir: &Path) -> Result<Vec<PathBuf>, SpecError> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
-        SpecError::whole_file(dir, format!("cannot read the experiment folder: {e}"))
-    })?;
-    let mut files = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| {
-            SpecError::whole_file(dir, format!("cannot list the experiment folder: {e}"))
-        })?;
-        let path = entry.path();
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        let is_yaml = Path::new(name.as_ref())
-            .extension()
-            .is_some_and(|ext| ext.eq_ignore_ascii_case("yaml") || ext.eq_ignore_ascii_case("yml"));
-        // Follows symlinks on purpose: a deployment may link files into the folder.
-        if !name.starts_with('.') && is_yaml && path.is_file() {
-            files.push(path);
-        }
+/// Most errors reported for one file. A file that is not an experiment at all can hold
+/// tens of thousands of bad keys within the size limit; every one of them would travel on to
+/// the reload response, `GET /v1/admin/config` and the log. The first ones (in file order)
+/// are what an analyst fixes first anyway.
+pub const MAX_ERRORS_PER_FILE: usize = 50;
+
+/// The first [`MAX_ERRORS_PER_FILE`] errors of one file, then one line saying how many more.
+fn at_most_shown(file: &Path, mut errors: Vec<SpecError>) -> Vec<SpecError> {
+    if errors.len() > MAX_ERRORS_PER_FILE {
+        let more = errors.len() - MAX_ERRORS_PER_FILE;
+        errors.truncate(MAX_ERRORS_PER_FILE);
+        errors.push(SpecError::whole_file(
+            file,
+            format!("and {more} more errors in this file, not shown; fix the ones above first"),
+        ));
     }
-    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
-    Ok(files)
+    errors
 }
 
-/// Drops files already seen (compared by canonical path, so `./a.yaml` and `a.yaml` match),
-/// keeping the first spelling for messages.
-fn without_repeats(files: Vec<PathBuf>) -> Vec<PathBuf> {
+/// Drops files already seen (compared by the path they are read from, so `./a.yaml` and
+/// `a.yaml` match), keeping the first spelling for messages.
+fn without_repeats(files: Vec<FoundFile>) -> Vec<FoundFile> {
     let mut seen = std::collections::HashSet::new();
     files
         .into_iter()
-        .filter(|f| seen.insert(std::fs::canonicalize(f).unwrap_or_else(|_| f.clone())))
+        .filter(|f| seen.insert(f.resolved.clone()))
         .collect()
 }
 
-/// Reads and parses every file, collects all errors, checks the set, then filters.
+/// Reads (hashing the bytes) and parses every file, adds every error to `errors`, checks the
+/// set, then filters.
 fn load_files(
-    files: &[PathBuf],
+    files: &[FoundFile],
+    mut errors: Vec<SpecError>,
     environment: Option<&str>,
+    hasher: &mut Fingerprint,
 ) -> Result<Vec<Experiment>, Vec<SpecError>> {
     let mut experiments = Vec::with_capacity(files.len());
-    let mut errors = Vec::new();
     for file in files {
-        let text = match std::fs::read(file) {
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => text,
-                Err(_) => {
-                    errors.push(SpecError::whole_file(
-                        file,
-                        "is not UTF-8 text; save the file as UTF-8",
-                    ));
-                    continue;
-                }
-            },
+        let bytes = match read_file(file) {
+            Ok(bytes) => bytes,
             Err(e) => {
-                errors.push(SpecError::whole_file(
-                    file,
-                    format!("cannot read the file: {e}"),
-                ));
+                errors.push(e);
                 continue;
             }
         };
-        match spec::parse_experiment(file, &text) {
+        hasher.add(file, &bytes);
+        let Ok(text) = String::from_utf8(bytes) else {
+            errors.push(SpecError::whole_file(
+                &file.path,
+                "is not UTF-8 text; save the file as UTF-8",
+            ));
+            continue;
+        };
+        match spec::parse_experiment(&file.path, &text) {
             Ok(experiment) => experiments.push(experiment),
-            Err(file_errors) => errors.extend(file_errors),
+            Err(file_errors) => errors.extend(at_most_shown(&file.path, file_errors)),
         }
     }
     // The id check runs even when some files failed, so one run shows every problem.
@@ -247,3 +283,7 @@ fn load_files(
 #[cfg(test)]
 #[path = "catalog_tests.rs"]
 mod tests;
+
+#[cfg(all(test, unix))]
+#[path = "catalog/safety_tests.rs"]
+mod safety_tests;

@@ -2,7 +2,8 @@
 //!
 //! Layers, top to bottom (see DESIGN.md): `cli` → `http` → `engine` → `policy` + `stats`
 //! (pure math) → `spec` (experiment YAML) and `store` (persistence). `catalog` reads the
-//! experiment folder from disk so that `spec` stays free of I/O; `startup` wires a server.
+//! experiment folder from disk so that `spec` stays free of I/O; `startup` wires a server;
+//! `watcher` reloads it when the folder changes.
 
 pub mod catalog;
 pub mod cli;
@@ -18,3 +19,4 @@ pub mod startup;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod watcher;

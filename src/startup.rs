@@ -268,7 +268,7 @@ impl Application {
         let reloader = actix_web::rt::spawn(reload_on_sighup(self.state.engine.clone()));
         let watcher = self
             .watch
-            .then(|| actix_web::rt::spawn(watch_folder(self.state.engine.clone())));
+            .then(|| actix_web::rt::spawn(crate::watcher::watch_folder(self.state.engine.clone())));
         let served = self.server.await;
         sweeper.abort();
         historian.abort();
@@ -283,37 +283,6 @@ impl Application {
         }
         tracing::info!("stopped; store flushed");
         served
-    }
-}
-
-/// How often the watcher looks at the experiment folder.
-pub const WATCH_POLL_MS: u64 = 1_000;
-
-/// How long a changed folder must stay unchanged before it is reloaded, so that an editor's
-/// or `git checkout`'s burst of writes becomes one reload.
-pub const WATCH_DEBOUNCE_MS: u64 = 500;
-
-/// Polls the folder's content hash; a change that holds still for the debounce triggers a
-/// reload. Polling a handful of small files needs no platform watcher and cannot miss an
-/// event. A folder that failed to load is not retried until it changes again.
-async fn watch_folder(engine: Arc<Engine>) {
-    let Some(dir) = engine.source().map(|s| s.dir.clone()) else {
-        return;
-    };
-    let mut failed: Option<String> = None;
-    loop {
-        tokio::time::sleep(Duration::from_millis(WATCH_POLL_MS)).await;
-        let Ok(seen) = crate::catalog::fingerprint(&dir) else {
-            continue;
-        };
-        if seen == engine.config_status().version || failed.as_deref() == Some(seen.as_str()) {
-            continue;
-        }
-        tokio::time::sleep(Duration::from_millis(WATCH_DEBOUNCE_MS)).await;
-        if crate::catalog::fingerprint(&dir).ok().as_deref() != Some(seen.as_str()) {
-            continue; // still being written
-        }
-        failed = engine.reload("watch").await.is_err().then_some(seen);
     }
 }
 

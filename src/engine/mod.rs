@@ -29,6 +29,7 @@ pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
 pub use reload::{
     ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,
+    WatchMode, WatchStatus,
 };
 pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};
 pub use token::TokenSigner;
@@ -70,6 +71,7 @@ pub struct Engine {
     source: Option<ExperimentSource>,
     config: ArcSwap<ConfigStatus>,
     reload_lock: tokio::sync::Mutex<()>,
+    reloads: reload::ReloadState,
 }
 
 impl std::fmt::Debug for Engine {
@@ -105,6 +107,7 @@ impl Engine {
             source: None,
             config: ArcSwap::from_pointee(config),
             reload_lock: tokio::sync::Mutex::new(()),
+            reloads: reload::ReloadState::default(),
         };
         let set = reload::build_set(&engine, experiments, now_ms).await?;
         engine.experiments = ArcSwap::from_pointee(set);

@@ -5,9 +5,15 @@
 //! atomic swap replaces the set: a request in flight keeps the set it started with, and never
 //! sees half of a reload. If anything is wrong nothing changes; the error is kept for
 //! `GET /v1/admin/config`, logged, and returned to whoever asked.
+//!
+//! Reading and validating run on a blocking thread (`spawn_blocking`), never on the HTTP
+//! worker that asked or on the runtime that serves requests: a folder of thousands of files
+//! once stalled a concurrent request for most of a second. Only the final swap touches the
+//! serving state.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
@@ -22,6 +28,41 @@ pub struct ExperimentSource {
     pub dir: PathBuf,
     /// Only experiments live in this environment are loaded.
     pub environment: Option<String>,
+}
+
+/// How the folder is watched for changes (set by the file watcher when it starts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WatchMode {
+    /// Not watched: reloads come from SIGHUP and `POST /v1/admin/reload` only.
+    #[default]
+    Off,
+    /// Filesystem notifications (inotify, FSEvents, ReadDirectoryChangesW, kqueue).
+    Notify,
+    /// Notifications are unavailable: the folder's entries are stat-ed periodically.
+    Poll,
+}
+
+/// How reloads reach the folder, as `GET /v1/admin/config` shows it under `watch`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WatchStatus {
+    pub mode: WatchMode,
+    /// How long the folder must hold still after a change before it is reloaded.
+    pub debounce_ms: Option<u64>,
+    /// Times the folder was read for a reload since start, whatever asked: an idle server
+    /// with nothing changing keeps this at 0.
+    pub folder_reads: u64,
+}
+
+/// The engine's reload bookkeeping.
+#[derive(Default)]
+pub(crate) struct ReloadState {
+    folder_reads: AtomicU64,
+    watch: std::sync::Mutex<(WatchMode, Option<u64>)>,
+    /// Runs on the loader's thread before the folder is read, so a test can hold the loader
+    /// and prove that requests are served meanwhile.
+    #[cfg(test)]
+    pub(crate) before_read: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
 }
 
 /// One loaded file.
@@ -150,11 +191,9 @@ impl Engine {
     }
 
     async fn try_reload(&self) -> Result<ReloadOutcome, ReloadError> {
-        let source = self.source.as_ref().ok_or(ReloadError::NoSource)?;
-        let version =
-            crate::catalog::fingerprint(&source.dir).map_err(|e| ReloadError::Invalid(vec![e]))?;
-        let proposed = crate::catalog::load_dir(&source.dir, source.environment.as_deref())
-            .map_err(ReloadError::Invalid)?;
+        let source = self.source.clone().ok_or(ReloadError::NoSource)?;
+        let folder = self.read_folder(source.clone()).await?;
+        let (version, proposed) = (folder.version, folder.experiments);
         let current = self.config.load_full();
         if version == current.version {
             if current.last_error.is_some() {
@@ -168,7 +207,7 @@ impl Engine {
                 experiments: current.files.iter().map(|f| f.experiment.clone()).collect(),
             });
         }
-        self.check_compatible(&proposed).await?;
+        let proposed = self.check_compatible(proposed).await?;
         let now_ms = self.clock.now_ms();
         let set = build_set(self, proposed.clone(), now_ms).await?;
         let experiments: Vec<String> = proposed.iter().map(|e| e.id.as_str().to_owned()).collect();
@@ -189,23 +228,67 @@ impl Engine {
         })
     }
 
+    /// Reads, parses and validates the folder on a blocking thread.
+    async fn read_folder(
+        &self,
+        source: ExperimentSource,
+    ) -> Result<crate::catalog::LoadedFolder, ReloadError> {
+        self.reloads.folder_reads.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        let before_read = self
+            .reloads
+            .before_read
+            .lock()
+            .map(|mut hook| hook.take())
+            .unwrap_or_default();
+        let dir = source.dir.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            #[cfg(test)]
+            if let Some(hook) = before_read {
+                hook();
+            }
+            crate::catalog::read_folder(&source.dir, source.environment.as_deref())
+        })
+        .await;
+        match read {
+            Ok(folder) => folder.map_err(ReloadError::Invalid),
+            // The loader panicked or was cancelled: nothing was read, so nothing changes.
+            Err(error) => Err(ReloadError::Invalid(vec![
+                crate::spec::SpecError::whole_file(
+                    &dir,
+                    format!("the folder could not be read: {error}"),
+                ),
+            ])),
+        }
+    }
+
     /// The compatibility rules of `spec::plan`, with the retired variants the store knows.
-    async fn check_compatible(&self, proposed: &[Experiment]) -> Result<(), ReloadError> {
+    /// The plan compares every experiment and variant, so it runs on a blocking thread too.
+    async fn check_compatible(
+        &self,
+        proposed: Vec<Experiment>,
+    ) -> Result<Vec<Experiment>, ReloadError> {
         let running: Vec<Experiment> = self.catalog().all().map(|l| l.spec.clone()).collect();
         let retired = self.retired_variants().await?;
-        let plan = crate::spec::plan(&running, proposed, &retired);
-        let reasons: Vec<String> = plan
-            .experiments
-            .iter()
-            .flat_map(|e| match &e.verdict {
-                crate::spec::Verdict::NeedsRevisionBump { reasons } => reasons.clone(),
-                crate::spec::Verdict::Compatible => Vec::new(),
-            })
-            .collect();
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(ReloadError::Incompatible(reasons))
+        let checked = tokio::task::spawn_blocking(move || {
+            let plan = crate::spec::plan(&running, &proposed, &retired);
+            let reasons: Vec<String> = plan
+                .experiments
+                .iter()
+                .flat_map(|e| match &e.verdict {
+                    crate::spec::Verdict::NeedsRevisionBump { reasons } => reasons.clone(),
+                    crate::spec::Verdict::Compatible => Vec::new(),
+                })
+                .collect();
+            (proposed, reasons)
+        })
+        .await;
+        match checked {
+            Ok((proposed, reasons)) if reasons.is_empty() => Ok(proposed),
+            Ok((_, reasons)) => Err(ReloadError::Incompatible(reasons)),
+            Err(error) => Err(ReloadError::Incompatible(vec![format!(
+                "the compatibility check failed: {error}"
+            )])),
         }
     }
 
@@ -239,6 +322,28 @@ impl Engine {
     pub fn source(&self) -> Option<&ExperimentSource> {
         self.source.as_ref()
     }
+
+    /// How the folder is watched, and how often it was read for a reload.
+    pub fn watch_status(&self) -> WatchStatus {
+        let (mode, debounce_ms) = self
+            .reloads
+            .watch
+            .lock()
+            .map(|watch| *watch)
+            .unwrap_or_default();
+        WatchStatus {
+            mode,
+            debounce_ms,
+            folder_reads: self.reloads.folder_reads.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Records how the file watcher follows the folder (for [`Engine::watch_status`]).
+    pub fn set_watch_mode(&self, mode: WatchMode, debounce_ms: Option<u64>) {
+        if let Ok(mut watch) = self.reloads.watch.lock() {
+            *watch = (mode, debounce_ms);
+        }
+    }
 }
 
 /// Loads every experiment's durable state and builds the set to swap in.
@@ -260,3 +365,7 @@ pub(crate) async fn build_set(
     }
     Ok(set)
 }
+
+#[cfg(test)]
+#[path = "reload_tests.rs"]
+mod tests;

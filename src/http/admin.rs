@@ -57,6 +57,7 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
         "environment": status.environment,
         "files": status.files,
         "last_error": status.last_error,
+        "watch": state.engine.watch_status(),
         "experiments": experiments,
         "retired": retired,
     })))

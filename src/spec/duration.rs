@@ -7,6 +7,8 @@
 
 use std::time::Duration;
 
+use super::error::{excerpt, quoted};
+
 /// A positive duration written with one unit suffix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct HumanDuration(std::time::Duration);
@@ -44,43 +46,48 @@ impl HumanDuration {
         if s.is_empty() {
             return Err("is empty; write a number and a unit, e.g. 7d".to_owned());
         }
+        // What the messages quote of the text: escaped and bounded, as every excerpt of a file.
+        let shown = quoted(s);
         if s.starts_with('-') {
             return Err(format!(
-                "{s:?} is negative; a duration must be positive, e.g. 7d"
+                "{shown} is negative; a duration must be positive, e.g. 7d"
             ));
         }
         let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let (digits, unit) = s.split_at(digits_end);
         if digits.is_empty() {
             return Err(format!(
-                "{s:?} does not start with a number; write e.g. 7d or 12h"
+                "{shown} does not start with a number; write e.g. 7d or 12h"
             ));
         }
         if unit.is_empty() {
             return Err(format!(
-                "{s:?} has no unit; write e.g. {digits}d, with the unit {UNIT_HELP}"
+                "{shown} has no unit; write e.g. {}d, with the unit {UNIT_HELP}",
+                excerpt(digits)
             ));
         }
         if unit.starts_with('.') || unit.starts_with(',') {
             return Err(format!(
-                "{s:?} is not a whole number; use a smaller unit instead, e.g. 36h rather than 1.5d"
+                "{shown} is not a whole number; use a smaller unit instead, e.g. 36h rather than 1.5d"
             ));
         }
         let unit = unit.trim_start();
         let Some(&(_, unit_seconds, _)) = UNITS.iter().find(|(suffix, _, _)| *suffix == unit)
         else {
             return Err(format!(
-                "{s:?} has the unknown unit {unit:?}; use one of {UNIT_HELP}, e.g. 7d"
+                "{shown} has the unknown unit {}; use one of {UNIT_HELP}, e.g. 7d",
+                quoted(unit)
             ));
         };
         if s[digits_end..].starts_with(char::is_whitespace) {
             return Err(format!(
-                "{s:?} has a space before the unit; write it as {digits}{unit}"
+                "{shown} has a space before the unit; write it as {}{unit}",
+                excerpt(digits)
             ));
         }
         let too_large = || {
             format!(
-                "{s:?} is too large; the longest accepted duration is {MAX_SECONDS}s, \
+                "{shown} is too large; the longest accepted duration is {MAX_SECONDS}s, \
                  and a reward window of a few weeks is typical"
             )
         };
@@ -91,7 +98,7 @@ impl HumanDuration {
         }
         if seconds == 0 {
             return Err(format!(
-                "{s:?} is zero; a duration must be positive, e.g. 7d"
+                "{shown} is zero; a duration must be positive, e.g. 7d"
             ));
         }
         Ok(HumanDuration(Duration::from_secs(seconds)))

@@ -65,9 +65,66 @@ impl SpecError {
     }
 }
 
+/// The most characters of an analyst's file that one message may quote. Why a bound: the
+/// messages travel further than the file (the reload response, `GET /v1/admin/config`, the
+/// log), so a file that is not an experiment at all (a secret linked or copied into the
+/// folder by mistake) must not come out whole through them.
+pub const MAX_EXCERPT_CHARS: usize = 80;
+
+/// `text` as a message may show it: control characters, quotes and backslashes escaped (so it
+/// cannot move a terminal's cursor or forge a log line), and cut to [`MAX_EXCERPT_CHARS`]
+/// characters (escapes included) ending in `…` when longer. Without quotes, for callers that
+/// put it between backticks.
+pub fn excerpt(text: &str) -> String {
+    let mut shown = String::new();
+    let mut width = 0;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escaped = c.escape_debug();
+        let w = escaped.len();
+        let last = chars.peek().is_none();
+        // Room for the ellipsis unless this is the final character.
+        let room = if last {
+            MAX_EXCERPT_CHARS
+        } else {
+            MAX_EXCERPT_CHARS - 1
+        };
+        if width + w > room {
+            shown.push('…');
+            break;
+        }
+        shown.extend(escaped);
+        width += w;
+    }
+    shown
+}
+
+/// [`excerpt`] between double quotes: `"Build faster"`.
+pub fn quoted(text: &str) -> String {
+    format!("\"{}\"", excerpt(text))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_short_text_is_quoted_whole_with_escapes() {
+        assert_eq!(quoted("Build faster"), "\"Build faster\"");
+        assert_eq!(quoted("a\"b\nc"), "\"a\\\"b\\nc\"");
+        assert_eq!(excerpt(&"x".repeat(80)), "x".repeat(80));
+    }
+
+    #[test]
+    fn a_long_text_is_cut_to_80_characters_ending_in_an_ellipsis() {
+        let shown = excerpt(&"y".repeat(10_000));
+        assert_eq!(shown.chars().count(), MAX_EXCERPT_CHARS);
+        assert!(shown.ends_with("y…"), "{shown}");
+        // Escapes count too, and are never cut in half.
+        let shown = excerpt(&"\u{1b}".repeat(100));
+        assert!(shown.chars().count() <= MAX_EXCERPT_CHARS, "{shown}");
+        assert!(shown.ends_with("\\u{1b}…"), "{shown}");
+    }
 
     #[test]
     fn display_is_file_line_column_message() {

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::duration::HumanDuration;
-use super::error::{Position, SpecError};
+use super::error::{Position, SpecError, excerpt, quoted};
 use super::node::{Node, NodeKind};
 
 /// The errors of one file, in the order found.
@@ -86,7 +86,8 @@ impl<'n> Fields<'n> {
                 report.error(
                     key.pos,
                     format!(
-                        "unknown field `{name}` in {what}; {suggestion}allowed fields: {listed}"
+                        "unknown field `{}` in {what}; {suggestion}allowed fields: {listed}",
+                        excerpt(name)
                     ),
                 );
             }
@@ -131,6 +132,46 @@ impl<'n> Fields<'n> {
         }
         found
     }
+}
+
+/// Whether `node` is a mapping none of whose keys is one of `allowed` or a near miss of one:
+/// some other file (a config, a credentials file, `/etc/shadow`-like `user:hash:…` lines),
+/// not a misspelt experiment. It gets one error naming only its first key, instead of one "unknown field"
+/// error per key: those would each quote a key, and together the file's whole text.
+pub(crate) fn is_foreign_mapping(
+    report: &mut Report<'_>,
+    node: &Node,
+    what: &str,
+    allowed: &[&str],
+) -> bool {
+    let NodeKind::Map(entries) = &node.kind else {
+        return false;
+    };
+    let Some((first, _)) = entries.first() else {
+        return false;
+    };
+    // A key that is a field, or a typo of one, makes it a (misspelt) experiment.
+    let near_a_field = |key: &Node| {
+        matches!(&key.kind, NodeKind::Str(name)
+            if allowed.contains(&name.as_str()) || closest(name, allowed).is_some())
+    };
+    if entries.iter().any(|(key, _)| near_a_field(key)) {
+        return false;
+    }
+    let first = match &first.kind {
+        NodeKind::Str(name) => format!("`{}`", excerpt(name)),
+        other => other.describe(),
+    };
+    report.error(
+        node.pos,
+        format!(
+            "is not {what}: none of its {} keys is a field of one (the first is {first}); \
+             an experiment file has `id`, `description`, `owner`, `status`, \
+             `default_variant` and `variants`",
+            entries.len()
+        ),
+    );
+    true
 }
 
 /// The closest allowed name to a misspelt one (edit distance at most 2, or a prefix).
@@ -237,7 +278,10 @@ pub(crate) fn whole_number(
         NodeKind::Str(s) if s.trim().parse::<f64>().is_ok() => {
             return refuse(
                 report,
-                format!("must be a number, found the text {s:?}; remove the quotes"),
+                format!(
+                    "must be a number, found the text {}; remove the quotes",
+                    quoted(s)
+                ),
             );
         }
         other => {
@@ -279,7 +323,10 @@ pub(crate) fn number(report: &mut Report<'_>, node: &Node, field: &str) -> Optio
         NodeKind::Str(s) if s.trim().parse::<f64>().is_ok() => {
             report.error(
                 node.pos,
-                format!("`{field}` must be a number, found the text {s:?}; remove the quotes"),
+                format!(
+                    "`{field}` must be a number, found the text {}; remove the quotes",
+                    quoted(s)
+                ),
             );
             None
         }
@@ -445,6 +492,31 @@ mod tests {
             err.message.contains("write the number with digits only"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_mapping_of_foreign_keys_gets_one_error_and_a_misspelt_one_is_read_as_usual() {
+        let allowed = ["id", "description", "variants"];
+        let read = |text: &str| {
+            let node = super::super::node::read_document(Path::new("x.yaml"), text).unwrap();
+            let mut report = Report::new(Path::new("x.yaml"));
+            let foreign = is_foreign_mapping(&mut report, &node, "an experiment", &allowed);
+            (foreign, report.errors)
+        };
+        let (foreign, errors) = read("aws_key: AKIA1\npassword: hunter2\ntoken: t\n");
+        assert!(foreign);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0]
+                .message
+                .contains("is not an experiment: none of its 3 keys is a field of one (the first is `aws_key`)"),
+            "{}",
+            errors[0]
+        );
+        assert!(!errors[0].message.contains("hunter2"));
+        // Near misses are an experiment with typos: the usual per-field errors follow.
+        assert_eq!(read("Id: x\ndescripton: y\n"), (false, Vec::new()));
+        assert_eq!(read("[1, 2]"), (false, Vec::new()));
     }
 
     #[test]

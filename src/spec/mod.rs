@@ -22,14 +22,14 @@ pub use diff::{
 };
 pub use diff_render::{TrafficFacts, thousands};
 pub use duration::HumanDuration;
-pub use error::{Position, SpecError};
+pub use error::{MAX_EXCERPT_CHARS, Position, SpecError, excerpt, quoted};
 pub use model::{
     AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
     Status, StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,
-    parse_experiment,
+    MAX_VARIANTS, parse_experiment,
 };
 pub use schema::{SCHEMA_FILE, json_schema, json_schema_text};
 pub use set::check_set;

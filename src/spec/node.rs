@@ -14,7 +14,7 @@ use std::path::Path;
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::{MessageFormatter, NonFiniteFloatPolicy, Spanned, UserMessageFormatter};
 
-use super::error::{Position, SpecError};
+use super::error::{Position, SpecError, excerpt, quoted};
 
 /// Deepest nesting of mappings and lists in a file. The tree is built recursively, and each
 /// level costs tens of kilobytes of stack in debug builds; 16 levels stay far inside a 2 MiB
@@ -69,13 +69,15 @@ fn yaml_error(file: &Path, err: &serde_saphyr::Error) -> SpecError {
             ),
         );
     }
-    // The formatter's text may quote the input; strip control characters before it reaches
-    // a terminal.
-    let detail: String = UserMessageFormatter
-        .format_message(inner)
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    // The formatter's text may quote the input (a duplicate key, for one): escaped and cut
+    // like any other excerpt of the file, so neither a terminal nor a log line can be fooled
+    // and a file that is not YAML at all cannot come out whole.
+    let detail = match inner {
+        serde_saphyr::Error::DuplicateMappingKey { key: Some(key), .. } => {
+            format!("duplicate mapping key `{}`", excerpt(key))
+        }
+        other => excerpt(&UserMessageFormatter.format_message(other)),
+    };
     let hint = match inner {
         serde_saphyr::Error::DuplicateMappingKey { .. } => {
             "each field may appear only once in the same block; remove or rename one"
@@ -117,7 +119,7 @@ impl NodeKind {
             NodeKind::Bool(b) => format!("the true/false value {b}"),
             NodeKind::Int(i) => format!("the number {i}"),
             NodeKind::Float(x) => format!("the number {x}"),
-            NodeKind::Str(s) => format!("the text {s:?}"),
+            NodeKind::Str(s) => format!("the text {}", quoted(s)),
             NodeKind::Seq(_) => "a list".to_owned(),
             NodeKind::Map(_) => "a mapping (key: value pairs)".to_owned(),
         }
@@ -262,7 +264,10 @@ impl Node {
                     if object.contains_key(&name) {
                         return Err((
                             key.pos,
-                            format!("the payload key {name:?} appears twice; remove one"),
+                            format!(
+                                "the payload key {} appears twice; remove one",
+                                quoted(&name)
+                            ),
                         ));
                     }
                     object.insert(name, value.to_json()?);

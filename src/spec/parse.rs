@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::duration::HumanDuration;
-use super::error::{Position, SpecError};
+use super::error::{Position, SpecError, quoted};
 use super::fields::{self, Fields, Report, closest, fmt_number};
 use super::model::{
     AssignmentMode, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec, Status,
@@ -33,6 +33,11 @@ pub const DEFAULT_REWARD_WINDOW_SECONDS: u64 = 7 * 24 * 3600;
 pub const DEFAULT_BURN_IN: u64 = 100;
 /// Traffic floor per arm when the file does not set one.
 pub const DEFAULT_MIN_SHARE: f64 = 0.0;
+/// Most variants one experiment may list. Every assign draws from each arm's posterior and
+/// every stats read integrates over all of them, so the cost of a request grows with the
+/// count (10,000 arms made one assign cost ~0.6 CPU-s); 100 is far more than a test of
+/// page variants can fill with traffic.
+pub const MAX_VARIANTS: usize = 100;
 
 pub(super) const EXPERIMENT_FIELDS: &[&str] = &[
     "$schema",
@@ -91,6 +96,9 @@ pub fn parse_experiment(file: &Path, text: &str) -> Result<Experiment, Vec<SpecE
 }
 
 fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Experiment> {
+    if fields::is_foreign_mapping(report, root, "an experiment", EXPERIMENT_FIELDS) {
+        return None;
+    }
     let fields = Fields::read(report, root, "the experiment", EXPERIMENT_FIELDS)?;
     if let Some(schema) = fields.get("$schema") {
         fields::text(report, schema, "$schema");
@@ -222,7 +230,10 @@ fn parse_id<T>(
             } else {
                 String::new()
             };
-            report.error(node.pos, format!("`{field}` {value:?} {err}{hint}"));
+            report.error(
+                node.pos,
+                format!("`{field}` {} {err}{hint}", quoted(&value)),
+            );
             None
         }
     }
@@ -396,6 +407,18 @@ fn variants(report: &mut Report<'_>, node: &Node) -> Option<Arms> {
         "variants",
         "[{id: control, payload: {}}, ...]",
     )?;
+    if items.len() > MAX_VARIANTS {
+        // Refused before any variant is read, so an oversized list costs nothing more.
+        report.error(
+            node.pos,
+            format!(
+                "`variants` lists {} variants, above the limit of {MAX_VARIANTS} per \
+                 experiment; split the test into several experiments",
+                items.len()
+            ),
+        );
+        return None;
+    }
     if items.len() < 2 {
         report.error(
             node.pos,

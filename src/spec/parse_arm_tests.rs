@@ -343,3 +343,27 @@ fn the_min_share_suggestion_gains_decimals_for_many_variants() {
     assert!(err.message.contains("0.01 × 200 variants = 2"), "{err}");
     assert!(err.message.contains("at most 0.004"), "{err}");
 }
+
+#[test]
+fn more_than_100_variants_are_refused_at_the_list_naming_the_limit() {
+    let list = |count: usize| -> String {
+        let variants: String = (0..count)
+            .map(|i| format!("  - {{id: v{i}, payload: {i}}}\n"))
+            .collect();
+        format!(
+            "id: wide\ndescription: d\nowner: o\nstatus: running\ndefault_variant: v0\n\
+             variants:\n{variants}"
+        )
+    };
+    assert_eq!(parse(&list(MAX_VARIANTS)).unwrap().variants.len(), 100);
+    let errs = errors(&list(MAX_VARIANTS + 1));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!((errs[0].line, errs[0].column), (7, 3));
+    assert!(
+        errs[0]
+            .message
+            .contains("lists 101 variants, above the limit of 100 per experiment"),
+        "{}",
+        errs[0]
+    );
+}

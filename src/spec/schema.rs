@@ -17,7 +17,9 @@
 use serde_json::{Value, json};
 
 use super::node::MAX_NESTING;
-use super::parse::{ASSIGNMENTS, DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, STATUSES};
+use super::parse::{
+    ASSIGNMENTS, DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, MAX_VARIANTS, STATUSES,
+};
 use super::stopping::{DEFAULT_MIN_EXPOSURES, DEFAULT_ON_WINNER, ON_WINNER};
 
 /// Experiment, variant and environment ids (`ExperimentId::parse`): what URLs and store
@@ -239,9 +241,13 @@ pub fn json_schema() -> Value {
                 "pattern": ID_PATTERN
             },
             "variants": {
-                "description": "The variants to compare: at least two, each with its own id.",
+                "description": format!(
+                    "The variants to compare: at least two and at most {MAX_VARIANTS}, each \
+                     with its own id."
+                ),
                 "type": "array",
                 "minItems": 2,
+                "maxItems": MAX_VARIANTS,
                 "items": {"$ref": "#/$defs/variant"}
             }
         },

@@ -3,6 +3,7 @@
 //! `prob_best` and `max_expected_loss` are required inside the block: a stopping rule
 //! whose thresholds nobody chose would stop experiments on someone else's risk appetite.
 
+use super::error::quoted;
 use super::fields::{self, Fields, Report, fmt_number};
 use super::model::{OnWinner, StoppingSpec};
 use super::node::{Node, NodeKind};
@@ -113,8 +114,9 @@ fn fraction(report: &mut Report<'_>, node: &Node, field: &str) -> Option<f64> {
         report.error(
             node.pos,
             format!(
-                "`{field}` must be a number, found the text {text:?}; write percentages as \
+                "`{field}` must be a number, found the text {}; write percentages as \
                  fractions: {}",
+                quoted(text),
                 fmt_number(percent / 100.0)
             ),
         );
