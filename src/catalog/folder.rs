@@ -109,7 +109,7 @@ pub(crate) fn named_file(path: &Path) -> Result<FoundFile, SpecError> {
 pub(crate) fn read_file(file: &FoundFile) -> Result<Vec<u8>, SpecError> {
     let refuse = |message: String| SpecError::whole_file(&file.path, message);
     check_file_size(&file.path, file.metadata.len())?;
-    let opened = std::fs::File::open(&file.resolved)
+    let opened = open_without_blocking(&file.resolved)
         .map_err(|e| refuse(format!("cannot read the file: {e}")))?;
     let opened_metadata = opened
         .metadata()
@@ -127,6 +127,21 @@ pub(crate) fn read_file(file: &FoundFile) -> Result<Vec<u8>, SpecError> {
         .map_err(|e| refuse(format!("cannot read the file: {e}")))?;
     check_file_size(&file.path, u64::try_from(bytes.len()).unwrap_or(u64::MAX))?;
     Ok(bytes)
+}
+
+/// Opens for reading without waiting for a writer: a file swapped for a named pipe between
+/// the type check and the open would otherwise block the loader thread (and the reload lock)
+/// until somebody writes to it. `O_NONBLOCK` changes nothing for a regular file; for a pipe
+/// the open returns at once and the inode check in [`read_file`] refuses it.
+fn open_without_blocking(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32);
+    }
+    options.open(path)
 }
 
 /// One directory entry: `Ok(None)` for a folder (subfolders are not loaded), a checked file,

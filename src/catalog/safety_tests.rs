@@ -152,6 +152,24 @@ fn a_link_within_the_folder_is_followed_and_a_dangling_one_is_named() {
 }
 
 #[test]
+fn a_file_swapped_for_a_named_pipe_after_its_check_is_refused_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.yaml");
+    fs::write(&path, experiment_yaml("a")).unwrap();
+    let checked = folder::named_file(&path).expect("a regular file passes the check");
+    // The swap lands between the check and the open.
+    fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // A blocking open would wait here for a writer that never comes.
+    let refused = folder::read_file(&checked).unwrap_err();
+    assert!(refused.message.contains("was replaced"), "{refused}");
+}
+
+#[test]
 fn a_named_pipe_is_refused_without_blocking_the_loader() {
     let dir = tempfile::tempdir().unwrap();
     fs::write(dir.path().join("a.yaml"), experiment_yaml("a")).unwrap();
