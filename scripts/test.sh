@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Rust: installs what the tests need
+# when it is missing (Debian packages with apt-get, PyPI packages into .venv/), then runs
+# every suite. `.ci/run` calls it after rustfmt and clippy.
+#
+#   scripts/test.sh [cargo test arguments…]
+#
+# Installing needs root (or sudo); without either, it stops with the exact command to run.
+
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+APT_UPDATED=0
+
+# need_apt COMMAND PACKAGE: installs PACKAGE when COMMAND is not on the PATH.
+need_apt() {
+    local command=$1 package=$2
+    command -v "$command" >/dev/null 2>&1 && return 0
+    local sudo=
+    if [[ $(id -u) -ne 0 ]]; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo=sudo
+        else
+            echo "scripts/test.sh: '$command' is missing; install it with:" >&2
+            echo "    sudo apt-get install -y $package" >&2
+            exit 2
+        fi
+    fi
+    echo "scripts/test.sh: installing $package (for $command)" >&2
+    if ((!APT_UPDATED)); then
+        $sudo apt-get update -qq
+        APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
+}
+
+cargo test "$@"
