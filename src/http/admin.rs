@@ -77,6 +77,7 @@ async fn store(req: HttpRequest, state: web::Data<AppState>) -> ApiResult<HttpRe
     Ok(HttpResponse::Ok().json(json!({
         "group_commits": stats.group_commits,
         "durable_seq": stats.durable_seq,
+        "health": state.engine.store().health(),
         "sticky_cache": {
             "capacity": cache.capacity,
             "entries": cache.entries,

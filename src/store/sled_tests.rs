@@ -300,7 +300,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
             insert.await.unwrap();
         }
     });
-    let keys_before = store.shared.db.len();
+    let keys_before = store.shared.sled().unwrap().len();
     let ops = units
         .iter()
         .enumerate()
@@ -313,7 +313,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
             .all(|o| matches!(o, RewardOutcome::Applied { .. }))
     );
     // The sticky records are rewritten in place: new keys are the ids and a few index values.
-    let new_keys = store.shared.db.len() - keys_before;
+    let new_keys = store.shared.sled().unwrap().len() - keys_before;
     assert!(
         (1000..=1006).contains(&new_keys),
         "1000 unit rewards added {new_keys} keys"
@@ -327,7 +327,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.event_ids, 0);
     assert_eq!(
-        store.shared.db.len(),
+        store.shared.sled().unwrap().len(),
         keys_before,
         "no index value left behind"
     );
