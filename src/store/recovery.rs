@@ -31,17 +31,21 @@ pub const RECOVERY_BACKOFF_MIN_MS: u64 = 50;
 pub const RECOVERY_BACKOFF_MAX_MS: u64 = 1000;
 
 impl Writer {
-    /// Runs one failure episode to its end. Returns false when the store was shut down (or
-    /// every handle dropped) before it recovered; the writer then ends.
-    pub(super) fn recover(&mut self, failed: &FailedCommit, commands: &mpsc::Receiver<Command>) -> bool {
-        let health = &self.shared.health;
-        health.begin(&failed.cause.to_string());
-        // Readers lose the database before the generation moves (see `Shared::generation`).
+    /// Starts a failure episode: the store is no longer writable, and readers lose the
+    /// database, before the generation moves (see `Shared::generation`). The writer's own
+    /// handle goes too; `recover` opens a new one.
+    pub(super) fn begin_episode(&mut self, failed: &FailedCommit) {
+        self.shared.health.begin(&failed.cause.to_string());
         self.shared.db.store(None);
         self.open = None;
         let generation = self.shared.generation.fetch_add(1, Ordering::SeqCst) + 1;
         self.durable_tx
             .send_modify(|mark| mark.generation = generation);
+    }
+
+    /// Runs a failure episode (begun by `begin_episode`) to its end. Returns false when the
+    /// store was shut down (or every handle dropped) before it recovered; the writer then ends.
+    pub(super) fn recover(&mut self, failed: &FailedCommit, commands: &mpsc::Receiver<Command>) -> bool {
         let mut backoff_ms = RECOVERY_BACKOFF_MIN_MS;
         loop {
             if !self.refuse_for(Duration::from_millis(backoff_ms), commands) {

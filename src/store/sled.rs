@@ -574,3 +574,7 @@ mod cache_tests;
 #[cfg(test)]
 #[path = "sled_sync_tests.rs"]
 mod sync_tests;
+
+#[cfg(test)]
+#[path = "sled_failure_tests.rs"]
+mod failure_tests;

@@ -307,7 +307,8 @@ fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
     ] {
         store
             .shared
-            .db
+            .sled()
+            .unwrap()
             .insert(keys::epoch_key(KIND_STICKY, &epoch(), unit), bytes)
             .unwrap();
         assert!(

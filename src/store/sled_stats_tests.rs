@@ -502,7 +502,8 @@ fn corrupt_epoch_and_history_records_are_corrupt_not_panics() {
         short_key.pop();
         store
             .shared
-            .db
+            .sled()
+            .unwrap()
             .remove(keys::history_key(&epoch(), T0_MS + 1))
             .unwrap();
         store.shared.sled().unwrap().insert(short_key, vec![0x01, b'1']).unwrap();

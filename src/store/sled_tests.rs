@@ -424,7 +424,8 @@ fn a_request_that_meets_a_corrupt_record_changes_nothing() {
     let bad_key = keys::epoch_key(KIND_STICKY, &epoch(), "bad");
     store
         .shared
-        .db
+        .sled()
+        .unwrap()
         .insert(bad_key, vec![0xFF, 0x00, 0x13])
         .unwrap();
     let ops = vec![

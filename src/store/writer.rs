@@ -482,8 +482,13 @@ impl Writer {
             .commit(open, state)
             .err()
             .map(|cause| FailedCommit { seq, cause });
+        if let Some(failed) = &failed {
+            // Before anybody hears of the failure, so that nobody who has can still read the
+            // failed batch or find the store writable.
+            self.begin_episode(failed);
+        }
         // Callers learn that nothing of their request was acknowledged; the cause is logged
-        // once per episode by `recover`, not once per request.
+        // once per episode by `begin_episode`, not once per request.
         let failure = failed
             .as_ref()
             .map(|failed| StoreError::Unavailable(failed.cause.to_string()));
