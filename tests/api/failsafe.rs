@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use banditd::store::SledStore;
 
-use crate::helpers::{PER_REQUEST, STICKY, TestApp};
+use crate::helpers::{PER_REQUEST, Reply, STICKY, TestApp};
 
 /// The server's process id, found by its data dir on its command line (unique per test).
 fn server_pid(data_dir: &Path) -> u32 {
@@ -122,36 +122,93 @@ fn assert_numbers_hold(app: &mut TestApp) {
     assert!(report.is_clean(), "counters disagree with records: {report:?}");
 }
 
+/// A server with a sticky and a per-request experiment, a known unit and a token from before the
+/// fault, and a file-size limit that makes every store write fail; the first failing write has
+/// been made (a new sticky unit), and its page still got an answer.
+struct Faulted {
+    app: TestApp,
+    pid: u32,
+    known: Value,
+    token_before: Value,
+    failed_at: Instant,
+    /// The answer to the first write that failed.
+    first: Reply,
+}
+
+impl Faulted {
+    fn start() -> Self {
+        let app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
+        let known = app.assign("headline", "known");
+        assert_eq!(known["counted"], true);
+        let before = assign_per_request(&app, "before");
+        assert_eq!(app.get("/readyz").status, 200);
+        let pid = server_pid(&app.data_dir());
+        let log_size = std::fs::metadata(app.data_dir().join("db")).unwrap().len();
+        set_file_size_limit(pid, Some(log_size));
+        let failed_at = Instant::now();
+        let first = app.get("/v1/experiments/headline/assign?unit=first-after-fault");
+        Faulted {
+            app,
+            pid,
+            known,
+            token_before: before["token"].clone(),
+            failed_at,
+            first,
+        }
+    }
+
+    /// Lifts the limit; returns when that happened.
+    fn clear(&self) -> Instant {
+        set_file_size_limit(self.pid, None);
+        Instant::now()
+    }
+}
+
 #[test]
-fn a_full_disk_degrades_every_answer_truthfully_and_the_server_recovers_by_itself() {
-    let mut app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
-    let known = app.assign("headline", "known");
-    assert_eq!(known["counted"], true);
-    assert_eq!(known["degraded"], false, "a normal answer says it is not degraded");
-    let rewarded = assign_per_request(&app, "before");
-    assert!(rewarded["token"].is_string());
-    assert_eq!(app.get("/readyz").status, 200);
-
-    let pid = server_pid(&app.data_dir());
-    let log_size = std::fs::metadata(app.data_dir().join("db")).unwrap().len();
-    set_file_size_limit(pid, Some(log_size));
-
-    // The first write after the fault fails; its caller still gets a page.
-    let failed_at = Instant::now();
-    let first = app.assign("headline", "first-after-fault");
-    assert_eq!(first["degraded"], true, "{first}");
-    let took = wait_for_readyz(&app, 503, Duration::from_secs(1));
+fn readyz_answers_503_with_the_reason_while_writes_fail_and_200_once_they_work_again() {
+    let faulted = Faulted::start();
+    let app = &faulted.app;
+    let took = wait_for_readyz(app, 503, Duration::from_secs(1));
     eprintln!(
-        "/readyz 503 {took:?} after the failing request ({:?} since it started)",
-        failed_at.elapsed()
+        "/readyz 503 {took:?} after the failing request returned ({:?} after it was sent)",
+        faulted.failed_at.elapsed()
     );
-    let (status, _, body) = get_with_headers(&app, "/readyz");
+    let (status, retry_after, body) = get_with_headers(app, "/readyz");
     assert_eq!(status, 503);
+    assert!(retry_after.is_some(), "a 503 says when to retry");
+    let detail = body["detail"].as_str().unwrap_or("");
     assert!(
-        body["detail"].as_str().unwrap_or("").contains("store"),
-        "/readyz names the store: {body}"
+        detail.contains("store") && detail.contains("File too large"),
+        "/readyz says why: {body}"
     );
+    let admin = app.get("/v1/admin/store").body;
+    assert_eq!(admin["health"]["writable"], false, "{admin}");
+    assert!(admin["health"]["failing"]["started_ms"].is_u64(), "{admin}");
 
+    let cleared = faulted.clear();
+    wait_for_readyz(app, 200, Duration::from_millis(2500));
+    eprintln!("/readyz 200 {:?} after the fault cleared", cleared.elapsed());
+}
+
+#[test]
+fn while_writes_fail_assigns_promise_nothing_and_events_are_refused_unapplied() {
+    let mut faulted = Faulted::start();
+    let app = &faulted.app;
+    // Per-request: nothing counted, so no token that could earn a reward later.
+    let mut tokens = Vec::new();
+    for i in 0..20 {
+        let answer = assign_per_request(app, &format!("pr-{i}"));
+        assert_eq!(answer["token"], Value::Null, "{answer}");
+        assert_eq!(answer["counted"], false);
+        assert_eq!(answer["degraded"], true);
+        assert_eq!(answer["variant"], "a");
+        tokens.push(answer["token"].clone());
+    }
+    let first = &faulted.first;
+    assert_eq!(first.status, 200, "a page never breaks: {}", first.body);
+    assert_eq!(first.body["degraded"], true, "{}", first.body);
+    assert_eq!(first.body["token"], Value::Null, "{}", first.body);
+    assert_eq!(faulted.known["degraded"], false, "a normal answer says it is not degraded");
     // A new sticky unit: the default variant, uncounted, no token.
     let fresh = app.assign("headline", "new-while-failing");
     assert_eq!(fresh["variant"], "control", "{fresh}");
@@ -160,47 +217,69 @@ fn a_full_disk_degrades_every_answer_truthfully_and_the_server_recovers_by_itsel
     assert_eq!(fresh["degraded"], true);
     // A known unit keeps its variant, uncounted, without a token.
     let again = app.assign("headline", "known");
-    assert_eq!(again["variant"], known["variant"], "{again}");
+    assert_eq!(again["variant"], faulted.known["variant"], "{again}");
     assert_eq!(again["counted"], false);
     assert_eq!(again["token"], Value::Null);
     assert_eq!(again["degraded"], true);
-    // Per-request: nothing counted, so no token that could earn a reward.
-    for i in 0..20 {
-        let answer = assign_per_request(&app, &format!("pr-{i}"));
-        assert_eq!(answer["token"], Value::Null, "{answer}");
-        assert_eq!(answer["counted"], false);
-        assert_eq!(answer["degraded"], true);
-        assert_eq!(answer["variant"], "a");
-    }
     // Events: 503 with Retry-After, and nothing of the request applied.
     let during = json!([
         {"id": "during-1", "experiment": "headline", "unit": "known"},
-        {"id": "during-2", "experiment": "ranking", "token": rewarded["token"]},
+        {"id": "during-2", "experiment": "ranking", "token": faulted.token_before},
     ]);
-    let (status, retry_after, body) = post_with_headers(&app, "/v1/events", &during);
+    let (status, retry_after, body) = post_with_headers(app, "/v1/events", &during);
     assert_eq!(status, 503, "{body}");
     assert!(retry_after.is_some(), "a 503 says when to retry");
     assert_eq!(body["status"], 503, "problem+json: {body}");
 
-    let admin = app.get("/v1/admin/store").body;
-    assert_eq!(admin["health"]["writable"], false, "{admin}");
-    assert!(admin["health"]["failing"]["started_ms"].is_u64(), "{admin}");
-
-    set_file_size_limit(pid, None);
-    let cleared = Instant::now();
-    wait_for_readyz(&app, 200, Duration::from_millis(2500));
-    eprintln!("/readyz 200 {:?} after the fault cleared", cleared.elapsed());
-
-    let after = app.assign("headline", "new-after-recovery");
-    assert_eq!(after["counted"], true, "writes resumed: {after}");
-    assert!(after["token"].is_string());
-    assert_eq!(after["degraded"], false);
-    let pr = assign_per_request(&app, "after");
-    assert!(pr["token"].is_string(), "{pr}");
-    // The events refused during the fault were not applied: now they are, once.
+    faulted.clear();
+    wait_for_readyz(app, 200, Duration::from_millis(2500));
+    // The refused events were not applied: now they are, once.
     let report = app.post_events(&during);
     assert_eq!(report["applied"], 2, "{report}");
     assert_eq!(report["duplicate"], 0, "{report}");
+    // Rewards for every answer given during the fault: none can land on an arm.
+    let events: Vec<Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, token)| token.is_string())
+        .map(|(i, token)| json!({"id": format!("pr-{i}"), "experiment": "ranking", "token": token}))
+        .collect();
+    if !events.is_empty() {
+        app.post_events(&Value::Array(events));
+    }
+    assert_numbers_hold(&mut faulted.app);
+}
+
+#[test]
+fn writes_resume_by_themselves_within_two_seconds_of_the_disk_accepting_them() {
+    let mut faulted = Faulted::start();
+    let app = &faulted.app;
+    // Long enough for several reopen attempts to fail against the limit.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cleared = faulted.clear();
+    let deadline = Duration::from_millis(2500);
+    loop {
+        let r = app.get("/v1/experiments/headline/assign?unit=new-after-recovery");
+        if r.status == 200 && r.body["counted"] == true {
+            assert!(r.body["token"].is_string());
+            assert_eq!(r.body["degraded"], false);
+            break;
+        }
+        assert!(
+            cleared.elapsed() < deadline,
+            "writes did not resume within {deadline:?} of the fault clearing: {}",
+            r.body
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    eprintln!("writes resumed {:?} after the fault cleared", cleared.elapsed());
+    let pr = assign_per_request(app, "after");
+    assert!(pr["token"].is_string(), "{pr}");
+    let report = app.post_events(&json!([
+        {"id": "after-1", "experiment": "headline", "unit": "new-after-recovery"},
+        {"id": "after-2", "experiment": "ranking", "token": pr["token"]},
+    ]));
+    assert_eq!(report["applied"], 2, "{report}");
 
     let admin = app.get("/v1/admin/store").body;
     let health = &admin["health"];
@@ -227,6 +306,5 @@ fn a_full_disk_degrades_every_answer_truthfully_and_the_server_recovers_by_itsel
         app.log.lock().unwrap().iter().any(|line| line.contains("store recovered")),
         "the episode's end is logged"
     );
-
-    assert_numbers_hold(&mut app);
+    assert_numbers_hold(&mut faulted.app);
 }
