@@ -45,7 +45,11 @@ impl Writer {
 
     /// Runs a failure episode (begun by `begin_episode`) to its end. Returns false when the
     /// store was shut down (or every handle dropped) before it recovered; the writer then ends.
-    pub(super) fn recover(&mut self, failed: &FailedCommit, commands: &mpsc::Receiver<Command>) -> bool {
+    pub(super) fn recover(
+        &mut self,
+        failed: &FailedCommit,
+        commands: &mpsc::Receiver<Command>,
+    ) -> bool {
         let mut backoff_ms = RECOVERY_BACKOFF_MIN_MS;
         loop {
             if !self.refuse_for(Duration::from_millis(backoff_ms), commands) {
@@ -153,7 +157,9 @@ impl super::shared::Shared {
 
     pub(super) fn faults_before_apply(&self) -> Result<(), super::StoreError> {
         if take_one(&mut self.faults().fail_before_apply) {
-            return Err(super::StoreError::Io("injected: the commit failed".to_owned()));
+            return Err(super::StoreError::Io(
+                "injected: the commit failed".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -164,15 +170,18 @@ impl super::shared::Shared {
         location: &super::disk::Location,
     ) -> Result<(), super::StoreError> {
         if take_one(&mut self.faults().fail_after_apply) {
-            break_log_file(open, &location.dir)
-                .map_err(|error| super::StoreError::Io(format!("cannot inject a fault: {error}")))?;
+            break_log_file(open, &location.dir).map_err(|error| {
+                super::StoreError::Io(format!("cannot inject a fault: {error}"))
+            })?;
         }
         Ok(())
     }
 
     pub(super) fn faults_on_reopen(&self) -> Result<(), super::StoreError> {
         if take_one(&mut self.faults().fail_reopens) {
-            return Err(super::StoreError::Io("injected: the reopen failed".to_owned()));
+            return Err(super::StoreError::Io(
+                "injected: the reopen failed".to_owned(),
+            ));
         }
         Ok(())
     }
@@ -214,7 +223,9 @@ fn break_log_file(open: &super::disk::OpenDb, dir: &std::path::Path) -> std::io:
         broken += 1;
     }
     if broken == 0 {
-        return Err(std::io::Error::other("sled's log file descriptor was not found"));
+        return Err(std::io::Error::other(
+            "sled's log file descriptor was not found",
+        ));
     }
     Ok(())
 }

@@ -210,7 +210,7 @@ fn read_sticky(shared: &Shared, key: &[u8]) -> Result<Option<codec::StoredSticky
         return Ok(None);
     };
     let stored = codec::decode_sticky(&bytes)?;
-    shared.sticky_cache.fill(key.to_vec(), &stored, read_after_seq);
+    shared.sticky_cache.fill(key, &stored, read_after_seq);
     Ok(Some(stored))
 }
 
@@ -474,7 +474,12 @@ impl Store for SledStore {
     /// Blocks the calling thread for one commit the first time a secret is made (a startup
     /// call); later calls read it directly.
     fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        if let Some(bytes) = self.shared.sled()?.get(keys::secret_key(name)).map_err(io)? {
+        if let Some(bytes) = self
+            .shared
+            .sled()?
+            .get(keys::secret_key(name))
+            .map_err(io)?
+        {
             let (secret, seq) = codec::decode_secret(&bytes)?;
             if self.is_durable(seq) {
                 return Ok(secret);

@@ -421,14 +421,26 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let broken = keys::epoch_key(KIND_STICKY, &epoch(), "broken");
-    store.shared.sled().unwrap().insert(&broken, vec![0xF0]).unwrap();
+    store
+        .shared
+        .sled()
+        .unwrap()
+        .insert(&broken, vec![0xF0])
+        .unwrap();
     let token =
         |event: &str, assignment: &str| token_reward(event, assignment, "bold", T0_MS, 1.0, T0_MS);
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();
     let first = store.apply_rewards(vec![token("e0", "a0")]);
     let first_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a0");
-    while store.shared.sled().unwrap().get(&first_mark).unwrap().is_none() {
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .get(&first_mark)
+        .unwrap()
+        .is_none()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Both queue while the writer waits on the gate, so they share the next commit.
@@ -503,7 +515,14 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
     let gate = store.shared.flush_gate.lock().unwrap();
     // Issued after the expiry watermark, or they would be refused.
     let write = store.apply_rewards(rewards(300, T0_MS + 60 * DAY_MS));
-    while store.shared.sled().unwrap().get(&new_mark).unwrap().is_none() {
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .get(&new_mark)
+        .unwrap()
+        .is_none()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     copy_dir(dir.path(), &copies.path().join("rewards"));

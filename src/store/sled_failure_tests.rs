@@ -57,7 +57,11 @@ fn assert_failed_insert_leaves_nothing(faults: Faults) {
     assert_eq!(store.shared.sticky_cache.peek(&key), None);
     assert_eq!(block_on(store.sticky(&epoch(), "lost")).unwrap(), None);
     assert_eq!(exposures(&store, "bold"), 0);
-    assert_eq!(exposures(&store, "control"), 1, "the durable commit before it stays");
+    assert_eq!(
+        exposures(&store, "control"),
+        1,
+        "the durable commit before it stays"
+    );
     assert_audit_clean(&store);
     // Writes resume, and the unit can be assigned for real.
     let (_, inserted) =
@@ -96,7 +100,14 @@ fn every_caller_of_a_failed_batch_gets_the_error() {
     let gate = store.shared.flush_gate.lock().unwrap();
     // The first commit waits at the gate; the next three queue up and share the failing one.
     let first = store.insert_sticky(&epoch(), "u0", record("bold", T0_MS), tally(T0_MS));
-    while store.shared.sled().unwrap().get(keys::META_SEQ).unwrap().is_none() {
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .get(keys::META_SEQ)
+        .unwrap()
+        .is_none()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     let queued: Vec<_> = (1..4)
@@ -115,7 +126,10 @@ fn every_caller_of_a_failed_batch_gets_the_error() {
         },
     );
     drop(gate);
-    assert!(block_on(first).is_ok(), "the commit before the fault is acknowledged");
+    assert!(
+        block_on(first).is_ok(),
+        "the commit before the fault is acknowledged"
+    );
     for answer in queued {
         assert!(matches!(block_on(answer), Err(StoreError::Unavailable(_))));
     }
@@ -199,7 +213,11 @@ fn while_reopens_fail_writes_are_refused_at_once_and_health_says_why() {
         "failed reopens are recorded"
     );
     block_on(store.append_history(&epoch(), T0_MS, serde_json::json!({}))).unwrap();
-    assert_eq!(exposures(&store, "bold"), 0, "the refused exposure was not counted");
+    assert_eq!(
+        exposures(&store, "bold"),
+        0,
+        "the refused exposure was not counted"
+    );
 }
 
 #[test]

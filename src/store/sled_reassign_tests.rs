@@ -413,7 +413,12 @@ fn a_reassignment_that_meets_a_corrupt_record_is_corrupt_and_a_corrupt_moved_awa
     {
         let store = open(dir.path());
         let key = keys::epoch_key(KIND_STICKY, &epoch(), "bad");
-        store.shared.sled().unwrap().insert(key, vec![0xF0]).unwrap();
+        store
+            .shared
+            .sled()
+            .unwrap()
+            .insert(key, vec![0xF0])
+            .unwrap();
         assert!(matches!(
             block_on(store.reassign_sticky(
                 &epoch(),

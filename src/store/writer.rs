@@ -304,8 +304,7 @@ impl Writer {
             );
             let mut exposures = std::mem::take(&mut self.unfolded);
             exposures.extend(pending);
-            if exposures.is_empty()
-                && batch.iter().all(|c| matches!(c, Command::WakeForExposures))
+            if exposures.is_empty() && batch.iter().all(|c| matches!(c, Command::WakeForExposures))
             {
                 continue; // a wake-up whose exposures an earlier batch already took
             }
@@ -341,12 +340,10 @@ impl Writer {
             }
             match barrier {
                 Some(Barrier::Audit(reply)) => {
-                    let report = self
-                        .open
-                        .as_ref()
-                        .map_or_else(|| Err(self.shared.health.unavailable()), |open| {
-                            audit::audit(&open.db)
-                        });
+                    let report = self.open.as_ref().map_or_else(
+                        || Err(self.shared.health.unavailable()),
+                        |open| audit::audit(&open.db),
+                    );
                     let _ = reply.send(report);
                 }
                 Some(Barrier::Shutdown(reply)) => {

@@ -119,7 +119,10 @@ fn assert_numbers_hold(app: &mut TestApp) {
     assert_eq!(app.terminate(), Some(0), "clean shutdown");
     let store = SledStore::open(&app.data_dir()).expect("reopen the store");
     let report = store.audit().expect("audit");
-    assert!(report.is_clean(), "counters disagree with records: {report:?}");
+    assert!(
+        report.is_clean(),
+        "counters disagree with records: {report:?}"
+    );
 }
 
 /// A server with a sticky and a per-request experiment, a known unit and a token from before the
@@ -187,7 +190,10 @@ fn readyz_answers_503_with_the_reason_while_writes_fail_and_200_once_they_work_a
 
     let cleared = faulted.clear();
     wait_for_readyz(app, 200, Duration::from_millis(2500));
-    eprintln!("/readyz 200 {:?} after the fault cleared", cleared.elapsed());
+    eprintln!(
+        "/readyz 200 {:?} after the fault cleared",
+        cleared.elapsed()
+    );
 }
 
 #[test]
@@ -208,7 +214,10 @@ fn while_writes_fail_assigns_promise_nothing_and_events_are_refused_unapplied() 
     assert_eq!(first.status, 200, "a page never breaks: {}", first.body);
     assert_eq!(first.body["degraded"], true, "{}", first.body);
     assert_eq!(first.body["token"], Value::Null, "{}", first.body);
-    assert_eq!(faulted.known["degraded"], false, "a normal answer says it is not degraded");
+    assert_eq!(
+        faulted.known["degraded"], false,
+        "a normal answer says it is not degraded"
+    );
     // A new sticky unit: the default variant, uncounted, no token.
     let fresh = app.assign("headline", "new-while-failing");
     assert_eq!(fresh["variant"], "control", "{fresh}");
@@ -272,7 +281,10 @@ fn writes_resume_by_themselves_within_two_seconds_of_the_disk_accepting_them() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    eprintln!("writes resumed {:?} after the fault cleared", cleared.elapsed());
+    eprintln!(
+        "writes resumed {:?} after the fault cleared",
+        cleared.elapsed()
+    );
     let pr = assign_per_request(app, "after");
     assert!(pr["token"].is_string(), "{pr}");
     let report = app.post_events(&json!([
@@ -301,9 +313,17 @@ fn writes_resume_by_themselves_within_two_seconds_of_the_disk_accepting_them() {
         .cloned()
         .collect::<Vec<_>>();
     assert_eq!(errors.len(), 1, "one error line per episode: {errors:#?}");
-    assert!(errors[0].contains("File too large"), "the cause is logged: {}", errors[0]);
     assert!(
-        app.log.lock().unwrap().iter().any(|line| line.contains("store recovered")),
+        errors[0].contains("File too large"),
+        "the cause is logged: {}",
+        errors[0]
+    );
+    assert!(
+        app.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("store recovered")),
         "the episode's end is logged"
     );
     assert_numbers_hold(&mut faulted.app);
