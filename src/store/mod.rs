@@ -8,6 +8,7 @@
 mod apply;
 mod audit;
 mod codec;
+mod command;
 mod decay;
 mod disk;
 mod expiry;
