@@ -18,12 +18,10 @@ pub struct StoreHealth {
     /// until the store has reopened and a probe write reached the disk again.
     pub writable: bool,
     /// The current episode, while one lasts.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub failing: Option<FailureEpisode>,
     /// Failure episodes since the store was opened (the current one included).
     pub episodes: u64,
     /// The last episode that ended, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_episode: Option<FailureEpisode>,
 }
 
@@ -33,12 +31,10 @@ pub struct FailureEpisode {
     /// Wall-clock milliseconds since the Unix epoch of the first failed commit.
     pub started_ms: u64,
     /// When writes were accepted again; `None` while the episode lasts.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub ended_ms: Option<u64>,
     /// The error that started the episode (e.g. the disk is full).
     pub cause: String,
     /// The latest error of a failed reopen or probe write, if one failed after the first.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub latest_error: Option<String>,
 }
 

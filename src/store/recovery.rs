@@ -197,7 +197,10 @@ fn take_one(count: &mut u32) -> bool {
 /// Points sled's own descriptor of `<dir>/db` at `/dev/full`, so that its next write fails
 /// with ENOSPC. Our `log_file` (a separate descriptor of the same file) is left alone.
 #[cfg(test)]
-fn break_log_file(open: &super::disk::OpenDb, dir: &std::path::Path) -> std::io::Result<()> {
+pub(super) fn break_log_file(
+    open: &super::disk::OpenDb,
+    dir: &std::path::Path,
+) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let target = dir.canonicalize()?.join("db");
     let ours = open.log_file.as_raw_fd();

@@ -272,3 +272,43 @@ fn a_shutdown_while_the_store_fails_ends_the_writer() {
     let store = open(dir.path());
     assert!(store.writable());
 }
+
+/// What `recovery` relies on, shown on sled itself: after an I/O error, sled 0.34 keeps the
+/// failed batch in its in-memory tree (a read of that `Db` sees it) and refuses every later
+/// operation, so the database has to be dropped and the directory reopened; the reopened one
+/// holds only what was flushed.
+#[test]
+fn sled_keeps_a_failed_batch_in_memory_and_refuses_everything_after_an_io_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let location = crate::store::disk::Location {
+        dir: dir.path().to_path_buf(),
+        page_cache_mb: 8,
+    };
+    let opened = location.open().unwrap();
+    let open = opened.open;
+    open.insert(b"durable", b"1".to_vec()).unwrap();
+    open.sync().unwrap();
+    crate::store::recovery::break_log_file(&open, dir.path()).unwrap();
+    let mut batch = ::sled::Batch::default();
+    batch.insert(b"phantom".to_vec(), b"1".to_vec());
+    open.apply_batch(batch).unwrap();
+    assert!(open.sync().is_err(), "the flush hits the broken file");
+    assert!(
+        open.get(b"phantom").unwrap().is_some(),
+        "the failed batch is visible in memory"
+    );
+    assert!(
+        open.insert(b"later", b"1".to_vec())
+            .and_then(|_| open.flush())
+            .is_err(),
+        "sled refuses writes after its I/O error"
+    );
+    drop(open);
+    let reopened = location.open().unwrap().open;
+    assert!(reopened.get(b"durable").unwrap().is_some());
+    assert_eq!(
+        reopened.get(b"phantom").unwrap(),
+        None,
+        "rolled back on reopen"
+    );
+}

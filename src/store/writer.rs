@@ -9,6 +9,9 @@
 //!
 //! One thread also makes set-if-absent and event-id dedup exact without locks: nothing else
 //! ever writes.
+//!
+//! A failed commit does not stop the thread: its callers get the error, nothing of it is
+//! published, and the thread reopens the store until the disk takes writes again (`recovery`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
