@@ -102,6 +102,7 @@ impl Writer {
             // The failed batch reached the disk after all (e.g. only the `fdatasync` failed):
             // its exposures are counted in the reloaded counters.
             self.unfolded = ExposureGroups::default();
+            self.shared.sticky_cache.invalidate(opened.last_seq);
             tracing::warn!(
                 seq = failed_seq,
                 "a commit reported as failed was found on disk after the reopen"
@@ -143,6 +144,9 @@ pub struct Faults {
     /// file for real, so sled's own flush fails and sled records its global error, as on a
     /// full disk.
     pub fail_after_apply: u32,
+    /// Commits to report as failed after they reached the disk (as when only the `fdatasync`
+    /// fails, after sled's own write went through): the reopen finds them.
+    pub fail_after_sync: u32,
     /// Reopen attempts to fail.
     pub fail_reopens: u32,
 }
@@ -173,6 +177,15 @@ impl super::shared::Shared {
             break_log_file(open, &location.dir).map_err(|error| {
                 super::StoreError::Io(format!("cannot inject a fault: {error}"))
             })?;
+        }
+        Ok(())
+    }
+
+    pub(super) fn faults_after_sync(&self) -> Result<(), super::StoreError> {
+        if take_one(&mut self.faults().fail_after_sync) {
+            return Err(super::StoreError::Io(
+                "injected: the sync failed".to_owned(),
+            ));
         }
         Ok(())
     }

@@ -312,3 +312,47 @@ fn sled_keeps_a_failed_batch_in_memory_and_refuses_everything_after_an_io_error(
         "rolled back on reopen"
     );
 }
+
+#[test]
+fn a_commit_reported_failed_but_found_on_disk_is_served_whole_and_counted_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
+    // Cached, without a reward.
+    assert_eq!(
+        block_on(store.sticky(&epoch(), "u1"))
+            .unwrap()
+            .unwrap()
+            .reward,
+        None
+    );
+    inject(
+        &store,
+        Faults {
+            fail_after_sync: 1,
+            ..Faults::default()
+        },
+    );
+    assert!(store.count_exposure(&epoch(), "control", tally(T0_MS)));
+    let refused = block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]));
+    assert!(refused.is_err(), "{refused:?}");
+    wait_writable(&store);
+    // The reopen found the batch: the cache does not hide its reward, and its exposure is
+    // not counted a second time.
+    let start = Instant::now();
+    while exposures(&store, "control") < 1 && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(exposures(&store, "control"), 1);
+    assert_eq!(
+        block_on(store.sticky(&epoch(), "u1"))
+            .unwrap()
+            .unwrap()
+            .reward,
+        Some(1.0)
+    );
+    let retry = block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
+    assert_eq!(retry, vec![RewardOutcome::Duplicate]);
+    assert_audit_clean(&store);
+}

@@ -299,6 +299,17 @@ impl StickyCache {
         true
     }
 
+    /// Forgets every record, as if commit `seq` had written every key, so that no read from
+    /// before it can fill one back in. For a commit found on disk after a reopen although it
+    /// was reported failed: its writes were never published here, so any entry may be stale.
+    pub fn invalidate(&self, seq: u64) {
+        for shard in &self.shards {
+            let mut shard = lock(&shard.0);
+            shard.clear();
+            shard.last_write_seq = shard.last_write_seq.max(seq);
+        }
+    }
+
     /// The sticky keys among a commit's writes, decoded for [`Self::publish`]. Empty when the
     /// cache is disabled, so a disabled cache costs the writer nothing.
     pub fn sticky_writes(&self, writes: &WriteMap) -> StickyWrites {

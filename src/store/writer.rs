@@ -495,6 +495,8 @@ impl Writer {
         open.sync()?;
         #[cfg(test)]
         self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        self.shared.faults_after_sync()?;
         Ok(())
     }
 
