@@ -273,3 +273,7 @@ impl Engine {
         answer.token = Some(token);
     }
 }
+
+#[cfg(test)]
+#[path = "assign_tests.rs"]
+mod tests;

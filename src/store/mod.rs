@@ -17,7 +17,7 @@ mod health;
 mod keys;
 mod load;
 mod overlay;
-mod recovery;
+pub(crate) mod recovery;
 mod scan;
 mod shared;
 mod sled;

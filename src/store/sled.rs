@@ -131,6 +131,16 @@ impl SledStore {
         self.shared.sticky_cache.stats()
     }
 
+    /// Test hook: the commits and reopens to fail next (see `recovery::Faults`).
+    #[cfg(test)]
+    pub(crate) fn inject_faults(&self, faults: super::recovery::Faults) {
+        *self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
     /// How many group commits (each one fsync) this handle's writer has made.
     pub fn flush_count(&self) -> u64 {
         self.shared.flush_count.load(Ordering::Relaxed)
