@@ -11,7 +11,7 @@ use super::token::ClaimsRef;
 use super::{Engine, EngineError, Unit};
 use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
-use crate::store::StickyRecord;
+use crate::store::{StickyRecord, StoreError};
 
 /// One experiment's answer for one unit.
 #[derive(Debug, Clone)]
@@ -131,8 +131,8 @@ impl Engine {
                 }
                 Ok(Some(record)) => Some(record.variant),
                 Ok(None) => None,
-                // A page never breaks on the store: the store logs its failure once.
-                Err(_) => return Ok(Assignment::degraded_default(live)),
+                // A page never breaks on the store.
+                Err(error) => return Ok(degraded_on(&error, live)),
             };
             if !writable {
                 return Ok(Assignment::degraded_default(live));
@@ -217,7 +217,7 @@ impl Engine {
                         Ok(self.answer_stored(live, unit, mode, &record, counted, false))
                     }
                     // Nothing was acknowledged, so nothing is counted or promised.
-                    Err(_) => Ok(Assignment::degraded_default(live)),
+                    Err(error) => Ok(degraded_on(&error, live)),
                 }
             }
         }
@@ -272,6 +272,15 @@ impl Engine {
         });
         answer.token = Some(token);
     }
+}
+
+/// The degraded answer for a request the store failed. A failure episode is logged once by the
+/// store; anything else (a corrupt record, say) is logged here, since the page hides it.
+fn degraded_on(error: &StoreError, live: Arc<LiveExperiment>) -> Assignment {
+    if !matches!(error, StoreError::Unavailable(_)) {
+        tracing::error!(experiment = %live.epoch.experiment, %error, "store failed; serving the default variant");
+    }
+    Assignment::degraded_default(live)
 }
 
 #[cfg(test)]
