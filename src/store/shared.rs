@@ -62,12 +62,33 @@ pub struct Shared {
     pub faults: std::sync::Mutex<super::recovery::Faults>,
 }
 
+/// A reader's handle on the open database: an `arc_swap` guard, so that concurrent readers
+/// do not all bump one reference count (the read path had no shared write before the
+/// database became swappable, and keeps none).
+pub struct DbRef(arc_swap::Guard<Option<Arc<OpenDb>>>);
+
+impl std::ops::Deref for DbRef {
+    type Target = OpenDb;
+
+    fn deref(&self) -> &OpenDb {
+        match &*self.0 {
+            Some(open) => open,
+            // `Shared::sled` builds a `DbRef` only from a guard holding a database.
+            None => unreachable!("a DbRef always holds a database"),
+        }
+    }
+}
+
 impl Shared {
     /// The open database, or the error of a store that is reopening it. Hold the handle only
     /// for one read, never across an `.await`: while any handle lives, the directory lock
     /// stays taken and a reopen has to wait.
-    pub fn sled(&self) -> Result<Arc<OpenDb>, StoreError> {
-        self.db.load_full().ok_or_else(|| self.health.unavailable())
+    pub fn sled(&self) -> Result<DbRef, StoreError> {
+        let guard = self.db.load();
+        if guard.is_none() {
+            return Err(self.health.unavailable());
+        }
+        Ok(DbRef(guard))
     }
 
     /// The current [`Shared::generation`]; load it before [`Shared::sled`].
