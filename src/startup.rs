@@ -156,7 +156,7 @@ pub struct Application {
     state: web::Data<AppState>,
     store: Arc<dyn Store>,
     history_interval: Duration,
-    watch: bool,
+    watch: Option<crate::watcher::FolderWatch>,
 }
 
 impl Application {
@@ -184,6 +184,10 @@ impl Application {
                     version,
                 ),
         );
+        let watch = config
+            .watch
+            .then(|| crate::watcher::FolderWatch::start(engine.clone()))
+            .flatten();
         let state = web::Data::new(AppState {
             engine,
             keys: config.keys.clone(),
@@ -231,7 +235,7 @@ impl Application {
             state,
             store,
             history_interval: config.history_interval.max(Duration::from_millis(100)),
-            watch: config.watch,
+            watch,
         })
     }
 
@@ -266,9 +270,7 @@ impl Application {
             }
         });
         let reloader = actix_web::rt::spawn(reload_on_sighup(self.state.engine.clone()));
-        let watcher = self
-            .watch
-            .then(|| actix_web::rt::spawn(crate::watcher::watch_folder(self.state.engine.clone())));
+        let watcher = self.watch.map(|watch| actix_web::rt::spawn(watch.run()));
         let served = self.server.await;
         sweeper.abort();
         historian.abort();

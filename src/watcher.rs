@@ -36,34 +36,50 @@ pub const WATCH_DEBOUNCE_MS: u64 = 300;
 /// How often the polling fallback stats the folder's entries.
 pub const POLL_INTERVAL_MS: u64 = 2_000;
 
-/// Watches the engine's folder and reloads on changes until the task is dropped. Returns at
-/// once when the engine has no folder or no watcher at all can be started (logged).
-pub async fn watch_folder(engine: Arc<Engine>) {
-    let Some(dir) = engine.source().map(|s| s.dir.clone()) else {
-        return;
-    };
-    let (changes, mut changed) = mpsc::unbounded_channel();
-    let handler = Relay {
-        dir: dir.clone(),
-        changes,
-    };
-    // Kept alive for as long as the loop runs: dropping it stops the notifications.
-    let Some((_watcher, mode)) = start(&dir, handler) else {
-        return;
-    };
-    engine.set_watch_mode(mode, Some(WATCH_DEBOUNCE_MS));
-    let debounce = Duration::from_millis(WATCH_DEBOUNCE_MS);
-    while changed.recv().await.is_some() {
-        // Wait until nothing has changed for the debounce interval.
-        loop {
-            match tokio::time::timeout(debounce, changed.recv()).await {
-                Ok(Some(())) => continue,
-                Ok(None) => return,
-                Err(_quiet) => break,
+/// A running watch on the engine's folder. Started while the server is built, before it
+/// answers anybody, so that no change made once the server is ready can go unnoticed (a
+/// watch started after the first answers missed files written in that moment).
+pub struct FolderWatch {
+    engine: Arc<Engine>,
+    /// Kept alive for as long as the loop runs: dropping it stops the notifications.
+    _watcher: Box<dyn Watcher + Send>,
+    changed: mpsc::UnboundedReceiver<()>,
+}
+
+impl FolderWatch {
+    /// Starts watching the engine's folder. `None` when the engine has no folder or no
+    /// watcher at all can be started (logged).
+    pub fn start(engine: Arc<Engine>) -> Option<Self> {
+        let dir = engine.source().map(|s| s.dir.clone())?;
+        let (changes, changed) = mpsc::unbounded_channel();
+        let handler = Relay {
+            dir: dir.clone(),
+            changes,
+        };
+        let (watcher, mode) = start(&dir, handler)?;
+        engine.set_watch_mode(mode, Some(WATCH_DEBOUNCE_MS));
+        Some(FolderWatch {
+            engine,
+            _watcher: watcher,
+            changed,
+        })
+    }
+
+    /// Reloads on changes until the task is dropped.
+    pub async fn run(mut self) {
+        let debounce = Duration::from_millis(WATCH_DEBOUNCE_MS);
+        while self.changed.recv().await.is_some() {
+            // Wait until nothing has changed for the debounce interval.
+            loop {
+                match tokio::time::timeout(debounce, self.changed.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_quiet) => break,
+                }
             }
+            // The outcome is logged and kept in the config status by `reload`.
+            let _ = self.engine.reload("watch").await;
         }
-        // The outcome is logged and kept in the config status by `reload`.
-        let _ = engine.reload("watch").await;
     }
 }
 

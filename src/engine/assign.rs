@@ -11,7 +11,7 @@ use super::token::ClaimsRef;
 use super::{Engine, EngineError, Unit};
 use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
-use crate::store::StickyRecord;
+use crate::store::{StickyRecord, StoreError};
 
 /// One experiment's answer for one unit.
 #[derive(Debug, Clone)]
@@ -24,6 +24,9 @@ pub struct Assignment {
     pub propensity: f64,
     /// Whether this call counted an exposure.
     pub counted: bool,
+    /// The store could not make an exposure durable, so this answer counts and promises
+    /// nothing: the experiment's default variant (or a known sticky unit's variant), no token.
+    pub degraded: bool,
 }
 
 impl Assignment {
@@ -40,6 +43,17 @@ impl Assignment {
             token: None,
             propensity,
             counted,
+            degraded: false,
+        }
+    }
+
+    /// The answer while the store cannot make an exposure durable: the page still gets a
+    /// variant (the experiment's default), and nothing is counted or promised.
+    fn degraded_default(experiment: Arc<LiveExperiment>) -> Self {
+        let default = experiment.default_arm();
+        Self {
+            degraded: true,
+            ..Self::untokened(experiment, default, 1.0, false)
         }
     }
 
@@ -106,15 +120,23 @@ impl Engine {
             Mode::Adaptive | Mode::Exploit { .. } | Mode::Fixed { .. },
         ) = (live.spec.assignment, mode)
         {
+            // One atomic load. While the store fails, a new unit cannot be made durable, and
+            // no answer promises anything (see `Assignment::degraded`).
+            let writable = self.store.writable();
             // A known unit keeps its variant: no draw needed. One stuck to a retired variant
             // is re-assigned below, like a new unit.
-            stuck_on_retired = match self.store.sticky(&live.epoch, unit.as_str()).await? {
-                Some(record) if live.spec.variant_index(&record.variant).is_some() => {
-                    return Ok(self.answer_stored(live, unit, mode, &record, false));
+            stuck_on_retired = match self.store.sticky(&live.epoch, unit.as_str()).await {
+                Ok(Some(record)) if live.spec.variant_index(&record.variant).is_some() => {
+                    return Ok(self.answer_stored(live, unit, mode, &record, false, !writable));
                 }
-                Some(record) => Some(record.variant),
-                None => None,
+                Ok(Some(record)) => Some(record.variant),
+                Ok(None) => None,
+                // A page never breaks on the store.
+                Err(error) => return Ok(degraded_on(&error, live)),
             };
+            if !writable {
+                return Ok(Assignment::degraded_default(live));
+            }
         }
         let decision = match policy::decide(
             mode,
@@ -145,7 +167,10 @@ impl Engine {
         let tally = live.tally(&snapshot, now_ms);
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
-                self.store.count_exposure(&live.epoch, variant, tally);
+                if !self.store.count_exposure(&live.epoch, variant, tally) {
+                    // Not counted, so no token: a reward could otherwise outrun exposures.
+                    return Ok(Assignment::degraded_default(live));
+                }
                 let mut answer =
                     Assignment::untokened(live, decision.arm, decision.propensity, true);
                 self.sign(&mut answer, unit, now_ms);
@@ -158,11 +183,11 @@ impl Engine {
                     propensity: decision.propensity,
                     reward: None,
                 };
-                let (record, counted) = match stuck_on_retired {
+                let stored = match stuck_on_retired {
                     None => {
                         self.store
                             .insert_sticky(&live.epoch, unit.as_str(), record, tally)
-                            .await?
+                            .await
                     }
                     Some(retired) => {
                         let moved = self
@@ -174,19 +199,26 @@ impl Engine {
                                 record.clone(),
                                 tally.clone(),
                             )
-                            .await?;
+                            .await;
                         match moved {
-                            Some(outcome) => outcome,
+                            Ok(Some(outcome)) => Ok(outcome),
                             // The record vanished (cannot happen in one epoch); assign afresh.
-                            None => {
+                            Ok(None) => {
                                 self.store
                                     .insert_sticky(&live.epoch, unit.as_str(), record, tally)
-                                    .await?
+                                    .await
                             }
+                            Err(error) => Err(error),
                         }
                     }
                 };
-                Ok(self.answer_stored(live, unit, mode, &record, counted))
+                match stored {
+                    Ok((record, counted)) => {
+                        Ok(self.answer_stored(live, unit, mode, &record, counted, false))
+                    }
+                    // Nothing was acknowledged, so nothing is counted or promised.
+                    Err(error) => Ok(degraded_on(&error, live)),
+                }
             }
         }
     }
@@ -194,7 +226,8 @@ impl Engine {
     /// The answer for a unit that has a stored assignment: its variant, with the propensity
     /// it was assigned with. Concluded experiments serve their winner to everybody; a unit
     /// stored on another arm gets the winner without a token, since its rewards belong to the
-    /// arm it was exposed to (they still resolve by unit).
+    /// arm it was exposed to (they still resolve by unit). A `degraded` answer (the store
+    /// fails) keeps the unit's variant but carries no token.
     fn answer_stored(
         &self,
         live: Arc<LiveExperiment>,
@@ -202,6 +235,7 @@ impl Engine {
         mode: Mode,
         record: &StickyRecord,
         inserted: bool,
+        degraded: bool,
     ) -> Assignment {
         let (arm, propensity, with_token) = match (mode, live.spec.variant_index(&record.variant)) {
             (Mode::Fixed { winner }, stored) if stored != Some(winner) => (winner, 1.0, false),
@@ -210,7 +244,8 @@ impl Engine {
             (_, None) => (live.default_arm(), 1.0, false),
         };
         let mut answer = Assignment::untokened(live, arm, propensity, inserted);
-        if with_token {
+        answer.degraded = degraded;
+        if with_token && !degraded {
             self.sign(&mut answer, unit, record.assigned_ms);
         }
         answer
@@ -238,3 +273,16 @@ impl Engine {
         answer.token = Some(token);
     }
 }
+
+/// The degraded answer for a request the store failed. A failure episode is logged once by the
+/// store; anything else (a corrupt record, say) is logged here, since the page hides it.
+fn degraded_on(error: &StoreError, live: Arc<LiveExperiment>) -> Assignment {
+    if !matches!(error, StoreError::Unavailable(_)) {
+        tracing::error!(experiment = %live.epoch.experiment, %error, "store failed; serving the default variant");
+    }
+    Assignment::degraded_default(live)
+}
+
+#[cfg(test)]
+#[path = "assign_tests.rs"]
+mod tests;

@@ -75,6 +75,7 @@ async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespon
     Ok(HttpResponse::Ok().json(json!({
         "group_commits": stats.group_commits,
         "durable_seq": stats.durable_seq,
+        "health": state.engine.store().health(),
         "sticky_cache": {
             "capacity": cache.capacity,
             "entries": cache.entries,

@@ -77,6 +77,9 @@ pub struct AssignmentDto<'a> {
     pub propensity: f64,
     /// Whether this call counted an exposure.
     pub counted: bool,
+    /// Always present: true when the store could not make the exposure durable, so the answer
+    /// is the fallback (default variant, or a known unit's variant) and counts nothing.
+    pub degraded: bool,
 }
 
 impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
@@ -88,6 +91,7 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
             token: a.token.as_deref(),
             propensity: a.propensity,
             counted: a.counted,
+            degraded: a.degraded,
         }
     }
 }

@@ -27,19 +27,22 @@ async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready once the experiments are loaded and the store answers; not ready while draining.
+/// Ready once the experiments are loaded and the store accepts writes; not ready while
+/// draining, nor while store writes fail (503 with the store's reason, until it recovers).
 async fn readyz(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     if state.draining.load(Ordering::Acquire) {
         return Err(ApiError::Unavailable("shutting down".to_owned()));
     }
     let catalog = state.engine.catalog();
-    if let Some(live) = catalog.all().next() {
-        state
-            .engine
-            .store()
-            .counters(&live.epoch)
-            .await
-            .map_err(crate::engine::EngineError::from)?;
+    let store = state.engine.store();
+    if !store.writable() {
+        let cause = store
+            .health()
+            .failing
+            .map_or_else(|| "recovering".to_owned(), |episode| episode.cause);
+        return Err(ApiError::Unavailable(format!(
+            "the store does not accept writes: {cause}"
+        )));
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "status": "ready",

@@ -6,6 +6,11 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::engine::EngineError;
+use crate::store::StoreError;
+
+/// `Retry-After` of every 503, in seconds: a store that fails retries its reopen about once a
+/// second, and a draining server is gone by then (the client's retry reaches another replica).
+pub const RETRY_AFTER_SECS: u64 = 1;
 
 /// The media type of every error body (RFC 7807).
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
@@ -102,8 +107,13 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        if status.is_server_error() {
-            tracing::error!(error = %self, "request failed");
+        match self {
+            // The store logs a failure episode once, with its cause; its requests do not.
+            Self::Unavailable(_) | Self::Engine(EngineError::Store(StoreError::Unavailable(_))) => {
+                tracing::debug!(error = %self, "request refused");
+            }
+            _ if status.is_server_error() => tracing::error!(error = %self, "request failed"),
+            _ => {}
         }
         let (slug, title) = self.slug_and_title();
         let problem = Problem {
@@ -124,6 +134,10 @@ impl ResponseError for ApiError {
         if let Self::RequestTimeout(_) = self {
             // The rest of the body may still be on its way: the connection cannot be reused.
             response.force_close();
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // The store retries its reopen at least this often (RECOVERY_BACKOFF_MAX_MS).
+            response.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
         }
         response.body(serde_json::to_string(&problem).unwrap_or_default())
     }

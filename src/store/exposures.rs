@@ -59,12 +59,19 @@ pub struct ExposureGroups {
 
 impl ExposureGroups {
     /// Groups a batch's exposures, in order of each group's first exposure.
+    #[cfg(test)]
     pub fn of(exposures: Vec<PendingExposure>) -> ExposureGroups {
         let mut groups = ExposureGroups::default();
-        for PendingExposure { epoch, arm, tally } in exposures {
-            groups.add(epoch, arm, tally);
-        }
+        groups.extend(exposures);
         groups
+    }
+
+    /// Adds more exposures: a new batch's to those a failed commit left (see
+    /// `Writer::unfolded`).
+    pub fn extend(&mut self, exposures: Vec<PendingExposure>) {
+        for PendingExposure { epoch, arm, tally } in exposures {
+            self.add(epoch, arm, tally);
+        }
     }
 
     fn add(&mut self, epoch: Epoch, arm: ExposedArm, tally: Tally) {
@@ -95,9 +102,10 @@ impl ExposureGroups {
         self.groups.is_empty()
     }
 
-    /// Applies every group, in order of its first exposure.
-    pub fn apply(self, txn: &mut Txn<'_>) {
-        for group in self.groups {
+    /// Applies every group, in order of its first exposure. Borrows, so that a failed commit
+    /// can keep the groups for the next one.
+    pub fn apply(&self, txn: &mut Txn<'_>) {
+        for group in &self.groups {
             let variant = match &group.arm {
                 // The index was taken from this very allocation, so it is in range.
                 ExposedArm::InAllocation(index) => group

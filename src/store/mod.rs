@@ -8,15 +8,20 @@
 mod apply;
 mod audit;
 mod codec;
+mod command;
 mod data_dir;
 mod decay;
+mod disk;
 mod expiry;
 mod exposures;
+mod health;
 mod keys;
 mod load;
 mod overlay;
+pub(crate) mod recovery;
 mod scan;
 mod secret_file;
+mod shared;
 mod sled;
 mod sticky_cache;
 #[cfg(test)]
@@ -26,6 +31,8 @@ mod writer;
 pub use self::apply::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::expiry::MAX_RETENTION_LAG_MS;
+pub use self::health::{FailureEpisode, StoreHealth};
+pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 
@@ -46,6 +53,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store is shutting down")]
     Closed,
+    /// Writes do not reach the disk now (a failure episode, see [`Store::health`]); nothing of
+    /// the request was applied. The store recovers by itself once the disk accepts writes.
+    #[error("store is not accepting writes: {0}")]
+    Unavailable(String),
     /// The directory holds a store this build cannot read (another layout version).
     #[error("{0}")]
     Incompatible(String),
@@ -232,9 +243,12 @@ pub trait Store: Send + Sync + 'static {
         tally: Tally,
     ) -> StoreFuture<Option<(StickyRecord, bool)>>;
 
-    /// Counts one per-request exposure. Not individually recorded; folded into the arm's
-    /// counters at the next group commit. Never blocks.
-    fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally);
+    /// Queues one per-request exposure, folded into the arm's counters at the next group
+    /// commit. Never blocks. Returns false, queuing nothing, while the store is not writable:
+    /// the caller must then promise nothing for it (no token). A queued exposure whose commit
+    /// fails is kept and counted once the store recovers; it is lost only if the process
+    /// ends first (see the README's Durability section).
+    fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally) -> bool;
 
     /// Applies rewards in order; one outcome per op. Event ids, the at-most-once marks and the
     /// counters change in one atomic, durable write.
@@ -304,6 +318,13 @@ pub trait Store: Send + Sync + 'static {
     /// What an operator sizing the store needs: commits so far and how well the sticky
     /// cache serves the traffic. Cheap (counters only), so it can be polled.
     fn stats(&self) -> StoreStats;
+
+    /// Whether writes reach the disk now. Cheap enough for every request (one atomic load).
+    fn writable(&self) -> bool;
+
+    /// Whether writes reach the disk, why not while they do not, and the failure episodes
+    /// so far (for `/readyz` and operators).
+    fn health(&self) -> StoreHealth;
 
     /// Makes everything acknowledged so far durable and stops the writer.
     fn shutdown(&self) -> StoreFuture<()>;

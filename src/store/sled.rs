@@ -6,26 +6,28 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{oneshot, watch};
 
 use super::audit::{self, AuditReport};
 use super::codec;
 use super::data_dir;
+use super::disk::Location;
 use super::exposures::PendingExposure;
+use super::health::HealthState;
 use super::keys::{self, KIND_STICKY};
 use super::load;
 use super::overlay::io;
 use super::scan;
 use super::secret_file;
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
-use super::writer::{Command, ExposedArm, Shared, Writer};
+use super::writer::{Command, DurableMark, ExposedArm, Shared, Writer};
 use super::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
-    StoreFuture, StoreStats, Tally, TokenCredit,
+    StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
 };
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
@@ -75,42 +77,44 @@ impl SledStore {
     /// As [`SledStore::open`], with explicit options.
     pub fn open_with(dir: &Path, options: StoreOptions) -> Result<SledStore, StoreError> {
         data_dir::prepare(dir)?;
-        let db = open_db(dir, options.page_cache_mb)?;
-        load::check_format(&db, dir)?;
-        secret_file::migrate_from_sled(&db, dir)?;
-        let (durable, last_seq, expired_through) = load::load(&db)?;
-        let (durable_tx, durable_rx) = watch::channel(last_seq);
-        // sled keeps its whole log in one file, `db`, created by the open above.
-        let log_path = dir.join("db");
-        let log_file = std::fs::File::open(&log_path).map_err(|error| {
-            StoreError::Io(format!(
-                "cannot open {} to sync it: {error}",
-                log_path.display()
-            ))
-        })?;
+        let location = Location {
+            dir: dir.to_path_buf(),
+            page_cache_mb: options.page_cache_mb,
+        };
+        let opened = location.open()?;
+        let (last_seq, expired_through) = (opened.last_seq, opened.expired_through);
+        let (durable_tx, durable_rx) = watch::channel(DurableMark {
+            seq: last_seq,
+            generation: 0,
+        });
+        let open = Arc::new(opened.open);
         let shared = Arc::new(Shared {
-            db,
-            log_file,
+            db: ArcSwapOption::new(Some(Arc::clone(&open))),
             #[cfg(test)]
             data_sync_count: AtomicU64::new(0),
             // Everything on disk at open is durable: a record's commit wrote the sequence
             // number in the same atomic batch.
             durable_seq: AtomicU64::new(last_seq),
+            generation: AtomicU64::new(0),
             durable_rx,
-            counters: ArcSwap::from_pointee(load::counter_view(&durable.arms)),
-            epochs: ArcSwap::from_pointee(durable.epochs.clone()),
+            counters: ArcSwap::from_pointee(load::counter_view(&opened.durable.arms)),
+            epochs: ArcSwap::from_pointee(opened.durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
             pending_exposures: Mutex::new(Vec::new()),
-            failure: OnceLock::new(),
+            health: HealthState::default(),
             sticky_cache: StickyCache::new(options.sticky_cache_entries),
             #[cfg(test)]
             flush_gate: Mutex::new(()),
+            #[cfg(test)]
+            faults: Mutex::new(super::recovery::Faults::default()),
         });
         let (commands, receiver) = mpsc::channel();
         let writer = Writer::new(
             Arc::clone(&shared),
             durable_tx,
-            durable,
+            open,
+            location,
+            opened.durable,
             last_seq,
             expired_through,
         );
@@ -131,6 +135,16 @@ impl SledStore {
         self.shared.sticky_cache.stats()
     }
 
+    /// Test hook: the commits and reopens to fail next (see `recovery::Faults`).
+    #[cfg(test)]
+    pub(crate) fn inject_faults(&self, faults: super::recovery::Faults) {
+        *self
+            .shared
+            .faults
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = faults;
+    }
+
     /// How many group commits (each one fsync) this handle's writer has made.
     pub fn flush_count(&self) -> u64 {
         self.shared.flush_count.load(Ordering::Relaxed)
@@ -147,7 +161,7 @@ impl SledStore {
             return report;
         }
         // The writer is gone, so nothing writes any more.
-        audit::audit(&self.shared.db)
+        audit::audit(&self.shared.sled()?.db)
     }
 
     fn await_reply<T: Send + 'static>(
@@ -155,6 +169,10 @@ impl SledStore {
         command: Command,
         answer: oneshot::Receiver<Result<T, StoreError>>,
     ) -> StoreFuture<T> {
+        // While the store fails, a write is refused at once instead of waiting in the queue.
+        if !self.shared.health.writable() {
+            return ready(Err(self.shared.health.unavailable()));
+        }
         if self.commands.send(command).is_err() {
             return ready(Err(self.shared.stopped_error()));
         }
@@ -162,114 +180,91 @@ impl SledStore {
         Box::pin(async move { answer.await.unwrap_or_else(|_| Err(shared.stopped_error())) })
     }
 
-    /// The unit's record as sled holds it now, durable or not.
-    fn stored_sticky(
-        &self,
-        epoch: &Epoch,
-        unit: &str,
-    ) -> Result<Option<codec::StoredSticky>, StoreError> {
-        self.read_sticky(keys::epoch_key(KIND_STICKY, epoch, unit))
-    }
-
-    /// The record under sticky `key` as sled holds it now, durable or not; a record that was
-    /// durable before the read started also goes into the cache. `durable_seq` is loaded
-    /// before the sled read: that order is what makes the fill safe (see `sticky_cache`).
-    fn read_sticky(&self, key: Vec<u8>) -> Result<Option<codec::StoredSticky>, StoreError> {
-        let read_after_seq = self.shared.durable_seq.load(Ordering::Acquire);
-        let Some(bytes) = self.shared.db.get(&key).map_err(io)? else {
-            return Ok(None);
-        };
-        let stored = codec::decode_sticky(&bytes)?;
-        self.shared.sticky_cache.fill(key, &stored, read_after_seq);
-        Ok(Some(stored))
-    }
-
-    /// The epoch's history points as sled holds them now, and the newest commit among them.
-    fn stored_history(
-        &self,
-        epoch: &Epoch,
-        since_ms: u64,
-        limit: usize,
-    ) -> Result<(Vec<(u64, serde_json::Value)>, u64), StoreError> {
-        let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
-        let mut points = Vec::new();
-        let mut newest_seq = 0;
-        for item in self.shared.db.range(range).take(limit) {
-            let (key, value) = item.map_err(io)?;
-            let (_, at_ms) = keys::parse_history_key(&key)?;
-            let (point, seq) = codec::decode_history(&value)?;
-            newest_seq = newest_seq.max(seq);
-            points.push((at_ms, point));
-        }
-        Ok((points, newest_seq))
-    }
-
     fn is_durable(&self, seq: u64) -> bool {
         seq <= self.shared.durable_seq.load(Ordering::Acquire)
     }
 
-    /// Answers `value` at once if commit `seq` is on disk, else once it is.
-    fn once_durable<T: Send + 'static>(&self, seq: u64, value: T) -> StoreFuture<T> {
-        if self.is_durable(seq) {
-            return ready(Ok(value));
-        }
+    /// Reads with `read` from the current database, which answers a value and the newest
+    /// commit among the records it read; answers once that commit is durable. If the database
+    /// is reopened meanwhile (a commit failed), reads again: what it read may have belonged to
+    /// the failed batch, which the reopened database no longer holds.
+    fn read_durable<T, F>(&self, read: F) -> StoreFuture<T>
+    where
+        T: Send + 'static,
+        F: Fn(&Shared) -> Result<(T, u64), StoreError> + Send + 'static,
+    {
+        let generation = self.shared.generation();
+        let (value, seq) = match read(&self.shared) {
+            Ok((value, seq)) if self.is_durable(seq) => return ready(Ok(value)),
+            Ok(read) => read,
+            Err(error) => return ready(Err(error)),
+        };
         let shared = Arc::clone(&self.shared);
         Box::pin(async move {
-            wait_durable(shared, seq).await?;
+            let (mut value, mut seq, mut generation) = (value, seq, generation);
+            while !wait_durable(&shared, seq, generation).await? {
+                generation = shared.generation();
+                (value, seq) = read(&shared)?;
+                if seq <= shared.durable_seq.load(Ordering::Acquire) {
+                    break;
+                }
+            }
             Ok(value)
         })
     }
 }
 
-/// How long `open` waits for the directory lock of a store that is still closing.
-const OPEN_LOCK_WAIT_MS: u64 = 1000;
+/// The record under sticky `key` as sled holds it now, durable or not; a record that was
+/// durable before the read started also goes into the cache. `durable_seq` is loaded before
+/// the database and the read: that order is what makes the fill safe (see `sticky_cache`), also
+/// across a reopen (the writer takes the database away before any later commit).
+fn read_sticky(shared: &Shared, key: &[u8]) -> Result<Option<codec::StoredSticky>, StoreError> {
+    let read_after_seq = shared.durable_seq.load(Ordering::Acquire);
+    let Some(bytes) = shared.sled()?.get(key).map_err(io)? else {
+        return Ok(None);
+    };
+    let stored = codec::decode_sticky(&bytes)?;
+    shared.sticky_cache.fill(key, &stored, read_after_seq);
+    Ok(Some(stored))
+}
 
-/// Opens sled, waiting briefly for the directory lock. sled 0.34 releases its lock from
-/// background I/O threads some milliseconds after the last handle is dropped (sled issues
-/// #1234, #1289), so an in-process reopen can race it. A lock held longer than
-/// [`OPEN_LOCK_WAIT_MS`] belongs to another live store, and that is a clear error.
-pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, StoreError> {
-    // Every commit fsyncs explicitly; sled's periodic background flush would only add I/O.
-    let config = ::sled::Config::new()
-        .path(dir)
-        .flush_every_ms(None)
-        .cache_capacity(page_cache_mb.saturating_mul(1024 * 1024));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(OPEN_LOCK_WAIT_MS);
-    loop {
-        match config.open() {
-            Ok(db) => return Ok(db),
-            // sled 0.34.7 reports lock contention only through this message (config.rs).
-            Err(::sled::Error::Io(error))
-                if error.to_string().starts_with("could not acquire lock") =>
-            {
-                if std::time::Instant::now() >= deadline {
-                    return Err(StoreError::Io(format!(
-                        "store directory {} is in use by another running store ({error})",
-                        dir.display()
-                    )));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(10));
-            }
-            Err(error) => return Err(io(error)),
-        }
+/// The epoch's history points as sled holds them now, and the newest commit among them.
+fn stored_history(
+    shared: &Shared,
+    epoch: &Epoch,
+    since_ms: u64,
+    limit: usize,
+) -> Result<(Vec<(u64, serde_json::Value)>, u64), StoreError> {
+    let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
+    let mut points = Vec::new();
+    let mut newest_seq = 0;
+    for item in shared.sled()?.range(range).take(limit) {
+        let (key, value) = item.map_err(io)?;
+        let (_, at_ms) = keys::parse_history_key(&key)?;
+        let (point, seq) = codec::decode_history(&value)?;
+        newest_seq = newest_seq.max(seq);
+        points.push((at_ms, point));
     }
+    Ok((points, newest_seq))
 }
 
 fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {
     Box::pin(std::future::ready(result))
 }
 
-/// Resolves once commit `seq` is on disk; fails if the writer stopped before that.
-async fn wait_durable(shared: Arc<Shared>, seq: u64) -> Result<(), StoreError> {
-    let mut durable = shared.durable_rx.clone();
-    let reached = durable
-        .wait_for(|&durable_seq| durable_seq >= seq)
+/// Resolves to true once commit `seq` is on disk, to false if the database was reopened
+/// first (the caller reads again); fails if the writer stopped before either.
+async fn wait_durable(shared: &Shared, seq: u64, generation: u64) -> Result<bool, StoreError> {
+    let mut marks = shared.durable_rx.clone();
+    let mark = marks
+        .wait_for(|mark| mark.seq >= seq || mark.generation != generation)
         .await
-        .is_ok();
-    if reached || shared.durable_seq.load(Ordering::Acquire) >= seq {
-        Ok(())
-    } else {
-        Err(shared.stopped_error())
+        .map(|mark| *mark);
+    match mark {
+        Ok(mark) => Ok(mark.generation == generation),
+        Err(_) if shared.generation() != generation => Ok(false),
+        Err(_) if shared.durable_seq.load(Ordering::Acquire) >= seq => Ok(true),
+        Err(_) => Err(shared.stopped_error()),
     }
 }
 
@@ -282,17 +277,12 @@ impl Store for SledStore {
         if let Some(record) = self.shared.sticky_cache.get(&key) {
             return ready(Ok(Some(record)));
         }
-        match self.read_sticky(key) {
-            Ok(Some(stored)) if !self.is_durable(stored.seq) => {
-                let shared = Arc::clone(&self.shared);
-                Box::pin(async move {
-                    wait_durable(shared, stored.seq).await?;
-                    Ok(Some(stored.record))
-                })
-            }
-            Ok(stored) => ready(Ok(stored.map(|stored| stored.record))),
-            Err(error) => ready(Err(error)),
-        }
+        self.read_durable(move |shared| {
+            Ok(match read_sticky(shared, &key)? {
+                Some(stored) => (Some(stored.record), stored.seq),
+                None => (None, 0),
+            })
+        })
     }
 
     fn insert_sticky(
@@ -331,7 +321,7 @@ impl Store for SledStore {
     ) -> StoreFuture<Option<(StickyRecord, bool)>> {
         // A durable record on another variant already lost the compare-and-set (racing callers
         // after the winner's commit land here), so it can answer without the writer.
-        match self.stored_sticky(epoch, unit) {
+        match read_sticky(&self.shared, &keys::epoch_key(KIND_STICKY, epoch, unit)) {
             Ok(Some(stored))
                 if self.is_durable(stored.seq) && stored.record.variant != from_variant =>
             {
@@ -352,10 +342,9 @@ impl Store for SledStore {
         self.await_reply(command, answer)
     }
 
-    fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally) {
-        if self.shared.failure.get().is_some() {
-            tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
-            return;
+    fn count_exposure(&self, epoch: &Epoch, variant: &str, tally: Tally) -> bool {
+        if !self.shared.health.writable() {
+            return false;
         }
         let exposure = PendingExposure {
             epoch: epoch.clone(),
@@ -371,9 +360,8 @@ impl Store for SledStore {
             pending.push(exposure);
             pending.len() == 1
         };
-        if first && self.commands.send(Command::WakeForExposures).is_err() {
-            tracing::debug!(experiment = %epoch.experiment, "exposure not counted: store stopped");
-        }
+        // Only a store that was shut down has no writer to wake; nothing counts it then.
+        !(first && self.commands.send(Command::WakeForExposures).is_err())
     }
 
     fn apply_rewards(&self, ops: Vec<RewardOp>) -> StoreFuture<Vec<RewardOutcome>> {
@@ -452,17 +440,8 @@ impl Store for SledStore {
         since_ms: u64,
         limit: usize,
     ) -> StoreFuture<Vec<(u64, serde_json::Value)>> {
-        match self.stored_history(epoch, since_ms, limit) {
-            Ok((points, newest_seq)) if !self.is_durable(newest_seq) => {
-                let shared = Arc::clone(&self.shared);
-                Box::pin(async move {
-                    wait_durable(shared, newest_seq).await?;
-                    Ok(points)
-                })
-            }
-            Ok((points, _)) => ready(Ok(points)),
-            Err(error) => ready(Err(error)),
-        }
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| stored_history(shared, &epoch, since_ms, limit))
     }
 
     /// A range scan straight on sled; waits for the newest commit among the page's records.
@@ -472,10 +451,10 @@ impl Store for SledStore {
         after_unit: Option<String>,
         limit: usize,
     ) -> StoreFuture<Vec<(String, StickyRecord)>> {
-        match scan::sticky_page(&self.shared.db, epoch, after_unit.as_deref(), limit) {
-            Ok((records, newest_seq)) => self.once_durable(newest_seq, records),
-            Err(error) => ready(Err(error)),
-        }
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| {
+            scan::sticky_page(&shared.sled()?.db, &epoch, after_unit.as_deref(), limit)
+        })
     }
 
     /// A range scan straight on sled. Marks record no commit number, so the page waits for
@@ -486,12 +465,12 @@ impl Store for SledStore {
         after_id: Option<String>,
         limit: usize,
     ) -> StoreFuture<Vec<TokenCredit>> {
-        let page = scan::token_mark_page(&self.shared.db, epoch, after_id.as_deref(), limit)
-            .and_then(|credits| Ok((credits, scan::applied_seq(&self.shared.db)?)));
-        match page {
-            Ok((credits, applied_seq)) => self.once_durable(applied_seq, credits),
-            Err(error) => ready(Err(error)),
-        }
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| {
+            let db = shared.sled()?;
+            let credits = scan::token_mark_page(&db, &epoch, after_id.as_deref(), limit)?;
+            Ok((credits, scan::applied_seq(&db)?))
+        })
     }
 
     fn expire(&self, now_ms: u64) -> StoreFuture<u64> {
@@ -519,6 +498,14 @@ impl Store for SledStore {
         }
     }
 
+    fn writable(&self) -> bool {
+        self.shared.health.writable()
+    }
+
+    fn health(&self) -> StoreHealth {
+        self.shared.health.snapshot()
+    }
+
     fn shutdown(&self) -> StoreFuture<()> {
         let (reply, answer) = oneshot::channel();
         let shared = Arc::clone(&self.shared);
@@ -527,10 +514,10 @@ impl Store for SledStore {
             if sent && let Ok(result) = answer.await {
                 return result;
             }
-            // Already stopped: fine after an earlier shutdown, an error after a failure.
-            match shared.failure.get() {
-                Some(failure) => Err(failure.clone()),
-                None => Ok(()),
+            // Already stopped: fine after an earlier shutdown, an error while failing.
+            match shared.stopped_error() {
+                StoreError::Closed => Ok(()),
+                failing => Err(failing),
             }
         })
     }
@@ -582,3 +569,7 @@ mod cache_tests;
 #[cfg(test)]
 #[path = "sled_sync_tests.rs"]
 mod sync_tests;
+
+#[cfg(test)]
+#[path = "sled_failure_tests.rs"]
+mod failure_tests;

@@ -34,7 +34,7 @@ fn sticky(store: &SledStore, unit: &str) -> Option<StickyRecord> {
 /// Waits until the writer applied a change to sled (it is then held at `flush_gate`).
 fn wait_for_sled(store: &SledStore, unit: &str, applied: impl Fn(&StickyRecord) -> bool) {
     loop {
-        if let Some(bytes) = store.shared.db.get(key(unit)).unwrap()
+        if let Some(bytes) = store.shared.sled().unwrap().get(key(unit)).unwrap()
             && applied(&codec::decode_sticky(&bytes).unwrap().record)
         {
             return;
@@ -179,7 +179,16 @@ fn a_sled_read_that_raced_a_reward_commit_cannot_cache_the_old_record_after_an_e
     insert(&store, "u2", "calm");
     // A reader's first half: durable_seq, then the sled read of u1 without its reward.
     let read_after_seq = store.shared.durable_seq.load(Ordering::Acquire);
-    let old = codec::decode_sticky(&store.shared.db.get(key("u1")).unwrap().unwrap()).unwrap();
+    let old = codec::decode_sticky(
+        &store
+            .shared
+            .sled()
+            .unwrap()
+            .get(key("u1"))
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(old.record.reward, None);
     // The reward commits (and is published), then a fresh read of u2 evicts u1 again.
     block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
@@ -190,7 +199,7 @@ fn a_sled_read_that_raced_a_reward_commit_cannot_cache_the_old_record_after_an_e
         !store
             .shared
             .sticky_cache
-            .fill(key("u1"), &old, read_after_seq)
+            .fill(&key("u1"), &old, read_after_seq)
     );
     assert_eq!(sticky(&store, "u1").unwrap().reward, Some(1.0));
     assert_eq!(sticky(&store, "u1").unwrap().reward, Some(1.0));

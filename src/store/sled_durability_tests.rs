@@ -64,7 +64,7 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
     let gate = store.shared.flush_gate.lock().unwrap();
     let mut insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
     // Wait until the writer applied the batch to sled and is stuck before its fsync.
-    while store.shared.db.get(&key).unwrap().is_none() {
+    while store.shared.sled().unwrap().get(&key).unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(
@@ -107,7 +107,7 @@ fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     let gate = store.shared.flush_gate.lock().unwrap();
     let rewards = store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]);
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
-    while codec::decode_sticky(&store.shared.db.get(&key).unwrap().unwrap())
+    while codec::decode_sticky(&store.shared.sled().unwrap().get(&key).unwrap().unwrap())
         .unwrap()
         .record
         .reward
@@ -289,7 +289,7 @@ fn expire_finishes_across_several_commits_past_the_per_commit_limit() {
         "{} index entries need 3 commits of {MAX_EXPIRE_PER_BATCH}, took {commits}",
         2 * tokens
     );
-    assert!(indexed_records(&store.shared.db).is_empty());
+    assert!(indexed_records(&store.shared.sled().unwrap()).is_empty());
     let report = store.audit().unwrap();
     assert!(report.is_clean(), "{report:?}");
     let arm = block_on(store.counters(&epoch())).unwrap()["bold"];
@@ -307,7 +307,8 @@ fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
     ] {
         store
             .shared
-            .db
+            .sled()
+            .unwrap()
             .insert(keys::epoch_key(KIND_STICKY, &epoch(), unit), bytes)
             .unwrap();
         assert!(
@@ -349,7 +350,7 @@ fn while_not_durable<T>(
 ) -> T {
     let gate = store.shared.flush_gate.lock().unwrap();
     let mut future = write();
-    while store.shared.db.get(key).unwrap().is_none() {
+    while store.shared.sled().unwrap().get(key).unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(is_pending(&mut future), "a write resolved before its fsync");
@@ -373,7 +374,7 @@ fn epoch_start_decision_and_history_are_not_shown_before_they_are_durable() {
         Some(T0_MS)
     );
 
-    store.shared.db.remove(&info_key).unwrap();
+    store.shared.sled().unwrap().remove(&info_key).unwrap();
     let decide = || store.record_decision(&epoch(), serde_json::json!("bold"));
     let held = while_not_durable(&store, &info_key, decide, || {
         let info = block_on(store.epoch_info(&epoch())).unwrap();
@@ -420,14 +421,26 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let broken = keys::epoch_key(KIND_STICKY, &epoch(), "broken");
-    store.shared.db.insert(&broken, vec![0xF0]).unwrap();
+    store
+        .shared
+        .sled()
+        .unwrap()
+        .insert(&broken, vec![0xF0])
+        .unwrap();
     let token =
         |event: &str, assignment: &str| token_reward(event, assignment, "bold", T0_MS, 1.0, T0_MS);
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();
     let first = store.apply_rewards(vec![token("e0", "a0")]);
     let first_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a0");
-    while store.shared.db.get(&first_mark).unwrap().is_none() {
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .get(&first_mark)
+        .unwrap()
+        .is_none()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Both queue while the writer waits on the gate, so they share the next commit.
@@ -454,8 +467,8 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
         keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a3"),
     ];
     expected.sort();
-    assert_eq!(indexed_records(&store.shared.db), expected);
-    store.shared.db.remove(&broken).unwrap();
+    assert_eq!(indexed_records(&store.shared.sled().unwrap()), expected);
+    store.shared.sled().unwrap().remove(&broken).unwrap();
     let report = store.audit().unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!((report.event_ids, report.live_token_marks), (2, 2));
@@ -491,7 +504,7 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
     let old_id = keys::event_id_key(&epoch().experiment, "e0");
     let gate = store.shared.flush_gate.lock().unwrap();
     let expire = store.expire(T0_MS + 60 * DAY_MS);
-    while store.shared.db.get(&old_id).unwrap().is_some() {
+    while store.shared.sled().unwrap().get(&old_id).unwrap().is_some() {
         std::thread::sleep(Duration::from_millis(1));
     }
     copy_dir(dir.path(), &copies.path().join("expire"));
@@ -502,7 +515,14 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
     let gate = store.shared.flush_gate.lock().unwrap();
     // Issued after the expiry watermark, or they would be refused.
     let write = store.apply_rewards(rewards(300, T0_MS + 60 * DAY_MS));
-    while store.shared.db.get(&new_mark).unwrap().is_none() {
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .get(&new_mark)
+        .unwrap()
+        .is_none()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     copy_dir(dir.path(), &copies.path().join("rewards"));

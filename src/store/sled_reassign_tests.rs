@@ -337,7 +337,7 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
         tally(T0_MS + 1),
     );
     // Wait until the writer applied the batch to sled and is stuck before its fsync.
-    while codec::decode_sticky(&store.shared.db.get(&key).unwrap().unwrap())
+    while codec::decode_sticky(&store.shared.sled().unwrap().get(&key).unwrap().unwrap())
         .unwrap()
         .record
         .variant
@@ -413,7 +413,12 @@ fn a_reassignment_that_meets_a_corrupt_record_is_corrupt_and_a_corrupt_moved_awa
     {
         let store = open(dir.path());
         let key = keys::epoch_key(KIND_STICKY, &epoch(), "bad");
-        store.shared.db.insert(key, vec![0xF0]).unwrap();
+        store
+            .shared
+            .sled()
+            .unwrap()
+            .insert(key, vec![0xF0])
+            .unwrap();
         assert!(matches!(
             block_on(store.reassign_sticky(
                 &epoch(),

@@ -153,7 +153,7 @@ fn a_scan_waits_until_every_record_of_its_page_is_on_disk() {
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "u2");
     let gate = store.shared.flush_gate.lock().unwrap();
     let write = store.insert_sticky(&epoch(), "u2", record("bold", T0_MS), tally(T0_MS));
-    while store.shared.db.get(&key).unwrap().is_none() {
+    while store.shared.sled().unwrap().get(&key).unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut scan = store.scan_sticky(&epoch(), None, 10);
@@ -253,7 +253,7 @@ fn a_token_credit_scan_waits_until_the_marks_are_on_disk() {
     let key = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "t1");
     let gate = store.shared.flush_gate.lock().unwrap();
     let write = store.apply_rewards(vec![token_reward("e1", "t1", "a", T0_MS, 1.0, T0_MS)]);
-    while store.shared.db.get(&key).unwrap().is_none() {
+    while store.shared.sled().unwrap().get(&key).unwrap().is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut scan = store.scan_token_credits(&epoch(), None, 10);

@@ -489,7 +489,12 @@ fn corrupt_epoch_and_history_records_are_corrupt_not_panics() {
         let store = open(dir.path());
         block_on(store.append_history(&epoch(), T0_MS, json!({"ok": true}))).unwrap();
         let bad_key = keys::history_key(&epoch(), T0_MS + 1);
-        store.shared.db.insert(bad_key, vec![0x01, b'{']).unwrap();
+        store
+            .shared
+            .sled()
+            .unwrap()
+            .insert(bad_key, vec![0x01, b'{'])
+            .unwrap();
         assert!(matches!(
             block_on(store.history(&epoch(), 0, 10)),
             Err(StoreError::Corrupt(_))
@@ -502,10 +507,16 @@ fn corrupt_epoch_and_history_records_are_corrupt_not_panics() {
         short_key.pop();
         store
             .shared
-            .db
+            .sled()
+            .unwrap()
             .remove(keys::history_key(&epoch(), T0_MS + 1))
             .unwrap();
-        store.shared.db.insert(short_key, vec![0x01, b'1']).unwrap();
+        store
+            .shared
+            .sled()
+            .unwrap()
+            .insert(short_key, vec![0x01, b'1'])
+            .unwrap();
         assert!(matches!(store.audit(), Err(StoreError::Corrupt(_))));
     }
     let dir = tempfile::tempdir().unwrap();

@@ -344,7 +344,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
             insert.await.unwrap();
         }
     });
-    let keys_before = store.shared.db.len();
+    let keys_before = store.shared.sled().unwrap().len();
     let ops = units
         .iter()
         .enumerate()
@@ -357,7 +357,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
             .all(|o| matches!(o, RewardOutcome::Applied { .. }))
     );
     // The sticky records are rewritten in place: new keys are the ids and a few index values.
-    let new_keys = store.shared.db.len() - keys_before;
+    let new_keys = store.shared.sled().unwrap().len() - keys_before;
     assert!(
         (1000..=1006).contains(&new_keys),
         "1000 unit rewards added {new_keys} keys"
@@ -371,7 +371,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.event_ids, 0);
     assert_eq!(
-        store.shared.db.len(),
+        store.shared.sled().unwrap().len(),
         keys_before,
         "no index value left behind"
     );
@@ -468,7 +468,8 @@ fn a_request_that_meets_a_corrupt_record_changes_nothing() {
     let bad_key = keys::epoch_key(KIND_STICKY, &epoch(), "bad");
     store
         .shared
-        .db
+        .sled()
+        .unwrap()
         .insert(bad_key, vec![0xFF, 0x00, 0x13])
         .unwrap();
     let ops = vec![

@@ -169,6 +169,18 @@ impl CacheKey {
         }
     }
 
+    /// As [`Self::new`] from a borrowed key: allocates only for a key too long to inline.
+    fn from_slice(key: &[u8]) -> Self {
+        match u8::try_from(key.len()) {
+            Ok(len) if key.len() <= INLINE_KEY_BYTES => {
+                let mut bytes = [0; INLINE_KEY_BYTES];
+                bytes[..key.len()].copy_from_slice(key);
+                CacheKey::Inline { len, bytes }
+            }
+            _ => CacheKey::Heap(key.into()),
+        }
+    }
+
     fn as_bytes(&self) -> &[u8] {
         match self {
             CacheKey::Inline { len, bytes } => &bytes[..usize::from(*len)],
@@ -271,20 +283,31 @@ impl StickyCache {
     /// loaded as `read_after_seq`. Refused (returns false) unless the record is durable as of
     /// then, no commit after then published to the shard, and the key is absent (see the
     /// module docs for why this cannot cache a stale record).
-    pub fn fill(&self, key: Vec<u8>, stored: &StoredSticky, read_after_seq: u64) -> bool {
+    pub fn fill(&self, key: &[u8], stored: &StoredSticky, read_after_seq: u64) -> bool {
         if stored.seq > read_after_seq {
             return false;
         }
-        let Some(shard) = self.shard_of(&key) else {
+        let Some(shard) = self.shard_of(key) else {
             return false;
         };
         let mut shard = lock(shard);
-        if shard.last_write_seq > read_after_seq || shard.entries.contains_key(key.as_slice()) {
+        if shard.last_write_seq > read_after_seq || shard.entries.contains_key(key) {
             return false;
         }
         let variant = shard.shared_variant(&stored.record.variant);
-        shard.insert_new(CacheKey::new(key), variant, stored);
+        shard.insert_new(CacheKey::from_slice(key), variant, stored);
         true
+    }
+
+    /// Forgets every record, as if commit `seq` had written every key, so that no read from
+    /// before it can fill one back in. For a commit found on disk after a reopen although it
+    /// was reported failed: its writes were never published here, so any entry may be stale.
+    pub fn invalidate(&self, seq: u64) {
+        for shard in &self.shards {
+            let mut shard = lock(&shard.0);
+            shard.clear();
+            shard.last_write_seq = shard.last_write_seq.max(seq);
+        }
     }
 
     /// The sticky keys among a commit's writes, decoded for [`Self::publish`]. Empty when the

@@ -33,7 +33,7 @@ fn a_fill_from_a_read_that_raced_a_newer_commit_is_refused() {
     let v2 = stored("calm", None, 6);
     publish_one(&cache, "u1", Some(v2.clone()), 6);
     // ... and only then does the reader try to insert what it read.
-    assert!(!cache.fill(key("u1"), &v1, read_after_seq));
+    assert!(!cache.fill(&key("u1"), &v1, read_after_seq));
     assert_eq!(cache.get(&key("u1")), Some(v2.record));
 }
 
@@ -45,7 +45,7 @@ fn a_fill_that_raced_an_uncached_reward_is_refused_and_caches_nothing() {
     publish_one(&cache, "u1", Some(stored("bold", Some(1.0), 6)), 6);
     assert_eq!(cache.get(&key("u1")), None);
     // ... and the reader that read the unrewarded record before it may not add that either.
-    assert!(!cache.fill(key("u1"), &v1, 5));
+    assert!(!cache.fill(&key("u1"), &v1, 5));
     assert_eq!(cache.get(&key("u1")), None);
 }
 
@@ -68,20 +68,20 @@ fn a_fill_from_a_stale_read_is_refused_even_after_the_newer_record_was_evicted()
     let v1 = stored("bold", None, 3);
     publish_one(&cache, "u1", Some(stored("bold", Some(1.0), 6)), 6);
     // A later reader (durable_seq 6) fills another unit and evicts u1's V2.
-    assert!(cache.fill(key("u2"), &stored("calm", None, 4), 6));
+    assert!(cache.fill(&key("u2"), &stored("calm", None, 4), 6));
     assert_eq!(cache.get(&key("u1")), None);
     // The slow reader that read V1 at durable_seq 5 must not bring it back.
-    assert!(!cache.fill(key("u1"), &v1, 5));
+    assert!(!cache.fill(&key("u1"), &v1, 5));
     assert_eq!(cache.get(&key("u1")), None);
     // A read made at durable_seq 6 saw V2, and that one may be cached.
-    assert!(cache.fill(key("u1"), &stored("bold", Some(1.0), 6), 6));
+    assert!(cache.fill(&key("u1"), &stored("bold", Some(1.0), 6), 6));
     assert_eq!(cache.get(&key("u1")).unwrap().reward, Some(1.0));
 }
 
 #[test]
 fn a_fill_before_the_newer_commit_publishes_is_overwritten_by_it() {
     let cache = StickyCache::new(16);
-    assert!(cache.fill(key("u1"), &stored("old", None, 3), 5));
+    assert!(cache.fill(&key("u1"), &stored("old", None, 3), 5));
     publish_one(&cache, "u1", Some(stored("new", None, 6)), 6);
     assert_eq!(cache.get(&key("u1")).unwrap().variant, "new");
 }
@@ -90,7 +90,7 @@ fn a_fill_before_the_newer_commit_publishes_is_overwritten_by_it() {
 fn a_record_newer_than_the_read_point_is_never_filled() {
     // Sled can hold a record whose commit is applied but not yet flushed.
     let cache = StickyCache::new(16);
-    assert!(!cache.fill(key("u1"), &stored("bold", None, 8), 7));
+    assert!(!cache.fill(&key("u1"), &stored("bold", None, 8), 7));
     assert_eq!(cache.get(&key("u1")), None);
     assert_eq!(cache.stats().entries, 0);
 }
@@ -99,14 +99,14 @@ fn a_record_newer_than_the_read_point_is_never_filled() {
 fn a_fill_never_replaces_a_cached_record() {
     let cache = StickyCache::new(16);
     publish_one(&cache, "u1", Some(stored("new", None, 4)), 4);
-    assert!(!cache.fill(key("u1"), &stored("old", None, 2), 9));
+    assert!(!cache.fill(&key("u1"), &stored("old", None, 2), 9));
     assert_eq!(cache.get(&key("u1")).unwrap().variant, "new");
 }
 
 #[test]
 fn a_published_write_replaces_the_record_and_a_published_removal_drops_it() {
     let cache = StickyCache::new(16);
-    assert!(cache.fill(key("u1"), &stored("old", None, 1), 1));
+    assert!(cache.fill(&key("u1"), &stored("old", None, 1), 1));
     publish_one(&cache, "u1", Some(stored("new", Some(0.5), 2)), 2);
     let held = cache.get(&key("u1")).unwrap();
     assert_eq!((held.variant.as_str(), held.reward), ("new", Some(0.5)));
@@ -136,7 +136,7 @@ fn the_cache_never_holds_more_than_its_capacity() {
         let cache = StickyCache::new(capacity);
         for unit in 0..10 * capacity {
             let unit = format!("u{unit}");
-            cache.fill(key(&unit), &stored("bold", None, 0), 1);
+            cache.fill(&key(&unit), &stored("bold", None, 0), 1);
             publish_one(
                 &cache,
                 &format!("w{unit}"),
@@ -170,7 +170,7 @@ fn the_capacity_is_split_over_the_shards_exactly() {
 fn a_capacity_of_zero_disables_the_cache() {
     let cache = StickyCache::new(0);
     publish_one(&cache, "u1", Some(stored("bold", None, 1)), 1);
-    assert!(!cache.fill(key("u2"), &stored("bold", None, 1), 1));
+    assert!(!cache.fill(&key("u2"), &stored("bold", None, 1), 1));
     assert_eq!(cache.get(&key("u1")), None);
     assert_eq!(cache.get(&key("u2")), None);
     let mut writes = WriteMap::new();
@@ -279,7 +279,7 @@ fn a_poisoned_shard_is_emptied_and_keeps_working() {
     assert!(panicked.is_err());
     assert_eq!(cache.get(&key("u1")), None);
     // The shard's commit watermark survives, so stale fills are still refused.
-    assert!(!cache.fill(key("u1"), &stored("bold", None, 0), 0));
+    assert!(!cache.fill(&key("u1"), &stored("bold", None, 0), 0));
     publish_one(&cache, "u1", Some(stored("bold", None, 2)), 2);
     assert!(cache.get(&key("u1")).is_some());
 }
@@ -302,7 +302,7 @@ fn a_key_too_long_to_store_inline_is_cached_like_a_short_one() {
 fn records_of_one_variant_share_one_copy_of_its_id() {
     let cache = StickyCache::with_shards(16, 1);
     publish_one(&cache, "u1", Some(stored("bold", None, 1)), 1);
-    assert!(cache.fill(key("u2"), &stored("bold", None, 1), 1));
+    assert!(cache.fill(&key("u2"), &stored("bold", None, 1), 1));
     let shard = lock(&cache.shards[0].0);
     let first = &shard.entries[key("u1").as_slice()].variant;
     let second = &shard.entries[key("u2").as_slice()].variant;

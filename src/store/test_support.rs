@@ -35,7 +35,7 @@ pub fn open_with_sticky_cache(dir: &Path, sticky_cache_entries: usize) -> SledSt
 /// The raw sled database of a closed store, for tests that tamper with it. Waits for the
 /// directory lock like `SledStore::open` does (sled releases it a little after the last drop).
 pub fn raw_db(dir: &Path) -> ::sled::Db {
-    super::sled::open_db(dir, super::sled::DEFAULT_PAGE_CACHE_MB)
+    super::disk::open_db(dir, super::sled::DEFAULT_PAGE_CACHE_MB)
         .expect("the closed store releases its directory lock")
 }
 

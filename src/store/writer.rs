@@ -9,24 +9,30 @@
 //!
 //! One thread also makes set-if-absent and event-id dedup exact without locks: nothing else
 //! ever writes.
+//!
+//! A failed commit does not stop the thread: its callers get the error, nothing of it is
+//! published, and the thread reopens the store until the disk takes writes again (`recovery`).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
-use std::sync::{Arc, OnceLock};
 
-use arc_swap::ArcSwap;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use super::apply;
 use super::audit::{self, AuditReport};
 use super::codec;
+pub use super::command::Command;
+pub(super) use super::command::refuse;
+use super::command::{Deferred, Reply, SyncReply, defer};
+use super::disk::{Location, OpenDb};
 use super::expiry::{self, ExpireProgress};
-use super::exposures::{ExposureGroups, PendingExposure};
+use super::exposures::ExposureGroups;
 use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
-use super::sticky_cache::StickyCache;
-use super::{ArmCounters, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
+pub use super::shared::{DurableMark, Shared};
+use super::{ArmCounters, Epoch, StoreError, Tally};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
 /// removal limit per expire). Bounds more than the fsync: sled's `apply_batch` holds a
@@ -89,131 +95,23 @@ impl ExposedArm {
     }
 }
 
-type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
-type SyncReply<T> = mpsc::Sender<Result<T, StoreError>>;
-
-/// A request to the writer thread.
-pub enum Command {
-    InsertSticky {
-        epoch: Epoch,
-        unit: String,
-        record: StickyRecord,
-        tally: Tally,
-        reply: Reply<(StickyRecord, bool)>,
-    },
-    ReassignSticky {
-        epoch: Epoch,
-        unit: String,
-        from_variant: String,
-        record: StickyRecord,
-        tally: Tally,
-        reply: Reply<Option<(StickyRecord, bool)>>,
-    },
-    /// Exposures are waiting in [`Shared::pending_exposures`]; sent only by the push that
-    /// found that queue empty, so a stream of exposures wakes the writer once per commit
-    /// instead of once per request.
-    WakeForExposures,
-    RecordDecision {
-        epoch: Epoch,
-        decision: serde_json::Value,
-        reply: Reply<serde_json::Value>,
-    },
-    AppendHistory {
-        epoch: Epoch,
-        at_ms: u64,
-        /// Compact JSON, encoded by the caller's thread rather than the writer's.
-        point_json: Vec<u8>,
-        reply: Reply<()>,
-    },
-    ApplyRewards {
-        ops: Vec<RewardOp>,
-        reply: Reply<Vec<RewardOutcome>>,
-    },
-    Expire {
-        now_ms: u64,
-        removed_before: u64,
-        reply: Reply<u64>,
-    },
-    /// Ends the batch; answered after it commits, from a quiescent store.
-    Audit { reply: SyncReply<AuditReport> },
-    /// Ends the batch; answered after it commits; then the thread exits.
-    Shutdown { reply: Reply<()> },
-}
-
-impl Command {
-    fn weight(&self) -> usize {
-        match self {
-            Command::ApplyRewards { ops, .. } => ops.len().max(1),
-            Command::Expire { .. } => MAX_EXPIRE_PER_BATCH,
-            _ => 1,
-        }
-    }
-}
-
-/// State shared by the store handle (readers) and the writer thread.
-pub struct Shared {
-    pub db: sled::Db,
-    /// Sequence number of the last commit known to be on disk. Records written by a later
-    /// commit are not shown yet.
-    pub durable_seq: AtomicU64,
-    /// Same number, for readers that must wait for it. Closed when the writer stops.
-    pub durable_rx: watch::Receiver<u64>,
-    pub counters: ArcSwap<CounterMap>,
-    /// Published epoch records, swapped whole after a commit that changed one (rare: an
-    /// epoch's first write and its decision).
-    pub epochs: ArcSwap<EpochMap>,
-    pub flush_count: AtomicU64,
-    /// sled's log file (`<data dir>/db`), opened by the store to `fdatasync` it after every
-    /// sled flush. On Linux, sled 0.34's flush ends in `sync_file_range`, which writes the
-    /// pages out but neither flushes the disk's volatile write cache nor commits the file's
-    /// size: enough to survive `kill -9`, not a power cut or a kernel crash. An acknowledged
-    /// write must survive those too.
-    pub log_file: std::fs::File,
-    /// Commits whose log file was `fdatasync`ed (equals `flush_count`).
-    #[cfg(test)]
-    pub data_sync_count: AtomicU64,
-    /// Per-request exposures not yet taken into a batch.
-    /// Every batch takes all of them.
-    pub pending_exposures: std::sync::Mutex<Vec<PendingExposure>>,
-    /// Why the writer stopped, if it failed.
-    pub failure: OnceLock<StoreError>,
-    /// Durable sticky records for `sticky()`; the writer publishes each commit's sticky writes
-    /// into it after the fsync and before `durable_seq` moves (see `sticky_cache`).
-    pub sticky_cache: StickyCache,
-    /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
-    #[cfg(test)]
-    pub flush_gate: std::sync::Mutex<()>,
-}
-
-impl Shared {
-    /// The error for a request that found the writer gone.
-    pub fn stopped_error(&self) -> StoreError {
-        self.failure.get().cloned().unwrap_or(StoreError::Closed)
-    }
-}
-
-/// What the writer answers once the batch is durable (or failed).
-type Deferred = Box<dyn FnOnce(Option<&StoreError>) + Send>;
-
-fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
-    Box::new(move |failure| {
-        // A caller that stopped waiting is not an error of the store.
-        let _ = reply.send(match failure {
-            Some(error) => Err(error.clone()),
-            None => result,
-        });
-    })
-}
-
 /// The writer thread's own state: the authoritative, durable arm and epoch states.
 pub struct Writer {
-    shared: Arc<Shared>,
-    durable_tx: watch::Sender<u64>,
-    durable: DurableState,
-    last_seq: u64,
-    expired_through: u64,
+    pub(super) shared: Arc<Shared>,
+    pub(super) durable_tx: watch::Sender<DurableMark>,
+    /// The database commits go to; `None` only inside `recover`.
+    pub(super) open: Option<Arc<OpenDb>>,
+    /// Where to reopen the database after a failed commit.
+    pub(super) location: Location,
+    pub(super) durable: DurableState,
+    pub(super) last_seq: u64,
+    pub(super) expired_through: u64,
     /// Expire commands that hit their per-commit limit, resumed before new commands.
-    carry: VecDeque<Command>,
+    pub(super) carry: VecDeque<Command>,
+    /// Per-request exposures of a failed commit: their tokens are out, so they are counted by
+    /// the first commit after recovery instead of being dropped. Bounded by what one batch
+    /// took: while the store fails, `count_exposure` queues nothing.
+    pub(super) unfolded: ExposureGroups,
 }
 
 /// What ends a batch early.
@@ -222,10 +120,19 @@ enum Barrier {
     Shutdown(Reply<()>),
 }
 
+/// A commit that did not reach the disk.
+pub(super) struct FailedCommit {
+    /// The sequence number the batch would have had.
+    pub seq: u64,
+    pub cause: StoreError,
+}
+
 impl Writer {
     pub fn new(
         shared: Arc<Shared>,
-        durable_tx: watch::Sender<u64>,
+        durable_tx: watch::Sender<DurableMark>,
+        open: Arc<OpenDb>,
+        location: Location,
         durable: DurableState,
         last_seq: u64,
         expired_through: u64,
@@ -233,14 +140,18 @@ impl Writer {
         Writer {
             shared,
             durable_tx,
+            open: Some(open),
+            location,
             durable,
             last_seq,
             expired_through,
             carry: VecDeque::new(),
+            unfolded: ExposureGroups::default(),
         }
     }
 
-    /// Runs until shut down, until every store handle is gone, or until sled fails.
+    /// Runs until shut down or until every store handle is gone. A failed commit does not
+    /// stop it: its callers get the error and `recover` reopens the store (see `recovery`).
     ///
     /// A batch of nothing but per-request exposures waits up to [`EXPOSURE_LINGER_MS`] for
     /// more work before it commits: nobody waits for those (they are fire-and-forget), so
@@ -282,7 +193,7 @@ impl Writer {
             if self.carry.is_empty() {
                 linger_for_exposures(&mut batch, &mut weight, &commands);
             }
-            // Every batch takes all waiting exposures.
+            // Every batch takes all waiting exposures, and those a failed commit left.
             let pending = std::mem::take(
                 &mut *self
                     .shared
@@ -290,18 +201,49 @@ impl Writer {
                     .lock()
                     .unwrap_or_else(std::sync::PoisonError::into_inner),
             );
-            if pending.is_empty() && batch.iter().all(|c| matches!(c, Command::WakeForExposures)) {
+            let mut exposures = std::mem::take(&mut self.unfolded);
+            exposures.extend(pending);
+            if exposures.is_empty() && batch.iter().all(|c| matches!(c, Command::WakeForExposures))
+            {
                 continue; // a wake-up whose exposures an earlier batch already took
             }
             let stopping = matches!(batch.last(), Some(Command::Shutdown { .. }));
-            let barrier = self.process(pending, batch, stopping);
-            if let Some(failure) = self.shared.failure.get() {
-                tracing::error!(error = %failure, "store writer stopped after a failed commit");
-                return;
+            let Some(open) = self.open.clone() else {
+                // Not reached: `recover` returns with a database or ends the thread.
+                self.unfolded = exposures;
+                for command in batch {
+                    refuse(command, &self.shared.health.unavailable());
+                }
+                continue;
+            };
+            let (barrier, failed) = self.process(&open, &exposures, batch, stopping);
+            // The failed database must not outlive the recovery's reopen.
+            drop(open);
+            if let Some(failed) = failed {
+                self.unfolded = exposures;
+                let unavailable = StoreError::Unavailable(failed.cause.to_string());
+                match barrier {
+                    Some(Barrier::Audit(reply)) => {
+                        let _ = reply.send(Err(unavailable));
+                    }
+                    Some(Barrier::Shutdown(reply)) => {
+                        let _ = reply.send(Err(unavailable));
+                        return;
+                    }
+                    None => {}
+                }
+                if !self.recover(&failed, &commands) {
+                    return;
+                }
+                continue;
             }
             match barrier {
                 Some(Barrier::Audit(reply)) => {
-                    let _ = reply.send(audit::audit(&self.shared.db));
+                    let report = self.open.as_ref().map_or_else(
+                        || Err(self.shared.health.unavailable()),
+                        |open| audit::audit(&open.db),
+                    );
+                    let _ = reply.send(report);
                 }
                 Some(Barrier::Shutdown(reply)) => {
                     let _ = reply.send(Ok(()));
@@ -313,25 +255,26 @@ impl Writer {
     }
 
     /// Evaluates one batch, commits it, answers its callers; returns its barrier command.
+    /// A failed commit answers every caller with the error and resumes nothing it carried.
     fn process(
         &mut self,
-        exposures: Vec<PendingExposure>,
+        open: &OpenDb,
+        exposures: &ExposureGroups,
         commands: Vec<Command>,
         stopping: bool,
-    ) -> Option<Barrier> {
+    ) -> (Option<Barrier>, Option<FailedCommit>) {
         let mut state = BatchState::new(self.last_seq + 1, self.expired_through);
         let mut deferred: Vec<Deferred> = Vec::with_capacity(commands.len());
         let mut continued: Vec<Command> = Vec::new();
         let mut barrier = None;
-        let exposures = ExposureGroups::of(exposures);
         if !exposures.is_empty() {
-            let mut txn = Txn::new(&self.shared.db, &self.durable, &state);
+            let mut txn = Txn::new(&open.db, &self.durable, &state);
             exposures.apply(&mut txn);
             let changes = txn.finish();
             state.merge(changes);
         }
         for command in commands {
-            let mut txn = Txn::new(&self.shared.db, &self.durable, &state);
+            let mut txn = Txn::new(&open.db, &self.durable, &state);
             // Whether the request's changes join the batch, and how to answer it afterwards.
             let (succeeded, answer): (bool, Option<Deferred>) = match command {
                 Command::InsertSticky {
@@ -422,18 +365,39 @@ impl Writer {
             }
             deferred.extend(answer);
         }
-        let outcome = self.commit(state);
-        let failure = outcome.as_ref().err();
-        for answer in deferred {
-            answer(failure);
+        let seq = state.seq;
+        let failed = self
+            .commit(open, state)
+            .err()
+            .map(|cause| FailedCommit { seq, cause });
+        if let Some(failed) = &failed {
+            // Before anybody hears of the failure, so that nobody who has can still read the
+            // failed batch or find the store writable.
+            self.begin_episode(failed);
         }
-        self.carry.extend(continued);
-        barrier
+        // Callers learn that nothing of their request was acknowledged; the cause is logged
+        // once per episode by `begin_episode`, not once per request.
+        let failure = failed
+            .as_ref()
+            .map(|failed| StoreError::Unavailable(failed.cause.to_string()));
+        for answer in deferred {
+            answer(failure.as_ref());
+        }
+        match &failure {
+            None => self.carry.extend(continued),
+            Some(error) => {
+                for command in continued {
+                    refuse(command, error);
+                }
+            }
+        }
+        (barrier, failed)
     }
 
-    /// Writes the batch atomically, fsyncs, then publishes. On failure the store stops: a
-    /// batch applied but not flushed leaves sled ahead of what is known durable.
-    fn commit(&mut self, state: BatchState) -> Result<(), StoreError> {
+    /// Writes the batch atomically, fsyncs, then publishes. On failure nothing is published:
+    /// the batch may sit applied but unflushed in `open`'s memory, which is why the writer
+    /// then drops that database and reopens the directory (see `recovery`).
+    fn commit(&mut self, open: &OpenDb, state: BatchState) -> Result<(), StoreError> {
         let expiry_moved = state.expired_through != self.expired_through;
         if state.writes.is_empty()
             && state.arms.is_empty()
@@ -492,30 +456,7 @@ impl Writer {
             codec::encode_u64(state.expired_through).to_vec(),
         );
 
-        let written = self
-            .shared
-            .db
-            .apply_batch(batch)
-            .map_err(io)
-            .and_then(|()| {
-                #[cfg(test)]
-                let _gate = self
-                    .shared
-                    .flush_gate
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                self.shared.db.flush().map_err(io)?;
-                self.shared.log_file.sync_data().map_err(|error| {
-                    StoreError::Io(format!("fdatasync of the store's log failed: {error}"))
-                })?;
-                #[cfg(test)]
-                self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            });
-        if let Err(error) = written {
-            let _ = self.shared.failure.set(error.clone());
-            return Err(error);
-        }
+        self.write(open, batch)?;
         // On disk now; published before `durable_seq` moves, so nobody can read this commit's
         // records through sled while the cache still answers older ones.
         self.shared.sticky_cache.publish(state.seq, sticky_writes);
@@ -524,9 +465,30 @@ impl Writer {
         self.last_seq = state.seq;
         self.expired_through = state.expired_through;
         self.shared.durable_seq.store(state.seq, Ordering::Release);
-        self.durable_tx.send_replace(state.seq);
+        self.durable_tx.send_modify(|mark| mark.seq = state.seq);
         self.publish(state.arms);
         self.publish_epochs(state.epochs);
+        Ok(())
+    }
+
+    /// Applies the batch to sled and makes it durable (sled's flush, then `fdatasync`).
+    fn write(&self, open: &OpenDb, batch: sled::Batch) -> Result<(), StoreError> {
+        #[cfg(test)]
+        self.shared.faults_before_apply()?;
+        open.db.apply_batch(batch).map_err(io)?;
+        #[cfg(test)]
+        let _gate = self
+            .shared
+            .flush_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        #[cfg(test)]
+        self.shared.faults_after_apply(open, &self.location)?;
+        open.sync()?;
+        #[cfg(test)]
+        self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
+        #[cfg(test)]
+        self.shared.faults_after_sync()?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@ mod durability;
 mod errors;
 mod events;
 mod export;
+mod failsafe;
 mod folder;
 mod helpers;
 mod reload;

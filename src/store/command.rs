@@ -1,0 +1,101 @@
+//! What the store handle asks of the writer thread, and how the writer answers.
+
+use std::sync::mpsc;
+
+use tokio::sync::oneshot;
+
+use super::audit::AuditReport;
+use super::writer::MAX_EXPIRE_PER_BATCH;
+use super::{Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
+
+pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+pub type SyncReply<T> = mpsc::Sender<Result<T, StoreError>>;
+
+/// A request to the writer thread.
+pub enum Command {
+    InsertSticky {
+        epoch: Epoch,
+        unit: String,
+        record: StickyRecord,
+        tally: Tally,
+        reply: Reply<(StickyRecord, bool)>,
+    },
+    ReassignSticky {
+        epoch: Epoch,
+        unit: String,
+        from_variant: String,
+        record: StickyRecord,
+        tally: Tally,
+        reply: Reply<Option<(StickyRecord, bool)>>,
+    },
+    /// Exposures are waiting in [`Shared::pending_exposures`]; sent only by the push that
+    /// found that queue empty, so a stream of exposures wakes the writer once per commit
+    /// instead of once per request.
+    WakeForExposures,
+    RecordDecision {
+        epoch: Epoch,
+        decision: serde_json::Value,
+        reply: Reply<serde_json::Value>,
+    },
+    AppendHistory {
+        epoch: Epoch,
+        at_ms: u64,
+        /// Compact JSON, encoded by the caller's thread rather than the writer's.
+        point_json: Vec<u8>,
+        reply: Reply<()>,
+    },
+    ApplyRewards {
+        ops: Vec<RewardOp>,
+        reply: Reply<Vec<RewardOutcome>>,
+    },
+    Expire {
+        now_ms: u64,
+        removed_before: u64,
+        reply: Reply<u64>,
+    },
+    /// Ends the batch; answered after it commits, from a quiescent store.
+    Audit { reply: SyncReply<AuditReport> },
+    /// Ends the batch; answered after it commits; then the thread exits.
+    Shutdown { reply: Reply<()> },
+}
+
+impl Command {
+    pub fn weight(&self) -> usize {
+        match self {
+            Command::ApplyRewards { ops, .. } => ops.len().max(1),
+            Command::Expire { .. } => MAX_EXPIRE_PER_BATCH,
+            _ => 1,
+        }
+    }
+}
+
+/// What the writer answers once the batch is durable (or failed).
+pub type Deferred = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+
+pub fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
+    Box::new(move |failure| {
+        // A caller that stopped waiting is not an error of the store.
+        let _ = reply.send(match failure {
+            Some(error) => Err(error.clone()),
+            None => result,
+        });
+    })
+}
+
+/// Answers a command that will not run with `error` (a commit failed, or the store is
+/// reopening). An audit or shutdown gets the error too: neither can be answered truthfully
+/// from a database that is not open.
+pub fn refuse(command: Command, error: &StoreError) {
+    let error = error.clone();
+    match command {
+        Command::InsertSticky { reply, .. } => drop(reply.send(Err(error))),
+        Command::ReassignSticky { reply, .. } => drop(reply.send(Err(error))),
+        Command::WakeForExposures => {}
+        Command::RecordDecision { reply, .. } => drop(reply.send(Err(error))),
+        Command::AppendHistory { reply, .. } => drop(reply.send(Err(error))),
+        Command::ApplyRewards { reply, .. } => drop(reply.send(Err(error))),
+        Command::Expire { reply, .. } => drop(reply.send(Err(error))),
+        Command::Audit { reply } => drop(reply.send(Err(error))),
+        Command::Shutdown { reply } => drop(reply.send(Err(error))),
+    }
+}

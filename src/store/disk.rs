@@ -1,0 +1,135 @@
+//! The open sled database and the file the store syncs, as one swappable unit.
+//!
+//! After a failed commit the database cannot be trusted: sled 0.34 records the first I/O error
+//! as a global error that fails every later operation of that `Db` (config.rs
+//! `set_global_error`, checked by every flush and reservation), and `apply_batch` has already
+//! put the failed batch into its in-memory tree, so a read of that `Db` could see records that
+//! never reached the disk. The writer therefore drops the whole [`OpenDb`] and opens the
+//! directory afresh (see `recovery`): sled's recovery rolls back to the last durable state.
+//! Readers reach the database only through `Shared::db`, which is empty while that happens.
+
+use std::path::{Path, PathBuf};
+
+use super::StoreError;
+use super::codec;
+use super::keys;
+use super::load;
+use super::overlay::{DurableState, io};
+use super::secret_file;
+
+/// One opened sled database of the store's directory.
+pub struct OpenDb {
+    pub db: sled::Db,
+    /// sled's log file (`<data dir>/db`), opened by the store to `fdatasync` it after every
+    /// sled flush. On Linux, sled 0.34's flush ends in `sync_file_range`, which writes the
+    /// pages out but neither flushes the disk's volatile write cache nor commits the file's
+    /// size: enough to survive `kill -9`, not a power cut or a kernel crash. An acknowledged
+    /// write must survive those too.
+    pub log_file: std::fs::File,
+}
+
+impl std::ops::Deref for OpenDb {
+    type Target = sled::Db;
+
+    fn deref(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+/// Where and how the store's directory is opened; kept by the writer to reopen it.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub dir: PathBuf,
+    pub page_cache_mb: u64,
+}
+
+/// What the store knows after opening its directory: the database and its durable state.
+pub struct Opened {
+    pub open: OpenDb,
+    pub durable: DurableState,
+    pub last_seq: u64,
+    pub expired_through: u64,
+}
+
+impl Location {
+    /// Opens the directory, checks its format and loads the durable state.
+    pub fn open(&self) -> Result<Opened, StoreError> {
+        let db = open_db(&self.dir, self.page_cache_mb)?;
+        load::check_format(&db, &self.dir)?;
+        // A secret an older build kept in sled moves to its own file (idempotent).
+        secret_file::migrate_from_sled(&db, &self.dir)?;
+        let (durable, last_seq, expired_through) = load::load(&db)?;
+        // sled keeps its whole log in one file, `db`, created by the open above.
+        let log_path = self.dir.join("db");
+        let log_file = std::fs::File::open(&log_path).map_err(|error| {
+            StoreError::Io(format!(
+                "cannot open {} to sync it: {error}",
+                log_path.display()
+            ))
+        })?;
+        Ok(Opened {
+            open: OpenDb { db, log_file },
+            durable,
+            last_seq,
+            expired_through,
+        })
+    }
+
+    /// As [`Self::open`], then proves that the disk takes writes again: rewrites the last
+    /// commit's sequence number (a real append to sled's log) and syncs it like a commit.
+    /// Only a store that passed this is given back to readers and writers.
+    pub fn reopen_and_probe(&self) -> Result<Opened, StoreError> {
+        let opened = self.open()?;
+        opened
+            .open
+            .db
+            .insert(keys::META_SEQ, codec::encode_u64(opened.last_seq).to_vec())
+            .map_err(io)?;
+        opened.open.sync()?;
+        Ok(opened)
+    }
+}
+
+impl OpenDb {
+    /// sled's flush, then an `fdatasync` of its log (see [`OpenDb::log_file`]).
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.db.flush().map_err(io)?;
+        self.log_file.sync_data().map_err(|error| {
+            StoreError::Io(format!("fdatasync of the store's log failed: {error}"))
+        })
+    }
+}
+
+/// How long `open` waits for the directory lock of a store that is still closing.
+const OPEN_LOCK_WAIT_MS: u64 = 1000;
+
+/// Opens sled, waiting briefly for the directory lock. sled 0.34 releases its lock from
+/// background I/O threads some milliseconds after the last handle is dropped (sled issues
+/// #1234, #1289), so an in-process reopen can race it. A lock held longer than
+/// [`OPEN_LOCK_WAIT_MS`] belongs to another live store, and that is a clear error.
+pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, StoreError> {
+    // Every commit fsyncs explicitly; sled's periodic background flush would only add I/O.
+    let config = ::sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .cache_capacity(page_cache_mb.saturating_mul(1024 * 1024));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(OPEN_LOCK_WAIT_MS);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled 0.34.7 reports lock contention only through this message (config.rs).
+            Err(::sled::Error::Io(error))
+                if error.to_string().starts_with("could not acquire lock") =>
+            {
+                if std::time::Instant::now() >= deadline {
+                    return Err(StoreError::Io(format!(
+                        "store directory {} is in use by another running store ({error})",
+                        dir.display()
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(error) => return Err(io(error)),
+        }
+    }
+}

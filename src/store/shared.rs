@@ -1,0 +1,107 @@
+//! State shared by the store handle (readers) and the writer thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::watch;
+
+use super::StoreError;
+use super::disk::OpenDb;
+use super::exposures::PendingExposure;
+use super::health::HealthState;
+use super::overlay::EpochMap;
+use super::sticky_cache::StickyCache;
+use super::writer::CounterMap;
+
+/// How far the disk has come, as readers that wait for a commit see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DurableMark {
+    /// Sequence number of the last commit known to be on disk.
+    pub seq: u64,
+    /// How many times the database was dropped after a failed commit (see
+    /// [`Shared::generation`]).
+    pub generation: u64,
+}
+
+/// State shared by the store handle (readers) and the writer thread.
+pub struct Shared {
+    /// The open database; `None` while the writer reopens it after a failed commit, so that
+    /// nobody reads a database holding a batch that never reached the disk (see `disk`).
+    pub db: ArcSwapOption<OpenDb>,
+    /// Sequence number of the last commit known to be on disk. Records written by a later
+    /// commit are not shown yet.
+    pub durable_seq: AtomicU64,
+    /// Bumped (before readers can reach a reopened database) each time a failed commit's
+    /// database is dropped. A reader that read a not-yet-durable record and then sees the
+    /// generation move reads again: the record may belong to the failed batch.
+    pub generation: AtomicU64,
+    /// [`DurableMark`]s, for readers that must wait. Closed when the writer stops.
+    pub durable_rx: watch::Receiver<DurableMark>,
+    pub counters: ArcSwap<CounterMap>,
+    /// Published epoch records, swapped whole after a commit that changed one (rare: an
+    /// epoch's first write and its decision).
+    pub epochs: ArcSwap<EpochMap>,
+    pub flush_count: AtomicU64,
+    /// Commits whose log file was `fdatasync`ed (equals `flush_count`).
+    #[cfg(test)]
+    pub data_sync_count: AtomicU64,
+    /// Per-request exposures not yet taken into a batch.
+    /// Every batch takes all of them.
+    pub pending_exposures: std::sync::Mutex<Vec<PendingExposure>>,
+    /// Whether writes reach the disk, and the failure episodes so far.
+    pub health: HealthState,
+    /// Durable sticky records for `sticky()`; the writer publishes each commit's sticky writes
+    /// into it after the fsync and before `durable_seq` moves (see `sticky_cache`).
+    pub sticky_cache: StickyCache,
+    /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
+    #[cfg(test)]
+    pub flush_gate: std::sync::Mutex<()>,
+    /// Test hook: commits and reopens to fail (see `recovery::Faults`).
+    #[cfg(test)]
+    pub faults: std::sync::Mutex<super::recovery::Faults>,
+}
+
+/// A reader's handle on the open database: an `arc_swap` guard, so that concurrent readers
+/// do not all bump one reference count (the read path had no shared write before the
+/// database became swappable, and keeps none).
+pub struct DbRef(arc_swap::Guard<Option<Arc<OpenDb>>>);
+
+impl std::ops::Deref for DbRef {
+    type Target = OpenDb;
+
+    fn deref(&self) -> &OpenDb {
+        match &*self.0 {
+            Some(open) => open,
+            // `Shared::sled` builds a `DbRef` only from a guard holding a database.
+            None => unreachable!("a DbRef always holds a database"),
+        }
+    }
+}
+
+impl Shared {
+    /// The open database, or the error of a store that is reopening it. Hold the handle only
+    /// for one read, never across an `.await`: while any handle lives, the directory lock
+    /// stays taken and a reopen has to wait.
+    pub fn sled(&self) -> Result<DbRef, StoreError> {
+        let guard = self.db.load();
+        if guard.is_none() {
+            return Err(self.health.unavailable());
+        }
+        Ok(DbRef(guard))
+    }
+
+    /// The current [`Shared::generation`]; load it before [`Shared::sled`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The error for a request that found the writer gone or failing.
+    pub fn stopped_error(&self) -> StoreError {
+        if self.health.writable() {
+            StoreError::Closed
+        } else {
+            self.health.unavailable()
+        }
+    }
+}
