@@ -383,7 +383,7 @@ fn failing_since(client: &Client, key: Option<&str>) -> Option<u64> {
     if status != 200 {
         return None;
     }
-    body.pointer("/health/failing_since_ms")
+    body.pointer("/health/failing/started_ms")
         .and_then(Value::as_u64)
 }
 

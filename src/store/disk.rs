@@ -108,6 +108,7 @@ const OPEN_LOCK_WAIT_MS: u64 = 1000;
 /// #1234, #1289), so an in-process reopen can race it. A lock held longer than
 /// [`OPEN_LOCK_WAIT_MS`] belongs to another live store, and that is a clear error.
 pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, StoreError> {
+    remove_unfinished_snapshots(dir)?;
     // Every commit fsyncs explicitly; sled's periodic background flush would only add I/O.
     let config = ::sled::Config::new()
         .path(dir)
@@ -131,5 +132,68 @@ pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, Stor
             }
             Err(error) => return Err(io(error)),
         }
+    }
+}
+
+/// Removes the snapshot files sled began but never finished (`snap.<lsn>.generating`).
+///
+/// sled 0.34 writes a snapshot to `snap.<lsn>.generating`, syncs it and only then renames
+/// it to `snap.<lsn>`; but when it opens a directory it reads the newest file whose name
+/// starts with `snap.`, the unfinished one included (config.rs `get_snapshot_files` skips
+/// only `.in___motion`), and refuses to open on a short or corrupt one (snapshot.rs
+/// `read_snapshot`: "empty/corrupt snapshot file found", `Error::corruption`). A full disk
+/// produces exactly that: dropping the failed database makes sled write a snapshot, the
+/// write fails half-way, and every later open of the directory, the reopen after the disk
+/// recovered and any restart included, fails. The file is safe to drop: it never became a
+/// snapshot, and the log it summarises is still there for sled's recovery to read.
+fn remove_unfinished_snapshots(dir: &Path) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(error) => {
+            return Err(StoreError::Io(format!(
+                "cannot list {}: {error}",
+                dir.display()
+            )));
+        }
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            let path = entry.path();
+            std::fs::remove_file(&path).map_err(|error| {
+                StoreError::Io(format!(
+                    "cannot remove the unfinished snapshot {}: {error}",
+                    path.display()
+                ))
+            })?;
+            tracing::warn!(path = %path.display(), "removed a snapshot file the store's engine never finished (a write failed while it was made)");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::*;
+    use crate::store::{SledStore, Store};
+
+    #[test]
+    fn a_snapshot_left_unfinished_by_a_failed_write_does_not_stop_the_store_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            block_on(store.insert_sticky(&epoch(), "kept", record("control", T0_MS), tally(T0_MS)))
+                .unwrap();
+            block_on(store.shutdown()).unwrap();
+        }
+        // What a snapshot write cut short by a full disk leaves: a newer, empty `.generating`.
+        std::fs::write(dir.path().join("snap.FFFFFFFFFFFFFFF0.generating"), b"").unwrap();
+        let store = SledStore::open(dir.path()).expect("opens despite the unfinished snapshot");
+        let kept = block_on(store.sticky(&epoch(), "kept")).unwrap();
+        assert_eq!(kept.map(|r| r.variant), Some("control".to_owned()));
+        assert!(!dir.path().join("snap.FFFFFFFFFFFFFFF0.generating").exists());
     }
 }
