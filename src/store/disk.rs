@@ -176,7 +176,6 @@ fn remove_unfinished_snapshots(dir: &Path) -> Result<(), StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::store::test_support::*;
     use crate::store::{SledStore, Store};
 
