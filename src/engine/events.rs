@@ -12,10 +12,11 @@ use crate::store::{MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
 pub const MAX_EVENT_ID_BYTES: usize = 256;
 
 /// One event as the pipeline posts it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEvent {
     /// The pipeline's idempotency key: an id is applied at most once per experiment.
+    #[schema(min_length = 1, max_length = 256)]
     pub id: String,
     pub experiment: String,
     /// Sticky experiments: the unit whose assignment converted. Parsed like assign's `unit`.
@@ -26,6 +27,7 @@ pub struct RawEvent {
     pub token: Option<String>,
     /// In [0, 1]; 1 when absent (a conversion).
     #[serde(default)]
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub reward: Option<f64>,
     /// When the conversion happened: Unix milliseconds or an RFC 3339 string. Checked (not in
     /// the future, not before the assignment) but it decides nothing: the reward window is
@@ -35,7 +37,7 @@ pub struct RawEvent {
 }
 
 /// An event time as a number (Unix ms) or an RFC 3339 string.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum Timestamp {
     Millis(u64),
@@ -43,7 +45,7 @@ pub enum Timestamp {
 }
 
 /// Why one event was not applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RejectionReason {
     InvalidEvent,
@@ -61,7 +63,7 @@ pub enum RejectionReason {
 }
 
 /// One rejected event, by its position in the batch.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
     pub index: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -71,7 +73,11 @@ pub struct Rejection {
 }
 
 /// What happened to a batch.
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"applied": 1, "duplicate": 0, "rejected": 1, "rejections": [
+    {"index": 1, "id": "evt-2", "reason": "outside_window",
+     "detail": "the reward arrived after the 7d window"}
+]}))]
 pub struct EventBatchReport {
     pub applied: usize,
     /// Retries of ids applied before: acknowledged, not applied again.

@@ -15,10 +15,13 @@ pub const DEFAULT_HISTORY_INTERVAL_MS: u64 = 60_000;
 pub const MAX_HISTORY_POINTS: usize = 10_000;
 
 /// One point of `GET /v1/experiments/{id}/history`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HistoryPoint {
     pub at_ms: u64,
+    /// The snapshot's fields (`arms`: per variant its counts, posterior mean, P(best), expected
+    /// loss and traffic share), beside `at_ms`.
     #[serde(flatten)]
+    #[schema(value_type = Object)]
     pub point: serde_json::Value,
 }
 

@@ -31,7 +31,9 @@ pub use reload::{
     ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,
     WatchMode, WatchStatus,
 };
-pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};
+pub use report::{
+    ArmReport, DEFAULT_CREDIBLE_LEVEL, DecisionStatus, ExperimentReport, ExperimentSummary,
+};
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};
 

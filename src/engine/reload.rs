@@ -31,7 +31,7 @@ pub struct ExperimentSource {
 }
 
 /// How the folder is watched for changes (set by the file watcher when it starts).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WatchMode {
     /// Not watched: reloads come from SIGHUP and `POST /v1/admin/reload` only.
@@ -44,7 +44,7 @@ pub enum WatchMode {
 }
 
 /// How reloads reach the folder, as `GET /v1/admin/config` shows it under `watch`.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
 pub struct WatchStatus {
     pub mode: WatchMode,
     /// How long the folder must hold still after a change before it is reloaded.
@@ -66,7 +66,7 @@ pub(crate) struct ReloadState {
 }
 
 /// One loaded file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FileStatus {
     pub path: String,
     pub experiment: String,
@@ -74,7 +74,7 @@ pub struct FileStatus {
 }
 
 /// The last reload that did not apply.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadFailure {
     pub at_ms: u64,
     /// What asked for it: `startup`, `sighup`, `api`, `watch`.
@@ -86,7 +86,7 @@ pub struct ReloadFailure {
 }
 
 /// What is loaded, as `GET /v1/admin/config` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConfigStatus {
     /// Content hash of the folder that is loaded.
     pub version: String,
@@ -98,9 +98,10 @@ pub struct ConfigStatus {
 }
 
 /// A reload that did apply (or had nothing to do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReloadOutcome {
     /// `applied` or `unchanged`.
+    #[schema(value_type = String, pattern = "^(applied|unchanged)$")]
     pub result: &'static str,
     pub version: String,
     pub experiments: Vec<String>,

@@ -12,7 +12,7 @@ use crate::stats::{self, CollectingReason, SRM_ALERT_P, Verdict};
 pub const DEFAULT_CREDIBLE_LEVEL: f64 = 0.95;
 
 /// One line of `GET /v1/experiments`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExperimentSummary {
     pub id: String,
     pub description: String,
@@ -24,11 +24,22 @@ pub struct ExperimentSummary {
     pub exposures: u64,
     pub rewards: f64,
     /// `no_rule`, `collecting` or `winner`.
+    #[schema(value_type = DecisionStatus)]
     pub decision: &'static str,
 }
 
+/// The stopping rule's state, as `decision` and `stopping.status` spell it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionStatus {
+    NoRule,
+    Collecting,
+    Winner,
+}
+
 /// Per-arm statistics.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ArmReport {
     pub variant: String,
     /// Removed from the YAML: no new traffic; its data is kept and shown.
@@ -55,7 +66,7 @@ pub struct ArmReport {
 }
 
 /// Beta posterior of one arm.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PosteriorReport {
     pub alpha: f64,
     pub beta: f64,
@@ -64,7 +75,7 @@ pub struct PosteriorReport {
 }
 
 /// Equal-tailed credible interval.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CredibleInterval {
     pub level: f64,
     pub lower: f64,
@@ -72,9 +83,10 @@ pub struct CredibleInterval {
 }
 
 /// The stopping rule's state.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DecisionReport {
     /// `no_rule`, `collecting` or `winner`.
+    #[schema(value_type = DecisionStatus)]
     pub status: &'static str,
     /// The recorded decision (winner, time, the numbers that justified it, the rule).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,7 +100,7 @@ pub struct DecisionReport {
 }
 
 /// Sample-ratio check: observed exposures against what the allocation predicted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SrmReport {
     /// Pearson chi-square p-value; `null` with too little data.
     pub p_value: Option<f64>,
@@ -97,7 +109,7 @@ pub struct SrmReport {
 }
 
 /// `GET /v1/experiments/{id}`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ExperimentReport {
     #[serde(flatten)]
     pub summary: ExperimentSummary,

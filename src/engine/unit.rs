@@ -10,6 +10,26 @@ pub const MAX_UNIT_BYTES: usize = 256;
 #[serde(try_from = "String")]
 pub struct Unit(String);
 
+/// The rule of [`check`] as a JSON Schema, for the OpenAPI document.
+impl utoipa::PartialSchema for Unit {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(format!(
+                "A user, session or device id: 1 to {MAX_UNIT_BYTES} bytes of UTF-8 without \
+                 control characters (`maxLength` counts characters, so a long non-ASCII id can \
+                 pass it and still be refused)."
+            )))
+            .min_length(Some(1))
+            .max_length(Some(MAX_UNIT_BYTES))
+            .pattern(Some(r"^[^\u0000-\u001f\u007f-\u009f]*$"))
+            .examples(["user-42"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Unit {}
+
 /// Why a unit id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnitError {

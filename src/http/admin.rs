@@ -1,33 +1,82 @@
 //! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config` and `GET /v1/admin/store`
 //! (admin key).
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use actix_web::{HttpResponse, web};
-use serde_json::json;
+use serde::Serialize;
 
 use super::auth::AdminAuth;
-use super::problem::{ApiError, ApiResult, wrong_method};
+use super::openapi::Routes;
+use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
-use crate::engine::ReloadError;
+use crate::engine::{ConfigStatus, ReloadError, ReloadOutcome, WatchStatus};
+use crate::store::StoreHealth;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/admin/reload")
-            .route(web::post().to(reload))
-            .default_service(web::to(wrong_method)),
-    )
-    .service(
-        web::resource("/v1/admin/config")
-            .route(web::get().to(config))
-            .default_service(web::to(wrong_method)),
-    )
-    .service(
-        web::resource("/v1/admin/store")
-            .route(web::get().to(store))
-            .default_service(web::to(wrong_method)),
-    );
+pub fn routes(api: &mut impl Routes) {
+    api.route::<__path_reload, _, _>(reload)
+        .route::<__path_config, _, _>(config)
+        .route::<__path_store, _, _>(store);
+}
+
+/// `GET /v1/admin/config`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AdminConfig {
+    #[serde(flatten)]
+    pub status: ConfigStatus,
+    pub watch: WatchStatus,
+    /// Every loaded experiment as the document the server runs (the experiment YAML's
+    /// fields, defaults filled in), in file order.
+    #[schema(value_type = Vec<Object>)]
+    pub experiments: Vec<serde_json::Value>,
+    /// Per experiment, the variants removed from its YAML whose data is kept.
+    pub retired: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// `GET /v1/admin/store`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StoreReport {
+    /// Group commits made, each one atomic batch and one fsync.
+    pub group_commits: u64,
+    /// Sequence number of the last commit known to be on disk.
+    pub durable_seq: u64,
+    pub health: StoreHealth,
+    pub sticky_cache: StickyCacheReport,
+}
+
+/// The store's cache of durable sticky records.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StickyCacheReport {
+    /// Most records held (`--sticky-cache-entries`); 0: the cache is off.
+    pub capacity: usize,
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
+    /// hits / (hits + misses); `null` before the first lookup.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    pub hit_ratio: Option<f64>,
 }
 
 /// Applies the folder as it is on disk now, or changes nothing and says why.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reload",
+    tag = "admin",
+    operation_id = "reload",
+    responses(
+        (status = 200, description = "Applied, or nothing had changed", body = ReloadOutcome),
+        (status = 401, description = "Missing or wrong admin key (when BANDITD_ADMIN_KEY is \
+                                      set)", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 422, description = "Refused: invalid or incompatible files; nothing changed. \
+                                      `errors` lists each problem with its file:line:col",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("admin_key" = [])),
+)]
 async fn reload(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     match state.engine.reload("api").await {
         Ok(outcome) => Ok(HttpResponse::Ok().json(outcome)),
@@ -41,8 +90,23 @@ async fn reload(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
 
 /// The loaded version, load time, files, the last error, and every experiment as the
 /// document the server runs (what `banditd plan --server` diffs against).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/config",
+    tag = "admin",
+    operation_id = "admin_config",
+    responses(
+        (status = 200, description = "What is loaded", body = AdminConfig),
+        (status = 401, description = "Missing or wrong admin key (when BANDITD_ADMIN_KEY is \
+                                      set)", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("admin_key" = [])),
+)]
 async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
-    let status = state.engine.config_status();
     let experiments: Vec<serde_json::Value> = state
         .engine
         .catalog()
@@ -50,38 +114,46 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
         .map(|live| live.spec.to_document())
         .collect();
     let retired = state.engine.retired_variants().await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "version": status.version,
-        "loaded_ms": status.loaded_ms,
-        "directory": status.directory,
-        "environment": status.environment,
-        "files": status.files,
-        "last_error": status.last_error,
-        "watch": state.engine.watch_status(),
-        "experiments": experiments,
-        "retired": retired,
-    })))
+    Ok(HttpResponse::Ok().json(AdminConfig {
+        status: ConfigStatus::clone(&state.engine.config_status()),
+        watch: state.engine.watch_status(),
+        experiments,
+        retired,
+    }))
 }
 
 /// The store's counters since start, for sizing `--sticky-cache-entries`: a low hit ratio on a
 /// traffic of returning units means the cache is smaller than the working set, and every miss
 /// is a sled read.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/store",
+    tag = "admin",
+    operation_id = "admin_store",
+    responses(
+        (status = 200, description = "The store's counters and health", body = StoreReport),
+        (status = 401, description = "Missing or wrong admin key (when BANDITD_ADMIN_KEY is \
+                                      set)", body = Problem,
+         content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = [])),
+)]
 async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let stats = state.engine.store().stats();
     let cache = stats.sticky_cache;
     let lookups = cache.hits + cache.misses;
     // Counts far below 2^53, so the conversion is exact enough for a ratio.
     let hit_ratio = (lookups > 0).then(|| cache.hits as f64 / lookups as f64);
-    Ok(HttpResponse::Ok().json(json!({
-        "group_commits": stats.group_commits,
-        "durable_seq": stats.durable_seq,
-        "health": state.engine.store().health(),
-        "sticky_cache": {
-            "capacity": cache.capacity,
-            "entries": cache.entries,
-            "hits": cache.hits,
-            "misses": cache.misses,
-            "hit_ratio": hit_ratio,
+    Ok(HttpResponse::Ok().json(StoreReport {
+        group_commits: stats.group_commits,
+        durable_seq: stats.durable_seq,
+        health: state.engine.store().health(),
+        sticky_cache: StickyCacheReport {
+            capacity: cache.capacity,
+            entries: cache.entries,
+            hits: cache.hits,
+            misses: cache.misses,
+            hit_ratio,
         },
-    })))
+    }))
 }

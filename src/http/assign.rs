@@ -5,35 +5,32 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::AssignAuth;
 use super::body::{parse_json, query_param, read_limited};
-use super::problem::{ApiError, ApiResult, wrong_method};
+use super::openapi::Routes;
+use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::{Assignment, Unit};
 
 /// Assign requests are tiny; anything bigger is a mistake or an attack.
 pub const MAX_ASSIGN_BODY_BYTES: usize = 64 * 1024;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/assign")
-            .route(web::post().to(assign_many))
-            .default_service(web::to(wrong_method)),
-    )
-    .service(
-        web::resource("/v1/experiments/{id}/assign")
-            .route(web::get().to(assign_one))
-            .default_service(web::to(wrong_method)),
-    );
+pub fn routes(api: &mut impl Routes) {
+    api.route::<__path_assign_many, _, _>(assign_many)
+        .route::<__path_assign_one, _, _>(assign_one);
 }
 
 /// Body of `POST /v1/assign`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"unit": "user-42", "experiments": ["homepage-headline"]}))]
 #[serde(deny_unknown_fields)]
 struct AssignRequest {
+    /// The user, session or device: 1 to 256 bytes of UTF-8, no control characters.
+    #[schema(value_type = Unit)]
     unit: String,
-    /// Omitted: every served (non-draft) experiment.
+    /// Omitted: every served (non-draft) experiment. Each id at most once.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     experiments: Option<DistinctIds>,
-    /// `false` peeks without counting an exposure.
+    /// `false` peeks without counting an exposure (overrides the `count` query parameter).
     #[serde(default)]
     count: Option<bool>,
 }
@@ -58,22 +55,55 @@ impl TryFrom<Vec<String>> for DistinctIds {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AssignQuery {
+    /// The user, session or device: 1 to 256 bytes of UTF-8, no control characters.
+    #[param(value_type = Unit)]
     unit: String,
+    /// `false` (or `0`) peeks without counting an exposure; default `true`.
     #[serde(default)]
+    #[param(value_type = Option<CountParam>)]
     count: Option<String>,
 }
 
+/// The accepted spellings of the `count` query parameter.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(as = CountParam)]
+enum CountParam {
+    #[schema(rename = "true")]
+    True,
+    #[schema(rename = "false")]
+    False,
+    #[schema(rename = "1")]
+    One,
+    #[schema(rename = "0")]
+    Zero,
+}
+
 /// One assignment as the frontend reads it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Assignment, example = json!({
+    "experiment": "homepage-headline",
+    "variant": "bold",
+    "payload": {"headline": "Ship in a day"},
+    "token": "eyJ...",
+    "propensity": 0.5,
+    "counted": true,
+    "degraded": false
+}))]
 pub struct AssignmentDto<'a> {
     pub experiment: &'a str,
     pub variant: &'a str,
+    /// The variant's `payload` from the experiment YAML, any JSON value; `null` when it has none.
+    #[schema(value_type = Option<serde_json::Value>)]
     pub payload: Option<&'a serde_json::value::RawValue>,
     /// Pass back with reward events; `null` when nothing can be rewarded (peeks, paused).
     pub token: Option<&'a str>,
+    /// The probability that this unit was shown this variant (for off-policy estimates).
+    #[schema(minimum = 0.0, maximum = 1.0)]
     pub propensity: f64,
     /// Whether this call counted an exposure.
     pub counted: bool,
@@ -96,7 +126,8 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AssignManyResponse)]
 struct AssignManyResponse<'a> {
     unit: &'a str,
     assignments: Vec<AssignmentDto<'a>>,
@@ -106,6 +137,32 @@ fn parse_unit(raw: &str) -> ApiResult<Unit> {
     Unit::parse(raw).map_err(|e| ApiError::BadRequest(format!("`unit`: {e}")))
 }
 
+/// Assigns a unit in several experiments at once (every served one by default).
+#[utoipa::path(
+    post,
+    path = "/v1/assign",
+    tag = "assign",
+    operation_id = "assign_many",
+    params(CountQuery),
+    request_body(content = AssignRequest, content_type = "application/json"),
+    responses(
+        (status = 200, description = "One assignment per experiment", body = AssignManyResponse),
+        (status = 400, description = "Malformed body, unit or query", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong key (when BANDITD_ASSIGN_KEY is set)",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "An experiment is unknown or not served", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 413, description = "The body exceeds 64 KiB", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("assign_key" = []), ("admin_key" = [])),
+)]
 async fn assign_many(
     _: AssignAuth,
     req: HttpRequest,
@@ -134,9 +191,13 @@ async fn assign_many(
 }
 
 /// `?count=false` on the POST route.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct CountQuery {
+    /// `false` (or `0`) peeks without counting an exposure; default `true`. The body's
+    /// `count` wins when both are given.
     #[serde(default)]
+    #[param(value_type = Option<CountParam>)]
     count: Option<String>,
 }
 
@@ -150,6 +211,27 @@ fn parse_count(raw: Option<&str>) -> ApiResult<Option<bool>> {
     query_param("count", normalised, "use true or false")
 }
 
+/// Assigns a unit in one experiment.
+#[utoipa::path(
+    get,
+    path = "/v1/experiments/{id}/assign",
+    tag = "assign",
+    operation_id = "assign_one",
+    params(("id" = String, Path, description = "Experiment id"), AssignQuery),
+    responses(
+        (status = 200, description = "The assignment", body = AssignmentDto),
+        (status = 400, description = "Missing or malformed unit or query", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong key (when BANDITD_ASSIGN_KEY is set)",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown or draft experiment", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("assign_key" = []), ("admin_key" = [])),
+)]
 async fn assign_one(
     _: AssignAuth,
     state: web::Data<AppState>,

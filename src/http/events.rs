@@ -5,9 +5,10 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::auth::EventsAuth;
 use super::body::read_limited;
-use super::problem::{ApiError, ApiResult, wrong_method};
+use super::openapi::Routes;
+use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
-use crate::engine::RawEvent;
+use crate::engine::{EventBatchReport, RawEvent};
 
 /// Largest events body: 8 MiB holds well over 10,000 typical events.
 pub const MAX_EVENTS_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -15,14 +16,49 @@ pub const MAX_EVENTS_BODY_BYTES: usize = 8 * 1024 * 1024;
 /// Most events per request; larger batches should be split by the pipeline.
 pub const MAX_EVENTS_PER_BATCH: usize = 10_000;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/events")
-            .route(web::post().to(post_events))
-            .default_service(web::to(wrong_method)),
-    );
+pub fn routes(api: &mut impl Routes) {
+    api.route::<__path_post_events, _, _>(post_events);
 }
 
+/// Applies a batch of reward events; answers once the applied ones are durable. A bad event
+/// is rejected on its own (with its index and a reason); the rest of the batch still applies.
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    tag = "events",
+    operation_id = "post_events",
+    request_body(
+        description = "Up to 10,000 events (8 MiB): a JSON array, or NDJSON with one event \
+                       object per line (the schema then describes the sequence of lines; blank \
+                       lines are skipped). No content type means a JSON array.",
+        content(
+            (Vec<RawEvent> = "application/json", example = json!([
+                {"id": "evt-1", "experiment": "homepage-headline", "unit": "user-42"},
+                {"id": "evt-2", "experiment": "homepage-headline", "token": "eyJ...",
+                 "reward": 0.5, "timestamp": "2026-01-01T12:00:00Z"}
+            ])),
+            (Vec<RawEvent> = "application/x-ndjson"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "What happened to each event", body = EventBatchReport),
+        (status = 400, description = "The body is not a JSON array, or NDJSON that is not \
+                                      UTF-8", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong key (when BANDITD_EVENTS_KEY is set)",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 408, description = "The body did not arrive in time", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 413, description = "More than 8 MiB or 10,000 events", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 415, description = "Neither JSON nor NDJSON", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store does not accept writes; nothing was applied",
+         body = Problem, content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("events_key" = []), ("admin_key" = [])),
+)]
 async fn post_events(
     _: EventsAuth,
     req: HttpRequest,

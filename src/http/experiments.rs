@@ -5,55 +5,80 @@ use actix_web::{HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
 use super::body::{LEVEL_HINT, REVISION_HINT, query_param};
-use super::problem::{ApiError, ApiResult, wrong_method};
+use super::openapi::Routes;
+use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::{
-    DEFAULT_CREDIBLE_LEVEL, ExperimentSummary, HistoryPoint, Timestamp, parse_timestamp,
+    DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary, HistoryPoint, Timestamp,
+    parse_timestamp,
 };
 
 /// History points returned when the request does not say.
 pub const DEFAULT_HISTORY_LIMIT: usize = 1_440;
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/experiments")
-            .route(web::get().to(list))
-            .default_service(web::to(wrong_method)),
-    )
-    .service(
-        web::resource("/v1/experiments/{id}")
-            .route(web::get().to(show))
-            .default_service(web::to(wrong_method)),
-    )
-    .service(
-        web::resource("/v1/experiments/{id}/history")
-            .route(web::get().to(history))
-            .default_service(web::to(wrong_method)),
-    );
+pub fn routes(api: &mut impl Routes) {
+    api.route::<__path_list, _, _>(list)
+        .route::<__path_show, _, _>(show)
+        .route::<__path_history, _, _>(history);
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ExperimentList {
     experiments: Vec<ExperimentSummary>,
 }
 
+/// Every loaded experiment, drafts included, in file order.
+#[utoipa::path(
+    get,
+    path = "/v1/experiments",
+    tag = "experiments",
+    operation_id = "list_experiments",
+    responses(
+        (status = 200, description = "A summary per experiment", body = ExperimentList),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn list(state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let experiments = state.engine.summaries().await?;
     Ok(HttpResponse::Ok().json(ExperimentList { experiments }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ShowQuery {
     /// Credible level of the intervals, e.g. 0.9; default 0.95. Text, so that a bad value
     /// gets an error that names the parameter.
     #[serde(default)]
+    #[param(value_type = Option<f64>, exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     level: Option<String>,
-    /// An earlier revision, whose data stays readable after a revision bump.
+    /// An earlier revision, whose data stays readable after a revision bump; default: the
+    /// loaded one.
     #[serde(default)]
+    #[param(value_type = Option<u32>)]
     revision: Option<String>,
 }
 
+/// The full report: per-arm statistics, the stopping decision and the sample-ratio check.
+#[utoipa::path(
+    get,
+    path = "/v1/experiments/{id}",
+    tag = "experiments",
+    operation_id = "show_experiment",
+    params(("id" = String, Path, description = "Experiment id"), ShowQuery),
+    responses(
+        (status = 200, description = "The report", body = ExperimentReport),
+        (status = 400, description = "A malformed query parameter", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 404, description = "Unknown experiment or revision", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn show(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -65,22 +90,43 @@ async fn show(
     Ok(HttpResponse::Ok().json(state.engine.report(&id, level, revision).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
     /// Unix milliseconds or RFC 3339; default: the beginning.
     #[serde(default)]
+    #[param(value_type = Option<String>, example = "2026-01-01T00:00:00Z")]
     since: Option<String>,
+    /// Most points returned (at most 10,000); default 1,440.
     #[serde(default)]
     limit: Option<usize>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct HistoryResponse {
     experiment: String,
     points: Vec<HistoryPoint>,
 }
 
+/// Snapshots of the current revision, one per history interval, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/experiments/{id}/history",
+    tag = "experiments",
+    operation_id = "experiment_history",
+    params(("id" = String, Path, description = "Experiment id"), HistoryQuery),
+    responses(
+        (status = 200, description = "The history points", body = HistoryResponse),
+        (status = 400, description = "A malformed query parameter", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 404, description = "Unknown experiment", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+)]
 async fn history(
     state: web::Data<AppState>,
     id: web::Path<String>,

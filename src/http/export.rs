@@ -10,30 +10,36 @@ use serde::Deserialize;
 
 use super::auth::EventsAuth;
 use super::body::{LEVEL_HINT, REVISION_HINT, query_param};
-use super::problem::{ApiError, ApiResult, wrong_method};
+use super::openapi::Routes;
+use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::EngineError;
 use crate::engine::export::{Export, ExportFormat, ExportKind};
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::resource("/v1/experiments/{id}/export")
-            .route(web::get().to(export))
-            .default_service(web::to(wrong_method)),
-    );
+pub fn routes(api: &mut impl Routes) {
+    api.route::<__path_export, _, _>(export);
 }
 
 /// The query as sent; every field is text so that a bad value gets an error naming it.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
+    /// What to export: one row per assignment, per event, or per arm.
     #[serde(default)]
+    #[param(required = true, value_type = String, pattern = "^(assignments|events|stats)$")]
     what: Option<String>,
+    /// `csv` (default) or `ndjson`.
     #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(csv|ndjson)$")]
     format: Option<String>,
+    /// An earlier revision; default: the loaded one.
     #[serde(default)]
+    #[param(value_type = Option<u32>)]
     revision: Option<String>,
+    /// Credible level of the `stats` intervals; default 0.95.
     #[serde(default)]
+    #[param(value_type = Option<f64>, exclusive_minimum = 0.0, exclusive_maximum = 1.0)]
     level: Option<String>,
 }
 
@@ -72,6 +78,34 @@ impl ExportQuery {
     }
 }
 
+/// An epoch's data as a file, streamed (events key: assignments name units).
+#[utoipa::path(
+    get,
+    path = "/v1/experiments/{id}/export",
+    tag = "experiments",
+    operation_id = "export_experiment",
+    params(("id" = String, Path, description = "Experiment id"), ExportQuery),
+    responses(
+        (status = 200, description = "The file, streamed; a store failure mid-stream ends the \
+                                      transfer without its last chunk, never with a short \
+                                      file that looks complete",
+         content(
+             (String = "text/csv", example = "experiment,revision,variant,unit,assigned_ms\n"),
+             (String = "application/x-ndjson"),
+         ),
+         headers(("Content-Disposition" = String, description = "`attachment` with a file name"))),
+        (status = 400, description = "A missing or malformed query parameter", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong key (when BANDITD_EVENTS_KEY is set)",
+         body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown experiment or revision", body = Problem,
+         content_type = "application/problem+json"),
+        (status = 503, description = "The store cannot be read", body = Problem,
+         content_type = "application/problem+json",
+         headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    ),
+    security(("events_key" = []), ("admin_key" = [])),
+)]
 async fn export(
     _: EventsAuth,
     req: HttpRequest,

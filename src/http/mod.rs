@@ -1,5 +1,7 @@
 //! HTTP API (actix-web). Handlers are thin: parse, authorize, call the engine, map the result.
-//! Each module exposes `configure(cfg)` so a test can mount exactly one.
+//! Each module exposes `routes(api)`, its part of the one route list that both the router and
+//! the OpenAPI document are built from (`openapi`); a test can mount exactly one with
+//! `openapi::Mount::on(cfg, module::routes)`.
 
 pub mod admin;
 pub mod assign;
@@ -10,6 +12,7 @@ pub mod experiments;
 pub mod export;
 pub mod health;
 mod keys;
+pub mod openapi;
 pub mod problem;
 mod problem_bodies;
 pub mod query;
@@ -23,6 +26,18 @@ pub use problem::{ApiError, Problem};
 pub use problem_bodies::problem_bodies;
 pub use state::AppState;
 
+/// Every route of the API, in the order they are mounted: the app mounts this list and
+/// `GET /openapi.json` describes this list.
+pub fn routes(api: &mut impl openapi::Routes) {
+    admin::routes(api);
+    assign::routes(api);
+    events::routes(api);
+    export::routes(api);
+    experiments::routes(api);
+    health::routes(api);
+    api.route::<openapi::__path_openapi_json, _, _>(openapi::openapi_json);
+}
+
 /// Mounts every route, the problem+json error handlers and the fallback for unknown routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::QueryConfig::default().error_handler(problem::query_error))
@@ -31,11 +46,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 ApiError::BadRequest(format!("invalid path: {err}")).into()
             }),
         )
-        .configure(admin::configure)
-        .configure(assign::configure)
-        .configure(events::configure)
-        .configure(export::configure)
-        .configure(experiments::configure)
-        .configure(health::configure)
+        .configure(|cfg| {
+            openapi::Mount::on(cfg, |api| routes(api));
+        })
         .default_service(web::to(problem::no_route));
 }

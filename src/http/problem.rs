@@ -15,16 +15,28 @@ pub const RETRY_AFTER_SECS: u64 = 1;
 /// The media type of every error body (RFC 7807).
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
-/// The problem document.
-#[derive(Debug, Clone, Serialize)]
+/// The problem document (RFC 7807), the body of every 4xx and 5xx answer.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://banditd.dev/problems/bad-request",
+    "title": "Bad request",
+    "status": 400,
+    "detail": "`unit`: the unit is empty"
+}))]
 pub struct Problem {
+    /// A URI naming the kind of problem (`https://banditd.dev/problems/<slug>`).
     #[serde(rename = "type")]
     pub kind: String,
+    /// The kind of problem in a few words; the same for every problem of one `type`.
     pub title: &'static str,
+    /// The HTTP status, repeated.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// What was wrong and where, for this request.
     pub detail: String,
     /// Individual problems (e.g. every `file:line:col` of a refused reload).
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<String>,
 }
 

@@ -73,7 +73,9 @@ impl std::fmt::Display for VariantId {
 }
 
 /// Lifecycle of an experiment, as the analyst sets it in YAML.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Not served: assign answers 404.
@@ -105,7 +107,9 @@ impl std::fmt::Display for Status {
 }
 
 /// How a unit maps to assignments.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AssignmentMode {
     /// One assignment per unit per revision, remembered; counted once.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::Serialize;
 
 /// The store's health as an operator reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StoreHealth {
     /// True while commits reach the disk; false from the first failed commit of an episode
     /// until the store has reopened and a probe write reached the disk again.
@@ -26,7 +26,7 @@ pub struct StoreHealth {
 }
 
 /// One stretch of time in which writes failed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FailureEpisode {
     /// Wall-clock milliseconds since the Unix epoch of the first failed commit.
     pub started_ms: u64,
