@@ -37,12 +37,38 @@ pub struct RawEvent {
 }
 
 /// An event time as a number (Unix ms) or an RFC 3339 string.
-#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Timestamp {
     Millis(u64),
     Rfc3339(String),
 }
+
+/// Unix milliseconds or an RFC 3339 `date-time`, for the OpenAPI document.
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("Unix milliseconds")),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+                    .description(Some("RFC 3339, e.g. 2026-01-01T12:00:00Z")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
 
 /// Why one event was not applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

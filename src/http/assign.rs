@@ -28,7 +28,7 @@ struct AssignRequest {
     unit: String,
     /// Omitted: every served (non-draft) experiment. Each id at most once.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<String>>)]
+    #[schema(value_type = Option<DistinctIds>)]
     experiments: Option<DistinctIds>,
     /// `false` peeks without counting an exposure (overrides the `count` query parameter).
     #[serde(default)]
@@ -40,6 +40,18 @@ struct AssignRequest {
 #[derive(Debug, Deserialize)]
 #[serde(try_from = "Vec<String>")]
 struct DistinctIds(Vec<String>);
+
+/// An array of strings with `uniqueItems`, which utoipa's attributes cannot say.
+impl utoipa::PartialSchema for DistinctIds {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new()
+            .items(String::schema())
+            .unique_items(true)
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DistinctIds {}
 
 impl TryFrom<Vec<String>> for DistinctIds {
     type Error = String;
@@ -64,23 +76,8 @@ struct AssignQuery {
     unit: String,
     /// `false` (or `0`) peeks without counting an exposure; default `true`.
     #[serde(default)]
-    #[param(value_type = Option<CountParam>)]
+    #[param(value_type = Option<String>, pattern = "^(true|false|1|0)$")]
     count: Option<String>,
-}
-
-/// The accepted spellings of the `count` query parameter.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-#[schema(as = CountParam)]
-enum CountParam {
-    #[schema(rename = "true")]
-    True,
-    #[schema(rename = "false")]
-    False,
-    #[schema(rename = "1")]
-    One,
-    #[schema(rename = "0")]
-    Zero,
 }
 
 /// One assignment as the frontend reads it.
@@ -197,7 +194,7 @@ struct CountQuery {
     /// `false` (or `0`) peeks without counting an exposure; default `true`. The body's
     /// `count` wins when both are given.
     #[serde(default)]
-    #[param(value_type = Option<CountParam>)]
+    #[param(value_type = Option<String>, pattern = "^(true|false|1|0)$")]
     count: Option<String>,
 }
 

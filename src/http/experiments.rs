@@ -96,7 +96,7 @@ async fn show(
 struct HistoryQuery {
     /// Unix milliseconds or RFC 3339; default: the beginning.
     #[serde(default)]
-    #[param(value_type = Option<String>, example = "2026-01-01T00:00:00Z")]
+    #[param(value_type = Option<Timestamp>, inline, example = "2026-01-01T00:00:00Z")]
     since: Option<String>,
     /// Most points returned (at most 10,000); default 1,440.
     #[serde(default)]
@@ -136,6 +136,13 @@ async fn history(
         None => 0,
         Some(text) => {
             let ts = match text.parse::<u64>() {
+                // The document's `int64`: the same range every JSON client can send.
+                Ok(ms) if i64::try_from(ms).is_err() => {
+                    return Err(ApiError::BadRequest(format!(
+                        "`since` is {ms}; Unix milliseconds go up to {}",
+                        i64::MAX
+                    )));
+                }
                 Ok(ms) => Timestamp::Millis(ms),
                 Err(_) => Timestamp::Rfc3339(text.clone()),
             };

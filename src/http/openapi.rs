@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 
 use actix_web::http::Method;
-use actix_web::{FromRequest, Handler, HttpResponse, Resource, Responder, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, web};
 use utoipa::openapi::path::{HttpMethod, Paths};
 use utoipa::openapi::schema::Schema;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
@@ -42,9 +42,11 @@ pub trait Routes {
 }
 
 /// Mounts routes on an actix `ServiceConfig`. Routes that share a path share one resource, so
-/// a method none of them serves is a 405 problem, not a fall-through to another resource.
+/// a method none of them serves is a 405 problem (with `Allow`), not a fall-through to another
+/// resource.
 pub struct Mount {
-    resources: Vec<(String, Resource)>,
+    /// Per path: its resource and the methods it serves.
+    resources: Vec<(String, Resource, Vec<Method>)>,
     /// `(path, method)` of every route mounted, in order: what the route tests compare with
     /// the document.
     mounted: Vec<(String, Method)>,
@@ -61,8 +63,13 @@ impl Mount {
             mounted: Vec::new(),
         };
         routes(&mut mount);
-        for (_, resource) in mount.resources {
-            cfg.service(resource.default_service(web::to(wrong_method)));
+        for (_, resource, methods) in mount.resources {
+            let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+            let allow = allow.join(", ");
+            cfg.service(resource.default_service(web::to(move |req: HttpRequest| {
+                let response = wrong_method(&req, &allow);
+                async move { response }
+            })));
         }
         mount.mounted
     }
@@ -77,21 +84,22 @@ impl Routes for Mount {
         F::Output: Responder + 'static,
     {
         let path = P::path();
-        let index = match self.resources.iter().position(|(p, _)| *p == path) {
+        let index = match self.resources.iter().position(|(p, ..)| *p == path) {
             Some(index) => index,
             None => {
-                self.resources
-                    .push((path.clone(), web::resource(path.as_str())));
+                let resource = web::resource(path.as_str());
+                self.resources.push((path.clone(), resource, Vec::new()));
                 self.resources.len() - 1
             }
         };
-        let (path, mut resource) = self.resources.remove(index);
+        let (path, mut resource, mut methods) = self.resources.remove(index);
         for method in P::methods() {
             let method = actix_method(&method);
             self.mounted.push((path.clone(), method.clone()));
+            methods.push(method.clone());
             resource = resource.route(web::method(method).to(handler.clone()));
         }
-        self.resources.insert(index, (path, resource));
+        self.resources.insert(index, (path, resource, methods));
         self
     }
 }

@@ -172,11 +172,19 @@ pub async fn no_route(req: HttpRequest) -> ApiResult<HttpResponse> {
     )))
 }
 
-/// Known routes, wrong method.
-pub async fn wrong_method(req: HttpRequest) -> ApiResult<HttpResponse> {
-    Err(ApiError::MethodNotAllowed(format!(
-        "{} is not allowed on {}",
+/// Known routes, wrong method: a 405 problem with the `Allow` header RFC 9110 §15.5.6
+/// requires, naming the methods the route does serve (`allow`, e.g. `GET, HEAD`).
+pub fn wrong_method(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut response = ApiError::MethodNotAllowed(format!(
+        "{} is not allowed on {}; use {allow}",
         req.method(),
         req.path()
-    )))
+    ))
+    .error_response();
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(allow) {
+        response
+            .headers_mut()
+            .insert(actix_web::http::header::ALLOW, value);
+    }
+    response
 }
