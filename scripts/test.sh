@@ -36,3 +36,9 @@ need_apt() {
 }
 
 cargo test "$@"
+
+# The API contract (scripts/contract.sh): schemathesis, from PyPI into .venv/, fuzzes a live
+# server against its own /openapi.json. A run narrowed by cargo test arguments skips it.
+if (($# == 0)); then
+    scripts/contract.sh
+fi

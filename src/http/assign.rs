@@ -214,7 +214,7 @@ fn parse_count(raw: Option<&str>) -> ApiResult<Option<bool>> {
     path = "/v1/experiments/{id}/assign",
     tag = "assign",
     operation_id = "assign_one",
-    params(("id" = String, Path, description = "Experiment id"), AssignQuery),
+    params(("id" = String, Path, description = "Experiment id", example = "homepage-headline"), AssignQuery),
     responses(
         (status = 200, description = "The assignment", body = AssignmentDto),
         (status = 400, description = "Missing or malformed unit or query", body = Problem,

@@ -10,7 +10,6 @@ use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::{
     DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary, HistoryPoint, Timestamp,
-    parse_timestamp,
 };
 
 /// History points returned when the request does not say.
@@ -67,7 +66,7 @@ struct ShowQuery {
     path = "/v1/experiments/{id}",
     tag = "experiments",
     operation_id = "show_experiment",
-    params(("id" = String, Path, description = "Experiment id"), ShowQuery),
+    params(("id" = String, Path, description = "Experiment id", example = "homepage-headline"), ShowQuery),
     responses(
         (status = 200, description = "The report", body = ExperimentReport),
         (status = 400, description = "A malformed query parameter", body = Problem,
@@ -115,7 +114,7 @@ struct HistoryResponse {
     path = "/v1/experiments/{id}/history",
     tag = "experiments",
     operation_id = "experiment_history",
-    params(("id" = String, Path, description = "Experiment id"), HistoryQuery),
+    params(("id" = String, Path, description = "Experiment id", example = "homepage-headline"), HistoryQuery),
     responses(
         (status = 200, description = "The history points", body = HistoryResponse),
         (status = 400, description = "A malformed query parameter", body = Problem,
@@ -134,20 +133,7 @@ async fn history(
 ) -> ApiResult<HttpResponse> {
     let since_ms = match &query.since {
         None => 0,
-        Some(text) => {
-            let ts = match text.parse::<u64>() {
-                // The document's `int64`: the same range every JSON client can send.
-                Ok(ms) if i64::try_from(ms).is_err() => {
-                    return Err(ApiError::BadRequest(format!(
-                        "`since` is {ms}; Unix milliseconds go up to {}",
-                        i64::MAX
-                    )));
-                }
-                Ok(ms) => Timestamp::Millis(ms),
-                Err(_) => Timestamp::Rfc3339(text.clone()),
-            };
-            parse_timestamp(&ts).map_err(|e| ApiError::BadRequest(format!("`since`: {e}")))?
-        }
+        Some(text) => parse_since(text)?,
     };
     let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
     let points = state.engine.history(&id, since_ms, limit).await?;
@@ -155,4 +141,58 @@ async fn history(
         experiment: id.into_inner(),
         points,
     }))
+}
+
+/// `since` as Unix milliseconds: a number up to `i64::MAX` (the document's `int64`), or an
+/// RFC 3339 `date-time`. It is a lower bound, so a time before 1970 means the beginning
+/// (found by schemathesis: `0022-06-13T08:36:56Z` is a valid `date-time` and was a 400).
+fn parse_since(text: &str) -> ApiResult<u64> {
+    match text.parse::<u64>() {
+        Ok(ms) if i64::try_from(ms).is_err() => Err(ApiError::BadRequest(format!(
+            "`since` is {ms}; Unix milliseconds go up to {}",
+            i64::MAX
+        ))),
+        Ok(ms) => Ok(ms),
+        Err(_) => {
+            let at =
+                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                    .map_err(|e| {
+                    ApiError::BadRequest(format!(
+                        "`since` is {text:?}: neither Unix milliseconds nor RFC 3339 (e.g. \
+                         2026-11-26T10:00:00Z): {e}"
+                    ))
+                })?;
+            Ok(u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn detail(result: ApiResult<u64>) -> String {
+        match result {
+            Err(ApiError::BadRequest(detail)) => detail,
+            other => panic!("expected a bad request, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn since_takes_unix_millis_up_to_int64_and_rfc3339() {
+        assert_eq!(parse_since("0").unwrap(), 0);
+        assert_eq!(parse_since("9223372036854775807").unwrap(), i64::MAX as u64);
+        assert_eq!(
+            parse_since("2026-11-26T12:00:00.250+02:00").unwrap(),
+            1_795_687_200_250
+        );
+        assert!(detail(parse_since("9223372036854775808")).contains("`since`"));
+        assert!(detail(parse_since("yesterday")).contains("`since`"));
+    }
+
+    #[test]
+    fn a_since_before_1970_is_the_beginning() {
+        assert_eq!(parse_since("0022-06-13T08:36:56Z").unwrap(), 0);
+        assert_eq!(parse_since("1969-12-31T23:59:59.999Z").unwrap(), 0);
+    }
 }

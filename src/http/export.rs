@@ -69,6 +69,15 @@ impl ExportQuery {
         };
         let revision = query_param("revision", self.revision.as_deref(), REVISION_HINT)?;
         let level = query_param("level", self.level.as_deref(), LEVEL_HINT)?;
+        // Checked whatever is exported: a level only the `stats` export reads is still a
+        // mistake in the others (found by schemathesis: `level=0.0` exported assignments).
+        if let Some(level) = level
+            && !(level > 0.0 && level < 1.0)
+        {
+            return Err(ApiError::BadRequest(format!(
+                "query parameter `level` is {level}; {LEVEL_HINT}"
+            )));
+        }
         Ok(ExportParams {
             kind,
             format,
@@ -84,7 +93,7 @@ impl ExportQuery {
     path = "/v1/experiments/{id}/export",
     tag = "experiments",
     operation_id = "export_experiment",
-    params(("id" = String, Path, description = "Experiment id"), ExportQuery),
+    params(("id" = String, Path, description = "Experiment id", example = "homepage-headline"), ExportQuery),
     responses(
         (status = 200, description = "The file, streamed; a store failure mid-stream ends the \
                                       transfer without its last chunk, never with a short \
@@ -209,5 +218,20 @@ mod tests {
         let mut bad_level = query(Some("stats"), None, None);
         bad_level.level = Some("high".into());
         assert!(detail(bad_level.check()).contains("`level`"));
+    }
+
+    #[test]
+    fn a_level_outside_0_1_is_a_bad_request_whatever_is_exported() {
+        for what in ["assignments", "events", "stats"] {
+            for level in ["0", "0.0", "1", "-0.5", "NaN", "inf"] {
+                let mut q = query(Some(what), None, None);
+                q.level = Some(level.into());
+                let text = detail(q.check());
+                assert!(text.contains("`level`"), "{what} {level}: {text}");
+            }
+            let mut q = query(Some(what), None, None);
+            q.level = Some("0.9".into());
+            assert_eq!(q.check().unwrap().level, Some(0.9));
+        }
     }
 }
