@@ -5,7 +5,7 @@
 # document says. `scripts/test.sh` runs it; it installs schemathesis into .venv/ when missing.
 #
 #   scripts/contract.sh            # both runs
-#   CONTRACT_EXAMPLES=100 scripts/contract.sh   # more examples per operation (default 60)
+#   CONTRACT_EXAMPLES=100 scripts/contract.sh   # more examples per operation (default 150)
 #
 # The server is the debug binary of the current tree, on a free port, a temporary data dir
 # and a temporary copy of experiments/; it is stopped on exit, whatever happens.
@@ -15,7 +15,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 SCHEMATHESIS_VERSION=4.32.5
-EXAMPLES=${CONTRACT_EXAMPLES:-60}
+EXAMPLES=${CONTRACT_EXAMPLES:-150}
 VENV="$ROOT/.venv"
 
 # A venv needs Debian's python3-venv (ensurepip); install it when missing, as test.sh does.

@@ -97,9 +97,11 @@ struct HistoryQuery {
     #[serde(default)]
     #[param(value_type = Option<Timestamp>, inline, example = "2026-01-01T00:00:00Z")]
     since: Option<String>,
-    /// Most points returned (at most 10,000); default 1,440.
+    /// Most points returned; default 1,440. Any non-negative integer: the server returns at
+    /// most 10,000 whatever is asked. Text, so that a bad value gets an error naming it.
     #[serde(default)]
-    limit: Option<usize>,
+    #[param(value_type = Option<u64>)]
+    limit: Option<String>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -135,7 +137,10 @@ async fn history(
         None => 0,
         Some(text) => parse_since(text)?,
     };
-    let limit = query.limit.unwrap_or(DEFAULT_HISTORY_LIMIT);
+    let limit = match &query.limit {
+        None => DEFAULT_HISTORY_LIMIT,
+        Some(text) => parse_limit(text)?,
+    };
     let points = state.engine.history(&id, since_ms, limit).await?;
     Ok(HttpResponse::Ok().json(HistoryResponse {
         experiment: id.into_inner(),
@@ -167,6 +172,17 @@ fn parse_since(text: &str) -> ApiResult<u64> {
     }
 }
 
+/// `limit` as a count: any run of decimal digits, however large (the engine caps it; found by
+/// schemathesis: a limit beyond `usize` was a 400 from the query decoder).
+fn parse_limit(text: &str) -> ApiResult<usize> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::BadRequest(format!(
+            "query parameter `limit` is {text:?}; use a non-negative integer, e.g. 100"
+        )));
+    }
+    Ok(text.parse::<usize>().unwrap_or(usize::MAX))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +204,19 @@ mod tests {
         );
         assert!(detail(parse_since("9223372036854775808")).contains("`since`"));
         assert!(detail(parse_since("yesterday")).contains("`since`"));
+    }
+
+    #[test]
+    fn limit_is_any_count_of_digits_and_nothing_else() {
+        assert_eq!(parse_limit("0").unwrap(), 0);
+        assert_eq!(parse_limit("1440").unwrap(), 1440);
+        assert_eq!(parse_limit("1507016669118609227776").unwrap(), usize::MAX);
+        for bad in ["", "-1", "1.5", "+3", "ten"] {
+            match parse_limit(bad) {
+                Err(ApiError::BadRequest(detail)) => assert!(detail.contains("`limit`")),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 
     #[test]

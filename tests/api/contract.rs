@@ -87,3 +87,17 @@ fn an_export_level_outside_0_1_is_a_bad_request_whatever_is_exported() {
         assert_problem(&reply, 400, "`level`");
     }
 }
+
+/// `limit` is a count the server caps (found by schemathesis: a limit beyond `usize` was a
+/// 400 from the query decoder while the document allows any non-negative integer).
+#[test]
+fn a_history_limit_of_any_size_is_capped_not_refused() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let reply = app.get("/v1/experiments/headline/history?limit=1507016669118609227776");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_problem(
+        &app.get("/v1/experiments/headline/history?limit=-1"),
+        400,
+        "`limit`",
+    );
+}
