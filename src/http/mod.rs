@@ -47,7 +47,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             }),
         )
         .configure(|cfg| {
-            openapi::Mount::on(cfg, |api| routes(api));
+            openapi::Mount::on(cfg, routes);
         })
         .default_service(web::to(problem::no_route));
 }

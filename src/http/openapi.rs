@@ -216,14 +216,12 @@ pub fn document(routes: impl FnOnce(&mut Document)) -> OpenApiDocument {
 fn served_json() -> &'static str {
     static JSON: OnceLock<String> = OnceLock::new();
     JSON.get_or_init(|| {
-        document(|doc| super::routes(doc))
-            .to_json()
-            .unwrap_or_else(|error| {
-                // Serializing plain structs of strings and maps cannot fail; were it to, the
-                // route still answers, with a document that says so.
-                tracing::error!(%error, "cannot serialize the OpenAPI document");
-                String::from("{}")
-            })
+        document(super::routes).to_json().unwrap_or_else(|error| {
+            // Serializing plain structs of strings and maps cannot fail; were it to, the
+            // route still answers (an empty document) and the log says why.
+            tracing::error!(%error, "cannot serialize the OpenAPI document");
+            String::from("{}")
+        })
     })
 }
 

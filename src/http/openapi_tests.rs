@@ -29,7 +29,7 @@ fn documented(doc: &Value) -> BTreeSet<(String, String)> {
 fn mounted() -> BTreeSet<(String, String)> {
     let mut mounted = Vec::new();
     let _app = App::new().configure(|cfg| {
-        mounted = Mount::on(cfg, |api| crate::http::routes(api));
+        mounted = Mount::on(cfg, crate::http::routes);
     });
     mounted
         .into_iter()
