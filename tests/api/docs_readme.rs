@@ -60,7 +60,9 @@ fn same_value(a: &Value, b: &Value) -> bool {
             }
         }
         (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
         }
         (Value::Array(x), Value::Array(y)) => {
             x.len() == y.len() && x.iter().zip(y).all(|(v, w)| same_value(v, w))
@@ -86,7 +88,11 @@ fn schema_node<'a>(schema: &'a Value, field: &str) -> (&'a Value, &'a Value, Opt
         if !walked.is_empty() {
             parent_path = Some(walked.clone());
         }
-        walked = if walked.is_empty() { part.to_owned() } else { format!("{walked}.{part}") };
+        walked = if walked.is_empty() {
+            part.to_owned()
+        } else {
+            format!("{walked}.{part}")
+        };
         if items {
             node = resolve_ref(schema, &resolve_ref(schema, node)["items"]);
         }
@@ -233,7 +239,9 @@ fn the_readme_field_table_matches_the_parser() {
         }
     }
     if let Err(errors) = parse(&full) {
-        problems.push(format!("the parser refuses a document with every README field:\n{errors}"));
+        problems.push(format!(
+            "the parser refuses a document with every README field:\n{errors}"
+        ));
     }
     for row in &rows {
         let mut without = base.clone();
@@ -263,9 +271,10 @@ fn the_readme_field_table_matches_the_parser() {
                     _ => {}
                 }
             }
-            ("no", Err(errors)) => {
-                problems.push(format!("{}: README says optional, the parser: {errors}", row.field))
-            }
+            ("no", Err(errors)) => problems.push(format!(
+                "{}: README says optional, the parser: {errors}",
+                row.field
+            )),
             (_, Ok(_)) => problems.push(format!(
                 "{}: README says required ({}), the parser accepts a document without it",
                 row.field, row.required
@@ -281,7 +290,9 @@ fn the_readme_field_table_matches_the_parser() {
     flatten(&full_parsed(&full), "", &rows, &mut modelled);
     for field in modelled {
         if !rows.iter().any(|r| r.field == field) {
-            problems.push(format!("the parser models {field}, the README table does not"));
+            problems.push(format!(
+                "the parser models {field}, the README table does not"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -318,12 +329,18 @@ fn the_readme_configuration_table_matches_serve_help() {
     let mut problems = Vec::new();
     for option in &options {
         let Some(row) = rows.iter().find(|r| plain(&r[0]) == option.flag) else {
-            problems.push(format!("{} is not in the README's configuration table", option.flag));
+            problems.push(format!(
+                "{} is not in the README's configuration table",
+                option.flag
+            ));
             continue;
         };
         let env = plain(&row[1]);
         if option.env.as_deref() != Some(env.as_str()) {
-            problems.push(format!("{}: README env {env}, --help {:?}", option.flag, option.env));
+            problems.push(format!(
+                "{}: README env {env}, --help {:?}",
+                option.flag, option.env
+            ));
         }
         let default = plain(&row[2]);
         match &option.default {
@@ -345,7 +362,9 @@ fn the_readme_configuration_table_matches_serve_help() {
     for row in &rows {
         let flag = plain(&row[0]);
         if !options.iter().any(|o| o.flag == flag) {
-            problems.push(format!("README documents {flag}, which `serve --help` does not have"));
+            problems.push(format!(
+                "README documents {flag}, which `serve --help` does not have"
+            ));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -420,7 +439,9 @@ fn shape_problems(path: &str, documented: &Value, actual: &Value, out: &mut Vec<
             let dk: BTreeSet<&String> = d.keys().collect();
             let ak: BTreeSet<&String> = a.keys().collect();
             if dk != ak {
-                out.push(format!("{path}: README shows keys {dk:?}, the server answers {ak:?}"));
+                out.push(format!(
+                    "{path}: README shows keys {dk:?}, the server answers {ak:?}"
+                ));
             }
             for key in dk.intersection(&ak) {
                 shape_problems(&format!("{path}.{key}"), &d[*key], &a[*key], out);
@@ -443,9 +464,15 @@ fn shape_problems(path: &str, documented: &Value, actual: &Value, out: &mut Vec<
 fn the_readme_quick_start_runs_against_a_live_server() {
     let examples = quick_start();
     assert!(examples.len() >= 4, "{examples:#?}");
-    assert!(examples.iter().filter(|e| e.answer.is_some()).count() >= 2, "{examples:#?}");
+    assert!(
+        examples.iter().filter(|e| e.answer.is_some()).count() >= 2,
+        "{examples:#?}"
+    );
     let bundled = bundled_experiments();
-    let files: Vec<(&str, &str)> = bundled.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let files: Vec<(&str, &str)> = bundled
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let app = TestApp::spawn(&files);
     let host = app.address.trim_start_matches("http://");
     let mut problems = Vec::new();
@@ -455,7 +482,10 @@ fn the_readme_quick_start_runs_against_a_live_server() {
             .replace("http://127.0.0.1:8080", &app.address)
             .replace("127.0.0.1:8080", host)
             .replace("localhost:8080", host);
-        assert!(command.contains(host), "no host:port to replace in {command}");
+        assert!(
+            command.contains(host),
+            "no host:port to replace in {command}"
+        );
         let output = Command::new("bash")
             .arg("-c")
             .arg(format!("{command} --max-time 10 -w '\\n%{{http_code}}'"))
@@ -474,7 +504,11 @@ fn the_readme_quick_start_runs_against_a_live_server() {
         if let Some(documented) = &example.answer {
             let mut shape = Vec::new();
             shape_problems("answer", documented, &actual, &mut shape);
-            problems.extend(shape.into_iter().map(|p| format!("{}\n  → {p}", example.command)));
+            problems.extend(
+                shape
+                    .into_iter()
+                    .map(|p| format!("{}\n  → {p}", example.command)),
+            );
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
@@ -486,13 +520,17 @@ fn the_readme_layout_line_names_every_top_level_module() {
         .lines()
         .filter_map(|line| {
             let line = line.trim();
-            let name = line.strip_prefix("pub mod ").or(line.strip_prefix("mod "))?;
+            let name = line
+                .strip_prefix("pub mod ")
+                .or(line.strip_prefix("mod "))?;
             Some(name.trim_end_matches(';').trim().to_owned())
         })
         .collect();
     assert!(modules.len() > 10, "{modules:?}");
     let readme = read(Path::new(README));
-    let start = readme.find("\nLayout").expect("a Layout paragraph in the README");
+    let start = readme
+        .find("\nLayout")
+        .expect("a Layout paragraph in the README");
     let layout = &readme[start..];
     let layout = &layout[..layout[1..].find("\n\n").map_or(layout.len(), |end| end + 1)];
     let missing: Vec<&String> = modules

@@ -31,12 +31,26 @@ use crate::docs_text::{
 use crate::helpers::TestApp;
 
 /// Folders at the repository's root whose paths comments cite.
-const TOP_LEVEL: &str = r"src|tests|benches|docs|schema|scripts|experiments|deploy|fuzz|clients|\.ci";
+const TOP_LEVEL: &str =
+    r"src|tests|benches|docs|schema|scripts|experiments|deploy|fuzz|clients|\.ci";
 
 /// Commands whose own flags a comment line may mention: a flag on such a line is not checked.
 const OTHER_COMMANDS: &[&str] = &[
-    "cargo", ".sh", "prlimit", "curl", "wrk", "git ", "rustc", "perf ", "promtool",
-    "schemathesis", "docker", "openssl", "psql", "redis-cli", "valkey",
+    "cargo",
+    ".sh",
+    "prlimit",
+    "curl",
+    "wrk",
+    "git ",
+    "rustc",
+    "perf ",
+    "promtool",
+    "schemathesis",
+    "docker",
+    "openssl",
+    "psql",
+    "redis-cli",
+    "valkey",
 ];
 
 /// Compiled once: the checks run them over every line of the repository.
@@ -133,9 +147,9 @@ fn file_reference_problems(line: &DocLine, names: &BTreeSet<String>) -> Vec<Stri
                 (Some(title), _) if !titles.iter().any(|t| t == title.as_str()) => problems.push(
                     format!("{} has no section \"{}\"", target.display(), title.as_str()),
                 ),
-                (_, Some(id)) if !titles.iter().any(|t| anchor(t) == id.as_str()) => {
-                    problems.push(format!("{} has no anchor #{}", target.display(), id.as_str()))
-                }
+                (_, Some(id)) if !titles.iter().any(|t| anchor(t) == id.as_str()) => problems.push(
+                    format!("{} has no anchor #{}", target.display(), id.as_str()),
+                ),
                 _ => {}
             }
         }
@@ -151,7 +165,9 @@ fn file_reference_problems(line: &DocLine, names: &BTreeSet<String>) -> Vec<Stri
             continue;
         }
         match resolve(&line.file, named) {
-            Some(target) => check_section(&target, &text[whole.start() + named.len()..], &mut problems),
+            Some(target) => {
+                check_section(&target, &text[whole.start() + named.len()..], &mut problems)
+            }
             None => problems.push(format!("no file or folder {named}")),
         }
     }
@@ -180,7 +196,10 @@ fn link_problems(line: &DocLine) -> Vec<String> {
     let mut problems = Vec::new();
     for found in LINK.captures_iter(&line.text) {
         let target = &found[1];
-        if ["http://", "https://", "mailto:"].iter().any(|s| target.starts_with(s)) {
+        if ["http://", "https://", "mailto:"]
+            .iter()
+            .any(|s| target.starts_with(s))
+        {
             continue;
         }
         let (path, fragment) = target.split_once('#').unwrap_or((target, ""));
@@ -218,7 +237,11 @@ fn every_file_and_section_a_comment_or_document_names_exists() {
         }
         problems.extend(found.into_iter().map(|p| format!("{}: {p}", line.place())));
     }
-    assert!(problems.is_empty(), "dangling references:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "dangling references:\n{}",
+        problems.join("\n")
+    );
 }
 
 #[test]
@@ -230,14 +253,26 @@ fn the_reference_check_catches_a_missing_file_a_missing_section_and_a_bad_link()
         text: text.to_owned(),
     };
     let cases = [
-        ("src/lib.rs", "Layers (see DESIGN.md, \"Layers\")", "no file named DESIGN.md"),
-        ("src/lib.rs", "see src/engine/gone.rs", "no file or folder src/engine/gone.rs"),
+        (
+            "src/lib.rs",
+            "Layers (see DESIGN.md, \"Layers\")",
+            "no file named DESIGN.md",
+        ),
+        (
+            "src/lib.rs",
+            "see src/engine/gone.rs",
+            "no file or folder src/engine/gone.rs",
+        ),
         (
             "src/lib.rs",
             "(docs/ARCHITECTURE.md, \"No such title\")",
             "has no section \"No such title\"",
         ),
-        ("src/lib.rs", "see the README's Nowhere section", "no section \"Nowhere\""),
+        (
+            "src/lib.rs",
+            "see the README's Nowhere section",
+            "no section \"Nowhere\"",
+        ),
     ];
     for (file, text, expected) in cases {
         let problems = file_reference_problems(&line(file, text), &names);
@@ -247,17 +282,26 @@ fn the_reference_check_catches_a_missing_file_a_missing_section_and_a_bad_link()
         );
     }
     let fine = file_reference_problems(
-        &line("src/lib.rs", "(docs/ARCHITECTURE.md, \"Allocation\"); src/**/*.rs; fuzz/seeds/<t>; results/perf-NAME.txt"),
+        &line(
+            "src/lib.rs",
+            "(docs/ARCHITECTURE.md, \"Allocation\"); src/**/*.rs; fuzz/seeds/<t>; results/perf-NAME.txt",
+        ),
         &names,
     );
     assert!(fine.is_empty(), "{fine:?}");
-    let links = link_problems(&line("README.md", "[a](docs/nothing.md) [b](#no-such-heading)"));
+    let links = link_problems(&line(
+        "README.md",
+        "[a](docs/nothing.md) [b](#no-such-heading)",
+    ));
     assert_eq!(links.len(), 2, "{links:?}");
 }
 
 /// `--flags` named by a Rust comment line that is about banditd.
 fn flags_named(line: &DocLine) -> Vec<String> {
-    if OTHER_COMMANDS.iter().any(|command| line.text.contains(command)) {
+    if OTHER_COMMANDS
+        .iter()
+        .any(|command| line.text.contains(command))
+    {
         return Vec::new();
     }
     FLAG.captures_iter(&line.text)
@@ -269,7 +313,10 @@ fn flags_named(line: &DocLine) -> Vec<String> {
 fn every_flag_a_source_comment_names_is_a_flag_of_the_binary() {
     let known = every_flag();
     let mut problems = Vec::new();
-    for file in commented_files().iter().filter(|f| f.extension().is_some_and(|e| e == "rs")) {
+    for file in commented_files()
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "rs"))
+    {
         for line in comment_lines(file) {
             for flag in flags_named(&line) {
                 if !known.contains(&flag) {
@@ -288,7 +335,10 @@ fn every_flag_a_source_comment_names_is_a_flag_of_the_binary() {
         line: 1,
         text: " hot reads are served by --sticky-cache instead".to_owned(),
     };
-    assert!(!known.contains(&flags_named(&renamed)[0]), "a renamed flag is caught");
+    assert!(
+        !known.contains(&flags_named(&renamed)[0]),
+        "a renamed flag is caught"
+    );
 }
 
 /// The JSON Schema's dotted field paths (`reward.window`, `variants[].payload`).
@@ -330,7 +380,11 @@ fn every_dotted_experiment_field_a_comment_or_document_names_is_in_the_schema() 
     for line in doc_lines() {
         for found in DOTTED_FIELD.captures_iter(&line.text) {
             if !fields.contains(&found[1]) {
-                problems.push(format!("{}: no experiment field {}", line.place(), &found[1]));
+                problems.push(format!(
+                    "{}: no experiment field {}",
+                    line.place(),
+                    &found[1]
+                ));
             }
         }
     }
@@ -350,7 +404,10 @@ fn routes_named(line: &DocLine) -> Vec<(String, String)> {
                 return None;
             }
             let probe = named.replace("{id}", "homepage-headline");
-            Some((named.to_owned(), PLACEHOLDER.replace_all(&probe, "x").into_owned()))
+            Some((
+                named.to_owned(),
+                PLACEHOLDER.replace_all(&probe, "x").into_owned(),
+            ))
         })
         .collect()
 }
@@ -358,7 +415,10 @@ fn routes_named(line: &DocLine) -> Vec<(String, String)> {
 #[test]
 fn every_route_a_comment_or_document_names_is_served() {
     let bundled = bundled_experiments();
-    let files: Vec<(&str, &str)> = bundled.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+    let files: Vec<(&str, &str)> = bundled
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
     let app = TestApp::spawn(&files);
     let mut checked = BTreeSet::new();
     let mut problems = Vec::new();
@@ -376,7 +436,10 @@ fn every_route_a_comment_or_document_names_is_served() {
     }
     let missing = app.get("/v1/no-such-route");
     assert!(
-        missing.body["detail"].as_str().unwrap_or("").starts_with("no route for"),
+        missing.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("no route for"),
         "the server's answer to an unknown route changed: {}",
         missing.body
     );

@@ -203,7 +203,10 @@ pub fn table_rows(file: &Path, section: &str, first_column: &str) -> Vec<Vec<Str
             }
             continue;
         }
-        if cells.iter().all(|c| c.chars().all(|ch| ch == '-' || ch == ':')) {
+        if cells
+            .iter()
+            .all(|c| c.chars().all(|ch| ch == '-' || ch == ':'))
+        {
             continue;
         }
         rows.push(cells);
