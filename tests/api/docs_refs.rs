@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::docs_text::{
     DocLine, anchor, bundled_experiments, comment_lines, commented_files, every_flag,
-    exists_in_repo, headings, markdown_files, markdown_lines, read, repo_files,
+    exists_in_repo, headings, ignored_by_git, markdown_files, markdown_lines, read, repo_files,
 };
 use crate::helpers::TestApp;
 
@@ -168,6 +168,7 @@ fn file_reference_problems(line: &DocLine, names: &BTreeSet<String>) -> Vec<Stri
             Some(target) => {
                 check_section(&target, &text[whole.start() + named.len()..], &mut problems)
             }
+            None if ignored_by_git(Path::new(named)) => {}
             None => problems.push(format!("no file or folder {named}")),
         }
     }
@@ -289,6 +290,9 @@ fn the_reference_check_catches_a_missing_file_a_missing_section_and_a_bad_link()
         &names,
     );
     assert!(fine.is_empty(), "{fine:?}");
+    assert!(ignored_by_git(Path::new("target/debug/banditd")));
+    assert!(ignored_by_git(Path::new("data/")));
+    assert!(!ignored_by_git(Path::new("src/engine/gone.rs")));
     let links = link_problems(&line(
         "README.md",
         "[a](docs/nothing.md) [b](#no-such-heading)",
@@ -427,9 +431,16 @@ fn every_route_a_comment_or_document_names_is_served() {
             if !checked.insert(probe.clone()) {
                 continue;
             }
-            let reply = app.get(&probe);
-            let detail = reply.body["detail"].as_str().unwrap_or("");
-            if reply.status == 404 && detail.starts_with("no route for") {
+            // A route may answer one method only: it is missing if GET and POST both find
+            // no route (a wrong method is a 405).
+            let no_route = |reply: crate::helpers::Reply| {
+                reply.status == 404
+                    && reply.body["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.starts_with("no route for"))
+            };
+            if no_route(app.get(&probe)) && no_route(app.post_json(&probe, &serde_json::json!({})))
+            {
                 problems.push(format!("{}: the server has no route {named}", line.place()));
             }
         }

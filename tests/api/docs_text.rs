@@ -42,6 +42,37 @@ pub fn repo_files() -> Vec<PathBuf> {
     files
 }
 
+/// Whether git ignores `relative` by a pattern of a `.gitignore` file: a path the tools create
+/// at run time (`fuzz/corpus/`, `benches/load/results/perf-NAME.data`) exists only locally, so a
+/// document may name it without the repository holding it. Patterns are read simply: `*` is
+/// any run of characters within a name, a leading `/` anchors at the file's folder, and a
+/// pattern also covers what lies under it.
+pub fn ignored_by_git(relative: &Path) -> bool {
+    let named = relative.to_string_lossy();
+    let named = named.trim_end_matches('/');
+    repo_files()
+        .iter()
+        .filter(|f| f.file_name().is_some_and(|n| n == ".gitignore"))
+        .any(|ignore| {
+            let base = ignore.parent().map(|p| p.to_string_lossy().into_owned());
+            read(ignore).lines().map(str::trim).any(|pattern| {
+                if pattern.is_empty() || pattern.starts_with('#') || pattern.starts_with('!') {
+                    return false;
+                }
+                let anchored = pattern.trim_start_matches('/').trim_end_matches('/');
+                let full = match base.as_deref() {
+                    Some(base) if !base.is_empty() => format!("{base}/{anchored}"),
+                    _ => anchored.to_owned(),
+                };
+                let glob = regex::escape(&full).replace(r"\*", "[^/]*");
+                let unanchored = !pattern.trim_end_matches('/').contains('/');
+                let prefix = if unanchored { "(?:^|.*/)" } else { "^" };
+                regex::Regex::new(&format!("{prefix}{glob}(?:/.*)?$"))
+                    .is_ok_and(|re| re.is_match(named))
+            })
+        })
+}
+
 /// Whether `relative` (a file or a directory) exists under the repository's root.
 pub fn exists_in_repo(relative: &Path) -> bool {
     repo().join(relative).exists()
