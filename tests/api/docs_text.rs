@@ -11,9 +11,10 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Directories that hold no project text: build output, VCS data, local tool installs, and a
-/// store the quick start may have left behind.
-const SKIPPED_DIRS: &[&str] = &["target", ".git", ".venv", "node_modules", "data"];
+/// Directories that hold no project text: build output, local tool installs and caches, and a
+/// store the quick start may have left behind. Hidden directories other than `.ci` (`.git`,
+/// `.venv`, `.pytest_cache`, …) are skipped as well.
+const SKIPPED_DIRS: &[&str] = &["target", "node_modules", "__pycache__", "data"];
 
 /// Every file of the repository, as paths relative to its root, sorted.
 pub fn repo_files() -> Vec<PathBuf> {
@@ -30,7 +31,8 @@ pub fn repo_files() -> Vec<PathBuf> {
                 continue;
             };
             if kind.is_dir() {
-                if !SKIPPED_DIRS.contains(&name.as_str()) {
+                let hidden = name.starts_with('.') && name != ".ci";
+                if !hidden && !SKIPPED_DIRS.contains(&name.as_str()) {
                     pending.push(relative);
                 }
             } else {
