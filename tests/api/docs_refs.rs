@@ -60,7 +60,7 @@ fn pattern(text: &str) -> Regex {
 
 static PATH: LazyLock<Regex> = LazyLock::new(|| {
     pattern(&format!(
-        r"(?:^|[^A-Za-z0-9_./-])((?:{TOP_LEVEL})/[A-Za-z0-9_./-]*)"
+        r"(?:^|[^A-Za-z0-9_./-])((?:\.\./)*(?:{TOP_LEVEL})/[A-Za-z0-9_./-]*)"
     ))
 });
 static BARE_MD: LazyLock<Regex> =
@@ -112,8 +112,9 @@ fn normalise(path: &Path) -> Option<PathBuf> {
 
 /// The repository file a path names from `citing`: from the root, else from its folder.
 fn resolve(citing: &Path, named: &str) -> Option<PathBuf> {
-    let from_root = normalise(Path::new(named))?;
-    if exists_in_repo(&from_root) {
+    if let Some(from_root) = normalise(Path::new(named))
+        && exists_in_repo(&from_root)
+    {
         return Some(from_root);
     }
     let from_folder = normalise(&citing.parent().unwrap_or(Path::new("")).join(named))?;
@@ -263,6 +264,11 @@ fn the_reference_check_catches_a_missing_file_a_missing_section_and_a_bad_link()
             "src/lib.rs",
             "see src/engine/gone.rs",
             "no file or folder src/engine/gone.rs",
+        ),
+        (
+            "experiments/x.yaml",
+            "$schema=../schema/gone.schema.json",
+            "no file or folder ../schema/gone.schema.json",
         ),
         (
             "src/lib.rs",

@@ -107,7 +107,7 @@ pub fn comment_lines(file: &Path) -> Vec<DocLine> {
     let name = file.to_string_lossy();
     let marker: &[&str] = if name.ends_with(".rs") {
         &["//!", "///", "//"]
-    } else if name.ends_with(".sh") || name.ends_with(".ci/run") {
+    } else if hash_commented(&name) {
         &["#"]
     } else {
         return Vec::new();
@@ -151,9 +151,19 @@ pub fn markdown_lines(file: &Path) -> Vec<(DocLine, bool)> {
         .collect()
 }
 
+/// Files whose comments start with `#`: shell scripts, CI, build and deploy files, YAML.
+fn hash_commented(name: &str) -> bool {
+    let file = name.rsplit('/').next().unwrap_or(name);
+    [".sh", ".yml", ".yaml", ".toml"]
+        .iter()
+        .any(|ext| file.ends_with(ext))
+        || ["Dockerfile", "run"].contains(&file) && (file != "run" || name == ".ci/run")
+}
+
 /// Source files whose comments are checked: Rust under `src/`, `tests/`, `benches/` and
-/// `fuzz/`, and the shell scripts. The checks' own files are left out: their comments describe
-/// the patterns they look for, with made-up names.
+/// `fuzz/`, shell scripts, and the build, deploy and experiment files commented with `#`
+/// (`Cargo.toml`, `Dockerfile`, YAML). The checks' own files are left out: their comments
+/// describe the patterns they look for, with made-up names.
 pub fn commented_files() -> Vec<PathBuf> {
     repo_files()
         .into_iter()
@@ -166,7 +176,7 @@ pub fn commented_files() -> Vec<PathBuf> {
                 && ["src/", "tests/", "benches/", "fuzz/"]
                     .iter()
                     .any(|dir| name.starts_with(dir));
-            rust || name.ends_with(".sh") || name == ".ci/run"
+            rust || hash_commented(&name)
         })
         .collect()
 }
