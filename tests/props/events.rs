@@ -183,10 +183,10 @@ fn check_ndjson(body: &[u8]) {
 
 /// The timestamp is decoded further before the store; that step must not panic either.
 fn check_timestamp(event: &RawEvent) {
-    if let Some(timestamp) = &event.timestamp {
-        if let Err(detail) = parse_timestamp(timestamp) {
-            assert!(detail.starts_with("timestamp "), "{detail:?}");
-        }
+    if let Some(timestamp) = &event.timestamp
+        && let Err(detail) = parse_timestamp(timestamp)
+    {
+        assert!(detail.starts_with("timestamp "), "{detail:?}");
     }
 }
 
