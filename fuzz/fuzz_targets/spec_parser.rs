@@ -1,7 +1,8 @@
 //! Experiment YAML files. Property: no panic (and, with `-timeout`, no runaway time); a refused
-//! file gets errors that each name the file and a line:column inside it (or 0:0 for the file
-//! as a whole); an accepted file survives the trip through its own document form
-//! (`Experiment::to_document`, which `banditd plan --server` relies on) unchanged.
+//! file gets errors that each name the file and a line:column inside it (lines end as YAML
+//! ends them: LF, CRLF or a lone CR; 0:0 stands for the file as a whole); an accepted file
+//! survives the trip through its own document form (`Experiment::to_document`, which
+//! `banditd plan --server` relies on) unchanged.
 #![no_main]
 
 use std::path::Path;
@@ -18,13 +19,12 @@ fuzz_target!(|data: &[u8]| {
     match parse_experiment(file, text) {
         Err(errors) => {
             assert!(!errors.is_empty(), "refused without a reason: {text:?}");
-            let last_line = text.split('\n').count();
+            let widths = line_widths(text);
             for error in errors {
                 assert_eq!(error.file, file);
                 assert!(!error.message.trim().is_empty(), "{error:?} for {text:?}");
-                let whole_file = error.position() == Position::FILE;
                 assert!(
-                    whole_file || (error.line >= 1 && error.column >= 1 && error.line <= last_line),
+                    error.position() == Position::FILE || is_place(&widths, error.position()),
                     "{error} is not a place in {text:?}"
                 );
             }
@@ -41,3 +41,29 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 });
+
+/// Characters per line, lines ended as YAML ends them (LF, CRLF or a lone CR).
+fn line_widths(text: &str) -> Vec<usize> {
+    let mut widths = vec![0];
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {
+                chars.next_if_eq(&'\n');
+                widths.push(0);
+            }
+            '\n' => widths.push(0),
+            _ => *widths.last_mut().expect("never empty") += 1,
+        }
+    }
+    widths
+}
+
+/// A 1-based line of the text, and a column on it or just after its last character.
+fn is_place(widths: &[usize], pos: Position) -> bool {
+    pos.line >= 1
+        && pos.column >= 1
+        && widths
+            .get(pos.line - 1)
+            .is_some_and(|&width| pos.column <= width + 1)
+}
