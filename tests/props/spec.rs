@@ -225,7 +225,7 @@ fn is_place(widths: &[usize], pos: Position) -> bool {
 }
 
 proptest! {
-    #![proptest_config(config(192))]
+    #![proptest_config(config(128))]
 
     #[test]
     fn every_edited_experiment_file_is_read_or_refused_at_a_place(text in documents()) {
