@@ -6,7 +6,7 @@ use banditd::http::events::{parse_array, parse_ndjson};
 use proptest::prelude::*;
 use serde_json::json;
 
-use crate::hostile::{config, mutated, nested, text};
+use crate::hostile::{config, fuzz_seeds, mutated, nested, text};
 
 const KEYS: &[&str] = &[
     "id",
@@ -276,4 +276,13 @@ fn the_generated_bodies_reach_the_event_fields() {
     }
     assert!(decoded >= 20, "{decoded} events decoded");
     assert!(refused_events >= 20, "{refused_events} events refused");
+}
+
+#[test]
+fn the_committed_fuzz_inputs_are_decoded_or_refused_with_a_place() {
+    for (name, body) in fuzz_seeds("event_decoder") {
+        eprintln!("{name}");
+        check_array(&body);
+        check_ndjson(&body);
+    }
 }

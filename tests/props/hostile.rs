@@ -179,3 +179,23 @@ pub fn mutated(
     )
         .prop_map(|(document, mutations)| apply(&document, &mutations))
 }
+
+/// The committed inputs of one `cargo fuzz` target (`fuzz/seeds/<target>/`): the seed corpus
+/// and every input a fuzzing run found a defect with, replayed by `cargo test` so that a
+/// fixed defect stays fixed without a fuzzing toolchain.
+pub fn fuzz_seeds(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| {
+            let path = entry.expect("a readable seed directory").path();
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (path.display().to_string(), bytes)
+        })
+        .collect();
+    seeds.sort();
+    assert!(!seeds.is_empty(), "no seeds in {}", dir.display());
+    seeds
+}

@@ -6,7 +6,7 @@ use banditd::spec::{Position, parse_experiment};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
-use crate::hostile::{FRAGMENTS, config, mutated, nested};
+use crate::hostile::{FRAGMENTS, config, fuzz_seeds, mutated, nested};
 
 const BUNDLED: [&str; 3] = [
     include_str!("../../experiments/homepage-headline.yaml"),
@@ -281,4 +281,14 @@ fn an_error_after_a_lone_carriage_return_is_on_the_second_line() {
     check("\r\0\0\0\0\0\0\u{10}");
     let errors = parse_experiment(Path::new("p.yaml"), "\r\0").expect_err("not YAML");
     assert_eq!((errors[0].line, errors[0].column), (2, 1));
+}
+
+#[test]
+fn the_committed_fuzz_inputs_are_read_or_refused_at_a_place() {
+    for (name, bytes) in fuzz_seeds("spec_parser") {
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            eprintln!("{name}");
+            check(text);
+        }
+    }
 }

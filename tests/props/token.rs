@@ -7,7 +7,7 @@ use hmac::{Hmac, Mac};
 use proptest::prelude::*;
 use sha2::Sha256;
 
-use crate::hostile::{config, mutated, nested, text};
+use crate::hostile::{config, fuzz_seeds, mutated, nested, text};
 
 const SECRET: [u8; 32] = [7; 32];
 
@@ -112,5 +112,49 @@ proptest! {
         prop_assume!(other != SECRET);
         let token = TokenSigner::new(&other).sign(&claims.as_ref());
         prop_assert_eq!(TokenSigner::new(&SECRET).verify(&token), Err(TokenError::BadSignature));
+    }
+}
+
+/// The `token_verifier` fuzz target's input: the first byte picks the mode (even: a token as a
+/// client sends it; odd: a claims body signed with `SECRET` first).
+fn check_fuzz_input(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let signer = TokenSigner::new(&SECRET);
+    if mode % 2 == 0 {
+        let Ok(token) = std::str::from_utf8(rest) else {
+            return;
+        };
+        if signer.verify(token).is_ok() {
+            // Only a token whose signature is right: re-signing its body gives its own tag.
+            let body = token
+                .split_once('.')
+                .map(|(body, _)| body)
+                .unwrap_or_default();
+            let body = URL_SAFE_NO_PAD
+                .decode(body)
+                .expect("an accepted body is base64url");
+            assert_eq!(
+                sign_bytes(&body),
+                token,
+                "accepted without a valid signature"
+            );
+        }
+    } else {
+        let verified = signer.verify(&sign_bytes(rest));
+        let expected = serde_json::from_slice::<Claims>(rest).ok();
+        match verified {
+            Ok(claims) => assert_eq!(Some(claims), expected),
+            Err(e) => assert_eq!((e, expected), (TokenError::Malformed, None)),
+        }
+    }
+}
+
+#[test]
+fn the_committed_fuzz_inputs_are_verified_or_refused_with_a_type() {
+    for (name, data) in fuzz_seeds("token_verifier") {
+        eprintln!("{name}");
+        check_fuzz_input(&data);
     }
 }
