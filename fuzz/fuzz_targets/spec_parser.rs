@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use banditd::plan::document_text;
 use banditd::spec::{Position, parse_experiment};
 use libfuzzer_sys::fuzz_target;
 
@@ -30,7 +31,8 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Ok(experiment) => {
-            let json = experiment.to_document().to_string();
+            // As `banditd plan --server` reads the server's configuration back.
+            let json = document_text(&experiment.to_document()).expect("documents serialise");
             let again = parse_experiment(file, &json)
                 .unwrap_or_else(|e| panic!("document form {json} refused: {e:?}"));
             assert_eq!(

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use banditd::plan::document_text;
 use banditd::spec::{Position, parse_experiment};
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -68,6 +69,7 @@ const VALUES: &[&str] = &[
     "|",
     "\"\\x00\\u202e\\ud800\"",
     "\"unterminated",
+    "\"\\x7f\\x85\\x8a\\x9b\\ufeff\\uffff\"",
     "- item",
     "? key",
 ];
@@ -190,7 +192,8 @@ fn check(text: &str) {
             }
         }
         Ok(experiment) => {
-            let json = experiment.to_document().to_string();
+            // As `banditd plan --server` reads the server's configuration back.
+            let json = document_text(&experiment.to_document()).expect("documents serialise");
             let again = parse_experiment(file, &json)
                 .unwrap_or_else(|e| panic!("document form {json} refused: {e:?}"));
             assert_eq!(again.to_document(), experiment.to_document());
@@ -291,4 +294,25 @@ fn the_committed_fuzz_inputs_are_read_or_refused_at_a_place() {
             check(text);
         }
     }
+}
+
+/// Found by the `spec_parser` fuzz target: a payload holding a C1 control character (written
+/// as `\x8a` in the file) was served, but its document form had the character raw, which
+/// YAML refuses, so `banditd plan --server` could not read the server's configuration.
+#[test]
+fn a_document_with_control_characters_in_its_text_reads_back() {
+    let text = r#"id: c1
+description: "a\x8a and \x7f"
+owner: o
+status: running
+default_variant: a
+variants:
+  - id: a
+    payload: "\x9b31m \x85 \ufeff \uffff"
+  - id: b
+    payload: null
+"#;
+    check(text);
+    let experiment = parse_experiment(Path::new("c1.yaml"), text).expect("a valid file");
+    assert_eq!(experiment.description, "a\u{8a} and \u{7f}");
 }
