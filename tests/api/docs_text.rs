@@ -16,6 +16,15 @@ pub fn repo() -> &'static Path {
 /// `.venv`, `.pytest_cache`, …) are skipped as well.
 const SKIPPED_DIRS: &[&str] = &["target", "node_modules", "__pycache__", "data"];
 
+/// Folders of fuzzer inputs: copies and mutations of real files, kept as test data, so what
+/// they seem to name is not a reference.
+const INPUT_DIRS: &[&str] = &[
+    "fuzz/seeds",
+    "fuzz/open-findings",
+    "fuzz/corpus",
+    "fuzz/artifacts",
+];
+
 /// Every file of the repository, as paths relative to its root, sorted.
 pub fn repo_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
@@ -32,7 +41,8 @@ pub fn repo_files() -> Vec<PathBuf> {
             };
             if kind.is_dir() {
                 let hidden = name.starts_with('.') && name != ".ci";
-                if !hidden && !SKIPPED_DIRS.contains(&name.as_str()) {
+                let inputs = INPUT_DIRS.iter().any(|d| relative == Path::new(d));
+                if !hidden && !inputs && !SKIPPED_DIRS.contains(&name.as_str()) {
                     pending.push(relative);
                 }
             } else {
