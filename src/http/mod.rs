@@ -1,6 +1,7 @@
 //! HTTP API (actix-web). Handlers are thin: parse, authorize, call the engine, map the result.
 //! Each module exposes `configure(cfg)` so a test can mount exactly one.
 
+pub mod access_log;
 pub mod admin;
 pub mod assign;
 pub mod auth;
@@ -13,6 +14,7 @@ mod keys;
 pub mod problem;
 mod problem_bodies;
 pub mod query;
+pub mod request_id;
 mod state;
 
 use actix_web::web;
@@ -21,6 +23,7 @@ pub use body::{BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT_SECS};
 pub use keys::Keys;
 pub use problem::{ApiError, Problem};
 pub use problem_bodies::problem_bodies;
+pub use request_id::{RequestId, RequestSpan, echo_request_id};
 pub use state::AppState;
 
 /// Mounts every route, the problem+json error handlers and the fallback for unknown routes.

@@ -11,5 +11,6 @@ mod helpers;
 mod reload;
 mod security;
 mod statistics;
+mod tracing;
 mod validate;
 mod watch;
