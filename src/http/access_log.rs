@@ -1,5 +1,5 @@
 //! The access log: one `info` line per request (target `banditd::access`) with its method,
-//! route template, status, latency and request id, written when the request's span closes
+//! route template, status, latency and request id, written when the response is ready
 //! (`request_id::RequestSpan`). `--access-log` turns it off or samples it: at tens of
 //! thousands of requests a second a line per request costs a syscall and a formatted line
 //! each, and the metrics carry the rates anyway.

@@ -54,10 +54,8 @@ pub struct TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         #[cfg(feature = "otel")]
-        if let Some(provider) = self.provider.take() {
-            if let Err(error) = provider.shutdown() {
-                tracing::warn!(%error, "the OTLP exporter did not flush its last spans");
-            }
+        if let Some(Err(error)) = self.provider.take().map(|provider| provider.shutdown()) {
+            tracing::warn!(%error, "the OTLP exporter did not flush its last spans");
         }
     }
 }
@@ -76,7 +74,36 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         std::io::stderr().is_terminal(),
         std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty()),
     );
-    let log_layer = match config.format {
+    #[cfg(feature = "otel")]
+    if let Some(endpoint) = &config.otlp_endpoint {
+        // Two layers, two filters: per-layer filtering costs a little on every span, so it
+        // is only paid when there is a second layer.
+        let provider = otel::provider(endpoint)?;
+        let _ = tracing_subscriber::registry()
+            .with(log_layer(config.format, ansi).with_filter(filter))
+            .with(otel::layer(&provider).with_filter(EnvFilter::new(OTLP_FILTER)))
+            .try_init();
+        return Ok(TelemetryGuard {
+            provider: Some(provider),
+        });
+    }
+    #[cfg(not(feature = "otel"))]
+    if config.otlp_endpoint.is_some() {
+        return Err(TelemetryError::OtelNotBuilt);
+    }
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(log_layer(config.format, ansi))
+        .try_init();
+    Ok(TelemetryGuard::default())
+}
+
+/// The layer that writes log lines to stderr in `format`.
+fn log_layer<S>(format: LogFormat, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
@@ -86,29 +113,6 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .event_format(ListsAsArrays::new(tracing_subscriber::fmt::format().json()))
             .with_writer(std::io::stderr)
             .boxed(),
-    }
-    .with_filter(filter);
-    let registry = tracing_subscriber::registry().with(log_layer);
-    #[cfg(feature = "otel")]
-    {
-        let Some(endpoint) = &config.otlp_endpoint else {
-            let _ = registry.try_init();
-            return Ok(TelemetryGuard::default());
-        };
-        let provider = otel::provider(endpoint)?;
-        let layer = otel::layer(&provider).with_filter(EnvFilter::new(OTLP_FILTER));
-        let _ = registry.with(layer).try_init();
-        Ok(TelemetryGuard {
-            provider: Some(provider),
-        })
-    }
-    #[cfg(not(feature = "otel"))]
-    {
-        if config.otlp_endpoint.is_some() {
-            return Err(TelemetryError::OtelNotBuilt);
-        }
-        let _ = registry.try_init();
-        Ok(TelemetryGuard::default())
     }
 }
 
