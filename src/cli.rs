@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::http::Keys;
 use crate::secret::SecretString;
 use crate::startup::{Application, Config};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::{self, LogFormat, TelemetryConfig};
 
 /// Multi-armed-bandit experimentation server.
 #[derive(Debug, Parser)]
@@ -116,6 +116,14 @@ pub struct ServeArgs {
     /// How long a request body may take to arrive in full (`10s`, `1m`); slower is a 408.
     #[arg(long, env = "BANDITD_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: crate::spec::HumanDuration,
+    /// Which requests get an access log line: `all`, `off`, or `sample:<rate>` (e.g.
+    /// `sample:0.01` logs about one request in a hundred).
+    #[arg(long, env = "BANDITD_ACCESS_LOG", default_value = crate::http::access_log::DEFAULT_ACCESS_LOG)]
+    pub access_log: crate::http::access_log::AccessLog,
+    /// Export spans over OTLP/HTTP to this collector (e.g. http://localhost:4318); needs a
+    /// binary built by `cargo build --features otel`.
+    #[arg(long, env = "BANDITD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,7 +148,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Simulate(args) => crate::sim::run_simulate(&args),
         Command::Export(args) => crate::export_cli::main(&args),
         Command::Serve(args) => {
-            telemetry::init(cli.log_format);
+            let telemetry = TelemetryConfig {
+                format: cli.log_format,
+                otlp_endpoint: args.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+            };
+            // Held until the server has stopped: dropping it flushes the exporter.
+            let _telemetry = match telemetry::init(&telemetry) {
+                Ok(guard) => guard,
+                Err(error) => {
+                    eprintln!("banditd serve: {error}");
+                    return ExitCode::from(1);
+                }
+            };
             serve(args)
         }
     }
@@ -177,8 +196,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("banditd serve: {error}");
+            // Once: as a log line (in the log format the operator chose, to the same stderr),
+            // or on stderr as it is when the filter hides errors.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("banditd serve: {error}");
+            } else {
+                eprintln!("banditd serve: {error}");
+            }
             ExitCode::from(1)
         }
     }
@@ -214,6 +238,7 @@ fn serve_config(args: ServeArgs) -> Config {
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
         body_read_timeout: args.body_read_timeout.as_std(),
+        access_log: args.access_log,
     }
 }
 

@@ -56,6 +56,8 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// How long a request body may take to arrive (see `http::BodyReadTimeout`).
     pub body_read_timeout: Duration,
+    /// Which requests get an access log line (see `http::access_log`).
+    pub access_log: http::access_log::AccessLog,
 }
 
 /// Why the server did not start.
@@ -206,6 +208,7 @@ impl Application {
         let app_state = state.clone();
         let origins = config.cors_origins.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
+        let access_log = config.access_log;
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(actix_web::middleware::from_fn(
@@ -215,7 +218,10 @@ impl Application {
                     !origins.is_empty(),
                     cors(&origins),
                 ))
+                .wrap(actix_web::middleware::from_fn(http::echo_request_id))
                 .wrap(http::problem_bodies())
+                .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
+                .app_data(access_log)
                 .app_data(app_state.clone())
                 .app_data(body_read_timeout)
                 .configure(http::configure)
@@ -316,7 +322,10 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .allowed_headers([
             actix_web::http::header::CONTENT_TYPE,
             actix_web::http::header::AUTHORIZATION,
+            http::request_id::REQUEST_ID_HEADER,
         ])
+        // A page's script can read the id of a failed call and quote it in a bug report.
+        .expose_headers([http::request_id::REQUEST_ID_HEADER])
         .max_age(3600)
 }
 

@@ -73,6 +73,7 @@ impl Assignment {
 
 impl Engine {
     /// Assigns `unit` in each listed experiment (all served experiments when `None`), in order.
+    #[tracing::instrument(level = "debug", name = "engine.assign_many", skip_all, fields(count, listed = experiments.map(<[String]>::len)))]
     pub async fn assign_many(
         &self,
         unit: &Unit,
@@ -94,6 +95,12 @@ impl Engine {
     }
 
     /// Assigns `unit` in one experiment.
+    #[tracing::instrument(
+        level = "debug",
+        name = "engine.assign",
+        skip_all,
+        fields(experiment, count)
+    )]
     pub async fn assign(
         &self,
         experiment: &str,

@@ -82,6 +82,7 @@ pub struct EventBatchReport {
 
 impl Engine {
     /// Applies a batch. `events[i]` is `Err(detail)` when item `i` could not even be decoded.
+    #[tracing::instrument(level = "debug", name = "engine.ingest", skip_all, fields(events = events.len()))]
     pub async fn ingest(
         &self,
         events: Vec<Result<RawEvent, String>>,

@@ -387,6 +387,7 @@ impl Engine {
     /// The row layout follows the epoch's assignment mode. For an earlier revision the spec
     /// may have changed mode since, so the data decides: an epoch with sticky records is
     /// sticky, one with token marks only is per-request, an empty one takes the current mode.
+    #[tracing::instrument(level = "debug", name = "engine.export", skip_all, fields(experiment = id, ?kind, ?format, ?revision))]
     pub async fn export(
         &self,
         id: &str,

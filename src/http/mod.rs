@@ -2,6 +2,7 @@
 //! Each module registers its own routes with a `configure(cfg)`, so a route lives next to its
 //! handler and [`configure`] below is the one list of what the server mounts.
 
+pub mod access_log;
 pub mod admin;
 pub mod assign;
 pub mod auth;
@@ -14,6 +15,7 @@ mod keys;
 pub mod problem;
 mod problem_bodies;
 pub mod query;
+pub mod request_id;
 mod state;
 
 use actix_web::web;
@@ -22,6 +24,7 @@ pub use body::{BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT_SECS};
 pub use keys::Keys;
 pub use problem::{ApiError, Problem};
 pub use problem_bodies::problem_bodies;
+pub use request_id::{RequestId, RequestSpan, echo_request_id};
 pub use state::AppState;
 
 /// Mounts every route, the problem+json error handlers and the fallback for unknown routes.

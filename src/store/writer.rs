@@ -263,6 +263,13 @@ impl Writer {
         commands: Vec<Command>,
         stopping: bool,
     ) -> (Option<Barrier>, Option<FailedCommit>) {
+        // One span per group commit (debug: free unless a layer wants it, see `telemetry`).
+        let _commit = tracing::debug_span!(
+            "store.commit",
+            seq = self.last_seq + 1,
+            batch = commands.len()
+        )
+        .entered();
         let mut state = BatchState::new(self.last_seq + 1, self.expired_through);
         let mut deferred: Vec<Deferred> = Vec::with_capacity(commands.len());
         let mut continued: Vec<Command> = Vec::new();

@@ -14,5 +14,6 @@ mod helpers;
 mod reload;
 mod security;
 mod statistics;
+mod tracing;
 mod validate;
 mod watch;
