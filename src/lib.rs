@@ -10,6 +10,7 @@ pub mod cli;
 pub mod engine;
 pub mod export_cli;
 pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod secret;

@@ -54,6 +54,8 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// How long a request body may take to arrive (see `http::BodyReadTimeout`).
     pub body_read_timeout: Duration,
+    /// Serve `GET /metrics` and keep the instruments up to date (see `metrics`).
+    pub metrics: bool,
 }
 
 /// Why the server did not start.
@@ -171,6 +173,8 @@ impl Application {
             sticky_cache_entries: config.sticky_cache_entries,
             page_cache_mb: config.store_cache_mb,
         };
+        // Before the store and the experiments exist, so that both find the instruments.
+        let metrics = config.metrics.then(crate::metrics::install);
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
         let signer = token_signer(&config, store.as_ref())?;
         let engine = Arc::new(
@@ -188,6 +192,8 @@ impl Application {
             .watch
             .then(|| crate::watcher::FolderWatch::start(engine.clone()))
             .flatten();
+        let exporter = metrics
+            .map(|metrics| web::Data::new(crate::metrics::Exporter::new(metrics, engine.clone())));
         let state = web::Data::new(AppState {
             engine,
             keys: config.keys.clone(),
@@ -205,8 +211,11 @@ impl Application {
         let origins = config.cors_origins.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(
+            let app = match &exporter {
+                Some(exporter) => App::new().app_data(exporter.clone()),
+                None => App::new(),
+            };
+            app.wrap(actix_web::middleware::from_fn(
                     http::query::require_utf8_query,
                 ))
                 .wrap(actix_web::middleware::Condition::new(
@@ -214,6 +223,11 @@ impl Application {
                     cors(&origins),
                 ))
                 .wrap(http::problem_bodies())
+                // Outermost, so that answers the other middleware make are counted too.
+                .wrap(actix_web::middleware::Condition::new(
+                    exporter.is_some(),
+                    actix_web::middleware::from_fn(crate::metrics::record_request),
+                ))
                 .app_data(app_state.clone())
                 .app_data(body_read_timeout)
                 .configure(http::configure)

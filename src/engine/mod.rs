@@ -31,7 +31,10 @@ pub use reload::{
     ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,
     WatchMode, WatchStatus,
 };
-pub use report::{ArmReport, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary};
+pub use report::{
+    ArmReport, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary,
+    decision_state,
+};
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};
 
