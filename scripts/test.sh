@@ -35,4 +35,9 @@ need_apt() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
 }
 
+# The shipped alert rules: valid, and firing exactly when their unit tests say.
+need_apt promtool prometheus
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
 cargo test "$@"

@@ -8,6 +8,7 @@ mod export;
 mod failsafe;
 mod folder;
 mod helpers;
+mod metrics;
 mod reload;
 mod security;
 mod statistics;
