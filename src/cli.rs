@@ -325,7 +325,12 @@ mod tests {
         if std::env::var_os("BANDITD_METRICS").is_none() {
             assert!(serve_config(serve_args(&[])).metrics);
         }
-        for (value, on) in [("off", false), ("false", false), ("on", true), ("true", true)] {
+        for (value, on) in [
+            ("off", false),
+            ("false", false),
+            ("on", true),
+            ("true", true),
+        ] {
             let config = serve_config(serve_args(&["--metrics", value]));
             assert_eq!(config.metrics, on, "--metrics {value}");
         }

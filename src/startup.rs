@@ -216,21 +216,21 @@ impl Application {
                 None => App::new(),
             };
             app.wrap(actix_web::middleware::from_fn(
-                    http::query::require_utf8_query,
-                ))
-                .wrap(actix_web::middleware::Condition::new(
-                    !origins.is_empty(),
-                    cors(&origins),
-                ))
-                .wrap(http::problem_bodies())
-                // Outermost, so that answers the other middleware make are counted too.
-                .wrap(actix_web::middleware::Condition::new(
-                    exporter.is_some(),
-                    actix_web::middleware::from_fn(crate::metrics::record_request),
-                ))
-                .app_data(app_state.clone())
-                .app_data(body_read_timeout)
-                .configure(http::configure)
+                http::query::require_utf8_query,
+            ))
+            .wrap(actix_web::middleware::Condition::new(
+                !origins.is_empty(),
+                cors(&origins),
+            ))
+            .wrap(http::problem_bodies())
+            // Outermost, so that answers the other middleware make are counted too.
+            .wrap(actix_web::middleware::Condition::new(
+                exporter.is_some(),
+                actix_web::middleware::from_fn(crate::metrics::record_request),
+            ))
+            .app_data(app_state.clone())
+            .app_data(body_read_timeout)
+            .configure(http::configure)
         })
         .workers(config.workers.max(1))
         .client_request_timeout(Duration::from_secs(REQUEST_HEAD_TIMEOUT_SECS))

@@ -142,7 +142,10 @@ impl Engine {
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
         for (index, event) in events.into_iter().enumerate() {
             if let Some(recorder) = recorder.as_mut() {
-                let experiment = event.as_ref().ok().and_then(|e| self.loaded(&e.experiment).ok());
+                let experiment = event
+                    .as_ref()
+                    .ok()
+                    .and_then(|e| self.loaded(&e.experiment).ok());
                 recorder.target(experiment.and_then(|live| live.metrics.clone()));
             }
             let checked = event

@@ -23,7 +23,8 @@ pub use assign::Assignment;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use events::{
-    EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp, parse_timestamp,
+    EVENT_OUTCOMES, EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp,
+    parse_timestamp,
 };
 pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};

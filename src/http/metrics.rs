@@ -16,10 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn metrics(
-    _: MetricsAuth,
-    exporter: Option<web::Data<Exporter>>,
-) -> ApiResult<HttpResponse> {
+async fn metrics(_: MetricsAuth, exporter: Option<web::Data<Exporter>>) -> ApiResult<HttpResponse> {
     let exporter = exporter.ok_or_else(|| {
         ApiError::NotFound(
             "metrics are turned off on this server (--metrics off / BANDITD_METRICS=false)"

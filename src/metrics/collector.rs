@@ -50,12 +50,7 @@ fn gauge(
     unit: Option<&Unit>,
     value: f64,
 ) -> Result<(), std::fmt::Error> {
-    ConstGauge::new(value).encode(encoder.encode_descriptor(
-        name,
-        help,
-        unit,
-        MetricType::Gauge,
-    )?)
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
 }
 
 /// One gauge family: a sample per label set.
@@ -147,7 +142,11 @@ impl EngineCollector {
             "banditd_config_reload_failing",
             "1 while the latest reload was refused (the last good set is still served)",
             None,
-            if config.last_error.is_some() { 1.0 } else { 0.0 },
+            if config.last_error.is_some() {
+                1.0
+            } else {
+                0.0
+            },
         )
     }
 
@@ -165,7 +164,10 @@ impl EngineCollector {
             Some(&Unit::Seconds),
             snapshots.iter().map(|(live, snapshot)| {
                 let age_ms = now_ms.saturating_sub(snapshot.taken_ms);
-                ([("experiment", live.spec.id.as_str())], age_ms as f64 / 1000.0)
+                (
+                    [("experiment", live.spec.id.as_str())],
+                    age_ms as f64 / 1000.0,
+                )
             }),
         )?;
         gauges(

@@ -128,10 +128,15 @@ pub struct EventRecorder {
 impl EventRecorder {
     /// A recorder for a batch of `len` events; `None` when metrics are off.
     pub fn start(len: usize) -> Option<Self> {
-        super::get().map(|metrics| Self {
+        super::get().map(|metrics| Self::with(metrics, len))
+    }
+
+    /// A recorder counting into `metrics`.
+    pub fn with(metrics: &'static Metrics, len: usize) -> Self {
+        Self {
             metrics,
             targets: Vec::with_capacity(len),
-        })
+        }
     }
 
     /// The experiment of the next event in the batch (`None`: not loaded, or not readable).

@@ -34,3 +34,6 @@ pub fn install() -> &'static Metrics {
 pub fn get() -> Option<&'static Metrics> {
     INSTALLED.get()
 }
+
+#[cfg(test)]
+mod tests;

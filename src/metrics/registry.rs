@@ -14,14 +14,13 @@ use prometheus_client::registry::{Registry, Unit};
 /// Request latency buckets, in seconds: 50 µs to 10 s. An assign served from memory takes
 /// tens of microseconds; one that waits for a group commit takes an fsync.
 const LATENCY_BUCKETS_S: [f64; 17] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-    0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Commit and fsync buckets, in seconds: 100 µs (a page-cache fsync) to 10 s (a stalled disk).
 const DISK_BUCKETS_S: [f64; 14] = [
-    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5,
-    10.0,
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5, 10.0,
 ];
 
 /// Requests per group commit: 1 to 4096, powers of two.
@@ -145,11 +144,10 @@ impl Metrics {
             .entry(route.to_owned())
             .or_insert_with(|| {
                 let counter = |status| {
-                    self.http_requests
-                        .get_or_create_owned(&RouteStatusLabels {
-                            route: route.to_owned(),
-                            status,
-                        })
+                    self.http_requests.get_or_create_owned(&RouteStatusLabels {
+                        route: route.to_owned(),
+                        status,
+                    })
                 };
                 Arc::new(RouteHandles {
                     by_status_class: STATUS_CLASSES.map(counter),

@@ -496,8 +496,12 @@ impl Writer {
         let syncing = std::time::Instant::now();
         open.sync()?;
         if let Some(metrics) = crate::metrics::get() {
-            metrics.store_fsync_seconds.observe(syncing.elapsed().as_secs_f64());
-            metrics.store_commit_seconds.observe(started.elapsed().as_secs_f64());
+            metrics
+                .store_fsync_seconds
+                .observe(syncing.elapsed().as_secs_f64());
+            metrics
+                .store_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
         }
         #[cfg(test)]
         self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);

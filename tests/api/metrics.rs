@@ -119,17 +119,26 @@ fn counters_move_with_assigns_events_and_reloads_in_the_prometheus_text_format()
     app.write_experiment("broken.yaml", "id: broken\nvariants: nope\n");
     assert_eq!(app.post_json("/v1/admin/reload", &json!({})).status, 422);
     std::fs::remove_file(app.experiments_dir().join("broken.yaml")).unwrap();
-    app.write_experiment("headline.yaml", &STICKY.replace("Which headline", "What headline"));
+    app.write_experiment(
+        "headline.yaml",
+        &STICKY.replace("Which headline", "What headline"),
+    );
     let applied = app.post_json("/v1/admin/reload", &json!({}));
     assert_eq!(applied.body["result"], "applied", "{}", applied.body);
 
     let after = scrape(&app);
     let moved = |series: &str| after.value(series) - before.value(series);
     assert_eq!(moved(&assign_series("headline", &variant, "counted")), 1.0);
-    assert_eq!(moved(&assign_series("headline", &variant, "returning")), 1.0);
+    assert_eq!(
+        moved(&assign_series("headline", &variant, "returning")),
+        1.0
+    );
     assert_eq!(moved(&assign_series("headline", &peeked, "peek")), 1.0);
     let ranked_variant = ranked["variant"].as_str().unwrap();
-    assert_eq!(moved(&assign_series("ranking", ranked_variant, "counted")), 1.0);
+    assert_eq!(
+        moved(&assign_series("ranking", ranked_variant, "counted")),
+        1.0
+    );
     assert_eq!(moved(&event_series("headline", "applied")), 1.0);
     assert_eq!(moved(&event_series("headline", "duplicate")), 1.0);
     assert_eq!(moved(&event_series("ranking", "bad_token")), 1.0);
@@ -157,7 +166,13 @@ fn counters_move_with_assigns_events_and_reloads_in_the_prometheus_text_format()
         after.value("banditd_http_requests_total{route=\"/v1/admin/reload\",status=\"4xx\"}"),
         1.0
     );
-    assert!(sum_of(&after, "banditd_http_request_duration_seconds_count", &[assign_route]) >= 4.0);
+    assert!(
+        sum_of(
+            &after,
+            "banditd_http_request_duration_seconds_count",
+            &[assign_route]
+        ) >= 4.0
+    );
     assert!(after.value("banditd_http_requests_total{route=\"/metrics\",status=\"2xx\"}") >= 1.0);
     // The store's writes were timed, and the sticky cache's figures come from the store.
     assert!(after.value("banditd_store_commit_duration_seconds_count") >= 1.0);
@@ -166,8 +181,14 @@ fn counters_move_with_assigns_events_and_reloads_in_the_prometheus_text_format()
     assert!(after.value("banditd_store_group_commits_total") >= 1.0);
     assert_eq!(after.value("banditd_store_writable"), 1.0);
     let stats = app.get("/v1/admin/store").body;
-    assert!(after.value("banditd_sticky_cache_hits_total") >= 1.0, "{stats}");
-    assert!(after.value("banditd_sticky_cache_misses_total") >= 1.0, "{stats}");
+    assert!(
+        after.value("banditd_sticky_cache_hits_total") >= 1.0,
+        "{stats}"
+    );
+    assert!(
+        after.value("banditd_sticky_cache_misses_total") >= 1.0,
+        "{stats}"
+    );
     assert_eq!(
         after.value("banditd_experiment_decision{experiment=\"headline\",state=\"no_rule\"}"),
         1.0
@@ -209,7 +230,11 @@ fn no_unit_event_id_or_raw_path_ever_appears_in_the_metrics() {
     assert_eq!(app.get("/no/such/path-e5a0").status, 404);
     let scrape = scrape(&app);
     for secret in [unit, event, made_up, "path-e5a0", "/no/such"] {
-        assert!(!scrape.text.contains(secret), "{secret} in\n{}", scrape.text);
+        assert!(
+            !scrape.text.contains(secret),
+            "{secret} in\n{}",
+            scrape.text
+        );
     }
     // The made-up experiment's event is counted under one bounded label, and the unknown
     // path under one route label.
@@ -264,7 +289,11 @@ fn the_admin_key_guards_the_metrics_unless_a_metrics_key_is_set() {
             ("BANDITD_METRICS_KEY", "scrape-key"),
         ],
     );
-    assert_problem(&with_metrics_key.get("/metrics"), 401, "BANDITD_METRICS_KEY");
+    assert_problem(
+        &with_metrics_key.get("/metrics"),
+        401,
+        "BANDITD_METRICS_KEY",
+    );
     let (status, content_type, text) = scrape_with(&with_metrics_key, Some("scrape-key"));
     assert_eq!(status, 200, "{text}");
     assert!(content_type.starts_with("text/plain; version=0.0.4"));
