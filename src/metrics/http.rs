@@ -27,8 +27,10 @@ pub async fn record_request(
         Ok(response) => (response.request().match_pattern(), response.status()),
         Err(error) => (None, error.as_response_error().status_code()),
     };
-    metrics
-        .route(route.as_deref().unwrap_or(UNMATCHED_ROUTE))
-        .observe(status.as_u16(), started.elapsed().as_secs_f64());
+    metrics.observe_request(
+        route.as_deref().unwrap_or(UNMATCHED_ROUTE),
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     result
 }

@@ -3,7 +3,7 @@
 //! are not here: `collector` reads them at scrape time, so nothing is counted twice.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::RwLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -72,14 +72,14 @@ fn latency_histogram() -> Histogram {
 /// One route's instruments, resolved on its first request so later ones skip the families'
 /// label hashing.
 #[derive(Debug)]
-pub struct RouteHandles {
+struct RouteHandles {
     by_status_class: [Counter; 5],
     latency: Histogram,
 }
 
 impl RouteHandles {
     /// Counts one answered request with `status` (an HTTP status code) after `seconds`.
-    pub fn observe(&self, status: u16, seconds: f64) {
+    fn observe(&self, status: u16, seconds: f64) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
         self.by_status_class[class].inc();
         self.latency.observe(seconds);
@@ -92,7 +92,7 @@ pub struct Metrics {
     http_requests: Family<RouteStatusLabels, Counter>,
     http_latency: HistogramFamily<RouteLabels>,
     /// Route template → its handles; a route is added once, on its first request.
-    routes: RwLock<HashMap<String, Arc<RouteHandles>>>,
+    routes: RwLock<HashMap<String, RouteHandles>>,
     pub(super) assignments: Family<AssignLabels, Counter>,
     pub(super) events: Family<EventLabels, Counter>,
     pub reloads: Family<ReloadLabels, Counter>,
@@ -124,18 +124,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// The handles of `route` (a route template such as `/v1/experiments/{id}/assign`, or
-    /// [`UNMATCHED_ROUTE`]). Only registered templates reach here, so the label set is
-    /// bounded by the application's routes.
-    pub fn route(&self, route: &str) -> Arc<RouteHandles> {
-        if let Some(handles) = self
+    /// Counts one answered request of `route` (a route template such as
+    /// `/v1/experiments/{id}/assign`, or [`UNMATCHED_ROUTE`]) with `status` after `seconds`.
+    /// Only registered templates reach here, so the label set is bounded by the application's
+    /// routes. A known route costs a read lock, a hash of the template and two atomic updates;
+    /// a route's first request resolves its handles under the write lock.
+    pub fn observe_request(&self, route: &str, status: u16, seconds: f64) {
+        let routes = self
             .routes
             .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(route)
-        {
-            return handles.clone();
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handles) = routes.get(route) {
+            return handles.observe(status, seconds);
         }
+        drop(routes);
         let mut routes = self
             .routes
             .write()
@@ -149,14 +151,23 @@ impl Metrics {
                         status,
                     })
                 };
-                Arc::new(RouteHandles {
+                RouteHandles {
                     by_status_class: STATUS_CLASSES.map(counter),
                     latency: self.http_latency.get_or_create_owned(&RouteLabels {
                         route: route.to_owned(),
                     }),
-                })
+                }
             })
-            .clone()
+            .observe(status, seconds);
+    }
+
+    /// How many routes have handles (for tests).
+    #[cfg(test)]
+    pub fn routes_seen(&self) -> usize {
+        self.routes
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len()
     }
 
     /// Counts one reload attempt (`applied`, `unchanged` or `refused`).

@@ -23,13 +23,12 @@ fn encoded(metrics: &Metrics) -> String {
 fn a_route_is_resolved_once_and_counts_by_status_class() {
     let metrics = Metrics::default();
     let route = "/v1/experiments/{id}/assign";
-    let first = metrics.route(route);
-    assert!(Arc::ptr_eq(&first, &metrics.route(route)));
-    first.observe(200, 0.000_2);
-    first.observe(204, 0.000_3);
-    metrics.route(route).observe(503, 2.0);
+    metrics.observe_request(route, 200, 0.000_2);
+    metrics.observe_request(route, 204, 0.000_3);
+    metrics.observe_request(route, 503, 2.0);
     // Out-of-range codes land in the nearest class instead of panicking.
-    metrics.route(registry::UNMATCHED_ROUTE).observe(999, 0.1);
+    metrics.observe_request(registry::UNMATCHED_ROUTE, 999, 0.1);
+    assert_eq!(metrics.routes_seen(), 2);
     let text = encoded(&metrics);
     for line in [
         "banditd_http_requests_total{route=\"/v1/experiments/{id}/assign\",status=\"2xx\"} 2",
