@@ -40,4 +40,7 @@ need_apt promtool prometheus
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 
+# The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
+need_apt curl curl
+
 cargo test "$@"

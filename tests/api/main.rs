@@ -1,6 +1,9 @@
 //! Integration tests: the real binary, real HTTP, real sled files in temp dirs.
 
 mod assign;
+mod docs_readme;
+mod docs_refs;
+mod docs_text;
 mod durability;
 mod errors;
 mod events;
