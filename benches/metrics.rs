@@ -10,7 +10,7 @@
 
 use std::hint::black_box;
 
-use actix_web::middleware::{Condition, from_fn};
+use actix_web::middleware::Condition;
 use actix_web::{App, HttpResponse, test, web};
 use banditd::metrics::{self, AssignOutcome, Metrics};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -64,7 +64,7 @@ fn through_actix(c: &mut Criterion) {
                     app.service(web::resource(*route).route(web::get().to(answer)))
                 })
                 .service(web::resource("/v1/experiments/{id}/assign").route(web::get().to(answer)))
-                .wrap(Condition::new(on, from_fn(metrics::record_request))),
+                .wrap(Condition::new(on, metrics::RecordRequests)),
         ));
         c.bench_function(name, |b| {
             b.iter(|| {

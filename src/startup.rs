@@ -228,7 +228,7 @@ impl Application {
             // Outermost, so that answers the other middleware make are counted too.
             .wrap(actix_web::middleware::Condition::new(
                 exporter.is_some(),
-                actix_web::middleware::from_fn(crate::metrics::record_request),
+                crate::metrics::RecordRequests,
             ))
             .app_data(app_state.clone())
             .app_data(body_read_timeout)

@@ -19,7 +19,7 @@ use std::sync::OnceLock;
 
 pub use experiment::{AssignOutcome, EventOutcome, EventRecorder, ExperimentMetrics};
 pub use exporter::Exporter;
-pub use http::record_request;
+pub use http::RecordRequests;
 pub use registry::Metrics;
 
 static INSTALLED: OnceLock<Metrics> = OnceLock::new();
