@@ -124,6 +124,21 @@ pub struct ServeArgs {
     /// binary built by `cargo build --features otel`.
     #[arg(long, env = "BANDITD_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// Serve Prometheus metrics at GET /metrics (`on`/`off`, `true`/`false`); off, the
+    /// request and store paths record nothing and /metrics answers 404.
+    #[arg(
+        long,
+        env = "BANDITD_METRICS",
+        default_value = "on",
+        value_name = "on|off",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub metrics: bool,
+    /// Key required on GET /metrics, for a scraper that should not hold the admin key.
+    /// Unset: the admin key guards /metrics (open when neither is set).
+    #[arg(long, env = "BANDITD_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<SecretString>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -230,6 +245,7 @@ fn serve_config(args: ServeArgs) -> Config {
             events: set_secret(args.events_key),
             admin: set_secret(args.admin_key),
             assign: set_secret(args.assign_key),
+            metrics: set_secret(args.metrics_key),
         },
         token_secret: set_secret(args.token_secret),
         token_secret_previous: set_secret(args.token_secret_previous),
@@ -239,6 +255,7 @@ fn serve_config(args: ServeArgs) -> Config {
         store_cache_mb: args.store_cache_mb,
         body_read_timeout: args.body_read_timeout.as_std(),
         access_log: args.access_log,
+        metrics: args.metrics,
     }
 }
 
@@ -264,6 +281,7 @@ mod tests {
             "admin-key-value",
             "events-key-value",
             "assign-key-value",
+            "metrics-key-value",
             "current-token-secret-0123456789abcdef",
             "previous-token-secret-0123456789abcdef",
         ];
@@ -274,16 +292,18 @@ mod tests {
             secrets[1],
             "--assign-key",
             secrets[2],
-            "--token-secret",
+            "--metrics-key",
             secrets[3],
-            "--token-secret-previous",
+            "--token-secret",
             secrets[4],
+            "--token-secret-previous",
+            secrets[5],
         ]);
         let shown_args = format!("{args:?}");
         let config = serve_config(args);
         assert_eq!(
             config.token_secret_previous.as_ref().map(|s| s.expose()),
-            Some(secrets[4])
+            Some(secrets[5])
         );
         let shown = format!("{config:?} {config:#?} {shown_args}");
         for secret in secrets {
@@ -322,6 +342,24 @@ mod tests {
             assert_eq!(config.body_read_timeout.as_secs(), default);
         }
         let argv = ["banditd", "serve", "--body-read-timeout", "forever"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn metrics_are_on_by_default_and_the_flag_takes_on_off_true_false() {
+        if std::env::var_os("BANDITD_METRICS").is_none() {
+            assert!(serve_config(serve_args(&[])).metrics);
+        }
+        for (value, on) in [
+            ("off", false),
+            ("false", false),
+            ("on", true),
+            ("true", true),
+        ] {
+            let config = serve_config(serve_args(&["--metrics", value]));
+            assert_eq!(config.metrics, on, "--metrics {value}");
+        }
+        let argv = ["banditd", "serve", "--metrics", "sometimes"];
         assert!(Cli::try_parse_from(argv).is_err());
     }
 

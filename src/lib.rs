@@ -5,13 +5,15 @@
 //! `catalog` reads the experiment folder from disk so that `spec` stays free of I/O; `startup`
 //! wires a server; `watcher` reloads it when the folder changes. Beside the server: `sim`
 //! (the simulator, on the same policy code), `plan` and `export_cli` (the CLI commands that
-//! talk to a running server), `telemetry` (logging) and `secret` (values kept out of logs).
+//! talk to a running server), `telemetry` (logging), `metrics` (the Prometheus instruments
+//! behind `GET /metrics`) and `secret` (values kept out of logs).
 
 pub mod catalog;
 pub mod cli;
 pub mod engine;
 pub mod export_cli;
 pub mod http;
+pub mod metrics;
 pub mod plan;
 pub mod policy;
 pub mod secret;

@@ -58,6 +58,8 @@ pub struct Config {
     pub body_read_timeout: Duration,
     /// Which requests get an access log line (see `http::access_log`).
     pub access_log: http::access_log::AccessLog,
+    /// Serve `GET /metrics` and keep the instruments up to date (see `metrics`).
+    pub metrics: bool,
 }
 
 /// Why the server did not start.
@@ -175,6 +177,8 @@ impl Application {
             sticky_cache_entries: config.sticky_cache_entries,
             page_cache_mb: config.store_cache_mb,
         };
+        // Before the store and the experiments exist, so that both find the instruments.
+        let metrics = config.metrics.then(crate::metrics::install);
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
         let signer = token_signer(&config, store.as_ref())?;
         let engine = Arc::new(
@@ -192,6 +196,8 @@ impl Application {
             .watch
             .then(|| crate::watcher::FolderWatch::start(engine.clone()))
             .flatten();
+        let exporter = metrics
+            .map(|metrics| web::Data::new(crate::metrics::Exporter::new(metrics, engine.clone())));
         let state = web::Data::new(AppState {
             engine,
             keys: config.keys.clone(),
@@ -210,21 +216,29 @@ impl Application {
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
         let access_log = config.access_log;
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(
-                    http::query::require_utf8_query,
-                ))
-                .wrap(actix_web::middleware::Condition::new(
-                    !origins.is_empty(),
-                    cors(&origins),
-                ))
-                .wrap(actix_web::middleware::from_fn(http::echo_request_id))
-                .wrap(http::problem_bodies())
-                .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
-                .app_data(access_log)
-                .app_data(app_state.clone())
-                .app_data(body_read_timeout)
-                .configure(http::configure)
+            let app = match &exporter {
+                Some(exporter) => App::new().app_data(exporter.clone()),
+                None => App::new(),
+            };
+            app.wrap(actix_web::middleware::from_fn(
+                http::query::require_utf8_query,
+            ))
+            .wrap(actix_web::middleware::Condition::new(
+                !origins.is_empty(),
+                cors(&origins),
+            ))
+            .wrap(actix_web::middleware::from_fn(http::echo_request_id))
+            .wrap(http::problem_bodies())
+            .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
+            // Outermost, so that answers the other middleware make are counted too.
+            .wrap(actix_web::middleware::Condition::new(
+                exporter.is_some(),
+                crate::metrics::RecordRequests,
+            ))
+            .app_data(access_log)
+            .app_data(app_state.clone())
+            .app_data(body_read_timeout)
+            .configure(http::configure)
         })
         .workers(config.workers.max(1))
         .client_request_timeout(Duration::from_secs(REQUEST_HEAD_TIMEOUT_SECS))

@@ -9,6 +9,7 @@ use rand::RngExt;
 use super::live::LiveExperiment;
 use super::token::ClaimsRef;
 use super::{Engine, EngineError, Unit};
+use crate::metrics::AssignOutcome;
 use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
 use crate::store::{StickyRecord, StoreError};
@@ -54,6 +55,21 @@ impl Assignment {
         Self {
             degraded: true,
             ..Self::untokened(experiment, default, 1.0, false)
+        }
+    }
+
+    /// What this answer did, for the metrics; `count` is what the caller asked for.
+    pub fn outcome(&self, count: bool) -> AssignOutcome {
+        if self.degraded {
+            AssignOutcome::Degraded
+        } else if self.counted {
+            AssignOutcome::Counted
+        } else if !count {
+            AssignOutcome::Peek
+        } else if self.experiment.spec.status == crate::spec::Status::Paused {
+            AssignOutcome::Paused
+        } else {
+            AssignOutcome::Returning
         }
     }
 
@@ -112,6 +128,19 @@ impl Engine {
     }
 
     async fn assign_in(
+        &self,
+        live: Arc<LiveExperiment>,
+        unit: &Unit,
+        count: bool,
+    ) -> Result<Assignment, EngineError> {
+        let answer = self.decide_and_store(live, unit, count).await?;
+        if let Some(metrics) = &answer.experiment.metrics {
+            metrics.assigned(answer.arm, answer.outcome(count));
+        }
+        Ok(answer)
+    }
+
+    async fn decide_and_store(
         &self,
         live: Arc<LiveExperiment>,
         unit: &Unit,

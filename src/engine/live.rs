@@ -217,6 +217,8 @@ pub struct LiveExperiment {
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
     snapshot: ArcSwap<Snapshot>,
     refreshing: AtomicBool,
+    /// Assign and event counters, resolved once per load (`None`: metrics are off).
+    pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
 }
 
 impl LiveExperiment {
@@ -227,12 +229,21 @@ impl LiveExperiment {
             .iter()
             .map(|variant| serde_json::value::to_raw_value(&variant.payload).ok())
             .collect();
+        let metrics = crate::metrics::get().map(|metrics| {
+            let variants: Vec<&str> = spec.variants.iter().map(|v| v.id.as_str()).collect();
+            Arc::new(metrics.experiment(
+                spec.id.as_str(),
+                &variants,
+                &super::events::EVENT_OUTCOMES,
+            ))
+        });
         Self {
             spec,
             epoch,
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
+            metrics,
         }
     }
 

@@ -168,6 +168,9 @@ impl Engine {
     pub async fn reload(&self, trigger: &str) -> Result<ReloadOutcome, ReloadError> {
         let _serial = self.reload_lock.lock().await;
         let result = self.try_reload().await;
+        if let Some(metrics) = crate::metrics::get() {
+            metrics.reloaded(result.as_ref().map_or("refused", |outcome| outcome.result));
+        }
         let now_ms = self.clock.now_ms();
         match &result {
             Ok(outcome) => {

@@ -12,6 +12,7 @@ pub mod experiments;
 pub mod export;
 pub mod health;
 mod keys;
+pub mod metrics;
 pub mod problem;
 mod problem_bodies;
 pub mod query;
@@ -41,5 +42,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(export::configure)
         .configure(experiments::configure)
         .configure(health::configure)
+        .configure(metrics::configure)
         .default_service(web::to(problem::no_route));
 }

@@ -11,6 +11,7 @@ mod export;
 mod failsafe;
 mod folder;
 mod helpers;
+mod metrics;
 mod reload;
 mod security;
 mod statistics;
