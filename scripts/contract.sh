@@ -60,7 +60,7 @@ start_server() {
     mkdir -p "$WORK/$name"
     cp -r experiments "$WORK/$name/experiments"
     PORT=$(free_port)
-    env -u BANDITD_ADMIN_KEY -u BANDITD_EVENTS_KEY -u BANDITD_ASSIGN_KEY "$@" \
+    env -u BANDITD_ADMIN_KEY -u BANDITD_EVENTS_KEY -u BANDITD_ASSIGN_KEY -u BANDITD_METRICS_KEY "$@" \
         RUST_LOG=warn "$BIN" serve --bind "127.0.0.1:$PORT" --data-dir "$WORK/$name/data" \
         --experiments "$WORK/$name/experiments" --history-interval 1s \
         >"$WORK/$name/server.log" 2>&1 &
@@ -84,7 +84,7 @@ fuzz() {
     local status=0
     local config="$WORK/$name.toml"
     cp "$ROOT/scripts/schemathesis.toml" "$config"
-    for scheme in admin events assign; do
+    for scheme in admin events assign metrics; do
         local variable="BANDITD_${scheme^^}_KEY"
         if [[ -n ${!variable:-} ]]; then
             printf '\n[auth.openapi.%s_key]\nbearer = "${%s}"\n' "$scheme" "$variable" >>"$config"
@@ -109,12 +109,12 @@ fuzz() {
 
 failed=0
 KEYS=(BANDITD_ADMIN_KEY=contract-admin-key BANDITD_EVENTS_KEY=contract-events-key
-    BANDITD_ASSIGN_KEY=contract-assign-key)
+    BANDITD_ASSIGN_KEY=contract-assign-key BANDITD_METRICS_KEY=contract-metrics-key)
 start_server keys "${KEYS[@]}"
 export "${KEYS[@]}"
 fuzz keys || failed=1
 stop_server
-unset BANDITD_ADMIN_KEY BANDITD_EVENTS_KEY BANDITD_ASSIGN_KEY
+unset BANDITD_ADMIN_KEY BANDITD_EVENTS_KEY BANDITD_ASSIGN_KEY BANDITD_METRICS_KEY
 
 start_server open
 # No key is set, so every route is open by design: a request without `Authorization` is valid

@@ -35,6 +35,14 @@ need_apt() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
 }
 
+# The shipped alert rules: valid, and firing exactly when their unit tests say.
+need_apt promtool prometheus
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
+# The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
+need_apt curl curl
+
 cargo test "$@"
 
 # The API contract (scripts/contract.sh): schemathesis, from PyPI into .venv/, fuzzes a live

@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use crate::http::Keys;
 use crate::secret::SecretString;
 use crate::startup::{Application, Config};
-use crate::telemetry::{self, LogFormat};
+use crate::telemetry::{self, LogFormat, TelemetryConfig};
 
 /// Multi-armed-bandit experimentation server.
 #[derive(Debug, Parser)]
@@ -116,6 +116,29 @@ pub struct ServeArgs {
     /// How long a request body may take to arrive in full (`10s`, `1m`); slower is a 408.
     #[arg(long, env = "BANDITD_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: crate::spec::HumanDuration,
+    /// Which requests get an access log line: `all`, `off`, or `sample:<rate>` (e.g.
+    /// `sample:0.01` logs about one request in a hundred).
+    #[arg(long, env = "BANDITD_ACCESS_LOG", default_value = crate::http::access_log::DEFAULT_ACCESS_LOG)]
+    pub access_log: crate::http::access_log::AccessLog,
+    /// Export spans over OTLP/HTTP to this collector (e.g. http://localhost:4318); needs a
+    /// binary built by `cargo build --features otel`.
+    #[arg(long, env = "BANDITD_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// Serve Prometheus metrics at GET /metrics (`on`/`off`, `true`/`false`); off, the
+    /// request and store paths record nothing and /metrics answers 404.
+    #[arg(
+        long,
+        env = "BANDITD_METRICS",
+        default_value = "on",
+        value_name = "on|off",
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub metrics: bool,
+    /// Key required on GET /metrics, for a scraper that should not hold the admin key.
+    /// Unset: the admin key guards /metrics (open when neither is set).
+    #[arg(long, env = "BANDITD_METRICS_KEY", hide_env_values = true)]
+    pub metrics_key: Option<SecretString>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -140,7 +163,18 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Simulate(args) => crate::sim::run_simulate(&args),
         Command::Export(args) => crate::export_cli::main(&args),
         Command::Serve(args) => {
-            telemetry::init(cli.log_format);
+            let telemetry = TelemetryConfig {
+                format: cli.log_format,
+                otlp_endpoint: args.otlp_endpoint.clone().filter(|e| !e.trim().is_empty()),
+            };
+            // Held until the server has stopped: dropping it flushes the exporter.
+            let _telemetry = match telemetry::init(&telemetry) {
+                Ok(guard) => guard,
+                Err(error) => {
+                    eprintln!("banditd serve: {error}");
+                    return ExitCode::from(1);
+                }
+            };
             serve(args)
         }
     }
@@ -177,8 +211,13 @@ fn serve(args: ServeArgs) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error}");
-            eprintln!("banditd serve: {error}");
+            // Once: as a log line (in the log format the operator chose, to the same stderr),
+            // or on stderr as it is when the filter hides errors.
+            if tracing::enabled!(tracing::Level::ERROR) {
+                tracing::error!("banditd serve: {error}");
+            } else {
+                eprintln!("banditd serve: {error}");
+            }
             ExitCode::from(1)
         }
     }
@@ -206,6 +245,7 @@ fn serve_config(args: ServeArgs) -> Config {
             events: set_secret(args.events_key),
             admin: set_secret(args.admin_key),
             assign: set_secret(args.assign_key),
+            metrics: set_secret(args.metrics_key),
         },
         token_secret: set_secret(args.token_secret),
         token_secret_previous: set_secret(args.token_secret_previous),
@@ -214,6 +254,8 @@ fn serve_config(args: ServeArgs) -> Config {
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
         body_read_timeout: args.body_read_timeout.as_std(),
+        access_log: args.access_log,
+        metrics: args.metrics,
     }
 }
 
@@ -239,6 +281,7 @@ mod tests {
             "admin-key-value",
             "events-key-value",
             "assign-key-value",
+            "metrics-key-value",
             "current-token-secret-0123456789abcdef",
             "previous-token-secret-0123456789abcdef",
         ];
@@ -249,16 +292,18 @@ mod tests {
             secrets[1],
             "--assign-key",
             secrets[2],
-            "--token-secret",
+            "--metrics-key",
             secrets[3],
-            "--token-secret-previous",
+            "--token-secret",
             secrets[4],
+            "--token-secret-previous",
+            secrets[5],
         ]);
         let shown_args = format!("{args:?}");
         let config = serve_config(args);
         assert_eq!(
             config.token_secret_previous.as_ref().map(|s| s.expose()),
-            Some(secrets[4])
+            Some(secrets[5])
         );
         let shown = format!("{config:?} {config:#?} {shown_args}");
         for secret in secrets {
@@ -297,6 +342,24 @@ mod tests {
             assert_eq!(config.body_read_timeout.as_secs(), default);
         }
         let argv = ["banditd", "serve", "--body-read-timeout", "forever"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn metrics_are_on_by_default_and_the_flag_takes_on_off_true_false() {
+        if std::env::var_os("BANDITD_METRICS").is_none() {
+            assert!(serve_config(serve_args(&[])).metrics);
+        }
+        for (value, on) in [
+            ("off", false),
+            ("false", false),
+            ("on", true),
+            ("true", true),
+        ] {
+            let config = serve_config(serve_args(&["--metrics", value]));
+            assert_eq!(config.metrics, on, "--metrics {value}");
+        }
+        let argv = ["banditd", "serve", "--metrics", "sometimes"];
         assert!(Cli::try_parse_from(argv).is_err());
     }
 

@@ -1,5 +1,7 @@
 //! Building the running service from a [`Config`]: open the store, load the experiments, bind
-//! the socket. `main` and the integration tests both start the server through [`Application`].
+//! the socket. `banditd serve` (`cli::serve`) starts the server through [`Application`]; the
+//! integration tests spawn that same binary (`tests/api/helpers.rs`), so they run exactly what
+//! an operator runs.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -54,6 +56,10 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// How long a request body may take to arrive (see `http::BodyReadTimeout`).
     pub body_read_timeout: Duration,
+    /// Which requests get an access log line (see `http::access_log`).
+    pub access_log: http::access_log::AccessLog,
+    /// Serve `GET /metrics` and keep the instruments up to date (see `metrics`).
+    pub metrics: bool,
 }
 
 /// Why the server did not start.
@@ -171,6 +177,8 @@ impl Application {
             sticky_cache_entries: config.sticky_cache_entries,
             page_cache_mb: config.store_cache_mb,
         };
+        // Before the store and the experiments exist, so that both find the instruments.
+        let metrics = config.metrics.then(crate::metrics::install);
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
         let signer = token_signer(&config, store.as_ref())?;
         let engine = Arc::new(
@@ -188,6 +196,8 @@ impl Application {
             .watch
             .then(|| crate::watcher::FolderWatch::start(engine.clone()))
             .flatten();
+        let exporter = metrics
+            .map(|metrics| web::Data::new(crate::metrics::Exporter::new(metrics, engine.clone())));
         let state = web::Data::new(AppState {
             engine,
             keys: config.keys.clone(),
@@ -204,19 +214,31 @@ impl Application {
         let app_state = state.clone();
         let origins = config.cors_origins.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
+        let access_log = config.access_log;
         let server = HttpServer::new(move || {
-            App::new()
-                .wrap(actix_web::middleware::from_fn(
-                    http::query::require_utf8_query,
-                ))
-                .wrap(actix_web::middleware::Condition::new(
-                    !origins.is_empty(),
-                    cors(&origins),
-                ))
-                .wrap(http::problem_bodies())
-                .app_data(app_state.clone())
-                .app_data(body_read_timeout)
-                .configure(http::configure)
+            let app = match &exporter {
+                Some(exporter) => App::new().app_data(exporter.clone()),
+                None => App::new(),
+            };
+            app.wrap(actix_web::middleware::from_fn(
+                http::query::require_utf8_query,
+            ))
+            .wrap(actix_web::middleware::Condition::new(
+                !origins.is_empty(),
+                cors(&origins),
+            ))
+            .wrap(actix_web::middleware::from_fn(http::echo_request_id))
+            .wrap(http::problem_bodies())
+            .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
+            // Outermost, so that answers the other middleware make are counted too.
+            .wrap(actix_web::middleware::Condition::new(
+                exporter.is_some(),
+                crate::metrics::RecordRequests,
+            ))
+            .app_data(access_log)
+            .app_data(app_state.clone())
+            .app_data(body_read_timeout)
+            .configure(http::configure)
         })
         .workers(config.workers.max(1))
         .client_request_timeout(Duration::from_secs(REQUEST_HEAD_TIMEOUT_SECS))
@@ -314,7 +336,10 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .allowed_headers([
             actix_web::http::header::CONTENT_TYPE,
             actix_web::http::header::AUTHORIZATION,
+            http::request_id::REQUEST_ID_HEADER,
         ])
+        // A page's script can read the id of a failed call and quote it in a bug report.
+        .expose_headers([http::request_id::REQUEST_ID_HEADER])
         .max_age(3600)
 }
 

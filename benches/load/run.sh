@@ -2,7 +2,7 @@
 # banditd load test: one command from a clean clone.
 #
 #   benches/load/run.sh [--quick | --full] [--scale] [--units N] [--soak MINUTES]
-#                       [--scenarios LIST] [--no-build] [--strict]
+#                       [--scenarios LIST] [--metrics-ab ROUNDS] [--no-build] [--strict]
 #
 #   --quick        ~5 s per scenario (default; for development)
 #   --full         ~30 s per scenario, and the scale test (--scale)
@@ -15,6 +15,10 @@
 #                  grows > 10% after the first minute or any request fails
 #   --scenarios L  comma-separated subset of: assign_known,assign_new,per_request,event_single,
 #                  events_bulk,mixed,paced — or "all" (default) or "none"
+#   --metrics-ab R also R rounds of the cost of metrics: known-unit and per-request assign
+#                  against banditd with --metrics off, on, off (same build, fresh data dirs);
+#                  reports each ratio and their mean and spread (benches/load/metrics_ab.sh).
+#                  `--quick --scenarios none --metrics-ab 3` runs only that
 #   --no-build     use the binaries already built
 #   --strict       exit 1 when any target is missed (errors always exit 1)
 #
@@ -62,6 +66,8 @@ source "$HERE/phases.sh"
 source "$HERE/soak.sh"
 # shellcheck source=benches/load/scale.sh
 source "$HERE/scale.sh"
+# shellcheck source=benches/load/metrics_ab.sh
+source "$HERE/metrics_ab.sh"
 # shellcheck source=benches/load/report.sh
 source "$HERE/report.sh"
 
@@ -70,6 +76,7 @@ SCALE=0
 SCALE_UNITS=10000000
 SOAK_MIN=0
 CRASH_SECS=0
+METRICS_AB=0
 SCENARIOS=all
 BUILD=1
 STRICT=0
@@ -82,6 +89,7 @@ while (($#)); do
     --soak) SOAK_MIN=${2:?--soak needs minutes}; shift ;;
     --crash) CRASH_SECS=${2:?--crash needs seconds}; shift ;;
     --scenarios) SCENARIOS=${2:?--scenarios needs a list}; shift ;;
+    --metrics-ab) METRICS_AB=${2:?--metrics-ab needs a number of rounds}; shift ;;
     --no-build) BUILD=0 ;;
     --strict) STRICT=1 ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -89,8 +97,8 @@ while (($#)); do
     esac
     shift
 done
-[[ $SCALE_UNITS =~ ^[0-9]+$ && $SOAK_MIN =~ ^[0-9]+$ && $CRASH_SECS =~ ^[0-9]+$ ]] ||
-    die "--units, --soak and --crash take whole numbers"
+[[ $SCALE_UNITS =~ ^[0-9]+$ && $SOAK_MIN =~ ^[0-9]+$ && $CRASH_SECS =~ ^[0-9]+$ &&
+    $METRICS_AB =~ ^[0-9]+$ ]] || die "--units, --soak, --crash and --metrics-ab take whole numbers"
 [[ $SCENARIOS == all ]] && SCENARIOS=assign_known,assign_new,per_request,event_single,events_bulk,mixed,paced
 [[ $SCENARIOS == none ]] && SCENARIOS=
 
@@ -168,6 +176,7 @@ NOTES=()   # extra report sections
 
 [[ -n $SCENARIOS ]] && run_scenarios
 ((SOAK_MIN > 0)) && run_soak
+((METRICS_AB > 0)) && run_metrics_ab "$METRICS_AB"
 ((SCALE)) && run_scale
 stop_all
 

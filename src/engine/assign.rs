@@ -9,6 +9,7 @@ use rand::RngExt;
 use super::live::LiveExperiment;
 use super::token::ClaimsRef;
 use super::{Engine, EngineError, Unit};
+use crate::metrics::AssignOutcome;
 use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
 use crate::store::{StickyRecord, StoreError};
@@ -57,6 +58,21 @@ impl Assignment {
         }
     }
 
+    /// What this answer did, for the metrics; `count` is what the caller asked for.
+    pub fn outcome(&self, count: bool) -> AssignOutcome {
+        if self.degraded {
+            AssignOutcome::Degraded
+        } else if self.counted {
+            AssignOutcome::Counted
+        } else if !count {
+            AssignOutcome::Peek
+        } else if self.experiment.spec.status == crate::spec::Status::Paused {
+            AssignOutcome::Paused
+        } else {
+            AssignOutcome::Returning
+        }
+    }
+
     pub fn variant_id(&self) -> &str {
         self.experiment
             .spec
@@ -73,6 +89,7 @@ impl Assignment {
 
 impl Engine {
     /// Assigns `unit` in each listed experiment (all served experiments when `None`), in order.
+    #[tracing::instrument(level = "debug", name = "engine.assign_many", skip_all, fields(count, listed = experiments.map(<[String]>::len)))]
     pub async fn assign_many(
         &self,
         unit: &Unit,
@@ -94,6 +111,12 @@ impl Engine {
     }
 
     /// Assigns `unit` in one experiment.
+    #[tracing::instrument(
+        level = "debug",
+        name = "engine.assign",
+        skip_all,
+        fields(experiment, count)
+    )]
     pub async fn assign(
         &self,
         experiment: &str,
@@ -105,6 +128,19 @@ impl Engine {
     }
 
     async fn assign_in(
+        &self,
+        live: Arc<LiveExperiment>,
+        unit: &Unit,
+        count: bool,
+    ) -> Result<Assignment, EngineError> {
+        let answer = self.decide_and_store(live, unit, count).await?;
+        if let Some(metrics) = &answer.experiment.metrics {
+            metrics.assigned(answer.arm, answer.outcome(count));
+        }
+        Ok(answer)
+    }
+
+    async fn decide_and_store(
         &self,
         live: Arc<LiveExperiment>,
         unit: &Unit,

@@ -88,6 +88,55 @@ pub enum RejectionReason {
     AlreadyRewarded,
 }
 
+impl RejectionReason {
+    pub const ALL: [Self; 12] = [
+        Self::InvalidEvent,
+        Self::UnknownExperiment,
+        Self::ExperimentNotServed,
+        Self::UnitNotAssigned,
+        Self::TokenRequired,
+        Self::BadToken,
+        Self::StaleRevision,
+        Self::OutsideWindow,
+        Self::RewardOutOfRange,
+        Self::TimestampInFuture,
+        Self::TimestampBeforeAssignment,
+        Self::AlreadyRewarded,
+    ];
+
+    /// The reason's name, as the API reports it (its serde name) and the metrics label it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidEvent => "invalid_event",
+            Self::UnknownExperiment => "unknown_experiment",
+            Self::ExperimentNotServed => "experiment_not_served",
+            Self::UnitNotAssigned => "unit_not_assigned",
+            Self::TokenRequired => "token_required",
+            Self::BadToken => "bad_token",
+            Self::StaleRevision => "stale_revision",
+            Self::OutsideWindow => "outside_window",
+            Self::RewardOutOfRange => "reward_out_of_range",
+            Self::TimestampInFuture => "timestamp_in_future",
+            Self::TimestampBeforeAssignment => "timestamp_before_assignment",
+            Self::AlreadyRewarded => "already_rewarded",
+        }
+    }
+}
+
+/// Every outcome an event can have, as the metrics label it: applied, duplicate, or the
+/// rejection reason.
+pub const EVENT_OUTCOMES: [&str; 14] = {
+    let mut names = [""; 14];
+    names[0] = "applied";
+    names[1] = "duplicate";
+    let mut k = 0;
+    while k < RejectionReason::ALL.len() {
+        names[k + 2] = RejectionReason::ALL[k].as_str();
+        k += 1;
+    }
+    names
+};
+
 /// One rejected event, by its position in the batch.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
@@ -114,6 +163,7 @@ pub struct EventBatchReport {
 
 impl Engine {
     /// Applies a batch. `events[i]` is `Err(detail)` when item `i` could not even be decoded.
+    #[tracing::instrument(level = "debug", name = "engine.ingest", skip_all, fields(events = events.len()))]
     pub async fn ingest(
         &self,
         events: Vec<Result<RawEvent, String>>,
@@ -122,7 +172,15 @@ impl Engine {
         let mut report = EventBatchReport::default();
         let mut ops = Vec::with_capacity(events.len());
         let mut op_index = Vec::with_capacity(events.len());
+        let mut recorder = crate::metrics::EventRecorder::start(events.len());
         for (index, event) in events.into_iter().enumerate() {
+            if let Some(recorder) = recorder.as_mut() {
+                let experiment = event
+                    .as_ref()
+                    .ok()
+                    .and_then(|e| self.loaded(&e.experiment).ok());
+                recorder.target(experiment.and_then(|live| live.metrics.clone()));
+            }
             let checked = event
                 .map_err(|detail| (None, RejectionReason::InvalidEvent, detail))
                 .and_then(|event| {
@@ -149,8 +207,18 @@ impl Engine {
         };
         for ((outcome, index), (id, target)) in outcomes.into_iter().zip(op_index).zip(ids) {
             match outcome {
-                RewardOutcome::Applied { .. } => report.applied += 1,
-                RewardOutcome::Duplicate => report.duplicate += 1,
+                RewardOutcome::Applied { .. } => {
+                    report.applied += 1;
+                    if let Some(recorder) = &recorder {
+                        recorder.record(index, EVENT_OUTCOMES[0]);
+                    }
+                }
+                RewardOutcome::Duplicate => {
+                    report.duplicate += 1;
+                    if let Some(recorder) = &recorder {
+                        recorder.record(index, EVENT_OUTCOMES[1]);
+                    }
+                }
                 RewardOutcome::UnitNotAssigned => report.reject(
                     index,
                     Some(id),
@@ -182,6 +250,11 @@ impl Engine {
             }
         }
         report.rejections.sort_by_key(|r| r.index);
+        if let Some(recorder) = &recorder {
+            for rejection in &report.rejections {
+                recorder.record(rejection.index, rejection.reason.as_str());
+            }
+        }
         Ok(report)
     }
 

@@ -4,9 +4,10 @@
 //! The snapshot (counters, posteriors, exact P(best) and expected loss, the allocation the
 //! policy realises, the stopping decision) is rebuilt from the store's durable state at most
 //! every [`SNAPSHOT_REFRESH_MS`]; exactly one request does the rebuild while the others keep
-//! using the previous one. Thompson sampling tolerates this staleness (DESIGN.md, "Scale"),
-//! and it is the same shape a multi-replica deployment has. Caching P(best) per snapshot is
-//! what makes exact propensities affordable on the assign path.
+//! using the previous one. Thompson sampling tolerates this staleness
+//! (docs/ARCHITECTURE.md, "Snapshots"), and it is the same shape a multi-replica deployment
+//! has. Caching P(best) per snapshot is what makes exact propensities affordable on the assign
+//! path.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -216,6 +217,8 @@ pub struct LiveExperiment {
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
     snapshot: ArcSwap<Snapshot>,
     refreshing: AtomicBool,
+    /// Assign and event counters, resolved once per load (`None`: metrics are off).
+    pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
 }
 
 impl LiveExperiment {
@@ -226,12 +229,21 @@ impl LiveExperiment {
             .iter()
             .map(|variant| serde_json::value::to_raw_value(&variant.payload).ok())
             .collect();
+        let metrics = crate::metrics::get().map(|metrics| {
+            let variants: Vec<&str> = spec.variants.iter().map(|v| v.id.as_str()).collect();
+            Arc::new(metrics.experiment(
+                spec.id.as_str(),
+                &variants,
+                &super::events::EVENT_OUTCOMES,
+            ))
+        });
         Self {
             spec,
             epoch,
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
+            metrics,
         }
     }
 

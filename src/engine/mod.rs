@@ -23,7 +23,8 @@ pub use assign::Assignment;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use events::{
-    EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp, parse_timestamp,
+    EVENT_OUTCOMES, EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp,
+    parse_timestamp,
 };
 pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
@@ -32,7 +33,8 @@ pub use reload::{
     WatchMode, WatchStatus,
 };
 pub use report::{
-    ArmReport, DEFAULT_CREDIBLE_LEVEL, DecisionStatus, ExperimentReport, ExperimentSummary,
+    ArmReport, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, DecisionStatus, ExperimentReport,
+    ExperimentSummary, decision_state,
 };
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};

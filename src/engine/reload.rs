@@ -165,19 +165,23 @@ pub(crate) fn file_statuses(experiments: &[Experiment]) -> Vec<FileStatus> {
 impl Engine {
     /// Re-reads the experiment folder and swaps the running set if, and only if, all of it
     /// is valid and compatible. Reloads are serialised.
+    #[tracing::instrument(level = "debug", name = "engine.reload", skip(self))]
     pub async fn reload(&self, trigger: &str) -> Result<ReloadOutcome, ReloadError> {
         let _serial = self.reload_lock.lock().await;
         let result = self.try_reload().await;
+        if let Some(metrics) = crate::metrics::get() {
+            metrics.reloaded(result.as_ref().map_or("refused", |outcome| outcome.result));
+        }
         let now_ms = self.clock.now_ms();
         match &result {
             Ok(outcome) => {
                 if outcome.result == "applied" {
-                    tracing::info!(trigger, version = %outcome.version, experiments = ?outcome.experiments, "experiments reloaded");
+                    tracing::info!(trigger, version = %outcome.version, experiments = %crate::telemetry::JsonList(&outcome.experiments), "experiments reloaded");
                 }
             }
             Err(error) => {
                 let errors = error.problems();
-                tracing::error!(trigger, %error, errors = ?errors, "reload refused; still serving the last good set");
+                tracing::error!(trigger, %error, errors = %crate::telemetry::JsonList(&errors), "reload refused; still serving the last good set");
                 let mut status = (*self.config.load_full()).clone();
                 status.last_error = Some(ReloadFailure {
                     at_ms: now_ms,

@@ -178,17 +178,7 @@ impl Engine {
         let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
             .map(|k| arm_report(k, &snapshot, level, snapshot.is_retired(spec, k)))
             .collect();
-        let observed: Vec<f64> = snapshot
-            .counters
-            .iter()
-            .map(|c| c.exposures as f64)
-            .collect();
-        let expected: Vec<f64> = snapshot
-            .counters
-            .iter()
-            .map(|c| c.expected_exposures)
-            .collect();
-        let p_value = stats::srm_p_value(&observed, &expected);
+        let p_value = snapshot.srm_p_value();
         let stopping = decision_report(spec, &snapshot);
         Ok(ExperimentReport {
             summary: ExperimentSummary {
@@ -293,6 +283,29 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
         expected_loss: snapshot.expected_loss[k],
         traffic_share: snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
         expected_exposures: c.expected_exposures,
+    }
+}
+
+/// The stopping rule's states, as [`DecisionReport::status`] and the metrics name them.
+pub const DECISION_STATES: [&str; 3] = ["no_rule", "collecting", "winner"];
+
+/// The [`DecisionReport::status`] of `snapshot`, without building its detail (the metrics
+/// read it at every scrape).
+pub fn decision_state(spec: &Experiment, snapshot: &Snapshot) -> &'static str {
+    match (&spec.stopping, &snapshot.info.decision) {
+        (None, _) => DECISION_STATES[0],
+        (Some(_), None) => DECISION_STATES[1],
+        (Some(_), Some(_)) => DECISION_STATES[2],
+    }
+}
+
+impl Snapshot {
+    /// The sample-ratio check's p-value: observed exposures against those the policy's own
+    /// allocation predicted (`None` with too little data).
+    pub fn srm_p_value(&self) -> Option<f64> {
+        let observed: Vec<f64> = self.counters.iter().map(|c| c.exposures as f64).collect();
+        let expected: Vec<f64> = self.counters.iter().map(|c| c.expected_exposures).collect();
+        stats::srm_p_value(&observed, &expected)
     }
 }
 

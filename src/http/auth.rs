@@ -32,6 +32,9 @@ pub enum Admin {}
 pub enum Events {}
 /// The assign routes.
 pub enum Assign {}
+/// `GET /metrics`: its own key when set, else the admin key (the figures show experiment ids
+/// and traffic, which an open admin-keyed server should not hand out).
+pub enum Metrics {}
 
 impl KeyScope for Admin {
     const VARIABLE: &'static str = "BANDITD_ADMIN_KEY";
@@ -44,6 +47,13 @@ impl KeyScope for Events {
     const VARIABLE: &'static str = "BANDITD_EVENTS_KEY";
     fn key(keys: &Keys) -> Option<&SecretString> {
         keys.events.as_ref()
+    }
+}
+
+impl KeyScope for Metrics {
+    const VARIABLE: &'static str = "BANDITD_METRICS_KEY (or BANDITD_ADMIN_KEY)";
+    fn key(keys: &Keys) -> Option<&SecretString> {
+        keys.metrics.as_ref().or(keys.admin.as_ref())
     }
 }
 
@@ -62,6 +72,7 @@ pub struct Authorized<S>(PhantomData<S>);
 pub type AdminAuth = Authorized<Admin>;
 pub type EventsAuth = Authorized<Events>;
 pub type AssignAuth = Authorized<Assign>;
+pub type MetricsAuth = Authorized<Metrics>;
 
 impl<S: KeyScope> FromRequest for Authorized<S> {
     type Error = ApiError;
@@ -135,6 +146,7 @@ mod tests {
             events: Some("events-key".into()),
             admin: Some("admin-key".into()),
             assign: None,
+            metrics: None,
         }
     }
 
@@ -189,6 +201,29 @@ mod tests {
         assert!(check::<Assign>(&keys(), &HeaderMap::new()).is_ok());
         let events = with_authorization("Bearer events-key");
         assert!(check::<Admin>(&keys(), &events).is_err());
+    }
+
+    #[test]
+    fn metrics_take_their_own_key_or_the_admin_key_and_are_open_with_neither() {
+        let admin = with_authorization("Bearer admin-key");
+        let scraper = with_authorization("Bearer scrape-key");
+        let events = with_authorization("Bearer events-key");
+        // Only the admin key set: it guards the metrics.
+        assert!(check::<Metrics>(&keys(), &admin).is_ok());
+        assert!(check::<Metrics>(&keys(), &HeaderMap::new()).is_err());
+        assert!(check::<Metrics>(&keys(), &events).is_err());
+        // A metrics key: it or the admin key, and it opens nothing else.
+        let with_metrics_key = Keys {
+            metrics: Some("scrape-key".into()),
+            ..keys()
+        };
+        assert!(check::<Metrics>(&with_metrics_key, &scraper).is_ok());
+        assert!(check::<Metrics>(&with_metrics_key, &admin).is_ok());
+        assert!(check::<Metrics>(&with_metrics_key, &HeaderMap::new()).is_err());
+        assert!(check::<Admin>(&with_metrics_key, &scraper).is_err());
+        assert!(check::<Events>(&with_metrics_key, &scraper).is_err());
+        // Neither key: open.
+        assert!(check::<Metrics>(&Keys::default(), &HeaderMap::new()).is_ok());
     }
 
     #[actix_web::test]

@@ -11,4 +11,7 @@ pub struct Keys {
     pub admin: Option<SecretString>,
     /// Guards the assign routes (open by default: browsers call them).
     pub assign: Option<SecretString>,
+    /// Guards `GET /metrics`, for a scraper that should hold no admin power. Unset, the
+    /// admin key guards it (open when neither is set).
+    pub metrics: Option<SecretString>,
 }

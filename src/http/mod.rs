@@ -3,6 +3,7 @@
 //! the OpenAPI document are built from (`openapi`); a test can mount exactly one with
 //! `openapi::Mount::on(cfg, module::routes)`.
 
+pub mod access_log;
 pub mod admin;
 pub mod assign;
 pub mod auth;
@@ -12,10 +13,12 @@ pub mod experiments;
 pub mod export;
 pub mod health;
 mod keys;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod problem_bodies;
 pub mod query;
+pub mod request_id;
 mod state;
 
 use actix_web::web;
@@ -24,6 +27,7 @@ pub use body::{BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT_SECS};
 pub use keys::Keys;
 pub use problem::{ApiError, Problem};
 pub use problem_bodies::problem_bodies;
+pub use request_id::{RequestId, RequestSpan, echo_request_id};
 pub use state::AppState;
 
 /// Every route of the API, in the order they are mounted: the app mounts this list and
@@ -35,6 +39,7 @@ pub fn routes(api: &mut impl openapi::Routes) {
     export::routes(api);
     experiments::routes(api);
     health::routes(api);
+    metrics::routes(api);
     api.route::<openapi::__path_openapi_json, _, _>(openapi::openapi_json);
 }
 

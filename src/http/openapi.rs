@@ -29,6 +29,7 @@ use utoipa::__dev::SchemaReferences;
 pub const ADMIN_KEY: &str = "admin_key";
 pub const EVENTS_KEY: &str = "events_key";
 pub const ASSIGN_KEY: &str = "assign_key";
+pub const METRICS_KEY: &str = "metrics_key";
 
 /// The one way to add a route: `handler` is mounted at the path and methods of its
 /// `#[utoipa::path]` type `P` (`__path_<handler>`).
@@ -156,7 +157,7 @@ impl Routes for Document {
         (name = "experiments", description = "Reports, history and exports for analysts"),
         (name = "admin", description = "Operator routes: reload, configuration, store"),
         (name = "health", description = "Liveness and readiness probes"),
-        (name = "meta", description = "This document"),
+        (name = "meta", description = "This document and the metrics scrape"),
     ),
     components(schemas(Problem)),
     modifiers(&KeySchemes),
@@ -173,23 +174,30 @@ impl Modify for KeySchemes {
             (
                 ADMIN_KEY,
                 "BANDITD_ADMIN_KEY",
-                "the admin routes; it also opens every other guarded route",
+                "the admin routes; it also opens every other guarded route. While it is unset \
+                 the admin routes are open",
             ),
             (
                 EVENTS_KEY,
                 "BANDITD_EVENTS_KEY",
-                "`POST /v1/events` and the exports",
+                "`POST /v1/events` and the exports; while it is unset they are open",
             ),
             (
                 ASSIGN_KEY,
                 "BANDITD_ASSIGN_KEY",
-                "the assign routes (unset by default: browsers call them)",
+                "the assign routes; while it is unset (the default: browsers call them) they \
+                 are open",
+            ),
+            (
+                METRICS_KEY,
+                "BANDITD_METRICS_KEY",
+                "`GET /metrics`; while it is unset the admin key guards it, and with neither \
+                 set it is open",
             ),
         ] {
             let mut scheme = Http::new(HttpAuthScheme::Bearer);
             scheme.description = Some(format!(
-                "`Authorization: Bearer <key>` with the key set in {variable}; guards {guards}. \
-                 While {variable} is unset those routes are open."
+                "`Authorization: Bearer <key>` with the key set in {variable}; guards {guards}."
             ));
             components.add_security_scheme(name, SecurityScheme::Http(scheme));
         }

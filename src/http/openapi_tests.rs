@@ -164,7 +164,7 @@ fn the_document_is_openapi_3_1_with_the_crate_version_and_unique_operation_ids()
 fn each_route_names_the_keys_its_extractor_checks() {
     let doc = document_json();
     let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
-    for name in [ADMIN_KEY, EVENTS_KEY, ASSIGN_KEY] {
+    for name in [ADMIN_KEY, EVENTS_KEY, ASSIGN_KEY, METRICS_KEY] {
         assert_eq!(schemes[name]["type"], "http");
         assert_eq!(schemes[name]["scheme"], "bearer");
     }
@@ -197,6 +197,11 @@ fn each_route_names_the_keys_its_extractor_checks() {
             "{path}"
         );
     }
+    assert_eq!(
+        security("/metrics", "get"),
+        keys(&[METRICS_KEY, ADMIN_KEY]),
+        "/metrics"
+    );
     for (path, method) in [
         ("/v1/assign", "post"),
         ("/v1/experiments/{id}/assign", "get"),

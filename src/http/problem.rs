@@ -38,6 +38,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(required = false)]
     pub errors: Vec<String>,
+    /// The request's id (its `X-Request-Id`), to find its log lines and trace; set by the
+    /// `problem_bodies` middleware, which every answer of the application passes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Errors of the HTTP boundary.
@@ -137,6 +141,7 @@ impl ResponseError for ApiError {
                 Self::Unprocessable { errors, .. } => errors.clone(),
                 _ => Vec::new(),
             },
+            request_id: None,
         };
         let mut response = HttpResponse::build(status);
         response.content_type(PROBLEM_CONTENT_TYPE);
@@ -151,7 +156,10 @@ impl ResponseError for ApiError {
             // The store retries its reopen at least this often (RECOVERY_BACKOFF_MAX_MS).
             response.insert_header(("Retry-After", RETRY_AFTER_SECS.to_string()));
         }
-        response.body(serde_json::to_string(&problem).unwrap_or_default())
+        let mut response = response.body(serde_json::to_string(&problem).unwrap_or_default());
+        // Kept for `problem_bodies`, which adds the request id without re-parsing the body.
+        response.extensions_mut().insert(problem);
+        response
     }
 }
 

@@ -3,7 +3,8 @@
 //! with its own bodies (actix-cors refuses a preflight with plain text). Whatever reaches the
 //! client through the `App` with a 4xx/5xx status and another content type is rewritten as a
 //! problem whose `detail` is the original text. (Errors of actix's HTTP/1 parser, answered
-//! before the `App` runs, cannot be reached from here; the README lists them.)
+//! before the `App` runs, cannot be reached from here; the README lists them.) Every problem
+//! that passes here gets the request's id as `request_id` (see `request_id`).
 
 use actix_web::body::{MessageBody, to_bytes_limited};
 use actix_web::dev::ServiceResponse;
@@ -12,6 +13,7 @@ use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
 use actix_web::{HttpResponse, Result};
 
 use super::problem::{PROBLEM_CONTENT_TYPE, Problem};
+use super::request_id::RequestId;
 
 /// Longest original body quoted in the rewritten problem's `detail`.
 const MAX_QUOTED_DETAIL_BYTES: usize = 512;
@@ -33,8 +35,24 @@ fn as_problem<B: MessageBody + 'static>(
                 .as_bytes()
                 .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
         });
+    let request_id = RequestId::of(res.request()).map(|id| id.as_str().to_owned());
     if is_problem {
-        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        // An `ApiError`'s answer: the same problem, now with the request's id.
+        let (req, mut res) = res.into_parts();
+        let problem = res.extensions_mut().remove::<Problem>();
+        let res = match (problem, request_id) {
+            (Some(mut problem), Some(request_id)) => {
+                problem.request_id = Some(request_id);
+                let body = serde_json::to_string(&problem).unwrap_or_default();
+                res.set_body(body)
+                    .map_into_boxed_body()
+                    .map_into_right_body()
+            }
+            _ => res.map_into_left_body(),
+        };
+        return Ok(ErrorHandlerResponse::Response(ServiceResponse::new(
+            req, res,
+        )));
     }
     Ok(ErrorHandlerResponse::Future(Box::pin(async move {
         let (req, res) = res.into_parts();
@@ -58,6 +76,7 @@ fn as_problem<B: MessageBody + 'static>(
                 original.escape_debug().to_string()
             },
             errors: Vec::new(),
+            request_id,
         };
         let mut rewritten = HttpResponse::build(status);
         headers.remove(header::CONTENT_LENGTH);

@@ -22,6 +22,13 @@ use super::error::{Position, SpecError, excerpt, quoted};
 /// payload) twelve levels of its own, more than any frontend configuration needs.
 pub(crate) const MAX_NESTING: usize = 16;
 
+/// Longest payload key, in characters. The experiment's document form (`banditd plan
+/// --server` reads the running set back through the YAML reader) writes a payload key as an
+/// implicit flow key, and the reader looks ahead at most 1,024 characters for such a key's
+/// end; escaped, a character takes at most 6 (`\u009F`), so 128 always reads back. Frontend
+/// payload keys are names, far shorter.
+pub const MAX_PAYLOAD_KEY_CHARS: usize = 128;
+
 /// Reads one YAML document into a positioned tree. A syntax error (or a duplicate key) is
 /// reported at its line:column; nothing else is judged here.
 pub(crate) fn read_document(file: &Path, text: &str) -> Result<Node, SpecError> {
@@ -261,6 +268,17 @@ impl Node {
                             ));
                         }
                     };
+                    let length = name.chars().count();
+                    if length > MAX_PAYLOAD_KEY_CHARS {
+                        return Err((
+                            key.pos,
+                            format!(
+                                "the payload key {} is {length} characters long; a payload key \
+                                 may have at most {MAX_PAYLOAD_KEY_CHARS}",
+                                quoted(&name)
+                            ),
+                        ));
+                    }
                     if object.contains_key(&name) {
                         return Err((
                             key.pos,
@@ -427,5 +445,26 @@ mod tests {
         assert!(clash.1.contains("appears twice"), "{}", clash.1);
         let null_key = read("~: a\n").unwrap().to_json().unwrap_err();
         assert!(null_key.1.contains("must be text"), "{}", null_key.1);
+    }
+
+    /// Found by the spec_parser fuzz target: a 1,100-character key (YAML's explicit `? key`)
+    /// was accepted, but the document form `plan --server` reads back could not be read.
+    #[test]
+    fn a_payload_key_longer_than_the_limit_is_refused_at_the_key() {
+        let longest = "k".repeat(MAX_PAYLOAD_KEY_CHARS);
+        let accepted = read(&format!("a: 1\n{longest}: 2\n")).unwrap().to_json();
+        assert_eq!(accepted, Ok(json!({"a": 1, longest.as_str(): 2})));
+        let too_long = "k".repeat(MAX_PAYLOAD_KEY_CHARS + 1);
+        let refused = read(&format!("a: 1\n? {too_long}\n: 2\n"))
+            .unwrap()
+            .to_json()
+            .unwrap_err();
+        assert_eq!(refused.0, at(2, 3));
+        assert!(refused.1.contains("at most 128"), "{}", refused.1);
+        assert!(
+            refused.1.chars().count() < 200,
+            "the key is quoted short: {}",
+            refused.1
+        );
     }
 }

@@ -263,6 +263,18 @@ impl Writer {
         commands: Vec<Command>,
         stopping: bool,
     ) -> (Option<Barrier>, Option<FailedCommit>) {
+        // One span per group commit (debug: free unless a layer wants it, see `telemetry`).
+        let _commit = tracing::debug_span!(
+            "store.commit",
+            seq = self.last_seq + 1,
+            batch = commands.len()
+        )
+        .entered();
+        if let Some(metrics) = crate::metrics::get() {
+            metrics
+                .store_commit_batch_size
+                .observe(commands.len() as f64);
+        }
         let mut state = BatchState::new(self.last_seq + 1, self.expired_through);
         let mut deferred: Vec<Deferred> = Vec::with_capacity(commands.len());
         let mut continued: Vec<Command> = Vec::new();
@@ -371,6 +383,9 @@ impl Writer {
             .err()
             .map(|cause| FailedCommit { seq, cause });
         if let Some(failed) = &failed {
+            if let Some(metrics) = crate::metrics::get() {
+                metrics.store_commit_failures.inc();
+            }
             // Before anybody hears of the failure, so that nobody who has can still read the
             // failed batch or find the store writable.
             self.begin_episode(failed);
@@ -475,6 +490,7 @@ impl Writer {
     fn write(&self, open: &OpenDb, batch: sled::Batch) -> Result<(), StoreError> {
         #[cfg(test)]
         self.shared.faults_before_apply()?;
+        let started = std::time::Instant::now();
         open.db.apply_batch(batch).map_err(io)?;
         #[cfg(test)]
         let _gate = self
@@ -484,7 +500,16 @@ impl Writer {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         #[cfg(test)]
         self.shared.faults_after_apply(open, &self.location)?;
+        let syncing = std::time::Instant::now();
         open.sync()?;
+        if let Some(metrics) = crate::metrics::get() {
+            metrics
+                .store_fsync_seconds
+                .observe(syncing.elapsed().as_secs_f64());
+            metrics
+                .store_commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
         #[cfg(test)]
         self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
         #[cfg(test)]

@@ -278,6 +278,32 @@ fn cors_allows_only_the_configured_origin() {
     );
     let other = preflight("https://evil.example");
     assert!(other.headers().get("access-control-allow-origin").is_none());
+    // A page may send its own request id, and its script may read the one that comes back.
+    let with_id = app
+        .agent
+        .options(format!("{}/v1/assign", app.address))
+        .header("origin", "https://shop.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "x-request-id")
+        .call()
+        .unwrap();
+    assert_eq!(with_id.status(), 200);
+    let answer = app
+        .agent
+        .get(format!(
+            "{}/v1/experiments/headline/assign?unit=u1",
+            app.address
+        ))
+        .header("origin", "https://shop.example")
+        .call()
+        .unwrap();
+    let exposed = answer
+        .headers()
+        .get("access-control-expose-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed:?}");
 }
 
 #[test]

@@ -17,7 +17,7 @@ use banditd::store::SledStore;
 use crate::helpers::{PER_REQUEST, Reply, STICKY, TestApp};
 
 /// The server's process id, found by its data dir on its command line (unique per test).
-fn server_pid(data_dir: &Path) -> u32 {
+pub(crate) fn server_pid(data_dir: &Path) -> u32 {
     let needle = data_dir.to_string_lossy().into_owned();
     for entry in std::fs::read_dir("/proc").expect("/proc") {
         let Ok(entry) = entry else { continue };
@@ -40,7 +40,7 @@ fn server_pid(data_dir: &Path) -> u32 {
 
 /// Sets the soft file-size limit of `pid` (`None`: unlimited). Panics, loudly, when `prlimit`
 /// (util-linux) is missing: this test must not pass without its fault.
-fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
+pub(crate) fn set_file_size_limit(pid: u32, bytes: Option<u64>) {
     let limit = bytes.map_or_else(|| "unlimited:".to_owned(), |bytes| format!("{bytes}:"));
     let status = Command::new("prlimit")
         .args(["--pid", &pid.to_string(), &format!("--fsize={limit}")])

@@ -2,6 +2,9 @@
 
 mod assign;
 mod contract;
+mod docs_readme;
+mod docs_refs;
+mod docs_text;
 mod durability;
 mod errors;
 mod events;
@@ -9,8 +12,10 @@ mod export;
 mod failsafe;
 mod folder;
 mod helpers;
+mod metrics;
 mod reload;
 mod security;
 mod statistics;
+mod tracing;
 mod validate;
 mod watch;

@@ -1,0 +1,197 @@
+//! Every request's identity and span. `tracing-actix-web`'s `TracingLogger` opens one span per
+//! request with [`RequestSpan`] as its root span builder: the request id (the caller's
+//! `X-Request-Id` when it is sane, else the UUID the middleware generated), method and route
+//! template at the start; status and latency at the end, when the access log line is written.
+//! [`echo_request_id`] returns the id in the `X-Request-Id` response header, and the problem
+//! bodies carry it as `request_id` (`problem_bodies`).
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest};
+use tracing::Span;
+use tracing_actix_web::RootSpanBuilder;
+
+use super::access_log::{self, AccessEntry, AccessLog};
+
+/// The header a request id arrives and leaves in.
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest incoming request id kept (a UUID is 36 bytes, a W3C trace id 32; load balancers'
+/// ids fit). A longer one is replaced: it would bloat every log line of the request.
+pub const MAX_REQUEST_ID_BYTES: usize = 128;
+
+/// Route of a request no route matched (the span's and the access log's `route`): the raw
+/// path would put unbounded, caller-chosen text in every log line and trace.
+pub const UNMATCHED_ROUTE: &str = "(unmatched)";
+
+/// A request's id: visible ASCII, 1 to [`MAX_REQUEST_ID_BYTES`] bytes, so it is safe in a
+/// header, a log line and a JSON body as it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(HeaderValue);
+
+impl RequestId {
+    /// The caller's id, when it is one we can echo: anything else (empty, too long, spaces,
+    /// control or non-ASCII bytes) is replaced by a generated id rather than refused, since a
+    /// request id is a courtesy, never a reason to fail a request.
+    pub fn parse(value: &HeaderValue) -> Option<Self> {
+        let bytes = value.as_bytes();
+        let sane = !bytes.is_empty()
+            && bytes.len() <= MAX_REQUEST_ID_BYTES
+            && bytes.iter().all(|byte| byte.is_ascii_graphic());
+        sane.then(|| Self(value.clone()))
+    }
+
+    /// The id of a request that came without a usable one: the UUID (v4) `TracingLogger`
+    /// generated for it.
+    fn generated(req: &ServiceRequest) -> Self {
+        let uuid = req
+            .extensions()
+            .get::<tracing_actix_web::RequestId>()
+            .map(|id| id.to_string())
+            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
+        // A UUID's text is visible ASCII, which `HeaderValue` always takes.
+        Self(HeaderValue::from_str(&uuid).unwrap_or(HeaderValue::from_static("unknown")))
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Checked to be visible ASCII when it was made.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id the middleware gave this request (`None` outside the `TracingLogger`).
+    pub fn of(req: &HttpRequest) -> Option<Self> {
+        req.extensions()
+            .get::<RequestStart>()
+            .map(|start| start.id.clone())
+    }
+}
+
+/// What the span's end needs from its start, kept in the request's extensions.
+struct RequestStart {
+    id: RequestId,
+    route: Option<String>,
+    at: Instant,
+}
+
+/// The root span builder of `TracingLogger<RequestSpan>`.
+pub struct RequestSpan;
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(req: &ServiceRequest) -> Span {
+        let id = req
+            .headers()
+            .get(REQUEST_ID_HEADER)
+            .and_then(RequestId::parse)
+            .unwrap_or_else(|| RequestId::generated(req));
+        // The pattern the path matches (`/v1/experiments/{id}/assign`), found from the
+        // app's route table before routing itself runs.
+        let route = req.match_pattern();
+        let route_name = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+        // The `otel.*` fields name and classify the span for the exporter; without it they
+        // would only add noise to every log line of the request.
+        #[cfg(not(feature = "otel"))]
+        let span = tracing::info_span!(
+            "http_request",
+            method = %req.method(),
+            route = route_name,
+            request_id = id.as_str(),
+            status = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+        );
+        #[cfg(feature = "otel")]
+        let span = tracing::info_span!(
+            "http_request",
+            method = %req.method(),
+            route = route_name,
+            request_id = id.as_str(),
+            status = tracing::field::Empty,
+            latency_ms = tracing::field::Empty,
+            otel.kind = "server",
+            otel.name = format!("{} {route_name}", req.method()),
+            otel.status_code = tracing::field::Empty,
+        );
+        req.extensions_mut().insert(RequestStart {
+            id,
+            route,
+            at: Instant::now(),
+        });
+        span
+    }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        // Every layer of the app answers errors as responses (handlers, extractors,
+        // actix-cors, `problem_bodies`); an `Err` would carry no request to read the start
+        // from, so it gets its status on the span and no access log line.
+        let response = match outcome {
+            Ok(response) => response,
+            Err(error) => {
+                span.record("status", error.as_response_error().status_code().as_u16());
+                return;
+            }
+        };
+        let status = response.status().as_u16();
+        let req = response.request();
+        let extensions = req.extensions();
+        let Some(start) = extensions.get::<RequestStart>() else {
+            return;
+        };
+        let latency_ms = start.at.elapsed().as_secs_f64() * 1000.0;
+        span.record("status", status);
+        span.record("latency_ms", latency_ms);
+        if response.status().is_server_error() {
+            span.record("otel.status_code", "ERROR");
+        }
+        let wanted = req
+            .app_data::<AccessLog>()
+            .unwrap_or(&AccessLog::All)
+            .wants(&mut rand::rng());
+        if wanted {
+            access_log::write(&AccessEntry {
+                method: req.method().as_str(),
+                route: start.route.as_deref().unwrap_or(UNMATCHED_ROUTE),
+                status,
+                latency_ms,
+                request_id: start.id.as_str(),
+            });
+        }
+    }
+}
+
+/// Middleware inside `TracingLogger`: sets `X-Request-Id` on every response.
+pub async fn echo_request_id<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<B>, Error> {
+    let mut response = next.call(req).await?;
+    if let Some(id) = RequestId::of(response.request()) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(text: &str) -> Option<String> {
+        let value = HeaderValue::from_str(text).ok()?;
+        RequestId::parse(&value).map(|id| id.as_str().to_owned())
+    }
+
+    #[test]
+    fn a_sane_incoming_id_is_kept_and_any_other_is_refused() {
+        assert_eq!(parsed("abc-123_x.y:z"), Some("abc-123_x.y:z".to_owned()));
+        let longest = "a".repeat(MAX_REQUEST_ID_BYTES);
+        assert_eq!(parsed(&longest), Some(longest.clone()));
+        assert_eq!(parsed(&format!("{longest}a")), None);
+        assert_eq!(parsed(""), None);
+        assert_eq!(parsed("has space"), None);
+        assert_eq!(parsed("tab\there"), None);
+        let non_ascii = HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap();
+        assert_eq!(RequestId::parse(&non_ascii), None);
+    }
+}

@@ -1,0 +1,200 @@
+//! Figures read at scrape time from what the engine and the store already keep: the store's
+//! commit count, health and sticky-cache counters, the loaded configuration, and per
+//! experiment the posterior snapshot's age, the decision state and the sample-ratio check.
+//! Reading them here (rather than counting again on the hot paths) keeps one source for each
+//! number, the same one `GET /v1/admin/store` and `GET /v1/experiments/{id}` show.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Unit;
+
+use crate::engine::{DECISION_STATES, Engine, decision_state};
+
+/// Reads the engine (and through it the store) at every scrape.
+#[derive(Debug)]
+pub struct EngineCollector {
+    pub engine: Arc<Engine>,
+}
+
+impl Collector for EngineCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        self.encode_store(&mut encoder)?;
+        self.encode_config(&mut encoder)?;
+        self.encode_experiments(&mut encoder)
+    }
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(value).encode(encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        MetricType::Counter,
+    )?)
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: f64,
+) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
+}
+
+/// One gauge family: a sample per label set.
+fn gauges<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl IntoIterator<Item = (L, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl EngineCollector {
+    fn encode_store(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let store = self.engine.store();
+        let stats = store.stats();
+        let health = store.health();
+        counter(
+            encoder,
+            "banditd_store_group_commits",
+            "Group commits made since the store was opened (each one batch and one fsync)",
+            stats.group_commits,
+        )?;
+        gauge(
+            encoder,
+            "banditd_store_writable",
+            "1 while store writes reach the disk; 0 during a failure episode",
+            None,
+            if health.writable { 1.0 } else { 0.0 },
+        )?;
+        counter(
+            encoder,
+            "banditd_store_failure_episodes",
+            "Stretches of time in which store writes failed, since the store was opened",
+            health.episodes,
+        )?;
+        let cache = stats.sticky_cache;
+        counter(
+            encoder,
+            "banditd_sticky_cache_hits",
+            "Sticky lookups answered from the in-memory cache",
+            cache.hits,
+        )?;
+        counter(
+            encoder,
+            "banditd_sticky_cache_misses",
+            "Sticky lookups that read the store (new units and units not cached)",
+            cache.misses,
+        )?;
+        gauge(
+            encoder,
+            "banditd_sticky_cache_entries",
+            "Sticky records held in the cache",
+            None,
+            cache.entries as f64,
+        )?;
+        gauge(
+            encoder,
+            "banditd_sticky_cache_capacity",
+            "Most sticky records the cache holds (--sticky-cache-entries; 0: off)",
+            None,
+            cache.capacity as f64,
+        )
+    }
+
+    fn encode_config(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let config = self.engine.config_status();
+        let mut info = encoder.encode_descriptor(
+            "banditd_config",
+            "The loaded experiment folder: its content hash",
+            None,
+            MetricType::Info,
+        )?;
+        info.encode_info(&[("version", config.version.as_str())])?;
+        gauge(
+            encoder,
+            "banditd_config_loaded_timestamp_seconds",
+            "When the loaded experiment set was loaded (Unix time)",
+            None,
+            config.loaded_ms as f64 / 1000.0,
+        )?;
+        gauge(
+            encoder,
+            "banditd_config_reload_failing",
+            "1 while the latest reload was refused (the last good set is still served)",
+            None,
+            if config.last_error.is_some() {
+                1.0
+            } else {
+                0.0
+            },
+        )
+    }
+
+    fn encode_experiments(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let catalog = self.engine.catalog();
+        let now_ms = self.engine.now_ms();
+        let snapshots: Vec<_> = catalog
+            .all()
+            .map(|live| (live.clone(), live.snapshot().clone()))
+            .collect();
+        gauges(
+            encoder,
+            "banditd_experiment_snapshot_age",
+            "Age of the posterior snapshot the assign path uses (rebuilt on traffic)",
+            Some(&Unit::Seconds),
+            snapshots.iter().map(|(live, snapshot)| {
+                let age_ms = now_ms.saturating_sub(snapshot.taken_ms);
+                (
+                    [("experiment", live.spec.id.as_str())],
+                    age_ms as f64 / 1000.0,
+                )
+            }),
+        )?;
+        gauges(
+            encoder,
+            "banditd_experiment_decision",
+            "The stopping rule's state: 1 for the current state (no_rule, collecting, winner)",
+            None,
+            snapshots.iter().flat_map(|(live, snapshot)| {
+                let current = decision_state(&live.spec, snapshot);
+                DECISION_STATES.iter().map(move |state| {
+                    (
+                        [("experiment", live.spec.id.as_str()), ("state", *state)],
+                        if *state == current { 1.0 } else { 0.0 },
+                    )
+                })
+            }),
+        )?;
+        gauges(
+            encoder,
+            "banditd_experiment_srm_p_value",
+            "Sample-ratio check: p-value of observed against predicted exposures (absent \
+             with too little data; under 0.001 is an alert)",
+            None,
+            snapshots.iter().filter_map(|(live, snapshot)| {
+                let p_value = snapshot.srm_p_value()?;
+                Some(([("experiment", live.spec.id.as_str())], p_value))
+            }),
+        )
+    }
+}
