@@ -28,7 +28,7 @@ pub struct ExperimentSummary {
     pub decision: &'static str,
 }
 
-/// The stopping rule's state, as `decision` and `stopping.status` spell it.
+/// The stopping rule's state: a summary's `decision`, and the `status` of a report's `stopping`.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 #[serde(rename_all = "snake_case")]
