@@ -89,7 +89,7 @@ fn format_spec_errors(errors: &[SpecError]) -> String {
 
 /// The token signer: the configured secret, or the one generated once and kept by the store
 /// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
-fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
+async fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
     let checked = |secret: &SecretString, variable: &'static str| {
         let len = secret.expose().len();
         if len < MIN_SECRET_BYTES {
@@ -104,7 +104,7 @@ fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, Start
     };
     let current = match &config.token_secret {
         Some(secret) => checked(secret, "BANDITD_TOKEN_SECRET")?,
-        None => store.secret("token", &mut generated_secret)?,
+        None => store.secret("token", Box::new(generated_secret)).await?,
     };
     let signer = TokenSigner::new(&current);
     Ok(match previous {
@@ -172,7 +172,7 @@ impl Application {
             page_cache_mb: config.store_cache_mb,
         };
         let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
-        let signer = token_signer(&config, store.as_ref())?;
+        let signer = token_signer(&config, store.as_ref()).await?;
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?
