@@ -15,7 +15,7 @@ use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::M
 use crate::http::{self, AppState, Keys};
 use crate::secret::SecretString;
 use crate::spec::SpecError;
-use crate::store::{SledStore, Store, StoreError, StoreOptions};
+use crate::store::{self, Store, StoreConfig, StoreError, StoreOptions};
 
 /// How often expired event ids and token marks are swept from the store.
 pub const EXPIRE_INTERVAL_SECS: u64 = 60;
@@ -54,6 +54,19 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// How long a request body may take to arrive (see `http::BodyReadTimeout`).
     pub body_read_timeout: Duration,
+}
+
+impl Config {
+    /// The store this configuration selects (see `store::open`).
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig::Sled {
+            dir: self.data_dir.clone(),
+            options: StoreOptions {
+                sticky_cache_entries: self.sticky_cache_entries,
+                page_cache_mb: self.store_cache_mb,
+            },
+        }
+    }
 }
 
 /// Why the server did not start.
@@ -167,11 +180,7 @@ impl Application {
         let experiments =
             crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
-        let options = StoreOptions {
-            sticky_cache_entries: config.sticky_cache_entries,
-            page_cache_mb: config.store_cache_mb,
-        };
-        let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
+        let store = store::open(&config.store()).await?;
         let signer = token_signer(&config, store.as_ref()).await?;
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))

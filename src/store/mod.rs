@@ -22,6 +22,7 @@ mod records;
 pub(crate) mod recovery;
 mod scan;
 mod secret_file;
+mod select;
 mod shared;
 mod sled;
 mod sticky_cache;
@@ -35,6 +36,7 @@ pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
+pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 
