@@ -20,6 +20,7 @@ mod load;
 mod overlay;
 mod records;
 pub(crate) mod recovery;
+pub mod rules;
 mod scan;
 mod secret_file;
 mod select;
@@ -30,12 +31,12 @@ mod sticky_cache;
 mod test_support;
 mod writer;
 
-pub use self::apply::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
+pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
@@ -178,7 +179,7 @@ pub struct RewardOp {
     pub target: RewardTarget,
     pub reward: f64,
     /// The event's own timestamp, if it gave one. A client's clock decides nothing: it is only
-    /// checked against the assignment (see `apply::timing_refusal`).
+    /// checked against the assignment (see `rules::timing_refusal`).
     pub occurred_ms: Option<u64>,
     /// Arrival time, from the engine's clock: the reward window is measured with it.
     pub now_ms: u64,
