@@ -9,6 +9,8 @@ mod apply;
 mod audit;
 mod codec;
 mod command;
+#[cfg(test)]
+pub mod contract;
 mod data_dir;
 mod decay;
 mod disk;
@@ -28,7 +30,7 @@ mod shared;
 mod sled;
 mod sticky_cache;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod writer;
 
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
