@@ -25,12 +25,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::codec;
+use super::error::StoreError;
 use super::expiry_index;
 use super::keys::{
     self, KIND_ARM, KIND_EPOCH, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
     KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
 };
-use super::{ArmCounters, Epoch, StoreError};
+use super::types::{ArmCounters, Epoch};
 
 /// An arm whose stored counters disagree with its records.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,7 +29,8 @@
 //! functions on the same inputs and checks they agree.
 
 use super::decay;
-use super::{ArmCounters, Decision, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
+use super::records::Decision;
+use super::types::{ArmCounters, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
 
 /// How long a token mark outlives its reward window. A token reward is accepted only while the
 /// window is open by the arriving request's clock (see [`timing_refusal`]), so this is slack for

@@ -4,7 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{SledStore, Store, StoreError, StoreOptions};
+use super::api::Store;
+use super::error::StoreError;
+use super::sled::{SledStore, StoreOptions};
 
 /// Which backend to open, and where.
 #[derive(Debug, Clone)]
