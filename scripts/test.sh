@@ -35,4 +35,7 @@ need_apt() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
 }
 
+# The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
+need_apt curl curl
+
 cargo test "$@"
