@@ -25,6 +25,8 @@ mod load;
 mod overlay;
 mod records;
 pub(crate) mod recovery;
+#[cfg(test)]
+pub mod rule_cases;
 pub mod rules;
 mod scan;
 mod secret_file;
