@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::audit::AuditReport;
+use super::audit_report::AuditReport;
 use super::error::StoreFuture;
 use super::health::StoreHealth;
 use super::records::{Decision, HistoryPoint};

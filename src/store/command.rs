@@ -4,7 +4,7 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::audit::AuditReport;
+use super::audit_report::AuditReport;
 use super::error::StoreError;
 use super::records::Decision;
 use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};

@@ -8,6 +8,7 @@
 mod api;
 mod apply;
 mod audit;
+mod audit_report;
 mod codec;
 mod command;
 #[cfg(test)]
@@ -42,7 +43,7 @@ mod writer;
 mod writer_state;
 
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
-pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};

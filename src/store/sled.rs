@@ -13,7 +13,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{oneshot, watch};
 
 use super::api::{BackendStats, SecretMaker, Store, StoreStats};
-use super::audit::{self, AuditReport};
+use super::audit;
+use super::audit_report::AuditReport;
 use super::codec;
 use super::command::AuditReply;
 use super::command::Command;
