@@ -17,7 +17,7 @@ use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::M
 use crate::http::{self, AppState, Keys};
 use crate::secret::SecretString;
 use crate::spec::SpecError;
-use crate::store::{SledStore, Store, StoreError, StoreOptions};
+use crate::store::{self, Store, StoreConfig, StoreError, StoreOptions};
 
 /// How often expired event ids and token marks are swept from the store.
 pub const EXPIRE_INTERVAL_SECS: u64 = 60;
@@ -62,6 +62,19 @@ pub struct Config {
     pub metrics: bool,
 }
 
+impl Config {
+    /// The store this configuration selects (see `store::open`).
+    pub fn store(&self) -> StoreConfig {
+        StoreConfig::Sled {
+            dir: self.data_dir.clone(),
+            options: StoreOptions {
+                sticky_cache_entries: self.sticky_cache_entries,
+                page_cache_mb: self.store_cache_mb,
+            },
+        }
+    }
+}
+
 /// Why the server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -95,7 +108,7 @@ fn format_spec_errors(errors: &[SpecError]) -> String {
 
 /// The token signer: the configured secret, or the one generated once and kept by the store
 /// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
-fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
+async fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
     let checked = |secret: &SecretString, variable: &'static str| {
         let len = secret.expose().len();
         if len < MIN_SECRET_BYTES {
@@ -110,7 +123,7 @@ fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, Start
     };
     let current = match &config.token_secret {
         Some(secret) => checked(secret, "BANDITD_TOKEN_SECRET")?,
-        None => store.secret("token", &mut generated_secret)?,
+        None => store.secret("token", Box::new(generated_secret)).await?,
     };
     let signer = TokenSigner::new(&current);
     Ok(match previous {
@@ -173,14 +186,10 @@ impl Application {
         let experiments =
             crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
-        let options = StoreOptions {
-            sticky_cache_entries: config.sticky_cache_entries,
-            page_cache_mb: config.store_cache_mb,
-        };
         // Before the store and the experiments exist, so that both find the instruments.
         let metrics = config.metrics.then(crate::metrics::install);
-        let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
-        let signer = token_signer(&config, store.as_ref())?;
+        let store = store::open(&config.store()).await?;
+        let signer = token_signer(&config, store.as_ref()).await?;
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?

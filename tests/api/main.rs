@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real HTTP, real sled files in temp dirs.
 
 mod assign;
+mod audit;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;
