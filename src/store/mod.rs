@@ -22,6 +22,7 @@ pub(crate) mod recovery;
 mod scan;
 mod secret_file;
 mod shared;
+mod redis;
 mod sled;
 mod sticky_cache;
 #[cfg(test)]
@@ -33,6 +34,7 @@ pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
+pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 
