@@ -92,6 +92,13 @@ pub struct ServeArgs {
     /// as `token.secret` (mode 0600).
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<SecretString>,
+    /// Keep state in Redis, shared by every replica, instead of the data dir:
+    /// `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path` (no TLS).
+    #[arg(long, env = "BANDITD_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretString>,
+    /// The Redis password, if not in the URL.
+    #[arg(long, env = "BANDITD_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<SecretString>,
     /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
     /// with it still verify, new tokens are signed with the current secret. Remove it once a
     /// reward window has passed.
@@ -208,6 +215,8 @@ fn serve_config(args: ServeArgs) -> Config {
             assign: set_secret(args.assign_key),
         },
         token_secret: set_secret(args.token_secret),
+        redis: set_secret(args.redis),
+        redis_password: set_secret(args.redis_password),
         token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,

@@ -8,6 +8,7 @@ use super::auth::AdminAuth;
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
 use crate::engine::ReloadError;
+use crate::store::BackendStats;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -63,25 +64,37 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
     })))
 }
 
-/// The store's counters since start, for sizing `--sticky-cache-entries`: a low hit ratio on a
-/// traffic of returning units means the cache is smaller than the working set, and every miss
-/// is a sled read.
+/// The store's counters since start: the figures every backend has, its health, and the
+/// backend's own (sled: the sticky cache, for sizing `--sticky-cache-entries`: a low hit ratio
+/// on a traffic of returning units means the cache is smaller than the working set, and every
+/// miss is a sled read).
 async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let stats = state.engine.store().stats();
-    let cache = stats.sticky_cache;
+    let mut body = json!({
+        "backend": stats.backend.name(),
+        "group_commits": stats.commits,
+        "durable_seq": stats.durable_position,
+        "health": state.engine.store().health(),
+    });
+    let cache = match &stats.backend {
+        BackendStats::Sled { sticky_cache } => sticky_cache,
+        BackendStats::Redis {
+            sticky_cache,
+            exposure_flush_ms,
+        } => {
+            body["exposure_flush_ms"] = json!(exposure_flush_ms);
+            sticky_cache
+        }
+    };
     let lookups = cache.hits + cache.misses;
     // Counts far below 2^53, so the conversion is exact enough for a ratio.
     let hit_ratio = (lookups > 0).then(|| cache.hits as f64 / lookups as f64);
-    Ok(HttpResponse::Ok().json(json!({
-        "group_commits": stats.group_commits,
-        "durable_seq": stats.durable_seq,
-        "health": state.engine.store().health(),
-        "sticky_cache": {
-            "capacity": cache.capacity,
-            "entries": cache.entries,
-            "hits": cache.hits,
-            "misses": cache.misses,
-            "hit_ratio": hit_ratio,
-        },
-    })))
+    body["sticky_cache"] = json!({
+        "capacity": cache.capacity,
+        "entries": cache.entries,
+        "hits": cache.hits,
+        "misses": cache.misses,
+        "hit_ratio": hit_ratio,
+    });
+    Ok(HttpResponse::Ok().json(body))
 }

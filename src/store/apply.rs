@@ -10,7 +10,9 @@ use super::codec::{self, TokenMark};
 use super::decay;
 use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
-use super::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
+use super::{
+    Decision, Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally,
+};
 
 /// How long a token mark outlives its reward window. A token reward is accepted only while the
 /// window is open by the arriving request's clock (see [`timing_refusal`]), so this is slack for
@@ -298,11 +300,7 @@ fn apply_token_reward(
 }
 
 /// Stores `decision` as the epoch's decision unless it has one; returns the one that holds.
-pub fn record_decision(
-    txn: &mut Txn<'_>,
-    epoch: &Epoch,
-    decision: serde_json::Value,
-) -> serde_json::Value {
+pub fn record_decision(txn: &mut Txn<'_>, epoch: &Epoch, decision: Decision) -> Decision {
     if let Some(held) = txn
         .epoch_info(epoch)
         .and_then(|info| info.decision.as_ref())

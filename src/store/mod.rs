@@ -18,11 +18,13 @@ mod health;
 mod keys;
 mod load;
 mod overlay;
+mod records;
 pub(crate) mod recovery;
+mod redis;
 mod scan;
 mod secret_file;
+mod select;
 mod shared;
-mod redis;
 mod sled;
 mod sticky_cache;
 #[cfg(test)]
@@ -33,8 +35,10 @@ pub use self::apply::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
+pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
 pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
+pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 
@@ -131,7 +135,7 @@ pub struct EpochInfo {
     /// exposure or a reward). Set once; later writes never move it, even with an earlier clock.
     pub started_ms: Option<u64>,
     /// The stopping decision, once one was recorded (first write wins, forever).
-    pub decision: Option<serde_json::Value>,
+    pub decision: Option<Decision>,
 }
 
 /// A credited per-request (token) assignment, as its at-most-once mark keeps it. Marks are the
@@ -265,29 +269,16 @@ pub trait Store: Send + Sync + 'static {
     /// Records the epoch's stopping decision unless it has one: the first write wins forever,
     /// so a decision is never silently reversed. Resolves, once durable, to the decision that
     /// holds.
-    fn record_decision(
-        &self,
-        epoch: &Epoch,
-        decision: serde_json::Value,
-    ) -> StoreFuture<serde_json::Value>;
+    fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision>;
 
-    /// Stores one history point of the epoch at `at_ms`, replacing any point with the same
-    /// time. Resolves once durable.
-    fn append_history(
-        &self,
-        epoch: &Epoch,
-        at_ms: u64,
-        point: serde_json::Value,
-    ) -> StoreFuture<()>;
+    /// Stores one history point of the epoch, replacing any point with the same `at_ms`.
+    /// Resolves once durable.
+    fn append_history(&self, epoch: &Epoch, point: HistoryPoint) -> StoreFuture<()>;
 
     /// Up to `limit` history points at or after `since_ms`, oldest first. Resolves only once
     /// every returned point is durable.
-    fn history(
-        &self,
-        epoch: &Epoch,
-        since_ms: u64,
-        limit: usize,
-    ) -> StoreFuture<Vec<(u64, serde_json::Value)>>;
+    fn history(&self, epoch: &Epoch, since_ms: u64, limit: usize)
+    -> StoreFuture<Vec<HistoryPoint>>;
 
     /// Up to `limit` sticky assignments of the epoch whose unit sorts after `after_unit` (byte
     /// order of the UTF-8 unit; `None`: from the first), in that order: one page of an export.
@@ -314,12 +305,20 @@ pub trait Store: Send + Sync + 'static {
     fn expire(&self, now_ms: u64) -> StoreFuture<u64>;
 
     /// A named secret kept with the data (e.g. the token key), created with `make` on first use.
-    /// Never readable by other local users: the sled backend keeps it in its own 0600 file.
-    fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError>;
+    /// Every caller, on every replica sharing the store, gets the same bytes: if two create it
+    /// at once, one creation wins and both answer it. Never readable by other local users: the
+    /// sled backend keeps it in its own 0600 file.
+    fn secret(&self, name: &str, make: SecretMaker) -> StoreFuture<Vec<u8>>;
 
-    /// What an operator sizing the store needs: commits so far and how well the sticky
-    /// cache serves the traffic. Cheap (counters only), so it can be polled.
+    /// What an operator sizing the store needs: commits so far, the durable position and the
+    /// backend's own figures. Cheap (counters only), so it can be polled.
     fn stats(&self) -> StoreStats;
+
+    /// Recomputes every arm's counters from the stored records and compares them with the
+    /// stored counters ("counters always equal what the records imply", after any crash). A
+    /// full scan, for operators (`banditd audit`) and tests; it sees a consistent store (writes
+    /// wait or are excluded while it runs).
+    fn audit(&self) -> StoreFuture<AuditReport>;
 
     /// Whether writes reach the disk now. Cheap enough for every request (one atomic load).
     fn writable(&self) -> bool;
@@ -332,12 +331,42 @@ pub trait Store: Send + Sync + 'static {
     fn shutdown(&self) -> StoreFuture<()>;
 }
 
-/// Counters of a running store, since it was opened.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Creates a secret's bytes the first time it is asked for (see [`Store::secret`]).
+pub type SecretMaker = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
+/// Counters of a running store, since it was opened: a few figures every backend has, and the
+/// backend's own in [`BackendStats`].
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoreStats {
-    /// Group commits made, each one atomic batch and one fsync.
-    pub group_commits: u64,
-    /// Sequence number of the last commit known to be on disk.
-    pub durable_seq: u64,
-    pub sticky_cache: StickyCacheStats,
+    /// Atomic durable writes made (sled: group commits, each one batch and one fsync; a
+    /// backend that batches requests into one round trip counts the round trips).
+    pub commits: u64,
+    /// A position that only grows, as of the last write known to be durable (sled: the
+    /// sequence number of the last commit on disk).
+    pub durable_position: u64,
+    pub backend: BackendStats,
+}
+
+/// The figures only one backend has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackendStats {
+    /// The embedded store: how well the cache of durable sticky records serves the traffic.
+    Sled { sticky_cache: StickyCacheStats },
+    /// Redis: the replica's cache of known sticky units, and how stale the counters of
+    /// per-request exposures may be (they are aggregated in the replica and written at least
+    /// this often).
+    Redis {
+        sticky_cache: StickyCacheStats,
+        exposure_flush_ms: u64,
+    },
+}
+
+impl BackendStats {
+    /// The backend's name, as `GET /v1/admin/store` reports it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendStats::Sled { .. } => "sled",
+            BackendStats::Redis { .. } => "redis",
+        }
+    }
 }

@@ -301,7 +301,7 @@ impl<'a> Txn<'a> {
 mod tests {
     use super::*;
 
-    use crate::store::test_support::{epoch, temp_db};
+    use crate::store::test_support::{decision, epoch, temp_db};
 
     #[test]
     fn reads_see_the_request_then_the_batch_then_sled() {
@@ -384,7 +384,7 @@ mod tests {
         let mut durable = DurableState::default();
         let decided = EpochInfo {
             started_ms: Some(5),
-            decision: Some(serde_json::json!("bold")),
+            decision: Some(decision("bold", 5)),
         };
         durable.epochs.insert(epoch(), decided.clone());
         let mut batch = BatchState::new(1, 0);
@@ -397,13 +397,13 @@ mod tests {
             assert_eq!(txn.epoch_info(&epoch()), Some(&decided));
             assert_eq!(txn.epoch_info(&other), None);
             txn.update_epoch(&other, |info| info.started_ms = Some(9));
-            txn.update_epoch(&other, |info| info.decision = Some(serde_json::json!(1)));
+            txn.update_epoch(&other, |info| info.decision = Some(decision("other", 9)));
             batch.merge(txn.finish());
         }
         let mut txn = Txn::new(&db, &durable, &batch);
         let expected = EpochInfo {
             started_ms: Some(9),
-            decision: Some(serde_json::json!(1)),
+            decision: Some(decision("other", 9)),
         };
         assert_eq!(txn.epoch_info(&other), Some(&expected));
         txn.update_epoch(&epoch(), |info| info.started_ms = Some(7));

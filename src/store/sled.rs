@@ -14,6 +14,7 @@ use tokio::sync::{oneshot, watch};
 
 use super::audit::{self, AuditReport};
 use super::codec;
+use super::command::AuditReply;
 use super::data_dir;
 use super::disk::Location;
 use super::exposures::PendingExposure;
@@ -26,8 +27,9 @@ use super::secret_file;
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
 use super::writer::{Command, DurableMark, ExposedArm, Shared, Writer};
 use super::{
-    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
-    StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
+    ArmCounters, BackendStats, Decision, Epoch, EpochInfo, HistoryPoint, RewardOp, RewardOutcome,
+    SecretMaker, StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
+    TokenCredit,
 };
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
@@ -150,12 +152,16 @@ impl SledStore {
         self.shared.flush_count.load(Ordering::Relaxed)
     }
 
-    /// Recomputes every arm's counters from the records and compares (see `audit`). Runs on
-    /// the writer thread between commits, so it sees a consistent store while writes pause;
-    /// after shutdown it reads the database directly. Blocks the calling thread.
+    /// [`Store::audit`] for callers outside an async runtime (tests, the chaos driver): the
+    /// same report, blocking the calling thread. Runs on the writer thread between commits, so
+    /// it sees a consistent store while writes pause; after shutdown it reads the database
+    /// directly.
     pub fn audit(&self) -> Result<AuditReport, StoreError> {
         let (reply, answer) = mpsc::channel();
-        if self.commands.send(Command::Audit { reply }).is_ok()
+        let command = Command::Audit {
+            reply: AuditReply::Blocking(reply),
+        };
+        if self.commands.send(command).is_ok()
             && let Ok(report) = answer.recv()
         {
             return report;
@@ -234,16 +240,16 @@ fn stored_history(
     epoch: &Epoch,
     since_ms: u64,
     limit: usize,
-) -> Result<(Vec<(u64, serde_json::Value)>, u64), StoreError> {
+) -> Result<(Vec<HistoryPoint>, u64), StoreError> {
     let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
     let mut points = Vec::new();
     let mut newest_seq = 0;
     for item in shared.sled()?.range(range).take(limit) {
         let (key, value) = item.map_err(io)?;
         let (_, at_ms) = keys::parse_history_key(&key)?;
-        let (point, seq) = codec::decode_history(&value)?;
+        let (arms, seq) = codec::decode_history(&value)?;
         newest_seq = newest_seq.max(seq);
-        points.push((at_ms, point));
+        points.push(HistoryPoint { at_ms, arms });
     }
     Ok((points, newest_seq))
 }
@@ -392,11 +398,7 @@ impl Store for SledStore {
         ready(Ok(info))
     }
 
-    fn record_decision(
-        &self,
-        epoch: &Epoch,
-        decision: serde_json::Value,
-    ) -> StoreFuture<serde_json::Value> {
+    fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision> {
         // A published decision is durable and final, so it can answer without the writer.
         if let Some(held) = self
             .shared
@@ -416,17 +418,12 @@ impl Store for SledStore {
         self.await_reply(command, answer)
     }
 
-    fn append_history(
-        &self,
-        epoch: &Epoch,
-        at_ms: u64,
-        point: serde_json::Value,
-    ) -> StoreFuture<()> {
+    fn append_history(&self, epoch: &Epoch, point: HistoryPoint) -> StoreFuture<()> {
         let (reply, answer) = oneshot::channel();
         let command = Command::AppendHistory {
             epoch: epoch.clone(),
-            at_ms,
-            point_json: codec::json_bytes(&point),
+            at_ms: point.at_ms,
+            point_json: codec::history_json(&point),
             reply,
         };
         self.await_reply(command, answer)
@@ -439,7 +436,7 @@ impl Store for SledStore {
         epoch: &Epoch,
         since_ms: u64,
         limit: usize,
-    ) -> StoreFuture<Vec<(u64, serde_json::Value)>> {
+    ) -> StoreFuture<Vec<HistoryPoint>> {
         let epoch = epoch.clone();
         self.read_durable(move |shared| stored_history(shared, &epoch, since_ms, limit))
     }
@@ -485,17 +482,40 @@ impl Store for SledStore {
         )
     }
 
-    /// Kept in its own 0600 file, never in sled's log (see `secret_file`).
-    fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        secret_file::read_or_create(&self.dir, name, make)
+    /// Kept in its own 0600 file, never in sled's log (see `secret_file`). One small file
+    /// read (or an exclusive create) on the calling thread: it is asked for once, at startup.
+    fn secret(&self, name: &str, make: SecretMaker) -> StoreFuture<Vec<u8>> {
+        let mut make = Some(make);
+        let mut once = move || make.take().map(|make| make()).unwrap_or_default();
+        ready(secret_file::read_or_create(&self.dir, name, &mut once))
     }
 
     fn stats(&self) -> StoreStats {
         StoreStats {
-            group_commits: self.flush_count(),
-            durable_seq: self.shared.durable_seq.load(Ordering::Acquire),
-            sticky_cache: self.sticky_cache_stats(),
+            commits: self.flush_count(),
+            durable_position: self.shared.durable_seq.load(Ordering::Acquire),
+            backend: BackendStats::Sled {
+                sticky_cache: self.sticky_cache_stats(),
+            },
         }
+    }
+
+    fn audit(&self) -> StoreFuture<AuditReport> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Audit {
+            reply: AuditReply::Async(reply),
+        };
+        if self.commands.send(command).is_err() {
+            // The writer is gone, so nothing writes any more.
+            return ready(self.shared.sled().and_then(|open| audit::audit(&open.db)));
+        }
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            match answer.await {
+                Ok(report) => report,
+                Err(_) => audit::audit(&shared.sled()?.db),
+            }
+        })
     }
 
     fn writable(&self) -> bool {

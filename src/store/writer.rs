@@ -21,11 +21,11 @@ use std::sync::mpsc;
 use tokio::sync::watch;
 
 use super::apply;
-use super::audit::{self, AuditReport};
+use super::audit;
 use super::codec;
 pub use super::command::Command;
 pub(super) use super::command::refuse;
-use super::command::{Deferred, Reply, SyncReply, defer};
+use super::command::{AuditReply, Deferred, Reply, defer};
 use super::disk::{Location, OpenDb};
 use super::expiry::{self, ExpireProgress};
 use super::exposures::ExposureGroups;
@@ -116,7 +116,7 @@ pub struct Writer {
 
 /// What ends a batch early.
 enum Barrier {
-    Audit(SyncReply<AuditReport>),
+    Audit(AuditReply),
     Shutdown(Reply<()>),
 }
 
@@ -223,9 +223,7 @@ impl Writer {
                 self.unfolded = exposures;
                 let unavailable = StoreError::Unavailable(failed.cause.to_string());
                 match barrier {
-                    Some(Barrier::Audit(reply)) => {
-                        let _ = reply.send(Err(unavailable));
-                    }
+                    Some(Barrier::Audit(reply)) => reply.send(Err(unavailable)),
                     Some(Barrier::Shutdown(reply)) => {
                         let _ = reply.send(Err(unavailable));
                         return;
@@ -243,7 +241,7 @@ impl Writer {
                         || Err(self.shared.health.unavailable()),
                         |open| audit::audit(&open.db),
                     );
-                    let _ = reply.send(report);
+                    reply.send(report);
                 }
                 Some(Barrier::Shutdown(reply)) => {
                     let _ = reply.send(Ok(()));

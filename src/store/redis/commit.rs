@@ -146,7 +146,10 @@ impl Call {
             .map_or_else(String::new, |ms| ms.min(MAX_MS).to_string());
         let window = op.window_ms.min(MAX_MS);
         // Kept the reward window plus the clock slack of token marks (in Redis's clock).
-        let keep = window.saturating_add(TOKEN_MARK_SLACK_MS).max(1).to_string();
+        let keep = window
+            .saturating_add(TOKEN_MARK_SLACK_MS)
+            .max(1)
+            .to_string();
         match &op.target {
             RewardTarget::Unit(unit) => self.args.extend([
                 "U".to_owned(),
@@ -384,7 +387,11 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
             for arg in &call.args {
                 invocation.arg(arg);
             }
-            async move { invocation.invoke_async::<Vec<String>>(&mut connection).await }
+            async move {
+                invocation
+                    .invoke_async::<Vec<String>>(&mut connection)
+                    .await
+            }
         }))
         .await;
         for (at, (call, result)) in calls.iter().zip(results).enumerate() {
@@ -418,7 +425,11 @@ fn deliver(call: &Call, replies: Vec<String>, outcomes: &mut [Outcome]) {
     let mut replies = replies.into_iter();
     for sink in &call.sinks {
         let Some(reply) = replies.next() else {
-            fail(*sink, &StoreError::Corrupt("apply.lua replied short".into()), outcomes);
+            fail(
+                *sink,
+                &StoreError::Corrupt("apply.lua replied short".into()),
+                outcomes,
+            );
             continue;
         };
         match *sink {

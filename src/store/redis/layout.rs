@@ -84,10 +84,7 @@ pub fn history_key(epoch: &Epoch) -> String {
 
 /// The key that marks `event_id` applied in `experiment`.
 pub fn event_key(experiment: &str, event_id: &str) -> String {
-    format!(
-        "{{bd:{experiment}:e{}}}:{event_id}",
-        shard_of(event_id)
-    )
+    format!("{{bd:{experiment}:e{}}}:{event_id}", shard_of(event_id))
 }
 
 /// The key that marks one flush of per-request exposures applied (so a flush retried after a
@@ -200,12 +197,15 @@ pub fn decode_sticky(value: &str) -> Option<crate::store::StickyRecord> {
         "" => None,
         micro => Some(from_micro(micro.parse().ok()?)),
     };
-    fields.next().is_none().then_some(crate::store::StickyRecord {
-        variant,
-        assigned_ms,
-        propensity,
-        reward,
-    })
+    fields
+        .next()
+        .is_none()
+        .then_some(crate::store::StickyRecord {
+            variant,
+            assigned_ms,
+            propensity,
+            reward,
+        })
 }
 
 /// Splits a sorted-set member into its id and value.
@@ -249,7 +249,11 @@ mod tests {
             let sum: i64 = shares.iter().map(|(_, micro)| micro).sum();
             assert_eq!(sum, n as i64 * MICRO, "{shares:?}");
         }
-        let odd = [("a".to_owned(), 0.1), ("b".to_owned(), 0.2), ("c".to_owned(), f64::NAN)];
+        let odd = [
+            ("a".to_owned(), 0.1),
+            ("b".to_owned(), 0.2),
+            ("c".to_owned(), f64::NAN),
+        ];
         let shares = expected_shares("a", &odd, 3);
         assert_eq!(shares.iter().map(|(_, m)| m).sum::<i64>(), 3 * MICRO);
         assert!(shares.iter().all(|(variant, _)| variant != "c"));
@@ -272,10 +276,7 @@ mod tests {
             reward: None,
             ..record
         };
-        assert_eq!(
-            decode_sticky(&encode_sticky(&unrewarded)),
-            Some(unrewarded)
-        );
+        assert_eq!(decode_sticky(&encode_sticky(&unrewarded)), Some(unrewarded));
         assert_eq!(decode_sticky("bold\t1\tx\t"), None);
     }
 

@@ -35,11 +35,13 @@ use redis::{IntoConnectionInfo, Script};
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::commit::FLUSH_EVERY_MS as EXPOSURE_FLUSH_EVERY_MS;
+use self::commit::FLUSH_EVERY_MS;
 use self::commit::{Command, ExposureGroup};
 use super::health::HealthState;
 use super::{
-    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyCacheStats, StickyRecord,
-    Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
+    ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, HistoryPoint, RewardOp,
+    RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store, StoreError, StoreFuture,
+    StoreHealth, StoreStats, Tally, TokenCredit,
 };
 use crate::secret::SecretString;
 
@@ -83,7 +85,10 @@ pub fn connection_info(
         .map_err(|error| RedisUrlError::Invalid(error.kind_name()))?;
     Ok(match password {
         Some(password) => {
-            let settings = info.redis_settings().clone().set_password(password.expose());
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_password(password.expose());
             info.set_redis_settings(settings)
         }
         None => info,
@@ -180,7 +185,9 @@ impl Shared {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Maps a Redis error to the store's: a script error is a bug (`Io`); anything else (no
@@ -194,7 +201,10 @@ fn classify(shared: &Shared, error: &redis::RedisError) -> StoreError {
     {
         return StoreError::Io(format!("redis: {error}"));
     }
-    let cause = format!("redis is unreachable or refuses writes: {}", error.kind_name());
+    let cause = format!(
+        "redis is unreachable or refuses writes: {}",
+        error.kind_name()
+    );
     if shared.health.writable() {
         shared.health.begin(&cause);
     }
@@ -289,12 +299,6 @@ impl RedisStore {
             sent.map_err(|_| StoreError::Closed)?;
             result.await.map_err(|_| StoreError::Closed)?
         })
-    }
-
-    /// Recomputes every counter from the records (see `read::audit`).
-    pub fn audit(&self) -> StoreFuture<super::AuditReport> {
-        let shared = self.shared.clone();
-        self.spawn(async move { read::audit(&shared).await })
     }
 }
 
@@ -464,23 +468,14 @@ impl Store for RedisStore {
         self.spawn(async move { read::epoch_info(&shared, &epoch).await })
     }
 
-    fn record_decision(
-        &self,
-        epoch: &Epoch,
-        decision: serde_json::Value,
-    ) -> StoreFuture<serde_json::Value> {
+    fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
         self.spawn(async move { read::record_decision(&shared, &epoch, decision).await })
     }
 
-    fn append_history(
-        &self,
-        epoch: &Epoch,
-        at_ms: u64,
-        point: serde_json::Value,
-    ) -> StoreFuture<()> {
+    fn append_history(&self, epoch: &Epoch, point: HistoryPoint) -> StoreFuture<()> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
-        self.spawn(async move { read::append_history(&shared, &epoch, at_ms, point).await })
+        self.spawn(async move { read::append_history(&shared, &epoch, point).await })
     }
 
     fn history(
@@ -488,7 +483,7 @@ impl Store for RedisStore {
         epoch: &Epoch,
         since_ms: u64,
         limit: usize,
-    ) -> StoreFuture<Vec<(u64, serde_json::Value)>> {
+    ) -> StoreFuture<Vec<HistoryPoint>> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
         self.spawn(async move { read::history(&shared, &epoch, since_ms, limit).await })
     }
@@ -521,27 +516,32 @@ impl Store for RedisStore {
     /// Generated once and kept in Redis (`SET NX`), so every replica signs and verifies with
     /// the same key. Anybody who can read Redis can read it: see the README ("Scaling out")
     /// for the protection rules, or pass `--token-secret` to keep it out of Redis.
-    fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        let (shared, key, candidate) = (self.shared.clone(), layout::secret_key(name), make());
-        let (tx, rx) = std::sync::mpsc::channel();
-        self.runtime.spawn(async move {
-            let _ = tx.send(read::secret(&shared, &key, candidate).await);
-        });
-        rx.recv().map_err(|_| StoreError::Closed)?
+    fn secret(&self, name: &str, make: SecretMaker) -> StoreFuture<Vec<u8>> {
+        let (shared, key) = (self.shared.clone(), layout::secret_key(name));
+        self.spawn(async move { read::secret(&shared, &key, make()).await })
     }
 
     fn stats(&self) -> StoreStats {
         let commits = self.shared.commits.load(Ordering::Relaxed);
         StoreStats {
-            group_commits: commits,
-            durable_seq: commits,
-            sticky_cache: StickyCacheStats {
-                capacity: self.shared.cache_capacity,
-                entries: lock(&self.shared.cache).len(),
-                hits: self.shared.hits.load(Ordering::Relaxed),
-                misses: self.shared.misses.load(Ordering::Relaxed),
+            commits,
+            durable_position: commits,
+            backend: BackendStats::Redis {
+                sticky_cache: StickyCacheStats {
+                    capacity: self.shared.cache_capacity,
+                    entries: lock(&self.shared.cache).len(),
+                    hits: self.shared.hits.load(Ordering::Relaxed),
+                    misses: self.shared.misses.load(Ordering::Relaxed),
+                },
+                exposure_flush_ms: FLUSH_EVERY_MS,
             },
         }
+    }
+
+    /// Recomputes every counter from the records (see `read::audit`).
+    fn audit(&self) -> StoreFuture<AuditReport> {
+        let shared = self.shared.clone();
+        self.spawn(async move { read::audit(&shared).await })
     }
 
     fn writable(&self) -> bool {

@@ -8,9 +8,10 @@ use redis::AsyncCommands;
 use super::layout::{self, MICRO, SHARDS, ShardKeys};
 use super::{Shared, classify};
 use crate::stats::DecayedCounts;
+use crate::store::records::{StoredHistory, StoredHistoryRef};
 use crate::store::{
-    ArmCounters, AuditReport, CounterMismatch, Epoch, EpochInfo, ExpectationMismatch,
-    StickyRecord, StoreError, TokenCredit,
+    ArmCounters, AuditReport, CounterMismatch, Decision, Epoch, EpochInfo, ExpectationMismatch,
+    HistoryPoint, StickyRecord, StoreError, TokenCredit,
 };
 
 fn connection(shared: &Shared) -> redis::aio::ConnectionManager {
@@ -169,7 +170,9 @@ pub async fn epoch_info(shared: &Shared, epoch: &Epoch) -> Result<EpochInfo, Sto
             None => None,
         },
         decision: match decision {
-            Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("decision", &text))?),
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|_| corrupt("decision", &text))?)
+            }
             None => None,
         },
     })
@@ -178,13 +181,15 @@ pub async fn epoch_info(shared: &Shared, epoch: &Epoch) -> Result<EpochInfo, Sto
 pub async fn record_decision(
     shared: &Shared,
     epoch: &Epoch,
-    decision: serde_json::Value,
-) -> Result<serde_json::Value, StoreError> {
+    decision: Decision,
+) -> Result<Decision, StoreError> {
+    let text = serde_json::to_string(&decision)
+        .map_err(|error| StoreError::Io(format!("decision does not serialise: {error}")))?;
     let held: String = shared
         .scripts
         .decide
         .key(layout::info_key(epoch))
-        .arg(decision.to_string())
+        .arg(text)
         .invoke_async(&mut connection(shared))
         .await
         .map_err(|error| classify(shared, &error))?;
@@ -194,16 +199,17 @@ pub async fn record_decision(
 pub async fn append_history(
     shared: &Shared,
     epoch: &Epoch,
-    at_ms: u64,
-    point: serde_json::Value,
+    point: HistoryPoint,
 ) -> Result<(), StoreError> {
+    let text = serde_json::to_string(&StoredHistoryRef { arms: &point.arms })
+        .map_err(|error| StoreError::Io(format!("history point does not serialise: {error}")))?;
     let _: i64 = shared
         .scripts
         .history
         .key(layout::history_key(epoch))
-        .arg(at_ms)
+        .arg(point.at_ms)
         .arg(shared.history_interval_ms)
-        .arg(point.to_string())
+        .arg(text)
         .invoke_async(&mut connection(shared))
         .await
         .map_err(|error| classify(shared, &error))?;
@@ -215,7 +221,7 @@ pub async fn history(
     epoch: &Epoch,
     since_ms: u64,
     limit: usize,
-) -> Result<Vec<(u64, serde_json::Value)>, StoreError> {
+) -> Result<Vec<HistoryPoint>, StoreError> {
     if limit == 0 {
         return Ok(Vec::new());
     }
@@ -235,10 +241,12 @@ pub async fn history(
             let (at, point) = member
                 .split_once('\t')
                 .ok_or_else(|| corrupt("history point", member))?;
-            Ok((
-                at.parse().map_err(|_| corrupt("history time", at))?,
-                serde_json::from_str(point).map_err(|_| corrupt("history point", point))?,
-            ))
+            let stored: StoredHistory =
+                serde_json::from_str(point).map_err(|_| corrupt("history point", point))?;
+            Ok(HistoryPoint {
+                at_ms: at.parse().map_err(|_| corrupt("history time", at))?,
+                arms: stored.arms,
+            })
         })
         .collect()
 }
@@ -268,8 +276,8 @@ async fn scan_members(
     let mut members = Vec::new();
     for reply in replies {
         for member in reply.map_err(|error| classify(shared, &error))? {
-            let (id, value) = layout::split_member(&member)
-                .ok_or_else(|| corrupt("member", &member))?;
+            let (id, value) =
+                layout::split_member(&member).ok_or_else(|| corrupt("member", &member))?;
             members.push((id.to_owned(), value.to_owned()));
         }
     }
@@ -284,7 +292,9 @@ pub async fn scan_sticky(
     after: Option<String>,
     limit: usize,
 ) -> Result<Vec<(String, StickyRecord)>, StoreError> {
-    let keys = (0..SHARDS).map(|s| ShardKeys::of(epoch, s).sticky).collect();
+    let keys = (0..SHARDS)
+        .map(|s| ShardKeys::of(epoch, s).sticky)
+        .collect();
     scan_members(shared, keys, after, limit)
         .await?
         .into_iter()
