@@ -35,4 +35,8 @@ need_apt() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "$package" >/dev/null
 }
 
+# The Redis backend's tests start their own redis-server (src/store/redis/tests.rs,
+# tests/api/replicas.rs).
+need_apt redis-server redis-server
+
 cargo test "$@"

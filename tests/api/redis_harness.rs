@@ -6,7 +6,6 @@
 //! installs it (Debian: `apt-get install -y redis-server`).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,10 +31,6 @@ impl RedisServer {
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub fn aof_dir(&self) -> PathBuf {
-        self.dir.path().to_owned()
     }
 
     fn launch(&mut self) {
@@ -94,16 +89,6 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-    }
-
-    /// Runs a command with `redis-cli` and returns its output.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
 

@@ -7,7 +7,6 @@ use crate::store::test_support::{DAY_MS, T0_MS, block_on, epoch, record, unit_re
 use crate::store::{Decision, DecisionRule, HistoryArm, RewardTarget};
 
 #[path = "../../../tests/api/redis_harness.rs"]
-#[allow(dead_code)] // the replica tests use the rest
 mod harness;
 use harness::RedisServer;
 
