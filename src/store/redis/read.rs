@@ -397,10 +397,12 @@ async fn epochs(shared: &Shared) -> Result<Vec<Epoch>, StoreError> {
 }
 
 /// Recomputes every arm's raw counters from the records, shard by shard, and checks that
-/// each epoch's expected exposures add up to its exposures exactly (fixed point). Implied N
-/// = sticky records + per-request count + units re-assigned away; implied R = sticky rewards
-/// + token credits + rewards of re-assigned records. Not atomic across shards: run it on a
-/// quiescent store (no replica serving), like the sled audit.
+/// each epoch's expected exposures add up to its exposures exactly (fixed point).
+///
+/// Implied N is the sticky records, plus the per-request count, plus the units re-assigned
+/// away; implied R is the sticky rewards, plus the token credits, plus the rewards of
+/// re-assigned records. Not atomic across shards: run it on a quiescent store (no replica
+/// serving), like the sled audit.
 pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport::default();
     for epoch in epochs(shared).await? {
@@ -469,10 +471,12 @@ pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
     Ok(report)
 }
 
+/// One shard's arm for tests: (variant, n, decayed n, reference time, half-life).
 #[cfg(test)]
-pub(super) fn sum_for_test(
-    shards: Vec<Vec<(&str, i64, f64, u64, Option<u64>)>>,
-) -> HashMap<String, ArmCounters> {
+pub(super) type TestArm<'a> = (&'a str, i64, f64, u64, Option<u64>);
+
+#[cfg(test)]
+pub(super) fn sum_for_test(shards: Vec<Vec<TestArm<'_>>>) -> HashMap<String, ArmCounters> {
     sum_shards(
         shards
             .into_iter()
