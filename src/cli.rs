@@ -1,4 +1,4 @@
-//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`, `export`. Every flag also reads a
+//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`, `export`, `audit`. Every flag also reads a
 //! `BANDITD_*` environment variable, so containers are configured without arguments.
 
 use std::path::PathBuf;
@@ -46,6 +46,9 @@ pub enum Command {
     /// Stream an experiment's assignments, credited events or stats from a running server as
     /// CSV or NDJSON, to stdout or a file (exit 0 done, 2 error).
     Export(crate::export_cli::ExportArgs),
+    /// Recompute every counter of a stopped server's store from its records and print the
+    /// mismatches (exit 0 clean, 1 mismatches, 2 error such as a data dir in use).
+    Audit(crate::audit_cli::AuditArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -146,6 +149,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => crate::plan::main(&args),
         Command::Simulate(args) => crate::sim::run_simulate(&args),
         Command::Export(args) => crate::export_cli::main(&args),
+        Command::Audit(args) => crate::audit_cli::main(&args),
         Command::Serve(args) => {
             telemetry::init(cli.log_format);
             serve(args)

@@ -5,6 +5,7 @@
 //! experiment folder from disk so that `spec` stays free of I/O; `startup` wires a server;
 //! `watcher` reloads it when the folder changes.
 
+pub mod audit_cli;
 pub mod catalog;
 pub mod cli;
 pub mod engine;

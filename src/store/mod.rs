@@ -9,6 +9,8 @@ mod apply;
 mod audit;
 mod codec;
 mod command;
+#[cfg(test)]
+pub mod contract;
 mod data_dir;
 mod decay;
 mod disk;
@@ -21,6 +23,7 @@ mod overlay;
 mod records;
 pub(crate) mod recovery;
 mod redis;
+pub mod rules;
 mod scan;
 mod secret_file;
 mod select;
@@ -28,16 +31,16 @@ mod shared;
 mod sled;
 mod sticky_cache;
 #[cfg(test)]
-mod test_support;
+pub(crate) mod test_support;
 mod writer;
 
-pub use self::apply::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::expiry::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
 pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
+pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
@@ -180,7 +183,7 @@ pub struct RewardOp {
     pub target: RewardTarget,
     pub reward: f64,
     /// The event's own timestamp, if it gave one. A client's clock decides nothing: it is only
-    /// checked against the assignment (see `apply::timing_refusal`).
+    /// checked against the assignment (see `rules::timing_refusal`).
     pub occurred_ms: Option<u64>,
     /// Arrival time, from the engine's clock: the reward window is measured with it.
     pub now_ms: u64,

@@ -593,3 +593,7 @@ mod sync_tests;
 #[cfg(test)]
 #[path = "sled_failure_tests.rs"]
 mod failure_tests;
+
+#[cfg(test)]
+#[path = "sled_contract_tests.rs"]
+mod contract_tests;

@@ -380,7 +380,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
 #[test]
 fn expired_token_marks_fold_their_reward_and_keep_the_audit_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let mark_expiry = T0_MS + 7 * DAY_MS + crate::store::apply::TOKEN_MARK_SLACK_MS;
+    let mark_expiry = T0_MS + 7 * DAY_MS + crate::store::TOKEN_MARK_SLACK_MS;
     {
         let store = open(dir.path());
         block_on(store.count_exposure_then_sync(&epoch(), "bold"));

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real HTTP, real sled files in temp dirs.
 
 mod assign;
+mod audit;
 mod durability;
 mod errors;
 mod events;

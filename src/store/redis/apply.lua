@@ -4,10 +4,12 @@
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
 -- KEYS[5] the epoch's facts hash (shard 0), KEYS[6] the set of epochs with marks,
 -- KEYS[7..] event-id and flush keys, named by index in the ops.
--- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), ARGV[3] the epoch's member of KEYS[6],
+-- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), ARGV[3] the epoch's member of KEYS[6]
+-- (`experiment \t revision`; the experiment alone is its member for event ids),
 -- then ops (see commit.rs, `Op::encode`). One reply string per I/R/U/T op, in order.
 local sticky, arms, marks, due, info, epochs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local skew, slack, epoch_member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local experiment = string.match(epoch_member, '^([^\t]*)')
 local SEP = '\0'
 local MICRO = 1000000
 local out = {}
@@ -101,6 +103,14 @@ local function refusal(occurred, assigned, now, window)
   return nil
 end
 
+-- Marks an event id applied: kept until the engine's clock passes arrival + window (the
+-- sweep, `expire_events.lua`), and by Redis's clock at most `keep` ms (a backstop).
+local function remember(ev, ev_due, now, window, keep)
+  redis.call('SET', ev, int(now + window), 'PX', keep)
+  redis.call('ZADD', ev_due, int(now + window), ev)
+  redis.call('SADD', epochs, experiment)
+end
+
 local skip_exposures = false
 while at <= #ARGV do
   local op = nxt()
@@ -147,7 +157,8 @@ while at <= #ARGV do
       expected(shares)
     end
   elseif op == 'U' then
-    local ev, unit, micro, occurred = KEYS[tonumber(nxt())], nxt(), nxt(), nxt()
+    local ev, ev_due, unit = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())], nxt()
+    local micro, occurred = nxt(), nxt()
     local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
     if redis.call('EXISTS', ev) == 1 then
       out[#out + 1] = 'D'
@@ -168,13 +179,14 @@ while at <= #ARGV do
           redis.call('ZADD', sticky, 0,
             unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro)
           credit(v, tonumber(micro), assigned, now, h)
-          redis.call('SET', ev, int(now + window), 'PX', keep)
+          remember(ev, ev_due, now, window, keep)
           out[#out + 1] = 'A' .. v
         end
       end
     end
   elseif op == 'T' then
-    local ev, id, v, issued, propensity = KEYS[tonumber(nxt())], nxt(), nxt(), tonumber(nxt()), nxt()
+    local ev, ev_due = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
+    local id, v, issued, propensity = nxt(), nxt(), tonumber(nxt()), nxt()
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
     if redis.call('EXISTS', ev) == 1 then
@@ -194,7 +206,7 @@ while at <= #ARGV do
         redis.call('SADD', epochs, epoch_member)
         redis.call('HINCRBY', arms, 't|' .. v, micro)
         credit(v, tonumber(micro), issued, now, h)
-        redis.call('SET', ev, int(now + window), 'PX', keep)
+        remember(ev, ev_due, now, window, keep)
         out[#out + 1] = 'A' .. v
       end
     end

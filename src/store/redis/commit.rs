@@ -140,6 +140,7 @@ impl Call {
 
     fn reward(&mut self, op: &RewardOp) {
         let event = self.key(layout::event_key(&op.epoch.experiment, &op.event_id));
+        let due = self.key(layout::event_due_key_of(&op.epoch.experiment, &op.event_id));
         let micro = layout::to_micro(op.reward).to_string();
         let occurred = op
             .occurred_ms
@@ -154,6 +155,7 @@ impl Call {
             RewardTarget::Unit(unit) => self.args.extend([
                 "U".to_owned(),
                 event,
+                due,
                 unit.clone(),
                 micro,
                 occurred,
@@ -170,6 +172,7 @@ impl Call {
             } => self.args.extend([
                 "T".to_owned(),
                 event,
+                due,
                 assignment_id.clone(),
                 variant.clone(),
                 (*issued_ms).min(MAX_MS).to_string(),

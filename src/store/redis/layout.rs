@@ -32,7 +32,8 @@ pub const MICRO: i64 = 1_000_000;
 /// `id \0` and `id \x01`, and members sort by id.
 pub const SEP: char = '\0';
 
-/// The set of epochs that hold token marks, for the expiry sweep.
+/// What the expiry sweep walks: epochs that hold token marks (`experiment \t revision`) and
+/// experiments that hold event ids (`experiment`).
 pub const EPOCHS_KEY: &str = "bd:epochs";
 
 /// The shard of a unit or an assignment id: FNV-1a, stable across builds and replicas.
@@ -84,7 +85,18 @@ pub fn history_key(epoch: &Epoch) -> String {
 
 /// The key that marks `event_id` applied in `experiment`.
 pub fn event_key(experiment: &str, event_id: &str) -> String {
-    format!("{{bd:{experiment}:e{}}}:{event_id}", shard_of(event_id))
+    format!("{{bd:{experiment}:e{}}}:i:{event_id}", shard_of(event_id))
+}
+
+/// The index of one event-id shard: event key → when the engine's clock may forget it (the
+/// keys also carry a PX expiry, a day later, in case no sweep runs).
+pub fn event_due_key(experiment: &str, shard: u32) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:due")
+}
+
+/// The due index of the shard `event_id` is in.
+pub fn event_due_key_of(experiment: &str, event_id: &str) -> String {
+    event_due_key(experiment, shard_of(event_id))
 }
 
 /// The key that marks one flush of per-request exposures applied (so a flush retried after a

@@ -20,6 +20,8 @@
 //! but not on Redis Cluster (CROSSSLOT); Cluster is refused at startup.
 
 mod commit;
+#[cfg(test)]
+mod contract_tests;
 mod layout;
 mod read;
 #[cfg(test)]
@@ -109,6 +111,7 @@ impl KindName for redis::RedisError {
 struct Scripts {
     apply: Script,
     expire: Script,
+    expire_events: Script,
     history: Script,
     decide: Script,
 }
@@ -335,6 +338,7 @@ async fn connect(client: redis::Client, options: &RedisOptions) -> Result<Connec
         scripts: Scripts {
             apply: Script::new(include_str!("apply.lua")),
             expire: Script::new(include_str!("expire.lua")),
+            expire_events: Script::new(include_str!("expire_events.lua")),
             history: Script::new(include_str!("history.lua")),
             decide: Script::new(include_str!("decide.lua")),
         },

@@ -319,13 +319,27 @@ pub async fn scan_marks(
         .collect()
 }
 
-/// Sweeps the token marks of every epoch that has any. Event ids expire by themselves (PX).
+/// Sweeps the event ids of every experiment and the token marks of every epoch that has any,
+/// by the engine's clock.
 pub async fn expire(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
     let members: Vec<String> = connection(shared)
         .smembers(layout::EPOCHS_KEY)
         .await
         .map_err(|error| classify(shared, &error))?;
     let mut removed = 0;
+    for experiment in members.iter().filter(|member| !member.contains('\t')) {
+        for shard in 0..SHARDS {
+            let count: u64 = shared
+                .scripts
+                .expire_events
+                .key(layout::event_due_key(experiment, shard))
+                .arg(now_ms)
+                .invoke_async(&mut connection(shared))
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            removed += count;
+        }
+    }
     for epoch in members.iter().filter_map(|m| layout::parse_epoch_member(m)) {
         for shard in 0..SHARDS {
             let keys = ShardKeys::of(&epoch, shard);
@@ -405,6 +419,19 @@ async fn epochs(shared: &Shared) -> Result<Vec<Epoch>, StoreError> {
 /// serving), like the sled audit.
 pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport::default();
+    let registered: Vec<String> = connection(shared)
+        .smembers(layout::EPOCHS_KEY)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    for experiment in registered.iter().filter(|member| !member.contains('\t')) {
+        for shard in 0..SHARDS {
+            let ids: u64 = connection(shared)
+                .zcard(layout::event_due_key(experiment, shard))
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            report.event_ids += ids;
+        }
+    }
     for epoch in epochs(shared).await? {
         let shards = shard_arms(shared, &epoch).await?;
         let mut exposures = 0i64;

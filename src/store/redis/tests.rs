@@ -7,7 +7,7 @@ use crate::store::test_support::{DAY_MS, T0_MS, block_on, epoch, record, unit_re
 use crate::store::{Decision, DecisionRule, HistoryArm, RewardTarget};
 
 #[path = "../../../tests/api/redis_harness.rs"]
-mod harness;
+pub(super) mod harness;
 use harness::RedisServer;
 
 fn open(server: &RedisServer) -> RedisStore {
@@ -166,9 +166,10 @@ fn rewards_follow_the_window_and_credit_an_assignment_once() {
         );
         let credits = store.scan_token_credits(&epoch(), None, 10).await.unwrap();
         assert_eq!(credits.len(), 1);
-        // After its retention the mark goes, and a late retry is refused, not credited again.
+        // After their retention the mark and both applied event ids go, and a late retry is
+        // refused, not credited again.
         let removed = store.expire(T0_MS + 9 * DAY_MS).await.unwrap();
-        assert_eq!(removed, 1);
+        assert_eq!(removed, 3);
         let retry = store
             .apply_rewards(vec![token_reward("t3", "a1", T0_MS + 6)])
             .await
