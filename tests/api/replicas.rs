@@ -220,3 +220,34 @@ fn readyz_is_503_while_redis_is_unreachable() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn banditd_audit_checks_the_redis_store_and_exits_1_on_a_tampered_counter() {
+    let redis = RedisServer::start();
+    let apps = replicas(&redis, 2);
+    for i in 0..20 {
+        apps[i % 2].assign("headline", &format!("u{i}"));
+    }
+    apps[0].post_events(&json!([{"id": "e1", "experiment": "headline", "unit": "u1"}]));
+    let audit = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_banditd"))
+            .args(["audit", "--redis", &redis.url()])
+            .env_clear()
+            .output()
+            .expect("banditd audit runs")
+    };
+    let clean = audit();
+    let report = String::from_utf8_lossy(&clean.stdout);
+    assert_eq!(clean.status.code(), Some(0), "{report}");
+    assert!(
+        report.contains("20 sticky records, 0 token marks, 1 event ids"),
+        "{report}"
+    );
+    let arms = redis.cli(&["--scan", "--pattern", "{bd:headline:*}:a"]);
+    let key = arms.lines().next().expect("an arms key");
+    redis.cli(&["HINCRBY", key, "n|control", "3"]);
+    let tampered = audit();
+    let report = String::from_utf8_lossy(&tampered.stdout);
+    assert_eq!(tampered.status.code(), Some(1), "{report}");
+    assert!(report.contains("MISMATCH headline"), "{report}");
+}

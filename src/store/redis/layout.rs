@@ -19,7 +19,7 @@
 //! in micro-units ([`MICRO`]) with `HINCRBY`, so sums never drift, and the expected exposures
 //! of one exposure are split into integers that add up to exactly [`MICRO`].
 
-use crate::store::Epoch;
+use crate::store::{Epoch, rules};
 
 /// Shards per epoch. Part of the layout: a unit's shard must not change while its epoch lives.
 pub const SHARDS: u32 = 8;
@@ -136,9 +136,8 @@ pub fn from_micro(micro: i64) -> f64 {
 }
 
 /// `exposures` exposures' worth of expected exposures, split by `allocation` into micro-units
-/// that add up to exactly `exposures · MICRO` (largest remainder). Mirrors the sled rule
-/// (`Tally::allocation`): entries that are negative or not finite count as 0, and with nothing
-/// usable the whole expectation goes to the exposed arm.
+/// that add up to exactly `exposures · MICRO`: the shares of `rules::expected_exposure_shares`
+/// (the rule every backend keeps), rounded by largest remainder.
 pub fn expected_shares(
     exposed: &str,
     allocation: &[(String, f64)],
@@ -147,34 +146,27 @@ pub fn expected_shares(
     let total_micro = i64::try_from(exposures)
         .unwrap_or(i64::MAX / MICRO)
         .saturating_mul(MICRO);
-    let usable = |p: f64| if p.is_finite() && p > 0.0 { p } else { 0.0 };
-    let sum: f64 = allocation.iter().map(|(_, p)| usable(*p)).sum();
-    if !(sum.is_finite() && sum > 0.0) {
-        return vec![(exposed.to_owned(), total_micro)];
-    }
-    let mut shares: Vec<(String, i64, f64)> = allocation
+    let exact = rules::expected_exposure_shares(allocation, exposed, total_micro as f64);
+    let mut shares: Vec<(String, i64, f64)> = exact
         .iter()
-        .map(|(variant, p)| {
-            let exact = total_micro as f64 * usable(*p) / sum;
-            let floor = exact.floor();
-            (variant.clone(), floor as i64, exact - floor)
+        .map(|(variant, share)| {
+            let floor = share.floor();
+            ((*variant).to_owned(), floor as i64, share - floor)
         })
         .collect();
     let mut left = total_micro - shares.iter().map(|(_, whole, _)| whole).sum::<i64>();
     let mut order: Vec<usize> = (0..shares.len()).collect();
     order.sort_by(|&a, &b| shares[b].2.total_cmp(&shares[a].2));
-    for index in order.iter().cycle().take(shares.len() * 2) {
+    for &index in &order {
         if left <= 0 {
             break;
         }
-        if usable(allocation[*index].1) > 0.0 {
-            shares[*index].1 += 1;
-            left -= 1;
-        }
+        shares[index].1 += 1;
+        left -= 1;
     }
     if left != 0 {
-        // Rounding left more than one micro-unit per arm (cannot happen for finite
-        // probabilities); keep the sum exact on the exposed arm.
+        // Float rounding left more (or less) than one micro-unit per arm: keep the sum exact on
+        // the exposed arm.
         match shares.iter_mut().find(|(variant, _, _)| variant == exposed) {
             Some(share) => share.1 += left,
             None => shares.push((exposed.to_owned(), left, 0.0)),
