@@ -25,12 +25,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::codec;
-use super::expiry;
+use super::expiry_index;
 use super::keys::{
     self, KIND_ARM, KIND_EPOCH, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
-    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK,
+    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
 };
-use super::overlay::io;
 use super::{ArmCounters, Epoch, StoreError};
 
 /// An arm whose stored counters disagree with its records.
@@ -210,7 +209,7 @@ impl ExpiryIndex {
         for item in db.scan_prefix([KIND_EXPIRY]) {
             let (key, value) = item.map_err(io)?;
             let due_ms = keys::parse_expiry_key(&key)?;
-            for (record_key, deadline_ms) in expiry::decode_index_value(due_ms, &value)? {
+            for (record_key, deadline_ms) in expiry_index::decode_index_value(due_ms, &value)? {
                 entries.insert(Self::entry(record_key, deadline_ms));
             }
         }

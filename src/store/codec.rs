@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
-use super::overlay::MovedAway;
 use super::records::{HistoryArm, HistoryPoint, StoredHistory, StoredHistoryRef};
+use super::state::MovedAway;
 use super::{ArmCounters, EpochInfo, StickyRecord, StoreError};
 
 const REWARD_PRESENT: u8 = 0b1;

@@ -5,8 +5,11 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::audit::AuditReport;
-use super::writer::MAX_EXPIRE_PER_BATCH;
 use super::{Decision, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
+
+/// Most expiry-index entries one expire looks at per group commit (each at most one removal);
+/// the rest follow in the next.
+pub const MAX_EXPIRE_PER_BATCH: usize = 1024;
 
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub type SyncReply<T> = mpsc::Sender<Result<T, StoreError>>;

@@ -109,6 +109,11 @@ pub fn corrupt(message: &str) -> StoreError {
     StoreError::Corrupt(message.to_owned())
 }
 
+/// Maps a sled failure to the store's error.
+pub fn io(error: sled::Error) -> StoreError {
+    StoreError::Io(error.to_string())
+}
+
 fn epoch_prefix(kind: u8, epoch: &Epoch, tail_len: usize) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + 2 + epoch.experiment.len() + 4 + tail_len);
     key.push(kind);

@@ -15,6 +15,7 @@ mod data_dir;
 mod decay;
 mod disk;
 mod expiry;
+mod expiry_index;
 mod exposures;
 mod health;
 mod keys;
@@ -29,13 +30,15 @@ mod secret_file;
 mod select;
 mod shared;
 mod sled;
+mod state;
 mod sticky_cache;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod writer;
+mod writer_state;
 
 pub use self::audit::{AuditReport, CounterMismatch, ExpectationMismatch};
-pub use self::expiry::MAX_RETENTION_LAG_MS;
+pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};

@@ -18,10 +18,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::command::{Command, refuse};
 use super::disk::Opened;
 use super::exposures::ExposureGroups;
 use super::load;
-use super::writer::{Command, FailedCommit, Writer, refuse};
+use super::writer_state::{FailedCommit, Writer};
 
 /// First wait before reopening the store after a failed commit.
 pub const RECOVERY_BACKOFF_MIN_MS: u64 = 50;
@@ -134,22 +135,9 @@ impl Writer {
     }
 }
 
-/// Faults a test injects into the writer (`Shared::faults`).
+/// Faults a test injects into the writer (kept in `Shared`, taken here).
 #[cfg(test)]
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// Commits to fail before sled applies anything.
-    pub fail_before_apply: u32,
-    /// Commits to fail after sled applied the batch in memory: the writer breaks sled's log
-    /// file for real, so sled's own flush fails and sled records its global error, as on a
-    /// full disk.
-    pub fail_after_apply: u32,
-    /// Commits to report as failed after they reached the disk (as when only the `fdatasync`
-    /// fails, after sled's own write went through): the reopen finds them.
-    pub fail_after_sync: u32,
-    /// Reopen attempts to fail.
-    pub fail_reopens: u32,
-}
+pub use super::shared::Faults;
 
 #[cfg(test)]
 impl super::shared::Shared {

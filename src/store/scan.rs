@@ -7,8 +7,7 @@
 //! commit is on disk (the rule `sticky()` and `history()` follow).
 
 use super::codec;
-use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
-use super::overlay::io;
+use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK, io};
 use super::{Epoch, StickyRecord, StoreError, TokenCredit};
 
 /// One page of sticky records and the newest commit sequence number among them.

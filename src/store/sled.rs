@@ -15,17 +15,18 @@ use tokio::sync::{oneshot, watch};
 use super::audit::{self, AuditReport};
 use super::codec;
 use super::command::AuditReply;
+use super::command::Command;
 use super::data_dir;
 use super::disk::Location;
-use super::exposures::PendingExposure;
+use super::exposures::{ExposedArm, PendingExposure};
 use super::health::HealthState;
-use super::keys::{self, KIND_STICKY};
+use super::keys::{self, KIND_STICKY, io};
 use super::load;
-use super::overlay::io;
 use super::scan;
 use super::secret_file;
+use super::shared::{DurableMark, Shared};
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
-use super::writer::{Command, DurableMark, ExposedArm, Shared, Writer};
+use super::writer_state::Writer;
 use super::{
     ArmCounters, BackendStats, Decision, Epoch, EpochInfo, HistoryPoint, RewardOp, RewardOutcome,
     SecretMaker, StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,

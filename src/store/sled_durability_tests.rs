@@ -10,9 +10,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::store::CounterMismatch;
-use crate::store::expiry;
+use crate::store::command::MAX_EXPIRE_PER_BATCH;
+use crate::store::expiry_index;
 use crate::store::test_support::*;
-use crate::store::writer::MAX_EXPIRE_PER_BATCH;
 
 fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {
     let mut context = Context::from_waker(Waker::noop());
@@ -408,7 +408,7 @@ fn indexed_records(db: &::sled::Db) -> Vec<Vec<u8>> {
     for item in db.scan_prefix([keys::KIND_EXPIRY]) {
         let (key, value) = item.unwrap();
         let due_ms = keys::parse_expiry_key(&key).unwrap();
-        for (record_key, _) in expiry::decode_index_value(due_ms, &value).unwrap() {
+        for (record_key, _) in expiry_index::decode_index_value(due_ms, &value).unwrap() {
             listed.push(record_key.to_vec());
         }
     }

@@ -7,7 +7,7 @@ use super::*;
 use crate::store::RewardOutcome::{
     AlreadyRewarded, Applied, Duplicate, OutsideWindow, TimestampBeforeAssignment, UnitNotAssigned,
 };
-use crate::store::expiry::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
+use crate::store::expiry_index::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
 use crate::store::test_support::*;
 
 fn applied(variant: &str) -> RewardOutcome {

@@ -63,7 +63,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::StickyRecord;
 use super::codec::{self, StoredSticky};
 use super::keys::KIND_STICKY;
-use super::overlay::WriteMap;
+use super::state::WriteMap;
 
 /// Default capacity of the sticky cache, in entries (~85 MB when full): a site's returning
 /// visitors of the last minutes, not its whole history. It holds the full load test's 100,000
