@@ -251,3 +251,81 @@ fn banditd_audit_checks_the_redis_store_and_exits_1_on_a_tampered_counter() {
     assert_eq!(tampered.status.code(), Some(1), "{report}");
     assert!(report.contains("MISMATCH headline"), "{report}");
 }
+
+#[test]
+fn a_rolling_restart_of_every_replica_under_load_fails_no_assign() {
+    let redis = RedisServer::start();
+    let mut apps = replicas(&redis, 3);
+    // The load balancer's view: the replicas in rotation.
+    let live: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(
+        apps.iter().map(|app| app.address.clone()).collect(),
+    ));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let agent = apps[0].agent.clone();
+    let (acked, failed) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..2)
+            .map(|w| {
+                let (live, done, agent) = (live.clone(), done.clone(), agent.clone());
+                scope.spawn(move || {
+                    let mut acked = HashMap::new();
+                    let mut failed = Vec::new();
+                    let mut i = 0usize;
+                    while !done.load(std::sync::atomic::Ordering::Acquire) {
+                        i += 1;
+                        let address = {
+                            let live = live.lock().unwrap();
+                            live[i % live.len()].clone()
+                        };
+                        let unit = format!("w{w}-{i}");
+                        let reply = agent
+                            .get(format!(
+                                "{address}/v1/experiments/headline/assign?unit={unit}"
+                            ))
+                            .call();
+                        match reply {
+                            Ok(mut response) if response.status() == 200 => {
+                                let body: Value =
+                                    response.body_mut().read_json().unwrap_or(Value::Null);
+                                if body["degraded"] == true {
+                                    failed.push(format!("{unit}: degraded"));
+                                } else {
+                                    let variant = body["variant"].as_str().unwrap_or("").to_owned();
+                                    acked.insert(unit, variant);
+                                }
+                            }
+                            Ok(response) => failed.push(format!("{unit}: {}", response.status())),
+                            Err(error) => failed.push(format!("{unit}: {error}")),
+                        }
+                    }
+                    (acked, failed)
+                })
+            })
+            .collect();
+        for at in 0..apps.len() {
+            let address = apps[at].address.clone();
+            // Out of rotation first, as a load balancer drains a replica before stopping it.
+            live.lock().unwrap().retain(|a| a != &address);
+            std::thread::sleep(Duration::from_millis(100));
+            apps[at].restart();
+            live.lock().unwrap().push(apps[at].address.clone());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+        let mut acked = HashMap::new();
+        let mut failed = Vec::new();
+        for worker in workers {
+            let (a, f) = worker.join().unwrap();
+            acked.extend(a);
+            failed.extend(f);
+        }
+        (acked, failed)
+    });
+    assert!(
+        failed.is_empty(),
+        "{} failed: {:?}",
+        failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(acked.len() > 20, "the load made progress: {}", acked.len());
+    assert_kept(&apps[0], &acked);
+}
