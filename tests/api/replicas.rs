@@ -301,13 +301,13 @@ fn a_rolling_restart_of_every_replica_under_load_fails_no_assign() {
                 })
             })
             .collect();
-        for at in 0..apps.len() {
-            let address = apps[at].address.clone();
+        for app in apps.iter_mut() {
+            let address = app.address.clone();
             // Out of rotation first, as a load balancer drains a replica before stopping it.
             live.lock().unwrap().retain(|a| a != &address);
             std::thread::sleep(Duration::from_millis(100));
-            apps[at].restart();
-            live.lock().unwrap().push(apps[at].address.clone());
+            app.restart();
+            live.lock().unwrap().push(app.address.clone());
             std::thread::sleep(Duration::from_millis(200));
         }
         done.store(true, std::sync::atomic::Ordering::Release);
