@@ -87,7 +87,7 @@ impl Config {
 pub enum StartupError {
     #[error("the experiment folder is invalid:\n{}", format_spec_errors(.0))]
     Experiments(Vec<SpecError>),
-    #[error("cannot open the data dir: {0}")]
+    #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),

@@ -234,7 +234,7 @@ impl RedisStore {
     /// the commit task.
     pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
         let info = connection_info(&options.url, options.password.as_ref())
-            .map_err(|error| StoreError::Io(error.to_string()))?;
+            .map_err(|error| StoreError::Incompatible(error.to_string()))?;
         let client = redis::Client::open(info)
             .map_err(|error| StoreError::Io(format!("redis: {}", error.kind_name())))?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
