@@ -215,6 +215,9 @@ fn readyz_is_503_while_redis_is_unreachable() {
     let mut redis = RedisServer::start();
     let apps = replicas(&redis, 1);
     assert_eq!(apps[0].get("/readyz").status, 200);
+    let store = apps[0].get("/v1/admin/store").body;
+    assert_eq!(store["backend"], "redis", "{store}");
+    assert_eq!(store["exposure_flush_ms"], 50, "{store}");
     redis.kill();
     // An assign while Redis is down answers the default, degraded and uncounted.
     let body = apps[0]
@@ -227,6 +230,8 @@ fn readyz_is_503_while_redis_is_unreachable() {
         &json!([{"id": "x", "experiment": "headline", "unit": "fresh"}]),
     );
     assert_eq!(events.status, 503, "{}", events.body);
+    let store = apps[0].get("/v1/admin/store").body;
+    assert_eq!(store["health"]["writable"], false, "{store}");
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(10);
     while apps[0].get("/readyz").status != 200 {

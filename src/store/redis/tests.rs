@@ -597,3 +597,28 @@ fn the_lua_reward_rules_agree_with_the_rules_module() {
     });
     assert!(case > 100);
 }
+
+#[test]
+fn concurrent_writes_on_a_replica_share_group_commits() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let before = store.stats().commits;
+        let writes = (0..400).map(|i| {
+            store.insert_sticky(
+                &epoch(),
+                &format!("u{i}"),
+                record("bold", T0_MS),
+                tally(T0_MS),
+            )
+        });
+        for result in futures_util::future::join_all(writes).await {
+            assert!(result.unwrap().1);
+        }
+        let commits = store.stats().commits - before;
+        assert!(
+            commits * 10 <= 400,
+            "400 concurrent inserts took {commits} commits: not batched"
+        );
+    });
+}
