@@ -25,6 +25,8 @@ mod contract_tests;
 mod layout;
 mod read;
 #[cfg(test)]
+mod rules_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
