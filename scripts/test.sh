@@ -39,4 +39,7 @@ need_apt() {
 # tests/api/replicas.rs).
 need_apt redis-server redis-server
 
+# The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
+need_apt curl curl
+
 cargo test "$@"

@@ -1,9 +1,11 @@
 //! banditd: a multi-armed-bandit experimentation server.
 //!
-//! Layers, top to bottom (see DESIGN.md): `cli` → `http` → `engine` → `policy` + `stats`
-//! (pure math) → `spec` (experiment YAML) and `store` (persistence). `catalog` reads the
-//! experiment folder from disk so that `spec` stays free of I/O; `startup` wires a server;
-//! `watcher` reloads it when the folder changes.
+//! Layers, top to bottom (see docs/ARCHITECTURE.md, "Layers"): `cli` → `http` → `engine` →
+//! `policy` + `stats` (pure math) → `spec` (experiment YAML) and `store` (persistence).
+//! `catalog` reads the experiment folder from disk so that `spec` stays free of I/O; `startup`
+//! wires a server; `watcher` reloads it when the folder changes. Beside the server: `sim`
+//! (the simulator, on the same policy code), `plan` and `export_cli` (the CLI commands that
+//! talk to a running server), `telemetry` (logging) and `secret` (values kept out of logs).
 
 pub mod audit_cli;
 pub mod catalog;

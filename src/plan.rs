@@ -285,6 +285,35 @@ struct ArmStats {
     exposures: u64,
 }
 
+/// The text of a server's experiment document that `spec::parse_experiment` reads back: JSON
+/// (which is YAML), with the characters YAML will not take raw written as `\uXXXX` escapes.
+/// JSON escapes only C0 controls and writes every other character raw, but YAML 1.2 (§5.1,
+/// `c-printable`) refuses DEL, the C1 controls and U+FFFE/U+FFFF in a file, and YAML 1.1
+/// readers take NEL as a line break; a payload holding one (written as an escape in the
+/// analyst's file) made `plan --server` fail on a configuration the server runs. They can only
+/// occur inside JSON strings, so escaping them in the whole text is exact.
+pub fn document_text(document: &serde_json::Value) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string_pretty(document)?;
+    let refused = |c: char| {
+        matches!(
+            c,
+            '\u{7f}'..='\u{9f}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+        )
+    };
+    if !json.contains(refused) {
+        return Ok(json);
+    }
+    let mut text = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if refused(c) {
+            text.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            text.push(c);
+        }
+    }
+    Ok(text)
+}
+
 fn server_baseline(server: Server) -> Result<Baseline, PlanError> {
     let url = server.url("/v1/admin/config");
     let config: AdminConfig = server.get_json(&url)?.ok_or_else(|| PlanError::Status {
@@ -301,7 +330,7 @@ fn server_baseline(server: Server) -> Result<Baseline, PlanError> {
             Some(id) => format!("{}/{id}.yaml", server.base),
             None => format!("{}/experiment-{}.yaml", server.base, index + 1),
         };
-        let text = serde_json::to_string_pretty(document).map_err(|e| PlanError::BadResponse {
+        let text = document_text(document).map_err(|e| PlanError::BadResponse {
             url: url.clone(),
             detail: e.to_string(),
         })?;

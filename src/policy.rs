@@ -1,10 +1,11 @@
 //! Allocation policy: which arm a request gets, and with what probability. Pure: the caller
 //! hands in the arms' state and the RNG; the simulator and the server share this code.
 //!
-//! Rules (DESIGN.md, "Allocation"): paused → the default arm, uncounted; fixed → the winner;
-//! adaptive → uniform over active arms during burn-in, then with probability K·min_share a
-//! uniform active arm (the floor), else Thompson sampling (Thompson 1933; Russo et al. 2018,
-//! "A Tutorial on Thompson Sampling", §3): one draw per active posterior, take the argmax.
+//! Rules (docs/ARCHITECTURE.md, "Allocation"): paused → the default arm, uncounted; fixed →
+//! the winner; adaptive → uniform over active arms during burn-in, then with probability
+//! K·min_share a uniform active arm (the floor), else Thompson sampling (Thompson 1933; Russo
+//! et al. 2018, "A Tutorial on Thompson Sampling", §3): one draw per active posterior, take the
+//! argmax.
 //! Every decision carries its propensity, P(this arm | state), so that logged assignments
 //! support unbiased off-policy estimates (inverse propensity weighting).
 
@@ -50,7 +51,7 @@ pub struct Params {
 }
 
 /// Why the policy could not choose an arm. The engine answers these by serving the default
-/// variant uncounted ("when anything fails", DESIGN.md) and logging the error.
+/// variant uncounted (docs/ARCHITECTURE.md, "When something fails") and logging the error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     /// Adaptive allocation with every arm retired.

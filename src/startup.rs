@@ -1,5 +1,7 @@
 //! Building the running service from a [`Config`]: open the store, load the experiments, bind
-//! the socket. `main` and the integration tests both start the server through [`Application`].
+//! the socket. `banditd serve` (`cli::serve`) starts the server through [`Application`]; the
+//! integration tests spawn that same binary (`tests/api/helpers.rs`), so they run exactly what
+//! an operator runs.
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;

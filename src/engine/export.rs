@@ -10,8 +10,9 @@
 //! What the store keeps decides what can be exported. Sticky experiments keep one record per
 //! unit for the epoch's life. Per-request experiments keep nothing per assignment except the
 //! at-most-once mark of each *rewarded* token, until its retention ends (reward window plus a
-//! day); the mark holds the variant, the reward and that deadline, not the issue time or the
-//! propensity. Event ids are kept only for deduplication and are never exported.
+//! day); the mark holds the variant, the reward, that deadline, and the token's issue time and
+//! propensity (signed into the token), which is what an inverse-propensity estimate needs. Event
+//! ids are kept only for deduplication and are never exported.
 
 use std::sync::Arc;
 

@@ -4,9 +4,10 @@
 //! The snapshot (counters, posteriors, exact P(best) and expected loss, the allocation the
 //! policy realises, the stopping decision) is rebuilt from the store's durable state at most
 //! every [`SNAPSHOT_REFRESH_MS`]; exactly one request does the rebuild while the others keep
-//! using the previous one. Thompson sampling tolerates this staleness (DESIGN.md, "Scale"),
-//! and it is the same shape a multi-replica deployment has. Caching P(best) per snapshot is
-//! what makes exact propensities affordable on the assign path.
+//! using the previous one. Thompson sampling tolerates this staleness
+//! (docs/ARCHITECTURE.md, "Snapshots"), and it is the same shape a multi-replica deployment
+//! has. Caching P(best) per snapshot is what makes exact propensities affordable on the assign
+//! path.
 
 use std::collections::HashMap;
 use std::sync::Arc;

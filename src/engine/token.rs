@@ -1,6 +1,8 @@
 //! Assignment tokens: HMAC-SHA256-signed claims of (experiment, revision, variant, unit, issue
-//! time, assignment id). A browser can carry one to the event pipeline; nobody can forge a
-//! reward for a variant they were not shown, because the signature covers the variant.
+//! time, assignment id, propensity). A browser can carry one to the event pipeline; nobody can
+//! forge a reward for a variant they were not shown, because the signature covers the variant.
+//! The propensity rides along so that a per-request experiment, whose assignments are counted
+//! but not stored, still knows the policy's probability of each credited assignment.
 //!
 //! Format: `base64url(claims JSON) "." base64url(HMAC-SHA256(secret, claims JSON))`.
 

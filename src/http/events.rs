@@ -70,8 +70,9 @@ fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
 }
 
 /// The array must be JSON; each element is decoded on its own so one bad event is only a
-/// rejection of that event.
-fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+/// rejection of that event. Public (with [`parse_ndjson`]) for the property tests and the
+/// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
+pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
     let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
         ApiError::BadRequest(format!("the body must be a JSON array of events: {e}"))
     })?;
@@ -79,7 +80,9 @@ fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 }
 
 /// One event per line; blank lines are skipped; a malformed line rejects only that event.
-fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+/// Every rejection starts with `line N:`: blank lines are not events, so the rejection's batch
+/// index alone would not tell the pipeline which line to look at.
+pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
     Ok(text
@@ -88,8 +91,9 @@ fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
             serde_json::from_str::<serde_json::Value>(line)
-                .map_err(|e| format!("line {}: invalid JSON: {e}", n + 1))
+                .map_err(|e| format!("invalid JSON: {e}"))
                 .and_then(decode_event)
+                .map_err(|detail| format!("line {}: {detail}", n + 1))
         })
         .collect())
 }

@@ -1,5 +1,6 @@
 //! HTTP API (actix-web). Handlers are thin: parse, authorize, call the engine, map the result.
-//! Each module exposes `configure(cfg)` so a test can mount exactly one.
+//! Each module registers its own routes with a `configure(cfg)`, so a route lives next to its
+//! handler and [`configure`] below is the one list of what the server mounts.
 
 pub mod admin;
 pub mod assign;

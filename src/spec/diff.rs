@@ -1,7 +1,7 @@
 //! What a reload would change, and whether the running data stays truthful afterwards.
 //!
 //! Counters and sticky assignments belong to a data epoch, `(experiment, revision)`
-//! (DESIGN.md, "Reload"). An edit is compatible when the stored records still describe
+//! (docs/ARCHITECTURE.md, "A reload"). An edit is compatible when the stored records still describe
 //! what the new spec serves: knobs that only steer future allocation (priors, policy,
 //! stopping, status, ownership) apply to the existing counts; adding a variant starts it at
 //! its prior; removing one retires it (no new traffic, its data kept). An edit that would

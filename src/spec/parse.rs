@@ -357,7 +357,7 @@ fn policy(report: &mut Report<'_>, node: &Node) -> (Option<PolicySpec>, Option<(
 }
 
 /// Every arm is promised `min_share` of the traffic, so K arms need `min_share × K < 1`
-/// (DESIGN.md, Allocation: with probability K·min_share a uniform arm is drawn).
+/// (docs/ARCHITECTURE.md, "Allocation": with probability K·min_share a uniform arm is drawn).
 fn check_min_share_total(report: &mut Report<'_>, min_share: f64, arms: usize, pos: Position) {
     // Arm counts are small; the conversion is exact far beyond any realistic K.
     #[allow(clippy::cast_precision_loss)]

@@ -1,6 +1,6 @@
 //! Probability that each arm is best, and the expected loss of choosing it, for K
-//! independent Beta posteriors, by deterministic quadrature (DESIGN.md, "Stats": "not noisy
-//! Monte Carlo").
+//! independent Beta posteriors, by deterministic quadrature, not noisy Monte Carlo
+//! (docs/ARCHITECTURE.md, "Statistics").
 //!
 //! With F_j, g_j the CDF and density of arm j on the logit scale (see [`super::logit_beta`]
 //! for why that scale):

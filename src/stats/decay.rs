@@ -1,6 +1,5 @@
 //! Exponentially decayed exposure and reward counters for non-stationary rates
-//! (`policy.half_life` in the experiment YAML; DESIGN.md, "Semantics": "With `half_life`,
-//! N and R decay exponentially by age").
+//! (`policy.half_life` in the experiment YAML; docs/ARCHITECTURE.md, "Decay").
 //!
 //! An observation of age Δ counts with weight 2^(−Δ/h) ("discounted Thompson sampling",
 //! Raj & Kalyani 2017, arXiv:1707.09727, with γ = 2^(−1/h) per millisecond). Because the
@@ -16,7 +15,7 @@
 //! Bernoulli(r) success. The deterministic update is preferred because:
 //! - the counters are a pure function of the stored records, so after any crash, replay or
 //!   replica merge they equal exactly what the assignment and event records imply
-//!   (DESIGN.md, "Durability"); a coin flip in the write path would make them depend on
+//!   (docs/ARCHITECTURE.md, "Durability"); a coin flip in the write path would make them depend on
 //!   RNG state and would need an RNG there;
 //! - the posterior mean (α₀ + R)/(α₀ + β₀ + N) still converges to the true mean reward, since
 //!   R/N is the sample mean of the rewards (test `uniform_rewards_drive_the_posterior_mean_to_

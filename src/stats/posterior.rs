@@ -1,4 +1,4 @@
-//! The Beta posterior of one arm's reward rate (DESIGN.md, "Semantics": Posterior).
+//! The Beta posterior of one arm's reward rate (docs/ARCHITECTURE.md, "Posterior").
 
 use super::beta_sampler::BetaSampler;
 use super::error::{StatsError, check_shapes};

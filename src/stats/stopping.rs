@@ -1,5 +1,5 @@
 //! The stopping rule: when the data are strong enough to declare a winner (experiment YAML
-//! `stopping:`; DESIGN.md, "Allocation": "winner with `exploit`").
+//! `stopping:`; docs/ARCHITECTURE.md, "Stopping").
 //!
 //! A winner needs both P(best) ≥ threshold *and* expected loss ≤ threshold. P(best) alone is
 //! fragile when arms are practically tied (it hovers near 1/K forever, or jumps with noise);

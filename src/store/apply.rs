@@ -9,12 +9,12 @@
 //! moves) is `rules`, shared with every backend; this module reads and writes sled's records.
 
 use super::codec::{self, TokenMark};
+use super::error::StoreError;
 use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
+use super::records::Decision;
 use super::rules::{self, Credit, Reassignment, TargetState};
-use super::{
-    Decision, Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally,
-};
+use super::types::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing). See `rules::insert_sticky`.

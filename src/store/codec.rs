@@ -6,10 +6,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::error::StoreError;
 use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
 use super::records::{HistoryArm, HistoryPoint, StoredHistory, StoredHistoryRef};
 use super::state::MovedAway;
-use super::{ArmCounters, EpochInfo, StickyRecord, StoreError};
+use super::types::{ArmCounters, EpochInfo, StickyRecord};
 
 const REWARD_PRESENT: u8 = 0b1;
 

@@ -4,8 +4,10 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::audit::AuditReport;
-use super::{Decision, Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
+use super::audit_report::AuditReport;
+use super::error::StoreError;
+use super::records::Decision;
+use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};
 
 /// Most expiry-index entries one expire looks at per group commit (each at most one removal);
 /// the rest follow in the next.

@@ -10,8 +10,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
 use super::codec;
+use super::error::StoreError;
 use super::keys::{self, io};
 use super::load;
 use super::secret_file;

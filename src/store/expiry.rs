@@ -1,8 +1,8 @@
 //! [`expire`]: removes the event ids and token marks whose retention passed, walking the
 //! retention index (`expiry_index`, where the format and the retention promise are explained).
 
-use super::StoreError;
 use super::codec;
+use super::error::StoreError;
 use super::expiry_index::{decode_index_value, encode_entries};
 use super::keys::{self, KIND_EVENT_ID, KIND_TOKEN_MARK};
 use super::overlay::Txn;

@@ -20,7 +20,7 @@
 //! never credited either way. An `expire` in the same group commit as the request that created
 //! an entry does not see it yet (it is not encoded until the commit); the next one does.
 
-use super::StoreError;
+use super::error::StoreError;
 use super::keys::{self, put_bytes, put_varint};
 use super::state::KeyValue;
 

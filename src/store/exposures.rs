@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::apply;
 use super::overlay::Txn;
-use super::{Epoch, Tally};
+use super::types::{Epoch, Tally};
 
 /// Which arm a per-request exposure counts for. Usually an entry of the tally's allocation,
 /// named by position so that the hot path allocates no variant id.

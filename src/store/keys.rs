@@ -7,7 +7,8 @@
 //! the key. So a unit, variant or event id may hold any bytes, `0x00` and `/` included. The
 //! epoch comes first so that one epoch's sticky records form one contiguous range.
 
-use super::{Epoch, StoreError};
+use super::error::StoreError;
+use super::types::Epoch;
 
 /// `meta/<name>`: store-wide values (batch sequence, expiry watermark; secrets written by a
 /// banditd from before they moved to their own files, see `secret_file`).

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::StoreError;
 use super::codec;
+use super::error::StoreError;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
 

@@ -8,10 +8,11 @@
 
 use std::ops::Bound;
 
+use super::error::StoreError;
 use super::expiry_index::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY, io};
 use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
-use super::{Epoch, EpochInfo, StoreError};
+use super::types::{Epoch, EpochInfo};
 
 /// The pending changes of one group commit.
 #[derive(Debug, Default)]

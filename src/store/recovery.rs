@@ -70,7 +70,7 @@ impl Writer {
         }
     }
 
-    fn reopen(&self) -> Result<Opened, super::StoreError> {
+    fn reopen(&self) -> Result<Opened, super::error::StoreError> {
         #[cfg(test)]
         self.shared.faults_on_reopen()?;
         self.location.reopen_and_probe()
@@ -147,9 +147,9 @@ impl super::shared::Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn faults_before_apply(&self) -> Result<(), super::StoreError> {
+    pub(super) fn faults_before_apply(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_before_apply) {
-            return Err(super::StoreError::Io(
+            return Err(super::error::StoreError::Io(
                 "injected: the commit failed".to_owned(),
             ));
         }
@@ -160,27 +160,27 @@ impl super::shared::Shared {
         &self,
         open: &super::disk::OpenDb,
         location: &super::disk::Location,
-    ) -> Result<(), super::StoreError> {
+    ) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_after_apply) {
             break_log_file(open, &location.dir).map_err(|error| {
-                super::StoreError::Io(format!("cannot inject a fault: {error}"))
+                super::error::StoreError::Io(format!("cannot inject a fault: {error}"))
             })?;
         }
         Ok(())
     }
 
-    pub(super) fn faults_after_sync(&self) -> Result<(), super::StoreError> {
+    pub(super) fn faults_after_sync(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_after_sync) {
-            return Err(super::StoreError::Io(
+            return Err(super::error::StoreError::Io(
                 "injected: the sync failed".to_owned(),
             ));
         }
         Ok(())
     }
 
-    pub(super) fn faults_on_reopen(&self) -> Result<(), super::StoreError> {
+    pub(super) fn faults_on_reopen(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_reopens) {
-            return Err(super::StoreError::Io(
+            return Err(super::error::StoreError::Io(
                 "injected: the reopen failed".to_owned(),
             ));
         }

@@ -25,11 +25,12 @@
 //! the assignment's time, which a re-assignment changes), the sweep watermark, the counter
 //! arithmetic (decay reads the stored reference time), epoch start and first-write-wins. The
 //! deadlines and the expected-exposure shares depend only on the request and can be computed
-//! here and handed to the script. A mirrored rule needs a test that runs the mirror and these
-//! functions on the same inputs and checks they agree.
+//! here and handed to the script. A mirrored rule needs a test that runs the mirror on the
+//! worked cases of `rule_cases` (which these functions are checked against too) and compares.
 
 use super::decay;
-use super::{ArmCounters, Decision, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
+use super::records::Decision;
+use super::types::{ArmCounters, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
 
 /// How long a token mark outlives its reward window. A token reward is accepted only while the
 /// window is open by the arriving request's clock (see [`timing_refusal`]), so this is slack for

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{RedisOptions, RedisStore, SledStore, Store, StoreError, StoreOptions};
+use super::api::Store;
+use super::error::StoreError;
+use super::sled::{SledStore, StoreOptions};
+use super::redis::{RedisOptions, RedisStore};
 
 /// Which backend to open, and where.
 #[derive(Debug, Clone)]

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 
-use super::StoreError;
 use super::disk::OpenDb;
+use super::error::StoreError;
 use super::exposures::PendingExposure;
 use super::health::HealthState;
 use super::state::{CounterMap, EpochMap};

@@ -12,26 +12,29 @@ use std::thread::JoinHandle;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{oneshot, watch};
 
-use super::audit::{self, AuditReport};
+use super::api::{BackendStats, SecretMaker, Store, StoreStats};
+use super::audit;
+use super::audit_report::AuditReport;
 use super::codec;
 use super::command::AuditReply;
 use super::command::Command;
 use super::data_dir;
 use super::disk::Location;
+use super::error::{StoreError, StoreFuture};
 use super::exposures::{ExposedArm, PendingExposure};
 use super::health::HealthState;
+use super::health::StoreHealth;
 use super::keys::{self, KIND_STICKY, io};
 use super::load;
+use super::records::{Decision, HistoryPoint};
 use super::scan;
 use super::secret_file;
 use super::shared::{DurableMark, Shared};
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
-use super::writer_state::Writer;
-use super::{
-    ArmCounters, BackendStats, Decision, Epoch, EpochInfo, HistoryPoint, RewardOp, RewardOutcome,
-    SecretMaker, StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
-    TokenCredit,
+use super::types::{
+    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
 };
+use super::writer_state::Writer;
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
 /// a steady mixed load grow by ~50 MiB a minute without levelling off (`run.sh --soak`).
@@ -235,26 +238,6 @@ fn read_sticky(shared: &Shared, key: &[u8]) -> Result<Option<codec::StoredSticky
     Ok(Some(stored))
 }
 
-/// The epoch's history points as sled holds them now, and the newest commit among them.
-fn stored_history(
-    shared: &Shared,
-    epoch: &Epoch,
-    since_ms: u64,
-    limit: usize,
-) -> Result<(Vec<HistoryPoint>, u64), StoreError> {
-    let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
-    let mut points = Vec::new();
-    let mut newest_seq = 0;
-    for item in shared.sled()?.range(range).take(limit) {
-        let (key, value) = item.map_err(io)?;
-        let (_, at_ms) = keys::parse_history_key(&key)?;
-        let (arms, seq) = codec::decode_history(&value)?;
-        newest_seq = newest_seq.max(seq);
-        points.push(HistoryPoint { at_ms, arms });
-    }
-    Ok((points, newest_seq))
-}
-
 fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {
     Box::pin(std::future::ready(result))
 }
@@ -439,7 +422,9 @@ impl Store for SledStore {
         limit: usize,
     ) -> StoreFuture<Vec<HistoryPoint>> {
         let epoch = epoch.clone();
-        self.read_durable(move |shared| stored_history(shared, &epoch, since_ms, limit))
+        self.read_durable(move |shared| {
+            scan::history_page(&shared.sled()?.db, &epoch, since_ms, limit)
+        })
     }
 
     /// A range scan straight on sled; waits for the newest commit among the page's records.

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::{ArmCounters, Epoch, EpochInfo};
+use super::types::{ArmCounters, Epoch, EpochInfo};
 
 /// Everything the store keeps about one arm of one epoch.
 ///

@@ -4,7 +4,8 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{ArmCounters, Epoch, RewardOp, RewardTarget, SledStore, StickyRecord, Tally};
+use super::sled::SledStore;
+use super::types::{ArmCounters, Epoch, RewardOp, RewardTarget, StickyRecord, Tally};
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 pub const T0_MS: u64 = 1_700_000_000_000;

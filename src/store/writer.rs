@@ -17,13 +17,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use super::StoreError;
 use super::apply;
 use super::audit;
 use super::codec;
 use super::command::{AuditReply, Deferred, MAX_EXPIRE_PER_BATCH, Reply, defer};
 use super::command::{Command, refuse};
 use super::disk::OpenDb;
+use super::error::StoreError;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;

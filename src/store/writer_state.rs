@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::StoreError;
 use super::command::Command;
 use super::disk::{Location, OpenDb};
+use super::error::StoreError;
 use super::exposures::ExposureGroups;
 use super::shared::{DurableMark, Shared};
 use super::state::DurableState;

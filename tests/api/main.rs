@@ -2,6 +2,9 @@
 
 mod assign;
 mod audit;
+mod docs_readme;
+mod docs_refs;
+mod docs_text;
 mod durability;
 mod errors;
 mod events;
