@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use super::api::Store;
 use super::error::StoreError;
-use super::sled::{SledStore, StoreOptions};
 use super::redis::{RedisOptions, RedisStore};
+use super::sled::{SledStore, StoreOptions};
 
 /// Which backend to open, and where.
 #[derive(Debug, Clone)]
