@@ -18,6 +18,13 @@ pub struct AuditArgs {
     /// The embedded store's data dir (the one `banditd serve --data-dir` used).
     #[arg(long, env = "BANDITD_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// Audit the Redis store instead (the URL `banditd serve --redis` used). Run it while no
+    /// replica writes: the shards are read one after another.
+    #[arg(long, env = "BANDITD_REDIS", hide_env_values = true)]
+    pub redis: Option<crate::secret::SecretString>,
+    /// The Redis password, if not in the URL.
+    #[arg(long, env = "BANDITD_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<crate::secret::SecretString>,
 }
 
 /// Why the audit could not run.
@@ -57,13 +64,27 @@ pub fn main(args: &AuditArgs) -> ExitCode {
 }
 
 async fn audit(args: &AuditArgs) -> Result<AuditReport, AuditError> {
-    // Opening creates a store where there is none; an audit must not.
-    if !args.data_dir.is_dir() {
-        return Err(AuditError::NoStore(args.data_dir.display().to_string()));
-    }
-    let config = StoreConfig::Sled {
-        dir: args.data_dir.clone(),
-        options: StoreOptions::default(),
+    let redis = args
+        .redis
+        .clone()
+        .filter(|url| !url.expose().trim().is_empty());
+    let config = match redis {
+        Some(url) => StoreConfig::Redis(store::RedisOptions {
+            url,
+            password: args.redis_password.clone(),
+            sticky_cache_entries: 0,
+            history_interval_ms: 0,
+        }),
+        None => {
+            // Opening creates a store where there is none; an audit must not.
+            if !args.data_dir.is_dir() {
+                return Err(AuditError::NoStore(args.data_dir.display().to_string()));
+            }
+            StoreConfig::Sled {
+                dir: args.data_dir.clone(),
+                options: StoreOptions::default(),
+            }
+        }
     };
     let store = store::open(&config).await?;
     let report = store.audit().await;

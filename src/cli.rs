@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the experiments over HTTP with the embedded store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check experiment files; prints every error (file:line:col) and exits 1 if any.
     Validate(ValidateArgs),
     /// Print the JSON Schema of the experiment YAML (the repo ships it as
@@ -95,6 +95,13 @@ pub struct ServeArgs {
     /// as `token.secret` (mode 0600).
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<SecretString>,
+    /// Keep state in Redis, shared by every replica, instead of the data dir:
+    /// `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path` (no TLS).
+    #[arg(long, env = "BANDITD_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretString>,
+    /// The Redis password, if not in the URL.
+    #[arg(long, env = "BANDITD_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<SecretString>,
     /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
     /// with it still verify, new tokens are signed with the current secret. Remove it once a
     /// reward window has passed.
@@ -179,7 +186,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            serve(args)
+            serve(*args)
         }
     }
 }
@@ -252,6 +259,8 @@ fn serve_config(args: ServeArgs) -> Config {
             metrics: set_secret(args.metrics_key),
         },
         token_secret: set_secret(args.token_secret),
+        redis: set_secret(args.redis),
+        redis_password: set_secret(args.redis_password),
         token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,
@@ -274,7 +283,7 @@ mod tests {
     fn serve_args(extra: &[&str]) -> ServeArgs {
         let argv = ["banditd", "serve"].iter().chain(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("parsed as {other:?}"),
         }
     }

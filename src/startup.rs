@@ -60,11 +60,24 @@ pub struct Config {
     pub access_log: http::access_log::AccessLog,
     /// Serve `GET /metrics` and keep the instruments up to date (see `metrics`).
     pub metrics: bool,
+    /// `--redis URL`: share state with other replicas in Redis instead of the data dir. A
+    /// secret (the URL may carry a password), like the separate password.
+    pub redis: Option<SecretString>,
+    pub redis_password: Option<SecretString>,
 }
 
 impl Config {
     /// The store this configuration selects (see `store::open`).
     pub fn store(&self) -> StoreConfig {
+        if let Some(url) = &self.redis {
+            return StoreConfig::Redis(crate::store::RedisOptions {
+                url: url.clone(),
+                password: self.redis_password.clone(),
+                sticky_cache_entries: self.sticky_cache_entries,
+                history_interval_ms: u64::try_from(self.history_interval.as_millis())
+                    .unwrap_or(u64::MAX),
+            });
+        }
         StoreConfig::Sled {
             dir: self.data_dir.clone(),
             options: StoreOptions {
@@ -80,7 +93,7 @@ impl Config {
 pub enum StartupError {
     #[error("the experiment folder is invalid:\n{}", format_spec_errors(.0))]
     Experiments(Vec<SpecError>),
-    #[error("cannot open the data dir: {0}")]
+    #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),

@@ -76,21 +76,25 @@ async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespon
         "durable_seq": stats.durable_position,
         "health": state.engine.store().health(),
     });
-    match &stats.backend {
-        BackendStats::Sled {
-            sticky_cache: cache,
+    let cache = match &stats.backend {
+        BackendStats::Sled { sticky_cache } => sticky_cache,
+        BackendStats::Redis {
+            sticky_cache,
+            exposure_flush_ms,
         } => {
-            let lookups = cache.hits + cache.misses;
-            // Counts far below 2^53, so the conversion is exact enough for a ratio.
-            let hit_ratio = (lookups > 0).then(|| cache.hits as f64 / lookups as f64);
-            body["sticky_cache"] = json!({
-                "capacity": cache.capacity,
-                "entries": cache.entries,
-                "hits": cache.hits,
-                "misses": cache.misses,
-                "hit_ratio": hit_ratio,
-            });
+            body["exposure_flush_ms"] = json!(exposure_flush_ms);
+            sticky_cache
         }
-    }
+    };
+    let lookups = cache.hits + cache.misses;
+    // Counts far below 2^53, so the conversion is exact enough for a ratio.
+    let hit_ratio = (lookups > 0).then(|| cache.hits as f64 / lookups as f64);
+    body["sticky_cache"] = json!({
+        "capacity": cache.capacity,
+        "entries": cache.entries,
+        "hits": cache.hits,
+        "misses": cache.misses,
+        "hit_ratio": hit_ratio,
+    });
     Ok(HttpResponse::Ok().json(body))
 }

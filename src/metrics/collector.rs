@@ -97,6 +97,10 @@ impl EngineCollector {
         match stats.backend {
             BackendStats::Sled {
                 sticky_cache: cache,
+            }
+            | BackendStats::Redis {
+                sticky_cache: cache,
+                ..
             } => {
                 counter(
                     encoder,

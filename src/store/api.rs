@@ -156,6 +156,13 @@ pub struct StoreStats {
 pub enum BackendStats {
     /// The embedded store: how well the cache of durable sticky records serves the traffic.
     Sled { sticky_cache: StickyCacheStats },
+    /// Redis: the replica's cache of known sticky units, and how stale the counters of
+    /// per-request exposures may be (they are aggregated in the replica and written at least
+    /// this often).
+    Redis {
+        sticky_cache: StickyCacheStats,
+        exposure_flush_ms: u64,
+    },
 }
 
 impl BackendStats {
@@ -163,6 +170,7 @@ impl BackendStats {
     pub fn name(&self) -> &'static str {
         match self {
             BackendStats::Sled { .. } => "sled",
+            BackendStats::Redis { .. } => "redis",
         }
     }
 }

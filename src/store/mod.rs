@@ -26,6 +26,7 @@ mod load;
 mod overlay;
 mod records;
 pub(crate) mod recovery;
+mod redis;
 #[cfg(test)]
 pub mod rule_cases;
 pub mod rules;
@@ -49,6 +50,7 @@ pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
+pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
 pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};

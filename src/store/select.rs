@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use super::api::Store;
 use super::error::StoreError;
+use super::redis::{RedisOptions, RedisStore};
 use super::sled::{SledStore, StoreOptions};
 
 /// Which backend to open, and where.
@@ -13,7 +14,8 @@ use super::sled::{SledStore, StoreOptions};
 pub enum StoreConfig {
     /// The embedded store in a data dir (`banditd serve --data-dir`): one process owns it.
     Sled { dir: PathBuf, options: StoreOptions },
-    // A second backend adds its variant here and its arm in `open`; nothing else branches.
+    /// Redis shared by many replicas (`banditd serve --redis URL`).
+    Redis(RedisOptions),
 }
 
 /// Opens the configured backend. Async so that a networked backend can connect (and check
@@ -21,5 +23,6 @@ pub enum StoreConfig {
 pub async fn open(config: &StoreConfig) -> Result<Arc<dyn Store>, StoreError> {
     match config {
         StoreConfig::Sled { dir, options } => Ok(Arc::new(SledStore::open_with(dir, *options)?)),
+        StoreConfig::Redis(options) => Ok(Arc::new(RedisStore::open(options.clone())?)),
     }
 }
