@@ -39,6 +39,9 @@ need_apt() {
 need_apt promtool prometheus
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
+# The Redis backend's tests start their own redis-server (src/store/redis/tests.rs,
+# tests/api/replicas.rs).
+need_apt redis-server redis-server
 
 # The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
 need_apt curl curl

@@ -1,4 +1,4 @@
-//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`, `export`. Every flag also reads a
+//! The command line: `banditd serve`, `validate`, `schema`, `plan`, `simulate`, `export`, `audit`. Every flag also reads a
 //! `BANDITD_*` environment variable, so containers are configured without arguments.
 
 use std::path::PathBuf;
@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the experiments over HTTP with the embedded store.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Check experiment files; prints every error (file:line:col) and exits 1 if any.
     Validate(ValidateArgs),
     /// Print the JSON Schema of the experiment YAML (the repo ships it as
@@ -46,6 +46,9 @@ pub enum Command {
     /// Stream an experiment's assignments, credited events or stats from a running server as
     /// CSV or NDJSON, to stdout or a file (exit 0 done, 2 error).
     Export(crate::export_cli::ExportArgs),
+    /// Recompute every counter of a stopped server's store from its records and print the
+    /// mismatches (exit 0 clean, 1 mismatches, 2 error such as a data dir in use).
+    Audit(crate::audit_cli::AuditArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +95,13 @@ pub struct ServeArgs {
     /// as `token.secret` (mode 0600).
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<SecretString>,
+    /// Keep state in Redis, shared by every replica, instead of the data dir:
+    /// `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path` (no TLS).
+    #[arg(long, env = "BANDITD_REDIS", hide_env_values = true)]
+    pub redis: Option<SecretString>,
+    /// The Redis password, if not in the URL.
+    #[arg(long, env = "BANDITD_REDIS_PASSWORD", hide_env_values = true)]
+    pub redis_password: Option<SecretString>,
     /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
     /// with it still verify, new tokens are signed with the current secret. Remove it once a
     /// reward window has passed.
@@ -162,6 +172,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Plan(args) => crate::plan::main(&args),
         Command::Simulate(args) => crate::sim::run_simulate(&args),
         Command::Export(args) => crate::export_cli::main(&args),
+        Command::Audit(args) => crate::audit_cli::main(&args),
         Command::Serve(args) => {
             let telemetry = TelemetryConfig {
                 format: cli.log_format,
@@ -175,7 +186,7 @@ pub fn run(cli: Cli) -> ExitCode {
                     return ExitCode::from(1);
                 }
             };
-            serve(args)
+            serve(*args)
         }
     }
 }
@@ -248,6 +259,8 @@ fn serve_config(args: ServeArgs) -> Config {
             metrics: set_secret(args.metrics_key),
         },
         token_secret: set_secret(args.token_secret),
+        redis: set_secret(args.redis),
+        redis_password: set_secret(args.redis_password),
         token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,
@@ -270,7 +283,7 @@ mod tests {
     fn serve_args(extra: &[&str]) -> ServeArgs {
         let argv = ["banditd", "serve"].iter().chain(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("parsed as {other:?}"),
         }
     }

@@ -8,6 +8,7 @@
 //! talk to a running server), `telemetry` (logging), `metrics` (the Prometheus instruments
 //! behind `GET /metrics`) and `secret` (values kept out of logs).
 
+pub mod audit_cli;
 pub mod catalog;
 pub mod cli;
 pub mod engine;

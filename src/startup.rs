@@ -17,7 +17,7 @@ use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::M
 use crate::http::{self, AppState, Keys};
 use crate::secret::SecretString;
 use crate::spec::SpecError;
-use crate::store::{SledStore, Store, StoreError, StoreOptions};
+use crate::store::{self, Store, StoreConfig, StoreError, StoreOptions};
 
 /// How often expired event ids and token marks are swept from the store.
 pub const EXPIRE_INTERVAL_SECS: u64 = 60;
@@ -60,6 +60,32 @@ pub struct Config {
     pub access_log: http::access_log::AccessLog,
     /// Serve `GET /metrics` and keep the instruments up to date (see `metrics`).
     pub metrics: bool,
+    /// `--redis URL`: share state with other replicas in Redis instead of the data dir. A
+    /// secret (the URL may carry a password), like the separate password.
+    pub redis: Option<SecretString>,
+    pub redis_password: Option<SecretString>,
+}
+
+impl Config {
+    /// The store this configuration selects (see `store::open`).
+    pub fn store(&self) -> StoreConfig {
+        if let Some(url) = &self.redis {
+            return StoreConfig::Redis(crate::store::RedisOptions {
+                url: url.clone(),
+                password: self.redis_password.clone(),
+                sticky_cache_entries: self.sticky_cache_entries,
+                history_interval_ms: u64::try_from(self.history_interval.as_millis())
+                    .unwrap_or(u64::MAX),
+            });
+        }
+        StoreConfig::Sled {
+            dir: self.data_dir.clone(),
+            options: StoreOptions {
+                sticky_cache_entries: self.sticky_cache_entries,
+                page_cache_mb: self.store_cache_mb,
+            },
+        }
+    }
 }
 
 /// Why the server did not start.
@@ -67,7 +93,7 @@ pub struct Config {
 pub enum StartupError {
     #[error("the experiment folder is invalid:\n{}", format_spec_errors(.0))]
     Experiments(Vec<SpecError>),
-    #[error("cannot open the data dir: {0}")]
+    #[error("cannot open the store: {0}")]
     Store(#[from] StoreError),
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineError),
@@ -95,7 +121,7 @@ fn format_spec_errors(errors: &[SpecError]) -> String {
 
 /// The token signer: the configured secret, or the one generated once and kept by the store
 /// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
-fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
+async fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
     let checked = |secret: &SecretString, variable: &'static str| {
         let len = secret.expose().len();
         if len < MIN_SECRET_BYTES {
@@ -110,7 +136,7 @@ fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, Start
     };
     let current = match &config.token_secret {
         Some(secret) => checked(secret, "BANDITD_TOKEN_SECRET")?,
-        None => store.secret("token", &mut generated_secret)?,
+        None => store.secret("token", Box::new(generated_secret)).await?,
     };
     let signer = TokenSigner::new(&current);
     Ok(match previous {
@@ -173,14 +199,10 @@ impl Application {
         let experiments =
             crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
-        let options = StoreOptions {
-            sticky_cache_entries: config.sticky_cache_entries,
-            page_cache_mb: config.store_cache_mb,
-        };
         // Before the store and the experiments exist, so that both find the instruments.
         let metrics = config.metrics.then(crate::metrics::install);
-        let store: Arc<dyn Store> = Arc::new(SledStore::open_with(&config.data_dir, options)?);
-        let signer = token_signer(&config, store.as_ref())?;
+        let store = store::open(&config.store()).await?;
+        let signer = token_signer(&config, store.as_ref()).await?;
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?

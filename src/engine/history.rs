@@ -2,28 +2,16 @@
 //! can plot how posteriors, P(best) and traffic moved. Written by a background task; the
 //! time comes from the engine's clock.
 
-use serde::Serialize;
-use serde_json::json;
-
 use super::{Engine, EngineError};
 use crate::spec::Status;
+use crate::store::HistoryArm;
+pub use crate::store::HistoryPoint;
 
 /// Default interval between history points.
 pub const DEFAULT_HISTORY_INTERVAL_MS: u64 = 60_000;
 
 /// Most points one history request returns.
 pub const MAX_HISTORY_POINTS: usize = 10_000;
-
-/// One point of `GET /v1/experiments/{id}/history`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct HistoryPoint {
-    pub at_ms: u64,
-    /// The snapshot's fields (`arms`: per variant its counts, posterior mean, P(best), expected
-    /// loss and traffic share), beside `at_ms`.
-    #[serde(flatten)]
-    #[schema(value_type = Object)]
-    pub point: serde_json::Value,
-}
 
 impl Engine {
     /// Appends one history point per served experiment at the clock's now. Returns how many.
@@ -33,26 +21,28 @@ impl Engine {
         let mut written = 0;
         for live in catalog.all().filter(|l| l.spec.status != Status::Draft) {
             let snapshot = self.rebuild(live, now_ms).await?;
-            let arms: Vec<serde_json::Value> = snapshot
+            let arms = snapshot
                 .variant_ids
                 .iter()
                 .enumerate()
                 .map(|(k, variant)| {
                     let arm = snapshot.arms[k];
-                    json!({
-                        "variant": variant,
-                        "exposures": snapshot.counters[k].exposures,
-                        "rewards": snapshot.counters[k].reward_sum,
-                        "posterior_mean": arm.alpha / (arm.alpha + arm.beta),
-                        "prob_best": snapshot.shares[k],
-                        "expected_loss": snapshot.expected_loss[k],
-                        "traffic_share": snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
-                    })
+                    HistoryArm {
+                        variant: variant.clone(),
+                        exposures: snapshot.counters[k].exposures,
+                        rewards: snapshot.counters[k].reward_sum,
+                        posterior_mean: arm.alpha / (arm.alpha + arm.beta),
+                        prob_best: snapshot.shares[k],
+                        expected_loss: snapshot.expected_loss[k],
+                        traffic_share: snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
+                    }
                 })
                 .collect();
-            self.store
-                .append_history(&live.epoch, now_ms, json!({ "arms": arms }))
-                .await?;
+            let point = HistoryPoint {
+                at_ms: now_ms,
+                arms,
+            };
+            self.store.append_history(&live.epoch, point).await?;
             written += 1;
         }
         Ok(written)
@@ -66,13 +56,9 @@ impl Engine {
         limit: usize,
     ) -> Result<Vec<HistoryPoint>, EngineError> {
         let live = self.loaded(id)?;
-        let points = self
+        Ok(self
             .store
             .history(&live.epoch, since_ms, limit.min(MAX_HISTORY_POINTS))
-            .await?;
-        Ok(points
-            .into_iter()
-            .map(|(at_ms, point)| HistoryPoint { at_ms, point })
-            .collect())
+            .await?)
     }
 }

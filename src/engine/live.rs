@@ -162,7 +162,7 @@ impl Snapshot {
     /// The decided winner's arm index, if a decision is recorded for this epoch.
     pub fn decided_arm(&self, spec: &Experiment) -> Option<usize> {
         let decision = self.info.decision.as_ref()?;
-        spec.variant_index(decision.get("variant")?.as_str()?)
+        spec.variant_index(&decision.variant)
     }
 
     /// A winner the rule declares now, for a running experiment that has no decision yet.

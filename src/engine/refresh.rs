@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
-
 use super::live::{LiveExperiment, Snapshot};
 use super::{Engine, EngineError};
+use crate::store::{Decision, DecisionRule};
 
 impl Engine {
     /// A snapshot of `live` built from the store's durable state now, installed for the
@@ -29,7 +28,8 @@ impl Engine {
             tracing::info!(
                 experiment = %live.epoch.experiment,
                 revision = live.epoch.revision,
-                decision = %held,
+                winner = %held.variant,
+                decided_ms = held.decided_ms,
                 "stopping rule declared a winner"
             );
             let mut info = snapshot.info.clone();
@@ -61,28 +61,33 @@ impl Engine {
         prob_best: f64,
         expected_loss: f64,
         now_ms: u64,
-    ) -> serde_json::Value {
+    ) -> Decision {
         let spec = &live.spec;
         let rule = spec.stopping.as_ref();
-        let exposures: serde_json::Map<String, serde_json::Value> = spec
+        let exposures = spec
             .variants
             .iter()
             .zip(&snapshot.counters)
-            .map(|(v, c)| (v.id.as_str().to_owned(), json!(c.exposures)))
+            .map(|(v, c)| (v.id.as_str().to_owned(), c.exposures))
             .collect();
-        json!({
-            "variant": spec.variants.get(arm).map(|v| v.id.as_str()),
-            "decided_ms": now_ms,
-            "prob_best": prob_best,
-            "expected_loss": expected_loss,
-            "exposures": exposures,
-            "rule": {
-                "prob_best": rule.map(|r| r.prob_best),
-                "max_expected_loss": rule.map(|r| r.max_expected_loss),
-                "min_exposures": rule.map(|r| r.min_exposures),
-                "min_duration": rule.and_then(|r| r.min_duration).map(|d| d.to_string()),
-                "on_winner": rule.map(|r| r.on_winner.as_str()),
+        Decision {
+            // `arm` comes from the verdict over the spec's own arms, so it names a variant.
+            variant: spec
+                .variants
+                .get(arm)
+                .map(|v| v.id.as_str().to_owned())
+                .unwrap_or_default(),
+            decided_ms: now_ms,
+            prob_best,
+            expected_loss,
+            exposures,
+            rule: DecisionRule {
+                prob_best: rule.map(|r| r.prob_best),
+                max_expected_loss: rule.map(|r| r.max_expected_loss),
+                min_exposures: rule.map(|r| r.min_exposures),
+                min_duration: rule.and_then(|r| r.min_duration).map(|d| d.to_string()),
+                on_winner: rule.map(|r| r.on_winner.as_str().to_owned()),
             },
-        })
+        }
     }
 }

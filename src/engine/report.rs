@@ -90,7 +90,7 @@ pub struct DecisionReport {
     pub status: &'static str,
     /// The recorded decision (winner, time, the numbers that justified it, the rule).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub decided: Option<serde_json::Value>,
+    pub decided: Option<crate::store::Decision>,
     /// For a decision: whether the winner still meets the P(best) threshold now. A decision
     /// is never reversed; this says when later data disagrees with it.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -11,7 +11,7 @@ use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::{ConfigStatus, ReloadError, ReloadOutcome, WatchStatus};
-use crate::store::StoreHealth;
+use crate::store::{BackendStats, StoreHealth};
 
 pub fn routes(api: &mut impl Routes) {
     api.route::<__path_reload, _, _>(reload)
@@ -36,11 +36,17 @@ pub struct AdminConfig {
 /// `GET /v1/admin/store`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreReport {
+    /// `sled` or `redis`.
+    #[schema(value_type = String, pattern = "^(sled|redis)$")]
+    pub backend: &'static str,
     /// Group commits made, each one atomic batch and one fsync.
     pub group_commits: u64,
     /// Sequence number of the last commit known to be on disk.
     pub durable_seq: u64,
     pub health: StoreHealth,
+    /// Redis only: how often a replica writes its aggregated per-request exposures.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exposure_flush_ms: Option<u64>,
     pub sticky_cache: StickyCacheReport,
 }
 
@@ -122,9 +128,10 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
     }))
 }
 
-/// The store's counters since start, for sizing `--sticky-cache-entries`: a low hit ratio on a
-/// traffic of returning units means the cache is smaller than the working set, and every miss
-/// is a sled read.
+/// The store's counters since start: the figures every backend has, its health, and the
+/// backend's own (sled: the sticky cache, for sizing `--sticky-cache-entries`: a low hit ratio
+/// on a traffic of returning units means the cache is smaller than the working set, and every
+/// miss is a sled read).
 #[utoipa::path(
     get,
     path = "/v1/admin/store",
@@ -140,14 +147,22 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
 )]
 async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let stats = state.engine.store().stats();
-    let cache = stats.sticky_cache;
+    let (cache, exposure_flush_ms) = match &stats.backend {
+        BackendStats::Sled { sticky_cache } => (sticky_cache, None),
+        BackendStats::Redis {
+            sticky_cache,
+            exposure_flush_ms,
+        } => (sticky_cache, Some(*exposure_flush_ms)),
+    };
     let lookups = cache.hits + cache.misses;
     // Counts far below 2^53, so the conversion is exact enough for a ratio.
     let hit_ratio = (lookups > 0).then(|| cache.hits as f64 / lookups as f64);
     Ok(HttpResponse::Ok().json(StoreReport {
-        group_commits: stats.group_commits,
-        durable_seq: stats.durable_seq,
+        backend: stats.backend.name(),
+        group_commits: stats.commits,
+        durable_seq: stats.durable_position,
         health: state.engine.store().health(),
+        exposure_flush_ms,
         sticky_cache: StickyCacheReport {
             capacity: cache.capacity,
             entries: cache.entries,

@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
 use crate::engine::{DECISION_STATES, Engine, decision_state};
+use crate::store::BackendStats;
 
 /// Reads the engine (and through it the store) at every scrape.
 #[derive(Debug)]
@@ -77,7 +78,7 @@ impl EngineCollector {
             encoder,
             "banditd_store_group_commits",
             "Group commits made since the store was opened (each one batch and one fsync)",
-            stats.group_commits,
+            stats.commits,
         )?;
         gauge(
             encoder,
@@ -92,33 +93,43 @@ impl EngineCollector {
             "Stretches of time in which store writes failed, since the store was opened",
             health.episodes,
         )?;
-        let cache = stats.sticky_cache;
-        counter(
-            encoder,
-            "banditd_sticky_cache_hits",
-            "Sticky lookups answered from the in-memory cache",
-            cache.hits,
-        )?;
-        counter(
-            encoder,
-            "banditd_sticky_cache_misses",
-            "Sticky lookups that read the store (new units and units not cached)",
-            cache.misses,
-        )?;
-        gauge(
-            encoder,
-            "banditd_sticky_cache_entries",
-            "Sticky records held in the cache",
-            None,
-            cache.entries as f64,
-        )?;
-        gauge(
-            encoder,
-            "banditd_sticky_cache_capacity",
-            "Most sticky records the cache holds (--sticky-cache-entries; 0: off)",
-            None,
-            cache.capacity as f64,
-        )
+        // Figures only some backends have.
+        match stats.backend {
+            BackendStats::Sled {
+                sticky_cache: cache,
+            }
+            | BackendStats::Redis {
+                sticky_cache: cache,
+                ..
+            } => {
+                counter(
+                    encoder,
+                    "banditd_sticky_cache_hits",
+                    "Sticky lookups answered from the in-memory cache",
+                    cache.hits,
+                )?;
+                counter(
+                    encoder,
+                    "banditd_sticky_cache_misses",
+                    "Sticky lookups that read the store (new units and units not cached)",
+                    cache.misses,
+                )?;
+                gauge(
+                    encoder,
+                    "banditd_sticky_cache_entries",
+                    "Sticky records held in the cache",
+                    None,
+                    cache.entries as f64,
+                )?;
+                gauge(
+                    encoder,
+                    "banditd_sticky_cache_capacity",
+                    "Most sticky records the cache holds (--sticky-cache-entries; 0: off)",
+                    None,
+                    cache.capacity as f64,
+                )
+            }
+        }
     }
 
     fn encode_config(&self, encoder: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {

@@ -1,13 +1,13 @@
-//! Recomputes every arm's counters from the records and compares them with the stored
-//! counters: the check behind "counters always equal what the stored records imply, after any
-//! crash".
+//! The sled store's audit (`Store::audit`, report in `audit_report`): recomputes every arm's
+//! counters from the records and compares them with the stored counters, the check behind
+//! "counters always equal what the stored records imply, after any crash".
 //!
 //! Implied N = sticky records of the arm + its per-request exposure count + units re-assigned
 //! away from it. Implied R = rewards of its sticky records + rewards of its live token marks +
 //! rewards folded in from expired marks + rewards the re-assigned units' old records carried.
 //! (A re-assignment replaces a record but not the history the arm's counters hold, so the
-//! moved-away counts are the record of what moved.) This is a full scan (seconds for millions of units), meant for operators and tests,
-//! and it must see a quiescent store: [`super::SledStore::audit`] runs it on the writer thread
+//! moved-away counts are the record of what moved.) This is a full scan (seconds for millions of
+//! units), meant for operators and tests, and it must see a quiescent store: [`super::SledStore::audit`] runs it on the writer thread
 //! between commits, or directly when the writer is gone.
 //!
 //! Decayed N and R cannot be recomputed: per-request exposures leave no record of their time,
@@ -18,71 +18,21 @@
 //! a corrupt one is reported.
 //!
 //! It also checks retention: every event id and token mark must be listed, with the deadline
-//! it holds, by an expiry-index value (see `expiry`); one that is not would never be removed.
+//! it holds, by an expiry-index value (see `expiry_index`); one that is not would never be removed.
 //! The index is written in the same atomic commit as the records, so this holds after any
 //! crash too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
 use super::codec;
-use super::expiry;
+use super::error::StoreError;
+use super::expiry_index;
 use super::keys::{
     self, KIND_ARM, KIND_EPOCH, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
-    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK,
+    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
 };
-use super::overlay::io;
-use super::{ArmCounters, Epoch, StoreError};
-
-/// An arm whose stored counters disagree with its records.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CounterMismatch {
-    pub epoch: Epoch,
-    pub variant: String,
-    /// What the arm's counter key holds (zero if it has none).
-    pub stored: ArmCounters,
-    /// What the records imply.
-    pub implied: ArmCounters,
-}
-
-/// An epoch whose arms' expected exposures do not add up to their exposures.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExpectationMismatch {
-    pub epoch: Epoch,
-    /// Σ over the epoch's arms of stored exposures.
-    pub exposures: u64,
-    /// Σ over the epoch's arms of stored expected exposures.
-    pub expected_exposures: f64,
-}
-
-/// The result of [`audit`].
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AuditReport {
-    /// Arms compared (the union of arms with counters and arms with records).
-    pub arms_checked: usize,
-    pub sticky_records: u64,
-    pub live_token_marks: u64,
-    /// Event ids kept for dedup.
-    pub event_ids: u64,
-    /// Event ids and token marks that no expiry-index entry lists with their deadline:
-    /// nothing would ever remove them.
-    pub unindexed_records: u64,
-    /// Epoch records (start time, decision) that decoded.
-    pub epoch_records: u64,
-    /// History points that decoded.
-    pub history_points: u64,
-    pub mismatches: Vec<CounterMismatch>,
-    pub expectation_mismatches: Vec<ExpectationMismatch>,
-}
-
-impl AuditReport {
-    /// True when every arm's counters equal what its records imply, every epoch's expected
-    /// exposures add up to its exposures, and every retained record is in the expiry index.
-    pub fn is_clean(&self) -> bool {
-        self.mismatches.is_empty()
-            && self.expectation_mismatches.is_empty()
-            && self.unindexed_records == 0
-    }
-}
+use super::types::{ArmCounters, Epoch};
 
 #[derive(Default)]
 struct Implied {
@@ -210,7 +160,7 @@ impl ExpiryIndex {
         for item in db.scan_prefix([KIND_EXPIRY]) {
             let (key, value) = item.map_err(io)?;
             let due_ms = keys::parse_expiry_key(&key)?;
-            for (record_key, deadline_ms) in expiry::decode_index_value(due_ms, &value)? {
+            for (record_key, deadline_ms) in expiry_index::decode_index_value(due_ms, &value)? {
                 entries.insert(Self::entry(record_key, deadline_ms));
             }
         }

@@ -3,9 +3,14 @@
 //! sled overhead included), and decoding never trusts stored bytes: anything malformed is
 //! [`StoreError::Corrupt`], never a panic.
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::error::StoreError;
 use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
-use super::overlay::MovedAway;
-use super::{ArmCounters, EpochInfo, StickyRecord, StoreError};
+use super::records::{HistoryArm, HistoryPoint, StoredHistory, StoredHistoryRef};
+use super::state::MovedAway;
+use super::types::{ArmCounters, EpochInfo, StickyRecord};
 
 const REWARD_PRESENT: u8 = 0b1;
 
@@ -170,8 +175,13 @@ pub fn decode_epoch_info(bytes: &[u8]) -> Result<EpochInfo, StoreError> {
     })
 }
 
+/// The compact JSON of a history point as it is stored: its arms (the time is in the key).
+pub fn history_json(point: &HistoryPoint) -> Vec<u8> {
+    json_bytes(&StoredHistoryRef { arms: &point.arms })
+}
+
 /// A history point plus the group commit that wrote it (same durability rule as sticky
-/// records). Layout: seq varint · compact JSON (the rest of the value).
+/// records). Layout: seq varint · compact JSON (the rest of the value, see [`history_json`]).
 pub fn encode_history(point_json: &[u8], seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(10 + point_json.len());
     put_varint(&mut out, seq);
@@ -179,21 +189,23 @@ pub fn encode_history(point_json: &[u8], seq: u64) -> Vec<u8> {
     out
 }
 
-/// Inverse of [`encode_history`]: the point and its commit sequence number.
-pub fn decode_history(bytes: &[u8]) -> Result<(serde_json::Value, u64), StoreError> {
+/// Inverse of [`encode_history`]: the point's arms and its commit sequence number.
+pub fn decode_history(bytes: &[u8]) -> Result<(Vec<HistoryArm>, u64), StoreError> {
     let (seq, rest) = take_varint(bytes)?;
-    Ok((take_json(rest, "history point")?, seq))
+    let stored: StoredHistory = take_json(rest, "history point")?;
+    Ok((stored.arms, seq))
 }
 
-/// The compact JSON text of a value the API was handed.
-pub fn json_bytes(value: &serde_json::Value) -> Vec<u8> {
-    // `Display` of a `Value` is its compact JSON and cannot fail: keys are strings and numbers
-    // are finite by construction.
-    value.to_string().into_bytes()
+/// The compact JSON text of a typed record (see `records` for why the bytes match the untyped
+/// records of older builds).
+pub fn json_bytes<T: Serialize>(value: &T) -> Vec<u8> {
+    // Cannot fail: the records have string keys only, and non-finite numbers become `null`.
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
-fn take_json(bytes: &[u8], what: &str) -> Result<serde_json::Value, StoreError> {
-    serde_json::from_slice(bytes).map_err(|error| corrupt(&format!("{what} is not JSON: {error}")))
+fn take_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| corrupt(&format!("{what} is not what this build writes: {error}")))
 }
 
 /// A bare big-endian u64 (per-request exposures, event-id deadlines, meta values).
@@ -431,9 +443,8 @@ mod tests {
 
     #[test]
     fn epoch_records_round_trip_in_every_combination() {
-        let decision = serde_json::json!({"winner": "bold", "prob_best": 0.97, "at": [1, null]});
         for started_ms in [None, Some(0), Some(1_700_000_000_000)] {
-            for decision in [None, Some(decision.clone()), Some(serde_json::Value::Null)] {
+            for decision in [None, Some(decision())] {
                 let info = EpochInfo {
                     started_ms,
                     decision,
@@ -448,7 +459,7 @@ mod tests {
     fn undecodable_epoch_records_are_corrupt() {
         let info = EpochInfo {
             started_ms: Some(1_700_000_000_000),
-            decision: Some(serde_json::json!({"winner": "bold"})),
+            decision: Some(decision()),
         };
         let bytes = encode_epoch_info(&info);
         // Every cut either loses the varint or breaks the JSON.
@@ -461,7 +472,13 @@ mod tests {
                 "prefix of length {len} decoded"
             );
         }
-        for bad in [vec![0x04], vec![0x00, 0x01], vec![0x02, b'{'], vec![0x02]] {
+        for bad in [
+            vec![0x04],
+            vec![0x00, 0x01],
+            vec![0x02, b'{'],
+            vec![0x02],
+            [&[0x02][..], br#"{"winner":"bold"}"#].concat(),
+        ] {
             assert!(
                 matches!(decode_epoch_info(&bad), Err(StoreError::Corrupt(_))),
                 "{bad:?} decoded"
@@ -471,15 +488,27 @@ mod tests {
 
     #[test]
     fn history_points_round_trip_and_undecodable_ones_are_corrupt() {
-        let point = serde_json::json!({"arms": [{"id": "a", "prob_best": 0.25}]});
-        let bytes = encode_history(&json_bytes(&point), 300);
-        assert_eq!(decode_history(&bytes).unwrap(), (point, 300));
+        let point = HistoryPoint {
+            at_ms: 7,
+            arms: vec![HistoryArm {
+                expected_loss: 0.01,
+                exposures: 3,
+                posterior_mean: 0.4,
+                prob_best: 0.25,
+                rewards: 1.0,
+                traffic_share: 0.5,
+                variant: "a".to_owned(),
+            }],
+        };
+        let bytes = encode_history(&history_json(&point), 300);
+        assert_eq!(decode_history(&bytes).unwrap(), (point.arms, 300));
         for bad in [
             vec![],
             vec![0x80],
             vec![0x01],
             vec![0x01, b'x'],
             vec![0x01, 0xFF],
+            [&[0x01][..], br#"{"arms":[{"id":"a"}]}"#].concat(),
         ] {
             assert!(
                 matches!(decode_history(&bad), Err(StoreError::Corrupt(_))),
@@ -492,6 +521,17 @@ mod tests {
     fn json_bytes_are_compact() {
         let value = serde_json::json!({"a": [1, 2.5, "x y"]});
         assert_eq!(json_bytes(&value), br#"{"a":[1,2.5,"x y"]}"#.to_vec());
+    }
+
+    fn decision() -> crate::store::Decision {
+        crate::store::Decision {
+            decided_ms: 5,
+            expected_loss: 0.0001,
+            exposures: [("bold".to_owned(), 3)].into(),
+            prob_best: 0.97,
+            rule: crate::store::DecisionRule::default(),
+            variant: "bold".to_owned(),
+        }
     }
 
     #[test]

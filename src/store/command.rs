@@ -4,12 +4,34 @@ use std::sync::mpsc;
 
 use tokio::sync::oneshot;
 
-use super::audit::AuditReport;
-use super::writer::MAX_EXPIRE_PER_BATCH;
-use super::{Epoch, RewardOp, RewardOutcome, StickyRecord, StoreError, Tally};
+use super::audit_report::AuditReport;
+use super::error::StoreError;
+use super::records::Decision;
+use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};
+
+/// Most expiry-index entries one expire looks at per group commit (each at most one removal);
+/// the rest follow in the next.
+pub const MAX_EXPIRE_PER_BATCH: usize = 1024;
 
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 pub type SyncReply<T> = mpsc::Sender<Result<T, StoreError>>;
+
+/// Where an audit's report goes: a blocked thread (`SledStore::audit_blocking`) or a future
+/// (`Store::audit`).
+pub enum AuditReply {
+    Blocking(SyncReply<AuditReport>),
+    Async(Reply<AuditReport>),
+}
+
+impl AuditReply {
+    pub fn send(self, report: Result<AuditReport, StoreError>) {
+        // A caller that gave up waiting needs no answer.
+        match self {
+            AuditReply::Blocking(reply) => drop(reply.send(report)),
+            AuditReply::Async(reply) => drop(reply.send(report)),
+        }
+    }
+}
 
 /// A request to the writer thread.
 pub enum Command {
@@ -34,8 +56,8 @@ pub enum Command {
     WakeForExposures,
     RecordDecision {
         epoch: Epoch,
-        decision: serde_json::Value,
-        reply: Reply<serde_json::Value>,
+        decision: Decision,
+        reply: Reply<Decision>,
     },
     AppendHistory {
         epoch: Epoch,
@@ -54,7 +76,7 @@ pub enum Command {
         reply: Reply<u64>,
     },
     /// Ends the batch; answered after it commits, from a quiescent store.
-    Audit { reply: SyncReply<AuditReport> },
+    Audit { reply: AuditReply },
     /// Ends the batch; answered after it commits; then the thread exits.
     Shutdown { reply: Reply<()> },
 }
@@ -95,7 +117,7 @@ pub fn refuse(command: Command, error: &StoreError) {
         Command::AppendHistory { reply, .. } => drop(reply.send(Err(error))),
         Command::ApplyRewards { reply, .. } => drop(reply.send(Err(error))),
         Command::Expire { reply, .. } => drop(reply.send(Err(error))),
-        Command::Audit { reply } => drop(reply.send(Err(error))),
+        Command::Audit { reply } => reply.send(Err(error)),
         Command::Shutdown { reply } => drop(reply.send(Err(error))),
     }
 }

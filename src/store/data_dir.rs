@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use super::StoreError;
+use super::error::StoreError;
 
 /// Permission bits for group and others.
 #[cfg(unix)]

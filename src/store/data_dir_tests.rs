@@ -22,7 +22,7 @@ fn every_file_and_dir_of_a_fresh_data_dir_is_private_to_the_server_user() {
     {
         let store = open(&dir);
         write_a_little_of_everything(&store);
-        store.secret("token", &mut || vec![9; 32]).unwrap();
+        block_on(store.secret("token", Box::new(|| vec![9; 32]))).unwrap();
         block_on(store.shutdown()).unwrap();
     }
     assert_eq!(mode(&dir), 0o700, "{}", dir.display());

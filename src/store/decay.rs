@@ -15,7 +15,7 @@
 //! Decayed sums cannot be recomputed from the records (per-request exposures have none, and
 //! the history of half-lives is not kept), so the audit does not check them.
 
-use super::ArmCounters;
+use super::types::ArmCounters;
 use crate::stats::{DecayedCounts, decay_weight};
 
 /// The weight a reward enters the decayed R with: aged from its assignment (`assigned_ms` of

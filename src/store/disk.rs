@@ -10,12 +10,12 @@
 
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
 use super::codec;
-use super::keys;
+use super::error::StoreError;
+use super::keys::{self, io};
 use super::load;
-use super::overlay::{DurableState, io};
 use super::secret_file;
+use super::state::DurableState;
 
 /// One opened sled database of the store's directory.
 pub struct OpenDb {

@@ -8,8 +8,11 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::store::codec::TokenMark;
+use crate::store::expiry_index::*;
 use crate::store::keys::KIND_EXPIRY;
-use crate::store::overlay::{BatchState, DurableState};
+use crate::store::keys::{put_bytes, put_varint};
+use crate::store::overlay::BatchState;
+use crate::store::state::DurableState;
 use crate::store::test_support::{epoch, temp_db};
 
 fn id_key(n: usize) -> Vec<u8> {

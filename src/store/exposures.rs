@@ -13,8 +13,24 @@ use std::sync::Arc;
 
 use super::apply;
 use super::overlay::Txn;
-use super::writer::ExposedArm;
-use super::{Epoch, Tally};
+use super::types::{Epoch, Tally};
+
+/// Which arm a per-request exposure counts for. Usually an entry of the tally's allocation,
+/// named by position so that the hot path allocates no variant id.
+pub enum ExposedArm {
+    InAllocation(usize),
+    Other(String),
+}
+
+impl ExposedArm {
+    /// Names `variant` by its position in the tally's allocation when it is there.
+    pub fn of(variant: &str, tally: &Tally) -> Self {
+        match tally.allocation.iter().position(|(id, _)| id == variant) {
+            Some(index) => ExposedArm::InAllocation(index),
+            None => ExposedArm::Other(variant.to_owned()),
+        }
+    }
+}
 
 /// One per-request exposure, queued by the HTTP worker in `Shared::pending_exposures` until
 /// the writer's next batch takes them all.

@@ -1,7 +1,8 @@
 //! Grouped exposures count exactly what the same exposures counted one by one would.
 
 use super::*;
-use crate::store::overlay::{BatchState, DurableState};
+use crate::store::overlay::BatchState;
+use crate::store::state::DurableState;
 use crate::store::test_support::*;
 
 const HALF_LIFE_MS: u64 = 60_000;

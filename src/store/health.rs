@@ -71,13 +71,13 @@ impl HealthState {
 
     /// The error a request gets while the store is failing: the episode's cause, so that a
     /// client (and `/readyz`) can say what is wrong.
-    pub fn unavailable(&self) -> super::StoreError {
+    pub fn unavailable(&self) -> super::error::StoreError {
         let cause = self
             .lock()
             .current
             .as_ref()
             .map_or_else(|| "the store is recovering".to_owned(), |e| e.cause.clone());
-        super::StoreError::Unavailable(cause)
+        super::error::StoreError::Unavailable(cause)
     }
 
     /// Starts an episode with `cause`; logged once, at error level, here and nowhere else.

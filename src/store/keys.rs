@@ -7,7 +7,8 @@
 //! the key. So a unit, variant or event id may hold any bytes, `0x00` and `/` included. The
 //! epoch comes first so that one epoch's sticky records form one contiguous range.
 
-use super::{Epoch, StoreError};
+use super::error::StoreError;
+use super::types::Epoch;
 
 /// `meta/<name>`: store-wide values (batch sequence, expiry watermark; secrets written by a
 /// banditd from before they moved to their own files, see `secret_file`).
@@ -107,6 +108,11 @@ pub fn utf8(bytes: &[u8], what: &str) -> Result<String, StoreError> {
 /// A [`StoreError::Corrupt`] with a message.
 pub fn corrupt(message: &str) -> StoreError {
     StoreError::Corrupt(message.to_owned())
+}
+
+/// Maps a sled failure to the store's error.
+pub fn io(error: sled::Error) -> StoreError {
+    StoreError::Io(error.to_string())
 }
 
 fn epoch_prefix(kind: u8, epoch: &Epoch, tail_len: usize) -> Vec<u8> {

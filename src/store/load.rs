@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use super::StoreError;
 use super::codec;
-use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
-use super::overlay::{ArmMap, DurableState, EpochMap, io};
-use super::writer::CounterMap;
+use super::error::StoreError;
+use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
 
 /// Checks that `db` holds this build's layout ([`keys::STORE_FORMAT`]) and marks a new, empty
 /// store with it. A store of another version, or one written before stores were marked (its

@@ -6,62 +6,13 @@
 //! a request is all-or-nothing inside it (if a request hits a corrupt record half-way, its
 //! earlier changes are dropped and the other requests of the batch still commit).
 
-use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
-use super::expiry::PendingExpiries;
-use super::keys::{self, KIND_EXPIRY};
-use super::{ArmCounters, Epoch, EpochInfo, StoreError};
-
-/// Everything the store keeps about one arm of one epoch.
-///
-/// `counters` is what the engine reads; the others are the records that `counters` must
-/// agree with (besides sticky records and token marks), see `audit`.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ArmState {
-    pub counters: ArmCounters,
-    /// Per-request exposures: part of `counters.exposures`, but kept apart because they have
-    /// no record of their own.
-    pub per_request: u64,
-    /// Rewards of token marks that expired, part of `counters.reward_sum`.
-    pub folded_reward: f64,
-    /// What re-assignments moved off this (retired) arm: still part of `counters`, since
-    /// history is not rewritten, but no sticky record names this arm for them any more.
-    pub moved_away: MovedAway,
-}
-
-/// The exposures and rewards of an arm whose units were re-assigned to another arm: one
-/// exposure per moved unit, plus the reward its old assignment had been credited, if any.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct MovedAway {
-    pub exposures: u64,
-    pub reward_sum: f64,
-}
-
-/// Arm states by epoch, then variant (nested so lookups need no owned key).
-pub type ArmMap = HashMap<Epoch, HashMap<String, ArmState>>;
-
-/// Epoch-level records by epoch.
-pub type EpochMap = HashMap<Epoch, EpochInfo>;
-
-/// The writer's authoritative, committed state: small enough to keep whole in memory (a few
-/// values per arm and per epoch), so the per-request path never reads them from sled.
-#[derive(Debug, Default)]
-pub struct DurableState {
-    pub arms: ArmMap,
-    pub epochs: EpochMap,
-}
-
-/// One stored key and its value.
-pub type KeyValue = (Vec<u8>, Vec<u8>);
-
-/// Key → new value, or `None` for a removal.
-pub type WriteMap = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
-
-/// Maps a sled failure to the store's error.
-pub fn io(error: sled::Error) -> StoreError {
-    StoreError::Io(error.to_string())
-}
+use super::error::StoreError;
+use super::expiry_index::PendingExpiries;
+use super::keys::{self, KIND_EXPIRY, io};
+use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
+use super::types::{Epoch, EpochInfo};
 
 /// The pending changes of one group commit.
 #[derive(Debug, Default)]
@@ -301,7 +252,8 @@ impl<'a> Txn<'a> {
 mod tests {
     use super::*;
 
-    use crate::store::test_support::{epoch, temp_db};
+    use crate::store::ArmCounters;
+    use crate::store::test_support::{decision, epoch, temp_db};
 
     #[test]
     fn reads_see_the_request_then_the_batch_then_sled() {
@@ -384,7 +336,7 @@ mod tests {
         let mut durable = DurableState::default();
         let decided = EpochInfo {
             started_ms: Some(5),
-            decision: Some(serde_json::json!("bold")),
+            decision: Some(decision("bold", 5)),
         };
         durable.epochs.insert(epoch(), decided.clone());
         let mut batch = BatchState::new(1, 0);
@@ -397,13 +349,13 @@ mod tests {
             assert_eq!(txn.epoch_info(&epoch()), Some(&decided));
             assert_eq!(txn.epoch_info(&other), None);
             txn.update_epoch(&other, |info| info.started_ms = Some(9));
-            txn.update_epoch(&other, |info| info.decision = Some(serde_json::json!(1)));
+            txn.update_epoch(&other, |info| info.decision = Some(decision("other", 9)));
             batch.merge(txn.finish());
         }
         let mut txn = Txn::new(&db, &durable, &batch);
         let expected = EpochInfo {
             started_ms: Some(9),
-            decision: Some(serde_json::json!(1)),
+            decision: Some(decision("other", 9)),
         };
         assert_eq!(txn.epoch_info(&other), Some(&expected));
         txn.update_epoch(&epoch(), |info| info.started_ms = Some(7));

@@ -18,10 +18,11 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::command::{Command, refuse};
 use super::disk::Opened;
 use super::exposures::ExposureGroups;
 use super::load;
-use super::writer::{Command, FailedCommit, Writer, refuse};
+use super::writer_state::{FailedCommit, Writer};
 
 /// First wait before reopening the store after a failed commit.
 pub const RECOVERY_BACKOFF_MIN_MS: u64 = 50;
@@ -69,7 +70,7 @@ impl Writer {
         }
     }
 
-    fn reopen(&self) -> Result<Opened, super::StoreError> {
+    fn reopen(&self) -> Result<Opened, super::error::StoreError> {
         #[cfg(test)]
         self.shared.faults_on_reopen()?;
         self.location.reopen_and_probe()
@@ -134,22 +135,9 @@ impl Writer {
     }
 }
 
-/// Faults a test injects into the writer (`Shared::faults`).
+/// Faults a test injects into the writer (kept in `Shared`, taken here).
 #[cfg(test)]
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// Commits to fail before sled applies anything.
-    pub fail_before_apply: u32,
-    /// Commits to fail after sled applied the batch in memory: the writer breaks sled's log
-    /// file for real, so sled's own flush fails and sled records its global error, as on a
-    /// full disk.
-    pub fail_after_apply: u32,
-    /// Commits to report as failed after they reached the disk (as when only the `fdatasync`
-    /// fails, after sled's own write went through): the reopen finds them.
-    pub fail_after_sync: u32,
-    /// Reopen attempts to fail.
-    pub fail_reopens: u32,
-}
+pub use super::shared::Faults;
 
 #[cfg(test)]
 impl super::shared::Shared {
@@ -159,9 +147,9 @@ impl super::shared::Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    pub(super) fn faults_before_apply(&self) -> Result<(), super::StoreError> {
+    pub(super) fn faults_before_apply(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_before_apply) {
-            return Err(super::StoreError::Io(
+            return Err(super::error::StoreError::Io(
                 "injected: the commit failed".to_owned(),
             ));
         }
@@ -172,27 +160,27 @@ impl super::shared::Shared {
         &self,
         open: &super::disk::OpenDb,
         location: &super::disk::Location,
-    ) -> Result<(), super::StoreError> {
+    ) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_after_apply) {
             break_log_file(open, &location.dir).map_err(|error| {
-                super::StoreError::Io(format!("cannot inject a fault: {error}"))
+                super::error::StoreError::Io(format!("cannot inject a fault: {error}"))
             })?;
         }
         Ok(())
     }
 
-    pub(super) fn faults_after_sync(&self) -> Result<(), super::StoreError> {
+    pub(super) fn faults_after_sync(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_after_sync) {
-            return Err(super::StoreError::Io(
+            return Err(super::error::StoreError::Io(
                 "injected: the sync failed".to_owned(),
             ));
         }
         Ok(())
     }
 
-    pub(super) fn faults_on_reopen(&self) -> Result<(), super::StoreError> {
+    pub(super) fn faults_on_reopen(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_reopens) {
-            return Err(super::StoreError::Io(
+            return Err(super::error::StoreError::Io(
                 "injected: the reopen failed".to_owned(),
             ));
         }

@@ -1,5 +1,6 @@
-//! Paginated range scans over one epoch's records, for exports: sticky assignments and token
-//! credit marks, in key order, resumable after the last key of the previous page.
+//! Paginated range scans over one epoch's records, for exports and the history route: sticky
+//! assignments, token credit marks and history points, in key order, resumable after the last
+//! key of the previous page.
 //!
 //! Pages read sled directly (not through the writer), so an export of millions of units never
 //! stalls assignment traffic behind a long read. Durability is the caller's half of the job:
@@ -7,9 +8,10 @@
 //! commit is on disk (the rule `sticky()` and `history()` follow).
 
 use super::codec;
-use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
-use super::overlay::io;
-use super::{Epoch, StickyRecord, StoreError, TokenCredit};
+use super::error::StoreError;
+use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK, io};
+use super::records::HistoryPoint;
+use super::types::{Epoch, StickyRecord, TokenCredit};
 
 /// One page of sticky records and the newest commit sequence number among them.
 pub type StickyPage = (Vec<(String, StickyRecord)>, u64);
@@ -97,4 +99,25 @@ pub fn applied_seq(db: &sled::Db) -> Result<u64, StoreError> {
         Some(value) => codec::decode_u64(&value, "commit sequence number"),
         None => Ok(0),
     }
+}
+
+/// Up to `limit` of the epoch's history points at or after `since_ms` as sled holds them now,
+/// and the newest commit among them.
+pub fn history_page(
+    db: &sled::Db,
+    epoch: &Epoch,
+    since_ms: u64,
+    limit: usize,
+) -> Result<(Vec<HistoryPoint>, u64), StoreError> {
+    let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
+    let mut points = Vec::new();
+    let mut newest_seq = 0;
+    for item in db.range(range).take(limit) {
+        let (key, value) = item.map_err(io)?;
+        let (_, at_ms) = keys::parse_history_key(&key)?;
+        let (arms, seq) = codec::decode_history(&value)?;
+        newest_seq = newest_seq.max(seq);
+        points.push(HistoryPoint { at_ms, arms });
+    }
+    Ok((points, newest_seq))
 }

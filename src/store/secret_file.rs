@@ -16,7 +16,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use super::{StoreError, codec, keys};
+use super::error::StoreError;
+use super::{codec, keys};
 
 /// Orders the callers of [`read_or_create`] within this process.
 static CREATING: Mutex<()> = Mutex::new(());

@@ -2,6 +2,8 @@
 //! banditd kept in sled moves there on open and keeps its value.
 
 use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::RngExt;
 
@@ -29,7 +31,10 @@ fn a_fresh_stores_secret_is_in_its_own_private_file_and_in_no_other_file() {
         let store = open(&dir);
         write_a_little_of_everything(&store);
         let made = secret.clone();
-        assert_eq!(store.secret("token", &mut || made.clone()).unwrap(), secret);
+        assert_eq!(
+            block_on(store.secret("token", Box::new(move || made))).unwrap(),
+            secret
+        );
         write_a_little_of_everything(&store);
         block_on(store.shutdown()).unwrap();
     }
@@ -63,17 +68,21 @@ fn a_secret_kept_in_sled_by_an_older_banditd_moves_to_its_file_and_keeps_its_val
     }
     {
         let store = open(dir.path());
-        let mut made = 0;
-        let secret = store.secret("token", &mut || {
-            made += 1;
-            vec![1; 32]
-        });
+        let made = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&made);
+        let secret = block_on(store.secret(
+            "token",
+            Box::new(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                vec![1; 32]
+            }),
+        ));
         assert_eq!(
             secret.unwrap(),
             legacy,
             "tokens issued before keep verifying"
         );
-        assert_eq!(made, 0);
+        assert_eq!(made.load(Ordering::SeqCst), 0);
     }
     assert_eq!(std::fs::read(path(dir.path(), "token")).unwrap(), legacy);
     assert_eq!(mode(&path(dir.path(), "token")), 0o600);
@@ -96,7 +105,7 @@ fn an_existing_secret_file_wins_over_a_leftover_sled_copy() {
     }
     let store = open(dir.path());
     assert_eq!(
-        store.secret("token", &mut || vec![4; 32]).unwrap(),
+        block_on(store.secret("token", Box::new(|| vec![4; 32]))).unwrap(),
         vec![2; 32]
     );
 }

@@ -6,13 +6,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::watch;
 
-use super::StoreError;
 use super::disk::OpenDb;
+use super::error::StoreError;
 use super::exposures::PendingExposure;
 use super::health::HealthState;
-use super::overlay::EpochMap;
+use super::state::{CounterMap, EpochMap};
 use super::sticky_cache::StickyCache;
-use super::writer::CounterMap;
 
 /// How far the disk has come, as readers that wait for a commit see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,9 +56,9 @@ pub struct Shared {
     /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
     #[cfg(test)]
     pub flush_gate: std::sync::Mutex<()>,
-    /// Test hook: commits and reopens to fail (see `recovery::Faults`).
+    /// Test hook: commits and reopens to fail (see [`Faults`]).
     #[cfg(test)]
-    pub faults: std::sync::Mutex<super::recovery::Faults>,
+    pub faults: std::sync::Mutex<Faults>,
 }
 
 /// A reader's handle on the open database: an `arc_swap` guard, so that concurrent readers
@@ -104,4 +103,21 @@ impl Shared {
             self.health.unavailable()
         }
     }
+}
+
+/// Faults a test injects into the writer (`Shared::faults`; `recovery` takes them).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Commits to fail before sled applies anything.
+    pub fail_before_apply: u32,
+    /// Commits to fail after sled applied the batch in memory: the writer breaks sled's log
+    /// file for real, so sled's own flush fails and sled records its global error, as on a
+    /// full disk.
+    pub fail_after_apply: u32,
+    /// Commits to report as failed after they reached the disk (as when only the `fdatasync`
+    /// fails, after sled's own write went through): the reopen finds them.
+    pub fail_after_sync: u32,
+    /// Reopen attempts to fail.
+    pub fail_reopens: u32,
 }

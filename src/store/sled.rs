@@ -12,23 +12,29 @@ use std::thread::JoinHandle;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use tokio::sync::{oneshot, watch};
 
-use super::audit::{self, AuditReport};
+use super::api::{BackendStats, SecretMaker, Store, StoreStats};
+use super::audit;
+use super::audit_report::AuditReport;
 use super::codec;
+use super::command::AuditReply;
+use super::command::Command;
 use super::data_dir;
 use super::disk::Location;
-use super::exposures::PendingExposure;
+use super::error::{StoreError, StoreFuture};
+use super::exposures::{ExposedArm, PendingExposure};
 use super::health::HealthState;
-use super::keys::{self, KIND_STICKY};
+use super::health::StoreHealth;
+use super::keys::{self, KIND_STICKY, io};
 use super::load;
-use super::overlay::io;
+use super::records::{Decision, HistoryPoint};
 use super::scan;
 use super::secret_file;
+use super::shared::{DurableMark, Shared};
 use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
-use super::writer::{Command, DurableMark, ExposedArm, Shared, Writer};
-use super::{
-    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Store, StoreError,
-    StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
+use super::types::{
+    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
 };
+use super::writer_state::Writer;
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
 /// a steady mixed load grow by ~50 MiB a minute without levelling off (`run.sh --soak`).
@@ -150,12 +156,16 @@ impl SledStore {
         self.shared.flush_count.load(Ordering::Relaxed)
     }
 
-    /// Recomputes every arm's counters from the records and compares (see `audit`). Runs on
-    /// the writer thread between commits, so it sees a consistent store while writes pause;
-    /// after shutdown it reads the database directly. Blocks the calling thread.
+    /// [`Store::audit`] for callers outside an async runtime (tests, the chaos driver): the
+    /// same report, blocking the calling thread. Runs on the writer thread between commits, so
+    /// it sees a consistent store while writes pause; after shutdown it reads the database
+    /// directly.
     pub fn audit(&self) -> Result<AuditReport, StoreError> {
         let (reply, answer) = mpsc::channel();
-        if self.commands.send(Command::Audit { reply }).is_ok()
+        let command = Command::Audit {
+            reply: AuditReply::Blocking(reply),
+        };
+        if self.commands.send(command).is_ok()
             && let Ok(report) = answer.recv()
         {
             return report;
@@ -226,26 +236,6 @@ fn read_sticky(shared: &Shared, key: &[u8]) -> Result<Option<codec::StoredSticky
     let stored = codec::decode_sticky(&bytes)?;
     shared.sticky_cache.fill(key, &stored, read_after_seq);
     Ok(Some(stored))
-}
-
-/// The epoch's history points as sled holds them now, and the newest commit among them.
-fn stored_history(
-    shared: &Shared,
-    epoch: &Epoch,
-    since_ms: u64,
-    limit: usize,
-) -> Result<(Vec<(u64, serde_json::Value)>, u64), StoreError> {
-    let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
-    let mut points = Vec::new();
-    let mut newest_seq = 0;
-    for item in shared.sled()?.range(range).take(limit) {
-        let (key, value) = item.map_err(io)?;
-        let (_, at_ms) = keys::parse_history_key(&key)?;
-        let (point, seq) = codec::decode_history(&value)?;
-        newest_seq = newest_seq.max(seq);
-        points.push((at_ms, point));
-    }
-    Ok((points, newest_seq))
 }
 
 fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {
@@ -392,11 +382,7 @@ impl Store for SledStore {
         ready(Ok(info))
     }
 
-    fn record_decision(
-        &self,
-        epoch: &Epoch,
-        decision: serde_json::Value,
-    ) -> StoreFuture<serde_json::Value> {
+    fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision> {
         // A published decision is durable and final, so it can answer without the writer.
         if let Some(held) = self
             .shared
@@ -416,17 +402,12 @@ impl Store for SledStore {
         self.await_reply(command, answer)
     }
 
-    fn append_history(
-        &self,
-        epoch: &Epoch,
-        at_ms: u64,
-        point: serde_json::Value,
-    ) -> StoreFuture<()> {
+    fn append_history(&self, epoch: &Epoch, point: HistoryPoint) -> StoreFuture<()> {
         let (reply, answer) = oneshot::channel();
         let command = Command::AppendHistory {
             epoch: epoch.clone(),
-            at_ms,
-            point_json: codec::json_bytes(&point),
+            at_ms: point.at_ms,
+            point_json: codec::history_json(&point),
             reply,
         };
         self.await_reply(command, answer)
@@ -439,9 +420,11 @@ impl Store for SledStore {
         epoch: &Epoch,
         since_ms: u64,
         limit: usize,
-    ) -> StoreFuture<Vec<(u64, serde_json::Value)>> {
+    ) -> StoreFuture<Vec<HistoryPoint>> {
         let epoch = epoch.clone();
-        self.read_durable(move |shared| stored_history(shared, &epoch, since_ms, limit))
+        self.read_durable(move |shared| {
+            scan::history_page(&shared.sled()?.db, &epoch, since_ms, limit)
+        })
     }
 
     /// A range scan straight on sled; waits for the newest commit among the page's records.
@@ -485,17 +468,40 @@ impl Store for SledStore {
         )
     }
 
-    /// Kept in its own 0600 file, never in sled's log (see `secret_file`).
-    fn secret(&self, name: &str, make: &mut dyn FnMut() -> Vec<u8>) -> Result<Vec<u8>, StoreError> {
-        secret_file::read_or_create(&self.dir, name, make)
+    /// Kept in its own 0600 file, never in sled's log (see `secret_file`). One small file
+    /// read (or an exclusive create) on the calling thread: it is asked for once, at startup.
+    fn secret(&self, name: &str, make: SecretMaker) -> StoreFuture<Vec<u8>> {
+        let mut make = Some(make);
+        let mut once = move || make.take().map(|make| make()).unwrap_or_default();
+        ready(secret_file::read_or_create(&self.dir, name, &mut once))
     }
 
     fn stats(&self) -> StoreStats {
         StoreStats {
-            group_commits: self.flush_count(),
-            durable_seq: self.shared.durable_seq.load(Ordering::Acquire),
-            sticky_cache: self.sticky_cache_stats(),
+            commits: self.flush_count(),
+            durable_position: self.shared.durable_seq.load(Ordering::Acquire),
+            backend: BackendStats::Sled {
+                sticky_cache: self.sticky_cache_stats(),
+            },
         }
+    }
+
+    fn audit(&self) -> StoreFuture<AuditReport> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Audit {
+            reply: AuditReply::Async(reply),
+        };
+        if self.commands.send(command).is_err() {
+            // The writer is gone, so nothing writes any more.
+            return ready(self.shared.sled().and_then(|open| audit::audit(&open.db)));
+        }
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            match answer.await {
+                Ok(report) => report,
+                Err(_) => audit::audit(&shared.sled()?.db),
+            }
+        })
     }
 
     fn writable(&self) -> bool {
@@ -573,3 +579,7 @@ mod sync_tests;
 #[cfg(test)]
 #[path = "sled_failure_tests.rs"]
 mod failure_tests;
+
+#[cfg(test)]
+#[path = "sled_contract_tests.rs"]
+mod contract_tests;

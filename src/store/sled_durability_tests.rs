@@ -10,9 +10,9 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 use crate::store::CounterMismatch;
-use crate::store::expiry;
+use crate::store::command::MAX_EXPIRE_PER_BATCH;
+use crate::store::expiry_index;
 use crate::store::test_support::*;
-use crate::store::writer::MAX_EXPIRE_PER_BATCH;
 
 fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {
     let mut context = Context::from_waker(Waker::noop());
@@ -375,20 +375,20 @@ fn epoch_start_decision_and_history_are_not_shown_before_they_are_durable() {
     );
 
     store.shared.sled().unwrap().remove(&info_key).unwrap();
-    let decide = || store.record_decision(&epoch(), serde_json::json!("bold"));
+    let decide = || store.record_decision(&epoch(), decision("bold", T0_MS));
     let held = while_not_durable(&store, &info_key, decide, || {
         let info = block_on(store.epoch_info(&epoch())).unwrap();
         assert_eq!(info.decision, None);
     });
-    assert_eq!(held, serde_json::json!("bold"));
+    assert_eq!(held, decision("bold", T0_MS));
     assert_eq!(
         block_on(store.epoch_info(&epoch())).unwrap().decision,
         Some(held)
     );
 
     let history_key = keys::history_key(&epoch(), T0_MS);
-    let point = serde_json::json!({"n": 1});
-    let append = || store.append_history(&epoch(), T0_MS, point.clone());
+    let point = point(T0_MS, "n");
+    let append = || store.append_history(&epoch(), point.clone());
     let mut read = None;
     while_not_durable(&store, &history_key, append, || {
         let mut history = store.history(&epoch(), 0, 10);
@@ -399,7 +399,7 @@ fn epoch_start_decision_and_history_are_not_shown_before_they_are_durable() {
         read = Some(history);
     });
     let read = read.unwrap();
-    assert_eq!(block_on(read).unwrap(), vec![(T0_MS, point)]);
+    assert_eq!(block_on(read).unwrap(), vec![point]);
 }
 
 /// The record keys every expiry-index value lists, in key order.
@@ -408,7 +408,7 @@ fn indexed_records(db: &::sled::Db) -> Vec<Vec<u8>> {
     for item in db.scan_prefix([keys::KIND_EXPIRY]) {
         let (key, value) = item.unwrap();
         let due_ms = keys::parse_expiry_key(&key).unwrap();
-        for (record_key, _) in expiry::decode_index_value(due_ms, &value).unwrap() {
+        for (record_key, _) in expiry_index::decode_index_value(due_ms, &value).unwrap() {
             listed.push(record_key.to_vec());
         }
     }

@@ -182,7 +182,7 @@ fn while_reopens_fail_writes_are_refused_at_once_and_health_says_why() {
             ..Faults::default()
         },
     );
-    let refused = block_on(store.append_history(&epoch(), T0_MS, serde_json::json!({})));
+    let refused = block_on(store.append_history(&epoch(), point(T0_MS, "a")));
     assert!(refused.is_err());
     let health = store.health();
     assert!(!health.writable && !store.writable());
@@ -212,7 +212,7 @@ fn while_reopens_fail_writes_are_refused_at_once_and_health_says_why() {
             .is_some_and(|error| error.contains("reopen failed")),
         "failed reopens are recorded"
     );
-    block_on(store.append_history(&epoch(), T0_MS, serde_json::json!({}))).unwrap();
+    block_on(store.append_history(&epoch(), point(T0_MS, "a"))).unwrap();
     assert_eq!(
         exposures(&store, "bold"),
         0,
@@ -262,7 +262,7 @@ fn a_shutdown_while_the_store_fails_ends_the_writer() {
             ..Faults::default()
         },
     );
-    assert!(block_on(store.append_history(&epoch(), T0_MS, serde_json::json!({}))).is_err());
+    assert!(block_on(store.append_history(&epoch(), point(T0_MS, "a"))).is_err());
     assert!(matches!(
         block_on(store.shutdown()),
         Err(StoreError::Unavailable(_))

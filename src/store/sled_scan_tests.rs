@@ -5,8 +5,8 @@ use std::task::{Context, Waker};
 use std::time::Duration;
 
 use super::*;
-use crate::store::apply::TOKEN_MARK_SLACK_MS;
-use crate::store::expiry::MAX_RETENTION_LAG_MS;
+use crate::store::MAX_RETENTION_LAG_MS;
+use crate::store::TOKEN_MARK_SLACK_MS;
 use crate::store::test_support::*;
 
 fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {

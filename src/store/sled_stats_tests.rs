@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use serde_json::json;
 
 use super::*;
 use crate::store::ExpectationMismatch;
@@ -239,8 +238,8 @@ fn started_ms_is_set_once_by_the_first_write_and_survives_reopen() {
         let store = open(dir.path());
         assert_eq!(info_of(&store, &epoch()), EpochInfo::default());
         // A decision and history carry no evidence, so they do not start the epoch.
-        block_on(store.record_decision(&epoch(), json!("none yet"))).unwrap();
-        block_on(store.append_history(&epoch(), T0_MS - 10, json!({}))).unwrap();
+        block_on(store.record_decision(&epoch(), decision("none yet", 1))).unwrap();
+        block_on(store.append_history(&epoch(), point(T0_MS - 10, "a"))).unwrap();
         assert_eq!(info_of(&store, &epoch()).started_ms, None);
         store.count_exposure(&epoch(), "a", tally(T0_MS + 5));
         sync(&store);
@@ -268,7 +267,7 @@ fn started_ms_is_set_once_by_the_first_write_and_survives_reopen() {
     let store = open(dir.path());
     let info = info_of(&store, &epoch());
     assert_eq!(info.started_ms, Some(T0_MS + 5));
-    assert_eq!(info.decision, Some(json!("none yet")));
+    assert_eq!(info.decision, Some(decision("none yet", 1)));
     assert_eq!(info_of(&store, &by_token).started_ms, Some(T0_MS + 7));
 }
 
@@ -277,13 +276,13 @@ fn record_decision_first_wins_across_racing_callers_and_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let held = {
         let store = open(dir.path());
-        let answers: Vec<serde_json::Value> = std::thread::scope(|scope| {
+        let answers: Vec<crate::store::Decision> = std::thread::scope(|scope| {
             let callers: Vec<_> = (0..8)
                 .map(|caller| {
                     let store = &store;
                     scope.spawn(move || {
-                        let decision = json!({"winner": format!("v{caller}"), "prob_best": 0.96});
-                        block_on(store.record_decision(&epoch(), decision)).unwrap()
+                        let decided = decision(&format!("v{caller}"), caller);
+                        block_on(store.record_decision(&epoch(), decided)).unwrap()
                     })
                 })
                 .collect();
@@ -300,21 +299,21 @@ fn record_decision_first_wins_across_racing_callers_and_reopen() {
             info_of(&store, &epoch()).decision.as_ref(),
             Some(&answers[0])
         );
-        let again = block_on(store.record_decision(&epoch(), json!({"winner": "other"})));
+        let again = block_on(store.record_decision(&epoch(), decision("other", 99)));
         assert_eq!(again.unwrap(), answers[0]);
         answers[0].clone()
     };
     let store = open(dir.path());
     assert_eq!(info_of(&store, &epoch()).decision, Some(held.clone()));
-    let later = block_on(store.record_decision(&epoch(), json!({"winner": "reversed"})));
+    let later = block_on(store.record_decision(&epoch(), decision("reversed", 100)));
     assert_eq!(later.unwrap(), held);
     let other = Epoch {
         revision: 2,
         ..epoch()
     };
     assert_eq!(
-        block_on(store.record_decision(&other, json!(null))).unwrap(),
-        json!(null),
+        block_on(store.record_decision(&other, decision("b", 3))).unwrap(),
+        decision("b", 3),
         "each epoch has its own decision"
     );
 }
@@ -330,20 +329,20 @@ fn history_appends_ranges_limits_and_replaces_and_survives_reopen() {
     {
         let store = open(dir.path());
         for i in [3, 1, 2, 256] {
-            block_on(store.append_history(&epoch(), at(i), json!({"i": i}))).unwrap();
+            block_on(store.append_history(&epoch(), point(at(i), &i.to_string()))).unwrap();
         }
-        block_on(store.append_history(&epoch(), at(2), json!({"i": "two"}))).unwrap();
-        block_on(store.append_history(&other, at(1), json!("elsewhere"))).unwrap();
-        block_on(store.append_history(&other, 0, json!("at zero"))).unwrap();
+        block_on(store.append_history(&epoch(), point(at(2), "two"))).unwrap();
+        block_on(store.append_history(&other, point(at(1), "elsewhere"))).unwrap();
+        block_on(store.append_history(&other, point(0, "at zero"))).unwrap();
     }
     let store = open(dir.path());
     let history =
         |epoch: &Epoch, since, limit| block_on(store.history(epoch, since, limit)).unwrap();
     let all = vec![
-        (at(1), json!({"i": 1})),
-        (at(2), json!({"i": "two"})),
-        (at(3), json!({"i": 3})),
-        (at(256), json!({"i": 256})),
+        point(at(1), "1"),
+        point(at(2), "two"),
+        point(at(3), "3"),
+        point(at(256), "256"),
     ];
     assert_eq!(history(&epoch(), 0, 100), all);
     assert_eq!(
@@ -357,7 +356,7 @@ fn history_appends_ranges_limits_and_replaces_and_survives_reopen() {
     assert_eq!(history(&epoch(), u64::MAX, 10), Vec::new());
     assert_eq!(
         history(&other, 0, 10),
-        vec![(0, json!("at zero")), (at(1), json!("elsewhere"))]
+        vec![point(0, "at zero"), point(at(1), "elsewhere")]
     );
     let never = Epoch {
         experiment: "never".to_owned(),
@@ -417,10 +416,9 @@ fn the_audit_is_clean_after_a_workload_using_decay_allocations_decisions_and_his
                 }
                 rewards.await.unwrap();
             });
-            let point = json!({"round": round});
-            block_on(store.append_history(&epoch(), now, point)).unwrap();
+            block_on(store.append_history(&epoch(), point(now, &round.to_string()))).unwrap();
             if round == 20 {
-                block_on(store.record_decision(&epoch(), json!({"winner": "a"}))).unwrap();
+                block_on(store.record_decision(&epoch(), decision("a", now))).unwrap();
             }
             now += DAY_MS / 3;
         }
@@ -487,7 +485,7 @@ fn corrupt_epoch_and_history_records_are_corrupt_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        block_on(store.append_history(&epoch(), T0_MS, json!({"ok": true}))).unwrap();
+        block_on(store.append_history(&epoch(), point(T0_MS, "ok"))).unwrap();
         let bad_key = keys::history_key(&epoch(), T0_MS + 1);
         store
             .shared

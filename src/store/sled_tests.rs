@@ -7,7 +7,7 @@ use super::*;
 use crate::store::RewardOutcome::{
     AlreadyRewarded, Applied, Duplicate, OutsideWindow, TimestampBeforeAssignment, UnitNotAssigned,
 };
-use crate::store::expiry::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
+use crate::store::expiry_index::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
 use crate::store::test_support::*;
 
 fn applied(variant: &str) -> RewardOutcome {
@@ -380,7 +380,7 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
 #[test]
 fn expired_token_marks_fold_their_reward_and_keep_the_audit_clean() {
     let dir = tempfile::tempdir().unwrap();
-    let mark_expiry = T0_MS + 7 * DAY_MS + crate::store::apply::TOKEN_MARK_SLACK_MS;
+    let mark_expiry = T0_MS + 7 * DAY_MS + crate::store::TOKEN_MARK_SLACK_MS;
     {
         let store = open(dir.path());
         block_on(store.count_exposure_then_sync(&epoch(), "bold"));
@@ -537,8 +537,10 @@ fn a_secret_is_created_once_shared_by_racing_callers_and_kept_across_reopen() {
             let callers: Vec<_> = (0u8..4)
                 .map(|caller| {
                     let store = &store;
-                    scope
-                        .spawn(move || store.secret("token-key", &mut || vec![caller; 32]).unwrap())
+                    scope.spawn(move || {
+                        block_on(store.secret("token-key", Box::new(move || vec![caller; 32])))
+                            .unwrap()
+                    })
                 })
                 .collect();
             callers
@@ -550,18 +552,16 @@ fn a_secret_is_created_once_shared_by_racing_callers_and_kept_across_reopen() {
             secrets.windows(2).all(|pair| pair[0] == pair[1]),
             "{secrets:?}"
         );
-        let other = store.secret("other", &mut || vec![9]).unwrap();
+        let other = block_on(store.secret("other", Box::new(|| vec![9]))).unwrap();
         assert_eq!(other, vec![9]);
         secrets[0].clone()
     };
     let store = open(dir.path());
-    let mut calls = 0;
-    let again = store.secret("token-key", &mut || {
-        calls += 1;
-        vec![0xEE]
-    });
+    let again = block_on(store.secret(
+        "token-key",
+        Box::new(|| panic!("an existing secret is never re-made")),
+    ));
     assert_eq!(again.unwrap(), first);
-    assert_eq!(calls, 0, "an existing secret is never re-made");
 }
 
 #[test]

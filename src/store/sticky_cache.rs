@@ -60,10 +60,10 @@ use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, Hash, Hasher, RandomState};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::StickyRecord;
 use super::codec::{self, StoredSticky};
 use super::keys::KIND_STICKY;
-use super::overlay::WriteMap;
+use super::state::WriteMap;
+use super::types::StickyRecord;
 
 /// Default capacity of the sticky cache, in entries (~85 MB when full): a site's returning
 /// visitors of the last minutes, not its whole history. It holds the full load test's 100,000

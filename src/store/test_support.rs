@@ -4,7 +4,8 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{ArmCounters, Epoch, RewardOp, RewardTarget, SledStore, StickyRecord, Tally};
+use super::sled::SledStore;
+use super::types::{ArmCounters, Epoch, RewardOp, RewardTarget, StickyRecord, Tally};
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 pub const T0_MS: u64 = 1_700_000_000_000;
@@ -149,4 +150,32 @@ pub fn write_a_little_of_everything(store: &SledStore) {
     store.count_exposure(&epoch(), "bold", tally(T0_MS));
     block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).expect("rewards");
     block_on(store.expire(T0_MS + 30 * DAY_MS)).expect("expiry pass");
+}
+
+/// A stopping decision for `variant` at `decided_ms` (the numbers are arbitrary).
+pub fn decision(variant: &str, decided_ms: u64) -> crate::store::Decision {
+    crate::store::Decision {
+        decided_ms,
+        expected_loss: 0.0005,
+        exposures: [(variant.to_owned(), 500)].into(),
+        prob_best: 0.97,
+        rule: crate::store::DecisionRule::default(),
+        variant: variant.to_owned(),
+    }
+}
+
+/// A history point at `at_ms` with one arm whose variant id is `tag` (what a test compares).
+pub fn point(at_ms: u64, tag: &str) -> crate::store::HistoryPoint {
+    crate::store::HistoryPoint {
+        at_ms,
+        arms: vec![crate::store::HistoryArm {
+            expected_loss: 0.01,
+            exposures: 10,
+            posterior_mean: 0.3,
+            prob_best: 0.5,
+            rewards: 3.0,
+            traffic_share: 0.5,
+            variant: tag.to_owned(),
+        }],
+    }
 }

@@ -13,26 +13,24 @@
 //! A failed commit does not stop the thread: its callers get the error, nothing of it is
 //! published, and the thread reopens the store until the disk takes writes again (`recovery`).
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use tokio::sync::watch;
-
 use super::apply;
-use super::audit::{self, AuditReport};
+use super::audit;
 use super::codec;
-pub use super::command::Command;
-pub(super) use super::command::refuse;
-use super::command::{Deferred, Reply, SyncReply, defer};
-use super::disk::{Location, OpenDb};
+use super::command::{AuditReply, Deferred, MAX_EXPIRE_PER_BATCH, Reply, defer};
+use super::command::{Command, refuse};
+use super::disk::OpenDb;
+use super::error::StoreError;
 use super::expiry::{self, ExpireProgress};
+use super::expiry_index;
 use super::exposures::ExposureGroups;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
-use super::overlay::{ArmMap, BatchState, DurableState, EpochMap, Txn, io};
-pub use super::shared::{DurableMark, Shared};
-use super::{ArmCounters, Epoch, StoreError, Tally};
+use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::overlay::{BatchState, Txn};
+use super::state::{ArmMap, CounterMap, EpochMap};
+use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
 /// removal limit per expire). Bounds more than the fsync: sled's `apply_batch` holds a
@@ -71,85 +69,14 @@ fn linger_for_exposures(
         }
     }
 }
-/// Most expiry-index entries one expire looks at per group commit (each at most one removal);
-/// the rest follow in the next.
-pub const MAX_EXPIRE_PER_BATCH: usize = 1024;
-
-/// Published counters: epoch → variant → counters, swapped whole after each commit.
-pub type CounterMap = HashMap<Epoch, Arc<HashMap<String, ArmCounters>>>;
-
-/// Which arm a per-request exposure counts for. Usually an entry of the tally's allocation,
-/// named by position so that the hot path allocates no variant id.
-pub enum ExposedArm {
-    InAllocation(usize),
-    Other(String),
-}
-
-impl ExposedArm {
-    /// Names `variant` by its position in the tally's allocation when it is there.
-    pub fn of(variant: &str, tally: &Tally) -> Self {
-        match tally.allocation.iter().position(|(id, _)| id == variant) {
-            Some(index) => ExposedArm::InAllocation(index),
-            None => ExposedArm::Other(variant.to_owned()),
-        }
-    }
-}
-
-/// The writer thread's own state: the authoritative, durable arm and epoch states.
-pub struct Writer {
-    pub(super) shared: Arc<Shared>,
-    pub(super) durable_tx: watch::Sender<DurableMark>,
-    /// The database commits go to; `None` only inside `recover`.
-    pub(super) open: Option<Arc<OpenDb>>,
-    /// Where to reopen the database after a failed commit.
-    pub(super) location: Location,
-    pub(super) durable: DurableState,
-    pub(super) last_seq: u64,
-    pub(super) expired_through: u64,
-    /// Expire commands that hit their per-commit limit, resumed before new commands.
-    pub(super) carry: VecDeque<Command>,
-    /// Per-request exposures of a failed commit: their tokens are out, so they are counted by
-    /// the first commit after recovery instead of being dropped. Bounded by what one batch
-    /// took: while the store fails, `count_exposure` queues nothing.
-    pub(super) unfolded: ExposureGroups,
-}
 
 /// What ends a batch early.
 enum Barrier {
-    Audit(SyncReply<AuditReport>),
+    Audit(AuditReply),
     Shutdown(Reply<()>),
 }
 
-/// A commit that did not reach the disk.
-pub(super) struct FailedCommit {
-    /// The sequence number the batch would have had.
-    pub seq: u64,
-    pub cause: StoreError,
-}
-
 impl Writer {
-    pub fn new(
-        shared: Arc<Shared>,
-        durable_tx: watch::Sender<DurableMark>,
-        open: Arc<OpenDb>,
-        location: Location,
-        durable: DurableState,
-        last_seq: u64,
-        expired_through: u64,
-    ) -> Self {
-        Writer {
-            shared,
-            durable_tx,
-            open: Some(open),
-            location,
-            durable,
-            last_seq,
-            expired_through,
-            carry: VecDeque::new(),
-            unfolded: ExposureGroups::default(),
-        }
-    }
-
     /// Runs until shut down or until every store handle is gone. A failed commit does not
     /// stop it: its callers get the error and `recover` reopens the store (see `recovery`).
     ///
@@ -223,9 +150,7 @@ impl Writer {
                 self.unfolded = exposures;
                 let unavailable = StoreError::Unavailable(failed.cause.to_string());
                 match barrier {
-                    Some(Barrier::Audit(reply)) => {
-                        let _ = reply.send(Err(unavailable));
-                    }
+                    Some(Barrier::Audit(reply)) => reply.send(Err(unavailable)),
                     Some(Barrier::Shutdown(reply)) => {
                         let _ = reply.send(Err(unavailable));
                         return;
@@ -243,7 +168,7 @@ impl Writer {
                         || Err(self.shared.health.unavailable()),
                         |open| audit::audit(&open.db),
                     );
-                    let _ = reply.send(report);
+                    reply.send(report);
                 }
                 Some(Barrier::Shutdown(reply)) => {
                     let _ = reply.send(Ok(()));
@@ -430,7 +355,7 @@ impl Writer {
                 None => batch.remove(key),
             }
         }
-        for (key, value) in expiry::index_values(state.seq, &state.expiries) {
+        for (key, value) in expiry_index::index_values(state.seq, &state.expiries) {
             batch.insert(key, value);
         }
         for (epoch, arms) in &state.arms {

@@ -1,6 +1,7 @@
 //! Integration tests: the real binary, real HTTP, real sled files in temp dirs.
 
 mod assign;
+mod audit;
 mod contract;
 mod docs_readme;
 mod docs_refs;
@@ -13,7 +14,9 @@ mod failsafe;
 mod folder;
 mod helpers;
 mod metrics;
+mod redis_harness;
 mod reload;
+mod replicas;
 mod security;
 mod statistics;
 mod tracing;

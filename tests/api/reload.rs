@@ -256,6 +256,7 @@ fn the_store_route_counts_commits_and_sticky_cache_hits_and_misses() {
         &[("BANDITD_STICKY_CACHE_ENTRIES", "1000")],
     );
     let before = app.get("/v1/admin/store").body;
+    assert_eq!(before["backend"], "sled", "{before}");
     assert_eq!(
         before["sticky_cache"],
         serde_json::json!({

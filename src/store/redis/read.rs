@@ -1,0 +1,528 @@
+//! Reads, the small single-key writes (decision, history, secret), the expiry sweep and the
+//! audit of the Redis backend.
+
+use std::collections::{BTreeMap, HashMap};
+
+use redis::AsyncCommands;
+
+use super::layout::{self, MICRO, SHARDS, ShardKeys};
+use super::{Shared, classify};
+use crate::stats::DecayedCounts;
+use crate::store::records::{StoredHistory, StoredHistoryRef};
+use crate::store::{
+    ArmCounters, AuditReport, CounterMismatch, Decision, Epoch, EpochInfo, ExpectationMismatch,
+    HistoryPoint, StickyRecord, StoreError, TokenCredit,
+};
+
+fn connection(shared: &Shared) -> redis::aio::ConnectionManager {
+    shared.connection.clone()
+}
+
+fn corrupt(what: &str, value: &str) -> StoreError {
+    StoreError::Corrupt(format!("unreadable {what} in redis: {value:?}"))
+}
+
+/// The member of `id` in a lexicographic sorted set (`layout::SEP`), if any.
+async fn find(shared: &Shared, key: &str, id: &str) -> Result<Option<String>, StoreError> {
+    let hit: Vec<String> = connection(shared)
+        .zrangebylex_limit(key, format!("[{id}\0"), format!("({id}\x01"), 0, 1)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    Ok(hit.into_iter().next())
+}
+
+pub async fn sticky(
+    shared: &Shared,
+    epoch: &Epoch,
+    unit: &str,
+) -> Result<Option<StickyRecord>, StoreError> {
+    let keys = ShardKeys::of(epoch, layout::shard_of(unit));
+    let Some(member) = find(shared, &keys.sticky, unit).await? else {
+        return Ok(None);
+    };
+    layout::split_member(&member)
+        .and_then(|(_, value)| layout::decode_sticky(value))
+        .map(Some)
+        .ok_or_else(|| corrupt("sticky record", &member))
+}
+
+/// One shard's share of every arm, as its hash spells it.
+#[derive(Default)]
+struct ShardArm {
+    n: i64,
+    r: i64,
+    e: i64,
+    p: i64,
+    mn: i64,
+    mr: i64,
+    t: i64,
+    dn: f64,
+    dr: f64,
+    dt: u64,
+    /// The half-life of the last write; `None`: decayed = raw.
+    h: Option<u64>,
+}
+
+async fn shard_arms(
+    shared: &Shared,
+    epoch: &Epoch,
+) -> Result<Vec<HashMap<String, ShardArm>>, StoreError> {
+    let replies = futures_util::future::join_all((0..SHARDS).map(|shard| {
+        let mut connection = connection(shared);
+        let key = ShardKeys::of(epoch, shard).arms;
+        async move { connection.hgetall::<_, Vec<(String, String)>>(key).await }
+    }))
+    .await;
+    let mut shards = Vec::with_capacity(replies.len());
+    for reply in replies {
+        let fields = reply.map_err(|error| classify(shared, &error))?;
+        let mut arms: HashMap<String, ShardArm> = HashMap::new();
+        for (field, value) in fields {
+            let Some((kind, variant)) = field.split_once('|') else {
+                continue; // shard-level fields (`xt`)
+            };
+            let arm = arms.entry(variant.to_owned()).or_default();
+            let int = || value.parse::<i64>().map_err(|_| corrupt(&field, &value));
+            let float = || value.parse::<f64>().map_err(|_| corrupt(&field, &value));
+            match kind {
+                "n" => arm.n = int()?,
+                "r" => arm.r = int()?,
+                "e" => arm.e = int()?,
+                "p" => arm.p = int()?,
+                "mn" => arm.mn = int()?,
+                "mr" => arm.mr = int()?,
+                "t" => arm.t = int()?,
+                "dn" => arm.dn = float()?,
+                "dr" => arm.dr = float()?,
+                "dt" => arm.dt = value.parse().map_err(|_| corrupt(&field, &value))?,
+                "h" => arm.h = value.parse().ok(),
+                _ => {}
+            }
+        }
+        shards.push(arms);
+    }
+    Ok(shards)
+}
+
+/// Sums the shards. Decayed sums are rescaled to the latest reference time of any shard
+/// (exact: decay factors multiply), so the sum is what one store would hold.
+pub async fn counters(
+    shared: &Shared,
+    epoch: &Epoch,
+) -> Result<HashMap<String, ArmCounters>, StoreError> {
+    Ok(sum_shards(shard_arms(shared, epoch).await?))
+}
+
+fn sum_shards(shards: Vec<HashMap<String, ShardArm>>) -> HashMap<String, ArmCounters> {
+    let mut by_variant: BTreeMap<String, Vec<ShardArm>> = BTreeMap::new();
+    for shard in shards {
+        for (variant, arm) in shard {
+            by_variant.entry(variant).or_default().push(arm);
+        }
+    }
+    by_variant
+        .into_iter()
+        .map(|(variant, arms)| {
+            let at_ms = arms.iter().map(|arm| arm.dt).max().unwrap_or(0);
+            let mut counters = ArmCounters {
+                decayed_at_ms: at_ms,
+                ..ArmCounters::default()
+            };
+            let (mut n, mut r, mut e) = (0i64, 0i64, 0i64);
+            for arm in &arms {
+                n += arm.n;
+                r += arm.r;
+                e += arm.e;
+                let (dn, dr) = match arm.h {
+                    None => (arm.n as f64, layout::from_micro(arm.r)),
+                    Some(half_life) => {
+                        let decayed = DecayedCounts {
+                            exposures: arm.dn,
+                            reward_sum: arm.dr,
+                            at_ms: arm.dt,
+                        }
+                        .decayed_to(at_ms, half_life);
+                        (decayed.exposures, decayed.reward_sum)
+                    }
+                };
+                counters.decayed_exposures += dn;
+                counters.decayed_reward_sum += dr;
+            }
+            counters.exposures = u64::try_from(n).unwrap_or(0);
+            counters.reward_sum = layout::from_micro(r);
+            counters.expected_exposures = layout::from_micro(e);
+            (variant, counters)
+        })
+        .collect()
+}
+
+pub async fn epoch_info(shared: &Shared, epoch: &Epoch) -> Result<EpochInfo, StoreError> {
+    let (start, decision): (Option<String>, Option<String>) = redis::cmd("HMGET")
+        .arg(layout::info_key(epoch))
+        .arg("start")
+        .arg("decision")
+        .query_async(&mut connection(shared))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    Ok(EpochInfo {
+        started_ms: match start {
+            Some(start) => Some(start.parse().map_err(|_| corrupt("epoch start", &start))?),
+            None => None,
+        },
+        decision: match decision {
+            Some(text) => {
+                Some(serde_json::from_str(&text).map_err(|_| corrupt("decision", &text))?)
+            }
+            None => None,
+        },
+    })
+}
+
+pub async fn record_decision(
+    shared: &Shared,
+    epoch: &Epoch,
+    decision: Decision,
+) -> Result<Decision, StoreError> {
+    let text = serde_json::to_string(&decision)
+        .map_err(|error| StoreError::Io(format!("decision does not serialise: {error}")))?;
+    let held: String = shared
+        .scripts
+        .decide
+        .key(layout::info_key(epoch))
+        .arg(text)
+        .invoke_async(&mut connection(shared))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    serde_json::from_str(&held).map_err(|_| corrupt("decision", &held))
+}
+
+pub async fn append_history(
+    shared: &Shared,
+    epoch: &Epoch,
+    point: HistoryPoint,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(&StoredHistoryRef { arms: &point.arms })
+        .map_err(|error| StoreError::Io(format!("history point does not serialise: {error}")))?;
+    let _: i64 = shared
+        .scripts
+        .history
+        .key(layout::history_key(epoch))
+        .arg(point.at_ms)
+        .arg(shared.history_interval_ms)
+        .arg(text)
+        .invoke_async(&mut connection(shared))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    Ok(())
+}
+
+pub async fn history(
+    shared: &Shared,
+    epoch: &Epoch,
+    since_ms: u64,
+    limit: usize,
+) -> Result<Vec<HistoryPoint>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let members: Vec<String> = connection(shared)
+        .zrangebyscore_limit(
+            layout::history_key(epoch),
+            since_ms,
+            "+inf",
+            0,
+            isize::try_from(limit).unwrap_or(isize::MAX),
+        )
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    members
+        .iter()
+        .map(|member| {
+            let (at, point) = member
+                .split_once('\t')
+                .ok_or_else(|| corrupt("history point", member))?;
+            let stored: StoredHistory =
+                serde_json::from_str(point).map_err(|_| corrupt("history point", point))?;
+            Ok(HistoryPoint {
+                at_ms: at.parse().map_err(|_| corrupt("history time", at))?,
+                arms: stored.arms,
+            })
+        })
+        .collect()
+}
+
+/// Up to `limit` members of each shard after `after`, merged in id order.
+async fn scan_members(
+    shared: &Shared,
+    keys: Vec<String>,
+    after: Option<String>,
+    limit: usize,
+) -> Result<Vec<(String, String)>, StoreError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
+    let low = after.map_or_else(|| "-".to_owned(), |after| format!("[{after}\x01"));
+    let count = isize::try_from(limit).unwrap_or(isize::MAX);
+    let replies = futures_util::future::join_all(keys.into_iter().map(|key| {
+        let mut connection = connection(shared);
+        let low = low.clone();
+        async move {
+            connection
+                .zrangebylex_limit::<_, _, _, Vec<String>>(key, low, "+", 0, count)
+                .await
+        }
+    }))
+    .await;
+    let mut members = Vec::new();
+    for reply in replies {
+        for member in reply.map_err(|error| classify(shared, &error))? {
+            let (id, value) =
+                layout::split_member(&member).ok_or_else(|| corrupt("member", &member))?;
+            members.push((id.to_owned(), value.to_owned()));
+        }
+    }
+    members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    members.truncate(limit);
+    Ok(members)
+}
+
+pub async fn scan_sticky(
+    shared: &Shared,
+    epoch: &Epoch,
+    after: Option<String>,
+    limit: usize,
+) -> Result<Vec<(String, StickyRecord)>, StoreError> {
+    let keys = (0..SHARDS)
+        .map(|s| ShardKeys::of(epoch, s).sticky)
+        .collect();
+    scan_members(shared, keys, after, limit)
+        .await?
+        .into_iter()
+        .map(|(unit, value)| {
+            let record = layout::decode_sticky(&value).ok_or_else(|| corrupt("sticky", &value))?;
+            Ok((unit, record))
+        })
+        .collect()
+}
+
+pub async fn scan_marks(
+    shared: &Shared,
+    epoch: &Epoch,
+    after: Option<String>,
+    limit: usize,
+) -> Result<Vec<TokenCredit>, StoreError> {
+    let keys = (0..SHARDS).map(|s| ShardKeys::of(epoch, s).marks).collect();
+    scan_members(shared, keys, after, limit)
+        .await?
+        .into_iter()
+        .map(|(id, value)| layout::decode_mark(&id, &value).ok_or_else(|| corrupt("mark", &value)))
+        .collect()
+}
+
+/// Sweeps the event ids of every experiment and the token marks of every epoch that has any,
+/// by the engine's clock.
+pub async fn expire(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
+    let members: Vec<String> = connection(shared)
+        .smembers(layout::EPOCHS_KEY)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    let mut removed = 0;
+    for experiment in members.iter().filter(|member| !member.contains('\t')) {
+        for shard in 0..SHARDS {
+            let count: u64 = shared
+                .scripts
+                .expire_events
+                .key(layout::event_due_key(experiment, shard))
+                .arg(now_ms)
+                .invoke_async(&mut connection(shared))
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            removed += count;
+        }
+    }
+    for epoch in members.iter().filter_map(|m| layout::parse_epoch_member(m)) {
+        for shard in 0..SHARDS {
+            let keys = ShardKeys::of(&epoch, shard);
+            let count: u64 = shared
+                .scripts
+                .expire
+                .key(&keys.marks)
+                .key(&keys.marks_due)
+                .key(&keys.arms)
+                .arg(now_ms)
+                .invoke_async(&mut connection(shared))
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            removed += count;
+        }
+    }
+    Ok(removed)
+}
+
+pub async fn secret(shared: &Shared, key: &str, candidate: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    let mut connection = connection(shared);
+    let _: bool = connection
+        .set_nx(key, candidate)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    let held: Option<Vec<u8>> = connection
+        .get(key)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    held.ok_or_else(|| StoreError::Corrupt(format!("secret {key} vanished")))
+}
+
+/// Every epoch that has arm counters, found by scanning for `<tag>:a` keys.
+async fn epochs(shared: &Shared) -> Result<Vec<Epoch>, StoreError> {
+    let mut connection = connection(shared);
+    let mut cursor: u64 = 0;
+    let mut found = std::collections::BTreeSet::new();
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg("{bd:*}:a")
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| classify(shared, &error))?;
+        for key in keys {
+            let Some(tag) = key.strip_prefix("{bd:").and_then(|k| k.strip_suffix("}:a")) else {
+                continue;
+            };
+            let mut parts = tag.rsplitn(3, ':');
+            let (_shard, revision, experiment) = (parts.next(), parts.next(), parts.next());
+            if let (Some(revision), Some(experiment)) = (revision, experiment)
+                && let Ok(revision) = revision.parse()
+            {
+                found.insert(Epoch {
+                    experiment: experiment.to_owned(),
+                    revision,
+                });
+            }
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(found.into_iter().collect())
+}
+
+/// Recomputes every arm's raw counters from the records, shard by shard, and checks that
+/// each epoch's expected exposures add up to its exposures exactly (fixed point).
+///
+/// Implied N is the sticky records, plus the per-request count, plus the units re-assigned
+/// away; implied R is the sticky rewards, plus the token credits, plus the rewards of
+/// re-assigned records. Not atomic across shards: run it on a quiescent store (no replica
+/// serving), like the sled audit.
+pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
+    let mut report = AuditReport::default();
+    let registered: Vec<String> = connection(shared)
+        .smembers(layout::EPOCHS_KEY)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    for experiment in registered.iter().filter(|member| !member.contains('\t')) {
+        for shard in 0..SHARDS {
+            let ids: u64 = connection(shared)
+                .zcard(layout::event_due_key(experiment, shard))
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            report.event_ids += ids;
+        }
+    }
+    for epoch in epochs(shared).await? {
+        let shards = shard_arms(shared, &epoch).await?;
+        let mut exposures = 0i64;
+        let mut expected = 0i64;
+        let mut stored_by_variant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut implied_by_variant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for (shard, arms) in shards.iter().enumerate() {
+            let keys = ShardKeys::of(&epoch, shard as u32);
+            let members: Vec<String> = connection(shared)
+                .zrange(&keys.sticky, 0, -1)
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            for member in &members {
+                let record = layout::split_member(member)
+                    .and_then(|(_, value)| layout::decode_sticky(value))
+                    .ok_or_else(|| corrupt("sticky", member))?;
+                let implied = implied_by_variant.entry(record.variant).or_default();
+                implied.0 += 1;
+                implied.1 += record.reward.map_or(0, layout::to_micro);
+                report.sticky_records += 1;
+            }
+            let marks: u64 = connection(shared)
+                .zcard(&keys.marks)
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            report.live_token_marks += marks;
+            for (variant, arm) in arms {
+                let implied = implied_by_variant.entry(variant.clone()).or_default();
+                implied.0 += arm.p + arm.mn;
+                implied.1 += arm.t + arm.mr;
+                let stored = stored_by_variant.entry(variant.clone()).or_default();
+                stored.0 += arm.n;
+                stored.1 += arm.r;
+                exposures += arm.n;
+                expected += arm.e;
+            }
+        }
+        let summed = sum_shards(shards);
+        for (variant, implied) in &implied_by_variant {
+            report.arms_checked += 1;
+            let stored = stored_by_variant.get(variant).copied().unwrap_or_default();
+            if stored != *implied {
+                report.mismatches.push(CounterMismatch {
+                    epoch: epoch.clone(),
+                    variant: variant.clone(),
+                    stored: summed.get(variant).copied().unwrap_or_default(),
+                    implied: ArmCounters {
+                        exposures: u64::try_from(implied.0).unwrap_or(0),
+                        reward_sum: layout::from_micro(implied.1),
+                        ..ArmCounters::default()
+                    },
+                });
+            }
+        }
+        if expected != exposures * MICRO {
+            report.expectation_mismatches.push(ExpectationMismatch {
+                epoch: epoch.clone(),
+                exposures: u64::try_from(exposures).unwrap_or(0),
+                expected_exposures: layout::from_micro(expected),
+            });
+        }
+        report.epoch_records += 1;
+    }
+    Ok(report)
+}
+
+/// One shard's arm for tests: (variant, n, decayed n, reference time, half-life).
+#[cfg(test)]
+pub(super) type TestArm<'a> = (&'a str, i64, f64, u64, Option<u64>);
+
+#[cfg(test)]
+pub(super) fn sum_for_test(shards: Vec<Vec<TestArm<'_>>>) -> HashMap<String, ArmCounters> {
+    sum_shards(
+        shards
+            .into_iter()
+            .map(|arms| {
+                arms.into_iter()
+                    .map(|(variant, n, dn, dt, h)| {
+                        (
+                            variant.to_owned(),
+                            ShardArm {
+                                n,
+                                dn,
+                                dt,
+                                h,
+                                ..ShardArm::default()
+                            },
+                        )
+                    })
+                    .collect()
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,272 @@
+//! The rules every backend keeps, written once: pure decisions over values a backend read
+//! inside its atomic write (no sled or Redis types, no I/O, the clock handed in). A backend
+//! reads the records a write needs, asks these functions what the write is, and writes that,
+//! all in one atomic step (sled: one request inside a group commit, `apply`; a script-based
+//! backend: one script call). The contract suite (`contract`) checks every backend against
+//! the outcomes.
+//!
+//! | rule | function | state it needs |
+//! | --- | --- | --- |
+//! | set-if-absent assignment: the first insert of a unit wins, a loser changes nothing | [`insert_sticky`] | the unit's record |
+//! | compare-and-set re-assignment away from a retired variant; the new record has no reward, the old arm keeps its counters and records what moved away | [`reassign_sticky`] | the unit's record |
+//! | an event id is applied at most once per experiment; a retry answers `Duplicate` | [`judge_reward`] | whether the id is kept |
+//! | a reward is credited at most once per assignment (sticky: the record's reward; token: its mark) | [`judge_reward`] | the record / the mark |
+//! | reward window measured at arrival with the server's clock; an event timestamp more than [`MAX_CLOCK_SKEW_MS`] before its assignment is refused | [`timing_refusal`] | the assignment's time |
+//! | a token reward is refused once an expiry sweep passed its mark's deadline (the mark could be gone) | [`judge_reward`] | the sweep's watermark |
+//! | event ids kept at least the reward window after arrival; token marks the window plus [`TOKEN_MARK_SLACK_MS`] after issue | [`Credit`] deadlines | — |
+//! | exposures count raw and decayed N; rewards raw and decayed R, a reward decayed from its assignment | [`add_exposures`], [`add_reward`] (arithmetic in `decay`) | the arm's counters |
+//! | expected exposures: the allocation of the moment scaled to sum to exactly the exposures counted, unusable entries 0, all to the exposed arm if nothing is usable | [`expected_exposure_shares`] | — |
+//! | epoch start: set by the first write that counts anything, never moved | [`epoch_start`] | the epoch's start |
+//! | stopping decision: the first one recorded holds forever | [`settle_decision`] | the epoch's decision |
+//!
+//! A backend whose atomic step runs outside Rust (a Redis Lua script) must mirror the rules
+//! whose "state it needs" column is filled, since they read state inside the atomic step:
+//! set-if-absent, compare-and-set, at-most-once ids and credits, the timing check (it needs
+//! the assignment's time, which a re-assignment changes), the sweep watermark, the counter
+//! arithmetic (decay reads the stored reference time), epoch start and first-write-wins. The
+//! deadlines and the expected-exposure shares depend only on the request and can be computed
+//! here and handed to the script. A mirrored rule needs a test that runs the mirror on the
+//! worked cases of `rule_cases` (which these functions are checked against too) and compares.
+
+use super::decay;
+use super::records::Decision;
+use super::types::{ArmCounters, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
+
+/// How long a token mark outlives its reward window. A token reward is accepted only while the
+/// window is open by the arriving request's clock (see [`timing_refusal`]), so this is slack for
+/// clocks that disagree: a server whose clock was stepped back, or a replica lagging the one
+/// that ran the expiry sweep, still finds the mark (or the expiry watermark) and cannot credit
+/// the assignment twice.
+pub const TOKEN_MARK_SLACK_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// How far apart two clocks may be: an event's timestamp may lie this far in the future of its
+/// arrival, or this far before its assignment, before the event is refused. Pipelines stamp
+/// events with their own clocks, which a few minutes of NTP drift do not make wrong.
+pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// Set-if-absent: the record that holds after an insert of `record`, and whether the insert
+/// won (and so counts one exposure of its variant).
+pub fn insert_sticky(existing: Option<StickyRecord>, record: StickyRecord) -> (StickyRecord, bool) {
+    match existing {
+        Some(held) => (held, false),
+        None => (record, true),
+    }
+}
+
+/// What a compare-and-set re-assignment does to a unit that has a record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reassignment {
+    /// The record names another variant: the call lost, nothing changes.
+    Keep(StickyRecord),
+    /// Write `record` (reward cleared) and count one exposure of its variant; the old arm's
+    /// moved-away counts grow by one exposure and `moved_reward`, if the old record had one.
+    Replace {
+        record: StickyRecord,
+        old_variant: String,
+        moved_reward: Option<f64>,
+    },
+}
+
+/// Compare-and-set: `held` is replaced by `record` only if it still names `from_variant`. A
+/// new assignment earns its own reward once, so a reward handed in is dropped: the record
+/// would otherwise imply a reward that was never counted.
+pub fn reassign_sticky(
+    held: StickyRecord,
+    from_variant: &str,
+    mut record: StickyRecord,
+) -> Reassignment {
+    if held.variant != from_variant {
+        return Reassignment::Keep(held);
+    }
+    record.reward = None;
+    Reassignment::Replace {
+        record,
+        old_variant: held.variant,
+        moved_reward: held.reward,
+    }
+}
+
+/// What a backend found for a reward's target, read in the same atomic step as the write.
+#[derive(Debug, Clone, Copy)]
+pub enum TargetState<'a> {
+    /// A unit reward: the unit's sticky record, if it has one.
+    Unit(Option<&'a StickyRecord>),
+    /// A token reward: whether the assignment's credit mark exists, and the expiry sweep's
+    /// watermark (every retained record due at or before it may be gone).
+    Token { marked: bool, expired_through: u64 },
+}
+
+/// A reward to credit: what to write besides the counters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Credit {
+    pub variant: String,
+    /// The assignment's time: the reward decays from it (see [`add_reward`]).
+    pub assigned_ms: u64,
+    /// Keep the event id until then (arrival plus the window): a retry within the window is
+    /// always recognised.
+    pub event_id_retained_until_ms: u64,
+    /// For a token: keep its credit mark until then (issue plus the window plus
+    /// [`TOKEN_MARK_SLACK_MS`]).
+    pub mark_retained_until_ms: Option<u64>,
+}
+
+/// The fate of one reward, given whether its event id is kept already and what its target
+/// holds: at-most-once per event id, at-most-once per assignment, the timing rules and the
+/// sweep watermark, in this order (a retry is `Duplicate` whatever else changed; a token
+/// already credited is `AlreadyRewarded` even once its window closed).
+pub fn judge_reward(
+    op: &RewardOp,
+    event_id_seen: bool,
+    target: TargetState<'_>,
+) -> Result<Credit, RewardOutcome> {
+    if event_id_seen {
+        return Err(RewardOutcome::Duplicate);
+    }
+    let event_id_retained_until_ms = op.now_ms.saturating_add(op.window_ms);
+    match (&op.target, target) {
+        (RewardTarget::Unit(_), TargetState::Unit(record)) => {
+            let record = record.ok_or(RewardOutcome::UnitNotAssigned)?;
+            if let Some(refusal) = timing_refusal(op, record.assigned_ms) {
+                return Err(refusal);
+            }
+            if record.reward.is_some() {
+                return Err(RewardOutcome::AlreadyRewarded);
+            }
+            Ok(Credit {
+                variant: record.variant.clone(),
+                assigned_ms: record.assigned_ms,
+                event_id_retained_until_ms,
+                mark_retained_until_ms: None,
+            })
+        }
+        (
+            RewardTarget::Token {
+                variant, issued_ms, ..
+            },
+            TargetState::Token {
+                marked,
+                expired_through,
+            },
+        ) => {
+            if marked {
+                return Err(RewardOutcome::AlreadyRewarded);
+            }
+            if let Some(refusal) = timing_refusal(op, *issued_ms) {
+                return Err(refusal);
+            }
+            let mark_retained_until_ms = token_mark_retained_until(*issued_ms, op.window_ms);
+            if mark_retained_until_ms <= expired_through {
+                return Err(RewardOutcome::OutsideWindow);
+            }
+            Ok(Credit {
+                variant: variant.clone(),
+                assigned_ms: *issued_ms,
+                event_id_retained_until_ms,
+                mark_retained_until_ms: Some(mark_retained_until_ms),
+            })
+        }
+        // A backend hands in the state of the op's own target; a mismatch is its bug, and
+        // crediting nothing is the safe answer.
+        (RewardTarget::Unit(_), TargetState::Token { .. }) => Err(RewardOutcome::UnitNotAssigned),
+        (RewardTarget::Token { .. }, TargetState::Unit(_)) => Err(RewardOutcome::OutsideWindow),
+    }
+}
+
+/// When a token's credit mark may be removed.
+pub fn token_mark_retained_until(issued_ms: u64, window_ms: u64) -> u64 {
+    issued_ms
+        .saturating_add(window_ms)
+        .saturating_add(TOKEN_MARK_SLACK_MS)
+}
+
+/// The timing rules of every reward, for both kinds of target, measured against the
+/// assignment's time (the sticky record's, or the token's signed issue time):
+///
+/// - the window is measured with the server's clock at arrival (`now_ms`), whatever the event's
+///   timestamp says, so a client cannot reopen a closed window by backdating its events;
+/// - a timestamp more than [`MAX_CLOCK_SKEW_MS`] before the assignment is refused: an event
+///   cannot have converted an assignment not yet made, and such a timestamp (0, seconds taken
+///   for milliseconds) is a pipeline bug worth reporting rather than crediting.
+///
+/// The timestamp is used for nothing else; decay ages a reward from its assignment.
+pub fn timing_refusal(op: &RewardOp, assigned_ms: u64) -> Option<RewardOutcome> {
+    if op
+        .occurred_ms
+        .is_some_and(|occurred_ms| occurred_ms.saturating_add(MAX_CLOCK_SKEW_MS) < assigned_ms)
+    {
+        return Some(RewardOutcome::TimestampBeforeAssignment);
+    }
+    (op.now_ms > assigned_ms.saturating_add(op.window_ms)).then_some(RewardOutcome::OutsideWindow)
+}
+
+/// Counts `n` exposures of one arm made at one moment: raw N, and decayed N as of the tally's
+/// time (`n` single exposures at one instant decay alike, so this is `n` single updates).
+pub fn add_exposures(counters: &mut ArmCounters, tally: &Tally, n: u64) {
+    counters.exposures += n;
+    decay::record_change(counters, tally.now_ms, tally.half_life_ms, n as f64, 0.0);
+}
+
+/// Credits `reward` (arriving at `now_ms`) for an assignment made at `assigned_ms`: raw R, and
+/// decayed R with the reward aged from its assignment (see `decay::reward_weight`).
+pub fn add_reward(
+    counters: &mut ArmCounters,
+    reward: f64,
+    assigned_ms: u64,
+    now_ms: u64,
+    half_life_ms: Option<u64>,
+) {
+    let weighted = decay::reward_weight(reward, assigned_ms, now_ms, half_life_ms);
+    counters.reward_sum += reward;
+    decay::record_change(counters, now_ms, half_life_ms, 0.0, weighted);
+}
+
+/// How `exposures` counted exposures of `exposed` add to each arm's expected exposures: the
+/// allocation of the moment scaled to sum to exactly `exposures` (entries negative or not
+/// finite count as 0), or everything to the exposed arm if nothing usable remains. So the
+/// expected exposures of an epoch always sum to its counted exposures (what the audit checks).
+/// Arms whose share is 0 are left out.
+pub fn expected_exposure_shares<'a>(
+    allocation: &'a [(String, f64)],
+    exposed: &'a str,
+    exposures: f64,
+) -> Vec<(&'a str, f64)> {
+    let usable = |probability: f64| {
+        if probability.is_finite() && probability > 0.0 {
+            probability
+        } else {
+            0.0
+        }
+    };
+    let total: f64 = allocation
+        .iter()
+        .map(|(_, probability)| usable(*probability))
+        .sum();
+    if !(total.is_finite() && total > 0.0) {
+        return vec![(exposed, exposures)];
+    }
+    allocation
+        .iter()
+        .map(|(variant, probability)| (variant.as_str(), exposures * usable(*probability) / total))
+        .filter(|(_, share)| *share > 0.0)
+        .collect()
+}
+
+/// The epoch's start after a write at `now_ms` that counts something: the first such write
+/// sets it, later ones (even with an earlier clock) never move it. `None` when it is already
+/// set (nothing to write).
+pub fn epoch_start(started_ms: Option<u64>, now_ms: u64) -> Option<u64> {
+    started_ms.is_none().then_some(now_ms)
+}
+
+/// First write wins: the decision that holds after `proposed` is offered, and whether it is
+/// `proposed` (to be written).
+pub fn settle_decision(held: Option<&Decision>, proposed: Decision) -> (Decision, bool) {
+    match held {
+        Some(held) => (held.clone(), false),
+        None => (proposed, true),
+    }
+}
+
+#[cfg(test)]
+#[path = "rules_tests.rs"]
+mod tests;

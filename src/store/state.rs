@@ -1,0 +1,56 @@
+//! The store's in-memory state types, shared by the writer, its transactions, the loader and
+//! the codec: plain data with no behaviour of their own, in one module so that the modules
+//! using them depend on it and not on each other.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use super::types::{ArmCounters, Epoch, EpochInfo};
+
+/// Everything the store keeps about one arm of one epoch.
+///
+/// `counters` is what the engine reads; the others are the records that `counters` must
+/// agree with (besides sticky records and token marks), see `audit`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct ArmState {
+    pub counters: ArmCounters,
+    /// Per-request exposures: part of `counters.exposures`, but kept apart because they have
+    /// no record of their own.
+    pub per_request: u64,
+    /// Rewards of token marks that expired, part of `counters.reward_sum`.
+    pub folded_reward: f64,
+    /// What re-assignments moved off this (retired) arm: still part of `counters`, since
+    /// history is not rewritten, but no sticky record names this arm for them any more.
+    pub moved_away: MovedAway,
+}
+
+/// The exposures and rewards of an arm whose units were re-assigned to another arm: one
+/// exposure per moved unit, plus the reward its old assignment had been credited, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MovedAway {
+    pub exposures: u64,
+    pub reward_sum: f64,
+}
+
+/// Arm states by epoch, then variant (nested so lookups need no owned key).
+pub type ArmMap = HashMap<Epoch, HashMap<String, ArmState>>;
+
+/// Epoch-level records by epoch.
+pub type EpochMap = HashMap<Epoch, EpochInfo>;
+
+/// The writer's authoritative, committed state: small enough to keep whole in memory (a few
+/// values per arm and per epoch), so the per-request path never reads them from sled.
+#[derive(Debug, Default)]
+pub struct DurableState {
+    pub arms: ArmMap,
+    pub epochs: EpochMap,
+}
+
+/// One stored key and its value.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
+/// Key → new value, or `None` for a removal.
+pub type WriteMap = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
+
+/// Published counters: epoch → variant → counters, swapped whole after each commit.
+pub type CounterMap = HashMap<Epoch, Arc<HashMap<String, ArmCounters>>>;

@@ -1,0 +1,65 @@
+//! The writer thread's state, apart from what it does (`writer`: the group-commit loop;
+//! `recovery`: what follows a failed commit), so that both depend on this module and not on
+//! each other.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::command::Command;
+use super::disk::{Location, OpenDb};
+use super::error::StoreError;
+use super::exposures::ExposureGroups;
+use super::shared::{DurableMark, Shared};
+use super::state::DurableState;
+
+/// The writer thread's own state: the authoritative, durable arm and epoch states.
+pub struct Writer {
+    pub(super) shared: Arc<Shared>,
+    pub(super) durable_tx: watch::Sender<DurableMark>,
+    /// The database commits go to; `None` only inside `recover`.
+    pub(super) open: Option<Arc<OpenDb>>,
+    /// Where to reopen the database after a failed commit.
+    pub(super) location: Location,
+    pub(super) durable: DurableState,
+    pub(super) last_seq: u64,
+    pub(super) expired_through: u64,
+    /// Expire commands that hit their per-commit limit, resumed before new commands.
+    pub(super) carry: VecDeque<Command>,
+    /// Per-request exposures of a failed commit: their tokens are out, so they are counted by
+    /// the first commit after recovery instead of being dropped. Bounded by what one batch
+    /// took: while the store fails, `count_exposure` queues nothing.
+    pub(super) unfolded: ExposureGroups,
+}
+
+/// A commit that did not reach the disk.
+pub(super) struct FailedCommit {
+    /// The sequence number the batch would have had.
+    pub seq: u64,
+    pub cause: StoreError,
+}
+
+impl Writer {
+    pub fn new(
+        shared: Arc<Shared>,
+        durable_tx: watch::Sender<DurableMark>,
+        open: Arc<OpenDb>,
+        location: Location,
+        durable: DurableState,
+        last_seq: u64,
+        expired_through: u64,
+    ) -> Self {
+        Writer {
+            shared,
+            durable_tx,
+            open: Some(open),
+            location,
+            durable,
+            last_seq,
+            expired_through,
+            carry: VecDeque::new(),
+            unfolded: ExposureGroups::default(),
+        }
+    }
+}
