@@ -1,5 +1,5 @@
-//! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config` and `GET /v1/admin/store`
-//! (admin key).
+//! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config`, `GET /v1/admin/store` and
+//! `GET /v1/admin/build` (admin key).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -25,7 +25,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::resource("/v1/admin/store")
             .route(web::get().to(store))
             .default_service(web::to(wrong_method)),
+    )
+    .service(
+        web::resource("/v1/admin/build")
+            .route(web::get().to(build))
+            .default_service(web::to(wrong_method)),
     );
+}
+
+/// Which code this replica runs: version, git commit, profile, target, features.
+async fn build(_: AdminAuth) -> HttpResponse {
+    HttpResponse::Ok().json(crate::build_info::current())
 }
 
 /// Applies the folder as it is on disk now, or changes nothing and says why.

@@ -13,6 +13,7 @@ mod failsafe;
 mod folder;
 mod helpers;
 mod metrics;
+mod operators;
 mod redis_harness;
 mod reload;
 mod replicas;
