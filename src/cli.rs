@@ -390,6 +390,19 @@ mod tests {
     }
 
     #[test]
+    fn the_shutdown_delay_takes_zero_or_a_duration_and_refuses_anything_else() {
+        if std::env::var_os("BANDITD_SHUTDOWN_DELAY").is_none() {
+            assert!(serve_config(serve_args(&[])).shutdown_delay.is_zero());
+        }
+        let config = serve_config(serve_args(&["--shutdown-delay", "5s"]));
+        assert_eq!(config.shutdown_delay, std::time::Duration::from_secs(5));
+        let config = serve_config(serve_args(&["--shutdown-delay", "0"]));
+        assert!(config.shutdown_delay.is_zero());
+        let argv = ["banditd", "serve", "--shutdown-delay", "soon"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
     fn the_sticky_cache_is_on_by_default_and_refuses_a_negative_size() {
         if std::env::var_os("BANDITD_STICKY_CACHE_ENTRIES").is_none() {
             let config = serve_config(serve_args(&[]));
