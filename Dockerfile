@@ -1,7 +1,10 @@
 # Build stage: compile a release binary against the locked dependency tree.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+# The commit `banditd --version` and GET /v1/admin/build report (the image has no .git):
+# `docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) .`
+ARG GIT_COMMIT=unknown
 COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bin banditd

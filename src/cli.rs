@@ -13,7 +13,7 @@ use crate::telemetry::{self, LogFormat, TelemetryConfig};
 
 /// Multi-armed-bandit experimentation server.
 #[derive(Debug, Parser)]
-#[command(name = "banditd", version, about)]
+#[command(name = "banditd", version = crate::build_info::LONG_VERSION, about)]
 pub struct Cli {
     /// Log format.
     #[arg(
@@ -123,6 +123,10 @@ pub struct ServeArgs {
         default_value_t = crate::store::DEFAULT_PAGE_CACHE_MB
     )]
     pub store_cache_mb: u64,
+    /// After SIGTERM, keep serving this long with /readyz answering 503 before the server
+    /// stops accepting (`0s`: stop at once); set it to your load balancer's probe interval.
+    #[arg(long, env = "BANDITD_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_delay)]
+    pub shutdown_delay: std::time::Duration,
     /// How long a request body may take to arrive in full (`10s`, `1m`); slower is a 408.
     #[arg(long, env = "BANDITD_BODY_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub body_read_timeout: crate::spec::HumanDuration,
@@ -267,6 +271,7 @@ fn serve_config(args: ServeArgs) -> Config {
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
         body_read_timeout: args.body_read_timeout.as_std(),
+        shutdown_delay: args.shutdown_delay,
         access_log: args.access_log,
         metrics: args.metrics,
     }
@@ -274,6 +279,14 @@ fn serve_config(args: ServeArgs) -> Config {
 
 fn parse_duration(text: &str) -> Result<crate::spec::HumanDuration, String> {
     crate::spec::HumanDuration::parse(text)
+}
+
+/// A duration that may be zero (`0`, `0s`: none), unlike the durations of an experiment.
+fn parse_delay(text: &str) -> Result<std::time::Duration, String> {
+    match text.trim() {
+        "0" | "0s" | "0ms" => Ok(std::time::Duration::ZERO),
+        text => parse_duration(text).map(|d| d.as_std()),
+    }
 }
 
 #[cfg(test)]
@@ -373,6 +386,19 @@ mod tests {
             assert_eq!(config.metrics, on, "--metrics {value}");
         }
         let argv = ["banditd", "serve", "--metrics", "sometimes"];
+        assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn the_shutdown_delay_takes_zero_or_a_duration_and_refuses_anything_else() {
+        if std::env::var_os("BANDITD_SHUTDOWN_DELAY").is_none() {
+            assert!(serve_config(serve_args(&[])).shutdown_delay.is_zero());
+        }
+        let config = serve_config(serve_args(&["--shutdown-delay", "5s"]));
+        assert_eq!(config.shutdown_delay, std::time::Duration::from_secs(5));
+        let config = serve_config(serve_args(&["--shutdown-delay", "0"]));
+        assert!(config.shutdown_delay.is_zero());
+        let argv = ["banditd", "serve", "--shutdown-delay", "soon"];
         assert!(Cli::try_parse_from(argv).is_err());
     }
 

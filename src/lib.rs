@@ -9,6 +9,7 @@
 //! behind `GET /metrics`) and `secret` (values kept out of logs).
 
 pub mod audit_cli;
+pub mod build_info;
 pub mod catalog;
 pub mod cli;
 pub mod engine;
@@ -21,6 +22,7 @@ pub mod secret;
 pub mod sim;
 pub mod spec;
 pub mod startup;
+pub mod startup_summary;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

@@ -54,6 +54,9 @@ pub struct Config {
     pub sticky_cache_entries: usize,
     /// sled's page cache in MiB (see `StoreOptions::page_cache_mb`).
     pub store_cache_mb: u64,
+    /// After SIGTERM, how long the server keeps serving (with `/readyz` at 503) before it
+    /// stops accepting and drains: time for a load balancer's probe to see it leave.
+    pub shutdown_delay: Duration,
     /// How long a request body may take to arrive (see `http::BodyReadTimeout`).
     pub body_read_timeout: Duration,
     /// Which requests get an access log line (see `http::access_log`).
@@ -104,9 +107,11 @@ pub enum StartupError {
     SecretNotBase64 { variable: &'static str },
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
-    #[error("cannot listen on {bind}: {source}")]
+    #[error("cannot listen on {bind}: {source}{hint}")]
     Bind {
         bind: String,
+        /// What to write instead, when the address is malformed (empty otherwise).
+        hint: String,
         source: std::io::Error,
     },
 }
@@ -119,27 +124,45 @@ fn format_spec_errors(errors: &[SpecError]) -> String {
         .join("\n")
 }
 
-/// The token signer: the configured secret, or the one generated once and kept by the store
-/// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
-async fn token_signer(config: &Config, store: &dyn Store) -> Result<TokenSigner, StartupError> {
-    let checked = |secret: &SecretString, variable: &'static str| {
-        let len = secret.expose().len();
-        if len < MIN_SECRET_BYTES {
-            Err(StartupError::WeakSecret { variable, len })
-        } else {
-            Ok(secret.expose().as_bytes().to_vec())
+/// The configured token secrets, checked before anything is created on disk.
+struct CheckedSecrets {
+    current: Option<Vec<u8>>,
+    previous: Option<Vec<u8>>,
+}
+
+fn check_secrets(config: &Config) -> Result<CheckedSecrets, StartupError> {
+    let current = match &config.token_secret {
+        Some(secret) => {
+            let len = secret.expose().len();
+            if len < MIN_SECRET_BYTES {
+                return Err(StartupError::WeakSecret {
+                    variable: "--token-secret (BANDITD_TOKEN_SECRET)",
+                    len,
+                });
+            }
+            Some(secret.expose().as_bytes().to_vec())
         }
+        None => None,
     };
     let previous = match &config.token_secret_previous {
         Some(secret) => Some(previous_secret(secret)?),
         None => None,
     };
-    let current = match &config.token_secret {
-        Some(secret) => checked(secret, "BANDITD_TOKEN_SECRET")?,
+    Ok(CheckedSecrets { current, previous })
+}
+
+/// The token signer: the configured secret, or the one generated once and kept by the store
+/// (in its own 0600 file); plus the previous secret of a rotation, for verifying only.
+async fn token_signer(
+    secrets: CheckedSecrets,
+    store: &dyn Store,
+) -> Result<TokenSigner, StartupError> {
+    let current = match secrets.current {
+        Some(current) => current,
         None => store.secret("token", Box::new(generated_secret)).await?,
     };
     let signer = TokenSigner::new(&current);
-    Ok(match previous {
+    Ok(match secrets.previous {
         Some(previous) => signer.accepting_previous(&previous),
         None => signer,
     })
@@ -155,7 +178,7 @@ pub const BASE64_SECRET_PREFIX: &str = "base64:";
 /// at least [`MIN_SECRET_BYTES`] either way.
 fn previous_secret(secret: &SecretString) -> Result<Vec<u8>, StartupError> {
     use base64::Engine as _;
-    const VARIABLE: &str = "BANDITD_TOKEN_SECRET_PREVIOUS";
+    const VARIABLE: &str = "--token-secret-previous (BANDITD_TOKEN_SECRET_PREVIOUS)";
     let bytes = match secret.expose().strip_prefix(BASE64_SECRET_PREFIX) {
         Some(encoded) => base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
@@ -181,6 +204,25 @@ fn generated_secret() -> Vec<u8> {
         .collect()
 }
 
+/// Binds `--bind`. An address without a port (`localhost`, `0.0.0.0`) gets a hint with the
+/// `host:port` form, as the OS's "invalid socket address" does not say what is missing.
+fn bind(address: &str) -> Result<TcpListener, StartupError> {
+    TcpListener::bind(address).map_err(|source| {
+        let hint = if source.kind() == std::io::ErrorKind::InvalidInput {
+            let host = address.trim().trim_end_matches(':');
+            let host = if host.is_empty() { "127.0.0.1" } else { host };
+            format!("; --bind takes host:port, e.g. {host}:8080")
+        } else {
+            String::new()
+        };
+        StartupError::Bind {
+            bind: address.to_owned(),
+            hint,
+            source,
+        }
+    })
+}
+
 /// A bound, not yet running, server.
 pub struct Application {
     server: Server,
@@ -189,20 +231,52 @@ pub struct Application {
     store: Arc<dyn Store>,
     history_interval: Duration,
     watch: Option<crate::watcher::FolderWatch>,
+    /// SIGHUP, listened for from before the server says it listens: a SIGHUP that arrived
+    /// in between used to meet the default action and end the process.
+    hangups: Hangups,
 }
 
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = ();
+
+#[cfg(unix)]
+fn listen_for_hangups() -> Hangups {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::hangup()) {
+        Ok(hangups) => Some(hangups),
+        Err(error) => {
+            tracing::warn!(%error, "cannot listen for SIGHUP; reload with POST /v1/admin/reload");
+            None
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn listen_for_hangups() -> Hangups {}
+
 impl Application {
-    /// Opens the store, loads the experiments and binds. Refuses to start on an invalid folder.
+    /// Loads the experiments, checks the secrets, binds, then opens the store. Refuses to
+    /// start on an invalid folder. Everything that can be refused without touching the disk
+    /// is checked before the store opens, so a refused start leaves no new data dir behind.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let version = crate::catalog::fingerprint(&config.experiments)
             .map_err(|e| StartupError::Experiments(vec![e]))?;
         let experiments =
             crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
+        let secrets = check_secrets(&config)?;
+        let listener = bind(&config.bind)?;
+        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
+            bind: config.bind.clone(),
+            hint: String::new(),
+            source,
+        })?;
         // Before the store and the experiments exist, so that both find the instruments.
         let metrics = config.metrics.then(crate::metrics::install);
         let store = store::open(&config.store()).await?;
-        let signer = token_signer(&config, store.as_ref()).await?;
+        let signer = token_signer(secrets, store.as_ref()).await?;
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?
@@ -225,14 +299,6 @@ impl Application {
             keys: config.keys.clone(),
             draining: false.into(),
         });
-        let listener = TcpListener::bind(&config.bind).map_err(|source| StartupError::Bind {
-            bind: config.bind.clone(),
-            source,
-        })?;
-        let addr = listener.local_addr().map_err(|source| StartupError::Bind {
-            bind: config.bind.clone(),
-            source,
-        })?;
         let app_state = state.clone();
         let origins = config.cors_origins.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
@@ -265,15 +331,19 @@ impl Application {
         .workers(config.workers.max(1))
         .client_request_timeout(Duration::from_secs(REQUEST_HEAD_TIMEOUT_SECS))
         .disable_signals()
-        .shutdown_signal(shutdown_requested(state.clone()))
+        .shutdown_signal(shutdown_requested(state.clone(), config.shutdown_delay))
         .shutdown_timeout(SHUTDOWN_GRACE_SECS)
         .listen(listener)
         .map_err(|source| StartupError::Bind {
             bind: config.bind.clone(),
+            hint: String::new(),
             source,
         })?
         .run();
+        let hangups = listen_for_hangups();
+        crate::startup_summary::log(&config, &state.engine, addr);
         Ok(Self {
+            hangups,
             server,
             addr,
             state,
@@ -313,7 +383,8 @@ impl Application {
                 }
             }
         });
-        let reloader = actix_web::rt::spawn(reload_on_sighup(self.state.engine.clone()));
+        let reloader =
+            actix_web::rt::spawn(reload_on_sighup(self.state.engine.clone(), self.hangups));
         let watcher = self.watch.map(|watch| actix_web::rt::spawn(watch.run()));
         let served = self.server.await;
         sweeper.abort();
@@ -333,20 +404,27 @@ impl Application {
 }
 
 #[cfg(unix)]
-async fn reload_on_sighup(engine: Arc<Engine>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload with POST /v1/admin/reload");
+async fn reload_on_sighup(engine: Arc<Engine>, hangups: Hangups) {
+    let Some(mut hangups) = hangups else {
         return;
     };
     while hangups.recv().await.is_some() {
-        // The outcome is logged and kept in the config status by `reload`.
-        let _ = engine.reload("sighup").await;
+        // A change or a refusal is logged and kept in the config status by `reload`; a
+        // folder that did not change is logged here, so the operator sees the signal landed.
+        if let Ok(outcome) = engine.reload("sighup").await
+            && outcome.result == "unchanged"
+        {
+            tracing::info!(
+                trigger = "sighup",
+                version = %outcome.version,
+                "SIGHUP: checked the experiment folder; unchanged"
+            );
+        }
     }
 }
 
 #[cfg(not(unix))]
-async fn reload_on_sighup(_engine: Arc<Engine>) {}
+async fn reload_on_sighup(_engine: Arc<Engine>, _hangups: Hangups) {}
 
 fn cors(origins: &[String]) -> actix_cors::Cors {
     origins
@@ -365,14 +443,25 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
         .max_age(3600)
 }
 
-/// Resolves on SIGTERM or SIGINT; marks the node as draining first so `/readyz` fails.
-async fn shutdown_requested(state: web::Data<AppState>) {
+/// Resolves on SIGTERM or SIGINT; marks the node as draining first so `/readyz` fails, then
+/// keeps serving for `delay` (`--shutdown-delay`): actix closes idle keep-alive connections
+/// and refuses new ones as soon as it stops, so without the delay no client, load balancer
+/// probes included, could ever see the 503.
+async fn shutdown_requested(state: web::Data<AppState>, delay: Duration) {
     let reason = wait_for_signal().await;
+    state.draining.store(true, Ordering::Release);
+    if !delay.is_zero() {
+        tracing::info!(
+            signal = reason,
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "shutting down: /readyz answers 503; still serving for {delay:?} (--shutdown-delay)"
+        );
+        tokio::time::sleep(delay).await;
+    }
     tracing::info!(
         signal = reason,
         "shutting down: finishing in-flight requests"
     );
-    state.draining.store(true, Ordering::Release);
 }
 
 #[cfg(unix)]

@@ -1,5 +1,5 @@
-//! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config` and `GET /v1/admin/store`
-//! (admin key).
+//! Operator routes: `POST /v1/admin/reload`, `GET /v1/admin/config`, `GET /v1/admin/store` and
+//! `GET /v1/admin/build` (admin key).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -16,7 +16,8 @@ use crate::store::{BackendStats, StoreHealth};
 pub fn routes(api: &mut impl Routes) {
     api.route::<__path_reload, _, _>(reload)
         .route::<__path_config, _, _>(config)
-        .route::<__path_store, _, _>(store);
+        .route::<__path_store, _, _>(store)
+        .route::<__path_build, _, _>(build);
 }
 
 /// `GET /v1/admin/config`.
@@ -61,6 +62,24 @@ pub struct StickyCacheReport {
     /// hits / (hits + misses); `null` before the first lookup.
     #[schema(minimum = 0.0, maximum = 1.0)]
     pub hit_ratio: Option<f64>,
+}
+
+/// Which code this replica runs: version, git commit, profile, target, features.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/build",
+    tag = "admin",
+    operation_id = "admin_build",
+    responses(
+        (status = 200, description = "The build this server runs", body = crate::build_info::BuildInfo),
+        (status = 401, description = "Missing or wrong admin key (when BANDITD_ADMIN_KEY is \
+                                      set)", body = Problem,
+         content_type = "application/problem+json"),
+    ),
+    security(("admin_key" = [])),
+)]
+async fn build(_: AdminAuth) -> HttpResponse {
+    HttpResponse::Ok().json(crate::build_info::current())
 }
 
 /// Applies the folder as it is on disk now, or changes nothing and says why.

@@ -123,8 +123,12 @@ pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, Stor
                 if error.to_string().starts_with("could not acquire lock") =>
             {
                 if std::time::Instant::now() >= deadline {
+                    // sled's error quotes the raw `Os { code: 11, .. }` of the failed flock:
+                    // left out, it says nothing the sentence does not.
                     return Err(StoreError::Io(format!(
-                        "store directory {} is in use by another running store ({error})",
+                        "the data dir {} is in use by another running banditd (or another \
+                         store holds its lock); stop that process first, or give this one \
+                         its own --data-dir",
                         dir.display()
                     )));
                 }

@@ -15,7 +15,7 @@ use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
 /// Event fields that hold a [`JsonList`]: their text becomes a JSON array in the JSON format.
-pub const JSON_LIST_FIELDS: &[&str] = &["experiments", "errors", "files", "origins"];
+pub const JSON_LIST_FIELDS: &[&str] = &["experiments", "errors", "files", "origins", "keys_set"];
 
 /// A list as a log field: `experiments = %JsonList(&ids)`. Its text is the list's JSON, which
 /// reads well in the pretty format too (`experiments=["a","b"]`).

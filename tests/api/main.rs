@@ -14,6 +14,7 @@ mod failsafe;
 mod folder;
 mod helpers;
 mod metrics;
+mod operators;
 mod redis_harness;
 mod reload;
 mod replicas;

@@ -72,10 +72,11 @@ fn with_all_keys() -> TestApp {
 }
 
 /// Every guarded route family: (method, path, its key's variable, its key).
-const GUARDED: [(&str, &str, &str, &str); 7] = [
+const GUARDED: [(&str, &str, &str, &str); 8] = [
     ("POST", "/v1/admin/reload", "BANDITD_ADMIN_KEY", ADMIN_KEY),
     ("GET", "/v1/admin/config", "BANDITD_ADMIN_KEY", ADMIN_KEY),
     ("GET", "/v1/admin/store", "BANDITD_ADMIN_KEY", ADMIN_KEY),
+    ("GET", "/v1/admin/build", "BANDITD_ADMIN_KEY", ADMIN_KEY),
     ("POST", "/v1/events", "BANDITD_EVENTS_KEY", EVENTS_KEY),
     (
         "GET",
