@@ -109,24 +109,49 @@ pub const EVENT_OUTCOMES: [&str; 14] = {
     names
 };
 
+/// Most rejections listed one by one in a response; the rest are only counted (by reason in
+/// `rejected_by_reason`, in total in `rejections_omitted`), so 9,000 bad events answer in a few
+/// kilobytes rather than megabytes.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
 /// One rejected event, by its position in the batch.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rejection {
     pub index: usize,
+    /// NDJSON only: the 1-based line of the body the event was on (blank lines are not events,
+    /// so it can differ from `index + 1`). Set by the HTTP layer, which read the lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub reason: RejectionReason,
     pub detail: String,
 }
 
-/// What happened to a batch.
+/// What happened to a batch. Harmless outcomes (`duplicate`, `already_rewarded`) are counted
+/// apart from `rejected`, which counts only events that are wrong (broken data, unknown
+/// targets, late or stale events), so `all_rejected` tells a pipeline that sends garbage from
+/// one that merely retries.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct EventBatchReport {
+    /// Events in the request (NDJSON: non-blank lines).
+    pub received: usize,
     pub applied: usize,
     /// Retries of ids applied before: acknowledged, not applied again.
     pub duplicate: usize,
+    /// A second conversion of an assignment already credited by another event id: harmless
+    /// (a reward counts once per assignment), not applied, not listed in `rejections`.
+    pub already_rewarded: usize,
+    /// Events refused because something is wrong with them; each has a reason.
     pub rejected: usize,
+    /// True when the batch was not empty and every event in it was rejected.
+    pub all_rejected: bool,
+    /// `rejected`, by reason name.
+    pub rejected_by_reason: std::collections::BTreeMap<&'static str, usize>,
+    /// The first [`MAX_LISTED_REJECTIONS`] rejections, in batch order.
     pub rejections: Vec<Rejection>,
+    /// Rejections counted but not listed.
+    pub rejections_omitted: usize,
 }
 
 impl Engine {
@@ -137,7 +162,10 @@ impl Engine {
         events: Vec<Result<RawEvent, String>>,
     ) -> Result<EventBatchReport, EngineError> {
         let now_ms = self.clock.now_ms();
-        let mut report = EventBatchReport::default();
+        let mut report = EventBatchReport {
+            received: events.len(),
+            ..EventBatchReport::default()
+        };
         let mut ops = Vec::with_capacity(events.len());
         let mut op_index = Vec::with_capacity(events.len());
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
@@ -193,12 +221,12 @@ impl Engine {
                     RejectionReason::UnitNotAssigned,
                     format!("{target} was never assigned in this experiment's current revision"),
                 ),
-                RewardOutcome::AlreadyRewarded => report.reject(
-                    index,
-                    Some(id),
-                    RejectionReason::AlreadyRewarded,
-                    format!("{target} was already credited by another event id"),
-                ),
+                RewardOutcome::AlreadyRewarded => {
+                    report.already_rewarded += 1;
+                    if let Some(recorder) = &recorder {
+                        recorder.record(index, RejectionReason::AlreadyRewarded.as_str());
+                    }
+                }
                 RewardOutcome::OutsideWindow => report.reject(
                     index,
                     Some(id),
@@ -222,6 +250,11 @@ impl Engine {
             for rejection in &report.rejections {
                 recorder.record(rejection.index, rejection.reason.as_str());
             }
+        }
+        report.all_rejected = report.received > 0 && report.rejected == report.received;
+        if report.rejections.len() > MAX_LISTED_REJECTIONS {
+            report.rejections_omitted = report.rejections.len() - MAX_LISTED_REJECTIONS;
+            report.rejections.truncate(MAX_LISTED_REJECTIONS);
         }
         Ok(report)
     }
@@ -364,8 +397,10 @@ impl EventBatchReport {
         detail: String,
     ) {
         self.rejected += 1;
+        *self.rejected_by_reason.entry(reason.as_str()).or_default() += 1;
         self.rejections.push(Rejection {
             index,
+            line: None,
             id,
             reason,
             detail,

@@ -28,7 +28,11 @@ fn a_unit_conversion_is_credited_to_its_arm() {
     );
     assert_eq!(
         report,
-        json!({"applied": 1, "duplicate": 0, "rejected": 0, "rejections": []})
+        json!({
+            "received": 1, "applied": 1, "duplicate": 0, "already_rewarded": 0, "rejected": 0,
+            "all_rejected": false, "rejected_by_reason": {}, "rejections": [],
+            "rejections_omitted": 0
+        })
     );
     let arm = app.arm("headline", &v);
     assert_eq!(arm["rewards"], 0.25);
@@ -114,7 +118,8 @@ fn every_bad_event_is_rejected_with_its_reason_and_the_rest_still_apply() {
         {"id": "ok-2", "experiment": "headline", "unit": "u2", "reward": 0.5},
     ]));
     assert_eq!(report["applied"], 2, "{report}");
-    assert_eq!(report["rejected"], 11, "{report}");
+    assert_eq!(report["rejected"], 10, "{report}");
+    assert_eq!(report["already_rewarded"], 1, "{report}");
     assert_eq!(
         reasons(&report),
         [
@@ -122,7 +127,6 @@ fn every_bad_event_is_rejected_with_its_reason_and_the_rest_still_apply() {
             (2, "unit_not_assigned".into()),
             (3, "reward_out_of_range".into()),
             (4, "reward_out_of_range".into()),
-            (5, "already_rewarded".into()),
             (6, "token_required".into()),
             (7, "timestamp_in_future".into()),
             (8, "invalid_event".into()),
@@ -374,4 +378,57 @@ fn assign_needs_the_assign_key_when_one_is_set() {
         .call()
         .unwrap();
     assert_eq!(ok.status(), 200);
+}
+
+#[test]
+fn a_second_conversion_is_counted_apart_from_errors_and_an_all_bad_batch_says_so() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.assign("headline", "u1");
+    let first = app.post_events(&json!([{"id": "a", "experiment": "headline", "unit": "u1"}]));
+    assert_eq!(first["applied"], 1, "{first}");
+    // Another event id converting the same unit: harmless, not an error.
+    let again = app.post_events(&json!([{"id": "b", "experiment": "headline", "unit": "u1"}]));
+    assert_eq!(
+        (
+            &again["already_rewarded"],
+            &again["rejected"],
+            &again["all_rejected"]
+        ),
+        (&json!(1), &json!(0), &json!(false)),
+        "{again}"
+    );
+    assert_eq!(again["rejections"], json!([]), "{again}");
+    // Every event broken: still 200, and the report says the whole batch was refused.
+    let broken = app.post_raw(
+        "/v1/events",
+        "application/json",
+        r#"[{"id": "c", "experiment": "nope", "unit": "u1"}, 7]"#,
+    );
+    assert_eq!(broken.status, 200, "{}", broken.body);
+    assert_eq!(broken.body["received"], 2, "{}", broken.body);
+    assert_eq!(broken.body["rejected"], 2, "{}", broken.body);
+    assert_eq!(broken.body["all_rejected"], true, "{}", broken.body);
+    assert_eq!(
+        broken.body["rejected_by_reason"],
+        json!({"unknown_experiment": 1, "invalid_event": 1})
+    );
+}
+
+#[test]
+fn thousands_of_rejections_answer_in_bounded_size_grouped_by_reason() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let mut body = String::new();
+    for i in 0..9_000 {
+        body.push_str(&format!(
+            r#"{{"id":"e{i}","experiment":"headline","unit":"nobody-{i}"}}"#
+        ));
+        body.push('\n');
+    }
+    let r = app.post_raw("/v1/events", "application/x-ndjson", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["rejected"], 9_000);
+    assert_eq!(r.body["rejected_by_reason"], json!({"unit_not_assigned": 9_000}));
+    assert_eq!(r.body["rejections"].as_array().unwrap().len(), 100);
+    assert_eq!(r.body["rejections_omitted"], 8_900);
+    assert!(r.body.to_string().len() < 64 * 1024, "{}", r.body.to_string().len());
 }
