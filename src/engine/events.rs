@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::token::TokenError;
 use super::{Engine, EngineError, Unit};
 use crate::spec::{AssignmentMode, Status};
-use crate::store::{MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
+use crate::store::{Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
+
+/// How many revisions before the current one are searched for a unit's sticky record when
+/// its conversion finds none in the current revision.
+pub const STALE_REVISION_LOOKBACK: u32 = 4;
 
 /// Longest event id accepted, in bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 256;
@@ -192,16 +196,22 @@ impl Engine {
                 Err((id, reason, detail)) => report.reject(index, id, reason, detail),
             }
         }
-        let ids: Vec<(String, String)> = ops
+        let ids: Vec<(String, String, Option<(Epoch, String)>)> = ops
             .iter()
-            .map(|op| (op.event_id.clone(), describe_target(op)))
+            .map(|op| {
+                let unit = match &op.target {
+                    RewardTarget::Unit(unit) => Some((op.epoch.clone(), unit.clone())),
+                    RewardTarget::Token { .. } => None,
+                };
+                (op.event_id.clone(), describe_target(op), unit)
+            })
             .collect();
         let outcomes = if ops.is_empty() {
             Vec::new()
         } else {
             self.store.apply_rewards(ops).await?
         };
-        for ((outcome, index), (id, target)) in outcomes.into_iter().zip(op_index).zip(ids) {
+        for ((outcome, index), (id, target, unit)) in outcomes.into_iter().zip(op_index).zip(ids) {
             match outcome {
                 RewardOutcome::Applied { .. } => {
                     report.applied += 1;
@@ -215,12 +225,32 @@ impl Engine {
                         recorder.record(index, EVENT_OUTCOMES[1]);
                     }
                 }
-                RewardOutcome::UnitNotAssigned => report.reject(
-                    index,
-                    Some(id),
-                    RejectionReason::UnitNotAssigned,
-                    format!("{target} was never assigned in this experiment's current revision"),
-                ),
+                RewardOutcome::UnitNotAssigned => {
+                    let earlier = match &unit {
+                        Some((epoch, unit)) => self.earlier_revision_of(epoch, unit).await?,
+                        None => None,
+                    };
+                    match earlier {
+                        Some(revision) => report.reject(
+                            index,
+                            Some(id),
+                            RejectionReason::StaleRevision,
+                            format!(
+                                "{target} was assigned in revision {revision}; the experiment is \
+                                 at revision {}, which starts its data afresh",
+                                unit.as_ref().map_or(0, |(epoch, _)| epoch.revision)
+                            ),
+                        ),
+                        None => report.reject(
+                            index,
+                            Some(id),
+                            RejectionReason::UnitNotAssigned,
+                            format!(
+                                "{target} was never assigned in this experiment's current revision"
+                            ),
+                        ),
+                    }
+                }
                 RewardOutcome::AlreadyRewarded => {
                     report.already_rewarded += 1;
                     if let Some(recorder) = &recorder {
@@ -257,6 +287,35 @@ impl Engine {
             report.rejections.truncate(MAX_LISTED_REJECTIONS);
         }
         Ok(report)
+    }
+
+    /// The latest of the [`STALE_REVISION_LOOKBACK`] revisions before `epoch` in which `unit`
+    /// has a sticky record: a conversion of it is late (`stale_revision`), not a unit nobody
+    /// assigned. Read only for events the store already refused, so it costs nothing on the
+    /// path of events that apply; the reads of one event run concurrently.
+    async fn earlier_revision_of(
+        &self,
+        epoch: &Epoch,
+        unit: &str,
+    ) -> Result<Option<u32>, EngineError> {
+        let earliest = epoch.revision.saturating_sub(STALE_REVISION_LOOKBACK).max(1);
+        let revisions: Vec<u32> = (earliest..epoch.revision).rev().collect();
+        let reads = revisions.iter().map(|&revision| {
+            self.store.sticky(
+                &Epoch {
+                    experiment: epoch.experiment.clone(),
+                    revision,
+                },
+                unit,
+            )
+        });
+        let found = futures_util::future::join_all(reads).await;
+        for (revision, record) in revisions.into_iter().zip(found) {
+            if record?.is_some() {
+                return Ok(Some(revision));
+            }
+        }
+        Ok(None)
     }
 
     /// Everything that can be decided without the store.

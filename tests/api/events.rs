@@ -432,3 +432,30 @@ fn thousands_of_rejections_answer_in_bounded_size_grouped_by_reason() {
     assert_eq!(r.body["rejections_omitted"], 8_900);
     assert!(r.body.to_string().len() < 64 * 1024, "{}", r.body.to_string().len());
 }
+
+#[test]
+fn a_late_unit_conversion_after_a_revision_bump_is_stale_not_unassigned() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.assign("headline", "old-timer");
+    let token = app.assign("headline", "token-holder")["token"].clone();
+    app.write_experiment(
+        "headline.yaml",
+        &STICKY.replace("status: running", "status: running\nrevision: 2"),
+    );
+    assert_eq!(app.post_json("/v1/admin/reload", &json!({})).status, 200);
+    let report = app.post_events(&json!([
+        {"id": "e1", "experiment": "headline", "unit": "old-timer"},
+        {"id": "e2", "experiment": "headline", "unit": "never-seen"},
+        {"id": "e3", "experiment": "headline", "token": token},
+    ]));
+    assert_eq!(
+        reasons(&report),
+        [
+            (0, "stale_revision".into()),
+            (1, "unit_not_assigned".into()),
+            (2, "stale_revision".into()),
+        ]
+    );
+    let detail = report["rejections"][0]["detail"].as_str().unwrap();
+    assert!(detail.contains("revision 1") && detail.contains("revision 2"), "{detail}");
+}
