@@ -31,10 +31,10 @@ async fn post_events(
 ) -> ApiResult<HttpResponse> {
     let ndjson = is_ndjson(&req)?;
     let body = read_limited(&req, body, MAX_EVENTS_BODY_BYTES).await?;
-    let events = if ndjson {
-        parse_ndjson(&body)?
+    let (events, lines) = if ndjson {
+        parse_ndjson_lines(&body)?.into_iter().unzip()
     } else {
-        parse_array(&body)?
+        (parse_array(&body)?, Vec::new())
     };
     if events.len() > MAX_EVENTS_PER_BATCH {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -42,7 +42,10 @@ async fn post_events(
             events.len()
         )));
     }
-    let report = state.engine.ingest(events).await?;
+    let mut report = state.engine.ingest(events).await?;
+    for rejection in &mut report.rejections {
+        rejection.line = lines.get(rejection.index).copied();
+    }
     Ok(HttpResponse::Ok().json(report))
 }
 
@@ -74,7 +77,20 @@ fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
 /// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
 pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
     let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!("the body must be a JSON array of events: {e}"))
+        let starts_with_object = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{');
+        let hint = if starts_with_object {
+            "; a body of one event object per line is NDJSON: send it with `Content-Type: \
+             application/x-ndjson` (a single event also goes in an array: `[{…}]`)"
+        } else {
+            ""
+        };
+        ApiError::BadRequest(format!(
+            "the body must be a JSON array of events: {}{hint}",
+            plain_words(&e.to_string())
+        ))
     })?;
     Ok(items.into_iter().map(decode_event).collect())
 }
@@ -83,6 +99,15 @@ pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 /// Every rejection starts with `line N:`: blank lines are not events, so the rejection's batch
 /// index alone would not tell the pipeline which line to look at.
 pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+    Ok(parse_ndjson_lines(body)?
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect())
+}
+
+/// [`parse_ndjson`] with the 1-based line of each event. Lines end with `\n` or `\r\n`; lines
+/// of only whitespace are skipped (and still counted, so line numbers match an editor's).
+pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<Vec<(Result<RawEvent, String>, usize)>> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
     Ok(text
@@ -90,10 +115,11 @@ pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .map_err(|e| format!("invalid JSON: {e}"))
+            let event = serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
                 .and_then(decode_event)
-                .map_err(|detail| format!("line {}: {detail}", n + 1))
+                .map_err(|detail| format!("line {}: {detail}", n + 1));
+            (event, n + 1)
         })
         .collect())
 }
@@ -101,12 +127,39 @@ pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
+        let inner = plain_words(&e.inner().to_string());
         if path == "." {
-            format!("not a valid event: {}", e.inner())
+            format!("not a valid event: {inner}")
         } else {
-            format!("not a valid event: `{path}`: {}", e.inner())
+            format!("not a valid event: `{path}`: {inner}")
         }
     })
+}
+
+/// serde names the Rust types it expected (`struct RawEvent`, `f64`, `untagged enum
+/// Timestamp`); a pipeline author knows JSON, so say what JSON was expected instead. Only the
+/// `expected …` part is rewritten: the client's own text quoted before it is left alone.
+fn plain_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 8] = [
+        ("expected struct RawEvent", "expected an event object"),
+        ("expected f64", "expected a number"),
+        ("expected u64", "expected a whole number of Unix milliseconds"),
+        ("expected u32", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        (
+            "data did not match any variant of untagged enum Timestamp",
+            "expected Unix milliseconds (a whole number) or an RFC 3339 string \
+             (e.g. 2026-11-26T10:00:00Z)",
+        ),
+        (
+            "expected a sequence",
+            "expected a JSON array of events",
+        ),
+    ];
+    WORDS
+        .iter()
+        .fold(message.to_owned(), |text, (rust, json)| text.replace(rust, json))
 }
 
 #[cfg(test)]

@@ -459,3 +459,44 @@ fn a_late_unit_conversion_after_a_revision_bump_is_stale_not_unassigned() {
     let detail = report["rejections"][0]["detail"].as_str().unwrap();
     assert!(detail.contains("revision 1") && detail.contains("revision 2"), "{detail}");
 }
+
+#[test]
+fn ndjson_rejections_carry_their_line_and_crlf_and_blank_lines_are_fine() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.assign("headline", "u1");
+    app.assign("headline", "u2");
+    let body = "{\"id\":\"a\",\"experiment\":\"headline\",\"unit\":\"u1\"}\r\n\r\n   \r\n\
+                {oops\r\n\
+                {\"id\":\"b\",\"experiment\":\"headline\",\"unit\":\"u2\"}\r\n";
+    let r = app.post_raw("/v1/events", "application/x-ndjson", body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["applied"], 2, "{}", r.body);
+    let rejection = &r.body["rejections"][0];
+    assert_eq!((&rejection["index"], &rejection["line"]), (&json!(1), &json!(4)), "{rejection}");
+}
+
+#[test]
+fn messages_speak_json_not_rust_and_ndjson_posted_as_json_gets_a_hint() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let report = app.post_events(&json!([
+        {"id": "a", "experiment": "headline", "unit": "u", "reward": "high"},
+        {"id": "b", "experiment": "headline", "unit": "u", "timestamp": true},
+        {"id": 5, "experiment": "headline", "unit": "u"},
+        "not an object",
+        {"id": "c", "experiment": "headline", "unit": "x".repeat(257)},
+    ]));
+    assert_eq!(report["rejected_by_reason"], json!({"invalid_event": 5}), "{report}");
+    for rejection in report["rejections"].as_array().unwrap() {
+        let detail = rejection["detail"].as_str().unwrap();
+        for rust in ["RawEvent", "f64", "u64", "Timestamp", "struct", "enum"] {
+            assert!(!detail.contains(rust), "{rust} in {detail}");
+        }
+    }
+    let ndjson = "{\"id\":\"a\",\"experiment\":\"headline\",\"unit\":\"u\"}\n\
+                  {\"id\":\"b\",\"experiment\":\"headline\",\"unit\":\"u\"}\n";
+    assert_problem(
+        &app.post_raw("/v1/events", "application/json", ndjson),
+        400,
+        "application/x-ndjson",
+    );
+}
