@@ -29,8 +29,16 @@ async fn post_events(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let ndjson = is_ndjson(&req)?;
+    let format = body_format(&req)?;
     let body = read_limited(&req, body, MAX_EVENTS_BODY_BYTES).await?;
+    let ndjson = match format {
+        BodyFormat::Array => false,
+        BodyFormat::Ndjson => true,
+        BodyFormat::Sniff => body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_none_or(|&b| b != b'['),
+    };
     let (events, lines) = if ndjson {
         parse_ndjson_lines(&body)?.into_iter().unzip()
     } else {
@@ -49,10 +57,21 @@ async fn post_events(
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// JSON array (`application/json`, or no content type) or NDJSON (`application/x-ndjson`).
-fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
+/// How the body's events are laid out, from its content type.
+enum BodyFormat {
+    /// `application/json`, or no content type: a JSON array.
+    Array,
+    /// `application/x-ndjson` (or `application/ndjson`, `application/jsonl`).
+    Ndjson,
+    /// `text/plain`: what `navigator.sendBeacon` sends for a string, the one body type a
+    /// browser posts across origins without a preflight. A body starting with `[` is a JSON
+    /// array, anything else NDJSON (a single event object is one NDJSON line).
+    Sniff,
+}
+
+fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
     let Some(content_type) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else {
-        return Ok(false);
+        return Ok(BodyFormat::Array);
     };
     let essence = content_type
         .to_str()
@@ -63,11 +82,15 @@ fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" | "" => Ok(false),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(true),
+        "application/json" | "" => Ok(BodyFormat::Array),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+            Ok(BodyFormat::Ndjson)
+        }
+        "text/plain" => Ok(BodyFormat::Sniff),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "content type {other:?} is not accepted; send application/json (an array of events) \
-             or application/x-ndjson (one event per line)"
+            "content type {other:?} is not accepted; send application/json (an array of events), \
+             application/x-ndjson (one event per line) or, from a browser's sendBeacon, \
+             text/plain holding either"
         ))),
     }
 }

@@ -500,3 +500,17 @@ fn messages_speak_json_not_rust_and_ndjson_posted_as_json_gets_a_hint() {
         "application/x-ndjson",
     );
 }
+
+#[test]
+fn a_beacon_text_plain_body_holding_json_or_ndjson_is_accepted() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.assign("headline", "u1");
+    app.assign("headline", "u2");
+    let array = r#" [{"id":"a","experiment":"headline","unit":"u1"}]"#;
+    let r = app.post_raw("/v1/events", "text/plain;charset=UTF-8", array);
+    assert_eq!((r.status, &r.body["applied"]), (200, &json!(1)), "{}", r.body);
+    let ndjson = "{\"id\":\"b\",\"experiment\":\"headline\",\"unit\":\"u2\"}\n{oops}\n";
+    let r = app.post_raw("/v1/events", "text/plain", ndjson);
+    assert_eq!((r.status, &r.body["applied"]), (200, &json!(1)), "{}", r.body);
+    assert_eq!(r.body["rejections"][0]["line"], 2, "{}", r.body);
+}
