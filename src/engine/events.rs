@@ -298,7 +298,10 @@ impl Engine {
         epoch: &Epoch,
         unit: &str,
     ) -> Result<Option<u32>, EngineError> {
-        let earliest = epoch.revision.saturating_sub(STALE_REVISION_LOOKBACK).max(1);
+        let earliest = epoch
+            .revision
+            .saturating_sub(STALE_REVISION_LOOKBACK)
+            .max(1);
         let revisions: Vec<u32> = (earliest..epoch.revision).rev().collect();
         let reads = revisions.iter().map(|&revision| {
             self.store.sticky(
@@ -316,6 +319,17 @@ impl Engine {
             }
         }
         Ok(None)
+    }
+
+    /// Whether `event` carries a token signed by this server for the event's experiment: the
+    /// proof that lets a request without the events key through (`http::auth::EventsPost`).
+    /// The rest of the event is checked by [`Engine::ingest`] as for any event.
+    pub fn verify_event_token(&self, event: &RawEvent) -> bool {
+        event.token.as_deref().is_some_and(|token| {
+            self.signer
+                .verify(token)
+                .is_ok_and(|claims| claims.experiment == event.experiment)
+        })
     }
 
     /// Everything that can be decided without the store.

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::auth::EventsAuth;
+use super::auth::{EventsPost, tokens_only_refusal};
 use super::body::read_limited;
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
@@ -24,13 +24,38 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn post_events(
-    _: EventsAuth,
+    auth: EventsPost,
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let format = body_format(&req)?;
-    let body = read_limited(&req, body, MAX_EVENTS_BODY_BYTES).await?;
+    let (events, lines) = match read_events(&req, body).await {
+        Ok(read) => read,
+        // Without the key, a body that cannot be read is no proof either: 401 as before.
+        Err(_) if matches!(auth, EventsPost::TokensOnly) => return Err(tokens_only_refusal()),
+        Err(e) => return Err(e),
+    };
+    auth.admit(|| {
+        !events.is_empty()
+            && events.iter().all(|event| {
+                event
+                    .as_ref()
+                    .is_ok_and(|event| state.engine.verify_event_token(event))
+            })
+    })?;
+    let mut report = state.engine.ingest(events).await?;
+    for rejection in &mut report.rejections {
+        rejection.line = lines.get(rejection.index).copied();
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The decoded events, and for NDJSON each one's line.
+type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
+
+async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEvents> {
+    let format = body_format(req)?;
+    let body = read_limited(req, body, MAX_EVENTS_BODY_BYTES).await?;
     let ndjson = match format {
         BodyFormat::Array => false,
         BodyFormat::Ndjson => true,
@@ -50,11 +75,7 @@ async fn post_events(
             events.len()
         )));
     }
-    let mut report = state.engine.ingest(events).await?;
-    for rejection in &mut report.rejections {
-        rejection.line = lines.get(rejection.index).copied();
-    }
-    Ok(HttpResponse::Ok().json(report))
+    Ok((events, lines))
 }
 
 /// How the body's events are laid out, from its content type.
@@ -166,7 +187,10 @@ fn plain_words(message: &str) -> String {
     const WORDS: [(&str, &str); 8] = [
         ("expected struct RawEvent", "expected an event object"),
         ("expected f64", "expected a number"),
-        ("expected u64", "expected a whole number of Unix milliseconds"),
+        (
+            "expected u64",
+            "expected a whole number of Unix milliseconds",
+        ),
         ("expected u32", "expected a whole number"),
         ("expected usize", "expected a whole number"),
         ("expected i64", "expected a whole number"),
@@ -175,14 +199,11 @@ fn plain_words(message: &str) -> String {
             "expected Unix milliseconds (a whole number) or an RFC 3339 string \
              (e.g. 2026-11-26T10:00:00Z)",
         ),
-        (
-            "expected a sequence",
-            "expected a JSON array of events",
-        ),
+        ("expected a sequence", "expected a JSON array of events"),
     ];
-    WORDS
-        .iter()
-        .fold(message.to_owned(), |text, (rust, json)| text.replace(rust, json))
+    WORDS.iter().fold(message.to_owned(), |text, (rust, json)| {
+        text.replace(rust, json)
+    })
 }
 
 #[cfg(test)]

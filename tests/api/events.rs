@@ -427,10 +427,17 @@ fn thousands_of_rejections_answer_in_bounded_size_grouped_by_reason() {
     let r = app.post_raw("/v1/events", "application/x-ndjson", &body);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["rejected"], 9_000);
-    assert_eq!(r.body["rejected_by_reason"], json!({"unit_not_assigned": 9_000}));
+    assert_eq!(
+        r.body["rejected_by_reason"],
+        json!({"unit_not_assigned": 9_000})
+    );
     assert_eq!(r.body["rejections"].as_array().unwrap().len(), 100);
     assert_eq!(r.body["rejections_omitted"], 8_900);
-    assert!(r.body.to_string().len() < 64 * 1024, "{}", r.body.to_string().len());
+    assert!(
+        r.body.to_string().len() < 64 * 1024,
+        "{}",
+        r.body.to_string().len()
+    );
 }
 
 #[test]
@@ -457,7 +464,10 @@ fn a_late_unit_conversion_after_a_revision_bump_is_stale_not_unassigned() {
         ]
     );
     let detail = report["rejections"][0]["detail"].as_str().unwrap();
-    assert!(detail.contains("revision 1") && detail.contains("revision 2"), "{detail}");
+    assert!(
+        detail.contains("revision 1") && detail.contains("revision 2"),
+        "{detail}"
+    );
 }
 
 #[test]
@@ -472,7 +482,11 @@ fn ndjson_rejections_carry_their_line_and_crlf_and_blank_lines_are_fine() {
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.body["applied"], 2, "{}", r.body);
     let rejection = &r.body["rejections"][0];
-    assert_eq!((&rejection["index"], &rejection["line"]), (&json!(1), &json!(4)), "{rejection}");
+    assert_eq!(
+        (&rejection["index"], &rejection["line"]),
+        (&json!(1), &json!(4)),
+        "{rejection}"
+    );
 }
 
 #[test]
@@ -485,7 +499,11 @@ fn messages_speak_json_not_rust_and_ndjson_posted_as_json_gets_a_hint() {
         "not an object",
         {"id": "c", "experiment": "headline", "unit": "x".repeat(257)},
     ]));
-    assert_eq!(report["rejected_by_reason"], json!({"invalid_event": 5}), "{report}");
+    assert_eq!(
+        report["rejected_by_reason"],
+        json!({"invalid_event": 5}),
+        "{report}"
+    );
     for rejection in report["rejections"].as_array().unwrap() {
         let detail = rejection["detail"].as_str().unwrap();
         for rust in ["RawEvent", "f64", "u64", "Timestamp", "struct", "enum"] {
@@ -508,9 +526,81 @@ fn a_beacon_text_plain_body_holding_json_or_ndjson_is_accepted() {
     app.assign("headline", "u2");
     let array = r#" [{"id":"a","experiment":"headline","unit":"u1"}]"#;
     let r = app.post_raw("/v1/events", "text/plain;charset=UTF-8", array);
-    assert_eq!((r.status, &r.body["applied"]), (200, &json!(1)), "{}", r.body);
+    assert_eq!(
+        (r.status, &r.body["applied"]),
+        (200, &json!(1)),
+        "{}",
+        r.body
+    );
     let ndjson = "{\"id\":\"b\",\"experiment\":\"headline\",\"unit\":\"u2\"}\n{oops}\n";
     let r = app.post_raw("/v1/events", "text/plain", ndjson);
-    assert_eq!((r.status, &r.body["applied"]), (200, &json!(1)), "{}", r.body);
+    assert_eq!(
+        (r.status, &r.body["applied"]),
+        (200, &json!(1)),
+        "{}",
+        r.body
+    );
     assert_eq!(r.body["rejections"][0]["line"], 2, "{}", r.body);
+}
+
+#[test]
+fn token_events_need_no_events_key_but_unit_events_and_forged_tokens_still_do() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)],
+        &[("BANDITD_EVENTS_KEY", "pipeline-secret")],
+    );
+    app.assign("headline", "u1");
+    let token = app.assign("ranking", "u1")["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other = app.assign("ranking", "u2")["token"].clone();
+    // A browser with only the token: accepted without the key, as a beacon would send it.
+    let beacon = json!([{"id": "t1", "experiment": "ranking", "token": token}]).to_string();
+    let r = app.post_raw("/v1/events", "text/plain", &beacon);
+    assert_eq!(
+        (r.status, &r.body["applied"]),
+        (200, &json!(1)),
+        "{}",
+        r.body
+    );
+    // One unit event, one forged token, a token for another experiment, a broken event, or
+    // an empty batch: the whole request is refused, nothing applied.
+    let (claims, signature) = token.split_once('.').unwrap();
+    let forged = format!("{claims}.{}", signature.replace(|c: char| c != 'A', "A"));
+    for batch in [
+        json!([
+            {"id": "t2", "experiment": "ranking", "token": other},
+            {"id": "u", "experiment": "headline", "unit": "u1"},
+        ]),
+        json!([{"id": "t3", "experiment": "ranking", "token": forged}]),
+        json!([{"id": "t4", "experiment": "headline", "token": other}]),
+        json!([{"id": "t5", "experiment": "ranking", "token": other}, 7]),
+        json!([]),
+    ] {
+        assert_problem(
+            &app.post_json("/v1/events", &batch),
+            401,
+            "BANDITD_EVENTS_KEY",
+        );
+    }
+    assert_problem(
+        &app.post_raw("/v1/events", "application/json", "[{not json"),
+        401,
+        "BANDITD_EVENTS_KEY",
+    );
+    // A wrong key is refused even with a genuine token.
+    let wrong = app
+        .agent
+        .post(format!("{}/v1/events", app.address))
+        .header("authorization", "Bearer wrong")
+        .send_json(json!([{"id": "t6", "experiment": "ranking", "token": other}]))
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let total: f64 = app
+        .arms("ranking")
+        .iter()
+        .map(|a| a["rewards"].as_f64().unwrap())
+        .sum();
+    assert_eq!(total, 1.0, "only the keyless genuine token applied");
 }
