@@ -113,6 +113,10 @@ pub const EVENT_OUTCOMES: [&str; 14] = {
     names
 };
 
+/// What [`Engine::ingest`] keeps of an op sent to the store, to word its outcome: the event
+/// id, the target in words, and for a unit target its epoch and unit (for `stale_revision`).
+type OpLabel = (String, String, Option<(Epoch, String)>);
+
 /// Most rejections listed one by one in a response; the rest are only counted (by reason in
 /// `rejected_by_reason`, in total in `rejections_omitted`), so 9,000 bad events answer in a few
 /// kilobytes rather than megabytes.
@@ -196,7 +200,7 @@ impl Engine {
                 Err((id, reason, detail)) => report.reject(index, id, reason, detail),
             }
         }
-        let ids: Vec<(String, String, Option<(Epoch, String)>)> = ops
+        let ids: Vec<OpLabel> = ops
             .iter()
             .map(|op| {
                 let unit = match &op.target {
