@@ -221,6 +221,29 @@ mod tests {
     }
 
     #[test]
+    fn ndjson_lines_count_blank_and_crlf_lines_like_an_editor() {
+        let body =
+            b"\r\n{\"id\":\"a\",\"experiment\":\"x\",\"unit\":\"u\"}\r\n \t\r\n{\"id\":1}\r\n";
+        let events = parse_ndjson_lines(body).unwrap();
+        let lines: Vec<usize> = events.iter().map(|(_, line)| *line).collect();
+        assert_eq!(lines, [2, 4]);
+        assert!(events[0].0.is_ok());
+        assert!(events[1].0.as_ref().unwrap_err().starts_with("line 4:"));
+    }
+
+    #[test]
+    fn serde_type_names_become_json_words() {
+        let detail = decode_event(serde_json::json!({"id": "a", "experiment": "x", "reward": "1"}))
+            .unwrap_err();
+        assert!(
+            detail.contains("expected a number") && !detail.contains("f64"),
+            "{detail}"
+        );
+        let detail = decode_event(serde_json::json!(3)).unwrap_err();
+        assert!(detail.contains("an event object"), "{detail}");
+    }
+
+    #[test]
     fn an_array_element_with_an_unknown_field_rejects_only_itself() {
         let body = br#"[{"id":"a","experiment":"x","unit":"u"},{"id":"b","experiment":"x","unit":"u","color":"red"}]"#;
         let events = parse_array(body).unwrap();
