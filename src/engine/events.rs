@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 use super::token::TokenError;
 use super::{Engine, EngineError, Unit};
 use crate::spec::{AssignmentMode, Status};
-use crate::store::{MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
+use crate::store::{Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
+
+/// How many revisions before the current one are searched for a unit's sticky record when
+/// its conversion finds none in the current revision.
+pub const STALE_REVISION_LOOKBACK: u32 = 4;
 
 /// Longest event id accepted, in bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 256;
@@ -137,28 +141,58 @@ pub const EVENT_OUTCOMES: [&str; 14] = {
     names
 };
 
+/// What [`Engine::ingest`] keeps of an op sent to the store, to word its outcome: the event
+/// id, the target in words, and for a unit target its epoch and unit (for `stale_revision`).
+type OpLabel = (String, String, Option<(Epoch, String)>);
+
+/// Most rejections listed one by one in a response; the rest are only counted (by reason in
+/// `rejected_by_reason`, in total in `rejections_omitted`), so 9,000 bad events answer in a few
+/// kilobytes rather than megabytes.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
 /// One rejected event, by its position in the batch.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rejection {
     pub index: usize,
+    /// NDJSON only: the 1-based line of the body the event was on (blank lines are not events,
+    /// so it can differ from `index + 1`). Set by the HTTP layer, which read the lines.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     pub reason: RejectionReason,
     pub detail: String,
 }
 
-/// What happened to a batch.
+/// What happened to a batch. Harmless outcomes (`duplicate`, `already_rewarded`) are counted
+/// apart from `rejected`, which counts only events that are wrong (broken data, unknown
+/// targets, late or stale events), so `all_rejected` tells a pipeline that sends garbage from
+/// one that merely retries.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, utoipa::ToSchema)]
-#[schema(example = json!({"applied": 1, "duplicate": 0, "rejected": 1, "rejections": [
-    {"index": 1, "id": "evt-2", "reason": "outside_window",
-     "detail": "the reward arrived after the 7d window"}
-]}))]
+#[schema(example = json!({"received": 3, "applied": 1, "duplicate": 0, "already_rewarded": 1,
+    "rejected": 1, "all_rejected": false, "rejected_by_reason": {"outside_window": 1},
+    "rejections": [{"index": 2, "id": "evt-3", "reason": "outside_window",
+                    "detail": "the reward arrived after the 7d window"}],
+    "rejections_omitted": 0}))]
 pub struct EventBatchReport {
+    /// Events in the request (NDJSON: non-blank lines).
+    pub received: usize,
     pub applied: usize,
     /// Retries of ids applied before: acknowledged, not applied again.
     pub duplicate: usize,
+    /// A second conversion of an assignment already credited by another event id: harmless
+    /// (a reward counts once per assignment), not applied, not listed in `rejections`.
+    pub already_rewarded: usize,
+    /// Events refused because something is wrong with them; each has a reason.
     pub rejected: usize,
+    /// True when the batch was not empty and every event in it was rejected.
+    pub all_rejected: bool,
+    /// `rejected`, by reason name.
+    pub rejected_by_reason: std::collections::BTreeMap<&'static str, usize>,
+    /// The first [`MAX_LISTED_REJECTIONS`] rejections, in batch order.
     pub rejections: Vec<Rejection>,
+    /// Rejections counted but not listed.
+    pub rejections_omitted: usize,
 }
 
 impl Engine {
@@ -169,7 +203,10 @@ impl Engine {
         events: Vec<Result<RawEvent, String>>,
     ) -> Result<EventBatchReport, EngineError> {
         let now_ms = self.clock.now_ms();
-        let mut report = EventBatchReport::default();
+        let mut report = EventBatchReport {
+            received: events.len(),
+            ..EventBatchReport::default()
+        };
         let mut ops = Vec::with_capacity(events.len());
         let mut op_index = Vec::with_capacity(events.len());
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
@@ -196,16 +233,22 @@ impl Engine {
                 Err((id, reason, detail)) => report.reject(index, id, reason, detail),
             }
         }
-        let ids: Vec<(String, String)> = ops
+        let ids: Vec<OpLabel> = ops
             .iter()
-            .map(|op| (op.event_id.clone(), describe_target(op)))
+            .map(|op| {
+                let unit = match &op.target {
+                    RewardTarget::Unit(unit) => Some((op.epoch.clone(), unit.clone())),
+                    RewardTarget::Token { .. } => None,
+                };
+                (op.event_id.clone(), describe_target(op), unit)
+            })
             .collect();
         let outcomes = if ops.is_empty() {
             Vec::new()
         } else {
             self.store.apply_rewards(ops).await?
         };
-        for ((outcome, index), (id, target)) in outcomes.into_iter().zip(op_index).zip(ids) {
+        for ((outcome, index), (id, target, unit)) in outcomes.into_iter().zip(op_index).zip(ids) {
             match outcome {
                 RewardOutcome::Applied { .. } => {
                     report.applied += 1;
@@ -219,18 +262,38 @@ impl Engine {
                         recorder.record(index, EVENT_OUTCOMES[1]);
                     }
                 }
-                RewardOutcome::UnitNotAssigned => report.reject(
-                    index,
-                    Some(id),
-                    RejectionReason::UnitNotAssigned,
-                    format!("{target} was never assigned in this experiment's current revision"),
-                ),
-                RewardOutcome::AlreadyRewarded => report.reject(
-                    index,
-                    Some(id),
-                    RejectionReason::AlreadyRewarded,
-                    format!("{target} was already credited by another event id"),
-                ),
+                RewardOutcome::UnitNotAssigned => {
+                    let earlier = match &unit {
+                        Some((epoch, unit)) => self.earlier_revision_of(epoch, unit).await?,
+                        None => None,
+                    };
+                    match earlier {
+                        Some(revision) => report.reject(
+                            index,
+                            Some(id),
+                            RejectionReason::StaleRevision,
+                            format!(
+                                "{target} was assigned in revision {revision}; the experiment is \
+                                 at revision {}, which starts its data afresh",
+                                unit.as_ref().map_or(0, |(epoch, _)| epoch.revision)
+                            ),
+                        ),
+                        None => report.reject(
+                            index,
+                            Some(id),
+                            RejectionReason::UnitNotAssigned,
+                            format!(
+                                "{target} was never assigned in this experiment's current revision"
+                            ),
+                        ),
+                    }
+                }
+                RewardOutcome::AlreadyRewarded => {
+                    report.already_rewarded += 1;
+                    if let Some(recorder) = &recorder {
+                        recorder.record(index, RejectionReason::AlreadyRewarded.as_str());
+                    }
+                }
                 RewardOutcome::OutsideWindow => report.reject(
                     index,
                     Some(id),
@@ -255,7 +318,55 @@ impl Engine {
                 recorder.record(rejection.index, rejection.reason.as_str());
             }
         }
+        report.all_rejected = report.received > 0 && report.rejected == report.received;
+        if report.rejections.len() > MAX_LISTED_REJECTIONS {
+            report.rejections_omitted = report.rejections.len() - MAX_LISTED_REJECTIONS;
+            report.rejections.truncate(MAX_LISTED_REJECTIONS);
+        }
         Ok(report)
+    }
+
+    /// The latest of the [`STALE_REVISION_LOOKBACK`] revisions before `epoch` in which `unit`
+    /// has a sticky record: a conversion of it is late (`stale_revision`), not a unit nobody
+    /// assigned. Read only for events the store already refused, so it costs nothing on the
+    /// path of events that apply; the reads of one event run concurrently.
+    async fn earlier_revision_of(
+        &self,
+        epoch: &Epoch,
+        unit: &str,
+    ) -> Result<Option<u32>, EngineError> {
+        let earliest = epoch
+            .revision
+            .saturating_sub(STALE_REVISION_LOOKBACK)
+            .max(1);
+        let revisions: Vec<u32> = (earliest..epoch.revision).rev().collect();
+        let reads = revisions.iter().map(|&revision| {
+            self.store.sticky(
+                &Epoch {
+                    experiment: epoch.experiment.clone(),
+                    revision,
+                },
+                unit,
+            )
+        });
+        let found = futures_util::future::join_all(reads).await;
+        for (revision, record) in revisions.into_iter().zip(found) {
+            if record?.is_some() {
+                return Ok(Some(revision));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Whether `event` carries a token signed by this server for the event's experiment: the
+    /// proof that lets a request without the events key through (`http::auth::EventsPost`).
+    /// The rest of the event is checked by [`Engine::ingest`] as for any event.
+    pub fn verify_event_token(&self, event: &RawEvent) -> bool {
+        event.token.as_deref().is_some_and(|token| {
+            self.signer
+                .verify(token)
+                .is_ok_and(|claims| claims.experiment == event.experiment)
+        })
     }
 
     /// Everything that can be decided without the store.
@@ -396,8 +507,10 @@ impl EventBatchReport {
         detail: String,
     ) {
         self.rejected += 1;
+        *self.rejected_by_reason.entry(reason.as_str()).or_default() += 1;
         self.rejections.push(Rejection {
             index,
+            line: None,
             id,
             reason,
             detail,

@@ -90,6 +90,60 @@ impl<S: KeyScope> FromRequest for Authorized<S> {
     }
 }
 
+/// `POST /v1/events`: the events key (or the admin key), or no credentials at all with a body
+/// of token events only. A browser cannot hold the events key, but a token from assign already
+/// proves the assignment it credits; the handler must then call [`EventsPost::admit`] on the
+/// decoded batch before anything is applied. A request that presents a wrong key is refused
+/// here, as on every route.
+pub enum EventsPost {
+    /// The key was presented, or no events key is set.
+    Keyed,
+    /// No `Authorization` header while an events key is set: only verified tokens may pass.
+    TokensOnly,
+}
+
+impl EventsPost {
+    /// In [`EventsPost::TokensOnly`], refuses (401, as without this path) unless `tokens_ok`:
+    /// the caller's verdict that every event of the batch decoded and carries a valid token.
+    pub fn admit(&self, tokens_ok: impl FnOnce() -> bool) -> Result<(), ApiError> {
+        match self {
+            Self::Keyed => Ok(()),
+            Self::TokensOnly if tokens_ok() => Ok(()),
+            Self::TokensOnly => Err(tokens_only_refusal()),
+        }
+    }
+}
+
+/// The 401 of a keyless events request that is not all valid token events.
+pub fn tokens_only_refusal() -> ApiError {
+    ApiError::Unauthorized(format!(
+        "this route needs `Authorization: Bearer <key>` with the key set in {}; without it, \
+         every event must carry a valid `token` from assign for its experiment",
+        Events::VARIABLE
+    ))
+}
+
+impl FromRequest for EventsPost {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let checked = match req.app_data::<web::Data<AppState>>() {
+            Some(state)
+                if Events::key(&state.keys).is_some()
+                    && !req.headers().contains_key(AUTHORIZATION) =>
+            {
+                Ok(Self::TokensOnly)
+            }
+            Some(state) => check::<Events>(&state.keys, req.headers()).map(|()| Self::Keyed),
+            None => Err(ApiError::Unavailable(
+                "the server's keys are not configured".to_owned(),
+            )),
+        };
+        std::future::ready(checked)
+    }
+}
+
 /// Accepts the request if the scope's key is unset, or if its key or the admin key is
 /// presented.
 pub fn check<S: KeyScope>(keys: &Keys, headers: &HeaderMap) -> Result<(), ApiError> {

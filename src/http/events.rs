@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::auth::EventsAuth;
+use super::auth::{EventsPost, tokens_only_refusal};
 use super::body::read_limited;
 use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
@@ -60,17 +60,50 @@ pub fn routes(api: &mut impl Routes) {
     security(("events_key" = []), ("admin_key" = [])),
 )]
 async fn post_events(
-    _: EventsAuth,
+    auth: EventsPost,
     req: HttpRequest,
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let ndjson = is_ndjson(&req)?;
-    let body = read_limited(&req, body, MAX_EVENTS_BODY_BYTES).await?;
-    let events = if ndjson {
-        parse_ndjson(&body)?
+    let (events, lines) = match read_events(&req, body).await {
+        Ok(read) => read,
+        // Without the key, a body that cannot be read is no proof either: 401 as before.
+        Err(_) if matches!(auth, EventsPost::TokensOnly) => return Err(tokens_only_refusal()),
+        Err(e) => return Err(e),
+    };
+    auth.admit(|| {
+        !events.is_empty()
+            && events.iter().all(|event| {
+                event
+                    .as_ref()
+                    .is_ok_and(|event| state.engine.verify_event_token(event))
+            })
+    })?;
+    let mut report = state.engine.ingest(events).await?;
+    for rejection in &mut report.rejections {
+        rejection.line = lines.get(rejection.index).copied();
+    }
+    Ok(HttpResponse::Ok().json(report))
+}
+
+/// The decoded events, and for NDJSON each one's line.
+type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
+
+async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEvents> {
+    let format = body_format(req)?;
+    let body = read_limited(req, body, MAX_EVENTS_BODY_BYTES).await?;
+    let ndjson = match format {
+        BodyFormat::Array => false,
+        BodyFormat::Ndjson => true,
+        BodyFormat::Sniff => body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_none_or(|&b| b != b'['),
+    };
+    let (events, lines) = if ndjson {
+        parse_ndjson_lines(&body)?.into_iter().unzip()
     } else {
-        parse_array(&body)?
+        (parse_array(&body)?, Vec::new())
     };
     if events.len() > MAX_EVENTS_PER_BATCH {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -78,14 +111,24 @@ async fn post_events(
             events.len()
         )));
     }
-    let report = state.engine.ingest(events).await?;
-    Ok(HttpResponse::Ok().json(report))
+    Ok((events, lines))
 }
 
-/// JSON array (`application/json`, or no content type) or NDJSON (`application/x-ndjson`).
-fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
+/// How the body's events are laid out, from its content type.
+enum BodyFormat {
+    /// `application/json`, or no content type: a JSON array.
+    Array,
+    /// `application/x-ndjson` (or `application/ndjson`, `application/jsonl`).
+    Ndjson,
+    /// `text/plain`: what `navigator.sendBeacon` sends for a string, the one body type a
+    /// browser posts across origins without a preflight. A body starting with `[` is a JSON
+    /// array, anything else NDJSON (a single event object is one NDJSON line).
+    Sniff,
+}
+
+fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
     let Some(content_type) = req.headers().get(actix_web::http::header::CONTENT_TYPE) else {
-        return Ok(false);
+        return Ok(BodyFormat::Array);
     };
     let essence = content_type
         .to_str()
@@ -96,11 +139,15 @@ fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
         .trim()
         .to_ascii_lowercase();
     match essence.as_str() {
-        "application/json" | "" => Ok(false),
-        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => Ok(true),
+        "application/json" | "" => Ok(BodyFormat::Array),
+        "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+            Ok(BodyFormat::Ndjson)
+        }
+        "text/plain" => Ok(BodyFormat::Sniff),
         other => Err(ApiError::UnsupportedMediaType(format!(
-            "content type {other:?} is not accepted; send application/json (an array of events) \
-             or application/x-ndjson (one event per line)"
+            "content type {other:?} is not accepted; send application/json (an array of events), \
+             application/x-ndjson (one event per line) or, from a browser's sendBeacon, \
+             text/plain holding either"
         ))),
     }
 }
@@ -110,7 +157,20 @@ fn is_ndjson(req: &HttpRequest) -> ApiResult<bool> {
 /// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
 pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
     let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
-        ApiError::BadRequest(format!("the body must be a JSON array of events: {e}"))
+        let starts_with_object = body
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{');
+        let hint = if starts_with_object {
+            "; a body of one event object per line is NDJSON: send it with `Content-Type: \
+             application/x-ndjson` (a single event also goes in an array: `[{…}]`)"
+        } else {
+            ""
+        };
+        ApiError::BadRequest(format!(
+            "the body must be a JSON array of events: {}{hint}",
+            plain_words(&e.to_string())
+        ))
     })?;
     Ok(items.into_iter().map(decode_event).collect())
 }
@@ -119,6 +179,15 @@ pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 /// Every rejection starts with `line N:`: blank lines are not events, so the rejection's batch
 /// index alone would not tell the pipeline which line to look at.
 pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+    Ok(parse_ndjson_lines(body)?
+        .into_iter()
+        .map(|(event, _)| event)
+        .collect())
+}
+
+/// [`parse_ndjson`] with the 1-based line of each event. Lines end with `\n` or `\r\n`; lines
+/// of only whitespace are skipped (and still counted, so line numbers match an editor's).
+pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<Vec<(Result<RawEvent, String>, usize)>> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
     Ok(text
@@ -126,10 +195,11 @@ pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .map_err(|e| format!("invalid JSON: {e}"))
+            let event = serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
                 .and_then(decode_event)
-                .map_err(|detail| format!("line {}: {detail}", n + 1))
+                .map_err(|detail| format!("line {}: {detail}", n + 1));
+            (event, n + 1)
         })
         .collect())
 }
@@ -137,11 +207,38 @@ pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
+        let inner = plain_words(&e.inner().to_string());
         if path == "." {
-            format!("not a valid event: {}", e.inner())
+            format!("not a valid event: {inner}")
         } else {
-            format!("not a valid event: `{path}`: {}", e.inner())
+            format!("not a valid event: `{path}`: {inner}")
         }
+    })
+}
+
+/// serde names the Rust types it expected (`struct RawEvent`, `f64`, `untagged enum
+/// Timestamp`); a pipeline author knows JSON, so say what JSON was expected instead. Only the
+/// `expected …` part is rewritten: the client's own text quoted before it is left alone.
+fn plain_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 8] = [
+        ("expected struct RawEvent", "expected an event object"),
+        ("expected f64", "expected a number"),
+        (
+            "expected u64",
+            "expected a whole number of Unix milliseconds",
+        ),
+        ("expected u32", "expected a whole number"),
+        ("expected usize", "expected a whole number"),
+        ("expected i64", "expected a whole number"),
+        (
+            "data did not match any variant of untagged enum Timestamp",
+            "expected Unix milliseconds (a whole number) or an RFC 3339 string \
+             (e.g. 2026-11-26T10:00:00Z)",
+        ),
+        ("expected a sequence", "expected a JSON array of events"),
+    ];
+    WORDS.iter().fold(message.to_owned(), |text, (rust, json)| {
+        text.replace(rust, json)
     })
 }
 
@@ -157,6 +254,29 @@ mod tests {
         assert!(events[0].is_ok());
         assert!(events[1].as_ref().unwrap_err().starts_with("line 3:"));
         assert_eq!(events[2].as_ref().unwrap().reward, Some(0.5));
+    }
+
+    #[test]
+    fn ndjson_lines_count_blank_and_crlf_lines_like_an_editor() {
+        let body =
+            b"\r\n{\"id\":\"a\",\"experiment\":\"x\",\"unit\":\"u\"}\r\n \t\r\n{\"id\":1}\r\n";
+        let events = parse_ndjson_lines(body).unwrap();
+        let lines: Vec<usize> = events.iter().map(|(_, line)| *line).collect();
+        assert_eq!(lines, [2, 4]);
+        assert!(events[0].0.is_ok());
+        assert!(events[1].0.as_ref().unwrap_err().starts_with("line 4:"));
+    }
+
+    #[test]
+    fn serde_type_names_become_json_words() {
+        let detail = decode_event(serde_json::json!({"id": "a", "experiment": "x", "reward": "1"}))
+            .unwrap_err();
+        assert!(
+            detail.contains("expected a number") && !detail.contains("f64"),
+            "{detail}"
+        );
+        let detail = decode_event(serde_json::json!(3)).unwrap_err();
+        assert!(detail.contains("an event object"), "{detail}");
     }
 
     #[test]

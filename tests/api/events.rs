@@ -2,7 +2,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PER_REQUEST, STICKY, TestApp, assert_problem};
 
-fn reasons(report: &Value) -> Vec<(u64, String)> {
+pub fn reasons(report: &Value) -> Vec<(u64, String)> {
     report["rejections"]
         .as_array()
         .unwrap()
@@ -28,7 +28,11 @@ fn a_unit_conversion_is_credited_to_its_arm() {
     );
     assert_eq!(
         report,
-        json!({"applied": 1, "duplicate": 0, "rejected": 0, "rejections": []})
+        json!({
+            "received": 1, "applied": 1, "duplicate": 0, "already_rewarded": 0, "rejected": 0,
+            "all_rejected": false, "rejected_by_reason": {}, "rejections": [],
+            "rejections_omitted": 0
+        })
     );
     let arm = app.arm("headline", &v);
     assert_eq!(arm["rewards"], 0.25);
@@ -114,7 +118,8 @@ fn every_bad_event_is_rejected_with_its_reason_and_the_rest_still_apply() {
         {"id": "ok-2", "experiment": "headline", "unit": "u2", "reward": 0.5},
     ]));
     assert_eq!(report["applied"], 2, "{report}");
-    assert_eq!(report["rejected"], 11, "{report}");
+    assert_eq!(report["rejected"], 10, "{report}");
+    assert_eq!(report["already_rewarded"], 1, "{report}");
     assert_eq!(
         reasons(&report),
         [
@@ -122,7 +127,6 @@ fn every_bad_event_is_rejected_with_its_reason_and_the_rest_still_apply() {
             (2, "unit_not_assigned".into()),
             (3, "reward_out_of_range".into()),
             (4, "reward_out_of_range".into()),
-            (5, "already_rewarded".into()),
             (6, "token_required".into()),
             (7, "timestamp_in_future".into()),
             (8, "invalid_event".into()),

@@ -9,6 +9,7 @@ mod docs_text;
 mod durability;
 mod errors;
 mod events;
+mod events_batch;
 mod export;
 mod failsafe;
 mod folder;
