@@ -21,3 +21,17 @@ pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl EngineError {
+    /// A stable, machine-readable name for the error, for answers that list several errors
+    /// side by side (`POST /v1/assign`); the `Display` text is the human detail.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::UnknownExperiment(_) => "unknown_experiment",
+            Self::Draft(_) => "experiment_not_served",
+            Self::UnknownRevision { .. } => "unknown_revision",
+            Self::BadLevel(_) => "bad_level",
+            Self::Store(_) => "store_unavailable",
+        }
+    }
+}

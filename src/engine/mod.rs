@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use assign::Assignment;
+pub use assign::{AssignMany, Assignment, Fallback, Refused};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use events::{

@@ -7,7 +7,7 @@ use super::auth::AssignAuth;
 use super::body::{parse_json, query_param, read_limited};
 use super::problem::{ApiError, ApiResult, wrong_method};
 use super::state::AppState;
-use crate::engine::{Assignment, Unit};
+use crate::engine::{Assignment, Refused, Unit};
 
 /// Assign requests are tiny; anything bigger is a mistake or an attack.
 pub const MAX_ASSIGN_BODY_BYTES: usize = 64 * 1024;
@@ -96,10 +96,45 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
     }
 }
 
+/// A listed experiment that got no assignment (see the README, "Assigning").
+#[derive(Debug, Serialize)]
+pub struct AssignErrorDto<'a> {
+    pub experiment: &'a str,
+    /// Stable machine-readable code: `unknown_experiment`, `experiment_not_served`, `not_in_environment`.
+    pub error: &'static str,
+    /// What is wrong and how to fix it, for a human.
+    pub detail: String,
+    /// What the page should render: the experiment's default variant and payload when the
+    /// experiment exists but is not served here; `null` when it is unknown.
+    pub fallback: Option<FallbackDto<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct FallbackDto<'a> {
+    pub variant: &'a str,
+    pub payload: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> From<&'a Refused> for AssignErrorDto<'a> {
+    fn from(r: &'a Refused) -> Self {
+        Self {
+            experiment: &r.experiment,
+            error: r.error.code(),
+            detail: r.error.to_string(),
+            fallback: r.fallback.as_ref().map(|f| FallbackDto {
+                variant: &f.variant,
+                payload: f.payload.as_deref(),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct AssignManyResponse<'a> {
     unit: &'a str,
     assignments: Vec<AssignmentDto<'a>>,
+    /// Always present (empty when every listed experiment was assigned).
+    errors: Vec<AssignErrorDto<'a>>,
 }
 
 fn parse_unit(raw: &str) -> ApiResult<Unit> {
@@ -119,7 +154,7 @@ async fn assign_many(
         .count
         .or(parse_count(query.count.as_deref())?)
         .unwrap_or(true);
-    let assignments = state
+    let answer = state
         .engine
         .assign_many(
             &unit,
@@ -129,7 +164,8 @@ async fn assign_many(
         .await?;
     Ok(HttpResponse::Ok().json(AssignManyResponse {
         unit: unit.as_str(),
-        assignments: assignments.iter().map(AssignmentDto::from).collect(),
+        assignments: answer.assignments.iter().map(AssignmentDto::from).collect(),
+        errors: answer.refused.iter().map(AssignErrorDto::from).collect(),
     }))
 }
 

@@ -290,3 +290,37 @@ fn serve_loads_only_the_experiments_of_its_environment() {
         "{listed}"
     );
 }
+
+#[test]
+fn post_assign_answers_the_servable_experiments_and_lists_the_others_with_a_fallback() {
+    let draft = STICKY.replace("status: running", "status: draft");
+    let app = TestApp::spawn(&[("headline.yaml", &draft), ("ranking.yaml", PER_REQUEST)]);
+    let r = app.post_json(
+        "/v1/assign",
+        &json!({"unit": "u1", "experiments": ["headline", "ranking", "nope"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let assigned = r.body["assignments"].as_array().unwrap();
+    assert_eq!(assigned.len(), 1, "{}", r.body);
+    assert_eq!(assigned[0]["experiment"], "ranking");
+    assert_eq!(assigned[0]["counted"], true);
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{}", r.body);
+    assert_eq!(errors[0]["experiment"], "headline");
+    assert_eq!(errors[0]["error"], "experiment_not_served");
+    assert!(errors[0]["detail"].as_str().unwrap().contains("draft"));
+    assert_eq!(errors[0]["fallback"]["variant"], "control");
+    assert_eq!(
+        errors[0]["fallback"]["payload"],
+        json!({"headline": "Build faster"})
+    );
+    assert_eq!(errors[1]["experiment"], "nope");
+    assert_eq!(errors[1]["error"], "unknown_experiment");
+    assert!(errors[1]["detail"].as_str().unwrap().contains("nope"));
+    assert_eq!(errors[1]["fallback"], Value::Null);
+    assert_eq!(total_exposures(&app, "headline"), 0);
+    app.let_posterior_refresh();
+    assert_eq!(total_exposures(&app, "ranking"), 1);
+    let clean = app.post_json("/v1/assign", &json!({"unit": "u1"}));
+    assert_eq!(clean.body["errors"], json!([]), "{}", clean.body);
+}
