@@ -196,9 +196,10 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let version = crate::catalog::fingerprint(&config.experiments)
             .map_err(|e| StartupError::Experiments(vec![e]))?;
-        let experiments =
-            crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
+        let folder =
+            crate::catalog::read_folder(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
+        let experiments = folder.experiments;
         // Before the store and the experiments exist, so that both find the instruments.
         let metrics = config.metrics.then(crate::metrics::install);
         let store = store::open(&config.store()).await?;
@@ -206,12 +207,13 @@ impl Application {
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?
-                .with_source(
+                .with_source_and_elsewhere(
                     ExperimentSource {
                         dir: config.experiments.clone(),
                         environment: config.environment.clone(),
                     },
                     version,
+                    folder.elsewhere,
                 ),
         );
         let watch = config

@@ -324,3 +324,53 @@ fn post_assign_answers_the_servable_experiments_and_lists_the_others_with_a_fall
     let clean = app.post_json("/v1/assign", &json!({"unit": "u1"}));
     assert_eq!(clean.body["errors"], json!([]), "{}", clean.body);
 }
+
+#[test]
+fn an_experiment_of_another_environment_is_named_as_such_not_as_unknown() {
+    let staging_only = STICKY.replace(
+        "status: running",
+        "status: running\nenvironments: [staging]",
+    );
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", &staging_only), ("ranking.yaml", PER_REQUEST)],
+        &[("BANDITD_ENVIRONMENT", "production")],
+    );
+    let one = app.get("/v1/experiments/headline/assign?unit=u1");
+    assert_problem(
+        &one,
+        404,
+        "exists but is not live in environment 'production'",
+    );
+    assert!(
+        one.body["detail"].as_str().unwrap().contains("[staging]"),
+        "{}",
+        one.body
+    );
+    let many = app.post_json(
+        "/v1/assign",
+        &json!({"unit": "u1", "experiments": ["headline", "ranking"]}),
+    );
+    assert_eq!(many.status, 200, "{}", many.body);
+    assert_eq!(many.body["assignments"][0]["experiment"], "ranking");
+    let error = &many.body["errors"][0];
+    assert_eq!(error["experiment"], "headline", "{}", many.body);
+    assert_eq!(error["error"], "not_in_environment");
+    assert_eq!(error["fallback"]["variant"], "control");
+    assert_eq!(
+        error["fallback"]["payload"],
+        json!({"headline": "Build faster"})
+    );
+    // A reload keeps knowing it; an id in no file stays unknown.
+    app.write_experiment("extra.yaml", &PER_REQUEST.replace("id: ranking", "id: extra"));
+    assert_eq!(app.post_json("/v1/admin/reload", &json!({})).status, 200);
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u1"),
+        404,
+        "not live in environment 'production'",
+    );
+    assert_problem(
+        &app.get("/v1/experiments/nope/assign?unit=u1"),
+        404,
+        "no experiment with id 'nope' is loaded",
+    );
+}
