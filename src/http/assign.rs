@@ -15,14 +15,25 @@ pub const MAX_ASSIGN_BODY_BYTES: usize = 64 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/v1/assign")
+            .wrap(no_store())
             .route(web::post().to(assign_many))
             .default_service(web::to(wrong_method)),
     )
     .service(
         web::resource("/v1/experiments/{id}/assign")
+            .wrap(no_store())
             .route(web::get().to(assign_one))
             .default_service(web::to(wrong_method)),
     );
+}
+
+/// An assignment belongs to one unit at one moment: no browser or proxy may cache it and
+/// hand it to the next call (an error neither: it may be fixed by the next reload).
+fn no_store() -> actix_web::middleware::DefaultHeaders {
+    actix_web::middleware::DefaultHeaders::new().add((
+        actix_web::http::header::CACHE_CONTROL,
+        actix_web::http::header::HeaderValue::from_static("no-store"),
+    ))
 }
 
 /// Body of `POST /v1/assign`.

@@ -374,3 +374,54 @@ fn an_experiment_of_another_environment_is_named_as_such_not_as_unknown() {
         "no experiment with id 'nope' is loaded",
     );
 }
+
+#[test]
+fn assign_answers_are_never_cacheable_successes_and_errors_alike() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_ASSIGN_KEY", "k".repeat(32).as_str())],
+    );
+    let auth = format!("Bearer {}", "k".repeat(32));
+    let cache_control = |response: ureq::http::Response<ureq::Body>| {
+        let status = response.status().as_u16();
+        let value = response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        (status, value)
+    };
+    let get = |path: &str, key: Option<&str>| {
+        let request = app.agent.get(format!("{}{path}", app.address));
+        let request = match key {
+            Some(key) => request.header("authorization", key),
+            None => request,
+        };
+        cache_control(request.call().unwrap())
+    };
+    let post = |body: &str, key: Option<&str>| {
+        let request = app
+            .agent
+            .post(format!("{}/v1/assign", app.address))
+            .header("content-type", "application/json");
+        let request = match key {
+            Some(key) => request.header("authorization", key),
+            None => request,
+        };
+        cache_control(request.send(body).unwrap())
+    };
+    let no_store = Some("no-store".to_owned());
+    let ok = "/v1/experiments/headline/assign?unit=u1";
+    assert_eq!(get(ok, Some(&auth)), (200, no_store.clone()));
+    assert_eq!(get(ok, None), (401, no_store.clone()));
+    assert_eq!(
+        get("/v1/experiments/nope/assign?unit=u1", Some(&auth)),
+        (404, no_store.clone())
+    );
+    assert_eq!(
+        get("/v1/experiments/headline/assign", Some(&auth)),
+        (400, no_store.clone())
+    );
+    assert_eq!(post(r#"{"unit": "u1"}"#, Some(&auth)), (200, no_store.clone()));
+    assert_eq!(post(r#"{"unit": "u1"}"#, None), (401, no_store.clone()));
+    assert_eq!(post(r#"{"unit": 7}"#, Some(&auth)), (400, no_store));
+}
