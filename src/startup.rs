@@ -19,6 +19,8 @@ use crate::secret::SecretString;
 use crate::spec::SpecError;
 use crate::store::{self, Store, StoreConfig, StoreError, StoreOptions};
 
+mod cors;
+
 /// How often expired event ids and token marks are swept from the store.
 pub const EXPIRE_INTERVAL_SECS: u64 = 60;
 
@@ -102,6 +104,8 @@ pub enum StartupError {
     /// The decoder's reason is left out: it quotes a character of the secret.
     #[error("{variable} starts with `base64:` but the rest is not standard base64")]
     SecretNotBase64 { variable: &'static str },
+    #[error(transparent)]
+    CorsOrigin(#[from] cors::BadOrigin),
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot listen on {bind}: {source}")]
@@ -194,6 +198,11 @@ pub struct Application {
 impl Application {
     /// Opens the store, loads the experiments and binds. Refuses to start on an invalid folder.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let origins = cors::allowed_origins(&config.cors_origins)?;
+        tracing::info!(
+            origins = %crate::telemetry::JsonList(&origins),
+            "CORS allows these browser origins (none: browser pages of other origins cannot call)"
+        );
         let version = crate::catalog::fingerprint(&config.experiments)
             .map_err(|e| StartupError::Experiments(vec![e]))?;
         let folder =
@@ -236,7 +245,6 @@ impl Application {
             source,
         })?;
         let app_state = state.clone();
-        let origins = config.cors_origins.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
         let access_log = config.access_log;
         let server = HttpServer::new(move || {
@@ -249,7 +257,11 @@ impl Application {
             ))
             .wrap(actix_web::middleware::Condition::new(
                 !origins.is_empty(),
-                cors(&origins),
+                cors::cors(&origins),
+            ))
+            .wrap(actix_web::middleware::Condition::new(
+                !origins.is_empty(),
+                actix_web::middleware::from_fn(cors::log_refusals),
             ))
             .wrap(actix_web::middleware::from_fn(http::echo_request_id))
             .wrap(http::problem_bodies())
@@ -349,23 +361,6 @@ async fn reload_on_sighup(engine: Arc<Engine>) {
 
 #[cfg(not(unix))]
 async fn reload_on_sighup(_engine: Arc<Engine>) {}
-
-fn cors(origins: &[String]) -> actix_cors::Cors {
-    origins
-        .iter()
-        .fold(actix_cors::Cors::default(), |cors, origin| {
-            cors.allowed_origin(origin)
-        })
-        .allowed_methods(["GET", "POST"])
-        .allowed_headers([
-            actix_web::http::header::CONTENT_TYPE,
-            actix_web::http::header::AUTHORIZATION,
-            http::request_id::REQUEST_ID_HEADER,
-        ])
-        // A page's script can read the id of a failed call and quote it in a bug report.
-        .expose_headers([http::request_id::REQUEST_ID_HEADER])
-        .max_age(3600)
-}
 
 /// Resolves on SIGTERM or SIGINT; marks the node as draining first so `/readyz` fails.
 async fn shutdown_requested(state: web::Data<AppState>) {
