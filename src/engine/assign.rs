@@ -160,16 +160,14 @@ impl Engine {
                     payload: live.payload_json(arm).map(ToOwned::to_owned),
                 })
             }),
-            EngineError::NotInEnvironment { .. } => {
-                self.catalog().elsewhere(id).and_then(|spec| {
-                    let variant = spec.variant_index(spec.default_variant.as_str())?;
-                    let variant = spec.variants.get(variant)?;
-                    Some(Fallback {
-                        variant: variant.id.as_str().to_owned(),
-                        payload: serde_json::value::to_raw_value(&variant.payload).ok(),
-                    })
+            EngineError::NotInEnvironment { .. } => self.catalog().elsewhere(id).and_then(|spec| {
+                let variant = spec.variant_index(spec.default_variant.as_str())?;
+                let variant = spec.variants.get(variant)?;
+                Some(Fallback {
+                    variant: variant.id.as_str().to_owned(),
+                    payload: serde_json::value::to_raw_value(&variant.payload).ok(),
                 })
-            }
+            }),
             _ => None,
         };
         Refused {

@@ -197,8 +197,7 @@ impl Engine {
     async fn try_reload(&self) -> Result<ReloadOutcome, ReloadError> {
         let source = self.source.clone().ok_or(ReloadError::NoSource)?;
         let folder = self.read_folder(source.clone()).await?;
-        let (version, proposed, elsewhere) =
-            (folder.version, folder.experiments, folder.elsewhere);
+        let (version, proposed, elsewhere) = (folder.version, folder.experiments, folder.elsewhere);
         let current = self.config.load_full();
         if version == current.version {
             if current.last_error.is_some() {

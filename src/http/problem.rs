@@ -78,9 +78,10 @@ impl ApiError {
             Self::Engine(EngineError::Draft(_)) => {
                 ("experiment-not-served", "Experiment not served")
             }
-            Self::Engine(EngineError::NotInEnvironment { .. }) => {
-                ("not-in-environment", "Experiment not live in this environment")
-            }
+            Self::Engine(EngineError::NotInEnvironment { .. }) => (
+                "not-in-environment",
+                "Experiment not live in this environment",
+            ),
             Self::Engine(EngineError::UnknownRevision { .. }) => {
                 ("unknown-revision", "Unknown revision")
             }

@@ -40,8 +40,10 @@ pub fn allowed_origins(configured: &[String]) -> Result<Vec<String>, BadOrigin> 
 
 fn check_origin(origin: &str) -> Result<String, &'static str> {
     if origin == "*" {
-        return Err("a wildcard is not accepted (credentials and tokens would go to any page); \
-                    list each origin");
+        return Err(
+            "a wildcard is not accepted (credentials and tokens would go to any page); \
+                    list each origin",
+        );
     }
     let Some((scheme, authority)) = origin.split_once("://") else {
         return Err("it has no scheme");
@@ -63,8 +65,9 @@ fn check_origin(origin: &str) -> Result<String, &'static str> {
         return Err("wildcards are not accepted; list each origin");
     }
     let authority = authority.to_ascii_lowercase();
-    let parsed: actix_web::http::uri::Authority =
-        authority.parse().map_err(|_| "its host or port is malformed")?;
+    let parsed: actix_web::http::uri::Authority = authority
+        .parse()
+        .map_err(|_| "its host or port is malformed")?;
     if parsed.host().is_empty() {
         return Err("it has no host");
     }

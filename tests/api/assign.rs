@@ -332,7 +332,10 @@ fn an_experiment_of_another_environment_is_named_as_such_not_as_unknown() {
         "status: running\nenvironments: [staging]",
     );
     let app = TestApp::spawn_with_env(
-        &[("headline.yaml", &staging_only), ("ranking.yaml", PER_REQUEST)],
+        &[
+            ("headline.yaml", &staging_only),
+            ("ranking.yaml", PER_REQUEST),
+        ],
         &[("BANDITD_ENVIRONMENT", "production")],
     );
     let one = app.get("/v1/experiments/headline/assign?unit=u1");
@@ -361,7 +364,10 @@ fn an_experiment_of_another_environment_is_named_as_such_not_as_unknown() {
         json!({"headline": "Build faster"})
     );
     // A reload keeps knowing it; an id in no file stays unknown.
-    app.write_experiment("extra.yaml", &PER_REQUEST.replace("id: ranking", "id: extra"));
+    app.write_experiment(
+        "extra.yaml",
+        &PER_REQUEST.replace("id: ranking", "id: extra"),
+    );
     assert_eq!(app.post_json("/v1/admin/reload", &json!({})).status, 200);
     assert_problem(
         &app.get("/v1/experiments/headline/assign?unit=u1"),
@@ -421,7 +427,10 @@ fn assign_answers_are_never_cacheable_successes_and_errors_alike() {
         get("/v1/experiments/headline/assign", Some(&auth)),
         (400, no_store.clone())
     );
-    assert_eq!(post(r#"{"unit": "u1"}"#, Some(&auth)), (200, no_store.clone()));
+    assert_eq!(
+        post(r#"{"unit": "u1"}"#, Some(&auth)),
+        (200, no_store.clone())
+    );
     assert_eq!(post(r#"{"unit": "u1"}"#, None), (401, no_store.clone()));
     assert_eq!(post(r#"{"unit": 7}"#, Some(&auth)), (400, no_store));
 }

@@ -349,7 +349,12 @@ fn a_data_dir_written_by_an_older_build_stops_startup_with_a_clear_message() {
 fn a_malformed_cors_origin_stops_startup_with_the_expected_form() {
     let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
     app.kill9();
-    for bad in ["http://a.example/", "127.0.0.1:3000", "*", "https://a.example/app"] {
+    for bad in [
+        "http://a.example/",
+        "127.0.0.1:3000",
+        "*",
+        "https://a.example/app",
+    ] {
         app.set_env("BANDITD_CORS_ORIGINS", &format!("https://ok.example,{bad}"));
         app.log.lock().unwrap().clear();
         let log = app.start().expect_err("a malformed origin stops startup");
@@ -366,7 +371,10 @@ fn startup_lists_the_cors_origins_and_a_refused_preflight_is_logged_at_debug() {
     let app = TestApp::spawn_with_env(
         &[("headline.yaml", STICKY)],
         &[
-            ("BANDITD_CORS_ORIGINS", "https://shop.example,http://localhost:3000"),
+            (
+                "BANDITD_CORS_ORIGINS",
+                "https://shop.example,http://localhost:3000",
+            ),
             ("RUST_LOG", "info,banditd=debug"),
         ],
     );
