@@ -199,10 +199,6 @@ impl Application {
     /// Opens the store, loads the experiments and binds. Refuses to start on an invalid folder.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let origins = cors::allowed_origins(&config.cors_origins)?;
-        tracing::info!(
-            origins = %crate::telemetry::JsonList(&origins),
-            "CORS allows these browser origins (none: browser pages of other origins cannot call)"
-        );
         let version = crate::catalog::fingerprint(&config.experiments)
             .map_err(|e| StartupError::Experiments(vec![e]))?;
         let folder =
@@ -244,6 +240,10 @@ impl Application {
             bind: config.bind.clone(),
             source,
         })?;
+        tracing::info!(
+            origins = %crate::telemetry::JsonList(&origins),
+            "CORS allows these browser origins (none: browser pages of other origins cannot call)"
+        );
         let app_state = state.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
         let access_log = config.access_log;
