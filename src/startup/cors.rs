@@ -105,24 +105,24 @@ pub async fn log_refusals(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
-    let origin = req
-        .headers()
-        .get(actix_web::http::header::ORIGIN)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let method = req.method().clone();
-    let path = req.path().to_owned();
     let answer = next.call(req).await;
-    // actix-cors answers a refusal itself (an error response), or fails the call.
-    let error = match &answer {
-        Ok(response) => response.response().error(),
-        Err(error) => Some(error),
-    };
-    if let Some(refusal) = error.and_then(|e| e.as_error::<actix_cors::CorsError>()) {
+    // actix-cors answers a refusal itself (an error response carrying the `CorsError`); the
+    // request is read back from that answer, so an allowed request costs nothing here.
+    if let Ok(response) = &answer
+        && let Some(refusal) = response
+            .response()
+            .error()
+            .and_then(|e| e.as_error::<actix_cors::CorsError>())
+    {
+        let request = response.request();
         tracing::debug!(
-            origin = origin.as_deref().unwrap_or("none"),
-            %method,
-            path,
+            origin = request
+                .headers()
+                .get(actix_web::http::header::ORIGIN)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("none"),
+            method = %request.method(),
+            path = request.path(),
             reason = %refusal,
             "CORS refused a request"
         );
