@@ -21,6 +21,9 @@ pub struct LoadedFolder {
     /// See [`fingerprint`].
     pub version: String,
     pub experiments: Vec<Experiment>,
+    /// The folder's valid experiments that are not live in the environment asked for, so a
+    /// server can say "exists, but not here" instead of "unknown".
+    pub elsewhere: Vec<Experiment>,
 }
 
 /// Reads every experiment file in `dir` once (non-recursive; `.yaml`/`.yml`, dotfiles and
@@ -30,10 +33,14 @@ pub struct LoadedFolder {
 pub fn read_folder(dir: &Path, environment: Option<&str>) -> Result<LoadedFolder, Vec<SpecError>> {
     let listing = list_folder(dir).map_err(|e| vec![e])?;
     let mut hasher = Fingerprint::default();
-    let experiments = load_files(&listing.files, listing.refused, environment, &mut hasher)?;
+    let experiments = load_files(&listing.files, listing.refused, &mut hasher)?;
+    let (experiments, elsewhere) = experiments
+        .into_iter()
+        .partition(|e| e.is_live_in(environment));
     Ok(LoadedFolder {
         version: hasher.finish(),
         experiments,
+        elsewhere,
     })
 }
 
@@ -114,7 +121,12 @@ pub fn load_paths(
         }
     }
     let files = without_repeats(files);
-    load_files(&files, errors, environment, &mut Fingerprint::default())
+    load_files(&files, errors, &mut Fingerprint::default()).map(|experiments| {
+        experiments
+            .into_iter()
+            .filter(|e| e.is_live_in(environment))
+            .collect()
+    })
 }
 
 /// What `banditd validate` prints. On failure: every error as `file:line:col: message`, then
@@ -238,7 +250,6 @@ fn without_repeats(files: Vec<FoundFile>) -> Vec<FoundFile> {
 fn load_files(
     files: &[FoundFile],
     mut errors: Vec<SpecError>,
-    environment: Option<&str>,
     hasher: &mut Fingerprint,
 ) -> Result<Vec<Experiment>, Vec<SpecError>> {
     let mut experiments = Vec::with_capacity(files.len());
@@ -274,10 +285,7 @@ fn load_files(
     if !errors.is_empty() {
         return Err(errors);
     }
-    Ok(experiments
-        .into_iter()
-        .filter(|e| e.is_live_in(environment))
-        .collect())
+    Ok(experiments)
 }
 
 #[cfg(test)]

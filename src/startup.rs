@@ -19,6 +19,8 @@ use crate::secret::SecretString;
 use crate::spec::SpecError;
 use crate::store::{self, Store, StoreConfig, StoreError, StoreOptions};
 
+mod cors;
+
 /// How often expired event ids and token marks are swept from the store.
 pub const EXPIRE_INTERVAL_SECS: u64 = 60;
 
@@ -105,6 +107,8 @@ pub enum StartupError {
     /// The decoder's reason is left out: it quotes a character of the secret.
     #[error("{variable} starts with `base64:` but the rest is not standard base64")]
     SecretNotBase64 { variable: &'static str },
+    #[error(transparent)]
+    CorsOrigin(#[from] cors::BadOrigin),
     #[error("the server failed: {0}")]
     Serve(std::io::Error),
     #[error("cannot listen on {bind}: {source}{hint}")]
@@ -261,10 +265,11 @@ impl Application {
     /// start on an invalid folder. Everything that can be refused without touching the disk
     /// is checked before the store opens, so a refused start leaves no new data dir behind.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let origins = cors::allowed_origins(&config.cors_origins)?;
         let version = crate::catalog::fingerprint(&config.experiments)
             .map_err(|e| StartupError::Experiments(vec![e]))?;
-        let experiments =
-            crate::catalog::load_dir(&config.experiments, config.environment.as_deref())
+        let folder =
+            crate::catalog::read_folder(&config.experiments, config.environment.as_deref())
                 .map_err(StartupError::Experiments)?;
         let secrets = check_secrets(&config)?;
         let listener = bind(&config.bind)?;
@@ -273,6 +278,7 @@ impl Application {
             hint: String::new(),
             source,
         })?;
+        let experiments = folder.experiments;
         // Before the store and the experiments exist, so that both find the instruments.
         let metrics = config.metrics.then(crate::metrics::install);
         let store = store::open(&config.store()).await?;
@@ -280,12 +286,13 @@ impl Application {
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?
-                .with_source(
+                .with_source_and_elsewhere(
                     ExperimentSource {
                         dir: config.experiments.clone(),
                         environment: config.environment.clone(),
                     },
                     version,
+                    folder.elsewhere,
                 ),
         );
         let watch = config
@@ -299,8 +306,11 @@ impl Application {
             keys: config.keys.clone(),
             draining: false.into(),
         });
+        tracing::info!(
+            origins = %crate::telemetry::JsonList(&origins),
+            "CORS allows these browser origins (none: browser pages of other origins cannot call)"
+        );
         let app_state = state.clone();
-        let origins = config.cors_origins.clone();
         let body_read_timeout = http::BodyReadTimeout(config.body_read_timeout);
         let access_log = config.access_log;
         let server = HttpServer::new(move || {
@@ -311,9 +321,16 @@ impl Application {
             app.wrap(actix_web::middleware::from_fn(
                 http::query::require_utf8_query,
             ))
+            .wrap(actix_web::middleware::from_fn(
+                http::assign::no_store_on_assign,
+            ))
             .wrap(actix_web::middleware::Condition::new(
                 !origins.is_empty(),
-                cors(&origins),
+                cors::cors(&origins),
+            ))
+            .wrap(actix_web::middleware::Condition::new(
+                !origins.is_empty(),
+                actix_web::middleware::from_fn(cors::log_refusals),
             ))
             .wrap(actix_web::middleware::from_fn(http::echo_request_id))
             .wrap(http::problem_bodies())
@@ -425,23 +442,6 @@ async fn reload_on_sighup(engine: Arc<Engine>, hangups: Hangups) {
 
 #[cfg(not(unix))]
 async fn reload_on_sighup(_engine: Arc<Engine>, _hangups: Hangups) {}
-
-fn cors(origins: &[String]) -> actix_cors::Cors {
-    origins
-        .iter()
-        .fold(actix_cors::Cors::default(), |cors, origin| {
-            cors.allowed_origin(origin)
-        })
-        .allowed_methods(["GET", "POST"])
-        .allowed_headers([
-            actix_web::http::header::CONTENT_TYPE,
-            actix_web::http::header::AUTHORIZATION,
-            http::request_id::REQUEST_ID_HEADER,
-        ])
-        // A page's script can read the id of a failed call and quote it in a bug report.
-        .expose_headers([http::request_id::REQUEST_ID_HEADER])
-        .max_age(3600)
-}
 
 /// Resolves on SIGTERM or SIGINT; marks the node as draining first so `/readyz` fails, then
 /// keeps serving for `delay` (`--shutdown-delay`): actix closes idle keep-alive connections

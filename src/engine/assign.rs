@@ -87,27 +87,94 @@ impl Assignment {
     }
 }
 
+/// The answer of [`Engine::assign_many`]: the assignments made, in the order listed, and the
+/// listed experiments that could not be served.
+#[derive(Debug)]
+pub struct AssignMany {
+    pub assignments: Vec<Assignment>,
+    pub refused: Vec<Refused>,
+}
+
+/// A listed experiment that got no assignment, why, and what the page should render instead.
+#[derive(Debug)]
+pub struct Refused {
+    pub experiment: String,
+    pub error: EngineError,
+    /// The experiment's default variant when it exists but is not served here; `None` when
+    /// nothing is known about it (the page keeps its own built-in default).
+    pub fallback: Option<Fallback>,
+}
+
+/// The variant a page renders for an experiment it could not be assigned in.
+#[derive(Debug)]
+pub struct Fallback {
+    pub variant: String,
+    pub payload: Option<Box<serde_json::value::RawValue>>,
+}
+
 impl Engine {
     /// Assigns `unit` in each listed experiment (all served experiments when `None`), in order.
+    ///
+    /// A listed experiment that cannot be served (unknown, a draft) does not cost the page its
+    /// other assignments: it becomes a [`Refused`] entry beside them. A store failure still
+    /// fails the whole call (it is no property of one experiment).
     #[tracing::instrument(level = "debug", name = "engine.assign_many", skip_all, fields(count, listed = experiments.map(<[String]>::len)))]
     pub async fn assign_many(
         &self,
         unit: &Unit,
         experiments: Option<&[String]>,
         count: bool,
-    ) -> Result<Vec<Assignment>, EngineError> {
-        let live = match experiments {
+    ) -> Result<AssignMany, EngineError> {
+        let mut refused = Vec::new();
+        let live: Vec<_> = match experiments {
             Some(ids) => ids
                 .iter()
-                .map(|id| self.served(id))
-                .collect::<Result<Vec<_>, _>>()?,
+                .filter_map(|id| match self.served(id) {
+                    Ok(live) => Some(live),
+                    Err(error) => {
+                        refused.push(self.refusal(id, error));
+                        None
+                    }
+                })
+                .collect(),
             None => self.catalog().served().cloned().collect(),
         };
         let futures = live.into_iter().map(|exp| self.assign_in(exp, unit, count));
-        futures_util::future::join_all(futures)
+        let assignments = futures_util::future::join_all(futures)
             .await
             .into_iter()
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(AssignMany {
+            assignments,
+            refused,
+        })
+    }
+
+    /// What the page should know about an experiment it listed but cannot be assigned in.
+    fn refusal(&self, id: &str, error: EngineError) -> Refused {
+        let fallback = match &error {
+            EngineError::Draft(_) => self.catalog().get(id).and_then(|live| {
+                let arm = live.default_arm();
+                Some(Fallback {
+                    variant: live.spec.variants.get(arm)?.id.as_str().to_owned(),
+                    payload: live.payload_json(arm).map(ToOwned::to_owned),
+                })
+            }),
+            EngineError::NotInEnvironment { .. } => self.catalog().elsewhere(id).and_then(|spec| {
+                let variant = spec.variant_index(spec.default_variant.as_str())?;
+                let variant = spec.variants.get(variant)?;
+                Some(Fallback {
+                    variant: variant.id.as_str().to_owned(),
+                    payload: serde_json::value::to_raw_value(&variant.payload).ok(),
+                })
+            }),
+            _ => None,
+        };
+        Refused {
+            experiment: id.to_owned(),
+            error,
+            fallback,
+        }
     }
 
     /// Assigns `unit` in one experiment.

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use assign::Assignment;
+pub use assign::{AssignMany, Assignment, Fallback, Refused};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::EngineError;
 pub use events::{
@@ -48,11 +48,27 @@ pub struct ExperimentSet {
     by_id: HashMap<String, Arc<LiveExperiment>>,
     /// File order, for stable listings.
     order: Vec<Arc<LiveExperiment>>,
+    /// Experiments of the folder that are not live in this server's environment (not
+    /// served, no state loaded): kept only to answer "not live here" rather than "unknown".
+    elsewhere: HashMap<String, Arc<Experiment>>,
 }
 
 impl ExperimentSet {
     pub fn get(&self, id: &str) -> Option<&Arc<LiveExperiment>> {
         self.by_id.get(id)
+    }
+
+    /// An experiment of the folder that is not live in this environment.
+    pub fn elsewhere(&self, id: &str) -> Option<&Arc<Experiment>> {
+        self.elsewhere.get(id)
+    }
+
+    /// Records the folder's experiments that are not live in this environment.
+    pub(crate) fn set_elsewhere(&mut self, experiments: Vec<Experiment>) {
+        self.elsewhere = experiments
+            .into_iter()
+            .map(|e| (e.id.as_str().to_owned(), Arc::new(e)))
+            .collect();
     }
 
     pub fn all(&self) -> impl Iterator<Item = &Arc<LiveExperiment>> {
@@ -121,6 +137,27 @@ impl Engine {
     /// Serves `source` from now on: reloads re-read it; `version` is the fingerprint of the
     /// folder the engine was started with.
     pub fn with_source(self, source: ExperimentSource, version: String) -> Self {
+        self.with_source_and_elsewhere(source, version, Vec::new())
+    }
+
+    /// [`Engine::with_source`], also knowing the folder's experiments that are not live in
+    /// the source's environment (`catalog::LoadedFolder::elsewhere`), so that asking for one
+    /// says so instead of "unknown".
+    pub fn with_source_and_elsewhere(
+        self,
+        source: ExperimentSource,
+        version: String,
+        elsewhere: Vec<Experiment>,
+    ) -> Self {
+        if !elsewhere.is_empty() {
+            let mut set = ExperimentSet {
+                by_id: self.experiments.load().by_id.clone(),
+                order: self.experiments.load().order.clone(),
+                elsewhere: HashMap::new(),
+            };
+            set.set_elsewhere(elsewhere);
+            self.experiments.store(Arc::new(set));
+        }
         let mut status = (*self.config.load_full()).clone();
         status.version = version;
         status.directory = Some(source.dir.display().to_string());
@@ -158,7 +195,20 @@ impl Engine {
             .load()
             .get(id)
             .cloned()
-            .ok_or_else(|| EngineError::UnknownExperiment(id.to_owned()))
+            .ok_or_else(|| self.missing(id))
+    }
+
+    /// Why `id` is not loaded: unknown, or in the folder but not live in this environment.
+    fn missing(&self, id: &str) -> EngineError {
+        let set = self.experiments.load();
+        match (set.elsewhere(id), &self.source) {
+            (Some(spec), Some(source)) => EngineError::NotInEnvironment {
+                experiment: id.to_owned(),
+                environment: source.environment.clone().unwrap_or_default(),
+                live_in: spec.environments.clone().unwrap_or_default(),
+            },
+            _ => EngineError::UnknownExperiment(id.to_owned()),
+        }
     }
 
     /// Drops event ids and token marks past their retention. Run periodically.

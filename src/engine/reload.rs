@@ -198,7 +198,7 @@ impl Engine {
     async fn try_reload(&self) -> Result<ReloadOutcome, ReloadError> {
         let source = self.source.clone().ok_or(ReloadError::NoSource)?;
         let folder = self.read_folder(source.clone()).await?;
-        let (version, proposed) = (folder.version, folder.experiments);
+        let (version, proposed, elsewhere) = (folder.version, folder.experiments, folder.elsewhere);
         let current = self.config.load_full();
         if version == current.version {
             if current.last_error.is_some() {
@@ -214,7 +214,8 @@ impl Engine {
         }
         let proposed = self.check_compatible(proposed).await?;
         let now_ms = self.clock.now_ms();
-        let set = build_set(self, proposed.clone(), now_ms).await?;
+        let mut set = build_set(self, proposed.clone(), now_ms).await?;
+        set.set_elsewhere(elsewhere);
         let experiments: Vec<String> = proposed.iter().map(|e| e.id.as_str().to_owned()).collect();
         // The one moment the new set becomes visible, all at once.
         self.experiments.store(Arc::new(set));

@@ -8,7 +8,7 @@ use super::body::{parse_json, query_param, read_limited};
 use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
-use crate::engine::{Assignment, Unit};
+use crate::engine::{Assignment, Refused, Unit};
 
 /// Assign requests are tiny; anything bigger is a mistake or an attack.
 pub const MAX_ASSIGN_BODY_BYTES: usize = 64 * 1024;
@@ -16,6 +16,28 @@ pub const MAX_ASSIGN_BODY_BYTES: usize = 64 * 1024;
 pub fn routes(api: &mut impl Routes) {
     api.route::<__path_assign_many, _, _>(assign_many)
         .route::<__path_assign_one, _, _>(assign_one);
+}
+
+/// Answers of the assign routes, errors included, carry `Cache-Control: no-store`: an
+/// assignment belongs to one unit at one moment, so no browser or proxy may cache it and hand
+/// it to the next call (nor an error, which the next reload may fix). An app-wide middleware
+/// keyed on the route template, since routes are mounted from the annotated route list.
+pub async fn no_store_on_assign(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let assign = matches!(
+        req.match_pattern().as_deref(),
+        Some("/v1/assign" | "/v1/experiments/{id}/assign")
+    );
+    let mut response = next.call(req).await?;
+    if assign {
+        response.headers_mut().insert(
+            actix_web::http::header::CACHE_CONTROL,
+            actix_web::http::header::HeaderValue::from_static("no-store"),
+        );
+    }
+    Ok(response)
 }
 
 /// Body of `POST /v1/assign`.
@@ -123,11 +145,52 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
     }
 }
 
+/// A listed experiment that got no assignment (see the README, "Assigning").
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AssignError)]
+pub struct AssignErrorDto<'a> {
+    pub experiment: &'a str,
+    /// Stable machine-readable code: `unknown_experiment`, `experiment_not_served`, `not_in_environment`.
+    pub error: &'static str,
+    /// What is wrong and how to fix it, for a human.
+    pub detail: String,
+    /// What the page should render: the experiment's default variant and payload when the
+    /// experiment exists but is not served here; `null` when it is unknown.
+    #[schema(value_type = Option<FallbackDto>)]
+    pub fallback: Option<FallbackDto<'a>>,
+}
+
+/// The variant a page renders for an experiment it could not be assigned in.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Fallback)]
+pub struct FallbackDto<'a> {
+    pub variant: &'a str,
+    /// The variant's `payload` from the experiment YAML, any JSON value.
+    #[schema(value_type = Option<serde_json::Value>)]
+    pub payload: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'a> From<&'a Refused> for AssignErrorDto<'a> {
+    fn from(r: &'a Refused) -> Self {
+        Self {
+            experiment: &r.experiment,
+            error: r.error.code(),
+            detail: r.error.to_string(),
+            fallback: r.fallback.as_ref().map(|f| FallbackDto {
+                variant: &f.variant,
+                payload: f.payload.as_deref(),
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[schema(as = AssignManyResponse)]
 struct AssignManyResponse<'a> {
     unit: &'a str,
     assignments: Vec<AssignmentDto<'a>>,
+    /// Always present (empty when every listed experiment was assigned).
+    errors: Vec<AssignErrorDto<'a>>,
 }
 
 fn parse_unit(raw: &str) -> ApiResult<Unit> {
@@ -148,8 +211,6 @@ fn parse_unit(raw: &str) -> ApiResult<Unit> {
          content_type = "application/problem+json"),
         (status = 401, description = "Missing or wrong key (when BANDITD_ASSIGN_KEY is set)",
          body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "An experiment is unknown or not served", body = Problem,
-         content_type = "application/problem+json"),
         (status = 408, description = "The body did not arrive in time", body = Problem,
          content_type = "application/problem+json"),
         (status = 413, description = "The body exceeds 64 KiB", body = Problem,
@@ -173,7 +234,7 @@ async fn assign_many(
         .count
         .or(parse_count(query.count.as_deref())?)
         .unwrap_or(true);
-    let assignments = state
+    let answer = state
         .engine
         .assign_many(
             &unit,
@@ -183,7 +244,8 @@ async fn assign_many(
         .await?;
     Ok(HttpResponse::Ok().json(AssignManyResponse {
         unit: unit.as_str(),
-        assignments: assignments.iter().map(AssignmentDto::from).collect(),
+        assignments: answer.assignments.iter().map(AssignmentDto::from).collect(),
+        errors: answer.refused.iter().map(AssignErrorDto::from).collect(),
     }))
 }
 

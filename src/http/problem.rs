@@ -90,6 +90,10 @@ impl ApiError {
             Self::Engine(EngineError::Draft(_)) => {
                 ("experiment-not-served", "Experiment not served")
             }
+            Self::Engine(EngineError::NotInEnvironment { .. }) => (
+                "not-in-environment",
+                "Experiment not live in this environment",
+            ),
             Self::Engine(EngineError::UnknownRevision { .. }) => {
                 ("unknown-revision", "Unknown revision")
             }
@@ -108,6 +112,7 @@ impl ResponseError for ApiError {
             | Self::Engine(
                 EngineError::UnknownExperiment(_)
                 | EngineError::Draft(_)
+                | EngineError::NotInEnvironment { .. }
                 | EngineError::UnknownRevision { .. },
             ) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,

@@ -290,3 +290,147 @@ fn serve_loads_only_the_experiments_of_its_environment() {
         "{listed}"
     );
 }
+
+#[test]
+fn post_assign_answers_the_servable_experiments_and_lists_the_others_with_a_fallback() {
+    let draft = STICKY.replace("status: running", "status: draft");
+    let app = TestApp::spawn(&[("headline.yaml", &draft), ("ranking.yaml", PER_REQUEST)]);
+    let r = app.post_json(
+        "/v1/assign",
+        &json!({"unit": "u1", "experiments": ["headline", "ranking", "nope"]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let assigned = r.body["assignments"].as_array().unwrap();
+    assert_eq!(assigned.len(), 1, "{}", r.body);
+    assert_eq!(assigned[0]["experiment"], "ranking");
+    assert_eq!(assigned[0]["counted"], true);
+    let errors = r.body["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 2, "{}", r.body);
+    assert_eq!(errors[0]["experiment"], "headline");
+    assert_eq!(errors[0]["error"], "experiment_not_served");
+    assert!(errors[0]["detail"].as_str().unwrap().contains("draft"));
+    assert_eq!(errors[0]["fallback"]["variant"], "control");
+    assert_eq!(
+        errors[0]["fallback"]["payload"],
+        json!({"headline": "Build faster"})
+    );
+    assert_eq!(errors[1]["experiment"], "nope");
+    assert_eq!(errors[1]["error"], "unknown_experiment");
+    assert!(errors[1]["detail"].as_str().unwrap().contains("nope"));
+    assert_eq!(errors[1]["fallback"], Value::Null);
+    assert_eq!(total_exposures(&app, "headline"), 0);
+    app.let_posterior_refresh();
+    assert_eq!(total_exposures(&app, "ranking"), 1);
+    let clean = app.post_json("/v1/assign", &json!({"unit": "u1"}));
+    assert_eq!(clean.body["errors"], json!([]), "{}", clean.body);
+}
+
+#[test]
+fn an_experiment_of_another_environment_is_named_as_such_not_as_unknown() {
+    let staging_only = STICKY.replace(
+        "status: running",
+        "status: running\nenvironments: [staging]",
+    );
+    let app = TestApp::spawn_with_env(
+        &[
+            ("headline.yaml", &staging_only),
+            ("ranking.yaml", PER_REQUEST),
+        ],
+        &[("BANDITD_ENVIRONMENT", "production")],
+    );
+    let one = app.get("/v1/experiments/headline/assign?unit=u1");
+    assert_problem(
+        &one,
+        404,
+        "exists but is not live in environment 'production'",
+    );
+    assert!(
+        one.body["detail"].as_str().unwrap().contains("[staging]"),
+        "{}",
+        one.body
+    );
+    let many = app.post_json(
+        "/v1/assign",
+        &json!({"unit": "u1", "experiments": ["headline", "ranking"]}),
+    );
+    assert_eq!(many.status, 200, "{}", many.body);
+    assert_eq!(many.body["assignments"][0]["experiment"], "ranking");
+    let error = &many.body["errors"][0];
+    assert_eq!(error["experiment"], "headline", "{}", many.body);
+    assert_eq!(error["error"], "not_in_environment");
+    assert_eq!(error["fallback"]["variant"], "control");
+    assert_eq!(
+        error["fallback"]["payload"],
+        json!({"headline": "Build faster"})
+    );
+    // A reload keeps knowing it; an id in no file stays unknown.
+    app.write_experiment(
+        "extra.yaml",
+        &PER_REQUEST.replace("id: ranking", "id: extra"),
+    );
+    assert_eq!(app.post_json("/v1/admin/reload", &json!({})).status, 200);
+    assert_problem(
+        &app.get("/v1/experiments/headline/assign?unit=u1"),
+        404,
+        "not live in environment 'production'",
+    );
+    assert_problem(
+        &app.get("/v1/experiments/nope/assign?unit=u1"),
+        404,
+        "no experiment with id 'nope' is loaded",
+    );
+}
+
+#[test]
+fn assign_answers_are_never_cacheable_successes_and_errors_alike() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_ASSIGN_KEY", "k".repeat(32).as_str())],
+    );
+    let auth = format!("Bearer {}", "k".repeat(32));
+    let cache_control = |response: ureq::http::Response<ureq::Body>| {
+        let status = response.status().as_u16();
+        let value = response
+            .headers()
+            .get("cache-control")
+            .map(|v| v.to_str().unwrap_or_default().to_owned());
+        (status, value)
+    };
+    let get = |path: &str, key: Option<&str>| {
+        let request = app.agent.get(format!("{}{path}", app.address));
+        let request = match key {
+            Some(key) => request.header("authorization", key),
+            None => request,
+        };
+        cache_control(request.call().unwrap())
+    };
+    let post = |body: &str, key: Option<&str>| {
+        let request = app
+            .agent
+            .post(format!("{}/v1/assign", app.address))
+            .header("content-type", "application/json");
+        let request = match key {
+            Some(key) => request.header("authorization", key),
+            None => request,
+        };
+        cache_control(request.send(body).unwrap())
+    };
+    let no_store = Some("no-store".to_owned());
+    let ok = "/v1/experiments/headline/assign?unit=u1";
+    assert_eq!(get(ok, Some(&auth)), (200, no_store.clone()));
+    assert_eq!(get(ok, None), (401, no_store.clone()));
+    assert_eq!(
+        get("/v1/experiments/nope/assign?unit=u1", Some(&auth)),
+        (404, no_store.clone())
+    );
+    assert_eq!(
+        get("/v1/experiments/headline/assign", Some(&auth)),
+        (400, no_store.clone())
+    );
+    assert_eq!(
+        post(r#"{"unit": "u1"}"#, Some(&auth)),
+        (200, no_store.clone())
+    );
+    assert_eq!(post(r#"{"unit": "u1"}"#, None), (401, no_store.clone()));
+    assert_eq!(post(r#"{"unit": 7}"#, Some(&auth)), (400, no_store));
+}

@@ -73,14 +73,13 @@ fn each_class_of_bad_input_gets_its_4xx_problem() {
         400,
         "colour",
     );
-    assert_problem(
-        &app.post_json(
-            "/v1/assign",
-            &json!({"unit": "u", "experiments": ["headline", "nope"]}),
-        ),
-        404,
-        "nope",
+    // An unknown experiment in a list is an entry of `errors`, not a failed request.
+    let listed = app.post_json(
+        "/v1/assign",
+        &json!({"unit": "u", "experiments": ["headline", "nope"]}),
     );
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    assert_eq!(listed.body["errors"][0]["experiment"], "nope");
     let long_unit = "x".repeat(300);
     assert_problem(
         &app.post_json("/v1/assign", &json!({"unit": long_unit})),
@@ -343,4 +342,62 @@ fn a_data_dir_written_by_an_older_build_stops_startup_with_a_clear_message() {
             && log.contains("new, empty data directory"),
         "{log}"
     );
+}
+
+#[test]
+fn a_malformed_cors_origin_stops_startup_with_the_expected_form() {
+    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.kill9();
+    for bad in [
+        "http://a.example/",
+        "127.0.0.1:3000",
+        "*",
+        "https://a.example/app",
+    ] {
+        app.set_env("BANDITD_CORS_ORIGINS", &format!("https://ok.example,{bad}"));
+        app.log.lock().unwrap().clear();
+        let log = app.start().expect_err("a malformed origin stops startup");
+        assert!(
+            log.contains("scheme://host[:port]") && log.contains(bad),
+            "{bad}: {log}"
+        );
+        assert!(!log.contains("listening on"), "{log}");
+    }
+}
+
+#[test]
+fn startup_lists_the_cors_origins_and_a_refused_preflight_is_logged_at_debug() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[
+            (
+                "BANDITD_CORS_ORIGINS",
+                "https://shop.example,http://localhost:3000",
+            ),
+            ("RUST_LOG", "info,banditd=debug"),
+        ],
+    );
+    let logged = |needle: &str| app.log.lock().unwrap().iter().any(|l| l.contains(needle));
+    assert!(
+        logged(r#""origins":["https://shop.example","http://localhost:3000"]"#),
+        "{:#?}",
+        app.log.lock().unwrap()
+    );
+    let refused = app
+        .agent
+        .options(format!("{}/v1/assign", app.address))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .call()
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(logged("CORS refused a request") && logged("https://evil.example")) {
+        assert!(Instant::now() < deadline, "{:#?}", app.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
