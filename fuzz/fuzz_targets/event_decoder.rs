@@ -1,77 +1,16 @@
 //! `POST /v1/events` bodies: the same bytes through the JSON-array and the NDJSON decoder.
-//! Property (as in `tests/props/events.rs`): no panic; a refused body says where (line and
-//! column, or the byte index of bad UTF-8); a refused array element is one entry of the batch
-//! (the rejection carries its index) with a reason; a refused NDJSON line names its line.
+//! Property (written once in `tests/props/checks/events.rs`, shared with the property tests):
+//! no panic; a refused body says where (line and column, or the byte index of bad UTF-8); a
+//! refused array element is one entry of the batch (the rejection carries its index) with a
+//! reason; a refused NDJSON line names its line.
 #![no_main]
 
-use banditd::engine::{RawEvent, parse_timestamp};
-use banditd::http::ApiError;
-use banditd::http::events::{parse_array, parse_ndjson};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../tests/props/checks/events.rs"]
+mod checks;
+
 fuzz_target!(|body: &[u8]| {
-    check_array(body);
-    check_ndjson(body);
+    checks::check_array(body);
+    checks::check_ndjson(body);
 });
-
-fn check_array(body: &[u8]) {
-    match parse_array(body) {
-        Ok(events) => {
-            for event in events {
-                match event {
-                    Ok(event) => check_timestamp(&event),
-                    Err(detail) => assert!(
-                        detail.starts_with("not a valid event: "),
-                        "unexplained event rejection {detail:?}"
-                    ),
-                }
-            }
-        }
-        Err(ApiError::BadRequest(message)) => assert!(
-            message.contains(" at line ") && message.contains(" column "),
-            "refusal without a place: {message:?}"
-        ),
-        Err(other) => panic!("refused with {other:?}, not a 400"),
-    }
-}
-
-fn check_ndjson(body: &[u8]) {
-    match parse_ndjson(body) {
-        Ok(events) => {
-            let text = std::str::from_utf8(body).expect("decoded text is UTF-8");
-            let event_lines: Vec<usize> = text
-                .lines()
-                .enumerate()
-                .filter(|(_, line)| !line.trim().is_empty())
-                .map(|(n, _)| n + 1)
-                .collect();
-            assert_eq!(events.len(), event_lines.len(), "one entry per line");
-            for (event, line) in events.into_iter().zip(event_lines) {
-                match event {
-                    Ok(event) => check_timestamp(&event),
-                    Err(detail) => assert!(
-                        detail.starts_with(&format!("line {line}: ")),
-                        "rejection of line {line} does not name it: {detail:?}"
-                    ),
-                }
-            }
-        }
-        Err(ApiError::BadRequest(message)) => {
-            assert!(std::str::from_utf8(body).is_err(), "{message:?}");
-            assert!(
-                message.contains("index "),
-                "refusal without a place: {message:?}"
-            );
-        }
-        Err(other) => panic!("refused with {other:?}, not a 400"),
-    }
-}
-
-/// The timestamp is decoded further before the store; that step must not panic either.
-fn check_timestamp(event: &RawEvent) {
-    if let Some(timestamp) = &event.timestamp
-        && let Err(detail) = parse_timestamp(timestamp)
-    {
-        assert!(detail.starts_with("timestamp "), "{detail:?}");
-    }
-}
