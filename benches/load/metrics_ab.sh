@@ -17,7 +17,8 @@ ab_start() {
     port_free "$port" || die "port $port is in use; set BANDITD_PORT"
     start_server "banditd ($name)" "$WORK/$name.log" "$BIN/banditd" serve \
         --bind "127.0.0.1:$port" --data-dir "$WORK/data-$name" \
-        --experiments "$WORK/experiments" --workers 1 --metrics "$metrics"
+        --experiments "$WORK/experiments" --workers 1 --metrics "$metrics" \
+        --access-log "${ACCESS_LOG:-off}"
     AB_PID=$SERVER_PID
     wait_ready "http://127.0.0.1:$port/readyz" "$AB_PID" 60 >/dev/null
     # warm_up reads these two; shadowed here, so the main server's stay as they are.

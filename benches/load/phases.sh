@@ -17,11 +17,15 @@ fill() {
 }
 
 # start_banditd DATA_DIR LOG: starts banditd with one worker; sets BANDITD_PID, STARTUP_MS.
+# The access log is off unless ACCESS_LOG says otherwise (all, sample:P): the scenarios measure
+# the request path against a baseline that logs nothing, and the log's own cost per request is
+# measured apart (README, "Logs and traces").
 start_banditd() {
     local t0
     t0=$(date +%s%N)
     start_server banditd "$2" "$BIN/banditd" serve --bind "127.0.0.1:$BANDITD_PORT" \
-        --data-dir "$1" --experiments "$WORK/experiments" --workers 1
+        --data-dir "$1" --experiments "$WORK/experiments" --workers 1 \
+        --access-log "${ACCESS_LOG:-off}"
     BANDITD_PID=$SERVER_PID
     STARTUP_MS=$(wait_ready "http://127.0.0.1:$BANDITD_PORT/readyz" "$BANDITD_PID" 300 "$t0")
     log "banditd ready after $STARTUP_MS ms"

@@ -50,7 +50,8 @@
 #
 # Environment: CARGO_TARGET_DIR, SERVER_CORE, CLIENT_CORE, NICE, CONNECTIONS, BULK_CONNECTIONS,
 # PERF=1 (profile banditd during each scenario with perf: results/perf-NAME.{data,txt}),
-# BANDITD_PORT (18080), BASELINE_PORT (18081), KNOWN_UNITS, EVENT_UNITS, KEEP_WORK=1 (keep the
+# ACCESS_LOG (off; all or sample:P to include the access log), BANDITD_PORT (18080),
+# BASELINE_PORT (18081), KNOWN_UNITS, EVENT_UNITS, KEEP_WORK=1 (keep the
 # temp dir with server logs and wrk outputs).
 
 set -euo pipefail
