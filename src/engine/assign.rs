@@ -28,6 +28,9 @@ pub struct Assignment {
     /// The store could not make an exposure durable, so this answer counts and promises
     /// nothing: the experiment's default variant (or a known sticky unit's variant), no token.
     pub degraded: bool,
+    /// When the token's assignment was made (Unix ms): its reward window runs from here.
+    /// `None` exactly when `token` is.
+    pub issued_ms: Option<u64>,
 }
 
 impl Assignment {
@@ -45,6 +48,7 @@ impl Assignment {
             propensity,
             counted,
             degraded: false,
+            issued_ms: None,
         }
     }
 
@@ -84,6 +88,19 @@ impl Assignment {
     /// The variant's payload, already encoded as JSON (`None` serialises as `null`).
     pub fn payload(&self) -> Option<&serde_json::value::RawValue> {
         self.experiment.payload_json(self.arm)
+    }
+
+    /// When the token stops crediting rewards (Unix ms): the assignment's time plus the reward
+    /// window. A browser client caches a sticky assignment and its token until then.
+    pub fn reward_until_ms(&self) -> Option<u64> {
+        let window_ms = self.experiment.spec.reward.window.as_millis();
+        self.issued_ms
+            .map(|issued| issued.saturating_add(window_ms))
+    }
+
+    /// Whether the unit keeps this variant on later calls (`assignment: sticky`).
+    pub fn sticky(&self) -> bool {
+        self.experiment.spec.assignment == AssignmentMode::Sticky
     }
 }
 
@@ -374,6 +391,7 @@ impl Engine {
             propensity: answer.propensity,
         });
         answer.token = Some(token);
+        answer.issued_ms = Some(issued_ms);
     }
 }
 

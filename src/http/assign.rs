@@ -111,7 +111,9 @@ struct AssignQuery {
     "token": "eyJ...",
     "propensity": 0.5,
     "counted": true,
-    "degraded": false
+    "degraded": false,
+    "sticky": true,
+    "reward_until_ms": 1767225600000_i64
 }))]
 pub struct AssignmentDto<'a> {
     pub experiment: &'a str,
@@ -129,6 +131,13 @@ pub struct AssignmentDto<'a> {
     /// Always present: true when the store could not make the exposure durable, so the answer
     /// is the fallback (default variant, or a known unit's variant) and counts nothing.
     pub degraded: bool,
+    /// Whether the unit keeps this variant on later calls (the experiment's `assignment:
+    /// sticky`); a per-request experiment draws afresh on every call.
+    pub sticky: bool,
+    /// When the reward window of this assignment closes (Unix milliseconds): a reward event
+    /// with the token is credited until then. `null` exactly when `token` is. A client may
+    /// cache a sticky assignment and its token until this time (`GET /v1/sdk.js` does).
+    pub reward_until_ms: Option<u64>,
 }
 
 impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
@@ -141,6 +150,8 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
             propensity: a.propensity,
             counted: a.counted,
             degraded: a.degraded,
+            sticky: a.sticky(),
+            reward_until_ms: a.reward_until_ms(),
         }
     }
 }

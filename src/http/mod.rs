@@ -19,6 +19,7 @@ pub mod problem;
 mod problem_bodies;
 pub mod query;
 pub mod request_id;
+pub mod sdk;
 mod state;
 
 use actix_web::web;
@@ -40,6 +41,7 @@ pub fn routes(api: &mut impl openapi::Routes) {
     experiments::routes(api);
     health::routes(api);
     metrics::routes(api);
+    sdk::routes(api);
     api.route::<openapi::__path_openapi_json, _, _>(openapi::openapi_json);
 }
 

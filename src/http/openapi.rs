@@ -157,7 +157,7 @@ impl Routes for Document {
         (name = "experiments", description = "Reports, history and exports for analysts"),
         (name = "admin", description = "Operator routes: reload, configuration, store"),
         (name = "health", description = "Liveness and readiness probes"),
-        (name = "meta", description = "This document and the metrics scrape"),
+        (name = "meta", description = "This document, the metrics scrape and the browser client"),
     ),
     components(schemas(Problem)),
     modifiers(&KeySchemes),

@@ -2,6 +2,7 @@
 
 mod assign;
 mod audit;
+mod clients;
 mod contract;
 mod docs_readme;
 mod docs_refs;
