@@ -48,6 +48,17 @@ need_apt curl curl
 
 cargo test "$@"
 
+# The browser tests (tests/browser/): the dashboard and the clients in Debian's headless
+# Chromium, driven by playwright-core (from npm, pinned by package-lock.json) against the debug
+# binary. A run narrowed by cargo test arguments skips them.
+if (($# == 0)); then
+    need_apt chromium chromium
+    need_apt chromedriver chromium-driver
+    need_apt npm npm
+    cargo build --bin banditd
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+fi
+
 # The API contract (scripts/contract.sh): schemathesis, from PyPI into .venv/, fuzzes a live
 # server against its own /openapi.json. A run narrowed by cargo test arguments skips it.
 if (($# == 0)); then
