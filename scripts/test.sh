@@ -17,17 +17,23 @@ APT_UPDATED=0
 need_apt() {
     local command=$1 package=$2
     command -v "$command" >/dev/null 2>&1 && return 0
+    apt_install "$package" "for $command"
+}
+
+# apt_install PACKAGE WHY: installs PACKAGE with apt-get (as root, or with passwordless sudo).
+apt_install() {
+    local package=$1 why=$2
     local sudo=
     if [[ $(id -u) -ne 0 ]]; then
         if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
             sudo=sudo
         else
-            echo "scripts/test.sh: '$command' is missing; install it with:" >&2
+            echo "scripts/test.sh: $package is missing ($why); install it with:" >&2
             echo "    sudo apt-get install -y $package" >&2
             exit 2
         fi
     fi
-    echo "scripts/test.sh: installing $package (for $command)" >&2
+    echo "scripts/test.sh: installing $package ($why)" >&2
     if ((!APT_UPDATED)); then
         $sudo apt-get update -qq
         APT_UPDATED=1
@@ -57,6 +63,34 @@ if (($# == 0)); then
     need_apt npm npm
     cargo build --bin banditd
     (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error && npm test)
+fi
+
+# The client libraries (clients/): the browser client's logic under node's own test runner
+# (fakes for fetch, localStorage and timers; no npm package needed), and the Python client
+# with pytest against a live debug binary, from .venv/ (pytest and pandas pinned below, the
+# client installed editable). A run narrowed by cargo test arguments skips them.
+PYTEST_VERSION=9.2.0
+PANDAS_VERSION=3.1.1
+if (($# == 0)); then
+    need_apt node nodejs
+    (cd clients/js && node --test test/*.test.js)
+
+    python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv "for python3 -m venv"
+    VENV="$ROOT/.venv"
+    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+    installed() { "$VENV/bin/python" -c "import importlib.metadata as m; print(m.version('$1'))" 2>/dev/null; }
+    if [[ $(installed pytest) != "$PYTEST_VERSION" || $(installed pandas) != "$PANDAS_VERSION" ]]; then
+        echo "scripts/test.sh: installing pytest $PYTEST_VERSION and pandas $PANDAS_VERSION into .venv/" >&2
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+            "pytest==$PYTEST_VERSION" "pandas==$PANDAS_VERSION"
+    fi
+    # Editable, so the tests always run this checkout's client.
+    if [[ $("$VENV/bin/python" -c 'import banditd_client, os; print(os.path.dirname(banditd_client.__file__))' 2>/dev/null) != "$ROOT/clients/python/src/banditd_client" ]]; then
+        echo "scripts/test.sh: installing clients/python into .venv/ (editable)" >&2
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check -e clients/python
+    fi
+    cargo build --bin banditd
+    (cd clients/python && "$VENV/bin/python" -m pytest -q -p no:cacheprovider)
 fi
 
 # The API contract (scripts/contract.sh): schemathesis, from PyPI into .venv/, fuzzes a live
