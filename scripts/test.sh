@@ -66,14 +66,17 @@ if (($# == 0)); then
 fi
 
 # The client libraries (clients/): the browser client's logic under node's own test runner
-# (fakes for fetch, localStorage and timers; no npm package needed), and the Python client
+# (fakes for fetch, localStorage and timers), its hand-written types checked by TypeScript
+# (from npm, pinned by clients/js/package-lock.json), and the Python client
 # with pytest against a live debug binary, from .venv/ (pytest and pandas pinned below, the
 # client installed editable). A run narrowed by cargo test arguments skips them.
 PYTEST_VERSION=9.2.0
 PANDAS_VERSION=3.1.1
 if (($# == 0)); then
     need_apt node nodejs
-    (cd clients/js && node --test test/*.test.js)
+    need_apt npm npm
+    (cd clients/js && node --test test/*.test.js &&
+        npm ci --no-audit --no-fund --loglevel=error && npm run --silent typecheck)
 
     python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_install python3-venv "for python3 -m venv"
     VENV="$ROOT/.venv"
