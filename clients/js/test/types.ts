@@ -1,4 +1,4 @@
-// A page's use of the client, type-checked against src/banditd.d.ts by `tsc -p clients/js`
+// A page's use of the client, type-checked against ../src/banditd.d.ts by `npm run typecheck`
 // (scripts/test.sh): the hand-written types must describe what banditd.js does.
 import {
   BanditdClient,
