@@ -129,12 +129,16 @@ class Client:
         """``GET /v1/experiments/{id}``: per-arm numbers, the stopping decision, the SRM
         check, as the API gives them."""
         query = _query(revision=revision, level=level)
-        return self._json("GET", f"/v1/experiments/{_quote(experiment_id)}{query}")
+        report: Dict[str, Any] = self._json(
+            "GET", f"/v1/experiments/{_quote(experiment_id)}{query}"
+        )
+        return report
 
     def experiments(self) -> List[Dict[str, Any]]:
         """``GET /v1/experiments``: a summary of every loaded experiment."""
         answer = self._json("GET", "/v1/experiments")
-        return answer["experiments"] if isinstance(answer, dict) else answer
+        summaries: List[Dict[str, Any]] = answer["experiments"]
+        return summaries
 
     def export(
         self,
@@ -189,8 +193,8 @@ class Client:
         return json.loads(answer)
 
     def _delay(self, attempt: int, retry_after: float) -> float:
-        step = min(self.max_backoff, self.backoff * 2**attempt)
-        return max(retry_after, step * (0.5 + self._random() / 2))
+        step = min(self.max_backoff, self.backoff * float(2**attempt))
+        return max(retry_after, step * (0.5 + self._random() / 2.0))
 
     def _request(
         self,
