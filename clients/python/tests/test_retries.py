@@ -204,3 +204,19 @@ def test_keys_are_sent_as_bearer_tokens(stub):
     assert script.requests[-1]["headers"]["authorization"] == "Bearer k"
     Client(url).assign("a")
     assert "authorization" not in script.requests[-1]["headers"]
+
+
+def test_a_generator_of_events_is_read_batch_by_batch(stub):
+    url, script = stub
+    script.answers = [(200, {}, REPORT)]
+    sent_before: List[int] = []
+
+    def events() -> Iterator[Event]:
+        for i in range(6):
+            sent_before.append(len(script.requests))
+            yield Event("headline", unit=f"u{i}")
+
+    result = Client(url).send_events(events(), batch_size=2)
+    assert result.batches == 3
+    # Event 2 is read before batch 0 goes out (it is what closes that batch), event 3 after.
+    assert sent_before == [0, 0, 0, 1, 1, 2]

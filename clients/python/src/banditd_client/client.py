@@ -16,7 +16,19 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from .errors import ApiError, Unavailable
 from .types import AssignError, Assignment, Assignments, Event, EventsResult, Rejection, new_event_id
@@ -264,24 +276,25 @@ def _event_json(event: EventLike) -> bytes:
 
 def _batches(
     encoded: Iterable[bytes], batch_size: int, max_bytes: int
-) -> Iterable[Tuple[int, List[bytes]]]:
-    """Groups encoded events into batches, each with the index of its first event. Every
-    event is encoded (and given its id) before anything is sent."""
-    events = list(encoded)
+) -> Iterator[Tuple[int, List[bytes]]]:
+    """Groups encoded events into batches, each with the index of its first event. Reads the
+    events lazily (a generator of a million events is never held whole); each event is
+    encoded, and given its id, before its batch's first try."""
     offset = 0
-    while offset < len(events):
-        batch = [events[offset]]
-        size = len(events[offset]) + 2
-        if size > max_bytes:
-            raise ValueError(f"event {offset} alone is larger than {max_bytes} bytes")
-        while offset + len(batch) < len(events) and len(batch) < batch_size:
-            following = events[offset + len(batch)]
-            if size + len(following) + 1 > max_bytes:
-                break
-            size += len(following) + 1
-            batch.append(following)
+    batch: List[bytes] = []
+    size = 0
+    for event in encoded:
+        index = offset + len(batch)
+        if len(event) + 2 > max_bytes:
+            raise ValueError(f"event {index} alone is larger than {max_bytes} bytes")
+        if batch and (len(batch) >= batch_size or size + len(event) + 1 > max_bytes):
+            yield offset, batch
+            offset += len(batch)
+            batch, size = [], 0
+        size += len(event) + (1 if batch else 2)
+        batch.append(event)
+    if batch:
         yield offset, batch
-        offset += len(batch)
 
 
 def _add_report(result: EventsResult, report: Mapping[str, Any], offset: int) -> None:
