@@ -418,11 +418,10 @@ impl Engine {
         };
         let level = level.unwrap_or(DEFAULT_CREDIBLE_LEVEL);
         let (columns, rows) = match (kind, mode) {
-            (ExportKind::Stats, _) if revision == current => (
+            (ExportKind::Stats, _) => (
                 STATS_COLUMNS,
-                Rows::Stats(self.current_stats(id, level).await?),
+                Rows::Stats(self.stats_rows(id, level, revision).await?),
             ),
-            (ExportKind::Stats, _) => (STATS_COLUMNS, Rows::Stats(self.past_stats(&epoch).await?)),
             (ExportKind::Assignments, AssignmentMode::Sticky) => (
                 STICKY_ASSIGNMENT_COLUMNS,
                 Rows::Sticky {
@@ -473,9 +472,16 @@ impl Engine {
         Ok(current)
     }
 
-    /// The arms of the live report, flattened.
-    async fn current_stats(&self, id: &str, level: f64) -> Result<Vec<Vec<Cell>>, EngineError> {
-        let report = self.report(id, level, None).await?;
+    /// The arms of the report of `revision`, flattened: an export and `GET
+    /// /v1/experiments/{id}?revision=N` show the same numbers, each revision's under its own
+    /// spec, and `null` (empty in CSV) where a number is unknown.
+    async fn stats_rows(
+        &self,
+        id: &str,
+        level: f64,
+        revision: u32,
+    ) -> Result<Vec<Vec<Cell>>, EngineError> {
+        let report = self.report(id, level, Some(revision)).await?;
         Ok(report
             .arms
             .into_iter()
@@ -494,35 +500,11 @@ impl Engine {
                     Cell::Num(arm.posterior.mean),
                     Cell::Num(interval.lower),
                     Cell::Num(interval.upper),
-                    Cell::Num(arm.prob_best),
-                    Cell::Num(arm.expected_loss),
+                    optional_num(arm.prob_best),
+                    optional_num(arm.expected_loss),
                     Cell::Num(arm.traffic_share),
                     Cell::Num(arm.expected_exposures),
                 ]
-            })
-            .collect())
-    }
-
-    /// A past epoch's raw counters by variant id. Its posterior, P(best) and traffic depended
-    /// on priors and policy settings that may have changed since, so they are left null
-    /// rather than recomputed under today's spec.
-    async fn past_stats(&self, epoch: &Epoch) -> Result<Vec<Vec<Cell>>, EngineError> {
-        let counters = self.store.counters(epoch).await?;
-        let mut variants: Vec<_> = counters.into_iter().collect();
-        variants.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(variants
-            .into_iter()
-            .map(|(variant, c)| {
-                let mut cells = vec![
-                    Cell::Text(variant),
-                    Cell::Null,
-                    Cell::Int(c.exposures),
-                    Cell::Num(c.reward_sum),
-                    optional_num((c.exposures > 0).then(|| c.reward_sum / c.exposures as f64)),
-                ];
-                cells.extend(std::iter::repeat_n(Cell::Null, 10));
-                cells.push(Cell::Num(c.expected_exposures));
-                cells
             })
             .collect())
     }

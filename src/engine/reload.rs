@@ -363,8 +363,11 @@ pub(crate) async fn build_set(
         let epoch = epoch_of(&spec);
         let counters = engine.store.counters(&epoch).await?;
         let info = engine.store.epoch_info(&epoch).await?;
-        let snapshot = Snapshot::build(&spec, &counters, info, now_ms);
-        let live = Arc::new(LiveExperiment::new(spec, snapshot));
+        let (retired, unrecorded) = engine.load_epoch_spec(&spec, &epoch).await?;
+        let snapshot = Snapshot::build(&spec, &retired, &counters, info, now_ms);
+        let live = Arc::new(LiveExperiment::new(spec, retired, snapshot));
+        live.spec_unrecorded
+            .store(unrecorded, std::sync::atomic::Ordering::Release);
         set.by_id
             .insert(live.epoch.experiment.clone(), live.clone());
         set.order.push(live);

@@ -217,6 +217,12 @@ pub fn record_decision(txn: &mut Txn<'_>, epoch: &Epoch, decision: Decision) -> 
 }
 
 /// Stores one history point (compact JSON), replacing a point at the same time.
+/// Stores the spec the epoch is served under, replacing the earlier one.
+pub fn record_epoch_spec(txn: &mut Txn<'_>, epoch: &Epoch, spec_json: &[u8]) {
+    let value = codec::encode_epoch_spec(spec_json, txn.seq());
+    txn.put(keys::epoch_spec_key(epoch), value);
+}
+
 pub fn append_history(txn: &mut Txn<'_>, epoch: &Epoch, at_ms: u64, point_json: &[u8]) {
     let value = codec::encode_history(point_json, txn.seq());
     txn.put(keys::history_key(epoch, at_ms), value);

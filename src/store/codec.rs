@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::StoreError;
 use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
-use super::records::{HistoryArm, HistoryPoint, StoredHistory, StoredHistoryRef};
+use super::records::{EpochSpec, HistoryArm, HistoryPoint, StoredHistory, StoredHistoryRef};
 use super::state::MovedAway;
 use super::types::{ArmCounters, EpochInfo, StickyRecord};
 
@@ -194,6 +194,21 @@ pub fn decode_history(bytes: &[u8]) -> Result<(Vec<HistoryArm>, u64), StoreError
     let (seq, rest) = take_varint(bytes)?;
     let stored: StoredHistory = take_json(rest, "history point")?;
     Ok((stored.arms, seq))
+}
+
+/// An epoch's spec plus the group commit that wrote it (same durability rule as history
+/// points). Layout: seq varint · compact JSON of the [`EpochSpec`] (the rest of the value).
+pub fn encode_epoch_spec(spec_json: &[u8], seq: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(10 + spec_json.len());
+    put_varint(&mut out, seq);
+    out.extend_from_slice(spec_json);
+    out
+}
+
+/// Inverse of [`encode_epoch_spec`]: the spec and its commit sequence number.
+pub fn decode_epoch_spec(bytes: &[u8]) -> Result<(EpochSpec, u64), StoreError> {
+    let (seq, rest) = take_varint(bytes)?;
+    Ok((take_json(rest, "epoch spec")?, seq))
 }
 
 /// The compact JSON text of a typed record (see `records` for why the bytes match the untyped
@@ -512,6 +527,34 @@ mod tests {
         ] {
             assert!(
                 matches!(decode_history(&bad), Err(StoreError::Corrupt(_))),
+                "{bad:?} decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn epoch_specs_round_trip_and_undecodable_ones_are_corrupt() {
+        let spec = EpochSpec {
+            document: serde_json::json!({"id": "home", "variants": [{"id": "a"}]}),
+            priors: [(
+                "a".to_owned(),
+                crate::store::ArmPrior {
+                    alpha: 25.0,
+                    beta: 75.0,
+                },
+            )]
+            .into(),
+        };
+        let bytes = encode_epoch_spec(&json_bytes(&spec), 77);
+        assert_eq!(decode_epoch_spec(&bytes).unwrap(), (spec, 77));
+        for bad in [
+            vec![],
+            vec![0x80],
+            vec![0x01, b'{'],
+            [&[0x01][..], br#"{"document":1}"#].concat(),
+        ] {
+            assert!(
+                matches!(decode_epoch_spec(&bad), Err(StoreError::Corrupt(_))),
                 "{bad:?} decoded"
             );
         }

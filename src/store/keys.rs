@@ -23,6 +23,8 @@ pub const KIND_FOLDED: u8 = 0x03;
 pub const KIND_EPOCH: u8 = 0x04;
 /// `(epoch, variant)` → exposures and rewards that re-assignments moved off the arm.
 pub const KIND_MOVED_AWAY: u8 = 0x05;
+/// `(epoch, "")` → the spec the epoch is served under (`records::EpochSpec`).
+pub const KIND_EPOCH_SPEC: u8 = 0x06;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline.
@@ -152,6 +154,11 @@ fn split_epoch_key(key: &[u8]) -> Result<(u8, Epoch, &[u8]), StoreError> {
 /// Key of the epoch's own record (start time, decision).
 pub fn epoch_info_key(epoch: &Epoch) -> Vec<u8> {
     epoch_key(KIND_EPOCH, epoch, "")
+}
+
+/// Key of the spec the epoch is served under.
+pub fn epoch_spec_key(epoch: &Epoch) -> Vec<u8> {
+    epoch_key(KIND_EPOCH_SPEC, epoch, "")
 }
 
 /// Key of the epoch's history point at `at_ms`. All of one epoch's points share the prefix

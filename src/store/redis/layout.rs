@@ -11,7 +11,8 @@
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
 //!
-//! Epoch facts (start, decision) and history live in shard 0 (`<tag0>:i`, `<tag0>:h`). Event ids
+//! Epoch facts (start, decision), history and the epoch's spec live in shard 0 (`<tag0>:i`,
+//! `<tag0>:h`, `<tag0>:s`). Event ids
 //! are plain keys with a PX expiry, `{bd:<experiment>:e<k>}:<event id>`, per experiment (not per
 //! epoch: an id is applied at most once whatever the revision).
 //!
@@ -77,6 +78,11 @@ impl ShardKeys {
 
 pub fn info_key(epoch: &Epoch) -> String {
     format!("{}:i", tag(epoch, 0))
+}
+
+/// Shard 0's copy of the spec the epoch is served under (JSON of `records::EpochSpec`).
+pub fn spec_key(epoch: &Epoch) -> String {
+    format!("{}:s", tag(epoch, 0))
 }
 
 pub fn history_key(epoch: &Epoch) -> String {
