@@ -33,10 +33,21 @@ pub const STICKY_ASSIGNMENT_COLUMNS: &[&str] = &[
     "propensity",
     "reward",
 ];
-/// Columns of a sticky event export: one row per rewarded unit.
-pub const STICKY_EVENT_COLUMNS: &[&str] =
-    &["unit", "variant", "assigned_ms", "assigned_at", "reward"];
-/// Columns of a per-request export: one row per retained token credit mark.
+/// Columns of a sticky event export: one row per rewarded unit, with the reward's arrival
+/// time (by the server's clock) and how long after the assignment it came: the time to
+/// convert. Both are empty for rewards stored by builds that did not keep the arrival.
+pub const STICKY_EVENT_COLUMNS: &[&str] = &[
+    "unit",
+    "variant",
+    "assigned_ms",
+    "assigned_at",
+    "reward",
+    "rewarded_ms",
+    "rewarded_at",
+    "time_to_reward_ms",
+];
+/// Columns of a per-request export: one row per retained token credit mark, with the reward's
+/// arrival as in [`STICKY_EVENT_COLUMNS`] (measured from the token's issue).
 pub const TOKEN_COLUMNS: &[&str] = &[
     "assignment_id",
     "variant",
@@ -45,6 +56,9 @@ pub const TOKEN_COLUMNS: &[&str] = &[
     "propensity",
     "reward",
     "retained_until_ms",
+    "rewarded_ms",
+    "rewarded_at",
+    "time_to_reward_ms",
 ];
 /// Columns of a stats export: the per-arm fields of `GET /v1/experiments/{id}`, flattened.
 pub const STATS_COLUMNS: &[&str] = &[
@@ -242,11 +256,27 @@ fn sticky_cells(unit: &str, record: &StickyRecord, with_propensity: bool) -> Vec
         cells.push(Cell::Num(record.propensity));
     }
     cells.push(optional_num(record.reward));
+    if !with_propensity {
+        cells.extend(arrival_cells(record.assigned_ms, record.rewarded_ms));
+    }
     cells
 }
 
+/// `rewarded_ms`, `rewarded_at` and `time_to_reward_ms` of a reward that arrived at
+/// `arrived_ms` (null when the store did not keep it) for an assignment made at `assigned_ms`.
+fn arrival_cells(assigned_ms: u64, arrived_ms: Option<u64>) -> [Cell; 3] {
+    match arrived_ms {
+        Some(ms) => [
+            Cell::Int(ms),
+            rfc3339_utc(ms).map_or(Cell::Null, Cell::Text),
+            Cell::Int(ms.saturating_sub(assigned_ms)),
+        ],
+        None => [Cell::Null, Cell::Null, Cell::Null],
+    }
+}
+
 fn token_cells(credit: &TokenCredit) -> Vec<Cell> {
-    vec![
+    let mut cells = vec![
         Cell::Text(credit.assignment_id.clone()),
         Cell::Text(credit.variant.clone()),
         Cell::Int(credit.issued_ms),
@@ -254,7 +284,9 @@ fn token_cells(credit: &TokenCredit) -> Vec<Cell> {
         Cell::Num(credit.propensity),
         Cell::Num(credit.reward),
         Cell::Int(credit.retained_until_ms),
-    ]
+    ];
+    cells.extend(arrival_cells(credit.issued_ms, credit.credited_ms));
+    cells
 }
 
 /// Where the rows of an export come from, and how far it got.

@@ -74,6 +74,7 @@ fn insert_units(store: &SledStore, revision: u32, units: &[(String, &str, f64)])
                 assigned_ms: T0_MS,
                 propensity: *propensity,
                 reward: None,
+                rewarded_ms: None,
             };
             store.insert_sticky(&epoch(revision), unit, record, tally())
         },
@@ -309,9 +310,14 @@ fn a_per_request_export_lists_the_retained_token_credits() {
             text,
             format!(
                 // T0 = 1.7e12 ms is 2023-11-14T22:13:20Z (1,700,000,000 s after the epoch).
-                "assignment_id,variant,issued_ms,issued_at,propensity,reward,retained_until_ms\r\n\
-                 a-1,bold,{T0_MS},2023-11-14T22:13:20.000Z,0.25,1,{retained}\r\n\
-                 a-2,control,{T0_MS},2023-11-14T22:13:20.000Z,0.25,0.75,{retained}\r\n"
+                // Both rewards arrived 1 ms after the tokens were issued.
+                "assignment_id,variant,issued_ms,issued_at,propensity,reward,retained_until_ms,\
+                 rewarded_ms,rewarded_at,time_to_reward_ms\r\n\
+                 a-1,bold,{T0_MS},2023-11-14T22:13:20.000Z,0.25,1,{retained},{at},\
+                 2023-11-14T22:13:20.001Z,1\r\n\
+                 a-2,control,{T0_MS},2023-11-14T22:13:20.000Z,0.25,0.75,{retained},{at},\
+                 2023-11-14T22:13:20.001Z,1\r\n",
+                at = T0_MS + 1,
             )
         );
     }

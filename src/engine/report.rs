@@ -517,6 +517,7 @@ mod tests {
                 assigned_ms: 1_000,
                 propensity: 0.5,
                 reward: None,
+                rewarded_ms: None,
             };
             let tally = Tally {
                 now_ms: 1_000,

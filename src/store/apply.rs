@@ -141,6 +141,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 };
             if let Some(mut record) = record {
                 record.reward = Some(op.reward);
+                record.rewarded_ms = Some(op.now_ms);
                 // Rewritten with this commit's sequence number: `sticky()` must not show the
                 // reward before it is durable either.
                 txn.put(key, codec::encode_sticky(&record, txn.seq()));
@@ -168,6 +169,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 reward: op.reward,
                 issued_ms: *issued_ms,
                 propensity: *propensity,
+                credited_ms: Some(op.now_ms),
                 variant: variant.clone(),
             };
             txn.index_expiry(&mark_key, expiry_ms);

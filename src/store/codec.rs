@@ -12,7 +12,10 @@ use super::records::{EpochSpec, HistoryArm, HistoryPoint, StoredHistory, StoredH
 use super::state::MovedAway;
 use super::types::{ArmCounters, EpochInfo, StickyRecord};
 
-const REWARD_PRESENT: u8 = 0b1;
+const REWARD_PRESENT: u8 = 0b01;
+/// Added after the first release: a record without it was written by a build that did not
+/// keep the reward's arrival time, and reads back with `rewarded_ms: None`.
+const REWARDED_AT_PRESENT: u8 = 0b10;
 
 /// A sticky record plus the group commit that last wrote it. A record is durable once that
 /// commit's sequence number is at most the store's durable sequence number.
@@ -23,20 +26,27 @@ pub struct StoredSticky {
 }
 
 /// Layout: flags u8 · seq varint · assigned_ms varint · propensity f64 · variant (len-prefixed)
-/// · reward f64 if flagged. About 25 bytes for a short variant id.
+/// · reward f64 if flagged · rewarded_ms varint if flagged. About 25 bytes for a short variant
+/// id.
 pub fn encode_sticky(record: &StickyRecord, seq: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + record.variant.len());
-    out.push(if record.reward.is_some() {
-        REWARD_PRESENT
-    } else {
-        0
-    });
+    let mut out = Vec::with_capacity(40 + record.variant.len());
+    let mut flags = 0;
+    if record.reward.is_some() {
+        flags |= REWARD_PRESENT;
+    }
+    if record.rewarded_ms.is_some() {
+        flags |= REWARDED_AT_PRESENT;
+    }
+    out.push(flags);
     put_varint(&mut out, seq);
     put_varint(&mut out, record.assigned_ms);
     out.extend_from_slice(&record.propensity.to_be_bytes());
     put_bytes(&mut out, record.variant.as_bytes());
     if let Some(reward) = record.reward {
         out.extend_from_slice(&reward.to_be_bytes());
+    }
+    if let Some(rewarded_ms) = record.rewarded_ms {
+        put_varint(&mut out, rewarded_ms);
     }
     out
 }
@@ -46,7 +56,7 @@ pub fn decode_sticky(bytes: &[u8]) -> Result<StoredSticky, StoreError> {
     let (&flags, rest) = bytes
         .split_first()
         .ok_or_else(|| corrupt("empty sticky record"))?;
-    if flags & !REWARD_PRESENT != 0 {
+    if flags & !(REWARD_PRESENT | REWARDED_AT_PRESENT) != 0 {
         return Err(corrupt("unknown sticky record flags"));
     }
     let (seq, rest) = take_varint(rest)?;
@@ -59,12 +69,19 @@ pub fn decode_sticky(bytes: &[u8]) -> Result<StoredSticky, StoreError> {
     } else {
         (None, rest)
     };
+    let (rewarded_ms, rest) = if flags & REWARDED_AT_PRESENT != 0 {
+        let (rewarded_ms, rest) = take_varint(rest)?;
+        (Some(rewarded_ms), rest)
+    } else {
+        (None, rest)
+    };
     expect_end(rest, "sticky record")?;
     let record = StickyRecord {
         variant: utf8(variant, "variant id")?,
         assigned_ms,
         propensity,
         reward,
+        rewarded_ms,
     };
     Ok(StoredSticky { record, seq })
 }
@@ -257,16 +274,28 @@ pub struct TokenMark {
     /// analysis of per-request experiments needs (their assignments are not recorded).
     pub issued_ms: u64,
     pub propensity: f64,
+    /// When the reward arrived; `None` in marks written before it was kept.
+    pub credited_ms: Option<u64>,
     pub variant: String,
 }
 
-/// Layout: expiry_ms varint · reward f64 · issued_ms varint · propensity f64 · variant (rest).
+/// Marks the arrival time in a token mark. Variant ids never start with a 0x00 byte (they
+/// are `[a-z0-9_-]`), so a mark written before the field existed, whose variant follows the
+/// propensity directly, reads back unambiguously.
+const CREDITED_AT_MARK: u8 = 0x00;
+
+/// Layout: expiry_ms varint · reward f64 · issued_ms varint · propensity f64 · (0x00 ·
+/// credited_ms varint, if known) · variant (rest).
 pub fn encode_token_mark(mark: &TokenMark) -> Vec<u8> {
-    let mut out = Vec::with_capacity(36 + mark.variant.len());
+    let mut out = Vec::with_capacity(48 + mark.variant.len());
     put_varint(&mut out, mark.expiry_ms);
     out.extend_from_slice(&mark.reward.to_be_bytes());
     put_varint(&mut out, mark.issued_ms);
     out.extend_from_slice(&mark.propensity.to_be_bytes());
+    if let Some(credited_ms) = mark.credited_ms {
+        out.push(CREDITED_AT_MARK);
+        put_varint(&mut out, credited_ms);
+    }
     out.extend_from_slice(mark.variant.as_bytes());
     out
 }
@@ -277,11 +306,19 @@ pub fn decode_token_mark(bytes: &[u8]) -> Result<TokenMark, StoreError> {
     let (reward, rest) = take_f64(rest)?;
     let (issued_ms, rest) = take_varint(rest)?;
     let (propensity, rest) = take_f64(rest)?;
+    let (credited_ms, rest) = match rest.split_first() {
+        Some((&CREDITED_AT_MARK, after)) => {
+            let (credited_ms, rest) = take_varint(after)?;
+            (Some(credited_ms), rest)
+        }
+        _ => (None, rest),
+    };
     Ok(TokenMark {
         expiry_ms,
         reward,
         issued_ms,
         propensity,
+        credited_ms,
         variant: utf8(rest, "token variant id")?,
     })
 }
@@ -326,6 +363,7 @@ mod tests {
             assigned_ms: 1_700_000_000_123,
             propensity: 0.123_456_789,
             reward,
+            rewarded_ms: None,
         }
     }
 
@@ -345,12 +383,33 @@ mod tests {
     }
 
     #[test]
+    fn a_rewarded_record_keeps_its_arrival_time_and_an_older_one_reads_without_it() {
+        let rewarded = StickyRecord {
+            rewarded_ms: Some(1_700_000_360_000),
+            ..record(Some(1.0))
+        };
+        let bytes = encode_sticky(&rewarded, 5);
+        assert_eq!(decode_sticky(&bytes).unwrap().record, rewarded);
+        for len in 0..bytes.len() {
+            assert!(matches!(
+                decode_sticky(&bytes[..len]),
+                Err(StoreError::Corrupt(_))
+            ));
+        }
+        // The bytes an earlier build wrote for a rewarded unit: flags 0b01, no arrival time.
+        let earlier = encode_sticky(&record(Some(1.0)), 5);
+        assert_eq!(earlier[0], 0b01);
+        assert_eq!(decode_sticky(&earlier).unwrap().record.rewarded_ms, None);
+    }
+
+    #[test]
     fn a_typical_sticky_record_is_small() {
         let typical = StickyRecord {
             variant: "control".to_owned(),
             assigned_ms: 1_700_000_000_000,
             propensity: 0.5,
             reward: None,
+            rewarded_ms: None,
         };
         // flags 1 + seq 3 + assigned_ms 6 + propensity 8 + variant 1+7 = 26 bytes.
         assert_eq!(encode_sticky(&typical, 1_000_000).len(), 26);
@@ -411,9 +470,18 @@ mod tests {
             reward: 0.25,
             issued_ms: 1_699_000_000_000,
             propensity: 0.125,
+            credited_ms: Some(1_699_000_003_000),
             variant: "b/\0".to_owned(),
         };
         assert_eq!(decode_token_mark(&encode_token_mark(&mark)).unwrap(), mark);
+        // A mark written before the arrival time was kept reads back without one.
+        let old = TokenMark {
+            credited_ms: None,
+            ..mark.clone()
+        };
+        let old_bytes = encode_token_mark(&old);
+        assert_eq!(old_bytes.len(), encode_token_mark(&mark).len() - 7);
+        assert_eq!(decode_token_mark(&old_bytes).unwrap(), old);
         assert!(matches!(
             decode_token_mark(&[0x05, 1, 2]),
             Err(StoreError::Corrupt(_))

@@ -86,6 +86,7 @@ pub fn token_mark_page(
                 retained_until_ms: mark.expiry_ms,
                 issued_ms: mark.issued_ms,
                 propensity: mark.propensity,
+                credited_ms: mark.credited_ms,
             })
         })
         .collect()
