@@ -44,7 +44,13 @@ pub const META_SEQ: &[u8] = b"\x00seq";
 pub const META_FORMAT: &[u8] = b"\x00format";
 /// The layout version this build writes and reads. Bump it with any change to the key
 /// layout or a value encoding, so that a build never misreads another's data dir.
-pub const STORE_FORMAT: u64 = 1;
+/// Format 2 added, compatibly, the epoch spec records (`KIND_EPOCH_SPEC`) and the reward's
+/// arrival time in sticky records and token marks: a format-1 store reads as it is and is
+/// re-marked 2 when opened (see [`UPGRADABLE_FORMATS`]), while a format-1 build refuses the
+/// result at startup instead of failing at its first new record.
+pub const STORE_FORMAT: u64 = 2;
+/// Earlier formats whose data this build reads unchanged (a subset of its own).
+pub const UPGRADABLE_FORMATS: &[u64] = &[1];
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
 /// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
