@@ -108,8 +108,8 @@ struct HistoryQuery {
     #[serde(default)]
     #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
     order: Option<String>,
-    /// The newest N points, oldest first (for plotting the recent past); instead of `limit`
-    /// and `order`.
+    /// The newest N points (for plotting the recent past), listed oldest first unless
+    /// `order=desc`; `limit`, if also given, caps them.
     #[serde(default)]
     #[param(value_type = Option<u64>)]
     latest: Option<String>,
@@ -138,22 +138,21 @@ impl HistoryQuery {
                 )));
             }
         };
+        // `latest` picks the newest N points; `order` then only says how they are listed
+        // (oldest first by default), and `limit`, if also given, caps them.
         if let Some(text) = &self.latest {
-            if self.limit.is_some() || self.order.is_some() {
-                return Err(ApiError::BadRequest(
-                    "query parameter `latest` already says how many points and in which order; \
-                     use it without `limit` and `order` (or use `order=desc&limit=N`)"
-                        .into(),
-                ));
-            }
             let latest = parse_count("latest", text)?;
+            let cap = match &self.limit {
+                None => latest,
+                Some(text) => parse_count("limit", text)?.min(latest),
+            };
             let request = HistoryRequest {
                 revision,
                 since_ms,
-                limit: latest,
+                limit: cap,
                 newest_first: true,
             };
-            return Ok((request, true));
+            return Ok((request, !newest_first));
         }
         let limit = match &self.limit {
             None => DEFAULT_HISTORY_LIMIT,

@@ -367,11 +367,26 @@ fn history_takes_a_plain_date_and_serves_the_newest_points() {
     assert_eq!(from_tomorrow.status, 200, "{}", from_tomorrow.body);
     assert!(times(&from_tomorrow.body).is_empty());
 
+    // With `latest`, `order` only says how the newest points are listed and `limit` caps them.
+    let newest_desc = times(
+        &app.get("/v1/experiments/pricing/history?latest=2&order=desc")
+            .body,
+    );
+    assert!(
+        newest_desc.len() == 2 && newest_desc[0] > newest_desc[1],
+        "{newest_desc:?}"
+    );
+    assert!(newest_desc[1] >= newest[1]);
+    let capped = times(
+        &app.get("/v1/experiments/pricing/history?latest=3&limit=1")
+            .body,
+    );
+    assert!(capped.len() == 1 && capped[0] >= newest[0], "{capped:?}");
+
     for (query, needle) in [
         ("order=newest", "`order`"),
         ("latest=-1", "`latest`"),
-        ("latest=2&limit=3", "`latest`"),
-        ("latest=2&order=desc", "`latest`"),
+        ("latest=2&limit=x", "`limit`"),
         ("since=2026-13-01", "`since`"),
     ] {
         assert_problem(
