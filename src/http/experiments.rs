@@ -96,7 +96,7 @@ struct HistoryQuery {
     /// Points at or after this time: Unix milliseconds, RFC 3339, or a plain date
     /// (`2026-11-01`, meaning 00:00 UTC); default: the beginning.
     #[serde(default)]
-    #[param(value_type = Option<String>, example = "2026-11-01")]
+    #[param(value_type = Option<Since>, inline, example = "2026-11-01")]
     since: Option<String>,
     /// Most points returned; default 1,440. Any `int64` from 0: the server returns at most
     /// 10,000 whatever is asked. Text, so that a bad value gets an error naming it.
@@ -119,6 +119,43 @@ struct HistoryQuery {
     #[param(value_type = Option<u32>)]
     revision: Option<String>,
 }
+
+/// What `since` accepts, for the OpenAPI document: Unix milliseconds, an RFC 3339
+/// `date-time`, or a `date`.
+struct Since;
+
+impl utoipa::PartialSchema for Since {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let string = |format, description| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+                .description(Some(description))
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("Unix milliseconds")),
+            )
+            .item(string(
+                KnownFormat::DateTime,
+                "RFC 3339, e.g. 2026-11-26T10:00:00Z",
+            ))
+            .item(string(
+                KnownFormat::Date,
+                "a date, meaning 00:00 UTC, e.g. 2026-11-01",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Since {}
 
 impl HistoryQuery {
     /// The engine's request, and whether its answer is to be reversed (`latest`).
