@@ -124,6 +124,7 @@ async fn fill(
                 assigned_ms: now_ms,
                 propensity,
                 reward: None,
+                rewarded_ms: None,
             };
             let tally = Tally {
                 now_ms,

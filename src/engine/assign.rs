@@ -302,6 +302,7 @@ impl Engine {
                     assigned_ms: now_ms,
                     propensity: decision.propensity,
                     reward: None,
+                    rewarded_ms: None,
                 };
                 let stored = match stuck_on_retired {
                     None => {

@@ -33,10 +33,21 @@ pub const STICKY_ASSIGNMENT_COLUMNS: &[&str] = &[
     "propensity",
     "reward",
 ];
-/// Columns of a sticky event export: one row per rewarded unit.
-pub const STICKY_EVENT_COLUMNS: &[&str] =
-    &["unit", "variant", "assigned_ms", "assigned_at", "reward"];
-/// Columns of a per-request export: one row per retained token credit mark.
+/// Columns of a sticky event export: one row per rewarded unit, with the reward's arrival
+/// time (by the server's clock) and how long after the assignment it came: the time to
+/// convert. Both are empty for rewards stored by builds that did not keep the arrival.
+pub const STICKY_EVENT_COLUMNS: &[&str] = &[
+    "unit",
+    "variant",
+    "assigned_ms",
+    "assigned_at",
+    "reward",
+    "rewarded_ms",
+    "rewarded_at",
+    "time_to_reward_ms",
+];
+/// Columns of a per-request export: one row per retained token credit mark, with the reward's
+/// arrival as in [`STICKY_EVENT_COLUMNS`] (measured from the token's issue).
 pub const TOKEN_COLUMNS: &[&str] = &[
     "assignment_id",
     "variant",
@@ -45,6 +56,9 @@ pub const TOKEN_COLUMNS: &[&str] = &[
     "propensity",
     "reward",
     "retained_until_ms",
+    "rewarded_ms",
+    "rewarded_at",
+    "time_to_reward_ms",
 ];
 /// Columns of a stats export: the per-arm fields of `GET /v1/experiments/{id}`, flattened.
 pub const STATS_COLUMNS: &[&str] = &[
@@ -242,11 +256,27 @@ fn sticky_cells(unit: &str, record: &StickyRecord, with_propensity: bool) -> Vec
         cells.push(Cell::Num(record.propensity));
     }
     cells.push(optional_num(record.reward));
+    if !with_propensity {
+        cells.extend(arrival_cells(record.assigned_ms, record.rewarded_ms));
+    }
     cells
 }
 
+/// `rewarded_ms`, `rewarded_at` and `time_to_reward_ms` of a reward that arrived at
+/// `arrived_ms` (null when the store did not keep it) for an assignment made at `assigned_ms`.
+fn arrival_cells(assigned_ms: u64, arrived_ms: Option<u64>) -> [Cell; 3] {
+    match arrived_ms {
+        Some(ms) => [
+            Cell::Int(ms),
+            rfc3339_utc(ms).map_or(Cell::Null, Cell::Text),
+            Cell::Int(ms.saturating_sub(assigned_ms)),
+        ],
+        None => [Cell::Null, Cell::Null, Cell::Null],
+    }
+}
+
 fn token_cells(credit: &TokenCredit) -> Vec<Cell> {
-    vec![
+    let mut cells = vec![
         Cell::Text(credit.assignment_id.clone()),
         Cell::Text(credit.variant.clone()),
         Cell::Int(credit.issued_ms),
@@ -254,7 +284,9 @@ fn token_cells(credit: &TokenCredit) -> Vec<Cell> {
         Cell::Num(credit.propensity),
         Cell::Num(credit.reward),
         Cell::Int(credit.retained_until_ms),
-    ]
+    ];
+    cells.extend(arrival_cells(credit.issued_ms, credit.credited_ms));
+    cells
 }
 
 /// Where the rows of an export come from, and how far it got.
@@ -418,11 +450,10 @@ impl Engine {
         };
         let level = level.unwrap_or(DEFAULT_CREDIBLE_LEVEL);
         let (columns, rows) = match (kind, mode) {
-            (ExportKind::Stats, _) if revision == current => (
+            (ExportKind::Stats, _) => (
                 STATS_COLUMNS,
-                Rows::Stats(self.current_stats(id, level).await?),
+                Rows::Stats(self.stats_rows(id, level, revision).await?),
             ),
-            (ExportKind::Stats, _) => (STATS_COLUMNS, Rows::Stats(self.past_stats(&epoch).await?)),
             (ExportKind::Assignments, AssignmentMode::Sticky) => (
                 STICKY_ASSIGNMENT_COLUMNS,
                 Rows::Sticky {
@@ -473,9 +504,16 @@ impl Engine {
         Ok(current)
     }
 
-    /// The arms of the live report, flattened.
-    async fn current_stats(&self, id: &str, level: f64) -> Result<Vec<Vec<Cell>>, EngineError> {
-        let report = self.report(id, level, None).await?;
+    /// The arms of the report of `revision`, flattened: an export and `GET
+    /// /v1/experiments/{id}?revision=N` show the same numbers, each revision's under its own
+    /// spec, and `null` (empty in CSV) where a number is unknown.
+    async fn stats_rows(
+        &self,
+        id: &str,
+        level: f64,
+        revision: u32,
+    ) -> Result<Vec<Vec<Cell>>, EngineError> {
+        let report = self.report(id, level, Some(revision)).await?;
         Ok(report
             .arms
             .into_iter()
@@ -494,35 +532,11 @@ impl Engine {
                     Cell::Num(arm.posterior.mean),
                     Cell::Num(interval.lower),
                     Cell::Num(interval.upper),
-                    Cell::Num(arm.prob_best),
-                    Cell::Num(arm.expected_loss),
+                    optional_num(arm.prob_best),
+                    optional_num(arm.expected_loss),
                     Cell::Num(arm.traffic_share),
                     Cell::Num(arm.expected_exposures),
                 ]
-            })
-            .collect())
-    }
-
-    /// A past epoch's raw counters by variant id. Its posterior, P(best) and traffic depended
-    /// on priors and policy settings that may have changed since, so they are left null
-    /// rather than recomputed under today's spec.
-    async fn past_stats(&self, epoch: &Epoch) -> Result<Vec<Vec<Cell>>, EngineError> {
-        let counters = self.store.counters(epoch).await?;
-        let mut variants: Vec<_> = counters.into_iter().collect();
-        variants.sort_by(|a, b| a.0.cmp(&b.0));
-        Ok(variants
-            .into_iter()
-            .map(|(variant, c)| {
-                let mut cells = vec![
-                    Cell::Text(variant),
-                    Cell::Null,
-                    Cell::Int(c.exposures),
-                    Cell::Num(c.reward_sum),
-                    optional_num((c.exposures > 0).then(|| c.reward_sum / c.exposures as f64)),
-                ];
-                cells.extend(std::iter::repeat_n(Cell::Null, 10));
-                cells.push(Cell::Num(c.expected_exposures));
-                cells
             })
             .collect())
     }

@@ -9,14 +9,14 @@
 //! has. Caching P(best) per snapshot is what makes exact propensities affordable on the assign
 //! path.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
 use crate::policy::{self, ArmView, Mode, Params};
-use crate::spec::{Experiment, OnWinner, Status};
+use crate::spec::{Experiment, OnWinner, Prior, Status};
 use crate::stats::{self, ArmComparison, DecayedCounts, Posterior, StoppingRule, Verdict};
 use crate::store::{ArmCounters, Epoch, EpochInfo, Tally};
 
@@ -27,8 +27,9 @@ pub const SNAPSHOT_REFRESH_MS: u64 = 100;
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub taken_ms: u64,
-    /// Every arm: the spec's variants in order, then retired ones (data in this revision,
-    /// no longer in the spec; sorted), which get no traffic but keep being reported.
+    /// Every arm: the spec's variants in order, then retired ones (served in this revision,
+    /// no longer in the spec; sorted), which get no traffic but keep being reported, with or
+    /// without exposures.
     pub variant_ids: Vec<String>,
     /// Durable raw counters per arm.
     pub counters: Vec<ArmCounters>,
@@ -48,25 +49,28 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Builds the snapshot of `spec` from durable state at `now_ms`.
+    /// Builds the snapshot of `spec` from durable state at `now_ms`. `retired` holds the
+    /// prior each retired variant was counted under (see `epoch_spec`); a retired arm with
+    /// data but no known prior (served before the store kept specs) uses the experiment's.
     pub fn build(
         spec: &Experiment,
+        retired: &BTreeMap<String, Prior>,
         counters: &HashMap<String, ArmCounters>,
         info: EpochInfo,
         now_ms: u64,
     ) -> Self {
         let half_life_ms = spec.policy.half_life.map(|h| h.as_millis());
         let active = spec.variants.len();
-        let mut retired: Vec<&String> = counters
+        let retired_ids: std::collections::BTreeSet<&String> = counters
             .keys()
+            .chain(retired.keys())
             .filter(|v| spec.variant_index(v).is_none())
             .collect();
-        retired.sort();
         let variant_ids: Vec<String> = spec
             .variants
             .iter()
             .map(|v| v.id.as_str().to_owned())
-            .chain(retired.into_iter().cloned())
+            .chain(retired_ids.into_iter().cloned())
             .collect();
         let counters: Vec<ArmCounters> = variant_ids
             .iter()
@@ -88,8 +92,12 @@ impl Snapshot {
             .zip(&counters)
             .enumerate()
             .map(|(k, (e, c))| {
-                // Retired arms (k ≥ active) are reported with the experiment prior.
-                let prior = spec.arm_prior(k);
+                // A retired arm (k ≥ active) keeps the prior it was counted under.
+                let prior = if k < active {
+                    spec.arm_prior(k)
+                } else {
+                    retired.get(&variant_ids[k]).copied().unwrap_or(spec.prior)
+                };
                 let posterior =
                     Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
                 ArmView {
@@ -212,6 +220,11 @@ fn params_of(spec: &Experiment) -> Params {
 pub struct LiveExperiment {
     pub spec: Experiment,
     pub epoch: Epoch,
+    /// The prior each variant retired in this epoch was counted under, by variant id.
+    pub retired: BTreeMap<String, Prior>,
+    /// Whether the epoch's spec record (`epoch_spec`) still has to be written: a load whose
+    /// write failed leaves it to the history task to retry.
+    pub(crate) spec_unrecorded: AtomicBool,
     /// Each variant's payload as JSON text, by variant index: encoded once per reload instead
     /// of once per assign call.
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
@@ -222,7 +235,7 @@ pub struct LiveExperiment {
 }
 
 impl LiveExperiment {
-    pub fn new(spec: Experiment, snapshot: Snapshot) -> Self {
+    pub fn new(spec: Experiment, retired: BTreeMap<String, Prior>, snapshot: Snapshot) -> Self {
         let epoch = epoch_of(&spec);
         let payloads = spec
             .variants
@@ -240,6 +253,8 @@ impl LiveExperiment {
         Self {
             spec,
             epoch,
+            retired,
+            spec_unrecorded: AtomicBool::new(false),
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),

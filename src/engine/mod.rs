@@ -3,6 +3,7 @@
 
 mod assign;
 pub mod clock;
+mod epoch_spec;
 mod error;
 mod events;
 pub mod export;
@@ -26,7 +27,10 @@ pub use events::{
     EVENT_OUTCOMES, EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp,
     parse_timestamp,
 };
-pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
+pub use history::{
+    DEFAULT_HISTORY_INTERVAL_MS, HistoryEntry, HistoryPoint, HistoryQuery as HistoryRequest,
+    MAX_HISTORY_POINTS, MAX_HISTORY_REVISIONS,
+};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
 pub use reload::{
     ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,

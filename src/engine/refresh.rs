@@ -20,7 +20,7 @@ impl Engine {
     ) -> Result<Arc<Snapshot>, EngineError> {
         let counters = self.store.counters(&live.epoch).await?;
         let info = self.store.epoch_info(&live.epoch).await?;
-        let mut snapshot = Snapshot::build(&live.spec, &counters, info, now_ms);
+        let mut snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
         if let Some((arm, prob_best, expected_loss)) = snapshot.new_winner(&live.spec) {
             let decision =
                 self.decision_record(live, &snapshot, arm, prob_best, expected_loss, now_ms);
@@ -34,7 +34,7 @@ impl Engine {
             );
             let mut info = snapshot.info.clone();
             info.decision = Some(held);
-            snapshot = Snapshot::build(&live.spec, &counters, info, now_ms);
+            snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
         }
         let snapshot = Arc::new(snapshot);
         live.install(snapshot.clone());

@@ -168,7 +168,7 @@ impl Engine {
     #[tracing::instrument(level = "debug", name = "engine.reload", skip(self))]
     pub async fn reload(&self, trigger: &str) -> Result<ReloadOutcome, ReloadError> {
         let _serial = self.reload_lock.lock().await;
-        let result = self.try_reload().await;
+        let result = self.try_reload(trigger).await;
         if let Some(metrics) = crate::metrics::get() {
             metrics.reloaded(result.as_ref().map_or("refused", |outcome| outcome.result));
         }
@@ -195,13 +195,21 @@ impl Engine {
         result
     }
 
-    async fn try_reload(&self) -> Result<ReloadOutcome, ReloadError> {
+    async fn try_reload(&self, trigger: &str) -> Result<ReloadOutcome, ReloadError> {
         let source = self.source.clone().ok_or(ReloadError::NoSource)?;
         let folder = self.read_folder(source.clone()).await?;
         let (version, proposed, elsewhere) = (folder.version, folder.experiments, folder.elsewhere);
         let current = self.config.load_full();
         if version == current.version {
-            if current.last_error.is_some() {
+            // The folder is back to what is served (a broken file restored): the refusal no
+            // longer describes it, so it is cleared, whoever asked, and the log says so.
+            if let Some(previous) = &current.last_error {
+                tracing::info!(
+                    trigger,
+                    version = %version,
+                    error_at_ms = previous.at_ms,
+                    "reload error cleared: the folder is back to the version being served"
+                );
                 let mut status = (*current).clone();
                 status.last_error = None;
                 self.config.store(Arc::new(status));
@@ -363,8 +371,11 @@ pub(crate) async fn build_set(
         let epoch = epoch_of(&spec);
         let counters = engine.store.counters(&epoch).await?;
         let info = engine.store.epoch_info(&epoch).await?;
-        let snapshot = Snapshot::build(&spec, &counters, info, now_ms);
-        let live = Arc::new(LiveExperiment::new(spec, snapshot));
+        let (retired, unrecorded) = engine.load_epoch_spec(&spec, &epoch).await?;
+        let snapshot = Snapshot::build(&spec, &retired, &counters, info, now_ms);
+        let live = Arc::new(LiveExperiment::new(spec, retired, snapshot));
+        live.spec_unrecorded
+            .store(unrecorded, std::sync::atomic::Ordering::Release);
         set.by_id
             .insert(live.epoch.experiment.clone(), live.clone());
         set.order.push(live);

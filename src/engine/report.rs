@@ -36,6 +36,9 @@ pub enum DecisionStatus {
     NoRule,
     Collecting,
     Winner,
+    /// An earlier revision whose spec the store did not keep (served by a build from before
+    /// specs were kept): whether it had a rule is not known.
+    Unknown,
 }
 
 /// Per-arm statistics.
@@ -51,25 +54,35 @@ pub struct ArmReport {
     /// R / N; `null` before the first exposure.
     pub rate: Option<f64>,
     /// The counts the posterior uses: exponentially decayed with `policy.half_life`, else
-    /// equal to the raw ones.
+    /// equal to the raw ones (`null` where the revision's spec is unknown).
+    #[schema(value_type = Option<f64>)]
     pub effective_exposures: f64,
+    #[schema(value_type = Option<f64>)]
     pub effective_rewards: f64,
     pub posterior: PosteriorReport,
-    /// P(this arm has the highest rate), exact to 1e-6.
-    pub prob_best: f64,
-    /// E[max rate − this arm's rate]: what choosing this arm gives up, in expectation.
-    pub expected_loss: f64,
-    /// Share of new traffic the policy currently sends to this arm.
+    /// P(this arm has the highest rate), exact to 1e-6; `null` for a retired arm (it does not
+    /// compete, so none is computed) and where the revision's spec is unknown.
+    pub prob_best: Option<f64>,
+    /// E[max rate − this arm's rate]: what choosing this arm gives up, in expectation; `null`
+    /// where no P(best) is computed.
+    pub expected_loss: Option<f64>,
+    /// Share of new traffic the policy currently sends to this arm (for an earlier revision:
+    /// sent when it ended; `null` where its spec is unknown).
+    #[schema(value_type = Option<f64>)]
     pub traffic_share: f64,
     /// Exposures the policy's own allocation probabilities predict (sample-ratio check).
     pub expected_exposures: f64,
 }
 
-/// Beta posterior of one arm.
+/// Beta posterior of one arm: prior plus counts. Every number is `null` for an earlier
+/// revision whose spec (so whose priors) the store did not keep.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PosteriorReport {
+    #[schema(value_type = Option<f64>)]
     pub alpha: f64,
+    #[schema(value_type = Option<f64>)]
     pub beta: f64,
+    #[schema(value_type = Option<f64>)]
     pub mean: f64,
     pub credible_interval: CredibleInterval,
 }
@@ -78,14 +91,16 @@ pub struct PosteriorReport {
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CredibleInterval {
     pub level: f64,
+    #[schema(value_type = Option<f64>)]
     pub lower: f64,
+    #[schema(value_type = Option<f64>)]
     pub upper: f64,
 }
 
 /// The stopping rule's state.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DecisionReport {
-    /// `no_rule`, `collecting` or `winner`.
+    /// `no_rule`, `collecting`, `winner`, or `unknown` (see [`DecisionStatus`]).
     #[schema(value_type = DecisionStatus)]
     pub status: &'static str,
     /// The recorded decision (winner, time, the numbers that justified it, the rule).
@@ -120,6 +135,13 @@ pub struct ExperimentReport {
     pub half_life: Option<String>,
     pub reward_window: String,
     pub started_ms: Option<u64>,
+    /// The revision the server serves now; `revision` is lower for an earlier revision's
+    /// report (`?revision=N`), which shows that revision as it was served: its own variants,
+    /// priors and stopping rule.
+    pub current_revision: u32,
+    /// When the numbers hold: now for the loaded revision; for an earlier one, its last
+    /// recorded data (its start, or now, if it has none).
+    pub as_of_ms: u64,
     pub stopping: DecisionReport,
     pub srm: SrmReport,
     pub arms: Vec<ArmReport>,
@@ -162,91 +184,163 @@ impl Engine {
             return Err(EngineError::BadLevel(level));
         }
         let now_ms = self.clock.now_ms();
-        let (snapshot, archived_spec) = match revision {
-            Some(revision) if revision != live.epoch.revision => {
-                (self.archived_snapshot(live, revision, now_ms).await?, true)
+        let current = live.epoch.revision;
+        let revision = revision.unwrap_or(current);
+        if revision == current {
+            let snapshot = self.rebuild(live, now_ms).await?;
+            return Ok(report(&live.spec, &snapshot, level, current));
+        }
+        let epoch = self.epoch_of(live, revision)?;
+        let counters = self.store.counters(&epoch).await?;
+        let info = self.store.epoch_info(&epoch).await?;
+        // An earlier revision's numbers as they stood at its last data: decay, durations and
+        // the rule are evaluated then, not now.
+        let as_of_ms = counters
+            .values()
+            .map(|c| c.decayed_at_ms)
+            .max()
+            .or(info.started_ms)
+            .unwrap_or(now_ms);
+        Ok(match self.archived_spec(live, revision).await? {
+            Some(archived) => {
+                let snapshot =
+                    Snapshot::build(&archived.spec, &archived.retired, &counters, info, as_of_ms);
+                report(&archived.spec, &snapshot, level, current)
             }
-            _ => (self.rebuild(live, now_ms).await?, false),
-        };
-        let archive;
-        let spec = if archived_spec {
-            archive = archived(&live.spec, revision.unwrap_or(live.epoch.revision));
-            &archive
-        } else {
-            &live.spec
-        };
-        let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
-            .map(|k| arm_report(k, &snapshot, level, snapshot.is_retired(spec, k)))
-            .collect();
-        let p_value = snapshot.srm_p_value();
-        let stopping = decision_report(spec, &snapshot);
-        Ok(ExperimentReport {
-            summary: ExperimentSummary {
-                id: spec.id.as_str().to_owned(),
-                description: spec.description.clone(),
-                owner: spec.owner.clone(),
-                status: spec.status,
-                assignment: spec.assignment,
-                revision: spec.revision,
-                variants: spec.variants.len(),
-                exposures: arms.iter().map(|a| a.exposures).sum(),
-                rewards: arms.iter().map(|a| a.rewards).sum(),
-                decision: stopping.status,
-            },
-            default_variant: spec.default_variant.as_str().to_owned(),
-            winner: spec.winner.as_ref().map(|w| w.as_str().to_owned()),
-            burn_in: spec.policy.burn_in,
-            min_share: spec.policy.min_share,
-            half_life: spec.policy.half_life.map(|h| h.to_string()),
-            reward_window: spec.reward.window.to_string(),
-            started_ms: snapshot.info.started_ms,
-            stopping,
-            srm: SrmReport {
-                p_value,
-                alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
-            },
-            arms,
+            None => unknown_spec_report(&live.spec, revision, &counters, info, level, current),
         })
     }
 }
 
-impl Engine {
-    /// A snapshot of an earlier revision of `live`: its stored arms, all retired (they get no
-    /// traffic), with the current priors. Later revisions do not exist yet.
-    async fn archived_snapshot(
-        &self,
-        live: &LiveExperiment,
-        revision: u32,
-        now_ms: u64,
-    ) -> Result<std::sync::Arc<Snapshot>, EngineError> {
-        if revision > live.epoch.revision || revision == 0 {
-            return Err(EngineError::UnknownRevision {
-                experiment: live.epoch.experiment.clone(),
-                revision,
-                current: live.epoch.revision,
-            });
-        }
-        let epoch = crate::store::Epoch {
-            experiment: live.epoch.experiment.clone(),
-            revision,
-        };
-        let counters = self.store.counters(&epoch).await?;
-        let info = self.store.epoch_info(&epoch).await?;
-        let spec = archived(&live.spec, revision);
-        Ok(std::sync::Arc::new(Snapshot::build(
-            &spec, &counters, info, now_ms,
-        )))
+/// The report of `spec`'s epoch from `snapshot`.
+fn report(spec: &Experiment, snapshot: &Snapshot, level: f64, current: u32) -> ExperimentReport {
+    let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
+        .map(|k| arm_report(k, snapshot, level, snapshot.is_retired(spec, k)))
+        .collect();
+    let p_value = snapshot.srm_p_value();
+    let stopping = decision_report(spec, snapshot);
+    ExperimentReport {
+        summary: summary(spec, spec.revision, &arms, stopping.status),
+        default_variant: spec.default_variant.as_str().to_owned(),
+        winner: spec.winner.as_ref().map(|w| w.as_str().to_owned()),
+        burn_in: spec.policy.burn_in,
+        min_share: spec.policy.min_share,
+        half_life: spec.policy.half_life.map(|h| h.to_string()),
+        reward_window: spec.reward.window.to_string(),
+        started_ms: snapshot.info.started_ms,
+        current_revision: current,
+        as_of_ms: snapshot.taken_ms,
+        stopping,
+        srm: SrmReport {
+            p_value,
+            alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
+        },
+        arms,
     }
 }
 
-/// The view of `spec` for a past revision: no variant is live, every arm with data is shown
-/// as retired, and no stopping rule runs.
-fn archived(spec: &Experiment, revision: u32) -> Experiment {
-    let mut archived = spec.clone();
-    archived.revision = revision;
-    archived.variants.clear();
-    archived.stopping = None;
-    archived
+fn summary(
+    spec: &Experiment,
+    revision: u32,
+    arms: &[ArmReport],
+    decision: &'static str,
+) -> ExperimentSummary {
+    ExperimentSummary {
+        id: spec.id.as_str().to_owned(),
+        description: spec.description.clone(),
+        owner: spec.owner.clone(),
+        status: spec.status,
+        assignment: spec.assignment,
+        revision,
+        variants: arms.iter().filter(|a| !a.retired).count(),
+        exposures: arms.iter().map(|a| a.exposures).sum(),
+        rewards: arms.iter().map(|a| a.rewards).sum(),
+        decision,
+    }
+}
+
+/// An earlier revision whose spec the store did not keep (it was served by a build from
+/// before specs were kept): its counts are known, its priors, rule and settings are not, so
+/// every number that depends on them is `null` rather than recomputed under today's spec.
+fn unknown_spec_report(
+    live_spec: &Experiment,
+    revision: u32,
+    counters: &std::collections::HashMap<String, crate::store::ArmCounters>,
+    info: crate::store::EpochInfo,
+    level: f64,
+    current: u32,
+) -> ExperimentReport {
+    let mut variants: Vec<_> = counters.iter().collect();
+    variants.sort_by(|a, b| a.0.cmp(b.0));
+    let unknown = f64::NAN;
+    let arms: Vec<ArmReport> = variants
+        .into_iter()
+        .map(|(variant, c)| ArmReport {
+            variant: variant.clone(),
+            retired: false,
+            exposures: c.exposures,
+            rewards: c.reward_sum,
+            rate: (c.exposures > 0).then(|| c.reward_sum / c.exposures as f64),
+            effective_exposures: unknown,
+            effective_rewards: unknown,
+            posterior: PosteriorReport {
+                alpha: unknown,
+                beta: unknown,
+                mean: unknown,
+                credible_interval: CredibleInterval {
+                    level,
+                    lower: unknown,
+                    upper: unknown,
+                },
+            },
+            prob_best: None,
+            expected_loss: None,
+            traffic_share: unknown,
+            expected_exposures: c.expected_exposures,
+        })
+        .collect();
+    let observed: Vec<f64> = arms.iter().map(|a| a.exposures as f64).collect();
+    let expected: Vec<f64> = arms.iter().map(|a| a.expected_exposures).collect();
+    let p_value = stats::srm_p_value(&observed, &expected);
+    let status = if info.decision.is_some() {
+        "winner"
+    } else {
+        "unknown"
+    };
+    let stopping = DecisionReport {
+        status,
+        decided: info.decision.clone(),
+        still_holds: None,
+        detail: format!(
+            "revision {revision} was served before banditd kept each revision's spec: its \
+             priors and stopping rule are unknown, so only its counts are reported"
+        ),
+    };
+    let mut summary = summary(live_spec, revision, &arms, status);
+    summary.variants = arms.len();
+    ExperimentReport {
+        summary,
+        default_variant: live_spec.default_variant.as_str().to_owned(),
+        winner: None,
+        burn_in: live_spec.policy.burn_in,
+        min_share: live_spec.policy.min_share,
+        half_life: None,
+        reward_window: live_spec.reward.window.to_string(),
+        started_ms: info.started_ms,
+        current_revision: current,
+        as_of_ms: counters
+            .values()
+            .map(|c| c.decayed_at_ms)
+            .max()
+            .or(info.started_ms)
+            .unwrap_or_default(),
+        stopping,
+        srm: SrmReport {
+            p_value,
+            alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
+        },
+        arms,
+    }
 }
 
 fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmReport {
@@ -279,8 +373,8 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
                 upper,
             },
         },
-        prob_best: snapshot.shares[k],
-        expected_loss: snapshot.expected_loss[k],
+        prob_best: (!retired).then(|| snapshot.shares[k]),
+        expected_loss: Some(snapshot.expected_loss[k]).filter(|loss| loss.is_finite()),
         traffic_share: snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
         expected_exposures: c.expected_exposures,
     }
@@ -423,6 +517,7 @@ mod tests {
                 assigned_ms: 1_000,
                 propensity: 0.5,
                 reward: None,
+                rewarded_ms: None,
             };
             let tally = Tally {
                 now_ms: 1_000,

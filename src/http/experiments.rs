@@ -9,7 +9,7 @@ use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::{
-    DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary, HistoryPoint, Timestamp,
+    DEFAULT_CREDIBLE_LEVEL, ExperimentReport, ExperimentSummary, HistoryEntry, HistoryRequest,
 };
 
 /// History points returned when the request does not say.
@@ -93,24 +93,126 @@ async fn show(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct HistoryQuery {
-    /// Unix milliseconds or RFC 3339; default: the beginning.
+    /// Points at or after this time: Unix milliseconds, RFC 3339, or a plain date
+    /// (`2026-11-01`, meaning 00:00 UTC); default: the beginning.
     #[serde(default)]
-    #[param(value_type = Option<Timestamp>, inline, example = "2026-01-01T00:00:00Z")]
+    #[param(value_type = Option<Since>, inline, example = "2026-11-01")]
     since: Option<String>,
     /// Most points returned; default 1,440. Any `int64` from 0: the server returns at most
     /// 10,000 whatever is asked. Text, so that a bad value gets an error naming it.
     #[serde(default)]
     #[param(value_type = Option<u64>)]
     limit: Option<String>,
+    /// `asc` (default): the oldest points first; `desc`: the newest first, so `limit` keeps
+    /// the newest.
+    #[serde(default)]
+    #[param(value_type = Option<String>, pattern = "^(asc|desc)$")]
+    order: Option<String>,
+    /// The newest N points (for plotting the recent past), listed oldest first unless
+    /// `order=desc`; `limit`, if also given, caps them.
+    #[serde(default)]
+    #[param(value_type = Option<u64>)]
+    latest: Option<String>,
+    /// One revision's points; default: the loaded revision and the earlier ones (up to 50
+    /// revisions back), each point naming its revision.
+    #[serde(default)]
+    #[param(value_type = Option<u32>)]
+    revision: Option<String>,
+}
+
+/// What `since` accepts, for the OpenAPI document: Unix milliseconds, an RFC 3339
+/// `date-time`, or a `date`.
+struct Since;
+
+impl utoipa::PartialSchema for Since {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type,
+        };
+        let string = |format, description| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(format)))
+                .description(Some(description))
+        };
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("Unix milliseconds")),
+            )
+            .item(string(
+                KnownFormat::DateTime,
+                "RFC 3339, e.g. 2026-11-26T10:00:00Z",
+            ))
+            .item(string(
+                KnownFormat::Date,
+                "a date, meaning 00:00 UTC, e.g. 2026-11-01",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Since {}
+
+impl HistoryQuery {
+    /// The engine's request, and whether its answer is to be reversed (`latest`).
+    fn check(&self) -> ApiResult<(HistoryRequest, bool)> {
+        let since_ms = match &self.since {
+            None => 0,
+            Some(text) => parse_since(text)?,
+        };
+        let revision = query_param("revision", self.revision.as_deref(), REVISION_HINT)?;
+        let newest_first = match self.order.as_deref() {
+            None | Some("asc") => false,
+            Some("desc") => true,
+            Some(other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "query parameter `order` is {other:?}; use `asc` (oldest first) or `desc` \
+                     (newest first)"
+                )));
+            }
+        };
+        // `latest` picks the newest N points; `order` then only says how they are listed
+        // (oldest first by default), and `limit`, if also given, caps them.
+        if let Some(text) = &self.latest {
+            let latest = parse_count("latest", text)?;
+            let cap = match &self.limit {
+                None => latest,
+                Some(text) => parse_count("limit", text)?.min(latest),
+            };
+            let request = HistoryRequest {
+                revision,
+                since_ms,
+                limit: cap,
+                newest_first: true,
+            };
+            return Ok((request, !newest_first));
+        }
+        let limit = match &self.limit {
+            None => DEFAULT_HISTORY_LIMIT,
+            Some(text) => parse_count("limit", text)?,
+        };
+        let request = HistoryRequest {
+            revision,
+            since_ms,
+            limit,
+            newest_first,
+        };
+        Ok((request, false))
+    }
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 struct HistoryResponse {
     experiment: String,
-    points: Vec<HistoryPoint>,
+    points: Vec<HistoryEntry>,
 }
 
-/// Snapshots of the current revision, one per history interval, oldest first.
+/// Snapshots of the experiment, one per history interval: of every revision (each point names
+/// its own), oldest first, unless the query says otherwise.
 #[utoipa::path(
     get,
     path = "/v1/experiments/{id}/history",
@@ -121,7 +223,7 @@ struct HistoryResponse {
         (status = 200, description = "The history points", body = HistoryResponse),
         (status = 400, description = "A malformed query parameter", body = Problem,
          content_type = "application/problem+json"),
-        (status = 404, description = "Unknown experiment", body = Problem,
+        (status = 404, description = "Unknown experiment or revision", body = Problem,
          content_type = "application/problem+json"),
         (status = 503, description = "The store cannot be read", body = Problem,
          content_type = "application/problem+json",
@@ -133,25 +235,25 @@ async fn history(
     id: web::Path<String>,
     query: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    let since_ms = match &query.since {
-        None => 0,
-        Some(text) => parse_since(text)?,
-    };
-    let limit = match &query.limit {
-        None => DEFAULT_HISTORY_LIMIT,
-        Some(text) => parse_limit(text)?,
-    };
-    let points = state.engine.history(&id, since_ms, limit).await?;
+    let (request, reverse) = query.check()?;
+    let mut points = state.engine.history(&id, request).await?;
+    if reverse {
+        points.reverse();
+    }
     Ok(HttpResponse::Ok().json(HistoryResponse {
         experiment: id.into_inner(),
         points,
     }))
 }
 
-/// `since` as Unix milliseconds: a number up to `i64::MAX` (the document's `int64`), or an
-/// RFC 3339 `date-time`. It is a lower bound, so a time before 1970 means the beginning
-/// (found by schemathesis: `0022-06-13T08:36:56Z` is a valid `date-time` and was a 400).
+/// `since` as Unix milliseconds: a number up to `i64::MAX` (the document's `int64`), an
+/// RFC 3339 `date-time`, or a plain `date` (00:00 UTC that day). It is a lower bound, so a
+/// time before 1970 means the beginning (found by schemathesis: `0022-06-13T08:36:56Z` is a
+/// valid `date-time` and was a 400).
 fn parse_since(text: &str) -> ApiResult<u64> {
+    let millis = |at: time::OffsetDateTime| {
+        u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+    };
     match text.parse::<u64>() {
         Ok(ms) if i64::try_from(ms).is_err() => Err(ApiError::BadRequest(format!(
             "`since` is {ms}; Unix milliseconds go up to {}",
@@ -159,30 +261,52 @@ fn parse_since(text: &str) -> ApiResult<u64> {
         ))),
         Ok(ms) => Ok(ms),
         Err(_) => {
-            let at =
-                time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-                    .map_err(|e| {
+            let rfc3339 = &time::format_description::well_known::Rfc3339;
+            if let Ok(at) = time::OffsetDateTime::parse(text, rfc3339) {
+                return Ok(millis(at));
+            }
+            plain_date(text)
+                .map(|day| millis(day.midnight().assume_utc()))
+                .ok_or_else(|| {
                     ApiError::BadRequest(format!(
-                        "`since` is {text:?}: neither Unix milliseconds nor RFC 3339 (e.g. \
-                         2026-11-26T10:00:00Z): {e}"
+                        "`since` is {text:?}: neither Unix milliseconds, an RFC 3339 time \
+                         (e.g. 2026-11-26T10:00:00Z) nor a date (e.g. 2026-11-01, meaning \
+                         00:00 UTC)"
                     ))
-                })?;
-            Ok(u64::try_from(at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0))
+                })
         }
     }
 }
 
-/// `limit` as a count: 0 to `i64::MAX`, the document's `int64` (the engine caps it). Found by
-/// schemathesis: the document said so while the query decoder took any `usize` (2^63 was a
-/// 200) and refused larger numbers without naming the parameter.
-fn parse_limit(text: &str) -> ApiResult<usize> {
+/// A calendar date written `YYYY-MM-DD` (RFC 3339's `full-date`), if `text` is one.
+fn plain_date(text: &str) -> Option<time::Date> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 10 || bytes[4] != b'-' || bytes[7] != b'-' {
+        return None;
+    }
+    let number = |range: std::ops::Range<usize>| -> Option<u16> {
+        let part = text.get(range)?;
+        part.bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| part.parse().ok())
+            .flatten()
+    };
+    let month = time::Month::try_from(u8::try_from(number(5..7)?).ok()?).ok()?;
+    let day = u8::try_from(number(8..10)?).ok()?;
+    time::Date::from_calendar_date(i32::from(number(0..4)?), month, day).ok()
+}
+
+/// `limit` or `latest` as a count: 0 to `i64::MAX`, the document's `int64` (the engine caps
+/// it). Found by schemathesis: the document said so while the query decoder took any `usize`
+/// (2^63 was a 200) and refused larger numbers without naming the parameter.
+fn parse_count(name: &str, text: &str) -> ApiResult<usize> {
     text.parse::<i64>()
         .ok()
         .and_then(|limit| usize::try_from(limit).ok())
         .filter(|_| text.bytes().all(|b| b.is_ascii_digit()))
         .ok_or_else(|| {
             ApiError::BadRequest(format!(
-                "query parameter `limit` is {text:?}; use an integer from 0 to {}, e.g. 100",
+                "query parameter `{name}` is {text:?}; use an integer from 0 to {}, e.g. 100",
                 i64::MAX
             ))
         })
@@ -212,11 +336,20 @@ mod tests {
     }
 
     #[test]
+    fn since_takes_a_plain_date_as_midnight_utc() {
+        assert_eq!(parse_since("2026-11-01").unwrap(), 1_793_491_200_000);
+        assert_eq!(parse_since("1970-01-01").unwrap(), 0);
+        for bad in ["2026-13-01", "2026-11-31", "2026-1-1", "26-11-01"] {
+            assert!(detail(parse_since(bad)).contains("`since`"), "{bad}");
+        }
+    }
+
+    #[test]
     fn limit_is_an_int64_count_and_nothing_else() {
-        assert_eq!(parse_limit("0").unwrap(), 0);
-        assert_eq!(parse_limit("1440").unwrap(), 1440);
+        assert_eq!(parse_count("limit", "0").unwrap(), 0);
+        assert_eq!(parse_count("limit", "1440").unwrap(), 1440);
         assert_eq!(
-            parse_limit("9223372036854775807").unwrap(),
+            parse_count("limit", "9223372036854775807").unwrap(),
             i64::MAX as usize
         );
         for bad in [
@@ -228,7 +361,7 @@ mod tests {
             "9223372036854775808",
             "1507016669118609227776",
         ] {
-            match parse_limit(bad) {
+            match parse_count("limit", bad) {
                 Err(ApiError::BadRequest(detail)) => assert!(detail.contains("`limit`")),
                 other => panic!("{bad:?}: {other:?}"),
             }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use super::audit_report::AuditReport;
 use super::error::StoreFuture;
 use super::health::StoreHealth;
-use super::records::{Decision, HistoryPoint};
+use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::sticky_cache::StickyCacheStats;
 use super::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
@@ -83,6 +83,24 @@ pub trait Store: Send + Sync + 'static {
     /// every returned point is durable.
     fn history(&self, epoch: &Epoch, since_ms: u64, limit: usize)
     -> StoreFuture<Vec<HistoryPoint>>;
+
+    /// Up to `limit` history points at or after `since_ms`, newest first: the latest points
+    /// of a long history without reading all of it. Resolves only once every returned point is
+    /// durable.
+    fn history_newest_first(
+        &self,
+        epoch: &Epoch,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<Vec<HistoryPoint>>;
+
+    /// Stores the spec the epoch is served under (see [`EpochSpec`]), replacing the one stored
+    /// before. Resolves once durable.
+    fn record_epoch_spec(&self, epoch: &Epoch, spec: EpochSpec) -> StoreFuture<()>;
+
+    /// The spec last stored for the epoch; `None` for an epoch never served by a build that
+    /// stores them. Resolves only once the returned record is durable.
+    fn epoch_spec(&self, epoch: &Epoch) -> StoreFuture<Option<EpochSpec>>;
 
     /// Up to `limit` sticky assignments of the epoch whose unit sorts after `after_unit` (byte
     /// order of the UTF-8 unit; `None`: from the first), in that order: one page of an export.

@@ -141,6 +141,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 };
             if let Some(mut record) = record {
                 record.reward = Some(op.reward);
+                record.rewarded_ms = Some(op.now_ms);
                 // Rewritten with this commit's sequence number: `sticky()` must not show the
                 // reward before it is durable either.
                 txn.put(key, codec::encode_sticky(&record, txn.seq()));
@@ -168,6 +169,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 reward: op.reward,
                 issued_ms: *issued_ms,
                 propensity: *propensity,
+                credited_ms: Some(op.now_ms),
                 variant: variant.clone(),
             };
             txn.index_expiry(&mark_key, expiry_ms);
@@ -217,6 +219,12 @@ pub fn record_decision(txn: &mut Txn<'_>, epoch: &Epoch, decision: Decision) -> 
 }
 
 /// Stores one history point (compact JSON), replacing a point at the same time.
+/// Stores the spec the epoch is served under, replacing the earlier one.
+pub fn record_epoch_spec(txn: &mut Txn<'_>, epoch: &Epoch, spec_json: &[u8]) {
+    let value = codec::encode_epoch_spec(spec_json, txn.seq());
+    txn.put(keys::epoch_spec_key(epoch), value);
+}
+
 pub fn append_history(txn: &mut Txn<'_>, epoch: &Epoch, at_ms: u64, point_json: &[u8]) {
     let value = codec::encode_history(point_json, txn.seq());
     txn.put(keys::history_key(epoch, at_ms), value);

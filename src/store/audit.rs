@@ -29,8 +29,8 @@ use super::codec;
 use super::error::StoreError;
 use super::expiry_index;
 use super::keys::{
-    self, KIND_ARM, KIND_EPOCH, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
-    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
+    self, KIND_ARM, KIND_EPOCH, KIND_EPOCH_SPEC, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED,
+    KIND_HISTORY, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
 };
 use super::types::{ArmCounters, Epoch};
 
@@ -118,6 +118,11 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         keys::parse_epoch_key(&key)?;
         codec::decode_epoch_info(&value)?;
         report.epoch_records += 1;
+    }
+    for item in db.scan_prefix([KIND_EPOCH_SPEC]) {
+        let (key, value) = item.map_err(io)?;
+        keys::parse_epoch_key(&key)?;
+        codec::decode_epoch_spec(&value)?;
     }
     for item in db.scan_prefix([KIND_HISTORY]) {
         let (key, value) = item.map_err(io)?;

@@ -66,6 +66,12 @@ pub enum Command {
         point_json: Vec<u8>,
         reply: Reply<()>,
     },
+    RecordEpochSpec {
+        epoch: Epoch,
+        /// Compact JSON, encoded by the caller's thread rather than the writer's.
+        spec_json: Vec<u8>,
+        reply: Reply<()>,
+    },
     ApplyRewards {
         ops: Vec<RewardOp>,
         reply: Reply<Vec<RewardOutcome>>,
@@ -115,6 +121,7 @@ pub fn refuse(command: Command, error: &StoreError) {
         Command::WakeForExposures => {}
         Command::RecordDecision { reply, .. } => drop(reply.send(Err(error))),
         Command::AppendHistory { reply, .. } => drop(reply.send(Err(error))),
+        Command::RecordEpochSpec { reply, .. } => drop(reply.send(Err(error))),
         Command::ApplyRewards { reply, .. } => drop(reply.send(Err(error))),
         Command::Expire { reply, .. } => drop(reply.send(Err(error))),
         Command::Audit { reply } => reply.send(Err(error)),

@@ -99,6 +99,7 @@ fn store_records(db: &sled::Db, ids: usize) -> Vec<Vec<u8>> {
             reward,
             issued_ms: 0,
             propensity: 0.5,
+            credited_ms: None,
             variant: "bold".to_owned(),
         };
         db.insert(key.clone(), codec::encode_token_mark(&mark))

@@ -23,6 +23,8 @@ pub const KIND_FOLDED: u8 = 0x03;
 pub const KIND_EPOCH: u8 = 0x04;
 /// `(epoch, variant)` → exposures and rewards that re-assignments moved off the arm.
 pub const KIND_MOVED_AWAY: u8 = 0x05;
+/// `(epoch, "")` → the spec the epoch is served under (`records::EpochSpec`).
+pub const KIND_EPOCH_SPEC: u8 = 0x06;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline.
@@ -42,7 +44,13 @@ pub const META_SEQ: &[u8] = b"\x00seq";
 pub const META_FORMAT: &[u8] = b"\x00format";
 /// The layout version this build writes and reads. Bump it with any change to the key
 /// layout or a value encoding, so that a build never misreads another's data dir.
-pub const STORE_FORMAT: u64 = 1;
+/// Format 2 added, compatibly, the epoch spec records (`KIND_EPOCH_SPEC`) and the reward's
+/// arrival time in sticky records and token marks: a format-1 store reads as it is and is
+/// re-marked 2 when opened (see [`UPGRADABLE_FORMATS`]), while a format-1 build refuses the
+/// result at startup instead of failing at its first new record.
+pub const STORE_FORMAT: u64 = 2;
+/// Earlier formats whose data this build reads unchanged (a subset of its own).
+pub const UPGRADABLE_FORMATS: &[u64] = &[1];
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
 /// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
@@ -152,6 +160,11 @@ fn split_epoch_key(key: &[u8]) -> Result<(u8, Epoch, &[u8]), StoreError> {
 /// Key of the epoch's own record (start time, decision).
 pub fn epoch_info_key(epoch: &Epoch) -> Vec<u8> {
     epoch_key(KIND_EPOCH, epoch, "")
+}
+
+/// Key of the spec the epoch is served under.
+pub fn epoch_spec_key(epoch: &Epoch) -> Vec<u8> {
+    epoch_key(KIND_EPOCH_SPEC, epoch, "")
 }
 
 /// Key of the epoch's history point at `at_ms`. All of one epoch's points share the prefix

@@ -27,6 +27,18 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
     if found == Some(keys::STORE_FORMAT) {
         return Ok(());
     }
+    if let Some(older) = found.filter(|f| keys::UPGRADABLE_FORMATS.contains(f)) {
+        db.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT))
+            .map_err(io)?;
+        db.flush().map_err(io)?;
+        tracing::info!(
+            dir = %dir.display(),
+            from = older,
+            to = keys::STORE_FORMAT,
+            "store format upgraded in place (its records read unchanged)"
+        );
+        return Ok(());
+    }
     let written_by = match found {
         Some(format) => format!("a banditd whose store format is {format}"),
         None => "a banditd from before store formats were marked".to_owned(),
@@ -143,6 +155,29 @@ mod tests {
             "{message}"
         );
         assert_eq!(format_of(dir.path()), Some(STORE_FORMAT + 1));
+    }
+
+    #[test]
+    fn a_format_1_store_reads_unchanged_and_is_re_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS)))
+                .unwrap();
+        }
+        {
+            let db = raw_db(dir.path());
+            db.insert(META_FORMAT, codec::encode_u64(1).to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(
+            block_on(store.sticky(&epoch(), "u1")).unwrap(),
+            Some(record("bold", T0_MS))
+        );
+        drop(store);
+        assert_eq!(format_of(dir.path()), Some(STORE_FORMAT));
     }
 
     #[test]

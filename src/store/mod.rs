@@ -48,7 +48,7 @@ pub use self::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};
-pub use self::records::{Decision, DecisionRule, HistoryArm, HistoryPoint};
+pub use self::records::{ArmPrior, Decision, DecisionRule, EpochSpec, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
 pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
 pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};

@@ -54,12 +54,16 @@ pub struct HistoryPoint {
 /// One arm of a [`HistoryPoint`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryArm {
+    /// `null` where none was computed (a retired arm).
     #[serde(deserialize_with = "f64_or_nan")]
+    #[schema(value_type = Option<f64>)]
     pub expected_loss: f64,
     pub exposures: u64,
     #[serde(deserialize_with = "f64_or_nan")]
     pub posterior_mean: f64,
+    /// `null` where none was computed (a retired arm; points stored by earlier builds say 0).
     #[serde(deserialize_with = "f64_or_nan")]
+    #[schema(value_type = Option<f64>)]
     pub prob_best: f64,
     /// R: summed rewards.
     #[serde(deserialize_with = "f64_or_nan")]
@@ -67,6 +71,30 @@ pub struct HistoryArm {
     #[serde(deserialize_with = "f64_or_nan")]
     pub traffic_share: f64,
     pub variant: String,
+}
+
+/// The spec an epoch was served under, kept by the store so that the epoch's numbers can be
+/// recomputed as they were after the folder moved on: a revision bump leaves an earlier
+/// revision with its own variants, priors and stopping rule, and a retired arm keeps the prior
+/// it was counted under. Written by the engine at every load that changes it (last write wins:
+/// within an epoch only compatible edits happen, and they apply to the whole epoch's data).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochSpec {
+    /// The experiment document last served in the epoch, as `Experiment::to_document` writes
+    /// it (the engine reads it back with `spec::parse_experiment`: one reader, one set of
+    /// rules).
+    pub document: serde_json::Value,
+    /// The prior every variant served in the epoch was last counted under, by variant id:
+    /// its own, else the experiment's at that time. Variants the document no longer lists
+    /// (retired ones) keep theirs here.
+    pub priors: BTreeMap<String, ArmPrior>,
+}
+
+/// Beta prior parameters of one arm, as an [`EpochSpec`] keeps them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ArmPrior {
+    pub alpha: f64,
+    pub beta: f64,
 }
 
 /// What a backend stores of a [`HistoryPoint`]: the arms only, since the time is in the key.

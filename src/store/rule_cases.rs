@@ -66,6 +66,7 @@ fn assigned(reward: Option<f64>) -> Found {
         assigned_ms: T0_MS,
         propensity: 0.5,
         reward,
+        rewarded_ms: None,
     }))
 }
 

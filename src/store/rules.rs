@@ -79,6 +79,7 @@ pub fn reassign_sticky(
         return Reassignment::Keep(held);
     }
     record.reward = None;
+    record.rewarded_ms = None;
     Reassignment::Replace {
         record,
         old_variant: held.variant,

@@ -15,6 +15,7 @@ fn record(variant: &str, assigned_ms: u64, reward: Option<f64>) -> StickyRecord 
         assigned_ms,
         propensity: 0.5,
         reward,
+        rewarded_ms: None,
     }
 }
 

@@ -10,7 +10,7 @@
 use super::codec;
 use super::error::StoreError;
 use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK, io};
-use super::records::HistoryPoint;
+use super::records::{EpochSpec, HistoryPoint};
 use super::types::{Epoch, StickyRecord, TokenCredit};
 
 /// One page of sticky records and the newest commit sequence number among them.
@@ -86,6 +86,7 @@ pub fn token_mark_page(
                 retained_until_ms: mark.expiry_ms,
                 issued_ms: mark.issued_ms,
                 propensity: mark.propensity,
+                credited_ms: mark.credited_ms,
             })
         })
         .collect()
@@ -101,18 +102,24 @@ pub fn applied_seq(db: &sled::Db) -> Result<u64, StoreError> {
     }
 }
 
-/// Up to `limit` of the epoch's history points at or after `since_ms` as sled holds them now,
-/// and the newest commit among them.
+/// Up to `limit` of the epoch's history points at or after `since_ms` as sled holds them now
+/// (oldest first, or newest first), and the newest commit among them.
 pub fn history_page(
     db: &sled::Db,
     epoch: &Epoch,
     since_ms: u64,
     limit: usize,
+    newest_first: bool,
 ) -> Result<(Vec<HistoryPoint>, u64), StoreError> {
-    let range = keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX);
+    let range = db.range(keys::history_key(epoch, since_ms)..=keys::history_key(epoch, u64::MAX));
+    let items: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if newest_first {
+        Box::new(range.rev())
+    } else {
+        Box::new(range)
+    };
     let mut points = Vec::new();
     let mut newest_seq = 0;
-    for item in db.range(range).take(limit) {
+    for item in items.take(limit) {
         let (key, value) = item.map_err(io)?;
         let (_, at_ms) = keys::parse_history_key(&key)?;
         let (arms, seq) = codec::decode_history(&value)?;
@@ -120,4 +127,15 @@ pub fn history_page(
         points.push(HistoryPoint { at_ms, arms });
     }
     Ok((points, newest_seq))
+}
+
+/// The epoch's spec as sled holds it now, and the commit that wrote it (0 for none).
+pub fn epoch_spec(db: &sled::Db, epoch: &Epoch) -> Result<(Option<EpochSpec>, u64), StoreError> {
+    match db.get(keys::epoch_spec_key(epoch)).map_err(io)? {
+        Some(value) => {
+            let (spec, seq) = codec::decode_epoch_spec(&value)?;
+            Ok((Some(spec), seq))
+        }
+        None => Ok((None, 0)),
+    }
 }

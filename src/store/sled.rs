@@ -26,7 +26,7 @@ use super::health::HealthState;
 use super::health::StoreHealth;
 use super::keys::{self, KIND_STICKY, io};
 use super::load;
-use super::records::{Decision, HistoryPoint};
+use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::scan;
 use super::secret_file;
 use super::shared::{DurableMark, Shared};
@@ -423,8 +423,36 @@ impl Store for SledStore {
     ) -> StoreFuture<Vec<HistoryPoint>> {
         let epoch = epoch.clone();
         self.read_durable(move |shared| {
-            scan::history_page(&shared.sled()?.db, &epoch, since_ms, limit)
+            scan::history_page(&shared.sled()?.db, &epoch, since_ms, limit, false)
         })
+    }
+
+    fn history_newest_first(
+        &self,
+        epoch: &Epoch,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<Vec<HistoryPoint>> {
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| {
+            scan::history_page(&shared.sled()?.db, &epoch, since_ms, limit, true)
+        })
+    }
+
+    fn record_epoch_spec(&self, epoch: &Epoch, spec: EpochSpec) -> StoreFuture<()> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::RecordEpochSpec {
+            epoch: epoch.clone(),
+            spec_json: codec::json_bytes(&spec),
+            reply,
+        };
+        self.await_reply(command, answer)
+    }
+
+    /// A point read straight on sled, like `history()`.
+    fn epoch_spec(&self, epoch: &Epoch) -> StoreFuture<Option<EpochSpec>> {
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| scan::epoch_spec(&shared.sled()?.db, &epoch))
     }
 
     /// A range scan straight on sled; waits for the newest commit among the page's records.

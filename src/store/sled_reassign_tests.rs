@@ -279,6 +279,7 @@ fn a_reward_after_reassignment_credits_the_new_arm_once_within_the_new_window() 
         block_on(store.sticky(&epoch(), "u1")).unwrap(),
         Some(StickyRecord {
             reward: Some(0.5),
+            rewarded_ms: Some(at),
             ..record("new", moved_at)
         })
     );

@@ -136,6 +136,7 @@ fn scanned_records_carry_their_reward_and_propensity() {
     block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 0.25, T0_MS + 5)])).unwrap();
     let page = block_on(store.scan_sticky(&epoch(), None, 10)).unwrap();
     held.reward = Some(0.25);
+    held.rewarded_ms = Some(T0_MS + 5);
     assert_eq!(
         page,
         vec![
@@ -211,6 +212,7 @@ fn token_credits_page_by_assignment_id_with_variant_reward_and_retention() {
             retained_until_ms: T0_MS + 1 + 7 * DAY_MS + TOKEN_MARK_SLACK_MS,
             issued_ms: T0_MS + 1,
             propensity: 0.5,
+            credited_ms: Some(T0_MS + 10),
         }
     );
     assert!(

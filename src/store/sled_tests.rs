@@ -117,6 +117,7 @@ fn sticky_assignment_and_counters_survive_reopen() {
     let store = open(dir.path());
     let expected = StickyRecord {
         reward: Some(0.75),
+        rewarded_ms: Some(T0_MS + 1),
         ..kept
     };
     assert_eq!(

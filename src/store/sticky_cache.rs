@@ -125,6 +125,7 @@ struct Entry {
     assigned_ms: u64,
     propensity: f64,
     reward: Option<f64>,
+    rewarded_ms: Option<u64>,
     seq: u64,
     ring_position: usize,
     /// Set by a hit, cleared by the CLOCK hand passing by.
@@ -138,6 +139,7 @@ impl Entry {
             assigned_ms: self.assigned_ms,
             propensity: self.propensity,
             reward: self.reward,
+            rewarded_ms: self.rewarded_ms,
         }
     }
 }
@@ -423,6 +425,7 @@ impl Shard {
             entry.assigned_ms = stored.record.assigned_ms;
             entry.propensity = stored.record.propensity;
             entry.reward = stored.record.reward;
+            entry.rewarded_ms = stored.record.rewarded_ms;
             entry.seq = stored.seq;
         }
         true
@@ -458,6 +461,7 @@ impl Shard {
             assigned_ms: stored.record.assigned_ms,
             propensity: stored.record.propensity,
             reward: stored.record.reward,
+            rewarded_ms: stored.record.rewarded_ms,
             seq: stored.seq,
             ring_position,
             referenced: false,

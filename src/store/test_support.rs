@@ -61,6 +61,7 @@ pub fn record(variant: &str, assigned_ms: u64) -> StickyRecord {
         assigned_ms,
         propensity: 0.5,
         reward: None,
+        rewarded_ms: None,
     }
 }
 

@@ -24,6 +24,10 @@ pub struct StickyRecord {
     pub propensity: f64,
     /// The reward credited to this assignment, if any (at most one per assignment).
     pub reward: Option<f64>,
+    /// When that reward arrived, by the engine's clock (the time to convert is this minus
+    /// `assigned_ms`). `None` while unrewarded, and for rewards stored by builds that did not
+    /// keep it.
+    pub rewarded_ms: Option<u64>,
 }
 
 /// Exposure and reward totals of one arm in one epoch.
@@ -91,6 +95,9 @@ pub struct TokenCredit {
     pub issued_ms: u64,
     /// The policy's probability of `variant` when the token was issued.
     pub propensity: f64,
+    /// When the reward arrived, by the engine's clock; `None` for marks stored by builds that
+    /// did not keep it.
+    pub credited_ms: Option<u64>,
 }
 
 /// What a reward event points at.

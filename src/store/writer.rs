@@ -260,6 +260,14 @@ impl Writer {
                     apply::append_history(&mut txn, &epoch, at_ms, &point_json);
                     (true, Some(defer(reply, Ok(()))))
                 }
+                Command::RecordEpochSpec {
+                    epoch,
+                    spec_json,
+                    reply,
+                } => {
+                    apply::record_epoch_spec(&mut txn, &epoch, &spec_json);
+                    (true, Some(defer(reply, Ok(()))))
+                }
                 Command::ApplyRewards { ops, reply } => {
                     let result = apply::apply_rewards(&mut txn, &ops);
                     (result.is_ok(), Some(defer(reply, result)))

@@ -201,7 +201,16 @@ fn sticky_assignments_export_round_trips_in_csv_and_ndjson() {
     let records = parse_csv(&events.body);
     assert_eq!(
         records[0],
-        ["unit", "variant", "assigned_ms", "assigned_at", "reward"]
+        [
+            "unit",
+            "variant",
+            "assigned_ms",
+            "assigned_at",
+            "reward",
+            "rewarded_ms",
+            "rewarded_at",
+            "time_to_reward_ms"
+        ]
     );
     let credited: HashMap<String, (String, f64)> = records[1..]
         .iter()
@@ -254,6 +263,40 @@ fn the_stats_export_matches_the_experiment_report() {
     assert_eq!(csv.len(), arms.len() + 1);
     assert_eq!(csv[0][0], "variant");
     assert_eq!(csv[1][2], arms[0]["exposures"].to_string());
+}
+
+/// Unix milliseconds of an RFC 3339 time.
+fn millis(text: &str) -> u64 {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|e| panic!("{text}: {e}"));
+    (at.unix_timestamp_nanos() / 1_000_000) as u64
+}
+
+#[test]
+fn the_events_export_carries_when_each_reward_arrived_and_how_long_after_the_assignment() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
+    let before = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 / 1_000_000;
+    app.assign("headline", "alice");
+    let token = app.assign("ranking", "bob")["token"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    app.post_events(&json!([
+        {"id": "a1", "experiment": "headline", "unit": "alice", "reward": 1},
+        {"id": "b1", "experiment": "ranking", "token": token, "reward": 1},
+    ]));
+    let after = time::OffsetDateTime::now_utc().unix_timestamp_nanos() as u64 / 1_000_000;
+    for (experiment, assigned) in [("headline", "assigned_ms"), ("ranking", "issued_ms")] {
+        let rows = ndjson(&export(&app, experiment, "what=events&format=ndjson").body);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let row = &rows[0];
+        let arrived = row["rewarded_ms"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{row}"));
+        assert!(arrived >= before + 300 && arrived <= after, "{row}");
+        assert_eq!(millis(row["rewarded_at"].as_str().unwrap()), arrived);
+        let delay = row["time_to_reward_ms"].as_u64().unwrap();
+        assert_eq!(delay, arrived - row[assigned].as_u64().unwrap(), "{row}");
+        assert!(delay >= 300, "{row}");
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ mod operators;
 mod redis_harness;
 mod reload;
 mod replicas;
+mod revisions;
 mod security;
 mod statistics;
 mod tracing;

@@ -143,13 +143,17 @@ fn changing_the_assignment_mode_needs_a_revision_bump_which_starts_a_fresh_epoch
     let old = app.get("/v1/experiments/headline?revision=1").body;
     assert_eq!(old["revision"], 1);
     assert_eq!(old["exposures"], 5, "{old}");
+    // As it was served: its own variants, none of them retired in it.
     assert!(
         old["arms"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|a| a["retired"] == true)
+            .all(|a| a["retired"] == false),
+        "{old}"
     );
+    assert_eq!(old["assignment"], "sticky");
+    assert_eq!(old["current_revision"], 2);
     assert_problem(
         &app.get("/v1/experiments/headline?revision=3"),
         404,

@@ -159,3 +159,33 @@ fn an_idle_server_reads_no_experiment_bytes() {
         after - before
     );
 }
+
+#[test]
+fn restoring_a_broken_file_clears_the_reload_error_by_itself_and_says_so() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    watching(&app);
+    app.write_experiment("headline.yaml", "id: headline\nstatus: [broken\n");
+    assert!(
+        eventually(Duration::from_secs(10), || !config(&app)["last_error"]
+            .is_null()),
+        "the broken file is refused and reported: {}",
+        config(&app)
+    );
+    // Back to the last good content, as `git checkout -- headline.yaml` does.
+    app.write_experiment("headline.yaml", STICKY);
+    assert!(
+        eventually(Duration::from_secs(10), || config(&app)["last_error"]
+            .is_null()),
+        "the error clears without a manual reload: {}",
+        config(&app)
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || app
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|line| line.contains("reload error cleared"))),
+        "and the log says so"
+    );
+}

@@ -6,7 +6,7 @@ use super::{Backend, assert_audit_clean, counters_of, eventually};
 use crate::store::test_support::{
     DAY_MS, T0_MS, decision, epoch, point, record, tally, token_reward, unit_reward,
 };
-use crate::store::{Epoch, EpochInfo, RewardOutcome, Store, StoreError};
+use crate::store::{ArmPrior, Epoch, EpochInfo, EpochSpec, RewardOutcome, Store, StoreError};
 
 fn other_epoch() -> Epoch {
     Epoch {
@@ -91,6 +91,18 @@ pub async fn history_is_ordered_ranged_and_replaced_at_the_same_time<B: Backend>
     );
     assert_eq!(store.history(&epoch(), 0, 2).await.unwrap(), all[..2]);
     assert!(store.history(&epoch(), 0, 0).await.unwrap().is_empty());
+    // Newest first: the latest points of a long history, within the same range.
+    let newest = |since, limit| store.history_newest_first(&epoch(), since, limit);
+    assert_eq!(
+        newest(0, 2).await.unwrap(),
+        vec![all[3].clone(), all[2].clone()]
+    );
+    assert_eq!(
+        newest(at(2), 100).await.unwrap(),
+        vec![all[3].clone(), all[2].clone(), all[1].clone()]
+    );
+    assert!(newest(at(256) + 1, 10).await.unwrap().is_empty());
+    assert!(newest(0, 0).await.unwrap().is_empty());
     assert_eq!(
         store.history(&other_epoch(), 0, 10).await.unwrap(),
         vec![point(at(1), "elsewhere")]
@@ -263,5 +275,46 @@ pub async fn health_follows_a_failure_episode_and_writes_resume<B: Backend>() {
     assert!(won, "writes resume");
     let counters = counters_of(store).await;
     assert_eq!((counters["a"].exposures, counters["b"].exposures), (1, 1));
+    assert_audit_clean(store).await;
+}
+
+/// The spec of an epoch: none until stored, the last one stored wins, epochs do not mix, and it
+/// survives a restart.
+pub async fn an_epoch_spec_is_replaced_kept_per_epoch_and_durable<B: Backend>() {
+    let spec = |id: &str, alpha: f64| EpochSpec {
+        document: serde_json::json!({"id": id, "revision": 1}),
+        priors: [("a".to_owned(), ArmPrior { alpha, beta: 75.0 })].into(),
+    };
+    let mut backend = B::open().await;
+    {
+        let store = backend.store();
+        assert_eq!(store.epoch_spec(&epoch()).await.unwrap(), None);
+        store
+            .record_epoch_spec(&epoch(), spec("first", 1.0))
+            .await
+            .unwrap();
+        store
+            .record_epoch_spec(&epoch(), spec("second", 25.0))
+            .await
+            .unwrap();
+        store
+            .record_epoch_spec(&other_epoch(), spec("other", 2.0))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.epoch_spec(&epoch()).await.unwrap(),
+            Some(spec("second", 25.0))
+        );
+    }
+    backend.reopen().await;
+    let store = backend.store();
+    assert_eq!(
+        store.epoch_spec(&epoch()).await.unwrap(),
+        Some(spec("second", 25.0))
+    );
+    assert_eq!(
+        store.epoch_spec(&other_epoch()).await.unwrap(),
+        Some(spec("other", 2.0))
+    );
     assert_audit_clean(store).await;
 }

@@ -28,9 +28,10 @@
 //! - `rewards`: at-most-once events (also racing) and credits for units and tokens, counters
 //!   equal to what the records imply (the trait's `audit`), paginated token credits, expiry
 //!   after the window (never before it);
-//! - `epochs`: first-write-wins decisions (racing, and across a restart), history ordering,
-//!   ranges and replacement at the same time, epoch start, durability of every acknowledged
-//!   write across a restart, health transitions where the backend can inject faults.
+//! - `epochs`: first-write-wins decisions (racing, and across a restart), history ordering
+//!   (oldest or newest first), ranges and replacement at the same time, the epoch's spec
+//!   (last write wins, per epoch), epoch start, durability of every acknowledged write across
+//!   a restart, health transitions where the backend can inject faults.
 
 mod epochs;
 mod rewards;
@@ -85,6 +86,7 @@ macro_rules! store_contract_tests {
             ids_and_marks_expire_after_the_window_and_not_before,
             the_first_decision_holds_against_racing_and_later_ones,
             history_is_ordered_ranged_and_replaced_at_the_same_time,
+            an_epoch_spec_is_replaced_kept_per_epoch_and_durable,
             the_epoch_starts_at_its_first_counted_write_and_never_moves,
             acknowledged_writes_survive_a_restart,
             health_follows_a_failure_episode_and_writes_resume,

@@ -97,9 +97,11 @@ pub async fn an_assignment_is_credited_at_most_once_for_units_and_tokens<B: Back
         store.apply_rewards(vec![backdated]).await.unwrap(),
         vec![RewardOutcome::TimestampBeforeAssignment]
     );
+    let credited = store.sticky(&epoch(), "u1").await.unwrap().unwrap();
     assert_eq!(
-        store.sticky(&epoch(), "u1").await.unwrap().unwrap().reward,
-        Some(1.0)
+        (credited.reward, credited.rewarded_ms),
+        (Some(1.0), Some(T0_MS + 1)),
+        "the reward and when it arrived (the applied one, not the refused retries)"
     );
     let counters = counters_of(store).await;
     assert_eq!(raw(&counters["a"]), (2, 1.0));
@@ -216,6 +218,11 @@ pub async fn token_credit_scans_page_through_every_mark<B: Backend>() {
             first.propensity
         ),
         ("a", 0.25, T0_MS, 0.5)
+    );
+    assert_eq!(
+        first.credited_ms,
+        Some(T0_MS + 100),
+        "when the reward arrived"
     );
     assert_eq!(
         first.retained_until_ms,

@@ -28,7 +28,12 @@ local function find(zkey, id)
   return nil, nil
 end
 
+-- variant, assigned, propensity, reward micro ('' until rewarded), then the reward's arrival
+-- once rewarded (records written before it was kept have four fields).
 local function parse(record)
+  local v, assigned, propensity, reward = string.match(record,
+    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t[^\t]*$')
+  if v then return v, assigned, propensity, reward end
   return string.match(record, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
 end
 
@@ -177,7 +182,8 @@ while at <= #ARGV do
         else
           redis.call('ZREM', sticky, member)
           redis.call('ZADD', sticky, 0,
-            unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro)
+            unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
+            '\t' .. int(now))
           credit(v, tonumber(micro), assigned, now, h)
           remember(ev, ev_due, now, window, keep)
           out[#out + 1] = 'A' .. v
@@ -201,7 +207,8 @@ while at <= #ARGV do
         out[#out + 1] = refused
       else
         redis.call('ZADD', marks, 0,
-          id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' .. int(expiry))
+          id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
+          int(expiry) .. '\t' .. int(now))
         redis.call('ZADD', due, int(expiry), id)
         redis.call('SADD', epochs, epoch_member)
         redis.call('HINCRBY', arms, 't|' .. v, micro)

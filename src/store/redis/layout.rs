@@ -11,7 +11,8 @@
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
 //!
-//! Epoch facts (start, decision) and history live in shard 0 (`<tag0>:i`, `<tag0>:h`). Event ids
+//! Epoch facts (start, decision), history and the epoch's spec live in shard 0 (`<tag0>:i`,
+//! `<tag0>:h`, `<tag0>:s`). Event ids
 //! are plain keys with a PX expiry, `{bd:<experiment>:e<k>}:<event id>`, per experiment (not per
 //! epoch: an id is applied at most once whatever the revision).
 //!
@@ -77,6 +78,11 @@ impl ShardKeys {
 
 pub fn info_key(epoch: &Epoch) -> String {
     format!("{}:i", tag(epoch, 0))
+}
+
+/// Shard 0's copy of the spec the epoch is served under (JSON of `records::EpochSpec`).
+pub fn spec_key(epoch: &Epoch) -> String {
+    format!("{}:s", tag(epoch, 0))
 }
 
 pub fn history_key(epoch: &Epoch) -> String {
@@ -181,15 +187,20 @@ pub fn expected_shares(
 
 #[cfg(test)]
 /// The value part of a sticky member: `variant \t assigned_ms \t propensity \t reward_micro`
-/// (reward empty while none was credited).
+/// (reward empty while none was credited), then `\t rewarded_ms` once a reward arrived (a
+/// field records written before it was kept lack).
 pub fn encode_sticky(record: &crate::store::StickyRecord) -> String {
     let reward = record
         .reward
         .map_or_else(String::new, |reward| to_micro(reward).to_string());
-    format!(
+    let mut value = format!(
         "{}\t{}\t{}\t{}",
         record.variant, record.assigned_ms, record.propensity, reward
-    )
+    );
+    if let Some(rewarded_ms) = record.rewarded_ms {
+        value.push_str(&format!("\t{rewarded_ms}"));
+    }
+    value
 }
 
 pub fn decode_sticky(value: &str) -> Option<crate::store::StickyRecord> {
@@ -201,6 +212,10 @@ pub fn decode_sticky(value: &str) -> Option<crate::store::StickyRecord> {
         "" => None,
         micro => Some(from_micro(micro.parse().ok()?)),
     };
+    let rewarded_ms = match fields.next() {
+        None => None,
+        Some(ms) => Some(ms.parse().ok()?),
+    };
     fields
         .next()
         .is_none()
@@ -209,6 +224,7 @@ pub fn decode_sticky(value: &str) -> Option<crate::store::StickyRecord> {
             assigned_ms,
             propensity,
             reward,
+            rewarded_ms,
         })
 }
 
@@ -217,7 +233,8 @@ pub fn split_member(member: &str) -> Option<(&str, &str)> {
     member.split_once(SEP)
 }
 
-/// A token mark's value: `variant \t issued_ms \t propensity \t reward_micro \t expiry_ms`.
+/// A token mark's value: `variant \t issued_ms \t propensity \t reward_micro \t expiry_ms`,
+/// then `\t credited_ms` (the reward's arrival; marks written before it was kept lack it).
 pub fn decode_mark(assignment_id: &str, value: &str) -> Option<crate::store::TokenCredit> {
     let mut fields = value.split('\t');
     let variant = fields.next()?.to_owned();
@@ -225,6 +242,13 @@ pub fn decode_mark(assignment_id: &str, value: &str) -> Option<crate::store::Tok
     let propensity = fields.next()?.parse().ok()?;
     let reward = from_micro(fields.next()?.parse().ok()?);
     let retained_until_ms = fields.next()?.parse().ok()?;
+    let credited_ms = match fields.next() {
+        None => None,
+        Some(ms) => Some(ms.parse().ok()?),
+    };
+    if fields.next().is_some() {
+        return None;
+    }
     Some(crate::store::TokenCredit {
         assignment_id: assignment_id.to_owned(),
         variant,
@@ -232,6 +256,7 @@ pub fn decode_mark(assignment_id: &str, value: &str) -> Option<crate::store::Tok
         retained_until_ms,
         issued_ms,
         propensity,
+        credited_ms,
     })
 }
 
@@ -274,14 +299,36 @@ mod tests {
             assigned_ms: 1_700_000_000_123,
             propensity: 0.1 + 0.2,
             reward: Some(0.3),
+            rewarded_ms: None,
         };
         assert_eq!(decode_sticky(&encode_sticky(&record)), Some(record.clone()));
         let unrewarded = StickyRecord {
             reward: None,
             ..record
         };
-        assert_eq!(decode_sticky(&encode_sticky(&unrewarded)), Some(unrewarded));
+        assert_eq!(
+            decode_sticky(&encode_sticky(&unrewarded)),
+            Some(unrewarded.clone())
+        );
         assert_eq!(decode_sticky("bold\t1\tx\t"), None);
+        let arrived = StickyRecord {
+            reward: Some(1.0),
+            rewarded_ms: Some(1_700_000_360_000),
+            ..unrewarded.clone()
+        };
+        assert_eq!(decode_sticky(&encode_sticky(&arrived)), Some(arrived));
+        // Written before the arrival time was kept: four fields, no arrival.
+        let earlier = decode_sticky("bold\t1\t0.5\t1000000").unwrap();
+        assert_eq!((earlier.reward, earlier.rewarded_ms), (Some(1.0), None));
+        assert_eq!(decode_sticky("bold\t1\t0.5\t1000000\t7\t8"), None);
+        let mark = decode_mark("t1", "bold\t1\t0.5\t250000\t99\t42").unwrap();
+        assert_eq!((mark.reward, mark.credited_ms), (0.25, Some(42)));
+        assert_eq!(
+            decode_mark("t1", "bold\t1\t0.5\t250000\t99")
+                .unwrap()
+                .credited_ms,
+            None
+        );
     }
 
     #[test]

@@ -43,9 +43,9 @@ use self::commit::FLUSH_EVERY_MS;
 use self::commit::{Command, ExposureGroup};
 use super::health::HealthState;
 use super::{
-    ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, HistoryPoint, RewardOp,
-    RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store, StoreError, StoreFuture,
-    StoreHealth, StoreStats, Tally, TokenCredit,
+    ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, EpochSpec, HistoryPoint,
+    RewardOp, RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store, StoreError,
+    StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
 };
 use crate::secret::SecretString;
 
@@ -491,7 +491,27 @@ impl Store for RedisStore {
         limit: usize,
     ) -> StoreFuture<Vec<HistoryPoint>> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
-        self.spawn(async move { read::history(&shared, &epoch, since_ms, limit).await })
+        self.spawn(async move { read::history(&shared, &epoch, since_ms, limit, false).await })
+    }
+
+    fn history_newest_first(
+        &self,
+        epoch: &Epoch,
+        since_ms: u64,
+        limit: usize,
+    ) -> StoreFuture<Vec<HistoryPoint>> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { read::history(&shared, &epoch, since_ms, limit, true).await })
+    }
+
+    fn record_epoch_spec(&self, epoch: &Epoch, spec: EpochSpec) -> StoreFuture<()> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { read::record_epoch_spec(&shared, &epoch, spec).await })
+    }
+
+    fn epoch_spec(&self, epoch: &Epoch) -> StoreFuture<Option<EpochSpec>> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { read::epoch_spec(&shared, &epoch).await })
     }
 
     fn scan_sticky(

@@ -10,8 +10,8 @@ use super::{Shared, classify};
 use crate::stats::DecayedCounts;
 use crate::store::records::{StoredHistory, StoredHistoryRef};
 use crate::store::{
-    ArmCounters, AuditReport, CounterMismatch, Decision, Epoch, EpochInfo, ExpectationMismatch,
-    HistoryPoint, StickyRecord, StoreError, TokenCredit,
+    ArmCounters, AuditReport, CounterMismatch, Decision, Epoch, EpochInfo, EpochSpec,
+    ExpectationMismatch, HistoryPoint, StickyRecord, StoreError, TokenCredit,
 };
 
 fn connection(shared: &Shared) -> redis::aio::ConnectionManager {
@@ -221,20 +221,23 @@ pub async fn history(
     epoch: &Epoch,
     since_ms: u64,
     limit: usize,
+    newest_first: bool,
 ) -> Result<Vec<HistoryPoint>, StoreError> {
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let members: Vec<String> = connection(shared)
-        .zrangebyscore_limit(
-            layout::history_key(epoch),
-            since_ms,
-            "+inf",
-            0,
-            isize::try_from(limit).unwrap_or(isize::MAX),
-        )
-        .await
-        .map_err(|error| classify(shared, &error))?;
+    let count = isize::try_from(limit).unwrap_or(isize::MAX);
+    let key = layout::history_key(epoch);
+    let members: Vec<String> = if newest_first {
+        connection(shared)
+            .zrevrangebyscore_limit(key, "+inf", since_ms, 0, count)
+            .await
+    } else {
+        connection(shared)
+            .zrangebyscore_limit(key, since_ms, "+inf", 0, count)
+            .await
+    }
+    .map_err(|error| classify(shared, &error))?;
     members
         .iter()
         .map(|member| {
@@ -249,6 +252,29 @@ pub async fn history(
             })
         })
         .collect()
+}
+
+pub async fn record_epoch_spec(
+    shared: &Shared,
+    epoch: &Epoch,
+    spec: EpochSpec,
+) -> Result<(), StoreError> {
+    let text = serde_json::to_string(&spec)
+        .map_err(|error| StoreError::Io(format!("epoch spec does not serialise: {error}")))?;
+    let _: () = connection(shared)
+        .set(layout::spec_key(epoch), text)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    Ok(())
+}
+
+pub async fn epoch_spec(shared: &Shared, epoch: &Epoch) -> Result<Option<EpochSpec>, StoreError> {
+    let text: Option<String> = connection(shared)
+        .get(layout::spec_key(epoch))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    text.map(|text| serde_json::from_str(&text).map_err(|_| corrupt("epoch spec", &text)))
+        .transpose()
 }
 
 /// Up to `limit` members of each shard after `after`, merged in id order.
