@@ -11,6 +11,7 @@ mod live;
 mod refresh;
 mod reload;
 mod report;
+mod stopping_detail;
 pub mod token;
 mod unit;
 
