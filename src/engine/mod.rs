@@ -64,6 +64,11 @@ impl ExperimentSet {
         self.elsewhere.get(id)
     }
 
+    /// Every experiment of the folder that is not live in this environment.
+    pub fn all_elsewhere(&self) -> impl Iterator<Item = &Arc<Experiment>> {
+        self.elsewhere.values()
+    }
+
     /// Records the folder's experiments that are not live in this environment.
     pub(crate) fn set_elsewhere(&mut self, experiments: Vec<Experiment>) {
         self.elsewhere = experiments
