@@ -33,7 +33,18 @@ pub struct LoadedFolder {
 pub fn read_folder(dir: &Path, environment: Option<&str>) -> Result<LoadedFolder, Vec<SpecError>> {
     let listing = list_folder(dir).map_err(|e| vec![e])?;
     let mut hasher = Fingerprint::default();
-    let experiments = load_files(&listing.files, listing.refused, &mut hasher, None)?;
+    let mut warnings = Vec::new();
+    let experiments = load_files(
+        &listing.files,
+        listing.refused,
+        &mut hasher,
+        Some(&mut warnings),
+    )?;
+    // A valid file can still hold a trap (`show_banner: no` is served as the text "no"):
+    // the server loads it as written and says so in the log, at every load.
+    for warning in &warnings {
+        tracing::warn!(file = %warning.file.display(), "{warning}");
+    }
     let (experiments, elsewhere) = experiments
         .into_iter()
         .partition(|e| e.is_live_in(environment));

@@ -142,3 +142,19 @@ fn serve_warns_at_startup_about_an_environment_no_file_names() {
         "{log}"
     );
 }
+
+#[test]
+fn serve_logs_a_yaml_1_1_boolean_in_a_payload_when_it_loads_the_file() {
+    let text = STICKY.replace(
+        "payload: { headline: \"Build faster\" }",
+        "payload: { headline: \"Build faster\", show_banner: no }",
+    );
+    let app = TestApp::spawn(&[("headline.yaml", &text)]);
+    // The file is valid and served as written; the log (JSON, quotes escaped) says where
+    // the trap is.
+    let log = app.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("headline.yaml:") && log.contains("warning: `no` is the text \\\"no\\\" here"),
+        "{log}"
+    );
+}
