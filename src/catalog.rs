@@ -33,7 +33,18 @@ pub struct LoadedFolder {
 pub fn read_folder(dir: &Path, environment: Option<&str>) -> Result<LoadedFolder, Vec<SpecError>> {
     let listing = list_folder(dir).map_err(|e| vec![e])?;
     let mut hasher = Fingerprint::default();
-    let experiments = load_files(&listing.files, listing.refused, &mut hasher)?;
+    let mut warnings = Vec::new();
+    let experiments = load_files(
+        &listing.files,
+        listing.refused,
+        &mut hasher,
+        Some(&mut warnings),
+    )?;
+    // A valid file can still hold a trap (`show_banner: no` is served as the text "no"):
+    // the server loads it as written and says so in the log, at every load.
+    for warning in &warnings {
+        tracing::warn!(file = %warning.file.display(), "{warning}");
+    }
     let (experiments, elsewhere) = experiments
         .into_iter()
         .partition(|e| e.is_live_in(environment));
@@ -97,6 +108,15 @@ pub fn load_paths(
     paths: &[PathBuf],
     environment: Option<&str>,
 ) -> Result<Vec<Experiment>, Vec<SpecError>> {
+    load_paths_linted(paths, environment, None)
+}
+
+/// [`load_paths`], adding the warnings of every valid file to `warnings` when given.
+fn load_paths_linted(
+    paths: &[PathBuf],
+    environment: Option<&str>,
+    warnings: Option<&mut Vec<SpecError>>,
+) -> Result<Vec<Experiment>, Vec<SpecError>> {
     let mut files: Vec<FoundFile> = Vec::new();
     let mut errors = Vec::new();
     for path in paths {
@@ -121,7 +141,7 @@ pub fn load_paths(
         }
     }
     let files = without_repeats(files);
-    load_files(&files, errors, &mut Fingerprint::default()).map(|experiments| {
+    load_files(&files, errors, &mut Fingerprint::default(), warnings).map(|experiments| {
         experiments
             .into_iter()
             .filter(|e| e.is_live_in(environment))
@@ -129,16 +149,29 @@ pub fn load_paths(
     })
 }
 
+/// What `banditd validate` checks beyond each file's validity.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ValidateOptions<'a> {
+    /// Check the set this environment loads (`None`: all).
+    pub environment: Option<&'a str>,
+    /// Accept a set with no experiment (otherwise a CI guard fails on it: a wrong path, a
+    /// glob that matched nothing, or an environment nobody spells that way).
+    pub allow_empty: bool,
+}
+
 /// What `banditd validate` prints. On failure: every error as `file:line:col: message`, then
-/// a count, and `false`. On success: one summary line per experiment live in `environment`,
-/// then a count, and `true`.
+/// a count, and `false`. Otherwise: the warnings (same form, `warning:` first), one summary
+/// line per experiment live in the environment, then a count; `false` when no experiment is
+/// live there (unless `allow_empty`), else `true`.
 pub fn validate_report(
     paths: &[PathBuf],
-    environment: Option<&str>,
+    options: ValidateOptions<'_>,
     out: &mut dyn Write,
 ) -> std::io::Result<bool> {
+    let environment = options.environment;
+    let mut warnings = Vec::new();
     // Load unfiltered so the summary can say how many files were valid but not live here.
-    let experiments = match load_paths(paths, None) {
+    let experiments = match load_paths_linted(paths, None, Some(&mut warnings)) {
         Ok(experiments) => experiments,
         Err(errors) => {
             for error in &errors {
@@ -149,13 +182,21 @@ pub fn validate_report(
             files.dedup();
             writeln!(
                 out,
-                "{} in {}; nothing was loaded",
+                "{} in {}: the set is invalid, and a server would keep running its last valid \
+                 set; fix {} and run validate again",
                 plural(errors.len(), "error"),
-                plural(files.len(), "file")
+                plural(files.len(), "file"),
+                if errors.len() == 1 { "it" } else { "them" }
             )?;
             return Ok(false);
         }
     };
+    for warning in &warnings {
+        writeln!(out, "{warning}")?;
+    }
+    if let Some(note) = unknown_environment(&experiments, environment) {
+        writeln!(out, "warning: {note}")?;
+    }
     let (live, elsewhere): (Vec<_>, Vec<_>) =
         experiments.iter().partition(|e| e.is_live_in(environment));
     for e in &live {
@@ -179,8 +220,49 @@ pub fn validate_report(
             elsewhere.len()
         ));
     }
+    if !warnings.is_empty() {
+        summary.push_str(&format!("; {}", plural(warnings.len(), "warning")));
+    }
     writeln!(out, "{summary}")?;
+    if live.is_empty() && !options.allow_empty {
+        let place = match environment {
+            Some(env) => format!(" live in `{env}`"),
+            None => String::new(),
+        };
+        writeln!(
+            out,
+            "error: no experiment{place}: a server would serve nothing. Check the paths (and \
+             --environment); pass --allow-empty if an empty set is intended"
+        )?;
+        return Ok(false);
+    }
     Ok(true)
+}
+
+/// A warning when `environment` is named by no file although files do name environments:
+/// probably a typo (`prod` for `production`), which would load only the experiments that
+/// list no environment. `None` when the name is used, or when no file lists environments.
+pub fn unknown_environment<'a>(
+    experiments: impl IntoIterator<Item = &'a Experiment>,
+    environment: Option<&str>,
+) -> Option<String> {
+    let environment = environment?;
+    let mut named: Vec<&str> = experiments
+        .into_iter()
+        .filter_map(|e| e.environments.as_deref())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    named.sort_unstable();
+    named.dedup();
+    if named.is_empty() || named.contains(&environment) {
+        return None;
+    }
+    Some(format!(
+        "the environment `{environment}` is named by no experiment file (they name: {}); only \
+         experiments without an `environments` list are live in it. Check the spelling",
+        named.join(", ")
+    ))
 }
 
 /// The optional statistics settings, only when set, so a reviewer sees at a glance which
@@ -251,6 +333,7 @@ fn load_files(
     files: &[FoundFile],
     mut errors: Vec<SpecError>,
     hasher: &mut Fingerprint,
+    mut warnings: Option<&mut Vec<SpecError>>,
 ) -> Result<Vec<Experiment>, Vec<SpecError>> {
     let mut experiments = Vec::with_capacity(files.len());
     for file in files {
@@ -270,7 +353,12 @@ fn load_files(
             continue;
         };
         match spec::parse_experiment(&file.path, &text) {
-            Ok(experiment) => experiments.push(experiment),
+            Ok(experiment) => {
+                if let Some(warnings) = warnings.as_deref_mut() {
+                    warnings.extend(spec::lint_experiment(&file.path, &text));
+                }
+                experiments.push(experiment);
+            }
             Err(file_errors) => errors.extend(at_most_shown(&file.path, file_errors)),
         }
     }

@@ -30,8 +30,18 @@ fn ids(experiments: &[Experiment]) -> Vec<&str> {
 }
 
 fn report(paths: &[PathBuf], environment: Option<&str>) -> (bool, String) {
+    report_with(
+        paths,
+        ValidateOptions {
+            environment,
+            allow_empty: false,
+        },
+    )
+}
+
+fn report_with(paths: &[PathBuf], options: ValidateOptions<'_>) -> (bool, String) {
     let mut out = Vec::new();
-    let ok = validate_report(paths, environment, &mut out).unwrap();
+    let ok = validate_report(paths, options, &mut out).unwrap();
     (ok, String::from_utf8(out).unwrap())
 }
 
@@ -268,15 +278,90 @@ fn the_report_says_how_many_valid_experiments_are_not_live_in_the_environment() 
         ("a.yaml", &experiment_yaml("alpha", Some("[staging]"))),
         ("b.yaml", &experiment_yaml("bravo", None)),
     ]);
+    let (ok, text) = report(&[dir.path().to_path_buf()], Some("staging"));
+    assert!(ok);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
     let (ok, text) = report(&[dir.path().to_path_buf()], Some("production"));
     assert!(ok);
     let lines: Vec<_> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    assert!(lines[0].starts_with("ok  bravo  "), "{text}");
+    assert_eq!(lines.len(), 3, "{text}");
+    // No file names `production`: a likely typo is flagged (see the next test).
+    assert!(
+        lines[0].starts_with("warning: the environment `production`"),
+        "{text}"
+    );
+    assert!(lines[1].starts_with("ok  bravo  "), "{text}");
     assert_eq!(
-        lines[1],
+        lines[2],
         "1 experiment valid; 1 more valid but not live in `production`"
     );
+}
+
+#[test]
+fn an_environment_no_file_names_is_flagged_and_an_empty_result_fails() {
+    let dir = folder(&[
+        (
+            "a.yaml",
+            &experiment_yaml("alpha", Some("[staging, production]")),
+        ),
+        ("b.yaml", &experiment_yaml("bravo", Some("[production]"))),
+    ]);
+    let (ok, text) = report(&[dir.path().to_path_buf()], Some("prod"));
+    assert!(!ok, "{text}");
+    assert_eq!(
+        text,
+        "warning: the environment `prod` is named by no experiment file (they name: production, \
+         staging); only experiments without an `environments` list are live in it. Check the \
+         spelling\n\
+         0 experiments valid; 2 more valid but not live in `prod`\n\
+         error: no experiment live in `prod`: a server would serve nothing. Check the paths (and \
+         --environment); pass --allow-empty if an empty set is intended\n"
+    );
+    // Files that list no environment make every name legitimate.
+    let open = folder(&[("b.yaml", &experiment_yaml("bravo", None))]);
+    let (ok, text) = report(&[open.path().to_path_buf()], Some("prod"));
+    assert!(ok && !text.contains("warning"), "{text}");
+}
+
+#[test]
+fn a_folder_without_experiments_fails_unless_allowed() {
+    let dir = folder(&[("notes.txt", "not an experiment")]);
+    let (ok, text) = report(&[dir.path().to_path_buf()], None);
+    assert!(!ok, "{text}");
+    assert_eq!(
+        text,
+        "0 experiments valid\n\
+         error: no experiment: a server would serve nothing. Check the paths (and \
+         --environment); pass --allow-empty if an empty set is intended\n"
+    );
+    let (ok, text) = report_with(
+        &[dir.path().to_path_buf()],
+        ValidateOptions {
+            environment: None,
+            allow_empty: true,
+        },
+    );
+    assert!(ok, "{text}");
+    assert_eq!(text, "0 experiments valid\n");
+}
+
+#[test]
+fn yaml_1_1_booleans_in_a_payload_are_warned_about_with_their_place() {
+    let text = experiment_yaml("alpha", None).replace("payload: 1", "payload: {show_banner: no}");
+    assert!(text.contains("show_banner"), "{text}");
+    let dir = folder(&[("a.yaml", &text)]);
+    let (ok, out) = report(&[dir.path().to_path_buf()], None);
+    assert!(ok, "{out}");
+    let a = dir.path().join("a.yaml");
+    let line = out.lines().next().unwrap();
+    assert!(
+        line.starts_with(&format!("{}:", a.display()))
+            && line.contains(": warning: `no` is the text \"no\" here (YAML 1.2), not a boolean")
+            && line.contains("Write `false` for the boolean"),
+        "{out}"
+    );
+    assert!(out.ends_with("1 experiment valid; 1 warning\n"), "{out}");
 }
 
 #[test]
@@ -306,5 +391,10 @@ fn the_report_of_a_failing_folder_lists_every_error_then_a_count() {
         lines[1].starts_with(&format!("{}:3:8: `owner` must be text", b.display())),
         "{text}"
     );
-    assert_eq!(lines[2], "2 errors in 2 files; nothing was loaded");
+    assert_eq!(
+        lines[2],
+        "2 errors in 2 files: the set is invalid, and a server would keep running its last \
+         valid set; fix them and run validate again"
+    );
+    assert!(!text.contains("nothing was loaded"), "{text}");
 }

@@ -163,6 +163,10 @@ pub struct ValidateArgs {
     /// Check the set that this environment would load.
     #[arg(long, env = "BANDITD_ENVIRONMENT")]
     pub environment: Option<String>,
+    /// Exit 0 even when no experiment would be loaded (by default an empty set fails: a
+    /// wrong path or environment should not pass CI).
+    #[arg(long, env = "BANDITD_VALIDATE_ALLOW_EMPTY")]
+    pub allow_empty: bool,
 }
 
 /// Runs the parsed command line; the exit code is the process's.
@@ -197,7 +201,11 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn validate(args: &ValidateArgs) -> ExitCode {
     let mut out = std::io::stdout().lock();
-    match crate::catalog::validate_report(&args.paths, args.environment.as_deref(), &mut out) {
+    let options = crate::catalog::ValidateOptions {
+        environment: args.environment.as_deref(),
+        allow_empty: args.allow_empty,
+    };
+    match crate::catalog::validate_report(&args.paths, options, &mut out) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(error) => {

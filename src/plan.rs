@@ -4,9 +4,10 @@
 //! `GET /v1/experiments/{id}`) or from another folder (`--against DIR`, no traffic data).
 //! The rules are `spec::plan`'s; this module only fetches, reads and prints.
 //!
-//! Exit codes, for CI: 0 the server would accept the reload, 1 it would refuse it (an
-//! experiment needs a revision bump), 2 the comparison itself failed (invalid folder,
-//! unreachable server, unexpected answer).
+//! Exit codes, for CI: 0 the server would accept the reload and every served experiment
+//! stays served, 1 it would refuse it (an experiment needs a revision bump), 2 the
+//! comparison itself failed (invalid folder, unreachable server, unexpected answer), 3 it
+//! would accept it but served experiments would stop being served (their units lose them).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -26,6 +27,9 @@ pub const EXIT_SAFE: u8 = 0;
 pub const EXIT_REFUSED: u8 = 1;
 /// No verdict: the folder is invalid, or the server could not be asked.
 pub const EXIT_ERROR: u8 = 2;
+/// The server would accept the reload, but experiments served now would stop being served:
+/// a loss a reviewer must see, never reported as safe.
+pub const EXIT_DROPS_SERVED: u8 = 3;
 
 /// Largest answer read from the server. The configuration embeds every payload, which a
 /// frontend keeps small; 64 MiB is far above any real set and still bounds memory.
@@ -143,6 +147,7 @@ pub fn run(args: &PlanArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
             let code = match report.plan.verdict() {
                 PlanVerdict::Safe => EXIT_SAFE,
                 PlanVerdict::Refused => EXIT_REFUSED,
+                PlanVerdict::DropsServed => EXIT_DROPS_SERVED,
             };
             let printed = if args.json {
                 write_json(out, &json_report(&report))
@@ -217,7 +222,15 @@ pub fn make_plan(args: &PlanArgs) -> Result<PlanReport, PlanError> {
             errors,
         }
     })?;
-    let plan = spec::plan(&baseline.experiments, &proposed, &baseline.retired);
+    let mut plan = spec::plan(&baseline.experiments, &proposed, &baseline.retired);
+    if baseline.server.is_some() {
+        // A server's experiments have no file here: say so instead of making up a path.
+        for e in &mut plan.experiments {
+            if e.kind == ChangeKind::Removed {
+                e.file = None;
+            }
+        }
+    }
     let traffic = match &baseline.server {
         Some(server) => server.traffic(&plan)?,
         None => TrafficFacts::unknown(),
@@ -326,9 +339,10 @@ fn server_baseline(server: Server) -> Result<Baseline, PlanError> {
     let mut experiments = Vec::with_capacity(config.experiments.len());
     let mut errors = Vec::new();
     for (index, document) in config.experiments.iter().enumerate() {
+        // Named by where it came from (a URL and an index), not a made-up file path.
         let name = match document.get("id").and_then(serde_json::Value::as_str) {
-            Some(id) => format!("{}/{id}.yaml", server.base),
-            None => format!("{}/experiment-{}.yaml", server.base, index + 1),
+            Some(id) => format!("{url} experiment `{id}`"),
+            None => format!("{url} experiment {}", index + 1),
         };
         let text = document_text(document).map_err(|e| PlanError::BadResponse {
             url: url.clone(),

@@ -434,3 +434,83 @@ fn the_command_line_parses_plan_flags() {
     assert_eq!(a.environment.as_deref(), Some("prod"));
     assert_eq!(a.timeout.as_std(), Duration::from_secs(10));
 }
+
+#[test]
+fn removing_a_served_experiment_is_never_called_safe_and_names_no_made_up_path() {
+    let stats = json!({
+        "id": "home",
+        "arms": [
+            {"variant": "plain", "exposures": 15_001, "rewards": 40.0},
+            {"variant": "bold", "exposures": 15_002, "rewards": 52.0},
+        ],
+    })
+    .to_string();
+    let server = fake_server(vec![
+        (
+            "/v1/admin/config",
+            200,
+            config(
+                vec![document(HOME), document(STAGING_ONLY)],
+                json!({}),
+                Value::Null,
+            ),
+        ),
+        ("/v1/experiments/home", 200, stats),
+    ]);
+    let proposed = folder(&[("staging-only.yaml", STAGING_ONLY)]);
+    let mut a = args(proposed.path());
+    a.server = Some(server.url.clone());
+    let (code, out, err) = run_plan(&a);
+    assert_eq!(code, EXIT_DROPS_SERVED, "{out}{err}");
+    assert!(!out.contains("SAFE"), "{out}");
+    assert!(
+        out.contains("Verdict: DROPS SERVED EXPERIMENTS: the server would accept the reload"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  home (removed): 30,003 sticky units would lose their experiment\n"),
+        "{out}"
+    );
+    // The removed experiment has no file anywhere this machine can open.
+    assert!(
+        out.contains("- home  removed, revision 1  (no file: it runs on the server"),
+        "{out}"
+    );
+    assert!(!out.contains(".yaml)"), "{out}");
+    assert!(!out.contains(&format!("{}/home.yaml", server.url)), "{out}");
+    a.json = true;
+    let (code, out, _) = run_plan(&a);
+    assert_eq!(code, EXIT_DROPS_SERVED);
+    let value: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(value["verdict"], json!("drops_served"));
+    assert_eq!(value["experiments"][0]["file"], Value::Null);
+}
+
+#[test]
+fn setting_a_served_experiment_back_to_draft_drops_it_but_removing_a_draft_is_safe() {
+    let running = folder(&[("home.yaml", HOME)]);
+    let proposed = folder(&[(
+        "home.yaml",
+        &HOME.replace("status: running", "status: draft"),
+    )]);
+    let mut a = args(proposed.path());
+    a.against = Some(running.path().to_path_buf());
+    let (code, out, _) = run_plan(&a);
+    assert_eq!(code, EXIT_DROPS_SERVED, "{out}");
+    assert!(out.contains("  home (set back to draft)\n"), "{out}");
+    // The other way round: a draft is not served, so dropping it loses nothing.
+    let (code, out, _) = run_plan(&PlanArgs {
+        against: Some(proposed.path().to_path_buf()),
+        ..args(folder(&[]).path())
+    });
+    assert_eq!(code, EXIT_SAFE, "{out}");
+    // A folder comparison names the running file, a real path.
+    let (code, out, _) = run_plan(&PlanArgs {
+        against: Some(running.path().to_path_buf()),
+        ..args(folder(&[]).path())
+    });
+    assert_eq!(code, EXIT_DROPS_SERVED, "{out}");
+    let file = running.path().join("home.yaml");
+    assert!(out.contains(&format!("({})", file.display())), "{out}");
+    assert!(file.exists());
+}

@@ -126,7 +126,7 @@ pub fn decide<R: Rng + ?Sized>(
         Mode::Exploit { winner } => {
             check_winner(winner, arms)?;
             let plan = ExploitPlan::new(params, arms);
-            let (arm, reason) = if rng.random::<f64>() < plan.floor_total {
+            let (arm, reason) = if rng.random::<f64>() < plan.floor_total() {
                 (uniform_active_arm(plan.active, arms, rng), Reason::Floor)
             } else {
                 (winner, Reason::Exploit)
@@ -211,6 +211,8 @@ struct AdaptivePlan {
     burn_in: bool,
     /// min(K·min_share, 1): the probability of the floor branch.
     floor_total: f64,
+    /// floor_total / K, computed exactly where possible (see [`floor_part`]).
+    floor_part: f64,
     /// Sum of the sanitised shares of active arms, for renormalisation.
     share_sum: f64,
 }
@@ -238,6 +240,7 @@ impl AdaptivePlan {
             active,
             burn_in,
             floor_total: floor_total(params, active),
+            floor_part: floor_part(params, active),
             share_sum,
         })
     }
@@ -253,7 +256,15 @@ impl AdaptivePlan {
         } else {
             uniform
         };
-        self.floor_total * uniform + (1.0 - self.floor_total) * thompson
+        if thompson == 0.0 {
+            // The floor alone: `min_share` as written (0.05), not 0.1 / 2 recomputed.
+            return self.floor_part;
+        }
+        if thompson == 1.0 {
+            // What the others' floor leaves, exact as in `ExploitPlan::propensity`.
+            return 1.0 - (self.active - 1) as f64 * self.floor_part;
+        }
+        self.floor_part + (1.0 - self.floor_total) * thompson
     }
 
     fn uniform_active_arm<R: Rng + ?Sized>(&self, arms: &[ArmView], rng: &mut R) -> usize {
@@ -264,7 +275,7 @@ impl AdaptivePlan {
 /// Exploitation of a declared winner: the floor, else the winner.
 struct ExploitPlan {
     active: usize,
-    floor_total: f64,
+    floor_part: f64,
 }
 
 impl ExploitPlan {
@@ -273,18 +284,37 @@ impl ExploitPlan {
         let active = arms.iter().filter(|arm| arm.active).count().max(1);
         Self {
             active,
-            floor_total: floor_total(params, active),
+            floor_part: floor_part(params, active),
         }
     }
 
-    /// P(arm) for an active arm: floor/K, plus the rest for the winner.
+    /// The probability of the floor branch, for the draw in [`decide`].
+    fn floor_total(&self) -> f64 {
+        (self.floor_part * self.active as f64).min(1.0)
+    }
+
+    /// P(arm) for an active arm: floor/K, and for the winner what the others leave,
+    /// 1 − (K − 1)·floor/K. Written that way it is exact for a decimal `min_share` that the
+    /// sum floor/K + (1 − floor) is not: 1 − 0.05 is 0.95, 0.05 + 0.9 is 0.9500000000000001.
     fn propensity(&self, is_winner: bool) -> f64 {
-        let floor_part = self.floor_total / self.active as f64;
         if is_winner {
-            floor_part + (1.0 - self.floor_total)
+            1.0 - (self.active - 1) as f64 * self.floor_part
         } else {
-            floor_part.max(f64::MIN_POSITIVE)
+            self.floor_part.max(f64::MIN_POSITIVE)
         }
+    }
+}
+
+/// Each active arm's part of the floor, floor_total / K: `min_share` itself while K·min_share
+/// ≤ 1 (so 0.1 stays 0.1 instead of 3 × 0.1 / 3 = 0.10000000000000002), 1/K once capped.
+fn floor_part(params: Params, active: usize) -> f64 {
+    let total = floor_total(params, active);
+    if total >= 1.0 {
+        1.0 / active.max(1) as f64
+    } else if total > 0.0 {
+        params.min_share
+    } else {
+        0.0
     }
 }
 

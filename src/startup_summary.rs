@@ -84,6 +84,19 @@ pub fn log(config: &Config, engine: &Engine, addr: SocketAddr) {
         watcher,
     );
     warn_open_routes(&config.keys, addr);
+    // An environment no file names is most likely a typo (`prod` for `production`): the
+    // server then serves only the experiments that list no environment.
+    let catalog = engine.catalog();
+    let specs = catalog
+        .all()
+        .map(|live| &live.spec)
+        .chain(catalog.all_elsewhere().map(AsRef::as_ref));
+    if let Some(note) = crate::catalog::unknown_environment(specs, config.environment.as_deref()) {
+        tracing::warn!(
+            environment = config.environment.as_deref().unwrap_or_default(),
+            "{note}"
+        );
+    }
 }
 
 /// One warning per open route group; the network-reachable case says who can use it.

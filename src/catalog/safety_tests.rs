@@ -94,7 +94,14 @@ fn a_link_to_a_file_outside_the_folder_is_refused_and_never_read() {
             .contains("outside")
     );
     let mut out = Vec::new();
-    assert!(!validate_report(&[dir.path().to_path_buf()], None, &mut out).unwrap());
+    assert!(
+        !validate_report(
+            &[dir.path().to_path_buf()],
+            ValidateOptions::default(),
+            &mut out
+        )
+        .unwrap()
+    );
     let out = String::from_utf8(out).unwrap();
     assert!(out.contains("x.yaml:0:0: is a symbolic link"), "{out}");
     assert_eq!(revealed(&out, SHADOW), 0, "{out}");

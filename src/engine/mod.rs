@@ -12,6 +12,7 @@ mod live;
 mod refresh;
 mod reload;
 mod report;
+mod stopping_detail;
 pub mod token;
 mod unit;
 
@@ -65,6 +66,11 @@ impl ExperimentSet {
     /// An experiment of the folder that is not live in this environment.
     pub fn elsewhere(&self, id: &str) -> Option<&Arc<Experiment>> {
         self.elsewhere.get(id)
+    }
+
+    /// Every experiment of the folder that is not live in this environment.
+    pub fn all_elsewhere(&self) -> impl Iterator<Item = &Arc<Experiment>> {
+        self.elsewhere.values()
     }
 
     /// Records the folder's experiments that are not live in this environment.

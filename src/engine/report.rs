@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::live::Snapshot;
 use super::{Engine, EngineError, LiveExperiment};
 use crate::spec::{AssignmentMode, Experiment, Status};
-use crate::stats::{self, CollectingReason, SRM_ALERT_P, Verdict};
+use crate::stats::{self, SRM_ALERT_P, Verdict};
 
 /// Credible level when the caller does not ask for one.
 pub const DEFAULT_CREDIBLE_LEVEL: f64 = 0.95;
@@ -110,7 +110,11 @@ pub struct DecisionReport {
     /// is never reversed; this says when later data disagrees with it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub still_holds: Option<bool>,
-    /// In words: why no winner yet, or how the decision stands.
+    /// The experiment's `stopping:` thresholds as they apply now (`null` without a rule),
+    /// shown before a winner is declared so a reader can see how far the data are.
+    pub rule: Option<crate::store::DecisionRule>,
+    /// In words: every unmet condition (`3 more days (min_duration 7d); 812 of 1,000
+    /// exposures on 'c'; P(best) 0.42 of 0.95 (leader 'b')`), or how the decision stands.
     pub detail: String,
 }
 
@@ -410,6 +414,7 @@ fn decision_report(spec: &Experiment, snapshot: &Snapshot) -> DecisionReport {
             status: "no_rule",
             decided: None,
             still_holds: None,
+            rule: None,
             detail: "no stopping rule: add `stopping:` to the YAML to declare winners".into(),
         };
     };
@@ -435,11 +440,15 @@ fn decision_report(spec: &Experiment, snapshot: &Snapshot) -> DecisionReport {
             status: "winner",
             decided: Some(decided.clone()),
             still_holds: Some(still_holds),
+            rule: super::stopping_detail::rule_of(spec),
             detail,
         };
     }
     let detail = match &snapshot.verdict {
-        Some(Verdict::Collecting { reason }) => collecting_detail(reason, &name),
+        Some(Verdict::Collecting { reasons }) => {
+            let min_duration = rule.min_duration.map(|d| d.to_string());
+            super::stopping_detail::collecting_detail(reasons, min_duration.as_deref(), &name)
+        }
         Some(Verdict::Winner { arm, .. }) if spec.status != Status::Running => format!(
             "'{}' meets the rule, but decisions are only recorded while the experiment runs",
             name(*arm)
@@ -450,43 +459,8 @@ fn decision_report(spec: &Experiment, snapshot: &Snapshot) -> DecisionReport {
         status: "collecting",
         decided: None,
         still_holds: None,
+        rule: super::stopping_detail::rule_of(spec),
         detail,
-    }
-}
-
-fn collecting_detail<'a>(reason: &CollectingReason, name: &dyn Fn(usize) -> &'a str) -> String {
-    match reason {
-        CollectingReason::NoArms | CollectingReason::MismatchedInputs { .. } => {
-            "no arms to compare".into()
-        }
-        CollectingReason::TooEarly { remaining_ms } => format!(
-            "min_duration not reached: {} more",
-            crate::spec::HumanDuration::from_std(std::time::Duration::from_millis(*remaining_ms))
-        ),
-        CollectingReason::TooFewExposures {
-            arm,
-            exposures,
-            required,
-        } => format!(
-            "'{}' has {exposures} exposures; every arm needs {required}",
-            name(*arm)
-        ),
-        CollectingReason::ProbBestTooLow {
-            leader,
-            prob_best,
-            required,
-        } => format!(
-            "leader '{}' has P(best) {prob_best:.4}; the rule needs {required}",
-            name(*leader)
-        ),
-        CollectingReason::ExpectedLossTooHigh {
-            leader,
-            expected_loss,
-            allowed,
-        } => format!(
-            "leader '{}' has expected loss {expected_loss:.6}; the rule allows {allowed}",
-            name(*leader)
-        ),
     }
 }
 

@@ -465,3 +465,46 @@ fn exploit_of_a_retired_winner_is_an_error_and_retired_losers_get_nothing() {
     assert_eq!(allocated[1], 0.0);
     assert!((allocated[0] - 0.9).abs() < 1e-15 && (allocated[2] - 0.1).abs() < 1e-15);
 }
+
+#[test]
+fn simple_decimal_shares_come_out_exact_not_one_ulp_off() {
+    // The sum floor/K + (1 − floor) gave 0.05 + 0.9 = 0.9500000000000001, and 3 × 0.1 / 3
+    // gave 0.10000000000000002: exact decimals for the analyst's own min_share.
+    let two = [arm(30.0, 10.0, 500.0), arm(10.0, 30.0, 500.0)];
+    let params = |min_share| Params {
+        burn_in: 0,
+        min_share,
+    };
+    let exploit = allocation(Mode::Exploit { winner: 0 }, params(0.05), &two, &[0.5, 0.5]).unwrap();
+    assert_eq!(exploit, vec![0.95, 0.05]);
+    let three = [
+        arm(30.0, 10.0, 500.0),
+        arm(10.0, 30.0, 500.0),
+        arm(10.0, 30.0, 500.0),
+    ];
+    let exploit = allocation(
+        Mode::Exploit { winner: 0 },
+        params(0.1),
+        &three,
+        &[1.0, 0.0, 0.0],
+    )
+    .unwrap();
+    assert_eq!(exploit, vec![0.8, 0.1, 0.1]);
+    let adaptive = allocation(Mode::Adaptive, params(0.1), &three, &[1.0, 0.0, 0.0]).unwrap();
+    assert_eq!(adaptive, vec![0.8, 0.1, 0.1]);
+    let adaptive = allocation(Mode::Adaptive, params(0.05), &two, &[1.0, 0.0]).unwrap();
+    assert_eq!(adaptive, vec![0.95, 0.05]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let decision = decide(
+        Mode::Exploit { winner: 0 },
+        params(0.05),
+        &two,
+        &[0.5, 0.5],
+        &mut rng,
+    )
+    .unwrap();
+    assert!(
+        decision.propensity == 0.95 || decision.propensity == 0.05,
+        "{decision:?}"
+    );
+}

@@ -46,17 +46,24 @@ pub fn render_table(summary: &Summary) -> String {
     );
     let _ = writeln!(
         out,
-        "{:>12}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}",
-        "assignments", "hours", "mean", "± s.e.", "p5", "p95"
+        "{:>12}  {:>10}  {:>10}  {:>8}  {:>10}  {:>10}  {:>9}",
+        "assignments", "hours", "mean", "± s.e.", "p5", "p95", "% of best"
     );
     for point in &summary.regret {
         let hours = point.hours.map_or(String::new(), |h| format!("{h:.1}"));
+        let share = point
+            .percent_of_best
+            .map_or(String::new(), |p| format!("{p:.2}%"));
         let _ = writeln!(
             out,
-            "{:>12}  {:>10}  {:>10.2}  {:>8.2}  {:>10.2}  {:>10.2}",
-            point.assignments, hours, point.mean, point.std_error, point.p5, point.p95
+            "{:>12}  {:>10}  {:>10.2}  {:>8.2}  {:>10.2}  {:>10.2}  {:>9}",
+            point.assignments, hours, point.mean, point.std_error, point.p5, point.p95, share
         );
     }
+    let _ = writeln!(
+        out,
+        "(% of best: the mean regret as a share of the conversions always showing the best arm brings)"
+    );
     let _ = writeln!(
         out,
         "\nbest arm traffic share: {} overall, {} in the last 10% of the horizon",
@@ -70,34 +77,104 @@ pub fn render_table(summary: &Summary) -> String {
             percent(lost)
         );
     }
-    match &summary.stopping {
-        None => {
-            let _ = writeln!(out, "stopping rule: none");
-        }
-        Some(stopping) => {
+    render_stopping(&mut out, summary);
+    render_even_split(&mut out, summary);
+    out
+}
+
+fn render_stopping(out: &mut String, summary: &Summary) {
+    let Some(stopping) = &summary.stopping else {
+        let _ = writeln!(out, "stopping rule: none");
+        return;
+    };
+    let _ = write!(
+        out,
+        "stopping rule (evaluated every {} assignments): {} of runs declared a winner",
+        stopping.evaluate_every,
+        percent(stopping.declared_share)
+    );
+    if let Some(correct) = stopping.winner_is_best {
+        let _ = write!(
+            out,
+            "; it had the highest true rate in {} of them",
+            percent(correct)
+        );
+    }
+    let _ = writeln!(out);
+    if let Some(spread) = stopping.assignments_to_decision {
+        let _ = write!(
+            out,
+            "  decision after (p10 / median / p90): {:.0} / {:.0} / {:.0} assignments",
+            spread.p10, spread.p50, spread.p90
+        );
+        if let Some(days) = stopping.days_to_decision {
             let _ = write!(
                 out,
-                "stopping rule (evaluated every {} assignments): {} of runs declared a winner",
-                stopping.evaluate_every,
-                percent(stopping.declared_share)
+                " ({:.1} / {:.1} / {:.1} days)",
+                days.p10, days.p50, days.p90
             );
-            if let (Some(correct), Some(median)) = (
-                stopping.winner_is_best,
-                stopping.median_assignments_to_decision,
-            ) {
-                let _ = write!(
-                    out,
-                    "; it had the highest true rate in {} of them; median decision after {median:.0} assignments",
-                    percent(correct)
-                );
-                if let Some(hours) = stopping.median_hours_to_decision {
-                    let _ = write!(out, " ({hours:.1} hours)");
-                }
-            }
-            let _ = writeln!(out);
         }
+        let _ = writeln!(out);
     }
-    out
+    if !stopping.undecided_leaders.is_empty() {
+        let leaders: Vec<String> = stopping
+            .undecided_leaders
+            .iter()
+            .map(|leader| {
+                format!(
+                    "{}{} {}",
+                    leader.id,
+                    if leader.best { " *" } else { "" },
+                    percent(leader.share)
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "  runs with no decision: the leader (highest P(best)) at the horizon was {}",
+            leaders.join(", ")
+        );
+    }
+}
+
+fn render_even_split(out: &mut String, summary: &Summary) {
+    let split = &summary.even_split;
+    let of_best = |p: Option<f64>| p.map_or(String::new(), |p| format!(" ({p:.2}% of best)"));
+    let bandit = summary.regret.last();
+    let _ = writeln!(
+        out,
+        "\neven A/B split of the same horizon ({} assignments per arm, exact figures):",
+        split.per_arm
+    );
+    let _ = writeln!(
+        out,
+        "  regret {:.2}{}; ships the best arm (most conversions, ties at random) with probability {}",
+        split.regret,
+        of_best(split.regret_percent_of_best),
+        percent(split.picks_best)
+    );
+    if let Some(bandit) = bandit {
+        let _ = writeln!(
+            out,
+            "  the bandit: regret {:.2}{}; its pick at the horizon (winner, else leader) is the best arm in {} of runs",
+            bandit.mean,
+            of_best(bandit.percent_of_best),
+            percent(summary.final_pick_is_best)
+        );
+    }
+    let saved = summary.conversions_saved_vs_even_split;
+    if saved >= 0.0 {
+        let _ = writeln!(
+            out,
+            "  the bandit keeps {saved:.2} conversions more than the even split"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "  the bandit loses {:.2} conversions more than the even split",
+            -saved
+        );
+    }
 }
 
 /// The summary as pretty JSON (non-finite numbers become `null`).
@@ -123,6 +200,7 @@ pub fn render_csv(summary: &Summary) -> String {
         row("regret_std_error", at, Some(point.std_error));
         row("regret_p5", at, Some(point.p5));
         row("regret_p95", at, Some(point.p95));
+        row("regret_percent_of_best", at, point.percent_of_best);
         if point.hours.is_some() {
             row("hours", at, point.hours);
         }
@@ -147,17 +225,37 @@ pub fn render_csv(summary: &Summary) -> String {
     if let Some(stopping) = &summary.stopping {
         row("declared_share", None, Some(stopping.declared_share));
         row("winner_is_best", None, stopping.winner_is_best);
-        row(
-            "median_assignments_to_decision",
-            None,
-            stopping.median_assignments_to_decision,
-        );
-        row(
-            "median_hours_to_decision",
-            None,
-            stopping.median_hours_to_decision,
-        );
+        for (name, spread) in [
+            ("assignments_to_decision", stopping.assignments_to_decision),
+            ("days_to_decision", stopping.days_to_decision),
+        ] {
+            row(&format!("{name}_p10"), None, spread.map(|s| s.p10));
+            row(&format!("{name}_p50"), None, spread.map(|s| s.p50));
+            row(&format!("{name}_p90"), None, spread.map(|s| s.p90));
+        }
+        for leader in &stopping.undecided_leaders {
+            row(
+                &format!("undecided_leader_share:{}", leader.id),
+                None,
+                Some(leader.share),
+            );
+        }
     }
+    row("final_pick_is_best", None, Some(summary.final_pick_is_best));
+    let split = &summary.even_split;
+    row("even_split_per_arm", None, Some(split.per_arm as f64));
+    row("even_split_regret", None, Some(split.regret));
+    row(
+        "even_split_regret_percent_of_best",
+        None,
+        split.regret_percent_of_best,
+    );
+    row("even_split_picks_best", None, Some(split.picks_best));
+    row(
+        "conversions_saved_vs_even_split",
+        None,
+        Some(summary.conversions_saved_vs_even_split),
+    );
     out
 }
 
@@ -168,7 +266,8 @@ fn percent(share: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::summary::{ArmSummary, RegretPoint, StoppingSummary};
+    use crate::sim::even_split::EvenSplit;
+    use crate::sim::summary::{ArmSummary, LeaderShare, RegretPoint, Spread, StoppingSummary};
 
     fn summary() -> Summary {
         Summary {
@@ -199,6 +298,7 @@ mod tests {
                 std_error: 0.05,
                 p5: 0.2,
                 p95: 0.3,
+                percent_of_best: Some(4.17),
             }],
             best_arm_share: 0.75,
             best_arm_share_last_tenth: 0.9,
@@ -207,9 +307,30 @@ mod tests {
                 evaluate_every: 100,
                 declared_share: 0.5,
                 winner_is_best: Some(1.0),
-                median_assignments_to_decision: Some(40.0),
-                median_hours_to_decision: Some(0.8),
+                assignments_to_decision: Some(Spread {
+                    p10: 20.0,
+                    p50: 40.0,
+                    p90: 90.0,
+                }),
+                days_to_decision: Some(Spread {
+                    p10: 0.25,
+                    p50: 0.5,
+                    p90: 1.5,
+                }),
+                undecided_leaders: vec![LeaderShare {
+                    id: "bold".to_owned(),
+                    best: true,
+                    share: 1.0,
+                }],
             }),
+            final_pick_is_best: 0.5,
+            even_split: EvenSplit {
+                per_arm: 50,
+                regret: 0.5,
+                regret_percent_of_best: Some(8.33),
+                picks_best: 0.62,
+            },
+            conversions_saved_vs_even_split: 0.25,
         }
     }
 
@@ -227,7 +348,13 @@ mod tests {
             "3.0%",
             "50.0% of runs declared a winner",
             "highest true rate in 100.0% of them",
-            "after 40 assignments (0.8 hours)",
+            "decision after (p10 / median / p90): 20 / 40 / 90 assignments (0.2 / 0.5 / 1.5 days)",
+            "runs with no decision: the leader (highest P(best)) at the horizon was bold * 100.0%",
+            "4.17%",
+            "even A/B split of the same horizon (50 assignments per arm, exact figures):",
+            "regret 0.50 (8.33% of best); ships the best arm (most conversions, ties at random) with probability 62.0%",
+            "the bandit: regret 0.25 (4.17% of best); its pick at the horizon (winner, else leader) is the best arm in 50.0% of runs",
+            "the bandit keeps 0.25 conversions more than the even split",
         ] {
             assert!(
                 table.contains(expected),
@@ -251,7 +378,10 @@ mod tests {
         assert!(csv.starts_with("metric,assignments,value\n"));
         assert!(csv.contains("regret_p95,100,0.3\n"));
         assert!(csv.contains("traffic_share:bold,,0.75\n"));
-        assert!(csv.contains("median_assignments_to_decision,,40\n"));
+        assert!(csv.contains("assignments_to_decision_p50,,40\n"));
+        assert!(csv.contains("days_to_decision_p90,,1.5\n"));
+        assert!(csv.contains("even_split_picks_best,,0.62\n"));
+        assert!(csv.contains("regret_percent_of_best,100,4.17\n"));
         assert!(csv.lines().all(|line| line.split(',').count() == 3));
     }
 }

@@ -6,6 +6,7 @@
 mod cli;
 mod delay;
 mod error;
+mod even_split;
 mod format;
 mod rates;
 mod run;
@@ -15,11 +16,12 @@ mod summary;
 pub use cli::{OutputFormat, SimulateArgs, run_simulate};
 pub use delay::ConversionDelay;
 pub use error::SimError;
+pub use even_split::{EvenSplit, even_split};
 pub use format::{render_csv, render_json, render_table};
 pub use rates::RateSpec;
 pub use run::{DeclaredWinner, RunOutcome, run_once, run_rng};
 pub use scenario::{MIN_EVALUATE_EVERY, MS_PER_HOUR, Scenario, Settings, SimArm, SimStopping};
 pub use summary::{
-    ArmSummary, RegretPoint, StoppingSummary, Summary, checkpoints, mean_and_std_error, quantile,
-    simulate,
+    ArmSummary, LeaderShare, RegretPoint, Spread, StoppingSummary, Summary, checkpoints,
+    mean_and_std_error, quantile, simulate,
 };

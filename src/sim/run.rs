@@ -47,6 +47,10 @@ pub struct RunOutcome {
     pub best_assignments: u64,
     pub best_assignments_last_tenth: u64,
     pub winner: Option<DeclaredWinner>,
+    /// The arm with the highest P(best) on the posterior the server holds at the horizon
+    /// (conversions arrived by then), ties to the first: what an analyst reading the stats
+    /// at the end would call the leader. `None` if the comparison failed.
+    pub leader_at_end: Option<usize>,
     pub conversions: u64,
     /// Conversions the server would reject because their delay exceeds the reward window.
     pub conversions_outside_window: u64,
@@ -99,15 +103,10 @@ pub fn run_once(
     let last_tenth_start = horizon - horizon / 10;
     let update_every = settings.update_every.max(1);
     let evaluate_every = settings.evaluate_every();
-    let has_clock = settings.arrival_rate_per_hour.is_some();
     let half_life_ms = scenario.half_life_ms;
-    let stopping = scenario.stopping.map(|mut stopping| {
-        if !has_clock {
-            // Without a clock no time passes; the brief is to ignore min_duration then.
-            stopping.rule.min_duration_ms = 0;
-        }
-        stopping
-    });
+    // `Settings::check` refuses a `min_duration` without a clock, so the rule applies as
+    // written.
+    let stopping = scenario.stopping;
 
     let mut counters = vec![
         ArmCounters {
@@ -128,6 +127,7 @@ pub fn run_once(
         best_assignments: 0,
         best_assignments_last_tenth: 0,
         winner: None,
+        leader_at_end: None,
         conversions: 0,
         conversions_outside_window: 0,
     };
@@ -209,6 +209,28 @@ pub fn run_once(
             outcome.regret_at.push(regret);
         }
     }
+    let end_ms = settings.time_ms(horizon);
+    while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
+        if arrival_ms > end_ms {
+            break;
+        }
+        pending.pop();
+        credit(&mut counters[arm], assigned_ms, half_life_ms);
+    }
+    refresh_views(scenario, &counters, end_ms, half_life_ms, &mut views);
+    let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
+    outcome.leader_at_end = stats::compare_arms(&shapes).ok().and_then(|comparison| {
+        comparison
+            .prob_best
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.is_nan())
+            .fold(None, |best: Option<(usize, f64)>, (k, &p)| match best {
+                Some((_, top)) if top >= p => best,
+                _ => Some((k, p)),
+            })
+            .map(|(k, _)| k)
+    });
     Ok(outcome)
 }
 

@@ -23,7 +23,8 @@ pub struct SimArm {
 /// The experiment's stopping rule and what happens on a winner.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SimStopping {
-    /// `min_duration_ms` only binds when the simulation has a clock (`--arrival-rate`).
+    /// A `min_duration_ms` needs a clock (`--arrival-rate`); [`Settings::check`] refuses it
+    /// without one rather than silently ignoring it.
     pub rule: StoppingRule,
     pub on_winner: OnWinner,
 }
@@ -132,7 +133,7 @@ pub struct Settings {
     /// staleness of the server (100 ms) or of many replicas sharing counters.
     pub update_every: u64,
     /// Assignments per hour: assignment i happens at i/rate hours. Needed for a conversion
-    /// delay, a half-life, and for `min_duration` to bind.
+    /// delay, a half-life and a `min_duration`.
     pub arrival_rate_per_hour: Option<f64>,
     pub conversion_delay: Option<ConversionDelay>,
     /// Worker threads; the results are identical for any value.
@@ -181,6 +182,16 @@ impl Settings {
             if let Some(delay) = self.conversion_delay {
                 return invalid(format!(
                     "--conversion-delay {delay} needs --arrival-rate (assignments per hour) to place assignments in time"
+                ));
+            }
+            if let Some(stopping) = scenario.stopping
+                && stopping.rule.min_duration_ms > 0
+            {
+                let written = crate::spec::HumanDuration::from_std(
+                    std::time::Duration::from_millis(stopping.rule.min_duration_ms),
+                );
+                return invalid(format!(
+                    "the experiment has stopping.min_duration: {written}, which only binds when time passes: give --arrival-rate (assignments per hour) so that the forecast knows when {written} have passed (without it, every min_duration would give the same answer)"
                 ));
             }
             if scenario.half_life_ms.is_some() {

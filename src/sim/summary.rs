@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use super::error::SimError;
+use super::even_split::{EvenSplit, even_split, percent_of};
 use super::run::{RunOutcome, run_once};
 use super::scenario::{MS_PER_HOUR, Scenario, Settings};
+
+/// Milliseconds per day: decision times are reported in days.
+const MS_PER_DAY: f64 = 24.0 * MS_PER_HOUR;
 
 /// The mean, spread and percentiles of cumulative regret after `assignments`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -21,6 +25,37 @@ pub struct RegretPoint {
     pub std_error: f64,
     pub p5: f64,
     pub p95: f64,
+    /// The mean as a percentage of what always showing the best arm earns by then
+    /// (assignments × best rate); `None` when the best rate is 0.
+    pub percent_of_best: Option<f64>,
+}
+
+/// The 10th, 50th and 90th percentiles of a quantity over runs (Hyndman & Fan type 7).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub p10: f64,
+    pub p50: f64,
+    pub p90: f64,
+}
+
+impl Spread {
+    fn of(values: &[f64]) -> Option<Self> {
+        (!values.is_empty()).then(|| Self {
+            p10: quantile(values, 0.1),
+            p50: quantile(values, 0.5),
+            p90: quantile(values, 0.9),
+        })
+    }
+}
+
+/// How often an arm led at the horizon in the runs that declared no winner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LeaderShare {
+    pub id: String,
+    /// Has the highest true rate.
+    pub best: bool,
+    /// Share of the undecided runs in which it had the highest P(best) at the horizon.
+    pub share: f64,
 }
 
 /// Per-arm true rate and mean traffic share.
@@ -41,8 +76,13 @@ pub struct StoppingSummary {
     pub declared_share: f64,
     /// Among those, the share whose winner has the highest true rate (`None`: none declared).
     pub winner_is_best: Option<f64>,
-    pub median_assignments_to_decision: Option<f64>,
-    pub median_hours_to_decision: Option<f64>,
+    /// Assignments before the decision, over the runs that decided (`None`: none did).
+    pub assignments_to_decision: Option<Spread>,
+    /// The same in days, with `--arrival-rate`.
+    pub days_to_decision: Option<Spread>,
+    /// Which arm led (highest P(best)) at the horizon in the runs that declared no winner,
+    /// most frequent first; empty when every run decided.
+    pub undecided_leaders: Vec<LeaderShare>,
 }
 
 /// The forecast.
@@ -66,6 +106,14 @@ pub struct Summary {
     /// with a conversion delay and an experiment file).
     pub conversions_outside_window: Option<f64>,
     pub stopping: Option<StoppingSummary>,
+    /// Share of runs whose pick at the horizon (the declared winner, else the leader by
+    /// P(best)) has the highest true rate: to set beside `even_split.picks_best`.
+    pub final_pick_is_best: f64,
+    /// A fixed-horizon test splitting the same horizon evenly (exact figures).
+    pub even_split: EvenSplit,
+    /// Conversions the bandit kept over the even split: the split's regret minus the
+    /// bandit's mean regret at the horizon (negative: the bandit lost more).
+    pub conversions_saved_vs_even_split: f64,
 }
 
 /// Runs `settings.runs` runs of `scenario` on `settings.threads` threads and summarises
@@ -170,9 +218,10 @@ fn summarise(
                 std_error,
                 p5: quantile(&values, 0.05),
                 p95: quantile(&values, 0.95),
+                percent_of_best: percent_of(mean, assignments as f64 * best_rate),
             }
         })
-        .collect();
+        .collect::<Vec<RegretPoint>>();
     let arms = scenario
         .arms
         .iter()
@@ -192,6 +241,18 @@ fn summarise(
     let mean_of =
         |value: &dyn Fn(&RunOutcome) -> f64| outcomes.iter().map(value).sum::<f64>() / runs;
     let conversions: u64 = outcomes.iter().map(|o| o.conversions).sum();
+    let rates: Vec<f64> = scenario.arms.iter().map(|arm| arm.rate).collect();
+    let even_split = even_split(&rates, settings.horizon);
+    let bandit_regret = regret.last().map_or(0.0, |point| point.mean);
+    let picked_best = outcomes
+        .iter()
+        .filter(|o| {
+            o.winner
+                .map(|w| w.arm)
+                .or(o.leader_at_end)
+                .is_some_and(|k| scenario.arms[k].rate == best_rate)
+        })
+        .count() as f64;
     let outside: u64 = outcomes.iter().map(|o| o.conversions_outside_window).sum();
     Summary {
         runs: outcomes.len(),
@@ -220,6 +281,9 @@ fn summarise(
         stopping: scenario
             .stopping
             .map(|_| stopping_summary(scenario, settings, outcomes)),
+        final_pick_is_best: picked_best / runs,
+        conversions_saved_vs_even_split: even_split.regret - bandit_regret,
+        even_split,
     }
 }
 
@@ -236,18 +300,41 @@ fn stopping_summary(
         .filter(|w| scenario.arms[w.arm].rate == best_rate)
         .count() as f64;
     let assignments: Vec<f64> = winners.iter().map(|w| w.assignments as f64).collect();
-    let hours: Vec<f64> = winners
+    let days: Vec<f64> = winners
         .iter()
-        .map(|w| w.time_ms as f64 / MS_PER_HOUR)
+        .map(|w| w.time_ms as f64 / MS_PER_DAY)
         .collect();
     let any = !winners.is_empty();
+    let undecided: Vec<usize> = outcomes
+        .iter()
+        .filter(|o| o.winner.is_none())
+        .filter_map(|o| o.leader_at_end)
+        .collect();
+    let mut undecided_leaders: Vec<LeaderShare> = scenario
+        .arms
+        .iter()
+        .enumerate()
+        .map(|(k, arm)| LeaderShare {
+            id: arm.id.clone(),
+            best: arm.rate == best_rate,
+            share: undecided.iter().filter(|&&leader| leader == k).count() as f64
+                / undecided.len().max(1) as f64,
+        })
+        .filter(|leader| leader.share > 0.0)
+        .collect();
+    // Most frequent first; the sort is stable, so ties keep the variant order.
+    undecided_leaders.sort_by(|a, b| b.share.total_cmp(&a.share));
     StoppingSummary {
         evaluate_every: settings.evaluate_every(),
         declared_share: declared / outcomes.len().max(1) as f64,
         winner_is_best: any.then(|| correct / declared),
-        median_assignments_to_decision: any.then(|| quantile(&assignments, 0.5)),
-        median_hours_to_decision: (any && settings.arrival_rate_per_hour.is_some())
-            .then(|| quantile(&hours, 0.5)),
+        assignments_to_decision: Spread::of(&assignments),
+        days_to_decision: if settings.arrival_rate_per_hour.is_some() {
+            Spread::of(&days)
+        } else {
+            None
+        },
+        undecided_leaders,
     }
 }
 

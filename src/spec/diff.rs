@@ -66,12 +66,20 @@ pub enum Verdict {
     },
 }
 
-/// Whether the whole reload can be applied. Reloads are all-or-nothing, so one experiment
-/// that needs a revision bump refuses everything.
+/// Whether the whole reload can be applied, and whether it loses anything. Reloads are
+/// all-or-nothing, so one experiment that needs a revision bump refuses everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PlanVerdict {
+    /// Accepted, and every experiment that is served now is still served.
     Safe,
+    /// Accepted, but at least one experiment that is served now (running, paused or
+    /// concluded) would stop being served: removed from the folder or from this
+    /// environment, or set back to `draft`. Its units lose their experiment (assign answers
+    /// 404, the page renders its fallback). Never called safe: it may be exactly what the
+    /// analyst wants, but a reviewer has to see it.
+    DropsServed,
+    /// Refused: at least one experiment needs a revision bump.
     Refused,
 }
 
@@ -80,8 +88,9 @@ pub enum PlanVerdict {
 pub struct ExperimentPlan {
     pub id: String,
     pub kind: ChangeKind,
-    /// The proposed file, or the running one for a removed experiment.
-    pub file: String,
+    /// The proposed file, or the running one for an experiment removed from a running
+    /// folder; `None` for one removed from a running server, which has no file of it.
+    pub file: Option<String>,
     /// `None` when absent from that side.
     pub running_revision: Option<u32>,
     pub proposed_revision: Option<u32>,
@@ -120,7 +129,8 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `Refused` if any experiment needs a revision bump.
+    /// `Refused` if any experiment needs a revision bump, else `DropsServed` if any served
+    /// experiment stops being served, else `Safe`.
     pub fn verdict(&self) -> PlanVerdict {
         if self
             .experiments
@@ -128,6 +138,8 @@ impl Plan {
             .any(|e| matches!(e.verdict, Verdict::NeedsRevisionBump { .. }))
         {
             PlanVerdict::Refused
+        } else if self.experiments.iter().any(ExperimentPlan::drops_served) {
+            PlanVerdict::DropsServed
         } else {
             PlanVerdict::Safe
         }
@@ -141,7 +153,25 @@ impl Plan {
     }
 }
 
-/// JSON for CI bots: `{"verdict": "safe" | "refused", "experiments": [...]}`.
+impl ExperimentPlan {
+    /// Whether an experiment served now (running, paused or concluded: assign answers for
+    /// it) stops being served: removed, or set back to `draft`.
+    pub fn drops_served(&self) -> bool {
+        match self.kind {
+            ChangeKind::Removed => self.context.status != Some(Status::Draft),
+            ChangeKind::Changed => {
+                self.context.status == Some(Status::Draft)
+                    && self
+                        .changes
+                        .iter()
+                        .any(|c| c.field == "status" && c.old != Status::Draft.as_str())
+            }
+            ChangeKind::Added | ChangeKind::Unchanged => false,
+        }
+    }
+}
+
+/// JSON for CI bots: `{"verdict": "safe" | "drops_served" | "refused", "experiments": [...]}`.
 impl Serialize for Plan {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut out = serializer.serialize_struct("Plan", 2)?;
@@ -193,7 +223,7 @@ fn added(new: &Experiment) -> ExperimentPlan {
     ExperimentPlan {
         id: new.id.to_string(),
         kind: ChangeKind::Added,
-        file: new.source.display().to_string(),
+        file: Some(new.source.display().to_string()),
         running_revision: None,
         proposed_revision: Some(new.revision),
         fresh_epoch: false,
@@ -210,7 +240,7 @@ fn removed(old: &Experiment) -> ExperimentPlan {
     ExperimentPlan {
         id: old.id.to_string(),
         kind: ChangeKind::Removed,
-        file: old.source.display().to_string(),
+        file: Some(old.source.display().to_string()),
         running_revision: Some(old.revision),
         proposed_revision: None,
         fresh_epoch: false,
@@ -283,7 +313,7 @@ fn compared(old: &Experiment, new: &Experiment, retired: &BTreeSet<String>) -> E
     ExperimentPlan {
         id: new.id.to_string(),
         kind,
-        file: new.source.display().to_string(),
+        file: Some(new.source.display().to_string()),
         running_revision: Some(old.revision),
         proposed_revision: Some(new.revision),
         fresh_epoch,

@@ -137,6 +137,32 @@ impl Plan {
                 out.push_str("Verdict: SAFE: nothing to change\n");
             }
             PlanVerdict::Safe => out.push_str("Verdict: SAFE to apply\n"),
+            PlanVerdict::DropsServed => {
+                let dropped: Vec<String> = self
+                    .experiments
+                    .iter()
+                    .filter(|e| e.drops_served())
+                    .map(|e| dropped_line(e, traffic))
+                    .collect();
+                let _ = writeln!(
+                    out,
+                    "Verdict: DROPS SERVED EXPERIMENTS: the server would accept the reload, but \
+                     {} served now would stop being served (assign answers 404 and the page \
+                     renders its fallback):",
+                    if dropped.len() == 1 {
+                        "1 experiment".to_owned()
+                    } else {
+                        format!("{} experiments", dropped.len())
+                    }
+                );
+                for line in dropped {
+                    let _ = writeln!(out, "  {line}");
+                }
+                out.push_str(
+                    "  If that is intended, apply it; to keep serving an experiment, keep its \
+                     file (`status: paused` serves everybody its default variant)\n",
+                );
+            }
             PlanVerdict::Refused => {
                 let _ = writeln!(
                     out,
@@ -154,6 +180,28 @@ impl Plan {
     }
 }
 
+/// `homepage-headline: 30,003 sticky units would lose their experiment`.
+fn dropped_line(e: &ExperimentPlan, traffic: &TrafficFacts) -> String {
+    let how = if e.kind == ChangeKind::Removed {
+        "removed"
+    } else {
+        "set back to draft"
+    };
+    match (traffic.total(&e.id), e.context.sticky) {
+        (Some(n), true) => format!(
+            "{} ({how}): {} sticky units would lose their experiment",
+            e.id,
+            thousands(n)
+        ),
+        (Some(n), false) => format!(
+            "{} ({how}): it has {} exposures and would get no more",
+            e.id,
+            thousands(n)
+        ),
+        (None, _) => format!("{} ({how})", e.id),
+    }
+}
+
 fn render_experiment(out: &mut String, e: &ExperimentPlan) {
     let revision = match (e.running_revision, e.proposed_revision) {
         (Some(old), Some(new)) if old != new => format!("revision {old} → {new}"),
@@ -166,7 +214,11 @@ fn render_experiment(out: &mut String, e: &ExperimentPlan) {
         ChangeKind::Changed => ("~", "changed"),
         ChangeKind::Unchanged => ("=", "unchanged"),
     };
-    let _ = writeln!(out, "{mark} {}  {what}, {revision}  ({})", e.id, e.file);
+    let file = e
+        .file
+        .as_deref()
+        .unwrap_or("no file: it runs on the server and is not in the proposed folder");
+    let _ = writeln!(out, "{mark} {}  {what}, {revision}  ({file})", e.id);
     match e.kind {
         ChangeKind::Added => {
             let _ = writeln!(out, "    variants: {}", e.variants_added.join(", "));

@@ -362,9 +362,17 @@ fn adding_and_removing_whole_experiments_is_compatible() {
             .iter()
             .all(|e| e.verdict == Verdict::Compatible)
     );
-    assert_eq!(plan.experiments[0].file, "running/home.yaml");
-    assert_eq!(plan.experiments[1].file, "experiments/other.yaml");
-    assert_eq!(plan.verdict(), PlanVerdict::Safe);
+    assert_eq!(
+        plan.experiments[0].file.as_deref(),
+        Some("running/home.yaml")
+    );
+    assert_eq!(
+        plan.experiments[1].file.as_deref(),
+        Some("experiments/other.yaml")
+    );
+    // Compatible, but a running experiment stops being served: never "safe".
+    assert!(plan.experiments[0].drops_served());
+    assert_eq!(plan.verdict(), PlanVerdict::DropsServed);
     assert!(!plan.is_noop());
 }
 

@@ -79,6 +79,13 @@ impl<'n> Fields<'n> {
             };
             if allowed.contains(&name.as_str()) {
                 entries.push((name.as_str(), key, value));
+            } else if let Some(home) = home_of(name, allowed) {
+                // A real field in the wrong block (a stopping threshold under `policy`):
+                // the fix is to move it, not to pick another name.
+                report.error(
+                    key.pos,
+                    format!("`{name}` is not a field of {what}; it belongs {home}: move it there"),
+                );
             } else {
                 let suggestion = closest(name, allowed)
                     .map(|s| format!("did you mean `{s}`? "))
@@ -131,6 +138,31 @@ impl<'n> Fields<'n> {
             );
         }
         found
+    }
+}
+
+/// Where a field that is not allowed here does belong, when it is a field of exactly one
+/// other block of the file: `prob_best` under `policy` → "under `stopping:`".
+fn home_of(name: &str, allowed: &[&str]) -> Option<&'static str> {
+    use super::parse::{EXPERIMENT_FIELDS, POLICY_FIELDS, REWARD_FIELDS, VARIANT_FIELDS};
+    use super::stopping::STOPPING_FIELDS;
+    let blocks: [(&[&str], &'static str); 5] = [
+        (STOPPING_FIELDS, "under `stopping:`"),
+        (POLICY_FIELDS, "under `policy:`"),
+        (REWARD_FIELDS, "under `reward:`"),
+        (
+            EXPERIMENT_FIELDS,
+            "at the top level of the file, not indented",
+        ),
+        (VARIANT_FIELDS, "in each entry of `variants:`"),
+    ];
+    let mut homes = blocks
+        .iter()
+        .filter(|(fields, _)| fields.contains(&name) && *fields != allowed)
+        .map(|(_, home)| *home);
+    match (homes.next(), homes.next()) {
+        (Some(home), None) if !name.starts_with('$') => Some(home),
+        _ => None,
     }
 }
 

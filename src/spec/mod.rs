@@ -10,6 +10,7 @@ mod document;
 pub mod duration;
 pub mod error;
 mod fields;
+mod lint;
 pub mod model;
 mod node;
 mod parse;
@@ -23,6 +24,7 @@ pub use diff::{
 pub use diff_render::{TrafficFacts, thousands};
 pub use duration::HumanDuration;
 pub use error::{MAX_EXCERPT_CHARS, Position, SpecError, excerpt, quoted};
+pub use lint::lint_experiment;
 pub use model::{
     AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
     Status, StoppingSpec, Variant, VariantId,

@@ -92,9 +92,19 @@ fn yaml_error(file: &Path, err: &serde_saphyr::Error) -> SpecError {
         serde_saphyr::Error::MultipleDocuments { .. } => {
             "put one experiment per file and remove the extra `---` document"
         }
+        _ if mentions_tabs(&detail) => {
+            "YAML indents with spaces only: replace the tab with spaces (2 per level, as in the \
+             bundled files)"
+        }
         _ => "check the indentation and quoting around this place",
     };
     SpecError::at(file, pos, format!("invalid YAML: {detail}; {hint}"))
+}
+
+/// Whether a parser message is about a tab character ("found a tab", "tabs disallowed").
+fn mentions_tabs(detail: &str) -> bool {
+    let lower = detail.to_ascii_lowercase();
+    lower.contains("found a tab") || lower.contains("tabs ") || lower.contains("tab character")
 }
 
 /// One YAML node with the position of its first character (1-based line and column).

@@ -176,8 +176,13 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
     if let (Some((min_share, pos)), Some(arms)) = (written_min_share, &arms) {
         check_min_share_total(report, min_share, arms.count, pos);
     }
+    // The example names one of the file's own variants, so it can be pasted as is.
+    let example = arms
+        .as_ref()
+        .and_then(|a| a.ids.first())
+        .map_or_else(|| "control".to_owned(), |(id, _)| id.to_string());
     let default_variant = fields
-        .require(report, "default_variant", "control")
+        .require(report, "default_variant", &example)
         .and_then(|n| variant_reference(report, n, "default_variant", arms.as_ref()));
     let winner = winner(report, &fields, status_node, status, arms.as_ref());
 
@@ -324,15 +329,17 @@ fn policy(report: &mut Report<'_>, node: &Node) -> (Option<PolicySpec>, Option<(
     let (min_share, written) = match fields.get("min_share") {
         None => (Some(DEFAULT_MIN_SHARE), None),
         Some(n) => {
-            let share = fields::number(report, n, "min_share").filter(|share| {
+            // `5%` as text gets the fraction, like the stopping thresholds.
+            let share = stopping::fraction(report, n, "min_share").filter(|share| {
                 let in_range = (0.0..1.0).contains(share);
                 if !in_range {
                     report.error(
                         n.pos,
                         format!(
                             "`min_share` must be at least 0 and below 1, found {}; it is the \
-                             share of traffic every variant keeps, e.g. 0.02 for 2%",
-                            fmt_number(*share)
+                             share of traffic every variant keeps, {}",
+                            fmt_number(*share),
+                            stopping::example_or_percent(*share, "e.g. 0.02 for 2%")
                         ),
                     );
                 }
@@ -596,3 +603,7 @@ mod arm_tests;
 #[cfg(test)]
 #[path = "parse_stopping_tests.rs"]
 mod stopping_tests;
+
+#[cfg(test)]
+#[path = "parse_message_tests.rs"]
+mod message_tests;

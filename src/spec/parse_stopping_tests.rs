@@ -162,8 +162,14 @@ fn prob_best_written_as_a_percentage_gets_the_fraction() {
         &with_stopping(&["prob_best: 95", THRESHOLDS[1]]),
         15,
         14,
-        &["found 95", "(for 95% write 0.95)"],
+        &[
+            "found 95",
+            "it is how sure the winner must be of being best, so for 95% write 0.95",
+        ],
     );
+    // Said once: the generic example would repeat it ("e.g. 0.95 for 95% (for 95% write 0.95)").
+    let message = &errors(&with_stopping(&["prob_best: 95", THRESHOLDS[1]]))[0].message;
+    assert_eq!(message.matches("0.95").count(), 1, "{message}");
     assert_error(
         &with_stopping(&["prob_best: 95%", THRESHOLDS[1]]),
         15,
@@ -216,7 +222,7 @@ fn max_expected_loss_must_be_at_most_one() {
         &[
             "must be above 0 and at most 1, found 1.5",
             "cannot fall by more than 1",
-            "(for 1.5% write 0.015)",
+            "so for 1.5% write 0.015",
         ],
     );
 }

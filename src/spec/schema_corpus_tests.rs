@@ -557,3 +557,76 @@ fn the_corpus_covers_valid_invalid_and_parser_only_files() {
     names.dedup();
     assert_eq!(names.len(), total, "corpus case names must be unique");
 }
+
+/// The first phrase a message says twice, if any: three words, or two when one is a number
+/// (`for 95%` twice is the same advice twice). Words compare without case and surrounding
+/// punctuation.
+fn repeated_phrase(message: &str) -> Option<String> {
+    let words: Vec<String> = message
+        .split_whitespace()
+        .map(|w| {
+            w.trim_matches(|c: char| ".,;:()`\"'".contains(c))
+                .to_lowercase()
+        })
+        .filter(|w| !w.is_empty())
+        .collect();
+    let has_digit = |w: &String| w.chars().any(|c| c.is_ascii_digit());
+    let mut seen = std::collections::HashSet::new();
+    let pairs = words
+        .windows(2)
+        .filter(|pair| pair.iter().any(has_digit))
+        .map(|pair| pair.join(" "));
+    let triples = words.windows(3).map(|triple| triple.join(" "));
+    pairs
+        .chain(triples)
+        .find(|phrase| !seen.insert(phrase.clone()))
+}
+
+#[test]
+fn no_message_says_the_same_thing_twice() {
+    let mut repeats = Vec::new();
+    let mut checked = 0;
+    let extra = [
+        ("prob_best as a percentage", swap_stopping("prob_best: 95")),
+        (
+            "loss as a percentage",
+            swap_stopping("max_expected_loss: 2"),
+        ),
+    ];
+    let cases = corpus()
+        .into_iter()
+        .map(|case| (case.name, case.yaml))
+        .chain(
+            extra
+                .into_iter()
+                .map(|(name, yaml)| (name.to_owned(), yaml)),
+        );
+    for (name, yaml) in cases {
+        let Err(errors) = parse_experiment(Path::new("corpus.yaml"), &yaml) else {
+            continue;
+        };
+        for error in errors {
+            checked += 1;
+            if let Some(phrase) = repeated_phrase(&error.message) {
+                repeats.push(format!("{name}: {phrase:?} twice in: {}", error.message));
+            }
+        }
+    }
+    assert!(checked >= 20, "only {checked} messages");
+    assert!(repeats.is_empty(), "{repeats:#?}");
+    // The detector catches the message this test was written for.
+    assert_eq!(
+        repeated_phrase("it is how sure, e.g. 0.95 for 95% (for 95% write 0.95)").as_deref(),
+        Some("for 95%")
+    );
+}
+
+/// A valid file whose stopping block holds `field` and the other threshold.
+fn swap_stopping(field: &str) -> String {
+    let other = if field.starts_with("prob_best") {
+        "max_expected_loss: 0.001"
+    } else {
+        "prob_best: 0.95"
+    };
+    format!("{MINIMAL}stopping: {{{field}, {other}}}\n")
+}

@@ -72,9 +72,9 @@ fn prob_best(report: &mut Report<'_>, node: &Node) -> Option<f64> {
         node.pos,
         format!(
             "`prob_best` must be above 0.5 and below 1, found {}: {why}; it is how sure the \
-             winner must be of being best, e.g. 0.95 for 95%{}",
+             winner must be of being best, {}",
             fmt_number(value),
-            percent_hint(value)
+            example_or_percent(value, "e.g. 0.95 for 95%")
         ),
     );
     None
@@ -95,17 +95,16 @@ fn max_expected_loss(report: &mut Report<'_>, node: &Node) -> Option<f64> {
         node.pos,
         format!(
             "`max_expected_loss` must be above 0 and at most 1, found {}: {why}; it is the \
-             conversion rate you accept to lose by picking the winner now, e.g. 0.001 for \
-             0.1 percentage points{}",
+             conversion rate you accept to lose by picking the winner now, {}",
             fmt_number(value),
-            percent_hint(value)
+            example_or_percent(value, "e.g. 0.001 for 0.1 percentage points")
         ),
     );
     None
 }
 
 /// A number for a probability-like field; `95%` written as text gets a hint to write 0.95.
-fn fraction(report: &mut Report<'_>, node: &Node, field: &str) -> Option<f64> {
+pub(super) fn fraction(report: &mut Report<'_>, node: &Node, field: &str) -> Option<f64> {
     if let NodeKind::Str(text) = &node.kind
         && let Some(percent) = text.trim().strip_suffix('%')
         && let Ok(percent) = percent.trim().parse::<f64>()
@@ -125,15 +124,16 @@ fn fraction(report: &mut Report<'_>, node: &Node, field: &str) -> Option<f64> {
     fields::number(report, node, field)
 }
 
-/// `95` looks like a percentage: suggest the fraction.
-fn percent_hint(value: f64) -> String {
+/// `95` looks like a percentage: the fraction it means, said once, instead of the generic
+/// `example` (which would then repeat it: "e.g. 0.95 for 95% (for 95% write 0.95)").
+pub(super) fn example_or_percent(value: f64, example: &str) -> String {
     if value > 1.0 && value <= 100.0 {
         format!(
-            " (for {}% write {})",
+            "so for {}% write {}",
             fmt_number(value),
             fmt_number(value / 100.0)
         )
     } else {
-        String::new()
+        example.to_owned()
     }
 }

@@ -33,13 +33,14 @@ pub enum Verdict {
         prob_best: f64,
         expected_loss: f64,
     },
-    /// No winner yet, and the first unmet condition.
-    Collecting { reason: CollectingReason },
+    /// No winner yet: every unmet condition, never empty. An analyst deciding whether to
+    /// wait, add traffic or loosen the rule needs all of them at once: naming only the first
+    /// (say, "3 more days") hides that the evidence is also far from the threshold.
+    Collecting { reasons: Vec<CollectingReason> },
 }
 
-/// Why no winner is declared. Conditions are checked in this order, so the reason is the
-/// first that fails: guards on time and sample size come before the evidence, because while
-/// they fail no evidence would be acted on anyway.
+/// One unmet condition. [`evaluate`] lists them in this order: guards on time and sample
+/// size first (while they fail no evidence would be acted on anyway), then the evidence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CollectingReason {
     /// No arms were given.
@@ -52,8 +53,8 @@ pub enum CollectingReason {
     },
     /// `min_duration_ms` has not elapsed; `remaining_ms` to go.
     TooEarly { remaining_ms: u64 },
-    /// Arm `arm` (the one with the fewest exposures, the first on ties) is short of
-    /// `required`.
+    /// Arm `arm` is short of `required`; one entry per short arm, the fewest exposures
+    /// first (ties by arm order).
     TooFewExposures {
         arm: usize,
         exposures: u64,
@@ -86,59 +87,71 @@ pub fn evaluate(
     started_ms: u64,
     now_ms: u64,
 ) -> Verdict {
-    let collecting = |reason| Verdict::Collecting { reason };
     let arms = exposures.len();
     if comparison.prob_best.len() != arms || comparison.expected_loss.len() != arms {
-        return collecting(CollectingReason::MismatchedInputs {
-            prob_best_arms: comparison.prob_best.len(),
-            expected_loss_arms: comparison.expected_loss.len(),
-            exposure_arms: arms,
-        });
+        return Verdict::Collecting {
+            reasons: vec![CollectingReason::MismatchedInputs {
+                prob_best_arms: comparison.prob_best.len(),
+                expected_loss_arms: comparison.expected_loss.len(),
+                exposure_arms: arms,
+            }],
+        };
     }
     let Some(leader) = leader(comparison) else {
-        return collecting(CollectingReason::NoArms);
+        return Verdict::Collecting {
+            reasons: vec![CollectingReason::NoArms],
+        };
     };
+    let mut reasons = Vec::new();
     let elapsed = now_ms.saturating_sub(started_ms);
     if elapsed < rule.min_duration_ms {
-        return collecting(CollectingReason::TooEarly {
+        reasons.push(CollectingReason::TooEarly {
             remaining_ms: rule.min_duration_ms - elapsed,
         });
     }
-    if let Some((arm, &fewest)) = exposures
+    let mut short: Vec<(usize, u64)> = exposures
         .iter()
+        .copied()
         .enumerate()
-        .min_by_key(|&(index, &count)| (count, index))
-        .filter(|&(_, &count)| count < rule.min_exposures)
-    {
-        return collecting(CollectingReason::TooFewExposures {
-            arm,
-            exposures: fewest,
-            required: rule.min_exposures,
-        });
-    }
+        .filter(|&(_, count)| count < rule.min_exposures)
+        .collect();
+    short.sort_by_key(|&(index, count)| (count, index));
+    reasons.extend(
+        short
+            .into_iter()
+            .map(|(arm, exposures)| CollectingReason::TooFewExposures {
+                arm,
+                exposures,
+                required: rule.min_exposures,
+            }),
+    );
     let prob_best = comparison.prob_best[leader];
     let expected_loss = comparison.expected_loss[leader];
     // Written as "met" flags so that a NaN fails the condition.
     let prob_best_met = prob_best >= rule.prob_best;
     let expected_loss_met = expected_loss <= rule.max_expected_loss;
     if !prob_best_met {
-        return collecting(CollectingReason::ProbBestTooLow {
+        reasons.push(CollectingReason::ProbBestTooLow {
             leader,
             prob_best,
             required: rule.prob_best,
         });
     }
     if !expected_loss_met {
-        return collecting(CollectingReason::ExpectedLossTooHigh {
+        reasons.push(CollectingReason::ExpectedLossTooHigh {
             leader,
             expected_loss,
             allowed: rule.max_expected_loss,
         });
     }
-    Verdict::Winner {
-        arm: leader,
-        prob_best,
-        expected_loss,
+    if reasons.is_empty() {
+        Verdict::Winner {
+            arm: leader,
+            prob_best,
+            expected_loss,
+        }
+    } else {
+        Verdict::Collecting { reasons }
     }
 }
 
@@ -214,11 +227,11 @@ mod tests {
         assert_eq!(
             verdict(&[1.0 - below, below], &[0.02, 0.0001], &[500, 500]),
             Verdict::Collecting {
-                reason: CollectingReason::ProbBestTooLow {
+                reasons: vec![CollectingReason::ProbBestTooLow {
                     leader: 1,
                     prob_best: below,
                     required: 0.95
-                }
+                }]
             }
         );
     }
@@ -228,25 +241,32 @@ mod tests {
         assert_eq!(
             verdict(&[0.97, 0.03], &[0.0011, 0.03], &[500, 500]),
             Verdict::Collecting {
-                reason: CollectingReason::ExpectedLossTooHigh {
+                reasons: vec![CollectingReason::ExpectedLossTooHigh {
                     leader: 0,
                     expected_loss: 0.0011,
                     allowed: 0.001
-                }
+                }]
             }
         );
     }
 
     #[test]
-    fn the_arm_with_the_fewest_exposures_is_named_when_short() {
+    fn every_short_arm_is_named_the_fewest_exposures_first() {
         assert_eq!(
             verdict(&[0.99, 0.005, 0.005], &[0.0, 0.1, 0.1], &[500, 99, 42]),
             Verdict::Collecting {
-                reason: CollectingReason::TooFewExposures {
-                    arm: 2,
-                    exposures: 42,
-                    required: 100
-                }
+                reasons: vec![
+                    CollectingReason::TooFewExposures {
+                        arm: 2,
+                        exposures: 42,
+                        required: 100
+                    },
+                    CollectingReason::TooFewExposures {
+                        arm: 1,
+                        exposures: 99,
+                        required: 100
+                    }
+                ]
             }
         );
     }
@@ -259,9 +279,9 @@ mod tests {
         assert_eq!(
             early,
             Verdict::Collecting {
-                reason: CollectingReason::TooEarly {
+                reasons: vec![CollectingReason::TooEarly {
                     remaining_ms: 3_000_000
-                }
+                }]
             }
         );
         let exactly = evaluate(
@@ -277,31 +297,47 @@ mod tests {
         assert_eq!(
             backwards,
             Verdict::Collecting {
-                reason: CollectingReason::TooEarly {
+                reasons: vec![CollectingReason::TooEarly {
                     remaining_ms: RULE.min_duration_ms
-                }
+                }]
             }
         );
     }
 
     #[test]
-    fn guards_are_reported_before_the_evidence() {
-        // Everything fails: the duration is named first, then the exposures.
+    fn every_unmet_condition_is_listed_guards_before_the_evidence() {
+        // Everything fails: the duration, both arms' exposures, P(best) and the loss.
         let compared = comparison(&[0.5, 0.5], &[0.1, 0.1]);
-        let too_early = evaluate(&RULE, &compared, &[1, 1], 0, 0);
-        assert!(matches!(
-            too_early,
+        assert_eq!(
+            evaluate(&RULE, &compared, &[3, 1], 0, 600_000),
             Verdict::Collecting {
-                reason: CollectingReason::TooEarly { .. }
+                reasons: vec![
+                    CollectingReason::TooEarly {
+                        remaining_ms: 3_000_000
+                    },
+                    CollectingReason::TooFewExposures {
+                        arm: 1,
+                        exposures: 1,
+                        required: 100
+                    },
+                    CollectingReason::TooFewExposures {
+                        arm: 0,
+                        exposures: 3,
+                        required: 100
+                    },
+                    CollectingReason::ProbBestTooLow {
+                        leader: 0,
+                        prob_best: 0.5,
+                        required: 0.95
+                    },
+                    CollectingReason::ExpectedLossTooHigh {
+                        leader: 0,
+                        expected_loss: 0.1,
+                        allowed: 0.001
+                    },
+                ]
             }
-        ));
-        let short = evaluate(&RULE, &compared, &[1, 1], 0, RULE.min_duration_ms);
-        assert!(matches!(
-            short,
-            Verdict::Collecting {
-                reason: CollectingReason::TooFewExposures { arm: 0, .. }
-            }
-        ));
+        );
     }
 
     #[test]
@@ -333,30 +369,32 @@ mod tests {
     fn nan_values_never_win_and_inconsistent_inputs_are_reported() {
         assert!(matches!(
             verdict(&[f64::NAN, 0.2], &[0.0, 0.0005], &[500, 500]),
-            Verdict::Collecting {
-                reason: CollectingReason::ProbBestTooLow { leader: 1, .. }
-            }
+            Verdict::Collecting { reasons } if matches!(
+                reasons.as_slice(),
+                [CollectingReason::ProbBestTooLow { leader: 1, .. }]
+            )
         ));
         assert!(matches!(
             verdict(&[0.99, 0.01], &[f64::NAN, 0.1], &[500, 500]),
-            Verdict::Collecting {
-                reason: CollectingReason::ExpectedLossTooHigh { leader: 0, .. }
-            }
+            Verdict::Collecting { reasons } if matches!(
+                reasons.as_slice(),
+                [CollectingReason::ExpectedLossTooHigh { leader: 0, .. }]
+            )
         ));
         assert_eq!(
             verdict(&[], &[], &[]),
             Verdict::Collecting {
-                reason: CollectingReason::NoArms
+                reasons: vec![CollectingReason::NoArms]
             }
         );
         assert_eq!(
             verdict(&[0.5, 0.5], &[0.1, 0.1], &[500]),
             Verdict::Collecting {
-                reason: CollectingReason::MismatchedInputs {
+                reasons: vec![CollectingReason::MismatchedInputs {
                     prob_best_arms: 2,
                     expected_loss_arms: 2,
                     exposure_arms: 1
-                }
+                }]
             }
         );
     }

@@ -394,3 +394,28 @@ fn plans_verdict_matches_what_the_reload_then_does() {
         }
     }
 }
+
+#[test]
+fn plan_reports_dropping_a_served_experiment_as_its_own_verdict_and_exit_code() {
+    let other = STICKY.replace("id: headline", "id: other");
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY), ("other.yaml", &other)],
+        &[("BANDITD_NO_WATCH", "1")],
+    );
+    for i in 0..7 {
+        app.assign("other", &format!("u{i}"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("headline.yaml"), STICKY).unwrap();
+    let (code, text) = plan_against(&app, dir.path());
+    assert_eq!(code, 3, "{text}");
+    assert!(!text.contains("SAFE"), "{text}");
+    assert!(
+        text.contains("other (removed): 7 sticky units would lose their experiment"),
+        "{text}"
+    );
+    // The server does accept it, and the units do lose their experiment.
+    std::fs::remove_file(app.experiments_dir().join("other.yaml")).unwrap();
+    assert_eq!(reload(&app).status, 200);
+    assert_eq!(app.get("/v1/experiments/other/assign?unit=u1").status, 404);
+}

@@ -85,6 +85,39 @@ fn with_stopping(on_winner: &str) -> String {
 }
 
 #[test]
+fn before_a_winner_the_stats_list_every_unmet_condition_and_the_rules_thresholds() {
+    let spec = format!(
+        "{STICKY}stopping:\n  prob_best: 0.95\n  max_expected_loss: 0.01\n  min_exposures: 1000\n  min_duration: 10d\n"
+    );
+    let app = TestApp::spawn(&[("headline.yaml", &spec)]);
+    assign_units(&app, "headline", 3);
+    let stopping = app.get("/v1/experiments/headline").body["stopping"].clone();
+    assert_eq!(stopping["status"], "collecting");
+    assert_eq!(
+        stopping["rule"],
+        json!({"prob_best": 0.95, "max_expected_loss": 0.01, "min_exposures": 1000,
+               "min_duration": "10d", "on_winner": "exploit"})
+    );
+    let detail = stopping["detail"].as_str().unwrap();
+    // Two uniform-ish posteriors: the leader's loss is near E[max(X, Y)] − E[X] = 1/6.
+    for part in [
+        "10 more days (min_duration 10d)",
+        " of 1,000 exposures on 'control'",
+        " of 1,000 exposures on 'bold'",
+        "P(best) 0.",
+        " of 0.95 (leader '",
+        " of 0.01 (leader '",
+    ] {
+        assert!(detail.contains(part), "{part:?} missing from {detail:?}");
+    }
+    let no_rule = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    assert_eq!(
+        no_rule.get("/v1/experiments/headline").body["stopping"]["rule"],
+        Value::Null
+    );
+}
+
+#[test]
 fn the_stopping_rule_declares_a_durable_winner_and_exploit_shifts_traffic() {
     let mut app = TestApp::spawn(&[("headline.yaml", &with_stopping("exploit"))]);
     let before = app.get("/v1/experiments/headline");
