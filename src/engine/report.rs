@@ -315,6 +315,7 @@ fn unknown_spec_report(
         status,
         decided: info.decision.clone(),
         still_holds: None,
+        rule: None,
         detail: format!(
             "revision {revision} was served before banditd kept each revision's spec: its \
              priors and stopping rule are unknown, so only its counts are reported"
