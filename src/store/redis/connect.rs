@@ -291,6 +291,27 @@ impl Link {
         (**self.current.load()).clone()
     }
 
+    /// Whether writes can go through now: PING (every primary, under Cluster) and, under
+    /// Cluster, `cluster_state:ok` (every slot served): nodes answer PING a while before
+    /// their cluster is whole again.
+    pub async fn check(&self) -> Result<(), redis::RedisError> {
+        let mut connection = self.get();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        if let Connection::Cluster(_) = connection {
+            let info: String = redis::cmd("CLUSTER")
+                .arg("INFO")
+                .query_async(&mut connection)
+                .await?;
+            if !info.contains("cluster_state:ok") {
+                return Err(redis::RedisError::from((
+                    redis::ErrorKind::Server(redis::ServerErrorKind::ClusterDown),
+                    "the cluster is not ok yet",
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Under Sentinel: asks the Sentinels which node is the primary now (they check its
     /// `ROLE`), and re-points the connection when it moved. Elsewhere: nothing to do.
     pub async fn follow_primary(&self) -> Result<(), redis::RedisError> {

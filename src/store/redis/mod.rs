@@ -20,6 +20,8 @@
 //! rule"), so the store code is the same in every mode.
 
 mod call;
+#[cfg(test)]
+mod cluster_tests;
 mod commit;
 mod connect;
 #[cfg(test)]
@@ -328,8 +330,9 @@ fn replica_id() -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// While the store is failing, PINGs Redis (under Sentinel, first asks the Sentinels which
-/// node is the primary now, and follows it); the first answer ends the episode.
+/// While the store is failing, checks Redis (`Link::check`; under Sentinel, first asks the
+/// Sentinels which node is the primary now, and follows it); the first success ends the
+/// episode.
 async fn probe(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
     loop {
@@ -341,11 +344,7 @@ async fn probe(shared: Arc<Shared>) {
             shared.health.retry_failed(&error.kind_name());
             continue;
         }
-        let mut connection = shared.link.get();
-        match redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-        {
+        match shared.link.check().await {
             Ok(_) => shared.health.end(),
             Err(error) => shared.health.retry_failed(&error.kind_name()),
         }

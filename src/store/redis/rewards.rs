@@ -247,6 +247,14 @@ async fn round(
         }
     }
     apply_claims(shared, &mut claims).await;
+    for claimed in &claims {
+        // A claim met on the way may credit a unit this replica holds in its cache.
+        if claimed.reward.kind == 'U'
+            && let Some(unit) = claimed.reward.fields.first()
+        {
+            shared.cache_forget(&claimed.reward.epoch, unit);
+        }
+    }
     settle(shared, &claims).await;
     let mut again = Vec::new();
     for ((job, at), index, own) in waiting {
