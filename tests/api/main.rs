@@ -16,9 +16,12 @@ mod folder;
 mod helpers;
 mod metrics;
 mod operators;
+/// Shared with the store's unit tests, which use other parts of it.
+#[allow(dead_code)]
 mod redis_harness;
 mod reload;
 mod replicas;
+mod replicas_modes;
 mod security;
 mod statistics;
 mod tracing;

@@ -6,6 +6,8 @@ use super::*;
 use crate::store::test_support::{DAY_MS, T0_MS, block_on, epoch, record, unit_reward};
 use crate::store::{Decision, DecisionRule, HistoryArm, RewardTarget};
 
+/// Shared with the HTTP tests, which use other parts of it.
+#[allow(dead_code)]
 #[path = "../../../tests/api/redis_harness.rs"]
 pub(super) mod harness;
 use harness::RedisServer;
