@@ -80,6 +80,9 @@ struct Claimed {
 
 type OpRef = (usize, usize);
 
+/// The ops claiming ids in one slot: each with its claim id and reward.
+type HomeOps = (Home, Vec<(OpRef, String, Reward)>);
+
 /// Judges every reward op of `jobs`; records the epochs that got a credit in `counted`.
 pub async fn apply(shared: &Shared, jobs: &mut [Job], counted: &mut HashSet<Epoch>) {
     let mut open: Vec<OpRef> = jobs
@@ -142,7 +145,7 @@ async fn round(
     counted: &mut HashSet<Epoch>,
 ) -> Vec<OpRef> {
     // Claim: one call per id slot, ops in order.
-    let mut homes: Vec<(Home, Vec<(OpRef, String, Reward)>)> = Vec::new();
+    let mut homes: Vec<HomeOps> = Vec::new();
     let mut home_index: HashMap<Home, usize> = HashMap::new();
     for op_ref in open {
         let op = &jobs[op_ref.0].ops[op_ref.1];
