@@ -189,3 +189,43 @@ fn a_claim_left_pending_by_a_dead_replica_is_finished_once_by_the_next() {
         assert!(store.audit().await.unwrap().is_clean());
     });
 }
+
+/// Two replicas receive the same event ids at once, each naming another unit (in other
+/// shards, so other slots and nodes): each id is applied once, to one of the two units.
+#[test]
+fn one_id_naming_different_units_on_two_replicas_is_applied_once() {
+    let cluster = RedisCluster::start();
+    let (a, b) = (open_on(&cluster), open_on(&cluster));
+    block_on(async {
+        for i in 0..40 {
+            for unit in [format!("a{i}"), format!("b{i}")] {
+                a.insert_sticky(&epoch(), &unit, record("a", T0_MS), tests::tally(T0_MS))
+                    .await
+                    .unwrap();
+            }
+        }
+        let racing = (0..40).flat_map(|i| {
+            let id = format!("shared-{i}");
+            [
+                a.apply_rewards(vec![unit_reward(&id, &format!("a{i}"), 1.0, T0_MS + 1)]),
+                b.apply_rewards(vec![unit_reward(&id, &format!("b{i}"), 1.0, T0_MS + 1)]),
+            ]
+        });
+        let outcomes: Vec<RewardOutcome> = futures_util::future::join_all(racing)
+            .await
+            .into_iter()
+            .flat_map(|answer| answer.expect("rewards acknowledged"))
+            .collect();
+        for pair in outcomes.chunks(2) {
+            let applied = pair
+                .iter()
+                .filter(|o| matches!(o, RewardOutcome::Applied { .. }))
+                .count();
+            assert_eq!(applied, 1, "{pair:?}");
+            assert!(pair.contains(&RewardOutcome::Duplicate), "{pair:?}");
+        }
+        let counters = a.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["a"].reward_sum, 40.0);
+        assert!(a.audit().await.unwrap().is_clean());
+    });
+}
