@@ -229,3 +229,41 @@ fn one_id_naming_different_units_on_two_replicas_is_applied_once() {
         assert!(a.audit().await.unwrap().is_clean());
     });
 }
+
+/// A replica that died between counting in a new epoch and fixing its start leaves only the
+/// shard's first-write time: the next reader fixes the start from it, once.
+#[test]
+fn a_start_left_unfixed_by_a_dead_replica_is_fixed_by_the_next_reader() {
+    let cluster = RedisCluster::start();
+    let store = open_on(&cluster);
+    block_on(async {
+        let mut connection = store.shared.link.get();
+        for (shard, first) in [(3, T0_MS + 9), (5, T0_MS + 4)] {
+            let () = redis::cmd("HSET")
+                .arg(layout::ShardKeys::of(&epoch(), shard).arms)
+                .arg("s")
+                .arg(first)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        let info = store.epoch_info(&epoch()).await.unwrap();
+        assert_eq!(info.started_ms, Some(T0_MS + 4), "the earliest shard's");
+        let held: Option<u64> = redis::cmd("HGET")
+            .arg(layout::info_key(&epoch()))
+            .arg("start")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(held, Some(T0_MS + 4), "fixed in the epoch's facts");
+        store
+            .insert_sticky(&epoch(), "late", record("a", T0_MS), tests::tally(T0_MS))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.epoch_info(&epoch()).await.unwrap().started_ms,
+            Some(T0_MS + 4),
+            "an earlier write later does not move it"
+        );
+    });
+}

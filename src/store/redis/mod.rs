@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     registered: Mutex<HashSet<String>>,
     /// Epochs whose start this process has seen fixed (`read::fix_start`).
     started: Mutex<HashMap<Epoch, u64>>,
+    /// When a reader last looked for an unfixed start, by epoch.
+    start_looked: Mutex<HashMap<Epoch, std::time::Instant>>,
     exposures: Mutex<HashMap<ExposureKey, ExposureGroup>>,
     cache: Mutex<HashMap<(Epoch, String), StickyRecord>>,
     cache_capacity: usize,
@@ -117,6 +119,19 @@ impl Shared {
     fn next_claim(&self) -> String {
         let n = self.claims.fetch_add(1, Ordering::Relaxed);
         format!("{}:{n}", self.replica_id)
+    }
+
+    /// Whether a reader that found no start should look at the shards now (once a second).
+    fn should_look_for_start(&self, epoch: &Epoch) -> bool {
+        let now = std::time::Instant::now();
+        let mut looked = lock(&self.start_looked);
+        match looked.get(epoch) {
+            Some(at) if now.duration_since(*at) < START_LOOK_EVERY => false,
+            _ => {
+                looked.insert(epoch.clone(), now);
+                true
+            }
+        }
     }
 
     fn take_exposures(&self) -> Vec<ExposureGroup> {
@@ -201,6 +216,9 @@ pub struct RedisStore {
     /// Dropping it stops the runtime thread.
     _stop: oneshot::Sender<()>,
 }
+
+/// How often a reader may look for an epoch start left unfixed by a replica that died.
+const START_LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the store probes Redis while it is failing.
 const PROBE_EVERY: Duration = Duration::from_millis(200);
@@ -311,6 +329,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         claims: AtomicU64::new(0),
         registered: Mutex::new(HashSet::new()),
         started: Mutex::new(HashMap::new()),
+        start_looked: Mutex::new(HashMap::new()),
         exposures: Mutex::new(HashMap::new()),
         cache: Mutex::new(HashMap::new()),
         cache_capacity: options.sticky_cache_entries,

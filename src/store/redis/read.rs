@@ -166,8 +166,10 @@ pub async fn epoch_info(shared: &Shared, epoch: &Epoch) -> Result<EpochInfo, Sto
         .map_err(|error| classify(shared, &error))?;
     let started_ms = match start {
         Some(start) => Some(start.parse().map_err(|_| corrupt("epoch start", &start))?),
-        // A replica that died between a first write and fixing the start: fix it now.
-        None => fix_start(shared, epoch).await?,
+        // A replica that died between a first write and fixing the start: fix it now (looked
+        // for at most once a second, as an epoch nothing was counted in yet has no start).
+        None if shared.should_look_for_start(epoch) => fix_start(shared, epoch).await?,
+        None => None,
     };
     Ok(EpochInfo {
         started_ms,
