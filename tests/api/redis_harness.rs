@@ -265,9 +265,17 @@ impl RedisSentinel {
             replica,
             sentinel,
         };
-        // The Sentinel knows the replica once it has asked the primary (INFO every 10 s at
-        // first contact: wait for it, a failover needs it).
+        // The replica has synced, and the Sentinel knows it once it has asked the primary:
+        // wait for both, a failover needs them.
         let deadline = Instant::now() + Duration::from_secs(30);
+        while !setup
+            .replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
         while !setup
             .sentinel
             .cli(&["SENTINEL", "REPLICAS", SENTINEL_MASTER])

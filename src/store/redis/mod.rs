@@ -33,6 +33,8 @@ mod rewards;
 #[cfg(test)]
 mod rules_tests;
 #[cfg(test)]
+mod sentinel_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet};
