@@ -46,8 +46,12 @@ need_apt promtool prometheus
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 # The Redis backend's tests start their own redis-server (src/store/redis/tests.rs,
-# tests/api/replicas.rs).
+# tests/api/replicas.rs): standalone, a three-node Cluster joined by `redis-cli --cluster
+# create`, and `redis-server --sentinel` (src/store/redis/cluster_tests.rs,
+# tests/api/replicas_modes.rs). redis-cli comes with redis-server (its redis-tools
+# dependency), Sentinel mode is the same binary.
 need_apt redis-server redis-server
+need_apt redis-cli redis-tools
 
 # The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
 need_apt curl curl

@@ -96,7 +96,10 @@ pub struct ServeArgs {
     #[arg(long, env = "BANDITD_TOKEN_SECRET", hide_env_values = true)]
     pub token_secret: Option<SecretString>,
     /// Keep state in Redis, shared by every replica, instead of the data dir:
-    /// `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path` (no TLS).
+    /// `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path` (one primary),
+    /// `redis+sentinel://[user[:password]@]host:port[,host:port…]/<master>[/db]` (the primary
+    /// Sentinel names), `redis+cluster://[user[:password]@]host:port[,host:port…]` (Redis
+    /// Cluster); no TLS.
     #[arg(long, env = "BANDITD_REDIS", hide_env_values = true)]
     pub redis: Option<SecretString>,
     /// The Redis password, if not in the URL.

@@ -21,7 +21,8 @@ pub fn store_description(config: &Config) -> String {
 }
 
 /// `redis://user:password@host:6379/0?x=y` as `redis://host:6379/0`: the user information and
-/// the query (which can carry a password too) are dropped.
+/// the query (which can carry a password too) are dropped; so for the Sentinel and Cluster
+/// forms, whose hosts follow the one user information.
 pub fn redis_endpoint(url: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("redis", url));
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
@@ -159,6 +160,14 @@ mod tests {
                 "redis+unix:///run/redis.sock",
             ),
             ("cache:6379", "redis://cache:6379"),
+            (
+                "redis+cluster://:s3cret@n1:7000,n2:7001",
+                "redis+cluster://n1:7000,n2:7001",
+            ),
+            (
+                "redis+sentinel://u:s3cret@s1:26379,s2:26379/mymaster/1",
+                "redis+sentinel://s1:26379,s2:26379/mymaster/1",
+            ),
         ] {
             assert_eq!(redis_endpoint(url), shown, "{url}");
         }

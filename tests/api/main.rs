@@ -17,9 +17,12 @@ mod folder;
 mod helpers;
 mod metrics;
 mod operators;
+/// Shared with the store's unit tests, which use other parts of it.
+#[allow(dead_code)]
 mod redis_harness;
 mod reload;
 mod replicas;
+mod replicas_modes;
 mod revisions;
 mod security;
 mod statistics;

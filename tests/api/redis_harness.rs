@@ -1,6 +1,8 @@
 //! A throwaway `redis-server` for tests: its own temp dir, a free port on 127.0.0.1, AOF on
 //! with `appendfsync always`, no RDB snapshots; killed by its PID when the guard drops. Shared
-//! by the store's unit tests (`src/store/redis/tests.rs`) and the replica tests.
+//! by the store's unit tests (`src/store/redis/tests.rs`) and the replica tests. Also a
+//! three-node Redis Cluster ([`RedisCluster`]) and a primary with a replica watched by one
+//! Sentinel ([`RedisSentinel`]), built from the same servers.
 //!
 //! A missing `redis-server` fails the test with the install command: `scripts/test.sh`
 //! installs it (Debian: `apt-get install -y redis-server`).
@@ -13,20 +15,58 @@ pub struct RedisServer {
     pub dir: tempfile::TempDir,
     pub port: u16,
     child: Option<Child>,
+    /// Arguments after the defaults (a later one wins), or `None` for a Sentinel.
+    extra: Option<Vec<String>>,
 }
 
 impl RedisServer {
     /// Starts a fresh server; panics with the install command if `redis-server` is missing.
     pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// A fresh server with more arguments (`["--replicaof", "127.0.0.1", "6379"]`).
+    pub fn start_with(extra: &[&str]) -> Self {
+        Self::spawn(Some(extra.iter().map(|arg| (*arg).to_owned()).collect()))
+    }
+
+    fn spawn(extra: Option<Vec<String>>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let port = free_port();
         let mut server = Self {
             dir,
             port,
             child: None,
+            extra,
         };
         server.launch();
         server
+    }
+
+    /// A Sentinel watching `primary` as `master_name` (quorum 1, down after 1 s).
+    pub fn sentinel(master_name: &str, primary: &RedisServer) -> Self {
+        let mut server = Self::spawn_sentinel_dir();
+        let conf = format!(
+            "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
+             sentinel monitor {master_name} 127.0.0.1 {primary} 1\n\
+             sentinel down-after-milliseconds {master_name} 1000\n\
+             sentinel failover-timeout {master_name} 10000\n",
+            port = server.port,
+            dir = server.dir.path().display(),
+            primary = primary.port,
+        );
+        std::fs::write(server.dir.path().join("sentinel.conf"), conf).expect("sentinel.conf");
+        server.launch();
+        server
+    }
+
+    fn spawn_sentinel_dir() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir for redis"),
+            port: free_port(),
+            child: None,
+            extra: None,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -34,15 +74,27 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string()])
-            .args(["--bind", "127.0.0.1"])
-            .args(["--dir", &self.dir.path().display().to_string()])
-            .args(["--appendonly", "yes"])
-            .args(["--appendfsync", "always"])
-            .args(["--save", ""])
-            .args(["--daemonize", "no"])
-            .args(["--logfile", "redis.log"])
+        let mut command = Command::new("redis-server");
+        match &self.extra {
+            Some(extra) => {
+                command
+                    .args(["--port", &self.port.to_string()])
+                    .args(["--bind", "127.0.0.1"])
+                    .args(["--dir", &self.dir.path().display().to_string()])
+                    .args(["--appendonly", "yes"])
+                    .args(["--appendfsync", "always"])
+                    .args(["--save", ""])
+                    .args(["--daemonize", "no"])
+                    .args(["--logfile", "redis.log"])
+                    .args(extra);
+            }
+            None => {
+                command
+                    .arg(self.dir.path().join("sentinel.conf"))
+                    .arg("--sentinel");
+            }
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -115,4 +167,141 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free port")
+}
+
+/// Three primaries (`--cluster-enabled yes`, AOF on), joined by `redis-cli --cluster create`,
+/// no replicas: every slot on exactly one node.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    pub fn start() -> Self {
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "2000",
+                ])
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli runs");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        let cluster = Self { nodes };
+        cluster.wait_ok();
+        cluster
+    }
+
+    /// `redis+cluster://` with every node as a seed.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port))
+            .collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+
+    /// Waits until every node says `cluster_state:ok` (all slots served).
+    pub fn wait_ok(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !self
+            .nodes
+            .iter()
+            .all(|node| node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster did not become ok in 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `kill -9` of every node.
+    pub fn kill(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::kill);
+    }
+
+    /// Every node again from its AOF and `nodes.conf`; waits until the cluster is ok.
+    pub fn restart(&mut self) {
+        self.nodes.iter_mut().for_each(RedisServer::restart);
+        self.wait_ok();
+    }
+}
+
+/// A primary, its replica, and one Sentinel watching them as `mymaster`.
+pub struct RedisSentinel {
+    pub primary: RedisServer,
+    pub replica: RedisServer,
+    pub sentinel: RedisServer,
+}
+
+pub const SENTINEL_MASTER: &str = "mymaster";
+
+impl RedisSentinel {
+    pub fn start() -> Self {
+        let primary = RedisServer::start();
+        let port = primary.port.to_string();
+        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
+        let sentinel = RedisServer::sentinel(SENTINEL_MASTER, &primary);
+        let setup = Self {
+            primary,
+            replica,
+            sentinel,
+        };
+        // The replica has synced, and the Sentinel knows it once it has asked the primary:
+        // wait for both, a failover needs them.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !setup
+            .replica
+            .cli(&["INFO", "replication"])
+            .contains("master_link_status:up")
+        {
+            assert!(Instant::now() < deadline, "the replica did not sync");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        while !setup
+            .sentinel
+            .cli(&["SENTINEL", "REPLICAS", SENTINEL_MASTER])
+            .contains(&setup.replica.port.to_string())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the Sentinel did not find the replica"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        setup
+    }
+
+    pub fn url(&self) -> String {
+        format!(
+            "redis+sentinel://127.0.0.1:{}/{SENTINEL_MASTER}",
+            self.sentinel.port
+        )
+    }
+
+    /// The port of the node the Sentinel names as primary now.
+    pub fn primary_port(&self) -> Option<u16> {
+        let answer = self
+            .sentinel
+            .cli(&["SENTINEL", "GET-MASTER-ADDR-BY-NAME", SENTINEL_MASTER]);
+        answer.lines().nth(1)?.trim().parse().ok()
+    }
 }

@@ -1,19 +1,17 @@
 -- banditd: one shard's writes of one group commit, applied atomically (src/store/redis/commit.rs).
 -- Records and the counters they imply change in this one script call, so they always agree.
+-- Every key is in this shard's slot (src/store/redis/layout.rs, "the slot rule").
 --
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
--- KEYS[5] the epoch's facts hash (shard 0), KEYS[6] the set of epochs with marks,
--- KEYS[7..] event-id and flush keys, named by index in the ops.
--- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), ARGV[3] the epoch's member of KEYS[6]
--- (`experiment \t revision`; the experiment alone is its member for event ids),
--- then ops (see commit.rs, `Op::encode`). One reply string per I/R/U/T op, in order.
-local sticky, arms, marks, due, info, epochs = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
-local skew, slack, epoch_member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
-local experiment = string.match(epoch_member, '^([^\t]*)')
+-- KEYS[5..] flush and claim keys, named by index in the ops.
+-- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
+-- One reply string per I/R/U/T op, in order.
+local sticky, arms, marks, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
 local MICRO = 1000000
 local out = {}
-local at = 4
+local at = 3
 local function nxt()
   local value = ARGV[at]
   at = at + 1
@@ -90,7 +88,7 @@ end
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
   redis.call('HINCRBY', arms, 'n|' .. v, int(n))
-  redis.call('HSETNX', info, 'start', int(now))
+  redis.call('HSETNX', arms, 's', int(now))
 end
 
 local function credit(v, micro, assigned, now, h)
@@ -98,7 +96,7 @@ local function credit(v, micro, assigned, now, h)
   if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
   decay(v, now, h, 0, dr)
   redis.call('HINCRBY', arms, 'r|' .. v, int(micro))
-  redis.call('HSETNX', info, 'start', int(now))
+  redis.call('HSETNX', arms, 's', int(now))
 end
 
 -- A reward's timing against its assignment (store::apply::timing_refusal).
@@ -108,12 +106,14 @@ local function refusal(occurred, assigned, now, window)
   return nil
 end
 
--- Marks an event id applied: kept until the engine's clock passes arrival + window (the
--- sweep, `expire_events.lua`), and by Redis's clock at most `keep` ms (a backstop).
-local function remember(ev, ev_due, now, window, keep)
-  redis.call('SET', ev, int(now + window), 'PX', keep)
-  redis.call('ZADD', ev_due, int(now + window), ev)
-  redis.call('SADD', epochs, experiment)
+-- A claimed reward (src/store/redis/rewards.rs) is judged once: its outcome is kept under its
+-- claim, and a second application of the same claim (a helper finishing it) returns that.
+local function claimed(key, keep, judge)
+  local held = redis.call('GET', key)
+  if held then return held end
+  local outcome = judge()
+  redis.call('SET', key, outcome, 'PX', keep)
+  return outcome
 end
 
 local skip_exposures = false
@@ -162,61 +162,43 @@ while at <= #ARGV do
       expected(shares)
     end
   elseif op == 'U' then
-    local ev, ev_due, unit = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())], nxt()
+    local claim, unit = KEYS[tonumber(nxt())], nxt()
     local micro, occurred = nxt(), nxt()
     local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
-    if redis.call('EXISTS', ev) == 1 then
-      out[#out + 1] = 'D'
-    else
+    out[#out + 1] = claimed(claim, keep, function()
       local member, record = find(sticky, unit)
-      if not member then
-        out[#out + 1] = 'N'
-      else
-        local v, assigned, propensity, reward = parse(record)
-        assigned = tonumber(assigned)
-        local refused = refusal(occurred, assigned, now, window)
-        if refused then
-          out[#out + 1] = refused
-        elseif reward ~= '' then
-          out[#out + 1] = 'P'
-        else
-          redis.call('ZREM', sticky, member)
-          redis.call('ZADD', sticky, 0,
-            unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
-            '\t' .. int(now))
-          credit(v, tonumber(micro), assigned, now, h)
-          remember(ev, ev_due, now, window, keep)
-          out[#out + 1] = 'A' .. v
-        end
-      end
-    end
+      if not member then return 'N' end
+      local v, assigned, propensity, reward = parse(record)
+      assigned = tonumber(assigned)
+      local refused = refusal(occurred, assigned, now, window)
+      if refused then return refused end
+      if reward ~= '' then return 'P' end
+      redis.call('ZREM', sticky, member)
+      redis.call('ZADD', sticky, 0,
+        unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
+        '\t' .. int(now))
+      credit(v, tonumber(micro), assigned, now, h)
+      return 'A' .. v
+    end)
   elseif op == 'T' then
-    local ev, ev_due = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
-    local id, v, issued, propensity = nxt(), nxt(), tonumber(nxt()), nxt()
+    local claim, id, v = KEYS[tonumber(nxt())], nxt(), nxt()
+    local issued, propensity = tonumber(nxt()), nxt()
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
-    if redis.call('EXISTS', ev) == 1 then
-      out[#out + 1] = 'D'
-    elseif find(marks, id) then
-      out[#out + 1] = 'P'
-    else
+    out[#out + 1] = claimed(claim, keep, function()
+      if find(marks, id) then return 'P' end
       local refused = refusal(occurred, issued, now, window)
       local expiry = issued + window + slack
       if not refused and expiry <= num('xt', '0') then refused = 'O' end
-      if refused then
-        out[#out + 1] = refused
-      else
-        redis.call('ZADD', marks, 0,
-          id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
-          int(expiry) .. '\t' .. int(now))
-        redis.call('ZADD', due, int(expiry), id)
-        redis.call('SADD', epochs, epoch_member)
-        redis.call('HINCRBY', arms, 't|' .. v, micro)
-        credit(v, tonumber(micro), issued, now, h)
-        remember(ev, ev_due, now, window, keep)
-        out[#out + 1] = 'A' .. v
-      end
-    end
+      if refused then return refused end
+      redis.call('ZADD', marks, 0,
+        id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
+        int(expiry) .. '\t' .. int(now))
+      redis.call('ZADD', due, int(expiry), id)
+      redis.call('HINCRBY', arms, 't|' .. v, micro)
+      credit(v, tonumber(micro), issued, now, h)
+      return 'A' .. v
+    end)
   else
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end

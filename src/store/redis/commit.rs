@@ -3,29 +3,25 @@
 //! throughput is not one round trip per request. Per-request exposures are aggregated in
 //! memory and ride along at least every [`FLUSH_EVERY_MS`].
 //!
-//! Reward ops of one commit that repeat an earlier op's event id (same experiment) go into a
-//! later wave, so that "each op sees the ones before it" holds across shards too.
+//! Rewards then go through their own steps (`rewards`: claim, apply, settle), and an epoch's
+//! first counted write fixes its start (`read::fix_start`) before anyone is answered.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::layout::{self, ShardKeys};
+use super::call::{Call, Sink};
+use super::layout;
+use super::rewards::{self, Job};
 use super::{Shared, classify};
-use crate::store::{
-    Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError,
-    TOKEN_MARK_SLACK_MS, Tally,
-};
+use crate::store::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
 
 /// Per-request exposures are written at least this often (the stats say so too).
 pub const FLUSH_EVERY_MS: u64 = 50;
 
 /// Most commands folded into one commit.
 const MAX_BATCH: usize = 4096;
-
-/// Windows and retention beyond this are clamped: Lua numbers are doubles.
-const MAX_MS: u64 = 1 << 52;
 
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -70,133 +66,13 @@ struct Flush {
     groups: Vec<ExposureGroup>,
 }
 
-/// One script call: one shard of one epoch.
-struct Call {
-    keys: ShardKeys,
-    extra_keys: Vec<String>,
-    args: Vec<String>,
-    /// Who gets each reply string, in order.
-    sinks: Vec<Sink>,
-}
-
-#[derive(Clone, Copy)]
-enum Sink {
-    Sticky(usize),
-    Reward(usize, usize),
-}
-
-impl Call {
-    fn new(epoch: &Epoch, shard: u32) -> Self {
-        Self {
-            keys: ShardKeys::of(epoch, shard),
-            extra_keys: Vec::new(),
-            args: vec![
-                MAX_CLOCK_SKEW_MS.to_string(),
-                TOKEN_MARK_SLACK_MS.to_string(),
-                layout::epoch_member(epoch),
-            ],
-            sinks: Vec::new(),
-        }
-    }
-
-    /// Adds a key and returns its KEYS index (1-based, after the six fixed keys).
-    fn key(&mut self, key: String) -> String {
-        self.extra_keys.push(key);
-        (6 + self.extra_keys.len()).to_string()
-    }
-
-    fn exposure(&mut self, variant: &str, count: u64, tally: &Tally, op: &str) {
-        let shares = layout::expected_shares(variant, &tally.allocation, count);
-        self.args.extend([
-            op.to_owned(),
-            variant.to_owned(),
-            count.to_string(),
-            tally.now_ms.min(MAX_MS).to_string(),
-            half_life(tally.half_life_ms),
-            shares.len().to_string(),
-        ]);
-        for (variant, micro) in shares {
-            self.args.extend([variant, micro.to_string()]);
-        }
-    }
-
-    fn sticky(&mut self, op: &str, unit: &str, from: &str, record: &StickyRecord, tally: &Tally) {
-        let shares = layout::expected_shares(&record.variant, &tally.allocation, 1);
-        self.args.extend([
-            op.to_owned(),
-            unit.to_owned(),
-            from.to_owned(),
-            record.variant.clone(),
-            record.assigned_ms.min(MAX_MS).to_string(),
-            record.propensity.to_string(),
-            tally.now_ms.min(MAX_MS).to_string(),
-            half_life(tally.half_life_ms),
-            shares.len().to_string(),
-        ]);
-        for (variant, micro) in shares {
-            self.args.extend([variant, micro.to_string()]);
-        }
-    }
-
-    fn reward(&mut self, op: &RewardOp) {
-        let event = self.key(layout::event_key(&op.epoch.experiment, &op.event_id));
-        let due = self.key(layout::event_due_key_of(&op.epoch.experiment, &op.event_id));
-        let micro = layout::to_micro(op.reward).to_string();
-        let occurred = op
-            .occurred_ms
-            .map_or_else(String::new, |ms| ms.min(MAX_MS).to_string());
-        let window = op.window_ms.min(MAX_MS);
-        // Kept the reward window plus the clock slack of token marks (in Redis's clock).
-        let keep = window
-            .saturating_add(TOKEN_MARK_SLACK_MS)
-            .max(1)
-            .to_string();
-        match &op.target {
-            RewardTarget::Unit(unit) => self.args.extend([
-                "U".to_owned(),
-                event,
-                due,
-                unit.clone(),
-                micro,
-                occurred,
-                op.now_ms.min(MAX_MS).to_string(),
-                window.to_string(),
-                half_life(op.half_life_ms),
-                keep,
-            ]),
-            RewardTarget::Token {
-                assignment_id,
-                variant,
-                issued_ms,
-                propensity,
-            } => self.args.extend([
-                "T".to_owned(),
-                event,
-                due,
-                assignment_id.clone(),
-                variant.clone(),
-                (*issued_ms).min(MAX_MS).to_string(),
-                propensity.to_string(),
-                micro,
-                occurred,
-                op.now_ms.min(MAX_MS).to_string(),
-                window.to_string(),
-                half_life(op.half_life_ms),
-                keep,
-            ]),
-        }
-    }
-}
-
-fn half_life(half_life_ms: Option<u64>) -> String {
-    half_life_ms.map_or_else(String::new, |ms| ms.min(MAX_MS).to_string())
-}
-
 /// A command's result as the replies come in.
 enum Outcome {
     Insert(Option<Result<(StickyRecord, bool), StoreError>>),
     Reassign(Option<Result<Option<(StickyRecord, bool)>, StoreError>>),
-    Rewards(Vec<Option<RewardOutcome>>, Option<StoreError>),
+    /// Index of the command's reward job.
+    Rewards(usize),
+    None,
 }
 
 /// The commit task: runs until [`Command::Shutdown`] or until every sender is gone.
@@ -273,29 +149,23 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comm
 async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> bool {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
-    // Calls of each wave, by (epoch, shard), in order of their first op.
-    let mut waves: Vec<Vec<Call>> = vec![Vec::new()];
-    let mut wave_index: Vec<HashMap<(Epoch, u32), usize>> = vec![HashMap::new()];
-    let mut wave_events: Vec<HashSet<(String, String)>> = vec![HashSet::new()];
-    let mut call_for = |wave: usize, epoch: &Epoch, shard: u32, waves: &mut Vec<Vec<Call>>| {
-        while waves.len() <= wave {
-            waves.push(Vec::new());
-            wave_index.push(HashMap::new());
-        }
-        let index = wave_index[wave]
-            .entry((epoch.clone(), shard))
-            .or_insert_with(|| {
-                waves[wave].push(Call::new(epoch, shard));
-                waves[wave].len() - 1
-            });
-        *index
+    let mut jobs: Vec<Job> = Vec::new();
+    // Sticky writes and the exposure flush: one call per (epoch, shard).
+    let mut calls: Vec<Call> = Vec::new();
+    let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
+    let mut call_for = |epoch: &Epoch, shard: u32, calls: &mut Vec<Call>| {
+        *call_index.entry((epoch.clone(), shard)).or_insert_with(|| {
+            calls.push(Call::new(epoch, shard));
+            calls.len() - 1
+        })
     };
-    // The calls that carry the exposure flush (wave 0).
+    // The calls that carry the exposure flush.
     let mut flush_calls: HashSet<usize> = HashSet::new();
+    let mut counted: HashSet<Epoch> = HashSet::new();
     if let Some(flush) = flush {
         for group in &flush.groups {
-            let at = call_for(0, &group.epoch, flush.shard, &mut waves);
-            let call = &mut waves[0][at];
+            let at = call_for(&group.epoch, flush.shard, &mut calls);
+            let call = &mut calls[at];
             if flush_calls.insert(at) {
                 let key = call.key(layout::flush_key(&group.epoch, flush.shard, &flush.id));
                 call.args.extend(["F".to_owned(), key]);
@@ -312,10 +182,9 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                 tally,
                 reply,
             } => {
-                let at = call_for(0, &epoch, layout::shard_of(&unit), &mut waves);
-                let call = &mut waves[0][at];
-                call.sticky("I", &unit, "", &record, &tally);
-                call.sinks.push(Sink::Sticky(index));
+                let at = call_for(&epoch, layout::shard_of(&unit), &mut calls);
+                calls[at].sticky("I", &unit, "", &record, &tally);
+                calls[at].sinks.push(Sink::Sticky(index));
                 outcomes.push(Outcome::Insert(None));
                 replies.push(Replier::Insert(reply, epoch, unit));
             }
@@ -327,106 +196,105 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                 tally,
                 reply,
             } => {
-                let at = call_for(0, &epoch, layout::shard_of(&unit), &mut waves);
-                let call = &mut waves[0][at];
-                call.sticky("R", &unit, &from, &record, &tally);
-                call.sinks.push(Sink::Sticky(index));
+                let at = call_for(&epoch, layout::shard_of(&unit), &mut calls);
+                calls[at].sticky("R", &unit, &from, &record, &tally);
+                calls[at].sinks.push(Sink::Sticky(index));
                 outcomes.push(Outcome::Reassign(None));
                 replies.push(Replier::Reassign(reply, epoch, unit));
             }
             Command::Rewards { ops, reply } => {
-                let mut units = Vec::new();
-                for (position, op) in ops.iter().enumerate() {
-                    let id = (op.epoch.experiment.clone(), op.event_id.clone());
-                    let mut wave = 0;
-                    while wave_events.get(wave).is_some_and(|seen| seen.contains(&id)) {
-                        wave += 1;
-                    }
-                    while wave_events.len() <= wave {
-                        wave_events.push(HashSet::new());
-                    }
-                    wave_events[wave].insert(id);
-                    let shard = match &op.target {
-                        RewardTarget::Unit(unit) => {
-                            units.push((op.epoch.clone(), unit.clone()));
-                            layout::shard_of(unit)
-                        }
-                        RewardTarget::Token { assignment_id, .. } => {
-                            layout::shard_of(assignment_id)
-                        }
-                    };
-                    let at = call_for(wave, &op.epoch, shard, &mut waves);
-                    let call = &mut waves[wave][at];
-                    call.reward(op);
-                    call.sinks.push(Sink::Reward(index, position));
-                }
-                outcomes.push(Outcome::Rewards(vec![None; ops.len()], None));
+                let units = ops
+                    .iter()
+                    .filter_map(|op| match &op.target {
+                        RewardTarget::Unit(unit) => Some((op.epoch.clone(), unit.clone())),
+                        RewardTarget::Token { .. } => None,
+                    })
+                    .collect();
+                outcomes.push(Outcome::Rewards(jobs.len()));
+                jobs.push(Job::new(ops));
                 replies.push(Replier::Rewards(reply, units));
             }
             Command::Shutdown { reply } => {
                 // Taken out by `run`; answer anyway rather than drop it.
                 let _ = reply.send(Ok(()));
-                outcomes.push(Outcome::Rewards(Vec::new(), None));
+                outcomes.push(Outcome::None);
                 replies.push(Replier::None);
             }
         }
     }
     let mut flush_failed = false;
     let mut failure: Option<StoreError> = None;
-    for (wave, calls) in waves.into_iter().enumerate() {
-        let results = futures_util::future::join_all(calls.iter().map(|call| {
-            let mut connection = shared.connection.clone();
-            let mut invocation = shared.scripts.apply.prepare_invoke();
-            invocation
-                .key(&call.keys.sticky)
-                .key(&call.keys.arms)
-                .key(&call.keys.marks)
-                .key(&call.keys.marks_due)
-                .key(&call.keys.info)
-                .key(layout::EPOCHS_KEY);
-            for key in &call.extra_keys {
-                invocation.key(key);
-            }
-            for arg in &call.args {
-                invocation.arg(arg);
-            }
-            async move {
-                invocation
-                    .invoke_async::<Vec<String>>(&mut connection)
-                    .await
-            }
-        }))
-        .await;
-        for (at, (call, result)) in calls.iter().zip(results).enumerate() {
-            match result {
-                Ok(replies) => {
-                    deliver(call, replies, &mut outcomes);
+    let results =
+        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+    for (at, (call, result)) in calls.iter().zip(results).enumerate() {
+        match result {
+            Ok(replies) => {
+                if flush_calls.contains(&at) {
+                    counted.insert(call.epoch().clone());
                 }
-                Err(error) => {
-                    let error = classify(shared, &error);
-                    if wave == 0 && flush_calls.contains(&at) {
-                        flush_failed = true;
-                    }
-                    for sink in &call.sinks {
-                        fail(*sink, &error, &mut outcomes);
-                    }
-                    failure.get_or_insert(error);
-                }
+                deliver(call, replies, &mut outcomes, &mut counted);
             }
+            Err(error) => {
+                let error = classify(shared, &error);
+                if flush_calls.contains(&at) {
+                    flush_failed = true;
+                }
+                for sink in &call.sinks {
+                    fail(*sink, &error, &mut outcomes);
+                }
+                failure.get_or_insert(error);
+            }
+        }
+    }
+    if !jobs.is_empty() {
+        rewards::apply(shared, &mut jobs, &mut counted).await;
+        if let Some(error) = jobs.iter().find_map(|job| job.failed.clone()) {
+            failure.get_or_insert(error);
+        }
+    }
+    // An epoch's start is fixed before any write that counted in it is acknowledged, so no
+    // later write (on any replica, with any clock) can move it.
+    for epoch in counted {
+        if let Err(error) = super::read::fix_start(shared, &epoch).await {
+            failure.get_or_insert(error.clone());
+            fail_everything(&mut outcomes, &mut jobs, &error);
         }
     }
     if failure.is_none() {
         shared.commit_succeeded();
     }
     for (outcome, replier) in outcomes.into_iter().zip(replies) {
-        replier.send(shared, outcome);
+        replier.send(shared, outcome, &mut jobs);
     }
     !flush_failed
 }
 
-fn deliver(call: &Call, replies: Vec<String>, outcomes: &mut [Outcome]) {
+/// A start that could not be fixed fails the commit's answers: nothing is acknowledged that
+/// could let the start move later.
+fn fail_everything(outcomes: &mut [Outcome], jobs: &mut [Job], error: &StoreError) {
+    for outcome in outcomes.iter_mut() {
+        match outcome {
+            Outcome::Insert(slot) => *slot = Some(Err(error.clone())),
+            Outcome::Reassign(slot) => *slot = Some(Err(error.clone())),
+            Outcome::Rewards(_) | Outcome::None => {}
+        }
+    }
+    for job in jobs {
+        job.failed.get_or_insert_with(|| error.clone());
+    }
+}
+
+fn deliver(
+    call: &Call,
+    replies: Vec<String>,
+    outcomes: &mut [Outcome],
+    counted: &mut HashSet<Epoch>,
+) {
     let mut replies = replies.into_iter();
     for sink in &call.sinks {
+        let Sink::Sticky(index) = *sink else {
+            continue;
+        };
         let Some(reply) = replies.next() else {
             fail(
                 *sink,
@@ -435,38 +303,27 @@ fn deliver(call: &Call, replies: Vec<String>, outcomes: &mut [Outcome]) {
             );
             continue;
         };
-        match *sink {
-            Sink::Sticky(index) => match outcomes.get_mut(index) {
-                Some(Outcome::Insert(slot)) => {
-                    *slot = Some(sticky_reply(&reply).and_then(|held| {
-                        held.ok_or_else(|| StoreError::Corrupt("insert found no record".into()))
-                    }));
-                }
-                Some(Outcome::Reassign(slot)) => *slot = Some(sticky_reply(&reply)),
-                _ => {}
-            },
-            Sink::Reward(index, position) => {
-                if let Some(Outcome::Rewards(slots, _)) = outcomes.get_mut(index)
-                    && let Some(slot) = slots.get_mut(position)
-                {
-                    *slot = reward_reply(&reply);
-                }
+        if reply.starts_with('1') {
+            counted.insert(call.epoch().clone());
+        }
+        match outcomes.get_mut(index) {
+            Some(Outcome::Insert(slot)) => {
+                *slot = Some(sticky_reply(&reply).and_then(|held| {
+                    held.ok_or_else(|| StoreError::Corrupt("insert found no record".into()))
+                }));
             }
+            Some(Outcome::Reassign(slot)) => *slot = Some(sticky_reply(&reply)),
+            _ => {}
         }
     }
 }
 
 fn fail(sink: Sink, error: &StoreError, outcomes: &mut [Outcome]) {
-    match sink {
-        Sink::Sticky(index) => match outcomes.get_mut(index) {
+    if let Sink::Sticky(index) = sink {
+        match outcomes.get_mut(index) {
             Some(Outcome::Insert(slot)) => *slot = Some(Err(error.clone())),
             Some(Outcome::Reassign(slot)) => *slot = Some(Err(error.clone())),
             _ => {}
-        },
-        Sink::Reward(index, _) => {
-            if let Some(Outcome::Rewards(_, failed)) = outcomes.get_mut(index) {
-                failed.get_or_insert_with(|| error.clone());
-            }
         }
     }
 }
@@ -483,7 +340,8 @@ fn sticky_reply(reply: &str) -> Result<Option<(StickyRecord, bool)>, StoreError>
     }
 }
 
-fn reward_reply(reply: &str) -> Option<RewardOutcome> {
+/// The apply step's verdict on one reward.
+pub fn reward_reply(reply: &str) -> Option<RewardOutcome> {
     Some(match reply.split_at_checked(1)? {
         ("A", variant) => RewardOutcome::Applied {
             variant: variant.to_owned(),
@@ -507,7 +365,7 @@ enum Replier {
 }
 
 impl Replier {
-    fn send(self, shared: &Shared, outcome: Outcome) {
+    fn send(self, shared: &Shared, outcome: Outcome, jobs: &mut [Job]) {
         let missing = || StoreError::Corrupt("a write got no reply".into());
         match (self, outcome) {
             (Replier::Insert(reply, epoch, unit), Outcome::Insert(result)) => {
@@ -525,13 +383,17 @@ impl Replier {
                 }
                 let _ = reply.send(result);
             }
-            (Replier::Rewards(reply, units), Outcome::Rewards(slots, failed)) => {
+            (Replier::Rewards(reply, units), Outcome::Rewards(index)) => {
                 for (epoch, unit) in &units {
                     shared.cache_forget(epoch, unit);
                 }
-                let result = match failed {
+                let Some(job) = jobs.get_mut(index) else {
+                    let _ = reply.send(Err(missing()));
+                    return;
+                };
+                let result = match job.failed.take() {
                     Some(error) => Err(error),
-                    None => slots
+                    None => std::mem::take(&mut job.outcomes)
                         .into_iter()
                         .map(|slot| slot.ok_or_else(missing))
                         .collect(),

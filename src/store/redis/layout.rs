@@ -1,20 +1,33 @@
 //! Where the Redis backend keeps what, and how its values are spelled.
 //!
-//! Every key of an experiment epoch carries the hash tag `{bd:<experiment>:<revision>:<shard>}`,
-//! with each unit (and each token's assignment id) hashed to one of [`SHARDS`] shards, so one
-//! hot experiment spreads over several slots and readers sum the shards. Per shard:
+//! **The slot rule**: every script call names keys of one hash tag, so it touches one Redis
+//! Cluster slot (and a standalone or Sentinel primary takes it just the same). Every key of an
+//! experiment epoch carries the hash tag `{bd:<experiment>:<revision>:<shard>}`, with each unit
+//! (and each token's assignment id) hashed to one of [`SHARDS`] shards, so one hot experiment
+//! spreads over several slots (and Cluster nodes) and readers sum the shards. Per shard:
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `<tag>:u` | sorted set, all scores 0 | one member per sticky unit: `unit \0 record` (lexicographic, so a lookup and a page of an export are `ZRANGEBYLEX`) |
-//! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see [`ArmField`]) |
+//! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write |
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
+//! | `<tag>:c:<claim>` | string, PX | the outcome of one claimed reward (see below) |
 //!
-//! Epoch facts (start, decision), history and the epoch's spec live in shard 0 (`<tag0>:i`,
-//! `<tag0>:h`, `<tag0>:s`). Event ids
-//! are plain keys with a PX expiry, `{bd:<experiment>:e<k>}:<event id>`, per experiment (not per
-//! epoch: an id is applied at most once whatever the revision).
+//! Epoch facts (start, decision), history and the epoch's spec live in shard 0's slot
+//! (`<tag0>:i`, `<tag0>:h`, `<tag0>:s`),
+//! written by single-key calls of their own: the start is the earliest of the shards' `s`
+//! fields, fixed there once (`read::fix_start`), the decision is first-write-wins.
+//!
+//! Event ids are per experiment (not per epoch: an id is applied at most once whatever the
+//! revision), at `{bd:<experiment>:e<k>}:i:<event id>` with `k` the id's shard, so they live in
+//! other slots than the records a reward changes. A reward is therefore applied in two steps
+//! (`rewards`): the id is **claimed** in its slot (`claim.lua`: the key then holds `P<claim>`
+//! and the whole reward, so anyone can finish it), the reward is **applied** in its unit's or
+//! token's shard under that claim (`apply.lua`, which keeps the outcome at `<tag>:c:<claim>`,
+//! so applying one claim twice changes nothing), and the claim is **settled** (`settle.lua`:
+//! `A` for applied, removed when refused). Whoever meets a pending claim finishes it first, so
+//! a claim whose replica died is never lost nor applied twice.
 //!
 //! Money-like quantities are fixed-point integers: rewards and expected exposures are counted
 //! in micro-units ([`MICRO`]) with `HINCRBY`, so sums never drift, and the expected exposures
@@ -59,8 +72,6 @@ pub struct ShardKeys {
     pub arms: String,
     pub marks: String,
     pub marks_due: String,
-    /// Shard 0's epoch-facts hash (start, decision).
-    pub info: String,
 }
 
 impl ShardKeys {
@@ -71,11 +82,16 @@ impl ShardKeys {
             arms: format!("{tag}:a"),
             marks: format!("{tag}:t"),
             marks_due: format!("{tag}:x"),
-            info: info_key(epoch),
         }
     }
 }
 
+/// Where one claimed reward's outcome is kept, in the shard the reward changes.
+pub fn claim_key(epoch: &Epoch, shard: u32, claim: &str) -> String {
+    format!("{}:c:{claim}", tag(epoch, shard))
+}
+
+/// The epoch's facts (start, decision), in shard 0's slot.
 pub fn info_key(epoch: &Epoch) -> String {
     format!("{}:i", tag(epoch, 0))
 }
@@ -98,11 +114,6 @@ pub fn event_key(experiment: &str, event_id: &str) -> String {
 /// keys also carry a PX expiry, a day later, in case no sweep runs).
 pub fn event_due_key(experiment: &str, shard: u32) -> String {
     format!("{{bd:{experiment}:e{shard}}}:due")
-}
-
-/// The due index of the shard `event_id` is in.
-pub fn event_due_key_of(experiment: &str, event_id: &str) -> String {
-    event_due_key(experiment, shard_of(event_id))
 }
 
 /// The key that marks one flush of per-request exposures applied (so a flush retried after a

@@ -2,7 +2,8 @@
 //! (`banditd serve --redis URL`).
 //!
 //! Layout and encodings: `layout`. Writes: `commit` (one group commit per replica, one
-//! `apply.lua` call per epoch shard). Reads go straight to Redis, except known sticky units,
+//! `apply.lua` call per epoch shard, built by `call`), and for rewards the claim, apply and
+//! settle steps of `rewards`. Reads go straight to Redis, except known sticky units,
 //! which a replica caches: a sticky record's variant and assignment time never change except
 //! through a re-assignment, which goes through this replica's compare-and-set anyway.
 //!
@@ -15,32 +16,40 @@
 //! read returns, is on disk. What `everysec` and asynchronous failover can lose is in the
 //! README ("Scaling out").
 //!
-//! Modes: standalone and Sentinel-managed primaries. A script of one shard also touches the
-//! epoch's facts in shard 0 and the experiment's event-id keys, which is fine on one primary
-//! but not on Redis Cluster (CROSSSLOT); Cluster is refused at startup.
+//! Modes (`connect`): a standalone primary, the primary that Sentinels name (followed across a
+//! failover), or a Redis Cluster. Every script call touches one slot (`layout`, "the slot
+//! rule"), so the store code is the same in every mode.
 
+mod call;
+#[cfg(test)]
+mod cluster_tests;
 mod commit;
+mod connect;
 #[cfg(test)]
 mod contract_tests;
 mod layout;
 mod read;
+mod rewards;
 #[cfg(test)]
 mod rules_tests;
 #[cfg(test)]
+mod sentinel_tests;
+#[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{IntoConnectionInfo, Script};
+use redis::Script;
 use tokio::sync::{mpsc, oneshot};
 
 pub use self::commit::FLUSH_EVERY_MS as EXPOSURE_FLUSH_EVERY_MS;
 use self::commit::FLUSH_EVERY_MS;
 use self::commit::{Command, ExposureGroup};
+use self::connect::{KindName, Link};
+pub use self::connect::{RedisUrlError, Topology, topology};
 use super::health::HealthState;
 use super::{
     ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, EpochSpec, HistoryPoint,
@@ -52,8 +61,9 @@ use crate::secret::SecretString;
 /// How to reach Redis and how this replica uses it.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path/to/socket`.
-    /// A secret: it may carry the password.
+    /// `redis://[user[:password]@]host[:port][/db]`, `redis+unix:///path/to/socket`,
+    /// `redis+sentinel://…` or `redis+cluster://…` (see `connect`). A secret: it may carry the
+    /// password.
     pub url: SecretString,
     /// The password, if not in the URL (`BANDITD_REDIS_PASSWORD`).
     pub password: Option<SecretString>,
@@ -64,67 +74,31 @@ pub struct RedisOptions {
     pub history_interval_ms: u64,
 }
 
-/// Why a Redis URL was refused (never quotes the URL: it may hold a password).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RedisUrlError {
-    #[error(
-        "rediss:// (TLS) is not supported by this build; reach Redis over a private network or a unix socket, or terminate TLS in a sidecar (e.g. stunnel) and use redis://"
-    )]
-    Tls,
-    #[error("the Redis URL is not valid: {0}")]
-    Invalid(String),
-}
-
-/// Parses the URL and applies a separate password; refuses TLS.
-pub fn connection_info(
-    url: &SecretString,
-    password: Option<&SecretString>,
-) -> Result<redis::ConnectionInfo, RedisUrlError> {
-    let text = url.expose().trim();
-    if text.starts_with("rediss://") || text.starts_with("valkeys://") {
-        return Err(RedisUrlError::Tls);
-    }
-    let info = text
-        .into_connection_info()
-        .map_err(|error| RedisUrlError::Invalid(error.kind_name()))?;
-    Ok(match password {
-        Some(password) => {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_password(password.expose());
-            info.set_redis_settings(settings)
-        }
-        None => info,
-    })
-}
-
-trait KindName {
-    fn kind_name(&self) -> String;
-}
-
-impl KindName for redis::RedisError {
-    /// The error's category only: the message of a URL parse error may quote the URL.
-    fn kind_name(&self) -> String {
-        format!("{:?}", self.kind())
-    }
-}
-
 struct Scripts {
     apply: Script,
+    claim: Script,
+    settle: Script,
     expire: Script,
     expire_events: Script,
     history: Script,
-    decide: Script,
+    /// A first-write-wins epoch fact (decision, start).
+    first: Script,
 }
 
 /// What the commit task, the store handle and the read futures share.
 pub(crate) struct Shared {
-    connection: ConnectionManager,
+    link: Link,
     scripts: Scripts,
     health: HealthState,
-    /// Names this replica's exposure flushes (unique per process start).
+    /// Names this replica's exposure flushes and reward claims (unique per process start).
     replica_id: String,
+    claims: AtomicU64,
+    /// Members of `layout::EPOCHS_KEY` this process has written (they are never removed).
+    registered: Mutex<HashSet<String>>,
+    /// Epochs whose start this process has seen fixed (`read::fix_start`).
+    started: Mutex<HashMap<Epoch, u64>>,
+    /// When a reader last looked for an unfixed start, by epoch.
+    start_looked: Mutex<HashMap<Epoch, std::time::Instant>>,
     exposures: Mutex<HashMap<ExposureKey, ExposureGroup>>,
     cache: Mutex<HashMap<(Epoch, String), StickyRecord>>,
     cache_capacity: usize,
@@ -144,6 +118,25 @@ struct ExposureKey {
 }
 
 impl Shared {
+    /// A claim id no other claim (of any replica) has.
+    fn next_claim(&self) -> String {
+        let n = self.claims.fetch_add(1, Ordering::Relaxed);
+        format!("{}:{n}", self.replica_id)
+    }
+
+    /// Whether a reader that found no start should look at the shards now (once a second).
+    fn should_look_for_start(&self, epoch: &Epoch) -> bool {
+        let now = std::time::Instant::now();
+        let mut looked = lock(&self.start_looked);
+        match looked.get(epoch) {
+            Some(at) if now.duration_since(*at) < START_LOOK_EVERY => false,
+            _ => {
+                looked.insert(epoch.clone(), now);
+                true
+            }
+        }
+    }
+
     fn take_exposures(&self) -> Vec<ExposureGroup> {
         let taken = std::mem::take(&mut *lock(&self.exposures));
         taken.into_values().collect()
@@ -199,11 +192,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// connection, a timeout, a loading or read-only server, a failed fsync) means writes do not
 /// reach Redis now, and starts a failure episode (see [`Store::health`]).
 fn classify(shared: &Shared, error: &redis::RedisError) -> StoreError {
-    if matches!(
-        error.kind(),
-        redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError)
-    ) && !error.to_string().contains("MISCONF")
-    {
+    use redis::{ErrorKind, ServerErrorKind};
+    let bug = match error.kind() {
+        ErrorKind::Server(ServerErrorKind::ResponseError) => !error.to_string().contains("MISCONF"),
+        ErrorKind::Server(ServerErrorKind::CrossSlot) => true,
+        _ => false,
+    };
+    if bug {
         return StoreError::Io(format!("redis: {error}"));
     }
     let cause = format!(
@@ -225,20 +220,18 @@ pub struct RedisStore {
     _stop: oneshot::Sender<()>,
 }
 
-/// How long one Redis request may take before the store counts Redis as unreachable.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often a reader may look for an epoch start left unfixed by a replica that died.
+const START_LOOK_EVERY: Duration = Duration::from_secs(1);
 
 /// How often the store probes Redis while it is failing.
 const PROBE_EVERY: Duration = Duration::from_millis(200);
 
 impl RedisStore {
-    /// Connects (refusing to start if Redis cannot be reached or is a Cluster node) and starts
-    /// the commit task.
+    /// Connects in the URL's mode (refusing to start if Redis cannot be reached, or is a
+    /// Cluster node named by a plain `redis://` URL) and starts the commit task.
     pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
-        let info = connection_info(&options.url, options.password.as_ref())
+        let topology = topology(&options.url, options.password.as_ref())
             .map_err(|error| StoreError::Incompatible(error.to_string()))?;
-        let client = redis::Client::open(info)
-            .map_err(|error| StoreError::Io(format!("redis: {}", error.kind_name())))?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -256,7 +249,7 @@ impl RedisStore {
                 };
                 let handle = runtime.handle().clone();
                 runtime.block_on(async move {
-                    match connect(client, &options).await {
+                    match connect(topology, &options).await {
                         Ok((shared, commands, receiver)) => {
                             let _ = ready_tx.send(Ok((shared.clone(), commands, handle)));
                             tokio::spawn(probe(shared.clone()));
@@ -313,39 +306,33 @@ type Connected = (
     mpsc::UnboundedReceiver<Command>,
 );
 
-async fn connect(client: redis::Client, options: &RedisOptions) -> Result<Connected, StoreError> {
-    let config = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
-    let unreachable =
-        |error: redis::RedisError| StoreError::Unavailable(format!("cannot reach redis: {error}"));
-    let mut connection = ConnectionManager::new_with_config(client, config)
-        .await
-        .map_err(unreachable)?;
-    let cluster: String = redis::cmd("INFO")
-        .arg("cluster")
-        .query_async(&mut connection)
-        .await
-        .map_err(unreachable)?;
-    if cluster.contains("cluster_enabled:1") {
-        return Err(StoreError::Incompatible(
-            "this Redis is a Cluster node; banditd supports standalone and Sentinel-managed Redis (see the README, \"Scaling out\")".into(),
-        ));
-    }
+async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected, StoreError> {
+    let mode = topology.mode();
+    let link = Link::open(topology).await.map_err(|error| {
+        if error.kind() == redis::ErrorKind::InvalidClientConfig {
+            StoreError::Incompatible(format!("redis ({mode}): {error}"))
+        } else {
+            StoreError::Unavailable(format!("cannot reach redis ({mode}): {error}"))
+        }
+    })?;
     let (commands, receiver) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
-        connection,
+        link,
         scripts: Scripts {
             apply: Script::new(include_str!("apply.lua")),
+            claim: Script::new(include_str!("claim.lua")),
+            settle: Script::new(include_str!("settle.lua")),
             expire: Script::new(include_str!("expire.lua")),
             expire_events: Script::new(include_str!("expire_events.lua")),
             history: Script::new(include_str!("history.lua")),
-            decide: Script::new(include_str!("decide.lua")),
+            first: Script::new(include_str!("first.lua")),
         },
         health: HealthState::default(),
         replica_id: replica_id(),
+        claims: AtomicU64::new(0),
+        registered: Mutex::new(HashSet::new()),
+        started: Mutex::new(HashMap::new()),
+        start_looked: Mutex::new(HashMap::new()),
         exposures: Mutex::new(HashMap::new()),
         cache: Mutex::new(HashMap::new()),
         cache_capacity: options.sticky_cache_entries,
@@ -365,7 +352,9 @@ fn replica_id() -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-/// While the store is failing, PINGs Redis; the first answer ends the episode.
+/// While the store is failing, checks Redis (`Link::check`; under Sentinel, first asks the
+/// Sentinels which node is the primary now, and follows it); the first success ends the
+/// episode.
 async fn probe(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(PROBE_EVERY);
     loop {
@@ -373,11 +362,11 @@ async fn probe(shared: Arc<Shared>) {
         if shared.health.writable() {
             continue;
         }
-        let mut connection = shared.connection.clone();
-        match redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-        {
+        if let Err(error) = shared.link.follow_primary().await {
+            shared.health.retry_failed(&error.kind_name());
+            continue;
+        }
+        match shared.link.check().await {
             Ok(_) => shared.health.end(),
             Err(error) => shared.health.retry_failed(&error.kind_name()),
         }

@@ -14,8 +14,8 @@ use crate::store::{
     ExpectationMismatch, HistoryPoint, StickyRecord, StoreError, TokenCredit,
 };
 
-fn connection(shared: &Shared) -> redis::aio::ConnectionManager {
-    shared.connection.clone()
+fn connection(shared: &Shared) -> super::connect::Connection {
+    shared.link.get()
 }
 
 fn corrupt(what: &str, value: &str) -> StoreError {
@@ -164,11 +164,15 @@ pub async fn epoch_info(shared: &Shared, epoch: &Epoch) -> Result<EpochInfo, Sto
         .query_async(&mut connection(shared))
         .await
         .map_err(|error| classify(shared, &error))?;
+    let started_ms = match start {
+        Some(start) => Some(start.parse().map_err(|_| corrupt("epoch start", &start))?),
+        // A replica that died between a first write and fixing the start: fix it now (looked
+        // for at most once a second, as an epoch nothing was counted in yet has no start).
+        None if shared.should_look_for_start(epoch) => fix_start(shared, epoch).await?,
+        None => None,
+    };
     Ok(EpochInfo {
-        started_ms: match start {
-            Some(start) => Some(start.parse().map_err(|_| corrupt("epoch start", &start))?),
-            None => None,
-        },
+        started_ms,
         decision: match decision {
             Some(text) => {
                 Some(serde_json::from_str(&text).map_err(|_| corrupt("decision", &text))?)
@@ -178,6 +182,53 @@ pub async fn epoch_info(shared: &Shared, epoch: &Epoch) -> Result<EpochInfo, Sto
     })
 }
 
+/// Fixes the epoch's start, once, at the earliest first write of any shard (each shard keeps
+/// the time of its own first counted write, `s` in its arms hash, in the same script call
+/// that counts it). Called before a commit that counted in the epoch answers, and by readers
+/// that find no start, so the start is fixed before anybody can see a counted write and never
+/// moves afterwards. `None`: nothing counted yet.
+pub async fn fix_start(shared: &Shared, epoch: &Epoch) -> Result<Option<u64>, StoreError> {
+    if let Some(start) = super::lock(&shared.started).get(epoch) {
+        return Ok(Some(*start));
+    }
+    let firsts = futures_util::future::join_all((0..SHARDS).map(|shard| {
+        let mut connection = connection(shared);
+        let key = ShardKeys::of(epoch, shard).arms;
+        async move { connection.hget::<_, _, Option<u64>>(key, "s").await }
+    }))
+    .await;
+    let mut earliest: Option<u64> = None;
+    for first in firsts {
+        if let Some(first) = first.map_err(|error| classify(shared, &error))? {
+            earliest = Some(earliest.map_or(first, |e| e.min(first)));
+        }
+    }
+    let Some(earliest) = earliest else {
+        return Ok(None);
+    };
+    let held = write_fact(shared, epoch, "start", earliest.to_string()).await?;
+    let start = held.parse().map_err(|_| corrupt("epoch start", &held))?;
+    super::lock(&shared.started).insert(epoch.clone(), start);
+    Ok(Some(start))
+}
+
+async fn write_fact(
+    shared: &Shared,
+    epoch: &Epoch,
+    field: &str,
+    value: String,
+) -> Result<String, StoreError> {
+    shared
+        .scripts
+        .first
+        .key(layout::info_key(epoch))
+        .arg(field)
+        .arg(value)
+        .invoke_async(&mut connection(shared))
+        .await
+        .map_err(|error| classify(shared, &error))
+}
+
 pub async fn record_decision(
     shared: &Shared,
     epoch: &Epoch,
@@ -185,14 +236,7 @@ pub async fn record_decision(
 ) -> Result<Decision, StoreError> {
     let text = serde_json::to_string(&decision)
         .map_err(|error| StoreError::Io(format!("decision does not serialise: {error}")))?;
-    let held: String = shared
-        .scripts
-        .decide
-        .key(layout::info_key(epoch))
-        .arg(text)
-        .invoke_async(&mut connection(shared))
-        .await
-        .map_err(|error| classify(shared, &error))?;
+    let held = write_fact(shared, epoch, "decision", text).await?;
     serde_json::from_str(&held).map_err(|_| corrupt("decision", &held))
 }
 
@@ -400,38 +444,26 @@ pub async fn secret(shared: &Shared, key: &str, candidate: Vec<u8>) -> Result<Ve
 
 /// Every epoch that has arm counters, found by scanning for `<tag>:a` keys.
 async fn epochs(shared: &Shared) -> Result<Vec<Epoch>, StoreError> {
-    let mut connection = connection(shared);
-    let mut cursor: u64 = 0;
+    let keys = shared
+        .link
+        .scan("{bd:*}:a")
+        .await
+        .map_err(|error| classify(shared, &error))?;
     let mut found = std::collections::BTreeSet::new();
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg("{bd:*}:a")
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await
-            .map_err(|error| classify(shared, &error))?;
-        for key in keys {
-            let Some(tag) = key.strip_prefix("{bd:").and_then(|k| k.strip_suffix("}:a")) else {
-                continue;
-            };
-            let mut parts = tag.rsplitn(3, ':');
-            let (_shard, revision, experiment) = (parts.next(), parts.next(), parts.next());
-            if let (Some(revision), Some(experiment)) = (revision, experiment)
-                && let Ok(revision) = revision.parse()
-            {
-                found.insert(Epoch {
-                    experiment: experiment.to_owned(),
-                    revision,
-                });
-            }
+    for key in keys {
+        let Some(tag) = key.strip_prefix("{bd:").and_then(|k| k.strip_suffix("}:a")) else {
+            continue;
+        };
+        let mut parts = tag.rsplitn(3, ':');
+        let (_shard, revision, experiment) = (parts.next(), parts.next(), parts.next());
+        if let (Some(revision), Some(experiment)) = (revision, experiment)
+            && let Ok(revision) = revision.parse()
+        {
+            found.insert(Epoch {
+                experiment: experiment.to_owned(),
+                revision,
+            });
         }
-        if next == 0 {
-            break;
-        }
-        cursor = next;
     }
     Ok(found.into_iter().collect())
 }

@@ -6,6 +6,8 @@ use super::*;
 use crate::store::test_support::{DAY_MS, T0_MS, block_on, epoch, record, unit_reward};
 use crate::store::{Decision, DecisionRule, HistoryArm, RewardTarget};
 
+/// Shared with the HTTP tests, which use other parts of it.
+#[allow(dead_code)]
 #[path = "../../../tests/api/redis_harness.rs"]
 pub(super) mod harness;
 use harness::RedisServer;
@@ -457,11 +459,17 @@ fn writes_fail_while_redis_is_down_and_the_store_recovers_by_itself() {
 
 #[test]
 fn a_tls_url_is_refused_and_no_error_quotes_the_password() {
-    let refused = connection_info(&"rediss://:hunter2@example:6380".into(), None);
-    assert_eq!(refused.unwrap_err(), RedisUrlError::Tls);
-    let invalid = connection_info(&"redis://:hunter2@[bad".into(), None).unwrap_err();
+    let refused = topology(&"rediss://:hunter2@example:6380".into(), None);
+    assert_eq!(refused.err(), Some(RedisUrlError::Tls));
+    let invalid = topology(&"redis://:hunter2@[bad".into(), None)
+        .err()
+        .unwrap();
     assert!(!invalid.to_string().contains("hunter2"), "{invalid}");
-    let info = connection_info(&"redis://127.0.0.1:1".into(), Some(&"s3cret".into())).unwrap();
+    let Ok(Topology::Standalone(info)) =
+        topology(&"redis://127.0.0.1:1".into(), Some(&"s3cret".into()))
+    else {
+        panic!("a redis:// URL is standalone");
+    };
     assert_eq!(info.redis_settings().password(), Some("s3cret"));
 }
 

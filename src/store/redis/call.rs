@@ -1,0 +1,246 @@
+//! One `apply.lua` call (one shard of one epoch) and the encodings of its ops: the commit task
+//! fills calls with sticky writes and exposure flushes (`commit`), the reward steps with
+//! claimed rewards (`rewards`).
+
+use super::Shared;
+use super::layout::{self, ShardKeys};
+use crate::store::{
+    Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS, Tally,
+};
+
+/// Windows and retention beyond this are clamped: Lua numbers are doubles.
+pub const MAX_MS: u64 = 1 << 52;
+
+/// The keys every call names before its extra keys.
+const FIXED_KEYS: usize = 4;
+
+/// One script call: one shard of one epoch, so one slot.
+pub struct Call {
+    epoch: Epoch,
+    keys: ShardKeys,
+    extra_keys: Vec<String>,
+    pub args: Vec<String>,
+    /// Who gets each reply string, in order.
+    pub sinks: Vec<Sink>,
+}
+
+/// The receiver of one reply string: a sticky command of the batch (by index), or a claimed
+/// reward (by index in the reward step's table).
+#[derive(Clone, Copy)]
+pub enum Sink {
+    Sticky(usize),
+    Claim(usize),
+}
+
+impl Call {
+    pub fn new(epoch: &Epoch, shard: u32) -> Self {
+        Self {
+            epoch: epoch.clone(),
+            keys: ShardKeys::of(epoch, shard),
+            extra_keys: Vec::new(),
+            args: vec![
+                MAX_CLOCK_SKEW_MS.to_string(),
+                TOKEN_MARK_SLACK_MS.to_string(),
+            ],
+            sinks: Vec::new(),
+        }
+    }
+
+    pub fn epoch(&self) -> &Epoch {
+        &self.epoch
+    }
+
+    /// Adds a key (of this call's slot) and returns its KEYS index (1-based).
+    pub fn key(&mut self, key: String) -> String {
+        self.extra_keys.push(key);
+        (FIXED_KEYS + self.extra_keys.len()).to_string()
+    }
+
+    pub fn exposure(&mut self, variant: &str, count: u64, tally: &Tally, op: &str) {
+        let shares = layout::expected_shares(variant, &tally.allocation, count);
+        self.args.extend([
+            op.to_owned(),
+            variant.to_owned(),
+            count.to_string(),
+            tally.now_ms.min(MAX_MS).to_string(),
+            half_life(tally.half_life_ms),
+            shares.len().to_string(),
+        ]);
+        for (variant, micro) in shares {
+            self.args.extend([variant, micro.to_string()]);
+        }
+    }
+
+    pub fn sticky(
+        &mut self,
+        op: &str,
+        unit: &str,
+        from: &str,
+        record: &StickyRecord,
+        tally: &Tally,
+    ) {
+        let shares = layout::expected_shares(&record.variant, &tally.allocation, 1);
+        self.args.extend([
+            op.to_owned(),
+            unit.to_owned(),
+            from.to_owned(),
+            record.variant.clone(),
+            record.assigned_ms.min(MAX_MS).to_string(),
+            record.propensity.to_string(),
+            tally.now_ms.min(MAX_MS).to_string(),
+            half_life(tally.half_life_ms),
+            shares.len().to_string(),
+        ]);
+        for (variant, micro) in shares {
+            self.args.extend([variant, micro.to_string()]);
+        }
+    }
+
+    /// A claimed reward, judged once under its claim.
+    pub fn reward(&mut self, reward: &Reward, claim: &str) {
+        let key = self.key(layout::claim_key(&reward.epoch, reward.shard, claim));
+        self.args.push(reward.kind.to_string());
+        self.args.push(key);
+        self.args.extend(reward.fields.iter().cloned());
+    }
+
+    /// Runs the call; one reply string per sticky and reward op.
+    pub async fn invoke(&self, shared: &Shared) -> redis::RedisResult<Vec<String>> {
+        let mut connection = shared.link.get();
+        let mut invocation = shared.scripts.apply.prepare_invoke();
+        invocation
+            .key(&self.keys.sticky)
+            .key(&self.keys.arms)
+            .key(&self.keys.marks)
+            .key(&self.keys.marks_due);
+        for key in &self.extra_keys {
+            invocation.key(key);
+        }
+        for arg in &self.args {
+            invocation.arg(arg);
+        }
+        invocation.invoke_async(&mut connection).await
+    }
+}
+
+pub fn half_life(half_life_ms: Option<u64>) -> String {
+    half_life_ms.map_or_else(String::new, |ms| ms.min(MAX_MS).to_string())
+}
+
+/// A reward as the apply step takes it, and as a pending claim spells it (so that whoever
+/// meets the claim can finish it): `revision \t shard \t U|T \t fields…`. Fields never hold a
+/// tab: units and assignment ids have no control characters (`engine::unit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reward {
+    pub epoch: Epoch,
+    pub shard: u32,
+    pub kind: char,
+    pub fields: Vec<String>,
+}
+
+impl Reward {
+    pub fn of(op: &RewardOp) -> Self {
+        let micro = layout::to_micro(op.reward).to_string();
+        let occurred = op
+            .occurred_ms
+            .map_or_else(String::new, |ms| ms.min(MAX_MS).to_string());
+        let window = op.window_ms.min(MAX_MS);
+        // Kept the reward window plus the clock slack of token marks (in Redis's clock).
+        let keep = window
+            .saturating_add(TOKEN_MARK_SLACK_MS)
+            .max(1)
+            .to_string();
+        let timing = [
+            micro,
+            occurred,
+            op.now_ms.min(MAX_MS).to_string(),
+            window.to_string(),
+            half_life(op.half_life_ms),
+            keep,
+        ];
+        let (kind, shard, mut fields) = match &op.target {
+            RewardTarget::Unit(unit) => ('U', layout::shard_of(unit), vec![unit.clone()]),
+            RewardTarget::Token {
+                assignment_id,
+                variant,
+                issued_ms,
+                propensity,
+            } => (
+                'T',
+                layout::shard_of(assignment_id),
+                vec![
+                    assignment_id.clone(),
+                    variant.clone(),
+                    (*issued_ms).min(MAX_MS).to_string(),
+                    propensity.to_string(),
+                ],
+            ),
+        };
+        fields.extend(timing);
+        Self {
+            epoch: op.epoch.clone(),
+            shard,
+            kind,
+            fields,
+        }
+    }
+
+    /// How long Redis keeps the claim and its outcome at most (ms).
+    pub fn keep_ms(&self) -> &str {
+        self.fields.last().map_or("1", String::as_str)
+    }
+
+    pub fn encode(&self) -> String {
+        format!(
+            "{}\t{}\t{}\t{}",
+            self.epoch.revision,
+            self.shard,
+            self.kind,
+            self.fields.join("\t")
+        )
+    }
+
+    pub fn decode(experiment: &str, text: &str) -> Option<Self> {
+        let mut parts = text.split('\t');
+        let revision = parts.next()?.parse().ok()?;
+        let shard: u32 = parts.next()?.parse().ok()?;
+        let kind = match parts.next()? {
+            "U" => 'U',
+            "T" => 'T',
+            _ => return None,
+        };
+        let fields: Vec<String> = parts.map(str::to_owned).collect();
+        let expected = if kind == 'U' { 7 } else { 10 };
+        (fields.len() == expected && shard < layout::SHARDS).then(|| Self {
+            epoch: Epoch {
+                experiment: experiment.to_owned(),
+                revision,
+            },
+            shard,
+            kind,
+            fields,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::test_support::{T0_MS, token_reward, unit_reward};
+
+    #[test]
+    fn a_pending_reward_round_trips_through_its_claim() {
+        for op in [
+            unit_reward("e1", "user 1", 0.25, T0_MS),
+            token_reward("e2", "as-1", "bold", T0_MS, 1.0, T0_MS + 5),
+        ] {
+            let reward = Reward::of(&op);
+            assert_eq!(
+                Reward::decode(&op.epoch.experiment, &reward.encode()),
+                Some(reward)
+            );
+        }
+        assert_eq!(Reward::decode("x", "1\t9\tU\ta\t1\t\t1\t1\t\t1"), None);
+        assert_eq!(Reward::decode("x", "1\t0\tU\ta"), None);
+    }
+}

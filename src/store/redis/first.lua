@@ -1,0 +1,4 @@
+-- banditd: one epoch fact (ARGV[1]: `decision` or `start`), written once (first wins);
+-- returns the one held. KEYS[1] the epoch's facts hash.
+redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('HGET', KEYS[1], ARGV[1])
