@@ -22,7 +22,8 @@ pub use beta_sampler::{BetaSampler, MAX_SAMPLED_SHAPE, MIN_SAMPLED_SHAPE, sample
 pub use decay::{DecayedCounts, decay_weight};
 pub use delay::{
     ARM_POOLING_CONVERSIONS, ArmDelayFit, BASE_LAW_CONVERSIONS, BaseDelay, DELAY_BIN_MS,
-    DelayCounts, DelayLaw, bin_count, fit_delays, fit_exponential_median, pending_exposures,
+    DelayCounts, DelayLaw, FINE_EDGES_MS, bin_count, delay_bin, fit_delays, fit_exponential_median,
+    pending_exposures,
 };
 pub use error::StatsError;
 pub use posterior::Posterior;
