@@ -266,8 +266,6 @@ def delay_references():
     print("exposure time per bin:", [mp.nstr(m, 20) for m in exposure_time])
     pooled, theta = dirichlet_mode(DELAY_CONVERSIONS, exposure_time, base, DELAY_KAPPA)
     print("experiment law:", [mp.nstr(p, 20) for p in pooled], "theta", mp.nstr(theta, 20))
-    arm, theta = dirichlet_mode(DELAY_CONVERSIONS, exposure_time, pooled, DELAY_KAPPA)
-    print("arm law:", [mp.nstr(p, 20) for p in arm], "theta", mp.nstr(theta, 20))
 
     def profile(log_median):
         p = exponential_bins(mp.exp(log_median))
@@ -277,6 +275,15 @@ def delay_references():
 
     log_median = mp.findroot(lambda x: mp.diff(profile, x), mp.log(1))
     print("exponential maximum-likelihood median (h):", mp.nstr(mp.exp(log_median), 20))
+    # The arm's median: its own fit shrunk toward the experiment's (1 h) on the log scale,
+    # weights 60 conversions against 20 pseudo-conversions; its law: the Dirichlet mode with
+    # that exponential as base.
+    own = sum(DELAY_CONVERSIONS)
+    arm_median = mp.exp((own * log_median + DELAY_KAPPA * mp.log(1)) / (own + DELAY_KAPPA))
+    print("arm median (h):", mp.nstr(arm_median, 20))
+    arm, theta = dirichlet_mode(DELAY_CONVERSIONS, exposure_time, exponential_bins(arm_median),
+                                DELAY_KAPPA)
+    print("arm law:", [mp.nstr(p, 20) for p in arm], "theta", mp.nstr(theta, 20))
     # Pending exposures of the arm: sum over cohorts of count * (1 - mean of G over its ages),
     # G the arm law's piecewise-linear CDF, the mean by mp.quad.
     cdf = [mp.mpf(0)]

@@ -77,6 +77,21 @@ impl ConversionDelay {
         }
     }
 
+    /// P(delay ≤ `window_ms`): the share of this arm's conversions that the metric ("converted
+    /// within the reward window") counts. Log-normal: Φ(ln(W/median)/σ) through erfc.
+    pub fn within(self, window_ms: u64) -> f64 {
+        let window = window_ms as f64;
+        match self {
+            Self::Fixed { ms } => f64::from(u8::from(ms <= window_ms)),
+            Self::Exponential { mean_ms } if mean_ms == 0 => 1.0,
+            Self::Exponential { mean_ms } => -(-window / mean_ms as f64).exp_m1(),
+            Self::LogNormal { median_ms, sigma } => {
+                let z = (window / (median_ms.max(1) as f64)).ln() / sigma;
+                0.5 * statrs::function::erf::erfc(-z / std::f64::consts::SQRT_2)
+            }
+        }
+    }
+
     /// One delay in milliseconds. The exponential is drawn by inversion,
     /// −mean·ln(1 − U) with U uniform on [0, 1) (Devroye 1986, "Non-Uniform Random Variate
     /// Generation", §II.2.1), so the logarithm's argument is in (0, 1] and the draw finite.
@@ -197,6 +212,24 @@ mod tests {
         ] {
             assert!(ConversionDelay::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_share_within_a_window_has_its_closed_form() {
+        let day = 24 * HOUR_MS;
+        let exp = ConversionDelay::Exponential { mean_ms: day };
+        assert!((exp.within(day) - (1.0 - (-1.0f64).exp())).abs() < 1e-15);
+        // Φ(1) = 0.841344746068543 (Abramowitz & Stegun, Table 26.1).
+        let lognormal = ConversionDelay::LogNormal {
+            median_ms: HOUR_MS,
+            sigma: 1.0,
+        };
+        let e_hours = (std::f64::consts::E * HOUR_MS as f64) as u64;
+        // The window is whole milliseconds, e·1 h rounded down by under 1 ms: 1e-9 relative.
+        assert!((lognormal.within(e_hours) - 0.841_344_746_068_543).abs() < 1e-8);
+        assert!((lognormal.within(HOUR_MS) - 0.5).abs() < 1e-15);
+        assert_eq!(ConversionDelay::Fixed { ms: 5 }.within(5), 1.0);
+        assert_eq!(ConversionDelay::Fixed { ms: 6 }.within(5), 0.0);
     }
 
     #[test]

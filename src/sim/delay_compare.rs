@@ -31,7 +31,8 @@ pub struct ReliabilityBin {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PosteriorResult {
     pub posterior: &'static str,
-    /// Cumulative regret at the horizon (conversions lost against always the best arm).
+    /// Cumulative regret at the horizon on the metric (conversions within the window lost
+    /// against always the best arm).
     pub regret: f64,
     pub regret_std_error: f64,
     /// Share of runs in which the stopping rule declared a winner.
@@ -48,6 +49,8 @@ pub struct PosteriorResult {
 pub struct DelayComparison {
     pub runs: usize,
     pub horizon: u64,
+    /// Every arm's rate on the metric (converted within the window), in variant order.
+    pub metric_rates: Vec<f64>,
     pub naive: PosteriorResult,
     pub corrected: PosteriorResult,
 }
@@ -70,20 +73,45 @@ pub fn compare_delay_correction(
     };
     let naive_runs = run_all(&naive, settings, &points)?;
     let corrected_runs = run_all(&corrected, settings, &points)?;
+    let metric = metric_rates(scenario, settings);
     Ok(DelayComparison {
         runs: settings.runs,
         horizon: settings.horizon,
-        naive: result("naive", scenario, &naive_runs),
-        corrected: result("delay-aware", scenario, &corrected_runs),
+        naive: result("naive", &metric, &naive_runs),
+        corrected: result("delay-aware", &metric, &corrected_runs),
+        metric_rates: metric,
     })
 }
 
-fn result(posterior: &'static str, scenario: &Scenario, runs: &[RunOutcome]) -> PosteriorResult {
-    let best_rate = scenario.best_rate();
-    let is_best = |arm: usize| scenario.arms.get(arm).is_some_and(|a| a.rate == best_rate);
+/// Every arm's rate on the metric the server measures: converted within the reward window.
+/// A conversion later than the window is rejected, so an arm whose users convert late can
+/// be the better arm eventually and the worse one on the metric; the comparison judges
+/// "best", regret and wrong winners by this rate.
+pub fn metric_rates(scenario: &Scenario, settings: &Settings) -> Vec<f64> {
+    (0..scenario.arms.len())
+        .map(|k| {
+            let within = match (scenario.delay_of(k, settings), scenario.reward_window_ms) {
+                (Some(delay), Some(window_ms)) => delay.within(window_ms),
+                _ => 1.0,
+            };
+            scenario.arms[k].rate * within
+        })
+        .collect()
+}
+
+fn result(posterior: &'static str, metric: &[f64], runs: &[RunOutcome]) -> PosteriorResult {
+    let best_rate = metric.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let is_best = |arm: usize| metric.get(arm).is_some_and(|&rate| rate == best_rate);
+    // Σ_k N_k·(p*_W − p_k,W): pseudo-regret on the metric.
     let regrets: Vec<f64> = runs
         .iter()
-        .map(|run| run.regret_at.last().copied().unwrap_or(0.0))
+        .map(|run| {
+            run.arm_assignments
+                .iter()
+                .zip(metric)
+                .map(|(&n, &rate)| n as f64 * (best_rate - rate))
+                .sum()
+        })
         .collect();
     let (regret, regret_std_error) = mean_and_std_error(&regrets);
     let declared: Vec<f64> = runs
@@ -136,9 +164,17 @@ fn result(posterior: &'static str, scenario: &Scenario, runs: &[RunOutcome]) -> 
 
 /// The comparison as a plain-text table.
 pub fn render_comparison(comparison: &DelayComparison) -> String {
+    let rates: Vec<String> = comparison
+        .metric_rates
+        .iter()
+        .map(|r| format!("{:.4}", r))
+        .collect();
     let mut out = format!(
-        "{} runs of {} assignments, naive vs delay-aware posterior (same seeds)\n\n",
-        comparison.runs, comparison.horizon
+        "{} runs of {} assignments, naive vs delay-aware posterior (same seeds)\n\
+         rates within the reward window (the metric): {}\n\n",
+        comparison.runs,
+        comparison.horizon,
+        rates.join(", ")
     );
     out.push_str(&format!(
         "{:<12} {:>22} {:>10} {:>24}\n",
@@ -185,3 +221,7 @@ pub fn render_comparison(comparison: &DelayComparison) -> String {
     }
     out
 }
+
+#[cfg(test)]
+#[path = "delay_compare_tests.rs"]
+mod tests;

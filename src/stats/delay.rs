@@ -22,13 +22,15 @@
 //! Bins no exposure has reached yet (M_j = 0) keep the base law g: the tail of the delay law
 //! is not in the data before W has elapsed, so it must come from a model.
 //!
-//! The base law is two-level: the experiment's law is pooled over all arms with base g0, and
-//! each arm's law is fitted with the experiment's as its base (κ = [`ARM_POOLING_CONVERSIONS`]
-//! pseudo-conversions), so an arm with few conversions borrows the experiment's shape and an
-//! arm with many follows its own (the Dirichlet posterior mode is the conjugate shrinkage
-//! estimator). g0 is either the analyst's cold-start model (`{median: 2d}`: an exponential
-//! with that median) or, for `auto`, Chapelle's exponential delay model fitted to the pooled
-//! data by maximum likelihood with the same truncation.
+//! The base law is an exponential delay (Chapelle 2014's delay model), fitted by maximum
+//! likelihood with the same truncation. The experiment's median is the fit to all arms
+//! pooled (`auto`) or the analyst's cold-start model (`{median: 2d}`); each arm's median is
+//! its own fit shrunk toward the experiment's on the log scale (κ =
+//! [`ARM_POOLING_CONVERSIONS`] pseudo-conversions), so an arm with few conversions borrows
+//! the experiment's law and an arm with many follows its own, tail included. On top of its
+//! base, each law is the Dirichlet posterior mode above (κ = [`BASE_LAW_CONVERSIONS`] for
+//! the experiment, [`ARM_POOLING_CONVERSIONS`] for an arm), so its shape follows the data
+//! wherever the data reach.
 
 use super::error::StatsError;
 
@@ -477,9 +479,12 @@ pub fn fit_delays(
         .iter()
         .zip(&per_arm)
         .map(|(counts, data)| {
+            let median = arm_median(data, window_ms, base_median);
+            let arm_base =
+                exponential_bin_probabilities(std::f64::consts::LN_2 / median, window_ms);
             let law = DelayLaw::from_bin_probabilities(
                 window_ms,
-                &posterior_mode(data, &experiment, ARM_POOLING_CONVERSIONS),
+                &posterior_mode(data, &arm_base, ARM_POOLING_CONVERSIONS),
             );
             ArmDelayFit {
                 pending_exposures: pending_exposures(&law, counts, now_ms),
@@ -492,6 +497,22 @@ pub fn fit_delays(
         DelayLaw::from_bin_probabilities(window_ms, &experiment),
         fits,
     )))
+}
+
+/// The arm's exponential median, shrunk toward the experiment's on the log scale with the
+/// weights of a conjugate normal update: its own maximum-likelihood fit counts with its
+/// observed conversions, the experiment's with [`ARM_POOLING_CONVERSIONS`]. This is what lets
+/// an arm whose users convert later keep a longer tail than the pooled law before the
+/// window has elapsed, while an arm with a handful of conversions follows the experiment.
+fn arm_median(data_conversions_and_time: &Binned, window_ms: u64, experiment_median: f64) -> f64 {
+    let own = data_conversions_and_time.total_conversions();
+    match exponential_median(data_conversions_and_time, window_ms) {
+        Some(median) if own > 0.0 => {
+            let weight = own / (own + ARM_POOLING_CONVERSIONS);
+            (weight * median.ln() + (1.0 - weight) * experiment_median.ln()).exp()
+        }
+        _ => experiment_median,
+    }
 }
 
 /// Σ over an arm's recent cohorts of exposures·(1 − mean G over the cohort's ages).

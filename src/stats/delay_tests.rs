@@ -147,18 +147,35 @@ fn complete_cohorts_give_the_dirichlet_posterior_mode_in_closed_form() {
     for (actual, expected) in experiment.bin_probabilities().iter().zip(&expected) {
         close(*actual, *expected, 1e-12);
     }
-    let kappa = ARM_POOLING_CONVERSIONS;
-    let own = histogram(2.0, 0.0, 8.0);
-    for (j, actual) in fits[1].law.bin_probabilities().iter().enumerate() {
-        close(
-            *actual,
-            (own[j] + kappa * expected[j]) / (10.0 + kappa),
-            1e-12,
-        );
-    }
     // No recent cohort: nothing is pending.
     assert_eq!(fits[0].pending_exposures, 0.0);
     assert_eq!(fits[1].observed_conversions, 10.0);
+}
+
+#[test]
+fn an_arm_without_conversions_follows_the_experiments_law() {
+    let silent = DelayCounts {
+        cohorts: vec![(99, 50.0)],
+        delays: vec![0.0; 10],
+        exposures: 50.0,
+    };
+    let base = BaseDelay::ExponentialMedian { median_ms: HOUR_MS };
+    let (_, fits) = fit_delays(&[silent], base, 3 * HOUR_MS, 100 * HOUR_MS)
+        .unwrap()
+        .unwrap();
+    for (j, actual) in fits[0].law.bin_probabilities().iter().enumerate() {
+        let expected = exponential_cdf(EDGES_H[j + 1]) - exponential_cdf(EDGES_H[j]);
+        close(*actual, expected, 1e-14);
+    }
+    // The bin's ages spread over [0, 1 h]: pending is 50 times 1 − (mean of G over the first
+    // hour); G is piecewise linear through the exponential's values at the edges, so its
+    // mean is the trapezoid rule over the edges.
+    let mut mean = 0.0;
+    for j in 0..8 {
+        let width = EDGES_H[j + 1] - EDGES_H[j];
+        mean += width * (exponential_cdf(EDGES_H[j]) + exponential_cdf(EDGES_H[j + 1])) / 2.0;
+    }
+    close(fits[0].pending_exposures, 50.0 * (1.0 - mean), 1e-9);
 }
 
 #[test]
@@ -188,17 +205,21 @@ fn truncated_cohorts_match_the_high_precision_posterior_mode() {
     {
         close(*actual, expected, 1e-10);
     }
+    // The arm's own median (0.70477 h) shrunk toward the stated 1 h: 0.76919 h, then the
+    // Dirichlet mode on that base. The median is a maximiser found by golden-section search,
+    // so it is known to about √ε relative (a smooth maximum is flat to second order); 1e-8
+    // on the law is what that allows.
     let reference_arm_law = [
-        0.066_721_378_067_559_456,
-        0.053_660_058_183_994_825,
-        0.081_882_226_469_028_047,
-        0.070_515_125_196_802_498,
-        0.088_674_310_708_089_778,
-        0.076_802_249_292_113_928,
-        0.067_075_597_928_412_708,
-        0.085_457_058_687_937_864,
-        0.286_445_333_118_647_462,
-        0.122_766_662_347_413_435,
+        0.057_887_904_940_479_185,
+        0.047_076_911_260_096_788,
+        0.075_860_155_746_917_346,
+        0.071_370_359_043_037_945,
+        0.096_958_973_790_485_394,
+        0.083_867_941_436_880_356,
+        0.081_378_738_643_441_295,
+        0.090_662_333_236_957_832,
+        0.279_323_610_553_384_258,
+        0.115_613_071_348_319_602,
     ];
     for (actual, expected) in fits[0]
         .law
@@ -206,10 +227,10 @@ fn truncated_cohorts_match_the_high_precision_posterior_mode() {
         .iter()
         .zip(reference_arm_law)
     {
-        close(*actual, expected, 1e-10);
+        close(*actual, expected, 1e-8);
     }
     // Σ cohorts · (1 − mean of G over the cohort's ages), mpmath quadrature.
-    close(fits[0].pending_exposures, 336.438_618_905_782_84, 1e-7);
+    close(fits[0].pending_exposures, 333.651_802_411_406_37, 1e-7);
 }
 
 #[test]
@@ -333,8 +354,10 @@ fn without_delays_the_correction_only_touches_the_current_hour() {
     let (_, fits) = fit_delays(&[arm], BaseDelay::Learn, window, now)
         .unwrap()
         .unwrap();
+    // The Dirichlet prior's 20 pseudo-conversions against 500 spread 4% of the law over
+    // the next minutes, hence the tolerance.
     let pending = fits[0].pending_exposures;
-    close(pending, 1000.0 / 30.0 / 2.0, 1.0);
+    close(pending, 1000.0 / 30.0 / 2.0, 2.0);
     let median = fits[0].law.quantile_ms(0.5);
     assert!(median <= 60_000.0, "{median}");
 }
