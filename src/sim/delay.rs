@@ -83,7 +83,7 @@ impl ConversionDelay {
         let window = window_ms as f64;
         match self {
             Self::Fixed { ms } => f64::from(u8::from(ms <= window_ms)),
-            Self::Exponential { mean_ms } if mean_ms == 0 => 1.0,
+            Self::Exponential { mean_ms: 0 } => 1.0,
             Self::Exponential { mean_ms } => -(-window / mean_ms as f64).exp_m1(),
             Self::LogNormal { median_ms, sigma } => {
                 let z = (window / (median_ms.max(1) as f64)).ln() / sigma;

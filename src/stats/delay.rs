@@ -190,7 +190,7 @@ impl DelayLaw {
 
     /// G(min(age, W)): the share of within-window conversions that have arrived by `age_ms`.
     pub fn completion(&self, age_ms: f64) -> f64 {
-        if !(age_ms > 0.0) {
+        if age_ms.is_nan() || age_ms <= 0.0 {
             return 0.0;
         }
         if age_ms >= self.window_ms as f64 {
