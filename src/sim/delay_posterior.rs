@@ -1,7 +1,7 @@
-//! The delay-aware posterior inside a simulated run: the same histograms the server's store
-//! keeps per arm (exposures by assignment hour, conversions by delay bin) and the same
-//! estimator (`stats::fit_delays`), refitted once per simulated hour as the engine refits
-//! its delay laws, and read at every posterior refresh.
+//! The delay-aware posterior inside a simulated run: per arm, exposures by assignment hour and
+//! conversions by delay bin (the histograms `stats::fit_delays` reads), refitted once per
+//! simulated hour (the law moves slowly; a refit costs far more than a refresh) and read at
+//! every posterior refresh.
 
 use crate::stats::{self, BaseDelay, DELAY_BIN_MS, DelayCounts, DelayLaw, bin_count, delay_bin};
 
@@ -56,8 +56,8 @@ impl DelayTracker {
     }
 
     /// Every arm's pending exposures at `now_ms` (0 while nothing can be learnt). The laws
-    /// are refitted when the hour changes; cohorts older than the window are dropped, as
-    /// the stores drop them.
+    /// are refitted when the hour changes; cohorts older than the window are dropped (they
+    /// count fully, through the arm's total exposures).
     pub(super) fn pending(&mut self, now_ms: u64, out: &mut Vec<f64>) {
         let bin = now_ms / DELAY_BIN_MS;
         if self.fitted_bin != Some(bin) {

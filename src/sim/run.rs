@@ -7,8 +7,9 @@
 //!    view is Beta(prior + R, prior + N − R) with N all exposures so far (exposures are
 //!    counted when assigned, as the server counts them) and R the credited conversions,
 //!    both decayed with a half-life; with `reward.delay` on, N less the exposures whose
-//!    conversion may still come (`stats::fit_delays`, as the engine). On every `evaluate_every`-th refresh, until a winner
-//!    is declared, `stats::compare_arms` + `stats::evaluate` apply the stopping rule;
+//!    conversion may still come (`stats::fit_delays`; the server does not apply it yet).
+//!    On every `evaluate_every`-th refresh, until a winner is declared,
+//!    `stats::compare_arms` + `stats::evaluate` apply the stopping rule;
 //! 2. `policy::decide` picks the arm (adaptive, or exploiting a declared winner);
 //! 3. the visitor converts with the arm's true rate; the conversion is credited at the next
 //!    refresh, or once its delay has elapsed (and never if the delay exceeds the reward

@@ -35,7 +35,8 @@
 use super::error::StatsError;
 
 /// Width of one cohort bin (exposures by assignment time), and of the delay bins past the
-/// first hour. Every backend stores its histograms on this grid (store::rules).
+/// first hour. Whoever keeps the histograms (today the simulator, src/sim/delay_posterior.rs)
+/// keeps them on this grid.
 pub const DELAY_BIN_MS: u64 = 3_600_000;
 
 /// Edges of the delay bins inside the first hour, in milliseconds: fine, because many
@@ -81,11 +82,11 @@ pub enum BaseDelay {
     ExponentialMedian { median_ms: u64 },
 }
 
-/// What one arm's store holds for the estimator.
+/// What the estimator reads of one arm: two histograms and the total.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DelayCounts {
-    /// Exposures by assignment bin (`assigned_ms / DELAY_BIN_MS`) for the bins the store still
-    /// keeps (at least those younger than the window); older exposures need not be listed.
+    /// Exposures by assignment bin (`assigned_ms / DELAY_BIN_MS`), at least for the bins
+    /// younger than the window; older exposures need not be listed.
     pub cohorts: Vec<(u64, f64)>,
     /// Conversions by delay bin ([`delay_bin`]); index j is bin j.
     pub delays: Vec<f64>,
