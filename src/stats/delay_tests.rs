@@ -229,8 +229,9 @@ fn truncated_cohorts_match_the_high_precision_posterior_mode() {
     {
         close(*actual, expected, 1e-8);
     }
-    // Σ cohorts · (1 − mean of G over the cohort's ages), mpmath quadrature.
-    close(fits[0].pending_exposures, 333.6518024114064, 1e-7);
+    // Σ cohorts · (1 − mean of G over the cohort's ages), mpmath quadrature; within the √ε
+    // precision of the fitted median, as the law above.
+    close(fits[0].pending_exposures, 333.6518024114064, 1e-5);
 }
 
 #[test]
