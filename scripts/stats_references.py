@@ -189,7 +189,121 @@ def srm_references():
         print(f"P(chi2({dof}) > {statistic}) = {mp.nstr(p, 20)}")
 
 
+# Delay-aware posteriors (src/stats/delay.rs). Delay bins: edges 0, 1, 2, 5, 10, 20, 30, 45, 60
+# minutes, then hourly; a 3 h window has 10 bins. The arm: at now = 10 h, 2000 exposures of
+# which 300, 300, 400 were assigned in hour bins 7, 8, 9 (spread uniformly over each hour, so
+# their ages span [2 h, 3 h], [1 h, 2 h], [0, 1 h]) and the rest before; conversions by delay
+# bin as below.
+DELAY_EDGES = [mp.mpf(m) / 60 for m in (0, 1, 2, 5, 10, 20, 30, 45, 60)] + [mp.mpf(2), mp.mpf(3)]
+DELAY_CONVERSIONS = [5, 4, 6, 5, 6, 5, 4, 5, 15, 5]
+DELAY_COHORTS = [((2, 3), 300), ((1, 2), 300), ((0, 1), 400)]
+DELAY_COMPLETE = 1000
+DELAY_KAPPA = 20
+
+
+def delay_exposure_time():
+    """M_j: the exposures' mean share of bin j lived through, integrated by mp.quad."""
+    times = []
+    for j in range(len(DELAY_EDGES) - 1):
+        e0, e1 = DELAY_EDGES[j], DELAY_EDGES[j + 1]
+
+        def ramp(a):
+            return min(max((a - e0) / (e1 - e0), 0), 1)
+        total = mp.mpf(DELAY_COMPLETE)
+        for (a0, a1), count in DELAY_COHORTS:
+            points = sorted({mp.mpf(a0), mp.mpf(a1)} | {e for e in (e0, e1) if a0 < e < a1})
+            total += count * mp.quad(ramp, points) / (a1 - a0)
+        times.append(total)
+    return times
+
+
+def exponential_bins(median, window=3):
+    """P(delay in bin j | delay <= window) for an exponential with this median (hours)."""
+    rate = mp.log(2) / median
+    whole = 1 - mp.exp(-rate * window)
+    edges = DELAY_EDGES
+    return [(mp.exp(-rate * edges[j]) - mp.exp(-rate * edges[j + 1])) / whole
+            for j in range(len(edges) - 1)]
+
+
+def dirichlet_mode(conversions, exposure_time, base, kappa):
+    """Maximises sum_j D_j ln(theta f_j) - theta sum_j f_j M_j + kappa sum_j g_j ln f_j over
+    theta > 0 and the simplex, by Newton's method on its Lagrange conditions (mp.findroot),
+    then checks that nearby points on the simplex score lower."""
+    n = len(conversions)
+
+    def objective(theta, f):
+        return (sum(d * mp.log(theta * fj) for d, fj in zip(conversions, f))
+                - theta * sum(fj * m for fj, m in zip(f, exposure_time))
+                + kappa * sum(g * mp.log(fj) for g, fj in zip(base, f)))
+
+    def equations(*x):
+        f, theta, mu = x[:n], x[n], x[n + 1]
+        eqs = [(conversions[j] + kappa * base[j]) / f[j] - theta * exposure_time[j] - mu
+               for j in range(n)]
+        eqs.append(sum(f) - 1)
+        eqs.append(sum(conversions) / theta - sum(fj * m for fj, m in zip(f, exposure_time)))
+        return eqs
+
+    start = list(base) + [mp.mpf(sum(conversions)) / exposure_time[0], mp.mpf(kappa)]
+    root = mp.findroot(equations, start)
+    f, theta = [root[j] for j in range(n)], root[n]
+    best = objective(theta, f)
+    for j in range(n):
+        for k in range(n):
+            if j != k:
+                moved = list(f)
+                moved[j] += mp.mpf("1e-6")
+                moved[k] -= mp.mpf("1e-6")
+                assert objective(theta, moved) < best
+    return f, theta
+
+
+def delay_references():
+    print("== delay: Dirichlet posterior mode of the bin probabilities (dps 30)")
+    base = exponential_bins(mp.mpf(1))
+    exposure_time = delay_exposure_time()
+    print("exposure time per bin:", [mp.nstr(m, 20) for m in exposure_time])
+    pooled, theta = dirichlet_mode(DELAY_CONVERSIONS, exposure_time, base, DELAY_KAPPA)
+    print("experiment law:", [mp.nstr(p, 20) for p in pooled], "theta", mp.nstr(theta, 20))
+
+    def profile(log_median):
+        p = exponential_bins(mp.exp(log_median))
+        spent = sum(pj * m for pj, m in zip(p, exposure_time))
+        return (sum(d * mp.log(pj) for d, pj in zip(DELAY_CONVERSIONS, p))
+                - sum(DELAY_CONVERSIONS) * mp.log(spent))
+
+    log_median = mp.findroot(lambda x: mp.diff(profile, x), mp.log(1))
+    print("exponential maximum-likelihood median (h):", mp.nstr(mp.exp(log_median), 20))
+    # The arm's median: its own fit shrunk toward the experiment's (1 h) on the log scale,
+    # weights 60 conversions against 20 pseudo-conversions; its law: the Dirichlet mode with
+    # that exponential as base.
+    own = sum(DELAY_CONVERSIONS)
+    arm_median = mp.exp((own * log_median + DELAY_KAPPA * mp.log(1)) / (own + DELAY_KAPPA))
+    print("arm median (h):", mp.nstr(arm_median, 20))
+    arm, theta = dirichlet_mode(DELAY_CONVERSIONS, exposure_time, exponential_bins(arm_median),
+                                DELAY_KAPPA)
+    print("arm law:", [mp.nstr(p, 20) for p in arm], "theta", mp.nstr(theta, 20))
+    # Pending exposures of the arm: sum over cohorts of count * (1 - mean of G over its ages),
+    # G the arm law's piecewise-linear CDF, the mean by mp.quad.
+    cdf = [mp.mpf(0)]
+    for p in arm:
+        cdf.append(cdf[-1] + p)
+
+    def g(a):
+        for j in range(len(arm)):
+            if a <= DELAY_EDGES[j + 1]:
+                return cdf[j] + arm[j] * (a - DELAY_EDGES[j]) / (DELAY_EDGES[j + 1] - DELAY_EDGES[j])
+        return mp.mpf(1)
+    pending = 0
+    for (a0, a1), count in DELAY_COHORTS:
+        points = [e for e in DELAY_EDGES if a0 <= e <= a1]
+        pending += count * (1 - mp.quad(g, points) / (a1 - a0))
+    print("pending exposures:", mp.nstr(pending, 20))
+
+
 if __name__ == "__main__":
+    delay_references()
     log_beta_references()
     srm_references()
     two_arm_references()

@@ -5,10 +5,33 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use super::delay::ConversionDelay;
+use super::delay_compare::{compare_delay_correction, render_comparison};
 use super::format::{render_csv, render_json, render_table};
 use super::rates::RateSpec;
 use super::scenario::{Scenario, Settings};
 use super::summary::simulate;
+use crate::stats::BaseDelay;
+
+/// Which posterior the simulated server uses (`--delay-correction`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum DelayCorrection {
+    /// As the experiment's `reward.delay` says (a bare bandit: naive).
+    #[default]
+    Experiment,
+    /// Delay-aware: the experiment's model, or `auto` when it has `off` or none.
+    On,
+    /// Naive: every exposure is a whole trial at once.
+    Off,
+    /// Both, on the same seeds, side by side (regret, wrong winners, P(best) reliability).
+    Both,
+}
+
+/// `--conversion-delay`: one delay for every arm, or one per variant id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DelayFlag {
+    All(ConversionDelay),
+    PerArm(Vec<(String, ConversionDelay)>),
+}
 
 /// How the summary is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -51,10 +74,21 @@ pub struct SimulateArgs {
     /// snapshot, or of replicas sharing counters).
     #[arg(long, env = "BANDITD_SIM_UPDATE_EVERY", default_value_t = 1)]
     pub update_every: u64,
-    /// Delay until a conversion reaches the server: `exp:2d` (exponential, mean 2 days) or
-    /// `fixed:1h`. Needs --arrival-rate.
+    /// Delay until a conversion reaches the server: `exp:2d` (exponential, mean 2 days),
+    /// `lognormal:1d:1.5` (median 1 day, log-scale σ 1.5) or `fixed:1h`; for every arm, or
+    /// per variant id (`control=exp:6h,bold=lognormal:3d:1`; unnamed arms convert at
+    /// once). Needs --arrival-rate.
     #[arg(long, env = "BANDITD_SIM_CONVERSION_DELAY", value_parser = parse_delay)]
-    pub conversion_delay: Option<ConversionDelay>,
+    pub conversion_delay: Option<DelayFlag>,
+    /// Which posterior the simulated server uses: the experiment's `reward.delay`, on, off,
+    /// or both side by side on the same seeds.
+    #[arg(
+        long,
+        env = "BANDITD_SIM_DELAY_CORRECTION",
+        value_enum,
+        default_value = "experiment"
+    )]
+    pub delay_correction: DelayCorrection,
     /// Assignments per hour; places assignment i at i/rate hours (for a conversion delay,
     /// half_life and min_duration).
     #[arg(long, env = "BANDITD_SIM_ARRIVAL_RATE")]
@@ -70,6 +104,16 @@ pub struct SimulateArgs {
 /// Runs `banditd simulate`; prints the summary, or the error and exit code 1.
 pub fn run_simulate(args: &SimulateArgs) -> ExitCode {
     let rendered = prepare(args).and_then(|(scenario, settings)| {
+        if args.delay_correction == DelayCorrection::Both {
+            let comparison =
+                compare_delay_correction(&scenario, &settings).map_err(|e| e.to_string())?;
+            return match args.format {
+                OutputFormat::Json => {
+                    serde_json::to_string_pretty(&comparison).map_err(|e| e.to_string())
+                }
+                OutputFormat::Table | OutputFormat::Csv => Ok(render_comparison(&comparison)),
+            };
+        }
         let summary = simulate(&scenario, &settings).map_err(|e| e.to_string())?;
         match args.format {
             OutputFormat::Table => Ok(render_table(&summary)),
@@ -123,6 +167,27 @@ pub(crate) fn prepare(args: &SimulateArgs) -> Result<(Scenario, Settings), Strin
         _ => return Err("give an experiment file or --arms K, not both".to_owned()),
     }
     .map_err(|e| e.to_string())?;
+    let mut scenario = scenario;
+    scenario.delay_correction = match args.delay_correction {
+        DelayCorrection::Experiment | DelayCorrection::Both => scenario.delay_correction,
+        DelayCorrection::On => Some(scenario.delay_correction.unwrap_or(BaseDelay::Learn)),
+        DelayCorrection::Off => None,
+    };
+    let shared_delay = match &args.conversion_delay {
+        None => None,
+        Some(DelayFlag::All(delay)) => Some(*delay),
+        Some(DelayFlag::PerArm(delays)) => {
+            for (id, delay) in delays {
+                let arm = scenario
+                    .arms
+                    .iter_mut()
+                    .find(|arm| &arm.id == id)
+                    .ok_or_else(|| format!("--conversion-delay names no variant {id:?}"))?;
+                arm.delay = Some(*delay);
+            }
+            None
+        }
+    };
     let defaults = Settings::default();
     let settings = Settings {
         horizon: args.horizon,
@@ -130,7 +195,7 @@ pub(crate) fn prepare(args: &SimulateArgs) -> Result<(Scenario, Settings), Strin
         seed: args.seed,
         update_every: args.update_every,
         arrival_rate_per_hour: args.arrival_rate,
-        conversion_delay: args.conversion_delay,
+        conversion_delay: shared_delay,
         threads: args.threads.unwrap_or(defaults.threads),
     };
     settings.check(&scenario).map_err(|e| e.to_string())?;
@@ -141,8 +206,22 @@ fn parse_rates(text: &str) -> Result<RateSpec, String> {
     RateSpec::parse(text).map_err(|e| e.to_string())
 }
 
-fn parse_delay(text: &str) -> Result<ConversionDelay, String> {
-    ConversionDelay::parse(text).map_err(|e| e.to_string())
+fn parse_delay(text: &str) -> Result<DelayFlag, String> {
+    if !text.contains('=') {
+        return ConversionDelay::parse(text)
+            .map(DelayFlag::All)
+            .map_err(|e| e.to_string());
+    }
+    text.split(',')
+        .map(|pair| {
+            let (id, delay) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?}: write variant=delay, e.g. bold=exp:3d"))?;
+            let delay = ConversionDelay::parse(delay).map_err(|e| e.to_string())?;
+            Ok((id.trim().to_owned(), delay))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(DelayFlag::PerArm)
 }
 
 #[cfg(test)]
@@ -215,6 +294,72 @@ mod tests {
                 "2d"
             ])
             .is_err()
+        );
+    }
+
+    #[test]
+    fn conversion_delays_are_given_per_variant_and_the_correction_can_be_forced() {
+        let path = headline();
+        let parsed = args(&[
+            &path,
+            "--rates",
+            "control=0.05,bold=0.06,question=0.04",
+            "--conversion-delay",
+            "control=exp:6h,bold=lognormal:3d:1",
+            "--arrival-rate",
+            "400",
+            "--delay-correction",
+            "off",
+        ])
+        .unwrap();
+        let (scenario, settings) = prepare(&parsed).unwrap();
+        assert_eq!(
+            scenario.arms[0].delay,
+            Some(ConversionDelay::Exponential {
+                mean_ms: 6 * 3_600_000
+            })
+        );
+        assert!(matches!(
+            scenario.arms[1].delay,
+            Some(ConversionDelay::LogNormal { .. })
+        ));
+        assert_eq!(scenario.arms[2].delay, None);
+        assert_eq!(settings.conversion_delay, None);
+        assert_eq!(scenario.delay_correction, None);
+        let unknown = args(&[
+            &path,
+            "--rates",
+            "control=0.05,bold=0.06,question=0.04",
+            "--conversion-delay",
+            "nope=exp:6h",
+            "--arrival-rate",
+            "400",
+        ])
+        .unwrap();
+        assert!(prepare(&unknown).unwrap_err().contains("nope"));
+        assert!(
+            args(&[
+                "--arms",
+                "2",
+                "--rates",
+                "0.5,0.4",
+                "--conversion-delay",
+                "a=6h"
+            ])
+            .is_err()
+        );
+        let forced = args(&[
+            "--arms",
+            "2",
+            "--rates",
+            "0.5,0.4",
+            "--delay-correction",
+            "on",
+        ])
+        .unwrap();
+        assert_eq!(
+            prepare(&forced).unwrap().0.delay_correction,
+            Some(BaseDelay::Learn)
         );
     }
 

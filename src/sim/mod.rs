@@ -5,6 +5,8 @@
 
 mod cli;
 mod delay;
+mod delay_compare;
+mod delay_posterior;
 mod error;
 mod even_split;
 mod format;
@@ -13,8 +15,12 @@ mod run;
 mod scenario;
 mod summary;
 
-pub use cli::{OutputFormat, SimulateArgs, run_simulate};
+pub use cli::{DelayCorrection, DelayFlag, OutputFormat, SimulateArgs, run_simulate};
 pub use delay::ConversionDelay;
+pub use delay_compare::{
+    DelayComparison, PosteriorResult, RELIABILITY_BINS, ReliabilityBin, compare_delay_correction,
+    render_comparison,
+};
 pub use error::SimError;
 pub use even_split::{EvenSplit, even_split};
 pub use format::{render_csv, render_json, render_table};

@@ -6,8 +6,10 @@
 //!    posterior snapshot: conversions whose delay has elapsed are credited, and every arm's
 //!    view is Beta(prior + R, prior + N − R) with N all exposures so far (exposures are
 //!    counted when assigned, as the server counts them) and R the credited conversions,
-//!    both decayed with a half-life. On every `evaluate_every`-th refresh, until a winner
-//!    is declared, `stats::compare_arms` + `stats::evaluate` apply the stopping rule;
+//!    both decayed with a half-life; with `reward.delay` on, N less the exposures whose
+//!    conversion may still come (`stats::fit_delays`; the server does not apply it yet).
+//!    On every `evaluate_every`-th refresh, until a winner is declared,
+//!    `stats::compare_arms` + `stats::evaluate` apply the stopping rule;
 //! 2. `policy::decide` picks the arm (adaptive, or exploiting a declared winner);
 //! 3. the visitor converts with the arm's true rate; the conversion is credited at the next
 //!    refresh, or once its delay has elapsed (and never if the delay exceeds the reward
@@ -18,6 +20,7 @@ use std::collections::BinaryHeap;
 
 use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 
+use super::delay_posterior::DelayTracker;
 use super::error::SimError;
 use super::scenario::{Scenario, Settings};
 use crate::policy::{self, ArmView, Mode};
@@ -54,7 +57,13 @@ pub struct RunOutcome {
     pub conversions: u64,
     /// Conversions the server would reject because their delay exceeds the reward window.
     pub conversions_outside_window: u64,
+    /// With a clock: every arm's P(best) under the posterior the policy used, at the start of
+    /// each simulated day after the first (for the reliability of P(best)).
+    pub daily_prob_best: Vec<Vec<f64>>,
 }
+
+/// Milliseconds per simulated day, the spacing of [`RunOutcome::daily_prob_best`].
+const MS_PER_DAY: u64 = 86_400_000;
 
 /// The generator of run `run` of a simulation seeded with `seed`: a fixed algorithm
 /// (xoshiro256++, so the numbers do not change with the platform or with what `SmallRng`
@@ -104,6 +113,7 @@ pub fn run_once(
     let update_every = settings.update_every.max(1);
     let evaluate_every = settings.evaluate_every();
     let half_life_ms = scenario.half_life_ms;
+    let has_clock = settings.arrival_rate_per_hour.is_some();
     // `Settings::check` refuses a `min_duration` without a clock, so the rule applies as
     // written.
     let stopping = scenario.stopping;
@@ -130,7 +140,16 @@ pub fn run_once(
         leader_at_end: None,
         conversions: 0,
         conversions_outside_window: 0,
+        daily_prob_best: Vec::new(),
     };
+    let mut tracker = match (scenario.delay_correction, scenario.reward_window_ms) {
+        (Some(base), Some(window_ms)) if has_clock => {
+            Some(DelayTracker::new(base, window_ms, arm_count))
+        }
+        _ => None,
+    };
+    let mut pending_exposures = vec![0.0; arm_count];
+    let mut next_day_ms = MS_PER_DAY;
     let mut checkpoint = checkpoints.iter().copied().peekable();
 
     for index in 0..horizon {
@@ -142,8 +161,28 @@ pub fn run_once(
                 }
                 pending.pop();
                 credit(&mut counters[arm], assigned_ms, half_life_ms);
+                if let Some(tracker) = &mut tracker {
+                    tracker.convert(arm, assigned_ms, arrival_ms);
+                }
             }
-            refresh_views(scenario, &counters, now_ms, half_life_ms, &mut views);
+            if let Some(tracker) = &mut tracker {
+                tracker.pending(now_ms, &mut pending_exposures);
+            }
+            refresh_views(
+                scenario,
+                &counters,
+                &pending_exposures,
+                now_ms,
+                half_life_ms,
+                &mut views,
+            );
+            if has_clock && now_ms >= next_day_ms {
+                next_day_ms += MS_PER_DAY;
+                let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
+                if let Ok(comparison) = stats::compare_arms(&shapes) {
+                    outcome.daily_prob_best.push(comparison.prob_best);
+                }
+            }
             if let Some(stopping) = stopping
                 && outcome.winner.is_none()
                 && index % evaluate_every == 0
@@ -172,6 +211,9 @@ pub fn run_once(
         let arm = policy::decide(mode, scenario.params, &views, &shares, &mut rng)?.arm;
         let state = &mut counters[arm];
         state.exposures += 1;
+        if let Some(tracker) = &mut tracker {
+            tracker.expose(arm, now_ms);
+        }
         if let Some(half_life_ms) = half_life_ms {
             state.decayed = state.decayed.add(now_ms, half_life_ms, 1.0, 0.0);
         }
@@ -184,8 +226,13 @@ pub fn run_once(
         }
         if rng.random::<f64>() < scenario.arms[arm].rate {
             outcome.conversions += 1;
-            match settings.conversion_delay {
-                None => credit(state, now_ms, half_life_ms),
+            match scenario.delay_of(arm, settings) {
+                None => {
+                    credit(state, now_ms, half_life_ms);
+                    if let Some(tracker) = &mut tracker {
+                        tracker.convert(arm, now_ms, now_ms);
+                    }
+                }
                 Some(delay) => {
                     let delay_ms = delay.sample_ms(&mut rng);
                     if scenario.reward_window_ms.is_some_and(|w| delay_ms > w) {
@@ -216,8 +263,21 @@ pub fn run_once(
         }
         pending.pop();
         credit(&mut counters[arm], assigned_ms, half_life_ms);
+        if let Some(tracker) = &mut tracker {
+            tracker.convert(arm, assigned_ms, arrival_ms);
+        }
     }
-    refresh_views(scenario, &counters, end_ms, half_life_ms, &mut views);
+    if let Some(tracker) = &mut tracker {
+        tracker.pending(end_ms, &mut pending_exposures);
+    }
+    refresh_views(
+        scenario,
+        &counters,
+        &pending_exposures,
+        end_ms,
+        half_life_ms,
+        &mut views,
+    );
     let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
     outcome.leader_at_end = stats::compare_arms(&shapes).ok().and_then(|comparison| {
         comparison
@@ -244,33 +304,46 @@ fn credit(state: &mut ArmCounters, assigned_ms: u64, half_life_ms: Option<u64>) 
 }
 
 /// The arms as the policy sees them at `now_ms`: posterior shapes from the effective
-/// (decayed, if a half-life is set) counts, burn-in from the raw exposures, as in the
-/// engine's snapshot.
+/// (decayed, if a half-life is set) counts less the exposures whose conversion may still
+/// come (`pending`, all 0 for the naive posterior), burn-in from the raw exposures, as in
+/// the engine's snapshot.
 fn refresh_views(
     scenario: &Scenario,
     counters: &[ArmCounters],
+    pending: &[f64],
     now_ms: u64,
     half_life_ms: Option<u64>,
     views: &mut Vec<ArmView>,
 ) {
     views.clear();
-    views.extend(scenario.arms.iter().zip(counters).map(|(arm, c)| {
-        let (exposures, reward_sum) = match half_life_ms {
-            Some(half_life_ms) => {
-                let decayed = c.decayed.decayed_to(now_ms, half_life_ms);
-                (decayed.exposures, decayed.reward_sum)
-            }
-            None => (c.exposures as f64, c.credited as f64),
-        };
-        let posterior =
-            Posterior::from_counts(arm.prior.alpha, arm.prior.beta, exposures, reward_sum);
-        ArmView {
-            alpha: posterior.alpha,
-            beta: posterior.beta,
-            exposures: c.exposures as f64,
-            active: true,
-        }
-    }));
+    views.extend(
+        scenario
+            .arms
+            .iter()
+            .zip(counters)
+            .zip(pending)
+            .map(|((arm, c), pending)| {
+                let (exposures, reward_sum) = match half_life_ms {
+                    Some(half_life_ms) => {
+                        let decayed = c.decayed.decayed_to(now_ms, half_life_ms);
+                        (decayed.exposures, decayed.reward_sum)
+                    }
+                    None => (c.exposures as f64, c.credited as f64),
+                };
+                let posterior = Posterior::from_counts(
+                    arm.prior.alpha,
+                    arm.prior.beta,
+                    exposures - pending,
+                    reward_sum,
+                );
+                ArmView {
+                    alpha: posterior.alpha,
+                    beta: posterior.beta,
+                    exposures: c.exposures as f64,
+                    active: true,
+                }
+            }),
+    );
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::error::SimError;
 use super::rates::RateSpec;
 use crate::policy::Params;
 use crate::spec::{Experiment, OnWinner, Prior};
-use crate::stats::StoppingRule;
+use crate::stats::{BaseDelay, StoppingRule};
 
 /// Milliseconds per hour: arrival rates are given per hour.
 pub const MS_PER_HOUR: f64 = 3_600_000.0;
@@ -18,6 +18,9 @@ pub struct SimArm {
     pub id: String,
     pub rate: f64,
     pub prior: Prior,
+    /// This arm's conversion delay (`--conversion-delay control=exp:6h,…`); `None`: the
+    /// delay of `Settings::conversion_delay`, if any.
+    pub delay: Option<ConversionDelay>,
 }
 
 /// The experiment's stopping rule and what happens on a winner.
@@ -41,6 +44,9 @@ pub struct Scenario {
     /// `reward.window`: the server rejects conversions that arrive later than this after
     /// their assignment. Only a conversion delay can exceed it.
     pub reward_window_ms: Option<u64>,
+    /// `reward.delay`: the delay-aware posterior's base law, `None` for the naive posterior.
+    /// Needs a clock and a reward window to mean anything.
+    pub delay_correction: Option<BaseDelay>,
 }
 
 impl Scenario {
@@ -57,6 +63,7 @@ impl Scenario {
                 id: (*id).to_owned(),
                 rate,
                 prior: experiment.arm_prior(k),
+                delay: None,
             })
             .collect();
         Ok(Self {
@@ -76,6 +83,7 @@ impl Scenario {
             }),
             half_life_ms: experiment.policy.half_life.map(|h| h.as_millis()),
             reward_window_ms: Some(experiment.reward.window.as_millis()),
+            delay_correction: experiment.reward.delay.base(),
         })
     }
 
@@ -99,6 +107,7 @@ impl Scenario {
                     id,
                     rate,
                     prior: Prior::default(),
+                    delay: None,
                 })
                 .collect(),
             params: Params {
@@ -108,7 +117,16 @@ impl Scenario {
             stopping: None,
             half_life_ms: None,
             reward_window_ms: None,
+            delay_correction: None,
         })
+    }
+
+    /// Arm `k`'s conversion delay: its own, else the one every arm shares.
+    pub fn delay_of(&self, k: usize, settings: &Settings) -> Option<ConversionDelay> {
+        self.arms
+            .get(k)
+            .and_then(|arm| arm.delay)
+            .or(settings.conversion_delay)
     }
 
     /// The highest true rate.
@@ -179,7 +197,10 @@ impl Settings {
             ));
         }
         if self.arrival_rate_per_hour.is_none() {
-            if let Some(delay) = self.conversion_delay {
+            if let Some(delay) = self
+                .conversion_delay
+                .or_else(|| scenario.arms.iter().find_map(|arm| arm.delay))
+            {
                 return invalid(format!(
                     "--conversion-delay {delay} needs --arrival-rate (assignments per hour) to place assignments in time"
                 ));

@@ -149,7 +149,7 @@ pub fn checkpoints(horizon: u64) -> Vec<u64> {
     points
 }
 
-fn run_all(
+pub(super) fn run_all(
     scenario: &Scenario,
     settings: &Settings,
     checkpoints: &[u64],

@@ -432,6 +432,12 @@ fn field_changes(old: &Experiment, new: &Experiment) -> Vec<FieldChange> {
         old.reward.window.to_string(),
         new.reward.window.to_string(),
     );
+    // Compatible: the delay model only changes how the stored counts are read.
+    diff(
+        "reward.delay",
+        old.reward.delay.to_string(),
+        new.reward.delay.to_string(),
+    );
     diff("prior", show_prior(old.prior), show_prior(new.prior));
     diff(
         "policy.burn_in",

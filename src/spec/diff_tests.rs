@@ -155,6 +155,37 @@ fn knobs_that_apply_to_existing_counts_are_compatible() {
 }
 
 #[test]
+fn a_change_of_delay_model_is_compatible_and_shown() {
+    // The delay model only changes how the stored counts are read, never the counts.
+    for (old_model, new_model, old_shown, new_shown) in [
+        ("", ", delay: off", "auto", "off"),
+        (
+            ", delay: off",
+            ", delay: {median: 2d}",
+            "off",
+            "{median: 2d}",
+        ),
+        (
+            ", delay: {median: 2d}",
+            ", delay: auto",
+            "{median: 2d}",
+            "auto",
+        ),
+    ] {
+        let old = running(|t| t.replace("{window: 7d}", &format!("{{window: 7d{old_model}}}")));
+        let new = proposed(|t| t.replace("{window: 7d}", &format!("{{window: 7d{new_model}}}")));
+        let e = one(old, new);
+        assert_eq!(e.verdict, Verdict::Compatible, "{:?}", reasons(&e));
+        let changes: Vec<(&str, &str, &str)> = e
+            .changes
+            .iter()
+            .map(|c| (c.field.as_str(), c.old.as_str(), c.new.as_str()))
+            .collect();
+        assert_eq!(changes, vec![("reward.delay", old_shown, new_shown)]);
+    }
+}
+
+#[test]
 fn adding_or_removing_a_whole_stopping_rule_is_one_compatible_change() {
     let rule = |t: String| {
         t.replace(

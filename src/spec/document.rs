@@ -29,7 +29,7 @@ impl Experiment {
         doc.insert("assignment".into(), json!(self.assignment.as_str()));
         doc.insert(
             "reward".into(),
-            json!({ "window": self.reward.window.to_string() }),
+            json!({ "window": self.reward.window.to_string(), "delay": delay(self.reward.delay) }),
         );
         doc.insert("prior".into(), prior(self.prior));
         let mut policy = Map::new();
@@ -54,6 +54,14 @@ impl Experiment {
             Value::Array(self.variants.iter().map(variant).collect()),
         );
         Value::Object(doc)
+    }
+}
+
+/// `reward.delay` as written: `auto`, `off` or `{median: 2d}`.
+fn delay(model: super::model::DelayModel) -> Value {
+    match model {
+        super::model::DelayModel::Prior { median } => json!({ "median": median.to_string() }),
+        other => json!(other.to_string()),
     }
 }
 

@@ -126,7 +126,7 @@ fn minimal_experiment_documents_spell_out_every_default() {
             "status": "draft",
             "revision": 1,
             "assignment": "sticky",
-            "reward": {"window": "1w"},
+            "reward": {"window": "1w", "delay": "auto"},
             "prior": {"alpha": 1.0, "beta": 1.0},
             "policy": {"burn_in": 100, "min_share": 0.0},
             "default_variant": "a",

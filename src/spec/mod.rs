@@ -26,8 +26,8 @@ pub use duration::HumanDuration;
 pub use error::{MAX_EXCERPT_CHARS, Position, SpecError, excerpt, quoted};
 pub use lint::lint_experiment;
 pub use model::{
-    AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
-    Status, StoppingSpec, Variant, VariantId,
+    AssignmentMode, DelayModel, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior,
+    RewardSpec, Status, StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,

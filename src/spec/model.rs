@@ -153,8 +153,49 @@ impl Default for Prior {
 /// Reward settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RewardSpec {
-    /// Rewards later than this after the assignment are rejected.
+    /// Rewards later than this after the assignment are rejected: the metric is "converted
+    /// within `window` of the assignment".
     pub window: HumanDuration,
+    /// How the posterior accounts for conversions that have not arrived yet.
+    pub delay: DelayModel,
+}
+
+/// `reward.delay`: whether and how the posterior counts a recent exposure as only partly
+/// observed (stats::delay). Changing it changes no stored data, only how it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DelayModel {
+    /// Learn the delay law from the data (the default: with no delay it costs nothing, and
+    /// with one the naive posterior is biased against the arm with later conversions).
+    #[default]
+    Auto,
+    /// Every exposure counts as a whole trial at once: the naive posterior.
+    Off,
+    /// Learn from the data, starting from an exponential delay with this median (a cold-start
+    /// model for the weeks before the data have shown the tail of the delay law).
+    Prior { median: HumanDuration },
+}
+
+impl DelayModel {
+    /// The estimator's base law; `None` for `off`.
+    pub fn base(self) -> Option<crate::stats::BaseDelay> {
+        match self {
+            DelayModel::Auto => Some(crate::stats::BaseDelay::Learn),
+            DelayModel::Off => None,
+            DelayModel::Prior { median } => Some(crate::stats::BaseDelay::ExponentialMedian {
+                median_ms: median.as_millis(),
+            }),
+        }
+    }
+}
+
+impl std::fmt::Display for DelayModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DelayModel::Auto => f.write_str("auto"),
+            DelayModel::Off => f.write_str("off"),
+            DelayModel::Prior { median } => write!(f, "{{median: {median}}}"),
+        }
+    }
 }
 
 /// Allocation knobs.

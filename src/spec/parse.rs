@@ -1,7 +1,7 @@
 //! From experiment YAML text to a validated [`Experiment`]: the only way to build one.
 //!
 //! Defaults for optional fields (documented for analysts in `experiments/*.yaml`):
-//! `environments` all, `revision` 1, `assignment` sticky, `reward.window` 7d,
+//! `environments` all, `revision` 1, `assignment` sticky, `reward.window` 7d, `reward.delay` auto,
 //! `prior` Beta(1, 1) (uniform), `policy.burn_in` 100 exposures per arm,
 //! `policy.min_share` 0 (pure Thompson sampling after burn-in: a non-zero default would
 //! make files with many variants fail `min_share × K < 1` for a field nobody wrote),
@@ -18,8 +18,8 @@ use super::duration::HumanDuration;
 use super::error::{Position, SpecError, quoted};
 use super::fields::{self, Fields, Report, closest, fmt_number};
 use super::model::{
-    AssignmentMode, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec, Status,
-    Variant, VariantId,
+    AssignmentMode, DelayModel, Experiment, ExperimentId, IdError, PolicySpec, Prior, RewardSpec,
+    Status, Variant, VariantId,
 };
 use super::node::{Node, NodeKind, read_document};
 use super::stopping;
@@ -56,7 +56,8 @@ pub(super) const EXPERIMENT_FIELDS: &[&str] = &[
     "winner",
     "variants",
 ];
-pub(super) const REWARD_FIELDS: &[&str] = &["window"];
+pub(super) const REWARD_FIELDS: &[&str] = &["window", "delay"];
+pub(super) const DELAY_FIELDS: &[&str] = &["median"];
 pub(super) const PRIOR_FIELDS: &[&str] = &["alpha", "beta"];
 pub(super) const POLICY_FIELDS: &[&str] = &["burn_in", "min_share", "half_life"];
 pub(super) const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior"];
@@ -148,6 +149,7 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
     let reward = match fields.get("reward") {
         None => Some(RewardSpec {
             window: HumanDuration::from_std(Duration::from_secs(DEFAULT_REWARD_WINDOW_SECONDS)),
+            delay: DelayModel::default(),
         }),
         Some(n) => reward(report, n),
     };
@@ -286,7 +288,41 @@ fn reward(report: &mut Report<'_>, node: &Node) -> Option<RewardSpec> {
         None => HumanDuration::from_std(Duration::from_secs(DEFAULT_REWARD_WINDOW_SECONDS)),
         Some(n) => fields::duration(report, n, "window")?,
     };
-    Some(RewardSpec { window })
+    let delay = match fields.get("delay") {
+        None => DelayModel::default(),
+        Some(n) => delay_model(report, n)?,
+    };
+    Some(RewardSpec { window, delay })
+}
+
+/// `reward.delay`: `auto`, `off` (a YAML 1.1 reader's `false` too), or `{median: 2d}`.
+fn delay_model(report: &mut Report<'_>, node: &Node) -> Option<DelayModel> {
+    match &node.kind {
+        NodeKind::Map(_) => {
+            let fields = Fields::read(report, node, "`reward.delay`", DELAY_FIELDS)?;
+            let n = fields.require(report, "median", "2d")?;
+            // `duration` refuses 0: a duration is positive.
+            let median = fields::duration(report, n, "median")?;
+            Some(DelayModel::Prior { median })
+        }
+        NodeKind::Bool(false) => Some(DelayModel::Off),
+        NodeKind::Str(word) if word == "auto" => Some(DelayModel::Auto),
+        NodeKind::Str(word) if word == "off" => Some(DelayModel::Off),
+        other => {
+            let mut message = format!(
+                "`delay` must be `auto`, `off` or a cold-start model such as `{{median: 2d}}`, \
+                 found {}",
+                other.describe()
+            );
+            if let NodeKind::Str(word) = other
+                && let Some(near) = closest(word, &["auto", "off"])
+            {
+                message.push_str(&format!("; did you mean `{near}`?"));
+            }
+            report.error(node.pos, message);
+            None
+        }
+    }
 }
 
 /// A Beta prior: both parameters finite and above 0, or the density is not a distribution.
@@ -607,3 +643,7 @@ mod stopping_tests;
 #[cfg(test)]
 #[path = "parse_message_tests.rs"]
 mod message_tests;
+
+#[cfg(test)]
+#[path = "parse_delay_tests.rs"]
+mod delay_tests;

@@ -122,6 +122,30 @@ pub fn json_schema() -> Value {
                         ),
                         "$ref": "#/$defs/duration",
                         "default": DEFAULT_REWARD_WINDOW_TEXT
+                    },
+                    "delay": {
+                        "description": "How the posterior counts exposures whose conversion may \
+                            still come (younger than the window). auto: learn the delay law \
+                            from the data; off: count every exposure as a whole trial at once \
+                            (the naive posterior); {median: 2d}: learn, starting from an \
+                            exponential delay with this median. Optional, default auto. \
+                            Changing it changes no stored data.",
+                        "anyOf": [
+                            { "enum": ["auto", "off"] },
+                            {
+                                "type": "object",
+                                "additionalProperties": false,
+                                "required": ["median"],
+                                "properties": {
+                                    "median": {
+                                        "description": "Median delay of the cold-start \
+                                            exponential model, e.g. 2d.",
+                                        "$ref": "#/$defs/duration"
+                                    }
+                                }
+                            }
+                        ],
+                        "default": "auto"
                     }
                 }
             },

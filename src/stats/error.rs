@@ -13,6 +13,9 @@ pub enum StatsError {
     /// A credible level outside the open interval (0, 1).
     #[error("credible level must lie strictly between 0 and 1, got {0}")]
     InvalidLevel(f64),
+    /// A delay law was asked for over a reward window of zero length.
+    #[error("a delay law needs a reward window longer than 0")]
+    EmptyWindow,
 }
 
 /// Checks that both shapes describe a proper Beta distribution.

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, assert_problem};
 
 /// Revision 1: a per-arm prior on `bold`, an experiment prior for `control`, a stopping rule,
-/// and a burn-in long enough that traffic is uniform.
+/// and a burn-in long enough that traffic is uniform. The rule's `min_exposures` keeps it
+/// collecting whatever the order of assignments and rewards: without it, the strong prior on
+/// `bold` can declare it the winner before the first rewards arrive.
 const PRICING_R1: &str = r#"
 id: pricing
 description: Which price page sells?
@@ -19,7 +21,7 @@ assignment: sticky
 reward: { window: 7d }
 prior: { alpha: 2, beta: 3 }
 policy: { burn_in: 1000, min_share: 0.05 }
-stopping: { prob_best: 0.95, max_expected_loss: 0.001 }
+stopping: { prob_best: 0.95, max_expected_loss: 0.001, min_exposures: 1000 }
 default_variant: control
 variants:
   - id: control
