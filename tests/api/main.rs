@@ -6,6 +6,7 @@ mod contract;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;
+mod drift;
 mod durability;
 mod errors;
 mod events;
