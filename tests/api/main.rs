@@ -18,6 +18,7 @@ mod helpers;
 mod metrics;
 mod operators;
 mod redis_harness;
+mod regret;
 mod reload;
 mod replicas;
 mod security;
