@@ -10,7 +10,8 @@
 #      unit ids `unit-%010d`, 15 bytes), checked: the experiment counts exactly N exposures;
 #   3. used_memory again: (after - before) / N = bytes per sticky unit (its record, its share of
 #      the sorted set, and the replica's other keys, which do not grow with N);
-#   4. N events through POST /v1/events (NDJSON, 10,000 per request; ids 36 bytes, UUID-shaped),
+#   4. N events through POST /v1/events (NDJSON, 1,000 per request, retried on a 503 as a
+#      pipeline would; ids 36 bytes, UUID-shaped),
 #      one per unit, each applied (credits the unit's assignment and keeps the event id);
 #   5. used_memory again, and the sticky sorted sets' MEMORY USAGE before and after step 4 (a
 #      credited record is a few bytes longer): bytes per kept event id =
@@ -97,46 +98,53 @@ sleep 1
 BEFORE=$(used_memory)
 log "used_memory before: $BEFORE"
 
-# 2. N new units, one assign each: every wrk connection walks its own share of 0..N-1, then
-# repeats unit 0 (already known: no new memory) until wrk stops it.
-cat >"$WORK/units.lua" <<LUA
-local n, conns = $UNITS, 64
-local next_of = {}
-local counter = 0
-init = function(args) end
-request = function()
-   counter = counter + 1
-   local i = counter - 1
-   if i >= n then i = 0 end
-   return wrk.format("GET", string.format("/v1/experiments/load-sticky/assign?unit=unit-%010d", i))
-end
-response = function(status, headers, body)
-   if status ~= 200 then error("assign answered " .. status) end
-   if counter >= n + conns then wrk.thread:stop() end
-end
-LUA
-log "assigning $(thousands "$UNITS") new units through HTTP"
-t0=$SECONDS
-wrk -t1 -c64 -d1800s --timeout 30s -s "$WORK/units.lua" "http://127.0.0.1:$BANDITD_PORT" \
-    >"$WORK/units.out" 2>&1 || die "wrk failed; see $WORK/units.out"
-log "units written in $((SECONDS - t0)) s"
-sleep 1
+# 2. N new units, one assign each, in wrk runs of 20 s: each run walks on from where the
+# experiment's exposure count says the last stopped (less the 64 that may still have been in
+# flight: asking for a known unit again adds nothing), and asks for unit 0 once past N.
 exposures() {
     curl -s "http://127.0.0.1:$BANDITD_PORT/v1/experiments/load-sticky" |
         python3 -c 'import json, sys; print(sum(a["exposures"] for a in json.load(sys.stdin)["arms"]))'
 }
+cat >"$WORK/units.lua" <<'LUA'
+local n, next_unit = 0, 0
+init = function(args)
+   n = tonumber(args[1])
+   next_unit = tonumber(args[2])
+end
+request = function()
+   local i = next_unit
+   next_unit = next_unit + 1
+   if i >= n then i = 0 end
+   return wrk.format("GET", string.format("/v1/experiments/load-sticky/assign?unit=unit-%010d", i))
+end
+LUA
+log "assigning $(thousands "$UNITS") new units through HTTP"
+t0=$SECONDS
+COUNTED=0
+for pass in $(seq 1 200); do
+    offset=$((COUNTED > 64 ? COUNTED - 64 : 0))
+    wrk -t1 -c64 -d20s --timeout 30s -s "$WORK/units.lua" "http://127.0.0.1:$BANDITD_PORT" \
+        -- "$UNITS" "$offset" >"$WORK/units-$pass.out" 2>&1 || die "wrk failed; see $WORK/units-$pass.out"
+    grep -q 'Non-2xx' "$WORK/units-$pass.out" && die "assign errors; see $WORK/units-$pass.out"
+    sleep 0.5
+    COUNTED=$(exposures)
+    log "pass $pass: $(thousands "$COUNTED") units"
+    ((COUNTED >= UNITS)) && break
+done
+log "units written in $((SECONDS - t0)) s"
+sleep 1
 COUNTED=$(exposures)
 [[ $COUNTED == "$UNITS" ]] || die "the experiment counts $COUNTED exposures, not $UNITS"
 AFTER_UNITS=$(used_memory)
 STICKY_BEFORE=$(sticky_bytes)
 log "used_memory after units: $AFTER_UNITS"
 
-# 4. N events, one per unit, 10,000 per POST.
+# 4. N events, one per unit, 1,000 per POST.
 log "posting $(thousands "$UNITS") events through HTTP"
 python3 - "$UNITS" "http://127.0.0.1:$BANDITD_PORT/v1/events" <<'PY'
-import json, sys, urllib.request
+import json, sys, time, urllib.error, urllib.request
 units, url = int(sys.argv[1]), sys.argv[2]
-batch = 10_000
+batch = 1_000
 for start in range(0, units, batch):
     lines = []
     for i in range(start, min(units, start + batch)):
@@ -145,9 +153,17 @@ for start in range(0, units, batch):
                                  "unit": "unit-%010d" % i}, separators=(",", ":")))
     request = urllib.request.Request(url, data=("\n".join(lines) + "\n").encode(),
                                      headers={"content-type": "application/x-ndjson"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        report = json.load(response)
-    if report["applied"] != len(lines):
+    for attempt in range(20):
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                report = json.load(response)
+            break
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or attempt == 19:
+                raise
+            time.sleep(0.5)
+    # A retry after a 503 whose writes did land answers them as duplicates: also kept ids.
+    if report["applied"] + report["duplicate"] != len(lines):
         sys.exit(f"batch at {start}: {report['applied']} of {len(lines)} applied: {report}")
 PY
 sleep 1
