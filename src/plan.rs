@@ -17,6 +17,7 @@ use std::process::ExitCode;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
+use crate::engine::ReplicaSet;
 use crate::spec::{
     self, ChangeKind, Experiment, HumanDuration, Plan, PlanVerdict, SpecError, TrafficFacts,
 };
@@ -121,6 +122,9 @@ pub struct PlanReport {
     /// Things the reader should know that are not changes (environment mismatch, the
     /// server's last failed reload).
     pub notes: Vec<String>,
+    /// Things that make the plan itself doubtful: replicas that run different versions (the
+    /// plan compares with the one replica asked).
+    pub warnings: Vec<String>,
 }
 
 /// The running set and what the server knows besides it.
@@ -129,6 +133,7 @@ struct Baseline {
     retired: BTreeMap<String, BTreeSet<String>>,
     source: RunningSource,
     notes: Vec<String>,
+    warnings: Vec<String>,
     server: Option<Server>,
 }
 
@@ -242,6 +247,7 @@ pub fn make_plan(args: &PlanArgs) -> Result<PlanReport, PlanError> {
         proposed: args.path.clone(),
         environment,
         notes: baseline.notes,
+        warnings: baseline.warnings,
     })
 }
 
@@ -269,6 +275,7 @@ fn folder_baseline(dir: &Path, environment: Option<&str>) -> Result<Baseline, Pl
             environment: environment.map(str::to_owned),
         },
         notes: Vec::new(),
+        warnings: Vec::new(),
         server: None,
     })
 }
@@ -284,6 +291,9 @@ struct AdminConfig {
     retired: BTreeMap<String, BTreeSet<String>>,
     #[serde(default)]
     last_error: Option<serde_json::Value>,
+    /// Absent from servers older than config-drift reporting.
+    #[serde(default)]
+    replicas: Option<ReplicaSet>,
 }
 
 /// The part of `GET /v1/experiments/{id}` the plan reads.
@@ -373,6 +383,12 @@ fn server_baseline(server: Server) -> Result<Baseline, PlanError> {
             config.version
         ));
     }
+    let warnings = config
+        .replicas
+        .as_ref()
+        .and_then(drift_warning)
+        .into_iter()
+        .collect();
     Ok(Baseline {
         experiments,
         retired: config.retired,
@@ -383,7 +399,22 @@ fn server_baseline(server: Server) -> Result<Baseline, PlanError> {
             environment: config.environment,
         },
         notes,
+        warnings,
         server: Some(server),
+    })
+}
+
+/// The warning for replicas that run different experiment folders, naming which run which:
+/// the plan compares with the replica asked, and a reload applies per replica.
+pub fn drift_warning(replicas: &ReplicaSet) -> Option<String> {
+    (!replicas.agree).then(|| {
+        format!(
+            "the {} live replicas do not run the same experiment folder ({}); this plan \
+             compares with {} only, and a rollout is unfinished or a replica refused a reload",
+            replicas.live.len(),
+            replicas.describe_versions(),
+            replicas.this_replica
+        )
     })
 }
 
@@ -509,6 +540,9 @@ pub fn render_report(report: &PlanReport) -> String {
         Some(env) => text.push_str(&format!(", environment `{env}`\n")),
         None => text.push_str(", all environments\n"),
     }
+    for warning in &report.warnings {
+        text.push_str(&format!("warning: {warning}\n"));
+    }
     for note in &report.notes {
         text.push_str(&format!("note: {note}\n"));
     }
@@ -533,6 +567,7 @@ pub fn json_report(report: &PlanReport) -> serde_json::Value {
                 "effects": report.plan.traffic_effects(&report.traffic),
             },
             "notes": report.notes,
+            "warnings": report.warnings,
         });
         if let serde_json::Value::Object(extra) = extra {
             object.extend(extra);

@@ -514,3 +514,37 @@ fn setting_a_served_experiment_back_to_draft_drops_it_but_removing_a_draft_is_sa
     assert!(out.contains(&format!("({})", file.display())), "{out}");
     assert!(file.exists());
 }
+
+fn replica(id: &str, version: &str) -> crate::store::ReplicaReport {
+    crate::store::ReplicaReport {
+        id: id.to_owned(),
+        address: "127.0.0.1:8080".to_owned(),
+        version: version.to_owned(),
+        loaded_ms: 1,
+        reported_ms: 2,
+    }
+}
+
+#[test]
+fn replicas_that_agree_give_no_warning() {
+    let set = ReplicaSet::of(replica("a:1", "v1"), vec![replica("b:2", "v1")]);
+    assert_eq!(drift_warning(&set), None);
+}
+
+#[test]
+fn replicas_on_two_versions_are_warned_about_by_name_and_version() {
+    let set = ReplicaSet::of(
+        replica("a:1", "v1"),
+        vec![replica("b:2", "v2"), replica("c:3", "v1")],
+    );
+    let warning = drift_warning(&set).expect("a warning");
+    assert!(
+        warning.contains("the 3 live replicas do not run the same experiment folder"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("version v1 on a:1, c:3; version v2 on b:2"),
+        "{warning}"
+    );
+    assert!(warning.contains("compares with a:1 only"), "{warning}");
+}

@@ -13,7 +13,10 @@ use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use rand::RngExt;
 
-use crate::engine::{Engine, ExperimentSource, SystemClock, TokenSigner, token::MIN_SECRET_BYTES};
+use crate::engine::{
+    ANNOUNCE_EVERY_MS, Engine, ExperimentSource, ReplicaIdentity, SystemClock, TokenSigner,
+    token::MIN_SECRET_BYTES,
+};
 use crate::http::{self, AppState, Keys};
 use crate::secret::SecretString;
 use crate::spec::SpecError;
@@ -305,6 +308,7 @@ impl Application {
             engine,
             keys: config.keys.clone(),
             draining: false.into(),
+            replica: ReplicaIdentity::of_process(addr),
         });
         tracing::info!(
             origins = %crate::telemetry::JsonList(&origins),
@@ -400,12 +404,17 @@ impl Application {
                 }
             }
         });
+        let announcer = actix_web::rt::spawn(announce_replica(self.state.clone()));
         let reloader =
             actix_web::rt::spawn(reload_on_sighup(self.state.engine.clone(), self.hangups));
         let watcher = self.watch.map(|watch| actix_web::rt::spawn(watch.run()));
         let served = self.server.await;
         sweeper.abort();
         historian.abort();
+        announcer.abort();
+        if let Err(error) = self.state.engine.withdraw(&self.state.replica).await {
+            tracing::warn!(%error, "cannot withdraw this replica's report; it expires by itself");
+        }
         reloader.abort();
         if let Some(watcher) = watcher {
             watcher.abort();
@@ -417,6 +426,26 @@ impl Application {
         }
         tracing::info!("stopped; store flushed");
         served
+    }
+}
+
+/// Keeps this replica's report (the experiment-folder version it runs) fresh in the store,
+/// so every replica's `GET /v1/admin/config` shows it; a failure is logged once per episode
+/// (the store's health already says why) and retried at the next tick.
+async fn announce_replica(state: web::Data<AppState>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(ANNOUNCE_EVERY_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tick.tick().await;
+        match state.engine.announce(&state.replica).await {
+            Ok(()) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!(%error, "cannot announce this replica's configuration version");
+            }
+            Err(_) => {}
+        }
     }
 }
 

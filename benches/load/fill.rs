@@ -1,5 +1,6 @@
-//! `banditd-fill`: writes N sticky assignments into a banditd data dir, through the public
-//! store API, as fast as the store takes them. The load script uses it to build the 10M-unit
+//! `banditd-fill`: writes N sticky assignments into a banditd data dir (or, with `--redis`,
+//! into the Redis that banditd replicas share), through the public store API, as fast as the
+//! store takes them. The load script uses it to build the 10M-unit
 //! store of the scale test, and to give the event scenarios enough assigned-but-unrewarded
 //! units (a unit's reward is credited once, so every applied event needs its own unit).
 //!
@@ -19,7 +20,9 @@ use std::time::Instant;
 
 use banditd::engine::{Clock, SystemClock};
 use banditd::spec::{AssignmentMode, Experiment};
-use banditd::store::{Epoch, SledStore, StickyRecord, Store, StoreFuture, Tally};
+use banditd::store::{
+    Epoch, RedisOptions, RedisStore, SledStore, StickyRecord, Store, StoreFuture, Tally,
+};
 use clap::Parser;
 use futures_util::StreamExt;
 
@@ -33,8 +36,12 @@ const PROGRESS_EVERY_UNITS: u64 = 1_000_000;
 )]
 struct Args {
     /// The data dir banditd will serve (created if missing; must not be in use).
-    #[arg(long)]
-    data_dir: PathBuf,
+    #[arg(long, required_unless_present = "redis")]
+    data_dir: Option<PathBuf>,
+    /// Write into this Redis (`redis://host:port`) instead of a data dir: what
+    /// `banditd serve --redis` replicas read (`benches/load/run.sh --redis`).
+    #[arg(long, conflicts_with = "data_dir")]
+    redis: Option<String>,
     /// The sticky experiment's YAML file; its id, revision and variants key the records.
     #[arg(long)]
     experiment: PathBuf,
@@ -64,7 +71,7 @@ struct FillReport {
 /// The one call into the store, kept apart so that a change of the `Store` trait (e.g. a
 /// tally argument) is a one-line edit here.
 fn store_unit(
-    store: &SledStore,
+    store: &dyn Store,
     epoch: &Epoch,
     unit: &str,
     record: StickyRecord,
@@ -93,7 +100,7 @@ fn load_experiment(path: &PathBuf) -> Result<Experiment, String> {
 }
 
 async fn fill(
-    store: Arc<SledStore>,
+    store: Arc<dyn Store>,
     experiment: &Experiment,
     args: &Args,
 ) -> Result<FillReport, String> {
@@ -132,7 +139,7 @@ async fn fill(
                 allocation: allocation.clone(),
             };
             store_unit(
-                &store,
+                store.as_ref(),
                 &epoch,
                 &format!("{}{i}", args.prefix),
                 record,
@@ -174,13 +181,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let store = match SledStore::open(&args.data_dir) {
-        Ok(store) => Arc::new(store),
+    let opened: Result<Arc<dyn Store>, String> = match (&args.redis, &args.data_dir) {
+        (Some(url), _) => RedisStore::open(RedisOptions {
+            url: url.clone().into(),
+            password: None,
+            sticky_cache_entries: 0,
+            history_interval_ms: 0,
+        })
+        .map(|store| Arc::new(store) as Arc<dyn Store>)
+        .map_err(|error| format!("cannot open redis: {error}")),
+        (None, Some(dir)) => SledStore::open(dir)
+            .map(|store| Arc::new(store) as Arc<dyn Store>)
+            .map_err(|error| format!("cannot open {}: {error}", dir.display())),
+        (None, None) => Err("give --data-dir or --redis".to_owned()),
+    };
+    let store = match opened {
+        Ok(store) => store,
         Err(error) => {
-            eprintln!(
-                "banditd-fill: cannot open {}: {error}",
-                args.data_dir.display()
-            );
+            eprintln!("banditd-fill: {error}");
             return ExitCode::from(1);
         }
     };
@@ -193,7 +211,7 @@ fn main() -> ExitCode {
     };
     let started = Instant::now();
     let result = runtime.block_on(fill(Arc::clone(&store), &experiment, &args));
-    let flushes = store.flush_count();
+    let flushes = store.stats().commits;
     drop(store);
     let secs = started.elapsed().as_secs_f64();
     match result {

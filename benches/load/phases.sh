@@ -39,13 +39,16 @@ start_baseline() {
 }
 
 # Assigns the KNOWN_UNITS known units over HTTP; repeats until every one was reached.
-warm_up() {
+warm_up() { warm_up_at "$BANDITD_PORT" "$BANDITD_PID"; }
+
+# warm_up_at PORT PID: the same, on the banditd at PORT.
+warm_up_at() {
     local pass secs=$((KNOWN_UNITS / 5000 + 5))
-    SERVER_PID=$BANDITD_PID
+    SERVER_PID=$2
     for pass in 1 2 3 4 5 6 7 8 9 10; do
-        run_wrk "$WORK/warmup-$pass.out" "http://127.0.0.1:$BANDITD_PORT" "$secs" "$CONNECTIONS" \
-            -- scenario=warmup known="$KNOWN_UNITS" run="w$pass"
-        ((R[errors] == 0)) || die "warm-up saw errors; see $WORK/warmup-$pass.out"
+        run_wrk "$WORK/warmup-$1-$pass.out" "http://127.0.0.1:$1" "$secs" "$CONNECTIONS" \
+            -- scenario=warmup known="$KNOWN_UNITS" run="w$1-$pass"
+        ((R[errors] == 0)) || die "warm-up saw errors; see $WORK/warmup-$1-$pass.out"
         if ((R[lowest_next] >= KNOWN_UNITS)); then
             log "warm-up: $(thousands "$KNOWN_UNITS") known units assigned ($pass pass(es))"
             return 0
@@ -60,18 +63,20 @@ start_main_servers() {
     start_baseline
     start_banditd "$WORK/data" "$WORK/banditd.log"
     warm_up
+    ((REDIS)) && start_redis_servers
+    return 0
 }
 
 # add_row LABEL SERVER RATIO: one table row from R.
 add_row() {
     local events=– refused=– errors
     [[ ${R[applied]} != 0 || ${R[rejected]} != 0 ]] && events=$(thousands "${R[events_per_s]}")
-    [[ $2 == banditd && ( ${R[applied]} != 0 || ${R[rejected]} != 0 ) ]] && refused=${R[rejected]}
+    [[ $2 == banditd* && ( ${R[applied]} != 0 || ${R[rejected]} != 0 ) ]] && refused=${R[rejected]}
     errors="${R[non2xx]} / ${R[socket_errors]} / ${R[timeouts]}"
     local client=${R[client_cpu]}
     [[ $client == – ]] || client+=%
     ROWS+=("| $1 | $2 | $(thousands "${R[rps]}") | $events | $(ms "${R[p50_us]}") | $(ms "${R[p99_us]}") | $(ms "${R[p999_us]}") | $errors | $refused | $3 | ${R[server_cpu]}% | $client | ${R[rss_mb]} |")
-    if [[ $2 == banditd ]] && ((R[errors] > 0 || R[rejected] > 0)); then
+    if [[ $2 == banditd* ]] && ((R[errors] > 0 || R[rejected] > 0)); then
         FAILED=1
         log "errors in '$1': ${R[errors]} failed requests, ${R[rejected]} refused events"
     fi
@@ -136,21 +141,33 @@ measure() {
     P99[$name]=${R[p99_us]}
     ((R[highest_next] > EV_CURSOR)) && EV_CURSOR=${R[highest_next]}
     local -A banditd_run=()
-    local key after_row
+    local key after_row redis_row=
     for key in "${!R[@]}"; do banditd_run[$key]=${R[$key]}; done
+    if ((REDIS)); then
+        measure_redis "$name" "$conns" "$@"
+        add_row "" "banditd on redis" "REDIS_RATIO"
+        redis_row=${ROWS[-1]}
+        unset 'ROWS[-1]'
+    fi
     # The baseline again, right after: the ratio is to the mean of the runs before and after,
     # so a machine that speeds up or slows down over the pair does not tilt it.
     log "scenario $name: baseline again"
     SERVER_PID=$BASELINE_PID
     run_wrk "$WORK/$name-baseline-after.out" "http://127.0.0.1:$BASELINE_PORT" "$DURATION" \
         "$conns" -- "$@" run="${name}-a"
-    RATIO[$name]=$(ratio "${RPS[$name]}" "$(((before_rps + R[rps]) / 2))")
+    local baseline_mean=$(((before_rps + R[rps]) / 2))
+    RATIO[$name]=$(ratio "${RPS[$name]}" "$baseline_mean")
     add_row "" "baseline, after" ""
     after_row=${ROWS[-1]}
     unset 'ROWS[-1]'
     R=()
     for key in "${!banditd_run[@]}"; do R[$key]=${banditd_run[$key]}; done
     add_row "" banditd "**${RATIO[$name]}×**"
+    if [[ -n $redis_row ]]; then
+        REDIS_RATIO[$name]=$(ratio "${REDIS_RPS[$name]}" "$baseline_mean")
+        REDIS_VS_SLED[$name]=$(ratio "${REDIS_RPS[$name]}" "${RPS[$name]}")
+        ROWS+=("${redis_row/REDIS_RATIO/**${REDIS_RATIO[$name]}×** (${REDIS_VS_SLED[$name]}× sled)}")
+    fi
     ROWS+=("$after_row")
     return 0
 }
@@ -168,33 +185,35 @@ ratio_target() {
 }
 
 # p99 of known-unit assign at ~50% of the maximum measured, by Lua pacing (see pace.lua).
+# measure_paced [PORT PID MAX LABEL]: default the sled banditd and its assign_known maximum.
 measure_paced() {
-    local max=${RPS[assign_known]:-} goal cycle_ms pace_ms overhead_ms
-    SERVER_PID=$BANDITD_PID
+    local port=${1:-$BANDITD_PORT} pid=${2:-$BANDITD_PID} max=${3-${RPS[assign_known]:-}}
+    local label=${4:-} goal cycle_ms pace_ms overhead_ms
+    SERVER_PID=$pid
     if [[ -z $max ]]; then
-        run_wrk "$WORK/paced-max.out" "http://127.0.0.1:$BANDITD_PORT" "$DURATION" "$CONNECTIONS" \
+        run_wrk "$WORK/paced-max$label.out" "http://127.0.0.1:$port" "$DURATION" "$CONNECTIONS" \
             -- scenario=assign_known known="$KNOWN_UNITS"
         max=${R[rps]}
     fi
     goal=$((max / 2))
     cycle_ms=$(awk -v c="$PACE_CONNECTIONS" -v g="$goal" 'BEGIN {printf "%.4f", c * 1000 / g}')
     log "paced run: goal $(thousands "$goal") req/s (50% of $(thousands "$max")); calibrating"
-    WRK_SCRIPT=$WORK/paced.lua run_wrk "$WORK/paced-calibration.out" \
-        "http://127.0.0.1:$BANDITD_PORT" 3 "$PACE_CONNECTIONS" \
+    WRK_SCRIPT=$WORK/paced.lua run_wrk "$WORK/paced-calibration$label.out" \
+        "http://127.0.0.1:$port" 3 "$PACE_CONNECTIONS" \
         -- scenario=assign_known known="$KNOWN_UNITS" pace_ms="$cycle_ms"
     # Per connection: rate = 1 / (think + overhead); solve for the think time that gives goal.
     overhead_ms=$(awk -v c="$PACE_CONNECTIONS" -v r="${R[rps]}" -v t="$cycle_ms" \
         'BEGIN {o = c * 1000 / r - t; printf "%.4f", (o > 0 ? o : 0)}')
     pace_ms=$(awk -v t="$cycle_ms" -v o="$overhead_ms" 'BEGIN {p = t - o; printf "%.4f", (p > 0.05 ? p : 0.05)}')
-    WRK_SCRIPT=$WORK/paced.lua run_wrk "$WORK/paced.out" "http://127.0.0.1:$BANDITD_PORT" \
+    WRK_SCRIPT=$WORK/paced.lua run_wrk "$WORK/paced$label.out" "http://127.0.0.1:$port" \
         "$DURATION" "$PACE_CONNECTIONS" -- scenario=assign_known known="$KNOWN_UNITS" pace_ms="$pace_ms"
     local share
     share=$(awk -v r="${R[rps]}" -v m="$max" 'BEGIN {printf "%.0f", 100 * r / m}')
-    add_row "a'. assign, known unit, paced at ~50% of max ($share% reached)" banditd ""
-    P99[paced]=${R[p99_us]}
-    target "p99, known-unit assign at ~50% load ($share% of max)" "≤ 2 ms" "$(ms "${R[p99_us]}") ms" \
-        "$(at_most "${R[p99_us]}" 2000)"
-    NOTES+=("### Latency at ~50% load
+    add_row "a'. assign, known unit, paced at ~50% of max ($share% reached)" "banditd${label:+ on $label}" ""
+    P99[paced$label]=${R[p99_us]}
+    target "${label:+Redis: }p99, known-unit assign at ~50% load ($share% of max)" "≤ 2 ms" \
+        "$(ms "${R[p99_us]}") ms" "$(at_most "${R[p99_us]}" 2000)"
+    NOTES+=("### Latency at ~50% load${label:+ (banditd on $label)}
 
 Method: wrk2 is not packaged for Debian, so each of $PACE_CONNECTIONS connections waits an
 exponentially distributed think time (mean ${pace_ms} ms, calibrated by a 3 s run) before each
@@ -223,7 +242,11 @@ run_scenarios() {
             scenario=events batch=1000 format=ndjson ev_base="$EV_CURSOR" ;;
         mixed) measure mixed "f. mixed: 90% assign (known) / 10% 1-event POST" "$CONNECTIONS" \
             scenario=mixed mix_events=0.1 known="$KNOWN_UNITS" ev_base="$EV_CURSOR" ;;
-        paced) measure_paced ;;
+        paced)
+            measure_paced
+            ((REDIS)) && measure_paced "$REDIS_BANDITD_PORT" "$REDIS_BANDITD_PID" \
+                "${REDIS_RPS[assign_known]:-}" redis
+            ;;
         *) die "unknown scenario '$name'" ;;
         esac
     done
@@ -235,4 +258,6 @@ run_scenarios() {
         target "bulk ingest (1,000 per POST)" "≥ 500,000 events/s" \
             "$(thousands "${EVS[events_bulk]}") events/s" "$(at_least "${EVS[events_bulk]}" 500000)"
     fi
+    ((REDIS)) && redis_targets
+    return 0
 }

@@ -2,7 +2,7 @@
 # banditd load test: one command from a clean clone.
 #
 #   benches/load/run.sh [--quick | --full] [--scale] [--units N] [--soak MINUTES]
-#                       [--scenarios LIST] [--metrics-ab ROUNDS] [--no-build] [--strict]
+#                       [--scenarios LIST] [--metrics-ab ROUNDS] [--redis] [--no-build] [--strict]
 #
 #   --quick        ~5 s per scenario (default; for development)
 #   --full         ~30 s per scenario, and the scale test (--scale)
@@ -19,6 +19,11 @@
 #                  against banditd with --metrics off, on, off (same build, fresh data dirs);
 #                  reports each ratio and their mean and spread (benches/load/metrics_ab.sh).
 #                  `--quick --scenarios none --metrics-ab 3` runs only that
+#   --redis        also run every scenario against a second banditd on Redis (benches/load/redis.sh:
+#                  redis-server with appendonly yes, appendfsync always in a temp dir, pinned to
+#                  REDIS_CORE (1), which wrk shares); each row then has banditd on sled and on
+#                  Redis between the two baseline runs, with ratios to the baseline and Redis ÷
+#                  sled, and the Redis targets. Report: results/redis-latest.md
 #   --no-build     use the binaries already built
 #   --strict       exit 1 when any target is missed (errors always exit 1)
 #
@@ -71,6 +76,8 @@ source "$HERE/scale.sh"
 source "$HERE/metrics_ab.sh"
 # shellcheck source=benches/load/report.sh
 source "$HERE/report.sh"
+# shellcheck source=benches/load/redis.sh
+source "$HERE/redis.sh"
 
 MODE=quick
 SCALE=0
@@ -81,6 +88,7 @@ METRICS_AB=0
 SCENARIOS=all
 BUILD=1
 STRICT=0
+REDIS=0
 while (($#)); do
     case $1 in
     --quick) MODE=quick ;;
@@ -91,6 +99,7 @@ while (($#)); do
     --crash) CRASH_SECS=${2:?--crash needs seconds}; shift ;;
     --scenarios) SCENARIOS=${2:?--scenarios needs a list}; shift ;;
     --metrics-ab) METRICS_AB=${2:?--metrics-ab needs a number of rounds}; shift ;;
+    --redis) REDIS=1 ;;
     --no-build) BUILD=0 ;;
     --strict) STRICT=1 ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -181,9 +190,11 @@ NOTES=()   # extra report sections
 ((SCALE)) && run_scale
 stop_all
 
-write_report "$HERE/results/latest.md"
-cat "$HERE/results/latest.md"
-log "report written to benches/load/results/latest.md"
+REPORT=latest.md
+((REDIS)) && REPORT=redis-latest.md
+write_report "$HERE/results/$REPORT"
+cat "$HERE/results/$REPORT"
+log "report written to benches/load/results/$REPORT"
 ((FAILED)) && { log "failed: errors, refused events or soak growth (see the report)"; exit 1; }
 ((STRICT && MISSED)) && { log "targets missed (--strict)"; exit 1; }
 exit 0

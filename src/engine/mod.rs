@@ -11,6 +11,7 @@ mod history;
 mod live;
 mod refresh;
 mod reload;
+mod replicas;
 mod report;
 mod stopping_detail;
 pub mod token;
@@ -37,6 +38,7 @@ pub use reload::{
     ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,
     WatchMode, WatchStatus,
 };
+pub use replicas::{ANNOUNCE_EVERY_MS, REPLICA_TTL_MS, ReplicaIdentity, ReplicaSet, VersionGroup};
 pub use report::{
     ArmReport, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, DecisionStatus, ExperimentReport,
     ExperimentSummary, decision_state,

@@ -10,7 +10,7 @@ use super::auth::AdminAuth;
 use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
-use crate::engine::{ConfigStatus, ReloadError, ReloadOutcome, WatchStatus};
+use crate::engine::{ConfigStatus, ReloadError, ReloadOutcome, ReplicaSet, WatchStatus};
 use crate::store::{BackendStats, StoreHealth};
 
 pub fn routes(api: &mut impl Routes) {
@@ -32,6 +32,9 @@ pub struct AdminConfig {
     pub experiments: Vec<serde_json::Value>,
     /// Per experiment, the variants removed from its YAML whose data is kept.
     pub retired: BTreeMap<String, BTreeSet<String>>,
+    /// Every live replica sharing this server's store, the version each runs, and whether
+    /// they agree (`agree: false` while a rollout has not reached every replica).
+    pub replicas: ReplicaSet,
 }
 
 /// `GET /v1/admin/store`.
@@ -113,8 +116,9 @@ async fn reload(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
     }
 }
 
-/// The loaded version, load time, files, the last error, and every experiment as the
-/// document the server runs (what `banditd plan --server` diffs against).
+/// The loaded version, load time, files, the last error, every experiment as the document the
+/// server runs (what `banditd plan --server` diffs against), and the version every live
+/// replica sharing the store runs (config drift).
 #[utoipa::path(
     get,
     path = "/v1/admin/config",
@@ -139,11 +143,13 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
         .map(|live| live.spec.to_document())
         .collect();
     let retired = state.engine.retired_variants().await?;
+    let replicas = state.engine.replica_set(&state.replica).await?;
     Ok(HttpResponse::Ok().json(AdminConfig {
         status: ConfigStatus::clone(&state.engine.config_status()),
         watch: state.engine.watch_status(),
         experiments,
         retired,
+        replicas,
     }))
 }
 

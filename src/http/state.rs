@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::keys::Keys;
-use crate::engine::Engine;
+use crate::engine::{Engine, ReplicaIdentity};
 
 #[derive(Debug)]
 pub struct AppState {
@@ -12,4 +12,6 @@ pub struct AppState {
     pub keys: Keys,
     /// Set when shutdown begins, so `/readyz` takes the node out of rotation.
     pub draining: AtomicBool,
+    /// Who this process is among the replicas sharing its store (config drift).
+    pub replica: ReplicaIdentity,
 }

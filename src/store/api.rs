@@ -7,6 +7,7 @@ use super::audit_report::AuditReport;
 use super::error::StoreFuture;
 use super::health::StoreHealth;
 use super::records::{Decision, EpochSpec, HistoryPoint};
+use super::replica::ReplicaReport;
 use super::sticky_cache::StickyCacheStats;
 use super::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
@@ -148,6 +149,21 @@ pub trait Store: Send + Sync + 'static {
     /// Whether writes reach the disk, why not while they do not, and the failure episodes
     /// so far (for `/readyz` and operators).
     fn health(&self) -> StoreHealth;
+
+    /// Publishes this process's report to every replica sharing the store, replacing its
+    /// previous one (same `id`), live until `expires_ms` (Unix ms) unless announced again.
+    /// Not durable: a report is refreshed every few seconds, and one lost in a crash is only
+    /// missing until the next.
+    fn announce(&self, report: ReplicaReport, expires_ms: u64) -> StoreFuture<()>;
+
+    /// Removes the report of replica `id` (a replica that stops cleanly), so it drops out at
+    /// once instead of when it expires.
+    fn withdraw(&self, id: &str) -> StoreFuture<()>;
+
+    /// The reports of every live replica sharing the store (expiry after `now_ms`), by id.
+    /// Expired ones are never returned, and a backend may delete them while reading. The
+    /// embedded store is one process, so it answers only that process's own report.
+    fn replicas(&self, now_ms: u64) -> StoreFuture<Vec<ReplicaReport>>;
 
     /// Makes everything acknowledged so far durable and stops the writer.
     fn shutdown(&self) -> StoreFuture<()>;

@@ -27,6 +27,7 @@ mod overlay;
 mod records;
 pub(crate) mod recovery;
 mod redis;
+mod replica;
 #[cfg(test)]
 pub mod rule_cases;
 pub mod rules;
@@ -51,6 +52,7 @@ pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{ArmPrior, Decision, DecisionRule, EpochSpec, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
 pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
+pub use self::replica::ReplicaReport;
 pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};

@@ -27,6 +27,7 @@ use super::health::StoreHealth;
 use super::keys::{self, KIND_STICKY, io};
 use super::load;
 use super::records::{Decision, EpochSpec, HistoryPoint};
+use super::replica::{LocalReplica, ReplicaReport};
 use super::scan;
 use super::secret_file;
 use super::shared::{DurableMark, Shared};
@@ -67,6 +68,7 @@ pub struct SledStore {
     shared: Arc<Shared>,
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    replica: LocalReplica,
 }
 
 impl SledStore {
@@ -133,6 +135,7 @@ impl SledStore {
             shared,
             commands,
             writer: Mutex::new(Some(handle)),
+            replica: LocalReplica::default(),
         })
     }
 
@@ -538,6 +541,21 @@ impl Store for SledStore {
 
     fn health(&self) -> StoreHealth {
         self.shared.health.snapshot()
+    }
+
+    fn announce(&self, report: ReplicaReport, expires_ms: u64) -> StoreFuture<()> {
+        self.replica.announce(report, expires_ms);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn withdraw(&self, id: &str) -> StoreFuture<()> {
+        self.replica.withdraw(id);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn replicas(&self, now_ms: u64) -> StoreFuture<Vec<ReplicaReport>> {
+        let live = self.replica.live(now_ms);
+        Box::pin(async move { Ok(live) })
     }
 
     fn shutdown(&self) -> StoreFuture<()> {

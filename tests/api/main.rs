@@ -7,6 +7,7 @@ mod contract;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;
+mod drift;
 mod durability;
 mod errors;
 mod events;
@@ -20,6 +21,7 @@ mod operators;
 /// Shared with the store's unit tests, which use other parts of it.
 #[allow(dead_code)]
 mod redis_harness;
+mod regret;
 mod reload;
 mod replicas;
 mod replicas_modes;

@@ -31,13 +31,16 @@
 //! - `epochs`: first-write-wins decisions (racing, and across a restart), history ordering
 //!   (oldest or newest first), ranges and replacement at the same time, the epoch's spec
 //!   (last write wins, per epoch), epoch start, durability of every acknowledged write across
-//!   a restart, health transitions where the backend can inject faults.
+//!   a restart, health transitions where the backend can inject faults;
+//! - `replicas`: a process's own replica report, live until it expires or is withdrawn.
 
 mod epochs;
+mod replicas;
 mod rewards;
 mod sticky;
 
 pub use epochs::*;
+pub use replicas::*;
 pub use rewards::*;
 pub use sticky::*;
 
@@ -90,6 +93,7 @@ macro_rules! store_contract_tests {
             the_epoch_starts_at_its_first_counted_write_and_never_moves,
             acknowledged_writes_survive_a_restart,
             health_follows_a_failure_episode_and_writes_resume,
+            a_replica_report_is_live_until_it_expires_or_is_withdrawn,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {

@@ -29,6 +29,7 @@ mod connect;
 mod contract_tests;
 mod layout;
 mod read;
+mod replicas;
 mod rewards;
 #[cfg(test)]
 mod rules_tests;
@@ -53,8 +54,8 @@ pub use self::connect::{RedisUrlError, Topology, topology};
 use super::health::HealthState;
 use super::{
     ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, EpochSpec, HistoryPoint,
-    RewardOp, RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store, StoreError,
-    StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
+    ReplicaReport, RewardOp, RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store,
+    StoreError, StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
 };
 use crate::secret::SecretString;
 
@@ -209,6 +210,13 @@ fn classify(shared: &Shared, error: &redis::RedisError) -> StoreError {
         shared.health.begin(&cause);
     }
     StoreError::Unavailable(cause)
+}
+
+fn replica_error(shared: &Shared, error: replicas::ReplicaError) -> StoreError {
+    match error {
+        replicas::ReplicaError::Redis(error) => classify(shared, &error),
+        replicas::ReplicaError::Unreadable(detail) => StoreError::Corrupt(detail),
+    }
 }
 
 /// The Redis store. Cheap handle; the work happens on its own runtime thread.
@@ -565,6 +573,36 @@ impl Store for RedisStore {
 
     fn health(&self) -> StoreHealth {
         self.shared.health.snapshot()
+    }
+
+    fn announce(&self, report: ReplicaReport, expires_ms: u64) -> StoreFuture<()> {
+        let shared = self.shared.clone();
+        self.spawn(async move {
+            let mut connection = shared.link.get();
+            replicas::announce(&mut connection, &report, expires_ms)
+                .await
+                .map_err(|error| replica_error(&shared, error))
+        })
+    }
+
+    fn withdraw(&self, id: &str) -> StoreFuture<()> {
+        let (shared, id) = (self.shared.clone(), id.to_owned());
+        self.spawn(async move {
+            let mut connection = shared.link.get();
+            replicas::withdraw(&mut connection, &id)
+                .await
+                .map_err(|error| replica_error(&shared, error))
+        })
+    }
+
+    fn replicas(&self, now_ms: u64) -> StoreFuture<Vec<ReplicaReport>> {
+        let shared = self.shared.clone();
+        self.spawn(async move {
+            let mut connection = shared.link.get();
+            replicas::live(&mut connection, now_ms)
+                .await
+                .map_err(|error| replica_error(&shared, error))
+        })
     }
 
     fn shutdown(&self) -> StoreFuture<()> {
