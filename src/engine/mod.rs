@@ -26,15 +26,16 @@ pub use events::{
     EVENT_OUTCOMES, EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp,
     parse_timestamp,
 };
-pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint};
+pub use history::{DEFAULT_HISTORY_INTERVAL_MS, HistoryPoint, MAX_HISTORY_POINTS};
 pub use live::{LiveExperiment, SNAPSHOT_REFRESH_MS, Snapshot};
 pub use reload::{
     ConfigStatus, ExperimentSource, FileStatus, ReloadError, ReloadFailure, ReloadOutcome,
     WatchMode, WatchStatus,
 };
 pub use report::{
-    ArmReport, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, DecisionStatus, ExperimentReport,
-    ExperimentSummary, decision_state,
+    ArmReport, CredibleInterval, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, DecisionReport,
+    DecisionStatus, ExperimentReport, ExperimentSummary, PosteriorReport, SrmReport,
+    decision_state,
 };
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};
