@@ -163,11 +163,13 @@ struct ExperimentQuery {
     ),
 )]
 async fn experiment_page(
-    access: UiAccess,
+    query: web::Query<ExperimentQuery>,
+    access: Result<UiAccess, UiError>,
     req: HttpRequest,
     id: web::Path<String>,
-    query: web::Query<ExperimentQuery>,
 ) -> UiResult<HttpResponse> {
+    // A malformed address is refused before the sign-in check (found by schemathesis: a
+    // revision out of range was sent on to the login page). It reveals nothing about the data.
     let revision = match query.revision.as_deref() {
         None => None,
         Some(text) => Some(
@@ -181,6 +183,7 @@ async fn experiment_page(
                 })?,
         ),
     };
+    let access = access?;
     let (state, settings) = parts(&req)?;
     let page = experiment::load(&state.engine, &id, revision, settings.history_interval).await?;
     let chrome = chrome(&req, access.0)?;

@@ -22,5 +22,6 @@ mod replicas;
 mod security;
 mod statistics;
 mod tracing;
+mod ui;
 mod validate;
 mod watch;

@@ -201,13 +201,14 @@ fn arm_table(report: &ExperimentReport) -> Markup {
     });
     let level_percent = numbers::fixed(level * 100.0, 0);
     html! {
+        p class="table-note" {
+            "Rate is rewards ÷ exposures; the posterior is Beta(α, β) from the prior and the "
+            "counts; P(best) is the posterior probability that the arm has the highest rate; "
+            "expected loss is the rate that choosing the arm gives up, in expectation."
+        }
         div class="table-wrap" role="region" aria-labelledby="arms-caption" tabindex="0" {
             table class="arms" {
-                caption id="arms-caption" {
-                    "Per-arm statistics. Rate is rewards ÷ exposures; the posterior is Beta(α, β) "
-                    "from the prior and the counts; expected loss is what choosing the arm gives "
-                    "up in expectation."
-                }
+                caption id="arms-caption" { "Per-arm statistics" }
                 thead {
                     tr {
                         th scope="col" { "Variant" }
@@ -281,12 +282,12 @@ fn srm_section(report: &ExperimentReport) -> Markup {
         }
         div class="table-wrap" role="region" aria-labelledby="srm-caption" tabindex="0" {
             table class="srm" {
-                caption id="srm-caption" { "Observed against predicted exposures per arm." }
+                caption id="srm-caption" { "Exposures per arm, observed and predicted by the allocation" }
                 thead {
                     tr {
                         th scope="col" { "Variant" }
                         th scope="col" class="num" { "Observed" }
-                        th scope="col" class="num" { "Predicted by the allocation" }
+                        th scope="col" class="num" { "Predicted" }
                     }
                 }
                 tbody {

@@ -60,6 +60,20 @@ pub async fn load(engine: &Engine, history_interval: Duration) -> UiResult<Vec<R
     Ok(rows)
 }
 
+/// The table's columns and their classes. On a phone the rows become cards, each cell
+/// labelled by its `data-label` (the explicit ARIA roles keep the table a table for screen
+/// readers whatever the CSS `display`).
+const COLUMNS: [(&str, Option<&str>); 8] = [
+    ("Experiment", None),
+    ("Status", None),
+    ("Owner", None),
+    ("Assignment", None),
+    ("Exposures", Some("num")),
+    ("Leader (P(best))", None),
+    ("Stopping", None),
+    ("Checks", None),
+];
+
 pub fn render(rows: &[Row]) -> Markup {
     html! {
         @if rows.is_empty() {
@@ -67,21 +81,16 @@ pub fn render(rows: &[Row]) -> Markup {
                 "reloads when they change." }
         } @else {
             div class="table-wrap" role="region" aria-labelledby="experiments-caption" tabindex="0" {
-                table class="experiments" {
+                table class="experiments" role="table" {
                     caption id="experiments-caption" {
                         "Loaded experiments, in file order. P(best) is the posterior probability "
                         "that the arm has the highest rate."
                     }
                     thead {
-                        tr {
-                            th scope="col" { "Experiment" }
-                            th scope="col" { "Status" }
-                            th scope="col" { "Owner" }
-                            th scope="col" { "Assignment" }
-                            th scope="col" class="num" { "Exposures" }
-                            th scope="col" { "Leader (P(best))" }
-                            th scope="col" { "Stopping" }
-                            th scope="col" { "Checks" }
+                        tr role="row" {
+                            @for (heading, class) in COLUMNS {
+                                th scope="col" role="columnheader" class=[class] { (heading) }
+                            }
                         }
                     }
                     tbody {
@@ -97,20 +106,20 @@ fn row_markup(row: &Row) -> Markup {
     let report = &row.report;
     let summary = &report.summary;
     html! {
-        tr data-experiment=(summary.id) {
-            th scope="row" {
+        tr role="row" data-experiment=(summary.id) {
+            th scope="row" role="rowheader" {
                 a href=(format!("/ui/experiments/{}", summary.id)) { (summary.id) }
                 @if !summary.description.is_empty() {
                     span class="description" { (summary.description) }
                 }
             }
-            td { (status_badge(summary.status)) }
-            td { (summary.owner) }
-            td { (summary.assignment.as_str()) }
-            td class="num" {
+            td role="cell" data-label="Status" { (status_badge(summary.status)) }
+            td role="cell" data-label="Owner" { (summary.owner) }
+            td role="cell" data-label="Assignment" { (summary.assignment.as_str()) }
+            td role="cell" data-label="Exposures" class="num" {
                 data value=(summary.exposures) { (numbers::count(summary.exposures)) }
             }
-            td {
+            td role="cell" data-label="Leader" {
                 @match leader(report) {
                     Some(arm) => {
                         (arm.variant) " ("
@@ -120,8 +129,8 @@ fn row_markup(row: &Row) -> Markup {
                     None => { "—" }
                 }
             }
-            td { (decision_words(report, true)) }
-            td class="checks" {
+            td role="cell" data-label="Stopping" { (decision_words(report, true)) }
+            td role="cell" data-label="Checks" class="checks" {
                 (srm_badge(&report.srm))
                 @match row.history {
                     HistoryFreshness::Stale { window_ms } => {
