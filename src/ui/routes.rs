@@ -136,9 +136,10 @@ async fn experiments(access: UiAccess, req: HttpRequest) -> UiResult<HttpRespons
 #[into_params(parameter_in = Query)]
 struct ExperimentQuery {
     /// An earlier revision, whose data stays readable after a revision bump; default: the
-    /// loaded one. Text, so that a bad value gets a page that names it.
+    /// loaded one. Text, so that a bad value gets a page that names it; documented as the
+    /// whole range of a revision (1 to 2^32 − 1), which an `int32` would cut in half.
     #[serde(default)]
-    #[param(value_type = Option<u32>, minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 4_294_967_295.0)]
     revision: Option<String>,
 }
 

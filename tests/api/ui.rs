@@ -262,7 +262,7 @@ fn the_login_page_never_sends_the_browser_off_the_dashboard() {
 #[test]
 fn a_malformed_revision_is_refused_before_the_sign_in_check() {
     let app = keyed(&[]);
-    for revision in ["abc", "0", "-1", "99999999999"] {
+    for revision in ["abc", "0", "-1", "4294967296", "99999999999"] {
         let reply = get(
             &app,
             &format!("/ui/experiments/headline?revision={revision}"),
@@ -271,6 +271,9 @@ fn a_malformed_revision_is_refused_before_the_sign_in_check() {
         assert_eq!(reply.status, 400, "{revision}: {}", reply.body);
         assert!(reply.body.contains("revision"), "{}", reply.body);
     }
+    // The largest revision the document allows is well-formed: it goes to the login page.
+    let largest = get(&app, "/ui/experiments/headline?revision=4294967295", None);
+    assert_eq!(largest.status, 303);
 }
 
 #[test]

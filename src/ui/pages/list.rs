@@ -84,7 +84,8 @@ pub fn render(rows: &[Row]) -> Markup {
                 table class="experiments" role="table" {
                     caption id="experiments-caption" {
                         "Loaded experiments, in file order. P(best) is the posterior probability "
-                        "that the arm has the highest rate."
+                        "that the arm has the highest rate, computed from the stored counts when "
+                        "this page was read."
                     }
                     thead {
                         tr role="row" {
