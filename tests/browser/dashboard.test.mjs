@@ -4,7 +4,7 @@
 // is refused; auto-refresh sends one request per interval and none while the tab is hidden.
 // Screenshots of every page at desktop and phone width go to docs/screenshots/.
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -37,7 +37,7 @@ id: search-ranking
 description: Which ranking weights keep people clicking?
 owner: search
 status: running
-revision: 2
+revision: 1
 assignment: per_request
 reward: { window: 1d }
 policy: { burn_in: 0, min_share: 0.05 }
@@ -85,10 +85,10 @@ function random(seed) {
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
-/** Rounds of assignments and conversions, a history interval apart. */
-async function seedTraffic(url, { rounds = 4, perRound = 60, key } = {}) {
-  const draw = random(7);
-  for (let round = 0; round < rounds; round += 1) {
+/** Rounds `from`..`to` of assignments and conversions, a history interval apart. */
+async function seedTraffic(url, { from = 0, to = 4, perRound = 60, key } = {}) {
+  const draw = random(7 + from);
+  for (let round = from; round < to; round += 1) {
     const events = [];
     for (let i = 0; i < perRound; i += 1) {
       const unit = `u${round}-${i}`;
@@ -139,9 +139,13 @@ before(async () => {
     env: { BANDITD_ADMIN_KEY: ADMIN_KEY },
   });
   browser = await launchBrowser();
-  await seedTraffic(server.url);
+  await seedTraffic(server.url, { from: 0, to: 2 });
+  // A revision bump half-way: revision 1 of search-ranking keeps its data, shown as archived.
+  writeFileSync(join(server.experimentsDir, '02-ranking.yaml'), RANKING.replace('revision: 1', 'revision: 2'));
+  const bumped = await api(server.url, '/v1/admin/reload', { method: 'POST' });
+  assert.equal(bumped.status, 200, bumped.text);
+  await seedTraffic(server.url, { from: 2, to: 4 });
   // A refused reload, so that the configuration page shows its file:line:col.
-  const { writeFileSync } = await import('node:fs');
   writeFileSync(
     join(server.experimentsDir, '04-broken.yaml'),
     'id: broken\nowner: nobody\nstatus: sideways\nvariants: []\n',
@@ -288,6 +292,13 @@ describe('the experiment page', () => {
     await page.click('nav.revisions >> text=1');
     assert.match(page.url(), /revision=1$/);
     assert.match(await page.textContent('main'), /revision 1 of 2/);
+    // Its data is still there, every arm retired, and its own history is plotted.
+    const report = (await api(server.url, '/v1/experiments/search-ranking?revision=1')).json;
+    assert.ok(report.exposures > 0);
+    const retired = await page.$$eval('table.arms td[data-field=retired]', (tds) => tds.map((td) => td.textContent));
+    assert.deepEqual(retired, report.arms.map(() => 'yes'));
+    const lines = await page.$$eval('figure[data-plot=exposures] g.series', (gs) => gs.length);
+    assert.equal(lines, report.arms.length);
     await page.context().close();
   });
 

@@ -77,7 +77,15 @@ pub fn render(page: &ExperimentPage) -> Markup {
         section aria-labelledby="summary-heading" {
             h2 id="summary-heading" { "Summary" }
             dl class="facts" {
-                dt { "Status" } dd { (status_badge(summary.status)) }
+                dt { "Status" } dd {
+                    @if archived {
+                        span class="badge muted" { "archived" }
+                        " (the experiment is " (summary.status.as_str()) " in revision "
+                        (page.current_revision) ")"
+                    } @else {
+                        (status_badge(summary.status))
+                    }
+                }
                 dt { "Owner" } dd { (summary.owner) }
                 dt { "Assignment" } dd { (summary.assignment.as_str()) }
                 dt { "Revision" } dd { (summary.revision) }
@@ -112,6 +120,21 @@ pub fn render(page: &ExperimentPage) -> Markup {
                 }
             }
         }
+        @if report.arms.is_empty() {
+            section aria-labelledby="arms-heading" {
+                h2 id="arms-heading" { "Arms" }
+                p { "No data was stored in revision " (summary.revision) ": it had no exposure." }
+            }
+        } @else {
+            (data_sections(page))
+        }
+    }
+}
+
+/// The arm table, the sample-ratio check and the plots, for a revision with data.
+fn data_sections(page: &ExperimentPage) -> Markup {
+    let report = &page.report;
+    html! {
         section aria-labelledby="arms-heading" {
             h2 id="arms-heading" { "Arms" }
             (arm_table(report))

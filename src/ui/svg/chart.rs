@@ -132,7 +132,13 @@ impl LineChart {
                 let lo = times.clone().fold(f64::INFINITY, f64::min);
                 let hi = times.fold(f64::NEG_INFINITY, f64::max);
                 if !(lo.is_finite() && hi.is_finite()) {
-                    return nice_ticks(0.0, 1.0, 2);
+                    // No data: an axis without labels (there is no time to label).
+                    return Ticks {
+                        values: Vec::new(),
+                        labels: Vec::new(),
+                        lo: 0.0,
+                        hi: 1.0,
+                    };
                 }
                 // One point: a minute either side, so that it sits mid-axis.
                 let (lo, hi) = if hi - lo < 1.0 {
@@ -433,6 +439,13 @@ mod tests {
             .into_string();
         assert!(svg.contains("no history yet"));
         assert!(svg.contains("class=\"tick\""));
+        // An empty time axis has no labels: there is no time to show.
+        let timeline = LineChart {
+            x: XAxis::Time,
+            ..chart(vec![arm("a", &[])])
+        };
+        let ticks = timeline.x_ticks();
+        assert!(ticks.values.is_empty() && ticks.labels.is_empty());
     }
 
     #[test]
