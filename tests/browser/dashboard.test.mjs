@@ -186,6 +186,20 @@ describe('every page', () => {
     });
   }
 
+  test('pages work with JavaScript off, and only say they refresh when they do', async () => {
+    const off = await browser.newPage({ javaScriptEnabled: false });
+    await off.goto(`${server.url}/ui/experiments/homepage-headline`);
+    assert.equal(await off.locator('table.arms tbody tr').count(), 3);
+    assert.equal(await off.locator('figure.plot svg g.series').count(), 5 * 3);
+    assert.equal(await off.isVisible('.as-of .js-only'), false);
+    await off.context().close();
+    const on = await browser.newPage();
+    await on.goto(`${server.url}/ui/experiments/homepage-headline`);
+    await on.waitForLoadState('load');
+    assert.equal(await on.isVisible('.as-of .js-only'), true);
+    await on.context().close();
+  });
+
   test('the page of an unknown experiment is a 404 page without console errors', async () => {
     const page = await browser.newPage();
     const response = await page.goto(`${server.url}/ui/experiments/no-such-thing`);

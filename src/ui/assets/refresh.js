@@ -6,6 +6,8 @@
   'use strict';
   const seconds = Number(document.body.dataset.refreshSeconds);
   if (!(seconds > 0) || !window.fetch || !window.DOMParser) return;
+  // The page may now say that it refreshes.
+  document.documentElement.classList.add('js');
   const intervalMs = seconds * 1000;
   let due = Date.now() + intervalMs;
   let inFlight = false;

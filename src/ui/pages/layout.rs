@@ -71,7 +71,10 @@ pub fn page(chrome: &Chrome, title: &str, content: Markup) -> Markup {
                         "Data as of "
                         time datetime=(numbers::utc(chrome.now_ms)) { (numbers::utc(chrome.now_ms)) }
                         @if chrome.refresh_secs > 0 {
-                            " · refreshes every " (chrome.refresh_secs) " s while this tab is visible"
+                            // Shown by the refresh script: without it the page does not refresh.
+                            span class="js-only" {
+                                " · refreshes every " (chrome.refresh_secs) " s while this tab is visible"
+                            }
                         }
                     }
                     (content)
