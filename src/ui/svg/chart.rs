@@ -146,7 +146,8 @@ impl LineChart {
                 } else {
                     (lo, hi)
                 };
-                time_ticks(lo.max(0.0) as u64, hi.max(0.0) as u64, 5)
+                // Four at most: `HH:MM:SS` labels must not touch at a phone's width.
+                time_ticks(lo.max(0.0) as u64, hi.max(0.0) as u64, 4)
             }
         }
     }
