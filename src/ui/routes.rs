@@ -299,7 +299,9 @@ pub struct LoginForm {
 
 /// Whether the request came from a page of this server: a browser's `Origin` (sent with
 /// every form POST by current browsers) must name this host, and `Sec-Fetch-Site`, when
-/// sent, must not say another site.
+/// sent, must not say another site. The scheme is not compared: behind a TLS proxy that does
+/// not send `X-Forwarded-Proto` the server sees `http` while the page was `https`, and the
+/// host alone is what tells this site from another.
 fn same_origin(req: &HttpRequest) -> bool {
     let headers = req.headers();
     if headers
@@ -312,8 +314,10 @@ fn same_origin(req: &HttpRequest) -> bool {
     match headers.get("origin").map(|v| v.to_str()) {
         None => true,
         Some(Ok(origin)) => {
-            let info = req.connection_info();
-            origin == format!("{}://{}", info.scheme(), info.host())
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            host.is_some_and(|host| host.eq_ignore_ascii_case(req.connection_info().host()))
         }
         Some(Err(_)) => false,
     }
@@ -492,6 +496,37 @@ mod tests {
             Some("/uix"),
         ] {
             assert_eq!(safe_next(hostile), "/ui/", "{hostile:?}");
+        }
+    }
+
+    #[test]
+    fn a_form_from_this_host_passes_whatever_the_scheme_and_one_from_another_site_does_not() {
+        let request = |headers: &[(&str, &str)]| {
+            let mut request = actix_web::test::TestRequest::post()
+                .uri("/ui/login")
+                .insert_header(("host", "banditd.internal:8080"));
+            for header in headers {
+                request = request.insert_header(*header);
+            }
+            request.to_http_request()
+        };
+        assert!(same_origin(&request(&[])));
+        assert!(same_origin(&request(&[(
+            "origin",
+            "http://banditd.internal:8080"
+        )])));
+        assert!(same_origin(&request(&[(
+            "origin",
+            "https://banditd.internal:8080"
+        )])));
+        for hostile in [
+            &[("origin", "https://evil.example")][..],
+            &[("origin", "null")][..],
+            &[("origin", "https://banditd.internal:8080.evil.example")][..],
+            &[("sec-fetch-site", "cross-site")][..],
+            &[("sec-fetch-site", "same-site")][..],
+        ] {
+            assert!(!same_origin(&request(hostile)), "{hostile:?}");
         }
     }
 
