@@ -156,6 +156,14 @@ pub struct ServeArgs {
     /// Unset: the admin key guards /metrics (open when neither is set).
     #[arg(long, env = "BANDITD_METRICS_KEY", hide_env_values = true)]
     pub metrics_key: Option<SecretString>,
+    /// How long a dashboard login lasts (`30m`, `12h`, `7d`) while an admin key is set; then
+    /// /ui/ asks for the key again.
+    #[arg(long, env = "BANDITD_UI_SESSION_LIFETIME", default_value = crate::ui::DEFAULT_SESSION_LIFETIME, value_parser = parse_duration)]
+    pub ui_session_lifetime: crate::spec::HumanDuration,
+    /// How often an open dashboard page reloads its data while its tab is visible (`0s`:
+    /// never).
+    #[arg(long, env = "BANDITD_UI_REFRESH", default_value = crate::ui::DEFAULT_REFRESH, value_parser = parse_delay)]
+    pub ui_refresh: std::time::Duration,
 }
 
 #[derive(Debug, clap::Args)]
@@ -285,6 +293,8 @@ fn serve_config(args: ServeArgs) -> Config {
         shutdown_delay: args.shutdown_delay,
         access_log: args.access_log,
         metrics: args.metrics,
+        ui_session_lifetime: args.ui_session_lifetime.as_std(),
+        ui_refresh: args.ui_refresh,
     }
 }
 

@@ -6,7 +6,8 @@
 //! wires a server; `watcher` reloads it when the folder changes. Beside the server: `sim`
 //! (the simulator, on the same policy code), `plan` and `export_cli` (the CLI commands that
 //! talk to a running server), `telemetry` (logging), `metrics` (the Prometheus instruments
-//! behind `GET /metrics`) and `secret` (values kept out of logs).
+//! behind `GET /metrics`), `secret` (values kept out of logs) and `ui` (the dashboard's pages,
+//! mounted through `http`'s route list).
 
 pub mod audit_cli;
 pub mod build_info;
@@ -26,4 +27,5 @@ pub mod startup_summary;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod ui;
 pub mod watcher;

@@ -72,6 +72,10 @@ pub struct Config {
     /// secret (the URL may carry a password), like the separate password.
     pub redis: Option<SecretString>,
     pub redis_password: Option<SecretString>,
+    /// How long a dashboard login lasts.
+    pub ui_session_lifetime: Duration,
+    /// How often an open dashboard page reloads its data (zero: never).
+    pub ui_refresh: Duration,
 }
 
 impl Config {
@@ -286,6 +290,14 @@ impl Application {
         let metrics = config.metrics.then(crate::metrics::install);
         let store = store::open(&config.store()).await?;
         let signer = token_signer(secrets, store.as_ref()).await?;
+        let ui_settings = web::Data::new(crate::ui::UiSettings {
+            session_key: crate::ui::SessionKey::new(
+                signer.derive_key(crate::ui::SESSION_KEY_PURPOSE),
+            ),
+            session_lifetime: config.ui_session_lifetime,
+            refresh: config.ui_refresh,
+            history_interval: config.history_interval,
+        });
         let engine = Arc::new(
             Engine::start(experiments, store.clone(), signer, Arc::new(SystemClock))
                 .await?
@@ -346,6 +358,7 @@ impl Application {
             ))
             .app_data(access_log)
             .app_data(app_state.clone())
+            .app_data(ui_settings.clone())
             .app_data(body_read_timeout)
             .configure(http::configure)
         })

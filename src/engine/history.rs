@@ -139,4 +139,34 @@ impl Engine {
         }
         Ok(entries)
     }
+
+    /// History points of revision `revision` of an experiment (`None`: the current one) at or
+    /// after `since_ms`: an earlier revision's history stays readable after a bump, like its
+    /// report.
+    pub async fn revision_history(
+        &self,
+        id: &str,
+        revision: Option<u32>,
+        since_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<HistoryPoint>, EngineError> {
+        let live = self.loaded(id)?;
+        let current = live.epoch.revision;
+        let revision = revision.unwrap_or(current);
+        if revision == 0 || revision > current {
+            return Err(EngineError::UnknownRevision {
+                experiment: live.epoch.experiment.clone(),
+                revision,
+                current,
+            });
+        }
+        let epoch = crate::store::Epoch {
+            experiment: live.epoch.experiment.clone(),
+            revision,
+        };
+        Ok(self
+            .store
+            .history(&epoch, since_ms, limit.min(MAX_HISTORY_POINTS))
+            .await?)
+    }
 }

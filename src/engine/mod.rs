@@ -40,8 +40,9 @@ pub use reload::{
 };
 pub use replicas::{ANNOUNCE_EVERY_MS, REPLICA_TTL_MS, ReplicaIdentity, ReplicaSet, VersionGroup};
 pub use report::{
-    ArmReport, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, DecisionStatus, ExperimentReport,
-    ExperimentSummary, decision_state,
+    ArmReport, CredibleInterval, DECISION_STATES, DEFAULT_CREDIBLE_LEVEL, DecisionReport,
+    DecisionStatus, ExperimentReport, ExperimentSummary, PosteriorReport, SrmReport,
+    decision_state,
 };
 pub use token::TokenSigner;
 pub use unit::{MAX_UNIT_BYTES, Unit, UnitError};

@@ -117,6 +117,17 @@ impl TokenSigner {
         self
     }
 
+    /// A 32-byte key for another purpose, derived from the current secret:
+    /// HMAC(secret, "banditd key derivation\0" purpose) (HKDF-Expand's one-block shape, RFC
+    /// 5869 §2.3). The MAC of a token covers JSON that starts with `{`, so no derived key is
+    /// ever a token's signature. The dashboard's session cookies are keyed this way.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"banditd key derivation\0");
+        mac.update(purpose.as_bytes());
+        mac.finalize().into_bytes().into()
+    }
+
     pub fn sign(&self, claims: &ClaimsRef<'_>) -> String {
         let mut body = Vec::with_capacity(160);
         // Serialising a struct of strings and numbers into memory cannot fail.
@@ -182,6 +193,26 @@ mod tests {
             signer.verify(&signer.sign(&claims().as_ref())),
             Ok(claims())
         );
+    }
+
+    #[test]
+    fn derived_keys_are_hmacs_of_the_purpose_and_differ_per_secret_and_purpose() {
+        // RFC 4231 test case 2: HMAC-SHA256(key "Jefe", "what do ya want for nothing?").
+        let signer = TokenSigner::new(b"Jefe");
+        let mut mac = hmac_for(b"Jefe");
+        mac.update(b"what do ya want for nothing?");
+        assert_eq!(
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()),
+            URL_SAFE_NO_PAD.encode([
+                0x5b, 0xdc, 0xc1, 0x46, 0xbf, 0x60, 0x75, 0x4e, 0x6a, 0x04, 0x24, 0x26, 0x08, 0x95,
+                0x75, 0xc7, 0x5a, 0x00, 0x3f, 0x08, 0x9d, 0x27, 0x39, 0x83, 0x9d, 0xec, 0x58, 0xb9,
+                0x64, 0xec, 0x38, 0x43
+            ])
+        );
+        let a = signer.derive_key("ui-session");
+        assert_eq!(a, signer.derive_key("ui-session"));
+        assert_ne!(a, signer.derive_key("other"));
+        assert_ne!(a, TokenSigner::new(b"Jeff").derive_key("ui-session"));
     }
 
     #[test]

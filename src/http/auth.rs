@@ -173,6 +173,14 @@ pub fn check<S: KeyScope>(keys: &Keys, headers: &HeaderMap) -> Result<(), ApiErr
     }
 }
 
+/// Whether `presented` is the admin key, compared in constant time; false while none is set.
+/// For the dashboard's login form, where the key arrives in a form field.
+pub fn is_admin_key(keys: &Keys, presented: &str) -> bool {
+    keys.admin
+        .as_ref()
+        .is_some_and(|admin| bool::from(same_key(admin, presented)))
+}
+
 /// The credentials of a `Bearer` authorization value: the scheme name in any case, one or more
 /// spaces, then the token (RFC 7235 §2.1: `credentials = auth-scheme [ 1*SP token68 ]`).
 fn bearer_credentials(value: &str) -> Option<&str> {

@@ -7,7 +7,7 @@ pub mod access_log;
 pub mod admin;
 pub mod assign;
 pub mod auth;
-mod body;
+pub(crate) mod body;
 pub mod events;
 pub mod experiments;
 pub mod export;
@@ -43,6 +43,8 @@ pub fn routes(api: &mut impl openapi::Routes) {
     metrics::routes(api);
     sdk::routes(api);
     api.route::<openapi::__path_openapi_json, _, _>(openapi::openapi_json);
+    // The dashboard's pages (src/ui/) are routes of this one list too.
+    crate::ui::routes(api);
 }
 
 /// Mounts every route, the problem+json error handlers and the fallback for unknown routes.

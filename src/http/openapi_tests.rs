@@ -225,7 +225,9 @@ fn each_route_names_the_keys_its_extractor_checks() {
 }
 
 /// Every 4xx and 5xx an operation declares is a problem document, and every guarded
-/// operation declares its 401.
+/// operation declares its 401. One narrow exception: the dashboard's pages (`/ui…`, src/ui/)
+/// answer a person in a browser, so their own refusals (the login form again, a page saying an
+/// experiment is unknown) are HTML pages; every other error there stays a problem.
 #[test]
 fn every_error_response_is_a_problem_document() {
     let doc = document_json();
@@ -234,6 +236,18 @@ fn every_error_response_is_a_problem_document() {
             let responses = operation["responses"].as_object().unwrap();
             for (status, response) in responses {
                 if status.starts_with('4') || status.starts_with('5') {
+                    let content = response["content"].as_object().expect("a body");
+                    if path.starts_with("/ui") && content.contains_key("text/html") {
+                        let others: Vec<&String> = content
+                            .keys()
+                            .filter(|media_type| *media_type != "text/html")
+                            .collect();
+                        assert!(
+                            others.iter().all(|m| *m == "application/problem+json"),
+                            "{method} {path} {status}: {others:?}"
+                        );
+                        continue;
+                    }
                     assert_eq!(
                         response["content"]["application/problem+json"]["schema"]["$ref"],
                         "#/components/schemas/Problem",

@@ -35,6 +35,11 @@ fn as_problem<B: MessageBody + 'static>(
                 .as_bytes()
                 .starts_with(PROBLEM_CONTENT_TYPE.as_bytes())
         });
+    if is_dashboard_page(&res) {
+        // A page the dashboard rendered on purpose (its 401 login form, its 404 page): a
+        // person reads it in a browser, and it is documented as `text/html`.
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
     let request_id = RequestId::of(res.request()).map(|id| id.as_str().to_owned());
     if is_problem {
         // An `ApiError`'s answer: the same problem, now with the request's id.
@@ -93,6 +98,15 @@ fn as_problem<B: MessageBody + 'static>(
     })))
 }
 
+/// An HTML answer under `/ui/`: only the dashboard's handlers (src/ui/) make those.
+fn is_dashboard_page<B>(res: &ServiceResponse<B>) -> bool {
+    res.request().path().starts_with("/ui/")
+        && res
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"text/html"))
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::{App, HttpResponse, test, web};
@@ -149,5 +163,34 @@ mod tests {
         assert_eq!(own["detail"], "own words");
         let ok = test::call_and_read_body(&app, call("/ok")).await;
         assert_eq!(ok, "fine");
+    }
+
+    #[actix_web::test]
+    async fn dashboard_html_pages_pass_and_html_elsewhere_is_still_rewritten() {
+        let page = || async {
+            HttpResponse::NotFound()
+                .content_type("text/html; charset=utf-8")
+                .body("<p>no such experiment</p>")
+        };
+        let app = test::init_service(
+            App::new()
+                .wrap(problem_bodies())
+                .route("/ui/experiments/x", web::get().to(page))
+                .route("/v1/html", web::get().to(page)),
+        )
+        .await;
+        let call = |path: &'static str| test::TestRequest::get().uri(path).to_request();
+        let ui = test::call_service(&app, call("/ui/experiments/x")).await;
+        assert_eq!(ui.status(), 404);
+        assert_eq!(
+            ui.headers().get("content-type").unwrap(),
+            "text/html; charset=utf-8"
+        );
+        assert_eq!(test::read_body(ui).await, "<p>no such experiment</p>");
+        let api = test::call_service(&app, call("/v1/html")).await;
+        assert_eq!(
+            api.headers().get("content-type").unwrap(),
+            PROBLEM_CONTENT_TYPE
+        );
     }
 }

@@ -29,5 +29,6 @@ mod revisions;
 mod security;
 mod statistics;
 mod tracing;
+mod ui;
 mod validate;
 mod watch;
