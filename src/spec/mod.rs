@@ -10,6 +10,7 @@ mod document;
 pub mod duration;
 pub mod error;
 mod fields;
+mod guardrails;
 pub mod model;
 mod node;
 mod parse;
@@ -23,9 +24,12 @@ pub use diff::{
 pub use diff_render::{TrafficFacts, thousands};
 pub use duration::HumanDuration;
 pub use error::{MAX_EXCERPT_CHARS, Position, SpecError, excerpt, quoted};
+pub use guardrails::{
+    DEFAULT_GUARDRAIL_CONFIDENCE, DEFAULT_GUARDRAIL_MIN_EXPOSURES, PRIMARY_METRIC,
+};
 pub use model::{
-    AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
-    Status, StoppingSpec, Variant, VariantId,
+    AssignmentMode, Experiment, ExperimentId, Guardrail, GuardrailDirection, IdError, MetricName,
+    OnWinner, PolicySpec, Prior, RewardSpec, Status, StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,

@@ -105,7 +105,7 @@ fn max_expected_loss(report: &mut Report<'_>, node: &Node) -> Option<f64> {
 }
 
 /// A number for a probability-like field; `95%` written as text gets a hint to write 0.95.
-fn fraction(report: &mut Report<'_>, node: &Node, field: &str) -> Option<f64> {
+pub(super) fn fraction(report: &mut Report<'_>, node: &Node, field: &str) -> Option<f64> {
     if let NodeKind::Str(text) = &node.kind
         && let Some(percent) = text.trim().strip_suffix('%')
         && let Ok(percent) = percent.trim().parse::<f64>()

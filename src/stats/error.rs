@@ -13,6 +13,9 @@ pub enum StatsError {
     /// A credible level outside the open interval (0, 1).
     #[error("credible level must lie strictly between 0 and 1, got {0}")]
     InvalidLevel(f64),
+    /// A guardrail's tolerated relative change that is negative, infinite or NaN.
+    #[error("relative change must be finite and at least 0, got {0}")]
+    InvalidRelativeChange(f64),
 }
 
 /// Checks that both shapes describe a proper Beta distribution.

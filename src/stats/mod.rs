@@ -1,5 +1,6 @@
 //! Pure statistics: Beta posteriors, fast Beta draws, credible intervals, P(best) and
-//! expected loss, exponential decay, sample-ratio checks and the stopping rule. No I/O, no
+//! expected loss, exponential decay, sample-ratio checks, the stopping rule and the
+//! guardrail halt test. No I/O, no
 //! clock (times are passed in as milliseconds); randomness is passed in.
 
 mod arm_comparison;
@@ -8,6 +9,7 @@ mod decay;
 mod error;
 mod gamma;
 mod gauss_legendre;
+mod guardrail;
 mod logit_beta;
 mod posterior;
 mod quantile;
@@ -20,6 +22,9 @@ pub use arm_comparison::{ArmComparison, TAIL_MASS, compare_arms};
 pub use beta_sampler::{BetaSampler, MAX_SAMPLED_SHAPE, MIN_SAMPLED_SHAPE, sample_beta};
 pub use decay::{DecayedCounts, decay_weight};
 pub use error::StatsError;
+pub use guardrail::{
+    GuardrailRule, GuardrailVerdict, HaltEvidence, Harm, check_guardrail, prob_worse,
+};
 pub use posterior::Posterior;
 pub use quantile::{ASYMPTOTIC_MIN_SHAPE, beta_quantile};
 pub use srm::{SRM_ALERT_P, srm_p_value};
