@@ -97,6 +97,24 @@ pub fn render_table(summary: &Summary) -> String {
             let _ = writeln!(out);
         }
     }
+    for halt in &summary.halts {
+        let _ = write!(
+            out,
+            "guardrail halts of {}: {} of runs (± {})",
+            halt.arm,
+            percent(halt.halted_share),
+            percent(halt.halted_share_std_error)
+        );
+        if let (Some(median), Some(p90)) =
+            (halt.median_exposures_to_halt, halt.p90_exposures_to_halt)
+        {
+            let _ = write!(
+                out,
+                "; exposures until halt: median {median:.0}, p90 {p90:.0}"
+            );
+        }
+        let _ = writeln!(out);
+    }
     out
 }
 
@@ -210,6 +228,7 @@ mod tests {
                 median_assignments_to_decision: Some(40.0),
                 median_hours_to_decision: Some(0.8),
             }),
+            halts: Vec::new(),
         }
     }
 

@@ -19,6 +19,7 @@ use std::collections::BinaryHeap;
 use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 
 use super::error::SimError;
+use super::guardrail::{ArmHalt, DEFAULT_CHECK_EVERY, GuardrailRun};
 use super::scenario::{Scenario, Settings};
 use crate::policy::{self, ArmView, Mode};
 use crate::spec::OnWinner;
@@ -50,6 +51,8 @@ pub struct RunOutcome {
     pub conversions: u64,
     /// Conversions the server would reject because their delay exceeds the reward window.
     pub conversions_outside_window: u64,
+    /// Arms halted by a guardrail, in the order halted.
+    pub halts: Vec<ArmHalt>,
 }
 
 /// The generator of run `run` of a simulation seeded with `seed`: a fixed algorithm
@@ -130,11 +133,18 @@ pub fn run_once(
         winner: None,
         conversions: 0,
         conversions_outside_window: 0,
+        halts: Vec::new(),
     };
+    let mut guardrails = GuardrailRun::new(&scenario.guardrails, arm_count);
     let mut checkpoint = checkpoints.iter().copied().peekable();
 
     for index in 0..horizon {
         let now_ms = settings.time_ms(index);
+        let check_guardrails = !scenario.guardrails.is_empty() && index % DEFAULT_CHECK_EVERY == 0;
+        if check_guardrails {
+            let exposures: Vec<u64> = counters.iter().map(|c| c.exposures).collect();
+            guardrails.check(&exposures, index);
+        }
         if index % update_every == 0 {
             while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
                 if arrival_ms > now_ms {
@@ -144,6 +154,7 @@ pub fn run_once(
                 credit(&mut counters[arm], assigned_ms, half_life_ms);
             }
             refresh_views(scenario, &counters, now_ms, half_life_ms, &mut views);
+            guardrails.retire_halted(&mut views);
             if let Some(stopping) = stopping
                 && outcome.winner.is_none()
                 && index % evaluate_every == 0
@@ -169,6 +180,9 @@ pub fn run_once(
             }
         }
 
+        if check_guardrails {
+            guardrails.retire_halted(&mut views);
+        }
         let arm = policy::decide(mode, scenario.params, &views, &shares, &mut rng)?.arm;
         let state = &mut counters[arm];
         state.exposures += 1;
@@ -197,6 +211,7 @@ pub fn run_once(
                 }
             }
         }
+        guardrails.observe(arm, &mut rng);
         if checkpoint.peek() == Some(&(index + 1)) {
             checkpoint.next();
             // Σ_k N_k·Δ_k: the exact sum of per-assignment gaps, without accumulated rounding.
@@ -209,6 +224,7 @@ pub fn run_once(
             outcome.regret_at.push(regret);
         }
     }
+    outcome.halts = guardrails.halts;
     Ok(outcome)
 }
 

@@ -4,6 +4,7 @@
 
 use super::delay::ConversionDelay;
 use super::error::SimError;
+use super::guardrail::SimGuardrail;
 use super::rates::RateSpec;
 use crate::policy::Params;
 use crate::spec::{Experiment, OnWinner, Prior};
@@ -40,6 +41,8 @@ pub struct Scenario {
     /// `reward.window`: the server rejects conversions that arrive later than this after
     /// their assignment. Only a conversion delay can exceed it.
     pub reward_window_ms: Option<u64>,
+    /// Guardrails with their true rates (`--guardrail`); a halted arm gets no more traffic.
+    pub guardrails: Vec<SimGuardrail>,
 }
 
 impl Scenario {
@@ -75,6 +78,7 @@ impl Scenario {
             }),
             half_life_ms: experiment.policy.half_life.map(|h| h.as_millis()),
             reward_window_ms: Some(experiment.reward.window.as_millis()),
+            guardrails: Vec::new(),
         })
     }
 
@@ -107,6 +111,7 @@ impl Scenario {
             stopping: None,
             half_life_ms: None,
             reward_window_ms: None,
+            guardrails: Vec::new(),
         })
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Serialize;
 
 use super::error::SimError;
+use super::guardrail::{self, HaltSummary};
 use super::run::{RunOutcome, run_once};
 use super::scenario::{MS_PER_HOUR, Scenario, Settings};
 
@@ -66,6 +67,8 @@ pub struct Summary {
     /// with a conversion delay and an experiment file).
     pub conversions_outside_window: Option<f64>,
     pub stopping: Option<StoppingSummary>,
+    /// Per arm, how often and how soon a guardrail halted it (empty without guardrails).
+    pub halts: Vec<HaltSummary>,
 }
 
 /// Runs `settings.runs` runs of `scenario` on `settings.threads` threads and summarises
@@ -220,6 +223,12 @@ fn summarise(
         stopping: scenario
             .stopping
             .map(|_| stopping_summary(scenario, settings, outcomes)),
+        halts: if scenario.guardrails.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<String> = scenario.arms.iter().map(|a| a.id.clone()).collect();
+            guardrail::summarise(&ids, outcomes)
+        },
     }
 }
 
