@@ -170,3 +170,42 @@ fn a_list_that_is_not_a_list_is_refused() {
     let text = with_guardrails("").replace("guardrails:\n", "guardrails: refunds\n");
     assert_error(&text, 6, 13, &["`guardrails`"]);
 }
+
+#[test]
+fn adding_or_changing_a_guardrail_is_a_compatible_plan_that_shows_the_rule() {
+    use std::collections::BTreeMap;
+
+    use crate::spec::{ChangeKind, Verdict, plan};
+
+    let without = parse(&with_guardrails("").replace("guardrails:\n", "")).unwrap();
+    let with = parse(&with_guardrails(REFUNDS)).unwrap();
+    let renamed = parse(&with_guardrails(&REFUNDS.replace("refunds", "chargebacks"))).unwrap();
+    for (old, new, shown) in [
+        (
+            &without,
+            &with,
+            "refunds lower_is_better 0.1 @0.99 ≥1000 vs control",
+        ),
+        (
+            &with,
+            &renamed,
+            "chargebacks lower_is_better 0.1 @0.99 ≥1000 vs control",
+        ),
+        (&with, &without, "none"),
+    ] {
+        let plan = plan(
+            std::slice::from_ref(old),
+            std::slice::from_ref(new),
+            &BTreeMap::new(),
+        );
+        let experiment = &plan.experiments[0];
+        assert_eq!(experiment.kind, ChangeKind::Changed);
+        assert_eq!(experiment.verdict, Verdict::Compatible);
+        let change = experiment
+            .changes
+            .iter()
+            .find(|c| c.field == "guardrails")
+            .expect("the guardrails change is listed");
+        assert_eq!(change.new, shown);
+    }
+}
