@@ -1,7 +1,7 @@
 //! Pure statistics: Beta posteriors, fast Beta draws, credible intervals, P(best) and
 //! expected loss, exponential decay, sample-ratio checks, the stopping rule and the
-//! guardrail halt test. No I/O, no
-//! clock (times are passed in as milliseconds); randomness is passed in.
+//! guardrail halt test. No I/O, no clock (times are passed in as milliseconds); randomness
+//! is passed in.
 
 mod arm_comparison;
 mod beta_sampler;
