@@ -11,6 +11,9 @@ code (which integrates on the logit scale with a spectral cumulative matrix in f
   sum_{i=0}^{aB-1} B(aA+i, bA+bB) / ((bB+i) B(1+i, bB) B(aA, bA)), integer aB, summed
   exactly in mpmath; expected loss by the identity
   E[max(X-Y,0)] = a/(a+b) P(X'>Y) - c/(c+d) P(X>Y'), X' ~ Beta(a+1,b), Y' ~ Beta(c+1,d).
+* Guardrail P(worse): P(X > (1+d) Y) or P(X < (1-d) Y) by mp.quad over Y's density times
+  mpmath's regularized betainc of X at c*y, breakpoints at Y's mean +- t sd and at X's
+  mean +- t sd divided by c.
 * K arms, small shapes ("betainc" method; slow beyond a few arms): mp.quad over [0, 1] with breakpoints at every
   arm's mean +- t sd, of f_k(x) prod_{j!=k} I_x(a_j, b_j) (P(best)) and of
   1 - prod_j I_x(a_j, b_j) (E[max]), with mpmath's regularized betainc (hypergeometric).
@@ -302,9 +305,51 @@ def delay_references():
     print("pending exposures:", mp.nstr(pending, 20))
 
 
+def guardrail_references():
+    """P(X > (1+d) Y) and P(X < (1-d) Y), X ~ Beta(a1, b1) the arm, Y ~ Beta(a2, b2) the
+    reference: mp.quad over y of the Beta(a2, b2) density times mpmath's regularized
+    betainc of X at c*y, with breakpoints at Y's mean +- t sd and at the mean of X over c."""
+    print("== guardrail P(worse): arm, reference, harm, delta (dps 30)")
+    cases = [((2, 3), (3, 2), "higher", 0.0), ((11, 991), (21, 981), "higher", 0.1),
+             ((21, 981), (11, 991), "higher", 0.1), ((101, 9901), (51, 9951), "higher", 0.2),
+             ((60, 4941), (50, 4951), "lower", 0.05), ((0.5, 0.5), (1, 1), "higher", 1.0),
+             ((31, 2971), (21, 2981), "higher", 0.25),
+             ((40, 61), (55, 46), "lower", 0.1), ((3, 997), (1, 1), "higher", 0.3)]
+    for (a1, b1), (a2, b2), harm, d in cases:
+        a1, b1, a2, b2, d = map(mp.mpf, (a1, b1, a2, b2, d))
+        c = 1 + d if harm == "higher" else 1 - d
+        top = min(mp.mpf(1), 1 / c)
+        mean_y = a2 / (a2 + b2)
+        sd_y = mp.sqrt(a2 * b2 / ((a2 + b2) ** 2 * (a2 + b2 + 1)))
+        mean_x = a1 / (a1 + b1)
+        sd_x = mp.sqrt(a1 * b1 / ((a1 + b1) ** 2 * (a1 + b1 + 1)))
+        points = {mp.mpf(0), top}
+        for t in range(-12, 13):
+            for p in (mean_y + t * sd_y, (mean_x + t * sd_x) / c):
+                if 0 < p < top:
+                    points.add(p)
+        points = sorted(points)
+        log_b2 = mp.log(mp.beta(a2, b2))
+
+        def integrand(y):
+            if y <= 0 or y >= 1:
+                return mp.mpf(0)
+            dens = mp.exp((a2 - 1) * mp.log(y) + (b2 - 1) * mp.log(1 - y) - log_b2)
+            t = c * y
+            if harm == "higher":
+                tail = mp.betainc(a1, b1, t, 1, regularized=True)
+            else:
+                tail = mp.betainc(a1, b1, 0, t, regularized=True)
+            return dens * tail
+
+        p = mp.quad(integrand, points)
+        print(f"(({a1}, {b1}), ({a2}, {b2}), Harm::{harm}, {d}) => {mp.nstr(p, 20)}")
+
+
 if __name__ == "__main__":
     delay_references()
     log_beta_references()
     srm_references()
     two_arm_references()
     k_arm_references()
+    guardrail_references()

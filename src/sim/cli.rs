@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use super::delay::ConversionDelay;
 use super::delay_compare::{compare_delay_correction, render_comparison};
 use super::format::{render_csv, render_json, render_table};
+use super::guardrail::{self, GuardrailRates};
 use super::rates::RateSpec;
 use super::scenario::{Scenario, Settings};
 use super::summary::simulate;
@@ -93,6 +94,17 @@ pub struct SimulateArgs {
     /// half_life and min_duration).
     #[arg(long, env = "BANDITD_SIM_ARRIVAL_RATE")]
     pub arrival_rate: Option<f64>,
+    /// Guardrail rates per arm, `METRIC:RATES` with the rates as in --rates
+    /// (`refunds:control=0.01,bold=0.02`); repeatable, one per guardrail. The metric must be
+    /// in the experiment's `guardrails:` list, whose rule decides the halts; a halted arm
+    /// gets no more traffic.
+    #[arg(
+        long = "guardrail",
+        env = "BANDITD_SIM_GUARDRAIL",
+        value_delimiter = ';',
+        value_parser = GuardrailRates::parse
+    )]
+    pub guardrails: Vec<GuardrailRates>,
     /// Output format.
     #[arg(long, env = "BANDITD_SIM_FORMAT", value_enum, default_value = "table")]
     pub format: OutputFormat,
@@ -160,7 +172,17 @@ pub(crate) fn prepare(args: &SimulateArgs) -> Result<(Scenario, Settings), Strin
                     }
                 },
             };
-            Scenario::from_experiment(experiment, &args.rates)
+            Scenario::from_experiment(experiment, &args.rates).and_then(|mut scenario| {
+                scenario.guardrails = guardrail::from_experiment(experiment, &args.guardrails)?;
+                Ok(scenario)
+            })
+        }
+        (None, Some(_)) if !args.guardrails.is_empty() => {
+            return Err(
+                "--guardrail needs an experiment file: the halt rule comes from its \
+                        `guardrails:` list"
+                    .to_owned(),
+            );
         }
         (None, Some(arms)) => Scenario::bare(arms, &args.rates),
         // clap's group makes exactly one of them present.

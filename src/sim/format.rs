@@ -79,6 +79,24 @@ pub fn render_table(summary: &Summary) -> String {
     }
     render_stopping(&mut out, summary);
     render_even_split(&mut out, summary);
+    for halt in &summary.halts {
+        let _ = write!(
+            out,
+            "guardrail halts of {}: {} of runs (± {})",
+            halt.arm,
+            percent(halt.halted_share),
+            percent(halt.halted_share_std_error)
+        );
+        if let (Some(median), Some(p90)) =
+            (halt.median_exposures_to_halt, halt.p90_exposures_to_halt)
+        {
+            let _ = write!(
+                out,
+                "; exposures until halt: median {median:.0}, p90 {p90:.0}"
+            );
+        }
+        let _ = writeln!(out);
+    }
     out
 }
 
@@ -331,6 +349,7 @@ mod tests {
                 picks_best: 0.62,
             },
             conversions_saved_vs_even_split: 0.25,
+            halts: Vec::new(),
         }
     }
 

@@ -10,6 +10,7 @@ mod delay_posterior;
 mod error;
 mod even_split;
 mod format;
+mod guardrail;
 mod rates;
 mod run;
 mod scenario;
@@ -24,6 +25,7 @@ pub use delay_compare::{
 pub use error::SimError;
 pub use even_split::{EvenSplit, even_split};
 pub use format::{render_csv, render_json, render_table};
+pub use guardrail::{ArmHalt, DEFAULT_CHECK_EVERY, GuardrailRates, HaltSummary, SimGuardrail};
 pub use rates::RateSpec;
 pub use run::{DeclaredWinner, RunOutcome, run_once, run_rng};
 pub use scenario::{MIN_EVALUATE_EVERY, MS_PER_HOUR, Scenario, Settings, SimArm, SimStopping};

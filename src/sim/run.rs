@@ -22,6 +22,7 @@ use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 
 use super::delay_posterior::DelayTracker;
 use super::error::SimError;
+use super::guardrail::{ArmHalt, DEFAULT_CHECK_EVERY, GuardrailRun};
 use super::scenario::{Scenario, Settings};
 use crate::policy::{self, ArmView, Mode};
 use crate::spec::OnWinner;
@@ -60,6 +61,8 @@ pub struct RunOutcome {
     /// With a clock: every arm's P(best) under the posterior the policy used, at the start of
     /// each simulated day after the first (for the reliability of P(best)).
     pub daily_prob_best: Vec<Vec<f64>>,
+    /// Arms halted by a guardrail, in the order halted.
+    pub halts: Vec<ArmHalt>,
 }
 
 /// Milliseconds per simulated day, the spacing of [`RunOutcome::daily_prob_best`].
@@ -141,6 +144,7 @@ pub fn run_once(
         conversions: 0,
         conversions_outside_window: 0,
         daily_prob_best: Vec::new(),
+        halts: Vec::new(),
     };
     let mut tracker = match (scenario.delay_correction, scenario.reward_window_ms) {
         (Some(base), Some(window_ms)) if has_clock => {
@@ -150,10 +154,16 @@ pub fn run_once(
     };
     let mut pending_exposures = vec![0.0; arm_count];
     let mut next_day_ms = MS_PER_DAY;
+    let mut guardrails = GuardrailRun::new(&scenario.guardrails, arm_count);
     let mut checkpoint = checkpoints.iter().copied().peekable();
 
     for index in 0..horizon {
         let now_ms = settings.time_ms(index);
+        let check_guardrails = !scenario.guardrails.is_empty() && index % DEFAULT_CHECK_EVERY == 0;
+        if check_guardrails {
+            let exposures: Vec<u64> = counters.iter().map(|c| c.exposures).collect();
+            guardrails.check(&exposures, index);
+        }
         if index % update_every == 0 {
             while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
                 if arrival_ms > now_ms {
@@ -176,6 +186,7 @@ pub fn run_once(
                 half_life_ms,
                 &mut views,
             );
+            guardrails.retire_halted(&mut views);
             if has_clock && now_ms >= next_day_ms {
                 next_day_ms += MS_PER_DAY;
                 let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
@@ -208,6 +219,9 @@ pub fn run_once(
             }
         }
 
+        if check_guardrails {
+            guardrails.retire_halted(&mut views);
+        }
         let arm = policy::decide(mode, scenario.params, &views, &shares, &mut rng)?.arm;
         let state = &mut counters[arm];
         state.exposures += 1;
@@ -244,6 +258,7 @@ pub fn run_once(
                 }
             }
         }
+        guardrails.observe(arm, &mut rng);
         if checkpoint.peek() == Some(&(index + 1)) {
             checkpoint.next();
             // Σ_k N_k·Δ_k: the exact sum of per-assignment gaps, without accumulated rounding.
@@ -278,6 +293,7 @@ pub fn run_once(
         half_life_ms,
         &mut views,
     );
+    guardrails.retire_halted(&mut views);
     let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
     outcome.leader_at_end = stats::compare_arms(&shapes).ok().and_then(|comparison| {
         comparison
@@ -291,6 +307,7 @@ pub fn run_once(
             })
             .map(|(k, _)| k)
     });
+    outcome.halts = guardrails.halts;
     Ok(outcome)
 }
 

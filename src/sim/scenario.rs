@@ -4,6 +4,7 @@
 
 use super::delay::ConversionDelay;
 use super::error::SimError;
+use super::guardrail::SimGuardrail;
 use super::rates::RateSpec;
 use crate::policy::Params;
 use crate::spec::{Experiment, OnWinner, Prior};
@@ -47,6 +48,8 @@ pub struct Scenario {
     /// `reward.delay`: the delay-aware posterior's base law, `None` for the naive posterior.
     /// Needs a clock and a reward window to mean anything.
     pub delay_correction: Option<BaseDelay>,
+    /// Guardrails with their true rates (`--guardrail`); a halted arm gets no more traffic.
+    pub guardrails: Vec<SimGuardrail>,
 }
 
 impl Scenario {
@@ -84,6 +87,7 @@ impl Scenario {
             half_life_ms: experiment.policy.half_life.map(|h| h.as_millis()),
             reward_window_ms: Some(experiment.reward.window.as_millis()),
             delay_correction: experiment.reward.delay.base(),
+            guardrails: Vec::new(),
         })
     }
 
@@ -118,6 +122,7 @@ impl Scenario {
             half_life_ms: None,
             reward_window_ms: None,
             delay_correction: None,
+            guardrails: Vec::new(),
         })
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::error::SimError;
 use super::even_split::{EvenSplit, even_split, percent_of};
+use super::guardrail::{self, HaltSummary};
 use super::run::{RunOutcome, run_once};
 use super::scenario::{MS_PER_HOUR, Scenario, Settings};
 
@@ -114,6 +115,8 @@ pub struct Summary {
     /// Conversions the bandit kept over the even split: the split's regret minus the
     /// bandit's mean regret at the horizon (negative: the bandit lost more).
     pub conversions_saved_vs_even_split: f64,
+    /// Per arm, how often and how soon a guardrail halted it (empty without guardrails).
+    pub halts: Vec<HaltSummary>,
 }
 
 /// Runs `settings.runs` runs of `scenario` on `settings.threads` threads and summarises
@@ -284,6 +287,12 @@ fn summarise(
         final_pick_is_best: picked_best / runs,
         conversions_saved_vs_even_split: even_split.regret - bandit_regret,
         even_split,
+        halts: if scenario.guardrails.is_empty() {
+            Vec::new()
+        } else {
+            let ids: Vec<String> = scenario.arms.iter().map(|a| a.id.clone()).collect();
+            guardrail::summarise(&ids, outcomes)
+        },
     }
 }
 

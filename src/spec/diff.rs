@@ -454,6 +454,9 @@ fn field_changes(old: &Experiment, new: &Experiment) -> Vec<FieldChange> {
         optional(old.policy.half_life),
         optional(new.policy.half_life),
     );
+    // Guardrails only decide which arms keep getting traffic, like the stopping rule, so
+    // any change is compatible (see `show_guardrails` for what the data means afterwards).
+    diff("guardrails", show_guardrails(old), show_guardrails(new));
     match (&old.stopping, &new.stopping) {
         (Some(o), Some(n)) => {
             diff(
@@ -507,6 +510,31 @@ fn optional<T: Display>(value: Option<T>) -> String {
 
 fn show_environments(list: Option<&[String]>) -> String {
     list.map_or_else(|| "all".to_owned(), |l| format!("[{}]", l.join(", ")))
+}
+
+/// `refunds lower_is_better 0.1 @0.99 ≥1000 vs control; …`, or `none`. Guardrail events
+/// are kept per metric name, so a renamed metric starts from no events (the old name's
+/// events stay stored but no rule reads them), while a changed direction, tolerance or
+/// confidence re-reads the same events under the new rule.
+fn show_guardrails(e: &Experiment) -> String {
+    if e.guardrails.is_empty() {
+        return "none".to_owned();
+    }
+    e.guardrails
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {} {} @{} ≥{} vs {}",
+                g.metric,
+                g.direction,
+                g.max_relative_change,
+                g.confidence,
+                g.min_exposures,
+                e.guardrail_reference(g)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn show_prior(prior: Prior) -> String {

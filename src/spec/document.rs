@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::model::{Experiment, Prior, StoppingSpec, Variant};
+use super::model::{Experiment, Guardrail, Prior, StoppingSpec, Variant};
 
 impl Experiment {
     /// The experiment as its YAML document, field names and spellings as in the files
@@ -41,6 +41,12 @@ impl Experiment {
         doc.insert("policy".into(), Value::Object(policy));
         if let Some(stopping) = &self.stopping {
             doc.insert("stopping".into(), stopping_document(stopping));
+        }
+        if !self.guardrails.is_empty() {
+            doc.insert(
+                "guardrails".into(),
+                Value::Array(self.guardrails.iter().map(guardrail).collect()),
+            );
         }
         doc.insert(
             "default_variant".into(),
@@ -84,6 +90,23 @@ fn stopping_document(stopping: &StoppingSpec) -> Value {
     }
     block.insert("on_winner".into(), json!(stopping.on_winner.as_str()));
     Value::Object(block)
+}
+
+/// `against` only when set: unset means "the `default_variant`", which the reader restores.
+fn guardrail(guardrail: &Guardrail) -> Value {
+    let mut entry = Map::new();
+    entry.insert("metric".into(), json!(guardrail.metric.as_str()));
+    entry.insert("direction".into(), json!(guardrail.direction.as_str()));
+    entry.insert(
+        "max_relative_change".into(),
+        json!(guardrail.max_relative_change),
+    );
+    entry.insert("confidence".into(), json!(guardrail.confidence));
+    entry.insert("min_exposures".into(), json!(guardrail.min_exposures));
+    if let Some(against) = &guardrail.against {
+        entry.insert("against".into(), json!(against.as_str()));
+    }
+    Value::Object(entry)
 }
 
 /// `payload` is always written, `null` included: the reader requires the key.

@@ -14,6 +14,11 @@ pub struct ExperimentId(String);
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VariantId(String);
 
+/// Guardrail metric name: `[a-z0-9_-]{1,64}` (the id rules: it travels in event bodies
+/// and in metric labels), unique within an experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricName(String);
+
 /// Why an id was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdError {
@@ -57,6 +62,21 @@ impl VariantId {
     }
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+impl MetricName {
+    pub fn parse(s: &str) -> Result<Self, IdError> {
+        check_id(s).map(|()| Self(s.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for MetricName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -262,6 +282,47 @@ pub struct StoppingSpec {
     pub on_winner: OnWinner,
 }
 
+/// Which guardrail rates are good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuardrailDirection {
+    /// A cost (refunds, errors): an arm above the comparison is worse.
+    LowerIsBetter,
+    /// A benefit (retention): an arm below the comparison is worse.
+    HigherIsBetter,
+}
+
+impl GuardrailDirection {
+    /// The YAML spelling, e.g. `lower_is_better`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardrailDirection::LowerIsBetter => "lower_is_better",
+            GuardrailDirection::HigherIsBetter => "higher_is_better",
+        }
+    }
+}
+
+impl std::fmt::Display for GuardrailDirection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A second metric that must not get worse: an arm whose rate is worse than the
+/// comparison arm's by more than `max_relative_change`, with posterior probability at
+/// least `confidence` (after `min_exposures` on both), is halted (`stats::check_guardrail`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Guardrail {
+    pub metric: MetricName,
+    pub direction: GuardrailDirection,
+    /// δ ≥ 0 (below 1 when higher is better): 0.1 tolerates a 10% relative worsening.
+    pub max_relative_change: f64,
+    /// In (0.5, 1).
+    pub confidence: f64,
+    pub min_exposures: u64,
+    /// The comparison arm; `None`: the experiment's `default_variant`.
+    pub against: Option<VariantId>,
+}
+
 /// One arm of an experiment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variant {
@@ -289,6 +350,8 @@ pub struct Experiment {
     pub policy: PolicySpec,
     /// When to declare a winner; `None`: never, the analyst concludes by hand.
     pub stopping: Option<StoppingSpec>,
+    /// Second metrics that halt an arm that harms them; empty when the file lists none.
+    pub guardrails: Vec<Guardrail>,
     pub default_variant: VariantId,
     /// Required when (and only allowed when) `status: concluded`.
     pub winner: Option<VariantId>,
@@ -312,6 +375,11 @@ impl Experiment {
             .get(k)
             .and_then(|v| v.prior)
             .unwrap_or(self.prior)
+    }
+
+    /// The comparison arm of a guardrail: its `against`, else `default_variant`.
+    pub fn guardrail_reference<'a>(&'a self, guardrail: &'a Guardrail) -> &'a VariantId {
+        guardrail.against.as_ref().unwrap_or(&self.default_variant)
     }
 
     /// Whether the experiment is loaded in `environment` (`None`: no filter).

@@ -22,7 +22,7 @@ use super::model::{
     Status, Variant, VariantId,
 };
 use super::node::{Node, NodeKind, read_document};
-use super::stopping;
+use super::{guardrails, stopping};
 
 /// Revision of a file that does not say: the first data epoch.
 pub const DEFAULT_REVISION: u32 = 1;
@@ -52,6 +52,7 @@ pub(super) const EXPERIMENT_FIELDS: &[&str] = &[
     "prior",
     "policy",
     "stopping",
+    "guardrails",
     "default_variant",
     "winner",
     "variants",
@@ -172,6 +173,9 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         None => Some(None),
         Some(n) => stopping::stopping(report, n).map(Some),
     };
+    let guardrails = fields
+        .get("guardrails")
+        .map(|n| guardrails::guardrails(report, n));
     let variants_node = fields.require(report, "variants", "[{id: control, payload: {}}, ...]");
     let arms = variants_node.and_then(|n| variants(report, n));
 
@@ -187,6 +191,11 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         .require(report, "default_variant", &example)
         .and_then(|n| variant_reference(report, n, "default_variant", arms.as_ref()));
     let winner = winner(report, &fields, status_node, status, arms.as_ref());
+    let known_ids = arms
+        .as_ref()
+        .filter(|a| a.all_ids_known)
+        .map(|a| &a.ids[..]);
+    let guardrails = guardrails::resolve(report, guardrails, known_ids);
 
     Some(Experiment {
         id: id?,
@@ -200,6 +209,7 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         prior: prior?,
         policy: policy?,
         stopping: stopping?,
+        guardrails: guardrails?,
         default_variant: default_variant?,
         winner: winner?,
         variants: arms?.parsed?,

@@ -383,7 +383,7 @@ fn an_unknown_field_is_an_error_listing_the_allowed_fields() {
         &[
             "unknown field `rollout` in the experiment; allowed fields: id, description, owner, \
              status, environments, revision, assignment, reward, prior, policy, stopping, \
-             default_variant, winner, variants",
+             guardrails, default_variant, winner, variants",
         ],
     );
 }

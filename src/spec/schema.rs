@@ -16,6 +16,9 @@
 
 use serde_json::{Value, json};
 
+use super::guardrails::{
+    DEFAULT_GUARDRAIL_CONFIDENCE, DEFAULT_GUARDRAIL_MIN_EXPOSURES, DIRECTIONS,
+};
 use super::node::MAX_NESTING;
 use super::parse::{
     ASSIGNMENTS, DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, MAX_VARIANTS, STATUSES,
@@ -252,6 +255,15 @@ pub fn json_schema() -> Value {
                     }
                 }
             },
+            "guardrails": {
+                "description": "Second metrics that must not get worse (refunds, errors): an \
+                    arm worse than the comparison arm by more than max_relative_change, with \
+                    posterior probability at least confidence, is halted. Checked by `banditd \
+                    validate` and `banditd simulate`; `banditd serve` refuses experiments \
+                    with guardrails until the server enforces them.",
+                "type": ["array", "null"],
+                "items": {"$ref": "#/$defs/guardrail"}
+            },
             "default_variant": {
                 "description": "Required: the variant served while paused, or when anything \
                     fails; usually the current production experience. Must be one of the \
@@ -320,6 +332,62 @@ pub fn json_schema() -> Value {
                     }
                 }
             },
+            "guardrail": {
+                "description": "One guardrail metric and its halt rule.",
+                "type": "object",
+                "additionalProperties": false,
+                "required": ["metric", "direction", "max_relative_change"],
+                "properties": {
+                    "metric": {
+                        "description": "Required: the metric's name in guardrail events; \
+                            id rules, unique within the file, and not `reward` (the primary \
+                            reward's name).",
+                        "$ref": "#/$defs/id",
+                        "examples": ["refunds"]
+                    },
+                    "direction": {
+                        "description": "Required: lower_is_better for a cost (refunds, \
+                            errors), higher_is_better for a benefit (retention).",
+                        "enum": names(DIRECTIONS)
+                    },
+                    "max_relative_change": {
+                        "description": "Required: the relative worsening tolerated (0.1 = an \
+                            arm may be 10% worse than the comparison arm). At least 0; below 1 \
+                            with higher_is_better.",
+                        "type": "number",
+                        "minimum": 0,
+                        "examples": [0.1]
+                    },
+                    "confidence": {
+                        "description": format!(
+                            "Halt once the probability that the arm is worse by more than \
+                             max_relative_change reaches this. Above 0.5 and below 1. \
+                             Optional, default {DEFAULT_GUARDRAIL_CONFIDENCE}."
+                        ),
+                        "type": ["number", "null"],
+                        "exclusiveMinimum": 0.5,
+                        "exclusiveMaximum": 1,
+                        "default": DEFAULT_GUARDRAIL_CONFIDENCE
+                    },
+                    "min_exposures": {
+                        "description": format!(
+                            "No halt before both the arm and the comparison arm have been \
+                             shown this many times. Optional, default \
+                             {DEFAULT_GUARDRAIL_MIN_EXPOSURES}."
+                        ),
+                        "type": ["integer", "null"],
+                        "minimum": 0,
+                        "maximum": u64::MAX,
+                        "default": DEFAULT_GUARDRAIL_MIN_EXPOSURES
+                    },
+                    "against": {
+                        "description": "The comparison arm: one of the variant ids. \
+                            Optional, default the experiment's default_variant.",
+                        "type": ["string", "null"],
+                        "pattern": ID_PATTERN
+                    }
+                }
+            },
             "variant": {
                 "description": "One arm of the experiment.",
                 "type": "object",
@@ -362,7 +430,9 @@ fn top_level_description() -> String {
         "One banditd experiment: the variants to compare and how traffic is split between \
          them. `banditd validate` checks everything this schema checks, and also: \
          `default_variant` and `winner` must name one of the variants; variant ids must be \
-         unique within the file; min_share × the number of variants must stay below 1; \
+         unique within the file; a guardrail's `against` must name one of the variants, its \
+         metric must be unique within the file, and its max_relative_change must be below 1 \
+         with higher_is_better; min_share × the number of variants must stay below 1; \
          experiment ids must be unique across the folder; numbers must be finite (no .inf or \
          .nan); a duration is at most 18446744073709551 seconds (about 584 million years); a \
          whole number written with a decimal point or an exponent (100.0, 1e3) must be at \

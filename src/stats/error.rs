@@ -16,6 +16,9 @@ pub enum StatsError {
     /// A delay law was asked for over a reward window of zero length.
     #[error("a delay law needs a reward window longer than 0")]
     EmptyWindow,
+    /// A guardrail's tolerated relative change that is negative, infinite or NaN.
+    #[error("relative change must be finite and at least 0, got {0}")]
+    InvalidRelativeChange(f64),
 }
 
 /// Checks that both shapes describe a proper Beta distribution.

@@ -1,6 +1,7 @@
 //! Pure statistics: Beta posteriors, fast Beta draws, credible intervals, P(best) and
-//! expected loss, exponential decay, delay-aware exposure counts, sample-ratio checks and the stopping rule. No I/O, no
-//! clock (times are passed in as milliseconds); randomness is passed in.
+//! expected loss, exponential decay, delay-aware exposure counts, sample-ratio checks, the
+//! stopping rule and the guardrail halt test. No I/O, no clock (times are passed in as
+//! milliseconds); randomness is passed in.
 
 mod arm_comparison;
 mod beta_sampler;
@@ -9,6 +10,7 @@ mod delay;
 mod error;
 mod gamma;
 mod gauss_legendre;
+mod guardrail;
 mod logit_beta;
 mod posterior;
 mod quantile;
@@ -26,6 +28,9 @@ pub use delay::{
     pending_exposures,
 };
 pub use error::StatsError;
+pub use guardrail::{
+    GuardrailRule, GuardrailVerdict, HaltEvidence, Harm, check_guardrail, prob_worse,
+};
 pub use posterior::Posterior;
 pub use quantile::{ASYMPTOTIC_MIN_SHAPE, beta_quantile};
 pub use srm::{SRM_ALERT_P, srm_p_value};

@@ -38,7 +38,14 @@ fn field_rows() -> Vec<FieldRow> {
 }
 
 /// Default cells that say "no value" in words rather than giving one.
-const NO_VALUE_WORDS: &[&str] = &["", "none", "all", "unset", "experiment prior"];
+const NO_VALUE_WORDS: &[&str] = &[
+    "",
+    "none",
+    "all",
+    "unset",
+    "experiment prior",
+    "default_variant",
+];
 
 /// A README default cell as a value (`{alpha: 1, beta: 1}` is YAML), or `None` for words.
 fn default_value(cell: &str) -> Option<Value> {
@@ -180,9 +187,17 @@ fn the_readme_field_table_matches_the_json_schema() {
 /// A bundled experiment as the parser's full document (every field written out).
 fn bundled_document() -> Value {
     let text = read(Path::new("experiments/homepage-headline.yaml"));
-    parse_experiment(Path::new("x.yaml"), &text)
+    let mut doc = parse_experiment(Path::new("x.yaml"), &text)
         .expect("the bundled experiment parses")
-        .to_document()
+        .to_document();
+    // The bundled files list no guardrails (`serve` refuses them until the server enforces
+    // them); one entry with the required fields lets every `guardrails[]` row be checked.
+    doc["guardrails"] = json!([{
+        "metric": "refunds",
+        "direction": "lower_is_better",
+        "max_relative_change": 0.1
+    }]);
+    doc
 }
 
 /// Parses `doc` (JSON is YAML) the way `banditd validate` parses a file.
@@ -223,6 +238,7 @@ fn example(field: &str) -> Option<Value> {
         "policy.half_life" => json!("14d"),
         "stopping.min_duration" => json!("3d"),
         "variants[].prior" => json!({"alpha": 2, "beta": 40}),
+        "guardrails[].against" => json!("control"),
         "$schema" => json!("../schema/experiment.schema.json"),
         _ => return None,
     })

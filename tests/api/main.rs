@@ -15,6 +15,7 @@ mod events_batch;
 mod export;
 mod failsafe;
 mod folder;
+mod guardrails;
 mod helpers;
 mod metrics;
 mod operators;
