@@ -241,10 +241,14 @@ impl Engine {
                 return Ok(Assignment::degraded_default(live));
             }
         }
+        let past_burn_in = super::burn_in::ended_since_snapshot(&live, &snapshot, mode);
+        let arms = past_burn_in
+            .as_ref()
+            .map_or(&snapshot.arms[..], |(arms, _)| &arms[..]);
         let decision = match policy::decide(
             mode,
             live.params(),
-            &snapshot.arms,
+            arms,
             &snapshot.shares,
             &mut rand::rng(),
         ) {
@@ -267,13 +271,17 @@ impl Engine {
             ));
         }
         let variant = live.spec.variants[decision.arm].id.as_str();
-        let tally = live.tally(&snapshot, now_ms);
+        let mut tally = live.tally(&snapshot, now_ms);
+        if let Some((_, allocation)) = past_burn_in {
+            tally.allocation = allocation;
+        }
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
                 if !self.store.count_exposure(&live.epoch, variant, tally) {
                     // Not counted, so no token: a reward could otherwise outrun exposures.
                     return Ok(Assignment::degraded_default(live));
                 }
+                snapshot.fresh.record(decision.arm);
                 let mut answer =
                     Assignment::untokened(live, decision.arm, decision.propensity, true);
                 self.sign(&mut answer, unit, now_ms);
@@ -317,6 +325,9 @@ impl Engine {
                 };
                 match stored {
                     Ok((record, counted)) => {
+                        if counted {
+                            snapshot.fresh.record(decision.arm);
+                        }
                         Ok(self.answer_stored(live, unit, mode, &record, counted, false))
                     }
                     // Nothing was acknowledged, so nothing is counted or promised.

@@ -45,6 +45,9 @@ pub struct Snapshot {
     pub info: EpochInfo,
     /// The stopping rule's current verdict (`None` without a rule).
     pub verdict: Option<Verdict>,
+    /// Exposures this process counted while this snapshot was current, for burn-in
+    /// (see `burn_in`).
+    pub fresh: super::burn_in::FreshExposures,
 }
 
 impl Snapshot {
@@ -114,7 +117,7 @@ impl Snapshot {
             let rule = StoppingRule {
                 prob_best: rule.prob_best,
                 max_expected_loss: rule.max_expected_loss,
-                min_exposures: rule.min_exposures,
+                min_exposures: rule.required_exposures(),
                 min_duration_ms: rule.min_duration.map_or(0, |d| d.as_millis()),
             };
             let exposures: Vec<u64> = counters[..active].iter().map(|c| c.exposures).collect();
@@ -127,6 +130,7 @@ impl Snapshot {
             )
         });
         let retired_arms = variant_ids.len() - active;
+        let variant_ids_len = variant_ids.len();
         let mut shares = comparison.prob_best;
         shares.extend(std::iter::repeat_n(0.0, retired_arms));
         let mut expected_loss = comparison.expected_loss;
@@ -142,6 +146,7 @@ impl Snapshot {
             allocation: Arc::from(Vec::new()),
             info,
             verdict,
+            fresh: super::burn_in::FreshExposures::new(variant_ids_len),
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),

@@ -2,6 +2,7 @@
 //! around the pure `policy`/`stats` core: it owns the clock, the RNG and the store handle.
 
 mod assign;
+mod burn_in;
 pub mod clock;
 mod error;
 mod events;
@@ -216,3 +217,7 @@ impl Engine {
         Ok(self.store.expire(self.clock.now_ms()).await?)
     }
 }
+
+#[cfg(test)]
+#[path = "semantics_tests.rs"]
+mod semantics_tests;

@@ -68,7 +68,7 @@ impl Scenario {
                 rule: StoppingRule {
                     prob_best: stopping.prob_best,
                     max_expected_loss: stopping.max_expected_loss,
-                    min_exposures: stopping.min_exposures,
+                    min_exposures: stopping.required_exposures(),
                     min_duration_ms: stopping.min_duration.map_or(0, |d| d.as_millis()),
                 },
                 on_winner: stopping.on_winner,

@@ -9,6 +9,7 @@ mod diff_render;
 mod document;
 pub mod duration;
 pub mod error;
+mod exposure;
 mod fields;
 pub mod model;
 mod node;
@@ -23,9 +24,10 @@ pub use diff::{
 pub use diff_render::{TrafficFacts, thousands};
 pub use duration::HumanDuration;
 pub use error::{MAX_EXCERPT_CHARS, Position, SpecError, excerpt, quoted};
+pub use exposure::DEFAULT_CONFIRM_WITHIN_SECONDS;
 pub use model::{
-    AssignmentMode, Experiment, ExperimentId, IdError, OnWinner, PolicySpec, Prior, RewardSpec,
-    Status, StoppingSpec, Variant, VariantId,
+    AssignmentMode, Experiment, ExperimentId, ExposureMode, ExposureSpec, IdError, OnWinner,
+    PolicySpec, Prior, RewardSpec, Status, StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,
