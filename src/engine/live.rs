@@ -216,7 +216,11 @@ fn params_of(spec: &Experiment) -> Params {
 #[derive(Debug)]
 pub struct LiveExperiment {
     pub spec: Experiment,
+    /// Where the counted exposures, the rewards and the decision live.
     pub epoch: Epoch,
+    /// Where sticky assignments are kept: `epoch` itself, or with `exposure: on_render` a
+    /// ledger of assignments beside it (see `engine::exposure`).
+    pub assignment_epoch: Epoch,
     /// Each variant's payload as JSON text, by variant index: encoded once per reload instead
     /// of once per assign call.
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
@@ -229,6 +233,7 @@ pub struct LiveExperiment {
 impl LiveExperiment {
     pub fn new(spec: Experiment, snapshot: Snapshot) -> Self {
         let epoch = epoch_of(&spec);
+        let assignment_epoch = super::exposure::assignment_epoch(&spec, &epoch);
         let payloads = spec
             .variants
             .iter()
@@ -245,6 +250,7 @@ impl LiveExperiment {
         Self {
             spec,
             epoch,
+            assignment_epoch,
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),

@@ -7,6 +7,7 @@ pub mod clock;
 mod error;
 mod events;
 pub mod export;
+pub mod exposure;
 mod history;
 mod live;
 mod refresh;

@@ -111,7 +111,8 @@ struct AssignQuery {
     "token": "eyJ...",
     "propensity": 0.5,
     "counted": true,
-    "degraded": false
+    "degraded": false,
+    "confirm": false
 }))]
 pub struct AssignmentDto<'a> {
     pub experiment: &'a str,
@@ -129,6 +130,10 @@ pub struct AssignmentDto<'a> {
     /// Always present: true when the store could not make the exposure durable, so the answer
     /// is the fallback (default variant, or a known unit's variant) and counts nothing.
     pub degraded: bool,
+    /// True for an experiment with `exposure: on_render`: the assignment is recorded but
+    /// counts (and can be rewarded) only once the page posts this `token` to
+    /// `POST /v1/exposures` after showing the variant; `counted` is then false.
+    pub confirm: bool,
 }
 
 impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
@@ -141,6 +146,7 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
             propensity: a.propensity,
             counted: a.counted,
             degraded: a.degraded,
+            confirm: a.confirm,
         }
     }
 }

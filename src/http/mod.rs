@@ -11,6 +11,7 @@ mod body;
 pub mod events;
 pub mod experiments;
 pub mod export;
+pub mod exposures;
 pub mod health;
 mod keys;
 pub mod metrics;
@@ -37,6 +38,7 @@ pub fn routes(api: &mut impl openapi::Routes) {
     assign::routes(api);
     events::routes(api);
     export::routes(api);
+    exposures::routes(api);
     experiments::routes(api);
     health::routes(api);
     metrics::routes(api);
