@@ -301,7 +301,10 @@ impl Engine {
             half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
             allocation: allocation.into(),
         };
-        let arm = snapshot.variant_ids.iter().position(|v| *v == record.variant);
+        let arm = snapshot
+            .variant_ids
+            .iter()
+            .position(|v| *v == record.variant);
         let (_, won) = self
             .store
             .insert_sticky(&live.epoch, &unit, record, tally)

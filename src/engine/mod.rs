@@ -8,6 +8,7 @@ mod error;
 mod events;
 pub mod export;
 pub mod exposure;
+mod exposure_report;
 mod history;
 mod live;
 mod refresh;

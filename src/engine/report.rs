@@ -63,6 +63,12 @@ pub struct ArmReport {
     pub traffic_share: f64,
     /// Exposures the policy's own allocation probabilities predict (sample-ratio check).
     pub expected_exposures: f64,
+    /// Assignments handed out. With `exposure: on_assign` each is an exposure (equal to
+    /// `exposures`); with `on_render`, `exposures` counts only the confirmed ones.
+    pub assigned: u64,
+    /// `on_render`: exposures / assigned, the share of assignments the page confirmed
+    /// (`null` before the first assignment, and always with `on_assign`).
+    pub confirmation_rate: Option<f64>,
 }
 
 /// Beta posterior of one arm.
@@ -104,8 +110,12 @@ pub struct DecisionReport {
 pub struct SrmReport {
     /// Pearson chi-square p-value; `null` with too little data.
     pub p_value: Option<f64>,
-    /// True when p < 0.001: a broken frontend, bots or a caching bug.
+    /// True when p < 0.001: a broken frontend, bots or a caching bug (README, "Reading the
+    /// results", says what each exposure mode can detect).
     pub alert: bool,
+    /// With an alert: the arm furthest below its expected exposures (standardised residual),
+    /// where the missing exposures are.
+    pub short_arm: Option<String>,
 }
 
 /// `GET /v1/experiments/{id}`.
@@ -119,6 +129,10 @@ pub struct ExperimentReport {
     pub min_share: f64,
     pub half_life: Option<String>,
     pub reward_window: String,
+    /// When an assignment counts as an exposure.
+    pub exposure: crate::spec::ExposureMode,
+    /// `on_render`: how long after its assignment a confirmation is accepted.
+    pub confirm_within: Option<String>,
     pub started_ms: Option<u64>,
     pub stopping: DecisionReport,
     pub srm: SrmReport,
@@ -175,8 +189,14 @@ impl Engine {
         } else {
             &live.spec
         };
+        let assigned = self
+            .assigned_counts(live, revision.unwrap_or(live.epoch.revision))
+            .await?;
         let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
-            .map(|k| arm_report(k, &snapshot, level, snapshot.is_retired(spec, k)))
+            .map(|k| {
+                let arm = arm_report(k, &snapshot, level, snapshot.is_retired(spec, k));
+                super::exposure_report::with_assigned(arm, assigned.as_ref())
+            })
             .collect();
         let p_value = snapshot.srm_p_value();
         let stopping = decision_report(spec, &snapshot);
@@ -199,11 +219,17 @@ impl Engine {
             min_share: spec.policy.min_share,
             half_life: spec.policy.half_life.map(|h| h.to_string()),
             reward_window: spec.reward.window.to_string(),
+            exposure: spec.exposure.mode,
+            confirm_within: (spec.exposure.mode == crate::spec::ExposureMode::OnRender)
+                .then(|| spec.exposure.confirm_within.to_string()),
             started_ms: snapshot.info.started_ms,
             stopping,
             srm: SrmReport {
                 p_value,
                 alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
+                short_arm: p_value
+                    .filter(|p| *p < SRM_ALERT_P)
+                    .and_then(|_| super::exposure_report::short_arm(&snapshot)),
             },
             arms,
         })
@@ -283,6 +309,9 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
         expected_loss: snapshot.expected_loss[k],
         traffic_share: snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
         expected_exposures: c.expected_exposures,
+        // Filled in by `exposure_report::with_assigned`.
+        assigned: c.exposures,
+        confirmation_rate: None,
     }
 }
 

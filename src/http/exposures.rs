@@ -106,8 +106,12 @@ async fn read_confirmations(
         .trim()
         .to_ascii_lowercase();
     match content_type.as_str() {
-        "" | "application/json" | "text/plain" | "application/x-ndjson"
-        | "application/ndjson" | "application/jsonl" => {}
+        ""
+        | "application/json"
+        | "text/plain"
+        | "application/x-ndjson"
+        | "application/ndjson"
+        | "application/jsonl" => {}
         other => {
             return Err(ApiError::UnsupportedMediaType(format!(
                 "content type {other:?} is not accepted; send application/json (an array of \
@@ -133,7 +137,9 @@ fn parse_confirmations(body: &[u8]) -> ApiResult<Vec<Result<RawConfirmation, Str
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first == Some(b'[') {
         let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
-            ApiError::BadRequest(format!("the body must be a JSON array of confirmations: {e}"))
+            ApiError::BadRequest(format!(
+                "the body must be a JSON array of confirmations: {e}"
+            ))
         })?;
         return Ok(items.into_iter().map(decode).collect());
     }

@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod events_batch;
 mod export;
+mod exposures;
 mod failsafe;
 mod folder;
 mod helpers;
