@@ -306,7 +306,7 @@ pub fn confirmed_allocation(
             current
                 .iter()
                 .filter(|(v, p)| v != variant && p.is_finite() && *p > 0.0)
-                .map(|(v, p)| (v.clone(), (1.0 - propensity) * p / others)),
+                .map(|(v, p)| (v.clone(), (1.0 - propensity) * (p / others))),
         );
     }
     allocation

@@ -30,12 +30,16 @@
 //!   after the window (never before it);
 //! - `epochs`: first-write-wins decisions (racing, and across a restart), history ordering,
 //!   ranges and replacement at the same time, epoch start, durability of every acknowledged
-//!   write across a restart, health transitions where the backend can inject faults.
+//!   write across a restart, health transitions where the backend can inject faults;
+//! - `confirm`: `exposure: on_render` confirmations, counted once with the allocation of
+//!   their assignment, the ledger untouched, across a restart.
 
+mod confirm;
 mod epochs;
 mod rewards;
 mod sticky;
 
+pub use confirm::*;
 pub use epochs::*;
 pub use rewards::*;
 pub use sticky::*;
@@ -88,6 +92,7 @@ macro_rules! store_contract_tests {
             the_epoch_starts_at_its_first_counted_write_and_never_moves,
             acknowledged_writes_survive_a_restart,
             health_follows_a_failure_episode_and_writes_resume,
+            a_confirmation_counts_once_with_the_allocation_of_its_assignment,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {
