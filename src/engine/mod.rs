@@ -223,3 +223,7 @@ impl Engine {
 #[cfg(test)]
 #[path = "semantics_tests.rs"]
 mod semantics_tests;
+
+#[cfg(test)]
+#[path = "exposure_tests.rs"]
+mod exposure_tests;

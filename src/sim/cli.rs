@@ -59,6 +59,11 @@ pub struct SimulateArgs {
     /// half_life and min_duration).
     #[arg(long, env = "BANDITD_SIM_ARRIVAL_RATE")]
     pub arrival_rate: Option<f64>,
+    /// `exposure: on_render`: the probability that the page confirms an assignment, per arm
+    /// (`control=1,bold=0.5`, or in variant order). Only confirmed assignments count and
+    /// convert; the output says how often the sample-ratio check alerted. Default: all 1.
+    #[arg(long, env = "BANDITD_SIM_CONFIRM_RATE", value_parser = parse_rates)]
+    pub confirm_rate: Option<RateSpec>,
     /// Output format.
     #[arg(long, env = "BANDITD_SIM_FORMAT", value_enum, default_value = "table")]
     pub format: OutputFormat,
@@ -123,6 +128,12 @@ pub(crate) fn prepare(args: &SimulateArgs) -> Result<(Scenario, Settings), Strin
         _ => return Err("give an experiment file or --arms K, not both".to_owned()),
     }
     .map_err(|e| e.to_string())?;
+    let scenario = match &args.confirm_rate {
+        None => scenario,
+        Some(rates) => scenario
+            .with_confirm_rates(rates)
+            .map_err(|e| format!("--confirm-rate: {e}"))?,
+    };
     let defaults = Settings::default();
     let settings = Settings {
         horizon: args.horizon,

@@ -97,6 +97,23 @@ pub fn render_table(summary: &Summary) -> String {
             let _ = writeln!(out);
         }
     }
+    if let Some(srm) = &summary.srm {
+        let rates: Vec<String> = summary
+            .arms
+            .iter()
+            .zip(&srm.confirm_rates)
+            .map(|(arm, rate)| format!("{}={rate}", arm.id))
+            .collect();
+        let _ = writeln!(
+            out,
+            "sample-ratio check (p < {}) at the end of a run: alerted in {} of runs (± {}); \
+             confirmation rates {}",
+            srm.alert_p,
+            percent(srm.alert_share),
+            percent(srm.alert_share_std_error),
+            rates.join(", ")
+        );
+    }
     out
 }
 
@@ -143,6 +160,9 @@ pub fn render_csv(summary: &Summary) -> String {
     );
     if let Some(lost) = summary.conversions_outside_window {
         row("conversions_outside_window", None, Some(lost));
+    }
+    if let Some(srm) = &summary.srm {
+        row("srm_alert_share", None, Some(srm.alert_share));
     }
     if let Some(stopping) = &summary.stopping {
         row("declared_share", None, Some(stopping.declared_share));
@@ -210,6 +230,12 @@ mod tests {
                 median_assignments_to_decision: Some(40.0),
                 median_hours_to_decision: Some(0.8),
             }),
+            srm: Some(crate::sim::confirm::SrmSummary {
+                alert_p: 0.001,
+                alert_share: 0.5,
+                alert_share_std_error: 0.35,
+                confirm_rates: vec![1.0, 0.5],
+            }),
         }
     }
 
@@ -228,6 +254,8 @@ mod tests {
             "50.0% of runs declared a winner",
             "highest true rate in 100.0% of them",
             "after 40 assignments (0.8 hours)",
+            "sample-ratio check (p < 0.001) at the end of a run: alerted in 50.0% of runs",
+            "confirmation rates control=1, bold=0.5",
         ] {
             assert!(
                 table.contains(expected),

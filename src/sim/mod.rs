@@ -4,6 +4,7 @@
 //! parses the flags and prints the summary that `format` renders.
 
 mod cli;
+mod confirm;
 mod delay;
 mod error;
 mod format;
@@ -13,6 +14,7 @@ mod scenario;
 mod summary;
 
 pub use cli::{OutputFormat, SimulateArgs, run_simulate};
+pub use confirm::SrmTally;
 pub use delay::ConversionDelay;
 pub use error::SimError;
 pub use format::{render_csv, render_json, render_table};

@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 
 use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 
+use super::confirm::SrmTally;
 use super::error::SimError;
 use super::scenario::{Scenario, Settings};
 use crate::policy::{self, ArmView, Mode};
@@ -50,6 +51,10 @@ pub struct RunOutcome {
     pub conversions: u64,
     /// Conversions the server would reject because their delay exceeds the reward window.
     pub conversions_outside_window: u64,
+    /// Confirmed exposures per arm (all assignments when every confirmation rate is 1).
+    pub arm_exposures: Vec<u64>,
+    /// The sample-ratio check's p-value at the end of the run (`None`: too little data).
+    pub srm_p_value: Option<f64>,
 }
 
 /// The generator of run `run` of a simulation seeded with `seed`: a fixed algorithm
@@ -130,7 +135,16 @@ pub fn run_once(
         winner: None,
         conversions: 0,
         conversions_outside_window: 0,
+        arm_exposures: vec![0; arm_count],
+        srm_p_value: None,
     };
+    let mut srm = SrmTally::new(arm_count);
+    // The allocation the policy realises under the current views (what the server hands the
+    // store with every exposure); recomputed whenever the views or the mode change.
+    let mut allocation = vec![uniform; arm_count];
+    // Only confirmation rates draw from the generator, so runs without them keep their
+    // streams (and their published numbers).
+    let confirm_rates: Option<Vec<f64>> = scenario.arms.iter().map(|a| a.confirm_rate).collect();
     let mut checkpoint = checkpoints.iter().copied().peekable();
 
     for index in 0..horizon {
@@ -169,18 +183,38 @@ pub fn run_once(
             }
         }
 
-        let arm = policy::decide(mode, scenario.params, &views, &shares, &mut rng)?.arm;
-        let state = &mut counters[arm];
-        state.exposures += 1;
-        if let Some(half_life_ms) = half_life_ms {
-            state.decayed = state.decayed.add(now_ms, half_life_ms, 1.0, 0.0);
+        if confirm_rates.is_some() && index % update_every == 0 {
+            allocation = allocation_now(mode, scenario, &views)?;
         }
+        let arm = policy::decide(mode, scenario.params, &views, &shares, &mut rng)?.arm;
         outcome.arm_assignments[arm] += 1;
         if gaps[arm] == 0.0 {
             outcome.best_assignments += 1;
             if index >= last_tenth_start {
                 outcome.best_assignments_last_tenth += 1;
             }
+        }
+        if let Some(rates) = &confirm_rates
+            && rng.random::<f64>() >= rates[arm]
+        {
+            // Never shown: no exposure, nothing to convert.
+            record_regret(
+                &mut checkpoint,
+                index,
+                &outcome.arm_assignments,
+                &gaps,
+                &mut outcome.regret_at,
+            );
+            continue;
+        }
+        outcome.arm_exposures[arm] += 1;
+        if confirm_rates.is_some() {
+            srm.record(arm, &allocation);
+        }
+        let state = &mut counters[arm];
+        state.exposures += 1;
+        if let Some(half_life_ms) = half_life_ms {
+            state.decayed = state.decayed.add(now_ms, half_life_ms, 1.0, 0.0);
         }
         if rng.random::<f64>() < scenario.arms[arm].rate {
             outcome.conversions += 1;
@@ -197,19 +231,50 @@ pub fn run_once(
                 }
             }
         }
-        if checkpoint.peek() == Some(&(index + 1)) {
-            checkpoint.next();
-            // Σ_k N_k·Δ_k: the exact sum of per-assignment gaps, without accumulated rounding.
-            let regret = outcome
-                .arm_assignments
-                .iter()
-                .zip(&gaps)
-                .map(|(&n, &gap)| n as f64 * gap)
-                .sum();
-            outcome.regret_at.push(regret);
-        }
+        record_regret(
+            &mut checkpoint,
+            index,
+            &outcome.arm_assignments,
+            &gaps,
+            &mut outcome.regret_at,
+        );
     }
+    outcome.srm_p_value = srm.p_value();
     Ok(outcome)
+}
+
+/// The allocation the policy realises under `views`, with the exact Thompson probabilities
+/// as the engine's snapshot has them (uniform if the comparison fails, as there).
+fn allocation_now(
+    mode: Mode,
+    scenario: &Scenario,
+    views: &[ArmView],
+) -> Result<Vec<f64>, SimError> {
+    let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
+    let thompson = stats::compare_arms(&shapes)
+        .map(|c| c.prob_best)
+        .unwrap_or_else(|_| vec![1.0 / views.len().max(1) as f64; views.len()]);
+    Ok(policy::allocation(mode, scenario.params, views, &thompson)?)
+}
+
+/// At a checkpoint (after assignment `index`), the cumulative regret so far.
+fn record_regret(
+    checkpoint: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
+    index: u64,
+    arm_assignments: &[u64],
+    gaps: &[f64],
+    regret_at: &mut Vec<f64>,
+) {
+    if checkpoint.peek() == Some(&(index + 1)) {
+        checkpoint.next();
+        // Σ_k N_k·Δ_k: the exact sum of per-assignment gaps, without accumulated rounding.
+        let regret = arm_assignments
+            .iter()
+            .zip(gaps)
+            .map(|(&n, &gap)| n as f64 * gap)
+            .sum();
+        regret_at.push(regret);
+    }
 }
 
 /// Credits one conversion of an assignment made at `assigned_ms` (a reward ages from its

@@ -18,6 +18,9 @@ pub struct SimArm {
     pub id: String,
     pub rate: f64,
     pub prior: Prior,
+    /// Probability that the page confirms an assignment of this arm (`--confirm-rate`,
+    /// `exposure: on_render`); `None` counts every assignment, as `on_assign` does.
+    pub confirm_rate: Option<f64>,
 }
 
 /// The experiment's stopping rule and what happens on a winner.
@@ -56,6 +59,7 @@ impl Scenario {
                 id: (*id).to_owned(),
                 rate,
                 prior: experiment.arm_prior(k),
+                confirm_rate: None,
             })
             .collect();
         Ok(Self {
@@ -98,6 +102,7 @@ impl Scenario {
                     id,
                     rate,
                     prior: Prior::default(),
+                    confirm_rate: None,
                 })
                 .collect(),
             params: Params {

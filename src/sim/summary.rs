@@ -66,6 +66,8 @@ pub struct Summary {
     /// with a conversion delay and an experiment file).
     pub conversions_outside_window: Option<f64>,
     pub stopping: Option<StoppingSummary>,
+    /// The sample-ratio check over the runs (only with `--confirm-rate`).
+    pub srm: Option<super::confirm::SrmSummary>,
 }
 
 /// Runs `settings.runs` runs of `scenario` on `settings.threads` threads and summarises
@@ -220,6 +222,10 @@ fn summarise(
         stopping: scenario
             .stopping
             .map(|_| stopping_summary(scenario, settings, outcomes)),
+        srm: super::confirm::srm_summary(
+            scenario,
+            &outcomes.iter().map(|o| o.srm_p_value).collect::<Vec<_>>(),
+        ),
     }
 }
 
