@@ -228,6 +228,8 @@ pub struct LiveExperiment {
     refreshing: AtomicBool,
     /// Assign and event counters, resolved once per load (`None`: metrics are off).
     pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
+    /// A concluded experiment's conclusion counts are known to be recorded (`conclusion`).
+    pub(crate) conclusion_noted: AtomicBool,
 }
 
 impl LiveExperiment {
@@ -255,6 +257,7 @@ impl LiveExperiment {
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
             metrics,
+            conclusion_noted: AtomicBool::new(false),
         }
     }
 

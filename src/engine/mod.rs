@@ -4,6 +4,7 @@
 mod assign;
 mod burn_in;
 pub mod clock;
+mod conclusion;
 mod error;
 mod events;
 pub mod export;

@@ -365,6 +365,10 @@ pub(crate) async fn build_set(
         let info = engine.store.epoch_info(&epoch).await?;
         let snapshot = Snapshot::build(&spec, &counters, info, now_ms);
         let live = Arc::new(LiveExperiment::new(spec, snapshot));
+        // Before the set is served: a conclusion's "before" counts are exactly the data.
+        engine
+            .note_conclusion(&live, &live.snapshot(), now_ms)
+            .await?;
         set.by_id
             .insert(live.epoch.experiment.clone(), live.clone());
         set.order.push(live);

@@ -136,6 +136,10 @@ pub struct ExperimentReport {
     pub started_ms: Option<u64>,
     pub stopping: DecisionReport,
     pub srm: SrmReport,
+    /// For a concluded experiment: which exposures came before the conclusion and which after
+    /// (README, "Concluded experiments"); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concluded: Option<super::conclusion::ConcludedReport>,
     pub arms: Vec<ArmReport>,
 }
 
@@ -200,6 +204,9 @@ impl Engine {
             .collect();
         let p_value = snapshot.srm_p_value();
         let stopping = decision_report(spec, &snapshot);
+        let concluded = self
+            .concluded_report(live, revision.unwrap_or(live.epoch.revision), &snapshot)
+            .await?;
         Ok(ExperimentReport {
             summary: ExperimentSummary {
                 id: spec.id.as_str().to_owned(),
@@ -231,6 +238,7 @@ impl Engine {
                     .filter(|p| *p < SRM_ALERT_P)
                     .and_then(|_| super::exposure_report::short_arm(&snapshot)),
             },
+            concluded,
             arms,
         })
     }

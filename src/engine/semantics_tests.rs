@@ -116,3 +116,54 @@ fn allow_prior_only_decision_lets_the_priors_decide() {
     assert_eq!(decided.variant, "a");
     assert!(decided.exposures.values().all(|&n| n == 0));
 }
+
+#[test]
+fn a_concluded_experiment_reports_its_counts_before_and_after_the_conclusion() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let epoch = crate::store::Epoch {
+        experiment: "e".into(),
+        revision: 1,
+    };
+    // The data of the running experiment: 3 units on `a`, 2 on `b`.
+    for (i, variant) in ["a", "a", "a", "b", "b"].iter().enumerate() {
+        let record = crate::store::StickyRecord {
+            variant: (*variant).into(),
+            assigned_ms: T0_MS - 1000,
+            propensity: 0.5,
+            reward: None,
+        };
+        let tally = crate::store::Tally {
+            now_ms: T0_MS - 1000,
+            half_life_ms: None,
+            allocation: Arc::from(vec![("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]),
+        };
+        block_on(store.insert_sticky(&epoch, &format!("old-{i}"), record, tally)).unwrap();
+    }
+    let yaml = "id: e\ndescription: d\nowner: o\nstatus: concluded\nwinner: b\n\
+                default_variant: a\nvariants:\n  - id: a\n    payload: 1\n  - id: b\n    payload: 2\n";
+    let spec = crate::spec::parse_experiment(Path::new("e.yaml"), yaml).unwrap();
+    let engine = block_on(Engine::start(
+        vec![spec],
+        store,
+        TokenSigner::new(&[7; 32]),
+        Arc::new(ManualClock::new(T0_MS)),
+    ))
+    .unwrap();
+    // Four new units get the winner, counted with propensity 1; a returning one is not.
+    for i in 0..4 {
+        let answer = assign(&engine, &format!("new-{i}"));
+        assert_eq!((answer.variant_id(), answer.propensity), ("b", 1.0));
+        assert!(answer.counted);
+    }
+    assert!(!assign(&engine, "old-0").counted);
+    let report = block_on(engine.report("e", 0.95, None)).unwrap();
+    let concluded = report.concluded.expect("a concluded block");
+    assert_eq!(concluded.winner, "b");
+    assert_eq!(concluded.concluded_ms, T0_MS);
+    let map = |pairs: [(&str, u64); 2]| -> std::collections::BTreeMap<String, u64> {
+        pairs.iter().map(|(v, n)| ((*v).to_owned(), *n)).collect()
+    };
+    assert_eq!(concluded.exposures_before, map([("a", 3), ("b", 2)]));
+    assert_eq!(concluded.exposures_after, map([("a", 0), ("b", 4)]));
+}
