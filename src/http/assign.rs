@@ -111,8 +111,7 @@ struct AssignQuery {
     "token": "eyJ...",
     "propensity": 0.5,
     "counted": true,
-    "degraded": false,
-    "confirm": false
+    "degraded": false
 }))]
 pub struct AssignmentDto<'a> {
     pub experiment: &'a str,
@@ -132,7 +131,10 @@ pub struct AssignmentDto<'a> {
     pub degraded: bool,
     /// True for an experiment with `exposure: on_render`: the assignment is recorded but
     /// counts (and can be rewarded) only once the page posts this `token` to
-    /// `POST /v1/exposures` after showing the variant; `counted` is then false.
+    /// `POST /v1/exposures` after showing the variant; `counted` is then false. Absent
+    /// (false) otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
     pub confirm: bool,
 }
 
