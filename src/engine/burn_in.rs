@@ -57,6 +57,9 @@ impl std::fmt::Debug for FreshExposures {
     }
 }
 
+/// The arm views and the allocation of a draw whose burn-in ended after its snapshot.
+pub type PastBurnIn = (Vec<ArmView>, Arc<[(String, f64)]>);
+
 /// Arm views and allocation for a draw under `snapshot` whose burn-in has ended since it was
 /// taken; `None` when the snapshot's own are right (no burn-in in it, or still in burn-in).
 /// Costs nothing once the snapshot itself is past burn-in.
@@ -64,7 +67,7 @@ pub fn ended_since_snapshot(
     live: &LiveExperiment,
     snapshot: &Snapshot,
     mode: Mode,
-) -> Option<(Vec<ArmView>, Arc<[(String, f64)]>)> {
+) -> Option<PastBurnIn> {
     if mode != Mode::Adaptive {
         return None;
     }

@@ -59,7 +59,7 @@ pub fn with_assigned(mut arm: ArmReport, assigned: Option<&HashMap<String, u64>>
 pub fn short_arm(snapshot: &Snapshot) -> Option<String> {
     let observed: f64 = snapshot.counters.iter().map(|c| c.exposures as f64).sum();
     let expected: f64 = snapshot.counters.iter().map(|c| c.expected_exposures).sum();
-    if !(expected > 0.0) {
+    if expected.is_nan() || expected <= 0.0 {
         return None;
     }
     let scale = observed / expected;

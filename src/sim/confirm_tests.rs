@@ -1,7 +1,6 @@
 //! The sample-ratio check under confirmed exposures, over many seeded runs: quiet at its
 //! stated false-alarm rate when the page confirms every arm alike, loud when it drops one.
 
-use super::*;
 use crate::sim::{RateSpec, Scenario, Settings, run_once};
 
 /// A Thompson bandit (Beta(1, 1), two arms with close rates, so the allocation keeps moving)
