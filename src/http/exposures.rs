@@ -135,7 +135,14 @@ async fn read_confirmations(
 /// and, failing that, by whether the whole body is one JSON value.
 fn parse_confirmations(body: &[u8]) -> ApiResult<Vec<Result<RawConfirmation, String>>> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
-    if first == Some(b'[') {
+    let Some(first) = first else {
+        return Err(ApiError::BadRequest(
+            "the body is empty; send a JSON array of confirmations, e.g. \
+             [{\"experiment\": \"…\", \"token\": \"…\"}]"
+                .to_owned(),
+        ));
+    };
+    if first == b'[' {
         let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
             ApiError::BadRequest(format!(
                 "the body must be a JSON array of confirmations: {e}"
@@ -194,5 +201,8 @@ mod tests {
                 .contains("tokn")
         );
         assert!(parse_confirmations(b"[1,").is_err());
+        // A missing body is no batch at all: a 400, not an empty success.
+        assert!(parse_confirmations(b"").is_err());
+        assert!(parse_confirmations(b" \n ").is_err());
     }
 }

@@ -474,7 +474,10 @@ fn changing_the_exposure_mode_needs_a_revision_bump_and_its_window_does_not() {
     assert!(reasons_of_none(&wider), "{:?}", wider);
     assert_eq!(wider.changes.len(), 1);
     assert_eq!(
-        (wider.changes[0].field.as_str(), wider.changes[0].new.as_str()),
+        (
+            wider.changes[0].field.as_str(),
+            wider.changes[0].new.as_str()
+        ),
         ("confirm_within", "30m")
     );
 }
