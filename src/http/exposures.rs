@@ -120,8 +120,9 @@ async fn read_confirmations(
             )));
         }
     }
+    let ndjson = !content_type.is_empty() && content_type != "application/json";
     let body = read_limited(req, body, MAX_EXPOSURES_BODY_BYTES).await?;
-    let items = parse_confirmations(&body)?;
+    let items = parse_confirmations(&body, ndjson)?;
     if items.len() > MAX_CONFIRMATIONS_PER_BATCH {
         return Err(ApiError::PayloadTooLarge(format!(
             "{} confirmations in one request; at most {MAX_CONFIRMATIONS_PER_BATCH} are accepted",
@@ -132,9 +133,16 @@ async fn read_confirmations(
 }
 
 /// A JSON array, a single object, or NDJSON: told apart by the first character (`[` an array)
-/// and, failing that, by whether the whole body is one JSON value.
-fn parse_confirmations(body: &[u8]) -> ApiResult<Vec<Result<RawConfirmation, String>>> {
+/// and, failing that, by whether the whole body is one JSON value. An empty body is an empty
+/// NDJSON sequence when the content type allows lines (`lines`), and no array otherwise.
+fn parse_confirmations(
+    body: &[u8],
+    lines: bool,
+) -> ApiResult<Vec<Result<RawConfirmation, String>>> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    if first.is_none() && lines {
+        return Ok(Vec::new());
+    }
     let Some(first) = first else {
         return Err(ApiError::BadRequest(
             "the body is empty; send a JSON array of confirmations, e.g. \
@@ -186,23 +194,25 @@ mod tests {
     #[test]
     fn arrays_single_objects_and_ndjson_all_read() {
         let one = br#"{"experiment":"x","token":"t"}"#;
-        assert_eq!(parse_confirmations(one).unwrap().len(), 1);
+        assert_eq!(parse_confirmations(one, false).unwrap().len(), 1);
         let array = br#"[{"experiment":"x","token":"t"},{"experiment":"x","unit":"u"}]"#;
-        assert_eq!(parse_confirmations(array).unwrap().len(), 2);
+        assert_eq!(parse_confirmations(array, false).unwrap().len(), 2);
         let lines = b"{\"experiment\":\"x\",\"token\":\"t\"}\n\nnot json\n";
-        let read = parse_confirmations(lines).unwrap();
+        let read = parse_confirmations(lines, true).unwrap();
         assert!(read[0].is_ok());
         assert!(read[1].as_ref().unwrap_err().starts_with("line 3:"));
         let unknown = br#"[{"experiment":"x","tokn":"t"}]"#;
         assert!(
-            parse_confirmations(unknown).unwrap()[0]
+            parse_confirmations(unknown, false).unwrap()[0]
                 .as_ref()
                 .unwrap_err()
                 .contains("tokn")
         );
-        assert!(parse_confirmations(b"[1,").is_err());
-        // A missing body is no batch at all: a 400, not an empty success.
-        assert!(parse_confirmations(b"").is_err());
-        assert!(parse_confirmations(b" \n ").is_err());
+        assert!(parse_confirmations(b"[1,", false).is_err());
+        // A missing JSON body is no array at all: a 400, not an empty success; as NDJSON it
+        // is an empty sequence.
+        assert!(parse_confirmations(b"", false).is_err());
+        assert!(parse_confirmations(b" \n ", false).is_err());
+        assert!(parse_confirmations(b"", true).unwrap().is_empty());
     }
 }
