@@ -190,6 +190,12 @@ def srm_references():
     for statistic, dof in [(100, 1), (3.841, 1), (5.991, 2), (13.816, 2)]:
         p = mp.gammainc(mp.mpf(dof) / 2, mp.mpf(statistic) / 2, mp.inf, regularized=True)
         print(f"P(chi2({dof}) > {statistic}) = {mp.nstr(p, 20)}")
+    # tests/api/exposures.rs: a frontend that confirms 200 renders of `a` and 0 of `b` under a
+    # 50/50 allocation: X2 = (200 - 100)^2/100 * 2 = 200; one that confirms 200 of `a` and 100
+    # of `b`: X2 = (200 - 150)^2/150 * 2 = 100/3.
+    for label, statistic in [("drop all b", mp.mpf(200)), ("drop half of b", mp.mpf(100) / 3)]:
+        p = mp.gammainc(mp.mpf(1) / 2, statistic / 2, mp.inf, regularized=True)
+        print(f"{label}: P(chi2(1) > {mp.nstr(statistic, 20)}) = {mp.nstr(p, 20)}")
 
 
 # Delay-aware posteriors (src/stats/delay.rs). Delay bins: edges 0, 1, 2, 5, 10, 20, 30, 45, 60

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::spec::{self, Experiment, SpecError};
 
 mod folder;
+mod prior_check;
 
 use folder::{FoundFile, list_folder, named_file, read_file};
 pub use folder::{MAX_FILE_BYTES, MAX_FOLDER_BYTES, MAX_FOLDER_FILES};
@@ -246,6 +247,12 @@ pub fn validate_report(
             statistics_summary(e),
             e.source.display()
         )?;
+    }
+    for warning in live
+        .iter()
+        .filter_map(|e| prior_check::prior_only_warning(e))
+    {
+        writeln!(out, "warning  {warning}")?;
     }
     let mut summary = format!("{} valid", plural(live.len(), "experiment"));
     if let (Some(env), false) = (environment, elsewhere.is_empty()) {

@@ -31,6 +31,9 @@ pub struct Assignment {
     /// When the token's assignment was made (Unix ms): its reward window runs from here.
     /// `None` exactly when `token` is.
     pub issued_ms: Option<u64>,
+    /// `exposure: on_render`: the assignment is recorded, and counts as an exposure once the
+    /// page confirms it with the token (`Engine::confirm`).
+    pub confirm: bool,
 }
 
 impl Assignment {
@@ -49,6 +52,7 @@ impl Assignment {
             counted,
             degraded: false,
             issued_ms: None,
+            confirm: false,
         }
     }
 
@@ -245,9 +249,13 @@ impl Engine {
             let writable = self.store.writable();
             // A known unit keeps its variant: no draw needed. One stuck to a retired variant
             // is re-assigned below, like a new unit.
-            stuck_on_retired = match self.store.sticky(&live.epoch, unit.as_str()).await {
+            stuck_on_retired = match self
+                .store
+                .sticky(&live.assignment_epoch, unit.as_str())
+                .await
+            {
                 Ok(Some(record)) if live.spec.variant_index(&record.variant).is_some() => {
-                    return Ok(self.answer_stored(live, unit, mode, &record, false, !writable));
+                    return Ok(self.answer_stored(live, unit, mode, &record, None, !writable));
                 }
                 Ok(Some(record)) => Some(record.variant),
                 Ok(None) => None,
@@ -258,10 +266,14 @@ impl Engine {
                 return Ok(Assignment::degraded_default(live));
             }
         }
+        let past_burn_in = super::burn_in::ended_since_snapshot(&live, &snapshot, mode);
+        let arms = past_burn_in
+            .as_ref()
+            .map_or(&snapshot.arms[..], |(arms, _)| &arms[..]);
         let decision = match policy::decide(
             mode,
             live.params(),
-            &snapshot.arms,
+            arms,
             &snapshot.shares,
             &mut rand::rng(),
         ) {
@@ -284,16 +296,22 @@ impl Engine {
             ));
         }
         let variant = live.spec.variants[decision.arm].id.as_str();
-        let tally = live.tally(&snapshot, now_ms);
+        let mut tally = live.tally(&snapshot, now_ms);
+        if let Some((_, allocation)) = past_burn_in {
+            tally.allocation = allocation;
+        }
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
                 if !self.store.count_exposure(&live.epoch, variant, tally) {
                     // Not counted, so no token: a reward could otherwise outrun exposures.
                     return Ok(Assignment::degraded_default(live));
                 }
+                if super::exposure::counts_on_assign(&live) {
+                    snapshot.fresh.record(decision.arm);
+                }
                 let mut answer =
                     Assignment::untokened(live, decision.arm, decision.propensity, true);
-                self.sign(&mut answer, unit, now_ms);
+                self.sign(&mut answer, unit, now_ms, None);
                 Ok(answer)
             }
             AssignmentMode::Sticky => {
@@ -304,17 +322,19 @@ impl Engine {
                     reward: None,
                     rewarded_ms: None,
                 };
+                let ledger = &live.assignment_epoch;
+                let allocation = tally.allocation.clone();
                 let stored = match stuck_on_retired {
                     None => {
                         self.store
-                            .insert_sticky(&live.epoch, unit.as_str(), record, tally)
+                            .insert_sticky(ledger, unit.as_str(), record, tally)
                             .await
                     }
                     Some(retired) => {
                         let moved = self
                             .store
                             .reassign_sticky(
-                                &live.epoch,
+                                ledger,
                                 unit.as_str(),
                                 &retired,
                                 record.clone(),
@@ -326,7 +346,7 @@ impl Engine {
                             // The record vanished (cannot happen in one epoch); assign afresh.
                             Ok(None) => {
                                 self.store
-                                    .insert_sticky(&live.epoch, unit.as_str(), record, tally)
+                                    .insert_sticky(ledger, unit.as_str(), record, tally)
                                     .await
                             }
                             Err(error) => Err(error),
@@ -334,8 +354,16 @@ impl Engine {
                     }
                 };
                 match stored {
-                    Ok((record, counted)) => {
-                        Ok(self.answer_stored(live, unit, mode, &record, counted, false))
+                    Ok((record, inserted)) => {
+                        let on_assign = super::exposure::counts_on_assign(&live);
+                        if inserted && on_assign {
+                            snapshot.fresh.record(decision.arm);
+                        }
+                        // The allocation rides in the token of a fresh on_render assignment:
+                        // its confirmation credits the split the policy had now.
+                        let carried: &[(String, f64)] = if on_assign { &[] } else { &allocation };
+                        let fresh = inserted.then_some(carried);
+                        Ok(self.answer_stored(live, unit, mode, &record, fresh, false))
                     }
                     // Nothing was acknowledged, so nothing is counted or promised.
                     Err(error) => Ok(degraded_on(&error, live)),
@@ -348,33 +376,45 @@ impl Engine {
     /// it was assigned with. Concluded experiments serve their winner to everybody; a unit
     /// stored on another arm gets the winner without a token, since its rewards belong to the
     /// arm it was exposed to (they still resolve by unit). A `degraded` answer (the store
-    /// fails) keeps the unit's variant but carries no token.
+    /// fails) keeps the unit's variant but carries no token. `fresh` is set for the call that
+    /// stored the record (`Some`), with the allocation an on_render token carries (empty
+    /// otherwise).
     fn answer_stored(
         &self,
         live: Arc<LiveExperiment>,
         unit: &Unit,
         mode: Mode,
         record: &StickyRecord,
-        inserted: bool,
+        fresh: Option<&[(String, f64)]>,
         degraded: bool,
     ) -> Assignment {
+        let inserted = fresh.is_some();
+        let on_render = !super::exposure::counts_on_assign(&live);
         let (arm, propensity, with_token) = match (mode, live.spec.variant_index(&record.variant)) {
             (Mode::Fixed { winner }, stored) if stored != Some(winner) => (winner, 1.0, false),
             (_, Some(arm)) => (arm, record.propensity, true),
             // Stored on a variant the spec no longer has: serve the default, promise nothing.
             (_, None) => (live.default_arm(), 1.0, false),
         };
-        let mut answer = Assignment::untokened(live, arm, propensity, inserted);
+        let mut answer = Assignment::untokened(live, arm, propensity, inserted && !on_render);
         answer.degraded = degraded;
         if with_token && !degraded {
-            self.sign(&mut answer, unit, record.assigned_ms);
+            let allocation = fresh.filter(|a| on_render && !a.is_empty());
+            self.sign(&mut answer, unit, record.assigned_ms, allocation);
+            answer.confirm = on_render;
         }
         answer
     }
 
     /// Gives the answer a token. Only for assignments that are (or were) counted, so that a
     /// reward can never land on an arm without its exposure.
-    fn sign(&self, answer: &mut Assignment, unit: &Unit, issued_ms: u64) {
+    fn sign(
+        &self,
+        answer: &mut Assignment,
+        unit: &Unit,
+        issued_ms: u64,
+        allocation: Option<&[(String, f64)]>,
+    ) {
         let mut id = [0u8; 12];
         rand::rng().fill(&mut id);
         // 12 bytes are exactly 16 base64 characters: no padding, no allocation.
@@ -390,6 +430,7 @@ impl Engine {
             issued_ms,
             assignment_id: std::str::from_utf8(&id_text[..written]).unwrap_or_default(),
             propensity: answer.propensity,
+            allocation,
         });
         answer.token = Some(token);
         answer.issued_ms = Some(issued_ms);

@@ -46,6 +46,9 @@ pub struct Snapshot {
     pub info: EpochInfo,
     /// The stopping rule's current verdict (`None` without a rule).
     pub verdict: Option<Verdict>,
+    /// Exposures this process counted while this snapshot was current, for burn-in
+    /// (see `burn_in`).
+    pub fresh: super::burn_in::FreshExposures,
 }
 
 impl Snapshot {
@@ -122,7 +125,7 @@ impl Snapshot {
             let rule = StoppingRule {
                 prob_best: rule.prob_best,
                 max_expected_loss: rule.max_expected_loss,
-                min_exposures: rule.min_exposures,
+                min_exposures: rule.required_exposures(),
                 min_duration_ms: rule.min_duration.map_or(0, |d| d.as_millis()),
             };
             let exposures: Vec<u64> = counters[..active].iter().map(|c| c.exposures).collect();
@@ -135,6 +138,7 @@ impl Snapshot {
             )
         });
         let retired_arms = variant_ids.len() - active;
+        let variant_ids_len = variant_ids.len();
         let mut shares = comparison.prob_best;
         shares.extend(std::iter::repeat_n(0.0, retired_arms));
         let mut expected_loss = comparison.expected_loss;
@@ -150,6 +154,7 @@ impl Snapshot {
             allocation: Arc::from(Vec::new()),
             info,
             verdict,
+            fresh: super::burn_in::FreshExposures::new(variant_ids_len),
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),
@@ -219,12 +224,16 @@ fn params_of(spec: &Experiment) -> Params {
 #[derive(Debug)]
 pub struct LiveExperiment {
     pub spec: Experiment,
+    /// Where the counted exposures, the rewards and the decision live.
     pub epoch: Epoch,
     /// The prior each variant retired in this epoch was counted under, by variant id.
     pub retired: BTreeMap<String, Prior>,
     /// Whether the epoch's spec record (`epoch_spec`) still has to be written: a load whose
     /// write failed leaves it to the history task to retry.
     pub(crate) spec_unrecorded: AtomicBool,
+    /// Where sticky assignments are kept: `epoch` itself, or with `exposure: on_render` a
+    /// ledger of assignments beside it (see `engine::exposure`).
+    pub assignment_epoch: Epoch,
     /// Each variant's payload as JSON text, by variant index: encoded once per reload instead
     /// of once per assign call.
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
@@ -232,11 +241,14 @@ pub struct LiveExperiment {
     refreshing: AtomicBool,
     /// Assign and event counters, resolved once per load (`None`: metrics are off).
     pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
+    /// A concluded experiment's conclusion counts are known to be recorded (`conclusion`).
+    pub(crate) conclusion_noted: AtomicBool,
 }
 
 impl LiveExperiment {
     pub fn new(spec: Experiment, retired: BTreeMap<String, Prior>, snapshot: Snapshot) -> Self {
         let epoch = epoch_of(&spec);
+        let assignment_epoch = super::exposure::assignment_epoch(&spec, &epoch);
         let payloads = spec
             .variants
             .iter()
@@ -255,10 +267,12 @@ impl LiveExperiment {
             epoch,
             retired,
             spec_unrecorded: AtomicBool::new(false),
+            assignment_epoch,
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
             metrics,
+            conclusion_noted: AtomicBool::new(false),
         }
     }
 

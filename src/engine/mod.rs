@@ -2,11 +2,15 @@
 //! around the pure `policy`/`stats` core: it owns the clock, the RNG and the store handle.
 
 mod assign;
+mod burn_in;
 pub mod clock;
 mod epoch_spec;
+mod conclusion;
 mod error;
 mod events;
 pub mod export;
+pub mod exposure;
+mod exposure_report;
 mod history;
 mod live;
 mod refresh;
@@ -229,3 +233,11 @@ impl Engine {
         Ok(self.store.expire(self.clock.now_ms()).await?)
     }
 }
+
+#[cfg(test)]
+#[path = "semantics_tests.rs"]
+mod semantics_tests;
+
+#[cfg(test)]
+#[path = "exposure_tests.rs"]
+mod exposure_tests;

@@ -36,6 +36,7 @@ impl Engine {
             info.decision = Some(held);
             snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
         }
+        self.note_conclusion(live, &snapshot, now_ms).await?;
         let snapshot = Arc::new(snapshot);
         live.install(snapshot.clone());
         Ok(snapshot)

@@ -376,6 +376,10 @@ pub(crate) async fn build_set(
         let live = Arc::new(LiveExperiment::new(spec, retired, snapshot));
         live.spec_unrecorded
             .store(unrecorded, std::sync::atomic::Ordering::Release);
+        // Before the set is served: a conclusion's "before" counts are exactly the data.
+        engine
+            .note_conclusion(&live, &live.snapshot(), now_ms)
+            .await?;
         set.by_id
             .insert(live.epoch.experiment.clone(), live.clone());
         set.order.push(live);

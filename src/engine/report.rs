@@ -72,6 +72,12 @@ pub struct ArmReport {
     pub traffic_share: f64,
     /// Exposures the policy's own allocation probabilities predict (sample-ratio check).
     pub expected_exposures: f64,
+    /// Assignments handed out. With `exposure: on_assign` each is an exposure (equal to
+    /// `exposures`); with `on_render`, `exposures` counts only the confirmed ones.
+    pub assigned: u64,
+    /// `on_render`: exposures / assigned, the share of assignments the page confirmed
+    /// (`null` before the first assignment, and always with `on_assign`).
+    pub confirmation_rate: Option<f64>,
 }
 
 /// Beta posterior of one arm: prior plus counts. Every number is `null` for an earlier
@@ -123,8 +129,12 @@ pub struct DecisionReport {
 pub struct SrmReport {
     /// Pearson chi-square p-value; `null` with too little data.
     pub p_value: Option<f64>,
-    /// True when p < 0.001: a broken frontend, bots or a caching bug.
+    /// True when p < 0.001: a broken frontend, bots or a caching bug (README, "Reading the
+    /// results", says what each exposure mode can detect).
     pub alert: bool,
+    /// With an alert: the arm furthest below its expected exposures (standardised residual),
+    /// where the missing exposures are.
+    pub short_arm: Option<String>,
 }
 
 /// `GET /v1/experiments/{id}`.
@@ -138,6 +148,10 @@ pub struct ExperimentReport {
     pub min_share: f64,
     pub half_life: Option<String>,
     pub reward_window: String,
+    /// When an assignment counts as an exposure.
+    pub exposure: crate::spec::ExposureMode,
+    /// `on_render`: how long after its assignment a confirmation is accepted.
+    pub confirm_within: Option<String>,
     pub started_ms: Option<u64>,
     /// The revision the server serves now; `revision` is lower for an earlier revision's
     /// report (`?revision=N`), which shows that revision as it was served: its own variants,
@@ -148,6 +162,10 @@ pub struct ExperimentReport {
     pub as_of_ms: u64,
     pub stopping: DecisionReport,
     pub srm: SrmReport,
+    /// For a concluded experiment: which exposures came before the conclusion and which after
+    /// (README, "Concluded experiments"); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub concluded: Option<super::conclusion::ConcludedReport>,
     pub arms: Vec<ArmReport>,
 }
 
@@ -192,7 +210,8 @@ impl Engine {
         let revision = revision.unwrap_or(current);
         if revision == current {
             let snapshot = self.rebuild(live, now_ms).await?;
-            return Ok(report(&live.spec, &snapshot, level, current));
+            let extras = self.report_extras(live, revision, &snapshot).await?;
+            return Ok(report(&live.spec, &snapshot, level, current, extras));
         }
         let epoch = self.epoch_of(live, revision)?;
         let counters = self.store.counters(&epoch).await?;
@@ -209,17 +228,49 @@ impl Engine {
             Some(archived) => {
                 let snapshot =
                     Snapshot::build(&archived.spec, &archived.retired, &counters, info, as_of_ms);
-                report(&archived.spec, &snapshot, level, current)
+                let extras = self.report_extras(live, revision, &snapshot).await?;
+                report(&archived.spec, &snapshot, level, current, extras)
             }
             None => unknown_spec_report(&live.spec, revision, &counters, info, level, current),
         })
     }
 }
 
+/// What a report reads from the store beyond the snapshot: the assignments recorded per arm
+/// (`exposure: on_render`, where they differ from the confirmed exposures) and the
+/// conclusion's before/after split.
+struct ReportExtras {
+    assigned: Option<std::collections::HashMap<String, u64>>,
+    concluded: Option<super::conclusion::ConcludedReport>,
+}
+
+impl Engine {
+    async fn report_extras(
+        &self,
+        live: &LiveExperiment,
+        revision: u32,
+        snapshot: &Snapshot,
+    ) -> Result<ReportExtras, EngineError> {
+        Ok(ReportExtras {
+            assigned: self.assigned_counts(live, revision).await?,
+            concluded: self.concluded_report(live, revision, snapshot).await?,
+        })
+    }
+}
+
 /// The report of `spec`'s epoch from `snapshot`.
-fn report(spec: &Experiment, snapshot: &Snapshot, level: f64, current: u32) -> ExperimentReport {
+fn report(
+    spec: &Experiment,
+    snapshot: &Snapshot,
+    level: f64,
+    current: u32,
+    extras: ReportExtras,
+) -> ExperimentReport {
     let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
-        .map(|k| arm_report(k, snapshot, level, snapshot.is_retired(spec, k)))
+        .map(|k| {
+            let arm = arm_report(k, snapshot, level, snapshot.is_retired(spec, k));
+            super::exposure_report::with_assigned(arm, extras.assigned.as_ref())
+        })
         .collect();
     let p_value = snapshot.srm_p_value();
     let stopping = decision_report(spec, snapshot);
@@ -231,6 +282,9 @@ fn report(spec: &Experiment, snapshot: &Snapshot, level: f64, current: u32) -> E
         min_share: spec.policy.min_share,
         half_life: spec.policy.half_life.map(|h| h.to_string()),
         reward_window: spec.reward.window.to_string(),
+        exposure: spec.exposure.mode,
+        confirm_within: (spec.exposure.mode == crate::spec::ExposureMode::OnRender)
+            .then(|| spec.exposure.confirm_within.to_string()),
         started_ms: snapshot.info.started_ms,
         current_revision: current,
         as_of_ms: snapshot.taken_ms,
@@ -238,7 +292,11 @@ fn report(spec: &Experiment, snapshot: &Snapshot, level: f64, current: u32) -> E
         srm: SrmReport {
             p_value,
             alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
+            short_arm: p_value
+                .filter(|p| *p < SRM_ALERT_P)
+                .and_then(|_| super::exposure_report::short_arm(snapshot)),
         },
+        concluded: extras.concluded,
         arms,
     }
 }
@@ -284,6 +342,10 @@ fn unknown_spec_report(
             retired: false,
             exposures: c.exposures,
             rewards: c.reward_sum,
+            // The assignments recorded apart from the exposures are unknown here; the
+            // exposures are what the counters hold.
+            assigned: c.exposures,
+            confirmation_rate: None,
             rate: (c.exposures > 0).then(|| c.reward_sum / c.exposures as f64),
             effective_exposures: unknown,
             effective_rewards: unknown,
@@ -331,6 +393,8 @@ fn unknown_spec_report(
         min_share: live_spec.policy.min_share,
         half_life: None,
         reward_window: live_spec.reward.window.to_string(),
+        exposure: live_spec.exposure.mode,
+        confirm_within: None,
         started_ms: info.started_ms,
         current_revision: current,
         as_of_ms: counters
@@ -343,7 +407,9 @@ fn unknown_spec_report(
         srm: SrmReport {
             p_value,
             alert: p_value.is_some_and(|p| p < SRM_ALERT_P),
+            short_arm: None,
         },
+        concluded: None,
         arms,
     }
 }
@@ -382,6 +448,9 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
         expected_loss: Some(snapshot.expected_loss[k]).filter(|loss| loss.is_finite()),
         traffic_share: snapshot.allocation.get(k).map_or(0.0, |(_, p)| *p),
         expected_exposures: c.expected_exposures,
+        // Filled in by `exposure_report::with_assigned`.
+        assigned: c.exposures,
+        confirmation_rate: None,
     }
 }
 

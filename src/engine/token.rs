@@ -38,6 +38,11 @@ pub struct Claims {
     /// The policy's probability of `variant` at issue time, for off-policy analysis.
     #[serde(rename = "p")]
     pub propensity: f64,
+    /// `exposure: on_render` only: the whole allocation (variant id, probability) at the
+    /// assignment, so that its confirmation credits the sample-ratio check's expected counts
+    /// with the split the policy had then (see `engine::exposure`). Absent otherwise.
+    #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<Vec<(String, f64)>>,
 }
 
 /// The claims to sign, borrowed from the assignment at hand: signing is on the path of every
@@ -59,6 +64,8 @@ pub struct ClaimsRef<'a> {
     pub assignment_id: &'a str,
     #[serde(rename = "p")]
     pub propensity: f64,
+    #[serde(rename = "x", skip_serializing_if = "Option::is_none")]
+    pub allocation: Option<&'a [(String, f64)]>,
 }
 
 impl Claims {
@@ -72,6 +79,7 @@ impl Claims {
             issued_ms: self.issued_ms,
             assignment_id: &self.assignment_id,
             propensity: self.propensity,
+            allocation: self.allocation.as_deref(),
         }
     }
 }
@@ -183,6 +191,7 @@ mod tests {
             issued_ms: 1_700_000_000_000,
             assignment_id: "abc".into(),
             propensity: 0.25,
+            allocation: None,
         }
     }
 

@@ -138,6 +138,13 @@ pub struct AssignmentDto<'a> {
     /// with the token is credited until then. `null` exactly when `token` is. A client may
     /// cache a sticky assignment and its token until this time (`GET /v1/sdk.js` does).
     pub reward_until_ms: Option<u64>,
+    /// True for an experiment with `exposure: on_render`: the assignment is recorded but
+    /// counts (and can be rewarded) only once the page posts this `token` to
+    /// `POST /v1/exposures` after showing the variant; `counted` is then false. Absent
+    /// (false) otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    pub confirm: bool,
 }
 
 impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
@@ -152,6 +159,7 @@ impl<'a> From<&'a Assignment> for AssignmentDto<'a> {
             degraded: a.degraded,
             sticky: a.sticky(),
             reward_until_ms: a.reward_until_ms(),
+            confirm: a.confirm,
         }
     }
 }

@@ -11,6 +11,7 @@ pub(crate) mod body;
 pub mod events;
 pub mod experiments;
 pub mod export;
+pub mod exposures;
 pub mod health;
 mod keys;
 pub mod metrics;
@@ -38,6 +39,7 @@ pub fn routes(api: &mut impl openapi::Routes) {
     assign::routes(api);
     events::routes(api);
     export::routes(api);
+    exposures::routes(api);
     experiments::routes(api);
     health::routes(api);
     metrics::routes(api);

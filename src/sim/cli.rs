@@ -105,6 +105,11 @@ pub struct SimulateArgs {
         value_parser = GuardrailRates::parse
     )]
     pub guardrails: Vec<GuardrailRates>,
+    /// `exposure: on_render`: the probability that the page confirms an assignment, per arm
+    /// (`control=1,bold=0.5`, or in variant order). Only confirmed assignments count and
+    /// convert; the output says how often the sample-ratio check alerted. Default: all 1.
+    #[arg(long, env = "BANDITD_SIM_CONFIRM_RATE", value_parser = parse_rates)]
+    pub confirm_rate: Option<RateSpec>,
     /// Output format.
     #[arg(long, env = "BANDITD_SIM_FORMAT", value_enum, default_value = "table")]
     pub format: OutputFormat,
@@ -189,6 +194,12 @@ pub(crate) fn prepare(args: &SimulateArgs) -> Result<(Scenario, Settings), Strin
         _ => return Err("give an experiment file or --arms K, not both".to_owned()),
     }
     .map_err(|e| e.to_string())?;
+    let scenario = match &args.confirm_rate {
+        None => scenario,
+        Some(rates) => scenario
+            .with_confirm_rates(rates)
+            .map_err(|e| format!("--confirm-rate: {e}"))?,
+    };
     let mut scenario = scenario;
     scenario.delay_correction = match args.delay_correction {
         DelayCorrection::Experiment | DelayCorrection::Both => scenario.delay_correction,

@@ -97,6 +97,23 @@ pub fn render_table(summary: &Summary) -> String {
         }
         let _ = writeln!(out);
     }
+    if let Some(srm) = &summary.srm {
+        let rates: Vec<String> = summary
+            .arms
+            .iter()
+            .zip(&srm.confirm_rates)
+            .map(|(arm, rate)| format!("{}={rate}", arm.id))
+            .collect();
+        let _ = writeln!(
+            out,
+            "sample-ratio check (p < {}) at the end of a run: alerted in {} of runs (± {}); \
+             confirmation rates {}",
+            srm.alert_p,
+            percent(srm.alert_share),
+            percent(srm.alert_share_std_error),
+            rates.join(", ")
+        );
+    }
     out
 }
 
@@ -240,6 +257,9 @@ pub fn render_csv(summary: &Summary) -> String {
     if let Some(lost) = summary.conversions_outside_window {
         row("conversions_outside_window", None, Some(lost));
     }
+    if let Some(srm) = &summary.srm {
+        row("srm_alert_share", None, Some(srm.alert_share));
+    }
     if let Some(stopping) = &summary.stopping {
         row("declared_share", None, Some(stopping.declared_share));
         row("winner_is_best", None, stopping.winner_is_best);
@@ -350,6 +370,12 @@ mod tests {
             },
             conversions_saved_vs_even_split: 0.25,
             halts: Vec::new(),
+            srm: Some(crate::sim::confirm::SrmSummary {
+                alert_p: 0.001,
+                alert_share: 0.5,
+                alert_share_std_error: 0.35,
+                confirm_rates: vec![1.0, 0.5],
+            }),
         }
     }
 
@@ -374,6 +400,8 @@ mod tests {
             "regret 0.50 (8.33% of best); ships the best arm (most conversions, ties at random) with probability 62.0%",
             "the bandit: regret 0.25 (4.17% of best); its pick at the horizon (winner, else leader) is the best arm in 50.0% of runs",
             "the bandit keeps 0.25 conversions more than the even split",
+            "sample-ratio check (p < 0.001) at the end of a run: alerted in 50.0% of runs",
+            "confirmation rates control=1, bold=0.5",
         ] {
             assert!(
                 table.contains(expected),

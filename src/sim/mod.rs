@@ -4,6 +4,7 @@
 //! parses the flags and prints the summary that `format` renders.
 
 mod cli;
+mod confirm;
 mod delay;
 mod delay_compare;
 mod delay_posterior;
@@ -17,6 +18,7 @@ mod scenario;
 mod summary;
 
 pub use cli::{DelayCorrection, DelayFlag, OutputFormat, SimulateArgs, run_simulate};
+pub use confirm::SrmTally;
 pub use delay::ConversionDelay;
 pub use delay_compare::{
     DelayComparison, PosteriorResult, RELIABILITY_BINS, ReliabilityBin, compare_delay_correction,

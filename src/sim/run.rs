@@ -21,6 +21,7 @@ use std::collections::BinaryHeap;
 use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 
 use super::delay_posterior::DelayTracker;
+use super::confirm::SrmTally;
 use super::error::SimError;
 use super::guardrail::{ArmHalt, DEFAULT_CHECK_EVERY, GuardrailRun};
 use super::scenario::{Scenario, Settings};
@@ -63,6 +64,10 @@ pub struct RunOutcome {
     pub daily_prob_best: Vec<Vec<f64>>,
     /// Arms halted by a guardrail, in the order halted.
     pub halts: Vec<ArmHalt>,
+    /// Confirmed exposures per arm (all assignments when every confirmation rate is 1).
+    pub arm_exposures: Vec<u64>,
+    /// The sample-ratio check's p-value at the end of the run (`None`: too little data).
+    pub srm_p_value: Option<f64>,
 }
 
 /// Milliseconds per simulated day, the spacing of [`RunOutcome::daily_prob_best`].
@@ -145,6 +150,8 @@ pub fn run_once(
         conversions_outside_window: 0,
         daily_prob_best: Vec::new(),
         halts: Vec::new(),
+        arm_exposures: vec![0; arm_count],
+        srm_p_value: None,
     };
     let mut tracker = match (scenario.delay_correction, scenario.reward_window_ms) {
         (Some(base), Some(window_ms)) if has_clock => {
@@ -155,6 +162,13 @@ pub fn run_once(
     let mut pending_exposures = vec![0.0; arm_count];
     let mut next_day_ms = MS_PER_DAY;
     let mut guardrails = GuardrailRun::new(&scenario.guardrails, arm_count);
+    let mut srm = SrmTally::new(arm_count);
+    // The allocation the policy realises under the current views (what the server hands the
+    // store with every exposure); recomputed whenever the views or the mode change.
+    let mut allocation = vec![uniform; arm_count];
+    // Only confirmation rates draw from the generator, so runs without them keep their
+    // streams (and their published numbers).
+    let confirm_rates: Option<Vec<f64>> = scenario.arms.iter().map(|a| a.confirm_rate).collect();
     let mut checkpoint = checkpoints.iter().copied().peekable();
 
     for index in 0..horizon {
@@ -222,7 +236,34 @@ pub fn run_once(
         if check_guardrails {
             guardrails.retire_halted(&mut views);
         }
+        if confirm_rates.is_some() && index % update_every == 0 {
+            allocation = allocation_now(mode, scenario, &views)?;
+        }
         let arm = policy::decide(mode, scenario.params, &views, &shares, &mut rng)?.arm;
+        outcome.arm_assignments[arm] += 1;
+        if gaps[arm] == 0.0 {
+            outcome.best_assignments += 1;
+            if index >= last_tenth_start {
+                outcome.best_assignments_last_tenth += 1;
+            }
+        }
+        if let Some(rates) = &confirm_rates
+            && rng.random::<f64>() >= rates[arm]
+        {
+            // Never shown: no exposure, nothing to convert.
+            record_regret(
+                &mut checkpoint,
+                index,
+                &outcome.arm_assignments,
+                &gaps,
+                &mut outcome.regret_at,
+            );
+            continue;
+        }
+        outcome.arm_exposures[arm] += 1;
+        if confirm_rates.is_some() {
+            srm.record(arm, &allocation);
+        }
         let state = &mut counters[arm];
         state.exposures += 1;
         if let Some(tracker) = &mut tracker {
@@ -230,13 +271,6 @@ pub fn run_once(
         }
         if let Some(half_life_ms) = half_life_ms {
             state.decayed = state.decayed.add(now_ms, half_life_ms, 1.0, 0.0);
-        }
-        outcome.arm_assignments[arm] += 1;
-        if gaps[arm] == 0.0 {
-            outcome.best_assignments += 1;
-            if index >= last_tenth_start {
-                outcome.best_assignments_last_tenth += 1;
-            }
         }
         if rng.random::<f64>() < scenario.arms[arm].rate {
             outcome.conversions += 1;
@@ -259,17 +293,13 @@ pub fn run_once(
             }
         }
         guardrails.observe(arm, &mut rng);
-        if checkpoint.peek() == Some(&(index + 1)) {
-            checkpoint.next();
-            // Σ_k N_k·Δ_k: the exact sum of per-assignment gaps, without accumulated rounding.
-            let regret = outcome
-                .arm_assignments
-                .iter()
-                .zip(&gaps)
-                .map(|(&n, &gap)| n as f64 * gap)
-                .sum();
-            outcome.regret_at.push(regret);
-        }
+        record_regret(
+            &mut checkpoint,
+            index,
+            &outcome.arm_assignments,
+            &gaps,
+            &mut outcome.regret_at,
+        );
     }
     let end_ms = settings.time_ms(horizon);
     while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
@@ -308,7 +338,42 @@ pub fn run_once(
             .map(|(k, _)| k)
     });
     outcome.halts = guardrails.halts;
+    outcome.srm_p_value = srm.p_value();
     Ok(outcome)
+}
+
+/// The allocation the policy realises under `views`, with the exact Thompson probabilities
+/// as the engine's snapshot has them (uniform if the comparison fails, as there).
+fn allocation_now(
+    mode: Mode,
+    scenario: &Scenario,
+    views: &[ArmView],
+) -> Result<Vec<f64>, SimError> {
+    let shapes: Vec<(f64, f64)> = views.iter().map(|v| (v.alpha, v.beta)).collect();
+    let thompson = stats::compare_arms(&shapes)
+        .map(|c| c.prob_best)
+        .unwrap_or_else(|_| vec![1.0 / views.len().max(1) as f64; views.len()]);
+    Ok(policy::allocation(mode, scenario.params, views, &thompson)?)
+}
+
+/// At a checkpoint (after assignment `index`), the cumulative regret so far.
+fn record_regret(
+    checkpoint: &mut std::iter::Peekable<impl Iterator<Item = u64>>,
+    index: u64,
+    arm_assignments: &[u64],
+    gaps: &[f64],
+    regret_at: &mut Vec<f64>,
+) {
+    if checkpoint.peek() == Some(&(index + 1)) {
+        checkpoint.next();
+        // Σ_k N_k·Δ_k: the exact sum of per-assignment gaps, without accumulated rounding.
+        let regret = arm_assignments
+            .iter()
+            .zip(gaps)
+            .map(|(&n, &gap)| n as f64 * gap)
+            .sum();
+        regret_at.push(regret);
+    }
 }
 
 /// Credits one conversion of an assignment made at `assigned_ms` (a reward ages from its

@@ -22,6 +22,9 @@ pub struct SimArm {
     /// This arm's conversion delay (`--conversion-delay control=exp:6h,…`); `None`: the
     /// delay of `Settings::conversion_delay`, if any.
     pub delay: Option<ConversionDelay>,
+    /// Probability that the page confirms an assignment of this arm (`--confirm-rate`,
+    /// `exposure: on_render`); `None` counts every assignment, as `on_assign` does.
+    pub confirm_rate: Option<f64>,
 }
 
 /// The experiment's stopping rule and what happens on a winner.
@@ -67,6 +70,7 @@ impl Scenario {
                 rate,
                 prior: experiment.arm_prior(k),
                 delay: None,
+                confirm_rate: None,
             })
             .collect();
         Ok(Self {
@@ -79,7 +83,7 @@ impl Scenario {
                 rule: StoppingRule {
                     prob_best: stopping.prob_best,
                     max_expected_loss: stopping.max_expected_loss,
-                    min_exposures: stopping.min_exposures,
+                    min_exposures: stopping.required_exposures(),
                     min_duration_ms: stopping.min_duration.map_or(0, |d| d.as_millis()),
                 },
                 on_winner: stopping.on_winner,
@@ -112,6 +116,7 @@ impl Scenario {
                     rate,
                     prior: Prior::default(),
                     delay: None,
+                    confirm_rate: None,
                 })
                 .collect(),
             params: Params {

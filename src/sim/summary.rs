@@ -117,6 +117,8 @@ pub struct Summary {
     pub conversions_saved_vs_even_split: f64,
     /// Per arm, how often and how soon a guardrail halted it (empty without guardrails).
     pub halts: Vec<HaltSummary>,
+    /// The sample-ratio check over the runs (only with `--confirm-rate`).
+    pub srm: Option<super::confirm::SrmSummary>,
 }
 
 /// Runs `settings.runs` runs of `scenario` on `settings.threads` threads and summarises
@@ -293,6 +295,10 @@ fn summarise(
             let ids: Vec<String> = scenario.arms.iter().map(|a| a.id.clone()).collect();
             guardrail::summarise(&ids, outcomes)
         },
+        srm: super::confirm::srm_summary(
+            scenario,
+            &outcomes.iter().map(|o| o.srm_p_value).collect::<Vec<_>>(),
+        ),
     }
 }
 

@@ -364,6 +364,19 @@ fn reasons(
             old.assignment
         ));
     }
+    if old.exposure.mode != new.exposure.mode {
+        reasons.push(format!(
+            "{file}: `exposure` changes from {} to {}; the stored exposures were counted {} \
+             and cannot be mixed with exposures counted {} (nor can the assignments already \
+             handed out be confirmed under the other mode). {}, or keep `exposure: {}`",
+            old.exposure.mode,
+            new.exposure.mode,
+            when_counted(old.exposure.mode),
+            when_counted(new.exposure.mode),
+            capitalised(&bump),
+            old.exposure.mode
+        ));
+    }
     for change in variants_changed.iter().filter(|c| c.field == "payload") {
         reasons.push(format!(
             "{file}: the payload of variant `{}` changes; its stored exposures would claim \
@@ -383,6 +396,14 @@ fn reasons(
         ));
     }
     reasons
+}
+
+/// How the exposures of a mode were counted, for the revision-bump message.
+fn when_counted(mode: super::model::ExposureMode) -> &'static str {
+    match mode {
+        super::model::ExposureMode::OnAssign => "when assigned",
+        super::model::ExposureMode::OnRender => "when the page confirmed them",
+    }
 }
 
 fn capitalised(text: &str) -> String {
@@ -426,6 +447,16 @@ fn field_changes(old: &Experiment, new: &Experiment) -> Vec<FieldChange> {
         "assignment",
         old.assignment.to_string(),
         new.assignment.to_string(),
+    );
+    diff(
+        "exposure",
+        old.exposure.mode.to_string(),
+        new.exposure.mode.to_string(),
+    );
+    diff(
+        "confirm_within",
+        old.exposure.confirm_within.to_string(),
+        new.exposure.confirm_within.to_string(),
     );
     diff(
         "reward.window",
@@ -483,6 +514,11 @@ fn field_changes(old: &Experiment, new: &Experiment) -> Vec<FieldChange> {
                 "stopping.on_winner",
                 o.on_winner.to_string(),
                 n.on_winner.to_string(),
+            );
+            diff(
+                "stopping.allow_prior_only_decision",
+                o.allow_prior_only_decision.to_string(),
+                n.allow_prior_only_decision.to_string(),
             );
         }
         (o, n) => diff(
@@ -549,7 +585,11 @@ fn show_stopping(s: &StoppingSpec) -> String {
     if let Some(d) = s.min_duration {
         text.push_str(&format!(", min_duration: {d}"));
     }
-    text.push_str(&format!(", on_winner: {}}}", s.on_winner));
+    text.push_str(&format!(", on_winner: {}", s.on_winner));
+    if s.allow_prior_only_decision {
+        text.push_str(", allow_prior_only_decision: true");
+    }
+    text.push('}');
     text
 }
 

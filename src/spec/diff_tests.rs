@@ -488,3 +488,39 @@ fn plan_json_has_stable_field_names() {
         json!({"status": "compatible"})
     );
 }
+
+#[test]
+fn changing_the_exposure_mode_needs_a_revision_bump_and_its_window_does_not() {
+    let on_render = |t: String| {
+        t.replace(
+            "assignment: sticky\n",
+            "assignment: sticky\nexposure: on_render\nconfirm_within: 10m\n",
+        )
+    };
+    let e = one(running(same), proposed(on_render));
+    let reasons = reasons(&e);
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].contains("`exposure` changes from on_assign to on_render")
+            && reasons[0].contains("keep `exposure: on_assign`"),
+        "{}",
+        reasons[0]
+    );
+    let wider = one(
+        running(on_render),
+        proposed(|t| on_render(t).replace("confirm_within: 10m", "confirm_within: 30m")),
+    );
+    assert!(reasons_of_none(&wider), "{:?}", wider);
+    assert_eq!(wider.changes.len(), 1);
+    assert_eq!(
+        (
+            wider.changes[0].field.as_str(),
+            wider.changes[0].new.as_str()
+        ),
+        ("confirm_within", "30m")
+    );
+}
+
+fn reasons_of_none(e: &ExperimentPlan) -> bool {
+    reasons(e).is_empty()
+}

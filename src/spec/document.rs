@@ -27,6 +27,13 @@ impl Experiment {
         }
         doc.insert("revision".into(), json!(self.revision));
         doc.insert("assignment".into(), json!(self.assignment.as_str()));
+        doc.insert("exposure".into(), json!(self.exposure.mode.as_str()));
+        if self.exposure.mode == super::model::ExposureMode::OnRender {
+            doc.insert(
+                "confirm_within".into(),
+                json!(self.exposure.confirm_within.to_string()),
+            );
+        }
         doc.insert(
             "reward".into(),
             json!({ "window": self.reward.window.to_string(), "delay": delay(self.reward.delay) }),
@@ -89,6 +96,10 @@ fn stopping_document(stopping: &StoppingSpec) -> Value {
         block.insert("min_duration".into(), json!(min_duration.to_string()));
     }
     block.insert("on_winner".into(), json!(stopping.on_winner.as_str()));
+    block.insert(
+        "allow_prior_only_decision".into(),
+        json!(stopping.allow_prior_only_decision),
+    );
     Value::Object(block)
 }
 

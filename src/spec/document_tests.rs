@@ -123,6 +123,7 @@ fn minimal_experiment_documents_spell_out_every_default() {
             "id": "m",
             "description": "d",
             "owner": "o",
+            "exposure": "on_assign",
             "status": "draft",
             "revision": 1,
             "assignment": "sticky",

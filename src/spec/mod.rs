@@ -9,6 +9,7 @@ mod diff_render;
 mod document;
 pub mod duration;
 pub mod error;
+mod exposure;
 mod fields;
 mod lint;
 mod guardrails;
@@ -25,13 +26,15 @@ pub use diff::{
 pub use diff_render::{TrafficFacts, thousands};
 pub use duration::HumanDuration;
 pub use error::{MAX_EXCERPT_CHARS, Position, SpecError, excerpt, quoted};
+pub use exposure::DEFAULT_CONFIRM_WITHIN_SECONDS;
 pub use guardrails::{
     DEFAULT_GUARDRAIL_CONFIDENCE, DEFAULT_GUARDRAIL_MIN_EXPOSURES, PRIMARY_METRIC,
 };
 pub use lint::lint_experiment;
 pub use model::{
-    AssignmentMode, DelayModel, Experiment, ExperimentId, Guardrail, GuardrailDirection, IdError,
-    MetricName, OnWinner, PolicySpec, Prior, RewardSpec, Status, StoppingSpec, Variant, VariantId,
+    AssignmentMode, DelayModel, Experiment, ExperimentId, ExposureMode, ExposureSpec, Guardrail,
+    GuardrailDirection, IdError, MetricName, OnWinner, PolicySpec, Prior, RewardSpec, Status,
+    StoppingSpec, Variant, VariantId,
 };
 pub use parse::{
     DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, DEFAULT_REWARD_WINDOW_SECONDS,

@@ -154,6 +154,44 @@ impl std::fmt::Display for AssignmentMode {
     }
 }
 
+/// When an assignment counts as an exposure (`exposure:` in the YAML).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ExposureMode {
+    /// Counted when the server hands the assignment out: observed follows the allocation by
+    /// construction, so the sample-ratio check sees only server-side faults.
+    OnAssign,
+    /// Recorded when handed out, counted when the page confirms it rendered the variant
+    /// (`POST /v1/exposures`): a frontend that drops a variant shows up as a mismatch.
+    OnRender,
+}
+
+impl ExposureMode {
+    /// The YAML spelling, e.g. `on_render`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExposureMode::OnAssign => "on_assign",
+            ExposureMode::OnRender => "on_render",
+        }
+    }
+}
+
+impl std::fmt::Display for ExposureMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `exposure` and `confirm_within`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ExposureSpec {
+    pub mode: ExposureMode,
+    /// With `on_render`: confirmations later than this after the assignment are refused.
+    pub confirm_within: HumanDuration,
+}
+
 /// Beta prior parameters; both finite and > 0.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct Prior {
@@ -280,6 +318,21 @@ pub struct StoppingSpec {
     /// so weekday/weekend cycles are seen at least once.
     pub min_duration: Option<HumanDuration>,
     pub on_winner: OnWinner,
+    /// Whether the priors alone (no exposure of some arm) may declare a winner. False by
+    /// default: every active arm then needs at least one exposure, whatever `min_exposures`.
+    pub allow_prior_only_decision: bool,
+}
+
+impl StoppingSpec {
+    /// The exposures every active arm needs before a decision: `min_exposures`, and at least
+    /// one unless `allow_prior_only_decision` (no analyst expects a winner without data).
+    pub fn required_exposures(&self) -> u64 {
+        if self.allow_prior_only_decision {
+            self.min_exposures
+        } else {
+            self.min_exposures.max(1)
+        }
+    }
 }
 
 /// Which guardrail rates are good.
@@ -345,6 +398,8 @@ pub struct Experiment {
     /// Data epoch; bumping it starts fresh counters and assignments.
     pub revision: u32,
     pub assignment: AssignmentMode,
+    /// When an assignment counts as an exposure, and how long a confirmation may take.
+    pub exposure: ExposureSpec,
     pub reward: RewardSpec,
     pub prior: Prior,
     pub policy: PolicySpec,

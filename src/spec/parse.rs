@@ -48,6 +48,8 @@ pub(super) const EXPERIMENT_FIELDS: &[&str] = &[
     "environments",
     "revision",
     "assignment",
+    "exposure",
+    "confirm_within",
     "reward",
     "prior",
     "policy",
@@ -147,6 +149,12 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         None => Some(AssignmentMode::Sticky),
         Some(n) => fields::choice(report, n, "assignment", ASSIGNMENTS),
     };
+    let exposure = super::exposure::exposure(
+        report,
+        fields.get("exposure"),
+        fields.get("confirm_within"),
+        assignment,
+    );
     let reward = match fields.get("reward") {
         None => Some(RewardSpec {
             window: HumanDuration::from_std(Duration::from_secs(DEFAULT_REWARD_WINDOW_SECONDS)),
@@ -205,6 +213,7 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         environments: environments?,
         revision: revision?,
         assignment: assignment?,
+        exposure: exposure?,
         reward: reward?,
         prior: prior?,
         policy: policy?,

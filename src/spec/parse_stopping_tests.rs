@@ -78,7 +78,33 @@ fn a_full_stopping_block_parses_into_the_model() {
             min_exposures: 1000,
             min_duration: Some(HumanDuration::from_std(Duration::from_secs(3 * 86_400))),
             on_winner: OnWinner::Report,
+            allow_prior_only_decision: false,
         })
+    );
+}
+
+#[test]
+fn allow_prior_only_decision_is_a_true_or_false_flag() {
+    let e = parse(&with_stopping(&[
+        THRESHOLDS[0],
+        THRESHOLDS[1],
+        "allow_prior_only_decision: true",
+    ]))
+    .unwrap();
+    let stopping = e.stopping.unwrap();
+    assert!(stopping.allow_prior_only_decision);
+    assert_eq!(stopping.required_exposures(), 0);
+    let default = parse(&with_stopping(&[THRESHOLDS[0], THRESHOLDS[1]])).unwrap();
+    assert_eq!(default.stopping.unwrap().required_exposures(), 1);
+    assert_error(
+        &with_stopping(&[
+            THRESHOLDS[0],
+            THRESHOLDS[1],
+            "allow_prior_only_decision: yes",
+        ]),
+        17,
+        30,
+        &["`allow_prior_only_decision` must be true or false, found the text \"yes\""],
     );
 }
 
@@ -288,7 +314,8 @@ fn stopping_must_be_a_mapping() {
         11,
         &[
             "`stopping` must be a mapping of `field: value` lines (prob_best, \
-             max_expected_loss, min_exposures, min_duration, on_winner), found the number 0.95",
+             max_expected_loss, min_exposures, min_duration, on_winner, \
+             allow_prior_only_decision), found the number 0.95",
         ],
     );
 }

@@ -382,7 +382,7 @@ fn an_unknown_field_is_an_error_listing_the_allowed_fields() {
         1,
         &[
             "unknown field `rollout` in the experiment; allowed fields: id, description, owner, \
-             status, environments, revision, assignment, reward, prior, policy, stopping, \
+             status, environments, revision, assignment, exposure, confirm_within, reward, prior, policy, stopping, \
              guardrails, default_variant, winner, variants",
         ],
     );

@@ -19,6 +19,8 @@ use serde_json::{Value, json};
 use super::guardrails::{
     DEFAULT_GUARDRAIL_CONFIDENCE, DEFAULT_GUARDRAIL_MIN_EXPOSURES, DIRECTIONS,
 };
+use super::duration::HumanDuration;
+use super::exposure::{DEFAULT_CONFIRM_WITHIN_SECONDS, EXPOSURE_MODES};
 use super::node::MAX_NESTING;
 use super::parse::{
     ASSIGNMENTS, DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, MAX_VARIANTS, STATUSES,
@@ -111,6 +113,27 @@ pub fn json_schema() -> Value {
                     sticky.",
                 "enum": nullable_names(ASSIGNMENTS),
                 "default": ASSIGNMENTS[0].0
+            },
+            "exposure": {
+                "description": "on_assign: an assignment counts as an exposure when the server \
+                    hands it out. on_render: it is recorded then, and counted only when the page \
+                    confirms that the variant was shown (POST /v1/exposures with the assign \
+                    token), which lets the sample-ratio check see a frontend that drops a \
+                    variant; needs assignment: sticky. Optional, default on_assign.",
+                "enum": nullable_names(EXPOSURE_MODES),
+                "default": EXPOSURE_MODES[0].0
+            },
+            "confirm_within": {
+                "description": format!(
+                    "With exposure: on_render, confirmations arriving later than this after \
+                     the assignment are refused. Only allowed with on_render. \
+                     {DURATION_HELP} Optional, default {}.",
+                    HumanDuration::from_std(std::time::Duration::from_secs(
+                        DEFAULT_CONFIRM_WITHIN_SECONDS
+                    ))
+                ),
+                "$ref": "#/$defs/duration",
+                "examples": ["10m"]
             },
             "reward": {
                 "description": "How rewards (conversions) are accepted.",
@@ -252,6 +275,15 @@ pub fn json_schema() -> Value {
                         ),
                         "enum": nullable_names(ON_WINNER),
                         "default": DEFAULT_ON_WINNER.as_str()
+                    },
+                    "allow_prior_only_decision": {
+                        "description": "false: every variant needs at least one exposure \
+                            before a winner is declared, whatever min_exposures says, so the \
+                            priors alone never decide. true: a strong prior may decide before \
+                            any data (banditd validate warns when it would). Optional, default \
+                            false.",
+                        "type": ["boolean", "null"],
+                        "default": false
                     }
                 }
             },

@@ -20,6 +20,7 @@ pub(super) const STOPPING_FIELDS: &[&str] = &[
     "min_exposures",
     "min_duration",
     "on_winner",
+    "allow_prior_only_decision",
 ];
 
 pub(super) const ON_WINNER: &[(&str, OnWinner)] =
@@ -47,12 +48,17 @@ pub(super) fn stopping(report: &mut Report<'_>, node: &Node) -> Option<StoppingS
         None => Some(DEFAULT_ON_WINNER),
         Some(n) => fields::choice(report, n, "on_winner", ON_WINNER),
     };
+    let allow_prior_only_decision = match fields.get("allow_prior_only_decision") {
+        None => Some(false),
+        Some(n) => flag(report, n, "allow_prior_only_decision"),
+    };
     Some(StoppingSpec {
         prob_best: prob_best?,
         max_expected_loss: max_expected_loss?,
         min_exposures: min_exposures?,
         min_duration: min_duration?,
         on_winner: on_winner?,
+        allow_prior_only_decision: allow_prior_only_decision?,
     })
 }
 
@@ -136,4 +142,19 @@ pub(super) fn example_or_percent(value: f64, example: &str) -> String {
     } else {
         example.to_owned()
     }
+}
+
+/// `true` or `false`; anything else (including the text "yes") is reported.
+fn flag(report: &mut Report<'_>, node: &Node, field: &str) -> Option<bool> {
+    if let NodeKind::Bool(value) = node.kind {
+        return Some(value);
+    }
+    report.error(
+        node.pos,
+        format!(
+            "`{field}` must be true or false, found {}",
+            node.kind.describe()
+        ),
+    );
+    None
 }

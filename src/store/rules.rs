@@ -18,6 +18,7 @@
 //! | expected exposures: the allocation of the moment scaled to sum to exactly the exposures counted, unusable entries 0, all to the exposed arm if nothing is usable | [`expected_exposure_shares`] | — |
 //! | epoch start: set by the first write that counts anything, never moved | [`epoch_start`] | the epoch's start |
 //! | stopping decision: the first one recorded holds forever | [`settle_decision`] | the epoch's decision |
+//! | `exposure: on_render`: a confirmation is a set-if-absent insert of the assignment into the counted epoch (at most once per unit), refused once [`confirmation_window_closed`]; it credits the expected exposures with the allocation at the assignment ([`confirmed_allocation`]) | [`insert_sticky`], [`confirmation_window_closed`], [`confirmed_allocation`] | the unit's record in the counted epoch |
 //!
 //! A backend whose atomic step runs outside Rust (a Redis Lua script) must mirror the rules
 //! whose "state it needs" column is filled, since they read state inside the atomic step:
@@ -266,6 +267,50 @@ pub fn settle_decision(held: Option<&Decision>, proposed: Decision) -> (Decision
         Some(held) => (held.clone(), false),
         None => (proposed, true),
     }
+}
+
+/// Whether a confirmation arriving at `now_ms` (the server's clock) of an assignment made at
+/// `assigned_ms` comes too late: more than `within_ms` (`confirm_within`) after it. The
+/// boundary itself is still open, like the reward window's.
+pub fn confirmation_window_closed(assigned_ms: u64, now_ms: u64, within_ms: u64) -> bool {
+    now_ms > assigned_ms.saturating_add(within_ms)
+}
+
+/// The allocation a confirmed exposure credits to the expected exposures: the one at its
+/// assignment. A fresh assignment's token carries it (`carried`), which is exact. Otherwise
+/// (a unit's confirmation, or a returning unit's token) only the chosen arm's propensity
+/// `propensity` is known from the record: it keeps that share, and the rest is spread over the
+/// other arms of `current` (the allocation now) in their current proportions; with two arms
+/// that is exact too, with more it approximates the split of the moment.
+pub fn confirmed_allocation(
+    carried: Option<&[(String, f64)]>,
+    variant: &str,
+    propensity: f64,
+    current: &[(String, f64)],
+) -> Vec<(String, f64)> {
+    if let Some(carried) = carried {
+        return carried.to_vec();
+    }
+    let propensity = if propensity.is_finite() {
+        propensity.clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    let others: f64 = current
+        .iter()
+        .filter(|(v, p)| v != variant && p.is_finite() && *p > 0.0)
+        .map(|(_, p)| p)
+        .sum();
+    let mut allocation = vec![(variant.to_owned(), propensity)];
+    if others > 0.0 {
+        allocation.extend(
+            current
+                .iter()
+                .filter(|(v, p)| v != variant && p.is_finite() && *p > 0.0)
+                .map(|(v, p)| (v.clone(), (1.0 - propensity) * (p / others))),
+        );
+    }
+    allocation
 }
 
 #[cfg(test)]

@@ -241,3 +241,45 @@ fn the_epoch_start_is_set_once_and_the_first_decision_holds() {
     assert_eq!(settle_decision(None, first.clone()), (first.clone(), true));
     assert_eq!(settle_decision(Some(&first), second), (first, false));
 }
+
+#[test]
+fn a_confirmation_is_accepted_up_to_the_end_of_its_window_and_refused_after() {
+    assert!(!confirmation_window_closed(T0_MS, T0_MS, 600_000));
+    assert!(!confirmation_window_closed(T0_MS, T0_MS + 600_000, 600_000));
+    assert!(confirmation_window_closed(T0_MS, T0_MS + 600_001, 600_000));
+    // A clock behind the assignment's is no reason to refuse.
+    assert!(!confirmation_window_closed(T0_MS, T0_MS - 10, 600_000));
+    assert!(!confirmation_window_closed(u64::MAX - 1, u64::MAX, 600_000));
+}
+
+#[test]
+fn a_confirmation_credits_the_allocation_it_carries_or_one_built_from_its_propensity() {
+    let own = |v: &[(&str, f64)]| -> Vec<(String, f64)> {
+        v.iter().map(|(k, p)| ((*k).to_owned(), *p)).collect()
+    };
+    let carried = own(&[("a", 0.7), ("b", 0.3)]);
+    let now = own(&[("a", 0.1), ("b", 0.6), ("c", 0.3)]);
+    assert_eq!(
+        confirmed_allocation(Some(&carried), "b", 0.3, &now),
+        carried
+    );
+    // `b` keeps its propensity 0.4; the other 0.6 follows a : c = 0.1 : 0.3 now.
+    let built = confirmed_allocation(None, "b", 0.4, &now);
+    let expect = own(&[("b", 0.4), ("a", 0.15), ("c", 0.45)]);
+    assert_eq!(built.len(), 3);
+    for ((v, p), (w, q)) in built.iter().zip(&expect) {
+        assert_eq!(v, w);
+        assert!((p - q).abs() < 1e-15, "{built:?}");
+    }
+    // Two arms: exactly (p, 1 − p), whatever the split is now.
+    let two = own(&[("a", 0.9), ("b", 0.1)]);
+    assert_eq!(
+        confirmed_allocation(None, "a", 0.25, &two),
+        own(&[("a", 0.25), ("b", 0.75)])
+    );
+    // Nothing else allocated: everything to the exposed arm.
+    assert_eq!(
+        confirmed_allocation(None, "a", 0.5, &own(&[("a", 1.0)])),
+        own(&[("a", 0.5)])
+    );
+}

@@ -13,6 +13,7 @@ mod errors;
 mod events;
 mod events_batch;
 mod export;
+mod exposures;
 mod failsafe;
 mod folder;
 mod guardrails;

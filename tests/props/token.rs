@@ -30,6 +30,7 @@ fn claims() -> impl Strategy<Value = Claims> {
                 issued_ms,
                 assignment_id,
                 propensity,
+                allocation: None,
             },
         )
 }

@@ -33,12 +33,16 @@
 //!   (last write wins, per epoch), epoch start, durability of every acknowledged write across
 //!   a restart, health transitions where the backend can inject faults;
 //! - `replicas`: a process's own replica report, live until it expires or is withdrawn.
+//! - `confirm`: `exposure: on_render` confirmations, counted once with the allocation of
+//!   their assignment, the ledger untouched, across a restart.
 
+mod confirm;
 mod epochs;
 mod replicas;
 mod rewards;
 mod sticky;
 
+pub use confirm::*;
 pub use epochs::*;
 pub use replicas::*;
 pub use rewards::*;
@@ -94,6 +98,7 @@ macro_rules! store_contract_tests {
             acknowledged_writes_survive_a_restart,
             health_follows_a_failure_episode_and_writes_resume,
             a_replica_report_is_live_until_it_expires_or_is_withdrawn,
+            a_confirmation_counts_once_with_the_allocation_of_its_assignment,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {
