@@ -4,8 +4,8 @@
 mod assign;
 mod burn_in;
 pub mod clock;
-mod epoch_spec;
 mod conclusion;
+mod epoch_spec;
 mod error;
 mod events;
 pub mod export;

@@ -20,8 +20,8 @@ use std::collections::BinaryHeap;
 
 use rand::{RngExt, SeedableRng, rngs::Xoshiro256PlusPlus};
 
-use super::delay_posterior::DelayTracker;
 use super::confirm::SrmTally;
+use super::delay_posterior::DelayTracker;
 use super::error::SimError;
 use super::guardrail::{ArmHalt, DEFAULT_CHECK_EVERY, GuardrailRun};
 use super::scenario::{Scenario, Settings};

@@ -16,11 +16,11 @@
 
 use serde_json::{Value, json};
 
+use super::duration::HumanDuration;
+use super::exposure::{DEFAULT_CONFIRM_WITHIN_SECONDS, EXPOSURE_MODES};
 use super::guardrails::{
     DEFAULT_GUARDRAIL_CONFIDENCE, DEFAULT_GUARDRAIL_MIN_EXPOSURES, DIRECTIONS,
 };
-use super::duration::HumanDuration;
-use super::exposure::{DEFAULT_CONFIRM_WITHIN_SECONDS, EXPOSURE_MODES};
 use super::node::MAX_NESTING;
 use super::parse::{
     ASSIGNMENTS, DEFAULT_BURN_IN, DEFAULT_MIN_SHARE, DEFAULT_REVISION, MAX_VARIANTS, STATUSES,
