@@ -64,6 +64,8 @@ export interface AssignedVariant {
   rewardUntilMs: number | null;
   /** Only for answers from the server: it could not record the exposure. */
   degraded?: boolean;
+  /** `exposure: on_render`: nothing counts until the page calls `rendered(assignment)`. */
+  confirm?: boolean;
   source: "server" | "cache" | "fallback";
 }
 
@@ -118,6 +120,9 @@ export declare class BanditdClient {
   readonly url: string;
   assign(unit: string, experiments?: string[]): Promise<Assignments>;
   track(event: TrackEvent): Promise<TrackResult>;
+  /** Confirms that the page showed an `exposure: on_render` assignment (a beacon carrying
+   * its token); resolves whether it was handed over. Nothing to do, false, for others. */
+  rendered(assignment: AssignedVariant): Promise<boolean>;
   /** Sends every due event of the outbox now. */
   flush(): Promise<void>;
   /** Hands unsent events to `navigator.sendBeacon` (done on `pagehide`). */

@@ -292,11 +292,40 @@ export class BanditdClient {
           payload: a.payload ?? null,
           token: a.token,
           rewardUntilMs: a.reward_until_ms,
+          confirm: Boolean(a.confirm),
         };
         changed = true;
       }
     }
     if (changed) this.writeCache(unit, entries);
+  }
+
+  /**
+   * Tells the server the page has shown `assignment` (`exposure: on_render` experiments,
+   * whose assign answer says `confirm: true`; for others it does nothing and resolves
+   * false). Call it once the variant is on screen. The confirmation carries the token, so it
+   * needs no key, and goes as a `text/plain` beacon (no preflight; it survives the page
+   * closing), or by `fetch` with `keepalive` where there is no beacon. The server counts
+   * one confirmation per assignment, so calling it on every render (a cached assignment
+   * included) is safe.
+   */
+  rendered(assignment) {
+    if (!assignment || !assignment.confirm || !assignment.token) return Promise.resolve(false);
+    const body = JSON.stringify({ experiment: assignment.experiment, token: assignment.token });
+    const url = `${this.url}/v1/exposures`;
+    if (this.sendBeacon && this.sendBeacon(url, body)) return Promise.resolve(true);
+    return Promise.resolve()
+      .then(() =>
+        this.fetch(url, {
+          method: "POST",
+          headers: { "content-type": "text/plain" },
+          body,
+          keepalive: true,
+          credentials: "omit",
+        }),
+      )
+      .then((response) => response.ok)
+      .catch(() => false);
   }
 
   // ---- events --------------------------------------------------------------------------
@@ -547,6 +576,7 @@ function fromServer(a) {
     sticky: Boolean(a.sticky),
     rewardUntilMs: a.reward_until_ms ?? null,
     degraded: Boolean(a.degraded),
+    confirm: Boolean(a.confirm),
     source: "server",
   };
 }
@@ -559,6 +589,7 @@ function fromCache(id, entry) {
     token: entry.token,
     sticky: true,
     rewardUntilMs: entry.rewardUntilMs,
+    confirm: Boolean(entry.confirm),
     source: "cache",
   };
 }

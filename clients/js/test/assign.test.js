@@ -254,3 +254,54 @@ test("bad arguments are refused before any request", async () => {
   assert.throws(() => createClient({}), TypeError);
   assert.equal(requests.length, 0);
 });
+
+test("rendered() confirms an on_render assignment by beacon with its token, and nothing else", async () => {
+  const clock = new FakeClock();
+  const beacons = [];
+  const { fetch, requests } = fakeFetch(() =>
+    json({
+      unit: "u1",
+      assignments: [
+        { ...assignment(clock, "hero", "bold"), confirm: true, counted: false },
+        assignment(clock, "footer", "plain"),
+      ],
+      errors: [],
+    }),
+  );
+  const c = client(clock, fetch, {
+    sendBeacon: (url, body) => {
+      beacons.push({ url, body });
+      return true;
+    },
+  });
+  const result = await c.assign("u1", ["hero", "footer"]);
+  assert.equal(result.assignments.hero.confirm, true);
+  assert.equal(await c.rendered(result.assignments.hero), true);
+  assert.equal(await c.rendered(result.assignments.footer), false);
+  assert.deepEqual(beacons, [
+    {
+      url: "https://bandit.example.com/v1/exposures",
+      body: JSON.stringify({ experiment: "hero", token: "token-hero-bold" }),
+    },
+  ]);
+  // A later page view answers from the cache, which remembers that the render must be
+  // confirmed (the server counts one confirmation per assignment).
+  const again = await c.assign("u1", ["hero"]);
+  assert.equal(again.assignments.hero.source, "cache");
+  assert.equal(again.assignments.hero.confirm, true);
+  assert.equal(requests.length, 1);
+});
+
+test("rendered() falls back to a keepalive text/plain fetch without a beacon", async () => {
+  const clock = new FakeClock();
+  const { fetch, requests } = fakeFetch(() => json({ received: 1, applied: 1 }));
+  const c = client(clock, fetch, { sendBeacon: undefined });
+  c.sendBeacon = undefined;
+  const ok = await c.rendered({ experiment: "hero", token: "t", confirm: true });
+  assert.equal(ok, true);
+  assert.equal(requests.length, 1);
+  assert.equal(requests[0].url, "https://bandit.example.com/v1/exposures");
+  assert.equal(requests[0].keepalive, true);
+  assert.equal(requests[0].headers["content-type"], "text/plain");
+  assert.deepEqual(requests[0].body, { experiment: "hero", token: "t" });
+});
