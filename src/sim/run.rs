@@ -179,19 +179,14 @@ pub fn run_once(
             guardrails.check(&exposures, index);
         }
         if index % update_every == 0 {
-            while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
-                if arrival_ms > now_ms {
-                    break;
-                }
-                pending.pop();
-                credit(&mut counters[arm], assigned_ms, half_life_ms);
-                if let Some(tracker) = &mut tracker {
-                    tracker.convert(arm, assigned_ms, arrival_ms);
-                }
-            }
-            if let Some(tracker) = &mut tracker {
-                tracker.pending(now_ms, &mut pending_exposures);
-            }
+            arrive_until(
+                now_ms,
+                &mut pending,
+                &mut counters,
+                &mut tracker,
+                half_life_ms,
+                &mut pending_exposures,
+            );
             refresh_views(
                 scenario,
                 &counters,
@@ -302,19 +297,14 @@ pub fn run_once(
         );
     }
     let end_ms = settings.time_ms(horizon);
-    while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
-        if arrival_ms > end_ms {
-            break;
-        }
-        pending.pop();
-        credit(&mut counters[arm], assigned_ms, half_life_ms);
-        if let Some(tracker) = &mut tracker {
-            tracker.convert(arm, assigned_ms, arrival_ms);
-        }
-    }
-    if let Some(tracker) = &mut tracker {
-        tracker.pending(end_ms, &mut pending_exposures);
-    }
+    arrive_until(
+        end_ms,
+        &mut pending,
+        &mut counters,
+        &mut tracker,
+        half_life_ms,
+        &mut pending_exposures,
+    );
     refresh_views(
         scenario,
         &counters,
@@ -373,6 +363,32 @@ fn record_regret(
             .map(|(&n, &gap)| n as f64 * gap)
             .sum();
         regret_at.push(regret);
+    }
+}
+
+/// Credits every pending conversion that has arrived by `now_ms` (telling the delay tracker,
+/// when the delay-aware posterior is on, and updating its count of exposures whose
+/// conversion may still come).
+fn arrive_until(
+    now_ms: u64,
+    pending: &mut BinaryHeap<Pending>,
+    counters: &mut [ArmCounters],
+    tracker: &mut Option<DelayTracker>,
+    half_life_ms: Option<u64>,
+    pending_exposures: &mut Vec<f64>,
+) {
+    while let Some(&Reverse((arrival_ms, _, arm, assigned_ms))) = pending.peek() {
+        if arrival_ms > now_ms {
+            break;
+        }
+        pending.pop();
+        credit(&mut counters[arm], assigned_ms, half_life_ms);
+        if let Some(tracker) = tracker.as_mut() {
+            tracker.convert(arm, assigned_ms, arrival_ms);
+        }
+    }
+    if let Some(tracker) = tracker.as_mut() {
+        tracker.pending(now_ms, pending_exposures);
     }
 }
 

@@ -194,8 +194,8 @@ async fn experiment_page(
     ))
 }
 
-/// What the server runs: the loaded version, load time, files, and the last refused reload
-/// with each `file:line:col`. Access as for `/ui/`.
+/// What the server runs: the loaded version, load time, files, the last refused reload with
+/// each `file:line:col`, and every live replica's version. Access as for `/ui/`.
 #[utoipa::path(
     get,
     path = "/ui/config",
@@ -211,10 +211,16 @@ async fn config_page(access: UiAccess, req: HttpRequest) -> UiResult<HttpRespons
     let (state, _) = parts(&req)?;
     let status = state.engine.config_status();
     let watch = state.engine.watch_status();
+    // A store that cannot list the replicas does not break the page: the section says so.
+    let replicas = state.engine.replica_set(&state.replica).await.ok();
     let chrome = chrome(&req, access.0)?;
     Ok(page_response(
         StatusCode::OK,
-        layout::page(&chrome, "Configuration", config::render(&status, &watch)),
+        layout::page(
+            &chrome,
+            "Configuration",
+            config::render(&status, &watch, replicas.as_ref()),
+        ),
     ))
 }
 

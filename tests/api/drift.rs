@@ -122,6 +122,20 @@ fn drift_shows_on_every_replica_until_the_odd_one_is_aligned_and_reloaded_or_sto
         );
     }
 
+    // The dashboard's configuration page shows the drift on every replica, naming each
+    // version with its replicas.
+    for app in &apps {
+        let page = ui_config(app);
+        assert!(page.contains("Config drift"), "{page}");
+        assert!(
+            page.contains(&format!("version <code>{odd}</code> on {}", ids[2])),
+            "{page}"
+        );
+        for id in &ids {
+            assert!(page.contains(&format!("data-replica=\"{id}\"")), "{page}");
+        }
+    }
+
     let proposal = tempfile::tempdir().unwrap();
     std::fs::write(proposal.path().join("headline.yaml"), STICKY).unwrap();
     let (code, text) = plan_against(&apps[0], proposal.path());
@@ -152,6 +166,12 @@ fn drift_shows_on_every_replica_until_the_odd_one_is_aligned_and_reloaded_or_sto
     }
     let (_, text) = plan_against(&apps[0], proposal.path());
     assert!(!text.contains("warning:"), "{text}");
+    let page = ui_config(&apps[0]);
+    assert!(!page.contains("Config drift"), "{page}");
+    assert!(
+        page.contains("All 3 replicas run the same version."),
+        "{page}"
+    );
 
     // Drifted again, then stopped: a clean stop takes it out of the set at once.
     let mut apps = apps;
@@ -172,6 +192,13 @@ fn drift_shows_on_every_replica_until_the_odd_one_is_aligned_and_reloaded_or_sto
     );
 }
 
+/// The dashboard's configuration page (open: these replicas have no admin key).
+fn ui_config(app: &TestApp) -> String {
+    let r = app.get("/ui/config");
+    assert_eq!(r.status, 200);
+    r.body.as_str().expect("an HTML page").to_owned()
+}
+
 fn all_of(apps: &[TestApp]) -> Vec<&TestApp> {
     apps.iter().collect()
 }
@@ -189,4 +216,7 @@ fn a_single_sled_server_reports_itself_as_the_only_replica() {
         app.address
             .ends_with(set["live"][0]["address"].as_str().unwrap())
     );
+    let page = ui_config(&app);
+    assert!(page.contains("One replica: this one."), "{page}");
+    assert!(!page.contains("Config drift"), "{page}");
 }

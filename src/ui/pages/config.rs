@@ -1,12 +1,13 @@
 //! `/ui/config`: what the server runs — the loaded version and when, the folder and its files,
-//! how reloads arrive, and the last reload that was refused with each of its `file:line:col`.
+//! how reloads arrive, the last reload that was refused with each of its `file:line:col`, and
+//! the version every live replica sharing the store runs (config drift).
 
 use maud::{Markup, html};
 
-use crate::engine::{ConfigStatus, WatchMode, WatchStatus};
+use crate::engine::{ConfigStatus, ReplicaSet, WatchMode, WatchStatus};
 use crate::ui::numbers;
 
-pub fn render(status: &ConfigStatus, watch: &WatchStatus) -> Markup {
+pub fn render(status: &ConfigStatus, watch: &WatchStatus, replicas: Option<&ReplicaSet>) -> Markup {
     let build = crate::build_info::current();
     html! {
         section aria-labelledby="loaded-heading" {
@@ -55,6 +56,7 @@ pub fn render(status: &ConfigStatus, watch: &WatchStatus) -> Markup {
                 }
             }
         }
+        (replica_section(replicas))
         section aria-labelledby="error-heading" {
             h2 id="error-heading" { "Last refused reload" }
             @match &status.last_error {
@@ -74,6 +76,65 @@ pub fn render(status: &ConfigStatus, watch: &WatchStatus) -> Markup {
                                 @for (i, file) in failure.files.iter().enumerate() {
                                     @if i > 0 { ", " }
                                     code { (file) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Every live replica and the version it runs; a warning while they disagree (a rollout that
+/// has not reached every replica, or a replica that refused a reload).
+fn replica_section(replicas: Option<&ReplicaSet>) -> Markup {
+    html! {
+        section aria-labelledby="replicas-heading" {
+            h2 id="replicas-heading" { "Replicas" }
+            @match replicas {
+                None => p class="note" role="note" {
+                    "The store could not list the replicas just now; the page shows them again "
+                    "once it answers."
+                },
+                Some(set) => {
+                    @if set.agree {
+                        p class="ok-note" {
+                            @if set.live.len() == 1 { "One replica: this one." }
+                            @else { "All " (set.live.len()) " replicas run the same version." }
+                        }
+                    } @else {
+                        p class="drift" role="alert" {
+                            strong { "Config drift: " }
+                            "the " (set.live.len()) " live replicas do not run the same experiment "
+                            "folder ("
+                            @for (i, group) in set.versions.iter().enumerate() {
+                                @if i > 0 { "; " }
+                                "version " code { (group.version) } " on " (group.replicas.join(", "))
+                            }
+                            "). Finish the rollout, or reload the replicas that lag."
+                        }
+                    }
+                    div class="table-wrap" role="region" aria-labelledby="replicas-caption" tabindex="0" {
+                        table class="replicas" {
+                            caption id="replicas-caption" { "Live replicas sharing the store." }
+                            thead { tr {
+                                th scope="col" { "Replica" }
+                                th scope="col" { "Address" }
+                                th scope="col" { "Version" }
+                                th scope="col" { "Loaded at" }
+                            } }
+                            tbody {
+                                @for report in &set.live {
+                                    tr data-replica=(report.id) {
+                                        td {
+                                            (report.id)
+                                            @if report.id == set.this_replica { " (this one)" }
+                                        }
+                                        td { code { (report.address) } }
+                                        td { code class="replica-version" { (report.version) } }
+                                        td { time datetime=(numbers::utc(report.loaded_ms)) { (numbers::utc(report.loaded_ms)) } }
+                                    }
                                 }
                             }
                         }
