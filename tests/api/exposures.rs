@@ -245,3 +245,44 @@ fn the_same_broken_frontend_leaves_an_on_assign_experiment_green() {
     let report = report(&app);
     assert_eq!(report["srm"]["alert"], false, "{report}");
 }
+
+/// The dashboard's arm table of an `on_render` experiment shows what the page has to see:
+/// assignments handed out and the share confirmed, beside the confirmed exposures, with the
+/// API's exact values.
+#[test]
+fn the_dashboard_shows_assigned_and_confirmed_counts_of_an_on_render_experiment() {
+    let app = TestApp::spawn(&[("hero.yaml", ON_RENDER)]);
+    let (a, _b) = tokens_by_arm(&app, 4);
+    confirm_all(&app, &a[..2]);
+    let report = report(&app);
+    let page = app.get("/ui/experiments/hero");
+    assert_eq!(page.status, 200);
+    let html = page.body.as_str().expect("an HTML page");
+    assert!(html.contains(">Assigned</th>"), "{html}");
+    assert!(html.contains(">Confirmed</th>"), "{html}");
+    for variant in ["a", "b"] {
+        let arm = arm(&report, variant);
+        let assigned = arm["assigned"].as_u64().unwrap();
+        assert!(
+            html.contains(&format!(
+                "data-field=\"assigned\"><data value=\"{assigned}\">"
+            )),
+            "{variant}: {html}"
+        );
+        let confirmed = match arm["confirmation_rate"].as_f64() {
+            Some(rate) => format!("data-field=\"confirmation_rate\"><data value=\"{rate}\">"),
+            None => "data-field=\"confirmation_rate\">—".to_owned(),
+        };
+        assert!(
+            html.contains(&confirmed),
+            "{variant}: {confirmed} in {html}"
+        );
+    }
+    // An on_assign experiment's table has no such columns.
+    let plain = TestApp::spawn(&[(
+        "hero.yaml",
+        &ON_RENDER.replace("exposure: on_render\nconfirm_within: 10m\n", ""),
+    )]);
+    let html = plain.get("/ui/experiments/hero").body;
+    assert!(!html.as_str().unwrap().contains(">Assigned</th>"));
+}

@@ -232,11 +232,18 @@ fn arm_table(report: &ExperimentReport) -> Markup {
         arm.posterior.credible_interval.level
     });
     let level_percent = numbers::fixed(level * 100.0, 0);
+    let on_render = report.exposure == crate::spec::ExposureMode::OnRender;
     html! {
         p class="table-note" {
             "Rate is rewards ÷ exposures; the posterior is Beta(α, β) from the prior and the "
             "counts; P(best) is the posterior probability that the arm has the highest rate; "
             "expected loss is the rate that choosing the arm gives up, in expectation."
+            @if on_render {
+                " This experiment counts an exposure only when the page confirms it showed the "
+                "variant (exposure: on_render): Assigned is what the server handed out, "
+                "Confirmed the share the page confirmed, Exposures the confirmed count the "
+                "statistics use."
+            }
         }
         div class="table-wrap" role="region" aria-labelledby="arms-caption" tabindex="0" {
             table class="arms" {
@@ -244,6 +251,10 @@ fn arm_table(report: &ExperimentReport) -> Markup {
                 thead {
                     tr {
                         th scope="col" { "Variant" }
+                        @if on_render {
+                            th scope="col" class="num" { "Assigned" }
+                            th scope="col" class="num" { "Confirmed" }
+                        }
                         th scope="col" class="num" { "Exposures" }
                         th scope="col" class="num" { "Rewards" }
                         th scope="col" class="num" { "Rate" }
@@ -259,6 +270,12 @@ fn arm_table(report: &ExperimentReport) -> Markup {
                     @for arm in &report.arms {
                         tr data-variant=(arm.variant) {
                             th scope="row" { (arm.variant) }
+                            @if on_render {
+                                td class="num" data-field="assigned" {
+                                    data value=(arm.assigned) { (numbers::count(arm.assigned)) }
+                                }
+                                (maybe_cell("confirmation_rate", arm.confirmation_rate, numbers::proportion))
+                            }
                             td class="num" data-field="exposures" {
                                 data value=(arm.exposures) { (numbers::count(arm.exposures)) }
                             }
