@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::live::{LiveExperiment, Snapshot};
 use crate::policy::{self, ArmView, Mode};
 
-/// Exposures counted since a snapshot was taken, per arm (in the snapshot's arm order).
+/// Exposures counted since a snapshot was taken, per arm (in the snapshot's arm order). A
+/// snapshot past burn-in has none (`new(0)`), so recording there is a bounds check.
 pub struct FreshExposures(Box<[AtomicU64]>);
 
 impl FreshExposures {

@@ -138,7 +138,14 @@ impl Snapshot {
             )
         });
         let retired_arms = variant_ids.len() - active;
-        let variant_ids_len = variant_ids.len();
+        // Exposures are tallied live only while some arm is short of its burn-in: past it, the
+        // count would change no draw, so a snapshot beyond burn-in costs the assign path nothing.
+        let burn_in = spec.policy.burn_in as f64;
+        let fresh_arms = if arms.iter().any(|a| a.active && a.exposures < burn_in) {
+            variant_ids.len()
+        } else {
+            0
+        };
         let mut shares = comparison.prob_best;
         shares.extend(std::iter::repeat_n(0.0, retired_arms));
         let mut expected_loss = comparison.expected_loss;
@@ -154,7 +161,7 @@ impl Snapshot {
             allocation: Arc::from(Vec::new()),
             info,
             verdict,
-            fresh: super::burn_in::FreshExposures::new(variant_ids_len),
+            fresh: super::burn_in::FreshExposures::new(fresh_arms),
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),
