@@ -314,3 +314,50 @@ pub fn chi_square(observed: &[f64], expected: &[f64]) -> f64 {
         .map(|(o, e)| (o - e) * (o - e) / e)
         .sum()
 }
+
+/// The token secret every test replica shares (tokens verify on every replica).
+pub const REPLICA_SECRET: &str = "replica-token-secret-0123456789abcdef";
+
+/// `n` replicas (processes of the real binary) serving the sticky headline experiment on the
+/// Redis at `url`, in any of its URL forms.
+pub fn replicas(url: &str, n: usize) -> Vec<TestApp> {
+    (0..n)
+        .map(|_| {
+            TestApp::spawn_with_env(
+                &[("headline.yaml", STICKY)],
+                &[
+                    ("BANDITD_REDIS", url),
+                    ("BANDITD_TOKEN_SECRET", REPLICA_SECRET),
+                ],
+            )
+        })
+        .collect()
+}
+
+/// Asks every replica at once for units `unit-0` … `unit-{units − 1}` (one thread per
+/// replica) and returns the variants each unit got, one per replica.
+pub fn race_new_units(
+    apps: &[TestApp],
+    units: usize,
+) -> std::collections::HashMap<String, Vec<String>> {
+    let answers = std::sync::Mutex::new(std::collections::HashMap::<String, Vec<String>>::new());
+    std::thread::scope(|scope| {
+        for app in apps {
+            let answers = &answers;
+            scope.spawn(move || {
+                for i in 0..units {
+                    let unit = format!("unit-{i}");
+                    let body = app.assign("headline", &unit);
+                    let variant = body["variant"].as_str().unwrap_or_default().to_owned();
+                    answers
+                        .lock()
+                        .unwrap()
+                        .entry(unit)
+                        .or_default()
+                        .push(variant);
+                }
+            });
+        }
+    });
+    answers.into_inner().unwrap()
+}

@@ -6,23 +6,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{STICKY, TestApp};
+use crate::helpers::{self, STICKY, TestApp, race_new_units};
 use crate::redis_harness::RedisServer;
 
-const SECRET: &str = "replica-token-secret-0123456789abcdef";
-
 fn replicas(redis: &RedisServer, n: usize) -> Vec<TestApp> {
-    (0..n)
-        .map(|_| {
-            TestApp::spawn_with_env(
-                &[("headline.yaml", STICKY)],
-                &[
-                    ("BANDITD_REDIS", &redis.url()),
-                    ("BANDITD_TOKEN_SECRET", SECRET),
-                ],
-            )
-        })
-        .collect()
+    helpers::replicas(&redis.url(), n)
 }
 
 fn exposures(app: &TestApp) -> u64 {
@@ -36,26 +24,7 @@ fn exposures(app: &TestApp) -> u64 {
 fn a_new_unit_requested_on_three_replicas_at_once_gets_one_variant_counted_once() {
     let redis = RedisServer::start();
     let apps = replicas(&redis, 3);
-    let answers: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-    std::thread::scope(|scope| {
-        for app in &apps {
-            let answers = answers.clone();
-            scope.spawn(move || {
-                for i in 0..300 {
-                    let unit = format!("unit-{i}");
-                    let body = app.assign("headline", &unit);
-                    let variant = body["variant"].as_str().unwrap_or_default().to_owned();
-                    answers
-                        .lock()
-                        .unwrap()
-                        .entry(unit)
-                        .or_default()
-                        .push(variant);
-                }
-            });
-        }
-    });
-    let answers = answers.lock().unwrap();
+    let answers = race_new_units(&apps, 300);
     assert_eq!(answers.len(), 300);
     for (unit, variants) in answers.iter() {
         assert_eq!(variants.len(), 3);

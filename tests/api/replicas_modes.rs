@@ -2,26 +2,12 @@
 //! Sentinel-managed primary with a replica, failover included.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{STICKY, TestApp};
+use crate::helpers::{TestApp, race_new_units, replicas};
 use crate::redis_harness::{RedisCluster, RedisSentinel};
-
-const SECRET: &str = "replica-token-secret-0123456789abcdef";
-
-fn replicas(url: &str, n: usize) -> Vec<TestApp> {
-    (0..n)
-        .map(|_| {
-            TestApp::spawn_with_env(
-                &[("headline.yaml", STICKY)],
-                &[("BANDITD_REDIS", url), ("BANDITD_TOKEN_SECRET", SECRET)],
-            )
-        })
-        .collect()
-}
 
 fn total(app: &TestApp, field: &str) -> f64 {
     app.arms("headline")
@@ -42,26 +28,8 @@ fn audit(url: &str) -> std::process::Output {
 fn on_a_redis_cluster_racing_units_get_one_variant_and_events_apply_once() {
     let cluster = RedisCluster::start();
     let apps = replicas(&cluster.url(), 3);
-    let answers: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-    std::thread::scope(|scope| {
-        for app in &apps {
-            let answers = answers.clone();
-            scope.spawn(move || {
-                for i in 0..100 {
-                    let unit = format!("unit-{i}");
-                    let body = app.assign("headline", &unit);
-                    let variant = body["variant"].as_str().unwrap_or_default().to_owned();
-                    answers
-                        .lock()
-                        .unwrap()
-                        .entry(unit)
-                        .or_default()
-                        .push(variant);
-                }
-            });
-        }
-    });
-    for (unit, variants) in answers.lock().unwrap().iter() {
+    let answers = race_new_units(&apps, 100);
+    for (unit, variants) in answers.iter() {
         assert_eq!(variants.len(), 3);
         assert!(
             variants.iter().all(|v| v == &variants[0]),
