@@ -10,6 +10,7 @@
 
 use super::codec::{self, TokenMark};
 use super::error::StoreError;
+use super::event_log;
 use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
 use super::records::Decision;
@@ -123,10 +124,11 @@ pub fn apply_rewards(
 }
 
 /// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a unit's
-/// record rewritten with its reward, or a token's mark), the counters and the event id.
+/// record rewritten with its reward, or a token's mark), the counters and the event id (in
+/// memory and in the commit's event log, see `event_ids`).
 fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, StoreError> {
-    let id_key = keys::event_id_key(&op.epoch.experiment, &op.event_id);
-    let event_id_seen = txn.get(&id_key)?.is_some();
+    let digest = txn.event_id_digest(&op.epoch.experiment, &op.event_id);
+    let event_id_seen = txn.event_id_seen(digest);
     let credit = match &op.target {
         RewardTarget::Unit(unit) => {
             let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
@@ -178,13 +180,10 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
         }
     };
     credit_reward(txn, op, &credit);
-    // Kept a full window after arrival (and up to `expiry::MAX_RETENTION_LAG_MS` more): a
-    // retry within the window is always recognised.
-    txn.index_expiry(&id_key, credit.event_id_retained_until_ms);
-    txn.put(
-        id_key,
-        codec::encode_u64(credit.event_id_retained_until_ms).to_vec(),
-    );
+    // Kept a full window after arrival (and up to `event_log::GENERATION_MS` more): a retry
+    // within the window is always recognised.
+    let due_ms = event_log::generation_due(credit.event_id_retained_until_ms);
+    txn.add_event_id(due_ms, digest);
     Ok(RewardOutcome::Applied {
         variant: credit.variant,
     })

@@ -27,10 +27,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use super::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
 use super::codec;
 use super::error::StoreError;
+use super::event_log;
 use super::expiry_index;
 use super::keys::{
-    self, KIND_ARM, KIND_EPOCH, KIND_EPOCH_SPEC, KIND_EVENT_ID, KIND_EXPIRY, KIND_FOLDED,
-    KIND_HISTORY, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
+    self, KIND_ARM, KIND_EPOCH, KIND_EPOCH_SPEC, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
+    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
 };
 use super::types::{ArmCounters, Epoch};
 
@@ -73,13 +74,7 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         implied.reward_terms += 1;
         report.live_token_marks += 1;
     }
-    for item in db.scan_prefix([KIND_EVENT_ID]) {
-        let (key, value) = item.map_err(io)?;
-        if !index.lists(&key, codec::decode_u64(&value, "event id deadline")?) {
-            report.unindexed_records += 1;
-        }
-        report.event_ids += 1;
-    }
+    report.event_ids += event_log::logged_ids(db)?;
     for item in db.scan_prefix([KIND_PER_REQUEST]) {
         let (key, value) = item.map_err(io)?;
         let (_, epoch, variant) = keys::parse_epoch_key(&key)?;

@@ -1,10 +1,12 @@
-//! [`expire`]: removes the event ids and token marks whose retention passed, walking the
-//! retention index (`expiry_index`, where the format and the retention promise are explained).
+//! [`expire`]: removes the event ids and token marks whose retention passed: the event ids by
+//! whole generations of the event log (`event_log`), the token marks by walking the retention
+//! index (`expiry_index`, where its format and the retention promise are explained).
 
 use super::codec;
 use super::error::StoreError;
+use super::event_log;
 use super::expiry_index::{decode_index_value, encode_entries};
-use super::keys::{self, KIND_EVENT_ID, KIND_TOKEN_MARK};
+use super::keys::{self, KIND_TOKEN_MARK};
 use super::overlay::Txn;
 
 /// Whether an expire pass went through everything due, or stopped at its per-commit limit.
@@ -24,9 +26,13 @@ pub enum ExpireProgress {
 /// The expiry watermark moves to the due time of every value worked on: every record removed
 /// had a deadline at or before it, and nothing more is claimed (see `apply_token_reward`).
 pub fn expire(txn: &mut Txn<'_>, now_ms: u64, limit: usize) -> Result<ExpireProgress, StoreError> {
-    let mut removed = 0;
     // At least one entry per pass, or a continued pass would never get anywhere.
     let mut budget = limit.max(1);
+    // Event ids first: whole generations of the event log (see `event_log`).
+    let (mut removed, ids_done) = event_log::expire_due(txn, now_ms, &mut budget)?;
+    if !ids_done {
+        return Ok(ExpireProgress::More(removed));
+    }
     let mut after: Option<Vec<u8>> = None;
     while let Some((key, value)) = txn.next_due_index_value(now_ms, after.as_deref())? {
         if budget == 0 {
@@ -61,11 +67,6 @@ fn remove_if_due(
         return Ok(false);
     };
     match record_key.first() {
-        Some(&KIND_EVENT_ID) => {
-            if codec::decode_u64(&stored, "event id deadline")? != deadline_ms {
-                return Ok(false);
-            }
-        }
         Some(&KIND_TOKEN_MARK) => {
             let mark = codec::decode_token_mark(&stored)?;
             if mark.expiry_ms != deadline_ms {

@@ -15,8 +15,22 @@ use crate::store::overlay::BatchState;
 use crate::store::state::DurableState;
 use crate::store::test_support::{epoch, temp_db};
 
+/// A token mark's key: since store format 3 the index lists only token marks (event ids expire
+/// by whole generations of the event log, `event_log`).
 fn id_key(n: usize) -> Vec<u8> {
-    keys::event_id_key(&epoch().experiment, &format!("event-{n}"))
+    keys::epoch_key(KIND_TOKEN_MARK, &epoch(), &format!("event-{n}"))
+}
+
+/// A token mark of `bold` with no reward, retained until `deadline_ms`.
+fn mark_until(deadline_ms: u64) -> Vec<u8> {
+    codec::encode_token_mark(&TokenMark {
+        expiry_ms: deadline_ms,
+        reward: 0.0,
+        issued_ms: 0,
+        propensity: 0.5,
+        credited_ms: None,
+        variant: "bold".to_owned(),
+    })
 }
 
 fn pending_of(entries: &[(Vec<u8>, u64)]) -> PendingExpiries {
@@ -82,14 +96,13 @@ fn commit(db: &sled::Db, durable: &mut DurableState, batch: BatchState) {
     }
 }
 
-/// Stores `ids` event ids (deadline 1 000 + n) and two token marks (deadline 2 000, rewards
+/// Stores `ids` reward-less marks (deadline 1 000 + n) and two token marks (deadline 2 000, rewards
 /// 0.25 and 0.5), all listed by one index value of commit 1.
 fn store_records(db: &sled::Db, ids: usize) -> Vec<Vec<u8>> {
     let mut entries = Vec::new();
     for n in 0..ids {
         let deadline_ms = 1_000 + n as u64;
-        db.insert(id_key(n), codec::encode_u64(deadline_ms).to_vec())
-            .unwrap();
+        db.insert(id_key(n), mark_until(deadline_ms)).unwrap();
         entries.push((id_key(n), deadline_ms));
     }
     for (assignment, reward) in [("a1", 0.25), ("a2", 0.5)] {
@@ -294,8 +307,7 @@ fn two_expire_passes_in_one_batch_continue_where_the_first_stopped() {
 fn a_stale_entry_leaves_a_record_with_a_newer_deadline_alone() {
     let (_dir, db) = temp_db();
     let key = id_key(0);
-    db.insert(key.clone(), codec::encode_u64(500_000).to_vec())
-        .unwrap();
+    db.insert(key.clone(), mark_until(500_000)).unwrap();
     for (seq, deadline_ms) in [(1, 1_000), (2, 500_000)] {
         for (index_key, value) in index_values(seq, &pending_of(&[(key.clone(), deadline_ms)])) {
             db.insert(index_key, value).unwrap();
@@ -315,8 +327,7 @@ fn values_not_yet_due_stay_and_the_watermark_claims_only_what_was_worked_on() {
     let (_dir, db) = temp_db();
     let mut by_due = BTreeMap::new();
     for (n, deadline_ms) in [(0, 50_000), (1, 110_000)] {
-        db.insert(id_key(n), codec::encode_u64(deadline_ms).to_vec())
-            .unwrap();
+        db.insert(id_key(n), mark_until(deadline_ms)).unwrap();
         let values = index_values(n as u64 + 1, &pending_of(&[(id_key(n), deadline_ms)]));
         for (key, value) in values {
             by_due.insert(keys::parse_expiry_key(&key).unwrap(), key.clone());

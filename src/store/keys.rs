@@ -27,7 +27,9 @@ pub const KIND_MOVED_AWAY: u8 = 0x05;
 pub const KIND_EPOCH_SPEC: u8 = 0x06;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
-/// `(experiment, event id)` → the event's retention deadline.
+/// `(experiment, event id)` → the event's retention deadline: formats 1 and 2 only (format 3
+/// keeps applied event ids in memory and in `KIND_EVENT_LOG`); tests check none is written.
+#[cfg(test)]
 pub const KIND_EVENT_ID: u8 = 0x11;
 /// `(epoch, assignment id)` → the at-most-once credit mark of one token assignment.
 pub const KIND_TOKEN_MARK: u8 = 0x12;
@@ -37,6 +39,9 @@ pub const KIND_HISTORY: u8 = 0x13;
 /// created that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
 /// range scan over a few values per commit instead of a full scan or one key per record.
 pub const KIND_EXPIRY: u8 = 0x20;
+/// `(generation due BE, commit seq BE, chunk BE)` → digests of the event ids one group commit
+/// applied whose retention ends in that generation (see `event_log`).
+pub const KIND_EVENT_LOG: u8 = 0x21;
 
 /// Meta key of the sequence number of the last committed group commit.
 pub const META_SEQ: &[u8] = b"\x00seq";
@@ -48,9 +53,14 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// arrival time in sticky records and token marks: a format-1 store reads as it is and is
 /// re-marked 2 when opened (see [`UPGRADABLE_FORMATS`]), while a format-1 build refuses the
 /// result at startup instead of failing at its first new record.
-pub const STORE_FORMAT: u64 = 2;
+/// Format 3 moved the applied event ids out of the B-tree into an in-memory set made durable
+/// by the event log (`event_log`), with a per-store digest key ([`META_EVENT_ID_KEY`]): the
+/// event ids of a format-1 or 2 store would not be seen, so those are refused.
+pub const STORE_FORMAT: u64 = 3;
 /// Earlier formats whose data this build reads unchanged (a subset of its own).
-pub const UPGRADABLE_FORMATS: &[u64] = &[1];
+pub const UPGRADABLE_FORMATS: &[u64] = &[];
+/// Meta key of the store's 128-bit key for event-id digests (`event_ids`), made with the store.
+pub const META_EVENT_ID_KEY: &[u8] = b"\x00event_id_key";
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
 /// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
@@ -188,16 +198,6 @@ pub fn parse_history_key(key: &[u8]) -> Result<(Epoch, u64), StoreError> {
         }
         _ => Err(corrupt("not a history key")),
     }
-}
-
-/// Key of an applied event id. Keyed by experiment, not epoch: a pipeline retrying an event
-/// after a revision bump is still retrying the same event.
-pub fn event_id_key(experiment: &str, event_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + 2 + experiment.len() + event_id.len());
-    key.push(KIND_EVENT_ID);
-    put_bytes(&mut key, experiment.as_bytes());
-    key.extend_from_slice(event_id.as_bytes());
-    key
 }
 
 /// Key of the `chunk`-th expiry-index value written by commit `seq`, whose records are all due

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use super::codec;
 use super::error::StoreError;
+use super::event_ids::Digester;
+use super::event_log;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
 
@@ -17,8 +19,11 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
     let found = match db.get(keys::META_FORMAT).map_err(io)? {
         Some(value) => Some(codec::decode_u64(&value, "store format")?),
         None if db.first().map_err(io)?.is_none() => {
-            db.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT))
-                .map_err(io)?;
+            // One atomic batch: a store with a mark always has its digest key.
+            let mut batch = sled::Batch::default();
+            batch.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT));
+            batch.insert(keys::META_EVENT_ID_KEY, &Digester::random_key());
+            db.apply_batch(batch).map_err(io)?;
             db.flush().map_err(io)?;
             return Ok(());
         }
@@ -85,7 +90,16 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     };
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
-    Ok((DurableState { arms, epochs }, last_seq, expired_through))
+    let event_ids = event_log::load(db)?;
+    Ok((
+        DurableState {
+            arms,
+            epochs,
+            event_ids,
+        },
+        last_seq,
+        expired_through,
+    ))
 }
 
 /// The published view of freshly loaded arm states.
@@ -157,27 +171,31 @@ mod tests {
         assert_eq!(format_of(dir.path()), Some(STORE_FORMAT + 1));
     }
 
+    /// Formats 1 and 2 kept each applied event id as a key of its own, which format 3 never
+    /// reads: opened as format 3, every event id they hold would be applied again.
     #[test]
-    fn a_format_1_store_reads_unchanged_and_is_re_marked() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = open(dir.path());
-            block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS)))
-                .unwrap();
+    fn a_format_1_or_2_store_with_event_ids_as_keys_is_refused_with_the_clear_message() {
+        for old in [1u64, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            {
+                let db = raw_db(dir.path());
+                db.insert(META_FORMAT, codec::encode_u64(old).to_vec())
+                    .unwrap();
+                let mut id_key = vec![keys::KIND_EVENT_ID];
+                id_key.extend_from_slice(b"\x03expe1");
+                db.insert(id_key, codec::encode_u64(T0_MS).to_vec())
+                    .unwrap();
+                db.flush().unwrap();
+            }
+            let message = refusal(dir.path());
+            assert!(
+                message.contains(&format!("store format is {old}"))
+                    && message.contains("reads format 3 only")
+                    && message.contains("Start it on a new, empty data directory"),
+                "{message}"
+            );
+            assert_eq!(format_of(dir.path()), Some(old), "left as it was");
         }
-        {
-            let db = raw_db(dir.path());
-            db.insert(META_FORMAT, codec::encode_u64(1).to_vec())
-                .unwrap();
-            db.flush().unwrap();
-        }
-        let store = open(dir.path());
-        assert_eq!(
-            block_on(store.sticky(&epoch(), "u1")).unwrap(),
-            Some(record("bold", T0_MS))
-        );
-        drop(store);
-        assert_eq!(format_of(dir.path()), Some(STORE_FORMAT));
     }
 
     #[test]

@@ -17,6 +17,8 @@ mod data_dir;
 mod decay;
 mod disk;
 mod error;
+mod event_ids;
+mod event_log;
 mod expiry;
 mod expiry_index;
 mod exposures;

@@ -9,6 +9,7 @@
 use std::ops::Bound;
 
 use super::error::StoreError;
+use super::event_ids::PendingIds;
 use super::expiry_index::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY, io};
 use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
@@ -25,6 +26,8 @@ pub struct BatchState {
     pub expired_through: u64,
     /// Retained records the batch created, written into index values at commit.
     pub expiries: PendingExpiries,
+    /// Event ids the batch applied or expired, written into the event log at commit.
+    pub event_ids: PendingIds,
 }
 
 impl BatchState {
@@ -46,6 +49,7 @@ impl BatchState {
             self.writes.extend(changes.writes);
         }
         self.expiries.append(changes.expiries);
+        self.event_ids.append(changes.event_ids);
         for (epoch, arms) in changes.arms {
             self.arms.entry(epoch).or_default().extend(arms);
         }
@@ -62,6 +66,7 @@ pub struct TxnChanges {
     epochs: EpochMap,
     expired_through: u64,
     expiries: PendingExpiries,
+    event_ids: PendingIds,
 }
 
 /// A stored value as a request sees it: borrowed from a pending layer, or sled's own
@@ -93,6 +98,7 @@ pub struct Txn<'a> {
     epochs: EpochMap,
     expired_through: u64,
     expiries: PendingExpiries,
+    event_ids: PendingIds,
 }
 
 impl<'a> Txn<'a> {
@@ -106,6 +112,7 @@ impl<'a> Txn<'a> {
             epochs: EpochMap::new(),
             expired_through: batch.expired_through,
             expiries: PendingExpiries::default(),
+            event_ids: PendingIds::default(),
         }
     }
 
@@ -148,6 +155,29 @@ impl<'a> Txn<'a> {
     /// of the commit, due at `deadline_ms`. Dropped with the request if it fails.
     pub fn index_expiry(&mut self, record_key: &[u8], deadline_ms: u64) {
         self.expiries.push(record_key, deadline_ms);
+    }
+
+    /// The store's digest of `event_id` in `experiment` (see `event_ids`).
+    pub fn event_id_digest(&self, experiment: &str, event_id: &str) -> u64 {
+        self.durable.event_ids.digester.digest(experiment, event_id)
+    }
+
+    /// Whether the event id with this digest is applied, as this request sees it.
+    pub fn event_id_seen(&self, digest: u64) -> bool {
+        self.event_ids
+            .seen(digest)
+            .or_else(|| self.batch.event_ids.seen(digest))
+            .unwrap_or_else(|| self.durable.event_ids.kept.contains(digest))
+    }
+
+    /// Applies an event id, kept in the generation due at `due_ms` (see `event_log`).
+    pub fn add_event_id(&mut self, due_ms: u64, digest: u64) {
+        self.event_ids.add(due_ms, digest);
+    }
+
+    /// Forgets an event id whose generation expired.
+    pub fn remove_event_id(&mut self, digest: u64) {
+        self.event_ids.remove(digest);
     }
 
     /// The arm's state as this request sees it.
@@ -204,11 +234,22 @@ impl<'a> Txn<'a> {
         now_ms: u64,
         after: Option<&[u8]>,
     ) -> Result<Option<KeyValue>, StoreError> {
+        self.next_value_in(&[KIND_EXPIRY], &keys::expiry_due_end(now_ms), after)
+    }
+
+    /// The first value with a key in `start..end` that sorts after `after`, as this request
+    /// sees it (pending removals and rewrites of the request and the batch included).
+    pub fn next_value_in(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        after: Option<&[u8]>,
+    ) -> Result<Option<KeyValue>, StoreError> {
         let lower = match after {
             Some(key) => Bound::Excluded(key.to_vec()),
-            None => Bound::Included(vec![KIND_EXPIRY]),
+            None => Bound::Included(start.to_vec()),
         };
-        let range = (lower, Bound::Excluded(keys::expiry_due_end(now_ms)));
+        let range = (lower, Bound::Excluded(end.to_vec()));
         let mut first: Option<(&Vec<u8>, &Vec<u8>)> = None;
         for layer in [&self.writes, &self.batch.writes] {
             let live = layer
@@ -244,6 +285,7 @@ impl<'a> Txn<'a> {
             epochs: self.epochs,
             expired_through: self.expired_through,
             expiries: self.expiries,
+            event_ids: self.event_ids,
         }
     }
 }

@@ -459,10 +459,8 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
         }]
     );
     assert_eq!(store.flush_count(), before + 2, "two commits");
-    let experiment = &epoch().experiment;
+    // Since store format 3 the index lists token marks only (ids are in the event log).
     let mut expected = vec![
-        keys::event_id_key(experiment, "e0"),
-        keys::event_id_key(experiment, "e3"),
         first_mark,
         keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a3"),
     ];
@@ -501,10 +499,17 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
             .collect()
     };
     block_on(store.apply_rewards(rewards(0, T0_MS))).unwrap();
-    let old_id = keys::event_id_key(&epoch().experiment, "e0");
+    let old_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a0");
     let gate = store.shared.flush_gate.lock().unwrap();
     let expire = store.expire(T0_MS + 60 * DAY_MS);
-    while store.shared.sled().unwrap().get(&old_id).unwrap().is_some() {
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .get(&old_mark)
+        .unwrap()
+        .is_some()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     copy_dir(dir.path(), &copies.path().join("expire"));
@@ -539,7 +544,7 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
 }
 
 #[test]
-fn the_audit_reports_an_event_id_that_no_index_value_lists() {
+fn the_audit_reports_a_token_mark_that_no_index_value_lists() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
@@ -549,14 +554,23 @@ fn the_audit_reports_an_event_id_that_no_index_value_lists() {
     }
     {
         let db = raw_db(dir.path());
+        // Since store format 3 event ids have no record of their own; marks are indexed.
+        let mark = codec::TokenMark {
+            expiry_ms: T0_MS + 9 * DAY_MS,
+            reward: 0.0,
+            issued_ms: T0_MS,
+            propensity: 0.5,
+            credited_ms: None,
+            variant: "bold".to_owned(),
+        };
         db.insert(
-            keys::event_id_key(&epoch().experiment, "e2"),
-            codec::encode_u64(T0_MS).to_vec(),
+            keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a2"),
+            codec::encode_token_mark(&mark),
         )
         .unwrap();
         db.flush().unwrap();
     }
     let report = open(dir.path()).audit().unwrap();
-    assert_eq!((report.event_ids, report.unindexed_records), (2, 1));
+    assert_eq!((report.live_token_marks, report.unindexed_records), (2, 1));
     assert!(!report.is_clean());
 }

@@ -7,7 +7,7 @@ use super::*;
 use crate::store::RewardOutcome::{
     AlreadyRewarded, Applied, Duplicate, OutsideWindow, TimestampBeforeAssignment, UnitNotAssigned,
 };
-use crate::store::expiry_index::{EXPIRY_BUCKET_MS, MAX_RETENTION_LAG_MS};
+use crate::store::expiry_index::MAX_RETENTION_LAG_MS;
 use crate::store::test_support::*;
 
 fn applied(variant: &str) -> RewardOutcome {
@@ -332,7 +332,7 @@ fn expire_removes_old_ids_keeps_young_ones_and_never_double_applies() {
 }
 
 #[test]
-fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
+fn a_commits_unit_rewards_write_two_log_values_and_all_expire_with_their_generation() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let units: Vec<String> = (0..1000).map(|n| format!("u{n}")).collect();
@@ -357,16 +357,20 @@ fn a_commits_unit_rewards_write_two_keys_each_and_all_expire_by_one_bucket() {
             .iter()
             .all(|o| matches!(o, RewardOutcome::Applied { .. }))
     );
-    // The sticky records are rewritten in place: new keys are the ids and a few index values.
+    // The sticky records are rewritten in place; since store format 3 the ids are two event-log
+    // values of 512 and 488 digests (`event_log`), not a key each.
     let new_keys = store.shared.sled().unwrap().len() - keys_before;
-    assert!(
-        (1000..=1006).contains(&new_keys),
-        "1000 unit rewards added {new_keys} keys"
-    );
-    // Deadlines T0 + 7d + 0..999 ms: all due by the next bucket boundary, none before them.
+    assert_eq!(new_keys, 2, "1000 unit rewards added {new_keys} keys");
+    // Deadlines T0 + 7d + 0..999 ms: all in one generation, none removed before them.
     let first_deadline = T0_MS + 7 * DAY_MS;
     assert_eq!(block_on(store.expire(first_deadline - 1)).unwrap(), 0);
-    let removed = block_on(store.expire(first_deadline + 999 + EXPIRY_BUCKET_MS)).unwrap();
+    let due = crate::store::event_log::generation_due(first_deadline + 999);
+    assert_eq!(
+        due,
+        crate::store::event_log::generation_due(first_deadline),
+        "one generation"
+    );
+    let removed = block_on(store.expire(due)).unwrap();
     assert_eq!(removed, 1000);
     let report = store.audit().unwrap();
     assert!(report.is_clean(), "{report:?}");

@@ -44,6 +44,8 @@ pub type EpochMap = HashMap<Epoch, EpochInfo>;
 pub struct DurableState {
     pub arms: ArmMap,
     pub epochs: EpochMap,
+    /// The applied event ids, replayed from the event log (`event_log`).
+    pub event_ids: super::event_ids::EventIdSet,
 }
 
 /// One stored key and its value.

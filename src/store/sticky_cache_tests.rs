@@ -247,7 +247,10 @@ fn sticky_writes_takes_only_sticky_keys_and_decodes_them() {
         keys::epoch_key(keys::KIND_ARM, &epoch(), "bold"),
         Some(vec![1]),
     );
-    writes.insert(keys::event_id_key("homepage-headline", "e1"), Some(vec![]));
+    writes.insert(
+        keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a1"),
+        Some(vec![]),
+    );
     let mut sticky = cache.sticky_writes(&writes);
     sticky.sort_by(|a, b| a.0.cmp(&b.0));
     let mut expected = vec![

@@ -24,6 +24,7 @@ use super::command::{AuditReply, Deferred, MAX_EXPIRE_PER_BATCH, Reply, defer};
 use super::command::{Command, refuse};
 use super::disk::OpenDb;
 use super::error::StoreError;
+use super::event_log;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
@@ -351,6 +352,7 @@ impl Writer {
             && state.arms.is_empty()
             && state.epochs.is_empty()
             && state.expiries.is_empty()
+            && state.event_ids.is_empty()
             && !expiry_moved
         {
             return Ok(());
@@ -364,6 +366,9 @@ impl Writer {
             }
         }
         for (key, value) in expiry_index::index_values(state.seq, &state.expiries) {
+            batch.insert(key, value);
+        }
+        for (key, value) in event_log::log_values(state.seq, &state.event_ids.added) {
             batch.insert(key, value);
         }
         for (epoch, arms) in &state.arms {
@@ -409,6 +414,7 @@ impl Writer {
         // records through sled while the cache still answers older ones.
         self.shared.sticky_cache.publish(state.seq, sticky_writes);
 
+        self.durable.event_ids.apply(&state.event_ids);
         self.shared.flush_count.fetch_add(1, Ordering::Relaxed);
         self.last_seq = state.seq;
         self.expired_through = state.expired_through;

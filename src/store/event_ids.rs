@@ -1,0 +1,207 @@
+//! The applied event ids of the sled store, in memory: one 64-bit keyed digest per id.
+//!
+//! Each applied event id used to be its own sled key (a new B-tree key costs sled 10–16 µs,
+//! `benches/load/PROFILES.md`), plus its share of an expiry-index value. Now the writer keeps
+//! the set of digests in memory ([`EventIdSet`]) and makes it durable through the event log
+//! (`event_log`): each group commit appends the digests it added as a few compact values,
+//! grouped by generation (the hour its ids may be forgotten), and startup replays them.
+//!
+//! **Digest.** SipHash-1-3 keyed with 128 random bits made when the store was created and kept
+//! in it (`keys::META_EVENT_ID_KEY`), over the length-prefixed experiment id and the event id.
+//! A client that does not know the key cannot choose ids that collide. Two different ids of
+//! the same experiment collide with probability 2^-64 per pair, so with `n` ids kept, a new
+//! id is wrongly taken for a duplicate (and not applied) with probability at most n / 2^64:
+//! 5.4e-12 at 100 million kept ids, i.e. about one false duplicate in 1.8e11 events at that
+//! size. A false duplicate is answered `Duplicate`; it can never apply an event twice.
+//!
+//! **Memory.** The set is a `hashbrown` table of bare `u64`s (the digest is already uniformly
+//! distributed, so it is its own hash): 8 bytes plus one control byte per slot, at a load
+//! between 7/16 and 7/8 (the table doubles when 7/8 full), i.e. 10.3–20.6 bytes per kept id,
+//! 15 on average over a doubling cycle. Generations cost nothing in memory: which digests
+//! expire together is read back from the log values being deleted (`event_log::expire_due`).
+
+use hashbrown::HashTable;
+use siphasher::sip::SipHasher13;
+use std::hash::Hasher;
+
+/// Length of the per-store digest key.
+pub const DIGEST_KEY_LEN: usize = 16;
+
+/// Turns (experiment, event id) into the 64-bit digest the store keeps, with the store's key.
+#[derive(Clone, Copy, Default)]
+pub struct Digester {
+    key: [u8; DIGEST_KEY_LEN],
+}
+
+impl std::fmt::Debug for Digester {
+    /// The key stays out of logs and panic messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Digester { .. }")
+    }
+}
+
+impl Digester {
+    pub fn new(key: [u8; DIGEST_KEY_LEN]) -> Self {
+        Digester { key }
+    }
+
+    /// A fresh random key for a new store.
+    pub fn random_key() -> [u8; DIGEST_KEY_LEN] {
+        rand::random()
+    }
+
+    /// The digest of `event_id` in `experiment`. Keyed by experiment, not epoch: a pipeline
+    /// retrying an event after a revision bump is still retrying the same event. The
+    /// experiment's length goes first, so ("ab", "c") and ("a", "bc") never share an input.
+    pub fn digest(&self, experiment: &str, event_id: &str) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.key);
+        hasher.write(&(experiment.len() as u64).to_le_bytes());
+        hasher.write(experiment.as_bytes());
+        hasher.write(event_id.as_bytes());
+        hasher.finish()
+    }
+}
+
+/// A set of digests; each digest is its own hash.
+#[derive(Clone, Default)]
+pub struct DigestSet {
+    table: HashTable<u64>,
+}
+
+impl std::fmt::Debug for DigestSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DigestSet")
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+impl DigestSet {
+    pub fn contains(&self, digest: u64) -> bool {
+        self.table.find(digest, |&kept| kept == digest).is_some()
+    }
+
+    /// Adds `digest`; false if it was there already.
+    pub fn insert(&mut self, digest: u64) -> bool {
+        if self.contains(digest) {
+            return false;
+        }
+        self.table.insert_unique(digest, digest, |&kept| kept);
+        true
+    }
+
+    /// Removes `digest`; false if it was not there.
+    pub fn remove(&mut self, digest: u64) -> bool {
+        match self.table.find_entry(digest, |&kept| kept == digest) {
+            Ok(entry) => {
+                entry.remove();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Bytes the table holds on the heap: one `u64` and one control byte per slot (plus
+    /// hashbrown's group padding, 16 bytes).
+    pub fn heap_bytes(&self) -> usize {
+        let slots = self.table.capacity();
+        if slots == 0 {
+            return 0;
+        }
+        // `capacity()` is 7/8 of the slots for tables of 8 slots or more.
+        let buckets = (slots * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<u64>() + 1) + 16
+    }
+}
+
+/// The durable set of applied event ids, as the writer holds it: the digests on disk, and the
+/// key to make more. Changed only after the commit that wrote the change is durable.
+#[derive(Debug, Clone, Default)]
+pub struct EventIdSet {
+    pub digester: Digester,
+    pub kept: DigestSet,
+}
+
+impl EventIdSet {
+    pub fn new(digester: Digester) -> Self {
+        EventIdSet {
+            digester,
+            kept: DigestSet::default(),
+        }
+    }
+
+    /// Applies a durable commit's changes: its removals (expired generations) first, then its
+    /// additions (an id removed and applied again in one commit stays in).
+    pub fn apply(&mut self, changes: &PendingIds) {
+        for &digest in &changes.removed {
+            self.kept.remove(digest);
+        }
+        for &(_, digest) in &changes.added {
+            self.kept.insert(digest);
+        }
+    }
+}
+
+/// The event-id changes of one request or one group commit, not yet durable: digests added
+/// (with the due time of their generation, which decides their log value) and digests of
+/// expired generations removed.
+#[derive(Debug, Default)]
+pub struct PendingIds {
+    /// (generation due time, digest), in the order the requests applied them.
+    pub added: Vec<(u64, u64)>,
+    added_set: DigestSet,
+    pub removed: Vec<u64>,
+    removed_set: DigestSet,
+}
+
+impl PendingIds {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty()
+    }
+
+    /// Whether `digest` is applied as far as these pending changes say: `Some(true)` if added
+    /// here, `Some(false)` if removed here (and not added again), `None` if untouched.
+    pub fn seen(&self, digest: u64) -> Option<bool> {
+        if self.added_set.contains(digest) {
+            Some(true)
+        } else if self.removed_set.contains(digest) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    pub fn add(&mut self, due_ms: u64, digest: u64) {
+        if self.added_set.insert(digest) {
+            self.added.push((due_ms, digest));
+        }
+    }
+
+    pub fn remove(&mut self, digest: u64) {
+        if self.removed_set.insert(digest) {
+            self.removed.push(digest);
+        }
+    }
+
+    /// Takes over a later request's changes (once it succeeded).
+    pub fn append(&mut self, later: PendingIds) {
+        if self.is_empty() {
+            *self = later;
+            return;
+        }
+        for digest in later.removed {
+            self.remove(digest);
+        }
+        for (due_ms, digest) in later.added {
+            self.add(due_ms, digest);
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "event_ids_tests.rs"]
+mod tests;

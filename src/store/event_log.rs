@@ -1,0 +1,193 @@
+//! The event log: how the in-memory set of applied event ids (`event_ids`) survives a restart
+//! or a `kill -9`, written ahead of any acknowledgement.
+//!
+//! Each group commit appends the digests of the event ids it applied as a few sled values
+//! under increasing keys, `KIND_EVENT_LOG · generation due time · commit seq · chunk` (all
+//! big-endian), in the same atomic sled batch as the records and counters the events changed,
+//! fsynced before anybody is answered. So one B-tree insert carries up to
+//! [`MAX_LOG_VALUE_DIGESTS`] event ids, where each id used to be a new key of its own plus an
+//! entry in the expiry index.
+//!
+//! **Generations.** An id must be kept at least until its retention deadline (arrival plus the
+//! reward window, `rules::judge_reward`). Its generation is that deadline rounded up to a
+//! whole [`GENERATION_MS`]; the key starts with it, so all the values of a generation sit
+//! together and expire together: [`expire_due`] walks the values whose generation is due,
+//! removes their digests from the set and deletes them, one key per few hundred ids. An id
+//! is therefore kept up to [`GENERATION_MS`] past its deadline (a late retry is then answered
+//! `Duplicate` rather than `OutsideWindow`: never applied either way).
+//!
+//! **Value size.** sled writes any log item larger than a quarter of its segment (512 KiB by
+//! default, so 128 KiB) as a separate file under `blobs/` that its flush never fsyncs. The item
+//! is a whole leaf when sled consolidates one, and a leaf holds up to 17 entries before it
+//! splits (sled 0.34 `Node::should_split`), so a value is kept at 4 KiB: 17 of them (~70 KiB)
+//! stay far below the threshold (tested: `blobs/` stays empty under bulk ingest).
+//!
+//! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id.
+
+use super::error::StoreError;
+use super::event_ids::{DIGEST_KEY_LEN, Digester, EventIdSet};
+use super::keys::{self, KIND_EVENT_LOG, io};
+use super::overlay::Txn;
+use super::state::KeyValue;
+
+/// Width of a generation: ids whose deadlines fall in one such slice expire together.
+pub const GENERATION_MS: u64 = 60 * 60 * 1000;
+
+/// Most digests in one log value (8 bytes each): see the module docs on value size.
+pub const MAX_LOG_VALUE_DIGESTS: usize = 512;
+
+const DIGEST_LEN: usize = 8;
+const LOG_KEY_LEN: usize = 1 + 3 * 8;
+
+/// The generation (its due time) of an id retained until `deadline_ms`: the deadline rounded up
+/// to a whole [`GENERATION_MS`].
+pub fn generation_due(deadline_ms: u64) -> u64 {
+    deadline_ms
+        .div_ceil(GENERATION_MS)
+        .saturating_mul(GENERATION_MS)
+}
+
+/// Key of the `chunk`-th log value of commit `seq` in the generation due at `due_ms`.
+pub fn log_key(due_ms: u64, seq: u64, chunk: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(LOG_KEY_LEN);
+    key.push(KIND_EVENT_LOG);
+    key.extend_from_slice(&due_ms.to_be_bytes());
+    key.extend_from_slice(&seq.to_be_bytes());
+    key.extend_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// The generation due time of a log key made by [`log_key`].
+pub fn parse_log_key(key: &[u8]) -> Result<u64, StoreError> {
+    match key.split_first() {
+        Some((&KIND_EVENT_LOG, rest)) if key.len() == LOG_KEY_LEN => Ok(keys::take_u64(rest)?.0),
+        _ => Err(keys::corrupt("not an event-log key")),
+    }
+}
+
+/// Exclusive upper bound of the log keys due at `now_ms` (generation due time <= now).
+fn due_end(now_ms: u64) -> Vec<u8> {
+    match now_ms.checked_add(1) {
+        Some(next) => {
+            let mut end = vec![KIND_EVENT_LOG];
+            end.extend_from_slice(&next.to_be_bytes());
+            end
+        }
+        None => vec![KIND_EVENT_LOG + 1],
+    }
+}
+
+/// The digests of one log value.
+pub fn decode_value(bytes: &[u8]) -> Result<impl Iterator<Item = u64> + '_, StoreError> {
+    if !bytes.len().is_multiple_of(DIGEST_LEN) {
+        return Err(keys::corrupt(
+            "event-log value is not a whole number of digests",
+        ));
+    }
+    Ok(bytes.chunks_exact(DIGEST_LEN).map(|chunk| {
+        let mut digest = [0; DIGEST_LEN];
+        digest.copy_from_slice(chunk);
+        u64::from_le_bytes(digest)
+    }))
+}
+
+/// The log values commit `seq` writes for the ids it added, given as (generation due time,
+/// digest) in the order they were applied: per generation, cut into values of at most
+/// [`MAX_LOG_VALUE_DIGESTS`].
+pub fn log_values(seq: u64, added: &[(u64, u64)]) -> Vec<KeyValue> {
+    let mut order = added.to_vec();
+    // Stable: a commit's ids usually share one generation and keep their order.
+    order.sort_by_key(|&(due_ms, _)| due_ms);
+    let mut values = Vec::new();
+    let mut chunk = 0;
+    for generation in order.chunk_by(|a, b| a.0 == b.0) {
+        for part in generation.chunks(MAX_LOG_VALUE_DIGESTS) {
+            let mut value = Vec::with_capacity(part.len() * DIGEST_LEN);
+            for &(_, digest) in part {
+                value.extend_from_slice(&digest.to_le_bytes());
+            }
+            values.push((log_key(part[0].0, seq, chunk), value));
+            chunk += 1;
+        }
+    }
+    values
+}
+
+/// Reads the store's digest key and replays the whole log into a fresh set.
+///
+/// A store is given its key when it is created (`load::check_format`). One without a key but
+/// also without any logged id (marked by hand, as some tests do) gets one now, made durable
+/// before use; one with logged ids and no key cannot tell its ids apart any more: corrupt.
+pub fn load(db: &sled::Db) -> Result<EventIdSet, StoreError> {
+    let key = match db.get(keys::META_EVENT_ID_KEY).map_err(io)? {
+        Some(bytes) => <[u8; DIGEST_KEY_LEN]>::try_from(&*bytes)
+            .map_err(|_| keys::corrupt("the event-id digest key has the wrong length"))?,
+        None if db.scan_prefix([KIND_EVENT_LOG]).next().is_none() => {
+            let key = Digester::random_key();
+            db.insert(keys::META_EVENT_ID_KEY, &key).map_err(io)?;
+            db.flush().map_err(io)?;
+            key
+        }
+        None => return Err(keys::corrupt("the store has event ids but no digest key")),
+    };
+    let started = std::time::Instant::now();
+    let mut set = EventIdSet::new(Digester::new(key));
+    for item in db.scan_prefix([KIND_EVENT_LOG]) {
+        let (key, value) = item.map_err(io)?;
+        parse_log_key(&key)?;
+        for digest in decode_value(&value)? {
+            set.kept.insert(digest);
+        }
+    }
+    tracing::info!(
+        event_ids = set.kept.len(),
+        table_bytes = set.kept.heap_bytes(),
+        millis = started.elapsed().as_millis() as u64,
+        "replayed the event log"
+    );
+    Ok(set)
+}
+
+/// Ids in the log: what the set holds after a replay, duplicates aside (an id is logged once
+/// per application, and applied again only after its generation was deleted).
+pub fn logged_ids(db: &sled::Db) -> Result<u64, StoreError> {
+    let mut ids = 0;
+    for item in db.scan_prefix([KIND_EVENT_LOG]) {
+        let (_, value) = item.map_err(io)?;
+        ids += decode_value(&value)?.count() as u64;
+    }
+    Ok(ids)
+}
+
+/// Deletes the log values of every generation due at `now_ms`, removing their ids from the
+/// set once the commit is durable, while `budget` (ids) lasts; whole values only, so a pass
+/// may go up to one value past it. Answers the ids removed and whether it got through
+/// everything due.
+pub fn expire_due(
+    txn: &mut Txn<'_>,
+    now_ms: u64,
+    budget: &mut usize,
+) -> Result<(u64, bool), StoreError> {
+    let mut removed = 0;
+    let mut after: Option<Vec<u8>> = None;
+    let start = vec![KIND_EVENT_LOG];
+    let end = due_end(now_ms);
+    while let Some((key, value)) = txn.next_value_in(&start, &end, after.as_deref())? {
+        if *budget == 0 {
+            return Ok((removed, false));
+        }
+        parse_log_key(&key)?;
+        for digest in decode_value(&value)? {
+            txn.remove_event_id(digest);
+            removed += 1;
+        }
+        *budget = budget.saturating_sub(value.len() / DIGEST_LEN);
+        txn.remove(key.clone());
+        after = Some(key);
+    }
+    Ok((removed, true))
+}
+
+#[cfg(test)]
+#[path = "event_log_tests.rs"]
+mod tests;
