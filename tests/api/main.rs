@@ -4,6 +4,7 @@ mod assign;
 mod audit;
 mod clients;
 mod contract;
+mod crash_loop;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;
