@@ -114,6 +114,10 @@ wait_ready() {
 # rss_kb PID: resident set size now, in KiB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# written_bytes PID: bytes the process caused to be sent to the block device so far
+# (/proc/PID/io write_bytes; needs root or the same user), 0 if unreadable.
+written_bytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }
+
 # cpu_ticks PID: user + system CPU time so far, in clock ticks (all threads).
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 
@@ -129,8 +133,9 @@ run_wrk() {
     while (($#)) && [[ $1 != -- ]]; do opts+=("$1"); shift; done
     (($#)) && shift
     local script=${WRK_SCRIPT:-$LUA_DIR/load.lua}
-    local ticks_before ticks_after
+    local ticks_before ticks_after written_before
     ticks_before=$(cpu_ticks "$SERVER_PID")
+    written_before=$(written_bytes "$SERVER_PID")
     local cpu_before wrk_pid
     update_child_cpu
     cpu_before=$CHILD_CPU
@@ -143,6 +148,7 @@ run_wrk() {
     wait "$wrk_pid" || die "wrk failed; see $out"
     forget_pid "$wrk_pid"
     ticks_after=$(cpu_ticks "$SERVER_PID")
+    WRITTEN_BYTES=$(($(written_bytes "$SERVER_PID") - written_before))
     update_child_cpu
     parse_result "$out" "$((ticks_after - ticks_before))" \
         "$(awk -v a="$cpu_before" -v b="$CHILD_CPU" 'BEGIN {print b - a}')"
@@ -163,6 +169,12 @@ parse_result() {
         'BEGIN {if (c == "") print "–"; else printf "%.0f", 100 * c / s}')
     R[rss_mb]=$(awk -v kb="$(rss_kb "$SERVER_PID")" 'BEGIN {printf "%.0f", kb / 1024}')
     R[errors]=$((R[non2xx] + R[socket_errors] + R[timeouts]))
+    # Per applied event: server CPU (all threads, independent of how busy the machine is as
+    # long as the server is not starved) and bytes written to the device.
+    R[cpu_us_per_event]=$(awk -v d="$ticks" -v hz="$CLK_TCK" -v n="${R[applied]}" \
+        'BEGIN {if (n > 0) printf "%.1f", 1e6 * d / hz / n; else print "–"}')
+    R[bytes_per_event]=$(awk -v b="${WRITTEN_BYTES:-0}" -v n="${R[applied]}" \
+        'BEGIN {if (n > 0) printf "%.0f", b / n; else print "–"}')
 }
 
 # ms MICROSECONDS: formats a latency in milliseconds.

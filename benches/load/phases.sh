@@ -138,6 +138,9 @@ measure() {
     stop_profile
     RPS[$name]=${R[rps]}
     EVS[$name]=${R[events_per_s]}
+    if [[ ${R[applied]} != 0 ]]; then
+        COSTS+=("| $label | $(thousands "${R[applied]}") | ${R[cpu_us_per_event]} | ${R[bytes_per_event]} |")
+    fi
     P99[$name]=${R[p99_us]}
     ((R[highest_next] > EV_CURSOR)) && EV_CURSOR=${R[highest_next]}
     local -A banditd_run=()

@@ -31,6 +31,17 @@ write_report() {
             printf '%s\n' "${ROWS[@]}"
             echo
         fi
+        if ((${#COSTS[@]})); then
+            echo "## Cost per applied event (banditd)"
+            echo
+            echo "Server CPU time (user + system, all threads) and bytes written to the device"
+            echo "(/proc/PID/io write_bytes) over the run, divided by the events applied."
+            echo
+            echo "| scenario | events applied | CPU µs per event | bytes written per event |"
+            echo "| --- | ---: | ---: | ---: |"
+            printf '%s\n' "${COSTS[@]}"
+            echo
+        fi
         if ((${#TARGETS[@]})); then
             echo "## Targets"
             echo

@@ -181,6 +181,7 @@ STARTED_AT=$(date -u '+%Y-%m-%d %H:%M UTC')
 FAILED=0   # errors seen: exit 1
 MISSED=0   # targets missed: exit 1 with --strict
 ROWS=()    # scenario table
+COSTS=()   # per-event server CPU and disk writes of the event scenarios
 TARGETS=() # target table
 NOTES=()   # extra report sections
 
