@@ -88,8 +88,8 @@ fn pending_changes_list_each_added_id_once_in_order() {
     assert_eq!(first.added, vec![(1, 30), (1, 10), (2, 20)]);
 }
 
-/// Resident memory per kept id, measured: `cargo test --release --lib
-/// event_ids::tests::resident_memory -- --ignored --nocapture` (see `benches/load/PROFILES.md`).
+/// Resident memory per kept id, measured (an ignored test: run it by name, with its output
+/// shown; the figures are in `benches/load/PROFILES.md`).
 #[test]
 #[ignore = "a measurement: run in release with --nocapture"]
 fn resident_memory_per_kept_id_is_measured() {
