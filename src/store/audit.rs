@@ -17,8 +17,9 @@
 //! up to rounding. Epoch records and history points imply no counters; they are decoded so that
 //! a corrupt one is reported.
 //!
-//! It also checks retention: every event id and token mark must be listed, with the deadline
-//! it holds, by an expiry-index value (see `expiry_index`); one that is not would never be removed.
+//! It also checks retention: every token mark must be listed, with the deadline it holds, by an
+//! expiry-index value (see `expiry_index`); one that is not would never be removed. Event ids
+//! need no such check: the event-log key that holds them names their generation (`event_log`).
 //! The index is written in the same atomic commit as the records, so this holds after any
 //! crash too.
 

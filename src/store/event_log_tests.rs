@@ -206,3 +206,33 @@ fn a_store_with_logged_ids_but_without_its_digest_key_is_corrupt() {
         Err(crate::store::StoreError::Corrupt(_))
     ));
 }
+
+#[test]
+fn an_expire_pass_takes_whole_values_and_charges_its_budget_per_key_not_per_id() {
+    let (_dir, db) = crate::store::test_support::temp_db();
+    let added: Vec<(u64, u64)> = (0..3 * MAX_LOG_VALUE_DIGESTS as u64)
+        .map(|n| (GENERATION_MS, n))
+        .collect();
+    for (key, value) in log_values(1, &added) {
+        db.insert(key, value).unwrap();
+    }
+    let durable = crate::store::state::DurableState::default();
+    let batch = crate::store::overlay::BatchState::new(2, 0);
+    let mut txn = Txn::new(&db, &durable, &batch);
+    // Each full value costs 1 + 512 / 64 = 9: a budget of 10 takes two values, then stops.
+    let mut budget = 10;
+    assert_eq!(
+        expire_due(&mut txn, GENERATION_MS, &mut budget).unwrap(),
+        (2 * MAX_LOG_VALUE_DIGESTS as u64, false)
+    );
+    let mut budget = 100;
+    let (removed, done) = expire_due(&mut txn, GENERATION_MS, &mut budget).unwrap();
+    assert_eq!((removed, done), (MAX_LOG_VALUE_DIGESTS as u64, true));
+    // Nothing is due before the generation.
+    let batch = crate::store::overlay::BatchState::new(3, 0);
+    let mut txn = Txn::new(&db, &durable, &batch);
+    assert_eq!(
+        expire_due(&mut txn, GENERATION_MS - 1, &mut 100).unwrap(),
+        (0, true)
+    );
+}
