@@ -236,3 +236,41 @@ fn an_expire_pass_takes_whole_values_and_charges_its_budget_per_key_not_per_id()
         (0, true)
     );
 }
+
+/// Replay time at startup, measured (an ignored test: run it by name, with its output shown;
+/// the figures are in `benches/load/PROFILES.md`). Writes the log values of `ids` ids as the
+/// writer would (1,000 ids a commit) into a fresh store, closes it and times `load`.
+#[test]
+#[ignore = "a measurement: run by name with its output shown"]
+fn replay_time_of_the_event_log_is_measured() {
+    for ids in [5_000_000u64, 20_000_000] {
+        let (_dir, db) = crate::store::test_support::temp_db();
+        db.insert(keys::META_EVENT_ID_KEY, &[9; DIGEST_KEY_LEN])
+            .unwrap();
+        let digester = Digester::new([9; DIGEST_KEY_LEN]);
+        for commit in 0..ids / 1000 {
+            let added: Vec<(u64, u64)> = (0..1000)
+                .map(|n| {
+                    (
+                        GENERATION_MS,
+                        digester.digest("exp", &(commit * 1000 + n).to_string()),
+                    )
+                })
+                .collect();
+            let mut batch = sled::Batch::default();
+            for (key, value) in log_values(commit + 1, &added) {
+                batch.insert(key, value);
+            }
+            db.apply_batch(batch).unwrap();
+        }
+        db.flush().unwrap();
+        let started = std::time::Instant::now();
+        let set = load(&db).unwrap();
+        println!(
+            "{ids} ids: replayed in {:.2} s ({} kept)",
+            started.elapsed().as_secs_f64(),
+            set.kept.len()
+        );
+        assert_eq!(set.kept.len() as u64, ids);
+    }
+}
