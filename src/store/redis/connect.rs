@@ -4,8 +4,9 @@
 //!
 //! - `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path`: one primary;
 //! - `redis+sentinel://[user[:password]@]host:port[,host:port…]/<master-name>[/db]`: the
-//!   primary that the Sentinels name (the credentials and db are the primary's; Sentinels are
-//!   asked without credentials);
+//!   primary that the Sentinels name (the credentials and db are the primary's; the Sentinels
+//!   are asked with the separate Sentinel password when one is given — Sentinel's own
+//!   `requirepass` — and without credentials otherwise);
 //! - `redis+cluster://[user[:password]@]host:port[,host:port…]`: a Redis Cluster, found from
 //!   any of the seed nodes (db 0 only, as Cluster has no other).
 //!
@@ -63,10 +64,12 @@ impl Topology {
 const SENTINEL_SCHEME: &str = "redis+sentinel://";
 const CLUSTER_SCHEME: &str = "redis+cluster://";
 
-/// Parses the URL (any of the three forms) and applies a separate password; refuses TLS.
+/// Parses the URL (any of the three forms) and applies a separate password (the data nodes')
+/// and, under Sentinel, the Sentinels' password; refuses TLS.
 pub fn topology(
     url: &SecretString,
     password: Option<&SecretString>,
+    sentinel_password: Option<&SecretString>,
 ) -> Result<Topology, RedisUrlError> {
     let text = url.expose().trim();
     if ["rediss://", "valkeys://", "rediss+"]
@@ -87,7 +90,9 @@ pub fn topology(
         }
         let sentinels = hosts
             .iter()
-            .map(|host| parse(&format!("redis://{host}")))
+            .map(|host| {
+                parse(&format!("redis://{host}")).map(|s| with_password(s, sentinel_password))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let primary = parse(&format!("redis://{userinfo}{}/{db}", hosts[0]))?;
         let primary = with_password(primary, password);
@@ -411,7 +416,7 @@ mod tests {
     use super::*;
 
     fn mode(url: &str) -> Result<Topology, RedisUrlError> {
-        topology(&url.into(), None)
+        topology(&url.into(), None, None)
     }
 
     #[test]
@@ -444,6 +449,7 @@ mod tests {
         }) = topology(
             &"redis+sentinel://h1:26379,h2:26380/mymaster/3".into(),
             Some(&"pw".into()),
+            None,
         )
         else {
             panic!("a sentinel URL selects Sentinel");
@@ -457,6 +463,35 @@ mod tests {
                 .all(|s| s.redis_settings().password().is_none()),
             "Sentinels are asked without the primary's password"
         );
+    }
+
+    #[test]
+    fn the_sentinel_password_goes_to_the_sentinels_only() {
+        let Ok(Topology::Sentinel {
+            sentinels, primary, ..
+        }) = topology(
+            &"redis+sentinel://:data-pw@h1:26379,h2:26380/mymaster".into(),
+            None,
+            Some(&"sentinel-pw".into()),
+        )
+        else {
+            panic!("a sentinel URL selects Sentinel");
+        };
+        assert!(
+            sentinels
+                .iter()
+                .all(|s| s.redis_settings().password() == Some("sentinel-pw")),
+            "every Sentinel is asked with the Sentinel password"
+        );
+        assert_eq!(primary.password(), Some("data-pw"));
+        let Ok(Topology::Standalone(info)) = topology(
+            &"redis://:data-pw@h1:6379".into(),
+            None,
+            Some(&"sentinel-pw".into()),
+        ) else {
+            panic!("a redis URL selects standalone");
+        };
+        assert_eq!(info.redis_settings().password(), Some("data-pw"));
     }
 
     #[test]

@@ -16,6 +16,7 @@ fn a_store_behind_sentinel_follows_a_graceful_failover() {
     let store = RedisStore::open(RedisOptions {
         url: redis.url().into(),
         password: None,
+        sentinel_password: None,
         sticky_cache_entries: 0,
         history_interval_ms: 0,
     })
