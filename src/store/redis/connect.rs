@@ -270,12 +270,15 @@ impl Link {
             } => {
                 let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(primary);
                 let mut client = SentinelClient::build(
-                    sentinels,
+                    sentinels.clone(),
                     master,
                     Some(node),
                     SentinelServerType::Master,
                 )?;
-                let (connection, primary) = primary_connection(&mut client).await?;
+                let (connection, primary) = match primary_connection(&mut client).await {
+                    Ok(found) => found,
+                    Err(error) => return Err(explain_sentinel_failure(error, &sentinels).await),
+                };
                 Ok(Self::single(
                     Connection::Single(connection),
                     Some(SentinelState { client, primary }),
@@ -400,6 +403,48 @@ async fn primaries(
             Some(Some((host.to_owned(), port.parse().ok()?)))
         })
         .collect())
+}
+
+/// Whether Redis refused the credentials (a wrong password, or none where one is required).
+fn refused_credentials(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// Names which password was refused when the primary could not be found through the
+/// Sentinels: the Sentinels' own (asked here, one PING each) or, failing that, the data
+/// nodes'. Never quotes a password: only which setting holds the wrong one.
+async fn explain_sentinel_failure(
+    error: redis::RedisError,
+    sentinels: &[ConnectionInfo],
+) -> redis::RedisError {
+    for sentinel in sentinels {
+        let refused = match redis::Client::open(sentinel.clone()) {
+            Ok(client) => match client.get_multiplexed_async_connection().await {
+                Ok(mut connection) => redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .err(),
+                Err(error) => Some(error),
+            },
+            Err(error) => Some(error),
+        };
+        if refused.as_ref().is_some_and(refused_credentials) {
+            let why = if sentinel.redis_settings().password().is_some() {
+                "a Sentinel refused the Sentinel password (--redis-sentinel-password, BANDITD_REDIS_SENTINEL_PASSWORD)"
+            } else {
+                "a Sentinel requires a password: set --redis-sentinel-password (BANDITD_REDIS_SENTINEL_PASSWORD)"
+            };
+            return redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, why));
+        }
+    }
+    if refused_credentials(&error) {
+        return redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "the primary the Sentinels name refused the password (the URL's, or --redis-password, BANDITD_REDIS_PASSWORD)",
+        ));
+    }
+    error
 }
 
 async fn primary_connection(

@@ -328,6 +328,8 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
     let link = Link::open(topology).await.map_err(|error| {
         if error.kind() == redis::ErrorKind::InvalidClientConfig {
             StoreError::Incompatible(format!("redis ({mode}): {error}"))
+        } else if error.kind() == redis::ErrorKind::AuthenticationFailed {
+            StoreError::Unavailable(format!("redis ({mode}) refused the login: {error}"))
         } else {
             StoreError::Unavailable(format!("cannot reach redis ({mode}): {error}"))
         }
