@@ -201,7 +201,7 @@ impl RedisCluster {
         Self::start_nodes(3, 0)
     }
 
-    /// Six nodes, three primaries each with one replica (`--cluster-replicas 1`): a primary
+    /// Six nodes, three primaries each with one replica (as `redis-cli` creates them): a primary
     /// that dies is replaced by its replica after the node timeout (2 s).
     pub fn start_with_replicas() -> Self {
         let cluster = Self::start_nodes(6, 1);
