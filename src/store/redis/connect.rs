@@ -217,6 +217,10 @@ struct SentinelState {
     primary: String,
 }
 
+/// The key a failing store writes to learn whether writes go through again (see
+/// [`Link::check`]); it expires by itself.
+pub const PROBE_KEY: &str = "bd:probe";
+
 /// How long one Redis request may take before the store counts Redis as unreachable.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -301,10 +305,22 @@ impl Link {
 
     /// Whether writes can go through now: PING (every primary, under Cluster) and, under
     /// Cluster, `cluster_state:ok` (every slot served): nodes answer PING a while before
-    /// their cluster is whole again.
+    /// their cluster is whole again. A single primary (standalone or Sentinel's) must also take
+    /// a write ([`PROBE_KEY`], gone after a second): it answers PING while it refuses every
+    /// write as a replica (READONLY), short of replicas under `min-replicas-to-write`
+    /// (NOREPLICAS) or after a failed fsync (MISCONF).
     pub async fn check(&self) -> Result<(), redis::RedisError> {
         let mut connection = self.get();
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        if let Connection::Single(_) = connection {
+            let () = redis::cmd("SET")
+                .arg(PROBE_KEY)
+                .arg(1)
+                .arg("PX")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+        }
         if let Connection::Cluster(_) = connection {
             let info: String = redis::cmd("CLUSTER")
                 .arg("INFO")

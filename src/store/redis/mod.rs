@@ -30,6 +30,8 @@ mod contract_tests;
 mod layout;
 mod read;
 mod replicas;
+#[cfg(test)]
+mod replication_tests;
 mod rewards;
 #[cfg(test)]
 mod rules_tests;
