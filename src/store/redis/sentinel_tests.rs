@@ -254,6 +254,13 @@ fn a_store_behind_sentinel_follows_a_kill_9_of_the_primary_under_load() {
     // What asynchronous replication can take back is what the old primary had not sent yet:
     // on one machine, a few writes at most.
     let before = acked.iter().filter(|(_, _, at)| *at < killed_at).count();
-    eprintln!("acknowledged before the kill: {before}, lost by the failover: {lost_before}");
+    let outage = acked
+        .iter()
+        .map(|(_, _, at)| *at)
+        .find(|at| *at > killed_at)
+        .map(|at| at - killed_at);
+    eprintln!(
+        "acknowledged before the kill: {before}, lost by the failover: {lost_before}, writes resumed after {outage:?}"
+    );
     assert!(store.health().writable);
 }
