@@ -52,6 +52,17 @@ fn a_password_protected_sentinel_serves_with_its_password_and_a_wrong_one_stops_
     for secret in [SENTINEL_PASSWORD, DATA_PASSWORD] {
         assert!(!log.contains(secret), "{log}");
     }
+    // `banditd audit` takes the same two passwords, from the same environment variables.
+    let audit = std::process::Command::new(env!("CARGO_BIN_EXE_banditd"))
+        .args(["audit", "--redis", &redis.url()])
+        .env_clear()
+        .env("BANDITD_REDIS_PASSWORD", DATA_PASSWORD)
+        .env("BANDITD_REDIS_SENTINEL_PASSWORD", SENTINEL_PASSWORD)
+        .output()
+        .expect("banditd audit runs");
+    let text = String::from_utf8_lossy(&audit.stdout);
+    assert_eq!(audit.status.code(), Some(0), "{text}");
+    assert!(text.contains("1 sticky records"), "{text}");
 }
 
 /// One assign answered under load: its unit, HTTP status, body and when it came back.
