@@ -46,10 +46,11 @@ need_apt promtool prometheus
 promtool check rules deploy/prometheus/alerts.yml
 promtool test rules deploy/prometheus/alerts_test.yml
 # The Redis backend's tests start their own redis-server (src/store/redis/tests.rs,
-# tests/api/replicas.rs): standalone, a three-node Cluster joined by `redis-cli --cluster
-# create`, and `redis-server --sentinel` (src/store/redis/cluster_tests.rs,
-# tests/api/replicas_modes.rs). redis-cli comes with redis-server (its redis-tools
-# dependency), Sentinel mode is the same binary.
+# tests/api/replicas.rs): standalone, three- and six-node Clusters joined by `redis-cli
+# --cluster create`, and `redis-server --sentinel`, password-protected or not
+# (src/store/redis/cluster_tests.rs, sentinel_tests.rs, sentinel_contract_tests.rs,
+# tests/api/replicas_modes.rs, tests/api/replicas_failover.rs). redis-cli comes with
+# redis-server (its redis-tools dependency), Sentinel mode is the same binary.
 need_apt redis-server redis-server
 need_apt redis-cli redis-tools
 
@@ -57,6 +58,15 @@ need_apt redis-cli redis-tools
 need_apt curl curl
 
 cargo test "$@"
+
+# docker-compose.yml (both profiles) parses and resolves as Compose reads it; the stack itself is
+# not started here (that needs a Docker daemon and an image registry). A run narrowed by cargo
+# test arguments skips it.
+if (($# == 0)); then
+    need_apt docker-compose docker-compose
+    BANDITD_TOKEN_SECRET=check REDIS_PASSWORD=check \
+        docker-compose --file docker-compose.yml --profile scale-out config --quiet
+fi
 
 # The browser tests (tests/browser/): the dashboard and the clients in Debian's headless
 # Chromium, driven by playwright-core (from npm, pinned by package-lock.json) against the debug

@@ -25,6 +25,9 @@ pub struct AuditArgs {
     /// The Redis password, if not in the URL.
     #[arg(long, env = "BANDITD_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<crate::secret::SecretString>,
+    /// The Sentinels' own password, for a `redis+sentinel://` URL.
+    #[arg(long, env = "BANDITD_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<crate::secret::SecretString>,
 }
 
 /// Why the audit could not run.
@@ -72,6 +75,7 @@ async fn audit(args: &AuditArgs) -> Result<AuditReport, AuditError> {
         Some(url) => StoreConfig::Redis(store::RedisOptions {
             url,
             password: args.redis_password.clone(),
+            sentinel_password: args.redis_sentinel_password.clone(),
             sticky_cache_entries: 0,
             history_interval_ms: 0,
         }),

@@ -105,6 +105,10 @@ pub struct ServeArgs {
     /// The Redis password, if not in the URL.
     #[arg(long, env = "BANDITD_REDIS_PASSWORD", hide_env_values = true)]
     pub redis_password: Option<SecretString>,
+    /// The Sentinels' own password (their `requirepass`), for a `redis+sentinel://` URL; the
+    /// data nodes' password stays the URL's or `--redis-password`.
+    #[arg(long, env = "BANDITD_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
+    pub redis_sentinel_password: Option<SecretString>,
     /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
     /// with it still verify, new tokens are signed with the current secret. Remove it once a
     /// reward window has passed.
@@ -284,6 +288,7 @@ fn serve_config(args: ServeArgs) -> Config {
         token_secret: set_secret(args.token_secret),
         redis: set_secret(args.redis),
         redis_password: set_secret(args.redis_password),
+        redis_sentinel_password: set_secret(args.redis_sentinel_password),
         token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,

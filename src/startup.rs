@@ -72,6 +72,7 @@ pub struct Config {
     /// secret (the URL may carry a password), like the separate password.
     pub redis: Option<SecretString>,
     pub redis_password: Option<SecretString>,
+    pub redis_sentinel_password: Option<SecretString>,
     /// How long a dashboard login lasts.
     pub ui_session_lifetime: Duration,
     /// How often an open dashboard page reloads its data (zero: never).
@@ -85,6 +86,7 @@ impl Config {
             return StoreConfig::Redis(crate::store::RedisOptions {
                 url: url.clone(),
                 password: self.redis_password.clone(),
+                sentinel_password: self.redis_sentinel_password.clone(),
                 sticky_cache_entries: self.sticky_cache_entries,
                 history_interval_ms: u64::try_from(self.history_interval.as_millis())
                     .unwrap_or(u64::MAX),

@@ -185,6 +185,7 @@ fn main() -> ExitCode {
         (Some(url), _) => RedisStore::open(RedisOptions {
             url: url.clone().into(),
             password: None,
+            sentinel_password: None,
             sticky_cache_entries: 0,
             history_interval_ms: 0,
         })

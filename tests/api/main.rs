@@ -27,6 +27,7 @@ mod redis_harness;
 mod regret;
 mod reload;
 mod replicas;
+mod replicas_failover;
 mod replicas_modes;
 mod revisions;
 mod security;

@@ -1,8 +1,10 @@
 //! A throwaway `redis-server` for tests: its own temp dir, a free port on 127.0.0.1, AOF on
 //! with `appendfsync always`, no RDB snapshots; killed by its PID when the guard drops. Shared
 //! by the store's unit tests (`src/store/redis/tests.rs`) and the replica tests. Also a
-//! three-node Redis Cluster ([`RedisCluster`]) and a primary with a replica watched by one
-//! Sentinel ([`RedisSentinel`]), built from the same servers.
+//! three-node Redis Cluster ([`RedisCluster`]), a six-node one with a replica per primary
+//! ([`RedisCluster::start_with_replicas`]), and a primary with a replica watched by one
+//! Sentinel ([`RedisSentinel`], optionally password-protected: [`SentinelSetup`]), built from
+//! the same servers.
 //!
 //! A missing `redis-server` fails the test with the install command: `scripts/test.sh`
 //! installs it (Debian: `apt-get install -y redis-server`).
@@ -17,6 +19,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Arguments after the defaults (a later one wins), or `None` for a Sentinel.
     extra: Option<Vec<String>>,
+    /// The password `cli` sends (the server's `requirepass`).
+    auth: Option<String>,
 }
 
 impl RedisServer {
@@ -33,11 +37,16 @@ impl RedisServer {
     fn spawn(extra: Option<Vec<String>>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for redis");
         let port = free_port();
+        let auth = extra.as_ref().and_then(|args| {
+            let at = args.iter().position(|arg| arg == "--requirepass")?;
+            args.get(at + 1).cloned()
+        });
         let mut server = Self {
             dir,
             port,
             child: None,
             extra,
+            auth,
         };
         server.launch();
         server
@@ -45,16 +54,29 @@ impl RedisServer {
 
     /// A Sentinel watching `primary` as `master_name` (quorum 1, down after 1 s).
     pub fn sentinel(master_name: &str, primary: &RedisServer) -> Self {
+        Self::sentinel_with(master_name, primary, &SentinelSetup::default())
+    }
+
+    /// A Sentinel watching `primary` as `master_name` (quorum 1), as `setup` says.
+    pub fn sentinel_with(master_name: &str, primary: &RedisServer, setup: &SentinelSetup) -> Self {
         let mut server = Self::spawn_sentinel_dir();
-        let conf = format!(
+        let mut conf = format!(
             "port {port}\nbind 127.0.0.1\ndir {dir}\nlogfile sentinel.log\n\
              sentinel monitor {master_name} 127.0.0.1 {primary} 1\n\
-             sentinel down-after-milliseconds {master_name} 1000\n\
+             sentinel down-after-milliseconds {master_name} {down_after}\n\
              sentinel failover-timeout {master_name} 10000\n",
             port = server.port,
             dir = server.dir.path().display(),
             primary = primary.port,
+            down_after = setup.down_after_ms,
         );
+        if let Some(password) = &primary.auth {
+            conf.push_str(&format!("sentinel auth-pass {master_name} {password}\n"));
+        }
+        if let Some(password) = setup.sentinel_password {
+            conf.push_str(&format!("requirepass {password}\n"));
+            server.auth = Some(password.to_owned());
+        }
         std::fs::write(server.dir.path().join("sentinel.conf"), conf).expect("sentinel.conf");
         server.launch();
         server
@@ -66,6 +88,7 @@ impl RedisServer {
             port: free_port(),
             child: None,
             extra: None,
+            auth: None,
         }
     }
 
@@ -129,10 +152,7 @@ impl RedisServer {
         // The port answers before the AOF is loaded; PING answers LOADING until then.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let out = Command::new("redis-cli")
-                .args(["-p", &self.port.to_string(), "PING"])
-                .output();
-            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "PONG") {
+            if self.cli(&["PING"]) == "PONG" {
                 return;
             }
             assert!(
@@ -147,11 +167,12 @@ impl RedisServer {
 impl RedisServer {
     /// Runs one command with `redis-cli` and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string()])
-            .args(args)
-            .output()
-            .expect("redis-cli runs");
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(password) = &self.auth {
+            command.args(["-a", password, "--no-auth-warning"]);
+        }
+        let out = command.args(args).output().expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }
@@ -177,7 +198,34 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
+        Self::start_nodes(3, 0)
+    }
+
+    /// Six nodes, three primaries each with one replica (as `redis-cli` creates them): a primary
+    /// that dies is replaced by its replica after the node timeout (2 s).
+    pub fn start_with_replicas() -> Self {
+        let cluster = Self::start_nodes(6, 1);
+        // Every replica has synced: a failover needs one that is up to date.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while cluster
+            .nodes
+            .iter()
+            .map(|node| node.cli(&["INFO", "replication"]))
+            .filter(|info| info.contains("master_link_status:up"))
+            .count()
+            < 3
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the cluster replicas did not sync"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    fn start_nodes(count: usize, replicas: usize) -> Self {
+        let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
                 RedisServer::start_with(&[
                     "--cluster-enabled",
@@ -196,7 +244,7 @@ impl RedisCluster {
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
@@ -205,6 +253,14 @@ impl RedisCluster {
         let cluster = Self { nodes };
         cluster.wait_ok();
         cluster
+    }
+
+    /// The nodes that are primaries now (by `ROLE`), skipping dead ones.
+    pub fn primaries(&self) -> Vec<usize> {
+        (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].child.is_some())
+            .filter(|&i| self.nodes[i].cli(&["ROLE"]).starts_with("master"))
+            .collect()
     }
 
     /// `redis+cluster://` with every node as a seed.
@@ -217,12 +273,13 @@ impl RedisCluster {
         format!("redis+cluster://{}", hosts.join(","))
     }
 
-    /// Waits until every node says `cluster_state:ok` (all slots served).
+    /// Waits until every live node says `cluster_state:ok` (all slots served).
     pub fn wait_ok(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !self
             .nodes
             .iter()
+            .filter(|node| node.child.is_some())
             .all(|node| node.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok"))
         {
             assert!(
@@ -254,12 +311,44 @@ pub struct RedisSentinel {
 
 pub const SENTINEL_MASTER: &str = "mymaster";
 
+/// How a [`RedisSentinel`] is set up.
+pub struct SentinelSetup {
+    /// The Sentinel's `down-after-milliseconds`: how long the primary may be silent before
+    /// it fails over. Long (30 s) when a test restarts the primary and wants no failover.
+    pub down_after_ms: u64,
+    /// The Sentinel's own `requirepass`.
+    pub sentinel_password: Option<&'static str>,
+    /// The data nodes' `requirepass` (and the replica's `masterauth`, the Sentinel's
+    /// `auth-pass`).
+    pub data_password: Option<&'static str>,
+}
+
+impl Default for SentinelSetup {
+    fn default() -> Self {
+        Self {
+            down_after_ms: 1000,
+            sentinel_password: None,
+            data_password: None,
+        }
+    }
+}
+
 impl RedisSentinel {
     pub fn start() -> Self {
-        let primary = RedisServer::start();
+        Self::start_with(&SentinelSetup::default())
+    }
+
+    pub fn start_with(setup: &SentinelSetup) -> Self {
+        let auth: Vec<&str> = match setup.data_password {
+            Some(password) => vec!["--requirepass", password, "--masterauth", password],
+            None => vec![],
+        };
+        let primary = RedisServer::start_with(&auth);
         let port = primary.port.to_string();
-        let replica = RedisServer::start_with(&["--replicaof", "127.0.0.1", &port]);
-        let sentinel = RedisServer::sentinel(SENTINEL_MASTER, &primary);
+        let mut replica_args = vec!["--replicaof", "127.0.0.1", &port];
+        replica_args.extend(&auth);
+        let replica = RedisServer::start_with(&replica_args);
+        let sentinel = RedisServer::sentinel_with(SENTINEL_MASTER, &primary, setup);
         let setup = Self {
             primary,
             replica,

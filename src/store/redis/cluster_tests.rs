@@ -12,6 +12,7 @@ fn open_on(cluster: &RedisCluster) -> RedisStore {
     RedisStore::open(RedisOptions {
         url: cluster.url().into(),
         password: None,
+        sentinel_password: None,
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
     })
@@ -123,6 +124,7 @@ fn a_plain_url_to_a_cluster_node_is_refused_with_the_cluster_form_named() {
     let refused = RedisStore::open(RedisOptions {
         url: node.url().into(),
         password: None,
+        sentinel_password: None,
         sticky_cache_entries: 0,
         history_interval_ms: 0,
     });

@@ -4,8 +4,9 @@
 //!
 //! - `redis://[user[:password]@]host[:port][/db]` or `redis+unix:///path`: one primary;
 //! - `redis+sentinel://[user[:password]@]host:port[,host:port…]/<master-name>[/db]`: the
-//!   primary that the Sentinels name (the credentials and db are the primary's; Sentinels are
-//!   asked without credentials);
+//!   primary that the Sentinels name (the credentials and db are the primary's; the Sentinels
+//!   are asked with the separate Sentinel password when one is given — Sentinel's own
+//!   `requirepass` — and without credentials otherwise);
 //! - `redis+cluster://[user[:password]@]host:port[,host:port…]`: a Redis Cluster, found from
 //!   any of the seed nodes (db 0 only, as Cluster has no other).
 //!
@@ -63,10 +64,12 @@ impl Topology {
 const SENTINEL_SCHEME: &str = "redis+sentinel://";
 const CLUSTER_SCHEME: &str = "redis+cluster://";
 
-/// Parses the URL (any of the three forms) and applies a separate password; refuses TLS.
+/// Parses the URL (any of the three forms) and applies a separate password (the data nodes')
+/// and, under Sentinel, the Sentinels' password; refuses TLS.
 pub fn topology(
     url: &SecretString,
     password: Option<&SecretString>,
+    sentinel_password: Option<&SecretString>,
 ) -> Result<Topology, RedisUrlError> {
     let text = url.expose().trim();
     if ["rediss://", "valkeys://", "rediss+"]
@@ -87,7 +90,9 @@ pub fn topology(
         }
         let sentinels = hosts
             .iter()
-            .map(|host| parse(&format!("redis://{host}")))
+            .map(|host| {
+                parse(&format!("redis://{host}")).map(|s| with_password(s, sentinel_password))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let primary = parse(&format!("redis://{userinfo}{}/{db}", hosts[0]))?;
         let primary = with_password(primary, password);
@@ -212,6 +217,10 @@ struct SentinelState {
     primary: String,
 }
 
+/// The key a failing store writes to learn whether writes go through again (see
+/// [`Link::check`]); it expires by itself.
+pub const PROBE_KEY: &str = "bd:probe";
+
 /// How long one Redis request may take before the store counts Redis as unreachable.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -265,12 +274,15 @@ impl Link {
             } => {
                 let node = SentinelNodeConnectionInfo::default().set_redis_connection_info(primary);
                 let mut client = SentinelClient::build(
-                    sentinels,
+                    sentinels.clone(),
                     master,
                     Some(node),
                     SentinelServerType::Master,
                 )?;
-                let (connection, primary) = primary_connection(&mut client).await?;
+                let (connection, primary) = match primary_connection(&mut client).await {
+                    Ok(found) => found,
+                    Err(error) => return Err(explain_sentinel_failure(error, &sentinels).await),
+                };
                 Ok(Self::single(
                     Connection::Single(connection),
                     Some(SentinelState { client, primary }),
@@ -293,10 +305,22 @@ impl Link {
 
     /// Whether writes can go through now: PING (every primary, under Cluster) and, under
     /// Cluster, `cluster_state:ok` (every slot served): nodes answer PING a while before
-    /// their cluster is whole again.
+    /// their cluster is whole again. A single primary (standalone or Sentinel's) must also take
+    /// a write ([`PROBE_KEY`], gone after a second): it answers PING while it refuses every
+    /// write as a replica (READONLY), short of replicas under `min-replicas-to-write`
+    /// (NOREPLICAS) or after a failed fsync (MISCONF).
     pub async fn check(&self) -> Result<(), redis::RedisError> {
         let mut connection = self.get();
         let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        if let Connection::Single(_) = connection {
+            let () = redis::cmd("SET")
+                .arg(PROBE_KEY)
+                .arg(1)
+                .arg("PX")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+        }
         if let Connection::Cluster(_) = connection {
             let info: String = redis::cmd("CLUSTER")
                 .arg("INFO")
@@ -397,6 +421,48 @@ async fn primaries(
         .collect())
 }
 
+/// Whether Redis refused the credentials (a wrong password, or none where one is required).
+fn refused_credentials(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(error.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
+/// Names which password was refused when the primary could not be found through the
+/// Sentinels: the Sentinels' own (asked here, one PING each) or, failing that, the data
+/// nodes'. Never quotes a password: only which setting holds the wrong one.
+async fn explain_sentinel_failure(
+    error: redis::RedisError,
+    sentinels: &[ConnectionInfo],
+) -> redis::RedisError {
+    for sentinel in sentinels {
+        let refused = match redis::Client::open(sentinel.clone()) {
+            Ok(client) => match client.get_multiplexed_async_connection().await {
+                Ok(mut connection) => redis::cmd("PING")
+                    .query_async::<String>(&mut connection)
+                    .await
+                    .err(),
+                Err(error) => Some(error),
+            },
+            Err(error) => Some(error),
+        };
+        if refused.as_ref().is_some_and(refused_credentials) {
+            let why = if sentinel.redis_settings().password().is_some() {
+                "a Sentinel refused the Sentinel password (--redis-sentinel-password, BANDITD_REDIS_SENTINEL_PASSWORD)"
+            } else {
+                "a Sentinel requires a password: set --redis-sentinel-password (BANDITD_REDIS_SENTINEL_PASSWORD)"
+            };
+            return redis::RedisError::from((redis::ErrorKind::AuthenticationFailed, why));
+        }
+    }
+    if refused_credentials(&error) {
+        return redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "the primary the Sentinels name refused the password (the URL's, or --redis-password, BANDITD_REDIS_PASSWORD)",
+        ));
+    }
+    error
+}
+
 async fn primary_connection(
     client: &mut SentinelClient,
 ) -> Result<(ConnectionManager, String), redis::RedisError> {
@@ -411,7 +477,7 @@ mod tests {
     use super::*;
 
     fn mode(url: &str) -> Result<Topology, RedisUrlError> {
-        topology(&url.into(), None)
+        topology(&url.into(), None, None)
     }
 
     #[test]
@@ -444,6 +510,7 @@ mod tests {
         }) = topology(
             &"redis+sentinel://h1:26379,h2:26380/mymaster/3".into(),
             Some(&"pw".into()),
+            None,
         )
         else {
             panic!("a sentinel URL selects Sentinel");
@@ -457,6 +524,35 @@ mod tests {
                 .all(|s| s.redis_settings().password().is_none()),
             "Sentinels are asked without the primary's password"
         );
+    }
+
+    #[test]
+    fn the_sentinel_password_goes_to_the_sentinels_only() {
+        let Ok(Topology::Sentinel {
+            sentinels, primary, ..
+        }) = topology(
+            &"redis+sentinel://:data-pw@h1:26379,h2:26380/mymaster".into(),
+            None,
+            Some(&"sentinel-pw".into()),
+        )
+        else {
+            panic!("a sentinel URL selects Sentinel");
+        };
+        assert!(
+            sentinels
+                .iter()
+                .all(|s| s.redis_settings().password() == Some("sentinel-pw")),
+            "every Sentinel is asked with the Sentinel password"
+        );
+        assert_eq!(primary.password(), Some("data-pw"));
+        let Ok(Topology::Standalone(info)) = topology(
+            &"redis://:data-pw@h1:6379".into(),
+            None,
+            Some(&"sentinel-pw".into()),
+        ) else {
+            panic!("a redis URL selects standalone");
+        };
+        assert_eq!(info.redis_settings().password(), Some("data-pw"));
     }
 
     #[test]

@@ -18,6 +18,7 @@ fn open_on(server: &RedisServer) -> RedisStore {
     RedisStore::open(RedisOptions {
         url: server.url().into(),
         password: None,
+        sentinel_password: None,
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
     })

@@ -30,9 +30,13 @@ mod contract_tests;
 mod layout;
 mod read;
 mod replicas;
+#[cfg(test)]
+mod replication_tests;
 mod rewards;
 #[cfg(test)]
 mod rules_tests;
+#[cfg(test)]
+mod sentinel_contract_tests;
 #[cfg(test)]
 mod sentinel_tests;
 #[cfg(test)]
@@ -68,6 +72,9 @@ pub struct RedisOptions {
     pub url: SecretString,
     /// The password, if not in the URL (`BANDITD_REDIS_PASSWORD`).
     pub password: Option<SecretString>,
+    /// Under Sentinel, the Sentinels' own password (their `requirepass`;
+    /// `BANDITD_REDIS_SENTINEL_PASSWORD`); ignored in the other modes.
+    pub sentinel_password: Option<SecretString>,
     /// Known sticky units cached in this replica (0: off).
     pub sticky_cache_entries: usize,
     /// History points are kept one per this interval, whichever replica writes first
@@ -238,8 +245,12 @@ impl RedisStore {
     /// Connects in the URL's mode (refusing to start if Redis cannot be reached, or is a
     /// Cluster node named by a plain `redis://` URL) and starts the commit task.
     pub fn open(options: RedisOptions) -> Result<Self, StoreError> {
-        let topology = topology(&options.url, options.password.as_ref())
-            .map_err(|error| StoreError::Incompatible(error.to_string()))?;
+        let topology = topology(
+            &options.url,
+            options.password.as_ref(),
+            options.sentinel_password.as_ref(),
+        )
+        .map_err(|error| StoreError::Incompatible(error.to_string()))?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
@@ -319,6 +330,8 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
     let link = Link::open(topology).await.map_err(|error| {
         if error.kind() == redis::ErrorKind::InvalidClientConfig {
             StoreError::Incompatible(format!("redis ({mode}): {error}"))
+        } else if error.kind() == redis::ErrorKind::AuthenticationFailed {
+            StoreError::Unavailable(format!("redis ({mode}) refused the login: {error}"))
         } else {
             StoreError::Unavailable(format!("cannot reach redis ({mode}): {error}"))
         }

@@ -16,6 +16,7 @@ pub(super) fn open(server: &RedisServer) -> RedisStore {
     RedisStore::open(RedisOptions {
         url: server.url().into(),
         password: None,
+        sentinel_password: None,
         sticky_cache_entries: 1000,
         history_interval_ms: 60_000,
     })
@@ -459,14 +460,14 @@ fn writes_fail_while_redis_is_down_and_the_store_recovers_by_itself() {
 
 #[test]
 fn a_tls_url_is_refused_and_no_error_quotes_the_password() {
-    let refused = topology(&"rediss://:hunter2@example:6380".into(), None);
+    let refused = topology(&"rediss://:hunter2@example:6380".into(), None, None);
     assert_eq!(refused.err(), Some(RedisUrlError::Tls));
-    let invalid = topology(&"redis://:hunter2@[bad".into(), None)
+    let invalid = topology(&"redis://:hunter2@[bad".into(), None, None)
         .err()
         .unwrap();
     assert!(!invalid.to_string().contains("hunter2"), "{invalid}");
     let Ok(Topology::Standalone(info)) =
-        topology(&"redis://127.0.0.1:1".into(), Some(&"s3cret".into()))
+        topology(&"redis://127.0.0.1:1".into(), Some(&"s3cret".into()), None)
     else {
         panic!("a redis:// URL is standalone");
     };
