@@ -239,5 +239,8 @@ impl Engine {
 mod semantics_tests;
 
 #[cfg(test)]
+#[path = "exposure_per_request_tests.rs"]
+mod exposure_per_request_tests;
+#[cfg(test)]
 #[path = "exposure_tests.rs"]
 mod exposure_tests;
