@@ -9,6 +9,7 @@ mod epoch_spec;
 mod error;
 mod events;
 pub mod export;
+mod export_confirmations;
 pub mod exposure;
 mod exposure_report;
 mod history;

@@ -352,3 +352,45 @@ fn a_per_request_token_confirmed_on_two_redis_replicas_at_once_counts_once() {
         "{first} {second}"
     );
 }
+
+/// The `assignments` export lists the confirmed draws, each once, with the propensity an
+/// inverse-propensity estimate needs and how long its mark is kept (issue + the 7-day reward
+/// window + a day, the window being longer than `confirm_within`).
+#[test]
+fn the_assignments_export_lists_each_confirmed_per_request_draw_once() {
+    let app = TestApp::spawn(&[("hero.yaml", PER_REQUEST_RENDER)]);
+    let tokens: Vec<String> = (0..3)
+        .map(|_| {
+            app.assign("hero", "visitor")["token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let body = json!([
+        {"experiment": "hero", "token": tokens[0]},
+        {"experiment": "hero", "token": tokens[1]},
+        {"experiment": "hero", "token": tokens[1]}
+    ]);
+    assert_eq!(confirm(&app, &body)["confirmed"], 2);
+    let r = app.get("/v1/experiments/hero/export?what=assignments&format=ndjson");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let text = match &r.body {
+        Value::String(text) => text.clone(),
+        one => one.to_string(),
+    };
+    let rows: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    let day_ms = 24 * 60 * 60 * 1000;
+    for row in &rows {
+        assert_eq!(row["propensity"], 0.5, "{row}");
+        let issued = row["issued_ms"].as_u64().unwrap();
+        assert!(row["confirmed_ms"].as_u64().unwrap() >= issued, "{row}");
+        assert_eq!(row["retained_until_ms"], issued + 8 * day_ms, "{row}");
+        assert!(["a", "b"].contains(&row["variant"].as_str().unwrap()));
+    }
+    assert_ne!(rows[0]["assignment_id"], rows[1]["assignment_id"]);
+}
