@@ -1,5 +1,6 @@
 //! `exposure: on_render` with `assignment: per_request` in the engine: a draw counts only as
-//! assigned, its token confirms it once, and a reward needs that confirmation.
+//! assigned, its token confirms it once, a reward needs that confirmation, and a healthy
+//! frontend keeps the sample-ratio check quiet at its false-alarm rate over many runs.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -156,4 +157,71 @@ fn a_late_per_request_confirmation_is_refused_with_how_late_it_was() {
         ConfirmationRejectionReason::OutsideWindow
     );
     assert!(late.rejections[0].detail.contains("11m"), "{late:?}");
+}
+
+/// A healthy frontend (every arm's renders confirmed with the same probability) keeps the
+/// server's sample-ratio check quiet at its stated false-alarm rate, measured over many runs
+/// through the engine and the store: the allocation moves with the posterior (burn-in 0), each
+/// token carries the split of its draw, and its confirmation credits that split. The page's
+/// losses are seeded; the server's Thompson draws are not (it owns its RNG), so the bounds
+/// are α plus five binomial standard errors, which a correct server exceeds with probability
+/// below 10⁻⁴ per level.
+#[test]
+fn a_healthy_per_request_frontend_keeps_the_check_quiet_at_its_false_alarm_rate() {
+    use rand::{RngExt, SeedableRng};
+    const RUNS: usize = 300;
+    const DRAWS: usize = 150;
+    let specs: Vec<_> = (0..RUNS)
+        .map(|run| {
+            let yaml = YAML
+                .replace("id: e\n", &format!("id: run-{run}\n"))
+                .replace("burn_in: 1000", "burn_in: 0, min_share: 0.1");
+            crate::spec::parse_experiment(Path::new("run.yaml"), &yaml).unwrap()
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock::new(T0_MS));
+    let engine = block_on(Engine::start(
+        specs,
+        store,
+        TokenSigner::new(&[7; 32]),
+        clock.clone(),
+    ))
+    .unwrap();
+    let mut page = rand::rngs::StdRng::seed_from_u64(20_261_130);
+    let unit = Unit::parse("visitor").unwrap();
+    let mut p_values = Vec::with_capacity(RUNS);
+    for run in 0..RUNS {
+        let id = format!("run-{run}");
+        let mut confirmations = Vec::new();
+        for _ in 0..DRAWS {
+            // 10 ms apart: the 100 ms snapshot, so the allocation moves every 10 draws.
+            clock.advance_ms(10);
+            let answer = block_on(engine.assign(&id, &unit, true)).unwrap();
+            if page.random::<f64>() < 0.8 {
+                confirmations.push(Ok(RawConfirmation {
+                    experiment: id.clone(),
+                    token: answer.token.clone(),
+                    unit: None,
+                }));
+            }
+        }
+        block_on(engine.confirm(confirmations)).unwrap();
+        let report = block_on(engine.report(&id, 0.95, None)).unwrap();
+        p_values.push(report.srm.p_value.expect("enough confirmed exposures"));
+    }
+    for alpha in [crate::stats::SRM_ALERT_P, 0.01, 0.05] {
+        let share = p_values.iter().filter(|p| **p < alpha).count() as f64 / RUNS as f64;
+        let se = (alpha * (1.0 - alpha) / RUNS as f64).sqrt();
+        assert!(
+            share <= alpha + 5.0 * se,
+            "alerts at p < {alpha}: {share} of {RUNS} runs"
+        );
+    }
+    // Not asleep: the p-values spread over (0, 1).
+    let mut sorted = p_values.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[RUNS / 2];
+    assert!((0.3..0.8).contains(&median), "median p-value {median}");
 }
