@@ -193,7 +193,11 @@ def srm_references():
     # tests/api/exposures.rs: a frontend that confirms 200 renders of `a` and 0 of `b` under a
     # 50/50 allocation: X2 = (200 - 100)^2/100 * 2 = 200; one that confirms 200 of `a` and 100
     # of `b`: X2 = (200 - 150)^2/150 * 2 = 100/3.
-    for label, statistic in [("drop all b", mp.mpf(200)), ("drop half of b", mp.mpf(100) / 3)]:
+    # tests/api/exposures_per_request.rs: a healthy frontend that loses a few confirmations of
+    # either arm alike, 180 of `a` and 177 of `b` confirmed under 50/50: X2 = 2 * 1.5^2/178.5.
+    healthy = 2 * mp.mpf(3) ** 2 / 4 / (mp.mpf(357) / 2)
+    for label, statistic in [("drop all b", mp.mpf(200)), ("drop half of b", mp.mpf(100) / 3),
+                             ("healthy 180/177", healthy)]:
         p = mp.gammainc(mp.mpf(1) / 2, statistic / 2, mp.inf, regularized=True)
         print(f"{label}: P(chi2(1) > {mp.nstr(statistic, 20)}) = {mp.nstr(p, 20)}")
 

@@ -102,10 +102,11 @@ fn render(report: &AuditReport) -> String {
     // `write!` to a String cannot fail.
     let _ = writeln!(
         out,
-        "checked {} arms: {} sticky records, {} token marks, {} event ids, {} epoch records, {} history points",
+        "checked {} arms: {} sticky records, {} token marks, {} confirmation marks, {} event ids, {} epoch records, {} history points",
         report.arms_checked,
         report.sticky_records,
         report.live_token_marks,
+        report.live_confirmation_marks,
         report.event_ids,
         report.epoch_records,
         report.history_points,

@@ -302,16 +302,25 @@ impl Engine {
         }
         match live.spec.assignment {
             AssignmentMode::PerRequest => {
-                if !self.store.count_exposure(&live.epoch, variant, tally) {
+                // With on_render the draw is counted in the ledger (its "assigned" tally) and
+                // the token carries the allocation of the moment, which its confirmation
+                // credits to the expected exposures (`exposure`).
+                let on_assign = super::exposure::counts_on_assign(&live);
+                let carried = (!on_assign).then(|| tally.allocation.clone());
+                if !self
+                    .store
+                    .count_exposure(&live.assignment_epoch, variant, tally)
+                {
                     // Not counted, so no token: a reward could otherwise outrun exposures.
                     return Ok(Assignment::degraded_default(live));
                 }
-                if super::exposure::counts_on_assign(&live) {
+                if on_assign {
                     snapshot.fresh.record(decision.arm);
                 }
                 let mut answer =
-                    Assignment::untokened(live, decision.arm, decision.propensity, true);
-                self.sign(&mut answer, unit, now_ms, None);
+                    Assignment::untokened(live, decision.arm, decision.propensity, on_assign);
+                self.sign(&mut answer, unit, now_ms, carried.as_deref());
+                answer.confirm = !on_assign;
                 Ok(answer)
             }
             AssignmentMode::Sticky => {

@@ -90,10 +90,12 @@ pub enum RejectionReason {
     TimestampInFuture,
     TimestampBeforeAssignment,
     AlreadyRewarded,
+    /// `exposure: on_render`, per request: the token was never confirmed as shown.
+    NotConfirmed,
 }
 
 impl RejectionReason {
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::InvalidEvent,
         Self::UnknownExperiment,
         Self::ExperimentNotServed,
@@ -106,6 +108,7 @@ impl RejectionReason {
         Self::TimestampInFuture,
         Self::TimestampBeforeAssignment,
         Self::AlreadyRewarded,
+        Self::NotConfirmed,
     ];
 
     /// The reason's name, as the API reports it (its serde name) and the metrics label it.
@@ -123,14 +126,15 @@ impl RejectionReason {
             Self::TimestampInFuture => "timestamp_in_future",
             Self::TimestampBeforeAssignment => "timestamp_before_assignment",
             Self::AlreadyRewarded => "already_rewarded",
+            Self::NotConfirmed => "not_confirmed",
         }
     }
 }
 
 /// Every outcome an event can have, as the metrics label it: applied, duplicate, or the
 /// rejection reason.
-pub const EVENT_OUTCOMES: [&str; 14] = {
-    let mut names = [""; 14];
+pub const EVENT_OUTCOMES: [&str; 15] = {
+    let mut names = [""; 15];
     names[0] = "applied";
     names[1] = "duplicate";
     let mut k = 0;
@@ -300,6 +304,16 @@ impl Engine {
                     RejectionReason::OutsideWindow,
                     format!("the event arrived after {target}'s reward window closed"),
                 ),
+                RewardOutcome::NotConfirmed => report.reject(
+                    index,
+                    Some(id),
+                    RejectionReason::NotConfirmed,
+                    format!(
+                        "{target} was never confirmed as shown (`exposure: on_render`), so it is \
+                         no exposure and earns no reward; confirm it with POST /v1/exposures \
+                         before its conversion is sent"
+                    ),
+                ),
                 RewardOutcome::TimestampBeforeAssignment => report.reject(
                     index,
                     Some(id),
@@ -462,6 +476,7 @@ impl Engine {
                         variant: claims.variant,
                         issued_ms: claims.issued_ms,
                         propensity: claims.propensity,
+                        confirmed_only: !super::exposure::counts_on_assign(&live),
                     },
                 }
             }

@@ -300,6 +300,10 @@ enum Rows {
     Tokens {
         after: Option<String>,
     },
+    /// Confirmation marks after `after` (per-request `exposure: on_render`).
+    Confirmations {
+        after: Option<String>,
+    },
     /// Stats: few rows, computed up front.
     Stats(Vec<Vec<Cell>>),
     Done,
@@ -389,6 +393,21 @@ impl Export {
                         *after = page.last().map(|(unit, _)| unit.clone());
                     }
                 }
+                Rows::Confirmations { after } => {
+                    let page = self
+                        .store
+                        .scan_token_confirmations(&self.epoch, after.clone(), EXPORT_PAGE_SIZE)
+                        .await?;
+                    for mark in &page {
+                        let cells = super::export_confirmations::confirmation_cells(mark);
+                        push_row(&mut out, self.format, self.columns, &cells);
+                    }
+                    if page.len() < EXPORT_PAGE_SIZE {
+                        self.rows = Rows::Done;
+                    } else {
+                        *after = page.last().map(|mark| mark.assignment_id.clone());
+                    }
+                }
                 Rows::Tokens { after } => {
                     let page = self
                         .store
@@ -468,6 +487,15 @@ impl Engine {
                     rewarded_only: true,
                 },
             ),
+            // The confirmed exposures, as a sticky on_render export lists confirmed units.
+            (ExportKind::Assignments, AssignmentMode::PerRequest)
+                if !super::exposure::counts_on_assign(&live) =>
+            {
+                (
+                    super::export_confirmations::CONFIRMATION_COLUMNS,
+                    Rows::Confirmations { after: None },
+                )
+            }
             (ExportKind::Assignments | ExportKind::Events, AssignmentMode::PerRequest) => {
                 (TOKEN_COLUMNS, Rows::Tokens { after: None })
             }
@@ -498,6 +526,11 @@ impl Engine {
             .scan_token_credits(epoch, None, 1)
             .await?
             .is_empty()
+            || !self
+                .store
+                .scan_token_confirmations(epoch, None, 1)
+                .await?
+                .is_empty()
         {
             return Ok(AssignmentMode::PerRequest);
         }

@@ -297,6 +297,7 @@ fn a_per_request_export_lists_the_retained_token_credits() {
         variant: variant.into(),
         issued_ms: T0_MS,
         propensity: 0.25,
+        confirmed_only: false,
     };
     let ops = vec![
         reward(1, "e1", token("a-1", "bold"), 1.0),

@@ -11,6 +11,14 @@
 //! holding in both epochs. Rewards resolve against the counted epoch, so an assignment that
 //! was never confirmed cannot be rewarded. The window and the allocation credited are
 //! `store::rules` ([`rules::confirmation_window_closed`], [`rules::confirmed_allocation`]).
+//!
+//! With `assignment: per_request` nothing is remembered per unit: the draw counts in the
+//! ledger's counters (the *assigned* tally) and its token carries the allocation of the
+//! moment. A confirmation sends the token; the store counts its exposure at most once per
+//! assignment id, by a confirmation mark written with the exposure in one atomic step
+//! ([`Store::confirm_tokens`](crate::store::Store::confirm_tokens),
+//! [`rules::judge_confirmation`]). A reward on such a token is credited only if its mark is
+//! held (`RewardTarget::Token::confirmed_only`).
 
 use std::sync::Arc;
 
@@ -20,7 +28,7 @@ use super::live::LiveExperiment;
 use super::token::TokenError;
 use super::{Engine, EngineError, Unit};
 use crate::spec::{AssignmentMode, Experiment, ExposureMode};
-use crate::store::{Epoch, StickyRecord, Tally, rules};
+use crate::store::{ConfirmOp, ConfirmOutcome, Epoch, StickyRecord, Tally, rules};
 
 /// Appended to an experiment id to name its on_render assignment ledger.
 pub const ASSIGNMENT_LEDGER_SUFFIX: &str = "~assigned";
@@ -69,7 +77,8 @@ pub enum ConfirmationRejectionReason {
     /// The experiment counts exposures when assigned (`exposure: on_assign`): nothing to
     /// confirm.
     NotOnRender,
-    /// Neither `token` nor `unit`.
+    /// Neither `token` nor `unit`; or only a `unit` for an `assignment: per_request`
+    /// experiment, whose assignments only the token names.
     TokenRequired,
     BadToken,
     /// The token is from another revision than the loaded one.
@@ -112,6 +121,9 @@ struct Checked {
     unit: String,
     record: StickyRecord,
     allocation: Option<Vec<(String, f64)>>,
+    /// `assignment: per_request`: the token's assignment id (the at-most-once key), `None`
+    /// for a sticky unit.
+    assignment_id: Option<String>,
 }
 
 type Refusal = (ConfirmationRejectionReason, String);
@@ -151,20 +163,110 @@ impl Engine {
                 Ok(item) => self.check_confirmation(item, now_ms).await?,
             };
             match outcome {
-                Ok(ok) => checked.push(ok),
+                Ok(ok) => checked.push((index, ok)),
                 Err((reason, detail)) => report.reject(index, reason, detail),
             }
         }
-        let writes = checked
+        let (tokens, sticky): (Vec<_>, Vec<_>) = checked
             .into_iter()
-            .map(|checked| self.count_confirmed(checked));
+            .partition(|(_, checked)| checked.assignment_id.is_some());
+        let writes = sticky
+            .into_iter()
+            .map(|(_, checked)| self.count_confirmed(checked));
         for outcome in futures_util::future::join_all(writes).await {
             match outcome? {
                 true => report.confirmed += 1,
                 false => report.duplicate += 1,
             }
         }
+        self.confirm_per_request(tokens, now_ms, &mut report)
+            .await?;
+        report.rejections.sort_by_key(|r| r.index);
         Ok(report)
+    }
+
+    /// Confirms per-request tokens in one store call (see the module docs).
+    async fn confirm_per_request(
+        &self,
+        tokens: Vec<(usize, Checked)>,
+        now_ms: u64,
+        report: &mut ConfirmationReport,
+    ) -> Result<(), EngineError> {
+        if tokens.is_empty() {
+            return Ok(());
+        }
+        let mut arms = Vec::with_capacity(tokens.len());
+        let indices: Vec<usize> = tokens.iter().map(|(index, _)| *index).collect();
+        let ops: Vec<ConfirmOp> = tokens
+            .into_iter()
+            .map(|(_, checked)| {
+                let Checked {
+                    live,
+                    record,
+                    allocation,
+                    assignment_id,
+                    ..
+                } = checked;
+                // Loaded before the write: its counters cannot include it (see `burn_in`).
+                let snapshot = live.snapshot().clone();
+                let allocation = rules::confirmed_allocation(
+                    allocation.as_deref(),
+                    &record.variant,
+                    record.propensity,
+                    &snapshot.allocation,
+                );
+                let arm = snapshot
+                    .variant_ids
+                    .iter()
+                    .position(|v| *v == record.variant);
+                arms.push(arm.map(|arm| (snapshot, arm)));
+                ConfirmOp {
+                    epoch: live.epoch.clone(),
+                    assignment_id: assignment_id.unwrap_or_default(),
+                    variant: record.variant,
+                    issued_ms: record.assigned_ms,
+                    propensity: record.propensity,
+                    now_ms,
+                    confirm_within_ms: live.spec.exposure.confirm_within.as_millis(),
+                    reward_window_ms: live.spec.reward.window.as_millis(),
+                    tally: Tally {
+                        // Like a sticky confirmation: the exposure ages from its assignment.
+                        now_ms: record.assigned_ms,
+                        half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
+                        allocation: allocation.into(),
+                    },
+                }
+            })
+            .collect();
+        let within: Vec<_> = ops.iter().map(|op| op.confirm_within_ms).collect();
+        let late: Vec<_> = ops
+            .iter()
+            .map(|op| now_ms.saturating_sub(op.issued_ms))
+            .collect();
+        let outcomes = self.store.confirm_tokens(ops).await?;
+        for (k, outcome) in outcomes.into_iter().enumerate() {
+            match outcome {
+                ConfirmOutcome::Confirmed => {
+                    report.confirmed += 1;
+                    if let Some(Some((snapshot, arm))) = arms.get(k) {
+                        snapshot.fresh.record(*arm);
+                    }
+                }
+                ConfirmOutcome::AlreadyConfirmed => report.duplicate += 1,
+                // The engine refused late ones before; this is a sweep that passed the mark.
+                ConfirmOutcome::OutsideWindow => report.reject(
+                    indices[k],
+                    ConfirmationRejectionReason::OutsideWindow,
+                    format!(
+                        "the confirmation arrived {} after the assignment; confirm_within is {}, \
+                         so the assignment stays unexposed",
+                        human_ms(late[k]),
+                        human_ms(within[k])
+                    ),
+                ),
+            }
+        }
+        Ok(())
     }
 
     /// Every check of one confirmation that needs no write. A store failure on a unit lookup
@@ -181,7 +283,7 @@ impl Engine {
                 format!("no experiment '{}' is loaded", item.experiment),
             )));
         };
-        if counts_on_assign(&live) || live.spec.assignment != AssignmentMode::Sticky {
+        if counts_on_assign(&live) {
             return Ok(Err((
                 R::NotOnRender,
                 format!(
@@ -191,6 +293,7 @@ impl Engine {
                 ),
             )));
         }
+        let mut token_assignment = None;
         let (unit, record, allocation) = match (&item.token, &item.unit) {
             (Some(token), unit) => {
                 let claims = match self.signer.verify(token) {
@@ -231,7 +334,20 @@ impl Engine {
                     reward: None,
                     rewarded_ms: None,
                 };
+                if live.spec.assignment == AssignmentMode::PerRequest {
+                    token_assignment = Some(claims.assignment_id);
+                }
                 (claims.unit, record, claims.allocation)
+            }
+            (None, Some(_)) if live.spec.assignment == AssignmentMode::PerRequest => {
+                return Ok(Err((
+                    R::TokenRequired,
+                    format!(
+                        "experiment '{}' assigns per request, so a unit names no single \
+                         assignment; confirm with the `token` of the assign answer",
+                        item.experiment
+                    ),
+                )));
             }
             (None, Some(unit)) => {
                 let unit = match Unit::parse(unit) {
@@ -276,6 +392,7 @@ impl Engine {
             unit,
             record,
             allocation,
+            assignment_id: token_assignment,
         }))
     }
 
@@ -287,6 +404,7 @@ impl Engine {
             unit,
             record,
             allocation,
+            ..
         } = checked;
         // Loaded before the write: its counters cannot include it (see `burn_in`).
         let snapshot = live.snapshot().clone();
@@ -315,6 +433,11 @@ impl Engine {
         }
         Ok(won)
     }
+}
+
+/// A span of milliseconds as the spec spells durations (`11m`).
+fn human_ms(ms: u64) -> crate::spec::HumanDuration {
+    crate::spec::HumanDuration::from_std(std::time::Duration::from_millis(ms))
 }
 
 impl ConfirmationReport {

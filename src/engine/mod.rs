@@ -9,6 +9,7 @@ mod epoch_spec;
 mod error;
 mod events;
 pub mod export;
+mod export_confirmations;
 pub mod exposure;
 mod exposure_report;
 mod history;
@@ -238,6 +239,9 @@ impl Engine {
 #[path = "semantics_tests.rs"]
 mod semantics_tests;
 
+#[cfg(test)]
+#[path = "exposure_per_request_tests.rs"]
+mod exposure_per_request_tests;
 #[cfg(test)]
 #[path = "exposure_tests.rs"]
 mod exposure_tests;

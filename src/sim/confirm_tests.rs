@@ -96,3 +96,43 @@ fn without_confirmation_rates_no_check_is_simulated_and_the_streams_do_not_chang
     // each counts all of its assignments.
     assert_eq!(confirmed.arm_exposures, confirmed.arm_assignments);
 }
+
+/// The simulator draws afresh for every assignment, which is exactly `assignment:
+/// per_request`; so a per-request `on_render` experiment forecasts like the same experiment
+/// with sticky units (each a new visitor), confirmation rates and sample-ratio check included.
+#[test]
+fn a_per_request_on_render_experiment_is_simulated_with_its_confirmation_rates() {
+    let yaml = |assignment: &str| {
+        format!(
+            "id: e\ndescription: d\nowner: o\nstatus: running\nassignment: {assignment}\n\
+             exposure: on_render\nconfirm_within: 10m\ndefault_variant: a\nvariants:\n  \
+             - id: a\n    payload: 1\n  - id: b\n    payload: 2\n"
+        )
+    };
+    let scenario = |assignment: &str| {
+        let spec = crate::spec::parse_experiment(std::path::Path::new("e.yaml"), &yaml(assignment))
+            .expect("per_request with on_render parses");
+        Scenario::from_experiment(&spec, &RateSpec::parse("0.05,0.06").unwrap())
+            .unwrap()
+            .with_confirm_rates(&RateSpec::parse("a=0.9,b=0.3").unwrap())
+            .unwrap()
+    };
+    let settings = Settings {
+        horizon: 400,
+        runs: 1,
+        seed: 11,
+        threads: 1,
+        ..Settings::default()
+    };
+    let per_request = run_once(&scenario("per_request"), &settings, &[400], 0).unwrap();
+    let sticky = run_once(&scenario("sticky"), &settings, &[400], 0).unwrap();
+    assert_eq!(per_request.arm_assignments, sticky.arm_assignments);
+    assert_eq!(per_request.arm_exposures, sticky.arm_exposures);
+    assert_eq!(per_request.srm_p_value, sticky.srm_p_value);
+    let p = per_request.srm_p_value.expect("a sample-ratio check");
+    assert!(
+        p < crate::stats::SRM_ALERT_P,
+        "b loses 2/3 of its renders: p = {p}"
+    );
+    assert!(per_request.arm_exposures[1] < per_request.arm_assignments[1]);
+}

@@ -5,7 +5,7 @@
 
 use super::duration::HumanDuration;
 use super::fields::{self, Report};
-use super::model::{AssignmentMode, ExposureMode, ExposureSpec};
+use super::model::{ExposureMode, ExposureSpec};
 use super::node::Node;
 
 /// How long after an assignment its confirmation is accepted, when the file does not say.
@@ -17,13 +17,13 @@ pub(super) const EXPOSURE_MODES: &[(&str, ExposureMode)] = &[
 ];
 
 /// Reads `exposure` and `confirm_within` (either may be absent). `confirm_within` only means
-/// something with `on_render`, and `on_render` needs a unit-keyed assignment to confirm
-/// (`assignment: sticky`), so both mismatches are errors rather than silently ignored.
+/// something with `on_render`, so giving it otherwise is an error rather than silently
+/// ignored. Both assignment modes take either exposure mode: a sticky confirmation names the
+/// unit's remembered assignment, a per-request one the token's assignment id.
 pub(super) fn exposure(
     report: &mut Report<'_>,
     mode_node: Option<&Node>,
     within_node: Option<&Node>,
-    assignment: Option<AssignmentMode>,
 ) -> Option<ExposureSpec> {
     let mode = match mode_node {
         None => Some(ExposureMode::OnAssign),
@@ -40,17 +40,6 @@ pub(super) fn exposure(
             n.pos,
             "`confirm_within` only applies with `exposure: on_render` (assignments are \
              counted when handed out otherwise); remove it, or add `exposure: on_render`",
-        );
-        return None;
-    }
-    if let (Some(ExposureMode::OnRender), Some(AssignmentMode::PerRequest), Some(n)) =
-        (mode, assignment, mode_node)
-    {
-        report.error(
-            n.pos,
-            "`exposure: on_render` needs `assignment: sticky`: a confirmation names the unit's \
-             remembered assignment, and per-request draws are not remembered; use \
-             `exposure: on_assign` or `assignment: sticky`",
         );
         return None;
     }

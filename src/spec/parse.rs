@@ -149,12 +149,8 @@ fn experiment(report: &mut Report<'_>, file: &Path, root: &Node) -> Option<Exper
         None => Some(AssignmentMode::Sticky),
         Some(n) => fields::choice(report, n, "assignment", ASSIGNMENTS),
     };
-    let exposure = super::exposure::exposure(
-        report,
-        fields.get("exposure"),
-        fields.get("confirm_within"),
-        assignment,
-    );
+    let exposure =
+        super::exposure::exposure(report, fields.get("exposure"), fields.get("confirm_within"));
     let reward = match fields.get("reward") {
         None => Some(RewardSpec {
             window: HumanDuration::from_std(Duration::from_secs(DEFAULT_REWARD_WINDOW_SECONDS)),

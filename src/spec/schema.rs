@@ -119,7 +119,7 @@ pub fn json_schema() -> Value {
                     hands it out. on_render: it is recorded then, and counted only when the page \
                     confirms that the variant was shown (POST /v1/exposures with the assign \
                     token), which lets the sample-ratio check see a frontend that drops a \
-                    variant; needs assignment: sticky. Optional, default on_assign.",
+                    variant; works with either assignment mode. Optional, default on_assign.",
                 "enum": nullable_names(EXPOSURE_MODES),
                 "default": EXPOSURE_MODES[0].0
             },

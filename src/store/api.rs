@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use super::audit_report::AuditReport;
+use super::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 use super::error::StoreFuture;
 use super::health::StoreHealth;
 use super::records::{Decision, EpochSpec, HistoryPoint};
@@ -65,6 +66,22 @@ pub trait Store: Send + Sync + 'static {
     /// counters change in one atomic, durable write.
     fn apply_rewards(&self, ops: Vec<RewardOp>) -> StoreFuture<Vec<RewardOutcome>>;
 
+    /// Confirms per-request tokens of `exposure: on_render` experiments in order; one outcome
+    /// per op (see `rules::judge_confirmation`). Each confirmation mark and the exposure it
+    /// counts (raw, decayed, expected, and the arm's per-request count) change in one atomic,
+    /// durable write.
+    fn confirm_tokens(&self, ops: Vec<ConfirmOp>) -> StoreFuture<Vec<ConfirmOutcome>>;
+
+    /// Up to `limit` confirmation marks of the epoch still retained, by assignment id after
+    /// `after_id`, paginated like [`Store::scan_token_credits`]. Resolves only once every
+    /// returned mark is durable.
+    fn scan_token_confirmations(
+        &self,
+        epoch: &Epoch,
+        after_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<TokenConfirmation>>;
+
     /// Current durable counters of every arm seen in the epoch, by variant id.
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>>;
 
@@ -124,7 +141,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<Vec<TokenCredit>>;
 
-    /// Removes event ids and token marks whose retention passed `now_ms`. Returns how many.
+    /// Removes event ids, token marks and confirmation marks whose retention passed `now_ms`.
+    /// Returns how many.
     fn expire(&self, now_ms: u64) -> StoreFuture<u64>;
 
     /// A named secret kept with the data (e.g. the token key), created with `make` on first use.

@@ -155,11 +155,21 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
             variant,
             issued_ms,
             propensity,
+            ..
         } => {
             let mark_key = keys::epoch_key(KIND_TOKEN_MARK, &op.epoch, assignment_id);
+            let confirmed_only = matches!(
+                op.target,
+                RewardTarget::Token {
+                    confirmed_only: true,
+                    ..
+                }
+            );
             let target = TargetState::Token {
                 marked: !event_id_seen && txn.get(&mark_key)?.is_some(),
                 expired_through: txn.expired_through(),
+                confirmed: confirmed_only
+                    && super::confirm_apply::is_confirmed(txn, &op.epoch, assignment_id)?,
             };
             let credit = match rules::judge_reward(op, event_id_seen, target) {
                 Ok(credit) => credit,

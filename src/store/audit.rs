@@ -75,6 +75,16 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         implied.reward_terms += 1;
         report.live_token_marks += 1;
     }
+    // A confirmation's exposure is in its arm's per-request count (read below); the mark
+    // only has to be listed for removal.
+    for item in db.scan_prefix([keys::KIND_CONFIRM_MARK]) {
+        let (key, value) = item.map_err(io)?;
+        keys::parse_epoch_key(&key)?;
+        if !index.lists(&key, super::confirm_apply::stored_deadline(&value)?) {
+            report.unindexed_records += 1;
+        }
+        report.live_confirmation_marks += 1;
+    }
     report.event_ids += event_log::logged_ids(db)?;
     for item in db.scan_prefix([KIND_PER_REQUEST]) {
         let (key, value) = item.map_err(io)?;

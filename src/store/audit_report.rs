@@ -31,6 +31,8 @@ pub struct AuditReport {
     pub arms_checked: usize,
     pub sticky_records: u64,
     pub live_token_marks: u64,
+    /// Confirmation marks of per-request `exposure: on_render` tokens still retained.
+    pub live_confirmation_marks: u64,
     /// Event ids kept for dedup.
     pub event_ids: u64,
     /// Kept event ids and token marks that nothing would ever remove (sled: token marks not

@@ -5,6 +5,7 @@ use std::sync::mpsc;
 use tokio::sync::oneshot;
 
 use super::audit_report::AuditReport;
+use super::confirmations::{ConfirmOp, ConfirmOutcome};
 use super::error::StoreError;
 use super::records::Decision;
 use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};
@@ -76,6 +77,10 @@ pub enum Command {
         ops: Vec<RewardOp>,
         reply: Reply<Vec<RewardOutcome>>,
     },
+    ConfirmTokens {
+        ops: Vec<ConfirmOp>,
+        reply: Reply<Vec<ConfirmOutcome>>,
+    },
     Expire {
         now_ms: u64,
         removed_before: u64,
@@ -91,6 +96,7 @@ impl Command {
     pub fn weight(&self) -> usize {
         match self {
             Command::ApplyRewards { ops, .. } => ops.len().max(1),
+            Command::ConfirmTokens { ops, .. } => ops.len().max(1),
             Command::Expire { .. } => MAX_EXPIRE_PER_BATCH,
             _ => 1,
         }
@@ -123,6 +129,7 @@ pub fn refuse(command: Command, error: &StoreError) {
         Command::AppendHistory { reply, .. } => drop(reply.send(Err(error))),
         Command::RecordEpochSpec { reply, .. } => drop(reply.send(Err(error))),
         Command::ApplyRewards { reply, .. } => drop(reply.send(Err(error))),
+        Command::ConfirmTokens { reply, .. } => drop(reply.send(Err(error))),
         Command::Expire { reply, .. } => drop(reply.send(Err(error))),
         Command::Audit { reply } => reply.send(Err(error)),
         Command::Shutdown { reply } => drop(reply.send(Err(error))),

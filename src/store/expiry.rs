@@ -6,7 +6,7 @@ use super::codec;
 use super::error::StoreError;
 use super::event_log;
 use super::expiry_index::{decode_index_value, encode_entries};
-use super::keys::{self, KIND_TOKEN_MARK};
+use super::keys::{self, KIND_CONFIRM_MARK, KIND_TOKEN_MARK};
 use super::overlay::Txn;
 
 /// Whether an expire pass went through everything due, or stopped at its per-commit limit.
@@ -76,6 +76,12 @@ fn remove_if_due(
             txn.update_arm(&epoch, &mark.variant, |arm| {
                 arm.folded_reward += mark.reward
             });
+        }
+        // The confirmed exposure stays in the arm's per-request count, its only record then.
+        Some(&KIND_CONFIRM_MARK) => {
+            if super::confirm_apply::stored_deadline(&stored)? != deadline_ms {
+                return Ok(false);
+            }
         }
         _ => return Err(keys::corrupt("expiry index lists an unexpected record")),
     }

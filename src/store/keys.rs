@@ -35,6 +35,9 @@ pub const KIND_EVENT_ID: u8 = 0x11;
 pub const KIND_TOKEN_MARK: u8 = 0x12;
 /// `(epoch, at_ms BE)` → one history point; big-endian so an epoch's points sort by time.
 pub const KIND_HISTORY: u8 = 0x13;
+/// `(epoch, assignment id)` → the at-most-once confirmation mark of one per-request token of
+/// an `exposure: on_render` experiment (see `confirm_apply`).
+pub const KIND_CONFIRM_MARK: u8 = 0x14;
 /// `(due_ms BE, commit seq BE, chunk BE)` → the event ids and token marks one group commit
 /// created that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
 /// range scan over a few values per commit instead of a full scan or one key per record.

@@ -11,6 +11,8 @@ mod audit;
 mod audit_report;
 mod codec;
 mod command;
+mod confirm_apply;
+mod confirmations;
 #[cfg(test)]
 pub mod contract;
 mod data_dir;
@@ -48,6 +50,7 @@ mod writer_state;
 
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
 pub use self::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::confirmations::{ConfirmOp, ConfirmOutcome};
 use super::rules::{Credit, TOKEN_MARK_SLACK_MS};
 use super::types::{
     ArmCounters, Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally,
@@ -18,7 +19,13 @@ pub const HALF_LIFE_MS: u64 = 24 * 60 * 60 * 1000;
 #[derive(Debug, Clone)]
 pub enum Found {
     Unit(Option<StickyRecord>),
-    Token { marked: bool, expired_through: u64 },
+    /// `confirmed`: whether the token's confirmation mark is held (read for a token that
+    /// needs one, `exposure: on_render`).
+    Token {
+        marked: bool,
+        expired_through: u64,
+        confirmed: bool,
+    },
 }
 
 /// One reward decision and its answer.
@@ -57,6 +64,7 @@ fn token() -> RewardTarget {
         variant: "b".to_owned(),
         issued_ms: T0_MS,
         propensity: 0.5,
+        confirmed_only: false,
     }
 }
 
@@ -74,6 +82,7 @@ fn unmarked(expired_through: u64) -> Found {
     Found::Token {
         marked: false,
         expired_through,
+        confirmed: false,
     }
 }
 
@@ -189,6 +198,7 @@ pub fn reward_cases() -> Vec<RewardCase> {
             Found::Token {
                 marked: true,
                 expired_through: 0,
+                confirmed: false,
             },
             Err(RewardOutcome::AlreadyRewarded),
         ),
@@ -212,6 +222,191 @@ pub fn reward_cases() -> Vec<RewardCase> {
             false,
             unmarked(mark_end - 1),
             credit("b", T0_MS + 5, true),
+        ),
+        case(
+            "on_render token confirmed",
+            op(rendered_token(), T0_MS + 5, None),
+            false,
+            confirmed(true, 0),
+            credit("b", T0_MS + 5, true),
+        ),
+        case(
+            "on_render token never confirmed",
+            op(rendered_token(), T0_MS + 5, None),
+            false,
+            confirmed(false, 0),
+            Err(RewardOutcome::NotConfirmed),
+        ),
+        case(
+            "on_render token credited before wins over its confirmation",
+            op(rendered_token(), T0_MS + 5, None),
+            false,
+            Found::Token {
+                marked: true,
+                expired_through: 0,
+                confirmed: false,
+            },
+            Err(RewardOutcome::AlreadyRewarded),
+        ),
+        case(
+            "late beats unconfirmed",
+            op(rendered_token(), T0_MS + WINDOW_MS + 1, None),
+            false,
+            confirmed(false, 0),
+            Err(RewardOutcome::OutsideWindow),
+        ),
+        case(
+            "a sweep past the marks beats unconfirmed",
+            op(rendered_token(), T0_MS + 5, None),
+            false,
+            confirmed(false, mark_end),
+            Err(RewardOutcome::OutsideWindow),
+        ),
+        case(
+            "retry of an on_render token",
+            op(rendered_token(), T0_MS + 5, None),
+            true,
+            confirmed(false, 0),
+            Err(RewardOutcome::Duplicate),
+        ),
+    ]
+}
+
+/// A per-request token of an `exposure: on_render` experiment: credited only if confirmed.
+fn rendered_token() -> RewardTarget {
+    match token() {
+        RewardTarget::Token {
+            assignment_id,
+            variant,
+            issued_ms,
+            propensity,
+            ..
+        } => RewardTarget::Token {
+            assignment_id,
+            variant,
+            issued_ms,
+            propensity,
+            confirmed_only: true,
+        },
+        unit => unit,
+    }
+}
+
+fn confirmed(confirmed: bool, expired_through: u64) -> Found {
+    Found::Token {
+        marked: false,
+        expired_through,
+        confirmed,
+    }
+}
+
+/// `confirm_within` of the confirmation cases.
+pub const CONFIRM_WITHIN_MS: u64 = 10 * 60 * 1000;
+
+/// One per-request confirmation decision (`rules::judge_confirmation`) and its answer: `Ok`
+/// holds the mark's deadline.
+#[derive(Debug, Clone)]
+pub struct ConfirmCase {
+    pub name: &'static str,
+    pub op: ConfirmOp,
+    /// The assignment id was confirmed before.
+    pub marked: bool,
+    /// The expiry sweep's watermark.
+    pub expired_through: u64,
+    pub expected: Result<u64, ConfirmOutcome>,
+}
+
+/// A confirmation of token `a1` (variant `b`, issued at [`T0_MS`]) arriving at `now_ms`,
+/// with a reward window of `reward_window_ms`.
+pub fn confirm_op(now_ms: u64, reward_window_ms: u64) -> ConfirmOp {
+    ConfirmOp {
+        epoch: Epoch {
+            experiment: "exp".to_owned(),
+            revision: 1,
+        },
+        assignment_id: "a1".to_owned(),
+        variant: "b".to_owned(),
+        issued_ms: T0_MS,
+        propensity: 0.5,
+        now_ms,
+        confirm_within_ms: CONFIRM_WITHIN_MS,
+        reward_window_ms,
+        tally: Tally {
+            now_ms: T0_MS,
+            half_life_ms: None,
+            allocation: Arc::from(vec![("a".to_owned(), 0.5), ("b".to_owned(), 0.5)]),
+        },
+    }
+}
+
+/// Every branch of `rules::judge_confirmation`, both edges of the window and of the sweep.
+pub fn confirmation_cases() -> Vec<ConfirmCase> {
+    // The mark outlives the longer of the two windows, plus the slack.
+    let deadline = T0_MS + WINDOW_MS + TOKEN_MARK_SLACK_MS;
+    let short_deadline = T0_MS + CONFIRM_WITHIN_MS + TOKEN_MARK_SLACK_MS;
+    let case = |name, op, marked, expired_through, expected| ConfirmCase {
+        name,
+        op,
+        marked,
+        expired_through,
+        expected,
+    };
+    vec![
+        case(
+            "first confirmation",
+            confirm_op(T0_MS + 5, WINDOW_MS),
+            false,
+            0,
+            Ok(deadline),
+        ),
+        case(
+            "a reward window shorter than confirm_within keeps the mark for confirm_within",
+            confirm_op(T0_MS + 5, 60 * 1000),
+            false,
+            0,
+            Ok(short_deadline),
+        ),
+        case(
+            "repeated",
+            confirm_op(T0_MS + 5, WINDOW_MS),
+            true,
+            0,
+            Err(ConfirmOutcome::AlreadyConfirmed),
+        ),
+        case(
+            "repeated after the window is still a repeat",
+            confirm_op(T0_MS + CONFIRM_WITHIN_MS + 1, WINDOW_MS),
+            true,
+            0,
+            Err(ConfirmOutcome::AlreadyConfirmed),
+        ),
+        case(
+            "at the last millisecond of confirm_within",
+            confirm_op(T0_MS + CONFIRM_WITHIN_MS, WINDOW_MS),
+            false,
+            0,
+            Ok(deadline),
+        ),
+        case(
+            "one millisecond late",
+            confirm_op(T0_MS + CONFIRM_WITHIN_MS + 1, WINDOW_MS),
+            false,
+            0,
+            Err(ConfirmOutcome::OutsideWindow),
+        ),
+        case(
+            "a sweep passed the mark's deadline",
+            confirm_op(T0_MS + 5, WINDOW_MS),
+            false,
+            deadline,
+            Err(ConfirmOutcome::OutsideWindow),
+        ),
+        case(
+            "just before the sweep",
+            confirm_op(T0_MS + 5, WINDOW_MS),
+            false,
+            deadline - 1,
+            Ok(deadline),
         ),
     ]
 }
@@ -314,13 +509,27 @@ mod tests {
                 Found::Token {
                     marked,
                     expired_through,
+                    confirmed,
                 } => TargetState::Token {
                     marked: *marked,
                     expired_through: *expired_through,
+                    confirmed: *confirmed,
                 },
             };
             assert_eq!(
                 rules::judge_reward(&case.op, case.event_id_seen, target),
+                case.expected,
+                "{}",
+                case.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_rules_give_every_worked_confirmation_answer() {
+        for case in confirmation_cases() {
+            assert_eq!(
+                rules::judge_confirmation(&case.op, case.marked, case.expired_through),
                 case.expected,
                 "{}",
                 case.name

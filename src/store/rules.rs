@@ -18,6 +18,7 @@
 //! | expected exposures: the allocation of the moment scaled to sum to exactly the exposures counted, unusable entries 0, all to the exposed arm if nothing is usable | [`expected_exposure_shares`] | — |
 //! | epoch start: set by the first write that counts anything, never moved | [`epoch_start`] | the epoch's start |
 //! | stopping decision: the first one recorded holds forever | [`settle_decision`] | the epoch's decision |
+//! | `exposure: on_render`, per request: a token is confirmed at most once per assignment id, within `confirm_within` of issue, refused once a sweep passed its mark's deadline; the mark is kept the longer of `confirm_within` and the reward window plus [`TOKEN_MARK_SLACK_MS`]; a reward on such a token is credited only if it was confirmed | [`judge_confirmation`], [`judge_reward`] | the confirmation mark, the sweep's watermark |
 //! | `exposure: on_render`: a confirmation is a set-if-absent insert of the assignment into the counted epoch (at most once per unit), refused once [`confirmation_window_closed`]; it credits the expected exposures with the allocation at the assignment ([`confirmed_allocation`]) | [`insert_sticky`], [`confirmation_window_closed`], [`confirmed_allocation`] | the unit's record in the counted epoch |
 //!
 //! A backend whose atomic step runs outside Rust (a Redis Lua script) must mirror the rules
@@ -29,6 +30,7 @@
 //! here and handed to the script. A mirrored rule needs a test that runs the mirror on the
 //! worked cases of `rule_cases` (which these functions are checked against too) and compares.
 
+use super::confirmations::{ConfirmOp, ConfirmOutcome};
 use super::decay;
 use super::records::Decision;
 use super::types::{ArmCounters, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
@@ -94,8 +96,14 @@ pub enum TargetState<'a> {
     /// A unit reward: the unit's sticky record, if it has one.
     Unit(Option<&'a StickyRecord>),
     /// A token reward: whether the assignment's credit mark exists, and the expiry sweep's
-    /// watermark (every retained record due at or before it may be gone).
-    Token { marked: bool, expired_through: u64 },
+    /// watermark (every retained record due at or before it may be gone). `confirmed`: whether
+    /// its confirmation mark exists (read only for a token that needs one, see
+    /// `RewardTarget::Token::confirmed_only`).
+    Token {
+        marked: bool,
+        expired_through: u64,
+        confirmed: bool,
+    },
 }
 
 /// A reward to credit: what to write besides the counters.
@@ -143,11 +151,15 @@ pub fn judge_reward(
         }
         (
             RewardTarget::Token {
-                variant, issued_ms, ..
+                variant,
+                issued_ms,
+                confirmed_only,
+                ..
             },
             TargetState::Token {
                 marked,
                 expired_through,
+                confirmed,
             },
         ) => {
             if marked {
@@ -159,6 +171,9 @@ pub fn judge_reward(
             let mark_retained_until_ms = token_mark_retained_until(*issued_ms, op.window_ms);
             if mark_retained_until_ms <= expired_through {
                 return Err(RewardOutcome::OutsideWindow);
+            }
+            if *confirmed_only && !confirmed {
+                return Err(RewardOutcome::NotConfirmed);
             }
             Ok(Credit {
                 variant: variant.clone(),
@@ -274,6 +289,45 @@ pub fn settle_decision(held: Option<&Decision>, proposed: Decision) -> (Decision
 /// boundary itself is still open, like the reward window's.
 pub fn confirmation_window_closed(assigned_ms: u64, now_ms: u64, within_ms: u64) -> bool {
     now_ms > assigned_ms.saturating_add(within_ms)
+}
+
+/// When a per-request token's confirmation mark may be removed: issue plus the longer of
+/// `confirm_within` and the reward window, plus [`TOKEN_MARK_SLACK_MS`]. At-most-once
+/// confirmation needs it for `confirm_within`; a reward on the token needs it for its whole
+/// window, and the slack covers clocks that disagree, as for credit marks.
+pub fn confirmation_mark_retained_until(
+    issued_ms: u64,
+    confirm_within_ms: u64,
+    reward_window_ms: u64,
+) -> u64 {
+    issued_ms
+        .saturating_add(confirm_within_ms.max(reward_window_ms))
+        .saturating_add(TOKEN_MARK_SLACK_MS)
+}
+
+/// The fate of one per-request token confirmation, given whether its assignment id is marked
+/// confirmed already and the expiry sweep's watermark: a mark means `AlreadyConfirmed` (even
+/// once the window closed, like a credited token); then more than `confirm_within` after
+/// issue ([`confirmation_window_closed`]), or a mark a sweep may have removed, is
+/// `OutsideWindow`. `Ok` holds when the new mark is due for removal; the write is the mark and
+/// one exposure of the token's variant, with the allocation at issue.
+pub fn judge_confirmation(
+    op: &ConfirmOp,
+    marked: bool,
+    expired_through: u64,
+) -> Result<u64, ConfirmOutcome> {
+    if marked {
+        return Err(ConfirmOutcome::AlreadyConfirmed);
+    }
+    if confirmation_window_closed(op.issued_ms, op.now_ms, op.confirm_within_ms) {
+        return Err(ConfirmOutcome::OutsideWindow);
+    }
+    let retained_until_ms =
+        confirmation_mark_retained_until(op.issued_ms, op.confirm_within_ms, op.reward_window_ms);
+    if retained_until_ms <= expired_through {
+        return Err(ConfirmOutcome::OutsideWindow);
+    }
+    Ok(retained_until_ms)
 }
 
 /// The allocation a confirmed exposure credits to the expected exposures: the one at its

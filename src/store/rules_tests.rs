@@ -41,6 +41,7 @@ fn token(issued_ms: u64) -> RewardTarget {
         variant: "b".to_owned(),
         issued_ms,
         propensity: 0.5,
+        confirmed_only: false,
     }
 }
 
@@ -152,6 +153,7 @@ fn a_token_is_credited_once_and_its_mark_outlives_the_window_by_the_slack() {
     let unmarked = TargetState::Token {
         marked: false,
         expired_through: 0,
+        confirmed: false,
     };
     let credit = judge_reward(&reward, false, unmarked).unwrap();
     assert_eq!(
@@ -162,6 +164,7 @@ fn a_token_is_credited_once_and_its_mark_outlives_the_window_by_the_slack() {
     let marked = TargetState::Token {
         marked: true,
         expired_through: 0,
+        confirmed: false,
     };
     assert_eq!(
         judge_reward(
@@ -180,6 +183,7 @@ fn a_token_whose_mark_a_sweep_may_have_removed_is_refused() {
     let swept = TargetState::Token {
         marked: false,
         expired_through: deadline,
+        confirmed: false,
     };
     // A clock stepped far back: inside the window by this clock, but the sweep passed.
     assert_eq!(
@@ -189,6 +193,7 @@ fn a_token_whose_mark_a_sweep_may_have_removed_is_refused() {
     let not_yet = TargetState::Token {
         marked: false,
         expired_through: deadline - 1,
+        confirmed: false,
     };
     assert!(judge_reward(&op(token(T0_MS), T0_MS + 10, None), false, not_yet).is_ok());
 }

@@ -19,7 +19,7 @@ pub type StickyPage = (Vec<(String, StickyRecord)>, u64);
 /// The records of `kind` in `epoch` whose tail sorts strictly after `after`, in key order.
 /// Every key of one epoch and kind shares the `(kind, epoch)` prefix (see `keys`), so this is
 /// one contiguous range of the tree.
-fn epoch_range<'a>(
+pub(super) fn epoch_range<'a>(
     db: &'a sled::Db,
     kind: u8,
     epoch: &Epoch,

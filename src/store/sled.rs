@@ -18,6 +18,7 @@ use super::audit_report::AuditReport;
 use super::codec;
 use super::command::AuditReply;
 use super::command::Command;
+use super::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 use super::data_dir;
 use super::disk::Location;
 use super::error::{StoreError, StoreFuture};
@@ -363,6 +364,28 @@ impl Store for SledStore {
         }
         let (reply, answer) = oneshot::channel();
         self.await_reply(Command::ApplyRewards { ops, reply }, answer)
+    }
+
+    fn confirm_tokens(&self, ops: Vec<ConfirmOp>) -> StoreFuture<Vec<ConfirmOutcome>> {
+        if ops.is_empty() {
+            return ready(Ok(Vec::new()));
+        }
+        let (reply, answer) = oneshot::channel();
+        self.await_reply(Command::ConfirmTokens { ops, reply }, answer)
+    }
+
+    fn scan_token_confirmations(
+        &self,
+        epoch: &Epoch,
+        after_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<TokenConfirmation>> {
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| {
+            let db = shared.sled()?;
+            let marks = super::confirm_apply::mark_page(&db, &epoch, after_id.as_deref(), limit)?;
+            Ok((marks, scan::applied_seq(&db)?))
+        })
     }
 
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>> {

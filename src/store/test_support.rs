@@ -95,6 +95,7 @@ pub fn token_reward(
             variant: variant.to_owned(),
             issued_ms,
             propensity: 0.5,
+            confirmed_only: false,
         },
         ..unit_reward(event_id, "", reward, at_ms)
     }

@@ -113,6 +113,9 @@ pub enum RewardTarget {
         issued_ms: u64,
         /// The policy's probability of this variant at issue time (signed into the token).
         propensity: f64,
+        /// `exposure: on_render`: credited only once the token was confirmed (its
+        /// confirmation mark exists, see `confirmations`).
+        confirmed_only: bool,
     },
 }
 
@@ -151,4 +154,7 @@ pub enum RewardOutcome {
     OutsideWindow,
     /// The event's timestamp lies before the assignment it would credit (beyond clock skew).
     TimestampBeforeAssignment,
+    /// `exposure: on_render`: the token's assignment was never confirmed as shown, so it is no
+    /// exposure and earns no reward.
+    NotConfirmed,
 }

@@ -273,6 +273,10 @@ impl Writer {
                     let result = apply::apply_rewards(&mut txn, &ops);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
+                Command::ConfirmTokens { ops, reply } => {
+                    let result = super::confirm_apply::confirm_tokens(&mut txn, &ops);
+                    (result.is_ok(), Some(defer(reply, result)))
+                }
                 Command::Expire {
                     now_ms,
                     removed_before,

@@ -15,6 +15,7 @@ mod events;
 mod events_batch;
 mod export;
 mod exposures;
+mod exposures_per_request;
 mod failsafe;
 mod folder;
 mod guardrails;

@@ -228,7 +228,7 @@ fn banditd_audit_checks_the_redis_store_and_exits_1_on_a_tampered_counter() {
     let report = String::from_utf8_lossy(&clean.stdout);
     assert_eq!(clean.status.code(), Some(0), "{report}");
     assert!(
-        report.contains("20 sticky records, 0 token marks, 1 event ids"),
+        report.contains("20 sticky records, 0 token marks, 0 confirmation marks, 1 event ids"),
         "{report}"
     );
     let arms = redis.cli(&["--scan", "--pattern", "{bd:headline:*}:a"]);

@@ -65,7 +65,7 @@ fn on_a_redis_cluster_racing_units_get_one_variant_and_events_apply_once() {
     let text = String::from_utf8_lossy(&report.stdout);
     assert_eq!(report.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("100 sticky records, 0 token marks, 100 event ids"),
+        text.contains("100 sticky records, 0 token marks, 0 confirmation marks, 100 event ids"),
         "{text}"
     );
 }

@@ -292,6 +292,48 @@ test("rendered() confirms an on_render assignment by beacon with its token, and 
   assert.equal(requests.length, 1);
 });
 
+test("rendered() confirms each per-request on_render draw with its own token, never from the cache", async () => {
+  const clock = new FakeClock();
+  const beacons = [];
+  let draw = 0;
+  const { fetch, requests } = fakeFetch(() => {
+    draw += 1;
+    return json({
+      unit: "u1",
+      assignments: [
+        {
+          ...assignment(clock, "hero", draw % 2 ? "bold" : "plain", { sticky: false }),
+          token: `token-hero-draw-${draw}`,
+          confirm: true,
+          counted: false,
+        },
+      ],
+      errors: [],
+    });
+  });
+  const c = client(clock, fetch, {
+    sendBeacon: (url, body) => {
+      beacons.push({ url, body });
+      return true;
+    },
+  });
+  const first = await c.assign("u1", ["hero"]);
+  const second = await c.assign("u1", ["hero"]);
+  // A per-request draw is never cached: each page view asks afresh and gets its own token.
+  assert.equal(requests.length, 2);
+  assert.equal(first.assignments.hero.sticky, false);
+  assert.equal(second.assignments.hero.source, "server");
+  assert.equal(await c.rendered(first.assignments.hero), true);
+  assert.equal(await c.rendered(second.assignments.hero), true);
+  assert.deepEqual(
+    beacons.map((b) => JSON.parse(b.body)),
+    [
+      { experiment: "hero", token: "token-hero-draw-1" },
+      { experiment: "hero", token: "token-hero-draw-2" },
+    ],
+  );
+});
+
 test("rendered() falls back to a keepalive text/plain fetch without a beacon", async () => {
   const clock = new FakeClock();
   const { fetch, requests } = fakeFetch(() => json({ received: 1, applied: 1 }));

@@ -34,15 +34,19 @@
 //!   a restart, health transitions where the backend can inject faults;
 //! - `replicas`: a process's own replica report, live until it expires or is withdrawn.
 //! - `confirm`: `exposure: on_render` confirmations, counted once with the allocation of
-//!   their assignment, the ledger untouched, across a restart.
+//!   their assignment, the ledger untouched, across a restart; `confirm_tokens`: per-request
+//!   token confirmations counted once per assignment id (racing, across a restart), within
+//!   `confirm_within`, their marks expiring after the windows, rewards only once confirmed.
 
 mod confirm;
+mod confirm_tokens;
 mod epochs;
 mod replicas;
 mod rewards;
 mod sticky;
 
 pub use confirm::*;
+pub use confirm_tokens::*;
 pub use epochs::*;
 pub use replicas::*;
 pub use rewards::*;
@@ -99,6 +103,9 @@ macro_rules! store_contract_tests {
             health_follows_a_failure_episode_and_writes_resume,
             a_replica_report_is_live_until_it_expires_or_is_withdrawn,
             a_confirmation_counts_once_with_the_allocation_of_its_assignment,
+            a_token_confirmation_counts_once_even_when_racing_and_after_a_restart,
+            a_reward_on_a_rendered_token_needs_its_confirmation,
+            confirmation_marks_expire_after_their_windows_and_late_ones_are_refused,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {

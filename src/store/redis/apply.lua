@@ -5,7 +5,7 @@
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
 -- KEYS[5..] flush and claim keys, named by index in the ops.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
--- One reply string per I/R/U/T op, in order.
+-- One reply string per I/R/U/T/K/C op, in order.
 local sticky, arms, marks, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
@@ -180,8 +180,13 @@ while at <= #ARGV do
       credit(v, tonumber(micro), assigned, now, h)
       return 'A' .. v
     end)
-  elseif op == 'T' then
-    local claim, id, v = KEYS[tonumber(nxt())], nxt(), nxt()
+  elseif op == 'T' or op == 'K' then
+    -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
+    -- shard's confirmation marks, named next).
+    local claim = KEYS[tonumber(nxt())]
+    local confirms = nil
+    if op == 'K' then confirms = KEYS[tonumber(nxt())] end
+    local id, v = nxt(), nxt()
     local issued, propensity = tonumber(nxt()), nxt()
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
@@ -190,6 +195,7 @@ while at <= #ARGV do
       local refused = refusal(occurred, issued, now, window)
       local expiry = issued + window + slack
       if not refused and expiry <= num('xt', '0') then refused = 'O' end
+      if not refused and confirms and not find(confirms, id) then refused = 'R' end
       if refused then return refused end
       redis.call('ZADD', marks, 0,
         id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
@@ -199,6 +205,28 @@ while at <= #ARGV do
       credit(v, tonumber(micro), issued, now, h)
       return 'A' .. v
     end)
+  elseif op == 'C' then
+    -- A per-request token confirmed (store::rules::judge_confirmation): at most once per
+    -- assignment id; `late` (past confirm_within) and the mark's deadline come computed.
+    local confirms, cdue = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
+    local id, v, issued, propensity = nxt(), nxt(), nxt(), nxt()
+    local now, late, keep = nxt(), nxt(), nxt()
+    local t, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
+    if find(confirms, id) then
+      out[#out + 1] = 'D'
+      at = at + 2 * shares
+    elseif late == '1' or tonumber(keep) <= num('xt', '0') then
+      out[#out + 1] = 'O'
+      at = at + 2 * shares
+    else
+      redis.call('ZADD', confirms, 0,
+        id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now)
+      redis.call('ZADD', cdue, keep, id)
+      count_exposures(v, 1, t, h)
+      redis.call('HINCRBY', arms, 'p|' .. v, 1)
+      expected(shares)
+      out[#out + 1] = 'C'
+    end
   else
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end

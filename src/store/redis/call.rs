@@ -5,7 +5,8 @@
 use super::Shared;
 use super::layout::{self, ShardKeys};
 use crate::store::{
-    Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS, Tally,
+    ConfirmOp, Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS,
+    Tally, rules,
 };
 
 /// Windows and retention beyond this are clamped: Lua numbers are doubles.
@@ -96,12 +97,52 @@ impl Call {
         }
     }
 
-    /// A claimed reward, judged once under its claim.
+    /// A claimed reward, judged once under its claim. A token that must have been confirmed
+    /// (`K`) also names its shard's confirmation marks.
     pub fn reward(&mut self, reward: &Reward, claim: &str) {
         let key = self.key(layout::claim_key(&reward.epoch, reward.shard, claim));
         self.args.push(reward.kind.to_string());
         self.args.push(key);
+        if reward.kind == 'K' {
+            let confirms = self.key(layout::confirms_key(&reward.epoch, reward.shard));
+            self.args.push(confirms);
+        }
         self.args.extend(reward.fields.iter().cloned());
+    }
+
+    /// One per-request token confirmation (`C`): the mark and its exposure, judged by the
+    /// script against the marks and the sweep's watermark (`rules::judge_confirmation`, whose
+    /// request-only parts are decided here: whether `confirm_within` passed, and the mark's
+    /// deadline).
+    pub fn confirmation(&mut self, op: &ConfirmOp) {
+        let shard = layout::shard_of(&op.assignment_id);
+        let confirms = self.key(layout::confirms_key(&op.epoch, shard));
+        let due = self.key(layout::confirms_due_key(&op.epoch, shard));
+        let late = rules::confirmation_window_closed(op.issued_ms, op.now_ms, op.confirm_within_ms);
+        let keep = rules::confirmation_mark_retained_until(
+            op.issued_ms,
+            op.confirm_within_ms,
+            op.reward_window_ms,
+        );
+        let shares = layout::expected_shares(&op.variant, &op.tally.allocation, 1);
+        self.args.extend([
+            "C".to_owned(),
+            confirms,
+            due,
+            op.assignment_id.clone(),
+            op.variant.clone(),
+            op.issued_ms.min(MAX_MS).to_string(),
+            op.propensity.to_string(),
+            op.now_ms.min(MAX_MS).to_string(),
+            if late { "1" } else { "0" }.to_owned(),
+            keep.min(MAX_MS).to_string(),
+            op.tally.now_ms.min(MAX_MS).to_string(),
+            half_life(op.tally.half_life_ms),
+            shares.len().to_string(),
+        ]);
+        for (variant, micro) in shares {
+            self.args.extend([variant, micro.to_string()]);
+        }
     }
 
     /// Runs the call; one reply string per sticky and reward op.
@@ -128,7 +169,8 @@ pub fn half_life(half_life_ms: Option<u64>) -> String {
 }
 
 /// A reward as the apply step takes it, and as a pending claim spells it (so that whoever
-/// meets the claim can finish it): `revision \t shard \t U|T \t fields…`. Fields never hold a
+/// meets the claim can finish it): `revision \t shard \t U|T|K \t fields…` (`K`: a token
+/// credited only if it was confirmed, `exposure: on_render`). Fields never hold a
 /// tab: units and assignment ids have no control characters (`engine::unit`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reward {
@@ -165,8 +207,9 @@ impl Reward {
                 variant,
                 issued_ms,
                 propensity,
+                confirmed_only,
             } => (
-                'T',
+                if *confirmed_only { 'K' } else { 'T' },
                 layout::shard_of(assignment_id),
                 vec![
                     assignment_id.clone(),
@@ -207,6 +250,7 @@ impl Reward {
         let kind = match parts.next()? {
             "U" => 'U',
             "T" => 'T',
+            "K" => 'K',
             _ => return None,
         };
         let fields: Vec<String> = parts.map(str::to_owned).collect();

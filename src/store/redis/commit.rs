@@ -351,6 +351,7 @@ pub fn reward_reply(reply: &str) -> Option<RewardOutcome> {
         ("P", "") => RewardOutcome::AlreadyRewarded,
         ("O", "") => RewardOutcome::OutsideWindow,
         ("B", "") => RewardOutcome::TimestampBeforeAssignment,
+        ("R", "") => RewardOutcome::NotConfirmed,
         _ => return None,
     })
 }

@@ -12,6 +12,8 @@
 //! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write |
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
+//! | `<tag>:k` | sorted set, all scores 0 | one member per confirmed per-request token (`exposure: on_render`): `assignment id \0 variant \t issued_ms \t propensity \t retained_until_ms \t confirmed_ms` |
+//! | `<tag>:kx` | sorted set | confirmed assignment id → when its confirmation mark is removed |
 //! | `<tag>:c:<claim>` | string, PX | the outcome of one claimed reward (see below) |
 //!
 //! Epoch facts (start, decision), history and the epoch's spec live in shard 0's slot
@@ -84,6 +86,33 @@ impl ShardKeys {
             marks_due: format!("{tag}:x"),
         }
     }
+}
+
+/// The confirmation marks of one shard (per-request `exposure: on_render` tokens).
+pub fn confirms_key(epoch: &Epoch, shard: u32) -> String {
+    format!("{}:k", tag(epoch, shard))
+}
+
+/// When each confirmation mark of one shard is removed.
+pub fn confirms_due_key(epoch: &Epoch, shard: u32) -> String {
+    format!("{}:kx", tag(epoch, shard))
+}
+
+/// A confirmation mark's value (see the table above).
+pub fn decode_confirmation(
+    assignment_id: &str,
+    value: &str,
+) -> Option<crate::store::TokenConfirmation> {
+    let mut fields = value.split('\t');
+    let confirmation = crate::store::TokenConfirmation {
+        assignment_id: assignment_id.to_owned(),
+        variant: fields.next()?.to_owned(),
+        issued_ms: fields.next()?.parse().ok()?,
+        propensity: fields.next()?.parse().ok()?,
+        retained_until_ms: fields.next()?.parse().ok()?,
+        confirmed_ms: fields.next()?.parse().ok()?,
+    };
+    fields.next().is_none().then_some(confirmation)
 }
 
 /// Where one claimed reward's outcome is kept, in the shard the reward changes.

@@ -24,6 +24,9 @@ mod call;
 #[cfg(test)]
 mod cluster_tests;
 mod commit;
+mod confirm;
+#[cfg(test)]
+mod confirm_rules_tests;
 mod connect;
 #[cfg(test)]
 mod contract_tests;
@@ -57,9 +60,10 @@ use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
 use super::health::HealthState;
 use super::{
-    ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, EpochSpec, HistoryPoint,
-    ReplicaReport, RewardOp, RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store,
-    StoreError, StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
+    ArmCounters, AuditReport, BackendStats, ConfirmOp, ConfirmOutcome, Decision, Epoch, EpochInfo,
+    EpochSpec, HistoryPoint, ReplicaReport, RewardOp, RewardOutcome, SecretMaker, StickyCacheStats,
+    StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
+    TokenConfirmation, TokenCredit,
 };
 use crate::secret::SecretString;
 
@@ -472,6 +476,24 @@ impl Store for RedisStore {
             return Box::pin(async { Ok(Vec::new()) });
         }
         self.send(|reply| Command::Rewards { ops, reply })
+    }
+
+    fn confirm_tokens(&self, ops: Vec<ConfirmOp>) -> StoreFuture<Vec<ConfirmOutcome>> {
+        if ops.is_empty() {
+            return Box::pin(async { Ok(Vec::new()) });
+        }
+        let shared = self.shared.clone();
+        self.spawn(async move { confirm::confirm(&shared, ops).await })
+    }
+
+    fn scan_token_confirmations(
+        &self,
+        epoch: &Epoch,
+        after_id: Option<String>,
+        limit: usize,
+    ) -> StoreFuture<Vec<TokenConfirmation>> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { read::scan_confirmations(&shared, &epoch, after_id, limit).await })
     }
 
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>> {

@@ -11,7 +11,7 @@ use crate::stats::DecayedCounts;
 use crate::store::records::{StoredHistory, StoredHistoryRef};
 use crate::store::{
     ArmCounters, AuditReport, CounterMismatch, Decision, Epoch, EpochInfo, EpochSpec,
-    ExpectationMismatch, HistoryPoint, StickyRecord, StoreError, TokenCredit,
+    ExpectationMismatch, HistoryPoint, StickyRecord, StoreError, TokenConfirmation, TokenCredit,
 };
 
 fn connection(shared: &Shared) -> super::connect::Connection {
@@ -389,6 +389,24 @@ pub async fn scan_marks(
         .collect()
 }
 
+pub async fn scan_confirmations(
+    shared: &Shared,
+    epoch: &Epoch,
+    after: Option<String>,
+    limit: usize,
+) -> Result<Vec<TokenConfirmation>, StoreError> {
+    let keys = (0..SHARDS)
+        .map(|s| layout::confirms_key(epoch, s))
+        .collect();
+    scan_members(shared, keys, after, limit)
+        .await?
+        .into_iter()
+        .map(|(id, value)| {
+            layout::decode_confirmation(&id, &value).ok_or_else(|| corrupt("confirmation", &value))
+        })
+        .collect()
+}
+
 /// Sweeps the event ids of every experiment and the token marks of every epoch that has any,
 /// by the engine's clock.
 pub async fn expire(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
@@ -419,6 +437,8 @@ pub async fn expire(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
                 .key(&keys.marks)
                 .key(&keys.marks_due)
                 .key(&keys.arms)
+                .key(layout::confirms_key(&epoch, shard))
+                .key(layout::confirms_due_key(&epoch, shard))
                 .arg(now_ms)
                 .invoke_async(&mut connection(shared))
                 .await
@@ -516,6 +536,11 @@ pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
                 .await
                 .map_err(|error| classify(shared, &error))?;
             report.live_token_marks += marks;
+            let confirmations: u64 = connection(shared)
+                .zcard(layout::confirms_key(&epoch, shard as u32))
+                .await
+                .map_err(|error| classify(shared, &error))?;
+            report.live_confirmation_marks += confirmations;
             for (variant, arm) in arms {
                 let implied = implied_by_variant.entry(variant.clone()).or_default();
                 implied.0 += arm.p + arm.mn;

@@ -48,6 +48,7 @@ fn the_lua_reward_rules_agree_with_the_rules_module() {
                                         variant: "bold".into(),
                                         issued_ms: T0_MS,
                                         propensity: 0.5,
+                                        confirmed_only: false,
                                     }
                                 } else {
                                     RewardTarget::Unit("u1".into())
@@ -76,6 +77,7 @@ fn the_lua_reward_rules_agree_with_the_rules_module() {
                                         variant: "bold".into(),
                                         issued_ms: T0_MS,
                                         propensity: 0.5,
+                                        confirmed_only: false,
                                     };
                                     store.apply_rewards(vec![op("other", other)]).await.unwrap();
                                     store.expire(T0_MS + 30 * DAY_MS).await.unwrap();
@@ -114,6 +116,7 @@ fn the_lua_reward_rules_agree_with_the_rules_module() {
                                         } else {
                                             0
                                         },
+                                        confirmed: false,
                                     }
                                 } else {
                                     TargetState::Unit(match held {

@@ -38,6 +38,7 @@ fn token_reward(event_id: &str, assignment_id: &str, at_ms: u64) -> RewardOp {
             variant: "bold".to_owned(),
             issued_ms: T0_MS,
             propensity: 0.5,
+            confirmed_only: false,
         },
         ..unit_reward(event_id, "-", 1.0, at_ms)
     }
