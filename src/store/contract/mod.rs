@@ -38,12 +38,14 @@
 
 mod confirm;
 mod epochs;
+mod guardrails;
 mod replicas;
 mod rewards;
 mod sticky;
 
 pub use confirm::*;
 pub use epochs::*;
+pub use guardrails::*;
 pub use replicas::*;
 pub use rewards::*;
 pub use sticky::*;
@@ -99,6 +101,8 @@ macro_rules! store_contract_tests {
             health_follows_a_failure_episode_and_writes_resume,
             a_replica_report_is_live_until_it_expires_or_is_withdrawn,
             a_confirmation_counts_once_with_the_allocation_of_its_assignment,
+            the_first_halt_of_an_arm_and_metric_holds_against_racing_and_later_ones,
+            guardrail_events_count_once_per_assignment_and_metric,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {
