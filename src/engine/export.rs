@@ -64,6 +64,7 @@ pub const TOKEN_COLUMNS: &[&str] = &[
 pub const STATS_COLUMNS: &[&str] = &[
     "variant",
     "retired",
+    "halted",
     "exposures",
     "rewards",
     "rate",
@@ -522,6 +523,7 @@ impl Engine {
                 vec![
                     Cell::Text(arm.variant),
                     Cell::Bool(arm.retired),
+                    Cell::Bool(arm.halted),
                     Cell::Int(arm.exposures),
                     Cell::Num(arm.rewards),
                     optional_num(arm.rate),

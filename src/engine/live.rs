@@ -49,6 +49,8 @@ pub struct Snapshot {
     /// Exposures this process counted while this snapshot was current, for burn-in
     /// (see `burn_in`).
     pub fresh: super::burn_in::FreshExposures,
+    /// The epoch's guardrail halts, including any a resume overrides (see `halts`).
+    pub halts: Vec<crate::store::Halt>,
 }
 
 impl Snapshot {
@@ -162,6 +164,7 @@ impl Snapshot {
             info,
             verdict,
             fresh: super::burn_in::FreshExposures::new(fresh_arms),
+            halts: Vec::new(),
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),

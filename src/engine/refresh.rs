@@ -36,6 +36,8 @@ impl Engine {
             info.decision = Some(held);
             snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
         }
+        let halts = self.check_guardrails(live, &snapshot, now_ms).await?;
+        super::halts::apply(live, &mut snapshot, halts);
         self.note_conclusion(live, &snapshot, now_ms).await?;
         let snapshot = Arc::new(snapshot);
         live.install(snapshot.clone());

@@ -261,7 +261,7 @@ impl Engine {
             if let Some(hook) = before_read {
                 hook();
             }
-            crate::catalog::read_folder_to_serve(&source.dir, source.environment.as_deref())
+            crate::catalog::read_folder(&source.dir, source.environment.as_deref())
         })
         .await;
         match read {

@@ -206,6 +206,29 @@ impl EngineCollector {
                 let p_value = snapshot.srm_p_value()?;
                 Some(([("experiment", live.spec.id.as_str())], p_value))
             }),
+        )?;
+        gauges(
+            encoder,
+            "banditd_guardrail_halted",
+            "Guardrail halts: 1 while the halt stops the arm's traffic, 0 once a \
+             resume_after_halt names it (absent: never halted)",
+            None,
+            snapshots.iter().flat_map(|(live, snapshot)| {
+                snapshot.halts.iter().map(move |halt| {
+                    (
+                        [
+                            ("experiment", live.spec.id.as_str()),
+                            ("variant", halt.variant.as_str()),
+                            ("metric", halt.metric.as_str()),
+                        ],
+                        if crate::engine::halt_in_force(&live.spec, halt) {
+                            1.0
+                        } else {
+                            0.0
+                        },
+                    )
+                })
+            }),
         )
     }
 }

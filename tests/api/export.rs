@@ -240,6 +240,7 @@ fn the_stats_export_matches_the_experiment_report() {
         let pairs = [
             ("variant", &arm["variant"]),
             ("retired", &arm["retired"]),
+            ("halted", &arm["halted"]),
             ("exposures", &arm["exposures"]),
             ("rewards", &arm["rewards"]),
             ("rate", &arm["rate"]),
