@@ -64,7 +64,6 @@ pub const TOKEN_COLUMNS: &[&str] = &[
 pub const STATS_COLUMNS: &[&str] = &[
     "variant",
     "retired",
-    "halted",
     "exposures",
     "rewards",
     "rate",
@@ -79,6 +78,7 @@ pub const STATS_COLUMNS: &[&str] = &[
     "expected_loss",
     "traffic_share",
     "expected_exposures",
+    "halted",
 ];
 
 /// What to export.
@@ -523,7 +523,6 @@ impl Engine {
                 vec![
                     Cell::Text(arm.variant),
                     Cell::Bool(arm.retired),
-                    Cell::Bool(arm.halted),
                     Cell::Int(arm.exposures),
                     Cell::Num(arm.rewards),
                     optional_num(arm.rate),
@@ -538,6 +537,7 @@ impl Engine {
                     optional_num(arm.expected_loss),
                     Cell::Num(arm.traffic_share),
                     Cell::Num(arm.expected_exposures),
+                    Cell::Bool(arm.halted),
                 ]
             })
             .collect())

@@ -1,11 +1,18 @@
-//! Guardrail halts, checked on every snapshot rebuild: each guardrail compares every arm of
-//! the spec with its comparison arm (`stats::check_guardrail`, after `min_exposures`); a halt
-//! is written durably (first write wins per metric and arm, `store::halts`) before anybody
-//! acts on it, logged, and from then on the arm gets no new traffic: the snapshot marks it
-//! inactive, exactly as a retired arm, and the assign path re-assigns its sticky units as for
-//! a retired variant. Only a reviewed spec edit lets it back in (`resume_after_halt`).
+//! Guardrail halts, checked on snapshot rebuilds once every [`GUARDRAIL_CHECK_EVERY`]
+//! exposures: each guardrail compares every arm of the spec with its comparison arm
+//! (`stats::check_guardrail`, after `min_exposures`); a halt is written durably (first write
+//! wins per metric and arm, `store::halts`) before anybody acts on it, logged, and from then
+//! on the arm gets no new traffic: the snapshot marks it inactive, exactly as a retired arm,
+//! and the assign path re-assigns its sticky units as for a retired variant. Only a reviewed
+//! spec edit lets it back in (`resume_after_halt`).
+//!
+//! A resumed arm is not checked again on that metric in the same epoch: the evidence that
+//! halted it is still in the counters, so a check would only repeat the halt the analyst
+//! overrode. A bumped `revision` starts fresh data, and the guardrail watches every arm
+//! again.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use super::live::{LiveExperiment, Snapshot};
 use super::{Engine, EngineError};
@@ -15,6 +22,12 @@ use crate::stats::{
 };
 use crate::store::guardrail_events::guardrail_epoch;
 use crate::store::{ArmCounters, Halt};
+
+/// How often the guardrails are checked: once each time the epoch's exposures (every arm,
+/// every replica) pass another multiple of this. Every look is a chance for a harmless arm
+/// to look harmful by luck, so the server looks at the cadence `banditd simulate` measured
+/// the defaults' false-halt rate with (README, "Guardrails"), not at every snapshot refresh.
+pub const GUARDRAIL_CHECK_EVERY: u64 = 1000;
 
 /// The statistics layer's rule for a spec entry.
 pub fn rule_of(guardrail: &Guardrail) -> GuardrailRule {
@@ -52,7 +65,12 @@ impl Engine {
             return Ok(Vec::new());
         }
         let mut halts = self.store.halts(&live.epoch).await?;
-        if spec.status != Status::Running {
+        let exposures: u64 = snapshot.counters.iter().map(|c| c.exposures).sum();
+        let checkpoint = exposures / GUARDRAIL_CHECK_EVERY;
+        let checked = live
+            .guardrail_checkpoint
+            .fetch_max(checkpoint, Ordering::AcqRel);
+        if spec.status != Status::Running || checkpoint == 0 || checked >= checkpoint {
             return Ok(halts);
         }
         for guardrail in &spec.guardrails {
@@ -218,3 +236,7 @@ pub(crate) fn apply(live: &LiveExperiment, snapshot: &mut Snapshot, halts: Vec<H
         .unwrap_or_else(|_| vec![0.0; snapshot.variant_ids.len()]);
     snapshot.allocation = snapshot.variant_ids.iter().cloned().zip(shares).collect();
 }
+
+#[cfg(test)]
+#[path = "halts_tests.rs"]
+mod tests;

@@ -253,6 +253,8 @@ pub struct LiveExperiment {
     pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
     /// A concluded experiment's conclusion counts are known to be recorded (`conclusion`).
     pub(crate) conclusion_noted: AtomicBool,
+    /// The last guardrail checkpoint this process checked (see `halts`).
+    pub(crate) guardrail_checkpoint: std::sync::atomic::AtomicU64,
 }
 
 impl LiveExperiment {
@@ -283,6 +285,7 @@ impl LiveExperiment {
             refreshing: AtomicBool::new(false),
             metrics,
             conclusion_noted: AtomicBool::new(false),
+            guardrail_checkpoint: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -18,6 +18,8 @@
 //! | expected exposures: the allocation of the moment scaled to sum to exactly the exposures counted, unusable entries 0, all to the exposed arm if nothing is usable | [`expected_exposure_shares`] | — |
 //! | epoch start: set by the first write that counts anything, never moved | [`epoch_start`] | the epoch's start |
 //! | stopping decision: the first one recorded holds forever | [`settle_decision`] | the epoch's decision |
+//! | guardrail halt: the first one recorded per metric and arm holds forever | `halts::settle_halt` | the halt record |
+//! | guardrail events: the reward rules above, in the metric's own epoch, one credit mark per assignment and metric | `guardrail_events` (no rule of its own) | — |
 //! | `exposure: on_render`: a confirmation is a set-if-absent insert of the assignment into the counted epoch (at most once per unit), refused once [`confirmation_window_closed`]; it credits the expected exposures with the allocation at the assignment ([`confirmed_allocation`]) | [`insert_sticky`], [`confirmation_window_closed`], [`confirmed_allocation`] | the unit's record in the counted epoch |
 //!
 //! A backend whose atomic step runs outside Rust (a Redis Lua script) must mirror the rules

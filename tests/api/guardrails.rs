@@ -124,7 +124,8 @@ fn guardrail_events_outside_the_window_are_refused() {
 #[test]
 fn a_harmful_arm_is_halted_durably_and_only_a_named_resume_lets_it_back() {
     let mut app = TestApp::spawn(&[("headline.yaml", &with_guardrails(None))]);
-    let assigned = variants_of(&app, (0..120).map(|i| format!("u{i}")));
+    // The server checks guardrails each time the exposures pass a multiple of 1,000.
+    let assigned = variants_of(&app, (0..999).map(|i| format!("u{i}")));
     let bold: Vec<&String> = assigned
         .iter()
         .filter(|(_, v)| v == "bold")
@@ -140,6 +141,8 @@ fn a_harmful_arm_is_halted_durably_and_only_a_named_resume_lets_it_back() {
         .map(|unit| refund(&format!("refund-{unit}"), unit))
         .collect();
     assert_eq!(app.post_events(&json!(events))["applied"], bold.len());
+    assert!(halts(&app).is_empty(), "no check before 1,000 exposures");
+    app.assign("headline", "exposure-1000");
     app.let_posterior_refresh();
     app.assign("headline", "trigger");
 
