@@ -237,3 +237,44 @@ fn a_harmful_arm_is_halted_durably_and_only_a_named_resume_lets_it_back() {
         "{metrics}"
     );
 }
+
+/// Over Redis the halt one replica decides is the one every replica applies, and it
+/// survives a replica's restart.
+#[test]
+fn on_redis_a_halt_stops_the_arm_on_every_replica_and_survives_a_restart() {
+    let redis = crate::redis_harness::RedisServer::start();
+    let url = redis.url();
+    let spec = with_guardrails(None);
+    let spawn = || TestApp::spawn_with_env(&[("headline.yaml", &spec)], &[("BANDITD_REDIS", &url)]);
+    let deciding = spawn();
+    let mut other = spawn();
+    let assigned = variants_of(&deciding, (0..999).map(|i| format!("u{i}")));
+    let events: Vec<Value> = assigned
+        .iter()
+        .filter(|(_, v)| v == "bold")
+        .map(|(unit, _)| refund(&format!("refund-{unit}"), unit))
+        .collect();
+    let report = other.post_events(&json!(events));
+    assert_eq!(report["applied"], events.len(), "{report}");
+    assert_eq!(other.post_events(&json!(events))["duplicate"], events.len());
+    deciding.assign("headline", "exposure-1000");
+    deciding.let_posterior_refresh();
+    deciding.assign("headline", "trigger");
+    let decided = halts(&deciding);
+    assert_eq!(decided.len(), 1, "{decided:?}");
+    assert_eq!(decided[0]["variant"], "bold");
+
+    other.let_posterior_refresh();
+    other.assign("headline", "refresh");
+    assert_eq!(halts(&other), decided);
+    let fresh = variants_of(&other, (0..30).map(|i| format!("new{i}")));
+    assert!(fresh.iter().all(|(_, v)| v == "control"), "{fresh:?}");
+    let stuck = &assigned.iter().find(|(_, v)| v == "bold").unwrap().0;
+    assert_eq!(other.assign("headline", stuck)["variant"], "control");
+
+    other.restart();
+    other.assign("headline", "after-restart");
+    assert_eq!(halts(&other), decided);
+    let fresh = variants_of(&other, (0..30).map(|i| format!("later{i}")));
+    assert!(fresh.iter().all(|(_, v)| v == "control"), "{fresh:?}");
+}
