@@ -188,6 +188,16 @@ fn halt_record(
     }
 }
 
+/// Whether a halt in force stops arm `k` of `spec` (the default variant is never stopped).
+pub fn stops(spec: &Experiment, halts: &[Halt], k: usize) -> bool {
+    spec.variants.get(k).is_some_and(|variant| {
+        variant.id != spec.default_variant
+            && halts
+                .iter()
+                .any(|h| h.variant == variant.id.as_str() && in_force(spec, h))
+    })
+}
+
 /// One guardrail halt as the stats show it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct HaltReport {
@@ -215,11 +225,8 @@ pub fn report(spec: &Experiment, halts: &[Halt]) -> Vec<HaltReport> {
 /// when nothing else may be).
 pub(crate) fn apply(live: &LiveExperiment, snapshot: &mut Snapshot, halts: Vec<Halt>) {
     let mut changed = false;
-    for halt in halts.iter().filter(|h| in_force(&live.spec, h)) {
-        if halt.variant == live.spec.default_variant.as_str() {
-            continue;
-        }
-        if let Some(k) = live.spec.variant_index(&halt.variant)
+    for k in 0..live.spec.variants.len() {
+        if stops(&live.spec, &halts, k)
             && let Some(arm) = snapshot.arms.get_mut(k)
             && arm.active
         {

@@ -69,3 +69,18 @@ fn spec_directions_map_to_the_side_of_harm() {
         crate::spec::DEFAULT_GUARDRAIL_MIN_EXPOSURES
     );
 }
+
+#[test]
+fn a_halt_in_force_stops_its_arm_but_never_the_default_variant() {
+    let spec = parse_experiment(Path::new("headline.yaml"), SPEC).expect("the spec parses");
+    let bold = spec.variant_index("bold").unwrap();
+    let control = spec.variant_index("control").unwrap();
+    assert!(stops(&spec, &[halt("bold", 43)], bold));
+    assert!(!stops(&spec, &[halt("bold", 42)], bold), "resumed");
+    assert!(
+        !stops(&spec, &[halt("control", 43)], control),
+        "the default is served"
+    );
+    assert!(!stops(&spec, &[], bold));
+    assert!(!stops(&spec, &[halt("bold", 43)], 7), "no such arm");
+}
