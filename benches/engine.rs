@@ -118,6 +118,7 @@ fn event(
         experiment: experiment.to_owned(),
         unit: unit.cloned(),
         token,
+        metric: None,
         reward: Some(1.0),
         timestamp: None,
     })

@@ -56,40 +56,6 @@ pub fn read_folder(dir: &Path, environment: Option<&str>) -> Result<LoadedFolder
     })
 }
 
-/// [`read_folder`] for a server: refuses the folder while an experiment it would serve lists
-/// `guardrails:`, which the server does not enforce yet. Serving such an experiment would
-/// let a harmful arm keep its traffic while the file promises a halt; `banditd validate`
-/// and `banditd simulate` (which read the folder with [`read_folder`] / [`load_paths`])
-/// accept and use the list.
-pub fn read_folder_to_serve(
-    dir: &Path,
-    environment: Option<&str>,
-) -> Result<LoadedFolder, Vec<SpecError>> {
-    let folder = read_folder(dir, environment)?;
-    let refused: Vec<SpecError> = folder
-        .experiments
-        .iter()
-        .filter(|e| !e.guardrails.is_empty())
-        .map(|e| {
-            SpecError::whole_file(
-                &e.source,
-                format!(
-                    "experiment `{}` lists `guardrails`, which `banditd serve` does not \
-                     enforce yet: it would not halt a harmful arm. Remove the `guardrails` \
-                     list to serve the experiment; `banditd validate` and `banditd simulate` \
-                     check and forecast it",
-                    e.id
-                ),
-            )
-        })
-        .collect();
-    if refused.is_empty() {
-        Ok(folder)
-    } else {
-        Err(refused)
-    }
-}
-
 /// [`read_folder`]'s experiments.
 pub fn load_dir(dir: &Path, environment: Option<&str>) -> Result<Vec<Experiment>, Vec<SpecError>> {
     read_folder(dir, environment).map(|folder| folder.experiments)

@@ -277,11 +277,9 @@ impl Application {
         let origins = cors::allowed_origins(&config.cors_origins)?;
         let version = crate::catalog::fingerprint(&config.experiments)
             .map_err(|e| StartupError::Experiments(vec![e]))?;
-        let folder = crate::catalog::read_folder_to_serve(
-            &config.experiments,
-            config.environment.as_deref(),
-        )
-        .map_err(StartupError::Experiments)?;
+        let folder =
+            crate::catalog::read_folder(&config.experiments, config.environment.as_deref())
+                .map_err(StartupError::Experiments)?;
         let secrets = check_secrets(&config)?;
         let listener = bind(&config.bind)?;
         let addr = listener.local_addr().map_err(|source| StartupError::Bind {

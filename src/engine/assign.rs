@@ -254,7 +254,13 @@ impl Engine {
                 .sticky(&live.assignment_epoch, unit.as_str())
                 .await
             {
-                Ok(Some(record)) if live.spec.variant_index(&record.variant).is_some() => {
+                // A halted arm is inactive in the snapshot: its units move like a retired one's.
+                Ok(Some(record))
+                    if live
+                        .spec
+                        .variant_index(&record.variant)
+                        .is_some_and(|k| snapshot.arms.get(k).is_some_and(|arm| arm.active)) =>
+                {
                     return Ok(self.answer_stored(live, unit, mode, &record, None, !writable));
                 }
                 Ok(Some(record)) => Some(record.variant),

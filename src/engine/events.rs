@@ -29,6 +29,13 @@ pub struct RawEvent {
     /// The token returned by assign; required for per-request experiments.
     #[serde(default)]
     pub token: Option<String>,
+    /// Absent (or `reward`): the experiment's primary reward. Otherwise the name of one of the
+    /// experiment's `guardrails:` metrics (refunds, errors): the event counts toward that
+    /// guardrail, under the same rules as a reward (idempotent id, window, at most once per
+    /// assignment and metric).
+    #[serde(default)]
+    #[schema(max_length = 64, pattern = "^[a-z0-9_-]+$")]
+    pub metric: Option<String>,
     /// In [0, 1]; 1 when absent (a conversion).
     #[serde(default)]
     #[schema(minimum = 0.0, maximum = 1.0)]
@@ -92,10 +99,11 @@ pub enum RejectionReason {
     AlreadyRewarded,
     /// `exposure: on_render`, per request: the token was never confirmed as shown.
     NotConfirmed,
+    UnknownMetric,
 }
 
 impl RejectionReason {
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::InvalidEvent,
         Self::UnknownExperiment,
         Self::ExperimentNotServed,
@@ -109,6 +117,7 @@ impl RejectionReason {
         Self::TimestampBeforeAssignment,
         Self::AlreadyRewarded,
         Self::NotConfirmed,
+        Self::UnknownMetric,
     ];
 
     /// The reason's name, as the API reports it (its serde name) and the metrics label it.
@@ -127,14 +136,15 @@ impl RejectionReason {
             Self::TimestampBeforeAssignment => "timestamp_before_assignment",
             Self::AlreadyRewarded => "already_rewarded",
             Self::NotConfirmed => "not_confirmed",
+            Self::UnknownMetric => "unknown_metric",
         }
     }
 }
 
 /// Every outcome an event can have, as the metrics label it: applied, duplicate, or the
 /// rejection reason.
-pub const EVENT_OUTCOMES: [&str; 15] = {
-    let mut names = [""; 15];
+pub const EVENT_OUTCOMES: [&str; 16] = {
+    let mut names = [""; 16];
     names[0] = "applied";
     names[1] = "duplicate";
     let mut k = 0;
@@ -213,6 +223,7 @@ impl Engine {
         };
         let mut ops = Vec::with_capacity(events.len());
         let mut op_index = Vec::with_capacity(events.len());
+        let mut guardrail_of: Vec<Option<Epoch>> = Vec::with_capacity(events.len());
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
         for (index, event) in events.into_iter().enumerate() {
             if let Some(recorder) = recorder.as_mut() {
@@ -230,28 +241,28 @@ impl Engine {
                         .map_err(|(reason, detail)| (Some(id), reason, detail))
                 });
             match checked {
-                Ok(op) => {
+                Ok((op, main)) => {
                     op_index.push(index);
                     ops.push(op);
+                    guardrail_of.push(main);
                 }
                 Err((id, reason, detail)) => report.reject(index, id, reason, detail),
             }
         }
         let ids: Vec<OpLabel> = ops
             .iter()
-            .map(|op| {
+            .zip(&guardrail_of)
+            .map(|(op, main)| {
                 let unit = match &op.target {
-                    RewardTarget::Unit(unit) => Some((op.epoch.clone(), unit.clone())),
+                    RewardTarget::Unit(unit) => {
+                        Some((main.as_ref().unwrap_or(&op.epoch).clone(), unit.clone()))
+                    }
                     RewardTarget::Token { .. } => None,
                 };
                 (op.event_id.clone(), describe_target(op), unit)
             })
             .collect();
-        let outcomes = if ops.is_empty() {
-            Vec::new()
-        } else {
-            self.store.apply_rewards(ops).await?
-        };
+        let outcomes = self.apply_ops(ops, guardrail_of).await?;
         for ((outcome, index), (id, target, unit)) in outcomes.into_iter().zip(op_index).zip(ids) {
             match outcome {
                 RewardOutcome::Applied { .. } => {
@@ -384,11 +395,13 @@ impl Engine {
     }
 
     /// Everything that can be decided without the store.
+    /// The op, and for a guardrail event the experiment's own epoch (the op's is the
+    /// metric's, see `store::guardrail_events`).
     fn check_event(
         &self,
         event: RawEvent,
         now_ms: u64,
-    ) -> Result<RewardOp, (RejectionReason, String)> {
+    ) -> Result<(RewardOp, Option<Epoch>), (RejectionReason, String)> {
         use RejectionReason as R;
         if event.id.is_empty() || event.id.len() > MAX_EVENT_ID_BYTES {
             return Err((
@@ -414,6 +427,8 @@ impl Engine {
                 ),
             ));
         }
+        let metric = super::guardrail_events::metric_of(&live, event.metric.as_deref())
+            .map_err(|detail| (R::UnknownMetric, detail))?;
         let reward = event.reward.unwrap_or(1.0);
         if !(0.0..=1.0).contains(&reward) {
             return Err((
@@ -439,7 +454,7 @@ impl Engine {
                 ),
             ));
         }
-        let target = match (&event.token, &event.unit) {
+        let mut target = match (&event.token, &event.unit) {
             (Some(token), unit) => {
                 let claims = self.signer.verify(token).map_err(|e| {
                     let detail = match e {
@@ -500,8 +515,22 @@ impl Engine {
                 ));
             }
         };
-        Ok(RewardOp {
-            epoch: live.epoch.clone(),
+        let (epoch, main) = match metric {
+            Some(metric) => {
+                // The confirmation marks live in the experiment's epoch, not the metric's
+                // (see `store::guardrail_events`).
+                if let RewardTarget::Token { confirmed_only, .. } = &mut target {
+                    *confirmed_only = false;
+                }
+                (
+                    crate::store::guardrail_events::guardrail_epoch(&live.epoch, metric),
+                    Some(live.epoch.clone()),
+                )
+            }
+            None => (live.epoch.clone(), None),
+        };
+        let op = RewardOp {
+            epoch,
             event_id: event.id,
             target,
             reward,
@@ -509,7 +538,8 @@ impl Engine {
             now_ms,
             window_ms: live.spec.reward.window.as_millis(),
             half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
-        })
+        };
+        Ok((op, main))
     }
 }
 

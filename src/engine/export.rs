@@ -78,6 +78,7 @@ pub const STATS_COLUMNS: &[&str] = &[
     "expected_loss",
     "traffic_share",
     "expected_exposures",
+    "halted",
 ];
 
 /// What to export.
@@ -569,6 +570,7 @@ impl Engine {
                     optional_num(arm.expected_loss),
                     Cell::Num(arm.traffic_share),
                     Cell::Num(arm.expected_exposures),
+                    Cell::Bool(arm.halted),
                 ]
             })
             .collect())

@@ -414,7 +414,7 @@ fn a_past_revision_exports_its_own_epoch_in_its_own_layout() {
     let stats = drain(start(&f, ExportKind::Stats, ExportFormat::Csv, Some(1))).concat();
     assert_eq!(
         stats.lines().nth(1).unwrap(),
-        format!("bold,false,1,1,1,{}1", ",".repeat(10))
+        format!("bold,false,1,1,1,{}1,false", ",".repeat(10))
     );
     assert_eq!(stats.lines().count(), 2);
 }

@@ -56,6 +56,7 @@ fn conversion(id: &str, token: &str) -> Result<RawEvent, String> {
         token: Some(token.into()),
         reward: None,
         timestamp: None,
+        metric: None,
     })
 }
 

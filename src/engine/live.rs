@@ -49,6 +49,8 @@ pub struct Snapshot {
     /// Exposures this process counted while this snapshot was current, for burn-in
     /// (see `burn_in`).
     pub fresh: super::burn_in::FreshExposures,
+    /// The epoch's guardrail halts, including any a resume overrides (see `halts`).
+    pub halts: Vec<crate::store::Halt>,
 }
 
 impl Snapshot {
@@ -162,6 +164,7 @@ impl Snapshot {
             info,
             verdict,
             fresh: super::burn_in::FreshExposures::new(fresh_arms),
+            halts: Vec::new(),
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),
@@ -250,6 +253,8 @@ pub struct LiveExperiment {
     pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
     /// A concluded experiment's conclusion counts are known to be recorded (`conclusion`).
     pub(crate) conclusion_noted: AtomicBool,
+    /// The last guardrail checkpoint this process checked (see `halts`).
+    pub(crate) guardrail_checkpoint: std::sync::atomic::AtomicU64,
 }
 
 impl LiveExperiment {
@@ -280,6 +285,7 @@ impl LiveExperiment {
             refreshing: AtomicBool::new(false),
             metrics,
             conclusion_noted: AtomicBool::new(false),
+            guardrail_checkpoint: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -21,7 +21,12 @@ impl Engine {
         let counters = self.store.counters(&live.epoch).await?;
         let info = self.store.epoch_info(&live.epoch).await?;
         let mut snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
-        if let Some((arm, prob_best, expected_loss)) = snapshot.new_winner(&live.spec) {
+        let halts = self.check_guardrails(live, &snapshot, now_ms).await?;
+        // A halted arm is never declared the winner: it would be exploited.
+        if let Some((arm, prob_best, expected_loss)) = snapshot
+            .new_winner(&live.spec)
+            .filter(|(arm, ..)| !super::halts::stops(&live.spec, &halts, *arm))
+        {
             let decision =
                 self.decision_record(live, &snapshot, arm, prob_best, expected_loss, now_ms);
             let held = self.store.record_decision(&live.epoch, decision).await?;
@@ -36,6 +41,7 @@ impl Engine {
             info.decision = Some(held);
             snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
         }
+        super::halts::apply(live, &mut snapshot, halts);
         self.note_conclusion(live, &snapshot, now_ms).await?;
         let snapshot = Arc::new(snapshot);
         live.install(snapshot.clone());

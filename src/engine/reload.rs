@@ -261,7 +261,7 @@ impl Engine {
             if let Some(hook) = before_read {
                 hook();
             }
-            crate::catalog::read_folder_to_serve(&source.dir, source.environment.as_deref())
+            crate::catalog::read_folder(&source.dir, source.environment.as_deref())
         })
         .await;
         match read {
@@ -374,6 +374,10 @@ pub(crate) async fn build_set(
         let (retired, unrecorded) = engine.load_epoch_spec(&spec, &epoch).await?;
         let snapshot = Snapshot::build(&spec, &retired, &counters, info, now_ms);
         let live = Arc::new(LiveExperiment::new(spec, retired, snapshot));
+        if !live.spec.guardrails.is_empty() {
+            // Halts apply before the set is served: a halted arm never gets a request.
+            engine.rebuild(&live, now_ms).await?;
+        }
         live.spec_unrecorded
             .store(unrecorded, std::sync::atomic::Ordering::Release);
         // Before the set is served: a conclusion's "before" counts are exactly the data.

@@ -47,6 +47,9 @@ pub struct ArmReport {
     pub variant: String,
     /// Removed from the YAML: no new traffic; its data is kept and shown.
     pub retired: bool,
+    /// A guardrail halt stops the arm (see `halts`): no new traffic, its sticky units move;
+    /// false again once `resume_after_halt` names every halt of the arm.
+    pub halted: bool,
     /// N: counted assignments.
     pub exposures: u64,
     /// R: summed rewards.
@@ -166,6 +169,9 @@ pub struct ExperimentReport {
     /// (README, "Concluded experiments"); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub concluded: Option<super::conclusion::ConcludedReport>,
+    /// Guardrail halts of this epoch, each with the numbers that justified it (README,
+    /// "Guardrails"); a halted arm gets no new traffic unless `resumed`.
+    pub halts: Vec<super::halts::HaltReport>,
     pub arms: Vec<ArmReport>,
 }
 
@@ -268,7 +274,11 @@ fn report(
 ) -> ExperimentReport {
     let arms: Vec<ArmReport> = (0..snapshot.variant_ids.len())
         .map(|k| {
-            let arm = arm_report(k, snapshot, level, snapshot.is_retired(spec, k));
+            let mut arm = arm_report(k, snapshot, level, snapshot.is_retired(spec, k));
+            arm.halted = snapshot
+                .halts
+                .iter()
+                .any(|h| h.variant == arm.variant && super::halts::in_force(spec, h));
             super::exposure_report::with_assigned(arm, extras.assigned.as_ref())
         })
         .collect();
@@ -297,6 +307,7 @@ fn report(
                 .and_then(|_| super::exposure_report::short_arm(snapshot)),
         },
         concluded: extras.concluded,
+        halts: super::halts::report(spec, &snapshot.halts),
         arms,
     }
 }
@@ -338,6 +349,7 @@ fn unknown_spec_report(
     let arms: Vec<ArmReport> = variants
         .into_iter()
         .map(|(variant, c)| ArmReport {
+            halted: false,
             variant: variant.clone(),
             retired: false,
             exposures: c.exposures,
@@ -410,6 +422,7 @@ fn unknown_spec_report(
             short_arm: None,
         },
         concluded: None,
+        halts: Vec::new(),
         arms,
     }
 }
@@ -427,6 +440,7 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
         .credible_interval(level)
         .unwrap_or((f64::NAN, f64::NAN));
     ArmReport {
+        halted: false,
         variant: snapshot.variant_ids[k].clone(),
         retired,
         exposures: c.exposures,

@@ -206,6 +206,34 @@ impl EngineCollector {
                 let p_value = snapshot.srm_p_value()?;
                 Some(([("experiment", live.spec.id.as_str())], p_value))
             }),
+        )?;
+        gauges(
+            encoder,
+            "banditd_guardrail_halted",
+            "Guardrails: 1 while a halt stops the arm's traffic, else 0 (never halted, or \
+             resumed by resume_after_halt); one sample per arm and guardrail",
+            None,
+            snapshots.iter().flat_map(|(live, snapshot)| {
+                let spec = &live.spec;
+                spec.guardrails.iter().flat_map(move |guardrail| {
+                    spec.variants.iter().map(move |variant| {
+                        let (id, metric) = (variant.id.as_str(), guardrail.metric.as_str());
+                        let halted = snapshot.halts.iter().any(|h| {
+                            h.variant == id
+                                && h.metric == metric
+                                && crate::engine::halt_in_force(spec, h)
+                        });
+                        (
+                            [
+                                ("experiment", spec.id.as_str()),
+                                ("variant", id),
+                                ("metric", metric),
+                            ],
+                            if halted { 1.0 } else { 0.0 },
+                        )
+                    })
+                })
+            }),
         )
     }
 }

@@ -286,6 +286,14 @@ fn compared(old: &Experiment, new: &Experiment, retired: &BTreeSet<String>) -> E
                 new: n.payload.to_string(),
             });
         }
+        if o.resume_after_halt != n.resume_after_halt {
+            variants_changed.push(VariantChange {
+                variant: n.id.to_string(),
+                field: "resume_after_halt".into(),
+                old: optional(o.resume_after_halt.map(|t| t.to_string())),
+                new: optional(n.resume_after_halt.map(|t| t.to_string())),
+            });
+        }
         if o.prior != n.prior {
             variants_changed.push(VariantChange {
                 variant: n.id.to_string(),

@@ -128,6 +128,9 @@ fn variant(variant: &Variant) -> Value {
     if let Some(own) = variant.prior {
         entry.insert("prior".into(), prior(own));
     }
+    if let Some(halted_ms) = variant.resume_after_halt {
+        entry.insert("resume_after_halt".into(), json!(halted_ms));
+    }
     Value::Object(entry)
 }
 

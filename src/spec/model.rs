@@ -384,6 +384,10 @@ pub struct Variant {
     pub payload: serde_json::Value,
     /// Overrides the experiment prior for this arm.
     pub prior: Option<Prior>,
+    /// Lets the arm back in after the guardrail halt made at this time (its `halted_ms`, Unix
+    /// milliseconds, as the stats and the log show it): an analyst's reviewed resume. It
+    /// overrides only that halt, so a stale resume cannot undo a later one.
+    pub resume_after_halt: Option<u64>,
 }
 
 /// A validated experiment definition.

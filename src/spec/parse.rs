@@ -63,7 +63,7 @@ pub(super) const REWARD_FIELDS: &[&str] = &["window", "delay"];
 pub(super) const DELAY_FIELDS: &[&str] = &["median"];
 pub(super) const PRIOR_FIELDS: &[&str] = &["alpha", "beta"];
 pub(super) const POLICY_FIELDS: &[&str] = &["burn_in", "min_share", "half_life"];
-pub(super) const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior"];
+pub(super) const VARIANT_FIELDS: &[&str] = &["id", "payload", "prior", "resume_after_halt"];
 
 pub(super) const STATUSES: &[(&str, Status)] = &[
     ("draft", Status::Draft),
@@ -573,10 +573,15 @@ fn variant(report: &mut Report<'_>, item: &Node, index: usize, arms: &mut Arms) 
         None => Some(None),
         Some(n) => prior(report, n, &format!("the prior of {label}")).map(Some),
     };
+    let resume_after_halt = match fields.get("resume_after_halt") {
+        None => Some(None),
+        Some(n) => fields::whole_number(report, n, "resume_after_halt", 1, u64::MAX).map(Some),
+    };
     Some(Variant {
         id: id?,
         payload: payload?,
         prior: prior?,
+        resume_after_halt: resume_after_halt?,
     })
 }
 

@@ -439,6 +439,14 @@ pub fn json_schema() -> Value {
                         "description": "Optional: a prior for this variant only, overriding \
                             the experiment's `prior`, e.g. from an earlier test.",
                         "$ref": "#/$defs/prior"
+                    },
+                    "resume_after_halt": {
+                        "description": "Optional: lets this arm back in after a guardrail \
+                            halt, naming the halt by its `halted_ms` (Unix milliseconds, as the \
+                            stats show it). Overrides only that halt; a later halt still stops \
+                            the arm.",
+                        "type": "integer",
+                        "minimum": 1
                     }
                 }
             }

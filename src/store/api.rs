@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use super::audit_report::AuditReport;
 use super::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 use super::error::StoreFuture;
+use super::halts::Halt;
 use super::health::StoreHealth;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::ReplicaReport;
@@ -92,6 +93,15 @@ pub trait Store: Send + Sync + 'static {
     /// so a decision is never silently reversed. Resolves, once durable, to the decision that
     /// holds.
     fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision>;
+
+    /// Records a guardrail halt unless the epoch holds one for the same metric and arm: the
+    /// first write wins forever (see `halts`), so a halt is never silently undone. Resolves,
+    /// once durable, to the halt that holds.
+    fn record_halt(&self, epoch: &Epoch, halt: Halt) -> StoreFuture<Halt>;
+
+    /// Every guardrail halt recorded in the epoch, by metric then arm. Resolves only once
+    /// every returned halt is durable.
+    fn halts(&self, epoch: &Epoch) -> StoreFuture<Vec<Halt>>;
 
     /// Stores one history point of the epoch, replacing any point with the same `at_ms`.
     /// Resolves once durable.

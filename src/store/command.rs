@@ -7,6 +7,7 @@ use tokio::sync::oneshot;
 use super::audit_report::AuditReport;
 use super::confirmations::{ConfirmOp, ConfirmOutcome};
 use super::error::StoreError;
+use super::halts::Halt;
 use super::records::Decision;
 use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};
 
@@ -59,6 +60,11 @@ pub enum Command {
         epoch: Epoch,
         decision: Decision,
         reply: Reply<Decision>,
+    },
+    RecordHalt {
+        epoch: Epoch,
+        halt: Halt,
+        reply: Reply<Halt>,
     },
     AppendHistory {
         epoch: Epoch,
@@ -126,6 +132,7 @@ pub fn refuse(command: Command, error: &StoreError) {
         Command::ReassignSticky { reply, .. } => drop(reply.send(Err(error))),
         Command::WakeForExposures => {}
         Command::RecordDecision { reply, .. } => drop(reply.send(Err(error))),
+        Command::RecordHalt { reply, .. } => drop(reply.send(Err(error))),
         Command::AppendHistory { reply, .. } => drop(reply.send(Err(error))),
         Command::RecordEpochSpec { reply, .. } => drop(reply.send(Err(error))),
         Command::ApplyRewards { reply, .. } => drop(reply.send(Err(error))),

@@ -25,6 +25,8 @@ pub const KIND_EPOCH: u8 = 0x04;
 pub const KIND_MOVED_AWAY: u8 = 0x05;
 /// `(epoch, "")` → the spec the epoch is served under (`records::EpochSpec`).
 pub const KIND_EPOCH_SPEC: u8 = 0x06;
+/// `(epoch, "metric/variant")` → a guardrail halt (`halts`), written once.
+pub const KIND_HALT: u8 = 0x07;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline: formats 1 and 2 only (format 3
@@ -59,9 +61,11 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// Format 3 moved the applied event ids out of the B-tree into an in-memory set made durable
 /// by the event log (`event_log`), with a per-store digest key ([`META_EVENT_ID_KEY`]): the
 /// event ids of a format-1 or 2 store would not be seen, so those are refused.
-pub const STORE_FORMAT: u64 = 3;
+/// Format 4 added, compatibly, guardrail halts (`KIND_HALT`): a build that ignored them would
+/// give a halted arm traffic again, so an older build must refuse a store that may hold one.
+pub const STORE_FORMAT: u64 = 4;
 /// Earlier formats whose data this build reads unchanged (a subset of its own).
-pub const UPGRADABLE_FORMATS: &[u64] = &[];
+pub const UPGRADABLE_FORMATS: &[u64] = &[3];
 /// Meta key of the store's 128-bit key for event-id digests (`event_ids`), made with the store.
 pub const META_EVENT_ID_KEY: &[u8] = b"\x00event_id_key";
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that

@@ -190,12 +190,37 @@ mod tests {
             let message = refusal(dir.path());
             assert!(
                 message.contains(&format!("store format is {old}"))
-                    && message.contains("reads format 3 only")
+                    && message.contains(&format!("reads format {STORE_FORMAT} only"))
                     && message.contains("Start it on a new, empty data directory"),
                 "{message}"
             );
             assert_eq!(format_of(dir.path()), Some(old), "left as it was");
         }
+    }
+
+    /// Format 4 only added guardrail halts: a format-3 store (event ids in the log) reads
+    /// unchanged, keeps its applied ids, and is re-marked.
+    #[test]
+    fn a_format_3_store_reads_unchanged_and_is_re_marked() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS)))
+                .unwrap();
+        }
+        {
+            let db = raw_db(dir.path());
+            db.insert(META_FORMAT, codec::encode_u64(3).to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = open(dir.path());
+        assert_eq!(
+            block_on(store.sticky(&epoch(), "u1")).unwrap(),
+            Some(record("bold", T0_MS))
+        );
+        drop(store);
+        assert_eq!(format_of(dir.path()), Some(STORE_FORMAT));
     }
 
     #[test]

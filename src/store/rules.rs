@@ -19,6 +19,8 @@
 //! | epoch start: set by the first write that counts anything, never moved | [`epoch_start`] | the epoch's start |
 //! | stopping decision: the first one recorded holds forever | [`settle_decision`] | the epoch's decision |
 //! | `exposure: on_render`, per request: a token is confirmed at most once per assignment id, within `confirm_within` of issue, refused once a sweep passed its mark's deadline; the mark is kept the longer of `confirm_within` and the reward window plus [`TOKEN_MARK_SLACK_MS`]; a reward on such a token is credited only if it was confirmed | [`judge_confirmation`], [`judge_reward`] | the confirmation mark, the sweep's watermark |
+//! | guardrail halt: the first one recorded per metric and arm holds forever | `halts::settle_halt` | the halt record |
+//! | guardrail events: the reward rules above, in the metric's own epoch, one credit mark per assignment and metric | `guardrail_events` (no rule of its own) | — |
 //! | `exposure: on_render`: a confirmation is a set-if-absent insert of the assignment into the counted epoch (at most once per unit), refused once [`confirmation_window_closed`]; it credits the expected exposures with the allocation at the assignment ([`confirmed_allocation`]) | [`insert_sticky`], [`confirmation_window_closed`], [`confirmed_allocation`] | the unit's record in the counted epoch |
 //!
 //! A backend whose atomic step runs outside Rust (a Redis Lua script) must mirror the rules

@@ -23,6 +23,7 @@ use super::data_dir;
 use super::disk::Location;
 use super::error::{StoreError, StoreFuture};
 use super::exposures::{ExposedArm, PendingExposure};
+use super::halts::Halt;
 use super::health::HealthState;
 use super::health::StoreHealth;
 use super::keys::{self, KIND_STICKY, io};
@@ -426,6 +427,22 @@ impl Store for SledStore {
             reply,
         };
         self.await_reply(command, answer)
+    }
+
+    fn record_halt(&self, epoch: &Epoch, halt: Halt) -> StoreFuture<Halt> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::RecordHalt {
+            epoch: epoch.clone(),
+            halt,
+            reply,
+        };
+        self.await_reply(command, answer)
+    }
+
+    /// A range scan straight on sled; waits for the newest commit among the halts.
+    fn halts(&self, epoch: &Epoch) -> StoreFuture<Vec<Halt>> {
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| super::halts::scan(&shared.sled()?.db, &epoch))
     }
 
     fn append_history(&self, epoch: &Epoch, point: HistoryPoint) -> StoreFuture<()> {

@@ -252,6 +252,10 @@ impl Writer {
                     let held = apply::record_decision(&mut txn, &epoch, decision);
                     (true, Some(defer(reply, Ok(held))))
                 }
+                Command::RecordHalt { epoch, halt, reply } => {
+                    let result = super::halts::record_in_txn(&mut txn, &epoch, halt);
+                    (result.is_ok(), Some(defer(reply, result)))
+                }
                 Command::AppendHistory {
                     epoch,
                     at_ms,

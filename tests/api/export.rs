@@ -254,6 +254,7 @@ fn the_stats_export_matches_the_experiment_report() {
             ("expected_loss", &arm["expected_loss"]),
             ("traffic_share", &arm["traffic_share"]),
             ("expected_exposures", &arm["expected_exposures"]),
+            ("halted", &arm["halted"]),
         ];
         for (column, value) in pairs {
             assert_eq!(&row[column], value, "{column} of {}", arm["variant"]);

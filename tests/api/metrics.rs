@@ -380,7 +380,11 @@ fn metric_names_in(text: &str) -> BTreeSet<String> {
 /// A server after traffic that gives every family a sample: assigns, events, a reload and an
 /// SRM check with data.
 fn server_with_every_family() -> Scrape {
-    let app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
+    let guarded = format!(
+        "{STICKY}guardrails:\n  - metric: refunds\n    direction: lower_is_better\n    \
+         max_relative_change: 0.1\n"
+    );
+    let app = TestApp::spawn(&[("headline.yaml", &guarded), ("ranking.yaml", PER_REQUEST)]);
     for k in 0..20 {
         app.assign("headline", &format!("u{k}"));
         app.assign("ranking", &format!("u{k}"));

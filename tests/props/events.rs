@@ -88,17 +88,23 @@ fn well_formed_event() -> impl Strategy<Value = serde_json::Value> {
         text(),
         prop::option::of(text().prop_map(valid_unit)),
         prop::option::of(text()),
+        prop::option::of(prop_oneof![
+            Just("reward".to_owned()),
+            Just("refunds".to_owned()),
+            text()
+        ]),
         prop::option::of(prop_oneof![Just(0.0), Just(1.0), 0.0f64..=1.0]),
         prop::option::of(prop_oneof![
             any::<u64>().prop_map(|ms| json!(ms)),
             prop::sample::select(TIMESTAMPS).prop_map(|t| json!(t.trim_matches('"'))),
         ]),
     )
-        .prop_map(|(id, experiment, unit, token, reward, timestamp)| {
+        .prop_map(|(id, experiment, unit, token, metric, reward, timestamp)| {
             let mut event = json!({ "id": id, "experiment": experiment });
             for (key, value) in [
                 ("unit", unit.map(|u| json!(u))),
                 ("token", token.map(|t| json!(t))),
+                ("metric", metric.map(|m| json!(m))),
                 ("reward", reward.map(|r| json!(r))),
                 ("timestamp", timestamp),
             ] {
@@ -188,6 +194,7 @@ fn expected_event(event: &serde_json::Value) -> RawEvent {
         experiment: text("experiment").unwrap_or_default(),
         unit: text("unit").map(|u| Unit::parse(&u).expect("the generator's units are valid")),
         token: text("token"),
+        metric: text("metric"),
         reward: event.get("reward").and_then(serde_json::Value::as_f64),
         timestamp: event.get("timestamp").map(|t| match t {
             serde_json::Value::String(s) => Timestamp::Rfc3339(s.clone()),

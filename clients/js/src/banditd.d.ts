@@ -94,6 +94,9 @@ export interface TrackEvent {
   unit?: string;
   /** The token from `assign`; required for per-request experiments. */
   token?: string;
+  /** One of the experiment's `guardrails:` metrics (refunds, errors); absent: the primary
+   * reward. */
+  metric?: string;
   /** In [0, 1]; 1 when absent. */
   reward?: number;
   /** Unix ms or RFC 3339. */

@@ -363,6 +363,7 @@ export class BanditdClient {
     }
     if (token) body.token = token;
     else if (event.unit !== undefined) body.unit = event.unit;
+    if (event.metric !== undefined) body.metric = event.metric;
     if (event.reward !== undefined) body.reward = event.reward;
     if (event.timestamp !== undefined) body.timestamp = event.timestamp;
     const outbox = this.outbox();

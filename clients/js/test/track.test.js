@@ -36,6 +36,16 @@ test("an event is posted as text/plain with keepalive, with an id generated once
   assert.deepEqual(requests[0].body, [{ id: "evt-1", experiment: "headline", unit: "alice" }]);
 });
 
+test("a guardrail event carries its metric", async () => {
+  const clock = new FakeClock();
+  const { fetch, requests } = fakeFetch((request) => applied(request.body));
+  const result = await client(clock, fetch).track({ experiment: "headline", unit: "alice", metric: "refunds" });
+  assert.equal(result.status, "accepted");
+  assert.deepEqual(requests[0].body, [
+    { id: "evt-1", experiment: "headline", unit: "alice", metric: "refunds" },
+  ]);
+});
+
 test("a failed post is retried with the same id, after exponentially growing delays", async () => {
   const clock = new FakeClock();
   const storage = new FakeStorage();

@@ -27,6 +27,7 @@ export async function render(unit: string): Promise<string | null> {
     return hero.variant;
   }
   const result: TrackResult = await client.track({ experiment: "homepage-headline", unit, reward: 1 });
+  await client.track({ experiment: "homepage-headline", unit, metric: "refunds" });
   const status: "accepted" | "rejected" | "queued" | "failed" = result.status;
   await client.flush();
   client.forget(unit, "homepage-headline");

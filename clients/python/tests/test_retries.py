@@ -220,3 +220,12 @@ def test_a_generator_of_events_is_read_batch_by_batch(stub):
     assert result.batches == 3
     # Event 2 is read before batch 0 goes out (it is what closes that batch), event 3 after.
     assert sent_before == [0, 0, 0, 1, 1, 2]
+
+
+def test_a_guardrail_event_carries_its_metric(stub):
+    url, script = stub
+    script.answers = [(200, {}, REPORT)]
+    Client(url).send_events([Event("headline", unit="u1", metric="refunds")])
+    sent = json.loads(script.requests[0]["body"])
+    assert sent[0]["metric"] == "refunds"
+    assert sent[0]["unit"] == "u1"

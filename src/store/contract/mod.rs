@@ -41,6 +41,7 @@
 mod confirm;
 mod confirm_tokens;
 mod epochs;
+mod guardrails;
 mod replicas;
 mod rewards;
 mod sticky;
@@ -48,6 +49,7 @@ mod sticky;
 pub use confirm::*;
 pub use confirm_tokens::*;
 pub use epochs::*;
+pub use guardrails::*;
 pub use replicas::*;
 pub use rewards::*;
 pub use sticky::*;
@@ -106,6 +108,8 @@ macro_rules! store_contract_tests {
             a_token_confirmation_counts_once_even_when_racing_and_after_a_restart,
             a_reward_on_a_rendered_token_needs_its_confirmation,
             confirmation_marks_expire_after_their_windows_and_late_ones_are_refused,
+            the_first_halt_of_an_arm_and_metric_holds_against_racing_and_later_ones,
+            guardrail_events_count_once_per_assignment_and_metric,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {

@@ -130,6 +130,12 @@ pub fn spec_key(epoch: &Epoch) -> String {
     format!("{}:s", tag(epoch, 0))
 }
 
+/// The epoch's guardrail halts, one field per metric and arm (`store::halt_name`), in shard
+/// 0's slot; each field is written once (first wins).
+pub fn halts_key(epoch: &Epoch) -> String {
+    format!("{}:g", tag(epoch, 0))
+}
+
 pub fn history_key(epoch: &Epoch) -> String {
     format!("{}:h", tag(epoch, 0))
 }

@@ -30,6 +30,7 @@ mod confirm_rules_tests;
 mod connect;
 #[cfg(test)]
 mod contract_tests;
+mod halts;
 mod layout;
 mod read;
 mod replicas;
@@ -509,6 +510,20 @@ impl Store for RedisStore {
     fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
         self.spawn(async move { read::record_decision(&shared, &epoch, decision).await })
+    }
+
+    fn record_halt(
+        &self,
+        epoch: &Epoch,
+        halt: crate::store::Halt,
+    ) -> StoreFuture<crate::store::Halt> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { halts::record(&shared, &epoch, halt).await })
+    }
+
+    fn halts(&self, epoch: &Epoch) -> StoreFuture<Vec<crate::store::Halt>> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { halts::read(&shared, &epoch).await })
     }
 
     fn append_history(&self, epoch: &Epoch, point: HistoryPoint) -> StoreFuture<()> {

@@ -121,6 +121,9 @@ pub fn render(page: &ExperimentPage) -> Markup {
                 }
             }
         }
+        @if !report.halts.is_empty() {
+            (halts_section(report))
+        }
         @if report.arms.is_empty() {
             section aria-labelledby="arms-heading" {
                 h2 id="arms-heading" { "Arms" }
@@ -300,6 +303,50 @@ fn arm_table(report: &ExperimentReport) -> Markup {
                             (maybe_cell("expected_loss", arm.expected_loss, numbers::loss))
                             (cell("traffic_share", arm.traffic_share, numbers::proportion(arm.traffic_share)))
                             td data-field="retired" { @if arm.retired { "yes" } @else { "no" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The guardrail halts, with the numbers that justified each and whether a resume names it.
+fn halts_section(report: &ExperimentReport) -> Markup {
+    html! {
+        section aria-labelledby="halts-heading" {
+            h2 id="halts-heading" { "Guardrail halts" }
+            p {
+                "A halted arm gets no new traffic and its sticky units are re-assigned. A halt is \
+                 never undone by later data: an analyst resumes the arm with \
+                 `resume_after_halt` naming the halt's time (README, \"Guardrails\")."
+            }
+            table class="halts" {
+                thead {
+                    tr {
+                        th scope="col" { "Variant" }
+                        th scope="col" { "Metric" }
+                        th scope="col" { "Against" }
+                        th scope="col" { "Halted at" }
+                        th scope="col" class="num" { "P(worse)" }
+                        th scope="col" class="num" { "Exposures" }
+                        th scope="col" class="num" { "Events" }
+                        th scope="col" { "State" }
+                    }
+                }
+                tbody {
+                    @for h in &report.halts {
+                        tr data-variant=(h.halt.variant) data-metric=(h.halt.metric) {
+                            th scope="row" { (h.halt.variant) }
+                            td { (h.halt.metric) }
+                            td { (h.halt.against) }
+                            td data-field="halted_ms" data-value=(h.halt.halted_ms) {
+                                (numbers::utc(h.halt.halted_ms))
+                            }
+                            (cell("prob_worse", h.halt.prob_worse, numbers::proportion(h.halt.prob_worse)))
+                            td class="num" { (h.halt.exposures) " vs " (h.halt.against_exposures) }
+                            td class="num" { (h.halt.events) " vs " (h.halt.against_events) }
+                            td data-field="state" { @if h.resumed { "resumed" } @else { "halted" } }
                         }
                     }
                 }

@@ -108,13 +108,16 @@ class Event:
     token: Optional[str] = None
     #: In [0, 1]; the server counts 1 when absent.
     reward: Optional[float] = None
+    #: One of the experiment's ``guardrails:`` metrics (refunds, errors); ``None``: the
+    #: primary reward.
+    metric: Optional[str] = None
     #: Unix ms or an RFC 3339 string.
     timestamp: Union[int, str, None] = None
     id: str = field(default_factory=new_event_id)
 
     def to_json(self) -> Dict[str, Any]:
         body: Dict[str, Any] = {"id": self.id, "experiment": self.experiment}
-        for name in ("unit", "token", "reward", "timestamp"):
+        for name in ("unit", "token", "metric", "reward", "timestamp"):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
