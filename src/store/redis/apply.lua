@@ -44,8 +44,70 @@ end
 
 local function int(x) return string.format('%d', x) end
 
+-- The arms hash is read and written through this buffer, and written back once at the end of
+-- the call (`write_arms`): Redis replicates a script's effects, so every write command is one
+-- AOF record, and a call of a hundred events would otherwise write each arm's counters a
+-- hundred times. Counters (`add`) and values (`put`) live in separate fields; read a field
+-- with `get` (never with a direct HGET, which would miss what this call has not written yet).
+local loaded, delta, value, order = {}, {}, {}, {}
+local function stored(field)
+  local v = loaded[field]
+  if v == nil then
+    v = redis.call('HGET', arms, field) or false
+    loaded[field] = v
+  end
+  return v
+end
+local function touch(field)
+  if delta[field] == nil and value[field] == nil then order[#order + 1] = field end
+end
+local function get(field)
+  if value[field] ~= nil then return value[field] end
+  local v = stored(field)
+  if delta[field] then return int((tonumber(v) or 0) + delta[field]) end
+  return v or nil
+end
+local function put(field, v)
+  touch(field)
+  value[field] = v
+end
+local function add(field, n)
+  touch(field)
+  delta[field] = (delta[field] or 0) + n
+end
+-- Integers below 2^53 add exactly in Lua's doubles; beyond, HINCRBY does it (or refuses).
+local EXACT = 2 ^ 53
+local function write_arms()
+  local unread = {}
+  for _, field in ipairs(order) do
+    if delta[field] and loaded[field] == nil then unread[#unread + 1] = field end
+  end
+  if #unread > 0 then
+    local values = redis.call('HMGET', arms, unpack(unread))
+    for i, field in ipairs(unread) do loaded[field] = values[i] or false end
+  end
+  local args = {}
+  for _, field in ipairs(order) do
+    local v = value[field]
+    if delta[field] then
+      local old = tonumber(loaded[field] or '0')
+      local new = old and old + delta[field]
+      if new and math.abs(old) < EXACT and math.abs(new) < EXACT then
+        v = int(new)
+      else
+        redis.call('HINCRBY', arms, field, int(delta[field]))
+      end
+    end
+    if v and v ~= loaded[field] then
+      args[#args + 1] = field
+      args[#args + 1] = v
+    end
+  end
+  if #args > 0 then redis.call('HSET', arms, unpack(args)) end
+end
+
 local function num(field, default)
-  return tonumber(redis.call('HGET', arms, field) or default)
+  return tonumber(get(field) or default)
 end
 
 -- store::decay::record_change + stats::DecayedCounts::add on this shard's share of arm v,
@@ -54,13 +116,13 @@ local function decay(v, now, h, dn, dr)
   local ft, fh = 'dt|' .. v, 'h|' .. v
   local t = num(ft, '0')
   if h == '' then
-    redis.call('HSET', arms, fh, '-')
-    if now > t then redis.call('HSET', arms, ft, int(now)) end
+    put(fh, '-')
+    if now > t then put(ft, int(now)) end
     return
   end
   local hv = tonumber(h)
   local en, er
-  if (redis.call('HGET', arms, fh) or '-') == '-' then
+  if (get(fh) or '-') == '-' then
     en = num('n|' .. v, '0')
     er = num('r|' .. v, '0') / MICRO
   else
@@ -74,29 +136,31 @@ local function decay(v, now, h, dn, dr)
   local w = weight(t - now, hv)
   en = en + dn * w
   er = er + dr * w
-  redis.call('HSET', arms, 'dn|' .. v, string.format('%.17g', en), 'dr|' .. v,
-    string.format('%.17g', er), ft, int(t), fh, h)
+  put('dn|' .. v, string.format('%.17g', en))
+  put('dr|' .. v, string.format('%.17g', er))
+  put(ft, int(t))
+  put(fh, h)
 end
 
 local function expected(count)
   for _ = 1, count do
     local v, micro = nxt(), nxt()
-    redis.call('HINCRBY', arms, 'e|' .. v, micro)
+    add('e|' .. v, tonumber(micro))
   end
 end
 
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
-  redis.call('HINCRBY', arms, 'n|' .. v, int(n))
-  redis.call('HSETNX', arms, 's', int(now))
+  add('n|' .. v, n)
+  if not get('s') then put('s', int(now)) end
 end
 
 local function credit(v, micro, assigned, now, h)
   local dr = micro / MICRO
   if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
   decay(v, now, h, 0, dr)
-  redis.call('HINCRBY', arms, 'r|' .. v, int(micro))
-  redis.call('HSETNX', arms, 's', int(now))
+  add('r|' .. v, micro)
+  if not get('s') then put('s', int(now)) end
 end
 
 -- A reward's timing against its assignment (store::apply::timing_refusal).
@@ -133,8 +197,8 @@ while at <= #ARGV do
       if held ~= from then
         out[#out + 1] = '0' .. record
       else
-        redis.call('HINCRBY', arms, 'mn|' .. held, 1)
-        if reward ~= '' then redis.call('HINCRBY', arms, 'mr|' .. held, reward) end
+        add('mn|' .. held, 1)
+        if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
         redis.call('ZREM', sticky, member)
         write = true
       end
@@ -158,7 +222,7 @@ while at <= #ARGV do
       at = at + 2 * shares
     else
       count_exposures(v, n, now, h)
-      redis.call('HINCRBY', arms, 'p|' .. v, int(n))
+      add('p|' .. v, n)
       expected(shares)
     end
   elseif op == 'U' then
@@ -195,12 +259,14 @@ while at <= #ARGV do
         id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
         int(expiry) .. '\t' .. int(now))
       redis.call('ZADD', due, int(expiry), id)
-      redis.call('HINCRBY', arms, 't|' .. v, micro)
+      add('t|' .. v, tonumber(micro))
       credit(v, tonumber(micro), issued, now, h)
       return 'A' .. v
     end)
   else
+    write_arms()
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
+write_arms()
 return out

@@ -27,6 +27,8 @@ mod commit;
 mod connect;
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod cost_tests;
 mod layout;
 mod read;
 mod replicas;
