@@ -5,6 +5,7 @@
 # too) and the bytes its AOF grew by, each over a fixed workload, divided by the work done.
 #
 #   benches/load/redis_cost.sh [--units N] [--connections C] [--batch B] [--profile P] [--no-build]
+#                              [--bin PATH]
 #
 # Starts redis-server (appendonly yes, appendfsync always, noeviction; temp dir, free port) and
 # one banditd --redis serving benches/load/experiments/load-sticky.yaml (sticky, 3 arms), then
@@ -24,9 +25,11 @@
 # Prints one COST line and a Markdown table. Every process it starts is stopped on exit.
 #
 # --profile debug (default) uses the debug banditd: Redis's cost does not depend on how banditd
-# was compiled, only on the commands it sends (group commits of the same sizes need the same
-# concurrency; say which C you used).
-# Environment: CARGO_TARGET_DIR, REDIS_PORT (18579), BANDITD_PORT (18580).
+# was compiled, only on the commands it sends; but how many new units share a group commit
+# does (a slower server leaves fewer requests waiting per commit), so compare runs of one
+# profile and one C, and read the "script calls" column. --bin runs another banditd binary
+# (e.g. one built from an earlier commit, to compare), and implies --no-build.
+# Environment: CARGO_TARGET_DIR, BANDITD_BIN (as --bin), REDIS_PORT (18579), BANDITD_PORT (18580).
 
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +48,7 @@ while (($#)); do
     --connections) CONNECTIONS=${2:?--connections needs a number}; shift ;;
     --batch) BATCH=${2:?--batch needs a number}; shift ;;
     --profile) PROFILE=${2:?--profile needs debug or release}; shift ;;
+    --bin) BANDITD_BIN=${2:?--bin needs a path}; BUILD=0; shift ;;
     --no-build) BUILD=0 ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
@@ -82,8 +86,8 @@ if ((BUILD)); then
 fi
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 [[ $TARGET == /* ]] || TARGET=$ROOT/$TARGET
-BIN=$TARGET/$PROFILE
-[[ -x $BIN/banditd ]] || die "$BIN/banditd is missing; build it (cargo build --bin banditd)"
+BANDITD_BIN=${BANDITD_BIN:-$TARGET/$PROFILE/banditd}
+[[ -x $BANDITD_BIN ]] || die "$BANDITD_BIN is missing; build it (cargo build --bin banditd)"
 ensure_wrk
 
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
@@ -119,7 +123,7 @@ until [[ $(rcli ping 2>/dev/null) == PONG ]]; do
     ((SECONDS < deadline)) || die "redis-server did not answer within 20 s"
     sleep 0.05
 done
-setsid "$BIN/banditd" serve --bind "127.0.0.1:$BANDITD_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
+setsid "$BANDITD_BIN" serve --bind "127.0.0.1:$BANDITD_PORT" --redis "redis://127.0.0.1:$REDIS_PORT" \
     --data-dir "$WORK/data-unused" --experiments "$WORK/experiments" --workers 1 \
     --access-log off >"$WORK/banditd.log" 2>&1 &
 BANDITD_PID=$!
@@ -202,9 +206,9 @@ sleep 0.5
 snapshot retries1
 
 VERSION=$(redis-server --version | sed 's/.*v=\([^ ]*\).*/\1/')
-python3 - "$WORK" "$UNITS" "$CONNECTIONS" "$BATCH" "$VERSION" "$(git -C "$ROOT" rev-parse --short HEAD)" <<'PY'
-import re, sys
-work, units, conns, batch, version, commit = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+python3 - "$WORK" "$UNITS" "$CONNECTIONS" "$BATCH" "$VERSION" "$(git -C "$ROOT" rev-parse --short HEAD)" "$BANDITD_BIN" <<'PY'
+import sys
+work, units, conns, batch, version, commit, binary = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6], sys.argv[7]
 # Commands that change the dataset (each is one AOF record when a script runs it).
 WRITES = {"set", "del", "unlink", "hset", "hsetnx", "hincrby", "hincrbyfloat", "hdel", "zadd",
           "zrem", "zremrangebyscore", "sadd", "srem", "expire", "pexpire", "pexpireat",
@@ -272,7 +276,7 @@ print(f"COST units={units} connections={conns} batch={batch} redis={version} com
       f"retry_us={cost['retries'][0]:.1f} per_unit_bytes={units_mem:.0f} per_event_id_bytes={per_id:.0f} "
       f"idle_cpu_pct={100 * idle['cpu'] / idle['wall']:.1f}")
 print(f"""
-redis-server {version}, banditd {commit}, {units:,} units ({conns} connections), {units:,} events ({batch} per POST).
+redis-server {version}, banditd {binary} (worktree at {commit}), {units:,} units ({conns} connections), {units:,} events ({batch} per POST).
 Per unit of work; CPU net of the idle replica's {100 * idle['cpu'] / idle['wall']:.1f}% of a core (of which the
 kernel's share, AOF writes and fsyncs mostly, as "sys"). "In scripts": INFO commandstats' time
 inside script calls (their commands included); "in commands": inside commands, scripts' and

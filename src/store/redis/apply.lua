@@ -77,14 +77,21 @@ local function add(field, n)
 end
 -- Integers below 2^53 add exactly in Lua's doubles; beyond, HINCRBY does it (or refuses).
 local EXACT = 2 ^ 53
+-- HSET of field/value pairs, a few hundred at a time (Lua's unpack has a limit).
+local function hset(key, args)
+  for first = 1, #args, 512 do
+    redis.call('HSET', key, unpack(args, first, math.min(first + 511, #args)))
+  end
+end
 local function write_arms()
   local unread = {}
   for _, field in ipairs(order) do
     if delta[field] and loaded[field] == nil then unread[#unread + 1] = field end
   end
-  if #unread > 0 then
-    local values = redis.call('HMGET', arms, unpack(unread))
-    for i, field in ipairs(unread) do loaded[field] = values[i] or false end
+  for first = 1, #unread, 512 do
+    local last = math.min(first + 511, #unread)
+    local values = redis.call('HMGET', arms, unpack(unread, first, last))
+    for i = first, last do loaded[unread[i]] = values[i - first + 1] or false end
   end
   local args = {}
   for _, field in ipairs(order) do
@@ -103,7 +110,7 @@ local function write_arms()
       args[#args + 1] = v
     end
   end
-  if #args > 0 then redis.call('HSET', arms, unpack(args)) end
+  hset(arms, args)
 end
 
 local function num(field, default)
@@ -172,12 +179,42 @@ end
 
 -- A claimed reward (src/store/redis/rewards.rs) is judged once: its outcome is kept under its
 -- claim, and a second application of the same claim (a helper finishing it) returns that.
-local function claimed(key, keep, judge)
-  local held = redis.call('GET', key)
+-- Outcomes are fields of the shard's hash of the claim's hour (`field`), written once per call
+-- (`write_outcomes`) with the hash's expiry; claims named before those hashes (`field` empty)
+-- keep theirs in a key of their own.
+local outcomes, outcome_keys = {}, {}
+local function claimed(key, field, keep, judge)
+  local held
+  if field == '' then
+    held = redis.call('GET', key)
+  else
+    local kept = outcomes[key]
+    held = (kept and kept.by_field[field]) or redis.call('HGET', key, field)
+  end
   if held then return held end
   local outcome = judge()
-  redis.call('SET', key, outcome, 'PX', keep)
+  if field == '' then
+    redis.call('SET', key, outcome, 'PX', keep)
+    return outcome
+  end
+  local kept = outcomes[key]
+  if not kept then
+    kept = { by_field = {}, args = {}, keep = 0 }
+    outcomes[key] = kept
+    outcome_keys[#outcome_keys + 1] = key
+  end
+  kept.by_field[field] = outcome
+  kept.args[#kept.args + 1] = field
+  kept.args[#kept.args + 1] = outcome
+  kept.keep = math.max(kept.keep, tonumber(keep))
   return outcome
+end
+local function write_outcomes()
+  for _, key in ipairs(outcome_keys) do
+    local kept = outcomes[key]
+    hset(key, kept.args)
+    if redis.call('PTTL', key) < kept.keep then redis.call('PEXPIRE', key, kept.keep) end
+  end
 end
 
 local skip_exposures = false
@@ -226,10 +263,10 @@ while at <= #ARGV do
       expected(shares)
     end
   elseif op == 'U' then
-    local claim, unit = KEYS[tonumber(nxt())], nxt()
+    local claim, field, unit = KEYS[tonumber(nxt())], nxt(), nxt()
     local micro, occurred = nxt(), nxt()
     local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
-    out[#out + 1] = claimed(claim, keep, function()
+    out[#out + 1] = claimed(claim, field, keep, function()
       local member, record = find(sticky, unit)
       if not member then return 'N' end
       local v, assigned, propensity, reward = parse(record)
@@ -245,11 +282,11 @@ while at <= #ARGV do
       return 'A' .. v
     end)
   elseif op == 'T' then
-    local claim, id, v = KEYS[tonumber(nxt())], nxt(), nxt()
+    local claim, field, id, v = KEYS[tonumber(nxt())], nxt(), nxt(), nxt()
     local issued, propensity = tonumber(nxt()), nxt()
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
-    out[#out + 1] = claimed(claim, keep, function()
+    out[#out + 1] = claimed(claim, field, keep, function()
       if find(marks, id) then return 'P' end
       local refused = refusal(occurred, issued, now, window)
       local expiry = issued + window + slack
@@ -265,8 +302,10 @@ while at <= #ARGV do
     end)
   else
     write_arms()
+    write_outcomes()
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
 write_arms()
+write_outcomes()
 return out

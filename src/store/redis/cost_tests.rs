@@ -109,6 +109,7 @@ fn a_batch_of_rewards_writes_each_shards_counters_once() {
             result.unwrap();
         }
         server.cli(&["CONFIG", "RESETSTAT"]);
+        let keys_before: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
         let ops = (0..units)
             .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
             .collect();
@@ -119,12 +120,21 @@ fn a_batch_of_rewards_writes_each_shards_counters_once() {
                 .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
         );
         let (writes, scripts) = writes_and_scripts(&server);
-        // Per event: its id claimed and settled, its record rewritten (ZREM + ZADD), its
-        // outcome kept; counters once per call.
+        // Per event: its id claimed and settled (a directory field), its record rewritten
+        // (ZREM + ZADD); per script call: the counters, the outcomes, the id lists and their
+        // expiry (it was 9 write commands per event, then 6 with counters written per call).
         assert!(
-            writes <= 6 * units + scripts,
+            writes <= 4 * units + 3 * scripts,
             "{units} rewards in {scripts} script calls took {writes} write commands: {:?}",
             command_calls(&server)
+        );
+        // Ids and outcomes are fields and list entries, not keys of their own (it was two
+        // keys per event): a few keys per shard (directory, list, list index, outcomes).
+        let keys_after: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
+        assert!(
+            keys_after - keys_before <= 5 * u64::from(layout::SHARDS),
+            "{units} applied events added {} keys",
+            keys_after - keys_before
         );
         let counters = store.counters(&epoch()).await.unwrap();
         assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
