@@ -280,8 +280,8 @@ redis-server {version}, banditd {binary} (worktree at {commit}), {units:,} units
 Per unit of work; CPU net of the idle replica's {100 * idle['cpu'] / idle['wall']:.1f}% of a core (of which the
 kernel's share, AOF writes and fsyncs mostly, as "sys"). "In scripts": INFO commandstats' time
 inside script calls (their commands included); "in commands": inside commands, scripts' and
-direct ones alike (so the two overlap); the rest of the CPU is the event loop, the network and
-the AOF.
+direct ones alike (so the two overlap). Both are wall-clock time, which a busy machine inflates
+(a preempted command keeps counting); the CPU column is not.
 
 | per | redis CPU µs | in scripts µs | in commands µs | commands | writes | script calls | AOF bytes | most frequent commands |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |

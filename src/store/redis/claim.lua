@@ -18,17 +18,23 @@ local HOUR = 3600000
 local function keep_at_least(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR) end
 end
+-- Claims are written to the directory once, at the end of the call (one HSET for all of
+-- them: each write command is an AOF record); `claimed` holds them until then, so an id that
+-- repeats in this call meets its first claim.
+local claimed, claims = {}, {}
 local joined, lists = {}, {}
 local out = {}
 for i = 4, #KEYS, 2 do
   local old, list, at = KEYS[i], KEYS[i + 1], 1 + (i - 4) / 2 * 5
   local claim, body, id = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local held = legacy and redis.call('GET', old)
-  if not held then held = redis.call('HGET', dir, id) end
+  if not held then held = claimed[id] or redis.call('HGET', dir, id) end
   if held then
     if string.sub(held, 1, 1) == 'P' then out[#out + 1] = held else out[#out + 1] = 'D' end
   else
-    redis.call('HSET', dir, id, 'P' .. claim .. '\t' .. body)
+    claimed[id] = 'P' .. claim .. '\t' .. body
+    claims[#claims + 1] = id
+    claims[#claims + 1] = claimed[id]
     local ids = joined[list]
     if not ids then
       ids = {}
@@ -38,6 +44,9 @@ for i = 4, #KEYS, 2 do
     ids[#ids + 1] = id
     out[#out + 1] = 'C'
   end
+end
+for first = 1, #claims, 512 do
+  redis.call('HSET', dir, unpack(claims, first, math.min(first + 511, #claims)))
 end
 for _, list in ipairs(lists) do
   local key, ends, keep = list[1], list[2], list[3]

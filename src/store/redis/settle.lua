@@ -7,6 +7,8 @@
 -- event id, its retention end (ms).
 local dir, legacy_due = KEYS[1], KEYS[2]
 local legacy = redis.call('EXISTS', legacy_due) == 1
+-- The directory's changes, written once at the end (each write command is an AOF record).
+local kept, freed = {}, {}
 for i = 3, #KEYS do
   local old, at = KEYS[i], (i - 3) * 4
   local mine = 'P' .. ARGV[at + 1] .. '\t'
@@ -25,11 +27,18 @@ for i = 3, #KEYS do
     held = redis.call('HGET', dir, id)
     if held and string.sub(held, 1, #mine) == mine then
       if applied then
-        redis.call('HSET', dir, id, 'A' .. retain)
+        kept[#kept + 1] = id
+        kept[#kept + 1] = 'A' .. retain
       else
-        redis.call('HDEL', dir, id)
+        freed[#freed + 1] = id
       end
     end
   end
+end
+for first = 1, #kept, 512 do
+  redis.call('HSET', dir, unpack(kept, first, math.min(first + 511, #kept)))
+end
+for first = 1, #freed, 512 do
+  redis.call('HDEL', dir, unpack(freed, first, math.min(first + 511, #freed)))
 end
 return 0
