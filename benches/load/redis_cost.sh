@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # Redis's own cost per new sticky unit and per applied event, measured so that the machine's
-# load does not change the answer: redis-server's CPU seconds (INFO cpu, used_cpu_user +
-# used_cpu_sys), the commands it ran (INFO commandstats, which counts the commands of scripts
-# too) and the bytes its AOF grew by, each over a fixed workload, divided by the work done.
+# load changes the answer as little as possible: redis-server's CPU seconds (INFO cpu,
+# used_cpu_user + used_cpu_sys), the commands it ran (INFO commandstats, which counts the
+# commands of scripts too) and the bytes its AOF grew by, each over a fixed workload, divided by
+# the work done. The counts do not depend on the machine at all; CPU seconds still move with a
+# loaded machine's cache and shared cores (by up to a quarter between runs on the 2-core CI box).
 #
 #   benches/load/redis_cost.sh [--units N] [--connections C] [--batch B] [--profile P] [--no-build]
 #                              [--bin PATH]
 #
-# Starts redis-server (appendonly yes, appendfsync always, noeviction; temp dir, free port) and
+# Starts redis-server (appendonly yes, appendfsync always, noeviction, no automatic AOF rewrite,
+# which would shrink the AOF mid-phase; temp dir, free port) and
 # one banditd --redis serving benches/load/experiments/load-sticky.yaml (sticky, 3 arms), then
 # runs three phases, snapshotting INFO before and after each:
 #   units    N new units through GET /v1/experiments/load-sticky/assign (wrk, C connections,
@@ -116,7 +119,7 @@ mkdir -p "$WORK/redis" "$WORK/experiments"
 cp "$HERE/experiments/load-sticky.yaml" "$WORK/experiments/"
 setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
     --appendonly yes --appendfsync always --save '' --maxmemory-policy noeviction \
-    --daemonize no --logfile "$WORK/redis/redis.log" &
+    --auto-aof-rewrite-percentage 0 --daemonize no --logfile "$WORK/redis/redis.log" &
 STARTED_PIDS+=("$!")
 deadline=$((SECONDS + 20))
 until [[ $(rcli ping 2>/dev/null) == PONG ]]; do

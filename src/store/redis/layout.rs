@@ -166,6 +166,9 @@ pub fn event_list_key(experiment: &str, shard: u32, end_ms: u64) -> String {
 /// Width of the event-id lists' hours.
 pub const EVENT_LIST_MS: u64 = 60 * 60 * 1000;
 
+// Ids are removed at most one list late: within what the store contract allows.
+const _: () = assert!(EVENT_LIST_MS <= crate::store::MAX_RETENTION_LAG_MS);
+
 /// The end of the list of an id retained until `retain_ms`: the hour's end at or after it.
 pub fn event_list_end(retain_ms: u64) -> u64 {
     retain_ms
@@ -423,8 +426,6 @@ mod tests {
         assert_eq!(event_list_end(1), EVENT_LIST_MS);
         assert_eq!(event_list_end(EVENT_LIST_MS), EVENT_LIST_MS);
         assert_eq!(event_list_end(EVENT_LIST_MS + 1), 2 * EVENT_LIST_MS);
-        // Removed at most an hour late: within what the store contract allows.
-        assert!(EVENT_LIST_MS <= crate::store::MAX_RETENTION_LAG_MS);
     }
 
     #[test]
