@@ -44,8 +44,77 @@ end
 
 local function int(x) return string.format('%d', x) end
 
+-- The arms hash is read and written through this buffer, and written back once at the end of
+-- the call (`write_arms`): Redis replicates a script's effects, so every write command is one
+-- AOF record, and a call of a hundred events would otherwise write each arm's counters a
+-- hundred times. Counters (`add`) and values (`put`) live in separate fields; read a field
+-- with `get` (never with a direct HGET, which would miss what this call has not written yet).
+local loaded, delta, value, order = {}, {}, {}, {}
+local function stored(field)
+  local v = loaded[field]
+  if v == nil then
+    v = redis.call('HGET', arms, field) or false
+    loaded[field] = v
+  end
+  return v
+end
+local function touch(field)
+  if delta[field] == nil and value[field] == nil then order[#order + 1] = field end
+end
+local function get(field)
+  if value[field] ~= nil then return value[field] end
+  local v = stored(field)
+  if delta[field] then return int((tonumber(v) or 0) + delta[field]) end
+  return v or nil
+end
+local function put(field, v)
+  touch(field)
+  value[field] = v
+end
+local function add(field, n)
+  touch(field)
+  delta[field] = (delta[field] or 0) + n
+end
+-- Integers below 2^53 add exactly in Lua's doubles; beyond, HINCRBY does it (or refuses).
+local EXACT = 2 ^ 53
+-- HSET of field/value pairs, a few hundred at a time (Lua's unpack has a limit).
+local function hset(key, args)
+  for first = 1, #args, 512 do
+    redis.call('HSET', key, unpack(args, first, math.min(first + 511, #args)))
+  end
+end
+local function write_arms()
+  local unread = {}
+  for _, field in ipairs(order) do
+    if delta[field] and loaded[field] == nil then unread[#unread + 1] = field end
+  end
+  for first = 1, #unread, 512 do
+    local last = math.min(first + 511, #unread)
+    local values = redis.call('HMGET', arms, unpack(unread, first, last))
+    for i = first, last do loaded[unread[i]] = values[i - first + 1] or false end
+  end
+  local args = {}
+  for _, field in ipairs(order) do
+    local v = value[field]
+    if delta[field] then
+      local old = tonumber(loaded[field] or '0')
+      local new = old and old + delta[field]
+      if new and math.abs(old) < EXACT and math.abs(new) < EXACT then
+        v = int(new)
+      else
+        redis.call('HINCRBY', arms, field, int(delta[field]))
+      end
+    end
+    if v and v ~= loaded[field] then
+      args[#args + 1] = field
+      args[#args + 1] = v
+    end
+  end
+  hset(arms, args)
+end
+
 local function num(field, default)
-  return tonumber(redis.call('HGET', arms, field) or default)
+  return tonumber(get(field) or default)
 end
 
 -- store::decay::record_change + stats::DecayedCounts::add on this shard's share of arm v,
@@ -54,13 +123,13 @@ local function decay(v, now, h, dn, dr)
   local ft, fh = 'dt|' .. v, 'h|' .. v
   local t = num(ft, '0')
   if h == '' then
-    redis.call('HSET', arms, fh, '-')
-    if now > t then redis.call('HSET', arms, ft, int(now)) end
+    put(fh, '-')
+    if now > t then put(ft, int(now)) end
     return
   end
   local hv = tonumber(h)
   local en, er
-  if (redis.call('HGET', arms, fh) or '-') == '-' then
+  if (get(fh) or '-') == '-' then
     en = num('n|' .. v, '0')
     er = num('r|' .. v, '0') / MICRO
   else
@@ -74,29 +143,31 @@ local function decay(v, now, h, dn, dr)
   local w = weight(t - now, hv)
   en = en + dn * w
   er = er + dr * w
-  redis.call('HSET', arms, 'dn|' .. v, string.format('%.17g', en), 'dr|' .. v,
-    string.format('%.17g', er), ft, int(t), fh, h)
+  put('dn|' .. v, string.format('%.17g', en))
+  put('dr|' .. v, string.format('%.17g', er))
+  put(ft, int(t))
+  put(fh, h)
 end
 
 local function expected(count)
   for _ = 1, count do
     local v, micro = nxt(), nxt()
-    redis.call('HINCRBY', arms, 'e|' .. v, micro)
+    add('e|' .. v, tonumber(micro))
   end
 end
 
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
-  redis.call('HINCRBY', arms, 'n|' .. v, int(n))
-  redis.call('HSETNX', arms, 's', int(now))
+  add('n|' .. v, n)
+  if not get('s') then put('s', int(now)) end
 end
 
 local function credit(v, micro, assigned, now, h)
   local dr = micro / MICRO
   if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
   decay(v, now, h, 0, dr)
-  redis.call('HINCRBY', arms, 'r|' .. v, int(micro))
-  redis.call('HSETNX', arms, 's', int(now))
+  add('r|' .. v, micro)
+  if not get('s') then put('s', int(now)) end
 end
 
 -- A reward's timing against its assignment (store::apply::timing_refusal).
@@ -108,12 +179,42 @@ end
 
 -- A claimed reward (src/store/redis/rewards.rs) is judged once: its outcome is kept under its
 -- claim, and a second application of the same claim (a helper finishing it) returns that.
-local function claimed(key, keep, judge)
-  local held = redis.call('GET', key)
+-- Outcomes are fields of the shard's hash of the claim's hour (`field`), written once per call
+-- (`write_outcomes`) with the hash's expiry; claims named before those hashes (`field` empty)
+-- keep theirs in a key of their own.
+local outcomes, outcome_keys = {}, {}
+local function claimed(key, field, keep, judge)
+  local held
+  if field == '' then
+    held = redis.call('GET', key)
+  else
+    local kept = outcomes[key]
+    held = (kept and kept.by_field[field]) or redis.call('HGET', key, field)
+  end
   if held then return held end
   local outcome = judge()
-  redis.call('SET', key, outcome, 'PX', keep)
+  if field == '' then
+    redis.call('SET', key, outcome, 'PX', keep)
+    return outcome
+  end
+  local kept = outcomes[key]
+  if not kept then
+    kept = { by_field = {}, args = {}, keep = 0 }
+    outcomes[key] = kept
+    outcome_keys[#outcome_keys + 1] = key
+  end
+  kept.by_field[field] = outcome
+  kept.args[#kept.args + 1] = field
+  kept.args[#kept.args + 1] = outcome
+  kept.keep = math.max(kept.keep, tonumber(keep))
   return outcome
+end
+local function write_outcomes()
+  for _, key in ipairs(outcome_keys) do
+    local kept = outcomes[key]
+    hset(key, kept.args)
+    if redis.call('PTTL', key) < kept.keep then redis.call('PEXPIRE', key, kept.keep) end
+  end
 end
 
 local skip_exposures = false
@@ -133,8 +234,8 @@ while at <= #ARGV do
       if held ~= from then
         out[#out + 1] = '0' .. record
       else
-        redis.call('HINCRBY', arms, 'mn|' .. held, 1)
-        if reward ~= '' then redis.call('HINCRBY', arms, 'mr|' .. held, reward) end
+        add('mn|' .. held, 1)
+        if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
         redis.call('ZREM', sticky, member)
         write = true
       end
@@ -158,14 +259,14 @@ while at <= #ARGV do
       at = at + 2 * shares
     else
       count_exposures(v, n, now, h)
-      redis.call('HINCRBY', arms, 'p|' .. v, int(n))
+      add('p|' .. v, n)
       expected(shares)
     end
   elseif op == 'U' then
-    local claim, unit = KEYS[tonumber(nxt())], nxt()
+    local claim, field, unit = KEYS[tonumber(nxt())], nxt(), nxt()
     local micro, occurred = nxt(), nxt()
     local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
-    out[#out + 1] = claimed(claim, keep, function()
+    out[#out + 1] = claimed(claim, field, keep, function()
       local member, record = find(sticky, unit)
       if not member then return 'N' end
       local v, assigned, propensity, reward = parse(record)
@@ -182,15 +283,15 @@ while at <= #ARGV do
     end)
   elseif op == 'T' or op == 'K' then
     -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
-    -- shard's confirmation marks, named next).
-    local claim = KEYS[tonumber(nxt())]
+    -- shard's confirmation marks, named after the outcome field).
+    local claim, field = KEYS[tonumber(nxt())], nxt()
     local confirms = nil
     if op == 'K' then confirms = KEYS[tonumber(nxt())] end
     local id, v = nxt(), nxt()
     local issued, propensity = tonumber(nxt()), nxt()
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
-    out[#out + 1] = claimed(claim, keep, function()
+    out[#out + 1] = claimed(claim, field, keep, function()
       if find(marks, id) then return 'P' end
       local refused = refusal(occurred, issued, now, window)
       local expiry = issued + window + slack
@@ -201,7 +302,7 @@ while at <= #ARGV do
         id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
         int(expiry) .. '\t' .. int(now))
       redis.call('ZADD', due, int(expiry), id)
-      redis.call('HINCRBY', arms, 't|' .. v, micro)
+      add('t|' .. v, tonumber(micro))
       credit(v, tonumber(micro), issued, now, h)
       return 'A' .. v
     end)
@@ -223,12 +324,16 @@ while at <= #ARGV do
         id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now)
       redis.call('ZADD', cdue, keep, id)
       count_exposures(v, 1, t, h)
-      redis.call('HINCRBY', arms, 'p|' .. v, 1)
+      add('p|' .. v, 1)
       expected(shares)
       out[#out + 1] = 'C'
     end
   else
+    write_arms()
+    write_outcomes()
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
+write_arms()
+write_outcomes()
 return out

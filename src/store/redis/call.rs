@@ -100,9 +100,11 @@ impl Call {
     /// A claimed reward, judged once under its claim. A token that must have been confirmed
     /// (`K`) also names its shard's confirmation marks.
     pub fn reward(&mut self, reward: &Reward, claim: &str) {
-        let key = self.key(layout::claim_key(&reward.epoch, reward.shard, claim));
+        let (key, field) = layout::claim_outcome(&reward.epoch, reward.shard, claim);
+        let key = self.key(key);
         self.args.push(reward.kind.to_string());
         self.args.push(key);
+        self.args.push(field);
         if reward.kind == 'K' {
             let confirms = self.key(layout::confirms_key(&reward.epoch, reward.shard));
             self.args.push(confirms);
@@ -228,9 +230,33 @@ impl Reward {
         }
     }
 
-    /// How long Redis keeps the claim and its outcome at most (ms).
-    pub fn keep_ms(&self) -> &str {
-        self.fields.last().map_or("1", String::as_str)
+    /// A timing field, counted from the end: the engine's now (4), the window (3).
+    fn timing(&self, from_end: usize) -> u64 {
+        self.fields
+            .len()
+            .checked_sub(from_end)
+            .and_then(|at| self.fields.get(at))
+            .and_then(|field| field.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The engine's clock when the reward arrived (ms).
+    pub fn now_ms(&self) -> u64 {
+        self.timing(4)
+    }
+
+    pub fn window_ms(&self) -> u64 {
+        self.timing(3)
+    }
+
+    /// Until when, by the engine's clock, the reward's event id is kept: arrival + window.
+    pub fn retain_ms(&self) -> u64 {
+        self.now_ms().saturating_add(self.window_ms()).min(MAX_MS)
+    }
+
+    /// The end of the list the event id joins for the sweep (`layout::event_list_end`).
+    pub fn list_end_ms(&self) -> u64 {
+        layout::event_list_end(self.retain_ms())
     }
 
     pub fn encode(&self) -> String {

@@ -109,8 +109,9 @@ fn a_hot_experiments_keys_spread_over_more_than_one_node() {
         records.iter().filter(|&&keys| keys > 0).count() >= 2,
         "one experiment's sticky records sit on one node: {records:?}"
     );
-    let event_ids = keys_by_node(&cluster, "{bd:homepage-headline:e*}:i:*");
-    assert_eq!(event_ids.iter().sum::<usize>(), 64);
+    // One directory per event-id shard that got an id (64 ids fill all 8).
+    let event_ids = keys_by_node(&cluster, "{bd:homepage-headline:e*}:d");
+    assert_eq!(event_ids.iter().sum::<usize>(), layout::SHARDS as usize);
     assert!(
         event_ids.iter().filter(|&&keys| keys > 0).count() >= 2,
         "event ids sit on one node: {event_ids:?}"
@@ -149,11 +150,14 @@ fn a_claim_left_pending_by_a_dead_replica_is_finished_once_by_the_next() {
             .unwrap();
         // What a replica leaves behind when it dies right after claim.lua.
         let op = unit_reward("orphan", "u1", 1.0, T0_MS + 1);
-        let pending = format!("Pdead:1\t{}", call::Reward::of(&op).encode());
-        let key = layout::event_key(&op.epoch.experiment, &op.event_id);
+        let reward = call::Reward::of(&op);
+        let pending = format!("Pdead:1\t{}", reward.encode());
+        let shard = layout::shard_of(&op.event_id);
+        let key = layout::event_dir_key(&op.epoch.experiment, shard);
         let mut connection = store.shared.link.get();
-        let () = redis::cmd("SET")
+        let () = redis::cmd("HSET")
             .arg(&key)
+            .arg(&op.event_id)
             .arg(&pending)
             .query_async(&mut connection)
             .await
@@ -175,12 +179,17 @@ fn a_claim_left_pending_by_a_dead_replica_is_finished_once_by_the_next() {
             store.sticky(&epoch(), "u2").await.unwrap().unwrap().reward,
             None
         );
-        let held: String = redis::cmd("GET")
+        let held: String = redis::cmd("HGET")
             .arg(&key)
+            .arg(&op.event_id)
             .query_async(&mut connection)
             .await
             .unwrap();
-        assert_eq!(held, "A", "the claim is settled");
+        assert_eq!(
+            held,
+            format!("A{}", reward.retain_ms()),
+            "the claim is settled"
+        );
         assert_eq!(
             store.apply_rewards(vec![retry]).await.unwrap(),
             vec![RewardOutcome::Duplicate]

@@ -14,7 +14,8 @@
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
 //! | `<tag>:k` | sorted set, all scores 0 | one member per confirmed per-request token (`exposure: on_render`): `assignment id \0 variant \t issued_ms \t propensity \t retained_until_ms \t confirmed_ms` |
 //! | `<tag>:kx` | sorted set | confirmed assignment id → when its confirmation mark is removed |
-//! | `<tag>:c:<claim>` | string, PX | the outcome of one claimed reward (see below) |
+//! | `<tag>:o:<hour>` | hash, PX | the outcomes of the rewards claimed in one hour: claim → outcome (see below, and [`claim_outcome`]) |
+//! | `<tag>:c:<claim>` | string, PX | the outcome of one reward claimed by an earlier version |
 //!
 //! Epoch facts (start, decision), history and the epoch's spec live in shard 0's slot
 //! (`<tag0>:i`, `<tag0>:h`, `<tag0>:s`),
@@ -22,14 +23,15 @@
 //! fields, fixed there once (`read::fix_start`), the decision is first-write-wins.
 //!
 //! Event ids are per experiment (not per epoch: an id is applied at most once whatever the
-//! revision), at `{bd:<experiment>:e<k>}:i:<event id>` with `k` the id's shard, so they live in
-//! other slots than the records a reward changes. A reward is therefore applied in two steps
-//! (`rewards`): the id is **claimed** in its slot (`claim.lua`: the key then holds `P<claim>`
+//! revision), in the slot `{bd:<experiment>:e<k>}` with `k` the id's shard, as fields of the
+//! shard's directory hash ([`event_dir_key`]), so they live in other slots than the records a
+//! reward changes. A reward is therefore applied in two steps
+//! (`rewards`): the id is **claimed** in its slot (`claim.lua`: its field then holds `P<claim>`
 //! and the whole reward, so anyone can finish it), the reward is **applied** in its unit's or
-//! token's shard under that claim (`apply.lua`, which keeps the outcome at `<tag>:c:<claim>`,
-//! so applying one claim twice changes nothing), and the claim is **settled** (`settle.lua`:
-//! `A` for applied, removed when refused). Whoever meets a pending claim finishes it first, so
-//! a claim whose replica died is never lost nor applied twice.
+//! token's shard under that claim (`apply.lua`, which keeps the outcome under the claim,
+//! [`claim_outcome`], so applying one claim twice changes nothing), and the claim is
+//! **settled** (`settle.lua`: `A` for applied, removed when refused). Whoever meets a pending
+//! claim finishes it first, so a claim whose replica died is never lost nor applied twice.
 //!
 //! Money-like quantities are fixed-point integers: rewards and expected exposures are counted
 //! in micro-units ([`MICRO`]) with `HINCRBY`, so sums never drift, and the expected exposures
@@ -115,9 +117,25 @@ pub fn decode_confirmation(
     fields.next().is_none().then_some(confirmation)
 }
 
-/// Where one claimed reward's outcome is kept, in the shard the reward changes.
-pub fn claim_key(epoch: &Epoch, shard: u32, claim: &str) -> String {
-    format!("{}:c:{claim}", tag(epoch, shard))
+/// Claim ids name the hour they were made in ([`CLAIM_HOUR_MS`]): `o<hour>:<replica>:<n>`.
+pub const CLAIM_HOUR_MS: u64 = 60 * 60 * 1000;
+
+/// Where one claimed reward's outcome is kept, in the shard the reward changes: the field
+/// `<replica>:<n>` of the shard's outcome hash of the claim's hour (`<tag>:o:<hour>`, expiring
+/// as a whole, the reward window plus a day after its last write), so an outcome costs a hash
+/// field rather than a key with an expiry. A claim named by an earlier version (no `o` prefix)
+/// has its outcome in a key of its own, `<tag>:c:<claim>`, and an empty field.
+pub fn claim_outcome(epoch: &Epoch, shard: u32, claim: &str) -> (String, String) {
+    let tag = tag(epoch, shard);
+    match claim
+        .strip_prefix('o')
+        .and_then(|rest| rest.split_once(':'))
+    {
+        Some((hour, field)) if !hour.is_empty() && hour.bytes().all(|b| b.is_ascii_digit()) => {
+            (format!("{tag}:o:{hour}"), field.to_owned())
+        }
+        _ => (format!("{tag}:c:{claim}"), String::new()),
+    }
 }
 
 /// The epoch's facts (start, decision), in shard 0's slot.
@@ -140,15 +158,57 @@ pub fn history_key(epoch: &Epoch) -> String {
     format!("{}:h", tag(epoch, 0))
 }
 
-/// The key that marks `event_id` applied in `experiment`.
+/// Where stores written before the directory (below) kept `event_id`: one key per id, with a
+/// PX expiry, listed in [`event_due_key`]. Still read (and settled, and swept) until the last
+/// of them expires, so a store upgraded in place keeps recognising its ids.
 pub fn event_key(experiment: &str, event_id: &str) -> String {
     format!("{{bd:{experiment}:e{}}}:i:{event_id}", shard_of(event_id))
 }
 
-/// The index of one event-id shard: event key → when the engine's clock may forget it (the
-/// keys also carry a PX expiry, a day later, in case no sweep runs).
+/// The legacy index of one event-id shard: legacy event key → when the engine's clock may
+/// forget it. Nothing new is written to it.
 pub fn event_due_key(experiment: &str, shard: u32) -> String {
     format!("{{bd:{experiment}:e{shard}}}:due")
+}
+
+/// **Event ids** are fields of one directory hash per event-id shard: field = the id, value
+/// `P<claim>\t<reward>` while claimed, `A<retention end ms>` once applied (a refused claim
+/// removes its field), so a lookup is one `HGET`. For the sweep, every claimed id is also
+/// appended to the list of its hour of retention ends ([`event_list_key`]: the ids whose
+/// retention, arrival + reward window by the engine's clock, ends in that hour), and the
+/// shard's list index ([`event_index_key`], a sorted set: list key → the hour's end) says
+/// which lists are due. The sweep removes a due list's ids from the directory (unless the
+/// directory holds a later claim of the id, which is retained longer) and drops the list. Next
+/// to a key with an expiry plus an index entry per id, an id costs a hash field and a list
+/// entry: less than half the memory, and no write command of its own but its claim and its
+/// settle. An id is removed up to an hour ([`EVENT_LIST_MS`]) past its retention, within what
+/// the store contract allows (`store::MAX_RETENTION_LAG_MS`). Redis's own expiry on the
+/// directory and the lists, a day past the retention, is a backstop should no sweep run.
+pub fn event_dir_key(experiment: &str, shard: u32) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:d")
+}
+
+/// The due lists of one event-id shard: list key → its hour's end (ms).
+pub fn event_index_key(experiment: &str, shard: u32) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:w")
+}
+
+/// The ids of one event-id shard whose retention ends in the hour ending at `end_ms`.
+pub fn event_list_key(experiment: &str, shard: u32, end_ms: u64) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:l:{end_ms}")
+}
+
+/// Width of the event-id lists' hours.
+pub const EVENT_LIST_MS: u64 = 60 * 60 * 1000;
+
+// Ids are removed at most one list late: within what the store contract allows.
+const _: () = assert!(EVENT_LIST_MS <= crate::store::MAX_RETENTION_LAG_MS);
+
+/// The end of the list of an id retained until `retain_ms`: the hour's end at or after it.
+pub fn event_list_end(retain_ms: u64) -> u64 {
+    retain_ms
+        .div_ceil(EVENT_LIST_MS)
+        .saturating_mul(EVENT_LIST_MS)
 }
 
 /// The key that marks one flush of per-request exposures applied (so a flush retried after a
@@ -375,6 +435,32 @@ mod tests {
                 .credited_ms,
             None
         );
+    }
+
+    #[test]
+    fn a_claims_outcome_sits_in_its_hours_hash_and_an_earlier_claims_in_its_own_key() {
+        let epoch = Epoch {
+            experiment: "e".to_owned(),
+            revision: 2,
+        };
+        assert_eq!(
+            claim_outcome(&epoch, 3, "o492011:0a1b:17"),
+            ("{bd:e:2:3}:o:492011".to_owned(), "0a1b:17".to_owned())
+        );
+        for earlier in ["0a1b2c3d4e5f6a7b:17", "dead:1", "o:1", "oxx:1", "o12"] {
+            assert_eq!(
+                claim_outcome(&epoch, 3, earlier),
+                (format!("{{bd:e:2:3}}:c:{earlier}"), String::new())
+            );
+        }
+    }
+
+    #[test]
+    fn an_id_joins_the_list_of_the_hour_its_retention_ends_in() {
+        assert_eq!(event_list_end(0), 0);
+        assert_eq!(event_list_end(1), EVENT_LIST_MS);
+        assert_eq!(event_list_end(EVENT_LIST_MS), EVENT_LIST_MS);
+        assert_eq!(event_list_end(EVENT_LIST_MS + 1), 2 * EVENT_LIST_MS);
     }
 
     #[test]

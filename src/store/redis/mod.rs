@@ -30,8 +30,12 @@ mod confirm_rules_tests;
 mod connect;
 #[cfg(test)]
 mod contract_tests;
+#[cfg(test)]
+mod cost_tests;
 mod halts;
 mod layout;
+#[cfg(test)]
+mod legacy_tests;
 mod read;
 mod replicas;
 #[cfg(test)]
@@ -131,10 +135,15 @@ struct ExposureKey {
 }
 
 impl Shared {
-    /// A claim id no other claim (of any replica) has.
-    fn next_claim(&self) -> String {
+    /// A claim id no other claim (of any replica) has, naming the hour of `now_ms`
+    /// (`layout::claim_outcome`).
+    fn next_claim(&self, now_ms: u64) -> String {
         let n = self.claims.fetch_add(1, Ordering::Relaxed);
-        format!("{}:{n}", self.replica_id)
+        format!(
+            "o{}:{}:{n}",
+            now_ms / layout::CLAIM_HOUR_MS,
+            self.replica_id
+        )
     }
 
     /// Whether a reader that found no start should look at the shards now (once a second).

@@ -420,6 +420,8 @@ pub async fn expire(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
             let count: u64 = shared
                 .scripts
                 .expire_events
+                .key(layout::event_dir_key(experiment, shard))
+                .key(layout::event_index_key(experiment, shard))
                 .key(layout::event_due_key(experiment, shard))
                 .arg(now_ms)
                 .invoke_async(&mut connection(shared))
@@ -460,6 +462,20 @@ pub async fn secret(shared: &Shared, key: &str, candidate: Vec<u8>) -> Result<Ve
         .await
         .map_err(|error| classify(shared, &error))?;
     held.ok_or_else(|| StoreError::Corrupt(format!("secret {key} vanished")))
+}
+
+/// The ids one event-id shard keeps: its directory's fields and its legacy keys.
+async fn event_ids(shared: &Shared, experiment: &str, shard: u32) -> Result<u64, StoreError> {
+    let mut connection = connection(shared);
+    let fields: u64 = connection
+        .hlen(layout::event_dir_key(experiment, shard))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    let legacy: u64 = connection
+        .zcard(layout::event_due_key(experiment, shard))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    Ok(fields + legacy)
 }
 
 /// Every epoch that has arm counters, found by scanning for `<tag>:a` keys.
@@ -503,11 +519,7 @@ pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
         .map_err(|error| classify(shared, &error))?;
     for experiment in registered.iter().filter(|member| !member.contains('\t')) {
         for shard in 0..SHARDS {
-            let ids: u64 = connection(shared)
-                .zcard(layout::event_due_key(experiment, shard))
-                .await
-                .map_err(|error| classify(shared, &error))?;
-            report.event_ids += ids;
+            report.event_ids += event_ids(shared, experiment, shard).await?;
         }
     }
     for epoch in epochs(shared).await? {

@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use super::call::{Call, Reward, Sink};
 use super::layout;
 use super::{Shared, classify};
-use crate::store::{Epoch, RewardOp, RewardOutcome, StoreError};
+use crate::store::{Epoch, RewardOp, RewardOutcome, StoreError, TOKEN_MARK_SLACK_MS};
 
 /// Rounds of claims before an id that keeps being claimed and refused by others is given up
 /// (answered as unavailable, so the client retries).
@@ -62,6 +62,18 @@ impl Home {
     fn due_key(&self) -> String {
         layout::event_due_key(&self.experiment, self.shard)
     }
+
+    fn dir_key(&self) -> String {
+        layout::event_dir_key(&self.experiment, self.shard)
+    }
+
+    fn index_key(&self) -> String {
+        layout::event_index_key(&self.experiment, self.shard)
+    }
+
+    fn list_key(&self, reward: &Reward) -> String {
+        layout::event_list_key(&self.experiment, self.shard, reward.list_end_ms())
+    }
 }
 
 /// A claim to apply this round: ours, or a pending one met on the way.
@@ -69,7 +81,9 @@ struct Claimed {
     claim: String,
     reward: Reward,
     home: Home,
+    /// Where a store written before the directory keeps the id (`layout::event_key`).
     event_key: String,
+    event_id: String,
     /// The op that met the claim first: claims are applied in op order, so within a command
     /// each op sees the ones before it.
     order: OpRef,
@@ -156,23 +170,38 @@ async fn round(
         });
         homes[at]
             .1
-            .push((op_ref, shared.next_claim(), Reward::of(op)));
+            .push((op_ref, shared.next_claim(op.now_ms), Reward::of(op)));
     }
     let replies = futures_util::future::join_all(homes.iter().map(|(home, ops)| {
         let mut invocation = shared.scripts.claim.prepare_invoke();
-        invocation.key(home.due_key());
+        invocation
+            .key(home.dir_key())
+            .key(home.index_key())
+            .key(home.due_key());
+        // Redis keeps the lists and the directory at least a day (the tokens' slack) past
+        // their ends by its own clock: a backstop, the sweep forgets them on time.
+        let keep = |end: u64, reward: &Reward| {
+            end.saturating_sub(reward.now_ms())
+                .saturating_add(TOKEN_MARK_SLACK_MS)
+                .min(super::call::MAX_MS)
+        };
+        let dir_keep = ops
+            .iter()
+            .map(|(_, _, reward)| keep(reward.list_end_ms(), reward))
+            .max()
+            .unwrap_or(0);
+        invocation.arg(dir_keep);
         for ((job, at), claim, reward) in ops {
             let op = &jobs[*job].ops[*at];
+            let end = reward.list_end_ms();
             invocation
                 .key(layout::event_key(&home.experiment, &op.event_id))
+                .key(home.list_key(reward))
                 .arg(claim)
                 .arg(reward.encode())
-                .arg(reward.keep_ms())
-                .arg(
-                    op.now_ms
-                        .saturating_add(op.window_ms)
-                        .min(super::call::MAX_MS),
-                );
+                .arg(&op.event_id)
+                .arg(end)
+                .arg(keep(end, reward));
         }
         let mut connection = shared.link.get();
         async move {
@@ -203,7 +232,8 @@ async fn round(
             }
         };
         for (((job, at), claim, reward), answer) in ops.into_iter().zip(answers) {
-            let event_key = layout::event_key(&home.experiment, &jobs[job].ops[at].event_id);
+            let event_id = jobs[job].ops[at].event_id.clone();
+            let event_key = layout::event_key(&home.experiment, &event_id);
             if answer == "C" {
                 by_claim.insert(claim.clone(), claims.len());
                 claims.push(Claimed {
@@ -211,6 +241,7 @@ async fn round(
                     reward,
                     home: home.clone(),
                     event_key,
+                    event_id,
                     order: (job, at),
                     outcome: None,
                     failed: None,
@@ -240,6 +271,7 @@ async fn round(
                     reward,
                     home: home.clone(),
                     event_key,
+                    event_id,
                     order: (job, at),
                     outcome: None,
                     failed: None,
@@ -348,7 +380,7 @@ async fn settle(shared: &Shared, claims: &[Claimed]) {
     }
     let results = futures_util::future::join_all(homes.into_iter().map(|(home, claims)| {
         let mut invocation = shared.scripts.settle.prepare_invoke();
-        invocation.key(home.due_key());
+        invocation.key(home.dir_key()).key(home.due_key());
         for claimed in claims {
             let applied = claimed
                 .outcome
@@ -357,7 +389,9 @@ async fn settle(shared: &Shared, claims: &[Claimed]) {
             invocation
                 .key(&claimed.event_key)
                 .arg(&claimed.claim)
-                .arg(if applied { "1" } else { "0" });
+                .arg(if applied { "1" } else { "0" })
+                .arg(&claimed.event_id)
+                .arg(claimed.reward.retain_ms());
         }
         let mut connection = shared.link.get();
         async move { invocation.invoke_async::<i64>(&mut connection).await }

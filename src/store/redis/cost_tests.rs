@@ -1,0 +1,144 @@
+//! What the writes cost Redis, counted in commands (`INFO commandstats` counts the commands
+//! scripts run too): Redis replicates a script's effects, so every write command a script runs
+//! is one AOF record and one pass of Redis's write path. A group commit must therefore write
+//! each shard's counters once, however many writes it carries, and an event must not cost more
+//! write commands than its records need. `benches/load/redis_cost.sh` measures the same on a
+//! whole server, in CPU time as well.
+
+use std::collections::HashMap;
+
+use super::tests::{open, tally};
+use super::*;
+use crate::store::test_support::{T0_MS, block_on, epoch, record, unit_reward};
+
+use super::tests::harness::RedisServer;
+
+/// Calls per command since the last `CONFIG RESETSTAT`.
+fn command_calls(server: &RedisServer) -> HashMap<String, u64> {
+    server
+        .cli(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let (name, stats) = line.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = stats.split(',').next()?.strip_prefix("calls=")?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Write commands since the last reset, and script calls.
+fn writes_and_scripts(server: &RedisServer) -> (u64, u64) {
+    const WRITES: [&str; 12] = [
+        "set",
+        "del",
+        "hset",
+        "hsetnx",
+        "hincrby",
+        "hdel",
+        "zadd",
+        "zrem",
+        "sadd",
+        "pexpire",
+        "pexpireat",
+        "expire",
+    ];
+    let calls = command_calls(server);
+    let writes = WRITES.iter().filter_map(|name| calls.get(*name)).sum();
+    (writes, calls.get("evalsha").copied().unwrap_or(0))
+}
+
+#[test]
+fn a_group_commit_of_new_units_writes_each_shards_counters_once() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        // The epoch's first write also fixes its start: not part of what is counted here.
+        store
+            .insert_sticky(&epoch(), "first", record("bold", T0_MS), tally(T0_MS))
+            .await
+            .unwrap();
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let units = 400u64;
+        let writes = (0..units).map(|i| {
+            store.insert_sticky(
+                &epoch(),
+                &format!("u{i}"),
+                record("bold", T0_MS),
+                tally(T0_MS),
+            )
+        });
+        for result in futures_util::future::join_all(writes).await {
+            assert!(result.unwrap().1);
+        }
+        let (writes, scripts) = writes_and_scripts(&server);
+        // One record each, and one counter write per script call (not one per exposure and
+        // arm: that was 4-6 write commands per new unit).
+        assert!(
+            writes <= units + scripts,
+            "{units} new units in {scripts} script calls took {writes} write commands: {:?}",
+            command_calls(&server)
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].exposures, units + 1);
+        assert_eq!(
+            counters
+                .values()
+                .map(|arm| arm.expected_exposures)
+                .sum::<f64>(),
+            (units + 1) as f64
+        );
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+#[test]
+fn a_batch_of_rewards_writes_each_shards_counters_once() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let units = 300u64;
+        let inserts = (0..units).map(|i| {
+            store.insert_sticky(
+                &epoch(),
+                &format!("u{i}"),
+                record("bold", T0_MS),
+                tally(T0_MS),
+            )
+        });
+        for result in futures_util::future::join_all(inserts).await {
+            result.unwrap();
+        }
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let keys_before: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
+        let ops = (0..units)
+            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
+            .collect();
+        let outcomes = store.apply_rewards(ops).await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
+        );
+        let (writes, scripts) = writes_and_scripts(&server);
+        // Per event: its record rewritten (ZREM + ZADD); per script call: the claims, the
+        // settles, the counters, the outcomes, the id lists and their expiry (it was 9 write
+        // commands per event, then 6 with counters written per call, then 4 with ids and
+        // outcomes as hash fields).
+        assert!(
+            writes <= 2 * units + 3 * scripts,
+            "{units} rewards in {scripts} script calls took {writes} write commands: {:?}",
+            command_calls(&server)
+        );
+        // Ids and outcomes are fields and list entries, not keys of their own (it was two
+        // keys per event): a few keys per shard (directory, list, list index, outcomes).
+        let keys_after: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
+        assert!(
+            keys_after - keys_before <= 5 * u64::from(layout::SHARDS),
+            "{units} applied events added {} keys",
+            keys_after - keys_before
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
