@@ -25,6 +25,9 @@ pub const KIND_EPOCH: u8 = 0x04;
 pub const KIND_MOVED_AWAY: u8 = 0x05;
 /// `(epoch, "")` → the spec the epoch is served under (`records::EpochSpec`).
 pub const KIND_EPOCH_SPEC: u8 = 0x06;
+/// `(epoch, variant, histogram, bin BE)` → one bin of an arm's delay histograms (see
+/// `sled_delay`).
+pub const KIND_DELAY: u8 = 0x07;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline.
@@ -48,9 +51,11 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// arrival time in sticky records and token marks: a format-1 store reads as it is and is
 /// re-marked 2 when opened (see [`UPGRADABLE_FORMATS`]), while a format-1 build refuses the
 /// result at startup instead of failing at its first new record.
-pub const STORE_FORMAT: u64 = 2;
+/// Format 3 added, compatibly, the delay histograms (`KIND_DELAY`): an older store has none,
+/// and its epochs read as having no pending exposures until new ones accrue.
+pub const STORE_FORMAT: u64 = 3;
 /// Earlier formats whose data this build reads unchanged (a subset of its own).
-pub const UPGRADABLE_FORMATS: &[u64] = &[1];
+pub const UPGRADABLE_FORMATS: &[u64] = &[1, 2];
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
 /// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";

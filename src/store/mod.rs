@@ -15,6 +15,7 @@ mod command;
 pub mod contract;
 mod data_dir;
 mod decay;
+pub mod delay_histograms;
 mod disk;
 mod error;
 mod expiry;
@@ -36,6 +37,7 @@ mod secret_file;
 mod select;
 mod shared;
 mod sled;
+mod sled_delay;
 mod state;
 mod sticky_cache;
 #[cfg(test)]
@@ -46,6 +48,7 @@ mod writer_state;
 
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
 pub use self::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::delay_histograms::DelayHistograms;
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::health::{FailureEpisode, StoreHealth};

@@ -3,10 +3,10 @@
 -- Every key is in this shard's slot (src/store/redis/layout.rs, "the slot rule").
 --
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
--- KEYS[5..] flush and claim keys, named by index in the ops.
+-- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T op, in order.
-local sticky, arms, marks, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
 local MICRO = 1000000
@@ -78,6 +78,29 @@ local function decay(v, now, h, dn, dr)
     string.format('%.17g', er), ft, int(t), fh, h)
 end
 
+-- store::delay_histograms: the cohort of an exposure counted at `now`, and the delay bin of a
+-- reward (stats::delay_bin: the fine edges of the first hour, then hours). Checked against
+-- the worked cases of store::rule_cases (src/store/redis/rules_tests.rs).
+local HOUR = 3600000
+local FINE = {60000, 120000, 300000, 600000, 1200000, 1800000, 2700000}
+local function delay_bin(delay)
+  if delay < 0 then delay = 0 end
+  if delay >= HOUR then return 8 + math.floor(delay / HOUR) - 1 end
+  local bin = 0
+  for _, edge in ipairs(FINE) do
+    if edge <= delay then bin = bin + 1 end
+  end
+  return bin
+end
+
+local function cohort(v, n, now)
+  redis.call('HINCRBY', delays, 'c|' .. int(math.floor(now / HOUR)) .. '|' .. v, int(n))
+end
+
+local function delayed(v, micro, assigned, now)
+  redis.call('HINCRBY', delays, 'd|' .. int(delay_bin(now - assigned)) .. '|' .. v, int(micro))
+end
+
 local function expected(count)
   for _ = 1, count do
     local v, micro = nxt(), nxt()
@@ -88,6 +111,7 @@ end
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
   redis.call('HINCRBY', arms, 'n|' .. v, int(n))
+  cohort(v, n, now)
   redis.call('HSETNX', arms, 's', int(now))
 end
 
@@ -96,6 +120,7 @@ local function credit(v, micro, assigned, now, h)
   if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
   decay(v, now, h, 0, dr)
   redis.call('HINCRBY', arms, 'r|' .. v, int(micro))
+  delayed(v, micro, assigned, now)
   redis.call('HSETNX', arms, 's', int(now))
 end
 

@@ -12,6 +12,7 @@
 //! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write |
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
+//! | `<tag>:d` | hash | the shard's share of every arm's delay histograms (`store::delay_histograms`): `c|<cohort bin>|v` exposures, `d|<delay bin>|v` reward micro-units |
 //! | `<tag>:c:<claim>` | string, PX | the outcome of one claimed reward (see below) |
 //!
 //! Epoch facts (start, decision), history and the epoch's spec live in shard 0's slot
@@ -72,6 +73,7 @@ pub struct ShardKeys {
     pub arms: String,
     pub marks: String,
     pub marks_due: String,
+    pub delays: String,
 }
 
 impl ShardKeys {
@@ -82,6 +84,7 @@ impl ShardKeys {
             arms: format!("{tag}:a"),
             marks: format!("{tag}:t"),
             marks_due: format!("{tag}:x"),
+            delays: format!("{tag}:d"),
         }
     }
 }

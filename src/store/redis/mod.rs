@@ -27,6 +27,7 @@ mod commit;
 mod connect;
 #[cfg(test)]
 mod contract_tests;
+mod delays;
 mod layout;
 mod read;
 mod replicas;
@@ -53,9 +54,9 @@ use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
 use super::health::HealthState;
 use super::{
-    ArmCounters, AuditReport, BackendStats, Decision, Epoch, EpochInfo, EpochSpec, HistoryPoint,
-    ReplicaReport, RewardOp, RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store,
-    StoreError, StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
+    ArmCounters, AuditReport, BackendStats, Decision, DelayHistograms, Epoch, EpochInfo, EpochSpec,
+    HistoryPoint, ReplicaReport, RewardOp, RewardOutcome, SecretMaker, StickyCacheStats,
+    StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally, TokenCredit,
 };
 use crate::secret::SecretString;
 
@@ -464,6 +465,11 @@ impl Store for RedisStore {
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
         self.spawn(async move { read::counters(&shared, &epoch).await })
+    }
+
+    fn delay_histograms(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, DelayHistograms>> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { delays::delay_histograms(&shared, &epoch).await })
     }
 
     fn epoch_info(&self, epoch: &Epoch) -> StoreFuture<EpochInfo> {
