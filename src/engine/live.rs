@@ -18,7 +18,7 @@ use arc_swap::ArcSwap;
 use crate::policy::{self, ArmView, Mode, Params};
 use crate::spec::{Experiment, OnWinner, Prior, Status};
 use crate::stats::{self, ArmComparison, DecayedCounts, Posterior, StoppingRule, Verdict};
-use crate::store::{ArmCounters, Epoch, EpochInfo, Tally};
+use crate::store::{ArmCounters, DelayHistograms, Epoch, EpochInfo, Tally};
 
 /// How old a posterior snapshot may get before an assign request rebuilds it.
 pub const SNAPSHOT_REFRESH_MS: u64 = 100;
@@ -49,6 +49,22 @@ pub struct Snapshot {
     /// Exposures this process counted while this snapshot was current, for burn-in
     /// (see `burn_in`).
     pub fresh: super::burn_in::FreshExposures,
+    /// The delay-aware correction per arm, when one applies (`delay_view`): then `effective`,
+    /// `arms`, `shares` and everything after them use the corrected counts, and `naive`
+    /// holds what they would have been without it.
+    pub delays: Option<Vec<super::delay_view::ArmDelay>>,
+    pub naive: Option<NaiveView>,
+}
+
+/// The naive posterior of a delay-corrected snapshot, for the stats.
+#[derive(Debug, Clone)]
+pub struct NaiveView {
+    /// The counts without the correction (decayed with a half-life, else raw).
+    pub effective: Vec<DecayedCounts>,
+    /// Beta shapes (alpha, beta) per arm.
+    pub shapes: Vec<(f64, f64)>,
+    /// Exact P(best) per arm (0 for retired arms).
+    pub prob_best: Vec<f64>,
 }
 
 impl Snapshot {
@@ -59,6 +75,20 @@ impl Snapshot {
         spec: &Experiment,
         retired: &BTreeMap<String, Prior>,
         counters: &HashMap<String, ArmCounters>,
+        info: EpochInfo,
+        now_ms: u64,
+    ) -> Self {
+        Self::build_delayed(spec, retired, counters, None, info, now_ms)
+    }
+
+    /// [`Snapshot::build`] with the epoch's delay histograms: the posterior is corrected for
+    /// conversions not yet arrived unless `reward.delay` is `off` (`delay_view`). `None`
+    /// (histograms not read) builds the naive snapshot.
+    pub fn build_delayed(
+        spec: &Experiment,
+        retired: &BTreeMap<String, Prior>,
+        counters: &HashMap<String, ArmCounters>,
+        histograms: Option<&HashMap<String, DelayHistograms>>,
         info: EpochInfo,
         now_ms: u64,
     ) -> Self {
@@ -90,17 +120,39 @@ impl Snapshot {
                 }
             })
             .collect();
+        let delays = histograms.and_then(|histograms| {
+            super::delay_view::correction(
+                spec,
+                &variant_ids,
+                &counters,
+                &effective,
+                histograms,
+                now_ms,
+            )
+        });
+        // A retired arm (k ≥ active) keeps the prior it was counted under.
+        let prior_of = |k: usize| {
+            if k < active {
+                spec.arm_prior(k)
+            } else {
+                retired.get(&variant_ids[k]).copied().unwrap_or(spec.prior)
+            }
+        };
+        let naive = delays.as_ref().map(|_| naive_view(&effective, &prior_of, active, spec));
+        let effective: Vec<DecayedCounts> = match &delays {
+            Some(delays) => effective
+                .iter()
+                .zip(delays)
+                .map(|(e, d)| super::delay_view::corrected(*e, d))
+                .collect(),
+            None => effective,
+        };
         let arms: Vec<ArmView> = effective
             .iter()
             .zip(&counters)
             .enumerate()
             .map(|(k, (e, c))| {
-                // A retired arm (k ≥ active) keeps the prior it was counted under.
-                let prior = if k < active {
-                    spec.arm_prior(k)
-                } else {
-                    retired.get(&variant_ids[k]).copied().unwrap_or(spec.prior)
-                };
+                let prior = prior_of(k);
                 let posterior =
                     Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
                 ArmView {
@@ -162,6 +214,8 @@ impl Snapshot {
             info,
             verdict,
             fresh: super::burn_in::FreshExposures::new(fresh_arms),
+            delays,
+            naive,
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),
@@ -198,6 +252,38 @@ impl Snapshot {
             }) => Some((arm, prob_best, expected_loss)),
             _ => None,
         }
+    }
+}
+
+/// The naive posterior beside a corrected one: shapes and P(best) from the uncorrected counts.
+fn naive_view(
+    effective: &[DecayedCounts],
+    prior_of: &dyn Fn(usize) -> Prior,
+    active: usize,
+    spec: &Experiment,
+) -> NaiveView {
+    let shapes: Vec<(f64, f64)> = effective
+        .iter()
+        .enumerate()
+        .map(|(k, e)| {
+            let prior = prior_of(k);
+            let posterior =
+                Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
+            (posterior.alpha, posterior.beta)
+        })
+        .collect();
+    let mut prob_best = match stats::compare_arms(&shapes[..active]) {
+        Ok(comparison) => comparison.prob_best,
+        Err(error) => {
+            tracing::error!(experiment = %spec.id, %error, "naive P(best) failed");
+            vec![f64::NAN; active]
+        }
+    };
+    prob_best.resize(effective.len(), 0.0);
+    NaiveView {
+        effective: effective.to_vec(),
+        shapes,
+        prob_best,
     }
 }
 

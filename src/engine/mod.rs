@@ -5,6 +5,8 @@ mod assign;
 mod burn_in;
 pub mod clock;
 mod conclusion;
+mod delay_report;
+mod delay_view;
 mod epoch_spec;
 mod error;
 mod events;
