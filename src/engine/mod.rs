@@ -30,6 +30,7 @@ use arc_swap::ArcSwap;
 
 pub use assign::{AssignMany, Assignment, Fallback, Refused};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use delay_report::{ArmDelayReport, NaiveArmReport};
 pub use error::EngineError;
 pub use events::{
     EVENT_OUTCOMES, EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp,
