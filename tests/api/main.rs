@@ -3,6 +3,7 @@
 mod assign;
 mod audit;
 mod clients;
+mod delay;
 mod contract;
 mod docs_readme;
 mod docs_refs;
