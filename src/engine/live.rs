@@ -138,7 +138,9 @@ impl Snapshot {
                 retired.get(&variant_ids[k]).copied().unwrap_or(spec.prior)
             }
         };
-        let naive = delays.as_ref().map(|_| naive_view(&effective, &prior_of, active, spec));
+        let naive = delays
+            .as_ref()
+            .map(|_| naive_view(&effective, &prior_of, active, spec));
         let effective: Vec<DecayedCounts> = match &delays {
             Some(delays) => effective
                 .iter()

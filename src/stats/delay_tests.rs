@@ -422,5 +422,8 @@ fn pending_decayed_exposures_without_decay_are_the_pending_exposures() {
     );
     // A half-life of a million years decays nothing measurable.
     let slow = pending_decayed_exposures(&law, &counts, now_ms, Some(1 << 55));
-    assert!((slow - plain).abs() < 1e-6 * plain, "{slow} against {plain}");
+    assert!(
+        (slow - plain).abs() < 1e-6 * plain,
+        "{slow} against {plain}"
+    );
 }

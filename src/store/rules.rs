@@ -18,6 +18,7 @@
 //! | expected exposures: the allocation of the moment scaled to sum to exactly the exposures counted, unusable entries 0, all to the exposed arm if nothing is usable | [`expected_exposure_shares`] | — |
 //! | epoch start: set by the first write that counts anything, never moved | [`epoch_start`] | the epoch's start |
 //! | stopping decision: the first one recorded holds forever | [`settle_decision`] | the epoch's decision |
+//! | delay histograms: every counted exposure adds to its arm's cohort of its counting hour, every credited reward to its arm's bin of arrival − assignment (token: − issue) | `delay_histograms` ([`cohort_bin`](super::delay_histograms::cohort_bin), [`conversion_delay_bin`](super::delay_histograms::conversion_delay_bin)) | the arm's histograms (the assignment's time, for a unit) |
 //! | `exposure: on_render`: a confirmation is a set-if-absent insert of the assignment into the counted epoch (at most once per unit), refused once [`confirmation_window_closed`]; it credits the expected exposures with the allocation at the assignment ([`confirmed_allocation`]) | [`insert_sticky`], [`confirmation_window_closed`], [`confirmed_allocation`] | the unit's record in the counted epoch |
 //!
 //! A backend whose atomic step runs outside Rust (a Redis Lua script) must mirror the rules

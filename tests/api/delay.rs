@@ -142,9 +142,6 @@ fn with_delay_off_the_stats_show_the_naive_posterior_only() {
     app.let_posterior_refresh();
     for arm in app.arms("signup") {
         assert!(arm["delay"].is_null(), "{arm}");
-        assert_eq!(
-            num(&arm["posterior"]["beta"]),
-            1.0 + num(&arm["exposures"])
-        );
+        assert_eq!(num(&arm["posterior"]["beta"]), 1.0 + num(&arm["exposures"]));
     }
 }

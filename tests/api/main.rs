@@ -3,8 +3,8 @@
 mod assign;
 mod audit;
 mod clients;
-mod delay;
 mod contract;
+mod delay;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;

@@ -35,14 +35,18 @@
 //! - `replicas`: a process's own replica report, live until it expires or is withdrawn.
 //! - `confirm`: `exposure: on_render` confirmations, counted once with the allocation of
 //!   their assignment, the ledger untouched, across a restart.
+//! - `delays`: the delay histograms, written with the counters they derive from (every
+//!   counted exposure in its cohort, every credit in its delay bin), across a restart.
 
 mod confirm;
+mod delays;
 mod epochs;
 mod replicas;
 mod rewards;
 mod sticky;
 
 pub use confirm::*;
+pub use delays::*;
 pub use epochs::*;
 pub use replicas::*;
 pub use rewards::*;
@@ -99,6 +103,7 @@ macro_rules! store_contract_tests {
             health_follows_a_failure_episode_and_writes_resume,
             a_replica_report_is_live_until_it_expires_or_is_withdrawn,
             a_confirmation_counts_once_with_the_allocation_of_its_assignment,
+            every_counted_exposure_and_credit_lands_in_the_delay_histograms,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {
