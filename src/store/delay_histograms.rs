@@ -18,8 +18,10 @@
 //!
 //! Pure values and arithmetic, like `rules`: no backend types, no I/O, the clock handed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use super::audit_report::DelayMismatch;
+use super::types::{ArmCounters, Epoch, StickyRecord, TokenCredit};
 use crate::stats::{DELAY_BIN_MS, DelayCounts, bin_count, delay_bin};
 
 /// The two histograms of one arm in one epoch.
@@ -107,9 +109,162 @@ impl DelayHistograms {
     }
 }
 
+/// What the records of one arm imply of its histograms, for the audit: the cohort of every
+/// sticky record (counted at its assignment), and the delay bin of every rewarded sticky
+/// record and live token mark that kept its reward's arrival time. Per-request exposures and
+/// rewards folded or moved away keep no record of their time, so only their totals are
+/// checkable: the histograms never hold more than the counters.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RecordedDelays {
+    pub cohorts: BTreeMap<u64, u64>,
+    pub delays: BTreeMap<u32, f64>,
+}
+
+/// Rounding allowed between two sums of `terms` rewards in [0, 1].
+fn close_enough(terms: usize) -> f64 {
+    1e-9 * (terms as f64 + 1.0)
+}
+
+/// Why an arm's histograms disagree with its counters (`exposures`, `reward_sum`) and its
+/// records, if they do:
+/// - they never hold more than the counters (Σ cohorts ≤ N, Σ delays ≤ R);
+/// - where they hold all of N (an epoch written since histograms were kept), every sticky
+///   record's cohort holds at least the records of that hour; likewise the delay bins, where
+///   they hold all of R. An epoch begun by an older build holds less, and only the first
+///   check applies to it; so a histogram that lost counts reads like such an epoch, and
+///   what the audit proves of it is only that it never counts more than the counters.
+pub fn disagreement(
+    histograms: &DelayHistograms,
+    exposures: u64,
+    reward_sum: f64,
+    recorded: &RecordedDelays,
+) -> Option<String> {
+    let cohorts = histograms.cohort_total();
+    let delays = histograms.delay_total();
+    let slack = close_enough(histograms.delays.len() + recorded.delays.len());
+    if cohorts > exposures {
+        return Some(format!(
+            "cohorts hold {cohorts} exposures, the counters {exposures}"
+        ));
+    }
+    if delays > reward_sum + slack {
+        return Some(format!(
+            "delay bins hold {delays} of reward, the counters {reward_sum}"
+        ));
+    }
+    if cohorts == exposures {
+        for (bin, n) in &recorded.cohorts {
+            let held = histograms.cohorts.get(bin).copied().unwrap_or(0);
+            if held < *n {
+                return Some(format!(
+                    "cohort {bin} holds {held} exposures, its records {n}"
+                ));
+            }
+        }
+    }
+    if (reward_sum - delays).abs() <= slack {
+        for (bin, r) in &recorded.delays {
+            let held = histograms.delays.get(bin).copied().unwrap_or(0.0);
+            if held + slack < *r {
+                return Some(format!(
+                    "delay bin {bin} holds {held} of reward, its records {r}"
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// What the records of one epoch imply, per arm (see [`RecordedDelays`]).
+pub fn recorded<'a>(
+    records: impl IntoIterator<Item = &'a StickyRecord>,
+    marks: impl IntoIterator<Item = &'a TokenCredit>,
+) -> HashMap<String, RecordedDelays> {
+    let mut arms: HashMap<String, RecordedDelays> = HashMap::new();
+    for record in records {
+        let arm = arms.entry(record.variant.clone()).or_default();
+        *arm.cohorts
+            .entry(cohort_bin(record.assigned_ms))
+            .or_default() += 1;
+        if let (Some(reward), Some(arrived)) = (record.reward, record.rewarded_ms) {
+            *arm.delays
+                .entry(conversion_delay_bin(record.assigned_ms, arrived))
+                .or_default() += reward;
+        }
+    }
+    for mark in marks {
+        if let Some(arrived) = mark.credited_ms {
+            *arms
+                .entry(mark.variant.clone())
+                .or_default()
+                .delays
+                .entry(conversion_delay_bin(mark.issued_ms, arrived))
+                .or_default() += mark.reward;
+        }
+    }
+    arms
+}
+
+/// The audit of one epoch's histograms against its counters and records: one mismatch per
+/// arm that [`disagreement`] rejects.
+pub fn audit_epoch(
+    epoch: &Epoch,
+    histograms: &HashMap<String, DelayHistograms>,
+    counters: &HashMap<String, ArmCounters>,
+    recorded: &HashMap<String, RecordedDelays>,
+) -> Vec<DelayMismatch> {
+    let variants: std::collections::BTreeSet<&String> = histograms.keys().collect();
+    variants
+        .into_iter()
+        .filter_map(|variant| {
+            let c = counters.get(variant).copied().unwrap_or_default();
+            let none = RecordedDelays::default();
+            let reason = disagreement(
+                &histograms[variant],
+                c.exposures,
+                c.reward_sum,
+                recorded.get(variant).unwrap_or(&none),
+            )?;
+            Some(DelayMismatch {
+                epoch: epoch.clone(),
+                variant: variant.clone(),
+                reason,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_check_accepts_what_the_writes_implied_and_rejects_a_lost_bin() {
+        let mut h = DelayHistograms::default();
+        h.add_exposures(T0_MS, 2);
+        h.add_exposures(T0_MS + DELAY_BIN_MS, 1);
+        h.add_reward(1.0, T0_MS, T0_MS + 61_000);
+        let recorded = RecordedDelays {
+            cohorts: [(cohort_bin(T0_MS), 2)].into(),
+            delays: [(1, 1.0)].into(),
+        };
+        // One per-request exposure besides the records, all of it in the histograms.
+        assert_eq!(disagreement(&h, 3, 1.0, &recorded), None);
+        // An older build's exposures (no histograms) make only the totals checkable.
+        assert_eq!(disagreement(&h, 10, 3.0, &recorded), None);
+        let lost = RecordedDelays {
+            cohorts: [(cohort_bin(T0_MS), 3)].into(),
+            ..recorded.clone()
+        };
+        assert!(disagreement(&h, 3, 1.0, &lost).is_some());
+        let wrong_bin = RecordedDelays {
+            delays: [(2, 1.0)].into(),
+            ..recorded.clone()
+        };
+        assert!(disagreement(&h, 3, 1.0, &wrong_bin).is_some());
+        assert!(disagreement(&h, 2, 1.0, &recorded).is_some(), "more than N");
+        assert!(disagreement(&h, 3, 0.5, &recorded).is_some(), "more than R");
+    }
     use crate::store::rule_cases::{T0_MS, WINDOW_MS, delay_bin_cases};
 
     #[test]

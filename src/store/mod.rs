@@ -47,7 +47,7 @@ mod writer;
 mod writer_state;
 
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
-pub use self::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::delay_histograms::DelayHistograms;
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;

@@ -87,3 +87,72 @@ pub fn read(db: &sled::Db, epoch: &Epoch) -> Result<HashMap<String, DelayHistogr
     }
     Ok(arms)
 }
+
+/// The audit of every epoch's histograms that has counters (`delay_histograms::audit_epoch`):
+/// reads each epoch's records again, since the counters' audit keeps no per-record times.
+pub fn audit(
+    db: &sled::Db,
+    stored: &HashMap<(Epoch, String), super::types::ArmCounters>,
+) -> Result<Vec<super::audit_report::DelayMismatch>, StoreError> {
+    let mut by_epoch: std::collections::BTreeMap<
+        Epoch,
+        HashMap<String, super::types::ArmCounters>,
+    > = std::collections::BTreeMap::new();
+    for ((epoch, variant), counters) in stored {
+        by_epoch
+            .entry(epoch.clone())
+            .or_default()
+            .insert(variant.clone(), *counters);
+    }
+    let mut mismatches = Vec::new();
+    for (epoch, counters) in by_epoch {
+        let histograms = read(db, &epoch)?;
+        if histograms.is_empty() {
+            continue;
+        }
+        let (records, _) = super::scan::sticky_page(db, &epoch, None, usize::MAX)?;
+        let marks = super::scan::token_mark_page(db, &epoch, None, usize::MAX)?;
+        let recorded = super::delay_histograms::recorded(records.iter().map(|(_, r)| r), &marks);
+        mismatches.extend(super::delay_histograms::audit_epoch(
+            &epoch,
+            &histograms,
+            &counters,
+            &recorded,
+        ));
+    }
+    Ok(mismatches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+    use crate::store::test_support::{T0_MS, block_on, epoch, open, raw_db, record, tally};
+
+    #[test]
+    fn the_audit_finds_a_cohort_whose_exposure_moved_to_another_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            for unit in ["u1", "u2"] {
+                block_on(store.insert_sticky(&epoch(), unit, record("a", T0_MS), tally(T0_MS)))
+                    .unwrap();
+            }
+            assert!(store.audit().unwrap().is_clean());
+            block_on(store.shutdown()).unwrap();
+        }
+        {
+            let db = raw_db(dir.path());
+            let key = bin_key(&epoch(), "a", COHORT, cohort_bin(T0_MS));
+            db.insert(key, codec::encode_u64(1).to_vec()).unwrap();
+            let next = bin_key(&epoch(), "a", COHORT, cohort_bin(T0_MS) + 1);
+            db.insert(next, codec::encode_u64(1).to_vec()).unwrap();
+            db.flush().unwrap();
+        }
+        let store = open(dir.path());
+        let report = store.audit().unwrap();
+        assert!(!report.is_clean());
+        assert_eq!(report.delay_mismatches.len(), 1, "{report:?}");
+        assert_eq!(report.delay_mismatches[0].variant, "a");
+    }
+}

@@ -60,6 +60,28 @@ pub async fn delay_histograms(
     Ok(arms)
 }
 
+/// The audit of one epoch's histograms against its summed counters and its records
+/// (`delay_histograms::audit_epoch`).
+pub async fn audit_epoch(
+    shared: &Shared,
+    epoch: &Epoch,
+    counters: &HashMap<String, crate::store::ArmCounters>,
+) -> Result<Vec<crate::store::DelayMismatch>, StoreError> {
+    let histograms = delay_histograms(shared, epoch).await?;
+    if histograms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let records = super::read::scan_sticky(shared, epoch, None, usize::MAX).await?;
+    let marks = super::read::scan_marks(shared, epoch, None, usize::MAX).await?;
+    let recorded = crate::store::delay_histograms::recorded(records.iter().map(|(_, r)| r), &marks);
+    Ok(crate::store::delay_histograms::audit_epoch(
+        epoch,
+        &histograms,
+        counters,
+        &recorded,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
