@@ -145,3 +145,46 @@ fn with_delay_off_the_stats_show_the_naive_posterior_only() {
         assert_eq!(num(&arm["posterior"]["beta"]), 1.0 + num(&arm["exposures"]));
     }
 }
+
+/// The `value` of the first `<data>` element after `data-field="<field>"` in `row`.
+fn cell_value(row: &str, field: &str) -> f64 {
+    let cell = &row[row
+        .find(&format!("data-field=\"{field}\""))
+        .unwrap_or_else(|| panic!("no {field} cell"))..];
+    let start = cell.find("<data value=\"").unwrap() + "<data value=\"".len();
+    cell[start..start + cell[start..].find('"').unwrap()]
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_dashboard_arm_table_shows_the_naive_figures_and_the_delay_law_of_the_api() {
+    let app = TestApp::spawn(&[("signup.yaml", DELAYED)]);
+    for n in 0..20 {
+        app.assign("signup", &format!("u{n}"));
+    }
+    app.let_posterior_refresh();
+    let arms = app.arms("signup");
+    let page = app.get("/ui/experiments/signup");
+    assert_eq!(page.status, 200);
+    let html = page.body.as_str().unwrap().to_owned();
+    assert!(html.contains("Naive P(best)"));
+    for arm in &arms {
+        let variant = arm["variant"].as_str().unwrap();
+        let start = html
+            .find(&format!("<tr data-variant=\"{variant}\">"))
+            .expect("a row per arm");
+        let row = &html[start..start + html[start..].find("</tr>").unwrap()];
+        let delay = &arm["delay"];
+        // Neither depends on the clock: no conversion yet, so the stated law holds.
+        for (field, value) in [
+            ("delay_median_ms", &delay["delay_median_ms"]),
+            ("delay_p90_ms", &delay["delay_p90_ms"]),
+            ("naive_prob_best", &delay["naive"]["prob_best"]),
+        ] {
+            assert_eq!(cell_value(row, field), num(value), "{variant} {field}");
+        }
+        let (alpha, beta) = (num(&delay["naive"]["alpha"]), num(&delay["naive"]["beta"]));
+        assert_eq!(cell_value(row, "naive_mean"), alpha / (alpha + beta));
+    }
+}
