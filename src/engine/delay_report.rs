@@ -48,7 +48,7 @@ pub fn arm_delay(snapshot: &Snapshot, k: usize, retired: bool) -> Option<ArmDela
             alpha,
             beta,
             prob_best: (!retired)
-                .then(|| naive.prob_best.get(k).copied())
+                .then(|| naive.prob_best().get(k).copied())
                 .flatten()
                 .filter(|p| p.is_finite()),
         },

@@ -12,9 +12,10 @@
 //! nothing pending.
 
 use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
 
 use crate::spec::Experiment;
-use crate::stats::{self, DecayedCounts, DelayCounts};
+use crate::stats::{self, DecayedCounts, DelayCounts, DelayLaw};
 use crate::store::{ArmCounters, DelayHistograms};
 
 /// The correction of one arm.
@@ -38,6 +39,7 @@ pub fn correction(
     counters: &[ArmCounters],
     effective: &[DecayedCounts],
     histograms: &HashMap<String, DelayHistograms>,
+    cache: Option<&LawCache>,
     now_ms: u64,
 ) -> Option<Vec<ArmDelay>> {
     let base = spec.reward.delay.base()?;
@@ -53,21 +55,24 @@ pub fn correction(
             )
         })
         .collect();
-    let fits = match stats::fit_delays(&counts, base, window_ms, now_ms) {
-        Ok(Some((_, fits))) => fits,
-        Ok(None) => return None,
+    let fit = || match stats::fit_delays(&counts, base, window_ms, now_ms) {
+        Ok(Some((_, fits))) => Some(fits.into_iter().map(|fit| fit.law).collect()),
+        Ok(None) => None,
         Err(error) => {
             tracing::error!(experiment = %spec.id, %error, "delay fit failed; posterior stays naive");
-            return None;
+            None
         }
     };
+    let laws: Vec<DelayLaw> = match cache {
+        Some(cache) => cache.laws(variant_ids, now_ms, fit)?,
+        None => fit()?,
+    };
     Some(
-        fits.iter()
+        laws.iter()
             .zip(&counts)
             .zip(effective)
-            .map(|((fit, counts), e)| {
-                let pending =
-                    stats::pending_decayed_exposures(&fit.law, counts, now_ms, half_life_ms);
+            .map(|((law, counts), e)| {
+                let pending = stats::pending_decayed_exposures(law, counts, now_ms, half_life_ms);
                 let room = (e.exposures - e.reward_sum).max(0.0);
                 ArmDelay {
                     pending_exposures: if pending.is_finite() {
@@ -75,12 +80,56 @@ pub fn correction(
                     } else {
                         0.0
                     },
-                    median_ms: fit.law.quantile_ms(0.5),
-                    p90_ms: fit.law.quantile_ms(0.9),
+                    median_ms: law.quantile_ms(0.5),
+                    p90_ms: law.quantile_ms(0.9),
                 }
             })
             .collect(),
     )
+}
+
+/// How long a fitted set of delay laws serves the snapshots of a live experiment before it is
+/// fitted again: the laws move slowly (a refit costs far more than a snapshot), while the
+/// pending exposures are recomputed from the current histograms at every snapshot.
+pub const REFIT_EVERY_MS: u64 = 10_000;
+
+/// The laws last fitted for one live experiment (see [`REFIT_EVERY_MS`]).
+#[derive(Debug, Default)]
+pub struct LawCache(Mutex<Option<CachedLaws>>);
+
+#[derive(Debug)]
+struct CachedLaws {
+    fitted_ms: u64,
+    variant_ids: Vec<String>,
+    /// `None`: nothing to learn from yet (no conversion under `auto`).
+    laws: Option<Vec<DelayLaw>>,
+}
+
+impl LawCache {
+    /// The laws for `variant_ids` at `now_ms`: the cached ones while fresh (same arms, fitted
+    /// less than [`REFIT_EVERY_MS`] ago, not in the future), else `fit()`'s, cached.
+    fn laws(
+        &self,
+        variant_ids: &[String],
+        now_ms: u64,
+        fit: impl FnOnce() -> Option<Vec<DelayLaw>>,
+    ) -> Option<Vec<DelayLaw>> {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(cached) = held.as_ref().filter(|c| {
+            c.variant_ids == variant_ids
+                && now_ms >= c.fitted_ms
+                && now_ms - c.fitted_ms < REFIT_EVERY_MS
+        }) {
+            return cached.laws.clone();
+        }
+        let laws = fit();
+        *held = Some(CachedLaws {
+            fitted_ms: now_ms,
+            variant_ids: variant_ids.to_vec(),
+            laws: laws.clone(),
+        });
+        laws
+    }
 }
 
 /// The counts the corrected posterior uses: `effective` less the pending exposures.
@@ -92,26 +141,5 @@ pub fn corrected(effective: DecayedCounts, delay: &ArmDelay) -> DecayedCounts {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_corrected_exposures_never_fall_below_the_rewards() {
-        let effective = DecayedCounts {
-            exposures: 10.0,
-            reward_sum: 4.0,
-            at_ms: 0,
-        };
-        let delay = ArmDelay {
-            pending_exposures: 8.0,
-            median_ms: 1.0,
-            p90_ms: 2.0,
-        };
-        assert_eq!(corrected(effective, &delay).exposures, 4.0);
-        let some = ArmDelay {
-            pending_exposures: 2.5,
-            ..delay
-        };
-        assert_eq!(corrected(effective, &some).exposures, 7.5);
-    }
-}
+#[path = "delay_view_tests.rs"]
+mod tests;

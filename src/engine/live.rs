@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use super::delay_view::LawCache;
 use crate::policy::{self, ArmView, Mode, Params};
 use crate::spec::{Experiment, OnWinner, Prior, Status};
 use crate::stats::{self, ArmComparison, DecayedCounts, Posterior, StoppingRule, Verdict};
@@ -63,8 +64,28 @@ pub struct NaiveView {
     pub effective: Vec<DecayedCounts>,
     /// Beta shapes (alpha, beta) per arm.
     pub shapes: Vec<(f64, f64)>,
-    /// Exact P(best) per arm (0 for retired arms).
-    pub prob_best: Vec<f64>,
+    /// The arms that compete (the first ones).
+    active: usize,
+    /// Exact P(best) per arm (0 for retired arms), computed when first asked for: only the
+    /// stats read it, and a snapshot is rebuilt far more often than they are.
+    prob_best: std::sync::OnceLock<Vec<f64>>,
+}
+
+impl NaiveView {
+    /// P(best) of every arm under the naive posteriors (NaN if the comparison failed).
+    pub fn prob_best(&self) -> &[f64] {
+        self.prob_best.get_or_init(|| {
+            let mut prob_best = match stats::compare_arms(&self.shapes[..self.active]) {
+                Ok(comparison) => comparison.prob_best,
+                Err(error) => {
+                    tracing::error!(%error, "naive P(best) failed");
+                    vec![f64::NAN; self.active]
+                }
+            };
+            prob_best.resize(self.shapes.len(), 0.0);
+            prob_best
+        })
+    }
 }
 
 impl Snapshot {
@@ -88,7 +109,7 @@ impl Snapshot {
         spec: &Experiment,
         retired: &BTreeMap<String, Prior>,
         counters: &HashMap<String, ArmCounters>,
-        histograms: Option<&HashMap<String, DelayHistograms>>,
+        histograms: Option<(&HashMap<String, DelayHistograms>, Option<&LawCache>)>,
         info: EpochInfo,
         now_ms: u64,
     ) -> Self {
@@ -120,13 +141,14 @@ impl Snapshot {
                 }
             })
             .collect();
-        let delays = histograms.and_then(|histograms| {
+        let delays = histograms.and_then(|(histograms, cache)| {
             super::delay_view::correction(
                 spec,
                 &variant_ids,
                 &counters,
                 &effective,
                 histograms,
+                cache,
                 now_ms,
             )
         });
@@ -140,7 +162,7 @@ impl Snapshot {
         };
         let naive = delays
             .as_ref()
-            .map(|_| naive_view(&effective, &prior_of, active, spec));
+            .map(|_| naive_view(&effective, &prior_of, active));
         let effective: Vec<DecayedCounts> = match &delays {
             Some(delays) => effective
                 .iter()
@@ -262,7 +284,6 @@ fn naive_view(
     effective: &[DecayedCounts],
     prior_of: &dyn Fn(usize) -> Prior,
     active: usize,
-    spec: &Experiment,
 ) -> NaiveView {
     let shapes: Vec<(f64, f64)> = effective
         .iter()
@@ -274,18 +295,11 @@ fn naive_view(
             (posterior.alpha, posterior.beta)
         })
         .collect();
-    let mut prob_best = match stats::compare_arms(&shapes[..active]) {
-        Ok(comparison) => comparison.prob_best,
-        Err(error) => {
-            tracing::error!(experiment = %spec.id, %error, "naive P(best) failed");
-            vec![f64::NAN; active]
-        }
-    };
-    prob_best.resize(effective.len(), 0.0);
     NaiveView {
         effective: effective.to_vec(),
         shapes,
-        prob_best,
+        active,
+        prob_best: std::sync::OnceLock::new(),
     }
 }
 
@@ -334,6 +348,8 @@ pub struct LiveExperiment {
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
     snapshot: ArcSwap<Snapshot>,
     refreshing: AtomicBool,
+    /// The delay laws last fitted for this experiment's snapshots (`delay_view`).
+    pub(crate) delay_laws: super::delay_view::LawCache,
     /// Assign and event counters, resolved once per load (`None`: metrics are off).
     pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
     /// A concluded experiment's conclusion counts are known to be recorded (`conclusion`).
@@ -366,6 +382,7 @@ impl LiveExperiment {
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
+            delay_laws: super::delay_view::LawCache::default(),
             metrics,
             conclusion_noted: AtomicBool::new(false),
         }

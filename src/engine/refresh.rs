@@ -26,7 +26,7 @@ impl Engine {
                 &live.spec,
                 &live.retired,
                 &counters,
-                histograms.as_ref(),
+                histograms.as_ref().map(|h| (h, Some(&live.delay_laws))),
                 info,
                 now_ms,
             )

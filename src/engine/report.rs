@@ -239,7 +239,7 @@ impl Engine {
                     &archived.spec,
                     &archived.retired,
                     &counters,
-                    histograms.as_ref(),
+                    histograms.as_ref().map(|h| (h, None)),
                     info,
                     as_of_ms,
                 );

@@ -130,6 +130,44 @@ mod tests {
     use crate::store::test_support::{T0_MS, block_on, epoch, open, raw_db, record, tally};
 
     #[test]
+    fn a_format_2_store_without_histograms_opens_with_none_and_audits_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            block_on(store.insert_sticky(&epoch(), "u1", record("a", T0_MS), tally(T0_MS)))
+                .unwrap();
+            block_on(store.shutdown()).unwrap();
+        }
+        {
+            // What the previous build wrote: the same records, no histograms, format 2.
+            let db = raw_db(dir.path());
+            let prefix = keys::epoch_key(KIND_DELAY, &epoch(), "");
+            for key in db.scan_prefix(&prefix).keys() {
+                db.remove(key.unwrap()).unwrap();
+            }
+            db.insert(keys::META_FORMAT, codec::encode_u64(2).to_vec())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = open(dir.path());
+        assert!(
+            block_on(store.delay_histograms(&epoch()))
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(
+            block_on(store.counters(&epoch())).unwrap()["a"].exposures,
+            1
+        );
+        assert!(store.audit().unwrap().is_clean());
+        // New writes start the histograms; the old exposure reads as complete.
+        block_on(store.insert_sticky(&epoch(), "u2", record("a", T0_MS), tally(T0_MS))).unwrap();
+        let arm = &block_on(store.delay_histograms(&epoch())).unwrap()["a"];
+        assert_eq!(arm.cohort_total(), 1);
+        assert!(store.audit().unwrap().is_clean());
+    }
+
+    #[test]
     fn the_audit_finds_a_cohort_whose_exposure_moved_to_another_hour() {
         let dir = tempfile::tempdir().unwrap();
         {
