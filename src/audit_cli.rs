@@ -134,6 +134,13 @@ fn render(report: &AuditReport) -> String {
             mismatch.exposures,
         );
     }
+    for mismatch in &report.delay_mismatches {
+        let _ = writeln!(
+            out,
+            "MISMATCH {} revision {} variant {}: delay histograms: {}",
+            mismatch.epoch.experiment, mismatch.epoch.revision, mismatch.variant, mismatch.reason,
+        );
+    }
     if report.unindexed_records > 0 {
         let _ = writeln!(
             out,

@@ -78,6 +78,12 @@ pub const STATS_COLUMNS: &[&str] = &[
     "expected_loss",
     "traffic_share",
     "expected_exposures",
+    "naive_exposures",
+    "naive_alpha",
+    "naive_beta",
+    "naive_prob_best",
+    "delay_median_ms",
+    "delay_p90_ms",
     "halted",
 ];
 
@@ -553,6 +559,11 @@ impl Engine {
             .into_iter()
             .map(|arm| {
                 let interval = &arm.posterior.credible_interval;
+                // Without a delay correction the naive figures are the ones above.
+                let delay = arm.delay.as_ref();
+                let naive = |corrected: f64, pick: fn(&super::ArmDelayReport) -> f64| {
+                    Cell::Num(delay.map_or(corrected, pick))
+                };
                 vec![
                     Cell::Text(arm.variant),
                     Cell::Bool(arm.retired),
@@ -570,6 +581,12 @@ impl Engine {
                     optional_num(arm.expected_loss),
                     Cell::Num(arm.traffic_share),
                     Cell::Num(arm.expected_exposures),
+                    naive(arm.effective_exposures, |d| d.naive.exposures),
+                    naive(arm.posterior.alpha, |d| d.naive.alpha),
+                    naive(arm.posterior.beta, |d| d.naive.beta),
+                    optional_num(delay.map_or(arm.prob_best, |d| d.naive.prob_best)),
+                    optional_num(delay.map(|d| d.delay_median_ms)),
+                    optional_num(delay.map(|d| d.delay_p90_ms)),
                     Cell::Bool(arm.halted),
                 ]
             })

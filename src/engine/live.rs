@@ -15,10 +15,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 
+use super::delay_view::LawCache;
 use crate::policy::{self, ArmView, Mode, Params};
 use crate::spec::{Experiment, OnWinner, Prior, Status};
 use crate::stats::{self, ArmComparison, DecayedCounts, Posterior, StoppingRule, Verdict};
-use crate::store::{ArmCounters, Epoch, EpochInfo, Tally};
+use crate::store::{ArmCounters, DelayHistograms, Epoch, EpochInfo, Tally};
 
 /// How old a posterior snapshot may get before an assign request rebuilds it.
 pub const SNAPSHOT_REFRESH_MS: u64 = 100;
@@ -51,6 +52,42 @@ pub struct Snapshot {
     pub fresh: super::burn_in::FreshExposures,
     /// The epoch's guardrail halts, including any a resume overrides (see `halts`).
     pub halts: Vec<crate::store::Halt>,
+    /// The delay-aware correction per arm, when one applies (`delay_view`): then `effective`,
+    /// `arms`, `shares` and everything after them use the corrected counts, and `naive`
+    /// holds what they would have been without it.
+    pub delays: Option<Vec<super::delay_view::ArmDelay>>,
+    pub naive: Option<NaiveView>,
+}
+
+/// The naive posterior of a delay-corrected snapshot, for the stats.
+#[derive(Debug, Clone)]
+pub struct NaiveView {
+    /// The counts without the correction (decayed with a half-life, else raw).
+    pub effective: Vec<DecayedCounts>,
+    /// Beta shapes (alpha, beta) per arm.
+    pub shapes: Vec<(f64, f64)>,
+    /// The arms that compete (the first ones).
+    active: usize,
+    /// Exact P(best) per arm (0 for retired arms), computed when first asked for: only the
+    /// stats read it, and a snapshot is rebuilt far more often than they are.
+    prob_best: std::sync::OnceLock<Vec<f64>>,
+}
+
+impl NaiveView {
+    /// P(best) of every arm under the naive posteriors (NaN if the comparison failed).
+    pub fn prob_best(&self) -> &[f64] {
+        self.prob_best.get_or_init(|| {
+            let mut prob_best = match stats::compare_arms(&self.shapes[..self.active]) {
+                Ok(comparison) => comparison.prob_best,
+                Err(error) => {
+                    tracing::error!(%error, "naive P(best) failed");
+                    vec![f64::NAN; self.active]
+                }
+            };
+            prob_best.resize(self.shapes.len(), 0.0);
+            prob_best
+        })
+    }
 }
 
 impl Snapshot {
@@ -61,6 +98,20 @@ impl Snapshot {
         spec: &Experiment,
         retired: &BTreeMap<String, Prior>,
         counters: &HashMap<String, ArmCounters>,
+        info: EpochInfo,
+        now_ms: u64,
+    ) -> Self {
+        Self::build_delayed(spec, retired, counters, None, info, now_ms)
+    }
+
+    /// [`Snapshot::build`] with the epoch's delay histograms: the posterior is corrected for
+    /// conversions not yet arrived unless `reward.delay` is `off` (`delay_view`). `None`
+    /// (histograms not read) builds the naive snapshot.
+    pub fn build_delayed(
+        spec: &Experiment,
+        retired: &BTreeMap<String, Prior>,
+        counters: &HashMap<String, ArmCounters>,
+        histograms: Option<(&HashMap<String, DelayHistograms>, Option<&LawCache>)>,
         info: EpochInfo,
         now_ms: u64,
     ) -> Self {
@@ -92,17 +143,42 @@ impl Snapshot {
                 }
             })
             .collect();
+        let delays = histograms.and_then(|(histograms, cache)| {
+            super::delay_view::correction(
+                spec,
+                &variant_ids,
+                &counters,
+                &effective,
+                histograms,
+                cache,
+                now_ms,
+            )
+        });
+        // A retired arm (k ≥ active) keeps the prior it was counted under.
+        let prior_of = |k: usize| {
+            if k < active {
+                spec.arm_prior(k)
+            } else {
+                retired.get(&variant_ids[k]).copied().unwrap_or(spec.prior)
+            }
+        };
+        let naive = delays
+            .as_ref()
+            .map(|_| naive_view(&effective, &prior_of, active));
+        let effective: Vec<DecayedCounts> = match &delays {
+            Some(delays) => effective
+                .iter()
+                .zip(delays)
+                .map(|(e, d)| super::delay_view::corrected(*e, d))
+                .collect(),
+            None => effective,
+        };
         let arms: Vec<ArmView> = effective
             .iter()
             .zip(&counters)
             .enumerate()
             .map(|(k, (e, c))| {
-                // A retired arm (k ≥ active) keeps the prior it was counted under.
-                let prior = if k < active {
-                    spec.arm_prior(k)
-                } else {
-                    retired.get(&variant_ids[k]).copied().unwrap_or(spec.prior)
-                };
+                let prior = prior_of(k);
                 let posterior =
                     Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
                 ArmView {
@@ -165,6 +241,8 @@ impl Snapshot {
             verdict,
             fresh: super::burn_in::FreshExposures::new(fresh_arms),
             halts: Vec::new(),
+            delays,
+            naive,
         };
         let shares = policy::allocation(
             mode_of(spec, &snapshot),
@@ -201,6 +279,30 @@ impl Snapshot {
             }) => Some((arm, prob_best, expected_loss)),
             _ => None,
         }
+    }
+}
+
+/// The naive posterior beside a corrected one: shapes and P(best) from the uncorrected counts.
+fn naive_view(
+    effective: &[DecayedCounts],
+    prior_of: &dyn Fn(usize) -> Prior,
+    active: usize,
+) -> NaiveView {
+    let shapes: Vec<(f64, f64)> = effective
+        .iter()
+        .enumerate()
+        .map(|(k, e)| {
+            let prior = prior_of(k);
+            let posterior =
+                Posterior::from_counts(prior.alpha, prior.beta, e.exposures, e.reward_sum);
+            (posterior.alpha, posterior.beta)
+        })
+        .collect();
+    NaiveView {
+        effective: effective.to_vec(),
+        shapes,
+        active,
+        prob_best: std::sync::OnceLock::new(),
     }
 }
 
@@ -249,6 +351,8 @@ pub struct LiveExperiment {
     payloads: Vec<Option<Box<serde_json::value::RawValue>>>,
     snapshot: ArcSwap<Snapshot>,
     refreshing: AtomicBool,
+    /// The delay laws last fitted for this experiment's snapshots (`delay_view`).
+    pub(crate) delay_laws: super::delay_view::LawCache,
     /// Assign and event counters, resolved once per load (`None`: metrics are off).
     pub metrics: Option<Arc<crate::metrics::ExperimentMetrics>>,
     /// A concluded experiment's conclusion counts are known to be recorded (`conclusion`).
@@ -283,6 +387,7 @@ impl LiveExperiment {
             payloads,
             snapshot: ArcSwap::from_pointee(snapshot),
             refreshing: AtomicBool::new(false),
+            delay_laws: super::delay_view::LawCache::default(),
             metrics,
             conclusion_noted: AtomicBool::new(false),
             guardrail_checkpoint: std::sync::atomic::AtomicU64::new(0),

@@ -5,6 +5,8 @@ mod assign;
 mod burn_in;
 pub mod clock;
 mod conclusion;
+mod delay_report;
+mod delay_view;
 mod epoch_spec;
 mod error;
 mod events;
@@ -32,6 +34,7 @@ use arc_swap::ArcSwap;
 
 pub use assign::{AssignMany, Assignment, Fallback, Refused};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use delay_report::{ArmDelayReport, NaiveArmReport};
 pub use error::EngineError;
 pub use events::{
     EVENT_OUTCOMES, EventBatchReport, RawEvent, Rejection, RejectionReason, Timestamp,

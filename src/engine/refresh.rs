@@ -20,7 +20,18 @@ impl Engine {
     ) -> Result<Arc<Snapshot>, EngineError> {
         let counters = self.store.counters(&live.epoch).await?;
         let info = self.store.epoch_info(&live.epoch).await?;
-        let mut snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
+        let histograms = self.delay_histograms(live).await?;
+        let build = |info| {
+            Snapshot::build_delayed(
+                &live.spec,
+                &live.retired,
+                &counters,
+                histograms.as_ref().map(|h| (h, Some(&live.delay_laws))),
+                info,
+                now_ms,
+            )
+        };
+        let mut snapshot = build(info);
         let halts = self.check_guardrails(live, &snapshot, now_ms).await?;
         // A halted arm is never declared the winner: it would be exploited.
         if let Some((arm, prob_best, expected_loss)) = snapshot
@@ -39,13 +50,25 @@ impl Engine {
             );
             let mut info = snapshot.info.clone();
             info.decision = Some(held);
-            snapshot = Snapshot::build(&live.spec, &live.retired, &counters, info, now_ms);
+            snapshot = build(info);
         }
         super::halts::apply(live, &mut snapshot, halts);
         self.note_conclusion(live, &snapshot, now_ms).await?;
         let snapshot = Arc::new(snapshot);
         live.install(snapshot.clone());
         Ok(snapshot)
+    }
+
+    /// The epoch's delay histograms, unless `reward.delay` is `off` (then they are not read).
+    async fn delay_histograms(
+        &self,
+        live: &LiveExperiment,
+    ) -> Result<Option<std::collections::HashMap<String, crate::store::DelayHistograms>>, EngineError>
+    {
+        if live.spec.reward.delay.base().is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.store.delay_histograms(&live.epoch).await?))
     }
 
     /// Rebuilds the snapshot if it is stale and nobody else is on it. A store failure keeps

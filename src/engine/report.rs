@@ -57,7 +57,8 @@ pub struct ArmReport {
     /// R / N; `null` before the first exposure.
     pub rate: Option<f64>,
     /// The counts the posterior uses: exponentially decayed with `policy.half_life`, else
-    /// equal to the raw ones (`null` where the revision's spec is unknown).
+    /// equal to the raw ones, and with the delay correction the exposures less the pending
+    /// ones (`delay`) (`null` where the revision's spec is unknown).
     #[schema(value_type = Option<f64>)]
     pub effective_exposures: f64,
     #[schema(value_type = Option<f64>)]
@@ -81,6 +82,10 @@ pub struct ArmReport {
     /// `on_render`: exposures / assigned, the share of assignments the page confirmed
     /// (`null` before the first assignment, and always with `on_assign`).
     pub confirmation_rate: Option<f64>,
+    /// The delay-aware correction (README, delay-aware posterior): the naive figures and the
+    /// arm's delay law. `null` with `reward.delay: off`, with `auto` before the first
+    /// conversion, and for a revision whose spec is unknown; the figures above are then naive.
+    pub delay: Option<super::delay_report::ArmDelayReport>,
 }
 
 /// Beta posterior of one arm: prior plus counts. Every number is `null` for an earlier
@@ -232,8 +237,18 @@ impl Engine {
             .unwrap_or(now_ms);
         Ok(match self.archived_spec(live, revision).await? {
             Some(archived) => {
-                let snapshot =
-                    Snapshot::build(&archived.spec, &archived.retired, &counters, info, as_of_ms);
+                let histograms = match archived.spec.reward.delay.base() {
+                    Some(_) => Some(self.store.delay_histograms(&epoch).await?),
+                    None => None,
+                };
+                let snapshot = Snapshot::build_delayed(
+                    &archived.spec,
+                    &archived.retired,
+                    &counters,
+                    histograms.as_ref().map(|h| (h, None)),
+                    info,
+                    as_of_ms,
+                );
                 let extras = self.report_extras(live, revision, &snapshot).await?;
                 report(&archived.spec, &snapshot, level, current, extras)
             }
@@ -375,6 +390,7 @@ fn unknown_spec_report(
             expected_loss: None,
             traffic_share: unknown,
             expected_exposures: c.expected_exposures,
+            delay: None,
         })
         .collect();
     let observed: Vec<f64> = arms.iter().map(|a| a.exposures as f64).collect();
@@ -465,6 +481,7 @@ fn arm_report(k: usize, snapshot: &Snapshot, level: f64, retired: bool) -> ArmRe
         // Filled in by `exposure_report::with_assigned`.
         assigned: c.exposures,
         confirmation_rate: None,
+        delay: super::delay_report::arm_delay(snapshot, k, retired),
     }
 }
 

@@ -529,6 +529,73 @@ pub fn pending_exposures(law: &DelayLaw, counts: &DelayCounts, now_ms: u64) -> f
     pending.min(clean(counts.exposures))
 }
 
+/// Σ over an arm's recent cohorts of exposures·mean over the cohort's ages of
+/// (1 − G(a))·2^(−a/h): the pending exposures in the units of a posterior decayed with
+/// half-life h (an exposure of age a counts 2^(−a/h) there, and its conversion, if any, would
+/// count as much, since a reward decays from its assignment). Exact: G is linear on each bin,
+/// so each piece is ∫(c0 + c1·a)·e^(−k·a) da in closed form. Without a half-life this is
+/// [`pending_exposures`].
+pub fn pending_decayed_exposures(
+    law: &DelayLaw,
+    counts: &DelayCounts,
+    now_ms: u64,
+    half_life_ms: Option<u64>,
+) -> f64 {
+    let Some(half_life_ms) = half_life_ms.filter(|h| *h > 0) else {
+        return pending_exposures(law, counts, now_ms);
+    };
+    let k = std::f64::consts::LN_2 / half_life_ms as f64;
+    let pending: f64 = counts
+        .cohorts
+        .iter()
+        .map(|&(bin, exposures)| {
+            let (youngest, oldest) = cohort_ages_ms(bin, now_ms);
+            clean(exposures) * law.mean_weighted_pending(youngest, oldest, k)
+        })
+        .sum();
+    pending.min(clean(counts.exposures))
+}
+
+/// ∫_0^L (c0 + c1·t)·e^(−k·t) dt, with series where k·L is small enough to cancel digits.
+fn linear_times_exponential(c0: f64, c1: f64, k: f64, length: f64) -> f64 {
+    let kl = k * length;
+    let i0 = if kl < 1e-8 {
+        length
+    } else {
+        -(-kl).exp_m1() / k
+    };
+    let i1 = if kl < 1e-4 {
+        length * length * (0.5 - kl / 3.0 + kl * kl / 8.0)
+    } else {
+        (-(-kl).exp_m1() - kl * (-kl).exp()) / (k * k)
+    };
+    c0 * i0 + c1 * i1
+}
+
+impl DelayLaw {
+    /// The mean over ages uniform on [a0, a1] of (1 − G(a))·e^(−k·a).
+    fn mean_weighted_pending(&self, a0: f64, a1: f64, k: f64) -> f64 {
+        let pending_at = |a: f64| (1.0 - self.completion(a)) * (-k * a).exp();
+        if a1 - a0 <= 0.0 {
+            return pending_at(a1);
+        }
+        let mut integral = 0.0;
+        for j in 0..self.cdf.len() - 1 {
+            let (e0, e1) = (edge_ms(j, self.window_ms), edge_ms(j + 1, self.window_ms));
+            let (x0, x1) = (a0.max(e0), a1.min(e1));
+            if x1 <= x0 || e1 <= e0 {
+                continue;
+            }
+            // 1 − G on this bin, as c0 + c1·t with t = a − x0.
+            let slope = (self.cdf[j + 1] - self.cdf[j]) / (e1 - e0);
+            let c0 = 1.0 - (self.cdf[j] + slope * (x0 - e0));
+            integral += (-k * x0).exp() * linear_times_exponential(c0, -slope, k, x1 - x0);
+        }
+        // Past the window, 1 − G = 0.
+        integral / (a1 - a0)
+    }
+}
+
 #[cfg(test)]
 #[path = "delay_tests.rs"]
 mod tests;

@@ -362,3 +362,68 @@ fn without_delays_the_correction_only_touches_the_current_hour() {
     let median = fits[0].law.quantile_ms(0.5);
     assert!(median <= 60_000.0, "{median}");
 }
+
+/// The uniform law on [0, W] (bin probabilities proportional to the bins' widths), whose CDF
+/// a/W the grid represents exactly.
+fn uniform_law(window_ms: u64) -> DelayLaw {
+    let widths: Vec<f64> = (0..bin_count(window_ms))
+        .map(|j| edge_ms(j + 1, window_ms) - edge_ms(j, window_ms))
+        .collect();
+    DelayLaw::from_bin_probabilities(window_ms, &widths)
+}
+
+#[test]
+fn pending_decayed_exposures_match_the_closed_form_under_a_uniform_law() {
+    let hour = DELAY_BIN_MS as f64;
+    let window_ms = 7 * 24 * DELAY_BIN_MS;
+    let w = window_ms as f64;
+    let law = uniform_law(window_ms);
+    let half_life_ms = 2 * 24 * DELAY_BIN_MS;
+    let k = std::f64::consts::LN_2 / half_life_ms as f64;
+    // ∫ (1 − a/W)·e^(−k·a) da = e^(−k·a)·(1/(W·k²) − (1 − a/W)/k).
+    let antiderivative = |a: f64| (-k * a).exp() * (1.0 / (w * k * k) - (1.0 - a / w) / k);
+    let bin = 500_000u64;
+    // Ages of the cohort's exposures: [10 h, 11 h] (a whole hour), and the cohort of the hour
+    // now running, [0, 20 min].
+    let now_ms = (bin + 11) * DELAY_BIN_MS;
+    let fresh_now = now_ms + 20 * 60_000;
+    for (now, cohort, a0, a1) in [
+        (now_ms, bin, 10.0 * hour, 11.0 * hour),
+        (fresh_now, bin + 11, 0.0, 20.0 * 60_000.0),
+    ] {
+        let counts = DelayCounts {
+            cohorts: vec![(cohort, 40.0)],
+            delays: vec![],
+            exposures: 100.0,
+        };
+        let expected = 40.0 * (antiderivative(a1) - antiderivative(a0)) / (a1 - a0);
+        let got = pending_decayed_exposures(&law, &counts, now, Some(half_life_ms));
+        assert!(
+            (got - expected).abs() < 1e-9 * expected,
+            "ages [{a0}, {a1}]: {got} against {expected}"
+        );
+    }
+}
+
+#[test]
+fn pending_decayed_exposures_without_decay_are_the_pending_exposures() {
+    let window_ms = 7 * 24 * DELAY_BIN_MS;
+    let law = DelayLaw::exponential(2.0 * 24.0 * 3_600_000.0, window_ms);
+    let now_ms = 1_700_000_000_000;
+    let counts = DelayCounts {
+        cohorts: (0..30).map(|h| (now_ms / DELAY_BIN_MS - h, 10.0)).collect(),
+        delays: vec![],
+        exposures: 1_000.0,
+    };
+    let plain = pending_exposures(&law, &counts, now_ms);
+    assert_eq!(
+        pending_decayed_exposures(&law, &counts, now_ms, None),
+        plain
+    );
+    // A half-life of a million years decays nothing measurable.
+    let slow = pending_decayed_exposures(&law, &counts, now_ms, Some(1 << 55));
+    assert!(
+        (slow - plain).abs() < 1e-6 * plain,
+        "{slow} against {plain}"
+    );
+}

@@ -25,7 +25,7 @@ pub use decay::{DecayedCounts, decay_weight};
 pub use delay::{
     ARM_POOLING_CONVERSIONS, ArmDelayFit, BASE_LAW_CONVERSIONS, BaseDelay, DELAY_BIN_MS,
     DelayCounts, DelayLaw, FINE_EDGES_MS, bin_count, delay_bin, fit_delays, fit_exponential_median,
-    pending_exposures,
+    pending_decayed_exposures, pending_exposures,
 };
 pub use error::StatsError;
 pub use guardrail::{

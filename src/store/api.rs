@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::audit_report::AuditReport;
 use super::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
+use super::delay_histograms::DelayHistograms;
 use super::error::StoreFuture;
 use super::halts::Halt;
 use super::health::StoreHealth;
@@ -85,6 +86,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Current durable counters of every arm seen in the epoch, by variant id.
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>>;
+
+    /// Every arm's delay histograms in the epoch (see `delay_histograms`), by variant id; an
+    /// arm without any (an epoch written by a build that kept none) is absent. Written in the
+    /// same atomic steps as the counters, so they never count what the counters do not.
+    fn delay_histograms(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, DelayHistograms>>;
 
     /// The epoch's durable start time and decision (defaults for an epoch never written).
     fn epoch_info(&self, epoch: &Epoch) -> StoreFuture<EpochInfo>;

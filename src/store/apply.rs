@@ -15,6 +15,7 @@ use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
 use super::overlay::Txn;
 use super::records::Decision;
 use super::rules::{self, Credit, Reassignment, TargetState};
+use super::sled_delay;
 use super::types::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
@@ -34,7 +35,7 @@ pub fn insert_sticky(
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
         txn.put(key, codec::encode_sticky(&held, txn.seq()));
-        count_many_exposures(txn, epoch, &held.variant, tally, false, 1);
+        count_many_exposures(txn, epoch, &held.variant, tally, false, 1)?;
     }
     Ok((held, won))
 }
@@ -69,7 +70,7 @@ pub fn reassign_sticky(
                 arm.moved_away.reward_sum += moved_reward.unwrap_or(0.0);
             });
             txn.put(key, codec::encode_sticky(&record, txn.seq()));
-            count_many_exposures(txn, epoch, &record.variant, tally, false, 1);
+            count_many_exposures(txn, epoch, &record.variant, tally, false, 1)?;
             Ok(Some((record, true)))
         }
     }
@@ -77,12 +78,19 @@ pub fn reassign_sticky(
 
 /// Counts `n` per-request exposures of `variant` that share one tally (same moment, same
 /// allocation): the arm's per-request count is their only record.
-pub fn count_exposures(txn: &mut Txn<'_>, epoch: &Epoch, variant: &str, tally: &Tally, n: u64) {
-    count_many_exposures(txn, epoch, variant, tally, true, n);
+pub fn count_exposures(
+    txn: &mut Txn<'_>,
+    epoch: &Epoch,
+    variant: &str,
+    tally: &Tally,
+    n: u64,
+) -> Result<(), StoreError> {
+    count_many_exposures(txn, epoch, variant, tally, true, n)
 }
 
 /// `n` exposures at one moment under one allocation: raw and decayed N, every arm's expected
-/// exposures, the epoch start (see `rules`), in one update per arm.
+/// exposures, the epoch start (see `rules`), in one update per arm, and the arm's cohort
+/// (`delay_histograms`).
 fn count_many_exposures(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
@@ -90,7 +98,8 @@ fn count_many_exposures(
     tally: &Tally,
     per_request: bool,
     n: u64,
-) {
+) -> Result<(), StoreError> {
+    sled_delay::count_cohort(txn, epoch, variant, tally.now_ms, n)?;
     txn.update_arm(epoch, variant, |arm| {
         rules::add_exposures(&mut arm.counters, tally, n);
         if per_request {
@@ -105,6 +114,7 @@ fn count_many_exposures(
         });
     }
     mark_started(txn, epoch, tally.now_ms);
+    Ok(())
 }
 
 /// Records the epoch's start at the first write that counts anything in it.
@@ -190,6 +200,14 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
         }
     };
     credit_reward(txn, op, &credit);
+    sled_delay::count_delay(
+        txn,
+        &op.epoch,
+        &credit.variant,
+        op.reward,
+        credit.assigned_ms,
+        op.now_ms,
+    )?;
     // Kept a full window after arrival (and up to `event_log::GENERATION_MS` more): a retry
     // within the window is always recognised.
     let due_ms = event_log::generation_due(credit.event_id_retained_until_ms);

@@ -137,6 +137,7 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         report.history_points += 1;
     }
     report.expectation_mismatches = expectation_mismatches(&stored);
+    report.delay_mismatches = super::sled_delay::audit(db, &stored)?;
     for key in stored.keys() {
         implied.entry(key.clone()).or_default();
     }

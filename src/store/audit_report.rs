@@ -24,6 +24,15 @@ pub struct ExpectationMismatch {
     pub expected_exposures: f64,
 }
 
+/// An arm whose delay histograms disagree with its counters or records
+/// (`delay_histograms::disagreement`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DelayMismatch {
+    pub epoch: Epoch,
+    pub variant: String,
+    pub reason: String,
+}
+
 /// The result of [`super::Store::audit`].
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AuditReport {
@@ -45,14 +54,16 @@ pub struct AuditReport {
     pub history_points: u64,
     pub mismatches: Vec<CounterMismatch>,
     pub expectation_mismatches: Vec<ExpectationMismatch>,
+    pub delay_mismatches: Vec<DelayMismatch>,
 }
 
 impl AuditReport {
     /// True when every arm's counters equal what its records imply, every epoch's expected
-    /// exposures add up to its exposures, and every retained record is in the expiry index.
+    /// exposures add up to its exposures, every arm's delay histograms agree with both, and every retained record is in the expiry index.
     pub fn is_clean(&self) -> bool {
         self.mismatches.is_empty()
             && self.expectation_mismatches.is_empty()
+            && self.delay_mismatches.is_empty()
             && self.unindexed_records == 0
     }
 }

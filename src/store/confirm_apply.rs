@@ -78,7 +78,7 @@ fn confirm_token(txn: &mut Txn<'_>, op: &ConfirmOp) -> Result<ConfirmOutcome, St
     };
     txn.index_expiry(&key, retained_until_ms);
     txn.put(key, encode_mark(&mark));
-    super::apply::count_exposures(txn, &op.epoch, &op.variant, &op.tally, 1);
+    super::apply::count_exposures(txn, &op.epoch, &op.variant, &op.tally, 1)?;
     Ok(ConfirmOutcome::Confirmed)
 }
 

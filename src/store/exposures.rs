@@ -120,7 +120,8 @@ impl ExposureGroups {
 
     /// Applies every group, in order of its first exposure. Borrows, so that a failed commit
     /// can keep the groups for the next one.
-    pub fn apply(&self, txn: &mut Txn<'_>) {
+    /// Fails only on an unreadable delay histogram record (a corrupt store).
+    pub fn apply(&self, txn: &mut Txn<'_>) -> Result<(), super::error::StoreError> {
         for group in &self.groups {
             let variant = match &group.arm {
                 // The index was taken from this very allocation, so it is in range.
@@ -131,8 +132,9 @@ impl ExposureGroups {
                     .map_or("", |(variant, _)| variant.as_str()),
                 ExposedArm::Other(variant) => variant.as_str(),
             };
-            apply::count_exposures(txn, &group.epoch, variant, &group.tally, group.count);
+            apply::count_exposures(txn, &group.epoch, variant, &group.tally, group.count)?;
         }
+        Ok(())
     }
 }
 

@@ -75,12 +75,13 @@ fn grouped_exposures_equal_the_closed_form_and_the_one_by_one_counts() {
             &tally.allocation[*index].0,
             tally,
             1,
-        );
+        )
+        .unwrap();
     }
     let groups = ExposureGroups::of(exposures);
     assert_eq!(counts(&groups), vec![1_000, 500, 300]);
     let mut grouped = Txn::new(&db, &durable, &batch);
-    groups.apply(&mut grouped);
+    groups.apply(&mut grouped).unwrap();
 
     let a = grouped.arm(&epoch(), "a");
     let b = grouped.arm(&epoch(), "b");
@@ -136,7 +137,7 @@ fn an_allocation_kept_by_a_group_cannot_be_mistaken_for_a_new_one_at_the_same_ad
     let db = raw_db(dir.path());
     let (durable, batch) = (DurableState::default(), BatchState::new(1, 0));
     let mut txn = Txn::new(&db, &durable, &batch);
-    groups.apply(&mut txn);
+    groups.apply(&mut txn).unwrap();
     assert!((txn.arm(&epoch(), "a").counters.expected_exposures - 1.0).abs() < 1e-12);
     assert!((txn.arm(&epoch(), "b").counters.expected_exposures - 1.0).abs() < 1e-12);
 }

@@ -27,6 +27,9 @@ pub const KIND_MOVED_AWAY: u8 = 0x05;
 pub const KIND_EPOCH_SPEC: u8 = 0x06;
 /// `(epoch, "metric/variant")` → a guardrail halt (`halts`), written once.
 pub const KIND_HALT: u8 = 0x07;
+/// `(epoch, variant, histogram, bin BE)` → one bin of an arm's delay histograms (see
+/// `sled_delay`).
+pub const KIND_DELAY: u8 = 0x08;
 /// `(epoch, unit)` → the unit's sticky assignment.
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline: formats 1 and 2 only (format 3
@@ -62,7 +65,9 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// by the event log (`event_log`), with a per-store digest key ([`META_EVENT_ID_KEY`]): the
 /// event ids of a format-1 or 2 store would not be seen, so those are refused.
 /// Format 4 added, compatibly, guardrail halts (`KIND_HALT`): a build that ignored them would
-/// give a halted arm traffic again, so an older build must refuse a store that may hold one.
+/// give a halted arm traffic again, so an older build must refuse a store that may hold one;
+/// and the delay histograms (`KIND_DELAY`): a format-3 store has none, and its epochs read as
+/// having no pending exposures until new ones accrue.
 pub const STORE_FORMAT: u64 = 4;
 /// Earlier formats whose data this build reads unchanged (a subset of its own).
 pub const UPGRADABLE_FORMATS: &[u64] = &[3];

@@ -17,6 +17,7 @@ mod confirmations;
 pub mod contract;
 mod data_dir;
 mod decay;
+pub mod delay_histograms;
 mod disk;
 mod error;
 mod event_ids;
@@ -42,6 +43,7 @@ mod secret_file;
 mod select;
 mod shared;
 mod sled;
+mod sled_delay;
 mod state;
 mod sticky_cache;
 #[cfg(test)]
@@ -51,8 +53,9 @@ mod writer;
 mod writer_state;
 
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
-pub use self::audit_report::{AuditReport, CounterMismatch, ExpectationMismatch};
+pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
+pub use self::delay_histograms::DelayHistograms;
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::halts::{Halt, halt_name};

@@ -569,3 +569,47 @@ mod tests {
         }
     }
 }
+
+/// One reward's delay bin (`delay_histograms::conversion_delay_bin`) and its answer.
+#[derive(Debug, Clone)]
+pub struct DelayBinCase {
+    pub name: &'static str,
+    pub assigned_ms: u64,
+    pub arrived_ms: u64,
+    pub expected_bin: u32,
+}
+
+/// The delay bins at and around every edge of the grid (`stats::FINE_EDGES_MS`, then hours),
+/// worked out by hand.
+pub fn delay_bin_cases() -> Vec<DelayBinCase> {
+    let case = |name, delay_ms: u64, expected_bin| DelayBinCase {
+        name,
+        assigned_ms: T0_MS,
+        arrived_ms: T0_MS + delay_ms,
+        expected_bin,
+    };
+    vec![
+        case("at once", 0, 0),
+        case("just under a minute", 59_999, 0),
+        case("one minute", 60_000, 1),
+        case("just under two minutes", 119_999, 1),
+        case("two minutes", 120_000, 2),
+        case("five minutes", 300_000, 3),
+        case("ten minutes", 600_000, 4),
+        case("twenty minutes", 1_200_000, 5),
+        case("half an hour", 1_800_000, 6),
+        case("three quarters of an hour", 2_700_000, 7),
+        case("just under an hour", 3_599_999, 7),
+        case("one hour", 3_600_000, 8),
+        case("just under two hours", 7_199_999, 8),
+        case("two hours", 7_200_000, 9),
+        case("two days", 48 * 3_600_000, 55),
+        case("a window", WINDOW_MS, 8 + 168 - 1),
+        DelayBinCase {
+            name: "arrival before the assignment (clock skew)",
+            assigned_ms: T0_MS,
+            arrived_ms: T0_MS - 1_000,
+            expected_bin: 0,
+        },
+    ]
+}

@@ -20,6 +20,7 @@ use super::command::AuditReply;
 use super::command::Command;
 use super::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 use super::data_dir;
+use super::delay_histograms::DelayHistograms;
 use super::disk::Location;
 use super::error::{StoreError, StoreFuture};
 use super::exposures::{ExposedArm, PendingExposure};
@@ -396,6 +397,18 @@ impl Store for SledStore {
             .map(|arms| HashMap::clone(arms))
             .unwrap_or_default();
         ready(Ok(arms))
+    }
+
+    /// A range scan straight on sled, answered once the last commit applied is durable.
+    fn delay_histograms(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, DelayHistograms>> {
+        let epoch = epoch.clone();
+        self.read_durable(move |shared| {
+            let db = shared.sled()?;
+            Ok((
+                super::sled_delay::read(&db, &epoch)?,
+                scan::applied_seq(&db)?,
+            ))
+        })
     }
 
     fn epoch_info(&self, epoch: &Epoch) -> StoreFuture<EpochInfo> {

@@ -207,9 +207,13 @@ impl Writer {
         let mut barrier = None;
         if !exposures.is_empty() {
             let mut txn = Txn::new(&open.db, &self.durable, &state);
-            exposures.apply(&mut txn);
-            let changes = txn.finish();
-            state.merge(changes);
+            match exposures.apply(&mut txn) {
+                Ok(()) => state.merge(txn.finish()),
+                Err(error) => tracing::error!(
+                    %error,
+                    "per-request exposures not counted: a delay histogram record is unreadable"
+                ),
+            }
         }
         for command in commands {
             let mut txn = Txn::new(&open.db, &self.durable, &state);

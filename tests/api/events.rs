@@ -18,7 +18,7 @@ pub fn reasons(report: &Value) -> Vec<(u64, String)> {
 
 #[test]
 fn a_unit_conversion_is_credited_to_its_arm() {
-    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let app = TestApp::spawn(&[("headline.yaml", &crate::helpers::naive(STICKY))]);
     let v = app.assign("headline", "u1")["variant"]
         .as_str()
         .unwrap()

@@ -226,7 +226,7 @@ fn sticky_assignments_export_round_trips_in_csv_and_ndjson() {
 
 #[test]
 fn the_stats_export_matches_the_experiment_report() {
-    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let app = TestApp::spawn(&[("headline.yaml", &crate::helpers::naive(STICKY))]);
     let units = sticky_units();
     assign_all(&app, "headline", &units);
     reward_some(&app, &units);

@@ -26,6 +26,16 @@ variants:
     payload: { headline: "Ship in a day" }
 "#;
 
+/// `yaml` (one of the fixtures here, with `reward: { window: … }`) with `delay: off`: the naive
+/// posterior, for tests that check exact posterior numbers (the delay-aware one moves with the
+/// clock; tests/api/delay.rs covers it).
+pub fn naive(yaml: &str) -> String {
+    yaml.replace(
+        "reward: { window: 7d }",
+        "reward: { window: 7d, delay: off }",
+    )
+}
+
 /// A ranking test: per-request, three arms.
 pub const PER_REQUEST: &str = r#"
 id: ranking

@@ -5,6 +5,7 @@ mod audit;
 mod clients;
 mod contract;
 mod crash_loop;
+mod delay;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;

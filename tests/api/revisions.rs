@@ -18,7 +18,7 @@ description: Which price page sells?
 owner: growth
 status: running
 assignment: sticky
-reward: { window: 7d }
+reward: { window: 7d, delay: off }
 prior: { alpha: 2, beta: 3 }
 policy: { burn_in: 1000, min_share: 0.05 }
 stopping: { prob_best: 0.95, max_expected_loss: 0.001, min_exposures: 1000 }
@@ -39,7 +39,7 @@ owner: growth
 status: running
 revision: 2
 assignment: sticky
-reward: { window: 7d }
+reward: { window: 7d, delay: off }
 prior: { alpha: 1, beta: 1 }
 policy: { burn_in: 1000, min_share: 0.05 }
 default_variant: control
@@ -406,6 +406,7 @@ description: d
 owner: o
 status: running
 assignment: sticky
+reward: { window: 7d, delay: off }
 prior: { alpha: 2, beta: 3 }
 policy: { burn_in: 1000 }
 default_variant: a0

@@ -327,7 +327,7 @@ fn pages_are_html_with_a_strict_content_security_policy_and_are_never_cached() {
 
 #[test]
 fn the_arm_table_carries_the_reports_exact_numbers() {
-    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let app = TestApp::spawn(&[("headline.yaml", &crate::helpers::naive(STICKY))]);
     for i in 0..30 {
         app.assign("headline", &format!("u{i}"));
     }

@@ -37,9 +37,12 @@
 //!   their assignment, the ledger untouched, across a restart; `confirm_tokens`: per-request
 //!   token confirmations counted once per assignment id (racing, across a restart), within
 //!   `confirm_within`, their marks expiring after the windows, rewards only once confirmed.
+//! - `delays`: the delay histograms, written with the counters they derive from (every
+//!   counted exposure in its cohort, every credit in its delay bin), across a restart.
 
 mod confirm;
 mod confirm_tokens;
+mod delays;
 mod epochs;
 mod guardrails;
 mod replicas;
@@ -48,6 +51,7 @@ mod sticky;
 
 pub use confirm::*;
 pub use confirm_tokens::*;
+pub use delays::*;
 pub use epochs::*;
 pub use guardrails::*;
 pub use replicas::*;
@@ -110,6 +114,7 @@ macro_rules! store_contract_tests {
             confirmation_marks_expire_after_their_windows_and_late_ones_are_refused,
             the_first_halt_of_an_arm_and_metric_holds_against_racing_and_later_ones,
             guardrail_events_count_once_per_assignment_and_metric,
+            every_counted_exposure_and_credit_lands_in_the_delay_histograms,
         );
     };
     (@tests $backend:ty; $($name:ident),* $(,)?) => {

@@ -3,10 +3,10 @@
 -- Every key is in this shard's slot (src/store/redis/layout.rs, "the slot rule").
 --
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
--- KEYS[5..] flush and claim keys, named by index in the ops.
+-- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
-local sticky, arms, marks, due = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
 local MICRO = 1000000
@@ -149,6 +149,59 @@ local function decay(v, now, h, dn, dr)
   put(fh, h)
 end
 
+-- store::delay_histograms: the cohort of an exposure counted at `now`, and the delay bin of a
+-- reward (stats::delay_bin: the fine edges of the first hour, then hours). Checked against
+-- the worked cases of store::rule_cases (src/store/redis/rules_tests.rs).
+local HOUR = 3600000
+local FINE = {60000, 120000, 300000, 600000, 1200000, 1800000, 2700000}
+local function delay_bin(delay)
+  if delay < 0 then delay = 0 end
+  if delay >= HOUR then return 8 + math.floor(delay / HOUR) - 1 end
+  local bin = 0
+  for _, edge in ipairs(FINE) do
+    if edge <= delay then bin = bin + 1 end
+  end
+  return bin
+end
+
+-- The histograms are buffered like the arms hash (`write_delays`, once per call): a call of a
+-- hundred events adds to a few bins, not a hundred times.
+local dorder, ddelta = {}, {}
+local function dadd(field, n)
+  if ddelta[field] == nil then
+    dorder[#dorder + 1] = field
+    ddelta[field] = 0
+  end
+  ddelta[field] = ddelta[field] + n
+end
+local function write_delays()
+  local args = {}
+  for first = 1, #dorder, 512 do
+    local last = math.min(first + 511, #dorder)
+    local values = redis.call('HMGET', delays, unpack(dorder, first, last))
+    for i = first, last do
+      local field = dorder[i]
+      local old = tonumber(values[i - first + 1] or '0')
+      local new = old and old + ddelta[field]
+      if new and math.abs(old) < EXACT and math.abs(new) < EXACT then
+        args[#args + 1] = field
+        args[#args + 1] = int(new)
+      else
+        redis.call('HINCRBY', delays, field, int(ddelta[field]))
+      end
+    end
+  end
+  hset(delays, args)
+end
+
+local function cohort(v, n, now)
+  dadd('c|' .. int(math.floor(now / HOUR)) .. '|' .. v, n)
+end
+
+local function delayed(v, micro, assigned, now)
+  dadd('d|' .. int(delay_bin(now - assigned)) .. '|' .. v, micro)
+end
+
 local function expected(count)
   for _ = 1, count do
     local v, micro = nxt(), nxt()
@@ -159,6 +212,7 @@ end
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
   add('n|' .. v, n)
+  cohort(v, n, now)
   if not get('s') then put('s', int(now)) end
 end
 
@@ -167,6 +221,7 @@ local function credit(v, micro, assigned, now, h)
   if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
   decay(v, now, h, 0, dr)
   add('r|' .. v, micro)
+  delayed(v, micro, assigned, now)
   if not get('s') then put('s', int(now)) end
 end
 
@@ -330,10 +385,12 @@ while at <= #ARGV do
     end
   else
     write_arms()
+    write_delays()
     write_outcomes()
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
 write_arms()
+write_delays()
 write_outcomes()
 return out

@@ -13,7 +13,7 @@ use crate::store::{
 pub const MAX_MS: u64 = 1 << 52;
 
 /// The keys every call names before its extra keys.
-const FIXED_KEYS: usize = 4;
+const FIXED_KEYS: usize = 5;
 
 /// One script call: one shard of one epoch, so one slot.
 pub struct Call {
@@ -155,7 +155,8 @@ impl Call {
             .key(&self.keys.sticky)
             .key(&self.keys.arms)
             .key(&self.keys.marks)
-            .key(&self.keys.marks_due);
+            .key(&self.keys.marks_due)
+            .key(&self.keys.delays);
         for key in &self.extra_keys {
             invocation.key(key);
         }

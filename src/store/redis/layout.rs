@@ -14,6 +14,7 @@
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
 //! | `<tag>:k` | sorted set, all scores 0 | one member per confirmed per-request token (`exposure: on_render`): `assignment id \0 variant \t issued_ms \t propensity \t retained_until_ms \t confirmed_ms` |
 //! | `<tag>:kx` | sorted set | confirmed assignment id → when its confirmation mark is removed |
+//! | `<tag>:d` | hash | the shard's share of every arm's delay histograms (`store::delay_histograms`): `c|<cohort bin>|v` exposures, `d|<delay bin>|v` reward micro-units |
 //! | `<tag>:o:<hour>` | hash, PX | the outcomes of the rewards claimed in one hour: claim → outcome (see below, and [`claim_outcome`]) |
 //! | `<tag>:c:<claim>` | string, PX | the outcome of one reward claimed by an earlier version |
 //!
@@ -76,6 +77,7 @@ pub struct ShardKeys {
     pub arms: String,
     pub marks: String,
     pub marks_due: String,
+    pub delays: String,
 }
 
 impl ShardKeys {
@@ -86,6 +88,7 @@ impl ShardKeys {
             arms: format!("{tag}:a"),
             marks: format!("{tag}:t"),
             marks_due: format!("{tag}:x"),
+            delays: format!("{tag}:d"),
         }
     }
 }

@@ -32,6 +32,7 @@ mod connect;
 mod contract_tests;
 #[cfg(test)]
 mod cost_tests;
+mod delays;
 mod halts;
 mod layout;
 #[cfg(test)]
@@ -65,9 +66,9 @@ use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
 use super::health::HealthState;
 use super::{
-    ArmCounters, AuditReport, BackendStats, ConfirmOp, ConfirmOutcome, Decision, Epoch, EpochInfo,
-    EpochSpec, HistoryPoint, ReplicaReport, RewardOp, RewardOutcome, SecretMaker, StickyCacheStats,
-    StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
+    ArmCounters, AuditReport, BackendStats, ConfirmOp, ConfirmOutcome, Decision, DelayHistograms,
+    Epoch, EpochInfo, EpochSpec, HistoryPoint, ReplicaReport, RewardOp, RewardOutcome, SecretMaker,
+    StickyCacheStats, StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
     TokenConfirmation, TokenCredit,
 };
 use crate::secret::SecretString;
@@ -509,6 +510,11 @@ impl Store for RedisStore {
     fn counters(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, ArmCounters>> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
         self.spawn(async move { read::counters(&shared, &epoch).await })
+    }
+
+    fn delay_histograms(&self, epoch: &Epoch) -> StoreFuture<HashMap<String, DelayHistograms>> {
+        let (shared, epoch) = (self.shared.clone(), epoch.clone());
+        self.spawn(async move { delays::delay_histograms(&shared, &epoch).await })
     }
 
     fn epoch_info(&self, epoch: &Epoch) -> StoreFuture<EpochInfo> {

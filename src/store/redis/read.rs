@@ -565,6 +565,9 @@ pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
             }
         }
         let summed = sum_shards(shards);
+        report
+            .delay_mismatches
+            .extend(super::delays::audit_epoch(shared, &epoch, &summed).await?);
         for (variant, implied) in &implied_by_variant {
             report.arms_checked += 1;
             let stored = stored_by_variant.get(variant).copied().unwrap_or_default();

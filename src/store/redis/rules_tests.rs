@@ -142,3 +142,60 @@ fn the_lua_reward_rules_agree_with_the_rules_module() {
     });
     assert!(case > 100);
 }
+
+/// `apply.lua` mirrors `delay_histograms::conversion_delay_bin` (and `cohort_bin`); this runs
+/// it on every worked case of `rule_cases` for both kinds of reward.
+#[test]
+fn the_lua_delay_bins_agree_with_the_worked_cases() {
+    use crate::store::delay_histograms::cohort_bin;
+    use crate::store::rule_cases::delay_bin_cases;
+    use crate::store::test_support::token_reward;
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        for (n, case) in delay_bin_cases().into_iter().enumerate() {
+            let epoch = Epoch {
+                experiment: format!("delay-{n}"),
+                revision: 1,
+            };
+            store
+                .insert_sticky(
+                    &epoch,
+                    "u1",
+                    record("bold", case.assigned_ms),
+                    tally(case.assigned_ms),
+                )
+                .await
+                .unwrap();
+            let unit = RewardOp {
+                epoch: epoch.clone(),
+                ..crate::store::test_support::unit_reward("e1", "u1", 1.0, case.arrived_ms)
+            };
+            let token = RewardOp {
+                epoch: epoch.clone(),
+                ..token_reward("e2", "t1", "bold", case.assigned_ms, 0.5, case.arrived_ms)
+            };
+            let outcomes = store.apply_rewards(vec![unit, token]).await.unwrap();
+            assert!(
+                outcomes
+                    .iter()
+                    .all(|o| matches!(o, RewardOutcome::Applied { .. })),
+                "{}: {outcomes:?}",
+                case.name
+            );
+            let arm = store.delay_histograms(&epoch).await.unwrap()["bold"].clone();
+            assert_eq!(
+                arm.delays.into_iter().collect::<Vec<_>>(),
+                vec![(case.expected_bin, 1.5)],
+                "{}",
+                case.name
+            );
+            assert_eq!(
+                arm.cohorts.into_iter().collect::<Vec<_>>(),
+                vec![(cohort_bin(case.assigned_ms), 1)],
+                "{}",
+                case.name
+            );
+        }
+    });
+}

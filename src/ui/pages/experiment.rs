@@ -236,6 +236,7 @@ fn arm_table(report: &ExperimentReport) -> Markup {
     });
     let level_percent = numbers::fixed(level * 100.0, 0);
     let on_render = report.exposure == crate::spec::ExposureMode::OnRender;
+    let delayed = report.arms.iter().any(|arm| arm.delay.is_some());
     html! {
         p class="table-note" {
             "Rate is rewards ÷ exposures; the posterior is Beta(α, β) from the prior and the "
@@ -246,6 +247,13 @@ fn arm_table(report: &ExperimentReport) -> Markup {
                 "variant (exposure: on_render): Assigned is what the server handed out, "
                 "Confirmed the share the page confirmed, Exposures the confirmed count the "
                 "statistics use."
+            }
+            @if delayed {
+                " Recent exposures may still convert (reward.delay): the posterior, P(best) and "
+                "expected loss count each as the share of its conversion that has had time to "
+                "arrive; Naive mean and Naive P(best) count every exposure as a whole trial; "
+                "Pending is the exposures still waiting; the delay median and 90th percentile "
+                "are the arm's estimated times to convert."
             }
         }
         div class="table-wrap" role="region" aria-labelledby="arms-caption" tabindex="0" {
@@ -266,6 +274,13 @@ fn arm_table(report: &ExperimentReport) -> Markup {
                         th scope="col" class="num" { "P(best)" }
                         th scope="col" class="num" { "Expected loss" }
                         th scope="col" class="num" { "Traffic share" }
+                        @if delayed {
+                            th scope="col" class="num" { "Naive mean" }
+                            th scope="col" class="num" { "Naive P(best)" }
+                            th scope="col" class="num" { "Pending" }
+                            th scope="col" class="num" { "Delay median" }
+                            th scope="col" class="num" { "Delay p90" }
+                        }
                         th scope="col" { "Retired" }
                     }
                 }
@@ -302,6 +317,9 @@ fn arm_table(report: &ExperimentReport) -> Markup {
                             (maybe_cell("prob_best", arm.prob_best, numbers::proportion))
                             (maybe_cell("expected_loss", arm.expected_loss, numbers::loss))
                             (cell("traffic_share", arm.traffic_share, numbers::proportion(arm.traffic_share)))
+                            @if delayed {
+                                (delay_cells(arm.delay.as_ref()))
+                            }
                             td data-field="retired" { @if arm.retired { "yes" } @else { "no" } }
                         }
                     }
@@ -352,6 +370,19 @@ fn halts_section(report: &ExperimentReport) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// The naive figures and the delay law of one arm (`—` where the arm has none).
+fn delay_cells(delay: Option<&crate::engine::ArmDelayReport>) -> Markup {
+    let naive_mean = delay.map(|d| d.naive.alpha / (d.naive.alpha + d.naive.beta));
+    let duration = |ms: f64| numbers::age(ms.max(0.0) as u64);
+    html! {
+        (maybe_cell("naive_mean", naive_mean, numbers::proportion))
+        (maybe_cell("naive_prob_best", delay.and_then(|d| d.naive.prob_best), numbers::proportion))
+        (maybe_cell("pending_exposures", delay.map(|d| d.pending_exposures), |p| numbers::fixed(p, 1)))
+        (maybe_cell("delay_median_ms", delay.map(|d| d.delay_median_ms), duration))
+        (maybe_cell("delay_p90_ms", delay.map(|d| d.delay_p90_ms), duration))
     }
 }
 
