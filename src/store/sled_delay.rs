@@ -130,7 +130,7 @@ mod tests {
     use crate::store::test_support::{T0_MS, block_on, epoch, open, raw_db, record, tally};
 
     #[test]
-    fn a_format_2_store_without_histograms_opens_with_none_and_audits_clean() {
+    fn a_format_3_store_without_histograms_opens_with_none_and_audits_clean() {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = open(dir.path());
@@ -139,13 +139,13 @@ mod tests {
             block_on(store.shutdown()).unwrap();
         }
         {
-            // What the previous build wrote: the same records, no histograms, format 2.
+            // What the previous build wrote: the same records, no histograms, format 3.
             let db = raw_db(dir.path());
             let prefix = keys::epoch_key(KIND_DELAY, &epoch(), "");
             for key in db.scan_prefix(&prefix).keys() {
                 db.remove(key.unwrap()).unwrap();
             }
-            db.insert(keys::META_FORMAT, codec::encode_u64(2).to_vec())
+            db.insert(keys::META_FORMAT, codec::encode_u64(3).to_vec())
                 .unwrap();
             db.flush().unwrap();
         }
