@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::live::LiveExperiment;
+use super::live::{LiveExperiment, Snapshot};
 use super::token::TokenError;
 use super::{Engine, EngineError, Unit};
 use crate::spec::{AssignmentMode, Experiment, ExposureMode};
@@ -128,6 +128,33 @@ struct Checked {
 
 type Refusal = (ConfirmationRejectionReason, String);
 
+impl Checked {
+    /// What counting this confirmed assignment needs, for a unit and for a token alike: the
+    /// tally (the exposure ages from its assignment, and the expected exposures follow the
+    /// allocation at the assignment, `rules::confirmed_allocation`), and the snapshot with the
+    /// arm's index, for burn-in. The snapshot is loaded before the write, so its counters
+    /// cannot include it (see `burn_in`).
+    fn counting(&self) -> (Tally, Arc<Snapshot>, Option<usize>) {
+        let snapshot = self.live.snapshot().clone();
+        let allocation = rules::confirmed_allocation(
+            self.allocation.as_deref(),
+            &self.record.variant,
+            self.record.propensity,
+            &snapshot.allocation,
+        );
+        let tally = Tally {
+            now_ms: self.record.assigned_ms,
+            half_life_ms: self.live.spec.policy.half_life.map(|h| h.as_millis()),
+            allocation: allocation.into(),
+        };
+        let arm = snapshot
+            .variant_ids
+            .iter()
+            .position(|v| *v == self.record.variant);
+        (tally, snapshot, arm)
+    }
+}
+
 impl Engine {
     /// Whether `confirmation` carries a valid token of its experiment: what lets a browser
     /// confirm without the events key (the token proves the assignment).
@@ -200,25 +227,13 @@ impl Engine {
         let ops: Vec<ConfirmOp> = tokens
             .into_iter()
             .map(|(_, checked)| {
+                let (tally, snapshot, arm) = checked.counting();
                 let Checked {
                     live,
                     record,
-                    allocation,
                     assignment_id,
                     ..
                 } = checked;
-                // Loaded before the write: its counters cannot include it (see `burn_in`).
-                let snapshot = live.snapshot().clone();
-                let allocation = rules::confirmed_allocation(
-                    allocation.as_deref(),
-                    &record.variant,
-                    record.propensity,
-                    &snapshot.allocation,
-                );
-                let arm = snapshot
-                    .variant_ids
-                    .iter()
-                    .position(|v| *v == record.variant);
                 arms.push(arm.map(|arm| (snapshot, arm)));
                 ConfirmOp {
                     epoch: live.epoch.clone(),
@@ -229,12 +244,7 @@ impl Engine {
                     now_ms,
                     confirm_within_ms: live.spec.exposure.confirm_within.as_millis(),
                     reward_window_ms: live.spec.reward.window.as_millis(),
-                    tally: Tally {
-                        // Like a sticky confirmation: the exposure ages from its assignment.
-                        now_ms: record.assigned_ms,
-                        half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
-                        allocation: allocation.into(),
-                    },
+                    tally,
                 }
             })
             .collect();
@@ -399,31 +409,10 @@ impl Engine {
     /// Inserts one confirmed assignment into the counted epoch; true when this call counted
     /// it, false when it was confirmed before.
     async fn count_confirmed(&self, checked: Checked) -> Result<bool, EngineError> {
+        let (tally, snapshot, arm) = checked.counting();
         let Checked {
-            live,
-            unit,
-            record,
-            allocation,
-            ..
+            live, unit, record, ..
         } = checked;
-        // Loaded before the write: its counters cannot include it (see `burn_in`).
-        let snapshot = live.snapshot().clone();
-        let allocation = rules::confirmed_allocation(
-            allocation.as_deref(),
-            &record.variant,
-            record.propensity,
-            &snapshot.allocation,
-        );
-        let tally = Tally {
-            // Like every sticky insert: the exposure ages from its assignment.
-            now_ms: record.assigned_ms,
-            half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
-            allocation: allocation.into(),
-        };
-        let arm = snapshot
-            .variant_ids
-            .iter()
-            .position(|v| *v == record.variant);
         let (_, won) = self
             .store
             .insert_sticky(&live.epoch, &unit, record, tally)

@@ -124,25 +124,7 @@ pub(super) fn scan(db: &sled::Db, epoch: &Epoch) -> Result<(Vec<Halt>, u64), Sto
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    pub(crate) fn halt(metric: &str, variant: &str, halted_ms: u64) -> Halt {
-        Halt {
-            metric: metric.into(),
-            variant: variant.into(),
-            against: "control".into(),
-            halted_ms,
-            direction: "lower_is_better".into(),
-            max_relative_change: 0.1,
-            confidence: 0.99,
-            prob_worse: 0.995,
-            exposures: 2000,
-            against_exposures: 2100,
-            events: 60.0,
-            against_events: 20.0,
-            posterior: [61.0, 1941.0],
-            against_posterior: [21.0, 2081.0],
-        }
-    }
+    use crate::store::test_support::halt;
 
     #[test]
     fn the_first_halt_of_a_metric_and_arm_holds_against_later_ones() {

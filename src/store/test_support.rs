@@ -181,3 +181,23 @@ pub fn point(at_ms: u64, tag: &str) -> crate::store::HistoryPoint {
         }],
     }
 }
+
+/// A guardrail halt with fixed evidence, for the tests of how stores keep halts.
+pub fn halt(metric: &str, variant: &str, halted_ms: u64) -> super::Halt {
+    super::Halt {
+        metric: metric.into(),
+        variant: variant.into(),
+        against: "control".into(),
+        halted_ms,
+        direction: "lower_is_better".into(),
+        max_relative_change: 0.1,
+        confidence: 0.99,
+        prob_worse: 0.995,
+        exposures: 2000,
+        against_exposures: 2100,
+        events: 60.0,
+        against_events: 20.0,
+        posterior: [61.0, 1941.0],
+        against_posterior: [21.0, 2081.0],
+    }
+}

@@ -4,27 +4,8 @@ use futures_util::future::join_all;
 
 use super::{Backend, assert_audit_clean};
 use crate::store::guardrail_events::{guardrail_epoch, guardrail_target};
-use crate::store::test_support::{DAY_MS, T0_MS, epoch, record, tally, unit_reward};
+use crate::store::test_support::{DAY_MS, T0_MS, epoch, halt, record, tally, unit_reward};
 use crate::store::{Epoch, Halt, RewardOp, RewardOutcome, Store};
-
-fn halt(metric: &str, variant: &str, halted_ms: u64) -> Halt {
-    Halt {
-        metric: metric.into(),
-        variant: variant.into(),
-        against: "control".into(),
-        halted_ms,
-        direction: "lower_is_better".into(),
-        max_relative_change: 0.1,
-        confidence: 0.99,
-        prob_worse: 0.995,
-        exposures: 2000,
-        against_exposures: 2100,
-        events: 60.0,
-        against_events: 20.0,
-        posterior: [61.0, 1941.0],
-        against_posterior: [21.0, 2081.0],
-    }
-}
 
 /// Racing halts of one arm and metric: one holds for everybody, a later one (even after a
 /// restart) does not replace it, and other metrics, arms and epochs keep their own.
