@@ -394,3 +394,38 @@ fn the_assignments_export_lists_each_confirmed_per_request_draw_once() {
     }
     assert_ne!(rows[0]["assignment_id"], rows[1]["assignment_id"]);
 }
+
+/// A guardrail event on a per-request render token counts in the metric's own epoch, where no
+/// confirmation mark lives, so it does not wait for the confirmation (which only gates the
+/// primary reward); it is still at most once per assignment and metric
+/// (`store::guardrail_events`).
+#[test]
+fn a_guardrail_event_on_an_unconfirmed_per_request_render_token_counts_once() {
+    let spec = format!(
+        "{PER_REQUEST_RENDER}guardrails:\n  - metric: refunds\n    direction: lower_is_better\n    \
+         max_relative_change: 0.1\n"
+    );
+    let app = TestApp::spawn(&[("hero.yaml", spec.as_str())]);
+    let answer = app.assign("hero", "user-1");
+    let token = answer["token"].as_str().expect("a token");
+    let refund =
+        |id: &str| json!({"id": id, "experiment": "hero", "token": token, "metric": "refunds"});
+
+    let first = app.post_events(&json!([refund("g1")]));
+    assert_eq!(first["applied"], 1, "{first}");
+    let retry = app.post_events(&json!([refund("g1"), refund("g2")]));
+    assert_eq!(
+        (
+            retry["duplicate"].clone(),
+            retry["already_rewarded"].clone()
+        ),
+        (json!(1), json!(1)),
+        "{retry}"
+    );
+    // The primary reward still needs the render confirmed.
+    let reward = app.post_events(&json!([{"id": "r1", "experiment": "hero", "token": token}]));
+    assert_eq!(
+        reward["rejections"][0]["reason"], "not_confirmed",
+        "{reward}"
+    );
+}
