@@ -122,6 +122,8 @@ export declare class BanditdClient {
   constructor(options: ClientOptions);
   readonly url: string;
   assign(unit: string, experiments?: string[]): Promise<Assignments>;
+  /** Queues a reward event in the outbox and sends it; resolves with its final outcome (an
+   * event refused `not_confirmed` is sent again after the retry backoff first). */
   track(event: TrackEvent): Promise<TrackResult>;
   /** Confirms that the page showed an `exposure: on_render` assignment (a beacon carrying
    * its token); resolves whether it was handed over. Nothing to do, false, for others. */

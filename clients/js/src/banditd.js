@@ -324,8 +324,26 @@ export class BanditdClient {
           credentials: "omit",
         }),
       )
-      .then((response) => response.ok)
+      .then((response) => {
+        // Acknowledged: the events that were refused for want of this confirmation go now
+        // instead of after their backoff.
+        if (response.ok) this.resendUnconfirmed(assignment.experiment);
+        return response.ok;
+      })
       .catch(() => false);
+  }
+
+  resendUnconfirmed(experiment) {
+    const now = this.now();
+    let changed = false;
+    const items = this.outbox().map((item) => {
+      if (!item.unconfirmed || item.event.experiment !== experiment || this.inFlight.has(item.event.id)) return item;
+      changed = true;
+      return { ...item, dueMs: now };
+    });
+    if (!changed) return;
+    this.saveOutbox(items);
+    this.flush();
   }
 
   // ---- events --------------------------------------------------------------------------
@@ -479,9 +497,26 @@ export class BanditdClient {
   acknowledge(batch, report) {
     const rejections = new Map();
     for (const r of report.rejections ?? []) rejections.set(r.index, r);
-    this.update(batch, () => null);
+    const now = this.now();
+    // `not_confirmed`: the event of an `on_render` assignment arrived before the page's
+    // `rendered()` confirmation (a beacon, which nothing orders before this post). The server
+    // did not keep its id, so it stays in the outbox and goes again after the retry backoff,
+    // up to `retry.attempts` times (counted in the outbox, across pages): an assignment that
+    // is never confirmed never counts, and its event must not wait in the outbox forever.
+    const waitForConfirmation = new Map();
     batch.forEach((item, index) => {
       const rejection = rejections.get(index);
+      const waits = item.unconfirmed ?? 0;
+      if (rejection && rejection.reason === "not_confirmed" && waits + 1 < this.retry.attempts) {
+        const step = Math.min(this.retry.maxMs, this.retry.baseMs * 2 ** waits);
+        const delay = step * (0.5 + this.random() / 2);
+        waitForConfirmation.set(item.event.id, { ...item, unconfirmed: waits + 1, dueMs: now + delay });
+      }
+    });
+    this.update(batch, (item) => waitForConfirmation.get(item.event.id) ?? null);
+    batch.forEach((item, index) => {
+      const rejection = rejections.get(index);
+      if (waitForConfirmation.has(item.event.id)) return;
       if (rejection) {
         // A token from an older revision or an unknown experiment: the cached assignment is
         // stale, so the next assign asks the server again.

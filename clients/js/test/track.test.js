@@ -283,3 +283,80 @@ test("an event without its experiment is refused at once", () => {
   const { fetch } = fakeFetch(() => json({}));
   assert.throws(() => client(clock, fetch).track({ unit: "alice" }), TypeError);
 });
+
+function notConfirmed(id) {
+  return json({
+    received: 1,
+    applied: 0,
+    duplicate: 0,
+    already_rewarded: 0,
+    rejected: 1,
+    all_rejected: true,
+    rejected_by_reason: { not_confirmed: 1 },
+    rejections: [{ index: 0, id, reason: "not_confirmed", detail: "the assignment is not confirmed yet" }],
+    rejections_omitted: 0,
+  });
+}
+
+test("an event that outran its on_render confirmation is sent again with its id, after the backoff", async () => {
+  const clock = new FakeClock();
+  const storage = new FakeStorage();
+  const { fetch, requests } = fakeFetch((request, n) => (n === 1 ? notConfirmed("evt-1") : applied(request.body)));
+  const c = client(clock, fetch, { storage, retry: { baseMs: 100, maxMs: 1000, attempts: 4 } });
+  let result;
+  c.track({ experiment: "hero", token: "t1" }).then((r) => (result = r));
+  await settle();
+  assert.equal(requests.length, 1);
+  assert.equal(result, undefined, "not settled while it waits for the confirmation");
+  assert.equal(JSON.parse(storage.getItem(OUTBOX))[0].event.id, "evt-1", "kept in the outbox");
+  assert.deepEqual(clock.pendingDelays(), [100]);
+  await clock.advance(100);
+  assert.equal(requests.length, 2);
+  assert.deepEqual(requests[1].body, [{ id: "evt-1", experiment: "hero", token: "t1" }]);
+  assert.deepEqual(result, { id: "evt-1", status: "accepted", outcome: "applied" });
+  assert.equal(storage.getItem(OUTBOX), null);
+});
+
+test("an event whose assignment is never confirmed is rejected after the tries and leaves the outbox", async () => {
+  const clock = new FakeClock();
+  const storage = new FakeStorage();
+  const { fetch, requests } = fakeFetch(() => notConfirmed("evt-1"));
+  const c = client(clock, fetch, { storage, retry: { baseMs: 100, maxMs: 1000, attempts: 3 } });
+  let result;
+  c.track({ experiment: "hero", token: "t1" }).then((r) => (result = r));
+  await settle();
+  await clock.advance(100);
+  await clock.advance(200);
+  assert.equal(requests.length, 3);
+  assert.deepEqual(result, {
+    id: "evt-1",
+    status: "rejected",
+    reason: "not_confirmed",
+    detail: "the assignment is not confirmed yet",
+  });
+  assert.equal(storage.getItem(OUTBOX), null, "not kept forever");
+  await clock.advance(10_000);
+  assert.equal(requests.length, 3);
+});
+
+test("a confirmation acknowledged by fetch sends the waiting event at once", async () => {
+  const clock = new FakeClock();
+  let confirmed = false;
+  const { fetch, requests } = fakeFetch((request) => {
+    if (request.url.endsWith("/v1/exposures")) {
+      confirmed = true;
+      return json({ confirmed: 1 });
+    }
+    return confirmed ? applied(request.body) : notConfirmed("evt-1");
+  });
+  const c = client(clock, fetch, { sendBeacon: undefined, retry: { baseMs: 5000, maxMs: 5000, attempts: 4 } });
+  c.sendBeacon = undefined;
+  let result;
+  c.track({ experiment: "hero", token: "t1" }).then((r) => (result = r));
+  await settle();
+  assert.equal(result, undefined);
+  assert.equal(await c.rendered({ experiment: "hero", token: "t1", confirm: true }), true);
+  await settle();
+  assert.deepEqual(result, { id: "evt-1", status: "accepted", outcome: "applied" });
+  assert.equal(requests.filter((r) => r.url.endsWith("/v1/events")).length, 2);
+});
