@@ -21,6 +21,7 @@ pub mod problem;
 mod problem_bodies;
 pub mod query;
 pub mod request_id;
+pub mod route_table;
 pub mod sdk;
 mod state;
 

@@ -5,6 +5,7 @@
 //! [`EchoRequestId`] returns the id in the `X-Request-Id` response header, and the problem
 //! bodies carry it as `request_id` (`problem_bodies`).
 
+use std::borrow::Cow;
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -18,6 +19,7 @@ use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
 use super::access_log::{self, AccessEntry, AccessLog};
+use super::route_table::RouteTable;
 
 /// The header a request id arrives and leaves in.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -53,10 +55,13 @@ impl RequestId {
         let uuid = req
             .extensions()
             .get::<tracing_actix_web::RequestId>()
-            .map(|id| id.to_string())
-            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-        // A UUID's text is visible ASCII, which `HeaderValue` always takes.
-        Self(HeaderValue::from_str(&uuid).unwrap_or(HeaderValue::from_static("unknown")))
+            .map(|id| **id)
+            .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid());
+        // Encoded on the stack: the header value is the one allocation. A UUID's text is
+        // visible ASCII, which `HeaderValue` always takes.
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid.hyphenated().encode_lower(&mut text);
+        Self(HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("unknown")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -75,7 +80,7 @@ impl RequestId {
 /// What the span's end needs from its start, kept in the request's extensions.
 struct RequestStart {
     id: RequestId,
-    route: Option<String>,
+    route: Option<Cow<'static, str>>,
     at: Instant,
 }
 
@@ -89,9 +94,13 @@ impl RootSpanBuilder for RequestSpan {
             .get(REQUEST_ID_HEADER)
             .and_then(RequestId::parse)
             .unwrap_or_else(|| RequestId::generated(req));
-        // The pattern the path matches (`/v1/experiments/{id}/assign`), found from the
-        // app's route table before routing itself runs.
-        let route = req.match_pattern();
+        // The pattern the path matches (`/v1/experiments/{id}/assign`), found before routing
+        // itself runs: from the route list's segments (`route_table`), or actix's own table
+        // for a list that one cannot decide.
+        let route = match RouteTable::of_app() {
+            Some(table) => table.template_of(req.path()).map(Cow::Borrowed),
+            None => req.match_pattern().map(Cow::Owned),
+        };
         let route_name = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
         // The `otel.*` fields name and classify the span for the exporter; without it they
         // would only add noise to every log line of the request.
