@@ -336,33 +336,28 @@ impl Application {
                 Some(exporter) => App::new().app_data(exporter.clone()),
                 None => App::new(),
             };
-            app.wrap(actix_web::middleware::from_fn(
-                http::query::require_utf8_query,
-            ))
-            .wrap(actix_web::middleware::from_fn(
-                http::assign::no_store_on_assign,
-            ))
-            .wrap(actix_web::middleware::Condition::new(
-                !origins.is_empty(),
-                cors::cors(&origins),
-            ))
-            .wrap(actix_web::middleware::Condition::new(
-                !origins.is_empty(),
-                actix_web::middleware::from_fn(cors::log_refusals),
-            ))
-            .wrap(actix_web::middleware::from_fn(http::echo_request_id))
-            .wrap(http::problem_bodies())
-            .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
-            // Outermost, so that answers the other middleware make are counted too.
-            .wrap(actix_web::middleware::Condition::new(
-                exporter.is_some(),
-                crate::metrics::RecordRequests,
-            ))
-            .app_data(access_log)
-            .app_data(app_state.clone())
-            .app_data(ui_settings.clone())
-            .app_data(body_read_timeout)
-            .configure(http::configure)
+            app.wrap(http::RequestLayers)
+                .wrap(actix_web::middleware::Condition::new(
+                    !origins.is_empty(),
+                    cors::cors(&origins),
+                ))
+                .wrap(actix_web::middleware::Condition::new(
+                    !origins.is_empty(),
+                    actix_web::middleware::from_fn(cors::log_refusals),
+                ))
+                .wrap(http::EchoRequestId)
+                .wrap(http::problem_bodies())
+                .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
+                // Outermost, so that answers the other middleware make are counted too.
+                .wrap(actix_web::middleware::Condition::new(
+                    exporter.is_some(),
+                    crate::metrics::RecordRequests,
+                ))
+                .app_data(access_log)
+                .app_data(app_state.clone())
+                .app_data(ui_settings.clone())
+                .app_data(body_read_timeout)
+                .configure(http::configure)
         })
         .workers(config.workers.max(1))
         .client_request_timeout(Duration::from_secs(REQUEST_HEAD_TIMEOUT_SECS))

@@ -34,6 +34,10 @@ pub struct Assignment {
     /// `exposure: on_render`: the assignment is recorded, and counts as an exposure once the
     /// page confirms it with the token (`Engine::confirm`).
     pub confirm: bool,
+    /// This call made the assignment (a new sticky unit or a per-request draw): with
+    /// `exposure: on_render` it is new though not `counted` yet, which the metrics must tell
+    /// apart from a returning unit's.
+    pub fresh: bool,
 }
 
 impl Assignment {
@@ -53,6 +57,7 @@ impl Assignment {
             degraded: false,
             issued_ms: None,
             confirm: false,
+            fresh: false,
         }
     }
 
@@ -72,6 +77,8 @@ impl Assignment {
             AssignOutcome::Degraded
         } else if self.counted {
             AssignOutcome::Counted
+        } else if self.fresh {
+            AssignOutcome::New
         } else if !count {
             AssignOutcome::Peek
         } else if self.experiment.spec.status == crate::spec::Status::Paused {
@@ -327,6 +334,7 @@ impl Engine {
                     Assignment::untokened(live, decision.arm, decision.propensity, on_assign);
                 self.sign(&mut answer, unit, now_ms, carried.as_deref());
                 answer.confirm = !on_assign;
+                answer.fresh = true;
                 Ok(answer)
             }
             AssignmentMode::Sticky => {
@@ -413,6 +421,7 @@ impl Engine {
         };
         let mut answer = Assignment::untokened(live, arm, propensity, inserted && !on_render);
         answer.degraded = degraded;
+        answer.fresh = inserted;
         if with_token && !degraded {
             let allocation = fresh.filter(|a| on_render && !a.is_empty());
             self.sign(&mut answer, unit, record.assigned_ms, allocation);

@@ -21,23 +21,10 @@ pub fn routes(api: &mut impl Routes) {
 /// Answers of the assign routes, errors included, carry `Cache-Control: no-store`: an
 /// assignment belongs to one unit at one moment, so no browser or proxy may cache it and hand
 /// it to the next call (nor an error, which the next reload may fix). An app-wide middleware
-/// keyed on the route template, since routes are mounted from the annotated route list.
-pub async fn no_store_on_assign(
-    req: actix_web::dev::ServiceRequest,
-    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
-) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
-    let assign = matches!(
-        req.match_pattern().as_deref(),
-        Some("/v1/assign" | "/v1/experiments/{id}/assign")
-    );
-    let mut response = next.call(req).await?;
-    if assign {
-        response.headers_mut().insert(
-            actix_web::http::header::CACHE_CONTROL,
-            actix_web::http::header::HeaderValue::from_static("no-store"),
-        );
-    }
-    Ok(response)
+/// (`layers::RequestLayers`) keyed on the route template, since routes are mounted from the
+/// annotated route list; this says which templates are the assign routes.
+pub fn is_assign_route(template: Option<&str>) -> bool {
+    matches!(template, Some("/v1/assign" | "/v1/experiments/{id}/assign"))
 }
 
 /// Body of `POST /v1/assign`.

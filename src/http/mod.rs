@@ -14,12 +14,14 @@ pub mod export;
 pub mod exposures;
 pub mod health;
 mod keys;
+pub mod layers;
 pub mod metrics;
 pub mod openapi;
 pub mod problem;
 mod problem_bodies;
 pub mod query;
 pub mod request_id;
+pub mod route_table;
 pub mod sdk;
 mod state;
 
@@ -27,9 +29,10 @@ use actix_web::web;
 
 pub use body::{BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT_SECS};
 pub use keys::Keys;
+pub use layers::RequestLayers;
 pub use problem::{ApiError, Problem};
 pub use problem_bodies::problem_bodies;
-pub use request_id::{RequestId, RequestSpan, echo_request_id};
+pub use request_id::{EchoRequestId, RequestId, RequestSpan};
 pub use state::AppState;
 
 /// Every route of the API, in the order they are mounted: the app mounts this list and

@@ -1,31 +1,20 @@
 //! Query strings are decoded strictly. actix's `web::Query` (serde_urlencoded) decodes
 //! percent-escapes lossily: `?unit=x%FF` and `?unit=x%EF%BF%BD` both became the unit `x�`,
 //! so two clients' distinct ids could share one assignment. Every request passes this check
-//! before routing, so no handler can read a query string that was not UTF-8.
+//! before routing (`layers::RequestLayers`), so no handler can read a query string that was not
+//! UTF-8: the refusal is a 400 problem naming the parameter, answered as a response rather than
+//! an `Err` so that outer middleware (CORS) still decorates it.
 
-use actix_web::Error;
-use actix_web::body::{EitherBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
 use percent_encoding::percent_decode_str;
 
 use super::problem::ApiError;
 
-/// Middleware (`actix_web::middleware::from_fn`): a query whose names or values are not UTF-8
-/// after percent-decoding is a 400 problem naming the parameter. It is a response, not an
-/// `Err`, so that outer middleware (CORS) still decorates it.
-pub async fn require_utf8_query<B: MessageBody>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<EitherBody<B>>, Error> {
-    if let Err(problem) = check_query(req.query_string()) {
-        return Ok(req.error_response(problem).map_into_right_body());
-    }
-    Ok(next.call(req).await?.map_into_left_body())
-}
-
 /// Checks every `name=value` pair of a raw query string.
 pub fn check_query(query: &str) -> Result<(), ApiError> {
+    // Without a percent-escape the decoded text is the raw text, which is a `str` already.
+    if !query.contains('%') {
+        return Ok(());
+    }
     let decodes = |text: &str| percent_decode_str(text).decode_utf8().is_ok();
     for pair in query.split('&') {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));

@@ -2,20 +2,24 @@
 //! request with [`RequestSpan`] as its root span builder: the request id (the caller's
 //! `X-Request-Id` when it is sane, else the UUID the middleware generated), method and route
 //! template at the start; status and latency at the end, when the access log line is written.
-//! [`echo_request_id`] returns the id in the `X-Request-Id` response header, and the problem
+//! [`EchoRequestId`] returns the id in the `X-Request-Id` response header, and the problem
 //! bodies carry it as `request_id` (`problem_bodies`).
 
+use std::borrow::Cow;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::middleware::Next;
 use actix_web::{Error, HttpMessage, HttpRequest};
 use tracing::Span;
 use tracing_actix_web::RootSpanBuilder;
 
 use super::access_log::{self, AccessEntry, AccessLog};
+use super::route_table::RouteTable;
 
 /// The header a request id arrives and leaves in.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -51,10 +55,13 @@ impl RequestId {
         let uuid = req
             .extensions()
             .get::<tracing_actix_web::RequestId>()
-            .map(|id| id.to_string())
-            .unwrap_or_else(|| format!("{:032x}", rand::random::<u128>()));
-        // A UUID's text is visible ASCII, which `HeaderValue` always takes.
-        Self(HeaderValue::from_str(&uuid).unwrap_or(HeaderValue::from_static("unknown")))
+            .map(|id| **id)
+            .unwrap_or_else(|| uuid::Builder::from_random_bytes(rand::random()).into_uuid());
+        // Encoded on the stack: the header value is the one allocation. A UUID's text is
+        // visible ASCII, which `HeaderValue` always takes.
+        let mut text = uuid::Uuid::encode_buffer();
+        let text = uuid.hyphenated().encode_lower(&mut text);
+        Self(HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("unknown")))
     }
 
     pub fn as_str(&self) -> &str {
@@ -73,7 +80,7 @@ impl RequestId {
 /// What the span's end needs from its start, kept in the request's extensions.
 struct RequestStart {
     id: RequestId,
-    route: Option<String>,
+    route: Option<Cow<'static, str>>,
     at: Instant,
 }
 
@@ -87,9 +94,13 @@ impl RootSpanBuilder for RequestSpan {
             .get(REQUEST_ID_HEADER)
             .and_then(RequestId::parse)
             .unwrap_or_else(|| RequestId::generated(req));
-        // The pattern the path matches (`/v1/experiments/{id}/assign`), found from the
-        // app's route table before routing itself runs.
-        let route = req.match_pattern();
+        // The pattern the path matches (`/v1/experiments/{id}/assign`), found before routing
+        // itself runs: from the route list's segments (`route_table`), or actix's own table
+        // for a list that one cannot decide.
+        let route = match RouteTable::of_app() {
+            Some(table) => table.template_of(req.path()).map(Cow::Borrowed),
+            None => req.match_pattern().map(Cow::Owned),
+        };
         let route_name = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
         // The `otel.*` fields name and classify the span for the exporter; without it they
         // would only add noise to every log line of the request.
@@ -161,16 +172,70 @@ impl RootSpanBuilder for RequestSpan {
     }
 }
 
-/// Middleware inside `TracingLogger`: sets `X-Request-Id` on every response.
-pub async fn echo_request_id<B: MessageBody + 'static>(
-    req: ServiceRequest,
-    next: Next<B>,
-) -> Result<ServiceResponse<B>, Error> {
-    let mut response = next.call(req).await?;
-    if let Some(id) = RequestId::of(response.request()) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+/// Middleware inside `TracingLogger`: sets `X-Request-Id` on every response
+/// (`App::wrap(EchoRequestId)`). A `Transform` of its own rather than `middleware::from_fn`, so
+/// that a request costs no boxed future here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EchoRequestId;
+
+impl<S, B> Transform<S, ServiceRequest> for EchoRequestId
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Transform = EchoRequestIdService<S>;
+    type InitError = ();
+    type Future = Ready<Result<Self::Transform, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(EchoRequestIdService { service }))
     }
-    Ok(response)
+}
+
+#[derive(Debug)]
+pub struct EchoRequestIdService<S> {
+    service: S,
+}
+
+impl<S, B> Service<ServiceRequest> for EchoRequestIdService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error>,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = Echoed<S::Future>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        Echoed {
+            inner: self.service.call(req),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's future; its response gets the request's id.
+    pub struct Echoed<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, B> Future for Echoed<F>
+where
+    F: Future<Output = Result<ServiceResponse<B>, Error>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = std::task::ready!(self.project().inner.poll(cx))?;
+        if let Some(id) = RequestId::of(response.request()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, id.0);
+        }
+        Poll::Ready(Ok(response))
+    }
 }
 
 #[cfg(test)]

@@ -27,15 +27,19 @@ pub enum AssignOutcome {
     /// Nothing new to count: a sticky unit's remembered variant (or, after a policy error,
     /// which is logged, the default variant).
     Returning,
+    /// A new assignment of an `exposure: on_render` experiment: made by this call, counted
+    /// once the page confirms it (`POST /v1/exposures`).
+    New,
 }
 
 impl AssignOutcome {
-    pub const ALL: [Self; 5] = [
+    pub const ALL: [Self; 6] = [
         Self::Counted,
         Self::Peek,
         Self::Degraded,
         Self::Paused,
         Self::Returning,
+        Self::New,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -45,6 +49,7 @@ impl AssignOutcome {
             Self::Degraded => "degraded",
             Self::Paused => "paused",
             Self::Returning => "returning",
+            Self::New => "new",
         }
     }
 }
@@ -56,7 +61,7 @@ pub type EventOutcome = &'static str;
 #[derive(Debug)]
 pub struct ExperimentMetrics {
     /// By variant index (the spec's order), then by `AssignOutcome::ALL` order.
-    assignments: Vec<[Counter; 5]>,
+    assignments: Vec<[Counter; AssignOutcome::ALL.len()]>,
     /// By outcome name; a handful of entries, so a scan beats a hash.
     events: Vec<(EventOutcome, Counter)>,
 }

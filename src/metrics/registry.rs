@@ -191,7 +191,7 @@ impl Metrics {
         registry.register(
             "banditd_assignments",
             "Assign answers by experiment, variant and outcome (counted, peek, degraded, \
-             paused, returning)",
+             paused, returning, new)",
             self.assignments.clone(),
         );
         registry.register(

@@ -427,6 +427,11 @@ fn assign_answers_are_never_cacheable_successes_and_errors_alike() {
         get("/v1/experiments/headline/assign", Some(&auth)),
         (400, no_store.clone())
     );
+    // Refused before routing (the query is not UTF-8): still an assign route's answer.
+    assert_eq!(
+        get("/v1/experiments/headline/assign?unit=x%FF", Some(&auth)),
+        (400, no_store.clone())
+    );
     assert_eq!(
         post(r#"{"unit": "u1"}"#, Some(&auth)),
         (200, no_store.clone())

@@ -22,6 +22,7 @@ mod folder;
 mod guardrails;
 mod helpers;
 mod metrics;
+mod metrics_on_render;
 mod operators;
 /// Shared with the store's unit tests, which use other parts of it.
 #[allow(dead_code)]

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# A/B of two banditd builds on the assign paths, alternated with the bare actix-web baseline in
+# one run, so that a shared machine's drift hits all three alike:
+#
+#   benches/load/hot_ab.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]
+#
+# Each *_BIN_DIR holds a release `banditd`; the baseline is NEW_BIN_DIR/banditd-baseline. Both
+# banditd servers run at once on core SERVER_CORE (0), each on a fresh data dir with the same
+# KNOWN_UNITS (10,000) warmed up, one worker, `--access-log off` (as benches/load/run.sh); only
+# the one under load is busy. Per round and scenario (assign_known, per_request): baseline,
+# old, new, baseline again, DURATION (5) s each, wrk on CLIENT_CORE (1) with CONNECTIONS (64).
+# Reported: every run's req/s and server CPU µs per request (all threads, from
+# /proc/PID/task/*/schedstat: a server starved of its core serves fewer requests, but each still
+# costs what it costs), ratios to the mean of the two baseline runs, and per scenario the median
+# and range over the rounds of both, and of the baseline's CPU per request ÷ banditd's. PERF=1
+# also profiles old and new during one extra assign_known run each (twice as long; perf record,
+# DWARF stacks) and prints the share of samples in the request layers.
+# Output: Markdown on stdout; logs on stderr.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+LUA_DIR=$HERE/lua
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
+# shellcheck source=benches/load/phases.sh
+source "$HERE/phases.sh"
+
+OLD=${1:?usage: hot_ab.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]}
+NEW=${2:?usage: hot_ab.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]}
+ROUNDS=${3:-5}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-64}
+SERVER_CORE=${SERVER_CORE:-0}
+CLIENT_CORE=${CLIENT_CORE:-1}
+if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
+KNOWN_UNITS=${KNOWN_UNITS:-10000}
+BASE_PORT=${BANDITD_PORT:-18180}
+for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-baseline"; do
+    [[ -x $bin ]] || die "$bin is missing"
+done
+ensure_wrk
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-hot-ab.XXXXXX")
+cleanup() {
+    stop_all
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+cp -r "$HERE/experiments" "$WORK/experiments"
+
+# cpu_ns PID: CPU time of every thread of PID so far, in nanoseconds.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f", t}'; }
+
+# start NAME BIN PORT: one banditd, warmed up; sets PID_OF[NAME].
+declare -A PID_OF PORT_OF
+start() {
+    local name=$1 bin=$2 port=$3
+    port_free "$port" || die "port $port is in use; set BANDITD_PORT"
+    start_server "banditd ($name)" "$WORK/$name.log" "$bin" serve --bind "127.0.0.1:$port" \
+        --data-dir "$WORK/data-$name" --experiments "$WORK/experiments" --workers 1 \
+        --access-log off
+    PID_OF[$name]=$SERVER_PID
+    PORT_OF[$name]=$port
+    wait_ready "http://127.0.0.1:$port/readyz" "$SERVER_PID" 60 >/dev/null
+    warm_up_at "$port" "$SERVER_PID"
+}
+
+start_server baseline "$WORK/baseline.log" "$NEW/banditd-baseline" \
+    --bind "127.0.0.1:$((BASE_PORT + 2))" --workers 1
+PID_OF[baseline]=$SERVER_PID
+PORT_OF[baseline]=$((BASE_PORT + 2))
+wait_ready "http://127.0.0.1:$((BASE_PORT + 2))/readyz" "$SERVER_PID" 30 >/dev/null
+start old "$OLD/banditd" "$BASE_PORT"
+start new "$NEW/banditd" "$((BASE_PORT + 1))"
+
+# one NAME SCENARIO TAG: one wrk run against NAME; prints "RPS CPU_US_PER_REQ".
+one() {
+    local name=$1 scenario=$2 tag=$3 before after args
+    case $scenario in
+    assign_known) args=(scenario=assign_known known="$KNOWN_UNITS") ;;
+    per_request) args=(scenario=per_request) ;;
+    esac
+    SERVER_PID=${PID_OF[$name]}
+    before=$(cpu_ns "$SERVER_PID")
+    run_wrk "$WORK/$tag.out" "http://127.0.0.1:${PORT_OF[$name]}" "$DURATION" "$CONNECTIONS" \
+        -- "${args[@]}" run="$tag"
+    after=$(cpu_ns "$SERVER_PID")
+    ((R[errors] == 0)) || die "errors in run $tag; see $WORK/$tag.out"
+    echo "${R[rps]} $(awk -v d="$((after - before))" -v n="${R[requests]}" \
+        'BEGIN {printf "%.2f", (n > 0) ? d / n / 1000 : 0}')"
+}
+
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+ROWS=()
+declare -A RATIOS CPUS CPU_RATIOS
+for ((round = 1; round <= ROUNDS; round++)); do
+    for scenario in assign_known per_request; do
+        log "round $round/$ROUNDS, $scenario: baseline, old, new, baseline"
+        read -r b1 b1_cpu < <(one baseline "$scenario" "$scenario-$round-b1")
+        read -r o_rps o_cpu < <(one old "$scenario" "$scenario-$round-old")
+        read -r n_rps n_cpu < <(one new "$scenario" "$scenario-$round-new")
+        read -r b2 b2_cpu < <(one baseline "$scenario" "$scenario-$round-b2")
+        o_ratio=$(awk -v x="$o_rps" -v a="$b1" -v b="$b2" 'BEGIN {printf "%.3f", x / ((a + b) / 2)}')
+        n_ratio=$(awk -v x="$n_rps" -v a="$b1" -v b="$b2" 'BEGIN {printf "%.3f", x / ((a + b) / 2)}')
+        RATIOS[$scenario-old]+="$o_ratio "
+        RATIOS[$scenario-new]+="$n_ratio "
+        CPUS[$scenario-old]+="$o_cpu "
+        CPUS[$scenario-new]+="$n_cpu "
+        b_cpu=$(awk -v a="$b1_cpu" -v b="$b2_cpu" 'BEGIN {printf "%.2f", (a + b) / 2}')
+        CPUS[$scenario-baseline]+="$b_cpu "
+        # Baseline CPU per request ÷ banditd's: the throughput ratio a dedicated core would
+        # show, and far less disturbed by other work on the machine than req/s.
+        CPU_RATIOS[$scenario-old]+="$(awk -v b="$b_cpu" -v x="$o_cpu" 'BEGIN {printf "%.3f", b / x}') "
+        CPU_RATIOS[$scenario-new]+="$(awk -v b="$b_cpu" -v x="$n_cpu" 'BEGIN {printf "%.3f", b / x}') "
+        ROWS+=("| $scenario | $round | $(thousands "$b1") | $(thousands "$o_rps") | $(thousands "$n_rps") | $(thousands "$b2") | $o_ratio | $n_ratio | $b_cpu | $o_cpu | $n_cpu |")
+    done
+done
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# stats "X1 X2 ...": "median min–max" of the values.
+stats() {
+    tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g | awk '{v[NR] = $1}
+        END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+              printf "%.3f %.3f–%.3f\n", m, v[1], v[NR] }'
+}
+
+PROFILES=()
+if [[ ${PERF:-0} == 1 ]]; then
+    command -v perf >/dev/null || die "PERF=1 needs perf (linux-perf)"
+    for name in old new; do
+        perf record -F 999 --call-graph dwarf,8192 -p "${PID_OF[$name]}" \
+            -o "$WORK/perf-$name.data" >/dev/null 2>&1 &
+        perf_pid=$!
+        STARTED_PIDS+=("$perf_pid")
+        DURATION=$((DURATION * 2)) one "$name" assign_known "perf-$name" >/dev/null
+        kill -INT "$perf_pid" 2>/dev/null || true
+        wait "$perf_pid" 2>/dev/null || true
+        forget_pid "$perf_pid"
+        # Inclusive share of the samples of the request layers and of the handler.
+        PROFILES+=("#### $name: inclusive share of samples (children %, self %)"
+            '```'
+            "$(perf report -i "$WORK/perf-$name.data" --children --sort sym --stdio -g none \
+                --percent-limit 0.3 2>/dev/null | grep -E '^ +[0-9]' |
+                grep -E 'RecordRequests|Recorded|TracingLogger|TracingResponse|RequestSpan|on_request_(start|end)|RequestLayers|Layered|Echoed|EchoRequestId|require_utf8|no_store|check_query|match_pattern|RouteTable|template_of|ErrorHandlers|Uuid|getrandom|new_span|on_new_span|on_record|handler_service|assign_one|Engine>::assign|sign|serde_json::ser::to_vec|regex_automata|recognize|capture_match_info' |
+                grep -v '(inlined)$' | cut -c1-150 | head -40)"
+            '```')
+    done
+fi
+
+cat <<EOF
+# known-unit and per-request assign: old vs new build vs the bare baseline
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ROUNDS rounds, $DURATION s per run, $CONNECTIONS connections
+- Machine: $(nproc) cores; load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER
+- old: $OLD/banditd; new: $NEW/banditd; baseline: $NEW/banditd-baseline
+- Servers on core $SERVER_CORE, one worker each, \`--access-log off\`; wrk on core $CLIENT_CORE;
+  $(thousands "$KNOWN_UNITS") known units warmed up on each banditd. Ratio: req/s ÷ the mean of
+  the baseline right before and right after. CPU: server CPU µs per request (all threads).
+
+| scenario | round | baseline req/s | old req/s | new req/s | baseline again | old ratio | new ratio | baseline CPU µs/req | old CPU µs/req | new CPU µs/req |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+$(printf '%s\n' "${ROWS[@]}")
+
+| scenario | build | req/s ratio to baseline, median (min–max) | CPU µs per request, median (min–max) | baseline CPU ÷ this CPU per request, median (min–max) |
+| --- | --- | --- | --- | --- |
+EOF
+for scenario in assign_known per_request; do
+    for build in old new; do
+        read -r rm rr < <(stats "${RATIOS[$scenario-$build]}")
+        read -r cm cr < <(stats "${CPUS[$scenario-$build]}")
+        read -r qm qr < <(stats "${CPU_RATIOS[$scenario-$build]}")
+        echo "| $scenario | $build | ${rm}× ($rr) | $cm ($cr) | ${qm}× ($qr) |"
+    done
+    read -r cm cr < <(stats "${CPUS[$scenario-baseline]}")
+    echo "| $scenario | baseline | 1× | $cm ($cr) | 1× |"
+done
+if ((${#PROFILES[@]})); then
+    echo
+    echo "### Profiles (one extra assign_known run each under perf; numbers of these runs not reported)"
+    echo
+    printf '%s\n' "${PROFILES[@]}"
+fi

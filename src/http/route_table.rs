@@ -1,0 +1,176 @@
+//! The route template of a raw path, found before routing (the request span's `route`, see
+//! `request_id`) without a pass over actix's route table. actix's `match_pattern` before
+//! routing tries the resources in order and runs a regex for each dynamic one; the hottest
+//! route (`/v1/experiments/{id}/assign`) is dynamic, so every request paid that pass on top of
+//! the router's own. Every template of the route list is literal segments and whole-segment
+//! parameters (`{id}`), which a segment-by-segment comparison decides exactly as actix's
+//! `[^/]+` does; a list with any other kind of pattern leaves the lookup to actix.
+
+use std::sync::OnceLock;
+
+use actix_web::{FromRequest, Handler, Responder};
+
+use super::openapi::Routes;
+
+/// One segment of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    /// `{name}`: any non-empty segment.
+    Param,
+}
+
+/// The templates of a route list, in mount order (the first that matches wins, as in actix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteTable {
+    templates: Vec<(String, Vec<Segment>)>,
+}
+
+impl RouteTable {
+    /// The table of `templates`, or `None` when one of them is not literal segments and
+    /// whole-segment parameters (a tail match, a custom regex, a parameter inside a segment).
+    pub fn of<'a>(templates: impl IntoIterator<Item = &'a str>) -> Option<Self> {
+        let mut table = Self {
+            templates: Vec::new(),
+        };
+        for template in templates {
+            if table.templates.iter().any(|(known, _)| known == template) {
+                continue;
+            }
+            let segments = template
+                .strip_prefix('/')?
+                .split('/')
+                .map(|segment| match segment.strip_prefix('{') {
+                    Some(name) => {
+                        let name = name.strip_suffix('}')?;
+                        let plain = !name.is_empty()
+                            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                        plain.then_some(Segment::Param)
+                    }
+                    None => (!segment.contains(['{', '}', '*']))
+                        .then(|| Segment::Literal(segment.to_owned())),
+                })
+                .collect::<Option<Vec<_>>>()?;
+            table.templates.push((template.to_owned(), segments));
+        }
+        Some(table)
+    }
+
+    /// The template `path` (the request's raw path, without the query) matches.
+    pub fn template_of(&self, path: &str) -> Option<&str> {
+        let rest = path.strip_prefix('/')?;
+        self.templates
+            .iter()
+            .find(|(_, segments)| matches(segments, rest))
+            .map(|(template, _)| template.as_str())
+    }
+
+    /// The table of the application's route list (`http::routes`), built once; `None` when
+    /// the list has a pattern this table does not decide.
+    pub fn of_app() -> Option<&'static Self> {
+        static TABLE: OnceLock<Option<RouteTable>> = OnceLock::new();
+        TABLE
+            .get_or_init(|| {
+                let mut paths = Paths::default();
+                super::routes(&mut paths);
+                Self::of(paths.0.iter().map(String::as_str))
+            })
+            .as_ref()
+    }
+}
+
+fn matches(segments: &[Segment], rest: &str) -> bool {
+    let mut parts = rest.split('/');
+    segments
+        .iter()
+        .all(|segment| match (segment, parts.next()) {
+            (Segment::Literal(literal), Some(part)) => literal == part,
+            (Segment::Param, Some(part)) => !part.is_empty(),
+            (_, None) => false,
+        })
+        && parts.next().is_none()
+}
+
+/// Collects the paths of a route list.
+#[derive(Default)]
+struct Paths(Vec<String>);
+
+impl Routes for Paths {
+    fn route<P, F, Args>(&mut self, _handler: F) -> &mut Self
+    where
+        P: utoipa::Path + utoipa::__dev::SchemaReferences,
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.0.push(P::path());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::dev::ResourceDef;
+
+    use super::*;
+
+    /// What actix's own route table says, the reference: the first template whose
+    /// `ResourceDef` matches the path.
+    fn actix_template<'a>(templates: &[&'a str], path: &str) -> Option<&'a str> {
+        templates
+            .iter()
+            .find(|template| ResourceDef::new(**template).is_match(path))
+            .copied()
+    }
+
+    #[test]
+    fn the_app_table_finds_the_template_actix_finds_for_every_kind_of_path() {
+        let mut paths = Paths::default();
+        crate::http::routes(&mut paths);
+        let templates: Vec<&str> = paths.0.iter().map(String::as_str).collect();
+        let table = RouteTable::of_app().expect("the route list is literal and {param} only");
+        let mut probes: Vec<String> = Vec::new();
+        for template in &templates {
+            probes.push((*template).to_owned());
+            probes.push(template.replace("{id}", "home-page_1"));
+            probes.push(template.replace("{id}", ""));
+            probes.push(template.replace("{id}", "a%2Fb"));
+            probes.push(template.replace("{id}", "a/b"));
+            probes.push(format!("{template}/"));
+            probes.push(format!("{template}x"));
+            probes.push(template.trim_end_matches('/').to_owned());
+        }
+        probes.extend(
+            [
+                "",
+                "/",
+                "//",
+                "/v1",
+                "/v1/",
+                "/nope",
+                "/v1/experiments/x/assign/",
+            ]
+            .map(String::from),
+        );
+        for probe in &probes {
+            assert_eq!(
+                table.template_of(probe),
+                actix_template(&templates, probe),
+                "{probe:?}"
+            );
+        }
+        assert_eq!(
+            table.template_of("/v1/experiments/home/assign"),
+            Some("/v1/experiments/{id}/assign")
+        );
+    }
+
+    #[test]
+    fn a_list_with_a_pattern_it_cannot_decide_has_no_table() {
+        assert!(RouteTable::of(["/a/{id}", "/files/{tail}*"]).is_none());
+        assert!(RouteTable::of(["/a/{id:\\d+}"]).is_none());
+        assert!(RouteTable::of(["/a/x{id}"]).is_none());
+        assert!(RouteTable::of(["relative"]).is_none());
+        assert!(RouteTable::of(["/a/{id}", "/b"]).is_some());
+    }
+}
