@@ -279,7 +279,12 @@ fn main() -> ExitCode {
             );
             println!(
                 "FILL inserted={} present={} seconds={secs:.3} flushes={flushes} events_applied={} events_kept_before={} event_exposures={} event_seconds={:.3}",
-                report.inserted, report.already_present, events.applied, events.duplicate, events.exposures, events.seconds
+                report.inserted,
+                report.already_present,
+                events.applied,
+                events.duplicate,
+                events.exposures,
+                events.seconds
             );
             ExitCode::SUCCESS
         }

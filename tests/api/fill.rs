@@ -27,14 +27,24 @@ fn fill(app: &TestApp, args: &[&str]) -> String {
     stdout
 }
 
+/// A server that made its data dir and stopped, leaving the dir to `banditd-fill`.
+fn stopped_app() -> TestApp {
+    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    // Ready first: a signal that comes before the server's handlers are set ends it at once.
+    assert_eq!(app.get("/readyz").status, 200);
+    assert_eq!(app.terminate(), Some(0), "clean shutdown");
+    app
+}
+
 fn total(arms: &[Value], field: &str) -> f64 {
-    arms.iter().map(|arm| arm[field].as_f64().unwrap_or(0.0)).sum()
+    arms.iter()
+        .map(|arm| arm[field].as_f64().unwrap_or(0.0))
+        .sum()
 }
 
 #[test]
 fn filled_events_are_applied_and_kept_so_a_resend_after_a_restart_yields_only_duplicates() {
-    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
-    assert_eq!(app.terminate(), Some(0), "clean shutdown");
+    let mut app = stopped_app();
     // 40 units, then 100 events: 40 credit the units, 60 credit tokens of their own.
     let line = fill(
         &app,
@@ -73,16 +83,22 @@ fn filled_events_are_applied_and_kept_so_a_resend_after_a_restart_yields_only_du
     );
     // The check can fail: an id the fill did not write, on a fresh unit, is applied.
     app.assign("headline", "fresh");
-    let report = app.post_events(&json!([{"id": "e-100", "experiment": "headline", "unit": "fresh"}]));
+    let report =
+        app.post_events(&json!([{"id": "e-100", "experiment": "headline", "unit": "fresh"}]));
     assert_eq!(report["applied"], 1, "{report}");
 }
 
 #[test]
 fn a_second_fill_of_the_same_events_finds_them_kept_and_applies_nothing() {
-    let mut app = TestApp::spawn(&[("headline.yaml", STICKY)]);
-    assert_eq!(app.terminate(), Some(0), "clean shutdown");
+    let app = stopped_app();
     let first = fill(&app, &["--count", "0", "--events", "50"]);
-    assert!(first.contains("events_applied=50 events_kept_before=0 "), "{first}");
+    assert!(
+        first.contains("events_applied=50 events_kept_before=0 "),
+        "{first}"
+    );
     let again = fill(&app, &["--count", "0", "--events", "50"]);
-    assert!(again.contains("events_applied=0 events_kept_before=50 "), "{again}");
+    assert!(
+        again.contains("events_applied=0 events_kept_before=50 "),
+        "{again}"
+    );
 }
