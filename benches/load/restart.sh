@@ -23,7 +23,7 @@
 #   3. Per dir, R times: spawns `banditd serve` on it (2 workers, access log off) and measures
 #      the wall time from the spawn to the first 200 of GET /readyz (polled every 10 ms), the
 #      peak RSS (VmHWM of /proc/PID/status) and the settled RSS (VmRSS after --settle S), then
-#      checks that the server counts the fill (load-sticky: U + E exposures, E rewards), and
+#      checks that the server counts the fill (load-sticky: E rewards, at least U + E exposures), and
 #      stops it with SIGTERM. Every run reads the store the page cache holds warm from the
 #      fill or the run before: a cold disk adds the time to read it.
 #   4. Memory per unit = (settled RSS of the units dir - settled RSS of the empty dir) / U, and
@@ -178,11 +178,13 @@ measure() {
     peak=$(status_kb "$pid" VmHWM)
     settled=$(status_kb "$pid" VmRSS)
     local exposures rewards
-    exposures=$(counted exposures)
+    exposures=$(counted exposures | cut -d. -f1)
     rewards=$(counted rewards)
     stop_pid "$pid"
-    [[ $exposures == "$want_exposures" && $rewards == "$want_rewards" ]] ||
-        die "$name: the server counts $exposures exposures and $rewards rewards, not $want_exposures and $want_rewards; see $logfile"
+    # Every kept id is one reward. A token's exposure is counted before its reward, so a fill
+    # stopped midway (as by the disk check) may leave a few exposures without their reward.
+    [[ $exposures -ge $want_exposures && $rewards == "$want_rewards" ]] ||
+        die "$name: the server counts $exposures exposures and $rewards rewards, not $want_exposures (at least) and $want_rewards; see $logfile"
     # The store's own line (src/store/event_log.rs): how long the id replay took.
     replay=$(grep -o 'replayed the event log.*' "$logfile" | grep -o 'millis[=:"]*[0-9]*' | grep -o '[0-9]*$' | head -1)
     echo "$ready $peak $settled ${replay:-–}" >>"$WORK/$name.runs"
