@@ -8,6 +8,10 @@
 //! the load scripts know every unit without asking. Every insert goes through
 //! `Store::insert_sticky`, i.e. the writer thread's group commit: thousands of inserts are
 //! kept in flight on one current-thread runtime so that each fsync carries a full batch.
+//!
+//! Given a number of events, it then writes that many applied events with distinct ids
+//! (`fill_events`), so that the store holds as many kept event ids; with no units to write,
+//! it adds the events to a filled dir (banditd-fill --count 0 --events N).
 
 /// The same allocator as banditd (Cargo.toml).
 #[global_allocator]
@@ -26,13 +30,16 @@ use banditd::store::{
 use clap::Parser;
 use futures_util::StreamExt;
 
+mod fill_events;
+use fill_events::{EventPlan, EventReport};
+
 /// Units per progress line.
 const PROGRESS_EVERY_UNITS: u64 = 1_000_000;
 
 #[derive(Debug, Parser)]
 #[command(
     name = "banditd-fill",
-    about = "Write N sticky units into a banditd data dir"
+    about = "Write N sticky units (and N applied events) into a banditd data dir"
 )]
 struct Args {
     /// The data dir banditd will serve (created if missing; must not be in use).
@@ -59,6 +66,28 @@ struct Args {
     /// thousands of futures in one `FuturesUnordered` showed up at ~25% of a profile at 8,192.
     #[arg(long, default_value_t = 2048)]
     in_flight: usize,
+    /// Then write this many applied events with distinct ids (each keeps its id; see
+    /// `fill_events` for what each one credits).
+    #[arg(long, default_value_t = 0)]
+    events: u64,
+    /// Event ids are `{event_prefix}{j}`.
+    #[arg(long, default_value = "e-")]
+    event_prefix: String,
+    /// First j of the events.
+    #[arg(long, default_value_t = 0)]
+    events_start: u64,
+    /// Event j < count credits this run's unit `{prefix}{start + j}` (a unit takes one
+    /// credit); without this flag, and past count, each event credits an assignment token of
+    /// its own.
+    #[arg(long)]
+    credit_units: bool,
+    /// Events per `Store::apply_rewards` call (one writer request; the writer commits up to
+    /// 1,024 per fsync).
+    #[arg(long, default_value_t = 1024)]
+    events_per_call: usize,
+    /// `apply_rewards` calls in flight at once.
+    #[arg(long, default_value_t = 4)]
+    calls_in_flight: usize,
 }
 
 /// What a fill did.
@@ -165,11 +194,33 @@ async fn fill(
         }
     }
     drop(inserts);
+    Ok(report)
+}
+
+/// The units, then the events, then the final flush.
+async fn fill_all(
+    store: Arc<dyn Store>,
+    experiment: &Experiment,
+    args: &Args,
+) -> Result<(FillReport, EventReport), String> {
+    let units = fill(Arc::clone(&store), experiment, args).await?;
+    let plan = EventPlan {
+        events: args.events,
+        start: args.events_start,
+        event_prefix: args.event_prefix.clone(),
+        credit_units: args.credit_units,
+        unit_prefix: args.prefix.clone(),
+        unit_start: args.start,
+        units: args.count,
+        per_call: args.events_per_call,
+        in_flight: args.calls_in_flight,
+    };
+    let events = fill_events::fill_events(Arc::clone(&store), experiment, &plan).await?;
     store
         .shutdown()
         .await
         .map_err(|e| format!("final flush failed: {e}"))?;
-    Ok(report)
+    Ok((units, events))
 }
 
 fn main() -> ExitCode {
@@ -211,22 +262,29 @@ fn main() -> ExitCode {
         }
     };
     let started = Instant::now();
-    let result = runtime.block_on(fill(Arc::clone(&store), &experiment, &args));
+    let result = runtime.block_on(fill_all(Arc::clone(&store), &experiment, &args));
     let flushes = store.stats().commits;
     drop(store);
     let secs = started.elapsed().as_secs_f64();
     match result {
-        Ok(report) => {
-            // One line for humans, one machine-readable line for run.sh.
+        Ok((report, events)) => {
+            // One line for humans, one machine-readable line for run.sh and restart.sh.
             eprintln!(
-                "banditd-fill: {} inserted, {} already present, {secs:.1} s, {:.0} units/s, {flushes} group commits",
+                "banditd-fill: {} inserted, {} already present, {} events applied, {} already kept, {secs:.1} s ({:.1} s of events), {flushes} group commits",
                 report.inserted,
                 report.already_present,
-                (report.inserted + report.already_present) as f64 / secs.max(1e-9)
+                events.applied,
+                events.duplicate,
+                events.seconds
             );
             println!(
-                "FILL inserted={} present={} seconds={secs:.3} flushes={flushes}",
-                report.inserted, report.already_present
+                "FILL inserted={} present={} seconds={secs:.3} flushes={flushes} events_applied={} events_kept_before={} event_exposures={} event_seconds={:.3}",
+                report.inserted,
+                report.already_present,
+                events.applied,
+                events.duplicate,
+                events.exposures,
+                events.seconds
             );
             ExitCode::SUCCESS
         }

@@ -51,6 +51,7 @@ const OTHER_COMMANDS: &[&str] = &[
     "psql",
     "redis-cli",
     "valkey",
+    "banditd-fill",
 ];
 
 /// Compiled once: the checks run them over every line of the repository.

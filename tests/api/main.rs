@@ -18,6 +18,7 @@ mod export;
 mod exposures;
 mod exposures_per_request;
 mod failsafe;
+mod fill;
 mod folder;
 mod guardrails;
 mod helpers;
