@@ -15,11 +15,17 @@ pub const MAX_MS: u64 = 1 << 52;
 /// The keys every call names before its extra keys.
 const FIXED_KEYS: usize = 5;
 
+/// The arguments every call starts with, before its ops (the clock skew and the mark slack).
+const FIXED_ARGS: usize = 2;
+
 /// One script call: one shard of one epoch, so one slot.
 pub struct Call {
     epoch: Epoch,
     keys: ShardKeys,
     extra_keys: Vec<String>,
+    /// Claim outcomes the call's rewards may meet, read up front by one HMGET per hash (op
+    /// `O`) rather than one HGET per reward: each outcome hash's KEYS index and fields.
+    outcomes: Vec<(String, String, Vec<String>)>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
     pub sinks: Vec<Sink>,
@@ -39,6 +45,7 @@ impl Call {
             epoch: epoch.clone(),
             keys: ShardKeys::of(epoch, shard),
             extra_keys: Vec::new(),
+            outcomes: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
                 TOKEN_MARK_SLACK_MS.to_string(),
@@ -101,6 +108,16 @@ impl Call {
     /// (`K`) also names its shard's confirmation marks.
     pub fn reward(&mut self, reward: &Reward, claim: &str) {
         let (key, field) = layout::claim_outcome(&reward.epoch, reward.shard, claim);
+        if !field.is_empty() {
+            match self.outcomes.iter_mut().find(|(name, _, _)| *name == key) {
+                Some((_, _, fields)) => fields.push(field.clone()),
+                None => {
+                    let index = self.key(key.clone());
+                    self.outcomes
+                        .push((key.clone(), index, vec![field.clone()]));
+                }
+            }
+        }
         let key = self.key(key);
         self.args.push(reward.kind.to_string());
         self.args.push(key);
@@ -160,7 +177,17 @@ impl Call {
         for key in &self.extra_keys {
             invocation.key(key);
         }
-        for arg in &self.args {
+        let (fixed, ops) = self.args.split_at(self.args.len().min(FIXED_ARGS));
+        for arg in fixed {
+            invocation.arg(arg);
+        }
+        // Lua's unpack takes a few thousand values at most: a few hundred fields per `O`.
+        for (_, index, fields) in &self.outcomes {
+            for chunk in fields.chunks(512) {
+                invocation.arg("O").arg(index).arg(chunk.len()).arg(chunk);
+            }
+        }
+        for arg in ops {
             invocation.arg(arg);
         }
         invocation.invoke_async(&mut connection).await
