@@ -1,12 +1,39 @@
--- banditd: one shard's writes of one group commit, applied atomically (src/store/redis/commit.rs).
+-- banditd: one epoch's writes of one group commit, applied atomically (src/store/redis/commit.rs):
+-- one shard's under Cluster, where every key of a call is in that shard's slot
+-- (src/store/redis/layout.rs, "the slot rule"), every shard's on a single primary.
 -- Records and the counters they imply change in this one script call, so they always agree.
--- Every key is in this shard's slot (src/store/redis/layout.rs, "the slot rule").
 --
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
--- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops.
+-- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops,
+-- and, where one call carries several shards of the epoch (a single primary, not Cluster),
+-- the five keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
-local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sticky, arms, marks, due, delays
+-- The shard's buffers of counters and histograms (see `stored` and `dadd`), one per shard.
+local loaded, delta, value, order, dorder, ddelta
+local shards, shard_order = {}, {}
+local function use_shard(first)
+  sticky, arms, marks, due, delays =
+    KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3], KEYS[first + 4]
+  local b = shards[arms]
+  if not b then
+    b = { loaded = {}, delta = {}, value = {}, order = {}, dorder = {}, ddelta = {},
+      delays = delays }
+    shards[arms] = b
+    shard_order[#shard_order + 1] = arms
+  end
+  loaded, delta, value, order = b.loaded, b.delta, b.value, b.order
+  dorder, ddelta = b.dorder, b.ddelta
+end
+use_shard(1)
+-- Points the buffers (and `arms`, `delays`) at a shard's, to write them out.
+local function use_shard_buffers(key)
+  local b = shards[key]
+  arms, delays = key, b.delays
+  loaded, delta, value, order = b.loaded, b.delta, b.value, b.order
+  dorder, ddelta = b.dorder, b.ddelta
+end
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
 local MICRO = 1000000
@@ -107,7 +134,6 @@ local function int(x) return string.format('%d', x) end
 -- AOF record, and a call of a hundred events would otherwise write each arm's counters a
 -- hundred times. Counters (`add`) and values (`put`) live in separate fields; read a field
 -- with `get` (never with a direct HGET, which would miss what this call has not written yet).
-local loaded, delta, value, order = {}, {}, {}, {}
 local function stored(field)
   local v = loaded[field]
   if v == nil then
@@ -224,7 +250,6 @@ end
 
 -- The histograms are buffered like the arms hash (`write_delays`, once per call): a call of a
 -- hundred events adds to a few bins, not a hundred times.
-local dorder, ddelta = {}, {}
 local function dadd(field, n)
   if ddelta[field] == nil then
     dorder[#dorder + 1] = field
@@ -340,6 +365,16 @@ local function write_outcomes()
   end
 end
 
+local function write_all()
+  write_zsets()
+  for _, key in ipairs(shard_order) do
+    use_shard_buffers(key)
+    write_arms()
+    write_delays()
+  end
+  write_outcomes()
+end
+
 local skip_exposures = false
 while at <= #ARGV do
   local op = nxt()
@@ -380,6 +415,9 @@ while at <= #ARGV do
     fetched[key] = known
     local values = redis.call('HMGET', key, unpack(fields))
     for i, field in ipairs(fields) do known[field] = values[i] or false end
+  elseif op == 'S' then
+    -- The ops that follow are another shard's: the index of its first of five keys.
+    use_shard(tonumber(nxt()))
   elseif op == 'F' then
     -- A flush of per-request exposures: applied once, however often it is retried.
     local key = KEYS[tonumber(nxt())]
@@ -460,15 +498,9 @@ while at <= #ARGV do
       out[#out + 1] = 'C'
     end
   else
-    write_zsets()
-    write_arms()
-    write_delays()
-    write_outcomes()
+    write_all()
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
-write_zsets()
-write_arms()
-write_delays()
-write_outcomes()
+write_all()
 return out

@@ -18,10 +18,17 @@ const FIXED_KEYS: usize = 5;
 /// The arguments every call starts with, before its ops (the clock skew and the mark slack).
 const FIXED_ARGS: usize = 2;
 
-/// One script call: one shard of one epoch, so one slot.
+/// One script call: one shard of one epoch, so one slot; or, on a single primary (which takes
+/// a call over several slots), every shard of the epoch that one group commit writes, so a
+/// commit of a few new units is one script call and one pass of Redis's write path, not one
+/// per shard (it was eight calls for a dozen units, each with its counter reads and writes).
 pub struct Call {
     epoch: Epoch,
     keys: ShardKeys,
+    /// The shard the ops added now go to, and the KEYS index of the first of each further
+    /// shard's five keys (op `S`).
+    shard: u32,
+    shards: Vec<(u32, String)>,
     extra_keys: Vec<String>,
     /// Claim outcomes the call's rewards may meet, read up front by one HMGET per hash (op
     /// `O`) rather than one HGET per reward: each outcome hash's KEYS index and fields.
@@ -44,6 +51,8 @@ impl Call {
         Self {
             epoch: epoch.clone(),
             keys: ShardKeys::of(epoch, shard),
+            shard,
+            shards: vec![(shard, "1".to_owned())],
             extra_keys: Vec::new(),
             outcomes: Vec::new(),
             args: vec![
@@ -56,6 +65,28 @@ impl Call {
 
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
+    }
+
+    /// Sends the ops added next to `shard` (of this call's epoch): only on a single primary,
+    /// where a call may name keys of several slots.
+    pub fn at_shard(&mut self, shard: u32) {
+        if shard == self.shard {
+            return;
+        }
+        let first = match self.shards.iter().find(|(known, _)| *known == shard) {
+            Some((_, first)) => first.clone(),
+            None => {
+                let keys = ShardKeys::of(&self.epoch, shard);
+                let first = self.key(keys.sticky);
+                for key in [keys.arms, keys.marks, keys.marks_due, keys.delays] {
+                    self.key(key);
+                }
+                self.shards.push((shard, first.clone()));
+                first
+            }
+        };
+        self.args.extend(["S".to_owned(), first]);
+        self.shard = shard;
     }
 
     /// Adds a key (of this call's slot) and returns its KEYS index (1-based).

@@ -153,11 +153,16 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     // Sticky writes and the exposure flush: one call per (epoch, shard).
     let mut calls: Vec<Call> = Vec::new();
     let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
+    // Under Cluster one call per (epoch, shard); on a single primary one per epoch.
+    let sharded = shared.link.is_cluster();
     let mut call_for = |epoch: &Epoch, shard: u32, calls: &mut Vec<Call>| {
-        *call_index.entry((epoch.clone(), shard)).or_insert_with(|| {
+        let slot = if sharded { shard } else { u32::MAX };
+        let at = *call_index.entry((epoch.clone(), slot)).or_insert_with(|| {
             calls.push(Call::new(epoch, shard));
             calls.len() - 1
-        })
+        });
+        calls[at].at_shard(shard);
+        at
     };
     // The calls that carry the exposure flush.
     let mut flush_calls: HashSet<usize> = HashSet::new();
