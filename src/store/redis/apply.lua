@@ -6,33 +6,17 @@
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
 -- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops,
 -- and, where one call carries several shards of the epoch (a single primary, not Cluster),
--- the five keys of each further shard, which op `S` switches to.
+-- the sticky, arms, marks and due keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
-local sticky, arms, marks, due, delays
--- The shard's buffers of counters and histograms (see `stored` and `dadd`), one per shard.
-local loaded, delta, value, order, dorder, ddelta
-local shards, shard_order = {}, {}
+local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Op `S` sends the ops that follow to another shard's records and marks; the counters and
+-- histograms stay in the call's first shard (`arms`, `delays`), which readers and the audit
+-- sum with the other shards', so a call of units of eight shards writes one counter hash, not
+-- eight. Only the marks' watermark is the shard's own (its arms hash's `xt`, see `watermark`).
+local shard_arms = arms
 local function use_shard(first)
-  sticky, arms, marks, due, delays =
-    KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3], KEYS[first + 4]
-  local b = shards[arms]
-  if not b then
-    b = { loaded = {}, delta = {}, value = {}, order = {}, dorder = {}, ddelta = {},
-      delays = delays }
-    shards[arms] = b
-    shard_order[#shard_order + 1] = arms
-  end
-  loaded, delta, value, order = b.loaded, b.delta, b.value, b.order
-  dorder, ddelta = b.dorder, b.ddelta
-end
-use_shard(1)
--- Points the buffers (and `arms`, `delays`) at a shard's, to write them out.
-local function use_shard_buffers(key)
-  local b = shards[key]
-  arms, delays = key, b.delays
-  loaded, delta, value, order = b.loaded, b.delta, b.value, b.order
-  dorder, ddelta = b.dorder, b.ddelta
+  sticky, shard_arms, marks, due = KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3]
 end
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
@@ -134,6 +118,7 @@ local function int(x) return string.format('%d', x) end
 -- AOF record, and a call of a hundred events would otherwise write each arm's counters a
 -- hundred times. Counters (`add`) and values (`put`) live in separate fields; read a field
 -- with `get` (never with a direct HGET, which would miss what this call has not written yet).
+local loaded, delta, value, order = {}, {}, {}, {}
 local function stored(field)
   local v = loaded[field]
   if v == nil then
@@ -201,6 +186,17 @@ local function num(field, default)
   return tonumber(get(field) or default)
 end
 
+-- The current shard's token watermark (expire.lua raises it; this script only reads it).
+local watermarks = {}
+local function watermark()
+  local w = watermarks[shard_arms]
+  if w == nil then
+    w = tonumber(redis.call('HGET', shard_arms, 'xt') or '0')
+    watermarks[shard_arms] = w
+  end
+  return w
+end
+
 -- store::decay::record_change + stats::DecayedCounts::add on this shard's share of arm v,
 -- called before the raw counters change. h == '' : no half-life (decayed = raw).
 local function decay(v, now, h, dn, dr)
@@ -250,6 +246,7 @@ end
 
 -- The histograms are buffered like the arms hash (`write_delays`, once per call): a call of a
 -- hundred events adds to a few bins, not a hundred times.
+local dorder, ddelta = {}, {}
 local function dadd(field, n)
   if ddelta[field] == nil then
     dorder[#dorder + 1] = field
@@ -367,11 +364,8 @@ end
 
 local function write_all()
   write_zsets()
-  for _, key in ipairs(shard_order) do
-    use_shard_buffers(key)
-    write_arms()
-    write_delays()
-  end
+  write_arms()
+  write_delays()
   write_outcomes()
 end
 
@@ -463,7 +457,7 @@ while at <= #ARGV do
       if find(marks, id) then return 'P' end
       local refused = refusal(occurred, issued, now, window)
       local expiry = issued + window + slack
-      if not refused and expiry <= num('xt', '0') then refused = 'O' end
+      if not refused and expiry <= watermark() then refused = 'O' end
       if not refused and confirms and not find(confirms, id) then refused = 'R' end
       if refused then return refused end
       zput(marks, id, nil,
@@ -484,7 +478,7 @@ while at <= #ARGV do
     if find(confirms, id) then
       out[#out + 1] = 'D'
       at = at + 2 * shares
-    elseif late == '1' or tonumber(keep) <= num('xt', '0') then
+    elseif late == '1' or tonumber(keep) <= watermark() then
       out[#out + 1] = 'O'
       at = at + 2 * shares
     else

@@ -22,11 +22,12 @@ const FIXED_ARGS: usize = 2;
 /// a call over several slots), every shard of the epoch that one group commit writes, so a
 /// commit of a few new units is one script call and one pass of Redis's write path, not one
 /// per shard (it was eight calls for a dozen units, each with its counter reads and writes).
+/// Such a call keeps its counters in its first shard (readers and the audit sum the shards).
 pub struct Call {
     epoch: Epoch,
     keys: ShardKeys,
     /// The shard the ops added now go to, and the KEYS index of the first of each further
-    /// shard's five keys (op `S`).
+    /// shard's keys (op `S`: sticky, arms, marks, marks' due).
     shard: u32,
     shards: Vec<(u32, String)>,
     extra_keys: Vec<String>,
@@ -78,7 +79,7 @@ impl Call {
             None => {
                 let keys = ShardKeys::of(&self.epoch, shard);
                 let first = self.key(keys.sticky);
-                for key in [keys.arms, keys.marks, keys.marks_due, keys.delays] {
+                for key in [keys.arms, keys.marks, keys.marks_due] {
                     self.key(key);
                 }
                 self.shards.push((shard, first.clone()));
