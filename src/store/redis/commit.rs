@@ -1,6 +1,6 @@
 //! The replica's group commit: every write of the requests in flight on this replica, folded
-//! into one `apply.lua` call per (epoch, shard) and sent together, so a replica's write
-//! throughput is not one round trip per request. Per-request exposures are aggregated in
+//! into one `apply.lua` call per epoch (per (epoch, shard) under Cluster) and sent together,
+//! so a replica's write throughput is not one round trip per request. Per-request exposures are aggregated in
 //! memory and ride along at least every [`FLUSH_EVERY_MS`].
 //!
 //! Rewards then go through their own steps (`rewards`: claim, apply, settle), and an epoch's
@@ -150,7 +150,7 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut jobs: Vec<Job> = Vec::new();
-    // Sticky writes and the exposure flush: one call per (epoch, shard).
+    // Sticky writes and the exposure flush.
     let mut calls: Vec<Call> = Vec::new();
     let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
     // Under Cluster one call per (epoch, shard); on a single primary one per epoch.

@@ -323,7 +323,7 @@ async fn round(
     again
 }
 
-/// Applies every claim of the round, one call per (epoch, shard).
+/// Applies every claim of the round, one call per epoch (per (epoch, shard) under Cluster).
 async fn apply_claims(shared: &Shared, claims: &mut [Claimed]) {
     let mut calls: Vec<Call> = Vec::new();
     let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
