@@ -1,7 +1,7 @@
 //! The replica's group commit: every write of the requests in flight on this replica, folded
 //! into one `apply.lua` call per epoch (per (epoch, shard) under Cluster) and sent together,
-//! so a replica's write throughput is not one round trip per request. Per-request exposures are aggregated in
-//! memory and ride along at least every [`FLUSH_EVERY_MS`].
+//! so a replica's write throughput is not one round trip per request. Per-request exposures
+//! are aggregated in memory and ride along at least every [`FLUSH_EVERY_MS`].
 //!
 //! Rewards then go through their own steps (`rewards`: claim, apply, settle), and an epoch's
 //! first counted write fixes its start (`read::fix_start`) before anyone is answered.
