@@ -185,6 +185,13 @@ fn a_group_commit_of_new_units_on_one_primary_is_one_script_call() {
             scripts <= commits,
             "{units} new units in {commits} group commits took {scripts} script calls"
         );
+        // And such a call counts in one shard's counter and histogram hashes: one HSET each
+        // per call, not one per shard it touches (it was up to sixteen per call).
+        let hsets = command_calls(&server).get("hset").copied().unwrap_or(0);
+        assert!(
+            hsets <= 2 * scripts,
+            "{units} new units in {scripts} script calls took {hsets} HSETs"
+        );
         assert_eq!(
             store.counters(&epoch()).await.unwrap()["bold"].exposures,
             units + 1
