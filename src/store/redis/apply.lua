@@ -1,12 +1,23 @@
--- banditd: one shard's writes of one group commit, applied atomically (src/store/redis/commit.rs).
+-- banditd: one epoch's writes of one group commit, applied atomically (src/store/redis/commit.rs):
+-- one shard's under Cluster, where every key of a call is in that shard's slot
+-- (src/store/redis/layout.rs, "the slot rule"), every shard's on a single primary.
 -- Records and the counters they imply change in this one script call, so they always agree.
--- Every key is in this shard's slot (src/store/redis/layout.rs, "the slot rule").
 --
 -- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
--- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops.
+-- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops,
+-- and, where one call carries several shards of the epoch (a single primary, not Cluster),
+-- the sticky, arms, marks and due keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
 local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+-- Op `S` sends the ops that follow to another shard's records and marks; the counters and
+-- histograms stay in the call's first shard (`arms`, `delays`), which readers and the audit
+-- sum with the other shards', so a call of units of eight shards writes one counter hash, not
+-- eight. Only the marks' watermark is the shard's own (its arms hash's `xt`, see `watermark`).
+local shard_arms = arms
+local function use_shard(first)
+  sticky, shard_arms, marks, due = KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3]
+end
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
 local MICRO = 1000000
@@ -18,12 +29,70 @@ local function nxt()
   return value
 end
 
+-- The sorted sets (records, marks and their due sets) are read and written through a buffer
+-- too, and written once at the end of the call (`write_zsets`: one ZREM and one ZADD per set):
+-- each write command is an AOF record and a pass of Redis's write path, so a call of a hundred
+-- rewards would otherwise rewrite its records in two hundred commands. `held` is what this
+-- call has left under an id (false: none), so a later op of the call sees the earlier ones.
+local zsets, zorder = {}, {}
+local function zbuf(key)
+  local z = zsets[key]
+  if not z then
+    z = { held = {}, gone = {}, add = {}, order = {} }
+    zsets[key] = z
+    zorder[#zorder + 1] = key
+  end
+  return z
+end
+
+-- The member of `id` in a set whose members are `id \0 value` (all scores 0), and its value.
 local function find(zkey, id)
-  local hit = redis.call('ZRANGEBYLEX', zkey, '[' .. id .. SEP, '(' .. id .. '\1', 'LIMIT', 0, 1)
-  if hit[1] then
-    return hit[1], string.sub(hit[1], #id + 2)
+  local z = zbuf(zkey)
+  local member = z.held[id]
+  if member == nil then
+    local hit = redis.call('ZRANGEBYLEX', zkey, '[' .. id .. SEP, '(' .. id .. '\1', 'LIMIT', 0, 1)
+    member = hit[1] or false
+    z.held[id] = member
+  end
+  if member then
+    return member, string.sub(member, #id + 2)
   end
   return nil, nil
+end
+
+-- Adds `member` with `score` (replacing `old`, the id's member found before, if any); `id`
+-- names it for `find` (nil for the due sets, which are never read here).
+local function zput(zkey, id, old, member, score)
+  local z = zbuf(zkey)
+  if old then
+    if z.add[old] ~= nil then z.add[old] = nil else z.gone[#z.gone + 1] = old end
+  end
+  if z.add[member] == nil then z.order[#z.order + 1] = member end
+  z.add[member] = score
+  if id then z.held[id] = member end
+end
+
+local function write_zsets()
+  for _, key in ipairs(zorder) do
+    local z = zsets[key]
+    for first = 1, #z.gone, 512 do
+      redis.call('ZREM', key, unpack(z.gone, first, math.min(first + 511, #z.gone)))
+    end
+    local args, written = {}, {}
+    for _, member in ipairs(z.order) do
+      local score = z.add[member]
+      if score ~= nil and not written[member] then
+        written[member] = true
+        args[#args + 1] = score
+        args[#args + 1] = member
+        if #args == 512 then
+          redis.call('ZADD', key, unpack(args))
+          args = {}
+        end
+      end
+    end
+    if #args > 0 then redis.call('ZADD', key, unpack(args)) end
+  end
 end
 
 -- variant, assigned, propensity, reward micro ('' until rewarded), then the reward's arrival
@@ -115,6 +184,17 @@ end
 
 local function num(field, default)
   return tonumber(get(field) or default)
+end
+
+-- The current shard's token watermark (expire.lua raises it; this script only reads it).
+local watermarks = {}
+local function watermark()
+  local w = watermarks[shard_arms]
+  if w == nil then
+    w = tonumber(redis.call('HGET', shard_arms, 'xt') or '0')
+    watermarks[shard_arms] = w
+  end
+  return w
 end
 
 -- store::decay::record_change + stats::DecayedCounts::add on this shard's share of arm v,
@@ -237,14 +317,24 @@ end
 -- Outcomes are fields of the shard's hash of the claim's hour (`field`), written once per call
 -- (`write_outcomes`) with the hash's expiry; claims named before those hashes (`field` empty)
 -- keep theirs in a key of their own.
-local outcomes, outcome_keys = {}, {}
+-- The outcomes a call may meet are read up front, one HMGET per hash (op `O`, first in the
+-- call): `fetched[key][field]` is the stored outcome, or false for none.
+local outcomes, outcome_keys, fetched = {}, {}, {}
 local function claimed(key, field, keep, judge)
   local held
   if field == '' then
     held = redis.call('GET', key)
   else
     local kept = outcomes[key]
-    held = (kept and kept.by_field[field]) or redis.call('HGET', key, field)
+    held = kept and kept.by_field[field]
+    if not held then
+      local known = fetched[key] and fetched[key][field]
+      if known == nil then
+        held = redis.call('HGET', key, field)
+      elseif known then
+        held = known
+      end
+    end
   end
   if held then return held end
   local outcome = judge()
@@ -272,6 +362,13 @@ local function write_outcomes()
   end
 end
 
+local function write_all()
+  write_zsets()
+  write_arms()
+  write_delays()
+  write_outcomes()
+end
+
 local skip_exposures = false
 while at <= #ARGV do
   local op = nxt()
@@ -291,19 +388,30 @@ while at <= #ARGV do
       else
         add('mn|' .. held, 1)
         if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
-        redis.call('ZREM', sticky, member)
         write = true
       end
     end
     if write then
       local value = v .. '\t' .. assigned .. '\t' .. propensity .. '\t'
-      redis.call('ZADD', sticky, 0, unit .. SEP .. value)
+      zput(sticky, unit, member, unit .. SEP .. value, '0')
       count_exposures(v, 1, now, h)
       expected(shares)
       out[#out + 1] = '1' .. value
     else
       at = at + 2 * shares
     end
+  elseif op == 'O' then
+    -- Outcomes to read up front: KEYS index, count, then that many fields.
+    local key, count = KEYS[tonumber(nxt())], tonumber(nxt())
+    local fields = { unpack(ARGV, at, at + count - 1) }
+    at = at + count
+    local known = fetched[key] or {}
+    fetched[key] = known
+    local values = redis.call('HMGET', key, unpack(fields))
+    for i, field in ipairs(fields) do known[field] = values[i] or false end
+  elseif op == 'S' then
+    -- The ops that follow are another shard's: the index of its first of five keys.
+    use_shard(tonumber(nxt()))
   elseif op == 'F' then
     -- A flush of per-request exposures: applied once, however often it is retried.
     local key = KEYS[tonumber(nxt())]
@@ -329,10 +437,9 @@ while at <= #ARGV do
       local refused = refusal(occurred, assigned, now, window)
       if refused then return refused end
       if reward ~= '' then return 'P' end
-      redis.call('ZREM', sticky, member)
-      redis.call('ZADD', sticky, 0,
+      zput(sticky, unit, member,
         unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
-        '\t' .. int(now))
+        '\t' .. int(now), '0')
       credit(v, tonumber(micro), assigned, now, h)
       return 'A' .. v
     end)
@@ -350,13 +457,13 @@ while at <= #ARGV do
       if find(marks, id) then return 'P' end
       local refused = refusal(occurred, issued, now, window)
       local expiry = issued + window + slack
-      if not refused and expiry <= num('xt', '0') then refused = 'O' end
+      if not refused and expiry <= watermark() then refused = 'O' end
       if not refused and confirms and not find(confirms, id) then refused = 'R' end
       if refused then return refused end
-      redis.call('ZADD', marks, 0,
+      zput(marks, id, nil,
         id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
-        int(expiry) .. '\t' .. int(now))
-      redis.call('ZADD', due, int(expiry), id)
+        int(expiry) .. '\t' .. int(now), '0')
+      zput(due, nil, nil, id, int(expiry))
       add('t|' .. v, tonumber(micro))
       credit(v, tonumber(micro), issued, now, h)
       return 'A' .. v
@@ -371,26 +478,23 @@ while at <= #ARGV do
     if find(confirms, id) then
       out[#out + 1] = 'D'
       at = at + 2 * shares
-    elseif late == '1' or tonumber(keep) <= num('xt', '0') then
+    elseif late == '1' or tonumber(keep) <= watermark() then
       out[#out + 1] = 'O'
       at = at + 2 * shares
     else
-      redis.call('ZADD', confirms, 0,
-        id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now)
-      redis.call('ZADD', cdue, keep, id)
+      zput(confirms, id, nil,
+        id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now,
+        '0')
+      zput(cdue, nil, nil, id, keep)
       count_exposures(v, 1, t, h)
       add('p|' .. v, 1)
       expected(shares)
       out[#out + 1] = 'C'
     end
   else
-    write_arms()
-    write_delays()
-    write_outcomes()
+    write_all()
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
-write_arms()
-write_delays()
-write_outcomes()
+write_all()
 return out

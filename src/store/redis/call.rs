@@ -15,11 +15,25 @@ pub const MAX_MS: u64 = 1 << 52;
 /// The keys every call names before its extra keys.
 const FIXED_KEYS: usize = 5;
 
-/// One script call: one shard of one epoch, so one slot.
+/// The arguments every call starts with, before its ops (the clock skew and the mark slack).
+const FIXED_ARGS: usize = 2;
+
+/// One script call: one shard of one epoch, so one slot; or, on a single primary (which takes
+/// a call over several slots), every shard of the epoch that one group commit writes, so a
+/// commit of a few new units is one script call and one pass of Redis's write path, not one
+/// per shard (it was eight calls for a dozen units, each with its counter reads and writes).
+/// Such a call keeps its counters in its first shard (readers and the audit sum the shards).
 pub struct Call {
     epoch: Epoch,
     keys: ShardKeys,
+    /// The shard the ops added now go to, and the KEYS index of the first of each further
+    /// shard's keys (op `S`: sticky, arms, marks, marks' due).
+    shard: u32,
+    shards: Vec<(u32, String)>,
     extra_keys: Vec<String>,
+    /// Claim outcomes the call's rewards may meet, read up front by one HMGET per hash (op
+    /// `O`) rather than one HGET per reward: each outcome hash's KEYS index and fields.
+    outcomes: Vec<(String, String, Vec<String>)>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
     pub sinks: Vec<Sink>,
@@ -38,7 +52,10 @@ impl Call {
         Self {
             epoch: epoch.clone(),
             keys: ShardKeys::of(epoch, shard),
+            shard,
+            shards: vec![(shard, "1".to_owned())],
             extra_keys: Vec::new(),
+            outcomes: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
                 TOKEN_MARK_SLACK_MS.to_string(),
@@ -49,6 +66,28 @@ impl Call {
 
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
+    }
+
+    /// Sends the ops added next to `shard` (of this call's epoch): only on a single primary,
+    /// where a call may name keys of several slots.
+    pub fn at_shard(&mut self, shard: u32) {
+        if shard == self.shard {
+            return;
+        }
+        let first = match self.shards.iter().find(|(known, _)| *known == shard) {
+            Some((_, first)) => first.clone(),
+            None => {
+                let keys = ShardKeys::of(&self.epoch, shard);
+                let first = self.key(keys.sticky);
+                for key in [keys.arms, keys.marks, keys.marks_due] {
+                    self.key(key);
+                }
+                self.shards.push((shard, first.clone()));
+                first
+            }
+        };
+        self.args.extend(["S".to_owned(), first]);
+        self.shard = shard;
     }
 
     /// Adds a key (of this call's slot) and returns its KEYS index (1-based).
@@ -101,6 +140,16 @@ impl Call {
     /// (`K`) also names its shard's confirmation marks.
     pub fn reward(&mut self, reward: &Reward, claim: &str) {
         let (key, field) = layout::claim_outcome(&reward.epoch, reward.shard, claim);
+        if !field.is_empty() {
+            match self.outcomes.iter_mut().find(|(name, _, _)| *name == key) {
+                Some((_, _, fields)) => fields.push(field.clone()),
+                None => {
+                    let index = self.key(key.clone());
+                    self.outcomes
+                        .push((key.clone(), index, vec![field.clone()]));
+                }
+            }
+        }
         let key = self.key(key);
         self.args.push(reward.kind.to_string());
         self.args.push(key);
@@ -160,7 +209,17 @@ impl Call {
         for key in &self.extra_keys {
             invocation.key(key);
         }
-        for arg in &self.args {
+        let (fixed, ops) = self.args.split_at(self.args.len().min(FIXED_ARGS));
+        for arg in fixed {
+            invocation.arg(arg);
+        }
+        // Lua's unpack takes a few thousand values at most: a few hundred fields per `O`.
+        for (_, index, fields) in &self.outcomes {
+            for chunk in fields.chunks(512) {
+                invocation.arg("O").arg(index).arg(chunk.len()).arg(chunk);
+            }
+        }
+        for arg in ops {
             invocation.arg(arg);
         }
         invocation.invoke_async(&mut connection).await

@@ -24,11 +24,20 @@ end
 local claimed, claims = {}, {}
 local joined, lists = {}, {}
 local out = {}
+-- The ids' directory fields, read in one HMGET (a few hundred at a time: Lua's unpack has a
+-- limit) rather than one HGET each.
+local ids, stored = {}, {}
+for at = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[at] end
+for first = 1, #ids, 512 do
+  local last = math.min(first + 511, #ids)
+  local values = redis.call('HMGET', dir, unpack(ids, first, last))
+  for i = first, last do stored[i] = values[i - first + 1] end
+end
 for i = 4, #KEYS, 2 do
   local old, list, at = KEYS[i], KEYS[i + 1], 1 + (i - 4) / 2 * 5
   local claim, body, id = ARGV[at + 1], ARGV[at + 2], ARGV[at + 3]
   local held = legacy and redis.call('GET', old)
-  if not held then held = claimed[id] or redis.call('HGET', dir, id) end
+  if not held then held = claimed[id] or stored[(i - 2) / 2] end
   if held then
     if string.sub(held, 1, 1) == 'P' then out[#out + 1] = held else out[#out + 1] = 'D' end
   else

@@ -1,7 +1,7 @@
 //! The replica's group commit: every write of the requests in flight on this replica, folded
-//! into one `apply.lua` call per (epoch, shard) and sent together, so a replica's write
-//! throughput is not one round trip per request. Per-request exposures are aggregated in
-//! memory and ride along at least every [`FLUSH_EVERY_MS`].
+//! into one `apply.lua` call per epoch (per (epoch, shard) under Cluster) and sent together,
+//! so a replica's write throughput is not one round trip per request. Per-request exposures
+//! are aggregated in memory and ride along at least every [`FLUSH_EVERY_MS`].
 //!
 //! Rewards then go through their own steps (`rewards`: claim, apply, settle), and an epoch's
 //! first counted write fixes its start (`read::fix_start`) before anyone is answered.
@@ -150,14 +150,19 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut jobs: Vec<Job> = Vec::new();
-    // Sticky writes and the exposure flush: one call per (epoch, shard).
+    // Sticky writes and the exposure flush.
     let mut calls: Vec<Call> = Vec::new();
     let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
+    // Under Cluster one call per (epoch, shard); on a single primary one per epoch.
+    let sharded = shared.link.is_cluster();
     let mut call_for = |epoch: &Epoch, shard: u32, calls: &mut Vec<Call>| {
-        *call_index.entry((epoch.clone(), shard)).or_insert_with(|| {
+        let slot = if sharded { shard } else { u32::MAX };
+        let at = *call_index.entry((epoch.clone(), slot)).or_insert_with(|| {
             calls.push(Call::new(epoch, shard));
             calls.len() - 1
-        })
+        });
+        calls[at].at_shard(shard);
+        at
     };
     // The calls that carry the exposure flush.
     let mut flush_calls: HashSet<usize> = HashSet::new();

@@ -298,6 +298,12 @@ impl Link {
         }
     }
 
+    /// Whether every script call must keep to one slot (Cluster). A single primary
+    /// (standalone or Sentinel's) takes calls over several slots.
+    pub fn is_cluster(&self) -> bool {
+        matches!(**self.current.load(), Connection::Cluster(_))
+    }
+
     /// The connection to use now.
     pub fn get(&self) -> Connection {
         (**self.current.load()).clone()

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use super::layout::ShardKeys;
 use super::tests::{open, tally};
 use super::*;
 use crate::store::test_support::{T0_MS, block_on, epoch, record, unit_reward};
@@ -139,6 +140,143 @@ fn a_batch_of_rewards_writes_each_shards_counters_once() {
         );
         let counters = store.counters(&epoch()).await.unwrap();
         assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+/// Calls of the commands scripts run (every command but the script calls themselves).
+fn inner_commands(server: &RedisServer) -> u64 {
+    command_calls(server)
+        .iter()
+        .filter(|(name, _)| !matches!(name.as_str(), "evalsha" | "eval" | "script|load"))
+        .map(|(_, calls)| calls)
+        .sum()
+}
+
+#[test]
+fn a_group_commit_of_new_units_on_one_primary_is_one_script_call() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        store
+            .insert_sticky(&epoch(), "first", record("bold", T0_MS), tally(T0_MS))
+            .await
+            .unwrap();
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let commits_before = store.stats().commits;
+        // Units of every shard, written concurrently: they share a few group commits.
+        let units = 200u64;
+        let writes = (0..units).map(|i| {
+            store.insert_sticky(
+                &epoch(),
+                &format!("u{i}"),
+                record("bold", T0_MS),
+                tally(T0_MS),
+            )
+        });
+        for result in futures_util::future::join_all(writes).await {
+            assert!(result.unwrap().1);
+        }
+        let commits = store.stats().commits - commits_before;
+        let (_, scripts) = writes_and_scripts(&server);
+        // A single primary takes a call over several slots: one call per commit, not one per
+        // shard (it was up to eight per commit, each reading and writing its counters).
+        assert!(
+            scripts <= commits,
+            "{units} new units in {commits} group commits took {scripts} script calls"
+        );
+        // And such a call counts in one shard's counter and histogram hashes: one HSET each
+        // per call, not one per shard it touches (it was up to sixteen per call).
+        let hsets = command_calls(&server).get("hset").copied().unwrap_or(0);
+        assert!(
+            hsets <= 2 * scripts,
+            "{units} new units in {scripts} script calls took {hsets} HSETs"
+        );
+        assert_eq!(
+            store.counters(&epoch()).await.unwrap()["bold"].exposures,
+            units + 1
+        );
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+#[test]
+fn a_batch_of_rewards_reads_each_record_once_and_writes_records_once_per_call() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let units = 300u64;
+        let inserts = (0..units).map(|i| {
+            store.insert_sticky(
+                &epoch(),
+                &format!("u{i}"),
+                record("bold", T0_MS),
+                tally(T0_MS),
+            )
+        });
+        for result in futures_util::future::join_all(inserts).await {
+            result.unwrap();
+        }
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let ops = (0..units)
+            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
+            .collect();
+        let outcomes = store.apply_rewards(ops).await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
+        );
+        let calls = command_calls(&server);
+        let (_, scripts) = writes_and_scripts(&server);
+        let commands = inner_commands(&server);
+        // One lookup of each record (a sorted-set range, which no command batches); the ids'
+        // claims, their outcomes and their settles are read a call at a time (it was one HGET
+        // each, six commands per event in all).
+        assert!(
+            commands <= units + 8 * scripts,
+            "{units} rewards in {scripts} script calls ran {commands} commands: {calls:?}"
+        );
+        // The records are rewritten by one ZREM and one ZADD per call (it was two per event).
+        let record_writes = ["zrem", "zadd"]
+            .iter()
+            .filter_map(|name| calls.get(*name))
+            .sum::<u64>();
+        assert!(
+            record_writes <= 2 * scripts,
+            "{units} rewards in {scripts} script calls took {record_writes} ZREM/ZADD: {calls:?}"
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+#[test]
+fn a_unit_written_twice_in_one_call_keeps_the_last_record_only() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        store
+            .insert_sticky(&epoch(), "u", record("bold", T0_MS), tally(T0_MS))
+            .await
+            .unwrap();
+        // Two rewards of one unit in one batch: one call reads the record, credits it, and
+        // refuses the second against the record the first left (buffered, not yet written).
+        let outcomes = store
+            .apply_rewards(vec![
+                unit_reward("e1", "u", 0.5, T0_MS + 1),
+                unit_reward("e2", "u", 0.25, T0_MS + 2),
+            ])
+            .await
+            .unwrap();
+        assert!(matches!(outcomes[0], RewardOutcome::Applied { .. }));
+        assert_eq!(outcomes[1], RewardOutcome::AlreadyRewarded);
+        let shard = layout::shard_of("u");
+        let members = server.cli(&["ZCARD", &ShardKeys::of(&epoch(), shard).sticky]);
+        assert_eq!(members.trim(), "1");
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].reward_sum, 0.5);
         assert!(store.audit().await.unwrap().is_clean());
     });
 }

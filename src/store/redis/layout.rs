@@ -9,7 +9,7 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `<tag>:u` | sorted set, all scores 0 | one member per sticky unit: `unit \0 record` (lexicographic, so a lookup and a page of an export are `ZRANGEBYLEX`) |
-//! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write |
+//! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write (on a single primary, a call of several shards counts in its first: only the sums over the shards mean anything), and `xt`, the shard's token watermark |
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
 //! | `<tag>:k` | sorted set, all scores 0 | one member per confirmed per-request token (`exposure: on_render`): `assignment id \0 variant \t issued_ms \t propensity \t retained_until_ms \t confirmed_ms` |

@@ -2,7 +2,7 @@
 //! (`banditd serve --redis URL`).
 //!
 //! Layout and encodings: `layout`. Writes: `commit` (one group commit per replica, one
-//! `apply.lua` call per epoch shard, built by `call`), and for rewards the claim, apply and
+//! `apply.lua` call per epoch, or per epoch shard under Cluster, built by `call`), and for rewards the claim, apply and
 //! settle steps of `rewards`. Reads go straight to Redis, except known sticky units,
 //! which a replica caches: a sticky record's variant and assignment time never change except
 //! through a re-assignment, which goes through this replica's compare-and-set anyway.
