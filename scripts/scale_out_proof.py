@@ -96,7 +96,8 @@ def replicas():
 
 def served(container):
     """Requests this replica has answered on the assign route (its own /metrics)."""
-    text = docker("exec", container, "curl", "-fsS", "http://127.0.0.1:8080/metrics")
+    text = docker("exec", container, "curl", "-fsS", "-H", f"authorization: Bearer {ADMIN_KEY}",
+                  "http://127.0.0.1:8080/metrics")
     total = 0
     for line in text.splitlines():
         if line.startswith("banditd_http_requests_total{") and "assign" in line:
@@ -164,7 +165,9 @@ def check_events_once(units):
 
 
 class Load:
-    """Assign and event traffic through nginx, recording what was acknowledged."""
+    """Assign and event traffic through nginx, recording what was acknowledged: half the
+    assigns for known units, half for new ones, and one event for each new unit acknowledged
+    (so an event that was lost would be applied when posted again, not refused)."""
 
     def __init__(self, known):
         self.known = list(known)
@@ -172,6 +175,8 @@ class Load:
         self.lock = threading.Lock()
         self.acked_units = {}
         self.acked_events = []
+        self.fresh = []  # acknowledged new units no event has named yet
+        self.failed_posts = []
         self.failures = []  # (time, what)
         self.slowest = 0.0
         self.count = 0
@@ -192,19 +197,28 @@ class Load:
                     self.failures.append((start, f"assign {unit}: {status} {str(body)[:200]}"))
                 else:
                     self.acked_units[unit] = body["variant"]
+                    if "-load-" in unit:
+                        self.fresh.append(unit)
 
     def poster(self, worker):
         i = 0
         while not self.stop.is_set():
             i += 1
             with self.lock:
-                units = random.Random(i).sample(self.known, 10)
+                units, self.fresh = self.fresh[:50], self.fresh[50:]
+            if not units:
+                time.sleep(0.05)
+                continue
             batch = [{"id": f"{RUN}-load-ev-{worker}-{i}-{j}", "experiment": EXPERIMENT,
                       "unit": u} for j, u in enumerate(units)]
             status, body = post_events(batch)
-            if status == 200:
-                with self.lock:
+            with self.lock:
+                if status == 200:
                     self.acked_events.extend(batch)
+                else:
+                    # Not acknowledged, so the client would retry it: allowed, but reported.
+                    self.failed_posts.append(f"{status} {str(body)[:120]}")
+                    self.fresh.extend(u["unit"] for u in batch)
 
 
 def check_kill(known):
@@ -212,7 +226,7 @@ def check_kill(known):
     victim = containers[1]
     load = Load(known)
     threads = [threading.Thread(target=load.assigner, args=(w,)) for w in range(8)]
-    threads += [threading.Thread(target=load.poster, args=(w,)) for w in range(2)]
+    threads += [threading.Thread(target=load.poster, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
     time.sleep(3)
@@ -236,12 +250,17 @@ def check_kill(known):
     early = [w for t, w in load.failures if t <= killed_at + ROUTE_AROUND_S]
     print(f"   load: {load.count} assigns, {len(load.failures)} failed "
           f"({len(early)} within {ROUTE_AROUND_S:g} s of the kill), slowest {load.slowest:.2f} s, "
-          f"{len(load.acked_events)} events acknowledged", flush=True)
+          f"{len(load.acked_events)} events acknowledged, {len(load.failed_posts)} event posts "
+          f"not acknowledged {load.failed_posts[:3]}", flush=True)
     if early or late:
         for what in (early + late)[:5]:
             print(f"   {what}", flush=True)
     if late:
         fail(f"{len(late)} assigns failed more than {ROUTE_AROUND_S:g} s after the kill")
+    if load.failed_posts:
+        # An event post is safe to retry (idempotent by id), so nginx must retry one that the
+        # killed replica was serving on another replica instead of answering 502.
+        fail(f"{len(load.failed_posts)} event posts failed: {load.failed_posts[:3]}")
     if after <= before:
         fail(f"the restarted replica {victim[:12]} served no assign through nginx")
     lost = {u: v for u, v in load.acked_units.items() if assign(u)[1].get("variant") != v}
