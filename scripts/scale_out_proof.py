@@ -14,6 +14,7 @@ Checks, in order:
             event id is kept (posting it again is a duplicate); the replica restarted serves
   audit     `banditd audit` inside a replica (its BANDITD_REDIS): exit 0
   config    GET /v1/admin/config lists the three replicas, all on one version
+  all down  every replica stopped: nginx answers problem+json 503s; started again: served
 """
 
 import json
@@ -310,6 +311,37 @@ def check_config():
        f"{json.dumps(versions)[:160]}")
 
 
+def wait_healthy(containers, seconds=60):
+    deadline = time.monotonic() + seconds
+    for c in containers:
+        while docker("inspect", "--format", "{{.State.Health.Status}}", c).strip() != "healthy":
+            if time.monotonic() > deadline:
+                fail(f"replica {c[:12]} not healthy {seconds} s after docker start")
+            time.sleep(0.5)
+
+
+def check_all_down():
+    containers = replicas()
+    docker("stop", "--time", "5", *containers)
+    start = time.monotonic()
+    status, body = assign(f"{RUN}-while-down")
+    took = time.monotonic() - start
+    events_status, _ = post_events([{"id": f"{RUN}-down", "experiment": EXPERIMENT,
+                                     "unit": f"{RUN}-u0"}])
+    docker("start", *containers)
+    wait_healthy(containers)
+    if status != 503 or events_status != 503 or not isinstance(body, dict) \
+            or body.get("status") != 503 or took > 10:
+        fail(f"with every replica stopped: assign {status} {body} after {took:.1f} s, events "
+             f"{events_status}; expected problem+json 503s within 10 s")
+    time.sleep(2)
+    status, body = assign(f"{RUN}-u0")
+    if status != 200 or body.get("degraded"):
+        fail(f"after the replicas came back: assign {status} {body}")
+    ok(f"every replica stopped: nginx answers problem+json 503 (Retry-After) in {took:.1f} s; "
+       "started again: served")
+
+
 def main():
     units = [f"{RUN}-u{i}" for i in range(300)]
     known = check_spread(units)
@@ -317,6 +349,7 @@ def main():
     check_kill(known)
     check_audit()
     check_config()
+    check_all_down()
     print("scale-out proof: all checks passed")
 
 
