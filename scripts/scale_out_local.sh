@@ -131,6 +131,8 @@ DOCKERFILE
 
 # Secrets for the stack, generated once per machine and kept (mode 600) for the later steps.
 load_env() {
+    [[ -z ${SCALE_OUT_ENV_LOADED:-} ]] || return 0
+    SCALE_OUT_ENV_LOADED=1
     local file=${SCALE_OUT_ENV:-/var/tmp/banditd-scale-out.env}
     if [[ ! -f $file ]]; then
         (umask 077; {
@@ -177,12 +179,35 @@ wrk_run() { # wrk_run DURATION_S CONNECTIONS SCRIPT_ARGS...
     local duration=$1 conns=$2
     shift 2
     wrk -t1 -c"$conns" -d"${duration}s" --timeout 10s \
-        -H "Authorization: Bearer $BANDITD_EVENTS_KEY" \
         -s "$ROOT/benches/load/lua/load.lua" http://127.0.0.1:8081 -- threads=1 "$@" \
         | grep '^RESULT'
 }
 
 field() { sed -E "s/.* $1=([0-9.]+).*/\\1/" <<<"$2"; }
+
+# prefill PREFIX COUNT: assigns the load-sticky units PREFIX0 .. PREFIX<COUNT-1> through nginx
+# (load.lua's warm-up restarts at 0 on every wrk run, so the cursor is kept here).
+prefill() {
+    local prefix=$1 count=$2 next=0 lua r done_
+    lua=$(mktemp --suffix .lua)
+    cat >"$lua" <<'LUA'
+local i, base, count, prefix = -1, 0, 0, ""
+function init(args) prefix, base, count = args[1], tonumber(args[2]), tonumber(args[3]) end
+function request()
+   i = i + 1
+   if base + i >= count then i = 0; base = 0 end
+   return wrk.format("GET", "/v1/experiments/load-sticky/assign?unit=" .. prefix .. (base + i))
+end
+function done(summary) io.write(string.format("DONE %d\n", summary.requests)) end
+LUA
+    while ((next < count)); do
+        r=$(wrk -t1 -c16 -d20s --timeout 10s -s "$lua" http://127.0.0.1:8081 -- "$prefix" "$next" \
+            "$count" | sed -n 's/^DONE //p')
+        next=$((next + r))
+        log "assigned ${prefix}*: $next of $count"
+    done
+    rm -f "$lua"
+}
 
 # Throughput of the whole stack on this machine: every container, wrk and the host share its
 # cores. Known-unit assign and bulk durable ingest (1,000 events per NDJSON POST) through nginx,
@@ -192,31 +217,31 @@ bench() {
     ensure_dockerd
     load_env
     down
-    SCALE_OUT_EXPERIMENTS=./benches/load/experiments up
-    local known=${BENCH_KNOWN:-10000} ev_units=${BENCH_EVENT_UNITS:-300000}
+    # load.lua sends no Authorization header with its event posts: no events key here.
+    BANDITD_EVENTS_KEY='' SCALE_OUT_EXPERIMENTS=./benches/load/experiments up
+    export BANDITD_EVENTS_KEY=
+    local known=${BENCH_KNOWN:-10000} ev_units=${BENCH_EVENT_UNITS:-200000}
     local seconds=${BENCH_SECONDS:-20} out
     out=${BENCH_OUT:-$ROOT/benches/load/results/docker-$(date -u +%F).md}
     log "assigning $known known units and $ev_units event units through nginx"
-    local r next=0
-    until ((next >= known)); do
-        r=$(wrk_run 10 16 scenario=warmup known="$known" known_prefix=k- run=w)
-        next=$(field lowest_next "$r")
-    done
-    next=0
-    until ((next >= ev_units)); do
-        r=$(wrk_run 30 16 scenario=warmup known="$ev_units" known_prefix=ev- run=w)
-        next=$(field lowest_next "$r")
-        log "event units assigned: $next of $ev_units"
-    done
+    prefill k- "$known"
+    prefill ev- "$ev_units"
     log "assign_known: ${seconds} s, 64 connections"
     local known_r events_r
     known_r=$(wrk_run "$seconds" 64 scenario=assign_known known="$known" run=b)
     log "events_bulk: ${seconds} s, 8 connections, 1,000 events per POST"
-    events_r=$(wrk_run "$seconds" 8 scenario=events batch=1000 format=ndjson ev_base=0 run=b)
+    local stats
+    stats=$(mktemp)
+    # Sampled halfway through the events run.
+    (sleep $((seconds / 2)); docker stats --no-stream \
+        --format '{{.Name}} {{.CPUPerc}} {{.MemUsage}}' $("${COMPOSE[@]}" ps -q) >"$stats") &
+    events_r=$(wrk_run "$seconds" 8 scenario=events batch=1000 \
+        format=ndjson ev_base=0 run=b)
+    wait
     local load cpu
     load=$(cut -d' ' -f1-3 /proc/loadavg)
-    cpu=$(docker stats --no-stream --format '{{.Name}} {{.CPUPerc}} {{.MemUsage}}' \
-        $("${COMPOSE[@]}" ps -q) | sed 's/^/    /')
+    cpu=$(sed 's/^/    /' "$stats")
+    rm -f "$stats"
     local secs_k secs_e
     secs_k=$(awk -v d="$(field duration_us "$known_r")" 'BEGIN {print d / 1e6}')
     secs_e=$(awk -v d="$(field duration_us "$events_r")" 'BEGIN {print d / 1e6}')
@@ -231,7 +256,9 @@ bench() {
         echo "Redis, three replicas, nginx and the load generator share two cores (other work on"
         echo "the machine too: load average after the runs $load). This is a"
         echo "floor for the profile, not a per-core figure: benches/load/run.sh --redis gives"
-        echo "those. wrk through nginx on 127.0.0.1:8081, benches/load/lua/load.lua."
+        echo "those. wrk through nginx on 127.0.0.1:8081, benches/load/lua/load.lua; no events"
+        echo "key set (load.lua sends none). Known-unit assign: $known units assigned beforehand."
+        echo "Bulk events: each for its own assigned, never rewarded unit (\`ev-<i>\`)."
         echo
         echo "| scenario | connections | requests/s | events/s | p50 | p99 | p99.9 | errors |"
         echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
@@ -248,7 +275,7 @@ bench() {
         row "known-unit assign (GET, $known units)" 64 "$known_r" "$secs_k"
         row "bulk events (1,000 per NDJSON POST)" 8 "$events_r" "$secs_e"
         echo
-        echo "Containers right after the runs (docker stats: CPU % of one core, memory):"
+        echo "Containers halfway through the events run (docker stats: CPU % of one core, memory):"
         echo
         echo '```'
         echo "$cpu"
