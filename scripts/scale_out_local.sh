@@ -6,6 +6,11 @@
 #   scripts/scale_out_local.sh images     only build the local images
 #   scripts/scale_out_local.sh up|proof|bench|down
 #
+# KEEP_STACK=1 leaves the stack up after the proof. `bench` brings the stack up on
+# benches/load/experiments, measures it with wrk through nginx and writes
+# benches/load/results/docker-<date>.md. The base image is built once and reused
+# (`docker rmi banditd-local/bookworm` to rebuild it); the others are rebuilt on every run.
+#
 # The images come from Debian's archive alone: `debootstrap --variant=minbase` builds a bookworm
 # root with Debian's redis-server, nginx-light and curl, `docker import` turns it into the base
 # image, and three thin images on top of it run redis-server, nginx and banditd (the release
