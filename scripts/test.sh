@@ -59,13 +59,19 @@ need_apt curl curl
 
 cargo test "$@"
 
-# docker-compose.yml (both profiles) parses and resolves as Compose reads it; the stack itself is
-# not started here (that needs a Docker daemon and an image registry). A run narrowed by cargo
-# test arguments skips it.
+# docker-compose.yml (both profiles) parses and resolves as Compose reads it, alone and with the
+# local-image override; the stack itself is not started here: scripts/scale_out_local.sh runs
+# and checks it (README, "Scaling out"; several minutes and a Docker daemon). A run narrowed by
+# cargo test arguments skips it.
 if (($# == 0)); then
     need_apt docker-compose docker-compose
     BANDITD_TOKEN_SECRET=check REDIS_PASSWORD=check \
         docker-compose --file docker-compose.yml --profile scale-out config --quiet
+    BANDITD_TOKEN_SECRET=check REDIS_PASSWORD=check \
+        docker-compose --file docker-compose.yml --file docker-compose.local.yml \
+        --profile scale-out config --quiet
+    bash -n scripts/scale_out_local.sh
+    python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" scripts/scale_out_proof.py
 fi
 
 # The browser tests (tests/browser/): the dashboard and the clients in Debian's headless
