@@ -127,14 +127,36 @@ impl RedisServer {
                 )
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok()?) {
+                panic!(
+                    "redis-server on port {} exited ({status}) before it listened: {}",
+                    self.port,
+                    self.log_tail()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "redis-server did not listen within 10 s"
+                "redis-server did not listen on port {} within 30 s: {}",
+                self.port,
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The last lines of the server's log (`redis.log` or `sentinel.log` in its dir), for a
+    /// failure message.
+    fn log_tail(&self) -> String {
+        let name = if self.extra.is_some() {
+            "redis.log"
+        } else {
+            "sentinel.log"
+        };
+        let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
     }
 
     /// `kill -9`, as a crash would.
@@ -227,9 +249,15 @@ impl RedisCluster {
     fn start_nodes(count: usize, replicas: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..count)
             .map(|_| {
+                // The bus port must be given: Redis's default, the port + 10,000, does not exist
+                // for a free port above 55,535 (a fifth of Linux's ephemeral range), and such a
+                // node exits at once ("Redis port number too high").
+                let bus_port = free_port().to_string();
                 RedisServer::start_with(&[
                     "--cluster-enabled",
                     "yes",
+                    "--cluster-port",
+                    &bus_port,
                     "--cluster-config-file",
                     "nodes.conf",
                     "--cluster-node-timeout",
