@@ -133,15 +133,7 @@ async fn fill(
     experiment: &Experiment,
     args: &Args,
 ) -> Result<FillReport, String> {
-    let epoch = Epoch {
-        experiment: experiment.id.as_str().to_owned(),
-        revision: experiment.revision,
-    };
-    let variants: Vec<String> = experiment
-        .variants
-        .iter()
-        .map(|v| v.id.as_str().to_owned())
-        .collect();
+    let (epoch, variants) = fill_events::epoch_and_variants(experiment);
     let arms = variants.len() as u64;
     // Round-robin is a uniform allocation: every arm had 1/K of each unit.
     let allocation: Arc<[(String, f64)]> = variants

@@ -140,15 +140,7 @@ pub async fn fill_events(
     experiment: &Experiment,
     plan: &EventPlan,
 ) -> Result<EventReport, String> {
-    let epoch = Epoch {
-        experiment: experiment.id.as_str().to_owned(),
-        revision: experiment.revision,
-    };
-    let variants: Vec<String> = experiment
-        .variants
-        .iter()
-        .map(|v| v.id.as_str().to_owned())
-        .collect();
+    let (epoch, variants) = epoch_and_variants(experiment);
     let share = 1.0 / variants.len() as f64;
     let now_ms = SystemClock.now_ms();
     let half_life_ms = experiment.policy.half_life.map(|h| h.as_millis());
@@ -218,4 +210,19 @@ pub async fn fill_events(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The epoch the experiment is served under, and its variant ids in order (variant `i mod K`
+/// is unit `i`'s, see `fill`).
+pub fn epoch_and_variants(experiment: &Experiment) -> (Epoch, Vec<String>) {
+    let epoch = Epoch {
+        experiment: experiment.id.as_str().to_owned(),
+        revision: experiment.revision,
+    };
+    let variants = experiment
+        .variants
+        .iter()
+        .map(|v| v.id.as_str().to_owned())
+        .collect();
+    (epoch, variants)
 }

@@ -60,17 +60,7 @@ fn a_group_commit_of_new_units_writes_each_shards_counters_once() {
             .unwrap();
         server.cli(&["CONFIG", "RESETSTAT"]);
         let units = 400u64;
-        let writes = (0..units).map(|i| {
-            store.insert_sticky(
-                &epoch(),
-                &format!("u{i}"),
-                record("bold", T0_MS),
-                tally(T0_MS),
-            )
-        });
-        for result in futures_util::future::join_all(writes).await {
-            assert!(result.unwrap().1);
-        }
+        insert_units(&store, units).await;
         let (writes, scripts) = writes_and_scripts(&server);
         // One record each, and one counter write and one delay-histogram write per script
         // call (not one per exposure and arm: that was 4-6 write commands per new unit).
@@ -98,17 +88,7 @@ fn a_batch_of_rewards_writes_each_shards_counters_once() {
     let store = open(&server);
     block_on(async {
         let units = 300u64;
-        let inserts = (0..units).map(|i| {
-            store.insert_sticky(
-                &epoch(),
-                &format!("u{i}"),
-                record("bold", T0_MS),
-                tally(T0_MS),
-            )
-        });
-        for result in futures_util::future::join_all(inserts).await {
-            result.unwrap();
-        }
+        insert_units(&store, units).await;
         server.cli(&["CONFIG", "RESETSTAT"]);
         let keys_before: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
         let ops = (0..units)
@@ -166,17 +146,7 @@ fn a_group_commit_of_new_units_on_one_primary_is_one_script_call() {
         let commits_before = store.stats().commits;
         // Units of every shard, written concurrently: they share a few group commits.
         let units = 200u64;
-        let writes = (0..units).map(|i| {
-            store.insert_sticky(
-                &epoch(),
-                &format!("u{i}"),
-                record("bold", T0_MS),
-                tally(T0_MS),
-            )
-        });
-        for result in futures_util::future::join_all(writes).await {
-            assert!(result.unwrap().1);
-        }
+        insert_units(&store, units).await;
         let commits = store.stats().commits - commits_before;
         let (_, scripts) = writes_and_scripts(&server);
         // A single primary takes a call over several slots: one call per commit, not one per
@@ -206,17 +176,7 @@ fn a_batch_of_rewards_reads_each_record_once_and_writes_records_once_per_call() 
     let store = open(&server);
     block_on(async {
         let units = 300u64;
-        let inserts = (0..units).map(|i| {
-            store.insert_sticky(
-                &epoch(),
-                &format!("u{i}"),
-                record("bold", T0_MS),
-                tally(T0_MS),
-            )
-        });
-        for result in futures_util::future::join_all(inserts).await {
-            result.unwrap();
-        }
+        insert_units(&store, units).await;
         server.cli(&["CONFIG", "RESETSTAT"]);
         let ops = (0..units)
             .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
@@ -279,4 +239,20 @@ fn a_unit_written_twice_in_one_call_keeps_the_last_record_only() {
         assert_eq!(counters["bold"].reward_sum, 0.5);
         assert!(store.audit().await.unwrap().is_clean());
     });
+}
+
+/// Inserts units `u0`..`u{units - 1}` on `bold`, all at once (so they share group commits),
+/// each a new record.
+async fn insert_units(store: &RedisStore, units: u64) {
+    let inserts = (0..units).map(|i| {
+        store.insert_sticky(
+            &epoch(),
+            &format!("u{i}"),
+            record("bold", T0_MS),
+            tally(T0_MS),
+        )
+    });
+    for result in futures_util::future::join_all(inserts).await {
+        assert!(result.unwrap().1, "a new unit");
+    }
 }
