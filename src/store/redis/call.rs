@@ -2,6 +2,8 @@
 //! fills calls with sticky writes and exposure flushes (`commit`), the reward steps with
 //! claimed rewards (`rewards`).
 
+use std::collections::HashMap;
+
 use super::Shared;
 use super::layout::{self, ShardKeys};
 use crate::store::{
@@ -17,6 +19,38 @@ const FIXED_KEYS: usize = 5;
 
 /// The arguments every call starts with, before its ops (the clock skew and the mark slack).
 const FIXED_ARGS: usize = 2;
+
+/// The script calls of one group commit, and which call each (epoch, shard) goes to: under
+/// Cluster one call per (epoch, shard), every key of a call in one slot; on a single primary
+/// one call per epoch, its ops switched between shards by `Call::at_shard`.
+pub struct Calls {
+    pub calls: Vec<Call>,
+    index: HashMap<(Epoch, u32), usize>,
+    sharded: bool,
+}
+
+impl Calls {
+    pub fn new(shared: &Shared) -> Self {
+        Self {
+            calls: Vec::new(),
+            index: HashMap::new(),
+            sharded: shared.link.is_cluster(),
+        }
+    }
+
+    /// The index of the call that carries `shard` of `epoch`, set to send the ops added next to
+    /// that shard.
+    pub fn at(&mut self, epoch: &Epoch, shard: u32) -> usize {
+        let slot = if self.sharded { shard } else { u32::MAX };
+        let calls = &mut self.calls;
+        let at = *self.index.entry((epoch.clone(), slot)).or_insert_with(|| {
+            calls.push(Call::new(epoch, shard));
+            calls.len() - 1
+        });
+        calls[at].at_shard(shard);
+        at
+    }
+}
 
 /// One script call: one shard of one epoch, so one slot; or, on a single primary (which takes
 /// a call over several slots), every shard of the epoch that one group commit writes, so a

@@ -6,12 +6,12 @@
 //! Rewards then go through their own steps (`rewards`: claim, apply, settle), and an epoch's
 //! first counted write fixes its start (`read::fix_start`) before anyone is answered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::call::{Call, Sink};
+use super::call::{Call, Calls, Sink};
 use super::layout;
 use super::rewards::{self, Job};
 use super::{Shared, classify};
@@ -151,26 +151,14 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     let mut replies = Vec::with_capacity(batch.len());
     let mut jobs: Vec<Job> = Vec::new();
     // Sticky writes and the exposure flush.
-    let mut calls: Vec<Call> = Vec::new();
-    let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
-    // Under Cluster one call per (epoch, shard); on a single primary one per epoch.
-    let sharded = shared.link.is_cluster();
-    let mut call_for = |epoch: &Epoch, shard: u32, calls: &mut Vec<Call>| {
-        let slot = if sharded { shard } else { u32::MAX };
-        let at = *call_index.entry((epoch.clone(), slot)).or_insert_with(|| {
-            calls.push(Call::new(epoch, shard));
-            calls.len() - 1
-        });
-        calls[at].at_shard(shard);
-        at
-    };
+    let mut plan = Calls::new(shared);
     // The calls that carry the exposure flush.
     let mut flush_calls: HashSet<usize> = HashSet::new();
     let mut counted: HashSet<Epoch> = HashSet::new();
     if let Some(flush) = flush {
         for group in &flush.groups {
-            let at = call_for(&group.epoch, flush.shard, &mut calls);
-            let call = &mut calls[at];
+            let at = plan.at(&group.epoch, flush.shard);
+            let call = &mut plan.calls[at];
             if flush_calls.insert(at) {
                 let key = call.key(layout::flush_key(&group.epoch, flush.shard, &flush.id));
                 call.args.extend(["F".to_owned(), key]);
@@ -187,9 +175,9 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                 tally,
                 reply,
             } => {
-                let at = call_for(&epoch, layout::shard_of(&unit), &mut calls);
-                calls[at].sticky("I", &unit, "", &record, &tally);
-                calls[at].sinks.push(Sink::Sticky(index));
+                let at = plan.at(&epoch, layout::shard_of(&unit));
+                plan.calls[at].sticky("I", &unit, "", &record, &tally);
+                plan.calls[at].sinks.push(Sink::Sticky(index));
                 outcomes.push(Outcome::Insert(None));
                 replies.push(Replier::Insert(reply, epoch, unit));
             }
@@ -201,9 +189,9 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                 tally,
                 reply,
             } => {
-                let at = call_for(&epoch, layout::shard_of(&unit), &mut calls);
-                calls[at].sticky("R", &unit, &from, &record, &tally);
-                calls[at].sinks.push(Sink::Sticky(index));
+                let at = plan.at(&epoch, layout::shard_of(&unit));
+                plan.calls[at].sticky("R", &unit, &from, &record, &tally);
+                plan.calls[at].sinks.push(Sink::Sticky(index));
                 outcomes.push(Outcome::Reassign(None));
                 replies.push(Replier::Reassign(reply, epoch, unit));
             }
@@ -227,6 +215,7 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
             }
         }
     }
+    let calls = plan.calls;
     let mut flush_failed = false;
     let mut failure: Option<StoreError> = None;
     let results =

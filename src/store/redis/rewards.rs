@@ -13,7 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::call::{Call, Reward, Sink};
+use super::call::{Calls, Reward, Sink};
 use super::layout;
 use super::{Shared, classify};
 use crate::store::{Epoch, RewardOp, RewardOutcome, StoreError, TOKEN_MARK_SLACK_MS};
@@ -325,26 +325,17 @@ async fn round(
 
 /// Applies every claim of the round, one call per epoch (per (epoch, shard) under Cluster).
 async fn apply_claims(shared: &Shared, claims: &mut [Claimed]) {
-    let mut calls: Vec<Call> = Vec::new();
-    let mut call_index: HashMap<(Epoch, u32), usize> = HashMap::new();
+    let mut plan = Calls::new(shared);
     let mut in_order: Vec<usize> = (0..claims.len()).collect();
     in_order.sort_by_key(|&index| claims[index].order);
-    // Under Cluster one call per (epoch, shard); on a single primary one per epoch.
-    let sharded = shared.link.is_cluster();
     for index in in_order {
         let claimed = &claims[index];
         let reward = &claimed.reward;
-        let slot = if sharded { reward.shard } else { u32::MAX };
-        let at = *call_index
-            .entry((reward.epoch.clone(), slot))
-            .or_insert_with(|| {
-                calls.push(Call::new(&reward.epoch, reward.shard));
-                calls.len() - 1
-            });
-        calls[at].at_shard(reward.shard);
-        calls[at].reward(reward, &claimed.claim);
-        calls[at].sinks.push(Sink::Claim(index));
+        let at = plan.at(&reward.epoch, reward.shard);
+        plan.calls[at].reward(reward, &claimed.claim);
+        plan.calls[at].sinks.push(Sink::Claim(index));
     }
+    let calls = plan.calls;
     let replies =
         futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
     for (call, reply) in calls.iter().zip(replies) {
