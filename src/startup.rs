@@ -345,9 +345,8 @@ impl Application {
                     !origins.is_empty(),
                     actix_web::middleware::from_fn(cors::log_refusals),
                 ))
-                .wrap(http::EchoRequestId)
                 .wrap(http::problem_bodies())
-                .wrap(tracing_actix_web::TracingLogger::<http::RequestSpan>::new())
+                .wrap(http::RequestSpan)
                 // Outermost, so that answers the other middleware make are counted too.
                 .wrap(actix_web::middleware::Condition::new(
                     exporter.is_some(),

@@ -21,6 +21,7 @@ pub mod problem;
 mod problem_bodies;
 pub mod query;
 pub mod request_id;
+pub mod request_span;
 pub mod route_table;
 pub mod sdk;
 mod state;
@@ -32,7 +33,8 @@ pub use keys::Keys;
 pub use layers::RequestLayers;
 pub use problem::{ApiError, Problem};
 pub use problem_bodies::problem_bodies;
-pub use request_id::{EchoRequestId, RequestId, RequestSpan};
+pub use request_id::RequestId;
+pub use request_span::RequestSpan;
 pub use state::AppState;
 
 /// Every route of the API, in the order they are mounted: the app mounts this list and

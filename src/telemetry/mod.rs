@@ -1,19 +1,33 @@
 //! Logging and tracing setup in one place: the log format, colours, the `RUST_LOG` filter
 //! (default `info`), lists as JSON arrays, and the optional OpenTelemetry exporter (cargo
 //! feature `otel`, flag `--otlp-endpoint`). The request span and the access log live in
-//! `http::request_id`; engine calls and store commits open `debug` spans of their own.
+//! `http::request_span`; engine calls and store commits open `debug` spans of their own. The
+//! request span's fields are formatted only when a line is written inside it (`lazy_fields`).
 
 mod json_lists;
+mod lazy_fields;
 #[cfg(feature = "otel")]
 mod otel;
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
 pub use json_lists::{JSON_LIST_FIELDS, JsonList, ListsAsArrays};
+pub use lazy_fields::{DEFERRED_SPANS, LazyFields, REQUEST_SPAN};
+
+/// Whether spans go to an exporter (`--otlp-endpoint`): only then are the request span's
+/// end values (`status`, `latency_ms`) recorded on a request that writes no access log line,
+/// since nothing else would read them.
+static EXPORTING_SPANS: AtomicBool = AtomicBool::new(false);
+
+/// See [`EXPORTING_SPANS`].
+pub fn exporting_spans() -> bool {
+    EXPORTING_SPANS.load(Ordering::Relaxed)
+}
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -79,6 +93,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         // Two layers, two filters: per-layer filtering costs a little on every span, so it
         // is only paid when there is a second layer.
         let provider = otel::provider(endpoint)?;
+        EXPORTING_SPANS.store(true, Ordering::Relaxed);
         let _ = tracing_subscriber::registry()
             .with(log_layer(config.format, ansi).with_filter(filter))
             .with(otel::layer(&provider).with_filter(EnvFilter::new(OTLP_FILTER)))
@@ -98,20 +113,29 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
     Ok(TelemetryGuard::default())
 }
 
-/// The layer that writes log lines to stderr in `format`.
+/// The layer that writes log lines to stderr in `format`, behind the layer that defers the
+/// request span's fields (`lazy_fields`; not with colours, which only the fmt layer writes),
+/// which must see spans and events first.
 fn log_layer<S>(format: LogFormat, ansi: bool) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
 {
+    use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
     match format {
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_ansi(ansi)
-            .boxed(),
-        LogFormat::Json => tracing_subscriber::fmt::layer()
-            .json()
-            .event_format(ListsAsArrays::new(tracing_subscriber::fmt::format().json()))
-            .with_writer(std::io::stderr)
+        LogFormat::Pretty => Layer::and_then(
+            (!ansi).then(|| LazyFields::new(DefaultFields::new())),
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(ansi),
+        )
+        .boxed(),
+        LogFormat::Json => LazyFields::new(JsonFields::new())
+            .and_then(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .event_format(ListsAsArrays::new(tracing_subscriber::fmt::format().json()))
+                    .with_writer(std::io::stderr),
+            )
             .boxed(),
     }
 }

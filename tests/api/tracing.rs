@@ -159,7 +159,15 @@ fn every_request_gets_an_access_log_line_with_its_route_template_status_latency_
         "{line}"
     );
     // The request's span rides along, so the line can be joined with its other lines.
+    assert_eq!(line["span"]["name"], "http_request", "{line}");
     assert_eq!(line["span"]["request_id"], "access-1", "{line}");
+    assert_eq!(
+        line["span"]["route"], "/v1/experiments/{id}/assign",
+        "{line}"
+    );
+    assert_eq!(line["span"]["method"], "GET", "{line}");
+    assert_eq!(line["span"]["status"], 200, "{line}");
+    assert_eq!(line["span"]["latency_ms"], fields["latency_ms"], "{line}");
 
     let (status, _, _) = get_with_id(&app, "/v1/experiments/visitor-2/nothing", Some("access-2"));
     assert_eq!(status, 404);
@@ -172,6 +180,33 @@ fn every_request_gets_an_access_log_line_with_its_route_template_status_latency_
         line["fields"]["route"], "(unmatched)",
         "never the raw path: {line}"
     );
+}
+
+#[test]
+fn a_line_written_inside_a_request_carries_its_id_route_and_method_with_the_access_log_off() {
+    let app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY)],
+        &[("BANDITD_ACCESS_LOG", "off")],
+    );
+    app.write_experiment("second.yaml", &STICKY.replace("id: headline", "id: second"));
+    let response = app
+        .agent
+        .post(format!("{}/v1/admin/reload", app.address))
+        .header("x-request-id", "reload-7")
+        .header("content-type", "application/json")
+        .send("{}")
+        .expect("POST");
+    assert_eq!(response.status(), 200);
+    let line = wait_for_line(&app, |l| {
+        l["fields"]["message"] == "experiments reloaded" && l["fields"]["trigger"] == "api"
+    })
+    .expect("the reload's line");
+    let span = &line["span"];
+    assert_eq!(span["name"], "http_request", "{line}");
+    assert_eq!(span["request_id"], "reload-7", "{line}");
+    assert_eq!(span["route"], "/v1/admin/reload", "{line}");
+    assert_eq!(span["method"], "POST", "{line}");
+    assert_eq!(line["spans"][0]["request_id"], "reload-7", "{line}");
 }
 
 #[test]

@@ -1,0 +1,254 @@
+//! The request span's fields, formatted only when a log line is written inside the span.
+//!
+//! tracing-subscriber's fmt layer formats every new span's fields into a `FormattedFields`
+//! extension when the span opens, so that its log lines can print them: for the per-request
+//! `http_request` span that is one formatted string per request, nearly always thrown away
+//! unread (benches/load/PROFILES.md measured it at ~3% of a known-unit assign). This layer,
+//! placed before the fmt layer, keeps the values of the spans named in [`DEFERRED_SPANS`]
+//! as they came ([`RawFields`], copies of the strings) and leaves an empty `FormattedFields`
+//! behind, which the fmt layer takes as "already formatted". When an event is about to be
+//! written inside such a span, it formats the kept values with the fmt layer's own field
+//! formatter first, so the line is the same one the fmt layer would have written. A value
+//! recorded on the span later is still formatted by the fmt layer at once (into the empty
+//! placeholder, overwritten when a line comes), so the request span records its end values
+//! only when a line or an exporter reads them (`http::request_span`).
+
+use std::fmt::Write as _;
+use std::marker::PhantomData;
+
+use tracing::field::{Field, Value, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Event, Metadata, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FormatFields, FormattedFields};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+/// Name of the per-request span (`http::request_span`).
+pub const REQUEST_SPAN: &str = "http_request";
+
+/// Spans whose fields are formatted only when a line is written inside them: spans opened
+/// on every request, whose fields are plain strings and numbers.
+pub const DEFERRED_SPANS: &[&str] = &[REQUEST_SPAN];
+
+/// Most values a deferred span keeps (fields at its start plus later records); one more is
+/// formatted the usual way at once. The request span has at most 8 fields and 3 records.
+const MAX_KEPT_VALUES: usize = 16;
+
+/// One kept value; strings are ranges of [`RawFields::text`].
+#[derive(Debug, Clone, Copy)]
+enum Raw {
+    Str(usize, usize),
+    /// A `Debug`/`Display` value (`%method`), kept as its text.
+    Text(usize, usize),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+/// A deferred span's values, in the order they were recorded.
+#[derive(Debug, Default)]
+struct RawFields {
+    text: String,
+    values: Vec<(Field, Raw)>,
+}
+
+impl Visit for RawFields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let start = self.text.len();
+        self.text.push_str(value);
+        self.values
+            .push((field.clone(), Raw::Str(start, self.text.len())));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        let start = self.text.len();
+        let _ = write!(self.text, "{value:?}");
+        self.values
+            .push((field.clone(), Raw::Text(start, self.text.len())));
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.values.push((field.clone(), Raw::U64(value)));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.values.push((field.clone(), Raw::I64(value)));
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.values.push((field.clone(), Raw::F64(value)));
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.values.push((field.clone(), Raw::Bool(value)));
+    }
+}
+
+impl RawFields {
+    /// Formats the kept values with `formatter`, as one record, the way the fmt layer would
+    /// have formatted them at the span's start and on each record.
+    fn format_into<N>(&self, formatter: &N, metadata: &Metadata<'_>, writer: Writer<'_>)
+    where
+        N: for<'writer> FormatFields<'writer>,
+    {
+        // Owned views of the values first, so that `dyn Value` references to them can live
+        // in the array the value set borrows.
+        let views: Vec<View<'_>> = self
+            .values
+            .iter()
+            .map(|(_, raw)| match *raw {
+                Raw::Str(start, end) => View::Str(&self.text[start..end]),
+                Raw::Text(start, end) => {
+                    View::Text(tracing::field::display(&self.text[start..end]))
+                }
+                Raw::U64(value) => View::U64(value),
+                Raw::I64(value) => View::I64(value),
+                Raw::F64(value) => View::F64(value),
+                Raw::Bool(value) => View::Bool(value),
+            })
+            .collect();
+        let Some((first, _)) = self.values.first() else {
+            return;
+        };
+        // A fixed-size array, as `FieldSet::value_set` takes; unused slots hold no value.
+        let mut entries: [(&Field, Option<&dyn Value>); MAX_KEPT_VALUES] =
+            [(first, None); MAX_KEPT_VALUES];
+        for (slot, ((field, _), view)) in entries.iter_mut().zip(self.values.iter().zip(&views)) {
+            *slot = (field, Some(view.as_value()));
+        }
+        let fields = metadata.fields();
+        let value_set = fields.value_set(&entries);
+        let _ = formatter.format_fields(writer, Record::new(&value_set));
+    }
+}
+
+/// A kept value, borrowed, as something `tracing` can record again.
+enum View<'a> {
+    Str(&'a str),
+    Text(tracing::field::DisplayValue<&'a str>),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+impl View<'_> {
+    fn as_value(&self) -> &dyn Value {
+        match self {
+            Self::Str(text) => text,
+            Self::Text(text) => text,
+            Self::U64(value) => value,
+            Self::I64(value) => value,
+            Self::F64(value) => value,
+            Self::Bool(value) => value,
+        }
+    }
+}
+
+/// The layer (see the module doc). `N` is the fmt layer's field formatter, and the layer
+/// must come before the fmt layer in the stack (`lazy.and_then(fmt_layer)`), so that it sees
+/// spans and events first. Only for a fmt layer without colours: the formatted fields it
+/// leaves behind are plain text (tracing-subscriber lets only the fmt layer write coloured
+/// field names), and a terminal, the one place with colours, is not where the cost matters.
+pub struct LazyFields<N> {
+    formatter: N,
+    _formatter: PhantomData<fn(N)>,
+}
+
+impl<N> LazyFields<N> {
+    /// `formatter` as the fmt layer after it has it.
+    pub fn new(formatter: N) -> Self {
+        Self {
+            formatter,
+            _formatter: PhantomData,
+        }
+    }
+}
+
+fn is_deferred(metadata: &Metadata<'_>) -> bool {
+    DEFERRED_SPANS.contains(&metadata.name())
+}
+
+impl<S, N> tracing_subscriber::Layer<S> for LazyFields<N>
+where
+    S: Subscriber + for<'lookup> LookupSpan<'lookup>,
+    N: for<'writer> FormatFields<'writer> + 'static,
+{
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        if !is_deferred(attrs.metadata()) || attrs.metadata().fields().len() > MAX_KEPT_VALUES {
+            return;
+        }
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut raw = RawFields {
+            text: String::with_capacity(96),
+            values: Vec::with_capacity(8),
+        };
+        attrs.record(&mut raw);
+        let mut extensions = span.extensions_mut();
+        if extensions.get_mut::<FormattedFields<N>>().is_none() {
+            extensions.insert(raw);
+            extensions.insert(FormattedFields::<N>::new(String::new()));
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut extensions = span.extensions_mut();
+        let Some(raw) = extensions.get_mut::<RawFields>() else {
+            return;
+        };
+        if raw.values.len() + values.len() <= MAX_KEPT_VALUES {
+            values.record(raw);
+            return;
+        }
+        // Too many to keep: format what is kept now; the fmt layer adds these values after.
+        if let Some(raw) = extensions.remove::<RawFields>() {
+            self.materialize(&raw, span.metadata(), &mut extensions);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let Some(scope) = ctx.event_scope(event) else {
+            return;
+        };
+        for span in scope {
+            if !is_deferred(span.metadata()) {
+                continue;
+            }
+            let mut extensions = span.extensions_mut();
+            if let Some(raw) = extensions.remove::<RawFields>() {
+                self.materialize(&raw, span.metadata(), &mut extensions);
+            }
+        }
+    }
+}
+
+impl<N> LazyFields<N>
+where
+    N: for<'writer> FormatFields<'writer> + 'static,
+{
+    /// Replaces the span's placeholder `FormattedFields` with the formatted kept values.
+    fn materialize(
+        &self,
+        raw: &RawFields,
+        metadata: &Metadata<'_>,
+        extensions: &mut tracing_subscriber::registry::ExtensionsMut<'_>,
+    ) {
+        let mut text = String::new();
+        raw.format_into(&self.formatter, metadata, Writer::new(&mut text));
+        match extensions.get_mut::<FormattedFields<N>>() {
+            Some(formatted) => formatted.fields = text,
+            None => extensions.insert(FormattedFields::<N>::new(text)),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "lazy_fields_tests.rs"]
+mod tests;

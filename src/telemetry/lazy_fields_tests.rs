@@ -1,0 +1,177 @@
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tracing_subscriber::Layer;
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
+use tracing_subscriber::layer::SubscriberExt;
+
+use super::*;
+
+/// A writer that keeps what the subscriber wrote.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+    }
+}
+
+/// What a request does to its span: fields at the start, a line inside, the end's records, a
+/// line after them (the access log's place), and a span of another name around it all.
+fn request_like() {
+    let outer = tracing::info_span!("engine.reload", trigger = "sighup");
+    let _outer = outer.enter();
+    let span = tracing::info_span!(
+        "http_request",
+        method = %"GET",
+        route = "/v1/experiments/{id}/assign",
+        request_id = "lb-7f3a:req \"42\"",
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    span.in_scope(|| {
+        tracing::warn!(unit = "u1", "inside");
+        span.record("status", 200u16);
+        span.record("latency_ms", 0.25);
+        tracing::info!(target: "banditd::access", "request");
+    });
+    // A second request whose only line comes after its records.
+    let span = tracing::info_span!(
+        "http_request",
+        method = %"POST",
+        route = "(unmatched)",
+        request_id = "x",
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+    );
+    span.record("status", 404u16);
+    span.record("latency_ms", 1.5);
+    span.in_scope(|| tracing::info!(target: "banditd::access", "request"));
+}
+
+fn pretty(lazy: bool) -> String {
+    let captured = Captured::default();
+    let fmt = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_ansi(false)
+        .with_writer(captured.clone());
+    let layer = if lazy {
+        LazyFields::new(DefaultFields::new()).and_then(fmt).boxed()
+    } else {
+        fmt.boxed()
+    };
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), request_like);
+    captured.text()
+}
+
+fn json(lazy: bool) -> String {
+    let captured = Captured::default();
+    let fmt = tracing_subscriber::fmt::layer()
+        .json()
+        .without_time()
+        .with_writer(captured.clone());
+    let layer = if lazy {
+        LazyFields::new(JsonFields::new()).and_then(fmt).boxed()
+    } else {
+        fmt.boxed()
+    };
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), request_like);
+    captured.text()
+}
+
+#[test]
+fn lines_inside_a_deferred_span_are_the_ones_the_fmt_layer_writes_alone() {
+    let eager = pretty(false);
+    assert!(
+        eager.contains(
+            r#"http_request{method=GET route="/v1/experiments/{id}/assign" request_id="lb-7f3a:req \"42\"" status=200 latency_ms=0.25}"#
+        ),
+        "{eager}"
+    );
+    assert_eq!(eager.lines().count(), 3, "{eager}");
+    assert_eq!(pretty(true), eager);
+
+    let eager = json(false);
+    let lines: Vec<serde_json::Value> = eager
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines[0]["span"]["request_id"], "lb-7f3a:req \"42\"");
+    assert_eq!(lines[1]["span"]["latency_ms"], 0.25);
+    assert_eq!(lines[2]["span"]["status"], 404);
+    assert_eq!(lines[2]["spans"][0]["trigger"], "sighup");
+    assert_eq!(json(true), eager);
+}
+
+/// `DefaultFields`, counting the spans and records it formats.
+#[derive(Default)]
+struct Counting(Arc<AtomicUsize>);
+
+impl<'writer> FormatFields<'writer> for Counting {
+    fn format_fields<R: RecordFields>(
+        &self,
+        writer: Writer<'writer>,
+        fields: R,
+    ) -> std::fmt::Result {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        DefaultFields::new().format_fields(writer, fields)
+    }
+}
+
+#[test]
+fn a_deferred_span_without_lines_is_never_formatted_and_other_spans_are() {
+    let formatted = Arc::new(AtomicUsize::new(0));
+    let captured = Captured::default();
+    let fmt = tracing_subscriber::fmt::layer()
+        .fmt_fields(Counting(formatted.clone()))
+        .without_time()
+        .with_ansi(false)
+        .with_writer(captured.clone());
+    let subscriber = tracing_subscriber::registry()
+        .with(LazyFields::new(Counting(formatted.clone())).and_then(fmt));
+    tracing::subscriber::with_default(subscriber, || {
+        for _ in 0..3 {
+            let span = tracing::info_span!("http_request", request_id = "quiet");
+            let _entered = span.enter();
+        }
+        assert_eq!(formatted.load(Ordering::Relaxed), 0);
+        let span = tracing::info_span!("http_request", request_id = "heard");
+        span.in_scope(|| tracing::info!(n = 1, "inside"));
+        span.in_scope(|| tracing::info!(n = 2, "inside"));
+        // The span's fields once, and each line's own fields.
+        assert_eq!(formatted.load(Ordering::Relaxed), 3);
+        let _other = tracing::info_span!("engine.assign", experiment = "headline");
+        assert_eq!(
+            formatted.load(Ordering::Relaxed),
+            4,
+            "other spans as before"
+        );
+    });
+    let text = captured.text();
+    assert!(
+        text.contains(
+            "http_request{request_id=\"heard\"}: banditd::telemetry::lazy_fields::tests: inside n=2"
+        ),
+        "{text}"
+    );
+}
