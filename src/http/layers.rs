@@ -18,6 +18,7 @@ use actix_web::http::header::{CACHE_CONTROL, HeaderValue};
 
 use super::assign::is_assign_route;
 use super::query::check_query;
+use super::request_id::RequestContext;
 
 /// The middleware: `App::wrap(RequestLayers)`, inside CORS so that CORS decorates its refusals.
 #[derive(Debug, Clone, Copy, Default)]
@@ -104,7 +105,12 @@ where
             };
         };
         let mut response = std::task::ready!(inner.poll(cx))?.map_into_left_body();
-        if is_assign_route(response.request().match_pattern().as_deref()) {
+        // The template the request span middleware found (no second match of the path), or
+        // actix's own when this runs without it.
+        let assign =
+            RequestContext::route_is(response.request(), |route| is_assign_route(Some(route)))
+                .unwrap_or_else(|| is_assign_route(response.request().match_pattern().as_deref()));
+        if assign {
             no_store(&mut response);
         }
         Poll::Ready(Ok(response))

@@ -3,6 +3,8 @@
 //! its `X-Request-Id` response header; the problem bodies carry it as `request_id`
 //! (`problem_bodies`).
 
+use std::borrow::Cow;
+
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpMessage, HttpRequest};
 
@@ -57,7 +59,27 @@ impl RequestId {
 
     /// The id the middleware gave this request (`None` outside the `request_span` middleware).
     pub fn of(req: &HttpRequest) -> Option<Self> {
-        req.extensions().get::<RequestId>().cloned()
+        req.extensions()
+            .get::<RequestContext>()
+            .map(|context| context.id.clone())
+    }
+}
+
+/// What the request span middleware found out about a request before routing, kept in its
+/// extensions for the layers inside.
+#[derive(Debug)]
+pub struct RequestContext {
+    pub id: RequestId,
+    /// The route template the path matches, or [`UNMATCHED_ROUTE`].
+    pub route: Cow<'static, str>,
+}
+
+impl RequestContext {
+    /// Whether the request's route template passes `test`; `None` outside the middleware.
+    pub fn route_is(req: &HttpRequest, test: impl FnOnce(&str) -> bool) -> Option<bool> {
+        req.extensions()
+            .get::<RequestContext>()
+            .map(|context| test(&context.route))
     }
 }
 

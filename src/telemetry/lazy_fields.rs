@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use tracing::field::{Field, Value, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -87,9 +88,9 @@ impl Visit for RawFields {
 }
 
 impl RawFields {
-    /// Formats the kept values with `formatter`, as one record, the way the fmt layer would
-    /// have formatted them at the span's start and on each record.
-    fn format_into<N>(&self, formatter: &N, metadata: &Metadata<'_>, writer: Writer<'_>)
+    /// The kept values formatted with `formatter`, as one record, the way the fmt layer
+    /// would have formatted them at the span's start and on each record.
+    fn formatted<N>(&self, formatter: &N, metadata: &Metadata<'_>) -> String
     where
         N: for<'writer> FormatFields<'writer>,
     {
@@ -109,18 +110,20 @@ impl RawFields {
                 Raw::Bool(value) => View::Bool(value),
             })
             .collect();
-        let Some((first, _)) = self.values.first() else {
-            return;
+        let fields = metadata.fields();
+        let mut text = String::new();
+        let Some(any_field) = fields.iter().next() else {
+            return text;
         };
         // A fixed-size array, as `FieldSet::value_set` takes; unused slots hold no value.
         let mut entries: [(&Field, Option<&dyn Value>); MAX_KEPT_VALUES] =
-            [(first, None); MAX_KEPT_VALUES];
+            [(&any_field, None); MAX_KEPT_VALUES];
         for (slot, ((field, _), view)) in entries.iter_mut().zip(self.values.iter().zip(&views)) {
             *slot = (field, Some(view.as_value()));
         }
-        let fields = metadata.fields();
         let value_set = fields.value_set(&entries);
-        let _ = formatter.format_fields(writer, Record::new(&value_set));
+        let _ = formatter.format_fields(Writer::new(&mut text), Record::new(&value_set));
+        text
     }
 }
 
@@ -154,6 +157,11 @@ impl View<'_> {
 /// field names), and a terminal, the one place with colours, is not where the cost matters.
 pub struct LazyFields<N> {
     formatter: N,
+    /// What `formatter` makes of no fields at all (`{}` in JSON, nothing in the pretty
+    /// format): the placeholder's text, so that a line the fmt layer writes without this
+    /// layer's help (a span event it makes itself, say) shows the span without its fields
+    /// instead of fields it cannot parse.
+    no_fields: OnceLock<String>,
     _formatter: PhantomData<fn(N)>,
 }
 
@@ -162,6 +170,7 @@ impl<N> LazyFields<N> {
     pub fn new(formatter: N) -> Self {
         Self {
             formatter,
+            no_fields: OnceLock::new(),
             _formatter: PhantomData,
         }
     }
@@ -188,10 +197,13 @@ where
             values: Vec::with_capacity(8),
         };
         attrs.record(&mut raw);
+        let no_fields = self
+            .no_fields
+            .get_or_init(|| RawFields::default().formatted(&self.formatter, attrs.metadata()));
         let mut extensions = span.extensions_mut();
         if extensions.get_mut::<FormattedFields<N>>().is_none() {
             extensions.insert(raw);
-            extensions.insert(FormattedFields::<N>::new(String::new()));
+            extensions.insert(FormattedFields::<N>::new(no_fields.clone()));
         }
     }
 
@@ -240,8 +252,7 @@ where
         metadata: &Metadata<'_>,
         extensions: &mut tracing_subscriber::registry::ExtensionsMut<'_>,
     ) {
-        let mut text = String::new();
-        raw.format_into(&self.formatter, metadata, Writer::new(&mut text));
+        let text = raw.formatted(&self.formatter, metadata);
         match extensions.get_mut::<FormattedFields<N>>() {
             Some(formatted) => formatted.fields = text,
             None => extensions.insert(FormattedFields::<N>::new(text)),

@@ -154,6 +154,13 @@ fn a_deferred_span_without_lines_is_never_formatted_and_other_spans_are() {
             let span = tracing::info_span!("http_request", request_id = "quiet");
             let _entered = span.enter();
         }
+        // Only what no fields look like (the placeholder's text), once for all spans.
+        assert_eq!(formatted.load(Ordering::Relaxed), 1);
+        formatted.store(0, Ordering::Relaxed);
+        for _ in 0..3 {
+            let span = tracing::info_span!("http_request", request_id = "quiet");
+            let _entered = span.enter();
+        }
         assert_eq!(formatted.load(Ordering::Relaxed), 0);
         let span = tracing::info_span!("http_request", request_id = "heard");
         span.in_scope(|| tracing::info!(n = 1, "inside"));
@@ -172,6 +179,30 @@ fn a_deferred_span_without_lines_is_never_formatted_and_other_spans_are() {
         text.contains(
             "http_request{request_id=\"heard\"}: banditd::telemetry::lazy_fields::tests: inside n=2"
         ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_line_the_fmt_layer_writes_by_itself_shows_the_span_without_its_fields_and_does_not_fail() {
+    let captured = Captured::default();
+    let fmt = tracing_subscriber::fmt::layer()
+        .json()
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        .without_time()
+        .with_writer(captured.clone());
+    let subscriber =
+        tracing_subscriber::registry().with(LazyFields::new(JsonFields::new()).and_then(fmt));
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!("http_request", request_id = "closing");
+        span.in_scope(|| {});
+    });
+    let text = captured.text();
+    let line: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert_eq!(line["fields"]["message"], "close", "{text}");
+    assert_eq!(
+        line["span"],
+        serde_json::json!({"name": "http_request"}),
         "{text}"
     );
 }
