@@ -108,7 +108,7 @@ where
         // The template the request span middleware found (no second match of the path), or
         // actix's own when this runs without it.
         let assign =
-            RequestContext::route_is(response.request(), |route| is_assign_route(Some(route)))
+            RequestContext::with_route(response.request(), |route| is_assign_route(Some(route)))
                 .unwrap_or_else(|| is_assign_route(response.request().match_pattern().as_deref()));
         if assign {
             no_store(&mut response);

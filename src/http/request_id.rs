@@ -75,11 +75,11 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// Whether the request's route template passes `test`; `None` outside the middleware.
-    pub fn route_is(req: &HttpRequest, test: impl FnOnce(&str) -> bool) -> Option<bool> {
+    /// `f` of the request's route template; `None` outside the middleware.
+    pub fn with_route<T>(req: &HttpRequest, f: impl FnOnce(&str) -> T) -> Option<T> {
         req.extensions()
             .get::<RequestContext>()
-            .map(|context| test(&context.route))
+            .map(|context| f(&context.route))
     }
 }
 

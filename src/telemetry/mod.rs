@@ -122,13 +122,16 @@ where
 {
     use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
     match format {
-        LogFormat::Pretty => Layer::and_then(
-            (!ansi).then(|| LazyFields::new(DefaultFields::new())),
-            tracing_subscriber::fmt::layer()
+        LogFormat::Pretty => {
+            let fmt = tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
-                .with_ansi(ansi),
-        )
-        .boxed(),
+                .with_ansi(ansi);
+            if ansi {
+                fmt.boxed()
+            } else {
+                LazyFields::new(DefaultFields::new()).and_then(fmt).boxed()
+            }
+        }
         LogFormat::Json => LazyFields::new(JsonFields::new())
             .and_then(
                 tracing_subscriber::fmt::layer()
