@@ -143,7 +143,7 @@ if [[ ${PERF:-0} == 1 ]]; then
             '```'
             "$(perf report -i "$WORK/perf-$name.data" --children --sort sym --stdio -g none \
                 --percent-limit 0.3 2>/dev/null | grep -E '^ +[0-9]' |
-                grep -E 'RecordRequests|Recorded|TracingLogger|TracingResponse|RequestSpan|on_request_(start|end)|RequestLayers|Layered|Echoed|EchoRequestId|require_utf8|no_store|check_query|match_pattern|RouteTable|template_of|ErrorHandlers|Uuid|getrandom|new_span|on_new_span|on_record|handler_service|assign_one|Engine>::assign|sign|serde_json::ser::to_vec|regex_automata|recognize|capture_match_info' |
+                grep -E 'RecordRequests|Recorded|TracingLogger|TracingResponse|RequestSpan|request_span|Traced|LazyFields|on_request_(start|end)|RequestLayers|Layered|Echoed|EchoRequestId|require_utf8|no_store|check_query|match_pattern|RouteTable|template_of|ErrorHandlers|Uuid|getrandom|new_span|on_new_span|on_record|handler_service|assign_one|Engine>::assign|sign|serde_json::ser::to_vec|regex_automata|recognize|capture_match_info' |
                 grep -v '(inlined)$' | cut -c1-150 | head -40)"
             '```')
     done

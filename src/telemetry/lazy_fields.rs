@@ -9,9 +9,9 @@
 //! behind, which the fmt layer takes as "already formatted". When an event is about to be
 //! written inside such a span, it formats the kept values with the fmt layer's own field
 //! formatter first, so the line is the same one the fmt layer would have written. A value
-//! recorded on the span later is still formatted by the fmt layer at once (into the empty
-//! placeholder, overwritten when a line comes), so the request span records its end values
-//! only when a line or an exporter reads them (`http::request_span`).
+//! recorded on the span later is formatted by the fmt layer at once, so the kept values are
+//! formatted then too: the request span records its end values only when a line or an
+//! exporter reads them (`http::request_span`).
 
 use std::fmt::Write as _;
 use std::marker::PhantomData;
@@ -32,8 +32,8 @@ pub const REQUEST_SPAN: &str = "http_request";
 /// on every request, whose fields are plain strings and numbers.
 pub const DEFERRED_SPANS: &[&str] = &[REQUEST_SPAN];
 
-/// Most values a deferred span keeps (fields at its start plus later records); one more is
-/// formatted the usual way at once. The request span has at most 8 fields and 3 records.
+/// Most fields a deferred span may have; a span with more is formatted the usual way at once.
+/// The request span has at most 8.
 const MAX_KEPT_VALUES: usize = 16;
 
 /// One kept value; strings are ranges of [`RawFields::text`].
@@ -48,7 +48,7 @@ enum Raw {
     Bool(bool),
 }
 
-/// A deferred span's values, in the order they were recorded.
+/// A deferred span's values at its start, in their order.
 #[derive(Debug, Default)]
 struct RawFields {
     text: String,
@@ -207,19 +207,14 @@ where
         }
     }
 
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(&self, id: &Id, _: &Record<'_>, ctx: Context<'_, S>) {
+        // A recorded value is formatted by the fmt layer at once, so the kept ones are
+        // formatted first, in their place before it: the same text as without this layer, and
+        // no more work (the request span records only when a line follows).
         let Some(span) = ctx.span(id) else {
             return;
         };
         let mut extensions = span.extensions_mut();
-        let Some(raw) = extensions.get_mut::<RawFields>() else {
-            return;
-        };
-        if raw.values.len() + values.len() <= MAX_KEPT_VALUES {
-            values.record(raw);
-            return;
-        }
-        // Too many to keep: format what is kept now; the fmt layer adds these values after.
         if let Some(raw) = extensions.remove::<RawFields>() {
             self.materialize(&raw, span.metadata(), &mut extensions);
         }
