@@ -6,7 +6,8 @@
 #
 # Each *_BIN_DIR holds a release `banditd`; the baseline is NEW_BIN_DIR/banditd-baseline. Both
 # banditd servers run at once on core SERVER_CORE (0), each on a fresh data dir with the same
-# KNOWN_UNITS (10,000) warmed up, one worker, `--access-log off` (as benches/load/run.sh); only
+# KNOWN_UNITS (10,000) warmed up, one worker, `--access-log ACCESS_LOG` (default `off`, as
+# benches/load/run.sh; `all` measures the default setting's line per request); only
 # the one under load is busy. Per round and scenario (assign_known, per_request): baseline,
 # old, new, baseline again, DURATION (5) s each, wrk on CLIENT_CORE (1) with CONNECTIONS (64).
 # Reported: every run's req/s and server CPU µs per request (all threads, from
@@ -35,6 +36,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 KNOWN_UNITS=${KNOWN_UNITS:-10000}
+ACCESS_LOG=${ACCESS_LOG:-off}
 BASE_PORT=${BANDITD_PORT:-18180}
 for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-baseline"; do
     [[ -x $bin ]] || die "$bin is missing"
@@ -60,7 +62,7 @@ start() {
     port_free "$port" || die "port $port is in use; set BANDITD_PORT"
     start_server "banditd ($name)" "$WORK/$name.log" "$bin" serve --bind "127.0.0.1:$port" \
         --data-dir "$WORK/data-$name" --experiments "$WORK/experiments" --workers 1 \
-        --access-log off
+        --access-log "$ACCESS_LOG"
     PID_OF[$name]=$SERVER_PID
     PORT_OF[$name]=$port
     wait_ready "http://127.0.0.1:$port/readyz" "$SERVER_PID" 60 >/dev/null
@@ -155,7 +157,7 @@ cat <<EOF
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ROUNDS rounds, $DURATION s per run, $CONNECTIONS connections
 - Machine: $(nproc) cores; load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER
 - old: $OLD/banditd; new: $NEW/banditd; baseline: $NEW/banditd-baseline
-- Servers on core $SERVER_CORE, one worker each, \`--access-log off\`; wrk on core $CLIENT_CORE;
+- Servers on core $SERVER_CORE, one worker each, \`--access-log $ACCESS_LOG\`; wrk on core $CLIENT_CORE;
   $(thousands "$KNOWN_UNITS") known units warmed up on each banditd. Ratio: req/s ÷ the mean of
   the baseline right before and right after. CPU: server CPU µs per request (all threads).
 
