@@ -211,7 +211,7 @@ where
         // A recorded value is formatted by the fmt layer at once, so the kept ones are
         // formatted first, in their place before it: the same text as without this layer, and
         // no more work (the request span records only when a line follows).
-        let Some(span) = ctx.span(id) else {
+        let Some(span) = ctx.span(id).filter(|span| is_deferred(span.metadata())) else {
             return;
         };
         let mut extensions = span.extensions_mut();
