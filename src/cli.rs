@@ -114,8 +114,9 @@ pub struct ServeArgs {
     /// reward window has passed.
     #[arg(long, env = "BANDITD_TOKEN_SECRET_PREVIOUS", hide_env_values = true)]
     pub token_secret_previous: Option<SecretString>,
-    /// Sticky assignments kept in memory so returning units skip the store read (about 340
-    /// bytes each; 0 disables the cache).
+    /// Redis backend: sticky assignments kept in memory so returning units skip the store
+    /// read (about 340 bytes each; 0 disables the cache). The embedded store keeps every
+    /// assignment in memory and ignores it.
     #[arg(
         long,
         env = "BANDITD_STICKY_CACHE_ENTRIES",
@@ -123,7 +124,7 @@ pub struct ServeArgs {
     )]
     pub sticky_cache_entries: usize,
     /// MiB of the embedded store's page cache. A soft limit: the store's memory use runs a few
-    /// times higher. Hot sticky reads are served by --sticky-cache-entries instead.
+    /// times higher. Sticky reads are served from memory instead (the sticky table).
     #[arg(
         long,
         env = "BANDITD_STORE_CACHE_MB",

@@ -95,7 +95,6 @@ impl Config {
         StoreConfig::Sled {
             dir: self.data_dir.clone(),
             options: StoreOptions {
-                sticky_cache_entries: self.sticky_cache_entries,
                 page_cache_mb: self.store_cache_mb,
             },
         }

@@ -10,6 +10,7 @@ use super::event_ids::Digester;
 use super::event_log;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
+use super::sticky_table::StickyTable;
 
 /// Checks that `db` holds this build's layout ([`keys::STORE_FORMAT`]) and marks a new, empty
 /// store with it. A store of another version, or one written before stores were marked (its
@@ -56,9 +57,9 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
     )))
 }
 
-/// Loads what the writer needs at open: the arm and epoch states (few keys, so startup does
-/// not depend on how many units are stored), the last commit's sequence number and the expiry
-/// watermark.
+/// Loads what the writer needs at open: the arm and epoch states, the last commit's sequence
+/// number and the expiry watermark, the applied event ids (`event_log`) and every sticky
+/// assignment (`sticky_table`, one sled read per unit).
 pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let mut arms = ArmMap::new();
     for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED, KIND_MOVED_AWAY] {
@@ -91,11 +92,13 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
     let event_ids = event_log::load(db)?;
+    let sticky = std::sync::Arc::new(StickyTable::load(db, event_ids.digester)?);
     Ok((
         DurableState {
             arms,
             epochs,
             event_ids,
+            sticky,
         },
         last_seq,
         expired_through,

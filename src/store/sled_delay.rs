@@ -24,6 +24,21 @@ fn bin_key(epoch: &Epoch, variant: &str, histogram: u8, bin: u64) -> Vec<u8> {
     key
 }
 
+/// The key of the delay bin a reward of `variant` assigned at `assigned_ms` and arriving at
+/// `arrived_ms` is counted in: tests corrupt it to make a request fail half-way.
+#[cfg(test)]
+pub fn delay_bin_key(epoch: &Epoch, variant: &str, assigned_ms: u64, arrived_ms: u64) -> Vec<u8> {
+    let bin = u64::from(conversion_delay_bin(assigned_ms, arrived_ms));
+    bin_key(epoch, variant, DELAY, bin)
+}
+
+/// The key of the cohort bin of exposures of `variant` counted at `counted_ms` (for tests, as
+/// [`delay_bin_key`]).
+#[cfg(test)]
+pub fn cohort_key(epoch: &Epoch, variant: &str, counted_ms: u64) -> Vec<u8> {
+    bin_key(epoch, variant, COHORT, cohort_bin(counted_ms))
+}
+
 /// Counts `n` exposures of `variant` counted at `counted_ms` in their cohort.
 pub fn count_cohort(
     txn: &mut Txn<'_>,

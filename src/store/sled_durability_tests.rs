@@ -1,6 +1,7 @@
 //! Durability and consistency of [`SledStore`]: group commit, nothing shown before it is on
 //! disk, counters that always equal what the records imply.
 
+use futures_util::FutureExt as _;
 use std::collections::HashMap;
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -71,9 +72,11 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
         is_pending(&mut insert),
         "the insert resolved before its fsync"
     );
-    let mut read = store.sticky(&epoch(), "u1");
-    assert!(
-        is_pending(&mut read),
+    let read = store.sticky(&epoch(), "u1").now_or_never();
+    assert_eq!(
+        read.expect("a read of the durable table answers at once")
+            .unwrap(),
+        None,
         "sticky() showed a record a crash could take back"
     );
     let mut second_insert =
@@ -85,7 +88,10 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
     assert!(block_on(store.counters(&epoch())).unwrap().is_empty());
     drop(gate);
     assert_eq!(block_on(insert).unwrap(), (record("bold", T0_MS), true));
-    assert_eq!(block_on(read).unwrap(), Some(record("bold", T0_MS)));
+    assert_eq!(
+        block_on(store.sticky(&epoch(), "u1")).unwrap(),
+        Some(record("bold", T0_MS))
+    );
     assert_eq!(
         block_on(second_insert).unwrap(),
         (record("bold", T0_MS), false)
@@ -99,9 +105,7 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
 #[test]
 fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     let dir = tempfile::tempdir().unwrap();
-    // The sled read path: with the sticky cache on, the read answers the cached durable
-    // record at once instead (sled_cache_tests.rs checks that path).
-    let store = open_with_sticky_cache(dir.path(), 0);
+    let store = open(dir.path());
     block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();
@@ -115,15 +119,17 @@ fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let mut read = store.sticky(&epoch(), "u1");
-    assert!(is_pending(&mut read));
+    // The durable record, at once, without the reward.
+    let read = store.sticky(&epoch(), "u1").now_or_never();
+    assert_eq!(read.unwrap().unwrap().unwrap().reward, None);
     assert_eq!(
         block_on(store.counters(&epoch())).unwrap()["bold"].reward_sum,
         0.0
     );
     drop(gate);
     block_on(rewards).unwrap();
-    assert_eq!(block_on(read).unwrap().unwrap().reward, Some(1.0));
+    let read = block_on(store.sticky(&epoch(), "u1"));
+    assert_eq!(read.unwrap().unwrap().reward, Some(1.0));
     assert_eq!(store.flush_count(), before + 1);
 }
 
@@ -298,24 +304,22 @@ fn expire_finishes_across_several_commits_past_the_per_commit_limit() {
 
 #[test]
 fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(dir.path());
     for (unit, bytes) in [
         ("empty", vec![]),
         ("flags", vec![0xF0]),
         ("cut", vec![0, 0x80]),
     ] {
-        store
-            .shared
-            .sled()
-            .unwrap()
-            .insert(keys::epoch_key(KIND_STICKY, &epoch(), unit), bytes)
-            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        drop(open(dir.path()));
+        {
+            let db = raw_db(dir.path());
+            db.insert(keys::epoch_key(KIND_STICKY, &epoch(), unit), bytes)
+                .unwrap();
+            db.flush().unwrap();
+        }
+        // Every record is loaded into the sticky table at open.
         assert!(
-            matches!(
-                block_on(store.sticky(&epoch(), unit)),
-                Err(StoreError::Corrupt(_))
-            ),
+            matches!(SledStore::open(dir.path()), Err(StoreError::Corrupt(_))),
             "{unit}"
         );
     }
@@ -420,7 +424,7 @@ fn indexed_records(db: &::sled::Db) -> Vec<Vec<u8>> {
 fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let broken = keys::epoch_key(KIND_STICKY, &epoch(), "broken");
+    let broken = crate::store::sled_delay::delay_bin_key(&epoch(), "broken", T0_MS, T0_MS);
     store
         .shared
         .sled()
@@ -446,7 +450,7 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
     // Both queue while the writer waits on the gate, so they share the next commit.
     let failing = store.apply_rewards(vec![
         token("e1", "a1"),
-        unit_reward("e2", "broken", 1.0, T0_MS),
+        token_reward("e2", "a2", "broken", T0_MS, 1.0, T0_MS),
     ]);
     let passing = store.apply_rewards(vec![token("e3", "a3")]);
     drop(gate);

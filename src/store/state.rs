@@ -46,6 +46,8 @@ pub struct DurableState {
     pub epochs: EpochMap,
     /// The applied event ids, replayed from the event log (`event_log`).
     pub event_ids: super::event_ids::EventIdSet,
+    /// Every durable sticky record (`sticky_table`), shared with the readers.
+    pub sticky: Arc<super::sticky_table::StickyTable>,
 }
 
 /// One stored key and its value.

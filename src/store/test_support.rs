@@ -23,16 +23,6 @@ pub fn open(dir: &Path) -> SledStore {
     SledStore::open(dir).expect("store opens")
 }
 
-/// A store whose sticky cache holds at most `sticky_cache_entries` records (0: reads always go
-/// to sled, for tests of the sled read path).
-pub fn open_with_sticky_cache(dir: &Path, sticky_cache_entries: usize) -> SledStore {
-    let options = super::StoreOptions {
-        sticky_cache_entries,
-        ..super::StoreOptions::default()
-    };
-    SledStore::open_with(dir, options).expect("store opens")
-}
-
 /// The raw sled database of a closed store, for tests that tamper with it. Waits for the
 /// directory lock like `SledStore::open` does (sled releases it a little after the last drop).
 pub fn raw_db(dir: &Path) -> ::sled::Db {

@@ -28,9 +28,13 @@ use super::event_log;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::keys::{
+    self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, io,
+};
 use super::overlay::{BatchState, Txn};
-use super::state::{ArmMap, CounterMap, EpochMap};
+use super::state::{ArmMap, CounterMap, EpochMap, WriteMap};
+use super::sticky_table::StickyTable;
+use super::types::StickyRecord;
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -369,7 +373,7 @@ impl Writer {
         {
             return Ok(());
         }
-        let sticky_writes = self.shared.sticky_cache.sticky_writes(&state.writes);
+        let sticky_writes = sticky_writes(&self.durable.sticky, &state.writes)?;
         let mut batch = sled::Batch::default();
         for (key, value) in state.writes {
             match value {
@@ -422,9 +426,9 @@ impl Writer {
         );
 
         self.write(open, batch)?;
-        // On disk now; published before `durable_seq` moves, so nobody can read this commit's
-        // records through sled while the cache still answers older ones.
-        self.shared.sticky_cache.publish(state.seq, sticky_writes);
+        // On disk now; applied before `durable_seq` moves, so a reader that sees this commit's
+        // number finds its records (see `sticky_table`).
+        self.durable.sticky.apply(&sticky_writes);
 
         self.durable.event_ids.apply(&state.event_ids);
         self.shared.flush_count.fetch_add(1, Ordering::Relaxed);
@@ -496,4 +500,24 @@ impl Writer {
         }
         self.shared.counters.store(Arc::new(published));
     }
+}
+
+/// The sticky records a commit writes, by digest (`None`: removed), decoded before the write so
+/// that the table is never told less than the disk holds: bytes that do not decode fail the
+/// commit (the writer encoded them itself, so that would be a bug), and the reopen reloads
+/// the table from what reached the disk.
+fn sticky_writes(
+    table: &StickyTable,
+    writes: &WriteMap,
+) -> Result<Vec<(u64, Option<StickyRecord>)>, StoreError> {
+    writes
+        .range(vec![KIND_STICKY]..vec![KIND_STICKY + 1])
+        .map(|(key, value)| {
+            let record = match value {
+                Some(bytes) => Some(codec::decode_sticky(bytes)?.record),
+                None => None,
+            };
+            Ok((table.digest(key), record))
+        })
+        .collect()
 }
