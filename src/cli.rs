@@ -131,6 +131,14 @@ pub struct ServeArgs {
         default_value_t = crate::store::DEFAULT_PAGE_CACHE_MB
     )]
     pub store_cache_mb: u64,
+    /// Superseded entries the embedded store's unit log may hold beyond half its units before
+    /// the writer compacts it (each credited reward supersedes its unit's entry).
+    #[arg(
+        long,
+        env = "BANDITD_STORE_COMPACT_MIN_ENTRIES",
+        default_value_t = crate::store::DEFAULT_COMPACT_MIN_ENTRIES
+    )]
+    pub store_compact_min_entries: u64,
     /// After SIGTERM, keep serving this long with /readyz answering 503 before the server
     /// stops accepting (`0s`: stop at once); set it to your load balancer's probe interval.
     #[arg(long, env = "BANDITD_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_delay)]
@@ -295,6 +303,7 @@ fn serve_config(args: ServeArgs) -> Config {
         watch: !args.no_watch,
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
+        store_compact_min_entries: args.store_compact_min_entries,
         body_read_timeout: args.body_read_timeout.as_std(),
         shutdown_delay: args.shutdown_delay,
         access_log: args.access_log,

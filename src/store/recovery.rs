@@ -118,6 +118,8 @@ impl Writer {
             .epochs
             .store(Arc::new(opened.durable.epochs.clone()));
         self.durable = opened.durable;
+        // The pass restarts from the log as the reopened disk holds it.
+        self.compaction = None;
         self.expired_through = opened.expired_through;
         // A failed batch's number is never reused: a reader still waiting for it must not be
         // answered by another batch's commit.

@@ -54,6 +54,8 @@ pub struct Shared {
     /// writes to it after the fsync and before `durable_seq` moves, and swaps in a table
     /// loaded afresh when it reopens the database (see `sticky_table`).
     pub sticky: ArcSwap<StickyTable>,
+    /// Sorted unit ids of the epochs being exported (see `export_index`).
+    pub export_indexes: super::export_index::ExportIndexes,
     /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
     #[cfg(test)]
     pub flush_gate: std::sync::Mutex<()>,

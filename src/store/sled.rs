@@ -51,12 +51,16 @@ pub struct StoreOptions {
     /// several times higher, so the default is small: the sticky table serves the hot reads,
     /// and the OS page cache still holds the files.
     pub page_cache_mb: u64,
+    /// Superseded unit-log entries (beyond half the units stored) before the writer compacts
+    /// the log (see `unit_log`).
+    pub compact_min_entries: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             page_cache_mb: DEFAULT_PAGE_CACHE_MB,
+            compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
         }
     }
 }
@@ -111,13 +115,14 @@ impl SledStore {
             pending_exposures: Mutex::new(Vec::new()),
             health: HealthState::default(),
             sticky: ArcSwap::new(Arc::clone(&opened.durable.sticky)),
+            export_indexes: Default::default(),
             #[cfg(test)]
             flush_gate: Mutex::new(()),
             #[cfg(test)]
             faults: Mutex::new(super::recovery::Faults::default()),
         });
         let (commands, receiver) = mpsc::channel();
-        let writer = Writer::new(
+        let mut writer = Writer::new(
             Arc::clone(&shared),
             durable_tx,
             open,
@@ -126,6 +131,7 @@ impl SledStore {
             last_seq,
             expired_through,
         );
+        writer.compact_min_entries = options.compact_min_entries;
         let handle = std::thread::Builder::new()
             .name("banditd-store-writer".to_owned())
             .spawn(move || writer.run(receiver))
@@ -143,6 +149,18 @@ impl SledStore {
     /// the units it holds.
     pub fn sticky_cache_stats(&self) -> StickyCacheStats {
         self.shared.sticky.load().stats()
+    }
+
+    /// Test hook: the open database, for tests that look at what a commit wrote.
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> super::shared::DbRef {
+        self.shared.sled().expect("the store is open")
+    }
+
+    /// Test hook: see `ExportIndexes::tail_for_tests`.
+    #[cfg(test)]
+    pub(crate) fn export_index_for_tests(&self, epoch: &Epoch) -> (u64, bool) {
+        self.shared.export_indexes.tail_for_tests(epoch)
     }
 
     /// Test hook: the commits and reopens to fail next (see `recovery::Faults`).
@@ -492,8 +510,15 @@ impl Store for SledStore {
         limit: usize,
     ) -> StoreFuture<Vec<(String, StickyRecord)>> {
         let epoch = epoch.clone();
+        // The table holds durable records only, so the page needs no wait (see `export_index`).
         self.read_durable(move |shared| {
-            scan::sticky_page(&shared.sled()?.db, &epoch, after_unit.as_deref(), limit)
+            let db = shared.sled()?;
+            let table = shared.sticky.load();
+            let page =
+                shared
+                    .export_indexes
+                    .page(&db.db, &table, &epoch, after_unit.as_deref(), limit)?;
+            Ok((page, 0))
         })
     }
 
@@ -514,6 +539,8 @@ impl Store for SledStore {
     }
 
     fn expire(&self, now_ms: u64) -> StoreFuture<u64> {
+        // The sweep runs every minute: an export index nobody reads any more goes with it.
+        self.shared.export_indexes.drop_idle();
         let (reply, answer) = oneshot::channel();
         self.await_reply(
             Command::Expire {

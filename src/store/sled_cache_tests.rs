@@ -32,12 +32,13 @@ fn sticky(store: &SledStore, unit: &str) -> Option<StickyRecord> {
     block_on(store.sticky(&epoch(), unit)).unwrap()
 }
 
-/// Waits until the writer applied a change to sled (it is then held at `flush_gate`).
+/// Waits until the writer applied a change to sled's unit log (it is then held at
+/// `flush_gate`).
 fn wait_for_sled(store: &SledStore, unit: &str, applied: impl Fn(&StickyRecord) -> bool) {
     loop {
-        if let Some(bytes) = store.shared.sled().unwrap().get(key(unit)).unwrap()
-            && applied(&codec::decode_sticky(&bytes).unwrap().record)
-        {
+        let db = store.shared.sled().unwrap();
+        let (latest, _) = crate::store::unit_log::latest_records(&db).unwrap();
+        if latest.get(&key(unit)).is_some_and(&applied) {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));

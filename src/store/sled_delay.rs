@@ -108,6 +108,7 @@ pub fn read(db: &sled::Db, epoch: &Epoch) -> Result<HashMap<String, DelayHistogr
 pub fn audit(
     db: &sled::Db,
     stored: &HashMap<(Epoch, String), super::types::ArmCounters>,
+    sticky: &std::collections::BTreeMap<Vec<u8>, super::types::StickyRecord>,
 ) -> Result<Vec<super::audit_report::DelayMismatch>, StoreError> {
     let mut by_epoch: std::collections::BTreeMap<
         Epoch,
@@ -125,9 +126,14 @@ pub fn audit(
         if histograms.is_empty() {
             continue;
         }
-        let (records, _) = super::scan::sticky_page(db, &epoch, None, usize::MAX)?;
+        // The epoch's sticky keys share its prefix (see `keys`).
+        let prefix = super::keys::epoch_key(super::keys::KIND_STICKY, &epoch, "");
+        let records = sticky
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, record)| record);
         let marks = super::scan::token_mark_page(db, &epoch, None, usize::MAX)?;
-        let recorded = super::delay_histograms::recorded(records.iter().map(|(_, r)| r), &marks);
+        let recorded = super::delay_histograms::recorded(records, &marks);
         mismatches.extend(super::delay_histograms::audit_epoch(
             &epoch,
             &histograms,

@@ -65,7 +65,7 @@ fn nothing_is_shown_before_its_commit_is_on_disk() {
     let gate = store.shared.flush_gate.lock().unwrap();
     let mut insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
     // Wait until the writer applied the batch to sled and is stuck before its fsync.
-    while store.shared.sled().unwrap().get(&key).unwrap().is_none() {
+    while sled_value(&store.shared.sled().unwrap(), &key).is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(
@@ -111,7 +111,7 @@ fn a_reward_is_not_shown_on_its_record_before_it_is_durable() {
     let gate = store.shared.flush_gate.lock().unwrap();
     let rewards = store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)]);
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
-    while codec::decode_sticky(&store.shared.sled().unwrap().get(&key).unwrap().unwrap())
+    while codec::decode_sticky(&sled_value(&store.shared.sled().unwrap(), &key).unwrap())
         .unwrap()
         .record
         .reward
@@ -313,11 +313,18 @@ fn a_sticky_record_with_undecodable_bytes_is_corrupt_not_a_panic() {
         drop(open(dir.path()));
         {
             let db = raw_db(dir.path());
-            db.insert(keys::epoch_key(KIND_STICKY, &epoch(), unit), bytes)
+            let mut log = crate::store::unit_log::LogWriter::new(1);
+            // An empty record is a removal in the log: the test's "empty" is one byte short of
+            // a record instead.
+            let bytes = if bytes.is_empty() { vec![0] } else { bytes };
+            log.push(&keys::epoch_key(KIND_STICKY, &epoch(), unit), Some(&bytes))
                 .unwrap();
+            for (key, value) in log.finish() {
+                db.insert(key, value).unwrap();
+            }
             db.flush().unwrap();
         }
-        // Every record is loaded into the sticky table at open.
+        // Every record is replayed into the sticky table at open.
         assert!(
             matches!(SledStore::open(dir.path()), Err(StoreError::Corrupt(_))),
             "{unit}"
@@ -354,7 +361,7 @@ fn while_not_durable<T>(
 ) -> T {
     let gate = store.shared.flush_gate.lock().unwrap();
     let mut future = write();
-    while store.shared.sled().unwrap().get(key).unwrap().is_none() {
+    while sled_value(&store.shared.sled().unwrap(), key).is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     assert!(is_pending(&mut future), "a write resolved before its fsync");

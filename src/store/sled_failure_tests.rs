@@ -53,7 +53,7 @@ fn assert_failed_insert_leaves_nothing(faults: Faults) {
     );
     wait_writable(&store);
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "lost");
-    assert_eq!(store.shared.sled().unwrap().get(&key).unwrap(), None);
+    assert_eq!(sled_value(&store.shared.sled().unwrap(), &key), None);
     assert_eq!(store.shared.sticky.load().peek(&key), None);
     assert_eq!(block_on(store.sticky(&epoch(), "lost")).unwrap(), None);
     assert_eq!(exposures(&store, "bold"), 0);
@@ -153,7 +153,7 @@ fn a_reader_waiting_for_a_failed_commit_never_sees_its_record() {
     let gate = store.shared.flush_gate.lock().unwrap();
     let insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
     // Applied to sled's memory, not on disk: a reader answers the durable state at once.
-    while store.shared.sled().unwrap().get(&key).unwrap().is_none() {
+    while sled_value(&store.shared.sled().unwrap(), &key).is_none() {
         std::thread::sleep(Duration::from_millis(1));
     }
     let read = store.sticky(&epoch(), "u1").now_or_never();

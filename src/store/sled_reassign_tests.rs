@@ -338,7 +338,7 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
         tally(T0_MS + 1),
     );
     // Wait until the writer applied the batch to sled and is stuck before its fsync.
-    while codec::decode_sticky(&store.shared.sled().unwrap().get(&key).unwrap().unwrap())
+    while codec::decode_sticky(&sled_value(&store.shared.sled().unwrap(), &key).unwrap())
         .unwrap()
         .record
         .variant

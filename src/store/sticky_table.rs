@@ -49,10 +49,8 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use arc_swap::ArcSwap;
 use hashbrown::HashTable;
 
-use super::codec;
 use super::error::StoreError;
 use super::event_ids::Digester;
-use super::keys::{KIND_STICKY, io};
 use super::sticky_cache::StickyCacheStats;
 use super::types::StickyRecord;
 
@@ -195,22 +193,20 @@ impl StickyTable {
         }
     }
 
-    /// Builds the table of every `KIND_STICKY` record in `db`.
-    pub fn load(db: &sled::Db, digester: Digester) -> Result<StickyTable, StoreError> {
+    /// Builds the table from the unit log (`unit_log::replay`). Answers it with the log's
+    /// entries, live or superseded (what decides when the log is compacted).
+    pub fn load(db: &sled::Db, digester: Digester) -> Result<(StickyTable, u64), StoreError> {
         let started = std::time::Instant::now();
         let table = StickyTable::new(digester);
-        for item in db.scan_prefix([KIND_STICKY]) {
-            let (key, value) = item.map_err(io)?;
-            let record = codec::decode_sticky(&value)?.record;
-            table.upsert(table.digest(&key), &record);
-        }
+        let entries = super::unit_log::replay(db, &table)?;
         tracing::info!(
             units = table.len(),
+            log_entries = entries,
             table_bytes = table.heap_bytes(),
             millis = started.elapsed().as_millis() as u64,
-            "loaded the sticky table"
+            "replayed the unit log"
         );
-        Ok(table)
+        Ok((table, entries))
     }
 
     /// The digest of a sled sticky key (`keys::epoch_key(KIND_STICKY, ..)`).
@@ -235,6 +231,19 @@ impl StickyTable {
     /// As [`Self::get`], not counted (a second look within one request, or the writer's).
     pub fn peek(&self, key: &[u8]) -> Option<StickyRecord> {
         self.lookup(self.digest(key))
+    }
+
+    /// The durable record of the unit whose sticky key has digest `digest`, not counted.
+    pub fn peek_digest(&self, digest: u64) -> Option<StickyRecord> {
+        self.lookup(digest)
+    }
+
+    /// One replayed log entry: the unit's record, or its removal. Startup only.
+    pub fn replay(&self, digest: u64, record: Option<&StickyRecord>) {
+        match record {
+            Some(record) => self.upsert(digest, record),
+            None => self.remove(digest),
+        }
     }
 
     fn lookup(&self, digest: u64) -> Option<StickyRecord> {

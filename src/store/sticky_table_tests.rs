@@ -1,6 +1,6 @@
 use super::*;
 
-use crate::store::keys::epoch_key;
+use crate::store::keys::{KIND_STICKY, epoch_key};
 use crate::store::test_support::{epoch, record};
 
 fn table() -> StickyTable {

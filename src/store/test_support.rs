@@ -191,3 +191,15 @@ pub fn halt(metric: &str, variant: &str, halted_ms: u64) -> super::Halt {
         against_posterior: [21.0, 2081.0],
     }
 }
+
+/// What sled holds under `key` now, durable or not. A sticky key has no value of its own since
+/// store format 5: its unit's latest record in the unit log answers, encoded as the codec does.
+pub fn sled_value(db: &::sled::Db, key: &[u8]) -> Option<Vec<u8>> {
+    if key.first() == Some(&super::keys::KIND_STICKY) {
+        let (latest, _) = super::unit_log::latest_records(db).expect("the unit log decodes");
+        return latest
+            .get(key)
+            .map(|record| super::codec::encode_sticky(record, 0));
+    }
+    db.get(key).expect("sled reads").map(|value| value.to_vec())
+}
