@@ -111,6 +111,13 @@ fn render(report: &AuditReport) -> String {
         report.epoch_records,
         report.history_points,
     );
+    if report.superseded_entries > 0 {
+        let _ = writeln!(
+            out,
+            "the unit log also holds {} superseded entries (compaction removes them)",
+            report.superseded_entries
+        );
+    }
     for mismatch in &report.mismatches {
         let _ = writeln!(
             out,

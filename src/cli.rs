@@ -114,8 +114,9 @@ pub struct ServeArgs {
     /// reward window has passed.
     #[arg(long, env = "BANDITD_TOKEN_SECRET_PREVIOUS", hide_env_values = true)]
     pub token_secret_previous: Option<SecretString>,
-    /// Sticky assignments kept in memory so returning units skip the store read (about 340
-    /// bytes each; 0 disables the cache).
+    /// Redis backend: sticky assignments kept in memory so returning units skip the store
+    /// read (about 340 bytes each; 0 disables the cache). The embedded store keeps every
+    /// assignment in memory and ignores it.
     #[arg(
         long,
         env = "BANDITD_STICKY_CACHE_ENTRIES",
@@ -123,13 +124,21 @@ pub struct ServeArgs {
     )]
     pub sticky_cache_entries: usize,
     /// MiB of the embedded store's page cache. A soft limit: the store's memory use runs a few
-    /// times higher. Hot sticky reads are served by --sticky-cache-entries instead.
+    /// times higher. Sticky reads are served from memory instead (the sticky table).
     #[arg(
         long,
         env = "BANDITD_STORE_CACHE_MB",
         default_value_t = crate::store::DEFAULT_PAGE_CACHE_MB
     )]
     pub store_cache_mb: u64,
+    /// Superseded entries the embedded store's unit log may hold beyond half its units before
+    /// the writer compacts it (each credited reward supersedes its unit's entry).
+    #[arg(
+        long,
+        env = "BANDITD_STORE_COMPACT_MIN_ENTRIES",
+        default_value_t = crate::store::DEFAULT_COMPACT_MIN_ENTRIES
+    )]
+    pub store_compact_min_entries: u64,
     /// After SIGTERM, keep serving this long with /readyz answering 503 before the server
     /// stops accepting (`0s`: stop at once); set it to your load balancer's probe interval.
     #[arg(long, env = "BANDITD_SHUTDOWN_DELAY", default_value = "0s", value_parser = parse_delay)]
@@ -294,6 +303,7 @@ fn serve_config(args: ServeArgs) -> Config {
         watch: !args.no_watch,
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
+        store_compact_min_entries: args.store_compact_min_entries,
         body_read_timeout: args.body_read_timeout.as_std(),
         shutdown_delay: args.shutdown_delay,
         access_log: args.access_log,

@@ -59,6 +59,8 @@ pub struct Config {
     pub sticky_cache_entries: usize,
     /// sled's page cache in MiB (see `StoreOptions::page_cache_mb`).
     pub store_cache_mb: u64,
+    /// See `StoreOptions::compact_min_entries`.
+    pub store_compact_min_entries: u64,
     /// After SIGTERM, how long the server keeps serving (with `/readyz` at 503) before it
     /// stops accepting and drains: time for a load balancer's probe to see it leave.
     pub shutdown_delay: Duration,
@@ -95,8 +97,8 @@ impl Config {
         StoreConfig::Sled {
             dir: self.data_dir.clone(),
             options: StoreOptions {
-                sticky_cache_entries: self.sticky_cache_entries,
                 page_cache_mb: self.store_cache_mb,
+                compact_min_entries: self.store_compact_min_entries,
             },
         }
     }

@@ -28,10 +28,7 @@ pub fn insert_sticky(
     tally: &Tally,
 ) -> Result<(StickyRecord, bool), StoreError> {
     let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-    let existing = match txn.get(&key)? {
-        Some(bytes) => Some(codec::decode_sticky(&bytes)?.record),
-        None => None,
-    };
+    let existing = txn.sticky(&key)?;
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
         txn.put(key, codec::encode_sticky(&held, txn.seq()));
@@ -54,10 +51,9 @@ pub fn reassign_sticky(
     tally: &Tally,
 ) -> Result<Option<(StickyRecord, bool)>, StoreError> {
     let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-    let Some(existing) = txn.get(&key)? else {
+    let Some(held) = txn.sticky(&key)? else {
         return Ok(None);
     };
-    let held = codec::decode_sticky(&existing)?.record;
     match rules::reassign_sticky(held, from_variant, record) {
         Reassignment::Keep(held) => Ok(Some((held, false))),
         Reassignment::Replace {
@@ -142,9 +138,9 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
     let credit = match &op.target {
         RewardTarget::Unit(unit) => {
             let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
-            let record = match txn.get(&key)? {
-                Some(bytes) if !event_id_seen => Some(codec::decode_sticky(&bytes)?.record),
-                _ => None,
+            let record = match event_id_seen {
+                false => txn.sticky(&key)?,
+                true => None,
             };
             let credit =
                 match rules::judge_reward(op, event_id_seen, TargetState::Unit(record.as_ref())) {

@@ -2,7 +2,7 @@
 //! counters from the records and compares them with the stored counters, the check behind
 //! "counters always equal what the stored records imply, after any crash".
 //!
-//! Implied N = sticky records of the arm + its per-request exposure count + units re-assigned
+//! Implied N = sticky records of the arm (the latest of each unit in the unit log, `unit_log`) + its per-request exposure count + units re-assigned
 //! away from it. Implied R = rewards of its sticky records + rewards of its live token marks +
 //! rewards folded in from expired marks + rewards the re-assigned units' old records carried.
 //! (A re-assignment replaces a record but not the history the arm's counters hold, so the
@@ -32,9 +32,10 @@ use super::event_log;
 use super::expiry_index;
 use super::keys::{
     self, KIND_ARM, KIND_EPOCH, KIND_EPOCH_SPEC, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
-    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, KIND_TOKEN_MARK, io,
+    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_TOKEN_MARK, io,
 };
 use super::types::{ArmCounters, Epoch};
+use super::unit_log;
 
 #[derive(Default)]
 struct Implied {
@@ -51,11 +52,11 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
     let mut report = AuditReport::default();
     let index = ExpiryIndex::load(db)?;
     let mut implied: ByArm<Implied> = BTreeMap::new();
-    for item in db.scan_prefix([KIND_STICKY]) {
-        let (key, value) = item.map_err(io)?;
-        let (_, epoch, _unit) = keys::parse_epoch_key(&key)?;
-        let record = codec::decode_sticky(&value)?.record;
-        let implied = implied.entry((epoch, record.variant)).or_default();
+    let (latest, log_entries) = unit_log::latest_records(db)?;
+    report.superseded_entries = log_entries.saturating_sub(latest.len() as u64);
+    for (key, record) in &latest {
+        let (_, epoch, _unit) = keys::parse_epoch_key(key)?;
+        let implied = implied.entry((epoch, record.variant.clone())).or_default();
         implied.counters.exposures += 1;
         if let Some(reward) = record.reward {
             implied.counters.reward_sum += reward;
@@ -137,7 +138,7 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         report.history_points += 1;
     }
     report.expectation_mismatches = expectation_mismatches(&stored);
-    report.delay_mismatches = super::sled_delay::audit(db, &stored)?;
+    report.delay_mismatches = super::sled_delay::audit(db, &stored, &latest)?;
     for key in stored.keys() {
         implied.entry(key.clone()).or_default();
     }

@@ -39,6 +39,9 @@ pub struct AuditReport {
     /// Arms compared (the union of arms with counters and arms with records).
     pub arms_checked: usize,
     pub sticky_records: u64,
+    /// sled: entries of the unit log that a later entry of the same unit superseded (a
+    /// compaction removes them, see `unit_log`); other backends: 0.
+    pub superseded_entries: u64,
     pub live_token_marks: u64,
     /// Confirmation marks of per-request `exposure: on_render` tokens still retained.
     pub live_confirmation_marks: u64,

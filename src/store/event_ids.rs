@@ -60,6 +60,14 @@ impl Digester {
         hasher.write(event_id.as_bytes());
         hasher.finish()
     }
+
+    /// The digest of a whole sled key (the sticky table's, `sticky_table`): the key's own
+    /// encoding already keeps its parts apart.
+    pub fn digest_bytes(&self, bytes: &[u8]) -> u64 {
+        let mut hasher = SipHasher13::new_with_key(&self.key);
+        hasher.write(bytes);
+        hasher.finish()
+    }
 }
 
 /// A set of digests; each digest is its own hash.

@@ -30,7 +30,9 @@ pub const KIND_HALT: u8 = 0x07;
 /// `(epoch, variant, histogram, bin BE)` → one bin of an arm's delay histograms (see
 /// `sled_delay`).
 pub const KIND_DELAY: u8 = 0x08;
-/// `(epoch, unit)` → the unit's sticky assignment.
+/// `(epoch, unit)` → the unit's sticky assignment: formats 1 to 4 only. Format 5 keeps them in
+/// memory (`sticky_table`) and in `KIND_UNIT_LOG`; the key is still what the table's digest is
+/// taken over, and what a format-4 store is migrated from (`migrate`).
 pub const KIND_STICKY: u8 = 0x10;
 /// `(experiment, event id)` → the event's retention deadline: formats 1 and 2 only (format 3
 /// keeps applied event ids in memory and in `KIND_EVENT_LOG`); tests check none is written.
@@ -50,6 +52,9 @@ pub const KIND_EXPIRY: u8 = 0x20;
 /// `(generation due BE, commit seq BE, chunk BE)` → digests of the event ids one group commit
 /// applied whose retention ends in that generation (see `event_log`).
 pub const KIND_EVENT_LOG: u8 = 0x21;
+/// `(epoch, commit seq BE, chunk BE)` → the sticky records one group commit wrote in that
+/// epoch (see `unit_log`).
+pub const KIND_UNIT_LOG: u8 = 0x22;
 
 /// Meta key of the sequence number of the last committed group commit.
 pub const META_SEQ: &[u8] = b"\x00seq";
@@ -68,9 +73,15 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// give a halted arm traffic again, so an older build must refuse a store that may hold one;
 /// and the delay histograms (`KIND_DELAY`): a format-3 store has none, and its epochs read as
 /// having no pending exposures until new ones accrue.
-pub const STORE_FORMAT: u64 = 4;
-/// Earlier formats whose data this build reads unchanged (a subset of its own).
-pub const UPGRADABLE_FORMATS: &[u64] = &[3];
+/// Format 5 moved the sticky records out of the B-tree into an in-memory table made durable
+/// by the unit log (`unit_log`): a format-3 or 4 store is migrated at open (`migrate`), and an
+/// older build must refuse the result, whose units it would not see.
+pub const STORE_FORMAT: u64 = 5;
+/// Earlier formats this build migrates at open (`migrate`).
+pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4];
+/// Meta key present while a migration to [`STORE_FORMAT`] is under way (the format mark
+/// already says 5, so an older build refuses the half-moved store); a restart finishes it.
+pub const META_MIGRATING: &[u8] = b"\x00migrating";
 /// Meta key of the store's 128-bit key for event-id digests (`event_ids`), made with the store.
 pub const META_EVENT_ID_KEY: &[u8] = b"\x00event_id_key";
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that

@@ -9,7 +9,9 @@ use super::error::StoreError;
 use super::event_ids::Digester;
 use super::event_log;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::migrate;
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
+use super::sticky_table::StickyTable;
 
 /// Checks that `db` holds this build's layout ([`keys::STORE_FORMAT`]) and marks a new, empty
 /// store with it. A store of another version, or one written before stores were marked (its
@@ -30,19 +32,11 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
         None => None,
     };
     if found == Some(keys::STORE_FORMAT) {
-        return Ok(());
+        // A migration a crash interrupted is finished before anything reads the store.
+        return migrate::resume(db, dir, usize::MAX);
     }
     if let Some(older) = found.filter(|f| keys::UPGRADABLE_FORMATS.contains(f)) {
-        db.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT))
-            .map_err(io)?;
-        db.flush().map_err(io)?;
-        tracing::info!(
-            dir = %dir.display(),
-            from = older,
-            to = keys::STORE_FORMAT,
-            "store format upgraded in place (its records read unchanged)"
-        );
-        return Ok(());
+        return migrate::start(db, dir, older);
     }
     let written_by = match found {
         Some(format) => format!("a banditd whose store format is {format}"),
@@ -56,9 +50,9 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
     )))
 }
 
-/// Loads what the writer needs at open: the arm and epoch states (few keys, so startup does
-/// not depend on how many units are stored), the last commit's sequence number and the expiry
-/// watermark.
+/// Loads what the writer needs at open: the arm and epoch states, the last commit's sequence
+/// number and the expiry watermark, the applied event ids (`event_log`) and every sticky
+/// assignment (`sticky_table`, replayed from `unit_log`).
 pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let mut arms = ArmMap::new();
     for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED, KIND_MOVED_AWAY] {
@@ -91,11 +85,14 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
     let event_ids = event_log::load(db)?;
+    let (sticky, unit_log_entries) = StickyTable::load(db, event_ids.digester)?;
     Ok((
         DurableState {
             arms,
             epochs,
             event_ids,
+            sticky: Arc::new(sticky),
+            unit_log_entries,
         },
         last_seq,
         expired_through,

@@ -24,12 +24,14 @@ mod event_ids;
 mod event_log;
 mod expiry;
 mod expiry_index;
+mod export_index;
 mod exposures;
 pub mod guardrail_events;
 mod halts;
 mod health;
 mod keys;
 mod load;
+mod migrate;
 mod overlay;
 mod records;
 pub(crate) mod recovery;
@@ -46,9 +48,11 @@ mod sled;
 mod sled_delay;
 mod state;
 mod sticky_cache;
+mod sticky_table;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod types;
+mod unit_log;
 mod writer;
 mod writer_state;
 
@@ -72,3 +76,4 @@ pub use self::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally,
     TokenCredit,
 };
+pub use self::unit_log::DEFAULT_COMPACT_MIN_ENTRIES;

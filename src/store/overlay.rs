@@ -8,12 +8,13 @@
 
 use std::ops::Bound;
 
+use super::codec;
 use super::error::StoreError;
 use super::event_ids::PendingIds;
 use super::expiry_index::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY, io};
 use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
-use super::types::{Epoch, EpochInfo};
+use super::types::{Epoch, EpochInfo, StickyRecord};
 
 /// The pending changes of one group commit.
 #[derive(Debug, Default)]
@@ -149,6 +150,18 @@ impl<'a> Txn<'a> {
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
+    }
+
+    /// The sticky record under `key` as this request sees it: the request's and the batch's
+    /// pending writes, else the durable table (never sled: see `sticky_table`).
+    pub fn sticky(&self, key: &[u8]) -> Result<Option<StickyRecord>, StoreError> {
+        if let Some(value) = self.pending(key) {
+            return value
+                .as_deref()
+                .map(|bytes| codec::decode_sticky(bytes).map(|stored| stored.record))
+                .transpose();
+        }
+        Ok(self.durable.sticky.peek(key))
     }
 
     /// Lists `record_key` (an event id or token mark this request writes) in the expiry index

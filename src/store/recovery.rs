@@ -103,12 +103,14 @@ impl Writer {
             // The failed batch reached the disk after all (e.g. only the `fdatasync` failed):
             // its exposures are counted in the reloaded counters.
             self.unfolded = ExposureGroups::default();
-            self.shared.sticky_cache.invalidate(opened.last_seq);
             tracing::warn!(
                 seq = failed_seq,
                 "a commit reported as failed was found on disk after the reopen"
             );
         }
+        // The sticky records as the reopened disk holds them (a commit reported failed may be
+        // among them), before any reader can reach that database.
+        self.shared.sticky.store(Arc::clone(&opened.durable.sticky));
         self.shared
             .counters
             .store(Arc::new(load::counter_view(&opened.durable.arms)));
@@ -116,6 +118,8 @@ impl Writer {
             .epochs
             .store(Arc::new(opened.durable.epochs.clone()));
         self.durable = opened.durable;
+        // The pass restarts from the log as the reopened disk holds it.
+        self.compaction = None;
         self.expired_through = opened.expired_through;
         // A failed batch's number is never reused: a reader still waiting for it must not be
         // answered by another batch's commit.

@@ -1,5 +1,5 @@
-//! Paginated range scans over one epoch's records, for exports and the history route: sticky
-//! assignments, token credit marks and history points, in key order, resumable after the last
+//! Paginated range scans over one epoch's records, for exports and the history route: token
+//! credit marks and history points (sticky assignments page through `export_index`), in key order, resumable after the last
 //! key of the previous page.
 //!
 //! Pages read sled directly (not through the writer), so an export of millions of units never
@@ -9,12 +9,9 @@
 
 use super::codec;
 use super::error::StoreError;
-use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK, io};
+use super::keys::{self, KIND_TOKEN_MARK, io};
 use super::records::{EpochSpec, HistoryPoint};
-use super::types::{Epoch, StickyRecord, TokenCredit};
-
-/// One page of sticky records and the newest commit sequence number among them.
-pub type StickyPage = (Vec<(String, StickyRecord)>, u64);
+use super::types::{Epoch, TokenCredit};
 
 /// The records of `kind` in `epoch` whose tail sorts strictly after `after`, in key order.
 /// Every key of one epoch and kind shares the `(kind, epoch)` prefix (see `keys`), so this is
@@ -44,25 +41,6 @@ pub(super) fn epoch_range<'a>(
             let (_, _, tail) = keys::parse_epoch_key(&key)?;
             Ok((tail, value))
         })
-}
-
-/// Up to `limit` sticky records of `epoch` after unit `after` (units in byte order), as sled
-/// holds them now, with the newest commit among them (0 for an empty page).
-pub fn sticky_page(
-    db: &sled::Db,
-    epoch: &Epoch,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<StickyPage, StoreError> {
-    let mut records = Vec::with_capacity(limit.min(4096));
-    let mut newest_seq = 0;
-    for item in epoch_range(db, KIND_STICKY, epoch, after).take(limit) {
-        let (unit, value) = item?;
-        let stored = codec::decode_sticky(&value)?;
-        newest_seq = newest_seq.max(stored.seq);
-        records.push((unit, stored.record));
-    }
-    Ok((records, newest_seq))
 }
 
 /// Up to `limit` token credit marks of `epoch` after assignment id `after`, as sled holds

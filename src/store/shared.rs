@@ -11,7 +11,7 @@ use super::error::StoreError;
 use super::exposures::PendingExposure;
 use super::health::HealthState;
 use super::state::{CounterMap, EpochMap};
-use super::sticky_cache::StickyCache;
+use super::sticky_table::StickyTable;
 
 /// How far the disk has come, as readers that wait for a commit see it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,9 +50,12 @@ pub struct Shared {
     pub pending_exposures: std::sync::Mutex<Vec<PendingExposure>>,
     /// Whether writes reach the disk, and the failure episodes so far.
     pub health: HealthState,
-    /// Durable sticky records for `sticky()`; the writer publishes each commit's sticky writes
-    /// into it after the fsync and before `durable_seq` moves (see `sticky_cache`).
-    pub sticky_cache: StickyCache,
+    /// Every durable sticky record, for `sticky()`: the writer applies each commit's sticky
+    /// writes to it after the fsync and before `durable_seq` moves, and swaps in a table
+    /// loaded afresh when it reopens the database (see `sticky_table`).
+    pub sticky: ArcSwap<StickyTable>,
+    /// Sorted unit ids of the epochs being exported (see `export_index`).
+    pub export_indexes: super::export_index::ExportIndexes,
     /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
     #[cfg(test)]
     pub flush_gate: std::sync::Mutex<()>,

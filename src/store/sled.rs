@@ -1,7 +1,7 @@
 //! [`SledStore`]: the embedded default backend. Writes go to one writer thread that group-
 //! commits them (see `writer`); reads of sticky assignments are answered from the in-memory
-//! cache of durable records (see `sticky_cache`), else straight from sled, without the channel
-//! or a lock, and wait only if the record's commit has not reached the disk yet.
+//! table of every durable record (see `sticky_table`), without the channel or sled; other
+//! reads go straight to sled, and wait only if a record's commit has not reached the disk yet.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,14 +27,14 @@ use super::exposures::{ExposedArm, PendingExposure};
 use super::halts::Halt;
 use super::health::HealthState;
 use super::health::StoreHealth;
-use super::keys::{self, KIND_STICKY, io};
+use super::keys::{self, KIND_STICKY};
 use super::load;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::{LocalReplica, ReplicaReport};
 use super::scan;
 use super::secret_file;
 use super::shared::{DurableMark, Shared};
-use super::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCache, StickyCacheStats};
+use super::sticky_cache::StickyCacheStats;
 use super::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
 };
@@ -47,19 +47,20 @@ pub const DEFAULT_PAGE_CACHE_MB: u64 = 32;
 /// How a [`SledStore`] is opened, beyond its directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Most durable sticky records kept in memory for `sticky()`; 0 reads sled every time.
-    pub sticky_cache_entries: usize,
     /// sled's page cache, in MiB. sled treats it as a soft limit and its real memory use runs
-    /// several times higher, so the default is small: the sticky cache serves the hot reads,
+    /// several times higher, so the default is small: the sticky table serves the hot reads,
     /// and the OS page cache still holds the files.
     pub page_cache_mb: u64,
+    /// Superseded unit-log entries (beyond half the units stored) before the writer compacts
+    /// the log (see `unit_log`).
+    pub compact_min_entries: u64,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
-            sticky_cache_entries: DEFAULT_STICKY_CACHE_ENTRIES,
             page_cache_mb: DEFAULT_PAGE_CACHE_MB,
+            compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
         }
     }
 }
@@ -78,9 +79,9 @@ impl SledStore {
     /// Opens (creating if needed) the store in `dir` with the default [`StoreOptions`] and
     /// starts its writer thread.
     ///
-    /// Startup reads only the per-arm counters, the epoch records and two meta values, never
-    /// the assignments or the history, so it takes the same time for ten units as for ten
-    /// million. The sticky cache starts empty and warms up as units are read or written.
+    /// Startup reads the per-arm counters, the epoch records, two meta values, the event log
+    /// and every sticky assignment (into the in-memory table, `sticky_table`), never the
+    /// history; its time grows with the units stored.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
         SledStore::open_with(dir, StoreOptions::default())
     }
@@ -113,14 +114,15 @@ impl SledStore {
             flush_count: AtomicU64::new(0),
             pending_exposures: Mutex::new(Vec::new()),
             health: HealthState::default(),
-            sticky_cache: StickyCache::new(options.sticky_cache_entries),
+            sticky: ArcSwap::new(Arc::clone(&opened.durable.sticky)),
+            export_indexes: Default::default(),
             #[cfg(test)]
             flush_gate: Mutex::new(()),
             #[cfg(test)]
             faults: Mutex::new(super::recovery::Faults::default()),
         });
         let (commands, receiver) = mpsc::channel();
-        let writer = Writer::new(
+        let mut writer = Writer::new(
             Arc::clone(&shared),
             durable_tx,
             open,
@@ -129,6 +131,7 @@ impl SledStore {
             last_seq,
             expired_through,
         );
+        writer.compact_min_entries = options.compact_min_entries;
         let handle = std::thread::Builder::new()
             .name("banditd-store-writer".to_owned())
             .spawn(move || writer.run(receiver))
@@ -142,9 +145,22 @@ impl SledStore {
         })
     }
 
-    /// Hits, misses and fill of the sticky cache since open.
+    /// Lookups of the sticky table since open (a miss is a unit with no assignment), and
+    /// the units it holds.
     pub fn sticky_cache_stats(&self) -> StickyCacheStats {
-        self.shared.sticky_cache.stats()
+        self.shared.sticky.load().stats()
+    }
+
+    /// Test hook: the open database, for tests that look at what a commit wrote.
+    #[cfg(test)]
+    pub(crate) fn raw(&self) -> super::shared::DbRef {
+        self.shared.sled().expect("the store is open")
+    }
+
+    /// Test hook: see `ExportIndexes::tail_for_tests`.
+    #[cfg(test)]
+    pub(crate) fn export_index_for_tests(&self, epoch: &Epoch) -> (u64, bool) {
+        self.shared.export_indexes.tail_for_tests(epoch)
     }
 
     /// Test hook: the commits and reopens to fail next (see `recovery::Faults`).
@@ -230,20 +246,6 @@ impl SledStore {
     }
 }
 
-/// The record under sticky `key` as sled holds it now, durable or not; a record that was
-/// durable before the read started also goes into the cache. `durable_seq` is loaded before
-/// the database and the read: that order is what makes the fill safe (see `sticky_cache`), also
-/// across a reopen (the writer takes the database away before any later commit).
-fn read_sticky(shared: &Shared, key: &[u8]) -> Result<Option<codec::StoredSticky>, StoreError> {
-    let read_after_seq = shared.durable_seq.load(Ordering::Acquire);
-    let Some(bytes) = shared.sled()?.get(key).map_err(io)? else {
-        return Ok(None);
-    };
-    let stored = codec::decode_sticky(&bytes)?;
-    shared.sticky_cache.fill(key, &stored, read_after_seq);
-    Ok(Some(stored))
-}
-
 fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {
     Box::pin(std::future::ready(result))
 }
@@ -265,20 +267,13 @@ async fn wait_durable(shared: &Shared, seq: u64, generation: u64) -> Result<bool
 }
 
 impl Store for SledStore {
-    /// Every cached record is on disk (see `sticky_cache`), so a hit answers at once. A hit
-    /// can be older than a record whose commit is still in flight: that commit has not been
-    /// acknowledged, so answering the durable record is what a read just before it would see.
+    /// The table holds every durable record and nothing else (see `sticky_table`), so it
+    /// answers at once. Its record can be older than one whose commit is still in flight:
+    /// that commit has not been acknowledged, so the durable record is what a read just before
+    /// it would see.
     fn sticky(&self, epoch: &Epoch, unit: &str) -> StoreFuture<Option<StickyRecord>> {
         let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        if let Some(record) = self.shared.sticky_cache.get(&key) {
-            return ready(Ok(Some(record)));
-        }
-        self.read_durable(move |shared| {
-            Ok(match read_sticky(shared, &key)? {
-                Some(stored) => (Some(stored.record), stored.seq),
-                None => (None, 0),
-            })
-        })
+        ready(Ok(self.shared.sticky.load().get(&key)))
     }
 
     fn insert_sticky(
@@ -288,13 +283,12 @@ impl Store for SledStore {
         record: StickyRecord,
         tally: Tally,
     ) -> StoreFuture<(StickyRecord, bool)> {
-        // A cached record is durable and the answer as of now: set-if-absent never replaces
-        // it (only a later re-assignment can), so it can answer without the writer. Callers
-        // have just read `sticky()` and found nothing, so sled is not read again here: the
-        // writer's set-if-absent reads it anyway, and answers a record that appeared meanwhile.
+        // A durable record is the answer as of now: set-if-absent never replaces it (only a
+        // later re-assignment can), so it can answer without the writer, which answers a
+        // record that appears meanwhile.
         let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        if let Some(cached) = self.shared.sticky_cache.peek(&key) {
-            return ready(Ok((cached, false)));
+        if let Some(held) = self.shared.sticky.load().peek(&key) {
+            return ready(Ok((held, false)));
         }
         let (reply, answer) = oneshot::channel();
         let command = Command::InsertSticky {
@@ -317,14 +311,11 @@ impl Store for SledStore {
     ) -> StoreFuture<Option<(StickyRecord, bool)>> {
         // A durable record on another variant already lost the compare-and-set (racing callers
         // after the winner's commit land here), so it can answer without the writer.
-        match read_sticky(&self.shared, &keys::epoch_key(KIND_STICKY, epoch, unit)) {
-            Ok(Some(stored))
-                if self.is_durable(stored.seq) && stored.record.variant != from_variant =>
-            {
-                return ready(Ok(Some((stored.record, false))));
-            }
-            Err(error) => return ready(Err(error)),
-            Ok(_) => {}
+        let key = keys::epoch_key(KIND_STICKY, epoch, unit);
+        if let Some(held) = self.shared.sticky.load().peek(&key)
+            && held.variant != from_variant
+        {
+            return ready(Ok(Some((held, false))));
         }
         let (reply, answer) = oneshot::channel();
         let command = Command::ReassignSticky {
@@ -519,8 +510,15 @@ impl Store for SledStore {
         limit: usize,
     ) -> StoreFuture<Vec<(String, StickyRecord)>> {
         let epoch = epoch.clone();
+        // The table holds durable records only, so the page needs no wait (see `export_index`).
         self.read_durable(move |shared| {
-            scan::sticky_page(&shared.sled()?.db, &epoch, after_unit.as_deref(), limit)
+            let db = shared.sled()?;
+            let table = shared.sticky.load();
+            let page =
+                shared
+                    .export_indexes
+                    .page(&db.db, &table, &epoch, after_unit.as_deref(), limit)?;
+            Ok((page, 0))
         })
     }
 
@@ -541,6 +539,8 @@ impl Store for SledStore {
     }
 
     fn expire(&self, now_ms: u64) -> StoreFuture<u64> {
+        // The sweep runs every minute: an export index nobody reads any more goes with it.
+        self.shared.export_indexes.drop_idle();
         let (reply, answer) = oneshot::channel();
         self.await_reply(
             Command::Expire {

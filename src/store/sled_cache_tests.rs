@@ -1,5 +1,6 @@
-//! The sticky cache inside [`SledStore`]: warm after a commit, fresh after rewards and
-//! re-assignments, never holding a record before its fsync, bounded, and off at capacity 0.
+//! The sticky table inside [`SledStore`]: holding a commit's records once it is on disk, fresh
+//! after rewards and re-assignments, never showing a record before its fsync, and whole after
+//! a reopen.
 
 use std::task::{Context, Waker};
 use std::time::Duration;
@@ -31,12 +32,13 @@ fn sticky(store: &SledStore, unit: &str) -> Option<StickyRecord> {
     block_on(store.sticky(&epoch(), unit)).unwrap()
 }
 
-/// Waits until the writer applied a change to sled (it is then held at `flush_gate`).
+/// Waits until the writer applied a change to sled's unit log (it is then held at
+/// `flush_gate`).
 fn wait_for_sled(store: &SledStore, unit: &str, applied: impl Fn(&StickyRecord) -> bool) {
     loop {
-        if let Some(bytes) = store.shared.sled().unwrap().get(key(unit)).unwrap()
-            && applied(&codec::decode_sticky(&bytes).unwrap().record)
-        {
+        let db = store.shared.sled().unwrap();
+        let (latest, _) = crate::store::unit_log::latest_records(&db).unwrap();
+        if latest.get(&key(unit)).is_some_and(&applied) {
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
@@ -44,12 +46,12 @@ fn wait_for_sled(store: &SledStore, unit: &str, applied: impl Fn(&StickyRecord) 
 }
 
 #[test]
-fn a_new_unit_is_cached_by_the_commit_that_wrote_it() {
+fn a_new_unit_is_in_the_table_once_the_commit_that_wrote_it_returns() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     insert(&store, "u1", "bold");
     assert_eq!(
-        store.shared.sticky_cache.get(&key("u1")),
+        store.shared.sticky.load().peek(&key("u1")),
         Some(record("bold", T0_MS))
     );
     let before = store.sticky_cache_stats();
@@ -98,31 +100,39 @@ fn a_reassignment_is_visible_through_sticky_and_insert_sticky_afterwards() {
 }
 
 #[test]
-fn a_record_held_between_apply_and_flush_is_never_cached() {
+fn a_record_held_between_apply_and_flush_is_not_shown_until_its_commit_is_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let gate = store.shared.flush_gate.lock().unwrap();
     let insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
     wait_for_sled(&store, "u1", |_| true);
-    // Both read paths meet the record in sled, not durable: they wait and must not cache it.
+    // The record is in sled, not on disk: a read answers the durable state (no record) at
+    // once, and a second insert waits for the writer, which answers the first one's record.
     let mut read = store.sticky(&epoch(), "u1");
     let mut second_insert =
         store.insert_sticky(&epoch(), "u1", record("calm", T0_MS), tally(T0_MS));
-    assert!(is_pending(&mut read));
+    let mut context = Context::from_waker(Waker::noop());
+    match read.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(answer) => assert_eq!(answer.unwrap(), None),
+        std::task::Poll::Pending => panic!("a read of the durable table waited"),
+    }
     assert!(is_pending(&mut second_insert));
-    assert_eq!(store.shared.sticky_cache.get(&key("u1")), None);
+    assert_eq!(store.shared.sticky.load().peek(&key("u1")), None);
     assert_eq!(store.sticky_cache_stats().entries, 0);
     drop(gate);
     assert_eq!(block_on(insert).unwrap(), (record("bold", T0_MS), true));
-    assert_eq!(block_on(read).unwrap(), Some(record("bold", T0_MS)));
     assert_eq!(
-        store.shared.sticky_cache.get(&key("u1")),
+        block_on(second_insert).unwrap(),
+        (record("bold", T0_MS), false)
+    );
+    assert_eq!(
+        store.shared.sticky.load().peek(&key("u1")),
         Some(record("bold", T0_MS))
     );
 }
 
 #[test]
-fn a_reward_held_between_apply_and_flush_leaves_the_cached_record_as_it_was() {
+fn a_reward_held_between_apply_and_flush_leaves_the_record_read_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     insert(&store, "u1", "bold");
@@ -134,7 +144,7 @@ fn a_reward_held_between_apply_and_flush_leaves_the_cached_record_as_it_was() {
     let mut context = Context::from_waker(Waker::noop());
     match read.as_mut().poll(&mut context) {
         std::task::Poll::Ready(answer) => assert_eq!(answer.unwrap().unwrap().reward, None),
-        std::task::Poll::Pending => panic!("a cached durable record waited for a later commit"),
+        std::task::Poll::Pending => panic!("a durable record waited for a later commit"),
     }
     drop(gate);
     block_on(rewards).unwrap();
@@ -142,7 +152,7 @@ fn a_reward_held_between_apply_and_flush_leaves_the_cached_record_as_it_was() {
 }
 
 #[test]
-fn a_reassignment_held_between_apply_and_flush_leaves_the_cached_record_as_it_was() {
+fn a_reassignment_held_between_apply_and_flush_leaves_the_record_read_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     insert(&store, "u1", "old");
@@ -155,14 +165,14 @@ fn a_reassignment_held_between_apply_and_flush_leaves_the_cached_record_as_it_wa
     let mut context = Context::from_waker(Waker::noop());
     match store.sticky(&epoch(), "u1").as_mut().poll(&mut context) {
         std::task::Poll::Ready(answer) => assert_eq!(answer.unwrap().unwrap().variant, "old"),
-        std::task::Poll::Pending => panic!("a cached durable record waited for a later commit"),
+        std::task::Poll::Pending => panic!("a durable record waited for a later commit"),
     }
     let mut again = store.insert_sticky(&epoch(), "u1", record("calm", T0_MS), tally(T0_MS));
     match again.as_mut().poll(&mut context) {
         std::task::Poll::Ready(answer) => {
             assert_eq!(answer.unwrap(), (record("old", T0_MS), false));
         }
-        std::task::Poll::Pending => panic!("a cached durable record waited for a later commit"),
+        std::task::Poll::Pending => panic!("a durable record waited for a later commit"),
     }
     drop(gate);
     assert_eq!(block_on(moving).unwrap(), Some((moved.clone(), true)));
@@ -171,87 +181,23 @@ fn a_reassignment_held_between_apply_and_flush_leaves_the_cached_record_as_it_wa
 }
 
 #[test]
-fn a_sled_read_that_raced_a_reward_commit_cannot_cache_the_old_record_after_an_eviction() {
-    let dir = tempfile::tempdir().unwrap();
-    // One entry: every other unit evicts u1.
-    let store = open_with_sticky_cache(dir.path(), 1);
-    insert(&store, "u1", "bold");
-    insert(&store, "u2", "calm");
-    // A reader's first half: durable_seq, then the sled read of u1 without its reward.
-    let read_after_seq = store.shared.durable_seq.load(Ordering::Acquire);
-    let old = codec::decode_sticky(
-        &store
-            .shared
-            .sled()
-            .unwrap()
-            .get(key("u1"))
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
-    assert_eq!(old.record.reward, None);
-    // The reward commits (and is published), then a fresh read of u2 evicts u1 again.
-    block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
-    assert_eq!(sticky(&store, "u2").unwrap().variant, "calm");
-    assert_eq!(store.shared.sticky_cache.get(&key("u1")), None);
-    // The reader's second half must not bring the pre-reward record back.
-    assert!(
-        !store
-            .shared
-            .sticky_cache
-            .fill(&key("u1"), &old, read_after_seq)
-    );
-    assert_eq!(sticky(&store, "u1").unwrap().reward, Some(1.0));
-    assert_eq!(sticky(&store, "u1").unwrap().reward, Some(1.0));
-}
-
-#[test]
-fn a_store_with_a_zero_capacity_cache_reads_sled_every_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_with_sticky_cache(dir.path(), 0);
-    insert(&store, "u1", "bold");
-    block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
-    for _ in 0..3 {
-        assert_eq!(sticky(&store, "u1").unwrap().reward, Some(1.0));
-    }
-    assert_eq!(sticky(&store, "nobody"), None);
-    assert_eq!(
-        store.sticky_cache_stats(),
-        StickyCacheStats::default(),
-        "a disabled cache holds and counts nothing"
-    );
-}
-
-#[test]
-fn a_reopened_store_caches_a_record_on_its_first_read() {
+fn a_reopened_store_holds_every_record_before_its_first_read() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        insert(&store, "u1", "bold");
+        for unit in 0..50 {
+            insert(&store, &format!("u{unit}"), ["bold", "calm"][unit % 2]);
+        }
+        block_on(store.apply_rewards(vec![unit_reward("e1", "u7", 0.5, T0_MS)])).unwrap();
     }
     let store = open(dir.path());
-    assert_eq!(store.sticky_cache_stats().entries, 0);
-    assert_eq!(sticky(&store, "u1"), Some(record("bold", T0_MS)));
-    assert_eq!(sticky(&store, "u1"), Some(record("bold", T0_MS)));
-    let stats = store.sticky_cache_stats();
-    assert_eq!((stats.misses, stats.hits, stats.entries), (1, 1, 1));
-}
-
-#[test]
-fn a_store_cache_holds_at_most_its_capacity_and_every_read_stays_right() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_with_sticky_cache(dir.path(), 8);
-    let variants = ["control", "bold", "calm"];
-    for unit in 0..60 {
-        insert(&store, &format!("u{unit}"), variants[unit % 3]);
+    assert_eq!(store.sticky_cache_stats().entries, 50);
+    for unit in 0..50 {
+        let held = sticky(&store, &format!("u{unit}")).unwrap();
+        assert_eq!(held.variant, ["bold", "calm"][unit % 2]);
+        assert_eq!(held.reward, (unit == 7).then_some(0.5));
     }
-    for round in 0..2 {
-        for unit in 0..60 {
-            let held = sticky(&store, &format!("u{unit}")).unwrap();
-            assert_eq!(held.variant, variants[unit % 3], "round {round}");
-        }
-    }
+    assert_eq!(sticky(&store, "nobody"), None);
     let stats = store.sticky_cache_stats();
-    assert!(stats.entries <= 8, "{stats:?}");
-    assert_eq!(stats.capacity, 8);
+    assert_eq!((stats.hits, stats.misses), (50, 1));
 }

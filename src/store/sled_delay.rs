@@ -24,6 +24,21 @@ fn bin_key(epoch: &Epoch, variant: &str, histogram: u8, bin: u64) -> Vec<u8> {
     key
 }
 
+/// The key of the delay bin a reward of `variant` assigned at `assigned_ms` and arriving at
+/// `arrived_ms` is counted in: tests corrupt it to make a request fail half-way.
+#[cfg(test)]
+pub fn delay_bin_key(epoch: &Epoch, variant: &str, assigned_ms: u64, arrived_ms: u64) -> Vec<u8> {
+    let bin = u64::from(conversion_delay_bin(assigned_ms, arrived_ms));
+    bin_key(epoch, variant, DELAY, bin)
+}
+
+/// The key of the cohort bin of exposures of `variant` counted at `counted_ms` (for tests, as
+/// [`delay_bin_key`]).
+#[cfg(test)]
+pub fn cohort_key(epoch: &Epoch, variant: &str, counted_ms: u64) -> Vec<u8> {
+    bin_key(epoch, variant, COHORT, cohort_bin(counted_ms))
+}
+
 /// Counts `n` exposures of `variant` counted at `counted_ms` in their cohort.
 pub fn count_cohort(
     txn: &mut Txn<'_>,
@@ -93,6 +108,7 @@ pub fn read(db: &sled::Db, epoch: &Epoch) -> Result<HashMap<String, DelayHistogr
 pub fn audit(
     db: &sled::Db,
     stored: &HashMap<(Epoch, String), super::types::ArmCounters>,
+    sticky: &std::collections::BTreeMap<Vec<u8>, super::types::StickyRecord>,
 ) -> Result<Vec<super::audit_report::DelayMismatch>, StoreError> {
     let mut by_epoch: std::collections::BTreeMap<
         Epoch,
@@ -110,9 +126,14 @@ pub fn audit(
         if histograms.is_empty() {
             continue;
         }
-        let (records, _) = super::scan::sticky_page(db, &epoch, None, usize::MAX)?;
+        // The epoch's sticky keys share its prefix (see `keys`).
+        let prefix = super::keys::epoch_key(super::keys::KIND_STICKY, &epoch, "");
+        let records = sticky
+            .range(prefix.clone()..)
+            .take_while(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, record)| record);
         let marks = super::scan::token_mark_page(db, &epoch, None, usize::MAX)?;
-        let recorded = super::delay_histograms::recorded(records.iter().map(|(_, r)| r), &marks);
+        let recorded = super::delay_histograms::recorded(records, &marks);
         mismatches.extend(super::delay_histograms::audit_epoch(
             &epoch,
             &histograms,

@@ -9,6 +9,8 @@ use std::time::Duration;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
+use futures_util::FutureExt as _;
+
 use super::*;
 use crate::store::CounterMismatch;
 use crate::store::RewardOutcome::{AlreadyRewarded, Applied};
@@ -323,9 +325,7 @@ fn the_audit_counts_moved_away_units_and_flags_an_arm_whose_record_of_them_is_lo
 #[test]
 fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
     let dir = tempfile::tempdir().unwrap();
-    // The sled read path: with the sticky cache on, the read answers the cached durable
-    // record at once instead (sled_cache_tests.rs checks that path).
-    let store = open_with_sticky_cache(dir.path(), 0);
+    let store = open(dir.path());
     insert(&store, "u1", "old", T0_MS);
     let before = counters_of(&store);
     let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
@@ -338,7 +338,7 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
         tally(T0_MS + 1),
     );
     // Wait until the writer applied the batch to sled and is stuck before its fsync.
-    while codec::decode_sticky(&store.shared.sled().unwrap().get(&key).unwrap().unwrap())
+    while codec::decode_sticky(&sled_value(&store.shared.sled().unwrap(), &key).unwrap())
         .unwrap()
         .record
         .variant
@@ -350,13 +350,11 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
         is_pending(&mut moving),
         "the re-assignment resolved before its fsync"
     );
-    let mut read = store.sticky(&epoch(), "u1");
-    assert!(
-        is_pending(&mut read),
-        "sticky() showed a record a crash could take back"
-    );
-    let mut insert_again = store.insert_sticky(&epoch(), "u1", record("calm", T0_MS), tally(T0_MS));
-    assert!(is_pending(&mut insert_again));
+    // Reads answer the durable assignment at once, as a read made just before it would.
+    let read = store.sticky(&epoch(), "u1").now_or_never();
+    let insert_again = store
+        .insert_sticky(&epoch(), "u1", record("calm", T0_MS), tally(T0_MS))
+        .now_or_never();
     let mut racing = store.reassign_sticky(
         &epoch(),
         "u1",
@@ -373,8 +371,22 @@ fn a_reassignment_is_not_shown_before_its_commit_is_on_disk() {
     drop(gate);
     let moved = record("new", T0_MS + 1);
     assert_eq!(block_on(moving).unwrap(), Some((moved.clone(), true)));
-    assert_eq!(block_on(read).unwrap(), Some(moved.clone()));
-    assert_eq!(block_on(insert_again).unwrap(), (moved.clone(), false));
+    let old = record("old", T0_MS);
+    assert_eq!(
+        read.expect("sticky() answers at once").unwrap(),
+        Some(old.clone()),
+        "a record a crash could take back was shown"
+    );
+    assert_eq!(
+        insert_again
+            .expect("insert_sticky() answers at once")
+            .unwrap(),
+        (old, false)
+    );
+    assert_eq!(
+        block_on(store.sticky(&epoch(), "u1")).unwrap(),
+        Some(moved.clone())
+    );
     assert_eq!(block_on(racing).unwrap(), Some((moved, false)));
     assert_eq!(counters_of(&store)["new"].exposures, 1);
     assert!(store.audit().unwrap().is_clean());
@@ -413,12 +425,14 @@ fn a_reassignment_that_meets_a_corrupt_record_is_corrupt_and_a_corrupt_moved_awa
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
-        let key = keys::epoch_key(KIND_STICKY, &epoch(), "bad");
+        insert(&store, "bad", "old", T0_MS);
+        // The new arm's cohort bin is corrupt: the request fails half-way.
+        let bin = crate::store::sled_delay::cohort_key(&epoch(), "new", T0_MS);
         store
             .shared
             .sled()
             .unwrap()
-            .insert(key, vec![0xF0])
+            .insert(bin, vec![0xF0])
             .unwrap();
         assert!(matches!(
             block_on(store.reassign_sticky(
@@ -430,7 +444,15 @@ fn a_reassignment_that_meets_a_corrupt_record_is_corrupt_and_a_corrupt_moved_awa
             )),
             Err(StoreError::Corrupt(_))
         ));
-        assert!(counters_of(&store).is_empty());
+        assert_eq!(counters_of(&store)["old"].exposures, 1);
+        assert!(!counters_of(&store).contains_key("new"));
+        assert_eq!(
+            block_on(store.sticky(&epoch(), "bad"))
+                .unwrap()
+                .unwrap()
+                .variant,
+            "old"
+        );
     }
     {
         let db = raw_db(dir.path());

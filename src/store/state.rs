@@ -46,6 +46,10 @@ pub struct DurableState {
     pub epochs: EpochMap,
     /// The applied event ids, replayed from the event log (`event_log`).
     pub event_ids: super::event_ids::EventIdSet,
+    /// Every durable sticky record (`sticky_table`), shared with the readers.
+    pub sticky: Arc<super::sticky_table::StickyTable>,
+    /// Entries the unit log holds, live or superseded (`unit_log`: what starts a compaction).
+    pub unit_log_entries: u64,
 }
 
 /// One stored key and its value.

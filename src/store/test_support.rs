@@ -23,16 +23,6 @@ pub fn open(dir: &Path) -> SledStore {
     SledStore::open(dir).expect("store opens")
 }
 
-/// A store whose sticky cache holds at most `sticky_cache_entries` records (0: reads always go
-/// to sled, for tests of the sled read path).
-pub fn open_with_sticky_cache(dir: &Path, sticky_cache_entries: usize) -> SledStore {
-    let options = super::StoreOptions {
-        sticky_cache_entries,
-        ..super::StoreOptions::default()
-    };
-    SledStore::open_with(dir, options).expect("store opens")
-}
-
 /// The raw sled database of a closed store, for tests that tamper with it. Waits for the
 /// directory lock like `SledStore::open` does (sled releases it a little after the last drop).
 pub fn raw_db(dir: &Path) -> ::sled::Db {
@@ -200,4 +190,16 @@ pub fn halt(metric: &str, variant: &str, halted_ms: u64) -> super::Halt {
         posterior: [61.0, 1941.0],
         against_posterior: [21.0, 2081.0],
     }
+}
+
+/// What sled holds under `key` now, durable or not. A sticky key has no value of its own since
+/// store format 5: its unit's latest record in the unit log answers, encoded as the codec does.
+pub fn sled_value(db: &::sled::Db, key: &[u8]) -> Option<Vec<u8>> {
+    if key.first() == Some(&super::keys::KIND_STICKY) {
+        let (latest, _) = super::unit_log::latest_records(db).expect("the unit log decodes");
+        return latest
+            .get(key)
+            .map(|record| super::codec::encode_sticky(record, 0));
+    }
+    db.get(key).expect("sled reads").map(|value| value.to_vec())
 }

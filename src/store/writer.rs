@@ -28,9 +28,14 @@ use super::event_log;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::keys::{
+    self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, io,
+};
 use super::overlay::{BatchState, Txn};
-use super::state::{ArmMap, CounterMap, EpochMap};
+use super::state::{ArmMap, CounterMap, EpochMap, WriteMap};
+use super::sticky_table::StickyTable;
+use super::types::StickyRecord;
+use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -369,13 +374,29 @@ impl Writer {
         {
             return Ok(());
         }
-        let sticky_writes = self.shared.sticky_cache.sticky_writes(&state.writes);
+        let sticky_writes = sticky_writes(&self.durable.sticky, &state.writes)?;
+        // Compaction first: its entries are the durable state before this commit, so the
+        // commit's own entries must replay after them (see `unit_log`).
+        let mut log = LogWriter::new(state.seq);
+        let step = self.compaction_step(open, state.seq, &mut log)?;
         let mut batch = sled::Batch::default();
+        for key in &step.removed_values {
+            batch.remove(key.as_slice());
+        }
         for (key, value) in state.writes {
+            if key.first() == Some(&KIND_STICKY) {
+                log.push(&key, value.as_deref())?;
+                continue;
+            }
             match value {
                 Some(value) => batch.insert(key, value),
                 None => batch.remove(key),
             }
+        }
+        let log_entries =
+            (self.durable.unit_log_entries + log.entries()).saturating_sub(step.entries_read);
+        for (key, value) in log.finish() {
+            batch.insert(key, value);
         }
         for (key, value) in expiry_index::index_values(state.seq, &state.expiries) {
             batch.insert(key, value);
@@ -422,9 +443,17 @@ impl Writer {
         );
 
         self.write(open, batch)?;
-        // On disk now; published before `durable_seq` moves, so nobody can read this commit's
-        // records through sled while the cache still answers older ones.
-        self.shared.sticky_cache.publish(state.seq, sticky_writes);
+        // On disk now; applied before `durable_seq` moves, so a reader that sees this commit's
+        // number finds its records (see `sticky_table`).
+        self.durable.sticky.apply(&sticky_writes);
+        self.durable.unit_log_entries = log_entries;
+        self.compaction = step.next.map(|next| CompactionPass {
+            next,
+            before_seq: self
+                .compaction
+                .as_ref()
+                .map_or(state.seq, |pass| pass.before_seq),
+        });
 
         self.durable.event_ids.apply(&state.event_ids);
         self.shared.flush_count.fetch_add(1, Ordering::Relaxed);
@@ -496,4 +525,53 @@ impl Writer {
         }
         self.shared.counters.store(Arc::new(published));
     }
+}
+
+impl Writer {
+    /// One step of the unit log's compaction pass, starting a pass when the log's superseded
+    /// entries outnumber half the table's units plus `compact_min_entries` (see `unit_log`). A commit
+    /// whose pass is over or never started gets an empty step.
+    fn compaction_step(
+        &mut self,
+        open: &OpenDb,
+        seq: u64,
+        log: &mut LogWriter,
+    ) -> Result<CompactionStep, StoreError> {
+        let units = self.durable.sticky.len() as u64;
+        if self.compaction.is_none()
+            && self.durable.unit_log_entries.saturating_sub(units)
+                > (units / 2).saturating_add(self.compact_min_entries)
+        {
+            tracing::info!(
+                log_entries = self.durable.unit_log_entries,
+                units,
+                "compacting the unit log"
+            );
+            self.compaction = Some(CompactionPass::new(seq));
+        }
+        match &self.compaction {
+            Some(pass) => unit_log::compact_step(&open.db, &self.durable.sticky, pass, log),
+            None => Ok(CompactionStep::default()),
+        }
+    }
+}
+
+/// The sticky records a commit writes, by digest (`None`: removed), decoded before the write so
+/// that the table is never told less than the disk holds: bytes that do not decode fail the
+/// commit (the writer encoded them itself, so that would be a bug), and the reopen reloads
+/// the table from what reached the disk.
+fn sticky_writes(
+    table: &StickyTable,
+    writes: &WriteMap,
+) -> Result<Vec<(u64, Option<StickyRecord>)>, StoreError> {
+    writes
+        .range(vec![KIND_STICKY]..vec![KIND_STICKY + 1])
+        .map(|(key, value)| {
+            let record = match value {
+                Some(bytes) => Some(codec::decode_sticky(bytes)?.record),
+                None => None,
+            };
+            Ok((table.digest(key), record))
+        })
+        .collect()
 }

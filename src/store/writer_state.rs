@@ -13,6 +13,7 @@ use super::error::StoreError;
 use super::exposures::ExposureGroups;
 use super::shared::{DurableMark, Shared};
 use super::state::DurableState;
+use super::unit_log::CompactionPass;
 
 /// The writer thread's own state: the authoritative, durable arm and epoch states.
 pub struct Writer {
@@ -31,6 +32,10 @@ pub struct Writer {
     /// the first commit after recovery instead of being dropped. Bounded by what one batch
     /// took: while the store fails, `count_exposure` queues nothing.
     pub(super) unfolded: ExposureGroups,
+    /// The unit log's compaction pass under way, if any (`unit_log`).
+    pub(super) compaction: Option<CompactionPass>,
+    /// Superseded unit-log entries tolerated before a pass starts (`StoreOptions`).
+    pub(super) compact_min_entries: u64,
 }
 
 /// A commit that did not reach the disk.
@@ -60,6 +65,8 @@ impl Writer {
             expired_through,
             carry: VecDeque::new(),
             unfolded: ExposureGroups::default(),
+            compaction: None,
+            compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
         }
     }
 }

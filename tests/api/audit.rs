@@ -53,15 +53,18 @@ fn audit_of_a_clean_store_exits_0_and_says_what_it_checked() {
 fn audit_of_a_tampered_store_exits_1_and_names_the_arm() {
     let app = stopped_app_with_data();
     {
-        // Remove one sticky record behind the store's back: its arm's counter now counts an
-        // assignment that no record implies.
+        // Remove the sticky records behind the store's back (since store format 5 they are
+        // entries of the unit log, kind 0x22): the arms' counters now count assignments that
+        // no record implies.
         let db = sled::open(app.data_dir()).expect("the stopped server's data dir opens");
-        let (key, _) = db
-            .scan_prefix([0x10])
-            .next()
-            .expect("a sticky record")
-            .expect("readable");
-        db.remove(key).unwrap();
+        let logged: Vec<_> = db
+            .scan_prefix([0x22])
+            .map(|item| item.expect("readable").0)
+            .collect();
+        assert!(!logged.is_empty(), "the unit log holds the sticky records");
+        for key in logged {
+            db.remove(key).unwrap();
+        }
         db.flush().unwrap();
     }
     let output = audit(&app);

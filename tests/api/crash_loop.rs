@@ -128,7 +128,12 @@ fn kill_9_again_and_again_under_mixed_load_keeps_every_promise() {
         .ok()
         .and_then(|kills| kills.parse().ok())
         .unwrap_or(10);
-    let mut app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
+    // No floor: the unit log is compacted whenever half as many entries as units are
+    // superseded, so kills also land during compaction steps.
+    let mut app = TestApp::spawn_with_env(
+        &[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)],
+        &[("BANDITD_STORE_COMPACT_MIN_ENTRIES", "0")],
+    );
     let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut rng = SmallRng::seed_from_u64(14);
     for round in 0..kills {
@@ -145,14 +150,21 @@ fn kill_9_again_and_again_under_mixed_load_keeps_every_promise() {
             .and_then(|store| store.audit())
             .expect("the store opens and audits after kill -9");
         assert!(report.is_clean(), "round {round}: {report:?}");
+        // Every answered unit gets one event, so without compaction about as many entries as
+        // units would be superseded by now.
+        assert!(
+            report.superseded_entries * 4 <= report.sticky_records * 3 + 4,
+            "round {round}: the unit log was not compacted: {report:?}"
+        );
         app.start().expect("restart after kill -9");
         let acked = acked.lock().unwrap();
         check_promises(&app, &acked, round);
         println!(
-            "kill {}: after {load_ms} ms; {} units and {} events acknowledged so far",
+            "kill {}: after {load_ms} ms; {} units and {} events acknowledged so far; {} superseded unit-log entries",
             round + 1,
             acked.units.len(),
-            acked.events.len()
+            acked.events.len(),
+            report.superseded_entries
         );
     }
     let acked = acked.lock().unwrap();

@@ -1,0 +1,449 @@
+//! [`StickyTable`]: every durable sticky assignment of the sled store, in memory.
+//!
+//! A unit's record used to be read from sled's B-tree on every write that touched it (a new
+//! unit's set-if-absent, a re-assignment, every reward credited to it) and on every known-unit
+//! `sticky()` that missed a bounded cache: in the bulk-ingest profile
+//! (`benches/load/PROFILES.md`) reading the record was the largest single cost. The table holds
+//! all of them, so the writer and the readers never read a sticky record from sled: a unit
+//! absent from the table has no assignment.
+//!
+//! **Key.** A unit is found by the 64-bit digest of its sled key (kind, epoch, unit id), made
+//! with the store's SipHash key (`event_ids::Digester`, the key of the event-id digests); the
+//! unit id itself is not kept in memory. A client that does not know the key cannot choose
+//! unit ids whose digests collide. Two different units collide with probability 2^-64 per
+//! pair, so with `n` units stored, a new unit is taken for a known one with probability at most
+//! n / 2^64: 5.4e-13 at 10 million units (one new unit in 1.8e12 answered another unit's
+//! variant). Nothing else can go wrong on a false match: counters follow the stored records.
+//!
+//! **Layout.** One 24-byte [`Slot`] per unit: the digest, the propensity (exact: it is signed
+//! into tokens), and one word packing the assignment time (48 bits of milliseconds, up to the
+//! year 10889), the variant (an index into the table's list of variant ids, 15 bits) and a
+//! rewarded flag. The slots sit in a dense vector, found through a `hashbrown` index of their
+//! 4-byte positions (the digest is its own hash), so the free room a hash table keeps costs 5
+//! bytes a bucket instead of a whole slot. A credited reward and its arrival time sit in a side
+//! table ([`RewardSlot`], 32 bytes) only for rewarded units; a record that does not fit the
+//! packing (a time past 2^48 ms, more than 32,766 distinct variant ids) is kept whole in a
+//! third. Memory per unit: 24 bytes at a vector load between 1/2 and 1, plus 5 bytes per index
+//! bucket at a load between 7/16 and 7/8: 29.7–59.4 bytes, 35.7 at one million units (measured
+//! from the capacities by `a_million_units_cost_what_the_capacity_arithmetic_says`), plus
+//! 37.7–75.4 bytes for a rewarded unit. The 32-byte target is missed at that size because both
+//! the vector and the index grow by doubling; propensity and digest are kept exact, so a slot
+//! cannot shrink below 24 bytes.
+//!
+//! **Consistency.** Only the writer thread changes the table, after the commit that wrote the
+//! change is on disk and before `durable_seq` says so (`writer::commit`): everything a reader
+//! finds is durable, and a reader that saw a commit's sequence number finds its records. The
+//! writer reads the table under its batch's pending writes (`overlay::Txn::sticky`). A commit
+//! reported failed but found on disk after a reopen is covered by loading a fresh table from
+//! the reopened database (`recovery`).
+//!
+//! **Locks.** The table is split in [`SHARDS`] shards, each an `RwLock` on its own cache
+//! lines; readers (HTTP workers) share a shard's read lock, and the writer takes a write lock
+//! per record it publishes. Variant ids are an append-only list behind an `ArcSwap`, so a read
+//! takes no lock for them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use arc_swap::ArcSwap;
+use hashbrown::HashTable;
+
+use super::error::StoreError;
+use super::event_ids::Digester;
+use super::sticky_cache::StickyCacheStats;
+use super::types::StickyRecord;
+
+/// Shards of a table: enough that a few dozen HTTP workers and the writer rarely meet.
+pub const SHARDS: usize = 64;
+
+const MS_BITS: u32 = 48;
+const MS_MASK: u64 = (1 << MS_BITS) - 1;
+const VARIANT_MASK: u64 = 0x7FFF;
+/// The variant index that marks a slot whose record is kept whole (see the module docs).
+const SPILLED: u64 = VARIANT_MASK;
+const REWARDED: u64 = 1 << 63;
+
+/// One unit's assignment, packed (see the module docs).
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    digest: u64,
+    /// assigned_ms (48 bits) · variant index (15 bits) · rewarded (1 bit).
+    packed: u64,
+    propensity: f64,
+}
+
+/// The credited reward of a rewarded unit.
+#[derive(Debug, Clone, Copy)]
+struct RewardSlot {
+    digest: u64,
+    reward: f64,
+    rewarded_ms: Option<u64>,
+}
+
+/// One shard: the slots in a dense vector, found through a hash index of their positions (4
+/// bytes per bucket, so the index's free room costs little; see the module docs).
+#[derive(Default)]
+struct Shard {
+    index: HashTable<u32>,
+    slots: Vec<Slot>,
+    rewards: HashTable<RewardSlot>,
+    spilled: HashTable<(u64, StickyRecord)>,
+}
+
+impl Shard {
+    /// The position of `digest`'s slot.
+    fn position(&self, digest: u64) -> Option<usize> {
+        let slots = &self.slots;
+        self.index
+            .find(digest, |&at| digest_at(slots, at) == Some(digest))
+            .map(|&at| at as usize)
+    }
+
+    fn slot(&self, digest: u64) -> Option<Slot> {
+        self.slots.get(self.position(digest)?).copied()
+    }
+
+    /// Puts `slot` in place of the unit's slot, or adds it. Side-table entries of the slot it
+    /// replaces are the caller's to remove (`drop_side_entries`).
+    fn put(&mut self, slot: Slot) {
+        if let Some(at) = self.position(slot.digest) {
+            self.slots[at] = slot;
+            return;
+        }
+        // A shard would need 4 billion units (96 GB of slots) to overflow a u32 position.
+        let Ok(at) = u32::try_from(self.slots.len()) else {
+            return;
+        };
+        self.slots.push(slot);
+        let slots = &self.slots;
+        self.index.insert_unique(slot.digest, at, |&kept| {
+            digest_at(slots, kept).unwrap_or_default()
+        });
+    }
+
+    /// Removes the unit's slot: the last slot moves into its place, and its index entry
+    /// follows.
+    fn take(&mut self, digest: u64) -> Option<Slot> {
+        let slots = &self.slots;
+        let entry = self
+            .index
+            .find_entry(digest, |&at| digest_at(slots, at) == Some(digest))
+            .ok()?;
+        let (at, _) = entry.remove();
+        let at = at as usize;
+        let last = self.slots.len().checked_sub(1)?;
+        let removed = self.slots.swap_remove(at);
+        if at != last {
+            let moved = self.slots[at].digest;
+            if let Some(kept) = self.index.find_mut(moved, |&kept| kept as usize == last) {
+                // `at` < `last`, which fitted in a u32.
+                *kept = at as u32;
+            }
+        }
+        Some(removed)
+    }
+}
+
+fn digest_at(slots: &[Slot], at: u32) -> Option<u64> {
+    slots.get(at as usize).map(|slot| slot.digest)
+}
+
+/// A shard on its own cache lines, with its lookup counts (atomics outside the lock, so that
+/// readers sharing the read lock do not need a write lock to count).
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedShard {
+    shard: RwLock<Shard>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+/// Every durable sticky record of a store, keyed by digest (see the module docs).
+pub struct StickyTable {
+    digester: Digester,
+    shards: Box<[PaddedShard]>,
+    /// Variant ids by index; appended to by the writer only, never reordered.
+    variants: ArcSwap<Vec<Arc<str>>>,
+    /// The writer's reverse index of `variants`.
+    variant_index: Mutex<HashMap<Arc<str>, u64>>,
+}
+
+impl std::fmt::Debug for StickyTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StickyTable")
+            .field("units", &self.len())
+            .finish()
+    }
+}
+
+impl Default for StickyTable {
+    fn default() -> Self {
+        StickyTable::new(Digester::default())
+    }
+}
+
+impl StickyTable {
+    pub fn new(digester: Digester) -> Self {
+        StickyTable {
+            digester,
+            shards: (0..SHARDS).map(|_| PaddedShard::default()).collect(),
+            variants: ArcSwap::from_pointee(Vec::new()),
+            variant_index: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Builds the table from the unit log (`unit_log::replay`). Answers it with the log's
+    /// entries, live or superseded (what decides when the log is compacted).
+    pub fn load(db: &sled::Db, digester: Digester) -> Result<(StickyTable, u64), StoreError> {
+        let started = std::time::Instant::now();
+        let table = StickyTable::new(digester);
+        let entries = super::unit_log::replay(db, &table)?;
+        tracing::info!(
+            units = table.len(),
+            log_entries = entries,
+            table_bytes = table.heap_bytes(),
+            millis = started.elapsed().as_millis() as u64,
+            "replayed the unit log"
+        );
+        Ok((table, entries))
+    }
+
+    /// The digest of a sled sticky key (`keys::epoch_key(KIND_STICKY, ..)`).
+    pub fn digest(&self, key: &[u8]) -> u64 {
+        self.digester.digest_bytes(key)
+    }
+
+    /// The durable record under sticky `key`, counted as a hit or a miss in [`Self::stats`].
+    pub fn get(&self, key: &[u8]) -> Option<StickyRecord> {
+        let digest = self.digest(key);
+        let padded = self.padded(digest);
+        let found = self.lookup(digest);
+        let counter = if found.is_some() {
+            &padded.hits
+        } else {
+            &padded.misses
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// As [`Self::get`], not counted (a second look within one request, or the writer's).
+    pub fn peek(&self, key: &[u8]) -> Option<StickyRecord> {
+        self.lookup(self.digest(key))
+    }
+
+    /// The durable record of the unit whose sticky key has digest `digest`, not counted.
+    pub fn peek_digest(&self, digest: u64) -> Option<StickyRecord> {
+        self.lookup(digest)
+    }
+
+    /// One replayed log entry: the unit's record, or its removal. Startup only.
+    pub fn replay(&self, digest: u64, record: Option<&StickyRecord>) {
+        match record {
+            Some(record) => self.upsert(digest, record),
+            None => self.remove(digest),
+        }
+    }
+
+    fn lookup(&self, digest: u64) -> Option<StickyRecord> {
+        let (slot, reward) = {
+            let shard = self.read(digest);
+            let slot = shard.slot(digest)?;
+            if slot.packed & VARIANT_MASK << MS_BITS == SPILLED << MS_BITS {
+                return shard
+                    .spilled
+                    .find(digest, |(kept, _)| *kept == digest)
+                    .map(|(_, record)| record.clone());
+            }
+            let reward = if slot.packed & REWARDED != 0 {
+                shard
+                    .rewards
+                    .find(digest, |reward| reward.digest == digest)
+                    .copied()
+            } else {
+                None
+            };
+            (slot, reward)
+        };
+        let index = (slot.packed >> MS_BITS) & VARIANT_MASK;
+        let variants = self.variants.load();
+        let variant = variants.get(usize::try_from(index).ok()?)?;
+        Some(StickyRecord {
+            variant: String::from(&**variant),
+            assigned_ms: slot.packed & MS_MASK,
+            propensity: slot.propensity,
+            reward: reward.map(|reward| reward.reward),
+            rewarded_ms: reward.and_then(|reward| reward.rewarded_ms),
+        })
+    }
+
+    /// Applies a durable commit's sticky writes: each key takes its new record, or leaves
+    /// (`None`). Writer only.
+    pub fn apply(&self, writes: &[(u64, Option<StickyRecord>)]) {
+        for (digest, record) in writes {
+            match record {
+                Some(record) => self.upsert(*digest, record),
+                None => self.remove(*digest),
+            }
+        }
+    }
+
+    fn upsert(&self, digest: u64, record: &StickyRecord) {
+        let index = self.variant_index_of(&record.variant);
+        let packable = record.assigned_ms <= MS_MASK && index < SPILLED;
+        let mut shard = self.write(digest);
+        if let Some(old) = shard.slot(digest) {
+            drop_side_entries(&mut shard, old);
+        }
+        if !packable {
+            shard
+                .spilled
+                .insert_unique(digest, (digest, record.clone()), |(kept, _)| *kept);
+            shard.put(Slot {
+                digest,
+                packed: SPILLED << MS_BITS,
+                propensity: 0.0,
+            });
+            return;
+        }
+        let mut packed = record.assigned_ms | index << MS_BITS;
+        if let Some(reward) = record.reward {
+            packed |= REWARDED;
+            let reward = RewardSlot {
+                digest,
+                reward,
+                rewarded_ms: record.rewarded_ms,
+            };
+            shard
+                .rewards
+                .insert_unique(digest, reward, |reward| reward.digest);
+        }
+        shard.put(Slot {
+            digest,
+            packed,
+            propensity: record.propensity,
+        });
+    }
+
+    fn remove(&self, digest: u64) {
+        let mut shard = self.write(digest);
+        if let Some(old) = shard.take(digest) {
+            drop_side_entries(&mut shard, old);
+        }
+    }
+
+    /// The index of `variant` in the list, appended if new; [`SPILLED`] once the list is full.
+    fn variant_index_of(&self, variant: &str) -> u64 {
+        let mut index = self
+            .variant_index
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(&known) = index.get(variant) {
+            return known;
+        }
+        let next = index.len() as u64;
+        if next >= SPILLED {
+            return SPILLED;
+        }
+        let shared: Arc<str> = Arc::from(variant);
+        let mut list = Vec::clone(&self.variants.load());
+        list.push(Arc::clone(&shared));
+        self.variants.store(Arc::new(list));
+        index.insert(shared, next);
+        next
+    }
+
+    /// Units held.
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|padded| read_lock(&padded.shard).slots.len())
+            .sum()
+    }
+
+    /// Bytes the tables hold on the heap, from their capacities: a slot of each table plus
+    /// hashbrown's control byte per bucket (and its 16-byte group padding per table).
+    pub fn heap_bytes(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|padded| {
+                let shard = read_lock(&padded.shard);
+                table_bytes(shard.index.capacity(), size_of::<u32>())
+                    + shard.slots.capacity() * size_of::<Slot>()
+                    + table_bytes(shard.rewards.capacity(), size_of::<RewardSlot>())
+                    + table_bytes(shard.spilled.capacity(), size_of::<(u64, StickyRecord)>())
+            })
+            .sum()
+    }
+
+    /// Lookups since open and the units held (`capacity` is the units the table has room
+    /// for before it grows).
+    pub fn stats(&self) -> StickyCacheStats {
+        let mut stats = StickyCacheStats::default();
+        for padded in &self.shards {
+            stats.hits += padded.hits.load(Ordering::Relaxed);
+            stats.misses += padded.misses.load(Ordering::Relaxed);
+            let shard = read_lock(&padded.shard);
+            stats.entries += shard.slots.len();
+            stats.capacity += shard.index.capacity();
+        }
+        stats
+    }
+
+    /// The shard of `digest`: bits above 32, since hashbrown takes bucket positions from the
+    /// low bits and tags from the top 7.
+    fn padded(&self, digest: u64) -> &PaddedShard {
+        &self.shards[((digest >> 32) as usize) % self.shards.len()]
+    }
+
+    fn read(&self, digest: u64) -> RwLockReadGuard<'_, Shard> {
+        read_lock(&self.padded(digest).shard)
+    }
+
+    fn write(&self, digest: u64) -> RwLockWriteGuard<'_, Shard> {
+        self.padded(digest)
+            .shard
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Heap bytes of a hashbrown table with `capacity` (7/8 of its power-of-two buckets).
+fn table_bytes(capacity: usize, slot: usize) -> usize {
+    if capacity == 0 {
+        return 0;
+    }
+    let buckets = (capacity * 8 / 7).next_power_of_two();
+    buckets * (slot + 1) + 16
+}
+
+/// A poisoned shard is still consistent: every change to a shard is a few table operations
+/// that cannot panic half-way (allocation failure aborts).
+fn read_lock(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
+    lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes the reward or whole record a slot points to.
+fn drop_side_entries(shard: &mut Shard, slot: Slot) {
+    let digest = slot.digest;
+    if slot.packed & VARIANT_MASK << MS_BITS == SPILLED << MS_BITS {
+        if let Ok(entry) = shard
+            .spilled
+            .find_entry(digest, |(kept, _)| *kept == digest)
+        {
+            entry.remove();
+        }
+    } else if slot.packed & REWARDED != 0
+        && let Ok(entry) = shard
+            .rewards
+            .find_entry(digest, |reward| reward.digest == digest)
+    {
+        entry.remove();
+    }
+}
+
+#[cfg(test)]
+#[path = "sticky_table_tests.rs"]
+mod tests;

@@ -1,0 +1,374 @@
+//! The unit log: how the sticky table (`sticky_table`) survives a restart or a `kill -9`,
+//! written ahead of any acknowledgement, with no sled key per unit.
+//!
+//! A sticky assignment used to be one sled key, read and rewritten by every reward credited
+//! to its unit: a new key costs sled 10–16 µs and a rewrite 1.5–3.3 µs
+//! (`benches/load/PROFILES.md`). Now each group commit appends the sticky records it wrote
+//! (new units, re-assignments, credited rewards) as a few compact values under
+//! `KIND_UNIT_LOG · epoch · commit seq · chunk` (the epoch encoded as in `keys::epoch_key`,
+//! then both numbers big-endian), in the same atomic sled batch as the counters those
+//! records imply, fsynced before anybody is answered. One B-tree insert carries up to
+//! [`MAX_LOG_VALUE_BYTES`] of entries (~80 records), and the table in memory is what every
+//! reader and the writer consult.
+//!
+//! **Entry.** The unit id and the record as `codec::encode_sticky` writes it, both
+//! length-prefixed; an empty record is a removal. The epoch is in the key, so a record's own
+//! sticky key (what the table's digest is taken over) is `KIND_STICKY · epoch · unit`.
+//!
+//! **Order.** Keys sort by epoch, then commit, then chunk, so replaying an epoch's values in
+//! key order replays its records in the order they were written: the last entry of a unit
+//! wins. Within one commit, the values a compaction step wrote come before the values of the
+//! commit's requests (`LogWriter` numbers chunks in the order it is given them).
+//!
+//! **Compaction** (the checkpoint of this log). A credited reward or a re-assignment
+//! supersedes the unit's earlier entry (at most once per assignment for rewards, so the log
+//! stays within about twice the units it holds). When the superseded entries outnumber half
+//! the table's units plus a floor (`StoreOptions::compact_min_entries`), the writer walks the
+//! log in key order, a few values per commit
+//! (`compact_step`): it keeps the entries whose record is the unit's current one in the table,
+//! writes them into the commit's own values and deletes the values it read, in the same atomic
+//! batch as the commit. A crash at any point leaves either the old values or their
+//! replacement, never neither. Values of commits from after the pass began are left alone, so
+//! a pass ends.
+//!
+//! **Value size.** As for the event log (`event_log`): sled writes an item larger than a
+//! quarter of its segment to a separate file it never fsyncs, and a leaf of 17 values must stay
+//! under that, so values are kept near 4 KiB.
+
+use std::collections::BTreeMap;
+
+use super::codec;
+use super::error::StoreError;
+use super::keys::{self, KIND_STICKY, KIND_UNIT_LOG, io, put_bytes, take_bytes};
+use super::state::KeyValue;
+use super::sticky_table::StickyTable;
+use super::types::{Epoch, StickyRecord};
+
+/// A log value is closed once its entries reach this many bytes (see the module docs).
+pub const MAX_LOG_VALUE_BYTES: usize = 4096;
+
+/// Log values one compaction step reads at most: ~320 KiB, a few hundred microseconds.
+pub const COMPACT_VALUES_PER_STEP: usize = 64;
+
+/// Superseded entries the log may hold beyond half the table's units before a compaction pass
+/// starts, by default (`StoreOptions::compact_min_entries`).
+pub const DEFAULT_COMPACT_MIN_ENTRIES: u64 = 1_000_000;
+
+const SEQ_CHUNK_LEN: usize = 16;
+
+/// Splits a sticky key (`keys::epoch_key(KIND_STICKY, ..)`) into its encoded epoch and unit.
+pub fn split_sticky_key(key: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    match key.split_first() {
+        Some((&KIND_STICKY, rest)) => split_epoch(rest),
+        _ => Err(keys::corrupt("not a sticky key")),
+    }
+}
+
+/// Splits `bytes` after its leading encoded epoch (length-prefixed experiment, 4-byte revision).
+fn split_epoch(bytes: &[u8]) -> Result<(&[u8], &[u8]), StoreError> {
+    let (_, after_experiment) = take_bytes(bytes)?;
+    let epoch_len = bytes.len() - after_experiment.len() + 4;
+    if bytes.len() < epoch_len {
+        return Err(keys::corrupt("key lacks a revision"));
+    }
+    Ok(bytes.split_at(epoch_len))
+}
+
+/// The encoded epoch of `epoch`, as keys carry it after their kind byte.
+fn encoded_epoch(epoch: &Epoch) -> Vec<u8> {
+    let mut prefix = keys::epoch_key(KIND_UNIT_LOG, epoch, "");
+    prefix.remove(0);
+    prefix
+}
+
+/// Key of the `chunk`-th value of commit `seq` for the epoch encoded as `epoch`.
+pub fn log_key(epoch: &[u8], seq: u64, chunk: u64) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + epoch.len() + SEQ_CHUNK_LEN);
+    key.push(KIND_UNIT_LOG);
+    key.extend_from_slice(epoch);
+    key.extend_from_slice(&seq.to_be_bytes());
+    key.extend_from_slice(&chunk.to_be_bytes());
+    key
+}
+
+/// The encoded epoch and the commit of a key made by [`log_key`].
+pub fn parse_log_key(key: &[u8]) -> Result<(&[u8], u64), StoreError> {
+    let Some((&KIND_UNIT_LOG, rest)) = key.split_first() else {
+        return Err(keys::corrupt("not a unit-log key"));
+    };
+    let (epoch, numbers) = split_epoch(rest)?;
+    match numbers.split_first_chunk::<8>() {
+        Some((seq, chunk)) if chunk.len() == 8 => Ok((epoch, u64::from_be_bytes(*seq))),
+        _ => Err(keys::corrupt("unit-log key lacks its commit and chunk")),
+    }
+}
+
+/// One entry of a log value: the unit and its record's bytes (`None`: removed).
+pub struct Entry<'a> {
+    pub unit: &'a [u8],
+    pub record: Option<&'a [u8]>,
+}
+
+/// The entries of one log value, in the order they were written.
+pub fn entries(value: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, StoreError>> {
+    let mut rest = value;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let entry = take_bytes(rest).and_then(|(unit, after)| {
+            let (record, after) = take_bytes(after)?;
+            rest = after;
+            Ok(Entry {
+                unit,
+                record: (!record.is_empty()).then_some(record),
+            })
+        });
+        if entry.is_err() {
+            rest = &[];
+        }
+        Some(entry)
+    })
+}
+
+/// The sticky key of `unit` in the epoch encoded as `epoch`, built in `buffer`.
+fn sticky_key<'b>(buffer: &'b mut Vec<u8>, epoch: &[u8], unit: &[u8]) -> &'b [u8] {
+    buffer.clear();
+    buffer.push(KIND_STICKY);
+    buffer.extend_from_slice(epoch);
+    buffer.extend_from_slice(unit);
+    buffer
+}
+
+/// Cuts one commit's entries into log values; chunks are numbered in the order entries come.
+pub struct LogWriter {
+    seq: u64,
+    chunk: u64,
+    values: Vec<KeyValue>,
+    /// The open value: its encoded epoch and entries.
+    open: Option<(Vec<u8>, Vec<u8>)>,
+    entries: u64,
+}
+
+impl LogWriter {
+    pub fn new(seq: u64) -> Self {
+        LogWriter::starting_at(seq, 0)
+    }
+
+    /// A writer whose first value is chunk `chunk` (a migration's values continue a count).
+    pub fn starting_at(seq: u64, chunk: u64) -> Self {
+        LogWriter {
+            seq,
+            chunk,
+            values: Vec::new(),
+            open: None,
+            entries: 0,
+        }
+    }
+
+    /// Appends the record `record` (encoded; `None`: removed) of the unit under `sticky_key`.
+    pub fn push(&mut self, sticky_key: &[u8], record: Option<&[u8]>) -> Result<(), StoreError> {
+        let (epoch, unit) = split_sticky_key(sticky_key)?;
+        self.push_entry(epoch, unit, record);
+        Ok(())
+    }
+
+    fn push_entry(&mut self, epoch: &[u8], unit: &[u8], record: Option<&[u8]>) {
+        if self.open.as_ref().is_some_and(|(open, entries)| {
+            open.as_slice() != epoch || entries.len() >= MAX_LOG_VALUE_BYTES
+        }) {
+            self.close();
+        }
+        let (_, buffer) = self
+            .open
+            .get_or_insert_with(|| (epoch.to_vec(), Vec::with_capacity(MAX_LOG_VALUE_BYTES)));
+        put_bytes(buffer, unit);
+        put_bytes(buffer, record.unwrap_or_default());
+        self.entries += 1;
+    }
+
+    fn close(&mut self) {
+        if let Some((epoch, entries)) = self.open.take() {
+            self.values
+                .push((log_key(&epoch, self.seq, self.chunk), entries));
+            self.chunk += 1;
+        }
+    }
+
+    /// The chunk number after the last value [`Self::finish`] will return.
+    pub fn next_chunk(&self) -> u64 {
+        self.chunk + u64::from(self.open.is_some())
+    }
+
+    /// Entries pushed so far.
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    /// The values to write, in chunk order.
+    pub fn finish(mut self) -> Vec<KeyValue> {
+        self.close();
+        self.values
+    }
+}
+
+/// Replays every log value into `table`. Answers the entries read (what the log holds, live
+/// or superseded).
+pub fn replay(db: &sled::Db, table: &StickyTable) -> Result<u64, StoreError> {
+    let mut entries_read = 0;
+    let mut key_buffer = Vec::new();
+    for item in db.scan_prefix([KIND_UNIT_LOG]) {
+        let (key, value) = item.map_err(io)?;
+        let (epoch, _) = parse_log_key(&key)?;
+        for entry in entries(&value) {
+            let entry = entry?;
+            let digest = table.digest(sticky_key(&mut key_buffer, epoch, entry.unit));
+            match entry.record {
+                Some(bytes) => table.replay(digest, Some(&codec::decode_sticky(bytes)?.record)),
+                None => table.replay(digest, None),
+            }
+            entries_read += 1;
+        }
+    }
+    Ok(entries_read)
+}
+
+/// Every unit the log holds a record for, with its latest record, by sticky key: what the
+/// audit recomputes counters from (independent of the table). Memory grows with the units.
+/// Also answers the entries read.
+pub type LatestRecords = (BTreeMap<Vec<u8>, StickyRecord>, u64);
+
+/// See [`LatestRecords`].
+pub fn latest_records(db: &sled::Db) -> Result<LatestRecords, StoreError> {
+    let mut latest = BTreeMap::new();
+    let mut entries_read = 0;
+    let mut key_buffer = Vec::new();
+    for item in db.scan_prefix([KIND_UNIT_LOG]) {
+        let (key, value) = item.map_err(io)?;
+        let (epoch, _) = parse_log_key(&key)?;
+        for entry in entries(&value) {
+            let entry = entry?;
+            let key = sticky_key(&mut key_buffer, epoch, entry.unit).to_vec();
+            entries_read += 1;
+            match entry.record {
+                Some(bytes) => {
+                    latest.insert(key, codec::decode_sticky(bytes)?.record);
+                }
+                None => {
+                    latest.remove(&key);
+                }
+            }
+        }
+    }
+    Ok((latest, entries_read))
+}
+
+/// Calls `each` with the unit of every entry of `epoch`'s values from commit `from_seq` on, in
+/// key order (an export's index and its tail, `export_index`).
+pub fn for_each_unit(
+    db: &sled::Db,
+    epoch: &Epoch,
+    from_seq: u64,
+    mut each: impl FnMut(&[u8]),
+) -> Result<(), StoreError> {
+    let encoded = encoded_epoch(epoch);
+    let mut prefix = vec![KIND_UNIT_LOG];
+    prefix.extend_from_slice(&encoded);
+    // Another epoch's keys never share this prefix: the experiment is length-prefixed.
+    for item in db.range(log_key(&encoded, from_seq, 0)..) {
+        let (key, value) = item.map_err(io)?;
+        if !key.starts_with(&prefix) {
+            break;
+        }
+        parse_log_key(&key)?;
+        for entry in entries(&value) {
+            each(entry?.unit);
+        }
+    }
+    Ok(())
+}
+
+/// The sticky key of `unit` in `epoch` (what the table's digest is taken over).
+pub fn unit_key(epoch: &Epoch, unit: &[u8]) -> Vec<u8> {
+    let mut key = Vec::new();
+    sticky_key(&mut key, &encoded_epoch(epoch), unit);
+    key
+}
+
+/// Where a compaction pass stands: the next log key to read, and the first commit whose
+/// values it leaves alone (those written after the pass began, its own included).
+#[derive(Debug, Clone)]
+pub struct CompactionPass {
+    pub next: Vec<u8>,
+    pub before_seq: u64,
+}
+
+impl CompactionPass {
+    pub fn new(before_seq: u64) -> Self {
+        CompactionPass {
+            next: vec![KIND_UNIT_LOG],
+            before_seq,
+        }
+    }
+}
+
+/// What one compaction step did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CompactionStep {
+    /// Log values to delete (all read by the step).
+    pub removed_values: Vec<Vec<u8>>,
+    /// Entries those values held.
+    pub entries_read: u64,
+    /// Entries kept (pushed to the commit's writer).
+    pub entries_kept: u64,
+    /// Where the next step starts; `None` when the pass is over.
+    pub next: Option<Vec<u8>>,
+}
+
+/// Reads up to [`COMPACT_VALUES_PER_STEP`] values of the pass from `db` and pushes the entries
+/// that still hold the unit's current record (as `table`, the durable state, has it) into
+/// `writer`, which must not have been given this commit's request entries yet (see the module
+/// docs on order). Removal entries are never kept: every older entry of their unit comes
+/// before them in the pass, and is dropped there because the table holds no record for it.
+pub fn compact_step(
+    db: &sled::Db,
+    table: &StickyTable,
+    pass: &CompactionPass,
+    writer: &mut LogWriter,
+) -> Result<CompactionStep, StoreError> {
+    let mut step = CompactionStep::default();
+    let mut key_buffer = Vec::new();
+    let mut values_read = 0;
+    let end = [KIND_UNIT_LOG + 1];
+    for item in db.range(pass.next.clone()..end.to_vec()) {
+        let (key, value) = item.map_err(io)?;
+        if values_read == COMPACT_VALUES_PER_STEP {
+            step.next = Some(key.to_vec());
+            return Ok(step);
+        }
+        let (epoch, seq) = parse_log_key(&key)?;
+        if seq >= pass.before_seq {
+            continue;
+        }
+        values_read += 1;
+        for entry in entries(&value) {
+            let entry = entry?;
+            step.entries_read += 1;
+            let Some(bytes) = entry.record else {
+                continue;
+            };
+            let digest = table.digest(sticky_key(&mut key_buffer, epoch, entry.unit));
+            let record = codec::decode_sticky(bytes)?.record;
+            if table.peek_digest(digest).as_ref() == Some(&record) {
+                writer.push_entry(epoch, entry.unit, Some(bytes));
+                step.entries_kept += 1;
+            }
+        }
+        step.removed_values.push(key.to_vec());
+    }
+    Ok(step)
+}
+
+#[cfg(test)]
+#[path = "unit_log_tests.rs"]
+mod tests;

@@ -1,0 +1,356 @@
+//! The unit log: its values, the replay that rebuilds the sticky table, the export page, and
+//! compaction (also through a real store, across reopens and failed commits).
+
+use super::*;
+use crate::store::keys::KIND_STICKY;
+use crate::store::recovery::Faults;
+use crate::store::sled::{SledStore, StoreOptions};
+use crate::store::test_support::*;
+use crate::store::{RewardOutcome, Store, StoreError};
+
+fn sticky(epoch: &Epoch, unit: &str) -> Vec<u8> {
+    keys::epoch_key(KIND_STICKY, epoch, unit)
+}
+
+fn other_epoch() -> Epoch {
+    Epoch {
+        experiment: "checkout-button".to_owned(),
+        revision: 7,
+    }
+}
+
+fn encoded(record: &StickyRecord) -> Vec<u8> {
+    codec::encode_sticky(record, 1)
+}
+
+/// Every (encoded epoch, commit, unit, record) of a list of values, in order.
+type Decoded = Vec<(Vec<u8>, u64, Vec<u8>, Option<Vec<u8>>)>;
+
+fn decode_all(values: &[KeyValue]) -> Decoded {
+    let mut out = Vec::new();
+    for (key, value) in values {
+        let (epoch, seq) = parse_log_key(key).unwrap();
+        for entry in entries(value) {
+            let entry = entry.unwrap();
+            out.push((
+                epoch.to_vec(),
+                seq,
+                entry.unit.to_vec(),
+                entry.record.map(<[u8]>::to_vec),
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_commits_entries_come_back_in_order_grouped_by_epoch_with_removals_as_none() {
+    let mut log = LogWriter::new(42);
+    let a = encoded(&record("control", T0_MS));
+    let b = encoded(&record("bold", T0_MS + 1));
+    log.push(&sticky(&epoch(), "u1"), Some(&a)).unwrap();
+    log.push(&sticky(&epoch(), "u\0/2"), None).unwrap();
+    log.push(&sticky(&other_epoch(), "u1"), Some(&b)).unwrap();
+    assert_eq!(log.entries(), 3);
+    let values = log.finish();
+    assert_eq!(values.len(), 2, "one value per epoch");
+    let first = encoded_epoch(&epoch());
+    let second = encoded_epoch(&other_epoch());
+    assert_eq!(
+        decode_all(&values),
+        vec![
+            (first.clone(), 42, b"u1".to_vec(), Some(a)),
+            (first, 42, b"u\0/2".to_vec(), None),
+            (second, 42, b"u1".to_vec(), Some(b)),
+        ]
+    );
+}
+
+#[test]
+fn values_are_cut_near_four_kib_and_their_chunks_sort_in_push_order() {
+    let mut log = LogWriter::starting_at(3, 10);
+    let bytes = encoded(&record("control", T0_MS));
+    for unit in 0..1000 {
+        log.push(&sticky(&epoch(), &format!("unit-{unit:05}")), Some(&bytes))
+            .unwrap();
+    }
+    assert_eq!(log.next_chunk(), 10 + 1 + log.values.len() as u64);
+    let values = log.finish();
+    assert!(values.len() > 5, "{} values", values.len());
+    for (_, value) in &values {
+        assert!(value.len() < MAX_LOG_VALUE_BYTES + 64, "{}", value.len());
+    }
+    let mut keys: Vec<_> = values.iter().map(|(key, _)| key.clone()).collect();
+    let written = keys.clone();
+    keys.sort();
+    assert_eq!(
+        keys, written,
+        "chunk numbers sort in the order values were cut"
+    );
+    let units: Vec<_> = decode_all(&values).into_iter().map(|e| e.2).collect();
+    let expected: Vec<_> = (0..1000)
+        .map(|unit| format!("unit-{unit:05}").into_bytes())
+        .collect();
+    assert_eq!(units, expected);
+}
+
+#[test]
+fn a_truncated_value_or_a_foreign_key_is_corrupt_not_a_panic() {
+    let mut log = LogWriter::new(1);
+    log.push(&sticky(&epoch(), "u1"), Some(b"xyz")).unwrap();
+    let (key, value) = log.finish().remove(0);
+    let cut = &value[..value.len() - 1];
+    assert!(matches!(
+        entries(cut).collect::<Result<Vec<_>, _>>(),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        parse_log_key(&key[..key.len() - 1]),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert!(matches!(
+        LogWriter::new(1).push(&keys::epoch_key(keys::KIND_ARM, &epoch(), "u"), None),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+#[test]
+fn replay_keeps_the_last_entry_of_each_unit_and_honours_removals() {
+    let (_dir, db) = temp_db();
+    let first = record("control", T0_MS);
+    let mut credited = first.clone();
+    credited.reward = Some(1.0);
+    credited.rewarded_ms = Some(T0_MS + 5);
+    let mut batch = sled::Batch::default();
+    let mut log = LogWriter::new(1);
+    log.push(&sticky(&epoch(), "a"), Some(&encoded(&first)))
+        .unwrap();
+    log.push(&sticky(&epoch(), "gone"), Some(&encoded(&first)))
+        .unwrap();
+    log.push(&sticky(&other_epoch(), "a"), Some(&encoded(&first)))
+        .unwrap();
+    for (key, value) in log.finish() {
+        batch.insert(key, value);
+    }
+    let mut log = LogWriter::new(2);
+    log.push(&sticky(&epoch(), "a"), Some(&encoded(&credited)))
+        .unwrap();
+    log.push(&sticky(&epoch(), "gone"), None).unwrap();
+    for (key, value) in log.finish() {
+        batch.insert(key, value);
+    }
+    db.apply_batch(batch).unwrap();
+    let table = StickyTable::default();
+    assert_eq!(replay(&db, &table).unwrap(), 5);
+    assert_eq!(table.len(), 2);
+    assert_eq!(table.peek(&sticky(&epoch(), "a")), Some(credited.clone()));
+    assert_eq!(table.peek(&sticky(&other_epoch(), "a")), Some(first));
+    assert_eq!(table.peek(&sticky(&epoch(), "gone")), None);
+    let (latest, read) = latest_records(&db).unwrap();
+    assert_eq!((latest.len(), read), (2, 5));
+    assert_eq!(latest[&sticky(&epoch(), "a")], credited);
+}
+
+fn open_compacting(dir: &std::path::Path) -> SledStore {
+    SledStore::open_with(
+        dir,
+        StoreOptions {
+            compact_min_entries: 0,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap()
+}
+
+fn log_entries(db: &sled::Db) -> (usize, u64) {
+    let mut values = 0;
+    let mut entries_held = 0;
+    for item in db.scan_prefix([KIND_UNIT_LOG]) {
+        let (_, value) = item.unwrap();
+        values += 1;
+        entries_held += entries(&value).count() as u64;
+    }
+    (values, entries_held)
+}
+
+/// Inserts `units` units, one commit each, then credits every unit, `per_commit` per commit.
+fn insert_and_credit(store: &SledStore, units: usize, per_commit: usize) {
+    for unit in 0..units {
+        block_on(store.insert_sticky(
+            &epoch(),
+            &format!("u{unit:03}"),
+            record(if unit % 2 == 0 { "control" } else { "bold" }, T0_MS),
+            tally(T0_MS),
+        ))
+        .unwrap();
+    }
+    let ops: Vec<_> = (0..units)
+        .map(|unit| unit_reward(&format!("e{unit}"), &format!("u{unit:03}"), 1.0, T0_MS + 10))
+        .collect();
+    for chunk in ops.chunks(per_commit) {
+        let outcomes = block_on(store.apply_rewards(chunk.to_vec())).unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|o| matches!(o, RewardOutcome::Applied { .. })),
+            "{outcomes:?}"
+        );
+    }
+}
+
+#[test]
+fn commits_write_log_values_and_no_sticky_key_and_a_reopen_replays_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    insert_and_credit(&store, 40, 40);
+    let db = store.raw();
+    assert_eq!(
+        db.scan_prefix([KIND_STICKY]).count(),
+        0,
+        "no sled key per unit"
+    );
+    // 40 inserts in 40 commits, then 40 credits in one commit: 41 values, 80 entries.
+    assert_eq!(log_entries(&db), (41, 80));
+    drop(db);
+    drop(store);
+    let store = open(dir.path());
+    for unit in 0..40 {
+        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
+        assert_eq!(held.rewarded_ms, Some(T0_MS + 10));
+    }
+    assert!(store.audit().unwrap().is_clean());
+}
+
+#[test]
+fn compaction_keeps_one_entry_per_unit_and_every_record_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_compacting(dir.path());
+    // Rewards one at a time: each commit supersedes one entry, and with no floor a pass
+    // starts as soon as superseded entries exceed half the units.
+    insert_and_credit(&store, 200, 1);
+    // A few more commits finish any pass under way.
+    for unit in 0..20 {
+        block_on(store.insert_sticky(
+            &epoch(),
+            &format!("late{unit}"),
+            record("control", T0_MS),
+            tally(T0_MS),
+        ))
+        .unwrap();
+    }
+    let db = store.raw();
+    let (values, held) = log_entries(&db);
+    assert!(
+        held < 200 + 20 + 200,
+        "the log was never compacted: {held} entries"
+    );
+    assert!(values < 200 + 20 + 200, "{values} values");
+    drop(db);
+    assert!(store.audit().unwrap().is_clean());
+    drop(store);
+    let store = open(dir.path());
+    for unit in 0..200 {
+        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
+    }
+    for unit in 0..20 {
+        assert!(
+            block_on(store.sticky(&epoch(), &format!("late{unit}")))
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert!(store.audit().unwrap().is_clean());
+}
+
+#[test]
+fn a_compaction_step_whose_commit_fails_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_compacting(dir.path());
+    insert_and_credit(&store, 60, 1);
+    for fault in [
+        Faults {
+            fail_before_apply: 1,
+            ..Faults::default()
+        },
+        Faults {
+            fail_after_apply: 1,
+            ..Faults::default()
+        },
+        Faults {
+            fail_after_sync: 1,
+            ..Faults::default()
+        },
+    ] {
+        store.inject_faults(fault);
+        let lost = block_on(store.insert_sticky(
+            &epoch(),
+            "during-a-fault",
+            record("control", T0_MS),
+            tally(T0_MS),
+        ));
+        assert!(lost.is_err() || lost.is_ok());
+        let start = std::time::Instant::now();
+        while !store.writable() {
+            assert!(start.elapsed() < std::time::Duration::from_secs(10));
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    for unit in 0..60 {
+        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
+    }
+    assert!(store.audit().unwrap().is_clean());
+    drop(store);
+    let store = open(dir.path());
+    for unit in 0..60 {
+        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
+            .unwrap()
+            .unwrap();
+        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
+    }
+    assert!(store.audit().unwrap().is_clean());
+}
+
+#[test]
+fn an_export_page_is_sorted_by_unit_whatever_the_write_order_and_sees_each_unit_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    // Written in reverse order and credited, so every unit has two entries.
+    for unit in (0..30).rev() {
+        block_on(store.insert_sticky(
+            &epoch(),
+            &format!("u{unit:02}"),
+            record("control", T0_MS),
+            tally(T0_MS),
+        ))
+        .unwrap();
+    }
+    block_on(store.insert_sticky(&other_epoch(), "u00", record("x", T0_MS), tally(T0_MS))).unwrap();
+    let ops: Vec<_> = (0..30)
+        .map(|unit| unit_reward(&format!("e{unit}"), &format!("u{unit:02}"), 1.0, T0_MS + 1))
+        .collect();
+    block_on(store.apply_rewards(ops)).unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = block_on(store.scan_sticky(&epoch(), after.clone(), 7)).unwrap();
+        for (unit, held) in &page {
+            assert_eq!(held.reward, Some(1.0), "{unit}");
+            seen.push(unit.clone());
+        }
+        if page.len() < 7 {
+            break;
+        }
+        after = page.last().map(|(unit, _)| unit.clone());
+    }
+    let expected: Vec<_> = (0..30).map(|unit| format!("u{unit:02}")).collect();
+    assert_eq!(seen, expected);
+}
