@@ -362,11 +362,84 @@ local function write_outcomes()
   end
 end
 
+-- A unit's reward judged against its record (store::apply): its outcome, the record and the
+-- counters changed if applied.
+local function judge_unit(unit, micro, occurred, now, window, h)
+  local member, record = find(sticky, unit)
+  if not member then return 'N' end
+  local v, assigned, propensity, reward = parse(record)
+  assigned = tonumber(assigned)
+  local refused = refusal(occurred, assigned, now, window)
+  if refused then return refused end
+  if reward ~= '' then return 'P' end
+  zput(sticky, unit, member,
+    unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
+    '\t' .. int(now), '0')
+  credit(v, tonumber(micro), assigned, now, h)
+  return 'A' .. v
+end
+
+-- A token's reward: its mark written and the counters changed if applied. `confirms`: the
+-- shard's confirmation marks for a token credited only once confirmed (op K), else nil.
+local function judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
+  if find(marks, id) then return 'P' end
+  local refused = refusal(occurred, issued, now, window)
+  local expiry = issued + window + slack
+  if not refused and expiry <= watermark() then refused = 'O' end
+  if not refused and confirms and not find(confirms, id) then refused = 'R' end
+  if refused then return refused end
+  zput(marks, id, nil,
+    id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
+    int(expiry) .. '\t' .. int(now), '0')
+  zput(due, nil, nil, id, int(expiry))
+  add('t|' .. v, tonumber(micro))
+  credit(v, tonumber(micro), issued, now, h)
+  return 'A' .. v
+end
+
+-- On a single primary a reward is judged with its event id in the same call (op E,
+-- src/store/redis/direct.rs): no claim is written, read back or settled, since the call is
+-- atomic. The ids' directories (`homes`, by KEYS index of the directory; its list index and
+-- legacy due index follow it) are read up front, one HMGET per directory (op Q); an applied
+-- id is written once at the end (`write_homes`: one HSET per directory, one RPUSH per list),
+-- as claim.lua and settle.lua together would leave it (`A<retention end>`, listed for the
+-- sweep). An id that a claim of the three-step protocol holds, or in a shard that still has
+-- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
+local HOUR_MS = 3600000
+local homes, home_order, id_lists, list_order = {}, {}, {}, {}
+local function keep_at_least(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR_MS) end
+end
+local function write_homes()
+  for _, dir in ipairs(home_order) do
+    local home = homes[dir]
+    for first = 1, #home.args, 512 do
+      redis.call('HSET', KEYS[dir], unpack(home.args, first, math.min(first + 511, #home.args)))
+    end
+  end
+  local kept = {}
+  for _, at in ipairs(list_order) do
+    local list = id_lists[at]
+    if #list.ids > 0 then
+      for first = 1, #list.ids, 512 do
+        redis.call('RPUSH', KEYS[at], unpack(list.ids, first, math.min(first + 511, #list.ids)))
+      end
+      redis.call('ZADD', KEYS[list.dir + 1], list.ends, KEYS[at])
+      keep_at_least(KEYS[at], list.keep)
+      kept[list.dir] = true
+    end
+  end
+  for _, dir in ipairs(home_order) do
+    if kept[dir] then keep_at_least(KEYS[dir], homes[dir].keep) end
+  end
+end
+
 local function write_all()
   write_zsets()
   write_arms()
   write_delays()
   write_outcomes()
+  write_homes()
 end
 
 local skip_exposures = false
@@ -409,6 +482,64 @@ while at <= #ARGV do
     fetched[key] = known
     local values = redis.call('HMGET', key, unpack(fields))
     for i, field in ipairs(fields) do known[field] = values[i] or false end
+  elseif op == 'Q' then
+    -- An event-id directory the E ops use: its KEYS index, how long Redis keeps it at least
+    -- (ms), then a count and that many ids to read up front.
+    local dir, keep, count = tonumber(nxt()), tonumber(nxt()), tonumber(nxt())
+    local home = homes[dir]
+    if not home then
+      home = { dir = dir, held = {}, args = {}, keep = 0,
+        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1 }
+      homes[dir] = home
+      home_order[#home_order + 1] = dir
+    end
+    home.keep = math.max(home.keep, keep)
+    if count > 0 then
+      local values = redis.call('HMGET', KEYS[dir], unpack(ARGV, at, at + count - 1))
+      for i = 1, count do home.held[ARGV[at + i - 1]] = values[i] or false end
+    end
+    at = at + count
+  elseif op == 'L' then
+    -- An id list the E ops may append to: its KEYS index, its directory's, its end, how long
+    -- Redis keeps it at least (ms).
+    local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
+    id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
+    list_order[#list_order + 1] = list
+  elseif op == 'E' then
+    -- A reward and its event id: the directory's and the list's KEYS indexes, the id, its
+    -- retention end, then the reward as op U/T/K takes it (without claim and outcome field).
+    local home, list, id, retain, kind = homes[tonumber(nxt())], id_lists[tonumber(nxt())],
+      nxt(), nxt(), nxt()
+    local confirms = nil
+    if kind == 'K' then confirms = KEYS[tonumber(nxt())] end
+    local count = 7
+    if kind ~= 'U' then count = 10 end
+    local held = home.held[id]
+    if held == nil then
+      held = redis.call('HGET', KEYS[home.dir], id) or false
+    end
+    local outcome
+    if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
+      outcome = 'F'
+    elseif held then
+      outcome = 'D'
+    elseif kind == 'U' then
+      outcome = judge_unit(ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3]),
+        tonumber(ARGV[at + 4]), ARGV[at + 5])
+    else
+      outcome = judge_token(ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3],
+        ARGV[at + 4], ARGV[at + 5], tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7]),
+        ARGV[at + 8], confirms)
+    end
+    at = at + count
+    if string.sub(outcome, 1, 1) == 'A' then
+      local value = 'A' .. retain
+      home.held[id] = value
+      home.args[#home.args + 1] = id
+      home.args[#home.args + 1] = value
+      list.ids[#list.ids + 1] = id
+    end
+    out[#out + 1] = outcome
   elseif op == 'S' then
     -- The ops that follow are another shard's: the index of its first of five keys.
     use_shard(tonumber(nxt()))
@@ -430,18 +561,7 @@ while at <= #ARGV do
     local micro, occurred = nxt(), nxt()
     local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
     out[#out + 1] = claimed(claim, field, keep, function()
-      local member, record = find(sticky, unit)
-      if not member then return 'N' end
-      local v, assigned, propensity, reward = parse(record)
-      assigned = tonumber(assigned)
-      local refused = refusal(occurred, assigned, now, window)
-      if refused then return refused end
-      if reward ~= '' then return 'P' end
-      zput(sticky, unit, member,
-        unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
-        '\t' .. int(now), '0')
-      credit(v, tonumber(micro), assigned, now, h)
-      return 'A' .. v
+      return judge_unit(unit, micro, occurred, now, window, h)
     end)
   elseif op == 'T' or op == 'K' then
     -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
@@ -454,19 +574,7 @@ while at <= #ARGV do
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
     out[#out + 1] = claimed(claim, field, keep, function()
-      if find(marks, id) then return 'P' end
-      local refused = refusal(occurred, issued, now, window)
-      local expiry = issued + window + slack
-      if not refused and expiry <= watermark() then refused = 'O' end
-      if not refused and confirms and not find(confirms, id) then refused = 'R' end
-      if refused then return refused end
-      zput(marks, id, nil,
-        id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
-        int(expiry) .. '\t' .. int(now), '0')
-      zput(due, nil, nil, id, int(expiry))
-      add('t|' .. v, tonumber(micro))
-      credit(v, tonumber(micro), issued, now, h)
-      return 'A' .. v
+      return judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
     end)
   elseif op == 'C' then
     -- A per-request token confirmed (store::rules::judge_confirmation): at most once per

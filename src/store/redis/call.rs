@@ -68,6 +68,10 @@ pub struct Call {
     /// Claim outcomes the call's rewards may meet, read up front by one HMGET per hash (op
     /// `O`) rather than one HGET per reward: each outcome hash's KEYS index and fields.
     outcomes: Vec<(String, String, Vec<String>)>,
+    /// The event-id directories and id lists of the call's rewards judged with their ids
+    /// (op `E`, single primary only: `direct`), declared up front by ops `Q` and `L`.
+    directories: Vec<Directory>,
+    id_lists: Vec<IdList>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
     pub sinks: Vec<Sink>,
@@ -90,6 +94,8 @@ impl Call {
             shards: vec![(shard, "1".to_owned())],
             extra_keys: Vec::new(),
             outcomes: Vec::new(),
+            directories: Vec::new(),
+            id_lists: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
                 TOKEN_MARK_SLACK_MS.to_string(),
@@ -195,6 +201,75 @@ impl Call {
         self.args.extend(reward.fields.iter().cloned());
     }
 
+    /// A reward judged with its event id in this call (`E`): only on a single primary, where
+    /// the id's directory (another slot than the reward's records) may be named in the call.
+    pub fn direct_reward(&mut self, reward: &Reward, event_id: &str) {
+        let experiment = &reward.epoch.experiment;
+        let home = layout::shard_of(event_id);
+        let end = reward.list_end_ms();
+        // Redis keeps the lists and the directory at least a day (the tokens' slack) past
+        // their ends by its own clock: a backstop, the sweep forgets them on time.
+        let keep = end
+            .saturating_sub(reward.now_ms())
+            .saturating_add(TOKEN_MARK_SLACK_MS)
+            .min(MAX_MS);
+        let at = match self
+            .directories
+            .iter()
+            .position(|d| d.experiment == *experiment && d.shard == home)
+        {
+            Some(at) => at,
+            None => {
+                let index = self.key(layout::event_dir_key(experiment, home));
+                self.key(layout::event_index_key(experiment, home));
+                self.key(layout::event_due_key(experiment, home));
+                self.directories.push(Directory {
+                    experiment: experiment.clone(),
+                    shard: home,
+                    index,
+                    keep: 0,
+                    ids: Vec::new(),
+                });
+                self.directories.len() - 1
+            }
+        };
+        let directory = &mut self.directories[at];
+        directory.keep = directory.keep.max(keep);
+        directory.ids.push(event_id.to_owned());
+        let dir = directory.index.clone();
+        let list_key = layout::event_list_key(experiment, home, end);
+        let list = match self.id_lists.iter_mut().find(|l| l.key == list_key) {
+            Some(list) => {
+                list.keep = list.keep.max(keep);
+                list.index.clone()
+            }
+            None => {
+                let index = self.key(list_key.clone());
+                self.id_lists.push(IdList {
+                    key: list_key,
+                    index: index.clone(),
+                    dir: dir.clone(),
+                    end,
+                    keep,
+                });
+                index
+            }
+        };
+        self.args.extend([
+            "E".to_owned(),
+            dir,
+            list,
+            event_id.to_owned(),
+            reward.retain_ms().to_string(),
+            reward.kind.to_string(),
+        ]);
+        if reward.kind == 'K' {
+            let confirms = self.key(layout::confirms_key(&reward.epoch, reward.shard));
+            self.args.push(confirms);
+        }
+        self.args.extend(reward.fields.iter().cloned());
+    }
+
     /// One per-request token confirmation (`C`): the mark and its exposure, judged by the
     /// script against the marks and the sweep's watermark (`rules::judge_confirmation`, whose
     /// request-only parts are decided here: whether `confirm_within` passed, and the mark's
@@ -253,11 +328,49 @@ impl Call {
                 invocation.arg("O").arg(index).arg(chunk.len()).arg(chunk);
             }
         }
+        for directory in &self.directories {
+            for chunk in directory.ids.chunks(512) {
+                invocation
+                    .arg("Q")
+                    .arg(&directory.index)
+                    .arg(directory.keep)
+                    .arg(chunk.len())
+                    .arg(chunk);
+            }
+        }
+        for list in &self.id_lists {
+            invocation
+                .arg("L")
+                .arg(&list.index)
+                .arg(&list.dir)
+                .arg(list.end)
+                .arg(list.keep);
+        }
         for arg in ops {
             invocation.arg(arg);
         }
         invocation.invoke_async(&mut connection).await
     }
+}
+
+/// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index
+/// and legacy due index follow), how long Redis keeps it at least, the ids to read up front.
+struct Directory {
+    experiment: String,
+    shard: u32,
+    index: String,
+    keep: u64,
+    ids: Vec<String>,
+}
+
+/// An id list named by a call (op `L`): its KEYS index, its directory's, its end and how long
+/// Redis keeps it at least (ms).
+struct IdList {
+    key: String,
+    index: String,
+    dir: String,
+    end: u64,
+    keep: u64,
 }
 
 pub fn half_life(half_life_ms: Option<u64>) -> String {

@@ -39,7 +39,7 @@ impl Job {
         }
     }
 
-    fn fail(&mut self, error: &StoreError) {
+    pub fn fail(&mut self, error: &StoreError) {
         self.failed.get_or_insert_with(|| error.clone());
     }
 }
@@ -92,7 +92,7 @@ struct Claimed {
     failed: Option<StoreError>,
 }
 
-type OpRef = (usize, usize);
+pub type OpRef = (usize, usize);
 
 /// The ops claiming ids in one slot: each with its claim id and reward.
 type HomeOps = (Home, Vec<(OpRef, String, Reward)>);
@@ -104,6 +104,17 @@ pub async fn apply(shared: &Shared, jobs: &mut [Job], counted: &mut HashSet<Epoc
         .enumerate()
         .flat_map(|(job, j)| (0..j.ops.len()).map(move |at| (job, at)))
         .collect();
+    // On a single primary each reward is judged with its id in one call (`direct`); only the
+    // ids a three-step claim holds, or of a legacy layout, take the steps below.
+    if !shared.link.is_cluster() && !open.is_empty() {
+        if let Err(error) = register(shared, jobs, &open).await {
+            for (job, _) in open {
+                jobs[job].fail(&error);
+            }
+            return;
+        }
+        open = super::direct::apply(shared, jobs, open, counted).await;
+    }
     for _ in 0..MAX_ROUNDS {
         if open.is_empty() {
             return;
