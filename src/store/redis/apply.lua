@@ -397,10 +397,10 @@ local function judge_token(id, v, issued, propensity, micro, occurred, now, wind
   return 'A' .. v
 end
 
--- On a single primary a reward is judged with its event id in the same call (op E,
+-- On a single primary a reward is judged with its event id in the same call (op B,
 -- src/store/redis/direct.rs): no claim is written, read back or settled, since the call is
 -- atomic. The ids' directories (`homes`, by KEYS index of the directory; its list index and
--- legacy due index follow it) are read up front, one HMGET per directory (op Q); an applied
+-- legacy due index follow it; declared by op Q) are read up front, one HMGET each; an applied
 -- id is written once at the end (`write_homes`: one HSET per directory, one RPUSH per list),
 -- as claim.lua and settle.lua together would leave it (`A<retention end>`, listed for the
 -- sweep). An id that a claim of the three-step protocol holds, or in a shard that still has
@@ -483,9 +483,9 @@ while at <= #ARGV do
     local values = redis.call('HMGET', key, unpack(fields))
     for i, field in ipairs(fields) do known[field] = values[i] or false end
   elseif op == 'Q' then
-    -- An event-id directory the E ops use: its KEYS index, how long Redis keeps it at least
-    -- (ms), then a count and that many ids to read up front.
-    local dir, keep, count = tonumber(nxt()), tonumber(nxt()), tonumber(nxt())
+    -- An event-id directory op B uses: its KEYS index (its list index and legacy due index
+    -- follow), how long Redis keeps it at least (ms).
+    local dir, keep = tonumber(nxt()), tonumber(nxt())
     local home = homes[dir]
     if not home then
       home = { dir = dir, held = {}, args = {}, keep = 0,
@@ -494,52 +494,81 @@ while at <= #ARGV do
       home_order[#home_order + 1] = dir
     end
     home.keep = math.max(home.keep, keep)
-    if count > 0 then
-      local values = redis.call('HMGET', KEYS[dir], unpack(ARGV, at, at + count - 1))
-      for i = 1, count do home.held[ARGV[at + i - 1]] = values[i] or false end
-    end
-    at = at + count
   elseif op == 'L' then
-    -- An id list the E ops may append to: its KEYS index, its directory's, its end, how long
+    -- An id list op B may append to: its KEYS index, its directory's, its end, how long
     -- Redis keeps it at least (ms).
     local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
     id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
     list_order[#list_order + 1] = list
-  elseif op == 'E' then
-    -- A reward and its event id: the directory's and the list's KEYS indexes, the id, its
-    -- retention end, then the reward as op U/T/K takes it (without claim and outcome field).
-    local home, list, id, retain, kind = homes[tonumber(nxt())], id_lists[tonumber(nxt())],
-      nxt(), nxt(), nxt()
-    local confirms = nil
-    if kind == 'K' then confirms = KEYS[tonumber(nxt())] end
-    local count = 7
-    if kind ~= 'U' then count = 10 end
-    local held = home.held[id]
-    if held == nil then
-      held = redis.call('HGET', KEYS[home.dir], id) or false
+  elseif op == 'B' then
+    -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
+    -- one string parsed here, not a dozen arguments per reward). Each: its length, its
+    -- directory's KEYS index, the id, its shard's first KEYS index (as op S), its list's, its
+    -- retention end, its kind, then the reward as op U/T/K takes it (no claim or outcome).
+    -- Every id's directory field is read first, one HMGET per directory.
+    local blob = nxt()
+    local starts, wanted = {}, {}
+    local pos = 1
+    while pos <= #blob do
+      local length, dir, id = struct.unpack('<I4I4I4c0', blob, pos)
+      starts[#starts + 1] = pos
+      pos = pos + length
+      local home = homes[dir]
+      if home.held[id] == nil then
+        home.held[id] = false
+        local ids = wanted[dir]
+        if not ids then
+          ids = {}
+          wanted[dir] = ids
+        end
+        ids[#ids + 1] = id
+      end
     end
-    local outcome
-    if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
-      outcome = 'F'
-    elseif held then
-      outcome = 'D'
-    elseif kind == 'U' then
-      outcome = judge_unit(ARGV[at], ARGV[at + 1], ARGV[at + 2], tonumber(ARGV[at + 3]),
-        tonumber(ARGV[at + 4]), ARGV[at + 5])
-    else
-      outcome = judge_token(ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2]), ARGV[at + 3],
-        ARGV[at + 4], ARGV[at + 5], tonumber(ARGV[at + 6]), tonumber(ARGV[at + 7]),
-        ARGV[at + 8], confirms)
+    for _, dir in ipairs(home_order) do
+      local ids, held = wanted[dir], homes[dir].held
+      if ids then
+        for first = 1, #ids, 512 do
+          local last = math.min(first + 511, #ids)
+          local values = redis.call('HMGET', KEYS[dir], unpack(ids, first, last))
+          for i = first, last do held[ids[i]] = values[i - first + 1] or false end
+        end
+      end
     end
-    at = at + count
-    if string.sub(outcome, 1, 1) == 'A' then
-      local value = 'A' .. retain
-      home.held[id] = value
-      home.args[#home.args + 1] = id
-      home.args[#home.args + 1] = value
-      list.ids[#list.ids + 1] = id
+    local current = 0
+    for _, start in ipairs(starts) do
+      local _, dir, id, first, list, retain, kind, body =
+        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, start)
+      if first ~= current then
+        use_shard(first)
+        current = first
+      end
+      local home = homes[dir]
+      local held = home.held[id]
+      local outcome
+      if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
+        outcome = 'F'
+      elseif held then
+        outcome = 'D'
+      elseif kind == 'U' then
+        local unit, micro, occurred, now, window, h = struct.unpack('<I4c0I4c0I4c0ddI4c0', blob, body)
+        outcome = judge_unit(unit, micro, occurred, now, window, h)
+      else
+        local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
+          struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)
+        if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
+        outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
+          confirms)
+      end
+      if string.sub(outcome, 1, 1) == 'A' then
+        local value = 'A' .. retain
+        home.held[id] = value
+        home.args[#home.args + 1] = id
+        home.args[#home.args + 1] = value
+        local ids = id_lists[list].ids
+        ids[#ids + 1] = id
+      end
+      out[#out + 1] = outcome
     end
-    out[#out + 1] = outcome
   elseif op == 'S' then
     -- The ops that follow are another shard's: the index of its first of five keys.
     use_shard(tonumber(nxt()))

@@ -72,6 +72,8 @@ pub struct Call {
     /// (op `E`, single primary only: `direct`), declared up front by ops `Q` and `L`.
     directories: Vec<Directory>,
     id_lists: Vec<IdList>,
+    /// The rewards of op `B`, packed (`direct_reward`).
+    packed: Vec<u8>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
     pub sinks: Vec<Sink>,
@@ -96,6 +98,7 @@ impl Call {
             outcomes: Vec::new(),
             directories: Vec::new(),
             id_lists: Vec::new(),
+            packed: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
                 TOKEN_MARK_SLACK_MS.to_string(),
@@ -114,7 +117,15 @@ impl Call {
         if shard == self.shard {
             return;
         }
-        let first = match self.shards.iter().find(|(known, _)| *known == shard) {
+        let first = self.shard_first(shard);
+        self.args.extend(["S".to_owned(), first]);
+        self.shard = shard;
+    }
+
+    /// The KEYS index of the first of `shard`'s keys in this call (sticky, arms, marks,
+    /// marks' due), named now if they are not yet.
+    fn shard_first(&mut self, shard: u32) -> String {
+        match self.shards.iter().find(|(known, _)| *known == shard) {
             Some((_, first)) => first.clone(),
             None => {
                 let keys = ShardKeys::of(&self.epoch, shard);
@@ -125,9 +136,7 @@ impl Call {
                 self.shards.push((shard, first.clone()));
                 first
             }
-        };
-        self.args.extend(["S".to_owned(), first]);
-        self.shard = shard;
+        }
     }
 
     /// Adds a key (of this call's slot) and returns its KEYS index (1-based).
@@ -201,8 +210,10 @@ impl Call {
         self.args.extend(reward.fields.iter().cloned());
     }
 
-    /// A reward judged with its event id in this call (`E`): only on a single primary, where
+    /// A reward judged with its event id in this call (op `B`): only on a single primary, where
     /// the id's directory (another slot than the reward's records) may be named in the call.
+    /// Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
+    /// argument into an object and a Lua string, a dozen per reward as separate arguments.
     pub fn direct_reward(&mut self, reward: &Reward, event_id: &str) {
         let experiment = &reward.epoch.experiment;
         let home = layout::shard_of(event_id);
@@ -228,14 +239,12 @@ impl Call {
                     shard: home,
                     index,
                     keep: 0,
-                    ids: Vec::new(),
                 });
                 self.directories.len() - 1
             }
         };
         let directory = &mut self.directories[at];
         directory.keep = directory.keep.max(keep);
-        directory.ids.push(event_id.to_owned());
         let dir = directory.index.clone();
         let list_key = layout::event_list_key(experiment, home, end);
         let list = match self.id_lists.iter_mut().find(|l| l.key == list_key) {
@@ -255,19 +264,50 @@ impl Call {
                 index
             }
         };
-        self.args.extend([
-            "E".to_owned(),
-            dir,
-            list,
-            event_id.to_owned(),
-            reward.retain_ms().to_string(),
-            reward.kind.to_string(),
-        ]);
-        if reward.kind == 'K' {
-            let confirms = self.key(layout::confirms_key(&reward.epoch, reward.shard));
-            self.args.push(confirms);
+        let first = self.shard_first(reward.shard);
+        let confirms = if reward.kind == 'K' {
+            self.key(layout::confirms_key(&reward.epoch, reward.shard))
+        } else {
+            "0".to_owned()
+        };
+        let mut packed = Packed::default();
+        packed.index(&dir);
+        packed.text(event_id);
+        packed.index(&first);
+        packed.index(&list);
+        packed.text(&reward.retain_ms().to_string());
+        packed.0.push(if reward.kind.is_ascii() {
+            reward.kind as u8
+        } else {
+            b'T'
+        });
+        let fields = &reward.fields;
+        let field = |at: usize| fields.get(at).map_or("", String::as_str);
+        if reward.kind == 'U' {
+            // unit, micro, occurred, now, window, half-life
+            packed.text(field(0));
+            packed.text(field(1));
+            packed.text(field(2));
+            packed.number(field(3));
+            packed.number(field(4));
+            packed.text(field(5));
+        } else {
+            // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
+            // window, half-life
+            packed.index(&confirms);
+            packed.text(field(0));
+            packed.text(field(1));
+            packed.number(field(2));
+            for at in 3..=5 {
+                packed.text(field(at));
+            }
+            packed.number(field(6));
+            packed.number(field(7));
+            packed.text(field(8));
         }
-        self.args.extend(reward.fields.iter().cloned());
+        let length = u32::try_from(packed.0.len() + 4).unwrap_or(u32::MAX);
+        self.packed.extend(length.to_le_bytes());
+        self.packed.extend(packed.0);
     }
 
     /// One per-request token confirmation (`C`): the mark and its exposure, judged by the
@@ -329,14 +369,10 @@ impl Call {
             }
         }
         for directory in &self.directories {
-            for chunk in directory.ids.chunks(512) {
-                invocation
-                    .arg("Q")
-                    .arg(&directory.index)
-                    .arg(directory.keep)
-                    .arg(chunk.len())
-                    .arg(chunk);
-            }
+            invocation
+                .arg("Q")
+                .arg(&directory.index)
+                .arg(directory.keep);
         }
         for list in &self.id_lists {
             invocation
@@ -349,18 +385,46 @@ impl Call {
         for arg in ops {
             invocation.arg(arg);
         }
+        if !self.packed.is_empty() {
+            invocation.arg("B").arg(self.packed.as_slice());
+        }
         invocation.invoke_async(&mut connection).await
     }
 }
 
 /// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index
-/// and legacy due index follow), how long Redis keeps it at least, the ids to read up front.
+/// and legacy due index follow) and how long Redis keeps it at least.
 struct Directory {
     experiment: String,
     shard: u32,
     index: String,
     keep: u64,
-    ids: Vec<String>,
+}
+
+/// One reward of op `B` as `struct.unpack` reads it: little-endian `I4` indexes, texts as an
+/// `I4` length and the bytes (`I4c0`), and milliseconds as doubles (`d`, exact below
+/// `MAX_MS`).
+#[derive(Default)]
+struct Packed(Vec<u8>);
+
+impl Packed {
+    fn index(&mut self, index: &str) {
+        self.0
+            .extend(index.parse::<u32>().unwrap_or(0).to_le_bytes());
+    }
+
+    fn text(&mut self, text: &str) {
+        let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        self.0.extend(length.to_le_bytes());
+        self.0.extend(text.as_bytes());
+    }
+
+    /// A millisecond field of `Reward` (written there from a `u64` no larger than `MAX_MS`).
+    #[allow(clippy::cast_precision_loss)]
+    fn number(&mut self, ms: &str) {
+        let ms = ms.parse::<u64>().unwrap_or(0).min(MAX_MS) as f64;
+        self.0.extend(ms.to_le_bytes());
+    }
 }
 
 /// An id list named by a call (op `L`): its KEYS index, its directory's, its end and how long

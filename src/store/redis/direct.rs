@@ -1,5 +1,5 @@
 //! Rewards on a single primary (standalone or Sentinel): each judged with its event id in
-//! one `apply.lua` call per epoch (op `E`), instead of the three steps of `rewards` (claim in
+//! one `apply.lua` call per epoch (op `B`), instead of the three steps of `rewards` (claim in
 //! the id's slot, apply in the records' slots, settle) that Cluster needs because no call may
 //! span two of its slots.
 //!
@@ -12,9 +12,9 @@
 //! ids of the legacy layout, is answered `F` and taken through the three steps, which finish
 //! such claims and read such ids.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
-use super::call::{Calls, Reward, Sink};
+use super::call::{Call, Reward, Sink};
 use super::classify;
 use super::rewards::{Job, OpRef};
 use super::{Shared, commit};
@@ -28,17 +28,21 @@ pub async fn apply(
     open: Vec<OpRef>,
     counted: &mut HashSet<Epoch>,
 ) -> Vec<OpRef> {
-    let mut plan = Calls::new(shared);
+    // One call per epoch: a single primary takes a call over every slot.
+    let mut calls: Vec<Call> = Vec::new();
+    let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
     let mut rewards: Vec<(OpRef, Epoch)> = Vec::with_capacity(open.len());
     for (job, at) in open {
         let op = &jobs[job].ops[at];
         let reward = Reward::of(op);
-        let call = plan.at(&reward.epoch, reward.shard);
-        plan.calls[call].direct_reward(&reward, &op.event_id);
-        plan.calls[call].sinks.push(Sink::Claim(rewards.len()));
+        let call = *by_epoch.entry(reward.epoch.clone()).or_insert_with(|| {
+            calls.push(Call::new(&reward.epoch, reward.shard));
+            calls.len() - 1
+        });
+        calls[call].direct_reward(&reward, &op.event_id);
+        calls[call].sinks.push(Sink::Claim(rewards.len()));
         rewards.push(((job, at), reward.epoch));
     }
-    let calls = plan.calls;
     let replies =
         futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
     let mut fallback = Vec::new();
