@@ -111,7 +111,13 @@ local function weight(age, h)
   return math.pow(2, -age / h)
 end
 
-local function int(x) return string.format('%d', x) end
+-- string.format is a good share of a call's Lua time, and a call of a batch formats one
+-- clock reading over and over: the last number formatted is kept.
+local last_int, last_text = nil, nil
+local function int(x)
+  if x ~= last_int then last_int, last_text = x, string.format('%d', x) end
+  return last_text
+end
 
 -- The arms hash is read and written through this buffer, and written back once at the end of
 -- the call (`write_arms`): Redis replicates a script's effects, so every write command is one
@@ -278,8 +284,21 @@ local function cohort(v, n, now)
   dadd('c|' .. int(math.floor(now / HOUR)) .. '|' .. v, n)
 end
 
+-- The histogram fields of a call's rewards, by bin and variant (built once each).
+local delay_fields = {}
 local function delayed(v, micro, assigned, now)
-  dadd('d|' .. int(delay_bin(now - assigned)) .. '|' .. v, micro)
+  local bin = delay_bin(now - assigned)
+  local fields = delay_fields[bin]
+  if not fields then
+    fields = {}
+    delay_fields[bin] = fields
+  end
+  local field = fields[v]
+  if not field then
+    field = 'd|' .. string.format('%d', bin) .. '|' .. v
+    fields[v] = field
+  end
+  dadd(field, micro)
 end
 
 local function expected(count)
@@ -367,13 +386,15 @@ end
 local function judge_unit(unit, micro, occurred, now, window, h)
   local member, record = find(sticky, unit)
   if not member then return 'N' end
-  local v, assigned, propensity, reward = parse(record)
-  assigned = tonumber(assigned)
+  local v, written, propensity, reward = parse(record)
+  local assigned = tonumber(written)
   local refused = refusal(occurred, assigned, now, window)
   if refused then return refused end
   if reward ~= '' then return 'P' end
+  -- The assignment's time kept as the record spells it: every writer spells it as `int`
+  -- does (whole milliseconds; `Call::sticky` from a u64), so it need not be formatted again.
   zput(sticky, unit, member,
-    unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
+    unit .. SEP .. v .. '\t' .. written .. '\t' .. propensity .. '\t' .. micro ..
     '\t' .. int(now), '0')
   credit(v, tonumber(micro), assigned, now, h)
   return 'A' .. v
