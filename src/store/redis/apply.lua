@@ -50,7 +50,8 @@ local function find(zkey, id)
   local z = zbuf(zkey)
   local member = z.held[id]
   if member == nil then
-    local hit = redis.call('ZRANGEBYLEX', zkey, '[' .. id .. SEP, '(' .. id .. '\1', 'LIMIT', 0, 1)
+    -- LIMIT's numbers as strings: Redis formats a Lua number argument with printf.
+    local hit = redis.call('ZRANGEBYLEX', zkey, '[' .. id .. SEP, '(' .. id .. '\1', 'LIMIT', '0', '1')
     member = hit[1] or false
     z.held[id] = member
   end
@@ -97,11 +98,14 @@ end
 
 -- variant, assigned, propensity, reward micro ('' until rewarded), then the reward's arrival
 -- once rewarded (records written before it was kept have four fields).
+-- The four-field form is tried first: it is every record a reward can still credit.
 local function parse(record)
   local v, assigned, propensity, reward = string.match(record,
-    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t[^\t]*$')
+    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
   if v then return v, assigned, propensity, reward end
-  return string.match(record, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
+  v, assigned, propensity, reward = string.match(record,
+    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t[^\t]*$')
+  return v, assigned, propensity, reward
 end
 
 -- stats::decay_weight: 2^(-age/h); exactly 1 at age 0, 0 for a zero half-life.
