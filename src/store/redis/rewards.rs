@@ -1,7 +1,9 @@
 //! Rewards in three steps, each one script call per slot, so that no call spans two Cluster
 //! slots although an event id and the records its reward changes live in different ones
 //! (`layout`): **claim** the ids (`claim.lua`), **apply** the claimed rewards in their shards
-//! (`apply.lua`), **settle** the claims (`settle.lua`).
+//! (`apply.lua`), **settle** the claims (`settle.lua`). On a single primary, which takes a call
+//! over every slot, `direct` judges each reward with its id in one call instead, and hands
+//! these steps only the ids a claim holds or a legacy layout keeps.
 //!
 //! Why this keeps "an event id is applied at most once" without any timing assumption: an id
 //! has one claim at a time, set only where none is; a pending claim carries its whole reward,
