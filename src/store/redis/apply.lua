@@ -50,7 +50,8 @@ local function find(zkey, id)
   local z = zbuf(zkey)
   local member = z.held[id]
   if member == nil then
-    local hit = redis.call('ZRANGEBYLEX', zkey, '[' .. id .. SEP, '(' .. id .. '\1', 'LIMIT', 0, 1)
+    -- LIMIT's numbers as strings: Redis formats a Lua number argument with printf.
+    local hit = redis.call('ZRANGEBYLEX', zkey, '[' .. id .. SEP, '(' .. id .. '\1', 'LIMIT', '0', '1')
     member = hit[1] or false
     z.held[id] = member
   end
@@ -97,11 +98,14 @@ end
 
 -- variant, assigned, propensity, reward micro ('' until rewarded), then the reward's arrival
 -- once rewarded (records written before it was kept have four fields).
+-- The four-field form is tried first: it is every record a reward can still credit.
 local function parse(record)
   local v, assigned, propensity, reward = string.match(record,
-    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t[^\t]*$')
+    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
   if v then return v, assigned, propensity, reward end
-  return string.match(record, '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$')
+  v, assigned, propensity, reward = string.match(record,
+    '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t[^\t]*$')
+  return v, assigned, propensity, reward
 end
 
 -- stats::decay_weight: 2^(-age/h); exactly 1 at age 0, 0 for a zero half-life.
@@ -111,7 +115,13 @@ local function weight(age, h)
   return math.pow(2, -age / h)
 end
 
-local function int(x) return string.format('%d', x) end
+-- string.format is a good share of a call's Lua time, and a call of a batch formats one
+-- clock reading over and over: the last number formatted is kept.
+local last_int, last_text = nil, nil
+local function int(x)
+  if x ~= last_int then last_int, last_text = x, string.format('%d', x) end
+  return last_text
+end
 
 -- The arms hash is read and written through this buffer, and written back once at the end of
 -- the call (`write_arms`): Redis replicates a script's effects, so every write command is one
@@ -278,8 +288,21 @@ local function cohort(v, n, now)
   dadd('c|' .. int(math.floor(now / HOUR)) .. '|' .. v, n)
 end
 
+-- The histogram fields of a call's rewards, by bin and variant (built once each).
+local delay_fields = {}
 local function delayed(v, micro, assigned, now)
-  dadd('d|' .. int(delay_bin(now - assigned)) .. '|' .. v, micro)
+  local bin = delay_bin(now - assigned)
+  local fields = delay_fields[bin]
+  if not fields then
+    fields = {}
+    delay_fields[bin] = fields
+  end
+  local field = fields[v]
+  if not field then
+    field = 'd|' .. string.format('%d', bin) .. '|' .. v
+    fields[v] = field
+  end
+  dadd(field, micro)
 end
 
 local function expected(count)
@@ -362,11 +385,86 @@ local function write_outcomes()
   end
 end
 
+-- A unit's reward judged against its record (store::apply): its outcome, the record and the
+-- counters changed if applied.
+local function judge_unit(unit, micro, occurred, now, window, h)
+  local member, record = find(sticky, unit)
+  if not member then return 'N' end
+  local v, written, propensity, reward = parse(record)
+  local assigned = tonumber(written)
+  local refused = refusal(occurred, assigned, now, window)
+  if refused then return refused end
+  if reward ~= '' then return 'P' end
+  -- The assignment's time kept as the record spells it: every writer spells it as `int`
+  -- does (whole milliseconds; `Call::sticky` from a u64), so it need not be formatted again.
+  zput(sticky, unit, member,
+    unit .. SEP .. v .. '\t' .. written .. '\t' .. propensity .. '\t' .. micro ..
+    '\t' .. int(now), '0')
+  credit(v, tonumber(micro), assigned, now, h)
+  return 'A' .. v
+end
+
+-- A token's reward: its mark written and the counters changed if applied. `confirms`: the
+-- shard's confirmation marks for a token credited only once confirmed (op K), else nil.
+local function judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
+  if find(marks, id) then return 'P' end
+  local refused = refusal(occurred, issued, now, window)
+  local expiry = issued + window + slack
+  if not refused and expiry <= watermark() then refused = 'O' end
+  if not refused and confirms and not find(confirms, id) then refused = 'R' end
+  if refused then return refused end
+  zput(marks, id, nil,
+    id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
+    int(expiry) .. '\t' .. int(now), '0')
+  zput(due, nil, nil, id, int(expiry))
+  add('t|' .. v, tonumber(micro))
+  credit(v, tonumber(micro), issued, now, h)
+  return 'A' .. v
+end
+
+-- On a single primary a reward is judged with its event id in the same call (op B,
+-- src/store/redis/direct.rs): no claim is written, read back or settled, since the call is
+-- atomic. The ids' directories (`homes`, by KEYS index of the directory; its list index and
+-- legacy due index follow it; declared by op Q) are read up front, one HMGET each; an applied
+-- id is written once at the end (`write_homes`: one HSET per directory, one RPUSH per list),
+-- as claim.lua and settle.lua together would leave it (`A<retention end>`, listed for the
+-- sweep). An id that a claim of the three-step protocol holds, or in a shard that still has
+-- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
+local HOUR_MS = 3600000
+local homes, home_order, id_lists, list_order = {}, {}, {}, {}
+local function keep_at_least(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR_MS) end
+end
+local function write_homes()
+  for _, dir in ipairs(home_order) do
+    local home = homes[dir]
+    for first = 1, #home.args, 512 do
+      redis.call('HSET', KEYS[dir], unpack(home.args, first, math.min(first + 511, #home.args)))
+    end
+  end
+  local kept = {}
+  for _, at in ipairs(list_order) do
+    local list = id_lists[at]
+    if #list.ids > 0 then
+      for first = 1, #list.ids, 512 do
+        redis.call('RPUSH', KEYS[at], unpack(list.ids, first, math.min(first + 511, #list.ids)))
+      end
+      redis.call('ZADD', KEYS[list.dir + 1], list.ends, KEYS[at])
+      keep_at_least(KEYS[at], list.keep)
+      kept[list.dir] = true
+    end
+  end
+  for _, dir in ipairs(home_order) do
+    if kept[dir] then keep_at_least(KEYS[dir], homes[dir].keep) end
+  end
+end
+
 local function write_all()
   write_zsets()
   write_arms()
   write_delays()
   write_outcomes()
+  write_homes()
 end
 
 local skip_exposures = false
@@ -409,6 +507,93 @@ while at <= #ARGV do
     fetched[key] = known
     local values = redis.call('HMGET', key, unpack(fields))
     for i, field in ipairs(fields) do known[field] = values[i] or false end
+  elseif op == 'Q' then
+    -- An event-id directory op B uses: its KEYS index (its list index and legacy due index
+    -- follow), how long Redis keeps it at least (ms).
+    local dir, keep = tonumber(nxt()), tonumber(nxt())
+    local home = homes[dir]
+    if not home then
+      home = { dir = dir, held = {}, args = {}, keep = 0,
+        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1 }
+      homes[dir] = home
+      home_order[#home_order + 1] = dir
+    end
+    home.keep = math.max(home.keep, keep)
+  elseif op == 'L' then
+    -- An id list op B may append to: its KEYS index, its directory's, its end, how long
+    -- Redis keeps it at least (ms).
+    local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
+    id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
+    list_order[#list_order + 1] = list
+  elseif op == 'B' then
+    -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
+    -- one string parsed here, not a dozen arguments per reward). Each: its length, its
+    -- directory's KEYS index, the id, its shard's first KEYS index (as op S), its list's, its
+    -- retention end, its kind, then the reward as op U/T/K takes it (no claim or outcome).
+    -- Every id's directory field is read first, one HMGET per directory.
+    local blob = nxt()
+    local starts, wanted = {}, {}
+    local pos = 1
+    while pos <= #blob do
+      local length, dir, id = struct.unpack('<I4I4I4c0', blob, pos)
+      starts[#starts + 1] = pos
+      pos = pos + length
+      local home = homes[dir]
+      if home.held[id] == nil then
+        home.held[id] = false
+        local ids = wanted[dir]
+        if not ids then
+          ids = {}
+          wanted[dir] = ids
+        end
+        ids[#ids + 1] = id
+      end
+    end
+    for _, dir in ipairs(home_order) do
+      local ids, held = wanted[dir], homes[dir].held
+      if ids then
+        for first = 1, #ids, 512 do
+          local last = math.min(first + 511, #ids)
+          local values = redis.call('HMGET', KEYS[dir], unpack(ids, first, last))
+          for i = first, last do held[ids[i]] = values[i - first + 1] or false end
+        end
+      end
+    end
+    local current = 0
+    for _, start in ipairs(starts) do
+      local _, dir, id, first, list, retain, kind, body =
+        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, start)
+      if first ~= current then
+        use_shard(first)
+        current = first
+      end
+      local home = homes[dir]
+      local held = home.held[id]
+      local outcome
+      if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
+        outcome = 'F'
+      elseif held then
+        outcome = 'D'
+      elseif kind == 'U' then
+        local unit, micro, occurred, now, window, h = struct.unpack('<I4c0I4c0I4c0ddI4c0', blob, body)
+        outcome = judge_unit(unit, micro, occurred, now, window, h)
+      else
+        local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
+          struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)
+        if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
+        outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
+          confirms)
+      end
+      if string.sub(outcome, 1, 1) == 'A' then
+        local value = 'A' .. retain
+        home.held[id] = value
+        home.args[#home.args + 1] = id
+        home.args[#home.args + 1] = value
+        local ids = id_lists[list].ids
+        ids[#ids + 1] = id
+      end
+      out[#out + 1] = outcome
+    end
   elseif op == 'S' then
     -- The ops that follow are another shard's: the index of its first of five keys.
     use_shard(tonumber(nxt()))
@@ -430,18 +615,7 @@ while at <= #ARGV do
     local micro, occurred = nxt(), nxt()
     local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
     out[#out + 1] = claimed(claim, field, keep, function()
-      local member, record = find(sticky, unit)
-      if not member then return 'N' end
-      local v, assigned, propensity, reward = parse(record)
-      assigned = tonumber(assigned)
-      local refused = refusal(occurred, assigned, now, window)
-      if refused then return refused end
-      if reward ~= '' then return 'P' end
-      zput(sticky, unit, member,
-        unit .. SEP .. v .. '\t' .. int(assigned) .. '\t' .. propensity .. '\t' .. micro ..
-        '\t' .. int(now), '0')
-      credit(v, tonumber(micro), assigned, now, h)
-      return 'A' .. v
+      return judge_unit(unit, micro, occurred, now, window, h)
     end)
   elseif op == 'T' or op == 'K' then
     -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
@@ -454,19 +628,7 @@ while at <= #ARGV do
     local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
     local h, keep = nxt(), nxt()
     out[#out + 1] = claimed(claim, field, keep, function()
-      if find(marks, id) then return 'P' end
-      local refused = refusal(occurred, issued, now, window)
-      local expiry = issued + window + slack
-      if not refused and expiry <= watermark() then refused = 'O' end
-      if not refused and confirms and not find(confirms, id) then refused = 'R' end
-      if refused then return refused end
-      zput(marks, id, nil,
-        id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
-        int(expiry) .. '\t' .. int(now), '0')
-      zput(due, nil, nil, id, int(expiry))
-      add('t|' .. v, tonumber(micro))
-      credit(v, tonumber(micro), issued, now, h)
-      return 'A' .. v
+      return judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
     end)
   elseif op == 'C' then
     -- A per-request token confirmed (store::rules::judge_confirmation): at most once per

@@ -68,6 +68,12 @@ pub struct Call {
     /// Claim outcomes the call's rewards may meet, read up front by one HMGET per hash (op
     /// `O`) rather than one HGET per reward: each outcome hash's KEYS index and fields.
     outcomes: Vec<(String, String, Vec<String>)>,
+    /// The event-id directories and id lists of the call's rewards judged with their ids
+    /// (op `E`, single primary only: `direct`), declared up front by ops `Q` and `L`.
+    directories: Vec<Directory>,
+    id_lists: Vec<IdList>,
+    /// The rewards of op `B`, packed (`direct_reward`).
+    packed: Vec<u8>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
     pub sinks: Vec<Sink>,
@@ -90,6 +96,9 @@ impl Call {
             shards: vec![(shard, "1".to_owned())],
             extra_keys: Vec::new(),
             outcomes: Vec::new(),
+            directories: Vec::new(),
+            id_lists: Vec::new(),
+            packed: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
                 TOKEN_MARK_SLACK_MS.to_string(),
@@ -108,7 +117,15 @@ impl Call {
         if shard == self.shard {
             return;
         }
-        let first = match self.shards.iter().find(|(known, _)| *known == shard) {
+        let first = self.shard_first(shard);
+        self.args.extend(["S".to_owned(), first]);
+        self.shard = shard;
+    }
+
+    /// The KEYS index of the first of `shard`'s keys in this call (sticky, arms, marks,
+    /// marks' due), named now if they are not yet.
+    fn shard_first(&mut self, shard: u32) -> String {
+        match self.shards.iter().find(|(known, _)| *known == shard) {
             Some((_, first)) => first.clone(),
             None => {
                 let keys = ShardKeys::of(&self.epoch, shard);
@@ -119,9 +136,7 @@ impl Call {
                 self.shards.push((shard, first.clone()));
                 first
             }
-        };
-        self.args.extend(["S".to_owned(), first]);
-        self.shard = shard;
+        }
     }
 
     /// Adds a key (of this call's slot) and returns its KEYS index (1-based).
@@ -195,6 +210,106 @@ impl Call {
         self.args.extend(reward.fields.iter().cloned());
     }
 
+    /// A reward judged with its event id in this call (op `B`): only on a single primary, where
+    /// the id's directory (another slot than the reward's records) may be named in the call.
+    /// Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
+    /// argument into an object and a Lua string, a dozen per reward as separate arguments.
+    pub fn direct_reward(&mut self, reward: &Reward, event_id: &str) {
+        let experiment = &reward.epoch.experiment;
+        let home = layout::shard_of(event_id);
+        let end = reward.list_end_ms();
+        // Redis keeps the lists and the directory at least a day (the tokens' slack) past
+        // their ends by its own clock: a backstop, the sweep forgets them on time.
+        let keep = end
+            .saturating_sub(reward.now_ms())
+            .saturating_add(TOKEN_MARK_SLACK_MS)
+            .min(MAX_MS);
+        let at = match self
+            .directories
+            .iter()
+            .position(|d| d.experiment == *experiment && d.shard == home)
+        {
+            Some(at) => at,
+            None => {
+                let index = self.key(layout::event_dir_key(experiment, home));
+                self.key(layout::event_index_key(experiment, home));
+                self.key(layout::event_due_key(experiment, home));
+                self.directories.push(Directory {
+                    experiment: experiment.clone(),
+                    shard: home,
+                    index,
+                    keep: 0,
+                });
+                self.directories.len() - 1
+            }
+        };
+        let directory = &mut self.directories[at];
+        directory.keep = directory.keep.max(keep);
+        let dir = directory.index.clone();
+        let list_key = layout::event_list_key(experiment, home, end);
+        let list = match self.id_lists.iter_mut().find(|l| l.key == list_key) {
+            Some(list) => {
+                list.keep = list.keep.max(keep);
+                list.index.clone()
+            }
+            None => {
+                let index = self.key(list_key.clone());
+                self.id_lists.push(IdList {
+                    key: list_key,
+                    index: index.clone(),
+                    dir: dir.clone(),
+                    end,
+                    keep,
+                });
+                index
+            }
+        };
+        let first = self.shard_first(reward.shard);
+        let confirms = if reward.kind == 'K' {
+            self.key(layout::confirms_key(&reward.epoch, reward.shard))
+        } else {
+            "0".to_owned()
+        };
+        let mut packed = Packed::default();
+        packed.index(&dir);
+        packed.text(event_id);
+        packed.index(&first);
+        packed.index(&list);
+        packed.text(&reward.retain_ms().to_string());
+        packed.0.push(if reward.kind.is_ascii() {
+            reward.kind as u8
+        } else {
+            b'T'
+        });
+        let fields = &reward.fields;
+        let field = |at: usize| fields.get(at).map_or("", String::as_str);
+        if reward.kind == 'U' {
+            // unit, micro, occurred, now, window, half-life
+            packed.text(field(0));
+            packed.text(field(1));
+            packed.text(field(2));
+            packed.number(field(3));
+            packed.number(field(4));
+            packed.text(field(5));
+        } else {
+            // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
+            // window, half-life
+            packed.index(&confirms);
+            packed.text(field(0));
+            packed.text(field(1));
+            packed.number(field(2));
+            for at in 3..=5 {
+                packed.text(field(at));
+            }
+            packed.number(field(6));
+            packed.number(field(7));
+            packed.text(field(8));
+        }
+        let length = u32::try_from(packed.0.len() + 4).unwrap_or(u32::MAX);
+        self.packed.extend(length.to_le_bytes());
+        self.packed.extend(packed.0);
+    }
+
     /// One per-request token confirmation (`C`): the mark and its exposure, judged by the
     /// script against the marks and the sweep's watermark (`rules::judge_confirmation`, whose
     /// request-only parts are decided here: whether `confirm_within` passed, and the mark's
@@ -253,11 +368,73 @@ impl Call {
                 invocation.arg("O").arg(index).arg(chunk.len()).arg(chunk);
             }
         }
+        for directory in &self.directories {
+            invocation
+                .arg("Q")
+                .arg(&directory.index)
+                .arg(directory.keep);
+        }
+        for list in &self.id_lists {
+            invocation
+                .arg("L")
+                .arg(&list.index)
+                .arg(&list.dir)
+                .arg(list.end)
+                .arg(list.keep);
+        }
         for arg in ops {
             invocation.arg(arg);
         }
+        if !self.packed.is_empty() {
+            invocation.arg("B").arg(self.packed.as_slice());
+        }
         invocation.invoke_async(&mut connection).await
     }
+}
+
+/// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index
+/// and legacy due index follow) and how long Redis keeps it at least.
+struct Directory {
+    experiment: String,
+    shard: u32,
+    index: String,
+    keep: u64,
+}
+
+/// One reward of op `B` as `struct.unpack` reads it: little-endian `I4` indexes, texts as an
+/// `I4` length and the bytes (`I4c0`), and milliseconds as doubles (`d`, exact below
+/// `MAX_MS`).
+#[derive(Default)]
+struct Packed(Vec<u8>);
+
+impl Packed {
+    fn index(&mut self, index: &str) {
+        self.0
+            .extend(index.parse::<u32>().unwrap_or(0).to_le_bytes());
+    }
+
+    fn text(&mut self, text: &str) {
+        let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
+        self.0.extend(length.to_le_bytes());
+        self.0.extend(text.as_bytes());
+    }
+
+    /// A millisecond field of `Reward` (written there from a `u64` no larger than `MAX_MS`).
+    #[allow(clippy::cast_precision_loss)]
+    fn number(&mut self, ms: &str) {
+        let ms = ms.parse::<u64>().unwrap_or(0).min(MAX_MS) as f64;
+        self.0.extend(ms.to_le_bytes());
+    }
+}
+
+/// An id list named by a call (op `L`): its KEYS index, its directory's, its end and how long
+/// Redis keeps it at least (ms).
+struct IdList {
+    key: String,
+    index: String,
+    dir: String,
+    end: u64,
+    keep: u64,
 }
 
 pub fn half_life(half_life_ms: Option<u64>) -> String {

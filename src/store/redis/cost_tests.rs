@@ -193,17 +193,20 @@ fn a_batch_of_rewards_reads_each_record_once_and_writes_records_once_per_call() 
         // One lookup of each record (a sorted-set range, which no command batches); the ids'
         // claims, their outcomes and their settles are read a call at a time (it was one HGET
         // each, six commands per event in all).
+        // On a single primary the one call also reads and writes each id shard's directory
+        // and list (a few commands per shard, not per event).
         assert!(
-            commands <= units + 8 * scripts,
+            commands <= units + 8 * scripts + 12 * u64::from(layout::SHARDS),
             "{units} rewards in {scripts} script calls ran {commands} commands: {calls:?}"
         );
-        // The records are rewritten by one ZREM and one ZADD per call (it was two per event).
+        // The records are rewritten by one ZREM and one ZADD per call and shard (it was two
+        // per event); the id lists' indexes take one ZADD per id shard.
         let record_writes = ["zrem", "zadd"]
             .iter()
             .filter_map(|name| calls.get(*name))
             .sum::<u64>();
         assert!(
-            record_writes <= 2 * scripts,
+            record_writes <= 3 * u64::from(layout::SHARDS) * scripts,
             "{units} rewards in {scripts} script calls took {record_writes} ZREM/ZADD: {calls:?}"
         );
         let counters = store.counters(&epoch()).await.unwrap();
@@ -237,6 +240,63 @@ fn a_unit_written_twice_in_one_call_keeps_the_last_record_only() {
         assert_eq!(members.trim(), "1");
         let counters = store.counters(&epoch()).await.unwrap();
         assert_eq!(counters["bold"].reward_sum, 0.5);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+/// The AOF's size in bytes (the harness runs Redis with `appendonly yes`).
+fn aof_bytes(server: &RedisServer) -> u64 {
+    server
+        .cli(&["INFO", "persistence"])
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("aof_current_size:")?.parse().ok())
+        .expect("INFO persistence reports aof_current_size")
+}
+
+#[test]
+fn a_batch_of_rewards_on_one_primary_is_one_script_call_that_writes_no_claims() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let units = 300u64;
+        insert_units(&store, units).await;
+        // The experiment's registration for the sweep is written once: not counted here.
+        store
+            .apply_rewards(vec![unit_reward("first", "u0", 0.5, T0_MS + 1)])
+            .await
+            .unwrap();
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let aof_before = aof_bytes(&server);
+        let ops = (1..units)
+            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
+            .collect();
+        let outcomes = store.apply_rewards(ops).await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
+        );
+        let events = units - 1;
+        let (writes, scripts) = writes_and_scripts(&server);
+        // Claim, apply and settle in one call (it was 17 here: claim.lua and settle.lua per id
+        // shard, apply.lua).
+        assert_eq!(scripts, 1, "{:?}", command_calls(&server));
+        // Nothing but the records, the counters and the kept ids: no pending claim written
+        // and rewritten, no claim outcome kept (it was 291 AOF bytes per event here, now 149).
+        let aof = (aof_bytes(&server) - aof_before) / events;
+        assert!(aof <= 200, "{aof} AOF bytes per applied event");
+        let outcome_keys = server.cli(&["KEYS", "*:o:*"]);
+        assert!(outcome_keys.trim().is_empty(), "{outcome_keys}");
+        // Per record shard its ZREM and ZADD, per id shard its HSET, RPUSH, ZADD and expiries;
+        // the counter and histogram hashes once.
+        let shards = u64::from(layout::SHARDS);
+        assert!(
+            writes <= 2 * shards + 5 * shards + 2,
+            "{events} rewards took {writes} write commands: {:?}",
+            command_calls(&server)
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
         assert!(store.audit().await.unwrap().is_clean());
     });
 }

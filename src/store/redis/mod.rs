@@ -33,6 +33,9 @@ mod contract_tests;
 #[cfg(test)]
 mod cost_tests;
 mod delays;
+mod direct;
+#[cfg(test)]
+mod direct_tests;
 mod halts;
 mod layout;
 #[cfg(test)]

@@ -1,7 +1,9 @@
 //! Rewards in three steps, each one script call per slot, so that no call spans two Cluster
 //! slots although an event id and the records its reward changes live in different ones
 //! (`layout`): **claim** the ids (`claim.lua`), **apply** the claimed rewards in their shards
-//! (`apply.lua`), **settle** the claims (`settle.lua`).
+//! (`apply.lua`), **settle** the claims (`settle.lua`). On a single primary, which takes a call
+//! over every slot, `direct` judges each reward with its id in one call instead, and hands
+//! these steps only the ids a claim holds or a legacy layout keeps.
 //!
 //! Why this keeps "an event id is applied at most once" without any timing assumption: an id
 //! has one claim at a time, set only where none is; a pending claim carries its whole reward,
@@ -39,7 +41,7 @@ impl Job {
         }
     }
 
-    fn fail(&mut self, error: &StoreError) {
+    pub fn fail(&mut self, error: &StoreError) {
         self.failed.get_or_insert_with(|| error.clone());
     }
 }
@@ -92,7 +94,7 @@ struct Claimed {
     failed: Option<StoreError>,
 }
 
-type OpRef = (usize, usize);
+pub type OpRef = (usize, usize);
 
 /// The ops claiming ids in one slot: each with its claim id and reward.
 type HomeOps = (Home, Vec<(OpRef, String, Reward)>);
@@ -104,6 +106,17 @@ pub async fn apply(shared: &Shared, jobs: &mut [Job], counted: &mut HashSet<Epoc
         .enumerate()
         .flat_map(|(job, j)| (0..j.ops.len()).map(move |at| (job, at)))
         .collect();
+    // On a single primary each reward is judged with its id in one call (`direct`); only the
+    // ids a three-step claim holds, or of a legacy layout, take the steps below.
+    if !shared.link.is_cluster() && !open.is_empty() {
+        if let Err(error) = register(shared, jobs, &open).await {
+            for (job, _) in open {
+                jobs[job].fail(&error);
+            }
+            return;
+        }
+        open = super::direct::apply(shared, jobs, open, counted).await;
+    }
     for _ in 0..MAX_ROUNDS {
         if open.is_empty() {
             return;

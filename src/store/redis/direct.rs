@@ -1,0 +1,86 @@
+//! Rewards on a single primary (standalone or Sentinel): each judged with its event id in
+//! one `apply.lua` call per epoch (op `B`), instead of the three steps of `rewards` (claim in
+//! the id's slot, apply in the records' slots, settle) that Cluster needs because no call may
+//! span two of its slots.
+//!
+//! Why this keeps every guarantee of the three steps: the call is atomic, so the id is looked
+//! up, the reward judged and the id kept (`A<retention end>`, listed for the sweep exactly as
+//! a settled claim is) with nothing in between for another replica to meet, and a replica
+//! that dies before the call leaves nothing, after it everything. A refused reward keeps no
+//! id, as a refused claim frees it. An id that a claim of the three-step protocol holds (a
+//! replica mid-way in it, or one that died there), and every id of a shard that still holds
+//! ids of the legacy layout, is answered `F` and taken through the three steps, which finish
+//! such claims and read such ids.
+
+use std::collections::{HashMap, HashSet};
+
+use super::call::{Call, Reward, Sink};
+use super::classify;
+use super::rewards::{Job, OpRef};
+use super::{Shared, commit};
+use crate::store::{Epoch, RewardOutcome, StoreError};
+
+/// Judges the `open` ops of `jobs` with their ids; returns those answered `F`, in order, for
+/// the three-step protocol. Records the epochs that got a credit in `counted`.
+pub async fn apply(
+    shared: &Shared,
+    jobs: &mut [Job],
+    open: Vec<OpRef>,
+    counted: &mut HashSet<Epoch>,
+) -> Vec<OpRef> {
+    // One call per epoch: a single primary takes a call over every slot.
+    let mut calls: Vec<Call> = Vec::new();
+    let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
+    let mut rewards: Vec<(OpRef, Epoch)> = Vec::with_capacity(open.len());
+    for (job, at) in open {
+        let op = &jobs[job].ops[at];
+        let reward = Reward::of(op);
+        let call = *by_epoch.entry(reward.epoch.clone()).or_insert_with(|| {
+            calls.push(Call::new(&reward.epoch, reward.shard));
+            calls.len() - 1
+        });
+        calls[call].direct_reward(&reward, &op.event_id);
+        calls[call].sinks.push(Sink::Claim(rewards.len()));
+        rewards.push(((job, at), reward.epoch));
+    }
+    let replies =
+        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+    let mut fallback = Vec::new();
+    for (call, reply) in calls.iter().zip(replies) {
+        let indexes = call.sinks.iter().filter_map(|sink| match *sink {
+            Sink::Claim(index) => Some(index),
+            Sink::Sticky(_) => None,
+        });
+        let answers = match reply {
+            Ok(answers) => answers,
+            Err(error) => {
+                let error = classify(shared, &error);
+                for index in indexes {
+                    jobs[rewards[index].0.0].fail(&error);
+                }
+                continue;
+            }
+        };
+        let mut answers = answers.into_iter();
+        for index in indexes {
+            let ((job, at), epoch) = &rewards[index];
+            match answers.next().as_deref() {
+                Some("F") => fallback.push((*job, *at)),
+                Some(answer) => match commit::reward_reply(answer) {
+                    Some(outcome) => {
+                        if matches!(outcome, RewardOutcome::Applied { .. }) {
+                            counted.insert(epoch.clone());
+                        }
+                        jobs[*job].outcomes[*at] = Some(outcome);
+                    }
+                    None => jobs[*job].fail(&StoreError::Corrupt(format!(
+                        "unreadable reward reply {answer:?}"
+                    ))),
+                },
+                None => jobs[*job].fail(&StoreError::Corrupt("apply.lua replied short".into())),
+            }
+        }
+    }
+    fallback.sort_unstable();
+    fallback
+}

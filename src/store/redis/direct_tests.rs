@@ -1,0 +1,142 @@
+//! Rewards judged with their ids in one call on a single primary (`direct`): what the
+//! three-step protocol left behind is still finished through it, a refused reward keeps no
+//! id, and the ids kept are forgotten by the sweep on time.
+
+use super::tests::harness::RedisServer;
+use super::tests::{open, tally};
+use super::*;
+use crate::store::test_support::{DAY_MS, T0_MS, block_on, epoch, record, unit_reward};
+
+/// What a replica leaves behind when it dies right after claim.lua: the id's directory field
+/// holding its pending claim.
+fn leave_pending_claim(server: &RedisServer, op: &RewardOp) -> String {
+    let reward = call::Reward::of(op);
+    let key = layout::event_dir_key(&op.epoch.experiment, layout::shard_of(&op.event_id));
+    let pending = format!("Pdead:1\t{}", reward.encode());
+    server.cli(&["HSET", &key, &op.event_id, &pending]);
+    key
+}
+
+#[test]
+fn a_claim_left_pending_by_a_three_step_replica_is_finished_once_among_fresh_ids() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        for (unit, variant) in [("u1", "a"), ("u2", "b"), ("u3", "b")] {
+            store
+                .insert_sticky(&epoch(), unit, record(variant, T0_MS), tally(T0_MS))
+                .await
+                .unwrap();
+        }
+        let orphan = unit_reward("orphan", "u1", 1.0, T0_MS + 1);
+        let dir = leave_pending_claim(&server, &orphan);
+        // The orphan's retry names another unit; a fresh id, and the fresh id again, around it.
+        let outcomes = store
+            .apply_rewards(vec![
+                unit_reward("fresh", "u3", 0.25, T0_MS + 2),
+                unit_reward("orphan", "u2", 1.0, T0_MS + 2),
+                unit_reward("fresh", "u2", 0.5, T0_MS + 2),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            vec![
+                RewardOutcome::Applied {
+                    variant: "b".to_owned()
+                },
+                RewardOutcome::Duplicate,
+                RewardOutcome::Duplicate,
+            ]
+        );
+        let rewards: Vec<Option<f64>> = store
+            .scan_sticky(&epoch(), None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(_, record)| record.reward)
+            .collect();
+        assert_eq!(rewards, vec![Some(1.0), None, Some(0.25)], "u1, u2, u3");
+        let held = server.cli(&["HGET", &dir, "orphan"]);
+        assert_eq!(
+            held,
+            format!("A{}", call::Reward::of(&orphan).retain_ms()),
+            "the claim is settled"
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["a"].reward_sum, 1.0);
+        assert_eq!(counters["b"].reward_sum, 0.25);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+#[test]
+fn a_refused_reward_keeps_no_id_and_the_id_is_judged_afresh_later() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        // Refused (the unit has no assignment yet), then the same id again in the same batch.
+        let outcomes = store
+            .apply_rewards(vec![
+                unit_reward("e1", "u1", 0.5, T0_MS + 1),
+                unit_reward("e1", "u1", 0.5, T0_MS + 1),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(outcomes, vec![RewardOutcome::UnitNotAssigned; 2]);
+        let dir = layout::event_dir_key(&epoch().experiment, layout::shard_of("e1"));
+        assert_eq!(server.cli(&["HEXISTS", &dir, "e1"]), "0");
+        store
+            .insert_sticky(&epoch(), "u1", record("a", T0_MS), tally(T0_MS))
+            .await
+            .unwrap();
+        let outcomes = store
+            .apply_rewards(vec![
+                unit_reward("e1", "u1", 0.5, T0_MS + 2),
+                unit_reward("e1", "u1", 0.5, T0_MS + 2),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            outcomes,
+            vec![
+                RewardOutcome::Applied {
+                    variant: "a".to_owned()
+                },
+                RewardOutcome::Duplicate
+            ]
+        );
+        assert_eq!(store.counters(&epoch()).await.unwrap()["a"].reward_sum, 0.5);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+#[test]
+fn ids_kept_in_one_call_are_forgotten_after_their_retention_only() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let units = 40;
+        for i in 0..units {
+            store
+                .insert_sticky(&epoch(), &format!("u{i}"), record("a", T0_MS), tally(T0_MS))
+                .await
+                .unwrap();
+        }
+        let ops = (0..units)
+            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 1.0, T0_MS + 1))
+            .collect();
+        store.apply_rewards(ops).await.unwrap();
+        assert_eq!(store.audit().await.unwrap().event_ids, units);
+        // Kept the 7-day window (ids are dropped at most one hourly list late).
+        assert_eq!(store.expire(T0_MS + 7 * DAY_MS).await.unwrap(), 0);
+        assert_eq!(store.expire(T0_MS + 8 * DAY_MS).await.unwrap(), units);
+        assert_eq!(store.audit().await.unwrap().event_ids, 0);
+        // Forgotten ids are judged afresh: the records are credited already.
+        let retry = store
+            .apply_rewards(vec![unit_reward("e0", "u0", 1.0, T0_MS + 8 * DAY_MS)])
+            .await
+            .unwrap();
+        assert_eq!(retry, vec![RewardOutcome::OutsideWindow]);
+    });
+}
