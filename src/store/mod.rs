@@ -52,6 +52,7 @@ mod types;
 mod writer;
 mod writer_state;
 
+pub use self::api::StickyLookup;
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
 pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
