@@ -59,6 +59,7 @@ fn open(server: &RedisServer) -> Arc<RedisStore> {
             sentinel_password: None,
             sticky_cache_entries: 1000,
             history_interval_ms: 60_000,
+            wait: Default::default(),
         })
         .expect("redis store opens"),
     )
