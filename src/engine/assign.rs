@@ -301,15 +301,10 @@ impl Engine {
         ) {
             Ok(decision) => decision,
             Err(error) => {
-                if insert_first {
-                    // What the skipped read would have found answers first, as before.
-                    match self.read_active(&live, &snapshot, unit).await {
-                        Ok(Some(record)) => {
-                            return Ok(self.answer_stored(live, unit, mode, &record, None, false));
-                        }
-                        Ok(None) => {}
-                        Err(error) => return Ok(degraded_on(&error, live)),
-                    }
+                if insert_first
+                    && let Some(answer) = self.skipped_read(&live, &snapshot, unit, mode).await
+                {
+                    return Ok(answer);
                 }
                 // Serving the default beats failing the page; the log says why.
                 tracing::error!(experiment = %live.epoch.experiment, %error, "policy failed; serving the default variant");
@@ -318,16 +313,13 @@ impl Engine {
             }
         };
         let counted = count && decision.counted;
-        if !counted && insert_first {
-            // Not reached (every sticky mode that reads counts), but a call that does not
-            // insert answers what the skipped read would have found, as before.
-            match self.read_active(&live, &snapshot, unit).await {
-                Ok(Some(record)) => {
-                    return Ok(self.answer_stored(live, unit, mode, &record, None, false));
-                }
-                Ok(None) => {}
-                Err(error) => return Ok(degraded_on(&error, live)),
-            }
+        // Not reached (every sticky mode that reads counts), but a call that does not insert
+        // answers what the skipped read would have found, as before.
+        if !counted
+            && insert_first
+            && let Some(answer) = self.skipped_read(&live, &snapshot, unit, mode).await
+        {
+            return Ok(answer);
         }
         if !counted {
             // Paused, or a peek: show what the unit would get, count and promise nothing.
@@ -452,19 +444,27 @@ impl Engine {
         }
     }
 
-    /// The unit's stored record if it is on an active arm: what the read that
-    /// `StickyLookup::Unseen` skipped would have answered with.
-    async fn read_active(
+    /// For a call that skipped the read (`StickyLookup::Unseen`) but does not insert after all:
+    /// the answer that read would have led to when the unit holds a record on an active arm
+    /// (or the store fails), `None` when the call goes on as for a new unit.
+    async fn skipped_read(
         &self,
-        live: &LiveExperiment,
+        live: &Arc<LiveExperiment>,
         snapshot: &Snapshot,
         unit: &Unit,
-    ) -> Result<Option<StickyRecord>, StoreError> {
-        let record = self
+        mode: Mode,
+    ) -> Option<Assignment> {
+        match self
             .store
             .sticky(&live.assignment_epoch, unit.as_str())
-            .await?;
-        Ok(record.filter(|record| on_active_arm(live, snapshot, record)))
+            .await
+        {
+            Ok(Some(record)) if on_active_arm(live, snapshot, &record) => {
+                Some(self.answer_stored(live.clone(), unit, mode, &record, None, false))
+            }
+            Ok(_) => None,
+            Err(error) => Some(degraded_on(&error, live.clone())),
+        }
     }
 
     /// The answer for a unit that has a stored assignment: its variant, with the propensity

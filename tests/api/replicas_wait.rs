@@ -16,7 +16,8 @@ fn waiting_on(primary: &RedisServer) -> TestApp {
     app.set_env("BANDITD_REDIS", &primary.url());
     app.set_env("BANDITD_TOKEN_SECRET", REPLICA_SECRET);
     app.set_env("BANDITD_REDIS_WAIT_REPLICAS", "1");
-    app.set_env("BANDITD_REDIS_WAIT_TIMEOUT_MS", "100");
+    // Long enough for a replica's acknowledgement on a loaded test machine.
+    app.set_env("BANDITD_REDIS_WAIT_TIMEOUT_MS", "1000");
     app.start().expect("the replica starts");
     app
 }
