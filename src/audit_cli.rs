@@ -78,6 +78,7 @@ async fn audit(args: &AuditArgs) -> Result<AuditReport, AuditError> {
             sentinel_password: args.redis_sentinel_password.clone(),
             sticky_cache_entries: 0,
             history_interval_ms: 0,
+            wait: Default::default(),
         }),
         None => {
             // Opening creates a store where there is none; an audit must not.

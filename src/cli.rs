@@ -109,6 +109,19 @@ pub struct ServeArgs {
     /// data nodes' password stays the URL's or `--redis-password`.
     #[arg(long, env = "BANDITD_REDIS_SENTINEL_PASSWORD", hide_env_values = true)]
     pub redis_sentinel_password: Option<SecretString>,
+    /// With --redis: a write is acknowledged only once this many Redis replicas hold it
+    /// (`WAIT` after each group commit); fewer within --redis-wait-timeout-ms and its callers
+    /// get a store error (events 503, assign degraded). 0: off.
+    #[arg(long, env = "BANDITD_REDIS_WAIT_REPLICAS", default_value_t = 0)]
+    pub redis_wait_replicas: u32,
+    /// How long a group commit waits for --redis-wait-replicas, in ms (1–1000).
+    #[arg(
+        long,
+        env = "BANDITD_REDIS_WAIT_TIMEOUT_MS",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=1000)
+    )]
+    pub redis_wait_timeout_ms: u64,
     /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
     /// with it still verify, new tokens are signed with the current secret. Remove it once a
     /// reward window has passed.
@@ -298,6 +311,10 @@ fn serve_config(args: ServeArgs) -> Config {
         redis: set_secret(args.redis),
         redis_password: set_secret(args.redis_password),
         redis_sentinel_password: set_secret(args.redis_sentinel_password),
+        redis_wait: crate::store::ReplicaWait {
+            replicas: args.redis_wait_replicas,
+            timeout_ms: args.redis_wait_timeout_ms,
+        },
         token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,
@@ -436,6 +453,32 @@ mod tests {
         assert!(config.shutdown_delay.is_zero());
         let argv = ["banditd", "serve", "--shutdown-delay", "soon"];
         assert!(Cli::try_parse_from(argv).is_err());
+    }
+
+    #[test]
+    fn the_redis_wait_flags_reach_the_store_and_refuse_a_timeout_that_would_block() {
+        let config = serve_config(serve_args(&[
+            "--redis-wait-replicas",
+            "2",
+            "--redis-wait-timeout-ms",
+            "250",
+        ]));
+        assert_eq!(
+            config.redis_wait,
+            crate::store::ReplicaWait {
+                replicas: 2,
+                timeout_ms: 250
+            }
+        );
+        if std::env::var_os("BANDITD_REDIS_WAIT_REPLICAS").is_none() {
+            assert!(!serve_config(serve_args(&[])).redis_wait.is_on());
+        }
+        // `WAIT n 0` blocks until n replicas answer; past a second it meets the connection's
+        // response timeout.
+        for timeout in ["0", "1001", "-1"] {
+            let argv = ["banditd", "serve", "--redis-wait-timeout-ms", timeout];
+            assert!(Cli::try_parse_from(argv).is_err(), "{timeout} accepted");
+        }
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct Config {
     pub redis: Option<SecretString>,
     pub redis_password: Option<SecretString>,
     pub redis_sentinel_password: Option<SecretString>,
+    /// `--redis-wait-replicas` and `--redis-wait-timeout-ms` (see `store::ReplicaWait`).
+    pub redis_wait: crate::store::ReplicaWait,
     /// How long a dashboard login lasts.
     pub ui_session_lifetime: Duration,
     /// How often an open dashboard page reloads its data (zero: never).
@@ -92,6 +94,7 @@ impl Config {
                 sticky_cache_entries: self.sticky_cache_entries,
                 history_interval_ms: u64::try_from(self.history_interval.as_millis())
                     .unwrap_or(u64::MAX),
+                wait: self.redis_wait,
             });
         }
         StoreConfig::Sled {

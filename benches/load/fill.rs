@@ -231,6 +231,7 @@ fn main() -> ExitCode {
             sentinel_password: None,
             sticky_cache_entries: 0,
             history_interval_ms: 0,
+            wait: Default::default(),
         })
         .map(|store| Arc::new(store) as Arc<dyn Store>)
         .map_err(|error| format!("cannot open redis: {error}")),

@@ -6,13 +6,13 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngExt;
 
-use super::live::LiveExperiment;
+use super::live::{LiveExperiment, Snapshot};
 use super::token::ClaimsRef;
 use super::{Engine, EngineError, Unit};
 use crate::metrics::AssignOutcome;
 use crate::policy::{self, Mode};
 use crate::spec::AssignmentMode;
-use crate::store::{StickyRecord, StoreError};
+use crate::store::{StickyLookup, StickyRecord, StoreError};
 
 /// One experiment's answer for one unit.
 #[derive(Debug, Clone)]
@@ -246,6 +246,9 @@ impl Engine {
         let snapshot = live.snapshot().clone();
         let mode = live.mode(&snapshot);
         let mut stuck_on_retired = None;
+        // The store's read was skipped (`StickyLookup::Unseen`): the insert below answers the
+        // record the unit holds, if any.
+        let mut insert_first = false;
         if let (
             AssignmentMode::Sticky,
             Mode::Adaptive | Mode::Exploit { .. } | Mode::Fixed { .. },
@@ -254,20 +257,26 @@ impl Engine {
             // One atomic load. While the store fails, a new unit cannot be made durable, and
             // no answer promises anything (see `Assignment::degraded`).
             let writable = self.store.writable();
+            let ledger = &live.assignment_epoch;
+            // Only a call that will store an assignment may skip the read: a peek writes
+            // nothing, and a failing store still answers a known unit's variant.
+            let lookup = if count && writable {
+                self.store.sticky_cached(ledger, unit.as_str())
+            } else {
+                StickyLookup::Read
+            };
+            let held = match lookup {
+                StickyLookup::Known(record) => Ok(Some(record)),
+                StickyLookup::Unseen => {
+                    insert_first = true;
+                    Ok(None)
+                }
+                StickyLookup::Read => self.store.sticky(ledger, unit.as_str()).await,
+            };
             // A known unit keeps its variant: no draw needed. One stuck to a retired variant
             // is re-assigned below, like a new unit.
-            stuck_on_retired = match self
-                .store
-                .sticky(&live.assignment_epoch, unit.as_str())
-                .await
-            {
-                // A halted arm is inactive in the snapshot: its units move like a retired one's.
-                Ok(Some(record))
-                    if live
-                        .spec
-                        .variant_index(&record.variant)
-                        .is_some_and(|k| snapshot.arms.get(k).is_some_and(|arm| arm.active)) =>
-                {
+            stuck_on_retired = match held {
+                Ok(Some(record)) if on_active_arm(&live, &snapshot, &record) => {
                     return Ok(self.answer_stored(live, unit, mode, &record, None, !writable));
                 }
                 Ok(Some(record)) => Some(record.variant),
@@ -292,6 +301,11 @@ impl Engine {
         ) {
             Ok(decision) => decision,
             Err(error) => {
+                if insert_first
+                    && let Some(answer) = self.skipped_read(&live, &snapshot, unit, mode).await
+                {
+                    return Ok(answer);
+                }
                 // Serving the default beats failing the page; the log says why.
                 tracing::error!(experiment = %live.epoch.experiment, %error, "policy failed; serving the default variant");
                 let default = live.default_arm();
@@ -299,6 +313,14 @@ impl Engine {
             }
         };
         let counted = count && decision.counted;
+        // Not reached (every sticky mode that reads counts), but a call that does not insert
+        // answers what the skipped read would have found, as before.
+        if !counted
+            && insert_first
+            && let Some(answer) = self.skipped_read(&live, &snapshot, unit, mode).await
+        {
+            return Ok(answer);
+        }
         if !counted {
             // Paused, or a peek: show what the unit would get, count and promise nothing.
             return Ok(Assignment::untokened(
@@ -348,33 +370,29 @@ impl Engine {
                 let ledger = &live.assignment_epoch;
                 let allocation = tally.allocation.clone();
                 let stored = match stuck_on_retired {
+                    None if insert_first => {
+                        // The insert answers the record the unit already holds; one on an
+                        // inactive arm moves as if the read had found it.
+                        let retry = (record.clone(), tally.clone());
+                        match self
+                            .store
+                            .insert_sticky(ledger, unit.as_str(), record, tally)
+                            .await
+                        {
+                            Ok((held, false)) if !on_active_arm(&live, &snapshot, &held) => {
+                                let (record, tally) = retry;
+                                self.move_from(ledger, unit, &held.variant, record, tally)
+                                    .await
+                            }
+                            other => other,
+                        }
+                    }
                     None => {
                         self.store
                             .insert_sticky(ledger, unit.as_str(), record, tally)
                             .await
                     }
-                    Some(retired) => {
-                        let moved = self
-                            .store
-                            .reassign_sticky(
-                                ledger,
-                                unit.as_str(),
-                                &retired,
-                                record.clone(),
-                                tally.clone(),
-                            )
-                            .await;
-                        match moved {
-                            Ok(Some(outcome)) => Ok(outcome),
-                            // The record vanished (cannot happen in one epoch); assign afresh.
-                            Ok(None) => {
-                                self.store
-                                    .insert_sticky(ledger, unit.as_str(), record, tally)
-                                    .await
-                            }
-                            Err(error) => Err(error),
-                        }
-                    }
+                    Some(retired) => self.move_from(ledger, unit, &retired, record, tally).await,
                 };
                 match stored {
                     Ok((record, inserted)) => {
@@ -392,6 +410,60 @@ impl Engine {
                     Err(error) => Ok(degraded_on(&error, live)),
                 }
             }
+        }
+    }
+
+    /// Re-assigns a unit stuck on `retired` (a retired or halted arm) by compare-and-set.
+    async fn move_from(
+        &self,
+        ledger: &crate::store::Epoch,
+        unit: &Unit,
+        retired: &str,
+        record: StickyRecord,
+        tally: crate::store::Tally,
+    ) -> Result<(StickyRecord, bool), StoreError> {
+        let moved = self
+            .store
+            .reassign_sticky(
+                ledger,
+                unit.as_str(),
+                retired,
+                record.clone(),
+                tally.clone(),
+            )
+            .await;
+        match moved {
+            Ok(Some(outcome)) => Ok(outcome),
+            // The record vanished (cannot happen in one epoch); assign afresh.
+            Ok(None) => {
+                self.store
+                    .insert_sticky(ledger, unit.as_str(), record, tally)
+                    .await
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// For a call that skipped the read (`StickyLookup::Unseen`) but does not insert after all:
+    /// the answer that read would have led to when the unit holds a record on an active arm
+    /// (or the store fails), `None` when the call goes on as for a new unit.
+    async fn skipped_read(
+        &self,
+        live: &Arc<LiveExperiment>,
+        snapshot: &Snapshot,
+        unit: &Unit,
+        mode: Mode,
+    ) -> Option<Assignment> {
+        match self
+            .store
+            .sticky(&live.assignment_epoch, unit.as_str())
+            .await
+        {
+            Ok(Some(record)) if on_active_arm(live, snapshot, &record) => {
+                Some(self.answer_stored(live.clone(), unit, mode, &record, None, false))
+            }
+            Ok(_) => None,
+            Err(error) => Some(degraded_on(&error, live.clone())),
         }
     }
 
@@ -461,6 +533,14 @@ impl Engine {
     }
 }
 
+/// Whether the record's arm still gets traffic. A halted arm is inactive in the snapshot: its
+/// units move like a retired one's.
+fn on_active_arm(live: &LiveExperiment, snapshot: &Snapshot, record: &StickyRecord) -> bool {
+    live.spec
+        .variant_index(&record.variant)
+        .is_some_and(|k| snapshot.arms.get(k).is_some_and(|arm| arm.active))
+}
+
 /// The degraded answer for a request the store failed. A failure episode is logged once by the
 /// store; anything else (a corrupt record, say) is logged here, since the page hides it.
 fn degraded_on(error: &StoreError, live: Arc<LiveExperiment>) -> Assignment {
@@ -473,3 +553,7 @@ fn degraded_on(error: &StoreError, live: Arc<LiveExperiment>) -> Assignment {
 #[cfg(test)]
 #[path = "assign_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "assign_redis_tests.rs"]
+mod redis_tests;

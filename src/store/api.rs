@@ -22,6 +22,13 @@ pub trait Store: Send + Sync + 'static {
     /// caller never serves an assignment that a crash could still take back.
     fn sticky(&self, epoch: &Epoch, unit: &str) -> StoreFuture<Option<StickyRecord>>;
 
+    /// What this replica knows of the unit's sticky record without a round trip (see
+    /// [`StickyLookup`]). The default, for a backend whose [`Store::sticky`] is served from
+    /// memory anyway (sled), is [`StickyLookup::Read`]: ask `sticky`.
+    fn sticky_cached(&self, _epoch: &Epoch, _unit: &str) -> StickyLookup {
+        StickyLookup::Read
+    }
+
     /// Inserts the assignment unless the unit already has one (set-if-absent), counting one
     /// exposure of its variant (raw, decayed and expected, see [`Tally`]) in the same atomic
     /// write. Resolves to the record that holds after the call and whether it was this call's;
@@ -201,6 +208,20 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes everything acknowledged so far durable and stops the writer.
     fn shutdown(&self) -> StoreFuture<()>;
+}
+
+/// What [`Store::sticky_cached`] knows of a unit's sticky record.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StickyLookup {
+    /// The unit's record, from the replica's memory: no round trip.
+    Known(StickyRecord),
+    /// Not known here, and finding out would cost a round trip that [`Store::insert_sticky`]
+    /// makes anyway: the insert is set-if-absent and answers the record the unit already
+    /// holds, if any. A caller about to store a new assignment inserts at once (one round trip
+    /// for a new unit, not two); any other caller asks [`Store::sticky`].
+    Unseen,
+    /// Ask [`Store::sticky`].
+    Read,
 }
 
 /// Creates a secret's bytes the first time it is asked for (see [`Store::secret`]).

@@ -56,6 +56,7 @@ mod unit_log;
 mod writer;
 mod writer_state;
 
+pub use self::api::StickyLookup;
 pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
 pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
@@ -66,6 +67,7 @@ pub use self::halts::{Halt, halt_name};
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{ArmPrior, Decision, DecisionRule, EpochSpec, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
+pub use self::redis::ReplicaWait;
 pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
 pub use self::replica::ReplicaReport;
 pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};

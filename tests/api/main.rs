@@ -33,6 +33,7 @@ mod reload;
 mod replicas;
 mod replicas_failover;
 mod replicas_modes;
+mod replicas_wait;
 mod revisions;
 mod security;
 mod statistics;

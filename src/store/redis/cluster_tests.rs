@@ -15,6 +15,7 @@ fn open_on(cluster: &RedisCluster) -> RedisStore {
         sentinel_password: None,
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
+        wait: Default::default(),
     })
     .expect("redis store opens on the cluster")
 }
@@ -128,6 +129,7 @@ fn a_plain_url_to_a_cluster_node_is_refused_with_the_cluster_form_named() {
         sentinel_password: None,
         sticky_cache_entries: 0,
         history_interval_ms: 0,
+        wait: Default::default(),
     });
     match refused {
         Err(StoreError::Incompatible(why)) => assert!(why.contains("redis+cluster://"), "{why}"),

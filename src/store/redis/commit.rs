@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::call::{Call, Calls, Sink};
 use super::layout;
 use super::rewards::{self, Job};
+use super::wait::{self, Written};
 use super::{Shared, classify};
 use crate::store::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
 
@@ -155,8 +156,14 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     // The calls that carry the exposure flush.
     let mut flush_calls: HashSet<usize> = HashSet::new();
     let mut counted: HashSet<Epoch> = HashSet::new();
+    // The slots written, for --redis-wait-replicas (named only when it is on).
+    let waits = shared.wait.is_on();
+    let mut written = Written::default();
     if let Some(flush) = flush {
         for group in &flush.groups {
+            if waits {
+                written.slot_of(&layout::tag(&group.epoch, flush.shard));
+            }
             let at = plan.at(&group.epoch, flush.shard);
             let call = &mut plan.calls[at];
             if flush_calls.insert(at) {
@@ -176,6 +183,9 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                 reply,
             } => {
                 let at = plan.at(&epoch, layout::shard_of(&unit));
+                if waits {
+                    written.slot_of(&layout::tag(&epoch, layout::shard_of(&unit)));
+                }
                 plan.calls[at].sticky("I", &unit, "", &record, &tally);
                 plan.calls[at].sinks.push(Sink::Sticky(index));
                 outcomes.push(Outcome::Insert(None));
@@ -190,6 +200,9 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                 reply,
             } => {
                 let at = plan.at(&epoch, layout::shard_of(&unit));
+                if waits {
+                    written.slot_of(&layout::tag(&epoch, layout::shard_of(&unit)));
+                }
                 plan.calls[at].sticky("R", &unit, &from, &record, &tally);
                 plan.calls[at].sinks.push(Sink::Sticky(index));
                 outcomes.push(Outcome::Reassign(None));
@@ -203,6 +216,8 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
                         RewardTarget::Token { .. } => None,
                     })
                     .collect();
+                // The reward steps write the ids' slots and the records': wait on every primary.
+                written.anywhere();
                 outcomes.push(Outcome::Rewards(jobs.len()));
                 jobs.push(Job::new(ops));
                 replies.push(Replier::Rewards(reply, units));
@@ -249,10 +264,22 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     // An epoch's start is fixed before any write that counted in it is acknowledged, so no
     // later write (on any replica, with any clock) can move it.
     for epoch in counted {
+        // Fixing the start writes the epoch's info key once; later commits only read the
+        // start this process keeps.
+        if waits && !super::lock(&shared.started).contains_key(&epoch) {
+            written.slot_of(&layout::info_key(&epoch));
+        }
         if let Err(error) = super::read::fix_start(shared, &epoch).await {
             failure.get_or_insert(error.clone());
             fail_everything(&mut outcomes, &mut jobs, &error);
         }
+    }
+    // With --redis-wait-replicas, nothing is acknowledged before enough replicas hold it; an
+    // exposure flush that is not is sent again (its id makes that count once).
+    if let Err(error) = wait::acknowledged(shared, &written).await {
+        flush_failed = true;
+        failure.get_or_insert(error.clone());
+        fail_everything(&mut outcomes, &mut jobs, &error);
     }
     if failure.is_none() {
         shared.commit_succeeded();

@@ -21,6 +21,7 @@ fn open_on(server: &RedisServer) -> RedisStore {
         sentinel_password: None,
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
+        wait: Default::default(),
     })
     .expect("redis store opens")
 }

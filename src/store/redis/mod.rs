@@ -53,6 +53,9 @@ mod sentinel_contract_tests;
 mod sentinel_tests;
 #[cfg(test)]
 mod tests;
+mod wait;
+#[cfg(test)]
+mod wait_tests;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +70,7 @@ use self::commit::FLUSH_EVERY_MS;
 use self::commit::{Command, ExposureGroup};
 use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
+pub use self::wait::ReplicaWait;
 use super::health::HealthState;
 use super::{
     ArmCounters, AuditReport, BackendStats, ConfirmOp, ConfirmOutcome, Decision, DelayHistograms,
@@ -93,6 +97,8 @@ pub struct RedisOptions {
     /// History points are kept one per this interval, whichever replica writes first
     /// (0: one per distinct time).
     pub history_interval_ms: u64,
+    /// Replicas that must hold a write before it is acknowledged (`wait`; off by default).
+    pub wait: ReplicaWait,
 }
 
 struct Scripts {
@@ -127,6 +133,7 @@ pub(crate) struct Shared {
     misses: AtomicU64,
     commits: AtomicU64,
     history_interval_ms: u64,
+    wait: ReplicaWait,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -379,6 +386,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         misses: AtomicU64::new(0),
         commits: AtomicU64::new(0),
         history_interval_ms: options.history_interval_ms,
+        wait: options.wait,
     });
     Ok((shared, commands, receiver))
 }
@@ -406,7 +414,13 @@ async fn probe(shared: Arc<Shared>) {
             continue;
         }
         match shared.link.check().await {
-            Ok(_) => shared.health.end(),
+            // With --redis-wait-replicas, a write is acknowledged again only once replicas
+            // hold it: until then the store stays unready.
+            Ok(_) => match wait::probe(&shared).await {
+                Ok(true) => shared.health.end(),
+                Ok(false) => shared.health.retry_failed("too few replicas acknowledged"),
+                Err(error) => shared.health.retry_failed(&error.kind_name()),
+            },
             Err(error) => shared.health.retry_failed(&error.kind_name()),
         }
     }
@@ -425,6 +439,21 @@ impl Store for RedisStore {
             }
             Ok(record)
         })
+    }
+
+    /// A unit in the replica's cache is known; any other is unseen: `apply.lua`'s insert
+    /// answers the record a unit already holds, so a new unit costs one round trip (the insert)
+    /// instead of a lookup and then the insert. Without a cache every unit would be unseen and
+    /// a returning one would pay a script call in a group commit instead of one lookup, so then
+    /// the engine reads first, as before.
+    fn sticky_cached(&self, epoch: &Epoch, unit: &str) -> super::StickyLookup {
+        if self.shared.cache_capacity == 0 {
+            return super::StickyLookup::Read;
+        }
+        match self.shared.cache_get(epoch, unit) {
+            Some(record) => super::StickyLookup::Known(record),
+            None => super::StickyLookup::Unseen,
+        }
     }
 
     fn insert_sticky(
@@ -497,7 +526,11 @@ impl Store for RedisStore {
             return Box::pin(async { Ok(Vec::new()) });
         }
         let shared = self.shared.clone();
-        self.spawn(async move { confirm::confirm(&shared, ops).await })
+        self.spawn(async move {
+            let outcomes = confirm::confirm(&shared, ops).await?;
+            wait::acknowledged(&shared, &wait::Written::everywhere()).await?;
+            Ok(outcomes)
+        })
     }
 
     fn scan_token_confirmations(
@@ -527,7 +560,11 @@ impl Store for RedisStore {
 
     fn record_decision(&self, epoch: &Epoch, decision: Decision) -> StoreFuture<Decision> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
-        self.spawn(async move { read::record_decision(&shared, &epoch, decision).await })
+        self.spawn(async move {
+            let held = read::record_decision(&shared, &epoch, decision).await?;
+            wait::acknowledged(&shared, &wait::Written::at(&layout::info_key(&epoch))).await?;
+            Ok(held)
+        })
     }
 
     fn record_halt(
@@ -536,7 +573,11 @@ impl Store for RedisStore {
         halt: crate::store::Halt,
     ) -> StoreFuture<crate::store::Halt> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
-        self.spawn(async move { halts::record(&shared, &epoch, halt).await })
+        self.spawn(async move {
+            let held = halts::record(&shared, &epoch, halt).await?;
+            wait::acknowledged(&shared, &wait::Written::at(&layout::halts_key(&epoch))).await?;
+            Ok(held)
+        })
     }
 
     fn halts(&self, epoch: &Epoch) -> StoreFuture<Vec<crate::store::Halt>> {

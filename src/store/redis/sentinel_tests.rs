@@ -23,6 +23,7 @@ fn a_store_behind_sentinel_follows_a_graceful_failover() {
         sentinel_password: None,
         sticky_cache_entries: 0,
         history_interval_ms: 0,
+        wait: Default::default(),
     })
     .expect("redis store opens through the Sentinel");
     block_on(async {
@@ -107,6 +108,7 @@ fn open_with(
         sentinel_password: sentinel_password.map(Into::into),
         sticky_cache_entries: 0,
         history_interval_ms: 0,
+        wait: Default::default(),
     })
 }
 

@@ -19,6 +19,7 @@ pub(super) fn open(server: &RedisServer) -> RedisStore {
         sentinel_password: None,
         sticky_cache_entries: 1000,
         history_interval_ms: 60_000,
+        wait: Default::default(),
     })
     .expect("redis store opens")
 }
