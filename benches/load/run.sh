@@ -125,10 +125,10 @@ if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 BANDITD_PORT=${BANDITD_PORT:-18080}
 BASELINE_PORT=${BASELINE_PORT:-18081}
 if [[ $MODE == full ]]; then KNOWN_UNITS=${KNOWN_UNITS:-100000}; else KNOWN_UNITS=${KNOWN_UNITS:-10000}; fi
-# Every applied event needs its own assigned, unrewarded unit: enough for ~40k events/s single,
-# ~150k/s bulk and ~15k/s mixed over the event scenarios, plus ~6k/s during a soak. A shortfall
+# Every applied event needs its own assigned, unrewarded unit: enough for ~60k events/s single,
+# ~400k/s bulk and ~15k/s mixed over the event scenarios, plus ~6k/s during a soak. A shortfall
 # shows as refused events.
-EVENT_UNITS=${EVENT_UNITS:-$((DURATION * 205000 + SOAK_MIN * 60 * 6000 + 100000))}
+EVENT_UNITS=${EVENT_UNITS:-$((DURATION * 475000 + SOAK_MIN * 60 * 6000 + 100000))}
 
 if (($(nproc) < 2)); then
     log "warning: one core only; server and client share it, so the numbers are not per core"
