@@ -51,8 +51,41 @@ pub fn encode_sticky(record: &StickyRecord, seq: u64) -> Vec<u8> {
     out
 }
 
+/// A sticky record decoded in place: its variant borrowed from the stored bytes, so that a
+/// replay of millions of records allocates nothing per record (`unit_log::replay`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StickyRef<'a> {
+    pub variant: &'a str,
+    pub assigned_ms: u64,
+    pub propensity: f64,
+    pub reward: Option<f64>,
+    pub rewarded_ms: Option<u64>,
+    pub seq: u64,
+}
+
+impl StickyRef<'_> {
+    pub fn to_record(&self) -> StickyRecord {
+        StickyRecord {
+            variant: self.variant.to_owned(),
+            assigned_ms: self.assigned_ms,
+            propensity: self.propensity,
+            reward: self.reward,
+            rewarded_ms: self.rewarded_ms,
+        }
+    }
+}
+
 /// Inverse of [`encode_sticky`].
 pub fn decode_sticky(bytes: &[u8]) -> Result<StoredSticky, StoreError> {
+    let decoded = decode_sticky_ref(bytes)?;
+    Ok(StoredSticky {
+        record: decoded.to_record(),
+        seq: decoded.seq,
+    })
+}
+
+/// Inverse of [`encode_sticky`], borrowing the variant.
+pub fn decode_sticky_ref(bytes: &[u8]) -> Result<StickyRef<'_>, StoreError> {
     let (&flags, rest) = bytes
         .split_first()
         .ok_or_else(|| corrupt("empty sticky record"))?;
@@ -76,14 +109,14 @@ pub fn decode_sticky(bytes: &[u8]) -> Result<StoredSticky, StoreError> {
         (None, rest)
     };
     expect_end(rest, "sticky record")?;
-    let record = StickyRecord {
-        variant: utf8(variant, "variant id")?,
+    Ok(StickyRef {
+        variant: std::str::from_utf8(variant).map_err(|_| corrupt("variant id is not UTF-8"))?,
         assigned_ms,
         propensity,
         reward,
         rewarded_ms,
-    };
-    Ok(StoredSticky { record, seq })
+        seq,
+    })
 }
 
 /// Layout: exposures u64 · reward_sum f64 · decayed_exposures f64 · decayed_reward_sum f64 ·

@@ -49,6 +49,7 @@ use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use arc_swap::ArcSwap;
 use hashbrown::HashTable;
 
+use super::codec::StickyRef;
 use super::error::StoreError;
 use super::event_ids::Digester;
 use super::sticky_cache::StickyCacheStats;
@@ -239,9 +240,9 @@ impl StickyTable {
     }
 
     /// One replayed log entry: the unit's record, or its removal. Startup only.
-    pub fn replay(&self, digest: u64, record: Option<&StickyRecord>) {
+    pub fn replay(&self, digest: u64, record: Option<&StickyRef<'_>>) {
         match record {
-            Some(record) => self.upsert(digest, record),
+            Some(record) => self.upsert_ref(digest, record),
             None => self.remove(digest),
         }
     }
@@ -290,7 +291,21 @@ impl StickyTable {
     }
 
     fn upsert(&self, digest: u64, record: &StickyRecord) {
-        let index = self.variant_index_of(&record.variant);
+        self.upsert_ref(
+            digest,
+            &StickyRef {
+                variant: &record.variant,
+                assigned_ms: record.assigned_ms,
+                propensity: record.propensity,
+                reward: record.reward,
+                rewarded_ms: record.rewarded_ms,
+                seq: 0,
+            },
+        );
+    }
+
+    fn upsert_ref(&self, digest: u64, record: &StickyRef<'_>) {
+        let index = self.variant_index_of(record.variant);
         let packable = record.assigned_ms <= MS_MASK && index < SPILLED;
         let mut shard = self.write(digest);
         if let Some(old) = shard.slot(digest) {
@@ -299,7 +314,7 @@ impl StickyTable {
         if !packable {
             shard
                 .spilled
-                .insert_unique(digest, (digest, record.clone()), |(kept, _)| *kept);
+                .insert_unique(digest, (digest, record.to_record()), |(kept, _)| *kept);
             shard.put(Slot {
                 digest,
                 packed: SPILLED << MS_BITS,
@@ -335,6 +350,14 @@ impl StickyTable {
 
     /// The index of `variant` in the list, appended if new; [`SPILLED`] once the list is full.
     fn variant_index_of(&self, variant: &str) -> u64 {
+        // Most experiments have a handful of variants: a scan of the lock-free list beats the
+        // lock and a hash (a replay asks this once per record).
+        let listed = self.variants.load();
+        if listed.len() <= 16
+            && let Some(known) = listed.iter().position(|id| **id == *variant)
+        {
+            return known as u64;
+        }
         let mut index = self
             .variant_index
             .lock()

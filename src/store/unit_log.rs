@@ -224,7 +224,7 @@ pub fn replay(db: &sled::Db, table: &StickyTable) -> Result<u64, StoreError> {
             let entry = entry?;
             let digest = table.digest(sticky_key(&mut key_buffer, epoch, entry.unit));
             match entry.record {
-                Some(bytes) => table.replay(digest, Some(&codec::decode_sticky(bytes)?.record)),
+                Some(bytes) => table.replay(digest, Some(&codec::decode_sticky_ref(bytes)?)),
                 None => table.replay(digest, None),
             }
             entries_read += 1;
