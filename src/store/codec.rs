@@ -63,6 +63,19 @@ pub struct StickyRef<'a> {
     pub seq: u64,
 }
 
+impl<'a> From<&'a StickyRecord> for StickyRef<'a> {
+    fn from(record: &'a StickyRecord) -> Self {
+        StickyRef {
+            variant: &record.variant,
+            assigned_ms: record.assigned_ms,
+            propensity: record.propensity,
+            reward: record.reward,
+            rewarded_ms: record.rewarded_ms,
+            seq: 0,
+        }
+    }
+}
+
 impl StickyRef<'_> {
     pub fn to_record(&self) -> StickyRecord {
         StickyRecord {

@@ -200,6 +200,7 @@ impl StickyTable {
         let started = std::time::Instant::now();
         let table = StickyTable::new(digester);
         let entries = super::unit_log::replay(db, &table)?;
+        table.shrink_to_fit();
         tracing::info!(
             units = table.len(),
             log_entries = entries,
@@ -208,6 +209,20 @@ impl StickyTable {
             "replayed the unit log"
         );
         Ok((table, entries))
+    }
+
+    /// Gives back the room the replay's doublings left: up to half of each shard's slot
+    /// vector, which the next units would take only as the table grows again.
+    fn shrink_to_fit(&self) {
+        for padded in &self.shards {
+            let mut shard = padded
+                .shard
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Shard { index, slots, .. } = &mut *shard;
+            slots.shrink_to_fit();
+            index.shrink_to_fit(|&at| digest_at(slots, at).unwrap_or_default());
+        }
     }
 
     /// The digest of a sled sticky key (`keys::epoch_key(KIND_STICKY, ..)`).
@@ -291,17 +306,7 @@ impl StickyTable {
     }
 
     fn upsert(&self, digest: u64, record: &StickyRecord) {
-        self.upsert_ref(
-            digest,
-            &StickyRef {
-                variant: &record.variant,
-                assigned_ms: record.assigned_ms,
-                propensity: record.propensity,
-                reward: record.reward,
-                rewarded_ms: record.rewarded_ms,
-                seq: 0,
-            },
-        );
+        self.upsert_ref(digest, &StickyRef::from(record));
     }
 
     fn upsert_ref(&self, digest: u64, record: &StickyRef<'_>) {

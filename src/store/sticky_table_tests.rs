@@ -170,3 +170,29 @@ fn a_million_units_cost_what_the_capacity_arithmetic_says() {
     assert!((29.7..=59.5).contains(&slot_per_unit), "{slot_per_unit}");
     assert!(per_unit < slot_per_unit + 0.1 * 70.0, "{per_unit}");
 }
+
+#[test]
+fn shrinking_after_a_replay_keeps_every_unit_and_leaves_no_slot_room() {
+    let table = table();
+    for n in 0..5_000 {
+        let digest = table.digest(&key(&format!("unit-{n}")));
+        table.replay(
+            digest,
+            Some(&StickyRef::from(&record("bold", 1_700_000_000_000 + n))),
+        );
+    }
+    table.shrink_to_fit();
+    for padded in &table.shards {
+        let shard = read_lock(&padded.shard);
+        assert_eq!(shard.slots.capacity(), shard.slots.len());
+    }
+    for n in 0..5_000 {
+        assert_eq!(
+            table.peek(&key(&format!("unit-{n}"))),
+            Some(record("bold", 1_700_000_000_000 + n))
+        );
+    }
+    // And it grows again.
+    table.apply(&[(table.digest(&key("late")), Some(record("calm", 1)))]);
+    assert_eq!(table.peek(&key("late")), Some(record("calm", 1)));
+}
