@@ -77,7 +77,7 @@ impl<'a> From<&'a StickyRecord> for StickyRef<'a> {
 }
 
 impl StickyRef<'_> {
-    pub fn to_record(&self) -> StickyRecord {
+    pub fn to_record(self) -> StickyRecord {
         StickyRecord {
             variant: self.variant.to_owned(),
             assigned_ms: self.assigned_ms,
