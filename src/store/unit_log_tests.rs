@@ -173,8 +173,9 @@ fn log_entries(db: &sled::Db) -> (usize, u64) {
     (values, entries_held)
 }
 
-/// Inserts `units` units, one commit each, then credits every unit, `per_commit` per commit.
-fn insert_and_credit(store: &SledStore, units: usize, per_commit: usize) {
+/// Inserts `units` units, one commit each, then credits the first `credited`, `per_commit`
+/// per commit.
+fn insert_some_and_credit(store: &SledStore, units: usize, credited: usize, per_commit: usize) {
     for unit in 0..units {
         block_on(store.insert_sticky(
             &epoch(),
@@ -184,7 +185,7 @@ fn insert_and_credit(store: &SledStore, units: usize, per_commit: usize) {
         ))
         .unwrap();
     }
-    let ops: Vec<_> = (0..units)
+    let ops: Vec<_> = (0..credited)
         .map(|unit| unit_reward(&format!("e{unit}"), &format!("u{unit:03}"), 1.0, T0_MS + 10))
         .collect();
     for chunk in ops.chunks(per_commit) {
@@ -196,6 +197,28 @@ fn insert_and_credit(store: &SledStore, units: usize, per_commit: usize) {
             "{outcomes:?}"
         );
     }
+}
+
+fn insert_and_credit(store: &SledStore, units: usize, per_commit: usize) {
+    insert_some_and_credit(store, units, units, per_commit);
+}
+
+/// Every one of the first `units` units holds its record, the first `credited` with the
+/// reward [`insert_some_and_credit`] gave them.
+fn assert_kept(store: &SledStore, units: usize, credited: usize) {
+    for unit in 0..units {
+        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
+            .unwrap()
+            .unwrap_or_else(|| panic!("u{unit:03} lost"));
+        let (reward, at) = if unit < credited {
+            (Some(1.0), Some(T0_MS + 10))
+        } else {
+            (None, None)
+        };
+        assert_eq!((held.reward, held.rewarded_ms), (reward, at), "u{unit:03}");
+    }
+    let report = store.audit().unwrap();
+    assert!(report.is_clean(), "{report:?}");
 }
 
 #[test]
@@ -213,15 +236,7 @@ fn commits_write_log_values_and_no_sticky_key_and_a_reopen_replays_them() {
     assert_eq!(log_entries(&db), (41, 80));
     drop(db);
     drop(store);
-    let store = open(dir.path());
-    for unit in 0..40 {
-        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
-            .unwrap()
-            .unwrap();
-        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
-        assert_eq!(held.rewarded_ms, Some(T0_MS + 10));
-    }
-    assert!(store.audit().unwrap().is_clean());
+    assert_kept(&open(dir.path()), 40, 40);
 }
 
 #[test]
@@ -249,15 +264,10 @@ fn compaction_keeps_one_entry_per_unit_and_every_record_across_a_reopen() {
     );
     assert!(values < 200 + 20 + 200, "{values} values");
     drop(db);
-    assert!(store.audit().unwrap().is_clean());
+    assert_kept(&store, 200, 200);
     drop(store);
     let store = open(dir.path());
-    for unit in 0..200 {
-        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
-            .unwrap()
-            .unwrap();
-        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
-    }
+    assert_kept(&store, 200, 200);
     for unit in 0..20 {
         assert!(
             block_on(store.sticky(&epoch(), &format!("late{unit}")))
@@ -265,14 +275,15 @@ fn compaction_keeps_one_entry_per_unit_and_every_record_across_a_reopen() {
                 .is_some()
         );
     }
-    assert!(store.audit().unwrap().is_clean());
 }
 
 #[test]
 fn a_compaction_step_whose_commit_fails_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_compacting(dir.path());
-    insert_and_credit(&store, 60, 1);
+    // 31 of 60 units credited one per commit: 31 superseded entries, one more than half the
+    // units, so the next commit (the first faulty one) starts a pass and takes its first step.
+    insert_some_and_credit(&store, 60, 31, 1);
     for fault in [
         Faults {
             fail_before_apply: 1,
@@ -288,35 +299,31 @@ fn a_compaction_step_whose_commit_fails_loses_nothing() {
         },
     ] {
         store.inject_faults(fault);
-        let lost = block_on(store.insert_sticky(
+        let refused = block_on(store.insert_sticky(
             &epoch(),
             "during-a-fault",
             record("control", T0_MS),
             tally(T0_MS),
         ));
-        assert!(lost.is_err() || lost.is_ok());
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable(_))),
+            "{refused:?}"
+        );
         let start = std::time::Instant::now();
         while !store.writable() {
             assert!(start.elapsed() < std::time::Duration::from_secs(10));
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }
-    for unit in 0..60 {
-        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
-            .unwrap()
-            .unwrap();
-        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
-    }
-    assert!(store.audit().unwrap().is_clean());
+    assert_kept(&store, 60, 31);
+    // A commit that succeeds takes the pass's steps again, from the disk as it is.
+    block_on(store.insert_sticky(&epoch(), "after", record("control", T0_MS), tally(T0_MS)))
+        .unwrap();
+    let (_, held) = log_entries(&store.raw());
+    assert!(held < 60 + 31 + 2, "not compacted: {held} entries");
+    assert_kept(&store, 60, 31);
     drop(store);
-    let store = open(dir.path());
-    for unit in 0..60 {
-        let held = block_on(store.sticky(&epoch(), &format!("u{unit:03}")))
-            .unwrap()
-            .unwrap();
-        assert_eq!(held.reward, Some(1.0), "u{unit:03}");
-    }
-    assert!(store.audit().unwrap().is_clean());
+    assert_kept(&open(dir.path()), 60, 31);
 }
 
 #[test]
