@@ -4,6 +4,8 @@
 //! `http::request_span`; engine calls and store commits open `debug` spans of their own. The
 //! request span's fields are formatted only when a line is written inside it (`lazy_fields`).
 
+#[cfg(test)]
+pub(crate) mod captured;
 mod json_lists;
 mod lazy_fields;
 #[cfg(feature = "otel")]
