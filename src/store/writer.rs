@@ -537,21 +537,23 @@ impl Writer {
         seq: u64,
         log: &mut LogWriter,
     ) -> Result<CompactionStep, StoreError> {
-        let units = self.durable.sticky.len() as u64;
-        if self.compaction.is_none()
-            && self.durable.unit_log_entries.saturating_sub(units)
-                > (units / 2).saturating_add(self.compact_min_entries)
-        {
-            tracing::info!(
-                log_entries = self.durable.unit_log_entries,
-                units,
-                "compacting the unit log"
-            );
-            self.compaction = Some(CompactionPass::new(seq));
+        let entries = self.durable.unit_log_entries;
+        // Superseded entries are at most all of them: below the floor no pass can start, and
+        // the table's size (a read lock per shard) is not asked for on every commit.
+        if self.compaction.is_none() && entries > self.compact_min_entries {
+            self.start_compaction_if_due(entries, seq);
         }
         match &self.compaction {
             Some(pass) => unit_log::compact_step(&open.db, &self.durable.sticky, pass, log),
             None => Ok(CompactionStep::default()),
+        }
+    }
+
+    fn start_compaction_if_due(&mut self, entries: u64, seq: u64) {
+        let units = self.durable.sticky.len() as u64;
+        if entries.saturating_sub(units) > (units / 2).saturating_add(self.compact_min_entries) {
+            tracing::info!(log_entries = entries, units, "compacting the unit log");
+            self.compaction = Some(CompactionPass::new(seq));
         }
     }
 }
