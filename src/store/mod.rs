@@ -53,6 +53,7 @@ mod sticky_table;
 pub(crate) mod test_support;
 mod types;
 mod unit_log;
+mod wave;
 mod writer;
 mod writer_state;
 

@@ -36,6 +36,7 @@ use super::state::{ArmMap, CounterMap, EpochMap, WriteMap};
 use super::sticky_table::StickyTable;
 use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
+use super::wave;
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -72,6 +73,39 @@ fn linger_for_exposures(
                 }
             }
             Err(_) => return,
+        }
+    }
+}
+
+impl Writer {
+    /// Sleeps once for the rest of a wave of requests if `wave::linger` says so, then takes
+    /// what arrived meanwhile (up to the weight cap, stopping at a barrier).
+    fn gather_rest_of_wave(
+        &self,
+        batch: &mut Vec<Command>,
+        weight: &mut usize,
+        commands: &mpsc::Receiver<Command>,
+    ) {
+        if matches!(
+            batch.last(),
+            Some(Command::Audit { .. } | Command::Shutdown { .. })
+        ) {
+            return;
+        }
+        let Some(wait) = wave::linger(self.previous_waited_for, wave::waited_for(batch)) else {
+            return;
+        };
+        std::thread::sleep(wait);
+        while *weight < MAX_BATCH_WEIGHT {
+            let Ok(command) = commands.try_recv() else {
+                return;
+            };
+            let barrier = matches!(command, Command::Audit { .. } | Command::Shutdown { .. });
+            *weight += command.weight();
+            batch.push(command);
+            if barrier {
+                return;
+            }
         }
     }
 }
@@ -124,8 +158,10 @@ impl Writer {
                 }
             }
             if self.carry.is_empty() {
+                self.gather_rest_of_wave(&mut batch, &mut weight, &commands);
                 linger_for_exposures(&mut batch, &mut weight, &commands);
             }
+            self.previous_waited_for = wave::waited_for(&batch);
             // Every batch takes all waiting exposures, and those a failed commit left.
             let pending = std::mem::take(
                 &mut *self

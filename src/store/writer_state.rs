@@ -36,6 +36,8 @@ pub struct Writer {
     pub(super) compaction: Option<CompactionPass>,
     /// Superseded unit-log entries tolerated before a pass starts (`StoreOptions`).
     pub(super) compact_min_entries: u64,
+    /// Requests somebody waited for in the last batch taken (`wave`).
+    pub(super) previous_waited_for: usize,
 }
 
 /// A commit that did not reach the disk.
@@ -67,6 +69,7 @@ impl Writer {
             unfolded: ExposureGroups::default(),
             compaction: None,
             compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
+            previous_waited_for: 0,
         }
     }
 }
