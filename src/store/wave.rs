@@ -5,9 +5,9 @@
 //! time the HTTP workers take to answer the previous ones. A writer that commits as soon as the
 //! first of them arrives splits the wave into a commit of a few requests and one of the rest,
 //! and every commit costs the same fixed work whatever it carries (sled's flush, which wakes
-//! its I/O threads, the `fdatasync`, the publication of counters). Measured with
-//! `benches/load/commit_ab.sh` (new unit, 64 connections): about a third of the commits carried
-//! one request while the others carried 33–64.
+//! its I/O threads, the `fdatasync`, the publication of counters). Measured under new-unit load
+//! with 64 connections (`benches/load/results/commit-2026-11-30.md`): 29% of the commits carried
+//! one request and 44% carried 33–64.
 //!
 //! So when the previous commit carried at least [`WAVE_MIN`] requests and the writer has
 //! gathered fewer than half as many, it sleeps once, a time proportional to what is missing and
