@@ -117,3 +117,18 @@ fn metrics_route(span_route: &str) -> &str {
         span_route
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_span_route_becomes_the_same_label_the_route_match_gave() {
+        // What `match_pattern` made of an unmatched path (`None`) and of a matched one.
+        assert_eq!(metrics_route(SPAN_UNMATCHED_ROUTE), UNMATCHED_ROUTE);
+        assert_eq!(
+            metrics_route("/v1/experiments/{id}/assign"),
+            "/v1/experiments/{id}/assign"
+        );
+    }
+}
