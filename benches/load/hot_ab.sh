@@ -15,7 +15,10 @@
 # costs what it costs), ratios to the mean of the two baseline runs, and per scenario the median
 # and range over the rounds of both, and of the baseline's CPU per request ÷ banditd's. PERF=1
 # also profiles old and new during one extra assign_known run each (twice as long; perf record,
-# DWARF stacks) and prints the share of samples in the request layers.
+# DWARF stacks) and prints the share of samples in the request layers. REDIS=1 serves old and new
+# from Redis instead of sled: one redis-server each (appendonly yes, appendfsync always, pinned to
+# REDIS_CORE (1), which wrk shares, as in benches/load/redis.sh), on ports REDIS_PORT (18379) and
+# REDIS_PORT + 1.
 # Output: Markdown on stdout; logs on stderr.
 
 set -euo pipefail
@@ -38,6 +41,9 @@ if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 KNOWN_UNITS=${KNOWN_UNITS:-10000}
 ACCESS_LOG=${ACCESS_LOG:-off}
 BASE_PORT=${BANDITD_PORT:-18180}
+REDIS=${REDIS:-0}
+REDIS_PORT=${REDIS_PORT:-18379}
+REDIS_CORE=${REDIS_CORE:-1}
 for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-baseline"; do
     [[ -x $bin ]] || die "$bin is missing"
 done
@@ -55,14 +61,37 @@ cp -r "$HERE/experiments" "$WORK/experiments"
 # cpu_ns PID: CPU time of every thread of PID so far, in nanoseconds.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f", t}'; }
 
-# start NAME BIN PORT: one banditd, warmed up; sets PID_OF[NAME].
+# redis_for NAME PORT: a redis-server for NAME's banditd (REDIS=1); sets REDIS_URL. (Not in a
+# command substitution: the server's pid must reach STARTED_PIDS, so that it is stopped.)
+redis_for() {
+    local name=$1 port=$2
+    command -v redis-server >/dev/null || die "REDIS=1 needs redis-server (apt-get install -y redis-server)"
+    port_free "$port" || die "port $port is in use; set REDIS_PORT"
+    mkdir -p "$WORK/redis-$name"
+    setsid taskset -c "$REDIS_CORE" nice -n "$NICE" redis-server --port "$port" \
+        --bind 127.0.0.1 --dir "$WORK/redis-$name" --appendonly yes --appendfsync always \
+        --save '' --daemonize no --logfile "$WORK/redis-$name/redis.log" >/dev/null 2>&1 &
+    STARTED_PIDS+=("$!")
+    local deadline=$((SECONDS + 20))
+    until [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; do
+        ((SECONDS < deadline)) || die "redis-server for $name did not answer within 20 s"
+        sleep 0.05
+    done
+    REDIS_URL="redis://127.0.0.1:$port"
+}
+
+# start NAME BIN PORT [REDIS_PORT]: one banditd, warmed up; sets PID_OF[NAME].
 declare -A PID_OF PORT_OF
 start() {
-    local name=$1 bin=$2 port=$3
+    local name=$1 bin=$2 port=$3 store=()
     port_free "$port" || die "port $port is in use; set BANDITD_PORT"
+    if ((REDIS)); then
+        redis_for "$name" "$4"
+        store=(--redis "$REDIS_URL")
+    fi
     start_server "banditd ($name)" "$WORK/$name.log" "$bin" serve --bind "127.0.0.1:$port" \
         --data-dir "$WORK/data-$name" --experiments "$WORK/experiments" --workers 1 \
-        --access-log "$ACCESS_LOG"
+        --access-log "$ACCESS_LOG" "${store[@]}"
     PID_OF[$name]=$SERVER_PID
     PORT_OF[$name]=$port
     wait_ready "http://127.0.0.1:$port/readyz" "$SERVER_PID" 60 >/dev/null
@@ -74,8 +103,8 @@ start_server baseline "$WORK/baseline.log" "$NEW/banditd-baseline" \
 PID_OF[baseline]=$SERVER_PID
 PORT_OF[baseline]=$((BASE_PORT + 2))
 wait_ready "http://127.0.0.1:$((BASE_PORT + 2))/readyz" "$SERVER_PID" 30 >/dev/null
-start old "$OLD/banditd" "$BASE_PORT"
-start new "$NEW/banditd" "$((BASE_PORT + 1))"
+start old "$OLD/banditd" "$BASE_PORT" "$REDIS_PORT"
+start new "$NEW/banditd" "$((BASE_PORT + 1))" "$((REDIS_PORT + 1))"
 
 # one NAME SCENARIO TAG: one wrk run against NAME; prints "RPS CPU_US_PER_REQ".
 one() {
@@ -157,6 +186,7 @@ cat <<EOF
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ROUNDS rounds, $DURATION s per run, $CONNECTIONS connections
 - Machine: $(nproc) cores; load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER
 - old: $OLD/banditd; new: $NEW/banditd; baseline: $NEW/banditd-baseline
+- Store: $( ((REDIS)) && echo "Redis (one redis-server per build on core $REDIS_CORE, appendfsync always)" || echo sled)
 - Servers on core $SERVER_CORE, one worker each, \`--access-log $ACCESS_LOG\`; wrk on core $CLIENT_CORE;
   $(thousands "$KNOWN_UNITS") known units warmed up on each banditd. Ratio: req/s ÷ the mean of
   the baseline right before and right after. CPU: server CPU µs per request (all threads).

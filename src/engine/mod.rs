@@ -3,6 +3,7 @@
 
 mod assign;
 mod burn_in;
+mod claims_json;
 pub mod clock;
 mod conclusion;
 mod delay_report;

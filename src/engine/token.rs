@@ -138,8 +138,9 @@ impl TokenSigner {
 
     pub fn sign(&self, claims: &ClaimsRef<'_>) -> String {
         let mut body = Vec::with_capacity(160);
-        // Serialising a struct of strings and numbers into memory cannot fail.
-        let _ = serde_json::to_writer(&mut body, claims);
+        // The bytes serde_json writes for the claims, without its generic path
+        // (src/engine/claims_json.rs).
+        super::claims_json::write_claims(&mut body, claims);
         let mut mac = self.mac.clone();
         mac.update(&body);
         let tag = mac.finalize().into_bytes();

@@ -312,5 +312,6 @@ async fn assign_one(
             parse_count(query.count.as_deref())?.unwrap_or(true),
         )
         .await?;
-    Ok(HttpResponse::Ok().json(AssignmentDto::from(&assignment)))
+    // `HttpResponse::Ok().json(..)`'s bytes, without serde's generic path (src/http/assign_json.rs).
+    Ok(AssignmentDto::from(&assignment).ok_response())
 }

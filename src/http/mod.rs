@@ -6,6 +6,7 @@
 pub mod access_log;
 pub mod admin;
 pub mod assign;
+mod assign_json;
 pub mod auth;
 pub(crate) mod body;
 pub mod events;

@@ -14,6 +14,7 @@ use actix_web::Error;
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
 
 use super::registry::UNMATCHED_ROUTE;
+use crate::http::request_id::{RequestContext, UNMATCHED_ROUTE as SPAN_UNMATCHED_ROUTE};
 
 /// The middleware: `App::wrap(RecordRequests)`, outermost, so that answers made by other
 /// middleware count too. With metrics off it only passes requests on.
@@ -80,16 +81,54 @@ where
         if let (Some(started), Some(metrics)) = (this.started.take(), super::get()) {
             // An error here was raised before routing (a middleware refused the request), so
             // no route matched; routed errors arrive as responses.
-            let (route, status) = match &result {
-                Ok(response) => (response.request().match_pattern(), response.status()),
-                Err(error) => (None, error.as_response_error().status_code()),
-            };
-            metrics.observe_request(
-                route.as_deref().unwrap_or(UNMATCHED_ROUTE),
-                status.as_u16(),
-                started.elapsed().as_secs_f64(),
-            );
+            let elapsed = started.elapsed().as_secs_f64();
+            match &result {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    let request = response.request();
+                    // The template the request span middleware already found for this path
+                    // (src/http/route_table.rs decides it as actix does), rather than a second
+                    // pass over actix's route table; that pass only without the middleware.
+                    let found = RequestContext::with_route(request, |route| {
+                        metrics.observe_request(metrics_route(route), status, elapsed);
+                    });
+                    if found.is_none() {
+                        let route = request.match_pattern();
+                        let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+                        metrics.observe_request(route, status, elapsed);
+                    }
+                }
+                Err(error) => {
+                    let status = error.as_response_error().status_code().as_u16();
+                    metrics.observe_request(UNMATCHED_ROUTE, status, elapsed);
+                }
+            }
         }
         Poll::Ready(result)
+    }
+}
+
+/// The metrics' route label of the span's route: the same template, and the metrics' own name
+/// for a path no route matches (the span says `(unmatched)`, the series `unmatched`).
+fn metrics_route(span_route: &str) -> &str {
+    if span_route == SPAN_UNMATCHED_ROUTE {
+        UNMATCHED_ROUTE
+    } else {
+        span_route
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_span_route_becomes_the_same_label_the_route_match_gave() {
+        // What `match_pattern` made of an unmatched path (`None`) and of a matched one.
+        assert_eq!(metrics_route(SPAN_UNMATCHED_ROUTE), UNMATCHED_ROUTE);
+        assert_eq!(
+            metrics_route("/v1/experiments/{id}/assign"),
+            "/v1/experiments/{id}/assign"
+        );
     }
 }
