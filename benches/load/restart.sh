@@ -31,7 +31,8 @@
 #      run i of one dir against run i of the other, so R differences. Both are whole-process
 #      differences: whatever the server holds because of the units or ids (the id set, sled's
 #      page table and cache for the token credit marks, allocator slack), not one structure.
-#   5. Prints a Markdown table (median and range of R runs) and RESTART lines for scripts.
+#   5. Prints a Markdown table (median and range of R runs, with both logs' replay times and
+#      the sticky table's own heap bytes per unit, from its log line) and RESTART lines.
 # Every process it starts is stopped on exit, Ctrl-C included.
 #
 # Environment: CARGO_TARGET_DIR (release binaries), BANDITD_PORT (18090), MIN_FREE_GB (15),
@@ -187,8 +188,13 @@ measure() {
         die "$name: the server counts $exposures exposures and $rewards rewards, not $want_exposures (at least) and $want_rewards; see $logfile"
     # The store's own line (src/store/event_log.rs): how long the id replay took.
     replay=$(grep -o 'replayed the event log.*' "$logfile" | grep -o 'millis[=:"]*[0-9]*' | grep -o '[0-9]*$' | head -1)
-    echo "$ready $peak $settled ${replay:-–}" >>"$WORK/$name.runs"
-    log "$name run $run: ready in $ready ms, peak RSS $((peak / 1024)) MiB, settled $((settled / 1024)) MiB, id replay ${replay:-–} ms"
+    # And the unit log's (src/store/sticky_table.rs): its time and the table's heap bytes.
+    local units_line unit_replay table_bytes
+    units_line=$(grep -o 'replayed the unit log.*' "$logfile" | head -1 || true)
+    unit_replay=$(grep -o 'millis[=:"]*[0-9]*' <<<"$units_line" | grep -o '[0-9]*$' || true)
+    table_bytes=$(grep -o 'table_bytes[=:"]*[0-9]*' <<<"$units_line" | grep -o '[0-9]*$' || true)
+    echo "$ready $peak $settled ${replay:-–} ${unit_replay:-–} ${table_bytes:-0}" >>"$WORK/$name.runs"
+    log "$name run $run: ready in $ready ms, peak RSS $((peak / 1024)) MiB, settled $((settled / 1024)) MiB, id replay ${replay:-–} ms, unit replay ${unit_replay:-–} ms"
 }
 
 # spread FILE COLUMN: "median (min–max)" of one column.
@@ -202,10 +208,11 @@ mib_stat() {
     awk -v c="$2" '{printf "%.0f\n", $c / 1024}' "$1" >"$1.mib"
     spread "$1.mib" 1
 }
-# per_item A B N COLUMN: "median (min–max)" of (A_i - B_i) * 1024 / N over the runs i, bytes.
+# per_item A B N COLUMN [SCALE]: "median (min–max)" of (A_i - B_i) * SCALE / N over the runs
+# i (SCALE 1024: a KiB column in bytes), bytes.
 per_item() {
     paste -d ' ' "$WORK/$1.runs" "$WORK/$2.runs" |
-        awk -v c="$4" -v n="$3" '{printf "%.1f\n", ($c - $(c + 4)) * 1024 / n}' >"$WORK/$1-$2.diff"
+        awk -v c="$4" -v n="$3" -v s="${5:-1024}" '{printf "%.1f\n", ($c - $(c + 6)) * s / n}' >"$WORK/$1-$2.diff"
     spread "$WORK/$1-$2.diff" 1
 }
 
@@ -218,24 +225,25 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 PER_UNIT=$(per_item units empty "$UNITS" 3)
+TABLE_PER_UNIT=$(per_item units empty "$UNITS" 6 1)
 PER_ID=$(per_item all units "$EVENTS" 3)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 size() { du -sb "$1" | awk '{if ($1 < 1e9) printf "%.1f MB", $1 / 1e6; else printf "%.2f GB", $1 / 1e9}'; }
 row() {
-    echo "| $1 | $(size "$2") | $(spread "$WORK/$3.runs" 1) | $(mib_stat "$WORK/$3.runs" 2) | $(mib_stat "$WORK/$3.runs" 3) | $(spread "$WORK/$3.runs" 4) |"
+    echo "| $1 | $(size "$2") | $(spread "$WORK/$3.runs" 1) | $(mib_stat "$WORK/$3.runs" 2) | $(mib_stat "$WORK/$3.runs" 3) | $(spread "$WORK/$3.runs" 4) | $(spread "$WORK/$3.runs" 5) |"
 }
 for name in empty units all; do
-    echo "RESTART store=$name $(awk '{printf "ready_ms=%s peak_kb=%s settled_kb=%s replay_ms=%s ", $1, $2, $3, $4}' "$WORK/$name.runs")"
+    echo "RESTART store=$name $(awk '{printf "ready_ms=%s peak_kb=%s settled_kb=%s replay_ms=%s unit_replay_ms=%s ", $1, $2, $3, $4, $5}' "$WORK/$name.runs")"
 done
-echo "RESTART per_unit_bytes=\"$PER_UNIT\" per_id_bytes=\"$PER_ID\" load=\"$LOAD\""
+echo "RESTART per_unit_bytes=\"$PER_UNIT\" table_per_unit_bytes=\"$TABLE_PER_UNIT\" per_id_bytes=\"$PER_ID\" load=\"$LOAD\""
 REPORT=$(
     cat <<MD
 Restart of \`banditd serve\` on a sled data dir, $RUNS runs per dir, median (min–max); load
 average at the end: $LOAD ($(nproc) cores). Fill times: units ${FILL_SECS[units]:-reused} s,
 events ${FILL_SECS[events]:-reused} s (banditd-fill, release).
 
-| data dir | size | spawn to /readyz 200, ms | peak RSS, MiB | settled RSS (+${SETTLE} s), MiB | event-id replay, ms |
-| --- | ---: | ---: | ---: | ---: | ---: |
+| data dir | size | spawn to /readyz 200, ms | peak RSS, MiB | settled RSS (+${SETTLE} s), MiB | event-id replay, ms | unit replay, ms |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row "empty" "$EMPTY_DIR" empty)
 $(row "$(thousands "$UNITS") units" "$UNITS_DIR" units)
 $(row "$(thousands "$UNITS") units + $(thousands "$EVENTS") kept ids" "$ALL_DIR" all)
@@ -243,6 +251,7 @@ $(row "$(thousands "$UNITS") units + $(thousands "$EVENTS") kept ids" "$ALL_DIR"
 | memory, from settled RSS differences (run i against run i) | bytes |
 | --- | ---: |
 | per sticky unit: (units − empty) / $(thousands "$UNITS") | $PER_UNIT |
+| of which the sticky table (its \`table_bytes\` log line) / $(thousands "$UNITS") | $TABLE_PER_UNIT |
 | per kept event id, with its token credit: (units + ids − units) / $(thousands "$EVENTS") | $PER_ID |
 MD
 )

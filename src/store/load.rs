@@ -84,8 +84,7 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     };
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
-    let event_ids = event_log::load(db)?;
-    let (sticky, unit_log_entries) = StickyTable::load(db, event_ids.digester)?;
+    let (event_ids, (sticky, unit_log_entries)) = replay_logs(db)?;
     Ok((
         DurableState {
             arms,
@@ -97,6 +96,40 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
         last_seq,
         expired_through,
     ))
+}
+
+/// Replays the event log (`event_log::load`) and the unit log (`StickyTable::load`). Both
+/// are most of a restart's time with many ids and units, and neither reads what the other
+/// builds: with the store's digest key already stored, they run on two threads (a restart
+/// with 10M units and 50M ids takes the longer of the two, not their sum; see
+/// `benches/load/results/mem-2026-11-30.md`). A store without the key yet (before
+/// `event_log::load` makes it) replays one after the other.
+fn replay_logs(
+    db: &sled::Db,
+) -> Result<(super::event_ids::EventIdSet, (StickyTable, u64)), StoreError> {
+    let stored_key = db.get(keys::META_EVENT_ID_KEY).map_err(io)?;
+    let Some(digester) = stored_key
+        .as_deref()
+        .and_then(|bytes| <[u8; super::event_ids::DIGEST_KEY_LEN]>::try_from(bytes).ok())
+        .map(Digester::new)
+    else {
+        let event_ids = event_log::load(db)?;
+        let sticky = StickyTable::load(db, event_ids.digester)?;
+        return Ok((event_ids, sticky));
+    };
+    std::thread::scope(|scope| {
+        let units = std::thread::Builder::new()
+            .name("unit-log-replay".to_owned())
+            .spawn_scoped(scope, || StickyTable::load(db, digester))
+            .map_err(|error| {
+                StoreError::Io(format!("could not start the replay thread: {error}"))
+            })?;
+        let event_ids = event_log::load(db);
+        let sticky = units
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok((event_ids?, sticky?))
+    })
 }
 
 /// The published view of freshly loaded arm states.

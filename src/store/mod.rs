@@ -48,6 +48,7 @@ mod sled;
 mod sled_delay;
 mod state;
 mod sticky_cache;
+mod sticky_slots;
 mod sticky_table;
 #[cfg(test)]
 pub(crate) mod test_support;

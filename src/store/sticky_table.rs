@@ -18,17 +18,22 @@
 //! **Layout.** One 24-byte [`Slot`] per unit: the digest, the propensity (exact: it is signed
 //! into tokens), and one word packing the assignment time (48 bits of milliseconds, up to the
 //! year 10889), the variant (an index into the table's list of variant ids, 15 bits) and a
-//! rewarded flag. The slots sit in a dense vector, found through a `hashbrown` index of their
-//! 4-byte positions (the digest is its own hash), so the free room a hash table keeps costs 5
-//! bytes a bucket instead of a whole slot. A credited reward and its arrival time sit in a side
-//! table ([`RewardSlot`], 32 bytes) only for rewarded units; a record that does not fit the
-//! packing (a time past 2^48 ms, more than 32,766 distinct variant ids) is kept whole in a
-//! third. Memory per unit: 24 bytes at a vector load between 1/2 and 1, plus 5 bytes per index
-//! bucket at a load between 7/16 and 7/8: 29.7–59.4 bytes, 35.7 at one million units (measured
-//! from the capacities by `a_million_units_cost_what_the_capacity_arithmetic_says`), plus
-//! 37.7–75.4 bytes for a rewarded unit. The 32-byte target is missed at that size because both
-//! the vector and the index grow by doubling; propensity and digest are kept exact, so a slot
-//! cannot shrink below 24 bytes.
+//! rewarded flag. The slots of a shard are themselves an open-addressing hash table
+//! (`sticky_slots`: linear probing, Robin Hood order, no index and no positions). A credited
+//! reward and its arrival time sit in a side table ([`RewardSlot`], 32 bytes) only for rewarded
+//! units; a record that does not fit the packing (a time past 2^48 ms, more than 32,766
+//! distinct variant ids) is kept whole in a third.
+//!
+//! **Memory per unit.** 24 bytes at the slot table's load: between 0.767 and 0.92 while it
+//! serves (it grows by ×1.2 past 92%), so 26.1–31.3 bytes; 85% after a restart's replay, so
+//! 28.2 bytes (`sticky_slots` says why). A rewarded unit adds 37.7–75.4 bytes (its
+//! [`RewardSlot`] in a `hashbrown` table: 33 bytes a bucket at a load between 7/16 and 7/8).
+//! The test `a_million_units_cost_what_the_capacity_arithmetic_says` checks the figure from
+//! the capacities, and `benches/load/restart.sh` logs it (`table_bytes`) next to the process's
+//! RSS: at 10M units the process grows 70–89 bytes per unit, the rest being sled's pages and
+//! allocator slack left by the replay (`benches/load/results/mem-2026-11-30.md`). Propensity
+//! and digest are kept exact, so a slot cannot shrink below 24 bytes without changing what
+//! tokens sign.
 //!
 //! **Consistency.** Only the writer thread changes the table, after the commit that wrote the
 //! change is on disk and before `durable_seq` says so (`writer::commit`): everything a reader
@@ -53,6 +58,7 @@ use super::codec::StickyRef;
 use super::error::StoreError;
 use super::event_ids::Digester;
 use super::sticky_cache::StickyCacheStats;
+use super::sticky_slots::{Slot, Slots};
 use super::types::StickyRecord;
 
 /// Shards of a table: enough that a few dozen HTTP workers and the writer rarely meet.
@@ -65,15 +71,6 @@ const VARIANT_MASK: u64 = 0x7FFF;
 const SPILLED: u64 = VARIANT_MASK;
 const REWARDED: u64 = 1 << 63;
 
-/// One unit's assignment, packed (see the module docs).
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    digest: u64,
-    /// assigned_ms (48 bits) · variant index (15 bits) · rewarded (1 bit).
-    packed: u64,
-    propensity: f64,
-}
-
 /// The credited reward of a rewarded unit.
 #[derive(Debug, Clone, Copy)]
 struct RewardSlot {
@@ -82,72 +79,19 @@ struct RewardSlot {
     rewarded_ms: Option<u64>,
 }
 
-/// One shard: the slots in a dense vector, found through a hash index of their positions (4
-/// bytes per bucket, so the index's free room costs little; see the module docs).
+/// One shard: the slots in their own open-addressing table (`sticky_slots`), and the side
+/// tables of rewards and whole records.
 #[derive(Default)]
 struct Shard {
-    index: HashTable<u32>,
-    slots: Vec<Slot>,
+    slots: Slots,
     rewards: HashTable<RewardSlot>,
     spilled: HashTable<(u64, StickyRecord)>,
 }
 
 impl Shard {
-    /// The position of `digest`'s slot.
-    fn position(&self, digest: u64) -> Option<usize> {
-        let slots = &self.slots;
-        self.index
-            .find(digest, |&at| digest_at(slots, at) == Some(digest))
-            .map(|&at| at as usize)
-    }
-
     fn slot(&self, digest: u64) -> Option<Slot> {
-        self.slots.get(self.position(digest)?).copied()
+        self.slots.get(digest)
     }
-
-    /// Puts `slot` in place of the unit's slot, or adds it. Side-table entries of the slot it
-    /// replaces are the caller's to remove (`drop_side_entries`).
-    fn put(&mut self, slot: Slot) {
-        if let Some(at) = self.position(slot.digest) {
-            self.slots[at] = slot;
-            return;
-        }
-        // A shard would need 4 billion units (96 GB of slots) to overflow a u32 position.
-        let Ok(at) = u32::try_from(self.slots.len()) else {
-            return;
-        };
-        self.slots.push(slot);
-        let slots = &self.slots;
-        self.index.insert_unique(slot.digest, at, |&kept| {
-            digest_at(slots, kept).unwrap_or_default()
-        });
-    }
-
-    /// Removes the unit's slot: the last slot moves into its place, and its index entry
-    /// follows.
-    fn take(&mut self, digest: u64) -> Option<Slot> {
-        let slots = &self.slots;
-        let entry = self
-            .index
-            .find_entry(digest, |&at| digest_at(slots, at) == Some(digest))
-            .ok()?;
-        let (at, _) = entry.remove();
-        let at = at as usize;
-        let last = self.slots.len().checked_sub(1)?;
-        let removed = self.slots.swap_remove(at);
-        if at != last {
-            let moved = self.slots[at].digest;
-            if let Some(kept) = self.index.find_mut(moved, |&kept| kept as usize == last) {
-                // `at` < `last`, which fitted in a u32.
-                *kept = at as u32;
-            }
-        }
-        Some(removed)
-    }
-}
-
-fn digest_at(slots: &[Slot], at: u32) -> Option<u64> {
-    slots.get(at as usize).map(|slot| slot.digest)
 }
 
 /// A shard on its own cache lines, with its lookup counts (atomics outside the lock, so that
@@ -199,8 +143,9 @@ impl StickyTable {
     pub fn load(db: &sled::Db, digester: Digester) -> Result<(StickyTable, u64), StoreError> {
         let started = std::time::Instant::now();
         let table = StickyTable::new(digester);
+        table.set_bulk();
         let entries = super::unit_log::replay(db, &table)?;
-        table.shrink_to_fit();
+        table.fit();
         tracing::info!(
             units = table.len(),
             log_entries = entries,
@@ -211,17 +156,18 @@ impl StickyTable {
         Ok((table, entries))
     }
 
-    /// Gives back the room the replay's doublings left: up to half of each shard's slot
-    /// vector, which the next units would take only as the table grows again.
-    fn shrink_to_fit(&self) {
+    /// Starts a replay: the shards grow by doubling until [`Self::fit`].
+    fn set_bulk(&self) {
         for padded in &self.shards {
-            let mut shard = padded
-                .shard
-                .write()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Shard { index, slots, .. } = &mut *shard;
-            slots.shrink_to_fit();
-            index.shrink_to_fit(|&at| digest_at(slots, at).unwrap_or_default());
+            write_lock(&padded.shard).slots.set_bulk(true);
+        }
+    }
+
+    /// Ends a replay: every shard is resized to the load of a replayed table, giving back
+    /// the room its doublings left (`sticky_slots`).
+    fn fit(&self) {
+        for padded in &self.shards {
+            write_lock(&padded.shard).slots.fit();
         }
     }
 
@@ -320,7 +266,7 @@ impl StickyTable {
             shard
                 .spilled
                 .insert_unique(digest, (digest, record.to_record()), |(kept, _)| *kept);
-            shard.put(Slot {
+            shard.slots.put(Slot {
                 digest,
                 packed: SPILLED << MS_BITS,
                 propensity: 0.0,
@@ -339,7 +285,7 @@ impl StickyTable {
                 .rewards
                 .insert_unique(digest, reward, |reward| reward.digest);
         }
-        shard.put(Slot {
+        shard.slots.put(Slot {
             digest,
             packed,
             propensity: record.propensity,
@@ -348,7 +294,7 @@ impl StickyTable {
 
     fn remove(&self, digest: u64) {
         let mut shard = self.write(digest);
-        if let Some(old) = shard.take(digest) {
+        if let Some(old) = shard.slots.take(digest) {
             drop_side_entries(&mut shard, old);
         }
     }
@@ -397,8 +343,7 @@ impl StickyTable {
             .iter()
             .map(|padded| {
                 let shard = read_lock(&padded.shard);
-                table_bytes(shard.index.capacity(), size_of::<u32>())
-                    + shard.slots.capacity() * size_of::<Slot>()
+                shard.slots.capacity() * size_of::<Slot>()
                     + table_bytes(shard.rewards.capacity(), size_of::<RewardSlot>())
                     + table_bytes(shard.spilled.capacity(), size_of::<(u64, StickyRecord)>())
             })
@@ -414,7 +359,7 @@ impl StickyTable {
             stats.misses += padded.misses.load(Ordering::Relaxed);
             let shard = read_lock(&padded.shard);
             stats.entries += shard.slots.len();
-            stats.capacity += shard.index.capacity();
+            stats.capacity += shard.slots.capacity() * super::sticky_slots::MAX_LOAD_PERCENT / 100;
         }
         stats
     }
@@ -430,10 +375,7 @@ impl StickyTable {
     }
 
     fn write(&self, digest: u64) -> RwLockWriteGuard<'_, Shard> {
-        self.padded(digest)
-            .shard
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        write_lock(&self.padded(digest).shard)
     }
 }
 
@@ -450,6 +392,11 @@ fn table_bytes(capacity: usize, slot: usize) -> usize {
 /// that cannot panic half-way (allocation failure aborts).
 fn read_lock(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
     lock.read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn write_lock(lock: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
+    lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

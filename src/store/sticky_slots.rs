@@ -1,0 +1,213 @@
+//! [`Slots`]: one shard of the sticky table's slots (`sticky_table`), in an open-addressing
+//! hash table with linear probing and Robin Hood ordering.
+//!
+//! **Why not a vector and an index.** The table used to keep its 24-byte slots in a dense
+//! vector found through a `hashbrown` index of 4-byte positions. Both grew by doubling, so a
+//! unit cost 24 bytes at a vector load between 1/2 and 1 plus 5 bytes per index bucket at a
+//! load between 7/16 and 7/8 (29.7–59.4 bytes), and a replay's doublings left the process 83–86
+//! bytes per unit (`benches/load/results/restart-units-2026-11-30.md`). Here the slots ARE the
+//! hash table: no index, no position, and the table may run fuller than a `hashbrown` one
+//! because a lookup reads neighbouring slots on the same or the next cache line, not one
+//! control group and then a slot elsewhere.
+//!
+//! **Memory.** `24 / load` bytes per unit. The table grows by [`GROWTH_NUM`]/[`GROWTH_DEN`]
+//! (×1.2) once an insert would take it past [`MAX_LOAD_PERCENT`] (92%), so between growths its
+//! load stays between 0.92 / 1.2 = 0.767 and 0.92: 26.1–31.3 bytes per unit. A replay grows it
+//! by doubling instead (fewer rehashes on the way) and then resizes every shard to
+//! [`REPLAYED_LOAD_PERCENT`] (85%): 28.2 bytes per unit after a restart. A growth allocates the
+//! new shard before it frees the old one, so the spike is one shard's (1/64 of the table), not
+//! the table's.
+//!
+//! **Cost.** With a load α, a lookup of a present digest reads ½(1 + 1/(1 − α)) slots on
+//! average (6.8 at 0.92, contiguous: about three cache lines), and Robin Hood ordering ends a
+//! lookup of an absent digest as soon as it meets a slot closer to its home than the probe is:
+//! about as short. An insert shifts the rest of its run by one slot (½(1 + 1/(1 − α)²) slots
+//! on average, 78 at 0.92: a copy of under 2 KB). A removal shifts the following run back
+//! (backward-shift deletion, no tombstones).
+
+/// One unit's assignment, packed (see `sticky_table`'s module docs). `packed == EMPTY` marks
+/// a free slot: no record packs to it (see [`EMPTY`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) struct Slot {
+    pub digest: u64,
+    /// assigned_ms (48 bits) · variant index (15 bits) · rewarded (1 bit).
+    pub packed: u64,
+    pub propensity: f64,
+}
+
+/// The `packed` word of a free slot: every bit set. A packed record never has it: its variant
+/// index is below `SPILLED` (the all-ones 15 bits), or it is a spilled slot whose packed word
+/// holds only `SPILLED` (no time, no rewarded bit).
+pub(super) const EMPTY: u64 = u64::MAX;
+
+const FREE: Slot = Slot {
+    digest: 0,
+    packed: EMPTY,
+    propensity: 0.0,
+};
+
+/// Past this load (in percent of the slots), an insert grows the table first.
+pub(super) const MAX_LOAD_PERCENT: usize = 92;
+/// The load a replayed shard is resized to ([`Slots::fit`]).
+pub(super) const REPLAYED_LOAD_PERCENT: usize = 85;
+/// Growth factor of a serving table: ×6/5.
+const GROWTH_NUM: usize = 6;
+const GROWTH_DEN: usize = 5;
+/// The smallest table a shard allocates.
+const MIN_CAPACITY: usize = 16;
+
+/// One shard's slots (see the module docs).
+#[derive(Debug, Default)]
+pub(super) struct Slots {
+    slots: Box<[Slot]>,
+    len: usize,
+    /// Grow by doubling (during a replay) rather than by ×1.2.
+    bulk: bool,
+}
+
+impl Slots {
+    /// Units held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Slots allocated.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Doubles on growth until [`Self::fit`] (a replay: many inserts, then a resize).
+    pub fn set_bulk(&mut self, bulk: bool) {
+        self.bulk = bulk;
+    }
+
+    /// The slot of `digest`.
+    pub fn get(&self, digest: u64) -> Option<Slot> {
+        self.find(digest).map(|at| self.slots[at])
+    }
+
+    /// Puts `slot` in place of its digest's slot, or adds it. Answers the slot it replaced.
+    pub fn put(&mut self, slot: Slot) -> Option<Slot> {
+        if let Some(at) = self.find(slot.digest) {
+            return Some(std::mem::replace(&mut self.slots[at], slot));
+        }
+        if (self.len + 1) * 100 > self.capacity() * MAX_LOAD_PERCENT {
+            let capacity = self.capacity();
+            let grown = if self.bulk {
+                capacity * 2
+            } else {
+                capacity * GROWTH_NUM / GROWTH_DEN
+            };
+            self.resize(grown.max(MIN_CAPACITY));
+        }
+        self.insert_new(slot);
+        None
+    }
+
+    /// Removes `digest`'s slot; the slots after it in its run move back by one.
+    pub fn take(&mut self, digest: u64) -> Option<Slot> {
+        let mut at = self.find(digest)?;
+        let removed = self.slots[at];
+        let capacity = self.capacity();
+        loop {
+            let next = if at + 1 == capacity { 0 } else { at + 1 };
+            let moved = self.slots[next];
+            if moved.packed == EMPTY || self.home(moved.digest) == next {
+                break;
+            }
+            self.slots[at] = moved;
+            at = next;
+        }
+        self.slots[at] = FREE;
+        self.len -= 1;
+        Some(removed)
+    }
+
+    /// Ends a replay: resizes to [`REPLAYED_LOAD_PERCENT`] (the table may shrink to it, since a
+    /// replay doubles) and grows by ×1.2 from now on.
+    pub fn fit(&mut self) {
+        self.bulk = false;
+        let fitted = (self.len * 100).div_ceil(REPLAYED_LOAD_PERCENT);
+        if self.len == 0 {
+            self.slots = Box::default();
+        } else if fitted != self.capacity() {
+            self.resize(fitted.max(MIN_CAPACITY));
+        }
+    }
+
+    /// The position of `digest`'s slot: probes from its home until the digest, a free slot,
+    /// or a slot nearer its own home than the probe is to ours (Robin Hood: ours would have
+    /// taken that place).
+    fn find(&self, digest: u64) -> Option<usize> {
+        let capacity = self.capacity();
+        if capacity == 0 {
+            return None;
+        }
+        let mut at = self.home(digest);
+        for distance in 0..capacity {
+            let slot = &self.slots[at];
+            if slot.packed == EMPTY || self.distance(at, slot.digest) < distance {
+                return None;
+            }
+            if slot.digest == digest {
+                return Some(at);
+            }
+            at = if at + 1 == capacity { 0 } else { at + 1 };
+        }
+        None
+    }
+
+    /// Inserts a digest known to be absent, with room for it.
+    fn insert_new(&mut self, slot: Slot) {
+        let capacity = self.capacity();
+        let mut carried = slot;
+        let mut at = self.home(carried.digest);
+        let mut distance = 0;
+        loop {
+            let here = self.slots[at];
+            if here.packed == EMPTY {
+                self.slots[at] = carried;
+                self.len += 1;
+                return;
+            }
+            let theirs = self.distance(at, here.digest);
+            if theirs < distance {
+                self.slots[at] = carried;
+                carried = here;
+                distance = theirs;
+            }
+            at = if at + 1 == capacity { 0 } else { at + 1 };
+            distance += 1;
+        }
+    }
+
+    fn resize(&mut self, capacity: usize) {
+        let old = std::mem::replace(&mut self.slots, vec![FREE; capacity].into_boxed_slice());
+        self.len = 0;
+        for slot in old.iter().filter(|slot| slot.packed != EMPTY) {
+            self.insert_new(*slot);
+        }
+    }
+
+    /// Where a digest's probe starts: the digest scaled to the capacity (Lemire's
+    /// multiply-shift, no division). The digest is a keyed SipHash, so its bits are uniform;
+    /// the multiply spreads the bits the shard was chosen by (`sticky_table::padded`).
+    fn home(&self, digest: u64) -> usize {
+        let mixed = digest.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        ((u128::from(mixed) * self.capacity() as u128) >> 64) as usize
+    }
+
+    /// How far `at` is past the home of `digest`, wrapping around the end.
+    fn distance(&self, at: usize, digest: u64) -> usize {
+        let home = self.home(digest);
+        if at >= home {
+            at - home
+        } else {
+            at + self.capacity() - home
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "sticky_slots_tests.rs"]
+mod tests;
