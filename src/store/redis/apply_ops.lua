@@ -67,8 +67,9 @@ while at <= #ARGV do
     -- Every id's directory field is read first, one HMGET per directory.
     local blob = nxt()
     local starts, wanted = {}, {}
-    -- The units' records too, one HMGET per shard (`prefetch`), by the shard's first KEYS index.
-    local by_shard, shard_order = {}, {}
+    -- The units' records too, one HMGET per shard (`prefetch`): each unit reward's directory,
+    -- id, shard (its first KEYS index) and body, kept until the ids are known.
+    local unit_dirs, unit_ids, unit_firsts, unit_bodies = {}, {}, {}, {}
     local pos = 1
     while pos <= #blob do
       local length, dir, id, first, _, _, kind, body =
@@ -76,14 +77,8 @@ while at <= #ARGV do
       starts[#starts + 1] = pos
       pos = pos + length
       if kind == 'U' then
-        local unit = struct.unpack('<I4c0', blob, body)
-        local names = by_shard[first]
-        if not names then
-          names = {}
-          by_shard[first] = names
-          shard_order[#shard_order + 1] = first
-        end
-        names[#names + 1] = { dir, id, unit }
+        local n = #unit_dirs + 1
+        unit_dirs[n], unit_ids[n], unit_firsts[n], unit_bodies[n] = dir, id, first, body
       end
       local home = homes[dir]
       if home.held[id] == nil then
@@ -106,17 +101,24 @@ while at <= #ARGV do
         end
       end
     end
-    -- Only the records of rewards whose ids are new: a retried batch reads none.
+    -- Only the records of rewards whose ids are new: a retried batch reads (and unpacks) none.
+    local by_shard, shard_order = {}, {}
+    for i = 1, #unit_dirs do
+      local home = homes[unit_dirs[i]]
+      if not home.legacy and not home.held[unit_ids[i]] then
+        local first = unit_firsts[i]
+        local names = by_shard[first]
+        if not names then
+          names = {}
+          by_shard[first] = names
+          shard_order[#shard_order + 1] = first
+        end
+        names[#names + 1] = struct.unpack('<I4c0', blob, unit_bodies[i])
+      end
+    end
     for _, first in ipairs(shard_order) do
-      local names = {}
-      for _, entry in ipairs(by_shard[first]) do
-        local home = homes[entry[1]]
-        if not home.legacy and not home.held[entry[2]] then names[#names + 1] = entry[3] end
-      end
-      if #names > 0 then
-        use_shard(first)
-        prefetch(names)
-      end
+      use_shard(first)
+      prefetch(by_shard[first])
     end
     local current = 0
     for _, start in ipairs(starts) do
