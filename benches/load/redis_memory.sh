@@ -67,12 +67,15 @@ ensure_wrk
 
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 used_memory() { rcli info memory | tr -d '\r' | awk -F: '$1 == "used_memory" {print $2}'; }
-# The sticky sorted sets of load-sticky, revision 1 (one per shard; src/store/redis/layout.rs).
+# The sticky records of load-sticky, revision 1: per shard its records hash, its unit index and
+# the earlier layout's sorted set, if any (src/store/redis/layout.rs).
 sticky_bytes() {
-    local total=0 shard bytes
+    local total=0 shard key bytes
     for shard in 0 1 2 3 4 5 6 7; do
-        bytes=$(rcli memory usage "{bd:load-sticky:1:$shard}:u" samples 0)
-        total=$((total + ${bytes:-0}))
+        for key in r n u; do
+            bytes=$(rcli memory usage "{bd:load-sticky:1:$shard}:$key" samples 0)
+            total=$((total + ${bytes:-0}))
+        done
     done
     echo "$total"
 }

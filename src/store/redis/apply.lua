@@ -3,13 +3,15 @@
 -- (src/store/redis/layout.rs, "the slot rule"), every shard's on a single primary.
 -- Records and the counters they imply change in this one script call, so they always agree.
 --
--- KEYS[1] sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due zset,
--- KEYS[5] delay histograms hash, KEYS[6..] flush and claim keys, named by index in the ops,
--- and, where one call carries several shards of the epoch (a single primary, not Cluster),
--- the sticky, arms, marks and due keys of each further shard, which op `S` switches to.
+-- KEYS[1] legacy sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due
+-- zset, KEYS[5] sticky records hash, KEYS[6] unit index zset, KEYS[7] delay histograms hash,
+-- KEYS[8..] flush and claim keys, named by index in the ops, and, where one call carries
+-- several shards of the epoch (a single primary, not Cluster), the legacy sticky, arms, marks,
+-- due, records and unit index keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
-local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
+local records, units = KEYS[5], KEYS[6]
 -- Op `S` sends the ops that follow to another shard's records and marks; the counters and
 -- histograms stay in the call's first shard (`arms`, `delays`), which readers and the audit
 -- sum with the other shards', so a call of units of eight shards writes one counter hash, not
@@ -17,6 +19,7 @@ local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEY
 local shard_arms = arms
 local function use_shard(first)
   sticky, shard_arms, marks, due = KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3]
+  records, units = KEYS[first + 4], KEYS[first + 5]
 end
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
@@ -194,6 +197,96 @@ end
 
 local function num(field, default)
   return tonumber(get(field) or default)
+end
+
+-- Sticky records are fields of the shard's records hash (unit -> record), so a lookup is one
+-- HGET (or one HMGET for a call's units, op `P` and op `B`) and a rewrite one HSET per call and
+-- shard; the unit index (a sorted set of unit names, all scores 0) keeps exports paging in unit
+-- order and takes a ZADD only when a unit is new. Records of the earlier layout (members
+-- `unit \0 record` of the legacy sorted set) are still found there while it holds any, and
+-- move to the hash (and the index) when rewritten. `held[unit]`: the unit's record as this call
+-- has left it (false: none; nil: not read yet).
+local rsets, rorder = {}, {}
+local function rbuf()
+  local r = rsets[records]
+  if not r then
+    r = { key = records, legacy = sticky, index = units, held = {}, put = {}, order = {},
+      fresh = {}, moved = {}, has_legacy = nil }
+    rsets[records] = r
+    rorder[#rorder + 1] = r
+  end
+  return r
+end
+local function has_legacy(r)
+  if r.has_legacy == nil then r.has_legacy = redis.call('EXISTS', r.legacy) == 1 end
+  return r.has_legacy
+end
+-- The legacy record of `unit`, remembered so that its rewrite removes the legacy member.
+local function legacy_record(r, unit)
+  if not has_legacy(r) then return false end
+  local hit = redis.call('ZRANGEBYLEX', r.legacy, '[' .. unit .. SEP, '(' .. unit .. '\1', 'LIMIT', '0', '1')
+  local member = hit[1]
+  if not member then return false end
+  r.moved[unit] = member
+  return string.sub(member, #unit + 2)
+end
+-- Reads the records of `names` (the current shard's units) not read yet, one HMGET.
+local function prefetch(names)
+  local r = rbuf()
+  local wanted, asked = {}, {}
+  for _, unit in ipairs(names) do
+    if r.held[unit] == nil and not asked[unit] then
+      asked[unit] = true
+      wanted[#wanted + 1] = unit
+    end
+  end
+  for first = 1, #wanted, 512 do
+    local last = math.min(first + 511, #wanted)
+    local values = redis.call('HMGET', r.key, unpack(wanted, first, last))
+    for i = first, last do
+      local unit = wanted[i]
+      r.held[unit] = values[i - first + 1] or legacy_record(r, unit)
+    end
+  end
+end
+-- The current shard's record of `unit`, or nil.
+local function rget(unit)
+  local r = rbuf()
+  local record = r.held[unit]
+  if record == nil then
+    record = redis.call('HGET', r.key, unit) or legacy_record(r, unit)
+    r.held[unit] = record
+  end
+  return record or nil
+end
+local function rset(unit, record)
+  local r = rbuf()
+  if r.held[unit] == nil then rget(unit) end
+  if not r.held[unit] or r.moved[unit] then r.fresh[unit] = true end
+  if r.put[unit] == nil then r.order[#r.order + 1] = unit end
+  r.put[unit] = record
+  r.held[unit] = record
+end
+local function write_records()
+  for _, r in ipairs(rorder) do
+    local args, index, gone = {}, {}, {}
+    for _, unit in ipairs(r.order) do
+      args[#args + 1] = unit
+      args[#args + 1] = r.put[unit]
+      if r.fresh[unit] then
+        index[#index + 1] = '0'
+        index[#index + 1] = unit
+      end
+      if r.moved[unit] then gone[#gone + 1] = r.moved[unit] end
+    end
+    hset(r.key, args)
+    for first = 1, #index, 512 do
+      redis.call('ZADD', r.index, unpack(index, first, math.min(first + 511, #index)))
+    end
+    for first = 1, #gone, 512 do
+      redis.call('ZREM', r.legacy, unpack(gone, first, math.min(first + 511, #gone)))
+    end
+  end
 end
 
 -- The current shard's token watermark (expire.lua raises it; this script only reads it).
@@ -388,8 +481,8 @@ end
 -- A unit's reward judged against its record (store::apply): its outcome, the record and the
 -- counters changed if applied.
 local function judge_unit(unit, micro, occurred, now, window, h)
-  local member, record = find(sticky, unit)
-  if not member then return 'N' end
+  local record = rget(unit)
+  if not record then return 'N' end
   local v, written, propensity, reward = parse(record)
   local assigned = tonumber(written)
   local refused = refusal(occurred, assigned, now, window)
@@ -397,9 +490,7 @@ local function judge_unit(unit, micro, occurred, now, window, h)
   if reward ~= '' then return 'P' end
   -- The assignment's time kept as the record spells it: every writer spells it as `int`
   -- does (whole milliseconds; `Call::sticky` from a u64), so it need not be formatted again.
-  zput(sticky, unit, member,
-    unit .. SEP .. v .. '\t' .. written .. '\t' .. propensity .. '\t' .. micro ..
-    '\t' .. int(now), '0')
+  rset(unit, v .. '\t' .. written .. '\t' .. propensity .. '\t' .. micro .. '\t' .. int(now))
   credit(v, tonumber(micro), assigned, now, h)
   return 'A' .. v
 end
@@ -460,6 +551,7 @@ local function write_homes()
 end
 
 local function write_all()
+  write_records()
   write_zsets()
   write_arms()
   write_delays()
@@ -467,196 +559,5 @@ local function write_all()
   write_homes()
 end
 
-local skip_exposures = false
-while at <= #ARGV do
-  local op = nxt()
-  if op == 'I' or op == 'R' then
-    local unit, from, v, assigned, propensity = nxt(), nxt(), nxt(), nxt(), nxt()
-    local now, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
-    local member, record = find(sticky, unit)
-    local write = false
-    if op == 'I' then
-      if member then out[#out + 1] = '0' .. record else write = true end
-    elseif not member then
-      out[#out + 1] = '-'
-    else
-      local held, _, _, reward = parse(record)
-      if held ~= from then
-        out[#out + 1] = '0' .. record
-      else
-        add('mn|' .. held, 1)
-        if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
-        write = true
-      end
-    end
-    if write then
-      local value = v .. '\t' .. assigned .. '\t' .. propensity .. '\t'
-      zput(sticky, unit, member, unit .. SEP .. value, '0')
-      count_exposures(v, 1, now, h)
-      expected(shares)
-      out[#out + 1] = '1' .. value
-    else
-      at = at + 2 * shares
-    end
-  elseif op == 'O' then
-    -- Outcomes to read up front: KEYS index, count, then that many fields.
-    local key, count = KEYS[tonumber(nxt())], tonumber(nxt())
-    local fields = { unpack(ARGV, at, at + count - 1) }
-    at = at + count
-    local known = fetched[key] or {}
-    fetched[key] = known
-    local values = redis.call('HMGET', key, unpack(fields))
-    for i, field in ipairs(fields) do known[field] = values[i] or false end
-  elseif op == 'Q' then
-    -- An event-id directory op B uses: its KEYS index (its list index and legacy due index
-    -- follow), how long Redis keeps it at least (ms).
-    local dir, keep = tonumber(nxt()), tonumber(nxt())
-    local home = homes[dir]
-    if not home then
-      home = { dir = dir, held = {}, args = {}, keep = 0,
-        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1 }
-      homes[dir] = home
-      home_order[#home_order + 1] = dir
-    end
-    home.keep = math.max(home.keep, keep)
-  elseif op == 'L' then
-    -- An id list op B may append to: its KEYS index, its directory's, its end, how long
-    -- Redis keeps it at least (ms).
-    local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
-    id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
-    list_order[#list_order + 1] = list
-  elseif op == 'B' then
-    -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
-    -- one string parsed here, not a dozen arguments per reward). Each: its length, its
-    -- directory's KEYS index, the id, its shard's first KEYS index (as op S), its list's, its
-    -- retention end, its kind, then the reward as op U/T/K takes it (no claim or outcome).
-    -- Every id's directory field is read first, one HMGET per directory.
-    local blob = nxt()
-    local starts, wanted = {}, {}
-    local pos = 1
-    while pos <= #blob do
-      local length, dir, id = struct.unpack('<I4I4I4c0', blob, pos)
-      starts[#starts + 1] = pos
-      pos = pos + length
-      local home = homes[dir]
-      if home.held[id] == nil then
-        home.held[id] = false
-        local ids = wanted[dir]
-        if not ids then
-          ids = {}
-          wanted[dir] = ids
-        end
-        ids[#ids + 1] = id
-      end
-    end
-    for _, dir in ipairs(home_order) do
-      local ids, held = wanted[dir], homes[dir].held
-      if ids then
-        for first = 1, #ids, 512 do
-          local last = math.min(first + 511, #ids)
-          local values = redis.call('HMGET', KEYS[dir], unpack(ids, first, last))
-          for i = first, last do held[ids[i]] = values[i - first + 1] or false end
-        end
-      end
-    end
-    local current = 0
-    for _, start in ipairs(starts) do
-      local _, dir, id, first, list, retain, kind, body =
-        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, start)
-      if first ~= current then
-        use_shard(first)
-        current = first
-      end
-      local home = homes[dir]
-      local held = home.held[id]
-      local outcome
-      if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
-        outcome = 'F'
-      elseif held then
-        outcome = 'D'
-      elseif kind == 'U' then
-        local unit, micro, occurred, now, window, h = struct.unpack('<I4c0I4c0I4c0ddI4c0', blob, body)
-        outcome = judge_unit(unit, micro, occurred, now, window, h)
-      else
-        local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
-          struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)
-        if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
-        outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
-          confirms)
-      end
-      if string.sub(outcome, 1, 1) == 'A' then
-        local value = 'A' .. retain
-        home.held[id] = value
-        home.args[#home.args + 1] = id
-        home.args[#home.args + 1] = value
-        local ids = id_lists[list].ids
-        ids[#ids + 1] = id
-      end
-      out[#out + 1] = outcome
-    end
-  elseif op == 'S' then
-    -- The ops that follow are another shard's: the index of its first of five keys.
-    use_shard(tonumber(nxt()))
-  elseif op == 'F' then
-    -- A flush of per-request exposures: applied once, however often it is retried.
-    local key = KEYS[tonumber(nxt())]
-    skip_exposures = not redis.call('SET', key, '1', 'NX', 'PX', 86400000)
-  elseif op == 'X' then
-    local v, n, now, h, shares = nxt(), tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
-    if skip_exposures then
-      at = at + 2 * shares
-    else
-      count_exposures(v, n, now, h)
-      add('p|' .. v, n)
-      expected(shares)
-    end
-  elseif op == 'U' then
-    local claim, field, unit = KEYS[tonumber(nxt())], nxt(), nxt()
-    local micro, occurred = nxt(), nxt()
-    local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
-    out[#out + 1] = claimed(claim, field, keep, function()
-      return judge_unit(unit, micro, occurred, now, window, h)
-    end)
-  elseif op == 'T' or op == 'K' then
-    -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
-    -- shard's confirmation marks, named after the outcome field).
-    local claim, field = KEYS[tonumber(nxt())], nxt()
-    local confirms = nil
-    if op == 'K' then confirms = KEYS[tonumber(nxt())] end
-    local id, v = nxt(), nxt()
-    local issued, propensity = tonumber(nxt()), nxt()
-    local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
-    local h, keep = nxt(), nxt()
-    out[#out + 1] = claimed(claim, field, keep, function()
-      return judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
-    end)
-  elseif op == 'C' then
-    -- A per-request token confirmed (store::rules::judge_confirmation): at most once per
-    -- assignment id; `late` (past confirm_within) and the mark's deadline come computed.
-    local confirms, cdue = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
-    local id, v, issued, propensity = nxt(), nxt(), nxt(), nxt()
-    local now, late, keep = nxt(), nxt(), nxt()
-    local t, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
-    if find(confirms, id) then
-      out[#out + 1] = 'D'
-      at = at + 2 * shares
-    elseif late == '1' or tonumber(keep) <= watermark() then
-      out[#out + 1] = 'O'
-      at = at + 2 * shares
-    else
-      zput(confirms, id, nil,
-        id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now,
-        '0')
-      zput(cdue, nil, nil, id, keep)
-      count_exposures(v, 1, t, h)
-      add('p|' .. v, 1)
-      expected(shares)
-      out[#out + 1] = 'C'
-    end
-  else
-    write_all()
-    return redis.error_reply('banditd: unknown op ' .. tostring(op))
-  end
-end
-write_all()
-return out
+-- The ops themselves are read and run by apply_ops.lua, which Redis gets appended to this file
+-- as one script (src/store/redis/mod.rs).

@@ -15,7 +15,7 @@ use crate::store::{
 pub const MAX_MS: u64 = 1 << 52;
 
 /// The keys every call names before its extra keys.
-const FIXED_KEYS: usize = 5;
+const FIXED_KEYS: usize = 7;
 
 /// The arguments every call starts with, before its ops (the clock skew and the mark slack).
 const FIXED_ARGS: usize = 2;
@@ -61,9 +61,12 @@ pub struct Call {
     epoch: Epoch,
     keys: ShardKeys,
     /// The shard the ops added now go to, and the KEYS index of the first of each further
-    /// shard's keys (op `S`: sticky, arms, marks, marks' due).
+    /// shard's keys (op `S`: legacy sticky, arms, marks, marks' due, records, unit index).
     shard: u32,
     shards: Vec<(u32, String)>,
+    /// The units of the sticky ops, by their shard's first KEYS index: read up front, one
+    /// HMGET per shard (op `P`), rather than one HGET per unit.
+    prefetch: Vec<(String, Vec<String>)>,
     extra_keys: Vec<String>,
     /// Claim outcomes the call's rewards may meet, read up front by one HMGET per hash (op
     /// `O`) rather than one HGET per reward: each outcome hash's KEYS index and fields.
@@ -94,6 +97,7 @@ impl Call {
             keys: ShardKeys::of(epoch, shard),
             shard,
             shards: vec![(shard, "1".to_owned())],
+            prefetch: Vec::new(),
             extra_keys: Vec::new(),
             outcomes: Vec::new(),
             directories: Vec::new(),
@@ -122,15 +126,21 @@ impl Call {
         self.shard = shard;
     }
 
-    /// The KEYS index of the first of `shard`'s keys in this call (sticky, arms, marks,
-    /// marks' due), named now if they are not yet.
+    /// The KEYS index of the first of `shard`'s keys in this call (legacy sticky, arms, marks,
+    /// marks' due, records, unit index), named now if they are not yet.
     fn shard_first(&mut self, shard: u32) -> String {
         match self.shards.iter().find(|(known, _)| *known == shard) {
             Some((_, first)) => first.clone(),
             None => {
                 let keys = ShardKeys::of(&self.epoch, shard);
                 let first = self.key(keys.sticky);
-                for key in [keys.arms, keys.marks, keys.marks_due] {
+                for key in [
+                    keys.arms,
+                    keys.marks,
+                    keys.marks_due,
+                    keys.records,
+                    keys.units,
+                ] {
                     self.key(key);
                 }
                 self.shards.push((shard, first.clone()));
@@ -168,6 +178,11 @@ impl Call {
         record: &StickyRecord,
         tally: &Tally,
     ) {
+        let first = self.shard_first(self.shard);
+        match self.prefetch.iter_mut().find(|(known, _)| *known == first) {
+            Some((_, units)) => units.push(unit.to_owned()),
+            None => self.prefetch.push((first, vec![unit.to_owned()])),
+        }
         let shares = layout::expected_shares(&record.variant, &tally.allocation, 1);
         self.args.extend([
             op.to_owned(),
@@ -354,6 +369,8 @@ impl Call {
             .key(&self.keys.arms)
             .key(&self.keys.marks)
             .key(&self.keys.marks_due)
+            .key(&self.keys.records)
+            .key(&self.keys.units)
             .key(&self.keys.delays);
         for key in &self.extra_keys {
             invocation.key(key);
@@ -362,7 +379,13 @@ impl Call {
         for arg in fixed {
             invocation.arg(arg);
         }
-        // Lua's unpack takes a few thousand values at most: a few hundred fields per `O`.
+        // Lua's unpack takes a few thousand values at most: a few hundred fields per `O`
+        // and units per `P`.
+        for (first, units) in &self.prefetch {
+            for chunk in units.chunks(512) {
+                invocation.arg("P").arg(first).arg(chunk.len()).arg(chunk);
+            }
+        }
         for (_, index, fields) in &self.outcomes {
             for chunk in fields.chunks(512) {
                 invocation.arg("O").arg(index).arg(chunk.len()).arg(chunk);

@@ -104,7 +104,7 @@ fn a_hot_experiments_keys_spread_over_more_than_one_node() {
         );
         assert!(store.audit().await.unwrap().is_clean());
     });
-    let records = keys_by_node(&cluster, "{bd:homepage-headline:1:*}:u");
+    let records = keys_by_node(&cluster, "{bd:homepage-headline:1:*}:r");
     assert_eq!(records.iter().sum::<usize>(), layout::SHARDS as usize);
     assert!(
         records.iter().filter(|&&keys| keys > 0).count() >= 2,

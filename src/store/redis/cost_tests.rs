@@ -156,10 +156,11 @@ fn a_group_commit_of_new_units_on_one_primary_is_one_script_call() {
             "{units} new units in {commits} group commits took {scripts} script calls"
         );
         // And such a call counts in one shard's counter and histogram hashes: one HSET each
-        // per call, not one per shard it touches (it was up to sixteen per call).
+        // per call, not one per shard it touches (it was up to sixteen per call); the records
+        // take one HSET per shard.
         let hsets = command_calls(&server).get("hset").copied().unwrap_or(0);
         assert!(
-            hsets <= 2 * scripts,
+            hsets <= (2 + u64::from(layout::SHARDS)) * scripts,
             "{units} new units in {scripts} script calls took {hsets} HSETs"
         );
         assert_eq!(
@@ -236,10 +237,56 @@ fn a_unit_written_twice_in_one_call_keeps_the_last_record_only() {
         assert!(matches!(outcomes[0], RewardOutcome::Applied { .. }));
         assert_eq!(outcomes[1], RewardOutcome::AlreadyRewarded);
         let shard = layout::shard_of("u");
-        let members = server.cli(&["ZCARD", &ShardKeys::of(&epoch(), shard).sticky]);
-        assert_eq!(members.trim(), "1");
+        let keys = ShardKeys::of(&epoch(), shard);
+        assert_eq!(server.cli(&["HLEN", &keys.records]).trim(), "1");
+        assert_eq!(server.cli(&["ZCARD", &keys.units]).trim(), "1");
         let counters = store.counters(&epoch()).await.unwrap();
         assert_eq!(counters["bold"].reward_sum, 0.5);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+#[test]
+fn new_units_and_a_batch_of_rewards_read_their_records_a_shard_at_a_time() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let units = 200u64;
+        insert_units(&store, units).await;
+        let (_, scripts) = writes_and_scripts(&server);
+        let calls = command_calls(&server);
+        // A record is a hash field: the inserts' lookups are one HMGET per call and shard
+        // (it was one sorted-set range per unit, which no command batches).
+        let shards = u64::from(layout::SHARDS);
+        assert_eq!(calls.get("zrangebylex"), None, "{calls:?}");
+        assert!(
+            calls.get("hmget").copied().unwrap_or(0) <= (shards + 1) * scripts,
+            "{units} new units in {scripts} script calls: {calls:?}"
+        );
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let ops = (0..units)
+            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
+            .collect();
+        let outcomes = store.apply_rewards(ops).await.unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
+        );
+        let calls = command_calls(&server);
+        // One call: the records are read by one HMGET per shard, rewritten by one HSET per
+        // shard, and no ZREM or ZADD rewrites a record (it was a range, a ZREM and a ZADD).
+        assert_eq!(calls.get("evalsha").copied(), Some(1), "{calls:?}");
+        assert_eq!(calls.get("zrangebylex"), None, "{calls:?}");
+        assert_eq!(calls.get("zrem"), None, "{calls:?}");
+        // Per shard its records and its ids' directory; the counters and histograms once.
+        assert!(
+            calls.get("hmget").copied().unwrap_or(0) <= 2 * shards + 2,
+            "{calls:?}"
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
         assert!(store.audit().await.unwrap().is_clean());
     });
 }

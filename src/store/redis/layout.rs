@@ -8,7 +8,9 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `<tag>:u` | sorted set, all scores 0 | one member per sticky unit: `unit \0 record` (lexicographic, so a lookup and a page of an export are `ZRANGEBYLEX`) |
+//! | `<tag>:r` | hash | one field per sticky unit: unit → record ([`encode_sticky`]), so a lookup is one `HGET` and a rewrite one `HSET` (a batch's: one `HMGET` and one `HSET` per shard) |
+//! | `<tag>:n` | sorted set, all scores 0 | the unit index: one member per sticky unit, its name, written when the unit is new (lexicographic, so a page of an export is a `ZRANGEBYLEX` and an `HMGET`) |
+//! | `<tag>:u` | sorted set, all scores 0 | sticky records of the earlier layout, `unit \0 record`: still read; `apply.lua` moves a record to `<tag>:r` and `<tag>:n` when it rewrites it |
 //! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write (on a single primary, a call of several shards counts in its first: only the sums over the shards mean anything), and `xt`, the shard's token watermark |
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
 //! | `<tag>:x` | sorted set | token assignment id → when its mark is removed |
@@ -73,7 +75,10 @@ pub fn tag(epoch: &Epoch, shard: u32) -> String {
 /// The keys one shard's script touches.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ShardKeys {
+    /// Sticky records of the earlier layout (read, and moved to `records` when rewritten).
     pub sticky: String,
+    pub records: String,
+    pub units: String,
     pub arms: String,
     pub marks: String,
     pub marks_due: String,
@@ -85,6 +90,8 @@ impl ShardKeys {
         let tag = tag(epoch, shard);
         Self {
             sticky: format!("{tag}:u"),
+            records: format!("{tag}:r"),
+            units: format!("{tag}:n"),
             arms: format!("{tag}:a"),
             marks: format!("{tag}:t"),
             marks_due: format!("{tag}:x"),

@@ -52,6 +52,9 @@ mod sentinel_contract_tests;
 #[cfg(test)]
 mod sentinel_tests;
 #[cfg(test)]
+mod sticky_layout_tests;
+mod sticky_read;
+#[cfg(test)]
 mod tests;
 mod wait;
 #[cfg(test)]
@@ -365,7 +368,10 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
     let shared = Arc::new(Shared {
         link,
         scripts: Scripts {
-            apply: Script::new(include_str!("apply.lua")),
+            apply: Script::new(concat!(
+                include_str!("apply.lua"),
+                include_str!("apply_ops.lua")
+            )),
             claim: Script::new(include_str!("claim.lua")),
             settle: Script::new(include_str!("settle.lua")),
             expire: Script::new(include_str!("expire.lua")),

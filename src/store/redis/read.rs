@@ -6,44 +6,34 @@ use std::collections::{BTreeMap, HashMap};
 use redis::AsyncCommands;
 
 use super::layout::{self, MICRO, SHARDS, ShardKeys};
+pub use super::sticky_read::{scan_sticky, sticky};
 use super::{Shared, classify};
 use crate::stats::DecayedCounts;
 use crate::store::records::{StoredHistory, StoredHistoryRef};
 use crate::store::{
     ArmCounters, AuditReport, CounterMismatch, Decision, Epoch, EpochInfo, EpochSpec,
-    ExpectationMismatch, HistoryPoint, StickyRecord, StoreError, TokenConfirmation, TokenCredit,
+    ExpectationMismatch, HistoryPoint, StoreError, TokenConfirmation, TokenCredit,
 };
 
-fn connection(shared: &Shared) -> super::connect::Connection {
+pub(super) fn connection(shared: &Shared) -> super::connect::Connection {
     shared.link.get()
 }
 
-fn corrupt(what: &str, value: &str) -> StoreError {
+pub(super) fn corrupt(what: &str, value: &str) -> StoreError {
     StoreError::Corrupt(format!("unreadable {what} in redis: {value:?}"))
 }
 
 /// The member of `id` in a lexicographic sorted set (`layout::SEP`), if any.
-async fn find(shared: &Shared, key: &str, id: &str) -> Result<Option<String>, StoreError> {
+pub(super) async fn find(
+    shared: &Shared,
+    key: &str,
+    id: &str,
+) -> Result<Option<String>, StoreError> {
     let hit: Vec<String> = connection(shared)
         .zrangebylex_limit(key, format!("[{id}\0"), format!("({id}\x01"), 0, 1)
         .await
         .map_err(|error| classify(shared, &error))?;
     Ok(hit.into_iter().next())
-}
-
-pub async fn sticky(
-    shared: &Shared,
-    epoch: &Epoch,
-    unit: &str,
-) -> Result<Option<StickyRecord>, StoreError> {
-    let keys = ShardKeys::of(epoch, layout::shard_of(unit));
-    let Some(member) = find(shared, &keys.sticky, unit).await? else {
-        return Ok(None);
-    };
-    layout::split_member(&member)
-        .and_then(|(_, value)| layout::decode_sticky(value))
-        .map(Some)
-        .ok_or_else(|| corrupt("sticky record", &member))
 }
 
 /// One shard's share of every arm, as its hash spells it.
@@ -322,7 +312,7 @@ pub async fn epoch_spec(shared: &Shared, epoch: &Epoch) -> Result<Option<EpochSp
 }
 
 /// Up to `limit` members of each shard after `after`, merged in id order.
-async fn scan_members(
+pub(super) async fn scan_members(
     shared: &Shared,
     keys: Vec<String>,
     after: Option<String>,
@@ -354,25 +344,6 @@ async fn scan_members(
     members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     members.truncate(limit);
     Ok(members)
-}
-
-pub async fn scan_sticky(
-    shared: &Shared,
-    epoch: &Epoch,
-    after: Option<String>,
-    limit: usize,
-) -> Result<Vec<(String, StickyRecord)>, StoreError> {
-    let keys = (0..SHARDS)
-        .map(|s| ShardKeys::of(epoch, s).sticky)
-        .collect();
-    scan_members(shared, keys, after, limit)
-        .await?
-        .into_iter()
-        .map(|(unit, value)| {
-            let record = layout::decode_sticky(&value).ok_or_else(|| corrupt("sticky", &value))?;
-            Ok((unit, record))
-        })
-        .collect()
 }
 
 pub async fn scan_marks(
@@ -530,14 +501,22 @@ pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
         let mut implied_by_variant: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for (shard, arms) in shards.iter().enumerate() {
             let keys = ShardKeys::of(&epoch, shard as u32);
+            let mut values: Vec<String> = connection(shared)
+                .hvals(&keys.records)
+                .await
+                .map_err(|error| classify(shared, &error))?;
             let members: Vec<String> = connection(shared)
                 .zrange(&keys.sticky, 0, -1)
                 .await
                 .map_err(|error| classify(shared, &error))?;
             for member in &members {
-                let record = layout::split_member(member)
-                    .and_then(|(_, value)| layout::decode_sticky(value))
-                    .ok_or_else(|| corrupt("sticky", member))?;
+                let (_, value) =
+                    layout::split_member(member).ok_or_else(|| corrupt("sticky", member))?;
+                values.push(value.to_owned());
+            }
+            for value in &values {
+                let record =
+                    layout::decode_sticky(value).ok_or_else(|| corrupt("sticky", value))?;
                 let implied = implied_by_variant.entry(record.variant).or_default();
                 implied.0 += 1;
                 implied.1 += record.reward.map_or(0, layout::to_micro);

@@ -1,0 +1,232 @@
+-- banditd: the op loop of apply.lua (appended to it as one script, src/store/redis/mod.rs):
+-- reads the ops of ARGV in order and runs each against the buffers apply.lua defines, then
+-- writes the buffers once (`write_all`) and returns one reply string per I/R/U/T/K/C op.
+local skip_exposures = false
+while at <= #ARGV do
+  local op = nxt()
+  if op == 'I' or op == 'R' then
+    local unit, from, v, assigned, propensity = nxt(), nxt(), nxt(), nxt(), nxt()
+    local now, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
+    local record = rget(unit)
+    local write = false
+    if op == 'I' then
+      if record then out[#out + 1] = '0' .. record else write = true end
+    elseif not record then
+      out[#out + 1] = '-'
+    else
+      local held, _, _, reward = parse(record)
+      if held ~= from then
+        out[#out + 1] = '0' .. record
+      else
+        add('mn|' .. held, 1)
+        if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
+        write = true
+      end
+    end
+    if write then
+      local value = v .. '\t' .. assigned .. '\t' .. propensity .. '\t'
+      rset(unit, value)
+      count_exposures(v, 1, now, h)
+      expected(shares)
+      out[#out + 1] = '1' .. value
+    else
+      at = at + 2 * shares
+    end
+  elseif op == 'O' then
+    -- Outcomes to read up front: KEYS index, count, then that many fields.
+    local key, count = KEYS[tonumber(nxt())], tonumber(nxt())
+    local fields = { unpack(ARGV, at, at + count - 1) }
+    at = at + count
+    local known = fetched[key] or {}
+    fetched[key] = known
+    local values = redis.call('HMGET', key, unpack(fields))
+    for i, field in ipairs(fields) do known[field] = values[i] or false end
+  elseif op == 'Q' then
+    -- An event-id directory op B uses: its KEYS index (its list index and legacy due index
+    -- follow), how long Redis keeps it at least (ms).
+    local dir, keep = tonumber(nxt()), tonumber(nxt())
+    local home = homes[dir]
+    if not home then
+      home = { dir = dir, held = {}, args = {}, keep = 0,
+        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1 }
+      homes[dir] = home
+      home_order[#home_order + 1] = dir
+    end
+    home.keep = math.max(home.keep, keep)
+  elseif op == 'L' then
+    -- An id list op B may append to: its KEYS index, its directory's, its end, how long
+    -- Redis keeps it at least (ms).
+    local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
+    id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
+    list_order[#list_order + 1] = list
+  elseif op == 'B' then
+    -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
+    -- one string parsed here, not a dozen arguments per reward). Each: its length, its
+    -- directory's KEYS index, the id, its shard's first KEYS index (as op S), its list's, its
+    -- retention end, its kind, then the reward as op U/T/K takes it (no claim or outcome).
+    -- Every id's directory field is read first, one HMGET per directory.
+    local blob = nxt()
+    local starts, wanted = {}, {}
+    -- The units' records too, one HMGET per shard (`prefetch`): each unit reward's directory,
+    -- id, shard (its first KEYS index) and body, kept until the ids are known.
+    local unit_dirs, unit_ids, unit_firsts, unit_bodies = {}, {}, {}, {}
+    local pos = 1
+    while pos <= #blob do
+      local length, dir, id, first, _, _, kind, body =
+        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, pos)
+      starts[#starts + 1] = pos
+      pos = pos + length
+      if kind == 'U' then
+        local n = #unit_dirs + 1
+        unit_dirs[n], unit_ids[n], unit_firsts[n], unit_bodies[n] = dir, id, first, body
+      end
+      local home = homes[dir]
+      if home.held[id] == nil then
+        home.held[id] = false
+        local ids = wanted[dir]
+        if not ids then
+          ids = {}
+          wanted[dir] = ids
+        end
+        ids[#ids + 1] = id
+      end
+    end
+    for _, dir in ipairs(home_order) do
+      local ids, held = wanted[dir], homes[dir].held
+      if ids then
+        for first = 1, #ids, 512 do
+          local last = math.min(first + 511, #ids)
+          local values = redis.call('HMGET', KEYS[dir], unpack(ids, first, last))
+          for i = first, last do held[ids[i]] = values[i - first + 1] or false end
+        end
+      end
+    end
+    -- Only the records of rewards whose ids are new: a retried batch reads (and unpacks) none.
+    local by_shard, shard_order = {}, {}
+    for i = 1, #unit_dirs do
+      local home = homes[unit_dirs[i]]
+      if not home.legacy and not home.held[unit_ids[i]] then
+        local first = unit_firsts[i]
+        local names = by_shard[first]
+        if not names then
+          names = {}
+          by_shard[first] = names
+          shard_order[#shard_order + 1] = first
+        end
+        names[#names + 1] = struct.unpack('<I4c0', blob, unit_bodies[i])
+      end
+    end
+    for _, first in ipairs(shard_order) do
+      use_shard(first)
+      prefetch(by_shard[first])
+    end
+    local current = 0
+    for _, start in ipairs(starts) do
+      local _, dir, id, first, list, retain, kind, body =
+        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, start)
+      if first ~= current then
+        use_shard(first)
+        current = first
+      end
+      local home = homes[dir]
+      local held = home.held[id]
+      local outcome
+      if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
+        outcome = 'F'
+      elseif held then
+        outcome = 'D'
+      elseif kind == 'U' then
+        local unit, micro, occurred, now, window, h = struct.unpack('<I4c0I4c0I4c0ddI4c0', blob, body)
+        outcome = judge_unit(unit, micro, occurred, now, window, h)
+      else
+        local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
+          struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)
+        if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
+        outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
+          confirms)
+      end
+      if string.sub(outcome, 1, 1) == 'A' then
+        local value = 'A' .. retain
+        home.held[id] = value
+        home.args[#home.args + 1] = id
+        home.args[#home.args + 1] = value
+        local ids = id_lists[list].ids
+        ids[#ids + 1] = id
+      end
+      out[#out + 1] = outcome
+    end
+  elseif op == 'P' then
+    -- The records the sticky ops of the call name, read up front: a shard's first KEYS index,
+    -- a count, then that many units (sent before every other op, so the call's first shard is
+    -- current again after).
+    local first, count = tonumber(nxt()), tonumber(nxt())
+    use_shard(first)
+    prefetch({ unpack(ARGV, at, at + count - 1) })
+    at = at + count
+    use_shard(1)
+  elseif op == 'S' then
+    -- The ops that follow are another shard's: the index of its first of five keys.
+    use_shard(tonumber(nxt()))
+  elseif op == 'F' then
+    -- A flush of per-request exposures: applied once, however often it is retried.
+    local key = KEYS[tonumber(nxt())]
+    skip_exposures = not redis.call('SET', key, '1', 'NX', 'PX', 86400000)
+  elseif op == 'X' then
+    local v, n, now, h, shares = nxt(), tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
+    if skip_exposures then
+      at = at + 2 * shares
+    else
+      count_exposures(v, n, now, h)
+      add('p|' .. v, n)
+      expected(shares)
+    end
+  elseif op == 'U' then
+    local claim, field, unit = KEYS[tonumber(nxt())], nxt(), nxt()
+    local micro, occurred = nxt(), nxt()
+    local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
+    out[#out + 1] = claimed(claim, field, keep, function()
+      return judge_unit(unit, micro, occurred, now, window, h)
+    end)
+  elseif op == 'T' or op == 'K' then
+    -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
+    -- shard's confirmation marks, named after the outcome field).
+    local claim, field = KEYS[tonumber(nxt())], nxt()
+    local confirms = nil
+    if op == 'K' then confirms = KEYS[tonumber(nxt())] end
+    local id, v = nxt(), nxt()
+    local issued, propensity = tonumber(nxt()), nxt()
+    local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
+    local h, keep = nxt(), nxt()
+    out[#out + 1] = claimed(claim, field, keep, function()
+      return judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
+    end)
+  elseif op == 'C' then
+    -- A per-request token confirmed (store::rules::judge_confirmation): at most once per
+    -- assignment id; `late` (past confirm_within) and the mark's deadline come computed.
+    local confirms, cdue = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
+    local id, v, issued, propensity = nxt(), nxt(), nxt(), nxt()
+    local now, late, keep = nxt(), nxt(), nxt()
+    local t, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
+    if find(confirms, id) then
+      out[#out + 1] = 'D'
+      at = at + 2 * shares
+    elseif late == '1' or tonumber(keep) <= watermark() then
+      out[#out + 1] = 'O'
+      at = at + 2 * shares
+    else
+      zput(confirms, id, nil,
+        id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now,
+        '0')
+      zput(cdue, nil, nil, id, keep)
+      count_exposures(v, 1, t, h)
+      add('p|' .. v, 1)
+      expected(shares)
+      out[#out + 1] = 'C'
+    end
+  else
+    write_all()
+    return redis.error_reply('banditd: unknown op ' .. tostring(op))
+  end
+end
+write_all()
+return out
