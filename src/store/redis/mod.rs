@@ -41,6 +41,7 @@ mod layout;
 #[cfg(test)]
 mod legacy_tests;
 mod read;
+mod record_cache;
 mod replicas;
 #[cfg(test)]
 mod replication_tests;
@@ -73,6 +74,7 @@ use self::commit::FLUSH_EVERY_MS;
 use self::commit::{Command, ExposureGroup};
 use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
+use self::record_cache::RecordCache;
 pub use self::wait::ReplicaWait;
 use super::health::HealthState;
 use super::{
@@ -130,8 +132,7 @@ pub(crate) struct Shared {
     /// When a reader last looked for an unfixed start, by epoch.
     start_looked: Mutex<HashMap<Epoch, std::time::Instant>>,
     exposures: Mutex<HashMap<ExposureKey, ExposureGroup>>,
-    cache: Mutex<HashMap<(Epoch, String), StickyRecord>>,
-    cache_capacity: usize,
+    cache: RecordCache,
     hits: AtomicU64,
     misses: AtomicU64,
     commits: AtomicU64,
@@ -186,12 +187,10 @@ impl Shared {
     }
 
     fn cache_get(&self, epoch: &Epoch, unit: &str) -> Option<StickyRecord> {
-        if self.cache_capacity == 0 {
+        if self.cache.capacity() == 0 {
             return None;
         }
-        let found = lock(&self.cache)
-            .get(&(epoch.clone(), unit.to_owned()))
-            .cloned();
+        let found = self.cache.get(epoch, unit);
         match found {
             Some(_) => self.hits.fetch_add(1, Ordering::Relaxed),
             None => self.misses.fetch_add(1, Ordering::Relaxed),
@@ -200,21 +199,11 @@ impl Shared {
     }
 
     fn cache_put(&self, epoch: &Epoch, unit: &str, record: &StickyRecord) {
-        if self.cache_capacity == 0 {
-            return;
-        }
-        let mut cache = lock(&self.cache);
-        if cache.len() >= self.cache_capacity {
-            // Crude but bounded: a replica's working set refills it within seconds.
-            cache.clear();
-        }
-        cache.insert((epoch.clone(), unit.to_owned()), record.clone());
+        self.cache.put(epoch, unit, record);
     }
 
     fn cache_forget(&self, epoch: &Epoch, unit: &str) {
-        if self.cache_capacity > 0 {
-            lock(&self.cache).remove(&(epoch.clone(), unit.to_owned()));
-        }
+        self.cache.forget(epoch, unit);
     }
 }
 
@@ -386,8 +375,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         started: Mutex::new(HashMap::new()),
         start_looked: Mutex::new(HashMap::new()),
         exposures: Mutex::new(HashMap::new()),
-        cache: Mutex::new(HashMap::new()),
-        cache_capacity: options.sticky_cache_entries,
+        cache: RecordCache::new(options.sticky_cache_entries),
         hits: AtomicU64::new(0),
         misses: AtomicU64::new(0),
         commits: AtomicU64::new(0),
@@ -453,7 +441,7 @@ impl Store for RedisStore {
     /// a returning one would pay a script call in a group commit instead of one lookup, so then
     /// the engine reads first, as before.
     fn sticky_cached(&self, epoch: &Epoch, unit: &str) -> super::StickyLookup {
-        if self.shared.cache_capacity == 0 {
+        if self.shared.cache.capacity() == 0 {
             return super::StickyLookup::Read;
         }
         match self.shared.cache_get(epoch, unit) {
@@ -666,8 +654,8 @@ impl Store for RedisStore {
             durable_position: commits,
             backend: BackendStats::Redis {
                 sticky_cache: StickyCacheStats {
-                    capacity: self.shared.cache_capacity,
-                    entries: lock(&self.shared.cache).len(),
+                    capacity: self.shared.cache.capacity(),
+                    entries: self.shared.cache.len(),
                     hits: self.shared.hits.load(Ordering::Relaxed),
                     misses: self.shared.misses.load(Ordering::Relaxed),
                 },
