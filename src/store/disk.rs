@@ -113,6 +113,7 @@ pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, Stor
     let config = ::sled::Config::new()
         .path(dir)
         .flush_every_ms(None)
+        .segment_size(segment_size(dir))
         .cache_capacity(page_cache_mb.saturating_mul(1024 * 1024));
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(OPEN_LOCK_WAIT_MS);
     loop {
@@ -138,6 +139,68 @@ pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, Stor
         }
     }
 }
+
+/// sled's segment size for a new store: 8 MiB instead of sled's 512 KiB.
+///
+/// Every log value is written several times: once when appended, again whenever sled
+/// consolidates or splits the leaf holding it, and again when it moves a page out of a segment
+/// that became mostly garbage (segments at most half live are drained). With larger segments
+/// fewer pages are moved: `benches/sled_wal_bytes.rs` measured 6.8 device bytes per byte of
+/// 4 KiB log values at 512 KiB and 4.7 at 8 MiB (`benches/load/results/wal-2026-11-30.md`).
+/// sled keeps one segment-sized buffer per log write in flight, so this costs a few times
+/// 8 MiB of memory, whatever the store holds.
+pub const SEGMENT_BYTES: usize = 8 << 20;
+
+/// sled's own segment size before [`SEGMENT_BYTES`]: what stores created by earlier builds use.
+pub const SLED_DEFAULT_SEGMENT_BYTES: usize = 512 << 10;
+
+/// The segment size to open `dir` with. sled refuses to open a database with another segment
+/// size than the one it was created with (config.rs `verify_config`, which reads the `conf`
+/// file), so a store created by an earlier build keeps its own; a new one gets
+/// [`SEGMENT_BYTES`]. An unreadable `conf` is left for sled to report.
+pub fn segment_size(dir: &Path) -> usize {
+    let Ok(conf) = std::fs::read(dir.join("conf")) else {
+        return SEGMENT_BYTES;
+    };
+    // `conf` is `name: value` lines and then a binary checksum (config.rs `serialize`).
+    conf.split(|&byte| byte == b'\n')
+        .find_map(|line| line.strip_prefix(b"segment_size: "))
+        .and_then(|value| std::str::from_utf8(value).ok())
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(SLED_DEFAULT_SEGMENT_BYTES)
+}
+
+/// The largest log item sled 0.34 keeps in its log for `segment` bytes per segment: an item
+/// above it becomes a file under `blobs/` that sled's flush never syncs (pagecache/logger.rs
+/// `reserve`: an item plus its 32-byte header must fit a quarter of a segment less the
+/// segment's 20-byte header).
+pub const fn inline_item_limit(segment: usize) -> usize {
+    segment / 4 - 20 - 32
+}
+
+/// Entries a sled 0.34 leaf holds at most: it splits once it has more than 16 (node.rs
+/// `should_split`), on the next write that reaches it, so a consolidated leaf can hold 17.
+pub const LEAF_ENTRIES: usize = 17;
+
+/// What one log value may exceed its nominal size by, and what sled adds to it in a leaf:
+/// the last entry pushed into a unit-log value (a unit id of at most 256 bytes and a record
+/// whose variant name is at most ~1.5 KiB), plus the key and lengths sled stores with it.
+pub const VALUE_SLACK_BYTES: usize = 2048;
+
+/// The largest log value either log writes (see [`VALUE_SLACK_BYTES`]).
+pub const MAX_VALUE_BYTES: usize = {
+    let units = super::unit_log::MAX_LOG_VALUE_BYTES;
+    let ids = super::event_log::MAX_LOG_VALUE_DIGESTS * 8;
+    if units > ids { units } else { ids }
+};
+
+// A whole leaf of the largest log values stays inside sled's log at the smallest segment a
+// store may have (an earlier build's): no log value ever reaches a file sled does not sync.
+const _: () = assert!(
+    LEAF_ENTRIES * (MAX_VALUE_BYTES + VALUE_SLACK_BYTES)
+        <= inline_item_limit(SLED_DEFAULT_SEGMENT_BYTES)
+);
+const _: () = assert!(SEGMENT_BYTES >= SLED_DEFAULT_SEGMENT_BYTES);
 
 /// Removes the snapshot files sled began but never finished (`snap.<lsn>.generating`).
 ///
@@ -198,5 +261,79 @@ mod tests {
         let kept = block_on(store.sticky(&epoch(), "kept")).unwrap();
         assert_eq!(kept.map(|r| r.variant), Some("control".to_owned()));
         assert!(!dir.path().join("snap.FFFFFFFFFFFFFFF0.generating").exists());
+    }
+
+    fn conf_segment(dir: &std::path::Path) -> usize {
+        super::segment_size(dir)
+    }
+
+    #[test]
+    fn a_new_store_gets_the_large_segment_and_an_older_store_keeps_its_own() {
+        let new = tempfile::tempdir().unwrap();
+        block_on(SledStore::open(new.path()).unwrap().shutdown()).unwrap();
+        let conf = std::fs::read(new.path().join("conf")).unwrap();
+        let expected = format!("segment_size: {}\n", super::SEGMENT_BYTES);
+        assert!(
+            conf.windows(expected.len())
+                .any(|w| w == expected.as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&conf)
+        );
+        assert_eq!(conf_segment(new.path()), super::SEGMENT_BYTES);
+
+        // A store an earlier build created: sled's default segment, which sled refuses to
+        // change. It opens, keeps its segment, and its data reads back.
+        let old = tempfile::tempdir().unwrap();
+        drop(::sled::Config::new().path(old.path()).open().unwrap());
+        assert_eq!(conf_segment(old.path()), super::SLED_DEFAULT_SEGMENT_BYTES);
+        {
+            let store = SledStore::open(old.path()).expect("an older store opens");
+            block_on(store.insert_sticky(&epoch(), "kept", record("control", T0_MS), tally(T0_MS)))
+                .unwrap();
+            block_on(store.shutdown()).unwrap();
+        }
+        assert_eq!(conf_segment(old.path()), super::SLED_DEFAULT_SEGMENT_BYTES);
+        let store = SledStore::open(old.path()).unwrap();
+        let kept = block_on(store.sticky(&epoch(), "kept")).unwrap();
+        assert_eq!(kept.map(|r| r.variant), Some("control".to_owned()));
+    }
+
+    #[test]
+    fn a_missing_conf_means_a_new_store_and_a_conf_without_a_segment_means_sleds_default() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(conf_segment(dir.path()), super::SEGMENT_BYTES);
+        std::fs::write(dir.path().join("conf"), b"use_compression: false\n").unwrap();
+        assert_eq!(conf_segment(dir.path()), super::SLED_DEFAULT_SEGMENT_BYTES);
+    }
+
+    /// Bulk commits on a store with sled's old 512 KiB segment (the smallest any store has):
+    /// every leaf of log values, long variant names included, stays in sled's synced log.
+    #[test]
+    fn bulk_commits_on_an_older_stores_small_segment_write_no_blob_file() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(::sled::Config::new().path(dir.path()).open().unwrap());
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let variant = "v".repeat(300);
+            for round in 0..8 {
+                let inserts: Vec<_> = (round * 1000..(round + 1) * 1000)
+                    .map(|n| {
+                        let unit = format!("{n:0>200}");
+                        store.insert_sticky(&epoch(), &unit, record(&variant, T0_MS), tally(T0_MS))
+                    })
+                    .collect();
+                block_on(async {
+                    for insert in inserts {
+                        insert.await.unwrap();
+                    }
+                });
+            }
+            block_on(store.shutdown()).unwrap();
+        }
+        assert_eq!(conf_segment(dir.path()), super::SLED_DEFAULT_SEGMENT_BYTES);
+        let blobs: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+            .map(|entries| entries.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(blobs.is_empty(), "{blobs:?}");
     }
 }

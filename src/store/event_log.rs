@@ -16,11 +16,14 @@
 //! is therefore kept up to [`GENERATION_MS`] past its deadline (a late retry is then answered
 //! `Duplicate` rather than `OutsideWindow`: never applied either way).
 //!
-//! **Value size.** sled writes any log item larger than a quarter of its segment (512 KiB by
-//! default, so 128 KiB) as a separate file under `blobs/` that its flush never fsyncs. The item
-//! is a whole leaf when sled consolidates one, and a leaf holds up to 17 entries before it
-//! splits (sled 0.34 `Node::should_split`), so a value is kept at 4 KiB: 17 of them (~70 KiB)
-//! stay far below the threshold (tested: `blobs/` stays empty under bulk ingest).
+//! **Value size.** sled writes any log item larger than a quarter of its segment as a separate
+//! file under `blobs/` that its flush never fsyncs. The item is a whole leaf when sled
+//! consolidates one, and a leaf holds up to 17 entries before it splits (sled 0.34
+//! `Node::should_split`), so 17 values must stay below a quarter of the smallest segment a
+//! store has (512 KiB for stores created before `disk::SEGMENT_BYTES`); `disk` checks that at
+//! compile time, and a test that `blobs/` stays empty under bulk ingest. Within that bound a
+//! smaller value costs fewer device bytes, because sled rewrites every value with its leaf
+//! (see `unit_log`): values hold 256 digests (2 KiB).
 //!
 //! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id.
 
@@ -34,13 +37,13 @@ use super::state::KeyValue;
 pub const GENERATION_MS: u64 = 60 * 60 * 1000;
 
 /// Most digests in one log value (8 bytes each): see the module docs on value size.
-pub const MAX_LOG_VALUE_DIGESTS: usize = 512;
+pub const MAX_LOG_VALUE_DIGESTS: usize = 256;
 
 /// Removed ids that cost an expire pass one unit of its budget, on top of one unit per log
 /// value. The budget bounds the sled keys one commit removes (`writer::MAX_BATCH_WEIGHT`); a
 /// log value is one key whatever it holds, and its ids leave only the in-memory set, so a pass
-/// takes ~110 full values (~58,000 ids) rather than 2 values (1,024 ids): an hour of 50,000
-/// events a second expires in ~3,000 commits instead of ~175,000.
+/// takes ~200 full values (~52,000 ids) rather than 4 values (1,024 ids): an hour of 50,000
+/// events a second expires in ~3,500 commits instead of ~175,000.
 const IDS_PER_BUDGET_UNIT: usize = 64;
 
 const DIGEST_LEN: usize = 8;

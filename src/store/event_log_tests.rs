@@ -17,7 +17,9 @@ fn a_generation_is_the_deadline_rounded_up_to_the_hour() {
 
 #[test]
 fn log_values_group_ids_by_generation_and_stay_small() {
-    let mut added: Vec<(u64, u64)> = (0..1200).map(|n| (2 * GENERATION_MS, n)).collect();
+    let mut added: Vec<(u64, u64)> = (0..2 * MAX_LOG_VALUE_DIGESTS as u64 + 176)
+        .map(|n| (2 * GENERATION_MS, n))
+        .collect();
     added.push((GENERATION_MS, 7_000));
     let values = log_values(42, &added);
     let dues: Vec<u64> = values
@@ -38,7 +40,7 @@ fn log_values_group_ids_by_generation_and_stay_small() {
         .flat_map(|(_, value)| decode_value(value).unwrap().collect::<Vec<_>>())
         .collect();
     let mut expected = vec![7_000];
-    expected.extend(0..1200);
+    expected.extend(0..2 * MAX_LOG_VALUE_DIGESTS as u64 + 176);
     assert_eq!(decoded, expected);
 }
 
@@ -80,7 +82,7 @@ fn fill_units_at(store: &crate::store::SledStore, prefix: &str, units: usize, at
 }
 
 #[test]
-fn a_thousand_events_are_two_log_values_and_no_key_per_id() {
+fn a_thousand_events_are_four_log_values_and_no_key_per_id() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
@@ -96,7 +98,10 @@ fn a_thousand_events_are_two_log_values_and_no_key_per_id() {
         );
         block_on(store.shutdown()).unwrap();
     }
-    assert_eq!(ids_in_sled(dir.path()), (2, 0, 0));
+    assert_eq!(
+        ids_in_sled(dir.path()),
+        (1000usize.div_ceil(MAX_LOG_VALUE_DIGESTS), 0, 0)
+    );
     let report = open(dir.path()).audit().unwrap();
     assert_eq!(report.event_ids, 1000);
 }
@@ -219,7 +224,7 @@ fn an_expire_pass_takes_whole_values_and_charges_its_budget_per_key_not_per_id()
     let durable = crate::store::state::DurableState::default();
     let batch = crate::store::overlay::BatchState::new(2, 0);
     let mut txn = Txn::new(&db, &durable, &batch);
-    // Each full value costs 1 + 512 / 64 = 9: a budget of 10 takes two values, then stops.
+    // Each full value costs 1 + 256 / 64 = 5: a budget of 10 takes two values, then stops.
     let mut budget = 10;
     assert_eq!(
         expire_due(&mut txn, GENERATION_MS, &mut budget).unwrap(),

@@ -63,6 +63,8 @@ pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
 pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 pub use self::delay_histograms::DelayHistograms;
+/// The sled segment size a data dir must be opened with (tools that open it raw need it).
+pub use self::disk::segment_size as sled_segment_size;
 pub use self::error::{StoreError, StoreFuture};
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::halts::{Halt, halt_name};

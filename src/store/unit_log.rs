@@ -8,7 +8,7 @@
 //! `KIND_UNIT_LOG · epoch · commit seq · chunk` (the epoch encoded as in `keys::epoch_key`,
 //! then both numbers big-endian), in the same atomic sled batch as the counters those
 //! records imply, fsynced before anybody is answered. One B-tree insert carries up to
-//! [`MAX_LOG_VALUE_BYTES`] of entries (~80 records), and the table in memory is what every
+//! [`MAX_LOG_VALUE_BYTES`] of entries (~40 records), and the table in memory is what every
 //! reader and the writer consult.
 //!
 //! **Entry.** The unit id and the record as `codec::encode_sticky` writes it, both
@@ -33,7 +33,10 @@
 //!
 //! **Value size.** As for the event log (`event_log`): sled writes an item larger than a
 //! quarter of its segment to a separate file it never fsyncs, and a leaf of 17 values must stay
-//! under that, so values are kept near 4 KiB.
+//! under that (`disk` checks it at compile time). Within that bound, smaller values cost fewer
+//! device bytes: sled rewrites a value with its leaf, and a leaf of 2 KiB values is half the
+//! size of one of 4 KiB ones (`benches/sled_wal_bytes.rs`: 4.4 device bytes per byte of 2 KiB
+//! values, 4.9 for 4 KiB, 5.3 for 8 KiB, at 8 MiB segments), so values are kept near 2 KiB.
 
 use std::collections::BTreeMap;
 
@@ -45,9 +48,9 @@ use super::sticky_table::StickyTable;
 use super::types::{Epoch, StickyRecord};
 
 /// A log value is closed once its entries reach this many bytes (see the module docs).
-pub const MAX_LOG_VALUE_BYTES: usize = 4096;
+pub const MAX_LOG_VALUE_BYTES: usize = 2048;
 
-/// Log values one compaction step reads at most: ~320 KiB, a few hundred microseconds.
+/// Log values one compaction step reads at most: ~160 KiB, a few hundred microseconds.
 pub const COMPACT_VALUES_PER_STEP: usize = 64;
 
 /// Superseded entries the log may hold beyond half the table's units before a compaction pass

@@ -56,7 +56,12 @@ fn audit_of_a_tampered_store_exits_1_and_names_the_arm() {
         // Remove the sticky records behind the store's back (since store format 5 they are
         // entries of the unit log, kind 0x22): the arms' counters now count assignments that
         // no record implies.
-        let db = sled::open(app.data_dir()).expect("the stopped server's data dir opens");
+        // sled refuses another segment size than the store was created with.
+        let db = sled::Config::new()
+            .path(app.data_dir())
+            .segment_size(banditd::store::sled_segment_size(&app.data_dir()))
+            .open()
+            .expect("the stopped server's data dir opens");
         let logged: Vec<_> = db
             .scan_prefix([0x22])
             .map(|item| item.expect("readable").0)
