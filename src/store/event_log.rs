@@ -123,12 +123,12 @@ pub fn log_values(seq: u64, added: &[(u64, u64)]) -> Vec<KeyValue> {
     values
 }
 
-/// Reads the store's digest key and replays the whole log into a fresh set.
+/// The store's digest key (the event ids' and the sticky table's).
 ///
 /// A store is given its key when it is created (`load::check_format`). One without a key but
 /// also without any logged id (marked by hand, as some tests do) gets one now, made durable
 /// before use; one with logged ids and no key cannot tell its ids apart any more: corrupt.
-pub fn load(db: &sled::Db) -> Result<EventIdSet, StoreError> {
+pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
     let key = match db.get(keys::META_EVENT_ID_KEY).map_err(io)? {
         Some(bytes) => <[u8; DIGEST_KEY_LEN]>::try_from(&*bytes)
             .map_err(|_| keys::corrupt("the event-id digest key has the wrong length"))?,
@@ -140,8 +140,13 @@ pub fn load(db: &sled::Db) -> Result<EventIdSet, StoreError> {
         }
         None => return Err(keys::corrupt("the store has event ids but no digest key")),
     };
+    Ok(Digester::new(key))
+}
+
+/// Replays the whole log into a fresh set of ids digested with `digester`.
+pub fn replay(db: &sled::Db, digester: Digester) -> Result<EventIdSet, StoreError> {
     let started = std::time::Instant::now();
-    let mut set = EventIdSet::new(Digester::new(key));
+    let mut set = EventIdSet::new(digester);
     for item in db.scan_prefix([KIND_EVENT_LOG]) {
         let (key, value) = item.map_err(io)?;
         parse_log_key(&key)?;

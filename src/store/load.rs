@@ -98,25 +98,15 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     ))
 }
 
-/// Replays the event log (`event_log::load`) and the unit log (`StickyTable::load`). Both
+/// Replays the event log (`event_log::replay`) and the unit log (`StickyTable::load`). Both
 /// are most of a restart's time with many ids and units, and neither reads what the other
-/// builds: with the store's digest key already stored, they run on two threads (a restart
-/// with 10M units and 50M ids takes the longer of the two, not their sum; see
-/// `benches/load/results/mem-2026-11-30.md`). A store without the key yet (before
-/// `event_log::load` makes it) replays one after the other.
+/// builds, so once the store's digest key is read (or made) they run on two threads: a
+/// restart with 10M units and 50M ids takes the longer of the two, not their sum
+/// (`benches/load/results/mem-2026-11-30.md`).
 fn replay_logs(
     db: &sled::Db,
 ) -> Result<(super::event_ids::EventIdSet, (StickyTable, u64)), StoreError> {
-    let stored_key = db.get(keys::META_EVENT_ID_KEY).map_err(io)?;
-    let Some(digester) = stored_key
-        .as_deref()
-        .and_then(|bytes| <[u8; super::event_ids::DIGEST_KEY_LEN]>::try_from(bytes).ok())
-        .map(Digester::new)
-    else {
-        let event_ids = event_log::load(db)?;
-        let sticky = StickyTable::load(db, event_ids.digester)?;
-        return Ok((event_ids, sticky));
-    };
+    let digester = event_log::digester(db)?;
     std::thread::scope(|scope| {
         let units = std::thread::Builder::new()
             .name("unit-log-replay".to_owned())
@@ -124,7 +114,7 @@ fn replay_logs(
             .map_err(|error| {
                 StoreError::Io(format!("could not start the replay thread: {error}"))
             })?;
-        let event_ids = event_log::load(db);
+        let event_ids = event_log::replay(db, digester);
         let sticky = units
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
