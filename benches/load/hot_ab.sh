@@ -19,6 +19,8 @@
 # from Redis instead of sled: one redis-server each (appendonly yes, appendfsync always, pinned to
 # REDIS_CORE (1), which wrk shares, as in benches/load/redis.sh), on ports REDIS_PORT (18379) and
 # REDIS_PORT + 1.
+# SCENARIOS (default "assign_known per_request"; also assign_new: a fresh sticky unit per
+# request) picks the scenarios, PERF_SCENARIOS (default assign_known) the profiled ones.
 # Output: Markdown on stdout; logs on stderr.
 
 set -euo pipefail
@@ -42,6 +44,8 @@ KNOWN_UNITS=${KNOWN_UNITS:-10000}
 ACCESS_LOG=${ACCESS_LOG:-off}
 BASE_PORT=${BANDITD_PORT:-18180}
 REDIS=${REDIS:-0}
+SCENARIOS=${SCENARIOS:-assign_known per_request}
+PERF_SCENARIOS=${PERF_SCENARIOS:-assign_known}
 REDIS_PORT=${REDIS_PORT:-18379}
 REDIS_CORE=${REDIS_CORE:-1}
 for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-baseline"; do
@@ -112,6 +116,8 @@ one() {
     case $scenario in
     assign_known) args=(scenario=assign_known known="$KNOWN_UNITS") ;;
     per_request) args=(scenario=per_request) ;;
+    assign_new) args=(scenario=assign_new) ;;
+    *) die "unknown scenario $scenario" ;;
     esac
     SERVER_PID=${PID_OF[$name]}
     before=$(cpu_ns "$SERVER_PID")
@@ -127,7 +133,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ROWS=()
 declare -A RATIOS CPUS CPU_RATIOS
 for ((round = 1; round <= ROUNDS; round++)); do
-    for scenario in assign_known per_request; do
+    for scenario in $SCENARIOS; do
         log "round $round/$ROUNDS, $scenario: baseline, old, new, baseline"
         read -r b1 b1_cpu < <(one baseline "$scenario" "$scenario-$round-b1")
         read -r o_rps o_cpu < <(one old "$scenario" "$scenario-$round-old")
@@ -160,28 +166,30 @@ stats() {
 PROFILES=()
 if [[ ${PERF:-0} == 1 ]]; then
     command -v perf >/dev/null || die "PERF=1 needs perf (linux-perf)"
+    for perf_scenario in $PERF_SCENARIOS; do
     for name in old new; do
         perf record -F 999 --call-graph dwarf,8192 -p "${PID_OF[$name]}" \
-            -o "$WORK/perf-$name.data" >/dev/null 2>&1 &
+            -o "$WORK/perf-$perf_scenario-$name.data" >/dev/null 2>&1 &
         perf_pid=$!
         STARTED_PIDS+=("$perf_pid")
-        DURATION=$((DURATION * 2)) one "$name" assign_known "perf-$name" >/dev/null
+        DURATION=$((DURATION * 2)) one "$name" "$perf_scenario" "perf-$perf_scenario-$name" >/dev/null
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
         forget_pid "$perf_pid"
         # Inclusive share of the samples of the request layers and of the handler.
-        PROFILES+=("#### $name: inclusive share of samples (children %, self %)"
+        PROFILES+=("#### $perf_scenario, $name: inclusive share of samples (children %, self %)"
             '```'
-            "$(perf report -i "$WORK/perf-$name.data" --children --sort sym --stdio -g none \
+            "$(perf report -i "$WORK/perf-$perf_scenario-$name.data" --children --sort sym --stdio -g none \
                 --percent-limit 0.3 2>/dev/null | grep -E '^ +[0-9]' |
                 grep -E 'RecordRequests|Recorded|TracingLogger|TracingResponse|RequestSpan|request_span|Traced|LazyFields|on_request_(start|end)|RequestLayers|Layered|Echoed|EchoRequestId|require_utf8|no_store|check_query|match_pattern|RouteTable|template_of|ErrorHandlers|Uuid|getrandom|new_span|on_new_span|on_record|handler_service|assign_one|Engine>::assign|sign|serde_json::ser::to_vec|regex_automata|recognize|capture_match_info' |
                 grep -v '(inlined)$' | cut -c1-150 | head -40)"
             '```')
     done
+    done
 fi
 
 cat <<EOF
-# known-unit and per-request assign: old vs new build vs the bare baseline
+# assign paths ($SCENARIOS): old vs new build vs the bare baseline
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ROUNDS rounds, $DURATION s per run, $CONNECTIONS connections
 - Machine: $(nproc) cores; load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER
@@ -198,7 +206,7 @@ $(printf '%s\n' "${ROWS[@]}")
 | scenario | build | req/s ratio to baseline, median (min–max) | CPU µs per request, median (min–max) | baseline CPU ÷ this CPU per request, median (min–max) |
 | --- | --- | --- | --- | --- |
 EOF
-for scenario in assign_known per_request; do
+for scenario in $SCENARIOS; do
     for build in old new; do
         read -r rm rr < <(stats "${RATIOS[$scenario-$build]}")
         read -r cm cr < <(stats "${CPUS[$scenario-$build]}")

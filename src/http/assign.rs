@@ -303,14 +303,12 @@ async fn assign_one(
     id: web::Path<String>,
     query: web::Query<AssignQuery>,
 ) -> ApiResult<HttpResponse> {
-    let unit = parse_unit(&query.unit)?;
+    let AssignQuery { unit, count } = query.into_inner();
+    // The query's own string becomes the unit (no copy of it).
+    let unit = Unit::try_from(unit).map_err(|e| ApiError::BadRequest(format!("`unit`: {e}")))?;
     let assignment = state
         .engine
-        .assign(
-            &id,
-            &unit,
-            parse_count(query.count.as_deref())?.unwrap_or(true),
-        )
+        .assign(&id, &unit, parse_count(count.as_deref())?.unwrap_or(true))
         .await?;
     // `HttpResponse::Ok().json(..)`'s bytes, without serde's generic path (src/http/assign_json.rs).
     Ok(AssignmentDto::from(&assignment).ok_response())
