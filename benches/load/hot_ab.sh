@@ -206,7 +206,7 @@ $(printf '%s\n' "${ROWS[@]}")
 | scenario | build | req/s ratio to baseline, median (min–max) | CPU µs per request, median (min–max) | baseline CPU ÷ this CPU per request, median (min–max) |
 | --- | --- | --- | --- | --- |
 EOF
-for scenario in $SCENARIOS; do
+((ROUNDS > 0)) && for scenario in $SCENARIOS; do
     for build in old new; do
         read -r rm rr < <(stats "${RATIOS[$scenario-$build]}")
         read -r cm cr < <(stats "${CPUS[$scenario-$build]}")
@@ -218,7 +218,7 @@ for scenario in $SCENARIOS; do
 done
 if ((${#PROFILES[@]})); then
     echo
-    echo "### Profiles (one extra assign_known run each under perf; numbers of these runs not reported)"
+    echo "### Profiles (one extra run of each of $PERF_SCENARIOS per build under perf; numbers of these runs not reported)"
     echo
     printf '%s\n' "${PROFILES[@]}"
 fi
