@@ -21,6 +21,7 @@
 # REDIS_PORT + 1.
 # SCENARIOS (default "assign_known per_request"; also assign_new: a fresh sticky unit per
 # request) picks the scenarios, PERF_SCENARIOS (default assign_known) the profiled ones.
+# ALLOCS=1 also counts heap allocations per request (uprobes on mimalloc; see below).
 # Output: Markdown on stdout; logs on stderr.
 
 set -euo pipefail
@@ -163,6 +164,41 @@ stats() {
               printf "%.3f %.3f–%.3f\n", m, v[1], v[NR] }'
 }
 
+# ALLOCS=1: heap allocations per request, counted exactly (uprobes on mimalloc's entry points,
+# which Rust's global allocator calls for every allocation), in one extra run of each scenario
+# per build. Unlike CPU time, the count does not depend on what else the machine runs. The
+# probes slow the server down; that run's req/s and CPU are not reported.
+ALLOC_ROWS=()
+if [[ ${ALLOCS:-0} == 1 ]]; then
+    command -v perf >/dev/null || die "ALLOCS=1 needs perf (linux-perf) with uprobes"
+    for name in old new; do
+        bin=$OLD/banditd
+        [[ $name == new ]] && bin=$NEW/banditd
+        for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
+            perf probe -q -x "$bin" -a "hotab_${name}_$fn=$fn" >/dev/null 2>&1 ||
+                die "cannot place a uprobe on $fn in $bin"
+        done
+    done
+    for scenario in $SCENARIOS; do
+        row="| $scenario"
+        for name in old new; do
+            perf stat -x, -e "probe_banditd:hotab_${name}_*" -p "${PID_OF[$name]}" \
+                -o "$WORK/allocs-$scenario-$name.csv" >/dev/null 2>&1 &
+            stat_pid=$!
+            STARTED_PIDS+=("$stat_pid")
+            sleep 0.5
+            one "$name" "$scenario" "allocs-$scenario-$name" >/dev/null
+            kill -INT "$stat_pid" 2>/dev/null || true
+            wait "$stat_pid" 2>/dev/null || true
+            forget_pid "$stat_pid"
+            count=$(awk -F, '$3 ~ /probe_banditd/ {n += $1} END {print n + 0}' "$WORK/allocs-$scenario-$name.csv")
+            row+=" | $(awk -v n="$count" -v r="${R[requests]}" 'BEGIN {printf "%.2f", (r > 0) ? n / r : 0}')"
+        done
+        ALLOC_ROWS+=("$row |")
+    done
+    perf probe -q -d 'probe_banditd:hotab_*' >/dev/null 2>&1 || true
+fi
+
 PROFILES=()
 if [[ ${PERF:-0} == 1 ]]; then
     command -v perf >/dev/null || die "PERF=1 needs perf (linux-perf)"
@@ -216,6 +252,14 @@ EOF
     read -r cm cr < <(stats "${CPUS[$scenario-baseline]}")
     echo "| $scenario | baseline | 1× | $cm ($cr) | 1× |"
 done
+if ((${#ALLOC_ROWS[@]})); then
+    echo
+    echo "### Heap allocations per request (ALLOCS=1: one extra run per scenario and build, uprobes on mimalloc)"
+    echo
+    echo "| scenario | old | new |"
+    echo "| --- | ---: | ---: |"
+    printf '%s\n' "${ALLOC_ROWS[@]}"
+fi
 if ((${#PROFILES[@]})); then
     echo
     echo "### Profiles (one extra run of each of $PERF_SCENARIOS per build under perf; numbers of these runs not reported)"
