@@ -57,6 +57,7 @@ ensure_wrk
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-hot-ab.XXXXXX")
 cleanup() {
     stop_all
+    if [[ ${ALLOCS:-0} == 1 ]]; then perf probe -q -d 'probe_banditd:hotab_*' >/dev/null 2>&1 || true; fi
     if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
