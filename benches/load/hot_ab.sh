@@ -19,6 +19,9 @@
 # from Redis instead of sled: one redis-server each (appendonly yes, appendfsync always, pinned to
 # REDIS_CORE (1), which wrk shares, as in benches/load/redis.sh), on ports REDIS_PORT (18379) and
 # REDIS_PORT + 1.
+# SCENARIOS (default "assign_known per_request"; also assign_new: a fresh sticky unit per
+# request) picks the scenarios, PERF_SCENARIOS (default assign_known) the profiled ones.
+# ALLOCS=1 also counts heap allocations per request (uprobes on mimalloc; see below).
 # Output: Markdown on stdout; logs on stderr.
 
 set -euo pipefail
@@ -42,6 +45,8 @@ KNOWN_UNITS=${KNOWN_UNITS:-10000}
 ACCESS_LOG=${ACCESS_LOG:-off}
 BASE_PORT=${BANDITD_PORT:-18180}
 REDIS=${REDIS:-0}
+SCENARIOS=${SCENARIOS:-assign_known per_request}
+PERF_SCENARIOS=${PERF_SCENARIOS:-assign_known}
 REDIS_PORT=${REDIS_PORT:-18379}
 REDIS_CORE=${REDIS_CORE:-1}
 for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-baseline"; do
@@ -52,6 +57,7 @@ ensure_wrk
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-hot-ab.XXXXXX")
 cleanup() {
     stop_all
+    if [[ ${ALLOCS:-0} == 1 ]]; then perf probe -q -d 'probe_banditd:hotab_*' >/dev/null 2>&1 || true; fi
     if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -112,6 +118,8 @@ one() {
     case $scenario in
     assign_known) args=(scenario=assign_known known="$KNOWN_UNITS") ;;
     per_request) args=(scenario=per_request) ;;
+    assign_new) args=(scenario=assign_new) ;;
+    *) die "unknown scenario $scenario" ;;
     esac
     SERVER_PID=${PID_OF[$name]}
     before=$(cpu_ns "$SERVER_PID")
@@ -127,7 +135,7 @@ LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ROWS=()
 declare -A RATIOS CPUS CPU_RATIOS
 for ((round = 1; round <= ROUNDS; round++)); do
-    for scenario in assign_known per_request; do
+    for scenario in $SCENARIOS; do
         log "round $round/$ROUNDS, $scenario: baseline, old, new, baseline"
         read -r b1 b1_cpu < <(one baseline "$scenario" "$scenario-$round-b1")
         read -r o_rps o_cpu < <(one old "$scenario" "$scenario-$round-old")
@@ -157,31 +165,68 @@ stats() {
               printf "%.3f %.3f–%.3f\n", m, v[1], v[NR] }'
 }
 
+# ALLOCS=1: heap allocations per request, counted exactly (uprobes on mimalloc's entry points,
+# which Rust's global allocator calls for every allocation), in one extra run of each scenario
+# per build. Unlike CPU time, the count does not depend on what else the machine runs. The
+# probes slow the server down; that run's req/s and CPU are not reported.
+ALLOC_ROWS=()
+if [[ ${ALLOCS:-0} == 1 ]]; then
+    command -v perf >/dev/null || die "ALLOCS=1 needs perf (linux-perf) with uprobes"
+    for name in old new; do
+        bin=$OLD/banditd
+        [[ $name == new ]] && bin=$NEW/banditd
+        for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
+            perf probe -q -x "$bin" -a "hotab_${name}_$fn=$fn" >/dev/null 2>&1 ||
+                die "cannot place a uprobe on $fn in $bin"
+        done
+    done
+    for scenario in $SCENARIOS; do
+        row="| $scenario"
+        for name in old new; do
+            perf stat -x, -e "probe_banditd:hotab_${name}_*" -p "${PID_OF[$name]}" \
+                -o "$WORK/allocs-$scenario-$name.csv" >/dev/null 2>&1 &
+            stat_pid=$!
+            STARTED_PIDS+=("$stat_pid")
+            sleep 0.5
+            one "$name" "$scenario" "allocs-$scenario-$name" >/dev/null
+            kill -INT "$stat_pid" 2>/dev/null || true
+            wait "$stat_pid" 2>/dev/null || true
+            forget_pid "$stat_pid"
+            count=$(awk -F, '$3 ~ /probe_banditd/ {n += $1} END {print n + 0}' "$WORK/allocs-$scenario-$name.csv")
+            row+=" | $(awk -v n="$count" -v r="${R[requests]}" 'BEGIN {printf "%.2f", (r > 0) ? n / r : 0}')"
+        done
+        ALLOC_ROWS+=("$row |")
+    done
+    perf probe -q -d 'probe_banditd:hotab_*' >/dev/null 2>&1 || true
+fi
+
 PROFILES=()
 if [[ ${PERF:-0} == 1 ]]; then
     command -v perf >/dev/null || die "PERF=1 needs perf (linux-perf)"
+    for perf_scenario in $PERF_SCENARIOS; do
     for name in old new; do
         perf record -F 999 --call-graph dwarf,8192 -p "${PID_OF[$name]}" \
-            -o "$WORK/perf-$name.data" >/dev/null 2>&1 &
+            -o "$WORK/perf-$perf_scenario-$name.data" >/dev/null 2>&1 &
         perf_pid=$!
         STARTED_PIDS+=("$perf_pid")
-        DURATION=$((DURATION * 2)) one "$name" assign_known "perf-$name" >/dev/null
+        DURATION=$((DURATION * 2)) one "$name" "$perf_scenario" "perf-$perf_scenario-$name" >/dev/null
         kill -INT "$perf_pid" 2>/dev/null || true
         wait "$perf_pid" 2>/dev/null || true
         forget_pid "$perf_pid"
         # Inclusive share of the samples of the request layers and of the handler.
-        PROFILES+=("#### $name: inclusive share of samples (children %, self %)"
+        PROFILES+=("#### $perf_scenario, $name: inclusive share of samples (children %, self %)"
             '```'
-            "$(perf report -i "$WORK/perf-$name.data" --children --sort sym --stdio -g none \
+            "$(perf report -i "$WORK/perf-$perf_scenario-$name.data" --children --sort sym --stdio -g none \
                 --percent-limit 0.3 2>/dev/null | grep -E '^ +[0-9]' |
                 grep -E 'RecordRequests|Recorded|TracingLogger|TracingResponse|RequestSpan|request_span|Traced|LazyFields|on_request_(start|end)|RequestLayers|Layered|Echoed|EchoRequestId|require_utf8|no_store|check_query|match_pattern|RouteTable|template_of|ErrorHandlers|Uuid|getrandom|new_span|on_new_span|on_record|handler_service|assign_one|Engine>::assign|sign|serde_json::ser::to_vec|regex_automata|recognize|capture_match_info' |
                 grep -v '(inlined)$' | cut -c1-150 | head -40)"
             '```')
     done
+    done
 fi
 
 cat <<EOF
-# known-unit and per-request assign: old vs new build vs the bare baseline
+# assign paths ($SCENARIOS): old vs new build vs the bare baseline
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $ROUNDS rounds, $DURATION s per run, $CONNECTIONS connections
 - Machine: $(nproc) cores; load average (1/5/15 min) before: $LOAD_BEFORE; after: $LOAD_AFTER
@@ -198,7 +243,7 @@ $(printf '%s\n' "${ROWS[@]}")
 | scenario | build | req/s ratio to baseline, median (min–max) | CPU µs per request, median (min–max) | baseline CPU ÷ this CPU per request, median (min–max) |
 | --- | --- | --- | --- | --- |
 EOF
-for scenario in assign_known per_request; do
+((ROUNDS > 0)) && for scenario in $SCENARIOS; do
     for build in old new; do
         read -r rm rr < <(stats "${RATIOS[$scenario-$build]}")
         read -r cm cr < <(stats "${CPUS[$scenario-$build]}")
@@ -208,9 +253,17 @@ for scenario in assign_known per_request; do
     read -r cm cr < <(stats "${CPUS[$scenario-baseline]}")
     echo "| $scenario | baseline | 1× | $cm ($cr) | 1× |"
 done
+if ((${#ALLOC_ROWS[@]})); then
+    echo
+    echo "### Heap allocations per request (ALLOCS=1: one extra run per scenario and build, uprobes on mimalloc)"
+    echo
+    echo "| scenario | old | new |"
+    echo "| --- | ---: | ---: |"
+    printf '%s\n' "${ALLOC_ROWS[@]}"
+fi
 if ((${#PROFILES[@]})); then
     echo
-    echo "### Profiles (one extra assign_known run each under perf; numbers of these runs not reported)"
+    echo "### Profiles (one extra run of each of $PERF_SCENARIOS per build under perf; numbers of these runs not reported)"
     echo
     printf '%s\n' "${PROFILES[@]}"
 fi

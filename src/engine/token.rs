@@ -14,6 +14,18 @@ use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Room for the claims of a token without an allocation (~110–160 bytes with the usual ids).
+const CLAIMS_BYTES: usize = 256;
+
+/// A claims buffer grown past this (a long on_render allocation) is not kept.
+const MAX_KEPT_CLAIMS_BYTES: usize = 4096;
+
+thread_local! {
+    /// [`TokenSigner::sign`]'s scratch buffer for the claims' JSON, one per thread.
+    static CLAIMS_BUFFER: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(CLAIMS_BYTES));
+}
+
 /// Minimum secret length accepted from `BANDITD_TOKEN_SECRET`: 32 bytes, the HMAC-SHA256 block
 /// security level (RFC 2104 §3 recommends keys of at least the hash output length).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -137,18 +149,35 @@ impl TokenSigner {
     }
 
     pub fn sign(&self, claims: &ClaimsRef<'_>) -> String {
-        let mut body = Vec::with_capacity(160);
+        // The claims' JSON is only an intermediate (the token carries its base64), so it is
+        // written into this thread's buffer, kept between calls: the token is the one
+        // allocation of a signature. `try_with` fails only while the thread is being torn
+        // down; a fresh buffer then does the same work.
+        CLAIMS_BUFFER
+            .try_with(|buffer| match buffer.try_borrow_mut() {
+                Ok(mut body) => self.sign_into(&mut body, claims),
+                Err(_) => self.sign_into(&mut Vec::new(), claims),
+            })
+            .unwrap_or_else(|_| self.sign_into(&mut Vec::new(), claims))
+    }
+
+    fn sign_into(&self, body: &mut Vec<u8>, claims: &ClaimsRef<'_>) -> String {
+        body.clear();
         // The bytes serde_json writes for the claims, without its generic path
         // (src/engine/claims_json.rs).
-        super::claims_json::write_claims(&mut body, claims);
+        super::claims_json::write_claims(body, claims);
         let mut mac = self.mac.clone();
-        mac.update(&body);
+        mac.update(body);
         let tag = mac.finalize().into_bytes();
         // base64 is 4/3 the size; one allocation for the whole token.
         let mut out = String::with_capacity((body.len() + tag.len()) * 4 / 3 + 8);
-        URL_SAFE_NO_PAD.encode_string(&body, &mut out);
+        URL_SAFE_NO_PAD.encode_string(&*body, &mut out);
         out.push('.');
         URL_SAFE_NO_PAD.encode_string(tag, &mut out);
+        if body.capacity() > MAX_KEPT_CLAIMS_BYTES {
+            // An on_render token with a long allocation: not kept for every later call.
+            *body = Vec::with_capacity(CLAIMS_BYTES);
+        }
         out
     }
 
@@ -288,6 +317,57 @@ mod tests {
         assert_eq!(old.verify(&issued_after), Err(TokenError::BadSignature));
         let unrelated = TokenSigner::new(&[3u8; 32]).sign(&claims().as_ref());
         assert_eq!(rotated.verify(&unrelated), Err(TokenError::BadSignature));
+    }
+
+    /// The token as the format says, computed without the signer: base64url(serde_json of
+    /// the claims) "." base64url(HMAC-SHA256(secret, those bytes)).
+    fn token_by_the_format(secret: &[u8], claims: &Claims) -> String {
+        let body = serde_json::to_vec(claims).unwrap();
+        let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap();
+        mac.update(&body);
+        let tag = mac.finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&body),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
+    }
+
+    #[test]
+    fn tokens_signed_one_after_another_on_a_thread_are_each_exactly_the_format() {
+        // The claims' scratch buffer is reused: a short token after a long one (and after
+        // one too long to keep the buffer) must carry none of the earlier bytes.
+        let secret = [9u8; 32];
+        let signer = TokenSigner::new(&secret);
+        let mut long = claims();
+        long.allocation = Some(vec![("a".repeat(300), 0.5); 20]);
+        let mut medium = claims();
+        medium.allocation = Some(vec![("b".into(), 0.25), ("c".into(), 0.75)]);
+        for claims in [long.clone(), claims(), medium, claims(), long, claims()] {
+            let token = signer.sign(&claims.as_ref());
+            assert_eq!(token, token_by_the_format(&secret, &claims));
+            assert_eq!(signer.verify(&token), Ok(claims));
+        }
+    }
+
+    #[test]
+    fn tokens_signed_on_many_threads_at_once_are_each_exactly_the_format() {
+        let secret = [4u8; 32];
+        let signer = TokenSigner::new(&secret);
+        std::thread::scope(|scope| {
+            for thread in 0..4u32 {
+                let signer = &signer;
+                scope.spawn(move || {
+                    for i in 0..200u32 {
+                        let mut claims = claims();
+                        claims.unit = format!("u-{thread}-{i}");
+                        claims.revision = i;
+                        let token = signer.sign(&claims.as_ref());
+                        assert_eq!(token, token_by_the_format(&secret, &claims));
+                    }
+                });
+            }
+        });
     }
 
     #[test]

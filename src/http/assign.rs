@@ -300,18 +300,64 @@ fn parse_count(raw: Option<&str>) -> ApiResult<Option<bool>> {
 async fn assign_one(
     _: AssignAuth,
     state: web::Data<AppState>,
-    id: web::Path<String>,
+    req: HttpRequest,
     query: web::Query<AssignQuery>,
 ) -> ApiResult<HttpResponse> {
-    let unit = parse_unit(&query.unit)?;
+    let id = path_id(&req);
+    let AssignQuery { unit, count } = query.into_inner();
+    // The query's own string becomes the unit (no copy of it).
+    let unit = Unit::try_from(unit).map_err(|e| ApiError::BadRequest(format!("`unit`: {e}")))?;
     let assignment = state
         .engine
-        .assign(
-            &id,
-            &unit,
-            parse_count(query.count.as_deref())?.unwrap_or(true),
-        )
+        .assign(&id, &unit, parse_count(count.as_deref())?.unwrap_or(true))
         .await?;
     // `HttpResponse::Ok().json(..)`'s bytes, without serde's generic path (src/http/assign_json.rs).
     Ok(AssignmentDto::from(&assignment).ok_response())
+}
+
+/// The route's `{id}` as `web::Path<String>` reads it (every `%XX` decoded, invalid UTF-8
+/// replaced), borrowed from the request unless it holds an escape: `Path<String>` copies it
+/// on every call of the hottest route.
+fn path_id(req: &HttpRequest) -> std::borrow::Cow<'_, str> {
+    percent_encoding::percent_decode_str(req.match_info().query("id")).decode_utf8_lossy()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::{App, test};
+
+    use super::*;
+
+    #[actix_web::test]
+    async fn the_experiment_id_reads_as_the_path_extractor_reads_it() {
+        async fn both(req: HttpRequest, id: web::Path<String>) -> HttpResponse {
+            let borrowed = path_id(&req);
+            HttpResponse::Ok().body(format!("{}|{}", id.into_inner(), borrowed))
+        }
+        let app = test::init_service(
+            App::new().route("/v1/experiments/{id}/assign", web::get().to(both)),
+        )
+        .await;
+        for id in [
+            "plain",
+            "with-dash_and.dot",
+            "esc%2Daped",
+            "%E2%9C%93",
+            "a%20b",
+            "bad%zz",
+            "half%E2",
+            "trail%",
+            "%2F",
+            "%25",
+            "a+b",
+        ] {
+            let req = test::TestRequest::get()
+                .uri(&format!("/v1/experiments/{id}/assign"))
+                .to_request();
+            let body = test::call_and_read_body(&app, req).await;
+            let body = String::from_utf8(body.to_vec()).unwrap();
+            let (extracted, borrowed) = body.split_once('|').unwrap();
+            assert_eq!(borrowed, extracted, "{id}");
+        }
+    }
 }

@@ -22,7 +22,18 @@ pub const UNMATCHED_ROUTE: &str = "(unmatched)";
 /// A request's id: visible ASCII, 1 to [`MAX_REQUEST_ID_BYTES`] bytes, so it is safe in a
 /// header, a log line and a JSON body as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(HeaderValue);
+pub struct RequestId(Repr);
+
+/// A generated id lives on the stack until the response header needs it: a `HeaderValue`
+/// made from text is a unique buffer that its first clone turns into a shared, counted one
+/// (one more allocation, and atomic counts on every later clone and drop), and the id is
+/// cloned into the request's context and its span's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Repr {
+    Given(HeaderValue),
+    /// A hyphenated lowercase UUID, always ASCII.
+    Generated([u8; uuid::fmt::Hyphenated::LENGTH]),
+}
 
 impl RequestId {
     /// The caller's id, when it is one we can echo: anything else (empty, too long, spaces,
@@ -33,28 +44,36 @@ impl RequestId {
         let sane = !bytes.is_empty()
             && bytes.len() <= MAX_REQUEST_ID_BYTES
             && bytes.iter().all(|byte| byte.is_ascii_graphic());
-        sane.then(|| Self(value.clone()))
+        sane.then(|| Self(Repr::Given(value.clone())))
     }
 
     /// The id of a request that came without a usable one: a UUID (v4) from the thread's
     /// `rand` generator (no syscall per request).
     pub(super) fn generated() -> Self {
         let uuid = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
-        // Encoded on the stack: the header value is the one allocation. A UUID's text is
-        // visible ASCII, which `HeaderValue` always takes.
-        let mut text = uuid::Uuid::encode_buffer();
-        let text = uuid.hyphenated().encode_lower(&mut text);
-        Self(HeaderValue::from_str(text).unwrap_or(HeaderValue::from_static("unknown")))
+        // Encoded on the stack; the response header's value is the one allocation.
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        uuid.hyphenated().encode_lower(&mut text);
+        Self(Repr::Generated(text))
     }
 
     /// The id as the `X-Request-Id` header's value.
     pub(super) fn header_value(&self) -> HeaderValue {
-        self.0.clone()
+        match &self.0 {
+            Repr::Given(value) => value.clone(),
+            // A UUID's text is visible ASCII, which `HeaderValue` always takes.
+            Repr::Generated(text) => {
+                HeaderValue::from_bytes(text).unwrap_or(HeaderValue::from_static("unknown"))
+            }
+        }
     }
 
     pub fn as_str(&self) -> &str {
         // Checked to be visible ASCII when it was made.
-        self.0.to_str().unwrap_or_default()
+        match &self.0 {
+            Repr::Given(value) => value.to_str().unwrap_or_default(),
+            Repr::Generated(text) => std::str::from_utf8(text).unwrap_or_default(),
+        }
     }
 
     /// The id the middleware gave this request (`None` outside the `request_span` middleware).
@@ -103,5 +122,20 @@ mod tests {
         assert_eq!(parsed("tab\there"), None);
         let non_ascii = HeaderValue::from_bytes("caf\u{e9}".as_bytes()).unwrap();
         assert_eq!(RequestId::parse(&non_ascii), None);
+    }
+
+    #[test]
+    fn a_generated_id_is_a_lowercase_uuid_v4_in_its_text_and_its_header() {
+        let id = RequestId::generated();
+        let uuid = uuid::Uuid::parse_str(id.as_str()).unwrap();
+        assert_eq!(uuid.get_version(), Some(uuid::Version::Random));
+        assert_eq!(id.as_str(), uuid.hyphenated().to_string());
+        assert_eq!(id.header_value().to_str().unwrap(), id.as_str());
+        assert_ne!(RequestId::generated(), id);
+        // What the problem bodies and the access log echo is the same text.
+        assert_eq!(
+            RequestId::parse(&id.header_value()).unwrap().as_str(),
+            id.as_str()
+        );
     }
 }

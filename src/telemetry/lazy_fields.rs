@@ -33,8 +33,8 @@ pub const REQUEST_SPAN: &str = "http_request";
 pub const DEFERRED_SPANS: &[&str] = &[REQUEST_SPAN];
 
 /// Most fields a deferred span may have; a span with more is formatted the usual way at once.
-/// The request span has at most 8.
-const MAX_KEPT_VALUES: usize = 16;
+/// The request span has at most 8 (with the `otel` feature; 5 without).
+const MAX_KEPT_VALUES: usize = 8;
 
 /// One kept value; strings are ranges of [`RawFields::text`].
 #[derive(Debug, Clone, Copy)]
@@ -48,42 +48,66 @@ enum Raw {
     Bool(bool),
 }
 
-/// A deferred span's values at its start, in their order.
-#[derive(Debug, Default)]
+/// A deferred span's values at its start, in their order: each with its field's index in
+/// the span's field set, kept inline (a span opened per request allocates its text only).
+#[derive(Debug)]
 struct RawFields {
     text: String,
-    values: Vec<(Field, Raw)>,
+    values: [(usize, Raw); MAX_KEPT_VALUES],
+    len: usize,
+}
+
+impl Default for RawFields {
+    fn default() -> Self {
+        Self {
+            text: String::new(),
+            values: [(0, Raw::Bool(false)); MAX_KEPT_VALUES],
+            len: 0,
+        }
+    }
+}
+
+impl RawFields {
+    /// Keeps one value; a span has no more values than fields, which `on_new_span` bounds.
+    fn push(&mut self, field: &Field, raw: Raw) {
+        if let Some(slot) = self.values.get_mut(self.len) {
+            *slot = (field.index(), raw);
+            self.len += 1;
+        }
+    }
+
+    fn kept(&self) -> &[(usize, Raw)] {
+        &self.values[..self.len]
+    }
 }
 
 impl Visit for RawFields {
     fn record_str(&mut self, field: &Field, value: &str) {
         let start = self.text.len();
         self.text.push_str(value);
-        self.values
-            .push((field.clone(), Raw::Str(start, self.text.len())));
+        self.push(field, Raw::Str(start, self.text.len()));
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let start = self.text.len();
         let _ = write!(self.text, "{value:?}");
-        self.values
-            .push((field.clone(), Raw::Text(start, self.text.len())));
+        self.push(field, Raw::Text(start, self.text.len()));
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.values.push((field.clone(), Raw::U64(value)));
+        self.push(field, Raw::U64(value));
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.values.push((field.clone(), Raw::I64(value)));
+        self.push(field, Raw::I64(value));
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.values.push((field.clone(), Raw::F64(value)));
+        self.push(field, Raw::F64(value));
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.values.push((field.clone(), Raw::Bool(value)));
+        self.push(field, Raw::Bool(value));
     }
 }
 
@@ -97,7 +121,7 @@ impl RawFields {
         // Owned views of the values first, so that `dyn Value` references to them can live
         // in the array the value set borrows.
         let views: Vec<View<'_>> = self
-            .values
+            .kept()
             .iter()
             .map(|(_, raw)| match *raw {
                 Raw::Str(start, end) => View::Str(&self.text[start..end]),
@@ -115,11 +139,15 @@ impl RawFields {
         let Some(any_field) = fields.iter().next() else {
             return text;
         };
+        // The kept values' fields, back from their indices in the span's field set.
+        let all: Vec<Field> = fields.iter().collect();
         // A fixed-size array, as `FieldSet::value_set` takes; unused slots hold no value.
         let mut entries: [(&Field, Option<&dyn Value>); MAX_KEPT_VALUES] =
             [(&any_field, None); MAX_KEPT_VALUES];
-        for (slot, ((field, _), view)) in entries.iter_mut().zip(self.values.iter().zip(&views)) {
-            *slot = (field, Some(view.as_value()));
+        for (slot, ((index, _), view)) in entries.iter_mut().zip(self.kept().iter().zip(&views)) {
+            if let Some(field) = all.get(*index) {
+                *slot = (field, Some(view.as_value()));
+            }
         }
         let value_set = fields.value_set(&entries);
         let _ = formatter.format_fields(Writer::new(&mut text), Record::new(&value_set));
@@ -194,7 +222,7 @@ where
         };
         let mut raw = RawFields {
             text: String::with_capacity(96),
-            values: Vec::with_capacity(8),
+            ..RawFields::default()
         };
         attrs.record(&mut raw);
         let no_fields = self

@@ -43,6 +43,10 @@ fn request_like() {
 }
 
 fn pretty(lazy: bool) -> String {
+    pretty_of(lazy, request_like)
+}
+
+fn pretty_of(lazy: bool, work: fn()) -> String {
     let captured = Captured::default();
     let fmt = tracing_subscriber::fmt::layer()
         .without_time()
@@ -53,11 +57,15 @@ fn pretty(lazy: bool) -> String {
     } else {
         fmt.boxed()
     };
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), request_like);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), work);
     captured.text()
 }
 
 fn json(lazy: bool) -> String {
+    json_of(lazy, request_like)
+}
+
+fn json_of(lazy: bool, work: fn()) -> String {
     let captured = Captured::default();
     let fmt = tracing_subscriber::fmt::layer()
         .json()
@@ -68,8 +76,56 @@ fn json(lazy: bool) -> String {
     } else {
         fmt.boxed()
     };
-    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), request_like);
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), work);
     captured.text()
+}
+
+/// Request spans as wide as the `otel` build's (8 fields, the most kept) and one wider,
+/// some fields left empty or recorded out of order, with lines inside.
+fn wide_spans() {
+    let span = tracing::info_span!(
+        "http_request",
+        method = %"GET",
+        route = "/v1/experiments/{id}/assign",
+        request_id = "r-8",
+        status = tracing::field::Empty,
+        latency_ms = tracing::field::Empty,
+        otel.kind = "server",
+        otel.name = "GET /v1/experiments/{id}/assign",
+        otel.status_code = tracing::field::Empty,
+    );
+    span.in_scope(|| tracing::warn!("inside eight"));
+    span.record("otel.status_code", "ERROR");
+    span.record("status", 500u16);
+    span.in_scope(|| tracing::info!("after the records"));
+    let wider = tracing::info_span!(
+        "http_request",
+        a = 1u64,
+        b = -2i64,
+        c = true,
+        d = 0.5,
+        e = "five",
+        f = %"six",
+        g = tracing::field::Empty,
+        h = 8u64,
+        i = "nine",
+    );
+    wider.in_scope(|| tracing::warn!("inside nine"));
+    let sparse = tracing::info_span!("http_request", x = tracing::field::Empty, y = 2u64);
+    sparse.in_scope(|| tracing::warn!("inside sparse"));
+}
+
+#[test]
+fn spans_of_up_to_eight_fields_and_wider_ones_read_as_the_fmt_layer_writes_them_alone() {
+    let eager = pretty_of(false, wide_spans);
+    assert!(
+        eager.contains("otel.status_code=\"ERROR\"") || eager.contains("otel.status_code=ERROR"),
+        "{eager}"
+    );
+    assert!(eager.contains("i=\"nine\""), "{eager}");
+    assert_eq!(eager.lines().count(), 4, "{eager}");
+    assert_eq!(pretty_of(true, wide_spans), eager);
+    assert_eq!(json_of(true, wide_spans), json_of(false, wide_spans));
 }
 
 #[test]

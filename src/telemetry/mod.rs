@@ -2,7 +2,9 @@
 //! (default `info`), lists as JSON arrays, and the optional OpenTelemetry exporter (cargo
 //! feature `otel`, flag `--otlp-endpoint`). The request span and the access log live in
 //! `http::request_span`; engine calls and store commits open `debug` spans of their own. The
-//! request span's fields are formatted only when a line is written inside it (`lazy_fields`).
+//! request span's fields are formatted only when a line is written inside it (`lazy_fields`),
+//! and a filter without span or field directives skips the filter's span bookkeeping
+//! (`static_filter`).
 
 #[cfg(test)]
 pub(crate) mod captured;
@@ -10,6 +12,7 @@ mod json_lists;
 mod lazy_fields;
 #[cfg(feature = "otel")]
 mod otel;
+mod static_filter;
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +23,7 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 pub use json_lists::{JSON_LIST_FIELDS, JsonList, ListsAsArrays};
 pub use lazy_fields::{DEFERRED_SPANS, LazyFields, REQUEST_SPAN};
+pub use static_filter::StaticFilter;
 
 /// Whether spans go to an exporter (`--otlp-endpoint`): only then are the request span's
 /// end values (`status`, `latency_ms`) recorded on a request that writes no access log line,
@@ -109,7 +113,7 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
         return Err(TelemetryError::OtelNotBuilt);
     }
     let _ = tracing_subscriber::registry()
-        .with(filter)
+        .with(StaticFilter::new(filter))
         .with(log_layer(config.format, ansi))
         .try_init();
     Ok(TelemetryGuard::default())
