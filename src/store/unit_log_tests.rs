@@ -23,20 +23,20 @@ fn encoded(record: &StickyRecord) -> Vec<u8> {
     codec::encode_sticky(record, 1)
 }
 
-/// Every (encoded epoch, commit, unit, record) of a list of values, in order.
-type Decoded = Vec<(Vec<u8>, u64, Vec<u8>, Option<Vec<u8>>)>;
+/// Every (encoded epoch, commit, unit, record and its seq) of a list of values, in order.
+type Decoded = Vec<(Vec<u8>, u64, Vec<u8>, Option<(StickyRecord, u64)>)>;
 
 fn decode_all(values: &[KeyValue]) -> Decoded {
     let mut out = Vec::new();
     for (key, value) in values {
         let (epoch, seq) = parse_log_key(key).unwrap();
-        for entry in entries(value) {
+        for entry in entries(value, seq) {
             let entry = entry.unwrap();
             out.push((
                 epoch.to_vec(),
                 seq,
                 entry.unit.to_vec(),
-                entry.record.map(<[u8]>::to_vec),
+                entry.record.map(|record| (record.to_record(), record.seq)),
             ));
         }
     }
@@ -46,11 +46,12 @@ fn decode_all(values: &[KeyValue]) -> Decoded {
 #[test]
 fn a_commits_entries_come_back_in_order_grouped_by_epoch_with_removals_as_none() {
     let mut log = LogWriter::new(42);
-    let a = encoded(&record("control", T0_MS));
-    let b = encoded(&record("bold", T0_MS + 1));
-    log.push(&sticky(&epoch(), "u1"), Some(&a)).unwrap();
+    let a = record("control", T0_MS);
+    let b = record("bold", T0_MS + 1);
+    log.push(&sticky(&epoch(), "u1"), Some(&encoded(&a))).unwrap();
     log.push(&sticky(&epoch(), "u\0/2"), None).unwrap();
-    log.push(&sticky(&other_epoch(), "u1"), Some(&b)).unwrap();
+    log.push(&sticky(&other_epoch(), "u1"), Some(&encoded(&b)))
+        .unwrap();
     assert_eq!(log.entries(), 3);
     let values = log.finish();
     assert_eq!(values.len(), 2, "one value per epoch");
@@ -59,9 +60,9 @@ fn a_commits_entries_come_back_in_order_grouped_by_epoch_with_removals_as_none()
     assert_eq!(
         decode_all(&values),
         vec![
-            (first.clone(), 42, b"u1".to_vec(), Some(a)),
+            (first.clone(), 42, b"u1".to_vec(), Some((a, 1))),
             (first, 42, b"u\0/2".to_vec(), None),
-            (second, 42, b"u1".to_vec(), Some(b)),
+            (second, 42, b"u1".to_vec(), Some((b, 1))),
         ]
     );
 }
@@ -97,11 +98,16 @@ fn values_are_cut_near_four_kib_and_their_chunks_sort_in_push_order() {
 #[test]
 fn a_truncated_value_or_a_foreign_key_is_corrupt_not_a_panic() {
     let mut log = LogWriter::new(1);
-    log.push(&sticky(&epoch(), "u1"), Some(b"xyz")).unwrap();
+    assert!(matches!(
+        log.push(&sticky(&epoch(), "u1"), Some(b"xyz")),
+        Err(StoreError::Corrupt(_))
+    ));
+    log.push(&sticky(&epoch(), "u1"), Some(&encoded(&record("bold", T0_MS))))
+        .unwrap();
     let (key, value) = log.finish().remove(0);
     let cut = &value[..value.len() - 1];
     assert!(matches!(
-        entries(cut).collect::<Result<Vec<_>, _>>(),
+        entries(cut, 1).collect::<Result<Vec<_>, _>>(),
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
@@ -166,9 +172,10 @@ fn log_entries(db: &sled::Db) -> (usize, u64) {
     let mut values = 0;
     let mut entries_held = 0;
     for item in db.scan_prefix([KIND_UNIT_LOG]) {
-        let (_, value) = item.unwrap();
+        let (key, value) = item.unwrap();
         values += 1;
-        entries_held += entries(&value).count() as u64;
+        let (_, seq) = parse_log_key(&key).unwrap();
+        entries_held += entries(&value, seq).count() as u64;
     }
     (values, entries_held)
 }
