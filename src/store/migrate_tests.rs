@@ -134,7 +134,10 @@ fn format_5_store(dir: &std::path::Path) {
             keys::put_bytes(&mut value, format!("unit-{unit}").as_bytes());
             keys::put_bytes(&mut value, &codec::encode_sticky(held, seq));
         }
-        batch.insert(crate::store::unit_log::log_key(&encoded_epoch, seq, 0), value);
+        batch.insert(
+            crate::store::unit_log::log_key(&encoded_epoch, seq, 0),
+            value,
+        );
         seq
     };
     let assigned: Vec<_> = (0..UNITS)
@@ -189,12 +192,14 @@ fn a_format_5_store_is_re_marked_and_replays_the_same_table_and_takes_writes() {
             .scan_prefix([KIND_UNIT_LOG])
             .map(|item| item.unwrap())
             .collect();
-        assert_eq!(values_after, values_before, "the upgrade rewrites only the marks");
+        assert_eq!(
+            values_after, values_before,
+            "the upgrade rewrites only the marks"
+        );
     }
     let store = open(dir.path());
     let newcomer = record("bold", T0_MS + 1_000_000);
-    block_on(store.insert_sticky(&epoch(), "newcomer", newcomer.clone(), tally(T0_MS)))
-        .unwrap();
+    block_on(store.insert_sticky(&epoch(), "newcomer", newcomer.clone(), tally(T0_MS))).unwrap();
     let outcomes =
         block_on(store.apply_rewards(vec![unit_reward("e1", "unit-1", 1.0, T0_MS + 5)])).unwrap();
     assert!(
@@ -210,7 +215,10 @@ fn a_format_5_store_is_re_marked_and_replays_the_same_table_and_takes_writes() {
     let mut rewarded = credited(1);
     rewarded.reward = Some(1.0);
     rewarded.rewarded_ms = Some(T0_MS + 5);
-    assert_eq!(block_on(store.sticky(&epoch(), "unit-1")).unwrap(), Some(rewarded));
+    assert_eq!(
+        block_on(store.sticky(&epoch(), "unit-1")).unwrap(),
+        Some(rewarded)
+    );
     assert_eq!(
         block_on(store.sticky(&epoch(), "unit-2")).unwrap(),
         Some(credited(2))

@@ -43,8 +43,8 @@
 use std::collections::BTreeMap;
 
 use super::codec;
-use super::error::StoreError;
 use super::codec::StickyRef;
+use super::error::StoreError;
 use super::keys::{self, KIND_STICKY, KIND_UNIT_LOG, io, take_bytes};
 use super::state::KeyValue;
 use super::sticky_table::StickyTable;

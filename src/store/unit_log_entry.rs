@@ -273,7 +273,9 @@ impl<'a> CompactDecoder<'a> {
             return Ok(pair);
         }
         if index != self.pairs.len() as u64 {
-            return Err(corrupt("unit-log entry names a variant its value never defined"));
+            return Err(corrupt(
+                "unit-log entry names a variant its value never defined",
+            ));
         }
         let (variant, rest) = take_bytes(self.rest)?;
         self.rest = rest;

@@ -5,12 +5,15 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
-use crate::store::types::StickyRecord;
 use crate::store::keys;
 use crate::store::test_support::T0_MS;
+use crate::store::types::StickyRecord;
 
 /// A decoded entry with the floats as bits, so NaN and -0.0 compare exactly.
-type Exact = (Vec<u8>, Option<(String, u64, u64, Option<u64>, Option<u64>, u64)>);
+type Exact = (
+    Vec<u8>,
+    Option<(String, u64, u64, Option<u64>, Option<u64>, u64)>,
+);
 
 fn exact(unit: &[u8], record: Option<&StickyRef<'_>>) -> Exact {
     (
@@ -68,7 +71,14 @@ fn every_field_combination_round_trips_bit_for_bit() {
     let seqs = [SEQ, SEQ - 1, SEQ + 1, 0, u64::MAX];
     let assigned = [T0_MS, 0, u64::MAX, T0_MS - 5_000];
     let propensities = [0.5, 1.0, 1.0 / 3.0, f64::MIN_POSITIVE, -0.0, f64::NAN];
-    let rewards = [None, Some(0.0), Some(1.0), Some(-0.0), Some(0.25), Some(f64::NAN)];
+    let rewards = [
+        None,
+        Some(0.0),
+        Some(1.0),
+        Some(-0.0),
+        Some(0.25),
+        Some(f64::NAN),
+    ];
     let rewarded = [None, Some(T0_MS + 1_500), Some(0), Some(u64::MAX)];
     let mut pushed = Vec::new();
     for (n, &variant) in variants.iter().enumerate() {
@@ -235,7 +245,10 @@ fn malformed_values_are_corrupt_not_a_panic() {
         (vec![0b1000_0000], "unknown head bits"),
         (vec![0b0000_1000], "a removal with record bits"),
         (vec![HAS_RECORD, 0, 1], "a variant never defined"),
-        (vec![HAS_RECORD | SEQ_DIFFERS, 0, 0], "a seq difference of zero"),
+        (
+            vec![HAS_RECORD | SEQ_DIFFERS, 0, 0],
+            "a seq difference of zero",
+        ),
         (
             vec![HAS_RECORD, 0, 0, 2, 0xff, 0xfe, 0, 0, 0, 0, 0, 0, 0, 0],
             "a variant that is not UTF-8",

@@ -48,7 +48,8 @@ fn a_commits_entries_come_back_in_order_grouped_by_epoch_with_removals_as_none()
     let mut log = LogWriter::new(42);
     let a = record("control", T0_MS);
     let b = record("bold", T0_MS + 1);
-    log.push(&sticky(&epoch(), "u1"), Some(&encoded(&a))).unwrap();
+    log.push(&sticky(&epoch(), "u1"), Some(&encoded(&a)))
+        .unwrap();
     log.push(&sticky(&epoch(), "u\0/2"), None).unwrap();
     log.push(&sticky(&other_epoch(), "u1"), Some(&encoded(&b)))
         .unwrap();
@@ -102,8 +103,11 @@ fn a_truncated_value_or_a_foreign_key_is_corrupt_not_a_panic() {
         log.push(&sticky(&epoch(), "u1"), Some(b"xyz")),
         Err(StoreError::Corrupt(_))
     ));
-    log.push(&sticky(&epoch(), "u1"), Some(&encoded(&record("bold", T0_MS))))
-        .unwrap();
+    log.push(
+        &sticky(&epoch(), "u1"),
+        Some(&encoded(&record("bold", T0_MS))),
+    )
+    .unwrap();
     let (key, value) = log.finish().remove(0);
     let cut = &value[..value.len() - 1];
     assert!(matches!(
