@@ -161,6 +161,43 @@ fn replay_keeps_the_last_entry_of_each_unit_and_honours_removals() {
     assert_eq!(latest[&sticky(&epoch(), "a")], credited);
 }
 
+#[test]
+fn a_compaction_step_rewrites_a_format_5_value_in_the_compact_layout_with_the_same_records() {
+    let (_dir, db) = temp_db();
+    let first = record("control", T0_MS);
+    let mut credited = record("bold", T0_MS + 3);
+    credited.reward = Some(0.25);
+    credited.rewarded_ms = Some(T0_MS + 9);
+    // One value as a format-5 build wrote it: unit and `codec::encode_sticky` record.
+    let mut value = Vec::new();
+    for (unit, held, seq) in [("a", &first, 3), ("b", &first, 3), ("a", &credited, 4)] {
+        keys::put_bytes(&mut value, unit.as_bytes());
+        keys::put_bytes(&mut value, &codec::encode_sticky(held, seq));
+    }
+    let epoch_bytes = encoded_epoch(&epoch());
+    db.insert(log_key(&epoch_bytes, 4, 0), value).unwrap();
+    let table = StickyTable::default();
+    assert_eq!(replay(&db, &table).unwrap(), 3);
+    let mut writer = LogWriter::new(9);
+    let step = compact_step(&db, &table, &CompactionPass::new(9), &mut writer).unwrap();
+    assert_eq!((step.entries_read, step.entries_kept), (3, 2));
+    let values = writer.finish();
+    assert_eq!(values.len(), 1);
+    assert!(
+        values[0]
+            .1
+            .starts_with(&crate::store::unit_log_entry::VALUE_TAG)
+    );
+    assert_eq!(
+        decode_all(&values),
+        vec![
+            (epoch_bytes.clone(), 9, b"b".to_vec(), Some((first, 3))),
+            (epoch_bytes, 9, b"a".to_vec(), Some((credited, 4))),
+        ],
+        "each record keeps its own commit's seq"
+    );
+}
+
 fn open_compacting(dir: &std::path::Path) -> SledStore {
     SledStore::open_with(
         dir,
