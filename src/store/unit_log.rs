@@ -8,8 +8,8 @@
 //! `KIND_UNIT_LOG · epoch · commit seq · chunk` (the epoch encoded as in `keys::epoch_key`,
 //! then both numbers big-endian), in the same atomic sled batch as the counters those
 //! records imply, fsynced before anybody is answered. One B-tree insert carries up to
-//! [`MAX_LOG_VALUE_BYTES`] of entries (~40 records), and the table in memory is what every
-//! reader and the writer consult.
+//! [`MAX_LOG_VALUE_BYTES`] of entries (~40 records in format 5's layout, ~100 in format
+//! 6's), and the table in memory is what every reader and the writer consult.
 //!
 //! **Entry.** The unit id, exact, and its record (or its removal) as `unit_log_entry` lays
 //! it out: since store format 6 against the commit and the value's other entries, so a bulk
