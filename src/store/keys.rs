@@ -76,11 +76,15 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// Format 5 moved the sticky records out of the B-tree into an in-memory table made durable
 /// by the unit log (`unit_log`): a format-3 or 4 store is migrated at open (`migrate`), and an
 /// older build must refuse the result, whose units it would not see.
-pub const STORE_FORMAT: u64 = 5;
+/// Format 6 writes unit-log entries in a compact layout (`unit_log_entry`) a format-5 build
+/// would misread; it reads format-5 values as they are (compaction rewrites them), so a
+/// format-5 store is only re-marked at open, through the migration's crash-safe marks.
+pub const STORE_FORMAT: u64 = 6;
 /// Earlier formats this build migrates at open (`migrate`).
-pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4];
+pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4, 5];
 /// Meta key present while a migration to [`STORE_FORMAT`] is under way (the format mark
-/// already says 5, so an older build refuses the half-moved store); a restart finishes it.
+/// already says this build's, so an older build refuses the half-moved store); a restart
+/// finishes it.
 pub const META_MIGRATING: &[u8] = b"\x00migrating";
 /// Meta key of the store's 128-bit key for event-id digests (`event_ids`), made with the store.
 pub const META_EVENT_ID_KEY: &[u8] = b"\x00event_id_key";

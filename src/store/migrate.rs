@@ -1,7 +1,9 @@
-//! Migration of a format-3 or 4 store to format 5 (`keys::STORE_FORMAT`): each sticky record
-//! (one sled key per unit) moves into the unit log (`unit_log`), in batches, at open.
+//! Migration of a format-3, 4 or 5 store to this build's format (`keys::STORE_FORMAT`, 6):
+//! each sticky record (one sled key per unit, formats 3 and 4) moves into the unit log
+//! (`unit_log`), in batches, at open. A format-5 store has no sticky key left and its log
+//! values read as they are (`unit_log_entry`), so its upgrade writes only the marks.
 //!
-//! **Crash safety.** The first write marks the store format 5 and "migrating"
+//! **Crash safety.** The first write marks the store this build's format and "migrating"
 //! (`keys::META_MIGRATING`) in one atomic batch, so an older build refuses the store from then
 //! on rather than miss the units already moved. Each batch then writes the log values of up to
 //! [`MIGRATE_BATCH`] records, deletes their keys and advances the migration's chunk counter,
@@ -9,7 +11,7 @@
 //! and the next open resumes where the last durable batch ended.
 //!
 //! **Order.** Migrated values all have commit sequence 0 and chunks numbered by the counter,
-//! so they sort before every value a format-5 commit writes (whose sequence numbers start at
+//! so they sort before every value a later commit writes (whose sequence numbers start at
 //! 1): a record written after the migration always replays last. Each unit had one key, so
 //! the order among migrated values does not matter.
 
@@ -21,7 +23,8 @@ use super::unit_log::LogWriter;
 /// Sticky records moved per atomic batch (~0.5 MB of log values).
 pub const MIGRATE_BATCH: usize = 10_000;
 
-/// Marks the store as migrating to format 5 (it was `from`) and moves every sticky record.
+/// Marks the store as migrating to this build's format (it was `from`) and moves every
+/// sticky record.
 pub fn start(db: &sled::Db, dir: &std::path::Path, from: u64) -> Result<(), StoreError> {
     let mut batch = sled::Batch::default();
     batch.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT));

@@ -54,6 +54,7 @@ mod sticky_table;
 pub(crate) mod test_support;
 mod types;
 mod unit_log;
+mod unit_log_entry;
 mod wave;
 mod writer;
 mod writer_state;

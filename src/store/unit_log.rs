@@ -8,12 +8,14 @@
 //! `KIND_UNIT_LOG · epoch · commit seq · chunk` (the epoch encoded as in `keys::epoch_key`,
 //! then both numbers big-endian), in the same atomic sled batch as the counters those
 //! records imply, fsynced before anybody is answered. One B-tree insert carries up to
-//! [`MAX_LOG_VALUE_BYTES`] of entries (~40 records), and the table in memory is what every
-//! reader and the writer consult.
+//! [`MAX_LOG_VALUE_BYTES`] of entries (~40 records in format 5's layout, ~100 in format
+//! 6's), and the table in memory is what every reader and the writer consult.
 //!
-//! **Entry.** The unit id and the record as `codec::encode_sticky` writes it, both
-//! length-prefixed; an empty record is a removal. The epoch is in the key, so a record's own
-//! sticky key (what the table's digest is taken over) is `KIND_STICKY · epoch · unit`.
+//! **Entry.** The unit id, exact, and its record (or its removal) as `unit_log_entry` lays
+//! it out: since store format 6 against the commit and the value's other entries, so a bulk
+//! event's credit takes about half the bytes of format 5's, whose values a format-6 build
+//! still reads. The epoch is in the key, so a record's own sticky key (what the table's
+//! digest is taken over) is `KIND_STICKY · epoch · unit`.
 //!
 //! **Order.** Keys sort by epoch, then commit, then chunk, so replaying an epoch's values in
 //! key order replays its records in the order they were written: the last entry of a unit
@@ -41,11 +43,14 @@
 use std::collections::BTreeMap;
 
 use super::codec;
+use super::codec::StickyRef;
 use super::error::StoreError;
-use super::keys::{self, KIND_STICKY, KIND_UNIT_LOG, io, put_bytes, take_bytes};
+use super::keys::{self, KIND_STICKY, KIND_UNIT_LOG, io, take_bytes};
 use super::state::KeyValue;
 use super::sticky_table::StickyTable;
 use super::types::{Epoch, StickyRecord};
+use super::unit_log_entry::ValueEncoder;
+pub use super::unit_log_entry::entries;
 
 /// A log value is closed once its entries reach this many bytes (see the module docs).
 pub const MAX_LOG_VALUE_BYTES: usize = 2048;
@@ -106,34 +111,6 @@ pub fn parse_log_key(key: &[u8]) -> Result<(&[u8], u64), StoreError> {
     }
 }
 
-/// One entry of a log value: the unit and its record's bytes (`None`: removed).
-pub struct Entry<'a> {
-    pub unit: &'a [u8],
-    pub record: Option<&'a [u8]>,
-}
-
-/// The entries of one log value, in the order they were written.
-pub fn entries(value: &[u8]) -> impl Iterator<Item = Result<Entry<'_>, StoreError>> {
-    let mut rest = value;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let entry = take_bytes(rest).and_then(|(unit, after)| {
-            let (record, after) = take_bytes(after)?;
-            rest = after;
-            Ok(Entry {
-                unit,
-                record: (!record.is_empty()).then_some(record),
-            })
-        });
-        if entry.is_err() {
-            rest = &[];
-        }
-        Some(entry)
-    })
-}
-
 /// The sticky key of `unit` in the epoch encoded as `epoch`, built in `buffer`.
 fn sticky_key<'b>(buffer: &'b mut Vec<u8>, epoch: &[u8], unit: &[u8]) -> &'b [u8] {
     buffer.clear();
@@ -149,7 +126,7 @@ pub struct LogWriter {
     chunk: u64,
     values: Vec<KeyValue>,
     /// The open value: its encoded epoch and entries.
-    open: Option<(Vec<u8>, Vec<u8>)>,
+    open: Option<(Vec<u8>, ValueEncoder)>,
     entries: u64,
 }
 
@@ -169,31 +146,36 @@ impl LogWriter {
         }
     }
 
-    /// Appends the record `record` (encoded; `None`: removed) of the unit under `sticky_key`.
+    /// Appends the record `record` (as `codec::encode_sticky` wrote it; `None`: removed) of
+    /// the unit under `sticky_key`. Bytes that do not decode are refused.
     pub fn push(&mut self, sticky_key: &[u8], record: Option<&[u8]>) -> Result<(), StoreError> {
         let (epoch, unit) = split_sticky_key(sticky_key)?;
-        self.push_entry(epoch, unit, record);
+        let record = record.map(codec::decode_sticky_ref).transpose()?;
+        self.push_entry(epoch, unit, record.as_ref());
         Ok(())
     }
 
-    fn push_entry(&mut self, epoch: &[u8], unit: &[u8], record: Option<&[u8]>) {
+    fn push_entry(&mut self, epoch: &[u8], unit: &[u8], record: Option<&StickyRef<'_>>) {
         if self.open.as_ref().is_some_and(|(open, entries)| {
-            open.as_slice() != epoch || entries.len() >= MAX_LOG_VALUE_BYTES
+            open.as_slice() != epoch || entries.byte_len() >= MAX_LOG_VALUE_BYTES
         }) {
             self.close();
         }
-        let (_, buffer) = self
-            .open
-            .get_or_insert_with(|| (epoch.to_vec(), Vec::with_capacity(MAX_LOG_VALUE_BYTES)));
-        put_bytes(buffer, unit);
-        put_bytes(buffer, record.unwrap_or_default());
+        let seq = self.seq;
+        let (_, encoder) = self.open.get_or_insert_with(|| {
+            (
+                epoch.to_vec(),
+                ValueEncoder::new(seq, MAX_LOG_VALUE_BYTES + 64),
+            )
+        });
+        encoder.push(unit, record);
         self.entries += 1;
     }
 
     fn close(&mut self) {
         if let Some((epoch, entries)) = self.open.take() {
             self.values
-                .push((log_key(&epoch, self.seq, self.chunk), entries));
+                .push((log_key(&epoch, self.seq, self.chunk), entries.finish()));
             self.chunk += 1;
         }
     }
@@ -222,14 +204,11 @@ pub fn replay(db: &sled::Db, table: &StickyTable) -> Result<u64, StoreError> {
     let mut key_buffer = Vec::new();
     for item in db.scan_prefix([KIND_UNIT_LOG]) {
         let (key, value) = item.map_err(io)?;
-        let (epoch, _) = parse_log_key(&key)?;
-        for entry in entries(&value) {
+        let (epoch, seq) = parse_log_key(&key)?;
+        for entry in entries(&value, seq) {
             let entry = entry?;
             let digest = table.digest(sticky_key(&mut key_buffer, epoch, entry.unit));
-            match entry.record {
-                Some(bytes) => table.replay(digest, Some(&codec::decode_sticky_ref(bytes)?)),
-                None => table.replay(digest, None),
-            }
+            table.replay(digest, entry.record.as_ref());
             entries_read += 1;
         }
     }
@@ -248,14 +227,14 @@ pub fn latest_records(db: &sled::Db) -> Result<LatestRecords, StoreError> {
     let mut key_buffer = Vec::new();
     for item in db.scan_prefix([KIND_UNIT_LOG]) {
         let (key, value) = item.map_err(io)?;
-        let (epoch, _) = parse_log_key(&key)?;
-        for entry in entries(&value) {
+        let (epoch, seq) = parse_log_key(&key)?;
+        for entry in entries(&value, seq) {
             let entry = entry?;
             let key = sticky_key(&mut key_buffer, epoch, entry.unit).to_vec();
             entries_read += 1;
             match entry.record {
-                Some(bytes) => {
-                    latest.insert(key, codec::decode_sticky(bytes)?.record);
+                Some(record) => {
+                    latest.insert(key, record.to_record());
                 }
                 None => {
                     latest.remove(&key);
@@ -283,8 +262,8 @@ pub fn for_each_unit(
         if !key.starts_with(&prefix) {
             break;
         }
-        parse_log_key(&key)?;
-        for entry in entries(&value) {
+        let (_, seq) = parse_log_key(&key)?;
+        for entry in entries(&value, seq) {
             each(entry?.unit);
         }
     }
@@ -354,16 +333,17 @@ pub fn compact_step(
             continue;
         }
         values_read += 1;
-        for entry in entries(&value) {
+        for entry in entries(&value, seq) {
             let entry = entry?;
             step.entries_read += 1;
-            let Some(bytes) = entry.record else {
+            let Some(record) = entry.record else {
                 continue;
             };
             let digest = table.digest(sticky_key(&mut key_buffer, epoch, entry.unit));
-            let record = codec::decode_sticky(bytes)?.record;
-            if table.peek_digest(digest).as_ref() == Some(&record) {
-                writer.push_entry(epoch, entry.unit, Some(bytes));
+            if table.peek_digest(digest) == Some(record.to_record()) {
+                // Re-encoded into this commit's value (keeping the record's own seq), so a
+                // format-5 value becomes format 6 here.
+                writer.push_entry(epoch, entry.unit, Some(&record));
                 step.entries_kept += 1;
             }
         }

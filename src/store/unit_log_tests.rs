@@ -23,20 +23,20 @@ fn encoded(record: &StickyRecord) -> Vec<u8> {
     codec::encode_sticky(record, 1)
 }
 
-/// Every (encoded epoch, commit, unit, record) of a list of values, in order.
-type Decoded = Vec<(Vec<u8>, u64, Vec<u8>, Option<Vec<u8>>)>;
+/// Every (encoded epoch, commit, unit, record and its seq) of a list of values, in order.
+type Decoded = Vec<(Vec<u8>, u64, Vec<u8>, Option<(StickyRecord, u64)>)>;
 
 fn decode_all(values: &[KeyValue]) -> Decoded {
     let mut out = Vec::new();
     for (key, value) in values {
         let (epoch, seq) = parse_log_key(key).unwrap();
-        for entry in entries(value) {
+        for entry in entries(value, seq) {
             let entry = entry.unwrap();
             out.push((
                 epoch.to_vec(),
                 seq,
                 entry.unit.to_vec(),
-                entry.record.map(<[u8]>::to_vec),
+                entry.record.map(|record| (record.to_record(), record.seq)),
             ));
         }
     }
@@ -46,11 +46,13 @@ fn decode_all(values: &[KeyValue]) -> Decoded {
 #[test]
 fn a_commits_entries_come_back_in_order_grouped_by_epoch_with_removals_as_none() {
     let mut log = LogWriter::new(42);
-    let a = encoded(&record("control", T0_MS));
-    let b = encoded(&record("bold", T0_MS + 1));
-    log.push(&sticky(&epoch(), "u1"), Some(&a)).unwrap();
+    let a = record("control", T0_MS);
+    let b = record("bold", T0_MS + 1);
+    log.push(&sticky(&epoch(), "u1"), Some(&encoded(&a)))
+        .unwrap();
     log.push(&sticky(&epoch(), "u\0/2"), None).unwrap();
-    log.push(&sticky(&other_epoch(), "u1"), Some(&b)).unwrap();
+    log.push(&sticky(&other_epoch(), "u1"), Some(&encoded(&b)))
+        .unwrap();
     assert_eq!(log.entries(), 3);
     let values = log.finish();
     assert_eq!(values.len(), 2, "one value per epoch");
@@ -59,9 +61,9 @@ fn a_commits_entries_come_back_in_order_grouped_by_epoch_with_removals_as_none()
     assert_eq!(
         decode_all(&values),
         vec![
-            (first.clone(), 42, b"u1".to_vec(), Some(a)),
+            (first.clone(), 42, b"u1".to_vec(), Some((a, 1))),
             (first, 42, b"u\0/2".to_vec(), None),
-            (second, 42, b"u1".to_vec(), Some(b)),
+            (second, 42, b"u1".to_vec(), Some((b, 1))),
         ]
     );
 }
@@ -97,11 +99,19 @@ fn values_are_cut_near_four_kib_and_their_chunks_sort_in_push_order() {
 #[test]
 fn a_truncated_value_or_a_foreign_key_is_corrupt_not_a_panic() {
     let mut log = LogWriter::new(1);
-    log.push(&sticky(&epoch(), "u1"), Some(b"xyz")).unwrap();
+    assert!(matches!(
+        log.push(&sticky(&epoch(), "u1"), Some(b"xyz")),
+        Err(StoreError::Corrupt(_))
+    ));
+    log.push(
+        &sticky(&epoch(), "u1"),
+        Some(&encoded(&record("bold", T0_MS))),
+    )
+    .unwrap();
     let (key, value) = log.finish().remove(0);
     let cut = &value[..value.len() - 1];
     assert!(matches!(
-        entries(cut).collect::<Result<Vec<_>, _>>(),
+        entries(cut, 1).collect::<Result<Vec<_>, _>>(),
         Err(StoreError::Corrupt(_))
     ));
     assert!(matches!(
@@ -151,6 +161,43 @@ fn replay_keeps_the_last_entry_of_each_unit_and_honours_removals() {
     assert_eq!(latest[&sticky(&epoch(), "a")], credited);
 }
 
+#[test]
+fn a_compaction_step_rewrites_a_format_5_value_in_the_compact_layout_with_the_same_records() {
+    let (_dir, db) = temp_db();
+    let first = record("control", T0_MS);
+    let mut credited = record("bold", T0_MS + 3);
+    credited.reward = Some(0.25);
+    credited.rewarded_ms = Some(T0_MS + 9);
+    // One value as a format-5 build wrote it: unit and `codec::encode_sticky` record.
+    let mut value = Vec::new();
+    for (unit, held, seq) in [("a", &first, 3), ("b", &first, 3), ("a", &credited, 4)] {
+        keys::put_bytes(&mut value, unit.as_bytes());
+        keys::put_bytes(&mut value, &codec::encode_sticky(held, seq));
+    }
+    let epoch_bytes = encoded_epoch(&epoch());
+    db.insert(log_key(&epoch_bytes, 4, 0), value).unwrap();
+    let table = StickyTable::default();
+    assert_eq!(replay(&db, &table).unwrap(), 3);
+    let mut writer = LogWriter::new(9);
+    let step = compact_step(&db, &table, &CompactionPass::new(9), &mut writer).unwrap();
+    assert_eq!((step.entries_read, step.entries_kept), (3, 2));
+    let values = writer.finish();
+    assert_eq!(values.len(), 1);
+    assert!(
+        values[0]
+            .1
+            .starts_with(&crate::store::unit_log_entry::VALUE_TAG)
+    );
+    assert_eq!(
+        decode_all(&values),
+        vec![
+            (epoch_bytes.clone(), 9, b"b".to_vec(), Some((first, 3))),
+            (epoch_bytes, 9, b"a".to_vec(), Some((credited, 4))),
+        ],
+        "each record keeps its own commit's seq"
+    );
+}
+
 fn open_compacting(dir: &std::path::Path) -> SledStore {
     SledStore::open_with(
         dir,
@@ -166,9 +213,10 @@ fn log_entries(db: &sled::Db) -> (usize, u64) {
     let mut values = 0;
     let mut entries_held = 0;
     for item in db.scan_prefix([KIND_UNIT_LOG]) {
-        let (_, value) = item.unwrap();
+        let (key, value) = item.unwrap();
         values += 1;
-        entries_held += entries(&value).count() as u64;
+        let (_, seq) = parse_log_key(&key).unwrap();
+        entries_held += entries(&value, seq).count() as u64;
     }
     (values, entries_held)
 }
