@@ -111,6 +111,25 @@ local function parse(record)
   return v, assigned, propensity, reward
 end
 
+-- The record as `judge_unit` needs it, found with three or four plain searches for its tabs
+-- instead of `parse`'s captures (a string each): its variant, its assignment time as
+-- written, its first three fields with their tabs (`v \t assigned \t propensity \t`, what a
+-- credited record starts with), and whether it holds a reward. nil when the record has
+-- other than four or five fields (`parse` then says what it can).
+local function split(record)
+  local t1 = string.find(record, '\t', 1, true)
+  if not t1 then return nil end
+  local t2 = string.find(record, '\t', t1 + 1, true)
+  if not t2 then return nil end
+  local t3 = string.find(record, '\t', t2 + 1, true)
+  if not t3 then return nil end
+  local t4 = string.find(record, '\t', t3 + 1, true)
+  if t4 and string.find(record, '\t', t4 + 1, true) then return nil end
+  -- The reward field is empty when the record ends after its third tab or a fourth follows.
+  return string.sub(record, 1, t1 - 1), string.sub(record, t1 + 1, t2 - 1),
+    string.sub(record, 1, t3), t3 < #record and t4 ~= t3 + 1
+end
+
 -- stats::decay_weight: 2^(-age/h); exactly 1 at age 0, 0 for a zero half-life.
 local function weight(age, h)
   if age <= 0 then return 1 end
@@ -233,10 +252,11 @@ end
 -- Reads the records of `names` (the current shard's units) not read yet, one HMGET.
 local function prefetch(names)
   local r = rbuf()
-  local wanted, asked = {}, {}
+  local held, wanted = r.held, {}
+  -- `false` marks a unit asked for (a name may come twice); the HMGET below replaces it.
   for _, unit in ipairs(names) do
-    if r.held[unit] == nil and not asked[unit] then
-      asked[unit] = true
+    if held[unit] == nil then
+      held[unit] = false
       wanted[#wanted + 1] = unit
     end
   end
@@ -245,7 +265,7 @@ local function prefetch(names)
     local values = redis.call('HMGET', r.key, unpack(wanted, first, last))
     for i = first, last do
       local unit = wanted[i]
-      r.held[unit] = values[i - first + 1] or legacy_record(r, unit)
+      held[unit] = values[i - first + 1] or legacy_record(r, unit)
     end
   end
 end
@@ -300,24 +320,57 @@ local function watermark()
   return w
 end
 
+-- Reward amounts (micro-units, as the packed rewards spell them) as numbers: a batch's
+-- rewards mostly carry one amount, parsed once.
+local amounts = {}
+local function amount(micro)
+  local n = amounts[micro]
+  if n == nil then
+    n = tonumber(micro)
+    amounts[micro] = n
+  end
+  return n
+end
+
+-- The counter fields of arm v, built once per call and variant: a batch of rewards would
+-- otherwise build (and Lua intern) the same half-dozen names again for every reward.
+local arm_fields = {}
+local function fields_of(v)
+  local f = arm_fields[v]
+  if not f then
+    f = { dt = 'dt|' .. v, h = 'h|' .. v, n = 'n|' .. v, r = 'r|' .. v, dn = 'dn|' .. v,
+      dr = 'dr|' .. v, applied = 'A' .. v }
+    arm_fields[v] = f
+  end
+  return f
+end
+
 -- store::decay::record_change + stats::DecayedCounts::add on this shard's share of arm v,
 -- called before the raw counters change. h == '' : no half-life (decayed = raw).
 local function decay(v, now, h, dn, dr)
-  local ft, fh = 'dt|' .. v, 'h|' .. v
-  local t = num(ft, '0')
+  local f = fields_of(v)
+  local ft, fh = f.dt, f.h
+  -- `f.t`: the time this call last left in `dt|v` when it is the number read back from it
+  -- (a whole millisecond); saves parsing the field again for each event of a batch.
+  local t = f.t or num(ft, '0')
   if h == '' then
     put(fh, '-')
-    if now > t then put(ft, int(now)) end
+    if now > t then
+      t = now
+      put(ft, int(now))
+    end
+    if t == math.floor(t) then f.t = t else f.t = nil end
     return
   end
+  f.t = nil
   local hv = tonumber(h)
   local en, er
   if (get(fh) or '-') == '-' then
-    en = num('n|' .. v, '0')
-    er = num('r|' .. v, '0') / MICRO
+    en = num(f.n, '0')
+    er = num(f.r, '0') / MICRO
   else
-    en = num('dn|' .. v, '0')
-    er = num('dr|' .. v, '0')
+    en = num(f.dn, '0')
+    er = num(f.dr, '0')
   end
   if now > t then
     local w = weight(now - t, hv)
@@ -326,8 +379,8 @@ local function decay(v, now, h, dn, dr)
   local w = weight(t - now, hv)
   en = en + dn * w
   er = er + dr * w
-  put('dn|' .. v, string.format('%.17g', en))
-  put('dr|' .. v, string.format('%.17g', er))
+  put(f.dn, string.format('%.17g', en))
+  put(f.dr, string.format('%.17g', er))
   put(ft, int(t))
   put(fh, h)
 end
@@ -407,7 +460,7 @@ end
 
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
-  add('n|' .. v, n)
+  add(fields_of(v).n, n)
   cohort(v, n, now)
   if not get('s') then put('s', int(now)) end
 end
@@ -416,7 +469,7 @@ local function credit(v, micro, assigned, now, h)
   local dr = micro / MICRO
   if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
   decay(v, now, h, 0, dr)
-  add('r|' .. v, micro)
+  add(fields_of(v).r, micro)
   delayed(v, micro, assigned, now)
   if not get('s') then put('s', int(now)) end
 end
@@ -483,16 +536,22 @@ end
 local function judge_unit(unit, micro, occurred, now, window, h)
   local record = rget(unit)
   if not record then return 'N' end
-  local v, written, propensity, reward = parse(record)
+  local v, written, head, rewarded = split(record)
+  if not v then
+    local propensity, reward
+    v, written, propensity, reward = parse(record)
+    head, rewarded = v and (v .. '\t' .. written .. '\t' .. propensity .. '\t'), reward ~= ''
+  end
   local assigned = tonumber(written)
   local refused = refusal(occurred, assigned, now, window)
   if refused then return refused end
-  if reward ~= '' then return 'P' end
-  -- The assignment's time kept as the record spells it: every writer spells it as `int`
-  -- does (whole milliseconds; `Call::sticky` from a u64), so it need not be formatted again.
-  rset(unit, v .. '\t' .. written .. '\t' .. propensity .. '\t' .. micro .. '\t' .. int(now))
-  credit(v, tonumber(micro), assigned, now, h)
-  return 'A' .. v
+  if rewarded then return 'P' end
+  -- The record's first three fields kept as written: the assignment's time is spelled as
+  -- `int` spells it (whole milliseconds; `Call::sticky` from a u64), so nothing is formatted
+  -- again.
+  rset(unit, head .. micro .. '\t' .. int(now))
+  credit(v, amount(micro), assigned, now, h)
+  return fields_of(v).applied
 end
 
 -- A token's reward: its mark written and the counters changed if applied. `confirms`: the

@@ -66,20 +66,20 @@ while at <= #ARGV do
     -- retention end, its kind, then the reward as op U/T/K takes it (no claim or outcome).
     -- Every id's directory field is read first, one HMGET per directory.
     local blob = nxt()
-    local starts, wanted = {}, {}
-    -- The units' records too, one HMGET per shard (`prefetch`): each unit reward's directory,
-    -- id, shard (its first KEYS index) and body, kept until the ids are known.
-    local unit_dirs, unit_ids, unit_firsts, unit_bodies = {}, {}, {}, {}
-    local pos = 1
+    local wanted = {}
+    -- Each reward's head, unpacked once (one array per field, n-th reward at n): its
+    -- directory, id, shard (first KEYS index), list, retention end, kind and where its body
+    -- starts. Unit rewards' records are read too, one HMGET per shard (`prefetch`), once
+    -- their ids are known.
+    local dirs, ids_of, firsts, lists, retains, kinds, bodies = {}, {}, {}, {}, {}, {}, {}
+    local count, pos = 0, 1
     while pos <= #blob do
-      local length, dir, id, first, _, _, kind, body =
+      local length, dir, id, first, list, retain, kind, body =
         struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, pos)
-      starts[#starts + 1] = pos
+      count = count + 1
+      dirs[count], ids_of[count], firsts[count], lists[count] = dir, id, first, list
+      retains[count], kinds[count], bodies[count] = retain, kind, body
       pos = pos + length
-      if kind == 'U' then
-        local n = #unit_dirs + 1
-        unit_dirs[n], unit_ids[n], unit_firsts[n], unit_bodies[n] = dir, id, first, body
-      end
       local home = homes[dir]
       if home.held[id] == nil then
         home.held[id] = false
@@ -103,17 +103,17 @@ while at <= #ARGV do
     end
     -- Only the records of rewards whose ids are new: a retried batch reads (and unpacks) none.
     local by_shard, shard_order = {}, {}
-    for i = 1, #unit_dirs do
-      local home = homes[unit_dirs[i]]
-      if not home.legacy and not home.held[unit_ids[i]] then
-        local first = unit_firsts[i]
+    for i = 1, count do
+      local home = homes[dirs[i]]
+      if kinds[i] == 'U' and not home.legacy and not home.held[ids_of[i]] then
+        local first = firsts[i]
         local names = by_shard[first]
         if not names then
           names = {}
           by_shard[first] = names
           shard_order[#shard_order + 1] = first
         end
-        names[#names + 1] = struct.unpack('<I4c0', blob, unit_bodies[i])
+        names[#names + 1] = struct.unpack('<I4c0', blob, bodies[i])
       end
     end
     for _, first in ipairs(shard_order) do
@@ -121,9 +121,10 @@ while at <= #ARGV do
       prefetch(by_shard[first])
     end
     local current = 0
-    for _, start in ipairs(starts) do
-      local _, dir, id, first, list, retain, kind, body =
-        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, start)
+    -- An applied id's directory value (`A<retention end>`), built once per retention end.
+    local kept_as = {}
+    for i = 1, count do
+      local dir, id, first, kind, body = dirs[i], ids_of[i], firsts[i], kinds[i], bodies[i]
       if first ~= current then
         use_shard(first)
         current = first
@@ -145,12 +146,17 @@ while at <= #ARGV do
         outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
           confirms)
       end
-      if string.sub(outcome, 1, 1) == 'A' then
-        local value = 'A' .. retain
+      if string.byte(outcome, 1) == 65 then -- 'A'
+        local retain = retains[i]
+        local value = kept_as[retain]
+        if not value then
+          value = 'A' .. retain
+          kept_as[retain] = value
+        end
         home.held[id] = value
         home.args[#home.args + 1] = id
         home.args[#home.args + 1] = value
-        local ids = id_lists[list].ids
+        local ids = id_lists[lists[i]].ids
         ids[#ids + 1] = id
       end
       out[#out + 1] = outcome

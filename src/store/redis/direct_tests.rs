@@ -140,3 +140,57 @@ fn ids_kept_in_one_call_are_forgotten_after_their_retention_only() {
         assert_eq!(retry, vec![RewardOutcome::OutsideWindow]);
     });
 }
+
+/// `apply.lua` reads a record's fields by splitting at its tabs (`split`): every form a
+/// writer leaves (four fields, or five once rewarded; a fifth after an empty reward too) is
+/// judged as the record says, and a credited record keeps its first three fields byte for
+/// byte.
+#[test]
+fn a_batch_credits_each_written_record_form_as_the_record_says() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    let t = T0_MS;
+    let forms = [
+        ("open4", format!("a\t{t}\t0.5\t")),
+        ("open5", format!("a\t{t}\t0.125\t\t{}", t + 5)),
+        ("paid4", format!("b\t{t}\t0.5\t250000")),
+        ("paid5", format!("b\t{t}\t0.5\t250000\t{}", t + 5)),
+    ];
+    for (unit, value) in &forms {
+        let key = layout::ShardKeys::of(&epoch(), layout::shard_of(unit)).records;
+        server.cli(&["HSET", &key, unit, value]);
+    }
+    let now = t + 10;
+    block_on(async {
+        let ops = forms
+            .iter()
+            .enumerate()
+            .map(|(i, (unit, _))| unit_reward(&format!("e{i}"), unit, 0.5, now))
+            .collect();
+        let outcomes = store.apply_rewards(ops).await.unwrap();
+        let applied = RewardOutcome::Applied {
+            variant: "a".to_owned(),
+        };
+        assert_eq!(
+            outcomes,
+            vec![
+                applied.clone(),
+                applied,
+                RewardOutcome::AlreadyRewarded,
+                RewardOutcome::AlreadyRewarded
+            ]
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["a"].reward_sum, 1.0);
+    });
+    let expected = [
+        format!("a\t{t}\t0.5\t500000\t{now}"),
+        format!("a\t{t}\t0.125\t500000\t{now}"),
+        forms[2].1.clone(),
+        forms[3].1.clone(),
+    ];
+    for ((unit, _), expected) in forms.iter().zip(expected) {
+        let key = layout::ShardKeys::of(&epoch(), layout::shard_of(unit)).records;
+        assert_eq!(server.cli(&["HGET", &key, unit]), expected, "{unit}");
+    }
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# Redis's CPU per event of bulk ingest's script, A/B between two versions of apply.lua +
+# apply_ops.lua, without banditd: the batches are replayed straight into redis-server, packed as
+# src/store/redis/call.rs packs them (`Call::direct_reward`, op B: 1,000 unit rewards per call,
+# every unit's record in the hash layout of src/store/redis/layout.rs, 36-byte ids), so
+# only the script differs between the sides and nothing of HTTP or banditd's scheduling.
+#
+#   benches/load/redis_lua_ab.sh [--events N] [--rounds R] REV_A [REV_B]
+#
+# REV_A / REV_B: git revisions (REV_B defaults to the worktree's files). Each round runs A then
+# B, each on a fresh redis-server (appendonly yes, appendfsync always; temp dir, free port):
+# N events applied (every one credits its unit and keeps its id), then the same N again (every
+# one a duplicate). Per event: redis-server's CPU (INFO cpu, user + sys, around each EVALSHA),
+# the commands its scripts ran, the AOF bytes; and whether the two sides' AOFs are the same
+# bytes (Redis's own clock in PEXPIREAT aside), which says a change wrote exactly what the
+# other did. CPU still moves with the machine's load (give `uptime`); the counts do not.
+# Environment: REDIS_PORT (18591; the next port is used too).
+
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
+
+EVENTS=20000
+ROUNDS=3
+while (($#)); do
+    case $1 in
+    --events) EVENTS=${2:?--events needs a number}; shift ;;
+    --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
+    -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option $1 (see --help)" ;;
+    *) break ;;
+    esac
+    shift
+done
+REV_A=${1:?give REV_A (see --help)}
+REV_B=${2:-}
+for value in "$EVENTS" "$ROUNDS"; do
+    [[ $value =~ ^[0-9]+$ ]] && ((value > 0)) || die "--events and --rounds take positive whole numbers"
+done
+command -v redis-server >/dev/null || die "needs redis-server (apt-get install -y redis-server)"
+command -v python3 >/dev/null || die "needs python3"
+REDIS_PORT=${REDIS_PORT:-18591}
+for port in "$REDIS_PORT" "$((REDIS_PORT + 1))"; do
+    port_free "$port" || die "port $port is in use; set REDIS_PORT"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-redis-lua.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+# side NAME REV: the two script files of REV (the worktree's when REV is empty) in $WORK/NAME.
+side() {
+    mkdir -p "$WORK/$1"
+    for file in apply.lua apply_ops.lua; do
+        if [[ -z $2 ]]; then
+            cp "$ROOT/src/store/redis/$file" "$WORK/$1/"
+        else
+            git -C "$ROOT" show "$2:src/store/redis/$file" >"$WORK/$1/$file" ||
+                die "no src/store/redis/$file at $2"
+        fi
+    done
+}
+side a "$REV_A"
+side b "$REV_B"
+
+cat >"$WORK/replay.py" <<'PY'
+import hashlib, os, re, socket, struct, subprocess, sys, tempfile, time
+lua_dir, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+BATCH, WINDOW, HOUR, NOW = 1000, 7 * 86400000, 3600000, 1796000000000
+script = b''.join(open(os.path.join(lua_dir, f), 'rb').read() for f in ('apply.lua', 'apply_ops.lua'))
+work = tempfile.mkdtemp(dir=os.path.dirname(out))
+server = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--dir', work,
+                           '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
+                           '--auto-aof-rewrite-percentage', '0'], stdout=subprocess.DEVNULL)
+try:
+    for _ in range(200):
+        try:
+            sock = socket.create_connection(('127.0.0.1', port))
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        sys.exit('redis-server did not answer')
+    reader = sock.makefile('rb')
+
+    def read():
+        line = reader.readline()
+        kind, rest = line[:1], line[1:-2]
+        if kind in (b'+', b':'):
+            return rest
+        if kind == b'-':
+            sys.exit('redis: ' + rest.decode())
+        if kind == b'$':
+            size = int(rest)
+            return None if size < 0 else reader.read(size + 2)[:-2]
+        return [read() for _ in range(int(rest))]
+
+    def cmd(*args):
+        parts = [b'*%d\r\n' % len(args)]
+        for arg in args:
+            arg = arg if isinstance(arg, bytes) else str(arg).encode()
+            parts.append(b'$%d\r\n%s\r\n' % (len(arg), arg))
+        sock.sendall(b''.join(parts))
+        return read()
+
+    def cpu():
+        text = cmd('INFO', 'cpu').decode()
+        fields = dict(line.split(':') for line in text.split('\r\n') if ':' in line)
+        return float(fields['used_cpu_user']) + float(fields['used_cpu_sys'])
+
+    def shard(name):  # layout::shard_of
+        h = 0xcbf29ce484222325
+        for byte in name.encode():
+            h = ((h ^ byte) * 0x100000001b3) & 0xFFFFFFFFFFFFFFFF
+        return h % 8
+
+    def tag(s):
+        return '{bd:load-sticky:1:%d}' % s
+
+    def text(value):
+        value = value.encode()
+        return struct.pack('<I', len(value)) + value
+
+    def aof_bytes():
+        return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(work) for f in fs)
+
+    sha = cmd('SCRIPT', 'LOAD', script).decode()
+    units = ['unit-%010d' % i for i in range(n)]
+    variants = ['control', 'bold', 'question']
+    by_shard = {}
+    for i, unit in enumerate(units):
+        record = '%s\t%d\t0.3333333333333333\t' % (variants[i % 3], NOW - 1000)
+        by_shard.setdefault(shard(unit), []).append((unit, record))
+    for s, records in by_shard.items():
+        for at in range(0, len(records), 500):
+            chunk = records[at:at + 500]
+            cmd('HSET', tag(s) + ':r', *[x for pair in chunk for x in pair])
+            cmd('ZADD', tag(s) + ':n', *[x for unit, _ in chunk for x in ('0', unit)])
+    for v in variants:
+        cmd('HSET', tag(0) + ':a', 'n|' + v, n // 3, 'dt|' + v, NOW - 1000, 'h|' + v, '-')
+
+    def call(batch, now):
+        first = shard(batch[0][1])
+        keys = [tag(first) + suffix for suffix in (':u', ':a', ':t', ':x', ':r', ':n', ':d')]
+        def key(name):
+            keys.append(name)
+            return len(keys)
+        shards, dirs, lists, blob = {first: 1}, {}, {}, bytearray()
+        retain = now + WINDOW
+        end = -(-retain // HOUR) * HOUR
+        keep = end - now + 86400000
+        for event_id, unit in batch:
+            home = shard(event_id)
+            if home not in dirs:
+                dirs[home] = key('{bd:load-sticky:e%d}:d' % home)
+                key('{bd:load-sticky:e%d}:l' % home)
+                key('{bd:load-sticky:e%d}:due' % home)
+            list_key = '{bd:load-sticky:e%d}:l:%d' % (home, end)
+            if list_key not in lists:
+                lists[list_key] = (key(list_key), dirs[home])
+            s = shard(unit)
+            if s not in shards:
+                shards[s] = key(tag(s) + ':u')
+                for suffix in (':a', ':t', ':x', ':r', ':n'):
+                    key(tag(s) + suffix)
+            body = (struct.pack('<I', dirs[home]) + text(event_id)
+                    + struct.pack('<II', shards[s], lists[list_key][0]) + text(str(retain)) + b'U'
+                    + text(unit) + text('1000000') + text('')
+                    + struct.pack('<dd', float(now), float(WINDOW)) + text(''))
+            blob += struct.pack('<I', len(body) + 4) + body
+        args = ['60000', '86400000']
+        for index in dirs.values():
+            args += ['Q', index, keep]
+        for index, directory in lists.values():
+            args += ['L', index, directory, end, keep]
+        return keys, args + ['B', bytes(blob)]
+
+    def phase(expect):
+        used = 0.0
+        for at in range(0, n, BATCH):
+            batch = [('%08x-0000-4000-8000-%012x' % (i >> 48, i), units[i])
+                     for i in range(at, min(n, at + BATCH))]
+            keys, args = call(batch, NOW + at)
+            before = cpu()
+            reply = cmd('EVALSHA', sha, len(keys), *keys, *args)
+            used += cpu() - before
+            wrong = [r for r in reply if r[:1] != expect]
+            if wrong:
+                sys.exit('expected %s, got %s' % (expect, wrong[:3]))
+        return used / n * 1e6
+
+    aof0 = aof_bytes()
+    cmd('CONFIG', 'RESETSTAT')
+    applied = phase(b'A')
+    stats = cmd('INFO', 'commandstats').decode()
+    commands = sum(int(m) for m in re.findall(r'cmdstat_(?!evalsha|info|config)[^:]*:calls=(\d+)', stats))
+    aof = aof_bytes() - aof0
+    retried = phase(b'D')
+    digest = hashlib.sha256()
+    for d, _, files in sorted(os.walk(work)):
+        for f in sorted(files):
+            if '.incr.' in f:
+                data = open(os.path.join(d, f), 'rb').read()
+                digest.update(re.sub(rb'(PEXPIREAT\r\n\$\d+\r\n[^\r]*\r\n\$\d+\r\n)\d+', rb'\1T', data))
+    with open(out, 'w') as result:
+        result.write('%.2f %.2f %.3f %.0f %s\n' % (applied, retried, commands / n, aof / n, digest.hexdigest()[:12]))
+finally:
+    server.terminate()
+    server.wait()
+    subprocess.run(['rm', '-rf', work])
+PY
+
+log "$ROUNDS rounds of A (${REV_A}) then B (${REV_B:-worktree}), $(thousands "$EVENTS") events each; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "| round | side | applied: CPU µs/event | retried: CPU µs/event | commands/event | AOF bytes/event | AOF digest | load average |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"
+for round in $(seq 1 "$ROUNDS"); do
+    for name in a b; do
+        load=$(cut -d' ' -f1 /proc/loadavg)
+        port=$REDIS_PORT
+        [[ $name == b ]] && port=$((REDIS_PORT + 1))
+        python3 "$WORK/replay.py" "$WORK/$name" "$port" "$EVENTS" "$WORK/$name.out"
+        read -r applied retried commands aof digest <"$WORK/$name.out"
+        echo "| $round | ${name^^} | $applied | $retried | $commands | $aof | $digest | $load |"
+    done
+done
