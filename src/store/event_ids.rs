@@ -160,10 +160,11 @@ const PARTITION_BITS: u32 = 12;
 /// of two) ascend by their top [`PARTITION_BITS`] bits: one in-place pass of a most-significant
 /// digit radix sort (each digest is moved at most once to its run).
 fn partition_by_bucket(digests: &mut [u64], buckets: usize) {
-    let bucket_bits = buckets.trailing_zeros();
-    if bucket_bits <= PARTITION_BITS {
+    // An empty table has no buckets; a small one fits the cache whatever the order.
+    if !buckets.is_power_of_two() || buckets <= 1 << PARTITION_BITS {
         return;
     }
+    let bucket_bits = buckets.trailing_zeros();
     let shift = bucket_bits - PARTITION_BITS;
     let mask = (buckets - 1) as u64;
     let run_of = |digest: u64| ((digest & mask) >> shift) as usize;
