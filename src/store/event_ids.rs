@@ -85,35 +85,6 @@ impl std::fmt::Debug for DigestSet {
 }
 
 impl DigestSet {
-    /// A set built from `digests` (duplicates allowed; their order is changed), allocated
-    /// once at its final size: what a replay uses, so the table is not grown by doubling (each
-    /// doubling rehashes every digest into a new table twice the size and frees the old one).
-    ///
-    /// The digests are first put in the order of their buckets ([`partition_by_bucket`]), so
-    /// the inserts sweep the table from start to end instead of each landing on a random cache
-    /// line of a table of hundreds of megabytes.
-    pub fn from_digests(digests: &mut [u64]) -> Self {
-        let mut set = DigestSet {
-            table: HashTable::with_capacity(digests.len()),
-        };
-        partition_by_bucket(digests, set.buckets());
-        for &digest in digests.iter() {
-            set.insert(digest);
-        }
-        set
-    }
-
-    /// The table's buckets: a power of two, of which a digest's probe starts at
-    /// `digest & (buckets - 1)` (hashbrown's `h1`, the hash being the digest itself).
-    fn buckets(&self) -> usize {
-        let slots = self.table.capacity();
-        if slots == 0 {
-            return 0;
-        }
-        // `capacity()` is 7/8 of the buckets for tables of 8 buckets or more.
-        (slots * 8 / 7).next_power_of_two()
-    }
-
     pub fn contains(&self, digest: u64) -> bool {
         self.table.find(digest, |&kept| kept == digest).is_some()
     }
@@ -145,54 +116,13 @@ impl DigestSet {
     /// Bytes the table holds on the heap: one `u64` and one control byte per slot (plus
     /// hashbrown's group padding, 16 bytes).
     pub fn heap_bytes(&self) -> usize {
-        match self.buckets() {
-            0 => 0,
-            buckets => buckets * (std::mem::size_of::<u64>() + 1) + 16,
+        let slots = self.table.capacity();
+        if slots == 0 {
+            return 0;
         }
-    }
-}
-
-/// Bits of the bucket number [`partition_by_bucket`] orders by: 4,096 runs, so the part of the
-/// table one run's inserts touch (1/4,096 of it) stays in the CPU's cache.
-const PARTITION_BITS: u32 = 12;
-
-/// Reorders `digests` in place so that their starting buckets in a table of `buckets` (a power
-/// of two) ascend by their top [`PARTITION_BITS`] bits: one in-place pass of a most-significant
-/// digit radix sort (each digest is moved at most once to its run).
-fn partition_by_bucket(digests: &mut [u64], buckets: usize) {
-    // An empty table has no buckets; a small one fits the cache whatever the order.
-    if !buckets.is_power_of_two() || buckets <= 1 << PARTITION_BITS {
-        return;
-    }
-    let bucket_bits = buckets.trailing_zeros();
-    let shift = bucket_bits - PARTITION_BITS;
-    let mask = (buckets - 1) as u64;
-    let run_of = |digest: u64| ((digest & mask) >> shift) as usize;
-    let runs = 1usize << PARTITION_BITS;
-    let mut next = vec![0usize; runs];
-    for &digest in digests.iter() {
-        next[run_of(digest)] += 1;
-    }
-    let mut end = vec![0usize; runs];
-    let mut start = 0;
-    for run in 0..runs {
-        let count = next[run];
-        next[run] = start;
-        start += count;
-        end[run] = start;
-    }
-    for run in 0..runs {
-        while next[run] < end[run] {
-            let digest = digests[next[run]];
-            let home = run_of(digest);
-            if home == run {
-                next[run] += 1;
-            } else {
-                // `next[home] < end[home]`: `digest` is one of the run's own, not yet placed.
-                digests.swap(next[run], next[home]);
-                next[home] += 1;
-            }
-        }
+        // `capacity()` is 7/8 of the slots for tables of 8 slots or more.
+        let buckets = (slots * 8 / 7).next_power_of_two();
+        buckets * (std::mem::size_of::<u64>() + 1) + 16
     }
 }
 

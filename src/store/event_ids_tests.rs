@@ -54,44 +54,6 @@ fn the_set_costs_at_most_21_bytes_per_kept_id_at_a_million_ids() {
 }
 
 #[test]
-fn a_set_built_from_a_replays_digests_keeps_each_once_in_one_table_of_its_final_size() {
-    let digester = Digester::new([4; DIGEST_KEY_LEN]);
-    let mut digests: Vec<u64> = (0..100_000)
-        .map(|n| digester.digest("exp", &format!("e{n}")))
-        .collect();
-    // An id applied again after its generation expired is logged twice.
-    digests.extend_from_slice(&digests[..1_000].to_vec());
-    let set = DigestSet::from_digests(&mut digests.clone());
-    assert_eq!(set.len(), 100_000);
-    assert!(digests.iter().all(|&digest| set.contains(digest)));
-    assert!(!set.contains(digester.digest("exp", "e100000")));
-    // hashbrown's smallest table for 101,000 entries at 7/8 load: 2^17 buckets of 9 bytes.
-    assert_eq!(set.heap_bytes(), (1 << 17) * 9 + 16);
-}
-
-#[test]
-fn digests_are_partitioned_in_place_by_the_top_bits_of_their_bucket() {
-    let digester = Digester::new([5; DIGEST_KEY_LEN]);
-    let original: Vec<u64> = (0..50_000)
-        .map(|n| digester.digest("exp", &n.to_string()))
-        .collect();
-    let buckets = 1 << 20;
-    let mut digests = original.clone();
-    partition_by_bucket(&mut digests, buckets);
-    let run = |digest: u64| (digest & (buckets as u64 - 1)) >> (20 - PARTITION_BITS);
-    assert!(digests.windows(2).all(|pair| run(pair[0]) <= run(pair[1])));
-    let (mut sorted, mut expected) = (digests.clone(), original.clone());
-    sorted.sort_unstable();
-    expected.sort_unstable();
-    assert_eq!(sorted, expected, "a permutation: nothing lost or repeated");
-    // An empty set's table (no buckets) and one too small to partition leave the order.
-    partition_by_bucket(&mut [], 0);
-    let mut small = original.clone();
-    partition_by_bucket(&mut small, 1 << PARTITION_BITS);
-    assert_eq!(small, original);
-}
-
-#[test]
 fn pending_changes_see_a_removed_then_reapplied_id_as_applied() {
     let mut pending = PendingIds::default();
     assert_eq!(pending.seen(9), None);

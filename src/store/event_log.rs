@@ -28,7 +28,7 @@
 //! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id.
 
 use super::error::StoreError;
-use super::event_ids::{DIGEST_KEY_LEN, DigestSet, Digester, EventIdSet};
+use super::event_ids::{DIGEST_KEY_LEN, Digester, EventIdSet};
 use super::keys::{self, KIND_EVENT_LOG, io};
 use super::overlay::Txn;
 use super::state::KeyValue;
@@ -144,22 +144,16 @@ pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
 }
 
 /// Replays the whole log into a fresh set of ids digested with `digester`.
-///
-/// The digests are read into a list first and the set is then built at its final size, in
-/// bucket order (`DigestSet::from_digests`): 8 bytes per id for the list, freed at the end,
-/// instead of a set grown by doubling, whose rehashes and randomly placed inserts were most of
-/// a 50M-id replay's time (`benches/load/results/mem-2026-11-30-s6.md`).
 pub fn replay(db: &sled::Db, digester: Digester) -> Result<EventIdSet, StoreError> {
     let started = std::time::Instant::now();
-    let mut digests = Vec::new();
+    let mut set = EventIdSet::new(digester);
     for item in db.scan_prefix([KIND_EVENT_LOG]) {
         let (key, value) = item.map_err(io)?;
         parse_log_key(&key)?;
-        digests.extend(decode_value(&value)?);
+        for digest in decode_value(&value)? {
+            set.kept.insert(digest);
+        }
     }
-    let mut set = EventIdSet::new(digester);
-    set.kept = DigestSet::from_digests(&mut digests);
-    drop(digests);
     tracing::info!(
         event_ids = set.kept.len(),
         table_bytes = set.kept.heap_bytes(),

@@ -8,7 +8,6 @@ use super::codec;
 use super::error::StoreError;
 use super::event_ids::Digester;
 use super::event_log;
-use super::heap_trim;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
 use super::migrate;
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
@@ -86,9 +85,6 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
     let (event_ids, (sticky, unit_log_entries)) = replay_logs(db)?;
-    // The replays' grown-and-freed tables go back to the OS now, not whenever the allocator
-    // next gets round to it (`heap_trim`).
-    heap_trim::return_freed_memory();
     Ok((
         DurableState {
             arms,

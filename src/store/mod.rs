@@ -29,7 +29,6 @@ mod exposures;
 pub mod guardrail_events;
 mod halts;
 mod health;
-mod heap_trim;
 mod keys;
 mod load;
 mod migrate;
