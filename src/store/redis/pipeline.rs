@@ -249,3 +249,7 @@ async fn last_flush(
         Err(shared.health.unavailable())
     }
 }
+
+#[cfg(test)]
+#[path = "pipeline_tests.rs"]
+mod tests;
