@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use super::call::{Call, Calls, Sink};
 use super::layout;
@@ -22,7 +22,7 @@ use crate::store::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, S
 pub const FLUSH_EVERY_MS: u64 = 50;
 
 /// Most commands folded into one commit.
-pub(super) const MAX_BATCH: usize = 4096;
+const MAX_BATCH: usize = 4096;
 
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -61,10 +61,10 @@ pub struct ExposureGroup {
 }
 
 /// One flush of aggregated exposures; retried with the same id until it lands.
-pub(super) struct Flush {
-    pub(super) id: String,
-    pub(super) shard: u32,
-    pub(super) groups: Vec<ExposureGroup>,
+struct Flush {
+    id: String,
+    shard: u32,
+    groups: Vec<ExposureGroup>,
 }
 
 /// A command's result as the replies come in.
@@ -76,40 +76,78 @@ enum Outcome {
     None,
 }
 
-/// A group commit whose writes are settled (acknowledged or failed), its answers not yet
-/// given: `pipeline` gives them in the order the commits were sent.
-pub(super) struct Settled {
-    outcomes: Vec<Outcome>,
-    replies: Vec<Replier>,
-    jobs: Vec<Job>,
-    /// Whether the exposure flush it carried (if any) landed.
-    pub(super) flushed: bool,
-}
-
-impl Settled {
-    /// Answers every command of the commit, filling the sticky cache on the way.
-    pub(super) fn answer(self, shared: &Shared) {
-        let Settled {
-            outcomes,
-            replies,
-            mut jobs,
-            ..
-        } = self;
-        for (outcome, replier) in outcomes.into_iter().zip(replies) {
-            replier.send(shared, outcome, &mut jobs);
+/// The commit task: runs until [`Command::Shutdown`] or until every sender is gone.
+pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(FLUSH_EVERY_MS));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut unflushed: Option<Flush> = None;
+    let mut flushes: u64 = 0;
+    let mut stop: Option<Reply<()>> = None;
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => batch.push(command),
+                None => break,
+            },
+            _ = tick.tick() => {}
+        }
+        while batch.len() < MAX_BATCH {
+            match commands.try_recv() {
+                Ok(command) => batch.push(command),
+                Err(_) => break,
+            }
+        }
+        batch.retain_mut(|command| match command {
+            Command::Shutdown { .. } => {
+                if let Command::Shutdown { reply } = std::mem::replace(
+                    command,
+                    Command::Rewards {
+                        ops: Vec::new(),
+                        reply: oneshot::channel().0,
+                    },
+                ) {
+                    stop = Some(reply);
+                }
+                false
+            }
+            _ => true,
+        });
+        if unflushed.is_none() {
+            let groups = shared.take_exposures();
+            if !groups.is_empty() {
+                flushes += 1;
+                unflushed = Some(Flush {
+                    id: format!("{}:{flushes}", shared.replica_id),
+                    shard: (flushes % u64::from(layout::SHARDS)) as u32,
+                    groups,
+                });
+            }
+        }
+        if batch.is_empty() && unflushed.is_none() {
+            if let Some(reply) = stop.take() {
+                let _ = reply.send(Ok(()));
+                return;
+            }
+            continue;
+        }
+        let flushed = commit(&shared, batch, unflushed.as_ref()).await;
+        if flushed {
+            unflushed = None;
+        }
+        if let Some(reply) = stop.take() {
+            let result = match &unflushed {
+                None => Ok(()),
+                Some(_) => Err(shared.health.unavailable()),
+            };
+            let _ = reply.send(result);
+            return;
         }
     }
 }
 
-/// One group commit: its calls are sent on the first poll (`join_all` polls each in order), so
-/// commits polled one after another reach the connection, and Redis, in that order.
-pub(super) async fn commit(
-    shared: Arc<Shared>,
-    batch: Vec<Command>,
-    flush: Option<Arc<Flush>>,
-) -> Settled {
-    let shared = &*shared;
-    let flush = flush.as_deref();
+/// One group commit. Returns whether the exposure flush (if any) landed.
+async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> bool {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut jobs: Vec<Job> = Vec::new();
@@ -246,12 +284,10 @@ pub(super) async fn commit(
     if failure.is_none() {
         shared.commit_succeeded();
     }
-    Settled {
-        outcomes,
-        replies,
-        jobs,
-        flushed: !flush_failed,
+    for (outcome, replier) in outcomes.into_iter().zip(replies) {
+        replier.send(shared, outcome, &mut jobs);
     }
+    !flush_failed
 }
 
 /// A start that could not be fixed fails the commit's answers: nothing is acknowledged that

@@ -1,9 +1,8 @@
 //! The Redis (or Valkey) backend: many stateless replicas sharing one store
 //! (`banditd serve --redis URL`).
 //!
-//! Layout and encodings: `layout`. Writes: `commit` (a group commit of a replica's writes, one
-//! `apply.lua` call per epoch, or per epoch shard under Cluster, built by `call`; `pipeline`
-//! keeps several in flight), and for rewards the claim, apply and
+//! Layout and encodings: `layout`. Writes: `commit` (one group commit per replica, one
+//! `apply.lua` call per epoch, or per epoch shard under Cluster, built by `call`), and for rewards the claim, apply and
 //! settle steps of `rewards`. Reads go straight to Redis, except known sticky units,
 //! which a replica caches: a sticky record's variant and assignment time never change except
 //! through a re-assignment, which goes through this replica's compare-and-set anyway.
@@ -41,7 +40,6 @@ mod halts;
 mod layout;
 #[cfg(test)]
 mod legacy_tests;
-mod pipeline;
 mod read;
 mod record_cache;
 mod replicas;
@@ -291,7 +289,7 @@ impl RedisStore {
                         Ok((shared, commands, receiver)) => {
                             let _ = ready_tx.send(Ok((shared.clone(), commands, handle)));
                             tokio::spawn(probe(shared.clone()));
-                            tokio::spawn(pipeline::run(shared, receiver));
+                            tokio::spawn(commit::run(shared, receiver));
                             let _ = stop_rx.await;
                         }
                         Err(error) => {
