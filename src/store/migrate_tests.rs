@@ -92,10 +92,7 @@ fn a_migration_cut_short_is_refused_by_format_4_and_finished_by_the_next_open() 
     format_4_store(dir.path());
     {
         let db = raw_db(dir.path());
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT));
-        batch.insert(keys::META_MIGRATING, &codec::encode_u64(0));
-        db.apply_batch(batch).unwrap();
+        mark_started(&db);
         // One batch of three moved, as if the process died there.
         resume(&db, dir.path(), 1).unwrap();
         assert_eq!(db.scan_prefix([KIND_STICKY]).count(), UNITS - MIGRATE_BATCH);
@@ -244,10 +241,7 @@ fn a_format_5_upgrade_cut_short_is_refused_by_format_5_and_finished_by_the_next_
     {
         let db = raw_db(dir.path());
         // `start`'s first batch, durable, and the process dies before `resume` clears it.
-        let mut batch = sled::Batch::default();
-        batch.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT));
-        batch.insert(keys::META_MIGRATING, &codec::encode_u64(0));
-        db.apply_batch(batch).unwrap();
+        mark_started(&db);
         db.flush().unwrap();
         // A format-5 build refuses anything not marked 5 (nor 3 or 4, which it migrates).
         let mark =
@@ -255,4 +249,13 @@ fn a_format_5_upgrade_cut_short_is_refused_by_format_5_and_finished_by_the_next_
         assert!(mark > 5, "{mark}");
     }
     assert_every_unit_kept(dir.path());
+}
+
+/// Writes `start`'s first batch by hand (this build's format and "migrating"), as a migration
+/// cut short right after it left it.
+fn mark_started(db: &sled::Db) {
+    let mut batch = sled::Batch::default();
+    batch.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT));
+    batch.insert(keys::META_MIGRATING, &codec::encode_u64(0));
+    db.apply_batch(batch).unwrap();
 }
