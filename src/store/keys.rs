@@ -273,13 +273,7 @@ pub fn secret_key(name: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn epoch(experiment: &str, revision: u32) -> Epoch {
-        Epoch {
-            experiment: experiment.to_owned(),
-            revision,
-        }
-    }
+    use crate::store::test_support::epoch_of as epoch;
 
     #[test]
     fn varints_round_trip_at_every_width() {

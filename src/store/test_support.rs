@@ -39,9 +39,14 @@ pub fn temp_db() -> (tempfile::TempDir, ::sled::Db) {
 }
 
 pub fn epoch() -> Epoch {
+    epoch_of("homepage-headline", 1)
+}
+
+/// The epoch of `experiment` at `revision`.
+pub fn epoch_of(experiment: &str, revision: u32) -> Epoch {
     Epoch {
-        experiment: "homepage-headline".to_owned(),
-        revision: 1,
+        experiment: experiment.to_owned(),
+        revision,
     }
 }
 

@@ -91,15 +91,7 @@ fn a_batch_of_rewards_writes_each_shards_counters_once() {
         insert_units(&store, units).await;
         server.cli(&["CONFIG", "RESETSTAT"]);
         let keys_before: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
-        let ops = (0..units)
-            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
-            .collect();
-        let outcomes = store.apply_rewards(ops).await.unwrap();
-        assert!(
-            outcomes
-                .iter()
-                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
-        );
+        reward_each_unit(&store, 0..units).await;
         let (writes, scripts) = writes_and_scripts(&server);
         // Per event: its record rewritten (ZREM + ZADD); per script call: the claims, the
         // settles, the counters, the outcomes, the id lists and their expiry (it was 9 write
@@ -179,15 +171,7 @@ fn a_batch_of_rewards_reads_each_record_once_and_writes_records_once_per_call() 
         let units = 300u64;
         insert_units(&store, units).await;
         server.cli(&["CONFIG", "RESETSTAT"]);
-        let ops = (0..units)
-            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
-            .collect();
-        let outcomes = store.apply_rewards(ops).await.unwrap();
-        assert!(
-            outcomes
-                .iter()
-                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
-        );
+        reward_each_unit(&store, 0..units).await;
         let calls = command_calls(&server);
         let (_, scripts) = writes_and_scripts(&server);
         let commands = inner_commands(&server);
@@ -265,15 +249,7 @@ fn new_units_and_a_batch_of_rewards_read_their_records_a_shard_at_a_time() {
             "{units} new units in {scripts} script calls: {calls:?}"
         );
         server.cli(&["CONFIG", "RESETSTAT"]);
-        let ops = (0..units)
-            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
-            .collect();
-        let outcomes = store.apply_rewards(ops).await.unwrap();
-        assert!(
-            outcomes
-                .iter()
-                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
-        );
+        reward_each_unit(&store, 0..units).await;
         let calls = command_calls(&server);
         // One call: the records are read by one HMGET per shard, rewritten by one HSET per
         // shard, and no ZREM or ZADD rewrites a record (it was a range, a ZREM and a ZADD).
@@ -314,15 +290,7 @@ fn a_batch_of_rewards_on_one_primary_is_one_script_call_that_writes_no_claims() 
             .unwrap();
         server.cli(&["CONFIG", "RESETSTAT"]);
         let aof_before = aof_bytes(&server);
-        let ops = (1..units)
-            .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
-            .collect();
-        let outcomes = store.apply_rewards(ops).await.unwrap();
-        assert!(
-            outcomes
-                .iter()
-                .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
-        );
+        reward_each_unit(&store, 1..units).await;
         let events = units - 1;
         let (writes, scripts) = writes_and_scripts(&server);
         // Claim, apply and settle in one call (it was 17 here: claim.lua and settle.lua per id
@@ -362,4 +330,18 @@ async fn insert_units(store: &RedisStore, units: u64) {
     for result in futures_util::future::join_all(inserts).await {
         assert!(result.unwrap().1, "a new unit");
     }
+}
+
+/// Rewards units `u{i}` for `i` in `range` with 0.5 each (event `e{i}`), in one batch, and
+/// checks every reward was applied.
+async fn reward_each_unit(store: &RedisStore, range: std::ops::Range<u64>) {
+    let ops = range
+        .map(|i| unit_reward(&format!("e{i}"), &format!("u{i}"), 0.5, T0_MS + 1))
+        .collect();
+    let outcomes = store.apply_rewards(ops).await.unwrap();
+    assert!(
+        outcomes
+            .iter()
+            .all(|outcome| matches!(outcome, RewardOutcome::Applied { .. }))
+    );
 }

@@ -94,13 +94,7 @@ impl RecordCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn epoch(experiment: &str, revision: u32) -> Epoch {
-        Epoch {
-            experiment: experiment.to_owned(),
-            revision,
-        }
-    }
+    use crate::store::test_support::epoch_of as epoch;
 
     fn record(variant: &str) -> StickyRecord {
         StickyRecord {
