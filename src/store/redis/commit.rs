@@ -8,12 +8,15 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::call::{Call, Calls, Sink};
+use super::gather;
 use super::layout;
 use super::rewards::{self, Job};
+use super::timeline::{Stamps, Timeline};
 use super::wait::{self, Written};
 use super::{Shared, classify};
 use crate::store::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, StoreError, Tally};
@@ -25,6 +28,9 @@ pub const FLUSH_EVERY_MS: u64 = 50;
 const MAX_BATCH: usize = 4096;
 
 pub type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
+
+/// A command and when it was queued (`timeline`).
+pub type Queued = (Command, Instant);
 
 /// A write waiting for the next commit.
 pub enum Command {
@@ -77,27 +83,41 @@ enum Outcome {
 }
 
 /// The commit task: runs until [`Command::Shutdown`] or until every sender is gone.
-pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Command>) {
+pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queued>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(FLUSH_EVERY_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut unflushed: Option<Flush> = None;
     let mut flushes: u64 = 0;
     let mut stop: Option<Reply<()>> = None;
+    let mut timeline = Timeline::from_env();
+    // Requests the previous commit answered, and the longest wait for a wave (`gather`).
+    let mut previous = 0;
+    let linger_max_us = gather::linger_max_from_env();
     loop {
         let mut batch = Vec::new();
+        let mut stamps = Stamps::at(Instant::now());
         tokio::select! {
             command = commands.recv() => match command {
-                Some(command) => batch.push(command),
+                Some((command, queued)) => {
+                    batch.push(command);
+                    stamps.oldest = queued;
+                }
                 None => break,
             },
             _ = tick.tick() => {}
         }
-        while batch.len() < MAX_BATCH {
-            match commands.try_recv() {
-                Ok(command) => batch.push(command),
-                Err(_) => break,
-            }
+        if timeline.is_on() {
+            stamps.woken = Instant::now();
         }
+        take_queued(&mut commands, &mut batch, &mut stamps);
+        if let Some(wait) = gather::linger(previous, gather::waited_for(&batch), linger_max_us) {
+            std::thread::sleep(wait);
+            take_queued(&mut commands, &mut batch, &mut stamps);
+        }
+        if timeline.is_on() {
+            stamps.closed = Instant::now();
+        }
+        previous = gather::waited_for(&batch);
         batch.retain_mut(|command| match command {
             Command::Shutdown { .. } => {
                 if let Command::Shutdown { reply } = std::mem::replace(
@@ -131,7 +151,13 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comm
             }
             continue;
         }
-        let flushed = commit(&shared, batch, unflushed.as_ref()).await;
+        let commands_in = batch.len();
+        let stamped = timeline.is_on().then_some(&mut stamps);
+        let (flushed, calls) = commit(&shared, batch, unflushed.as_ref(), stamped).await;
+        if timeline.is_on() {
+            stamps.answered = Instant::now();
+            timeline.record(&stamps, commands_in, calls);
+        }
         if flushed {
             unflushed = None;
         }
@@ -146,8 +172,33 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Comm
     }
 }
 
-/// One group commit. Returns whether the exposure flush (if any) landed.
-async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> bool {
+/// Takes what is queued (up to [`MAX_BATCH`]), noting the oldest queueing time.
+fn take_queued(
+    commands: &mut mpsc::UnboundedReceiver<Queued>,
+    batch: &mut Vec<Command>,
+    stamps: &mut Stamps,
+) {
+    while batch.len() < MAX_BATCH {
+        match commands.try_recv() {
+            Ok((command, queued)) => {
+                if batch.is_empty() {
+                    stamps.oldest = queued;
+                }
+                batch.push(command);
+            }
+            Err(_) => break,
+        }
+    }
+}
+
+/// One group commit. Returns whether the exposure flush (if any) landed, and how many script
+/// calls it sent; notes when they were sent and answered in `stamps` (the timeline's).
+async fn commit(
+    shared: &Shared,
+    batch: Vec<Command>,
+    flush: Option<&Flush>,
+    mut stamps: Option<&mut Stamps>,
+) -> (bool, usize) {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut jobs: Vec<Job> = Vec::new();
@@ -233,8 +284,15 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     let calls = plan.calls;
     let mut flush_failed = false;
     let mut failure: Option<StoreError> = None;
+    if let Some(stamps) = stamps.as_deref_mut() {
+        stamps.sent = Instant::now();
+    }
     let results =
         futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+    if let Some(stamps) = stamps.as_deref_mut() {
+        stamps.replied = Instant::now();
+    }
+    let sent_calls = calls.len();
     for (at, (call, result)) in calls.iter().zip(results).enumerate() {
         match result {
             Ok(replies) => {
@@ -287,7 +345,7 @@ async fn commit(shared: &Shared, batch: Vec<Command>, flush: Option<&Flush>) -> 
     for (outcome, replier) in outcomes.into_iter().zip(replies) {
         replier.send(shared, outcome, &mut jobs);
     }
-    !flush_failed
+    (!flush_failed, sent_calls)
 }
 
 /// A start that could not be fixed fails the commit's answers: nothing is acknowledged that

@@ -36,6 +36,7 @@ mod delays;
 mod direct;
 #[cfg(test)]
 mod direct_tests;
+mod gather;
 mod halts;
 mod layout;
 #[cfg(test)]
@@ -57,6 +58,7 @@ mod sticky_layout_tests;
 mod sticky_read;
 #[cfg(test)]
 mod tests;
+mod timeline;
 mod wait;
 #[cfg(test)]
 mod wait_tests;
@@ -71,7 +73,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use self::commit::FLUSH_EVERY_MS as EXPOSURE_FLUSH_EVERY_MS;
 use self::commit::FLUSH_EVERY_MS;
-use self::commit::{Command, ExposureGroup};
+use self::commit::{Command, ExposureGroup, Queued};
 use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
 use self::record_cache::RecordCache;
@@ -247,7 +249,7 @@ fn replica_error(shared: &Shared, error: replicas::ReplicaError) -> StoreError {
 pub struct RedisStore {
     shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
-    commands: mpsc::UnboundedSender<Command>,
+    commands: mpsc::UnboundedSender<Queued>,
     /// Dropping it stops the runtime thread.
     _stop: oneshot::Sender<()>,
 }
@@ -328,7 +330,7 @@ impl RedisStore {
         make: impl FnOnce(commit::Reply<T>) -> Command,
     ) -> StoreFuture<T> {
         let (reply, result) = oneshot::channel();
-        let sent = self.commands.send(make(reply));
+        let sent = self.commands.send((make(reply), std::time::Instant::now()));
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             result.await.map_err(|_| StoreError::Closed)?
@@ -338,8 +340,8 @@ impl RedisStore {
 
 type Connected = (
     Arc<Shared>,
-    mpsc::UnboundedSender<Command>,
-    mpsc::UnboundedReceiver<Command>,
+    mpsc::UnboundedSender<Queued>,
+    mpsc::UnboundedReceiver<Queued>,
 );
 
 async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected, StoreError> {
