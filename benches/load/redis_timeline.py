@@ -1,0 +1,69 @@
+#!/usr/bin/env python3
+"""Summarises a Redis commit timeline (src/store/redis/timeline.rs) for redis_timeline.sh.
+
+Each line: oldest woken closed sent replied answered commands calls (µs since the store
+opened). Prints commits per second, commands per commit, and each phase of a commit's round
+as p10/p50/p90/mean: how long its oldest command waited before the commit task woke, the
+gather (wake to closing the batch, with any linger), building the calls, the Redis round
+(calls handed over to every reply read), answering, and the idle time between one commit's
+answers and the next wake. Then the Redis round fitted as a fixed part plus a part per command.
+"""
+import sys
+
+
+def quantiles(values):
+    values = sorted(values)
+    n = len(values)
+    return "p10 {} p50 {} p90 {} mean {:.0f}".format(
+        values[n // 10], values[n // 2], values[9 * n // 10], sum(values) / n
+    )
+
+
+def main(path):
+    rows = []
+    with open(path) as lines:
+        for line in lines:
+            fields = line.split()
+            if len(fields) == 8 and int(fields[6]) > 0:
+                rows.append([int(field) for field in fields])
+    if len(rows) < 10:
+        print("too few commits with commands: {}".format(len(rows)))
+        return
+    span = (rows[-1][5] - rows[0][1]) / 1e6
+    n = len(rows)
+    commands = sum(row[6] for row in rows)
+    print(
+        "commits {} in {:.2f} s: {:.0f}/s; {:.0f} commands/s; {:.1f} commands and {:.2f} "
+        "script calls per commit".format(
+            n, span, n / span, commands / span, commands / n, sum(r[7] for r in rows) / n
+        )
+    )
+    print("commands per commit:", quantiles([row[6] for row in rows]))
+    buckets = {}
+    for row in rows:
+        bucket = min(row[6] // 8, 8)
+        buckets[bucket] = buckets.get(bucket, 0) + 1
+    print(
+        "commits by size:",
+        " ".join(
+            "{}-{}: {:.0f}%".format(b * 8, b * 8 + 7 if b < 8 else "", 100 * c / n)
+            for b, c in sorted(buckets.items())
+        ),
+    )
+    print("queued before wake µs:", quantiles([r[1] - r[0] for r in rows]))
+    print("gather µs:", quantiles([r[2] - r[1] for r in rows]))
+    print("build µs:", quantiles([r[3] - r[2] for r in rows]))
+    print("redis round µs:", quantiles([r[4] - r[3] for r in rows]))
+    print("answer µs:", quantiles([r[5] - r[4] for r in rows]))
+    print("idle to next wake µs:", quantiles([rows[i + 1][1] - rows[i][5] for i in range(n - 1)]))
+    print("cycle µs:", quantiles([rows[i + 1][5] - rows[i][5] for i in range(n - 1)]))
+    xs = [row[6] for row in rows]
+    ys = [row[4] - row[3] for row in rows]
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
+    print("redis round fit: {:.0f} µs + {:.1f} µs per command".format(my - slope * mx, slope))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
