@@ -11,7 +11,7 @@
 #
 #   benches/load/redis_timeline.sh [--bin PATH] [--rounds N] [--seconds S] [--linger LIST]
 #
-# --linger LIST (default "300,0"): each round runs once per value of the store's longest wait
+# --linger LIST (default "2000,0"): each round runs once per value of the store's longest wait
 # for the rest of a wave (BANDITD_REDIS_LINGER_MAX_US, src/store/redis/gather.rs; 0: never
 # wait), alternated, each against a fresh redis-server and banditd: an A/B of the wait in one
 # release build. --bin defaults to $CARGO_TARGET_DIR/release/banditd (build it first:
@@ -26,7 +26,7 @@ source "$HERE/lib.sh"
 
 ROUNDS=3
 SECONDS_PER_RUN=5
-LINGERS=300,0
+LINGERS=2000,0
 BIN=
 while (($#)); do
     case $1 in
