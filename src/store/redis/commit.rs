@@ -323,7 +323,7 @@ async fn commit(
     }
     let results =
         futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
-    if let Some(stamps) = stamps.as_deref_mut() {
+    if let Some(stamps) = stamps {
         stamps.replied = Instant::now();
     }
     let sent_calls = calls.len();
