@@ -15,8 +15,8 @@
 # for the rest of a wave (BANDITD_REDIS_LINGER_MAX_US, src/store/redis/gather.rs; 0: never
 # wait), alternated, each against a fresh redis-server and banditd: an A/B of the wait in one
 # release build. --bin defaults to $CARGO_TARGET_DIR/release/banditd (build it first:
-# cargo build --release --bin banditd). Environment: REDIS_PORT (18779), BANDITD_PORT
-# (18780), KEEP_WORK=1 keeps the temp dir with the timelines and wrk outputs.
+# cargo build --release --bin banditd). Environment: REDIS_PORT (18893), BANDITD_PORT
+# (18894), KEEP_WORK=1 keeps the temp dir with the timelines and wrk outputs.
 
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,8 +46,8 @@ BIN=${BIN:-$TARGET/release/banditd}
 command -v redis-server >/dev/null || die "needs redis-server (apt-get install -y redis-server)"
 command -v python3 >/dev/null || die "needs python3"
 ensure_wrk
-REDIS_PORT=${REDIS_PORT:-18779}
-BANDITD_PORT=${BANDITD_PORT:-18780}
+REDIS_PORT=${REDIS_PORT:-18893}
+BANDITD_PORT=${BANDITD_PORT:-18894}
 if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 SERVER_CORE=0
 CLIENT_CORE=1
