@@ -36,6 +36,9 @@ mod delays;
 mod direct;
 #[cfg(test)]
 mod direct_tests;
+mod fresh;
+#[cfg(test)]
+mod fresh_tests;
 mod halts;
 mod layout;
 #[cfg(test)]
@@ -133,6 +136,10 @@ pub(crate) struct Shared {
     start_looked: Mutex<HashMap<Epoch, std::time::Instant>>,
     exposures: Mutex<HashMap<ExposureKey, ExposureGroup>>,
     cache: RecordCache,
+    /// The counters and delay histograms last read, by shard (`fresh`).
+    arm_copies: fresh::ShardCopies<read::ShardArms, HashMap<String, ArmCounters>>,
+    delay_copies:
+        fresh::ShardCopies<HashMap<String, DelayHistograms>, HashMap<String, DelayHistograms>>,
     hits: AtomicU64,
     misses: AtomicU64,
     commits: AtomicU64,
@@ -376,6 +383,8 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         start_looked: Mutex::new(HashMap::new()),
         exposures: Mutex::new(HashMap::new()),
         cache: RecordCache::new(options.sticky_cache_entries),
+        arm_copies: fresh::ShardCopies::default(),
+        delay_copies: fresh::ShardCopies::default(),
         hits: AtomicU64::new(0),
         misses: AtomicU64::new(0),
         commits: AtomicU64::new(0),
