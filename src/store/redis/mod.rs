@@ -36,6 +36,7 @@ mod delays;
 mod direct;
 #[cfg(test)]
 mod direct_tests;
+mod exposure_key;
 mod fresh;
 #[cfg(test)]
 mod fresh_tests;
@@ -499,14 +500,26 @@ impl Store for RedisStore {
         if !self.shared.health.writable() {
             return false;
         }
-        let key = ExposureKey {
-            epoch: epoch.clone(),
-            variant: variant.to_owned(),
-            allocation: Arc::as_ptr(&tally.allocation).cast::<()>() as usize,
+        let allocation = Arc::as_ptr(&tally.allocation).cast::<()>() as usize;
+        let mut exposures = lock(&self.shared.exposures);
+        let found = exposure_key::Borrowed {
+            epoch,
+            variant,
+            allocation,
             now_ms: tally.now_ms,
             half_life_ms: tally.half_life_ms,
         };
-        let mut exposures = lock(&self.shared.exposures);
+        if let Some(group) = exposures.get_mut(&found as &dyn exposure_key::KeyFields) {
+            group.count += 1;
+            return true;
+        }
+        let key = ExposureKey {
+            epoch: epoch.clone(),
+            variant: variant.to_owned(),
+            allocation,
+            now_ms: tally.now_ms,
+            half_life_ms: tally.half_life_ms,
+        };
         let group = exposures.entry(key).or_insert_with(|| ExposureGroup {
             epoch: epoch.clone(),
             variant: variant.to_owned(),
