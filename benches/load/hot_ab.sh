@@ -22,6 +22,8 @@
 # SCENARIOS (default "assign_known per_request"; also assign_new: a fresh sticky unit per
 # request) picks the scenarios, PERF_SCENARIOS (default assign_known) the profiled ones.
 # ALLOCS=1 also counts heap allocations per request (uprobes on mimalloc; see below).
+# With REDIS=1 the Redis store thread's own CPU (thread `banditd-redis`: its commits, its
+# probe and the posterior refresh's reads) is reported too, in µs per second of each run.
 # Output: Markdown on stdout; logs on stderr.
 
 set -euo pipefail
@@ -66,6 +68,14 @@ cp -r "$HERE/experiments" "$WORK/experiments"
 
 # cpu_ns PID: CPU time of every thread of PID so far, in nanoseconds.
 cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{t += $1} END {printf "%.0f", t}'; }
+
+# thread_cpu_ns PID NAME: CPU time of PID's threads called NAME so far, in nanoseconds.
+thread_cpu_ns() {
+    local task
+    for task in /proc/"$1"/task/*; do
+        if [[ $(cat "$task/comm" 2>/dev/null) == "$2" ]]; then cat "$task/schedstat" 2>/dev/null || true; fi
+    done | awk '{t += $1} END {printf "%.0f", t}'
+}
 
 # redis_for NAME PORT: a redis-server for NAME's banditd (REDIS=1); sets REDIS_URL. (Not in a
 # command substitution: the server's pid must reach STARTED_PIDS, so that it is stopped.)
@@ -112,9 +122,10 @@ wait_ready "http://127.0.0.1:$((BASE_PORT + 2))/readyz" "$SERVER_PID" 30 >/dev/n
 start old "$OLD/banditd" "$BASE_PORT" "$REDIS_PORT"
 start new "$NEW/banditd" "$((BASE_PORT + 1))" "$((REDIS_PORT + 1))"
 
-# one NAME SCENARIO TAG: one wrk run against NAME; prints "RPS CPU_US_PER_REQ".
+# one NAME SCENARIO TAG: one wrk run against NAME; prints "RPS CPU_US_PER_REQ
+# STORE_THREAD_CPU_US_PER_S".
 one() {
-    local name=$1 scenario=$2 tag=$3 before after args
+    local name=$1 scenario=$2 tag=$3 before after args store_before store_after
     case $scenario in
     assign_known) args=(scenario=assign_known known="$KNOWN_UNITS") ;;
     per_request) args=(scenario=per_request) ;;
@@ -123,24 +134,29 @@ one() {
     esac
     SERVER_PID=${PID_OF[$name]}
     before=$(cpu_ns "$SERVER_PID")
+    store_before=$(thread_cpu_ns "$SERVER_PID" banditd-redis)
     run_wrk "$WORK/$tag.out" "http://127.0.0.1:${PORT_OF[$name]}" "$DURATION" "$CONNECTIONS" \
         -- "${args[@]}" run="$tag"
     after=$(cpu_ns "$SERVER_PID")
+    store_after=$(thread_cpu_ns "$SERVER_PID" banditd-redis)
     ((R[errors] == 0)) || die "errors in run $tag; see $WORK/$tag.out"
     echo "${R[rps]} $(awk -v d="$((after - before))" -v n="${R[requests]}" \
-        'BEGIN {printf "%.2f", (n > 0) ? d / n / 1000 : 0}')"
+        'BEGIN {printf "%.2f", (n > 0) ? d / n / 1000 : 0}') $(awk \
+        -v d="$((store_after - store_before))" -v s="$DURATION" 'BEGIN {printf "%.0f", d / s / 1000}')"
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 ROWS=()
-declare -A RATIOS CPUS CPU_RATIOS
+declare -A RATIOS CPUS CPU_RATIOS STORE
 for ((round = 1; round <= ROUNDS; round++)); do
     for scenario in $SCENARIOS; do
         log "round $round/$ROUNDS, $scenario: baseline, old, new, baseline"
-        read -r b1 b1_cpu < <(one baseline "$scenario" "$scenario-$round-b1")
-        read -r o_rps o_cpu < <(one old "$scenario" "$scenario-$round-old")
-        read -r n_rps n_cpu < <(one new "$scenario" "$scenario-$round-new")
-        read -r b2 b2_cpu < <(one baseline "$scenario" "$scenario-$round-b2")
+        read -r b1 b1_cpu _ < <(one baseline "$scenario" "$scenario-$round-b1")
+        read -r o_rps o_cpu o_store < <(one old "$scenario" "$scenario-$round-old")
+        read -r n_rps n_cpu n_store < <(one new "$scenario" "$scenario-$round-new")
+        read -r b2 b2_cpu _ < <(one baseline "$scenario" "$scenario-$round-b2")
+        STORE[$scenario-old]+="$o_store "
+        STORE[$scenario-new]+="$n_store "
         o_ratio=$(awk -v x="$o_rps" -v a="$b1" -v b="$b2" 'BEGIN {printf "%.3f", x / ((a + b) / 2)}')
         n_ratio=$(awk -v x="$n_rps" -v a="$b1" -v b="$b2" 'BEGIN {printf "%.3f", x / ((a + b) / 2)}')
         RATIOS[$scenario-old]+="$o_ratio "
@@ -253,6 +269,18 @@ EOF
     read -r cm cr < <(stats "${CPUS[$scenario-baseline]}")
     echo "| $scenario | baseline | 1× | $cm ($cr) | 1× |"
 done
+if ((REDIS && ROUNDS > 0)); then
+    echo
+    echo "### The Redis store thread (banditd-redis): CPU µs per second of run, median (min–max)"
+    echo
+    echo "| scenario | old | new |"
+    echo "| --- | ---: | ---: |"
+    for scenario in $SCENARIOS; do
+        read -r om or < <(stats "${STORE[$scenario-old]}")
+        read -r nm nr < <(stats "${STORE[$scenario-new]}")
+        echo "| $scenario | $om ($or) | $nm ($nr) |"
+    done
+fi
 if ((${#ALLOC_ROWS[@]})); then
     echo
     echo "### Heap allocations per request (ALLOCS=1: one extra run per scenario and build, uprobes on mimalloc)"

@@ -175,6 +175,30 @@ pub fn epoch_key(kind: u8, epoch: &Epoch, tail: &str) -> Vec<u8> {
     key
 }
 
+std::thread_local! {
+    /// [`with_epoch_key`]'s buffer, kept between calls.
+    static KEY_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on the key [`epoch_key`] makes, written into this thread's buffer instead of a
+/// new `Vec`: a lookup by key on every request (the sticky table's, `SledStore::sticky`)
+/// then allocates nothing. The buffer is taken out while `f` runs, so a nested call only
+/// allocates its own.
+pub fn with_epoch_key<T>(kind: u8, epoch: &Epoch, tail: &str, f: impl FnOnce(&[u8]) -> T) -> T {
+    let mut key = KEY_BUFFER
+        .try_with(|buffer| buffer.take())
+        .unwrap_or_default();
+    key.clear();
+    key.push(kind);
+    put_bytes(&mut key, epoch.experiment.as_bytes());
+    key.extend_from_slice(&epoch.revision.to_be_bytes());
+    key.extend_from_slice(tail.as_bytes());
+    let out = f(&key);
+    // Fails only while the thread is being torn down; the buffer is then dropped.
+    let _ = KEY_BUFFER.try_with(|buffer| buffer.replace(key));
+    out
+}
+
 /// Splits a key made by [`epoch_key`] back into its epoch and tail.
 pub fn parse_epoch_key(key: &[u8]) -> Result<(u8, Epoch, String), StoreError> {
     let (kind, epoch, tail) = split_epoch_key(key)?;
@@ -434,6 +458,27 @@ mod tests {
             parse_history_key(&sticky),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn a_key_built_in_the_thread_buffer_is_the_key_epoch_key_makes() {
+        let epoch = epoch("checkout-ü", 7);
+        for tail in [
+            "",
+            "u1",
+            "a much longer unit id than the first, to grow the buffer",
+            "x",
+        ] {
+            let expected = epoch_key(KIND_STICKY, &epoch, tail);
+            with_epoch_key(KIND_STICKY, &epoch, tail, |key| assert_eq!(key, expected));
+        }
+        // A nested call builds its own key; the outer one is untouched.
+        with_epoch_key(KIND_STICKY, &epoch, "outer", |outer| {
+            with_epoch_key(KIND_EPOCH, &epoch, "inner", |inner| {
+                assert_eq!(inner, epoch_key(KIND_EPOCH, &epoch, "inner"));
+            });
+            assert_eq!(outer, epoch_key(KIND_STICKY, &epoch, "outer"));
+        });
     }
 
     #[test]

@@ -272,8 +272,21 @@ impl Store for SledStore {
     /// that commit has not been acknowledged, so the durable record is what a read just before
     /// it would see.
     fn sticky(&self, epoch: &Epoch, unit: &str) -> StoreFuture<Option<StickyRecord>> {
-        let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        ready(Ok(self.shared.sticky.load().get(&key)))
+        let table = self.shared.sticky.load();
+        ready(Ok(keys::with_epoch_key(KIND_STICKY, epoch, unit, |key| {
+            table.get(key)
+        })))
+    }
+
+    /// The sticky table holds every unit's record (it is what [`Store::sticky`] answers
+    /// from), so the answer needs no future: a miss is a unit with no record, and the insert
+    /// that follows answers a record that appears meanwhile.
+    fn sticky_cached(&self, epoch: &Epoch, unit: &str) -> super::StickyLookup {
+        let table = self.shared.sticky.load();
+        match keys::with_epoch_key(KIND_STICKY, epoch, unit, |key| table.get(key)) {
+            Some(record) => super::StickyLookup::Known(record),
+            None => super::StickyLookup::Unseen,
+        }
     }
 
     fn insert_sticky(

@@ -201,3 +201,21 @@ fn a_reopened_store_holds_every_record_before_its_first_read() {
     let stats = store.sticky_cache_stats();
     assert_eq!((stats.hits, stats.misses), (50, 1));
 }
+
+#[test]
+fn the_sticky_table_answers_a_lookup_without_a_future() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    insert(&store, "known", "bold");
+    assert_eq!(
+        store.sticky_cached(&epoch(), "known"),
+        crate::store::StickyLookup::Known(record("bold", T0_MS))
+    );
+    assert_eq!(sticky(&store, "known"), Some(record("bold", T0_MS)));
+    // A unit with no record: the caller inserts at once, and the insert answers.
+    assert_eq!(
+        store.sticky_cached(&epoch(), "new"),
+        crate::store::StickyLookup::Unseen
+    );
+    assert_eq!(sticky(&store, "new"), None);
+}

@@ -234,5 +234,6 @@ while at <= #ARGV do
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
+if #order > 0 or #dorder > 0 then add('v', 1) end -- the change counter (src/store/redis/fresh.rs)
 write_all()
 return out

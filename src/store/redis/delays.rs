@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use redis::AsyncCommands;
 
-use super::layout::{self, SHARDS, ShardKeys};
+use super::layout::{self, ShardKeys};
 use super::{Shared, classify};
 use crate::store::{DelayHistograms, Epoch, StoreError};
 
@@ -40,22 +40,53 @@ fn add_field(
     Ok(())
 }
 
-/// Every arm's histograms of the epoch, summed over the shards.
+/// Every arm's histograms of the epoch, summed over the shards. Shards whose change counter
+/// has not moved since this replica last read them are not read again (`fresh`).
 pub async fn delay_histograms(
     shared: &Shared,
     epoch: &Epoch,
 ) -> Result<HashMap<String, DelayHistograms>, StoreError> {
-    let replies = futures_util::future::join_all((0..SHARDS).map(|shard| {
-        let mut connection = shared.link.get();
-        let key = ShardKeys::of(epoch, shard).delays;
-        async move { connection.hgetall::<_, Vec<(String, String)>>(key).await }
-    }))
-    .await;
+    shared
+        .delay_copies
+        .read(
+            shared,
+            epoch,
+            |shard| one_shard(shared, epoch, shard),
+            |shards| {
+                let mut arms: HashMap<String, DelayHistograms> = HashMap::new();
+                for shard in shards {
+                    for (variant, histograms) in shard.iter() {
+                        let arm = arms.entry(variant.clone()).or_default();
+                        for (bin, count) in &histograms.cohorts {
+                            *arm.cohorts.entry(*bin).or_default() += count;
+                        }
+                        for (bin, amount) in &histograms.delays {
+                            *arm.delays.entry(*bin).or_default() += amount;
+                        }
+                    }
+                }
+                arms
+            },
+        )
+        .await
+}
+
+/// One shard's histograms, by arm.
+async fn one_shard(
+    shared: &Shared,
+    epoch: &Epoch,
+    shard: u32,
+) -> Result<HashMap<String, DelayHistograms>, StoreError> {
+    let key = ShardKeys::of(epoch, shard).delays;
+    let fields: Vec<(String, String)> = shared
+        .link
+        .get()
+        .hgetall(key)
+        .await
+        .map_err(|error| classify(shared, &error))?;
     let mut arms = HashMap::new();
-    for reply in replies {
-        for (field, value) in reply.map_err(|error| classify(shared, &error))? {
-            add_field(&mut arms, &field, &value)?;
-        }
+    for (field, value) in fields {
+        add_field(&mut arms, &field, &value)?;
     }
     Ok(arms)
 }

@@ -36,6 +36,10 @@ mod delays;
 mod direct;
 #[cfg(test)]
 mod direct_tests;
+mod exposure_key;
+mod fresh;
+#[cfg(test)]
+mod fresh_tests;
 mod gather;
 mod halts;
 mod layout;
@@ -135,6 +139,10 @@ pub(crate) struct Shared {
     start_looked: Mutex<HashMap<Epoch, std::time::Instant>>,
     exposures: Mutex<HashMap<ExposureKey, ExposureGroup>>,
     cache: RecordCache,
+    /// The counters and delay histograms last read, by shard (`fresh`).
+    arm_copies: fresh::ShardCopies<read::ShardArms, HashMap<String, ArmCounters>>,
+    delay_copies:
+        fresh::ShardCopies<HashMap<String, DelayHistograms>, HashMap<String, DelayHistograms>>,
     hits: AtomicU64,
     misses: AtomicU64,
     commits: AtomicU64,
@@ -378,6 +386,8 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         start_looked: Mutex::new(HashMap::new()),
         exposures: Mutex::new(HashMap::new()),
         cache: RecordCache::new(options.sticky_cache_entries),
+        arm_copies: fresh::ShardCopies::default(),
+        delay_copies: fresh::ShardCopies::default(),
         hits: AtomicU64::new(0),
         misses: AtomicU64::new(0),
         commits: AtomicU64::new(0),
@@ -492,14 +502,26 @@ impl Store for RedisStore {
         if !self.shared.health.writable() {
             return false;
         }
-        let key = ExposureKey {
-            epoch: epoch.clone(),
-            variant: variant.to_owned(),
-            allocation: Arc::as_ptr(&tally.allocation).cast::<()>() as usize,
+        let allocation = Arc::as_ptr(&tally.allocation).cast::<()>() as usize;
+        let mut exposures = lock(&self.shared.exposures);
+        let found = exposure_key::Borrowed {
+            epoch,
+            variant,
+            allocation,
             now_ms: tally.now_ms,
             half_life_ms: tally.half_life_ms,
         };
-        let mut exposures = lock(&self.shared.exposures);
+        if let Some(group) = exposures.get_mut(&found as &dyn exposure_key::KeyFields) {
+            group.count += 1;
+            return true;
+        }
+        let key = ExposureKey {
+            epoch: epoch.clone(),
+            variant: variant.to_owned(),
+            allocation,
+            now_ms: tally.now_ms,
+            half_life_ms: tally.half_life_ms,
+        };
         let group = exposures.entry(key).or_insert_with(|| ExposureGroup {
             epoch: epoch.clone(),
             variant: variant.to_owned(),

@@ -37,8 +37,8 @@ pub(super) async fn find(
 }
 
 /// One shard's share of every arm, as its hash spells it.
-#[derive(Default)]
-struct ShardArm {
+#[derive(Default, Clone)]
+pub(super) struct ShardArm {
     n: i64,
     r: i64,
     e: i64,
@@ -53,58 +53,69 @@ struct ShardArm {
     h: Option<u64>,
 }
 
-async fn shard_arms(
-    shared: &Shared,
-    epoch: &Epoch,
-) -> Result<Vec<HashMap<String, ShardArm>>, StoreError> {
-    let replies = futures_util::future::join_all((0..SHARDS).map(|shard| {
-        let mut connection = connection(shared);
-        let key = ShardKeys::of(epoch, shard).arms;
-        async move { connection.hgetall::<_, Vec<(String, String)>>(key).await }
-    }))
-    .await;
-    let mut shards = Vec::with_capacity(replies.len());
-    for reply in replies {
-        let fields = reply.map_err(|error| classify(shared, &error))?;
-        let mut arms: HashMap<String, ShardArm> = HashMap::new();
-        for (field, value) in fields {
-            let Some((kind, variant)) = field.split_once('|') else {
-                continue; // shard-level fields (`xt`)
-            };
-            let arm = arms.entry(variant.to_owned()).or_default();
-            let int = || value.parse::<i64>().map_err(|_| corrupt(&field, &value));
-            let float = || value.parse::<f64>().map_err(|_| corrupt(&field, &value));
-            match kind {
-                "n" => arm.n = int()?,
-                "r" => arm.r = int()?,
-                "e" => arm.e = int()?,
-                "p" => arm.p = int()?,
-                "mn" => arm.mn = int()?,
-                "mr" => arm.mr = int()?,
-                "t" => arm.t = int()?,
-                "dn" => arm.dn = float()?,
-                "dr" => arm.dr = float()?,
-                "dt" => arm.dt = value.parse().map_err(|_| corrupt(&field, &value))?,
-                "h" => arm.h = value.parse().ok(),
-                _ => {}
-            }
+/// One shard's arms, by variant.
+pub(super) type ShardArms = HashMap<String, ShardArm>;
+
+async fn shard_arms(shared: &Shared, epoch: &Epoch) -> Result<Vec<ShardArms>, StoreError> {
+    let replies =
+        futures_util::future::join_all((0..SHARDS).map(|shard| one_shard(shared, epoch, shard)))
+            .await;
+    replies.into_iter().collect()
+}
+
+async fn one_shard(shared: &Shared, epoch: &Epoch, shard: u32) -> Result<ShardArms, StoreError> {
+    let key = ShardKeys::of(epoch, shard).arms;
+    let fields: Vec<(String, String)> = connection(shared)
+        .hgetall(key)
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    let mut arms: ShardArms = HashMap::new();
+    for (field, value) in fields {
+        let Some((kind, variant)) = field.split_once('|') else {
+            continue; // shard-level fields (`xt`, `s`, `fresh::VERSION_FIELD`)
+        };
+        let arm = arms.entry(variant.to_owned()).or_default();
+        let int = || value.parse::<i64>().map_err(|_| corrupt(&field, &value));
+        let float = || value.parse::<f64>().map_err(|_| corrupt(&field, &value));
+        match kind {
+            "n" => arm.n = int()?,
+            "r" => arm.r = int()?,
+            "e" => arm.e = int()?,
+            "p" => arm.p = int()?,
+            "mn" => arm.mn = int()?,
+            "mr" => arm.mr = int()?,
+            "t" => arm.t = int()?,
+            "dn" => arm.dn = float()?,
+            "dr" => arm.dr = float()?,
+            "dt" => arm.dt = value.parse().map_err(|_| corrupt(&field, &value))?,
+            "h" => arm.h = value.parse().ok(),
+            _ => {}
         }
-        shards.push(arms);
     }
-    Ok(shards)
+    Ok(arms)
 }
 
 /// Sums the shards. Decayed sums are rescaled to the latest reference time of any shard
-/// (exact: decay factors multiply), so the sum is what one store would hold.
+/// (exact: decay factors multiply), so the sum is what one store would hold. Shards whose
+/// change counter has not moved since this replica last read them are not read again
+/// (`fresh`).
 pub async fn counters(
     shared: &Shared,
     epoch: &Epoch,
 ) -> Result<HashMap<String, ArmCounters>, StoreError> {
-    Ok(sum_shards(shard_arms(shared, epoch).await?))
+    shared
+        .arm_copies
+        .read(
+            shared,
+            epoch,
+            |shard| one_shard(shared, epoch, shard),
+            |shards| sum_shards(shards.iter().map(|shard| &**shard)),
+        )
+        .await
 }
 
-fn sum_shards(shards: Vec<HashMap<String, ShardArm>>) -> HashMap<String, ArmCounters> {
-    let mut by_variant: BTreeMap<String, Vec<ShardArm>> = BTreeMap::new();
+fn sum_shards<'a>(shards: impl IntoIterator<Item = &'a ShardArms>) -> HashMap<String, ArmCounters> {
+    let mut by_variant: BTreeMap<&str, Vec<&ShardArm>> = BTreeMap::new();
     for shard in shards {
         for (variant, arm) in shard {
             by_variant.entry(variant).or_default().push(arm);
@@ -141,7 +152,7 @@ fn sum_shards(shards: Vec<HashMap<String, ShardArm>>) -> HashMap<String, ArmCoun
             counters.exposures = u64::try_from(n).unwrap_or(0);
             counters.reward_sum = layout::from_micro(r);
             counters.expected_exposures = layout::from_micro(e);
-            (variant, counters)
+            (variant.to_owned(), counters)
         })
         .collect()
 }
@@ -543,7 +554,7 @@ pub async fn audit(shared: &Shared) -> Result<AuditReport, StoreError> {
                 expected += arm.e;
             }
         }
-        let summed = sum_shards(shards);
+        let summed = sum_shards(&shards);
         report
             .delay_mismatches
             .extend(super::delays::audit_epoch(shared, &epoch, &summed).await?);
@@ -581,25 +592,24 @@ pub(super) type TestArm<'a> = (&'a str, i64, f64, u64, Option<u64>);
 
 #[cfg(test)]
 pub(super) fn sum_for_test(shards: Vec<Vec<TestArm<'_>>>) -> HashMap<String, ArmCounters> {
-    sum_shards(
-        shards
-            .into_iter()
-            .map(|arms| {
-                arms.into_iter()
-                    .map(|(variant, n, dn, dt, h)| {
-                        (
-                            variant.to_owned(),
-                            ShardArm {
-                                n,
-                                dn,
-                                dt,
-                                h,
-                                ..ShardArm::default()
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .collect(),
-    )
+    let shards: Vec<ShardArms> = shards
+        .into_iter()
+        .map(|arms| {
+            arms.into_iter()
+                .map(|(variant, n, dn, dt, h)| {
+                    (
+                        variant.to_owned(),
+                        ShardArm {
+                            n,
+                            dn,
+                            dt,
+                            h,
+                            ..ShardArm::default()
+                        },
+                    )
+                })
+                .collect()
+        })
+        .collect();
+    sum_shards(&shards)
 }
