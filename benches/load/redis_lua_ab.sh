@@ -71,6 +71,9 @@ script = b''.join(open(os.path.join(lua_dir, f), 'rb').read() for f in ('apply.l
 # Scripts that keep applied ids as 8-byte digests (layout::event_digest_key) take the digest in
 # each packed reward and no retention end; earlier ones the retention end.
 DIGESTS = b'SMISMEMBER' in script
+# Scripts with `judge_known` take the record banditd expects, its variant and assignment time
+# after each unit reward (the record as stored here: every one matches).
+EXPECTED = b'judge_known' in script
 work = tempfile.mkdtemp(dir=os.path.dirname(out))
 server = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--dir', work,
                            '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
@@ -130,9 +133,10 @@ try:
     sha = cmd('SCRIPT', 'LOAD', script).decode()
     units = ['unit-%010d' % i for i in range(n)]
     variants = ['control', 'bold', 'question']
-    by_shard = {}
+    by_shard, expected_records = {}, []
     for i, unit in enumerate(units):
         record = '%s\t%d\t0.3333333333333333\t' % (variants[i % 3], NOW - 1000)
+        expected_records.append(record)
         by_shard.setdefault(shard(unit), []).append((unit, record))
     for s, records in by_shard.items():
         for at in range(0, len(records), 500):
@@ -177,6 +181,9 @@ try:
             body = (struct.pack('<I', dirs[home]) + head + b'U'
                     + text(unit) + text('1000000') + text('')
                     + struct.pack('<dd', float(now), float(WINDOW)) + text(''))
+            if EXPECTED:
+                i = int(event_id[-12:], 16)
+                body += (text(expected_records[i]) + text(variants[i % 3]) + struct.pack('<d', float(NOW - 1000)))
             blob += struct.pack('<I', len(body) + 4) + body
         args = ['60000', '86400000']
         for index in dirs.values():

@@ -554,6 +554,22 @@ local function judge_unit(unit, micro, occurred, now, window, h)
   return fields_of(v).applied
 end
 
+-- A unit's reward judged as `judge_unit` does, when banditd sent the record its cache holds
+-- for the unit (`expected`, an unrewarded record `v \t assigned \t propensity \t` that banditd
+-- spelled from the variant `v` and assignment time `assigned` it also sends): if the stored
+-- record is that string (one comparison: Lua strings are interned), its fields are known
+-- without splitting it, and the credited record is it with the reward and its time appended.
+-- Any other record (none, rewarded, reassigned, or `expected` empty) is judged by `judge_unit`.
+local function judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
+  local record = rget(unit)
+  if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h) end
+  local refused = refusal(occurred, assigned, now, window)
+  if refused then return refused end
+  rset(unit, expected .. micro .. '\t' .. int(now))
+  credit(v, amount(micro), assigned, now, h)
+  return fields_of(v).applied
+end
+
 -- A token's reward: its mark written and the counters changed if applied. `confirms`: the
 -- shard's confirmation marks for a token credited only once confirmed (op K), else nil.
 local function judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)

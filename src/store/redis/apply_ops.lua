@@ -65,7 +65,8 @@ while at <= #ARGV do
     -- one string parsed here, not a dozen arguments per reward). Each: its length, its
     -- shard's directory's KEYS index, the id, the id's 8-byte digest, its records' shard (first
     -- KEYS index, as op S), its digest list's KEYS index, its kind, then the reward as op U/T/K
-    -- takes it (no claim or outcome). Every digest is looked up first, one SMISMEMBER per
+    -- takes it (no claim or outcome), a unit's followed by the record banditd expects, its
+    -- variant and assignment time (`judge_known`; an empty record when banditd has none). Every digest is looked up first, one SMISMEMBER per
     -- shard, and every id in its directory while that exists, one HMGET.
     local blob = nxt()
     local wanted, wanted_ids = {}, {}
@@ -147,8 +148,9 @@ while at <= #ARGV do
       elseif held or home.seen[digest] then
         outcome = 'D'
       elseif kind == 'U' then
-        local unit, micro, occurred, now, window, h = struct.unpack('<I4c0I4c0I4c0ddI4c0', blob, body)
-        outcome = judge_unit(unit, micro, occurred, now, window, h)
+        local unit, micro, occurred, now, window, h, expected, v, assigned =
+          struct.unpack('<I4c0I4c0I4c0ddI4c0I4c0I4c0d', blob, body)
+        outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
       else
         local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
           struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)

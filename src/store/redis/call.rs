@@ -228,9 +228,17 @@ impl Call {
     /// A reward judged with its event id in this call (op `B`): only on a single primary, where
     /// the id's directory (another slot than the reward's records) may be named in the call.
     /// `digest`: the id's keyed digest (`event_digest`), what the call keeps of an applied id
-    /// (`layout::event_digest_key`). Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
+    /// (`layout::event_digest_key`). `expected`: the unit's record as this replica's cache holds
+    /// it, sent so that the script compares one string instead of splitting the record
+    /// (`judge_known` in `apply.lua`; any other stored record is judged as before). Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
     /// argument into an object and a Lua string, a dozen per reward as separate arguments.
-    pub fn direct_reward(&mut self, reward: &Reward, event_id: &str, digest: u64) {
+    pub fn direct_reward(
+        &mut self,
+        reward: &Reward,
+        event_id: &str,
+        digest: u64,
+        expected: Option<&StickyRecord>,
+    ) {
         let experiment = &reward.epoch.experiment;
         let home = layout::shard_of(event_id);
         let end = reward.list_end_ms();
@@ -309,6 +317,24 @@ impl Call {
             packed.number(field(3));
             packed.number(field(4));
             packed.text(field(5));
+            // The record as `sticky` writes it before any reward: only such a record can be
+            // credited, so only it is worth comparing.
+            match expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none()) {
+                Some(record) => {
+                    let assigned = record.assigned_ms.min(MAX_MS);
+                    packed.text(&format!(
+                        "{}\t{assigned}\t{}\t",
+                        record.variant, record.propensity
+                    ));
+                    packed.text(&record.variant);
+                    packed.millis(assigned);
+                }
+                None => {
+                    packed.text("");
+                    packed.text("");
+                    packed.millis(0);
+                }
+            }
         } else {
             // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
             // window, half-life
@@ -449,8 +475,12 @@ impl Packed {
     /// A millisecond field of `Reward` (written there from a `u64` no larger than `MAX_MS`).
     #[allow(clippy::cast_precision_loss)]
     fn number(&mut self, ms: &str) {
-        let ms = ms.parse::<u64>().unwrap_or(0).min(MAX_MS) as f64;
-        self.0.extend(ms.to_le_bytes());
+        self.millis(ms.parse::<u64>().unwrap_or(0));
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn millis(&mut self, ms: u64) {
+        self.0.extend((ms.min(MAX_MS) as f64).to_le_bytes());
     }
 }
 

@@ -21,7 +21,7 @@ use super::call::{Call, Reward, Sink};
 use super::classify;
 use super::rewards::{Job, OpRef};
 use super::{Shared, commit, event_digest};
-use crate::store::{Epoch, RewardOutcome, StoreError};
+use crate::store::{Epoch, RewardOutcome, RewardTarget, StoreError};
 
 /// Judges the `open` ops of `jobs` with their ids; returns those answered `F`, in order, for
 /// the three-step protocol. Records the epochs that got a credit in `counted`.
@@ -52,7 +52,11 @@ pub async fn apply(
             calls.len() - 1
         });
         let digest = digester.digest(&reward.epoch.experiment, &op.event_id);
-        calls[call].direct_reward(&reward, &op.event_id, digest);
+        let expected = match &op.target {
+            RewardTarget::Unit(unit) => shared.cache.get(&reward.epoch, unit),
+            RewardTarget::Token { .. } => None,
+        };
+        calls[call].direct_reward(&reward, &op.event_id, digest, expected.as_ref());
         calls[call].sinks.push(Sink::Claim(rewards.len()));
         rewards.push(((job, at), reward.epoch));
     }
