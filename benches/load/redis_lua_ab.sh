@@ -68,6 +68,12 @@ import hashlib, os, re, socket, struct, subprocess, sys, tempfile, time
 lua_dir, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 BATCH, WINDOW, HOUR, NOW = 1000, 7 * 86400000, 3600000, 1796000000000
 script = b''.join(open(os.path.join(lua_dir, f), 'rb').read() for f in ('apply.lua', 'apply_ops.lua'))
+# Scripts that keep applied ids as 8-byte digests (layout::event_digest_key) take the digest in
+# each packed reward and no retention end; earlier ones the retention end.
+DIGESTS = b'SMISMEMBER' in script
+# Scripts with `judge_known` take the record banditd expects, its variant and assignment time
+# after each unit reward (the record as stored here: every one matches).
+EXPECTED = b'judge_known' in script
 work = tempfile.mkdtemp(dir=os.path.dirname(out))
 server = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--dir', work,
                            '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
@@ -127,9 +133,10 @@ try:
     sha = cmd('SCRIPT', 'LOAD', script).decode()
     units = ['unit-%010d' % i for i in range(n)]
     variants = ['control', 'bold', 'question']
-    by_shard = {}
+    by_shard, expected_records = {}, []
     for i, unit in enumerate(units):
         record = '%s\t%d\t0.3333333333333333\t' % (variants[i % 3], NOW - 1000)
+        expected_records.append(record)
         by_shard.setdefault(shard(unit), []).append((unit, record))
     for s, records in by_shard.items():
         for at in range(0, len(records), 500):
@@ -153,9 +160,12 @@ try:
             home = shard(event_id)
             if home not in dirs:
                 dirs[home] = key('{bd:load-sticky:e%d}:d' % home)
-                key('{bd:load-sticky:e%d}:l' % home)
+                key('{bd:load-sticky:e%d}:w' % home)
                 key('{bd:load-sticky:e%d}:due' % home)
-            list_key = '{bd:load-sticky:e%d}:l:%d' % (home, end)
+                if DIGESTS:
+                    key('{bd:load-sticky:e%d}:h' % home)
+                    key('{bd:load-sticky:e%d}:hw' % home)
+            list_key = '{bd:load-sticky:e%d}:%s:%d' % (home, 'hl' if DIGESTS else 'l', end)
             if list_key not in lists:
                 lists[list_key] = (key(list_key), dirs[home])
             s = shard(unit)
@@ -163,10 +173,17 @@ try:
                 shards[s] = key(tag(s) + ':u')
                 for suffix in (':a', ':t', ':x', ':r', ':n'):
                     key(tag(s) + suffix)
-            body = (struct.pack('<I', dirs[home]) + text(event_id)
-                    + struct.pack('<II', shards[s], lists[list_key][0]) + text(str(retain)) + b'U'
+            if DIGESTS:
+                head = (text(event_id) + hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+                        + struct.pack('<II', shards[s], lists[list_key][0]))
+            else:
+                head = text(event_id) + struct.pack('<II', shards[s], lists[list_key][0]) + text(str(retain))
+            body = (struct.pack('<I', dirs[home]) + head + b'U'
                     + text(unit) + text('1000000') + text('')
                     + struct.pack('<dd', float(now), float(WINDOW)) + text(''))
+            if EXPECTED:
+                i = int(event_id[-12:], 16)
+                body += (text(expected_records[i]) + text(variants[i % 3]) + struct.pack('<d', float(NOW - 1000)))
             blob += struct.pack('<I', len(body) + 4) + body
         args = ['60000', '86400000']
         for index in dirs.values():
@@ -195,6 +212,14 @@ try:
     stats = cmd('INFO', 'commandstats').decode()
     commands = sum(int(m) for m in re.findall(r'cmdstat_(?!evalsha|info|config)[^:]*:calls=(\d+)', stats))
     aof = aof_bytes() - aof0
+    # Redis's bytes for the kept ids: every key of the event-id slots, counted exactly.
+    id_bytes, cursor = 0, b'0'
+    while True:
+        cursor, found = cmd('SCAN', cursor, 'MATCH', '{bd:load-sticky:e*', 'COUNT', 1000)
+        for name in found:
+            id_bytes += int(cmd('MEMORY', 'USAGE', name, 'SAMPLES', 0))
+        if cursor == b'0':
+            break
     retried = phase(b'D')
     digest = hashlib.sha256()
     for d, _, files in sorted(os.walk(work)):
@@ -203,7 +228,8 @@ try:
                 data = open(os.path.join(d, f), 'rb').read()
                 digest.update(re.sub(rb'(PEXPIREAT\r\n\$\d+\r\n[^\r]*\r\n\$\d+\r\n)\d+', rb'\1T', data))
     with open(out, 'w') as result:
-        result.write('%.2f %.2f %.3f %.0f %s\n' % (applied, retried, commands / n, aof / n, digest.hexdigest()[:12]))
+        result.write('%.2f %.2f %.3f %.0f %.1f %s\n' % (applied, retried, commands / n, aof / n, id_bytes / n,
+                                                   digest.hexdigest()[:12]))
 finally:
     server.terminate()
     server.wait()
@@ -211,15 +237,15 @@ finally:
 PY
 
 log "$ROUNDS rounds of A (${REV_A}) then B (${REV_B:-worktree}), $(thousands "$EVENTS") events each; load average $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "| round | side | applied: CPU µs/event | retried: CPU µs/event | commands/event | AOF bytes/event | AOF digest | load average |"
-echo "| ---: | --- | ---: | ---: | ---: | ---: | --- | --- |"
+echo "| round | side | applied: CPU µs/event | retried: CPU µs/event | commands/event | AOF bytes/event | Redis bytes per kept id | AOF digest | load average |"
+echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
 for round in $(seq 1 "$ROUNDS"); do
     for name in a b; do
         load=$(cut -d' ' -f1 /proc/loadavg)
         port=$REDIS_PORT
         [[ $name == b ]] && port=$((REDIS_PORT + 1))
         python3 "$WORK/replay.py" "$WORK/$name" "$port" "$EVENTS" "$WORK/$name.out"
-        read -r applied retried commands aof digest <"$WORK/$name.out"
-        echo "| $round | ${name^^} | $applied | $retried | $commands | $aof | $digest | $load |"
+        read -r applied retried commands aof id_bytes digest <"$WORK/$name.out"
+        echo "| $round | ${name^^} | $applied | $retried | $commands | $aof | $id_bytes | $digest | $load |"
     done
 done

@@ -554,6 +554,22 @@ local function judge_unit(unit, micro, occurred, now, window, h)
   return fields_of(v).applied
 end
 
+-- A unit's reward judged as `judge_unit` does, when banditd sent the record its cache holds
+-- for the unit (`expected`, an unrewarded record `v \t assigned \t propensity \t` that banditd
+-- spelled from the variant `v` and assignment time `assigned` it also sends): if the stored
+-- record is that string (one comparison: Lua strings are interned), its fields are known
+-- without splitting it, and the credited record is it with the reward and its time appended.
+-- Any other record (none, rewarded, reassigned, or `expected` empty) is judged by `judge_unit`.
+local function judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
+  local record = rget(unit)
+  if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h) end
+  local refused = refusal(occurred, assigned, now, window)
+  if refused then return refused end
+  rset(unit, expected .. micro .. '\t' .. int(now))
+  credit(v, amount(micro), assigned, now, h)
+  return fields_of(v).applied
+end
+
 -- A token's reward: its mark written and the counters changed if applied. `confirms`: the
 -- shard's confirmation marks for a token credited only once confirmed (op K), else nil.
 local function judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
@@ -574,11 +590,13 @@ end
 
 -- On a single primary a reward is judged with its event id in the same call (op B,
 -- src/store/redis/direct.rs): no claim is written, read back or settled, since the call is
--- atomic. The ids' directories (`homes`, by KEYS index of the directory; its list index and
--- legacy due index follow it; declared by op Q) are read up front, one HMGET each; an applied
--- id is written once at the end (`write_homes`: one HSET per directory, one RPUSH per list),
--- as claim.lua and settle.lua together would leave it (`A<retention end>`, listed for the
--- sweep). An id that a claim of the three-step protocol holds, or in a shard that still has
+-- atomic. An applied id is kept as its 8-byte keyed digest, a member of the shard's digest set
+-- (`homes[dir].set`: KEYS index dir + 3), and appended to the digest list of the hour its
+-- retention ends in (op L; the lists' index is KEYS index dir + 4), which the sweep drops as a
+-- whole (src/store/redis/layout.rs, `event_digest_key`). The ids' directory (KEYS index `dir`;
+-- its list index and legacy due index follow; declared by op Q) is still read while it exists:
+-- ids applied before the digests (`A<retention end>`) are duplicates until the sweep forgets
+-- them, and an id that a claim of the three-step protocol holds, or in a shard that still has
 -- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
 local HOUR_MS = 3600000
 local homes, home_order, id_lists, list_order = {}, {}, {}, {}
@@ -589,23 +607,21 @@ local function write_homes()
   for _, dir in ipairs(home_order) do
     local home = homes[dir]
     for first = 1, #home.args, 512 do
-      redis.call('HSET', KEYS[dir], unpack(home.args, first, math.min(first + 511, #home.args)))
+      redis.call('SADD', home.set, unpack(home.args, first, math.min(first + 511, #home.args)))
     end
   end
   local kept = {}
   for _, at in ipairs(list_order) do
     local list = id_lists[at]
     if #list.ids > 0 then
-      for first = 1, #list.ids, 512 do
-        redis.call('RPUSH', KEYS[at], unpack(list.ids, first, math.min(first + 511, #list.ids)))
-      end
-      redis.call('ZADD', KEYS[list.dir + 1], list.ends, KEYS[at])
+      redis.call('APPEND', KEYS[at], table.concat(list.ids))
+      redis.call('ZADD', KEYS[list.dir + 4], list.ends, KEYS[at])
       keep_at_least(KEYS[at], list.keep)
       kept[list.dir] = true
     end
   end
   for _, dir in ipairs(home_order) do
-    if kept[dir] then keep_at_least(KEYS[dir], homes[dir].keep) end
+    if kept[dir] then keep_at_least(homes[dir].set, homes[dir].keep) end
   end
 end
 

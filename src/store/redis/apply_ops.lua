@@ -42,62 +42,73 @@ while at <= #ARGV do
     local values = redis.call('HMGET', key, unpack(fields))
     for i, field in ipairs(fields) do known[field] = values[i] or false end
   elseif op == 'Q' then
-    -- An event-id directory op B uses: its KEYS index (its list index and legacy due index
-    -- follow), how long Redis keeps it at least (ms).
+    -- An event-id shard op B uses: its directory's KEYS index (its list index, legacy due
+    -- index, digest set and digest lists' index follow), how long Redis keeps it at least (ms).
     local dir, keep = tonumber(nxt()), tonumber(nxt())
     local home = homes[dir]
     if not home then
-      home = { dir = dir, held = {}, args = {}, keep = 0,
-        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1 }
+      home = { dir = dir, held = {}, seen = {}, args = {}, keep = 0, set = KEYS[dir + 3],
+        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1,
+        old = redis.call('EXISTS', KEYS[dir]) == 1 }
       homes[dir] = home
       home_order[#home_order + 1] = dir
     end
     home.keep = math.max(home.keep, keep)
   elseif op == 'L' then
-    -- An id list op B may append to: its KEYS index, its directory's, its end, how long
-    -- Redis keeps it at least (ms).
+    -- A digest list op B may append to: its KEYS index, its shard's directory's, its end, how
+    -- long Redis keeps it at least (ms).
     local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
     id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
     list_order[#list_order + 1] = list
   elseif op == 'B' then
     -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
     -- one string parsed here, not a dozen arguments per reward). Each: its length, its
-    -- directory's KEYS index, the id, its shard's first KEYS index (as op S), its list's, its
-    -- retention end, its kind, then the reward as op U/T/K takes it (no claim or outcome).
-    -- Every id's directory field is read first, one HMGET per directory.
+    -- shard's directory's KEYS index, the id, the id's 8-byte digest, its records' shard (first
+    -- KEYS index, as op S), its digest list's KEYS index, its kind, then the reward as op U/T/K
+    -- takes it (no claim or outcome), a unit's followed by the record banditd expects, its
+    -- variant and assignment time (`judge_known`; an empty record when banditd has none). Every digest is looked up first, one SMISMEMBER per
+    -- shard, and every id in its directory while that exists, one HMGET.
     local blob = nxt()
-    local wanted = {}
+    local wanted, wanted_ids = {}, {}
     -- Each reward's head, unpacked once (one array per field, n-th reward at n): its
-    -- directory, id, shard (first KEYS index), list, retention end, kind and where its body
-    -- starts. Unit rewards' records are read too, one HMGET per shard (`prefetch`), once
-    -- their ids are known.
-    local dirs, ids_of, firsts, lists, retains, kinds, bodies = {}, {}, {}, {}, {}, {}, {}
+    -- directory, id, digest, shard (first KEYS index), list, kind and where its body starts.
+    -- Unit rewards' records are read too, one HMGET per shard (`prefetch`), once their ids
+    -- are known.
+    local dirs, ids_of, digests, firsts, lists, kinds, bodies = {}, {}, {}, {}, {}, {}, {}
     local count, pos = 0, 1
     while pos <= #blob do
-      local length, dir, id, first, list, retain, kind, body =
-        struct.unpack('<I4I4I4c0I4I4I4c0c1', blob, pos)
+      local length, dir, id, digest, first, list, kind, body =
+        struct.unpack('<I4I4I4c0c8I4I4c1', blob, pos)
       count = count + 1
-      dirs[count], ids_of[count], firsts[count], lists[count] = dir, id, first, list
-      retains[count], kinds[count], bodies[count] = retain, kind, body
+      dirs[count], ids_of[count], digests[count], firsts[count] = dir, id, digest, first
+      lists[count], kinds[count], bodies[count] = list, kind, body
       pos = pos + length
       local home = homes[dir]
-      if home.held[id] == nil then
-        home.held[id] = false
-        local ids = wanted[dir]
-        if not ids then
-          ids = {}
-          wanted[dir] = ids
+      if home.seen[digest] == nil then
+        home.seen[digest] = false
+        local these = wanted[dir]
+        if not these then
+          these = {}
+          wanted[dir] = these
+          wanted_ids[dir] = {}
         end
-        ids[#ids + 1] = id
+        these[#these + 1] = digest
+        if home.old then wanted_ids[dir][#wanted_ids[dir] + 1] = id end
       end
     end
     for _, dir in ipairs(home_order) do
-      local ids, held = wanted[dir], homes[dir].held
-      if ids then
+      local home = homes[dir]
+      local these, ids = wanted[dir], wanted_ids[dir]
+      if these then
+        for first = 1, #these, 512 do
+          local last = math.min(first + 511, #these)
+          local found = redis.call('SMISMEMBER', home.set, unpack(these, first, last))
+          for i = first, last do home.seen[these[i]] = found[i - first + 1] == 1 end
+        end
         for first = 1, #ids, 512 do
           local last = math.min(first + 511, #ids)
           local values = redis.call('HMGET', KEYS[dir], unpack(ids, first, last))
-          for i = first, last do held[ids[i]] = values[i - first + 1] or false end
+          for i = first, last do home.held[ids[i]] = values[i - first + 1] or false end
         end
       end
     end
@@ -105,7 +116,8 @@ while at <= #ARGV do
     local by_shard, shard_order = {}, {}
     for i = 1, count do
       local home = homes[dirs[i]]
-      if kinds[i] == 'U' and not home.legacy and not home.held[ids_of[i]] then
+      if kinds[i] == 'U' and not home.legacy and not home.seen[digests[i]]
+        and not home.held[ids_of[i]] then
         local first = firsts[i]
         local names = by_shard[first]
         if not names then
@@ -121,10 +133,9 @@ while at <= #ARGV do
       prefetch(by_shard[first])
     end
     local current = 0
-    -- An applied id's directory value (`A<retention end>`), built once per retention end.
-    local kept_as = {}
     for i = 1, count do
-      local dir, id, first, kind, body = dirs[i], ids_of[i], firsts[i], kinds[i], bodies[i]
+      local dir, id, digest, first, kind, body = dirs[i], ids_of[i], digests[i], firsts[i],
+        kinds[i], bodies[i]
       if first ~= current then
         use_shard(first)
         current = first
@@ -134,11 +145,12 @@ while at <= #ARGV do
       local outcome
       if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
         outcome = 'F'
-      elseif held then
+      elseif held or home.seen[digest] then
         outcome = 'D'
       elseif kind == 'U' then
-        local unit, micro, occurred, now, window, h = struct.unpack('<I4c0I4c0I4c0ddI4c0', blob, body)
-        outcome = judge_unit(unit, micro, occurred, now, window, h)
+        local unit, micro, occurred, now, window, h, expected, v, assigned =
+          struct.unpack('<I4c0I4c0I4c0ddI4c0I4c0I4c0d', blob, body)
+        outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
       else
         local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
           struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)
@@ -147,17 +159,10 @@ while at <= #ARGV do
           confirms)
       end
       if string.byte(outcome, 1) == 65 then -- 'A'
-        local retain = retains[i]
-        local value = kept_as[retain]
-        if not value then
-          value = 'A' .. retain
-          kept_as[retain] = value
-        end
-        home.held[id] = value
-        home.args[#home.args + 1] = id
-        home.args[#home.args + 1] = value
+        home.seen[digest] = true
+        home.args[#home.args + 1] = digest
         local ids = id_lists[lists[i]].ids
-        ids[#ids + 1] = id
+        ids[#ids + 1] = digest
       end
       out[#out + 1] = outcome
     end

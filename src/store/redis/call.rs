@@ -227,13 +227,22 @@ impl Call {
 
     /// A reward judged with its event id in this call (op `B`): only on a single primary, where
     /// the id's directory (another slot than the reward's records) may be named in the call.
-    /// Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
+    /// `digest`: the id's keyed digest (`event_digest`), what the call keeps of an applied id
+    /// (`layout::event_digest_key`). `expected`: the unit's record as this replica's cache holds
+    /// it, sent so that the script compares one string instead of splitting the record
+    /// (`judge_known` in `apply.lua`; any other stored record is judged as before). Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
     /// argument into an object and a Lua string, a dozen per reward as separate arguments.
-    pub fn direct_reward(&mut self, reward: &Reward, event_id: &str) {
+    pub fn direct_reward(
+        &mut self,
+        reward: &Reward,
+        event_id: &str,
+        digest: u64,
+        expected: Option<&StickyRecord>,
+    ) {
         let experiment = &reward.epoch.experiment;
         let home = layout::shard_of(event_id);
         let end = reward.list_end_ms();
-        // Redis keeps the lists and the directory at least a day (the tokens' slack) past
+        // Redis keeps the lists and the digest set at least a day (the tokens' slack) past
         // their ends by its own clock: a backstop, the sweep forgets them on time.
         let keep = end
             .saturating_sub(reward.now_ms())
@@ -249,6 +258,8 @@ impl Call {
                 let index = self.key(layout::event_dir_key(experiment, home));
                 self.key(layout::event_index_key(experiment, home));
                 self.key(layout::event_due_key(experiment, home));
+                self.key(layout::event_digest_key(experiment, home));
+                self.key(layout::event_digest_index_key(experiment, home));
                 self.directories.push(Directory {
                     experiment: experiment.clone(),
                     shard: home,
@@ -261,7 +272,7 @@ impl Call {
         let directory = &mut self.directories[at];
         directory.keep = directory.keep.max(keep);
         let dir = directory.index.clone();
-        let list_key = layout::event_list_key(experiment, home, end);
+        let list_key = layout::event_digest_list_key(experiment, home, end);
         let list = match self.id_lists.iter_mut().find(|l| l.key == list_key) {
             Some(list) => {
                 list.keep = list.keep.max(keep);
@@ -288,9 +299,9 @@ impl Call {
         let mut packed = Packed::default();
         packed.index(&dir);
         packed.text(event_id);
+        packed.0.extend(digest.to_le_bytes());
         packed.index(&first);
         packed.index(&list);
-        packed.text(&reward.retain_ms().to_string());
         packed.0.push(if reward.kind.is_ascii() {
             reward.kind as u8
         } else {
@@ -306,6 +317,24 @@ impl Call {
             packed.number(field(3));
             packed.number(field(4));
             packed.text(field(5));
+            // The record as `sticky` writes it before any reward: only such a record can be
+            // credited, so only it is worth comparing.
+            match expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none()) {
+                Some(record) => {
+                    let assigned = record.assigned_ms.min(MAX_MS);
+                    packed.text(&format!(
+                        "{}\t{assigned}\t{}\t",
+                        record.variant, record.propensity
+                    ));
+                    packed.text(&record.variant);
+                    packed.millis(assigned);
+                }
+                None => {
+                    packed.text("");
+                    packed.text("");
+                    packed.millis(0);
+                }
+            }
         } else {
             // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
             // window, half-life
@@ -415,8 +444,9 @@ impl Call {
     }
 }
 
-/// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index
-/// and legacy due index follow) and how long Redis keeps it at least.
+/// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index,
+/// legacy due index, digest set and digest lists' index follow) and how long Redis keeps its
+/// digest set at least.
 struct Directory {
     experiment: String,
     shard: u32,
@@ -445,13 +475,17 @@ impl Packed {
     /// A millisecond field of `Reward` (written there from a `u64` no larger than `MAX_MS`).
     #[allow(clippy::cast_precision_loss)]
     fn number(&mut self, ms: &str) {
-        let ms = ms.parse::<u64>().unwrap_or(0).min(MAX_MS) as f64;
-        self.0.extend(ms.to_le_bytes());
+        self.millis(ms.parse::<u64>().unwrap_or(0));
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn millis(&mut self, ms: u64) {
+        self.0.extend((ms.min(MAX_MS) as f64).to_le_bytes());
     }
 }
 
-/// An id list named by a call (op `L`): its KEYS index, its directory's, its end and how long
-/// Redis keeps it at least (ms).
+/// A digest list named by a call (op `L`): its KEYS index, its directory's, its end and how
+/// long Redis keeps it at least (ms).
 struct IdList {
     key: String,
     index: String,

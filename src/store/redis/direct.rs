@@ -4,21 +4,24 @@
 //! span two of its slots.
 //!
 //! Why this keeps every guarantee of the three steps: the call is atomic, so the id is looked
-//! up, the reward judged and the id kept (`A<retention end>`, listed for the sweep exactly as
-//! a settled claim is) with nothing in between for another replica to meet, and a replica
+//! up, the reward judged and the id kept (its keyed digest, in the digest set and the digest
+//! list of its retention's hour, `layout::event_digest_key`) with nothing in between for another replica to meet, and a replica
 //! that dies before the call leaves nothing, after it everything. A refused reward keeps no
 //! id, as a refused claim frees it. An id that a claim of the three-step protocol holds (a
 //! replica mid-way in it, or one that died there), and every id of a shard that still holds
 //! ids of the legacy layout, is answered `F` and taken through the three steps, which finish
-//! such claims and read such ids.
+//! such claims and read such ids. The three steps never meet an id kept as a digest: a
+//! single primary sends an id through them only when its directory holds a pending claim
+//! of it or its shard legacy ids, and neither can appear once its digest is kept (a shard's
+//! legacy ids are never written again; a pending claim is only made for an id answered `F`).
 
 use std::collections::{HashMap, HashSet};
 
 use super::call::{Call, Reward, Sink};
 use super::classify;
 use super::rewards::{Job, OpRef};
-use super::{Shared, commit};
-use crate::store::{Epoch, RewardOutcome, StoreError};
+use super::{Shared, commit, event_digest};
+use crate::store::{Epoch, RewardOutcome, RewardTarget, StoreError};
 
 /// Judges the `open` ops of `jobs` with their ids; returns those answered `F`, in order, for
 /// the three-step protocol. Records the epochs that got a credit in `counted`.
@@ -28,6 +31,15 @@ pub async fn apply(
     open: Vec<OpRef>,
     counted: &mut HashSet<Epoch>,
 ) -> Vec<OpRef> {
+    let digester = match event_digest::digester(shared).await {
+        Ok(digester) => digester,
+        Err(error) => {
+            for (job, _) in open {
+                jobs[job].fail(&error);
+            }
+            return Vec::new();
+        }
+    };
     // One call per epoch: a single primary takes a call over every slot.
     let mut calls: Vec<Call> = Vec::new();
     let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
@@ -39,7 +51,12 @@ pub async fn apply(
             calls.push(Call::new(&reward.epoch, reward.shard));
             calls.len() - 1
         });
-        calls[call].direct_reward(&reward, &op.event_id);
+        let digest = digester.digest(&reward.epoch.experiment, &op.event_id);
+        let expected = match &op.target {
+            RewardTarget::Unit(unit) => shared.cache.get(&reward.epoch, unit),
+            RewardTarget::Token { .. } => None,
+        };
+        calls[call].direct_reward(&reward, &op.event_id, digest, expected.as_ref());
         calls[call].sinks.push(Sink::Claim(rewards.len()));
         rewards.push(((job, at), reward.epoch));
     }

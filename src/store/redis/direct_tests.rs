@@ -194,3 +194,63 @@ fn a_batch_credits_each_written_record_form_as_the_record_says() {
         assert_eq!(server.cli(&["HGET", &key, unit]), expected, "{unit}");
     }
 }
+
+/// A replica sends each unit reward with the record its cache holds (`judge_known` in
+/// `apply.lua`): a record another replica has credited or reassigned since is judged as Redis
+/// holds it, not as cached, and a record that matches is credited as `judge_unit` would.
+#[test]
+fn a_reward_is_judged_against_the_stored_record_whatever_the_replicas_cache_holds() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    let other = open(&server);
+    block_on(async {
+        for unit in ["u1", "u2", "u3"] {
+            store
+                .insert_sticky(&epoch(), unit, record("a", T0_MS), tally(T0_MS))
+                .await
+                .unwrap();
+        }
+        // Behind this replica's cache: another replica credits u1 and moves u2 to arm b.
+        let credited = other
+            .apply_rewards(vec![unit_reward("x1", "u1", 1.0, T0_MS + 1)])
+            .await
+            .unwrap();
+        assert!(matches!(credited[0], RewardOutcome::Applied { .. }));
+        let moved = other
+            .reassign_sticky(
+                &epoch(),
+                "u2",
+                "a",
+                record("b", T0_MS + 1),
+                tally(T0_MS + 1),
+            )
+            .await
+            .unwrap();
+        assert!(moved.is_some_and(|(_, written)| written));
+        let outcomes = store
+            .apply_rewards(vec![
+                unit_reward("e1", "u1", 0.5, T0_MS + 2),
+                unit_reward("e2", "u2", 0.5, T0_MS + 2),
+                unit_reward("e3", "u3", 0.25, T0_MS + 2),
+            ])
+            .await
+            .unwrap();
+        let applied = |variant: &str| RewardOutcome::Applied {
+            variant: variant.to_owned(),
+        };
+        assert_eq!(
+            outcomes,
+            vec![RewardOutcome::AlreadyRewarded, applied("b"), applied("a")]
+        );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["a"].reward_sum, 1.25);
+        assert_eq!(counters["b"].reward_sum, 0.5);
+        let records = store.scan_sticky(&epoch(), None, 10).await.unwrap();
+        let u3 = &records.iter().find(|(unit, _)| unit == "u3").unwrap().1;
+        assert_eq!(
+            (u3.reward, u3.rewarded_ms, u3.propensity),
+            (Some(0.25), Some(T0_MS + 2), 0.5)
+        );
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}

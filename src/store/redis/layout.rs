@@ -221,6 +221,40 @@ pub fn event_list_end(retain_ms: u64) -> u64 {
         .saturating_mul(EVENT_LIST_MS)
 }
 
+/// **Event ids applied on a single primary** (one call judges the reward with its id,
+/// `direct`) are kept as 8-byte digests, members of one set per event-id shard: the id's
+/// SipHash-1-3 keyed with the deployment's digest key ([`EVENT_DIGEST_SECRET`], made once and
+/// kept in Redis like the token secret) over the experiment and the id, exactly as the sled
+/// store keys its ids (`store::event_ids`). A client that does not know the key cannot choose
+/// colliding ids. Two different ids of one experiment share a digest with probability 2^-64,
+/// so with `n` ids kept in a shard's set a new id is taken for a duplicate (answered
+/// `Duplicate`, never applied twice) with probability at most n / 2^64: 5.4e-12 per event at
+/// 100 million kept ids (12.5 million per shard: 6.8e-13). Retention is kept per generation,
+/// not per id: the digests whose retention ends in one hour are appended, 8 bytes each, to
+/// that hour's digest list ([`event_digest_list_key`], a string), and the sweep drops a due
+/// list with its digests (`SREM`) and its entry in the shard's list index
+/// ([`event_digest_index_key`]). An id costs one set member and 8 list bytes, against a hash
+/// field of the whole id with its retention end and a list entry of the whole id in the
+/// directory ([`event_dir_key`]), which the three-step protocol (Cluster, and a single
+/// primary finishing a claim it meets) keeps using and which a single primary still reads
+/// while it exists: ids applied before the digests are duplicates until they are forgotten.
+pub fn event_digest_key(experiment: &str, shard: u32) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:h")
+}
+
+/// The digest lists of one event-id shard: list key → its hour's end (ms).
+pub fn event_digest_index_key(experiment: &str, shard: u32) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:hw")
+}
+
+/// The digests of one event-id shard whose retention ends in the hour ending at `end_ms`.
+pub fn event_digest_list_key(experiment: &str, shard: u32, end_ms: u64) -> String {
+    format!("{{bd:{experiment}:e{shard}}}:hl:{end_ms}")
+}
+
+/// The name ([`secret_key`]) of the deployment's event-id digest key.
+pub const EVENT_DIGEST_SECRET: &str = "event-digest";
+
 /// The key that marks one flush of per-request exposures applied (so a flush retried after a
 /// lost reply counts nothing twice).
 pub fn flush_key(epoch: &Epoch, shard: u32, flush_id: &str) -> String {

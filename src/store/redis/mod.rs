@@ -33,9 +33,12 @@ mod contract_tests;
 #[cfg(test)]
 mod cost_tests;
 mod delays;
+#[cfg(test)]
+mod digest_tests;
 mod direct;
 #[cfg(test)]
 mod direct_tests;
+mod event_digest;
 mod exposure_key;
 mod fresh;
 #[cfg(test)]
@@ -148,6 +151,8 @@ pub(crate) struct Shared {
     commits: AtomicU64,
     history_interval_ms: u64,
     wait: ReplicaWait,
+    /// The deployment's event-id digest key, once read (`event_digest`).
+    digest_key: event_digest::DigestKey,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -393,6 +398,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         commits: AtomicU64::new(0),
         history_interval_ms: options.history_interval_ms,
         wait: options.wait,
+        digest_key: event_digest::DigestKey::default(),
     });
     Ok((shared, commands, receiver))
 }

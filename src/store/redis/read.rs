@@ -405,6 +405,8 @@ pub async fn expire(shared: &Shared, now_ms: u64) -> Result<u64, StoreError> {
                 .key(layout::event_dir_key(experiment, shard))
                 .key(layout::event_index_key(experiment, shard))
                 .key(layout::event_due_key(experiment, shard))
+                .key(layout::event_digest_key(experiment, shard))
+                .key(layout::event_digest_index_key(experiment, shard))
                 .arg(now_ms)
                 .invoke_async(&mut connection(shared))
                 .await
@@ -446,7 +448,7 @@ pub async fn secret(shared: &Shared, key: &str, candidate: Vec<u8>) -> Result<Ve
     held.ok_or_else(|| StoreError::Corrupt(format!("secret {key} vanished")))
 }
 
-/// The ids one event-id shard keeps: its directory's fields and its legacy keys.
+/// The ids one event-id shard keeps: its directory's fields, its legacy keys and its digests.
 async fn event_ids(shared: &Shared, experiment: &str, shard: u32) -> Result<u64, StoreError> {
     let mut connection = connection(shared);
     let fields: u64 = connection
@@ -457,7 +459,11 @@ async fn event_ids(shared: &Shared, experiment: &str, shard: u32) -> Result<u64,
         .zcard(layout::event_due_key(experiment, shard))
         .await
         .map_err(|error| classify(shared, &error))?;
-    Ok(fields + legacy)
+    let digests: u64 = connection
+        .scard(layout::event_digest_key(experiment, shard))
+        .await
+        .map_err(|error| classify(shared, &error))?;
+    Ok(fields + legacy + digests)
 }
 
 /// Every epoch that has arm counters, found by scanning for `<tag>:a` keys.
