@@ -138,12 +138,18 @@ impl StickyTable {
         }
     }
 
-    /// Builds the table from the unit log (`unit_log::replay`). Answers it with the log's
-    /// entries, live or superseded (what decides when the log is compacted).
-    pub fn load(db: &sled::Db, digester: Digester) -> Result<(StickyTable, u64), StoreError> {
+    /// Builds the table from the unit log (`unit_log::replay`), its shards allocated for
+    /// `expected` units (the last size kept, `size_hint`). Answers it with the log's entries,
+    /// live or superseded (what decides when the log is compacted).
+    pub fn load(
+        db: &sled::Db,
+        digester: Digester,
+        expected: usize,
+    ) -> Result<(StickyTable, u64), StoreError> {
         let started = std::time::Instant::now();
         let table = StickyTable::new(digester);
         table.set_bulk();
+        table.presize(expected);
         let entries = super::unit_log::replay(db, &table)?;
         table.fit();
         tracing::info!(
@@ -160,6 +166,14 @@ impl StickyTable {
     fn set_bulk(&self) {
         for padded in &self.shards {
             write_lock(&padded.shard).slots.set_bulk(true);
+        }
+    }
+
+    /// Sizes every shard for its share of `units` before a replay (`Slots::presize`).
+    fn presize(&self, units: usize) {
+        let per_shard = units.div_ceil(SHARDS);
+        for padded in &self.shards {
+            write_lock(&padded.shard).slots.presize(per_shard);
         }
     }
 
