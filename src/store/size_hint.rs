@@ -14,6 +14,10 @@
 //! never correctness: a table presized too small still grows during the replay, one presized
 //! too big is fitted to its contents after it (`sticky_slots::Slots::fit`,
 //! `event_log::replay`).
+//!
+//! **Switch.** `BANDITD_TABLE_SIZES=ignore` in the environment reads no sizes (the tables
+//! start empty and grow, as before this module): the A side of the A/B of one binary in
+//! `benches/load/results/mem2-2026-11-30-s7.md`. A diagnostic, not a setting.
 
 use super::codec;
 use super::error::StoreError;
@@ -38,6 +42,9 @@ impl TableSizes {
 /// The sizes last kept; zero if none were, or if the value does not read as two numbers (a
 /// hint: see the module docs).
 pub fn read(db: &sled::Db) -> TableSizes {
+    if std::env::var_os("BANDITD_TABLE_SIZES").is_some_and(|value| value == "ignore") {
+        return TableSizes::default();
+    }
     let Ok(Some(value)) = db.get(keys::META_TABLE_SIZES) else {
         return TableSizes::default();
     };
