@@ -12,11 +12,13 @@
 //!
 //! **Memory.** `24 / load` bytes per unit. The table grows by [`GROWTH_NUM`]/[`GROWTH_DEN`]
 //! (×1.2) once an insert would take it past [`MAX_LOAD_PERCENT`] (92%), so between growths its
-//! load stays between 0.92 / 1.2 = 0.767 and 0.92: 26.1–31.3 bytes per unit. A replay grows it
-//! by doubling instead (fewer rehashes on the way) and then resizes every shard to
-//! [`REPLAYED_LOAD_PERCENT`] (85%): 28.2 bytes per unit after a restart. A growth allocates the
-//! new shard before it frees the old one, so the spike is one shard's (1/64 of the table), not
-//! the table's.
+//! load stays between 0.92 / 1.2 = 0.767 and 0.92: 26.1–31.3 bytes per unit. A replay starts
+//! from a table presized for the units the store held last ([`Slots::presize`], `size_hint`);
+//! past that it grows by doubling (fewer rehashes on the way), and it ends resized to
+//! [`REPLAYED_LOAD_PERCENT`] (85%) unless presizing already put it near that load: 28.2 bytes
+//! per unit after a restart. A growth allocates the new shard before it frees the old one, so
+//! the spike is one shard's (1/64 of the table), not the table's; a big shard's array is a
+//! mapping of its own (`table_memory`), so the old one leaves the process when freed.
 //!
 //! **Cost.** With a load α, a lookup of a present digest reads ½(1 + 1/(1 − α)) slots on
 //! average (6.8 at 0.92, contiguous: about three cache lines), and Robin Hood ordering ends a

@@ -30,8 +30,10 @@
 //! [`RewardSlot`] in a `hashbrown` table: 33 bytes a bucket at a load between 7/16 and 7/8).
 //! The test `a_million_units_cost_what_the_capacity_arithmetic_says` checks the figure from
 //! the capacities, and `benches/load/restart.sh` logs it (`table_bytes`) next to the process's
-//! RSS: at 10M units the process grows 70–89 bytes per unit, the rest being sled's pages and
-//! allocator slack left by the replay (`benches/load/results/mem-2026-11-30.md`). Propensity
+//! RSS: at 10M units the process grows 44–46 bytes per unit (69–89 before the slots had
+//! mappings of their own and were presized: the rest was allocator slack the replay's
+//! doublings left), of which ~13 are live heap outside the table
+//! (`benches/load/results/mem2-2026-11-30-s7.md`). Propensity
 //! and digest are kept exact, so a slot cannot shrink below 24 bytes without changing what
 //! tokens sign.
 //!
