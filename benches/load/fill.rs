@@ -13,7 +13,8 @@
 //! (`fill_events`), so that the store holds as many kept event ids; with no units to write,
 //! it adds the events to a filled dir (banditd-fill --count 0 --events N).
 
-/// The same allocator as banditd (Cargo.toml), counting for `--memory-report` only.
+/// The same allocator as banditd (Cargo.toml), counting for `banditd-fill --memory-report`
+/// only.
 #[global_allocator]
 static GLOBAL: fill_memory::CountingMiMalloc = fill_memory::CountingMiMalloc;
 
