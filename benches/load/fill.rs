@@ -13,9 +13,10 @@
 //! (`fill_events`), so that the store holds as many kept event ids; with no units to write,
 //! it adds the events to a filled dir (banditd-fill --count 0 --events N).
 
-/// The same allocator as banditd (Cargo.toml).
+/// The same allocator as banditd (Cargo.toml), counting for `banditd-fill --memory-report`
+/// only.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: fill_memory::CountingMiMalloc = fill_memory::CountingMiMalloc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +32,7 @@ use clap::Parser;
 use futures_util::StreamExt;
 
 mod fill_events;
+mod fill_memory;
 use fill_events::{EventPlan, EventReport};
 
 /// Units per progress line.
@@ -88,6 +90,11 @@ struct Args {
     /// `apply_rewards` calls in flight at once.
     #[arg(long, default_value_t = 4)]
     calls_in_flight: usize,
+    /// Write nothing: open the data dir (replaying its logs, as `banditd serve` does), wait
+    /// this many milliseconds, print one `MEMORY` line (`fill_memory`: resident set, live
+    /// heap) and the replays' log lines, and exit.
+    #[arg(long, value_name = "SETTLE_MS", conflicts_with = "redis")]
+    memory_report: Option<u64>,
 }
 
 /// What a fill did.
@@ -224,6 +231,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.memory_report.is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .try_init();
+        fill_memory::start_counting();
+    }
     let opened: Result<Arc<dyn Store>, String> = match (&args.redis, &args.data_dir) {
         (Some(url), _) => RedisStore::open(RedisOptions {
             url: url.clone().into(),
@@ -247,6 +260,12 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Some(settle_ms) = args.memory_report {
+        std::thread::sleep(std::time::Duration::from_millis(settle_ms));
+        println!("{}", fill_memory::report_line());
+        drop(store);
+        return ExitCode::SUCCESS;
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -22,6 +22,8 @@
 #      fails) if the free disk space falls below MIN_FREE_GB (15).
 #   3. Per dir, R times: spawns `banditd serve` on it (2 workers, access log off) and measures
 #      the wall time from the spawn to the first 200 of GET /readyz (polled every 10 ms), the
+#      process's CPU time by then (user + system, /proc/PID/stat: on a busy machine the stable
+#      figure), the load average at the spawn, the
 #      peak RSS (VmHWM of /proc/PID/status) and the settled RSS (VmRSS after --settle S), then
 #      checks that the server counts the fill (load-sticky: E rewards, at least U + E exposures), and
 #      stops it with SIGTERM. Every run reads the store the page cache holds warm from the
@@ -163,18 +165,23 @@ counted() {
 # status_kb PID FIELD: a VmXXX figure of /proc/PID/status, in KiB.
 status_kb() { awk -v f="$2:" '$1 == f {print $2}' "/proc/$1/status"; }
 
+# cpu_ms PID: user + system CPU time of the process so far, in ms.
+cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz}' "/proc/$1/stat"; }
+
 # measure NAME DIR EXPOSURES REWARDS RUN: one restart, checked against the exposures and
-# rewards the fill counted; appends "ready_ms peak_kb settled_kb replay_ms"
-# to $WORK/NAME.runs.
+# rewards the fill counted; appends "ready_ms peak_kb settled_kb replay_ms unit_replay_ms
+# table_bytes cpu_ms load1" to $WORK/NAME.runs.
 measure() {
-    local name=$1 dir=$2 want_exposures=$3 want_rewards=$4 run=$5 start pid ready peak settled replay logfile
+    local name=$1 dir=$2 want_exposures=$3 want_rewards=$4 run=$5 start pid ready peak settled replay logfile cpu load1
     logfile=$WORK/$name-$run.log
+    load1=$(cut -d' ' -f1 /proc/loadavg)
     start=$(date +%s%N)
     setsid "$BIN/banditd" serve --bind "127.0.0.1:$BANDITD_PORT" --data-dir "$dir" \
         --experiments "$WORK/experiments" --workers 2 --access-log off >"$logfile" 2>&1 &
     pid=$!
     STARTED_PIDS+=("$pid")
     ready=$(wait_ready "http://127.0.0.1:$BANDITD_PORT/readyz" "$pid" 600 "$start")
+    cpu=$(cpu_ms "$pid")
     sleep "$SETTLE"
     peak=$(status_kb "$pid" VmHWM)
     settled=$(status_kb "$pid" VmRSS)
@@ -193,8 +200,8 @@ measure() {
     units_line=$(grep -o 'replayed the unit log.*' "$logfile" | head -1 || true)
     unit_replay=$(grep -o 'millis[=:"]*[0-9]*' <<<"$units_line" | grep -o '[0-9]*$' || true)
     table_bytes=$(grep -o 'table_bytes[=:"]*[0-9]*' <<<"$units_line" | grep -o '[0-9]*$' || true)
-    echo "$ready $peak $settled ${replay:-–} ${unit_replay:-–} ${table_bytes:-0}" >>"$WORK/$name.runs"
-    log "$name run $run: ready in $ready ms, peak RSS $((peak / 1024)) MiB, settled $((settled / 1024)) MiB, id replay ${replay:-–} ms, unit replay ${unit_replay:-–} ms"
+    echo "$ready $peak $settled ${replay:-–} ${unit_replay:-–} ${table_bytes:-0} $cpu $load1" >>"$WORK/$name.runs"
+    log "$name run $run (load $load1): ready in $ready ms, $cpu ms CPU, peak RSS $((peak / 1024)) MiB, settled $((settled / 1024)) MiB, id replay ${replay:-–} ms, unit replay ${unit_replay:-–} ms"
 }
 
 # spread FILE COLUMN: "median (min–max)" of one column.
@@ -212,7 +219,7 @@ mib_stat() {
 # i (SCALE 1024: a KiB column in bytes), bytes.
 per_item() {
     paste -d ' ' "$WORK/$1.runs" "$WORK/$2.runs" |
-        awk -v c="$4" -v n="$3" -v s="${5:-1024}" '{printf "%.1f\n", ($c - $(c + 6)) * s / n}' >"$WORK/$1-$2.diff"
+        awk -v c="$4" -v n="$3" -v s="${5:-1024}" '{printf "%.1f\n", ($c - $(c + 8)) * s / n}' >"$WORK/$1-$2.diff"
     spread "$WORK/$1-$2.diff" 1
 }
 
@@ -230,10 +237,10 @@ PER_ID=$(per_item all units "$EVENTS" 3)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 size() { du -sb "$1" | awk '{if ($1 < 1e9) printf "%.1f MB", $1 / 1e6; else printf "%.2f GB", $1 / 1e9}'; }
 row() {
-    echo "| $1 | $(size "$2") | $(spread "$WORK/$3.runs" 1) | $(mib_stat "$WORK/$3.runs" 2) | $(mib_stat "$WORK/$3.runs" 3) | $(spread "$WORK/$3.runs" 4) | $(spread "$WORK/$3.runs" 5) |"
+    echo "| $1 | $(size "$2") | $(spread "$WORK/$3.runs" 1) | $(spread "$WORK/$3.runs" 7) | $(spread "$WORK/$3.runs" 8) | $(mib_stat "$WORK/$3.runs" 2) | $(mib_stat "$WORK/$3.runs" 3) | $(spread "$WORK/$3.runs" 4) | $(spread "$WORK/$3.runs" 5) |"
 }
 for name in empty units all; do
-    echo "RESTART store=$name $(awk '{printf "ready_ms=%s peak_kb=%s settled_kb=%s replay_ms=%s unit_replay_ms=%s ", $1, $2, $3, $4, $5}' "$WORK/$name.runs")"
+    echo "RESTART store=$name $(awk '{printf "ready_ms=%s cpu_ms=%s load1=%s peak_kb=%s settled_kb=%s replay_ms=%s unit_replay_ms=%s ", $1, $7, $8, $2, $3, $4, $5}' "$WORK/$name.runs")"
 done
 echo "RESTART per_unit_bytes=\"$PER_UNIT\" table_per_unit_bytes=\"$TABLE_PER_UNIT\" per_id_bytes=\"$PER_ID\" load=\"$LOAD\""
 REPORT=$(
@@ -242,8 +249,8 @@ Restart of \`banditd serve\` on a sled data dir, $RUNS runs per dir, median (min
 average at the end: $LOAD ($(nproc) cores). Fill times: units ${FILL_SECS[units]:-reused} s,
 events ${FILL_SECS[events]:-reused} s (banditd-fill, release).
 
-| data dir | size | spawn to /readyz 200, ms | peak RSS, MiB | settled RSS (+${SETTLE} s), MiB | event-id replay, ms | unit replay, ms |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |
+| data dir | size | spawn to /readyz 200, ms | CPU to /readyz, ms | load (1 min) at spawn | peak RSS, MiB | settled RSS (+${SETTLE} s), MiB | event-id replay, ms | unit replay, ms |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row "empty" "$EMPTY_DIR" empty)
 $(row "$(thousands "$UNITS") units" "$UNITS_DIR" units)
 $(row "$(thousands "$UNITS") units + $(thousands "$EVENTS") kept ids" "$ALL_DIR" all)

@@ -24,6 +24,8 @@ use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
+use super::table_memory::TableMemory;
+
 /// Length of the per-store digest key.
 pub const DIGEST_KEY_LEN: usize = 16;
 
@@ -70,10 +72,11 @@ impl Digester {
     }
 }
 
-/// A set of digests; each digest is its own hash.
+/// A set of digests; each digest is its own hash. A big set's table is memory of its own
+/// (`table_memory`), returned to the kernel when the set grows past it.
 #[derive(Clone, Default)]
 pub struct DigestSet {
-    table: HashTable<u64>,
+    table: HashTable<u64, TableMemory>,
 }
 
 impl std::fmt::Debug for DigestSet {
@@ -111,6 +114,17 @@ impl DigestSet {
 
     pub fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Makes room for `additional` more digests at once (a replay of a known size).
+    pub fn reserve(&mut self, additional: usize) {
+        self.table.reserve(additional, |&kept| kept);
+    }
+
+    /// Gives back the room of a table bigger than its digests need (a replay that reserved
+    /// for more): hashbrown moves them into the smallest table that holds them, if smaller.
+    pub fn shrink_to_fit(&mut self) {
+        self.table.shrink_to_fit(|&kept| kept);
     }
 
     /// Bytes the table holds on the heap: one `u64` and one control byte per slot (plus

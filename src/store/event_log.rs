@@ -143,10 +143,16 @@ pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
     Ok(Digester::new(key))
 }
 
-/// Replays the whole log into a fresh set of ids digested with `digester`.
-pub fn replay(db: &sled::Db, digester: Digester) -> Result<EventIdSet, StoreError> {
+/// Replays the whole log into a fresh set of ids digested with `digester`, allocated for
+/// `expected` ids (the last size kept, `size_hint`) and fitted to what it holds after.
+pub fn replay(
+    db: &sled::Db,
+    digester: Digester,
+    expected: usize,
+) -> Result<EventIdSet, StoreError> {
     let started = std::time::Instant::now();
     let mut set = EventIdSet::new(digester);
+    set.kept.reserve(expected);
     for item in db.scan_prefix([KIND_EVENT_LOG]) {
         let (key, value) = item.map_err(io)?;
         parse_log_key(&key)?;
@@ -154,6 +160,7 @@ pub fn replay(db: &sled::Db, digester: Digester) -> Result<EventIdSet, StoreErro
             set.kept.insert(digest);
         }
     }
+    set.kept.shrink_to_fit();
     tracing::info!(
         event_ids = set.kept.len(),
         table_bytes = set.kept.heap_bytes(),

@@ -270,7 +270,7 @@ fn replay_time_of_the_event_log_is_measured() {
         }
         db.flush().unwrap();
         let started = std::time::Instant::now();
-        let set = replay(&db, digester).unwrap();
+        let set = replay(&db, digester, 0).unwrap();
         println!(
             "{ids} ids: replayed in {:.2} s ({} kept)",
             started.elapsed().as_secs_f64(),

@@ -91,6 +91,9 @@ pub const META_EVENT_ID_KEY: &[u8] = b"\x00event_id_key";
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
 /// `expire` worked on, so at least the deadline of every record it ever removed.
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
+/// Meta key of the sticky table's and the event-id set's sizes at the last open or clean
+/// shutdown, a hint for presizing them at the next (`size_hint`).
+pub const META_TABLE_SIZES: &[u8] = b"\x00table_sizes";
 
 /// Appends `value` as unsigned LEB128 (1 byte below 128, at most 10).
 pub fn put_varint(out: &mut Vec<u8>, mut value: u64) {

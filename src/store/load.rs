@@ -10,6 +10,7 @@ use super::event_ids::Digester;
 use super::event_log;
 use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
 use super::migrate;
+use super::size_hint::{self, TableSizes};
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
 use super::sticky_table::StickyTable;
 
@@ -84,7 +85,16 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     };
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
-    let (event_ids, (sticky, unit_log_entries)) = replay_logs(db)?;
+    let hint = size_hint::read(db);
+    let (event_ids, (sticky, unit_log_entries)) = replay_logs(db, hint)?;
+    let sizes = TableSizes {
+        units: sticky.len() as u64,
+        ids: event_ids.kept.len() as u64,
+    };
+    if sizes.moved_from(&hint) {
+        // A hint (`size_hint`): a store that cannot write it now fails at its first commit.
+        let _ = size_hint::write(db, sizes);
+    }
     Ok((
         DurableState {
             arms,
@@ -98,23 +108,26 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     ))
 }
 
-/// Replays the event log (`event_log::replay`) and the unit log (`StickyTable::load`). Both
-/// are most of a restart's time with many ids and units, and neither reads what the other
-/// builds, so once the store's digest key is read (or made) they run on two threads: a
-/// restart with 10M units and 50M ids takes the longer of the two, not their sum
-/// (`benches/load/results/mem-2026-11-30.md`).
+/// Replays the event log (`event_log::replay`) and the unit log (`StickyTable::load`), into
+/// tables presized from `hint` (`size_hint`). Both are most of a restart's time with many ids
+/// and units, and neither reads what the other builds, so once the store's digest key is read
+/// (or made) they run on two threads: a restart with 10M units and 50M ids takes the longer
+/// of the two, not their sum (`benches/load/results/mem-2026-11-30.md`).
 fn replay_logs(
     db: &sled::Db,
+    hint: TableSizes,
 ) -> Result<(super::event_ids::EventIdSet, (StickyTable, u64)), StoreError> {
     let digester = event_log::digester(db)?;
+    let units_hint = usize::try_from(hint.units).unwrap_or(usize::MAX);
+    let ids_hint = usize::try_from(hint.ids).unwrap_or(usize::MAX);
     std::thread::scope(|scope| {
         let units = std::thread::Builder::new()
             .name("unit-log-replay".to_owned())
-            .spawn_scoped(scope, || StickyTable::load(db, digester))
+            .spawn_scoped(scope, || StickyTable::load(db, digester, units_hint))
             .map_err(|error| {
                 StoreError::Io(format!("could not start the replay thread: {error}"))
             })?;
-        let event_ids = event_log::replay(db, digester);
+        let event_ids = event_log::replay(db, digester, ids_hint);
         let sticky = units
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -241,6 +254,23 @@ mod tests {
         );
         drop(store);
         assert_eq!(format_of(dir.path()), Some(STORE_FORMAT));
+    }
+
+    /// A restart presizes the tables from the sizes the last shutdown kept (`size_hint`).
+    #[test]
+    fn a_clean_shutdown_keeps_the_tables_sizes_for_the_next_start() {
+        use crate::store::size_hint::{self, TableSizes};
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = open(dir.path());
+            for unit in ["u1", "u2", "u3"] {
+                block_on(store.insert_sticky(&epoch(), unit, record("bold", T0_MS), tally(T0_MS)))
+                    .unwrap();
+            }
+            block_on(store.shutdown()).unwrap();
+        }
+        let db = raw_db(dir.path());
+        assert_eq!(size_hint::read(&db), TableSizes { units: 3, ids: 0 });
     }
 
     #[test]

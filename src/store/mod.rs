@@ -44,12 +44,14 @@ mod scan;
 mod secret_file;
 mod select;
 mod shared;
+mod size_hint;
 mod sled;
 mod sled_delay;
 mod state;
 mod sticky_cache;
 mod sticky_slots;
 mod sticky_table;
+mod table_memory;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod types;

@@ -12,11 +12,13 @@
 //!
 //! **Memory.** `24 / load` bytes per unit. The table grows by [`GROWTH_NUM`]/[`GROWTH_DEN`]
 //! (×1.2) once an insert would take it past [`MAX_LOAD_PERCENT`] (92%), so between growths its
-//! load stays between 0.92 / 1.2 = 0.767 and 0.92: 26.1–31.3 bytes per unit. A replay grows it
-//! by doubling instead (fewer rehashes on the way) and then resizes every shard to
-//! [`REPLAYED_LOAD_PERCENT`] (85%): 28.2 bytes per unit after a restart. A growth allocates the
-//! new shard before it frees the old one, so the spike is one shard's (1/64 of the table), not
-//! the table's.
+//! load stays between 0.92 / 1.2 = 0.767 and 0.92: 26.1–31.3 bytes per unit. A replay starts
+//! from a table presized for the units the store held last ([`Slots::presize`], `size_hint`);
+//! past that it grows by doubling (fewer rehashes on the way), and it ends resized to
+//! [`REPLAYED_LOAD_PERCENT`] (85%) unless presizing already put it near that load: 28.2 bytes
+//! per unit after a restart. A growth allocates the new shard before it frees the old one, so
+//! the spike is one shard's (1/64 of the table), not the table's; a big shard's array is a
+//! mapping of its own (`table_memory`), so the old one leaves the process when freed.
 //!
 //! **Cost.** With a load α, a lookup of a present digest reads ½(1 + 1/(1 − α)) slots on
 //! average (6.8 at 0.92, contiguous: about three cache lines), and Robin Hood ordering ends a
@@ -24,6 +26,8 @@
 //! about as short. An insert shifts the rest of its run by one slot (½(1 + 1/(1 − α)²) slots
 //! on average, 78 at 0.92: a copy of under 2 KB). A removal shifts the following run back
 //! (backward-shift deletion, no tombstones).
+
+use super::table_memory::TableMemory;
 
 /// One unit's assignment, packed (see `sticky_table`'s module docs). `packed == EMPTY` marks
 /// a free slot: no record packs to it (see [`EMPTY`]).
@@ -50,19 +54,37 @@ const FREE: Slot = Slot {
 pub(super) const MAX_LOAD_PERCENT: usize = 92;
 /// The load a replayed shard is resized to ([`Slots::fit`]).
 pub(super) const REPLAYED_LOAD_PERCENT: usize = 85;
+/// How far below [`REPLAYED_LOAD_PERCENT`] a presized table may end its replay and be kept.
+pub(super) const PRESIZED_SLACK_PERCENT: usize = 5;
 /// Growth factor of a serving table: ×6/5.
 const GROWTH_NUM: usize = 6;
 const GROWTH_DEN: usize = 5;
 /// The smallest table a shard allocates.
 const MIN_CAPACITY: usize = 16;
 
+/// A shard's slot array, in memory of its own once it is big (`table_memory`).
+type SlotVec = allocator_api2::vec::Vec<Slot, TableMemory>;
+
 /// One shard's slots (see the module docs).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Slots {
-    slots: Box<[Slot]>,
+    slots: SlotVec,
     len: usize,
     /// Grow by doubling (during a replay) rather than by ×1.2.
     bulk: bool,
+    /// Sized by [`Slots::presize`] for the replay under way.
+    presized: bool,
+}
+
+impl Default for Slots {
+    fn default() -> Self {
+        Slots {
+            slots: SlotVec::new_in(TableMemory),
+            len: 0,
+            bulk: false,
+            presized: false,
+        }
+    }
 }
 
 impl Slots {
@@ -123,13 +145,31 @@ impl Slots {
         Some(removed)
     }
 
+    /// Before a replay of about `units` units: allocates the table a replay of that many ends
+    /// with ([`REPLAYED_LOAD_PERCENT`]), so that it need not grow on the way (`size_hint`).
+    pub fn presize(&mut self, units: usize) {
+        let sized = (units.saturating_mul(100)).div_ceil(REPLAYED_LOAD_PERCENT);
+        if units > 0 && sized > self.capacity() {
+            self.resize(sized.max(MIN_CAPACITY));
+            self.presized = true;
+        }
+    }
+
     /// Ends a replay: resizes to [`REPLAYED_LOAD_PERCENT`] (the table may shrink to it, since a
-    /// replay doubles) and grows by ×1.2 from now on.
+    /// replay doubles) and grows by ×1.2 from now on. A table presized for the replay
+    /// ([`Self::presize`]) that ended within [`PRESIZED_SLACK_PERCENT`] points below that load
+    /// (or above it, below [`MAX_LOAD_PERCENT`]) is kept as it is: no second copy of the table.
     pub fn fit(&mut self) {
         self.bulk = false;
+        let presized = std::mem::take(&mut self.presized);
         let fitted = (self.len * 100).div_ceil(REPLAYED_LOAD_PERCENT);
+        if presized
+            && self.len * 100 >= self.capacity() * (REPLAYED_LOAD_PERCENT - PRESIZED_SLACK_PERCENT)
+        {
+            return;
+        }
         if self.len == 0 {
-            self.slots = Box::default();
+            self.slots = SlotVec::new_in(TableMemory);
         } else if fitted != self.capacity() {
             self.resize(fitted.max(MIN_CAPACITY));
         }
@@ -181,8 +221,12 @@ impl Slots {
         }
     }
 
+    /// Moves the slots into a new array of `capacity`; the old one is freed after (unmapped
+    /// at once if it had a mapping of its own, `table_memory`).
     fn resize(&mut self, capacity: usize) {
-        let old = std::mem::replace(&mut self.slots, vec![FREE; capacity].into_boxed_slice());
+        let mut fresh = SlotVec::with_capacity_in(capacity, TableMemory);
+        fresh.resize(capacity, FREE);
+        let old = std::mem::replace(&mut self.slots, fresh);
         self.len = 0;
         for slot in old.iter().filter(|slot| slot.packed != EMPTY) {
             self.insert_new(*slot);

@@ -144,3 +144,112 @@ fn a_digest_of_zero_or_all_ones_is_an_ordinary_unit() {
     assert_eq!(slots.get(u64::MAX), Some(slot(u64::MAX, 2)));
     assert_eq!(slots.len(), 2);
 }
+
+/// The length of the mapping of `/proc/self/maps` that begins exactly at `address`, if any.
+#[cfg(target_os = "linux")]
+fn mapping_at(address: usize) -> Option<usize> {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines().find_map(|line| {
+        let (start, rest) = line.split_once('-')?;
+        let end = rest.split_whitespace().next()?;
+        let start = usize::from_str_radix(start, 16).ok()?;
+        let end = usize::from_str_radix(end, 16).ok()?;
+        (start == address).then_some(end - start)
+    })
+}
+
+/// A replay grows a shard by doubling and then resizes it: each array it lets go must leave
+/// the process then, on whatever thread, not stay with the allocator (the process held 69–90
+/// bytes per unit for a 28.2-byte table, `benches/load/results/mem2-2026-11-30-s7.md`).
+#[test]
+#[cfg(target_os = "linux")]
+fn a_big_shard_is_memory_of_its_own_and_each_array_it_outgrows_is_unmapped() {
+    let page = |bytes: usize| bytes.next_multiple_of(4096);
+    let array = |slots: &Slots| {
+        (
+            slots.slots.as_ptr() as usize,
+            page(slots.capacity() * size_of::<Slot>()),
+        )
+    };
+    let mut slots = Slots::default();
+    slots.set_bulk(true);
+    let mut outgrown = Vec::new();
+    let mut current = array(&slots);
+    for n in 1..=300_000u64 {
+        slots.put(slot(n.wrapping_mul(0xD1B5_4A32_D192_ED03), n));
+        if array(&slots) != current {
+            outgrown.push(current);
+            current = array(&slots);
+        }
+    }
+    slots.fit();
+    outgrown.push(current);
+    let (fitted, bytes) = array(&slots);
+    assert!(bytes >= super::super::table_memory::MAPPED_MIN_BYTES);
+    assert_eq!(
+        mapping_at(fitted),
+        Some(bytes),
+        "the fitted array is a mapping of its own"
+    );
+    let big: Vec<(usize, usize)> = outgrown.iter().rev().take(3).copied().collect();
+    assert!(
+        big.iter()
+            .all(|&(_, bytes)| bytes >= super::super::table_memory::MAPPED_MIN_BYTES)
+    );
+    for (at, bytes) in big {
+        assert_ne!(
+            mapping_at(at),
+            Some(bytes),
+            "the outgrown array at {at:#x} is unmapped"
+        );
+    }
+}
+
+#[test]
+fn a_presized_replay_never_grows_and_keeps_its_table() {
+    let units = 100_000u64;
+    let mut slots = Slots::default();
+    slots.set_bulk(true);
+    slots.presize(units as usize);
+    let capacity = slots.capacity();
+    assert_eq!(
+        capacity,
+        (units as usize * 100).div_ceil(REPLAYED_LOAD_PERCENT)
+    );
+    for n in 1..=units {
+        slots.put(slot(n.wrapping_mul(0xD1B5_4A32_D192_ED03), n));
+        assert_eq!(slots.capacity(), capacity, "grew at {n}");
+    }
+    slots.fit();
+    assert_eq!(slots.capacity(), capacity, "kept");
+    check_invariants(&slots);
+
+    // Presized for twice what came: fitted down to the replayed load.
+    let mut oversized = Slots::default();
+    oversized.set_bulk(true);
+    oversized.presize(2 * units as usize);
+    for n in 1..=units {
+        oversized.put(slot(n, n));
+    }
+    oversized.fit();
+    assert_eq!(
+        oversized.capacity(),
+        (units as usize * 100).div_ceil(REPLAYED_LOAD_PERCENT)
+    );
+    // Presized for half: grows by doubling on the way, fitted after.
+    let mut undersized = Slots::default();
+    undersized.set_bulk(true);
+    undersized.presize(units as usize / 2);
+    for n in 1..=units {
+        undersized.put(slot(n, n));
+    }
+    undersized.fit();
+    assert_eq!(
+        undersized.capacity(),
+        (units as usize * 100).div_ceil(REPLAYED_LOAD_PERCENT)
+    );
+    for n in 1..=units {
+        assert_eq!(undersized.get(n), Some(slot(n, n)));
+    }
+    check_invariants(&undersized);
+}

@@ -30,8 +30,10 @@
 //! [`RewardSlot`] in a `hashbrown` table: 33 bytes a bucket at a load between 7/16 and 7/8).
 //! The test `a_million_units_cost_what_the_capacity_arithmetic_says` checks the figure from
 //! the capacities, and `benches/load/restart.sh` logs it (`table_bytes`) next to the process's
-//! RSS: at 10M units the process grows 70–89 bytes per unit, the rest being sled's pages and
-//! allocator slack left by the replay (`benches/load/results/mem-2026-11-30.md`). Propensity
+//! RSS: at 10M units the process grows 44–46 bytes per unit (69–89 before the slots had
+//! mappings of their own and were presized: the rest was allocator slack the replay's
+//! doublings left), of which ~13 are live heap outside the table
+//! (`benches/load/results/mem2-2026-11-30-s7.md`). Propensity
 //! and digest are kept exact, so a slot cannot shrink below 24 bytes without changing what
 //! tokens sign.
 //!
@@ -138,12 +140,18 @@ impl StickyTable {
         }
     }
 
-    /// Builds the table from the unit log (`unit_log::replay`). Answers it with the log's
-    /// entries, live or superseded (what decides when the log is compacted).
-    pub fn load(db: &sled::Db, digester: Digester) -> Result<(StickyTable, u64), StoreError> {
+    /// Builds the table from the unit log (`unit_log::replay`), its shards allocated for
+    /// `expected` units (the last size kept, `size_hint`). Answers it with the log's entries,
+    /// live or superseded (what decides when the log is compacted).
+    pub fn load(
+        db: &sled::Db,
+        digester: Digester,
+        expected: usize,
+    ) -> Result<(StickyTable, u64), StoreError> {
         let started = std::time::Instant::now();
         let table = StickyTable::new(digester);
         table.set_bulk();
+        table.presize(expected);
         let entries = super::unit_log::replay(db, &table)?;
         table.fit();
         tracing::info!(
@@ -160,6 +168,14 @@ impl StickyTable {
     fn set_bulk(&self) {
         for padded in &self.shards {
             write_lock(&padded.shard).slots.set_bulk(true);
+        }
+    }
+
+    /// Sizes every shard for its share of `units` before a replay (`Slots::presize`).
+    fn presize(&self, units: usize) {
+        let per_shard = units.div_ceil(SHARDS);
+        for padded in &self.shards {
+            write_lock(&padded.shard).slots.presize(per_shard);
         }
     }
 

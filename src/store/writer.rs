@@ -213,6 +213,9 @@ impl Writer {
                     reply.send(report);
                 }
                 Some(Barrier::Shutdown(reply)) => {
+                    if let Some(open) = &self.open {
+                        super::size_hint::keep_at_shutdown(&open.db, &self.durable);
+                    }
                     let _ = reply.send(Ok(()));
                     return;
                 }

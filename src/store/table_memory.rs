@@ -1,0 +1,165 @@
+//! [`TableMemory`]: the allocator of the store's two big in-memory tables, the sticky table's
+//! slots (`sticky_slots`) and the set of kept event-id digests (`event_ids`). A block of at
+//! least [`MAPPED_MIN_BYTES`] gets an anonymous mapping of its own (`mmap`), returned to the
+//! kernel by `munmap` the moment the table lets it go; smaller blocks come from the global
+//! allocator.
+//!
+//! **Why.** Both tables grow by replacing their memory with a bigger block: a replay doubles
+//! them many times, and the sticky table's 64 shards are resized once more at its end. Through
+//! the global allocator (mimalloc) those freed blocks stayed resident: the blocks the
+//! unit-replay thread freed sat in the thread's segments, abandoned when the thread exited, and
+//! nothing purged them while the server idled (`benches/load/results/mem2-2026-11-30-s7.md`
+//! has the accounting). A mapping of its own is the table's exact size and leaves the process
+//! with it, on whatever thread the table grows or is dropped.
+//!
+//! **Huge pages.** A mapping of at least [`HUGE_PAGE`] is aligned to it and advised
+//! `MADV_HUGEPAGE` (Linux): the tables are read and written at random over hundreds of
+//! megabytes, and a 2 MiB page needs one fault and one TLB entry where 4 KiB pages need 512.
+//! The tables fill every slot they map (a free slot is written, not left zero), so a huge page
+//! holds no more memory than the small pages would.
+//!
+//! **Switch.** `BANDITD_TABLE_MEMORY=global` in the environment (read once) sends every block
+//! to the global allocator, as before this module: the A side of the A/B of one binary in
+//! `benches/load/results/mem2-2026-11-30-s7.md`. A diagnostic, not a setting.
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+
+use allocator_api2::alloc::{AllocError, Allocator, Global};
+
+/// Blocks of at least this size are mapped on their own.
+pub const MAPPED_MIN_BYTES: usize = 1 << 20;
+/// A transparent huge page on x86-64 and aarch64 with 4 KiB pages.
+pub const HUGE_PAGE: usize = 2 << 20;
+/// mmap's alignment: blocks that need more come from the global allocator.
+const MAPPING_ALIGN: usize = 4096;
+
+/// See the module docs. Stateless: whether a block is mapped follows from its layout, so
+/// `deallocate` (given the same layout, as the `Allocator` contract requires) frees it the way
+/// it was allocated.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableMemory;
+
+fn is_mapped(layout: Layout) -> bool {
+    cfg!(unix)
+        && layout.size() >= MAPPED_MIN_BYTES
+        && layout.align() <= MAPPING_ALIGN
+        && !all_global()
+}
+
+/// Whether the switch (module docs) sends every block to the global allocator. Read once, so
+/// a block is always freed the way it was allocated.
+fn all_global() -> bool {
+    static ALL_GLOBAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ALL_GLOBAL.get_or_init(|| {
+        std::env::var_os("BANDITD_TABLE_MEMORY").is_some_and(|value| value == "global")
+    })
+}
+
+// SAFETY: a mapped block is a fresh private mapping of at least `layout.size()` bytes, aligned
+// to a page (>= `layout.align()`), valid until `deallocate` unmaps it; every other block is
+// the global allocator's, freed by it. `is_mapped` gives the same answer for the same layout.
+unsafe impl Allocator for TableMemory {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if !is_mapped(layout) {
+            return Global.allocate(layout);
+        }
+        let start = map(layout.size()).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(start, layout.size()))
+    }
+
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if !is_mapped(layout) {
+            return Global.allocate_zeroed(layout);
+        }
+        // An anonymous mapping reads as zeros.
+        self.allocate(layout)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if is_mapped(layout) {
+            unmap(ptr, layout.size());
+        } else {
+            // SAFETY: allocated by `Global` with this layout (the caller's contract).
+            unsafe { Global.deallocate(ptr, layout) }
+        }
+    }
+}
+
+/// A private anonymous mapping of `size` bytes, aligned to [`HUGE_PAGE`] and advised to use
+/// huge pages when it is at least that big.
+#[cfg(unix)]
+fn map(size: usize) -> Option<NonNull<u8>> {
+    let huge = size >= HUGE_PAGE;
+    let reserve = if huge {
+        size.checked_add(HUGE_PAGE)?
+    } else {
+        size
+    };
+    // SAFETY: a new anonymous mapping; no existing memory is touched.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            reserve,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return None;
+    }
+    let raw = raw.cast::<u8>();
+    if !huge {
+        return NonNull::new(raw);
+    }
+    // Trim the reservation to a HUGE_PAGE-aligned start and a page-rounded end.
+    let head = (HUGE_PAGE - (raw as usize) % HUGE_PAGE) % HUGE_PAGE;
+    let used = size.next_multiple_of(MAPPING_ALIGN);
+    let tail = reserve - head - used;
+    // SAFETY: both ranges lie inside the mapping made above and are not handed out.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw.cast(), head);
+        }
+        let start = raw.add(head);
+        if tail > 0 {
+            libc::munmap(start.add(used).cast(), tail);
+        }
+        advise_huge_pages(start, used);
+        NonNull::new(start)
+    }
+}
+
+#[cfg(not(unix))]
+fn map(_size: usize) -> Option<NonNull<u8>> {
+    None
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(start: *mut u8, len: usize) {
+    // SAFETY: advice on a range of our own mapping; a refusal (THP off) changes nothing.
+    unsafe {
+        libc::madvise(start.cast(), len, libc::MADV_HUGEPAGE);
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn advise_huge_pages(_start: *mut u8, _len: usize) {}
+
+#[cfg(unix)]
+fn unmap(ptr: NonNull<u8>, size: usize) {
+    // SAFETY: `ptr` starts a mapping `map` made for `size` bytes; munmap rounds up to the page
+    // as mmap did. It cannot fail on a whole mapping of ours.
+    unsafe {
+        libc::munmap(ptr.as_ptr().cast(), size);
+    }
+}
+
+#[cfg(not(unix))]
+fn unmap(_ptr: NonNull<u8>, _size: usize) {}
+
+#[cfg(test)]
+#[path = "table_memory_tests.rs"]
+mod tests;
