@@ -155,6 +155,23 @@ impl LogWriter {
         Ok(())
     }
 
+    /// Appends the record (`None`: removed) a request of this commit wrote for the unit under
+    /// `sticky_key`, as the overlay keeps it: typed, so nothing is encoded to be decoded again.
+    pub fn push_record(
+        &mut self,
+        sticky_key: &[u8],
+        record: Option<&StickyRecord>,
+    ) -> Result<(), StoreError> {
+        let (epoch, unit) = split_sticky_key(sticky_key)?;
+        let seq = self.seq;
+        let record = record.map(|record| StickyRef {
+            seq,
+            ..StickyRef::from(record)
+        });
+        self.push_entry(epoch, unit, record.as_ref());
+        Ok(())
+    }
+
     fn push_entry(&mut self, epoch: &[u8], unit: &[u8], record: Option<&StickyRef<'_>>) {
         if self.open.as_ref().is_some_and(|(open, entries)| {
             open.as_slice() != epoch || entries.byte_len() >= MAX_LOG_VALUE_BYTES
