@@ -147,7 +147,8 @@ impl LogWriter {
     }
 
     /// Appends the record `record` (as `codec::encode_sticky` wrote it; `None`: removed) of
-    /// the unit under `sticky_key`. Bytes that do not decode are refused.
+    /// the unit under `sticky_key`: a format-5 sticky key's value, which `migrate` moves into
+    /// the log. Bytes that do not decode are refused.
     pub fn push(&mut self, sticky_key: &[u8], record: Option<&[u8]>) -> Result<(), StoreError> {
         let (epoch, unit) = split_sticky_key(sticky_key)?;
         let record = record.map(codec::decode_sticky_ref).transpose()?;
