@@ -31,7 +31,7 @@ pub fn insert_sticky(
     let existing = txn.sticky(&key)?;
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
-        txn.put(key, codec::encode_sticky(&held, txn.seq()));
+        txn.put_sticky(key, held.clone());
         count_many_exposures(txn, epoch, &held.variant, tally, false, 1)?;
     }
     Ok((held, won))
@@ -65,7 +65,7 @@ pub fn reassign_sticky(
                 arm.moved_away.exposures += 1;
                 arm.moved_away.reward_sum += moved_reward.unwrap_or(0.0);
             });
-            txn.put(key, codec::encode_sticky(&record, txn.seq()));
+            txn.put_sticky(key, record.clone());
             count_many_exposures(txn, epoch, &record.variant, tally, false, 1)?;
             Ok(Some((record, true)))
         }
@@ -152,7 +152,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 record.rewarded_ms = Some(op.now_ms);
                 // Rewritten with this commit's sequence number: `sticky()` must not show the
                 // reward before it is durable either.
-                txn.put(key, codec::encode_sticky(&record, txn.seq()));
+                txn.put_sticky(key, record);
             }
             credit
         }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::StoreError;
-use super::keys::{corrupt, put_bytes, put_varint, take_bytes, take_u64, take_varint, utf8};
+use super::keys::{corrupt, put_varint, take_bytes, take_u64, take_varint, utf8};
 use super::records::{EpochSpec, HistoryArm, HistoryPoint, StoredHistory, StoredHistoryRef};
 use super::state::MovedAway;
 use super::types::{ArmCounters, EpochInfo, StickyRecord};
@@ -27,7 +27,9 @@ pub struct StoredSticky {
 
 /// Layout: flags u8 · seq varint · assigned_ms varint · propensity f64 · variant (len-prefixed)
 /// · reward f64 if flagged · rewarded_ms varint if flagged. About 25 bytes for a short variant
-/// id.
+/// id. Since the overlay keeps a commit's records typed, only format-5 sticky keys (which
+/// `migrate` reads) and the unit log's format-5 values hold this layout: tests write them.
+#[cfg(test)]
 pub fn encode_sticky(record: &StickyRecord, seq: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(40 + record.variant.len());
     let mut flags = 0;
@@ -41,7 +43,7 @@ pub fn encode_sticky(record: &StickyRecord, seq: u64) -> Vec<u8> {
     put_varint(&mut out, seq);
     put_varint(&mut out, record.assigned_ms);
     out.extend_from_slice(&record.propensity.to_be_bytes());
-    put_bytes(&mut out, record.variant.as_bytes());
+    super::keys::put_bytes(&mut out, record.variant.as_bytes());
     if let Some(reward) = record.reward {
         out.extend_from_slice(&reward.to_be_bytes());
     }

@@ -373,3 +373,42 @@ fn an_index_entry_for_another_kind_of_record_is_corrupt() {
         Err(StoreError::Corrupt(_))
     ));
 }
+
+/// The watermark's key as the closed store at `dir` holds it (`None`: never written).
+fn watermark_on_disk(dir: &std::path::Path) -> Option<u64> {
+    let db = crate::store::test_support::raw_db(dir);
+    db.get(keys::META_EXPIRED_THROUGH)
+        .unwrap()
+        .map(|value| crate::store::codec::decode_u64(&value, "expiry watermark").unwrap())
+}
+
+#[test]
+fn the_watermark_is_written_by_the_commits_that_move_it_and_kept_by_the_others() {
+    use crate::store::Store as _;
+    use crate::store::test_support::{DAY_MS, T0_MS, block_on, open, record, tally, token_reward};
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        block_on(store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS))).unwrap();
+    }
+    assert_eq!(
+        watermark_on_disk(dir.path()),
+        None,
+        "a commit that does not move the watermark does not rewrite it"
+    );
+    let moved = {
+        let store = open(dir.path());
+        let credit = token_reward("e1", "a1", "bold", T0_MS, 1.0, T0_MS);
+        block_on(store.apply_rewards(vec![credit])).unwrap();
+        assert!(block_on(store.expire(T0_MS + 60 * DAY_MS)).unwrap() > 0);
+        drop(store);
+        watermark_on_disk(dir.path()).expect("the expire moved the watermark")
+    };
+    assert!(moved > T0_MS);
+    {
+        let store = open(dir.path());
+        block_on(store.insert_sticky(&epoch(), "u2", record("bold", T0_MS), tally(T0_MS))).unwrap();
+        block_on(store.expire(T0_MS)).unwrap();
+    }
+    assert_eq!(watermark_on_disk(dir.path()), Some(moved));
+}

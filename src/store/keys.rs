@@ -89,7 +89,8 @@ pub const META_MIGRATING: &[u8] = b"\x00migrating";
 /// Meta key of the store's 128-bit key for event-id digests (`event_ids`), made with the store.
 pub const META_EVENT_ID_KEY: &[u8] = b"\x00event_id_key";
 /// Meta key of the expiry watermark: the latest due time of an expiry-index value that
-/// `expire` worked on, so at least the deadline of every record it ever removed.
+/// `expire` worked on, so at least the deadline of every record it ever removed. Written
+/// only by the commits that move it (absent: 0).
 pub const META_EXPIRED_THROUGH: &[u8] = b"\x00expired_through";
 /// Meta key of the sticky table's and the event-id set's sizes at the last open or clean
 /// shutdown, a hint for presizing them at the next (`size_hint`).

@@ -6,13 +6,13 @@
 //! a request is all-or-nothing inside it (if a request hits a corrupt record half-way, its
 //! earlier changes are dropped and the other requests of the batch still commit).
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
-use super::codec;
 use super::error::StoreError;
 use super::event_ids::PendingIds;
 use super::expiry_index::PendingExpiries;
-use super::keys::{self, KIND_EXPIRY, io};
+use super::keys::{self, KIND_EXPIRY, KIND_STICKY, io};
 use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
 use super::types::{Epoch, EpochInfo, StickyRecord};
 
@@ -22,6 +22,9 @@ pub struct BatchState {
     /// Sequence number this commit will have once durable.
     pub seq: u64,
     pub writes: WriteMap,
+    /// The sticky records the batch wrote, typed: the commit hands them to the unit log and
+    /// the table as they are, with no encoding to decode again.
+    pub sticky: StickyWrites,
     pub arms: ArmMap,
     pub epochs: EpochMap,
     pub expired_through: u64,
@@ -49,6 +52,11 @@ impl BatchState {
         } else {
             self.writes.extend(changes.writes);
         }
+        if self.sticky.is_empty() {
+            self.sticky = changes.sticky;
+        } else {
+            self.sticky.extend(changes.sticky);
+        }
         self.expiries.append(changes.expiries);
         self.event_ids.append(changes.event_ids);
         for (epoch, arms) in changes.arms {
@@ -59,10 +67,14 @@ impl BatchState {
     }
 }
 
+/// Sticky key → the record written, or `None` for a removal.
+pub type StickyWrites = BTreeMap<Vec<u8>, Option<StickyRecord>>;
+
 /// One request's changes, ready to merge into the batch.
 #[derive(Debug)]
 pub struct TxnChanges {
     writes: WriteMap,
+    sticky: StickyWrites,
     arms: ArmMap,
     epochs: EpochMap,
     expired_through: u64,
@@ -95,6 +107,7 @@ pub struct Txn<'a> {
     durable: &'a DurableState,
     batch: &'a BatchState,
     writes: WriteMap,
+    sticky: StickyWrites,
     arms: ArmMap,
     epochs: EpochMap,
     expired_through: u64,
@@ -109,6 +122,7 @@ impl<'a> Txn<'a> {
             durable,
             batch,
             writes: WriteMap::new(),
+            sticky: StickyWrites::new(),
             arms: ArmMap::new(),
             epochs: EpochMap::new(),
             expired_through: batch.expired_through,
@@ -144,8 +158,16 @@ impl<'a> Txn<'a> {
         self.writes.get(key).or_else(|| self.batch.writes.get(key))
     }
 
+    /// Writes a sled value; a sticky record goes through [`Txn::put_sticky`] instead.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        debug_assert_ne!(key.first(), Some(&KIND_STICKY), "sticky records are typed");
         self.writes.insert(key, Some(value));
+    }
+
+    /// Writes the unit's sticky record under `key` (`keys::epoch_key(KIND_STICKY, ..)`),
+    /// stamped with this commit's sequence number when the commit logs it.
+    pub fn put_sticky(&mut self, key: Vec<u8>, record: StickyRecord) {
+        self.sticky.insert(key, Some(record));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
@@ -155,11 +177,8 @@ impl<'a> Txn<'a> {
     /// The sticky record under `key` as this request sees it: the request's and the batch's
     /// pending writes, else the durable table (never sled: see `sticky_table`).
     pub fn sticky(&self, key: &[u8]) -> Result<Option<StickyRecord>, StoreError> {
-        if let Some(value) = self.pending(key) {
-            return value
-                .as_deref()
-                .map(|bytes| codec::decode_sticky(bytes).map(|stored| stored.record))
-                .transpose();
+        if let Some(pending) = self.sticky.get(key).or_else(|| self.batch.sticky.get(key)) {
+            return Ok(pending.clone());
         }
         Ok(self.durable.sticky.peek(key))
     }
@@ -294,6 +313,7 @@ impl<'a> Txn<'a> {
     pub fn finish(self) -> TxnChanges {
         TxnChanges {
             writes: self.writes,
+            sticky: self.sticky,
             arms: self.arms,
             epochs: self.epochs,
             expired_through: self.expired_through,

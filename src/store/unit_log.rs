@@ -147,10 +147,28 @@ impl LogWriter {
     }
 
     /// Appends the record `record` (as `codec::encode_sticky` wrote it; `None`: removed) of
-    /// the unit under `sticky_key`. Bytes that do not decode are refused.
+    /// the unit under `sticky_key`: a format-5 sticky key's value, which `migrate` moves into
+    /// the log. Bytes that do not decode are refused.
     pub fn push(&mut self, sticky_key: &[u8], record: Option<&[u8]>) -> Result<(), StoreError> {
         let (epoch, unit) = split_sticky_key(sticky_key)?;
         let record = record.map(codec::decode_sticky_ref).transpose()?;
+        self.push_entry(epoch, unit, record.as_ref());
+        Ok(())
+    }
+
+    /// Appends the record (`None`: removed) a request of this commit wrote for the unit under
+    /// `sticky_key`, as the overlay keeps it: typed, so nothing is encoded to be decoded again.
+    pub fn push_record(
+        &mut self,
+        sticky_key: &[u8],
+        record: Option<&StickyRecord>,
+    ) -> Result<(), StoreError> {
+        let (epoch, unit) = split_sticky_key(sticky_key)?;
+        let seq = self.seq;
+        let record = record.map(|record| StickyRef {
+            seq,
+            ..StickyRef::from(record)
+        });
         self.push_entry(epoch, unit, record.as_ref());
         Ok(())
     }

@@ -97,6 +97,30 @@ fn values_are_cut_near_four_kib_and_their_chunks_sort_in_push_order() {
 }
 
 #[test]
+fn a_typed_record_is_logged_as_the_request_wrote_it_and_stamped_with_the_commit() {
+    let mut log = LogWriter::new(42);
+    let mut credited = record("bold", T0_MS);
+    credited.reward = Some(0.25);
+    credited.rewarded_ms = Some(T0_MS + 9);
+    log.push_record(&sticky(&epoch(), "u1"), Some(&credited))
+        .unwrap();
+    log.push_record(&sticky(&epoch(), "gone"), None).unwrap();
+    assert!(matches!(
+        log.push_record(&keys::epoch_key(keys::KIND_ARM, &epoch(), "u"), None),
+        Err(StoreError::Corrupt(_))
+    ));
+    assert_eq!(log.entries(), 2);
+    let first = encoded_epoch(&epoch());
+    assert_eq!(
+        decode_all(&log.finish()),
+        vec![
+            (first.clone(), 42, b"u1".to_vec(), Some((credited, 42))),
+            (first, 42, b"gone".to_vec(), None),
+        ]
+    );
+}
+
+#[test]
 fn a_truncated_value_or_a_foreign_key_is_corrupt_not_a_panic() {
     let mut log = LogWriter::new(1);
     assert!(matches!(

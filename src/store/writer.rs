@@ -28,11 +28,9 @@ use super::event_log;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
-use super::keys::{
-    self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_STICKY, io,
-};
-use super::overlay::{BatchState, Txn};
-use super::state::{ArmMap, CounterMap, EpochMap, WriteMap};
+use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::overlay::{BatchState, StickyWrites, Txn};
+use super::state::{ArmMap, CounterMap, EpochMap};
 use super::sticky_table::StickyTable;
 use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
@@ -405,6 +403,7 @@ impl Writer {
     fn commit(&mut self, open: &OpenDb, state: BatchState) -> Result<(), StoreError> {
         let expiry_moved = state.expired_through != self.expired_through;
         if state.writes.is_empty()
+            && state.sticky.is_empty()
             && state.arms.is_empty()
             && state.epochs.is_empty()
             && state.expiries.is_empty()
@@ -413,7 +412,6 @@ impl Writer {
         {
             return Ok(());
         }
-        let sticky_writes = sticky_writes(&self.durable.sticky, &state.writes)?;
         // Compaction first: its entries are the durable state before this commit, so the
         // commit's own entries must replay after them (see `unit_log`).
         let mut log = LogWriter::new(state.seq);
@@ -422,11 +420,11 @@ impl Writer {
         for key in &step.removed_values {
             batch.remove(key.as_slice());
         }
+        for (key, record) in &state.sticky {
+            log.push_record(key, record.as_ref())?;
+        }
+        let sticky_writes = sticky_writes(&self.durable.sticky, state.sticky);
         for (key, value) in state.writes {
-            if key.first() == Some(&KIND_STICKY) {
-                log.push(&key, value.as_deref())?;
-                continue;
-            }
             match value {
                 Some(value) => batch.insert(key, value),
                 None => batch.remove(key),
@@ -476,10 +474,14 @@ impl Writer {
             batch.insert(keys::epoch_info_key(epoch), codec::encode_epoch_info(info));
         }
         batch.insert(keys::META_SEQ, codec::encode_u64(state.seq).to_vec());
-        batch.insert(
-            keys::META_EXPIRED_THROUGH,
-            codec::encode_u64(state.expired_through).to_vec(),
-        );
+        // Only when it moved: the key holds the last value written, which is the one in
+        // memory until it moves again, and a commit without expiry saves a sled key.
+        if expiry_moved {
+            batch.insert(
+                keys::META_EXPIRED_THROUGH,
+                codec::encode_u64(state.expired_through).to_vec(),
+            );
+        }
 
         self.write(open, batch)?;
         // On disk now; applied before `durable_seq` moves, so a reader that sees this commit's
@@ -597,22 +599,12 @@ impl Writer {
     }
 }
 
-/// The sticky records a commit writes, by digest (`None`: removed), decoded before the write so
-/// that the table is never told less than the disk holds: bytes that do not decode fail the
-/// commit (the writer encoded them itself, so that would be a bug), and the reopen reloads
-/// the table from what reached the disk.
-fn sticky_writes(
-    table: &StickyTable,
-    writes: &WriteMap,
-) -> Result<Vec<(u64, Option<StickyRecord>)>, StoreError> {
+/// The sticky records a commit writes, by digest (`None`: removed), for the table once the
+/// commit is durable: the overlay kept them typed, so the table is told exactly what the log
+/// entries say.
+fn sticky_writes(table: &StickyTable, writes: StickyWrites) -> Vec<(u64, Option<StickyRecord>)> {
     writes
-        .range(vec![KIND_STICKY]..vec![KIND_STICKY + 1])
-        .map(|(key, value)| {
-            let record = match value {
-                Some(bytes) => Some(codec::decode_sticky(bytes)?.record),
-                None => None,
-            };
-            Ok((table.digest(key), record))
-        })
+        .into_iter()
+        .map(|(key, record)| (table.digest(&key), record))
         .collect()
 }
