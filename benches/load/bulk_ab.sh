@@ -2,17 +2,18 @@
 # A/B of two banditd builds on bulk ingest (1,000 events per POST, NDJSON, 20% duplicates),
 # alternated in one run, with exact per-event counts:
 #
-#   benches/load/bulk_ab.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]
+#   [ALLOCS=1] benches/load/bulk_ab.sh OLD_BIN_DIR NEW_BIN_DIR [ROUNDS]
 #
 # Each *_BIN_DIR holds a release `banditd`; `banditd-fill` comes from NEW_BIN_DIR. Both servers
 # run at once on core SERVER_CORE (0), each on a fresh data dir with EVENT_UNITS (ROUNDS ×
-# DURATION × 450,000 + 100,000) pre-filled `ev-*` units, one worker, `--access-log off`; only the
+# DURATION × 450,000 + 100,000, a round more with ALLOCS=1) pre-filled `ev-*` units, one worker, `--access-log off`; only the
 # one under load is busy. Per round: old, then new (then new, old in the next round, so neither
 # build always goes first), DURATION (5) s each, wrk on CLIENT_CORE (1) with BULK_CONNECTIONS (8).
 # Reported per run, from /proc: applied events/s; server CPU µs per applied event (all threads,
 # from schedstat), split into the store writer thread and the rest; minor page faults per
 # applied event (the process's `minflt`: each is a fresh page the kernel zeroed or mapped);
-# context switches per request; device bytes written per applied event (`/proc/PID/io`).
+# context switches per request; device bytes written per applied event (`/proc/PID/io`); the
+# server's RSS after the run.
 # OLD_ENV / NEW_ENV: environment assignments for one side's server only (e.g.
 # NEW_ENV="MIMALLOC_PURGE_DELAY=-1" with the same directory on both sides: an allocator option
 # measured without a rebuild). Output: Markdown on stdout; logs on stderr.
@@ -36,7 +37,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 KNOWN_UNITS=${KNOWN_UNITS:-1000}
-EVENT_UNITS=${EVENT_UNITS:-$((ROUNDS * DURATION * 450000 + 100000))}
+EVENT_UNITS=${EVENT_UNITS:-$(((ROUNDS + ${ALLOCS:-0}) * DURATION * 450000 + 100000))}
 BASE_PORT=${BANDITD_PORT:-18380}
 BIN=$NEW
 for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-fill"; do
@@ -47,6 +48,7 @@ ensure_wrk
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-bulk-ab.XXXXXX")
 cleanup() {
     stop_all
+    if [[ ${ALLOCS:-0} == 1 ]]; then perf probe -q -d 'probe_banditd:bulkab_*' >/dev/null 2>&1 || true; fi
     if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
@@ -91,7 +93,8 @@ start old "$OLD/banditd" "$BASE_PORT" "${OLD_ENV:-}"
 start new "$NEW/banditd" "$((BASE_PORT + 1))" "${NEW_ENV:-}"
 
 # one NAME TAG: one wrk run against NAME; prints
-# "EVENTS_PER_S CPU_US WRITER_US OTHER_US MINFLT_PER_EVENT SWITCHES_PER_REQ BYTES_PER_EVENT".
+# "EVENTS_PER_S CPU_US WRITER_US OTHER_US MINFLT_PER_EVENT SWITCHES_PER_REQ BYTES_PER_EVENT
+#  RSS_MB".
 one() {
     local name=$1 tag=$2 pid port a b
     pid=${PID_OF[$name]}
@@ -105,9 +108,9 @@ one() {
     EV_NEXT[$name]=${R[highest_next]}
     awk -v n="${R[applied]}" -v q="${R[requests]}" -v eps="${R[events_per_s]}" \
         -v w="$((b[0] - a[0]))" -v o="$((b[1] - a[1]))" -v f="$((b[2] - a[2]))" \
-        -v x="$((b[3] - a[3]))" -v y="$((b[4] - a[4]))" 'BEGIN {
-            printf "%s %.2f %.2f %.2f %.3f %.1f %.0f\n", eps, (w + o) / n / 1000, w / n / 1000,
-                o / n / 1000, f / n, x / q, y / n }'
+        -v x="$((b[3] - a[3]))" -v y="$((b[4] - a[4]))" -v rss="${R[rss_mb]}" 'BEGIN {
+            printf "%s %.2f %.2f %.2f %.3f %.1f %.0f %s\n", eps, (w + o) / n / 1000, w / n / 1000,
+                o / n / 1000, f / n, x / q, y / n, rss }'
 }
 
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -123,10 +126,42 @@ for ((round = 1; round <= ROUNDS; round++)); do
         EVS[$build]+="${v[0]} "
         CPUS[$build]+="${v[1]} "
         FAULTS[$build]+="${v[4]} "
-        ROWS+=("| $round | $load | $build | $(thousands "${v[0]}") | ${v[1]} | ${v[2]} / ${v[3]} | ${v[4]} | ${v[5]} | ${v[6]} |")
+        ROWS+=("| $round | $load | $build | $(thousands "${v[0]}") | ${v[1]} | ${v[2]} / ${v[3]} | ${v[4]} | ${v[5]} | ${v[6]} | ${v[7]} |")
     done
 done
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ALLOCS=1: heap allocations per applied event, counted exactly (uprobes on mimalloc's entry
+# points, which Rust's global allocator calls for every allocation; as in hot_ab.sh), in one
+# extra run per build. The count does not depend on what else the machine runs; the probes
+# slow the server down, so that run's events/s and CPU are not reported.
+ALLOC_ROWS=()
+if [[ ${ALLOCS:-0} == 1 ]]; then
+    command -v perf >/dev/null || die "ALLOCS=1 needs perf (linux-perf) with uprobes"
+    for name in old new; do
+        bin=$OLD/banditd
+        [[ $name == new ]] && bin=$NEW/banditd
+        for fn in mi_malloc_aligned mi_zalloc_aligned mi_realloc_aligned; do
+            perf probe -q -x "$bin" -a "bulkab_${name}_$fn=$fn" >/dev/null 2>&1 ||
+                die "cannot place a uprobe on $fn in $bin"
+        done
+    done
+    for name in old new; do
+        perf stat -x, -e "probe_banditd:bulkab_${name}_*" -p "${PID_OF[$name]}" \
+            -o "$WORK/allocs-$name.csv" >/dev/null 2>&1 &
+        stat_pid=$!
+        STARTED_PIDS+=("$stat_pid")
+        sleep 0.5
+        one "$name" "allocs-$name" >/dev/null
+        kill -INT "$stat_pid" 2>/dev/null || true
+        wait "$stat_pid" 2>/dev/null || true
+        forget_pid "$stat_pid"
+        count=$(awk -F, '$3 ~ /probe_banditd/ {n += $1} END {print n + 0}' "$WORK/allocs-$name.csv")
+        ALLOC_ROWS+=("| $name | $(awk -v n="$count" -v e="${R[applied]}" -v r="${R[requests]}" \
+            'BEGIN {printf "%.2f | %.0f", (e > 0) ? n / e : 0, (r > 0) ? n / r : 0}') |")
+    done
+    perf probe -q -d 'probe_banditd:bulkab_*' >/dev/null 2>&1 || true
+fi
 
 # stats "X1 X2 ...": "median min–max" of the values.
 stats() {
@@ -145,8 +180,8 @@ cat <<EOF
   CPU: server µs per applied event, all threads, then writer / rest. Page faults: the
   process's minor faults per applied event.
 
-| round | load (1 min) | build | events/s | CPU µs/event | writer / rest µs/event | page faults/event | ctx switches/request | device bytes/event |
-| ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: |
+| round | load (1 min) | build | events/s | CPU µs/event | writer / rest µs/event | page faults/event | ctx switches/request | device bytes/event | RSS MB after |
+| ---: | ---: | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |
 $(printf '%s\n' "${ROWS[@]}")
 
 | build | events/s, median (min–max) | CPU µs per event, median (min–max) | page faults per event, median (min–max) |
@@ -158,3 +193,11 @@ for build in old new; do
     read -r fm fr < <(stats "${FAULTS[$build]}")
     echo "| $build | $em ($er) | $cm ($cr) | $fm ($fr) |"
 done
+if ((${#ALLOC_ROWS[@]})); then
+    echo
+    echo "Heap allocations (ALLOCS=1: one extra run per build, uprobes on mimalloc):"
+    echo
+    echo "| build | allocations per applied event | allocations per request |"
+    echo "| --- | ---: | ---: |"
+    printf '%s\n' "${ALLOC_ROWS[@]}"
+fi
