@@ -158,11 +158,13 @@ fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
 pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
     // Fast path: the elements as borrowed raw text, each decoded straight into an event. Any
     // failure takes the path through `Value` below, whose outcome and wording are the API's.
-    if let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body) {
-        return Ok(items
+    if let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
+        && let Some(events) = items
             .into_iter()
             .map(|item| decode_event_text(item.get()))
-            .collect());
+            .collect::<Option<Vec<_>>>()
+    {
+        return Ok(events);
     }
     let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
         let starts_with_object = body
@@ -214,18 +216,21 @@ pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<Vec<(Result<RawEvent, String
         .collect())
 }
 
-/// One element's JSON text as an event: decoded directly (no `Value` tree, the one
+/// One array element's JSON text as an event: decoded directly (no `Value` tree, the one
 /// allocation per field being the event's own strings), and only when that fails through
 /// [`decode_event`], which words the rejection. Both accept the same texts and build the same
 /// event: serde's derived decoder is the same either way, and a `Value` holds each number and
 /// string exactly as the text does (a duplicate field, which a `Value` resolves to its last
-/// occurrence, fails the direct decoding and so takes the `Value` path).
-fn decode_event_text(text: &str) -> Result<RawEvent, String> {
-    serde_json::from_str::<RawEvent>(text).or_else(|_| {
-        serde_json::from_str::<serde_json::Value>(text)
-            .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
-            .and_then(decode_event)
-    })
+/// occurrence, fails the direct decoding and so takes the `Value` path). `None` when the text
+/// is no `Value` at all (a number out of range, which a raw element does not check): then the
+/// whole body is refused, as the `Value` path refuses it.
+fn decode_event_text(text: &str) -> Option<Result<RawEvent, String>> {
+    match serde_json::from_str::<RawEvent>(text) {
+        Ok(event) => Some(Ok(event)),
+        Err(_) => serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(decode_event),
+    }
 }
 
 fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
@@ -329,13 +334,30 @@ mod tests {
         ];
         for text in texts {
             let through_value = serde_json::from_str::<serde_json::Value>(text)
-                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
-                .and_then(decode_event);
+                .ok()
+                .map(decode_event);
             assert_eq!(decode_event_text(text), through_value, "{text}");
         }
         // A duplicate field: the last occurrence, as a `Value` keeps it.
         let twice = decode_event_text(r#"{"id":"a","id":"b","experiment":"x","unit":"u"}"#);
-        assert_eq!(twice.map(|event| event.id), Ok("b".to_owned()));
+        assert_eq!(
+            twice.map(|event| event.map(|e| e.id)),
+            Some(Ok("b".to_owned()))
+        );
+    }
+
+    #[test]
+    fn an_element_no_value_can_hold_refuses_the_whole_array_with_its_place() {
+        let body = br#"[{"id":"a","experiment":"x","unit":"u"},{"id":"b","experiment":"x","unit":"u","reward":1e400}]"#;
+        match parse_array(body) {
+            Err(ApiError::BadRequest(message)) => {
+                assert!(
+                    message.contains("out of range at line 1 column"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a refusal of the body, got {other:?}"),
+        }
     }
 
     #[test]
