@@ -156,8 +156,36 @@ pub const EVENT_OUTCOMES: [&str; 16] = {
 };
 
 /// What [`Engine::ingest`] keeps of an op sent to the store, to word its outcome: the event
-/// id, the target in words, and for a unit target its epoch and unit (for `stale_revision`).
-type OpLabel = (String, String, Option<(Epoch, String)>);
+/// id and the target, put in words only for an outcome that is worded (most are applied).
+type OpLabel = (String, TargetLabel);
+
+/// An op's target as [`Engine::ingest`] words it: a unit, with its epoch (for
+/// `stale_revision`), or a token's assignment, by its variant.
+enum TargetLabel {
+    Unit(Epoch, String),
+    Token(String),
+}
+
+impl TargetLabel {
+    fn unit(&self) -> Option<(&Epoch, &str)> {
+        match self {
+            TargetLabel::Unit(epoch, unit) => Some((epoch, unit)),
+            TargetLabel::Token(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for TargetLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Escaped: the detail is read by people, and a unit is the client's text.
+            TargetLabel::Unit(_, unit) => write!(f, "unit {unit:?}"),
+            TargetLabel::Token(variant) => {
+                write!(f, "the token's assignment (variant '{variant}')")
+            }
+        }
+    }
+}
 
 /// Most rejections listed one by one in a response; the rest are only counted (by reason in
 /// `rejected_by_reason`, in total in `rejections_omitted`), so 9,000 bad events answer in a few
@@ -253,17 +281,17 @@ impl Engine {
             .iter()
             .zip(&guardrail_of)
             .map(|(op, main)| {
-                let unit = match &op.target {
+                let target = match &op.target {
                     RewardTarget::Unit(unit) => {
-                        Some((main.as_ref().unwrap_or(&op.epoch).clone(), unit.clone()))
+                        TargetLabel::Unit(main.as_ref().unwrap_or(&op.epoch).clone(), unit.clone())
                     }
-                    RewardTarget::Token { .. } => None,
+                    RewardTarget::Token { variant, .. } => TargetLabel::Token(variant.clone()),
                 };
-                (op.event_id.clone(), describe_target(op), unit)
+                (op.event_id.clone(), target)
             })
             .collect();
         let outcomes = self.apply_ops(ops, guardrail_of).await?;
-        for ((outcome, index), (id, target, unit)) in outcomes.into_iter().zip(op_index).zip(ids) {
+        for ((outcome, index), (id, target)) in outcomes.into_iter().zip(op_index).zip(ids) {
             match outcome {
                 RewardOutcome::Applied { .. } => {
                     report.applied += 1;
@@ -278,7 +306,7 @@ impl Engine {
                     }
                 }
                 RewardOutcome::UnitNotAssigned => {
-                    let earlier = match &unit {
+                    let earlier = match target.unit() {
                         Some((epoch, unit)) => self.earlier_revision_of(epoch, unit).await?,
                         None => None,
                     };
@@ -290,7 +318,7 @@ impl Engine {
                             format!(
                                 "{target} was assigned in revision {revision}; the experiment is \
                                  at revision {}, which starts its data afresh",
-                                unit.as_ref().map_or(0, |(epoch, _)| epoch.revision)
+                                target.unit().map_or(0, |(epoch, _)| epoch.revision)
                             ),
                         ),
                         None => report.reject(
@@ -572,16 +600,6 @@ fn quoted_excerpt(text: &str) -> String {
     match text.char_indices().nth(MAX_QUOTED_CHARS) {
         Some((cut, _)) => format!("{:?}…", &text[..cut]),
         None => format!("{text:?}"),
-    }
-}
-
-fn describe_target(op: &RewardOp) -> String {
-    match &op.target {
-        // Escaped: the detail is read by people, and a unit is the client's text.
-        RewardTarget::Unit(unit) => format!("unit {unit:?}"),
-        RewardTarget::Token { variant, .. } => {
-            format!("the token's assignment (variant '{variant}')")
-        }
     }
 }
 

@@ -156,6 +156,16 @@ fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
 /// rejection of that event. Public (with [`parse_ndjson`]) for the property tests and the
 /// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
 pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+    // Fast path: the elements as borrowed raw text, each decoded straight into an event. Any
+    // failure takes the path through `Value` below, whose outcome and wording are the API's.
+    if let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
+        && let Some(events) = items
+            .into_iter()
+            .map(|item| decode_event_text(item.get()))
+            .collect::<Option<Vec<_>>>()
+    {
+        return Ok(events);
+    }
     let items: Vec<serde_json::Value> = serde_json::from_slice(body).map_err(|e| {
         let starts_with_object = body
             .iter()
@@ -195,13 +205,32 @@ pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<Vec<(Result<RawEvent, String
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
-            let event = serde_json::from_str::<serde_json::Value>(line)
-                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
-                .and_then(decode_event)
-                .map_err(|detail| format!("line {}: {detail}", n + 1));
+            let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
+                    .and_then(decode_event)
+                    .map_err(|detail| format!("line {}: {detail}", n + 1))
+            });
             (event, n + 1)
         })
         .collect())
+}
+
+/// One array element's JSON text as an event: decoded directly (no `Value` tree, the one
+/// allocation per field being the event's own strings), and only when that fails through
+/// [`decode_event`], which words the rejection. Both accept the same texts and build the same
+/// event: serde's derived decoder is the same either way, and a `Value` holds each number and
+/// string exactly as the text does (a duplicate field, which a `Value` resolves to its last
+/// occurrence, fails the direct decoding and so takes the `Value` path). `None` when the text
+/// is no `Value` at all (a number out of range, which a raw element does not check): then the
+/// whole body is refused, as the `Value` path refuses it.
+fn decode_event_text(text: &str) -> Option<Result<RawEvent, String>> {
+    match serde_json::from_str::<RawEvent>(text) {
+        Ok(event) => Some(Ok(event)),
+        Err(_) => serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .map(decode_event),
+    }
 }
 
 fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
@@ -285,6 +314,69 @@ mod tests {
         let events = parse_array(body).unwrap();
         assert!(events[0].is_ok());
         assert!(events[1].as_ref().unwrap_err().contains("color"));
+    }
+
+    #[test]
+    fn direct_decoding_gives_what_decoding_through_a_value_gives() {
+        let texts = [
+            r#"{"id":"a","experiment":"x","unit":"u"}"#,
+            r#"{"id":"a","experiment":"x","token":"t","reward":1,"timestamp":1700000000000}"#,
+            r#"{"id":"a\u00e9","experiment":"x","unit":"u","metric":"refunds","timestamp":"2026-11-26T10:00:00Z"}"#,
+            r#"{"id":"a","experiment":"x","unit":null,"reward":0.25}"#,
+            r#"{"id":"a","id":"b","experiment":"x","unit":"u"}"#,
+            r#"{"id":"a","experiment":"x","unit":"u","color":"red"}"#,
+            r#"{"id":"a","experiment":"x","unit":""}"#,
+            r#"{"id":"a","experiment":"x","reward":"1"}"#,
+            r#"{"id":"a","experiment":"x","timestamp":1.5}"#,
+            r#"{"id":"a","experiment":"x","reward":1e400}"#,
+            r#"[1]"#,
+            r#"3"#,
+        ];
+        for text in texts {
+            let through_value = serde_json::from_str::<serde_json::Value>(text)
+                .ok()
+                .map(decode_event);
+            assert_eq!(decode_event_text(text), through_value, "{text}");
+        }
+        // A duplicate field: the last occurrence, as a `Value` keeps it.
+        let twice = decode_event_text(r#"{"id":"a","id":"b","experiment":"x","unit":"u"}"#);
+        assert_eq!(
+            twice.map(|event| event.map(|e| e.id)),
+            Some(Ok("b".to_owned()))
+        );
+    }
+
+    #[test]
+    fn an_element_no_value_can_hold_refuses_the_whole_array_with_its_place() {
+        let body = br#"[{"id":"a","experiment":"x","unit":"u"},{"id":"b","experiment":"x","unit":"u","reward":1e400}]"#;
+        match parse_array(body) {
+            Err(ApiError::BadRequest(message)) => {
+                assert!(
+                    message.contains("out of range at line 1 column"),
+                    "{message}"
+                );
+            }
+            other => panic!("expected a refusal of the body, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn array_and_ndjson_bodies_decode_to_the_same_events() {
+        let lines = [
+            r#"{"id":"a","experiment":"x","unit":"u"}"#,
+            r#"{"id":"b","experiment":"x","unit":"u","color":"red"}"#,
+            r#"{"id":"c","id":"d","experiment":"x","unit":"u","reward":0.5}"#,
+        ];
+        let array = format!("[{}]", lines.join(","));
+        let ndjson = lines.join("\n");
+        let from_array = parse_array(array.as_bytes()).unwrap();
+        let from_ndjson = parse_ndjson(ndjson.as_bytes()).unwrap();
+        assert_eq!(from_array[0], from_ndjson[0]);
+        assert_eq!(from_array[2], from_ndjson[2]);
+        assert_eq!(from_array[2].as_ref().map(|e| e.id.as_str()), Ok("d"));
+        let array_detail = from_array[1].as_ref().unwrap_err();
+        let ndjson_detail = from_ndjson[1].as_ref().unwrap_err();
+        assert_eq!(format!("line 2: {array_detail}"), *ndjson_detail);
     }
 
     #[test]

@@ -121,12 +121,31 @@ fn mark_started(txn: &mut Txn<'_>, epoch: &Epoch, now_ms: u64) {
     }
 }
 
-/// Applies rewards in order, each seeing the ones before it.
+/// Applies rewards in order, each seeing the ones before it. A unit's slots in the sticky
+/// table are asked for `sticky_table::PREFETCH_AHEAD` events before its turn: in a batch of
+/// rewards to units spread over millions, waiting for memory is most of a lookup.
 pub fn apply_rewards(
     txn: &mut Txn<'_>,
     ops: &[RewardOp],
 ) -> Result<Vec<RewardOutcome>, StoreError> {
-    ops.iter().map(|op| apply_reward(txn, op)).collect()
+    let ahead = super::sticky_table::PREFETCH_AHEAD;
+    for op in ops.iter().take(ahead) {
+        prefetch_unit(txn, op);
+    }
+    let mut outcomes = Vec::with_capacity(ops.len());
+    for (at, op) in ops.iter().enumerate() {
+        if let Some(later) = ops.get(at + ahead) {
+            prefetch_unit(txn, later);
+        }
+        outcomes.push(apply_reward(txn, op)?);
+    }
+    Ok(outcomes)
+}
+
+fn prefetch_unit(txn: &Txn<'_>, op: &RewardOp) {
+    if let RewardTarget::Unit(unit) = &op.target {
+        txn.prefetch_sticky(&keys::epoch_key(KIND_STICKY, &op.epoch, unit));
+    }
 }
 
 /// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a unit's

@@ -93,12 +93,19 @@ impl DigestSet {
     }
 
     /// Adds `digest`; false if it was there already.
+    /// One probe: the entry API finds the digest or the free bucket it goes to in one pass
+    /// (a random read into a table of millions of ids, the cache miss being the cost).
     pub fn insert(&mut self, digest: u64) -> bool {
-        if self.contains(digest) {
-            return false;
+        match self
+            .table
+            .entry(digest, |&kept| kept == digest, |&kept| kept)
+        {
+            hashbrown::hash_table::Entry::Occupied(_) => false,
+            hashbrown::hash_table::Entry::Vacant(free) => {
+                free.insert(digest);
+                true
+            }
         }
-        self.table.insert_unique(digest, digest, |&kept| kept);
-        true
     }
 
     /// Removes `digest`; false if it was not there.

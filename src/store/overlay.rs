@@ -183,6 +183,12 @@ impl<'a> Txn<'a> {
         Ok(self.durable.sticky.peek(key))
     }
 
+    /// Starts loading the durable table's slots of sticky `key` into the cache, so that its
+    /// read a few events later does not wait for memory (`apply::apply_rewards`).
+    pub fn prefetch_sticky(&self, key: &[u8]) {
+        self.durable.sticky.prefetch(key);
+    }
+
     /// Lists `record_key` (an event id or token mark this request writes) in the expiry index
     /// of the commit, due at `deadline_ms`. Dropped with the request if it fails.
     pub fn index_expiry(&mut self, record_key: &[u8], deadline_ms: u64) {

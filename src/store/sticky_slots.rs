@@ -108,6 +108,19 @@ impl Slots {
         self.find(digest).map(|at| self.slots[at])
     }
 
+    /// Asks the CPU to start loading the cache lines where `digest`'s probe starts, so that a
+    /// lookup a few records later does not wait for memory (a table of millions of units is
+    /// far larger than the caches, and every lookup lands somewhere random in it).
+    pub fn prefetch(&self, digest: u64) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let home = self.home(digest);
+        prefetch_read(&self.slots[home]);
+        // A probe reads about seven slots at the highest load: the next cache line too.
+        prefetch_read(&self.slots[(home + 3) % self.slots.len()]);
+    }
+
     /// Puts `slot` in place of its digest's slot, or adds it. Answers the slot it replaced.
     pub fn put(&mut self, slot: Slot) -> Option<Slot> {
         if let Some(at) = self.find(slot.digest) {
@@ -250,6 +263,20 @@ impl Slots {
             at + self.capacity() - home
         }
     }
+}
+
+/// A hint to load `value`'s cache line; nothing on targets without the instruction.
+#[inline]
+fn prefetch_read<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it cannot fault, and it reads nothing
+    // the program observes; `value` is a live reference in any case.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 #[cfg(test)]

@@ -55,6 +55,31 @@ fn a_record_the_packing_cannot_hold_is_kept_whole() {
 }
 
 #[test]
+fn rewriting_a_unit_keeps_exactly_the_side_entry_of_its_latest_record() {
+    let table = table();
+    let side_entries = || {
+        let shard = table.read(table.digest(&key("u")));
+        (shard.rewards.len(), shard.spilled.len())
+    };
+    let mut rewarded = record("bold", 10);
+    rewarded.reward = Some(1.0);
+    rewarded.rewarded_ms = Some(20);
+    put(&table, "u", rewarded.clone());
+    rewarded.reward = Some(0.5);
+    put(&table, "u", rewarded.clone());
+    assert_eq!(table.get(&key("u")), Some(rewarded.clone()));
+    assert_eq!(side_entries(), (1, 0));
+    let far = record("calm", u64::MAX);
+    put(&table, "u", far.clone());
+    assert_eq!(table.get(&key("u")), Some(far));
+    assert_eq!(side_entries(), (0, 1));
+    put(&table, "u", rewarded.clone());
+    assert_eq!(table.get(&key("u")), Some(rewarded));
+    assert_eq!(side_entries(), (1, 0));
+    assert_eq!(table.len(), 1);
+}
+
+#[test]
 fn a_removed_unit_is_gone_with_its_reward_and_others_stay() {
     let table = table();
     let mut rewarded = record("bold", 10);
