@@ -4,7 +4,7 @@
 Each line: oldest woken closed sent replied answered commands calls (µs since the store
 opened). Prints commits per second, commands per commit, and each phase of a commit's round
 as p10/p50/p90/mean: how long its oldest command waited before the commit task woke, the
-gather (wake to closing the batch, with any linger), building the calls, the Redis round
+gather (wake to closing the batch), building the calls, the Redis round
 (calls handed over to every reply read), answering, and the idle time between one commit's
 answers and the next wake. Then the Redis round fitted as a fixed part plus a part per command.
 """

@@ -9,12 +9,9 @@
 # calls per new unit (INFO commandstats and persistence), the p50/p99 of wrk and the load
 # average, so runs on a busy machine can still be compared by their CPU and counts.
 #
-#   benches/load/redis_timeline.sh [--bin PATH] [--rounds N] [--seconds S] [--linger LIST]
+#   benches/load/redis_timeline.sh [--bin PATH] [--rounds N] [--seconds S]
 #
-# --linger LIST (default "2000,0"): each round runs once per value of the store's longest wait
-# for the rest of a wave (BANDITD_REDIS_LINGER_MAX_US, src/store/redis/gather.rs; 0: never
-# wait), alternated, each against a fresh redis-server and banditd: an A/B of the wait in one
-# release build. --bin defaults to $CARGO_TARGET_DIR/release/banditd (build it first:
+# Each round runs against a fresh redis-server and banditd. --bin defaults to $CARGO_TARGET_DIR/release/banditd (build it first:
 # cargo build --release --bin banditd). Environment: REDIS_PORT (18893), BANDITD_PORT
 # (18894), KEEP_WORK=1 keeps the temp dir with the timelines and wrk outputs.
 
@@ -26,14 +23,12 @@ source "$HERE/lib.sh"
 
 ROUNDS=3
 SECONDS_PER_RUN=5
-LINGERS=2000,0
 BIN=
 while (($#)); do
     case $1 in
     --bin) BIN=${2:?--bin needs a path}; shift ;;
     --rounds) ROUNDS=${2:?--rounds needs a number}; shift ;;
     --seconds) SECONDS_PER_RUN=${2:?--seconds needs a number}; shift ;;
-    --linger) LINGERS=${2:?--linger needs a list}; shift ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown option $1 (see --help)" ;;
     esac
@@ -65,9 +60,9 @@ rcli() { redis-cli -p "$REDIS_PORT" "$@" | tr -d '\r'; }
 redis_cpu() { rcli info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.6f", s}'; }
 evalsha_calls() { rcli info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'; }
 
-# one_run TAG LINGER: a fresh redis-server and banditd; warm-up, then the measured wrk run.
+# one_run TAG: a fresh redis-server and banditd; warm-up, then the measured wrk run.
 one_run() {
-    local tag=$1 linger=$2 dir="$WORK/$1"
+    local tag=$1 dir="$WORK/$1"
     mkdir -p "$dir/redis"
     port_free "$REDIS_PORT" && port_free "$BANDITD_PORT" || die "port $REDIS_PORT or $BANDITD_PORT is in use"
     setsid taskset -c "$CLIENT_CORE" nice -n "$NICE" redis-server --port "$REDIS_PORT" \
@@ -77,7 +72,7 @@ one_run() {
     STARTED_PIDS+=("$redis_pid")
     boost "$redis_pid"
     until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do sleep 0.05; done
-    BANDITD_REDIS_TIMELINE=$dir/timeline.txt BANDITD_REDIS_LINGER_MAX_US=$linger \
+    BANDITD_REDIS_TIMELINE=$dir/timeline.txt \
         start_server banditd "$dir/banditd.log" "$BIN" serve --bind "127.0.0.1:$BANDITD_PORT" \
         --redis "redis://127.0.0.1:$REDIS_PORT" --data-dir "$dir/unused" \
         --experiments "$HERE/experiments" --workers 1 --access-log off
@@ -112,14 +107,14 @@ one_run() {
     grep -q 'non2xx=0 ' <<<"$result" || die "non-2xx answers: $result"
     awk -v r="$requests" -v d="$SECONDS_PER_RUN" -v t0="$ticks0" -v t1="$ticks1" -v hz="$CLK_TCK" \
         -v c0="$rcpu0" -v c1="$rcpu1" -v s0="$calls0" -v s1="$calls1" -v res="$result" \
-        -v tag="$tag" -v linger="$linger" -v load="$load" 'BEGIN {
+        -v tag="$tag" -v load="$load" 'BEGIN {
             split(res, kv, " "); for (i in kv) { split(kv[i], p, "="); v[p[1]] = p[2] }
-            printf "| %s | %s | %.0f | %.2f | %.1f | %.1f | %.1f | %.1f | %s |\n", tag, linger,
+            printf "| %s | %.0f | %.2f | %.1f | %.1f | %.1f | %.1f | %s |\n", tag,
                 r / d, v["p50_us"] / 1000, v["p99_us"] / 1000, (t1 - t0) / hz * 1e6 / r,
                 (c1 - c0) * 1e6 / r, r / (s1 - s0), load }' >>"$WORK/rows.md"
     tail -n +"$((lines0 + 1))" "$dir/timeline.txt" >"$dir/timeline-measured.txt"
     {
-        echo "### $tag (linger max $linger µs)"
+        echo "### $tag"
         echo '```'
         python3 "$HERE/redis_timeline.py" "$dir/timeline-measured.txt"
         echo '```'
@@ -127,15 +122,11 @@ one_run() {
     log "$tag done: $(tail -1 "$WORK/rows.md")"
 }
 
-IFS=, read -r -a linger_values <<<"$LINGERS"
 for ((round = 1; round <= ROUNDS; round++)); do
-    for linger in "${linger_values[@]}"; do
-        [[ $linger =~ ^[0-9]+$ ]] || die "--linger takes whole numbers of µs"
-        one_run "r$round-l$linger" "$linger"
-    done
+    one_run "r$round"
 done
-echo "| run | linger max µs | new units/s | p50 ms | p99 ms | banditd CPU µs/unit | Redis CPU µs/unit | units per script call | load |"
-echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+echo "| run | new units/s | p50 ms | p99 ms | banditd CPU µs/unit | Redis CPU µs/unit | units per script call | load |"
+echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 cat "$WORK/rows.md"
 echo
 cat "$WORK/timelines.md"

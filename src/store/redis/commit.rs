@@ -13,7 +13,6 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::call::{Call, Calls, Sink};
-use super::gather;
 use super::layout;
 use super::rewards::{self, Job};
 use super::timeline::{Stamps, Timeline};
@@ -90,11 +89,6 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
     let mut flushes: u64 = 0;
     let mut stop: Option<Reply<()>> = None;
     let mut timeline = Timeline::from_env();
-    // Requests the previous commit answered, how long its round took, and the longest wait
-    // for a wave (`gather`).
-    let mut previous = 0;
-    let mut last_round = std::time::Duration::ZERO;
-    let linger_max_us = gather::linger_max_from_env();
     loop {
         let mut batch = Vec::new();
         let mut stamps = Stamps::at(Instant::now());
@@ -112,15 +106,9 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
             stamps.woken = Instant::now();
         }
         take_queued(&mut commands, &mut batch, &mut stamps);
-        if gather::should_wait(previous, gather::waited_for(&batch)) {
-            wait_for_wave(&mut commands, &mut batch, &mut stamps, previous, {
-                gather::cap(last_round, linger_max_us)
-            });
-        }
         if timeline.is_on() {
             stamps.closed = Instant::now();
         }
-        previous = gather::waited_for(&batch);
         batch.retain_mut(|command| match command {
             Command::Shutdown { .. } => {
                 if let Command::Shutdown { reply } = std::mem::replace(
@@ -156,9 +144,7 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
         }
         let commands_in = batch.len();
         let stamped = timeline.is_on().then_some(&mut stamps);
-        let started = Instant::now();
         let (flushed, calls) = commit(&shared, batch, unflushed.as_ref(), stamped).await;
-        last_round = started.elapsed();
         if timeline.is_on() {
             stamps.answered = Instant::now();
             timeline.record(&stamps, commands_in, calls);
@@ -172,35 +158,6 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
                 Some(_) => Err(shared.health.unavailable()),
             };
             let _ = reply.send(result);
-            return;
-        }
-    }
-}
-
-/// Waits in steps for the rest of a wave of requests (`gather`), taking them as they come, at
-/// most `cap`; a shutdown ends the wait.
-fn wait_for_wave(
-    commands: &mut mpsc::UnboundedReceiver<Queued>,
-    batch: &mut Vec<Command>,
-    stamps: &mut Stamps,
-    previous: usize,
-    cap: std::time::Duration,
-) {
-    let deadline = Instant::now() + cap;
-    let step = std::time::Duration::from_micros(gather::STEP_US);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || batch.len() >= MAX_BATCH {
-            return;
-        }
-        std::thread::sleep(step.min(left));
-        let before = batch.len();
-        take_queued(commands, batch, stamps);
-        let stopping = batch[before..]
-            .iter()
-            .any(|command| matches!(command, Command::Shutdown { .. }));
-        let gathered = gather::waited_for(batch.iter());
-        if stopping || !gather::keep_waiting(previous, gathered, batch.len() - before) {
             return;
         }
     }

@@ -43,7 +43,6 @@ mod exposure_key;
 mod fresh;
 #[cfg(test)]
 mod fresh_tests;
-mod gather;
 mod halts;
 mod layout;
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! then the commit task appends one line per commit, every time in µs since the store opened:
 //! `oldest woken closed sent replied answered commands calls`, where `oldest` is when the
 //! commit's oldest command was queued, `woken` when the task took its first command, `closed`
-//! when it stopped taking more (after a linger, `gather`), `sent` when its script calls were
+//! when it stopped taking what was queued, `sent` when its script calls were
 //! built and handed to the connection, `replied` when every reply was read and `answered` when
 //! every waiting request was sent its result. Off, it costs one branch per commit.
 
