@@ -122,7 +122,9 @@ for ((round = 1; round <= ROUNDS; round++)); do
     for build in "${order[@]}"; do
         log "round $round/$ROUNDS: $build"
         load=$(cut -d' ' -f1 /proc/loadavg)
-        read -r -a v < <(one "$build" "bulk-$round-$build")
+        # In this shell, not a subshell: `one` moves EV_NEXT on, so each run credits fresh units.
+        one "$build" "bulk-$round-$build" >"$WORK/row"
+        read -r -a v <"$WORK/row"
         EVS[$build]+="${v[0]} "
         CPUS[$build]+="${v[1]} "
         FAULTS[$build]+="${v[4]} "
