@@ -166,10 +166,15 @@ pub fn io(error: sled::Error) -> StoreError {
 
 fn epoch_prefix(kind: u8, epoch: &Epoch, tail_len: usize) -> Vec<u8> {
     let mut key = Vec::with_capacity(1 + 2 + epoch.experiment.len() + 4 + tail_len);
-    key.push(kind);
-    put_bytes(&mut key, epoch.experiment.as_bytes());
-    key.extend_from_slice(&epoch.revision.to_be_bytes());
+    put_epoch_prefix(&mut key, kind, epoch);
     key
+}
+
+/// Appends the prefix [`epoch_prefix`] makes to `key`.
+fn put_epoch_prefix(key: &mut Vec<u8>, kind: u8, epoch: &Epoch) {
+    key.push(kind);
+    put_bytes(key, epoch.experiment.as_bytes());
+    key.extend_from_slice(&epoch.revision.to_be_bytes());
 }
 
 /// Key of a record that belongs to one epoch and is named by `tail` (unit, variant, token id).
@@ -193,9 +198,7 @@ pub fn with_epoch_key<T>(kind: u8, epoch: &Epoch, tail: &str, f: impl FnOnce(&[u
         .try_with(|buffer| buffer.take())
         .unwrap_or_default();
     key.clear();
-    key.push(kind);
-    put_bytes(&mut key, epoch.experiment.as_bytes());
-    key.extend_from_slice(&epoch.revision.to_be_bytes());
+    put_epoch_prefix(&mut key, kind, epoch);
     key.extend_from_slice(tail.as_bytes());
     let out = f(&key);
     // Fails only while the thread is being torn down; the buffer is then dropped.

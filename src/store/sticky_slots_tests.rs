@@ -224,32 +224,24 @@ fn a_presized_replay_never_grows_and_keeps_its_table() {
     assert_eq!(slots.capacity(), capacity, "kept");
     check_invariants(&slots);
 
-    // Presized for twice what came: fitted down to the replayed load.
-    let mut oversized = Slots::default();
-    oversized.set_bulk(true);
-    oversized.presize(2 * units as usize);
-    for n in 1..=units {
-        oversized.put(slot(n, n));
+    // Presized for twice what came (fitted down to the replayed load) or for half (grows by
+    // doubling on the way, fitted after): either way the replayed load's capacity.
+    for presized in [2 * units as usize, units as usize / 2] {
+        let mut fitted = Slots::default();
+        fitted.set_bulk(true);
+        fitted.presize(presized);
+        for n in 1..=units {
+            fitted.put(slot(n, n));
+        }
+        fitted.fit();
+        assert_eq!(
+            fitted.capacity(),
+            (units as usize * 100).div_ceil(REPLAYED_LOAD_PERCENT),
+            "presized for {presized}"
+        );
+        for n in 1..=units {
+            assert_eq!(fitted.get(n), Some(slot(n, n)));
+        }
+        check_invariants(&fitted);
     }
-    oversized.fit();
-    assert_eq!(
-        oversized.capacity(),
-        (units as usize * 100).div_ceil(REPLAYED_LOAD_PERCENT)
-    );
-    // Presized for half: grows by doubling on the way, fitted after.
-    let mut undersized = Slots::default();
-    undersized.set_bulk(true);
-    undersized.presize(units as usize / 2);
-    for n in 1..=units {
-        undersized.put(slot(n, n));
-    }
-    undersized.fit();
-    assert_eq!(
-        undersized.capacity(),
-        (units as usize * 100).div_ceil(REPLAYED_LOAD_PERCENT)
-    );
-    for n in 1..=units {
-        assert_eq!(undersized.get(n), Some(slot(n, n)));
-    }
-    check_invariants(&undersized);
 }
