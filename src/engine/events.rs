@@ -263,10 +263,11 @@ impl Engine {
             }
             let checked = event
                 .map_err(|detail| (None, RejectionReason::InvalidEvent, detail))
-                .and_then(|event| {
-                    let id = event.id.clone();
-                    self.check_event(event, now_ms)
-                        .map_err(|(reason, detail)| (Some(id), reason, detail))
+                .and_then(|mut event| {
+                    // The id moves into the op; a refused event hands it back for its
+                    // rejection (no copy of every id for the few refusals).
+                    self.check_event(&mut event, now_ms)
+                        .map_err(|(reason, detail)| (Some(event.id), reason, detail))
                 });
             match checked {
                 Ok((op, main)) => {
@@ -425,9 +426,11 @@ impl Engine {
     /// Everything that can be decided without the store.
     /// The op, and for a guardrail event the experiment's own epoch (the op's is the
     /// metric's, see `store::guardrail_events`).
+    /// On success the op owns the event's id and unit (taken out of `event`); on a refusal
+    /// `event.id` is still there for the rejection.
     fn check_event(
         &self,
-        event: RawEvent,
+        event: &mut RawEvent,
         now_ms: u64,
     ) -> Result<(RewardOp, Option<Epoch>), (RejectionReason, String)> {
         use RejectionReason as R;
@@ -482,7 +485,7 @@ impl Engine {
                 ),
             ));
         }
-        let mut target = match (&event.token, &event.unit) {
+        let mut target = match (&event.token, event.unit.take()) {
             (Some(token), unit) => {
                 let claims = self.signer.verify(token).map_err(|e| {
                     let detail = match e {
@@ -524,7 +527,7 @@ impl Engine {
                 }
             }
             (None, Some(unit)) => match live.spec.assignment {
-                AssignmentMode::Sticky => RewardTarget::Unit(unit.as_str().to_owned()),
+                AssignmentMode::Sticky => RewardTarget::Unit(unit.into_string()),
                 AssignmentMode::PerRequest => {
                     return Err((
                         R::TokenRequired,
@@ -559,7 +562,7 @@ impl Engine {
         };
         let op = RewardOp {
             epoch,
-            event_id: event.id,
+            event_id: std::mem::take(&mut event.id),
             target,
             reward,
             occurred_ms,

@@ -50,6 +50,11 @@ impl Unit {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The checked text itself: an event's unit becomes its reward target without a copy.
+    pub fn into_string(self) -> String {
+        self.0
+    }
 }
 
 impl TryFrom<String> for Unit {

@@ -379,3 +379,49 @@ fn assign_needs_the_assign_key_when_one_is_set() {
         .unwrap();
     assert_eq!(ok.status(), 200);
 }
+
+/// Each refusal names its own event's id, whichever check refused it (before the store or
+/// after it), and the applied event beside them is credited to its unit's arm: the engine
+/// moves an event's id and unit into the store's op and hands the id back only on a refusal.
+#[test]
+fn every_refused_event_keeps_its_own_id_beside_an_applied_one() {
+    let app = TestApp::spawn(&[
+        ("headline.yaml", &crate::helpers::naive(STICKY)),
+        ("ranking.yaml", PER_REQUEST),
+    ]);
+    let variant = app.assign("headline", "u1")["variant"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let report = app.post_events(&json!([
+        {"id": "nope-exp", "experiment": "missing", "unit": "u1"},
+        {"id": "ok", "experiment": "headline", "unit": "u1"},
+        {"id": "needs-token", "experiment": "ranking", "unit": "u1"},
+        {"id": "bad-reward", "experiment": "headline", "unit": "u1", "reward": 2},
+        {"id": "no-target", "experiment": "headline"},
+        {"id": "never", "experiment": "headline", "unit": "u9"},
+    ]));
+    assert_eq!(report["applied"], 1, "{report}");
+    let refused: Vec<(u64, String, String)> = report["rejections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["index"].as_u64().unwrap(),
+                r["id"].as_str().unwrap_or("<none>").to_owned(),
+                r["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected = [
+        (0, "nope-exp", "unknown_experiment"),
+        (2, "needs-token", "token_required"),
+        (3, "bad-reward", "reward_out_of_range"),
+        (4, "no-target", "invalid_event"),
+        (5, "never", "unit_not_assigned"),
+    ]
+    .map(|(i, id, reason)| (i, id.to_owned(), reason.to_owned()));
+    assert_eq!(refused, expected, "{report}");
+    assert_eq!(app.arm("headline", &variant)["rewards"], 1.0);
+}
