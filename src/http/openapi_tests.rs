@@ -84,6 +84,43 @@ async fn the_app_routes_every_documented_operation_to_a_handler() {
     assert_eq!(actix_test::call_service(&app, unknown).await.status(), 404);
 }
 
+/// Each route's method guard admits its own method only: on every documented path, every
+/// other method is the 405 problem whose `Allow` lists exactly the documented methods.
+#[actix_web::test]
+async fn every_path_refuses_the_methods_it_does_not_serve_with_their_allow_list() {
+    let app = actix_test::init_service(App::new().configure(crate::http::configure)).await;
+    let mut by_path: std::collections::BTreeMap<String, BTreeSet<String>> = Default::default();
+    for (path, method) in documented(&document_json()) {
+        by_path
+            .entry(path)
+            .or_default()
+            .insert(method.to_uppercase());
+    }
+    for (path, served) in by_path {
+        let uri = path.replace("{id}", "some-experiment");
+        for method in ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"] {
+            if served.contains(method) {
+                continue;
+            }
+            let request = actix_test::TestRequest::default()
+                .method(Method::from_bytes(method.as_bytes()).expect("method"))
+                .uri(&uri)
+                .to_request();
+            let response = actix_test::call_service(&app, request).await;
+            assert_eq!(response.status().as_u16(), 405, "{method} {uri}");
+            let allow: BTreeSet<String> = response
+                .headers()
+                .get(actix_web::http::header::ALLOW)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .split(", ")
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(allow, served, "{method} {uri}");
+        }
+    }
+}
+
 /// Routes reach the app only through `Routes::route`; a resource registered by hand (which
 /// the document would not know) fails here.
 #[test]
