@@ -159,6 +159,18 @@ pub const EVENT_OUTCOMES: [&str; 16] = {
 /// id and the target, put in words only for an outcome that is worded (most are applied).
 type OpLabel = (String, TargetLabel);
 
+/// What a refusal of `op` after the store names: its event id and its target (a guardrail
+/// event's unit in the experiment's epoch `main`).
+fn label_of(op: &RewardOp, main: Option<&Epoch>) -> OpLabel {
+    let target = match &op.target {
+        RewardTarget::Unit(unit) => {
+            TargetLabel::Unit(main.unwrap_or(&op.epoch).clone(), unit.clone())
+        }
+        RewardTarget::Token { variant, .. } => TargetLabel::Token(variant.clone()),
+    };
+    (op.event_id.clone(), target)
+}
+
 /// An op's target as [`Engine::ingest`] words it: a unit, with its epoch (for
 /// `stale_revision`), or a token's assignment, by its variant.
 enum TargetLabel {
@@ -250,7 +262,9 @@ impl Engine {
             ..EventBatchReport::default()
         };
         let mut ops = Vec::with_capacity(events.len());
-        let mut op_index = Vec::with_capacity(events.len());
+        // Each op's place in the batch and what a refusal after the store names, in one
+        // vector (was two: the places, then the labels collected after the loop).
+        let mut labels: Vec<(usize, OpLabel)> = Vec::with_capacity(events.len());
         let mut guardrail_of: Vec<Option<Epoch>> = Vec::with_capacity(events.len());
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
         for (index, event) in events.into_iter().enumerate() {
@@ -271,28 +285,15 @@ impl Engine {
                 });
             match checked {
                 Ok((op, main)) => {
-                    op_index.push(index);
+                    labels.push((index, label_of(&op, main.as_ref())));
                     ops.push(op);
                     guardrail_of.push(main);
                 }
                 Err((id, reason, detail)) => report.reject(index, id, reason, detail),
             }
         }
-        let ids: Vec<OpLabel> = ops
-            .iter()
-            .zip(&guardrail_of)
-            .map(|(op, main)| {
-                let target = match &op.target {
-                    RewardTarget::Unit(unit) => {
-                        TargetLabel::Unit(main.as_ref().unwrap_or(&op.epoch).clone(), unit.clone())
-                    }
-                    RewardTarget::Token { variant, .. } => TargetLabel::Token(variant.clone()),
-                };
-                (op.event_id.clone(), target)
-            })
-            .collect();
         let outcomes = self.apply_ops(ops, guardrail_of).await?;
-        for ((outcome, index), (id, target)) in outcomes.into_iter().zip(op_index).zip(ids) {
+        for (outcome, (index, (id, target))) in outcomes.into_iter().zip(labels) {
             match outcome {
                 RewardOutcome::Applied { .. } => {
                     report.applied += 1;
