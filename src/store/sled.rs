@@ -306,7 +306,7 @@ impl Store for SledStore {
         let (reply, answer) = oneshot::channel();
         let command = Command::InsertSticky {
             epoch: epoch.clone(),
-            unit: unit.to_owned(),
+            key,
             record,
             tally,
             reply,

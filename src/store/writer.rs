@@ -263,12 +263,12 @@ impl Writer {
             let (succeeded, answer): (bool, Option<Deferred>) = match command {
                 Command::InsertSticky {
                     epoch,
-                    unit,
+                    key,
                     record,
                     tally,
                     reply,
                 } => {
-                    let result = apply::insert_sticky(&mut txn, &epoch, &unit, record, &tally);
+                    let result = apply::insert_sticky(&mut txn, &epoch, key, record, &tally);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
                 Command::ReassignSticky {
