@@ -103,13 +103,16 @@ fn count_many_exposures(
             arm.per_request += n;
         }
     });
-    for (arm_variant, share) in
-        rules::expected_exposure_shares(&tally.allocation, variant, n as f64)
-    {
-        txn.update_arm(epoch, arm_variant, |arm| {
-            arm.counters.expected_exposures += share
-        });
-    }
+    rules::for_each_expected_share(
+        &tally.allocation,
+        variant,
+        n as f64,
+        |arm_variant, share| {
+            txn.update_arm(epoch, arm_variant, |arm| {
+                arm.counters.expected_exposures += share
+            });
+        },
+    );
     mark_started(txn, epoch, tally.now_ms);
     Ok(())
 }
