@@ -20,14 +20,15 @@ use super::types::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, T
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing). See `rules::insert_sticky`.
+/// `key` is the unit's sticky key (`keys::epoch_key(KIND_STICKY, epoch, unit)`): the store
+/// handle built it for its own lookup, and the record is written under it as it is.
 pub fn insert_sticky(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
-    unit: &str,
+    key: Vec<u8>,
     record: StickyRecord,
     tally: &Tally,
 ) -> Result<(StickyRecord, bool), StoreError> {
-    let key = keys::epoch_key(KIND_STICKY, epoch, unit);
     let existing = txn.sticky(&key)?;
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
@@ -102,13 +103,16 @@ fn count_many_exposures(
             arm.per_request += n;
         }
     });
-    for (arm_variant, share) in
-        rules::expected_exposure_shares(&tally.allocation, variant, n as f64)
-    {
-        txn.update_arm(epoch, arm_variant, |arm| {
-            arm.counters.expected_exposures += share
-        });
-    }
+    rules::for_each_expected_share(
+        &tally.allocation,
+        variant,
+        n as f64,
+        |arm_variant, share| {
+            txn.update_arm(epoch, arm_variant, |arm| {
+                arm.counters.expected_exposures += share
+            });
+        },
+    );
     mark_started(txn, epoch, tally.now_ms);
     Ok(())
 }

@@ -39,7 +39,9 @@ impl AuditReply {
 pub enum Command {
     InsertSticky {
         epoch: Epoch,
-        unit: String,
+        /// The unit's sticky key (`keys::epoch_key(KIND_STICKY, ..)`), built once by the
+        /// handle for its table lookup and moved here, so the writer does not build it again.
+        key: Vec<u8>,
         record: StickyRecord,
         tally: Tally,
         reply: Reply<(StickyRecord, bool)>,

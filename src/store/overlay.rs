@@ -218,7 +218,8 @@ impl<'a> Txn<'a> {
         self.event_ids.remove(digest);
     }
 
-    /// The arm's state as this request sees it.
+    /// The arm's state as this request sees it (what [`Txn::update_arm`] starts from).
+    #[cfg(test)]
     pub fn arm(&self, epoch: &Epoch, variant: &str) -> ArmState {
         [&self.arms, &self.batch.arms, &self.durable.arms]
             .into_iter()
@@ -227,23 +228,34 @@ impl<'a> Txn<'a> {
             .unwrap_or_default()
     }
 
-    /// Changes the arm's state (copying it into this request's layer first).
+    /// Changes the arm's state (copying it into this request's layer first). Each layer's
+    /// maps are hashed once: the writer calls this for every arm of every new unit.
     pub fn update_arm(&mut self, epoch: &Epoch, variant: &str, change: impl FnOnce(&mut ArmState)) {
-        if let Some(state) = self
-            .arms
-            .get_mut(epoch)
-            .and_then(|arms| arms.get_mut(variant))
-        {
-            change(state);
-            return;
-        }
-        let mut state = self.arm(epoch, variant);
-        change(&mut state);
-        let arms = match self.arms.get_mut(epoch) {
-            Some(arms) => arms,
-            None => self.arms.entry(epoch.clone()).or_default(),
+        let below = |arms: Option<&std::collections::HashMap<String, ArmState>>| {
+            arms.and_then(|arms| arms.get(variant)).copied()
         };
-        arms.insert(variant.to_owned(), state);
+        let copy_below = || {
+            below(self.batch.arms.get(epoch))
+                .or_else(|| below(self.durable.arms.get(epoch)))
+                .unwrap_or_default()
+        };
+        match self.arms.get_mut(epoch) {
+            Some(arms) => match arms.get_mut(variant) {
+                Some(state) => change(state),
+                None => {
+                    let mut state = copy_below();
+                    change(&mut state);
+                    arms.insert(variant.to_owned(), state);
+                }
+            },
+            None => {
+                let mut state = copy_below();
+                change(&mut state);
+                let mut arms = std::collections::HashMap::with_capacity(4);
+                arms.insert(variant.to_owned(), state);
+                self.arms.insert(epoch.clone(), arms);
+            }
+        }
     }
 
     /// The epoch's record as this request sees it (`None` if it has none yet).
@@ -409,6 +421,45 @@ mod tests {
             }
         );
         assert_eq!(txn.arm(&epoch(), "missing"), ArmState::default());
+    }
+
+    #[test]
+    fn an_arm_update_starts_from_the_batch_over_the_durable_state_for_a_new_and_a_known_epoch() {
+        let (_dir, db) = temp_db();
+        let arm = |exposures| ArmState {
+            counters: ArmCounters {
+                exposures,
+                ..ArmCounters::default()
+            },
+            ..ArmState::default()
+        };
+        let mut durable = DurableState::default();
+        let durable_arms = durable.arms.entry(epoch()).or_default();
+        durable_arms.insert("a".to_owned(), arm(5));
+        durable_arms.insert("b".to_owned(), arm(7));
+        let mut batch = BatchState::new(1, 0);
+        batch
+            .arms
+            .entry(epoch())
+            .or_default()
+            .insert("a".to_owned(), arm(6));
+        let mut txn = Txn::new(&db, &durable, &batch);
+        // The request's layer has no map for the epoch yet, then has one without the arm.
+        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 10);
+        txn.update_arm(&epoch(), "b", |arm| arm.counters.exposures += 10);
+        txn.update_arm(&epoch(), "c", |arm| arm.counters.exposures += 10);
+        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 100);
+        let changes = txn.finish();
+        let exposures = |variant: &str| changes.arms[&epoch()][variant].counters.exposures;
+        assert_eq!(
+            (exposures("a"), exposures("b"), exposures("c")),
+            (116, 17, 10)
+        );
+        assert_eq!(
+            batch.arms[&epoch()]["a"],
+            arm(6),
+            "the batch is left as it was"
+        );
     }
 
     #[test]

@@ -250,6 +250,22 @@ pub fn expected_exposure_shares<'a>(
     exposed: &'a str,
     exposures: f64,
 ) -> Vec<(&'a str, f64)> {
+    let mut shares = Vec::with_capacity(allocation.len().max(1));
+    for_each_expected_share(allocation, exposed, exposures, |variant, share| {
+        shares.push((variant, share))
+    });
+    shares
+}
+
+/// [`expected_exposure_shares`] without the list: calls `each` with every arm and its share,
+/// in the allocation's order. The sled writer counts every new unit through it, so it
+/// allocates nothing.
+pub fn for_each_expected_share<'a>(
+    allocation: &'a [(String, f64)],
+    exposed: &'a str,
+    exposures: f64,
+    mut each: impl FnMut(&'a str, f64),
+) {
     let usable = |probability: f64| {
         if probability.is_finite() && probability > 0.0 {
             probability
@@ -262,13 +278,15 @@ pub fn expected_exposure_shares<'a>(
         .map(|(_, probability)| usable(*probability))
         .sum();
     if !(total.is_finite() && total > 0.0) {
-        return vec![(exposed, exposures)];
+        each(exposed, exposures);
+        return;
     }
-    allocation
-        .iter()
-        .map(|(variant, probability)| (variant.as_str(), exposures * usable(*probability) / total))
-        .filter(|(_, share)| *share > 0.0)
-        .collect()
+    for (variant, probability) in allocation {
+        let share = exposures * usable(*probability) / total;
+        if share > 0.0 {
+            each(variant.as_str(), share);
+        }
+    }
 }
 
 /// The epoch's start after a write at `now_ms` that counts something: the first such write

@@ -4,13 +4,12 @@
 //! reads go straight to sled, and wait only if a record's commit has not reached the disk yet.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread::JoinHandle;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::api::{BackendStats, SecretMaker, Store, StoreStats};
 use super::audit;
@@ -19,51 +18,28 @@ use super::codec;
 use super::command::AuditReply;
 use super::command::Command;
 use super::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
-use super::data_dir;
 use super::delay_histograms::DelayHistograms;
-use super::disk::Location;
 use super::error::{StoreError, StoreFuture};
 use super::exposures::{ExposedArm, PendingExposure};
 use super::halts::Halt;
-use super::health::HealthState;
 use super::health::StoreHealth;
 use super::keys::{self, KIND_STICKY};
-use super::load;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::{LocalReplica, ReplicaReport};
 use super::scan;
 use super::secret_file;
-use super::shared::{DurableMark, Shared};
+use super::shared::Shared;
 use super::sticky_cache::StickyCacheStats;
 use super::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
 };
-use super::writer_state::Writer;
 
-/// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
-/// a steady mixed load grow by ~50 MiB a minute without levelling off (`run.sh --soak`).
-pub const DEFAULT_PAGE_CACHE_MB: u64 = 32;
-
-/// How a [`SledStore`] is opened, beyond its directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StoreOptions {
-    /// sled's page cache, in MiB. sled treats it as a soft limit and its real memory use runs
-    /// several times higher, so the default is small: the sticky table serves the hot reads,
-    /// and the OS page cache still holds the files.
-    pub page_cache_mb: u64,
-    /// Superseded unit-log entries (beyond half the units stored) before the writer compacts
-    /// the log (see `unit_log`).
-    pub compact_min_entries: u64,
-}
-
-impl Default for StoreOptions {
-    fn default() -> Self {
-        StoreOptions {
-            page_cache_mb: DEFAULT_PAGE_CACHE_MB,
-            compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
-        }
-    }
-}
+#[path = "sled_open.rs"]
+mod open;
+pub use open::{DEFAULT_PAGE_CACHE_MB, StoreOptions};
+#[path = "sled_await.rs"]
+mod waiting;
+use waiting::ready;
 
 /// The embedded store: one sled database in a directory, one writer thread.
 pub struct SledStore {
@@ -76,75 +52,6 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (creating if needed) the store in `dir` with the default [`StoreOptions`] and
-    /// starts its writer thread.
-    ///
-    /// Startup reads the per-arm counters, the epoch records, two meta values, the event log
-    /// and every sticky assignment (into the in-memory table, `sticky_table`), never the
-    /// history; its time grows with the units stored.
-    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        SledStore::open_with(dir, StoreOptions::default())
-    }
-
-    /// As [`SledStore::open`], with explicit options.
-    pub fn open_with(dir: &Path, options: StoreOptions) -> Result<SledStore, StoreError> {
-        data_dir::prepare(dir)?;
-        let location = Location {
-            dir: dir.to_path_buf(),
-            page_cache_mb: options.page_cache_mb,
-        };
-        let opened = location.open()?;
-        let (last_seq, expired_through) = (opened.last_seq, opened.expired_through);
-        let (durable_tx, durable_rx) = watch::channel(DurableMark {
-            seq: last_seq,
-            generation: 0,
-        });
-        let open = Arc::new(opened.open);
-        let shared = Arc::new(Shared {
-            db: ArcSwapOption::new(Some(Arc::clone(&open))),
-            #[cfg(test)]
-            data_sync_count: AtomicU64::new(0),
-            // Everything on disk at open is durable: a record's commit wrote the sequence
-            // number in the same atomic batch.
-            durable_seq: AtomicU64::new(last_seq),
-            generation: AtomicU64::new(0),
-            durable_rx,
-            counters: ArcSwap::from_pointee(load::counter_view(&opened.durable.arms)),
-            epochs: ArcSwap::from_pointee(opened.durable.epochs.clone()),
-            flush_count: AtomicU64::new(0),
-            pending_exposures: Mutex::new(Vec::new()),
-            health: HealthState::default(),
-            sticky: ArcSwap::new(Arc::clone(&opened.durable.sticky)),
-            export_indexes: Default::default(),
-            #[cfg(test)]
-            flush_gate: Mutex::new(()),
-            #[cfg(test)]
-            faults: Mutex::new(super::recovery::Faults::default()),
-        });
-        let (commands, receiver) = mpsc::channel();
-        let mut writer = Writer::new(
-            Arc::clone(&shared),
-            durable_tx,
-            open,
-            location,
-            opened.durable,
-            last_seq,
-            expired_through,
-        );
-        writer.compact_min_entries = options.compact_min_entries;
-        let handle = std::thread::Builder::new()
-            .name("banditd-store-writer".to_owned())
-            .spawn(move || writer.run(receiver))
-            .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
-        Ok(SledStore {
-            dir: dir.to_owned(),
-            shared,
-            commands,
-            writer: Mutex::new(Some(handle)),
-            replica: LocalReplica::default(),
-        })
-    }
-
     /// Lookups of the sticky table since open (a miss is a unit with no assignment), and
     /// the units it holds.
     pub fn sticky_cache_stats(&self) -> StickyCacheStats {
@@ -195,75 +102,6 @@ impl SledStore {
         // The writer is gone, so nothing writes any more.
         audit::audit(&self.shared.sled()?.db)
     }
-
-    fn await_reply<T: Send + 'static>(
-        &self,
-        command: Command,
-        answer: oneshot::Receiver<Result<T, StoreError>>,
-    ) -> StoreFuture<T> {
-        // While the store fails, a write is refused at once instead of waiting in the queue.
-        if !self.shared.health.writable() {
-            return ready(Err(self.shared.health.unavailable()));
-        }
-        if self.commands.send(command).is_err() {
-            return ready(Err(self.shared.stopped_error()));
-        }
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move { answer.await.unwrap_or_else(|_| Err(shared.stopped_error())) })
-    }
-
-    fn is_durable(&self, seq: u64) -> bool {
-        seq <= self.shared.durable_seq.load(Ordering::Acquire)
-    }
-
-    /// Reads with `read` from the current database, which answers a value and the newest
-    /// commit among the records it read; answers once that commit is durable. If the database
-    /// is reopened meanwhile (a commit failed), reads again: what it read may have belonged to
-    /// the failed batch, which the reopened database no longer holds.
-    fn read_durable<T, F>(&self, read: F) -> StoreFuture<T>
-    where
-        T: Send + 'static,
-        F: Fn(&Shared) -> Result<(T, u64), StoreError> + Send + 'static,
-    {
-        let generation = self.shared.generation();
-        let (value, seq) = match read(&self.shared) {
-            Ok((value, seq)) if self.is_durable(seq) => return ready(Ok(value)),
-            Ok(read) => read,
-            Err(error) => return ready(Err(error)),
-        };
-        let shared = Arc::clone(&self.shared);
-        Box::pin(async move {
-            let (mut value, mut seq, mut generation) = (value, seq, generation);
-            while !wait_durable(&shared, seq, generation).await? {
-                generation = shared.generation();
-                (value, seq) = read(&shared)?;
-                if seq <= shared.durable_seq.load(Ordering::Acquire) {
-                    break;
-                }
-            }
-            Ok(value)
-        })
-    }
-}
-
-fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {
-    Box::pin(std::future::ready(result))
-}
-
-/// Resolves to true once commit `seq` is on disk, to false if the database was reopened
-/// first (the caller reads again); fails if the writer stopped before either.
-async fn wait_durable(shared: &Shared, seq: u64, generation: u64) -> Result<bool, StoreError> {
-    let mut marks = shared.durable_rx.clone();
-    let mark = marks
-        .wait_for(|mark| mark.seq >= seq || mark.generation != generation)
-        .await
-        .map(|mark| *mark);
-    match mark {
-        Ok(mark) => Ok(mark.generation == generation),
-        Err(_) if shared.generation() != generation => Ok(false),
-        Err(_) if shared.durable_seq.load(Ordering::Acquire) >= seq => Ok(true),
-        Err(_) => Err(shared.stopped_error()),
-    }
 }
 
 impl Store for SledStore {
@@ -306,7 +144,7 @@ impl Store for SledStore {
         let (reply, answer) = oneshot::channel();
         let command = Command::InsertSticky {
             epoch: epoch.clone(),
-            unit: unit.to_owned(),
+            key,
             record,
             tally,
             reply,

@@ -14,10 +14,17 @@
 //! at most [`WAVE_LINGER_MAX_US`], then takes what arrived. At low load (the previous commit
 //! carried fewer than [`WAVE_MIN`]) it never waits, so a lone request is not delayed; a sleep
 //! costs the writer's core nothing, which the HTTP workers use meanwhile.
+//!
+//! The writer's other wait lives here too: a batch of nothing but per-request exposures (which
+//! nobody waits for) lingers up to [`EXPOSURE_LINGER_MS`] for more work.
 
 use std::time::Duration;
 
+use std::sync::mpsc;
+
 use super::command::Command;
+use super::writer::MAX_BATCH_WEIGHT;
+use super::writer_state::Writer;
 
 /// The smallest previous commit (in requests somebody waits for) that counts as load.
 pub const WAVE_MIN: usize = 4;
@@ -48,6 +55,69 @@ pub fn waited_for(batch: &[Command]) -> usize {
         .iter()
         .filter(|command| !matches!(command, Command::WakeForExposures))
         .count()
+}
+
+/// How long a batch of only per-request exposures may wait to be folded with more work.
+pub const EXPOSURE_LINGER_MS: u64 = 10;
+
+/// Extends an exposures-only batch with what arrives within [`EXPOSURE_LINGER_MS`], stopping
+/// early at the weight cap or at the first command that somebody waits for.
+pub(super) fn linger_for_exposures(
+    batch: &mut Vec<Command>,
+    weight: &mut usize,
+    commands: &mpsc::Receiver<Command>,
+) {
+    if !batch.iter().all(|c| matches!(c, Command::WakeForExposures)) {
+        return;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(EXPOSURE_LINGER_MS);
+    while *weight < MAX_BATCH_WEIGHT {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match commands.recv_timeout(left) {
+            Ok(command) => {
+                let waited_for = !matches!(command, Command::WakeForExposures);
+                *weight += command.weight();
+                batch.push(command);
+                if waited_for {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+impl Writer {
+    /// Sleeps once for the rest of a wave of requests if `wave::linger` says so, then takes
+    /// what arrived meanwhile (up to the weight cap, stopping at a barrier).
+    pub(super) fn gather_rest_of_wave(
+        &self,
+        batch: &mut Vec<Command>,
+        weight: &mut usize,
+        commands: &mpsc::Receiver<Command>,
+    ) {
+        if matches!(
+            batch.last(),
+            Some(Command::Audit { .. } | Command::Shutdown { .. })
+        ) {
+            return;
+        }
+        let Some(wait) = linger(self.previous_waited_for, waited_for(batch)) else {
+            return;
+        };
+        std::thread::sleep(wait);
+        while *weight < MAX_BATCH_WEIGHT {
+            let Ok(command) = commands.try_recv() else {
+                return;
+            };
+            let barrier = matches!(command, Command::Audit { .. } | Command::Shutdown { .. });
+            *weight += command.weight();
+            batch.push(command);
+            if barrier {
+                return;
+            }
+        }
+    }
 }
 
 #[cfg(test)]

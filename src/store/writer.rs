@@ -34,7 +34,7 @@ use super::state::{ArmMap, CounterMap, EpochMap};
 use super::sticky_table::StickyTable;
 use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
-use super::wave;
+use super::wave::{self, linger_for_exposures};
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -44,69 +44,6 @@ use super::writer_state::{FailedCommit, Writer};
 /// so a 1000-op reward commit (4000 keys) stalls readers for ~80 ms in debug, several times less
 /// in release. A single request bigger than this is still one commit (requests are atomic).
 pub const MAX_BATCH_WEIGHT: usize = 1024;
-
-/// How long a batch of only per-request exposures may wait to be folded with more work.
-pub const EXPOSURE_LINGER_MS: u64 = 10;
-
-/// Extends an exposures-only batch with what arrives within [`EXPOSURE_LINGER_MS`], stopping
-/// early at the weight cap or at the first command that somebody waits for.
-fn linger_for_exposures(
-    batch: &mut Vec<Command>,
-    weight: &mut usize,
-    commands: &mpsc::Receiver<Command>,
-) {
-    if !batch.iter().all(|c| matches!(c, Command::WakeForExposures)) {
-        return;
-    }
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(EXPOSURE_LINGER_MS);
-    while *weight < MAX_BATCH_WEIGHT {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match commands.recv_timeout(left) {
-            Ok(command) => {
-                let waited_for = !matches!(command, Command::WakeForExposures);
-                *weight += command.weight();
-                batch.push(command);
-                if waited_for {
-                    return;
-                }
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-impl Writer {
-    /// Sleeps once for the rest of a wave of requests if `wave::linger` says so, then takes
-    /// what arrived meanwhile (up to the weight cap, stopping at a barrier).
-    fn gather_rest_of_wave(
-        &self,
-        batch: &mut Vec<Command>,
-        weight: &mut usize,
-        commands: &mpsc::Receiver<Command>,
-    ) {
-        if matches!(
-            batch.last(),
-            Some(Command::Audit { .. } | Command::Shutdown { .. })
-        ) {
-            return;
-        }
-        let Some(wait) = wave::linger(self.previous_waited_for, wave::waited_for(batch)) else {
-            return;
-        };
-        std::thread::sleep(wait);
-        while *weight < MAX_BATCH_WEIGHT {
-            let Ok(command) = commands.try_recv() else {
-                return;
-            };
-            let barrier = matches!(command, Command::Audit { .. } | Command::Shutdown { .. });
-            *weight += command.weight();
-            batch.push(command);
-            if barrier {
-                return;
-            }
-        }
-    }
-}
 
 /// What ends a batch early.
 enum Barrier {
@@ -118,7 +55,7 @@ impl Writer {
     /// Runs until shut down or until every store handle is gone. A failed commit does not
     /// stop it: its callers get the error and `recover` reopens the store (see `recovery`).
     ///
-    /// A batch of nothing but per-request exposures waits up to [`EXPOSURE_LINGER_MS`] for
+    /// A batch of nothing but per-request exposures waits up to [`wave::EXPOSURE_LINGER_MS`] for
     /// more work before it commits: nobody waits for those (they are fire-and-forget), so
     /// folding a few milliseconds of them into one commit saves an fsync per wake-up under
     /// per-request load. Any command somebody waits for ends the wait at once.
@@ -263,12 +200,12 @@ impl Writer {
             let (succeeded, answer): (bool, Option<Deferred>) = match command {
                 Command::InsertSticky {
                     epoch,
-                    unit,
+                    key,
                     record,
                     tally,
                     reply,
                 } => {
-                    let result = apply::insert_sticky(&mut txn, &epoch, &unit, record, &tally);
+                    let result = apply::insert_sticky(&mut txn, &epoch, key, record, &tally);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
                 Command::ReassignSticky {
