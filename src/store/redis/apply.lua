@@ -4,14 +4,15 @@
 -- Records and the counters they imply change in this one script call, so they always agree.
 --
 -- KEYS[1] legacy sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due
--- zset, KEYS[5] sticky records hash, KEYS[6] unit index zset, KEYS[7] delay histograms hash,
+-- zset, KEYS[5] sticky records hash, KEYS[6] new units' list (not yet in the unit index),
+-- KEYS[7] delay histograms hash,
 -- KEYS[8..] flush and claim keys, named by index in the ops, and, where one call carries
 -- several shards of the epoch (a single primary, not Cluster), the legacy sticky, arms, marks,
--- due, records and unit index keys of each further shard, which op `S` switches to.
+-- due, records and new units' list keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
 local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
-local records, units = KEYS[5], KEYS[6]
+local records, pending = KEYS[5], KEYS[6]
 -- Op `S` sends the ops that follow to another shard's records and marks; the counters and
 -- histograms stay in the call's first shard (`arms`, `delays`), which readers and the audit
 -- sum with the other shards', so a call of units of eight shards writes one counter hash, not
@@ -19,7 +20,7 @@ local records, units = KEYS[5], KEYS[6]
 local shard_arms = arms
 local function use_shard(first)
   sticky, shard_arms, marks, due = KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3]
-  records, units = KEYS[first + 4], KEYS[first + 5]
+  records, pending = KEYS[first + 4], KEYS[first + 5]
 end
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
@@ -220,8 +221,10 @@ end
 
 -- Sticky records are fields of the shard's records hash (unit -> record), so a lookup is one
 -- HGET (or one HMGET for a call's units, op `P` and op `B`) and a rewrite one HSET per call and
--- shard; the unit index (a sorted set of unit names, all scores 0) keeps exports paging in unit
--- order and takes a ZADD only when a unit is new. Records of the earlier layout (members
+-- shard; a new unit's name is appended to the shard's list of units not yet indexed (one RPUSH
+-- per call and shard), which a page of an export moves into the unit index (index.lua: a
+-- sorted set of unit names, all scores 0, paging in unit order), so the commit does not pay a
+-- sorted-set insert per new unit. Records of the earlier layout (members
 -- `unit \0 record` of the legacy sorted set) are still found there while it holds any, and
 -- move to the hash (and the index) when rewritten. `held[unit]`: the unit's record as this call
 -- has left it (false: none; nil: not read yet).
@@ -229,7 +232,7 @@ local rsets, rorder = {}, {}
 local function rbuf()
   local r = rsets[records]
   if not r then
-    r = { key = records, legacy = sticky, index = units, held = {}, put = {}, order = {},
+    r = { key = records, legacy = sticky, pending = pending, held = {}, put = {}, order = {},
       fresh = {}, moved = {}, has_legacy = nil }
     rsets[records] = r
     rorder[#rorder + 1] = r
@@ -293,15 +296,12 @@ local function write_records()
     for _, unit in ipairs(r.order) do
       args[#args + 1] = unit
       args[#args + 1] = r.put[unit]
-      if r.fresh[unit] then
-        index[#index + 1] = '0'
-        index[#index + 1] = unit
-      end
+      if r.fresh[unit] then index[#index + 1] = unit end
       if r.moved[unit] then gone[#gone + 1] = r.moved[unit] end
     end
     hset(r.key, args)
     for first = 1, #index, 512 do
-      redis.call('ZADD', r.index, unpack(index, first, math.min(first + 511, #index)))
+      redis.call('RPUSH', r.pending, unpack(index, first, math.min(first + 511, #index)))
     end
     for first = 1, #gone, 512 do
       redis.call('ZREM', r.legacy, unpack(gone, first, math.min(first + 511, #gone)))

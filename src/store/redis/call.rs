@@ -127,7 +127,7 @@ impl Call {
     }
 
     /// The KEYS index of the first of `shard`'s keys in this call (legacy sticky, arms, marks,
-    /// marks' due, records, unit index), named now if they are not yet.
+    /// marks' due, records, new units not yet indexed), named now if they are not yet.
     fn shard_first(&mut self, shard: u32) -> String {
         match self.shards.iter().find(|(known, _)| *known == shard) {
             Some((_, first)) => first.clone(),
@@ -139,7 +139,7 @@ impl Call {
                     keys.marks,
                     keys.marks_due,
                     keys.records,
-                    keys.units,
+                    keys.pending,
                 ] {
                     self.key(key);
                 }
@@ -399,7 +399,7 @@ impl Call {
             .key(&self.keys.marks)
             .key(&self.keys.marks_due)
             .key(&self.keys.records)
-            .key(&self.keys.units)
+            .key(&self.keys.pending)
             .key(&self.keys.delays);
         for key in &self.extra_keys {
             invocation.key(key);

@@ -47,6 +47,8 @@ mod halts;
 mod layout;
 #[cfg(test)]
 mod legacy_tests;
+#[cfg(test)]
+mod pending_index_tests;
 mod read;
 mod record_cache;
 mod replicas;
@@ -123,6 +125,8 @@ struct Scripts {
     history: Script,
     /// A first-write-wins epoch fact (decision, start).
     first: Script,
+    /// New units' names moved into their shard's unit index (`sticky_read::index_pending`).
+    index: Script,
 }
 
 /// What the commit task, the store handle and the read futures share.
@@ -381,6 +385,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
             expire_events: Script::new(include_str!("expire_events.lua")),
             history: Script::new(include_str!("history.lua")),
             first: Script::new(include_str!("first.lua")),
+            index: Script::new(include_str!("index.lua")),
         },
         health: HealthState::default(),
         replica_id: replica_id(),
