@@ -339,7 +339,7 @@ local function fields_of(v)
   local f = arm_fields[v]
   if not f then
     f = { dt = 'dt|' .. v, h = 'h|' .. v, n = 'n|' .. v, r = 'r|' .. v, dn = 'dn|' .. v,
-      dr = 'dr|' .. v, applied = 'A' .. v }
+      dr = 'dr|' .. v, e = 'e|' .. v, applied = 'A' .. v }
     arm_fields[v] = f
   end
   return f
@@ -352,9 +352,13 @@ local function decay(v, now, h, dn, dr)
   local ft, fh = f.dt, f.h
   -- `f.t`: the time this call last left in `dt|v` when it is the number read back from it
   -- (a whole millisecond); saves parsing the field again for each event of a batch.
+  -- Nothing to do for a second exposure at the same time without a half-life (`f.plain`: this
+  -- call left `h|v` at '-' and `dt|v` at `t`).
+  if h == '' and f.plain and f.t == now then return end
   local t = f.t or num(ft, '0')
   if h == '' then
     put(fh, '-')
+    f.plain = true
     if now > t then
       t = now
       put(ft, int(now))
@@ -362,7 +366,7 @@ local function decay(v, now, h, dn, dr)
     if t == math.floor(t) then f.t = t else f.t = nil end
     return
   end
-  f.t = nil
+  f.t, f.plain = nil, nil
   local hv = tonumber(h)
   local en, er
   if (get(fh) or '-') == '-' then
@@ -430,8 +434,21 @@ local function write_delays()
   hset(delays, args)
 end
 
+-- The cohort fields of a call's exposures, by hour and variant (built once each).
+local cohort_fields = {}
 local function cohort(v, n, now)
-  dadd('c|' .. int(math.floor(now / HOUR)) .. '|' .. v, n)
+  local hour = math.floor(now / HOUR)
+  local fields = cohort_fields[hour]
+  if not fields then
+    fields = {}
+    cohort_fields[hour] = fields
+  end
+  local field = fields[v]
+  if not field then
+    field = 'c|' .. string.format('%d', hour) .. '|' .. v
+    fields[v] = field
+  end
+  dadd(field, n)
 end
 
 -- The histogram fields of a call's rewards, by bin and variant (built once each).
@@ -454,15 +471,20 @@ end
 local function expected(count)
   for _ = 1, count do
     local v, micro = nxt(), nxt()
-    add('e|' .. v, tonumber(micro))
+    add(fields_of(v).e, tonumber(micro))
   end
 end
 
+-- Whether `s` (the shard's first counted write) is known to be set: read once per call.
+local started = false
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
   add(fields_of(v).n, n)
   cohort(v, n, now)
-  if not get('s') then put('s', int(now)) end
+  if not started then
+    if not get('s') then put('s', int(now)) end
+    started = true
+  end
 end
 
 local function credit(v, micro, assigned, now, h)
@@ -472,6 +494,27 @@ local function credit(v, micro, assigned, now, h)
   add(fields_of(v).r, micro)
   delayed(v, micro, assigned, now)
   if not get('s') then put('s', int(now)) end
+end
+
+-- A new or reassigned sticky unit's exposure is counted through its share set (op W: one per
+-- call, variant, time and half-life): its expected exposures are the set's shares times the
+-- units written, added once per call (integers, so exactly what one add per unit gave), and
+-- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
+-- with one, each exposure decays the arm's counts at once, in op order, as before.
+local share_sets, set_order = {}, {}
+local function expose(set)
+  set.written = set.written + 1
+  if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
+end
+local function expose_sets()
+  for _, name in ipairs(set_order) do
+    local set = share_sets[name]
+    local n = set.written
+    if n > 0 then
+      if set.h == '' then count_exposures(set.v, n, set.now, set.h) end
+      for _, share in ipairs(set.shares) do add(share[1], share[2] * n) end
+    end
+  end
 end
 
 -- A reward's timing against its assignment (store::apply::timing_refusal).

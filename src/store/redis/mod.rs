@@ -62,6 +62,8 @@ mod sentinel_contract_tests;
 #[cfg(test)]
 mod sentinel_tests;
 #[cfg(test)]
+mod share_set_tests;
+#[cfg(test)]
 mod sticky_layout_tests;
 mod sticky_read;
 #[cfg(test)]
