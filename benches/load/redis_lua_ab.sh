@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Redis's CPU per event of bulk ingest's script, A/B between two versions of apply.lua +
-# apply_ops.lua, without banditd: the batches are replayed straight into redis-server, packed as
+# apply_rewards.lua + apply_ops.lua, without banditd: the batches are replayed straight into
+# redis-server, packed as
 # src/store/redis/call.rs packs them (`Call::direct_reward`, op B: 1,000 unit rewards per call,
 # every unit's record in the hash layout of src/store/redis/layout.rs, 36-byte ids), so
 # only the script differs between the sides and nothing of HTTP or banditd's scheduling.
@@ -48,12 +49,16 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-redis-lua.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
-# side NAME REV: the two script files of REV (the worktree's when REV is empty) in $WORK/NAME.
+# side NAME REV: the script files of REV (the worktree's when REV is empty) in $WORK/NAME;
+# apply_rewards.lua (split out of apply.lua later) is left empty for revisions before it.
 side() {
     mkdir -p "$WORK/$1"
-    for file in apply.lua apply_ops.lua; do
+    for file in apply.lua apply_rewards.lua apply_ops.lua; do
         if [[ -z $2 ]]; then
             cp "$ROOT/src/store/redis/$file" "$WORK/$1/"
+        elif [[ $file == apply_rewards.lua ]]; then
+            git -C "$ROOT" show "$2:src/store/redis/$file" >"$WORK/$1/$file" 2>/dev/null ||
+                : >"$WORK/$1/$file"
         else
             git -C "$ROOT" show "$2:src/store/redis/$file" >"$WORK/$1/$file" ||
                 die "no src/store/redis/$file at $2"
@@ -67,7 +72,7 @@ cat >"$WORK/replay.py" <<'PY'
 import hashlib, os, re, socket, struct, subprocess, sys, tempfile, time
 lua_dir, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 BATCH, WINDOW, HOUR, NOW = 1000, 7 * 86400000, 3600000, 1796000000000
-script = b''.join(open(os.path.join(lua_dir, f), 'rb').read() for f in ('apply.lua', 'apply_ops.lua'))
+script = b''.join(open(os.path.join(lua_dir, f), 'rb').read() for f in ('apply.lua', 'apply_rewards.lua', 'apply_ops.lua'))
 # Scripts that keep applied ids as 8-byte digests (layout::event_digest_key) take the digest in
 # each packed reward and no retention end; earlier ones the retention end.
 DIGESTS = b'SMISMEMBER' in script

@@ -67,12 +67,13 @@ ensure_wrk
 
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 used_memory() { rcli info memory | tr -d '\r' | awk -F: '$1 == "used_memory" {print $2}'; }
-# The sticky records of load-sticky, revision 1: per shard its records hash, its unit index and
-# the earlier layout's sorted set, if any (src/store/redis/layout.rs).
+# The sticky records of load-sticky, revision 1: per shard its records hash, its unit index, its
+# list of new units not yet indexed and the earlier layout's sorted set, if any
+# (src/store/redis/layout.rs).
 sticky_bytes() {
     local total=0 shard key bytes
     for shard in 0 1 2 3 4 5 6 7; do
-        for key in r n u; do
+        for key in r n p u; do
             bytes=$(rcli memory usage "{bd:load-sticky:1:$shard}:$key" samples 0)
             total=$((total + ${bytes:-0}))
         done

@@ -4,14 +4,15 @@
 -- Records and the counters they imply change in this one script call, so they always agree.
 --
 -- KEYS[1] legacy sticky zset, KEYS[2] arms hash, KEYS[3] token marks zset, KEYS[4] marks' due
--- zset, KEYS[5] sticky records hash, KEYS[6] unit index zset, KEYS[7] delay histograms hash,
+-- zset, KEYS[5] sticky records hash, KEYS[6] new units' list (not yet in the unit index),
+-- KEYS[7] delay histograms hash,
 -- KEYS[8..] flush and claim keys, named by index in the ops, and, where one call carries
 -- several shards of the epoch (a single primary, not Cluster), the legacy sticky, arms, marks,
--- due, records and unit index keys of each further shard, which op `S` switches to.
+-- due, records and new units' list keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
 local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
-local records, units = KEYS[5], KEYS[6]
+local records, pending = KEYS[5], KEYS[6]
 -- Op `S` sends the ops that follow to another shard's records and marks; the counters and
 -- histograms stay in the call's first shard (`arms`, `delays`), which readers and the audit
 -- sum with the other shards', so a call of units of eight shards writes one counter hash, not
@@ -19,7 +20,7 @@ local records, units = KEYS[5], KEYS[6]
 local shard_arms = arms
 local function use_shard(first)
   sticky, shard_arms, marks, due = KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3]
-  records, units = KEYS[first + 4], KEYS[first + 5]
+  records, pending = KEYS[first + 4], KEYS[first + 5]
 end
 local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
 local SEP = '\0'
@@ -220,8 +221,10 @@ end
 
 -- Sticky records are fields of the shard's records hash (unit -> record), so a lookup is one
 -- HGET (or one HMGET for a call's units, op `P` and op `B`) and a rewrite one HSET per call and
--- shard; the unit index (a sorted set of unit names, all scores 0) keeps exports paging in unit
--- order and takes a ZADD only when a unit is new. Records of the earlier layout (members
+-- shard; a new unit's name is appended to the shard's list of units not yet indexed (one RPUSH
+-- per call and shard), which a page of an export moves into the unit index (index.lua: a
+-- sorted set of unit names, all scores 0, paging in unit order), so the commit does not pay a
+-- sorted-set insert per new unit. Records of the earlier layout (members
 -- `unit \0 record` of the legacy sorted set) are still found there while it holds any, and
 -- move to the hash (and the index) when rewritten. `held[unit]`: the unit's record as this call
 -- has left it (false: none; nil: not read yet).
@@ -229,7 +232,7 @@ local rsets, rorder = {}, {}
 local function rbuf()
   local r = rsets[records]
   if not r then
-    r = { key = records, legacy = sticky, index = units, held = {}, put = {}, order = {},
+    r = { key = records, legacy = sticky, pending = pending, held = {}, put = {}, order = {},
       fresh = {}, moved = {}, has_legacy = nil }
     rsets[records] = r
     rorder[#rorder + 1] = r
@@ -293,15 +296,12 @@ local function write_records()
     for _, unit in ipairs(r.order) do
       args[#args + 1] = unit
       args[#args + 1] = r.put[unit]
-      if r.fresh[unit] then
-        index[#index + 1] = '0'
-        index[#index + 1] = unit
-      end
+      if r.fresh[unit] then index[#index + 1] = unit end
       if r.moved[unit] then gone[#gone + 1] = r.moved[unit] end
     end
     hset(r.key, args)
     for first = 1, #index, 512 do
-      redis.call('ZADD', r.index, unpack(index, first, math.min(first + 511, #index)))
+      redis.call('RPUSH', r.pending, unpack(index, first, math.min(first + 511, #index)))
     end
     for first = 1, #gone, 512 do
       redis.call('ZREM', r.legacy, unpack(gone, first, math.min(first + 511, #gone)))
@@ -339,7 +339,7 @@ local function fields_of(v)
   local f = arm_fields[v]
   if not f then
     f = { dt = 'dt|' .. v, h = 'h|' .. v, n = 'n|' .. v, r = 'r|' .. v, dn = 'dn|' .. v,
-      dr = 'dr|' .. v, applied = 'A' .. v }
+      dr = 'dr|' .. v, e = 'e|' .. v, applied = 'A' .. v }
     arm_fields[v] = f
   end
   return f
@@ -352,9 +352,13 @@ local function decay(v, now, h, dn, dr)
   local ft, fh = f.dt, f.h
   -- `f.t`: the time this call last left in `dt|v` when it is the number read back from it
   -- (a whole millisecond); saves parsing the field again for each event of a batch.
+  -- Nothing to do for a second exposure at the same time without a half-life (`f.plain`: this
+  -- call left `h|v` at '-' and `dt|v` at `t`).
+  if h == '' and f.plain and f.t == now then return end
   local t = f.t or num(ft, '0')
   if h == '' then
     put(fh, '-')
+    f.plain = true
     if now > t then
       t = now
       put(ft, int(now))
@@ -362,7 +366,7 @@ local function decay(v, now, h, dn, dr)
     if t == math.floor(t) then f.t = t else f.t = nil end
     return
   end
-  f.t = nil
+  f.t, f.plain = nil, nil
   local hv = tonumber(h)
   local en, er
   if (get(fh) or '-') == '-' then
@@ -430,8 +434,21 @@ local function write_delays()
   hset(delays, args)
 end
 
+-- The cohort fields of a call's exposures, by hour and variant (built once each).
+local cohort_fields = {}
 local function cohort(v, n, now)
-  dadd('c|' .. int(math.floor(now / HOUR)) .. '|' .. v, n)
+  local hour = math.floor(now / HOUR)
+  local fields = cohort_fields[hour]
+  if not fields then
+    fields = {}
+    cohort_fields[hour] = fields
+  end
+  local field = fields[v]
+  if not field then
+    field = 'c|' .. string.format('%d', hour) .. '|' .. v
+    fields[v] = field
+  end
+  dadd(field, n)
 end
 
 -- The histogram fields of a call's rewards, by bin and variant (built once each).
@@ -454,15 +471,20 @@ end
 local function expected(count)
   for _ = 1, count do
     local v, micro = nxt(), nxt()
-    add('e|' .. v, tonumber(micro))
+    add(fields_of(v).e, tonumber(micro))
   end
 end
 
+-- Whether `s` (the shard's first counted write) is known to be set: read once per call.
+local started = false
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
   add(fields_of(v).n, n)
   cohort(v, n, now)
-  if not get('s') then put('s', int(now)) end
+  if not started then
+    if not get('s') then put('s', int(now)) end
+    started = true
+  end
 end
 
 local function credit(v, micro, assigned, now, h)
@@ -474,165 +496,26 @@ local function credit(v, micro, assigned, now, h)
   if not get('s') then put('s', int(now)) end
 end
 
--- A reward's timing against its assignment (store::apply::timing_refusal).
-local function refusal(occurred, assigned, now, window)
-  if occurred ~= '' and tonumber(occurred) + skew < assigned then return 'B' end
-  if now > assigned + window then return 'O' end
-  return nil
+-- A new or reassigned sticky unit's exposure is counted through its share set (op W: one per
+-- call, variant, time and half-life): its expected exposures are the set's shares times the
+-- units written, added once per call (integers, so exactly what one add per unit gave), and
+-- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
+-- with one, each exposure decays the arm's counts at once, in op order, as before.
+local share_sets, set_order = {}, {}
+local function expose(set)
+  set.written = set.written + 1
+  if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
 end
-
--- A claimed reward (src/store/redis/rewards.rs) is judged once: its outcome is kept under its
--- claim, and a second application of the same claim (a helper finishing it) returns that.
--- Outcomes are fields of the shard's hash of the claim's hour (`field`), written once per call
--- (`write_outcomes`) with the hash's expiry; claims named before those hashes (`field` empty)
--- keep theirs in a key of their own.
--- The outcomes a call may meet are read up front, one HMGET per hash (op `O`, first in the
--- call): `fetched[key][field]` is the stored outcome, or false for none.
-local outcomes, outcome_keys, fetched = {}, {}, {}
-local function claimed(key, field, keep, judge)
-  local held
-  if field == '' then
-    held = redis.call('GET', key)
-  else
-    local kept = outcomes[key]
-    held = kept and kept.by_field[field]
-    if not held then
-      local known = fetched[key] and fetched[key][field]
-      if known == nil then
-        held = redis.call('HGET', key, field)
-      elseif known then
-        held = known
-      end
+local function expose_sets()
+  for _, name in ipairs(set_order) do
+    local set = share_sets[name]
+    local n = set.written
+    if n > 0 then
+      if set.h == '' then count_exposures(set.v, n, set.now, set.h) end
+      for _, share in ipairs(set.shares) do add(share[1], share[2] * n) end
     end
   end
-  if held then return held end
-  local outcome = judge()
-  if field == '' then
-    redis.call('SET', key, outcome, 'PX', keep)
-    return outcome
-  end
-  local kept = outcomes[key]
-  if not kept then
-    kept = { by_field = {}, args = {}, keep = 0 }
-    outcomes[key] = kept
-    outcome_keys[#outcome_keys + 1] = key
-  end
-  kept.by_field[field] = outcome
-  kept.args[#kept.args + 1] = field
-  kept.args[#kept.args + 1] = outcome
-  kept.keep = math.max(kept.keep, tonumber(keep))
-  return outcome
-end
-local function write_outcomes()
-  for _, key in ipairs(outcome_keys) do
-    local kept = outcomes[key]
-    hset(key, kept.args)
-    if redis.call('PTTL', key) < kept.keep then redis.call('PEXPIRE', key, kept.keep) end
-  end
 end
 
--- A unit's reward judged against its record (store::apply): its outcome, the record and the
--- counters changed if applied.
-local function judge_unit(unit, micro, occurred, now, window, h)
-  local record = rget(unit)
-  if not record then return 'N' end
-  local v, written, head, rewarded = split(record)
-  if not v then
-    local propensity, reward
-    v, written, propensity, reward = parse(record)
-    head, rewarded = v and (v .. '\t' .. written .. '\t' .. propensity .. '\t'), reward ~= ''
-  end
-  local assigned = tonumber(written)
-  local refused = refusal(occurred, assigned, now, window)
-  if refused then return refused end
-  if rewarded then return 'P' end
-  -- The record's first three fields kept as written: the assignment's time is spelled as
-  -- `int` spells it (whole milliseconds; `Call::sticky` from a u64), so nothing is formatted
-  -- again.
-  rset(unit, head .. micro .. '\t' .. int(now))
-  credit(v, amount(micro), assigned, now, h)
-  return fields_of(v).applied
-end
-
--- A unit's reward judged as `judge_unit` does, when banditd sent the record its cache holds
--- for the unit (`expected`, an unrewarded record `v \t assigned \t propensity \t` that banditd
--- spelled from the variant `v` and assignment time `assigned` it also sends): if the stored
--- record is that string (one comparison: Lua strings are interned), its fields are known
--- without splitting it, and the credited record is it with the reward and its time appended.
--- Any other record (none, rewarded, reassigned, or `expected` empty) is judged by `judge_unit`.
-local function judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
-  local record = rget(unit)
-  if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h) end
-  local refused = refusal(occurred, assigned, now, window)
-  if refused then return refused end
-  rset(unit, expected .. micro .. '\t' .. int(now))
-  credit(v, amount(micro), assigned, now, h)
-  return fields_of(v).applied
-end
-
--- A token's reward: its mark written and the counters changed if applied. `confirms`: the
--- shard's confirmation marks for a token credited only once confirmed (op K), else nil.
-local function judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
-  if find(marks, id) then return 'P' end
-  local refused = refusal(occurred, issued, now, window)
-  local expiry = issued + window + slack
-  if not refused and expiry <= watermark() then refused = 'O' end
-  if not refused and confirms and not find(confirms, id) then refused = 'R' end
-  if refused then return refused end
-  zput(marks, id, nil,
-    id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
-    int(expiry) .. '\t' .. int(now), '0')
-  zput(due, nil, nil, id, int(expiry))
-  add('t|' .. v, tonumber(micro))
-  credit(v, tonumber(micro), issued, now, h)
-  return 'A' .. v
-end
-
--- On a single primary a reward is judged with its event id in the same call (op B,
--- src/store/redis/direct.rs): no claim is written, read back or settled, since the call is
--- atomic. An applied id is kept as its 8-byte keyed digest, a member of the shard's digest set
--- (`homes[dir].set`: KEYS index dir + 3), and appended to the digest list of the hour its
--- retention ends in (op L; the lists' index is KEYS index dir + 4), which the sweep drops as a
--- whole (src/store/redis/layout.rs, `event_digest_key`). The ids' directory (KEYS index `dir`;
--- its list index and legacy due index follow; declared by op Q) is still read while it exists:
--- ids applied before the digests (`A<retention end>`) are duplicates until the sweep forgets
--- them, and an id that a claim of the three-step protocol holds, or in a shard that still has
--- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
-local HOUR_MS = 3600000
-local homes, home_order, id_lists, list_order = {}, {}, {}, {}
-local function keep_at_least(key, ms)
-  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR_MS) end
-end
-local function write_homes()
-  for _, dir in ipairs(home_order) do
-    local home = homes[dir]
-    for first = 1, #home.args, 512 do
-      redis.call('SADD', home.set, unpack(home.args, first, math.min(first + 511, #home.args)))
-    end
-  end
-  local kept = {}
-  for _, at in ipairs(list_order) do
-    local list = id_lists[at]
-    if #list.ids > 0 then
-      redis.call('APPEND', KEYS[at], table.concat(list.ids))
-      redis.call('ZADD', KEYS[list.dir + 4], list.ends, KEYS[at])
-      keep_at_least(KEYS[at], list.keep)
-      kept[list.dir] = true
-    end
-  end
-  for _, dir in ipairs(home_order) do
-    if kept[dir] then keep_at_least(homes[dir].set, homes[dir].keep) end
-  end
-end
-
-local function write_all()
-  write_records()
-  write_zsets()
-  write_arms()
-  write_delays()
-  write_outcomes()
-  write_homes()
-end
-
--- The ops themselves are read and run by apply_ops.lua, which Redis gets appended to this file
--- as one script (src/store/redis/mod.rs).
+-- How rewards are judged, and `write_all`, are in apply_rewards.lua, which Redis gets appended
+-- to this file (then apply_ops.lua) as one script (src/store/redis/mod.rs).

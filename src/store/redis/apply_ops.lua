@@ -5,8 +5,10 @@ local skip_exposures = false
 while at <= #ARGV do
   local op = nxt()
   if op == 'I' or op == 'R' then
-    local unit, from, v, assigned, propensity = nxt(), nxt(), nxt(), nxt(), nxt()
-    local now, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
+    -- The unit, the variant it had (R), its assignment time and propensity as the record spells
+    -- them, and the share set (op W) of its variant, time and half-life.
+    local unit, from, assigned, propensity, set = nxt(), nxt(), nxt(), nxt(), share_sets[nxt()]
+    local v = set.v
     local record = rget(unit)
     local write = false
     if op == 'I' then
@@ -26,12 +28,20 @@ while at <= #ARGV do
     if write then
       local value = v .. '\t' .. assigned .. '\t' .. propensity .. '\t'
       rset(unit, value)
-      count_exposures(v, 1, now, h)
-      expected(shares)
+      expose(set)
       out[#out + 1] = '1' .. value
-    else
-      at = at + 2 * shares
     end
+  elseif op == 'W' then
+    -- A share set the sticky ops that follow name: its name, the variant, the time and the
+    -- half-life of their exposures, a count, then that many (variant, micro-units) shares.
+    local name, v, now, h, count = nxt(), nxt(), tonumber(nxt()), nxt(), tonumber(nxt())
+    local shares = {}
+    for i = 1, count do
+      local field, micro = fields_of(nxt()).e, tonumber(nxt())
+      shares[i] = { field, micro }
+    end
+    share_sets[name] = { v = v, now = now, h = h, shares = shares, written = 0 }
+    set_order[#set_order + 1] = name
   elseif op == 'O' then
     -- Outcomes to read up front: KEYS index, count, then that many fields.
     local key, count = KEYS[tonumber(nxt())], tonumber(nxt())
@@ -239,6 +249,7 @@ while at <= #ARGV do
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
+expose_sets()
 if #order > 0 or #dorder > 0 then add('v', 1) end -- the change counter (src/store/redis/fresh.rs)
 write_all()
 return out

@@ -77,9 +77,21 @@ pub struct Call {
     id_lists: Vec<IdList>,
     /// The rewards of op `B`, packed (`direct_reward`).
     packed: Vec<u8>,
+    /// The share sets the call's sticky ops name (op `W`), in the order they were declared.
+    share_sets: Vec<ShareSet>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
     pub sinks: Vec<Sink>,
+}
+
+/// One exposure's variant, time, half-life and expected-exposure shares (micro-units), as op
+/// `W` declares them under `name`.
+struct ShareSet {
+    name: String,
+    variant: String,
+    now_ms: u64,
+    half_life_ms: Option<u64>,
+    shares: Vec<(String, i64)>,
 }
 
 /// The receiver of one reply string: a sticky command of the batch (by index), or a claimed
@@ -103,6 +115,7 @@ impl Call {
             directories: Vec::new(),
             id_lists: Vec::new(),
             packed: Vec::new(),
+            share_sets: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
                 TOKEN_MARK_SLACK_MS.to_string(),
@@ -127,7 +140,7 @@ impl Call {
     }
 
     /// The KEYS index of the first of `shard`'s keys in this call (legacy sticky, arms, marks,
-    /// marks' due, records, unit index), named now if they are not yet.
+    /// marks' due, records, new units not yet indexed), named now if they are not yet.
     fn shard_first(&mut self, shard: u32) -> String {
         match self.shards.iter().find(|(known, _)| *known == shard) {
             Some((_, first)) => first.clone(),
@@ -139,7 +152,7 @@ impl Call {
                     keys.marks,
                     keys.marks_due,
                     keys.records,
-                    keys.units,
+                    keys.pending,
                 ] {
                     self.key(key);
                 }
@@ -183,21 +196,51 @@ impl Call {
             Some((_, units)) => units.push(unit.to_owned()),
             None => self.prefetch.push((first, vec![unit.to_owned()])),
         }
-        let shares = layout::expected_shares(&record.variant, &tally.allocation, 1);
+        let set = self.share_set(&record.variant, tally);
         self.args.extend([
             op.to_owned(),
             unit.to_owned(),
             from.to_owned(),
-            record.variant.clone(),
             record.assigned_ms.min(MAX_MS).to_string(),
             record.propensity.to_string(),
-            tally.now_ms.min(MAX_MS).to_string(),
+            set,
+        ]);
+    }
+
+    /// The name of the share set (op `W`) of an exposure of `variant` under `tally`, declared
+    /// in the ops now if the call has none yet: the new units of one commit share a handful, so
+    /// the script adds each set's expected exposures once per call, not once per unit.
+    fn share_set(&mut self, variant: &str, tally: &Tally) -> String {
+        let shares = layout::expected_shares(variant, &tally.allocation, 1);
+        let now_ms = tally.now_ms.min(MAX_MS);
+        if let Some(known) = self.share_sets.iter().find(|set| {
+            set.variant == variant
+                && set.now_ms == now_ms
+                && set.half_life_ms == tally.half_life_ms
+                && set.shares == shares
+        }) {
+            return known.name.clone();
+        }
+        let name = (self.share_sets.len() + 1).to_string();
+        self.args.extend([
+            "W".to_owned(),
+            name.clone(),
+            variant.to_owned(),
+            now_ms.to_string(),
             half_life(tally.half_life_ms),
             shares.len().to_string(),
         ]);
-        for (variant, micro) in shares {
-            self.args.extend([variant, micro.to_string()]);
+        for (share_variant, micro) in &shares {
+            self.args.extend([share_variant.clone(), micro.to_string()]);
         }
+        self.share_sets.push(ShareSet {
+            name: name.clone(),
+            variant: variant.to_owned(),
+            now_ms,
+            half_life_ms: tally.half_life_ms,
+            shares,
+        });
+        name
     }
 
     /// A claimed reward, judged once under its claim. A token that must have been confirmed
@@ -399,7 +442,7 @@ impl Call {
             .key(&self.keys.marks)
             .key(&self.keys.marks_due)
             .key(&self.keys.records)
-            .key(&self.keys.units)
+            .key(&self.keys.pending)
             .key(&self.keys.delays);
         for key in &self.extra_keys {
             invocation.key(key);

@@ -9,7 +9,8 @@
 //! | key | type | holds |
 //! | --- | --- | --- |
 //! | `<tag>:r` | hash | one field per sticky unit: unit → record ([`encode_sticky`]), so a lookup is one `HGET` and a rewrite one `HSET` (a batch's: one `HMGET` and one `HSET` per shard) |
-//! | `<tag>:n` | sorted set, all scores 0 | the unit index: one member per sticky unit, its name, written when the unit is new (lexicographic, so a page of an export is a `ZRANGEBYLEX` and an `HMGET`) |
+//! | `<tag>:n` | sorted set, all scores 0 | the unit index: one member per sticky unit, its name (lexicographic, so a page of an export is a `ZRANGEBYLEX` and an `HMGET`); filled from `<tag>:p` by the reader of a page (`index.lua`), and directly by versions before it |
+//! | `<tag>:p` | list | new units not yet in the unit index: `apply.lua` appends a new unit's name here (an `RPUSH` costs Redis a fraction of a sorted-set insert per unit), and every page of an export first moves the list into the index (`sticky_read::index_pending`) |
 //! | `<tag>:u` | sorted set, all scores 0 | sticky records of the earlier layout, `unit \0 record`: still read; `apply.lua` moves a record to `<tag>:r` and `<tag>:n` when it rewrites it |
 //! | `<tag>:a` | hash | the shard's share of every arm's counters: `n|v`, `r|v`, `e|v`, ... (see `read::ShardArm`), and `s`, the time of the shard's first counted write (on a single primary, a call of several shards counts in its first: only the sums over the shards mean anything), and `xt`, the shard's token watermark |
 //! | `<tag>:t` | sorted set, all scores 0 | one member per credited token: `assignment id \0 mark` |
@@ -79,6 +80,8 @@ pub struct ShardKeys {
     pub sticky: String,
     pub records: String,
     pub units: String,
+    /// New units not yet in `units` (the commit script appends, a page of an export drains).
+    pub pending: String,
     pub arms: String,
     pub marks: String,
     pub marks_due: String,
@@ -92,6 +95,7 @@ impl ShardKeys {
             sticky: format!("{tag}:u"),
             records: format!("{tag}:r"),
             units: format!("{tag}:n"),
+            pending: format!("{tag}:p"),
             arms: format!("{tag}:a"),
             marks: format!("{tag}:t"),
             marks_due: format!("{tag}:x"),

@@ -9,8 +9,8 @@ use super::tests::{open, tally};
 use super::*;
 use crate::store::test_support::{T0_MS, block_on, epoch, record, unit_reward};
 
-/// Rewrites `unit`'s record as the earlier layout kept it: out of the hash and the index, a
-/// member `unit \0 record` of the shard's sorted set.
+/// Rewrites `unit`'s record as the earlier layout kept it: out of the hash, the index and the
+/// list of units not yet indexed, a member `unit \0 record` of the shard's sorted set.
 fn move_to_earlier_layout(raw: &mut redis::Connection, unit: &str) {
     let keys = ShardKeys::of(&epoch(), layout::shard_of(unit));
     let value: String = redis::cmd("HGET")
@@ -22,6 +22,8 @@ fn move_to_earlier_layout(raw: &mut redis::Connection, unit: &str) {
         .hdel(&keys.records, unit)
         .ignore()
         .zrem(&keys.units, unit)
+        .ignore()
+        .lrem(&keys.pending, 0, unit)
         .ignore()
         .zadd(&keys.sticky, format!("{unit}\0{value}"), 0)
         .ignore()

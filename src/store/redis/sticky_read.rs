@@ -1,6 +1,7 @@
 //! Sticky records as readers see them: a unit's record (`sticky`) and a page of an export
-//! (`scan_sticky`), from the shard's records hash and unit index, and from the sorted set of
-//! the earlier layout for records not rewritten since (`layout`, the key table).
+//! (`scan_sticky`), from the shard's records hash and unit index (filled from the shard's list
+//! of new units first, `index_pending`), and from the sorted set of the earlier layout for
+//! records not rewritten since (`layout`, the key table).
 
 use redis::AsyncCommands;
 
@@ -34,9 +35,44 @@ pub async fn sticky(
         .ok_or_else(|| corrupt("sticky record", &member))
 }
 
+/// Names moved per `index.lua` call: a call is atomic, so this bounds how long one blocks Redis.
+pub(super) const INDEX_CHUNK: usize = 4096;
+
+/// Moves every shard's new units (the names `apply.lua` appended to `<tag>:p`) into the shard's
+/// unit index, so that a page read next sees every unit written before it began. A shard whose
+/// list keeps growing under new units is drained as far as it held at the first call (units
+/// written during a page may or may not be on it, as on sled).
+pub async fn index_pending(shared: &Shared, epoch: &Epoch) -> Result<(), StoreError> {
+    let drains = futures_util::future::join_all((0..SHARDS).map(|shard| async move {
+        let keys = ShardKeys::of(epoch, shard);
+        let mut calls_left: Option<usize> = None;
+        loop {
+            let left: usize = shared
+                .scripts
+                .index
+                .key(&keys.pending)
+                .key(&keys.units)
+                .arg(INDEX_CHUNK)
+                .invoke_async(&mut connection(shared))
+                .await?;
+            let calls = calls_left.get_or_insert(left.div_ceil(INDEX_CHUNK));
+            if left == 0 || *calls == 0 {
+                return Ok::<_, redis::RedisError>(());
+            }
+            *calls -= 1;
+        }
+    }))
+    .await;
+    for drained in drains {
+        drained.map_err(|error| classify(shared, &error))?;
+    }
+    Ok(())
+}
+
 /// Up to `limit` records of each shard after `after`, in unit order: a page of each shard's
 /// unit index and those units' records (one `ZRANGEBYLEX` and one `HMGET` per shard), merged
-/// with the records the shards still hold in the earlier layout.
+/// with the records the shards still hold in the earlier layout. New units are moved into the
+/// index first (`index_pending`).
 pub async fn scan_sticky(
     shared: &Shared,
     epoch: &Epoch,
@@ -46,6 +82,7 @@ pub async fn scan_sticky(
     if limit == 0 {
         return Ok(Vec::new());
     }
+    index_pending(shared, epoch).await?;
     let legacy = (0..SHARDS)
         .map(|s| ShardKeys::of(epoch, s).sticky)
         .collect();

@@ -1,0 +1,166 @@
+-- banditd: the reward half of apply.lua (appended to it, then apply_ops.lua, as one script,
+-- src/store/redis/mod.rs): a reward judged against its record or token mark, under its claim
+-- or with its event id in the same call, and `write_all`, which writes every buffer of the call.
+
+-- A reward's timing against its assignment (store::apply::timing_refusal).
+local function refusal(occurred, assigned, now, window)
+  if occurred ~= '' and tonumber(occurred) + skew < assigned then return 'B' end
+  if now > assigned + window then return 'O' end
+  return nil
+end
+
+-- A claimed reward (src/store/redis/rewards.rs) is judged once: its outcome is kept under its
+-- claim, and a second application of the same claim (a helper finishing it) returns that.
+-- Outcomes are fields of the shard's hash of the claim's hour (`field`), written once per call
+-- (`write_outcomes`) with the hash's expiry; claims named before those hashes (`field` empty)
+-- keep theirs in a key of their own.
+-- The outcomes a call may meet are read up front, one HMGET per hash (op `O`, first in the
+-- call): `fetched[key][field]` is the stored outcome, or false for none.
+local outcomes, outcome_keys, fetched = {}, {}, {}
+local function claimed(key, field, keep, judge)
+  local held
+  if field == '' then
+    held = redis.call('GET', key)
+  else
+    local kept = outcomes[key]
+    held = kept and kept.by_field[field]
+    if not held then
+      local known = fetched[key] and fetched[key][field]
+      if known == nil then
+        held = redis.call('HGET', key, field)
+      elseif known then
+        held = known
+      end
+    end
+  end
+  if held then return held end
+  local outcome = judge()
+  if field == '' then
+    redis.call('SET', key, outcome, 'PX', keep)
+    return outcome
+  end
+  local kept = outcomes[key]
+  if not kept then
+    kept = { by_field = {}, args = {}, keep = 0 }
+    outcomes[key] = kept
+    outcome_keys[#outcome_keys + 1] = key
+  end
+  kept.by_field[field] = outcome
+  kept.args[#kept.args + 1] = field
+  kept.args[#kept.args + 1] = outcome
+  kept.keep = math.max(kept.keep, tonumber(keep))
+  return outcome
+end
+local function write_outcomes()
+  for _, key in ipairs(outcome_keys) do
+    local kept = outcomes[key]
+    hset(key, kept.args)
+    if redis.call('PTTL', key) < kept.keep then redis.call('PEXPIRE', key, kept.keep) end
+  end
+end
+
+-- A unit's reward judged against its record (store::apply): its outcome, the record and the
+-- counters changed if applied.
+local function judge_unit(unit, micro, occurred, now, window, h)
+  local record = rget(unit)
+  if not record then return 'N' end
+  local v, written, head, rewarded = split(record)
+  if not v then
+    local propensity, reward
+    v, written, propensity, reward = parse(record)
+    head, rewarded = v and (v .. '\t' .. written .. '\t' .. propensity .. '\t'), reward ~= ''
+  end
+  local assigned = tonumber(written)
+  local refused = refusal(occurred, assigned, now, window)
+  if refused then return refused end
+  if rewarded then return 'P' end
+  -- The record's first three fields kept as written: the assignment's time is spelled as
+  -- `int` spells it (whole milliseconds; `Call::sticky` from a u64), so nothing is formatted
+  -- again.
+  rset(unit, head .. micro .. '\t' .. int(now))
+  credit(v, amount(micro), assigned, now, h)
+  return fields_of(v).applied
+end
+
+-- A unit's reward judged as `judge_unit` does, when banditd sent the record its cache holds
+-- for the unit (`expected`, an unrewarded record `v \t assigned \t propensity \t` that banditd
+-- spelled from the variant `v` and assignment time `assigned` it also sends): if the stored
+-- record is that string (one comparison: Lua strings are interned), its fields are known
+-- without splitting it, and the credited record is it with the reward and its time appended.
+-- Any other record (none, rewarded, reassigned, or `expected` empty) is judged by `judge_unit`.
+local function judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
+  local record = rget(unit)
+  if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h) end
+  local refused = refusal(occurred, assigned, now, window)
+  if refused then return refused end
+  rset(unit, expected .. micro .. '\t' .. int(now))
+  credit(v, amount(micro), assigned, now, h)
+  return fields_of(v).applied
+end
+
+-- A token's reward: its mark written and the counters changed if applied. `confirms`: the
+-- shard's confirmation marks for a token credited only once confirmed (op K), else nil.
+local function judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
+  if find(marks, id) then return 'P' end
+  local refused = refusal(occurred, issued, now, window)
+  local expiry = issued + window + slack
+  if not refused and expiry <= watermark() then refused = 'O' end
+  if not refused and confirms and not find(confirms, id) then refused = 'R' end
+  if refused then return refused end
+  zput(marks, id, nil,
+    id .. SEP .. v .. '\t' .. int(issued) .. '\t' .. propensity .. '\t' .. micro .. '\t' ..
+    int(expiry) .. '\t' .. int(now), '0')
+  zput(due, nil, nil, id, int(expiry))
+  add('t|' .. v, tonumber(micro))
+  credit(v, tonumber(micro), issued, now, h)
+  return 'A' .. v
+end
+
+-- On a single primary a reward is judged with its event id in the same call (op B,
+-- src/store/redis/direct.rs): no claim is written, read back or settled, since the call is
+-- atomic. An applied id is kept as its 8-byte keyed digest, a member of the shard's digest set
+-- (`homes[dir].set`: KEYS index dir + 3), and appended to the digest list of the hour its
+-- retention ends in (op L; the lists' index is KEYS index dir + 4), which the sweep drops as a
+-- whole (src/store/redis/layout.rs, `event_digest_key`). The ids' directory (KEYS index `dir`;
+-- its list index and legacy due index follow; declared by op Q) is still read while it exists:
+-- ids applied before the digests (`A<retention end>`) are duplicates until the sweep forgets
+-- them, and an id that a claim of the three-step protocol holds, or in a shard that still has
+-- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
+local HOUR_MS = 3600000
+local homes, home_order, id_lists, list_order = {}, {}, {}, {}
+local function keep_at_least(key, ms)
+  if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR_MS) end
+end
+local function write_homes()
+  for _, dir in ipairs(home_order) do
+    local home = homes[dir]
+    for first = 1, #home.args, 512 do
+      redis.call('SADD', home.set, unpack(home.args, first, math.min(first + 511, #home.args)))
+    end
+  end
+  local kept = {}
+  for _, at in ipairs(list_order) do
+    local list = id_lists[at]
+    if #list.ids > 0 then
+      redis.call('APPEND', KEYS[at], table.concat(list.ids))
+      redis.call('ZADD', KEYS[list.dir + 4], list.ends, KEYS[at])
+      keep_at_least(KEYS[at], list.keep)
+      kept[list.dir] = true
+    end
+  end
+  for _, dir in ipairs(home_order) do
+    if kept[dir] then keep_at_least(homes[dir].set, homes[dir].keep) end
+  end
+end
+
+local function write_all()
+  write_records()
+  write_zsets()
+  write_arms()
+  write_delays()
+  write_outcomes()
+  write_homes()
+end
+
+-- The ops themselves are read and run by apply_ops.lua, which Redis gets appended to this file
+-- as one script (src/store/redis/mod.rs).
