@@ -130,10 +130,18 @@ fn a_write_on_another_replica_is_seen_by_the_next_read() {
             for _ in 0..2 {
                 assert!(b.count_exposure(&epoch(), "control", tally(at)));
             }
-            std::thread::sleep(std::time::Duration::from_millis(
-                2 * EXPOSURE_FLUSH_EVERY_MS,
-            ));
-            let seen = a.counters(&epoch()).await.unwrap();
+            // The flush runs every EXPOSURE_FLUSH_EVERY_MS on `b`'s own thread: wait for it
+            // (up to a bound a loaded machine keeps), then the read must see exactly it.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            let seen = loop {
+                std::thread::sleep(std::time::Duration::from_millis(EXPOSURE_FLUSH_EVERY_MS));
+                let seen = a.counters(&epoch()).await.unwrap();
+                if seen["control"].exposures >= round * 3 + 3
+                    || std::time::Instant::now() > deadline
+                {
+                    break seen;
+                }
+            };
             assert_eq!(seen["control"].exposures, round * 3 + 3, "round {round}");
             let fresh = open(&server);
             assert_eq!(raw(&seen), raw(&fresh.counters(&epoch()).await.unwrap()));
