@@ -8,7 +8,9 @@ use super::codec;
 use super::error::StoreError;
 use super::event_ids::Digester;
 use super::event_log;
-use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::keys::{
+    self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_UNIT_LOG, io,
+};
 use super::migrate;
 use super::size_hint::{self, TableSizes};
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
@@ -123,16 +125,41 @@ fn replay_logs(
     std::thread::scope(|scope| {
         let units = std::thread::Builder::new()
             .name("unit-log-replay".to_owned())
-            .spawn_scoped(scope, || StickyTable::load(db, digester, units_hint))
+            .spawn_scoped(scope, || {
+                let loaded = StickyTable::load(db, digester, units_hint)?;
+                settle_pages(db, KIND_UNIT_LOG)?;
+                Ok(loaded)
+            })
             .map_err(|error| {
                 StoreError::Io(format!("could not start the replay thread: {error}"))
             })?;
+        // The event log is not settled: at 50M ids its point reads cost ~2 s of CPU on this
+        // thread, the longer of the two at that size, for ~2.4 B per id
+        // (`benches/load/results/marks-2026-11-30-s8.md`).
         let event_ids = event_log::replay(db, digester, ids_hint);
         let sticky = units
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         Ok((event_ids?, sticky?))
     })
+}
+
+/// Hands the pages a log replay read back to sled's cache limit, so the log does not stay in
+/// memory after a restart (`benches/load/results/marks-2026-11-30-s8.md`).
+///
+/// sled 0.34 counts a page against its cache capacity only once the page's LRU shard (one of
+/// 256, by page id) has queued 64 accesses. A replay's scan reads each leaf page of the log
+/// once, so until a log has ~16,000 leaves no shard's queue ever fills: every page the scan
+/// read stays in memory whatever `--store-cache-mb` says, about 13 B per sticky unit, and an
+/// idle server never reads them again to let them go. One point read per log key gives each
+/// leaf as many accesses as it has keys (up to 16), which fills the queues, and sled pages out
+/// all but its cache's worth. It costs ~0.2 s per 70,000 log values (10M units) on the unit
+/// replay's own thread.
+fn settle_pages(db: &sled::Db, kind: u8) -> Result<(), StoreError> {
+    for key in db.scan_prefix([kind]).keys() {
+        db.get(key.map_err(io)?).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// The published view of freshly loaded arm states.
