@@ -93,6 +93,7 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
         units: sticky.len() as u64,
         ids: event_ids.kept.len() as u64,
     };
+    super::table_memory::return_freed_memory();
     if sizes.moved_from(&hint) {
         // A hint (`size_hint`): a store that cannot write it now fails at its first commit.
         let _ = size_hint::write(db, sizes);

@@ -160,6 +160,19 @@ fn unmap(ptr: NonNull<u8>, size: usize) {
 #[cfg(not(unix))]
 fn unmap(_ptr: NonNull<u8>, _size: usize) {}
 
+/// Returns to the kernel, now, the memory the global allocator holds freed: called once a
+/// restart's replays are done (`load::load`). The replays read the logs on threads of their
+/// own, which then let those pages go (`load::settle_pages`) and exit; mimalloc purges freed
+/// memory only after a delay and on a later allocation's slow path, so on an idle server the
+/// freed pages stayed resident: ~11 B per sticky unit at 10M units, in 5 of 9 restarts
+/// (`benches/load/results/marks-2026-11-30-s8.md`). One forced collection costs milliseconds.
+/// In a process whose global allocator is not mimalloc (the tests) it finds nothing to return.
+pub fn return_freed_memory() {
+    // SAFETY: `mi_collect` takes no pointers and only walks mimalloc's own bookkeeping; it is
+    // safe to call from any thread at any time.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 #[cfg(test)]
 #[path = "table_memory_tests.rs"]
 mod tests;
