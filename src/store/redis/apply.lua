@@ -434,38 +434,30 @@ local function write_delays()
   hset(delays, args)
 end
 
--- The cohort fields of a call's exposures, by hour and variant (built once each).
-local cohort_fields = {}
-local function cohort(v, n, now)
-  local hour = math.floor(now / HOUR)
-  local fields = cohort_fields[hour]
+-- The delay-histogram field `<kind>|<bin>|<variant>` of a call, built once per bin and variant:
+-- `cache` is the call's table for one kind (cohort hours of exposures, delay bins of rewards).
+local function bin_field(cache, kind, bin, v)
+  local fields = cache[bin]
   if not fields then
     fields = {}
-    cohort_fields[hour] = fields
+    cache[bin] = fields
   end
   local field = fields[v]
   if not field then
-    field = 'c|' .. string.format('%d', hour) .. '|' .. v
+    field = kind .. '|' .. string.format('%d', bin) .. '|' .. v
     fields[v] = field
   end
-  dadd(field, n)
+  return field
 end
 
--- The histogram fields of a call's rewards, by bin and variant (built once each).
+local cohort_fields = {}
+local function cohort(v, n, now)
+  dadd(bin_field(cohort_fields, 'c', math.floor(now / HOUR), v), n)
+end
+
 local delay_fields = {}
 local function delayed(v, micro, assigned, now)
-  local bin = delay_bin(now - assigned)
-  local fields = delay_fields[bin]
-  if not fields then
-    fields = {}
-    delay_fields[bin] = fields
-  end
-  local field = fields[v]
-  if not field then
-    field = 'd|' .. string.format('%d', bin) .. '|' .. v
-    fields[v] = field
-  end
-  dadd(field, micro)
+  dadd(bin_field(delay_fields, 'd', delay_bin(now - assigned), v), micro)
 end
 
 local function expected(count)
