@@ -219,7 +219,7 @@ work, units, conns, batch, version, commit, binary = sys.argv[1], int(sys.argv[2
 # Commands that change the dataset (each is one AOF record when a script runs it).
 WRITES = {"set", "del", "unlink", "hset", "hsetnx", "hincrby", "hincrbyfloat", "hdel", "zadd",
           "zrem", "zremrangebyscore", "sadd", "srem", "expire", "pexpire", "pexpireat",
-          "incr", "incrby", "setnx", "psetex", "getdel", "rename"}
+          "incr", "incrby", "setnx", "psetex", "getdel", "rename", "append", "rpush", "ltrim"}
 SCRIPTS = {"evalsha", "eval", "evalsha_ro", "eval_ro", "fcall"}
 
 def load(name):
