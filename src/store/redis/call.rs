@@ -77,7 +77,8 @@ pub struct Call {
     id_lists: Vec<IdList>,
     /// The rewards of op `B`, packed (`direct_reward`).
     packed: Vec<u8>,
-    /// The share sets the call's sticky ops name (op `W`), in the order they were declared.
+    /// The share sets the call's sticky ops name (op `W`), in the order they were declared: the
+    /// set at index `i` is named `i + 1`.
     share_sets: Vec<ShareSet>,
     pub args: Vec<String>,
     /// Who gets each reply string, in order.
@@ -85,9 +86,8 @@ pub struct Call {
 }
 
 /// One exposure's variant, time, half-life and expected-exposure shares (micro-units), as op
-/// `W` declares them under `name`.
+/// `W` declares them.
 struct ShareSet {
-    name: String,
     variant: String,
     now_ms: u64,
     half_life_ms: Option<u64>,
@@ -213,13 +213,13 @@ impl Call {
     fn share_set(&mut self, variant: &str, tally: &Tally) -> String {
         let shares = layout::expected_shares(variant, &tally.allocation, 1);
         let now_ms = tally.now_ms.min(MAX_MS);
-        if let Some(known) = self.share_sets.iter().find(|set| {
+        if let Some(known) = self.share_sets.iter().position(|set| {
             set.variant == variant
                 && set.now_ms == now_ms
                 && set.half_life_ms == tally.half_life_ms
                 && set.shares == shares
         }) {
-            return known.name.clone();
+            return (known + 1).to_string();
         }
         let name = (self.share_sets.len() + 1).to_string();
         self.args.extend([
@@ -234,7 +234,6 @@ impl Call {
             self.args.extend([share_variant.clone(), micro.to_string()]);
         }
         self.share_sets.push(ShareSet {
-            name: name.clone(),
             variant: variant.to_owned(),
             now_ms,
             half_life_ms: tally.half_life_ms,
