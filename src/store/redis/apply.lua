@@ -11,6 +11,11 @@
 -- due, records and new units' list keys of each further shard, which op `S` switches to.
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op, in order.
+-- Lua 5.1 finds a global by a hash lookup at every use (and a library function by two): the
+-- libraries and functions a call uses for every event are locals of the script instead
+-- (benches/load/results/rbulk4-2026-11-30-s9.md counts what that saves).
+local redis, string, math, struct = redis, string, math, struct
+local tonumber, ipairs, unpack = tonumber, ipairs, unpack
 local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
 local records, pending = KEYS[5], KEYS[6]
 -- Op `S` sends the ops that follow to another shard's records and marks; the counters and
@@ -394,12 +399,15 @@ end
 -- the worked cases of store::rule_cases (src/store/redis/rules_tests.rs).
 local HOUR = 3600000
 local FINE = {60000, 120000, 300000, 600000, 1200000, 1800000, 2700000}
+-- The edges ascend, so the count stops at the first edge past the delay (a numeric loop:
+-- `ipairs` is a C call per edge, most of a reward's bin for the usual short delay).
 local function delay_bin(delay)
   if delay < 0 then delay = 0 end
   if delay >= HOUR then return 8 + math.floor(delay / HOUR) - 1 end
   local bin = 0
-  for _, edge in ipairs(FINE) do
-    if edge <= delay then bin = bin + 1 end
+  for i = 1, #FINE do
+    if FINE[i] > delay then break end
+    bin = i
   end
   return bin
 end
@@ -485,7 +493,10 @@ local function credit(v, micro, assigned, now, h)
   decay(v, now, h, 0, dr)
   add(fields_of(v).r, micro)
   delayed(v, micro, assigned, now)
-  if not get('s') then put('s', int(now)) end
+  if not started then
+    if not get('s') then put('s', int(now)) end
+    started = true
+  end
 end
 
 -- A new or reassigned sticky unit's exposure is counted through its share set (op W: one per

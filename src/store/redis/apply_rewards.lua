@@ -64,7 +64,14 @@ end
 local function judge_unit(unit, micro, occurred, now, window, h)
   local record = rget(unit)
   if not record then return 'N' end
-  local v, written, head, rewarded = split(record)
+  -- An unrewarded record (exactly three tabs, the last one ending it: every record a reward
+  -- can credit) is its own head: one anchored match finds its variant and time (`split`
+  -- makes seven C calls for them).
+  local v, written = string.match(record, '^([^\t]*)\t([^\t]*)\t[^\t]*\t$')
+  local head, rewarded = record, false
+  if not v then
+    v, written, head, rewarded = split(record)
+  end
   if not v then
     local propensity, reward
     v, written, propensity, reward = parse(record)

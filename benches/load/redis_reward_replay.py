@@ -1,0 +1,201 @@
+#!/usr/bin/env python3
+"""Replays bulk reward commits of apply.lua (op B) into a running redis-server, without banditd.
+
+    benches/load/redis_reward_replay.py PORT LUA_DIR EVENTS [--per N] [--dups F] [--expected]
+                                        [--no-setup] [--seed S]
+
+What `run.sh --redis --scenarios events_bulk` makes banditd send on a single primary
+(src/store/redis/direct.rs, `Call::direct_reward`): calls of PER (1,000) unit rewards of the
+3-arm `load-sticky` experiment, each for a pre-assigned, never rewarded unit (records in the
+hash layout of src/store/redis/layout.rs, as `banditd-fill` writes them), 36-byte event ids.
+`--dups F`: that share of each call's events repeats an id of an earlier call (judged `D`).
+`--expected`: each reward carries the record a replica's cache would hold (`judge_known`); the
+bench's banditd has none for the pre-filled units, so by default none is sent.
+LUA_DIR holds the script files (apply.lua, apply_rewards.lua, apply_ops.lua). The setup (the
+units' records and the arms' counters) runs first unless --no-setup; then the script is loaded,
+and the tool prints `READY` on stderr and waits for a line on stdin before the replay (so
+`callgrind_control -z` can zero the counts in between; pipe `yes` for no wait).
+
+Prints the replay's events, applied and duplicate counts, redis-server's CPU (INFO cpu), the
+commands its scripts ran and the AOF bytes per event. For exact, load-independent counts run
+redis-server under `valgrind --tool=callgrind` (benches/load/redis_reward_cost.sh does).
+"""
+import argparse
+import hashlib
+import os
+import random
+import re
+import socket
+import struct
+import sys
+
+parser = argparse.ArgumentParser()
+parser.add_argument("port", type=int)
+parser.add_argument("lua_dir")
+parser.add_argument("events", type=int)
+parser.add_argument("--per", type=int, default=1000)
+parser.add_argument("--dups", type=float, default=0.0)
+parser.add_argument("--expected", action="store_true")
+parser.add_argument("--no-setup", action="store_true")
+parser.add_argument("--seed", type=int, default=7)
+opts = parser.parse_args()
+port, lua_dir, events = opts.port, opts.lua_dir, opts.events
+PER, DUPS, EXPECTED, SETUP = opts.per, opts.dups, opts.expected, not opts.no_setup
+rng = random.Random(opts.seed)
+WINDOW, HOUR, NOW = 7 * 86400000, 3600000, 1796000000000
+VARIANTS = ["control", "bold", "question"]
+
+script = b"".join(open(os.path.join(lua_dir, f), "rb").read()
+                  for f in ("apply.lua", "apply_rewards.lua", "apply_ops.lua")
+                  if os.path.exists(os.path.join(lua_dir, f)))
+sock = socket.create_connection(("127.0.0.1", port))
+reader = sock.makefile("rb")
+
+
+def read():
+    line = reader.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"+", b":"):
+        return rest
+    if kind == b"-":
+        sys.exit("redis: " + rest.decode())
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else reader.read(size + 2)[:-2]
+    return [read() for _ in range(int(rest))]
+
+
+def cmd(*items):
+    parts = [b"*%d\r\n" % len(items)]
+    for item in items:
+        item = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
+    sock.sendall(b"".join(parts))
+    return read()
+
+
+def info(section):
+    text = cmd("INFO", section).decode()
+    return dict(line.split(":", 1) for line in text.split("\r\n") if ":" in line)
+
+
+def shard(name):
+    """layout::shard_of: FNV-1a over 8 shards."""
+    h = 0xCBF29CE484222325
+    for byte in name.encode():
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h % 8
+
+
+def tag(s):
+    return "{bd:load-sticky:1:%d}" % s
+
+
+def text(value):
+    value = value.encode()
+    return struct.pack("<I", len(value)) + value
+
+
+units = ["ev-%d" % i for i in range(events)]
+assigned = NOW - 1000
+
+
+def record_of(i):
+    return "%s\t%d\t0.3333333333333333\t" % (VARIANTS[i % 3], assigned)
+
+
+if SETUP:
+    by_shard = {}
+    for i, unit in enumerate(units):
+        by_shard.setdefault(shard(unit), []).append((unit, record_of(i)))
+    for s, records in by_shard.items():
+        for at in range(0, len(records), 500):
+            chunk = records[at:at + 500]
+            cmd("HSET", tag(s) + ":r", *[x for pair in chunk for x in pair])
+            cmd("ZADD", tag(s) + ":n", *[x for unit, _ in chunk for x in ("0", unit)])
+    for v in VARIANTS:
+        cmd("HSET", tag(0) + ":a", "n|" + v, events // 3, "dt|" + v, assigned, "h|" + v, "-")
+sha = cmd("SCRIPT", "LOAD", script).decode()
+
+
+def call(batch, now):
+    """One call of `batch` ((event id, unit index) pairs), packed as Call::direct_reward."""
+    first = shard(units[batch[0][1]])
+    keys = [tag(first) + suffix for suffix in (":u", ":a", ":t", ":x", ":r", ":p", ":d")]
+
+    def key(name):
+        keys.append(name)
+        return len(keys)
+    shards, dirs, lists, blob = {first: 1}, {}, {}, bytearray()
+    end = -(-(now + WINDOW) // HOUR) * HOUR
+    keep = end - now + 86400000
+    for event_id, i in batch:
+        unit = units[i]
+        home = shard(event_id)
+        if home not in dirs:
+            dirs[home] = key("{bd:load-sticky:e%d}:d" % home)
+            key("{bd:load-sticky:e%d}:w" % home)
+            key("{bd:load-sticky:e%d}:due" % home)
+            key("{bd:load-sticky:e%d}:h" % home)
+            key("{bd:load-sticky:e%d}:hw" % home)
+        list_key = "{bd:load-sticky:e%d}:hl:%d" % (home, end)
+        if list_key not in lists:
+            lists[list_key] = (key(list_key), dirs[home])
+        s = shard(unit)
+        if s not in shards:
+            shards[s] = key(tag(s) + ":u")
+            for suffix in (":a", ":t", ":x", ":r", ":p"):
+                key(tag(s) + suffix)
+        digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+        head = text(event_id) + digest + struct.pack("<II", shards[s], lists[list_key][0])
+        body = (struct.pack("<I", dirs[home]) + head + b"U"
+                + text(unit) + text("1000000") + text("")
+                + struct.pack("<dd", float(now), float(WINDOW)) + text(""))
+        if EXPECTED:
+            body += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
+        else:
+            body += text("") + text("") + struct.pack("<d", 0.0)
+        blob += struct.pack("<I", len(body) + 4) + body
+    argv = ["60000", "86400000"]
+    for index in dirs.values():
+        argv += ["Q", index, keep]
+    for index, directory in lists.values():
+        argv += ["L", index, directory, end, keep]
+    return keys, argv + ["B", bytes(blob)]
+
+
+# The calls, built before the replay so the measured part is Redis's alone. A duplicate
+# repeats an id of an earlier call (applied there).
+calls, sent, fresh, total = [], [], 0, 0
+while fresh < events:
+    earlier, batch = len(sent), []
+    for _ in range(PER):
+        if earlier and rng.random() < DUPS:
+            batch.append(sent[rng.randrange(earlier)])
+        elif fresh < events:
+            batch.append(("%08x-0000-4000-8000-%012x" % (fresh >> 48, fresh), fresh))
+            sent.append(batch[-1])
+            fresh += 1
+    total += len(batch)
+    calls.append(call(batch, NOW + 1000 * len(calls)))
+
+print("READY", file=sys.stderr, flush=True)
+sys.stdin.readline()
+cmd("CONFIG", "RESETSTAT")
+cpu0 = info("cpu")
+aof0 = int(info("persistence").get("aof_current_size", 0))
+replies = {}
+for keys, argv in calls:
+    for reply in cmd("EVALSHA", sha, len(keys), *keys, *argv):
+        replies[reply[:1]] = replies.get(reply[:1], 0) + 1
+cpu1 = info("cpu")
+aof1 = int(info("persistence").get("aof_current_size", 0))
+stats = cmd("INFO", "commandstats").decode()
+commands = sum(int(m) for m in re.findall(
+    r"cmdstat_(?!evalsha|info|config)[^:]*:calls=(\d+)", stats))
+cpu = sum(float(cpu1[k]) - float(cpu0[k]) for k in ("used_cpu_user", "used_cpu_sys"))
+print("events=%d calls=%d applied=%d duplicates=%d other=%d cpu_us_per_event=%.2f "
+      "commands_per_event=%.4f aof_bytes_per_event=%.1f" % (
+          total, len(calls), replies.get(b"A", 0), replies.get(b"D", 0),
+          total - replies.get(b"A", 0) - replies.get(b"D", 0), cpu / total * 1e6,
+          commands / total, (aof1 - aof0) / total))
