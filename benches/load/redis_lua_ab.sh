@@ -79,6 +79,9 @@ DIGESTS = b'SMISMEMBER' in script
 # Scripts with `judge_known` take the record banditd expects, its variant and assignment time
 # after each unit reward (the record as stored here: every one matches).
 EXPECTED = b'judge_known' in script
+# Scripts that look the digests up in op Q and read the units' records in op P before op B
+# take each reward's kind first and its id last, with the digests also listed per directory.
+ONE_PASS = b'digest_format' in script
 work = tempfile.mkdtemp(dir=os.path.dirname(out))
 server = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--dir', work,
                            '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
@@ -158,6 +161,7 @@ try:
             keys.append(name)
             return len(keys)
         shards, dirs, lists, blob = {first: 1}, {}, {}, bytearray()
+        digests, prefetch = {}, {}
         retain = now + WINDOW
         end = -(-retain // HOUR) * HOUR
         keep = end - now + 86400000
@@ -178,21 +182,31 @@ try:
                 shards[s] = key(tag(s) + ':u')
                 for suffix in (':a', ':t', ':x', ':r', ':n'):
                     key(tag(s) + suffix)
-            if DIGESTS:
-                head = (text(event_id) + hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-                        + struct.pack('<II', shards[s], lists[list_key][0]))
+            digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+            if ONE_PASS:
+                digests.setdefault(dirs[home], bytearray()).extend(digest)
+                prefetch.setdefault(shards[s], []).append(unit)
+                body = b'U' + struct.pack('<I', dirs[home]) + digest + struct.pack('<II', shards[s], lists[list_key][0])
             else:
-                head = text(event_id) + struct.pack('<II', shards[s], lists[list_key][0]) + text(str(retain))
-            body = (struct.pack('<I', dirs[home]) + head + b'U'
-                    + text(unit) + text('1000000') + text('')
+                if DIGESTS:
+                    head = text(event_id) + digest + struct.pack('<II', shards[s], lists[list_key][0])
+                else:
+                    head = text(event_id) + struct.pack('<II', shards[s], lists[list_key][0]) + text(str(retain))
+                body = struct.pack('<I', dirs[home]) + head + b'U'
+            body += (text(unit) + text('1000000') + text('')
                     + struct.pack('<dd', float(now), float(WINDOW)) + text(''))
             if EXPECTED:
                 i = int(event_id[-12:], 16)
                 body += (text(expected_records[i]) + text(variants[i % 3]) + struct.pack('<d', float(NOW - 1000)))
+            if ONE_PASS:
+                body += text(event_id)
             blob += struct.pack('<I', len(body) + 4) + body
         args = ['60000', '86400000']
+        for index_of_first, names in prefetch.items():
+            for at in range(0, len(names), 512):
+                args += ['P', index_of_first, len(names[at:at + 512])] + names[at:at + 512]
         for index in dirs.values():
-            args += ['Q', index, keep]
+            args += ['Q', index, keep] + ([bytes(digests[index])] if ONE_PASS else [])
         for index, directory in lists.values():
             args += ['L', index, directory, end, keep]
         return keys, args + ['B', bytes(blob)]

@@ -48,6 +48,10 @@ VARIANTS = ["control", "bold", "question"]
 script = b"".join(open(os.path.join(lua_dir, f), "rb").read()
                   for f in ("apply.lua", "apply_rewards.lua", "apply_ops.lua")
                   if os.path.exists(os.path.join(lua_dir, f)))
+# Scripts that look the digests up in op Q and read the units' records in op P before op B
+# (one pass over the rewards) take each reward's kind first and its id last; earlier ones
+# (rbulk2's) the id and kind in its head.
+ONE_PASS = b"digest_format" in script
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -127,6 +131,7 @@ def call(batch, now):
         keys.append(name)
         return len(keys)
     shards, dirs, lists, blob = {first: 1}, {}, {}, bytearray()
+    digests, prefetch = {}, {}
     end = -(-(now + WINDOW) // HOUR) * HOUR
     keep = end - now + 86400000
     for event_id, i in batch:
@@ -147,18 +152,29 @@ def call(batch, now):
             for suffix in (":a", ":t", ":x", ":r", ":p"):
                 key(tag(s) + suffix)
         digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-        head = text(event_id) + digest + struct.pack("<II", shards[s], lists[list_key][0])
-        body = (struct.pack("<I", dirs[home]) + head + b"U"
-                + text(unit) + text("1000000") + text("")
+        if ONE_PASS:
+            digests.setdefault(dirs[home], bytearray()).extend(digest)
+            prefetch.setdefault(shards[s], []).append(unit)
+            body = (b"U" + struct.pack("<I", dirs[home]) + digest
+                    + struct.pack("<II", shards[s], lists[list_key][0]))
+        else:
+            head = text(event_id) + digest + struct.pack("<II", shards[s], lists[list_key][0])
+            body = struct.pack("<I", dirs[home]) + head + b"U"
+        body += (text(unit) + text("1000000") + text("")
                 + struct.pack("<dd", float(now), float(WINDOW)) + text(""))
         if EXPECTED:
             body += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
         else:
             body += text("") + text("") + struct.pack("<d", 0.0)
+        if ONE_PASS:
+            body += text(event_id)
         blob += struct.pack("<I", len(body) + 4) + body
     argv = ["60000", "86400000"]
+    for index_of_first, names in prefetch.items():
+        for at in range(0, len(names), 512):
+            argv += ["P", index_of_first, len(names[at:at + 512])] + names[at:at + 512]
     for index in dirs.values():
-        argv += ["Q", index, keep]
+        argv += ["Q", index, keep] + ([bytes(digests[index])] if ONE_PASS else [])
     for index, directory in lists.values():
         argv += ["L", index, directory, end, keep]
     return keys, argv + ["B", bytes(blob)]

@@ -339,13 +339,16 @@ end
 
 -- The counter fields of arm v, built once per call and variant: a batch of rewards would
 -- otherwise build (and Lua intern) the same half-dozen names again for every reward.
-local arm_fields = {}
+-- `applied_outcomes`: the outcomes `A<variant>` made so far, so that op B tells an applied
+-- reward by one table lookup (not a `string.byte` call per reward).
+local arm_fields, applied_outcomes = {}, {}
 local function fields_of(v)
   local f = arm_fields[v]
   if not f then
     f = { dt = 'dt|' .. v, h = 'h|' .. v, n = 'n|' .. v, r = 'r|' .. v, dn = 'dn|' .. v,
       dr = 'dr|' .. v, e = 'e|' .. v, applied = 'A' .. v }
     arm_fields[v] = f
+    applied_outcomes[f.applied] = true
   end
   return f
 end

@@ -53,8 +53,10 @@ while at <= #ARGV do
     for i, field in ipairs(fields) do known[field] = values[i] or false end
   elseif op == 'Q' then
     -- An event-id shard op B uses: its directory's KEYS index (its list index, legacy due
-    -- index, digest set and digest lists' index follow), how long Redis keeps it at least (ms).
-    local dir, keep = tonumber(nxt()), tonumber(nxt())
+    -- index, digest set and digest lists' index follow), how long Redis keeps it at least
+    -- (ms), and the 8-byte digests of the call's ids in it, concatenated: looked up here, one
+    -- SMISMEMBER per 512, their arguments made by one `struct.unpack` each.
+    local dir, keep, digests = tonumber(nxt()), tonumber(nxt()), nxt()
     local home = homes[dir]
     if not home then
       home = { dir = dir, held = {}, seen = {}, args = {}, keep = 0, set = KEYS[dir + 3],
@@ -64,6 +66,16 @@ while at <= #ARGV do
       home_order[#home_order + 1] = dir
     end
     home.keep = math.max(home.keep, keep)
+    local seen = home.seen
+    for from = 1, #digests, 8 * 512 do
+      local n = math.floor((math.min(#digests, from + 8 * 512 - 1) - from + 1) / 8)
+      local these = { struct.unpack(digest_format(n), digests, from) }
+      these[n + 1] = nil -- the position after them
+      local found = redis.call('SMISMEMBER', home.set, unpack(these, 1, n))
+      for i = 1, n do
+        if seen[these[i]] == nil then seen[these[i]] = found[i] == 1 end
+      end
+    end
   elseif op == 'L' then
     -- A digest list op B may append to: its KEYS index, its shard's directory's, its end, how
     -- long Redis keeps it at least (ms).
@@ -72,107 +84,54 @@ while at <= #ARGV do
     list_order[#list_order + 1] = list
   elseif op == 'B' then
     -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
-    -- one string parsed here, not a dozen arguments per reward). Each: its length, its
-    -- shard's directory's KEYS index, the id, the id's 8-byte digest, its records' shard (first
-    -- KEYS index, as op S), its digest list's KEYS index, its kind, then the reward as op U/T/K
-    -- takes it (no claim or outcome), a unit's followed by the record banditd expects, its
-    -- variant and assignment time (`judge_known`; an empty record when banditd has none). Every digest is looked up first, one SMISMEMBER per
-    -- shard, and every id in its directory while that exists, one HMGET.
+    -- one string parsed here, not a dozen arguments per reward), in one pass: their digests
+    -- were looked up by op Q and their units' records read by op P before. Each: its length,
+    -- its kind, its id shard's directory (KEYS index), the id's 8-byte digest, its records'
+    -- shard (first KEYS index, as op S), its digest list's KEYS index, then the reward as op
+    -- U/T/K takes it (no claim or outcome), a unit's followed by the record banditd expects,
+    -- its variant and assignment time (`judge_known`; an empty record when banditd has none),
+    -- and last the id, read only while the directory of whole ids exists (`id_held`).
     local blob = nxt()
-    local wanted, wanted_ids = {}, {}
-    -- Each reward's head, unpacked once (one array per field, n-th reward at n): its
-    -- directory, id, digest, shard (first KEYS index), list, kind and where its body starts.
-    -- Unit rewards' records are read too, one HMGET per shard (`prefetch`), once their ids
-    -- are known.
-    local dirs, ids_of, digests, firsts, lists, kinds, bodies = {}, {}, {}, {}, {}, {}, {}
-    local count, pos = 0, 1
+    local pos, current = 1, 0
     while pos <= #blob do
-      local length, dir, id, digest, first, list, kind, body =
-        struct.unpack('<I4I4I4c0c8I4I4c1', blob, pos)
-      count = count + 1
-      dirs[count], ids_of[count], digests[count], firsts[count] = dir, id, digest, first
-      lists[count], kinds[count], bodies[count] = list, kind, body
+      local length, kind = struct.unpack('<I4c1', blob, pos)
+      local dir, digest, first, list, tail
+      local unit, micro, occurred, now, window, h, expected, v, assigned
+      local confirms, aid, issued, propensity
+      if kind == 'U' then
+        dir, digest, first, list, unit, micro, occurred, now, window, h, expected, v, assigned,
+          tail = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0d', blob, pos + 5)
+      else
+        dir, digest, first, list, confirms, aid, v, issued, propensity, micro, occurred, now,
+          window, h, tail =
+          struct.unpack('<I4c8I4I4I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, pos + 5)
+      end
       pos = pos + length
       local home = homes[dir]
-      if home.seen[digest] == nil then
-        home.seen[digest] = false
-        local these = wanted[dir]
-        if not these then
-          these = {}
-          wanted[dir] = these
-          wanted_ids[dir] = {}
-        end
-        these[#these + 1] = digest
-        if home.old then wanted_ids[dir][#wanted_ids[dir] + 1] = id end
-      end
-    end
-    for _, dir in ipairs(home_order) do
-      local home = homes[dir]
-      local these, ids = wanted[dir], wanted_ids[dir]
-      if these then
-        for first = 1, #these, 512 do
-          local last = math.min(first + 511, #these)
-          local found = redis.call('SMISMEMBER', home.set, unpack(these, first, last))
-          for i = first, last do home.seen[these[i]] = found[i - first + 1] == 1 end
-        end
-        for first = 1, #ids, 512 do
-          local last = math.min(first + 511, #ids)
-          local values = redis.call('HMGET', KEYS[dir], unpack(ids, first, last))
-          for i = first, last do home.held[ids[i]] = values[i - first + 1] or false end
-        end
-      end
-    end
-    -- Only the records of rewards whose ids are new: a retried batch reads (and unpacks) none.
-    local by_shard, shard_order = {}, {}
-    for i = 1, count do
-      local home = homes[dirs[i]]
-      if kinds[i] == 'U' and not home.legacy and not home.seen[digests[i]]
-        and not home.held[ids_of[i]] then
-        local first = firsts[i]
-        local names = by_shard[first]
-        if not names then
-          names = {}
-          by_shard[first] = names
-          shard_order[#shard_order + 1] = first
-        end
-        names[#names + 1] = struct.unpack('<I4c0', blob, bodies[i])
-      end
-    end
-    for _, first in ipairs(shard_order) do
-      use_shard(first)
-      prefetch(by_shard[first])
-    end
-    local current = 0
-    for i = 1, count do
-      local dir, id, digest, first, kind, body = dirs[i], ids_of[i], digests[i], firsts[i],
-        kinds[i], bodies[i]
-      if first ~= current then
-        use_shard(first)
-        current = first
-      end
-      local home = homes[dir]
-      local held = home.held[id]
+      local held = home.old and id_held(home, dir, blob, tail)
       local outcome
       if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
         outcome = 'F'
       elseif held or home.seen[digest] then
         outcome = 'D'
-      elseif kind == 'U' then
-        local unit, micro, occurred, now, window, h, expected, v, assigned =
-          struct.unpack('<I4c0I4c0I4c0ddI4c0I4c0I4c0d', blob, body)
-        outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
       else
-        local confirms, aid, v, issued, propensity, micro, occurred, now, window, h =
-          struct.unpack('<I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, body)
-        if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
-        outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
-          confirms)
-      end
-      if string.byte(outcome, 1) == 65 then -- 'A'
-        home.seen[digest] = true
-        home.args[#home.args + 1] = digest
-        local ids = id_lists[lists[i]].ids
-        ids[#ids + 1] = digest
+        if first ~= current then
+          use_shard(first)
+          current = first
+        end
+        if kind == 'U' then
+          outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
+        else
+          if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
+          outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
+            confirms)
+        end
+        if applied_outcomes[outcome] then
+          home.seen[digest] = true
+          home.args[#home.args + 1] = digest
+          local ids = id_lists[list].ids
+          ids[#ids + 1] = digest
+        end
       end
       out[#out + 1] = outcome
     end

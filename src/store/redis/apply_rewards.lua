@@ -120,7 +120,7 @@ local function judge_token(id, v, issued, propensity, micro, occurred, now, wind
   zput(due, nil, nil, id, int(expiry))
   add('t|' .. v, tonumber(micro))
   credit(v, tonumber(micro), issued, now, h)
-  return 'A' .. v
+  return fields_of(v).applied
 end
 
 -- On a single primary a reward is judged with its event id in the same call (op B,
@@ -129,12 +129,34 @@ end
 -- (`homes[dir].set`: KEYS index dir + 3), and appended to the digest list of the hour its
 -- retention ends in (op L; the lists' index is KEYS index dir + 4), which the sweep drops as a
 -- whole (src/store/redis/layout.rs, `event_digest_key`). The ids' directory (KEYS index `dir`;
--- its list index and legacy due index follow; declared by op Q) is still read while it exists:
+-- its list index and legacy due index follow; declared by op Q) is still read while it exists,
+-- one HGET per id (`id_held`; only for the window plus an hour after an upgrade from it):
 -- ids applied before the digests (`A<retention end>`) are duplicates until the sweep forgets
 -- them, and an id that a claim of the three-step protocol holds, or in a shard that still has
 -- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
 local HOUR_MS = 3600000
 local homes, home_order, id_lists, list_order = {}, {}, {}, {}
+-- The format of `n` digests for one `struct.unpack` (op Q), made once per count.
+local digest_formats = {}
+local function digest_format(n)
+  local format = digest_formats[n]
+  if not format then
+    format = string.rep('c8', n)
+    digest_formats[n] = format
+  end
+  return format
+end
+-- What the directory of whole ids (KEYS index `dir`, read only while it exists) holds for
+-- the id packed at `tail` of op B's string: `P<claim>...`, `A<end>`, or false.
+local function id_held(home, dir, blob, tail)
+  local id = struct.unpack('<I4c0', blob, tail)
+  local held = home.held[id]
+  if held == nil then
+    held = redis.call('HGET', KEYS[dir], id) or false
+    home.held[id] = held
+  end
+  return held
+end
 local function keep_at_least(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR_MS) end
 end

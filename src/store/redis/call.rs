@@ -274,6 +274,9 @@ impl Call {
     /// it, sent so that the script compares one string instead of splitting the record
     /// (`judge_known` in `apply.lua`; any other stored record is judged as before). Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
     /// argument into an object and a Lua string, a dozen per reward as separate arguments.
+    /// The digest is also listed with its directory (op `Q`, one `SMISMEMBER` per 512 digests)
+    /// and a unit reward's unit with its shard's records (op `P`, one `HMGET` per shard), so
+    /// the script reads the rewards in one pass.
     pub fn direct_reward(
         &mut self,
         reward: &Reward,
@@ -307,12 +310,14 @@ impl Call {
                     shard: home,
                     index,
                     keep: 0,
+                    digests: Vec::new(),
                 });
                 self.directories.len() - 1
             }
         };
         let directory = &mut self.directories[at];
         directory.keep = directory.keep.max(keep);
+        directory.digests.extend(digest.to_le_bytes());
         let dir = directory.index.clone();
         let list_key = layout::event_digest_list_key(experiment, home, end);
         let list = match self.id_lists.iter_mut().find(|l| l.key == list_key) {
@@ -339,19 +344,24 @@ impl Call {
             "0".to_owned()
         };
         let mut packed = Packed::default();
-        packed.index(&dir);
-        packed.text(event_id);
-        packed.0.extend(digest.to_le_bytes());
-        packed.index(&first);
-        packed.index(&list);
         packed.0.push(if reward.kind.is_ascii() {
             reward.kind as u8
         } else {
             b'T'
         });
+        packed.index(&dir);
+        packed.0.extend(digest.to_le_bytes());
+        packed.index(&first);
+        packed.index(&list);
         let fields = &reward.fields;
         let field = |at: usize| fields.get(at).map_or("", String::as_str);
         if reward.kind == 'U' {
+            match self.prefetch.iter_mut().find(|(known, _)| *known == first) {
+                Some((_, units)) => units.push(field(0).to_owned()),
+                None => self
+                    .prefetch
+                    .push((first.clone(), vec![field(0).to_owned()])),
+            }
             // unit, micro, occurred, now, window, half-life
             packed.text(field(0));
             packed.text(field(1));
@@ -391,6 +401,8 @@ impl Call {
             packed.number(field(7));
             packed.text(field(8));
         }
+        // Last: the script reads it only while the directory of whole ids exists.
+        packed.text(event_id);
         let length = u32::try_from(packed.0.len() + 4).unwrap_or(u32::MAX);
         self.packed.extend(length.to_le_bytes());
         self.packed.extend(packed.0);
@@ -466,7 +478,8 @@ impl Call {
             invocation
                 .arg("Q")
                 .arg(&directory.index)
-                .arg(directory.keep);
+                .arg(directory.keep)
+                .arg(directory.digests.as_slice());
         }
         for list in &self.id_lists {
             invocation
@@ -487,13 +500,15 @@ impl Call {
 }
 
 /// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index,
-/// legacy due index, digest set and digest lists' index follow) and how long Redis keeps its
-/// digest set at least.
+/// legacy due index, digest set and digest lists' index follow), how long Redis keeps its
+/// digest set at least, and the digests of the call's ids in it (8 bytes each, little-endian),
+/// which the script looks up before it reads the rewards.
 struct Directory {
     experiment: String,
     shard: u32,
     index: String,
     keep: u64,
+    digests: Vec<u8>,
 }
 
 /// One reward of op `B` as `struct.unpack` reads it: little-endian `I4` indexes, texts as an

@@ -254,3 +254,87 @@ fn a_reward_is_judged_against_the_stored_record_whatever_the_replicas_cache_hold
         assert!(store.audit().await.unwrap().is_clean());
     });
 }
+
+/// Op Q looks a call's digests up 512 at a time per id shard and op B reads the rewards in
+/// one pass, unit and token rewards mixed: a batch of ~600 ids per id shard (so every shard
+/// takes a full and a partial SMISMEMBER), with ids repeated within the batch, then the batch
+/// resent with new ids among the old, is judged as a plain model of the rules says (an id
+/// applied at most once, a unit credited at most once, a refused reward keeps no id).
+#[test]
+fn a_mixed_batch_over_many_ids_per_shard_is_judged_as_the_rules_say() {
+    use crate::store::test_support::token_reward;
+    use std::collections::HashSet;
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let units = 4_000u64;
+        let inserts = (0..units).map(|i| {
+            store.insert_sticky(&epoch(), &format!("u{i}"), record("a", T0_MS), tally(T0_MS))
+        });
+        for result in futures_util::future::join_all(inserts).await {
+            assert!(result.unwrap().1, "a new unit");
+        }
+        // Fixed-seed choices (xorshift64): each op rewards a unit (`u<units>` and `missing*`
+        // have no assignment), or a token; one op in eight repeats an earlier id of the batches.
+        let mut state = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move |bound: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % bound
+        };
+        let mut ids: Vec<(String, String)> = Vec::new();
+        let (mut applied_ids, mut credited) = (HashSet::new(), HashSet::new());
+        let mut applied = 0u64;
+        for round in 0..2 {
+            let mut ops = Vec::new();
+            let mut expect = Vec::new();
+            for n in 0..5_000u64 {
+                let (id, target) = if !ids.is_empty() && next(8) == 0 {
+                    ids[usize::try_from(next(ids.len() as u64)).unwrap()].clone()
+                } else {
+                    let target = match next(10) {
+                        0 => format!("t{round}-{n}"),
+                        1 => format!("missing{}", next(50)),
+                        _ => format!("u{}", next(units + 1)),
+                    };
+                    let id = format!("e{round}-{n}");
+                    ids.push((id.clone(), target.clone()));
+                    (id, target)
+                };
+                let op = if target.starts_with('t') {
+                    token_reward(&id, &target, "a", T0_MS, 0.5, T0_MS + 10)
+                } else {
+                    unit_reward(&id, &target, 0.5, T0_MS + 10)
+                };
+                ops.push(op);
+                let assigned = target
+                    .strip_prefix('u')
+                    .and_then(|i| i.parse::<u64>().ok())
+                    .is_some_and(|i| i < units);
+                let outcome = if applied_ids.contains(&id) {
+                    RewardOutcome::Duplicate
+                } else if target.starts_with('t') || (assigned && credited.insert(target.clone())) {
+                    applied_ids.insert(id.clone());
+                    applied += 1;
+                    RewardOutcome::Applied {
+                        variant: "a".to_owned(),
+                    }
+                } else if assigned {
+                    RewardOutcome::AlreadyRewarded
+                } else {
+                    RewardOutcome::UnitNotAssigned
+                };
+                expect.push(outcome);
+            }
+            let outcomes = store.apply_rewards(ops).await.unwrap();
+            for (at, (got, want)) in outcomes.iter().zip(&expect).enumerate() {
+                assert_eq!(got, want, "round {round}, op {at}");
+            }
+            assert_eq!(outcomes.len(), expect.len());
+        }
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["a"].reward_sum, 0.5 * applied as f64);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
