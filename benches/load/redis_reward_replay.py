@@ -28,6 +28,7 @@ import re
 import socket
 import struct
 import sys
+import time
 
 parser = argparse.ArgumentParser()
 parser.add_argument("port", type=int)
@@ -199,11 +200,13 @@ print("READY", file=sys.stderr, flush=True)
 sys.stdin.readline()
 cmd("CONFIG", "RESETSTAT")
 cpu0 = info("cpu")
+wall0 = time.time()
 aof0 = int(info("persistence").get("aof_current_size", 0))
 replies = {}
 for keys, argv in calls:
     for reply in cmd("EVALSHA", sha, len(keys), *keys, *argv):
         replies[reply[:1]] = replies.get(reply[:1], 0) + 1
+wall = time.time() - wall0
 cpu1 = info("cpu")
 aof1 = int(info("persistence").get("aof_current_size", 0))
 stats = cmd("INFO", "commandstats").decode()
@@ -211,7 +214,7 @@ commands = sum(int(m) for m in re.findall(
     r"cmdstat_(?!evalsha|info|config)[^:]*:calls=(\d+)", stats))
 cpu = sum(float(cpu1[k]) - float(cpu0[k]) for k in ("used_cpu_user", "used_cpu_sys"))
 print("events=%d calls=%d applied=%d duplicates=%d other=%d cpu_us_per_event=%.2f "
-      "commands_per_event=%.4f aof_bytes_per_event=%.1f" % (
+      "commands_per_event=%.4f aof_bytes_per_event=%.1f wall_us_per_event=%.2f" % (
           total, len(calls), replies.get(b"A", 0), replies.get(b"D", 0),
           total - replies.get(b"A", 0) - replies.get(b"D", 0), cpu / total * 1e6,
-          commands / total, (aof1 - aof0) / total))
+          commands / total, (aof1 - aof0) / total, wall / total * 1e6))
