@@ -9,7 +9,8 @@ What `run.sh --redis --scenarios events_bulk` makes banditd send on a single pri
 3-arm `load-sticky` experiment, each for a pre-assigned, never rewarded unit (records in the
 hash layout of src/store/redis/layout.rs, as `banditd-fill` writes them), 36-byte event ids.
 `--dups F`: that share of each call's events repeats an id of an earlier call (judged `D`).
-`--expected`: each reward carries the record a replica's cache would hold (`judge_known`); the
+`--retried`: the calls are applied before the measured replay, which resends them (all
+duplicates). `--expected`: each reward carries the record a replica's cache would hold (`judge_known`); the
 bench's banditd has none for the pre-filled units, so by default none is sent.
 LUA_DIR holds the script files (apply.lua, apply_rewards.lua, apply_ops.lua). The setup (the
 units' records and the arms' counters) runs first unless --no-setup; then the script is loaded,
@@ -39,6 +40,7 @@ parser.add_argument("--dups", type=float, default=0.0)
 parser.add_argument("--expected", action="store_true")
 parser.add_argument("--no-setup", action="store_true")
 parser.add_argument("--seed", type=int, default=7)
+parser.add_argument("--retried", action="store_true")
 opts = parser.parse_args()
 port, lua_dir, events = opts.port, opts.lua_dir, opts.events
 PER, DUPS, EXPECTED, SETUP = opts.per, opts.dups, opts.expected, not opts.no_setup
@@ -196,6 +198,11 @@ while fresh < events:
     total += len(batch)
     calls.append(call(batch, NOW + 1000 * len(calls)))
 
+# --retried: the calls are applied once before the measured replay, which resends them all (a
+# client retrying its batches: every event a duplicate).
+if opts.retried:
+    for keys, argv in calls:
+        cmd("EVALSHA", sha, len(keys), *keys, *argv)
 print("READY", file=sys.stderr, flush=True)
 sys.stdin.readline()
 cmd("CONFIG", "RESETSTAT")

@@ -60,9 +60,9 @@ local function write_outcomes()
 end
 
 -- A unit's reward judged against its record (store::apply): its outcome, the record and the
--- counters changed if applied.
-local function judge_unit(unit, micro, occurred, now, window, h)
-  local record = rget(unit)
+-- counters changed if applied. `record`: the unit's record when the caller has read it.
+local function judge_unit(unit, micro, occurred, now, window, h, record)
+  record = record or rget(unit)
   if not record then return 'N' end
   -- An unrewarded record (exactly three tabs, the last one ending it: every record a reward
   -- can credit) is its own head: one anchored match finds its variant and time (`split`
@@ -97,7 +97,7 @@ end
 -- Any other record (none, rewarded, reassigned, or `expected` empty) is judged by `judge_unit`.
 local function judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
   local record = rget(unit)
-  if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h) end
+  if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h, record) end
   local refused = refusal(occurred, assigned, now, window)
   if refused then return refused end
   rset(unit, expected .. micro .. '\t' .. int(now))
