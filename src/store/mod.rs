@@ -31,6 +31,7 @@ mod halts;
 mod health;
 mod keys;
 mod load;
+mod log_room;
 mod migrate;
 mod overlay;
 mod records;

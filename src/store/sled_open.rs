@@ -95,6 +95,7 @@ impl SledStore {
             Arc::clone(&shared),
             durable_tx,
             open,
+            opened.room,
             location,
             opened.durable,
             last_seq,
