@@ -17,7 +17,8 @@
 #   2. traced: `perf trace -s` on the server for TRACE_SECS (3) s of the run, each thread's
 #      syscalls by name, divided by that window's commits (tracing slows the server, so the
 #      batch size of this run is printed too; per-commit counts are what to compare).
-# Also the data dir's log file (`db`) length before and after each run.
+# Also the writer's mean `fdatasync` wall time per commit (`/metrics`) and the data dir's log
+# file (`db`) length before and after each run.
 # Output: Markdown on stdout; logs on stderr; KEEP_WORK=1 keeps the temp dir.
 
 set -euo pipefail
@@ -75,12 +76,17 @@ sample() {
             '/^voluntary_ctxt_switches/ {v = $2} /^nonvoluntary_ctxt_switches/ {n = $2}
              END {print g, v, n, ns}' "$task/status" 2>/dev/null || true
     done | awk '{v[$1] += $2; n[$1] += $3; c[$1] += $4}
-        END {for (g in v) print g, v[g], n[g], c[g]}' | sort
+        END {for (g in v) printf "%s %.0f %.0f %.0f\n", g, v[g], n[g], c[g]}' | sort
 }
 
 commits() {
     curl -s "http://127.0.0.1:$PORT/metrics" |
         awk '/^banditd_store_commit_batch_size_count/ {printf "%.0f", $2}'
+}
+# fsync_us: the writer's sled flush + `fdatasync` time so far, in µs (`banditd_store_fsync_duration_seconds_sum`).
+fsync_us() {
+    curl -s "http://127.0.0.1:$PORT/metrics" |
+        awk '/^banditd_store_fsync_duration_seconds_sum/ {printf "%.0f", $2 * 1e6}'
 }
 log_len() { stat -c %s "$WORK/data/db"; }
 
@@ -111,10 +117,12 @@ for scenario in "${LIST[@]}"; do
     declare -A V0=() N0=() C0=() V1=() N1=() C1=()
     while read -r g v n c; do V0[$g]=$v N0[$g]=$n C0[$g]=$c; done < <(sample "$PID")
     k0=$(commits)
+    f0=$(fsync_us)
     # shellcheck disable=SC2046
     run_wrk "$WORK/$scenario.out" "http://127.0.0.1:$PORT" "$DURATION" "$CONNECTIONS" \
         -- $(args_for "$scenario") run="$scenario-1"
     k1=$(commits)
+    f1=$(fsync_us)
     while read -r g v n c; do V1[$g]=$v N1[$g]=$n C1[$g]=$c; done < <(sample "$PID")
     ((R[errors] == 0 && R[rejected] == 0)) || die "errors in $scenario; see $WORK/$scenario.out"
     [[ $scenario == event_single ]] && EV_NEXT=${R[highest_next]}
@@ -124,7 +132,7 @@ for scenario in "${LIST[@]}"; do
     echo
     echo "## $scenario"
     echo
-    echo "Untraced: $(thousands "${R[rps]}") req/s, $(thousands "$k") commits, $(awk -v n="$n" -v k="$k" 'BEGIN {printf "%.1f", n / k}') requests per commit, server CPU $(awk -v t="${R[server_cpu]}" -v r="${R[rps]}" 'BEGIN {printf "%.2f", t * 1e4 / r}') µs per request (\`/proc/PID/stat\`, all threads), load $(cut -d' ' -f1 /proc/loadavg); log file \`db\` $(thousands "$len0") → $(thousands "$len1") bytes."
+    echo "Untraced: $(thousands "${R[rps]}") req/s, $(thousands "$k") commits, $(awk -v n="$n" -v k="$k" 'BEGIN {printf "%.1f", n / k}') requests per commit, sled flush + \`fdatasync\` $(awk -v f="$((f1 - f0))" -v k="$k" 'BEGIN {printf "%.0f", f / k}') µs per commit (wall, \`/metrics\`), server CPU $(awk -v t="${R[server_cpu]}" -v r="${R[rps]}" 'BEGIN {printf "%.2f", t * 1e4 / r}') µs per request (\`/proc/PID/stat\`, all threads), load $(cut -d' ' -f1 /proc/loadavg); log file \`db\` $(thousands "$len0") → $(thousands "$len1") bytes."
     echo
     echo "| threads | voluntary / commit | involuntary / commit | CPU µs / commit | CPU µs / request |"
     echo "| --- | ---: | ---: | ---: | ---: |"
