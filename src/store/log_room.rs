@@ -78,7 +78,8 @@ pub struct LogRoom {
 }
 
 impl LogRoom {
-    /// No room yet; `segment` is sled's segment size of the store.
+    /// No room yet; `segment` is sled's segment size of the store (0: a writer that has no
+    /// database's room yet, and makes none).
     pub fn new(segment: usize) -> Self {
         LogRoom {
             segment: segment as u64,
@@ -183,7 +184,7 @@ impl LogRoom {
 
 /// Writes zeros over `[start, end)` of `log`.
 fn zero(log: &File, start: u64, end: u64) -> std::io::Result<()> {
-    const ZEROS: [u8; 64 << 10] = [0; 64 << 10];
+    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
     let mut at = start;
     while at < end {
         let n = (end - at).min(ZEROS.len() as u64) as usize;
@@ -204,12 +205,7 @@ fn start_writeback(log: &File, start: u64, len: u64) {
     // SAFETY: `sync_file_range` reads no memory of ours; the descriptor is `log`'s, open for
     // the whole call.
     let _ = unsafe {
-        libc::sync_file_range(
-            log.as_raw_fd(),
-            offset,
-            nbytes,
-            libc::SYNC_FILE_RANGE_WRITE,
-        )
+        libc::sync_file_range(log.as_raw_fd(), offset, nbytes, libc::SYNC_FILE_RANGE_WRITE)
     };
 }
 

@@ -106,7 +106,10 @@ fn a_file_that_ends_on_a_boundary_is_left_alone_until_sled_grows_it() {
     assert_eq!(room.after_commit(&file, LOOK_EVERY_BYTES).unwrap(), 0);
     assert_eq!(room.after_commit(&file, 4096).unwrap(), CHUNK_BYTES);
     assert!(only(&file, 2 * SEGMENT, 2 * SEGMENT + 4096, 0xAB));
-    assert!(only(&file, 2 * SEGMENT + 4096, 3 * SEGMENT, 0), "a hole reads as zeros");
+    assert!(
+        only(&file, 2 * SEGMENT + 4096, 3 * SEGMENT, 0),
+        "a hole reads as zeros"
+    );
     assert!(only(&file, 3 * SEGMENT, 3 * SEGMENT + CHUNK_BYTES, 0));
 }
 
@@ -127,8 +130,7 @@ fn log_len(dir: &std::path::Path) -> u64 {
 }
 
 fn insert(store: &SledStore, unit: &str) {
-    block_on(store.insert_sticky(&epoch(), unit, record("control", T0_MS), tally(T0_MS)))
-        .unwrap();
+    block_on(store.insert_sticky(&epoch(), unit, record("control", T0_MS), tally(T0_MS))).unwrap();
 }
 
 /// The point of the room: once it is made, commits write inside the file, so `fdatasync` has
@@ -149,7 +151,11 @@ fn commits_after_the_room_is_made_do_not_grow_the_log_and_the_store_reopens_whol
         for unit in 0..200 {
             insert(&store, &format!("after-{unit}"));
         }
-        assert_eq!(log_len(dir.path()), made, "the commits wrote inside the file");
+        assert_eq!(
+            log_len(dir.path()),
+            made,
+            "the commits wrote inside the file"
+        );
         block_on(store.shutdown()).unwrap();
     }
     for round in 0..2 {

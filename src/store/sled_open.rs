@@ -95,13 +95,13 @@ impl SledStore {
             Arc::clone(&shared),
             durable_tx,
             open,
-            opened.room,
             location,
             opened.durable,
             last_seq,
             expired_through,
         );
         writer.compact_min_entries = options.compact_min_entries;
+        writer.room = opened.room;
         let handle = std::thread::Builder::new()
             .name("banditd-store-writer".to_owned())
             .spawn(move || writer.run(receiver))

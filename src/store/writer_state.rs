@@ -57,7 +57,6 @@ impl Writer {
         shared: Arc<Shared>,
         durable_tx: watch::Sender<DurableMark>,
         open: Arc<OpenDb>,
-        room: LogRoom,
         location: Location,
         durable: DurableState,
         last_seq: u64,
@@ -76,7 +75,8 @@ impl Writer {
             compaction: None,
             compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
             previous_waited_for: 0,
-            room,
+            // No room until the opener hands over the one it made (`sled_open`).
+            room: LogRoom::new(0),
             flushed: 0,
         }
     }
