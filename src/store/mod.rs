@@ -53,6 +53,7 @@ mod sticky_cache;
 mod sticky_slots;
 mod sticky_table;
 mod table_memory;
+mod thread_policy;
 #[cfg(test)]
 pub(crate) mod test_support;
 mod types;

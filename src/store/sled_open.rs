@@ -1,6 +1,7 @@
 //! Opening a [`SledStore`]: its options, the load of the durable state and the start of its
-//! writer thread. A child of `sled` (the handle's fields stay private to the two), apart from
-//! the `Store` methods that make up the rest of the handle.
+//! writer thread (which, with sled's I/O pool, runs as `SCHED_BATCH`: `thread_policy`). A child
+//! of `sled` (the handle's fields stay private to the two), apart from the `Store` methods that
+//! make up the rest of the handle.
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -15,6 +16,7 @@ use crate::store::disk::Location;
 use crate::store::error::StoreError;
 use crate::store::health::HealthState;
 use crate::store::load;
+use crate::store::thread_policy;
 use crate::store::replica::LocalReplica;
 use crate::store::shared::{DurableMark, Shared};
 use crate::store::writer_state::Writer;
@@ -102,9 +104,14 @@ impl SledStore {
         );
         writer.compact_min_entries = options.compact_min_entries;
         writer.room = opened.room;
+        // sled's I/O pool exists once the open above wrote or read its log (`thread_policy`).
+        thread_policy::batch_sled_pool();
         let handle = std::thread::Builder::new()
             .name("banditd-store-writer".to_owned())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || {
+                thread_policy::batch_this_thread();
+                writer.run(receiver)
+            })
             .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
         Ok(SledStore {
             dir: dir.to_owned(),
