@@ -53,9 +53,9 @@ mod sticky_cache;
 mod sticky_slots;
 mod sticky_table;
 mod table_memory;
-mod thread_policy;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod thread_policy;
 mod types;
 mod unit_log;
 mod unit_log_entry;

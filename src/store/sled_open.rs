@@ -16,9 +16,9 @@ use crate::store::disk::Location;
 use crate::store::error::StoreError;
 use crate::store::health::HealthState;
 use crate::store::load;
-use crate::store::thread_policy;
 use crate::store::replica::LocalReplica;
 use crate::store::shared::{DurableMark, Shared};
+use crate::store::thread_policy;
 use crate::store::writer_state::Writer;
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
