@@ -35,6 +35,8 @@ pub struct StoreOptions {
     /// Superseded unit-log entries (beyond half the units stored) before the writer compacts
     /// the log (see `unit_log`).
     pub compact_min_entries: u64,
+    /// Run the writer thread and sled's I/O pool as `SCHED_BATCH` (see `thread_policy`).
+    pub sched_batch: bool,
 }
 
 impl Default for StoreOptions {
@@ -42,6 +44,7 @@ impl Default for StoreOptions {
         StoreOptions {
             page_cache_mb: DEFAULT_PAGE_CACHE_MB,
             compact_min_entries: crate::store::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
+            sched_batch: true,
         }
     }
 }
@@ -104,12 +107,17 @@ impl SledStore {
         );
         writer.compact_min_entries = options.compact_min_entries;
         writer.room = opened.room;
-        // sled's I/O pool exists once the open above wrote or read its log (`thread_policy`).
-        thread_policy::batch_sled_pool();
+        let sched_batch = options.sched_batch;
+        if sched_batch {
+            // sled's I/O pool exists once the open above wrote or read its log.
+            thread_policy::batch_sled_pool();
+        }
         let handle = std::thread::Builder::new()
             .name("banditd-store-writer".to_owned())
             .spawn(move || {
-                thread_policy::batch_this_thread();
+                if sched_batch {
+                    thread_policy::batch_this_thread();
+                }
                 writer.run(receiver)
             })
             .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;

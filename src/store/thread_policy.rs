@@ -18,6 +18,10 @@
 //! one commit. Measured under load (`benches/load/results/single4-2026-11-30-s9.md`): context
 //! switches per commit down by a quarter, involuntary ones nearly gone.
 //!
+//! The price: a store thread woken while its core runs something else waits for that to block
+//! or for the scheduler's tick, so a server that shares its core with other busy processes can
+//! see its commits wait for them (`--store-sched-batch off`, `StoreOptions::sched_batch`).
+//!
 //! Nothing here changes what is written or when an answer goes out: a commit is still durable
 //! before its callers hear of it. The policy is a cost choice; failing to set it (another OS,
 //! a sandbox that forbids it) leaves the ordinary policy and is logged at debug level.
