@@ -1,5 +1,5 @@
 //! Opening a [`SledStore`]: its options, the load of the durable state and the start of its
-//! writer thread (which, with sled's I/O pool, runs as `SCHED_BATCH`: `thread_policy`). A child
+//! writer thread (which, with sled's I/O pool, may run as `SCHED_BATCH`: `thread_policy`). A child
 //! of `sled` (the handle's fields stay private to the two), apart from the `Store` methods that
 //! make up the rest of the handle.
 
@@ -35,7 +35,9 @@ pub struct StoreOptions {
     /// Superseded unit-log entries (beyond half the units stored) before the writer compacts
     /// the log (see `unit_log`).
     pub compact_min_entries: u64,
-    /// Run the writer thread and sled's I/O pool as `SCHED_BATCH` (see `thread_policy`).
+    /// Run the writer thread and sled's I/O pool as `SCHED_BATCH` (see `thread_policy`); off by
+    /// default: fewer context switches per commit, but commits that wait for the core's other
+    /// work (`benches/load/results/single4-2026-11-30-s9.md`).
     pub sched_batch: bool,
 }
 
@@ -44,7 +46,7 @@ impl Default for StoreOptions {
         StoreOptions {
             page_cache_mb: DEFAULT_PAGE_CACHE_MB,
             compact_min_entries: crate::store::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
-            sched_batch: true,
+            sched_batch: false,
         }
     }
 }

@@ -16,11 +16,13 @@
 //! slice ends. The store's threads then run in a burst between the worker's requests instead of
 //! in the middle of them, and the writer takes everything the worker handed over meanwhile into
 //! one commit. Measured under load (`benches/load/results/single4-2026-11-30-s9.md`): context
-//! switches per commit down by a quarter, involuntary ones nearly gone.
+//! switches per commit down by a quarter, involuntary ones nearly gone; but on that shared,
+//! loaded machine a commit waited for other processes' work on the core (sled's flush and
+//! `fdatasync` 9–13 ms instead of 1.4–1.8) and the server answered 2–3× fewer new units per
+//! second. So it is off unless asked for (`--store-sched-batch on`).
 //!
 //! The price: a store thread woken while its core runs something else waits for that to block
-//! or for the scheduler's tick, so a server that shares its core with other busy processes can
-//! see its commits wait for them (`--store-sched-batch off`, `StoreOptions::sched_batch`).
+//! or for the scheduler's tick (`StoreOptions::sched_batch`).
 //!
 //! Nothing here changes what is written or when an answer goes out: a commit is still durable
 //! before its callers hear of it. The policy is a cost choice; failing to set it (another OS,
@@ -94,9 +96,13 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_and_sleds_pool_run_as_sched_batch_after_a_store_opens() {
+    fn a_store_opened_with_sched_batch_runs_its_writer_and_sleds_pool_as_sched_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+        let options = crate::store::StoreOptions {
+            sched_batch: true,
+            ..Default::default()
+        };
+        let store = SledStore::open_with(dir.path(), options).unwrap();
         block_on(store.insert_sticky(&epoch(), "u", record("control", T0_MS), tally(T0_MS)))
             .unwrap();
         let pool = threads_named("sled-io-");
@@ -104,15 +110,31 @@ mod tests {
         for tid in pool {
             assert_eq!(policy(tid), libc::SCHED_BATCH, "sled-io thread {tid}");
         }
-        // Other tests' stores run in this process too: at least one writer, and every writer
-        // is SCHED_BATCH.
+        // Other tests' stores (the default: off) run in this process too; this one's writer is
+        // the one with the policy.
         let writers = threads_named("banditd-store-w");
-        assert!(!writers.is_empty());
-        for tid in writers {
-            assert_eq!(policy(tid), libc::SCHED_BATCH, "writer thread {tid}");
-        }
+        assert!(
+            writers.iter().any(|&tid| policy(tid) == libc::SCHED_BATCH),
+            "{writers:?}"
+        );
         // The test's own thread keeps the ordinary policy.
         assert_eq!(policy(0), libc::SCHED_OTHER);
+        block_on(store.shutdown()).unwrap();
+    }
+
+    #[test]
+    fn a_store_opened_by_default_leaves_its_writer_ordinary() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = threads_named("banditd-store-w");
+        let store = SledStore::open(dir.path()).unwrap();
+        let ordinary = threads_named("banditd-store-w")
+            .into_iter()
+            .filter(|tid| !before.contains(tid))
+            .filter(|&tid| policy(tid) == libc::SCHED_OTHER)
+            .count();
+        // Writers other tests start meanwhile are ordinary too (only the test above asks for
+        // SCHED_BATCH, and its writer existed before or is not counted as ordinary).
+        assert!(ordinary >= 1);
         block_on(store.shutdown()).unwrap();
     }
 }
