@@ -127,6 +127,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let before = threads_named("banditd-store-w");
         let store = SledStore::open(dir.path()).unwrap();
+        // Answered by the writer: it runs (and has named itself) by now.
+        block_on(store.insert_sticky(&epoch(), "u", record("control", T0_MS), tally(T0_MS)))
+            .unwrap();
         let ordinary = threads_named("banditd-store-w")
             .into_iter()
             .filter(|tid| !before.contains(tid))
