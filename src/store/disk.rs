@@ -14,6 +14,7 @@ use super::codec;
 use super::error::StoreError;
 use super::keys::{self, io};
 use super::load;
+use super::log_room::LogRoom;
 use super::secret_file;
 use super::state::DurableState;
 
@@ -46,6 +47,8 @@ pub struct Location {
 /// What the store knows after opening its directory: the database and its durable state.
 pub struct Opened {
     pub open: OpenDb,
+    /// The zeroed room ahead of the database's log, for the writer to keep (`log_room`).
+    pub room: LogRoom,
     pub durable: DurableState,
     pub last_seq: u64,
     pub expired_through: u64,
@@ -59,15 +62,30 @@ impl Location {
         // A secret an older build kept in sled moves to its own file (idempotent).
         secret_file::migrate_from_sled(&db, &self.dir)?;
         let (durable, last_seq, expired_through) = load::load(&db)?;
-        // sled keeps its whole log in one file, `db`, created by the open above.
+        // sled keeps its whole log in one file, `db`, created by the open above. Open for
+        // writing too: the room ahead of the log is written through it (`log_room`).
         let log_path = self.dir.join("db");
-        let log_file = std::fs::File::open(&log_path).map_err(|error| {
-            StoreError::Io(format!(
-                "cannot open {} to sync it: {error}",
-                log_path.display()
-            ))
-        })?;
+        let log_file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(|error| {
+                StoreError::Io(format!(
+                    "cannot open {} to sync it: {error}",
+                    log_path.display()
+                ))
+            })?;
+        // Whatever the load wrote (a split its reads completed) is flushed before the room is
+        // zeroed: nothing of sled's may be pending where the zeros go.
+        db.flush().map_err(io)?;
+        let mut room = LogRoom::new(segment_size(&self.dir));
+        if let Err(error) = room.at_open(&log_file) {
+            // A cost saving only: the store serves without it.
+            tracing::warn!(%error, path = %log_path.display(), "cannot zero the room ahead of the store's log; commits will grow the file");
+            room.give_up();
+        }
         Ok(Opened {
+            room,
             open: OpenDb { db, log_file },
             durable,
             last_seq,
@@ -79,24 +97,27 @@ impl Location {
     /// commit's sequence number (a real append to sled's log) and syncs it like a commit.
     /// Only a store that passed this is given back to readers and writers.
     pub fn reopen_and_probe(&self) -> Result<Opened, StoreError> {
-        let opened = self.open()?;
+        let mut opened = self.open()?;
         opened
             .open
             .db
             .insert(keys::META_SEQ, codec::encode_u64(opened.last_seq).to_vec())
             .map_err(io)?;
-        opened.open.sync()?;
+        let flushed = opened.open.sync()?;
+        opened.room.note_flushed(flushed);
         Ok(opened)
     }
 }
 
 impl OpenDb {
-    /// sled's flush, then an `fdatasync` of its log (see [`OpenDb::log_file`]).
-    pub fn sync(&self) -> Result<(), StoreError> {
-        self.db.flush().map_err(io)?;
+    /// sled's flush, then an `fdatasync` of its log (see [`OpenDb::log_file`]). Answers the
+    /// bytes sled's flush wrote to its log (its log position moved by as much).
+    pub fn sync(&self) -> Result<u64, StoreError> {
+        let flushed = self.db.flush().map_err(io)?;
         self.log_file.sync_data().map_err(|error| {
             StoreError::Io(format!("fdatasync of the store's log failed: {error}"))
-        })
+        })?;
+        Ok(flushed as u64)
     }
 }
 

@@ -31,6 +31,7 @@ mod halts;
 mod health;
 mod keys;
 mod load;
+mod log_room;
 mod migrate;
 mod overlay;
 mod records;
@@ -54,6 +55,7 @@ mod sticky_table;
 mod table_memory;
 #[cfg(test)]
 pub(crate) mod test_support;
+mod thread_policy;
 mod types;
 mod unit_log;
 mod unit_log_entry;

@@ -124,6 +124,8 @@ impl Writer {
         // A failed batch's number is never reused: a reader still waiting for it must not be
         // answered by another batch's commit.
         self.last_seq = opened.last_seq.max(failed_seq);
+        self.room = opened.room;
+        self.flushed = 0;
         let open = Arc::new(opened.open);
         self.shared.db.store(Some(Arc::clone(&open)));
         self.open = Some(open);

@@ -1,6 +1,7 @@
 //! Opening a [`SledStore`]: its options, the load of the durable state and the start of its
-//! writer thread. A child of `sled` (the handle's fields stay private to the two), apart from
-//! the `Store` methods that make up the rest of the handle.
+//! writer thread (which, with sled's I/O pool, may run as `SCHED_BATCH`: `thread_policy`). A child
+//! of `sled` (the handle's fields stay private to the two), apart from the `Store` methods that
+//! make up the rest of the handle.
 
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
@@ -17,6 +18,7 @@ use crate::store::health::HealthState;
 use crate::store::load;
 use crate::store::replica::LocalReplica;
 use crate::store::shared::{DurableMark, Shared};
+use crate::store::thread_policy;
 use crate::store::writer_state::Writer;
 
 /// Default of [`StoreOptions::page_cache_mb`]. sled's own default (1 GiB) let a server under
@@ -33,6 +35,10 @@ pub struct StoreOptions {
     /// Superseded unit-log entries (beyond half the units stored) before the writer compacts
     /// the log (see `unit_log`).
     pub compact_min_entries: u64,
+    /// Run the writer thread and sled's I/O pool as `SCHED_BATCH` (see `thread_policy`); off by
+    /// default: fewer context switches per commit, but commits that wait for the core's other
+    /// work (`benches/load/results/single4-2026-11-30-s9.md`).
+    pub sched_batch: bool,
 }
 
 impl Default for StoreOptions {
@@ -40,6 +46,7 @@ impl Default for StoreOptions {
         StoreOptions {
             page_cache_mb: DEFAULT_PAGE_CACHE_MB,
             compact_min_entries: crate::store::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
+            sched_batch: false,
         }
     }
 }
@@ -101,9 +108,20 @@ impl SledStore {
             expired_through,
         );
         writer.compact_min_entries = options.compact_min_entries;
+        writer.room = opened.room;
+        let sched_batch = options.sched_batch;
+        if sched_batch {
+            // sled's I/O pool exists once the open above wrote or read its log.
+            thread_policy::batch_sled_pool();
+        }
         let handle = std::thread::Builder::new()
             .name("banditd-store-writer".to_owned())
-            .spawn(move || writer.run(receiver))
+            .spawn(move || {
+                if sched_batch {
+                    thread_policy::batch_this_thread();
+                }
+                writer.run(receiver)
+            })
             .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
         Ok(SledStore {
             dir: dir.to_owned(),

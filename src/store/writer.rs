@@ -323,6 +323,10 @@ impl Writer {
         for answer in deferred {
             answer(failure.as_ref());
         }
+        if failure.is_none() {
+            // Answered first; before the next batch is applied (the room's safety rule).
+            self.grow_room(open);
+        }
         match &failure {
             None => self.carry.extend(continued),
             Some(error) => {
@@ -445,7 +449,7 @@ impl Writer {
     }
 
     /// Applies the batch to sled and makes it durable (sled's flush, then `fdatasync`).
-    fn write(&self, open: &OpenDb, batch: sled::Batch) -> Result<(), StoreError> {
+    fn write(&mut self, open: &OpenDb, batch: sled::Batch) -> Result<(), StoreError> {
         #[cfg(test)]
         self.shared.faults_before_apply()?;
         let started = std::time::Instant::now();
@@ -459,7 +463,7 @@ impl Writer {
         #[cfg(test)]
         self.shared.faults_after_apply(open, &self.location)?;
         let syncing = std::time::Instant::now();
-        open.sync()?;
+        self.flushed = self.flushed.saturating_add(open.sync()?);
         if let Some(metrics) = crate::metrics::get() {
             metrics
                 .store_fsync_seconds
@@ -473,6 +477,16 @@ impl Writer {
         #[cfg(test)]
         self.shared.faults_after_sync()?;
         Ok(())
+    }
+
+    /// One step of the zeroed room ahead of the log (`log_room`) after a durable commit. A
+    /// failed zero write gives the room up until the next reopen; the commit stands.
+    fn grow_room(&mut self, open: &OpenDb) {
+        let flushed = std::mem::take(&mut self.flushed);
+        if let Err(error) = self.room.after_commit(&open.log_file, flushed) {
+            tracing::warn!(%error, "cannot zero the room ahead of the store's log; commits will grow the file");
+            self.room.give_up();
+        }
     }
 
     /// Makes the committed epoch records authoritative and visible to `epoch_info()`.

@@ -11,6 +11,7 @@ use super::command::Command;
 use super::disk::{Location, OpenDb};
 use super::error::StoreError;
 use super::exposures::ExposureGroups;
+use super::log_room::LogRoom;
 use super::shared::{DurableMark, Shared};
 use super::state::DurableState;
 use super::unit_log::CompactionPass;
@@ -38,6 +39,10 @@ pub struct Writer {
     pub(super) compact_min_entries: u64,
     /// Requests somebody waited for in the last batch taken (`wave`).
     pub(super) previous_waited_for: usize,
+    /// The zeroed room ahead of `open`'s log (`log_room`), and the bytes its flushes wrote
+    /// since the room last heard of them.
+    pub(super) room: LogRoom,
+    pub(super) flushed: u64,
 }
 
 /// A commit that did not reach the disk.
@@ -70,6 +75,9 @@ impl Writer {
             compaction: None,
             compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
             previous_waited_for: 0,
+            // No room until the opener hands over the one it made (`sled_open`).
+            room: LogRoom::new(0),
+            flushed: 0,
         }
     }
 }
