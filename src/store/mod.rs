@@ -17,6 +17,7 @@ mod confirmations;
 pub mod contract;
 mod data_dir;
 mod decay;
+mod digest_table;
 pub mod delay_histograms;
 mod disk;
 mod error;
