@@ -34,10 +34,12 @@
 //! Slot widths: `s + 8` bits rounded up to bytes, at most 8 (the tag gets what is left, at
 //! least 8 bits from 256 homes, `q` bits below): 6 bytes from 2^24 homes (`s ≤ 40`), 7 from
 //! 2^16, 8 below. A displacement is capped at [`MAX_DISPLACEMENT`] (and at what the tag can
-//! hold). An insert that would push a digest past it (which random digests at load 0.9 never
-//! come near: Robin Hood keeps the longest displacement O(log log m), Devroye, Morin and
-//! Viola 2004) grows the table if it is at least half full, and otherwise puts the digest in
-//! a small spill set (a `hashbrown` table) that lookups read only when it is not empty.
+//! hold). An insert that would push a digest past it (which random digests at load 0.9 do not
+//! come near: the longest displacement measured at 20M digests is given by the ignored test
+//! `the_longest_displacement_at_90_percent_is_measured`) grows the table if it is at least
+//! half full, and otherwise puts the digest in a small spill set (a `hashbrown` table) that
+//! lookups read only when it is not empty: digests that share a home past the limit (which a
+//! client cannot choose, the digests being keyed) cost memory and time, never exactness.
 //!
 //! **Memory.** `width / load` bytes per digest: between [`MAX_LOAD_PERCENT`] (90%) and 90%
 //! divided by the growth factor, i.e. 6.7–8.3 bytes at 6 bytes a slot. A table fitted after a
@@ -163,7 +165,10 @@ fn fitted_homes(len: usize) -> usize {
 enum Probe {
     Found(usize),
     /// Not in the table: it would go at `at`, `displacement` slots past its home.
-    Free { at: usize, displacement: usize },
+    Free {
+        at: usize,
+        displacement: usize,
+    },
 }
 
 /// See the module docs.
@@ -211,6 +216,16 @@ impl DigestTable {
     #[cfg(test)]
     pub fn geometry(&self) -> Option<Geometry> {
         self.geometry
+    }
+
+    /// The longest displacement of a digest in the slots.
+    #[cfg(test)]
+    pub fn longest_displacement(&self) -> usize {
+        self.occupied()
+            .iter()
+            .map(|&(_, displacement, _)| displacement)
+            .max()
+            .unwrap_or(0)
     }
 
     /// Digests held in the spill set rather than the slots.
@@ -311,13 +326,7 @@ impl DigestTable {
             .filter_map(|at| {
                 let slot = self.load(at, &geometry);
                 let tag = slot >> geometry.remainder_bits;
-                (tag != 0).then(|| {
-                    (
-                        at,
-                        tag as usize - 1,
-                        slot & geometry.remainder_mask(),
-                    )
-                })
+                (tag != 0).then(|| (at, tag as usize - 1, slot & geometry.remainder_mask()))
             })
             .collect()
     }
@@ -437,9 +446,9 @@ impl DigestTable {
 
     /// Homes after a growth that must hold `len` digests.
     fn grown_homes(&self, len: usize) -> usize {
-        let grown = self
-            .geometry
-            .map_or(0, |geometry| geometry.homes.saturating_mul(GROWTH_NUM) / GROWTH_DEN);
+        let grown = self.geometry.map_or(0, |geometry| {
+            geometry.homes.saturating_mul(GROWTH_NUM) / GROWTH_DEN
+        });
         grown.max(len * 100 / MAX_LOAD_PERCENT + 1).max(MIN_HOMES)
     }
 

@@ -3,11 +3,13 @@
 
 use std::collections::HashSet;
 
+use hashbrown::HashTable;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 use rand::{Rng, SeedableRng};
 
 use super::*;
+use crate::store::table_memory::TableMemory;
 
 /// The smallest digest whose home is `home` in a table of `homes` homes: `⌈home · 2^64 /
 /// homes⌉`, computed in 128 bits (independently of the table's own arithmetic).
@@ -51,7 +53,10 @@ fn a_home_and_a_remainder_give_back_the_digest_at_every_edge() {
             let first = first_digest_of(home, homes as u128);
             let next = first_digest_of(home + 1, homes as u128);
             // At most 2^s digests share a home: the fact the recovery rests on.
-            assert!(next - first <= 1u128 << geometry.remainder_bits, "{homes} homes");
+            assert!(
+                next - first <= 1u128 << geometry.remainder_bits,
+                "{homes} homes"
+            );
             digests.extend([first as u64, (next - 1) as u64, ((first + next) / 2) as u64]);
             assert_eq!(geometry.home(first as u64), home as usize);
             assert_eq!(geometry.home((next - 1) as u64), home as usize);
@@ -224,7 +229,11 @@ fn heap_bytes_are_the_slots_at_their_width_and_the_padding() {
     let homes = 23_529_412; // ⌈2e7 / 0.85⌉
     assert_eq!(table.heap_bytes(), (homes + 254) * 6 + 8);
     table.shrink_to_fit();
-    assert_eq!(table.heap_bytes(), 0, "an empty table gives everything back");
+    assert_eq!(
+        table.heap_bytes(),
+        0,
+        "an empty table gives everything back"
+    );
 }
 
 #[test]
@@ -243,6 +252,96 @@ fn growth_keeps_the_load_between_72_and_90_percent() {
     }
     // Just after a growth by 5/4 from 90%: 72% (less the rounding of small tables).
     assert!((0.715..0.725).contains(&lowest), "{lowest}");
+}
+
+/// The longest Robin Hood displacement of uniform digests at 90% load, against the limit of
+/// [`MAX_DISPLACEMENT`] (an ignored test: run it in release, by name, with its output shown).
+#[test]
+#[ignore = "a measurement: run in release with --nocapture"]
+fn the_longest_displacement_at_90_percent_is_measured() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
+    for digests in [1_000_000usize, 20_000_000] {
+        let mut table = DigestTable::default();
+        table.reserve(digests * FITTED_LOAD_PERCENT / MAX_LOAD_PERCENT);
+        while table.len() < table.geometry().expect("reserved").homes * 9 / 10 {
+            table.insert(rng.random());
+        }
+        println!(
+            "{} digests at 90%: longest displacement {}, spilled {}",
+            table.len(),
+            table.longest_displacement(),
+            table.spilled()
+        );
+        assert_eq!(table.spilled(), 0);
+    }
+}
+
+/// The process's resident bytes (`/proc/self/statm`), 0 where unreadable.
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|field| field.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// Resident memory per digest of this table and of the `hashbrown` table of `u64`s it
+/// replaced (on the same allocator), filled one insert at a time from empty and, as a replay
+/// does, reserved for the count first then fitted (an ignored test: run it in release, by
+/// name, with its output shown; the figures are in
+/// `benches/load/results/compact-2026-11-30-s9.md`).
+#[test]
+#[ignore = "a measurement: run in release with --nocapture"]
+fn resident_memory_per_digest_against_hashbrown_is_measured() {
+    fn hashbrown_insert(table: &mut HashTable<u64, TableMemory>, digest: u64) {
+        if table.find(digest, |&kept| kept == digest).is_none() {
+            table.insert_unique(digest, digest, |&kept| kept);
+        }
+    }
+    let sizes = [1_000_000u64, 5_000_000, 20_000_000, 50_000_000, 90_000_000];
+    for digests in sizes {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(digests);
+        let values: Vec<u64> = (0..digests).map(|_| rng.random()).collect();
+        let per_digest = |bytes: u64| bytes as f64 / digests as f64;
+        for reserved in [false, true] {
+            let before = resident_bytes();
+            let mut old: HashTable<u64, TableMemory> = HashTable::new_in(TableMemory);
+            if reserved {
+                old.reserve(values.len(), |&kept| kept);
+            }
+            values
+                .iter()
+                .for_each(|&digest| hashbrown_insert(&mut old, digest));
+            if reserved {
+                old.shrink_to_fit(|&kept| kept);
+            }
+            let old_resident = resident_bytes().saturating_sub(before);
+            drop(old);
+            let before = resident_bytes();
+            let mut new = DigestTable::default();
+            if reserved {
+                new.reserve(values.len());
+            }
+            values.iter().for_each(|&digest| {
+                new.insert(digest);
+            });
+            if reserved {
+                new.shrink_to_fit();
+            }
+            let new_resident = resident_bytes().saturating_sub(before);
+            println!(
+                "{digests} digests, {}: hashbrown resident {:.2} B, compact table {:.2} B                  resident {:.2} B (load {:.3}, {} B slots)",
+                if reserved { "reserved" } else { "from empty" },
+                per_digest(old_resident),
+                per_digest(new.heap_bytes() as u64),
+                per_digest(new_resident),
+                digests as f64 / new.geometry().map_or(1, |geometry| geometry.homes) as f64,
+                new.geometry().map_or(0, |geometry| geometry.width),
+            );
+        }
+    }
 }
 
 /// An operation of the property test.
