@@ -109,6 +109,10 @@ impl DigestSet {
         self.table.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     /// Makes room for `additional` more digests at once (a replay of a known size).
     pub fn reserve(&mut self, additional: usize) {
         self.table.reserve(additional);
