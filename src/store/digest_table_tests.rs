@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use hashbrown::HashTable;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 
 use super::*;
 use crate::store::table_memory::TableMemory;
