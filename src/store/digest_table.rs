@@ -35,7 +35,7 @@
 //! least 8 bits from 256 homes, `q` bits below): 6 bytes from 2^24 homes (`s ≤ 40`), 7 from
 //! 2^16, 8 below. A displacement is capped at [`MAX_DISPLACEMENT`] (and at what the tag can
 //! hold). An insert that would push a digest past it (which random digests at load 0.9 do not
-//! come near: the longest displacement measured at 20M digests is given by the ignored test
+//! come near: 49 at 1M and 61 at 20M uniform digests at 90%, the ignored test
 //! `the_longest_displacement_at_90_percent_is_measured`) grows the table if it is at least
 //! half full, and otherwise puts the digest in a small spill set (a `hashbrown` table) that
 //! lookups read only when it is not empty: digests that share a home past the limit (which a

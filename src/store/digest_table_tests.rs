@@ -332,7 +332,7 @@ fn resident_memory_per_digest_against_hashbrown_is_measured() {
             }
             let new_resident = resident_bytes().saturating_sub(before);
             println!(
-                "{digests} digests, {}: hashbrown resident {:.2} B, compact table {:.2} B                  resident {:.2} B (load {:.3}, {} B slots)",
+                "{digests} digests, {}: hashbrown resident {:.2} B, compact table {:.2} B resident {:.2} B (load {:.3}, {} B slots)",
                 if reserved { "reserved" } else { "from empty" },
                 per_digest(old_resident),
                 per_digest(new.heap_bytes() as u64),
