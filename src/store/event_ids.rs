@@ -20,11 +20,10 @@
 //! 15 on average over a doubling cycle. Generations cost nothing in memory: which digests
 //! expire together is read back from the log values being deleted (`event_log::expire_due`).
 
-use hashbrown::HashTable;
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
-use super::table_memory::TableMemory;
+use super::digest_table::DigestTable;
 
 /// Length of the per-store digest key.
 pub const DIGEST_KEY_LEN: usize = 16;
@@ -72,11 +71,13 @@ impl Digester {
     }
 }
 
-/// A set of digests; each digest is its own hash. A big set's table is memory of its own
-/// (`table_memory`), returned to the kernel when the set grows past it.
+/// A set of digests, in the compact table of `digest_table`: 6 bytes a slot from 2^24 slots
+/// (7 from 2^16), up to 90% full, growing by 5/4, each digest's high bits implied by its slot.
+/// A big set's table is memory of its own (`table_memory`), returned to the kernel when the
+/// set grows past it.
 #[derive(Clone, Default)]
 pub struct DigestSet {
-    table: HashTable<u64, TableMemory>,
+    table: DigestTable,
 }
 
 impl std::fmt::Debug for DigestSet {
@@ -89,61 +90,43 @@ impl std::fmt::Debug for DigestSet {
 
 impl DigestSet {
     pub fn contains(&self, digest: u64) -> bool {
-        self.table.find(digest, |&kept| kept == digest).is_some()
+        self.table.contains(digest)
     }
 
-    /// Adds `digest`; false if it was there already.
-    /// One probe: the entry API finds the digest or the free bucket it goes to in one pass
-    /// (a random read into a table of millions of ids, the cache miss being the cost).
+    /// Adds `digest`; false if it was there already. One probe finds the digest or the slot
+    /// it goes to (a random read into a table of millions of ids, the cache miss being the
+    /// cost).
     pub fn insert(&mut self, digest: u64) -> bool {
-        match self
-            .table
-            .entry(digest, |&kept| kept == digest, |&kept| kept)
-        {
-            hashbrown::hash_table::Entry::Occupied(_) => false,
-            hashbrown::hash_table::Entry::Vacant(free) => {
-                free.insert(digest);
-                true
-            }
-        }
+        self.table.insert(digest)
     }
 
     /// Removes `digest`; false if it was not there.
     pub fn remove(&mut self, digest: u64) -> bool {
-        match self.table.find_entry(digest, |&kept| kept == digest) {
-            Ok(entry) => {
-                entry.remove();
-                true
-            }
-            Err(_) => false,
-        }
+        self.table.remove(digest)
     }
 
     pub fn len(&self) -> usize {
         self.table.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.table.is_empty()
+    }
+
     /// Makes room for `additional` more digests at once (a replay of a known size).
     pub fn reserve(&mut self, additional: usize) {
-        self.table.reserve(additional, |&kept| kept);
+        self.table.reserve(additional);
     }
 
     /// Gives back the room of a table bigger than its digests need (a replay that reserved
-    /// for more): hashbrown moves them into the smallest table that holds them, if smaller.
+    /// for more): the digests move into a table at 85% load, if that is smaller.
     pub fn shrink_to_fit(&mut self) {
-        self.table.shrink_to_fit(|&kept| kept);
+        self.table.shrink_to_fit();
     }
 
-    /// Bytes the table holds on the heap: one `u64` and one control byte per slot (plus
-    /// hashbrown's group padding, 16 bytes).
+    /// Bytes the table holds on the heap (`DigestTable::heap_bytes`).
     pub fn heap_bytes(&self) -> usize {
-        let slots = self.table.capacity();
-        if slots == 0 {
-            return 0;
-        }
-        // `capacity()` is 7/8 of the slots for tables of 8 slots or more.
-        let buckets = (slots * 8 / 7).next_power_of_two();
-        buckets * (std::mem::size_of::<u64>() + 1) + 16
+        self.table.heap_bytes()
     }
 }
 

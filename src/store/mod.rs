@@ -18,6 +18,7 @@ pub mod contract;
 mod data_dir;
 mod decay;
 pub mod delay_histograms;
+mod digest_table;
 mod disk;
 mod error;
 mod event_ids;
@@ -71,6 +72,9 @@ pub use self::delay_histograms::DelayHistograms;
 /// The sled segment size a data dir must be opened with (tools that open it raw need it).
 pub use self::disk::segment_size as sled_segment_size;
 pub use self::error::{StoreError, StoreFuture};
+/// The set of kept event-id digests and the allocator of the big tables, for the bench that
+/// compares the set with the `hashbrown` table it replaced (`benches/digest_table.rs`).
+pub use self::event_ids::DigestSet;
 pub use self::expiry_index::MAX_RETENTION_LAG_MS;
 pub use self::halts::{Halt, halt_name};
 pub use self::health::{FailureEpisode, StoreHealth};
@@ -83,6 +87,7 @@ pub use self::rules::{MAX_CLOCK_SKEW_MS, TOKEN_MARK_SLACK_MS};
 pub use self::select::{StoreConfig, open};
 pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
+pub use self::table_memory::TableMemory;
 pub use self::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally,
     TokenCredit,
