@@ -18,7 +18,8 @@
 //! digest is already uniformly distributed, so its slot implies most of its bits): 6 bytes per
 //! slot from 2^24 slots (7 below), 72–90% full while it grows, 85% after a replay, i.e. about
 //! 7 bytes per kept id at tens of millions (8–10 at a million). Generations cost nothing in
-//! memory: which digests expire together is read back from the log values being deleted (`event_log::expire_due`).
+//! memory: which digests expire together is read back from the log values being deleted
+//! (`event_log::expire_due`).
 
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
