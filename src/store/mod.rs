@@ -31,6 +31,7 @@ mod halts;
 mod health;
 mod keys;
 mod load;
+mod mark_log;
 mod migrate;
 mod overlay;
 mod records;
@@ -83,6 +84,6 @@ pub use self::sled::{DEFAULT_PAGE_CACHE_MB, SledStore, StoreOptions};
 pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 pub use self::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally,
-    TokenCredit,
+    TokenCredit, TokenCreditPage,
 };
 pub use self::unit_log::DEFAULT_COMPACT_MIN_ENTRIES;
