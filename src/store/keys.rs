@@ -47,8 +47,8 @@ pub const KIND_HISTORY: u8 = 0x13;
 /// `(epoch, assignment id)` → the at-most-once confirmation mark of one per-request token of
 /// an `exposure: on_render` experiment (see `confirm_apply`).
 pub const KIND_CONFIRM_MARK: u8 = 0x14;
-/// `(due_ms BE, commit seq BE, chunk BE)` → the event ids and token marks one group commit
-/// created that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
+/// `(due_ms BE, commit seq BE, chunk BE)` → the confirmation marks one group commit created
+/// (formats 3 to 6: also its token marks) that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
 /// range scan over a few values per commit instead of a full scan or one key per record.
 pub const KIND_EXPIRY: u8 = 0x20;
 /// `(generation due BE, commit seq BE, chunk BE)` → digests of the event ids one group commit

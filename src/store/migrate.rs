@@ -57,6 +57,9 @@ pub fn start(db: &sled::Db, dir: &std::path::Path, from: u64) -> Result<(), Stor
 pub fn resume(db: &sled::Db, dir: &std::path::Path, batches: usize) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let mut moved = 0_u64;
+    // The last mark key moved by this run: the next batch scans on from it rather than from
+    // the first key again, over the leaves the batches before emptied.
+    let mut marks_after: Option<Vec<u8>> = None;
     for _ in 0..batches {
         let mut chunk = match db.get(keys::META_MIGRATING).map_err(io)? {
             Some(value) => codec::decode_u64(&value, "migration counter")?,
@@ -75,8 +78,9 @@ pub fn resume(db: &sled::Db, dir: &std::path::Path, batches: usize) -> Result<()
         }
         if taken == 0 {
             let digester = event_log::digester(db)?;
-            if let Some((marks_batch, next_chunk, marks)) = marks_batch(db, &digester, chunk)? {
-                let mut marks_batch = marks_batch;
+            let next = marks_batch(db, &digester, chunk, marks_after.as_deref())?;
+            if let Some((mut marks_batch, next_chunk, marks, last)) = next {
+                marks_after = Some(last);
                 marks_batch.insert(keys::META_MIGRATING, &codec::encode_u64(next_chunk));
                 db.apply_batch(marks_batch).map_err(io)?;
                 db.flush().map_err(io)?;
@@ -106,17 +110,24 @@ pub fn resume(db: &sled::Db, dir: &std::path::Path, batches: usize) -> Result<()
     Ok(())
 }
 
-/// The next batch of up to [`MIGRATE_BATCH`] token marks as mark-log values (chunks from
-/// `chunk`) with their keys removed, the next free chunk and the marks taken; `None` once no
-/// mark key is left.
+/// The next batch of up to [`MIGRATE_BATCH`] token marks after key `after` as mark-log values
+/// (chunks from `chunk`) with their keys removed, the next free chunk, the marks taken and the
+/// last key; `None` once no mark key is left.
 fn marks_batch(
     db: &sled::Db,
     digester: &Digester,
     chunk: u64,
-) -> Result<Option<(sled::Batch, u64, u64)>, StoreError> {
+    after: Option<&[u8]>,
+) -> Result<Option<(sled::Batch, u64, u64, Vec<u8>)>, StoreError> {
     let mut batch = sled::Batch::default();
     let mut marks = Vec::new();
-    for item in db.scan_prefix([KIND_TOKEN_MARK]).take(MIGRATE_BATCH) {
+    let mut last = Vec::new();
+    let lower = match after {
+        Some(key) => std::ops::Bound::Excluded(key.to_vec()),
+        None => std::ops::Bound::Included(vec![KIND_TOKEN_MARK]),
+    };
+    let end = std::ops::Bound::Excluded(vec![KIND_TOKEN_MARK + 1]);
+    for item in db.range((lower, end)).take(MIGRATE_BATCH) {
         let (key, value) = item.map_err(io)?;
         let (_, epoch, assignment_id) = keys::parse_epoch_key(&key)?;
         let mark = codec::decode_token_mark(&value)?;
@@ -134,6 +145,7 @@ fn marks_batch(
                 credited_ms: mark.credited_ms,
             },
         });
+        last = key.to_vec();
         batch.remove(key);
     }
     if marks.is_empty() {
@@ -143,7 +155,7 @@ fn marks_batch(
     for (key, value) in values {
         batch.insert(key, value);
     }
-    Ok(Some((batch, next_chunk, marks.len() as u64)))
+    Ok(Some((batch, next_chunk, marks.len() as u64, last)))
 }
 
 /// Index values rewritten per atomic batch by [`drop_mark_index_entries`].
