@@ -79,10 +79,16 @@ pub fn resume(db: &sled::Db, dir: &std::path::Path, batches: usize) -> Result<()
         if taken == 0 {
             let digester = event_log::digester(db)?;
             let next = marks_batch(db, &digester, chunk, marks_after.as_deref())?;
-            if let Some((mut marks_batch, next_chunk, marks, last)) = next {
-                marks_after = Some(last);
-                marks_batch.insert(keys::META_MIGRATING, &codec::encode_u64(next_chunk));
-                db.apply_batch(marks_batch).map_err(io)?;
+            if let Some(MarksBatch {
+                mut batch,
+                next_chunk,
+                marks,
+                last_key,
+            }) = next
+            {
+                marks_after = Some(last_key);
+                batch.insert(keys::META_MIGRATING, &codec::encode_u64(next_chunk));
+                db.apply_batch(batch).map_err(io)?;
                 db.flush().map_err(io)?;
                 moved += marks;
                 continue;
@@ -110,15 +116,26 @@ pub fn resume(db: &sled::Db, dir: &std::path::Path, batches: usize) -> Result<()
     Ok(())
 }
 
+/// One atomic batch of the token-mark migration.
+struct MarksBatch {
+    /// The marks' mark-log and event-log values, and their keys removed.
+    batch: sled::Batch,
+    /// The migration's next free chunk.
+    next_chunk: u64,
+    /// Marks moved.
+    marks: u64,
+    /// The last mark key moved (the next batch scans on from it).
+    last_key: Vec<u8>,
+}
+
 /// The next batch of up to [`MIGRATE_BATCH`] token marks after key `after` as mark-log values
-/// (chunks from `chunk`) with their keys removed, the next free chunk, the marks taken and the
-/// last key; `None` once no mark key is left.
+/// (chunks from `chunk`); `None` once no mark key is left.
 fn marks_batch(
     db: &sled::Db,
     digester: &Digester,
     chunk: u64,
     after: Option<&[u8]>,
-) -> Result<Option<(sled::Batch, u64, u64, Vec<u8>)>, StoreError> {
+) -> Result<Option<MarksBatch>, StoreError> {
     let mut batch = sled::Batch::default();
     let mut marks = Vec::new();
     let mut last = Vec::new();
@@ -155,7 +172,12 @@ fn marks_batch(
     for (key, value) in values {
         batch.insert(key, value);
     }
-    Ok(Some((batch, next_chunk, marks.len() as u64, last)))
+    Ok(Some(MarksBatch {
+        batch,
+        next_chunk,
+        marks: marks.len() as u64,
+        last_key: last,
+    }))
 }
 
 /// Index values rewritten per atomic batch by [`drop_mark_index_entries`].

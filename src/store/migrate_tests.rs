@@ -273,8 +273,13 @@ fn old_mark(n: usize) -> codec::TokenMark {
         reward: 0.25 + (n % 4) as f64,
         issued_ms,
         propensity: 0.5,
-        credited_ms: (n % 10 != 0).then_some(issued_ms + 7),
-        variant: if n % 3 == 0 { "bold" } else { "control" }.to_owned(),
+        credited_ms: (!n.is_multiple_of(10)).then_some(issued_ms + 7),
+        variant: if n.is_multiple_of(3) {
+            "bold"
+        } else {
+            "control"
+        }
+        .to_owned(),
     }
 }
 
