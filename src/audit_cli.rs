@@ -152,7 +152,7 @@ fn render(report: &AuditReport) -> String {
     if report.unindexed_records > 0 {
         let _ = writeln!(
             out,
-            "MISMATCH {} retained event ids or token marks are not in the expiry index (never removed)",
+            "MISMATCH {} retained event ids or marks would never be removed (a confirmation mark not in the expiry index, or a token mark whose digest is not logged)",
             report.unindexed_records,
         );
     }

@@ -303,7 +303,7 @@ enum Rows {
         after: Option<String>,
         rewarded_only: bool,
     },
-    /// Token credit marks after `after`.
+    /// Token credit marks from the store's page cursor `after` (`None`: the first page).
     Tokens {
         after: Option<String>,
     },
@@ -420,13 +420,12 @@ impl Export {
                         .store
                         .scan_token_credits(&self.epoch, after.clone(), EXPORT_PAGE_SIZE)
                         .await?;
-                    for credit in &page {
+                    for credit in &page.credits {
                         push_row(&mut out, self.format, self.columns, &token_cells(credit));
                     }
-                    if page.len() < EXPORT_PAGE_SIZE {
-                        self.rows = Rows::Done;
-                    } else {
-                        *after = page.last().map(|credit| credit.assignment_id.clone());
+                    match page.next {
+                        Some(next) => *after = Some(next),
+                        None => self.rows = Rows::Done,
                     }
                 }
             }
@@ -532,6 +531,7 @@ impl Engine {
             .store
             .scan_token_credits(epoch, None, 1)
             .await?
+            .credits
             .is_empty()
             || !self
                 .store

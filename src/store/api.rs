@@ -13,7 +13,7 @@ use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::ReplicaReport;
 use super::sticky_cache::StickyCacheStats;
 use super::types::{
-    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
+    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCreditPage,
 };
 
 /// Persistence for the engine. All writes are durable when their future resolves.
@@ -154,15 +154,16 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> StoreFuture<Vec<(String, StickyRecord)>>;
 
-    /// Up to `limit` token credit marks of the epoch still retained, by assignment id after
-    /// `after_id`, paginated like [`Store::scan_sticky`]. Resolves only once every returned
-    /// mark is durable.
+    /// Up to `limit` token credit marks of the epoch still retained, from the start (`after`
+    /// `None`) or from the `next` cursor of the previous page, in the backend's order; the
+    /// page's `next` is `None` once no mark is left. Paging through returns every mark
+    /// retained throughout exactly once. Resolves only once every returned mark is durable.
     fn scan_token_credits(
         &self,
         epoch: &Epoch,
-        after_id: Option<String>,
+        after: Option<String>,
         limit: usize,
-    ) -> StoreFuture<Vec<TokenCredit>>;
+    ) -> StoreFuture<TokenCreditPage>;
 
     /// Removes event ids, token marks and confirmation marks whose retention passed `now_ms`.
     /// Returns how many.

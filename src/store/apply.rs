@@ -8,15 +8,18 @@
 //! What each write decides (who wins, whether a reward is credited, by how much each counter
 //! moves) is `rules`, shared with every backend; this module reads and writes sled's records.
 
-use super::codec::{self, TokenMark};
+use super::codec;
 use super::error::StoreError;
 use super::event_log;
-use super::keys::{self, KIND_STICKY, KIND_TOKEN_MARK};
+use super::keys::{self, KIND_STICKY};
+use super::mark_log::PendingMark;
 use super::overlay::Txn;
 use super::records::Decision;
 use super::rules::{self, Credit, Reassignment, TargetState};
 use super::sled_delay;
-use super::types::{Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally};
+use super::types::{
+    Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally, TokenCredit,
+};
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing). See `rules::insert_sticky`.
@@ -153,8 +156,8 @@ fn prefetch_unit(txn: &Txn<'_>, op: &RewardOp) {
 }
 
 /// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a unit's
-/// record rewritten with its reward, or a token's mark), the counters and the event id (in
-/// memory and in the commit's event log, see `event_ids`).
+/// record rewritten with its reward, or a token's mark, see `mark_log`), the counters and the
+/// event id (in memory and in the commit's event log, see `event_ids`).
 fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, StoreError> {
     let digest = txn.event_id_digest(&op.epoch.experiment, &op.event_id);
     let event_id_seen = txn.event_id_seen(digest);
@@ -186,7 +189,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
             propensity,
             ..
         } => {
-            let mark_key = keys::epoch_key(KIND_TOKEN_MARK, &op.epoch, assignment_id);
+            let mark_digest = txn.token_mark_digest(&op.epoch, assignment_id);
             let confirmed_only = matches!(
                 op.target,
                 RewardTarget::Token {
@@ -195,7 +198,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 }
             );
             let target = TargetState::Token {
-                marked: !event_id_seen && txn.get(&mark_key)?.is_some(),
+                marked: !event_id_seen && txn.token_marked(mark_digest),
                 expired_through: txn.expired_through(),
                 confirmed: confirmed_only
                     && super::confirm_apply::is_confirmed(txn, &op.epoch, assignment_id)?,
@@ -204,17 +207,21 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
                 Ok(credit) => credit,
                 Err(outcome) => return Ok(outcome),
             };
-            let expiry_ms = credit.mark_retained_until_ms.unwrap_or(u64::MAX);
-            let mark = TokenMark {
-                expiry_ms,
-                reward: op.reward,
-                issued_ms: *issued_ms,
-                propensity: *propensity,
-                credited_ms: Some(op.now_ms),
-                variant: variant.clone(),
-            };
-            txn.index_expiry(&mark_key, expiry_ms);
-            txn.put(mark_key, codec::encode_token_mark(&mark));
+            let retained_until_ms = credit.mark_retained_until_ms.unwrap_or(u64::MAX);
+            txn.add_token_mark(PendingMark {
+                due_ms: event_log::generation_due(retained_until_ms),
+                epoch: op.epoch.clone(),
+                digest: mark_digest,
+                credit: TokenCredit {
+                    assignment_id: assignment_id.clone(),
+                    variant: variant.clone(),
+                    reward: op.reward,
+                    retained_until_ms,
+                    issued_ms: *issued_ms,
+                    propensity: *propensity,
+                    credited_ms: Some(op.now_ms),
+                },
+            });
             credit
         }
     };

@@ -3,7 +3,7 @@
 //! "counters always equal what the stored records imply, after any crash".
 //!
 //! Implied N = sticky records of the arm (the latest of each unit in the unit log, `unit_log`) + its per-request exposure count + units re-assigned
-//! away from it. Implied R = rewards of its sticky records + rewards of its live token marks +
+//! away from it. Implied R = rewards of its sticky records + rewards of its live token marks (the mark log) +
 //! rewards folded in from expired marks + rewards the re-assigned units' old records carried.
 //! (A re-assignment replaces a record but not the history the arm's counters hold, so the
 //! moved-away counts are the record of what moved.) This is a full scan (seconds for millions of
@@ -17,11 +17,13 @@
 //! up to rounding. Epoch records and history points imply no counters; they are decoded so that
 //! a corrupt one is reported.
 //!
-//! It also checks retention: every token mark must be listed, with the deadline it holds, by an
-//! expiry-index value (see `expiry_index`); one that is not would never be removed. Event ids
-//! need no such check: the event-log key that holds them names their generation (`event_log`).
-//! The index is written in the same atomic commit as the records, so this holds after any
-//! crash too.
+//! It also checks retention: every confirmation mark must be listed, with the deadline it
+//! holds, by an expiry-index value (see `expiry_index`); one that is not would never be
+//! removed. Token marks are read from the mark log (`mark_log`): each payload value's marks
+//! must digest to exactly the digests of its paired event-log value, or their at-most-once
+//! check and their removal would not hold. Event ids need no such check: the event-log key
+//! that holds them names their generation (`event_log`). Index, pairs and records are written
+//! in the same atomic commit, so this holds after any crash too.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -32,8 +34,9 @@ use super::event_log;
 use super::expiry_index;
 use super::keys::{
     self, KIND_ARM, KIND_EPOCH, KIND_EPOCH_SPEC, KIND_EXPIRY, KIND_FOLDED, KIND_HISTORY,
-    KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_TOKEN_MARK, io,
+    KIND_MOVED_AWAY, KIND_PER_REQUEST, io,
 };
+use super::mark_log;
 use super::types::{ArmCounters, Epoch};
 use super::unit_log;
 
@@ -64,18 +67,14 @@ pub fn audit(db: &sled::Db) -> Result<AuditReport, StoreError> {
         }
         report.sticky_records += 1;
     }
-    for item in db.scan_prefix([KIND_TOKEN_MARK]) {
-        let (key, value) = item.map_err(io)?;
-        let (_, epoch, _assignment) = keys::parse_epoch_key(&key)?;
-        let mark = codec::decode_token_mark(&value)?;
-        if !index.lists(&key, mark.expiry_ms) {
-            report.unindexed_records += 1;
-        }
-        let implied = implied.entry((epoch, mark.variant)).or_default();
+    let digester = event_log::digester(db)?;
+    let (marks, unpaired) = mark_log::audit(db, &digester, |epoch, mark| {
+        let implied = implied.entry((epoch.clone(), mark.variant)).or_default();
         implied.counters.reward_sum += mark.reward;
         implied.reward_terms += 1;
-        report.live_token_marks += 1;
-    }
+    })?;
+    report.live_token_marks += marks;
+    report.unindexed_records += unpaired;
     // A confirmation's exposure is in its arm's per-request count (read below); the mark
     // only has to be listed for removal.
     for item in db.scan_prefix([keys::KIND_CONFIRM_MARK]) {

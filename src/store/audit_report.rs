@@ -47,9 +47,10 @@ pub struct AuditReport {
     pub live_confirmation_marks: u64,
     /// Event ids kept for dedup.
     pub event_ids: u64,
-    /// Kept event ids and token marks that nothing would ever remove (sled: token marks not
-    /// listed with their deadline in the expiry index, its event ids being removed with their
-    /// event-log generation; a backend with native expiry: no deadline set).
+    /// Kept event ids and marks that nothing would ever remove (sled: confirmation marks not
+    /// listed with their deadline in the expiry index, and token marks whose digest is not in
+    /// their paired event-log value, its event ids being removed with their event-log
+    /// generation; a backend with native expiry: no deadline set).
     pub unindexed_records: u64,
     /// Epoch records (start time, decision) that decoded.
     pub epoch_records: u64,

@@ -312,8 +312,9 @@ pub fn decode_f64(bytes: &[u8], what: &str) -> Result<f64, StoreError> {
     Ok(value)
 }
 
-/// The credit mark of one token assignment: which arm got how much, and until when the mark
-/// must be kept.
+/// The credit mark of one token assignment as formats 1 to 6 kept it (a sled key each): which
+/// arm got how much, and until when the mark must be kept. Read only by the migration to
+/// format 7 (`migrate`, `mark_log`); written only by tests that build older stores.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenMark {
     pub expiry_ms: u64,
@@ -334,6 +335,7 @@ const CREDITED_AT_MARK: u8 = 0x00;
 
 /// Layout: expiry_ms varint · reward f64 · issued_ms varint · propensity f64 · (0x00 ·
 /// credited_ms varint, if known) · variant (rest).
+#[cfg(test)]
 pub fn encode_token_mark(mark: &TokenMark) -> Vec<u8> {
     let mut out = Vec::with_capacity(48 + mark.variant.len());
     put_varint(&mut out, mark.expiry_ms);

@@ -25,7 +25,13 @@
 //! smaller value costs fewer device bytes, because sled rewrites every value with its leaf
 //! (see `unit_log`): values hold 256 digests (2 KiB).
 //!
-//! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id.
+//! **Token marks.** The at-most-once digests of credited tokens are logged here too, under
+//! the mark's own generation, in values whose chunk has `mark_log::MARK_CHUNK_BIT` set: each
+//! is paired with the mark log's payload value and expires with it (`mark_log::expire_due`,
+//! which runs first; [`expire_due`] removes whatever is due after it).
+//!
+//! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id
+//! or mark, and nothing of the marks' payloads.
 
 use super::error::StoreError;
 use super::event_ids::{DIGEST_KEY_LEN, Digester, EventIdSet};
@@ -170,13 +176,16 @@ pub fn replay(
     Ok(set)
 }
 
-/// Ids in the log: what the set holds after a replay, duplicates aside (an id is logged once
-/// per application, and applied again only after its generation was deleted).
+/// Event ids in the log, token marks' digests apart (`mark_log`): what the set holds after a
+/// replay besides the marks, duplicates aside (an id is logged once per application, and
+/// applied again only after its generation was deleted).
 pub fn logged_ids(db: &sled::Db) -> Result<u64, StoreError> {
     let mut ids = 0;
     for item in db.scan_prefix([KIND_EVENT_LOG]) {
-        let (_, value) = item.map_err(io)?;
-        ids += decode_value(&value)?.count() as u64;
+        let (key, value) = item.map_err(io)?;
+        if !super::mark_log::is_mark_digest_key(&key) {
+            ids += decode_value(&value)?.count() as u64;
+        }
     }
     Ok(ids)
 }

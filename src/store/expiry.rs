@@ -1,12 +1,13 @@
-//! [`expire`]: removes the event ids and token marks whose retention passed: the event ids by
-//! whole generations of the event log (`event_log`), the token marks by walking the retention
-//! index (`expiry_index`, where its format and the retention promise are explained).
+//! [`expire`]: removes the token marks, event ids and confirmation marks whose retention
+//! passed: the token marks by whole generations of the mark log (`mark_log`), the event ids by
+//! whole generations of the event log (`event_log`), the confirmation marks by walking the
+//! retention index (`expiry_index`, where its format and the retention promise are explained).
 
-use super::codec;
 use super::error::StoreError;
 use super::event_log;
 use super::expiry_index::{decode_index_value, encode_entries};
-use super::keys::{self, KIND_CONFIRM_MARK, KIND_TOKEN_MARK};
+use super::keys::{self, KIND_CONFIRM_MARK};
+use super::mark_log;
 use super::overlay::Txn;
 
 /// Whether an expire pass went through everything due, or stopped at its per-commit limit.
@@ -17,10 +18,11 @@ pub enum ExpireProgress {
     More(u64),
 }
 
-/// Works through the index values due at `now_ms` in due order, looking at up to `limit`
-/// entries: removes each listed record whose stored deadline is still the listed one, folding
-/// an expiring mark's reward into its arm's folded total so the counters still equal what the
-/// records imply, then removes the value. A value cut by the limit is rewritten with the
+/// Expires the token marks of due generations (folding each reward into its arm's folded
+/// total so the counters still equal what the records imply, `mark_log::expire_due`), then
+/// the event ids of due generations, then works through the index values due at `now_ms` in
+/// due order, looking at up to `limit` entries: removes each listed record whose stored
+/// deadline is still the listed one, then removes the value. A value cut by the limit is rewritten with the
 /// entries not looked at, in the same request, so no entry is lost or applied twice.
 ///
 /// The expiry watermark moves to the due time of every value worked on: every record removed
@@ -28,8 +30,14 @@ pub enum ExpireProgress {
 pub fn expire(txn: &mut Txn<'_>, now_ms: u64, limit: usize) -> Result<ExpireProgress, StoreError> {
     // At least one entry per pass, or a continued pass would never get anywhere.
     let mut budget = limit.max(1);
-    // Event ids first: whole generations of the event log (see `event_log`).
-    let (mut removed, ids_done) = event_log::expire_due(txn, now_ms, &mut budget)?;
+    // Token marks first, whole generations with their digests (see `mark_log`), then event
+    // ids, whole generations of the event log (see `event_log`).
+    let (mut removed, marks_done) = mark_log::expire_due(txn, now_ms, &mut budget)?;
+    if !marks_done {
+        return Ok(ExpireProgress::More(removed));
+    }
+    let (ids, ids_done) = event_log::expire_due(txn, now_ms, &mut budget)?;
+    removed += ids;
     if !ids_done {
         return Ok(ExpireProgress::More(removed));
     }
@@ -66,17 +74,9 @@ fn remove_if_due(
     let Some(stored) = txn.get(record_key)? else {
         return Ok(false);
     };
+    // Token marks left the index with store format 7 (`mark_log`); a store migrated from
+    // format 6 has no such entry left (`migrate`).
     match record_key.first() {
-        Some(&KIND_TOKEN_MARK) => {
-            let mark = codec::decode_token_mark(&stored)?;
-            if mark.expiry_ms != deadline_ms {
-                return Ok(false);
-            }
-            let (_, epoch, _) = keys::parse_epoch_key(record_key)?;
-            txn.update_arm(&epoch, &mark.variant, |arm| {
-                arm.folded_reward += mark.reward
-            });
-        }
         // The confirmed exposure stays in the arm's per-request count, its only record then.
         Some(&KIND_CONFIRM_MARK) => {
             if super::confirm_apply::stored_deadline(&stored)? != deadline_ms {

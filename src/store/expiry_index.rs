@@ -1,5 +1,7 @@
-//! The retention index: how event ids and token marks are found again once they are due (its
-//! byte format and the pending entries of a commit; `expiry` walks it and removes them).
+//! The retention index: how confirmation marks are found again once they are due (its byte
+//! format and the pending entries of a commit; `expiry` walks it and removes them). Event ids
+//! (since store format 3) and token credit marks (since format 7) expire by whole generations
+//! of their logs instead (`event_log`, `mark_log`); what follows is the index's own design.
 //!
 //! Every applied reward creates one or two retained records (its event id; for a token also
 //! its credit mark), each with a deadline. One index key per record cost as much as the record

@@ -7,7 +7,8 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
-use crate::store::codec::TokenMark;
+use crate::store::confirm_apply;
+use crate::store::confirmations::TokenConfirmation;
 use crate::store::expiry_index::*;
 use crate::store::keys::KIND_EXPIRY;
 use crate::store::keys::{put_bytes, put_varint};
@@ -15,21 +16,21 @@ use crate::store::overlay::BatchState;
 use crate::store::state::DurableState;
 use crate::store::test_support::{epoch, temp_db};
 
-/// A token mark's key: since store format 3 the index lists only token marks (event ids expire
-/// by whole generations of the event log, `event_log`).
+/// A confirmation mark's key: since store format 7 the index lists only confirmation marks
+/// (event ids and token marks expire by whole generations, `event_log` and `mark_log`).
 fn id_key(n: usize) -> Vec<u8> {
-    keys::epoch_key(KIND_TOKEN_MARK, &epoch(), &format!("event-{n}"))
+    confirm_apply::mark_key(&epoch(), &format!("event-{n}"))
 }
 
-/// A token mark of `bold` with no reward, retained until `deadline_ms`.
+/// A confirmation mark of `bold`, retained until `deadline_ms`.
 fn mark_until(deadline_ms: u64) -> Vec<u8> {
-    codec::encode_token_mark(&TokenMark {
-        expiry_ms: deadline_ms,
-        reward: 0.0,
+    confirm_apply::encode_mark(&TokenConfirmation {
+        assignment_id: String::new(),
+        variant: "bold".to_owned(),
         issued_ms: 0,
         propensity: 0.5,
-        credited_ms: None,
-        variant: "bold".to_owned(),
+        confirmed_ms: 0,
+        retained_until_ms: deadline_ms,
     })
 }
 
@@ -96,8 +97,8 @@ fn commit(db: &sled::Db, durable: &mut DurableState, batch: BatchState) {
     }
 }
 
-/// Stores `ids` reward-less marks (deadline 1 000 + n) and two token marks (deadline 2 000, rewards
-/// 0.25 and 0.5), all listed by one index value of commit 1.
+/// Stores `ids` marks (deadline 1 000 + n) and two more (deadline 2 000), all listed by one
+/// index value of commit 1.
 fn store_records(db: &sled::Db, ids: usize) -> Vec<Vec<u8>> {
     let mut entries = Vec::new();
     for n in 0..ids {
@@ -105,18 +106,9 @@ fn store_records(db: &sled::Db, ids: usize) -> Vec<Vec<u8>> {
         db.insert(id_key(n), mark_until(deadline_ms)).unwrap();
         entries.push((id_key(n), deadline_ms));
     }
-    for (assignment, reward) in [("a1", 0.25), ("a2", 0.5)] {
-        let key = keys::epoch_key(KIND_TOKEN_MARK, &epoch(), assignment);
-        let mark = TokenMark {
-            expiry_ms: 2_000,
-            reward,
-            issued_ms: 0,
-            propensity: 0.5,
-            credited_ms: None,
-            variant: "bold".to_owned(),
-        };
-        db.insert(key.clone(), codec::encode_token_mark(&mark))
-            .unwrap();
+    for assignment in ["a1", "a2"] {
+        let key = confirm_apply::mark_key(&epoch(), assignment);
+        db.insert(key.clone(), mark_until(2_000)).unwrap();
         entries.push((key, 2_000));
     }
     let values = index_values(1, &pending_of(&entries));
@@ -280,7 +272,6 @@ fn expire_cut_by_its_limit_rewrites_the_value_and_later_passes_finish_it_exactly
         assert_eq!(db.get(key).unwrap(), None);
     }
     assert!(index_in(&db).is_empty());
-    assert_eq!(durable.arms[&epoch()]["bold"].folded_reward, 0.75);
 }
 
 #[test]
@@ -300,7 +291,6 @@ fn two_expire_passes_in_one_batch_continue_where_the_first_stopped() {
         assert_eq!(db.get(key).unwrap(), None);
     }
     assert!(index_in(&db).is_empty());
-    assert_eq!(durable.arms[&epoch()]["bold"].folded_reward, 0.75);
 }
 
 #[test]

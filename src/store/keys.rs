@@ -38,15 +38,17 @@ pub const KIND_STICKY: u8 = 0x10;
 /// keeps applied event ids in memory and in `KIND_EVENT_LOG`); tests check none is written.
 #[cfg(test)]
 pub const KIND_EVENT_ID: u8 = 0x11;
-/// `(epoch, assignment id)` → the at-most-once credit mark of one token assignment.
+/// `(epoch, assignment id)` → the at-most-once credit mark of one token assignment: formats 1
+/// to 6 only. Format 7 keeps the mark's digest in the event-id set and event log and its
+/// payload in `KIND_MARK_LOG` (`mark_log`); the key is still what the mark's digest is made of.
 pub const KIND_TOKEN_MARK: u8 = 0x12;
 /// `(epoch, at_ms BE)` → one history point; big-endian so an epoch's points sort by time.
 pub const KIND_HISTORY: u8 = 0x13;
 /// `(epoch, assignment id)` → the at-most-once confirmation mark of one per-request token of
 /// an `exposure: on_render` experiment (see `confirm_apply`).
 pub const KIND_CONFIRM_MARK: u8 = 0x14;
-/// `(due_ms BE, commit seq BE, chunk BE)` → the event ids and token marks one group commit
-/// created that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
+/// `(due_ms BE, commit seq BE, chunk BE)` → the confirmation marks one group commit created
+/// (formats 3 to 6: also its token marks) that are all due by `due_ms`, with their exact deadlines (see `expiry`): expiry is a
 /// range scan over a few values per commit instead of a full scan or one key per record.
 pub const KIND_EXPIRY: u8 = 0x20;
 /// `(generation due BE, commit seq BE, chunk BE)` → digests of the event ids one group commit
@@ -55,6 +57,9 @@ pub const KIND_EVENT_LOG: u8 = 0x21;
 /// `(epoch, commit seq BE, chunk BE)` → the sticky records one group commit wrote in that
 /// epoch (see `unit_log`).
 pub const KIND_UNIT_LOG: u8 = 0x22;
+/// `(generation due BE, epoch, commit seq BE, chunk BE)` → the token credit marks one group
+/// commit wrote in that epoch whose retention ends in that generation (see `mark_log`).
+pub const KIND_MARK_LOG: u8 = 0x23;
 
 /// Meta key of the sequence number of the last committed group commit.
 pub const META_SEQ: &[u8] = b"\x00seq";
@@ -79,9 +84,14 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// Format 6 writes unit-log entries in a compact layout (`unit_log_entry`) a format-5 build
 /// would misread; it reads format-5 values as they are (compaction rewrites them), so a
 /// format-5 store is only re-marked at open, through the migration's crash-safe marks.
-pub const STORE_FORMAT: u64 = 6;
+/// Format 7 moved the token credit marks out of the B-tree: each mark's at-most-once check is
+/// a digest in the event-id set, logged in the event log under the mark's generation, and its
+/// payload sits in per-commit values of the mark log (`mark_log`); a format-3 to 6 store is
+/// migrated at open (`migrate`), and an older build must refuse the result, whose marks it
+/// would not see.
+pub const STORE_FORMAT: u64 = 7;
 /// Earlier formats this build migrates at open (`migrate`).
-pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4, 5];
+pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4, 5, 6];
 /// Meta key present while a migration to [`STORE_FORMAT`] is under way (the format mark
 /// already says this build's, so an older build refuses the half-moved store); a restart
 /// finishes it.

@@ -33,6 +33,7 @@ mod health;
 mod keys;
 mod load;
 mod log_room;
+mod mark_log;
 mod migrate;
 mod overlay;
 mod records;
@@ -90,6 +91,6 @@ pub use self::sticky_cache::{DEFAULT_STICKY_CACHE_ENTRIES, StickyCacheStats};
 pub use self::table_memory::TableMemory;
 pub use self::types::{
     ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally,
-    TokenCredit,
+    TokenCredit, TokenCreditPage,
 };
 pub use self::unit_log::DEFAULT_COMPACT_MIN_ENTRIES;

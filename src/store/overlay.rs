@@ -13,6 +13,7 @@ use super::error::StoreError;
 use super::event_ids::PendingIds;
 use super::expiry_index::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY, KIND_STICKY, io};
+use super::mark_log::{self, PendingMark, PendingMarks};
 use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
 use super::types::{Epoch, EpochInfo, StickyRecord};
 
@@ -32,6 +33,8 @@ pub struct BatchState {
     pub expiries: PendingExpiries,
     /// Event ids the batch applied or expired, written into the event log at commit.
     pub event_ids: PendingIds,
+    /// Token credit marks the batch wrote, into the mark log and event log at commit.
+    pub marks: PendingMarks,
 }
 
 impl BatchState {
@@ -59,6 +62,7 @@ impl BatchState {
         }
         self.expiries.append(changes.expiries);
         self.event_ids.append(changes.event_ids);
+        self.marks.append(changes.marks);
         for (epoch, arms) in changes.arms {
             self.arms.entry(epoch).or_default().extend(arms);
         }
@@ -80,6 +84,7 @@ pub struct TxnChanges {
     expired_through: u64,
     expiries: PendingExpiries,
     event_ids: PendingIds,
+    marks: PendingMarks,
 }
 
 /// A stored value as a request sees it: borrowed from a pending layer, or sled's own
@@ -113,6 +118,7 @@ pub struct Txn<'a> {
     expired_through: u64,
     expiries: PendingExpiries,
     event_ids: PendingIds,
+    marks: PendingMarks,
 }
 
 impl<'a> Txn<'a> {
@@ -128,6 +134,7 @@ impl<'a> Txn<'a> {
             expired_through: batch.expired_through,
             expiries: PendingExpiries::default(),
             event_ids: PendingIds::default(),
+            marks: PendingMarks::default(),
         }
     }
 
@@ -211,6 +218,25 @@ impl<'a> Txn<'a> {
     /// Applies an event id, kept in the generation due at `due_ms` (see `event_log`).
     pub fn add_event_id(&mut self, due_ms: u64, digest: u64) {
         self.event_ids.add(due_ms, digest);
+    }
+
+    /// The digest of the credit mark of token `assignment_id` in `epoch` (see `mark_log`).
+    pub fn token_mark_digest(&self, epoch: &Epoch, assignment_id: &str) -> u64 {
+        mark_log::mark_digest(&self.durable.event_ids.digester, epoch, assignment_id)
+    }
+
+    /// Whether the token whose mark has this digest is credited, as this request sees it:
+    /// marked by this request or the batch, else kept in the set (and not expired here).
+    pub fn token_marked(&self, digest: u64) -> bool {
+        self.marks.contains(digest)
+            || self.batch.marks.contains(digest)
+            || self.event_id_seen(digest)
+    }
+
+    /// Credits a token: its mark is written with the commit (`mark_log::log_values`) and its
+    /// digest enters the set once the commit is durable.
+    pub fn add_token_mark(&mut self, mark: PendingMark) {
+        self.marks.push(mark);
     }
 
     /// Forgets an event id whose generation expired.
@@ -337,6 +363,7 @@ impl<'a> Txn<'a> {
             expired_through: self.expired_through,
             expiries: self.expiries,
             event_ids: self.event_ids,
+            marks: self.marks,
         }
     }
 }

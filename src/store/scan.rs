@@ -1,6 +1,6 @@
-//! Paginated range scans over one epoch's records, for exports and the history route: token
-//! credit marks and history points (sticky assignments page through `export_index`), in key order, resumable after the last
-//! key of the previous page.
+//! Paginated range scans over one epoch's records, for exports and the history route: history
+//! points (sticky assignments page through `export_index`, token credit marks through
+//! `mark_log::page`), in key order, resumable after the last key of the previous page.
 //!
 //! Pages read sled directly (not through the writer), so an export of millions of units never
 //! stalls assignment traffic behind a long read. Durability is the caller's half of the job:
@@ -9,9 +9,9 @@
 
 use super::codec;
 use super::error::StoreError;
-use super::keys::{self, KIND_TOKEN_MARK, io};
+use super::keys::{self, io};
 use super::records::{EpochSpec, HistoryPoint};
-use super::types::{Epoch, TokenCredit};
+use super::types::Epoch;
 
 /// The records of `kind` in `epoch` whose tail sorts strictly after `after`, in key order.
 /// Every key of one epoch and kind shares the `(kind, epoch)` prefix (see `keys`), so this is
@@ -41,33 +41,6 @@ pub(super) fn epoch_range<'a>(
             let (_, _, tail) = keys::parse_epoch_key(&key)?;
             Ok((tail, value))
         })
-}
-
-/// Up to `limit` token credit marks of `epoch` after assignment id `after`, as sled holds
-/// them now. Marks carry no commit number, so the caller must wait for [`applied_seq`]
-/// read after this scan.
-pub fn token_mark_page(
-    db: &sled::Db,
-    epoch: &Epoch,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<Vec<TokenCredit>, StoreError> {
-    epoch_range(db, KIND_TOKEN_MARK, epoch, after)
-        .take(limit)
-        .map(|item| {
-            let (assignment_id, value) = item?;
-            let mark = codec::decode_token_mark(&value)?;
-            Ok(TokenCredit {
-                assignment_id,
-                variant: mark.variant,
-                reward: mark.reward,
-                retained_until_ms: mark.expiry_ms,
-                issued_ms: mark.issued_ms,
-                propensity: mark.propensity,
-                credited_ms: mark.credited_ms,
-            })
-        })
-        .collect()
 }
 
 /// The sequence number of the last group commit applied to sled (durable or not yet). Every

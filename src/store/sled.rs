@@ -24,6 +24,7 @@ use super::exposures::{ExposedArm, PendingExposure};
 use super::halts::Halt;
 use super::health::StoreHealth;
 use super::keys::{self, KIND_STICKY};
+use super::mark_log;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::{LocalReplica, ReplicaReport};
 use super::scan;
@@ -31,7 +32,7 @@ use super::secret_file;
 use super::shared::Shared;
 use super::sticky_cache::StickyCacheStats;
 use super::types::{
-    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCredit,
+    ArmCounters, Epoch, EpochInfo, RewardOp, RewardOutcome, StickyRecord, Tally, TokenCreditPage,
 };
 
 #[path = "sled_open.rs"]
@@ -373,19 +374,20 @@ impl Store for SledStore {
         })
     }
 
-    /// A range scan straight on sled. Marks record no commit number, so the page waits for
-    /// the last commit applied when the scan ended (at most one fsync away).
+    /// Ranges straight on sled's mark log (`mark_log::page`). Marks record no commit number,
+    /// so the page waits for the last commit applied when the scan ended (at most one fsync
+    /// away).
     fn scan_token_credits(
         &self,
         epoch: &Epoch,
-        after_id: Option<String>,
+        after: Option<String>,
         limit: usize,
-    ) -> StoreFuture<Vec<TokenCredit>> {
+    ) -> StoreFuture<TokenCreditPage> {
         let epoch = epoch.clone();
         self.read_durable(move |shared| {
             let db = shared.sled()?;
-            let credits = scan::token_mark_page(&db, &epoch, after_id.as_deref(), limit)?;
-            Ok((credits, scan::applied_seq(&db)?))
+            let (credits, next) = mark_log::page(&db, &epoch, after.as_deref(), limit)?;
+            Ok((TokenCreditPage { credits, next }, scan::applied_seq(&db)?))
         })
     }
 

@@ -132,7 +132,7 @@ pub fn audit(
             .range(prefix.clone()..)
             .take_while(|(key, _)| key.starts_with(&prefix))
             .map(|(_, record)| record);
-        let marks = super::scan::token_mark_page(db, &epoch, None, usize::MAX)?;
+        let marks = super::mark_log::epoch_marks(db, &epoch)?;
         let recorded = super::delay_histograms::recorded(records, &marks);
         mismatches.extend(super::delay_histograms::audit_epoch(
             &epoch,

@@ -270,12 +270,14 @@ fn the_audit_detects_a_corrupted_counter() {
 fn expire_finishes_across_several_commits_past_the_per_commit_limit() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let tokens = MAX_EXPIRE_PER_BATCH + 500;
+    let tokens = 2 * MAX_EXPIRE_PER_BATCH + 500;
     let ops = (0..tokens)
         .map(|i| {
+            // Assignment ids of 2,000 bytes: two marks per mark-log value, so every two marks
+            // cost the expire pass a unit of its budget.
             token_reward(
                 &format!("e{i}"),
-                &format!("a{i}"),
+                &format!("{i:0>2000}"),
                 "bold",
                 T0_MS,
                 1.0,
@@ -285,15 +287,15 @@ fn expire_finishes_across_several_commits_past_the_per_commit_limit() {
         .collect();
     block_on(store.apply_rewards(ops)).unwrap();
     let before = store.flush_count();
-    // The ids' event-log values come first (since store format 3, 3 keys costing 27 of the
-    // budget); the limit then cuts the marks' index value, which is rewritten with its rest and
-    // finished in the next commit.
+    // The marks' values come first (since store format 7, whole mark-log values with their
+    // digests, here one mark each); the limit cuts the generation, finished in the next
+    // commit, then the ids' event-log values go.
     let removed = block_on(store.expire(T0_MS + 60 * DAY_MS)).unwrap();
     assert_eq!(removed, 2 * tokens as u64, "every id and every mark, once");
     let commits = store.flush_count() - before;
     assert!(
         commits >= 2,
-        "{tokens} index entries need 2 commits of {MAX_EXPIRE_PER_BATCH}, took {commits}"
+        "{tokens} mark values need 2 commits of {MAX_EXPIRE_PER_BATCH}, took {commits}"
     );
     assert!(indexed_records(&store.shared.sled().unwrap()).is_empty());
     let report = store.audit().unwrap();
@@ -416,6 +418,30 @@ fn epoch_start_decision_and_history_are_not_shown_before_they_are_durable() {
 }
 
 /// The record keys every expiry-index value lists, in key order.
+/// Whether sled holds any value of the mark log (applied, durable or not).
+fn any_mark_value(store: &SledStore) -> bool {
+    store
+        .shared
+        .sled()
+        .unwrap()
+        .scan_prefix([keys::KIND_MARK_LOG])
+        .next()
+        .is_some()
+}
+
+/// The assignment ids of every token mark in the mark log, sorted.
+fn marked_tokens(db: &::sled::Db) -> Vec<String> {
+    let mut tokens = Vec::new();
+    for item in db.scan_prefix([keys::KIND_MARK_LOG]) {
+        let (_, value) = item.unwrap();
+        for mark in crate::store::mark_log::decode_value(&value).unwrap() {
+            tokens.push(mark.assignment_id);
+        }
+    }
+    tokens.sort();
+    tokens
+}
+
 fn indexed_records(db: &::sled::Db) -> Vec<Vec<u8>> {
     let mut listed = Vec::new();
     for item in db.scan_prefix([keys::KIND_EXPIRY]) {
@@ -445,15 +471,7 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
     let before = store.flush_count();
     let gate = store.shared.flush_gate.lock().unwrap();
     let first = store.apply_rewards(vec![token("e0", "a0")]);
-    let first_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a0");
-    while store
-        .shared
-        .sled()
-        .unwrap()
-        .get(&first_mark)
-        .unwrap()
-        .is_none()
-    {
+    while !any_mark_value(&store) {
         std::thread::sleep(Duration::from_millis(1));
     }
     // Both queue while the writer waits on the gate, so they share the next commit.
@@ -472,13 +490,12 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
         }]
     );
     assert_eq!(store.flush_count(), before + 2, "two commits");
-    // Since store format 3 the index lists token marks only (ids are in the event log).
-    let mut expected = vec![
-        first_mark,
-        keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a3"),
-    ];
-    expected.sort();
-    assert_eq!(indexed_records(&store.shared.sled().unwrap()), expected);
+    // Since store format 7 token marks are in the mark log (ids since format 3 in the event
+    // log): the failed request's mark is not, and the index lists nothing.
+    let db = store.shared.sled().unwrap();
+    assert_eq!(marked_tokens(&db), ["a0", "a3"]);
+    assert_eq!(indexed_records(&db), Vec::<Vec<u8>>::new());
+    drop(db);
     store.shared.sled().unwrap().remove(&broken).unwrap();
     let report = store.audit().unwrap();
     assert!(report.is_clean(), "{report:?}");
@@ -512,35 +529,19 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
             .collect()
     };
     block_on(store.apply_rewards(rewards(0, T0_MS))).unwrap();
-    let old_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a0");
     let gate = store.shared.flush_gate.lock().unwrap();
     let expire = store.expire(T0_MS + 60 * DAY_MS);
-    while store
-        .shared
-        .sled()
-        .unwrap()
-        .get(&old_mark)
-        .unwrap()
-        .is_some()
-    {
+    while any_mark_value(&store) {
         std::thread::sleep(Duration::from_millis(1));
     }
     copy_dir(dir.path(), &copies.path().join("expire"));
     drop(gate);
     assert_eq!(block_on(expire).unwrap(), 600);
 
-    let new_mark = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a300");
     let gate = store.shared.flush_gate.lock().unwrap();
     // Issued after the expiry watermark, or they would be refused.
     let write = store.apply_rewards(rewards(300, T0_MS + 60 * DAY_MS));
-    while store
-        .shared
-        .sled()
-        .unwrap()
-        .get(&new_mark)
-        .unwrap()
-        .is_none()
-    {
+    while !any_mark_value(&store) {
         std::thread::sleep(Duration::from_millis(1));
     }
     copy_dir(dir.path(), &copies.path().join("rewards"));
@@ -557,7 +558,7 @@ fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreemen
 }
 
 #[test]
-fn the_audit_reports_a_token_mark_that_no_index_value_lists() {
+fn the_audit_reports_a_token_mark_whose_digest_is_not_logged() {
     let dir = tempfile::tempdir().unwrap();
     {
         let store = open(dir.path());
@@ -567,20 +568,32 @@ fn the_audit_reports_a_token_mark_that_no_index_value_lists() {
     }
     {
         let db = raw_db(dir.path());
-        // Since store format 3 event ids have no record of their own; marks are indexed.
-        let mark = codec::TokenMark {
-            expiry_ms: T0_MS + 9 * DAY_MS,
-            reward: 0.0,
-            issued_ms: T0_MS,
-            propensity: 0.5,
-            credited_ms: None,
-            variant: "bold".to_owned(),
-        };
-        db.insert(
-            keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "a2"),
-            codec::encode_token_mark(&mark),
-        )
-        .unwrap();
+        // Since store format 7 a mark's at-most-once check and removal are its digest in the
+        // event log: a payload entry without it would be credited again, and never removed.
+        let (key, value) = db
+            .scan_prefix([keys::KIND_MARK_LOG])
+            .next()
+            .unwrap()
+            .unwrap();
+        let mut parsed = crate::store::mark_log::PayloadKey::parse(&key).unwrap();
+        parsed.chunk += 1;
+        let mut mark = crate::store::mark_log::decode_value(&value).unwrap();
+        mark[0].assignment_id = "a2".to_owned();
+        mark[0].reward = 0.0;
+        let mut pending = crate::store::mark_log::PendingMarks::default();
+        pending.push(crate::store::mark_log::PendingMark {
+            due_ms: parsed.due_ms,
+            epoch: parsed.epoch.clone(),
+            digest: 0,
+            credit: mark.remove(0),
+        });
+        let values =
+            crate::store::mark_log::log_values_from(parsed.seq, parsed.chunk, &pending.marks).0;
+        let (payload_key, payload) = values
+            .into_iter()
+            .find(|(key, _)| key[0] == keys::KIND_MARK_LOG)
+            .unwrap();
+        db.insert(payload_key, payload).unwrap();
         db.flush().unwrap();
     }
     let report = open(dir.path()).audit().unwrap();

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::*;
 use crate::store::MAX_RETENTION_LAG_MS;
 use crate::store::TOKEN_MARK_SLACK_MS;
+use crate::store::TokenCredit;
 use crate::store::test_support::*;
 
 fn is_pending<T>(future: &mut StoreFuture<T>) -> bool {
@@ -190,17 +191,20 @@ fn token_credits_page_by_assignment_id_with_variant_reward_and_retention() {
         .collect();
     block_on(store.apply_rewards(ops)).unwrap();
     let first = block_on(store.scan_token_credits(&epoch(), None, 3)).unwrap();
-    let rest = block_on(store.scan_token_credits(&epoch(), Some("t2".to_owned()), 3)).unwrap();
-    assert_eq!(first.len(), 3);
-    assert_eq!(rest.len(), 2);
+    let rest = block_on(store.scan_token_credits(&epoch(), first.next.clone(), 3)).unwrap();
+    assert_eq!(first.credits.len(), 3);
+    assert_eq!(rest.credits.len(), 2);
+    assert_eq!(rest.next, None, "a short page is the last");
+    // One commit, one generation: the marks come in the order they were credited.
     let ids: Vec<&str> = first
+        .credits
         .iter()
-        .chain(&rest)
+        .chain(&rest.credits)
         .map(|c| c.assignment_id.as_str())
         .collect();
     assert_eq!(ids, ["t0", "t1", "t2", "t3", "t4"]);
     assert_eq!(
-        first[1],
+        first.credits[1],
         TokenCredit {
             assignment_id: "t1".to_owned(),
             variant: "a".to_owned(),
@@ -214,6 +218,7 @@ fn token_credits_page_by_assignment_id_with_variant_reward_and_retention() {
     assert!(
         block_on(store.scan_token_credits(&epoch_of("other", 1), None, 3))
             .unwrap()
+            .credits
             .is_empty()
     );
 }
@@ -233,11 +238,12 @@ fn expired_token_credits_are_no_longer_scanned() {
     );
     block_on(store.apply_rewards(vec![early, late])).unwrap();
     let retained_until = T0_MS + 7 * DAY_MS + TOKEN_MARK_SLACK_MS;
-    // Removes the early mark (and both event ids, whose retention is shorter) once its index
-    // value is due.
+    // Removes the early mark (and both event ids, whose retention is shorter) once its
+    // generation is due.
     block_on(store.expire(retained_until + MAX_RETENTION_LAG_MS)).unwrap();
     let left: HashSet<String> = block_on(store.scan_token_credits(&epoch(), None, 10))
         .unwrap()
+        .credits
         .into_iter()
         .map(|c| c.assignment_id)
         .collect();
@@ -248,10 +254,17 @@ fn expired_token_credits_are_no_longer_scanned() {
 fn a_token_credit_scan_waits_until_the_marks_are_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let key = keys::epoch_key(keys::KIND_TOKEN_MARK, &epoch(), "t1");
     let gate = store.shared.flush_gate.lock().unwrap();
     let write = store.apply_rewards(vec![token_reward("e1", "t1", "a", T0_MS, 1.0, T0_MS)]);
-    while sled_value(&store.shared.sled().unwrap(), &key).is_none() {
+    // The mark's payload value is applied to sled, not yet on disk.
+    while store
+        .shared
+        .sled()
+        .unwrap()
+        .scan_prefix([keys::KIND_MARK_LOG])
+        .next()
+        .is_none()
+    {
         std::thread::sleep(Duration::from_millis(1));
     }
     let mut scan = store.scan_token_credits(&epoch(), None, 10);
@@ -263,6 +276,7 @@ fn a_token_credit_scan_waits_until_the_marks_are_on_disk() {
     block_on(write).unwrap();
     let ids: Vec<String> = block_on(scan)
         .unwrap()
+        .credits
         .into_iter()
         .map(|c| c.assignment_id)
         .collect();

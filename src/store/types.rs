@@ -80,6 +80,15 @@ pub struct EpochInfo {
     pub decision: Option<Decision>,
 }
 
+/// One page of an epoch's token credit marks ([`super::Store::scan_token_credits`]): the marks,
+/// and where the next page starts (`None`: this was the last). The cursor is the backend's
+/// own (sled: a place in its mark log; Redis: the last assignment id), opaque to callers.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenCreditPage {
+    pub credits: Vec<TokenCredit>,
+    pub next: Option<String>,
+}
+
 /// A credited per-request (token) assignment, as its at-most-once mark keeps it. Marks are the
 /// only per-request records: unrewarded per-request assignments are counted, never stored, and
 /// a mark is removed (its reward folded into the arm's total) once `retained_until_ms` passes.

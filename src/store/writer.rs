@@ -29,6 +29,7 @@ use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
 use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::mark_log;
 use super::overlay::{BatchState, StickyWrites, Txn};
 use super::state::{ArmMap, CounterMap, EpochMap};
 use super::sticky_table::StickyTable;
@@ -349,6 +350,7 @@ impl Writer {
             && state.epochs.is_empty()
             && state.expiries.is_empty()
             && state.event_ids.is_empty()
+            && state.marks.is_empty()
             && !expiry_moved
         {
             return Ok(());
@@ -380,6 +382,9 @@ impl Writer {
             batch.insert(key, value);
         }
         for (key, value) in event_log::log_values(state.seq, &state.event_ids.added) {
+            batch.insert(key, value);
+        }
+        for (key, value) in mark_log::log_values(state.seq, &state.marks) {
             batch.insert(key, value);
         }
         for (epoch, arms) in &state.arms {
@@ -438,6 +443,9 @@ impl Writer {
         });
 
         self.durable.event_ids.apply(&state.event_ids);
+        for mark in &state.marks.marks {
+            self.durable.event_ids.kept.insert(mark.digest);
+        }
         self.shared.flush_count.fetch_add(1, Ordering::Relaxed);
         self.last_seq = state.seq;
         self.expired_through = state.expired_through;

@@ -231,6 +231,7 @@ pub async fn acknowledged_writes_survive_a_restart<B: Backend>() {
             .scan_token_credits(&epoch(), None, 10)
             .await
             .unwrap()
+            .credits
             .len(),
         1
     );

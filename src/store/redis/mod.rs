@@ -94,7 +94,7 @@ use super::{
     ArmCounters, AuditReport, BackendStats, ConfirmOp, ConfirmOutcome, Decision, DelayHistograms,
     Epoch, EpochInfo, EpochSpec, HistoryPoint, ReplicaReport, RewardOp, RewardOutcome, SecretMaker,
     StickyCacheStats, StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
-    TokenConfirmation, TokenCredit,
+    TokenConfirmation, TokenCreditPage,
 };
 use crate::secret::SecretString;
 

@@ -219,14 +219,21 @@ impl Store for RedisStore {
         self.spawn(async move { read::scan_sticky(&shared, &epoch, after_unit, limit).await })
     }
 
+    /// By assignment id: the cursor is the last id of a full page.
     fn scan_token_credits(
         &self,
         epoch: &Epoch,
-        after_id: Option<String>,
+        after: Option<String>,
         limit: usize,
-    ) -> StoreFuture<Vec<TokenCredit>> {
+    ) -> StoreFuture<TokenCreditPage> {
         let (shared, epoch) = (self.shared.clone(), epoch.clone());
-        self.spawn(async move { read::scan_marks(&shared, &epoch, after_id, limit).await })
+        self.spawn(async move {
+            let credits = read::scan_marks(&shared, &epoch, after, limit).await?;
+            let next = (credits.len() >= limit)
+                .then(|| credits.last().map(|credit| credit.assignment_id.clone()))
+                .flatten();
+            Ok(TokenCreditPage { credits, next })
+        })
     }
 
     fn expire(&self, now_ms: u64) -> StoreFuture<u64> {

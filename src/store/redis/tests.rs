@@ -170,7 +170,7 @@ fn rewards_follow_the_window_and_credit_an_assignment_once() {
             ]
         );
         let credits = store.scan_token_credits(&epoch(), None, 10).await.unwrap();
-        assert_eq!(credits.len(), 1);
+        assert_eq!(credits.credits.len(), 1);
         // After their retention the mark and both applied event ids go, and a late retry is
         // refused, not credited again.
         let removed = store.expire(T0_MS + 9 * DAY_MS).await.unwrap();
