@@ -413,3 +413,70 @@ proptest! {
         }
     }
 }
+
+/// The table a replay builds at once holds exactly what inserting one by one would: every
+/// digest found, repeats once, absent ones not, in Robin Hood order, at the fitted load.
+#[test]
+fn a_table_built_at_once_holds_what_inserts_would_in_robin_hood_order() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    // Past 2^16 digests, so the counting sort runs (below, `sort_unstable`).
+    let distinct: Vec<u64> = (0..100_000).map(|_| rng.random::<u64>()).collect();
+    let mut given = distinct.clone();
+    // Repeats, some sharing their top 32 bits with others (the insertion sort's case), and the
+    // special digests.
+    given.extend_from_slice(&distinct[..5_000]);
+    let shared: Vec<u64> = (0..300).map(|i| (distinct[7] & !0xFFFF_FFFF) | i).collect();
+    given.extend_from_slice(&shared);
+    given.extend_from_slice(&[0, 1, u64::MAX, u64::MAX - 1]);
+    given.reverse();
+    let table = DigestTable::from_digests(given.clone());
+    let expected: HashSet<u64> = given.iter().copied().collect();
+    assert_eq!(table.len(), expected.len());
+    assert!(expected.iter().all(|&digest| table.contains(digest)));
+    assert!((0..10_000).all(|_| {
+        let digest = rng.random::<u64>();
+        expected.contains(&digest) || !table.contains(digest)
+    }));
+    let geometry = table.geometry().expect("allocated");
+    assert_eq!(geometry.homes, fitted_homes(expected.len()));
+    let occupied = table.occupied();
+    for pair in occupied.windows(2) {
+        let (at, displacement, _) = pair[0];
+        let (next_at, next_displacement, _) = pair[1];
+        if next_at == at + 1 {
+            assert!(next_at - next_displacement >= at - displacement);
+        } else {
+            assert_eq!(next_displacement, 0, "a run starts at its home");
+        }
+    }
+    // It takes inserts and removals afterwards like any table.
+    let mut table = table;
+    assert!(!table.insert(distinct[3]) && table.remove(distinct[3]));
+    assert!(!table.contains(distinct[3]) && table.insert(distinct[3]));
+}
+
+/// Digests sharing one home past the longest displacement go to the spill set, as inserts
+/// would put them; an empty list builds an empty table.
+#[test]
+fn a_table_built_at_once_spills_what_no_slot_can_hold() {
+    let table = DigestTable::from_digests((0..2_000u64).rev().collect());
+    assert_eq!(table.len(), 2_000);
+    assert_eq!(table.spilled(), 2_000 - (MAX_DISPLACEMENT + 1));
+    assert!((0..2_000).all(|digest| table.contains(digest)) && !table.contains(2_000));
+    let empty = DigestTable::from_digests(Vec::new());
+    assert!(empty.is_empty() && empty.geometry().is_none() && empty.heap_bytes() == 0);
+}
+
+#[test]
+fn the_replays_sort_orders_as_a_comparison_sort_does() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut digests: Vec<u64> = (0..200_000).map(|_| rng.random::<u64>()).collect();
+    // Runs that share their top 32 or 48 bits, in descending order.
+    let base = digests[0] & !0xFFFF_FFFF;
+    digests.extend((0..500u64).rev().map(|i| base | (i << 20) | i));
+    digests.extend((0..500u64).rev().map(|i| (base | 0xFFFF_0000) | i));
+    let mut expected = digests.clone();
+    expected.sort_unstable();
+    sort_digests(&mut digests);
+    assert_eq!(digests, expected);
+}

@@ -114,6 +114,14 @@ impl DigestSet {
         self.table.is_empty()
     }
 
+    /// A set of `digests` (any order, repeats allowed), built at once: a startup replay
+    /// (`digest_table::DigestTable::from_digests`).
+    pub fn from_digests(digests: Vec<u64>) -> Self {
+        DigestSet {
+            table: DigestTable::from_digests(digests),
+        }
+    }
+
     /// Makes room for `additional` more digests at once (a replay of a known size).
     pub fn reserve(&mut self, additional: usize) {
         self.table.reserve(additional);

@@ -34,7 +34,7 @@
 //! or mark, and nothing of the marks' payloads.
 
 use super::error::StoreError;
-use super::event_ids::{DIGEST_KEY_LEN, Digester, EventIdSet};
+use super::event_ids::{DIGEST_KEY_LEN, DigestSet, Digester, EventIdSet};
 use super::keys::{self, KIND_EVENT_LOG, io};
 use super::overlay::Txn;
 use super::state::KeyValue;
@@ -158,15 +158,16 @@ pub fn replay(
 ) -> Result<EventIdSet, StoreError> {
     let started = std::time::Instant::now();
     let mut set = EventIdSet::new(digester);
-    set.kept.reserve(expected);
+    // Collected, then built in one ascending pass (`DigestSet::from_digests`): inserted one
+    // by one into the compact table, 90M digests took 29 s
+    // (`benches/load/results/restart-s9-2026-11-30.md`).
+    let mut digests = Vec::with_capacity(expected);
     for item in db.scan_prefix([KIND_EVENT_LOG]) {
         let (key, value) = item.map_err(io)?;
         parse_log_key(&key)?;
-        for digest in decode_value(&value)? {
-            set.kept.insert(digest);
-        }
+        digests.extend(decode_value(&value)?);
     }
-    set.kept.shrink_to_fit();
+    set.kept = DigestSet::from_digests(digests);
     tracing::info!(
         event_ids = set.kept.len(),
         table_bytes = set.kept.heap_bytes(),
