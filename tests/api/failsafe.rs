@@ -1,10 +1,11 @@
 //! A real disk fault in the running server: the store's writes fail, the server says so and
 //! degrades without lying, and it recovers by itself once the fault clears.
 //!
-//! The fault is a file-size limit (`prlimit --fsize`) on the server process, set to the size of
-//! sled's log file: every write that extends the file then fails with EFBIG (the server ignores
-//! SIGXFSZ, see src/main.rs), as on a full disk. Only the soft limit is lowered, so lifting it
-//! needs no privilege.
+//! The fault is a file-size limit (`prlimit --fsize`) of 0 bytes on the server process: every
+//! write to a regular file then fails with EFBIG (the server ignores SIGXFSZ, see src/main.rs),
+//! as on a failing disk. (A limit at the log file's size, a full disk, no longer fails sled's
+//! writes: the writer keeps zeroed room ahead of sled's log, `src/store/log_room.rs`, and sled
+//! writes into it.) Only the soft limit is lowered, so lifting it needs no privilege.
 
 use std::path::Path;
 use std::process::Command;
@@ -146,8 +147,7 @@ impl Faulted {
         let before = assign_per_request(&app, "before");
         assert_eq!(app.get("/readyz").status, 200);
         let pid = server_pid(&app.data_dir());
-        let log_size = std::fs::metadata(app.data_dir().join("db")).unwrap().len();
-        set_file_size_limit(pid, Some(log_size));
+        set_file_size_limit(pid, Some(0));
         let failed_at = Instant::now();
         let first = app.get("/v1/experiments/headline/assign?unit=first-after-fault");
         Faulted {

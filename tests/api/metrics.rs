@@ -339,8 +339,8 @@ fn a_degraded_assign_counts_as_degraded_while_the_store_fails_for_real() {
     let app = TestApp::spawn(&[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)]);
     assert_eq!(app.assign("headline", "known")["counted"], true);
     let pid = server_pid(&app.data_dir());
-    let log_size = std::fs::metadata(app.data_dir().join("db")).unwrap().len();
-    set_file_size_limit(pid, Some(log_size));
+    // Every write fails (`failsafe`'s module docs).
+    set_file_size_limit(pid, Some(0));
     let answer = app.assign("headline", "new-during-fault");
     assert_eq!(answer["degraded"], true, "{answer}");
     let during = scrape(&app);
