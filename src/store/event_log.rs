@@ -159,7 +159,7 @@ pub fn replay(
     let started = std::time::Instant::now();
     let mut set = EventIdSet::new(digester);
     // Collected, then built in one ascending pass (`DigestSet::from_digests`): inserted one
-    // by one into the compact table, 90M digests took 29 s
+    // by one into the compact table, 100M digests took 29 s
     // (`benches/load/results/restart-s9-2026-11-30.md`).
     let mut digests = Vec::with_capacity(expected);
     for item in db.scan_prefix([KIND_EVENT_LOG]) {
