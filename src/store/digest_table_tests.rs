@@ -173,16 +173,7 @@ fn runs_stay_in_robin_hood_order_after_inserts_and_removals() {
     let geometry = table.geometry().expect("allocated");
     let occupied = table.occupied();
     assert_eq!(occupied.len(), kept.len());
-    for pair in occupied.windows(2) {
-        let (at, displacement, _) = pair[0];
-        let (next_at, next_displacement, _) = pair[1];
-        // Within a run (adjacent slots), homes never decrease.
-        if next_at == at + 1 {
-            assert!(next_at - next_displacement >= at - displacement);
-        } else {
-            assert_eq!(next_displacement, 0, "a run starts at its home");
-        }
-    }
+    assert_robin_hood_order(&occupied);
     let mut recovered: Vec<u64> = occupied
         .iter()
         .map(|&(at, displacement, remainder)| geometry.digest(at - displacement, remainder))
@@ -440,15 +431,7 @@ fn a_table_built_at_once_holds_what_inserts_would_in_robin_hood_order() {
     let geometry = table.geometry().expect("allocated");
     assert_eq!(geometry.homes, fitted_homes(expected.len()));
     let occupied = table.occupied();
-    for pair in occupied.windows(2) {
-        let (at, displacement, _) = pair[0];
-        let (next_at, next_displacement, _) = pair[1];
-        if next_at == at + 1 {
-            assert!(next_at - next_displacement >= at - displacement);
-        } else {
-            assert_eq!(next_displacement, 0, "a run starts at its home");
-        }
-    }
+    assert_robin_hood_order(&occupied);
     // It takes inserts and removals afterwards like any table.
     let mut table = table;
     assert!(!table.insert(distinct[3]) && table.remove(distinct[3]));
@@ -479,4 +462,17 @@ fn the_replays_sort_orders_as_a_comparison_sort_does() {
     expected.sort_unstable();
     sort_digests(&mut digests);
     assert_eq!(digests, expected);
+}
+
+/// Within a run (adjacent occupied slots) homes never decrease, and a run starts at its home.
+fn assert_robin_hood_order(occupied: &[(usize, usize, u64)]) {
+    for pair in occupied.windows(2) {
+        let (at, displacement, _) = pair[0];
+        let (next_at, next_displacement, _) = pair[1];
+        if next_at == at + 1 {
+            assert!(next_at - next_displacement >= at - displacement);
+        } else {
+            assert_eq!(next_displacement, 0, "a run starts at its home");
+        }
+    }
 }
