@@ -29,6 +29,14 @@
 //!   their path found half done: one index node each), far less than that, so sled cannot
 //!   reach the zeroed segments until the writer's next commit, which runs after the chunk.
 //!
+//! The room pays only for small commits: zeroing a segment writes its 8 MiB to the device once
+//! more, and saves one journal commit per commit that lands in it. So a look plans room only
+//! while the commits since the last look flushed at most [`SMALL_COMMIT_BYTES`] each on
+//! average; bulk ingest's commits (~1 MB each) grow the file instead. And a look plans room
+//! only once sled has written past every zero the room wrote (the file then ends where sled
+//! appends): a filling that stopped part-way leaves the file ending inside a segment that sled
+//! has not reached, which is no sign of where sled is.
+//!
 //! The room is a cost saving, never a guarantee: every commit still ends in `fdatasync`, which
 //! commits whatever size or allocation changed. A failed zero write (a full disk) is logged
 //! and the room given up until the next open; it never fails a commit.
@@ -51,6 +59,14 @@ pub const CHUNK_BYTES: u64 = 256 << 10;
 /// (a store created by a build before `disk::SEGMENT_BYTES` keeps sled's 512 KiB segments and
 /// gets no room).
 pub const MIN_ROOM_BYTES: u64 = 2 << 20;
+
+/// The most bytes the commits since the last look may have flushed each, on average, for the
+/// look to plan room: at ≤ 64 KiB, ≥ 128 commits land in a zeroed 8 MiB segment, each saving a
+/// journal commit (1.0–1.3 ms against 2.2–2.9 ms per `fdatasync`, `benches/load/fsync_grow.py`)
+/// for the segment's one extra write. Bulk ingest's commits are ~1 MB: with room made for them
+/// the device wrote 162–577 bytes per bulk event instead of 110–127
+/// (`benches/load/results/room5-2026-12-01-s10.md`).
+pub const SMALL_COMMIT_BYTES: u64 = 64 << 10;
 
 /// Flushed bytes between two looks at the file's length while no room is being made: the
 /// look is one `fstat`, and a file that grew by less than this is still far from needing room.
@@ -75,6 +91,11 @@ pub struct LogRoom {
     filling: Option<Filling>,
     /// Flushed bytes since the file's length was last looked at.
     unlooked: u64,
+    /// Commits since the file's length was last looked at.
+    unlooked_commits: u64,
+    /// One past the last zero the room wrote (0: none yet): until the file is longer, the
+    /// file's end is the room's, not sled's.
+    zeroed_end: u64,
 }
 
 impl LogRoom {
@@ -84,8 +105,9 @@ impl LogRoom {
         LogRoom {
             segment: segment as u64,
             filling: None,
-            // The first commit looks at once.
-            unlooked: LOOK_EVERY_BYTES,
+            unlooked: 0,
+            unlooked_commits: 0,
+            zeroed_end: 0,
         }
     }
 
@@ -109,6 +131,7 @@ impl LogRoom {
         }
         let boundary = len - into + self.segment;
         zero(log, len, boundary)?;
+        self.zeroed_end = boundary;
         start_writeback(log, len, boundary - len);
         self.plan(boundary, boundary - len);
         Ok(boundary - len)
@@ -127,28 +150,41 @@ impl LogRoom {
                 // sled may reach the room soon: what is zeroed stays, the rest is given up.
                 self.filling = None;
                 self.unlooked = 0;
+                self.unlooked_commits = 0;
                 return Ok(0);
             }
             let end = (filling.next + CHUNK_BYTES).min(filling.end);
             let start = filling.next;
             zero(log, start, end)?;
+            self.zeroed_end = end;
             start_writeback(log, start, end - start);
             filling.next = end;
             if end == filling.end {
                 self.filling = None;
                 self.unlooked = 0;
+                self.unlooked_commits = 0;
             }
             return Ok(end - start);
         }
         self.unlooked = self.unlooked.saturating_add(flushed);
+        self.unlooked_commits += 1;
         if self.unlooked < LOOK_EVERY_BYTES {
             return Ok(0);
         }
+        let small = self.unlooked / self.unlooked_commits <= SMALL_COMMIT_BYTES;
         self.unlooked = 0;
+        self.unlooked_commits = 0;
+        if !small {
+            return Ok(0);
+        }
         let len = log.metadata()?.len();
+        if len <= self.zeroed_end {
+            // sled has not written past the room yet.
+            return Ok(0);
+        }
         let into = len % self.segment;
-        // A length inside a segment is sled appending there (the room's ends and sled's full
-        // segments both end on a boundary).
+        // Past the room, a length inside a segment is sled appending there (sled's full
+        // segments end on a boundary).
         if into != 0 {
             let boundary = len - into + self.segment;
             self.plan(boundary, boundary - len);

@@ -99,11 +99,11 @@ fn a_file_that_ends_on_a_boundary_is_left_alone_until_sled_grows_it() {
     let (_dir, file) = log_of(2 * SEGMENT);
     let mut room = LogRoom::new(SEGMENT_BYTES);
     assert_eq!(room.at_open(&file).unwrap(), 0);
-    assert_eq!(room.after_commit(&file, LOOK_EVERY_BYTES).unwrap(), 0);
+    assert_eq!(small_commits_to_a_look(&mut room, &file), 0);
     assert_eq!(len(&file), 2 * SEGMENT);
     // sled starts a segment past the end: the next look plans the two after it.
     file.write_all_at(&[0xAB; 4096], 2 * SEGMENT).unwrap();
-    assert_eq!(room.after_commit(&file, LOOK_EVERY_BYTES).unwrap(), 0);
+    assert_eq!(small_commits_to_a_look(&mut room, &file), 0);
     assert_eq!(room.after_commit(&file, 4096).unwrap(), CHUNK_BYTES);
     assert!(only(&file, 2 * SEGMENT, 2 * SEGMENT + 4096, 0xAB));
     assert!(
@@ -111,6 +111,69 @@ fn a_file_that_ends_on_a_boundary_is_left_alone_until_sled_grows_it() {
         "a hole reads as zeros"
     );
     assert!(only(&file, 3 * SEGMENT, 3 * SEGMENT + CHUNK_BYTES, 0));
+}
+
+/// Commits of 4 KiB each until one looks at the file: the bytes they zeroed.
+fn small_commits_to_a_look(room: &mut LogRoom, file: &File) -> u64 {
+    (0..LOOK_EVERY_BYTES / 4096)
+        .map(|_| room.after_commit(file, 4096).unwrap())
+        .sum()
+}
+
+/// Bulk ingest's commits flush ~1 MB each: room for them cost more device bytes than it saved
+/// (`benches/load/results/room5-2026-12-01-s10.md`).
+#[test]
+fn commits_that_flush_much_get_no_room() {
+    let (_dir, file) = log_of(2 * SEGMENT);
+    let mut room = LogRoom::new(SEGMENT_BYTES);
+    assert_eq!(room.at_open(&file).unwrap(), 0);
+    // sled appends in a new segment, one large commit after another.
+    for commit in 1..=4u64 {
+        file.write_all_at(&vec![0xAB; 1 << 20], 2 * SEGMENT + (commit - 1) * (1 << 20))
+            .unwrap();
+        assert_eq!(room.after_commit(&file, 1 << 20).unwrap(), 0);
+    }
+    assert_eq!(len(&file), 2 * SEGMENT + (4 << 20));
+    // Just above the average that pays: still none.
+    for _ in 0..4 {
+        assert_eq!(room.after_commit(&file, SMALL_COMMIT_BYTES + 1).unwrap(), 0);
+    }
+    assert_eq!(len(&file), 2 * SEGMENT + (4 << 20));
+    // Small commits again: the next look plans the room past sled's segment.
+    assert_eq!(small_commits_to_a_look(&mut room, &file), 0);
+    assert_eq!(room.after_commit(&file, 4096).unwrap(), CHUNK_BYTES);
+    assert_eq!(len(&file), 3 * SEGMENT + CHUNK_BYTES);
+}
+
+/// A filling that stopped part-way leaves the file ending inside a segment sled has not
+/// reached: that end is the room's, and a look must not take it for sled's and plan zeros on
+/// past it. Before the fix every such look moved the room a segment further from sled, and a
+/// bulk load wrote up to 5× its bytes in zeros.
+#[test]
+fn a_room_given_up_part_way_is_not_taken_for_sled_appending() {
+    // 3 MiB left in sled's segment: two chunks, then the room stops (as in
+    // `zeros_stop_before_sled_could_reach_them`).
+    let written = 5 * SEGMENT - (3 << 20);
+    let (_dir, file) = log_of(written);
+    let mut room = LogRoom::new(SEGMENT_BYTES);
+    room.at_open(&file).unwrap();
+    let boundary = 5 * SEGMENT;
+    assert_eq!(room.after_commit(&file, 512 << 10).unwrap(), CHUNK_BYTES);
+    assert_eq!(room.after_commit(&file, 511 << 10).unwrap(), CHUNK_BYTES);
+    assert_eq!(room.after_commit(&file, 2 << 10).unwrap(), 0);
+    let room_end = boundary + 2 * CHUNK_BYTES;
+    assert_eq!(len(&file), room_end);
+    // sled goes on inside its segment; looks come and go, and nothing more is zeroed.
+    for _ in 0..4 {
+        assert_eq!(small_commits_to_a_look(&mut room, &file), 0);
+    }
+    assert_eq!(len(&file), room_end);
+    // Once sled writes past the room's end, it appends there: room past that segment.
+    file.write_all_at(&[0xAB; 4096], room_end).unwrap();
+    assert_eq!(small_commits_to_a_look(&mut room, &file), 0);
+    assert_eq!(room.after_commit(&file, 4096).unwrap(), CHUNK_BYTES);
+    assert!(only(&file, 6 * SEGMENT, 6 * SEGMENT + CHUNK_BYTES, 0));
+    assert_eq!(len(&file), 6 * SEGMENT + CHUNK_BYTES);
 }
 
 #[test]
