@@ -7,7 +7,9 @@
 #   benches/load/redis_reward_cost.sh OUT_DIR LUA_DIR EVENTS [replay options...]
 #
 # OUT_DIR gets callgrind.out (the dump), replay.txt (the replay's line) and top.txt
-# (callgrind_annotate --inclusive=yes, the top functions). Environment: REDIS_PORT (18651).
+# (callgrind_annotate --inclusive=yes, the top functions). Environment: REDIS_PORT (18651),
+# REPLAY (the replay tool in this directory: redis_reward_replay.py; redis_unit_cost.sh sets
+# redis_unit_replay.py, whose arguments after LUA_DIR are CALLS PER [options] --wait).
 set -euo pipefail
 OUT=${1:?OUT_DIR}; LUA=${2:?LUA_DIR}; EVENTS=${3:?EVENTS}; shift 3
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,7 +24,7 @@ trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
 until redis-cli -p "$PORT" ping >/dev/null 2>&1; do sleep 0.2; done
 FIFO=$DATA/go
 mkfifo "$FIFO"
-python3 "$HERE/redis_reward_replay.py" "$PORT" "$LUA" "$EVENTS" "$@" <"$FIFO" \
+python3 "$HERE/${REPLAY:-redis_reward_replay.py}" "$PORT" "$LUA" "$EVENTS" "$@" <"$FIFO" \
     >"$OUT/replay.txt" 2>"$OUT/replay.err" &
 REPLAY=$!
 exec 3>"$FIFO"
