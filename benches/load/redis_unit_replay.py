@@ -132,7 +132,7 @@ def build():
                 ops += ["W", sets[v], v, now, "", 3] + shares
             if PACKED:
                 packed.append(b"I" + struct.pack("<I", firsts[shard]) + text(unit) + text("")
-                              + text(now) + text("0.3333333333333333") + text(sets[v]))
+                              + text("%s\t%d\t0.3333333333333333\t" % (v, now)) + text(sets[v]))
             else:
                 ops += ["I", unit, "", now, "0.3333333333333333", sets[v]]
     head = ["5000", "60000"]

@@ -260,20 +260,26 @@ end
 -- Reads the records of `names` (the current shard's units) not read yet, one HMGET.
 local function prefetch(names)
   local r = rbuf()
-  local held, wanted = r.held, {}
+  local held, wanted, n = r.held, {}, 0
   -- `false` marks a unit asked for (a name may come twice); the HMGET below replaces it.
-  for _, unit in ipairs(names) do
+  -- (Numeric loops over a call's units: `ipairs` is a C call per unit.)
+  for i = 1, #names do
+    local unit = names[i]
     if held[unit] == nil then
       held[unit] = false
-      wanted[#wanted + 1] = unit
+      n = n + 1
+      wanted[n] = unit
     end
   end
   for first = 1, #wanted, 512 do
     local last = math.min(first + 511, #wanted)
     local values = redis.call('HMGET', r.key, unpack(wanted, first, last))
     for i = first, last do
-      local unit = wanted[i]
-      held[unit] = values[i - first + 1] or legacy_record(r, unit)
+      local value = values[i - first + 1]
+      -- The legacy set is asked about once per shard and call (`has_legacy`), and only when
+      -- a unit is not in the hash: a new unit's every lookup.
+      if not value and r.has_legacy ~= false then value = legacy_record(r, wanted[i]) end
+      held[wanted[i]] = value or false
     end
   end
 end
@@ -298,11 +304,18 @@ end
 local function write_records()
   for _, r in ipairs(rorder) do
     local args, index, gone = {}, {}, {}
-    for _, unit in ipairs(r.order) do
-      args[#args + 1] = unit
-      args[#args + 1] = r.put[unit]
-      if r.fresh[unit] then index[#index + 1] = unit end
-      if r.moved[unit] then gone[#gone + 1] = r.moved[unit] end
+    local put, fresh, moved, units = r.put, r.fresh, r.moved, r.order
+    local n, fresh_n = 0, 0
+    for i = 1, #units do
+      local unit = units[i]
+      args[n + 1] = unit
+      args[n + 2] = put[unit]
+      n = n + 2
+      if fresh[unit] then
+        fresh_n = fresh_n + 1
+        index[fresh_n] = unit
+      end
+      if moved[unit] then gone[#gone + 1] = moved[unit] end
     end
     hset(r.key, args)
     for first = 1, #index, 512 do
@@ -507,11 +520,8 @@ end
 -- units written, added once per call (integers, so exactly what one add per unit gave), and
 -- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
 -- with one, each exposure decays the arm's counts at once, in op order, as before.
+-- (`sticky_op` in apply_ops.lua counts a unit written into its set.)
 local share_sets, set_order = {}, {}
-local function expose(set)
-  set.written = set.written + 1
-  if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
-end
 local function expose_sets()
   for _, name in ipairs(set_order) do
     local set = share_sets[name]

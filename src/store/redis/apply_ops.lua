@@ -3,12 +3,16 @@
 -- writes the buffers once (`write_all`) and returns one reply string per I/R/U/T/K/C op.
 local skip_exposures = false
 -- A sticky op (I: insert a new unit's record; R: reassign a unit held by `from`): the unit,
--- the variant it had (R), its assignment time and propensity as the record spells them, and the
--- share set (op W) of its variant, time and half-life. Its reply: `1<record>` written, `0<record>`
--- held already, `-` no record (R).
-local function sticky_op(op, unit, from, assigned, propensity, set)
-  local v = set.v
-  local record = rget(unit)
+-- the variant it had (R), the record to write (`v \t assigned \t propensity \t`, spelled by
+-- banditd from the variant of `set`, its assignment time and propensity), and the share set
+-- (op W) of its variant, time and half-life. Its reply: `1<record>` written, `0<record>` held
+-- already, `-` no record (R). `rget`, `rset` and `expose` are written out here: a Lua call
+-- costs Redis's interpreter as much as a few table writes, and this runs once per new unit.
+local function sticky_op(op, unit, from, value, set)
+  local r = rsets[records] or rbuf()
+  local held = r.held
+  local record = held[unit]
+  if record == nil then record = rget(unit) end
   local write = false
   if op == 'I' then
     if record then out[#out + 1] = '0' .. record else write = true end
@@ -25,9 +29,12 @@ local function sticky_op(op, unit, from, assigned, propensity, set)
     end
   end
   if write then
-    local value = v .. '\t' .. assigned .. '\t' .. propensity .. '\t'
-    rset(unit, value)
-    expose(set)
+    if not record or r.moved[unit] then r.fresh[unit] = true end
+    if r.put[unit] == nil then r.order[#r.order + 1] = unit end
+    r.put[unit] = value
+    held[unit] = value
+    set.written = set.written + 1
+    if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
     out[#out + 1] = '1' .. value
   end
 end
@@ -49,18 +56,18 @@ while at <= #ARGV do
     -- The call's sticky ops, packed in one string (call.rs, `Call::sticky`: Redis makes an
     -- object and a Lua string of every argument, which were nine per new unit): each its kind
     -- (I or R), its records' shard (first KEYS index, as op S), then the unit, the variant it
-    -- had, its assignment time, its propensity and its share set's name as `I4c0` texts.
+    -- had, the record to write and its share set's name as `I4c0` texts.
     local blob = nxt()
     local pos, current = 1, 0
-    local kind, first, unit, from, assigned, propensity, set
+    local kind, first, unit, from, value, set
     while pos <= #blob do
-      kind, first, unit, from, assigned, propensity, set, pos =
-        struct.unpack('<c1I4I4c0I4c0I4c0I4c0I4c0', blob, pos)
+      kind, first, unit, from, value, set, pos =
+        struct.unpack('<c1I4I4c0I4c0I4c0I4c0', blob, pos)
       if first ~= current then
         use_shard(first)
         current = first
       end
-      sticky_op(kind, unit, from, assigned, propensity, share_sets[set])
+      sticky_op(kind, unit, from, value, share_sets[set])
     end
   elseif op == 'W' then
     -- A share set the sticky ops that follow name: its name, the variant, the time and the

@@ -226,8 +226,14 @@ impl Call {
         packed.index(&first);
         packed.text(unit);
         packed.text(from);
-        packed.text(&record.assigned_ms.min(MAX_MS).to_string());
-        packed.text(&record.propensity.to_string());
+        // The record as the script writes it (`v \t assigned \t propensity \t`): spelled here
+        // rather than joined by the script from three fields.
+        packed.text(&format!(
+            "{}\t{}\t{}\t",
+            record.variant,
+            record.assigned_ms.min(MAX_MS),
+            record.propensity
+        ));
         packed.text(&set);
         self.sticky_ops = packed.0;
         match self.prefetch.iter_mut().find(|(known, _)| *known == first) {
