@@ -23,6 +23,8 @@ PID=$!
 trap 'kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; rm -rf "$DATA"' EXIT
 until redis-cli -p "$PORT" ping >/dev/null 2>&1; do sleep 0.2; done
 FIFO=$DATA/go
+# A READY left by an earlier run in OUT_DIR would start the count before this replay's setup.
+rm -f "$OUT/replay.err" "$OUT/replay.txt"
 mkfifo "$FIFO"
 python3 "$HERE/${REPLAY:-redis_reward_replay.py}" "$PORT" "$LUA" "$EVENTS" "$@" <"$FIFO" \
     >"$OUT/replay.txt" 2>"$OUT/replay.err" &
@@ -40,6 +42,9 @@ sleep 1
 DUMP=$(ls -t "$OUT"/callgrind.raw.* | grep -v '\.raw\.[0-9]*$' | head -1 || true)
 [[ -n $DUMP ]] || DUMP=$(ls -t "$OUT"/callgrind.raw.* | head -1)
 cp "$DUMP" "$OUT/callgrind.out"
-callgrind_annotate --inclusive=yes "$OUT/callgrind.out" 2>/dev/null | head -80 >"$OUT/top.txt"
+# Whole, then cut: `| head` could end callgrind_annotate with SIGPIPE, which pipefail makes
+# this script's failure.
+callgrind_annotate --inclusive=yes "$OUT/callgrind.out" >"$OUT/annotated.txt" 2>/dev/null
+head -80 "$OUT/annotated.txt" >"$OUT/top.txt"
 cat "$OUT/replay.txt"
 grep -m1 'PROGRAM TOTALS' "$OUT/top.txt" || head -20 "$OUT/top.txt"
