@@ -30,7 +30,7 @@ python3 "$HERE/${REPLAY:-redis_reward_replay.py}" "$PORT" "$LUA" "$EVENTS" "$@" 
     >"$OUT/replay.txt" 2>"$OUT/replay.err" &
 REPLAY=$!
 exec 3>"$FIFO"
-until grep -q READY "$OUT/replay.err"; do
+until grep -q READY "$OUT/replay.err" 2>/dev/null; do
     kill -0 "$REPLAY" 2>/dev/null || { cat "$OUT/replay.err" >&2; exit 1; }
     sleep 0.2
 done

@@ -8,9 +8,10 @@
 -- KEYS[7] delay histograms hash,
 -- KEYS[8..] flush and claim keys, named by index in the ops, and, where one call carries
 -- several shards of the epoch (a single primary, not Cluster), the legacy sticky, arms, marks,
--- due, records and new units' list keys of each further shard, which op `S` switches to.
--- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
--- One reply string per I/R/U/T/K/C op, in order.
+-- due, records and new units' list keys of each further shard, which op `S` switches to (and
+-- each packed sticky op of op `N` and reward of op `B` names).
+-- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see call.rs, `Call`).
+-- One reply string per I/R/U/T/K/C op (I and R packed in op N), in order.
 -- Lua 5.1 finds a global by a hash lookup at every use (and a library function by two): the
 -- libraries and functions a call uses for every event are locals of the script instead
 -- (benches/load/results/rbulk4-2026-11-30-s9.md counts what that saves).
@@ -503,12 +504,32 @@ local function count_exposures(v, n, now, h)
   end
 end
 
+-- A reward's counters. Runs once per applied reward, so what `add`, `dadd`, `delayed` and the
+-- first test of `decay` do is written out here: each Lua call costs Redis's interpreter about
+-- as much as a few table writes (results/redis5-2026-12-01-s10.md).
 local function credit(v, micro, assigned, now, h)
-  local dr = micro / MICRO
-  if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
-  decay(v, now, h, 0, dr)
-  add(fields_of(v).r, micro)
-  delayed(v, micro, assigned, now)
+  local f = arm_fields[v] or fields_of(v)
+  -- `decay` has nothing to do for a second change at the same time without a half-life.
+  if h ~= '' or not f.plain or f.t ~= now then
+    local dr = micro / MICRO
+    if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
+    decay(v, now, h, 0, dr)
+  end
+  local field = f.r
+  local d = delta[field]
+  if d == nil and value[field] == nil then order[#order + 1] = field end
+  delta[field] = (d or 0) + micro
+  local delay = now - assigned
+  local bin = 0
+  if delay >= FINE[1] or delay < 0 then bin = delay_bin(delay) end
+  local fields = delay_fields[bin]
+  field = fields and fields[v] or bin_field(delay_fields, 'd', bin, v)
+  d = ddelta[field]
+  if d == nil then
+    dorder[#dorder + 1] = field
+    d = 0
+  end
+  ddelta[field] = d + micro
   if not started then
     if not get('s') then put('s', int(now)) end
     started = true
