@@ -2,7 +2,7 @@
 """Replays new-unit group commits of apply.lua into a running redis-server, without banditd.
 
     benches/load/redis_unit_replay.py PORT LUA_DIR CALLS PER [--legacy-ops] [--zset-index]
-                                      [--wait] [--fill N]
+                                      [--wait] [--fill N] [--now MS]
 
 Each call carries PER new units of the 3-arm `load-sticky` experiment, spread over the 8 shards
 as src/store/redis/call.rs spreads them (a single primary: one call for all shards, op P
@@ -32,6 +32,11 @@ WAIT = "--wait" in sys.argv
 FILL = int(sys.argv[sys.argv.index("--fill") + 1]) if "--fill" in sys.argv else 1000
 if "--fill" in sys.argv:
     args.remove(str(FILL))
+# --now MS: the clock of every unit (and their names) fixed, so that two scripts given the
+# same replay can be compared byte for byte by their AOFs.
+NOW = int(sys.argv[sys.argv.index("--now") + 1]) if "--now" in sys.argv else None
+if NOW is not None:
+    args.remove(str(NOW))
 port, lua_dir, calls, per = int(args[0]), args[1], int(args[2]), int(args[3])
 parts = [f for f in ("apply.lua", "apply_rewards.lua", "apply_ops.lua")
          if os.path.exists(os.path.join(lua_dir, f))]
@@ -90,7 +95,7 @@ def info():
 sha = command("SCRIPT", "LOAD", source).decode()
 tag = "{bd:load-sticky:1:%d}".__mod__
 index = ":n" if ZSET_INDEX else ":p"
-now = int(time.time() * 1000)
+now = NOW if NOW is not None else int(time.time() * 1000)
 next_unit = now * 100  # new unit names on every run
 
 
