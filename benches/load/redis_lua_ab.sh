@@ -82,6 +82,8 @@ EXPECTED = b'judge_known' in script
 # Scripts that look the digests up in op Q and read the units' records in op P before op B
 # take each reward's kind first and its id last, with the digests also listed per directory.
 ONE_PASS = b'digest_format' in script
+# Scripts that take op P's units packed in one string (`I4c0` each) rather than as arguments.
+PACKED_P = b'name_format' in script
 work = tempfile.mkdtemp(dir=os.path.dirname(out))
 server = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0.0.1', '--dir', work,
                            '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
@@ -204,7 +206,11 @@ try:
         args = ['60000', '86400000']
         for index_of_first, names in prefetch.items():
             for at in range(0, len(names), 512):
-                args += ['P', index_of_first, len(names[at:at + 512])] + names[at:at + 512]
+                chunk = names[at:at + 512]
+                if PACKED_P:
+                    args += ['P', index_of_first, len(chunk), b''.join(text(n) for n in chunk)]
+                else:
+                    args += ['P', index_of_first, len(chunk)] + chunk
         for index in dirs.values():
             args += ['Q', index, keep] + ([bytes(digests[index])] if ONE_PASS else [])
         for index, directory in lists.values():

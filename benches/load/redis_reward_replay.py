@@ -55,6 +55,8 @@ script = b"".join(open(os.path.join(lua_dir, f), "rb").read()
 # (one pass over the rewards) take each reward's kind first and its id last; earlier ones
 # (rbulk2's) the id and kind in its head.
 ONE_PASS = b"digest_format" in script
+# Scripts that take op P's units packed in one string (`I4c0` each) rather than as arguments.
+PACKED_P = b"name_format" in script
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -175,7 +177,11 @@ def call(batch, now):
     argv = ["60000", "86400000"]
     for index_of_first, names in prefetch.items():
         for at in range(0, len(names), 512):
-            argv += ["P", index_of_first, len(names[at:at + 512])] + names[at:at + 512]
+            chunk = names[at:at + 512]
+            if PACKED_P:
+                argv += ["P", index_of_first, len(chunk), b"".join(text(n) for n in chunk)]
+            else:
+                argv += ["P", index_of_first, len(chunk)] + chunk
     for index in dirs.values():
         argv += ["Q", index, keep] + ([bytes(digests[index])] if ONE_PASS else [])
     for index, directory in lists.values():

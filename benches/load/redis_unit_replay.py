@@ -2,6 +2,7 @@
 """Replays new-unit group commits of apply.lua into a running redis-server, without banditd.
 
     benches/load/redis_unit_replay.py PORT LUA_DIR CALLS PER [--legacy-ops] [--zset-index]
+                                      [--wait] [--fill N] [--now MS]
 
 Each call carries PER new units of the 3-arm `load-sticky` experiment, spread over the 8 shards
 as src/store/redis/call.rs spreads them (a single primary: one call for all shards, op P
@@ -9,11 +10,17 @@ first). LUA_DIR holds the script files (apply.lua, apply_rewards.lua if any, app
 --legacy-ops sends each unit's expected-exposure shares in its own op, as builds before the
 share sets (op W) did; --zset-index names the unit index sorted set `<tag>:n` where builds
 before the list of new units (`<tag>:p`) wrote. Prints Redis's CPU, its time in scripts and its
-AOF growth per unit. For exact, load-independent counts run redis-server under
+AOF growth per unit. --fill N (default 1000) first writes N
+units to each shard's records hash: a hash of fewer than 128 fields is a listpack, searched
+linearly by every HMGET and HSET, which an epoch's records hash is only for its first few
+hundred units (`--fill 0`: a fresh epoch, as the eighth round measured). --wait builds every call first, then prints `READY` on stderr and waits
+for a line on stdin before the replay (benches/load/redis_unit_cost.sh zeroes callgrind's
+counts then). For exact, load-independent counts run redis-server under
 `valgrind --tool=callgrind` and read its instructions around the replay
 (results/redis3-2026-11-30-s8.md shows how).
 """
 import os
+import struct
 import socket
 import sys
 import time
@@ -21,10 +28,22 @@ import time
 args = [a for a in sys.argv[1:] if not a.startswith("--")]
 LEGACY_OPS = "--legacy-ops" in sys.argv
 ZSET_INDEX = "--zset-index" in sys.argv
+WAIT = "--wait" in sys.argv
+FILL = int(sys.argv[sys.argv.index("--fill") + 1]) if "--fill" in sys.argv else 1000
+if "--fill" in sys.argv:
+    args.remove(str(FILL))
+# --now MS: the clock of every unit (and their names) fixed, so that two scripts given the
+# same replay can be compared byte for byte by their AOFs.
+NOW = int(sys.argv[sys.argv.index("--now") + 1]) if "--now" in sys.argv else None
+if NOW is not None:
+    args.remove(str(NOW))
 port, lua_dir, calls, per = int(args[0]), args[1], int(args[2]), int(args[3])
 parts = [f for f in ("apply.lua", "apply_rewards.lua", "apply_ops.lua")
          if os.path.exists(os.path.join(lua_dir, f))]
 source = "\n".join(open(os.path.join(lua_dir, f)).read() for f in parts)
+# Sticky ops packed in one string (op N) and op P's units packed, as call.rs sends them since
+# they are; scripts before that take them as arguments (op I, op S per shard switch).
+PACKED = "op == 'N'" in source
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -76,13 +95,18 @@ def info():
 sha = command("SCRIPT", "LOAD", source).decode()
 tag = "{bd:load-sticky:1:%d}".__mod__
 index = ":n" if ZSET_INDEX else ":p"
-now = int(time.time() * 1000)
+now = NOW if NOW is not None else int(time.time() * 1000)
 next_unit = now * 100  # new unit names on every run
 
 
 def shard_keys(shard):
     t = tag(shard)
     return [t + ":u", t + ":a", t + ":t", t + ":x", t + ":r", t + index]
+
+
+def text(value):
+    value = value if isinstance(value, bytes) else str(value).encode()
+    return struct.pack("<I", len(value)) + value
 
 
 def build():
@@ -94,12 +118,12 @@ def build():
         units.append((shard_of(unit), unit))
     first = units[0][0]
     keys = shard_keys(first) + [tag(first) + ":d"]
-    firsts, current, ops, prefetch, sets = {first: 1}, first, [], {}, {}
+    firsts, current, ops, prefetch, sets, packed = {first: 1}, first, [], {}, {}, []
     for n, (shard, unit) in enumerate(units):
         if shard not in firsts:
             firsts[shard] = len(keys) + 1
             keys += shard_keys(shard)
-        if shard != current:
+        if shard != current and not PACKED:
             ops += ["S", firsts[shard]]
             current = shard
         prefetch.setdefault(firsts[shard], []).append(unit)
@@ -111,16 +135,32 @@ def build():
             if v not in sets:
                 sets[v] = str(len(sets) + 1)
                 ops += ["W", sets[v], v, now, "", 3] + shares
-            ops += ["I", unit, "", now, "0.3333333333333333", sets[v]]
+            if PACKED:
+                packed.append(b"I" + struct.pack("<I", firsts[shard]) + text(unit) + text("")
+                              + text("%s\t%d\t0.3333333333333333\t" % (v, now)) + text(sets[v]))
+            else:
+                ops += ["I", unit, "", now, "0.3333333333333333", sets[v]]
     head = ["5000", "60000"]
     for index_of_first, names in prefetch.items():
-        head += ["P", index_of_first, len(names)] + names
-    return keys, head + ops
+        if PACKED:
+            head += ["P", index_of_first, len(names), b"".join(text(n) for n in names)]
+        else:
+            head += ["P", index_of_first, len(names)] + names
+    return keys, head + ops + (["N", b"".join(packed)] if PACKED else [])
 
 
+for shard in range(8):
+    for first in range(0, FILL, 500):
+        fields = []
+        for i in range(first, min(FILL, first + 500)):
+            fields += ["fill-%d-%d" % (shard, i), "a\t%d\t0.3333333333333333\t" % now]
+        command("HSET", tag(shard) + ":r", *fields)
+built = [build() for _ in range(calls)]
+if WAIT:
+    print("READY", file=sys.stderr, flush=True)
+    sys.stdin.readline()
 before, start = info(), time.time()
-for _ in range(calls):
-    keys, argv = build()
+for keys, argv in built:
     command("EVALSHA", sha, len(keys), *keys, *argv)
 after = info()
 total = calls * per

@@ -8,9 +8,10 @@
 -- KEYS[7] delay histograms hash,
 -- KEYS[8..] flush and claim keys, named by index in the ops, and, where one call carries
 -- several shards of the epoch (a single primary, not Cluster), the legacy sticky, arms, marks,
--- due, records and new units' list keys of each further shard, which op `S` switches to.
--- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see commit.rs, `Call`).
--- One reply string per I/R/U/T/K/C op, in order.
+-- due, records and new units' list keys of each further shard, which op `S` switches to (and
+-- each packed sticky op of op `N` and reward of op `B` names).
+-- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see call.rs, `Call`).
+-- One reply string per I/R/U/T/K/C op (I and R packed in op N), in order.
 -- Lua 5.1 finds a global by a hash lookup at every use (and a library function by two): the
 -- libraries and functions a call uses for every event are locals of the script instead
 -- (benches/load/results/rbulk4-2026-11-30-s9.md counts what that saves).
@@ -260,20 +261,26 @@ end
 -- Reads the records of `names` (the current shard's units) not read yet, one HMGET.
 local function prefetch(names)
   local r = rbuf()
-  local held, wanted = r.held, {}
+  local held, wanted, n = r.held, {}, 0
   -- `false` marks a unit asked for (a name may come twice); the HMGET below replaces it.
-  for _, unit in ipairs(names) do
+  -- (Numeric loops over a call's units: `ipairs` is a C call per unit.)
+  for i = 1, #names do
+    local unit = names[i]
     if held[unit] == nil then
       held[unit] = false
-      wanted[#wanted + 1] = unit
+      n = n + 1
+      wanted[n] = unit
     end
   end
   for first = 1, #wanted, 512 do
     local last = math.min(first + 511, #wanted)
     local values = redis.call('HMGET', r.key, unpack(wanted, first, last))
     for i = first, last do
-      local unit = wanted[i]
-      held[unit] = values[i - first + 1] or legacy_record(r, unit)
+      local value = values[i - first + 1]
+      -- The legacy set is asked about once per shard and call (`has_legacy`), and only when
+      -- a unit is not in the hash: a new unit's every lookup.
+      if not value and r.has_legacy ~= false then value = legacy_record(r, wanted[i]) end
+      held[wanted[i]] = value or false
     end
   end
 end
@@ -298,11 +305,18 @@ end
 local function write_records()
   for _, r in ipairs(rorder) do
     local args, index, gone = {}, {}, {}
-    for _, unit in ipairs(r.order) do
-      args[#args + 1] = unit
-      args[#args + 1] = r.put[unit]
-      if r.fresh[unit] then index[#index + 1] = unit end
-      if r.moved[unit] then gone[#gone + 1] = r.moved[unit] end
+    local put, fresh, moved, units = r.put, r.fresh, r.moved, r.order
+    local n, fresh_n = 0, 0
+    for i = 1, #units do
+      local unit = units[i]
+      args[n + 1] = unit
+      args[n + 2] = put[unit]
+      n = n + 2
+      if fresh[unit] then
+        fresh_n = fresh_n + 1
+        index[fresh_n] = unit
+      end
+      if moved[unit] then gone[#gone + 1] = moved[unit] end
     end
     hset(r.key, args)
     for first = 1, #index, 512 do
@@ -490,12 +504,32 @@ local function count_exposures(v, n, now, h)
   end
 end
 
+-- A reward's counters. Runs once per applied reward, so what `add`, `dadd`, `delayed` and the
+-- first test of `decay` do is written out here: each Lua call costs Redis's interpreter about
+-- as much as a few table writes (results/redis5-2026-12-01-s10.md).
 local function credit(v, micro, assigned, now, h)
-  local dr = micro / MICRO
-  if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
-  decay(v, now, h, 0, dr)
-  add(fields_of(v).r, micro)
-  delayed(v, micro, assigned, now)
+  local f = arm_fields[v] or fields_of(v)
+  -- `decay` has nothing to do for a second change at the same time without a half-life.
+  if h ~= '' or not f.plain or f.t ~= now then
+    local dr = micro / MICRO
+    if h ~= '' then dr = dr * weight(now - assigned, tonumber(h)) end
+    decay(v, now, h, 0, dr)
+  end
+  local field = f.r
+  local d = delta[field]
+  if d == nil and value[field] == nil then order[#order + 1] = field end
+  delta[field] = (d or 0) + micro
+  local delay = now - assigned
+  local bin = 0
+  if delay >= FINE[1] or delay < 0 then bin = delay_bin(delay) end
+  local fields = delay_fields[bin]
+  field = fields and fields[v] or bin_field(delay_fields, 'd', bin, v)
+  d = ddelta[field]
+  if d == nil then
+    dorder[#dorder + 1] = field
+    d = 0
+  end
+  ddelta[field] = d + micro
   if not started then
     if not get('s') then put('s', int(now)) end
     started = true
@@ -507,11 +541,8 @@ end
 -- units written, added once per call (integers, so exactly what one add per unit gave), and
 -- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
 -- with one, each exposure decays the arm's counts at once, in op order, as before.
+-- (`sticky_op` in apply_ops.lua counts a unit written into its set.)
 local share_sets, set_order = {}, {}
-local function expose(set)
-  set.written = set.written + 1
-  if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
-end
 local function expose_sets()
   for _, name in ipairs(set_order) do
     local set = share_sets[name]

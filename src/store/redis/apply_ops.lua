@@ -2,34 +2,72 @@
 -- reads the ops of ARGV in order and runs each against the buffers apply.lua defines, then
 -- writes the buffers once (`write_all`) and returns one reply string per I/R/U/T/K/C op.
 local skip_exposures = false
+-- A sticky op (I: insert a new unit's record; R: reassign a unit held by `from`): the unit,
+-- the variant it had (R), the record to write (`v \t assigned \t propensity \t`, spelled by
+-- banditd from the variant of `set`, its assignment time and propensity), and the share set
+-- (op W) of its variant, time and half-life. Its reply: `1<record>` written, `0<record>` held
+-- already, `-` no record (R). `rget`, `rset` and `expose` are written out here: a Lua call
+-- costs Redis's interpreter as much as a few table writes, and this runs once per new unit.
+local function sticky_op(op, unit, from, value, set)
+  local r = rsets[records] or rbuf()
+  local held = r.held
+  local record = held[unit]
+  if record == nil then record = rget(unit) end
+  local write = false
+  if op == 'I' then
+    if record then out[#out + 1] = '0' .. record else write = true end
+  elseif not record then
+    out[#out + 1] = '-'
+  else
+    local held, _, _, reward = parse(record)
+    if held ~= from then
+      out[#out + 1] = '0' .. record
+    else
+      add('mn|' .. held, 1)
+      if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
+      write = true
+    end
+  end
+  if write then
+    if not record or r.moved[unit] then r.fresh[unit] = true end
+    if r.put[unit] == nil then r.order[#r.order + 1] = unit end
+    r.put[unit] = value
+    held[unit] = value
+    set.written = set.written + 1
+    if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
+    out[#out + 1] = '1' .. value
+  end
+end
+
+-- The units of op P, packed as `I4c0` texts: the format of `n` of them, made once per count.
+local name_formats = {}
+local function name_format(n)
+  local format = name_formats[n]
+  if not format then
+    format = '<' .. string.rep('I4c0', n)
+    name_formats[n] = format
+  end
+  return format
+end
+
 while at <= #ARGV do
   local op = nxt()
-  if op == 'I' or op == 'R' then
-    -- The unit, the variant it had (R), its assignment time and propensity as the record spells
-    -- them, and the share set (op W) of its variant, time and half-life.
-    local unit, from, assigned, propensity, set = nxt(), nxt(), nxt(), nxt(), share_sets[nxt()]
-    local v = set.v
-    local record = rget(unit)
-    local write = false
-    if op == 'I' then
-      if record then out[#out + 1] = '0' .. record else write = true end
-    elseif not record then
-      out[#out + 1] = '-'
-    else
-      local held, _, _, reward = parse(record)
-      if held ~= from then
-        out[#out + 1] = '0' .. record
-      else
-        add('mn|' .. held, 1)
-        if reward ~= '' then add('mr|' .. held, tonumber(reward)) end
-        write = true
+  if op == 'N' then
+    -- The call's sticky ops, packed in one string (call.rs, `Call::sticky`: Redis makes an
+    -- object and a Lua string of every argument, which were nine per new unit): each its kind
+    -- (I or R), its records' shard (first KEYS index, as op S), then the unit, the variant it
+    -- had, the record to write and its share set's name as `I4c0` texts.
+    local blob = nxt()
+    local pos, current = 1, 0
+    local kind, first, unit, from, value, set
+    while pos <= #blob do
+      kind, first, unit, from, value, set, pos =
+        struct.unpack('<c1I4I4c0I4c0I4c0I4c0', blob, pos)
+      if first ~= current then
+        use_shard(first)
+        current = first
       end
-    end
-    if write then
-      local value = v .. '\t' .. assigned .. '\t' .. propensity .. '\t'
-      rset(unit, value)
-      expose(set)
-      out[#out + 1] = '1' .. value
+      sticky_op(kind, unit, from, value, share_sets[set])
     end
   elseif op == 'W' then
     -- A share set the sticky ops that follow name: its name, the variant, the time and the
@@ -136,13 +174,15 @@ while at <= #ARGV do
       out[#out + 1] = outcome
     end
   elseif op == 'P' then
-    -- The records the sticky ops of the call name, read up front: a shard's first KEYS index,
-    -- a count, then that many units (sent before every other op, so the call's first shard is
-    -- current again after).
-    local first, count = tonumber(nxt()), tonumber(nxt())
+    -- The records the sticky ops and unit rewards of the call name, read up front: a shard's
+    -- first KEYS index, a count, then that many units (at most 512) packed as `I4c0` texts in
+    -- one string (sent before every other op, so the call's first shard is current again
+    -- after).
+    local first, count, names = tonumber(nxt()), tonumber(nxt()), nxt()
     use_shard(first)
-    prefetch({ unpack(ARGV, at, at + count - 1) })
-    at = at + count
+    local units = { struct.unpack(name_format(count), names) }
+    units[count + 1] = nil -- the position after them
+    prefetch(units)
     use_shard(1)
   elseif op == 'S' then
     -- The ops that follow are another shard's: the index of its first of five keys.

@@ -59,6 +59,17 @@ local function write_outcomes()
   end
 end
 
+-- `rset` of a record this call has read (a reward's credit), written out: `rset` makes two
+-- calls more (`rbuf`, `rget`), once per applied reward.
+local function rewrite(unit, record)
+  local r = rsets[records] or rbuf()
+  local held = r.held
+  if not held[unit] or r.moved[unit] then r.fresh[unit] = true end
+  if r.put[unit] == nil then r.order[#r.order + 1] = unit end
+  r.put[unit] = record
+  held[unit] = record
+end
+
 -- A unit's reward judged against its record (store::apply): its outcome, the record and the
 -- counters changed if applied. `record`: the unit's record when the caller has read it.
 local function judge_unit(unit, micro, occurred, now, window, h, record)
@@ -84,9 +95,9 @@ local function judge_unit(unit, micro, occurred, now, window, h, record)
   -- The record's first three fields kept as written: the assignment's time is spelled as
   -- `int` spells it (whole milliseconds; `Call::sticky` from a u64), so nothing is formatted
   -- again.
-  rset(unit, head .. micro .. '\t' .. int(now))
-  credit(v, amount(micro), assigned, now, h)
-  return fields_of(v).applied
+  rewrite(unit, head .. micro .. '\t' .. (now == last_int and last_text or int(now)))
+  credit(v, amounts[micro] or amount(micro), assigned, now, h)
+  return (arm_fields[v] or fields_of(v)).applied
 end
 
 -- A unit's reward judged as `judge_unit` does, when banditd sent the record its cache holds
@@ -96,13 +107,15 @@ end
 -- without splitting it, and the credited record is it with the reward and its time appended.
 -- Any other record (none, rewarded, reassigned, or `expected` empty) is judged by `judge_unit`.
 local function judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
-  local record = rget(unit)
+  local r = rsets[records]
+  local record = r and r.held[unit]
+  if not record then record = rget(unit) end
   if record ~= expected then return judge_unit(unit, micro, occurred, now, window, h, record) end
   local refused = refusal(occurred, assigned, now, window)
   if refused then return refused end
-  rset(unit, expected .. micro .. '\t' .. int(now))
-  credit(v, amount(micro), assigned, now, h)
-  return fields_of(v).applied
+  rewrite(unit, expected .. micro .. '\t' .. (now == last_int and last_text or int(now)))
+  credit(v, amounts[micro] or amount(micro), assigned, now, h)
+  return (arm_fields[v] or fields_of(v)).applied
 end
 
 -- A token's reward: its mark written and the counters changed if applied. `confirms`: the

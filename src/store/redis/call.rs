@@ -63,6 +63,9 @@ pub struct Call {
     /// The shard the ops added now go to, and the KEYS index of the first of each further
     /// shard's keys (op `S`: legacy sticky, arms, marks, marks' due, records, unit index).
     shard: u32,
+    /// The shard the script is at after the ops of `args` so far: op `S` is sent only when an
+    /// op of `args` needs another (`sync_shard`); the packed sticky ops name their own.
+    args_shard: u32,
     shards: Vec<(u32, String)>,
     /// The units of the sticky ops, by their shard's first KEYS index: read up front, one
     /// HMGET per shard (op `P`), rather than one HGET per unit.
@@ -77,6 +80,8 @@ pub struct Call {
     id_lists: Vec<IdList>,
     /// The rewards of op `B`, packed (`direct_reward`).
     packed: Vec<u8>,
+    /// The sticky ops of op `N`, packed (`sticky`); sent after every op of `args`.
+    sticky_ops: Vec<u8>,
     /// The share sets the call's sticky ops name (op `W`), in the order they were declared: the
     /// set at index `i` is named `i + 1`.
     share_sets: Vec<ShareSet>,
@@ -108,6 +113,7 @@ impl Call {
             epoch: epoch.clone(),
             keys: ShardKeys::of(epoch, shard),
             shard,
+            args_shard: shard,
             shards: vec![(shard, "1".to_owned())],
             prefetch: Vec::new(),
             extra_keys: Vec::new(),
@@ -115,6 +121,7 @@ impl Call {
             directories: Vec::new(),
             id_lists: Vec::new(),
             packed: Vec::new(),
+            sticky_ops: Vec::new(),
             share_sets: Vec::new(),
             args: vec![
                 MAX_CLOCK_SKEW_MS.to_string(),
@@ -131,12 +138,27 @@ impl Call {
     /// Sends the ops added next to `shard` (of this call's epoch): only on a single primary,
     /// where a call may name keys of several slots.
     pub fn at_shard(&mut self, shard: u32) {
-        if shard == self.shard {
+        self.shard = shard;
+    }
+
+    /// Switches the script to `shard` (op `S`) before an op of `args` that needs it.
+    fn sync_shard(&mut self) {
+        if self.shard == self.args_shard {
             return;
         }
-        let first = self.shard_first(shard);
+        let first = self.shard_first(self.shard);
         self.args.extend(["S".to_owned(), first]);
-        self.shard = shard;
+        self.args_shard = self.shard;
+    }
+
+    /// The ops of `args` run before the packed sticky ops (op `N` is sent after them): none
+    /// may follow a sticky op (the commit adds its exposure flush first).
+    fn before_sticky_ops(&mut self) {
+        debug_assert!(
+            self.sticky_ops.is_empty(),
+            "an op of `args` added after a sticky op would run before it"
+        );
+        self.sync_shard();
     }
 
     /// The KEYS index of the first of `shard`'s keys in this call (legacy sticky, arms, marks,
@@ -169,6 +191,7 @@ impl Call {
     }
 
     pub fn exposure(&mut self, variant: &str, count: u64, tally: &Tally, op: &str) {
+        self.before_sticky_ops();
         let shares = layout::expected_shares(variant, &tally.allocation, count);
         self.args.extend([
             op.to_owned(),
@@ -183,6 +206,11 @@ impl Call {
         }
     }
 
+    /// A sticky op (`I`: a new unit; `R`: a unit reassigned from variant `from`) on the
+    /// current shard, packed into op `N` (`apply.lua` parses it with one `struct.unpack` per
+    /// op): as separate arguments, Redis made an object and a Lua string of each of a new
+    /// unit's nine (six, and op `S` at each change of shard), which cost Redis more than the
+    /// unit's own work (results/redis5-2026-12-01-s10.md).
     pub fn sticky(
         &mut self,
         op: &str,
@@ -192,19 +220,26 @@ impl Call {
         tally: &Tally,
     ) {
         let first = self.shard_first(self.shard);
+        let set = self.share_set(&record.variant, tally);
+        let mut packed = Packed(std::mem::take(&mut self.sticky_ops));
+        packed.0.push(if op == "R" { b'R' } else { b'I' });
+        packed.index(&first);
+        packed.text(unit);
+        packed.text(from);
+        // The record as the script writes it (`v \t assigned \t propensity \t`): spelled here
+        // rather than joined by the script from three fields.
+        packed.text(&format!(
+            "{}\t{}\t{}\t",
+            record.variant,
+            record.assigned_ms.min(MAX_MS),
+            record.propensity
+        ));
+        packed.text(&set);
+        self.sticky_ops = packed.0;
         match self.prefetch.iter_mut().find(|(known, _)| *known == first) {
             Some((_, units)) => units.push(unit.to_owned()),
             None => self.prefetch.push((first, vec![unit.to_owned()])),
         }
-        let set = self.share_set(&record.variant, tally);
-        self.args.extend([
-            op.to_owned(),
-            unit.to_owned(),
-            from.to_owned(),
-            record.assigned_ms.min(MAX_MS).to_string(),
-            record.propensity.to_string(),
-            set,
-        ]);
     }
 
     /// The name of the share set (op `W`) of an exposure of `variant` under `tally`, declared
@@ -245,6 +280,7 @@ impl Call {
     /// A claimed reward, judged once under its claim. A token that must have been confirmed
     /// (`K`) also names its shard's confirmation marks.
     pub fn reward(&mut self, reward: &Reward, claim: &str) {
+        self.before_sticky_ops();
         let (key, field) = layout::claim_outcome(&reward.epoch, reward.shard, claim);
         if !field.is_empty() {
             match self.outcomes.iter_mut().find(|(name, _, _)| *name == key) {
@@ -413,6 +449,7 @@ impl Call {
     /// request-only parts are decided here: whether `confirm_within` passed, and the mark's
     /// deadline).
     pub fn confirmation(&mut self, op: &ConfirmOp) {
+        self.before_sticky_ops();
         let shard = layout::shard_of(&op.assignment_id);
         let confirms = self.key(layout::confirms_key(&op.epoch, shard));
         let due = self.key(layout::confirms_due_key(&op.epoch, shard));
@@ -463,10 +500,18 @@ impl Call {
             invocation.arg(arg);
         }
         // Lua's unpack takes a few thousand values at most: a few hundred fields per `O`
-        // and units per `P`.
+        // and units per `P`. A `P`'s units are packed in one string (`Packed::text` each).
         for (first, units) in &self.prefetch {
             for chunk in units.chunks(512) {
-                invocation.arg("P").arg(first).arg(chunk.len()).arg(chunk);
+                let mut names = Packed::default();
+                for unit in chunk {
+                    names.text(unit);
+                }
+                invocation
+                    .arg("P")
+                    .arg(first)
+                    .arg(chunk.len())
+                    .arg(names.0.as_slice());
             }
         }
         for (_, index, fields) in &self.outcomes {
@@ -491,6 +536,9 @@ impl Call {
         }
         for arg in ops {
             invocation.arg(arg);
+        }
+        if !self.sticky_ops.is_empty() {
+            invocation.arg("N").arg(self.sticky_ops.as_slice());
         }
         if !self.packed.is_empty() {
             invocation.arg("B").arg(self.packed.as_slice());

@@ -12,7 +12,7 @@ use super::*;
 use crate::store::test_support::{T0_MS, block_on, epoch, record};
 
 #[test]
-fn a_call_of_new_units_declares_each_variants_shares_once_and_sends_six_arguments_a_unit() {
+fn a_call_of_new_units_declares_each_variants_shares_once_and_sends_no_argument_a_unit() {
     let mut call = Call::new(&epoch(), 0);
     let tally = Tally {
         allocation: Arc::from(vec![
@@ -35,8 +35,9 @@ fn a_call_of_new_units_declares_each_variants_shares_once_and_sends_six_argument
         "one share set per variant: {:?}",
         &call.args[..40]
     );
-    // A set: W, name, variant, time, half-life, count, then three (variant, micro) pairs.
-    assert_eq!(call.args.len() - before, 3 * (6 + 2 * 3) + 90 * 6);
+    // A set: W, name, variant, time, half-life, count, then three (variant, micro) pairs; the
+    // units themselves are packed into op N (one argument for the call), not sent one by one.
+    assert_eq!(call.args.len() - before, 3 * (6 + 2 * 3));
     // Another time or half-life is another set.
     let later = Tally {
         now_ms: T0_MS + 1,
