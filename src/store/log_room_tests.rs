@@ -60,24 +60,30 @@ fn at_open_the_rest_of_the_segment_is_zeroed_and_the_next_segments_follow_one_ch
     assert_eq!(len(&file), boundary + SEGMENTS_AHEAD * SEGMENT);
 }
 
-#[test]
-fn zeros_stop_before_sled_could_reach_them() {
-    // sled's segment has 3 MiB left at open: the commits may flush 1 MiB before the room
-    // must stop (MIN_ROOM_BYTES left).
+/// A log whose segment has 3 MiB left at open, and its room after the commits that stop it:
+/// they may flush 1 MiB before less than MIN_ROOM_BYTES would be left in sled's segment, so
+/// two chunks are zeroed and the third commit stops the filling. Answers the file's end.
+fn room_stopped_after_two_chunks() -> (tempfile::TempDir, File, LogRoom, u64) {
     let written = 5 * SEGMENT - (3 << 20);
-    let (_dir, file) = log_of(written);
+    let (dir, file) = log_of(written);
     let mut room = LogRoom::new(SEGMENT_BYTES);
     room.at_open(&file).unwrap();
-    let boundary = 5 * SEGMENT;
     assert_eq!(room.after_commit(&file, 512 << 10).unwrap(), CHUNK_BYTES);
     assert_eq!(room.after_commit(&file, 511 << 10).unwrap(), CHUNK_BYTES);
     // 1 KiB more and less than MIN_ROOM_BYTES would be left in sled's segment.
     assert_eq!(room.after_commit(&file, 2 << 10).unwrap(), 0);
-    assert_eq!(len(&file), boundary + 2 * CHUNK_BYTES);
+    let end = 5 * SEGMENT + 2 * CHUNK_BYTES;
+    assert_eq!(len(&file), end);
+    (dir, file, room, end)
+}
+
+#[test]
+fn zeros_stop_before_sled_could_reach_them() {
+    let (_dir, file, mut room, end) = room_stopped_after_two_chunks();
     for _ in 0..10 {
         assert_eq!(room.after_commit(&file, 0).unwrap(), 0);
     }
-    assert_eq!(len(&file), boundary + 2 * CHUNK_BYTES);
+    assert_eq!(len(&file), end);
 }
 
 #[test]
@@ -151,18 +157,7 @@ fn commits_that_flush_much_get_no_room() {
 /// bulk load wrote up to 5× its bytes in zeros.
 #[test]
 fn a_room_given_up_part_way_is_not_taken_for_sled_appending() {
-    // 3 MiB left in sled's segment: two chunks, then the room stops (as in
-    // `zeros_stop_before_sled_could_reach_them`).
-    let written = 5 * SEGMENT - (3 << 20);
-    let (_dir, file) = log_of(written);
-    let mut room = LogRoom::new(SEGMENT_BYTES);
-    room.at_open(&file).unwrap();
-    let boundary = 5 * SEGMENT;
-    assert_eq!(room.after_commit(&file, 512 << 10).unwrap(), CHUNK_BYTES);
-    assert_eq!(room.after_commit(&file, 511 << 10).unwrap(), CHUNK_BYTES);
-    assert_eq!(room.after_commit(&file, 2 << 10).unwrap(), 0);
-    let room_end = boundary + 2 * CHUNK_BYTES;
-    assert_eq!(len(&file), room_end);
+    let (_dir, file, mut room, room_end) = room_stopped_after_two_chunks();
     // sled goes on inside its segment; looks come and go, and nothing more is zeroed.
     for _ in 0..4 {
         assert_eq!(small_commits_to_a_look(&mut room, &file), 0);
