@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# Exact user-space cost of one assign request: instructions per request counted by callgrind,
+# for the known-unit path, the per-request path and the bare actix-web baseline:
+#
+#   benches/load/assign_cost.sh BIN_DIR [COUNT]
+#
+# BIN_DIR holds a release `banditd` and `banditd-baseline` (`cargo build --release --bins`).
+# Timings on a shared machine are noise, and this VM has no hardware counters; callgrind counts
+# every instruction the server executes in user space (not the kernel's TCP work, which the
+# baseline pays alike), the same on a loaded machine as on a quiet one.
+#
+# Each server runs under `valgrind --tool=callgrind` (one worker, `--access-log off`, a fresh
+# data dir with benches/load/experiments, as benches/load/hot_ab.sh). A sequential client
+# (benches/load/assign_requests.py, one keep-alive connection) first makes KNOWN (1,000) known
+# units and sends WARM (300) requests of each scenario uncounted (lazy initialisation, caches,
+# the allocator's pools); then, per scenario, the counters are zeroed (`callgrind_control -z`),
+# COUNT (2,000) requests are sent and the counters dumped (`callgrind_control -d`). The dump
+# covers every thread of the process: the HTTP worker, and the store's writer for the
+# per-request exposures. The process's background work that runs by the clock (the posterior
+# refresh every 100 ms, sled's flusher) is counted over IDLE_S (5) s with no requests and
+# reported as instructions per second, so that its share of a scenario (run time × that rate)
+# can be judged; it is not subtracted.
+#
+# Output (Markdown on stdout, logs on stderr): instructions per request per scenario, the run's
+# wall time, and the TOP (30) functions by inclusive instructions per request
+# (`callgrind_annotate --inclusive=yes`). KEEP_WORK=1 keeps the dumps (open them with
+# `callgrind_annotate --inclusive=yes --tree=calling FILE` or kcachegrind).
+# Valgrind makes the server ~50× slower: COUNT=2000 takes about a minute per scenario.
+
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=benches/load/lib.sh
+source "$HERE/lib.sh"
+
+BIN=${1:?usage: assign_cost.sh BIN_DIR [COUNT]}
+COUNT=${2:-2000}
+KNOWN=${KNOWN:-1000}
+WARM=${WARM:-300}
+IDLE_S=${IDLE_S:-5}
+TOP=${TOP:-30}
+PORT=${BANDITD_PORT:-18280}
+SERVER_CORE=${SERVER_CORE:-0}
+NICE=${NICE:-0}
+for bin in "$BIN/banditd" "$BIN/banditd-baseline"; do
+    [[ -x $bin ]] || die "$bin is missing"
+done
+command -v valgrind >/dev/null || die "needs valgrind (apt-get install -y valgrind)"
+command -v callgrind_control >/dev/null || die "needs callgrind_control (valgrind)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-assign-cost.XXXXXX")
+cleanup() {
+    stop_all
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+cp -r "$HERE/experiments" "$WORK/experiments"
+DRIVER=(python3 "$HERE/assign_requests.py" "$PORT")
+
+# under_callgrind NAME CMD...: starts CMD under callgrind on SERVER_CORE; sets SERVER_PID.
+under_callgrind() {
+    local name=$1
+    shift
+    port_free "$PORT" || die "port $PORT is in use; set BANDITD_PORT"
+    start_server "$name under callgrind" "$WORK/$name.log" valgrind --tool=callgrind \
+        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=no "$@"
+    wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVER_PID" 300 >/dev/null
+}
+
+# dump NAME LABEL: writes the counters since the last zeroing to a new dump of NAME's run and
+# prints its path.
+dump() {
+    local name=$1 before after
+    before=$(find "$WORK" -maxdepth 1 -name "$name.cg*" | wc -l)
+    callgrind_control -d "$2" "$SERVER_PID" >/dev/null
+    local deadline=$((SECONDS + 60))
+    while :; do
+        after=$(find "$WORK" -maxdepth 1 -name "$name.cg*" | wc -l)
+        ((after > before)) && break
+        ((SECONDS < deadline)) || die "callgrind wrote no dump for $2"
+        sleep 0.2
+    done
+    sleep 0.5
+    ls -t "$WORK/$name.cg"* | head -1
+}
+
+# instructions FILE: the dump's total Ir.
+instructions() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+
+# measure NAME SCENARIO: COUNT requests of SCENARIO, counted; prints "DUMP SECONDS".
+measure() {
+    local name=$1 scenario=$2 t0 file
+    "${DRIVER[@]}" "$scenario" "$WARM" "$KNOWN" || die "$scenario warm-up failed"
+    callgrind_control -z "$SERVER_PID" >/dev/null
+    t0=$(date +%s.%N)
+    "${DRIVER[@]}" "$scenario" "$COUNT" "$KNOWN" || die "$scenario failed"
+    local t1
+    t1=$(date +%s.%N)
+    file=$(dump "$name" "$scenario")
+    echo "$file $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')"
+}
+
+# idle NAME: prints the instructions per second of NAME's process with no requests.
+idle() {
+    local file
+    callgrind_control -z "$SERVER_PID" >/dev/null
+    sleep "$IDLE_S"
+    file=$(dump "$1" idle)
+    awk -v n="$(instructions "$file")" -v s="$IDLE_S" 'BEGIN {printf "%.0f", n / s}'
+}
+
+# top FILE: the TOP functions by inclusive instructions, per request, as Markdown table rows.
+top() {
+    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
+        awk -v n="$COUNT" -v top="$TOP" '
+            /^-+$/ { dashes++; next }
+            dashes >= 4 && /^ *[0-9,]+ / && shown < top {
+                ir = $1; gsub(",", "", ir)
+                fn = $0; sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", fn)
+                sub(/ \[[^]]*\]$/, "", fn); sub(/^[^:]*:/, "", fn)
+                gsub(/\|/, "\\|", fn)
+                if (length(fn) > 140) fn = substr(fn, 1, 140) "…"
+                printf "| %.0f | `%s` |\n", ir / n, fn
+                shown++
+            }'
+}
+
+declare -A FILE_OF SECONDS_OF
+under_callgrind banditd "$BIN/banditd" serve --bind "127.0.0.1:$PORT" \
+    --data-dir "$WORK/data" --experiments "$WORK/experiments" --workers 1 --access-log off
+log "making $KNOWN known units"
+"${DRIVER[@]}" warm "$KNOWN" || die "the warm-up failed"
+for scenario in assign_known per_request; do
+    log "banditd: $scenario, $COUNT requests"
+    read -r FILE_OF[$scenario] SECONDS_OF[$scenario] < <(measure banditd "$scenario")
+done
+log "banditd: idle for $IDLE_S s"
+IDLE_BANDITD=$(idle banditd)
+stop_pid "$SERVER_PID"
+
+under_callgrind baseline "$BIN/banditd-baseline" --bind "127.0.0.1:$PORT" --workers 1
+log "baseline: $COUNT requests"
+read -r FILE_OF[baseline] SECONDS_OF[baseline] < <(measure baseline baseline)
+log "baseline: idle for $IDLE_S s"
+IDLE_BASELINE=$(idle baseline)
+stop_pid "$SERVER_PID"
+
+per_request() { awk -v n="$(instructions "$1")" -v c="$COUNT" 'BEGIN {printf "%.0f", n / c}'; }
+
+cat <<EOF
+# Instructions per assign request (callgrind, user space)
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $COUNT counted requests per scenario after $WARM
+  uncounted; $KNOWN known units; one worker, \`--access-log off\`; one keep-alive connection.
+- banditd: $BIN/banditd ($(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo "?") checked out); baseline: $BIN/banditd-baseline
+- Idle (no requests, every thread): banditd $(thousands "$IDLE_BANDITD") instructions/s,
+  baseline $(thousands "$IDLE_BASELINE") instructions/s.
+
+| scenario | server | instructions per request | run time (s) | idle share (run time × idle rate ÷ total) |
+| --- | --- | ---: | ---: | ---: |
+EOF
+for scenario in assign_known per_request baseline; do
+    server=banditd idle_rate=$IDLE_BANDITD
+    [[ $scenario == baseline ]] && server=banditd-baseline idle_rate=$IDLE_BASELINE
+    file=${FILE_OF[$scenario]}
+    echo "| $scenario | $server | $(thousands "$(per_request "$file")") | ${SECONDS_OF[$scenario]} | $(awk \
+        -v r="$idle_rate" -v s="${SECONDS_OF[$scenario]}" -v n="$(instructions "$file")" \
+        'BEGIN {printf "%.1f%%", 100 * r * s / n}') |"
+done
+for scenario in assign_known per_request baseline; do
+    cat <<EOF
+
+### $scenario: top $TOP functions, inclusive instructions per request
+
+| Ir per request | function |
+| ---: | --- |
+$(top "${FILE_OF[$scenario]}")
+EOF
+done
