@@ -22,7 +22,15 @@
 # can be judged; it is not subtracted.
 #
 # Output (Markdown on stdout, logs on stderr): instructions per request per scenario, the run's
-# wall time, and the TOP (30) functions by inclusive instructions per request
+# wall time, and per scenario the named parts of benches/load/callgrind_parts.py (inclusive
+# instructions per request and calls per request: the request span, the route table, the
+# token and its SHA-256 blocks, the answer, the store's writer thread, allocations...). Two
+# parts are not the request's own and are also reported subtracted: the SHA-256 blocks
+# (valgrind does not run the SHA-NI instructions, so the sha2 crate takes its portable path,
+# ~3,500 instructions a block, where natively a block is a few dozen SHA-NI instructions) and
+# the posterior refresh (`Engine::rebuild`, once per 100 ms on the first request after; under
+# valgrind's slowdown a run of COUNT requests takes seconds and holds dozens of refreshes).
+# TOP (0) > 0 also lists the TOP functions by inclusive instructions per request
 # (`callgrind_annotate --inclusive=yes`). KEEP_WORK=1 keeps the dumps (open them with
 # `callgrind_annotate --inclusive=yes --tree=calling FILE` or kcachegrind).
 # Valgrind makes the server ~50× slower: COUNT=2000 takes about a minute per scenario.
@@ -38,7 +46,7 @@ COUNT=${2:-2000}
 KNOWN=${KNOWN:-1000}
 WARM=${WARM:-300}
 IDLE_S=${IDLE_S:-5}
-TOP=${TOP:-30}
+TOP=${TOP:-0}
 PORT=${BANDITD_PORT:-18280}
 SERVER_CORE=${SERVER_CORE:-0}
 NICE=${NICE:-0}
@@ -64,41 +72,58 @@ under_callgrind() {
     shift
     port_free "$PORT" || die "port $PORT is in use; set BANDITD_PORT"
     start_server "$name under callgrind" "$WORK/$name.log" valgrind --tool=callgrind \
-        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=no "$@"
+        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=yes "$@"
     wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVER_PID" 300 >/dev/null
 }
 
-# dump NAME LABEL: writes the counters since the last zeroing to a new dump of NAME's run and
-# prints its path.
+# dump NAME LABEL: writes the counters since the last zeroing to new dumps of NAME's run, one
+# per thread (`--separate-threads=yes`), and prints their paths joined by commas.
 dump() {
-    local name=$1 before after
-    before=$(find "$WORK" -maxdepth 1 -name "$name.cg*" | wc -l)
-    callgrind_control -d "$2" "$SERVER_PID" >/dev/null
+    local name=$1 label=$2 files count=-1
+    callgrind_control -d "$label" "$SERVER_PID" >/dev/null
     local deadline=$((SECONDS + 60))
+    # Done once some dump carries the label and no more appear for a second.
     while :; do
-        after=$(find "$WORK" -maxdepth 1 -name "$name.cg*" | wc -l)
-        ((after > before)) && break
-        ((SECONDS < deadline)) || die "callgrind wrote no dump for $2"
+        files=$(grep -l -m1 -- "$label" "$WORK/$name.cg."* 2>/dev/null | paste -sd, -) || true
+        if [[ -n $files ]]; then
+            [[ $(tr ',' '\n' <<<"$files" | wc -l) == "$count" ]] && break
+            count=$(tr ',' '\n' <<<"$files" | wc -l)
+            sleep 1
+            continue
+        fi
+        ((SECONDS < deadline)) || die "callgrind wrote no dump for $label"
         sleep 0.2
     done
-    sleep 0.5
-    ls -t "$WORK/$name.cg"* | head -1
+    echo "$files"
 }
 
-# instructions FILE: the dump's total Ir.
-instructions() { awk '/^(summary|totals):/ {print $2; exit}' "$1"; }
+# instructions FILES: the dumps' total Ir (FILES joined by commas).
+instructions() {
+    local file total=0
+    for file in ${1//,/ }; do
+        total=$((total + $(awk '/^(summary|totals):/ {print $2; exit}' "$file")))
+    done
+    echo "$total"
+}
 
-# measure NAME SCENARIO: COUNT requests of SCENARIO, counted; prints "DUMP SECONDS".
+# worker FILES: the dump of the HTTP worker thread (the one that ran actix's dispatcher).
+worker() {
+    local file
+    for file in ${1//,/ }; do
+        grep -q 'InnerDispatcher' "$file" && { echo "$file"; return; }
+    done
+    echo "${1%%,*}"
+}
+
+# measure NAME SCENARIO: COUNT requests of SCENARIO, counted; prints "DUMPS SECONDS".
 measure() {
-    local name=$1 scenario=$2 t0 file
+    local name=$1 scenario=$2 t0 t1
     "${DRIVER[@]}" "$scenario" "$WARM" "$KNOWN" || die "$scenario warm-up failed"
     callgrind_control -z "$SERVER_PID" >/dev/null
     t0=$(date +%s.%N)
     "${DRIVER[@]}" "$scenario" "$COUNT" "$KNOWN" || die "$scenario failed"
-    local t1
     t1=$(date +%s.%N)
-    file=$(dump "$name" "$scenario")
-    echo "$file $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')"
+    echo "$(dump "$name" "counted-$scenario") $(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')"
 }
 
 # idle NAME: prints the instructions per second of NAME's process with no requests.
@@ -106,7 +131,7 @@ idle() {
     local file
     callgrind_control -z "$SERVER_PID" >/dev/null
     sleep "$IDLE_S"
-    file=$(dump "$1" idle)
+    file=$(dump "$1" idle-period)
     awk -v n="$(instructions "$file")" -v s="$IDLE_S" 'BEGIN {printf "%.0f", n / s}'
 }
 
@@ -148,33 +173,55 @@ stop_pid "$SERVER_PID"
 
 per_request() { awk -v n="$(instructions "$1")" -v c="$COUNT" 'BEGIN {printf "%.0f", n / c}'; }
 
+# inclusive FILE PATTERN: inclusive instructions of the function matching PATTERN, per request
+# (0 when it did not run).
+inclusive() {
+    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
+        { grep -E "$2" || true; } | head -1 |
+        awk -v c="$COUNT" '{ir = $1; gsub(",", "", ir)} END {printf "%.0f", (NR ? ir : 0) / c}'
+}
+
 cat <<EOF
 # Instructions per assign request (callgrind, user space)
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $COUNT counted requests per scenario after $WARM
   uncounted; $KNOWN known units; one worker, \`--access-log off\`; one keep-alive connection.
-- banditd: $BIN/banditd ($(git -C "$HERE" rev-parse --short HEAD 2>/dev/null || echo "?") checked out); baseline: $BIN/banditd-baseline
+- banditd: $BIN/banditd; baseline: $BIN/banditd-baseline
 - Idle (no requests, every thread): banditd $(thousands "$IDLE_BANDITD") instructions/s,
   baseline $(thousands "$IDLE_BASELINE") instructions/s.
+- "Without SHA and refresh": the total less the SHA-256 blocks (portable code under valgrind)
+  and the posterior refresh (by the clock, not per request); see the script's header.
 
-| scenario | server | instructions per request | run time (s) | idle share (run time × idle rate ÷ total) |
-| --- | --- | ---: | ---: | ---: |
+| scenario | server | instructions per request (all threads) | HTTP worker thread | worker without SHA and refresh | run time (s) | idle share (run time × idle rate ÷ total) |
+| --- | --- | ---: | ---: | ---: | ---: | ---: |
 EOF
 for scenario in assign_known per_request baseline; do
     server=banditd idle_rate=$IDLE_BANDITD
     [[ $scenario == baseline ]] && server=banditd-baseline idle_rate=$IDLE_BASELINE
     file=${FILE_OF[$scenario]}
-    echo "| $scenario | $server | $(thousands "$(per_request "$file")") | ${SECONDS_OF[$scenario]} | $(awk \
+    total=$(per_request "$file")
+    on_worker=$(per_request "$(worker "$file")")
+    sha=$(inclusive "$(worker "$file")" 'sha2::sha256::compress256 \[')
+    refresh=$(inclusive "$(worker "$file")" 'Engine>::rebuild::\{\{closure\}\} \[')
+    echo "| $scenario | $server | $(thousands "$total") | $(thousands "$on_worker") | $(thousands "$((on_worker - sha - refresh))") | ${SECONDS_OF[$scenario]} | $(awk \
         -v r="$idle_rate" -v s="${SECONDS_OF[$scenario]}" -v n="$(instructions "$file")" \
         'BEGIN {printf "%.1f%%", 100 * r * s / n}') |"
 done
 for scenario in assign_known per_request baseline; do
     cat <<EOF
 
-### $scenario: top $TOP functions, inclusive instructions per request
+### $scenario: parts (inclusive instructions per request; parts overlap)
 
-| Ir per request | function |
-| ---: | --- |
-$(top "${FILE_OF[$scenario]}")
+| part | instructions per request | calls per request |
+| --- | ---: | ---: |
+$(python3 "$HERE/callgrind_parts.py" "${FILE_OF[$scenario]}" "$COUNT")
 EOF
+    if ((TOP > 0)); then
+        cat <<EOF
+
+| Ir per request | function (top $TOP on the HTTP worker, inclusive) |
+| ---: | --- |
+$(top "$(worker "${FILE_OF[$scenario]}")")
+EOF
+    fi
 done
