@@ -136,8 +136,9 @@ idle() {
 }
 
 # top FILE: the TOP functions by inclusive instructions, per request, as Markdown table rows.
+# (callgrind_annotate runs from `/`: in the source tree it shortens names; callgrind_parts.py.)
 top() {
-    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
+    (cd / && callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
         awk -v n="$COUNT" -v top="$TOP" '
             /^-+$/ { dashes++; next }
             dashes >= 4 && /^ *[0-9,]+ / && shown < top {
@@ -148,7 +149,7 @@ top() {
                 if (length(fn) > 140) fn = substr(fn, 1, 140) "…"
                 printf "| %.0f | `%s` |\n", ir / n, fn
                 shown++
-            }'
+            }')
 }
 
 declare -A FILE_OF SECONDS_OF
@@ -176,7 +177,7 @@ per_request() { awk -v n="$(instructions "$1")" -v c="$COUNT" 'BEGIN {printf "%.
 # inclusive FILE PATTERN: inclusive instructions of the function matching PATTERN, per request
 # (0 when it did not run).
 inclusive() {
-    callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
+    (cd / && callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null) |
         { grep -E "$2" || true; } | head -1 |
         awk -v c="$COUNT" '{ir = $1; gsub(",", "", ir)} END {printf "%.0f", (NR ? ir : 0) / c}'
 }

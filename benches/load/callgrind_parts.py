@@ -48,7 +48,10 @@ PARTS = [
 def inclusive(dump):
     out = subprocess.run(
         ["callgrind_annotate", "--inclusive=yes", "--threshold=100", "--auto=no", dump],
-        capture_output=True, text=True, check=True).stdout
+        # From `/`: run in the source tree, callgrind_annotate shortens the names of the
+        # functions it finds sources for and drops their object file, which marks the
+        # whole-function entries below.
+        capture_output=True, text=True, check=True, cwd="/").stdout
     entries = []
     for line in out.splitlines():
         m = re.match(r"^\s*([\d,]+) \([^)]*\)\s+(.*)$", line)
