@@ -8,7 +8,7 @@ rows "| part | instructions per request | calls per request |": all threads' ins
 HTTP worker thread's (the dump in which actix's dispatcher ran), then the inclusive
 instructions of each function in PARTS (from `callgrind_annotate --inclusive=yes`, its
 whole-function entries, the ones that name their object file; the largest over the threads)
-divided by REQUESTS, and how often it was called per request (the dumps' `calls=` records). A
+divided by REQUESTS, and how often it was called per request, all threads (the dumps' `calls=` records). A
 part whose function did not run is left out. Inclusive counts overlap (the token is inside the
 handler).
 """
@@ -43,6 +43,10 @@ PARTS = [
     ("zeroed allocations (`__rust_alloc_zeroed`)", r"__rustc::__rust_alloc_zeroed$"),
     ("reallocations (`__rust_realloc`)", r"__rustc::__rust_realloc$"),
 ]
+
+
+# The global allocator's entry points (calls of them are heap allocations and reallocations).
+ALLOCATING = r"^__rustc::__rust_(alloc|alloc_zeroed|realloc)$"
 
 
 def inclusive(dump):
@@ -104,6 +108,10 @@ def main():
     worker = next((d for d in dumps if "InnerDispatcher" in open(d).read()), None)
     if worker is not None:
         print(f"| the HTTP worker thread | {totals.get(worker, 0) / requests:,.0f} | – |")
+        on_worker = calls(worker)
+        allocations = sum(n for name, n in on_worker.items() if re.search(ALLOCATING, name))
+        print(f"| heap allocations on the HTTP worker (`__rust_alloc`, `_zeroed`, `_realloc`)"
+              f" | – | {allocations / requests:.2f} |")
     for label, pattern in PARTS:
         hits = [(ir, n) for n, ir in entries.items() if re.search(pattern, n)]
         if not hits:
