@@ -14,12 +14,12 @@
 # (benches/load/assign_requests.py, one keep-alive connection) first makes KNOWN (1,000) known
 # units and sends WARM (300) requests of each scenario uncounted (lazy initialisation, caches,
 # the allocator's pools); then, per scenario, the counters are zeroed (`callgrind_control -z`),
-# COUNT (2,000) requests are sent and the counters dumped (`callgrind_control -d`). The dump
-# covers every thread of the process: the HTTP worker, and the store's writer for the
-# per-request exposures. The process's background work that runs by the clock (the posterior
-# refresh every 100 ms, sled's flusher) is counted over IDLE_S (5) s with no requests and
-# reported as instructions per second, so that its share of a scenario (run time × that rate)
-# can be judged; it is not subtracted.
+# COUNT (2,000) requests are sent and the counters dumped (`callgrind_control -d`), one dump
+# per thread (`--separate-threads=yes`): the totals add every thread (the store's writer works
+# for the per-request exposures), and the HTTP worker (the thread that ran actix's dispatcher)
+# is reported apart. The process's background work with no requests (timers, sled's flusher)
+# is counted over IDLE_S (5) s and reported as instructions per second, so that its share of a
+# scenario (run time × that rate) can be judged; it is not subtracted.
 #
 # Output (Markdown on stdout, logs on stderr): instructions per request per scenario, the run's
 # wall time, and per scenario the named parts of benches/load/callgrind_parts.py (inclusive
@@ -27,13 +27,14 @@
 # token and its SHA-256 blocks, the answer, the store's writer thread, allocations...). Two
 # parts are not the request's own and are also reported subtracted: the SHA-256 blocks
 # (valgrind does not run the SHA-NI instructions, so the sha2 crate takes its portable path,
-# ~3,500 instructions a block, where natively a block is a few dozen SHA-NI instructions) and
+# ~3,500 instructions a block; natively, on a CPU with SHA-NI, it runs those instead) and
 # the posterior refresh (`Engine::rebuild`, once per 100 ms on the first request after; under
 # valgrind's slowdown a run of COUNT requests takes seconds and holds dozens of refreshes).
 # TOP (0) > 0 also lists the TOP functions by inclusive instructions per request
 # (`callgrind_annotate --inclusive=yes`). KEEP_WORK=1 keeps the dumps (open them with
 # `callgrind_annotate --inclusive=yes --tree=calling FILE` or kcachegrind).
-# Valgrind makes the server ~50× slower: COUNT=2000 takes about a minute per scenario.
+# Valgrind makes the server far slower: COUNT=2000 takes from a few seconds to a minute per
+# scenario, with the machine's load.
 
 set -euo pipefail
 
