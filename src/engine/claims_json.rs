@@ -36,11 +36,12 @@ pub(super) fn write_claims(out: &mut Vec<u8>, claims: &ClaimsRef<'_>) {
 /// A string exactly as serde_json writes it. serde_json escapes only `"`, `\\` and the
 /// control characters below U+0020; a string without them (ids, units, the assignment id
 /// nearly always) is copied between quotes, without serde's serializer and its per-byte
-/// escape table (~100 instructions a string, four per token).
+/// escape table (76–229 fewer instructions per token, benches/load/results/
+/// preq5-2026-12-01-s10.md).
 fn json_str(out: &mut Vec<u8>, text: &str) {
-    let plain = text
-        .bytes()
-        .fold(true, |plain, b| plain & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
     if plain {
         out.reserve(text.len() + 2);
         out.push(b'"');
