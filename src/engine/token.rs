@@ -28,7 +28,7 @@ thread_local! {
 
 /// `base64url(claims) "." base64url(tag)` in one buffer of its exact size: both parts are
 /// encoded in place (`encode_slice`), where `encode_string` goes through base64's chunked
-/// encoder and appends each chunk to the string after checking it is UTF-8 (~500 of the
+/// encoder and appends each chunk to the string after checking it is UTF-8 (~450 of the
 /// ~1,900 instructions of the token's base64 per assign, benches/load/results/
 /// preq5-2026-12-01-s10.md). A buffer too small cannot happen (its size is the encoded
 /// length); `encode_string` is the fallback all the same, so a token is never cut.
