@@ -30,6 +30,9 @@
 # ~3,500 instructions a block; natively, on a CPU with SHA-NI, it runs those instead) and
 # the posterior refresh (`Engine::rebuild`, once per 100 ms on the first request after; under
 # valgrind's slowdown a run of COUNT requests takes seconds and holds dozens of refreshes).
+# REDIS=1 serves banditd from Redis instead of sled: a fresh redis-server (appendonly yes,
+# appendfsync always, as benches/load/hot_ab.sh) on REDIS_PORT (18479), not under valgrind;
+# only banditd's own instructions are counted.
 # TOP (0) > 0 also lists the TOP functions by inclusive instructions per request
 # (`callgrind_annotate --inclusive=yes`). KEEP_WORK=1 keeps the dumps (open them with
 # `callgrind_annotate --inclusive=yes --tree=calling FILE` or kcachegrind).
@@ -51,6 +54,8 @@ TOP=${TOP:-0}
 PORT=${BANDITD_PORT:-18280}
 SERVER_CORE=${SERVER_CORE:-0}
 NICE=${NICE:-0}
+REDIS=${REDIS:-0}
+REDIS_PORT=${REDIS_PORT:-18479}
 for bin in "$BIN/banditd" "$BIN/banditd-baseline"; do
     [[ -x $bin ]] || die "$bin is missing"
 done
@@ -154,8 +159,25 @@ top() {
 }
 
 declare -A FILE_OF SECONDS_OF
+STORE=()
+if ((REDIS)); then
+    command -v redis-server >/dev/null || die "REDIS=1 needs redis-server"
+    port_free "$REDIS_PORT" || die "port $REDIS_PORT is in use; set REDIS_PORT"
+    mkdir -p "$WORK/redis"
+    setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
+        --appendonly yes --appendfsync always --save '' --daemonize no \
+        --logfile "$WORK/redis/redis.log" >/dev/null 2>&1 &
+    STARTED_PIDS+=("$!")
+    deadline=$((SECONDS + 20))
+    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
+        ((SECONDS < deadline)) || die "redis-server did not answer within 20 s"
+        sleep 0.05
+    done
+    STORE=(--redis "redis://127.0.0.1:$REDIS_PORT")
+fi
 under_callgrind banditd "$BIN/banditd" serve --bind "127.0.0.1:$PORT" \
-    --data-dir "$WORK/data" --experiments "$WORK/experiments" --workers 1 --access-log off
+    --data-dir "$WORK/data" --experiments "$WORK/experiments" --workers 1 --access-log off \
+    "${STORE[@]}"
 log "making $KNOWN known units"
 "${DRIVER[@]}" warm "$KNOWN" || die "the warm-up failed"
 for scenario in assign_known per_request; do
@@ -189,6 +211,7 @@ cat <<EOF
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $COUNT counted requests per scenario after $WARM
   uncounted; $KNOWN known units; one worker, \`--access-log off\`; one keep-alive connection.
 - banditd: $BIN/banditd; baseline: $BIN/banditd-baseline
+- Store: $( ((REDIS)) && echo "Redis (redis-server on port $REDIS_PORT, appendfsync always; not counted)" || echo sled)
 - Idle (no requests, every thread): banditd $(thousands "$IDLE_BANDITD") instructions/s,
   baseline $(thousands "$IDLE_BASELINE") instructions/s.
 - "Without SHA and refresh": the total less the SHA-256 blocks (portable code under valgrind)
