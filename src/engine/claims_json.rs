@@ -2,7 +2,8 @@
 //!
 //! Every counted assign signs a token, so these bytes are on the path of the busiest requests.
 //! serde's derived path escapes each one-letter field name on every call; here the names are
-//! literals and only the values go through serde_json (strings, numbers, the allocation), so
+//! literals, a string with nothing to escape is copied between quotes, and only the other
+//! values go through serde_json (numbers, strings to escape, the allocation), so
 //! the bytes are the ones `serde_json::to_writer(claims)` writes, which the tests check for
 //! every shape the claims take. The signature covers these bytes: they must never drift from
 //! what `Claims` parses.
@@ -12,17 +13,17 @@ use super::token::ClaimsRef;
 /// Appends the claims' JSON to `out`: the bytes `serde_json::to_vec(claims)` makes.
 pub(super) fn write_claims(out: &mut Vec<u8>, claims: &ClaimsRef<'_>) {
     out.extend_from_slice(b"{\"e\":");
-    json_value(out, claims.experiment);
+    json_str(out, claims.experiment);
     out.extend_from_slice(b",\"r\":");
     json_value(out, &claims.revision);
     out.extend_from_slice(b",\"v\":");
-    json_value(out, claims.variant);
+    json_str(out, claims.variant);
     out.extend_from_slice(b",\"u\":");
-    json_value(out, claims.unit);
+    json_str(out, claims.unit);
     out.extend_from_slice(b",\"t\":");
     json_value(out, &claims.issued_ms);
     out.extend_from_slice(b",\"a\":");
-    json_value(out, claims.assignment_id);
+    json_str(out, claims.assignment_id);
     out.extend_from_slice(b",\"p\":");
     json_value(out, &claims.propensity);
     if let Some(allocation) = claims.allocation {
@@ -30,6 +31,25 @@ pub(super) fn write_claims(out: &mut Vec<u8>, claims: &ClaimsRef<'_>) {
         json_value(out, allocation);
     }
     out.push(b'}');
+}
+
+/// A string exactly as serde_json writes it. serde_json escapes only `"`, `\\` and the
+/// control characters below U+0020; a string without them (ids, units, the assignment id
+/// nearly always) is copied between quotes, without serde's serializer and its per-byte
+/// escape table (76–229 fewer instructions per token, benches/load/results/
+/// preq5-2026-12-01-s10.md).
+fn json_str(out: &mut Vec<u8>, text: &str) {
+    let plain = text.bytes().fold(true, |plain, b| {
+        plain & (b >= 0x20) & (b != b'"') & (b != b'\\')
+    });
+    if plain {
+        out.reserve(text.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    } else {
+        json_value(out, text);
+    }
 }
 
 /// A value exactly as serde_json writes it. Writing into a `Vec` cannot fail, and neither can
@@ -83,6 +103,12 @@ mod tests {
             "tab\tnew\nline\u{1}\u{1f}",
             "naïve ☃ 🎉",
             "</script>",
+            "\u{7f}\u{80} del and c1",
+            "\u{1f}",
+            " ",
+            "\\",
+            "\"",
+            "k-123",
         ] {
             same_as_serde(&ClaimsRef {
                 experiment: text,

@@ -77,6 +77,7 @@ impl TryFrom<Vec<String>> for DistinctIds {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[cfg_attr(test, derive(PartialEq))]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct AssignQuery {
@@ -87,6 +88,53 @@ struct AssignQuery {
     #[serde(default)]
     #[param(value_type = Option<String>, pattern = "^(true|false|1|0)$")]
     count: Option<String>,
+}
+
+impl AssignQuery {
+    /// The query of a plain call (`unit=k-1`, `unit=k-1&count=false`): only `unit` and
+    /// `count`, each at most once, no `%` or `+` (so the decoded text is the raw text), and a
+    /// unit. `None` for anything else, which `web::Query` then decodes and refuses as before.
+    /// The plain case skips serde_urlencoded's deserializer and the extractor's error-handler
+    /// lookup, ~900 instructions per assign (benches/load/results/preq5-2026-12-01-s10.md).
+    fn plain(query: &str) -> Option<Self> {
+        let (mut unit, mut count) = (None, None);
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            if pair.contains(['%', '+']) {
+                return None;
+            }
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match name {
+                "unit" => &mut unit,
+                "count" => &mut count,
+                _ => return None,
+            };
+            if slot.replace(value).is_some() {
+                return None;
+            }
+        }
+        Some(Self {
+            unit: unit?.to_owned(),
+            count: count.map(str::to_owned),
+        })
+    }
+}
+
+/// The `GET` assign route's query: [`AssignQuery::plain`] when it applies, else actix's
+/// `web::Query` with the app's `QueryConfig` (its 400 problem for a bad query).
+struct AssignParams(AssignQuery);
+
+impl actix_web::FromRequest for AssignParams {
+    type Error = actix_web::Error;
+    type Future = std::future::Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(match AssignQuery::plain(req.query_string()) {
+            Some(query) => Ok(Self(query)),
+            None => web::Query::<AssignQuery>::from_request(req, payload)
+                .into_inner()
+                .map(|query| Self(query.into_inner())),
+        })
+    }
 }
 
 /// One assignment as the frontend reads it.
@@ -301,10 +349,10 @@ async fn assign_one(
     _: AssignAuth,
     state: web::Data<AppState>,
     req: HttpRequest,
-    query: web::Query<AssignQuery>,
+    AssignParams(query): AssignParams,
 ) -> ApiResult<HttpResponse> {
     let id = path_id(&req);
-    let AssignQuery { unit, count } = query.into_inner();
+    let AssignQuery { unit, count } = query;
     // The query's own string becomes the unit (no copy of it).
     let unit = Unit::try_from(unit).map_err(|e| ApiError::BadRequest(format!("`unit`: {e}")))?;
     let assignment = state
@@ -317,9 +365,16 @@ async fn assign_one(
 
 /// The route's `{id}` as `web::Path<String>` reads it (every `%XX` decoded, invalid UTF-8
 /// replaced), borrowed from the request unless it holds an escape: `Path<String>` copies it
-/// on every call of the hottest route.
+/// on every call of the hottest route. An id without `%` is the text itself, taken as it is:
+/// decoding it would only re-check its UTF-8 (`decode_utf8_lossy`), ~400 instructions per
+/// request (benches/load/results/preq5-2026-12-01-s10.md).
 fn path_id(req: &HttpRequest) -> std::borrow::Cow<'_, str> {
-    percent_encoding::percent_decode_str(req.match_info().query("id")).decode_utf8_lossy()
+    let raw = req.match_info().query("id");
+    if raw.contains('%') {
+        percent_encoding::percent_decode_str(raw).decode_utf8_lossy()
+    } else {
+        std::borrow::Cow::Borrowed(raw)
+    }
 }
 
 #[cfg(test)]
@@ -327,6 +382,45 @@ mod tests {
     use actix_web::{App, test};
 
     use super::*;
+
+    // `test` is actix's attribute in this module; this one is synchronous.
+    #[::core::prelude::v1::test]
+    fn a_plain_query_reads_as_serde_urlencoded_reads_it_and_any_other_is_left_to_it() {
+        let plain = [
+            "unit=k-1",
+            "unit=k-1&count=false",
+            "count=0&unit=x",
+            "unit=",
+            "unit",
+            "&&unit=a&&",
+            "unit=a=b",
+            "unit=naïve☃",
+        ];
+        for query in plain {
+            let ours = AssignQuery::plain(query);
+            assert!(ours.is_some(), "{query:?} is plain");
+            assert_eq!(
+                ours,
+                Some(serde_urlencoded::from_str::<AssignQuery>(query).unwrap()),
+                "{query:?}"
+            );
+        }
+        // Decoding (`+`, `%XX`), names other than unit and count, repeats, no unit: left to
+        // serde_urlencoded, which decodes, or refuses with its own message.
+        for query in [
+            "unit=a+b",
+            "unit=a%2Db",
+            "u%6Eit=a",
+            "unit=a&other=1",
+            "unit=a&unit=b",
+            "count=true&count=false&unit=a",
+            "count=true",
+            "",
+            "=a&unit=b",
+        ] {
+            assert_eq!(AssignQuery::plain(query), None, "{query:?}");
+        }
+    }
 
     #[actix_web::test]
     async fn the_experiment_id_reads_as_the_path_extractor_reads_it() {
