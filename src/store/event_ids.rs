@@ -122,6 +122,11 @@ impl DigestSet {
         }
     }
 
+    /// The set of a table built at once (a startup replay, `digest_build`).
+    pub fn from_table(table: DigestTable) -> Self {
+        DigestSet { table }
+    }
+
     /// Makes room for `additional` more digests at once (a replay of a known size).
     pub fn reserve(&mut self, additional: usize) {
         self.table.reserve(additional);

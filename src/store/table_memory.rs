@@ -64,7 +64,7 @@ unsafe impl Allocator for TableMemory {
         if !is_mapped(layout) {
             return Global.allocate(layout);
         }
-        let start = map(layout.size()).ok_or(AllocError)?;
+        let start = map(layout.size(), true).ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(start, layout.size()))
     }
 
@@ -86,11 +86,11 @@ unsafe impl Allocator for TableMemory {
     }
 }
 
-/// A private anonymous mapping of `size` bytes, aligned to [`HUGE_PAGE`] and advised to use
-/// huge pages when it is at least that big.
+/// A private anonymous mapping of `size` bytes (zeros until written), aligned to
+/// [`HUGE_PAGE`] and advised to use huge pages when it is at least that big and `huge_pages`.
 #[cfg(unix)]
-fn map(size: usize) -> Option<NonNull<u8>> {
-    let huge = size >= HUGE_PAGE;
+fn map(size: usize, huge_pages: bool) -> Option<NonNull<u8>> {
+    let huge = huge_pages && size >= HUGE_PAGE;
     let reserve = if huge {
         size.checked_add(HUGE_PAGE)?
     } else {
@@ -112,6 +112,9 @@ fn map(size: usize) -> Option<NonNull<u8>> {
     }
     let raw = raw.cast::<u8>();
     if !huge {
+        if !huge_pages {
+            advise_small_pages(raw, size);
+        }
         return NonNull::new(raw);
     }
     // Trim the reservation to a HUGE_PAGE-aligned start and a page-rounded end.
@@ -133,7 +136,7 @@ fn map(size: usize) -> Option<NonNull<u8>> {
 }
 
 #[cfg(not(unix))]
-fn map(_size: usize) -> Option<NonNull<u8>> {
+fn map(_size: usize, _huge_pages: bool) -> Option<NonNull<u8>> {
     None
 }
 
@@ -148,6 +151,18 @@ fn advise_huge_pages(start: *mut u8, len: usize) {
 #[cfg(all(unix, not(target_os = "linux")))]
 fn advise_huge_pages(_start: *mut u8, _len: usize) {}
 
+/// Keeps a mapping on small pages even where transparent huge pages are always on.
+#[cfg(target_os = "linux")]
+fn advise_small_pages(start: *mut u8, len: usize) {
+    // SAFETY: advice on a range of our own mapping; a refusal changes nothing.
+    unsafe {
+        libc::madvise(start.cast(), len, libc::MADV_NOHUGEPAGE);
+    }
+}
+
+#[cfg(all(unix, not(target_os = "linux")))]
+fn advise_small_pages(_start: *mut u8, _len: usize) {}
+
 #[cfg(unix)]
 fn unmap(ptr: NonNull<u8>, size: usize) {
     // SAFETY: `ptr` starts a mapping `map` made for `size` bytes; munmap rounds up to the page
@@ -159,6 +174,87 @@ fn unmap(ptr: NonNull<u8>, size: usize) {
 
 #[cfg(not(unix))]
 fn unmap(_ptr: NonNull<u8>, _size: usize) {}
+
+/// A replay's scratch array of `u64`s, zeros until written, whose pages cost nothing until
+/// first touched (`digest_build`: each replay thread has room for every digest in each of its
+/// buckets and fills only its own share of them).
+///
+/// A big one (at least [`MAPPED_MIN_BYTES`]) is an anonymous mapping of its own without huge
+/// pages: a huge page would make the kernel zero 2 MiB at the first write into any bucket it
+/// spans, i.e. all of the room, filled or not. A small one, or any with the switch (module
+/// docs) set, is an ordinary zeroed allocation.
+pub struct ZeroedWords {
+    memory: WordMemory,
+}
+
+enum WordMemory {
+    Mapped { start: NonNull<u64>, len: usize },
+    Owned(Box<[u64]>),
+}
+
+// SAFETY: a mapping is owned by its `ZeroedWords` alone, like a `Box<[u64]>`.
+unsafe impl Send for ZeroedWords {}
+// SAFETY: shared access only reads (`Deref`), as for a `Box<[u64]>`.
+unsafe impl Sync for ZeroedWords {}
+
+impl ZeroedWords {
+    /// No words (allocates nothing).
+    pub fn empty() -> ZeroedWords {
+        ZeroedWords {
+            memory: WordMemory::Owned(Box::new([])),
+        }
+    }
+
+    /// `len` zeros; `None` if the memory cannot be mapped.
+    pub fn new(len: usize) -> Option<ZeroedWords> {
+        let bytes = len.checked_mul(std::mem::size_of::<u64>())?;
+        let layout = Layout::from_size_align(bytes, std::mem::align_of::<u64>()).ok()?;
+        if !is_mapped(layout) {
+            return Some(ZeroedWords {
+                memory: WordMemory::Owned(vec![0; len].into_boxed_slice()),
+            });
+        }
+        let start = map(bytes, false)?.cast::<u64>();
+        Some(ZeroedWords {
+            memory: WordMemory::Mapped { start, len },
+        })
+    }
+}
+
+impl std::ops::Deref for ZeroedWords {
+    type Target = [u64];
+
+    fn deref(&self) -> &[u64] {
+        match &self.memory {
+            // SAFETY: a page-aligned mapping of `len` u64s, zero-filled by the kernel (every
+            // bit pattern is a valid u64), alive while `self` is.
+            WordMemory::Mapped { start, len } => unsafe {
+                std::slice::from_raw_parts(start.as_ptr(), *len)
+            },
+            WordMemory::Owned(words) => words,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ZeroedWords {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        match &mut self.memory {
+            // SAFETY: as in `deref`; `&mut self` makes this the only access.
+            WordMemory::Mapped { start, len } => unsafe {
+                std::slice::from_raw_parts_mut(start.as_ptr(), *len)
+            },
+            WordMemory::Owned(words) => words,
+        }
+    }
+}
+
+impl Drop for ZeroedWords {
+    fn drop(&mut self) {
+        if let WordMemory::Mapped { start, len } = self.memory {
+            unmap(start.cast(), len * std::mem::size_of::<u64>());
+        }
+    }
+}
 
 /// Returns to the kernel, now, the memory the global allocator holds freed: called once a
 /// restart's replays are done (`load::load`). The replays read the logs on threads of their
