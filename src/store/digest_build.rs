@@ -1,5 +1,5 @@
 //! How a restart builds the kept event ids' table (`digest_table`) from the event log: the
-//! replay threads collect the digests into buckets by their top bits ([`DigestCollector`]),
+//! replay threads collect the digests into buckets by their top bits ([`DigestBuckets`]),
 //! then [`build`] sorts one bucket at a time in a small cache-resident array and places them
 //! in ascending order (`digest_table::Placement`).
 //!
@@ -18,21 +18,29 @@
 //! order, so a stale size hint, or no hint at all (everything overflows: the old path), costs
 //! time, never exactness.
 //!
-//! **Two threads.** Each replay thread has a collector of its own with room for all `n` digests
-//! (the log's key ranges are handed out as the threads ask, so their shares are not known
-//! ahead). Its array is `table_memory::ZeroedWords`: a page costs memory and the kernel's
-//! zeroing only once written, so two collectors that each fill part of every bucket touch
-//! about one collector's worth of pages (plus a page per bucket per thread).
+//! **Two threads.** Both replay threads write into the same buckets. A thread claims
+//! [`CLAIM`] places of a bucket at a time (one atomic add on the bucket's count) and fills them
+//! with plain stores, so the writes, each a cache miss somewhere in 800 MB, overlap in the
+//! store buffer; an atomic add per digest would drain it each time (a locked instruction waits
+//! for every earlier store), which made the collection about 3× slower. A thread's last claim
+//! in a bucket may end part-filled: it hands back those holes with its overflow
+//! ([`Collected`]). The array is `table_memory::ZeroedWords` on huge pages: on 4 KiB pages
+//! each write also cost a TLB miss (36% of a restart's CPU in a first version that gave each
+//! thread an array of its own on small pages).
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::digest_table::{DigestTable, Placement};
 use super::table_memory::ZeroedWords;
 
-/// The mean digests per bucket a collector aims at (module docs).
+/// The mean digests per bucket the buckets aim at (module docs).
 const BUCKET_MEAN: usize = 4096;
+/// Places of a bucket a thread claims at once (module docs).
+const CLAIM: usize = 64;
 /// Below this many expected digests, no buckets: everything goes to the overflow list.
 const MIN_BUCKETED: usize = 1 << 16;
 
-/// The buckets of a collector: `2^bits` of them, each with room for `room` digests.
+/// The shape of [`DigestBuckets`]: `2^bits` buckets, each with room for `room` digests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Layout {
     bits: u32,
@@ -50,9 +58,10 @@ impl Layout {
         let bits = (expected / mean).max(2).ilog2().min(32);
         let mean = expected >> bits;
         let spread = 6 * (mean as f64).sqrt().ceil() as usize;
+        // Two threads' part-filled last claims leave up to 2 · CLAIM places of a bucket empty.
         Layout {
             bits,
-            room: (mean + spread + 16).min(u32::MAX as usize),
+            room: (mean + spread + 2 * CLAIM + 16).min(u32::MAX as usize),
         }
     }
 
@@ -65,29 +74,29 @@ impl Layout {
     }
 }
 
-/// One replay thread's digests, by bucket (module docs).
-pub struct DigestCollector {
+/// The replay's digests by bucket (module docs), filled through [`DigestCollector`]s.
+pub struct DigestBuckets {
     layout: Layout,
-    /// Bucket `b`'s digests are `words[b · room ..][.. lens[b]]`.
+    /// Bucket `b`'s digests are `words[b · room ..][.. min(counts[b], room)]`.
     words: ZeroedWords,
-    lens: Vec<u32>,
-    overflow: Vec<u64>,
+    /// Digests that went to each bucket, the overflowed ones included.
+    counts: Vec<AtomicUsize>,
 }
 
-impl DigestCollector {
-    /// A collector with room for `expected` digests (the last size kept, `size_hint`).
-    pub fn new(expected: usize) -> DigestCollector {
-        DigestCollector::with_layout(Layout::new(expected, BUCKET_MEAN, MIN_BUCKETED))
+impl DigestBuckets {
+    /// Buckets with room for `expected` digests (the last size kept, `size_hint`).
+    pub fn new(expected: usize) -> DigestBuckets {
+        DigestBuckets::with_layout(Layout::new(expected, BUCKET_MEAN, MIN_BUCKETED))
     }
 
-    /// A collector of `2^bits` buckets of `room` digests each: the tests' small buckets,
-    /// which overflow at small sizes.
+    /// `2^bits` buckets of `room` digests each: the tests' small buckets, which overflow at
+    /// small sizes.
     #[cfg(test)]
-    pub fn with_buckets(bits: u32, room: usize) -> DigestCollector {
-        DigestCollector::with_layout(Layout { bits, room })
+    pub fn with_buckets(bits: u32, room: usize) -> DigestBuckets {
+        DigestBuckets::with_layout(Layout { bits, room })
     }
 
-    fn with_layout(layout: Layout) -> DigestCollector {
+    fn with_layout(layout: Layout) -> DigestBuckets {
         let words = if layout.room == 0 {
             None
         } else {
@@ -96,78 +105,125 @@ impl DigestCollector {
                 .checked_mul(layout.room)
                 .and_then(ZeroedWords::new)
         };
-        match words {
-            Some(words) => DigestCollector {
-                layout,
-                words,
-                lens: vec![0; layout.buckets()],
-                overflow: Vec::new(),
-            },
-            // No buckets (or no memory for them): the overflow list takes everything.
-            None => DigestCollector {
-                layout: Layout { bits: 1, room: 0 },
-                words: ZeroedWords::empty(),
-                lens: vec![0; 2],
-                overflow: Vec::new(),
-            },
+        let (layout, words) = match words {
+            Some(words) => (layout, words),
+            // No buckets (or no memory for them): the overflow lists take everything.
+            None => (Layout { bits: 1, room: 0 }, ZeroedWords::empty()),
+        };
+        DigestBuckets {
+            layout,
+            words,
+            counts: (0..layout.buckets()).map(|_| AtomicUsize::new(0)).collect(),
         }
     }
 
-    pub fn push(&mut self, digest: u64) {
-        let bucket = self.layout.bucket(digest);
-        let len = &mut self.lens[bucket];
-        if (*len as usize) < self.layout.room {
-            self.words[bucket * self.layout.room + *len as usize] = digest;
-            *len += 1;
-        } else {
-            self.overflow.push(digest);
+    /// A collector for one thread.
+    pub fn collector(&self) -> DigestCollector<'_> {
+        DigestCollector {
+            buckets: self,
+            words: self.words.as_atomic(),
+            claims: vec![(0, 0); self.layout.buckets()],
+            overflow: Vec::new(),
         }
     }
 
-    /// Digests collected (repeats included).
-    pub fn len(&self) -> usize {
-        self.lens.iter().map(|&len| len as usize).sum::<usize>() + self.overflow.len()
-    }
-
-    #[cfg(test)]
-    pub fn overflowed(&self) -> usize {
-        self.overflow.len()
-    }
-
-    fn bucket_slice(&self, bucket: usize) -> &[u64] {
+    /// Bucket `bucket`'s digests: its claimed places less the collectors' holes in them
+    /// (`holes` in order).
+    fn bucket_parts<'a>(&'a self, bucket: usize, holes: &[(u32, u32)]) -> Vec<&'a [u64]> {
         let start = bucket * self.layout.room;
-        &self.words[start..start + self.lens[bucket] as usize]
+        let filled = self.counts[bucket].load(Ordering::Relaxed).min(self.layout.room);
+        let mut parts = Vec::with_capacity(holes.len() + 1);
+        let mut from = 0;
+        for &(hole_from, hole_to) in holes {
+            parts.push(&self.words[start + from..start + hole_from as usize]);
+            from = hole_to as usize;
+        }
+        parts.push(&self.words[start + from..start + filled]);
+        parts
     }
 }
 
-/// The table of every digest the collectors hold (repeats once), at the fitted load
-/// (module docs).
-pub fn build(collectors: Vec<DigestCollector>) -> DigestTable {
-    let total = collectors.iter().map(DigestCollector::len).sum();
-    let layout = collectors
-        .iter()
-        .find(|collector| collector.layout.room > 0)
-        .map(|collector| collector.layout);
-    let mut overflow = Vec::new();
-    let mut bucketed = Vec::new();
-    for mut collector in collectors {
-        overflow.append(&mut collector.overflow);
-        if Some(collector.layout) == layout {
-            bucketed.push(collector);
-        } else {
-            // Not built with the others' layout: its buckets join the overflow list.
-            for bucket in 0..collector.layout.buckets() {
-                overflow.extend_from_slice(collector.bucket_slice(bucket));
+/// One replay thread's way into the shared [`DigestBuckets`]: its current claim in each bucket
+/// (next place, end) and its own overflow list.
+pub struct DigestCollector<'a> {
+    buckets: &'a DigestBuckets,
+    words: &'a [std::sync::atomic::AtomicU64],
+    claims: Vec<(u32, u32)>,
+    overflow: Vec<u64>,
+}
+
+impl DigestCollector<'_> {
+    pub fn push(&mut self, digest: u64) {
+        let layout = self.buckets.layout;
+        let bucket = layout.bucket(digest);
+        let claim = &mut self.claims[bucket];
+        if claim.0 == claim.1 {
+            // Each place is claimed once: no two claims overlap.
+            let start = self.buckets.counts[bucket].fetch_add(CLAIM, Ordering::Relaxed);
+            if start >= layout.room {
+                self.overflow.push(digest);
+                return;
             }
+            // `room` fits a u32 (`Layout::new`).
+            *claim = (start as u32, (start + CLAIM).min(layout.room) as u32);
+        }
+        self.words[bucket * layout.room + claim.0 as usize].store(digest, Ordering::Relaxed);
+        claim.0 += 1;
+    }
+
+    /// What [`build`] needs besides the buckets: the overflow list and the part of each last
+    /// claim left empty.
+    pub fn finish(self) -> Collected {
+        let holes = self
+            .claims
+            .iter()
+            .enumerate()
+            .filter(|(_, claim)| claim.0 < claim.1)
+            .map(|(bucket, &(from, to))| (bucket, from, to))
+            .collect();
+        Collected {
+            overflow: self.overflow,
+            holes,
         }
     }
+}
+
+/// A finished [`DigestCollector`]'s digests outside the buckets, and its holes in them.
+pub struct Collected {
+    overflow: Vec<u64>,
+    /// (bucket, first empty place, end of the claim).
+    holes: Vec<(usize, u32, u32)>,
+}
+
+/// The table of every digest in `buckets` and in the threads' `collected` (repeats once), at
+/// the fitted load (module docs). The threads that filled the buckets must be done (joined).
+pub fn build(buckets: DigestBuckets, collected: Vec<Collected>) -> DigestTable {
+    let layout = buckets.layout;
+    let mut overflow = Vec::new();
+    let mut holes = Vec::new();
+    for mut one in collected {
+        overflow.append(&mut one.overflow);
+        holes.append(&mut one.holes);
+    }
+    holes.sort_unstable();
+    let empty: usize = holes.iter().map(|&(_, from, to)| (to - from) as usize).sum();
+    let claimed: usize = (0..layout.buckets())
+        .map(|bucket| buckets.counts[bucket].load(Ordering::Relaxed).min(layout.room))
+        .sum();
     sort_digests(&mut overflow);
-    let mut placement = Placement::new(total);
+    let mut placement = Placement::new(claimed - empty + overflow.len());
     let mut overflow = overflow.into_iter().peekable();
-    if let Some(layout) = layout {
+    if layout.room > 0 {
         let mut sorter = BucketSorter::new(layout);
+        let mut bucket_holes = holes.chunk_by(|a, b| a.0 == b.0).peekable();
+        let mut in_bucket = Vec::new();
         for bucket in 0..layout.buckets() {
-            for &digest in sorter.sort(bucketed.iter().map(|c| c.bucket_slice(bucket))) {
+            in_bucket.clear();
+            if let Some(these) = bucket_holes.next_if(|these| these[0].0 == bucket) {
+                in_bucket.extend(these.iter().map(|&(_, from, to)| (from, to)));
+            }
+            let parts = buckets.bucket_parts(bucket, &in_bucket);
+            for &digest in sorter.sort(&parts) {
                 while let Some(smaller) = overflow.next_if(|&kept| kept < digest) {
                     placement.push(smaller);
                 }
@@ -175,13 +231,14 @@ pub fn build(collectors: Vec<DigestCollector>) -> DigestTable {
             }
         }
     }
+    drop(buckets);
     for digest in overflow {
         placement.push(digest);
     }
     placement.finish()
 }
 
-/// Sorts one bucket's digests (from every collector) into a scratch array that stays in the
+/// Sorts one bucket's digests into a scratch array that stays in the
 /// cache: one counting pass on the bits below the bucket's (about one digest per counter),
 /// then an insertion sort that only meets digests sharing a counter.
 struct BucketSorter {
@@ -202,19 +259,19 @@ impl BucketSorter {
         }
     }
 
-    fn sort<'a>(&mut self, parts: impl Iterator<Item = &'a [u64]> + Clone) -> &[u64] {
-        let len = parts.clone().map(<[u64]>::len).sum();
+    fn sort(&mut self, parts: &[&[u64]]) -> &[u64] {
+        let bucket = || parts.iter().flat_map(|part| part.iter());
         self.scratch.clear();
-        self.scratch.resize(len, 0);
+        self.scratch.resize(parts.iter().map(|part| part.len()).sum(), 0);
         self.counts.fill(0);
         let key = |digest: u64| ((digest >> self.shift) & self.mask) as usize + 1;
-        for &digest in parts.clone().flatten() {
+        for &digest in bucket() {
             self.counts[key(digest)] += 1;
         }
         for at in 1..self.counts.len() {
             self.counts[at] += self.counts[at - 1];
         }
-        for &digest in parts.flatten() {
+        for &digest in bucket() {
             let at = &mut self.counts[key(digest) - 1];
             self.scratch[*at as usize] = digest;
             *at += 1;

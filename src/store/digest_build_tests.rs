@@ -6,26 +6,33 @@ use rand::{RngExt, SeedableRng};
 
 use super::*;
 
-/// Builds from `parts` (one collector each, sized for `expected` or with `buckets`: 2^bits
-/// buckets of a given room)
-/// and checks the table against a `HashSet` of everything given: every digest found, repeats
-/// once, fresh random ones answered as the set answers them. Returns the digests that
-/// overflowed their buckets.
+/// Builds from `parts` (one thread's collector each, into buckets sized for `expected` or
+/// given as 2^bits buckets of a room) and checks the table against a `HashSet` of everything
+/// given: every digest found, repeats once, fresh random ones answered as the set answers
+/// them. Returns the digests that overflowed their buckets.
 fn check(parts: &[Vec<u64>], expected: usize, buckets: Option<(u32, usize)>, seed: u64) -> usize {
-    let mut collectors = Vec::new();
-    for part in parts {
-        let mut collector = match buckets {
-            Some((bits, room)) => DigestCollector::with_buckets(bits, room),
-            None => DigestCollector::new(expected),
-        };
-        for &digest in part {
-            collector.push(digest);
-        }
-        assert_eq!(collector.len(), part.len());
-        collectors.push(collector);
-    }
-    let overflowed = collectors.iter().map(DigestCollector::overflowed).sum();
-    let table = build(collectors);
+    let shared = match buckets {
+        Some((bits, room)) => DigestBuckets::with_buckets(bits, room),
+        None => DigestBuckets::new(expected),
+    };
+    let collected: Vec<Collected> = std::thread::scope(|scope| {
+        let threads: Vec<_> = parts
+            .iter()
+            .map(|part| {
+                let shared = &shared;
+                scope.spawn(move || {
+                    let mut collector = shared.collector();
+                    for &digest in part {
+                        collector.push(digest);
+                    }
+                    collector.finish()
+                })
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().unwrap()).collect()
+    });
+    let overflowed = collected.iter().map(|one| one.overflow.len()).sum();
+    let table = build(shared, collected);
     let reference: HashSet<u64> = parts.iter().flatten().copied().collect();
     assert_eq!(table.len(), reference.len());
     assert!(reference.iter().all(|&digest| table.contains(digest)));
@@ -77,7 +84,7 @@ fn without_a_hint_everything_overflows_and_builds_the_same_set() {
     let overflowed = check(&[digests[..70_000].to_vec(), digests[70_000..].to_vec()], 0, None, 7);
     assert_eq!(overflowed, 100_000);
     assert_eq!(check(&[Vec::new(), Vec::new()], 0, None, 8), 0);
-    assert!(build(vec![DigestCollector::new(0)]).is_empty());
+    assert!(build(DigestBuckets::new(0), Vec::new()).is_empty());
 }
 
 /// Digests sharing one home past the longest displacement: the spill set, as inserts would;
@@ -89,32 +96,15 @@ fn crowded_homes_spill_and_crowded_counters_sort() {
     digests.extend((0..1_000u64).rev().map(|i| crowded | i));
     let (a, b) = digests.split_at(35_000);
     check(&[a.to_vec(), b.to_vec()], 0, Some((8, 400)), 10);
-    let mut collector = DigestCollector::with_buckets(4, 2_000);
+    let shared = DigestBuckets::with_buckets(4, 2_000);
+    let mut collector = shared.collector();
     for digest in (0..1_000u64).rev().map(|i| crowded | i) {
         collector.push(digest);
     }
-    let table = build(vec![collector]);
+    let collected = collector.finish();
+    let table = build(shared, vec![collected]);
     assert!(table.spilled() > 0);
     assert!((0..1_000u64).all(|i| table.contains(crowded | i)));
-}
-
-/// Collectors of different layouts (sized for different hints) still build one exact set.
-#[test]
-fn collectors_of_different_layouts_build_one_set() {
-    let digests = random(40_000, 11);
-    let mut first = DigestCollector::with_buckets(8, 200);
-    let mut second = DigestCollector::with_buckets(4, 2_000);
-    for (i, &digest) in digests.iter().enumerate() {
-        if i % 2 == 0 {
-            first.push(digest);
-        } else {
-            second.push(digest);
-        }
-    }
-    let table = build(vec![first, second]);
-    let reference: HashSet<u64> = digests.iter().copied().collect();
-    assert_eq!(table.len(), reference.len());
-    assert!(digests.iter().all(|&digest| table.contains(digest)));
 }
 
 #[test]

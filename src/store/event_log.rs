@@ -35,7 +35,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::digest_build::{self, DigestCollector};
+use super::digest_build::{self, Collected, DigestBuckets};
 use super::error::StoreError;
 use super::event_ids::{DIGEST_KEY_LEN, DigestSet, Digester, EventIdSet};
 use super::keys::{self, KIND_EVENT_LOG, io};
@@ -168,8 +168,9 @@ pub fn replay(
     let mut set = EventIdSet::new(digester);
     let ranges = replay_ranges(db)?;
     let taken = AtomicUsize::new(0);
-    let collect = || -> Result<DigestCollector, StoreError> {
-        let mut collector = DigestCollector::new(expected);
+    let buckets = DigestBuckets::new(expected);
+    let collect = || -> Result<Collected, StoreError> {
+        let mut collector = buckets.collector();
         while let Some((start, end)) = ranges.get(taken.fetch_add(1, Ordering::Relaxed)) {
             for item in db.range(start.as_slice()..end.as_slice()) {
                 let (key, value) = item.map_err(io)?;
@@ -179,9 +180,9 @@ pub fn replay(
                 }
             }
         }
-        Ok(collector)
+        Ok(collector.finish())
     };
-    let collectors = std::thread::scope(|scope| {
+    let collected = std::thread::scope(|scope| {
         let helper = std::thread::Builder::new()
             .name("event-log-replay".to_owned())
             .spawn_scoped(scope, collect)
@@ -194,7 +195,7 @@ pub fn replay(
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         Ok::<_, StoreError>(vec![own?, other?])
     })?;
-    set.kept = DigestSet::from_table(digest_build::build(collectors));
+    set.kept = DigestSet::from_table(digest_build::build(buckets, collected));
     tracing::info!(
         event_ids = set.kept.len(),
         table_bytes = set.kept.heap_bytes(),

@@ -64,7 +64,7 @@ unsafe impl Allocator for TableMemory {
         if !is_mapped(layout) {
             return Global.allocate(layout);
         }
-        let start = map(layout.size(), true).ok_or(AllocError)?;
+        let start = map(layout.size()).ok_or(AllocError)?;
         Ok(NonNull::slice_from_raw_parts(start, layout.size()))
     }
 
@@ -87,10 +87,10 @@ unsafe impl Allocator for TableMemory {
 }
 
 /// A private anonymous mapping of `size` bytes (zeros until written), aligned to
-/// [`HUGE_PAGE`] and advised to use huge pages when it is at least that big and `huge_pages`.
+/// [`HUGE_PAGE`] and advised to use huge pages when it is at least that big.
 #[cfg(unix)]
-fn map(size: usize, huge_pages: bool) -> Option<NonNull<u8>> {
-    let huge = huge_pages && size >= HUGE_PAGE;
+fn map(size: usize) -> Option<NonNull<u8>> {
+    let huge = size >= HUGE_PAGE;
     let reserve = if huge {
         size.checked_add(HUGE_PAGE)?
     } else {
@@ -112,9 +112,6 @@ fn map(size: usize, huge_pages: bool) -> Option<NonNull<u8>> {
     }
     let raw = raw.cast::<u8>();
     if !huge {
-        if !huge_pages {
-            advise_small_pages(raw, size);
-        }
         return NonNull::new(raw);
     }
     // Trim the reservation to a HUGE_PAGE-aligned start and a page-rounded end.
@@ -136,7 +133,7 @@ fn map(size: usize, huge_pages: bool) -> Option<NonNull<u8>> {
 }
 
 #[cfg(not(unix))]
-fn map(_size: usize, _huge_pages: bool) -> Option<NonNull<u8>> {
+fn map(_size: usize) -> Option<NonNull<u8>> {
     None
 }
 
@@ -151,18 +148,6 @@ fn advise_huge_pages(start: *mut u8, len: usize) {
 #[cfg(all(unix, not(target_os = "linux")))]
 fn advise_huge_pages(_start: *mut u8, _len: usize) {}
 
-/// Keeps a mapping on small pages even where transparent huge pages are always on.
-#[cfg(target_os = "linux")]
-fn advise_small_pages(start: *mut u8, len: usize) {
-    // SAFETY: advice on a range of our own mapping; a refusal changes nothing.
-    unsafe {
-        libc::madvise(start.cast(), len, libc::MADV_NOHUGEPAGE);
-    }
-}
-
-#[cfg(all(unix, not(target_os = "linux")))]
-fn advise_small_pages(_start: *mut u8, _len: usize) {}
-
 #[cfg(unix)]
 fn unmap(ptr: NonNull<u8>, size: usize) {
     // SAFETY: `ptr` starts a mapping `map` made for `size` bytes; munmap rounds up to the page
@@ -175,14 +160,14 @@ fn unmap(ptr: NonNull<u8>, size: usize) {
 #[cfg(not(unix))]
 fn unmap(_ptr: NonNull<u8>, _size: usize) {}
 
-/// A replay's scratch array of `u64`s, zeros until written, whose pages cost nothing until
-/// first touched (`digest_build`: each replay thread has room for every digest in each of its
-/// buckets and fills only its own share of them).
+/// A replay's scratch array of `u64`s, zeros until written (`digest_build`'s buckets, which
+/// two threads fill at once through [`ZeroedWords::as_atomic`]).
 ///
-/// A big one (at least [`MAPPED_MIN_BYTES`]) is an anonymous mapping of its own without huge
-/// pages: a huge page would make the kernel zero 2 MiB at the first write into any bucket it
-/// spans, i.e. all of the room, filled or not. A small one, or any with the switch (module
-/// docs) set, is an ordinary zeroed allocation.
+/// A big one (at least [`MAPPED_MIN_BYTES`]) is an anonymous mapping of its own on huge pages
+/// like the tables' (module docs): the kernel's zeros need no second pass, and the replay
+/// writes all over it at random, where 4 KiB pages cost a TLB miss per write (on this VM a
+/// nested page walk). A small one, or any with the switch (module docs) set, is an ordinary
+/// zeroed allocation.
 pub struct ZeroedWords {
     memory: WordMemory,
 }
@@ -214,10 +199,23 @@ impl ZeroedWords {
                 memory: WordMemory::Owned(vec![0; len].into_boxed_slice()),
             });
         }
-        let start = map(bytes, false)?.cast::<u64>();
+        let start = map(bytes)?.cast::<u64>();
         Some(ZeroedWords {
             memory: WordMemory::Mapped { start, len },
         })
+    }
+}
+
+impl ZeroedWords {
+    /// The words as atomics, for threads that write them at once.
+    pub fn as_atomic(&self) -> &[std::sync::atomic::AtomicU64] {
+        let words: &[u64] = self;
+        // SAFETY: `AtomicU64` has the same size and alignment as `u64` (its documented layout
+        // guarantee, on every target with 64-bit atomics), and the shared borrow of `self`
+        // keeps every non-atomic access out while the atomic view lives.
+        unsafe {
+            std::slice::from_raw_parts(words.as_ptr().cast::<std::sync::atomic::AtomicU64>(), words.len())
+        }
     }
 }
 
