@@ -131,7 +131,9 @@ impl DigestBuckets {
     /// (`holes` in order).
     fn bucket_parts<'a>(&'a self, bucket: usize, holes: &[(u32, u32)]) -> Vec<&'a [u64]> {
         let start = bucket * self.layout.room;
-        let filled = self.counts[bucket].load(Ordering::Relaxed).min(self.layout.room);
+        let filled = self.counts[bucket]
+            .load(Ordering::Relaxed)
+            .min(self.layout.room);
         let mut parts = Vec::with_capacity(holes.len() + 1);
         let mut from = 0;
         for &(hole_from, hole_to) in holes {
@@ -206,9 +208,16 @@ pub fn build(buckets: DigestBuckets, collected: Vec<Collected>) -> DigestTable {
         holes.append(&mut one.holes);
     }
     holes.sort_unstable();
-    let empty: usize = holes.iter().map(|&(_, from, to)| (to - from) as usize).sum();
+    let empty: usize = holes
+        .iter()
+        .map(|&(_, from, to)| (to - from) as usize)
+        .sum();
     let claimed: usize = (0..layout.buckets())
-        .map(|bucket| buckets.counts[bucket].load(Ordering::Relaxed).min(layout.room))
+        .map(|bucket| {
+            buckets.counts[bucket]
+                .load(Ordering::Relaxed)
+                .min(layout.room)
+        })
         .sum();
     sort_digests(&mut overflow);
     let mut placement = Placement::new(claimed - empty + overflow.len());
@@ -250,7 +259,11 @@ struct BucketSorter {
 
 impl BucketSorter {
     fn new(layout: Layout) -> BucketSorter {
-        let sub_bits = layout.room.next_power_of_two().ilog2().clamp(1, 64 - layout.bits);
+        let sub_bits = layout
+            .room
+            .next_power_of_two()
+            .ilog2()
+            .clamp(1, 64 - layout.bits);
         BucketSorter {
             shift: 64 - layout.bits - sub_bits,
             mask: (1u64 << sub_bits) - 1,
@@ -262,7 +275,8 @@ impl BucketSorter {
     fn sort(&mut self, parts: &[&[u64]]) -> &[u64] {
         let bucket = || parts.iter().flat_map(|part| part.iter());
         self.scratch.clear();
-        self.scratch.resize(parts.iter().map(|part| part.len()).sum(), 0);
+        self.scratch
+            .resize(parts.iter().map(|part| part.len()).sum(), 0);
         self.counts.fill(0);
         let key = |digest: u64| ((digest >> self.shift) & self.mask) as usize + 1;
         for &digest in bucket() {

@@ -29,7 +29,10 @@ fn check(parts: &[Vec<u64>], expected: usize, buckets: Option<(u32, usize)>, see
                 })
             })
             .collect();
-        threads.into_iter().map(|thread| thread.join().unwrap()).collect()
+        threads
+            .into_iter()
+            .map(|thread| thread.join().unwrap())
+            .collect()
     });
     let overflowed = collected.iter().map(|one| one.overflow.len()).sum();
     let table = build(shared, collected);
@@ -60,7 +63,10 @@ fn two_collectors_build_the_set_of_their_digests() {
     let mut b = b.to_vec();
     b.extend_from_slice(&[0, 1, u64::MAX, u64::MAX - 1]);
     let overflowed = check(&[a, b], 200_000, None, 2);
-    assert_eq!(overflowed, 0, "binomial buckets with 6σ of room do not overflow here");
+    assert_eq!(
+        overflowed, 0,
+        "binomial buckets with 6σ of room do not overflow here"
+    );
 }
 
 /// Buckets too small for their digests overflow: the overflow list merges into the buckets'
@@ -81,7 +87,12 @@ fn buckets_that_overflow_merge_with_the_overflow_list() {
 #[test]
 fn without_a_hint_everything_overflows_and_builds_the_same_set() {
     let digests = random(100_000, 6);
-    let overflowed = check(&[digests[..70_000].to_vec(), digests[70_000..].to_vec()], 0, None, 7);
+    let overflowed = check(
+        &[digests[..70_000].to_vec(), digests[70_000..].to_vec()],
+        0,
+        None,
+        7,
+    );
     assert_eq!(overflowed, 100_000);
     assert_eq!(check(&[Vec::new(), Vec::new()], 0, None, 8), 0);
     assert!(build(DigestBuckets::new(0), Vec::new()).is_empty());

@@ -159,6 +159,7 @@ pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
 /// the replay's CPU at 100M digests, and the unit replay (`load::replay_logs`) leaves the
 /// second core idle after its first ~4 s. They take the log's key ranges ([`replay_ranges`])
 /// one at a time as they go, so neither waits while the other has work.
+/// `BANDITD_EVENT_REPLAY_THREADS=1` in the environment reads it on this thread alone.
 pub fn replay(
     db: &sled::Db,
     digester: Digester,
@@ -182,7 +183,13 @@ pub fn replay(
         }
         Ok(collector.finish())
     };
+    // The A side of an A/B of one binary (`benches/load/results/restart5-2026-12-01-s10.md`):
+    // a diagnostic, not a setting.
+    let one_thread = std::env::var_os("BANDITD_EVENT_REPLAY_THREADS").is_some_and(|n| n == "1");
     let collected = std::thread::scope(|scope| {
+        if one_thread {
+            return Ok(vec![collect()?]);
+        }
         let helper = std::thread::Builder::new()
             .name("event-log-replay".to_owned())
             .spawn_scoped(scope, collect)

@@ -214,7 +214,10 @@ impl ZeroedWords {
         // guarantee, on every target with 64-bit atomics), and the shared borrow of `self`
         // keeps every non-atomic access out while the atomic view lives.
         unsafe {
-            std::slice::from_raw_parts(words.as_ptr().cast::<std::sync::atomic::AtomicU64>(), words.len())
+            std::slice::from_raw_parts(
+                words.as_ptr().cast::<std::sync::atomic::AtomicU64>(),
+                words.len(),
+            )
         }
     }
 }
