@@ -59,7 +59,7 @@ fn two_collectors_build_the_set_of_their_digests() {
     // Repeats within and across the collectors, and the special digests.
     let mut a = a.to_vec();
     a.extend_from_slice(&b[..1_000]);
-    a.extend_from_slice(&a[..500].to_vec());
+    a.extend_from_within(..500);
     let mut b = b.to_vec();
     b.extend_from_slice(&[0, 1, u64::MAX, u64::MAX - 1]);
     let overflowed = check(&[a, b], 200_000, None, 2);

@@ -550,7 +550,7 @@ impl Placement {
     /// inserts ([`DigestTable::insert`]): slower, still exact.
     pub fn push(&mut self, digest: u64) {
         match (self.ordered, self.last, self.table.geometry) {
-            (true, Some(last), _) if digest == last => return,
+            (true, Some(last), _) if digest == last => {}
             (true, Some(last), Some(geometry)) if digest > last => self.place(digest, geometry),
             (true, None, Some(geometry)) => self.place(digest, geometry),
             _ => {

@@ -30,8 +30,9 @@
 //! is paired with the mark log's payload value and expires with it (`mark_log::expire_due`,
 //! which runs first; [`expire_due`] removes whatever is due after it).
 //!
-//! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id
-//! or mark, and nothing of the marks' payloads.
+//! **Replay.** Startup reads every log value into the set (`replay`): 8 bytes of log per kept
+//! id or mark, and nothing of the marks' payloads. Two threads read the log's key ranges into
+//! shared buckets, and the table is built from them at once (`digest_build`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -212,6 +213,9 @@ pub fn replay(
     Ok(set)
 }
 
+/// A range of log keys: start inclusive, end exclusive.
+pub type KeyRange = (Vec<u8>, Vec<u8>);
+
 /// Pieces each generation's key range is cut into for the replay's threads.
 const REPLAY_PIECES_PER_GENERATION: u64 = 16;
 
@@ -220,7 +224,7 @@ const REPLAY_PIECES_PER_GENERATION: u64 = 16;
 /// one's, cut into [`REPLAY_PIECES_PER_GENERATION`] equal spans. A few point reads per
 /// generation find them; how evenly they split the values only decides how well the threads
 /// share the work.
-pub fn replay_ranges(db: &sled::Db) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StoreError> {
+pub fn replay_ranges(db: &sled::Db) -> Result<Vec<KeyRange>, StoreError> {
     let mut ranges = Vec::new();
     let mut start = vec![KIND_EVENT_LOG];
     let log_end = vec![KIND_EVENT_LOG + 1];
