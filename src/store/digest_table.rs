@@ -161,48 +161,6 @@ fn fitted_homes(len: usize) -> usize {
     (len * 100).div_ceil(FITTED_LOAD_PERCENT).max(MIN_HOMES)
 }
 
-/// Sorts `digests` ascending. Below 2^16 digests, `sort_unstable`; above, two stable counting
-/// passes on the top 32 bits (16 at a time, the lower half first, through a second array),
-/// which leaves out of order only digests sharing their top 32 bits (n / 2^32 others per
-/// digest on average: none at a replay's sizes), then an insertion sort that puts those in
-/// order and otherwise only compares neighbours. About 1 s for 90M digests where a comparison
-/// sort takes several.
-fn sort_digests(digests: &mut Vec<u64>) {
-    if digests.len() < 1 << 16 {
-        digests.sort_unstable();
-        return;
-    }
-    let mut other = vec![0u64; digests.len()];
-    for shift in [32u32, 48] {
-        let bucket = |digest: u64| ((digest >> shift) & 0xFFFF) as usize;
-        let mut starts = vec![0usize; 1 << 16];
-        for &digest in digests.iter() {
-            starts[bucket(digest)] += 1;
-        }
-        let mut total = 0;
-        for start in starts.iter_mut() {
-            let count = *start;
-            *start = total;
-            total += count;
-        }
-        for &digest in digests.iter() {
-            let at = &mut starts[bucket(digest)];
-            other[*at] = digest;
-            *at += 1;
-        }
-        std::mem::swap(digests, &mut other);
-    }
-    for i in 1..digests.len() {
-        let digest = digests[i];
-        let mut j = i;
-        while j > 0 && digests[j - 1] > digest {
-            digests[j] = digests[j - 1];
-            j -= 1;
-        }
-        digests[j] = digest;
-    }
-}
-
 /// Where a probe for a digest ended.
 enum Probe {
     Found(usize),
@@ -323,45 +281,17 @@ impl DigestTable {
         }
     }
 
-    /// A table of `digests` (any order, repeats allowed) at [`FITTED_LOAD_PERCENT`], built in
-    /// one pass over them in ascending order: a startup replay of tens of millions of ids.
-    /// Inserting them one by one costs an insert's shifts each (½(1 + 1/(1 − α)²) slots);
-    /// in ascending order each digest simply goes at its home or just after the one before,
-    /// which is the Robin Hood order (a run sorted by home) with nothing to shift. The sort
-    /// ([`sort_digests`]) borrows a second array as long as `digests` for its passes.
+    /// A table of `digests` (any order, repeats allowed) at [`FITTED_LOAD_PERCENT`], built at
+    /// once: sorted, then placed in ascending order ([`Placement`]). The replay's own path,
+    /// which never holds the digests in one array, is `digest_build`.
     pub fn from_digests(mut digests: Vec<u64>) -> DigestTable {
-        sort_digests(&mut digests);
+        super::digest_build::sort_digests(&mut digests);
         digests.dedup();
-        if digests.is_empty() {
-            return DigestTable::default();
-        }
-        let geometry = Geometry::new(fitted_homes(digests.len()));
-        let mut bytes = AllocVec::with_capacity_in(geometry.bytes(), TableMemory);
-        bytes.resize(geometry.bytes(), 0);
-        let mut table = DigestTable {
-            geometry: Some(geometry),
-            bytes,
-            stored: 0,
-            spill: HashTable::new(),
-        };
-        // The first slot no digest holds yet: every slot before it is taken.
-        let mut next = 0;
+        let mut placement = Placement::new(digests.len());
         for digest in digests {
-            let home = geometry.home(digest);
-            let at = next.max(home);
-            let displacement = at - home;
-            if displacement > geometry.max_displacement {
-                // As an insert would: past the longest displacement, the spill set.
-                table.spill.insert_unique(digest, digest, |&kept| kept);
-                continue;
-            }
-            let tag = displacement as u64 + 1;
-            let slot = (tag << geometry.remainder_bits) | geometry.remainder(digest);
-            table.store(at, slot, &geometry);
-            table.stored += 1;
-            next = at + 1;
+            placement.push(digest);
         }
-        table
+        placement.finish()
     }
 
     /// Makes room for `additional` more digests at once (a replay of a known size): the table
@@ -578,6 +508,80 @@ impl DigestTable {
         let mask = geometry.slot_mask();
         let merged = (u64::from_le_bytes(old) & !mask) | slot;
         word.copy_from_slice(&merged.to_le_bytes());
+    }
+}
+
+/// Builds a table from digests given in ascending order (repeats allowed, adjacent): each
+/// goes at its home or just after the one before, which is the Robin Hood order (a run sorted
+/// by home) with nothing to shift. Inserting them one by one instead costs an insert's shifts
+/// each (½(1 + 1/(1 − α)²) slots, ~50 at 90% full): 29 s for a 100M-digest replay
+/// (`benches/load/results/restart-s9-2026-11-30.md`).
+pub struct Placement {
+    table: DigestTable,
+    /// The first slot no digest holds yet: every slot before it is taken.
+    next: usize,
+    last: Option<u64>,
+    /// Whether every digest so far came in ascending order.
+    ordered: bool,
+}
+
+impl Placement {
+    /// A placement into a table at [`FITTED_LOAD_PERCENT`] for `len` digests (repeats
+    /// included: [`Placement::finish`] fits the table if they were many).
+    pub fn new(len: usize) -> Placement {
+        let mut table = DigestTable::default();
+        if len > 0 {
+            let geometry = Geometry::new(fitted_homes(len));
+            let mut bytes = AllocVec::with_capacity_in(geometry.bytes(), TableMemory);
+            bytes.resize(geometry.bytes(), 0);
+            table.geometry = Some(geometry);
+            table.bytes = bytes;
+        }
+        Placement {
+            table,
+            next: 0,
+            last: None,
+            ordered: true,
+        }
+    }
+
+    /// Places `digest`, not below any digest pushed before it (a repeat of the last one is
+    /// skipped). A smaller one, which the callers never push, turns the rest of the build into
+    /// inserts ([`DigestTable::insert`]): slower, still exact.
+    pub fn push(&mut self, digest: u64) {
+        match (self.ordered, self.last, self.table.geometry) {
+            (true, Some(last), _) if digest == last => {}
+            (true, Some(last), Some(geometry)) if digest > last => self.place(digest, geometry),
+            (true, None, Some(geometry)) => self.place(digest, geometry),
+            _ => {
+                self.ordered = false;
+                self.table.insert(digest);
+            }
+        }
+    }
+
+    fn place(&mut self, digest: u64, geometry: Geometry) {
+        self.last = Some(digest);
+        let home = geometry.home(digest);
+        let at = self.next.max(home);
+        let displacement = at - home;
+        if displacement > geometry.max_displacement {
+            // As an insert would: past the longest displacement, the spill set.
+            self.table.spill.insert_unique(digest, digest, |&kept| kept);
+            return;
+        }
+        let tag = displacement as u64 + 1;
+        let slot = (tag << geometry.remainder_bits) | geometry.remainder(digest);
+        self.table.store(at, slot, &geometry);
+        self.table.stored += 1;
+        self.next = at + 1;
+    }
+
+    /// The table, fitted to its digests if repeats left it more than a few points below
+    /// [`FITTED_LOAD_PERCENT`] ([`DigestTable::shrink_to_fit`]).
+    pub fn finish(mut self) -> DigestTable {
+        self.table.shrink_to_fit();
+        self.table
     }
 }
 

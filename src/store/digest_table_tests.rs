@@ -450,20 +450,6 @@ fn a_table_built_at_once_spills_what_no_slot_can_hold() {
     assert!(empty.is_empty() && empty.geometry().is_none() && empty.heap_bytes() == 0);
 }
 
-#[test]
-fn the_replays_sort_orders_as_a_comparison_sort_does() {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
-    let mut digests: Vec<u64> = (0..200_000).map(|_| rng.random::<u64>()).collect();
-    // Runs that share their top 32 or 48 bits, in descending order.
-    let base = digests[0] & !0xFFFF_FFFF;
-    digests.extend((0..500u64).rev().map(|i| base | (i << 20) | i));
-    digests.extend((0..500u64).rev().map(|i| (base | 0xFFFF_0000) | i));
-    let mut expected = digests.clone();
-    expected.sort_unstable();
-    sort_digests(&mut digests);
-    assert_eq!(digests, expected);
-}
-
 /// Within a run (adjacent occupied slots) homes never decrease, and a run starts at its home.
 fn assert_robin_hood_order(occupied: &[(usize, usize, u64)]) {
     for pair in occupied.windows(2) {

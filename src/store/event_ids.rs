@@ -114,12 +114,9 @@ impl DigestSet {
         self.table.is_empty()
     }
 
-    /// A set of `digests` (any order, repeats allowed), built at once: a startup replay
-    /// (`digest_table::DigestTable::from_digests`).
-    pub fn from_digests(digests: Vec<u64>) -> Self {
-        DigestSet {
-            table: DigestTable::from_digests(digests),
-        }
+    /// The set of a table built at once (a startup replay, `digest_build`).
+    pub fn from_table(table: DigestTable) -> Self {
+        DigestSet { table }
     }
 
     /// Makes room for `additional` more digests at once (a replay of a known size).

@@ -30,9 +30,13 @@
 //! is paired with the mark log's payload value and expires with it (`mark_log::expire_due`,
 //! which runs first; [`expire_due`] removes whatever is due after it).
 //!
-//! **Replay.** Startup reads every log value into the set (`load`): 8 bytes of log per kept id
-//! or mark, and nothing of the marks' payloads.
+//! **Replay.** Startup reads every log value into the set (`replay`): 8 bytes of log per kept
+//! id or mark, and nothing of the marks' payloads. Two threads read the log's key ranges into
+//! shared buckets, and the table is built from them at once (`digest_build`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use super::digest_build::{self, Collected, DigestBuckets};
 use super::error::StoreError;
 use super::event_ids::{DIGEST_KEY_LEN, DigestSet, Digester, EventIdSet};
 use super::keys::{self, KIND_EVENT_LOG, io};
@@ -149,8 +153,14 @@ pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
     Ok(Digester::new(key))
 }
 
-/// Replays the whole log into a fresh set of ids digested with `digester`, allocated for
-/// `expected` ids (the last size kept, `size_hint`) and fitted to what it holds after.
+/// Replays the whole log into a fresh set of ids digested with `digester`, collected for
+/// `expected` ids (the last size kept, `size_hint`) and built at once (`digest_build`).
+///
+/// Two threads read the log, this one and one of its own: reading sled's values is half of
+/// the replay's CPU at 100M digests, and the unit replay (`load::replay_logs`) leaves the
+/// second core idle after its first ~4 s. They take the log's key ranges ([`replay_ranges`])
+/// one at a time as they go, so neither waits while the other has work.
+/// `BANDITD_EVENT_REPLAY_THREADS=1` in the environment reads it on this thread alone.
 pub fn replay(
     db: &sled::Db,
     digester: Digester,
@@ -158,16 +168,42 @@ pub fn replay(
 ) -> Result<EventIdSet, StoreError> {
     let started = std::time::Instant::now();
     let mut set = EventIdSet::new(digester);
-    // Collected, then built in one ascending pass (`DigestSet::from_digests`): inserted one
-    // by one into the compact table, 100M digests took 29 s
-    // (`benches/load/results/restart-s9-2026-11-30.md`).
-    let mut digests = Vec::with_capacity(expected);
-    for item in db.scan_prefix([KIND_EVENT_LOG]) {
-        let (key, value) = item.map_err(io)?;
-        parse_log_key(&key)?;
-        digests.extend(decode_value(&value)?);
-    }
-    set.kept = DigestSet::from_digests(digests);
+    let ranges = replay_ranges(db)?;
+    let taken = AtomicUsize::new(0);
+    let buckets = DigestBuckets::new(expected);
+    let collect = || -> Result<Collected, StoreError> {
+        let mut collector = buckets.collector();
+        while let Some((start, end)) = ranges.get(taken.fetch_add(1, Ordering::Relaxed)) {
+            for item in db.range(start.as_slice()..end.as_slice()) {
+                let (key, value) = item.map_err(io)?;
+                parse_log_key(&key)?;
+                for digest in decode_value(&value)? {
+                    collector.push(digest);
+                }
+            }
+        }
+        Ok(collector.finish())
+    };
+    // The A side of an A/B of one binary (`benches/load/results/restart5-2026-12-01-s10.md`):
+    // a diagnostic, not a setting.
+    let one_thread = std::env::var_os("BANDITD_EVENT_REPLAY_THREADS").is_some_and(|n| n == "1");
+    let collected = std::thread::scope(|scope| {
+        if one_thread {
+            return Ok(vec![collect()?]);
+        }
+        let helper = std::thread::Builder::new()
+            .name("event-log-replay".to_owned())
+            .spawn_scoped(scope, collect)
+            .map_err(|error| {
+                StoreError::Io(format!("could not start the replay thread: {error}"))
+            })?;
+        let own = collect();
+        let other = helper
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        Ok::<_, StoreError>(vec![own?, other?])
+    })?;
+    set.kept = DigestSet::from_table(digest_build::build(buckets, collected));
     tracing::info!(
         event_ids = set.kept.len(),
         table_bytes = set.kept.heap_bytes(),
@@ -175,6 +211,54 @@ pub fn replay(
         "replayed the event log"
     );
     Ok(set)
+}
+
+/// A range of log keys: start inclusive, end exclusive.
+pub type KeyRange = (Vec<u8>, Vec<u8>);
+
+/// Pieces each generation's key range is cut into for the replay's threads.
+const REPLAY_PIECES_PER_GENERATION: u64 = 16;
+
+/// The log's key ranges (start inclusive, end exclusive) for a replay, covering the whole log
+/// in order: each generation's commit sequence numbers, from its first value's to its last
+/// one's, cut into [`REPLAY_PIECES_PER_GENERATION`] equal spans. A few point reads per
+/// generation find them; how evenly they split the values only decides how well the threads
+/// share the work.
+pub fn replay_ranges(db: &sled::Db) -> Result<Vec<KeyRange>, StoreError> {
+    let mut ranges = Vec::new();
+    let mut start = vec![KIND_EVENT_LOG];
+    let log_end = vec![KIND_EVENT_LOG + 1];
+    while let Some(first) = db.range(start.as_slice()..log_end.as_slice()).next() {
+        let (first, _) = first.map_err(io)?;
+        let due_ms = parse_log_key(&first)?;
+        let generation_end = due_end(due_ms);
+        let last = db
+            .range(first.as_ref()..generation_end.as_slice())
+            .next_back()
+            .transpose()
+            .map_err(io)?
+            .map_or_else(|| first.to_vec(), |(key, _)| key.to_vec());
+        let (first_seq, last_seq) = (log_seq(&first)?, log_seq(&last)?);
+        let span = (last_seq - first_seq).saturating_add(1);
+        let step = span.div_ceil(REPLAY_PIECES_PER_GENERATION).max(1);
+        let mut from = start.clone();
+        let mut seq = first_seq.saturating_add(step);
+        while seq <= last_seq {
+            let to = log_key(due_ms, seq, 0);
+            ranges.push((from, to.clone()));
+            from = to;
+            seq = seq.saturating_add(step);
+        }
+        ranges.push((from, generation_end.clone()));
+        start = generation_end;
+    }
+    Ok(ranges)
+}
+
+/// The commit sequence number of a log key made by [`log_key`].
+fn log_seq(key: &[u8]) -> Result<u64, StoreError> {
+    parse_log_key(key)?;
+    Ok(keys::take_u64(&key[1 + 8..])?.0)
 }
 
 /// Event ids in the log, token marks' digests apart (`mark_log`): what the set holds after a

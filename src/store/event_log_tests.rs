@@ -279,3 +279,63 @@ fn replay_time_of_the_event_log_is_measured() {
         assert_eq!(set.kept.len() as u64, ids);
     }
 }
+
+/// The replay's key ranges cover the log in order whatever its generations and commits look
+/// like, and a replay on two threads (any size hint: none, a stale one, the right one) keeps
+/// exactly the logged digests, old-layout values (256 digests) and mark values included.
+#[test]
+fn a_replay_on_two_threads_keeps_exactly_the_logged_digests() {
+    use rand::{RngExt, SeedableRng};
+    use std::collections::HashSet;
+    let dir = tempfile::tempdir().unwrap();
+    let db = sled::open(dir.path()).unwrap();
+    db.insert(keys::META_EVENT_ID_KEY, &[7u8; DIGEST_KEY_LEN][..])
+        .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(21);
+    let mut logged = HashSet::new();
+    // Three generations of commits with gaps in their sequence numbers, values of up to 256
+    // digests, a mark-digest value in some commits, and one generation of a single commit.
+    for (generation, commits) in [(1u64, 300u64), (2, 1), (5, 40)] {
+        let due_ms = generation * GENERATION_MS;
+        for commit in 0..commits {
+            let seq = generation * 10_000 + commit * 3;
+            let added: Vec<(u64, u64)> = (0..rng.random_range(1..600))
+                .map(|_| (due_ms, rng.random::<u64>()))
+                .collect();
+            logged.extend(added.iter().map(|&(_, digest)| digest));
+            for (key, value) in log_values(seq, &added) {
+                db.insert(key, value).unwrap();
+            }
+            if commit % 7 == 0 {
+                let mark: u64 = rng.random();
+                logged.insert(mark);
+                let key = log_key(due_ms, seq, crate::store::mark_log::MARK_CHUNK_BIT);
+                db.insert(key, mark.to_le_bytes().to_vec()).unwrap();
+            }
+        }
+    }
+    let ranges = replay_ranges(&db).unwrap();
+    assert!(ranges.len() > 3, "generations are cut into pieces");
+    assert_eq!(ranges[0].0, vec![KIND_EVENT_LOG]);
+    assert_eq!(ranges.last().unwrap().1, due_end(5 * GENERATION_MS));
+    assert!(
+        ranges
+            .windows(2)
+            .all(|pair| pair[0].1 == pair[1].0 && pair[0].0 < pair[0].1)
+    );
+    let in_ranges: usize = ranges
+        .iter()
+        .map(|(start, end)| db.range(start.as_slice()..end.as_slice()).count())
+        .sum();
+    assert_eq!(in_ranges, db.scan_prefix([KIND_EVENT_LOG]).count());
+    let digester = digester(&db).unwrap();
+    for hint in [0, 1_000, logged.len(), 10 * logged.len()] {
+        let set = replay(&db, digester, hint).unwrap();
+        assert_eq!(set.kept.len(), logged.len(), "hint {hint}");
+        assert!(logged.iter().all(|&digest| set.kept.contains(digest)));
+        assert!((0..10_000).all(|_| {
+            let digest = rng.random::<u64>();
+            logged.contains(&digest) || !set.kept.contains(digest)
+        }));
+    }
+}

@@ -18,6 +18,7 @@ pub mod contract;
 mod data_dir;
 mod decay;
 pub mod delay_histograms;
+mod digest_build;
 mod digest_table;
 mod disk;
 mod error;

@@ -86,8 +86,8 @@ unsafe impl Allocator for TableMemory {
     }
 }
 
-/// A private anonymous mapping of `size` bytes, aligned to [`HUGE_PAGE`] and advised to use
-/// huge pages when it is at least that big.
+/// A private anonymous mapping of `size` bytes (zeros until written), aligned to
+/// [`HUGE_PAGE`] and advised to use huge pages when it is at least that big.
 #[cfg(unix)]
 fn map(size: usize) -> Option<NonNull<u8>> {
     let huge = size >= HUGE_PAGE;
@@ -159,6 +159,103 @@ fn unmap(ptr: NonNull<u8>, size: usize) {
 
 #[cfg(not(unix))]
 fn unmap(_ptr: NonNull<u8>, _size: usize) {}
+
+/// A replay's scratch array of `u64`s, zeros until written (`digest_build`'s buckets, which
+/// two threads fill at once through [`ZeroedWords::as_atomic`]).
+///
+/// A big one (at least [`MAPPED_MIN_BYTES`]) is an anonymous mapping of its own on huge pages
+/// like the tables' (module docs): the kernel's zeros need no second pass, and the replay
+/// writes all over it at random, where 4 KiB pages cost a TLB miss per write (on this VM a
+/// nested page walk). A small one, or any with the switch (module docs) set, is an ordinary
+/// zeroed allocation.
+pub struct ZeroedWords {
+    memory: WordMemory,
+}
+
+enum WordMemory {
+    Mapped { start: NonNull<u64>, len: usize },
+    Owned(Box<[u64]>),
+}
+
+// SAFETY: a mapping is owned by its `ZeroedWords` alone, like a `Box<[u64]>`.
+unsafe impl Send for ZeroedWords {}
+// SAFETY: shared access only reads (`Deref`), as for a `Box<[u64]>`.
+unsafe impl Sync for ZeroedWords {}
+
+impl ZeroedWords {
+    /// No words (allocates nothing).
+    pub fn empty() -> ZeroedWords {
+        ZeroedWords {
+            memory: WordMemory::Owned(Box::new([])),
+        }
+    }
+
+    /// `len` zeros; `None` if the memory cannot be mapped.
+    pub fn new(len: usize) -> Option<ZeroedWords> {
+        let bytes = len.checked_mul(std::mem::size_of::<u64>())?;
+        let layout = Layout::from_size_align(bytes, std::mem::align_of::<u64>()).ok()?;
+        if !is_mapped(layout) {
+            return Some(ZeroedWords {
+                memory: WordMemory::Owned(vec![0; len].into_boxed_slice()),
+            });
+        }
+        let start = map(bytes)?.cast::<u64>();
+        Some(ZeroedWords {
+            memory: WordMemory::Mapped { start, len },
+        })
+    }
+}
+
+impl ZeroedWords {
+    /// The words as atomics, for threads that write them at once.
+    pub fn as_atomic(&self) -> &[std::sync::atomic::AtomicU64] {
+        let words: &[u64] = self;
+        // SAFETY: `AtomicU64` has the same size and alignment as `u64` (its documented layout
+        // guarantee, on every target with 64-bit atomics), and the shared borrow of `self`
+        // keeps every non-atomic access out while the atomic view lives.
+        unsafe {
+            std::slice::from_raw_parts(
+                words.as_ptr().cast::<std::sync::atomic::AtomicU64>(),
+                words.len(),
+            )
+        }
+    }
+}
+
+impl std::ops::Deref for ZeroedWords {
+    type Target = [u64];
+
+    fn deref(&self) -> &[u64] {
+        match &self.memory {
+            // SAFETY: a page-aligned mapping of `len` u64s, zero-filled by the kernel (every
+            // bit pattern is a valid u64), alive while `self` is.
+            WordMemory::Mapped { start, len } => unsafe {
+                std::slice::from_raw_parts(start.as_ptr(), *len)
+            },
+            WordMemory::Owned(words) => words,
+        }
+    }
+}
+
+impl std::ops::DerefMut for ZeroedWords {
+    fn deref_mut(&mut self) -> &mut [u64] {
+        match &mut self.memory {
+            // SAFETY: as in `deref`; `&mut self` makes this the only access.
+            WordMemory::Mapped { start, len } => unsafe {
+                std::slice::from_raw_parts_mut(start.as_ptr(), *len)
+            },
+            WordMemory::Owned(words) => words,
+        }
+    }
+}
+
+impl Drop for ZeroedWords {
+    fn drop(&mut self) {
+        if let WordMemory::Mapped { start, len } = self.memory {
+            unmap(start.cast(), len * std::mem::size_of::<u64>());
+        }
+    }
+}
 
 /// Returns to the kernel, now, the memory the global allocator holds freed: called once a
 /// restart's replays are done (`load::load`). The replays read the logs on threads of their
