@@ -56,6 +56,7 @@
 use allocator_api2::vec::Vec as AllocVec;
 use hashbrown::HashTable;
 
+use super::cache_hint::prefetch_read;
 use super::table_memory::TableMemory;
 
 /// Past this load (digests per home, in percent), an insert grows the table first.
@@ -238,6 +239,16 @@ impl DigestTable {
         match self.probe(digest) {
             Probe::Found(_) => true,
             Probe::Free { .. } => self.spill_contains(digest),
+        }
+    }
+
+    /// Starts loading the slot where a probe for `digest` begins (`cache_hint`): a loop over
+    /// known digests asks for one a few iterations before it probes for it.
+    pub fn prefetch(&self, digest: u64) {
+        if let Some(geometry) = self.geometry
+            && let Some(byte) = self.bytes.get(geometry.home(digest) * geometry.width)
+        {
+            prefetch_read(byte);
         }
     }
 
