@@ -208,6 +208,48 @@ fn digests_survive_rebuilds_across_slot_widths() {
     assert!(digests.iter().all(|&digest| table.contains(digest)));
 }
 
+/// A growth places the digests in order ([`DigestTable::rebuild`]): the grown table is laid
+/// out exactly as a table built at once from the same digests, sorted (the Robin Hood order
+/// with same-home digests ascending), and answers as a `HashSet` does. Re-inserted one by one
+/// in the old slots' order, digests sharing a home kept the order they first came in.
+#[test]
+fn a_grown_table_is_laid_out_as_one_built_at_once_from_its_digests() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(57);
+    for count in [1_000usize, 50_000] {
+        let mut table = DigestTable::default();
+        let mut kept = HashSet::new();
+        // Fill to just below the growth, so that many homes hold two digests or more.
+        while table.len() < count {
+            let digest: u64 = rng.random();
+            assert_eq!(table.insert(digest), kept.insert(digest));
+        }
+        let homes = table.geometry().expect("allocated").homes;
+        for grown in [homes * 5 / 4, homes * 3, homes * 95 / 100] {
+            table.rebuild(grown);
+            let mut sorted: Vec<u64> = kept.iter().copied().collect();
+            sorted.sort_unstable();
+            let mut placement = Placement::with_homes(grown);
+            for &digest in &sorted {
+                placement.push(digest);
+            }
+            let at_once = placement.table;
+            assert_eq!(table.geometry(), at_once.geometry());
+            assert_eq!(
+                table.occupied(),
+                at_once.occupied(),
+                "{count} in {grown} homes"
+            );
+            assert_robin_hood_order(&table.occupied());
+            assert_eq!(table.len(), kept.len());
+            assert!(kept.iter().all(|&digest| table.contains(digest)));
+            assert!((0..1_000).all(|_| {
+                let other: u64 = rng.random();
+                table.contains(other) == kept.contains(&other)
+            }));
+        }
+    }
+}
+
 #[test]
 fn heap_bytes_are_the_slots_at_their_width_and_the_padding() {
     let mut table = DigestTable::default();

@@ -24,6 +24,9 @@
 use siphasher::sip::SipHasher13;
 use std::hash::Hasher;
 
+use hashbrown::HashTable;
+use hashbrown::hash_table::Entry;
+
 use super::digest_table::DigestTable;
 
 /// Length of the per-store digest key.
@@ -106,6 +109,11 @@ impl DigestSet {
         self.table.remove(digest)
     }
 
+    /// Starts loading the slot a probe for `digest` begins at (`DigestTable::prefetch`).
+    pub fn prefetch(&self, digest: u64) {
+        self.table.prefetch(digest);
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }
@@ -158,11 +166,21 @@ impl EventIdSet {
         for &digest in &changes.removed {
             self.kept.remove(digest);
         }
-        for &(_, digest) in &changes.added {
+        // Each insert is a random read into the table (a cache miss at millions of ids): the
+        // slot of the digest PREFETCH_AHEAD further on is asked for first.
+        for (at, &(_, digest)) in changes.added.iter().enumerate() {
+            if let Some(&(_, ahead)) = changes.added.get(at + PREFETCH_AHEAD) {
+                self.kept.prefetch(ahead);
+            }
             self.kept.insert(digest);
         }
     }
 }
+
+/// How many inserts ahead [`EventIdSet::apply`] prefetches a digest's slot: enough to cover a
+/// memory read at one insert's cost, few enough to stay in the cache (as the sticky table's
+/// prefetch in `apply`).
+const PREFETCH_AHEAD: usize = 8;
 
 /// The event-id changes of one request or one group commit, not yet durable: digests added
 /// (with the due time of their generation, which decides their log value) and digests of
@@ -171,9 +189,33 @@ impl EventIdSet {
 pub struct PendingIds {
     /// (generation due time, digest), in the order the requests applied them.
     pub added: Vec<(u64, u64)>,
-    added_set: DigestSet,
+    added_set: TransientDigests,
     pub removed: Vec<u64>,
-    removed_set: DigestSet,
+    removed_set: TransientDigests,
+}
+
+/// The digests of one request's or one commit's changes, for the length of a commit: a
+/// `hashbrown` table, each digest its own hash. The compact table's saving does not matter
+/// for a few thousand digests held for milliseconds, and grown from empty by 5/4 it cost a
+/// 1,000-event POST ~18 rebuilds (bulk ingest: `benches/load/results/grow5-2026-12-01-s10.md`).
+#[derive(Debug, Default)]
+struct TransientDigests(HashTable<u64>);
+
+impl TransientDigests {
+    fn contains(&self, digest: u64) -> bool {
+        self.0.find(digest, |&kept| kept == digest).is_some()
+    }
+
+    /// Adds `digest`; false if it was there already.
+    fn insert(&mut self, digest: u64) -> bool {
+        match self.0.entry(digest, |&kept| kept == digest, |&kept| kept) {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(free) => {
+                free.insert(digest);
+                true
+            }
+        }
+    }
 }
 
 impl PendingIds {

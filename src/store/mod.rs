@@ -9,6 +9,7 @@ mod api;
 mod apply;
 mod audit;
 mod audit_report;
+mod cache_hint;
 mod codec;
 mod command;
 mod confirm_apply;

@@ -27,6 +27,7 @@
 //! on average, 78 at 0.92: a copy of under 2 KB). A removal shifts the following run back
 //! (backward-shift deletion, no tombstones).
 
+use super::cache_hint::prefetch_read;
 use super::table_memory::TableMemory;
 
 /// One unit's assignment, packed (see `sticky_table`'s module docs). `packed == EMPTY` marks
@@ -263,20 +264,6 @@ impl Slots {
             at + self.capacity() - home
         }
     }
-}
-
-/// A hint to load `value`'s cache line; nothing on targets without the instruction.
-#[inline]
-fn prefetch_read<T>(value: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint to the cache: it cannot fault, and it reads nothing
-    // the program observes; `value` is a live reference in any case.
-    unsafe {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
 }
 
 #[cfg(test)]
