@@ -57,7 +57,7 @@ use allocator_api2::vec::Vec as AllocVec;
 use hashbrown::HashTable;
 
 use super::cache_hint::prefetch_read;
-use super::table_memory::TableMemory;
+use super::table_memory::{TableMemory, zeroed_bytes};
 
 /// Past this load (digests per home, in percent), an insert grows the table first.
 pub const MAX_LOAD_PERCENT: usize = 90;
@@ -559,11 +559,9 @@ impl Placement {
     /// A placement into an empty table of `homes` homes (a growth's).
     fn with_homes(homes: usize) -> Placement {
         let geometry = Geometry::new(homes);
-        let mut bytes = AllocVec::with_capacity_in(geometry.bytes(), TableMemory);
-        bytes.resize(geometry.bytes(), 0);
         Placement::over(DigestTable {
             geometry: Some(geometry),
-            bytes,
+            bytes: zeroed_bytes(geometry.bytes()),
             stored: 0,
             spill: HashTable::new(),
         })

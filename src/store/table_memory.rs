@@ -86,6 +86,34 @@ unsafe impl Allocator for TableMemory {
     }
 }
 
+/// `len` zero bytes in [`TableMemory`], not written: a block of at least [`MAPPED_MIN_BYTES`]
+/// is a fresh mapping, which reads as zeros, so its pages are faulted in (and zeroed once, by
+/// the kernel) only where a slot is written. Filling a `Vec` with `resize(len, 0)` wrote every
+/// byte of a 700 MB table a second time at a 100M-digest restart
+/// (`benches/load/results/restart5-2026-12-01-s10.md`).
+pub fn zeroed_bytes(len: usize) -> allocator_api2::vec::Vec<u8, TableMemory> {
+    if len == 0 {
+        return allocator_api2::vec::Vec::new_in(TableMemory);
+    }
+    let Ok(layout) = Layout::array::<u8>(len) else {
+        std::alloc::handle_alloc_error(Layout::new::<u8>())
+    };
+    let Ok(block) = TableMemory.allocate_zeroed(layout) else {
+        std::alloc::handle_alloc_error(layout)
+    };
+    // SAFETY: `block` was allocated by `TableMemory` with the layout of `len` bytes (what the
+    // `Vec` gives back when dropped: capacity `len`), and `allocate_zeroed` made all `len`
+    // bytes zeros, so they are initialised.
+    unsafe {
+        allocator_api2::vec::Vec::from_raw_parts_in(
+            block.cast::<u8>().as_ptr(),
+            len,
+            len,
+            TableMemory,
+        )
+    }
+}
+
 /// A private anonymous mapping of `size` bytes (zeros until written), aligned to
 /// [`HUGE_PAGE`] and advised to use huge pages when it is at least that big.
 #[cfg(unix)]
