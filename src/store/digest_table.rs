@@ -532,99 +532,6 @@ impl DigestTable {
     }
 }
 
-/// Builds a table from digests given in ascending order (repeats allowed, adjacent): each
-/// goes at its home or just after the one before, which is the Robin Hood order (a run sorted
-/// by home) with nothing to shift. Inserting them one by one instead costs an insert's shifts
-/// each (½(1 + 1/(1 − α)²) slots, ~50 at 90% full): 29 s for a 100M-digest replay
-/// (`benches/load/results/restart-s9-2026-11-30.md`).
-pub struct Placement {
-    table: DigestTable,
-    /// The first slot no digest holds yet: every slot before it is taken.
-    next: usize,
-    last: Option<u64>,
-    /// Whether every digest so far came in ascending order.
-    ordered: bool,
-}
-
-impl Placement {
-    /// A placement into a table at [`FITTED_LOAD_PERCENT`] for `len` digests (repeats
-    /// included: [`Placement::finish`] fits the table if they were many).
-    pub fn new(len: usize) -> Placement {
-        if len == 0 {
-            return Placement::over(DigestTable::default());
-        }
-        Placement::with_homes(fitted_homes(len))
-    }
-
-    /// A placement into an empty table of `homes` homes (a growth's).
-    fn with_homes(homes: usize) -> Placement {
-        let geometry = Geometry::new(homes);
-        Placement::over(DigestTable {
-            geometry: Some(geometry),
-            bytes: zeroed_bytes(geometry.bytes()),
-            stored: 0,
-            spill: HashTable::new(),
-        })
-    }
-
-    fn over(table: DigestTable) -> Placement {
-        Placement {
-            table,
-            next: 0,
-            last: None,
-            ordered: true,
-        }
-    }
-
-    /// Places `digest`, not below any digest pushed before it (a repeat of the last one is
-    /// skipped). A smaller one, which the callers never push, turns the rest of the build into
-    /// inserts ([`DigestTable::insert`]): slower, still exact.
-    pub fn push(&mut self, digest: u64) {
-        match (self.ordered, self.last, self.table.geometry) {
-            (true, Some(last), _) if digest == last => {}
-            (true, Some(last), Some(geometry)) if digest > last => self.place(digest, geometry),
-            (true, None, Some(geometry)) => self.place(digest, geometry),
-            _ => {
-                self.ordered = false;
-                self.table.insert(digest);
-            }
-        }
-    }
-
-    fn place(&mut self, digest: u64, geometry: Geometry) {
-        self.last = Some(digest);
-        let home = geometry.home(digest);
-        let at = self.next.max(home);
-        let displacement = at - home;
-        if displacement > geometry.max_displacement {
-            // As an insert would: past the longest displacement, the spill set.
-            self.table.spill.insert_unique(digest, digest, |&kept| kept);
-            return;
-        }
-        let tag = displacement as u64 + 1;
-        let slot = (tag << geometry.remainder_bits) | geometry.remainder(digest);
-        self.table.store(at, slot, &geometry);
-        self.table.stored += 1;
-        self.next = at + 1;
-    }
-
-    /// The table, fitted to its digests if repeats left it more than a few points below
-    /// [`FITTED_LOAD_PERCENT`] ([`DigestTable::shrink_to_fit`]).
-    pub fn finish(mut self) -> DigestTable {
-        self.table.shrink_to_fit();
-        self.table
-    }
-}
-
-/// Places the digests of `group` (one old home's, in any order) in ascending order, leaving
-/// it empty.
-fn place_sorted(placement: &mut Placement, group: &mut Vec<u64>) {
-    group.sort_unstable();
-    for digest in group.drain(..) {
-        placement.push(digest);
-    }
-}
-
 /// Bytes of a `hashbrown` table of `u64`s with this `capacity()`: one `u64` and one control
 /// byte per bucket, plus one group (16 bytes) of control padding.
 fn hashbrown_u64_bytes(capacity: usize) -> usize {
@@ -635,6 +542,11 @@ fn hashbrown_u64_bytes(capacity: usize) -> usize {
     let buckets = (capacity * 8 / 7).next_power_of_two();
     buckets * (std::mem::size_of::<u64>() + 1) + 16
 }
+
+#[path = "digest_table_placement.rs"]
+mod placement;
+pub use placement::Placement;
+use placement::place_sorted;
 
 #[cfg(test)]
 #[path = "digest_table_tests.rs"]
