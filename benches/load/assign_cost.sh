@@ -62,13 +62,7 @@ done
 command -v valgrind >/dev/null || die "needs valgrind (apt-get install -y valgrind)"
 command -v callgrind_control >/dev/null || die "needs callgrind_control (valgrind)"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-assign-cost.XXXXXX")
-cleanup() {
-    stop_all
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+make_work assign-cost
 cp -r "$HERE/experiments" "$WORK/experiments"
 DRIVER=(python3 "$HERE/assign_requests.py" "$PORT")
 

@@ -23,7 +23,8 @@ def paths(scenario, count, known):
     if scenario == "warm":
         for i in range(count):
             yield f"/v1/experiments/load-sticky/assign?unit=k-{i}"
-    elif scenario == "assign_known":
+    elif scenario in ("assign_known", "baseline"):
+        # The bare handler answers the known-unit requests, the same sequence.
         rng = random.Random(1)
         for _ in range(count):
             yield f"/v1/experiments/load-sticky/assign?unit=k-{rng.randrange(known)}"
@@ -31,10 +32,6 @@ def paths(scenario, count, known):
         rng = random.Random(2)
         for _ in range(count):
             yield f"/v1/experiments/load-per-request/assign?unit=p-{rng.randrange(1_000_000)}"
-    elif scenario == "baseline":
-        rng = random.Random(1)
-        for _ in range(count):
-            yield f"/v1/experiments/load-sticky/assign?unit=k-{rng.randrange(known)}"
     else:
         raise SystemExit(f"unknown scenario {scenario!r}")
 

@@ -43,13 +43,7 @@ for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-baseline" "$NEW/banditd-f
 done
 ensure_wrk
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-commit-ab.XXXXXX")
-cleanup() {
-    stop_all
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+make_work commit-ab
 cp -r "$HERE/experiments" "$WORK/experiments"
 STICKY_YAML=$WORK/experiments/load-sticky.yaml
 

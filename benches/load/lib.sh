@@ -192,3 +192,15 @@ verdict() { if [[ $1 == 1 ]]; then echo "pass"; else echo "**MISS**"; fi; }
 # at_least A B / at_most A B: 1 if the comparison holds (floating point).
 at_least() { awk -v a="$1" -v b="$2" 'BEGIN {print (a >= b) ? 1 : 0}'; }
 at_most() { awk -v a="$1" -v b="$2" 'BEGIN {print (a <= b) ? 1 : 0}'; }
+
+# make_work NAME: a fresh temp dir in WORK for one bench script; on exit every process the
+# script started is stopped and the dir removed (KEEP_WORK=1 keeps it); Ctrl-C exits 130.
+make_work() {
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-$1.XXXXXX")
+    trap cleanup_work EXIT
+    trap 'log "interrupted"; exit 130' INT TERM
+}
+cleanup_work() {
+    stop_all
+    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
+}

@@ -47,13 +47,7 @@ done
 command -v redis-server >/dev/null || die "needs redis-server (apt-get install -y redis-server)"
 command -v python3 >/dev/null || die "needs python3"
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-redis-memory.XXXXXX")
-cleanup() {
-    stop_all
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+make_work redis-memory
 
 if ((BUILD)); then
     log "building release binaries"

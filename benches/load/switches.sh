@@ -47,13 +47,7 @@ done
 command -v perf >/dev/null || die "perf is missing"
 ensure_wrk
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-switches.XXXXXX")
-cleanup() {
-    stop_all
-    if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT TERM
+make_work switches
 cp -r "$HERE/experiments" "$WORK/experiments"
 STICKY_YAML=$WORK/experiments/load-sticky.yaml
 
