@@ -234,12 +234,18 @@ end
 -- `unit \0 record` of the legacy sorted set) are still found there while it holds any, and
 -- move to the hash (and the index) when rewritten. `held[unit]`: the unit's record as this call
 -- has left it (false: none; nil: not read yet).
+-- A call is one epoch's, where a unit has one shard, so what the buffers hold by unit (`held`,
+-- `put`, `fresh`, `moved`) is one table each for the whole call, shared by every shard's
+-- buffer; only the order of a shard's writes is the shard's own. (A call of units of eight
+-- shards made six tables per shard; each table costs Redis's Lua about a thousand machine
+-- instructions to make and more to grow.)
 local rsets, rorder = {}, {}
+local held_units, put_units, fresh_units, moved_units = {}, {}, {}, {}
 local function rbuf()
   local r = rsets[records]
   if not r then
-    r = { key = records, legacy = sticky, pending = pending, held = {}, put = {}, order = {},
-      fresh = {}, moved = {}, has_legacy = nil }
+    r = { key = records, legacy = sticky, pending = pending, held = held_units,
+      put = put_units, order = {}, fresh = fresh_units, moved = moved_units, has_legacy = nil }
     rsets[records] = r
     rorder[#rorder + 1] = r
   end
@@ -248,6 +254,24 @@ end
 local function has_legacy(r)
   if r.has_legacy == nil then r.has_legacy = redis.call('EXISTS', r.legacy) == 1 end
   return r.has_legacy
+end
+-- Whether the shards of `firsts` (first KEYS indexes: the shards op P reads, several in a
+-- single primary's call) hold records of the legacy layout: one EXISTS of all their legacy
+-- sets rather than one per shard; when none does, no shard asks again (a new unit's lookup
+-- asks otherwise). Leaves the last of them current.
+local function legacy_sets(firsts)
+  local keys, unknown = {}, {}
+  for i = 1, #firsts do
+    use_shard(firsts[i])
+    local r = rbuf()
+    if r.has_legacy == nil then
+      keys[#keys + 1] = r.legacy
+      unknown[#unknown + 1] = r
+    end
+  end
+  if #keys > 1 and redis.call('EXISTS', unpack(keys)) == 0 then
+    for i = 1, #unknown do unknown[i].has_legacy = false end
+  end
 end
 -- The legacy record of `unit`, remembered so that its rewrite removes the legacy member.
 local function legacy_record(r, unit)
