@@ -57,6 +57,9 @@ script = b"".join(open(os.path.join(lua_dir, f), "rb").read()
 ONE_PASS = b"digest_format" in script
 # Scripts that take op P's units packed in one string (`I4c0` each) rather than as arguments.
 PACKED_P = b"name_format" in script
+# Scripts that take a unit reward without an expected record as kind `u` (its last three
+# fields left out) rather than as `U` with them empty.
+SHORT_U = b"kind == 'u'" in script
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -160,7 +163,8 @@ def call(batch, now):
         if ONE_PASS:
             digests.setdefault(dirs[home], bytearray()).extend(digest)
             prefetch.setdefault(shards[s], []).append(unit)
-            body = (b"U" + struct.pack("<I", dirs[home]) + digest
+            kind = b"u" if SHORT_U and not EXPECTED else b"U"
+            body = (kind + struct.pack("<I", dirs[home]) + digest
                     + struct.pack("<II", shards[s], lists[list_key][0]))
         else:
             head = text(event_id) + digest + struct.pack("<II", shards[s], lists[list_key][0])
@@ -169,7 +173,7 @@ def call(batch, now):
                 + struct.pack("<dd", float(now), float(WINDOW)) + text(""))
         if EXPECTED:
             body += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
-        else:
+        elif not SHORT_U:
             body += text("") + text("") + struct.pack("<d", 0.0)
         if ONE_PASS:
             body += text(event_id)

@@ -145,9 +145,10 @@ while at <= #ARGV do
     -- were looked up by op Q and their units' records read by op P before. Each: its length,
     -- its kind, its id shard's directory (KEYS index), the id's 8-byte digest, its records'
     -- shard (first KEYS index, as op S), its digest list's KEYS index, then the reward as op
-    -- U/T/K takes it (no claim or outcome), a unit's followed by the record banditd expects,
-    -- its variant and assignment time (`judge_known`; an empty record when banditd has none),
-    -- and last the id, read only while the directory of whole ids exists (`id_held`).
+    -- U/T/K takes it (no claim or outcome), a unit's (kind U) followed by the record banditd
+    -- expects, its variant and assignment time (`judge_known`), or (kind u, when banditd holds
+    -- no such record) by nothing (`judge_unit`: three fields fewer to unpack per reward), and
+    -- last the id, read only while the directory of whole ids exists (`id_held`).
     local blob = nxt()
     local pos, current = 1, 0
     while pos <= #blob do
@@ -155,7 +156,10 @@ while at <= #ARGV do
       local dir, digest, first, list, tail
       local unit, micro, occurred, now, window, h, expected, v, assigned
       local confirms, aid, issued, propensity
-      if kind == 'U' then
+      if kind == 'u' then
+        dir, digest, first, list, unit, micro, occurred, now, window, h, tail =
+          struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0', blob, pos + 5)
+      elseif kind == 'U' then
         dir, digest, first, list, unit, micro, occurred, now, window, h, expected, v, assigned,
           tail = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0d', blob, pos + 5)
       else
@@ -176,7 +180,9 @@ while at <= #ARGV do
           use_shard(first)
           current = first
         end
-        if kind == 'U' then
+        if kind == 'u' then
+          outcome = judge_unit(unit, micro, occurred, now, window, h, held_units[unit])
+        elseif kind == 'U' then
           outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
         else
           if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end

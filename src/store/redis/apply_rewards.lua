@@ -2,9 +2,11 @@
 -- src/store/redis/mod.rs): a reward judged against its record or token mark, under its claim
 -- or with its event id in the same call, and `write_all`, which writes every buffer of the call.
 
--- A reward's timing against its assignment (store::apply::timing_refusal).
+-- A reward's timing against its assignment (store::apply::timing_refusal). `occurred` is
+-- banditd's whole milliseconds as text, or empty: Lua's arithmetic converts it as `tonumber`
+-- does, without a call of a library function (half of a `tonumber` here).
 local function refusal(occurred, assigned, now, window)
-  if occurred ~= '' and tonumber(occurred) + skew < assigned then return 'B' end
+  if occurred ~= '' and occurred + skew < assigned then return 'B' end
   if now > assigned + window then return 'O' end
   return nil
 end
@@ -88,7 +90,9 @@ local function judge_unit(unit, micro, occurred, now, window, h, record)
     v, written, propensity, reward = parse(record)
     head, rewarded = v and (v .. '\t' .. written .. '\t' .. propensity .. '\t'), reward ~= ''
   end
-  local assigned = tonumber(written)
+  -- A number by arithmetic, as `refusal` takes `occurred` (a record banditd wrote spells its
+  -- time as whole milliseconds).
+  local assigned = written + 0
   local refused = refusal(occurred, assigned, now, window)
   if refused then return refused end
   if rewarded then return 'P' end

@@ -379,11 +379,15 @@ impl Call {
         } else {
             "0".to_owned()
         };
+        // The record as `sticky` writes it before any reward: only such a record can be
+        // credited, so only it is worth comparing. A unit reward without one is kind `u`,
+        // without the three fields that carry it (each a field more for `struct.unpack`).
+        let expected = expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none());
         let mut packed = Packed::default();
-        packed.0.push(if reward.kind.is_ascii() {
-            reward.kind as u8
-        } else {
-            b'T'
+        packed.0.push(match reward.kind {
+            'U' if expected.is_none() => b'u',
+            kind if kind.is_ascii() => kind as u8,
+            _ => b'T',
         });
         packed.index(&dir);
         packed.0.extend(digest.to_le_bytes());
@@ -405,23 +409,14 @@ impl Call {
             packed.number(field(3));
             packed.number(field(4));
             packed.text(field(5));
-            // The record as `sticky` writes it before any reward: only such a record can be
-            // credited, so only it is worth comparing.
-            match expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none()) {
-                Some(record) => {
-                    let assigned = record.assigned_ms.min(MAX_MS);
-                    packed.text(&format!(
-                        "{}\t{assigned}\t{}\t",
-                        record.variant, record.propensity
-                    ));
-                    packed.text(&record.variant);
-                    packed.millis(assigned);
-                }
-                None => {
-                    packed.text("");
-                    packed.text("");
-                    packed.millis(0);
-                }
+            if let Some(record) = expected {
+                let assigned = record.assigned_ms.min(MAX_MS);
+                packed.text(&format!(
+                    "{}\t{assigned}\t{}\t",
+                    record.variant, record.propensity
+                ));
+                packed.text(&record.variant);
+                packed.millis(assigned);
             }
         } else {
             // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
@@ -729,7 +724,7 @@ impl Reward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{T0_MS, token_reward, unit_reward};
+    use crate::store::test_support::{T0_MS, epoch, record, token_reward, unit_reward};
 
     #[test]
     fn a_pending_reward_round_trips_through_its_claim() {
@@ -745,5 +740,43 @@ mod tests {
         }
         assert_eq!(Reward::decode("x", "1\t9\tU\ta\t1\t\t1\t1\t\t1"), None);
         assert_eq!(Reward::decode("x", "1\t0\tU\ta"), None);
+    }
+
+    /// The packed reward of op `B` for `expected`: its length prefix and its kind byte.
+    fn packed_reward(expected: Option<&StickyRecord>) -> (usize, u8) {
+        let op = unit_reward("e1", "user 1", 0.25, T0_MS);
+        let reward = Reward::of(&op);
+        let mut call = Call::new(&epoch(), reward.shard);
+        call.direct_reward(&reward, &op.event_id, 7, expected);
+        let length = u32::from_le_bytes([
+            call.packed[0],
+            call.packed[1],
+            call.packed[2],
+            call.packed[3],
+        ]);
+        assert_eq!(
+            length as usize,
+            call.packed.len(),
+            "one reward, its length first"
+        );
+        (call.packed.len(), call.packed[4])
+    }
+
+    #[test]
+    fn a_unit_reward_without_an_expected_record_is_packed_without_its_three_fields() {
+        let held = record("bold", T0_MS);
+        let (with_record, kind) = packed_reward(Some(&held));
+        assert_eq!(kind, b'U');
+        let (without, kind) = packed_reward(None);
+        assert_eq!(kind, b'u');
+        // The record `bold \t <ms> \t 0.5 \t` and the variant, each a length and its bytes,
+        // and the assignment time as a double.
+        let record_text = format!("bold\t{T0_MS}\t0.5\t");
+        assert_eq!(with_record - without, 4 + record_text.len() + 4 + 4 + 8);
+        // A rewarded record cannot be credited: it is not worth sending either.
+        let mut rewarded = held.clone();
+        rewarded.reward = Some(1.0);
+        rewarded.rewarded_ms = Some(T0_MS + 1);
+        assert_eq!(packed_reward(Some(&rewarded)), (without, b'u'));
     }
 }
