@@ -2,7 +2,7 @@
 """Replays bulk reward commits of apply.lua (op B) into a running redis-server, without banditd.
 
     benches/load/redis_reward_replay.py PORT LUA_DIR EVENTS [--per N] [--dups F] [--expected]
-                                        [--no-setup] [--seed S]
+                                        [--no-setup] [--seed S] [--retried] [--occurred]
 
 What `run.sh --redis --scenarios events_bulk` makes banditd send on a single primary
 (src/store/redis/direct.rs, `Call::direct_reward`): calls of PER (1,000) unit rewards of the
@@ -10,7 +10,8 @@ What `run.sh --redis --scenarios events_bulk` makes banditd send on a single pri
 hash layout of src/store/redis/layout.rs, as `banditd-fill` writes them), 36-byte event ids.
 `--dups F`: that share of each call's events repeats an id of an earlier call (judged `D`).
 `--retried`: the calls are applied before the measured replay, which resends them (all
-duplicates). `--expected`: each reward carries the record a replica's cache would hold (`judge_known`); the
+duplicates). `--occurred`: every event says when it occurred (half a second after its
+assignment), as events with a timestamp do; by default none does. `--expected`: each reward carries the record a replica's cache would hold (`judge_known`); the
 bench's banditd has none for the pre-filled units, so by default none is sent.
 LUA_DIR holds the script files (apply.lua, apply_rewards.lua, apply_ops.lua). The setup (the
 units' records and the arms' counters) runs first unless --no-setup; then the script is loaded,
@@ -41,6 +42,7 @@ parser.add_argument("--expected", action="store_true")
 parser.add_argument("--no-setup", action="store_true")
 parser.add_argument("--seed", type=int, default=7)
 parser.add_argument("--retried", action="store_true")
+parser.add_argument("--occurred", action="store_true")
 opts = parser.parse_args()
 port, lua_dir, events = opts.port, opts.lua_dir, opts.events
 PER, DUPS, EXPECTED, SETUP = opts.per, opts.dups, opts.expected, not opts.no_setup
@@ -60,6 +62,9 @@ PACKED_P = b"name_format" in script
 # Scripts that take a unit reward without an expected record as kind `u` (its last three
 # fields left out) rather than as `U` with them empty.
 SHORT_U = b"kind == 'u'" in script
+# Scripts that take op B's rewards in runs of one kind (the kind and count first, no kind and
+# length per reward).
+RUNS = b"runs of one kind" in script
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -169,7 +174,8 @@ def call(batch, now):
         else:
             head = text(event_id) + digest + struct.pack("<II", shards[s], lists[list_key][0])
             body = struct.pack("<I", dirs[home]) + head + b"U"
-        body += (text(unit) + text("1000000") + text("")
+        occurred = str(assigned + 500) if opts.occurred else ""
+        body += (text(unit) + text("1000000") + text(occurred)
                 + struct.pack("<dd", float(now), float(WINDOW)) + text(""))
         if EXPECTED:
             body += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
@@ -177,7 +183,10 @@ def call(batch, now):
             body += text("") + text("") + struct.pack("<d", 0.0)
         if ONE_PASS:
             body += text(event_id)
-        blob += struct.pack("<I", len(body) + 4) + body
+        if RUNS:
+            blob += body[1:]
+        else:
+            blob += struct.pack("<I", len(body) + 4) + body
     argv = ["60000", "86400000"]
     for index_of_first, names in prefetch.items():
         for at in range(0, len(names), 512):
@@ -190,6 +199,8 @@ def call(batch, now):
         argv += ["Q", index, keep] + ([bytes(digests[index])] if ONE_PASS else [])
     for index, directory in lists.values():
         argv += ["L", index, directory, end, keep]
+    if RUNS:
+        blob = kind + struct.pack("<I", len(batch)) + blob
     return keys, argv + ["B", bytes(blob)]
 
 

@@ -142,34 +142,39 @@ while at <= #ARGV do
   elseif op == 'B' then
     -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
     -- one string parsed here, not a dozen arguments per reward), in one pass: their digests
-    -- were looked up by op Q and their units' records read by op P before. Each: its length,
-    -- its kind, its id shard's directory (KEYS index), the id's 8-byte digest, its records'
-    -- shard (first KEYS index, as op S), its digest list's KEYS index, then the reward as op
-    -- U/T/K takes it (no claim or outcome), a unit's (kind U) followed by the record banditd
-    -- expects, its variant and assignment time (`judge_known`), or (kind u, when banditd holds
-    -- no such record) by nothing (`judge_unit`: three fields fewer to unpack per reward), and
-    -- last the id, read only while the directory of whole ids exists (`id_held`).
+    -- were looked up by op Q and their units' records read by op P before. The rewards come in
+    -- runs of one kind, each run its kind and count first (a bulk call is one run: no kind
+    -- and length to unpack per reward). Each reward: its id shard's directory (KEYS index),
+    -- the id's 8-byte digest, its records' shard (first KEYS index, as op S), its digest
+    -- list's KEYS index, then the reward as op U/T/K takes it (no claim or outcome), a unit's
+    -- (kind U) followed by the record banditd expects, its variant and assignment time
+    -- (`judge_known`), or (kind u, when banditd holds no such record) by nothing
+    -- (`judge_unit`: three fields fewer to unpack per reward), and last the id's length and
+    -- bytes, read only while the directory of whole ids exists (`id_held`).
     local blob = nxt()
     local pos, current = 1, 0
+    local kind, left = nil, 0
     while pos <= #blob do
-      local length, kind = struct.unpack('<I4c1', blob, pos)
-      local dir, digest, first, list, tail
+      if left == 0 then kind, left, pos = struct.unpack('<c1I4', blob, pos) end
+      left = left - 1
+      local dir, digest, first, list, id_length
       local unit, micro, occurred, now, window, h, expected, v, assigned
       local confirms, aid, issued, propensity
       if kind == 'u' then
-        dir, digest, first, list, unit, micro, occurred, now, window, h, tail =
-          struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0', blob, pos + 5)
+        dir, digest, first, list, unit, micro, occurred, now, window, h, id_length, pos =
+          struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4', blob, pos)
       elseif kind == 'U' then
         dir, digest, first, list, unit, micro, occurred, now, window, h, expected, v, assigned,
-          tail = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0d', blob, pos + 5)
+          id_length, pos = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0dI4', blob, pos)
       else
         dir, digest, first, list, confirms, aid, v, issued, propensity, micro, occurred, now,
-          window, h, tail =
-          struct.unpack('<I4c8I4I4I4I4c0I4c0dI4c0I4c0I4c0ddI4c0', blob, pos + 5)
+          window, h, id_length, pos =
+          struct.unpack('<I4c8I4I4I4I4c0I4c0dI4c0I4c0I4c0ddI4c0I4', blob, pos)
       end
-      pos = pos + length
+      local id_at = pos
+      pos = pos + id_length
       local home = homes[dir]
-      local held = home.old and id_held(home, dir, blob, tail)
+      local held = home.old and id_held(home, dir, blob, id_at, id_length)
       local outcome
       if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
         outcome = 'F'

@@ -164,9 +164,9 @@ local function digest_format(n)
   return format
 end
 -- What the directory of whole ids (KEYS index `dir`, read only while it exists) holds for
--- the id packed at `tail` of op B's string: `P<claim>...`, `A<end>`, or false.
-local function id_held(home, dir, blob, tail)
-  local id = struct.unpack('<I4c0', blob, tail)
+-- the id of `length` bytes at `at` of op B's string: `P<claim>...`, `A<end>`, or false.
+local function id_held(home, dir, blob, at, length)
+  local id = string.sub(blob, at, at + length - 1)
   local held = home.held[id]
   if held == nil then
     held = redis.call('HGET', KEYS[dir], id) or false

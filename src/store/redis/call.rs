@@ -78,8 +78,10 @@ pub struct Call {
     /// (op `E`, single primary only: `direct`), declared up front by ops `Q` and `L`.
     directories: Vec<Directory>,
     id_lists: Vec<IdList>,
-    /// The rewards of op `B`, packed (`direct_reward`).
+    /// The rewards of op `B`, packed (`direct_reward`) in runs of one kind.
     packed: Vec<u8>,
+    /// The kind of op `B`'s last run, and where its count is in `packed`.
+    run: Option<(u8, usize)>,
     /// The sticky ops of op `N`, packed (`sticky`); sent after every op of `args`.
     sticky_ops: Vec<u8>,
     /// The share sets the call's sticky ops name (op `W`), in the order they were declared: the
@@ -121,6 +123,7 @@ impl Call {
             directories: Vec::new(),
             id_lists: Vec::new(),
             packed: Vec::new(),
+            run: None,
             sticky_ops: Vec::new(),
             share_sets: Vec::new(),
             args: vec![
@@ -383,12 +386,12 @@ impl Call {
         // credited, so only it is worth comparing. A unit reward without one is kind `u`,
         // without the three fields that carry it (each a field more for `struct.unpack`).
         let expected = expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none());
-        let mut packed = Packed::default();
-        packed.0.push(match reward.kind {
+        self.start_reward(match reward.kind {
             'U' if expected.is_none() => b'u',
             kind if kind.is_ascii() => kind as u8,
             _ => b'T',
         });
+        let mut packed = Packed(std::mem::take(&mut self.packed));
         packed.index(&dir);
         packed.0.extend(digest.to_le_bytes());
         packed.index(&first);
@@ -434,9 +437,24 @@ impl Call {
         }
         // Last: the script reads it only while the directory of whole ids exists.
         packed.text(event_id);
-        let length = u32::try_from(packed.0.len() + 4).unwrap_or(u32::MAX);
-        self.packed.extend(length.to_le_bytes());
-        self.packed.extend(packed.0);
+        self.packed = packed.0;
+    }
+
+    /// Counts a reward of `kind` into op `B`'s current run, or starts a run of that kind: the
+    /// script unpacks a run's kind and count once (a bulk call of unit rewards is one run), not
+    /// a kind and a length per reward.
+    fn start_reward(&mut self, kind: u8) {
+        if let Some((run_kind, at)) = self.run
+            && run_kind == kind
+        {
+            let count: [u8; 4] = self.packed[at..at + 4].try_into().unwrap_or_default();
+            let count = u32::from_le_bytes(count).saturating_add(1);
+            self.packed[at..at + 4].copy_from_slice(&count.to_le_bytes());
+            return;
+        }
+        self.packed.push(kind);
+        self.run = Some((kind, self.packed.len()));
+        self.packed.extend(1u32.to_le_bytes());
     }
 
     /// One per-request token confirmation (`C`): the mark and its exposure, judged by the
@@ -742,24 +760,52 @@ mod tests {
         assert_eq!(Reward::decode("x", "1\t0\tU\ta"), None);
     }
 
-    /// The packed reward of op `B` for `expected`: its length prefix and its kind byte.
+    /// The count of the run of op `B` whose header starts at `at`.
+    fn run_count(packed: &[u8], at: usize) -> u32 {
+        u32::from_le_bytes([
+            packed[at + 1],
+            packed[at + 2],
+            packed[at + 3],
+            packed[at + 4],
+        ])
+    }
+
+    /// Op `B`'s string of one unit reward under `expected`: its length and its run's kind.
     fn packed_reward(expected: Option<&StickyRecord>) -> (usize, u8) {
         let op = unit_reward("e1", "user 1", 0.25, T0_MS);
         let reward = Reward::of(&op);
         let mut call = Call::new(&epoch(), reward.shard);
         call.direct_reward(&reward, &op.event_id, 7, expected);
-        let length = u32::from_le_bytes([
-            call.packed[0],
-            call.packed[1],
-            call.packed[2],
-            call.packed[3],
-        ]);
-        assert_eq!(
-            length as usize,
-            call.packed.len(),
-            "one reward, its length first"
-        );
-        (call.packed.len(), call.packed[4])
+        assert_eq!(run_count(&call.packed, 0), 1, "one run of one reward");
+        (call.packed.len(), call.packed[0])
+    }
+
+    #[test]
+    fn rewards_of_one_kind_in_a_row_are_packed_as_one_run() {
+        let held = record("bold", T0_MS);
+        let unit = |id: &str| unit_reward(id, "user 1", 0.25, T0_MS);
+        let token = token_reward("e9", "as-1", "bold", T0_MS, 1.0, T0_MS + 5);
+        let mut call = Call::new(&epoch(), 0);
+        let mut runs = Vec::new();
+        for (op, expected) in [
+            (unit("e1"), None),
+            (unit("e2"), None),
+            (unit("e3"), None),
+            (token.clone(), None),
+            (unit("e4"), Some(&held)),
+            (unit("e5"), None),
+        ] {
+            let before = call.packed.len();
+            call.direct_reward(&Reward::of(&op), &op.event_id, 7, expected);
+            if call.run.map(|(_, at)| at) == Some(before + 1) {
+                runs.push(before);
+            }
+        }
+        let kinds: Vec<(u8, u32)> = runs
+            .iter()
+            .map(|&at| (call.packed[at], run_count(&call.packed, at)))
+            .collect();
+        assert_eq!(kinds, [(b'u', 3), (b'T', 1), (b'U', 1), (b'u', 1)]);
     }
 
     #[test]
