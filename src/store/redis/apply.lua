@@ -255,24 +255,6 @@ local function has_legacy(r)
   if r.has_legacy == nil then r.has_legacy = redis.call('EXISTS', r.legacy) == 1 end
   return r.has_legacy
 end
--- Whether the shards of `firsts` (first KEYS indexes: the shards op P reads, several in a
--- single primary's call) hold records of the legacy layout: one EXISTS of all their legacy
--- sets rather than one per shard; when none does, no shard asks again (a new unit's lookup
--- asks otherwise). Leaves the last of them current.
-local function legacy_sets(firsts)
-  local keys, unknown = {}, {}
-  for i = 1, #firsts do
-    use_shard(firsts[i])
-    local r = rbuf()
-    if r.has_legacy == nil then
-      keys[#keys + 1] = r.legacy
-      unknown[#unknown + 1] = r
-    end
-  end
-  if #keys > 1 and redis.call('EXISTS', unpack(keys)) == 0 then
-    for i = 1, #unknown do unknown[i].has_legacy = false end
-  end
-end
 -- The legacy record of `unit`, remembered so that its rewrite removes the legacy member.
 local function legacy_record(r, unit)
   if not has_legacy(r) then return false end

@@ -50,27 +50,8 @@ local function name_format(n)
   return format
 end
 
--- The ops P of the call (`to_read`: each a shard's first KEYS index, with its count of units
--- and their packed names), read once the last of them is in: every shard's legacy set asked
--- about at once (`legacy_sets`), then one HMGET per shard; the call's first shard is current
--- again after.
-local to_read, to_read_counts, to_read_names = {}, {}, {}
-local function read_records()
-  legacy_sets(to_read)
-  for i = 1, #to_read do
-    local count = to_read_counts[i]
-    use_shard(to_read[i])
-    local units = { struct.unpack(name_format(count), to_read_names[i]) }
-    units[count + 1] = nil -- the position after them
-    prefetch(units)
-  end
-  use_shard(1)
-  to_read = {}
-end
-
 while at <= #ARGV do
   local op = nxt()
-  if op ~= 'P' and #to_read > 0 then read_records() end
   if op == 'N' then
     -- The call's sticky ops, packed in one string (call.rs, `Call::sticky`: Redis makes an
     -- object and a Lua string of every argument, which were nine per new unit): each its kind
@@ -206,10 +187,14 @@ while at <= #ARGV do
   elseif op == 'P' then
     -- The records the sticky ops and unit rewards of the call name, read up front: a shard's
     -- first KEYS index, a count, then that many units (at most 512) packed as `I4c0` texts in
-    -- one string. Sent before every other op: the reads wait for the first other op
-    -- (`read_records`), so that one EXISTS asks about every shard's legacy records.
-    local n = #to_read + 1
-    to_read[n], to_read_counts[n], to_read_names[n] = tonumber(nxt()), tonumber(nxt()), nxt()
+    -- one string (sent before every other op, so the call's first shard is current again
+    -- after).
+    local first, count, names = tonumber(nxt()), tonumber(nxt()), nxt()
+    use_shard(first)
+    local units = { struct.unpack(name_format(count), names) }
+    units[count + 1] = nil -- the position after them
+    prefetch(units)
+    use_shard(1)
   elseif op == 'S' then
     -- The ops that follow are another shard's: the index of its first of five keys.
     use_shard(tonumber(nxt()))
@@ -274,7 +259,6 @@ while at <= #ARGV do
     return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
 end
-if #to_read > 0 then read_records() end
 expose_sets()
 if #order > 0 or #dorder > 0 then add('v', 1) end -- the change counter (src/store/redis/fresh.rs)
 write_all()

@@ -269,31 +269,6 @@ fn new_units_and_a_batch_of_rewards_read_their_records_a_shard_at_a_time() {
     });
 }
 
-#[test]
-fn a_call_of_new_units_of_several_shards_asks_once_whether_they_hold_legacy_records() {
-    let server = RedisServer::start();
-    let store = open(&server);
-    block_on(async {
-        server.cli(&["CONFIG", "RESETSTAT"]);
-        let units = 200u64;
-        insert_units(&store, units).await;
-        let (_, scripts) = writes_and_scripts(&server);
-        let calls = command_calls(&server);
-        // A new unit is in no records hash, so its lookup asks whether its shard still holds
-        // records of the sorted-set layout: one EXISTS of every shard's legacy set per call
-        // (it was one per shard the call touched, up to eight).
-        assert!(
-            calls.get("exists").copied().unwrap_or(0) <= scripts,
-            "{units} new units in {scripts} script calls: {calls:?}"
-        );
-        assert_eq!(
-            store.counters(&epoch()).await.unwrap()["bold"].exposures,
-            units
-        );
-        assert!(store.audit().await.unwrap().is_clean());
-    });
-}
-
 /// The AOF's size in bytes (the harness runs Redis with `appendonly yes`).
 fn aof_bytes(server: &RedisServer) -> u64 {
     server
