@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::token::TokenError;
-use super::{Engine, EngineError, Unit};
+use super::{Engine, EngineError, LiveExperiment, Unit};
+use std::sync::Arc;
 use crate::spec::{AssignmentMode, Status};
 use crate::store::{Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardOutcome, RewardTarget};
 
@@ -267,20 +268,21 @@ impl Engine {
         let mut labels: Vec<(usize, OpLabel)> = Vec::with_capacity(events.len());
         let mut guardrail_of: Vec<Option<Epoch>> = Vec::with_capacity(events.len());
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
+        let mut experiments = LoadedOnce::default();
         for (index, event) in events.into_iter().enumerate() {
+            let live = event
+                .as_ref()
+                .ok()
+                .and_then(|e| experiments.get(self, &e.experiment));
             if let Some(recorder) = recorder.as_mut() {
-                let experiment = event
-                    .as_ref()
-                    .ok()
-                    .and_then(|e| self.loaded(&e.experiment).ok());
-                recorder.target(experiment.and_then(|live| live.metrics.clone()));
+                recorder.target(live.and_then(|live| live.metrics.clone()));
             }
             let checked = event
                 .map_err(|detail| (None, RejectionReason::InvalidEvent, detail))
                 .and_then(|mut event| {
                     // The id moves into the op; a refused event hands it back for its
                     // rejection (no copy of every id for the few refusals).
-                    self.check_event(&mut event, now_ms)
+                    self.check_event(&mut event, live, now_ms)
                         .map_err(|(reason, detail)| (Some(event.id), reason, detail))
                 });
             match checked {
@@ -429,9 +431,11 @@ impl Engine {
     /// metric's, see `store::guardrail_events`).
     /// On success the op owns the event's id and unit (taken out of `event`); on a refusal
     /// `event.id` is still there for the rejection.
+    /// `live`: the loaded experiment `event.experiment` names (`None`: none is loaded).
     fn check_event(
         &self,
         event: &mut RawEvent,
+        live: Option<&LiveExperiment>,
         now_ms: u64,
     ) -> Result<(RewardOp, Option<Epoch>), (RejectionReason, String)> {
         use RejectionReason as R;
@@ -441,7 +445,7 @@ impl Engine {
                 format!("`id` must be 1 to {MAX_EVENT_ID_BYTES} bytes long"),
             ));
         }
-        let live = self.loaded(&event.experiment).map_err(|_| {
+        let live = live.ok_or_else(|| {
             (
                 R::UnknownExperiment,
                 format!(
@@ -572,6 +576,30 @@ impl Engine {
             half_life_ms: live.spec.policy.half_life.map(|h| h.as_millis()),
         };
         Ok((op, main))
+    }
+}
+
+/// The experiments one batch's events name, each looked up in the loaded set once per run of
+/// events naming it rather than once per event: a batch is usually one experiment, and a
+/// lookup (the set's snapshot, a SipHash of the id, the `Arc`'s count up and down) was ~700
+/// instructions of a bulk event's ~4,900 on the HTTP worker (`benches/load/bulk_cost.sh`).
+/// The batch sees one snapshot of an experiment as long as its events keep naming it; an id
+/// no experiment has is looked up again each time (the refusals' path).
+#[derive(Default)]
+struct LoadedOnce {
+    last: Option<Arc<LiveExperiment>>,
+}
+
+impl LoadedOnce {
+    fn get(&mut self, engine: &Engine, id: &str) -> Option<&LiveExperiment> {
+        let hit = self
+            .last
+            .as_ref()
+            .is_some_and(|live| live.spec.id.as_str() == id);
+        if !hit {
+            self.last = Some(engine.loaded(id).ok()?);
+        }
+        self.last.as_deref()
     }
 }
 

@@ -87,7 +87,7 @@ async fn post_events(
 }
 
 /// The decoded events, and for NDJSON each one's line.
-type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
+pub type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
 
 async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEvents> {
     let format = body_format(req)?;
@@ -101,7 +101,7 @@ async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEve
             .is_none_or(|&b| b != b'['),
     };
     let (events, lines) = if ndjson {
-        parse_ndjson_lines(&body)?.into_iter().unzip()
+        parse_ndjson_lines(&body)?
     } else {
         (parse_array(&body)?, Vec::new())
     };
@@ -194,31 +194,37 @@ pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 /// Every rejection starts with `line N:`: blank lines are not events, so the rejection's batch
 /// index alone would not tell the pipeline which line to look at.
 pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
-    Ok(parse_ndjson_lines(body)?
-        .into_iter()
-        .map(|(event, _)| event)
-        .collect())
+    Ok(parse_ndjson_lines(body)?.0)
 }
 
 /// [`parse_ndjson`] with the 1-based line of each event. Lines end with `\n` or `\r\n`; lines
 /// of only whitespace are skipped (and still counted, so line numbers match an editor's).
-pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<Vec<(Result<RawEvent, String>, usize)>> {
+/// Both vectors are sized once from the body's count of line ends (at most one past
+/// [`MAX_EVENTS_PER_BATCH`]): grown by doubling instead,
+/// the events' vector (~180 bytes an event) was copied ~10 times for a 1,000-event body, ~250
+/// instructions an event (`benches/load/bulk_cost.sh`).
+pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<ReadEvents> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
-                    .and_then(decode_event)
-                    .map_err(|detail| format!("line {}: {detail}", n + 1))
-            });
-            (event, n + 1)
-        })
-        .collect())
+    // At most one past the limit (`read_events` refuses more): a body of blank lines must not
+    // reserve room for millions of events.
+    let most = (body.iter().filter(|&&b| b == b'\n').count() + 1).min(MAX_EVENTS_PER_BATCH + 1);
+    let mut events = Vec::with_capacity(most);
+    let mut lines = Vec::with_capacity(most);
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
+                .and_then(decode_event)
+                .map_err(|detail| format!("line {}: {detail}", n + 1))
+        });
+        events.push(event);
+        lines.push(n + 1);
+    }
+    Ok((events, lines))
 }
 
 /// One array element's JSON text as an event: decoded directly (no `Value` tree, the one
@@ -331,11 +337,10 @@ mod tests {
     fn ndjson_lines_count_blank_and_crlf_lines_like_an_editor() {
         let body =
             b"\r\n{\"id\":\"a\",\"experiment\":\"x\",\"unit\":\"u\"}\r\n \t\r\n{\"id\":1}\r\n";
-        let events = parse_ndjson_lines(body).unwrap();
-        let lines: Vec<usize> = events.iter().map(|(_, line)| *line).collect();
+        let (events, lines) = parse_ndjson_lines(body).unwrap();
         assert_eq!(lines, [2, 4]);
-        assert!(events[0].0.is_ok());
-        assert!(events[1].0.as_ref().unwrap_err().starts_with("line 4:"));
+        assert!(events[0].is_ok());
+        assert!(events[1].as_ref().unwrap_err().starts_with("line 4:"));
     }
 
     #[test]
