@@ -31,7 +31,8 @@ fn ops(first: usize, count: usize, now_ms: u64) -> Vec<Planned> {
                 epoch_of("other", 3)
             };
             let variant = VARIANTS[i % 3];
-            let (delay_ms, bin) = DELAYS[(i / 2) % 3];
+            // Each epoch and variant meets every bin (i mod 6 fixes both).
+            let (delay_ms, bin) = DELAYS[(i / 6) % 3];
             let reward = REWARDS[i % 5];
             let mut op = if i % 3 == 1 {
                 token_reward(
