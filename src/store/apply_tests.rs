@@ -61,8 +61,7 @@ fn a_run_of_rewards_credits_each_unit_and_sums_each_delay_bin_in_order() {
     for (op, epoch, variant, delay_ms, _) in &all {
         if let crate::store::RewardTarget::Unit(unit) = &op.target {
             let assigned = record(variant, now_ms - delay_ms);
-            block_on(store.insert_sticky(epoch, unit, assigned, tally(now_ms - delay_ms)))
-                .unwrap();
+            block_on(store.insert_sticky(epoch, unit, assigned, tally(now_ms - delay_ms))).unwrap();
         } else {
             // The token's exposure, as a per-request assign counts it.
             store.count_exposure(epoch, variant, tally(now_ms - delay_ms));
@@ -71,8 +70,8 @@ fn a_run_of_rewards_credits_each_unit_and_sums_each_delay_bin_in_order() {
     // Two requests: the second adds to bins the first made durable.
     let mut expected: BTreeMap<(Epoch, &str, u32), f64> = BTreeMap::new();
     for half in [&all[..35], &all[35..]] {
-        let outcomes = block_on(store.apply_rewards(half.iter().map(|o| o.0.clone()).collect()))
-            .unwrap();
+        let outcomes =
+            block_on(store.apply_rewards(half.iter().map(|o| o.0.clone()).collect())).unwrap();
         for ((op, epoch, variant, _, bin), outcome) in half.iter().zip(outcomes) {
             assert_eq!(
                 outcome,
@@ -83,7 +82,9 @@ fn a_run_of_rewards_credits_each_unit_and_sums_each_delay_bin_in_order() {
                 op.event_id
             );
             // One addition per reward, in the batch's order.
-            let sum = expected.entry((epoch.clone(), variant, *bin)).or_insert(0.0);
+            let sum = expected
+                .entry((epoch.clone(), variant, *bin))
+                .or_insert(0.0);
             *sum += op.reward;
         }
     }
@@ -123,11 +124,22 @@ fn each_epoch_a_run_of_token_rewards_credits_first_starts_then() {
     let ops: Vec<RewardOp> = (0..12)
         .map(|i| RewardOp {
             epoch: fresh[i / 6].clone(),
-            ..token_reward(&format!("e{i}"), &format!("a{i}"), "control", T0_MS, 1.0, now_ms)
+            ..token_reward(
+                &format!("e{i}"),
+                &format!("a{i}"),
+                "control",
+                T0_MS,
+                1.0,
+                now_ms,
+            )
         })
         .collect();
     let outcomes = block_on(store.apply_rewards(ops)).unwrap();
-    assert!(outcomes.iter().all(|o| matches!(o, RewardOutcome::Applied { .. })));
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RewardOutcome::Applied { .. }))
+    );
     for epoch in &fresh {
         let info = block_on(store.epoch_info(epoch)).unwrap();
         assert_eq!(info.started_ms, Some(now_ms), "{epoch:?}");
