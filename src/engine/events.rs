@@ -156,6 +156,10 @@ pub const EVENT_OUTCOMES: [&str; 16] = {
     names
 };
 
+/// An event that passed the checks made before the store: its op, for a guardrail event its
+/// experiment's own epoch, and the experiment (for the op's label).
+type CheckedEvent = (RewardOp, Option<Epoch>, Arc<LiveExperiment>);
+
 /// What [`Engine::ingest`] keeps of an op sent to the store, to word its outcome: the event
 /// id and the target, put in words only for an outcome that is worded (most are applied).
 type OpLabel = (String, TargetLabel);
@@ -438,7 +442,7 @@ impl Engine {
         event: &mut RawEvent,
         live: Option<Arc<LiveExperiment>>,
         now_ms: u64,
-    ) -> Result<(RewardOp, Option<Epoch>, Arc<LiveExperiment>), (RejectionReason, String)> {
+    ) -> Result<CheckedEvent, (RejectionReason, String)> {
         use RejectionReason as R;
         if event.id.is_empty() || event.id.len() > MAX_EVENT_ID_BYTES {
             return Err((

@@ -360,7 +360,7 @@ mod tests {
     fn ndjson_lines_split_where_str_lines_splits() {
         let event = r#"{"id":"a","experiment":"x","unit":"u"}"#;
         let bodies = [
-            format!("{event}"),
+            event.to_owned(),
             format!("{event}\n"),
             format!("{event}\r\n{event}\r\n"),
             format!("\n\n{event}\n \r\n{event}\r"),
