@@ -87,7 +87,7 @@ async fn post_events(
 }
 
 /// The decoded events, and for NDJSON each one's line.
-type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
+pub type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
 
 async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEvents> {
     let format = body_format(req)?;
@@ -101,7 +101,7 @@ async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEve
             .is_none_or(|&b| b != b'['),
     };
     let (events, lines) = if ndjson {
-        parse_ndjson_lines(&body)?.into_iter().unzip()
+        parse_ndjson_lines(&body)?
     } else {
         (parse_array(&body)?, Vec::new())
     };
@@ -194,31 +194,50 @@ pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 /// Every rejection starts with `line N:`: blank lines are not events, so the rejection's batch
 /// index alone would not tell the pipeline which line to look at.
 pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
-    Ok(parse_ndjson_lines(body)?
-        .into_iter()
-        .map(|(event, _)| event)
-        .collect())
+    Ok(parse_ndjson_lines(body)?.0)
 }
 
 /// [`parse_ndjson`] with the 1-based line of each event. Lines end with `\n` or `\r\n`; lines
 /// of only whitespace are skipped (and still counted, so line numbers match an editor's).
-pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<Vec<(Result<RawEvent, String>, usize)>> {
+/// Both vectors are sized once from the body's count of line ends (at most one past
+/// [`MAX_EVENTS_PER_BATCH`]; counted with `memchr`, a byte-by-byte count cost as much as it
+/// saved): grown by doubling instead,
+/// the events' vector (~180 bytes an event) was copied ~10 times for a 1,000-event body, ~250
+/// instructions an event (`benches/load/bulk_cost.sh`).
+pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<ReadEvents> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
-    Ok(text
-        .lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(n, line)| {
-            let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
-                    .and_then(decode_event)
-                    .map_err(|detail| format!("line {}: {detail}", n + 1))
-            });
-            (event, n + 1)
-        })
-        .collect())
+    // At most one past the limit (`read_events` refuses more): a body of blank lines must not
+    // reserve room for millions of events.
+    let most = (memchr::memchr_iter(b'\n', body).count() + 1).min(MAX_EVENTS_PER_BATCH + 1);
+    let mut events = Vec::with_capacity(most);
+    let mut lines = Vec::with_capacity(most);
+    // The lines as `str::lines` splits them (at `\n`, less a `\r` before it), found with
+    // `memchr`: `lines()` searched ~400 instructions an event (`benches/load/bulk_cost.sh`).
+    let ends = memchr::memchr_iter(b'\n', body).map(Some).chain([None]);
+    let mut start = 0;
+    for (n, end) in ends.enumerate() {
+        let line = match end {
+            Some(end) => {
+                let line = &text[start..end];
+                start = end + 1;
+                line.strip_suffix('\r').unwrap_or(line)
+            }
+            None => &text[start..],
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
+                .and_then(decode_event)
+                .map_err(|detail| format!("line {}: {detail}", n + 1))
+        });
+        events.push(event);
+        lines.push(n + 1);
+    }
+    Ok((events, lines))
 }
 
 /// One array element's JSON text as an event: decoded directly (no `Value` tree, the one
@@ -331,11 +350,51 @@ mod tests {
     fn ndjson_lines_count_blank_and_crlf_lines_like_an_editor() {
         let body =
             b"\r\n{\"id\":\"a\",\"experiment\":\"x\",\"unit\":\"u\"}\r\n \t\r\n{\"id\":1}\r\n";
-        let events = parse_ndjson_lines(body).unwrap();
-        let lines: Vec<usize> = events.iter().map(|(_, line)| *line).collect();
+        let (events, lines) = parse_ndjson_lines(body).unwrap();
         assert_eq!(lines, [2, 4]);
-        assert!(events[0].0.is_ok());
-        assert!(events[1].0.as_ref().unwrap_err().starts_with("line 4:"));
+        assert!(events[0].is_ok());
+        assert!(events[1].as_ref().unwrap_err().starts_with("line 4:"));
+    }
+
+    #[test]
+    fn ndjson_lines_split_where_str_lines_splits() {
+        let event = r#"{"id":"a","experiment":"x","unit":"u"}"#;
+        let bodies = [
+            event.to_owned(),
+            format!("{event}\n"),
+            format!("{event}\r\n{event}\r\n"),
+            format!("\n\n{event}\n \r\n{event}\r"),
+            format!("{event}\r{event}\n{event}"),
+            format!("{event}\n\r\n\r\r\n\u{e9}\n{event}\n\n"),
+            String::new(),
+            "\n".to_owned(),
+            format!("{event}\r\n  not json\r\n{{\"id\":1}}\r\n[1, 2\r"),
+            "\r\n\r\nnot json\n".to_owned(),
+            // Cut short: the refusal names the column where the line ended.
+            format!("{{\"id\":\"a\"\r\n{event}"),
+        ];
+        for body in bodies {
+            // The reference: std's own split into lines, numbered from 1, blank ones skipped.
+            let expected: Vec<(usize, Result<RawEvent, String>)> = body
+                .lines()
+                .enumerate()
+                .filter(|(_, line)| !line.trim().is_empty())
+                .map(|(n, line)| {
+                    // A refusal's wording names the column, so a line cut elsewhere shows.
+                    let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
+                        serde_json::from_str::<serde_json::Value>(line)
+                            .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
+                            .and_then(decode_event)
+                            .map_err(|detail| format!("line {}: {detail}", n + 1))
+                    });
+                    (n + 1, event)
+                })
+                .collect();
+            let (events, lines) = parse_ndjson_lines(body.as_bytes()).unwrap();
+            let got: Vec<(usize, Result<RawEvent, String>)> =
+                lines.into_iter().zip(events).collect();
+            assert_eq!(got, expected, "{body:?}");
+        }
     }
 
     #[test]

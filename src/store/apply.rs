@@ -130,57 +130,88 @@ fn mark_started(txn: &mut Txn<'_>, epoch: &Epoch, now_ms: u64) {
 
 /// Applies rewards in order, each seeing the ones before it. A unit's slots in the sticky
 /// table are asked for `sticky_table::PREFETCH_AHEAD` events before its turn: in a batch of
-/// rewards to units spread over millions, waiting for memory is most of a lookup.
+/// rewards to units spread over millions, waiting for memory is most of a lookup. Each unit's
+/// sticky key is built once, for its prefetch and then its read; the delay bins are summed
+/// over the run and written once (`sled_delay::DelayCounts`); an epoch's start is looked at
+/// once per run (`RunState`).
 pub fn apply_rewards(
     txn: &mut Txn<'_>,
     ops: &[RewardOp],
 ) -> Result<Vec<RewardOutcome>, StoreError> {
     let ahead = super::sticky_table::PREFETCH_AHEAD;
+    // The keys of the ops from the current one to the one prefetched last, in order.
+    let mut keys: std::collections::VecDeque<Option<Vec<u8>>> =
+        std::collections::VecDeque::with_capacity(ahead + 1);
     for op in ops.iter().take(ahead) {
-        prefetch_unit(txn, op);
+        keys.push_back(prefetch_unit(txn, op));
     }
+    let mut run = RunState::default();
     let mut outcomes = Vec::with_capacity(ops.len());
     for (at, op) in ops.iter().enumerate() {
         if let Some(later) = ops.get(at + ahead) {
-            prefetch_unit(txn, later);
+            keys.push_back(prefetch_unit(txn, later));
         }
-        outcomes.push(apply_reward(txn, op)?);
+        let key = keys.pop_front().flatten();
+        outcomes.push(apply_reward(txn, op, key, &mut run)?);
     }
+    run.delays.write(txn);
     Ok(outcomes)
 }
 
-fn prefetch_unit(txn: &Txn<'_>, op: &RewardOp) {
-    if let RewardTarget::Unit(unit) = &op.target {
-        txn.prefetch_sticky(&keys::epoch_key(KIND_STICKY, &op.epoch, unit));
+/// What one run of rewards carries from one reward to the next.
+#[derive(Default)]
+struct RunState<'o> {
+    delays: sled_delay::DelayCounts,
+    /// Epochs whose start this run has seen set (it never changes once set).
+    started: Vec<&'o Epoch>,
+}
+
+/// The sticky key of `op`'s unit (none for a token), its slots asked for.
+fn prefetch_unit(txn: &Txn<'_>, op: &RewardOp) -> Option<Vec<u8>> {
+    match &op.target {
+        RewardTarget::Unit(unit) => {
+            let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
+            txn.prefetch_sticky(&key);
+            Some(key)
+        }
+        RewardTarget::Token { .. } => None,
     }
 }
 
 /// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a unit's
 /// record rewritten with its reward, or a token's mark, see `mark_log`), the counters and the
 /// event id (in memory and in the commit's event log, see `event_ids`).
-fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, StoreError> {
+/// `key`: the unit's sticky key (`prefetch_unit`), built already for a unit target.
+fn apply_reward<'o>(
+    txn: &mut Txn<'_>,
+    op: &'o RewardOp,
+    key: Option<Vec<u8>>,
+    run: &mut RunState<'o>,
+) -> Result<RewardOutcome, StoreError> {
     let digest = txn.event_id_digest(&op.epoch.experiment, &op.event_id);
     let event_id_seen = txn.event_id_seen(digest);
     let credit = match &op.target {
         RewardTarget::Unit(unit) => {
-            let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
-            let record = match event_id_seen {
-                false => txn.sticky(&key)?,
-                true => None,
+            let judged = if event_id_seen {
+                rules::judge_reward(op, event_id_seen, TargetState::Unit(None))
+            } else {
+                let key = key.unwrap_or_else(|| keys::epoch_key(KIND_STICKY, &op.epoch, unit));
+                txn.update_sticky(key, |record| {
+                    let judged = rules::judge_reward(op, false, TargetState::Unit(record.as_ref()));
+                    // Rewritten with this commit's sequence number: `sticky()` must not show
+                    // the reward before it is durable either.
+                    let write = judged.as_ref().ok().and(record).map(|mut record| {
+                        record.reward = Some(op.reward);
+                        record.rewarded_ms = Some(op.now_ms);
+                        record
+                    });
+                    (write, judged)
+                })
             };
-            let credit =
-                match rules::judge_reward(op, event_id_seen, TargetState::Unit(record.as_ref())) {
-                    Ok(credit) => credit,
-                    Err(outcome) => return Ok(outcome),
-                };
-            if let Some(mut record) = record {
-                record.reward = Some(op.reward);
-                record.rewarded_ms = Some(op.now_ms);
-                // Rewritten with this commit's sequence number: `sticky()` must not show the
-                // reward before it is durable either.
-                txn.put_sticky(key, record);
+            match judged {
+                Ok(credit) => credit,
+                Err(outcome) => return Ok(outcome),
             }
-            credit
         }
         RewardTarget::Token {
             assignment_id,
@@ -226,7 +257,11 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
         }
     };
     credit_reward(txn, op, &credit);
-    sled_delay::count_delay(
+    if !run.started.contains(&&op.epoch) {
+        mark_started(txn, &op.epoch, op.now_ms);
+        run.started.push(&op.epoch);
+    }
+    run.delays.count(
         txn,
         &op.epoch,
         &credit.variant,
@@ -243,7 +278,7 @@ fn apply_reward(txn: &mut Txn<'_>, op: &RewardOp) -> Result<RewardOutcome, Store
     })
 }
 
-/// Credits the reward to the arm's raw and decayed R, and starts the epoch if it had not.
+/// Credits the reward to the arm's raw and decayed R (the epoch's start: `apply_reward`).
 fn credit_reward(txn: &mut Txn<'_>, op: &RewardOp, credit: &Credit) {
     txn.update_arm(&op.epoch, &credit.variant, |arm| {
         rules::add_reward(
@@ -254,7 +289,6 @@ fn credit_reward(txn: &mut Txn<'_>, op: &RewardOp, credit: &Credit) {
             op.half_life_ms,
         );
     });
-    mark_started(txn, &op.epoch, op.now_ms);
 }
 
 /// Stores `decision` as the epoch's decision unless it has one (see `rules::settle_decision`);
@@ -282,3 +316,7 @@ pub fn append_history(txn: &mut Txn<'_>, epoch: &Epoch, at_ms: u64, point_json: 
     let value = codec::encode_history(point_json, txn.seq());
     txn.put(keys::history_key(epoch, at_ms), value);
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

@@ -425,3 +425,52 @@ fn every_refused_event_keeps_its_own_id_beside_an_applied_one() {
     assert_eq!(refused, expected, "{report}");
     assert_eq!(app.arm("headline", &variant)["rewards"], 1.0);
 }
+
+/// A batch whose events name two experiments in turn (and one no experiment has) credits each
+/// event to its own experiment's arm: the engine looks an experiment up once per run of events
+/// naming it, and a change of name must look again.
+#[test]
+fn a_batch_switching_between_experiments_credits_each_event_to_its_own() {
+    let other = crate::helpers::naive(STICKY).replace("id: headline", "id: pricing");
+    let app = TestApp::spawn(&[
+        ("headline.yaml", &crate::helpers::naive(STICKY)),
+        ("pricing.yaml", &other),
+    ]);
+    let variant = |experiment: &str, unit: &str| {
+        app.assign(experiment, unit)["variant"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let headline_u1 = variant("headline", "u1");
+    let pricing_u1 = variant("pricing", "u1");
+    let pricing_u2 = variant("pricing", "u2");
+    // u2 is assigned in pricing only: credited there, refused in headline.
+    let report = app.post_events(&json!([
+        {"id": "h1", "experiment": "headline", "unit": "u1", "reward": 0.25},
+        {"id": "p1", "experiment": "pricing", "unit": "u1", "reward": 0.5},
+        {"id": "x1", "experiment": "missing", "unit": "u1"},
+        {"id": "h2", "experiment": "headline", "unit": "u2"},
+        {"id": "p2", "experiment": "pricing", "unit": "u2", "reward": 0.125},
+    ]));
+    assert_eq!(report["applied"], 3, "{report}");
+    assert_eq!(
+        reasons(&report),
+        [
+            (2, "unknown_experiment".to_owned()),
+            (3, "unit_not_assigned".to_owned())
+        ],
+        "{report}"
+    );
+    let rewards = |experiment: &str| -> f64 {
+        app.arms(experiment)
+            .iter()
+            .map(|arm| arm["rewards"].as_f64().unwrap())
+            .sum()
+    };
+    assert_eq!(rewards("headline"), 0.25);
+    assert_eq!(rewards("pricing"), 0.625);
+    assert_eq!(app.arm("headline", &headline_u1)["rewards"], 0.25);
+    let on_pricing_u1 = if pricing_u1 == pricing_u2 { 0.625 } else { 0.5 };
+    assert_eq!(app.arm("pricing", &pricing_u1)["rewards"], on_pricing_u1);
+}
