@@ -359,3 +359,63 @@ fn a_commit_reported_failed_but_found_on_disk_is_served_whole_and_counted_once()
     assert_eq!(retry, vec![RewardOutcome::Duplicate]);
     assert_audit_clean(&store);
 }
+
+/// A checkpoint whose sled flush fails (sled's log file broken for real) leaves sled with its
+/// global error: the writer's next commit fails (before writing anything when it heard of the
+/// failure first, else at sled's apply, its redo record durable already), the writer reopens
+/// the store (replaying the log into a fresh database) and resumes; every acknowledged insert
+/// is there, and the refused one is there whole or not at all.
+#[test]
+fn a_checkpoint_whose_flush_fails_reopens_the_store_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with(
+        dir.path(),
+        StoreOptions {
+            checkpoint_bytes: 1,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    inject(
+        &store,
+        Faults {
+            fail_checkpoint: 1,
+            ..Faults::default()
+        },
+    );
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for n in 0..200 {
+        let unit = format!("u{n}");
+        match block_on(store.insert_sticky(&epoch(), &unit, record("bold", T0_MS), tally(T0_MS))) {
+            Ok(_) => acknowledged.push(unit),
+            Err(error) => {
+                refused = Some((unit, error));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (refused, error) = refused.expect("a commit after the failed checkpoint is refused");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(!acknowledged.is_empty());
+    wait_writable(&store);
+    assert_eq!(store.health().episodes, 1);
+    let found = block_on(store.sticky(&epoch(), &refused))
+        .unwrap()
+        .is_some();
+    let expected = acknowledged.len() as u64 + u64::from(found);
+    assert_eq!(exposures(&store, "bold"), expected);
+    assert_audit_clean(&store);
+    block_on(store.insert_sticky(&epoch(), "after", record("bold", T0_MS), tally(T0_MS))).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    for unit in &acknowledged {
+        assert!(
+            block_on(store.sticky(&epoch(), unit)).unwrap().is_some(),
+            "{unit}"
+        );
+    }
+    assert_eq!(exposures(&store, "bold"), expected + 1);
+    assert_audit_clean(&store);
+}

@@ -499,11 +499,6 @@ impl Wal {
             .iter()
             .any(|segment| segment.state == SegmentState::Checkpointing)
     }
-
-    /// Segment files in use (tests and stats).
-    pub fn segment_count(&self) -> usize {
-        self.segments.len()
-    }
 }
 
 /// Creates segment file `slot` (synced into the directory), its first room zeroed.
