@@ -5,7 +5,8 @@
 //! `set_global_error`, checked by every flush and reservation), and `apply_batch` has already
 //! put the failed batch into its in-memory tree, so a read of that `Db` could see records that
 //! never reached the disk. The writer therefore drops the whole [`OpenDb`] and opens the
-//! directory afresh (see `recovery`): sled's recovery rolls back to the last durable state.
+//! directory afresh (see `recovery`): sled's recovery rolls back to its last durable state, and
+//! the redo log's replay (`wal_replay`) brings it forward to the last durable commit.
 //! Readers reach the database only through `Shared::db`, which is empty while that happens.
 
 use std::path::{Path, PathBuf};
