@@ -106,7 +106,6 @@ impl SledStore {
         let mut writer = Writer::new(
             Arc::clone(&shared),
             durable_tx,
-            open,
             location,
             opened.durable,
             opened.wal,

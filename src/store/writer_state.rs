@@ -54,10 +54,10 @@ pub(super) struct FailedCommit {
 }
 
 impl Writer {
+    /// The writer of the database `shared` holds (`shared.db`, as the opener installed it).
     pub fn new(
         shared: Arc<Shared>,
         durable_tx: watch::Sender<DurableMark>,
-        open: Arc<OpenDb>,
         location: Location,
         durable: DurableState,
         wal: Wal,
@@ -65,9 +65,9 @@ impl Writer {
         expired_through: u64,
     ) -> Self {
         Writer {
+            open: shared.db.load_full(),
             shared,
             durable_tx,
-            open: Some(open),
             location,
             durable,
             last_seq,
