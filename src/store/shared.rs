@@ -42,6 +42,10 @@ pub struct Shared {
     /// epoch's first write and its decision).
     pub epochs: ArcSwap<EpochMap>,
     pub flush_count: AtomicU64,
+    /// Held for writing while the writer applies a commit to sled op by op, and for reading by
+    /// every reader of sled for its whole read, so that no reader sees part of a commit
+    /// (`wal::Wal::apply_last`).
+    pub apply_lock: std::sync::RwLock<()>,
     /// Commits whose redo record was `fdatasync`ed (equals `flush_count`).
     #[cfg(test)]
     pub data_sync_count: AtomicU64,

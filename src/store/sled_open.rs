@@ -93,6 +93,7 @@ impl SledStore {
             counters: ArcSwap::from_pointee(load::counter_view(&opened.durable.arms)),
             epochs: ArcSwap::from_pointee(opened.durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
+            apply_lock: std::sync::RwLock::new(()),
             pending_exposures: Mutex::new(Vec::new()),
             health: HealthState::default(),
             sticky: ArcSwap::new(Arc::clone(&opened.durable.sticky)),

@@ -7,8 +7,8 @@
 //! Here the writer thread encodes the commit's sled batch (the exact inserts and removes,
 //! `META_SEQ` included) as one record, writes it with one `pwrite` into a segment file under
 //! `<data dir>/wal/` and makes it durable with one `fdatasync` of that file; only then is the
-//! batch applied to sled, published and answered. Nothing reaches sled that is not durable in
-//! the log. Checkpoints (`wal_checkpoint`) flush sled in the background and free the segments
+//! batch applied to sled (op by op, not as a sled batch: [`Wal::apply_last`]), published and
+//! answered. Nothing reaches sled that is not durable in the log. Checkpoints (`wal_checkpoint`) flush sled in the background and free the segments
 //! whose records sled now holds; recovery at open (`wal_replay`) applies the records sled lacks.
 //!
 //! **Layout.** A segment file `<slot>.log` starts with a header ([`SEGMENT_HEADER_BYTES`], its
@@ -90,10 +90,9 @@ pub struct Position {
     pub offset: u64,
 }
 
-/// One commit's batch, built for sled and encoded for the log at once (so the log holds
-/// exactly what sled applies).
+/// One commit's batch, encoded for the log: the record sled is then given op by op
+/// ([`Wal::apply_last`]), so the log holds exactly what sled applies.
 pub struct RedoBatch {
-    sled: sled::Batch,
     /// The record: its header's room, then the ops.
     record: Vec<u8>,
 }
@@ -103,56 +102,60 @@ impl RedoBatch {
     pub fn new(mut buffer: Vec<u8>) -> Self {
         buffer.clear();
         buffer.resize(RECORD_HEADER_BYTES, 0);
-        RedoBatch {
-            sled: sled::Batch::default(),
-            record: buffer,
-        }
+        RedoBatch { record: buffer }
     }
 
-    pub fn insert<K, V>(&mut self, key: K, value: V)
-    where
-        K: AsRef<[u8]> + Into<sled::IVec>,
-        V: AsRef<[u8]> + Into<sled::IVec>,
-    {
+    pub fn insert(&mut self, key: impl AsRef<[u8]>, value: impl AsRef<[u8]>) {
         self.record.push(OP_INSERT);
         keys::put_bytes(&mut self.record, key.as_ref());
         keys::put_bytes(&mut self.record, value.as_ref());
-        self.sled.insert(key, value);
     }
 
-    pub fn remove<K>(&mut self, key: K)
-    where
-        K: AsRef<[u8]> + Into<sled::IVec>,
-    {
+    pub fn remove(&mut self, key: impl AsRef<[u8]>) {
         self.record.push(OP_REMOVE);
         keys::put_bytes(&mut self.record, key.as_ref());
-        self.sled.remove(key);
-    }
-
-    /// The sled batch, and the record buffer for the log to take back.
-    pub fn into_parts(self) -> (sled::Batch, Vec<u8>) {
-        (self.sled, self.record)
     }
 }
 
-/// Decodes a record's payload (its ops) into a sled batch.
-pub fn decode_ops(mut payload: &[u8]) -> Result<sled::Batch, StoreError> {
-    let mut batch = sled::Batch::default();
+/// One op of a record.
+pub enum Op<'a> {
+    Insert(&'a [u8], &'a [u8]),
+    Remove(&'a [u8]),
+}
+
+/// Calls `apply` with each op of a record's payload, in order.
+pub fn for_each_op(
+    mut payload: &[u8],
+    mut apply: impl FnMut(Op<'_>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     while let Some((&op, rest)) = payload.split_first() {
         let (key, rest) = keys::take_bytes(rest)?;
         payload = match op {
             OP_INSERT => {
                 let (value, rest) = keys::take_bytes(rest)?;
-                batch.insert(key, value);
+                apply(Op::Insert(key, value))?;
                 rest
             }
             OP_REMOVE => {
-                batch.remove(key);
+                apply(Op::Remove(key))?;
                 rest
             }
             _ => return Err(keys::corrupt("unknown op in a redo log record")),
         };
     }
+    Ok(())
+}
+
+/// Decodes a record's payload (its ops) into one sled batch (the replay at open).
+pub fn decode_ops(payload: &[u8]) -> Result<sled::Batch, StoreError> {
+    let mut batch = sled::Batch::default();
+    for_each_op(payload, |op| {
+        match op {
+            Op::Insert(key, value) => batch.insert(key, value),
+            Op::Remove(key) => batch.remove(key),
+        }
+        Ok(())
+    })?;
     Ok(batch)
 }
 
@@ -295,10 +298,10 @@ impl Wal {
         self.failed_at
     }
 
-    /// Appends commit `seq`'s record and makes it durable: one `pwrite`, one `fdatasync`.
-    /// Returns the sled batch to apply. On failure the record's position is kept
-    /// ([`Wal::failed_at`]) and nothing may be appended after it.
-    pub fn append(&mut self, seq: u64, batch: RedoBatch) -> Result<sled::Batch, StoreError> {
+    /// Appends commit `seq`'s record and makes it durable: one `pwrite`, one `fdatasync`. On
+    /// failure the record's position is kept ([`Wal::failed_at`]) and nothing may be appended
+    /// after it.
+    pub fn append(&mut self, seq: u64, batch: RedoBatch) -> Result<(), StoreError> {
         self.take_checkpoint_result();
         if let Some(error) = &self.broken {
             // Nothing written: the reopen replays the log into a fresh database.
@@ -310,7 +313,7 @@ impl Wal {
                 failed.slot, failed.offset
             )));
         }
-        let (sled_batch, mut record) = batch.into_parts();
+        let mut record = batch.record;
         let payload_len = record.len() - RECORD_HEADER_BYTES;
         let len = u32::try_from(payload_len)
             .map_err(|_| StoreError::Io("a commit too large for the redo log".to_owned()))?;
@@ -347,7 +350,37 @@ impl Wal {
         self.unchecked_bytes += size;
         self.unchecked_since
             .get_or_insert_with(std::time::Instant::now);
-        Ok(sled_batch)
+        Ok(())
+    }
+
+    /// Applies the record just appended to sled, op by op, under `apply_lock`'s write side.
+    ///
+    /// Not as one sled batch: sled 0.34's `apply_batch` seals and writes sled's log buffer
+    /// twice per batch (`pin_log`: it rolls the buffer before and after its batch marker), so
+    /// its I/O pool wrote, synced a range and woke its threads on every commit, as with a flush
+    /// (`benches/load/results/wal6-2026-12-01-s11.md`: 14 context switches and 15–22 syscalls
+    /// per commit on sled's threads, against 0.1 op by op). A single insert only reserves room
+    /// in the buffer, which sled writes once full. What the batch gave is kept otherwise:
+    /// - atomic after a crash: the record is durable first, `META_SEQ` is its last op, and
+    ///   sled recovers a prefix of its log, so a commit sled holds only part of has a greater
+    ///   seq than sled's `META_SEQ` and is replayed whole at open (`wal_replay`);
+    /// - atomic to readers: every reader of sled holds `apply_lock`'s read side for its whole
+    ///   read (`SledStore::read_durable`), as sled's own lock held them off a batch.
+    pub fn apply_last(
+        &self,
+        db: &sled::Db,
+        apply_lock: &std::sync::RwLock<()>,
+    ) -> Result<(), StoreError> {
+        let _applying = apply_lock
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for_each_op(&self.buffer[RECORD_HEADER_BYTES..], |op| {
+            match op {
+                Op::Insert(key, value) => db.insert(key, value).map(drop),
+                Op::Remove(key) => db.remove(key).map(drop),
+            }
+            .map_err(keys::io)
+        })
     }
 
     fn write_record(&self, record: &[u8], at: Position) -> Result<(), StoreError> {

@@ -29,7 +29,7 @@ use super::event_log;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::mark_log;
 use super::overlay::{BatchState, StickyWrites, Txn};
 use super::state::{ArmMap, CounterMap, EpochMap};
@@ -440,7 +440,6 @@ impl Writer {
         for (epoch, info) in &state.epochs {
             batch.insert(keys::epoch_info_key(epoch), codec::encode_epoch_info(info));
         }
-        batch.insert(keys::META_SEQ, codec::encode_u64(state.seq).to_vec());
         // Only when it moved: the key holds the last value written, which is the one in
         // memory until it moves again, and a commit without expiry saves a sled key.
         if expiry_moved {
@@ -449,6 +448,9 @@ impl Writer {
                 codec::encode_u64(state.expired_through).to_vec(),
             );
         }
+        // Last: sled is given the commit op by op, and a sled that holds this seq holds all
+        // of the commit (`wal::Wal::apply_last`).
+        batch.insert(keys::META_SEQ, codec::encode_u64(state.seq).to_vec());
 
         self.write(open, state.seq, batch)?;
         // On disk now; applied before `durable_seq` moves, so a reader that sees this commit's
@@ -487,7 +489,7 @@ impl Writer {
             self.shared.faults_for_checkpoint(open);
         }
         let started = std::time::Instant::now();
-        let batch = self.wal.append(seq, batch)?;
+        self.wal.append(seq, batch)?;
         if let Some(metrics) = crate::metrics::get() {
             metrics
                 .store_fsync_seconds
@@ -495,7 +497,7 @@ impl Writer {
         }
         #[cfg(test)]
         self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
-        open.db.apply_batch(batch).map_err(io)?;
+        self.wal.apply_last(&open.db, &self.shared.apply_lock)?;
         #[cfg(test)]
         let _gate = self
             .shared
