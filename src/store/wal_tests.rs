@@ -23,7 +23,7 @@ fn commit(wal: &mut Wal, seq: u64) -> Position {
         format!("k{seq}").into_bytes(),
         format!("v{seq}").into_bytes(),
     );
-    batch.insert(keys::META_SEQ, codec::encode_u64(seq).to_vec());
+    batch.insert(keys::META_SEQ, codec::encode_u64(seq));
     let at = Position {
         slot: wal.current,
         offset: wal.pos,
@@ -181,7 +181,7 @@ fn ops_round_trip_through_a_record() {
     batch.insert(b"kept".as_slice(), vec![0_u8; 300]);
     batch.insert(Vec::new(), b"empty key".as_slice());
     batch.remove(b"gone".as_slice());
-    batch.insert(keys::META_SEQ, codec::encode_u64(9).to_vec());
+    batch.insert(keys::META_SEQ, codec::encode_u64(9));
     wal.append(9, batch).unwrap();
     drop((db, wal));
     let (db, _, replay) = reopen(dir.path(), None);

@@ -445,12 +445,12 @@ impl Writer {
         if expiry_moved {
             batch.insert(
                 keys::META_EXPIRED_THROUGH,
-                codec::encode_u64(state.expired_through).to_vec(),
+                codec::encode_u64(state.expired_through),
             );
         }
         // Last: sled is given the commit op by op, and a sled that holds this seq holds all
         // of the commit (`wal::Wal::apply_last`).
-        batch.insert(keys::META_SEQ, codec::encode_u64(state.seq).to_vec());
+        batch.insert(keys::META_SEQ, codec::encode_u64(state.seq));
 
         self.write(open, state.seq, batch)?;
         // On disk now; applied before `durable_seq` moves, so a reader that sees this commit's
