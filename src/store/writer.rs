@@ -41,11 +41,11 @@ use super::wave::{self, linger_for_exposures};
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
-/// removal limit per expire). Bounds more than the fsync: sled's `apply_batch` holds a
-/// process-wide write lock while it applies, and every sled read (so every `sticky()` call)
-/// waits for it. Measured on the dev disk (debug build): fsync 0.1–2 ms, apply ~20 µs per key,
-/// so a 1000-op reward commit (4000 keys) stalls readers for ~80 ms in debug, several times less
-/// in release. A single request bigger than this is still one commit (requests are atomic).
+/// removal limit per expire). Bounds more than the fsync: the writer holds the store's apply
+/// lock while it applies a commit to sled (`wal::Wal::apply_last`), and every sled read waits
+/// for it (the sticky table's reads do not). Measured on the dev disk (debug build, when this
+/// was sled's own batch lock): fsync 0.1–2 ms, apply ~20 µs per key, so a 1000-op reward commit
+/// (4000 keys) stalls those readers for ~80 ms in debug, several times less in release. A single request bigger than this is still one commit (requests are atomic).
 pub const MAX_BATCH_WEIGHT: usize = 1024;
 
 /// What ends a batch early.
