@@ -152,6 +152,16 @@ pub struct ServeArgs {
         default_value_t = crate::store::DEFAULT_COMPACT_MIN_ENTRIES
     )]
     pub store_compact_min_entries: u64,
+    /// KiB of the embedded store's redo log after which it flushes its database in the
+    /// background and frees the log's segments (a checkpoint): smaller means shorter replays
+    /// at restart and more flushes.
+    #[arg(
+        long,
+        env = "BANDITD_STORE_CHECKPOINT_KIB",
+        default_value_t = crate::store::DEFAULT_CHECKPOINT_BYTES >> 10,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub store_checkpoint_kib: u64,
     /// Run the embedded store's writer thread and sled's I/O threads as Linux's `SCHED_BATCH`,
     /// so that their wake-ups wait for the HTTP worker to block instead of preempting it
     /// (fewer context switches per commit, but a commit waits for whatever else runs on the
@@ -334,6 +344,7 @@ fn serve_config(args: ServeArgs) -> Config {
         sticky_cache_entries: args.sticky_cache_entries,
         store_cache_mb: args.store_cache_mb,
         store_compact_min_entries: args.store_compact_min_entries,
+        store_checkpoint_bytes: args.store_checkpoint_kib.saturating_mul(1024),
         store_sched_batch: args.store_sched_batch,
         body_read_timeout: args.body_read_timeout.as_std(),
         shutdown_delay: args.shutdown_delay,

@@ -61,6 +61,8 @@ pub struct Config {
     pub store_cache_mb: u64,
     /// See `StoreOptions::compact_min_entries`.
     pub store_compact_min_entries: u64,
+    /// See `StoreOptions::checkpoint_bytes`.
+    pub store_checkpoint_bytes: u64,
     /// See `StoreOptions::sched_batch`.
     pub store_sched_batch: bool,
     /// After SIGTERM, how long the server keeps serving (with `/readyz` at 503) before it
@@ -104,6 +106,7 @@ impl Config {
             options: StoreOptions {
                 page_cache_mb: self.store_cache_mb,
                 compact_min_entries: self.store_compact_min_entries,
+                checkpoint_bytes: self.store_checkpoint_bytes,
                 sched_batch: self.store_sched_batch,
             },
         }

@@ -7,7 +7,7 @@ Writes N records of SIZE bytes (a group commit's log bytes), each followed by fd
 file in DIR (default: the current directory, so the data dir's filesystem), twice per mode and
 alternated: `grow` appends past the file's end (the file's size changes on every sync, as sled's
 log does when it starts a segment past the end); `over` first writes the whole range with zeros
-and syncs, then overwrites it (what `src/store/log_room.rs` arranges). Prints the wall time per
+and syncs, then overwrites it (what `store::log_room` arranged for sled's log, and `src/store/wal.rs` for the redo log). Prints the wall time per
 fdatasync and the device's written KiB per fdatasync (`/sys/block/<dev>/stat`, whole device:
 other writers on the machine add to it).
 """

@@ -9,8 +9,8 @@
 # (300,000) pre-filled `ev-*` units; wrk on CLIENT_CORE (1) with CONNECTIONS (64).
 #
 # Per scenario, two runs of DURATION (5) s:
-#   1. untraced: per thread group (the store writer, sled's `sled-io-*` pool, the HTTP worker
-#      and the rest), voluntary and involuntary context switches (`/proc/PID/task/*/status`)
+#   1. untraced: per thread group (the store writer, its checkpoint thread, sled's `sled-io-*`
+#      pool, the HTTP worker and the rest), voluntary and involuntary context switches (`/proc/PID/task/*/status`)
 #      and CPU (`schedstat`), divided by the group commits of the run (the server's
 #      `banditd_store_commit_batch_size_count`); requests per commit; CPU µs per request from
 #      `/proc/PID/stat` (all threads);
@@ -55,6 +55,7 @@ STICKY_YAML=$WORK/experiments/load-sticky.yaml
 group() {
     case $1 in
     banditd-store-w*) echo writer ;;
+    banditd-store-c*) echo checkpoint ;;
     sled-io-*) echo sled ;;
     actix-rt*) echo worker ;;
     *) echo rest ;;
@@ -130,7 +131,7 @@ for scenario in "${LIST[@]}"; do
     echo
     echo "| threads | voluntary / commit | involuntary / commit | CPU µs / commit | CPU µs / request |"
     echo "| --- | ---: | ---: | ---: | ---: |"
-    for g in writer sled worker rest; do
+    for g in writer checkpoint sled worker rest; do
         awk -v g="$g" -v v="$((${V1[$g]:-0} - ${V0[$g]:-0}))" -v x="$((${N1[$g]:-0} - ${N0[$g]:-0}))" \
             -v c="$((${C1[$g]:-0} - ${C0[$g]:-0}))" -v k="$k" -v n="$n" \
             'BEGIN {printf "| %s | %.2f | %.2f | %.1f | %.2f |\n", g, v / k, x / k, c / k / 1000, c / n / 1000}'
@@ -158,6 +159,7 @@ for scenario in "${LIST[@]}"; do
         /^ [^ ].* \([0-9]+\), [0-9]+ events/ {
             name = $1; sub(/^ /, "", name)
             if (name ~ /^banditd-store-w/) g = "writer"
+            else if (name ~ /^banditd-store-c/) g = "checkpoint"
             else if (name ~ /^sled-io-/) g = "sled"
             else if (name ~ /^actix-rt/) g = "worker"
             else g = "rest"

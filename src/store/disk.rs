@@ -5,7 +5,8 @@
 //! `set_global_error`, checked by every flush and reservation), and `apply_batch` has already
 //! put the failed batch into its in-memory tree, so a read of that `Db` could see records that
 //! never reached the disk. The writer therefore drops the whole [`OpenDb`] and opens the
-//! directory afresh (see `recovery`): sled's recovery rolls back to the last durable state.
+//! directory afresh (see `recovery`): sled's recovery rolls back to its last durable state, and
+//! the redo log's replay (`wal_replay`) brings it forward to the last durable commit.
 //! Readers reach the database only through `Shared::db`, which is empty while that happens.
 
 use std::path::{Path, PathBuf};
@@ -14,19 +15,25 @@ use super::codec;
 use super::error::StoreError;
 use super::keys::{self, io};
 use super::load;
-use super::log_room::LogRoom;
 use super::secret_file;
 use super::state::DurableState;
+use super::wal::{Position, Wal};
+use super::wal_replay;
 
 /// One opened sled database of the store's directory.
 pub struct OpenDb {
     pub db: sled::Db,
     /// sled's log file (`<data dir>/db`), opened by the store to `fdatasync` it after every
-    /// sled flush. On Linux, sled 0.34's flush ends in `sync_file_range`, which writes the
-    /// pages out but neither flushes the disk's volatile write cache nor commits the file's
-    /// size: enough to survive `kill -9`, not a power cut or a kernel crash. An acknowledged
-    /// write must survive those too.
+    /// checkpoint's sled flush (`wal_checkpoint`). On Linux, sled 0.34's flush ends in
+    /// `sync_file_range`, which writes the pages out but neither flushes the disk's volatile
+    /// write cache nor commits the file's size: enough to survive `kill -9`, not a power cut or
+    /// a kernel crash. A checkpoint frees redo log segments, so it must survive those too.
     pub log_file: std::fs::File,
+    /// Test hook: the next checkpoint breaks sled's log file before its flush (`Faults`).
+    #[cfg(test)]
+    pub fail_checkpoint: std::sync::atomic::AtomicBool,
+    #[cfg(test)]
+    pub dir: PathBuf,
 }
 
 impl std::ops::Deref for OpenDb {
@@ -47,77 +54,91 @@ pub struct Location {
 /// What the store knows after opening its directory: the database and its durable state.
 pub struct Opened {
     pub open: OpenDb,
-    /// The zeroed room ahead of the database's log, for the writer to keep (`log_room`).
-    pub room: LogRoom,
+    /// The redo log, replayed into the database and reset, ready for the writer (`wal`).
+    pub wal: Wal,
     pub durable: DurableState,
     pub last_seq: u64,
     pub expired_through: u64,
 }
 
 impl Location {
-    /// Opens the directory, checks its format and loads the durable state.
+    /// Opens the directory, checks its format, replays the redo log and loads the durable
+    /// state.
     pub fn open(&self) -> Result<Opened, StoreError> {
+        self.open_stopping_at(None)
+    }
+
+    /// As [`Self::open`], replaying the redo log only up to `stop_at` (a record whose write or
+    /// sync failed in this process: `wal_replay`).
+    fn open_stopping_at(&self, stop_at: Option<Position>) -> Result<Opened, StoreError> {
         let db = open_db(&self.dir, self.page_cache_mb)?;
         load::check_format(&db, &self.dir)?;
+        // sled keeps its whole log in one file, `db`, created by the open above.
+        let log_path = self.dir.join("db");
+        let log_file = std::fs::File::open(&log_path).map_err(|error| {
+            StoreError::Io(format!(
+                "cannot open {} to sync it: {error}",
+                log_path.display()
+            ))
+        })?;
+        let (wal, _) = wal_replay::recover(&self.dir, &db, &log_file, stop_at)?;
         // A secret an older build kept in sled moves to its own file (idempotent).
         secret_file::migrate_from_sled(&db, &self.dir)?;
         let (durable, last_seq, expired_through) = load::load(&db)?;
-        // sled keeps its whole log in one file, `db`, created by the open above. Open for
-        // writing too: the room ahead of the log is written through it (`log_room`).
-        let log_path = self.dir.join("db");
-        let log_file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|error| {
-                StoreError::Io(format!(
-                    "cannot open {} to sync it: {error}",
-                    log_path.display()
-                ))
-            })?;
-        // Whatever the load wrote (a split its reads completed) is flushed before the room is
-        // zeroed: nothing of sled's may be pending where the zeros go.
-        db.flush().map_err(io)?;
-        let mut room = LogRoom::new(segment_size(&self.dir));
-        if let Err(error) = room.at_open(&log_file) {
-            // A cost saving only: the store serves without it.
-            tracing::warn!(%error, path = %log_path.display(), "cannot zero the room ahead of the store's log; commits will grow the file");
-            room.give_up();
-        }
         Ok(Opened {
-            room,
-            open: OpenDb { db, log_file },
+            open: OpenDb {
+                db,
+                log_file,
+                #[cfg(test)]
+                fail_checkpoint: std::sync::atomic::AtomicBool::new(false),
+                #[cfg(test)]
+                dir: self.dir.clone(),
+            },
+            wal,
             durable,
             last_seq,
             expired_through,
         })
     }
 
-    /// As [`Self::open`], then proves that the disk takes writes again: rewrites the last
-    /// commit's sequence number (a real append to sled's log) and syncs it like a commit.
+    /// As [`Self::open`] (replaying the redo log up to `stop_at`), then proves that the disk
+    /// takes writes again: the log's reset wrote and synced its segment headers, and the last
+    /// commit's sequence number is rewritten to sled (a real append to sled's log) and synced.
     /// Only a store that passed this is given back to readers and writers.
-    pub fn reopen_and_probe(&self) -> Result<Opened, StoreError> {
-        let mut opened = self.open()?;
+    pub fn reopen_and_probe(&self, stop_at: Option<Position>) -> Result<Opened, StoreError> {
+        let opened = self.open_stopping_at(stop_at)?;
         opened
             .open
             .db
             .insert(keys::META_SEQ, codec::encode_u64(opened.last_seq).to_vec())
             .map_err(io)?;
-        let flushed = opened.open.sync()?;
-        opened.room.note_flushed(flushed);
+        opened.open.sync()?;
         Ok(opened)
     }
 }
 
 impl OpenDb {
     /// sled's flush, then an `fdatasync` of its log (see [`OpenDb::log_file`]). Answers the
-    /// bytes sled's flush wrote to its log (its log position moved by as much).
+    /// bytes sled's flush wrote to its log.
     pub fn sync(&self) -> Result<u64, StoreError> {
         let flushed = self.db.flush().map_err(io)?;
         self.log_file.sync_data().map_err(|error| {
             StoreError::Io(format!("fdatasync of the store's log failed: {error}"))
         })?;
         Ok(flushed as u64)
+    }
+
+    /// Test hook of a checkpoint (see [`OpenDb::fail_checkpoint`]).
+    #[cfg(test)]
+    pub fn checkpoint_hook(&self) -> Result<(), StoreError> {
+        if self
+            .fail_checkpoint
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            super::recovery::break_log_file(self, &self.dir)
+                .map_err(|error| StoreError::Io(format!("cannot inject a fault: {error}")))?;
+        }
+        Ok(())
     }
 }
 
@@ -130,7 +151,8 @@ const OPEN_LOCK_WAIT_MS: u64 = 1000;
 /// [`OPEN_LOCK_WAIT_MS`] belongs to another live store, and that is a clear error.
 pub(super) fn open_db(dir: &Path, page_cache_mb: u64) -> Result<::sled::Db, StoreError> {
     remove_unfinished_snapshots(dir)?;
-    // Every commit fsyncs explicitly; sled's periodic background flush would only add I/O.
+    // The redo log makes commits durable and checkpoints flush sled (`wal_checkpoint`):
+    // sled's periodic background flush would only add I/O.
     let config = ::sled::Config::new()
         .path(dir)
         .flush_every_ms(None)

@@ -89,9 +89,12 @@ pub const META_FORMAT: &[u8] = b"\x00format";
 /// payload sits in per-commit values of the mark log (`mark_log`); a format-3 to 6 store is
 /// migrated at open (`migrate`), and an older build must refuse the result, whose marks it
 /// would not see.
-pub const STORE_FORMAT: u64 = 7;
+/// Format 8 made commits durable in the store's redo log (`wal`) instead of sled's flush: a
+/// format-8 dir may hold acknowledged commits only in `<data dir>/wal/`, which an older build
+/// would not replay. A format-7 dir has no log, so it is only re-marked at open (`migrate`).
+pub const STORE_FORMAT: u64 = 8;
 /// Earlier formats this build migrates at open (`migrate`).
-pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4, 5, 6];
+pub const UPGRADABLE_FORMATS: &[u64] = &[3, 4, 5, 6, 7];
 /// Meta key present while a migration to [`STORE_FORMAT`] is under way (the format mark
 /// already says this build's, so an older build refuses the half-moved store); a restart
 /// finishes it.

@@ -1,10 +1,11 @@
-//! Migration of a format-3 to 6 store to this build's format (`keys::STORE_FORMAT`, 7), in
+//! Migration of a format-3 to 7 store to this build's format (`keys::STORE_FORMAT`, 8), in
 //! batches, at open: each sticky record (one sled key per unit, formats 3 and 4) moves into
 //! the unit log (`unit_log`); then each token credit mark (one sled key per credited token,
 //! formats 3 to 6) becomes a digest in the event log at the mark's generation and an entry of
 //! a mark-log payload value (`mark_log`); then the expiry index loses the marks' entries. A
 //! format-5 store has no sticky key left and its unit-log values read as they are
-//! (`unit_log_entry`), a format-6 store's only as they are too.
+//! (`unit_log_entry`), a format-6 store's only as they are too. A format-7 store is only
+//! re-marked: format 8 added the redo log (`wal`), and a format-7 dir has none.
 //!
 //! **Crash safety.** The first write marks the store this build's format and "migrating"
 //! (`keys::META_MIGRATING`) in one atomic batch, so an older build refuses the store from then
@@ -35,9 +36,21 @@ use super::unit_log::LogWriter;
 /// Sticky records moved per atomic batch (~0.5 MB of log values).
 pub const MIGRATE_BATCH: usize = 10_000;
 
+/// The last format whose data this build's layout reads as it is: format 8 only added the
+/// redo log (`wal`), which a format-7 dir does not have.
+pub const SAME_LAYOUT_FORMAT: u64 = 7;
+
 /// Marks the store as migrating to this build's format (it was `from`) and moves every
-/// sticky record.
+/// sticky record. A format-7 store has nothing to move: it is re-marked, durably, before its
+/// redo log is created.
 pub fn start(db: &sled::Db, dir: &std::path::Path, from: u64) -> Result<(), StoreError> {
+    if from == SAME_LAYOUT_FORMAT {
+        db.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT))
+            .map_err(io)?;
+        db.flush().map_err(io)?;
+        tracing::info!(dir = %dir.display(), from, to = keys::STORE_FORMAT, "store format upgrade: the store now keeps a redo log");
+        return Ok(());
+    }
     let mut batch = sled::Batch::default();
     batch.insert(keys::META_FORMAT, &codec::encode_u64(keys::STORE_FORMAT));
     batch.insert(keys::META_MIGRATING, &codec::encode_u64(0));

@@ -467,3 +467,52 @@ fn migrated_marks_expire_with_their_generation_and_fold_into_their_arms() {
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(report.live_token_marks, 0);
 }
+
+/// A format-7 store (this build's layout, without a redo log): its data as a format-7 build
+/// left it, flushed to sled, and no `wal/` dir.
+fn format_7_store(dir: &std::path::Path) {
+    {
+        let store = crate::store::SledStore::open(dir).unwrap();
+        for unit in 0..50 {
+            let unit = format!("u{unit}");
+            block_on(store.insert_sticky(&epoch(), &unit, record("bold", T0_MS), tally(T0_MS)))
+                .unwrap();
+        }
+        block_on(store.shutdown()).unwrap();
+    }
+    // The open replays the log into sled and flushes it: sled alone holds everything.
+    drop(
+        crate::store::disk::Location {
+            dir: dir.to_path_buf(),
+            page_cache_mb: 8,
+        }
+        .open()
+        .unwrap(),
+    );
+    std::fs::remove_dir_all(dir.join(crate::store::wal::WAL_DIR)).unwrap();
+    let db = raw_db(dir);
+    db.insert(keys::META_FORMAT, &codec::encode_u64(7)).unwrap();
+    db.flush().unwrap();
+}
+
+#[test]
+fn a_format_7_store_is_re_marked_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    format_7_store(dir.path());
+    let store = crate::store::SledStore::open(dir.path()).unwrap();
+    let counters = block_on(store.counters(&epoch())).unwrap();
+    assert_eq!(counters.get("bold").map(|arm| arm.exposures), Some(50));
+    for unit in ["u0", "u49"] {
+        assert!(block_on(store.sticky(&epoch(), unit)).unwrap().is_some());
+    }
+    assert!(dir.path().join(crate::store::wal::WAL_DIR).is_dir());
+    block_on(store.insert_sticky(&epoch(), "new", record("bold", T0_MS), tally(T0_MS))).unwrap();
+    block_on(store.shutdown()).unwrap();
+    drop(store);
+    let db = raw_db(dir.path());
+    assert_eq!(
+        codec::decode_u64(&db.get(keys::META_FORMAT).unwrap().unwrap(), "format").unwrap(),
+        8
+    );
+    assert_eq!(keys::STORE_FORMAT, 8);
+}

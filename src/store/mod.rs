@@ -34,7 +34,6 @@ mod halts;
 mod health;
 mod keys;
 mod load;
-mod log_room;
 mod mark_log;
 mod migrate;
 mod overlay;
@@ -63,6 +62,9 @@ mod thread_policy;
 mod types;
 mod unit_log;
 mod unit_log_entry;
+mod wal;
+mod wal_checkpoint;
+mod wal_replay;
 mod wave;
 mod writer;
 mod writer_state;
@@ -96,3 +98,4 @@ pub use self::types::{
     TokenCredit, TokenCreditPage,
 };
 pub use self::unit_log::DEFAULT_COMPACT_MIN_ENTRIES;
+pub use self::wal::DEFAULT_CHECKPOINT_BYTES;

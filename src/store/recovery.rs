@@ -22,6 +22,7 @@ use super::command::{Command, refuse};
 use super::disk::Opened;
 use super::exposures::ExposureGroups;
 use super::load;
+use super::wal::Position;
 use super::writer_state::{FailedCommit, Writer};
 
 /// First wait before reopening the store after a failed commit.
@@ -52,11 +53,13 @@ impl Writer {
         commands: &mpsc::Receiver<Command>,
     ) -> bool {
         let mut backoff_ms = RECOVERY_BACKOFF_MIN_MS;
+        // Kept across attempts: the reopen that succeeds is the one that resets the log.
+        let stop_at = self.wal.failed_at();
         loop {
             if !self.refuse_for(Duration::from_millis(backoff_ms), commands) {
                 return false;
             }
-            match self.reopen() {
+            match self.reopen(stop_at) {
                 Ok(opened) => {
                     self.install(opened, failed.seq);
                     self.shared.health.end();
@@ -70,10 +73,10 @@ impl Writer {
         }
     }
 
-    fn reopen(&self) -> Result<Opened, super::error::StoreError> {
+    fn reopen(&self, stop_at: Option<Position>) -> Result<Opened, super::error::StoreError> {
         #[cfg(test)]
         self.shared.faults_on_reopen()?;
-        self.location.reopen_and_probe()
+        self.location.reopen_and_probe(stop_at)
     }
 
     /// Answers every command that arrives within `wait` with the episode's error. False when
@@ -100,8 +103,9 @@ impl Writer {
     /// published counters and epochs are rebuilt from it.
     fn install(&mut self, opened: Opened, failed_seq: u64) {
         if opened.last_seq >= failed_seq {
-            // The failed batch reached the disk after all (e.g. only the `fdatasync` failed):
-            // its exposures are counted in the reloaded counters.
+            // The failed batch was durable after all (its redo record was synced and a later
+            // step failed): the reopen replayed it, and its exposures are counted in the
+            // reloaded counters.
             self.unfolded = ExposureGroups::default();
             tracing::warn!(
                 seq = failed_seq,
@@ -124,8 +128,8 @@ impl Writer {
         // A failed batch's number is never reused: a reader still waiting for it must not be
         // answered by another batch's commit.
         self.last_seq = opened.last_seq.max(failed_seq);
-        self.room = opened.room;
-        self.flushed = 0;
+        self.wal = opened.wal;
+        self.wal.set_checkpoint_bytes(self.checkpoint_bytes);
         let open = Arc::new(opened.open);
         self.shared.db.store(Some(Arc::clone(&open)));
         self.open = Some(open);
@@ -153,6 +157,7 @@ impl super::shared::Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Fails the commit before anything is written (the redo log nor sled).
     pub(super) fn faults_before_apply(&self) -> Result<(), super::error::StoreError> {
         if take_one(&mut self.faults().fail_before_apply) {
             return Err(super::error::StoreError::Io(
@@ -162,17 +167,24 @@ impl super::shared::Shared {
         Ok(())
     }
 
-    pub(super) fn faults_after_apply(
-        &self,
-        open: &super::disk::OpenDb,
-        location: &super::disk::Location,
-    ) -> Result<(), super::error::StoreError> {
-        if take_one(&mut self.faults().fail_after_apply) {
-            break_log_file(open, &location.dir).map_err(|error| {
-                super::error::StoreError::Io(format!("cannot inject a fault: {error}"))
-            })?;
+    /// The real fault the next redo record meets (see `wal::WalFault`).
+    pub(super) fn faults_for_log(&self) -> super::wal::WalFault {
+        let mut faults = self.faults();
+        if take_one(&mut faults.fail_log_write) {
+            super::wal::WalFault::Write
+        } else if take_one(&mut faults.fail_log_sync) {
+            super::wal::WalFault::Sync
+        } else {
+            super::wal::WalFault::None
         }
-        Ok(())
+    }
+
+    /// Breaks sled's log file for the next checkpoint (see `disk::OpenDb::fail_checkpoint`).
+    pub(super) fn faults_for_checkpoint(&self, open: &super::disk::OpenDb) {
+        if take_one(&mut self.faults().fail_checkpoint) {
+            open.fail_checkpoint
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
     }
 
     pub(super) fn faults_after_sync(&self) -> Result<(), super::error::StoreError> {
@@ -199,6 +211,27 @@ fn take_one(count: &mut u32) -> bool {
     let take = *count > 0;
     *count = count.saturating_sub(1);
     take
+}
+
+/// Points `file`'s descriptor at `/dev/full`: its next write fails with ENOSPC, its next
+/// `fdatasync` with EINVAL.
+#[cfg(test)]
+pub(super) fn point_at_dev_full(file: &std::fs::File) -> Result<(), super::error::StoreError> {
+    use std::os::fd::AsRawFd;
+    let full = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/full")
+        .map_err(|error| super::error::StoreError::Io(format!("cannot inject a fault: {error}")))?;
+    // SAFETY: `dup2` replaces the descriptor number `file` holds with a duplicate of
+    // `/dev/full`; no Rust object's memory is involved, and `file` keeps using the number.
+    if unsafe { libc::dup2(full.as_raw_fd(), file.as_raw_fd()) } < 0 {
+        return Err(super::error::StoreError::Io(format!(
+            "cannot inject a fault: {}",
+            std::io::Error::last_os_error()
+        )));
+    }
+    Ok(())
 }
 
 /// Points sled's own descriptor of `<dir>/db` at `/dev/full`, so that its next write fails

@@ -42,7 +42,11 @@ pub struct Shared {
     /// epoch's first write and its decision).
     pub epochs: ArcSwap<EpochMap>,
     pub flush_count: AtomicU64,
-    /// Commits whose log file was `fdatasync`ed (equals `flush_count`).
+    /// Held for writing while the writer applies a commit to sled op by op, and for reading by
+    /// every reader of sled for its whole read, so that no reader sees part of a commit
+    /// (`wal::Wal::apply_last`).
+    pub apply_lock: std::sync::RwLock<()>,
+    /// Commits whose redo record was `fdatasync`ed (equals `flush_count`).
     #[cfg(test)]
     pub data_sync_count: AtomicU64,
     /// Per-request exposures not yet taken into a batch.
@@ -56,7 +60,8 @@ pub struct Shared {
     pub sticky: ArcSwap<StickyTable>,
     /// Sorted unit ids of the epochs being exported (see `export_index`).
     pub export_indexes: super::export_index::ExportIndexes,
-    /// Test hook: held by a test to freeze the writer between applying a batch and its fsync.
+    /// Test hook: held by a test to freeze the writer between applying a batch to sled (its
+    /// redo record durable already) and publishing it.
     #[cfg(test)]
     pub flush_gate: std::sync::Mutex<()>,
     /// Test hook: commits and reopens to fail (see [`Faults`]).
@@ -112,15 +117,20 @@ impl Shared {
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Commits to fail before sled applies anything.
+    /// Commits to fail before anything is written (the redo log nor sled).
     pub fail_before_apply: u32,
-    /// Commits to fail after sled applied the batch in memory: the writer breaks sled's log
-    /// file for real, so sled's own flush fails and sled records its global error, as on a
-    /// full disk.
-    pub fail_after_apply: u32,
-    /// Commits to report as failed after they reached the disk (as when only the `fdatasync`
-    /// fails, after sled's own write went through): the reopen finds them.
+    /// Commits whose redo record's `pwrite` fails for real (the segment's descriptor pointed
+    /// at `/dev/full`): nothing of them is durable, nothing reaches sled.
+    pub fail_log_write: u32,
+    /// Commits whose redo record is written but whose `fdatasync` fails for real: the record
+    /// sits in the page cache, valid, and the reopen must not replay it.
+    pub fail_log_sync: u32,
+    /// Commits to report as failed after they were durable and applied (as when a step after
+    /// the redo log's `fdatasync` fails): the reopen replays them.
     pub fail_after_sync: u32,
+    /// Checkpoints whose sled flush fails for real (sled's log file broken first): sled records
+    /// its global error, and the store reopens.
+    pub fail_checkpoint: u32,
     /// Reopen attempts to fail.
     pub fail_reopens: u32,
 }

@@ -44,7 +44,7 @@ impl SledStore {
         F: Fn(&Shared) -> Result<(T, u64), StoreError> + Send + 'static,
     {
         let generation = self.shared.generation();
-        let (value, seq) = match read(&self.shared) {
+        let (value, seq) = match read_applied(&self.shared, &read) {
             Ok((value, seq)) if self.is_durable(seq) => return ready(Ok(value)),
             Ok(read) => read,
             Err(error) => return ready(Err(error)),
@@ -54,7 +54,7 @@ impl SledStore {
             let (mut value, mut seq, mut generation) = (value, seq, generation);
             while !wait_durable(&shared, seq, generation).await? {
                 generation = shared.generation();
-                (value, seq) = read(&shared)?;
+                (value, seq) = read_applied(&shared, &read)?;
                 if seq <= shared.durable_seq.load(Ordering::Acquire) {
                     break;
                 }
@@ -62,6 +62,18 @@ impl SledStore {
             Ok(value)
         })
     }
+}
+
+/// Runs a read of sled with no commit half applied (see `Shared::apply_lock`).
+fn read_applied<T>(
+    shared: &Shared,
+    read: &impl Fn(&Shared) -> Result<(T, u64), StoreError>,
+) -> Result<(T, u64), StoreError> {
+    let _applied = shared
+        .apply_lock
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    read(shared)
 }
 
 pub(super) fn ready<T: Send + 'static>(result: Result<T, StoreError>) -> StoreFuture<T> {

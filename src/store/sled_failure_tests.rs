@@ -78,9 +78,19 @@ fn assert_failed_insert_leaves_nothing(faults: Faults) {
 }
 
 #[test]
-fn a_commit_that_fails_after_sled_applied_it_leaves_nothing_behind_and_writes_resume() {
+fn a_commit_whose_redo_record_cannot_be_written_leaves_nothing_behind_and_writes_resume() {
     assert_failed_insert_leaves_nothing(Faults {
-        fail_after_apply: 1,
+        fail_log_write: 1,
+        ..Faults::default()
+    });
+}
+
+/// The record was written and sits, valid, in the page cache: only the reopen's stop at its
+/// position (and the log's reset) keeps it from being replayed.
+#[test]
+fn a_commit_whose_redo_record_cannot_be_synced_leaves_nothing_behind_and_writes_resume() {
+    assert_failed_insert_leaves_nothing(Faults {
+        fail_log_sync: 1,
         ..Faults::default()
     });
 }
@@ -138,6 +148,8 @@ fn every_caller_of_a_failed_batch_gets_the_error() {
     assert_audit_clean(&store);
 }
 
+/// The redo log comes first: a batch whose record did not become durable never reaches sled,
+/// so no reader (nor the reopened store) can find it there.
 #[test]
 fn a_reader_waiting_for_a_failed_commit_never_sees_its_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -146,23 +158,17 @@ fn a_reader_waiting_for_a_failed_commit_never_sees_its_record() {
     inject(
         &store,
         Faults {
-            fail_after_apply: 1,
+            fail_log_sync: 1,
             ..Faults::default()
         },
     );
-    let gate = store.shared.flush_gate.lock().unwrap();
     let insert = store.insert_sticky(&epoch(), "u1", record("bold", T0_MS), tally(T0_MS));
-    // Applied to sled's memory, not on disk: a reader answers the durable state at once.
-    while sled_value(&store.shared.sled().unwrap(), &key).is_none() {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let read = store.sticky(&epoch(), "u1").now_or_never();
-    assert_eq!(read.expect("the read does not wait").unwrap(), None);
-    drop(gate);
+    let read = store.sticky(&epoch(), "u1");
     assert!(block_on(insert).is_err());
-    assert_eq!(block_on(store.sticky(&epoch(), "u1")).unwrap(), None);
+    assert_eq!(block_on(read).ok().flatten(), None);
     wait_writable(&store);
     assert_eq!(block_on(store.sticky(&epoch(), "u1")).unwrap(), None);
+    assert_eq!(sled_value(&store.shared.sled().unwrap(), &key), None);
 }
 
 #[test]
@@ -224,7 +230,7 @@ fn per_request_exposures_of_a_failed_commit_are_counted_after_recovery() {
     inject(
         &store,
         Faults {
-            fail_after_apply: 1,
+            fail_log_sync: 1,
             ..Faults::default()
         },
     );
@@ -351,5 +357,65 @@ fn a_commit_reported_failed_but_found_on_disk_is_served_whole_and_counted_once()
     );
     let retry = block_on(store.apply_rewards(vec![unit_reward("e1", "u1", 1.0, T0_MS)])).unwrap();
     assert_eq!(retry, vec![RewardOutcome::Duplicate]);
+    assert_audit_clean(&store);
+}
+
+/// A checkpoint whose sled flush fails (sled's log file broken for real) leaves sled with its
+/// global error: the writer's next commit fails (before writing anything when it heard of the
+/// failure first, else at sled's apply, its redo record durable already), the writer reopens
+/// the store (replaying the log into a fresh database) and resumes; every acknowledged insert
+/// is there, and the refused one is there whole or not at all.
+#[test]
+fn a_checkpoint_whose_flush_fails_reopens_the_store_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open_with(
+        dir.path(),
+        StoreOptions {
+            checkpoint_bytes: 1,
+            ..StoreOptions::default()
+        },
+    )
+    .unwrap();
+    inject(
+        &store,
+        Faults {
+            fail_checkpoint: 1,
+            ..Faults::default()
+        },
+    );
+    let mut acknowledged = Vec::new();
+    let mut refused = None;
+    for n in 0..200 {
+        let unit = format!("u{n}");
+        match block_on(store.insert_sticky(&epoch(), &unit, record("bold", T0_MS), tally(T0_MS))) {
+            Ok(_) => acknowledged.push(unit),
+            Err(error) => {
+                refused = Some((unit, error));
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let (refused, error) = refused.expect("a commit after the failed checkpoint is refused");
+    assert!(matches!(error, StoreError::Unavailable(_)), "{error:?}");
+    assert!(!acknowledged.is_empty());
+    wait_writable(&store);
+    assert_eq!(store.health().episodes, 1);
+    let found = block_on(store.sticky(&epoch(), &refused))
+        .unwrap()
+        .is_some();
+    let expected = acknowledged.len() as u64 + u64::from(found);
+    assert_eq!(exposures(&store, "bold"), expected);
+    assert_audit_clean(&store);
+    block_on(store.insert_sticky(&epoch(), "after", record("bold", T0_MS), tally(T0_MS))).unwrap();
+    drop(store);
+    let store = open(dir.path());
+    for unit in &acknowledged {
+        assert!(
+            block_on(store.sticky(&epoch(), unit)).unwrap().is_some(),
+            "{unit}"
+        );
+    }
+    assert_eq!(exposures(&store, "bold"), expected + 1);
     assert_audit_clean(&store);
 }

@@ -39,6 +39,10 @@ pub struct StoreOptions {
     /// default: fewer context switches per commit, but commits that wait for the core's other
     /// work (`benches/load/results/single4-2026-11-30-s9.md`).
     pub sched_batch: bool,
+    /// Redo-log bytes after which the writer starts a checkpoint (sled flushed in the
+    /// background, the log's segments freed: `wal_checkpoint`). Smaller: shorter replays at
+    /// restart, more sled flushes.
+    pub checkpoint_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -47,6 +51,7 @@ impl Default for StoreOptions {
             page_cache_mb: DEFAULT_PAGE_CACHE_MB,
             compact_min_entries: crate::store::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
             sched_batch: false,
+            checkpoint_bytes: crate::store::wal::DEFAULT_CHECKPOINT_BYTES,
         }
     }
 }
@@ -88,6 +93,7 @@ impl SledStore {
             counters: ArcSwap::from_pointee(load::counter_view(&opened.durable.arms)),
             epochs: ArcSwap::from_pointee(opened.durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
+            apply_lock: std::sync::RwLock::new(()),
             pending_exposures: Mutex::new(Vec::new()),
             health: HealthState::default(),
             sticky: ArcSwap::new(Arc::clone(&opened.durable.sticky)),
@@ -101,14 +107,15 @@ impl SledStore {
         let mut writer = Writer::new(
             Arc::clone(&shared),
             durable_tx,
-            open,
             location,
             opened.durable,
+            opened.wal,
             last_seq,
             expired_through,
         );
         writer.compact_min_entries = options.compact_min_entries;
-        writer.room = opened.room;
+        writer.checkpoint_bytes = options.checkpoint_bytes;
+        writer.wal.set_checkpoint_bytes(options.checkpoint_bytes);
         let sched_batch = options.sched_batch;
         if sched_batch {
             // sled's I/O pool exists once the open above wrote or read its log.

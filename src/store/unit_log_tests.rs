@@ -362,7 +362,7 @@ fn a_compaction_step_whose_commit_fails_loses_nothing() {
             ..Faults::default()
         },
         Faults {
-            fail_after_apply: 1,
+            fail_log_sync: 1,
             ..Faults::default()
         },
         Faults {

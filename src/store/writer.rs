@@ -3,7 +3,8 @@
 //! Every write goes through one channel to one thread. The thread blocks for the first
 //! command, drains whatever else queued meanwhile (up to [`MAX_BATCH_WEIGHT`]), evaluates the
 //! commands serially against sled plus the batch's own pending changes, writes them as ONE
-//! atomic sled batch, fsyncs once, and only then publishes counters and answers the callers.
+//! atomic batch, makes it durable in the redo log (`wal`: one write, one `fdatasync`), applies
+//! it to sled, and only then publishes counters and answers the callers.
 //! While one fsync runs, new requests queue up and share the next one: throughput grows with
 //! concurrency instead of being capped at one request per fsync.
 //!
@@ -28,22 +29,23 @@ use super::event_log;
 use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
-use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
+use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::mark_log;
 use super::overlay::{BatchState, StickyWrites, Txn};
 use super::state::{ArmMap, CounterMap, EpochMap};
 use super::sticky_table::StickyTable;
 use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
+use super::wal::RedoBatch;
 use super::wave::{self, linger_for_exposures};
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
-/// removal limit per expire). Bounds more than the fsync: sled's `apply_batch` holds a
-/// process-wide write lock while it applies, and every sled read (so every `sticky()` call)
-/// waits for it. Measured on the dev disk (debug build): fsync 0.1–2 ms, apply ~20 µs per key,
-/// so a 1000-op reward commit (4000 keys) stalls readers for ~80 ms in debug, several times less
-/// in release. A single request bigger than this is still one commit (requests are atomic).
+/// removal limit per expire). Bounds more than the fsync: the writer holds the store's apply
+/// lock while it applies a commit to sled (`wal::Wal::apply_last`), and every sled read waits
+/// for it (the sticky table's reads do not). Measured on the dev disk (debug build, when this
+/// was sled's own batch lock): fsync 0.1–2 ms, apply ~20 µs per key, so a 1000-op reward commit
+/// (4000 keys) stalls those readers for ~80 ms in debug, several times less in release. A single request bigger than this is still one commit (requests are atomic).
 pub const MAX_BATCH_WEIGHT: usize = 1024;
 
 /// What ends a batch early.
@@ -64,12 +66,10 @@ impl Writer {
         loop {
             let first = match self.carry.pop_front() {
                 Some(command) => command,
-                None => match commands.recv() {
-                    Ok(command) => command,
-                    Err(mpsc::RecvError) => {
-                        // Every handle is gone; everything sent was processed.
-                        return;
-                    }
+                None => match self.wait_for_command(&commands) {
+                    Some(command) => command,
+                    // Every handle is gone; everything sent was processed.
+                    None => return,
                 },
             };
             let mut batch = vec![first];
@@ -160,11 +160,32 @@ impl Writer {
         }
     }
 
+    /// The next command; while the redo log holds records no checkpoint has covered, waits at
+    /// most until they are due (`wal::CHECKPOINT_AGE_MS`) and starts the checkpoint then, so
+    /// that an idle server's log and sled's dirty pages do not wait for the next write.
+    /// `None` once every handle is gone.
+    fn wait_for_command(&mut self, commands: &mpsc::Receiver<Command>) -> Option<Command> {
+        loop {
+            let Some(due_in) = self.wal.checkpoint_due_in() else {
+                return commands.recv().ok();
+            };
+            match commands.recv_timeout(due_in) {
+                Ok(command) => return Some(command),
+                Err(mpsc::RecvTimeoutError::Disconnected) => return None,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Some(open) = self.open.clone() {
+                        self.wal.after_commit(&open);
+                    }
+                }
+            }
+        }
+    }
+
     /// Evaluates one batch, commits it, answers its callers; returns its barrier command.
     /// A failed commit answers every caller with the error and resumes nothing it carried.
     fn process(
         &mut self,
-        open: &OpenDb,
+        open: &Arc<OpenDb>,
         exposures: &ExposureGroups,
         commands: Vec<Command>,
         stopping: bool,
@@ -325,8 +346,8 @@ impl Writer {
             answer(failure.as_ref());
         }
         if failure.is_none() {
-            // Answered first; before the next batch is applied (the room's safety rule).
-            self.grow_room(open);
+            // Answered first: the log's room and checkpoints wait for nobody.
+            self.wal.after_commit(open);
         }
         match &failure {
             None => self.carry.extend(continued),
@@ -339,9 +360,9 @@ impl Writer {
         (barrier, failed)
     }
 
-    /// Writes the batch atomically, fsyncs, then publishes. On failure nothing is published:
-    /// the batch may sit applied but unflushed in `open`'s memory, which is why the writer
-    /// then drops that database and reopens the directory (see `recovery`).
+    /// Writes the batch to the redo log and sled, then publishes. On failure nothing is
+    /// published: the batch may sit applied in `open`'s memory, which is why the writer then
+    /// drops that database and reopens the directory (see `recovery`).
     fn commit(&mut self, open: &OpenDb, state: BatchState) -> Result<(), StoreError> {
         let expiry_moved = state.expired_through != self.expired_through;
         if state.writes.is_empty()
@@ -359,7 +380,7 @@ impl Writer {
         // commit's own entries must replay after them (see `unit_log`).
         let mut log = LogWriter::new(state.seq);
         let step = self.compaction_step(open, state.seq, &mut log)?;
-        let mut batch = sled::Batch::default();
+        let mut batch = self.wal.batch();
         for key in &step.removed_values {
             batch.remove(key.as_slice());
         }
@@ -419,17 +440,19 @@ impl Writer {
         for (epoch, info) in &state.epochs {
             batch.insert(keys::epoch_info_key(epoch), codec::encode_epoch_info(info));
         }
-        batch.insert(keys::META_SEQ, codec::encode_u64(state.seq).to_vec());
         // Only when it moved: the key holds the last value written, which is the one in
         // memory until it moves again, and a commit without expiry saves a sled key.
         if expiry_moved {
             batch.insert(
                 keys::META_EXPIRED_THROUGH,
-                codec::encode_u64(state.expired_through).to_vec(),
+                codec::encode_u64(state.expired_through),
             );
         }
+        // Last: sled is given the commit op by op, and a sled that holds this seq holds all
+        // of the commit (`wal::Wal::apply_last`).
+        batch.insert(keys::META_SEQ, codec::encode_u64(state.seq));
 
-        self.write(open, batch)?;
+        self.write(open, state.seq, batch)?;
         // On disk now; applied before `durable_seq` moves, so a reader that sees this commit's
         // number finds its records (see `sticky_table`).
         self.durable.sticky.apply(&sticky_writes);
@@ -456,12 +479,25 @@ impl Writer {
         Ok(())
     }
 
-    /// Applies the batch to sled and makes it durable (sled's flush, then `fdatasync`).
-    fn write(&mut self, open: &OpenDb, batch: sled::Batch) -> Result<(), StoreError> {
+    /// Makes the batch durable in the redo log (one `pwrite`, one `fdatasync`: `wal`), then
+    /// applies it to sled, which is flushed only at checkpoints (`wal_checkpoint`).
+    fn write(&mut self, open: &OpenDb, seq: u64, batch: RedoBatch) -> Result<(), StoreError> {
         #[cfg(test)]
-        self.shared.faults_before_apply()?;
+        {
+            self.shared.faults_before_apply()?;
+            self.wal.fault = self.shared.faults_for_log();
+            self.shared.faults_for_checkpoint(open);
+        }
         let started = std::time::Instant::now();
-        open.db.apply_batch(batch).map_err(io)?;
+        self.wal.append(seq, batch)?;
+        if let Some(metrics) = crate::metrics::get() {
+            metrics
+                .store_fsync_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        #[cfg(test)]
+        self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
+        self.wal.apply_last(&open.db, &self.shared.apply_lock)?;
         #[cfg(test)]
         let _gate = self
             .shared
@@ -469,32 +505,13 @@ impl Writer {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         #[cfg(test)]
-        self.shared.faults_after_apply(open, &self.location)?;
-        let syncing = std::time::Instant::now();
-        self.flushed = self.flushed.saturating_add(open.sync()?);
+        self.shared.faults_after_sync()?;
         if let Some(metrics) = crate::metrics::get() {
-            metrics
-                .store_fsync_seconds
-                .observe(syncing.elapsed().as_secs_f64());
             metrics
                 .store_commit_seconds
                 .observe(started.elapsed().as_secs_f64());
         }
-        #[cfg(test)]
-        self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
-        #[cfg(test)]
-        self.shared.faults_after_sync()?;
         Ok(())
-    }
-
-    /// One step of the zeroed room ahead of the log (`log_room`) after a durable commit. A
-    /// failed zero write gives the room up until the next reopen; the commit stands.
-    fn grow_room(&mut self, open: &OpenDb) {
-        let flushed = std::mem::take(&mut self.flushed);
-        if let Err(error) = self.room.after_commit(&open.log_file, flushed) {
-            tracing::warn!(%error, "cannot zero the room ahead of the store's log; commits will grow the file");
-            self.room.give_up();
-        }
     }
 
     /// Makes the committed epoch records authoritative and visible to `epoch_info()`.

@@ -11,10 +11,10 @@ use super::command::Command;
 use super::disk::{Location, OpenDb};
 use super::error::StoreError;
 use super::exposures::ExposureGroups;
-use super::log_room::LogRoom;
 use super::shared::{DurableMark, Shared};
 use super::state::DurableState;
 use super::unit_log::CompactionPass;
+use super::wal::Wal;
 
 /// The writer thread's own state: the authoritative, durable arm and epoch states.
 pub struct Writer {
@@ -39,10 +39,11 @@ pub struct Writer {
     pub(super) compact_min_entries: u64,
     /// Requests somebody waited for in the last batch taken (`wave`).
     pub(super) previous_waited_for: usize,
-    /// The zeroed room ahead of `open`'s log (`log_room`), and the bytes its flushes wrote
-    /// since the room last heard of them.
-    pub(super) room: LogRoom,
-    pub(super) flushed: u64,
+    /// The redo log every commit goes to before sled (`wal`); replaced by each reopen.
+    pub(super) wal: Wal,
+    /// Record bytes between checkpoints (`StoreOptions::checkpoint_bytes`), kept for the
+    /// logs of later reopens.
+    pub(super) checkpoint_bytes: u64,
 }
 
 /// A commit that did not reach the disk.
@@ -53,19 +54,20 @@ pub(super) struct FailedCommit {
 }
 
 impl Writer {
+    /// The writer of the database `shared` holds (`shared.db`, as the opener installed it).
     pub fn new(
         shared: Arc<Shared>,
         durable_tx: watch::Sender<DurableMark>,
-        open: Arc<OpenDb>,
         location: Location,
         durable: DurableState,
+        wal: Wal,
         last_seq: u64,
         expired_through: u64,
     ) -> Self {
         Writer {
+            open: shared.db.load_full(),
             shared,
             durable_tx,
-            open: Some(open),
             location,
             durable,
             last_seq,
@@ -75,9 +77,8 @@ impl Writer {
             compaction: None,
             compact_min_entries: super::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
             previous_waited_for: 0,
-            // No room until the opener hands over the one it made (`sled_open`).
-            room: LogRoom::new(0),
-            flushed: 0,
+            wal,
+            checkpoint_bytes: super::wal::DEFAULT_CHECKPOINT_BYTES,
         }
     }
 }

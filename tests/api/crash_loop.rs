@@ -129,10 +129,15 @@ fn kill_9_again_and_again_under_mixed_load_keeps_every_promise() {
         .and_then(|kills| kills.parse().ok())
         .unwrap_or(10);
     // No floor: the unit log is compacted whenever half as many entries as units are
-    // superseded, so kills also land during compaction steps.
+    // superseded, so kills also land during compaction steps. A checkpoint every 16 KiB of
+    // redo log (a few dozen commits) instead of 16 MiB: kills also land during checkpoints
+    // (sled's flush on its thread while commits go on) and right after them (segments reused).
     let mut app = TestApp::spawn_with_env(
         &[("headline.yaml", STICKY), ("ranking.yaml", PER_REQUEST)],
-        &[("BANDITD_STORE_COMPACT_MIN_ENTRIES", "0")],
+        &[
+            ("BANDITD_STORE_COMPACT_MIN_ENTRIES", "0"),
+            ("BANDITD_STORE_CHECKPOINT_KIB", "16"),
+        ],
     );
     let acked: Arc<Mutex<Acked>> = Arc::default();
     let mut rng = SmallRng::seed_from_u64(14);

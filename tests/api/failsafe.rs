@@ -3,9 +3,9 @@
 //!
 //! The fault is a file-size limit (`prlimit --fsize`) of 0 bytes on the server process: every
 //! write to a regular file then fails with EFBIG (the server ignores SIGXFSZ, see src/main.rs),
-//! as on a failing disk. (A limit at the log file's size, a full disk, no longer fails sled's
-//! writes: the writer keeps zeroed room ahead of sled's log, `src/store/log_room.rs`, and sled
-//! writes into it.) Only the soft limit is lowered, so lifting it needs no privilege.
+//! as on a failing disk: a limit of 0 fails a write at any offset, inside the file too (the
+//! redo log writes into blocks written ahead, `src/store/wal.rs`, so a limit at a file's size
+//! would not fail it). Only the soft limit is lowered, so lifting it needs no privilege.
 
 use std::path::Path;
 use std::process::Command;
