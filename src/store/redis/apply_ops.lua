@@ -97,7 +97,7 @@ while at <= #ARGV do
     local dir, keep, digests = tonumber(nxt()), tonumber(nxt()), nxt()
     local home = homes[dir]
     if not home then
-      home = { dir = dir, held = {}, seen = {}, args = {}, keep = 0, set = KEYS[dir + 3],
+      home = { dir = dir, held = {}, seen = {}, keep = 0, set = KEYS[dir + 3],
         legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1,
         old = redis.call('EXISTS', KEYS[dir]) == 1 }
       homes[dir] = home
@@ -177,7 +177,6 @@ while at <= #ARGV do
         end
         if applied_outcomes[outcome] then
           home.seen[digest] = true
-          home.args[#home.args + 1] = digest
           local ids = id_lists[list].ids
           ids[#ids + 1] = digest
         end

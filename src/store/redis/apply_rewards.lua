@@ -177,11 +177,14 @@ end
 local function keep_at_least(key, ms)
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms + HOUR_MS) end
 end
+-- A kept digest is in exactly one digest list, whose directory is its id's: the digest sets
+-- are added to from the lists (one table append less per applied reward).
 local function write_homes()
-  for _, dir in ipairs(home_order) do
-    local home = homes[dir]
-    for first = 1, #home.args, 512 do
-      redis.call('SADD', home.set, unpack(home.args, first, math.min(first + 511, #home.args)))
+  for _, at in ipairs(list_order) do
+    local list = id_lists[at]
+    local ids = list.ids
+    for first = 1, #ids, 512 do
+      redis.call('SADD', homes[list.dir].set, unpack(ids, first, math.min(first + 511, #ids)))
     end
   end
   local kept = {}
