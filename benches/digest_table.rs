@@ -6,7 +6,12 @@
 //! - `contains_hit`: a kept digest, in random order (the duplicate check of a retried event);
 //! - `contains_miss`: a digest not kept (a new event: the common case);
 //! - `insert_remove`: a new digest inserted then removed (the table keeps its size);
-//! - `fill_1m`: a million digests into an empty set (every growth included), per digest.
+//! - `fill_1m`: a million digests into an empty set (every growth included), per digest;
+//! - `fitted_20m/load_<L>`: the same three operations on 20M digests in a set reserved for
+//!   them so that it runs at L% (85: a replay's table before
+//!   `benches/load/results/mem6-2026-12-01-s11.md`, 90: after it, 92: near the most a serving
+//!   table now holds before it grows, 93%), in one binary, so the loads are compared on the
+//!   same build.
 //!
 //! Digests are uniform (SplitMix64 of a counter, as keyed SipHash digests are), and each
 //! lookup is a random read into a table of 7–200 MB: the cache miss is most of the cost.
@@ -117,6 +122,67 @@ fn lookups<S: Set>(c: &mut Criterion, n: u64, label: &str) {
     group.finish();
 }
 
+/// Homes of a set of 6-byte slots (2^24 homes or more): its heap bytes are the slots, the
+/// 254 past the last home and 8 bytes of padding (`digest_table`).
+fn homes(set: &DigestSet) -> u64 {
+    ((set.heap_bytes() as u64 - 8) / 6).saturating_sub(254)
+}
+
+/// `n` digests in a set reserved so that they fill it to `load_percent` of its homes.
+/// `reserve` sizes a table at the fitted load of the build, whatever it is: the homes one
+/// reserve for `n` gives say what to ask for.
+fn fitted(n: u64, load_percent: u64) -> DigestSet {
+    let mut probe = DigestSet::default();
+    probe.reserve(n as usize);
+    let fitted_homes = homes(&probe);
+    drop(probe);
+    let wanted = (n * 100).div_ceil(load_percent);
+    let mut set = DigestSet::default();
+    set.reserve((u128::from(n) * u128::from(wanted) / u128::from(fitted_homes)) as usize);
+    for counter in 0..n {
+        set.insert(digest(counter));
+    }
+    let load = n as f64 / homes(&set) as f64;
+    assert!(
+        (load * 100.0 - load_percent as f64).abs() < 0.1,
+        "{load} for {load_percent}%"
+    );
+    set
+}
+
+fn fitted_lookups(c: &mut Criterion) {
+    const N: u64 = 20_000_000;
+    let mut group = c.benchmark_group("digest_set_fitted_20m");
+    group.throughput(Throughput::Elements(1));
+    for load_percent in [85u64, 90, 92] {
+        let mut set = fitted(N, load_percent);
+        let mut next = 0u64;
+        group.bench_function(format!("load_{load_percent}/contains_hit"), |b| {
+            b.iter(|| {
+                next = next.wrapping_add(0x9E37_79B9) % N;
+                black_box(set.contains(digest(next)))
+            })
+        });
+        let mut miss = 1u64 << 40;
+        group.bench_function(format!("load_{load_percent}/contains_miss"), |b| {
+            b.iter(|| {
+                miss += 1;
+                black_box(set.contains(digest(miss)))
+            })
+        });
+        let mut fresh = 1u64 << 41;
+        group.bench_function(format!("load_{load_percent}/insert_remove"), |b| {
+            b.iter(|| {
+                fresh += 1;
+                let new = digest(fresh);
+                black_box(set.insert(new));
+                black_box(set.remove(new))
+            })
+        });
+    }
+    group.finish();
+}
+
 fn fill<S: Set>(c: &mut Criterion) {
     const N: u64 = 1_000_000;
     let mut group = c.benchmark_group("digest_set_fill");
@@ -140,6 +206,7 @@ fn benches(c: &mut Criterion) {
     }
     fill::<Hashbrown>(c);
     fill::<DigestSet>(c);
+    fitted_lookups(c);
 }
 
 criterion_group!(digest_table, benches);

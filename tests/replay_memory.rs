@@ -121,7 +121,7 @@ fn a_restart_keeps_no_more_of_the_unit_log_on_the_heap_than_the_page_cache_allow
     let empty_bytes = held_by_open_store(empty.path());
     let filled_bytes = held_by_open_store(filled.path());
     let per_unit = filled_bytes.saturating_sub(empty_bytes) as f64 / UNITS as f64;
-    // The sticky table is 24-byte slots at 85% load, ~28.2 B per unit whatever the id's
+    // The sticky table is 24-byte slots at 90% load, ~26.7 B per unit whatever the id's
     // length; the log is ~290 B per unit (a 250-byte id and its record). sled may keep its
     // 1 MiB, plus the leaves (up to 16 values of 2 KiB each) whose accesses are still queued in
     // their LRU shards: 126 B per unit in all when this test was written, against 296 B

@@ -195,7 +195,7 @@ fn digests_survive_rebuilds_across_slot_widths() {
     let widths = |table: &DigestTable| table.geometry().expect("allocated").width;
     assert_eq!(widths(&table), 8);
     // 8 → 6 bytes a slot (2^24 homes and more), then back to 8.
-    table.reserve(15_000_000);
+    table.reserve(15_500_000);
     assert_eq!(widths(&table), 6);
     assert!(digests.iter().all(|&digest| table.contains(digest)));
     table.shrink_to_fit();
@@ -254,12 +254,12 @@ fn a_grown_table_is_laid_out_as_one_built_at_once_from_its_digests() {
 fn heap_bytes_are_the_slots_at_their_width_and_the_padding() {
     let mut table = DigestTable::default();
     assert_eq!(table.heap_bytes(), 0);
-    // reserve(n) on an empty table: ⌈n / 0.85⌉ homes, 254 slots past them, 8 bytes of padding.
+    // reserve(n) on an empty table: ⌈n / 0.9⌉ homes, 254 slots past them, 8 bytes of padding.
     table.reserve(1_000_000);
-    let homes = 1_176_471; // ⌈1e6 / 0.85⌉
+    let homes = 1_111_112; // ⌈1e6 / 0.9⌉
     assert_eq!(table.heap_bytes(), (homes + 254) * 7 + 8);
     table.reserve(20_000_000);
-    let homes = 23_529_412; // ⌈2e7 / 0.85⌉
+    let homes = 22_222_223; // ⌈2e7 / 0.9⌉
     assert_eq!(table.heap_bytes(), (homes + 254) * 6 + 8);
     table.shrink_to_fit();
     assert_eq!(
@@ -270,7 +270,7 @@ fn heap_bytes_are_the_slots_at_their_width_and_the_padding() {
 }
 
 #[test]
-fn growth_keeps_the_load_between_72_and_90_percent() {
+fn growth_keeps_the_load_between_74_and_93_percent() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(90);
     let mut table = DigestTable::default();
     let mut lowest = 1.0f64;
@@ -278,34 +278,88 @@ fn growth_keeps_the_load_between_72_and_90_percent() {
         table.insert(rng.random());
         let homes = table.geometry().expect("allocated").homes;
         let load = n as f64 / homes as f64;
-        assert!(load <= 0.9, "{n} digests in {homes} homes");
+        assert!(load <= 0.93, "{n} digests in {homes} homes");
         if n > 1_000 {
             lowest = lowest.min(load);
         }
     }
-    // Just after a growth by 5/4 from 90%: 72% (less the rounding of small tables).
-    assert!((0.715..0.725).contains(&lowest), "{lowest}");
+    // Just after a growth by 5/4 from 93%: 74.4% (less the rounding of small tables).
+    assert!((0.739..0.749).contains(&lowest), "{lowest}");
 }
 
-/// The longest Robin Hood displacement of uniform digests at 90% load, against the limit of
-/// [`MAX_DISPLACEMENT`] (an ignored test: run it in release, by name, with its output shown).
+/// The longest Robin Hood displacement of uniform digests at [`MAX_LOAD_PERCENT`], against the
+/// limit of [`MAX_DISPLACEMENT`] (an ignored test: run it in release, by name, with its output
+/// shown).
 #[test]
 #[ignore = "a measurement: run in release with --nocapture"]
-fn the_longest_displacement_at_90_percent_is_measured() {
+fn the_longest_displacement_at_the_maximum_load_is_measured() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(2026);
     for digests in [1_000_000usize, 20_000_000] {
         let mut table = DigestTable::default();
         table.reserve(digests * FITTED_LOAD_PERCENT / MAX_LOAD_PERCENT);
-        while table.len() < table.geometry().expect("reserved").homes * 9 / 10 {
+        let homes = table.geometry().expect("reserved").homes;
+        while table.len() < homes * MAX_LOAD_PERCENT / 100 {
             table.insert(rng.random());
         }
+        assert_eq!(
+            table.geometry().expect("reserved").homes,
+            homes,
+            "no growth"
+        );
         println!(
-            "{} digests at 90%: longest displacement {}, spilled {}",
+            "{} digests at {MAX_LOAD_PERCENT}%: longest displacement {}, spilled {}",
             table.len(),
             table.longest_displacement(),
             table.spilled()
         );
         assert_eq!(table.spilled(), 0);
+    }
+}
+
+/// Probe lengths of a table built at once (a replay's) at loads around
+/// [`FITTED_LOAD_PERCENT`]: slots read by a lookup that finds its digest and by one that does
+/// not, slots an insert moves, the longest displacement, for 20M uniform digests (an ignored
+/// test: run it in release, by name, with its output shown).
+#[test]
+#[ignore = "a measurement: run in release with --nocapture"]
+fn probe_lengths_at_fitted_loads_are_measured() {
+    const DIGESTS: usize = 20_000_000;
+    const LOOKUPS: usize = 1_000_000;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(2027);
+    let mut digests: Vec<u64> = (0..DIGESTS).map(|_| rng.random()).collect();
+    digests.sort_unstable();
+    digests.dedup();
+    for load_percent in [85usize, 88, 90, 92, 93] {
+        let mut placement = Placement::with_homes((digests.len() * 100).div_ceil(load_percent));
+        for &digest in &digests {
+            placement.push(digest);
+        }
+        // Not `finish`: it would fit a table below 85% to the fitted load.
+        let table = placement.table;
+        let mean = |total: usize| total as f64 / LOOKUPS as f64;
+        let hits: usize = (0..LOOKUPS)
+            .map(|_| table.slots_read(digests[rng.random_range(0..digests.len())]))
+            .sum();
+        let misses: Vec<u64> = (0..LOOKUPS).map(|_| rng.random()).collect();
+        let missed: usize = misses.iter().map(|&digest| table.slots_read(digest)).sum();
+        let moved: usize = misses
+            .iter()
+            .filter_map(|&digest| table.slots_moved(digest))
+            .sum();
+        println!(
+            "{} digests at {load_percent}%: {:.2} B per digest; slots read by a hit {:.2} \
+             (theory {:.2}), by a miss {:.2}; moved by an insert {:.1} (theory {:.1}); longest \
+             displacement {}, spilled {}",
+            table.len(),
+            table.heap_bytes() as f64 / table.len() as f64,
+            mean(hits),
+            0.5 * (1.0 + 1.0 / (1.0 - load_percent as f64 / 100.0)),
+            mean(missed),
+            mean(moved),
+            0.5 * (1.0 + 1.0 / (1.0 - load_percent as f64 / 100.0).powi(2)),
+            table.longest_displacement(),
+            table.spilled()
+        );
     }
 }
 

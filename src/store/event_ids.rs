@@ -16,8 +16,8 @@
 //!
 //! **Memory.** The set is a compact quotiented table of the bare digests (`digest_table`: the
 //! digest is already uniformly distributed, so its slot implies most of its bits): 6 bytes per
-//! slot from 2^24 slots (7 below), 72–90% full while it grows, 85% after a replay, i.e. about
-//! 7 bytes per kept id at tens of millions (8–10 at a million). Generations cost nothing in
+//! slot from 2^24 slots (7 below), 74–93% full while it grows, 90% after a replay, i.e. about
+//! 6.7 bytes per kept digest at tens of millions (8–10 at a million). Generations cost nothing in
 //! memory: which digests expire together is read back from the log values being deleted
 //! (`event_log::expire_due`).
 
@@ -76,7 +76,7 @@ impl Digester {
 }
 
 /// A set of digests, in the compact table of `digest_table`: 6 bytes a slot from 2^24 slots
-/// (7 from 2^16), up to 90% full, growing by 5/4, each digest's high bits implied by its slot.
+/// (7 from 2^16), up to 93% full, growing by 5/4, each digest's high bits implied by its slot.
 /// A big set's table is memory of its own (`table_memory`), returned to the kernel when the
 /// set grows past it.
 #[derive(Clone, Default)]
@@ -133,7 +133,7 @@ impl DigestSet {
     }
 
     /// Gives back the room of a table bigger than its digests need (a replay that reserved
-    /// for more): the digests move into a table at 85% load, if that is smaller.
+    /// for more): the digests move into a table at 90% load, if that is smaller.
     pub fn shrink_to_fit(&mut self) {
         self.table.shrink_to_fit();
     }

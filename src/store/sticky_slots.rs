@@ -15,8 +15,10 @@
 //! load stays between 0.92 / 1.2 = 0.767 and 0.92: 26.1–31.3 bytes per unit. A replay starts
 //! from a table presized for the units the store held last ([`Slots::presize`], `size_hint`);
 //! past that it grows by doubling (fewer rehashes on the way), and it ends resized to
-//! [`REPLAYED_LOAD_PERCENT`] (85%) unless presizing already put it near that load: 28.2 bytes
-//! per unit after a restart. A growth allocates the new shard before it frees the old one, so
+//! [`REPLAYED_LOAD_PERCENT`] (90%) unless presizing already put it near that load: 26.7 bytes
+//! per unit after a restart (28.2 at 85% until `benches/load/results/mem6-2026-12-01-s11.md`:
+//! the serving range is the same, a restart only packs the table tighter, and the first ~2%
+//! more units grow a shard at a time, 1/64 of the table each). A growth allocates the new shard before it frees the old one, so
 //! the spike is one shard's (1/64 of the table), not the table's; a big shard's array is a
 //! mapping of its own (`table_memory`), so the old one leaves the process when freed.
 //!
@@ -54,7 +56,7 @@ const FREE: Slot = Slot {
 /// Past this load (in percent of the slots), an insert grows the table first.
 pub(super) const MAX_LOAD_PERCENT: usize = 92;
 /// The load a replayed shard is resized to ([`Slots::fit`]).
-pub(super) const REPLAYED_LOAD_PERCENT: usize = 85;
+pub(super) const REPLAYED_LOAD_PERCENT: usize = 90;
 /// How far below [`REPLAYED_LOAD_PERCENT`] a presized table may end its replay and be kept.
 pub(super) const PRESIZED_SLACK_PERCENT: usize = 5;
 /// Growth factor of a serving table: ×6/5.

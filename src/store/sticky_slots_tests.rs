@@ -106,7 +106,10 @@ fn a_serving_table_stays_between_the_growth_loads_and_a_replayed_one_is_fitted()
         replayed.put(slot(n.wrapping_mul(0xD1B5_4A32_D192_ED03), n));
     }
     replayed.fit();
-    assert_eq!(replayed.capacity(), (200_000usize * 100).div_ceil(85));
+    assert_eq!(
+        replayed.capacity(),
+        (200_000usize * 100).div_ceil(REPLAYED_LOAD_PERCENT)
+    );
     check_invariants(&replayed);
     for n in 1..=200_000u64 {
         assert_eq!(

@@ -25,8 +25,8 @@
 //! distinct variant ids) is kept whole in a third.
 //!
 //! **Memory per unit.** 24 bytes at the slot table's load: between 0.767 and 0.92 while it
-//! serves (it grows by ×1.2 past 92%), so 26.1–31.3 bytes; 85% after a restart's replay, so
-//! 28.2 bytes (`sticky_slots` says why). A rewarded unit adds 37.7–75.4 bytes (its
+//! serves (it grows by ×1.2 past 92%), so 26.1–31.3 bytes; 90% after a restart's replay, so
+//! 26.7 bytes (`sticky_slots` says why). A rewarded unit adds 37.7–75.4 bytes (its
 //! [`RewardSlot`] in a `hashbrown` table: 33 bytes a bucket at a load between 7/16 and 7/8).
 //! The test `a_million_units_cost_what_the_capacity_arithmetic_says` checks the figure from
 //! the capacities, and `benches/load/restart.sh` logs it (`table_bytes`) next to the process's
