@@ -135,11 +135,7 @@ fn each_epoch_a_run_of_token_rewards_credits_first_starts_then() {
         })
         .collect();
     let outcomes = block_on(store.apply_rewards(ops)).unwrap();
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, RewardOutcome::Applied { .. }))
-    );
+    assert_all_applied(&outcomes);
     for epoch in &fresh {
         let info = block_on(store.epoch_info(epoch)).unwrap();
         assert_eq!(info.started_ms, Some(now_ms), "{epoch:?}");

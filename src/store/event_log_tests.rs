@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::store::test_support::{
-    DAY_MS, T0_MS, block_on, epoch, open, raw_db, record, tally, unit_reward,
+    DAY_MS, T0_MS, assert_all_applied, block_on, epoch, open, raw_db, record, tally, unit_reward,
 };
 use crate::store::{RewardOutcome, Store};
 
@@ -91,11 +91,7 @@ fn a_thousand_events_are_four_log_values_and_no_key_per_id() {
             .map(|n| unit_reward(&format!("e{n}"), &format!("u{n}"), 1.0, T0_MS + 1))
             .collect();
         let outcomes = block_on(store.apply_rewards(ops)).unwrap();
-        assert!(
-            outcomes
-                .iter()
-                .all(|o| matches!(o, RewardOutcome::Applied { .. }))
-        );
+        assert_all_applied(&outcomes);
         block_on(store.shutdown()).unwrap();
     }
     assert_eq!(

@@ -502,19 +502,6 @@ fn a_failed_request_drops_its_index_entries_and_the_rest_of_its_batch_commits() 
     assert_eq!((report.event_ids, report.live_token_marks), (2, 2));
 }
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_copy_taken_between_apply_and_fsync_opens_with_records_and_index_in_agreement() {
     let dir = tempfile::tempdir().unwrap();

@@ -6,19 +6,6 @@ use super::*;
 use crate::store::test_support::*;
 use crate::store::wal;
 
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 fn committed_seq(db: &::sled::Db) -> u64 {
     db.get(keys::META_SEQ).unwrap().map_or(0, |value| {
         crate::store::codec::decode_u64(&value, "seq").unwrap()

@@ -361,11 +361,7 @@ fn a_commits_unit_rewards_write_two_log_values_and_all_expire_with_their_generat
         .map(|(n, unit)| unit_reward(&format!("e{n}"), unit, 1.0, T0_MS + n as u64))
         .collect();
     let outcomes = block_on(store.apply_rewards(ops)).unwrap();
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, RewardOutcome::Applied { .. }))
-    );
+    assert_all_applied(&outcomes);
     // Since store format 5 the credited records are entries of 2 KiB unit-log values
     // (`unit_log`; ~40 bytes each in format 5, ~10 here in format 6), since format 3 the ids are four event-log values of up to 256 digests
     // (`event_log`), not a key each, and the one other new key is the delay bin all these

@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::sled::SledStore;
-use super::types::{ArmCounters, Epoch, RewardOp, RewardTarget, StickyRecord, Tally};
+use super::types::{
+    ArmCounters, Epoch, RewardOp, RewardOutcome, RewardTarget, StickyRecord, Tally,
+};
 
 pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 pub const T0_MS: u64 = 1_700_000_000_000;
@@ -207,4 +209,29 @@ pub fn sled_value(db: &::sled::Db, key: &[u8]) -> Option<Vec<u8>> {
             .map(|record| super::codec::encode_sticky(record, 0));
     }
     db.get(key).expect("sled reads").map(|value| value.to_vec())
+}
+
+/// Copies a data dir, files and subdirectories (the redo log's `wal/`), as a crash would leave
+/// it for another open: what the kernel holds, synced or not.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Asserts that every reward of a batch was applied (none a duplicate or refused).
+pub fn assert_all_applied(outcomes: &[RewardOutcome]) {
+    let not_applied: Vec<_> = outcomes
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| !matches!(o, RewardOutcome::Applied { .. }))
+        .collect();
+    assert!(not_applied.is_empty(), "not applied: {not_applied:?}");
 }

@@ -10,7 +10,9 @@ use super::tests::harness::RedisServer;
 use super::tests::{open, tally};
 use super::*;
 use crate::store::event_ids::{DIGEST_KEY_LEN, Digester};
-use crate::store::test_support::{DAY_MS, T0_MS, block_on, epoch, record, unit_reward};
+use crate::store::test_support::{
+    DAY_MS, T0_MS, assert_all_applied, block_on, epoch, record, unit_reward,
+};
 
 fn assign(store: &RedisStore, units: &[&str]) {
     block_on(async {
@@ -33,11 +35,7 @@ fn an_applied_id_is_kept_as_its_deployments_keyed_digest_in_its_hours_list() {
         unit_reward("event-2", "u2", 0.5, T0_MS + 1),
     ];
     let outcomes = block_on(store.apply_rewards(ops.clone())).unwrap();
-    assert!(
-        outcomes
-            .iter()
-            .all(|o| matches!(o, RewardOutcome::Applied { .. }))
-    );
+    assert_all_applied(&outcomes);
     let mut raw = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
