@@ -44,6 +44,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=benches/load/lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=benches/load/callgrind.sh
+source "$HERE/callgrind.sh"
 
 BIN=${1:?usage: assign_cost.sh BIN_DIR [COUNT]}
 COUNT=${2:-2000}
@@ -65,37 +67,6 @@ command -v callgrind_control >/dev/null || die "needs callgrind_control (valgrin
 make_work assign-cost
 cp -r "$HERE/experiments" "$WORK/experiments"
 DRIVER=(python3 "$HERE/assign_requests.py" "$PORT")
-
-# under_callgrind NAME CMD...: starts CMD under callgrind on SERVER_CORE; sets SERVER_PID.
-under_callgrind() {
-    local name=$1
-    shift
-    port_free "$PORT" || die "port $PORT is in use; set BANDITD_PORT"
-    start_server "$name under callgrind" "$WORK/$name.log" valgrind --tool=callgrind \
-        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=yes "$@"
-    wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVER_PID" 300 >/dev/null
-}
-
-# dump NAME LABEL: writes the counters since the last zeroing to new dumps of NAME's run, one
-# per thread (`--separate-threads=yes`), and prints their paths joined by commas.
-dump() {
-    local name=$1 label=$2 files count=-1
-    callgrind_control -d "$label" "$SERVER_PID" >/dev/null
-    local deadline=$((SECONDS + 60))
-    # Done once some dump carries the label and no more appear for a second.
-    while :; do
-        files=$(grep -l -m1 -- "$label" "$WORK/$name.cg."* 2>/dev/null | paste -sd, -) || true
-        if [[ -n $files ]]; then
-            [[ $(tr ',' '\n' <<<"$files" | wc -l) == "$count" ]] && break
-            count=$(tr ',' '\n' <<<"$files" | wc -l)
-            sleep 1
-            continue
-        fi
-        ((SECONDS < deadline)) || die "callgrind wrote no dump for $label"
-        sleep 0.2
-    done
-    echo "$files"
-}
 
 # instructions FILES: the dumps' total Ir (FILES joined by commas).
 instructions() {
@@ -135,23 +106,6 @@ idle() {
     awk -v n="$(instructions "$file")" -v s="$IDLE_S" 'BEGIN {printf "%.0f", n / s}'
 }
 
-# top FILE: the TOP functions by inclusive instructions, per request, as Markdown table rows.
-# (callgrind_annotate runs from `/`: in the source tree it shortens names; callgrind_parts.py.)
-top() {
-    (cd / && callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
-        awk -v n="$COUNT" -v top="$TOP" '
-            /^-+$/ { dashes++; next }
-            dashes >= 4 && /^ *[0-9,]+ / && shown < top {
-                ir = $1; gsub(",", "", ir)
-                fn = $0; sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", fn)
-                sub(/ \[[^]]*\]$/, "", fn); sub(/^[^:]*:/, "", fn)
-                gsub(/\|/, "\\|", fn)
-                if (length(fn) > 140) fn = substr(fn, 1, 140) "…"
-                printf "| %.0f | `%s` |\n", ir / n, fn
-                shown++
-            }')
-}
-
 declare -A FILE_OF SECONDS_OF
 STORE=()
 if ((REDIS)); then
@@ -169,7 +123,7 @@ if ((REDIS)); then
     done
     STORE=(--redis "redis://127.0.0.1:$REDIS_PORT")
 fi
-under_callgrind banditd "$BIN/banditd" serve --bind "127.0.0.1:$PORT" \
+under_callgrind banditd 300 "$BIN/banditd" serve --bind "127.0.0.1:$PORT" \
     --data-dir "$WORK/data" --experiments "$WORK/experiments" --workers 1 --access-log off \
     "${STORE[@]}"
 log "making $KNOWN known units"
@@ -182,7 +136,7 @@ log "banditd: idle for $IDLE_S s"
 IDLE_BANDITD=$(idle banditd)
 stop_pid "$SERVER_PID"
 
-under_callgrind baseline "$BIN/banditd-baseline" --bind "127.0.0.1:$PORT" --workers 1
+under_callgrind baseline 300 "$BIN/banditd-baseline" --bind "127.0.0.1:$PORT" --workers 1
 log "baseline: $COUNT requests"
 read -r FILE_OF[baseline] SECONDS_OF[baseline] < <(measure baseline baseline)
 log "baseline: idle for $IDLE_S s"
@@ -240,7 +194,7 @@ EOF
 
 | Ir per request | function (top $TOP on the HTTP worker, inclusive) |
 | ---: | --- |
-$(top "$(worker "${FILE_OF[$scenario]}")")
+$(top "$(worker "${FILE_OF[$scenario]}")" "$COUNT" "$TOP")
 EOF
     fi
 done

@@ -35,6 +35,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=benches/load/lib.sh
 source "$HERE/lib.sh"
+# shellcheck source=benches/load/callgrind.sh
+source "$HERE/callgrind.sh"
 
 (($# >= 1)) || die "usage: bulk_cost.sh BIN_DIR [BIN_DIR...]"
 COUNT=${COUNT:-50}
@@ -59,42 +61,6 @@ make_work bulk-cost
 cp -r "$HERE/experiments" "$WORK/experiments"
 EVENTS=$((COUNT * BATCH))
 
-# dump NAME LABEL: the counters since the last zeroing, one dump per thread; prints their
-# paths joined by commas (as benches/load/assign_cost.sh).
-dump() {
-    local name=$1 label=$2 files count=-1
-    callgrind_control -d "$label" "$SERVER_PID" >/dev/null
-    local deadline=$((SECONDS + 120))
-    while :; do
-        files=$(grep -l -m1 -- "$label" "$WORK/$name.cg."* 2>/dev/null | paste -sd, -) || true
-        if [[ -n $files ]]; then
-            [[ $(tr ',' '\n' <<<"$files" | wc -l) == "$count" ]] && break
-            count=$(tr ',' '\n' <<<"$files" | wc -l)
-            sleep 1
-            continue
-        fi
-        ((SECONDS < deadline)) || die "callgrind wrote no dump for $label"
-        sleep 0.2
-    done
-    echo "$files"
-}
-
-# top FILE: the TOP functions by inclusive instructions, per event, as Markdown table rows.
-top() {
-    (cd / && callgrind_annotate --inclusive=yes --threshold=100 --auto=no "$1" 2>/dev/null |
-        awk -v n="$EVENTS" -v top="$TOP" '
-            /^-+$/ { dashes++; next }
-            dashes >= 4 && /^ *[0-9,]+ / && shown < top {
-                ir = $1; gsub(",", "", ir)
-                fn = $0; sub(/^ *[0-9,]+ +(\([^)]*\) +)?/, "", fn)
-                sub(/ \[[^]]*\]$/, "", fn); sub(/^[^:]*:/, "", fn)
-                gsub(/\|/, "\\|", fn)
-                if (length(fn) > 140) fn = substr(fn, 1, 140) "…"
-                printf "| %.0f | `%s` |\n", ir / n, fn
-                shown++
-            }')
-}
-
 declare -A FILES_OF SECONDS_OF
 n=0
 for dir in "$@"; do
@@ -105,12 +71,8 @@ for dir in "$@"; do
     "$dir/banditd-fill" --data-dir "$data" --experiment "$WORK/experiments/load-sticky.yaml" \
         --count "$UNITS" --prefix ev- 2>>"$WORK/fill.log" | grep -q '^FILL ' ||
         die "banditd-fill failed; see $WORK/fill.log"
-    port_free "$PORT" || die "port $PORT is in use; set BANDITD_PORT"
-    start_server "$name under callgrind" "$WORK/$name.log" valgrind --tool=callgrind \
-        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=yes \
-        "$dir/banditd" serve --bind "127.0.0.1:$PORT" --data-dir "$data" \
+    under_callgrind "$name" 600 "$dir/banditd" serve --bind "127.0.0.1:$PORT" --data-dir "$data" \
         --experiments "$WORK/experiments" --workers 1 --access-log off
-    wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVER_PID" 600 >/dev/null
     log "$name: $WARM POSTs uncounted, then $COUNT counted"
     python3 "$HERE/bulk_requests.py" "$PORT" c 0 "$WARM" "$BATCH" "$DUPLICATES" ||
         die "$name: the warm-up failed"
@@ -119,7 +81,7 @@ for dir in "$@"; do
     python3 "$HERE/bulk_requests.py" "$PORT" c "$WARM" "$COUNT" "$BATCH" "$DUPLICATES" ||
         die "$name: the counted POSTs failed"
     t1=$(date +%s.%N)
-    FILES_OF[$name]=$(dump "$name" "counted-bulk")
+    FILES_OF[$name]=$(dump "$name" "counted-bulk" 120)
     SECONDS_OF[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
     stop_pid "$SERVER_PID"
 done
@@ -153,7 +115,7 @@ EOF
 
 | Ir per event | function (top $TOP on the $thread thread, inclusive) |
 | ---: | --- |
-$(top "$file")
+$(top "$file" "$EVENTS" "$TOP")
 EOF
         done
     fi
