@@ -2,9 +2,9 @@
 //!
 //! After a failed commit the database cannot be trusted: sled 0.34 records the first I/O error
 //! as a global error that fails every later operation of that `Db` (config.rs
-//! `set_global_error`, checked by every flush and reservation), and `apply_batch` has already
-//! put the failed batch into its in-memory tree, so a read of that `Db` could see records that
-//! never reached the disk. The writer therefore drops the whole [`OpenDb`] and opens the
+//! `set_global_error`, checked by every flush and reservation), and the writer's apply may
+//! already have put part of the failed commit into its in-memory tree, so a read of that `Db`
+//! could see records that never reached the disk. The writer therefore drops the whole [`OpenDb`] and opens the
 //! directory afresh (see `recovery`): sled's recovery rolls back to its last durable state, and
 //! the redo log's replay (`wal_replay`) brings it forward to the last durable commit.
 //! Readers reach the database only through `Shared::db`, which is empty while that happens.

@@ -8,7 +8,8 @@
 //! `sync_file_range`, which survives `kill -9` but not a power cut: `disk::OpenDb`). Once both
 //! returned, sled holds the sealed segments' records durably and they are freed; the writer
 //! reuses them. Meanwhile commits go on into the fresh segment (sled's flush runs alongside
-//! `apply_batch`; a record it may or may not cover stays in the log until the next checkpoint).
+//! the writer's op-by-op apply; a record it may or may not cover stays in the log until the next
+//! checkpoint).
 //!
 //! A failed flush leaves sled with its global I/O error (`disk`): the writer is told, fails its
 //! next commit before writing anything, and reopens the store, whose replay puts every
