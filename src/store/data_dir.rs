@@ -133,3 +133,15 @@ fn tighten_contents(_dir: &Path) {}
 #[cfg(all(test, unix))]
 #[path = "data_dir_tests.rs"]
 mod tests;
+
+/// `fsync` of a directory, so that a file created, renamed or removed in it stays so: a
+/// directory entry is only on disk once its directory is synced.
+#[cfg(unix)]
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(not(unix))]
+pub fn sync_dir(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}

@@ -136,7 +136,7 @@ fn publish(dir: &Path, name: &str, secret: &[u8]) -> Result<(), StoreError> {
         .map_err(|e| failed("write", &temporary, e))?;
     drop(file);
     std::fs::rename(&temporary, &target).map_err(|e| failed("create", &target, e))?;
-    sync_dir(dir).map_err(|e| failed("sync", dir, e))
+    super::data_dir::sync_dir(dir).map_err(|e| failed("sync", dir, e))
 }
 
 /// Creates `path`, failing if it exists, readable and writable by the owner only from the
@@ -157,17 +157,6 @@ fn private_new_file(path: &Path) -> std::io::Result<std::fs::File> {
         .write(true)
         .create_new(true)
         .open(path)
-}
-
-/// Makes the rename durable: a directory entry is only on disk once its directory is synced.
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(all(test, unix))]

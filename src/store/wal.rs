@@ -584,8 +584,7 @@ pub(super) fn zero(file: &File, start: u64, end: u64) -> std::io::Result<()> {
 
 /// `fsync` of a directory, so that a file created or removed in it stays so.
 pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|handle| handle.sync_all())
+    super::data_dir::sync_dir(dir)
         .map_err(|error| StoreError::Io(format!("cannot sync {}: {error}", dir.display())))
 }
 
