@@ -19,7 +19,10 @@
 use std::hint::black_box;
 
 use banditd::store::{DigestSet, TableMemory};
-use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::measurement::WallTime;
+use criterion::{
+    BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main,
+};
 use hashbrown::HashTable;
 
 /// SplitMix64 (Steele, Lea and Flood 2014): a uniform 64-bit digest per counter value.
@@ -91,11 +94,23 @@ fn filled<S: Set>(n: u64) -> S {
 }
 
 fn lookups<S: Set>(c: &mut Criterion, n: u64, label: &str) {
-    let set: S = filled(n);
+    let mut set: S = filled(n);
     let mut group = c.benchmark_group(format!("digest_set_{label}"));
     group.throughput(Throughput::Elements(1));
+    lookup_benches(&mut group, S::NAME, &mut set, n);
+    group.finish();
+}
+
+/// `PREFIX/contains_hit`, `/contains_miss` and `/insert_remove` on `set`, which holds the
+/// digests of counters `0..n`.
+fn lookup_benches<S: Set>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    prefix: &str,
+    set: &mut S,
+    n: u64,
+) {
     let mut next = 0u64;
-    group.bench_function(format!("{}/contains_hit", S::NAME), |b| {
+    group.bench_function(format!("{prefix}/contains_hit"), |b| {
         b.iter(|| {
             // A multiplicative walk over 0..n: a random order, every digest kept.
             next = next.wrapping_add(0x9E37_79B9) % n;
@@ -103,15 +118,14 @@ fn lookups<S: Set>(c: &mut Criterion, n: u64, label: &str) {
         })
     });
     let mut miss = 1u64 << 40;
-    group.bench_function(format!("{}/contains_miss", S::NAME), |b| {
+    group.bench_function(format!("{prefix}/contains_miss"), |b| {
         b.iter(|| {
             miss += 1;
             black_box(set.contains(digest(miss)))
         })
     });
-    let mut set = set;
     let mut fresh = 1u64 << 41;
-    group.bench_function(format!("{}/insert_remove", S::NAME), |b| {
+    group.bench_function(format!("{prefix}/insert_remove"), |b| {
         b.iter(|| {
             fresh += 1;
             let new = digest(fresh);
@@ -119,7 +133,6 @@ fn lookups<S: Set>(c: &mut Criterion, n: u64, label: &str) {
             black_box(set.remove(new))
         })
     });
-    group.finish();
 }
 
 /// Homes of a set of 6-byte slots (2^24 homes or more): its heap bytes are the slots, the
@@ -156,29 +169,7 @@ fn fitted_lookups(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     for load_percent in [85u64, 90, 92] {
         let mut set = fitted(N, load_percent);
-        let mut next = 0u64;
-        group.bench_function(format!("load_{load_percent}/contains_hit"), |b| {
-            b.iter(|| {
-                next = next.wrapping_add(0x9E37_79B9) % N;
-                black_box(set.contains(digest(next)))
-            })
-        });
-        let mut miss = 1u64 << 40;
-        group.bench_function(format!("load_{load_percent}/contains_miss"), |b| {
-            b.iter(|| {
-                miss += 1;
-                black_box(set.contains(digest(miss)))
-            })
-        });
-        let mut fresh = 1u64 << 41;
-        group.bench_function(format!("load_{load_percent}/insert_remove"), |b| {
-            b.iter(|| {
-                fresh += 1;
-                let new = digest(fresh);
-                black_box(set.insert(new));
-                black_box(set.remove(new))
-            })
-        });
+        lookup_benches(&mut group, &format!("load_{load_percent}"), &mut set, N);
     }
     group.finish();
 }
