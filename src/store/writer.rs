@@ -45,7 +45,8 @@ use super::writer_state::{FailedCommit, Writer};
 /// lock while it applies a commit to sled (`wal::Wal::apply_last`), and every sled read waits
 /// for it (the sticky table's reads do not). Measured on the dev disk (debug build, when this
 /// was sled's own batch lock): fsync 0.1–2 ms, apply ~20 µs per key, so a 1000-op reward commit
-/// (4000 keys) stalls those readers for ~80 ms in debug, several times less in release. A single request bigger than this is still one commit (requests are atomic).
+/// (4000 keys) stalls those readers for ~80 ms in debug, several times less in release. A
+/// single request bigger than this is still one commit (requests are atomic).
 pub const MAX_BATCH_WEIGHT: usize = 1024;
 
 /// What ends a batch early.
