@@ -57,7 +57,7 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
 /// number and the expiry watermark, the applied event ids (`event_log`) and every sticky
 /// assignment (`sticky_table`, replayed from `unit_log`).
 pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
-    let mut arms = ArmMap::new();
+    let mut arms = ArmMap::default();
     for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED, KIND_MOVED_AWAY] {
         for item in db.scan_prefix([kind]) {
             let (key, value) = item.map_err(io)?;
@@ -73,7 +73,7 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
             }
         }
     }
-    let mut epochs = EpochMap::new();
+    let mut epochs = EpochMap::default();
     for item in db.scan_prefix([KIND_EPOCH]) {
         let (key, value) = item.map_err(io)?;
         let (_, epoch, _) = keys::parse_epoch_key(&key)?;

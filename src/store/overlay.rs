@@ -14,7 +14,7 @@ use super::event_ids::PendingIds;
 use super::expiry_index::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY, KIND_STICKY, io};
 use super::mark_log::{self, PendingMark, PendingMarks};
-use super::state::{ArmMap, ArmState, DurableState, EpochMap, KeyValue, WriteMap};
+use super::state::{ArmMap, ArmState, ArmStates, DurableState, EpochMap, KeyValue, WriteMap};
 use super::types::{Epoch, EpochInfo, StickyRecord};
 
 /// The pending changes of one group commit.
@@ -129,8 +129,8 @@ impl<'a> Txn<'a> {
             batch,
             writes: WriteMap::new(),
             sticky: StickyWrites::new(),
-            arms: ArmMap::new(),
-            epochs: EpochMap::new(),
+            arms: ArmMap::default(),
+            epochs: EpochMap::default(),
             expired_through: batch.expired_through,
             expiries: PendingExpiries::default(),
             event_ids: PendingIds::default(),
@@ -290,7 +290,7 @@ impl<'a> Txn<'a> {
     /// Changes the arm's state (copying it into this request's layer first). Each layer's
     /// maps are hashed once: the writer calls this for every arm of every new unit.
     pub fn update_arm(&mut self, epoch: &Epoch, variant: &str, change: impl FnOnce(&mut ArmState)) {
-        let below = |arms: Option<&std::collections::HashMap<String, ArmState>>| {
+        let below = |arms: Option<&ArmStates>| {
             arms.and_then(|arms| arms.get(variant)).copied()
         };
         let copy_below = || {
@@ -310,7 +310,7 @@ impl<'a> Txn<'a> {
             None => {
                 let mut state = copy_below();
                 change(&mut state);
-                let mut arms = std::collections::HashMap::with_capacity(4);
+                let mut arms = ArmStates::with_capacity_and_hasher(4, Default::default());
                 arms.insert(variant.to_owned(), state);
                 self.arms.insert(epoch.clone(), arms);
             }

@@ -32,11 +32,21 @@ pub struct MovedAway {
     pub reward_sum: f64,
 }
 
+/// The hasher of the writer's in-memory maps: foldhash instead of std's SipHash-1-3. Their
+/// keys are the experiments' ids and variant ids from the operator's folder, never a client's
+/// input, so nothing needs SipHash's resistance to chosen keys; and the writer hashes them for
+/// every arm of every new unit and event (SipHash was ~5,300 instructions per new unit on the
+/// writer, `benches/load/assign_write_cost.sh`).
+pub type FastHash = foldhash::fast::RandomState;
+
+/// One arm state per variant of an epoch.
+pub type ArmStates = HashMap<String, ArmState, FastHash>;
+
 /// Arm states by epoch, then variant (nested so lookups need no owned key).
-pub type ArmMap = HashMap<Epoch, HashMap<String, ArmState>>;
+pub type ArmMap = HashMap<Epoch, ArmStates, FastHash>;
 
 /// Epoch-level records by epoch.
-pub type EpochMap = HashMap<Epoch, EpochInfo>;
+pub type EpochMap = HashMap<Epoch, EpochInfo, FastHash>;
 
 /// The writer's authoritative, committed state: small enough to keep whole in memory (a few
 /// values per arm and per epoch), so the per-request path never reads them from sled.
