@@ -360,29 +360,38 @@ impl Engine {
                 Ok(answer)
             }
             AssignmentMode::Sticky => {
-                let record = StickyRecord {
+                // Built again for the rare retry below rather than cloned for every new unit
+                // (the variant's `String` is an allocation per unit).
+                let new_record = || StickyRecord {
                     variant: variant.to_owned(),
                     assigned_ms: now_ms,
                     propensity: decision.propensity,
                     reward: None,
                     rewarded_ms: None,
                 };
+                let record = new_record();
                 let ledger = &live.assignment_epoch;
                 let allocation = tally.allocation.clone();
                 let stored = match stuck_on_retired {
                     None if insert_first => {
                         // The insert answers the record the unit already holds; one on an
-                        // inactive arm moves as if the read had found it.
-                        let retry = (record.clone(), tally.clone());
+                        // inactive arm moves as if the read had found it. (A `Tally` clone
+                        // is a reference-count bump.)
+                        let retry_tally = tally.clone();
                         match self
                             .store
                             .insert_sticky(ledger, unit.as_str(), record, tally)
                             .await
                         {
                             Ok((held, false)) if !on_active_arm(&live, &snapshot, &held) => {
-                                let (record, tally) = retry;
-                                self.move_from(ledger, unit, &held.variant, record, tally)
-                                    .await
+                                self.move_from(
+                                    ledger,
+                                    unit,
+                                    &held.variant,
+                                    new_record(),
+                                    retry_tally,
+                                )
+                                .await
                             }
                             other => other,
                         }
