@@ -111,17 +111,113 @@ impl Command {
     }
 }
 
-/// What the writer answers once the batch is durable (or failed).
-pub type Deferred = Box<dyn FnOnce(Option<&StoreError>) + Send>;
+/// What the writer answers once the batch is durable (or failed): a request's reply and the
+/// result it gets unless the commit fails. Typed rather than a boxed closure, so that holding a
+/// commit's answers costs no allocation per request (`benches/load/assign_write_cost.sh`).
+pub enum Deferred {
+    Sticky(
+        Reply<(StickyRecord, bool)>,
+        Result<(StickyRecord, bool), StoreError>,
+    ),
+    Reassigned(
+        Reply<Option<(StickyRecord, bool)>>,
+        Result<Option<(StickyRecord, bool)>, StoreError>,
+    ),
+    Decision(Reply<Decision>, Result<Decision, StoreError>),
+    Halt(Reply<Halt>, Result<Halt, StoreError>),
+    Done(Reply<()>, Result<(), StoreError>),
+    Rewards(
+        Reply<Vec<RewardOutcome>>,
+        Result<Vec<RewardOutcome>, StoreError>,
+    ),
+    Confirmations(
+        Reply<Vec<ConfirmOutcome>>,
+        Result<Vec<ConfirmOutcome>, StoreError>,
+    ),
+    Removed(Reply<u64>, Result<u64, StoreError>),
+}
 
-pub fn defer<T: Send + 'static>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
-    Box::new(move |failure| {
-        // A caller that stopped waiting is not an error of the store.
-        let _ = reply.send(match failure {
-            Some(error) => Err(error.clone()),
-            None => result,
-        });
-    })
+impl Deferred {
+    /// Sends the answer: the request's own result, or `failure` when the commit failed.
+    pub fn answer(self, failure: Option<&StoreError>) {
+        match self {
+            Deferred::Sticky(reply, result) => send(reply, result, failure),
+            Deferred::Reassigned(reply, result) => send(reply, result, failure),
+            Deferred::Decision(reply, result) => send(reply, result, failure),
+            Deferred::Halt(reply, result) => send(reply, result, failure),
+            Deferred::Done(reply, result) => send(reply, result, failure),
+            Deferred::Rewards(reply, result) => send(reply, result, failure),
+            Deferred::Confirmations(reply, result) => send(reply, result, failure),
+            Deferred::Removed(reply, result) => send(reply, result, failure),
+        }
+    }
+}
+
+fn send<T>(reply: Reply<T>, result: Result<T, StoreError>, failure: Option<&StoreError>) {
+    // A caller that stopped waiting is not an error of the store.
+    let _ = reply.send(match failure {
+        Some(error) => Err(error.clone()),
+        None => result,
+    });
+}
+
+/// A result type the writer answers with ([`Deferred`]'s variants).
+pub trait Deferrable: Sized {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred;
+}
+
+impl Deferrable for (StickyRecord, bool) {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Sticky(reply, result)
+    }
+}
+
+impl Deferrable for Option<(StickyRecord, bool)> {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Reassigned(reply, result)
+    }
+}
+
+impl Deferrable for Decision {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Decision(reply, result)
+    }
+}
+
+impl Deferrable for Halt {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Halt(reply, result)
+    }
+}
+
+impl Deferrable for () {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Done(reply, result)
+    }
+}
+
+impl Deferrable for Vec<RewardOutcome> {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Rewards(reply, result)
+    }
+}
+
+impl Deferrable for Vec<ConfirmOutcome> {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Confirmations(reply, result)
+    }
+}
+
+impl Deferrable for u64 {
+    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+        Deferred::Removed(reply, result)
+    }
+}
+
+/// The answer the writer sends `reply` once the batch is durable: `result`, or the commit's
+/// failure.
+pub fn defer<T: Deferrable>(reply: Reply<T>, result: Result<T, StoreError>) -> Deferred {
+    T::deferred(reply, result)
 }
 
 /// Answers a command that will not run with `error` (a commit failed, or the store is

@@ -344,7 +344,7 @@ impl Writer {
             .as_ref()
             .map(|failed| StoreError::Unavailable(failed.cause.to_string()));
         for answer in deferred {
-            answer(failure.as_ref());
+            answer.answer(failure.as_ref());
         }
         if failure.is_none() {
             // Answered first: the log's room and checkpoints wait for nobody.
