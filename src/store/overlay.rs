@@ -290,9 +290,7 @@ impl<'a> Txn<'a> {
     /// Changes the arm's state (copying it into this request's layer first). Each layer's
     /// maps are hashed once: the writer calls this for every arm of every new unit.
     pub fn update_arm(&mut self, epoch: &Epoch, variant: &str, change: impl FnOnce(&mut ArmState)) {
-        let below = |arms: Option<&ArmStates>| {
-            arms.and_then(|arms| arms.get(variant)).copied()
-        };
+        let below = |arms: Option<&ArmStates>| arms.and_then(|arms| arms.get(variant)).copied();
         let copy_below = || {
             below(self.batch.arms.get(epoch))
                 .or_else(|| below(self.durable.arms.get(epoch)))
