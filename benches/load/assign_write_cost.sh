@@ -20,9 +20,10 @@
 # commits of the window are the server's `banditd_store_commit_batch_size` count and sum
 # (read before the zeroing and after the dump, so the reads are not counted). At one
 # connection every commit carries one request; at 64 the commits are as large as the server
-# under valgrind makes them: with two levels, a thread's instructions split into a cost per
-# commit and one per request (the two equations' solution is printed). The baseline serves
-# the assign_new requests at the same levels.
+# under valgrind makes them (3.7–4.5 requests per commit, against ~30 natively): with the two
+# levels, a thread's instructions per commit, c(n) = per commit + n × per request, give both
+# parts (benches/load/results/unit7-2026-12-01-s12.md). The baseline serves the assign_new
+# requests at the same levels.
 #
 # Output (Markdown on stdout, logs on stderr): per scenario and level, requests per commit,
 # instructions per request by thread group (benches/load/assign_write_parts.py), heap
