@@ -166,52 +166,26 @@ pub trait Deferrable: Sized {
     fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred;
 }
 
-impl Deferrable for (StickyRecord, bool) {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Sticky(reply, result)
-    }
+/// Each result type's variant of [`Deferred`].
+macro_rules! deferrable {
+    ($($result:ty => $variant:ident,)*) => {$(
+        impl Deferrable for $result {
+            fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
+                Deferred::$variant(reply, result)
+            }
+        }
+    )*};
 }
 
-impl Deferrable for Option<(StickyRecord, bool)> {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Reassigned(reply, result)
-    }
-}
-
-impl Deferrable for Decision {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Decision(reply, result)
-    }
-}
-
-impl Deferrable for Halt {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Halt(reply, result)
-    }
-}
-
-impl Deferrable for () {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Done(reply, result)
-    }
-}
-
-impl Deferrable for Vec<RewardOutcome> {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Rewards(reply, result)
-    }
-}
-
-impl Deferrable for Vec<ConfirmOutcome> {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Confirmations(reply, result)
-    }
-}
-
-impl Deferrable for u64 {
-    fn deferred(reply: Reply<Self>, result: Result<Self, StoreError>) -> Deferred {
-        Deferred::Removed(reply, result)
-    }
+deferrable! {
+    (StickyRecord, bool) => Sticky,
+    Option<(StickyRecord, bool)> => Reassigned,
+    Decision => Decision,
+    Halt => Halt,
+    () => Done,
+    Vec<RewardOutcome> => Rewards,
+    Vec<ConfirmOutcome> => Confirmations,
+    u64 => Removed,
 }
 
 /// The answer the writer sends `reply` once the batch is durable: `result`, or the commit's
