@@ -39,6 +39,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use super::digest_build::{self, Collected, DigestBuckets};
 use super::error::StoreError;
 use super::event_ids::{DIGEST_KEY_LEN, DigestSet, Digester, EventIdSet};
+use super::generations;
 use super::keys::{self, KIND_EVENT_LOG, io};
 use super::overlay::Txn;
 use super::state::KeyValue;
@@ -48,13 +49,6 @@ pub const GENERATION_MS: u64 = 60 * 60 * 1000;
 
 /// Most digests in one log value (8 bytes each): see the module docs on value size.
 pub const MAX_LOG_VALUE_DIGESTS: usize = 256;
-
-/// Removed ids that cost an expire pass one unit of its budget, on top of one unit per log
-/// value. The budget bounds the sled keys one commit removes (`writer::MAX_BATCH_WEIGHT`); a
-/// log value is one key whatever it holds, and its ids leave only the in-memory set, so a pass
-/// takes ~200 full values (~52,000 ids) rather than 4 values (1,024 ids): an hour of 50,000
-/// events a second expires in ~3,500 commits instead of ~175,000.
-const IDS_PER_BUDGET_UNIT: usize = 64;
 
 const DIGEST_LEN: usize = 8;
 const LOG_KEY_LEN: usize = 1 + 3 * 8;
@@ -82,18 +76,6 @@ pub fn parse_log_key(key: &[u8]) -> Result<u64, StoreError> {
     match key.split_first() {
         Some((&KIND_EVENT_LOG, rest)) if key.len() == LOG_KEY_LEN => Ok(keys::take_u64(rest)?.0),
         _ => Err(keys::corrupt("not an event-log key")),
-    }
-}
-
-/// Exclusive upper bound of the log keys due at `now_ms` (generation due time <= now).
-fn due_end(now_ms: u64) -> Vec<u8> {
-    match now_ms.checked_add(1) {
-        Some(next) => {
-            let mut end = vec![KIND_EVENT_LOG];
-            end.extend_from_slice(&next.to_be_bytes());
-            end
-        }
-        None => vec![KIND_EVENT_LOG + 1],
     }
 }
 
@@ -231,7 +213,7 @@ pub fn replay_ranges(db: &sled::Db) -> Result<Vec<KeyRange>, StoreError> {
     while let Some(first) = db.range(start.as_slice()..log_end.as_slice()).next() {
         let (first, _) = first.map_err(io)?;
         let due_ms = parse_log_key(&first)?;
-        let generation_end = due_end(due_ms);
+        let generation_end = keys::due_end(KIND_EVENT_LOG, due_ms);
         let last = db
             .range(first.as_ref()..generation_end.as_slice())
             .next_back()
@@ -276,32 +258,22 @@ pub fn logged_ids(db: &sled::Db) -> Result<u64, StoreError> {
 }
 
 /// Deletes the log values of every generation due at `now_ms`, removing their ids from the
-/// set once the commit is durable, while `budget` lasts (one unit per value plus one per
-/// [`IDS_PER_BUDGET_UNIT`] ids); whole values only, so a pass may go one value past it. Answers the ids removed and whether it got through
-/// everything due.
+/// set once the commit is durable, while `budget` lasts (`generations::expire_due`). Answers
+/// the ids removed and whether it got through everything due.
 pub fn expire_due(
     txn: &mut Txn<'_>,
     now_ms: u64,
     budget: &mut usize,
 ) -> Result<(u64, bool), StoreError> {
-    let mut removed = 0;
-    let mut after: Option<Vec<u8>> = None;
-    let start = vec![KIND_EVENT_LOG];
-    let end = due_end(now_ms);
-    while let Some((key, value)) = txn.next_value_in(&start, &end, after.as_deref())? {
-        if *budget == 0 {
-            return Ok((removed, false));
-        }
-        parse_log_key(&key)?;
-        for digest in decode_value(&value)? {
+    generations::expire_due(txn, KIND_EVENT_LOG, now_ms, budget, |txn, key, value| {
+        parse_log_key(key)?;
+        let mut ids = 0;
+        for digest in decode_value(value)? {
             txn.remove_event_id(digest);
-            removed += 1;
+            ids += 1;
         }
-        *budget = budget.saturating_sub(1 + value.len() / DIGEST_LEN / IDS_PER_BUDGET_UNIT);
-        txn.remove(key.clone());
-        after = Some(key);
-    }
-    Ok((removed, true))
+        Ok(ids)
+    })
 }
 
 #[cfg(test)]

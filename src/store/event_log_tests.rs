@@ -313,7 +313,10 @@ fn a_replay_on_two_threads_keeps_exactly_the_logged_digests() {
     let ranges = replay_ranges(&db).unwrap();
     assert!(ranges.len() > 3, "generations are cut into pieces");
     assert_eq!(ranges[0].0, vec![KIND_EVENT_LOG]);
-    assert_eq!(ranges.last().unwrap().1, due_end(5 * GENERATION_MS));
+    assert_eq!(
+        ranges.last().unwrap().1,
+        keys::due_end(KIND_EVENT_LOG, 5 * GENERATION_MS)
+    );
     assert!(
         ranges
             .windows(2)

@@ -293,15 +293,16 @@ pub fn parse_expiry_key(key: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
-/// Exclusive upper bound of the expiry-index keys due at `now_ms` (due time <= now).
-pub fn expiry_due_end(now_ms: u64) -> Vec<u8> {
+/// Exclusive upper bound of the keys of `kind` whose leading big-endian due time is due at
+/// `now_ms` (due time <= now): the expiry index, and the event and mark logs' generations.
+pub fn due_end(kind: u8, now_ms: u64) -> Vec<u8> {
     match now_ms.checked_add(1) {
         Some(next) => {
-            let mut end = vec![KIND_EXPIRY];
+            let mut end = vec![kind];
             end.extend_from_slice(&next.to_be_bytes());
             end
         }
-        None => vec![KIND_EXPIRY + 1],
+        None => vec![kind + 1],
     }
 }
 
@@ -410,9 +411,9 @@ mod tests {
         assert!(early < late);
         assert!(expiry_key(256, 1, 0) < expiry_key(256, 1, 1));
         assert!(expiry_key(256, 1, u64::MAX) < expiry_key(256, 2, 0));
-        assert!(late < expiry_due_end(256));
-        assert!(late >= expiry_due_end(255));
-        assert!(expiry_key(u64::MAX, u64::MAX, u64::MAX) < expiry_due_end(u64::MAX));
+        assert!(late < due_end(KIND_EXPIRY, 256));
+        assert!(late >= due_end(KIND_EXPIRY, 255));
+        assert!(expiry_key(u64::MAX, u64::MAX, u64::MAX) < due_end(KIND_EXPIRY, u64::MAX));
         assert_eq!(parse_expiry_key(&early).unwrap(), 5);
         assert_eq!(parse_expiry_key(&late).unwrap(), 256);
     }

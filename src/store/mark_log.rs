@@ -40,6 +40,7 @@ use std::ops::Bound;
 use super::error::StoreError;
 use super::event_ids::{DigestSet, Digester};
 use super::event_log;
+use super::generations;
 use super::keys::{self, KIND_MARK_LOG, KIND_TOKEN_MARK, io};
 use super::overlay::Txn;
 use super::state::KeyValue;
@@ -52,10 +53,6 @@ pub const MAX_VALUE_BYTES: usize = 2048;
 /// Marks the chunk of an event-log value that holds mark digests (paired with the payload
 /// value of the same generation, commit and chunk), apart from the commit's event-id values.
 pub const MARK_CHUNK_BIT: u64 = 1 << 63;
-
-/// Budget units of an expire pass per this many marks, on top of one per value (the marks
-/// only leave memory and fold into arms that stay in memory until the commit).
-const MARKS_PER_BUDGET_UNIT: usize = 64;
 
 /// The digest of a token's credit mark: the store's digest key over eight 0xFF bytes and the
 /// mark's old sled key (`KIND_TOKEN_MARK`, the epoch, the assignment id). An event id's digest
@@ -268,22 +265,9 @@ pub fn log_values_from(seq: u64, first_chunk: u64, marks: &[PendingMark]) -> (Ve
     (values, chunk)
 }
 
-/// Exclusive upper bound of the payload keys due at `now_ms` (generation due <= now).
-fn due_end(now_ms: u64) -> Vec<u8> {
-    match now_ms.checked_add(1) {
-        Some(next) => {
-            let mut end = vec![KIND_MARK_LOG];
-            end.extend_from_slice(&next.to_be_bytes());
-            end
-        }
-        None => vec![KIND_MARK_LOG + 1],
-    }
-}
-
 /// Deletes the payload values of every generation due at `now_ms` with their paired digest
 /// values, folding each mark's reward into its arm's folded total and forgetting its digest
-/// once the commit is durable, while `budget` lasts (one unit per value plus one per
-/// [`MARKS_PER_BUDGET_UNIT`] marks). The expiry watermark moves to each generation worked on:
+/// once the commit is durable, while `budget` lasts (`generations::expire_due`). The expiry watermark moves to each generation worked on:
 /// a token whose mark would have been in it is refused from then on (`rules::judge_reward`),
 /// before its digest is gone. Answers the marks removed and whether it got through everything
 /// due.
@@ -292,23 +276,15 @@ pub fn expire_due(
     now_ms: u64,
     budget: &mut usize,
 ) -> Result<(u64, bool), StoreError> {
-    let mut removed = 0;
-    let mut after: Option<Vec<u8>> = None;
-    let start = vec![KIND_MARK_LOG];
-    let end = due_end(now_ms);
-    while let Some((key, value)) = txn.next_value_in(&start, &end, after.as_deref())? {
-        if *budget == 0 {
-            return Ok((removed, false));
-        }
-        let parsed = PayloadKey::parse(&key)?;
+    generations::expire_due(txn, KIND_MARK_LOG, now_ms, budget, |txn, key, value| {
+        let parsed = PayloadKey::parse(key)?;
         txn.set_expired_through(parsed.due_ms);
-        let marks = decode_value(&value)?;
+        let marks = decode_value(value)?;
         for mark in &marks {
             txn.update_arm(&parsed.epoch, &mark.variant, |arm| {
                 arm.folded_reward += mark.reward
             });
         }
-        removed += marks.len() as u64;
         let digest_key = parsed.digest_key();
         if let Some(digests) = txn.get(&digest_key)? {
             let digests: Vec<u64> = event_log::decode_value(&digests)?.collect();
@@ -317,11 +293,8 @@ pub fn expire_due(
             }
             txn.remove(digest_key);
         }
-        *budget = budget.saturating_sub(1 + marks.len() / MARKS_PER_BUDGET_UNIT);
-        txn.remove(key.clone());
-        after = Some(key);
-    }
-    Ok((removed, true))
+        Ok(marks.len())
+    })
 }
 
 /// Where an export page of one epoch's marks resumes: after mark `index` of the payload value

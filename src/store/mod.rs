@@ -29,6 +29,7 @@ mod expiry;
 mod expiry_index;
 mod export_index;
 mod exposures;
+mod generations;
 pub mod guardrail_events;
 mod halts;
 mod health;

@@ -341,7 +341,7 @@ impl<'a> Txn<'a> {
         now_ms: u64,
         after: Option<&[u8]>,
     ) -> Result<Option<KeyValue>, StoreError> {
-        self.next_value_in(&[KIND_EXPIRY], &keys::expiry_due_end(now_ms), after)
+        self.next_value_in(&[KIND_EXPIRY], &keys::due_end(KIND_EXPIRY, now_ms), after)
     }
 
     /// The first value with a key in `start..end` that sorts after `after`, as this request
