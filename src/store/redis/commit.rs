@@ -196,23 +196,19 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
             _ => true,
         });
         if unflushed.is_none() {
-            let groups = shared.take_exposures();
-            if !groups.is_empty() {
-                flushes += 1;
-                unflushed = Some(Flush {
-                    id: format!("{}:{flushes}", shared.replica_id),
-                    shard: (flushes % u64::from(layout::SHARDS)) as u32,
-                    groups,
-                });
-            }
+            unflushed = next_flush(&shared, &mut flushes);
         }
         if let Some(reply) = stop {
             // What is in flight lands first; then one last commit sends the rest with the
-            // exposures, and the shutdown is answered.
+            // exposures, and the shutdown is answered. A flush that lands here leaves the
+            // exposures counted since it was taken: they are taken now, or they would be lost.
             while let Some(landed) = in_flight.next().await {
                 if landed.carried_flush && landed.flushed {
                     unflushed = None;
                 }
+            }
+            if unflushed.is_none() {
+                unflushed = next_flush(&shared, &mut flushes);
             }
             if !batch.is_empty() || unflushed.is_some() {
                 let (flushed, _) = commit(&shared, batch, unflushed.as_ref(), None).await;
@@ -259,6 +255,20 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
             }
         });
     }
+}
+
+/// The exposures counted since the last flush was taken, as the next flush (none if none).
+fn next_flush(shared: &Shared, flushes: &mut u64) -> Option<Flush> {
+    let groups = shared.take_exposures();
+    if groups.is_empty() {
+        return None;
+    }
+    *flushes += 1;
+    Some(Flush {
+        id: format!("{}:{flushes}", shared.replica_id),
+        shard: (*flushes % u64::from(layout::SHARDS)) as u32,
+        groups,
+    })
 }
 
 /// Takes what is queued (up to [`MAX_BATCH`]), noting the oldest queueing time.

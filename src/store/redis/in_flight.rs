@@ -32,7 +32,9 @@ pub struct Landed {
 /// what may be sent now and what waits. A sticky write waits while a commit in flight
 /// (`busy`) writes its unit, or while an earlier command of the batch on its unit waits (so
 /// one unit's commands keep their order); rewards wait unless nothing is in flight
-/// (`idle`), and their units then wait with them.
+/// (`idle`), and so does every command that came after them: otherwise each commit that lands
+/// would let later writes go out again, the pipe would never be idle under load, and the
+/// rewards would wait for ever.
 pub fn hold_back(
     batch: Vec<Command>,
     busy: &HashMap<Epoch, HashSet<String>>,
@@ -48,7 +50,12 @@ pub fn hold_back(
         busy.get(epoch).is_some_and(|set| set.contains(unit))
             || waiting.contains(&(epoch.clone(), unit.to_owned()))
     };
+    let mut rewards_wait = false;
     for command in batch {
+        if rewards_wait {
+            later.push(command);
+            continue;
+        }
         match &command {
             Command::Insert { epoch, unit, .. } | Command::Reassign { epoch, unit, .. } => {
                 if is_busy(epoch, unit, &waiting) {
@@ -58,12 +65,8 @@ pub fn hold_back(
                     send.push(command);
                 }
             }
-            Command::Rewards { ops, .. } => {
-                for op in ops {
-                    if let RewardTarget::Unit(unit) = &op.target {
-                        waiting.insert((op.epoch.clone(), unit.clone()));
-                    }
-                }
+            Command::Rewards { .. } => {
+                rewards_wait = true;
                 later.push(command);
             }
             Command::Shutdown { .. } => later.push(command),
