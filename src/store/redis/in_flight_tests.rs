@@ -211,3 +211,31 @@ fn exposures_counted_while_a_flush_is_in_flight_are_written_at_shutdown() {
     let counters = block_on(reader.counters(&epoch())).expect("counters read");
     assert_eq!(counters["bold"].exposures, 12);
 }
+
+/// Redis killed with two commits in flight (held by a write pause) and a write queued behind
+/// them: every write is answered, with an error (none was durable), and none hangs.
+#[test]
+fn redis_killed_with_two_commits_in_flight_answers_every_write_with_an_error() {
+    let mut server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let inserted = store.insert_sticky(&epoch(), "r", record("a", T0_MS), tally(T0_MS));
+        inserted.await.expect("r inserted");
+    });
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]), "OK");
+    let first = store.insert_sticky(&epoch(), "u1", record("a", T0_MS), tally(T0_MS));
+    settle();
+    let second = store.insert_sticky(&epoch(), "u2", record("a", T0_MS), tally(T0_MS));
+    settle();
+    let third = store.insert_sticky(&epoch(), "u3", record("a", T0_MS), tally(T0_MS));
+    server.kill();
+    block_on(async {
+        let answered = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(first, second, third)
+        });
+        let (first, second, third) = answered.await.expect("every write answered");
+        assert!(first.is_err(), "u1 answered {first:?}");
+        assert!(second.is_err(), "u2 answered {second:?}");
+        assert!(third.is_err(), "u3 answered {third:?}");
+    });
+}
