@@ -1,22 +1,18 @@
 //! The replica's group commit: every write of the requests in flight on this replica, folded
-//! into one call of the `apply` library per epoch (per (epoch, shard) under Cluster) and sent
-//! together, so a replica's write throughput is not one round trip per request. Two commits
-//! may be in flight at once, under the order rule of `in_flight` (see [`run`]). Per-request
-//! exposures are aggregated in memory and ride along at least every [`FLUSH_EVERY_MS`].
+//! into one `apply.lua` call per epoch (per (epoch, shard) under Cluster) and sent together,
+//! so a replica's write throughput is not one round trip per request. Per-request exposures
+//! are aggregated in memory and ride along at least every [`FLUSH_EVERY_MS`].
 //!
 //! Rewards then go through their own steps (`rewards`: claim, apply, settle), and an epoch's
 //! first counted write fixes its start (`read::fix_start`) before anyone is answered.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use tokio::sync::{mpsc, oneshot};
 
 use super::call::{Call, Calls, Sink};
-use super::in_flight::{Landed, group_units, hold_back, in_flight_limit, written_units};
 use super::layout;
 use super::rewards::{self, Job};
 use super::timeline::{Stamps, Timeline};
@@ -70,7 +66,6 @@ pub struct ExposureGroup {
 }
 
 /// One flush of aggregated exposures; retried with the same id until it lands.
-#[derive(Clone)]
 struct Flush {
     id: String,
     shard: u32,
@@ -87,99 +82,33 @@ enum Outcome {
 }
 
 /// The commit task: runs until [`Command::Shutdown`] or until every sender is gone.
-///
-/// Up to [`in_flight_limit`] commits are in flight at once, each answered when its own replies
-/// are in: a replica's round is mostly Redis's `fdatasync` and the way to and from Redis
-/// (`benches/load/results/redis7-2026-12-01-s12.md`: Redis's loop idle 43% of a new-unit run
-/// with one commit at a time), so the next commit goes out while one is on its way. The order
-/// rule ([`hold_back`]): a command on a unit that a commit in flight writes waits for it, and
-/// rewards go alone (a batch with rewards is sent when nothing is in flight, and nothing is
-/// sent with it in flight), so two commits that touch one unit or event id are sent, and
-/// applied by Redis, in the order their commands came.
 pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queued>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(FLUSH_EVERY_MS));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let limit = in_flight_limit();
     let mut unflushed: Option<Flush> = None;
-    // Whether a commit in flight carries `unflushed`.
-    let mut flushing = false;
     let mut flushes: u64 = 0;
+    let mut stop: Option<Reply<()>> = None;
     let mut timeline = Timeline::from_env();
-    let mut in_flight = FuturesUnordered::new();
-    // The units the commits in flight write, and whether one carries rewards.
-    let mut busy: HashMap<Epoch, HashSet<String>> = HashMap::new();
-    let mut alone = false;
-    // Commands held back by the order rule, in the order they came.
-    let mut held: Vec<Command> = Vec::new();
     loop {
-        let held_rewards = held.iter().any(|c| matches!(c, Command::Rewards { .. }));
-        // Held rewards go alone: nothing more is sent until what is in flight has landed.
-        let rewards_wait = held_rewards && !in_flight.is_empty();
-        let room = in_flight.len() < limit && !alone && !rewards_wait;
+        let mut batch = Vec::new();
         let mut stamps = Stamps::at(Instant::now());
-        let mut came = None;
-        let mut landed_now = false;
-        let mut open = true;
-        // Commands held back wait for a commit in flight to land (it held them back); with
-        // none in flight they go at once, without waiting for another command.
-        let waiting = !in_flight.is_empty() || held.is_empty();
         tokio::select! {
-            landed = in_flight.next(), if waiting && !in_flight.is_empty() => {
-                if let Some(landed) = landed {
-                    let landed: Landed = landed;
-                    for (epoch, units) in &landed.units {
-                        if let Some(set) = busy.get_mut(epoch) {
-                            for unit in units {
-                                set.remove(unit);
-                            }
-                        }
-                    }
-                    busy.retain(|_, set| !set.is_empty());
-                    alone = false;
-                    if landed.carried_flush {
-                        flushing = false;
-                        if landed.flushed {
-                            unflushed = None;
-                        }
-                    }
-                    if let Some(stamps) = landed.stamps {
-                        timeline.record(&stamps, landed.commands, landed.calls);
-                    }
-                }
-                landed_now = true;
-            }
-            command = commands.recv(), if waiting && room => match command {
+            command = commands.recv() => match command {
                 Some((command, queued)) => {
-                    came = Some(command);
+                    batch.push(command);
                     stamps.oldest = queued;
                 }
-                None => open = false,
+                None => break,
             },
-            _ = tick.tick(), if waiting && room => {}
-            () = std::future::ready(()), if !waiting => {}
+            _ = tick.tick() => {}
         }
-        if !open {
-            // Every sender is gone: what is in flight lands, then the task ends.
-            while in_flight.next().await.is_some() {}
-            return;
-        }
-        if landed_now && held.is_empty() {
-            continue;
-        }
-        let mut batch = std::mem::take(&mut held);
-        batch.extend(came);
         if timeline.is_on() {
             stamps.woken = Instant::now();
-        }
-        if in_flight.len() >= limit || alone {
-            held = batch;
-            continue;
         }
         take_queued(&mut commands, &mut batch, &mut stamps);
         if timeline.is_on() {
             stamps.closed = Instant::now();
         }
-        let mut stop: Option<Reply<()>> = None;
         batch.retain_mut(|command| match command {
             Command::Shutdown { .. } => {
                 if let Command::Shutdown { reply } = std::mem::replace(
@@ -196,26 +125,34 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
             _ => true,
         });
         if unflushed.is_none() {
-            unflushed = next_flush(&shared, &mut flushes);
+            let groups = shared.take_exposures();
+            if !groups.is_empty() {
+                flushes += 1;
+                unflushed = Some(Flush {
+                    id: format!("{}:{flushes}", shared.replica_id),
+                    shard: (flushes % u64::from(layout::SHARDS)) as u32,
+                    groups,
+                });
+            }
         }
-        if let Some(reply) = stop {
-            // What is in flight lands first; then one last commit sends the rest with the
-            // exposures, and the shutdown is answered. A flush that lands here leaves the
-            // exposures counted since it was taken: they are taken now, or they would be lost.
-            while let Some(landed) = in_flight.next().await {
-                if landed.carried_flush && landed.flushed {
-                    unflushed = None;
-                }
+        if batch.is_empty() && unflushed.is_none() {
+            if let Some(reply) = stop.take() {
+                let _ = reply.send(Ok(()));
+                return;
             }
-            if unflushed.is_none() {
-                unflushed = next_flush(&shared, &mut flushes);
-            }
-            if !batch.is_empty() || unflushed.is_some() {
-                let (flushed, _) = commit(&shared, batch, unflushed.as_ref(), None).await;
-                if flushed {
-                    unflushed = None;
-                }
-            }
+            continue;
+        }
+        let commands_in = batch.len();
+        let stamped = timeline.is_on().then_some(&mut stamps);
+        let (flushed, calls) = commit(&shared, batch, unflushed.as_ref(), stamped).await;
+        if timeline.is_on() {
+            stamps.answered = Instant::now();
+            timeline.record(&stamps, commands_in, calls);
+        }
+        if flushed {
+            unflushed = None;
+        }
+        if let Some(reply) = stop.take() {
             let result = match &unflushed {
                 None => Ok(()),
                 Some(_) => Err(shared.health.unavailable()),
@@ -223,52 +160,7 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
             let _ = reply.send(result);
             return;
         }
-        let (send, later) = hold_back(batch, &busy, in_flight.is_empty());
-        held = later;
-        let flush = if flushing { None } else { unflushed.clone() };
-        if send.is_empty() && flush.is_none() {
-            continue;
-        }
-        let units = written_units(&send);
-        for (epoch, unit) in &units {
-            busy.entry(epoch.clone()).or_default().insert(unit.clone());
-        }
-        alone = send.iter().any(|c| matches!(c, Command::Rewards { .. }));
-        let carried_flush = flush.is_some();
-        flushing |= carried_flush;
-        let commands_in = send.len();
-        let stamps = timeline.is_on().then_some(stamps);
-        let shared = &shared;
-        in_flight.push(async move {
-            let mut stamps = stamps;
-            let (flushed, calls) = commit(shared, send, flush.as_ref(), stamps.as_mut()).await;
-            if let Some(stamps) = stamps.as_mut() {
-                stamps.answered = Instant::now();
-            }
-            Landed {
-                units: group_units(units),
-                carried_flush,
-                flushed,
-                stamps,
-                commands: commands_in,
-                calls,
-            }
-        });
     }
-}
-
-/// The exposures counted since the last flush was taken, as the next flush (none if none).
-fn next_flush(shared: &Shared, flushes: &mut u64) -> Option<Flush> {
-    let groups = shared.take_exposures();
-    if groups.is_empty() {
-        return None;
-    }
-    *flushes += 1;
-    Some(Flush {
-        id: format!("{}:{flushes}", shared.replica_id),
-        shard: (*flushes % u64::from(layout::SHARDS)) as u32,
-        groups,
-    })
 }
 
 /// Takes what is queued (up to [`MAX_BATCH`]), noting the oldest queueing time.

@@ -45,9 +45,6 @@ mod fresh;
 #[cfg(test)]
 mod fresh_tests;
 mod halts;
-mod in_flight;
-#[cfg(test)]
-mod in_flight_tests;
 mod layout;
 #[cfg(test)]
 mod legacy_tests;
