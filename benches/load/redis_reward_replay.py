@@ -3,6 +3,7 @@
 
     benches/load/redis_reward_replay.py PORT LUA_DIR EVENTS [--per N] [--dups F] [--expected]
                                         [--no-setup] [--seed S] [--retried] [--occurred]
+                                        [--fcall]
 
 What `run.sh --redis --scenarios events_bulk` makes banditd send on a single primary
 (src/store/redis/direct.rs, `Call::direct_reward`): calls of PER (1,000) unit rewards of the
@@ -16,7 +17,10 @@ bench's banditd has none for the pre-filled units, so by default none is sent.
 LUA_DIR holds the script files (apply.lua, apply_rewards.lua, apply_ops.lua). The setup (the
 units' records and the arms' counters) runs first unless --no-setup; then the script is loaded,
 and the tool prints `READY` on stderr and waits for a line on stdin before the replay (so
-`callgrind_control -z` can zero the counts in between; pipe `yes` for no wait).
+`callgrind_control -z` can zero the counts in between; pipe `yes` for no wait). A library
+(files whose op loop is `run`, as src/store/redis/scripts.rs loads them) runs by EVALSHA of
+the text banditd sends as a script, or with --fcall as the function banditd loads (FUNCTION
+LOAD before the replay, then FCALL).
 
 Prints the replay's events, applied and duplicate counts, redis-server's CPU (INFO cpu), the
 commands its scripts ran and the AOF bytes per event. For exact, load-independent counts run
@@ -43,6 +47,7 @@ parser.add_argument("--no-setup", action="store_true")
 parser.add_argument("--seed", type=int, default=7)
 parser.add_argument("--retried", action="store_true")
 parser.add_argument("--occurred", action="store_true")
+parser.add_argument("--fcall", action="store_true")
 opts = parser.parse_args()
 port, lua_dir, events = opts.port, opts.lua_dir, opts.events
 PER, DUPS, EXPECTED, SETUP = opts.per, opts.dups, opts.expected, not opts.no_setup
@@ -132,7 +137,19 @@ if SETUP:
             cmd("ZADD", tag(s) + ":n", *[x for unit, _ in chunk for x in ("0", unit)])
     for v in VARIANTS:
         cmd("HSET", tag(0) + ":a", "n|" + v, events // 3, "dt|" + v, assigned, "h|" + v, "-")
-sha = cmd("SCRIPT", "LOAD", script).decode()
+# A library (src/store/redis/scripts.rs): its script form, or its function with --fcall.
+LIBRARY = b"local function run(keys, argv)" in script
+if opts.fcall and not LIBRARY:
+    sys.exit("--fcall needs a library (scripts whose op loop is `run`)")
+if opts.fcall:
+    cmd("FUNCTION", "LOAD", "REPLACE", b"#!lua name=banditd_replay\n" + script
+        + b"\nredis_api().register_function('banditd_apply_replay', run)\n")
+    invoke = ["FCALL", "banditd_apply_replay"]
+else:
+    if LIBRARY:
+        script = (b"local eval_keys, eval_argv = KEYS, ARGV\n" + script
+                  + b"\nreturn run(eval_keys, eval_argv)\n")
+    invoke = ["EVALSHA", cmd("SCRIPT", "LOAD", script).decode()]
 
 
 def call(batch, now):
@@ -223,7 +240,7 @@ while fresh < events:
 # client retrying its batches: every event a duplicate).
 if opts.retried:
     for keys, argv in calls:
-        cmd("EVALSHA", sha, len(keys), *keys, *argv)
+        cmd(*invoke, len(keys), *keys, *argv)
 print("READY", file=sys.stderr, flush=True)
 sys.stdin.readline()
 cmd("CONFIG", "RESETSTAT")
@@ -232,14 +249,14 @@ wall0 = time.time()
 aof0 = int(info("persistence").get("aof_current_size", 0))
 replies = {}
 for keys, argv in calls:
-    for reply in cmd("EVALSHA", sha, len(keys), *keys, *argv):
+    for reply in cmd(*invoke, len(keys), *keys, *argv):
         replies[reply[:1]] = replies.get(reply[:1], 0) + 1
 wall = time.time() - wall0
 cpu1 = info("cpu")
 aof1 = int(info("persistence").get("aof_current_size", 0))
 stats = cmd("INFO", "commandstats").decode()
 commands = sum(int(m) for m in re.findall(
-    r"cmdstat_(?!evalsha|info|config)[^:]*:calls=(\d+)", stats))
+    r"cmdstat_(?!evalsha|fcall|info|config)[^:]*:calls=(\d+)", stats))
 cpu = sum(float(cpu1[k]) - float(cpu0[k]) for k in ("used_cpu_user", "used_cpu_sys"))
 print("events=%d calls=%d applied=%d duplicates=%d other=%d cpu_us_per_event=%.2f "
       "commands_per_event=%.4f aof_bytes_per_event=%.1f wall_us_per_event=%.2f" % (

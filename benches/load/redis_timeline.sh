@@ -58,7 +58,9 @@ trap 'log "interrupted"; exit 130' INT TERM
 
 rcli() { redis-cli -p "$REDIS_PORT" "$@" | tr -d '\r'; }
 redis_cpu() { rcli info cpu | awk -F: '/^used_cpu_(user|sys):/ {s += $2} END {printf "%.6f", s}'; }
-evalsha_calls() { rcli info commandstats | sed -n 's/^cmdstat_evalsha:calls=\([0-9]*\),.*/\1/p'; }
+# Script calls: the apply library's FCALLs (EVALSHAs on a Redis without Functions) and the
+# single-purpose scripts' EVALSHAs.
+evalsha_calls() { rcli info commandstats | awk -F'[=,:]' '/^cmdstat_(evalsha|fcall):/ {s += $3} END {print s + 0}'; }
 
 # one_run TAG: a fresh redis-server and banditd; warm-up, then the measured wrk run.
 one_run() {

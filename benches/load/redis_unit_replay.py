@@ -2,7 +2,7 @@
 """Replays new-unit group commits of apply.lua into a running redis-server, without banditd.
 
     benches/load/redis_unit_replay.py PORT LUA_DIR CALLS PER [--legacy-ops] [--zset-index]
-                                      [--wait] [--fill N] [--now MS]
+                                      [--wait] [--fill N] [--now MS] [--fcall]
 
 Each call carries PER new units of the 3-arm `load-sticky` experiment, spread over the 8 shards
 as src/store/redis/call.rs spreads them (a single primary: one call for all shards, op P
@@ -17,7 +17,9 @@ hundred units (`--fill 0`: a fresh epoch, as the eighth round measured). --wait 
 for a line on stdin before the replay (benches/load/redis_unit_cost.sh zeroes callgrind's
 counts then). For exact, load-independent counts run redis-server under
 `valgrind --tool=callgrind` and read its instructions around the replay
-(results/redis3-2026-11-30-s8.md shows how).
+(results/redis3-2026-11-30-s8.md shows how). A library (files whose op loop is `run`, as
+src/store/redis/scripts.rs loads them) runs by EVALSHA of the text banditd sends as a script,
+or with --fcall as the function banditd loads (FUNCTION LOAD before the replay, then FCALL).
 """
 import os
 import struct
@@ -87,12 +89,26 @@ def shard_of(unit):
 def info():
     fields = dict(line.split(":", 1) for line in command("INFO", "all").decode().split("\r\n")
                   if ":" in line)
-    stats = dict(p.split("=") for p in fields.get("cmdstat_evalsha", "calls=0,usec=0").split(","))
+    stats = dict(p.split("=") for p in fields.get("cmdstat_" + call[0].lower(),
+                                                  "calls=0,usec=0").split(","))
     cpu = float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
     return cpu, int(stats["usec"]), int(fields["aof_current_size"])
 
 
-sha = command("SCRIPT", "LOAD", source).decode()
+# A library (src/store/redis/scripts.rs): its script form, or its function with --fcall.
+LIBRARY = "local function run(keys, argv)" in source
+FCALL = "--fcall" in sys.argv
+if FCALL and not LIBRARY:
+    sys.exit("--fcall needs a library (scripts whose op loop is `run`)")
+if FCALL:
+    command("FUNCTION", "LOAD", "REPLACE", "#!lua name=banditd_replay\n" + source
+            + "\nredis_api().register_function('banditd_apply_replay', run)\n")
+    call = ["FCALL", "banditd_apply_replay"]
+else:
+    if LIBRARY:
+        source = ("local eval_keys, eval_argv = KEYS, ARGV\n" + source
+                  + "\nreturn run(eval_keys, eval_argv)\n")
+    call = ["EVALSHA", command("SCRIPT", "LOAD", source).decode()]
 tag = "{bd:load-sticky:1:%d}".__mod__
 index = ":n" if ZSET_INDEX else ":p"
 now = NOW if NOW is not None else int(time.time() * 1000)
@@ -161,7 +177,7 @@ if WAIT:
     sys.stdin.readline()
 before, start = info(), time.time()
 for keys, argv in built:
-    command("EVALSHA", sha, len(keys), *keys, *argv)
+    command(*call, len(keys), *keys, *argv)
 after = info()
 total = calls * per
 print(f"units={total} per_call={per} cpu_us_per_unit={(after[0] - before[0]) / total * 1e6:.2f} "

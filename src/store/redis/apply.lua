@@ -12,27 +12,41 @@
 -- each packed sticky op of op `N` and reward of op `B` names).
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see call.rs, `Call`).
 -- One reply string per I/R/U/T/K/C op (I and R packed in op N), in order.
+-- The three files are one library (src/store/redis/scripts.rs): loaded once per primary as a
+-- Redis function (`FUNCTION LOAD`, called by `FCALL`), its ~60 functions and constants are made
+-- once, not at every call as an `EVALSHA` makes a script's; only the per-call state below is
+-- made again, by `begin_apply` and `begin_rewards`, which `run` (apply_ops.lua) calls first.
+-- Where Functions are missing (Redis before 7.0) the same text runs by `EVALSHA`, which hands
+-- `run` its KEYS and ARGV. Every call is atomic and Redis runs one at a time, so state kept
+-- between calls is never shared by two; nothing a call leaves is read by the next.
 -- Lua 5.1 finds a global by a hash lookup at every use (and a library function by two): the
 -- libraries and functions a call uses for every event are locals of the script instead
--- (benches/load/results/rbulk4-2026-11-30-s9.md counts what that saves).
-local redis, string, math, struct = redis, string, math, struct
-local tonumber, ipairs, unpack = tonumber, ipairs, unpack
-local sticky, arms, marks, due, delays = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[7]
-local records, pending = KEYS[5], KEYS[6]
+-- (benches/load/results/rbulk4-2026-11-30-s9.md counts what that saves). They are taken at
+-- the start of each call (`begin_apply`), not when the library loads: Redis lets a library's
+-- loading see `redis.register_function` alone, and a call sees the full `redis` API.
+local function libraries()
+  return redis, string, math, struct, tonumber, ipairs, unpack
+end
+-- The global `redis`, for the library's registration (src/store/redis/scripts.rs).
+local function redis_api()
+  return redis
+end
+local redis, string, math, struct, tonumber, ipairs, unpack
+local KEYS, ARGV
+local sticky, arms, marks, due, delays, records, pending
 -- Op `S` sends the ops that follow to another shard's records and marks; the counters and
 -- histograms stay in the call's first shard (`arms`, `delays`), which readers and the audit
 -- sum with the other shards', so a call of units of eight shards writes one counter hash, not
 -- eight. Only the marks' watermark is the shard's own (its arms hash's `xt`, see `watermark`).
-local shard_arms = arms
+local shard_arms
 local function use_shard(first)
   sticky, shard_arms, marks, due = KEYS[first], KEYS[first + 1], KEYS[first + 2], KEYS[first + 3]
   records, pending = KEYS[first + 4], KEYS[first + 5]
 end
-local skew, slack = tonumber(ARGV[1]), tonumber(ARGV[2])
+local skew, slack
 local SEP = '\0'
 local MICRO = 1000000
-local out = {}
-local at = 3
+local out, at
 local function nxt()
   local value = ARGV[at]
   at = at + 1
@@ -44,7 +58,7 @@ end
 -- each write command is an AOF record and a pass of Redis's write path, so a call of a hundred
 -- rewards would otherwise rewrite its records in two hundred commands. `held` is what this
 -- call has left under an id (false: none), so a later op of the call sees the earlier ones.
-local zsets, zorder = {}, {}
+local zsets, zorder
 local function zbuf(key)
   local z = zsets[key]
   if not z then
@@ -146,7 +160,7 @@ end
 
 -- string.format is a good share of a call's Lua time, and a call of a batch formats one
 -- clock reading over and over: the last number formatted is kept.
-local last_int, last_text = nil, nil
+local last_int, last_text
 local function int(x)
   if x ~= last_int then last_int, last_text = x, string.format('%d', x) end
   return last_text
@@ -157,7 +171,7 @@ end
 -- AOF record, and a call of a hundred events would otherwise write each arm's counters a
 -- hundred times. Counters (`add`) and values (`put`) live in separate fields; read a field
 -- with `get` (never with a direct HGET, which would miss what this call has not written yet).
-local loaded, delta, value, order = {}, {}, {}, {}
+local loaded, delta, value, order
 local function stored(field)
   local v = loaded[field]
   if v == nil then
@@ -239,8 +253,8 @@ end
 -- buffer; only the order of a shard's writes is the shard's own. (A call of units of eight
 -- shards made six tables per shard; each table costs Redis's Lua about a thousand machine
 -- instructions to make and more to grow.)
-local rsets, rorder = {}, {}
-local held_units, put_units, fresh_units, moved_units = {}, {}, {}, {}
+local rsets, rorder
+local held_units, put_units, fresh_units, moved_units
 local function rbuf()
   local r = rsets[records]
   if not r then
@@ -335,7 +349,7 @@ local function write_records()
 end
 
 -- The current shard's token watermark (expire.lua raises it; this script only reads it).
-local watermarks = {}
+local watermarks
 local function watermark()
   local w = watermarks[shard_arms]
   if w == nil then
@@ -347,7 +361,7 @@ end
 
 -- Reward amounts (micro-units, as the packed rewards spell them) as numbers: a batch's
 -- rewards mostly carry one amount, parsed once.
-local amounts = {}
+local amounts
 local function amount(micro)
   local n = amounts[micro]
   if n == nil then
@@ -361,7 +375,7 @@ end
 -- otherwise build (and Lua intern) the same half-dozen names again for every reward.
 -- `applied_outcomes`: the outcomes `A<variant>` made so far, so that op B tells an applied
 -- reward by one table lookup (not a `string.byte` call per reward).
-local arm_fields, applied_outcomes = {}, {}
+local arm_fields, applied_outcomes
 local function fields_of(v)
   local f = arm_fields[v]
   if not f then
@@ -437,7 +451,7 @@ end
 
 -- The histograms are buffered like the arms hash (`write_delays`, once per call): a call of a
 -- hundred events adds to a few bins, not a hundred times.
-local dorder, ddelta = {}, {}
+local dorder, ddelta
 local function dadd(field, n)
   if ddelta[field] == nil then
     dorder[#dorder + 1] = field
@@ -481,12 +495,12 @@ local function bin_field(cache, kind, bin, v)
   return field
 end
 
-local cohort_fields = {}
+local cohort_fields
 local function cohort(v, n, now)
   dadd(bin_field(cohort_fields, 'c', math.floor(now / HOUR), v), n)
 end
 
-local delay_fields = {}
+local delay_fields
 local function delayed(v, micro, assigned, now)
   dadd(bin_field(delay_fields, 'd', delay_bin(now - assigned), v), micro)
 end
@@ -499,7 +513,7 @@ local function expected(count)
 end
 
 -- Whether `s` (the shard's first counted write) is known to be set: read once per call.
-local started = false
+local started
 local function count_exposures(v, n, now, h)
   decay(v, now, h, n, 0)
   add(fields_of(v).n, n)
@@ -548,7 +562,7 @@ end
 -- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
 -- with one, each exposure decays the arm's counts at once, in op order, as before.
 -- (`sticky_op` in apply_ops.lua counts a unit written into its set.)
-local share_sets, set_order = {}, {}
+local share_sets, set_order
 local function expose_sets()
   for _, name in ipairs(set_order) do
     local set = share_sets[name]
@@ -560,5 +574,27 @@ local function expose_sets()
   end
 end
 
--- How rewards are judged, and `write_all`, are in apply_rewards.lua, which Redis gets appended
--- to this file (then apply_ops.lua) as one script (src/store/redis/mod.rs).
+-- A call's state of this file, made afresh for each call: its keys, arguments and buffers.
+local function begin_apply(keys, argv)
+  redis, string, math, struct, tonumber, ipairs, unpack = libraries()
+  KEYS, ARGV = keys, argv
+  sticky, arms, marks, due, delays = keys[1], keys[2], keys[3], keys[4], keys[7]
+  records, pending = keys[5], keys[6]
+  shard_arms = arms
+  skew, slack = tonumber(argv[1]), tonumber(argv[2])
+  out, at = {}, 3
+  zsets, zorder = {}, {}
+  last_int, last_text = nil, nil
+  loaded, delta, value, order = {}, {}, {}, {}
+  rsets, rorder = {}, {}
+  held_units, put_units, fresh_units, moved_units = {}, {}, {}, {}
+  watermarks, amounts = {}, {}
+  arm_fields, applied_outcomes = {}, {}
+  dorder, ddelta = {}, {}
+  cohort_fields, delay_fields = {}, {}
+  started = false
+  share_sets, set_order = {}, {}
+end
+
+-- How rewards are judged, and `write_all`, are in apply_rewards.lua, which follows this file
+-- (then apply_ops.lua) in the one library (src/store/redis/scripts.rs).

@@ -1,7 +1,8 @@
--- banditd: the op loop of apply.lua (appended to it as one script, src/store/redis/mod.rs):
--- reads the ops of ARGV in order and runs each against the buffers apply.lua defines, then
--- writes the buffers once (`write_all`) and returns one reply string per I/R/U/T/K/C op.
-local skip_exposures = false
+-- banditd: the op loop of apply.lua (the last of the library's three files,
+-- src/store/redis/scripts.rs): `run` reads the ops of ARGV in order and runs each against the
+-- buffers apply.lua defines, then writes the buffers once (`write_all`) and returns one reply
+-- string per I/R/U/T/K/C op. The function Redis calls (or the script's last line) is `run`.
+local skip_exposures
 -- A sticky op (I: insert a new unit's record; R: reassign a unit held by `from`): the unit,
 -- the variant it had (R), the record to write (`v \t assigned \t propensity \t`, spelled by
 -- banditd from the variant of `set`, its assignment time and propensity), and the share set
@@ -39,7 +40,8 @@ local function sticky_op(op, unit, from, value, set)
   end
 end
 
--- The units of op P, packed as `I4c0` texts: the format of `n` of them, made once per count.
+-- The units of op P, packed as `I4c0` texts: the format of `n` of them, made once per count
+-- (n ≤ 512; kept from call to call).
 local name_formats = {}
 local function name_format(n)
   local format = name_formats[n]
@@ -50,215 +52,220 @@ local function name_format(n)
   return format
 end
 
-while at <= #ARGV do
-  local op = nxt()
-  if op == 'N' then
-    -- The call's sticky ops, packed in one string (call.rs, `Call::sticky`: Redis makes an
-    -- object and a Lua string of every argument, which were nine per new unit): each its kind
-    -- (I or R), its records' shard (first KEYS index, as op S), then the unit, the variant it
-    -- had, the record to write and its share set's name as `I4c0` texts.
-    local blob = nxt()
-    local pos, current = 1, 0
-    local kind, first, unit, from, value, set
-    while pos <= #blob do
-      kind, first, unit, from, value, set, pos =
-        struct.unpack('<c1I4I4c0I4c0I4c0I4c0', blob, pos)
-      if first ~= current then
-        use_shard(first)
-        current = first
-      end
-      sticky_op(kind, unit, from, value, share_sets[set])
-    end
-  elseif op == 'W' then
-    -- A share set the sticky ops that follow name: its name, the variant, the time and the
-    -- half-life of their exposures, a count, then that many (variant, micro-units) shares.
-    local name, v, now, h, count = nxt(), nxt(), tonumber(nxt()), nxt(), tonumber(nxt())
-    local shares = {}
-    for i = 1, count do
-      local field, micro = fields_of(nxt()).e, tonumber(nxt())
-      shares[i] = { field, micro }
-    end
-    share_sets[name] = { v = v, now = now, h = h, shares = shares, written = 0 }
-    set_order[#set_order + 1] = name
-  elseif op == 'O' then
-    -- Outcomes to read up front: KEYS index, count, then that many fields.
-    local key, count = KEYS[tonumber(nxt())], tonumber(nxt())
-    local fields = { unpack(ARGV, at, at + count - 1) }
-    at = at + count
-    local known = fetched[key] or {}
-    fetched[key] = known
-    local values = redis.call('HMGET', key, unpack(fields))
-    for i, field in ipairs(fields) do known[field] = values[i] or false end
-  elseif op == 'Q' then
-    -- An event-id shard op B uses: its directory's KEYS index (its list index, legacy due
-    -- index, digest set and digest lists' index follow), how long Redis keeps it at least
-    -- (ms), and the 8-byte digests of the call's ids in it, concatenated: looked up here, one
-    -- SMISMEMBER per 512, their arguments made by one `struct.unpack` each.
-    local dir, keep, digests = tonumber(nxt()), tonumber(nxt()), nxt()
-    local home = homes[dir]
-    if not home then
-      home = { dir = dir, held = {}, seen = {}, keep = 0, set = KEYS[dir + 3],
-        legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1,
-        old = redis.call('EXISTS', KEYS[dir]) == 1 }
-      homes[dir] = home
-      home_order[#home_order + 1] = dir
-    end
-    home.keep = math.max(home.keep, keep)
-    local seen = home.seen
-    for from = 1, #digests, 8 * 512 do
-      local n = math.floor((math.min(#digests, from + 8 * 512 - 1) - from + 1) / 8)
-      local these = { struct.unpack(digest_format(n), digests, from) }
-      these[n + 1] = nil -- the position after them
-      local found = redis.call('SMISMEMBER', home.set, unpack(these, 1, n))
-      for i = 1, n do
-        if seen[these[i]] == nil then seen[these[i]] = found[i] == 1 end
-      end
-    end
-  elseif op == 'L' then
-    -- A digest list op B may append to: its KEYS index, its shard's directory's, its end, how
-    -- long Redis keeps it at least (ms).
-    local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
-    id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
-    list_order[#list_order + 1] = list
-  elseif op == 'B' then
-    -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
-    -- one string parsed here, not a dozen arguments per reward), in one pass: their digests
-    -- were looked up by op Q and their units' records read by op P before. The rewards come in
-    -- runs of one kind, each run its kind and count first (a bulk call is one run: no kind
-    -- and length to unpack per reward). Each reward: its id shard's directory (KEYS index),
-    -- the id's 8-byte digest, its records' shard (first KEYS index, as op S), its digest
-    -- list's KEYS index, then the reward as op U/T/K takes it (no claim or outcome), a unit's
-    -- (kind U) followed by the record banditd expects, its variant and assignment time
-    -- (`judge_known`), or (kind u, when banditd holds no such record) by nothing
-    -- (`judge_unit`: three fields fewer to unpack per reward), and last the id's length and
-    -- bytes, read only while the directory of whole ids exists (`id_held`).
-    local blob = nxt()
-    local pos, current = 1, 0
-    local kind, left = nil, 0
-    while pos <= #blob do
-      if left == 0 then kind, left, pos = struct.unpack('<c1I4', blob, pos) end
-      left = left - 1
-      local dir, digest, first, list, id_length
-      local unit, micro, occurred, now, window, h, expected, v, assigned
-      local confirms, aid, issued, propensity
-      if kind == 'u' then
-        dir, digest, first, list, unit, micro, occurred, now, window, h, id_length, pos =
-          struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4', blob, pos)
-      elseif kind == 'U' then
-        dir, digest, first, list, unit, micro, occurred, now, window, h, expected, v, assigned,
-          id_length, pos = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0dI4', blob, pos)
-      else
-        dir, digest, first, list, confirms, aid, v, issued, propensity, micro, occurred, now,
-          window, h, id_length, pos =
-          struct.unpack('<I4c8I4I4I4I4c0I4c0dI4c0I4c0I4c0ddI4c0I4', blob, pos)
-      end
-      local id_at = pos
-      pos = pos + id_length
-      local home = homes[dir]
-      local held = home.old and id_held(home, dir, blob, id_at, id_length)
-      local outcome
-      if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
-        outcome = 'F'
-      elseif held or home.seen[digest] then
-        outcome = 'D'
-      else
+local function run(keys, argv)
+  begin_apply(keys, argv)
+  begin_rewards()
+  skip_exposures = false
+  while at <= #ARGV do
+    local op = nxt()
+    if op == 'N' then
+      -- The call's sticky ops, packed in one string (call.rs, `Call::sticky`: Redis makes an
+      -- object and a Lua string of every argument, which were nine per new unit): each its kind
+      -- (I or R), its records' shard (first KEYS index, as op S), then the unit, the variant it
+      -- had, the record to write and its share set's name as `I4c0` texts.
+      local blob = nxt()
+      local pos, current = 1, 0
+      local kind, first, unit, from, value, set
+      while pos <= #blob do
+        kind, first, unit, from, value, set, pos =
+          struct.unpack('<c1I4I4c0I4c0I4c0I4c0', blob, pos)
         if first ~= current then
           use_shard(first)
           current = first
         end
-        if kind == 'u' then
-          outcome = judge_unit(unit, micro, occurred, now, window, h, held_units[unit])
-        elseif kind == 'U' then
-          outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
-        else
-          if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
-          outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
-            confirms)
-        end
-        if applied_outcomes[outcome] then
-          home.seen[digest] = true
-          local ids = id_lists[list].ids
-          ids[#ids + 1] = digest
+        sticky_op(kind, unit, from, value, share_sets[set])
+      end
+    elseif op == 'W' then
+      -- A share set the sticky ops that follow name: its name, the variant, the time and the
+      -- half-life of their exposures, a count, then that many (variant, micro-units) shares.
+      local name, v, now, h, count = nxt(), nxt(), tonumber(nxt()), nxt(), tonumber(nxt())
+      local shares = {}
+      for i = 1, count do
+        local field, micro = fields_of(nxt()).e, tonumber(nxt())
+        shares[i] = { field, micro }
+      end
+      share_sets[name] = { v = v, now = now, h = h, shares = shares, written = 0 }
+      set_order[#set_order + 1] = name
+    elseif op == 'O' then
+      -- Outcomes to read up front: KEYS index, count, then that many fields.
+      local key, count = KEYS[tonumber(nxt())], tonumber(nxt())
+      local fields = { unpack(ARGV, at, at + count - 1) }
+      at = at + count
+      local known = fetched[key] or {}
+      fetched[key] = known
+      local values = redis.call('HMGET', key, unpack(fields))
+      for i, field in ipairs(fields) do known[field] = values[i] or false end
+    elseif op == 'Q' then
+      -- An event-id shard op B uses: its directory's KEYS index (its list index, legacy due
+      -- index, digest set and digest lists' index follow), how long Redis keeps it at least
+      -- (ms), and the 8-byte digests of the call's ids in it, concatenated: looked up here, one
+      -- SMISMEMBER per 512, their arguments made by one `struct.unpack` each.
+      local dir, keep, digests = tonumber(nxt()), tonumber(nxt()), nxt()
+      local home = homes[dir]
+      if not home then
+        home = { dir = dir, held = {}, seen = {}, keep = 0, set = KEYS[dir + 3],
+          legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1,
+          old = redis.call('EXISTS', KEYS[dir]) == 1 }
+        homes[dir] = home
+        home_order[#home_order + 1] = dir
+      end
+      home.keep = math.max(home.keep, keep)
+      local seen = home.seen
+      for from = 1, #digests, 8 * 512 do
+        local n = math.floor((math.min(#digests, from + 8 * 512 - 1) - from + 1) / 8)
+        local these = { struct.unpack(digest_format(n), digests, from) }
+        these[n + 1] = nil -- the position after them
+        local found = redis.call('SMISMEMBER', home.set, unpack(these, 1, n))
+        for i = 1, n do
+          if seen[these[i]] == nil then seen[these[i]] = found[i] == 1 end
         end
       end
-      out[#out + 1] = outcome
-    end
-  elseif op == 'P' then
-    -- The records the sticky ops and unit rewards of the call name, read up front: a shard's
-    -- first KEYS index, a count, then that many units (at most 512) packed as `I4c0` texts in
-    -- one string (sent before every other op, so the call's first shard is current again
-    -- after).
-    local first, count, names = tonumber(nxt()), tonumber(nxt()), nxt()
-    use_shard(first)
-    local units = { struct.unpack(name_format(count), names) }
-    units[count + 1] = nil -- the position after them
-    prefetch(units)
-    use_shard(1)
-  elseif op == 'S' then
-    -- The ops that follow are another shard's: the index of its first of five keys.
-    use_shard(tonumber(nxt()))
-  elseif op == 'F' then
-    -- A flush of per-request exposures: applied once, however often it is retried.
-    local key = KEYS[tonumber(nxt())]
-    skip_exposures = not redis.call('SET', key, '1', 'NX', 'PX', 86400000)
-  elseif op == 'X' then
-    local v, n, now, h, shares = nxt(), tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
-    if skip_exposures then
-      at = at + 2 * shares
+    elseif op == 'L' then
+      -- A digest list op B may append to: its KEYS index, its shard's directory's, its end, how
+      -- long Redis keeps it at least (ms).
+      local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
+      id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
+      list_order[#list_order + 1] = list
+    elseif op == 'B' then
+      -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
+      -- one string parsed here, not a dozen arguments per reward), in one pass: their digests
+      -- were looked up by op Q and their units' records read by op P before. The rewards come in
+      -- runs of one kind, each run its kind and count first (a bulk call is one run: no kind
+      -- and length to unpack per reward). Each reward: its id shard's directory (KEYS index),
+      -- the id's 8-byte digest, its records' shard (first KEYS index, as op S), its digest
+      -- list's KEYS index, then the reward as op U/T/K takes it (no claim or outcome), a unit's
+      -- (kind U) followed by the record banditd expects, its variant and assignment time
+      -- (`judge_known`), or (kind u, when banditd holds no such record) by nothing
+      -- (`judge_unit`: three fields fewer to unpack per reward), and last the id's length and
+      -- bytes, read only while the directory of whole ids exists (`id_held`).
+      local blob = nxt()
+      local pos, current = 1, 0
+      local kind, left = nil, 0
+      while pos <= #blob do
+        if left == 0 then kind, left, pos = struct.unpack('<c1I4', blob, pos) end
+        left = left - 1
+        local dir, digest, first, list, id_length
+        local unit, micro, occurred, now, window, h, expected, v, assigned
+        local confirms, aid, issued, propensity
+        if kind == 'u' then
+          dir, digest, first, list, unit, micro, occurred, now, window, h, id_length, pos =
+            struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4', blob, pos)
+        elseif kind == 'U' then
+          dir, digest, first, list, unit, micro, occurred, now, window, h, expected, v, assigned,
+            id_length, pos = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0dI4', blob, pos)
+        else
+          dir, digest, first, list, confirms, aid, v, issued, propensity, micro, occurred, now,
+            window, h, id_length, pos =
+            struct.unpack('<I4c8I4I4I4I4c0I4c0dI4c0I4c0I4c0ddI4c0I4', blob, pos)
+        end
+        local id_at = pos
+        pos = pos + id_length
+        local home = homes[dir]
+        local held = home.old and id_held(home, dir, blob, id_at, id_length)
+        local outcome
+        if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
+          outcome = 'F'
+        elseif held or home.seen[digest] then
+          outcome = 'D'
+        else
+          if first ~= current then
+            use_shard(first)
+            current = first
+          end
+          if kind == 'u' then
+            outcome = judge_unit(unit, micro, occurred, now, window, h, held_units[unit])
+          elseif kind == 'U' then
+            outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
+          else
+            if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
+            outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
+              confirms)
+          end
+          if applied_outcomes[outcome] then
+            home.seen[digest] = true
+            local ids = id_lists[list].ids
+            ids[#ids + 1] = digest
+          end
+        end
+        out[#out + 1] = outcome
+      end
+    elseif op == 'P' then
+      -- The records the sticky ops and unit rewards of the call name, read up front: a shard's
+      -- first KEYS index, a count, then that many units (at most 512) packed as `I4c0` texts in
+      -- one string (sent before every other op, so the call's first shard is current again
+      -- after).
+      local first, count, names = tonumber(nxt()), tonumber(nxt()), nxt()
+      use_shard(first)
+      local units = { struct.unpack(name_format(count), names) }
+      units[count + 1] = nil -- the position after them
+      prefetch(units)
+      use_shard(1)
+    elseif op == 'S' then
+      -- The ops that follow are another shard's: the index of its first of five keys.
+      use_shard(tonumber(nxt()))
+    elseif op == 'F' then
+      -- A flush of per-request exposures: applied once, however often it is retried.
+      local key = KEYS[tonumber(nxt())]
+      skip_exposures = not redis.call('SET', key, '1', 'NX', 'PX', 86400000)
+    elseif op == 'X' then
+      local v, n, now, h, shares = nxt(), tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
+      if skip_exposures then
+        at = at + 2 * shares
+      else
+        count_exposures(v, n, now, h)
+        add('p|' .. v, n)
+        expected(shares)
+      end
+    elseif op == 'U' then
+      local claim, field, unit = KEYS[tonumber(nxt())], nxt(), nxt()
+      local micro, occurred = nxt(), nxt()
+      local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
+      out[#out + 1] = claimed(claim, field, keep, function()
+        return judge_unit(unit, micro, occurred, now, window, h)
+      end)
+    elseif op == 'T' or op == 'K' then
+      -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
+      -- shard's confirmation marks, named after the outcome field).
+      local claim, field = KEYS[tonumber(nxt())], nxt()
+      local confirms = nil
+      if op == 'K' then confirms = KEYS[tonumber(nxt())] end
+      local id, v = nxt(), nxt()
+      local issued, propensity = tonumber(nxt()), nxt()
+      local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
+      local h, keep = nxt(), nxt()
+      out[#out + 1] = claimed(claim, field, keep, function()
+        return judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
+      end)
+    elseif op == 'C' then
+      -- A per-request token confirmed (store::rules::judge_confirmation): at most once per
+      -- assignment id; `late` (past confirm_within) and the mark's deadline come computed.
+      local confirms, cdue = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
+      local id, v, issued, propensity = nxt(), nxt(), nxt(), nxt()
+      local now, late, keep = nxt(), nxt(), nxt()
+      local t, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
+      if find(confirms, id) then
+        out[#out + 1] = 'D'
+        at = at + 2 * shares
+      elseif late == '1' or tonumber(keep) <= watermark() then
+        out[#out + 1] = 'O'
+        at = at + 2 * shares
+      else
+        zput(confirms, id, nil,
+          id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now,
+          '0')
+        zput(cdue, nil, nil, id, keep)
+        count_exposures(v, 1, t, h)
+        add('p|' .. v, 1)
+        expected(shares)
+        out[#out + 1] = 'C'
+      end
     else
-      count_exposures(v, n, now, h)
-      add('p|' .. v, n)
-      expected(shares)
+      write_all()
+      return redis.error_reply('banditd: unknown op ' .. tostring(op))
     end
-  elseif op == 'U' then
-    local claim, field, unit = KEYS[tonumber(nxt())], nxt(), nxt()
-    local micro, occurred = nxt(), nxt()
-    local now, window, h, keep = tonumber(nxt()), tonumber(nxt()), nxt(), nxt()
-    out[#out + 1] = claimed(claim, field, keep, function()
-      return judge_unit(unit, micro, occurred, now, window, h)
-    end)
-  elseif op == 'T' or op == 'K' then
-    -- K: a token of an on_render experiment, credited only once confirmed (its mark in the
-    -- shard's confirmation marks, named after the outcome field).
-    local claim, field = KEYS[tonumber(nxt())], nxt()
-    local confirms = nil
-    if op == 'K' then confirms = KEYS[tonumber(nxt())] end
-    local id, v = nxt(), nxt()
-    local issued, propensity = tonumber(nxt()), nxt()
-    local micro, occurred, now, window = nxt(), nxt(), tonumber(nxt()), tonumber(nxt())
-    local h, keep = nxt(), nxt()
-    out[#out + 1] = claimed(claim, field, keep, function()
-      return judge_token(id, v, issued, propensity, micro, occurred, now, window, h, confirms)
-    end)
-  elseif op == 'C' then
-    -- A per-request token confirmed (store::rules::judge_confirmation): at most once per
-    -- assignment id; `late` (past confirm_within) and the mark's deadline come computed.
-    local confirms, cdue = KEYS[tonumber(nxt())], KEYS[tonumber(nxt())]
-    local id, v, issued, propensity = nxt(), nxt(), nxt(), nxt()
-    local now, late, keep = nxt(), nxt(), nxt()
-    local t, h, shares = tonumber(nxt()), nxt(), tonumber(nxt())
-    if find(confirms, id) then
-      out[#out + 1] = 'D'
-      at = at + 2 * shares
-    elseif late == '1' or tonumber(keep) <= watermark() then
-      out[#out + 1] = 'O'
-      at = at + 2 * shares
-    else
-      zput(confirms, id, nil,
-        id .. SEP .. v .. '\t' .. issued .. '\t' .. propensity .. '\t' .. keep .. '\t' .. now,
-        '0')
-      zput(cdue, nil, nil, id, keep)
-      count_exposures(v, 1, t, h)
-      add('p|' .. v, 1)
-      expected(shares)
-      out[#out + 1] = 'C'
-    end
-  else
-    write_all()
-    return redis.error_reply('banditd: unknown op ' .. tostring(op))
   end
+  expose_sets()
+  if #order > 0 or #dorder > 0 then add('v', 1) end -- the change counter (src/store/redis/fresh.rs)
+  write_all()
+  return out
 end
-expose_sets()
-if #order > 0 or #dorder > 0 then add('v', 1) end -- the change counter (src/store/redis/fresh.rs)
-write_all()
-return out

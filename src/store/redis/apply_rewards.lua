@@ -1,5 +1,5 @@
--- banditd: the reward half of apply.lua (appended to it, then apply_ops.lua, as one script,
--- src/store/redis/mod.rs): a reward judged against its record or token mark, under its claim
+-- banditd: the reward half of apply.lua (it follows that file, then apply_ops.lua, in one
+-- library, src/store/redis/scripts.rs): a reward judged against its record or token mark, under its claim
 -- or with its event id in the same call, and `write_all`, which writes every buffer of the call.
 
 -- A reward's timing against its assignment (store::apply::timing_refusal). `occurred` is
@@ -18,7 +18,7 @@ end
 -- keep theirs in a key of their own.
 -- The outcomes a call may meet are read up front, one HMGET per hash (op `O`, first in the
 -- call): `fetched[key][field]` is the stored outcome, or false for none.
-local outcomes, outcome_keys, fetched = {}, {}, {}
+local outcomes, outcome_keys, fetched
 local function claimed(key, field, keep, judge)
   local held
   if field == '' then
@@ -152,8 +152,9 @@ end
 -- them, and an id that a claim of the three-step protocol holds, or in a shard that still has
 -- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
 local HOUR_MS = 3600000
-local homes, home_order, id_lists, list_order = {}, {}, {}, {}
--- The format of `n` digests for one `struct.unpack` (op Q), made once per count.
+local homes, home_order, id_lists, list_order
+-- The format of `n` digests for one `struct.unpack` (op Q), made once per count (n ≤ 512; kept
+-- from call to call).
 local digest_formats = {}
 local function digest_format(n)
   local format = digest_formats[n]
@@ -211,5 +212,11 @@ local function write_all()
   write_homes()
 end
 
--- The ops themselves are read and run by apply_ops.lua, which Redis gets appended to this file
--- as one script (src/store/redis/mod.rs).
+-- A call's state of this file, made afresh for each call.
+local function begin_rewards()
+  outcomes, outcome_keys, fetched = {}, {}, {}
+  homes, home_order, id_lists, list_order = {}, {}, {}, {}
+end
+
+-- The ops themselves are read and run by apply_ops.lua, which follows this file in the library
+-- (src/store/redis/scripts.rs).

@@ -496,17 +496,27 @@ impl Call {
     /// Runs the call; one reply string per sticky and reward op.
     pub async fn invoke(&self, shared: &Shared) -> redis::RedisResult<Vec<String>> {
         let mut connection = shared.link.get();
-        let mut invocation = shared.scripts.apply.prepare_invoke();
+        let numkeys = FIXED_KEYS + self.extra_keys.len();
+        shared
+            .scripts
+            .apply
+            .call(&mut connection, numkeys, |invocation| self.fill(invocation))
+            .await
+    }
+
+    /// The call's keys, then its arguments, as `FCALL` and `EVALSHA` take them after the
+    /// key count (`scripts`).
+    fn fill(&self, invocation: &mut redis::Cmd) {
         invocation
-            .key(&self.keys.sticky)
-            .key(&self.keys.arms)
-            .key(&self.keys.marks)
-            .key(&self.keys.marks_due)
-            .key(&self.keys.records)
-            .key(&self.keys.pending)
-            .key(&self.keys.delays);
+            .arg(&self.keys.sticky)
+            .arg(&self.keys.arms)
+            .arg(&self.keys.marks)
+            .arg(&self.keys.marks_due)
+            .arg(&self.keys.records)
+            .arg(&self.keys.pending)
+            .arg(&self.keys.delays);
         for key in &self.extra_keys {
-            invocation.key(key);
+            invocation.arg(key);
         }
         let (fixed, ops) = self.args.split_at(self.args.len().min(FIXED_ARGS));
         for arg in fixed {
@@ -556,7 +566,6 @@ impl Call {
         if !self.packed.is_empty() {
             invocation.arg("B").arg(self.packed.as_slice());
         }
-        invocation.invoke_async(&mut connection).await
     }
 }
 

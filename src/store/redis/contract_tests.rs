@@ -1,5 +1,6 @@
 //! The Redis store against the store contract (`store::contract`), on a real `redis-server`
-//! per test (AOF on, `appendfsync always`).
+//! per test (AOF on, `appendfsync always`): with Functions (the `apply` library by `FCALL`)
+//! and, in `by_evalsha`, on a server without them (the same library by `EVALSHA`).
 
 use std::sync::{Arc, Mutex};
 
@@ -7,9 +8,10 @@ use super::tests::harness::RedisServer;
 use super::*;
 use crate::store::contract::Backend;
 
-/// A Redis store on its own server. `reopen` shuts the store down, kills the server with
-/// SIGKILL and restarts it from its AOF, then opens a new store: a restart of everything.
-struct RedisBackend {
+/// A Redis store on its own server (`FUNCTIONS`: with Redis Functions, or without them as
+/// before Redis 7.0). `reopen` shuts the store down, kills the server with SIGKILL and
+/// restarts it from its AOF, then opens a new store: a restart of everything.
+struct RedisBackend<const FUNCTIONS: bool> {
     store: Option<RedisStore>,
     server: Arc<Mutex<RedisServer>>,
 }
@@ -26,11 +28,15 @@ fn open_on(server: &RedisServer) -> RedisStore {
     .expect("redis store opens")
 }
 
-impl Backend for RedisBackend {
+impl<const FUNCTIONS: bool> Backend for RedisBackend<FUNCTIONS> {
     type Store = RedisStore;
 
     async fn open() -> Self {
-        let server = RedisServer::start();
+        let server = if FUNCTIONS {
+            RedisServer::start()
+        } else {
+            super::scripts_tests::server_without_functions()
+        };
         RedisBackend {
             store: Some(open_on(&server)),
             server: Arc::new(Mutex::new(server)),
@@ -63,4 +69,10 @@ impl Backend for RedisBackend {
     }
 }
 
-crate::store_contract_tests!(RedisBackend);
+crate::store_contract_tests!(RedisBackend<true>);
+
+mod by_evalsha {
+    use super::RedisBackend;
+
+    crate::store_contract_tests!(RedisBackend<false>);
+}

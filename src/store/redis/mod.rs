@@ -2,7 +2,8 @@
 //! (`banditd serve --redis URL`).
 //!
 //! Layout and encodings: `layout`. Writes: `commit` (one group commit per replica, one
-//! `apply.lua` call per epoch, or per epoch shard under Cluster, built by `call`), and for rewards the claim, apply and
+//! call of the `apply` library per epoch, or per epoch shard under Cluster, built by `call`; a
+//! Redis function where Redis has Functions, `scripts`), and for rewards the claim, apply and
 //! settle steps of `rewards`. Reads go straight to Redis, except known sticky units,
 //! which a replica caches: a sticky record's variant and assignment time never change except
 //! through a re-assignment, which goes through this replica's compare-and-set anyway.
@@ -57,6 +58,9 @@ mod replication_tests;
 mod rewards;
 #[cfg(test)]
 mod rules_tests;
+mod scripts;
+#[cfg(test)]
+mod scripts_tests;
 #[cfg(test)]
 mod sentinel_contract_tests;
 #[cfg(test)]
@@ -120,7 +124,8 @@ pub struct RedisOptions {
 }
 
 struct Scripts {
-    apply: Script,
+    /// Every group commit's writes: a Redis function where Redis has them (`scripts`).
+    apply: scripts::ApplyLibrary,
     claim: Script,
     settle: Script,
     expire: Script,
@@ -378,11 +383,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
     let shared = Arc::new(Shared {
         link,
         scripts: Scripts {
-            apply: Script::new(concat!(
-                include_str!("apply.lua"),
-                include_str!("apply_rewards.lua"),
-                include_str!("apply_ops.lua")
-            )),
+            apply: scripts::ApplyLibrary::new(),
             claim: Script::new(include_str!("claim.lua")),
             settle: Script::new(include_str!("settle.lua")),
             expire: Script::new(include_str!("expire.lua")),

@@ -500,3 +500,62 @@ fn concurrent_writes_on_a_replica_share_group_commits() {
         );
     });
 }
+
+/// Lets the commit task (on the store's own thread) take what was queued and send it.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(60));
+}
+
+/// A flush held in flight at shutdown (`CLIENT PAUSE .. WRITE` holds it on the server) lands
+/// first, and the exposures counted since it was taken go in the last commit: the shutdown
+/// answers success only with all of them written.
+#[test]
+fn exposures_counted_while_a_flush_is_in_flight_are_written_at_shutdown() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let inserted = store.insert_sticky(&epoch(), "r", record("a", T0_MS), tally(T0_MS));
+        inserted.await.expect("r inserted (the library is loaded)");
+    });
+    for _ in 0..5 {
+        assert!(store.count_exposure(&epoch(), "bold", tally(T0_MS)));
+    }
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]), "OK");
+    // A tick (every `FLUSH_EVERY_MS`) takes the five and sends them; the pause holds them.
+    std::thread::sleep(Duration::from_millis(3 * FLUSH_EVERY_MS));
+    for _ in 0..7 {
+        assert!(store.count_exposure(&epoch(), "bold", tally(T0_MS)));
+    }
+    block_on(store.shutdown()).expect("clean shutdown");
+    let reader = open(&server);
+    let counters = block_on(reader.counters(&epoch())).expect("counters read");
+    assert_eq!(counters["bold"].exposures, 12);
+}
+
+/// Redis killed with a commit in flight (held by a write pause) and writes queued behind it:
+/// every write is answered, with an error (none was durable), and none hangs.
+#[test]
+fn redis_killed_with_a_commit_in_flight_answers_every_write_with_an_error() {
+    let mut server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let inserted = store.insert_sticky(&epoch(), "r", record("a", T0_MS), tally(T0_MS));
+        inserted.await.expect("r inserted (the library is loaded)");
+    });
+    assert_eq!(server.cli(&["CLIENT", "PAUSE", "1000", "WRITE"]), "OK");
+    let first = store.insert_sticky(&epoch(), "u1", record("a", T0_MS), tally(T0_MS));
+    settle();
+    let second = store.insert_sticky(&epoch(), "u2", record("a", T0_MS), tally(T0_MS));
+    let third = store.insert_sticky(&epoch(), "u3", record("a", T0_MS), tally(T0_MS));
+    settle();
+    server.kill();
+    block_on(async {
+        let answered = tokio::time::timeout(Duration::from_secs(20), async {
+            tokio::join!(first, second, third)
+        });
+        let (first, second, third) = answered.await.expect("every write answered");
+        assert!(first.is_err(), "u1 answered {first:?}");
+        assert!(second.is_err(), "u2 answered {second:?}");
+        assert!(third.is_err(), "u3 answered {third:?}");
+    });
+}
