@@ -170,9 +170,10 @@ struct RunState<'o> {
     started: Vec<&'o Epoch>,
     /// The arms the run credited, each as the request saw it before the run plus the run's
     /// credits, written back once when the run ends (`apply_rewards`): `Txn::update_arm` per
-    /// reward hashed the epoch and the variant in each layer it looked in, ~660 instructions of
-    /// a bulk event (`benches/load/bulk_cost.sh`); a run credits a few arms, found here by a
-    /// comparison each. Nothing else the run does reads or writes an arm's state.
+    /// reward hashed the epoch and the variant in each layer it looked in; a run credits a few
+    /// arms, found here by a comparison each, ~140 instructions of a bulk event fewer in
+    /// `apply_rewards` (~200 on the writer, `benches/load/bulk_cost.sh`). Nothing else the run
+    /// does reads or writes an arm's state.
     arms: Vec<(&'o Epoch, String, ArmState)>,
 }
 
