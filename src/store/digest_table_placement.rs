@@ -98,8 +98,9 @@ impl Placement {
 /// are monotonic in the digest, so only digests sharing an old home (kept in the order they
 /// came) can come out of order. Each digest is held back until the next one shows whether it
 /// shares its home; a home's digests are sorted among themselves (a few at most) before they
-/// are placed. (Was: every home's digests gathered in a vector, sorted and drained, ~85
-/// instructions per home, `benches/load/results/bulk7-2026-12-01-s12.md`.)
+/// are placed. (Was: every home's digests gathered in a vector, sorted and drained; a growth,
+/// `DigestTable::rebuild`, was then ~840 instructions per bulk event,
+/// `benches/load/results/bulk7-2026-12-01-s13.md`.)
 #[derive(Default)]
 pub(super) struct SameHome {
     home: usize,

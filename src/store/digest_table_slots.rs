@@ -3,7 +3,7 @@
 //! bounds check or mask merge: an insert's run shift (tens of slots at 90% load) and a growth's
 //! pass over every slot. Through the width-generic `load`/`store` these cost ~1,200 and ~850
 //! instructions per bulk event, the largest parts of the writer
-//! (`benches/load/results/bulk7-2026-12-01-s12.md`).
+//! (`benches/load/results/bulk7-2026-12-01-s13.md`).
 
 use super::Geometry;
 
