@@ -112,12 +112,12 @@ fn event(
     experiment: &str,
     unit: Option<&Unit>,
     token: Option<String>,
-) -> Result<RawEvent, String> {
+) -> Result<RawEvent<'static>, String> {
     Ok(RawEvent {
-        id,
-        experiment: experiment.to_owned(),
-        unit: unit.cloned(),
-        token,
+        id: id.into(),
+        experiment: experiment.to_owned().into(),
+        unit: unit.map(|unit| unit.as_str().to_owned().into()),
+        token: token.map(Into::into),
         metric: None,
         reward: Some(1.0),
         timestamp: None,

@@ -1,6 +1,8 @@
 //! Reward events: validation per event, then one durable store write for the whole batch.
 //! One bad event never blocks the rest: it is rejected with its index and a reason.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use super::token::TokenError;
@@ -16,27 +18,38 @@ pub const STALE_REVISION_LOOKBACK: u32 = 4;
 /// Longest event id accepted, in bytes.
 pub const MAX_EVENT_ID_BYTES: usize = 256;
 
+// Its text fields borrow from the request body (a field with a JSON escape is unescaped into
+// its own `String`, the only case that allocates): a plain event decoded into three `String`s
+// cost three heap allocations per event on the HTTP worker (`benches/load/bulk_cost.sh`),
+// and the event lives only as long as the request that carries it. What reaches the store
+// (the id, the unit) is copied into the event's op, once. (A plain comment: the doc comment
+// is the OpenAPI schema's description.)
 /// One event as the pipeline posts it.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RawEvent {
+pub struct RawEvent<'a> {
     /// The pipeline's idempotency key: an id is applied at most once per experiment.
-    #[schema(min_length = 1, max_length = 256)]
-    pub id: String,
-    pub experiment: String,
+    #[serde(borrow)]
+    #[schema(value_type = String, min_length = 1, max_length = 256)]
+    pub id: Cow<'a, str>,
+    #[serde(borrow)]
+    #[schema(value_type = String)]
+    pub experiment: Cow<'a, str>,
     /// Sticky experiments: the unit whose assignment converted. Parsed like assign's `unit`.
-    #[serde(default)]
-    pub unit: Option<Unit>,
+    #[serde(default, borrow, deserialize_with = "unit_text")]
+    #[schema(value_type = Option<Unit>)]
+    pub unit: Option<Cow<'a, str>>,
     /// The token returned by assign; required for per-request experiments.
-    #[serde(default)]
-    pub token: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    #[schema(value_type = Option<String>)]
+    pub token: Option<Cow<'a, str>>,
     /// Absent (or `reward`): the experiment's primary reward. Otherwise the name of one of the
     /// experiment's `guardrails:` metrics (refunds, errors): the event counts toward that
     /// guardrail, under the same rules as a reward (idempotent id, window, at most once per
     /// assignment and metric).
-    #[serde(default)]
-    #[schema(max_length = 64, pattern = "^[a-z0-9_-]+$")]
-    pub metric: Option<String>,
+    #[serde(default, borrow, deserialize_with = "optional_text")]
+    #[schema(value_type = Option<String>, max_length = 64, pattern = "^[a-z0-9_-]+$")]
+    pub metric: Option<Cow<'a, str>>,
     /// In [0, 1]; 1 when absent (a conversion).
     #[serde(default)]
     #[schema(minimum = 0.0, maximum = 1.0)]
@@ -46,6 +59,61 @@ pub struct RawEvent {
     /// measured with the server's clock at arrival (see `store::apply`).
     #[serde(default)]
     pub timestamp: Option<Timestamp>,
+}
+
+/// A JSON string field's text: borrowed when the body holds it as it is (no escape), owned
+/// when it had to be unescaped (and always from a `serde_json::Value`, which owns its
+/// strings). serde's `borrow` alone borrows a `Cow<str>` field but not an `Option<Cow<str>>`
+/// one, hence this visitor. Its `expecting` is a `String`'s, so a refusal reads the same
+/// (`invalid type: integer `1`, expected a string`).
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Cow<'de, str>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(Cow::Borrowed(text))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(text.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<Self::Value, E> {
+                Ok(Cow::Owned(text))
+            }
+        }
+        deserializer.deserialize_string(Visitor).map(Text)
+    }
+}
+
+/// An optional text field ([`Text`]): absent and `null` are `None`.
+fn optional_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    Ok(Option::<Text<'a>>::deserialize(deserializer)?.map(|Text(text)| text))
+}
+
+/// The `unit` field: text checked by the rule every unit passes ([`Unit::check`]), refused
+/// with its words as a [`Unit`] field refused it (without quoting the unit).
+fn unit_text<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    let unit = optional_text(deserializer)?;
+    if let Some(text) = &unit {
+        Unit::check(text).map_err(serde::de::Error::custom)?;
+    }
+    Ok(unit)
 }
 
 /// An event time as a number (Unix ms) or an RFC 3339 string.
@@ -162,27 +230,37 @@ type CheckedEvent = (RewardOp, Option<Epoch>, Arc<LiveExperiment>);
 
 /// What [`Engine::ingest`] keeps of an op sent to the store, to word its outcome: the event
 /// id and the target, put in words only for an outcome that is worded (most are applied).
-type OpLabel = (String, TargetLabel);
+/// Both borrow from the request body where the event did: no copy per event.
+type OpLabel<'a> = (Cow<'a, str>, TargetLabel<'a>);
 
-/// What a refusal of `op` after the store names: its event id and its target (a unit in the
-/// epoch of `live`, its experiment, also for a guardrail event, whose op names the metric's).
-/// The experiment is shared, not its epoch copied: one allocation less per event.
-fn label_of(op: &RewardOp, live: Arc<LiveExperiment>) -> OpLabel {
+/// What a refusal of `op` after the store names: the event's id (`id`, moved out of the
+/// event: the op has its own copy) and its target (a unit in the epoch of `live`, its
+/// experiment, also for a guardrail event, whose op names the metric's). `unit`: the event's
+/// own `unit`, the op's unit when it names one (a token's unit must match it); copied from
+/// the op only for a token without one. The experiment is shared, not its epoch copied.
+fn label_of<'a>(
+    op: &RewardOp,
+    id: Cow<'a, str>,
+    unit: Option<Cow<'a, str>>,
+    live: Arc<LiveExperiment>,
+) -> OpLabel<'a> {
     let target = match &op.target {
-        RewardTarget::Unit(unit) => TargetLabel::Unit(live, unit.clone()),
+        RewardTarget::Unit(op_unit) => {
+            TargetLabel::Unit(live, unit.unwrap_or_else(|| Cow::Owned(op_unit.clone())))
+        }
         RewardTarget::Token { variant, .. } => TargetLabel::Token(variant.clone()),
     };
-    (op.event_id.clone(), target)
+    (id, target)
 }
 
 /// An op's target as [`Engine::ingest`] words it: a unit, with its epoch (for
 /// `stale_revision`, its experiment's), or a token's assignment, by its variant.
-enum TargetLabel {
-    Unit(Arc<LiveExperiment>, String),
+enum TargetLabel<'a> {
+    Unit(Arc<LiveExperiment>, Cow<'a, str>),
     Token(String),
 }
 
-impl TargetLabel {
+impl TargetLabel<'_> {
     fn unit(&self) -> Option<(&Epoch, &str)> {
         match self {
             TargetLabel::Unit(live, unit) => Some((&live.epoch, unit)),
@@ -191,7 +269,7 @@ impl TargetLabel {
     }
 }
 
-impl std::fmt::Display for TargetLabel {
+impl std::fmt::Display for TargetLabel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             // Escaped: the detail is read by people, and a unit is the client's text.
@@ -258,7 +336,7 @@ impl Engine {
     #[tracing::instrument(level = "debug", name = "engine.ingest", skip_all, fields(events = events.len()))]
     pub async fn ingest(
         &self,
-        events: Vec<Result<RawEvent, String>>,
+        events: Vec<Result<RawEvent<'_>, String>>,
     ) -> Result<EventBatchReport, EngineError> {
         let now_ms = self.clock.now_ms();
         let mut report = EventBatchReport {
@@ -268,7 +346,7 @@ impl Engine {
         let mut ops = Vec::with_capacity(events.len());
         // Each op's place in the batch and what a refusal after the store names, in one
         // vector (was two: the places, then the labels collected after the loop).
-        let mut labels: Vec<(usize, OpLabel)> = Vec::with_capacity(events.len());
+        let mut labels: Vec<(usize, OpLabel<'_>)> = Vec::with_capacity(events.len());
         let mut guardrail_of: Vec<Option<Epoch>> = Vec::with_capacity(events.len());
         let mut recorder = crate::metrics::EventRecorder::start(events.len());
         let mut experiments = LoadedOnce::default();
@@ -283,15 +361,14 @@ impl Engine {
             }
             let checked = event
                 .map_err(|detail| (None, RejectionReason::InvalidEvent, detail))
-                .and_then(|mut event| {
-                    // The id moves into the op; a refused event hands it back for its
-                    // rejection (no copy of every id for the few refusals).
-                    self.check_event(&mut event, live, now_ms)
-                        .map_err(|(reason, detail)| (Some(event.id), reason, detail))
+                .and_then(|event| match self.check_event(&event, live, now_ms) {
+                    // The op has copies of the id and unit; the label keeps the event's own.
+                    Ok(checked) => Ok((checked, event.id, event.unit)),
+                    Err((reason, detail)) => Err((Some(event.id.into_owned()), reason, detail)),
                 });
             match checked {
-                Ok((op, main, live)) => {
-                    labels.push((index, label_of(&op, live)));
+                Ok(((op, main, live), id, unit)) => {
+                    labels.push((index, label_of(&op, id, unit, live)));
                     ops.push(op);
                     guardrail_of.push(main);
                 }
@@ -321,7 +398,7 @@ impl Engine {
                     match earlier {
                         Some(revision) => report.reject(
                             index,
-                            Some(id),
+                            Some(id.into_owned()),
                             RejectionReason::StaleRevision,
                             format!(
                                 "{target} was assigned in revision {revision}; the experiment is \
@@ -331,7 +408,7 @@ impl Engine {
                         ),
                         None => report.reject(
                             index,
-                            Some(id),
+                            Some(id.into_owned()),
                             RejectionReason::UnitNotAssigned,
                             format!(
                                 "{target} was never assigned in this experiment's current revision"
@@ -347,13 +424,13 @@ impl Engine {
                 }
                 RewardOutcome::OutsideWindow => report.reject(
                     index,
-                    Some(id),
+                    Some(id.into_owned()),
                     RejectionReason::OutsideWindow,
                     format!("the event arrived after {target}'s reward window closed"),
                 ),
                 RewardOutcome::NotConfirmed => report.reject(
                     index,
-                    Some(id),
+                    Some(id.into_owned()),
                     RejectionReason::NotConfirmed,
                     format!(
                         "{target} was never confirmed as shown (`exposure: on_render`), so it is \
@@ -363,7 +440,7 @@ impl Engine {
                 ),
                 RewardOutcome::TimestampBeforeAssignment => report.reject(
                     index,
-                    Some(id),
+                    Some(id.into_owned()),
                     RejectionReason::TimestampBeforeAssignment,
                     format!(
                         "timestamp lies before {target} was assigned (by more than {} s of clock \
@@ -422,7 +499,7 @@ impl Engine {
     /// Whether `event` carries a token signed by this server for the event's experiment: the
     /// proof that lets a request without the events key through (`http::auth::EventsPost`).
     /// The rest of the event is checked by [`Engine::ingest`] as for any event.
-    pub fn verify_event_token(&self, event: &RawEvent) -> bool {
+    pub fn verify_event_token(&self, event: &RawEvent<'_>) -> bool {
         event.token.as_deref().is_some_and(|token| {
             self.signer
                 .verify(token)
@@ -433,13 +510,12 @@ impl Engine {
     /// Everything that can be decided without the store.
     /// The op, and for a guardrail event the experiment's own epoch (the op's is the
     /// metric's, see `store::guardrail_events`).
-    /// On success the op owns the event's id and unit (taken out of `event`); on a refusal
-    /// `event.id` is still there for the rejection.
+    /// The op owns copies of the event's id and unit (the event's own borrow from the body).
     /// `live`: the loaded experiment `event.experiment` names (`None`: none is loaded), handed
     /// back with the op.
     fn check_event(
         &self,
-        event: &mut RawEvent,
+        event: &RawEvent<'_>,
         live: Option<Arc<LiveExperiment>>,
         now_ms: u64,
     ) -> Result<CheckedEvent, (RejectionReason, String)> {
@@ -495,7 +571,7 @@ impl Engine {
                 ),
             ));
         }
-        let mut target = match (&event.token, event.unit.take()) {
+        let mut target = match (&event.token, &event.unit) {
             (Some(token), unit) => {
                 let claims = self.signer.verify(token).map_err(|e| {
                     let detail = match e {
@@ -510,7 +586,7 @@ impl Engine {
                         format!("token was issued for experiment '{}'", claims.experiment),
                     ));
                 }
-                if unit.as_ref().is_some_and(|u| u.as_str() != claims.unit) {
+                if unit.as_ref().is_some_and(|u| *u != claims.unit) {
                     return Err((
                         R::BadToken,
                         "token was issued for a different unit than `unit`".to_owned(),
@@ -537,7 +613,7 @@ impl Engine {
                 }
             }
             (None, Some(unit)) => match live.spec.assignment {
-                AssignmentMode::Sticky => RewardTarget::Unit(unit.into_string()),
+                AssignmentMode::Sticky => RewardTarget::Unit(unit.as_ref().to_owned()),
                 AssignmentMode::PerRequest => {
                     return Err((
                         R::TokenRequired,
@@ -572,7 +648,7 @@ impl Engine {
         };
         let op = RewardOp {
             epoch,
-            event_id: std::mem::take(&mut event.id),
+            event_id: event.id.as_ref().to_owned(),
             target,
             reward,
             occurred_ms,

@@ -48,7 +48,7 @@ fn by_token(token: &str) -> Result<RawConfirmation, String> {
     })
 }
 
-fn conversion(id: &str, token: &str) -> Result<RawEvent, String> {
+fn conversion<'a>(id: &'a str, token: &'a str) -> Result<RawEvent<'a>, String> {
     Ok(RawEvent {
         id: id.into(),
         experiment: "e".into(),

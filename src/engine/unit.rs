@@ -51,6 +51,12 @@ impl Unit {
         &self.0
     }
 
+    /// The rule alone, for a unit read as text borrowed from a request (an event's, which
+    /// copies it once into its op): no `Unit` is built.
+    pub fn check(s: &str) -> Result<(), UnitError> {
+        check(s)
+    }
+
     /// The checked text itself: an event's unit becomes its reward target without a copy.
     pub fn into_string(self) -> String {
         self.0

@@ -65,12 +65,14 @@ async fn post_events(
     state: web::Data<AppState>,
     body: web::Payload,
 ) -> ApiResult<HttpResponse> {
-    let (events, lines) = match read_events(&req, body).await {
-        Ok(read) => read,
-        // Without the key, a body that cannot be read is no proof either: 401 as before.
-        Err(_) if matches!(auth, EventsPost::TokensOnly) => return Err(tokens_only_refusal()),
-        Err(e) => return Err(e),
+    // Without the key, a body that cannot be read is no proof either: 401 as before.
+    let refused = |e: ApiError| match auth {
+        EventsPost::TokensOnly => tokens_only_refusal(),
+        EventsPost::Keyed => e,
     };
+    // The events borrow their text from the body, which lives until the answer is built.
+    let (ndjson, body) = read_body(&req, body).await.map_err(refused)?;
+    let (events, lines) = decode_events(ndjson, &body).map_err(refused)?;
     auth.admit(|| {
         !events.is_empty()
             && events.iter().all(|event| {
@@ -86,10 +88,11 @@ async fn post_events(
     Ok(HttpResponse::Ok().json(report))
 }
 
-/// The decoded events, and for NDJSON each one's line.
-pub type ReadEvents = (Vec<Result<RawEvent, String>>, Vec<usize>);
+/// The decoded events (their text borrowed from the body), and for NDJSON each one's line.
+pub type ReadEvents<'a> = (Vec<Result<RawEvent<'a>, String>>, Vec<usize>);
 
-async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEvents> {
+/// The body, and whether it is NDJSON (else a JSON array).
+async fn read_body(req: &HttpRequest, body: web::Payload) -> ApiResult<(bool, web::BytesMut)> {
     let format = body_format(req)?;
     let body = read_limited(req, body, MAX_EVENTS_BODY_BYTES).await?;
     let ndjson = match format {
@@ -100,10 +103,15 @@ async fn read_events(req: &HttpRequest, body: web::Payload) -> ApiResult<ReadEve
             .find(|b| !b.is_ascii_whitespace())
             .is_none_or(|&b| b != b'['),
     };
+    Ok((ndjson, body))
+}
+
+/// The events of a body [`read_body`] read.
+fn decode_events(ndjson: bool, body: &[u8]) -> ApiResult<ReadEvents<'_>> {
     let (events, lines) = if ndjson {
-        parse_ndjson_lines(&body)?
+        parse_ndjson_lines(body)?
     } else {
-        (parse_array(&body)?, Vec::new())
+        (parse_array(body)?, Vec::new())
     };
     if events.len() > MAX_EVENTS_PER_BATCH {
         return Err(ApiError::PayloadTooLarge(format!(
@@ -160,7 +168,7 @@ fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
 /// The array must be JSON; each element is decoded on its own so one bad event is only a
 /// rejection of that event. Public (with [`parse_ndjson`]) for the property tests and the
 /// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
-pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent<'_>, String>>> {
     // Fast path: the elements as borrowed raw text, each decoded straight into an event. Any
     // failure takes the path through `Value` below, whose outcome and wording are the API's.
     if let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
@@ -193,7 +201,7 @@ pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 /// One event per line; blank lines are skipped; a malformed line rejects only that event.
 /// Every rejection starts with `line N:`: blank lines are not events, so the rejection's batch
 /// index alone would not tell the pipeline which line to look at.
-pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
+pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent<'_>, String>>> {
     Ok(parse_ndjson_lines(body)?.0)
 }
 
@@ -204,7 +212,7 @@ pub fn parse_ndjson(body: &[u8]) -> ApiResult<Vec<Result<RawEvent, String>>> {
 /// saved): grown by doubling instead,
 /// the events' vector (~180 bytes an event) was copied ~10 times for a 1,000-event body, ~250
 /// instructions an event (`benches/load/bulk_cost.sh`).
-pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<ReadEvents> {
+pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<ReadEvents<'_>> {
     let text = std::str::from_utf8(body)
         .map_err(|e| ApiError::BadRequest(format!("the NDJSON body is not UTF-8: {e}")))?;
     // At most one past the limit (`read_events` refuses more): a body of blank lines must not
@@ -248,7 +256,7 @@ pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<ReadEvents> {
 /// occurrence, fails the direct decoding and so takes the `Value` path). `None` when the text
 /// is no `Value` at all (a number out of range, which a raw element does not check): then the
 /// whole body is refused, as the `Value` path refuses it.
-fn decode_event_text(text: &str) -> Option<Result<RawEvent, String>> {
+fn decode_event_text(text: &str) -> Option<Result<RawEvent<'_>, String>> {
     match serde_json::from_str::<RawEvent>(text) {
         Ok(event) => Some(Ok(event)),
         Err(_) => serde_json::from_str::<serde_json::Value>(text)
@@ -257,7 +265,7 @@ fn decode_event_text(text: &str) -> Option<Result<RawEvent, String>> {
     }
 }
 
-fn decode_event(value: serde_json::Value) -> Result<RawEvent, String> {
+fn decode_event(value: serde_json::Value) -> Result<RawEvent<'static>, String> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = plain_words(&e.inner().to_string());
@@ -442,7 +450,7 @@ mod tests {
         // A duplicate field: the last occurrence, as a `Value` keeps it.
         let twice = decode_event_text(r#"{"id":"a","id":"b","experiment":"x","unit":"u"}"#);
         assert_eq!(
-            twice.map(|event| event.map(|e| e.id)),
+            twice.map(|event| event.map(|e| e.id.into_owned())),
             Some(Ok("b".to_owned()))
         );
     }
@@ -474,7 +482,7 @@ mod tests {
         let from_ndjson = parse_ndjson(ndjson.as_bytes()).unwrap();
         assert_eq!(from_array[0], from_ndjson[0]);
         assert_eq!(from_array[2], from_ndjson[2]);
-        assert_eq!(from_array[2].as_ref().map(|e| e.id.as_str()), Ok("d"));
+        assert_eq!(from_array[2].as_ref().map(|e| e.id.as_ref()), Ok("d"));
         let array_detail = from_array[1].as_ref().unwrap_err();
         let ndjson_detail = from_ndjson[1].as_ref().unwrap_err();
         assert_eq!(format!("line 2: {array_detail}"), *ndjson_detail);

@@ -1,6 +1,7 @@
 //! A run of rewards in one request (`apply_rewards`): the state it carries from one reward to
 //! the next (each unit's sticky key built ahead for its prefetch, the delay bins summed over
-//! the run, an epoch's start looked at once) gives what one reward at a time gives.
+//! the run, an epoch's start looked at once, each arm credited in one copy) gives what one
+//! reward at a time gives.
 
 use std::collections::BTreeMap;
 
@@ -69,6 +70,9 @@ fn a_run_of_rewards_credits_each_unit_and_sums_each_delay_bin_in_order() {
     }
     // Two requests: the second adds to bins the first made durable.
     let mut expected: BTreeMap<(Epoch, &str, u32), f64> = BTreeMap::new();
+    // Each arm's reward sum, one addition per reward in the batch's order (the run credits
+    // each arm in its own copy, written back once).
+    let mut reward_sums: BTreeMap<(Epoch, &str), f64> = BTreeMap::new();
     for half in [&all[..35], &all[35..]] {
         let outcomes =
             block_on(store.apply_rewards(half.iter().map(|o| o.0.clone()).collect())).unwrap();
@@ -86,6 +90,17 @@ fn a_run_of_rewards_credits_each_unit_and_sums_each_delay_bin_in_order() {
                 .entry((epoch.clone(), variant, *bin))
                 .or_insert(0.0);
             *sum += op.reward;
+            *reward_sums.entry((epoch.clone(), variant)).or_insert(0.0) += op.reward;
+        }
+    }
+    for epoch in [epoch(), epoch_of("other", 3)] {
+        let counters = block_on(store.counters(&epoch)).unwrap();
+        for variant in VARIANTS {
+            assert_eq!(
+                counters[variant].reward_sum.to_bits(),
+                reward_sums[&(epoch.clone(), variant)].to_bits(),
+                "{variant} in {epoch:?}"
+            );
         }
     }
     for (op, epoch, ..) in &all {

@@ -330,6 +330,24 @@ impl DigestTable {
         placement.finish()
     }
 
+    /// Adds `digests` (any order, repeats allowed) in one growth when they could take the table
+    /// past its maximum load; `false` (and nothing done) when they fit without one. The growth
+    /// is the one their inserts would have made (by at least [`GROWTH_NUM`]/[`GROWTH_DEN`],
+    /// enough for them all at [`MAX_LOAD_PERCENT`]), made first and once, not part-way and
+    /// perhaps again; and the digests are placed into the grown table with the ones it held,
+    /// in order ([`Placement`]), with no probe or run shift each. A commit of a bulk request's
+    /// event ids (`event_ids::EventIdSet::apply`) is a thousand digests.
+    pub fn grow_with(&mut self, digests: impl ExactSizeIterator<Item = u64>) -> bool {
+        let wanted = self.len().saturating_add(digests.len());
+        if wanted <= self.geometry.map_or(0, |geometry| geometry.max_len()) {
+            return false;
+        }
+        let mut sorted: Vec<u64> = digests.collect();
+        sorted.sort_unstable();
+        self.rebuild_with(self.grown_homes(wanted), &sorted);
+        true
+    }
+
     /// Makes room for `additional` more digests at once (a replay of a known size): the table
     /// is rebuilt for them at [`FITTED_LOAD_PERCENT`] if they would take it past its maximum.
     pub fn reserve(&mut self, additional: usize) {
@@ -431,14 +449,10 @@ impl DigestTable {
         };
         match self.run_end(at, displacement, &geometry) {
             Some(end) => {
-                let one = 1u64 << geometry.remainder_bits;
-                for slot in (at + 1..=end).rev() {
-                    let moved = self.load(slot - 1, &geometry) + one;
-                    self.store(slot, moved, &geometry);
-                }
+                slots::shift_run(&mut self.bytes, at, end, &geometry);
                 let tag = displacement as u64 + 1;
                 let slot = (tag << geometry.remainder_bits) | geometry.remainder(digest);
-                self.store(at, slot, &geometry);
+                slots::write_slot(&mut self.bytes, at, slot, &geometry);
                 self.stored += 1;
             }
             None if self.len() * 2 >= geometry.homes => {
@@ -454,24 +468,7 @@ impl DigestTable {
     /// The free slot that ends the run from `at`, if the insert can shift the run onto it
     /// with no displacement past the maximum.
     fn run_end(&self, at: usize, displacement: usize, geometry: &Geometry) -> Option<usize> {
-        if displacement > geometry.max_displacement {
-            return None;
-        }
-        let full_tag = geometry.max_displacement as u64 + 1;
-        let mut end = at;
-        loop {
-            if end >= geometry.slots {
-                return None;
-            }
-            let tag = self.load(end, geometry) >> geometry.remainder_bits;
-            if tag == 0 {
-                return Some(end);
-            }
-            if tag == full_tag {
-                return None;
-            }
-            end += 1;
-        }
+        slots::run_end(&self.bytes, at, displacement, geometry)
     }
 
     /// Removes the digest at `at`: every following digest of the run that is not at its home
@@ -510,26 +507,26 @@ impl DigestTable {
     /// as one built at once from its digests. Re-inserting them cost a little more: a 1M fill
     /// from empty (growths included) 301–317 ms before, 277–305 ms after
     /// (`benches/digest_table.rs`, alternated, loaded machine). What keeps the fill ~6× the
-    /// hashbrown table's is the inserts themselves (module docs, "Cost").
+    /// hashbrown table's is the inserts themselves (module docs, "Cost"). A home's digests
+    /// are held back only while the next one might share it ([`SameHome`]), and the slots
+    /// are read and written at their width (`digest_table_slots`).
     fn rebuild(&mut self, homes: usize) {
+        self.rebuild_with(homes, &[]);
+    }
+
+    /// [`DigestTable::rebuild`], adding the digests of `sorted` (ascending, repeats allowed,
+    /// some perhaps held already): each is placed in order among the held ones.
+    fn rebuild_with(&mut self, homes: usize, mut sorted: &[u64]) {
         let mut placement = Placement::with_homes(homes);
         if let Some(old) = self.geometry {
-            let mut group = Vec::new();
-            let mut group_home = None;
-            for at in 0..old.slots {
-                let slot = self.load(at, &old);
-                let tag = slot >> old.remainder_bits;
-                if tag == 0 {
-                    continue;
-                }
-                let home = at - (tag as usize - 1);
-                if group_home != Some(home) {
-                    place_sorted(&mut placement, &mut group);
-                    group_home = Some(home);
-                }
-                group.push(old.digest(home, slot & old.remainder_mask()));
-            }
-            place_sorted(&mut placement, &mut group);
+            let mut same_home = SameHome::default();
+            slots::for_each_digest(&self.bytes, &old, |home, digest| {
+                same_home.push(&mut placement, &mut sorted, home, digest);
+            });
+            same_home.flush(&mut placement, &mut sorted);
+        }
+        for &digest in sorted {
+            placement.push(digest);
         }
         let mut rebuilt = placement.table;
         for &digest in self.spill.iter() {
@@ -571,7 +568,10 @@ fn hashbrown_u64_bytes(capacity: usize) -> usize {
 #[path = "digest_table_placement.rs"]
 mod placement;
 pub use placement::Placement;
-use placement::place_sorted;
+use placement::SameHome;
+
+#[path = "digest_table_slots.rs"]
+mod slots;
 
 #[cfg(test)]
 #[path = "digest_table_tests.rs"]

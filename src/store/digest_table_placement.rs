@@ -53,18 +53,23 @@ impl Placement {
     /// skipped). A smaller one, which the callers never push, turns the rest of the build into
     /// inserts ([`DigestTable::insert`]): slower, still exact.
     pub fn push(&mut self, digest: u64) {
-        match (self.ordered, self.last, self.table.geometry) {
-            (true, Some(last), _) if digest == last => {}
-            (true, Some(last), Some(geometry)) if digest > last => self.place(digest, geometry),
-            (true, None, Some(geometry)) => self.place(digest, geometry),
-            _ => {
-                self.ordered = false;
-                self.table.insert(digest);
+        if self.ordered
+            && let Some(geometry) = &self.table.geometry
+        {
+            match self.last {
+                Some(last) if digest == last => return,
+                Some(last) if digest < last => {}
+                _ => {
+                    let geometry = *geometry;
+                    return self.place(digest, &geometry);
+                }
             }
         }
+        self.ordered = false;
+        self.table.insert(digest);
     }
 
-    fn place(&mut self, digest: u64, geometry: Geometry) {
+    fn place(&mut self, digest: u64, geometry: &Geometry) {
         self.last = Some(digest);
         let home = geometry.home(digest);
         let at = self.next.max(home);
@@ -76,7 +81,7 @@ impl Placement {
         }
         let tag = displacement as u64 + 1;
         let slot = (tag << geometry.remainder_bits) | geometry.remainder(digest);
-        self.table.store(at, slot, &geometry);
+        super::slots::write_slot(&mut self.table.bytes, at, slot, geometry);
         self.table.stored += 1;
         self.next = at + 1;
     }
@@ -89,11 +94,51 @@ impl Placement {
     }
 }
 
-/// Places the digests of `group` (one old home's, in any order) in ascending order, leaving
-/// it empty.
-pub(super) fn place_sorted(placement: &mut Placement, group: &mut Vec<u64>) {
-    group.sort_unstable();
-    for digest in group.drain(..) {
-        placement.push(digest);
+/// A growth's digests, read by old home ([`DigestTable::rebuild`]), into a [`Placement`]: homes
+/// are monotonic in the digest, so only digests sharing an old home (kept in the order they
+/// came) can come out of order. Each digest is held back until the next one shows whether it
+/// shares its home; a home's digests are sorted among themselves (a few at most) before they
+/// are placed. (Was: every home's digests gathered in a vector, sorted and drained; a growth,
+/// `DigestTable::rebuild`, was then ~840 instructions per bulk event,
+/// `benches/load/results/bulk7-2026-12-01-s13.md`.)
+#[derive(Default)]
+pub(super) struct SameHome {
+    home: usize,
+    /// The held-back digests of `home`, in ascending order.
+    digests: Vec<u64>,
+}
+
+impl SameHome {
+    /// `extra`: more digests to place (ascending; `DigestTable::grow_with`'s), each placed
+    /// before the first held digest above it.
+    pub(super) fn push(
+        &mut self,
+        placement: &mut Placement,
+        extra: &mut &[u64],
+        home: usize,
+        digest: u64,
+    ) {
+        if home != self.home || self.digests.is_empty() {
+            self.flush(placement, extra);
+            self.home = home;
+            self.digests.push(digest);
+            return;
+        }
+        let at = self.digests.partition_point(|&held| held < digest);
+        self.digests.insert(at, digest);
+    }
+
+    /// Places the held-back digests, and before each the digests of `extra` below it.
+    pub(super) fn flush(&mut self, placement: &mut Placement, extra: &mut &[u64]) {
+        for &digest in &self.digests {
+            while let [next, rest @ ..] = *extra
+                && *next < digest
+            {
+                placement.push(*next);
+                *extra = rest;
+            }
+            placement.push(digest);
+        }
+        self.digests.clear();
     }
 }

@@ -439,6 +439,8 @@ enum Op {
     Contains(u64),
     Reserve(usize),
     ShrinkToFit,
+    /// `grow_with`, then (if it grew nothing) each inserted, as `event_ids` does.
+    Batch(Vec<u64>),
 }
 
 /// Digests that stress the table: uniform ones, clusters sharing a home (a few bases, each
@@ -460,6 +462,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => digest().prop_map(Op::Contains),
         1 => (0..3_000usize).prop_map(Op::Reserve),
         1 => Just(Op::ShrinkToFit),
+        1 => prop::collection::vec(digest(), 0..300).prop_map(Op::Batch),
     ]
 }
 
@@ -492,6 +495,18 @@ proptest! {
                 }
                 Op::Reserve(additional) => table.reserve(additional),
                 Op::ShrinkToFit => table.shrink_to_fit(),
+                Op::Batch(digests) => {
+                    let max_len = |table: &DigestTable| {
+                        table.geometry().map_or(0, |g| g.homes * MAX_LOAD_PERCENT / 100)
+                    };
+                    if !table.grow_with(digests.iter().copied()) {
+                        for &digest in &digests {
+                            table.insert(digest);
+                        }
+                    }
+                    reference.extend(digests);
+                    prop_assert!(table.len() <= max_len(&table));
+                }
             }
             prop_assert_eq!(table.len(), reference.len());
         }
@@ -499,6 +514,50 @@ proptest! {
             prop_assert!(table.contains(digest));
         }
     }
+}
+
+/// A batch that would take the table past its maximum load grows it once, first: by at least
+/// 5/4, and to hold the whole batch at 93%; its digests are placed with the ones held, so the
+/// table is laid out as one built at once from them all (inserted after the growth, digests
+/// sharing a home would sit in the order they came). A batch that fits is left to the caller.
+#[test]
+fn a_batch_past_the_maximum_load_grows_the_table_once_and_is_placed_with_the_rest() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+    let mut table = DigestTable::default();
+    let mut kept = HashSet::new();
+    for _ in 0..100 {
+        let digest: u64 = rng.random();
+        assert_eq!(table.insert(digest), kept.insert(digest));
+    }
+    let homes = table.geometry().expect("allocated").homes;
+    let room = homes * 93 / 100 - table.len();
+    assert!(!table.grow_with(std::iter::repeat_n(7u64, room)));
+    assert_eq!(
+        (table.len(), table.geometry().map(|g| g.homes)),
+        (100, Some(homes))
+    );
+    // 997 new digests, 2 held already and one repeat: 1,100 in all.
+    let mut batch: Vec<u64> = (0..997).map(|_| rng.random()).collect();
+    batch.extend(kept.iter().take(2));
+    batch.push(batch[0]);
+    assert!(table.grow_with(batch.iter().copied()));
+    kept.extend(&batch);
+    // ⌊1,100 · 100 / 93⌋ + 1 homes: more than 5/4 of `homes` (about 135), one growth.
+    assert!(homes * 5 / 4 < 1_183, "{homes}");
+    assert_eq!(table.geometry().expect("allocated").homes, 1_183);
+    let mut sorted: Vec<u64> = kept.iter().copied().collect();
+    sorted.sort_unstable();
+    let mut placement = Placement::with_homes(1_183);
+    for &digest in &sorted {
+        placement.push(digest);
+    }
+    assert_eq!(table.occupied(), placement.table.occupied());
+    assert_eq!(table.len(), kept.len());
+    assert!(kept.iter().all(|&digest| table.contains(digest)));
+    assert!((0..1_000).all(|_| {
+        let other: u64 = rng.random();
+        table.contains(other) == kept.contains(&other)
+    }));
 }
 
 /// The table a replay builds at once holds exactly what inserting one by one would: every

@@ -127,6 +127,12 @@ impl DigestSet {
         DigestSet { table }
     }
 
+    /// Adds `digests` in one growth if they need one (`DigestTable::grow_with`); `false` (and
+    /// nothing done) when they fit as they are.
+    pub fn grow_with(&mut self, digests: impl ExactSizeIterator<Item = u64>) -> bool {
+        self.table.grow_with(digests)
+    }
+
     /// Makes room for `additional` more digests at once (a replay of a known size).
     pub fn reserve(&mut self, additional: usize) {
         self.table.reserve(additional);
@@ -165,6 +171,15 @@ impl EventIdSet {
     pub fn apply(&mut self, changes: &PendingIds) {
         for &digest in &changes.removed {
             self.kept.remove(digest);
+        }
+        // A commit that takes the set past its maximum load grows it once, first, and its
+        // digests are placed with the set's (`DigestTable::grow_with`): a growth part-way
+        // through a commit was followed by inserts that a placement makes for nothing.
+        if self
+            .kept
+            .grow_with(changes.added.iter().map(|&(_, digest)| digest))
+        {
+            return;
         }
         // Each insert is a random read into the table (a cache miss at millions of ids): the
         // slot of the digest PREFETCH_AHEAD further on is asked for first.

@@ -278,7 +278,6 @@ impl<'a> Txn<'a> {
     }
 
     /// The arm's state as this request sees it (what [`Txn::update_arm`] starts from).
-    #[cfg(test)]
     pub fn arm(&self, epoch: &Epoch, variant: &str) -> ArmState {
         [&self.arms, &self.batch.arms, &self.durable.arms]
             .into_iter()

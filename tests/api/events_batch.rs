@@ -231,3 +231,67 @@ fn token_events_need_no_events_key_but_unit_events_and_forged_tokens_still_do() 
         .sum();
     assert_eq!(total, 1.0, "only the keyless genuine token applied");
 }
+
+/// An event's text is read borrowed from the body unless a field holds a JSON escape, which is
+/// unescaped into text of its own: either way it is the same event as its plain spelling (the
+/// same id for at-most-once, the same unit and experiment), and its refusals name it unescaped.
+#[test]
+fn an_escaped_event_is_the_same_event_as_its_plain_spelling() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    app.assign("headline", "u-1");
+    app.assign("headline", "u-2");
+    // id `é-1"q`, experiment `headline`, unit `u-1`, each with an escape; then an unassigned
+    // unit `nobody` and a unit with an escaped control character.
+    let escaped = [
+        r#"{"id":"\u00e9-1\"q","experiment":"head\u006cine","unit":"u\u002d1"}"#,
+        r#"{"id":"n\u00e9","experiment":"headline","unit":"n\u006fbody"}"#,
+        r#"{"id":"c","experiment":"headline","unit":"u\u0000x"}"#,
+    ]
+    .join("\n");
+    let r = app.post_raw("/v1/events", "application/x-ndjson", &escaped);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        (&r.body["applied"], &r.body["rejected"]),
+        (&json!(1), &json!(2)),
+        "{}",
+        r.body
+    );
+    assert_eq!(
+        r.body["rejections"],
+        json!([
+            {
+                "index": 1,
+                "line": 2,
+                "id": "n\u{e9}",
+                "reason": "unit_not_assigned",
+                "detail": format!(
+                    "unit {:?} was never assigned in this experiment's current revision",
+                    "nobody"
+                ),
+            },
+            {
+                "index": 2,
+                "line": 3,
+                "reason": "invalid_event",
+                "detail": "line 3: not a valid event: `unit`: unit contains a control character \
+                           at byte 1",
+            },
+        ]),
+        "{}",
+        r.body
+    );
+    // The same id spelled plainly is a retry; the other unit, escaped, applies.
+    let plain = r#"[{"id":"é-1\"q","experiment":"headline","unit":"u-1"},
+                    {"id":"d","experiment":"headline","unit":"u\u002d2"}]"#;
+    let r = app.post_raw("/v1/events", "application/json", plain);
+    assert_eq!(
+        (
+            &r.body["applied"],
+            &r.body["duplicate"],
+            &r.body["rejected"]
+        ),
+        (&json!(1), &json!(1), &json!(0)),
+        "{}",
+        r.body
+    );
+}

@@ -187,14 +187,17 @@ proptest! {
 }
 
 /// What the generator meant, read back from its JSON without the decoder under test.
-fn expected_event(event: &serde_json::Value) -> RawEvent {
+fn expected_event(event: &serde_json::Value) -> RawEvent<'static> {
     let text = |key: &str| event.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     RawEvent {
-        id: text("id").unwrap_or_default(),
-        experiment: text("experiment").unwrap_or_default(),
-        unit: text("unit").map(|u| Unit::parse(&u).expect("the generator's units are valid")),
-        token: text("token"),
-        metric: text("metric"),
+        id: text("id").unwrap_or_default().into(),
+        experiment: text("experiment").unwrap_or_default().into(),
+        unit: text("unit").map(|u| {
+            let unit = Unit::parse(&u).expect("the generator's units are valid");
+            unit.into_string().into()
+        }),
+        token: text("token").map(Into::into),
+        metric: text("metric").map(Into::into),
         reward: event.get("reward").and_then(serde_json::Value::as_f64),
         timestamp: event.get("timestamp").map(|t| match t {
             serde_json::Value::String(s) => Timestamp::Rfc3339(s.clone()),
