@@ -29,8 +29,13 @@
 //!
 //! **Failure.** A record whose write or `fdatasync` failed was refused, but its bytes may sit
 //! in the page cache marked clean (Linux does that after a failed writeback), readable by a
-//! later replay. The writer keeps its position ([`Wal::failed_at`]); the reopen replays only
-//! up to it and then resets the log (`wal_replay`), durably, before anything is served.
+//! later replay. The writer zeroes its header at once (`Wal::invalidate_refused`: a start
+//! after a crash before the reopen must not apply it either) and keeps its position
+//! ([`Wal::failed_at`]); the reopen replays only up to it and then resets the log
+//! (`wal_replay`), durably, before anything is served. Nothing is appended after a failed
+//! record, so the refused commit's seq, which the next start may give to a new commit when
+//! the record is gone, is never behind a valid record of its own: the walk stops at the
+//! zeroed header, after every acknowledged commit.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -341,6 +346,7 @@ impl Wal {
         self.buffer = record;
         if let Err(error) = written {
             self.failed_at = Some(at);
+            self.invalidate_refused(at);
             return Err(error);
         }
         let segment = &mut self.segments[self.current];
@@ -381,6 +387,35 @@ impl Wal {
             }
             .map_err(keys::io)
         })
+    }
+
+    /// Zeroes the header of the record at `at`, whose write or `fdatasync` failed, and tries to
+    /// make that durable: the reopen that follows would stop before it anyway (`wal_replay`),
+    /// but a process that ends before that reopen reset the log (a crash, a kill, a shutdown
+    /// during the failure episode) would otherwise leave it, valid in the page cache, for the
+    /// next start to apply: a commit its callers were told was refused. Through a descriptor
+    /// of its own, as the segment's may be what failed. It writes into blocks the record
+    /// already holds, so a full disk takes it; if it fails, or if the machine loses the page
+    /// cache before its zeros reach the disk, the record is applied at the next start only if
+    /// the disk stored it whole despite the error (README, Durability).
+    fn invalidate_refused(&self, at: Position) {
+        let path = segment_path(&self.dir, at.slot);
+        let zeroed = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|file| {
+                file.write_all_at(&[0; RECORD_HEADER_BYTES], at.offset)?;
+                file.sync_data()
+            });
+        if let Err(error) = zeroed {
+            tracing::warn!(
+                %error,
+                segment = %path.display(),
+                offset = at.offset,
+                "cannot invalidate a refused record of the store's redo log; a start before the \
+                 store reopens may apply it"
+            );
+        }
     }
 
     fn write_record(&self, record: &[u8], at: Position) -> Result<(), StoreError> {
