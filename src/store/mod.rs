@@ -65,6 +65,7 @@ mod unit_log_entry;
 mod wal;
 mod wal_checkpoint;
 mod wal_replay;
+mod wal_segment;
 mod wal_through_sled;
 mod wave;
 mod writer;

@@ -126,7 +126,11 @@ fn assert_refused_commit_stays_refused_after_a_crash(faults: Faults) {
     {
         let store = open(&crashed);
         assert_eq!(block_on(store.sticky(&epoch(), "lost")).unwrap(), None);
-        assert_eq!(exposures(&store, "bold"), 0, "the refused commit is not applied");
+        assert_eq!(
+            exposures(&store, "bold"),
+            0,
+            "the refused commit is not applied"
+        );
         assert_eq!(exposures(&store, "control"), 1);
         assert_audit_clean(&store);
         for unit in ["after-1", "after-2"] {
@@ -158,8 +162,7 @@ fn a_commit_whose_redo_record_cannot_be_synced_is_not_applied_after_a_crash_befo
 }
 
 #[test]
-fn a_commit_whose_redo_record_cannot_be_written_is_not_applied_after_a_crash_before_the_reopen()
-{
+fn a_commit_whose_redo_record_cannot_be_written_is_not_applied_after_a_crash_before_the_reopen() {
     assert_refused_commit_stays_refused_after_a_crash(Faults {
         fail_log_write: 1,
         ..Faults::default()

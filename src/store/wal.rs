@@ -8,8 +8,11 @@
 //! `META_SEQ` included) as one record, writes it with one `pwrite` into a segment file under
 //! `<data dir>/wal/` and makes it durable with one `fdatasync` of that file; only then is the
 //! batch applied to sled (op by op, not as a sled batch: [`Wal::apply_last`]), published and
-//! answered. Nothing reaches sled that is not durable in the log. Checkpoints (`wal_checkpoint`) flush sled in the background and free the segments
-//! whose records sled now holds; recovery at open (`wal_replay`) applies the records sled lacks.
+//! answered. Nothing reaches sled that is not durable in the log, except a commit too big to
+//! gain from it, which sled's own flush makes durable before any later record is written
+//! (`wal_through_sled`). Checkpoints (`wal_checkpoint`) flush sled in the background and free
+//! the segments whose records sled now holds; recovery at open (`wal_replay`) applies the
+//! records sled lacks.
 //!
 //! **Layout.** A segment file `<slot>.log` starts with a header ([`SEGMENT_HEADER_BYTES`], its
 //! first bytes `magic, generation, crc32`): the generation numbers segments in the order they
@@ -33,19 +36,23 @@
 //! after a crash before the reopen must not apply it either) and keeps its position
 //! ([`Wal::failed_at`]); the reopen replays only up to it and then resets the log
 //! (`wal_replay`), durably, before anything is served. Nothing is appended after a failed
-//! record, so the refused commit's seq, which the next start may give to a new commit when
-//! the record is gone, is never behind a valid record of its own: the walk stops at the
-//! zeroed header, after every acknowledged commit.
+//! record, so every acknowledged commit lies before it and no walk that stops there loses one;
+//! a start that does not find the record gives its seq to the next commit, in a segment the
+//! start's reset gave a newer generation.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::disk::OpenDb;
 use super::error::StoreError;
 use super::keys;
 use super::wal_checkpoint::{CheckpointDone, Checkpointer};
+#[cfg(test)]
+use super::wal_segment::segment_header;
+pub(super) use super::wal_segment::{create_segment, sync_dir, write_header, zero};
+pub use super::wal_segment::{parse_segment_header, segment_path};
 
 /// The log's directory under the data dir.
 pub const WAL_DIR: &str = "wal";
@@ -89,8 +96,6 @@ pub const SEGMENT_HEADER_BYTES: u64 = 4096;
 
 /// `crc32, payload length, generation, seq`.
 pub const RECORD_HEADER_BYTES: usize = 24;
-
-const SEGMENT_MAGIC: &[u8; 16] = b"banditd-redo-v1\0";
 
 const OP_REMOVE: u8 = 0;
 const OP_INSERT: u8 = 1;
@@ -187,34 +192,6 @@ pub fn record_crc(header_tail: &[u8], payload: &[u8]) -> u32 {
     hasher.update(header_tail);
     hasher.update(payload);
     hasher.finalize()
-}
-
-/// A segment header for `generation`.
-pub fn segment_header(generation: u64) -> [u8; 28] {
-    let mut header = [0_u8; 28];
-    header[..16].copy_from_slice(SEGMENT_MAGIC);
-    header[16..24].copy_from_slice(&generation.to_le_bytes());
-    let crc = crc32fast::hash(&header[..24]);
-    header[24..].copy_from_slice(&crc.to_le_bytes());
-    header
-}
-
-/// The generation a segment header holds, if it is a valid one.
-pub fn parse_segment_header(bytes: &[u8]) -> Option<u64> {
-    let header = bytes.get(..28)?;
-    if &header[..16] != SEGMENT_MAGIC {
-        return None;
-    }
-    let crc = u32::from_le_bytes(header[24..28].try_into().ok()?);
-    if crc32fast::hash(&header[..24]) != crc {
-        return None;
-    }
-    Some(u64::from_le_bytes(header[16..24].try_into().ok()?))
-}
-
-/// The path of a segment slot's file.
-pub fn segment_path(wal_dir: &Path, slot: usize) -> PathBuf {
-    wal_dir.join(format!("{slot}.log"))
 }
 
 /// What a segment slot holds.
@@ -594,60 +571,6 @@ impl Wal {
             .iter()
             .any(|segment| segment.state == SegmentState::Checkpointing)
     }
-}
-
-/// Creates segment file `slot` (synced into the directory), its first room zeroed.
-pub(super) fn create_segment(wal_dir: &Path, slot: usize) -> Result<Segment, StoreError> {
-    let path = segment_path(wal_dir, slot);
-    let failed = |error: std::io::Error| {
-        StoreError::Io(format!(
-            "cannot create the redo log segment {}: {error}",
-            path.display()
-        ))
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(failed)?;
-    let written = SEGMENT_HEADER_BYTES + ZERO_CHUNK_BYTES;
-    zero(&file, 0, written).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    sync_dir(wal_dir)?;
-    Ok(Segment {
-        file,
-        written,
-        state: SegmentState::Free,
-    })
-}
-
-/// Writes `generation`'s header over a segment's first block, durably.
-pub(super) fn write_header(file: &File, generation: u64) -> Result<(), StoreError> {
-    let mut block = vec![0_u8; SEGMENT_HEADER_BYTES as usize];
-    block[..28].copy_from_slice(&segment_header(generation));
-    file.write_all_at(&block, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(|error| StoreError::Io(format!("cannot start a redo log segment: {error}")))
-}
-
-/// Writes zeros over `[start, end)` of `file`.
-pub(super) fn zero(file: &File, start: u64, end: u64) -> std::io::Result<()> {
-    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    let mut at = start;
-    while at < end {
-        let n = (end - at).min(ZEROS.len() as u64) as usize;
-        file.write_all_at(&ZEROS[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
-}
-
-/// `fsync` of a directory, so that a file created or removed in it stays so.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    super::data_dir::sync_dir(dir)
-        .map_err(|error| StoreError::Io(format!("cannot sync {}: {error}", dir.display())))
 }
 
 #[cfg(test)]

@@ -74,8 +74,14 @@ fn a_big_commit_leaves_no_record_and_the_commits_around_it_replay_in_order_after
     copy_dir(dir.path(), &crashed);
     drop(store);
     let logged = logged_seqs(&crashed);
-    assert!(logged.contains(&before) && logged.contains(&after), "{logged:?}");
-    assert!(!logged.contains(&big), "the big commit has no record: {logged:?}");
+    assert!(
+        logged.contains(&before) && logged.contains(&after),
+        "{logged:?}"
+    );
+    assert!(
+        !logged.contains(&big),
+        "the big commit has no record: {logged:?}"
+    );
     {
         let db = raw_db(&crashed);
         let sled_seq = db
@@ -89,7 +95,10 @@ fn a_big_commit_leaves_no_record_and_the_commits_around_it_replay_in_order_after
     }
     let store = open_with_threshold(&crashed);
     for unit in ["before", "after"] {
-        assert!(block_on(store.sticky(&epoch(), unit)).unwrap().is_some(), "{unit}");
+        assert!(
+            block_on(store.sticky(&epoch(), unit)).unwrap().is_some(),
+            "{unit}"
+        );
     }
     let history = block_on(store.history(&epoch(), 0, 10)).unwrap();
     assert_eq!(history.len(), 1);
@@ -122,7 +131,11 @@ fn a_big_commit_whose_flush_fails_is_absent_after_a_crash_before_the_reopen() {
     let again = copies.path().join("again");
     {
         let store = open_with_threshold(&crashed);
-        assert!(block_on(store.sticky(&epoch(), "before")).unwrap().is_some());
+        assert!(
+            block_on(store.sticky(&epoch(), "before"))
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(block_on(store.history(&epoch(), 0, 10)).unwrap(), vec![]);
         assert!(store.audit().unwrap().is_clean());
         insert(&store, "after");
@@ -131,7 +144,10 @@ fn a_big_commit_whose_flush_fails_is_absent_after_a_crash_before_the_reopen() {
     }
     let store = open_with_threshold(&again);
     for unit in ["before", "after"] {
-        assert!(block_on(store.sticky(&epoch(), unit)).unwrap().is_some(), "{unit}");
+        assert!(
+            block_on(store.sticky(&epoch(), unit)).unwrap().is_some(),
+            "{unit}"
+        );
     }
     assert_eq!(block_on(store.history(&epoch(), 0, 10)).unwrap().len(), 1);
     assert!(store.audit().unwrap().is_clean());
