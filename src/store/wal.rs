@@ -77,8 +77,9 @@ pub const CHECKPOINT_AGE_MS: u64 = 1000;
 /// Payload bytes from which a commit is made durable by sled's own flush instead of a record
 /// (`wal_through_sled`): a bulk request's commit (~1 MB) would otherwise be written twice, as
 /// its record and again when sled writes its buffer, while a commit of single events or new
-/// units (a few KiB) is far below it. Between them, a flush's fixed cost (sled's I/O pool
-/// woken, ~0.5 ms of CPU) weighs less than a second write of the bytes above this.
+/// units (a few KiB) is far below it. Between them, a flush's fixed cost on the commit path
+/// (sled's I/O pool woken, its buffers written and synced) is paid once per commit, while the
+/// second write it saves grows with the commit: not measured in between.
 pub const DEFAULT_SLED_COMMIT_BYTES: u64 = 256 << 10;
 
 /// How often an idle writer looks whether the checkpoint under way finished, while records

@@ -3,7 +3,7 @@
 //! A bulk request's commit (~1 MB of unit-log, event-log and mark-log values) written as a
 //! record is written again when sled writes the buffer its op-by-op apply filled: 143–151
 //! device bytes per bulk event against 121–130 when sled alone made it durable
-//! (`benches/load/results/wal6-2026-12-01-s11.md`). A commit whose payload reaches
+//! (`benches/load/results/s11-ab-2026-12-01.md`). A commit whose payload reaches
 //! [`super::wal::DEFAULT_SLED_COMMIT_BYTES`] (`--store-sled-commit-kib`) is therefore applied
 //! to sled as one sled batch and sled is flushed and its log `fdatasync`ed
 //! (`disk::OpenDb::sync`) before anybody is answered, as every commit was before the log.
