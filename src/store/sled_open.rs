@@ -44,7 +44,7 @@ pub struct StoreOptions {
     /// restart, more sled flushes.
     pub checkpoint_bytes: u64,
     /// Payload bytes from which a commit is made durable by sled's flush instead of a redo-log
-    /// record (`wal_through_sled`): bulk requests' commits, written once instead of twice.
+    /// record (`wal_through_sled`): big group commits, written once instead of twice.
     pub sled_commit_bytes: u64,
 }
 

@@ -75,11 +75,13 @@ pub const DEFAULT_CHECKPOINT_BYTES: u64 = 16 << 20;
 pub const CHECKPOINT_AGE_MS: u64 = 1000;
 
 /// Payload bytes from which a commit is made durable by sled's own flush instead of a record
-/// (`wal_through_sled`): a bulk request's commit (~1 MB) would otherwise be written twice, as
-/// its record and again when sled writes its buffer, while a commit of single events or new
-/// units (a few KiB) is far below it. Between them, a flush's fixed cost on the commit path
-/// (sled's I/O pool woken, its buffers written and synced) is paid once per commit, while the
-/// second write it saves grows with the commit: not measured in between.
+/// (`wal_through_sled`): a big group commit would otherwise be written twice, as its record
+/// and again when sled writes its buffer. One 1,000-event bulk request's commit is 16–20 KiB
+/// (`benches/load/results/wal7-2026-12-01-s13.md`), so only a group of a dozen or more skips
+/// the log. A flush's cost on the commit path (sled's I/O pool woken, its buffers written and
+/// synced) is paid once per commit, while the second write it saves grows with the commit;
+/// where they cross is not measured (at 16 KiB, commits of one bulk request each wrote
+/// 79–3,282 device bytes per event through sled's flush against 138–178 through the log).
 pub const DEFAULT_SLED_COMMIT_BYTES: u64 = 256 << 10;
 
 /// How often an idle writer looks whether the checkpoint under way finished, while records

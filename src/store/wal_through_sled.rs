@@ -1,9 +1,11 @@
 //! A big commit made durable by sled's own flush instead of a redo log record (`wal`).
 //!
-//! A bulk request's commit (~1 MB of unit-log, event-log and mark-log values) written as a
-//! record is written again when sled writes the buffer its op-by-op apply filled: 143–151
-//! device bytes per bulk event against 121–130 when sled alone made it durable
-//! (`benches/load/results/s11-ab-2026-12-01.md`). A commit whose payload reaches
+//! A big group commit (unit-log, event-log and mark-log values; 16–20 KiB per 1,000-event bulk
+//! request, `benches/load/results/wal7-2026-12-01-s13.md`) written as a record is written
+//! again when sled writes the buffer its op-by-op apply filled: 143–151 device bytes per bulk
+//! event against 121–130 when sled alone made every commit durable
+//! (`benches/load/results/s11-ab-2026-12-01.md`); through this path, 72–83 against 121–127
+//! for commits of one to three bulk requests (the wal7 results). A commit whose payload reaches
 //! [`super::wal::DEFAULT_SLED_COMMIT_BYTES`] (`--store-sled-commit-kib`) is therefore applied
 //! to sled as one sled batch and sled is flushed and its log `fdatasync`ed
 //! (`disk::OpenDb::sync`) before anybody is answered, as every commit was before the log.
