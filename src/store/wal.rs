@@ -80,8 +80,8 @@ pub const CHECKPOINT_AGE_MS: u64 = 1000;
 /// (`benches/load/results/wal7-2026-12-01-s13.md`), so only a group of a dozen or more skips
 /// the log. A flush's cost on the commit path (sled's I/O pool woken, its buffers written and
 /// synced) is paid once per commit, while the second write it saves grows with the commit;
-/// where they cross is not measured (at 16 KiB, commits of one bulk request each wrote
-/// 79–3,282 device bytes per event through sled's flush against 138–178 through the log).
+/// where they cross is not measured (at 16 KiB, bulk commits through sled's flush wrote
+/// 126–1,324 device bytes per applied event over HTTP against 148–158 through the log).
 pub const DEFAULT_SLED_COMMIT_BYTES: u64 = 256 << 10;
 
 /// How often an idle writer looks whether the checkpoint under way finished, while records

@@ -4,8 +4,8 @@
 //! request, `benches/load/results/wal7-2026-12-01-s13.md`) written as a record is written
 //! again when sled writes the buffer its op-by-op apply filled: 143–151 device bytes per bulk
 //! event against 121–130 when sled alone made every commit durable
-//! (`benches/load/results/s11-ab-2026-12-01.md`); through this path, 72–83 against 121–127
-//! for commits of one to three bulk requests (the wal7 results). A commit whose payload reaches
+//! (`benches/load/results/s11-ab-2026-12-01.md`); through this path at 16 KiB, 126–1,324 per
+//! applied event against 148–158 (the wal7 results: unstable). A commit whose payload reaches
 //! [`super::wal::DEFAULT_SLED_COMMIT_BYTES`] (`--store-sled-commit-kib`) is therefore applied
 //! to sled as one sled batch and sled is flushed and its log `fdatasync`ed
 //! (`disk::OpenDb::sync`) before anybody is answered, as every commit was before the log.
