@@ -1,6 +1,6 @@
 //! A big commit made durable by sled's flush (`wal_through_sled`): no record of it in the log,
 //! the replay's order kept across it, and a crash before its flush returned leaves all of it
-//! or none.
+//! or none; and which commits take that path (from exactly the threshold).
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -151,4 +151,17 @@ fn a_big_commit_whose_flush_fails_is_absent_after_a_crash_before_the_reopen() {
     }
     assert_eq!(block_on(store.history(&epoch(), 0, 10)).unwrap().len(), 1);
     assert!(store.audit().unwrap().is_clean());
+}
+
+#[test]
+fn a_commit_goes_through_sled_from_exactly_the_threshold_and_not_a_byte_below() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = wal::Wal::new(dir.path().to_path_buf(), Vec::new(), 0, 1, 0);
+    let mut batch = log.batch();
+    batch.insert(b"unit", [7_u8; 100]);
+    let payload = batch.payload_bytes() as u64;
+    log.set_sled_commit_bytes(payload);
+    assert!(log.commits_through_sled(&batch));
+    log.set_sled_commit_bytes(payload + 1);
+    assert!(!log.commits_through_sled(&batch));
 }
