@@ -63,6 +63,8 @@ pub struct Config {
     pub store_compact_min_entries: u64,
     /// See `StoreOptions::checkpoint_bytes`.
     pub store_checkpoint_bytes: u64,
+    /// See `StoreOptions::sled_commit_bytes`.
+    pub store_sled_commit_bytes: u64,
     /// See `StoreOptions::sched_batch`.
     pub store_sched_batch: bool,
     /// After SIGTERM, how long the server keeps serving (with `/readyz` at 503) before it
@@ -107,6 +109,7 @@ impl Config {
                 page_cache_mb: self.store_cache_mb,
                 compact_min_entries: self.store_compact_min_entries,
                 checkpoint_bytes: self.store_checkpoint_bytes,
+                sled_commit_bytes: self.store_sled_commit_bytes,
                 sched_batch: self.store_sched_batch,
             },
         }

@@ -66,6 +66,8 @@ mod unit_log_entry;
 mod wal;
 mod wal_checkpoint;
 mod wal_replay;
+mod wal_segment;
+mod wal_through_sled;
 mod wave;
 mod writer;
 mod writer_state;
@@ -99,4 +101,4 @@ pub use self::types::{
     TokenCredit, TokenCreditPage,
 };
 pub use self::unit_log::DEFAULT_COMPACT_MIN_ENTRIES;
-pub use self::wal::DEFAULT_CHECKPOINT_BYTES;
+pub use self::wal::{DEFAULT_CHECKPOINT_BYTES, DEFAULT_SLED_COMMIT_BYTES};

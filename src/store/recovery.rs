@@ -130,6 +130,7 @@ impl Writer {
         self.last_seq = opened.last_seq.max(failed_seq);
         self.wal = opened.wal;
         self.wal.set_checkpoint_bytes(self.checkpoint_bytes);
+        self.wal.set_sled_commit_bytes(self.sled_commit_bytes);
         let open = Arc::new(opened.open);
         self.shared.db.store(Some(Arc::clone(&open)));
         self.open = Some(open);

@@ -533,5 +533,9 @@ mod sync_tests;
 mod failure_tests;
 
 #[cfg(test)]
+#[path = "wal_through_sled_tests.rs"]
+mod through_sled_tests;
+
+#[cfg(test)]
 #[path = "sled_contract_tests.rs"]
 mod contract_tests;

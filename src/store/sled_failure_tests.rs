@@ -95,6 +95,80 @@ fn a_commit_whose_redo_record_cannot_be_synced_leaves_nothing_behind_and_writes_
     });
 }
 
+/// A crash after a commit was refused for its redo record and before the reopen reset the log
+/// (the reopens keep failing; the data dir copied as `kill -9` would leave it, the page cache
+/// included): the next start does not apply the refused commit. The commits that start then
+/// acknowledges take the refused one's seq and survive the next crash: no stale record of
+/// that seq stops the walk before them.
+fn assert_refused_commit_stays_refused_after_a_crash(faults: Faults) {
+    let dir = tempfile::tempdir().unwrap();
+    let copies = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    block_on(store.insert_sticky(&epoch(), "kept", record("control", T0_MS), tally(T0_MS)))
+        .unwrap();
+    inject(
+        &store,
+        Faults {
+            fail_reopens: u32::MAX,
+            ..faults
+        },
+    );
+    let refused =
+        block_on(store.insert_sticky(&epoch(), "lost", record("bold", T0_MS), tally(T0_MS)));
+    assert!(
+        matches!(refused, Err(StoreError::Unavailable(_))),
+        "{refused:?}"
+    );
+    let crashed = copies.path().join("crashed");
+    copy_dir(dir.path(), &crashed);
+    drop(store);
+    let again = copies.path().join("again");
+    {
+        let store = open(&crashed);
+        assert_eq!(block_on(store.sticky(&epoch(), "lost")).unwrap(), None);
+        assert_eq!(
+            exposures(&store, "bold"),
+            0,
+            "the refused commit is not applied"
+        );
+        assert_eq!(exposures(&store, "control"), 1);
+        assert_audit_clean(&store);
+        for unit in ["after-1", "after-2"] {
+            block_on(store.insert_sticky(&epoch(), unit, record("bold", T0_MS), tally(T0_MS)))
+                .unwrap();
+        }
+        copy_dir(&crashed, &again);
+    }
+    let store = open(&again);
+    for unit in ["kept", "after-1", "after-2"] {
+        assert!(
+            block_on(store.sticky(&epoch(), unit)).unwrap().is_some(),
+            "{unit}"
+        );
+    }
+    assert_eq!(block_on(store.sticky(&epoch(), "lost")).unwrap(), None);
+    assert_eq!(exposures(&store, "bold"), 2);
+    assert_audit_clean(&store);
+}
+
+/// The record sits, valid, in the page cache after its failed `fdatasync`: only its zeroed
+/// header (`wal::Wal::invalidate_refused`) keeps a start after the crash from applying it.
+#[test]
+fn a_commit_whose_redo_record_cannot_be_synced_is_not_applied_after_a_crash_before_the_reopen() {
+    assert_refused_commit_stays_refused_after_a_crash(Faults {
+        fail_log_sync: 1,
+        ..Faults::default()
+    });
+}
+
+#[test]
+fn a_commit_whose_redo_record_cannot_be_written_is_not_applied_after_a_crash_before_the_reopen() {
+    assert_refused_commit_stays_refused_after_a_crash(Faults {
+        fail_log_write: 1,
+        ..Faults::default()
+    });
+}
+
 #[test]
 fn a_commit_that_fails_before_sled_applied_it_leaves_nothing_behind_and_writes_resume() {
     assert_failed_insert_leaves_nothing(Faults {

@@ -43,6 +43,9 @@ pub struct StoreOptions {
     /// background, the log's segments freed: `wal_checkpoint`). Smaller: shorter replays at
     /// restart, more sled flushes.
     pub checkpoint_bytes: u64,
+    /// Payload bytes from which a commit is made durable by sled's flush instead of a redo-log
+    /// record (`wal_through_sled`): big group commits, written once instead of twice.
+    pub sled_commit_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -52,6 +55,7 @@ impl Default for StoreOptions {
             compact_min_entries: crate::store::unit_log::DEFAULT_COMPACT_MIN_ENTRIES,
             sched_batch: false,
             checkpoint_bytes: crate::store::wal::DEFAULT_CHECKPOINT_BYTES,
+            sled_commit_bytes: crate::store::wal::DEFAULT_SLED_COMMIT_BYTES,
         }
     }
 }
@@ -116,6 +120,8 @@ impl SledStore {
         writer.compact_min_entries = options.compact_min_entries;
         writer.checkpoint_bytes = options.checkpoint_bytes;
         writer.wal.set_checkpoint_bytes(options.checkpoint_bytes);
+        writer.sled_commit_bytes = options.sled_commit_bytes;
+        writer.wal.set_sled_commit_bytes(options.sled_commit_bytes);
         let sched_batch = options.sched_batch;
         if sched_batch {
             // sled's I/O pool exists once the open above wrote or read its log.

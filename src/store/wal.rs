@@ -8,8 +8,11 @@
 //! `META_SEQ` included) as one record, writes it with one `pwrite` into a segment file under
 //! `<data dir>/wal/` and makes it durable with one `fdatasync` of that file; only then is the
 //! batch applied to sled (op by op, not as a sled batch: [`Wal::apply_last`]), published and
-//! answered. Nothing reaches sled that is not durable in the log. Checkpoints (`wal_checkpoint`) flush sled in the background and free the segments
-//! whose records sled now holds; recovery at open (`wal_replay`) applies the records sled lacks.
+//! answered. Nothing reaches sled that is not durable in the log, except a commit too big to
+//! gain from it, which sled's own flush makes durable before any later record is written
+//! (`wal_through_sled`). Checkpoints (`wal_checkpoint`) flush sled in the background and free
+//! the segments whose records sled now holds; recovery at open (`wal_replay`) applies the
+//! records sled lacks.
 //!
 //! **Layout.** A segment file `<slot>.log` starts with a header ([`SEGMENT_HEADER_BYTES`], its
 //! first bytes `magic, generation, crc32`): the generation numbers segments in the order they
@@ -29,18 +32,27 @@
 //!
 //! **Failure.** A record whose write or `fdatasync` failed was refused, but its bytes may sit
 //! in the page cache marked clean (Linux does that after a failed writeback), readable by a
-//! later replay. The writer keeps its position ([`Wal::failed_at`]); the reopen replays only
-//! up to it and then resets the log (`wal_replay`), durably, before anything is served.
+//! later replay. The writer zeroes its header at once (`Wal::invalidate_refused`: a start
+//! after a crash before the reopen must not apply it either) and keeps its position
+//! ([`Wal::failed_at`]); the reopen replays only up to it and then resets the log
+//! (`wal_replay`), durably, before anything is served. Nothing is appended after a failed
+//! record, so every acknowledged commit lies before it and no walk that stops there loses one;
+//! a start that does not find the record gives its seq to the next commit, in a segment the
+//! start's reset gave a newer generation.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::disk::OpenDb;
 use super::error::StoreError;
 use super::keys;
 use super::wal_checkpoint::{CheckpointDone, Checkpointer};
+#[cfg(test)]
+use super::wal_segment::segment_header;
+pub(super) use super::wal_segment::{create_segment, sync_dir, write_header, zero};
+pub use super::wal_segment::{parse_segment_header, segment_path};
 
 /// The log's directory under the data dir.
 pub const WAL_DIR: &str = "wal";
@@ -62,6 +74,16 @@ pub const DEFAULT_CHECKPOINT_BYTES: u64 = 16 << 20;
 /// for hours. Once a second is nothing against the commits of any load that fills a segment.
 pub const CHECKPOINT_AGE_MS: u64 = 1000;
 
+/// Payload bytes from which a commit is made durable by sled's own flush instead of a record
+/// (`wal_through_sled`): a big group commit would otherwise be written twice, as its record
+/// and again when sled writes its buffer. One 1,000-event bulk request's commit is 16–20 KiB
+/// (`benches/load/results/wal7-2026-12-01-s13.md`), so only a group of a dozen or more skips
+/// the log. A flush's cost on the commit path (sled's I/O pool woken, its buffers written and
+/// synced) is paid once per commit, while the second write it saves grows with the commit;
+/// where they cross is not measured (at 16 KiB, bulk commits through sled's flush wrote
+/// 126–1,324 device bytes per applied event over HTTP against 148–158 through the log).
+pub const DEFAULT_SLED_COMMIT_BYTES: u64 = 256 << 10;
+
 /// How often an idle writer looks whether the checkpoint under way finished, while records
 /// wait for the next.
 const CHECKPOINT_POLL_MS: u64 = 10;
@@ -77,8 +99,6 @@ pub const SEGMENT_HEADER_BYTES: u64 = 4096;
 
 /// `crc32, payload length, generation, seq`.
 pub const RECORD_HEADER_BYTES: usize = 24;
-
-const SEGMENT_MAGIC: &[u8; 16] = b"banditd-redo-v1\0";
 
 const OP_REMOVE: u8 = 0;
 const OP_INSERT: u8 = 1;
@@ -98,6 +118,16 @@ pub struct RedoBatch {
 }
 
 impl RedoBatch {
+    /// The bytes of the ops encoded so far.
+    pub fn payload_bytes(&self) -> usize {
+        self.record.len() - RECORD_HEADER_BYTES
+    }
+
+    /// The encoded ops and the buffer they are in (for `wal_through_sled`).
+    pub(super) fn into_record(self) -> Vec<u8> {
+        self.record
+    }
+
     /// A batch encoding into `buffer` (the log's, reused across commits).
     pub fn new(mut buffer: Vec<u8>) -> Self {
         buffer.clear();
@@ -167,34 +197,6 @@ pub fn record_crc(header_tail: &[u8], payload: &[u8]) -> u32 {
     hasher.finalize()
 }
 
-/// A segment header for `generation`.
-pub fn segment_header(generation: u64) -> [u8; 28] {
-    let mut header = [0_u8; 28];
-    header[..16].copy_from_slice(SEGMENT_MAGIC);
-    header[16..24].copy_from_slice(&generation.to_le_bytes());
-    let crc = crc32fast::hash(&header[..24]);
-    header[24..].copy_from_slice(&crc.to_le_bytes());
-    header
-}
-
-/// The generation a segment header holds, if it is a valid one.
-pub fn parse_segment_header(bytes: &[u8]) -> Option<u64> {
-    let header = bytes.get(..28)?;
-    if &header[..16] != SEGMENT_MAGIC {
-        return None;
-    }
-    let crc = u32::from_le_bytes(header[24..28].try_into().ok()?);
-    if crc32fast::hash(&header[..24]) != crc {
-        return None;
-    }
-    Some(u64::from_le_bytes(header[16..24].try_into().ok()?))
-}
-
-/// The path of a segment slot's file.
-pub fn segment_path(wal_dir: &Path, slot: usize) -> PathBuf {
-    wal_dir.join(format!("{slot}.log"))
-}
-
 /// What a segment slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SegmentState {
@@ -225,18 +227,21 @@ pub struct Wal {
     /// Where the next record goes in the current segment.
     pub(super) pos: u64,
     /// The record buffer, lent to each commit's [`RedoBatch`].
-    buffer: Vec<u8>,
-    /// The last seq appended.
-    last_seq: u64,
+    pub(super) buffer: Vec<u8>,
+    /// The last seq appended (or made durable in sled by `wal_through_sled`).
+    pub(super) last_seq: u64,
     /// Record bytes since the last checkpoint started, and when the first of them was written.
     unchecked_bytes: u64,
     unchecked_since: Option<std::time::Instant>,
     checkpoint_bytes: u64,
+    /// Payload bytes from which a commit skips the log and is made durable by sled's flush
+    /// (`wal_through_sled`).
+    pub(super) sled_commit_bytes: u64,
     checkpointer: Option<Checkpointer>,
     /// The position of a record whose write or `fdatasync` failed (see the module docs).
-    failed_at: Option<Position>,
+    pub(super) failed_at: Option<Position>,
     /// A checkpoint's failure: sled could not flush, so the database must be reopened.
-    broken: Option<StoreError>,
+    pub(super) broken: Option<StoreError>,
     /// Test hook: the fault the next append meets (`Faults`).
     #[cfg(test)]
     pub(super) fault: WalFault,
@@ -275,6 +280,7 @@ impl Wal {
             unchecked_bytes: 0,
             unchecked_since: None,
             checkpoint_bytes: DEFAULT_CHECKPOINT_BYTES,
+            sled_commit_bytes: DEFAULT_SLED_COMMIT_BYTES,
             checkpointer: None,
             failed_at: None,
             broken: None,
@@ -286,6 +292,12 @@ impl Wal {
     /// Sets the record bytes after which a checkpoint starts (tests and `--store-checkpoint-kib`).
     pub fn set_checkpoint_bytes(&mut self, bytes: u64) {
         self.checkpoint_bytes = bytes.max(1);
+    }
+
+    /// Sets the payload bytes from which a commit goes to sled's flush instead of the log
+    /// (tests and `--store-sled-commit-kib`).
+    pub fn set_sled_commit_bytes(&mut self, bytes: u64) {
+        self.sled_commit_bytes = bytes.max(1);
     }
 
     /// A batch to build the next commit in.
@@ -341,6 +353,7 @@ impl Wal {
         self.buffer = record;
         if let Err(error) = written {
             self.failed_at = Some(at);
+            self.invalidate_refused(at);
             return Err(error);
         }
         let segment = &mut self.segments[self.current];
@@ -381,6 +394,35 @@ impl Wal {
             }
             .map_err(keys::io)
         })
+    }
+
+    /// Zeroes the header of the record at `at`, whose write or `fdatasync` failed, and tries to
+    /// make that durable: the reopen that follows would stop before it anyway (`wal_replay`),
+    /// but a process that ends before that reopen reset the log (a crash, a kill, a shutdown
+    /// during the failure episode) would otherwise leave it, valid in the page cache, for the
+    /// next start to apply: a commit its callers were told was refused. Through a descriptor
+    /// of its own, as the segment's may be what failed. It writes into blocks the record
+    /// already holds, so a full disk takes it; if it fails, or if the machine loses the page
+    /// cache before its zeros reach the disk, the record is applied at the next start only if
+    /// the disk stored it whole despite the error (README, Durability).
+    fn invalidate_refused(&self, at: Position) {
+        let path = segment_path(&self.dir, at.slot);
+        let zeroed = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|file| {
+                file.write_all_at(&[0; RECORD_HEADER_BYTES], at.offset)?;
+                file.sync_data()
+            });
+        if let Err(error) = zeroed {
+            tracing::warn!(
+                %error,
+                segment = %path.display(),
+                offset = at.offset,
+                "cannot invalidate a refused record of the store's redo log; a start before the \
+                 store reopens may apply it"
+            );
+        }
     }
 
     fn write_record(&self, record: &[u8], at: Position) -> Result<(), StoreError> {
@@ -467,7 +509,7 @@ impl Wal {
     }
 
     /// Frees the segments of a finished checkpoint, or notes its failure.
-    fn take_checkpoint_result(&mut self) {
+    pub(super) fn take_checkpoint_result(&mut self) {
         let Some(done) = self.checkpointer.as_ref().and_then(Checkpointer::finished) else {
             return;
         };
@@ -532,60 +574,6 @@ impl Wal {
             .iter()
             .any(|segment| segment.state == SegmentState::Checkpointing)
     }
-}
-
-/// Creates segment file `slot` (synced into the directory), its first room zeroed.
-pub(super) fn create_segment(wal_dir: &Path, slot: usize) -> Result<Segment, StoreError> {
-    let path = segment_path(wal_dir, slot);
-    let failed = |error: std::io::Error| {
-        StoreError::Io(format!(
-            "cannot create the redo log segment {}: {error}",
-            path.display()
-        ))
-    };
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&path)
-        .map_err(failed)?;
-    let written = SEGMENT_HEADER_BYTES + ZERO_CHUNK_BYTES;
-    zero(&file, 0, written).map_err(failed)?;
-    file.sync_all().map_err(failed)?;
-    sync_dir(wal_dir)?;
-    Ok(Segment {
-        file,
-        written,
-        state: SegmentState::Free,
-    })
-}
-
-/// Writes `generation`'s header over a segment's first block, durably.
-pub(super) fn write_header(file: &File, generation: u64) -> Result<(), StoreError> {
-    let mut block = vec![0_u8; SEGMENT_HEADER_BYTES as usize];
-    block[..28].copy_from_slice(&segment_header(generation));
-    file.write_all_at(&block, 0)
-        .and_then(|()| file.sync_data())
-        .map_err(|error| StoreError::Io(format!("cannot start a redo log segment: {error}")))
-}
-
-/// Writes zeros over `[start, end)` of `file`.
-pub(super) fn zero(file: &File, start: u64, end: u64) -> std::io::Result<()> {
-    static ZEROS: [u8; 64 << 10] = [0; 64 << 10];
-    let mut at = start;
-    while at < end {
-        let n = (end - at).min(ZEROS.len() as u64) as usize;
-        file.write_all_at(&ZEROS[..n], at)?;
-        at += n as u64;
-    }
-    Ok(())
-}
-
-/// `fsync` of a directory, so that a file created or removed in it stays so.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    super::data_dir::sync_dir(dir)
-        .map_err(|error| StoreError::Io(format!("cannot sync {}: {error}", dir.display())))
 }
 
 #[cfg(test)]

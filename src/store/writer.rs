@@ -481,7 +481,9 @@ impl Writer {
     }
 
     /// Makes the batch durable in the redo log (one `pwrite`, one `fdatasync`: `wal`), then
-    /// applies it to sled, which is flushed only at checkpoints (`wal_checkpoint`).
+    /// applies it to sled, which is flushed only at checkpoints (`wal_checkpoint`); a batch too
+    /// big to gain from the log goes to sled as one batch and sled's flush instead
+    /// (`wal_through_sled`).
     fn write(&mut self, open: &OpenDb, seq: u64, batch: RedoBatch) -> Result<(), StoreError> {
         #[cfg(test)]
         {
@@ -490,15 +492,23 @@ impl Writer {
             self.shared.faults_for_checkpoint(open);
         }
         let started = std::time::Instant::now();
-        self.wal.append(seq, batch)?;
-        if let Some(metrics) = crate::metrics::get() {
-            metrics
-                .store_fsync_seconds
-                .observe(started.elapsed().as_secs_f64());
+        if self.wal.commits_through_sled(&batch) {
+            // Too big to gain from the log: sled's flush makes it durable (`wal_through_sled`).
+            self.wal
+                .commit_through_sled(open, seq, batch, &self.shared.apply_lock)?;
+            #[cfg(test)]
+            self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.wal.append(seq, batch)?;
+            if let Some(metrics) = crate::metrics::get() {
+                metrics
+                    .store_fsync_seconds
+                    .observe(started.elapsed().as_secs_f64());
+            }
+            #[cfg(test)]
+            self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
+            self.wal.apply_last(&open.db, &self.shared.apply_lock)?;
         }
-        #[cfg(test)]
-        self.shared.data_sync_count.fetch_add(1, Ordering::Relaxed);
-        self.wal.apply_last(&open.db, &self.shared.apply_lock)?;
         #[cfg(test)]
         let _gate = self
             .shared

@@ -44,6 +44,9 @@ pub struct Writer {
     /// Record bytes between checkpoints (`StoreOptions::checkpoint_bytes`), kept for the
     /// logs of later reopens.
     pub(super) checkpoint_bytes: u64,
+    /// Payload bytes from which a commit goes to sled's flush instead of the log
+    /// (`StoreOptions::sled_commit_bytes`), kept for the logs of later reopens.
+    pub(super) sled_commit_bytes: u64,
 }
 
 /// A commit that did not reach the disk.
@@ -79,6 +82,7 @@ impl Writer {
             previous_waited_for: 0,
             wal,
             checkpoint_bytes: super::wal::DEFAULT_CHECKPOINT_BYTES,
+            sled_commit_bytes: super::wal::DEFAULT_SLED_COMMIT_BYTES,
         }
     }
 }
