@@ -19,7 +19,7 @@ import re
 import sys
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from callgrind_parts import ALLOCATING, calls, inclusive  # noqa: E402
+from callgrind_parts import print_parts, tally  # noqa: E402
 
 GROUPS = [
     ("HTTP worker", r"InnerDispatcher"),
@@ -70,19 +70,7 @@ def group_of(dump):
 
 def main():
     dumps, requests, commits = sys.argv[1].split(","), int(sys.argv[2]), int(sys.argv[3])
-    by_group, allocs, entries, called = {}, {}, {}, {}
-    for dump in dumps:
-        group = group_of(dump)
-        for name, ir in inclusive(dump):
-            if name == "PROGRAM TOTALS":
-                by_group[group] = by_group.get(group, 0) + ir
-            elif ir > entries.get(name, 0):
-                entries[name] = ir
-        for name, n in calls(dump).items():
-            name = re.sub(r"'\d+$", "", name)
-            called[name] = called.get(name, 0) + n
-            if re.search(ALLOCATING, name):
-                allocs[group] = allocs.get(group, 0) + n
+    by_group, allocs, entries, called = tally(dumps, group_of)
     commits = max(commits, 1)
     for group in [g for g, _ in GROUPS] + ["rest"]:
         ir = by_group.get(group, 0)
@@ -98,15 +86,7 @@ def main():
     print()
     print("| part | instructions per request | calls per request |")
     print("| --- | ---: | ---: |")
-    for label, pattern in PARTS:
-        hits = [(ir, n) for n, ir in entries.items() if re.search(pattern, n)]
-        if not hits:
-            continue
-        ir, name = max(hits)
-        n_calls = called.get(name)
-        per = f"{n_calls / requests:.2f}" if n_calls is not None else "–"
-        print(f"| {label} | {ir / requests:,.0f} | {per} |")
-
+    print_parts(PARTS, entries, called, requests)
 
 if __name__ == "__main__":
     main()

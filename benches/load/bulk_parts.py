@@ -17,7 +17,7 @@ is inside the handler). The second form prints the dump of that thread.
 import re
 import sys
 
-from callgrind_parts import ALLOCATING, calls, inclusive
+from callgrind_parts import tally
 
 # (label, regex on the demangled name). The largest matching whole-function entry is shown.
 PARTS = [
@@ -76,21 +76,8 @@ def main():
         print(next((d for d in dumps if kind(d) == wanted), ""))
         return
     dumps, events = sys.argv[1].split(","), int(sys.argv[2])
-    entries, called, by_kind, allocs_by_kind = {}, {}, {}, {}
-    total = 0
-    for dump in dumps:
-        k = kind(dump)
-        for name, ir in inclusive(dump):
-            if name == "PROGRAM TOTALS":
-                total += ir
-                by_kind[k] = by_kind.get(k, 0) + ir
-            elif ir > entries.get(name, 0):
-                entries[name] = ir
-        for name, n in calls(dump).items():
-            name = re.sub(r"'\d+$", "", name)
-            called[name] = called.get(name, 0) + n
-            if re.search(ALLOCATING, name):
-                allocs_by_kind[k] = allocs_by_kind.get(k, 0) + n
+    by_kind, allocs_by_kind, entries, called = tally(dumps, kind)
+    total = sum(by_kind.values())
     print(f"| everything (all threads) | {total / events:,.0f} | – |")
     for k, label in [("worker", "the HTTP worker thread"), ("writer", "the store writer thread"),
                      ("sled", "sled's threads (flusher, I/O pool)"), ("other", "other threads")]:

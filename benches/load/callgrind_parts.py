@@ -92,27 +92,30 @@ def calls(dump):
     return counts
 
 
-def main():
-    dumps, requests = sys.argv[1].split(","), int(sys.argv[2])
-    entries, called, totals = {}, {}, {}
+def tally(dumps, group_of):
+    """Reads each dump once: the PROGRAM TOTALS and the allocations of each group of dumps
+    (`group_of(dump)` names a dump's group), the largest inclusive cost each function has in
+    any dump, and each function's calls summed over the dumps."""
+    totals, allocs, entries, called = {}, {}, {}, {}
     for dump in dumps:
+        group = group_of(dump)
         for name, ir in inclusive(dump):
             if name == "PROGRAM TOTALS":
-                totals[dump] = ir
+                totals[group] = totals.get(group, 0) + ir
             elif ir > entries.get(name, 0):
                 entries[name] = ir
         for name, n in calls(dump).items():
             name = re.sub(r"'\d+$", "", name)
             called[name] = called.get(name, 0) + n
-    print(f"| everything (all threads) | {sum(totals.values()) / requests:,.0f} | – |")
-    worker = next((d for d in dumps if "InnerDispatcher" in open(d).read()), None)
-    if worker is not None:
-        print(f"| the HTTP worker thread | {totals.get(worker, 0) / requests:,.0f} | – |")
-        on_worker = calls(worker)
-        allocations = sum(n for name, n in on_worker.items() if re.search(ALLOCATING, name))
-        print(f"| heap allocations on the HTTP worker (`__rust_alloc`, `_zeroed`, `_realloc`)"
-              f" | – | {allocations / requests:.2f} |")
-    for label, pattern in PARTS:
+            if re.search(ALLOCATING, name):
+                allocs[group] = allocs.get(group, 0) + n
+    return totals, allocs, entries, called
+
+
+def print_parts(parts, entries, called, requests):
+    """One row per part found: the costliest function matching its pattern, per request,
+    and that function's calls per request."""
+    for label, pattern in parts:
         hits = [(ir, n) for n, ir in entries.items() if re.search(pattern, n)]
         if not hits:
             continue
@@ -120,6 +123,18 @@ def main():
         n_calls = called.get(name)
         per = f"{n_calls / requests:.2f}" if n_calls is not None else "–"
         print(f"| {label} | {ir / requests:,.0f} | {per} |")
+
+
+def main():
+    dumps, requests = sys.argv[1].split(","), int(sys.argv[2])
+    totals, allocs, entries, called = tally(dumps, lambda dump: dump)
+    print(f"| everything (all threads) | {sum(totals.values()) / requests:,.0f} | – |")
+    worker = next((d for d in dumps if "InnerDispatcher" in open(d).read()), None)
+    if worker is not None:
+        print(f"| the HTTP worker thread | {totals.get(worker, 0) / requests:,.0f} | – |")
+        print(f"| heap allocations on the HTTP worker (`__rust_alloc`, `_zeroed`, `_realloc`)"
+              f" | – | {allocs.get(worker, 0) / requests:.2f} |")
+    print_parts(PARTS, entries, called, requests)
 
 
 if __name__ == "__main__":

@@ -314,17 +314,7 @@ impl Wal {
     /// failure the record's position is kept ([`Wal::failed_at`]) and nothing may be appended
     /// after it.
     pub fn append(&mut self, seq: u64, batch: RedoBatch) -> Result<(), StoreError> {
-        self.take_checkpoint_result();
-        if let Some(error) = &self.broken {
-            // Nothing written: the reopen replays the log into a fresh database.
-            return Err(error.clone());
-        }
-        if let Some(failed) = self.failed_at {
-            return Err(StoreError::Io(format!(
-                "the redo log failed at segment {} offset {}",
-                failed.slot, failed.offset
-            )));
-        }
+        self.refuse_when_failed()?;
         let mut record = batch.record;
         let payload_len = record.len() - RECORD_HEADER_BYTES;
         let len = u32::try_from(payload_len)
@@ -504,6 +494,23 @@ impl Wal {
         }
         if let Some(checkpointer) = &self.checkpointer {
             checkpointer.request(Arc::clone(open), slots);
+        }
+        Ok(())
+    }
+
+    /// Takes a finished checkpoint's result, then refuses a commit when the log cannot take
+    /// one: a checkpoint failed (nothing is written; the reopen replays the log into a fresh
+    /// database) or a record failed before (nothing may follow it, [`Wal::failed_at`]).
+    pub(super) fn refuse_when_failed(&mut self) -> Result<(), StoreError> {
+        self.take_checkpoint_result();
+        if let Some(error) = &self.broken {
+            return Err(error.clone());
+        }
+        if let Some(failed) = self.failed_at {
+            return Err(StoreError::Io(format!(
+                "the redo log failed at segment {} offset {}",
+                failed.slot, failed.offset
+            )));
         }
         Ok(())
     }

@@ -45,16 +45,7 @@ impl Wal {
         batch: RedoBatch,
         apply_lock: &std::sync::RwLock<()>,
     ) -> Result<(), StoreError> {
-        self.take_checkpoint_result();
-        if let Some(error) = &self.broken {
-            return Err(error.clone());
-        }
-        if let Some(failed) = self.failed_at {
-            return Err(StoreError::Io(format!(
-                "the redo log failed at segment {} offset {}",
-                failed.slot, failed.offset
-            )));
-        }
+        self.refuse_when_failed()?;
         let record = batch.into_record();
         let decoded = decode_ops(&record[super::wal::RECORD_HEADER_BYTES..]);
         self.buffer = record;
