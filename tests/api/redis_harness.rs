@@ -35,8 +35,13 @@ impl RedisServer {
     }
 
     fn spawn(extra: Option<Vec<String>>) -> Self {
+        Self::spawn_on(free_port(), extra)
+    }
+
+    /// A fresh server that tries `port` first (a test gives one that is taken, to check the
+    /// retry below).
+    pub fn spawn_on(port: u16, extra: Option<Vec<String>>) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for redis");
-        let port = free_port();
         let auth = extra.as_ref().and_then(|args| {
             let at = args.iter().position(|arg| arg == "--requirepass")?;
             args.get(at + 1).cloned()
@@ -48,6 +53,26 @@ impl RedisServer {
             extra,
             auth,
         };
+        // A free port is free only until someone binds it: a parallel test (or another
+        // process) can take it, or a cluster node's bus port, between `free_port` and the
+        // server's own bind. Such a start is retried on fresh ports; any other failure is not.
+        for _ in 0..4 {
+            match server.try_launch() {
+                Ok(()) => return server,
+                Err(log) if log.contains("Address already in use") => {
+                    // The next try's failure is read from a log of its own.
+                    let _ = std::fs::remove_file(server.dir.path().join("redis.log"));
+                    server.port = free_port();
+                    if let Some(args) = server.extra.as_mut()
+                        && let Some(at) = args.iter().position(|arg| arg == "--cluster-port")
+                        && let Some(bus) = args.get_mut(at + 1)
+                    {
+                        *bus = free_port().to_string();
+                    }
+                }
+                Err(log) => panic!("{log}"),
+            }
+        }
         server.launch();
         server
     }
@@ -97,6 +122,14 @@ impl RedisServer {
     }
 
     fn launch(&mut self) {
+        if let Err(log) = self.try_launch() {
+            panic!("{log}");
+        }
+    }
+
+    /// Starts the process and waits until it listens; `Err` with its log's tail if it exited
+    /// first.
+    fn try_launch(&mut self) -> Result<(), String> {
         let mut command = Command::new("redis-server");
         match &self.extra {
             Some(extra) => {
@@ -130,11 +163,12 @@ impl RedisServer {
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             if let Some(status) = self.child.as_mut().and_then(|child| child.try_wait().ok()?) {
-                panic!(
+                self.child = None;
+                return Err(format!(
                     "redis-server on port {} exited ({status}) before it listened: {}",
                     self.port,
                     self.log_tail()
-                );
+                ));
             }
             assert!(
                 Instant::now() < deadline,
@@ -144,6 +178,7 @@ impl RedisServer {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        Ok(())
     }
 
     /// The last lines of the server's log (`redis.log` or `sentinel.log` in its dir), for a

@@ -559,3 +559,20 @@ fn redis_killed_with_a_commit_in_flight_answers_every_write_with_an_error() {
         assert!(third.is_err(), "u3 answered {third:?}");
     });
 }
+
+/// A port taken between the harness's pick and the server's bind (here a cluster node's bus
+/// port, as a parallel test's server took it in CI on 2026-12-01: "bind: Address already in
+/// use", the node exited) made a test fail at start; the harness now starts the server again
+/// on fresh ports.
+#[test]
+fn the_harness_starts_a_node_whose_bus_port_is_taken_on_fresh_ports() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bus = taken.local_addr().unwrap().port().to_string();
+    let first = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = first.local_addr().unwrap().port();
+    drop(first);
+    let extra = ["--cluster-enabled", "yes", "--cluster-port", bus.as_str()];
+    let server = RedisServer::spawn_on(port, Some(extra.map(str::to_owned).to_vec()));
+    assert_ne!(server.port, port, "the first try's ports were given up");
+    assert_eq!(server.cli(&["PING"]), "PONG");
+}
