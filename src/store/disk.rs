@@ -32,6 +32,9 @@ pub struct OpenDb {
     /// Test hook: the next checkpoint breaks sled's log file before its flush (`Faults`).
     #[cfg(test)]
     pub fail_checkpoint: std::sync::atomic::AtomicBool,
+    /// Test hook: run by the next checkpoint, on the checkpoint thread.
+    #[cfg(test)]
+    pub on_checkpoint: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
     #[cfg(test)]
     pub dir: PathBuf,
 }
@@ -92,6 +95,8 @@ impl Location {
                 #[cfg(test)]
                 fail_checkpoint: std::sync::atomic::AtomicBool::new(false),
                 #[cfg(test)]
+                on_checkpoint: std::sync::Mutex::new(None),
+                #[cfg(test)]
                 dir: self.dir.clone(),
             },
             wal,
@@ -131,6 +136,14 @@ impl OpenDb {
     /// Test hook of a checkpoint (see [`OpenDb::fail_checkpoint`]).
     #[cfg(test)]
     pub fn checkpoint_hook(&self) -> Result<(), StoreError> {
+        let hook = self
+            .on_checkpoint
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(hook) = hook {
+            hook();
+        }
         if self
             .fail_checkpoint
             .swap(false, std::sync::atomic::Ordering::SeqCst)
