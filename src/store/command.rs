@@ -9,6 +9,7 @@ use super::confirmations::{ConfirmOp, ConfirmOutcome};
 use super::error::StoreError;
 use super::halts::Halt;
 use super::records::Decision;
+use super::reward_digests::RewardDigests;
 use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};
 
 /// Most expiry-index entries one expire looks at per group commit (each at most one removal);
@@ -83,6 +84,9 @@ pub enum Command {
     },
     ApplyRewards {
         ops: Vec<RewardOp>,
+        /// The ops' event-id and sticky-key digests, made by the handle so that the writer
+        /// does not hash (`reward_digests`).
+        digests: RewardDigests,
         reply: Reply<Vec<RewardOutcome>>,
     },
     ConfirmTokens {

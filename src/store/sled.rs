@@ -27,6 +27,7 @@ use super::keys::{self, KIND_STICKY};
 use super::mark_log;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::{LocalReplica, ReplicaReport};
+use super::reward_digests::RewardDigests;
 use super::scan;
 use super::secret_file;
 use super::shared::Shared;
@@ -207,8 +208,15 @@ impl Store for SledStore {
         if ops.is_empty() {
             return ready(Ok(Vec::new()));
         }
+        // Hashed here, on the caller's thread, not on the writer's (`reward_digests`).
+        let digests = RewardDigests::of(self.shared.sticky.load().digester(), &ops);
         let (reply, answer) = oneshot::channel();
-        self.await_reply(Command::ApplyRewards { ops, reply }, answer)
+        let command = Command::ApplyRewards {
+            ops,
+            digests,
+            reply,
+        };
+        self.await_reply(command, answer)
     }
 
     fn confirm_tokens(&self, ops: Vec<ConfirmOp>) -> StoreFuture<Vec<ConfirmOutcome>> {
