@@ -25,19 +25,20 @@ use super::types::{
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing). See `rules::insert_sticky`.
-/// `key` is the unit's sticky key (`keys::epoch_key(KIND_STICKY, epoch, unit)`): the store
-/// handle built it for its own lookup, and the record is written under it as it is.
+/// `written`: the unit's sticky key (`keys::epoch_key(KIND_STICKY, epoch, unit)`), its digest
+/// in the sticky table and the record: the store handle built the key and its digest for its
+/// own lookup, and the writer reads and writes with them as they are (`reward_digests`).
 pub fn insert_sticky(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
-    key: Vec<u8>,
-    record: StickyRecord,
+    written: (Vec<u8>, u64, StickyRecord),
     tally: &Tally,
 ) -> Result<(StickyRecord, bool), StoreError> {
-    let existing = txn.sticky(&key)?;
+    let (key, digest, record) = written;
+    let existing = txn.sticky_with_digest(&key, digest);
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
-        txn.put_sticky(key, held.clone());
+        txn.put_sticky_with_digest(key, digest, held.clone());
         count_many_exposures(txn, epoch, &held.variant, tally, false, 1)?;
     }
     Ok((held, won))

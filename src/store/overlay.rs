@@ -185,6 +185,11 @@ impl<'a> Txn<'a> {
     /// stamped with this commit's sequence number when the commit logs it.
     pub fn put_sticky(&mut self, key: Vec<u8>, record: StickyRecord) {
         let digest = self.durable.sticky.digest(&key);
+        self.put_sticky_with_digest(key, digest, record);
+    }
+
+    /// [`Txn::put_sticky`] with the key's digest (`StickyTable::digest`) made already.
+    pub fn put_sticky_with_digest(&mut self, key: Vec<u8>, digest: u64, record: StickyRecord) {
         let record = Some(record);
         self.sticky.insert(key, StickyWrite { digest, record });
     }
@@ -200,6 +205,14 @@ impl<'a> Txn<'a> {
             return Ok(pending.record.clone());
         }
         Ok(self.durable.sticky.peek(key))
+    }
+
+    /// [`Txn::sticky`] with the key's digest (`StickyTable::digest`) made already.
+    pub fn sticky_with_digest(&self, key: &[u8], digest: u64) -> Option<StickyRecord> {
+        match self.sticky.get(key).or_else(|| self.batch.sticky.get(key)) {
+            Some(pending) => pending.record.clone(),
+            None => self.durable.sticky.peek_digest(digest),
+        }
     }
 
     /// Reads the sticky record under `key` as [`Txn::sticky`] does and writes what `decide`

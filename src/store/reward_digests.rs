@@ -85,6 +85,32 @@ fn digest_ops(events: &Digester, sticky: &Digester, ops: &[RewardOp]) -> Vec<OpD
         .collect()
 }
 
+/// A new unit's sticky-key digest, made by the handle for its own lookup
+/// (`SledStore::insert_sticky`) and carried in `Command::InsertSticky`, so that the writer's
+/// read and write of the unit do not hash the key again.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDigest {
+    digester: Digester,
+    digest: u64,
+}
+
+impl KeyDigest {
+    /// `digest`: the key's, made with `digester`.
+    pub fn new(digester: Digester, digest: u64) -> Self {
+        KeyDigest { digester, digest }
+    }
+
+    /// The digest, if made with the sticky table's `sticky` key; otherwise made again with
+    /// it from `key`.
+    pub fn for_writer(self, sticky: &Digester, key: &[u8]) -> u64 {
+        if self.digester == *sticky {
+            self.digest
+        } else {
+            sticky.digest_bytes(key)
+        }
+    }
+}
+
 #[cfg(test)]
 #[path = "reward_digests_tests.rs"]
 mod tests;

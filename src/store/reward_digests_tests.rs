@@ -123,3 +123,30 @@ fn digests_made_with_another_key_are_made_again_with_the_writers() {
         RewardDigests::of(writer, &ops).ops
     );
 }
+
+#[test]
+fn a_new_units_insert_uses_the_carried_digest_and_makes_another_keys_again() {
+    let (_dir, db) = temp_db();
+    let durable = durable_with_u1();
+    let batch = BatchState::default();
+    let writer = Digester::default();
+    let key = keys::epoch_key(KIND_STICKY, &epoch(), "u1");
+    let true_digest = writer.digest_bytes(&key);
+    let insert = |digest: u64| {
+        let mut txn = Txn::new(&db, &durable, &batch);
+        let written = (key.clone(), digest, record("bold", T0_MS + 5));
+        apply::insert_sticky(&mut txn, &epoch(), written, &tally(T0_MS + 5)).unwrap()
+    };
+    // With u1's digest the insert finds u1's record and loses to it.
+    assert_eq!(insert(true_digest), (record("control", T0_MS), false));
+    // With another key's digest claimed as the writer's, the writer believes it: the record
+    // is not found and the insert wins (so the carried digest is what the writer reads with).
+    let other = writer.digest_bytes(&keys::epoch_key(KIND_STICKY, &epoch(), "u2"));
+    let carried = KeyDigest::new(writer, other).for_writer(&writer, &key);
+    assert!(insert(carried).1);
+    // Made with another key, the digest is made again with the writer's.
+    let stale_key = Digester::new([7; crate::store::event_ids::DIGEST_KEY_LEN]);
+    let stale = KeyDigest::new(stale_key, stale_key.digest_bytes(&key));
+    assert_eq!(stale.for_writer(&writer, &key), true_digest);
+    assert!(!insert(stale.for_writer(&writer, &key)).1);
+}

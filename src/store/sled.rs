@@ -27,7 +27,7 @@ use super::keys::{self, KIND_STICKY};
 use super::mark_log;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::{LocalReplica, ReplicaReport};
-use super::reward_digests::RewardDigests;
+use super::reward_digests::{KeyDigest, RewardDigests};
 use super::scan;
 use super::secret_file;
 use super::shared::Shared;
@@ -139,14 +139,18 @@ impl Store for SledStore {
         // A durable record is the answer as of now: set-if-absent never replaces it (only a
         // later re-assignment can), so it can answer without the writer, which answers a
         // record that appears meanwhile.
+        // The key's digest is made once, here: the writer is given it (`reward_digests`).
         let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        if let Some(held) = self.shared.sticky.load().peek(&key) {
+        let table = self.shared.sticky.load();
+        let digest = table.digest(&key);
+        if let Some(held) = table.peek_digest(digest) {
             return ready(Ok((held, false)));
         }
         let (reply, answer) = oneshot::channel();
         let command = Command::InsertSticky {
             epoch: epoch.clone(),
             key,
+            digest: KeyDigest::new(table.digester(), digest),
             record,
             tally,
             reply,

@@ -223,11 +223,14 @@ impl Writer {
                 Command::InsertSticky {
                     epoch,
                     key,
+                    digest,
                     record,
                     tally,
                     reply,
                 } => {
-                    let result = apply::insert_sticky(&mut txn, &epoch, key, record, &tally);
+                    let digest = digest.for_writer(&txn.digesters().1, &key);
+                    let written = (key, digest, record);
+                    let result = apply::insert_sticky(&mut txn, &epoch, written, &tally);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
                 Command::ReassignSticky {
