@@ -15,6 +15,7 @@ use super::keys::{self, KIND_STICKY};
 use super::mark_log::PendingMark;
 use super::overlay::Txn;
 use super::records::Decision;
+use super::reward_digests::{OpDigests, RewardDigests};
 use super::rules::{self, Credit, Reassignment, TargetState};
 use super::sled_delay;
 use super::state::ArmState;
@@ -24,19 +25,20 @@ use super::types::{
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing). See `rules::insert_sticky`.
-/// `key` is the unit's sticky key (`keys::epoch_key(KIND_STICKY, epoch, unit)`): the store
-/// handle built it for its own lookup, and the record is written under it as it is.
+/// `written`: the unit's sticky key (`keys::epoch_key(KIND_STICKY, epoch, unit)`), its digest
+/// in the sticky table and the record: the store handle built the key and its digest for its
+/// own lookup, and the writer reads and writes with them as they are (`reward_digests`).
 pub fn insert_sticky(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
-    key: Vec<u8>,
-    record: StickyRecord,
+    written: (Vec<u8>, u64, StickyRecord),
     tally: &Tally,
 ) -> Result<(StickyRecord, bool), StoreError> {
-    let existing = txn.sticky(&key)?;
+    let (key, digest, record) = written;
+    let existing = txn.sticky_with_digest(&key, digest);
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
-        txn.put_sticky(key, held.clone());
+        txn.put_sticky_with_digest(key, digest, held.clone());
         count_many_exposures(txn, epoch, &held.variant, tally, false, 1)?;
     }
     Ok((held, won))
@@ -131,29 +133,45 @@ fn mark_started(txn: &mut Txn<'_>, epoch: &Epoch, now_ms: u64) {
 
 /// Applies rewards in order, each seeing the ones before it. A unit's slots in the sticky
 /// table are asked for `sticky_table::PREFETCH_AHEAD` events before its turn: in a batch of
-/// rewards to units spread over millions, waiting for memory is most of a lookup. Each unit's
-/// sticky key is built once, for its prefetch and then its read; the delay bins are summed
-/// over the run and written once (`sled_delay::DelayCounts`); an epoch's start is looked at
-/// once per run, and each arm credited is read once and written once (`RunState`).
+/// rewards to units spread over millions, waiting for memory is most of a lookup. Each op's
+/// event-id digest and its unit's sticky key and key digest come made by the store handle
+/// (`digests`, checked against the writer's key: `reward_digests`), so the writer hashes
+/// nothing; the delay bins are summed over the run and written once
+/// (`sled_delay::DelayCounts`); an epoch's start is looked at once per run, and each arm
+/// credited is read once and written once (`RunState`).
 pub fn apply_rewards(
     txn: &mut Txn<'_>,
     ops: &[RewardOp],
+    digests: RewardDigests,
 ) -> Result<Vec<RewardOutcome>, StoreError> {
     let ahead = super::sticky_table::PREFETCH_AHEAD;
-    // The keys of the ops from the current one to the one prefetched last, in order.
-    let mut keys: std::collections::VecDeque<Option<Vec<u8>>> =
-        std::collections::VecDeque::with_capacity(ahead + 1);
-    for op in ops.iter().take(ahead) {
-        keys.push_back(prefetch_unit(txn, op));
+    let (events, sticky) = txn.digesters();
+    let mut digests = digests.for_writer(&events, &sticky, ops);
+    let prefetch = |txn: &Txn<'_>, digests: Option<&OpDigests>| {
+        if let Some((_, digest)) = digests.and_then(|digests| digests.sticky.as_ref()) {
+            txn.prefetch_sticky(*digest);
+        }
+    };
+    for at in 0..ahead {
+        prefetch(txn, digests.get(at));
     }
     let mut run = RunState::default();
     let mut outcomes = Vec::with_capacity(ops.len());
     for (at, op) in ops.iter().enumerate() {
-        if let Some(later) = ops.get(at + ahead) {
-            keys.push_back(prefetch_unit(txn, later));
-        }
-        let key = keys.pop_front().flatten();
-        outcomes.push(apply_reward(txn, op, key, &mut run)?);
+        prefetch(txn, digests.get(at + ahead));
+        // The key moves into the request's writes; its place is not read again. (There is a
+        // digest per op: `for_writer`.)
+        let (event_id, sticky) = match digests.get_mut(at) {
+            Some(op_digests) => (
+                op_digests.event_id,
+                op_digests
+                    .sticky
+                    .as_mut()
+                    .map(|(key, digest)| (std::mem::take(key), *digest)),
+            ),
+            None => (events.digest(&op.epoch.experiment, &op.event_id), None),
+        };
+        outcomes.push(apply_reward(txn, op, event_id, sticky, &mut run)?);
     }
     run.delays.write(txn);
     for (epoch, variant, state) in run.arms {
@@ -192,37 +210,30 @@ impl<'o> RunState<'o> {
     }
 }
 
-/// The sticky key of `op`'s unit (none for a token), its slots asked for.
-fn prefetch_unit(txn: &Txn<'_>, op: &RewardOp) -> Option<Vec<u8>> {
-    match &op.target {
-        RewardTarget::Unit(unit) => {
-            let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
-            txn.prefetch_sticky(&key);
-            Some(key)
-        }
-        RewardTarget::Token { .. } => None,
-    }
-}
-
 /// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a unit's
 /// record rewritten with its reward, or a token's mark, see `mark_log`), the counters and the
 /// event id (in memory and in the commit's event log, see `event_ids`).
-/// `key`: the unit's sticky key (`prefetch_unit`), built already for a unit target.
+/// `digest`: the event id's (`Digester::digest`); `sticky`: a unit target's sticky key and its
+/// digest (`reward_digests`).
 fn apply_reward<'o>(
     txn: &mut Txn<'_>,
     op: &'o RewardOp,
-    key: Option<Vec<u8>>,
+    digest: u64,
+    sticky: Option<(Vec<u8>, u64)>,
     run: &mut RunState<'o>,
 ) -> Result<RewardOutcome, StoreError> {
-    let digest = txn.event_id_digest(&op.epoch.experiment, &op.event_id);
     let event_id_seen = txn.event_id_seen(digest);
     let credit = match &op.target {
         RewardTarget::Unit(unit) => {
             let judged = if event_id_seen {
                 rules::judge_reward(op, event_id_seen, TargetState::Unit(None))
             } else {
-                let key = key.unwrap_or_else(|| keys::epoch_key(KIND_STICKY, &op.epoch, unit));
-                txn.update_sticky(key, |record| {
+                let (key, key_digest) = sticky.unwrap_or_else(|| {
+                    let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
+                    let digest = txn.digesters().1.digest_bytes(&key);
+                    (key, digest)
+                });
+                txn.update_sticky(key, key_digest, |record| {
                     let judged = rules::judge_reward(op, false, TargetState::Unit(record.as_ref()));
                     // Rewritten with this commit's sequence number: `sticky()` must not show
                     // the reward before it is durable either.

@@ -9,6 +9,7 @@ use super::confirmations::{ConfirmOp, ConfirmOutcome};
 use super::error::StoreError;
 use super::halts::Halt;
 use super::records::Decision;
+use super::reward_digests::{KeyDigest, RewardDigests};
 use super::types::{Epoch, RewardOp, RewardOutcome, StickyRecord, Tally};
 
 /// Most expiry-index entries one expire looks at per group commit (each at most one removal);
@@ -42,6 +43,8 @@ pub enum Command {
         /// The unit's sticky key (`keys::epoch_key(KIND_STICKY, ..)`), built once by the
         /// handle for its table lookup and moved here, so the writer does not build it again.
         key: Vec<u8>,
+        /// The key's digest in the sticky table, made by the handle too.
+        digest: KeyDigest,
         record: StickyRecord,
         tally: Tally,
         reply: Reply<(StickyRecord, bool)>,
@@ -83,6 +86,9 @@ pub enum Command {
     },
     ApplyRewards {
         ops: Vec<RewardOp>,
+        /// The ops' event-id and sticky-key digests, made by the handle so that the writer
+        /// does not hash (`reward_digests`).
+        digests: RewardDigests,
         reply: Reply<Vec<RewardOutcome>>,
     },
     ConfirmTokens {

@@ -33,7 +33,9 @@ use super::digest_table::DigestTable;
 pub const DIGEST_KEY_LEN: usize = 16;
 
 /// Turns (experiment, event id) into the 64-bit digest the store keeps, with the store's key.
-#[derive(Clone, Copy, Default)]
+/// `PartialEq`: the writer checks digests carried to it were made with its own key
+/// (`reward_digests`).
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct Digester {
     key: [u8; DIGEST_KEY_LEN],
 }

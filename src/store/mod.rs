@@ -42,6 +42,7 @@ mod records;
 pub(crate) mod recovery;
 mod redis;
 mod replica;
+mod reward_digests;
 #[cfg(test)]
 pub mod rule_cases;
 pub mod rules;

@@ -71,8 +71,18 @@ impl BatchState {
     }
 }
 
-/// Sticky key → the record written, or `None` for a removal.
-pub type StickyWrites = BTreeMap<Vec<u8>, Option<StickyRecord>>;
+/// Sticky key → the record written, or `None` for a removal, with the key's digest.
+pub type StickyWrites = BTreeMap<Vec<u8>, StickyWrite>;
+
+/// One pending sticky write.
+#[derive(Debug, Clone)]
+pub struct StickyWrite {
+    /// The key's digest in the sticky table (`StickyTable::digest`), kept so that the table's
+    /// update at commit does not hash the key again; for a reward, made off the writer
+    /// (`reward_digests`).
+    pub digest: u64,
+    pub record: Option<StickyRecord>,
+}
 
 /// One request's changes, ready to merge into the batch.
 #[derive(Debug)]
@@ -174,7 +184,14 @@ impl<'a> Txn<'a> {
     /// Writes the unit's sticky record under `key` (`keys::epoch_key(KIND_STICKY, ..)`),
     /// stamped with this commit's sequence number when the commit logs it.
     pub fn put_sticky(&mut self, key: Vec<u8>, record: StickyRecord) {
-        self.sticky.insert(key, Some(record));
+        let digest = self.durable.sticky.digest(&key);
+        self.put_sticky_with_digest(key, digest, record);
+    }
+
+    /// [`Txn::put_sticky`] with the key's digest (`StickyTable::digest`) made already.
+    pub fn put_sticky_with_digest(&mut self, key: Vec<u8>, digest: u64, record: StickyRecord) {
+        let record = Some(record);
+        self.sticky.insert(key, StickyWrite { digest, record });
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
@@ -185,59 +202,75 @@ impl<'a> Txn<'a> {
     /// pending writes, else the durable table (never sled: see `sticky_table`).
     pub fn sticky(&self, key: &[u8]) -> Result<Option<StickyRecord>, StoreError> {
         if let Some(pending) = self.sticky.get(key).or_else(|| self.batch.sticky.get(key)) {
-            return Ok(pending.clone());
+            return Ok(pending.record.clone());
         }
         Ok(self.durable.sticky.peek(key))
+    }
+
+    /// [`Txn::sticky`] with the key's digest (`StickyTable::digest`) made already.
+    pub fn sticky_with_digest(&self, key: &[u8], digest: u64) -> Option<StickyRecord> {
+        match self.sticky.get(key).or_else(|| self.batch.sticky.get(key)) {
+            Some(pending) => pending.record.clone(),
+            None => self.durable.sticky.peek_digest(digest),
+        }
     }
 
     /// Reads the sticky record under `key` as [`Txn::sticky`] does and writes what `decide`
     /// returns for it (nothing for `None`), finding the key's place in this request's layer
     /// once for both: in a bulk request that layer holds a thousand keys sharing the epoch's
     /// prefix, and a second search for the write was ~700 instructions of a bulk event
-    /// (`benches/load/bulk_cost.sh`).
+    /// (`benches/load/bulk_cost.sh`). `digest` is the key's in the sticky table
+    /// (`StickyTable::digest`), made by the caller: the writer does not hash it again.
     pub fn update_sticky<T>(
         &mut self,
         key: Vec<u8>,
+        digest: u64,
         decide: impl FnOnce(Option<StickyRecord>) -> (Option<StickyRecord>, T),
     ) -> T {
         use std::collections::btree_map::Entry;
         match self.sticky.entry(key) {
             Entry::Occupied(mut pending) => {
-                let (write, decided) = decide(pending.get().clone());
+                let (write, decided) = decide(pending.get().record.clone());
                 if let Some(record) = write {
-                    pending.insert(Some(record));
+                    pending.get_mut().record = Some(record);
                 }
                 decided
             }
             Entry::Vacant(vacant) => {
                 let held = match self.batch.sticky.get(vacant.key()) {
-                    Some(pending) => pending.clone(),
-                    None => self.durable.sticky.peek(vacant.key()),
+                    Some(pending) => pending.record.clone(),
+                    None => self.durable.sticky.peek_digest(digest),
                 };
                 let (write, decided) = decide(held);
                 if let Some(record) = write {
-                    vacant.insert(Some(record));
+                    let record = Some(record);
+                    vacant.insert(StickyWrite { digest, record });
                 }
                 decided
             }
         }
     }
 
-    /// Starts loading the durable table's slots of sticky `key` into the cache, so that its
-    /// read a few events later does not wait for memory (`apply::apply_rewards`).
-    pub fn prefetch_sticky(&self, key: &[u8]) {
-        self.durable.sticky.prefetch(key);
+    /// Starts loading the durable table's slots of the sticky key whose digest is `digest`
+    /// into the cache, so that its read a few events later does not wait for memory
+    /// (`apply::apply_rewards`).
+    pub fn prefetch_sticky(&self, digest: u64) {
+        self.durable.sticky.prefetch_digest(digest);
+    }
+
+    /// The digest keys of the event ids and of the sticky table (one key in every store:
+    /// both are given the one `event_log::digester` reads when the store opens, `load::load`).
+    pub fn digesters(&self) -> (super::event_ids::Digester, super::event_ids::Digester) {
+        (
+            self.durable.event_ids.digester,
+            self.durable.sticky.digester(),
+        )
     }
 
     /// Lists `record_key` (an event id or token mark this request writes) in the expiry index
     /// of the commit, due at `deadline_ms`. Dropped with the request if it fails.
     pub fn index_expiry(&mut self, record_key: &[u8], deadline_ms: u64) {
         self.expiries.push(record_key, deadline_ms);
-    }
-
-    /// The store's digest of `event_id` in `experiment` (see `event_ids`).
-    pub fn event_id_digest(&self, experiment: &str, event_id: &str) -> u64 {
-        self.durable.event_ids.digester.digest(experiment, event_id)
     }
 
     /// Whether the event id with this digest is applied, as this request sees it.
@@ -399,195 +432,5 @@ impl<'a> Txn<'a> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::store::ArmCounters;
-    use crate::store::test_support::{decision, epoch, temp_db};
-
-    #[test]
-    fn reads_see_the_request_then_the_batch_then_sled() {
-        let (_dir, db) = temp_db();
-        db.insert(b"a", b"sled".to_vec()).unwrap();
-        db.insert(b"b", b"sled".to_vec()).unwrap();
-        let durable = DurableState::default();
-        let mut batch = BatchState::new(1, 0);
-        batch.writes.insert(b"b".to_vec(), None);
-        batch.writes.insert(b"c".to_vec(), Some(b"batch".to_vec()));
-        let mut txn = Txn::new(&db, &durable, &batch);
-        txn.put(b"a".to_vec(), b"txn".to_vec());
-        assert_eq!(txn.get(b"a").unwrap().as_deref(), Some(&b"txn"[..]));
-        assert!(txn.get(b"b").unwrap().is_none());
-        assert_eq!(txn.get(b"c").unwrap().as_deref(), Some(&b"batch"[..]));
-        assert_eq!(txn.get(b"d").unwrap().as_deref(), None);
-        db.insert(b"e", b"sled".to_vec()).unwrap();
-        assert_eq!(txn.get(b"e").unwrap().as_deref(), Some(&b"sled"[..]));
-    }
-
-    #[test]
-    fn a_dropped_request_leaves_the_batch_untouched_and_a_finished_one_merges() {
-        let (_dir, db) = temp_db();
-        let durable = DurableState::default();
-        let mut batch = BatchState::new(1, 0);
-        {
-            let mut txn = Txn::new(&db, &durable, &batch);
-            txn.put(b"x".to_vec(), b"1".to_vec());
-            txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
-            txn.index_expiry(b"x", 7);
-        }
-        assert!(batch.writes.is_empty() && batch.arms.is_empty() && batch.expiries.is_empty());
-        let mut txn = Txn::new(&db, &durable, &batch);
-        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
-        txn.set_expired_through(40);
-        txn.index_expiry(b"y", 9);
-        let changes = txn.finish();
-        batch.merge(changes);
-        assert_eq!(batch.expiries.len(), 1);
-        let txn = Txn::new(&db, &durable, &batch);
-        assert_eq!(txn.arm(&epoch(), "a").counters.exposures, 1);
-        assert_eq!(txn.expired_through(), 40);
-    }
-
-    #[test]
-    fn arm_updates_build_on_the_durable_state() {
-        let (_dir, db) = temp_db();
-        let mut durable = DurableState::default();
-        let state = ArmState {
-            counters: ArmCounters {
-                exposures: 5,
-                reward_sum: 2.0,
-                ..ArmCounters::default()
-            },
-            ..ArmState::default()
-        };
-        durable
-            .arms
-            .entry(epoch())
-            .or_default()
-            .insert("a".to_owned(), state);
-        let batch = BatchState::new(1, 0);
-        let mut txn = Txn::new(&db, &durable, &batch);
-        txn.update_arm(&epoch(), "a", |arm| arm.counters.reward_sum += 0.5);
-        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 1);
-        assert_eq!(
-            txn.arm(&epoch(), "a").counters,
-            ArmCounters {
-                exposures: 6,
-                reward_sum: 2.5,
-                ..ArmCounters::default()
-            }
-        );
-        assert_eq!(txn.arm(&epoch(), "missing"), ArmState::default());
-    }
-
-    #[test]
-    fn an_arm_update_starts_from_the_batch_over_the_durable_state_for_a_new_and_a_known_epoch() {
-        let (_dir, db) = temp_db();
-        let arm = |exposures| ArmState {
-            counters: ArmCounters {
-                exposures,
-                ..ArmCounters::default()
-            },
-            ..ArmState::default()
-        };
-        let mut durable = DurableState::default();
-        let durable_arms = durable.arms.entry(epoch()).or_default();
-        durable_arms.insert("a".to_owned(), arm(5));
-        durable_arms.insert("b".to_owned(), arm(7));
-        let mut batch = BatchState::new(1, 0);
-        batch
-            .arms
-            .entry(epoch())
-            .or_default()
-            .insert("a".to_owned(), arm(6));
-        let mut txn = Txn::new(&db, &durable, &batch);
-        // The request's layer has no map for the epoch yet, then has one without the arm.
-        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 10);
-        txn.update_arm(&epoch(), "b", |arm| arm.counters.exposures += 10);
-        txn.update_arm(&epoch(), "c", |arm| arm.counters.exposures += 10);
-        txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 100);
-        let changes = txn.finish();
-        let exposures = |variant: &str| changes.arms[&epoch()][variant].counters.exposures;
-        assert_eq!(
-            (exposures("a"), exposures("b"), exposures("c")),
-            (116, 17, 10)
-        );
-        assert_eq!(
-            batch.arms[&epoch()]["a"],
-            arm(6),
-            "the batch is left as it was"
-        );
-    }
-
-    #[test]
-    fn epoch_records_fall_through_the_layers_and_updates_build_on_them() {
-        let (_dir, db) = temp_db();
-        let mut durable = DurableState::default();
-        let decided = EpochInfo {
-            started_ms: Some(5),
-            decision: Some(decision("bold", 5)),
-        };
-        durable.epochs.insert(epoch(), decided.clone());
-        let mut batch = BatchState::new(1, 0);
-        let other = Epoch {
-            experiment: "other".to_owned(),
-            revision: 1,
-        };
-        {
-            let mut txn = Txn::new(&db, &durable, &batch);
-            assert_eq!(txn.epoch_info(&epoch()), Some(&decided));
-            assert_eq!(txn.epoch_info(&other), None);
-            txn.update_epoch(&other, |info| info.started_ms = Some(9));
-            txn.update_epoch(&other, |info| info.decision = Some(decision("other", 9)));
-            batch.merge(txn.finish());
-        }
-        let mut txn = Txn::new(&db, &durable, &batch);
-        let expected = EpochInfo {
-            started_ms: Some(9),
-            decision: Some(decision("other", 9)),
-        };
-        assert_eq!(txn.epoch_info(&other), Some(&expected));
-        txn.update_epoch(&epoch(), |info| info.started_ms = Some(7));
-        assert_eq!(txn.epoch_info(&epoch()).unwrap().started_ms, Some(7));
-        assert_eq!(
-            txn.epoch_info(&epoch()).unwrap().decision,
-            decided.decision,
-            "an update copies the durable record before changing it"
-        );
-    }
-
-    #[test]
-    fn due_index_values_merge_layers_in_key_order_and_respect_due_times() {
-        let (_dir, db) = temp_db();
-        for (due, seq) in [(10, 1), (20, 1), (30, 1)] {
-            db.insert(keys::expiry_key(due, seq, 0), b"sled".to_vec())
-                .unwrap();
-        }
-        let durable = DurableState::default();
-        let mut batch = BatchState::new(5, 0);
-        // An earlier request of the batch finished the first value and rewrote the second.
-        batch.writes.insert(keys::expiry_key(10, 1, 0), None);
-        batch
-            .writes
-            .insert(keys::expiry_key(20, 1, 0), Some(b"rest".to_vec()));
-        batch
-            .writes
-            .insert(keys::expiry_key(15, 2, 0), Some(b"batch".to_vec()));
-        let mut txn = Txn::new(&db, &durable, &batch);
-        txn.put(keys::expiry_key(20, 3, 0), b"txn".to_vec());
-        txn.put(keys::expiry_key(21, 3, 0), b"late".to_vec());
-        let mut seen = Vec::new();
-        let mut after = None;
-        while let Some((key, value)) = txn.next_due_index_value(20, after.as_deref()).unwrap() {
-            seen.push((keys::parse_expiry_key(&key).unwrap(), value));
-            after = Some(key);
-        }
-        let expected = [(15, "batch"), (20, "rest"), (20, "txn")]
-            .map(|(due, value)| (due, value.as_bytes().to_vec()));
-        assert_eq!(seen, expected);
-        txn.remove(keys::expiry_key(15, 2, 0));
-        let (first, _) = txn.next_due_index_value(30, None).unwrap().unwrap();
-        assert_eq!(first, keys::expiry_key(20, 1, 0));
-        assert_eq!(txn.next_due_index_value(9, None).unwrap(), None);
-    }
-}
+#[path = "overlay_tests.rs"]
+mod tests;

@@ -27,6 +27,7 @@ use super::keys::{self, KIND_STICKY};
 use super::mark_log;
 use super::records::{Decision, EpochSpec, HistoryPoint};
 use super::replica::{LocalReplica, ReplicaReport};
+use super::reward_digests::{KeyDigest, RewardDigests};
 use super::scan;
 use super::secret_file;
 use super::shared::Shared;
@@ -138,14 +139,18 @@ impl Store for SledStore {
         // A durable record is the answer as of now: set-if-absent never replaces it (only a
         // later re-assignment can), so it can answer without the writer, which answers a
         // record that appears meanwhile.
+        // The key's digest is made once, here: the writer is given it (`reward_digests`).
         let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-        if let Some(held) = self.shared.sticky.load().peek(&key) {
+        let table = self.shared.sticky.load();
+        let digest = table.digest(&key);
+        if let Some(held) = table.peek_digest(digest) {
             return ready(Ok((held, false)));
         }
         let (reply, answer) = oneshot::channel();
         let command = Command::InsertSticky {
             epoch: epoch.clone(),
             key,
+            digest: KeyDigest::new(table.digester(), digest),
             record,
             tally,
             reply,
@@ -207,8 +212,15 @@ impl Store for SledStore {
         if ops.is_empty() {
             return ready(Ok(Vec::new()));
         }
+        // Hashed here, on the caller's thread, not on the writer's (`reward_digests`).
+        let digests = RewardDigests::of(self.shared.sticky.load().digester(), &ops);
         let (reply, answer) = oneshot::channel();
-        self.await_reply(Command::ApplyRewards { ops, reply }, answer)
+        let command = Command::ApplyRewards {
+            ops,
+            digests,
+            reply,
+        };
+        self.await_reply(command, answer)
     }
 
     fn confirm_tokens(&self, ops: Vec<ConfirmOp>) -> StoreFuture<Vec<ConfirmOutcome>> {

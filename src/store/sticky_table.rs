@@ -197,6 +197,12 @@ impl StickyTable {
         self.digester.digest_bytes(key)
     }
 
+    /// The key [`Self::digest`] hashes with, for digests made off the writer
+    /// (`reward_digests`).
+    pub fn digester(&self) -> Digester {
+        self.digester
+    }
+
     /// The durable record under sticky `key`, counted as a hit or a miss in [`Self::stats`].
     pub fn get(&self, key: &[u8]) -> Option<StickyRecord> {
         let digest = self.digest(key);
@@ -261,10 +267,10 @@ impl StickyTable {
         })
     }
 
-    /// Starts loading the slots of sticky `key` into the cache ([`Slots::prefetch`]): the
-    /// writer asks for a unit's a few events before it reads it (`apply::apply_rewards`).
-    pub fn prefetch(&self, key: &[u8]) {
-        let digest = self.digest(key);
+    /// Starts loading the slots of the sticky key whose digest is `digest` into the cache
+    /// ([`Slots::prefetch`]): the writer asks for a unit's a few events before it reads it
+    /// (`apply::apply_rewards`).
+    pub fn prefetch_digest(&self, digest: u64) {
         self.read(digest).slots.prefetch(digest);
     }
 

@@ -33,7 +33,6 @@ use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST
 use super::mark_log;
 use super::overlay::{BatchState, StickyWrites, Txn};
 use super::state::{ArmMap, CounterMap, EpochMap};
-use super::sticky_table::StickyTable;
 use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
 use super::wal::RedoBatch;
@@ -224,11 +223,14 @@ impl Writer {
                 Command::InsertSticky {
                     epoch,
                     key,
+                    digest,
                     record,
                     tally,
                     reply,
                 } => {
-                    let result = apply::insert_sticky(&mut txn, &epoch, key, record, &tally);
+                    let digest = digest.for_writer(&txn.digesters().1, &key);
+                    let written = (key, digest, record);
+                    let result = apply::insert_sticky(&mut txn, &epoch, written, &tally);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
                 Command::ReassignSticky {
@@ -279,8 +281,12 @@ impl Writer {
                     apply::record_epoch_spec(&mut txn, &epoch, &spec_json);
                     (true, Some(defer(reply, Ok(()))))
                 }
-                Command::ApplyRewards { ops, reply } => {
-                    let result = apply::apply_rewards(&mut txn, &ops);
+                Command::ApplyRewards {
+                    ops,
+                    digests,
+                    reply,
+                } => {
+                    let result = apply::apply_rewards(&mut txn, &ops, digests);
                     (result.is_ok(), Some(defer(reply, result)))
                 }
                 Command::ConfirmTokens { ops, reply } => {
@@ -385,10 +391,10 @@ impl Writer {
         for key in &step.removed_values {
             batch.remove(key.as_slice());
         }
-        for (key, record) in &state.sticky {
-            log.push_record(key, record.as_ref())?;
+        for (key, write) in &state.sticky {
+            log.push_record(key, write.record.as_ref())?;
         }
-        let sticky_writes = sticky_writes(&self.durable.sticky, state.sticky);
+        let sticky_writes = sticky_writes(state.sticky);
         for (key, value) in state.writes {
             match value {
                 Some(value) => batch.insert(key, value),
@@ -588,10 +594,10 @@ impl Writer {
 
 /// The sticky records a commit writes, by digest (`None`: removed), for the table once the
 /// commit is durable: the overlay kept them typed, so the table is told exactly what the log
-/// entries say.
-fn sticky_writes(table: &StickyTable, writes: StickyWrites) -> Vec<(u64, Option<StickyRecord>)> {
+/// entries say, with the digest each write carries (`overlay::StickyWrite`).
+fn sticky_writes(writes: StickyWrites) -> Vec<(u64, Option<StickyRecord>)> {
     writes
-        .into_iter()
-        .map(|(key, record)| (table.digest(&key), record))
+        .into_values()
+        .map(|write| (write.digest, write.record))
         .collect()
 }
