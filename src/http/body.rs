@@ -2,6 +2,9 @@
 //! 413 problem, a body that trickles in a 408 problem, and malformed JSON a 400 problem that
 //! names the line and column.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use actix_web::{HttpRequest, web};
@@ -49,15 +52,75 @@ pub async fn read_limited(
         .and_then(|text| text.parse::<usize>().ok())
         .unwrap_or(0);
     let capacity = declared.min(limit).min(MAX_BODY_PREALLOC_BYTES);
-    tokio::time::timeout(timeout, read_all(payload, limit, capacity))
+    Deadline::new(timeout, read_all(payload, limit, capacity))
         .await
-        .map_err(|_| {
+        .map_err(|TimedOut| {
             ApiError::RequestTimeout(format!(
                 "the request body did not arrive within {} s; send it at full speed (the limit \
                  is the server's --body-read-timeout)",
                 timeout.as_secs_f64()
             ))
         })?
+}
+
+/// The body read took longer than its [`BodyReadTimeout`].
+#[derive(Debug)]
+struct TimedOut;
+
+pin_project_lite::pin_project! {
+    /// `tokio::time::timeout(timeout, read)` with the same deadline (counted from when the
+    /// reading starts), whose timer is armed only if the read is still pending when polled
+    /// again. actix polls a handler as soon as the request's head is decoded, before it feeds
+    /// the body that arrived with it, and polls it again once fed: a small body is then read
+    /// on the second poll, and a timer armed on the first would be registered in the runtime's
+    /// timer wheel and removed again for nothing, on every POST. The first pending poll wakes
+    /// the task, so a second poll comes even if no byte ever arrives, and arms the timer then.
+    struct Deadline<F> {
+        #[pin]
+        read: F,
+        // `None` past `Instant`'s range: no deadline, as `tokio::time::timeout` does.
+        deadline: Option<tokio::time::Instant>,
+        #[pin]
+        timer: Option<tokio::time::Sleep>,
+        polled_pending: bool,
+    }
+}
+
+impl<F: Future> Deadline<F> {
+    fn new(timeout: Duration, read: F) -> Self {
+        Self {
+            read,
+            deadline: tokio::time::Instant::now().checked_add(timeout),
+            timer: None,
+            polled_pending: false,
+        }
+    }
+}
+
+impl<F: Future> Future for Deadline<F> {
+    type Output = Result<F::Output, TimedOut>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(read) = this.read.poll(cx) {
+            return Poll::Ready(Ok(read));
+        }
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
+        if this.timer.is_none() {
+            if !*this.polled_pending {
+                *this.polled_pending = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            this.timer.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        match this.timer.as_pin_mut() {
+            Some(timer) => timer.poll(cx).map(|()| Err(TimedOut)),
+            None => Poll::Pending,
+        }
+    }
 }
 
 /// `capacity`: the declared `Content-Length` (at most `limit`), so that a large body is one
@@ -117,4 +180,114 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     de.end()
         .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Wake;
+
+    use actix_web::FromRequest;
+    use actix_web::test::TestRequest;
+
+    use super::*;
+
+    /// Counts its wake-ups.
+    struct Wakes(AtomicUsize);
+
+    impl Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A future pending on its first `pending` polls, then ready.
+    struct ReadyAfter {
+        pending: usize,
+    }
+
+    impl Future for ReadyAfter {
+        type Output = &'static str;
+
+        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+            if self.pending == 0 {
+                return Poll::Ready("body");
+            }
+            self.pending -= 1;
+            Poll::Pending
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_body_read_on_the_second_poll_arms_no_timer_and_a_later_one_does() {
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(Arc::clone(&wakes));
+        let mut cx = Context::from_waker(&waker);
+
+        let mut quick = std::pin::pin!(Deadline::new(
+            Duration::from_secs(10),
+            ReadyAfter { pending: 1 }
+        ));
+        assert!(quick.as_mut().poll(&mut cx).is_pending());
+        assert!(quick.timer.is_none(), "no timer on the first pending poll");
+        // The first pending poll asks for the second itself: nothing else may ever wake it.
+        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
+        assert!(matches!(
+            quick.as_mut().poll(&mut cx),
+            Poll::Ready(Ok("body"))
+        ));
+        assert!(quick.timer.is_none(), "read without a timer");
+
+        let before = tokio::time::Instant::now();
+        let mut slow = std::pin::pin!(Deadline::new(
+            Duration::from_secs(10),
+            ReadyAfter { pending: 2 }
+        ));
+        let started = tokio::time::Instant::now();
+        assert!(slow.as_mut().poll(&mut cx).is_pending());
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(slow.as_mut().poll(&mut cx).is_pending());
+        // Armed on the second pending poll, at the deadline counted from the start, not from
+        // the arming 20 ms later.
+        let deadline = slow.timer.as_ref().map(|timer| timer.deadline());
+        assert!(deadline.is_some(), "armed once still pending");
+        assert!(deadline >= Some(before + Duration::from_secs(10)));
+        assert!(deadline <= Some(started + Duration::from_secs(10)));
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            2,
+            "each woke itself once, on its first pending poll"
+        );
+        assert!(matches!(
+            slow.as_mut().poll(&mut cx),
+            Poll::Ready(Ok("body"))
+        ));
+    }
+
+    #[actix_web::test]
+    async fn a_body_that_never_arrives_times_out() {
+        let req = TestRequest::post()
+            .app_data(BodyReadTimeout(Duration::from_millis(50)))
+            .to_http_request();
+        let never: actix_web::dev::Payload =
+            actix_web::dev::Payload::from(Box::pin(futures_util::stream::pending())
+                as std::pin::Pin<Box<dyn futures_util::Stream<Item = _>>>);
+        let mut never = never;
+        let payload = web::Payload::from_request(&req, &mut never)
+            .await
+            .expect("a payload extractor never fails");
+        // Bounded, so that a read that is never woken fails instead of hanging. The bound's
+        // own timer would wake it at 5 s and let it time out then: it must do so by itself.
+        let started = std::time::Instant::now();
+        let read = tokio::time::timeout(Duration::from_secs(5), read_limited(&req, payload, 1024))
+            .await
+            .expect("the body read timed out by itself");
+        assert!(matches!(read, Err(ApiError::RequestTimeout(_))), "{read:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "timed out only when woken from outside, after {:?}",
+            started.elapsed()
+        );
+    }
 }
