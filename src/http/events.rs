@@ -85,7 +85,8 @@ async fn post_events(
     for rejection in &mut report.rejections {
         rejection.line = lines.get(rejection.index).copied();
     }
-    Ok(HttpResponse::Ok().json(report))
+    // `HttpResponse::Ok().json(report)`'s bytes, without serde's generic path (`events_json`).
+    Ok(super::events_json::ok_response(&report))
 }
 
 /// The decoded events (their text borrowed from the body), and for NDJSON each one's line.
