@@ -106,7 +106,10 @@ fn count_many_exposures(
     n: u64,
 ) -> Result<(), StoreError> {
     sled_delay::count_cohort(txn, epoch, variant, tally.now_ms, n)?;
-    txn.update_arm(epoch, variant, |arm| {
+    // The epoch's arms are found once for the exposed arm and every expected share; each arm
+    // sees the same additions in the same order as with one `update_arm` each.
+    let mut arms = txn.epoch_arms(epoch);
+    arms.update(variant, |arm| {
         rules::add_exposures(&mut arm.counters, tally, n);
         if per_request {
             arm.per_request += n;
@@ -117,9 +120,7 @@ fn count_many_exposures(
         variant,
         n as f64,
         |arm_variant, share| {
-            txn.update_arm(epoch, arm_variant, |arm| {
-                arm.counters.expected_exposures += share
-            });
+            arms.update(arm_variant, |arm| arm.counters.expected_exposures += share);
         },
     );
     mark_started(txn, epoch, tally.now_ms);

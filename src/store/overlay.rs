@@ -97,6 +97,35 @@ pub struct TxnChanges {
     marks: PendingMarks,
 }
 
+/// One epoch's arms as a request changes them ([`Txn::epoch_arms`]).
+pub struct EpochArms<'t> {
+    /// This request's layer (always there: `epoch_arms` made it).
+    arms: Option<&'t mut ArmStates>,
+    /// The batch's and the durable state's, read to copy an arm up on its first change.
+    below: [Option<&'t ArmStates>; 2],
+}
+
+impl EpochArms<'_> {
+    /// Changes the arm's state, as [`Txn::update_arm`] does.
+    pub fn update(&mut self, variant: &str, change: impl FnOnce(&mut ArmState)) {
+        let Some(arms) = self.arms.as_deref_mut() else {
+            return;
+        };
+        if let Some(state) = arms.get_mut(variant) {
+            change(state);
+            return;
+        }
+        let mut state = self
+            .below
+            .iter()
+            .find_map(|layer| layer.and_then(|arms| arms.get(variant)))
+            .copied()
+            .unwrap_or_default();
+        change(&mut state);
+        arms.insert(variant.to_owned(), state);
+    }
+}
+
 /// A stored value as a request sees it: borrowed from a pending layer, or sled's own
 /// reference-counted buffer. Neither copies, so reading a record on the hot path allocates
 /// nothing.
@@ -344,6 +373,21 @@ impl<'a> Txn<'a> {
                 arms.insert(variant.to_owned(), state);
                 self.arms.insert(epoch.clone(), arms);
             }
+        }
+    }
+
+    /// The epoch's arms in this request's layer, found once for several [`EpochArms::update`]s:
+    /// a new unit updates every arm of its allocation, and [`Txn::update_arm`] hashed the
+    /// epoch again for each (`apply::count_exposures`).
+    pub fn epoch_arms(&mut self, epoch: &Epoch) -> EpochArms<'_> {
+        if !self.arms.contains_key(epoch) {
+            let arms = ArmStates::with_capacity_and_hasher(4, Default::default());
+            self.arms.insert(epoch.clone(), arms);
+        }
+        let below = [self.batch.arms.get(epoch), self.durable.arms.get(epoch)];
+        EpochArms {
+            arms: self.arms.get_mut(epoch),
+            below,
         }
     }
 
