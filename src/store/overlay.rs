@@ -158,6 +158,19 @@ pub struct Txn<'a> {
     expiries: PendingExpiries,
     event_ids: PendingIds,
     marks: PendingMarks,
+    /// Cohort bins this request counts in, summed here and written at `finish`.
+    cohorts: Vec<PendingCohort>,
+}
+
+/// A cohort bin a request counts exposures in (`sled_delay::count_cohort`): its key and its
+/// count, the value read once plus this request's exposures. Integer sums, so the value
+/// written is the one a write per count gave.
+struct PendingCohort {
+    epoch: Epoch,
+    variant: String,
+    bin: u64,
+    key: Vec<u8>,
+    count: u64,
 }
 
 impl<'a> Txn<'a> {
@@ -174,6 +187,7 @@ impl<'a> Txn<'a> {
             expiries: PendingExpiries::default(),
             event_ids: PendingIds::default(),
             marks: PendingMarks::default(),
+            cohorts: Vec::new(),
         }
     }
 
@@ -376,6 +390,39 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Adds `n` to the cohort bin `bin` of the epoch's `variant`. The bin's key and value come
+    /// from `read` on its first count in this request (the only step that can fail, before
+    /// anything changes), from this request's sum after that: a run of new units (`writer_apply`)
+    /// built the bin's key, searched the request's writes twice and encoded the value again
+    /// per unit, ~2,600 writer instructions of a new unit's ~12,000
+    /// (`benches/load/assign_write_cost.sh`). Nothing reads a cohort bin through the txn but
+    /// this, so the bins wait in the request's layer until `finish`.
+    pub fn add_to_cohort(
+        &mut self,
+        epoch: &Epoch,
+        variant: &str,
+        bin: u64,
+        n: u64,
+        read: impl FnOnce(&Self) -> Result<(Vec<u8>, u64), StoreError>,
+    ) -> Result<(), StoreError> {
+        let held = self.cohorts.iter_mut().find(|cohort| {
+            cohort.bin == bin && cohort.variant == variant && cohort.epoch == *epoch
+        });
+        if let Some(cohort) = held {
+            cohort.count = cohort.count.saturating_add(n);
+            return Ok(());
+        }
+        let (key, held) = read(self)?;
+        self.cohorts.push(PendingCohort {
+            epoch: epoch.clone(),
+            variant: variant.to_owned(),
+            bin,
+            key,
+            count: held.saturating_add(n),
+        });
+        Ok(())
+    }
+
     /// The epoch's arms in this request's layer, found once for several [`EpochArms::update`]s:
     /// a new unit updates every arm of its allocation, and [`Txn::update_arm`] hashed the
     /// epoch again for each (`apply::count_exposures`).
@@ -461,7 +508,11 @@ impl<'a> Txn<'a> {
         Ok(first.map(|(key, value)| (key.clone(), value.clone())))
     }
 
-    pub fn finish(self) -> TxnChanges {
+    pub fn finish(mut self) -> TxnChanges {
+        for cohort in self.cohorts {
+            let value = super::codec::encode_u64(cohort.count).to_vec();
+            self.writes.insert(cohort.key, Some(value));
+        }
         TxnChanges {
             writes: self.writes,
             sticky: self.sticky,

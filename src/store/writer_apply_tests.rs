@@ -67,6 +67,12 @@ fn a_failing_insert_in_a_run_of_new_units_drops_only_its_own_changes() {
         assert_eq!(counters["b"].expected_exposures, 1.0);
     };
     check(counters(&store));
+    // Arm a's cohort bin: u0's count from its own commit, plus u1's and u3's summed in the run.
+    let a_bin = crate::store::sled_delay::cohort_key(&epoch(), "a", T0_MS);
+    assert_eq!(
+        sled_value(&sled, &a_bin),
+        Some(crate::store::codec::encode_u64(3).to_vec())
+    );
     drop(sled);
     drop(store);
     // What the reopened store serves is what is on disk.
