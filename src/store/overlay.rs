@@ -394,9 +394,10 @@ impl<'a> Txn<'a> {
     /// from `read` on its first count in this request (the only step that can fail, before
     /// anything changes), from this request's sum after that: a run of new units (`writer_apply`)
     /// built the bin's key, searched the request's writes twice and encoded the value again
-    /// per unit, ~2,600 writer instructions of a new unit's ~12,000
-    /// (`benches/load/assign_write_cost.sh`). Nothing reads a cohort bin through the txn but
-    /// this, so the bins wait in the request's layer until `finish`.
+    /// per unit, ~975 writer instructions besides the bin's one read from sled per commit; a
+    /// unit after the first in a run now costs ~400 here
+    /// (`benches/load/results/writer9-2026-12-01-s14.md`). Nothing reads a cohort bin through
+    /// the txn but this, so the bins wait in the request's layer until `finish`.
     pub fn add_to_cohort(
         &mut self,
         epoch: &Epoch,
