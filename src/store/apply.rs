@@ -25,6 +25,9 @@ use super::types::{
 
 /// Inserts `record` unless the unit already has one; counts one exposure of the winner's arm
 /// if this call inserted it (a losing call changes nothing). See `rules::insert_sticky`.
+/// A call that fails changes nothing either: its one fallible step, reading the arm's cohort
+/// bin (`sled_delay::count_cohort`), runs before any write, so a run of new units can share
+/// one txn and a failing one leaves only its neighbours' changes (`writer_apply`).
 /// `written`: the unit's sticky key (`keys::epoch_key(KIND_STICKY, epoch, unit)`), its digest
 /// in the sticky table and the record: the store handle built the key and its digest for its
 /// own lookup, and the writer reads and writes with them as they are (`reward_digests`).
@@ -38,8 +41,8 @@ pub fn insert_sticky(
     let existing = txn.sticky_with_digest(&key, digest);
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
-        txn.put_sticky_with_digest(key, digest, held.clone());
         count_many_exposures(txn, epoch, &held.variant, tally, false, 1)?;
+        txn.put_sticky_with_digest(key, digest, held.clone());
     }
     Ok((held, won))
 }
@@ -93,7 +96,7 @@ pub fn count_exposures(
 
 /// `n` exposures at one moment under one allocation: raw and decayed N, every arm's expected
 /// exposures, the epoch start (see `rules`), in one update per arm, and the arm's cohort
-/// (`delay_histograms`).
+/// (`delay_histograms`). Fails only on reading the cohort bin, before it writes anything.
 fn count_many_exposures(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
@@ -103,7 +106,10 @@ fn count_many_exposures(
     n: u64,
 ) -> Result<(), StoreError> {
     sled_delay::count_cohort(txn, epoch, variant, tally.now_ms, n)?;
-    txn.update_arm(epoch, variant, |arm| {
+    // The epoch's arms are found once for the exposed arm and every expected share; each arm
+    // sees the same additions in the same order as with one `update_arm` each.
+    let mut arms = txn.epoch_arms(epoch);
+    arms.update(variant, |arm| {
         rules::add_exposures(&mut arm.counters, tally, n);
         if per_request {
             arm.per_request += n;
@@ -114,9 +120,7 @@ fn count_many_exposures(
         variant,
         n as f64,
         |arm_variant, share| {
-            txn.update_arm(epoch, arm_variant, |arm| {
-                arm.counters.expected_exposures += share
-            });
+            arms.update(arm_variant, |arm| arm.counters.expected_exposures += share);
         },
     );
     mark_started(txn, epoch, tally.now_ms);

@@ -71,6 +71,7 @@ mod wal_segment;
 mod wal_through_sled;
 mod wave;
 mod writer;
+mod writer_apply;
 mod writer_state;
 
 pub use self::api::StickyLookup;

@@ -97,6 +97,35 @@ pub struct TxnChanges {
     marks: PendingMarks,
 }
 
+/// One epoch's arms as a request changes them ([`Txn::epoch_arms`]).
+pub struct EpochArms<'t> {
+    /// This request's layer (always there: `epoch_arms` made it).
+    arms: Option<&'t mut ArmStates>,
+    /// The batch's and the durable state's, read to copy an arm up on its first change.
+    below: [Option<&'t ArmStates>; 2],
+}
+
+impl EpochArms<'_> {
+    /// Changes the arm's state, as [`Txn::update_arm`] does.
+    pub fn update(&mut self, variant: &str, change: impl FnOnce(&mut ArmState)) {
+        let Some(arms) = self.arms.as_deref_mut() else {
+            return;
+        };
+        if let Some(state) = arms.get_mut(variant) {
+            change(state);
+            return;
+        }
+        let mut state = self
+            .below
+            .iter()
+            .find_map(|layer| layer.and_then(|arms| arms.get(variant)))
+            .copied()
+            .unwrap_or_default();
+        change(&mut state);
+        arms.insert(variant.to_owned(), state);
+    }
+}
+
 /// A stored value as a request sees it: borrowed from a pending layer, or sled's own
 /// reference-counted buffer. Neither copies, so reading a record on the hot path allocates
 /// nothing.
@@ -129,6 +158,19 @@ pub struct Txn<'a> {
     expiries: PendingExpiries,
     event_ids: PendingIds,
     marks: PendingMarks,
+    /// Cohort bins this request counts in, summed here and written at `finish`.
+    cohorts: Vec<PendingCohort>,
+}
+
+/// A cohort bin a request counts exposures in (`sled_delay::count_cohort`): its key and its
+/// count, the value read once plus this request's exposures. Integer sums, so the value
+/// written is the one a write per count gave.
+struct PendingCohort {
+    epoch: Epoch,
+    variant: String,
+    bin: u64,
+    key: Vec<u8>,
+    count: u64,
 }
 
 impl<'a> Txn<'a> {
@@ -145,6 +187,7 @@ impl<'a> Txn<'a> {
             expiries: PendingExpiries::default(),
             event_ids: PendingIds::default(),
             marks: PendingMarks::default(),
+            cohorts: Vec::new(),
         }
     }
 
@@ -347,6 +390,55 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// Adds `n` to the cohort bin `bin` of the epoch's `variant`. The bin's key and value come
+    /// from `read` on its first count in this request (the only step that can fail, before
+    /// anything changes), from this request's sum after that: a run of new units (`writer_apply`)
+    /// built the bin's key, searched the request's writes twice and encoded the value again
+    /// per unit, ~975 writer instructions besides the bin's one read from sled per commit; a
+    /// unit after the first in a run now costs ~400 here
+    /// (`benches/load/results/writer9-2026-12-01-s14.md`). Nothing reads a cohort bin through
+    /// the txn but this, so the bins wait in the request's layer until `finish`.
+    pub fn add_to_cohort(
+        &mut self,
+        epoch: &Epoch,
+        variant: &str,
+        bin: u64,
+        n: u64,
+        read: impl FnOnce(&Self) -> Result<(Vec<u8>, u64), StoreError>,
+    ) -> Result<(), StoreError> {
+        let held = self.cohorts.iter_mut().find(|cohort| {
+            cohort.bin == bin && cohort.variant == variant && cohort.epoch == *epoch
+        });
+        if let Some(cohort) = held {
+            cohort.count = cohort.count.saturating_add(n);
+            return Ok(());
+        }
+        let (key, held) = read(self)?;
+        self.cohorts.push(PendingCohort {
+            epoch: epoch.clone(),
+            variant: variant.to_owned(),
+            bin,
+            key,
+            count: held.saturating_add(n),
+        });
+        Ok(())
+    }
+
+    /// The epoch's arms in this request's layer, found once for several [`EpochArms::update`]s:
+    /// a new unit updates every arm of its allocation, and [`Txn::update_arm`] hashed the
+    /// epoch again for each (`apply::count_exposures`).
+    pub fn epoch_arms(&mut self, epoch: &Epoch) -> EpochArms<'_> {
+        if !self.arms.contains_key(epoch) {
+            let arms = ArmStates::with_capacity_and_hasher(4, Default::default());
+            self.arms.insert(epoch.clone(), arms);
+        }
+        let below = [self.batch.arms.get(epoch), self.durable.arms.get(epoch)];
+        EpochArms {
+            arms: self.arms.get_mut(epoch),
+            below,
+        }
+    }
+
     /// The epoch's record as this request sees it (`None` if it has none yet).
     pub fn epoch_info(&self, epoch: &Epoch) -> Option<&EpochInfo> {
         [&self.epochs, &self.batch.epochs, &self.durable.epochs]
@@ -417,7 +509,11 @@ impl<'a> Txn<'a> {
         Ok(first.map(|(key, value)| (key.clone(), value.clone())))
     }
 
-    pub fn finish(self) -> TxnChanges {
+    pub fn finish(mut self) -> TxnChanges {
+        for cohort in self.cohorts {
+            let value = super::codec::encode_u64(cohort.count).to_vec();
+            self.writes.insert(cohort.key, Some(value));
+        }
         TxnChanges {
             writes: self.writes,
             sticky: self.sticky,

@@ -101,23 +101,31 @@ fn an_arm_update_starts_from_the_batch_over_the_durable_state_for_a_new_and_a_kn
         .entry(epoch())
         .or_default()
         .insert("a".to_owned(), arm(6));
-    let mut txn = Txn::new(&db, &durable, &batch);
-    // The request's layer has no map for the epoch yet, then has one without the arm.
-    txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 10);
-    txn.update_arm(&epoch(), "b", |arm| arm.counters.exposures += 10);
-    txn.update_arm(&epoch(), "c", |arm| arm.counters.exposures += 10);
-    txn.update_arm(&epoch(), "a", |arm| arm.counters.exposures += 100);
-    let changes = txn.finish();
-    let exposures = |variant: &str| changes.arms[&epoch()][variant].counters.exposures;
-    assert_eq!(
-        (exposures("a"), exposures("b"), exposures("c")),
-        (116, 17, 10)
-    );
-    assert_eq!(
-        batch.arms[&epoch()]["a"],
-        arm(6),
-        "the batch is left as it was"
-    );
+    // Each arm by itself (`update_arm`), and the epoch's arms found once (`epoch_arms`): the
+    // request's layer has no map for the epoch yet, then has one without the arm.
+    for found_once in [false, true] {
+        let mut txn = Txn::new(&db, &durable, &batch);
+        for (variant, added) in [("a", 10), ("b", 10), ("c", 10), ("a", 100)] {
+            let add = |arm: &mut ArmState| arm.counters.exposures += added;
+            if found_once {
+                txn.epoch_arms(&epoch()).update(variant, add);
+            } else {
+                txn.update_arm(&epoch(), variant, add);
+            }
+        }
+        let changes = txn.finish();
+        let exposures = |variant: &str| changes.arms[&epoch()][variant].counters.exposures;
+        assert_eq!(
+            (exposures("a"), exposures("b"), exposures("c")),
+            (116, 17, 10),
+            "found once: {found_once}"
+        );
+        assert_eq!(
+            batch.arms[&epoch()]["a"],
+            arm(6),
+            "the batch is left as it was"
+        );
+    }
 }
 
 #[test]

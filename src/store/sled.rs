@@ -545,6 +545,10 @@ mod sync_tests;
 mod failure_tests;
 
 #[cfg(test)]
+#[path = "writer_apply_tests.rs"]
+mod writer_apply_tests;
+
+#[cfg(test)]
 #[path = "wal_through_sled_tests.rs"]
 mod through_sled_tests;
 

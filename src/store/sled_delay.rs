@@ -39,7 +39,10 @@ pub fn cohort_key(epoch: &Epoch, variant: &str, counted_ms: u64) -> Vec<u8> {
     bin_key(epoch, variant, COHORT, cohort_bin(counted_ms))
 }
 
-/// Counts `n` exposures of `variant` counted at `counted_ms` in their cohort.
+/// Counts `n` exposures of `variant` counted at `counted_ms` in their cohort. The bin is read
+/// once per request and summed in the request's layer (`Txn::add_to_cohort`): a run of new
+/// units sharing one txn counts every unit in a few bins. Fails only on reading the bin, before
+/// it changes anything.
 pub fn count_cohort(
     txn: &mut Txn<'_>,
     epoch: &Epoch,
@@ -47,13 +50,15 @@ pub fn count_cohort(
     counted_ms: u64,
     n: u64,
 ) -> Result<(), StoreError> {
-    let key = bin_key(epoch, variant, COHORT, cohort_bin(counted_ms));
-    let held = match txn.get(&key)? {
-        Some(bytes) => codec::decode_u64(&bytes, "delay cohort")?,
-        None => 0,
-    };
-    txn.put(key, codec::encode_u64(held.saturating_add(n)).to_vec());
-    Ok(())
+    let bin = cohort_bin(counted_ms);
+    txn.add_to_cohort(epoch, variant, bin, n, |txn| {
+        let key = bin_key(epoch, variant, COHORT, bin);
+        let held = match txn.get(&key)? {
+            Some(bytes) => codec::decode_u64(&bytes, "delay cohort")?,
+            None => 0,
+        };
+        Ok((key, held))
+    })
 }
 
 /// The delay bins one run of rewards (`apply::apply_rewards`) credits, each read from the

@@ -18,15 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use super::apply;
 use super::audit;
 use super::codec;
-use super::command::{AuditReply, Deferred, MAX_EXPIRE_PER_BATCH, Reply, defer};
+use super::command::{AuditReply, Deferred, Reply};
 use super::command::{Command, refuse};
 use super::disk::OpenDb;
 use super::error::StoreError;
 use super::event_log;
-use super::expiry::{self, ExpireProgress};
 use super::expiry_index;
 use super::exposures::ExposureGroups;
 use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
@@ -37,6 +35,7 @@ use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
 use super::wal::RedoBatch;
 use super::wave::{self, linger_for_exposures};
+use super::writer_apply::Step;
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -49,7 +48,7 @@ use super::writer_state::{FailedCommit, Writer};
 pub const MAX_BATCH_WEIGHT: usize = 1024;
 
 /// What ends a batch early.
-enum Barrier {
+pub(super) enum Barrier {
     Audit(AuditReply),
     Shutdown(Reply<()>),
 }
@@ -216,120 +215,35 @@ impl Writer {
                 ),
             }
         }
-        for command in commands {
+        let mut commands = commands.into_iter().peekable();
+        while let Some(command) = commands.next() {
             let mut txn = Txn::new(&open.db, &self.durable, &state);
-            // Whether the request's changes join the batch, and how to answer it afterwards.
-            let (succeeded, answer): (bool, Option<Deferred>) = match command {
-                Command::InsertSticky {
-                    epoch,
-                    key,
-                    digest,
-                    record,
-                    tally,
-                    reply,
-                } => {
-                    let digest = digest.for_writer(&txn.digesters().1, &key);
-                    let written = (key, digest, record);
-                    let result = apply::insert_sticky(&mut txn, &epoch, written, &tally);
-                    (result.is_ok(), Some(defer(reply, result)))
-                }
-                Command::ReassignSticky {
-                    epoch,
-                    unit,
-                    from_variant,
-                    record,
-                    tally,
-                    reply,
-                } => {
-                    let result = apply::reassign_sticky(
-                        &mut txn,
-                        &epoch,
-                        &unit,
-                        &from_variant,
-                        record,
-                        &tally,
-                    );
-                    (result.is_ok(), Some(defer(reply, result)))
-                }
-                Command::WakeForExposures => (true, None),
-                Command::RecordDecision {
-                    epoch,
-                    decision,
-                    reply,
-                } => {
-                    let held = apply::record_decision(&mut txn, &epoch, decision);
-                    (true, Some(defer(reply, Ok(held))))
-                }
-                Command::RecordHalt { epoch, halt, reply } => {
-                    let result = super::halts::record_in_txn(&mut txn, &epoch, halt);
-                    (result.is_ok(), Some(defer(reply, result)))
-                }
-                Command::AppendHistory {
-                    epoch,
-                    at_ms,
-                    point_json,
-                    reply,
-                } => {
-                    apply::append_history(&mut txn, &epoch, at_ms, &point_json);
-                    (true, Some(defer(reply, Ok(()))))
-                }
-                Command::RecordEpochSpec {
-                    epoch,
-                    spec_json,
-                    reply,
-                } => {
-                    apply::record_epoch_spec(&mut txn, &epoch, &spec_json);
-                    (true, Some(defer(reply, Ok(()))))
-                }
-                Command::ApplyRewards {
-                    ops,
-                    digests,
-                    reply,
-                } => {
-                    let result = apply::apply_rewards(&mut txn, &ops, digests);
-                    (result.is_ok(), Some(defer(reply, result)))
-                }
-                Command::ConfirmTokens { ops, reply } => {
-                    let result = super::confirm_apply::confirm_tokens(&mut txn, &ops);
-                    (result.is_ok(), Some(defer(reply, result)))
-                }
-                Command::Expire {
-                    now_ms,
-                    removed_before,
-                    reply,
-                } => {
-                    match expiry::expire(&mut txn, now_ms, MAX_EXPIRE_PER_BATCH) {
-                        Ok(ExpireProgress::More(removed)) if !stopping => {
-                            let removed_before = removed_before + removed;
-                            continued.push(Command::Expire {
-                                now_ms,
-                                removed_before,
-                                reply,
-                            });
-                            (true, None)
-                        }
-                        // At shutdown, a partial pass reports what it removed.
-                        Ok(ExpireProgress::More(removed) | ExpireProgress::Done(removed)) => {
-                            (true, Some(defer(reply, Ok(removed_before + removed))))
-                        }
-                        Err(error) => (false, Some(defer(reply, Err(error)))),
-                    }
-                }
-                Command::Audit { reply } => {
-                    barrier = Some(Barrier::Audit(reply));
-                    (false, None)
-                }
-                Command::Shutdown { reply } => {
-                    barrier = Some(Barrier::Shutdown(reply));
-                    (false, None)
-                }
+            let mut step = Step {
+                stopping,
+                continued: &mut continued,
+                barrier: &mut barrier,
             };
+            // Whether the request's changes join the batch, and how to answer it afterwards.
+            let inserting = matches!(command, Command::InsertSticky { .. });
+            let (mut succeeded, answer) = step.apply(&mut txn, command);
+            deferred.extend(answer);
+            // A run of new units shares the first one's txn: a failing insert changes nothing
+            // (`apply::insert_sticky`), so the run's other inserts still commit, and the arms
+            // they count are updated in place instead of merged once per unit
+            // (`writer_apply`).
+            while inserting
+                && let Some(next) =
+                    commands.next_if(|next| matches!(next, Command::InsertSticky { .. }))
+            {
+                let (inserted, answer) = step.apply(&mut txn, next);
+                succeeded |= inserted;
+                deferred.extend(answer);
+            }
             // A failed request's changes are dropped with its txn; the others still commit.
             if succeeded {
                 let changes = txn.finish();
                 state.merge(changes);
             }
-            deferred.extend(answer);
         }
         let seq = state.seq;
         let failed = self
