@@ -74,7 +74,7 @@ mod writer;
 mod writer_state;
 
 pub use self::api::StickyLookup;
-pub use self::api::{BackendStats, SecretMaker, Store, StoreStats};
+pub use self::api::{BackendStats, SecretMaker, Store, StoreStats, TableBytes};
 pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 pub use self::delay_histograms::DelayHistograms;
