@@ -114,6 +114,13 @@ wait_ready() {
 # rss_kb PID: resident set size now, in KiB.
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
+# table_kb PORT: heap KiB of the embedded store's in-memory tables (the sum of
+# banditd_store_table_bytes over its tables; 0 on Redis or when /metrics cannot be read).
+table_kb() {
+    curl -fs "http://127.0.0.1:$1/metrics" 2>/dev/null |
+        awk '/^banditd_store_table_bytes/ {s += $2} END {printf "%d", s / 1024}'
+}
+
 # written_bytes PID: bytes the process caused to be sent to the block device so far
 # (/proc/PID/io write_bytes; needs root or the same user), 0 if unreadable.
 written_bytes() { awk '/^write_bytes:/ {print $2}' "/proc/$1/io" 2>/dev/null || echo 0; }

@@ -2,7 +2,8 @@
 # rss_timeline.sh: banditd's memory second by second under the soak's mixed load (90% GETs of
 # known sticky units, 10% single-event POSTs on fresh pre-assigned units: `run.sh --soak`),
 # without the rest of run.sh. Prints one line a second:
-#   t VmRSS RssAnon RssFile (KiB, /proc/PID/status) events_applied checkpoints_logged
+#   t VmRSS RssAnon RssFile (KiB, /proc/PID/status) events_applied checkpoints_logged table_kib
+# (table_kib: the store's in-memory tables, banditd_store_table_bytes summed, in KiB)
 # Checkpoints are counted from the server's debug log line "store checkpoint"
 # (`src/store/wal_checkpoint.rs`).
 #
@@ -49,14 +50,15 @@ wrk -t1 -c"$CONNECTIONS" -d"${SECS}s" --timeout 10s -s "$HERE/lua/load.lua" \
     ev_base=0 run=rss >"$WORK/soak.out" 2>&1 &
 WRK=$!
 PIDS+=("$WRK")
-echo "# pid $PID; t VmRSS_kib RssAnon_kib RssFile_kib events_applied checkpoints"
+echo "# pid $PID; t VmRSS_kib RssAnon_kib RssFile_kib events_applied checkpoints table_kib"
 start=$SECONDS
 while kill -0 "$WRK" 2>/dev/null; do
-    applied=$(curl -fs "http://127.0.0.1:$PORT/metrics" 2>/dev/null |
-        awk '/^banditd_events_total.*outcome="applied"/ {s += $2} END {printf "%d", s}')
+    metrics=$(curl -fs "http://127.0.0.1:$PORT/metrics" 2>/dev/null || true)
+    applied=$(awk '/^banditd_events_total.*outcome="applied"/ {s += $2} END {printf "%d", s}' <<<"$metrics")
+    tables=$(awk '/^banditd_store_table_bytes/ {s += $2} END {printf "%d", s / 1024}' <<<"$metrics")
     ckpt=$(grep -c "store checkpoint" "$WORK/banditd.log" || true)
-    awk -v t=$((SECONDS - start)) -v a="$applied" -v c="$ckpt" \
-        '/^VmRSS:/ {r=$2} /^RssAnon:/ {n=$2} /^RssFile:/ {f=$2} END {print t, r, n, f, a, c}' \
+    awk -v t=$((SECONDS - start)) -v a="$applied" -v c="$ckpt" -v b="$tables" \
+        '/^VmRSS:/ {r=$2} /^RssAnon:/ {n=$2} /^RssFile:/ {f=$2} END {print t, r, n, f, a, c, b}' \
         "/proc/$PID/status"
     sleep 1
 done

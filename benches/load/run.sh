@@ -12,7 +12,8 @@
 #   --crash S      first run the kill -9 durability check with S seconds of concurrent load
 #                  (release build of the integration test; exit 1 if anything acked is lost)
 #   --soak M       also hold the mixed load for M minutes, sample RSS every 10 s; exit 1 if RSS
-#                  grows > 10% after the first minute or any request fails
+#                  grows > 10% after the first minute beyond what the store reports its in-memory
+#                  tables grew (banditd_store_table_bytes), or if any request fails
 #   --scenarios L  comma-separated subset of: assign_known,assign_new,per_request,event_single,
 #                  events_bulk,mixed,paced — or "all" (default) or "none"
 #   --metrics-ab R also R rounds of the cost of metrics: known-unit and per-request assign

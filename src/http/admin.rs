@@ -51,7 +51,20 @@ pub struct StoreReport {
     /// Redis only: how often a replica writes its aggregated per-request exposures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exposure_flush_ms: Option<u64>,
+    /// Embedded store only: heap bytes of its in-memory tables, which grow with the units and
+    /// event ids it keeps (the README's Durability section gives the bytes per unit and id).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table_bytes: Option<TableBytesReport>,
     pub sticky_cache: StickyCacheReport,
+}
+
+/// Heap bytes of the embedded store's in-memory tables.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TableBytesReport {
+    /// Every durable sticky assignment: slots, credited rewards, spill set.
+    pub sticky_units: u64,
+    /// Every kept event-id and token credit mark digest.
+    pub event_ids: u64,
 }
 
 /// The store's cache of durable sticky records.
@@ -172,12 +185,22 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
 )]
 async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let stats = state.engine.store().stats();
-    let (cache, exposure_flush_ms) = match &stats.backend {
-        BackendStats::Sled { sticky_cache } => (sticky_cache, None),
+    let (cache, exposure_flush_ms, table_bytes) = match &stats.backend {
+        BackendStats::Sled {
+            sticky_cache,
+            tables,
+        } => (
+            sticky_cache,
+            None,
+            Some(TableBytesReport {
+                sticky_units: tables.sticky_units,
+                event_ids: tables.event_ids,
+            }),
+        ),
         BackendStats::Redis {
             sticky_cache,
             exposure_flush_ms,
-        } => (sticky_cache, Some(*exposure_flush_ms)),
+        } => (sticky_cache, Some(*exposure_flush_ms), None),
     };
     let lookups = cache.hits + cache.misses;
     // Counts far below 2^53, so the conversion is exact enough for a ratio.
@@ -188,6 +211,7 @@ async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespon
         durable_seq: stats.durable_position,
         health: state.engine.store().health(),
         exposure_flush_ms,
+        table_bytes,
         sticky_cache: StickyCacheReport {
             capacity: cache.capacity,
             entries: cache.entries,

@@ -94,9 +94,23 @@ impl EngineCollector {
             health.episodes,
         )?;
         // Figures only some backends have.
+        if let BackendStats::Sled { tables, .. } = stats.backend {
+            gauges(
+                encoder,
+                "banditd_store_table",
+                "Heap bytes of the embedded store's in-memory tables (they grow with the sticky \
+                 units and event ids kept)",
+                Some(&Unit::Bytes),
+                [
+                    ([("table", "sticky_units")], tables.sticky_units as f64),
+                    ([("table", "event_ids")], tables.event_ids as f64),
+                ],
+            )?;
+        }
         match stats.backend {
             BackendStats::Sled {
                 sticky_cache: cache,
+                ..
             }
             | BackendStats::Redis {
                 sticky_cache: cache,

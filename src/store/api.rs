@@ -244,8 +244,12 @@ pub struct StoreStats {
 /// The figures only one backend has.
 #[derive(Debug, Clone, PartialEq)]
 pub enum BackendStats {
-    /// The embedded store: how well the cache of durable sticky records serves the traffic.
-    Sled { sticky_cache: StickyCacheStats },
+    /// The embedded store: how well the cache of durable sticky records serves the traffic,
+    /// and what its in-memory tables hold.
+    Sled {
+        sticky_cache: StickyCacheStats,
+        tables: TableBytes,
+    },
     /// Redis: the replica's cache of known sticky units, and how stale the counters of
     /// per-request exposures may be (they are aggregated in the replica and written at least
     /// this often).
@@ -253,6 +257,19 @@ pub enum BackendStats {
         sticky_cache: StickyCacheStats,
         exposure_flush_ms: u64,
     },
+}
+
+/// Heap bytes of the embedded store's in-memory tables: every durable sticky assignment and
+/// every kept event-id digest lives in memory (see `sticky_table` and `event_ids`), so the
+/// store's memory grows with the units and ids it keeps, by design. Exposed so that an
+/// operator can size a node from live figures and so that a soak can tell that growth from a
+/// leak (`benches/load/soak.sh`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TableBytes {
+    /// The sticky table: its slots, the side table of credited rewards, the spill set.
+    pub sticky_units: u64,
+    /// The kept event-id (and token credit mark) digests, as of the last commit.
+    pub event_ids: u64,
 }
 
 impl BackendStats {

@@ -42,6 +42,9 @@ pub struct Shared {
     /// epoch's first write and its decision).
     pub epochs: ArcSwap<EpochMap>,
     pub flush_count: AtomicU64,
+    /// Heap bytes of the kept event-id digests (`event_ids`), which only the writer reads:
+    /// stored after every commit for the store's stats (`TableBytes`).
+    pub event_id_bytes: AtomicU64,
     /// Held for writing while the writer applies a commit to sled op by op, and for reading by
     /// every reader of sled for its whole read, so that no reader sees part of a commit
     /// (`wal::Wal::apply_last`).

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use tokio::sync::oneshot;
 
-use super::api::{BackendStats, SecretMaker, Store, StoreStats};
+use super::api::{BackendStats, SecretMaker, Store, StoreStats, TableBytes};
 use super::audit;
 use super::audit_report::AuditReport;
 use super::codec;
@@ -431,6 +431,10 @@ impl Store for SledStore {
             durable_position: self.shared.durable_seq.load(Ordering::Acquire),
             backend: BackendStats::Sled {
                 sticky_cache: self.sticky_cache_stats(),
+                tables: TableBytes {
+                    sticky_units: self.shared.sticky.load().heap_bytes() as u64,
+                    event_ids: self.shared.event_id_bytes.load(Ordering::Relaxed),
+                },
             },
         }
     }

@@ -97,6 +97,7 @@ impl SledStore {
             counters: ArcSwap::from_pointee(load::counter_view(&opened.durable.arms)),
             epochs: ArcSwap::from_pointee(opened.durable.epochs.clone()),
             flush_count: AtomicU64::new(0),
+            event_id_bytes: AtomicU64::new(opened.durable.event_ids.kept.heap_bytes() as u64),
             apply_lock: std::sync::RwLock::new(()),
             pending_exposures: Mutex::new(Vec::new()),
             health: HealthState::default(),

@@ -391,6 +391,10 @@ impl Writer {
             self.durable.event_ids.kept.insert(mark.digest);
         }
         self.shared.flush_count.fetch_add(1, Ordering::Relaxed);
+        let id_bytes = self.durable.event_ids.kept.heap_bytes() as u64;
+        self.shared
+            .event_id_bytes
+            .store(id_bytes, Ordering::Relaxed);
         self.last_seq = state.seq;
         self.expired_through = state.expired_through;
         self.shared.durable_seq.store(state.seq, Ordering::Release);

@@ -200,6 +200,51 @@ fn counters_move_with_assigns_events_and_reloads_in_the_prometheus_text_format()
     );
 }
 
+/// The embedded store keeps every sticky unit and kept event id in memory by design; its
+/// tables' bytes are reported (admin route and gauge, the same figures) and grow with what it
+/// keeps: a unit takes at least its 24-byte slot, a kept id at least a 6-byte digest slot.
+#[test]
+fn the_store_tables_bytes_grow_with_the_units_and_ids_kept() {
+    let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
+    let before = app.get("/v1/admin/store").body["table_bytes"].clone();
+    let units = 300u64;
+    let events: Vec<Value> = (0..units)
+        .map(|i| {
+            app.assign("headline", &format!("t-{i}"));
+            serde_json::json!({"id": format!("e-{i}"), "experiment": "headline", "unit": format!("t-{i}")})
+        })
+        .collect();
+    let answer = app.post_events(&Value::Array(events));
+    assert_eq!(answer["applied"], units, "{answer}");
+    let after = app.get("/v1/admin/store").body["table_bytes"].clone();
+    let bytes =
+        |value: &Value, table: &str| value[table].as_u64().unwrap_or_else(|| panic!("{value}"));
+    assert!(
+        bytes(&after, "sticky_units") >= 24 * units,
+        "{before} -> {after}"
+    );
+    assert!(
+        bytes(&after, "event_ids") >= 6 * units,
+        "{before} -> {after}"
+    );
+    assert!(
+        bytes(&after, "sticky_units") > bytes(&before, "sticky_units"),
+        "{before} -> {after}"
+    );
+    assert!(
+        bytes(&after, "event_ids") > bytes(&before, "event_ids"),
+        "{before} -> {after}"
+    );
+    let scraped = scrape(&app);
+    for table in ["sticky_units", "event_ids"] {
+        assert_eq!(
+            scraped.value(&format!("banditd_store_table_bytes{{table=\"{table}\"}}")),
+            bytes(&after, table) as f64,
+            "{table}"
+        );
+    }
+}
+
 #[test]
 fn a_refused_reload_shows_until_a_good_one_replaces_it() {
     let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
