@@ -62,12 +62,20 @@ impl RedisServer {
                 Err(log) if log.contains("Address already in use") => {
                     // The next try's failure is read from a log of its own.
                     let _ = std::fs::remove_file(server.dir.path().join("redis.log"));
-                    server.port = free_port();
-                    if let Some(args) = server.extra.as_mut()
-                        && let Some(at) = args.iter().position(|arg| arg == "--cluster-port")
-                        && let Some(bus) = args.get_mut(at + 1)
-                    {
-                        *bus = free_port().to_string();
+                    let bus_at = server.extra.as_ref().and_then(|args| {
+                        let at = args.iter().position(|arg| arg == "--cluster-port")? + 1;
+                        (at < args.len()).then_some(at)
+                    });
+                    let mut given_up = vec![server.port];
+                    if let (Some(args), Some(at)) = (server.extra.as_ref(), bus_at) {
+                        given_up.extend(args[at].parse::<u16>().ok());
+                    }
+                    // The kernel may hand back a port just released: never the ones that
+                    // failed.
+                    server.port = free_port_other_than(&given_up);
+                    if let (Some(args), Some(at)) = (server.extra.as_mut(), bus_at) {
+                        given_up.push(server.port);
+                        args[at] = free_port_other_than(&given_up).to_string();
                     }
                 }
                 Err(log) => panic!("{log}"),
@@ -245,6 +253,16 @@ fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .expect("a free port")
+}
+
+/// A free port that is none of `given_up`.
+fn free_port_other_than(given_up: &[u16]) -> u16 {
+    loop {
+        let port = free_port();
+        if !given_up.contains(&port) {
+            return port;
+        }
+    }
 }
 
 /// Three primaries (`--cluster-enabled yes`, AOF on), joined by `redis-cli --cluster create`,
