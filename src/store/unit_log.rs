@@ -41,6 +41,7 @@
 //! values, 4.9 for 4 KiB, 5.3 for 8 KiB, at 8 MiB segments), so values are kept near 2 KiB.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 
 use super::codec;
 use super::codec::StickyRef;
@@ -220,6 +221,40 @@ impl LogWriter {
 /// entries of ~70 bytes each, so ~600 KiB in flight at most.
 const REPLAY_VALUES_AHEAD: usize = 64;
 
+/// Variant positions a replay's decoder remembers per value (a format-5 value's entries each
+/// carry their own copy, so past this many it compares strings as before).
+const VARIANTS_NAMED_PER_VALUE: usize = 8;
+
+/// The variant indices one log value's entries named so far, by where the variant's bytes sit
+/// in the value: a format-6 value's entries borrow their variant from its dictionary, so the
+/// few pairs it has are numbered once per value instead of compared as strings per entry (67
+/// of a replayed entry's ~980 instructions, callgrind, 1M units). An address means the same
+/// bytes only while its value lives: [`Self::start_value`] forgets them all.
+#[derive(Default)]
+struct ValueVariants {
+    named: Vec<(usize, usize, u64)>,
+}
+
+impl ValueVariants {
+    /// Before the entries of the next value.
+    fn start_value(&mut self) {
+        self.named.clear();
+    }
+
+    /// The index of `variant` (borrowed from the current value), as `variants` numbers it.
+    fn index_of(&mut self, variants: &mut ReplayVariants, variant: &str) -> u64 {
+        let at = (variant.as_ptr() as usize, variant.len());
+        if let Some(&(_, _, index)) = self.named.iter().find(|(ptr, len, _)| (*ptr, *len) == at) {
+            return index;
+        }
+        let index = variants.index_of(variant);
+        if self.named.len() < VARIANTS_NAMED_PER_VALUE {
+            self.named.push((at.0, at.1, index));
+        }
+        index
+    }
+}
+
 /// Replays every log value into `table`. Answers the entries read (what the log holds, live
 /// or superseded).
 ///
@@ -232,6 +267,9 @@ const REPLAY_VALUES_AHEAD: usize = 64;
 /// still supersedes its earlier ones. The decoder numbers variants itself
 /// ([`ReplayVariants`]), and the table is applied to without its shard locks: both are only
 /// possible because nobody else sees the table until the replay is over.
+///
+/// Once it has sent the last value the decoder settles the log's pages
+/// (`load::settle_pages`), while this thread applies what is still in flight.
 pub fn replay(db: &sled::Db, table: &mut StickyTable) -> Result<u64, StoreError> {
     let digester = table.digester();
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ReplayOp>>(REPLAY_VALUES_AHEAD);
@@ -241,7 +279,13 @@ pub fn replay(db: &sled::Db, table: &mut StickyTable) -> Result<u64, StoreError>
             .spawn_scoped(scope, move || {
                 let mut variants = ReplayVariants::default();
                 let decoded = decode_log(db, digester, &mut variants, &sender);
-                (decoded, variants)
+                // The decoder ends first (the table's writes are the longer half), so the
+                // log's pages are settled while the last values are applied, not after.
+                drop(sender);
+                let settled = decoded.and_then(|entries| {
+                    super::load::settle_pages(db, KIND_UNIT_LOG).map(|()| entries)
+                });
+                (settled, variants)
             })
             .map_err(|error| {
                 StoreError::Io(format!("could not start the unit-log decoder: {error}"))
@@ -270,15 +314,24 @@ fn decode_log(
 ) -> Result<u64, StoreError> {
     let mut entries_read = 0;
     let mut key_buffer = Vec::new();
+    let mut named = ValueVariants::default();
     for item in db.scan_prefix([KIND_UNIT_LOG]) {
         let (key, value) = item.map_err(io)?;
         let (epoch, seq) = parse_log_key(&key)?;
+        // Every entry's sticky key starts with the value's kind and epoch: hashed once.
+        let prefix = digester.hasher_after(sticky_key(&mut key_buffer, epoch, b""));
+        named.start_value();
         let mut ops = Vec::with_capacity(value.len() / 8);
         for entry in entries(&value, seq) {
             let entry = entry?;
-            let digest = digester.digest_bytes(sticky_key(&mut key_buffer, epoch, entry.unit));
+            let mut hasher = prefix;
+            hasher.write(entry.unit);
+            let digest = hasher.finish();
             ops.push(match entry.record {
-                Some(record) => ReplayOp::of(digest, variants.index_of(record.variant), &record),
+                Some(record) => {
+                    let index = named.index_of(variants, record.variant);
+                    ReplayOp::of(digest, index, &record)
+                }
                 None => ReplayOp::Remove(digest),
             });
             entries_read += 1;

@@ -186,8 +186,10 @@ fn replay_keeps_the_last_entry_of_each_unit_and_honours_removals() {
 }
 
 /// The replay decodes on a thread of its own and hands values over a bounded channel: with
-/// several times more values than the channel holds, a unit's last entry still wins, and a
-/// corrupt value after them all fails the replay instead of ending it early with what it had.
+/// several times more values than the channel holds, a unit's last entry still wins, each
+/// record keeps its variant (20 ids, more than the decoder's per-value memory of where a
+/// value's variants sit), and a corrupt value after them all fails the replay instead of
+/// ending it early with what it had.
 #[test]
 fn replay_keeps_the_log_order_across_more_values_than_in_flight_and_reports_a_corrupt_one() {
     let (_dir, db) = temp_db();
@@ -201,7 +203,8 @@ fn replay_keeps_the_log_order_across_more_values_than_in_flight_and_reports_a_co
             .unwrap();
         for n in 0..200 {
             let unit = format!("u-{seq}-{n}");
-            log.push_record(&sticky(&epoch(), &unit), Some(&record("calm", seq)))
+            let variant = format!("arm-{}", (seq + n) % 20);
+            log.push_record(&sticky(&epoch(), &unit), Some(&record(&variant, seq)))
                 .unwrap();
         }
         if seq == commits {
@@ -222,10 +225,15 @@ fn replay_keeps_the_log_order_across_more_values_than_in_flight_and_reports_a_co
         Some(record("bold", commits))
     );
     assert_eq!(table.peek(&sticky(&epoch(), "u-1-0")), None);
-    assert_eq!(
-        table.peek(&sticky(&epoch(), "u-7-3")),
-        Some(record("calm", 7))
-    );
+    for (seq, n) in [(7, 3), (8, 19), (150, 0), (commits, 199)] {
+        let variant = format!("arm-{}", (seq + n) % 20);
+        let unit = format!("u-{seq}-{n}");
+        assert_eq!(
+            table.peek(&sticky(&epoch(), &unit)),
+            Some(record(&variant, seq)),
+            "{unit}"
+        );
+    }
     db.insert(
         log_key(&encoded_epoch(&epoch()), commits + 1, 0),
         vec![0x80, 0x00, 9],
@@ -235,6 +243,24 @@ fn replay_keeps_the_log_order_across_more_values_than_in_flight_and_reports_a_co
         replay(&db, &mut StickyTable::default()),
         Err(StoreError::Corrupt(_))
     ));
+}
+
+/// The decoder's memory of where a value's variants sit holds for one value only: the next
+/// value may have other bytes at the same address (here the same buffer, rewritten).
+#[test]
+fn a_values_variant_positions_are_forgotten_at_the_next_value() {
+    let mut variants = ReplayVariants::default();
+    let mut named = ValueVariants::default();
+    let mut buffer = *b"bold";
+    named.start_value();
+    let first = std::str::from_utf8(&buffer).unwrap();
+    assert_eq!(named.index_of(&mut variants, first), 0);
+    assert_eq!(named.index_of(&mut variants, first), 0);
+    buffer.copy_from_slice(b"calm");
+    named.start_value();
+    let second = std::str::from_utf8(&buffer).unwrap();
+    assert_eq!(named.index_of(&mut variants, second), 1);
+    assert_eq!(named.index_of(&mut variants, "bold"), 0);
 }
 
 #[test]
