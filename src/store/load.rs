@@ -137,7 +137,14 @@ fn replay_logs(
         let sticky = units
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        Ok((event_ids?, sticky?))
+        let (event_ids, sticky) = (event_ids?, sticky?);
+        // After both scans, not on the unit replay's own thread once its scan ends: the
+        // settle's accesses then also push the event log's last leaves out of sled's cache,
+        // and the allocator's pages they pinned go with them: 1,150-1,154 MiB settled at 10M
+        // units + 50M ids with the settle on the unit side, 1,112-1,114 MiB here (15.6 B per
+        // id, `benches/load/results/restart9-2026-12-01-s14.md`), for ~0.2 s after the replays.
+        settle_pages(db, keys::KIND_UNIT_LOG)?;
+        Ok((event_ids, sticky))
     })
 }
 
@@ -150,8 +157,8 @@ fn replay_logs(
 /// read stays in memory whatever `--store-cache-mb` says, about 13 B per sticky unit, and an
 /// idle server never reads them again to let them go. One point read per log key gives each
 /// leaf as many accesses as it has keys (up to 16), which fills the queues, and sled pages out
-/// all but its cache's worth. It costs ~0.2 s per 70,000 log values (10M units), on the unit
-/// replay's decoder thread once it has decoded the log (`unit_log::replay`).
+/// all but its cache's worth. It costs ~0.2 s per 70,000 log values (10M units), once both
+/// logs are replayed (`replay_logs` says why then).
 pub(super) fn settle_pages(db: &sled::Db, kind: u8) -> Result<(), StoreError> {
     for key in db.scan_prefix([kind]).keys() {
         db.get(key.map_err(io)?).map_err(io)?;

@@ -267,9 +267,6 @@ impl ValueVariants {
 /// still supersedes its earlier ones. The decoder numbers variants itself
 /// ([`ReplayVariants`]), and the table is applied to without its shard locks: both are only
 /// possible because nobody else sees the table until the replay is over.
-///
-/// Once it has sent the last value the decoder settles the log's pages
-/// (`load::settle_pages`), while this thread applies what is still in flight.
 pub fn replay(db: &sled::Db, table: &mut StickyTable) -> Result<u64, StoreError> {
     let digester = table.digester();
     let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ReplayOp>>(REPLAY_VALUES_AHEAD);
@@ -279,13 +276,7 @@ pub fn replay(db: &sled::Db, table: &mut StickyTable) -> Result<u64, StoreError>
             .spawn_scoped(scope, move || {
                 let mut variants = ReplayVariants::default();
                 let decoded = decode_log(db, digester, &mut variants, &sender);
-                // The decoder ends first (the table's writes are the longer half), so the
-                // log's pages are settled while the last values are applied, not after.
-                drop(sender);
-                let settled = decoded.and_then(|entries| {
-                    super::load::settle_pages(db, KIND_UNIT_LOG).map(|()| entries)
-                });
-                (settled, variants)
+                (decoded, variants)
             })
             .map_err(|error| {
                 StoreError::Io(format!("could not start the unit-log decoder: {error}"))
