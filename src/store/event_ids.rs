@@ -75,6 +75,16 @@ impl Digester {
         hasher.write(bytes);
         hasher.finish()
     }
+
+    /// A hasher that has taken `prefix`: a clone of it that then takes `rest` finishes at
+    /// [`Self::digest_bytes`] of `prefix` followed by `rest` (SipHash's `write` streams). A
+    /// replay digests millions of sticky keys that share their kind and epoch
+    /// (`unit_log::replay`).
+    pub fn hasher_after(&self, prefix: &[u8]) -> SipHasher13 {
+        let mut hasher = SipHasher13::new_with_key(&self.key);
+        hasher.write(prefix);
+        hasher
+    }
 }
 
 /// A set of digests, in the compact table of `digest_table`: 6 bytes a slot from 2^24 slots

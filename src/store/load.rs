@@ -8,9 +8,7 @@ use super::codec;
 use super::error::StoreError;
 use super::event_ids::Digester;
 use super::event_log;
-use super::keys::{
-    self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, KIND_UNIT_LOG, io,
-};
+use super::keys::{self, KIND_ARM, KIND_EPOCH, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST, io};
 use super::migrate;
 use super::size_hint::{self, TableSizes};
 use super::state::{ArmMap, CounterMap, DurableState, EpochMap};
@@ -114,9 +112,10 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
 /// Replays the event log (`event_log::replay`) and the unit log (`StickyTable::load`), into
 /// tables presized from `hint` (`size_hint`). Both are most of a restart's time with many ids
 /// and units, and neither reads what the other builds, so once the store's digest key is read
-/// (or made) they run at once: the unit log on a thread of its own, the event log on this
-/// thread and one more (`event_log::replay`), so a restart with 10M units and 50M ids takes
-/// the longer of the two, not their sum (`benches/load/results/mem-2026-11-30.md`).
+/// (or made) they run at once: the unit log on a thread of its own and its decoder
+/// (`unit_log::replay`), the event log on this thread and one more (`event_log::replay`), so a
+/// restart with 10M units and 50M ids takes the longer of the two, not their sum
+/// (`benches/load/results/mem-2026-11-30.md`).
 fn replay_logs(
     db: &sled::Db,
     hint: TableSizes,
@@ -127,11 +126,7 @@ fn replay_logs(
     std::thread::scope(|scope| {
         let units = std::thread::Builder::new()
             .name("unit-log-replay".to_owned())
-            .spawn_scoped(scope, || {
-                let loaded = StickyTable::load(db, digester, units_hint)?;
-                settle_pages(db, KIND_UNIT_LOG)?;
-                Ok(loaded)
-            })
+            .spawn_scoped(scope, || StickyTable::load(db, digester, units_hint))
             .map_err(|error| {
                 StoreError::Io(format!("could not start the replay thread: {error}"))
             })?;
@@ -142,7 +137,14 @@ fn replay_logs(
         let sticky = units
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        Ok((event_ids?, sticky?))
+        let (event_ids, sticky) = (event_ids?, sticky?);
+        // After both scans, not on the unit replay's own thread once its scan ends: the
+        // settle's accesses then also push the event log's last leaves out of sled's cache,
+        // and the allocator's pages they pinned go with them: 1,150-1,154 MiB settled at 10M
+        // units + 50M ids with the settle on the unit side, 1,112-1,114 MiB here (15.6 B per
+        // id, `benches/load/results/restart9-2026-12-01-s14.md`), for ~0.2 s after the replays.
+        settle_pages(db, keys::KIND_UNIT_LOG)?;
+        Ok((event_ids, sticky))
     })
 }
 
@@ -155,9 +157,9 @@ fn replay_logs(
 /// read stays in memory whatever `--store-cache-mb` says, about 13 B per sticky unit, and an
 /// idle server never reads them again to let them go. One point read per log key gives each
 /// leaf as many accesses as it has keys (up to 16), which fills the queues, and sled pages out
-/// all but its cache's worth. It costs ~0.2 s per 70,000 log values (10M units) on the unit
-/// replay's own thread.
-fn settle_pages(db: &sled::Db, kind: u8) -> Result<(), StoreError> {
+/// all but its cache's worth. It costs ~0.2 s per 70,000 log values (10M units), once both
+/// logs are replayed (`replay_logs` says why then).
+pub(super) fn settle_pages(db: &sled::Db, kind: u8) -> Result<(), StoreError> {
     for key in db.scan_prefix([kind]).keys() {
         db.get(key.map_err(io)?).map_err(io)?;
     }

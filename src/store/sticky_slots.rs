@@ -125,11 +125,17 @@ impl Slots {
     }
 
     /// Puts `slot` in place of its digest's slot, or adds it. Answers the slot it replaced.
+    ///
+    /// One walk of the digest's run when the table has room: it ends at the digest (replaced),
+    /// a free slot, or the first slot nearer its home than the walk is to ours, which by the
+    /// Robin Hood order means the digest is absent and goes there ([`Self::insert_new`]'s walk
+    /// from that point). A replay puts ~10M records, each a walk `find` then `insert_new` did
+    /// twice.
     pub fn put(&mut self, slot: Slot) -> Option<Slot> {
-        if let Some(at) = self.find(slot.digest) {
-            return Some(std::mem::replace(&mut self.slots[at], slot));
-        }
         if (self.len + 1) * 100 > self.capacity() * MAX_LOAD_PERCENT {
+            if let Some(at) = self.find(slot.digest) {
+                return Some(std::mem::replace(&mut self.slots[at], slot));
+            }
             let capacity = self.capacity();
             let grown = if self.bulk {
                 capacity * 2
@@ -137,8 +143,25 @@ impl Slots {
                 capacity * GROWTH_NUM / GROWTH_DEN
             };
             self.resize(grown.max(MIN_CAPACITY));
+            self.insert_new(slot);
+            return None;
         }
-        self.insert_new(slot);
+        let capacity = self.capacity();
+        let mut at = self.home(slot.digest);
+        for distance in 0..capacity {
+            let here = self.slots[at];
+            if here.packed != EMPTY && here.digest == slot.digest {
+                self.slots[at] = slot;
+                return Some(here);
+            }
+            if here.packed == EMPTY || self.distance(at, here.digest) < distance {
+                self.carry(at, slot, distance);
+                return None;
+            }
+            at = if at + 1 == capacity { 0 } else { at + 1 };
+        }
+        // Not reached: the load check above leaves a free slot.
+        self.carry(at, slot, capacity);
         None
     }
 
@@ -215,10 +238,14 @@ impl Slots {
 
     /// Inserts a digest known to be absent, with room for it.
     fn insert_new(&mut self, slot: Slot) {
+        self.carry(self.home(slot.digest), slot, 0);
+    }
+
+    /// Inserts `carried`, known to be absent, at `at`, `distance` slots past its home, or
+    /// further on: each slot nearer its own home than the one carried gives way and is
+    /// carried on (Robin Hood).
+    fn carry(&mut self, mut at: usize, mut carried: Slot, mut distance: usize) {
         let capacity = self.capacity();
-        let mut carried = slot;
-        let mut at = self.home(carried.digest);
-        let mut distance = 0;
         loop {
             let here = self.slots[at];
             if here.packed == EMPTY {

@@ -80,7 +80,7 @@ const REWARDED: u64 = 1 << 63;
 
 /// The credited reward of a rewarded unit.
 #[derive(Debug, Clone, Copy)]
-struct RewardSlot {
+pub(super) struct RewardSlot {
     digest: u64,
     reward: f64,
     rewarded_ms: Option<u64>,
@@ -154,10 +154,10 @@ impl StickyTable {
         expected: usize,
     ) -> Result<(StickyTable, u64), StoreError> {
         let started = std::time::Instant::now();
-        let table = StickyTable::new(digester);
+        let mut table = StickyTable::new(digester);
         table.set_bulk();
         table.presize(expected);
-        let entries = super::unit_log::replay(db, &table)?;
+        let entries = super::unit_log::replay(db, &mut table)?;
         table.fit();
         tracing::info!(
             units = table.len(),
@@ -227,14 +227,6 @@ impl StickyTable {
         self.lookup(digest)
     }
 
-    /// One replayed log entry: the unit's record, or its removal. Startup only.
-    pub fn replay(&self, digest: u64, record: Option<&StickyRef<'_>>) {
-        match record {
-            Some(record) => self.upsert_ref(digest, record),
-            None => self.remove(digest),
-        }
-    }
-
     fn lookup(&self, digest: u64) -> Option<StickyRecord> {
         let (slot, reward) = {
             let shard = self.read(digest);
@@ -297,55 +289,39 @@ impl StickyTable {
     }
 
     fn upsert_ref(&self, digest: u64, record: &StickyRef<'_>) {
-        let index = self.variant_index_of(record.variant);
-        let packable = record.assigned_ms <= MS_MASK && index < SPILLED;
-        let mut shard = self.write(digest);
-        // One probe of the slots: `put` answers the slot it replaced, whose side entries then
-        // leave before the new record's go in (a random read into a table of all units, whose
-        // cache miss is most of an upsert's cost).
-        if !packable {
-            let slot = Slot {
-                digest,
-                packed: SPILLED << MS_BITS,
-                propensity: 0.0,
-            };
-            if let Some(old) = shard.slots.put(slot) {
-                drop_side_entries(&mut shard, old);
-            }
-            shard
-                .spilled
-                .insert_unique(digest, (digest, record.to_record()), |(kept, _)| *kept);
-            return;
-        }
-        let mut packed = record.assigned_ms | index << MS_BITS;
-        if record.reward.is_some() {
-            packed |= REWARDED;
-        }
-        let slot = Slot {
-            digest,
-            packed,
-            propensity: record.propensity,
-        };
-        if let Some(old) = shard.slots.put(slot) {
-            drop_side_entries(&mut shard, old);
-        }
-        if let Some(reward) = record.reward {
-            let reward = RewardSlot {
-                digest,
-                reward,
-                rewarded_ms: record.rewarded_ms,
-            };
-            shard
-                .rewards
-                .insert_unique(digest, reward, |reward| reward.digest);
-        }
+        let op = ReplayOp::of(digest, self.variant_index_of(record.variant), record);
+        apply_op(&mut self.write(digest), &op);
     }
 
     fn remove(&self, digest: u64) {
-        let mut shard = self.write(digest);
-        if let Some(old) = shard.slots.take(digest) {
-            drop_side_entries(&mut shard, old);
+        apply_op(&mut self.write(digest), &ReplayOp::Remove(digest));
+    }
+
+    /// Applies a replay's decoded entries in order (`unit_log::replay`), each unit's slots
+    /// asked for [`PREFETCH_AHEAD`] entries before their turn. Takes the table whole, so no
+    /// shard lock is taken: a replay writes ~10M records, and the table is nobody else's yet.
+    pub(super) fn apply_replayed(&mut self, ops: &[ReplayOp]) {
+        for op in ops.iter().take(PREFETCH_AHEAD) {
+            self.shard_mut(op.digest()).slots.prefetch(op.digest());
         }
+        for (at, op) in ops.iter().enumerate() {
+            if let Some(ahead) = ops.get(at + PREFETCH_AHEAD) {
+                self.shard_mut(ahead.digest())
+                    .slots
+                    .prefetch(ahead.digest());
+            }
+            apply_op(self.shard_mut(op.digest()), op);
+        }
+    }
+
+    /// Gives the table the variant ids a replay's decoder numbered its records with
+    /// ([`ReplayVariants`]). Only before the table is shared: its indices replace the table's.
+    pub(super) fn install_variants(&mut self, variants: ReplayVariants) {
+        *self
+            .variant_index
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = variants.index;
+        self.variants.store(Arc::new(variants.list));
     }
 
     /// The index of `variant` in the list, appended if new; [`SPILLED`] once the list is full.
@@ -426,6 +402,14 @@ impl StickyTable {
     fn write(&self, digest: u64) -> RwLockWriteGuard<'_, Shard> {
         write_lock(&self.padded(digest).shard)
     }
+
+    fn shard_mut(&mut self, digest: u64) -> &mut Shard {
+        let at = ((digest >> 32) as usize) % self.shards.len();
+        self.shards[at]
+            .shard
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
 }
 
 /// Heap bytes of a hashbrown table with `capacity` (7/8 of its power-of-two buckets).
@@ -447,6 +431,124 @@ fn read_lock(lock: &RwLock<Shard>) -> RwLockReadGuard<'_, Shard> {
 fn write_lock(lock: &RwLock<Shard>) -> RwLockWriteGuard<'_, Shard> {
     lock.write()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// One log entry, decoded, digested and packed off the thread that applies it
+/// (`unit_log::replay`), or by the writer as it publishes a record: what [`apply_op`] writes.
+#[derive(Debug, Clone)]
+pub(super) enum ReplayOp {
+    /// A record that packs into its slot, and its reward if it has one.
+    Packed {
+        slot: Slot,
+        reward: Option<RewardSlot>,
+    },
+    /// A record that does not pack (see the module docs), kept whole.
+    Whole(u64, Box<StickyRecord>),
+    /// The unit leaves.
+    Remove(u64),
+}
+
+impl ReplayOp {
+    /// The op that gives the unit of `digest` the record `record`, whose variant has index
+    /// `index` ([`SPILLED`] when the list is full).
+    pub(super) fn of(digest: u64, index: u64, record: &StickyRef<'_>) -> ReplayOp {
+        if record.assigned_ms > MS_MASK || index >= SPILLED {
+            return ReplayOp::Whole(digest, Box::new(record.to_record()));
+        }
+        let mut packed = record.assigned_ms | index << MS_BITS;
+        if record.reward.is_some() {
+            packed |= REWARDED;
+        }
+        ReplayOp::Packed {
+            slot: Slot {
+                digest,
+                packed,
+                propensity: record.propensity,
+            },
+            reward: record.reward.map(|reward| RewardSlot {
+                digest,
+                reward,
+                rewarded_ms: record.rewarded_ms,
+            }),
+        }
+    }
+
+    pub(super) fn digest(&self) -> u64 {
+        match self {
+            ReplayOp::Packed { slot, .. } => slot.digest,
+            ReplayOp::Whole(digest, _) | ReplayOp::Remove(digest) => *digest,
+        }
+    }
+}
+
+/// The variant ids a replay's decoder numbers records with, before the table they go into can
+/// be asked ([`StickyTable::install_variants`]): the decoder runs on a thread of its own, and
+/// the table's own list is behind an `ArcSwap` and a lock it would pay for per record.
+#[derive(Debug, Default)]
+pub(super) struct ReplayVariants {
+    list: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, u64>,
+}
+
+impl ReplayVariants {
+    /// As [`StickyTable::variant_index_of`]: the index of `variant`, appended if new;
+    /// [`SPILLED`] once the list is full.
+    pub(super) fn index_of(&mut self, variant: &str) -> u64 {
+        if self.list.len() <= 16
+            && let Some(known) = self.list.iter().position(|id| **id == *variant)
+        {
+            return known as u64;
+        }
+        if let Some(&known) = self.index.get(variant) {
+            return known;
+        }
+        let next = self.list.len() as u64;
+        if next >= SPILLED {
+            return SPILLED;
+        }
+        let shared: Arc<str> = Arc::from(variant);
+        self.list.push(Arc::clone(&shared));
+        self.index.insert(shared, next);
+        next
+    }
+}
+
+/// Writes one op into its shard: one probe of the slots (`put` answers the slot it replaced,
+/// whose side entries then leave before the new record's go in; that random read into a
+/// table of all units is most of an upsert's cost).
+fn apply_op(shard: &mut Shard, op: &ReplayOp) {
+    match op {
+        ReplayOp::Packed { slot, reward } => {
+            if let Some(old) = shard.slots.put(*slot) {
+                drop_side_entries(shard, old);
+            }
+            if let Some(reward) = reward {
+                shard
+                    .rewards
+                    .insert_unique(reward.digest, *reward, |reward| reward.digest);
+            }
+        }
+        ReplayOp::Whole(digest, record) => {
+            let slot = Slot {
+                digest: *digest,
+                packed: SPILLED << MS_BITS,
+                propensity: 0.0,
+            };
+            if let Some(old) = shard.slots.put(slot) {
+                drop_side_entries(shard, old);
+            }
+            shard.spilled.insert_unique(
+                *digest,
+                (*digest, StickyRecord::clone(record)),
+                |(kept, _)| *kept,
+            );
+        }
+        ReplayOp::Remove(digest) => {
+            if let Some(old) = shard.slots.take(*digest) {
+                drop_side_entries(shard, old);
+            }
+        }
+    }
 }
 
 /// Removes the reward or whole record a slot points to.

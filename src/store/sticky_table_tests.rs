@@ -201,15 +201,18 @@ fn a_million_units_cost_what_the_capacity_arithmetic_says() {
 
 #[test]
 fn fitting_after_a_replay_keeps_every_unit_at_the_replayed_load() {
-    let table = table();
+    let mut table = table();
     table.set_bulk();
-    for n in 0..5_000 {
-        let digest = table.digest(&key(&format!("unit-{n}")));
-        table.replay(
-            digest,
-            Some(&StickyRef::from(&record("bold", 1_700_000_000_000 + n))),
-        );
-    }
+    let mut variants = ReplayVariants::default();
+    let ops: Vec<ReplayOp> = (0..5_000)
+        .map(|n| {
+            let digest = table.digest(&key(&format!("unit-{n}")));
+            let record = record("bold", 1_700_000_000_000 + n);
+            ReplayOp::of(digest, variants.index_of("bold"), &StickyRef::from(&record))
+        })
+        .collect();
+    table.apply_replayed(&ops);
+    table.install_variants(variants);
     table.fit();
     for padded in &table.shards {
         let shard = read_lock(&padded.shard);
@@ -225,4 +228,60 @@ fn fitting_after_a_replay_keeps_every_unit_at_the_replayed_load() {
     // And it grows again.
     table.apply(&[(table.digest(&key("late")), Some(record("calm", 1)))]);
     assert_eq!(table.peek(&key("late")), Some(record("calm", 1)));
+}
+
+/// A replay's ops (`unit_log::replay`) land as the writer's would: in order, later ones
+/// superseding earlier ones, removals honoured, rewards and unpackable records kept, and the
+/// decoder's variant numbering (past the 16 ids its quick scan covers) is the table's after
+/// `install_variants`, so the writer's next record finds the ids and numbers a new one after
+/// them.
+#[test]
+fn replayed_ops_land_in_order_and_the_decoders_variant_ids_become_the_tables() {
+    let mut table = table();
+    table.set_bulk();
+    let mut variants = ReplayVariants::default();
+    let mut ops = Vec::new();
+    let mut expected = Vec::new();
+    for n in 0..40u64 {
+        let unit = format!("unit-{n}");
+        let mut held = record(&format!("arm-{n}"), 1_700_000_000_000 + n);
+        let digest = table.digest(&key(&unit));
+        ops.push(ReplayOp::of(
+            digest,
+            variants.index_of(&held.variant),
+            &StickyRef::from(&held),
+        ));
+        // Every third unit is credited later, every fifth leaves, every seventh's next record
+        // has a time past the packing.
+        if n % 3 == 0 {
+            held.reward = Some(0.25);
+            held.rewarded_ms = Some(held.assigned_ms + 9);
+        }
+        if n % 7 == 0 {
+            held.assigned_ms = MS_MASK + 1 + n;
+        }
+        if n % 3 == 0 || n % 7 == 0 {
+            let index = variants.index_of(&held.variant);
+            ops.push(ReplayOp::of(digest, index, &StickyRef::from(&held)));
+        }
+        if n % 5 == 0 {
+            ops.push(ReplayOp::Remove(digest));
+        } else {
+            expected.push((unit, held));
+        }
+    }
+    table.apply_replayed(&ops);
+    table.install_variants(variants);
+    table.fit();
+    assert_eq!(table.len(), expected.len());
+    for (unit, held) in &expected {
+        assert_eq!(table.peek(&key(unit)).as_ref(), Some(held), "{unit}");
+    }
+    assert_eq!(table.peek(&key("unit-5")), None);
+    put(&table, "late", record("arm-39", 1));
+    put(&table, "later", record("fresh", 2));
+    assert_eq!(table.peek(&key("late")), Some(record("arm-39", 1)));
+    assert_eq!(table.peek(&key("later")), Some(record("fresh", 2)));
+    assert_eq!(table.variant_index_of("arm-39"), 39);
+    assert_eq!(table.variant_index_of("fresh"), 40);
 }

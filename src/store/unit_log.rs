@@ -41,13 +41,15 @@
 //! values, 4.9 for 4 KiB, 5.3 for 8 KiB, at 8 MiB segments), so values are kept near 2 KiB.
 
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 
 use super::codec;
 use super::codec::StickyRef;
 use super::error::StoreError;
+use super::event_ids::Digester;
 use super::keys::{self, KIND_STICKY, KIND_UNIT_LOG, io, take_bytes};
 use super::state::KeyValue;
-use super::sticky_table::StickyTable;
+use super::sticky_table::{ReplayOp, ReplayVariants, StickyTable};
 use super::types::{Epoch, StickyRecord};
 use super::unit_log_entry::ValueEncoder;
 pub use super::unit_log_entry::entries;
@@ -215,19 +217,120 @@ impl LogWriter {
     }
 }
 
+/// Log values a replay's decoder may have decoded ahead of the thread applying them: ~140
+/// entries of ~70 bytes each, so ~600 KiB in flight at most.
+const REPLAY_VALUES_AHEAD: usize = 64;
+
+/// Variant positions a replay's decoder remembers per value (a format-5 value's entries each
+/// carry their own copy, so past this many it compares strings as before).
+const VARIANTS_NAMED_PER_VALUE: usize = 8;
+
+/// The variant indices one log value's entries named so far, by where the variant's bytes sit
+/// in the value: a format-6 value's entries borrow their variant from its dictionary, so the
+/// few pairs it has are numbered once per value instead of compared as strings per entry (67
+/// of a replayed entry's ~980 instructions, callgrind, 1M units). An address means the same
+/// bytes only while its value lives: [`Self::start_value`] forgets them all.
+#[derive(Default)]
+struct ValueVariants {
+    named: Vec<(usize, usize, u64)>,
+}
+
+impl ValueVariants {
+    /// Before the entries of the next value.
+    fn start_value(&mut self) {
+        self.named.clear();
+    }
+
+    /// The index of `variant` (borrowed from the current value), as `variants` numbers it.
+    fn index_of(&mut self, variants: &mut ReplayVariants, variant: &str) -> u64 {
+        let at = (variant.as_ptr() as usize, variant.len());
+        if let Some(&(_, _, index)) = self.named.iter().find(|(ptr, len, _)| (*ptr, *len) == at) {
+            return index;
+        }
+        let index = variants.index_of(variant);
+        if self.named.len() < VARIANTS_NAMED_PER_VALUE {
+            self.named.push((at.0, at.1, index));
+        }
+        index
+    }
+}
+
 /// Replays every log value into `table`. Answers the entries read (what the log holds, live
 /// or superseded).
-pub fn replay(db: &sled::Db, table: &StickyTable) -> Result<u64, StoreError> {
+///
+/// Two threads when the log is not empty: this one applies entries to the table, and a
+/// decoder reads the values, decodes their entries, digests their units and packs their records
+/// ([`ReplayOp`]), a value's worth at a time over a bounded channel. At 10M units the replay
+/// was 5.0–6.0 s of CPU on one thread, about half of it decoding and hashing, the rest the
+/// table's random writes (`benches/load/results/restart9-2026-12-01-s14.md`). The channel keeps
+/// the log's order (one sender, one receiver, values in key order), so a unit's later entry
+/// still supersedes its earlier ones. The decoder numbers variants itself
+/// ([`ReplayVariants`]), and the table is applied to without its shard locks: both are only
+/// possible because nobody else sees the table until the replay is over.
+pub fn replay(db: &sled::Db, table: &mut StickyTable) -> Result<u64, StoreError> {
+    let digester = table.digester();
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<ReplayOp>>(REPLAY_VALUES_AHEAD);
+    let (decoded, variants) = std::thread::scope(|scope| {
+        let decoder = std::thread::Builder::new()
+            .name("unit-log-decode".to_owned())
+            .spawn_scoped(scope, move || {
+                let mut variants = ReplayVariants::default();
+                let decoded = decode_log(db, digester, &mut variants, &sender);
+                (decoded, variants)
+            })
+            .map_err(|error| {
+                StoreError::Io(format!("could not start the unit-log decoder: {error}"))
+            })?;
+        for ops in receiver {
+            table.apply_replayed(&ops);
+        }
+        Ok::<_, StoreError>(
+            decoder
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+        )
+    })?;
+    let entries_read = decoded?;
+    table.install_variants(variants);
+    Ok(entries_read)
+}
+
+/// The decoder of [`replay`]: sends each log value's entries, in key order, as ops whose
+/// variants `variants` numbered. Answers the entries read.
+fn decode_log(
+    db: &sled::Db,
+    digester: Digester,
+    variants: &mut ReplayVariants,
+    sender: &std::sync::mpsc::SyncSender<Vec<ReplayOp>>,
+) -> Result<u64, StoreError> {
     let mut entries_read = 0;
     let mut key_buffer = Vec::new();
+    let mut named = ValueVariants::default();
     for item in db.scan_prefix([KIND_UNIT_LOG]) {
         let (key, value) = item.map_err(io)?;
         let (epoch, seq) = parse_log_key(&key)?;
+        // Every entry's sticky key starts with the value's kind and epoch: hashed once.
+        let prefix = digester.hasher_after(sticky_key(&mut key_buffer, epoch, b""));
+        named.start_value();
+        let mut ops = Vec::with_capacity(value.len() / 8);
         for entry in entries(&value, seq) {
             let entry = entry?;
-            let digest = table.digest(sticky_key(&mut key_buffer, epoch, entry.unit));
-            table.replay(digest, entry.record.as_ref());
+            let mut hasher = prefix;
+            hasher.write(entry.unit);
+            let digest = hasher.finish();
+            ops.push(match entry.record {
+                Some(record) => {
+                    let index = named.index_of(variants, record.variant);
+                    ReplayOp::of(digest, index, &record)
+                }
+                None => ReplayOp::Remove(digest),
+            });
             entries_read += 1;
+        }
+        if sender.send(ops).is_err() {
+            // The applying side is gone: it only stops early by panicking, which the join
+            // passes on.
+            break;
         }
     }
     Ok(entries_read)

@@ -174,8 +174,8 @@ fn replay_keeps_the_last_entry_of_each_unit_and_honours_removals() {
         batch.insert(key, value);
     }
     db.apply_batch(batch).unwrap();
-    let table = StickyTable::default();
-    assert_eq!(replay(&db, &table).unwrap(), 5);
+    let mut table = StickyTable::default();
+    assert_eq!(replay(&db, &mut table).unwrap(), 5);
     assert_eq!(table.len(), 2);
     assert_eq!(table.peek(&sticky(&epoch(), "a")), Some(credited.clone()));
     assert_eq!(table.peek(&sticky(&other_epoch(), "a")), Some(first));
@@ -183,6 +183,84 @@ fn replay_keeps_the_last_entry_of_each_unit_and_honours_removals() {
     let (latest, read) = latest_records(&db).unwrap();
     assert_eq!((latest.len(), read), (2, 5));
     assert_eq!(latest[&sticky(&epoch(), "a")], credited);
+}
+
+/// The replay decodes on a thread of its own and hands values over a bounded channel: with
+/// several times more values than the channel holds, a unit's last entry still wins, each
+/// record keeps its variant (20 ids, more than the decoder's per-value memory of where a
+/// value's variants sit), and a corrupt value after them all fails the replay instead of
+/// ending it early with what it had.
+#[test]
+fn replay_keeps_the_log_order_across_more_values_than_in_flight_and_reports_a_corrupt_one() {
+    let (_dir, db) = temp_db();
+    let commits = 3 * REPLAY_VALUES_AHEAD as u64;
+    let mut batch = sled::Batch::default();
+    for seq in 1..=commits {
+        let mut log = LogWriter::new(seq);
+        // "hot" in every commit (its last record wins), and 200 units of its own per commit,
+        // which cut each commit into more than one value.
+        log.push_record(&sticky(&epoch(), "hot"), Some(&record("bold", seq)))
+            .unwrap();
+        for n in 0..200 {
+            let unit = format!("u-{seq}-{n}");
+            let variant = format!("arm-{}", (seq + n) % 20);
+            log.push_record(&sticky(&epoch(), &unit), Some(&record(&variant, seq)))
+                .unwrap();
+        }
+        if seq == commits {
+            log.push_record(&sticky(&epoch(), "u-1-0"), None).unwrap();
+        }
+        for (key, value) in log.finish() {
+            batch.insert(key, value);
+        }
+    }
+    db.apply_batch(batch).unwrap();
+    let values = db.scan_prefix([KIND_UNIT_LOG]).count();
+    assert!(values > 2 * REPLAY_VALUES_AHEAD, "{values}");
+    let mut table = StickyTable::default();
+    assert_eq!(replay(&db, &mut table).unwrap(), commits * 201 + 1);
+    assert_eq!(table.len() as u64, commits * 200);
+    assert_eq!(
+        table.peek(&sticky(&epoch(), "hot")),
+        Some(record("bold", commits))
+    );
+    assert_eq!(table.peek(&sticky(&epoch(), "u-1-0")), None);
+    for (seq, n) in [(7, 3), (8, 19), (150, 0), (commits, 199)] {
+        let variant = format!("arm-{}", (seq + n) % 20);
+        let unit = format!("u-{seq}-{n}");
+        assert_eq!(
+            table.peek(&sticky(&epoch(), &unit)),
+            Some(record(&variant, seq)),
+            "{unit}"
+        );
+    }
+    db.insert(
+        log_key(&encoded_epoch(&epoch()), commits + 1, 0),
+        vec![0x80, 0x00, 9],
+    )
+    .unwrap();
+    assert!(matches!(
+        replay(&db, &mut StickyTable::default()),
+        Err(StoreError::Corrupt(_))
+    ));
+}
+
+/// The decoder's memory of where a value's variants sit holds for one value only: the next
+/// value may have other bytes at the same address (here the same buffer, rewritten).
+#[test]
+fn a_values_variant_positions_are_forgotten_at_the_next_value() {
+    let mut variants = ReplayVariants::default();
+    let mut named = ValueVariants::default();
+    let mut buffer = *b"bold";
+    named.start_value();
+    let first = std::str::from_utf8(&buffer).unwrap();
+    assert_eq!(named.index_of(&mut variants, first), 0);
+    assert_eq!(named.index_of(&mut variants, first), 0);
+    buffer.copy_from_slice(b"calm");
+    named.start_value();
+    let second = std::str::from_utf8(&buffer).unwrap();
+    assert_eq!(named.index_of(&mut variants, second), 1);
+    assert_eq!(named.index_of(&mut variants, "bold"), 0);
 }
 
 #[test]
@@ -200,8 +278,8 @@ fn a_compaction_step_rewrites_a_format_5_value_in_the_compact_layout_with_the_sa
     }
     let epoch_bytes = encoded_epoch(&epoch());
     db.insert(log_key(&epoch_bytes, 4, 0), value).unwrap();
-    let table = StickyTable::default();
-    assert_eq!(replay(&db, &table).unwrap(), 3);
+    let mut table = StickyTable::default();
+    assert_eq!(replay(&db, &mut table).unwrap(), 3);
     let mut writer = LogWriter::new(9);
     let step = compact_step(&db, &table, &CompactionPass::new(9), &mut writer).unwrap();
     assert_eq!((step.entries_read, step.entries_kept), (3, 2));
