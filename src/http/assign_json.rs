@@ -41,21 +41,9 @@ impl AssignmentDto<'_> {
         }
         out.extend_from_slice(b",\"propensity\":");
         json_value(out, &self.propensity);
-        out.extend_from_slice(if self.counted {
-            b",\"counted\":true"
-        } else {
-            b",\"counted\":false"
-        });
-        out.extend_from_slice(if self.degraded {
-            b",\"degraded\":true"
-        } else {
-            b",\"degraded\":false"
-        });
-        out.extend_from_slice(if self.sticky {
-            b",\"sticky\":true"
-        } else {
-            b",\"sticky\":false"
-        });
+        json_bool(out, b",\"counted\":", self.counted);
+        json_bool(out, b",\"degraded\":", self.degraded);
+        json_bool(out, b",\"sticky\":", self.sticky);
         out.extend_from_slice(b",\"reward_until_ms\":");
         match self.reward_until_ms {
             Some(ms) => json_value(out, &ms),
@@ -103,9 +91,16 @@ fn json_str(out: &mut Vec<u8>, text: &str) {
 }
 
 /// A value exactly as serde_json writes it. Writing into a `Vec` cannot fail, and neither can
-/// serialising a string or a number.
-fn json_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
+/// serialising what the answers hold: strings, numbers, maps of names to numbers, the derived
+/// rejections (also `events_json`'s).
+pub(super) fn json_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(out, value);
+}
+
+/// `,"name":true` or `,"name":false`; `field` is the `,"name":` prefix.
+pub(super) fn json_bool(out: &mut Vec<u8>, field: &[u8], value: bool) {
+    out.extend_from_slice(field);
+    out.extend_from_slice(if value { b"true" } else { b"false" });
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 use actix_web::HttpResponse;
 use actix_web::http::header::HeaderValue;
 
+use super::assign_json::{json_bool, json_value};
 use crate::engine::EventBatchReport;
 
 /// Room for a report without rejections (~160 bytes) and a few listed ones without growing.
@@ -28,11 +29,7 @@ pub fn write_report(report: &EventBatchReport, out: &mut Vec<u8>) {
     json_value(out, &report.already_rewarded);
     out.extend_from_slice(b",\"rejected\":");
     json_value(out, &report.rejected);
-    out.extend_from_slice(if report.all_rejected {
-        b",\"all_rejected\":true"
-    } else {
-        b",\"all_rejected\":false"
-    });
+    json_bool(out, b",\"all_rejected\":", report.all_rejected);
     out.extend_from_slice(b",\"rejected_by_reason\":");
     json_value(out, &report.rejected_by_reason);
     out.extend_from_slice(b",\"rejections\":");
@@ -50,12 +47,6 @@ pub fn ok_response(report: &EventBatchReport) -> HttpResponse {
     HttpResponse::Ok()
         .content_type(HeaderValue::from_static("application/json"))
         .body(body)
-}
-
-/// A value exactly as serde_json writes it. Writing into a `Vec` cannot fail, and neither can
-/// serialising numbers, a map of names to numbers or the derived rejections.
-fn json_value<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
-    let _ = serde_json::to_writer(out, value);
 }
 
 #[cfg(test)]
