@@ -99,19 +99,17 @@ pub struct TxnChanges {
 
 /// One epoch's arms as a request changes them ([`Txn::epoch_arms`]).
 pub struct EpochArms<'t> {
-    /// This request's layer (always there: `epoch_arms` made it).
-    arms: Option<&'t mut ArmStates>,
+    /// This request's layer.
+    arms: &'t mut ArmStates,
     /// The batch's and the durable state's, read to copy an arm up on its first change.
     below: [Option<&'t ArmStates>; 2],
 }
 
 impl EpochArms<'_> {
-    /// Changes the arm's state, as [`Txn::update_arm`] does.
+    /// Changes the arm's state in this request's layer, starting from the state the layers
+    /// below hold (or a fresh one) on its first change.
     pub fn update(&mut self, variant: &str, change: impl FnOnce(&mut ArmState)) {
-        let Some(arms) = self.arms.as_deref_mut() else {
-            return;
-        };
-        if let Some(state) = arms.get_mut(variant) {
+        if let Some(state) = self.arms.get_mut(variant) {
             change(state);
             return;
         }
@@ -122,7 +120,7 @@ impl EpochArms<'_> {
             .copied()
             .unwrap_or_default();
         change(&mut state);
-        arms.insert(variant.to_owned(), state);
+        self.arms.insert(variant.to_owned(), state);
     }
 }
 
@@ -362,32 +360,11 @@ impl<'a> Txn<'a> {
             .unwrap_or_default()
     }
 
-    /// Changes the arm's state (copying it into this request's layer first). Each layer's
-    /// maps are hashed once: the writer calls this for every arm of every new unit.
+    /// Changes the arm's state (copying it into this request's layer first): one
+    /// [`EpochArms::update`]. A caller changing several arms of one epoch takes
+    /// [`Txn::epoch_arms`] once instead.
     pub fn update_arm(&mut self, epoch: &Epoch, variant: &str, change: impl FnOnce(&mut ArmState)) {
-        let below = |arms: Option<&ArmStates>| arms.and_then(|arms| arms.get(variant)).copied();
-        let copy_below = || {
-            below(self.batch.arms.get(epoch))
-                .or_else(|| below(self.durable.arms.get(epoch)))
-                .unwrap_or_default()
-        };
-        match self.arms.get_mut(epoch) {
-            Some(arms) => match arms.get_mut(variant) {
-                Some(state) => change(state),
-                None => {
-                    let mut state = copy_below();
-                    change(&mut state);
-                    arms.insert(variant.to_owned(), state);
-                }
-            },
-            None => {
-                let mut state = copy_below();
-                change(&mut state);
-                let mut arms = ArmStates::with_capacity_and_hasher(4, Default::default());
-                arms.insert(variant.to_owned(), state);
-                self.arms.insert(epoch.clone(), arms);
-            }
-        }
+        self.epoch_arms(epoch).update(variant, change);
     }
 
     /// Adds `n` to the cohort bin `bin` of the epoch's `variant`. The bin's key and value come
@@ -433,10 +410,11 @@ impl<'a> Txn<'a> {
             self.arms.insert(epoch.clone(), arms);
         }
         let below = [self.batch.arms.get(epoch), self.durable.arms.get(epoch)];
-        EpochArms {
-            arms: self.arms.get_mut(epoch),
-            below,
-        }
+        let arms = self
+            .arms
+            .get_mut(epoch)
+            .expect("the epoch's layer was inserted above");
+        EpochArms { arms, below }
     }
 
     /// The epoch's record as this request sees it (`None` if it has none yet).
