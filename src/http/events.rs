@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::auth::{EventsPost, tokens_only_refusal};
 use super::body::read_limited;
+use super::events_direct::decode_array_directly;
 use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
@@ -170,7 +171,15 @@ fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
 /// rejection of that event. Public (with [`parse_ndjson`]) for the property tests and the
 /// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
 pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent<'_>, String>>> {
-    // Fast path: the elements as borrowed raw text, each decoded straight into an event. Any
+    match decode_array_directly(body) {
+        Some(events) => Ok(events),
+        None => parse_array_by_element(body),
+    }
+}
+
+/// [`parse_array`] for a body [`decode_array_directly`] did not decode.
+fn parse_array_by_element(body: &[u8]) -> ApiResult<Vec<Result<RawEvent<'_>, String>>> {
+    // The elements as borrowed raw text, each decoded straight into an event. Any
     // failure takes the path through `Value` below, whose outcome and wording are the API's.
     if let Ok(items) = serde_json::from_slice::<Vec<&serde_json::value::RawValue>>(body)
         && let Some(events) = items
@@ -487,6 +496,57 @@ mod tests {
         let array_detail = from_array[1].as_ref().unwrap_err();
         let ndjson_detail = from_ndjson[1].as_ref().unwrap_err();
         assert_eq!(format!("line 2: {array_detail}"), *ndjson_detail);
+    }
+
+    #[test]
+    fn a_body_of_good_events_decodes_in_one_pass_to_what_each_element_decodes_to() {
+        let bodies = [
+            "[]",
+            r#" [ {"id":"a","experiment":"x","unit":"u"} ] "#,
+            r#"[{"id":"a\u00e9","experiment":"x","unit":"u","metric":"refunds","timestamp":"2026-11-26T10:00:00Z"},{"id":"b","experiment":"x","token":"t","reward":0.25,"timestamp":1700000000000}]"#,
+        ];
+        for body in bodies {
+            let direct = decode_array_directly(body.as_bytes());
+            assert!(direct.is_some(), "{body}");
+            let by_element = parse_array_by_element(body.as_bytes()).unwrap();
+            assert_eq!(direct.as_ref(), Some(&by_element), "{body}");
+            assert_eq!(parse_array(body.as_bytes()).unwrap(), by_element, "{body}");
+        }
+        let events = decode_array_directly(bodies[2].as_bytes()).unwrap();
+        let ids: Vec<_> = events
+            .iter()
+            .map(|e| e.as_ref().unwrap().id.as_ref())
+            .collect();
+        assert_eq!(ids, ["a\u{e9}", "b"]);
+        assert_eq!(events[1].as_ref().unwrap().reward, Some(0.25));
+    }
+
+    #[test]
+    fn a_body_one_pass_cannot_decode_takes_the_element_by_element_path() {
+        let bodies = [
+            // A bad element among good ones: rejected alone, with the API's wording.
+            r#"[{"id":"a","experiment":"x","unit":"u"},{"id":"b","experiment":"x","unit":"u","color":"red"}]"#,
+            // A duplicate field: its last occurrence, as a `Value` keeps it.
+            r#"[{"id":"a","id":"b","experiment":"x","unit":"u"}]"#,
+            // Not one array: refused whole.
+            r#"[{"id":"a","experiment":"x","unit":"u"}] []"#,
+            r#"[{"id":"a","experiment":"x","unit":"u"}"#,
+            r#"{"id":"a","experiment":"x","unit":"u"}"#,
+        ];
+        for body in bodies {
+            assert_eq!(decode_array_directly(body.as_bytes()), None, "{body}");
+        }
+        let events = parse_array(bodies[0].as_bytes()).unwrap();
+        assert_eq!(events[0].as_ref().map(|e| e.id.as_ref()), Ok("a"));
+        assert!(events[1].as_ref().unwrap_err().contains("color"));
+        let events = parse_array(bodies[1].as_bytes()).unwrap();
+        assert_eq!(events[0].as_ref().map(|e| e.id.as_ref()), Ok("b"));
+        for body in &bodies[2..] {
+            assert!(
+                matches!(parse_array(body.as_bytes()), Err(ApiError::BadRequest(_))),
+                "{body}"
+            );
+        }
     }
 
     #[test]

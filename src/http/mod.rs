@@ -10,6 +10,7 @@ mod assign_json;
 pub mod auth;
 pub(crate) mod body;
 pub mod events;
+mod events_direct;
 mod events_json;
 pub mod experiments;
 pub mod export;
