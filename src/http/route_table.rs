@@ -188,6 +188,42 @@ mod tests {
         );
     }
 
+    /// Whether some path matches both templates: as many segments, and at each place a
+    /// parameter on either side or the same literal.
+    fn overlap(a: &[Segment], b: &[Segment]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|pair| match pair {
+                (Segment::Literal(a), Segment::Literal(b)) => a == b,
+                _ => true,
+            })
+    }
+
+    #[test]
+    fn the_hot_routes_are_mounted_first_and_share_no_path_with_any_other_route() {
+        let mut paths = Paths::default();
+        crate::http::routes(&mut paths);
+        let hot = ["/v1/assign", "/v1/experiments/{id}/assign", "/v1/events"];
+        assert_eq!(paths.0[..hot.len()], hot);
+        let table = RouteTable::of(paths.0.iter().map(String::as_str)).expect("literal list");
+        for (template, segments) in &table.templates {
+            for (other, other_segments) in &table.templates {
+                if template != other && hot.contains(&template.as_str()) {
+                    assert!(
+                        !overlap(segments, other_segments),
+                        "{template} and {other} match a path in common: their order matters"
+                    );
+                }
+            }
+        }
+        // The check itself: a parameter overlaps any literal of its place.
+        let pair = RouteTable::of(["/v1/experiments/{id}/assign", "/v1/experiments/x/{id}"])
+            .expect("literal list");
+        assert!(overlap(&pair.templates[0].1, &pair.templates[1].1));
+        let pair = RouteTable::of(["/v1/experiments/{id}/assign", "/v1/experiments/{id}/report"])
+            .expect("literal list");
+        assert!(!overlap(&pair.templates[0].1, &pair.templates[1].1));
+    }
+
     #[test]
     fn a_list_with_a_pattern_it_cannot_decide_has_no_table() {
         assert!(RouteTable::of(["/a/{id}", "/files/{tail}*"]).is_none());
