@@ -40,6 +40,23 @@ local function sticky_op(op, unit, from, value, set)
   end
 end
 
+-- A new or reassigned sticky unit's exposure is counted through its share set (op W: one per
+-- call, variant, time and half-life): its expected exposures are the set's shares times the
+-- units written, added once per call (integers, so exactly what one add per unit gave), and
+-- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
+-- with one, each exposure decays the arm's counts at once, in op order, as before.
+-- (`sticky_op` in apply_ops.lua counts a unit written into its set.)
+local function expose_sets()
+  for _, name in ipairs(set_order) do
+    local set = share_sets[name]
+    local n = set.written
+    if n > 0 then
+      if set.h == '' then count_exposures(set.v, n, set.now, set.h) end
+      for _, share in ipairs(set.shares) do add(share[1], share[2] * n) end
+    end
+  end
+end
+
 -- The units of op P, packed as `I4c0` texts: the format of `n` of them, made once per count
 -- (n ≤ 512; kept from call to call).
 local name_formats = {}
