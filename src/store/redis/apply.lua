@@ -199,24 +199,37 @@ local function add(field, n)
 end
 -- Integers below 2^53 add exactly in Lua's doubles; beyond, HINCRBY does it (or refuses).
 local EXACT = 2 ^ 53
--- HSET of field/value pairs, a few hundred at a time (Lua's unpack has a limit).
-local function hset(key, args)
-  for first = 1, #args, 512 do
-    redis.call('HSET', key, unpack(args, first, math.min(first + 511, #args)))
+-- Scratch arrays for a command's arguments, kept from call to call: a table made empty and
+-- filled grows by rehashing at every power of two (each rehash a few hundred machine
+-- instructions and a reallocation), and a call made one such table per shard and write.
+-- Only entries 1..n this call wrote are read (every use passes its own count `n` to
+-- `unpack`), so what an earlier call left beyond them is never seen.
+-- (benches/load/results/rlua15-2026-12-01-s15.md counts what this saves.)
+local scratch_a, scratch_b = {}, {}
+-- HSET of the first `n` field/value entries of `args`, a few hundred at a time (Lua's unpack
+-- has a limit).
+local function hset(key, args, n)
+  for first = 1, n, 512 do
+    redis.call('HSET', key, unpack(args, first, math.min(first + 511, n)))
   end
 end
 local function write_arms()
-  local unread = {}
-  for _, field in ipairs(order) do
-    if delta[field] and loaded[field] == nil then unread[#unread + 1] = field end
+  local unread, m = scratch_a, 0
+  for i = 1, #order do
+    local field = order[i]
+    if delta[field] and loaded[field] == nil then
+      m = m + 1
+      unread[m] = field
+    end
   end
-  for first = 1, #unread, 512 do
-    local last = math.min(first + 511, #unread)
+  for first = 1, m, 512 do
+    local last = math.min(first + 511, m)
     local values = redis.call('HMGET', arms, unpack(unread, first, last))
     for i = first, last do loaded[unread[i]] = values[i - first + 1] or false end
   end
-  local args = {}
-  for _, field in ipairs(order) do
+  local args, n = scratch_b, 0
+  for i = 1, #order do
+    local field = order[i]
     local v = value[field]
     if delta[field] then
       local old = tonumber(loaded[field] or '0')
@@ -228,11 +241,12 @@ local function write_arms()
       end
     end
     if v and v ~= loaded[field] then
-      args[#args + 1] = field
-      args[#args + 1] = v
+      args[n + 1] = field
+      args[n + 2] = v
+      n = n + 2
     end
   end
-  hset(arms, args)
+  hset(arms, args, n)
 end
 
 local function num(field, default)
@@ -258,15 +272,19 @@ local held_units, put_units, fresh_units, moved_units
 local function rbuf()
   local r = rsets[records]
   if not r then
+    -- `order` is made with room for eight units (see `begin_apply`'s `out`).
     r = { key = records, legacy = sticky, pending = pending, held = held_units,
-      put = put_units, order = {}, fresh = fresh_units, moved = moved_units, has_legacy = nil }
+      put = put_units, order = { nil, nil, nil, nil, nil, nil, nil, nil }, fresh = fresh_units,
+      moved = moved_units, has_legacy = nil }
     rsets[records] = r
     rorder[#rorder + 1] = r
   end
   return r
 end
 local function has_legacy(r)
-  if r.has_legacy == nil then r.has_legacy = redis.call('EXISTS', r.legacy) == 1 end
+  if r.has_legacy == nil then
+    r.has_legacy = redis.call('EXISTS', r.legacy) == 1
+  end
   return r.has_legacy
 end
 -- The legacy record of `unit`, remembered so that its rewrite removes the legacy member.
@@ -281,7 +299,7 @@ end
 -- Reads the records of `names` (the current shard's units) not read yet, one HMGET.
 local function prefetch(names)
   local r = rbuf()
-  local held, wanted, n = r.held, {}, 0
+  local held, wanted, n = r.held, scratch_a, 0
   -- `false` marks a unit asked for (a name may come twice); the HMGET below replaces it.
   -- (Numeric loops over a call's units: `ipairs` is a C call per unit.)
   for i = 1, #names do
@@ -292,8 +310,8 @@ local function prefetch(names)
       wanted[n] = unit
     end
   end
-  for first = 1, #wanted, 512 do
-    local last = math.min(first + 511, #wanted)
+  for first = 1, n, 512 do
+    local last = math.min(first + 511, n)
     local values = redis.call('HMGET', r.key, unpack(wanted, first, last))
     for i = first, last do
       local value = values[i - first + 1]
@@ -322,32 +340,6 @@ local function rset(unit, record)
   r.put[unit] = record
   r.held[unit] = record
 end
-local function write_records()
-  for _, r in ipairs(rorder) do
-    local args, index, gone = {}, {}, {}
-    local put, fresh, moved, units = r.put, r.fresh, r.moved, r.order
-    local n, fresh_n = 0, 0
-    for i = 1, #units do
-      local unit = units[i]
-      args[n + 1] = unit
-      args[n + 2] = put[unit]
-      n = n + 2
-      if fresh[unit] then
-        fresh_n = fresh_n + 1
-        index[fresh_n] = unit
-      end
-      if moved[unit] then gone[#gone + 1] = moved[unit] end
-    end
-    hset(r.key, args)
-    for first = 1, #index, 512 do
-      redis.call('RPUSH', r.pending, unpack(index, first, math.min(first + 511, #index)))
-    end
-    for first = 1, #gone, 512 do
-      redis.call('ZREM', r.legacy, unpack(gone, first, math.min(first + 511, #gone)))
-    end
-  end
-end
-
 -- The current shard's token watermark (expire.lua raises it; this script only reads it).
 local watermarks
 local function watermark()
@@ -371,16 +363,29 @@ local function amount(micro)
   return n
 end
 
--- The counter fields of arm v, built once per call and variant: a batch of rewards would
--- otherwise build (and Lua intern) the same half-dozen names again for every reward.
+-- The counter fields of arm v, built once per variant: a batch of rewards would otherwise
+-- build (and Lua intern) the same half-dozen names again for every reward. The names depend on
+-- v alone, so their table is kept from call to call (`field_tables`, emptied past
+-- FIELD_TABLES variants): a call used to build eight names and a table per variant it met.
+-- The table also holds `decay`'s per-call state (`t`, `plain`), cleared when a call first
+-- takes it: a call reaches it only through its own `arm_fields`, which `fields_of` fills.
 -- `applied_outcomes`: the outcomes `A<variant>` made so far, so that op B tells an applied
 -- reward by one table lookup (not a `string.byte` call per reward).
 local arm_fields, applied_outcomes
+local field_tables, field_tables_n, FIELD_TABLES = {}, 0, 1024
 local function fields_of(v)
   local f = arm_fields[v]
   if not f then
-    f = { dt = 'dt|' .. v, h = 'h|' .. v, n = 'n|' .. v, r = 'r|' .. v, dn = 'dn|' .. v,
-      dr = 'dr|' .. v, e = 'e|' .. v, applied = 'A' .. v }
+    f = field_tables[v]
+    if f then
+      f.t, f.plain = nil, nil
+    else
+      f = { dt = 'dt|' .. v, h = 'h|' .. v, n = 'n|' .. v, r = 'r|' .. v, dn = 'dn|' .. v,
+        dr = 'dr|' .. v, e = 'e|' .. v, applied = 'A' .. v, t = nil, plain = nil }
+      if field_tables_n >= FIELD_TABLES then field_tables, field_tables_n = {}, 0 end
+      field_tables[v] = f
+      field_tables_n = field_tables_n + 1
+    end
     arm_fields[v] = f
     applied_outcomes[f.applied] = true
   end
@@ -460,7 +465,7 @@ local function dadd(field, n)
   ddelta[field] = ddelta[field] + n
 end
 local function write_delays()
-  local args = {}
+  local args, n = scratch_a, 0
   for first = 1, #dorder, 512 do
     local last = math.min(first + 511, #dorder)
     local values = redis.call('HMGET', delays, unpack(dorder, first, last))
@@ -469,14 +474,15 @@ local function write_delays()
       local old = tonumber(values[i - first + 1] or '0')
       local new = old and old + ddelta[field]
       if new and math.abs(old) < EXACT and math.abs(new) < EXACT then
-        args[#args + 1] = field
-        args[#args + 1] = int(new)
+        args[n + 1] = field
+        args[n + 2] = int(new)
+        n = n + 2
       else
         redis.call('HINCRBY', delays, field, int(ddelta[field]))
       end
     end
   end
-  hset(delays, args)
+  hset(delays, args, n)
 end
 
 -- The delay-histogram field `<kind>|<bin>|<variant>` of a call, built once per bin and variant:
@@ -556,23 +562,8 @@ local function credit(v, micro, assigned, now, h)
   end
 end
 
--- A new or reassigned sticky unit's exposure is counted through its share set (op W: one per
--- call, variant, time and half-life): its expected exposures are the set's shares times the
--- units written, added once per call (integers, so exactly what one add per unit gave), and
--- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
--- with one, each exposure decays the arm's counts at once, in op order, as before.
--- (`sticky_op` in apply_ops.lua counts a unit written into its set.)
+-- The call's share sets (op W), by name and in order: `expose_sets` (apply_ops.lua).
 local share_sets, set_order
-local function expose_sets()
-  for _, name in ipairs(set_order) do
-    local set = share_sets[name]
-    local n = set.written
-    if n > 0 then
-      if set.h == '' then count_exposures(set.v, n, set.now, set.h) end
-      for _, share in ipairs(set.shares) do add(share[1], share[2] * n) end
-    end
-  end
-end
 
 -- A call's state of this file, made afresh for each call: its keys, arguments and buffers.
 local function begin_apply(keys, argv)
@@ -582,7 +573,11 @@ local function begin_apply(keys, argv)
   records, pending = keys[5], keys[6]
   shard_arms = arms
   skew, slack = tonumber(argv[1]), tonumber(argv[2])
-  out, at = {}, 3
+  -- The replies' array made with room for 32 (a constructor of nils sizes Lua 5.1's array
+  -- part and leaves it empty): filled from empty it was reallocated at every power of two.
+  out = { nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil,
+    nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil }
+  at = 3
   zsets, zorder = {}, {}
   last_int, last_text = nil, nil
   loaded, delta, value, order = {}, {}, {}, {}

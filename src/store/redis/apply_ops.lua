@@ -40,6 +40,23 @@ local function sticky_op(op, unit, from, value, set)
   end
 end
 
+-- A new or reassigned sticky unit's exposure is counted through its share set (op W: one per
+-- call, variant, time and half-life): its expected exposures are the set's shares times the
+-- units written, added once per call (integers, so exactly what one add per unit gave), and
+-- without a half-life its exposures likewise (raw counts and the '-' marker add and commute);
+-- with one, each exposure decays the arm's counts at once, in op order, as before.
+-- (`sticky_op` in apply_ops.lua counts a unit written into its set.)
+local function expose_sets()
+  for _, name in ipairs(set_order) do
+    local set = share_sets[name]
+    local n = set.written
+    if n > 0 then
+      if set.h == '' then count_exposures(set.v, n, set.now, set.h) end
+      for _, share in ipairs(set.shares) do add(share[1], share[2] * n) end
+    end
+  end
+end
+
 -- The units of op P, packed as `I4c0` texts: the format of `n` of them, made once per count
 -- (n ≤ 512; kept from call to call).
 local name_formats = {}
@@ -64,16 +81,31 @@ local function run(keys, argv)
       -- (I or R), its records' shard (first KEYS index, as op S), then the unit, the variant it
       -- had, the record to write and its share set's name as `I4c0` texts.
       local blob = nxt()
-      local pos, current = 1, 0
-      local kind, first, unit, from, value, set
-      while pos <= #blob do
+      local pos, current, size = 1, 0, #blob
+      local kind, first, unit, from, value, set, r, held, record
+      while pos <= size do
         kind, first, unit, from, value, set, pos =
           struct.unpack('<c1I4I4c0I4c0I4c0I4c0', blob, pos)
         if first ~= current then
           use_shard(first)
           current = first
+          r = rsets[records] or rbuf()
+          held = r.held
         end
-        sticky_op(kind, unit, from, value, share_sets[set])
+        record = held[unit]
+        if kind == 'I' and record == false then
+          -- `sticky_op`'s insert of a unit op P found absent, written out: once per new unit.
+          r.fresh[unit] = true
+          if r.put[unit] == nil then r.order[#r.order + 1] = unit end
+          r.put[unit] = value
+          held[unit] = value
+          set = share_sets[set]
+          set.written = set.written + 1
+          if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
+          out[#out + 1] = '1' .. value
+        else
+          sticky_op(kind, unit, from, value, share_sets[set])
+        end
       end
     elseif op == 'W' then
       -- A share set the sticky ops that follow name: its name, the variant, the time and the

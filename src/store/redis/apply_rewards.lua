@@ -56,7 +56,7 @@ end
 local function write_outcomes()
   for _, key in ipairs(outcome_keys) do
     local kept = outcomes[key]
-    hset(key, kept.args)
+    hset(key, kept.args, #kept.args)
     if redis.call('PTTL', key) < kept.keep then redis.call('PEXPIRE', key, kept.keep) end
   end
 end
@@ -200,6 +200,38 @@ local function write_homes()
   end
   for _, dir in ipairs(home_order) do
     if kept[dir] then keep_at_least(homes[dir].set, homes[dir].keep) end
+  end
+end
+
+-- The records buffers (`rbuf`, apply.lua) written: per shard one HSET, one RPUSH of its new
+-- units, one ZREM of its legacy members moved.
+local function write_records()
+  for _, r in ipairs(rorder) do
+    local args, index, gone, gone_n = scratch_a, scratch_b, nil, 0
+    local put, fresh, moved, units = r.put, r.fresh, r.moved, r.order
+    local n, fresh_n = 0, 0
+    for i = 1, #units do
+      local unit = units[i]
+      args[n + 1] = unit
+      args[n + 2] = put[unit]
+      n = n + 2
+      if fresh[unit] then
+        fresh_n = fresh_n + 1
+        index[fresh_n] = unit
+      end
+      if moved[unit] then
+        gone = gone or {}
+        gone_n = gone_n + 1
+        gone[gone_n] = moved[unit]
+      end
+    end
+    hset(r.key, args, n)
+    for first = 1, fresh_n, 512 do
+      redis.call('RPUSH', r.pending, unpack(index, first, math.min(first + 511, fresh_n)))
+    end
+    for first = 1, gone_n, 512 do
+      redis.call('ZREM', r.legacy, unpack(gone, first, math.min(first + 511, gone_n)))
+    end
   end
 end
 

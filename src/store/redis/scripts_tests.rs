@@ -139,3 +139,47 @@ fn a_redis_without_functions_runs_the_library_by_evalsha() {
     assert!(store.shared.scripts.apply.eval_only());
     assert!(calls(&server, "evalsha") >= 2);
 }
+
+/// The library keeps a few tables from call to call (`apply.lua`'s scratch arrays for a
+/// command's arguments, the tables of an arm's field names): a call that writes fewer units
+/// and counters than the one before it (one variant's, after a call of two) must not write
+/// what that one left behind them. A stale unit name would be pushed to a shard's list of units
+/// not yet indexed again, a stale counter written back over the newer one (the audit sees it).
+#[test]
+fn what_a_call_leaves_in_the_library_is_never_written_by_the_next() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    let store = &store;
+    block_on(async {
+        let inserts = (0..40).map(|i| {
+            let unit = format!("big-{i}");
+            let variant = if i % 2 == 0 { "bold" } else { "plain" };
+            async move {
+                store
+                    .insert_sticky(&epoch(), &unit, record(variant, T0_MS), tally(T0_MS))
+                    .await
+            }
+        });
+        for written in futures_util::future::join_all(inserts).await {
+            assert!(written.expect("the insert is acknowledged").1);
+        }
+        for i in 0..3 {
+            let unit = format!("small-{i}");
+            let later = T0_MS + 1000 * (i + 1);
+            let written = store
+                .insert_sticky(&epoch(), &unit, record("plain", later), tally(later))
+                .await
+                .expect("the insert is acknowledged");
+            assert!(written.1);
+        }
+    });
+    let listed: u64 = (0..super::layout::SHARDS)
+        .map(|shard| {
+            let keys = super::layout::ShardKeys::of(&epoch(), shard);
+            let n = server.cli(&["LLEN", &keys.pending]);
+            n.trim().parse::<u64>().expect("LLEN answers a count")
+        })
+        .sum();
+    assert_eq!(listed, 43, "each new unit is listed once");
+    assert!(block_on(store.audit()).unwrap().is_clean());
+}
