@@ -23,6 +23,8 @@
 
 mod call;
 #[cfg(test)]
+mod call_pack_tests;
+#[cfg(test)]
 mod cluster_tests;
 mod commit;
 mod confirm;
@@ -67,6 +69,8 @@ mod sentinel_contract_tests;
 mod sentinel_tests;
 #[cfg(test)]
 mod share_set_tests;
+#[cfg(test)]
+mod split_tests;
 #[cfg(test)]
 mod sticky_layout_tests;
 mod sticky_read;
