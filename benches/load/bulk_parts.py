@@ -7,7 +7,7 @@
 DUMPs are one run's dumps, one per thread (`--separate-threads=yes`). The first form prints
 Markdown table rows "| part | instructions per event | calls per event |": all threads, then
 each kind of thread (the HTTP worker, where actix's dispatcher ran; the store writer,
-`Writer::run`; sled's threads; on Redis (`bulk_cost.sh` with REDIS=1) the Redis store's runtime
+`Writer::run`; sled's threads; on Redis (`benches/load/bulk_cost.sh` with REDIS=1) the Redis store's runtime
 thread, where the commit task runs; the rest), heap allocations per event (calls of the global
 allocator, all threads and on the worker), then the inclusive instructions of each function in
 PARTS (`callgrind_annotate --inclusive=yes`, whole-function entries, the largest over the
