@@ -1,11 +1,7 @@
 //! Rewards on a single primary (standalone or Sentinel): each judged with its event id in
 //! one `apply.lua` call per epoch (op `B`), instead of the three steps of `rewards` (claim in
 //! the id's slot, apply in the records' slots, settle) that Cluster needs because no call may
-//! span two of its slots. A commit of a thousand rewards or more over several requests is
-//! sent as two waves of such calls, split between requests (`split_at`): Redis runs the first
-//! while this thread builds the second. Each request is still judged by one call, whole and
-//! in its order; the requests of one commit arrived together, so no order between them is
-//! promised (the second wave runs after the first on the one connection anyway).
+//! span two of its slots.
 //!
 //! Why this keeps every guarantee of the three steps: the call is atomic, so the id is looked
 //! up, the reward judged and the id kept (its keyed digest, in the digest set and the digest
@@ -20,8 +16,6 @@
 //! legacy ids are never written again; a pending claim is only made for an id answered `F`).
 
 use std::collections::{HashMap, HashSet};
-use std::future::Future;
-use std::task::Poll;
 use std::time::Instant;
 
 use super::call::{Call, Reward, Sink};
@@ -51,38 +45,14 @@ pub async fn apply(
             return Vec::new();
         }
     };
-    // Up to two waves of calls, split at a request's end (`split_at`): the first is handed to
-    // the connection before the second is built, so Redis runs it meanwhile.
-    let split = split_at(&open);
     let mut rewards: Vec<(OpRef, Epoch)> = Vec::with_capacity(open.len());
-    let first = build(shared, jobs, &open[..split], &digester, &mut rewards);
-    let mut first_replies = Box::pin(futures_util::future::join_all(
-        first.iter().map(|call| call.invoke(shared)),
-    ));
-    let mut second = Vec::new();
-    let mut early = None;
-    if split < open.len() {
-        // Polled once, its calls are queued on the connection; the yield lets the
-        // connection's task write them before this one builds the second wave.
-        let polled = std::future::poll_fn(|cx| Poll::Ready(first_replies.as_mut().poll(cx)));
-        if let Poll::Ready(replies) = polled.await {
-            early = Some(replies);
-        }
-        tokio::task::yield_now().await;
-        second = build(shared, jobs, &open[split..], &digester, &mut rewards);
-    }
+    let calls = build(shared, jobs, &open, &digester, &mut rewards);
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.built = Instant::now();
         stamps.rewards = rewards.len();
     }
-    let second_replies =
-        futures_util::future::join_all(second.iter().map(|call| call.invoke(shared)));
-    let (first_replies, second_replies) = match early {
-        Some(replies) => (replies, second_replies.await),
-        None => futures_util::future::join(first_replies, second_replies).await,
-    };
-    let calls: Vec<&Call> = first.iter().chain(&second).collect();
-    let replies = first_replies.into_iter().chain(second_replies);
+    let replies =
+        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.rewarded = Instant::now();
     }
@@ -127,30 +97,6 @@ pub async fn apply(
         stamps.judged = Instant::now();
     }
     fallback
-}
-
-/// A commit of at least this many rewards, over two requests or more, is sent in two waves
-/// (`split_at`).
-pub const SPLIT_FROM: usize = 1024;
-
-/// Where `open` is split into two waves: at the end of a request (job), the one nearest half
-/// its ops, so that each request is judged whole by one call, in its own order; a request is
-/// never split (the requests of one commit arrived together, and no order between them is
-/// promised). `open.len()` (one wave) below [`SPLIT_FROM`] ops or with one request.
-///
-/// Why: Redis runs a call while this thread builds the next, and the thread builds a bulk
-/// call's op `B` at thousands of instructions per reward, in series with Redis's run of it
-/// (`benches/load/results/rbulk15-2026-12-01-s15.md`). Both waves go on the one connection
-/// in order, so Redis usually runs both in one event-loop pass, under one fsync.
-pub fn split_at(open: &[OpRef]) -> usize {
-    if open.len() < SPLIT_FROM {
-        return open.len();
-    }
-    // A request's ops are consecutive in `open`: its boundaries are where the job changes.
-    (1..open.len())
-        .filter(|&at| open[at].0 != open[at - 1].0)
-        .min_by_key(|&at| at.abs_diff(open.len() / 2))
-        .unwrap_or(open.len())
 }
 
 /// One call per epoch for `refs` (a single primary takes a call over every slot); each

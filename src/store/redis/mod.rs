@@ -70,8 +70,6 @@ mod sentinel_tests;
 #[cfg(test)]
 mod share_set_tests;
 #[cfg(test)]
-mod split_tests;
-#[cfg(test)]
 mod sticky_layout_tests;
 mod sticky_read;
 mod store_impl;

@@ -10,8 +10,8 @@
 //! every waiting request was sent its result. Then the reward step, where a bulk commit spends
 //! its round (its rewards are judged by calls of their own after `replied`, `direct`):
 //! `begun built rewarded judged rewards`, where `begun` is when the reward step started,
-//! `built` when the single-primary reward calls were built (the last wave's, `direct::split_at`;
-//! the first is with the connection by then), `rewarded` when their replies were read, `judged` when every outcome was set,
+//! `built` when the single-primary reward calls were built (before they were handed to the
+//! connection), `rewarded` when their replies were read, `judged` when every outcome was set,
 //! and `rewards` how many reward ops those calls carried (every time is `replied` and
 //! `rewards` is 0 in a commit without rewards; under Cluster the three steps are not split).
 //! What is left of `answered` after `judged` is the rest: three-step fallbacks, fixing epoch
