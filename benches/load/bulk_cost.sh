@@ -28,6 +28,11 @@
 # instructions per event and calls per event). TOP (0) > 0 also lists the TOP functions of the
 # worker and of the writer by inclusive instructions per event. KEEP_WORK=1 keeps the dumps
 # (`callgrind_annotate --inclusive=yes FILE`).
+# REDIS=1 serves banditd from Redis instead of sled: per build a fresh redis-server on
+# REDIS_PORT (18479) with appendonly yes and appendfsync always in a temp dir (as
+# benches/load/assign_cost.sh), not under valgrind, filled by `banditd-fill --redis`; only
+# banditd's instructions are counted, and the store's thread is the Redis store's runtime
+# thread (`banditd-redis`: the commit task, the reward calls' building and replies).
 # Valgrind makes the server ~50× slower: a build takes one to three minutes with the fill.
 
 set -euo pipefail
@@ -48,6 +53,8 @@ TOP=${TOP:-0}
 PORT=${BANDITD_PORT:-18290}
 SERVER_CORE=${SERVER_CORE:-0}
 NICE=${NICE:-0}
+REDIS=${REDIS:-0}
+REDIS_PORT=${REDIS_PORT:-18479}
 ((UNITS >= (WARM + COUNT) * BATCH)) || die "UNITS must be at least (WARM + COUNT) × BATCH"
 for dir in "$@"; do
     for bin in "$dir/banditd" "$dir/banditd-fill"; do
@@ -56,6 +63,26 @@ for dir in "$@"; do
 done
 command -v valgrind >/dev/null || die "needs valgrind (apt-get install -y valgrind)"
 command -v callgrind_control >/dev/null || die "needs callgrind_control (valgrind)"
+if ((REDIS)); then
+    command -v redis-server >/dev/null || die "REDIS=1 needs redis-server"
+    command -v redis-cli >/dev/null || die "REDIS=1 needs redis-cli"
+fi
+
+# start_redis NAME: a fresh redis-server for NAME's run (appendfsync always); sets REDIS_PID.
+start_redis() {
+    port_free "$REDIS_PORT" || die "port $REDIS_PORT is in use; set REDIS_PORT"
+    mkdir -p "$WORK/redis-$1"
+    setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis-$1" \
+        --appendonly yes --appendfsync always --save '' --daemonize no \
+        --logfile "$WORK/redis-$1/redis.log" >/dev/null 2>&1 &
+    REDIS_PID=$!
+    STARTED_PIDS+=("$REDIS_PID")
+    local deadline=$((SECONDS + 20))
+    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
+        ((SECONDS < deadline)) || die "redis-server did not answer within 20 s"
+        sleep 0.05
+    done
+}
 
 make_work bulk-cost
 cp -r "$HERE/experiments" "$WORK/experiments"
@@ -67,12 +94,18 @@ for dir in "$@"; do
     n=$((n + 1))
     name=build$n
     data=$WORK/data-$name
+    fill_into=(--data-dir "$data") serve_from=()
+    if ((REDIS)); then
+        start_redis "$name"
+        fill_into=(--redis "redis://127.0.0.1:$REDIS_PORT") serve_from=("${fill_into[@]}")
+    fi
     log "$name ($dir): filling $(thousands "$UNITS") units"
-    "$dir/banditd-fill" --data-dir "$data" --experiment "$WORK/experiments/load-sticky.yaml" \
+    "$dir/banditd-fill" "${fill_into[@]}" --experiment "$WORK/experiments/load-sticky.yaml" \
         --count "$UNITS" --prefix ev- 2>>"$WORK/fill.log" | grep -q '^FILL ' ||
         die "banditd-fill failed; see $WORK/fill.log"
     under_callgrind "$name" 600 "$dir/banditd" serve --bind "127.0.0.1:$PORT" --data-dir "$data" \
-        --experiments "$WORK/experiments" --workers 1 --access-log off
+        --experiments "$WORK/experiments" --workers 1 --access-log off \
+        "${serve_from[@]}"
     log "$name: $WARM POSTs uncounted, then $COUNT counted"
     python3 "$HERE/bulk_requests.py" "$PORT" c 0 "$WARM" "$BATCH" "$DUPLICATES" ||
         die "$name: the warm-up failed"
@@ -84,6 +117,9 @@ for dir in "$@"; do
     FILES_OF[$name]=$(dump "$name" "counted-bulk" 120)
     SECONDS_OF[$name]=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
     stop_pid "$SERVER_PID"
+    if ((REDIS)); then
+        stop_pid "$REDIS_PID"
+    fi
 done
 
 cat <<EOF
@@ -93,6 +129,7 @@ cat <<EOF
 - $COUNT counted POSTs of $BATCH NDJSON events ($(thousands "$EVENTS") events, $DUPLICATES of
   each POST re-sent from the one before) after $WARM uncounted; $(thousands "$UNITS") pre-filled
   units; one worker, \`--access-log off\`; one keep-alive connection.
+- Store: $( ((REDIS)) && echo "Redis (a fresh redis-server per build on port $REDIS_PORT, appendfsync always; not counted)" || echo sled)
 - Per event: the counted instructions ÷ the counted events (applied and duplicate alike).
 EOF
 n=0
@@ -108,7 +145,7 @@ for dir in "$@"; do
 $(python3 "$HERE/bulk_parts.py" "${FILES_OF[$name]}" "$EVENTS")
 EOF
     if ((TOP > 0)); then
-        for thread in worker writer; do
+        for thread in worker writer redis; do
             file=$(python3 "$HERE/bulk_parts.py" --thread "$thread" "${FILES_OF[$name]}")
             [[ -n $file ]] || continue
             cat <<EOF

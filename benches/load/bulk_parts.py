@@ -2,12 +2,13 @@
 """Named parts of a bulk ingest callgrind run, per event (benches/load/bulk_cost.sh).
 
     bulk_parts.py DUMP[,DUMP...] EVENTS
-    bulk_parts.py --thread worker|writer DUMP[,DUMP...]
+    bulk_parts.py --thread worker|writer|redis DUMP[,DUMP...]
 
 DUMPs are one run's dumps, one per thread (`--separate-threads=yes`). The first form prints
 Markdown table rows "| part | instructions per event | calls per event |": all threads, then
 each kind of thread (the HTTP worker, where actix's dispatcher ran; the store writer,
-`Writer::run`; sled's threads; the rest), heap allocations per event (calls of the global
+`Writer::run`; sled's threads; on Redis (`benches/load/bulk_cost.sh` with REDIS=1) the Redis store's runtime
+thread, where the commit task runs; the rest), heap allocations per event (calls of the global
 allocator, all threads and on the worker), then the inclusive instructions of each function in
 PARTS (`callgrind_annotate --inclusive=yes`, whole-function entries, the largest over the
 threads) ÷ EVENTS and how often it was called per event. Inclusive counts overlap (the parse
@@ -50,6 +51,20 @@ PARTS = [
     ("    sled's batch (`Tree::apply_batch`)", r"sled::tree::Tree>::apply_batch$"),
     ("    sled's flush (`Db::flush` / `Tree::flush`)", r"sled::tree::Tree>::flush$"),
     ("  the replies (`Deferred` / reply sends)", r"banditd::store::command::defer$"),
+    ("Redis store thread: the commit task (`commit::run`)", r"banditd::store::redis::commit::run::\{\{closure\}\}$"),
+    ("  one group commit (`commit::commit`)", r"banditd::store::redis::commit::commit::\{\{closure\}\}$"),
+    ("    the reward steps (`rewards::apply`)", r"banditd::store::redis::rewards::apply::\{\{closure\}\}$"),
+    ("      rewards judged with their ids (`direct::apply`)", r"banditd::store::redis::direct::apply::\{\{closure\}\}$"),
+    ("        a reward's fields (`Reward::of`)", r"banditd::store::redis::call::Reward::of$"),
+    ("        the id digest (`Digester::digest`)", r"Digester>?::digest$"),
+    ("        the cached record (`RecordCache::get`)", r"RecordCache>?::get$"),
+    ("        packing op `B` (`Call::direct_reward`)", r"Call>?::direct_reward$"),
+    ("        the call's command bytes (`Call::fill`)", r"Call>?::fill$"),
+    ("    the answers (`Replier::send`)", r"Replier>?::send$"),
+    ("      the cache's forgets (`RecordCache::forget`)", r"RecordCache>?::forget$"),
+    ("  the reply's parse (redis-rs `parse_redis_value`)", r"redis::parser::.*parse_redis_value.*$"),
+    ("  replies into strings (`FromRedisValue for Vec<String>`)", r"FromRedisValue for alloc::vec::Vec<T>>::from_(owned_)?redis_value$"),
+    ("  the command's bytes (redis-rs `Cmd::write_packed_command`)", r"redis::cmd::Cmd>::(get_packed_command|write_packed_command)$"),
     ("heap allocations (`__rust_alloc`)", r"__rustc::__rust_alloc$"),
     ("zeroed allocations (`__rust_alloc_zeroed`)", r"__rustc::__rust_alloc_zeroed$"),
     ("reallocations (`__rust_realloc`)", r"__rustc::__rust_realloc$"),
@@ -65,6 +80,8 @@ def kind(dump):
         return "worker"
     if re.search(r"Writer>::(run|process)", text):
         return "writer"
+    if "banditd::store::redis::commit::run" in text:
+        return "redis"
     if "sled::" in text:
         return "sled"
     return "other"
@@ -80,13 +97,15 @@ def main():
     total = sum(by_kind.values())
     print(f"| everything (all threads) | {total / events:,.0f} | – |")
     for k, label in [("worker", "the HTTP worker thread"), ("writer", "the store writer thread"),
-                     ("sled", "sled's threads (flusher, I/O pool)"), ("other", "other threads")]:
+                     ("sled", "sled's threads (flusher, I/O pool)"),
+                     ("redis", "the Redis store's thread (`banditd-redis`)"),
+                     ("other", "other threads")]:
         if k in by_kind:
             print(f"| {label} | {by_kind[k] / events:,.0f} | – |")
     allocs = sum(allocs_by_kind.values())
     print(f"| heap allocations, all threads (`__rust_alloc`, `_zeroed`, `_realloc`) | – | "
           f"{allocs / events:.2f} |")
-    for k in ["worker", "writer", "sled", "other"]:
+    for k in ["worker", "writer", "sled", "redis", "other"]:
         if k in allocs_by_kind:
             print(f"| heap allocations on the {k} thread(s) | – | {allocs_by_kind[k] / events:.2f} |")
     for label, pattern in PARTS:

@@ -7,8 +7,8 @@ POSTs number FIRST .. FIRST+COUNT-1 of BATCH (1,000) events each, as NDJSON, the
 benches/load/lua/load.lua's `events` scenario (`batch=BATCH format=ndjson run=RUN`, one wrk
 thread, ev_base 0): POST k credits the pre-filled units ev-<k·BATCH> .. ev-<k·BATCH+BATCH-1>
 (`banditd-fill --prefix ev-`), each event with its own id `eRUN-1-k-j`. DUPLICATES (0) in
-[0, 1): that share of each POST's lines (⌊BATCH × DUPLICATES⌋ of them, spread evenly) re-send
-POST k-1's line of the same place instead, which the store finds applied (`duplicate`); POST 0
+[0, 0.5): that share of each POST's lines (⌊BATCH × DUPLICATES⌋ of them, spread evenly) re-send
+a line POST k-1 sent instead (`body`), which the store finds applied (`duplicate`); POST 0
 re-sends nothing, so a counted run with duplicates starts at FIRST ≥ 1.
 
 Every answer must be 200 with exactly the expected `applied` and `duplicate` counts and no
@@ -26,14 +26,25 @@ def line(run, k, j, batch):
             f'"unit":"ev-{k * batch + j}"}}')
 
 
+def resends(j, duplicates):
+    """Whether line j of a POST after the first re-sends a line: when the running share crosses
+    a whole line, exactly round(batch × duplicates) of them, spread evenly through the body."""
+    return int((j + 1) * duplicates) > int(j * duplicates)
+
+
 def body(run, k, batch, duplicates):
-    """POST k's NDJSON body and how many of its lines are re-sent (duplicates)."""
+    """POST k's NDJSON body and how many of its lines are re-sent (duplicates). A re-sent line
+    is one POST k-1 sent: its line j, or, from POST 2 on (where line j of POST k-1 was itself a
+    re-send, never sent as its own), its nearest line before j that it sent (DUPLICATES below
+    0.5 leaves one)."""
     lines, resent = [], 0
     for j in range(batch):
-        # Line j is a re-sent line when the running share crosses a whole line: exactly
-        # round(batch × duplicates) of them, spread evenly through the body.
-        if k > 0 and int((j + 1) * duplicates) > int(j * duplicates):
-            lines.append(line(run, k - 1, j, batch))
+        if k > 0 and resends(j, duplicates):
+            earlier = j
+            if k > 1:
+                while earlier > 0 and resends(earlier, duplicates):
+                    earlier -= 1
+            lines.append(line(run, k - 1, earlier, batch))
             resent += 1
         else:
             lines.append(line(run, k, j, batch))

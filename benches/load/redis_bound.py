@@ -155,8 +155,9 @@ def timeline_split(path):
     with open(path) as lines:
         for line in lines:
             fields = line.split()
-            if len(fields) == 8 and int(fields[6]) > 0:
-                rows.append([int(f) for f in fields])
+            # 8 fields, or 13 with the reward step's (src/store/redis/timeline.rs).
+            if len(fields) in (8, 13) and int(fields[6]) > 0:
+                rows.append([int(f) for f in fields[:8]])
     if not rows:
         return None
     rounds = [r[4] - r[3] for r in rows]

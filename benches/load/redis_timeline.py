@@ -2,11 +2,15 @@
 """Summarises a Redis commit timeline (src/store/redis/timeline.rs) for redis_timeline.sh.
 
 Each line: oldest woken closed sent replied answered commands calls (µs since the store
-opened). Prints commits per second, commands per commit, and each phase of a commit's round
+opened), and since session 15 the reward step: begun built rewarded judged rewards. Prints commits per second, commands per commit, and each phase of a commit's round
 as p10/p50/p90/mean: how long its oldest command waited before the commit task woke, the
 gather (wake to closing the batch), building the calls, the Redis round
 (calls handed over to every reply read), answering, and the idle time between one commit's
 answers and the next wake. Then the Redis round fitted as a fixed part plus a part per command.
+For the commits with rewards judged by single-primary calls (a 13-field line whose `rewards` is
+above 0), the reward step's split: sticky replies to its start, building the reward calls,
+their Redis round (handed over to replies read), setting the outcomes (decoding), and the rest
+up to `answered` (fallbacks, epoch starts, answers), with the per-reward means.
 """
 import sys
 
@@ -24,7 +28,7 @@ def main(path):
     with open(path) as lines:
         for line in lines:
             fields = line.split()
-            if len(fields) == 8 and int(fields[6]) > 0:
+            if len(fields) in (8, 13) and int(fields[6]) > 0:
                 rows.append([int(field) for field in fields])
     if len(rows) < 10:
         print("too few commits with commands: {}".format(len(rows)))
@@ -63,6 +67,27 @@ def main(path):
     sxx = sum((x - mx) ** 2 for x in xs)
     slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx else 0.0
     print("redis round fit: {:.0f} µs + {:.1f} µs per command".format(my - slope * mx, slope))
+    rewarded = [r for r in rows if len(r) == 13 and r[12] > 0]
+    if rewarded:
+        count = sum(r[12] for r in rewarded)
+        print(
+            "commits with direct reward calls: {}, {:.0f} rewards per commit".format(
+                len(rewarded), count / len(rewarded)
+            )
+        )
+        for label, first, last in [
+            ("  sticky replies to reward step", 4, 8),
+            ("  reward calls built", 8, 9),
+            ("  reward calls' redis round", 9, 10),
+            ("  outcomes set (decode)", 10, 11),
+            ("  rest to answered", 11, 5),
+        ]:
+            spans = [r[last] - r[first] for r in rewarded]
+            print(
+                "{} µs: {}; {:.2f} µs per reward".format(
+                    label, quantiles(spans), sum(spans) / count
+                )
+            )
 
 
 if __name__ == "__main__":

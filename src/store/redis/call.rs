@@ -66,7 +66,7 @@ pub struct Call {
     /// The shard the script is at after the ops of `args` so far: op `S` is sent only when an
     /// op of `args` needs another (`sync_shard`); the packed sticky ops name their own.
     args_shard: u32,
-    shards: Vec<(u32, String)>,
+    shards: Vec<(u32, String, u32)>,
     /// The units of the sticky ops, by their shard's first KEYS index: read up front, one
     /// HMGET per shard (op `P`), rather than one HGET per unit.
     prefetch: Vec<(String, Vec<String>)>,
@@ -116,7 +116,7 @@ impl Call {
             keys: ShardKeys::of(epoch, shard),
             shard,
             args_shard: shard,
-            shards: vec![(shard, "1".to_owned())],
+            shards: vec![(shard, "1".to_owned(), 1)],
             prefetch: Vec::new(),
             extra_keys: Vec::new(),
             outcomes: Vec::new(),
@@ -136,6 +136,12 @@ impl Call {
 
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
+    }
+
+    /// Op `B`'s string and the keys named after the fixed ones (tests of the packing).
+    #[cfg(test)]
+    pub fn packed_and_keys(&self) -> (&[u8], &[String]) {
+        (&self.packed, &self.extra_keys)
     }
 
     /// Sends the ops added next to `shard` (of this call's epoch): only on a single primary,
@@ -167,8 +173,15 @@ impl Call {
     /// The KEYS index of the first of `shard`'s keys in this call (legacy sticky, arms, marks,
     /// marks' due, records, new units not yet indexed), named now if they are not yet.
     fn shard_first(&mut self, shard: u32) -> String {
-        match self.shards.iter().find(|(known, _)| *known == shard) {
-            Some((_, first)) => first.clone(),
+        let at = self.shard_at(shard);
+        self.shards[at].1.clone()
+    }
+
+    /// Where `shard` is in `shards` (its first KEYS index as text and as a number), named now
+    /// if it is not yet: a reward finds it without copying the text.
+    fn shard_at(&mut self, shard: u32) -> usize {
+        match self.shards.iter().position(|(known, _, _)| *known == shard) {
+            Some(at) => at,
             None => {
                 let keys = ShardKeys::of(&self.epoch, shard);
                 let first = self.key(keys.sticky);
@@ -181,8 +194,9 @@ impl Call {
                 ] {
                     self.key(key);
                 }
-                self.shards.push((shard, first.clone()));
-                first
+                let number = index_number(&first);
+                self.shards.push((shard, first, number));
+                self.shards.len() - 1
             }
         }
     }
@@ -325,11 +339,15 @@ impl Call {
     ) {
         let experiment = &reward.epoch.experiment;
         let home = layout::shard_of(event_id);
-        let end = reward.list_end_ms();
+        // Each timing field is parsed once (`Reward` holds them as text): a bulk call's
+        // thousands of rewards parsed them three times each.
+        let now = reward.now_ms();
+        let window = reward.window_ms();
+        let end = layout::event_list_end(now.saturating_add(window).min(MAX_MS));
         // Redis keeps the lists and the digest set at least a day (the tokens' slack) past
         // their ends by its own clock: a backstop, the sweep forgets them on time.
         let keep = end
-            .saturating_sub(reward.now_ms())
+            .saturating_sub(now)
             .saturating_add(TOKEN_MARK_SLACK_MS)
             .min(MAX_MS);
         let at = match self
@@ -347,6 +365,7 @@ impl Call {
                 self.directories.push(Directory {
                     experiment: experiment.clone(),
                     shard: home,
+                    number: index_number(&index),
                     index,
                     keep: 0,
                     digests: Vec::new(),
@@ -357,30 +376,38 @@ impl Call {
         let directory = &mut self.directories[at];
         directory.keep = directory.keep.max(keep);
         directory.digests.extend(digest.to_le_bytes());
-        let dir = directory.index.clone();
-        let list_key = layout::event_digest_list_key(experiment, home, end);
-        let list = match self.id_lists.iter_mut().find(|l| l.key == list_key) {
+        let dir = directory.number;
+        // A list is one (directory, end): found by those, its key spelled only when it is new
+        // (a `format!` per reward before).
+        let list = match self
+            .id_lists
+            .iter_mut()
+            .find(|l| l.directory == at && l.end == end)
+        {
             Some(list) => {
                 list.keep = list.keep.max(keep);
-                list.index.clone()
+                list.number
             }
             None => {
-                let index = self.key(list_key.clone());
+                let index = self.key(layout::event_digest_list_key(experiment, home, end));
+                let number = index_number(&index);
+                let dir = self.directories[at].index.clone();
                 self.id_lists.push(IdList {
-                    key: list_key,
-                    index: index.clone(),
-                    dir: dir.clone(),
+                    directory: at,
+                    number,
+                    index,
+                    dir,
                     end,
                     keep,
                 });
-                index
+                number
             }
         };
-        let first = self.shard_first(reward.shard);
+        let first_at = self.shard_at(reward.shard);
         let confirms = if reward.kind == 'K' {
             self.key(layout::confirms_key(&reward.epoch, reward.shard))
         } else {
-            "0".to_owned()
+            String::new()
         };
         // The record as `sticky` writes it before any reward: only such a record can be
         // credited, so only it is worth comparing. A unit reward without one is kind `u`,
@@ -392,25 +419,25 @@ impl Call {
             _ => b'T',
         });
         let mut packed = Packed(std::mem::take(&mut self.packed));
-        packed.index(&dir);
+        packed.number_index(dir);
         packed.0.extend(digest.to_le_bytes());
-        packed.index(&first);
-        packed.index(&list);
+        packed.number_index(self.shards[first_at].2);
+        packed.number_index(list);
         let fields = &reward.fields;
         let field = |at: usize| fields.get(at).map_or("", String::as_str);
         if reward.kind == 'U' {
-            match self.prefetch.iter_mut().find(|(known, _)| *known == first) {
-                Some((_, units)) => units.push(field(0).to_owned()),
-                None => self
-                    .prefetch
-                    .push((first.clone(), vec![field(0).to_owned()])),
+            let first = &self.shards[first_at].1;
+            let unit = field(0).to_owned();
+            match self.prefetch.iter_mut().find(|(known, _)| known == first) {
+                Some((_, units)) => units.push(unit),
+                None => self.prefetch.push((first.clone(), vec![unit])),
             }
             // unit, micro, occurred, now, window, half-life
             packed.text(field(0));
             packed.text(field(1));
             packed.text(field(2));
-            packed.number(field(3));
-            packed.number(field(4));
+            packed.millis(now);
+            packed.millis(window);
             packed.text(field(5));
             if let Some(record) = expected {
                 let assigned = record.assigned_ms.min(MAX_MS);
@@ -424,7 +451,7 @@ impl Call {
         } else {
             // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
             // window, half-life
-            packed.index(&confirms);
+            packed.index(if confirms.is_empty() { "0" } else { &confirms });
             packed.text(field(0));
             packed.text(field(1));
             packed.number(field(2));
@@ -577,6 +604,8 @@ struct Directory {
     experiment: String,
     shard: u32,
     index: String,
+    /// `index` as a number, as op `B` packs it.
+    number: u32,
     keep: u64,
     digests: Vec<u8>,
 }
@@ -589,8 +618,11 @@ struct Packed(Vec<u8>);
 
 impl Packed {
     fn index(&mut self, index: &str) {
-        self.0
-            .extend(index.parse::<u32>().unwrap_or(0).to_le_bytes());
+        self.number_index(index_number(index));
+    }
+
+    fn number_index(&mut self, index: u32) {
+        self.0.extend(index.to_le_bytes());
     }
 
     fn text(&mut self, text: &str) {
@@ -614,11 +646,19 @@ impl Packed {
 /// A digest list named by a call (op `L`): its KEYS index, its directory's, its end and how
 /// long Redis keeps it at least (ms).
 struct IdList {
-    key: String,
+    /// Its directory's place in `Call::directories` (with `end`, what names the list).
+    directory: usize,
+    /// `index` as a number, as op `B` packs it.
+    number: u32,
     index: String,
     dir: String,
     end: u64,
     keep: u64,
+}
+
+/// A KEYS index (`Call::key`'s text) as op `B` packs it.
+fn index_number(index: &str) -> u32 {
+    index.parse().unwrap_or(0)
 }
 
 pub fn half_life(half_life_ms: Option<u64>) -> String {

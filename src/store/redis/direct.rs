@@ -16,20 +16,25 @@
 //! legacy ids are never written again; a pending claim is only made for an id answered `F`).
 
 use std::collections::{HashMap, HashSet};
+use std::time::Instant;
 
 use super::call::{Call, Reward, Sink};
 use super::classify;
 use super::rewards::{Job, OpRef};
+use super::timeline::Stamps;
 use super::{Shared, commit, event_digest};
+use crate::store::event_ids::Digester;
 use crate::store::{Epoch, RewardOutcome, RewardTarget, StoreError};
 
 /// Judges the `open` ops of `jobs` with their ids; returns those answered `F`, in order, for
-/// the three-step protocol. Records the epochs that got a credit in `counted`.
+/// the three-step protocol. Records the epochs that got a credit in `counted`, and when the
+/// calls were built, answered and judged in `stamps` (the commit timeline's).
 pub async fn apply(
     shared: &Shared,
     jobs: &mut [Job],
     open: Vec<OpRef>,
     counted: &mut HashSet<Epoch>,
+    mut stamps: Option<&mut Stamps>,
 ) -> Vec<OpRef> {
     let digester = match event_digest::digester(shared).await {
         Ok(digester) => digester,
@@ -40,28 +45,17 @@ pub async fn apply(
             return Vec::new();
         }
     };
-    // One call per epoch: a single primary takes a call over every slot.
-    let mut calls: Vec<Call> = Vec::new();
-    let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
     let mut rewards: Vec<(OpRef, Epoch)> = Vec::with_capacity(open.len());
-    for (job, at) in open {
-        let op = &jobs[job].ops[at];
-        let reward = Reward::of(op);
-        let call = *by_epoch.entry(reward.epoch.clone()).or_insert_with(|| {
-            calls.push(Call::new(&reward.epoch, reward.shard));
-            calls.len() - 1
-        });
-        let digest = digester.digest(&reward.epoch.experiment, &op.event_id);
-        let expected = match &op.target {
-            RewardTarget::Unit(unit) => shared.cache.get(&reward.epoch, unit),
-            RewardTarget::Token { .. } => None,
-        };
-        calls[call].direct_reward(&reward, &op.event_id, digest, expected.as_ref());
-        calls[call].sinks.push(Sink::Claim(rewards.len()));
-        rewards.push(((job, at), reward.epoch));
+    let calls = build(shared, jobs, &open, &digester, &mut rewards);
+    if let Some(stamps) = stamps.as_deref_mut() {
+        stamps.built = Instant::now();
+        stamps.rewards = rewards.len();
     }
     let replies =
         futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+    if let Some(stamps) = stamps.as_deref_mut() {
+        stamps.rewarded = Instant::now();
+    }
     let mut fallback = Vec::new();
     for (call, reply) in calls.iter().zip(replies) {
         let indexes = call.sinks.iter().filter_map(|sink| match *sink {
@@ -99,5 +93,43 @@ pub async fn apply(
         }
     }
     fallback.sort_unstable();
+    if let Some(stamps) = stamps {
+        stamps.judged = Instant::now();
+    }
     fallback
+}
+
+/// One call per epoch for `refs` (a single primary takes a call over every slot); each
+/// reward's index in `rewards` is its call's sink.
+fn build(
+    shared: &Shared,
+    jobs: &[Job],
+    refs: &[OpRef],
+    digester: &Digester,
+    rewards: &mut Vec<(OpRef, Epoch)>,
+) -> Vec<Call> {
+    let mut calls: Vec<Call> = Vec::new();
+    let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
+    for &(job, at) in refs {
+        let op = &jobs[job].ops[at];
+        let reward = Reward::of(op);
+        // Looked up before it is inserted: the entry API would copy the epoch per op.
+        let call = match by_epoch.get(&reward.epoch) {
+            Some(&call) => call,
+            None => {
+                calls.push(Call::new(&reward.epoch, reward.shard));
+                by_epoch.insert(reward.epoch.clone(), calls.len() - 1);
+                calls.len() - 1
+            }
+        };
+        let digest = digester.digest(&reward.epoch.experiment, &op.event_id);
+        let expected = match &op.target {
+            RewardTarget::Unit(unit) => shared.cache.get(&reward.epoch, unit),
+            RewardTarget::Token { .. } => None,
+        };
+        calls[call].direct_reward(&reward, &op.event_id, digest, expected.as_ref());
+        calls[call].sinks.push(Sink::Claim(rewards.len()));
+        rewards.push(((job, at), reward.epoch));
+    }
+    calls
 }

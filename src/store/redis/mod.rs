@@ -23,6 +23,8 @@
 
 mod call;
 #[cfg(test)]
+mod call_pack_tests;
+#[cfg(test)]
 mod cluster_tests;
 mod commit;
 mod confirm;

@@ -86,6 +86,23 @@ impl RecordCache {
         }
     }
 
+    /// Forgets every `(epoch, unit)` of `units` under one lock (a bulk request's units).
+    pub(super) fn forget_units<'a>(&self, units: impl Iterator<Item = (&'a Epoch, &'a str)>) {
+        let mut map = self.lock();
+        if map.len == 0 {
+            return;
+        }
+        let mut removed = 0;
+        for (epoch, unit) in units {
+            if let Some(held) = map.by_epoch.get_mut(epoch)
+                && held.remove(unit).is_some()
+            {
+                removed += 1;
+            }
+        }
+        map.len -= removed;
+    }
+
     fn lock(&self) -> MutexGuard<'_, Map> {
         self.map.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -135,6 +152,29 @@ mod tests {
         assert_eq!(cache.get(&epoch("a", 1), "u1"), None);
         assert_eq!(cache.get(&epoch("b", 1), "u1"), Some(record("red")));
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn units_forgotten_together_are_gone_and_uncounted_and_others_kept() {
+        let cache = RecordCache::new(10);
+        cache.put(&epoch("a", 1), "u1", &record("red"));
+        cache.put(&epoch("a", 1), "u2", &record("red"));
+        cache.put(&epoch("b", 1), "u1", &record("red"));
+        let (a, b, c) = (epoch("a", 1), epoch("a", 2), epoch("c", 1));
+        cache.forget_units(
+            [
+                (&a, "u1"),
+                (&a, "never-put"),
+                (&b, "u2"),
+                (&c, "u1"),
+                (&a, "u1"),
+            ]
+            .into_iter(),
+        );
+        assert_eq!(cache.get(&epoch("a", 1), "u1"), None);
+        assert_eq!(cache.get(&epoch("a", 1), "u2"), Some(record("red")));
+        assert_eq!(cache.get(&epoch("b", 1), "u1"), Some(record("red")));
+        assert_eq!(cache.len(), 2);
     }
 
     #[test]

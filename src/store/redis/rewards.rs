@@ -17,6 +17,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::call::{Calls, Reward, Sink};
 use super::layout;
+use super::timeline::Stamps;
 use super::{Shared, classify};
 use crate::store::{Epoch, RewardOp, RewardOutcome, StoreError, TOKEN_MARK_SLACK_MS};
 
@@ -99,8 +100,14 @@ pub type OpRef = (usize, usize);
 /// The ops claiming ids in one slot: each with its claim id and reward.
 type HomeOps = (Home, Vec<(OpRef, String, Reward)>);
 
-/// Judges every reward op of `jobs`; records the epochs that got a credit in `counted`.
-pub async fn apply(shared: &Shared, jobs: &mut [Job], counted: &mut HashSet<Epoch>) {
+/// Judges every reward op of `jobs`; records the epochs that got a credit in `counted`, and the
+/// single-primary calls' moments in `stamps` (the commit timeline's).
+pub async fn apply(
+    shared: &Shared,
+    jobs: &mut [Job],
+    counted: &mut HashSet<Epoch>,
+    stamps: Option<&mut Stamps>,
+) {
     let mut open: Vec<OpRef> = jobs
         .iter()
         .enumerate()
@@ -115,7 +122,7 @@ pub async fn apply(shared: &Shared, jobs: &mut [Job], counted: &mut HashSet<Epoc
             }
             return;
         }
-        open = super::direct::apply(shared, jobs, open, counted).await;
+        open = super::direct::apply(shared, jobs, open, counted, stamps).await;
     }
     for _ in 0..MAX_ROUNDS {
         if open.is_empty() {
@@ -138,17 +145,24 @@ pub async fn apply(shared: &Shared, jobs: &mut [Job], counted: &mut HashSet<Epoc
 /// Lists the experiments (event ids) and epochs (token marks) in the registry the expiry sweep
 /// walks, before anything is written; once per member and process.
 async fn register(shared: &Shared, jobs: &[Job], open: &[OpRef]) -> Result<(), StoreError> {
-    let mut members = HashSet::new();
+    // Borrowed names, made once each: a bulk request's thousand ops name one experiment.
+    let mut experiments: HashSet<&str> = HashSet::new();
+    let mut epochs: HashSet<&Epoch> = HashSet::new();
     for &(job, at) in open {
         let op = &jobs[job].ops[at];
-        members.insert(op.epoch.experiment.clone());
+        experiments.insert(&op.epoch.experiment);
         if matches!(op.target, crate::store::RewardTarget::Token { .. }) {
-            members.insert(layout::epoch_member(&op.epoch));
+            epochs.insert(&op.epoch);
         }
     }
     let missing: Vec<String> = {
         let known = super::lock(&shared.registered);
-        members.into_iter().filter(|m| !known.contains(m)).collect()
+        experiments
+            .into_iter()
+            .map(str::to_owned)
+            .chain(epochs.into_iter().map(layout::epoch_member))
+            .filter(|m| !known.contains(m))
+            .collect()
     };
     if missing.is_empty() {
         return Ok(());

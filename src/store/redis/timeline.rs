@@ -7,7 +7,15 @@
 //! commit's oldest command was queued, `woken` when the task took its first command, `closed`
 //! when it stopped taking what was queued, `sent` when its script calls were
 //! built and handed to the connection, `replied` when every reply was read and `answered` when
-//! every waiting request was sent its result. Off, it costs one branch per commit.
+//! every waiting request was sent its result. Then the reward step, where a bulk commit spends
+//! its round (its rewards are judged by calls of their own after `replied`, `direct`):
+//! `begun built rewarded judged rewards`, where `begun` is when the reward step started,
+//! `built` when the single-primary reward calls were built (before they were handed to the
+//! connection), `rewarded` when their replies were read, `judged` when every outcome was set,
+//! and `rewards` how many reward ops those calls carried (every time is `replied` and
+//! `rewards` is 0 in a commit without rewards; under Cluster the three steps are not split).
+//! What is left of `answered` after `judged` is the rest: three-step fallbacks, fixing epoch
+//! starts, answering. Off, it costs one branch per commit.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -28,6 +36,12 @@ pub struct Stamps {
     pub sent: Instant,
     pub replied: Instant,
     pub answered: Instant,
+    /// The reward step (see the module doc).
+    pub begun: Instant,
+    pub built: Instant,
+    pub rewarded: Instant,
+    pub judged: Instant,
+    pub rewards: usize,
 }
 
 impl Stamps {
@@ -39,7 +53,21 @@ impl Stamps {
             sent: now,
             replied: now,
             answered: now,
+            begun: now,
+            built: now,
+            rewarded: now,
+            judged: now,
+            rewards: 0,
         }
+    }
+
+    /// The reward step did not run: its moments are the sticky calls' reply.
+    pub fn no_rewards(&mut self) {
+        self.begun = self.replied;
+        self.built = self.replied;
+        self.rewarded = self.replied;
+        self.judged = self.replied;
+        self.rewards = 0;
     }
 }
 
@@ -80,13 +108,18 @@ impl Timeline {
         let us = |at: Instant| at.saturating_duration_since(origin).as_micros();
         let written = writeln!(
             out,
-            "{} {} {} {} {} {} {commands} {calls}",
+            "{} {} {} {} {} {} {commands} {calls} {} {} {} {} {}",
             us(stamps.oldest),
             us(stamps.woken),
             us(stamps.closed),
             us(stamps.sent),
             us(stamps.replied),
             us(stamps.answered),
+            us(stamps.begun),
+            us(stamps.built),
+            us(stamps.rewarded),
+            us(stamps.judged),
+            stamps.rewards,
         );
         self.pending += 1;
         if written.is_err() || (self.pending >= FLUSH_EVERY && out.flush().is_err()) {
@@ -104,5 +137,58 @@ impl Drop for Timeline {
         if let Some(out) = self.out.as_mut() {
             let _ = out.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A timeline writing to `path`, its origin `origin`.
+    fn to_file(path: &std::path::Path, origin: Instant) -> Timeline {
+        Timeline {
+            origin,
+            out: File::create(path).ok().map(BufWriter::new),
+            pending: 0,
+        }
+    }
+
+    #[test]
+    fn a_commit_line_carries_its_reward_step_after_its_eight_fields() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("timeline.txt");
+        let origin = Instant::now();
+        let at = |us: u64| origin + Duration::from_micros(us);
+        let mut stamps = Stamps::at(at(1));
+        stamps.woken = at(2);
+        stamps.closed = at(3);
+        stamps.sent = at(4);
+        stamps.replied = at(5);
+        stamps.begun = at(6);
+        stamps.built = at(7);
+        stamps.rewarded = at(8);
+        stamps.judged = at(9);
+        stamps.answered = at(10);
+        stamps.rewards = 1000;
+        let mut plain = Stamps::at(at(20));
+        plain.replied = at(25);
+        plain.answered = at(26);
+        plain.begun = at(99);
+        plain.no_rewards();
+        let mut timeline = to_file(&path, origin);
+        timeline.record(&stamps, 2, 1);
+        timeline.record(&plain, 3, 1);
+        drop(timeline);
+        let text = std::fs::read_to_string(&path).expect("the timeline");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "1 2 3 4 5 10 2 1 6 7 8 9 1000",
+                "20 20 20 20 25 26 3 1 25 25 25 25 0"
+            ]
+        );
     }
 }
