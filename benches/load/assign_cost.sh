@@ -109,18 +109,7 @@ idle() {
 declare -A FILE_OF SECONDS_OF
 STORE=()
 if ((REDIS)); then
-    command -v redis-server >/dev/null || die "REDIS=1 needs redis-server"
-    port_free "$REDIS_PORT" || die "port $REDIS_PORT is in use; set REDIS_PORT"
-    mkdir -p "$WORK/redis"
-    setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis" \
-        --appendonly yes --appendfsync always --save '' --daemonize no \
-        --logfile "$WORK/redis/redis.log" >/dev/null 2>&1 &
-    STARTED_PIDS+=("$!")
-    deadline=$((SECONDS + 20))
-    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
-        ((SECONDS < deadline)) || die "redis-server did not answer within 20 s"
-        sleep 0.05
-    done
+    start_aof_redis "$WORK/redis" "$REDIS_PORT"
     STORE=(--redis "redis://127.0.0.1:$REDIS_PORT")
 fi
 under_callgrind banditd 300 "$BIN/banditd" serve --bind "127.0.0.1:$PORT" \

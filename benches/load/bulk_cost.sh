@@ -70,18 +70,8 @@ fi
 
 # start_redis NAME: a fresh redis-server for NAME's run (appendfsync always); sets REDIS_PID.
 start_redis() {
-    port_free "$REDIS_PORT" || die "port $REDIS_PORT is in use; set REDIS_PORT"
-    mkdir -p "$WORK/redis-$1"
-    setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$WORK/redis-$1" \
-        --appendonly yes --appendfsync always --save '' --daemonize no \
-        --logfile "$WORK/redis-$1/redis.log" >/dev/null 2>&1 &
-    REDIS_PID=$!
-    STARTED_PIDS+=("$REDIS_PID")
-    local deadline=$((SECONDS + 20))
-    until [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]]; do
-        ((SECONDS < deadline)) || die "redis-server did not answer within 20 s"
-        sleep 0.05
-    done
+    start_aof_redis "$WORK/redis-$1" "$REDIS_PORT"
+    REDIS_PID=$AOF_REDIS_PID
 }
 
 make_work bulk-cost

@@ -81,18 +81,7 @@ thread_cpu_ns() {
 # command substitution: the server's pid must reach STARTED_PIDS, so that it is stopped.)
 redis_for() {
     local name=$1 port=$2
-    command -v redis-server >/dev/null || die "REDIS=1 needs redis-server (apt-get install -y redis-server)"
-    port_free "$port" || die "port $port is in use; set REDIS_PORT"
-    mkdir -p "$WORK/redis-$name"
-    setsid taskset -c "$REDIS_CORE" nice -n "$NICE" redis-server --port "$port" \
-        --bind 127.0.0.1 --dir "$WORK/redis-$name" --appendonly yes --appendfsync always \
-        --save '' --daemonize no --logfile "$WORK/redis-$name/redis.log" >/dev/null 2>&1 &
-    STARTED_PIDS+=("$!")
-    local deadline=$((SECONDS + 20))
-    until [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; do
-        ((SECONDS < deadline)) || die "redis-server for $name did not answer within 20 s"
-        sleep 0.05
-    done
+    start_aof_redis "$WORK/redis-$name" "$port" taskset -c "$REDIS_CORE" nice -n "$NICE"
     REDIS_URL="redis://127.0.0.1:$port"
 }
 

@@ -211,3 +211,26 @@ cleanup_work() {
     stop_all
     if [[ ${KEEP_WORK:-0} == 1 ]]; then log "kept $WORK"; else rm -rf "$WORK"; fi
 }
+
+# start_aof_redis DIR PORT [PREFIX...]: a redis-server on PORT with its files in DIR (created),
+# appendonly yes and appendfsync always (the durability banditd's Redis figures are for), no
+# RDB; PREFIX (e.g. `taskset -c 1 nice -n -10`) runs before it. Waits for PONG (20 s), records
+# the pid in STARTED_PIDS (so it is stopped on exit) and in AOF_REDIS_PID. Not in a command
+# substitution: the pid must reach this shell's STARTED_PIDS.
+start_aof_redis() {
+    local dir=$1 port=$2
+    shift 2
+    command -v redis-server >/dev/null || die "needs redis-server (apt-get install -y redis-server)"
+    port_free "$port" || die "port $port is in use; set REDIS_PORT"
+    mkdir -p "$dir"
+    setsid "$@" redis-server --port "$port" --bind 127.0.0.1 --dir "$dir" \
+        --appendonly yes --appendfsync always --save '' --daemonize no \
+        --logfile "$dir/redis.log" >/dev/null 2>&1 &
+    AOF_REDIS_PID=$!
+    STARTED_PIDS+=("$AOF_REDIS_PID")
+    local deadline=$((SECONDS + 20))
+    until [[ $(redis-cli -p "$port" ping 2>/dev/null) == PONG ]]; do
+        ((SECONDS < deadline)) || die "redis-server on port $port did not answer within 20 s"
+        sleep 0.05
+    done
+}
