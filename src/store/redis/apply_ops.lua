@@ -81,31 +81,16 @@ local function run(keys, argv)
       -- (I or R), its records' shard (first KEYS index, as op S), then the unit, the variant it
       -- had, the record to write and its share set's name as `I4c0` texts.
       local blob = nxt()
-      local pos, current, size = 1, 0, #blob
-      local kind, first, unit, from, value, set, r, held, record
-      while pos <= size do
+      local pos, current = 1, 0
+      local kind, first, unit, from, value, set
+      while pos <= #blob do
         kind, first, unit, from, value, set, pos =
           struct.unpack('<c1I4I4c0I4c0I4c0I4c0', blob, pos)
         if first ~= current then
           use_shard(first)
           current = first
-          r = rsets[records] or rbuf()
-          held = r.held
         end
-        record = held[unit]
-        if kind == 'I' and record == false then
-          -- `sticky_op`'s insert of a unit op P found absent, written out: once per new unit.
-          r.fresh[unit] = true
-          if r.put[unit] == nil then r.order[#r.order + 1] = unit end
-          r.put[unit] = value
-          held[unit] = value
-          set = share_sets[set]
-          set.written = set.written + 1
-          if set.h ~= '' then count_exposures(set.v, 1, set.now, set.h) end
-          out[#out + 1] = '1' .. value
-        else
-          sticky_op(kind, unit, from, value, share_sets[set])
-        end
+        sticky_op(kind, unit, from, value, share_sets[set])
       end
     elseif op == 'W' then
       -- A share set the sticky ops that follow name: its name, the variant, the time and the
