@@ -391,12 +391,10 @@ impl Call {
             None => {
                 let index = self.key(layout::event_digest_list_key(experiment, home, end));
                 let number = index_number(&index);
-                let dir = self.directories[at].index.clone();
                 self.id_lists.push(IdList {
                     directory: at,
                     number,
                     index,
-                    dir,
                     end,
                     keep,
                 });
@@ -404,11 +402,8 @@ impl Call {
             }
         };
         let first_at = self.shard_at(reward.shard);
-        let confirms = if reward.kind == 'K' {
-            self.key(layout::confirms_key(&reward.epoch, reward.shard))
-        } else {
-            String::new()
-        };
+        let confirms = (reward.kind == 'K')
+            .then(|| self.key(layout::confirms_key(&reward.epoch, reward.shard)));
         // The record as `sticky` writes it before any reward: only such a record can be
         // credited, so only it is worth comparing. A unit reward without one is kind `u`,
         // without the three fields that carry it (each a field more for `struct.unpack`).
@@ -451,7 +446,7 @@ impl Call {
         } else {
             // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
             // window, half-life
-            packed.index(if confirms.is_empty() { "0" } else { &confirms });
+            packed.index(confirms.as_deref().unwrap_or("0"));
             packed.text(field(0));
             packed.text(field(1));
             packed.number(field(2));
@@ -580,7 +575,7 @@ impl Call {
             invocation
                 .arg("L")
                 .arg(&list.index)
-                .arg(&list.dir)
+                .arg(&self.directories[list.directory].index)
                 .arg(list.end)
                 .arg(list.keep);
         }
@@ -651,7 +646,6 @@ struct IdList {
     /// `index` as a number, as op `B` packs it.
     number: u32,
     index: String,
-    dir: String,
     end: u64,
     keep: u64,
 }

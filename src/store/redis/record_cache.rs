@@ -75,15 +75,7 @@ impl RecordCache {
     }
 
     pub(super) fn forget(&self, epoch: &Epoch, unit: &str) {
-        let mut map = self.lock();
-        let removed = map
-            .by_epoch
-            .get_mut(epoch)
-            .and_then(|units| units.remove(unit))
-            .is_some();
-        if removed {
-            map.len -= 1;
-        }
+        self.forget_units(std::iter::once((epoch, unit)));
     }
 
     /// Forgets every `(epoch, unit)` of `units` under one lock (a bulk request's units).
