@@ -13,7 +13,7 @@ fill() {
     log "banditd-fill: $(thousands "$count") units ($prefix*) into $(basename "$dir")"
     line=$("$BIN/banditd-fill" --data-dir "$dir" --experiment "$STICKY_YAML" --count "$count" \
         --prefix "$prefix" 2>>"$WORK/fill.log" | grep '^FILL ') || die "banditd-fill failed; see $WORK/fill.log"
-    FILL_SECS=$(sed 's/.*seconds=\([0-9.]*\).*/\1/' <<<"$line")
+    FILL_SECS=$("$HERE/fill_field.sh" seconds <<<"$line")
 }
 
 # start_banditd DATA_DIR LOG: starts banditd with one worker; sets BANDITD_PID, STARTUP_MS.

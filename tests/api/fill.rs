@@ -102,3 +102,43 @@ fn a_second_fill_of_the_same_events_finds_them_kept_and_applies_nothing() {
         "{again}"
     );
 }
+
+/// `benches/load/fill_field.sh`, which the load harness reads a fill's figures with, on a real
+/// FILL line: each field by its whole name (a greedy match of `seconds=` once gave the scale
+/// report the events' time, 0.000 for a fill without events, as the units' fill time).
+#[test]
+fn the_harness_reads_each_fill_field_by_its_whole_name() {
+    let app = stopped_app();
+    let line = fill(&app, &["--count", "2000", "--prefix", "s-"]);
+    let field = |name: &str| -> String {
+        line.split_whitespace()
+            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {line}"))
+            .to_owned()
+    };
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/load/fill_field.sh");
+    let read = |name: &str| -> String {
+        let mut child = Command::new(script)
+            .arg(name)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run fill_field.sh");
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(line.as_bytes())
+            .expect("write the FILL line");
+        let output = child.wait_with_output().expect("fill_field.sh output");
+        assert!(output.status.success(), "fill_field.sh {name} on {line}");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    };
+    // A fill of units without events: its events took no time, the units some.
+    assert_eq!(field("event_seconds"), "0.000", "{line}");
+    assert_ne!(field("seconds"), "0.000", "{line}");
+    for name in ["seconds", "event_seconds", "inserted", "flushes"] {
+        assert_eq!(read(name), field(name), "{name} in {line}");
+    }
+}
