@@ -6,7 +6,8 @@ opened), and since session 15 the reward step: begun built rewarded judged rewar
 as p10/p50/p90/mean: how long its oldest command waited before the commit task woke, the
 gather (wake to closing the batch), building the calls, the Redis round
 (calls handed over to every reply read), answering, and the idle time between one commit's
-answers and the next wake. Then the Redis round fitted as a fixed part plus a part per command.
+answers and the next wake; the Redis round's median by commit size. Then the Redis round
+fitted as a fixed part plus a part per command.
 For the commits with rewards judged by single-primary calls (a 13-field line whose `rewards` is
 above 0), the reward step's split: sticky replies to its start, building the reward calls,
 their Redis round (handed over to replies read), setting the outcomes (decoding), and the rest
@@ -45,13 +46,23 @@ def main(path):
     print("commands per commit:", quantiles([row[6] for row in rows]))
     buckets = {}
     for row in rows:
-        bucket = min(row[6] // 8, 8)
-        buckets[bucket] = buckets.get(bucket, 0) + 1
+        buckets.setdefault(min(row[6] // 8, 8), []).append(row[4] - row[3])
+
+    def label(b):
+        return "{}-{}".format(b * 8, b * 8 + 7 if b < 8 else "")
+
     print(
         "commits by size:",
         " ".join(
-            "{}-{}: {:.0f}%".format(b * 8, b * 8 + 7 if b < 8 else "", 100 * c / n)
-            for b, c in sorted(buckets.items())
+            "{}: {:.0f}%".format(label(b), 100 * len(r) / n) for b, r in sorted(buckets.items())
+        ),
+    )
+    # Whether a bigger commit waits longer for Redis (the script's work grows with it) or the
+    # round is fixed (fsync and wake-ups): results/s16-round-2026-12-01.md.
+    print(
+        "redis round p50 µs by size:",
+        " ".join(
+            "{}: {}".format(label(b), sorted(r)[len(r) // 2]) for b, r in sorted(buckets.items())
         ),
     )
     print("queued before wake µs:", quantiles([r[1] - r[0] for r in rows]))
