@@ -65,7 +65,12 @@ use crate::store::Store;
 /// The loaded set of experiments, swapped as a whole so a request never sees half of a reload.
 #[derive(Debug, Default)]
 pub struct ExperimentSet {
-    by_id: HashMap<String, Arc<LiveExperiment>>,
+    /// Looked up on every assign call by the id in its path. foldhash, not std's SipHash-1-3:
+    /// the keys are the operator's ids and a caller only looks up, so chosen ids cannot grow
+    /// the table or its probes beyond the folder's own; with SipHash-1-3 the lookup took ~390
+    /// instructions per assign, ~210 with foldhash (benches/load/results/
+    /// preq16-2026-12-01-s16.md).
+    by_id: HashMap<String, Arc<LiveExperiment>, foldhash::fast::RandomState>,
     /// File order, for stable listings.
     order: Vec<Arc<LiveExperiment>>,
     /// Experiments of the folder that are not live in this server's environment (not

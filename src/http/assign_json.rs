@@ -224,6 +224,23 @@ mod tests {
         assert_eq!(body(ours), body(theirs));
     }
 
+    #[test]
+    fn a_typical_answer_is_these_bytes() {
+        // Written out by hand, not by any serializer: the bytes clients parse.
+        let payload = RawValue::from_string(r#"{"headline":"Ship in a day"}"#.to_owned()).unwrap();
+        let expected = concat!(
+            r#"{"experiment":"homepage-headline","variant":"bold","#,
+            r#""payload":{"headline":"Ship in a day"},"token":"eyJlIjoiaG9tZSJ9.AbC-d_9","#,
+            r#""propensity":0.5,"counted":true,"degraded":false,"sticky":true,"#,
+            r#""reward_until_ms":1767225600000}"#
+        );
+        let body = actix_web::body::to_bytes(dto(Some(&payload)).ok_response().into_body())
+            .now_or_never()
+            .and_then(Result::ok)
+            .unwrap();
+        assert_eq!(String::from_utf8(body.to_vec()).unwrap(), expected);
+    }
+
     /// Polls a future that is ready at once.
     trait NowOrNever: std::future::Future + Sized {
         fn now_or_never(self) -> Option<Self::Output> {

@@ -6,10 +6,11 @@
 //! parameters (`{id}`), which a segment-by-segment comparison decides exactly as actix's
 //! `[^/]+` does; a list with any other kind of pattern leaves the lookup to actix.
 //!
-//! The path is split into its segments once, and a template is compared only when it has as
-//! many segments: most of the list differs in length from any given path, so the lookup is a
-//! length check per template instead of a split of the path per template (it was ~1,800
-//! instructions per request, benches/load/results/preq5-2026-12-01-s10.md).
+//! The path is split into its segments once, in one pass over its bytes, and compared only with
+//! the templates of as many segments, listed apart by their count: a split of the path per
+//! template was ~1,800 instructions per request (benches/load/results/preq5-2026-12-01-s10.md),
+//! a `str::split` and a length check per template ~800, this ~440 (benches/load/results/
+//! preq16-2026-12-01-s16.md).
 
 use std::sync::OnceLock;
 
@@ -33,6 +34,8 @@ enum Segment {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouteTable {
     templates: Vec<(String, Vec<Segment>)>,
+    /// Indices into `templates` by segment count, each list in mount order.
+    by_count: [Vec<usize>; MAX_SEGMENTS + 1],
 }
 
 impl RouteTable {
@@ -41,6 +44,7 @@ impl RouteTable {
     pub fn of<'a>(templates: impl IntoIterator<Item = &'a str>) -> Option<Self> {
         let mut table = Self {
             templates: Vec::new(),
+            by_count: Default::default(),
         };
         for template in templates {
             if table.templates.iter().any(|(known, _)| known == template) {
@@ -60,9 +64,10 @@ impl RouteTable {
                         .then(|| Segment::Literal(segment.to_owned())),
                 })
                 .collect::<Option<Vec<_>>>()?;
-            if segments.len() > MAX_SEGMENTS {
-                return None;
-            }
+            table
+                .by_count
+                .get_mut(segments.len())?
+                .push(table.templates.len());
             table.templates.push((template.to_owned(), segments));
         }
         Some(table)
@@ -70,17 +75,25 @@ impl RouteTable {
 
     /// The template `path` (the request's raw path, without the query) matches.
     pub fn template_of(&self, path: &str) -> Option<&str> {
-        let rest = path.strip_prefix('/')?;
-        let mut parts = [""; MAX_SEGMENTS];
+        let rest = path.strip_prefix('/')?.as_bytes();
+        let mut parts: [&[u8]; MAX_SEGMENTS] = [&[]; MAX_SEGMENTS];
         let mut count = 0;
-        for part in rest.split('/') {
-            // Longer than every template: nothing matches.
-            *parts.get_mut(count)? = part;
-            count += 1;
+        let mut start = 0;
+        for (at, byte) in rest.iter().enumerate() {
+            if *byte == b'/' {
+                // Longer than every template: nothing matches.
+                *parts.get_mut(count)? = rest.get(start..at)?;
+                count += 1;
+                start = at + 1;
+            }
         }
+        *parts.get_mut(count)? = rest.get(start..)?;
+        count += 1;
         let parts = &parts[..count];
-        self.templates
+        self.by_count
+            .get(count)?
             .iter()
+            .filter_map(|&index| self.templates.get(index))
             .find(|(_, segments)| matches(segments, parts))
             .map(|(template, _)| template.as_str())
     }
@@ -100,13 +113,13 @@ impl RouteTable {
 }
 
 /// Whether the path's segments `parts` match the template's `segments`, one for one.
-fn matches(segments: &[Segment], parts: &[&str]) -> bool {
+fn matches(segments: &[Segment], parts: &[&[u8]]) -> bool {
     segments.len() == parts.len()
         && segments
             .iter()
             .zip(parts)
             .all(|(segment, part)| match segment {
-                Segment::Literal(literal) => literal == part,
+                Segment::Literal(literal) => literal.as_bytes() == *part,
                 Segment::Param => !part.is_empty(),
             })
 }
