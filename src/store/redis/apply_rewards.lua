@@ -337,7 +337,7 @@ local reply_bytes = {}
 local function judge_packed(blob)
   -- The call's tables this loop reads per reward, as locals (an upvalue is a bytecode more).
   local homes, shard_units, micro_texts, reply_codes = homes, shard_units, micro_texts, reply_codes
-  local pos, size, current, n = 1, #blob, 0, 0
+  local pos, size, current, at_records, n = 1, #blob, 0, 0, 0
   local kind, left, now, window, h = nil, 0, 0, 0, ''
   local codes = reply_bytes
   while pos <= size do
@@ -364,9 +364,17 @@ local function judge_packed(blob)
     elseif held or home.seen[digest] then
       outcome = 'D'
     else
-      if first ~= current then
+      if kind == 'u' or kind == 'U' then
+        -- A unit's reward reads and writes its shard's records alone (`rbuf`, `rget`,
+        -- `rewrite`): those three keys of `use_shard`'s are switched, without its call and
+        -- the other keys. Consecutive rewards are mostly of different shards.
+        if first ~= at_records then
+          sticky, records, pending = KEYS[first], KEYS[first + 4], KEYS[first + 5]
+          at_records = first
+        end
+      elseif first ~= current then
         use_shard(first)
-        current = first
+        current, at_records = first, first
       end
       if occurred < 0 then occurred = '' end
       local text = micro_texts[micro] or micro_text(micro)

@@ -45,7 +45,7 @@ pub async fn apply(
             return Vec::new();
         }
     };
-    let mut rewards: Vec<(OpRef, Epoch)> = Vec::with_capacity(open.len());
+    let mut rewards: Vec<OpRef> = Vec::with_capacity(open.len());
     let calls = build(shared, jobs, &open, &digester, &mut rewards);
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.built = Instant::now();
@@ -69,7 +69,7 @@ pub async fn apply(
             Err(error) => {
                 let error = classify(shared, &error);
                 for index in indexes {
-                    jobs[rewards[index].0.0].fail(&error);
+                    jobs[rewards[index].0].fail(&error);
                 }
                 continue;
             }
@@ -78,27 +78,28 @@ pub async fn apply(
         let Some(reply) = answers.last().and_then(|reply| Reply::read(reply, count)) else {
             let error = StoreError::Corrupt("unreadable reply of apply.lua's op B".into());
             for index in indexes {
-                jobs[rewards[index].0.0].fail(&error);
+                jobs[rewards[index].0].fail(&error);
             }
             continue;
         };
+        let mut credited = false;
         for (at, index) in indexes.enumerate() {
-            let ((job, op), epoch) = &rewards[index];
+            let (job, op) = rewards[index];
             match reply.answer(at) {
-                Some(Answer::Fallback) => fallback.push((*job, *op)),
+                Some(Answer::Fallback) => fallback.push((job, op)),
                 Some(Answer::Outcome(outcome)) => {
-                    // Looked up first: an insert would copy the epoch per credited reward.
-                    if matches!(outcome, RewardOutcome::Applied { .. }) && !counted.contains(epoch)
-                    {
-                        counted.insert(epoch.clone());
-                    }
-                    jobs[*job].outcomes[*op] = Some(outcome);
+                    credited |= matches!(outcome, RewardOutcome::Applied { .. });
+                    jobs[job].outcomes[op] = Some(outcome);
                 }
-                None => jobs[*job].fail(&StoreError::Corrupt(format!(
+                None => jobs[job].fail(&StoreError::Corrupt(format!(
                     "unreadable reward reply {:?}",
                     reply.codes.get(at)
                 ))),
             }
+        }
+        // A call is one epoch's: its epoch is copied once, not per credited reward.
+        if credited && !counted.contains(call.epoch()) {
+            counted.insert(call.epoch().clone());
         }
     }
     fallback.sort_unstable();
@@ -115,21 +116,28 @@ fn build(
     jobs: &[Job],
     refs: &[OpRef],
     digester: &Digester,
-    rewards: &mut Vec<(OpRef, Epoch)>,
+    rewards: &mut Vec<OpRef>,
 ) -> Vec<Call> {
     let mut calls: Vec<Call> = Vec::new();
     let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
+    let mut last: Option<usize> = None;
     for &(job, at) in refs {
         let op = &jobs[job].ops[at];
-        // Looked up before it is inserted: the entry API would copy the epoch per op.
-        let call = match by_epoch.get(&op.epoch) {
-            Some(&call) => call,
-            None => {
-                calls.push(Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1));
-                by_epoch.insert(op.epoch.clone(), calls.len() - 1);
-                calls.len() - 1
-            }
+        // The previous op's call when it is of the same epoch (a bulk request's thousand ops
+        // are one experiment's): no hash of the epoch per op. Otherwise looked up before it
+        // is inserted: the entry API would copy the epoch per op.
+        let call = match last.filter(|&call| *calls[call].epoch() == op.epoch) {
+            Some(call) => call,
+            None => match by_epoch.get(&op.epoch) {
+                Some(&call) => call,
+                None => {
+                    calls.push(Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1));
+                    by_epoch.insert(op.epoch.clone(), calls.len() - 1);
+                    calls.len() - 1
+                }
+            },
         };
+        last = Some(call);
         let digest = digester.digest(&op.epoch.experiment, &op.event_id);
         let expected = match &op.target {
             RewardTarget::Unit(unit) => shared.cache.get(&op.epoch, unit),
@@ -137,7 +145,7 @@ fn build(
         };
         calls[call].direct_reward(op, digest, expected.as_ref());
         calls[call].sinks.push(Sink::Claim(rewards.len()));
-        rewards.push(((job, at), op.epoch.clone()));
+        rewards.push((job, at));
     }
     calls
 }
