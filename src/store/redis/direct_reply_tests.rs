@@ -131,3 +131,41 @@ fn a_call_of_many_units_and_ids_per_shard_credits_each_reward_to_its_own_unit() 
         assert!(store.audit().await.unwrap().is_clean());
     });
 }
+
+/// A unit reward switches only its shard's records keys (`judge_packed`): a token reward
+/// after it, in that unit's shard, still takes its own shard's marks, not those of the shard
+/// the call's last token was in, so its assignment is credited once.
+#[test]
+fn a_token_after_a_unit_reward_of_its_shard_keeps_its_mark_in_its_own_shard() {
+    use crate::store::test_support::token_reward;
+    let server = RedisServer::start();
+    let store = open(&server);
+    let unit = &names_in("unit-", 1, 1)[0];
+    let (here, elsewhere) = (&names_in("as-", 1, 1)[0], &names_in("as-", 2, 1)[0]);
+    block_on(async {
+        store
+            .insert_sticky(&epoch(), unit, record("a", T0_MS), tally(T0_MS))
+            .await
+            .unwrap();
+        let outcomes = store
+            .apply_rewards(vec![
+                token_reward("e1", elsewhere, "a", T0_MS, 1.0, T0_MS + 1),
+                unit_reward("e2", unit, 1.0, T0_MS + 1),
+                token_reward("e3", here, "a", T0_MS, 1.0, T0_MS + 1),
+            ])
+            .await
+            .unwrap();
+        let applied = RewardOutcome::Applied {
+            variant: "a".to_owned(),
+        };
+        assert_eq!(outcomes, vec![applied.clone(), applied.clone(), applied]);
+        let marks = |shard| server.cli(&["ZCARD", &layout::ShardKeys::of(&epoch(), shard).marks]);
+        assert_eq!((marks(1), marks(2)), ("1".to_owned(), "1".to_owned()));
+        let again = store
+            .apply_rewards(vec![token_reward("e4", here, "a", T0_MS, 1.0, T0_MS + 2)])
+            .await
+            .unwrap();
+        assert_eq!(again, vec![RewardOutcome::AlreadyRewarded]);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
