@@ -60,6 +60,7 @@ PARTS = [
     ("        the cached record (`RecordCache::get`)", r"RecordCache>?::get$"),
     ("        packing op `B` (`Call::direct_reward`)", r"Call>?::direct_reward$"),
     ("        the call's command bytes (`Call::fill`)", r"Call>?::fill$"),
+    ("        op `B`'s reply read (`direct::Reply`)", r"direct::Reply>?::(read|answer)$"),
     ("    the answers (`Replier::send`)", r"Replier>?::send$"),
     ("      the cache's forgets (`RecordCache::forget`)", r"RecordCache>?::forget$"),
     ("  the reply's parse (redis-rs `parse_redis_value`)", r"redis::parser::.*parse_redis_value.*$"),

@@ -6,7 +6,8 @@
                                         [--fcall]
 
 What `run.sh --redis --scenarios events_bulk` makes banditd send on a single primary
-(src/store/redis/direct.rs, `Call::direct_reward`): calls of PER (1,000) unit rewards of the
+(src/store/redis/direct.rs; op B as src/store/redis/call_direct.rs packs it, or as earlier
+builds did, told apart by the script's text): calls of PER (1,000) unit rewards of the
 3-arm `load-sticky` experiment, each for a pre-assigned, never rewarded unit (records in the
 hash layout of src/store/redis/layout.rs, as `banditd-fill` writes them), 36-byte event ids.
 `--dups F`: that share of each call's events repeats an id of an earlier call (judged `D`).
@@ -70,6 +71,10 @@ SHORT_U = b"kind == 'u'" in script
 # Scripts that take op B's rewards in runs of one kind (the kind and count first, no kind and
 # length per reward).
 RUNS = b"runs of one kind" in script
+# Scripts whose op B is read by `judge_packed` (apply_rewards.lua): runs carry the arrival
+# time, window and half-life; a reward names its id and its unit by their places in ops Q and
+# P (which also carry the ids), its amount and timestamp as doubles; one reply string.
+PLACES = b"judge_packed" in script
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -164,6 +169,8 @@ def call(batch, now):
     digests, prefetch = {}, {}
     end = -(-(now + WINDOW) // HOUR) * HOUR
     keep = end - now + 86400000
+    if PLACES:
+        return placed_call(batch, now, keys, key, first)
     for event_id, i in batch:
         unit = units[i]
         home = shard(event_id)
@@ -221,9 +228,65 @@ def call(batch, now):
     return keys, argv + ["B", bytes(blob)]
 
 
+def placed_call(batch, now, keys, key, first):
+    """One call as `Call::direct_reward` packs it for `judge_packed`."""
+    shards, dirs, lists, blob = {first: 1}, {}, {}, bytearray()
+    digests, ids, prefetch = {}, {}, {}
+    end = -(-(now + WINDOW) // HOUR) * HOUR
+    keep = end - now + 86400000
+    kind = b"U" if EXPECTED else b"u"
+    for event_id, i in batch:
+        unit = units[i]
+        home = shard(event_id)
+        if home not in dirs:
+            dirs[home] = key("{bd:load-sticky:e%d}:d" % home)
+            key("{bd:load-sticky:e%d}:w" % home)
+            key("{bd:load-sticky:e%d}:due" % home)
+            key("{bd:load-sticky:e%d}:h" % home)
+            key("{bd:load-sticky:e%d}:hw" % home)
+        list_key = "{bd:load-sticky:e%d}:hl:%d" % (home, end)
+        if list_key not in lists:
+            lists[list_key] = (key(list_key), dirs[home])
+        s = shard(unit)
+        if s not in shards:
+            shards[s] = key(tag(s) + ":u")
+            for suffix in (":a", ":t", ":x", ":r", ":p"):
+                key(tag(s) + suffix)
+        digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+        digests.setdefault(dirs[home], bytearray()).extend(digest)
+        ids.setdefault(dirs[home], bytearray()).extend(text(event_id))
+        listed = prefetch.setdefault(shards[s], [])
+        listed.append(unit)
+        occurred = float(assigned + 500) if opts.occurred else -1.0
+        blob += struct.pack("<IIIIIdd", dirs[home], len(digests[dirs[home]]) // 8, shards[s],
+                            len(listed), lists[list_key][0], 1000000.0, occurred)
+        if EXPECTED:
+            blob += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
+    argv = ["60000", "86400000"]
+    for index_of_first, names in prefetch.items():
+        for at in range(0, len(names), 512):
+            chunk = names[at:at + 512]
+            argv += ["P", index_of_first, len(chunk), b"".join(text(n) for n in chunk)]
+    for index in dirs.values():
+        argv += ["Q", index, keep, bytes(digests[index]), bytes(ids[index])]
+    for index, directory in lists.values():
+        argv += ["L", index, directory, end, keep]
+    head = kind + struct.pack("<Idd", len(batch), float(now), float(WINDOW)) + text("")
+    return keys, argv + ["B", head + bytes(blob)]
+
+
+def outcomes(reply):
+    """The replies' first bytes: one string per reward, or (PLACES) one string of them all,
+    a byte per reward (>= 128: applied), then the credited variants' names."""
+    if not PLACES:
+        return [r[:1] for r in reply]
+    codes = reply[-1][:calls_sizes.pop(0)]
+    return [b"A" if c >= 128 else bytes([c]) for c in codes]
+
+
 # The calls, built before the replay so the measured part is Redis's alone. A duplicate
 # repeats an id of an earlier call (applied there).
-calls, sent, fresh, total = [], [], 0, 0
+calls, sizes, sent, fresh, total = [], [], [], 0, 0
 while fresh < events:
     earlier, batch = len(sent), []
     for _ in range(PER):
@@ -234,6 +297,7 @@ while fresh < events:
             sent.append(batch[-1])
             fresh += 1
     total += len(batch)
+    sizes.append(len(batch))
     calls.append(call(batch, NOW + 1000 * len(calls)))
 
 # --retried: the calls are applied once before the measured replay, which resends them all (a
@@ -248,9 +312,10 @@ cpu0 = info("cpu")
 wall0 = time.time()
 aof0 = int(info("persistence").get("aof_current_size", 0))
 replies = {}
+calls_sizes = list(sizes)
 for keys, argv in calls:
-    for reply in cmd(*invoke, len(keys), *keys, *argv):
-        replies[reply[:1]] = replies.get(reply[:1], 0) + 1
+    for first in outcomes(cmd(*invoke, len(keys), *keys, *argv)):
+        replies[first] = replies.get(first, 0) + 1
 wall = time.time() - wall0
 cpu1 = info("cpu")
 aof1 = int(info("persistence").get("aof_current_size", 0))

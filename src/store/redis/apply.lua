@@ -11,7 +11,7 @@
 -- due, records and new units' list keys of each further shard, which op `S` switches to (and
 -- each packed sticky op of op `N` and reward of op `B` names).
 -- ARGV[1] max clock skew (ms), ARGV[2] mark slack (ms), then ops (see call.rs, `Call`).
--- One reply string per I/R/U/T/K/C op (I and R packed in op N), in order.
+-- One reply string per I/R/U/T/K/C op (I and R packed in op N), one for op B, in order.
 -- The three files are one library (src/store/redis/scripts.rs): loaded once per primary as a
 -- Redis function (`FUNCTION LOAD`, called by `FCALL`), its ~60 functions and constants are made
 -- once, not at every call as an `EVALSHA` makes a script's; only the per-call state below is

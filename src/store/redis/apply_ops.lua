@@ -1,7 +1,8 @@
 -- banditd: the op loop of apply.lua (the last of the library's three files,
 -- src/store/redis/scripts.rs): `run` reads the ops of ARGV in order and runs each against the
 -- buffers apply.lua defines, then writes the buffers once (`write_all`) and returns one reply
--- string per I/R/U/T/K/C op. The function Redis calls (or the script's last line) is `run`.
+-- string per I/R/U/T/K/C op and one for op B. The function Redis calls (or the script's last
+-- line) is `run`.
 local skip_exposures
 -- A sticky op (I: insert a new unit's record; R: reassign a unit held by `from`): the unit,
 -- the variant it had (R), the record to write (`v \t assigned \t propensity \t`, spelled by
@@ -57,18 +58,6 @@ local function expose_sets()
   end
 end
 
--- The units of op P, packed as `I4c0` texts: the format of `n` of them, made once per count
--- (n ≤ 512; kept from call to call).
-local name_formats = {}
-local function name_format(n)
-  local format = name_formats[n]
-  if not format then
-    format = '<' .. string.rep('I4c0', n)
-    name_formats[n] = format
-  end
-  return format
-end
-
 local function run(keys, argv)
   begin_apply(keys, argv)
   begin_rewards()
@@ -113,30 +102,10 @@ local function run(keys, argv)
       local values = redis.call('HMGET', key, unpack(fields))
       for i, field in ipairs(fields) do known[field] = values[i] or false end
     elseif op == 'Q' then
-      -- An event-id shard op B uses: its directory's KEYS index (its list index, legacy due
-      -- index, digest set and digest lists' index follow), how long Redis keeps it at least
-      -- (ms), and the 8-byte digests of the call's ids in it, concatenated: looked up here, one
-      -- SMISMEMBER per 512, their arguments made by one `struct.unpack` each.
-      local dir, keep, digests = tonumber(nxt()), tonumber(nxt()), nxt()
-      local home = homes[dir]
-      if not home then
-        home = { dir = dir, held = {}, seen = {}, keep = 0, set = KEYS[dir + 3],
-          legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1,
-          old = redis.call('EXISTS', KEYS[dir]) == 1 }
-        homes[dir] = home
-        home_order[#home_order + 1] = dir
-      end
-      home.keep = math.max(home.keep, keep)
-      local seen = home.seen
-      for from = 1, #digests, 8 * 512 do
-        local n = math.floor((math.min(#digests, from + 8 * 512 - 1) - from + 1) / 8)
-        local these = { struct.unpack(digest_format(n), digests, from) }
-        these[n + 1] = nil -- the position after them
-        local found = redis.call('SMISMEMBER', home.set, unpack(these, 1, n))
-        for i = 1, n do
-          if seen[these[i]] == nil then seen[these[i]] = found[i] == 1 end
-        end
-      end
+      -- An event-id shard op B uses: its directory's KEYS index, how long Redis keeps it at
+      -- least (ms), its ids' 8-byte digests and the ids (`I4c0` texts), each concatenated in
+      -- op B's order (`declare_home`, apply_rewards.lua).
+      declare_home(tonumber(nxt()), tonumber(nxt()), nxt(), nxt())
     elseif op == 'L' then
       -- A digest list op B may append to: its KEYS index, its shard's directory's, its end, how
       -- long Redis keeps it at least (ms).
@@ -144,68 +113,9 @@ local function run(keys, argv)
       id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
       list_order[#list_order + 1] = list
     elseif op == 'B' then
-      -- Rewards judged with their event ids, packed in one string (call.rs, `Call::direct_reward`:
-      -- one string parsed here, not a dozen arguments per reward), in one pass: their digests
-      -- were looked up by op Q and their units' records read by op P before. The rewards come in
-      -- runs of one kind, each run its kind and count first (a bulk call is one run: no kind
-      -- and length to unpack per reward). Each reward: its id shard's directory (KEYS index),
-      -- the id's 8-byte digest, its records' shard (first KEYS index, as op S), its digest
-      -- list's KEYS index, then the reward as op U/T/K takes it (no claim or outcome), a unit's
-      -- (kind U) followed by the record banditd expects, its variant and assignment time
-      -- (`judge_known`), or (kind u, when banditd holds no such record) by nothing
-      -- (`judge_unit`: three fields fewer to unpack per reward), and last the id's length and
-      -- bytes, read only while the directory of whole ids exists (`id_held`).
-      local blob = nxt()
-      local pos, current = 1, 0
-      local kind, left = nil, 0
-      while pos <= #blob do
-        if left == 0 then kind, left, pos = struct.unpack('<c1I4', blob, pos) end
-        left = left - 1
-        local dir, digest, first, list, id_length
-        local unit, micro, occurred, now, window, h, expected, v, assigned
-        local confirms, aid, issued, propensity
-        if kind == 'u' then
-          dir, digest, first, list, unit, micro, occurred, now, window, h, id_length, pos =
-            struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4', blob, pos)
-        elseif kind == 'U' then
-          dir, digest, first, list, unit, micro, occurred, now, window, h, expected, v, assigned,
-            id_length, pos = struct.unpack('<I4c8I4I4I4c0I4c0I4c0ddI4c0I4c0I4c0dI4', blob, pos)
-        else
-          dir, digest, first, list, confirms, aid, v, issued, propensity, micro, occurred, now,
-            window, h, id_length, pos =
-            struct.unpack('<I4c8I4I4I4I4c0I4c0dI4c0I4c0I4c0ddI4c0I4', blob, pos)
-        end
-        local id_at = pos
-        pos = pos + id_length
-        local home = homes[dir]
-        local held = home.old and id_held(home, dir, blob, id_at, id_length)
-        local outcome
-        if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
-          outcome = 'F'
-        elseif held or home.seen[digest] then
-          outcome = 'D'
-        else
-          if first ~= current then
-            use_shard(first)
-            current = first
-          end
-          if kind == 'u' then
-            outcome = judge_unit(unit, micro, occurred, now, window, h, held_units[unit])
-          elseif kind == 'U' then
-            outcome = judge_known(unit, micro, occurred, now, window, h, expected, v, assigned)
-          else
-            if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
-            outcome = judge_token(aid, v, issued, propensity, micro, occurred, now, window, h,
-              confirms)
-          end
-          if applied_outcomes[outcome] then
-            home.seen[digest] = true
-            local ids = id_lists[list].ids
-            ids[#ids + 1] = digest
-          end
-        end
-        out[#out + 1] = outcome
-      end
+      -- Rewards judged with their event ids, packed in one string (`judge_packed`,
+      -- apply_rewards.lua); its reply is one string, one byte per reward.
+      out[#out + 1] = judge_packed(nxt())
     elseif op == 'P' then
       -- The records the sticky ops and unit rewards of the call name, read up front: a shard's
       -- first KEYS index, a count, then that many units (at most 512) packed as `I4c0` texts in
@@ -213,9 +123,18 @@ local function run(keys, argv)
       -- after).
       local first, count, names = tonumber(nxt()), tonumber(nxt()), nxt()
       use_shard(first)
-      local units = { struct.unpack(name_format(count), names) }
+      local units = { struct.unpack(format_of('I4c0', count), names) }
       units[count + 1] = nil -- the position after them
       prefetch(units)
+      -- Kept in order for op B, which names a unit by its place among its shard's (the
+      -- shard's later P ops, 512 units each, follow on).
+      local listed = shard_units[first]
+      if not listed then
+        shard_units[first] = units
+      else
+        local base = #listed
+        for i = 1, count do listed[base + i] = units[i] end
+      end
       use_shard(1)
     elseif op == 'S' then
       -- The ops that follow are another shard's: the index of its first of five keys.

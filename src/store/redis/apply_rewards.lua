@@ -153,24 +153,66 @@ end
 -- ids of the legacy layout, is answered `F`: the caller takes it through that protocol.
 local HOUR_MS = 3600000
 local homes, home_order, id_lists, list_order
--- The format of `n` digests for one `struct.unpack` (op Q), made once per count (n ≤ 512; kept
--- from call to call).
-local digest_formats = {}
-local function digest_format(n)
-  local format = digest_formats[n]
+-- The format of one `struct.unpack` of `n` values of one item (`c8`: a digest; `I4c0`: a
+-- text), made once per item and count (n ≤ 512; kept from call to call).
+local formats = { c8 = {}, I4c0 = {} }
+local function format_of(item, n)
+  local format = formats[item][n]
   if not format then
-    format = string.rep('c8', n)
-    digest_formats[n] = format
+    format = '<' .. string.rep(item, n)
+    formats[item][n] = format
   end
   return format
 end
--- What the directory of whole ids (KEYS index `dir`, read only while it exists) holds for
--- the id of `length` bytes at `at` of op B's string: `P<claim>...`, `A<end>`, or false.
-local function id_held(home, dir, blob, at, length)
-  local id = string.sub(blob, at, at + length - 1)
+-- Op Q: an event-id shard's directory (KEYS index `dir`; its list index, legacy due index,
+-- digest set and digest lists' index follow), how long Redis keeps its digest set at least,
+-- and its ids in op B's order, as their 8-byte digests (`digests`) and as `I4c0` texts
+-- (`ids`). The digests are looked up here, one SMISMEMBER per 512 (their arguments made by
+-- one `struct.unpack` each), and kept in order (`home.digests`): op B names an id by its
+-- place among its shard's, so no digest is unpacked (a Lua string made) twice. The ids are
+-- unpacked only while the directory of whole ids exists (`id_held`).
+local function declare_home(dir, keep, digests, ids)
+  local home = homes[dir]
+  if not home then
+    home = { dir = dir, held = {}, seen = {}, keep = 0, set = KEYS[dir + 3],
+      legacy = redis.call('EXISTS', KEYS[dir + 2]) == 1,
+      old = redis.call('EXISTS', KEYS[dir]) == 1, digests = {}, ids = {} }
+    homes[dir] = home
+    home_order[#home_order + 1] = dir
+  end
+  home.keep = math.max(home.keep, keep)
+  local seen, listed = home.seen, home.digests
+  local base = #listed
+  for from = 1, #digests, 8 * 512 do
+    local n = math.floor((math.min(#digests, from + 8 * 512 - 1) - from + 1) / 8)
+    local these = { struct.unpack(format_of('c8', n), digests, from) }
+    these[n + 1] = nil -- the position after them
+    local found = redis.call('SMISMEMBER', home.set, unpack(these, 1, n))
+    for i = 1, n do
+      local digest = these[i]
+      if seen[digest] == nil then seen[digest] = found[i] == 1 end
+      listed[base + i] = digest
+    end
+    base = base + n
+  end
+  if home.old then
+    local texts, pos, done = home.ids, 1, #home.ids
+    while pos <= #ids and done < base do
+      local n = math.min(512, base - done)
+      local these = { struct.unpack(format_of('I4c0', n), ids, pos) }
+      pos = these[n + 1]
+      for i = 1, n do texts[done + i] = these[i] end
+      done = done + n
+    end
+  end
+end
+-- What the directory of whole ids (read only while it exists) holds for the `at`th id of
+-- `home` (op Q's order): `P<claim>...`, `A<end>`, or false.
+local function id_held(home, at)
+  local id = home.ids[at]
   local held = home.held[id]
   if held == nil then
-    held = redis.call('HGET', KEYS[dir], id) or false
+    held = redis.call('HGET', KEYS[home.dir], id) or false
     home.held[id] = held
   end
   return held
@@ -244,10 +286,126 @@ local function write_all()
   write_homes()
 end
 
+-- Op B (src/store/redis/call_direct.rs, `Call::direct_reward`) names a unit by its place
+-- among the units op P listed for its records' shard (`shard_units[first]`), an id by its
+-- place among its shard's in op Q (`homes[dir].digests`), and an amount as a number: what
+-- those ops or an earlier reward made into Lua strings is not made again per reward.
+local shard_units, micro_texts
+-- The text of an amount (whole micro-units), as a credited record and a token mark spell
+-- it: made once per amount and call.
+local function micro_text(micro)
+  local text = string.format('%d', micro)
+  micro_texts[micro] = text
+  amounts[text] = micro
+  return text
+end
+
+-- Op B's reply is one string, not one per reward (Redis encodes, and redis-rs parses, an
+-- array element apiece): a byte per reward, a refusal as its letter, `A<variant>` as byte
+-- 128 + the variant's place among the call's credited variants, whose names follow the
+-- bytes, each ending in a tab (src/store/redis/direct.rs decodes it). A call is one epoch's,
+-- whose variants are at most 100 (the spec's limit), so 128 places are enough.
+local reply_codes, reply_variants
+local function reply_code(outcome)
+  local code = outcome
+  if string.sub(outcome, 1, 1) == 'A' then
+    local n = #reply_variants
+    if n >= 128 then error('banditd: more than 128 variants credited in one call') end
+    code = string.char(128 + n)
+    reply_variants[n + 1] = string.sub(outcome, 2) .. '\t'
+  end
+  reply_codes[outcome] = code
+  return code
+end
+-- The reply's bytes, kept from call to call: only entries 1..n this call wrote are read.
+local reply_bytes = {}
+
+-- Op B: rewards judged with their event ids, in one pass (their digests were looked up by
+-- op Q and their units' records read by op P before). The rewards come in runs, each run
+-- its kind, its count, and what its rewards share: the engine's clock at their arrival,
+-- their window (doubles) and half-life (text) (a bulk request is one run). Each reward: its
+-- id shard's directory (KEYS index) and the id's place in it (op Q's order), its records'
+-- shard (first KEYS index, as op S), then for a unit reward (kinds u, U) the unit's place
+-- among that shard's in op P, its digest list's KEYS index, its amount (micro-units) and
+-- when it occurred (ms; negative: not given) as doubles, and for kind U (banditd holds the
+-- unit's unrewarded record) the record it expects, its variant and assignment time
+-- (`judge_known`; kind u goes to `judge_unit`); for a token (T, K) its list, its
+-- confirmation marks' KEYS index (K; 0 for T), the assignment id, variant, issue time,
+-- propensity, amount and occurrence. The wire format is this build's alone: the library's
+-- name carries the hash of its text (src/store/redis/scripts.rs), so a replica of another
+-- build calls its own library with its own format.
+local function judge_packed(blob)
+  -- The call's tables this loop reads per reward, as locals (an upvalue is a bytecode more).
+  local homes, shard_units, micro_texts, reply_codes = homes, shard_units, micro_texts, reply_codes
+  local pos, size, current, at_records, n = 1, #blob, 0, 0, 0
+  local kind, left, now, window, h = nil, 0, 0, 0, ''
+  local codes = reply_bytes
+  while pos <= size do
+    if left == 0 then kind, left, now, window, h, pos = struct.unpack('<c1I4ddI4c0', blob, pos) end
+    left = left - 1
+    local dir, at, first, place, list, micro, occurred, expected, v, assigned
+    local confirms, aid, issued, propensity
+    if kind == 'u' then
+      dir, at, first, place, list, micro, occurred, pos =
+        struct.unpack('<I4I4I4I4I4dd', blob, pos)
+    elseif kind == 'U' then
+      dir, at, first, place, list, micro, occurred, expected, v, assigned, pos =
+        struct.unpack('<I4I4I4I4I4ddI4c0I4c0d', blob, pos)
+    else
+      dir, at, first, list, confirms, aid, v, issued, propensity, micro, occurred, pos =
+        struct.unpack('<I4I4I4I4I4I4c0I4c0dI4c0dd', blob, pos)
+    end
+    local home = homes[dir]
+    local digest = home.digests[at]
+    local held = home.old and id_held(home, at)
+    local outcome
+    if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
+      outcome = 'F'
+    elseif held or home.seen[digest] then
+      outcome = 'D'
+    else
+      if kind == 'u' or kind == 'U' then
+        -- A unit's reward reads and writes its shard's records alone (`rbuf`, `rget`,
+        -- `rewrite`): those three keys of `use_shard`'s are switched, without its call and
+        -- the other keys. Consecutive rewards are mostly of different shards.
+        if first ~= at_records then
+          sticky, records, pending = KEYS[first], KEYS[first + 4], KEYS[first + 5]
+          at_records = first
+        end
+      elseif first ~= current then
+        use_shard(first)
+        current, at_records = first, first
+      end
+      if occurred < 0 then occurred = '' end
+      local text = micro_texts[micro] or micro_text(micro)
+      if kind == 'u' then
+        local unit = shard_units[first][place]
+        outcome = judge_unit(unit, text, occurred, now, window, h, held_units[unit])
+      elseif kind == 'U' then
+        outcome = judge_known(shard_units[first][place], text, occurred, now, window, h,
+          expected, v, assigned)
+      else
+        if kind == 'K' then confirms = KEYS[confirms] else confirms = nil end
+        outcome = judge_token(aid, v, issued, propensity, text, occurred, now, window, h,
+          confirms)
+      end
+      if applied_outcomes[outcome] then
+        home.seen[digest] = true
+        local ids = id_lists[list].ids
+        ids[#ids + 1] = digest
+      end
+    end
+    n = n + 1
+    codes[n] = reply_codes[outcome] or reply_code(outcome)
+  end
+  return table.concat(codes, '', 1, n) .. table.concat(reply_variants)
+end
+
 -- A call's state of this file, made afresh for each call.
 local function begin_rewards()
   outcomes, outcome_keys, fetched = {}, {}, {}
   homes, home_order, id_lists, list_order = {}, {}, {}, {}
+  shard_units, micro_texts, reply_codes, reply_variants = {}, {}, {}, {}
 end
 
 -- The ops themselves are read and run by apply_ops.lua, which follows this file in the library

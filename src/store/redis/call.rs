@@ -6,6 +6,11 @@ use std::collections::HashMap;
 
 use super::Shared;
 use super::layout::{self, ShardKeys};
+use direct_pack::{Directory, IdList, Run};
+
+/// Op `B`: rewards judged with their event ids, packed (`Call::direct_reward`).
+#[path = "call_direct.rs"]
+mod direct_pack;
 use crate::store::{
     ConfirmOp, Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS,
     Tally, rules,
@@ -78,10 +83,10 @@ pub struct Call {
     /// (op `E`, single primary only: `direct`), declared up front by ops `Q` and `L`.
     directories: Vec<Directory>,
     id_lists: Vec<IdList>,
-    /// The rewards of op `B`, packed (`direct_reward`) in runs of one kind.
+    /// The rewards of op `B`, packed (`direct_reward`) in runs.
     packed: Vec<u8>,
-    /// The kind of op `B`'s last run, and where its count is in `packed`.
-    run: Option<(u8, usize)>,
+    /// What op `B`'s last run shares, and where its count is in `packed`.
+    run: Option<Run>,
     /// The sticky ops of op `N`, packed (`sticky`); sent after every op of `args`.
     sticky_ops: Vec<u8>,
     /// The share sets the call's sticky ops name (op `W`), in the order they were declared: the
@@ -320,165 +325,6 @@ impl Call {
         self.args.extend(reward.fields.iter().cloned());
     }
 
-    /// A reward judged with its event id in this call (op `B`): only on a single primary, where
-    /// the id's directory (another slot than the reward's records) may be named in the call.
-    /// `digest`: the id's keyed digest (`event_digest`), what the call keeps of an applied id
-    /// (`layout::event_digest_key`). `expected`: the unit's record as this replica's cache holds
-    /// it, sent so that the script compares one string instead of splitting the record
-    /// (`judge_known` in `apply.lua`; any other stored record is judged as before). Packed into one string (`apply.lua` parses it with `struct.unpack`): Redis turns every
-    /// argument into an object and a Lua string, a dozen per reward as separate arguments.
-    /// The digest is also listed with its directory (op `Q`, one `SMISMEMBER` per 512 digests)
-    /// and a unit reward's unit with its shard's records (op `P`, one `HMGET` per shard), so
-    /// the script reads the rewards in one pass.
-    pub fn direct_reward(
-        &mut self,
-        reward: &Reward,
-        event_id: &str,
-        digest: u64,
-        expected: Option<&StickyRecord>,
-    ) {
-        let experiment = &reward.epoch.experiment;
-        let home = layout::shard_of(event_id);
-        // Each timing field is parsed once (`Reward` holds them as text): a bulk call's
-        // thousands of rewards parsed them three times each.
-        let now = reward.now_ms();
-        let window = reward.window_ms();
-        let end = layout::event_list_end(now.saturating_add(window).min(MAX_MS));
-        // Redis keeps the lists and the digest set at least a day (the tokens' slack) past
-        // their ends by its own clock: a backstop, the sweep forgets them on time.
-        let keep = end
-            .saturating_sub(now)
-            .saturating_add(TOKEN_MARK_SLACK_MS)
-            .min(MAX_MS);
-        let at = match self
-            .directories
-            .iter()
-            .position(|d| d.experiment == *experiment && d.shard == home)
-        {
-            Some(at) => at,
-            None => {
-                let index = self.key(layout::event_dir_key(experiment, home));
-                self.key(layout::event_index_key(experiment, home));
-                self.key(layout::event_due_key(experiment, home));
-                self.key(layout::event_digest_key(experiment, home));
-                self.key(layout::event_digest_index_key(experiment, home));
-                self.directories.push(Directory {
-                    experiment: experiment.clone(),
-                    shard: home,
-                    number: index_number(&index),
-                    index,
-                    keep: 0,
-                    digests: Vec::new(),
-                });
-                self.directories.len() - 1
-            }
-        };
-        let directory = &mut self.directories[at];
-        directory.keep = directory.keep.max(keep);
-        directory.digests.extend(digest.to_le_bytes());
-        let dir = directory.number;
-        // A list is one (directory, end): found by those, its key spelled only when it is new
-        // (a `format!` per reward before).
-        let list = match self
-            .id_lists
-            .iter_mut()
-            .find(|l| l.directory == at && l.end == end)
-        {
-            Some(list) => {
-                list.keep = list.keep.max(keep);
-                list.number
-            }
-            None => {
-                let index = self.key(layout::event_digest_list_key(experiment, home, end));
-                let number = index_number(&index);
-                self.id_lists.push(IdList {
-                    directory: at,
-                    number,
-                    index,
-                    end,
-                    keep,
-                });
-                number
-            }
-        };
-        let first_at = self.shard_at(reward.shard);
-        let confirms = (reward.kind == 'K')
-            .then(|| self.key(layout::confirms_key(&reward.epoch, reward.shard)));
-        // The record as `sticky` writes it before any reward: only such a record can be
-        // credited, so only it is worth comparing. A unit reward without one is kind `u`,
-        // without the three fields that carry it (each a field more for `struct.unpack`).
-        let expected = expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none());
-        self.start_reward(match reward.kind {
-            'U' if expected.is_none() => b'u',
-            kind if kind.is_ascii() => kind as u8,
-            _ => b'T',
-        });
-        let mut packed = Packed(std::mem::take(&mut self.packed));
-        packed.number_index(dir);
-        packed.0.extend(digest.to_le_bytes());
-        packed.number_index(self.shards[first_at].2);
-        packed.number_index(list);
-        let fields = &reward.fields;
-        let field = |at: usize| fields.get(at).map_or("", String::as_str);
-        if reward.kind == 'U' {
-            let first = &self.shards[first_at].1;
-            let unit = field(0).to_owned();
-            match self.prefetch.iter_mut().find(|(known, _)| known == first) {
-                Some((_, units)) => units.push(unit),
-                None => self.prefetch.push((first.clone(), vec![unit])),
-            }
-            // unit, micro, occurred, now, window, half-life
-            packed.text(field(0));
-            packed.text(field(1));
-            packed.text(field(2));
-            packed.millis(now);
-            packed.millis(window);
-            packed.text(field(5));
-            if let Some(record) = expected {
-                let assigned = record.assigned_ms.min(MAX_MS);
-                packed.text(&format!(
-                    "{}\t{assigned}\t{}\t",
-                    record.variant, record.propensity
-                ));
-                packed.text(&record.variant);
-                packed.millis(assigned);
-            }
-        } else {
-            // confirms, assignment id, variant, issued, propensity, micro, occurred, now,
-            // window, half-life
-            packed.index(confirms.as_deref().unwrap_or("0"));
-            packed.text(field(0));
-            packed.text(field(1));
-            packed.number(field(2));
-            for at in 3..=5 {
-                packed.text(field(at));
-            }
-            packed.number(field(6));
-            packed.number(field(7));
-            packed.text(field(8));
-        }
-        // Last: the script reads it only while the directory of whole ids exists.
-        packed.text(event_id);
-        self.packed = packed.0;
-    }
-
-    /// Counts a reward of `kind` into op `B`'s current run, or starts a run of that kind: the
-    /// script unpacks a run's kind and count once (a bulk call of unit rewards is one run), not
-    /// a kind and a length per reward.
-    fn start_reward(&mut self, kind: u8) {
-        if let Some((run_kind, at)) = self.run
-            && run_kind == kind
-        {
-            let count: [u8; 4] = self.packed[at..at + 4].try_into().unwrap_or_default();
-            let count = u32::from_le_bytes(count).saturating_add(1);
-            self.packed[at..at + 4].copy_from_slice(&count.to_le_bytes());
-            return;
-        }
-        self.packed.push(kind);
-        self.run = Some((kind, self.packed.len()));
-        self.packed.extend(1u32.to_le_bytes());
-    }
-
     /// One per-request token confirmation (`C`): the mark and its exposure, judged by the
     /// script against the marks and the sweep's watermark (`rules::judge_confirmation`, whose
     /// request-only parts are decided here: whether `confirm_within` passed, and the mark's
@@ -515,8 +361,9 @@ impl Call {
         }
     }
 
-    /// Runs the call; one reply string per sticky and reward op.
-    pub async fn invoke(&self, shared: &Shared) -> redis::RedisResult<Vec<String>> {
+    /// Runs the call; one reply string per sticky and reward op (`Vec<String>`), and one for
+    /// op `B`'s rewards together (bytes: `direct`).
+    pub async fn invoke<T: redis::FromRedisValue>(&self, shared: &Shared) -> redis::RedisResult<T> {
         let mut connection = shared.link.get();
         let numkeys = FIXED_KEYS + self.extra_keys.len();
         shared
@@ -569,7 +416,8 @@ impl Call {
                 .arg("Q")
                 .arg(&directory.index)
                 .arg(directory.keep)
-                .arg(directory.digests.as_slice());
+                .arg(directory.digests.as_slice())
+                .arg(directory.ids.as_slice());
         }
         for list in &self.id_lists {
             invocation
@@ -589,20 +437,6 @@ impl Call {
             invocation.arg("B").arg(self.packed.as_slice());
         }
     }
-}
-
-/// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index,
-/// legacy due index, digest set and digest lists' index follow), how long Redis keeps its
-/// digest set at least, and the digests of the call's ids in it (8 bytes each, little-endian),
-/// which the script looks up before it reads the rewards.
-struct Directory {
-    experiment: String,
-    shard: u32,
-    index: String,
-    /// `index` as a number, as op `B` packs it.
-    number: u32,
-    keep: u64,
-    digests: Vec<u8>,
 }
 
 /// One reward of op `B` as `struct.unpack` reads it: little-endian `I4` indexes, texts as an
@@ -626,28 +460,14 @@ impl Packed {
         self.0.extend(text.as_bytes());
     }
 
-    /// A millisecond field of `Reward` (written there from a `u64` no larger than `MAX_MS`).
-    #[allow(clippy::cast_precision_loss)]
-    fn number(&mut self, ms: &str) {
-        self.millis(ms.parse::<u64>().unwrap_or(0));
-    }
-
     #[allow(clippy::cast_precision_loss)]
     fn millis(&mut self, ms: u64) {
-        self.0.extend((ms.min(MAX_MS) as f64).to_le_bytes());
+        self.float(ms.min(MAX_MS) as f64);
     }
-}
 
-/// A digest list named by a call (op `L`): its KEYS index, its directory's, its end and how
-/// long Redis keeps it at least (ms).
-struct IdList {
-    /// Its directory's place in `Call::directories` (with `end`, what names the list).
-    directory: usize,
-    /// `index` as a number, as op `B` packs it.
-    number: u32,
-    index: String,
-    end: u64,
-    keep: u64,
+    fn float(&mut self, value: f64) {
+        self.0.extend(value.to_le_bytes());
+    }
 }
 
 /// A KEYS index (`Call::key`'s text) as op `B` packs it.
@@ -691,24 +511,21 @@ impl Reward {
             half_life(op.half_life_ms),
             keep,
         ];
-        let (kind, shard, mut fields) = match &op.target {
-            RewardTarget::Unit(unit) => ('U', layout::shard_of(unit), vec![unit.clone()]),
+        let (kind, shard) = Self::kind_and_shard(&op.target);
+        let mut fields = match &op.target {
+            RewardTarget::Unit(unit) => vec![unit.clone()],
             RewardTarget::Token {
                 assignment_id,
                 variant,
                 issued_ms,
                 propensity,
-                confirmed_only,
-            } => (
-                if *confirmed_only { 'K' } else { 'T' },
-                layout::shard_of(assignment_id),
-                vec![
-                    assignment_id.clone(),
-                    variant.clone(),
-                    (*issued_ms).min(MAX_MS).to_string(),
-                    propensity.to_string(),
-                ],
-            ),
+                ..
+            } => vec![
+                assignment_id.clone(),
+                variant.clone(),
+                (*issued_ms).min(MAX_MS).to_string(),
+                propensity.to_string(),
+            ],
         };
         fields.extend(timing);
         Self {
@@ -716,6 +533,22 @@ impl Reward {
             shard,
             kind,
             fields,
+        }
+    }
+
+    /// A reward's kind (`U`: a unit's; `T`: a token's; `K`: a token credited only once
+    /// confirmed) and the shard of the records it changes.
+    pub fn kind_and_shard(target: &RewardTarget) -> (char, u32) {
+        match target {
+            RewardTarget::Unit(unit) => ('U', layout::shard_of(unit)),
+            RewardTarget::Token {
+                assignment_id,
+                confirmed_only,
+                ..
+            } => (
+                if *confirmed_only { 'K' } else { 'T' },
+                layout::shard_of(assignment_id),
+            ),
         }
     }
 
@@ -785,7 +618,7 @@ impl Reward {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::test_support::{T0_MS, epoch, record, token_reward, unit_reward};
+    use crate::store::test_support::{T0_MS, token_reward, unit_reward};
 
     #[test]
     fn a_pending_reward_round_trips_through_its_claim() {
@@ -801,71 +634,5 @@ mod tests {
         }
         assert_eq!(Reward::decode("x", "1\t9\tU\ta\t1\t\t1\t1\t\t1"), None);
         assert_eq!(Reward::decode("x", "1\t0\tU\ta"), None);
-    }
-
-    /// The count of the run of op `B` whose header starts at `at`.
-    fn run_count(packed: &[u8], at: usize) -> u32 {
-        u32::from_le_bytes([
-            packed[at + 1],
-            packed[at + 2],
-            packed[at + 3],
-            packed[at + 4],
-        ])
-    }
-
-    /// Op `B`'s string of one unit reward under `expected`: its length and its run's kind.
-    fn packed_reward(expected: Option<&StickyRecord>) -> (usize, u8) {
-        let op = unit_reward("e1", "user 1", 0.25, T0_MS);
-        let reward = Reward::of(&op);
-        let mut call = Call::new(&epoch(), reward.shard);
-        call.direct_reward(&reward, &op.event_id, 7, expected);
-        assert_eq!(run_count(&call.packed, 0), 1, "one run of one reward");
-        (call.packed.len(), call.packed[0])
-    }
-
-    #[test]
-    fn rewards_of_one_kind_in_a_row_are_packed_as_one_run() {
-        let held = record("bold", T0_MS);
-        let unit = |id: &str| unit_reward(id, "user 1", 0.25, T0_MS);
-        let token = token_reward("e9", "as-1", "bold", T0_MS, 1.0, T0_MS + 5);
-        let mut call = Call::new(&epoch(), 0);
-        let mut runs = Vec::new();
-        for (op, expected) in [
-            (unit("e1"), None),
-            (unit("e2"), None),
-            (unit("e3"), None),
-            (token.clone(), None),
-            (unit("e4"), Some(&held)),
-            (unit("e5"), None),
-        ] {
-            let before = call.packed.len();
-            call.direct_reward(&Reward::of(&op), &op.event_id, 7, expected);
-            if call.run.map(|(_, at)| at) == Some(before + 1) {
-                runs.push(before);
-            }
-        }
-        let kinds: Vec<(u8, u32)> = runs
-            .iter()
-            .map(|&at| (call.packed[at], run_count(&call.packed, at)))
-            .collect();
-        assert_eq!(kinds, [(b'u', 3), (b'T', 1), (b'U', 1), (b'u', 1)]);
-    }
-
-    #[test]
-    fn a_unit_reward_without_an_expected_record_is_packed_without_its_three_fields() {
-        let held = record("bold", T0_MS);
-        let (with_record, kind) = packed_reward(Some(&held));
-        assert_eq!(kind, b'U');
-        let (without, kind) = packed_reward(None);
-        assert_eq!(kind, b'u');
-        // The record `bold \t <ms> \t 0.5 \t` and the variant, each a length and its bytes,
-        // and the assignment time as a double.
-        let record_text = format!("bold\t{T0_MS}\t0.5\t");
-        assert_eq!(with_record - without, 4 + record_text.len() + 4 + 4 + 8);
-        // A rewarded record cannot be credited: it is not worth sending either.
-        let mut rewarded = held.clone();
-        rewarded.reward = Some(1.0);
-        rewarded.rewarded_ms = Some(T0_MS + 1);
-        assert_eq!(packed_reward(Some(&rewarded)), (without, b'u'));
     }
 }

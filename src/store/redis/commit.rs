@@ -272,7 +272,8 @@ async fn commit(
         stamps.sent = Instant::now();
     }
     let results =
-        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+        futures_util::future::join_all(calls.iter().map(|call| call.invoke::<Vec<String>>(shared)))
+            .await;
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.replied = Instant::now();
     }

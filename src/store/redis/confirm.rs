@@ -34,7 +34,8 @@ pub async fn confirm(
         members[at].push(index);
     }
     let replies =
-        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+        futures_util::future::join_all(calls.iter().map(|call| call.invoke::<Vec<String>>(shared)))
+            .await;
     let mut outcomes = vec![None; ops.len()];
     let mut counted: Vec<Epoch> = Vec::new();
     for ((call, indices), reply) in calls.iter().zip(&members).zip(replies) {

@@ -45,14 +45,16 @@ pub async fn apply(
             return Vec::new();
         }
     };
-    let mut rewards: Vec<(OpRef, Epoch)> = Vec::with_capacity(open.len());
+    let mut rewards: Vec<OpRef> = Vec::with_capacity(open.len());
     let calls = build(shared, jobs, &open, &digester, &mut rewards);
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.built = Instant::now();
         stamps.rewards = rewards.len();
     }
-    let replies =
-        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+    let replies = futures_util::future::join_all(
+        calls.iter().map(|call| call.invoke::<Vec<Vec<u8>>>(shared)),
+    )
+    .await;
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.rewarded = Instant::now();
     }
@@ -62,34 +64,42 @@ pub async fn apply(
             Sink::Claim(index) => Some(index),
             Sink::Sticky(_) => None,
         });
-        let answers = match reply {
+        let answers: Vec<Vec<u8>> = match reply {
             Ok(answers) => answers,
             Err(error) => {
                 let error = classify(shared, &error);
                 for index in indexes {
-                    jobs[rewards[index].0.0].fail(&error);
+                    jobs[rewards[index].0].fail(&error);
                 }
                 continue;
             }
         };
-        let mut answers = answers.into_iter();
-        for index in indexes {
-            let ((job, at), epoch) = &rewards[index];
-            match answers.next().as_deref() {
-                Some("F") => fallback.push((*job, *at)),
-                Some(answer) => match commit::reward_reply(answer) {
-                    Some(outcome) => {
-                        if matches!(outcome, RewardOutcome::Applied { .. }) {
-                            counted.insert(epoch.clone());
-                        }
-                        jobs[*job].outcomes[*at] = Some(outcome);
-                    }
-                    None => jobs[*job].fail(&StoreError::Corrupt(format!(
-                        "unreadable reward reply {answer:?}"
-                    ))),
-                },
-                None => jobs[*job].fail(&StoreError::Corrupt("apply.lua replied short".into())),
+        let count = indexes.clone().count();
+        let Some(reply) = answers.last().and_then(|reply| Reply::read(reply, count)) else {
+            let error = StoreError::Corrupt("unreadable reply of apply.lua's op B".into());
+            for index in indexes {
+                jobs[rewards[index].0].fail(&error);
             }
+            continue;
+        };
+        let mut credited = false;
+        for (at, index) in indexes.enumerate() {
+            let (job, op) = rewards[index];
+            match reply.answer(at) {
+                Some(Answer::Fallback) => fallback.push((job, op)),
+                Some(Answer::Outcome(outcome)) => {
+                    credited |= matches!(outcome, RewardOutcome::Applied { .. });
+                    jobs[job].outcomes[op] = Some(outcome);
+                }
+                None => jobs[job].fail(&StoreError::Corrupt(format!(
+                    "unreadable reward reply {:?}",
+                    reply.codes.get(at)
+                ))),
+            }
+        }
+        // A call is one epoch's: its epoch is copied once, not per credited reward.
+        if credited && !counted.contains(call.epoch()) {
+            counted.insert(call.epoch().clone());
         }
     }
     fallback.sort_unstable();
@@ -106,30 +116,87 @@ fn build(
     jobs: &[Job],
     refs: &[OpRef],
     digester: &Digester,
-    rewards: &mut Vec<(OpRef, Epoch)>,
+    rewards: &mut Vec<OpRef>,
 ) -> Vec<Call> {
     let mut calls: Vec<Call> = Vec::new();
     let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
+    let mut last: Option<usize> = None;
     for &(job, at) in refs {
         let op = &jobs[job].ops[at];
-        let reward = Reward::of(op);
-        // Looked up before it is inserted: the entry API would copy the epoch per op.
-        let call = match by_epoch.get(&reward.epoch) {
-            Some(&call) => call,
-            None => {
-                calls.push(Call::new(&reward.epoch, reward.shard));
-                by_epoch.insert(reward.epoch.clone(), calls.len() - 1);
-                calls.len() - 1
-            }
+        // The previous op's call when it is of the same epoch (a bulk request's thousand ops
+        // are one experiment's): no hash of the epoch per op. Otherwise looked up before it
+        // is inserted: the entry API would copy the epoch per op.
+        let call = match last.filter(|&call| *calls[call].epoch() == op.epoch) {
+            Some(call) => call,
+            None => match by_epoch.get(&op.epoch) {
+                Some(&call) => call,
+                None => {
+                    calls.push(Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1));
+                    by_epoch.insert(op.epoch.clone(), calls.len() - 1);
+                    calls.len() - 1
+                }
+            },
         };
-        let digest = digester.digest(&reward.epoch.experiment, &op.event_id);
+        last = Some(call);
+        let digest = digester.digest(&op.epoch.experiment, &op.event_id);
         let expected = match &op.target {
-            RewardTarget::Unit(unit) => shared.cache.get(&reward.epoch, unit),
+            RewardTarget::Unit(unit) => shared.cache.get(&op.epoch, unit),
             RewardTarget::Token { .. } => None,
         };
-        calls[call].direct_reward(&reward, &op.event_id, digest, expected.as_ref());
+        calls[call].direct_reward(op, digest, expected.as_ref());
         calls[call].sinks.push(Sink::Claim(rewards.len()));
-        rewards.push(((job, at), reward.epoch));
+        rewards.push((job, at));
     }
     calls
+}
+
+/// Op `B`'s reply (`judge_packed` in `apply_rewards.lua`): one byte per reward, in the call's
+/// order (a refusal's letter, or 128 + the place of the credited variant among the names
+/// that follow the bytes, each ending in a tab), read in place: one string for the call,
+/// where an array of a string per reward cost Redis an element's encoding and redis-rs a
+/// parse and an allocation apiece.
+pub(super) struct Reply<'a> {
+    codes: &'a [u8],
+    variants: Vec<&'a str>,
+}
+
+/// What op `B` said of one reward.
+#[derive(Debug, PartialEq)]
+pub(super) enum Answer {
+    /// `F`: the id is held by the three-step protocol (or a legacy layout): judge it there.
+    Fallback,
+    Outcome(RewardOutcome),
+}
+
+impl<'a> Reply<'a> {
+    /// The reply of a call of `count` rewards; None if it is not one.
+    pub(super) fn read(reply: &'a [u8], count: usize) -> Option<Self> {
+        let (codes, names) = reply.split_at_checked(count)?;
+        let names = std::str::from_utf8(names).ok()?;
+        if !names.is_empty() && !names.ends_with('\t') {
+            return None;
+        }
+        Some(Self {
+            codes,
+            variants: names.split_terminator('\t').collect(),
+        })
+    }
+
+    /// The answer for the call's `at`th reward; None if its byte means nothing.
+    pub(super) fn answer(&self, at: usize) -> Option<Answer> {
+        match *self.codes.get(at)? {
+            b'F' => Some(Answer::Fallback),
+            // `A` is always followed by its variant: never a byte of its own.
+            b'A' => None,
+            code @ 128.. => self.variants.get(usize::from(code - 128)).map(|variant| {
+                Answer::Outcome(RewardOutcome::Applied {
+                    variant: (*variant).to_owned(),
+                })
+            }),
+            code => std::str::from_utf8(std::slice::from_ref(&code))
+                .ok()
+                .and_then(commit::reward_reply)
+                .map(Answer::Outcome),
+        }
+    }
 }

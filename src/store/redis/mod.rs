@@ -40,6 +40,8 @@ mod delays;
 mod digest_tests;
 mod direct;
 #[cfg(test)]
+mod direct_reply_tests;
+#[cfg(test)]
 mod direct_tests;
 mod event_digest;
 mod exposure_key;

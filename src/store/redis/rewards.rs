@@ -364,7 +364,8 @@ async fn apply_claims(shared: &Shared, claims: &mut [Claimed]) {
     }
     let calls = plan.calls;
     let replies =
-        futures_util::future::join_all(calls.iter().map(|call| call.invoke(shared))).await;
+        futures_util::future::join_all(calls.iter().map(|call| call.invoke::<Vec<String>>(shared)))
+            .await;
     for (call, reply) in calls.iter().zip(replies) {
         match reply {
             Ok(outcomes) => {
