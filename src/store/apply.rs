@@ -147,14 +147,14 @@ fn mark_started(txn: &mut Txn<'_>, epoch: &Epoch, now_ms: u64) {
 #[derive(Default)]
 pub struct RewardRun {
     delays: sled_delay::DelayCounts,
-    /// Epochs whose start this run has seen set (it never changes once set).
-    started: Vec<Epoch>,
     /// The arms the run credited, each as the txn held it before the run plus the run's
     /// credits, written back once by [`RewardRun::finish`]: `Txn::update_arm` per reward
     /// hashed the epoch and the variant in each layer it looked in; a run credits a few arms,
     /// found here by a comparison each, ~140 instructions of a bulk event fewer in
     /// `apply_rewards` (~200 on the writer, `benches/load/bulk_cost.sh`). Nothing else the run
     /// does reads or writes an arm's state, and nothing else runs in its txn until it ends.
+    /// An epoch listed here had a reward credited in this run, so its start was looked at
+    /// then (it never changes once set): the list is also the run's set of started epochs.
     arms: Vec<(Epoch, String, ArmState)>,
 }
 
@@ -320,10 +320,11 @@ impl RewardRun {
                 credit
             }
         };
+        // Looked at before this credit lists the epoch (see `arms`).
+        let started = self.arms.iter().any(|(epoch, _, _)| *epoch == op.epoch);
         credit_reward(self.arm(txn, &op.epoch, &credit.variant), op, &credit);
-        if !self.started.contains(&op.epoch) {
+        if !started {
             mark_started(txn, &op.epoch, op.now_ms);
-            self.started.push(op.epoch.clone());
         }
         // Kept a full window after arrival (and up to `event_log::GENERATION_MS` more): a retry
         // within the window is always recognised.
