@@ -290,7 +290,10 @@ impl<'a> Txn<'a> {
     ///
     /// `decide` also gets the request's view of sled's values ([`Reads`]): a reward reads its
     /// delay bin there before its record is written, so that a reward whose read fails writes
-    /// nothing (`apply::RewardRun`).
+    /// nothing (`apply::RewardRun`). Inlined into its one caller: called out of line once the
+    /// decision grew, it cost a bulk event ~170 more writer instructions
+    /// (`benches/load/results/writer16-2026-12-01-s16.md`).
+    #[inline(always)]
     pub fn update_sticky<T>(
         &mut self,
         key: Vec<u8>,
