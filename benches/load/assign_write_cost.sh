@@ -31,6 +31,11 @@
 # valgrind (~3,500 instructions a block; natively SHA-NI): the token's blocks are listed apart.
 # TOP (0) > 0 lists the TOP functions of the worker and of the writer. KEEP_WORK=1 keeps the
 # dumps.
+#
+# SLOW_SYNC_US (0) > 0 preloads benches/load/assign_write_slow_sync.c into banditd (built here
+# with cc): each fdatasync sleeps that long first, so that a commit gathers as many requests as
+# natively (~30) instead of valgrind's ~4, and the per-request part is counted at that size
+# (20,000 µs gives ~23 at 64 connections). A sleep adds no instructions.
 
 set -euo pipefail
 
@@ -45,6 +50,7 @@ COUNT=${2:-2000}
 WARM=${WARM:-300}
 LEVELS=${LEVELS:-"1 64"}
 TOP=${TOP:-0}
+SLOW_SYNC_US=${SLOW_SYNC_US:-0}
 PORT=${BANDITD_PORT:-18285}
 SERVER_CORE=${SERVER_CORE:-0}
 NICE=${NICE:-0}
@@ -70,7 +76,7 @@ commit_stats() {
 dump_with() {
     local file
     for file in ${1//,/ }; do
-        grep -q "$2" "$file" && { echo "$file"; return; }
+        grep -qE "$2" "$file" && { echo "$file"; return; }
     done
     echo "${1%%,*}"
 }
@@ -88,8 +94,16 @@ measure() {
 
 read -r -a LEVEL_LIST <<<"$LEVELS"
 declare -A FILES COMMITS SIZES
-under_callgrind banditd 300 "$BIN/banditd" serve --bind "127.0.0.1:$PORT" \
-    --data-dir "$WORK/data" --experiments "$WORK/experiments" --workers 1 --access-log off
+PRELOAD=
+if ((SLOW_SYNC_US > 0)); then
+    cc -shared -fPIC -O2 -o "$WORK/slow_sync.so" "$HERE/assign_write_slow_sync.c" -ldl ||
+        die "could not build the fdatasync shim"
+    PRELOAD=$WORK/slow_sync.so
+fi
+# Valgrind hands LD_PRELOAD on to the server (after its own preloads).
+LD_PRELOAD=$PRELOAD SLOW_SYNC_US=$SLOW_SYNC_US under_callgrind banditd 300 "$BIN/banditd" \
+    serve --bind "127.0.0.1:$PORT" --data-dir "$WORK/data" --experiments "$WORK/experiments" \
+    --workers 1 --access-log off
 log "banditd: warm-up ($WARM new units, $WARM events)"
 "${DRIVER[@]}" assign_new 0 "$WARM" 8 || die "the warm-up failed"
 "${DRIVER[@]}" event_single 0 "$WARM" 8 || die "the warm-up failed"
@@ -119,7 +133,8 @@ cat <<EOF
 # Instructions per durable write request (callgrind, user space, by thread)
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); $COUNT counted requests per scenario and level after
-  $WARM of each uncounted; one worker, \`--access-log off\`; connections: $LEVELS.
+  $WARM of each uncounted; one worker, \`--access-log off\`; connections: $LEVELS;
+  each fdatasync slowed by $SLOW_SYNC_US µs (SLOW_SYNC_US).
 - banditd: $BIN/banditd; baseline: $BIN/banditd-baseline
 - Commits: the server's \`banditd_store_commit_batch_size\` over the counted window.
 EOF
@@ -138,7 +153,7 @@ Commits: $commits ($(awk -v s="${SIZES[$key]}" -v c="$commits" 'BEGIN {if (c > 0
 $(python3 "$HERE/assign_write_parts.py" "${FILES[$key]}" "$COUNT" "$commits")
 EOF
         if ((TOP > 0)); then
-            for pattern in InnerDispatcher 'Writer>::process'; do
+            for pattern in InnerDispatcher 'Writer>?::(process|commit)'; do
                 cat <<EOF
 
 | Ir per request | function (top $TOP, the thread running \`$pattern\`, inclusive) |

@@ -13,7 +13,7 @@ use super::error::StoreError;
 use super::event_log;
 use super::keys::{self, KIND_STICKY};
 use super::mark_log::PendingMark;
-use super::overlay::Txn;
+use super::overlay::{Reads, Txn};
 use super::records::Decision;
 use super::reward_digests::{OpDigests, RewardDigests};
 use super::rules::{self, Credit, Reassignment, TargetState};
@@ -135,188 +135,224 @@ fn mark_started(txn: &mut Txn<'_>, epoch: &Epoch, now_ms: u64) {
     }
 }
 
-/// Applies rewards in order, each seeing the ones before it. A unit's slots in the sticky
-/// table are asked for `sticky_table::PREFETCH_AHEAD` events before its turn: in a batch of
-/// rewards to units spread over millions, waiting for memory is most of a lookup. Each op's
-/// event-id digest and its unit's sticky key and key digest come made by the store handle
-/// (`digests`, checked against the writer's key: `reward_digests`), so the writer hashes
-/// nothing; the delay bins are summed over the run and written once
-/// (`sled_delay::DelayCounts`); an epoch's start is looked at once per run, and each arm
-/// credited is read once and written once (`RunState`).
-pub fn apply_rewards(
-    txn: &mut Txn<'_>,
-    ops: &[RewardOp],
-    digests: RewardDigests,
-) -> Result<Vec<RewardOutcome>, StoreError> {
-    let ahead = super::sticky_table::PREFETCH_AHEAD;
-    let (events, sticky) = txn.digesters();
-    let mut digests = digests.for_writer(&events, &sticky, ops);
-    let prefetch = |txn: &Txn<'_>, digests: Option<&OpDigests>| {
-        if let Some((_, digest)) = digests.and_then(|digests| digests.sticky.as_ref()) {
-            txn.prefetch_sticky(*digest);
-        }
-    };
-    for at in 0..ahead {
-        prefetch(txn, digests.get(at));
-    }
-    let mut run = RunState::default();
-    let mut outcomes = Vec::with_capacity(ops.len());
-    for (at, op) in ops.iter().enumerate() {
-        prefetch(txn, digests.get(at + ahead));
-        // The key moves into the request's writes; its place is not read again. (There is a
-        // digest per op: `for_writer`.)
-        let (event_id, sticky) = match digests.get_mut(at) {
-            Some(op_digests) => (
-                op_digests.event_id,
-                op_digests
-                    .sticky
-                    .as_mut()
-                    .map(|(key, digest)| (std::mem::take(key), *digest)),
-            ),
-            None => (events.digest(&op.epoch.experiment, &op.event_id), None),
-        };
-        outcomes.push(apply_reward(txn, op, event_id, sticky, &mut run)?);
-    }
-    run.delays.write(txn);
-    for (epoch, variant, state) in run.arms {
-        txn.update_arm(epoch, &variant, |arm| *arm = state);
-    }
-    Ok(outcomes)
-}
-
-/// What one run of rewards carries from one reward to the next.
+/// A run of rewards in one txn: one request's, or those of consecutive single-event requests
+/// of one commit sharing one txn (`writer_apply`). The delay bins are summed over the run and
+/// written once (`sled_delay::DelayCounts`), an epoch's start is looked at once per run, and
+/// each arm credited is read once and written once ([`RewardRun::finish`]).
+///
+/// One reward that fails changes nothing: its fallible reads (its delay bin, a token's
+/// confirmation mark) come before anything it writes, here or in the txn, so a single-event
+/// request that fails leaves only its neighbours' rewards in a shared txn. A request of several
+/// rewards may fail after its first ones wrote, so it never shares its txn.
 #[derive(Default)]
-struct RunState<'o> {
+pub struct RewardRun {
     delays: sled_delay::DelayCounts,
-    /// Epochs whose start this run has seen set (it never changes once set).
-    started: Vec<&'o Epoch>,
-    /// The arms the run credited, each as the request saw it before the run plus the run's
-    /// credits, written back once when the run ends (`apply_rewards`): `Txn::update_arm` per
-    /// reward hashed the epoch and the variant in each layer it looked in; a run credits a few
-    /// arms, found here by a comparison each, ~140 instructions of a bulk event fewer in
+    /// The arms the run credited, each as the txn held it before the run plus the run's
+    /// credits, written back once by [`RewardRun::finish`]: `Txn::update_arm` per reward
+    /// hashed the epoch and the variant in each layer it looked in; a run credits a few arms,
+    /// found here by a comparison each, ~140 instructions of a bulk event fewer in
     /// `apply_rewards` (~200 on the writer, `benches/load/bulk_cost.sh`). Nothing else the run
-    /// does reads or writes an arm's state.
-    arms: Vec<(&'o Epoch, String, ArmState)>,
+    /// does reads or writes an arm's state, and nothing else runs in its txn until it ends.
+    /// An epoch listed here had a reward credited in this run, so its start was looked at
+    /// then (it never changes once set): the list is also the run's set of started epochs.
+    arms: Vec<(Epoch, String, ArmState)>,
 }
 
-impl<'o> RunState<'o> {
-    /// The run's copy of the arm, read from the request's layers on its first credit.
-    fn arm(&mut self, txn: &Txn<'_>, epoch: &'o Epoch, variant: &str) -> &mut ArmState {
-        let found = self.arms.iter().position(|(held, held_variant, _)| {
-            held_variant == variant && (std::ptr::eq(*held, epoch) || *held == epoch)
-        });
+impl RewardRun {
+    /// Applies one request's rewards in order. A unit's slots in the sticky table are asked
+    /// for `sticky_table::PREFETCH_AHEAD` events before its turn: in a batch of rewards to
+    /// units spread over millions, waiting for memory is most of a lookup. Each op's event-id
+    /// digest and its unit's sticky key and key digest come made by the store handle
+    /// (`digests`, checked against the writer's key: `reward_digests`), so the writer hashes
+    /// nothing.
+    pub fn apply(
+        &mut self,
+        txn: &mut Txn<'_>,
+        ops: &[RewardOp],
+        digests: RewardDigests,
+    ) -> Result<Vec<RewardOutcome>, StoreError> {
+        let ahead = super::sticky_table::PREFETCH_AHEAD;
+        let (events, sticky) = txn.digesters();
+        let mut digests = digests.for_writer(&events, &sticky, ops);
+        let prefetch = |txn: &Txn<'_>, digests: Option<&OpDigests>| {
+            if let Some((_, digest)) = digests.and_then(|digests| digests.sticky.as_ref()) {
+                txn.prefetch_sticky(*digest);
+            }
+        };
+        for at in 0..ahead {
+            prefetch(txn, digests.get(at));
+        }
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for (at, op) in ops.iter().enumerate() {
+            prefetch(txn, digests.get(at + ahead));
+            // The key moves into the request's writes; its place is not read again. (There is
+            // a digest per op: `for_writer`.)
+            let (event_id, sticky) = match digests.get_mut(at) {
+                Some(op_digests) => (
+                    op_digests.event_id,
+                    op_digests
+                        .sticky
+                        .as_mut()
+                        .map(|(key, digest)| (std::mem::take(key), *digest)),
+                ),
+                None => (events.digest(&op.epoch.experiment, &op.event_id), None),
+            };
+            outcomes.push(self.apply_reward(txn, op, event_id, sticky)?);
+        }
+        Ok(outcomes)
+    }
+
+    /// Writes the run's delay bins and arms into the txn; the run's last step.
+    pub fn finish(self, txn: &mut Txn<'_>) {
+        self.delays.write(txn);
+        for (epoch, variant, state) in self.arms {
+            txn.update_arm(&epoch, &variant, |arm| *arm = state);
+        }
+    }
+
+    /// The run's copy of the arm, read from the txn's layers on its first credit.
+    fn arm(&mut self, txn: &Txn<'_>, epoch: &Epoch, variant: &str) -> &mut ArmState {
+        let found = self
+            .arms
+            .iter()
+            .position(|(held, held_variant, _)| held_variant == variant && held == epoch);
         let at = found.unwrap_or_else(|| {
-            self.arms
-                .push((epoch, variant.to_owned(), txn.arm(epoch, variant)));
+            let state = txn.arm(epoch, variant);
+            self.arms.push((epoch.clone(), variant.to_owned(), state));
             self.arms.len() - 1
         });
         &mut self.arms[at].2
     }
+
+    /// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a
+    /// unit's record rewritten with its reward, or a token's mark, see `mark_log`), the
+    /// counters, the delay bin and the event id (in memory and in the commit's event log, see
+    /// `event_ids`). Every read that can fail comes before the first write (see [`RewardRun`]).
+    /// `digest`: the event id's (`Digester::digest`); `sticky`: a unit target's sticky key and
+    /// its digest (`reward_digests`).
+    fn apply_reward(
+        &mut self,
+        txn: &mut Txn<'_>,
+        op: &RewardOp,
+        digest: u64,
+        sticky: Option<(Vec<u8>, u64)>,
+    ) -> Result<RewardOutcome, StoreError> {
+        let event_id_seen = txn.event_id_seen(digest);
+        let credit = match &op.target {
+            RewardTarget::Unit(unit) => {
+                let judged = if event_id_seen {
+                    rules::judge_reward(op, event_id_seen, TargetState::Unit(None))
+                } else {
+                    let (key, key_digest) = sticky.unwrap_or_else(|| {
+                        let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
+                        let digest = txn.digesters().1.digest_bytes(&key);
+                        (key, digest)
+                    });
+                    let delays = &mut self.delays;
+                    txn.update_sticky(key, key_digest, |record, reads| {
+                        let judged =
+                            rules::judge_reward(op, false, TargetState::Unit(record.as_ref()));
+                        let credit = match judged {
+                            Ok(credit) => credit,
+                            Err(outcome) => return (None, Ok(Err(outcome))),
+                        };
+                        // The delay bin is read (and counted) before the record is written.
+                        if let Err(error) = count_delay(delays, reads, op, &credit) {
+                            return (None, Err(error));
+                        }
+                        // Rewritten with this commit's sequence number: `sticky()` must not
+                        // show the reward before it is durable either.
+                        let write = record.map(|mut record| {
+                            record.reward = Some(op.reward);
+                            record.rewarded_ms = Some(op.now_ms);
+                            record
+                        });
+                        (write, Ok(Ok(credit)))
+                    })?
+                };
+                match judged {
+                    Ok(credit) => credit,
+                    Err(outcome) => return Ok(outcome),
+                }
+            }
+            RewardTarget::Token {
+                assignment_id,
+                variant,
+                issued_ms,
+                propensity,
+                ..
+            } => {
+                let mark_digest = txn.token_mark_digest(&op.epoch, assignment_id);
+                let confirmed_only = matches!(
+                    op.target,
+                    RewardTarget::Token {
+                        confirmed_only: true,
+                        ..
+                    }
+                );
+                let target = TargetState::Token {
+                    marked: !event_id_seen && txn.token_marked(mark_digest),
+                    expired_through: txn.expired_through(),
+                    confirmed: confirmed_only
+                        && super::confirm_apply::is_confirmed(txn, &op.epoch, assignment_id)?,
+                };
+                let credit = match rules::judge_reward(op, event_id_seen, target) {
+                    Ok(credit) => credit,
+                    Err(outcome) => return Ok(outcome),
+                };
+                // The delay bin is read (and counted) before the mark is written.
+                count_delay(&mut self.delays, &txn.reads(), op, &credit)?;
+                let retained_until_ms = credit.mark_retained_until_ms.unwrap_or(u64::MAX);
+                txn.add_token_mark(PendingMark {
+                    due_ms: event_log::generation_due(retained_until_ms),
+                    epoch: op.epoch.clone(),
+                    digest: mark_digest,
+                    credit: TokenCredit {
+                        assignment_id: assignment_id.clone(),
+                        variant: variant.clone(),
+                        reward: op.reward,
+                        retained_until_ms,
+                        issued_ms: *issued_ms,
+                        propensity: *propensity,
+                        credited_ms: Some(op.now_ms),
+                    },
+                });
+                credit
+            }
+        };
+        // Looked at before this credit lists the epoch (see `arms`).
+        let started = self.arms.iter().any(|(epoch, _, _)| *epoch == op.epoch);
+        credit_reward(self.arm(txn, &op.epoch, &credit.variant), op, &credit);
+        if !started {
+            mark_started(txn, &op.epoch, op.now_ms);
+        }
+        // Kept a full window after arrival (and up to `event_log::GENERATION_MS` more): a retry
+        // within the window is always recognised.
+        let due_ms = event_log::generation_due(credit.event_id_retained_until_ms);
+        txn.add_event_id(due_ms, digest);
+        Ok(RewardOutcome::Applied {
+            variant: credit.variant,
+        })
+    }
 }
 
-/// Reads what `rules::judge_reward` needs, and writes what it decides: the credit (a unit's
-/// record rewritten with its reward, or a token's mark, see `mark_log`), the counters and the
-/// event id (in memory and in the commit's event log, see `event_ids`).
-/// `digest`: the event id's (`Digester::digest`); `sticky`: a unit target's sticky key and its
-/// digest (`reward_digests`).
-fn apply_reward<'o>(
-    txn: &mut Txn<'_>,
-    op: &'o RewardOp,
-    digest: u64,
-    sticky: Option<(Vec<u8>, u64)>,
-    run: &mut RunState<'o>,
-) -> Result<RewardOutcome, StoreError> {
-    let event_id_seen = txn.event_id_seen(digest);
-    let credit = match &op.target {
-        RewardTarget::Unit(unit) => {
-            let judged = if event_id_seen {
-                rules::judge_reward(op, event_id_seen, TargetState::Unit(None))
-            } else {
-                let (key, key_digest) = sticky.unwrap_or_else(|| {
-                    let key = keys::epoch_key(KIND_STICKY, &op.epoch, unit);
-                    let digest = txn.digesters().1.digest_bytes(&key);
-                    (key, digest)
-                });
-                txn.update_sticky(key, key_digest, |record| {
-                    let judged = rules::judge_reward(op, false, TargetState::Unit(record.as_ref()));
-                    // Rewritten with this commit's sequence number: `sticky()` must not show
-                    // the reward before it is durable either.
-                    let write = judged.as_ref().ok().and(record).map(|mut record| {
-                        record.reward = Some(op.reward);
-                        record.rewarded_ms = Some(op.now_ms);
-                        record
-                    });
-                    (write, judged)
-                })
-            };
-            match judged {
-                Ok(credit) => credit,
-                Err(outcome) => return Ok(outcome),
-            }
-        }
-        RewardTarget::Token {
-            assignment_id,
-            variant,
-            issued_ms,
-            propensity,
-            ..
-        } => {
-            let mark_digest = txn.token_mark_digest(&op.epoch, assignment_id);
-            let confirmed_only = matches!(
-                op.target,
-                RewardTarget::Token {
-                    confirmed_only: true,
-                    ..
-                }
-            );
-            let target = TargetState::Token {
-                marked: !event_id_seen && txn.token_marked(mark_digest),
-                expired_through: txn.expired_through(),
-                confirmed: confirmed_only
-                    && super::confirm_apply::is_confirmed(txn, &op.epoch, assignment_id)?,
-            };
-            let credit = match rules::judge_reward(op, event_id_seen, target) {
-                Ok(credit) => credit,
-                Err(outcome) => return Ok(outcome),
-            };
-            let retained_until_ms = credit.mark_retained_until_ms.unwrap_or(u64::MAX);
-            txn.add_token_mark(PendingMark {
-                due_ms: event_log::generation_due(retained_until_ms),
-                epoch: op.epoch.clone(),
-                digest: mark_digest,
-                credit: TokenCredit {
-                    assignment_id: assignment_id.clone(),
-                    variant: variant.clone(),
-                    reward: op.reward,
-                    retained_until_ms,
-                    issued_ms: *issued_ms,
-                    propensity: *propensity,
-                    credited_ms: Some(op.now_ms),
-                },
-            });
-            credit
-        }
-    };
-    credit_reward(run.arm(txn, &op.epoch, &credit.variant), op, &credit);
-    if !run.started.contains(&&op.epoch) {
-        mark_started(txn, &op.epoch, op.now_ms);
-        run.started.push(&op.epoch);
-    }
-    run.delays.count(
-        txn,
-        &op.epoch,
-        &credit.variant,
+/// Counts the credited reward in its delay bin (`sled_delay::DelayCounts::count`: fails only
+/// on reading the bin, and then counts nothing).
+fn count_delay(
+    delays: &mut sled_delay::DelayCounts,
+    reads: &Reads<'_>,
+    op: &RewardOp,
+    credit: &Credit,
+) -> Result<(), StoreError> {
+    let (epoch, variant) = (&op.epoch, &credit.variant);
+    delays.count(
+        reads,
+        epoch,
+        variant,
         op.reward,
         credit.assigned_ms,
         op.now_ms,
-    )?;
-    // Kept a full window after arrival (and up to `event_log::GENERATION_MS` more): a retry
-    // within the window is always recognised.
-    let due_ms = event_log::generation_due(credit.event_id_retained_until_ms);
-    txn.add_event_id(due_ms, digest);
-    Ok(RewardOutcome::Applied {
-        variant: credit.variant,
-    })
+    )
 }
 
 /// Credits the reward to the arm's raw and decayed R (the epoch's start: `apply_reward`).

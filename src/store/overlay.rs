@@ -143,6 +143,29 @@ impl std::ops::Deref for Stored<'_> {
     }
 }
 
+/// A request's view of sled's values (not its sticky records, arms or epochs): its own
+/// pending writes, then the batch's, then sled.
+pub struct Reads<'a> {
+    db: &'a sled::Db,
+    writes: &'a WriteMap,
+    batch: &'a WriteMap,
+}
+
+impl<'a> Reads<'a> {
+    fn new(db: &'a sled::Db, writes: &'a WriteMap, batch: &'a BatchState) -> Self {
+        let batch = &batch.writes;
+        Reads { db, writes, batch }
+    }
+
+    /// The value under `key` as the request sees it ([`Txn::get`]).
+    pub fn get(&self, key: &[u8]) -> Result<Option<Stored<'a>>, StoreError> {
+        if let Some(value) = self.writes.get(key).or_else(|| self.batch.get(key)) {
+            return Ok(value.as_deref().map(Stored::Pending));
+        }
+        Ok(self.db.get(key).map_err(io)?.map(Stored::Sled))
+    }
+}
+
 /// A request's read-write view. Reads fall through request → batch → durable state / sled.
 pub struct Txn<'a> {
     db: &'a sled::Db,
@@ -204,10 +227,12 @@ impl<'a> Txn<'a> {
     }
 
     pub fn get(&self, key: &[u8]) -> Result<Option<Stored<'_>>, StoreError> {
-        if let Some(value) = self.pending(key) {
-            return Ok(value.as_deref().map(Stored::Pending));
-        }
-        Ok(self.db.get(key).map_err(io)?.map(Stored::Sled))
+        self.reads().get(key)
+    }
+
+    /// The request's view of sled's values alone ([`Reads`]).
+    pub fn reads(&self) -> Reads<'_> {
+        Reads::new(self.db, &self.writes, self.batch)
     }
 
     /// The key's value in the request or batch layer: `Some(None)` for a pending removal,
@@ -262,16 +287,24 @@ impl<'a> Txn<'a> {
     /// prefix, and a second search for the write was ~700 instructions of a bulk event
     /// (`benches/load/bulk_cost.sh`). `digest` is the key's in the sticky table
     /// (`StickyTable::digest`), made by the caller: the writer does not hash it again.
+    ///
+    /// `decide` also gets the request's view of sled's values ([`Reads`]): a reward reads its
+    /// delay bin there before its record is written, so that a reward whose read fails writes
+    /// nothing (`apply::RewardRun`). Inlined into its one caller: called out of line once the
+    /// decision grew, it cost a bulk event ~170 more writer instructions
+    /// (`benches/load/results/writer16-2026-12-01-s16.md`).
+    #[inline(always)]
     pub fn update_sticky<T>(
         &mut self,
         key: Vec<u8>,
         digest: u64,
-        decide: impl FnOnce(Option<StickyRecord>) -> (Option<StickyRecord>, T),
+        decide: impl FnOnce(Option<StickyRecord>, &Reads<'_>) -> (Option<StickyRecord>, T),
     ) -> T {
         use std::collections::btree_map::Entry;
+        let reads = Reads::new(self.db, &self.writes, self.batch);
         match self.sticky.entry(key) {
             Entry::Occupied(mut pending) => {
-                let (write, decided) = decide(pending.get().record.clone());
+                let (write, decided) = decide(pending.get().record.clone(), &reads);
                 if let Some(record) = write {
                     pending.get_mut().record = Some(record);
                 }
@@ -282,7 +315,7 @@ impl<'a> Txn<'a> {
                     Some(pending) => pending.record.clone(),
                     None => self.durable.sticky.peek_digest(digest),
                 };
-                let (write, decided) = decide(held);
+                let (write, decided) = decide(held, &reads);
                 if let Some(record) = write {
                     let record = Some(record);
                     vacant.insert(StickyWrite { digest, record });
@@ -294,7 +327,7 @@ impl<'a> Txn<'a> {
 
     /// Starts loading the durable table's slots of the sticky key whose digest is `digest`
     /// into the cache, so that its read a few events later does not wait for memory
-    /// (`apply::apply_rewards`).
+    /// (`apply::RewardRun`).
     pub fn prefetch_sticky(&self, digest: u64) {
         self.durable.sticky.prefetch_digest(digest);
     }

@@ -3,7 +3,7 @@
 //! uses, and digests made with another key are made again.
 
 use super::*;
-use crate::store::apply;
+use crate::store::apply::{self, RewardRun};
 use crate::store::event_log;
 use crate::store::overlay::{BatchState, Txn};
 use crate::store::state::DurableState;
@@ -83,12 +83,12 @@ fn the_writer_uses_the_digests_carried_to_it() {
     }
     let forged = RewardDigests::forged(Digester::default(), forged);
     let mut txn = Txn::new(&db, &durable, &batch);
-    let outcomes = apply::apply_rewards(&mut txn, &ops, forged).unwrap();
+    let outcomes = RewardRun::default().apply(&mut txn, &ops, forged).unwrap();
     assert_eq!(outcomes, vec![RewardOutcome::UnitNotAssigned]);
     // The same ops with true digests credit u1 and keep e1's digest.
     let mut txn = Txn::new(&db, &durable, &batch);
     let digests = RewardDigests::of(Digester::default(), &ops);
-    let outcomes = apply::apply_rewards(&mut txn, &ops, digests).unwrap();
+    let outcomes = RewardRun::default().apply(&mut txn, &ops, digests).unwrap();
     assert_all_applied(&outcomes);
     assert!(txn.event_id_seen(Digester::default().digest(&epoch().experiment, "e1")));
 }
@@ -104,14 +104,14 @@ fn digests_made_with_another_key_are_made_again_with_the_writers() {
         &ops,
     );
     let mut txn = Txn::new(&db, &durable, &batch);
-    let outcomes = apply::apply_rewards(&mut txn, &ops, stale).unwrap();
+    let outcomes = RewardRun::default().apply(&mut txn, &ops, stale).unwrap();
     assert_all_applied(&outcomes);
     let writer = Digester::default();
     assert!(txn.event_id_seen(writer.digest(&epoch().experiment, "e1")));
     // Digests for other ops than the command's are not used either.
     let mut txn = Txn::new(&db, &durable, &batch);
     let short = RewardDigests::of(writer, &[]);
-    let outcomes = apply::apply_rewards(&mut txn, &ops, short).unwrap();
+    let outcomes = RewardRun::default().apply(&mut txn, &ops, short).unwrap();
     assert_all_applied(&outcomes);
     // `for_writer` on its own: equal to what the writer's key makes.
     let stale = RewardDigests::of(

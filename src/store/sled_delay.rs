@@ -10,7 +10,7 @@ use super::codec;
 use super::delay_histograms::{DelayHistograms, cohort_bin, conversion_delay_bin};
 use super::error::StoreError;
 use super::keys::{self, KIND_DELAY, corrupt, io};
-use super::overlay::Txn;
+use super::overlay::{Reads, Txn};
 use super::types::Epoch;
 
 const COHORT: u8 = b'c';
@@ -61,13 +61,15 @@ pub fn count_cohort(
     })
 }
 
-/// The delay bins one run of rewards (`apply::apply_rewards`) credits, each read from the
+/// The delay bins one run of rewards (`apply::RewardRun`) credits, each read from the
 /// request's view once, summed in memory in the rewards' order and written once at the end
 /// ([`DelayCounts::write`]): a bulk request credits a handful of bins a thousand times, and
 /// building each bin's key, reading it and writing it back per reward was ~1,000 instructions
-/// of a bulk event's ~10,000 on the writer (`benches/load/bulk_cost.sh`). The sums are the
-/// same floating-point additions in the same order, so the stored bits are those a write per
-/// reward gave. Written by the request that credited them (dropped with it if it fails).
+/// of a bulk event's ~10,000 on the writer (`benches/load/bulk_cost.sh`); a run of
+/// single-event requests sharing one txn (`writer_apply`) reads each bin once per run, not
+/// once per request. The sums are the same floating-point additions in the same order, so the
+/// stored bits are those a write per reward gave. Written by the run that credited them
+/// (dropped with its txn if it fails).
 #[derive(Debug, Default)]
 pub struct DelayCounts {
     /// One entry per epoch and arm credited (a batch names few), with its bins.
@@ -83,10 +85,12 @@ struct ArmDelays {
 }
 
 impl DelayCounts {
-    /// Counts a credited reward of `variant` in the bin of its delay.
+    /// Counts a credited reward of `variant` in the bin of its delay. Fails only on reading
+    /// the bin (its first count in the run), and then changes nothing: a reward of a shared
+    /// run makes this read before it writes anything (`apply::RewardRun`).
     pub fn count(
         &mut self,
-        txn: &Txn<'_>,
+        reads: &Reads<'_>,
         epoch: &Epoch,
         variant: &str,
         reward: f64,
@@ -94,33 +98,28 @@ impl DelayCounts {
         arrived_ms: u64,
     ) -> Result<(), StoreError> {
         let bin = u64::from(conversion_delay_bin(assigned_ms, arrived_ms));
-        let at = match self
+        let found = self
             .arms
             .iter()
-            .position(|arm| arm.variant == variant && arm.epoch == *epoch)
-        {
-            Some(at) => at,
-            None => {
-                self.arms.push(ArmDelays {
-                    epoch: epoch.clone(),
-                    variant: variant.to_owned(),
-                    bins: std::collections::BTreeMap::new(),
-                });
-                self.arms.len() - 1
-            }
-        };
-        let arm = &mut self.arms[at];
-        match arm.bins.entry(bin) {
-            std::collections::btree_map::Entry::Occupied(mut held) => held.get_mut().1 += reward,
-            std::collections::btree_map::Entry::Vacant(vacant) => {
-                let key = bin_key(epoch, variant, DELAY, bin);
-                let held = match txn.get(&key)? {
-                    Some(bytes) => f64::from_bits(codec::decode_u64(&bytes, "delay bin")?),
-                    None => 0.0,
-                };
-                vacant.insert((key, held + reward));
-            }
+            .position(|arm| arm.variant == variant && arm.epoch == *epoch);
+        if let Some(mass) = found.and_then(|at| self.arms[at].bins.get_mut(&bin)) {
+            mass.1 += reward;
+            return Ok(());
         }
+        let key = bin_key(epoch, variant, DELAY, bin);
+        let held = match reads.get(&key)? {
+            Some(bytes) => f64::from_bits(codec::decode_u64(&bytes, "delay bin")?),
+            None => 0.0,
+        };
+        let at = found.unwrap_or_else(|| {
+            self.arms.push(ArmDelays {
+                epoch: epoch.clone(),
+                variant: variant.to_owned(),
+                bins: std::collections::BTreeMap::new(),
+            });
+            self.arms.len() - 1
+        });
+        self.arms[at].bins.insert(bin, (key, held + reward));
         Ok(())
     }
 

@@ -261,7 +261,7 @@ impl StickyTable {
 
     /// Starts loading the slots of the sticky key whose digest is `digest` into the cache
     /// ([`Slots::prefetch`]): the writer asks for a unit's a few events before it reads it
-    /// (`apply::apply_rewards`).
+    /// (`apply::RewardRun`).
     pub fn prefetch_digest(&self, digest: u64) {
         self.read(digest).slots.prefetch(digest);
     }

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
+use super::apply::RewardRun;
 use super::audit;
 use super::codec;
 use super::command::{AuditReply, Deferred, Reply};
@@ -35,7 +36,7 @@ use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
 use super::wal::RedoBatch;
 use super::wave::{self, linger_for_exposures};
-use super::writer_apply::Step;
+use super::writer_apply::{Run, Step};
 use super::writer_state::{FailedCommit, Writer};
 
 /// Most work one group commit takes on (one per insert or exposure, one per reward op, the
@@ -222,25 +223,25 @@ impl Writer {
                 stopping,
                 continued: &mut continued,
                 barrier: &mut barrier,
+                rewards: RewardRun::default(),
             };
             // Whether the request's changes join the batch, and how to answer it afterwards.
-            let inserting = matches!(command, Command::InsertSticky { .. });
+            let run = Run::of(&command);
             let (mut succeeded, answer) = step.apply(&mut txn, command);
             deferred.extend(answer);
-            // A run of new units shares the first one's txn: a failing insert changes nothing
-            // (`apply::insert_sticky`), so the run's other inserts still commit, and the arms
-            // they count are updated in place instead of merged once per unit
-            // (`writer_apply`).
-            while inserting
-                && let Some(next) =
-                    commands.next_if(|next| matches!(next, Command::InsertSticky { .. }))
+            // A run of new units, or of single-event requests, shares the first one's txn: a
+            // failing one changes nothing (`writer_apply`), so the run's others still commit,
+            // and what they count is summed in place instead of merged once per request.
+            while let Some(run) = run
+                && let Some(next) = commands.next_if(|next| Run::of(next) == Some(run))
             {
-                let (inserted, answer) = step.apply(&mut txn, next);
-                succeeded |= inserted;
+                let (applied, answer) = step.apply(&mut txn, next);
+                succeeded |= applied;
                 deferred.extend(answer);
             }
             // A failed request's changes are dropped with its txn; the others still commit.
             if succeeded {
+                step.rewards.finish(&mut txn);
                 let changes = txn.finish();
                 state.merge(changes);
             }

@@ -1,16 +1,23 @@
 //! One command of a group commit, evaluated against the request's [`Txn`] (`writer`: the
-//! batch loop that runs these, and shares one txn among a run of new units).
+//! batch loop that runs these, and shares one txn among a [`Run`]).
 //!
 //! A run of consecutive new units (`Command::InsertSticky`) shares one txn: each unit's own
 //! txn cost an epoch clone, an arm map and a variant string per arm counted, and
 //! `BatchState::merge` folded them into the batch again, ~3,000 writer instructions per new
 //! unit (`benches/load/results/unit7-2026-12-01-s12.md`). That is sound because a failing
 //! insert changes nothing in its txn (`apply::insert_sticky` makes its one fallible read
-//! first), so its neighbours' changes are the only ones the run's txn holds; any other command
-//! that fails half-way still has a txn of its own, dropped whole. (Tested through the store,
-//! `src/store/writer_apply_tests.rs`, a test module of `src/store/sled.rs`.)
+//! first), so its neighbours' changes are the only ones the run's txn holds.
+//!
+//! A run of consecutive single-event requests (`Command::ApplyRewards` of one op) shares one
+//! txn and one `apply::RewardRun` the same way: each request's own txn and run read its delay
+//! bin from sled, copied its arm, and were merged into the batch, ~12,000 writer instructions
+//! per event more than a bulk event costs (`benches/load/results/event15-2026-12-01-s15.md`).
+//! A reward that fails changes nothing (`apply::RewardRun` makes its fallible reads first). A
+//! request of several rewards, and any other command, that fails half-way still has a txn of
+//! its own, dropped whole. (Tested through the store, `src/store/writer_apply_tests.rs`, a
+//! test module of `src/store/sled.rs`.)
 
-use super::apply;
+use super::apply::{self, RewardRun};
 use super::command::{Command, Deferred, MAX_EXPIRE_PER_BATCH, defer};
 use super::expiry::{self, ExpireProgress};
 use super::overlay::Txn;
@@ -24,6 +31,27 @@ pub(super) struct Step<'b> {
     pub continued: &'b mut Vec<Command>,
     /// The audit or shutdown that ends the batch.
     pub barrier: &'b mut Option<Barrier>,
+    /// The rewards of the txn's requests (one request's, or a run's), written into the txn
+    /// by `RewardRun::finish` once its last request was applied.
+    pub rewards: RewardRun,
+}
+
+/// Consecutive commands of one kind that share one txn (see the module's docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Run {
+    NewUnits,
+    SingleEvents,
+}
+
+impl Run {
+    /// The run `command` may share a txn in, if any.
+    pub fn of(command: &Command) -> Option<Run> {
+        match command {
+            Command::InsertSticky { .. } => Some(Run::NewUnits),
+            Command::ApplyRewards { ops, .. } if ops.len() == 1 => Some(Run::SingleEvents),
+            _ => None,
+        }
+    }
 }
 
 impl Step<'_> {
@@ -91,7 +119,7 @@ impl Step<'_> {
                 digests,
                 reply,
             } => {
-                let result = apply::apply_rewards(txn, &ops, digests);
+                let result = self.rewards.apply(txn, &ops, digests);
                 (result.is_ok(), Some(defer(reply, result)))
             }
             Command::ConfirmTokens { ops, reply } => {
