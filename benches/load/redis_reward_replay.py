@@ -157,6 +157,28 @@ else:
     invoke = ["EVALSHA", cmd("SCRIPT", "LOAD", script).decode()]
 
 
+def declare(event_id, unit, end, key, dirs, lists, shards):
+    """The KEYS a reward of `event_id` to `unit` names, declared on first use as the call
+    declares them (its id shard's five keys, its digest list, its records shard's six): the id
+    shard, the list's key, the records shard and the id's digest."""
+    home = shard(event_id)
+    if home not in dirs:
+        dirs[home] = key("{bd:load-sticky:e%d}:d" % home)
+        key("{bd:load-sticky:e%d}:w" % home)
+        key("{bd:load-sticky:e%d}:due" % home)
+        key("{bd:load-sticky:e%d}:h" % home)
+        key("{bd:load-sticky:e%d}:hw" % home)
+    list_key = "{bd:load-sticky:e%d}:hl:%d" % (home, end)
+    if list_key not in lists:
+        lists[list_key] = (key(list_key), dirs[home])
+    s = shard(unit)
+    if s not in shards:
+        shards[s] = key(tag(s) + ":u")
+        for suffix in (":a", ":t", ":x", ":r", ":p"):
+            key(tag(s) + suffix)
+    return home, list_key, s, hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+
+
 def call(batch, now):
     """One call of `batch` ((event id, unit index) pairs), packed as Call::direct_reward."""
     first = shard(units[batch[0][1]])
@@ -173,22 +195,7 @@ def call(batch, now):
         return placed_call(batch, now, keys, key, first)
     for event_id, i in batch:
         unit = units[i]
-        home = shard(event_id)
-        if home not in dirs:
-            dirs[home] = key("{bd:load-sticky:e%d}:d" % home)
-            key("{bd:load-sticky:e%d}:w" % home)
-            key("{bd:load-sticky:e%d}:due" % home)
-            key("{bd:load-sticky:e%d}:h" % home)
-            key("{bd:load-sticky:e%d}:hw" % home)
-        list_key = "{bd:load-sticky:e%d}:hl:%d" % (home, end)
-        if list_key not in lists:
-            lists[list_key] = (key(list_key), dirs[home])
-        s = shard(unit)
-        if s not in shards:
-            shards[s] = key(tag(s) + ":u")
-            for suffix in (":a", ":t", ":x", ":r", ":p"):
-                key(tag(s) + suffix)
-        digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+        home, list_key, s, digest = declare(event_id, unit, end, key, dirs, lists, shards)
         if ONE_PASS:
             digests.setdefault(dirs[home], bytearray()).extend(digest)
             prefetch.setdefault(shards[s], []).append(unit)
@@ -237,22 +244,7 @@ def placed_call(batch, now, keys, key, first):
     kind = b"U" if EXPECTED else b"u"
     for event_id, i in batch:
         unit = units[i]
-        home = shard(event_id)
-        if home not in dirs:
-            dirs[home] = key("{bd:load-sticky:e%d}:d" % home)
-            key("{bd:load-sticky:e%d}:w" % home)
-            key("{bd:load-sticky:e%d}:due" % home)
-            key("{bd:load-sticky:e%d}:h" % home)
-            key("{bd:load-sticky:e%d}:hw" % home)
-        list_key = "{bd:load-sticky:e%d}:hl:%d" % (home, end)
-        if list_key not in lists:
-            lists[list_key] = (key(list_key), dirs[home])
-        s = shard(unit)
-        if s not in shards:
-            shards[s] = key(tag(s) + ":u")
-            for suffix in (":a", ":t", ":x", ":r", ":p"):
-                key(tag(s) + suffix)
-        digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+        home, list_key, s, digest = declare(event_id, unit, end, key, dirs, lists, shards)
         digests.setdefault(dirs[home], bytearray()).extend(digest)
         ids.setdefault(dirs[home], bytearray()).extend(text(event_id))
         listed = prefetch.setdefault(shards[s], [])
