@@ -414,7 +414,7 @@ impl Call {
         for directory in &self.directories {
             invocation
                 .arg("Q")
-                .arg(&directory.index)
+                .arg(directory.index)
                 .arg(directory.keep)
                 .arg(directory.digests.as_slice())
                 .arg(directory.ids.as_slice());
@@ -422,8 +422,8 @@ impl Call {
         for list in &self.id_lists {
             invocation
                 .arg("L")
-                .arg(&list.index)
-                .arg(&self.directories[list.directory].index)
+                .arg(list.index)
+                .arg(self.directories[list.directory].index)
                 .arg(list.end)
                 .arg(list.keep);
         }

@@ -16,16 +16,15 @@ use crate::store::redis::layout;
 use crate::store::{RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS};
 
 /// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index,
-/// legacy due index, digest set and digest lists' index follow), how long Redis keeps its
+/// legacy due index, digest set and digest lists' index follow; a number, as op `B` packs it
+/// and as the call's arguments spell it), how long Redis keeps its
 /// digest set at least, and the call's ids in it, in op `B`'s order: their digests (8 bytes
 /// each, little-endian), which the script looks up before it reads the rewards, and their
 /// texts (`I4c0`), which it reads only while the directory of whole ids exists.
 pub(super) struct Directory {
     experiment: String,
     shard: u32,
-    pub(super) index: String,
-    /// `index` as a number, as op `B` packs it.
-    number: u32,
+    pub(super) index: u32,
     pub(super) keep: u64,
     pub(super) digests: Vec<u8>,
     pub(super) ids: Vec<u8>,
@@ -33,14 +32,12 @@ pub(super) struct Directory {
     count: u32,
 }
 
-/// A digest list named by a call (op `L`): its KEYS index, its directory's, its end and how
-/// long Redis keeps it at least (ms).
+/// A digest list named by a call (op `L`): its KEYS index (a number, as for a directory), its
+/// directory's, its end and how long Redis keeps it at least (ms).
 pub(super) struct IdList {
     /// Its directory's place in `Call::directories` (with `end`, what names the list).
     pub(super) directory: usize,
-    /// `index` as a number, as op `B` packs it.
-    number: u32,
-    pub(super) index: String,
+    pub(super) index: u32,
     pub(super) end: u64,
     pub(super) keep: u64,
 }
@@ -85,7 +82,7 @@ impl Call {
         {
             Some(at) => at,
             None => {
-                let index = self.key(layout::event_dir_key(experiment, home));
+                let index = index_number(&self.key(layout::event_dir_key(experiment, home)));
                 self.key(layout::event_index_key(experiment, home));
                 self.key(layout::event_due_key(experiment, home));
                 self.key(layout::event_digest_key(experiment, home));
@@ -93,7 +90,6 @@ impl Call {
                 self.directories.push(Directory {
                     experiment: experiment.clone(),
                     shard: home,
-                    number: index_number(&index),
                     index,
                     keep: 0,
                     digests: Vec::new(),
@@ -110,7 +106,7 @@ impl Call {
         ids.text(&op.event_id);
         directory.ids = ids.0;
         directory.count += 1;
-        let (dir, place) = (directory.number, directory.count);
+        let (dir, place) = (directory.index, directory.count);
         // A list is one (directory, end): found by those, its key spelled only when it is new.
         let list = match self
             .id_lists
@@ -119,19 +115,18 @@ impl Call {
         {
             Some(list) => {
                 list.keep = list.keep.max(keep);
-                list.number
+                list.index
             }
             None => {
-                let index = self.key(layout::event_digest_list_key(experiment, home, end));
-                let number = index_number(&index);
+                let key = layout::event_digest_list_key(experiment, home, end);
+                let index = index_number(&self.key(key));
                 self.id_lists.push(IdList {
                     directory: at,
-                    number,
                     index,
                     end,
                     keep,
                 });
-                number
+                index
             }
         };
         let (kind, shard) = Reward::kind_and_shard(&op.target);
@@ -248,7 +243,7 @@ impl Call {
     pub fn directories_packed(&self) -> impl Iterator<Item = (u32, &[u8], &[u8])> {
         self.directories
             .iter()
-            .map(|d| (d.number, d.digests.as_slice(), d.ids.as_slice()))
+            .map(|d| (d.index, d.digests.as_slice(), d.ids.as_slice()))
     }
 
     /// Each shard's first KEYS index and units as op `P` sends them (tests).
