@@ -8,9 +8,13 @@
 #   benches/load/redis_aof_digest.sh units LUA_DIR [--fcall]  (30 calls of 32 new units)
 #   benches/load/redis_aof_digest.sh rewards LUA_DIR [redis_reward_replay.py options]
 #
-# Prints `digest commands bytes` of the AOF's incremental part (setup included). A library
-# loaded as a function (--fcall) leaves its FUNCTION LOAD in the AOF: that record is left out
-# of the digest, the count and the bytes, so the data a script and a function write compare.
+# Prints `state DIGEST KEYS`: the data the replay left, every key's type and content in a
+# canonical order (hash fields, set members and sorted-set members sorted; TTLs left out), so
+# two scripts that write the same data by other commands, or in another order, compare equal.
+# Then `digest commands bytes` of the AOF's incremental part (setup included), which tells
+# how the data was written. A library loaded as a function (--fcall) leaves its FUNCTION LOAD
+# in the AOF: that record is left out of the digest, the count and the bytes, so the data a
+# script and a function write compare.
 # Environment: REDIS_PORT (18652).
 set -euo pipefail
 KIND=${1:?units|rewards}; LUA=${2:?LUA_DIR}; shift 2
@@ -32,6 +36,59 @@ case $KIND in
         >/dev/null 2>&1 ;;
     *) echo "units or rewards, not $KIND" >&2; exit 2 ;;
 esac
+python3 - "$PORT" <<'PY'
+import hashlib, socket, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+reader = sock.makefile("rb")
+def read():
+    line = reader.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind in (b"+", b":"):
+        return rest
+    if kind == b"-":
+        sys.exit("redis: " + rest.decode())
+    if kind == b"$":
+        size = int(rest)
+        return None if size < 0 else reader.read(size + 2)[:-2]
+    return [read() for _ in range(int(rest))]
+def cmd(*items):
+    parts = [b"*%d\r\n" % len(items)]
+    for item in items:
+        item = item if isinstance(item, bytes) else str(item).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
+    sock.sendall(b"".join(parts))
+    return read()
+keys, cursor = set(), b"0"
+while True:
+    cursor, batch = cmd("SCAN", cursor, "COUNT", 1000)
+    keys.update(batch)
+    if cursor == b"0":
+        break
+digest = hashlib.sha256()
+def put(*parts):
+    for part in parts:
+        digest.update(b"%d:" % len(part) + part)
+for key in sorted(keys):
+    kind = cmd("TYPE", key)
+    if kind == b"hash":
+        flat = cmd("HGETALL", key)
+        content = sorted(zip(flat[0::2], flat[1::2]))
+    elif kind == b"set":
+        content = [(m,) for m in sorted(cmd("SMEMBERS", key))]
+    elif kind == b"zset":
+        flat = cmd("ZRANGE", key, 0, -1, "WITHSCORES")
+        content = sorted(zip(flat[0::2], flat[1::2]))
+    elif kind == b"list":
+        content = [(m,) for m in cmd("LRANGE", key, 0, -1)]
+    elif kind == b"string":
+        content = [(cmd("GET", key),)]
+    else:
+        sys.exit("unexpected type %r of %r" % (kind, key))
+    put(key, kind)
+    for item in content:
+        put(*item)
+print("state", digest.hexdigest()[:12], len(keys))
+PY
 redis-cli -p "$PORT" shutdown nosave >/dev/null 2>&1 || true
 wait "$PID" 2>/dev/null || true
 python3 - "$DATA"/appendonlydir/*.incr.aof <<'PY'

@@ -3,7 +3,7 @@
 
     benches/load/redis_reward_replay.py PORT LUA_DIR EVENTS [--per N] [--dups F] [--expected]
                                         [--no-setup] [--seed S] [--retried] [--occurred]
-                                        [--fcall]
+                                        [--fcall] [--judged] [--prefetch] [--commands]
 
 What `run.sh --redis --scenarios events_bulk` makes banditd send on a single primary
 (src/store/redis/direct.rs; op B as src/store/redis/call_direct.rs packs it, or as earlier
@@ -22,6 +22,16 @@ and the tool prints `READY` on stderr and waits for a line on stdin before the r
 (files whose op loop is `run`, as src/store/redis/scripts.rs loads them) runs by EVALSHA of
 the text banditd sends as a script, or with --fcall as the function banditd loads (FUNCTION
 LOAD before the replay, then FCALL).
+`--judged` (a script that takes kind V): each reward as banditd judges it itself, with the
+record it expects (verified by the script) and the call's predicted credits (op G), which
+the script takes back for a reward whose precondition fails (a duplicate, with --dups).
+`--prefetch`: before each call, the HMGETs of its units' records (one per records shard,
+pipelined), what banditd would read to judge rewards of units its cache does not hold;
+counted with the call. `--commands`: no script at all: each call's reads and writes as the
+`--judged` script makes them (HMGET of the records and SMISMEMBER of the digests, HSET of the
+credited records, SADD and APPEND of the applied digests, the lists' index and expiries, the
+counters and delay bins by HINCRBY), sent as plain commands in one MULTI/EXEC, their outcomes
+known to the replay: what Redis's own commands cost for a reward, without Lua.
 
 Prints the replay's events, applied and duplicate counts, redis-server's CPU (INFO cpu), the
 commands its scripts ran and the AOF bytes per event. For exact, load-independent counts run
@@ -49,6 +59,9 @@ parser.add_argument("--seed", type=int, default=7)
 parser.add_argument("--retried", action="store_true")
 parser.add_argument("--occurred", action="store_true")
 parser.add_argument("--fcall", action="store_true")
+parser.add_argument("--judged", action="store_true")
+parser.add_argument("--prefetch", action="store_true")
+parser.add_argument("--commands", action="store_true")
 opts = parser.parse_args()
 port, lua_dir, events = opts.port, opts.lua_dir, opts.events
 PER, DUPS, EXPECTED, SETUP = opts.per, opts.dups, opts.expected, not opts.no_setup
@@ -75,6 +88,11 @@ RUNS = b"runs of one kind" in script
 # time, window and half-life; a reward names its id and its unit by their places in ops Q and
 # P (which also carry the ids), its amount and timestamp as doubles; one reply string.
 PLACES = b"judge_packed" in script
+# Scripts that take rewards banditd judged (kind V: the record it expects, verified by one
+# comparison, and the run's predicted credits in op G).
+JUDGED = b"kind == 'V'" in script
+if opts.judged and not JUDGED:
+    sys.exit("--judged needs a script that takes kind V rewards")
 sock = socket.create_connection(("127.0.0.1", port))
 reader = sock.makefile("rb")
 
@@ -99,6 +117,18 @@ def cmd(*items):
         parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
     sock.sendall(b"".join(parts))
     return read()
+
+
+def pipelined(commands):
+    """Sends `commands` at once and reads their replies."""
+    parts = []
+    for items in commands:
+        parts.append(b"*%d\r\n" % len(items))
+        for item in items:
+            item = item if isinstance(item, bytes) else str(item).encode()
+            parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
+    sock.sendall(b"".join(parts))
+    return [read() for _ in commands]
 
 
 def info(section):
@@ -242,6 +272,9 @@ def placed_call(batch, now, keys, key, first):
     end = -(-(now + WINDOW) // HOUR) * HOUR
     keep = end - now + 86400000
     kind = b"U" if EXPECTED else b"u"
+    if opts.judged:
+        kind = b"V"
+    groups, side = {}, bytearray()
     for event_id, i in batch:
         unit = units[i]
         home, list_key, s, digest = declare(event_id, unit, end, key, dirs, lists, shards)
@@ -250,6 +283,19 @@ def placed_call(batch, now, keys, key, first):
         listed = prefetch.setdefault(shards[s], [])
         listed.append(unit)
         occurred = float(assigned + 500) if opts.occurred else -1.0
+        if opts.judged:
+            # The credit banditd predicts: its group (variant, delay bin), in op G.
+            group = (VARIANTS[i % 3], delay_bin(now - assigned))
+            if group not in groups:
+                groups[group] = [len(groups) + 1, 0.0, 0.0, 0]
+            g = groups[group]
+            g[1] += 1000000.0
+            g[2] += 1.0
+            g[3] += 1
+            blob += struct.pack("<IIIIId", dirs[home], len(digests[dirs[home]]) // 8, shards[s],
+                                len(listed), lists[list_key][0], 1000000.0) + text(record_of(i))
+            side += struct.pack("<Idd", g[0], 1.0, occurred)
+            continue
         blob += struct.pack("<IIIIIdd", dirs[home], len(digests[dirs[home]]) // 8, shards[s],
                             len(listed), lists[list_key][0], 1000000.0, occurred)
         if EXPECTED:
@@ -264,7 +310,67 @@ def placed_call(batch, now, keys, key, first):
     for index, directory in lists.values():
         argv += ["L", index, directory, end, keep]
     head = kind + struct.pack("<Idd", len(batch), float(now), float(WINDOW)) + text("")
+    if opts.judged:
+        packed = struct.pack("<I", len(groups))
+        for (variant, bin_), (_, micro, dr, count) in groups.items():
+            packed += (text(variant) + struct.pack("<I", bin_) + struct.pack("<d", float(now))
+                       + text("") + struct.pack("<ddI", micro, dr, count))
+        argv += ["G", packed, bytes(side)]
     return keys, argv + ["B", head + bytes(blob)]
+
+
+def delay_bin(delay):
+    """stats::delay_bin: the fine edges of the first hour, then hours."""
+    delay = max(delay, 0)
+    if delay >= HOUR:
+        return 8 + delay // HOUR - 1
+    return sum(1 for edge in (60000, 120000, 300000, 600000, 1200000, 1800000, 2700000)
+               if edge <= delay)
+
+
+def commands_of(batch, now, applied):
+    """The commands of `--commands` for one call of `batch`; `applied`: the ids applied in
+    it (the others are duplicates)."""
+    end = -(-(now + WINDOW) // HOUR) * HOUR
+    keep = end - now + 86400000
+    read, written, digests, kept, credits = {}, {}, {}, {}, {}
+    for event_id, i in batch:
+        home = shard(event_id)
+        digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+        read.setdefault(shard(units[i]), []).append(units[i])
+        digests.setdefault(home, []).append(digest)
+        if event_id in applied:
+            kept.setdefault(home, []).append(digest)
+            written.setdefault(shard(units[i]), []).extend(
+                [units[i], record_of(i) + "1000000\t%d" % now])
+            v = VARIANTS[i % 3]
+            credits[v] = credits.get(v, 0) + 1000000
+    out = [["MULTI"]]
+    for s, names in sorted(read.items()):
+        for at in range(0, len(names), 512):
+            out.append(["HMGET", tag(s) + ":r"] + names[at:at + 512])
+    for home, listed in sorted(digests.items()):
+        for at in range(0, len(listed), 512):
+            out.append(["SMISMEMBER", "{bd:load-sticky:e%d}:h" % home] + listed[at:at + 512])
+    for s, pairs in sorted(written.items()):
+        for at in range(0, len(pairs), 1024):
+            out.append(["HSET", tag(s) + ":r"] + pairs[at:at + 1024])
+    for home, listed in sorted(kept.items()):
+        dig, lst = "{bd:load-sticky:e%d}:h" % home, "{bd:load-sticky:e%d}:hl:%d" % (home, end)
+        out.append(["SADD", dig] + listed)
+        out.append(["APPEND", lst, b"".join(listed)])
+        out.append(["ZADD", "{bd:load-sticky:e%d}:hw" % home, end, lst])
+        out += [["PEXPIRE", lst, keep + HOUR], ["PEXPIRE", dig, keep + HOUR]]
+    arms, delays = tag(shard(units[batch[0][1]])) + ":a", tag(shard(units[batch[0][1]])) + ":d"
+    for v, micro in credits.items():
+        out.append(["HINCRBY", arms, "r|" + v, micro])
+        out.append(["HSET", arms, "dt|" + v, now, "h|" + v, "-"])
+        out.append(["HINCRBY", delays, "d|%d|%s" % (delay_bin(now - assigned), v), micro])
+    if credits:
+        out.append(["HINCRBY", arms, "v", 1])
+        out.append(["HSETNX", arms, "s", now])
+    out.append(["EXEC"])
+    return out
 
 
 def outcomes(reply):
@@ -273,12 +379,13 @@ def outcomes(reply):
     if not PLACES:
         return [r[:1] for r in reply]
     codes = reply[-1][:calls_sizes.pop(0)]
-    return [b"A" if c >= 128 else bytes([c]) for c in codes]
+    return [b"A" if c >= 128 or c == ord("V") else bytes([c]) for c in codes]
 
 
 # The calls, built before the replay so the measured part is Redis's alone. A duplicate
 # repeats an id of an earlier call (applied there).
-calls, sizes, sent, fresh, total = [], [], [], 0, 0
+calls, sizes, sent, fresh, total, reads = [], [], [], 0, 0, []
+seen_ids, applied_n = set(), 0
 while fresh < events:
     earlier, batch = len(sent), []
     for _ in range(PER):
@@ -290,11 +397,23 @@ while fresh < events:
             fresh += 1
     total += len(batch)
     sizes.append(len(batch))
+    # --prefetch: the records banditd would read before the call (one HMGET per records
+    # shard, pipelined), to judge its rewards itself.
+    by_shard = {}
+    for _, i in batch:
+        by_shard.setdefault(shard(units[i]), []).append(units[i])
+    reads.append([["HMGET", tag(s) + ":r"] + names for s, names in sorted(by_shard.items())])
+    if opts.commands:
+        fresh_ids = {event_id for event_id, _ in batch} - seen_ids
+        calls.append(commands_of(batch, NOW + 1000 * len(calls), fresh_ids))
+        seen_ids |= fresh_ids
+        applied_n += len(fresh_ids)
+        continue
     calls.append(call(batch, NOW + 1000 * len(calls)))
 
 # --retried: the calls are applied once before the measured replay, which resends them all (a
 # client retrying its batches: every event a duplicate).
-if opts.retried:
+if opts.retried and not opts.commands:
     for keys, argv in calls:
         cmd(*invoke, len(keys), *keys, *argv)
 print("READY", file=sys.stderr, flush=True)
@@ -305,9 +424,17 @@ wall0 = time.time()
 aof0 = int(info("persistence").get("aof_current_size", 0))
 replies = {}
 calls_sizes = list(sizes)
-for keys, argv in calls:
+for made, prefetch in zip(calls, reads):
+    if opts.prefetch:
+        pipelined(prefetch)
+    if opts.commands:
+        pipelined(made)
+        continue
+    keys, argv = made
     for first in outcomes(cmd(*invoke, len(keys), *keys, *argv)):
         replies[first] = replies.get(first, 0) + 1
+if opts.commands:
+    replies = {b"A": applied_n, b"D": total - applied_n}
 wall = time.time() - wall0
 cpu1 = info("cpu")
 aof1 = int(info("persistence").get("aof_current_size", 0))
