@@ -183,7 +183,7 @@ impl RewardRun {
         for at in 0..ahead {
             prefetch(txn, digests.get(at));
         }
-        txn.reserve_sticky(ops.len());
+        txn.reserve_rewards(ops.len());
         let mut outcomes = Vec::with_capacity(ops.len());
         for (at, op) in ops.iter().enumerate() {
             prefetch(txn, digests.get(at + ahead));

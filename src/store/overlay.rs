@@ -298,10 +298,12 @@ impl<'a> Txn<'a> {
         decided
     }
 
-    /// Makes room in this request's layer for `additional` more sticky writes (a request of
-    /// rewards writes at most one per op: `apply::RewardRun`).
-    pub fn reserve_sticky(&mut self, additional: usize) {
-        self.sticky.reserve(additional);
+    /// Makes room in this request's layer for `rewards` more rewards, each at most a sticky
+    /// write and an event id (`apply::RewardRun`): grown from empty, a bulk request's layer
+    /// was copied or rehashed ~10 times over.
+    pub fn reserve_rewards(&mut self, rewards: usize) {
+        self.sticky.reserve(rewards);
+        self.event_ids.reserve(rewards);
     }
 
     /// Starts loading the durable table's slots of the sticky key whose digest is `digest`

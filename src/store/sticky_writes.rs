@@ -48,8 +48,7 @@ impl StickyWrites {
         self.writes.is_empty()
     }
 
-    /// Makes room for `additional` more keys at once: a bulk request writes a thousand, and
-    /// growing the list and the index by doubling copied them ~10 times.
+    /// Makes room for `additional` more keys at once (`overlay::Txn::reserve_rewards`).
     pub fn reserve(&mut self, additional: usize) {
         self.writes.reserve(additional);
         let writes = &self.writes;

@@ -103,3 +103,16 @@ fn the_commit_takes_one_epochs_writes_as_written_and_several_epochs_grouped() {
         ["y1", "y2", "x1", "x2", "x3"]
     );
 }
+
+#[test]
+fn a_reserved_request_layer_takes_its_writes_without_growing() {
+    let mut writes = StickyWrites::default();
+    writes.reserve(100);
+    let (list, index) = (writes.writes.as_ptr(), writes.index.capacity());
+    assert!(index >= 100);
+    for n in 0..100 {
+        writes.insert(key(&format!("u{n}")), n, Some(record("a")));
+    }
+    assert_eq!(writes.writes.as_ptr(), list);
+    assert_eq!(writes.index.capacity(), index);
+}
