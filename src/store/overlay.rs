@@ -263,9 +263,10 @@ impl<'a> Txn<'a> {
     }
 
     /// Reads the sticky record under `key` as [`Txn::sticky`] does and writes what `decide`
-    /// returns for it (nothing for `None`), finding the key's place in this request's layer
-    /// once for both (`sticky_writes`). `digest` is the key's in the sticky table
-    /// (`StickyTable::digest`), made by the caller: the writer does not hash it again.
+    /// returns for it (nothing for `None`): a key this request wrote before is changed in
+    /// place, found by its digest (`sticky_writes`). `digest` is the key's in the sticky table
+    /// (`StickyTable::digest`), made by the caller: the writer does not hash it again, and every
+    /// read and write of the key must be given that same digest.
     ///
     /// `decide` also gets the request's view of sled's values ([`Reads`]): a reward reads its
     /// delay bin there before its record is written, so that a reward whose read fails writes
