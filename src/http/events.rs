@@ -246,12 +246,16 @@ pub fn parse_ndjson_lines(body: &[u8]) -> ApiResult<ReadEvents<'_>> {
         if line.trim().is_empty() {
             continue;
         }
-        let event = serde_json::from_str::<RawEvent>(line).or_else(|_| {
-            serde_json::from_str::<serde_json::Value>(line)
-                .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
-                .and_then(decode_event)
-                .map_err(|detail| format!("line {}: {detail}", n + 1))
-        });
+        // The plain shape of a pipeline's line without serde (`events_line`), else serde.
+        let event = match super::events_line::plain_event(line) {
+            Some(event) => Ok(event),
+            None => serde_json::from_str::<RawEvent>(line).or_else(|_| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .map_err(|e| format!("invalid JSON: {}", plain_words(&e.to_string())))
+                    .and_then(decode_event)
+                    .map_err(|detail| format!("line {}: {detail}", n + 1))
+            }),
+        };
         events.push(event);
         lines.push(n + 1);
     }

@@ -12,6 +12,7 @@ pub(crate) mod body;
 pub mod events;
 mod events_direct;
 mod events_json;
+mod events_line;
 pub mod experiments;
 pub mod export;
 pub mod exposures;

@@ -38,11 +38,11 @@ pub fn insert_sticky(
     tally: &Tally,
 ) -> Result<(StickyRecord, bool), StoreError> {
     let (key, digest, record) = written;
-    let existing = txn.sticky_with_digest(&key, digest);
+    let existing = txn.sticky(&key, digest);
     let (held, won) = rules::insert_sticky(existing, record);
     if won {
         count_many_exposures(txn, epoch, &held.variant, tally, false, 1)?;
-        txn.put_sticky_with_digest(key, digest, held.clone());
+        txn.put_sticky(key, digest, held.clone());
     }
     Ok((held, won))
 }
@@ -61,7 +61,8 @@ pub fn reassign_sticky(
     tally: &Tally,
 ) -> Result<Option<(StickyRecord, bool)>, StoreError> {
     let key = keys::epoch_key(KIND_STICKY, epoch, unit);
-    let Some(held) = txn.sticky(&key)? else {
+    let digest = txn.sticky_digest(&key);
+    let Some(held) = txn.sticky(&key, digest) else {
         return Ok(None);
     };
     match rules::reassign_sticky(held, from_variant, record) {
@@ -75,7 +76,7 @@ pub fn reassign_sticky(
                 arm.moved_away.exposures += 1;
                 arm.moved_away.reward_sum += moved_reward.unwrap_or(0.0);
             });
-            txn.put_sticky(key, record.clone());
+            txn.put_sticky(key, digest, record.clone());
             count_many_exposures(txn, epoch, &record.variant, tally, false, 1)?;
             Ok(Some((record, true)))
         }
@@ -182,6 +183,7 @@ impl RewardRun {
         for at in 0..ahead {
             prefetch(txn, digests.get(at));
         }
+        txn.reserve_rewards(ops.len());
         let mut outcomes = Vec::with_capacity(ops.len());
         for (at, op) in ops.iter().enumerate() {
             prefetch(txn, digests.get(at + ahead));

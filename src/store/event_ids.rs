@@ -262,6 +262,13 @@ impl PendingIds {
         }
     }
 
+    /// Makes room for `additional` more added digests at once (a request of rewards: at most
+    /// one each).
+    pub fn reserve(&mut self, additional: usize) {
+        self.added.reserve(additional);
+        self.added_set.0.reserve(additional, |&kept| kept);
+    }
+
     pub fn add(&mut self, due_ms: u64, digest: u64) {
         if self.added_set.insert(digest) {
             self.added.push((due_ms, digest));

@@ -119,3 +119,17 @@ fn resident_memory_per_kept_id_is_measured() {
         drop(set);
     }
 }
+
+#[test]
+fn reserved_pending_ids_take_their_digests_without_growing() {
+    let mut pending = PendingIds::default();
+    pending.reserve(100);
+    let (list, set) = (pending.added.as_ptr(), pending.added_set.0.capacity());
+    assert!(set >= 100);
+    for digest in 0..100u64 {
+        pending.add(7, digest.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    }
+    assert_eq!(pending.added.as_ptr(), list);
+    assert_eq!(pending.added_set.0.capacity(), set);
+    assert_eq!(pending.seen(0x9E37_79B9_7F4A_7C15), Some(true));
+}

@@ -57,6 +57,7 @@ mod state;
 mod sticky_cache;
 mod sticky_slots;
 mod sticky_table;
+mod sticky_writes;
 mod table_memory;
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -6,7 +6,6 @@
 //! a request is all-or-nothing inside it (if a request hits a corrupt record half-way, its
 //! earlier changes are dropped and the other requests of the batch still commit).
 
-use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use super::error::StoreError;
@@ -15,6 +14,7 @@ use super::expiry_index::PendingExpiries;
 use super::keys::{self, KIND_EXPIRY, KIND_STICKY, io};
 use super::mark_log::{self, PendingMark, PendingMarks};
 use super::state::{ArmMap, ArmState, ArmStates, DurableState, EpochMap, KeyValue, WriteMap};
+pub use super::sticky_writes::{StickyWrite, StickyWrites};
 use super::types::{Epoch, EpochInfo, StickyRecord};
 
 /// The pending changes of one group commit.
@@ -69,19 +69,6 @@ impl BatchState {
         self.epochs.extend(changes.epochs);
         self.expired_through = self.expired_through.max(changes.expired_through);
     }
-}
-
-/// Sticky key → the record written, or `None` for a removal, with the key's digest.
-pub type StickyWrites = BTreeMap<Vec<u8>, StickyWrite>;
-
-/// One pending sticky write.
-#[derive(Debug, Clone)]
-pub struct StickyWrite {
-    /// The key's digest in the sticky table (`StickyTable::digest`), kept so that the table's
-    /// update at commit does not hash the key again; for a reward, made off the writer
-    /// (`reward_digests`).
-    pub digest: u64,
-    pub record: Option<StickyRecord>,
 }
 
 /// One request's changes, ready to merge into the batch.
@@ -201,7 +188,7 @@ impl<'a> Txn<'a> {
             durable,
             batch,
             writes: WriteMap::new(),
-            sticky: StickyWrites::new(),
+            sticky: StickyWrites::default(),
             arms: ArmMap::default(),
             epochs: EpochMap::default(),
             expired_through: batch.expired_through,
@@ -247,46 +234,39 @@ impl<'a> Txn<'a> {
         self.writes.insert(key, Some(value));
     }
 
-    /// Writes the unit's sticky record under `key` (`keys::epoch_key(KIND_STICKY, ..)`),
-    /// stamped with this commit's sequence number when the commit logs it.
-    pub fn put_sticky(&mut self, key: Vec<u8>, record: StickyRecord) {
-        let digest = self.durable.sticky.digest(&key);
-        self.put_sticky_with_digest(key, digest, record);
+    /// The digest of sticky `key` (`keys::epoch_key(KIND_STICKY, ..)`) in the sticky table
+    /// (`StickyTable::digest`), which the reads and writes of its record take.
+    pub fn sticky_digest(&self, key: &[u8]) -> u64 {
+        self.durable.sticky.digest(key)
     }
 
-    /// [`Txn::put_sticky`] with the key's digest (`StickyTable::digest`) made already.
-    pub fn put_sticky_with_digest(&mut self, key: Vec<u8>, digest: u64, record: StickyRecord) {
-        let record = Some(record);
-        self.sticky.insert(key, StickyWrite { digest, record });
+    /// Writes the unit's sticky record under `key`, whose digest is `digest`
+    /// ([`Txn::sticky_digest`]), stamped with this commit's sequence number when the commit
+    /// logs it.
+    pub fn put_sticky(&mut self, key: Vec<u8>, digest: u64, record: StickyRecord) {
+        self.sticky.insert(key, digest, Some(record));
     }
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
     }
 
-    /// The sticky record under `key` as this request sees it: the request's and the batch's
-    /// pending writes, else the durable table (never sled: see `sticky_table`).
-    pub fn sticky(&self, key: &[u8]) -> Result<Option<StickyRecord>, StoreError> {
-        if let Some(pending) = self.sticky.get(key).or_else(|| self.batch.sticky.get(key)) {
-            return Ok(pending.record.clone());
-        }
-        Ok(self.durable.sticky.peek(key))
-    }
-
-    /// [`Txn::sticky`] with the key's digest (`StickyTable::digest`) made already.
-    pub fn sticky_with_digest(&self, key: &[u8], digest: u64) -> Option<StickyRecord> {
-        match self.sticky.get(key).or_else(|| self.batch.sticky.get(key)) {
+    /// The sticky record under `key`, whose digest is `digest` ([`Txn::sticky_digest`]), as
+    /// this request sees it: the request's and the batch's pending writes, else the durable
+    /// table (never sled: see `sticky_table`).
+    pub fn sticky(&self, key: &[u8], digest: u64) -> Option<StickyRecord> {
+        let pending = self.sticky.get(key, digest);
+        match pending.or_else(|| self.batch.sticky.get(key, digest)) {
             Some(pending) => pending.record.clone(),
             None => self.durable.sticky.peek_digest(digest),
         }
     }
 
     /// Reads the sticky record under `key` as [`Txn::sticky`] does and writes what `decide`
-    /// returns for it (nothing for `None`), finding the key's place in this request's layer
-    /// once for both: in a bulk request that layer holds a thousand keys sharing the epoch's
-    /// prefix, and a second search for the write was ~700 instructions of a bulk event
-    /// (`benches/load/bulk_cost.sh`). `digest` is the key's in the sticky table
-    /// (`StickyTable::digest`), made by the caller: the writer does not hash it again.
+    /// returns for it (nothing for `None`): a key this request wrote before is changed in
+    /// place, found by its digest (`sticky_writes`). `digest` is the key's in the sticky table
+    /// (`StickyTable::digest`), made by the caller: the writer does not hash it again, and every
+    /// read and write of the key must be given that same digest.
     ///
     /// `decide` also gets the request's view of sled's values ([`Reads`]): a reward reads its
     /// delay bin there before its record is written, so that a reward whose read fails writes
@@ -300,29 +280,31 @@ impl<'a> Txn<'a> {
         digest: u64,
         decide: impl FnOnce(Option<StickyRecord>, &Reads<'_>) -> (Option<StickyRecord>, T),
     ) -> T {
-        use std::collections::btree_map::Entry;
         let reads = Reads::new(self.db, &self.writes, self.batch);
-        match self.sticky.entry(key) {
-            Entry::Occupied(mut pending) => {
-                let (write, decided) = decide(pending.get().record.clone(), &reads);
-                if let Some(record) = write {
-                    pending.get_mut().record = Some(record);
-                }
-                decided
+        if let Some(pending) = self.sticky.record_mut(&key, digest) {
+            let (write, decided) = decide(pending.clone(), &reads);
+            if let Some(record) = write {
+                *pending = Some(record);
             }
-            Entry::Vacant(vacant) => {
-                let held = match self.batch.sticky.get(vacant.key()) {
-                    Some(pending) => pending.record.clone(),
-                    None => self.durable.sticky.peek_digest(digest),
-                };
-                let (write, decided) = decide(held, &reads);
-                if let Some(record) = write {
-                    let record = Some(record);
-                    vacant.insert(StickyWrite { digest, record });
-                }
-                decided
-            }
+            return decided;
         }
+        let held = match self.batch.sticky.get(&key, digest) {
+            Some(pending) => pending.record.clone(),
+            None => self.durable.sticky.peek_digest(digest),
+        };
+        let (write, decided) = decide(held, &reads);
+        if let Some(record) = write {
+            self.sticky.insert(key, digest, Some(record));
+        }
+        decided
+    }
+
+    /// Makes room in this request's layer for `rewards` more rewards, each at most a sticky
+    /// write and an event id (`apply::RewardRun`): grown from empty, a bulk request's layer
+    /// was copied or rehashed ~10 times over.
+    pub fn reserve_rewards(&mut self, rewards: usize) {
+        self.sticky.reserve(rewards);
+        self.event_ids.reserve(rewards);
     }
 
     /// Starts loading the durable table's slots of the sticky key whose digest is `digest`

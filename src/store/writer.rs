@@ -30,7 +30,7 @@ use super::expiry_index;
 use super::exposures::ExposureGroups;
 use super::keys::{self, KIND_ARM, KIND_FOLDED, KIND_MOVED_AWAY, KIND_PER_REQUEST};
 use super::mark_log;
-use super::overlay::{BatchState, StickyWrites, Txn};
+use super::overlay::{BatchState, StickyWrite, Txn};
 use super::state::{ArmMap, CounterMap, EpochMap};
 use super::types::StickyRecord;
 use super::unit_log::{self, CompactionPass, CompactionStep, LogWriter};
@@ -306,10 +306,11 @@ impl Writer {
         for key in &step.removed_values {
             batch.remove(key.as_slice());
         }
-        for (key, write) in &state.sticky {
-            log.push_record(key, write.record.as_ref())?;
+        let sticky = state.sticky.into_epoch_runs();
+        for write in &sticky {
+            log.push_record(&write.key, write.record.as_ref())?;
         }
-        let sticky_writes = sticky_writes(state.sticky);
+        let sticky_writes = sticky_writes(sticky);
         for (key, value) in state.writes {
             match value {
                 Some(value) => batch.insert(key, value),
@@ -514,9 +515,9 @@ impl Writer {
 /// The sticky records a commit writes, by digest (`None`: removed), for the table once the
 /// commit is durable: the overlay kept them typed, so the table is told exactly what the log
 /// entries say, with the digest each write carries (`overlay::StickyWrite`).
-fn sticky_writes(writes: StickyWrites) -> Vec<(u64, Option<StickyRecord>)> {
+fn sticky_writes(writes: Vec<StickyWrite>) -> Vec<(u64, Option<StickyRecord>)> {
     writes
-        .into_values()
+        .into_iter()
         .map(|write| (write.digest, write.record))
         .collect()
 }
