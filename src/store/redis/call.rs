@@ -11,10 +11,14 @@ use direct_pack::{Directory, IdList, Run};
 /// Op `B`: rewards judged with their event ids, packed (`Call::direct_reward`).
 #[path = "call_direct.rs"]
 mod direct_pack;
+/// Op `G` and op `B`'s kind `V`: unit rewards judged by banditd (`Call::judged_reward`).
+#[path = "call_judged.rs"]
+mod judged;
 use crate::store::{
     ConfirmOp, Epoch, MAX_CLOCK_SKEW_MS, RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS,
     Tally, rules,
 };
+pub use judged::Known;
 
 /// Windows and retention beyond this are clamped: Lua numbers are doubles.
 pub const MAX_MS: u64 = 1 << 52;
@@ -87,6 +91,8 @@ pub struct Call {
     packed: Vec<u8>,
     /// What op `B`'s last run shares, and where its count is in `packed`.
     run: Option<Run>,
+    /// Op `B`'s rewards judged here (kind `V`) and their credits by group (op `G`).
+    judged: judged::Judged,
     /// The sticky ops of op `N`, packed (`sticky`); sent after every op of `args`.
     sticky_ops: Vec<u8>,
     /// The share sets the call's sticky ops name (op `W`), in the order they were declared: the
@@ -129,6 +135,7 @@ impl Call {
             id_lists: Vec::new(),
             packed: Vec::new(),
             run: None,
+            judged: judged::Judged::default(),
             sticky_ops: Vec::new(),
             share_sets: Vec::new(),
             args: vec![
@@ -141,6 +148,11 @@ impl Call {
 
     pub fn epoch(&self) -> &Epoch {
         &self.epoch
+    }
+
+    /// The variant op `B`'s `at`th reward was predicted to credit (its reply byte `V`).
+    pub fn predicted_variant(&self, at: usize) -> Option<&str> {
+        self.judged.variant(at)
     }
 
     /// Op `B`'s string and the keys named after the fixed ones (tests of the packing).
@@ -250,12 +262,7 @@ impl Call {
         packed.text(from);
         // The record as the script writes it (`v \t assigned \t propensity \t`): spelled here
         // rather than joined by the script from three fields.
-        packed.text(&format!(
-            "{}\t{}\t{}\t",
-            record.variant,
-            record.assigned_ms.min(MAX_MS),
-            record.propensity
-        ));
+        packed.text(&judged::written(record));
         packed.text(&set);
         self.sticky_ops = packed.0;
         match self.prefetch.iter_mut().find(|(known, _)| *known == first) {
@@ -432,6 +439,9 @@ impl Call {
         }
         if !self.sticky_ops.is_empty() {
             invocation.arg("N").arg(self.sticky_ops.as_slice());
+        }
+        if let Some((groups, side)) = self.judged.op_g() {
+            invocation.arg("G").arg(groups).arg(side);
         }
         if !self.packed.is_empty() {
             invocation.arg("B").arg(self.packed.as_slice());
