@@ -13,12 +13,14 @@
 //! Only a call's first reward of a unit and of an event id is judged here (`Judged::first`):
 //! a second one depends on what the first did inside the call, which the script sees.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::MAX_MS;
 use crate::store::delay_histograms::conversion_delay_bin;
 use crate::store::redis::layout;
-use crate::store::rules::{self, TargetState};
+use crate::store::rules;
 use crate::store::{RewardOp, RewardTarget, StickyRecord, decay};
 
 /// What a replica knows of a unit reward's record before the call.
@@ -42,8 +44,31 @@ pub(super) struct Judged {
     predicted: Vec<u32>,
     /// The event ids and units (FNV-1a of the name: a collision only sends a reward the slow
     /// way) named by the call's rewards so far.
-    digests: HashSet<u64>,
-    units: HashSet<u64>,
+    digests: HashSet<u64, Unhashed>,
+    units: HashSet<u64, Unhashed>,
+}
+
+/// The sets' keys are hashes already (a keyed digest, FNV-1a): used as they are, where
+/// SipHash cost ~700 instructions per reward (`benches/load/bulk_cost.sh`).
+type Unhashed = BuildHasherDefault<AsIs>;
+
+#[derive(Default)]
+struct AsIs(u64);
+
+impl Hasher for AsIs {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 /// The credits of a call's kind `V` rewards that share a variant, delay bin, arrival and
@@ -60,8 +85,8 @@ struct Group {
 }
 
 /// A reward judged applied: the record the script must find, and its group.
-pub(super) struct Prediction {
-    pub(super) expected: String,
+pub(super) struct Prediction<'a> {
+    pub(super) expected: Cow<'a, str>,
     group: u32,
     decayed: f64,
 }
@@ -75,15 +100,17 @@ impl Judged {
         new_id && new_unit
     }
 
-    /// Judges a reward with the rules (`rules::judge_reward`) against what the replica knows
-    /// of its record; Some when it would be applied and can go as kind `V`. Every reward of
-    /// the call passes here, in order (the call's first of each id and unit is judged).
-    pub(super) fn judge(
+    /// Judges a reward with the rules (`rules::judge_unit_record`, the unit part of
+    /// `rules::judge_reward`) against what the replica knows of its record; Some when it would
+    /// be applied and can go as kind `V`. Every reward of the call passes here, in order (the
+    /// call's first of each id and unit is judged). A fetched record is read in place: its
+    /// variant and time are slices of it, nothing is allocated per reward.
+    pub(super) fn judge<'a>(
         &mut self,
         op: &RewardOp,
         digest: u64,
-        known: &Known<'_>,
-    ) -> Option<Prediction> {
+        known: &Known<'a>,
+    ) -> Option<Prediction<'a>> {
         let unit = match &op.target {
             RewardTarget::Unit(unit) => Some(unit.as_str()),
             RewardTarget::Token { .. } => None,
@@ -91,42 +118,48 @@ impl Judged {
         if !self.first(digest, unit) {
             return None;
         }
-        let (record, expected) = match *known {
-            Known::Nothing | Known::Fetched(None) => return None,
-            Known::Cached(record) => (record.clone(), written(record)),
-            Known::Fetched(Some(text)) => (layout::decode_sticky(text)?, text.to_owned()),
-        };
         // Only an unrewarded record `v \t assigned \t propensity \t` can be credited, and only
-        // such a text is what the script appends the reward to; times past what a double
-        // holds are the script's to clamp (`MAX_MS`).
+        // such a text is what the script appends the reward to.
+        let (variant, assigned_ms, expected) = match *known {
+            Known::Nothing | Known::Fetched(None) => return None,
+            Known::Cached(record) => {
+                if record.reward.is_some() || record.rewarded_ms.is_some() {
+                    return None;
+                }
+                let text = Cow::Owned(written(record));
+                (record.variant.as_str(), record.assigned_ms, text)
+            }
+            Known::Fetched(Some(text)) => {
+                let (variant, assigned) = unrewarded(text)?;
+                (variant, assigned.parse().ok()?, Cow::Borrowed(text))
+            }
+        };
+        // Times past what a double holds are the script's to clamp (`MAX_MS`).
         let in_range = [
             op.now_ms,
             op.window_ms,
-            record.assigned_ms,
+            assigned_ms,
             op.occurred_ms.unwrap_or(0),
         ]
         .iter()
         .all(|&ms| ms < MAX_MS);
-        if record.rewarded_ms.is_some() || expected.matches('\t').count() != 3 || !in_range {
+        if !in_range || rules::judge_unit_record(op, assigned_ms, false).is_err() {
             return None;
         }
-        let credit = rules::judge_reward(op, false, TargetState::Unit(Some(&record))).ok()?;
         let micro = layout::to_micro(op.reward);
-        #[allow(clippy::cast_precision_loss)]
         let decayed = decay::reward_weight(
             layout::from_micro(micro),
-            credit.assigned_ms,
+            assigned_ms,
             op.now_ms,
             op.half_life_ms,
         );
-        let bin = conversion_delay_bin(credit.assigned_ms, op.now_ms);
+        let bin = conversion_delay_bin(assigned_ms, op.now_ms);
         let at = self.groups.iter().rposition(|g| {
-            (g.bin, g.now, g.half_life) == (bin, op.now_ms, op.half_life_ms)
-                && g.variant == credit.variant
+            (g.bin, g.now, g.half_life) == (bin, op.now_ms, op.half_life_ms) && g.variant == variant
         });
         let at = at.unwrap_or_else(|| {
             self.groups.push(Group {
-                variant: credit.variant,
+                variant: variant.to_owned(),
                 bin,
                 now: op.now_ms,
                 half_life: op.half_life_ms,
@@ -149,7 +182,7 @@ impl Judged {
 
     /// Notes the call's next reward of op `B`: predicted (kind `V`, with its side entry) or
     /// not.
-    pub(super) fn note(&mut self, prediction: Option<&Prediction>, occurred_ms: Option<u64>) {
+    pub(super) fn note(&mut self, prediction: Option<&Prediction<'_>>, occurred_ms: Option<u64>) {
         let Some(prediction) = prediction else {
             self.predicted.push(0);
             return;
@@ -201,4 +234,14 @@ pub(super) fn written(record: &StickyRecord) -> String {
         record.assigned_ms.min(MAX_MS),
         record.propensity
     )
+}
+
+/// An unrewarded record's variant and assignment time as written: exactly three tabs, the
+/// last ending it (what `judge_unit` in `apply_rewards.lua` matches as a record it can credit
+/// whole); None for any other text.
+fn unrewarded(text: &str) -> Option<(&str, &str)> {
+    let body = text.strip_suffix('\t')?;
+    let mut fields = body.split('\t');
+    let (variant, assigned, _propensity) = (fields.next()?, fields.next()?, fields.next()?);
+    fields.next().is_none().then_some((variant, assigned))
 }
