@@ -150,6 +150,11 @@ impl Call {
         &self.epoch
     }
 
+    /// Makes room for `rewards` judged rewards (`call_judged`'s sets would grow from empty).
+    pub fn expect_judged(&mut self, rewards: usize) {
+        self.judged.reserve(rewards);
+    }
+
     /// The variant op `B`'s `at`th reward was predicted to credit (its reply byte `V`).
     pub fn predicted_variant(&self, at: usize) -> Option<&str> {
         self.judged.variant(at)

@@ -92,6 +92,13 @@ pub(super) struct Prediction<'a> {
 }
 
 impl Judged {
+    /// Room for `rewards` rewards in the sets of ids and units: grown from empty, their
+    /// rehashing cost about as much as the inserts (`benches/load/bulk_cost.sh`).
+    pub(super) fn reserve(&mut self, rewards: usize) {
+        self.digests.reserve(rewards);
+        self.units.reserve(rewards);
+    }
+
     /// Whether this is the call's first reward of its event id and of its unit (a token
     /// reward names no unit); both are noted for the rewards after it.
     fn first(&mut self, digest: u64, unit: Option<&str>) -> bool {

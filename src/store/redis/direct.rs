@@ -133,6 +133,9 @@ pub async fn apply(
     fallback
 }
 
+/// The most rewards a call's sets of ids and units are made room for up front.
+const MAX_EXPECTED: usize = 4096;
+
 /// One call per epoch for `refs` (a single primary takes a call over every slot); each
 /// reward's index in `rewards` is its call's sink. `held`: what is known of each ref's record
 /// (`judged::fetch`), judged first when `judge` is on (`Call::judged_reward`).
@@ -157,7 +160,12 @@ fn build(
             None => match by_epoch.get(&op.epoch) {
                 Some(&call) => call,
                 None => {
-                    calls.push(Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1));
+                    let mut new = Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1);
+                    if judge {
+                        // At most the commit's rewards (a commit takes at most 4,096 requests).
+                        new.expect_judged(refs.len().min(MAX_EXPECTED));
+                    }
+                    calls.push(new);
                     by_epoch.insert(op.epoch.clone(), calls.len() - 1);
                     calls.len() - 1
                 }
