@@ -23,8 +23,9 @@ and the tool prints `READY` on stderr and waits for a line on stdin before the r
 the text banditd sends as a script, or with --fcall as the function banditd loads (FUNCTION
 LOAD before the replay, then FCALL).
 `--judged` (a script that takes kind V): each reward as banditd judges it itself, with the
-record it expects (verified by the script) and the call's predicted credits (op G), which
-the script takes back for a reward whose precondition fails (a duplicate, with --dups).
+record it expects (verified by the script) and the call's predicted credits (op G): a fresh
+id as kind V; a duplicate (--dups) names a unit its first event rewarded, which banditd reads
+as rewarded, so it goes as kind u, in runs of one kind as banditd packs them.
 `--prefetch`: before each call, the HMGETs of its units' records (one per records shard,
 pipelined), what banditd would read to judge rewards of units its cache does not hold;
 counted with the call. `--commands`: no script at all: each call's reads and writes as the
@@ -272,9 +273,12 @@ def placed_call(batch, now, keys, key, first):
     end = -(-(now + WINDOW) // HOUR) * HOUR
     keep = end - now + 86400000
     kind = b"U" if EXPECTED else b"u"
-    if opts.judged:
-        kind = b"V"
     groups, side = {}, bytearray()
+    # (kind, bytes) per reward, made into runs of one kind at the end: with --judged, banditd
+    # sends as kind V only a reward it judged applied, the call's first of its id and unit
+    # (src/store/redis/call_judged.rs); a duplicate of an earlier call's id names a unit that
+    # id rewarded, which banditd reads as rewarded and sends as kind u.
+    rewards, named = [], set()
     for event_id, i in batch:
         unit = units[i]
         home, list_key, s, digest = declare(event_id, unit, end, key, dirs, lists, shards)
@@ -283,7 +287,9 @@ def placed_call(batch, now, keys, key, first):
         listed = prefetch.setdefault(shards[s], [])
         listed.append(unit)
         occurred = float(assigned + 500) if opts.occurred else -1.0
-        if opts.judged:
+        if opts.judged and event_id not in judged_ids and unit not in named:
+            judged_ids.add(event_id)
+            named.add(unit)
             # The credit banditd predicts: its group (variant, delay bin), in op G.
             group = (VARIANTS[i % 3], delay_bin(now - assigned))
             if group not in groups:
@@ -292,14 +298,25 @@ def placed_call(batch, now, keys, key, first):
             g[1] += 1000000.0
             g[2] += 1.0
             g[3] += 1
-            blob += struct.pack("<IIIIId", dirs[home], len(digests[dirs[home]]) // 8, shards[s],
-                                len(listed), lists[list_key][0], 1000000.0) + text(record_of(i))
+            rewards.append((b"V", struct.pack(
+                "<IIIIId", dirs[home], len(digests[dirs[home]]) // 8, shards[s], len(listed),
+                lists[list_key][0], 1000000.0) + text(record_of(i))))
             side += struct.pack("<Idd", g[0], 1.0, occurred)
             continue
-        blob += struct.pack("<IIIIIdd", dirs[home], len(digests[dirs[home]]) // 8, shards[s],
-                            len(listed), lists[list_key][0], 1000000.0, occurred)
+        named.add(unit)
+        one = struct.pack("<IIIIIdd", dirs[home], len(digests[dirs[home]]) // 8, shards[s],
+                          len(listed), lists[list_key][0], 1000000.0, occurred)
         if EXPECTED:
-            blob += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
+            one += text(record_of(i)) + text(VARIANTS[i % 3]) + struct.pack("<d", float(assigned))
+        rewards.append((kind, one))
+    at = 0
+    while at < len(rewards):
+        run = at
+        while run < len(rewards) and rewards[run][0] == rewards[at][0]:
+            run += 1
+        blob += rewards[at][0] + struct.pack("<Idd", run - at, float(now), float(WINDOW)) + text("")
+        blob += b"".join(one for _, one in rewards[at:run])
+        at = run
     argv = ["60000", "86400000"]
     for index_of_first, names in prefetch.items():
         for at in range(0, len(names), 512):
@@ -309,14 +326,13 @@ def placed_call(batch, now, keys, key, first):
         argv += ["Q", index, keep, bytes(digests[index]), bytes(ids[index])]
     for index, directory in lists.values():
         argv += ["L", index, directory, end, keep]
-    head = kind + struct.pack("<Idd", len(batch), float(now), float(WINDOW)) + text("")
-    if opts.judged:
+    if opts.judged and groups:
         packed = struct.pack("<I", len(groups))
         for (variant, bin_), (_, micro, dr, count) in groups.items():
             packed += (text(variant) + struct.pack("<I", bin_) + struct.pack("<d", float(now))
                        + text("") + struct.pack("<ddI", micro, dr, count))
         argv += ["G", packed, bytes(side)]
-    return keys, argv + ["B", head + bytes(blob)]
+    return keys, argv + ["B", bytes(blob)]
 
 
 def delay_bin(delay):
@@ -386,6 +402,7 @@ def outcomes(reply):
 # repeats an id of an earlier call (applied there).
 calls, sizes, sent, fresh, total, reads = [], [], [], 0, 0, []
 seen_ids, applied_n = set(), 0
+judged_ids = set()  # --judged: the ids banditd would have judged applied so far
 while fresh < events:
     earlier, batch = len(sent), []
     for _ in range(PER):

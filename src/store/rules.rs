@@ -139,12 +139,7 @@ pub fn judge_reward(
     match (&op.target, target) {
         (RewardTarget::Unit(_), TargetState::Unit(record)) => {
             let record = record.ok_or(RewardOutcome::UnitNotAssigned)?;
-            if let Some(refusal) = timing_refusal(op, record.assigned_ms) {
-                return Err(refusal);
-            }
-            if record.reward.is_some() {
-                return Err(RewardOutcome::AlreadyRewarded);
-            }
+            judge_unit_record(op, record.assigned_ms, record.reward.is_some())?;
             Ok(Credit {
                 variant: record.variant.clone(),
                 assigned_ms: record.assigned_ms,
@@ -190,6 +185,25 @@ pub fn judge_reward(
         (RewardTarget::Unit(_), TargetState::Token { .. }) => Err(RewardOutcome::UnitNotAssigned),
         (RewardTarget::Token { .. }, TargetState::Unit(_)) => Err(RewardOutcome::OutsideWindow),
     }
+}
+
+/// A unit reward whose id is not kept, against the unit's record (assigned at
+/// `assigned_ms`, `rewarded` or not): the timing rules, then at-most-once per assignment, as
+/// [`judge_reward`] judges it. Shared with a backend that judges a reward before its atomic
+/// step from the record it read, and has the step verify that record (the Redis store's
+/// `src/store/redis/call_judged.rs`): it reads the record's fields without building one.
+pub fn judge_unit_record(
+    op: &RewardOp,
+    assigned_ms: u64,
+    rewarded: bool,
+) -> Result<(), RewardOutcome> {
+    if let Some(refusal) = timing_refusal(op, assigned_ms) {
+        return Err(refusal);
+    }
+    if rewarded {
+        return Err(RewardOutcome::AlreadyRewarded);
+    }
+    Ok(())
 }
 
 /// When a token's credit mark may be removed.

@@ -112,6 +112,10 @@ local function run(keys, argv)
       local list, dir, ends, keep = tonumber(nxt()), tonumber(nxt()), nxt(), tonumber(nxt())
       id_lists[list] = { ids = {}, dir = dir, ends = ends, keep = keep }
       list_order[#list_order + 1] = list
+    elseif op == 'G' then
+      -- The predicted credits of op B's kind V rewards, by group, and their side string
+      -- (`declare_groups`, apply_rewards.lua); sent before op B, credited after it.
+      declare_groups(nxt(), nxt())
     elseif op == 'B' then
       -- Rewards judged with their event ids, packed in one string (`judge_packed`,
       -- apply_rewards.lua); its reply is one string, one byte per reward.
@@ -201,6 +205,7 @@ local function run(keys, argv)
     end
   end
   expose_sets()
+  credit_groups() -- op G's groups, less the V rewards op B judged otherwise
   if #order > 0 or #dorder > 0 then add('v', 1) end -- the change counter (src/store/redis/fresh.rs)
   write_all()
   return out

@@ -277,7 +277,14 @@ local function write_records()
   end
 end
 
+-- The records op B's kind V rewards credited, per records shard (`fa.key`): unit, record
+-- pairs in the array part, `n` of them used. Their own HSET arguments, not `rewrite`'s buffer:
+-- a credited record is never new, legacy or written twice in a call, so none of that buffer's
+-- bookkeeping applies (benches/load/results/rjudge17-2026-12-01-s17.md: 1,375 instructions
+-- of Redis per event less). Written before `write_records`, whose units are others.
+local fast_args, fast_order
 local function write_all()
+  for _, fa in ipairs(fast_order) do hset(fa.key, fa, fa.n) end
   write_records()
   write_zsets()
   write_arms()
@@ -320,6 +327,52 @@ end
 -- The reply's bytes, kept from call to call: only entries 1..n this call wrote are read.
 local reply_bytes = {}
 
+-- Op G: the credits banditd predicted for op B's kind V rewards (a unit reward it judged
+-- against the record it read, src/store/redis/call_judged.rs), summed by group (variant, delay
+-- bin, arrival, half-life): micro-units, decayed sum and count. A group is credited once
+-- after op B (`credit_groups`: `decay`, `r|v` and the delay bin as `credit` does per reward),
+-- so the script does no judging and no counting per such reward. The side string holds each V
+-- reward's group, decayed amount and timestamp (`<I4dd`, 20 bytes, in op B's order of V
+-- rewards), read only for a V reward whose precondition fails (`unexpected`).
+-- The decayed sums add in another order than per reward (a group's sum, then the stored
+-- value), so the decayed R may differ from the per-reward path by rounding alone: at most
+-- 2(n+1)u times the sum of the magnitudes for n rewards (u = 2^-53), which
+-- src/store/redis/judged_tests.rs checks; the raw R and the bins are integers (micro-units,
+-- exact below 2^53) and come out exactly equal.
+local groups, side
+local function declare_groups(blob, side_blob)
+  groups, side = {}, side_blob
+  local pos, n = 1, nil
+  n, pos = struct.unpack('<I4', blob, pos)
+  for g = 1, n do
+    local v, bin, now, h, micro, dr, count
+    v, bin, now, h, micro, dr, count, pos = struct.unpack('<I4c0I4dI4c0ddI4', blob, pos)
+    groups[g] = { v = v, bin = bin, now = now, h = h, micro = micro, dr = dr, count = count }
+  end
+end
+-- The `k`th V reward of op B failed its precondition: its predicted credit is taken out of
+-- its group, and its timestamp returned (negative: none) for its judging as kind u.
+local function unexpected(k, micro)
+  local g, dr, occurred = struct.unpack('<I4dd', side, (k - 1) * 20 + 1)
+  local group = groups[g]
+  group.micro = group.micro - micro
+  group.dr = group.dr - dr
+  group.count = group.count - 1
+  return occurred
+end
+-- Each group that still holds rewards, credited once (`credit`'s writes, summed). The epoch's
+-- start was set by the group's first applied reward, in op B's order (`judge_packed`).
+local function credit_groups()
+  for _, g in ipairs(groups or {}) do
+    if g.count > 0 then
+      local f = arm_fields[g.v] or fields_of(g.v)
+      if g.h ~= '' or not f.plain or f.t ~= g.now then decay(g.v, g.now, g.h, 0, g.dr) end
+      add(f.r, g.micro)
+      dadd(bin_field(delay_fields, 'd', g.bin, g.v), g.micro)
+    end
+  end
+end
+
 -- Op B: rewards judged with their event ids, in one pass (their digests were looked up by
 -- op Q and their units' records read by op P before). The rewards come in runs, each run
 -- its kind, its count, and what its rewards share: the engine's clock at their arrival,
@@ -329,7 +382,12 @@ local reply_bytes = {}
 -- among that shard's in op P, its digest list's KEYS index, its amount (micro-units) and
 -- when it occurred (ms; negative: not given) as doubles, and for kind U (banditd holds the
 -- unit's unrewarded record) the record it expects, its variant and assignment time
--- (`judge_known`; kind u goes to `judge_unit`); for a token (T, K) its list, its
+-- (`judge_known`; kind u goes to `judge_unit`); for kind V (banditd judged it applied against
+-- the record it read, op G holds its credit) the same up to the amount, then the record it
+-- expects, unrewarded (`v \t assigned \t propensity \t`): when the stored record is exactly
+-- that string, no sticky op of the call wrote the unit and it is not a legacy record, the
+-- script writes the credited record, keeps the id and answers `V` (applied, the variant banditd
+-- predicted); otherwise the reward leaves its group and is judged as kind u; for a token (T, K) its list, its
 -- confirmation marks' KEYS index (K; 0 for T), the assignment id, variant, issue time,
 -- propensity, amount and occurrence. The wire format is this build's alone: the library's
 -- name carries the hash of its text (src/store/redis/scripts.rs), so a replica of another
@@ -338,14 +396,22 @@ local function judge_packed(blob)
   -- The call's tables this loop reads per reward, as locals (an upvalue is a bytecode more).
   local homes, shard_units, micro_texts, reply_codes = homes, shard_units, micro_texts, reply_codes
   local pos, size, current, at_records, n = 1, #blob, 0, 0, 0
-  local kind, left, now, window, h = nil, 0, 0, 0, ''
+  local kind, left, now, window, h, now_text, nv = nil, 0, 0, 0, '', nil, 0
+  local fa, fa_at = nil, 0
   local codes = reply_bytes
   while pos <= size do
-    if left == 0 then kind, left, now, window, h, pos = struct.unpack('<c1I4ddI4c0', blob, pos) end
+    if left == 0 then
+      kind, left, now, window, h, pos = struct.unpack('<c1I4ddI4c0', blob, pos)
+      now_text = int(now)
+    end
     left = left - 1
     local dir, at, first, place, list, micro, occurred, expected, v, assigned
     local confirms, aid, issued, propensity
-    if kind == 'u' then
+    if kind == 'V' then
+      dir, at, first, place, list, micro, expected, pos =
+        struct.unpack('<I4I4I4I4I4dI4c0', blob, pos)
+      nv = nv + 1
+    elseif kind == 'u' then
       dir, at, first, place, list, micro, occurred, pos =
         struct.unpack('<I4I4I4I4I4dd', blob, pos)
     elseif kind == 'U' then
@@ -361,8 +427,52 @@ local function judge_packed(blob)
     local outcome
     if home.legacy or (held and string.sub(held, 1, 1) == 'P') then
       outcome = 'F'
+      if kind == 'V' then unexpected(nv, micro) end
     elseif held or home.seen[digest] then
       outcome = 'D'
+      if kind == 'V' then unexpected(nv, micro) end
+    elseif kind == 'V' then
+      if first ~= at_records then
+        sticky, records, pending = KEYS[first], KEYS[first + 4], KEYS[first + 5]
+        at_records = first
+      end
+      if first ~= fa_at then
+        fa = fast_args[first]
+        if not fa then
+          fa = { n = 0, key = records }
+          fast_args[first] = fa
+          fast_order[#fast_order + 1] = fa
+        end
+        fa_at = first
+      end
+      local unit = shard_units[first][place]
+      local text = micro_texts[micro] or micro_text(micro)
+      local record = held_units[unit]
+      if record == expected and put_units[unit] == nil and not moved_units[unit] then
+        record = expected .. text .. '\t' .. now_text
+        local m = fa.n
+        fa[m + 1] = unit
+        fa[m + 2] = record
+        fa.n = m + 2
+        held_units[unit] = record
+        home.seen[digest] = true
+        local ids = id_lists[list].ids
+        ids[#ids + 1] = digest
+        if not started then
+          if not get('s') then put('s', now_text) end
+          started = true
+        end
+        outcome = 'V'
+      else
+        occurred = unexpected(nv, micro)
+        if occurred < 0 then occurred = '' end
+        outcome = judge_unit(unit, text, occurred, now, window, h, record)
+        if applied_outcomes[outcome] then
+          home.seen[digest] = true
+          local ids = id_lists[list].ids
+          ids[#ids + 1] = digest
+        end
+      end
     else
       if kind == 'u' or kind == 'U' then
         -- A unit's reward reads and writes its shard's records alone (`rbuf`, `rget`,
@@ -406,6 +516,8 @@ local function begin_rewards()
   outcomes, outcome_keys, fetched = {}, {}, {}
   homes, home_order, id_lists, list_order = {}, {}, {}, {}
   shard_units, micro_texts, reply_codes, reply_variants = {}, {}, {}, {}
+  groups, side = nil, nil
+  fast_args, fast_order = {}, {}
 end
 
 -- The ops themselves are read and run by apply_ops.lua, which follows this file in the library

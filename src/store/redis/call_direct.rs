@@ -11,9 +11,12 @@
 //! carries the hash of its text (`src/store/redis/scripts.rs`), so each replica calls its own
 //! library, which reads what that replica sends.
 
+use super::judged::{Known, written};
 use super::{Call, MAX_MS, Packed, Reward, index_number};
+#[cfg(test)]
+use crate::store::StickyRecord;
 use crate::store::redis::layout;
-use crate::store::{RewardOp, RewardTarget, StickyRecord, TOKEN_MARK_SLACK_MS};
+use crate::store::{RewardOp, RewardTarget, TOKEN_MARK_SLACK_MS};
 
 /// An event-id shard's directory named by a call (op `Q`): its KEYS index (its list index,
 /// legacy due index, digest set and digest lists' index follow; a number, as op `B` packs it
@@ -53,6 +56,14 @@ pub(super) struct Run {
 }
 
 impl Call {
+    /// `Call::judged_reward` without the judging (tests of the packing): `expected`, the
+    /// cached record, goes as kind `U`.
+    #[cfg(test)]
+    pub fn direct_reward(&mut self, op: &RewardOp, digest: u64, expected: Option<&StickyRecord>) {
+        let known = expected.map_or(Known::Nothing, Known::Cached);
+        self.judged_reward(op, digest, &known, false);
+    }
+
     /// A reward judged with its event id in this call (op `B`): only on a single primary, where
     /// the id's directory (another slot than the reward's records) may be named in the call.
     /// `digest`: the id's keyed digest (`event_digest`), what the call keeps of an applied id
@@ -63,7 +74,22 @@ impl Call {
     /// 512 digests) and a unit reward's unit with its shard's records (op `P`, one `HMGET`
     /// per shard), so the script reads the rewards in one pass and the reward names their
     /// places in those lists.
-    pub fn direct_reward(&mut self, op: &RewardOp, digest: u64, expected: Option<&StickyRecord>) {
+    ///
+    /// `known`: what the replica knows of a unit reward's record (its cache's, or one read
+    /// just before the call), judged here first when `judge` is on: a reward the rules apply
+    /// goes as kind `V` with the record it expects, its credit in its group of op `G`
+    /// (`call_judged`); any other as kind `U` (cached unrewarded record), `u` or a token's.
+    pub fn judged_reward(&mut self, op: &RewardOp, digest: u64, known: &Known<'_>, judge: bool) {
+        let prediction = if judge {
+            self.judged.judge(op, digest, known)
+        } else {
+            None
+        };
+        self.judged.note(prediction.as_ref(), op.occurred_ms);
+        let expected = match *known {
+            Known::Cached(record) => Some(record),
+            Known::Nothing | Known::Fetched(_) => None,
+        };
         let experiment = &op.epoch.experiment;
         let home = layout::shard_of(&op.event_id);
         let now = op.now_ms.min(MAX_MS);
@@ -138,6 +164,7 @@ impl Call {
         // without the three fields that carry it.
         let expected = expected.filter(|r| r.reward.is_none() && r.rewarded_ms.is_none());
         let kind = match kind {
+            'U' if prediction.is_some() => b'V',
             'U' if expected.is_none() => b'u',
             'U' => b'U',
             'K' => b'K',
@@ -164,15 +191,15 @@ impl Call {
                 packed.number_index(u32::try_from(units.len()).unwrap_or(u32::MAX));
                 packed.number_index(list);
                 packed.float(micro);
-                packed.occurred(op.occurred_ms);
-                if let Some(record) = expected {
-                    let assigned = record.assigned_ms.min(MAX_MS);
-                    packed.text(&format!(
-                        "{}\t{assigned}\t{}\t",
-                        record.variant, record.propensity
-                    ));
-                    packed.text(&record.variant);
-                    packed.millis(assigned);
+                if let Some(prediction) = &prediction {
+                    packed.text(&prediction.expected);
+                } else {
+                    packed.occurred(op.occurred_ms);
+                    if let Some(record) = expected {
+                        packed.text(&written(record));
+                        packed.text(&record.variant);
+                        packed.millis(record.assigned_ms);
+                    }
                 }
             }
             RewardTarget::Token {

@@ -22,9 +22,9 @@ use super::call::{Call, Reward, Sink};
 use super::classify;
 use super::rewards::{Job, OpRef};
 use super::timeline::Stamps;
-use super::{Shared, commit, event_digest};
+use super::{Shared, commit, event_digest, judged};
 use crate::store::event_ids::Digester;
-use crate::store::{Epoch, RewardOutcome, RewardTarget, StoreError};
+use crate::store::{Epoch, RewardOutcome, StoreError};
 
 /// Judges the `open` ops of `jobs` with their ids; returns those answered `F`, in order, for
 /// the three-step protocol. Records the epochs that got a credit in `counted`, and when the
@@ -46,7 +46,9 @@ pub async fn apply(
         }
     };
     let mut rewards: Vec<OpRef> = Vec::with_capacity(open.len());
-    let calls = build(shared, jobs, &open, &digester, &mut rewards);
+    let held = judged::fetch(shared, jobs, &open).await;
+    let judge = shared.judges_rewards();
+    let calls = build(jobs, &open, &held, judge, &digester, &mut rewards);
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.built = Instant::now();
         stamps.rewards = rewards.len();
@@ -85,8 +87,30 @@ pub async fn apply(
         let mut credited = false;
         for (at, index) in indexes.enumerate() {
             let (job, op) = rewards[index];
-            match reply.answer(at) {
+            let answer = reply.answer(at);
+            #[cfg(test)]
+            if call.predicted_variant(at).is_some() && answer != Some(Answer::Predicted) {
+                shared
+                    .taken_back
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            match answer {
                 Some(Answer::Fallback) => fallback.push((job, op)),
+                Some(Answer::Predicted) => match call.predicted_variant(at) {
+                    Some(variant) => {
+                        credited = true;
+                        #[cfg(test)]
+                        shared
+                            .predicted
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        jobs[job].outcomes[op] = Some(RewardOutcome::Applied {
+                            variant: variant.to_owned(),
+                        });
+                    }
+                    None => jobs[job].fail(&StoreError::Corrupt(
+                        "a reward answered V was not predicted".into(),
+                    )),
+                },
                 Some(Answer::Outcome(outcome)) => {
                     credited |= matches!(outcome, RewardOutcome::Applied { .. });
                     jobs[job].outcomes[op] = Some(outcome);
@@ -109,19 +133,24 @@ pub async fn apply(
     fallback
 }
 
+/// The most rewards a call's sets of ids and units are made room for up front.
+const MAX_EXPECTED: usize = 4096;
+
 /// One call per epoch for `refs` (a single primary takes a call over every slot); each
-/// reward's index in `rewards` is its call's sink.
+/// reward's index in `rewards` is its call's sink. `held`: what is known of each ref's record
+/// (`judged::fetch`), judged first when `judge` is on (`Call::judged_reward`).
 fn build(
-    shared: &Shared,
     jobs: &[Job],
     refs: &[OpRef],
+    held: &[judged::Held],
+    judge: bool,
     digester: &Digester,
     rewards: &mut Vec<OpRef>,
 ) -> Vec<Call> {
     let mut calls: Vec<Call> = Vec::new();
     let mut by_epoch: HashMap<Epoch, usize> = HashMap::new();
     let mut last: Option<usize> = None;
-    for &(job, at) in refs {
+    for (&(job, at), held) in refs.iter().zip(held) {
         let op = &jobs[job].ops[at];
         // The previous op's call when it is of the same epoch (a bulk request's thousand ops
         // are one experiment's): no hash of the epoch per op. Otherwise looked up before it
@@ -131,7 +160,12 @@ fn build(
             None => match by_epoch.get(&op.epoch) {
                 Some(&call) => call,
                 None => {
-                    calls.push(Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1));
+                    let mut new = Call::new(&op.epoch, Reward::kind_and_shard(&op.target).1);
+                    if judge {
+                        // At most the commit's rewards (a commit takes at most 4,096 requests).
+                        new.expect_judged(refs.len().min(MAX_EXPECTED));
+                    }
+                    calls.push(new);
                     by_epoch.insert(op.epoch.clone(), calls.len() - 1);
                     calls.len() - 1
                 }
@@ -139,11 +173,7 @@ fn build(
         };
         last = Some(call);
         let digest = digester.digest(&op.epoch.experiment, &op.event_id);
-        let expected = match &op.target {
-            RewardTarget::Unit(unit) => shared.cache.get(&op.epoch, unit),
-            RewardTarget::Token { .. } => None,
-        };
-        calls[call].direct_reward(op, digest, expected.as_ref());
+        calls[call].judged_reward(op, digest, &held.known(), judge);
         calls[call].sinks.push(Sink::Claim(rewards.len()));
         rewards.push((job, at));
     }
@@ -165,6 +195,9 @@ pub(super) struct Reply<'a> {
 pub(super) enum Answer {
     /// `F`: the id is held by the three-step protocol (or a legacy layout): judge it there.
     Fallback,
+    /// `V`: applied as this replica judged it (`Call::judged_reward`): the variant it
+    /// predicted.
+    Predicted,
     Outcome(RewardOutcome),
 }
 
@@ -186,6 +219,7 @@ impl<'a> Reply<'a> {
     pub(super) fn answer(&self, at: usize) -> Option<Answer> {
         match *self.codes.get(at)? {
             b'F' => Some(Answer::Fallback),
+            b'V' => Some(Answer::Predicted),
             // `A` is always followed by its variant: never a byte of its own.
             b'A' => None,
             code @ 128.. => self.variants.get(usize::from(code - 128)).map(|variant| {

@@ -60,12 +60,18 @@ pub const EPOCHS_KEY: &str = "bd:epochs";
 
 /// The shard of a unit or an assignment id: FNV-1a, stable across builds and replicas.
 pub fn shard_of(id: &str) -> u32 {
+    (fnv1a(id) % u64::from(SHARDS)) as u32
+}
+
+/// FNV-1a (64 bits) of `id`: `shard_of`'s hash, and a call's quick set of the units it names
+/// (`src/store/redis/call_judged.rs`).
+pub fn fnv1a(id: &str) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in id.bytes() {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    (hash % u64::from(SHARDS)) as u32
+    hash
 }
 
 /// The hash tag of one shard of an epoch.

@@ -49,6 +49,9 @@ mod fresh;
 #[cfg(test)]
 mod fresh_tests;
 mod halts;
+mod judged;
+#[cfg(test)]
+mod judged_tests;
 mod layout;
 #[cfg(test)]
 mod legacy_tests;
@@ -168,6 +171,19 @@ pub(crate) struct Shared {
     wait: ReplicaWait,
     /// The deployment's event-id digest key, once read (`event_digest`).
     digest_key: event_digest::DigestKey,
+    /// Whether unit rewards are judged here before their call (`judged`; op `B`'s kind
+    /// `V`): always in service; tests turn it off to compare with the script's judging.
+    judge_rewards: std::sync::atomic::AtomicBool,
+    /// Run between `judged::fetch`'s read and the call (tests: another replica's write
+    /// in between).
+    #[cfg(test)]
+    after_judged_read: Mutex<Option<Box<dyn Fn() + Send>>>,
+    /// Rewards answered `V` (tests: which path a reward took).
+    #[cfg(test)]
+    predicted: AtomicU64,
+    /// Rewards sent as kind `V` and answered otherwise (tests: judgments taken back).
+    #[cfg(test)]
+    taken_back: AtomicU64,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -207,6 +223,17 @@ impl Shared {
     fn take_exposures(&self) -> Vec<ExposureGroup> {
         let taken = std::mem::take(&mut *lock(&self.exposures));
         taken.into_values().collect()
+    }
+
+    fn judges_rewards(&self) -> bool {
+        self.judge_rewards.load(Ordering::Relaxed)
+    }
+
+    #[cfg(test)]
+    fn after_judged_read(&self) {
+        if let Some(hook) = lock(&self.after_judged_read).as_ref() {
+            hook();
+        }
     }
 
     fn commit_succeeded(&self) {
@@ -340,6 +367,30 @@ impl RedisStore {
         })
     }
 
+    /// Turns the judging of unit rewards before their call on or off (`judged`).
+    #[cfg(test)]
+    pub(crate) fn set_judging(&self, on: bool) {
+        self.shared.judge_rewards.store(on, Ordering::Relaxed);
+    }
+
+    /// How many rewards were answered `V` (applied as this replica judged them).
+    #[cfg(test)]
+    pub(crate) fn predicted(&self) -> u64 {
+        self.shared.predicted.load(Ordering::Relaxed)
+    }
+
+    /// How many rewards sent as kind `V` were answered otherwise (the script judged them).
+    #[cfg(test)]
+    pub(crate) fn taken_back(&self) -> u64 {
+        self.shared.taken_back.load(Ordering::Relaxed)
+    }
+
+    /// Runs `hook` after each read of `judged::fetch`, before the call (None: nothing).
+    #[cfg(test)]
+    pub(crate) fn on_judged_read(&self, hook: Option<Box<dyn Fn() + Send>>) {
+        *lock(&self.shared.after_judged_read) = hook;
+    }
+
     fn spawn<T, F>(&self, work: F) -> StoreFuture<T>
     where
         T: Send + 'static,
@@ -412,6 +463,13 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         history_interval_ms: options.history_interval_ms,
         wait: options.wait,
         digest_key: event_digest::DigestKey::default(),
+        judge_rewards: std::sync::atomic::AtomicBool::new(true),
+        #[cfg(test)]
+        after_judged_read: Mutex::new(None),
+        #[cfg(test)]
+        predicted: AtomicU64::new(0),
+        #[cfg(test)]
+        taken_back: AtomicU64::new(0),
     });
     Ok((shared, commands, receiver))
 }
