@@ -36,28 +36,11 @@ case $KIND in
         >/dev/null 2>&1 ;;
     *) echo "units or rewards, not $KIND" >&2; exit 2 ;;
 esac
-python3 - "$PORT" <<'PY'
-import hashlib, socket, sys
-sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
-reader = sock.makefile("rb")
-def read():
-    line = reader.readline()
-    kind, rest = line[:1], line[1:-2]
-    if kind in (b"+", b":"):
-        return rest
-    if kind == b"-":
-        sys.exit("redis: " + rest.decode())
-    if kind == b"$":
-        size = int(rest)
-        return None if size < 0 else reader.read(size + 2)[:-2]
-    return [read() for _ in range(int(rest))]
-def cmd(*items):
-    parts = [b"*%d\r\n" % len(items)]
-    for item in items:
-        item = item if isinstance(item, bytes) else str(item).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
-    sock.sendall(b"".join(parts))
-    return read()
+python3 - "$PORT" "$HERE" <<'PY'
+import hashlib, sys
+sys.path.insert(0, sys.argv[2])
+from resp import Resp
+cmd = Resp(int(sys.argv[1])).cmd
 keys, cursor = set(), b"0"
 while True:
     cursor, batch = cmd("SCAN", cursor, "COUNT", 1000)

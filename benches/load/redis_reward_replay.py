@@ -43,7 +43,6 @@ import hashlib
 import os
 import random
 import re
-import socket
 import struct
 import sys
 import time
@@ -94,42 +93,11 @@ PLACES = b"judge_packed" in script
 JUDGED = b"kind == 'V'" in script
 if opts.judged and not JUDGED:
     sys.exit("--judged needs a script that takes kind V rewards")
-sock = socket.create_connection(("127.0.0.1", port))
-reader = sock.makefile("rb")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from resp import Resp  # noqa: E402 (beside this file)
 
-
-def read():
-    line = reader.readline()
-    kind, rest = line[:1], line[1:-2]
-    if kind in (b"+", b":"):
-        return rest
-    if kind == b"-":
-        sys.exit("redis: " + rest.decode())
-    if kind == b"$":
-        size = int(rest)
-        return None if size < 0 else reader.read(size + 2)[:-2]
-    return [read() for _ in range(int(rest))]
-
-
-def cmd(*items):
-    parts = [b"*%d\r\n" % len(items)]
-    for item in items:
-        item = item if isinstance(item, bytes) else str(item).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
-    sock.sendall(b"".join(parts))
-    return read()
-
-
-def pipelined(commands):
-    """Sends `commands` at once and reads their replies."""
-    parts = []
-    for items in commands:
-        parts.append(b"*%d\r\n" % len(items))
-        for item in items:
-            item = item if isinstance(item, bytes) else str(item).encode()
-            parts.append(b"$%d\r\n%s\r\n" % (len(item), item))
-    sock.sendall(b"".join(parts))
-    return [read() for _ in commands]
+connection = Resp(port)
+read, cmd, pipelined = connection.read, connection.cmd, connection.pipelined
 
 
 def info(section):
