@@ -455,9 +455,6 @@ local function judge_packed(blob)
         fa[m + 2] = record
         fa.n = m + 2
         held_units[unit] = record
-        home.seen[digest] = true
-        local ids = id_lists[list].ids
-        ids[#ids + 1] = digest
         if not started then
           if not get('s') then put('s', now_text) end
           started = true
@@ -467,11 +464,6 @@ local function judge_packed(blob)
         occurred = unexpected(nv, micro)
         if occurred < 0 then occurred = '' end
         outcome = judge_unit(unit, text, occurred, now, window, h, record)
-        if applied_outcomes[outcome] then
-          home.seen[digest] = true
-          local ids = id_lists[list].ids
-          ids[#ids + 1] = digest
-        end
       end
     else
       if kind == 'u' or kind == 'U' then
@@ -499,11 +491,12 @@ local function judge_packed(blob)
         outcome = judge_token(aid, v, issued, propensity, text, occurred, now, window, h,
           confirms)
       end
-      if applied_outcomes[outcome] then
-        home.seen[digest] = true
-        local ids = id_lists[list].ids
-        ids[#ids + 1] = digest
-      end
+    end
+    -- An applied reward's id is kept (`V`: applied as banditd judged it).
+    if outcome == 'V' or applied_outcomes[outcome] then
+      home.seen[digest] = true
+      local ids = id_lists[list].ids
+      ids[#ids + 1] = digest
     end
     n = n + 1
     codes[n] = reply_codes[outcome] or reply_code(outcome)
