@@ -69,8 +69,10 @@ side a "$REV_A"
 side b "$REV_B"
 
 cat >"$WORK/replay.py" <<'PY'
-import hashlib, os, re, socket, struct, subprocess, sys, tempfile, time
+import hashlib, os, re, struct, subprocess, sys, tempfile, time
 lua_dir, port, n, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, sys.argv[5])
+from resp import Resp  # benches/load/resp.py
 BATCH, WINDOW, HOUR, NOW = 1000, 7 * 86400000, 3600000, 1796000000000
 script = b''.join(open(os.path.join(lua_dir, f), 'rb').read() for f in ('apply.lua', 'apply_rewards.lua', 'apply_ops.lua'))
 # Scripts that keep applied ids as 8-byte digests (layout::event_digest_key) take the digest in
@@ -91,33 +93,12 @@ server = subprocess.Popen(['redis-server', '--port', str(port), '--bind', '127.0
 try:
     for _ in range(200):
         try:
-            sock = socket.create_connection(('127.0.0.1', port))
+            cmd = Resp(port).cmd
             break
         except OSError:
             time.sleep(0.05)
     else:
         sys.exit('redis-server did not answer')
-    reader = sock.makefile('rb')
-
-    def read():
-        line = reader.readline()
-        kind, rest = line[:1], line[1:-2]
-        if kind in (b'+', b':'):
-            return rest
-        if kind == b'-':
-            sys.exit('redis: ' + rest.decode())
-        if kind == b'$':
-            size = int(rest)
-            return None if size < 0 else reader.read(size + 2)[:-2]
-        return [read() for _ in range(int(rest))]
-
-    def cmd(*args):
-        parts = [b'*%d\r\n' % len(args)]
-        for arg in args:
-            arg = arg if isinstance(arg, bytes) else str(arg).encode()
-            parts.append(b'$%d\r\n%s\r\n' % (len(arg), arg))
-        sock.sendall(b''.join(parts))
-        return read()
 
     def cpu():
         text = cmd('INFO', 'cpu').decode()
@@ -269,7 +250,7 @@ for round in $(seq 1 "$ROUNDS"); do
         load=$(cut -d' ' -f1 /proc/loadavg)
         port=$REDIS_PORT
         [[ $name == b ]] && port=$((REDIS_PORT + 1))
-        python3 "$WORK/replay.py" "$WORK/$name" "$port" "$EVENTS" "$WORK/$name.out"
+        python3 "$WORK/replay.py" "$WORK/$name" "$port" "$EVENTS" "$WORK/$name.out" "$HERE"
         read -r applied retried commands aof id_bytes digest <"$WORK/$name.out"
         echo "| $round | ${name^^} | $applied | $retried | $commands | $aof | $id_bytes | $digest | $load |"
     done
