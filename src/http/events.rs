@@ -171,6 +171,14 @@ fn body_format(req: &HttpRequest) -> ApiResult<BodyFormat> {
 /// rejection of that event. Public (with [`parse_ndjson`]) for the property tests and the
 /// fuzz targets under `fuzz/`: the decoders are pure, so they are exercised without a server.
 pub fn parse_array(body: &[u8]) -> ApiResult<Vec<Result<RawEvent<'_>, String>>> {
+    // Plain elements without serde (`events_line`), else serde in one pass, else element by
+    // element.
+    if let Some(events) = std::str::from_utf8(body)
+        .ok()
+        .and_then(super::events_line::plain_array)
+    {
+        return Ok(events);
+    }
     match decode_array_directly(body) {
         Some(events) => Ok(events),
         None => parse_array_by_element(body),

@@ -1,5 +1,6 @@
-//! The fast path of one NDJSON line (`events::parse_ndjson_lines`): an event object whose
-//! members are all plain strings, which is what a pipeline's bulk body is made of.
+//! The fast path of one NDJSON line (`events::parse_ndjson_lines`) and of a JSON array's
+//! elements (`events::parse_array`): an event object whose members are all plain strings,
+//! which is what a pipeline's bulk body and a page's one event per POST are made of.
 //!
 //! serde_json's derived decoder spent ~1,800 of the HTTP worker's ~4,200 instructions per bulk
 //! event (`benches/load/results/sbulk17-2026-12-01-s17.md`): each key and value went through
@@ -21,38 +22,45 @@ use crate::engine::{RawEvent, Unit};
 /// The event of `line` if it has the plain shape of the module docs, else `None`.
 pub(super) fn plain_event(line: &str) -> Option<RawEvent<'_>> {
     let mut reader = Reader { text: line, at: 0 };
-    let mut fields: [Option<&str>; 5] = [None; 5];
     reader.skip_space();
-    reader.expect(b'{')?;
-    loop {
-        reader.skip_space();
-        let field = match reader.plain_string()?.as_bytes() {
-            b"id" => 0,
-            b"experiment" => 1,
-            b"unit" => 2,
-            b"token" => 3,
-            b"metric" => 4,
-            _ => return None,
-        };
-        reader.skip_space();
-        reader.expect(b':')?;
-        reader.skip_space();
-        let value = reader.plain_string()?;
-        if fields[field].replace(value).is_some() {
-            return None;
-        }
-        reader.skip_space();
-        match reader.next()? {
-            b',' => {}
-            b'}' => break,
-            _ => return None,
-        }
-    }
+    let fields = reader.plain_object()?;
     reader.skip_space();
     if reader.at != line.len() {
         return None;
     }
-    let [id, experiment, unit, token, metric] = fields;
+    event_of(fields)
+}
+
+/// The events of a JSON array body whose every element has the plain shape of the module docs
+/// (`[` and `]`, elements separated by `,`, JSON whitespace anywhere between tokens, nothing
+/// after the array), else `None`: the body then takes `events::parse_array`'s serde paths,
+/// which decide and word it as before. One event per POST is such an array: its parse was
+/// 2,875 of the HTTP worker's instructions per request through serde's one-pass decoding
+/// (`events_direct`), 1,603 here (`benches/load/results/single18-2026-12-02-s18.md`). An empty
+/// array is left to serde too.
+pub(super) fn plain_array(body: &str) -> Option<Vec<Result<RawEvent<'_>, String>>> {
+    let mut reader = Reader { text: body, at: 0 };
+    reader.skip_space();
+    reader.expect(b'[')?;
+    let mut events = Vec::with_capacity(1);
+    loop {
+        reader.skip_space();
+        events.push(Ok(event_of(reader.plain_object()?)?));
+        reader.skip_space();
+        match reader.next()? {
+            b',' => {}
+            b']' => break,
+            _ => return None,
+        }
+    }
+    reader.skip_space();
+    (reader.at == body.len()).then_some(events)
+}
+
+/// The event of a plain object's members (`Reader::plain_object`): `None` without an `id` or
+/// an `experiment`, or with a unit [`Unit::check`] refuses.
+#[inline(always)]
+fn event_of([id, experiment, unit, token, metric]: [Option<&str>; 5]) -> Option<RawEvent<'_>> {
     if let Some(unit) = unit {
         Unit::check(unit).ok()?;
     }
@@ -74,6 +82,41 @@ struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
+    /// The members of one plain event object, from `{` to its `}` (the reader left after
+    /// it), in the order `id`, `experiment`, `unit`, `token`, `metric`. Inlined, as the NDJSON line's loop was one function
+    /// before arrays shared it: called, it cost a bulk event +275 instructions
+    /// (`benches/load/results/single18-2026-12-02-s18.md`).
+    #[inline(always)]
+    fn plain_object(&mut self) -> Option<[Option<&'a str>; 5]> {
+        let mut fields: [Option<&'a str>; 5] = [None; 5];
+        self.expect(b'{')?;
+        loop {
+            self.skip_space();
+            let field = match self.plain_string()?.as_bytes() {
+                b"id" => 0,
+                b"experiment" => 1,
+                b"unit" => 2,
+                b"token" => 3,
+                b"metric" => 4,
+                _ => return None,
+            };
+            self.skip_space();
+            self.expect(b':')?;
+            self.skip_space();
+            let value = self.plain_string()?;
+            if fields[field].replace(value).is_some() {
+                return None;
+            }
+            self.skip_space();
+            match self.next()? {
+                b',' => {}
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        Some(fields)
+    }
+
     fn next(&mut self) -> Option<u8> {
         let byte = *self.text.as_bytes().get(self.at)?;
         self.at += 1;

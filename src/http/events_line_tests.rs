@@ -63,46 +63,109 @@ fn lines_of_another_shape_are_left_to_serde() {
     assert_eq!(parsed[0].as_ref().map(|e| e.id.as_ref()), Ok("b"));
 }
 
-/// Every line one byte away from a plain one (each byte replaced by, or preceded by, each of
-/// a set of bytes that matter to JSON, or removed): the fast path accepts it only if serde's
+/// Every text one byte away from `base` (each byte replaced by, or preceded by, each of a set
+/// of bytes that matter to JSON, or removed) that is still UTF-8.
+fn one_byte_away(base: &str) -> Vec<String> {
+    let bytes: &[u8] = b"{}[]\":,\\ \t\n\r0a-_\x01\x7f";
+    let base = base.as_bytes();
+    let mut variants: Vec<Vec<u8>> = Vec::new();
+    for at in 0..=base.len() {
+        if at < base.len() {
+            let mut removed = base.to_vec();
+            removed.remove(at);
+            variants.push(removed);
+        }
+        for &byte in bytes {
+            let mut inserted = base.to_vec();
+            inserted.insert(at, byte);
+            variants.push(inserted);
+            if at < base.len() {
+                let mut replaced = base.to_vec();
+                replaced[at] = byte;
+                variants.push(replaced);
+            }
+        }
+    }
+    variants
+        .into_iter()
+        .filter_map(|variant| String::from_utf8(variant).ok())
+        .collect()
+}
+
+/// Every line one byte away from a plain one: the fast path accepts it only if serde's
 /// decoder accepts it, and then with the same event.
 #[test]
 fn no_line_one_byte_away_is_read_differently_from_serde() {
-    let bytes: &[u8] = b"{}[]\":,\\ \t\n\r0a-_\x01\x7f";
     let (mut accepted, mut lines) = (0, 0);
     for base in PLAIN {
-        let base = base.as_bytes();
-        for at in 0..=base.len() {
-            let mut variants: Vec<Vec<u8>> = Vec::new();
-            if at < base.len() {
-                let mut removed = base.to_vec();
-                removed.remove(at);
-                variants.push(removed);
-            }
-            for &byte in bytes {
-                let mut inserted = base.to_vec();
-                inserted.insert(at, byte);
-                variants.push(inserted);
-                if at < base.len() {
-                    let mut replaced = base.to_vec();
-                    replaced[at] = byte;
-                    variants.push(replaced);
-                }
-            }
-            for variant in &variants {
-                let Ok(line) = std::str::from_utf8(variant) else {
-                    continue;
-                };
-                lines += 1;
-                if let Some(event) = plain_event(line) {
-                    accepted += 1;
-                    assert_eq!(Some(event), through_serde(line), "{line:?}");
-                }
+        for line in one_byte_away(base) {
+            lines += 1;
+            if let Some(event) = plain_event(&line) {
+                accepted += 1;
+                assert_eq!(Some(event), through_serde(&line), "{line:?}");
             }
         }
     }
     // Not vacuous: whitespace and in-string changes keep the plain shape (~21% of the lines).
     assert!(accepted > lines / 10, "{accepted} of {lines}");
+}
+
+/// serde's decoding of an array body, as `events::parse_array` tries it after the fast path.
+fn array_through_serde(body: &str) -> Option<Vec<Result<RawEvent<'_>, String>>> {
+    serde_json::from_str::<Vec<RawEvent>>(body)
+        .ok()
+        .map(|events| events.into_iter().map(Ok).collect())
+}
+
+/// Arrays of plain lines: one event per POST as a page sends it, one of each plain line, all
+/// of them with whitespace around every token.
+fn plain_arrays() -> Vec<String> {
+    let mut arrays: Vec<String> = PLAIN.iter().map(|line| format!("[{line}]")).collect();
+    arrays.push(format!(" \n[ {} ]\r\n", PLAIN.join(" ,\t")));
+    arrays.push(format!("[{}]", PLAIN[..3].join(",")));
+    arrays
+}
+
+#[test]
+fn plain_arrays_decode_to_what_serde_decodes_them_to() {
+    for body in plain_arrays() {
+        let fast = plain_array(&body);
+        assert!(fast.is_some(), "declined a plain array: {body:?}");
+        assert_eq!(fast, array_through_serde(&body), "{body:?}");
+    }
+    let declined = [
+        "[]",
+        " [ ] ",
+        r#"{"id":"a","experiment":"x"}"#,
+        r#"[{"id":"a","experiment":"x"}"#,
+        r#"[{"id":"a","experiment":"x"},]"#,
+        r#"[{"id":"a","experiment":"x"}] []"#,
+        r#"[{"id":"a","experiment":"x"}][{"id":"b","experiment":"x"}]"#,
+        r#"[{"id":"a","experiment":"x"} {"id":"b","experiment":"x"}]"#,
+        r#"[{"id":"a","experiment":"x"},{"id":"b","experiment":"x","reward":1}]"#,
+        r#"[[{"id":"a","experiment":"x"}]]"#,
+        "",
+    ];
+    for body in declined {
+        assert_eq!(plain_array(body), None, "{body:?}");
+    }
+}
+
+/// Every array one byte away from a plain one: the fast path accepts it only if serde's
+/// decoder accepts it, and then with the same events.
+#[test]
+fn no_array_one_byte_away_is_read_differently_from_serde() {
+    let (mut accepted, mut bodies) = (0, 0);
+    for base in plain_arrays() {
+        for body in one_byte_away(&base) {
+            bodies += 1;
+            if let Some(events) = plain_array(&body) {
+                accepted += 1;
+                assert_eq!(Some(events), array_through_serde(&body), "{body:?}");
+            }
+        }
+    }
+    assert!(accepted > bodies / 10, "{accepted} of {bodies}");
 }
 
 /// The eight-byte test against the byte-by-byte one: every byte value at every place of a word
