@@ -69,12 +69,19 @@ struct TimedOut;
 
 pin_project_lite::pin_project! {
     /// `tokio::time::timeout(timeout, read)` with the same deadline (counted from when the
-    /// reading starts), whose timer is armed only if the read is still pending when polled
-    /// again. actix polls a handler as soon as the request's head is decoded, before it feeds
-    /// the body that arrived with it, and polls it again once fed: a small body is then read
-    /// on the second poll, and a timer armed on the first would be registered in the runtime's
-    /// timer wheel and removed again for nothing, on every POST. The first pending poll wakes
-    /// the task, so a second poll comes even if no byte ever arrives, and arms the timer then.
+    /// reading starts), whose first poll wakes no one. actix polls a handler as soon as the
+    /// request's head is decoded, before it feeds the body that arrived with it, and polls it
+    /// again in the same pass once fed. Had the first poll left the task's waker with the
+    /// body (or woken the task itself, to be sure of a second poll), the feeding would wake
+    /// the task, and actix would run a whole pass more for nothing once the handler waits for
+    /// the store: a read of the socket, two decodes of an empty buffer and a poll of every
+    /// layer, ~8,000 instructions per POST, one event per POST's largest part beyond the bare
+    /// handler's (`benches/load/results/single18-2026-12-02-s18.md`). So the first poll reads
+    /// with a waker that wakes no one, and arms the timer instead (~400): a body that never
+    /// arrives still times out, and a body already there (a pipelined request's, which may
+    /// get no second poll in that pass) is read at once. Any later byte on the connection
+    /// wakes actix, which polls the handler again, and from the second poll on the read keeps
+    /// the task's waker.
     struct Deadline<F> {
         #[pin]
         read: F,
@@ -82,7 +89,7 @@ pin_project_lite::pin_project! {
         deadline: Option<tokio::time::Instant>,
         #[pin]
         timer: Option<tokio::time::Sleep>,
-        polled_pending: bool,
+        polled: bool,
     }
 }
 
@@ -92,7 +99,7 @@ impl<F: Future> Deadline<F> {
             read,
             deadline: tokio::time::Instant::now().checked_add(timeout),
             timer: None,
-            polled_pending: false,
+            polled: false,
         }
     }
 }
@@ -102,18 +109,21 @@ impl<F: Future> Future for Deadline<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if let Poll::Ready(read) = this.read.poll(cx) {
+        let first = !std::mem::replace(this.polled, true);
+        // Without a deadline there is no timer to stand in for the task's waker.
+        let read = if first && this.deadline.is_some() {
+            this.read
+                .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        } else {
+            this.read.poll(cx)
+        };
+        if let Poll::Ready(read) = read {
             return Poll::Ready(Ok(read));
         }
         let Some(deadline) = *this.deadline else {
             return Poll::Pending;
         };
         if this.timer.is_none() {
-            if !*this.polled_pending {
-                *this.polled_pending = true;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
             this.timer.set(Some(tokio::time::sleep_until(deadline)));
         }
         match this.timer.as_pin_mut() {
@@ -202,7 +212,8 @@ mod tests {
         }
     }
 
-    /// A future pending on its first `pending` polls, then ready.
+    /// A future pending on its first `pending` polls, then ready. Like a body that is fed
+    /// while the handler waits, each pending poll wakes the waker it was polled with.
     struct ReadyAfter {
         pending: usize,
     }
@@ -210,59 +221,64 @@ mod tests {
     impl Future for ReadyAfter {
         type Output = &'static str;
 
-        fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Self::Output> {
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
             if self.pending == 0 {
                 return Poll::Ready("body");
             }
             self.pending -= 1;
+            cx.waker().wake_by_ref();
             Poll::Pending
         }
     }
 
     #[actix_web::test]
-    async fn a_body_read_on_the_second_poll_arms_no_timer_and_a_later_one_does() {
+    async fn the_first_poll_wakes_no_one_and_arms_the_timer_and_later_polls_keep_the_waker() {
         let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
         let waker = std::task::Waker::from(Arc::clone(&wakes));
         let mut cx = Context::from_waker(&waker);
 
-        let mut quick = std::pin::pin!(Deadline::new(
-            Duration::from_secs(10),
-            ReadyAfter { pending: 1 }
-        ));
-        assert!(quick.as_mut().poll(&mut cx).is_pending());
-        assert!(quick.timer.is_none(), "no timer on the first pending poll");
-        // The first pending poll asks for the second itself: nothing else may ever wake it.
-        assert_eq!(wakes.0.load(Ordering::Relaxed), 1);
-        assert!(matches!(
-            quick.as_mut().poll(&mut cx),
-            Poll::Ready(Ok("body"))
-        ));
-        assert!(quick.timer.is_none(), "read without a timer");
-
         let before = tokio::time::Instant::now();
-        let mut slow = std::pin::pin!(Deadline::new(
+        let mut read = std::pin::pin!(Deadline::new(
             Duration::from_secs(10),
             ReadyAfter { pending: 2 }
         ));
         let started = tokio::time::Instant::now();
-        assert!(slow.as_mut().poll(&mut cx).is_pending());
-        std::thread::sleep(Duration::from_millis(20));
-        assert!(slow.as_mut().poll(&mut cx).is_pending());
-        // Armed on the second pending poll, at the deadline counted from the start, not from
-        // the arming 20 ms later.
-        let deadline = slow.timer.as_ref().map(|timer| timer.deadline());
-        assert!(deadline.is_some(), "armed once still pending");
-        assert!(deadline >= Some(before + Duration::from_secs(10)));
-        assert!(deadline <= Some(started + Duration::from_secs(10)));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        // The body's wake-up went to no one: the task is not polled again for nothing.
         assert_eq!(
             wakes.0.load(Ordering::Relaxed),
-            2,
-            "each woke itself once, on its first pending poll"
+            0,
+            "the first poll woke the task"
         );
+        // Armed at once, at the deadline counted from the start: a body that never comes
+        // times out even if nothing polls the handler again.
+        let deadline = read.timer.as_ref().map(|timer| timer.deadline());
+        assert!(deadline.is_some(), "no timer after the first pending poll");
+        assert!(deadline >= Some(before + Duration::from_secs(10)));
+        assert!(deadline <= Some(started + Duration::from_secs(10)));
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(read.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(
+            wakes.0.load(Ordering::Relaxed),
+            1,
+            "the second poll reads with the task's waker"
+        );
+        assert_eq!(read.timer.as_ref().map(|timer| timer.deadline()), deadline);
         assert!(matches!(
-            slow.as_mut().poll(&mut cx),
+            read.as_mut().poll(&mut cx),
             Poll::Ready(Ok("body"))
         ));
+
+        // A body already there is read on the first poll.
+        let mut there = std::pin::pin!(Deadline::new(
+            Duration::from_secs(10),
+            ReadyAfter { pending: 0 }
+        ));
+        assert!(matches!(
+            there.as_mut().poll(&mut cx),
+            Poll::Ready(Ok("body"))
+        ));
+        assert!(there.timer.is_none(), "a timer for a body read at once");
     }
 
     #[actix_web::test]
