@@ -12,7 +12,12 @@ SCENARIO is one of
 
 for i in FIRST .. FIRST+COUNT-1, handed out in order to CONNECTIONS threads, each with its own
 keep-alive connection that sends its next request when its last one is answered (the shape of
-wrk's load, so the store's group commit gathers what many connections have in flight). Every
+wrk's load, so the store's group commit gathers what many connections have in flight). Each
+request is written in one `send`, head and body together, as wrk writes it (`wrk.format` in
+benches/load/lua/load.lua): http.client writes a POST's body apart from its head, and when the
+two arrive apart the server makes a pass over the connection more for the body, so the count
+per request moved between runs with how many were split
+(benches/load/results/single18-2026-12-02-s18.md). Every
 answer must be 200, and an event must be `applied`; anything else stops the run with exit
 status 1. The server sees exactly COUNT requests, whatever the machine's speed.
 """
@@ -33,6 +38,19 @@ def request(scenario, i):
     raise SystemExit(f"unknown scenario {scenario!r}")
 
 
+class OneWrite(http.client.HTTPConnection):
+    """Writes a request's head and a bytes body in one `send` (http.client writes them in two)."""
+
+    def _send_output(self, message_body=None, encode_chunked=False):
+        if not isinstance(message_body, bytes):
+            return super()._send_output(message_body, encode_chunked)
+        self._buffer.extend((b"", b""))
+        head = b"\r\n".join(self._buffer)
+        del self._buffer[:]
+        self.send(head + message_body)
+        return None
+
+
 def main():
     port, scenario = int(sys.argv[1]), sys.argv[2]
     first, count, connections = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
@@ -41,7 +59,7 @@ def main():
     failures = []
 
     def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+        conn = OneWrite("127.0.0.1", port, timeout=300)
         headers = {"Content-Type": "application/json"}
         while not failures:
             with lock:
