@@ -77,7 +77,7 @@ pin_project_lite::pin_project! {
     /// the store: a read of the socket, two decodes of an empty buffer and a poll of every
     /// layer, ~8,000 instructions per POST, one event per POST's largest part beyond the bare
     /// handler's (`benches/load/results/single18-2026-12-02-s18.md`). So the first poll reads
-    /// with a waker that wakes no one, and arms the timer instead (~400): a body that never
+    /// with a waker that wakes no one, and arms the timer instead (~500): a body that never
     /// arrives still times out, and a body already there (a pipelined request's, which may
     /// get no second poll in that pass) is read at once. Any later byte on the connection
     /// wakes actix, which polls the handler again, and from the second poll on the read keeps
