@@ -12,7 +12,8 @@
 //! - a watched key changed between the read and `EXEC` (another replica's commit, a
 //!   re-assignment) makes `EXEC` answer nil: nothing was written, and the commit goes through
 //!   the script unchanged. Replicas ingesting into the same shards would conflict at every
-//!   commit, so after an abort the next commits take the script at once (`TxState::aborted`);
+//!   commit, so after an abort (or a read that found what only the script judges) the next
+//!   commits take the script at once (`TxState::back_off`);
 //! - an error or an unknown outcome (the connection lost after `EXEC` was sent) fails the jobs
 //!   with the store's error, as a failed script call does: `MULTI`/`EXEC` is all or nothing
 //!   and applies an id with its reward, so a retry of the events finds what was applied;
@@ -93,11 +94,18 @@ impl TxState {
         true
     }
 
-    fn aborted(&self) {
+    /// The next commits take the script at once: a read found what only the script judges
+    /// (an upgrade's directory of whole ids stays for the window and an hour), and a read
+    /// that cannot be used is a round trip wasted per commit.
+    fn back_off(&self) {
         let length = self.backoff.load(Ordering::Relaxed);
         self.skip.store(length, Ordering::Relaxed);
         self.backoff
             .store((length * 2).min(BACKOFF_MAX), Ordering::Relaxed);
+    }
+
+    fn aborted(&self) {
+        self.back_off();
         #[cfg(test)]
         self.aborted.fetch_add(1, Ordering::Relaxed);
     }
@@ -161,6 +169,7 @@ pub async fn apply(
     shared.after_judged_read();
     // A record, a counter or a directory this path does not judge: the script's.
     let Some(judged) = plan.judge(read) else {
+        shared.tx.back_off();
         return false;
     };
     if let Some(stamps) = stamps.as_deref_mut() {

@@ -281,7 +281,8 @@ fn a_record_changed_before_exec_aborts_and_the_script_answers() {
 
 /// What the transaction does not judge goes through the script as before: a commit with a
 /// token reward, one with a half-life, and one whose id shard still has a directory of whole
-/// ids (an upgrade's); a commit of unit rewards alone is a transaction again.
+/// ids (an upgrade's, after which the next commits take the script without a read); then a
+/// commit of unit rewards alone is a transaction again.
 #[test]
 fn what_the_transaction_does_not_judge_takes_the_script() {
     let server = RedisServer::start();
@@ -320,6 +321,17 @@ fn what_the_transaction_does_not_judge_takes_the_script() {
         assert_eq!(outcome, vec![applied("a")]);
         assert_eq!(store.transactions(), (0, 0), "each by the script");
         server.cli(&["DEL", &directory]);
+        // The read that found the directory backs off as an abort does: the next commits
+        // take the script without a read, then a transaction.
+        for i in 0..tx::BACKOFF_FIRST {
+            let id = format!("again {i}");
+            let outcome = store
+                .apply_rewards(vec![reward(&epoch, &id, "u3", 1.0)])
+                .await
+                .unwrap();
+            assert_eq!(outcome, vec![RewardOutcome::AlreadyRewarded]);
+            assert_eq!(store.transactions(), (0, 0), "commit {i} by the script");
+        }
         let outcome = store
             .apply_rewards(vec![reward(&epoch, "i4", "u4", 1.0)])
             .await
