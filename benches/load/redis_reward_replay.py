@@ -4,6 +4,7 @@
     benches/load/redis_reward_replay.py PORT LUA_DIR EVENTS [--per N] [--dups F] [--expected]
                                         [--no-setup] [--seed S] [--retried] [--occurred]
                                         [--fcall] [--judged] [--prefetch] [--commands]
+                                        [--watch]
 
 What `run.sh --redis --scenarios events_bulk` makes banditd send on a single primary
 (src/store/redis/direct.rs; op B as src/store/redis/call_direct.rs packs it, or as earlier
@@ -32,7 +33,9 @@ counted with the call. `--commands`: no script at all: each call's reads and wri
 `--judged` script makes them (HMGET of the records and SMISMEMBER of the digests, HSET of the
 credited records, SADD and APPEND of the applied digests, the lists' index and expiries, the
 counters and delay bins by HINCRBY), sent as plain commands in one MULTI/EXEC, their outcomes
-known to the replay: what Redis's own commands cost for a reward, without Lua.
+known to the replay: what Redis's own commands cost for a reward, without Lua. `--commands
+--watch`: the commands of banditd's transaction (src/store/redis/tx_plan.rs): the reads after
+a WATCH of their keys in one pipeline, then MULTI, the writes, EXEC (see `commands_of`).
 
 Prints the replay's events, applied and duplicate counts, redis-server's CPU (INFO cpu), the
 commands its scripts ran and the AOF bytes per event. For exact, load-independent counts run
@@ -62,6 +65,7 @@ parser.add_argument("--fcall", action="store_true")
 parser.add_argument("--judged", action="store_true")
 parser.add_argument("--prefetch", action="store_true")
 parser.add_argument("--commands", action="store_true")
+parser.add_argument("--watch", action="store_true")
 opts = parser.parse_args()
 port, lua_dir, events = opts.port, opts.lua_dir, opts.events
 PER, DUPS, EXPECTED, SETUP = opts.per, opts.dups, opts.expected, not opts.no_setup
@@ -312,9 +316,17 @@ def delay_bin(delay):
                if edge <= delay)
 
 
-def commands_of(batch, now, applied):
+expiry_of = {}  # --watch: each key's expiry as the replay set it (its clock)
+
+
+def commands_of(batch, now, applied, watch=False):
     """The commands of `--commands` for one call of `batch`; `applied`: the ids applied in
-    it (the others are duplicates)."""
+    it (the others are duplicates). `watch` (--watch): as banditd's transaction sends them
+    (src/store/redis/tx_plan.rs): first a pipeline of UNWATCH, WATCH of every key a decision
+    reads and those reads (EXISTS of the legacy records, directories and due indexes, HMGET of
+    the records, SMISMEMBER of the digests, PTTL of the digest sets and lists, HGETALL of the
+    arms), returned as the first of two lists, then MULTI, the writes alone (the arms' decay
+    time and marker in one HSET, HSETNX of the start, HINCRBY of the change counter), EXEC."""
     end = -(-(now + WINDOW) // HOUR) * HOUR
     keep = end - now + 86400000
     read, written, digests, kept, credits = {}, {}, {}, {}, {}
@@ -330,12 +342,35 @@ def commands_of(batch, now, applied):
             v = VARIANTS[i % 3]
             credits[v] = credits.get(v, 0) + 1000000
     out = [["MULTI"]]
-    for s, names in sorted(read.items()):
-        for at in range(0, len(names), 512):
-            out.append(["HMGET", tag(s) + ":r"] + names[at:at + 512])
-    for home, listed in sorted(digests.items()):
-        for at in range(0, len(listed), 512):
-            out.append(["SMISMEMBER", "{bd:load-sticky:e%d}:h" % home] + listed[at:at + 512])
+    reads = []
+    if watch:
+        names = {s: list(dict.fromkeys(names)) for s, names in read.items()}
+        ends = sorted({end})
+        watched, exists = [], []
+        for s in sorted(names):
+            watched += [tag(s) + ":r", tag(s) + ":u"]
+            exists.append(tag(s) + ":u")
+        for home in sorted(digests):
+            e = "{bd:load-sticky:e%d}" % home
+            watched += [e + ":h", e + ":d", e + ":due"]
+            exists += [e + ":d", e + ":due"]
+        lists = ["{bd:load-sticky:e%d}:hl:%d" % (home, x) for home in sorted(digests) for x in ends]
+        watched += lists + [tag(shard(units[batch[0][1]])) + ":a"]
+        reads = [["UNWATCH"], ["WATCH"] + watched, ["EXISTS"] + exists]
+        reads += [["HMGET", tag(s) + ":r"] + names[s] for s in sorted(names)]
+        for home in sorted(digests):
+            reads.append(["SMISMEMBER", "{bd:load-sticky:e%d}:h" % home] + digests[home])
+            reads.append(["PTTL", "{bd:load-sticky:e%d}:h" % home])
+        reads += [["PTTL", key] for key in lists]
+        reads.append(["HGETALL", tag(shard(units[batch[0][1]])) + ":a"])
+    else:
+        for s, names in sorted(read.items()):
+            for at in range(0, len(names), 512):
+                out.append(["HMGET", tag(s) + ":r"] + names[at:at + 512])
+        for home, listed in sorted(digests.items()):
+            for at in range(0, len(listed), 512):
+                out.append(["SMISMEMBER", "{bd:load-sticky:e%d}:h" % home]
+                           + listed[at:at + 512])
     for s, pairs in sorted(written.items()):
         for at in range(0, len(pairs), 1024):
             out.append(["HSET", tag(s) + ":r"] + pairs[at:at + 1024])
@@ -344,17 +379,32 @@ def commands_of(batch, now, applied):
         out.append(["SADD", dig] + listed)
         out.append(["APPEND", lst, b"".join(listed)])
         out.append(["ZADD", "{bd:load-sticky:e%d}:hw" % home, end, lst])
-        out += [["PEXPIRE", lst, keep + HOUR], ["PEXPIRE", dig, keep + HOUR]]
+        for key in (lst, dig):
+            # --watch: banditd sets an expiry only when the one read is shorter than `keep`
+            # (`keep_at_least`), as the replay's clock tells.
+            if not watch or expiry_of.get(key, 0) - now < keep:
+                out.append(["PEXPIRE", key, keep + HOUR])
+                expiry_of[key] = now + keep + HOUR
     arms, delays = tag(shard(units[batch[0][1]])) + ":a", tag(shard(units[batch[0][1]])) + ":d"
     for v, micro in credits.items():
         out.append(["HINCRBY", arms, "r|" + v, micro])
-        out.append(["HSET", arms, "dt|" + v, now, "h|" + v, "-"])
-        out.append(["HINCRBY", delays, "d|%d|%s" % (delay_bin(now - assigned), v), micro])
+        out.append(["HSET", arms, "h|" + v, "-", "dt|" + v, now] if watch
+                   else ["HSET", arms, "dt|" + v, now, "h|" + v, "-"])
+        if not watch:
+            out.append(["HINCRBY", delays, "d|%d|%s" % (delay_bin(now - assigned), v), micro])
+    if watch:
+        # banditd adds a delay bin per (bin, variant) after the arms' counters.
+        for v, micro in credits.items():
+            out.append(["HINCRBY", delays, "d|%d|%s" % (delay_bin(now - assigned), v), micro])
     if credits:
-        out.append(["HINCRBY", arms, "v", 1])
-        out.append(["HSETNX", arms, "s", now])
+        if watch:
+            out.append(["HSETNX", arms, "s", now])
+            out.append(["HINCRBY", arms, "v", 1])
+        else:
+            out.append(["HINCRBY", arms, "v", 1])
+            out.append(["HSETNX", arms, "s", now])
     out.append(["EXEC"])
-    return out
+    return (reads, out) if watch else out
 
 
 def outcomes(reply):
@@ -390,7 +440,7 @@ while fresh < events:
     reads.append([["HMGET", tag(s) + ":r"] + names for s, names in sorted(by_shard.items())])
     if opts.commands:
         fresh_ids = {event_id for event_id, _ in batch} - seen_ids
-        calls.append(commands_of(batch, NOW + 1000 * len(calls), fresh_ids))
+        calls.append(commands_of(batch, NOW + 1000 * len(calls), fresh_ids, opts.watch))
         seen_ids |= fresh_ids
         applied_n += len(fresh_ids)
         continue
@@ -412,6 +462,10 @@ calls_sizes = list(sizes)
 for made, prefetch in zip(calls, reads):
     if opts.prefetch:
         pipelined(prefetch)
+    if opts.commands and opts.watch:
+        pipelined(made[0])
+        pipelined(made[1])
+        continue
     if opts.commands:
         pipelined(made)
         continue

@@ -20,7 +20,8 @@ mod reward;
 use crate::store::{
     ConfirmOp, Epoch, MAX_CLOCK_SKEW_MS, StickyRecord, TOKEN_MARK_SLACK_MS, Tally, rules,
 };
-pub use judged::Known;
+pub use direct_pack::retention;
+pub use judged::{Known, Unhashed, unrewarded};
 pub use reward::Reward;
 
 /// Windows and retention beyond this are clamped: Lua numbers are doubles.

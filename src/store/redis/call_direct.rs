@@ -94,13 +94,7 @@ impl Call {
         let home = layout::shard_of(&op.event_id);
         let now = op.now_ms.min(MAX_MS);
         let window = op.window_ms.min(MAX_MS);
-        let end = layout::event_list_end(now.saturating_add(window).min(MAX_MS));
-        // Redis keeps the lists and the digest set at least a day (the tokens' slack) past
-        // their ends by its own clock: a backstop, the sweep forgets them on time.
-        let keep = end
-            .saturating_sub(now)
-            .saturating_add(TOKEN_MARK_SLACK_MS)
-            .min(MAX_MS);
+        let (end, keep) = retention(op);
         let at = match self
             .directories
             .iter()
@@ -280,6 +274,21 @@ impl Call {
             .iter()
             .map(|(first, units)| (index_number(first), units.as_slice()))
     }
+}
+
+/// The end of the digest list that keeps `op`'s id once applied, and how long Redis keeps that
+/// list and the id's digest set at least (ms): a day (the tokens' slack) past the list's end
+/// by Redis's own clock, a backstop, since the sweep forgets them on time. Op `Q` and op `L`
+/// send these; the transaction (`tx`) writes the same expiries.
+pub fn retention(op: &RewardOp) -> (u64, u64) {
+    let now = op.now_ms.min(MAX_MS);
+    let window = op.window_ms.min(MAX_MS);
+    let end = layout::event_list_end(now.saturating_add(window).min(MAX_MS));
+    let keep = end
+        .saturating_sub(now)
+        .saturating_add(TOKEN_MARK_SLACK_MS)
+        .min(MAX_MS);
+    (end, keep)
 }
 
 impl Packed {

@@ -50,10 +50,10 @@ pub(super) struct Judged {
 
 /// The sets' keys are hashes already (a keyed digest, FNV-1a): used as they are, where
 /// SipHash cost ~700 instructions per reward (`benches/load/bulk_cost.sh`).
-type Unhashed = BuildHasherDefault<AsIs>;
+pub type Unhashed = BuildHasherDefault<AsIs>;
 
 #[derive(Default)]
-struct AsIs(u64);
+pub struct AsIs(u64);
 
 impl Hasher for AsIs {
     fn finish(&self) -> u64 {
@@ -246,7 +246,7 @@ pub(super) fn written(record: &StickyRecord) -> String {
 /// An unrewarded record's variant and assignment time as written: exactly three tabs, the
 /// last ending it (what `judge_unit` in `apply_rewards.lua` matches as a record it can credit
 /// whole); None for any other text.
-fn unrewarded(text: &str) -> Option<(&str, &str)> {
+pub fn unrewarded(text: &str) -> Option<(&str, &str)> {
     let body = text.strip_suffix('\t')?;
     let mut fields = body.split('\t');
     let (variant, assigned, _propensity) = (fields.next()?, fields.next()?, fields.next()?);

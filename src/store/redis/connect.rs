@@ -19,10 +19,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
+};
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
-use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value};
+use redis::{
+    AsyncConnectionConfig, Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisFuture, Value,
+};
 
 use crate::secret::SecretString;
 
@@ -209,6 +213,8 @@ impl ConnectionLike for Connection {
 pub struct Link {
     current: ArcSwap<Connection>,
     sentinel: Option<tokio::sync::Mutex<SentinelState>>,
+    /// A standalone primary's client, for connections of their own (`Link::dedicated`).
+    standalone: Option<redis::Client>,
 }
 
 struct SentinelState {
@@ -243,6 +249,7 @@ impl Link {
         match topology {
             Topology::Standalone(info) => {
                 let client = redis::Client::open(info)?;
+                let standalone = client.clone();
                 let mut connection =
                     ConnectionManager::new_with_config(client, manager_config()).await?;
                 let cluster: String = redis::cmd("INFO")
@@ -255,7 +262,9 @@ impl Link {
                         "this Redis is a Cluster node: use a redis+cluster:// URL",
                     )));
                 }
-                Ok(Self::single(Connection::Single(connection), None))
+                let mut link = Self::single(Connection::Single(connection), None);
+                link.standalone = Some(standalone);
+                Ok(link)
             }
             Topology::Cluster(nodes) => {
                 let client = redis::cluster::ClusterClient::builder(nodes)
@@ -295,7 +304,28 @@ impl Link {
         Self {
             current: ArcSwap::from_pointee(connection),
             sentinel: sentinel.map(tokio::sync::Mutex::new),
+            standalone: None,
         }
+    }
+
+    /// A connection of its own to the single primary (standalone, or the one the Sentinels
+    /// name now), for state Redis keeps per connection (`WATCH`, `tx`): the shared link is
+    /// multiplexed, and its manager reconnects behind its users' backs, where a `MULTI` sent
+    /// on a new connection would run without the `WATCH` of the old. This one is never
+    /// reconnected: its user drops it on any error and asks for another. None under Cluster.
+    pub async fn dedicated(&self) -> Result<Option<MultiplexedConnection>, redis::RedisError> {
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT));
+        let client = match (&self.standalone, &self.sentinel) {
+            (Some(client), _) => client.clone(),
+            (None, Some(sentinel)) => sentinel.lock().await.client.async_get_client().await?,
+            (None, None) => return Ok(None),
+        };
+        let connection = client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?;
+        Ok(Some(connection))
     }
 
     /// Whether every script call must keep to one slot (Cluster). A single primary

@@ -182,6 +182,8 @@ fn a_group_commit_of_new_units_on_one_primary_is_one_script_call() {
 fn a_batch_of_rewards_reads_each_record_once_and_writes_records_once_per_call() {
     let server = RedisServer::start();
     let store = open(&server);
+    // The script's costs (a transaction's: `tx_tests`).
+    store.set_transactions(false);
     block_on(async {
         let units = 300u64;
         insert_units(&store, units).await;
@@ -250,6 +252,8 @@ fn a_unit_written_twice_in_one_call_keeps_the_last_record_only() {
 fn new_units_and_a_batch_of_rewards_read_their_records_a_shard_at_a_time() {
     let server = RedisServer::start();
     let store = open(&server);
+    // The script's costs (a transaction's: `tx_tests`).
+    store.set_transactions(false);
     block_on(async {
         server.cli(&["CONFIG", "RESETSTAT"]);
         let units = 200u64;
@@ -296,6 +300,8 @@ fn aof_bytes(server: &RedisServer) -> u64 {
 fn a_batch_of_rewards_on_one_primary_is_one_script_call_that_writes_no_claims() {
     let server = RedisServer::start();
     let store = open(&server);
+    // The script's costs (a transaction's: `tx_tests`).
+    store.set_transactions(false);
     block_on(async {
         let units = 300u64;
         insert_units(&store, units).await;
@@ -326,6 +332,51 @@ fn a_batch_of_rewards_on_one_primary_is_one_script_call_that_writes_no_claims() 
             "{events} rewards took {writes} write commands: {:?}",
             command_calls(&server)
         );
+        let counters = store.counters(&epoch()).await.unwrap();
+        assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+/// A batch of unit rewards by transaction (`tx`): no script call, one `EXEC`, one `HMGET` per
+/// records shard, each records shard rewritten by one `HSET`, each id shard's digests kept by
+/// one `SADD` and its list by one `APPEND` and one `ZADD` (at most two expiries set), the
+/// counters by five commands; no more AOF bytes per event than the script's bound.
+#[test]
+fn a_batch_of_rewards_by_transaction_runs_no_script_and_writes_each_shard_once() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    block_on(async {
+        let units = 300u64;
+        insert_units(&store, units).await;
+        store
+            .apply_rewards(vec![unit_reward("first", "u0", 0.5, T0_MS + 1)])
+            .await
+            .unwrap();
+        server.cli(&["CONFIG", "RESETSTAT"]);
+        let aof_before = aof_bytes(&server);
+        reward_each_unit(&store, 1..units).await;
+        let events = units - 1;
+        let calls = command_calls(&server);
+        let (writes, scripts) = writes_and_scripts(&server);
+        assert_eq!(scripts, 0, "{calls:?}");
+        assert_eq!(calls.get("exec"), Some(&1), "{calls:?}");
+        let shards = u64::from(layout::SHARDS);
+        assert!(
+            calls.get("hmget").is_some_and(|&n| n <= shards),
+            "{calls:?}"
+        );
+        assert!(
+            calls.get("append").is_some_and(|&n| n <= shards),
+            "{calls:?}"
+        );
+        assert!(
+            writes <= 5 * shards + 5,
+            "{events} rewards took {writes} writes: {calls:?}"
+        );
+        let aof = (aof_bytes(&server) - aof_before) / events;
+        assert!(aof <= 200, "{aof} AOF bytes per applied event");
+        assert_eq!(store.transactions(), (2, 0));
         let counters = store.counters(&epoch()).await.unwrap();
         assert_eq!(counters["bold"].reward_sum, 0.5 * units as f64);
         assert!(store.audit().await.unwrap().is_clean());

@@ -22,7 +22,7 @@ use super::call::{Call, Reward, Sink};
 use super::classify;
 use super::rewards::{Job, OpRef};
 use super::timeline::Stamps;
-use super::{Shared, commit, event_digest, judged};
+use super::{Shared, commit, event_digest, judged, tx};
 use crate::store::event_ids::Digester;
 use crate::store::{Epoch, RewardOutcome, StoreError};
 
@@ -45,6 +45,19 @@ pub async fn apply(
             return Vec::new();
         }
     };
+    // When this replica can judge every reward: plain commands in one transaction (`tx`).
+    if tx::apply(
+        shared,
+        jobs,
+        &open,
+        &digester,
+        counted,
+        stamps.as_deref_mut(),
+    )
+    .await
+    {
+        return Vec::new();
+    }
     let mut rewards: Vec<OpRef> = Vec::with_capacity(open.len());
     let held = judged::fetch(shared, jobs, &open).await;
     let judge = shared.judges_rewards();

@@ -100,7 +100,7 @@ async fn mixed(
 }
 
 /// Records, counters and delay histograms of one epoch.
-type State = (
+pub(super) type State = (
     Vec<(String, StickyRecord)>,
     HashMap<String, ArmCounters>,
     HashMap<String, DelayHistograms>,
@@ -108,7 +108,7 @@ type State = (
 
 /// Everything a reward changes that the store reads back: the records, the counters and the
 /// delay histograms.
-async fn state(store: &RedisStore, epoch: &Epoch) -> State {
+pub(super) async fn state(store: &RedisStore, epoch: &Epoch) -> State {
     (
         store.scan_sticky(epoch, None, 1_000).await.unwrap(),
         store.counters(epoch).await.unwrap(),
@@ -178,6 +178,9 @@ fn judged_rewards_end_as_the_scripts_judging_does() {
     let server = RedisServer::start();
     let (judging, scripted, filler) = (open(&server), open(&server), open(&server));
     scripted.set_judging(false);
+    // The script's kind V judging, not the transaction of plain commands (`tx_tests`).
+    judging.set_transactions(false);
+    scripted.set_transactions(false);
     block_on(async {
         for (round, h) in [None, Some(DAY_MS)].into_iter().enumerate() {
             let on = epoch_of(&format!("on{round}"), 1);
@@ -213,6 +216,8 @@ fn judged_rewards_end_as_the_scripts_judging_does() {
 fn a_record_changed_between_the_read_and_the_call_is_judged_by_the_script() {
     let server = RedisServer::start();
     let (store, other) = (open(&server), Arc::new(open(&server)));
+    // The script's kind V judging (`tx_tests` races the transaction).
+    store.set_transactions(false);
     let epoch = epoch_of("raced", 1);
     block_on(async {
         for unit in ["f1", "f2", "f3"] {

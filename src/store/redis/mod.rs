@@ -81,6 +81,10 @@ mod store_impl;
 #[cfg(test)]
 mod tests;
 mod timeline;
+mod tx;
+mod tx_plan;
+#[cfg(test)]
+mod tx_tests;
 mod wait;
 #[cfg(test)]
 mod wait_tests;
@@ -174,6 +178,9 @@ pub(crate) struct Shared {
     /// Whether unit rewards are judged here before their call (`judged`; op `B`'s kind
     /// `V`): always in service; tests turn it off to compare with the script's judging.
     judge_rewards: std::sync::atomic::AtomicBool,
+    /// Unit rewards applied as a transaction of plain commands (`tx`): its switch (on in
+    /// service), connection and back-off.
+    tx: tx::TxState,
     /// Run between `judged::fetch`'s read and the call (tests: another replica's write
     /// in between).
     #[cfg(test)]
@@ -373,6 +380,21 @@ impl RedisStore {
         self.shared.judge_rewards.store(on, Ordering::Relaxed);
     }
 
+    /// Turns the transaction of plain commands on or off (`tx`; on by default).
+    #[cfg(test)]
+    pub(crate) fn set_transactions(&self, on: bool) {
+        self.shared.tx.set(on);
+    }
+
+    /// How many commits were applied by a transaction, and how many transactions aborted.
+    #[cfg(test)]
+    pub(crate) fn transactions(&self) -> (u64, u64) {
+        (
+            self.shared.tx.transacted.load(Ordering::Relaxed),
+            self.shared.tx.aborted.load(Ordering::Relaxed),
+        )
+    }
+
     /// How many rewards were answered `V` (applied as this replica judged them).
     #[cfg(test)]
     pub(crate) fn predicted(&self) -> u64 {
@@ -385,7 +407,8 @@ impl RedisStore {
         self.shared.taken_back.load(Ordering::Relaxed)
     }
 
-    /// Runs `hook` after each read of `judged::fetch`, before the call (None: nothing).
+    /// Runs `hook` after each read of `judged::fetch` or of a transaction (`tx`), before the
+    /// call or `EXEC` (None: nothing).
     #[cfg(test)]
     pub(crate) fn on_judged_read(&self, hook: Option<Box<dyn Fn() + Send>>) {
         *lock(&self.shared.after_judged_read) = hook;
@@ -464,6 +487,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         wait: options.wait,
         digest_key: event_digest::DigestKey::default(),
         judge_rewards: std::sync::atomic::AtomicBool::new(true),
+        tx: tx::TxState::default(),
         #[cfg(test)]
         after_judged_read: Mutex::new(None),
         #[cfg(test)]

@@ -77,6 +77,8 @@ fn write_and_check(store: &RedisStore, prefix: &str, count: usize) {
 fn a_commit_calls_the_library_as_a_function_loaded_once() {
     let server = RedisServer::start();
     let store = open(&server);
+    // Rewards by the script, not by a transaction of plain commands (`tx`).
+    store.set_transactions(false);
     write_and_check(&store, "f", 20);
     write_and_check(&store, "g", 20);
     let function = store.shared.scripts.apply.function().to_owned();
