@@ -168,44 +168,49 @@ fn a_body_that_trickles_is_answered_408_problem_and_the_connection_closed() {
     assert_eq!(app.get("/healthz").status, 200);
 }
 
-/// Sends `parts` on one connection with `gap` between them; returns the first answer (head and
-/// a body of its `content-length`) and how long after the last part it came, or what came
-/// before `patience` ran out.
-fn answer_to_parts(
+/// POSTs `body` to `/v1/events` on a fresh connection: the head first, then the body in
+/// `pieces` equal parts, `gap` apart. Returns the first answer (its head and a body of its
+/// `content-length`) and how long after the last piece it came (at most 20 s).
+fn post_events_in_pieces(
     app: &TestApp,
-    parts: &[&[u8]],
+    content_type: &str,
+    body: &str,
+    pieces: usize,
     gap: Duration,
-    patience: Duration,
 ) -> (String, Duration) {
     let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_millis(20)))
         .unwrap();
-    for (i, part) in parts.iter().enumerate() {
-        if i > 0 {
-            std::thread::sleep(gap);
-        }
-        stream.write_all(part).unwrap();
-        stream.flush().unwrap();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nHost: banditd\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    for piece in body.as_bytes().chunks(body.len().div_ceil(pieces)) {
+        std::thread::sleep(gap);
+        stream.write_all(piece).unwrap();
     }
     let sent = Instant::now();
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
-    while sent.elapsed() < patience {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-        let text = String::from_utf8_lossy(&answer);
-        if let Some((head, body)) = text.split_once("\r\n\r\n") {
-            let length = head
-                .lines()
-                .find_map(|line| line.strip_prefix("content-length: "))
-                .and_then(|n| n.trim().parse::<usize>().ok());
-            if length.is_some_and(|length| body.len() >= length) {
+    while sent.elapsed() < Duration::from_secs(20) {
+        if let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
                 break;
             }
+            answer.extend_from_slice(&buf[..n]);
+        }
+        let text = String::from_utf8_lossy(&answer);
+        let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+            head.lines()
+                .find_map(|line| line.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .is_some_and(|length| body.len() >= length)
+        });
+        if complete {
+            break;
         }
     }
     (
@@ -218,7 +223,8 @@ fn answer_to_parts(
 /// body's timer fires. `src/http/body.rs` reads on the first poll without the task's waker
 /// and relies on actix's HTTP/1 connection polling the handler again whenever it reads the
 /// socket (actix-web 4 does so on every pass, whatever waker the body holds); this holds it
-/// to that, for a small body and for one larger than actix's payload buffer.
+/// to that, for a small body and for a bulk one larger than actix's payload buffer (32 KiB),
+/// which the reader must drain for the connection to read on.
 #[test]
 fn a_body_that_comes_in_pieces_after_its_head_is_answered_at_once() {
     let app = TestApp::spawn_with_env(
@@ -226,28 +232,7 @@ fn a_body_that_comes_in_pieces_after_its_head_is_answered_at_once() {
         &[("BANDITD_BODY_READ_TIMEOUT", "30s")],
     );
     app.assign("headline", "piecewise");
-    let body = r#"[{"id":"pieces-1","experiment":"headline","unit":"piecewise"}]"#.as_bytes();
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: banditd\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n",
-        body.len()
-    );
-    let (first, rest) = body.split_at(10);
-    let (answer, late) = answer_to_parts(
-        &app,
-        &[head.as_bytes(), first, rest],
-        Duration::from_millis(300),
-        Duration::from_secs(20),
-    );
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    assert!(answer.contains(r#""applied":1"#), "{answer}");
-    assert!(
-        late < Duration::from_secs(3),
-        "answered {late:?} after the last piece"
-    );
-
-    // A bulk body larger than actix's payload buffer (32 KiB), in four pieces: the reader
-    // must drain the buffer for the connection to read on.
+    let one = r#"[{"id":"pieces-1","experiment":"headline","unit":"piecewise"}]"#.to_owned();
     let mut bulk = String::new();
     for i in 0..1_500 {
         let unit = format!("piecewise-{i}");
@@ -257,27 +242,22 @@ fn a_body_that_comes_in_pieces_after_its_head_is_answered_at_once() {
         ));
         bulk.push('\n');
     }
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nHost: banditd\r\nContent-Type: application/x-ndjson\r\n\
-         Content-Length: {}\r\n\r\n",
-        bulk.len()
-    );
-    let quarter = bulk.len() / 4;
-    let pieces: Vec<&[u8]> = std::iter::once(head.as_bytes())
-        .chain(bulk.as_bytes().chunks(quarter))
-        .collect();
-    let (answer, late) = answer_to_parts(
-        &app,
-        &pieces,
-        Duration::from_millis(200),
-        Duration::from_secs(20),
-    );
-    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
-    assert!(answer.contains(r#""applied":1500"#), "{answer}");
-    assert!(
-        late < Duration::from_secs(3),
-        "answered {late:?} after the last piece"
-    );
+    for (content_type, body, applied) in [
+        ("application/json", one, 1),
+        ("application/x-ndjson", bulk, 1_500),
+    ] {
+        let (answer, late) =
+            post_events_in_pieces(&app, content_type, &body, 4, Duration::from_millis(200));
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+        assert!(
+            answer.contains(&format!(r#""applied":{applied}"#)),
+            "{answer}"
+        );
+        assert!(
+            late < Duration::from_secs(3),
+            "{content_type}: answered {late:?} after the last piece"
+        );
+    }
 }
 
 #[test]

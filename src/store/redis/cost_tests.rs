@@ -296,6 +296,21 @@ fn aof_bytes(server: &RedisServer) -> u64 {
         .expect("INFO persistence reports aof_current_size")
 }
 
+/// Rewards units `u1`… of `units` assigned ones in one batch, counted from a reset of Redis's
+/// command statistics: the experiment's first reward (its registration for the sweep, written
+/// once) goes before. Returns the batch's events and the AOF's size before it.
+async fn counted_rewards(server: &RedisServer, store: &RedisStore, units: u64) -> (u64, u64) {
+    insert_units(store, units).await;
+    store
+        .apply_rewards(vec![unit_reward("first", "u0", 0.5, T0_MS + 1)])
+        .await
+        .unwrap();
+    server.cli(&["CONFIG", "RESETSTAT"]);
+    let aof_before = aof_bytes(server);
+    reward_each_unit(store, 1..units).await;
+    (units - 1, aof_before)
+}
+
 #[test]
 fn a_batch_of_rewards_on_one_primary_is_one_script_call_that_writes_no_claims() {
     let server = RedisServer::start();
@@ -304,16 +319,7 @@ fn a_batch_of_rewards_on_one_primary_is_one_script_call_that_writes_no_claims() 
     store.set_transactions(false);
     block_on(async {
         let units = 300u64;
-        insert_units(&store, units).await;
-        // The experiment's registration for the sweep is written once: not counted here.
-        store
-            .apply_rewards(vec![unit_reward("first", "u0", 0.5, T0_MS + 1)])
-            .await
-            .unwrap();
-        server.cli(&["CONFIG", "RESETSTAT"]);
-        let aof_before = aof_bytes(&server);
-        reward_each_unit(&store, 1..units).await;
-        let events = units - 1;
+        let (events, aof_before) = counted_rewards(&server, &store, units).await;
         let (writes, scripts) = writes_and_scripts(&server);
         // Claim, apply and settle in one call (it was 17 here: claim.lua and settle.lua per id
         // shard, apply.lua).
@@ -348,15 +354,7 @@ fn a_batch_of_rewards_by_transaction_runs_no_script_and_writes_each_shard_once()
     let store = open(&server);
     block_on(async {
         let units = 300u64;
-        insert_units(&store, units).await;
-        store
-            .apply_rewards(vec![unit_reward("first", "u0", 0.5, T0_MS + 1)])
-            .await
-            .unwrap();
-        server.cli(&["CONFIG", "RESETSTAT"]);
-        let aof_before = aof_bytes(&server);
-        reward_each_unit(&store, 1..units).await;
-        let events = units - 1;
+        let (events, aof_before) = counted_rewards(&server, &store, units).await;
         let calls = command_calls(&server);
         let (writes, scripts) = writes_and_scripts(&server);
         assert_eq!(scripts, 0, "{calls:?}");

@@ -21,18 +21,9 @@ fn reward(epoch: &Epoch, id: &str, unit: &str, amount: f64, h: Option<u64>) -> R
     }
 }
 
-/// Two calls of rewards of every kind: units another replica assigned (this one reads their
-/// records before the call) and units this one assigned (its cache holds them), amounts and
-/// assignment times that spread over several delay bins and arms, and in the same calls what
-/// the replica must not judge as applied or cannot judge alone: a window closed, a timestamp
-/// before the assignment, no assignment, a unit rewarded twice, an id twice in one call and
-/// again in the next, a unit already rewarded, tokens. Returns the outcomes of both calls.
-async fn mixed(
-    store: &RedisStore,
-    filler: &RedisStore,
-    epoch: &Epoch,
-    h: Option<u64>,
-) -> Vec<Vec<RewardOutcome>> {
+/// The units of the mixed scenarios: `f0`…`f39` assigned by `filler` (another replica: not in
+/// `store`'s cache) over both arms and ~4.5 hours, `c0`…`c9` by `store` itself (cached).
+pub(super) async fn assign_mixed_units(store: &RedisStore, filler: &RedisStore, epoch: &Epoch) {
     for i in 0..40u64 {
         let variant = if i % 3 == 0 { "b" } else { "a" };
         let unit = format!("f{i}");
@@ -49,6 +40,21 @@ async fn mixed(
             .await
             .unwrap();
     }
+}
+
+/// Two calls of rewards of every kind: units another replica assigned (this one reads their
+/// records before the call) and units this one assigned (its cache holds them), amounts and
+/// assignment times that spread over several delay bins and arms, and in the same calls what
+/// the replica must not judge as applied or cannot judge alone: a window closed, a timestamp
+/// before the assignment, no assignment, a unit rewarded twice, an id twice in one call and
+/// again in the next, a unit already rewarded, tokens. Returns the outcomes of both calls.
+async fn mixed(
+    store: &RedisStore,
+    filler: &RedisStore,
+    epoch: &Epoch,
+    h: Option<u64>,
+) -> Vec<Vec<RewardOutcome>> {
+    assign_mixed_units(store, filler, epoch).await;
     let amounts = [0.25, 0.5, 1.0, 0.3, 0.7, 0.123_457];
     let mut first = Vec::new();
     for i in 0..20 {
@@ -208,27 +214,26 @@ fn judged_rewards_end_as_the_scripts_judging_does() {
     });
 }
 
-/// A record another replica changes between this replica's read and its call: a reward
-/// credited there (this reward is then `AlreadyRewarded`) and a re-assignment (this reward
-/// then credits the new arm); the predicted credits of both are taken back, an unchanged unit
-/// is still credited as judged.
-#[test]
-fn a_record_changed_between_the_read_and_the_call_is_judged_by_the_script() {
-    let server = RedisServer::start();
-    let (store, other) = (open(&server), Arc::new(open(&server)));
-    // The script's kind V judging (`tx_tests` races the transaction).
-    store.set_transactions(false);
-    let epoch = epoch_of("raced", 1);
+/// Units `f1`…`f{units}` assigned to `a` by `other`; then, on `store`'s first read before a
+/// call of rewards (`judged` or the transaction's), `other` credits unit `f1` (event `x1`) and
+/// re-assigns `f2` from `a` to `b`: both records change between the read and the call. True
+/// in the answer once it ran.
+pub(super) fn race_the_read(
+    store: &RedisStore,
+    other: &Arc<RedisStore>,
+    epoch: &Epoch,
+    units: usize,
+) -> Arc<AtomicBool> {
     block_on(async {
-        for unit in ["f1", "f2", "f3"] {
+        for i in 1..=units {
             other
-                .insert_sticky(&epoch, unit, record("a", T0_MS), tally(T0_MS))
+                .insert_sticky(epoch, &format!("f{i}"), record("a", T0_MS), tally(T0_MS))
                 .await
                 .unwrap();
         }
     });
     let fired = Arc::new(AtomicBool::new(false));
-    let (hook_epoch, hook_fired, hook_other) = (epoch.clone(), fired.clone(), other.clone());
+    let (hook_epoch, hook_fired, hook_other) = (epoch.clone(), fired.clone(), Arc::clone(other));
     store.on_judged_read(Some(Box::new(move || {
         if hook_fired.swap(true, Ordering::SeqCst) {
             return;
@@ -241,7 +246,10 @@ fn a_record_changed_between_the_read_and_the_call_is_judged_by_the_script() {
                     .apply_rewards(vec![reward(&epoch, "x1", "f1", 1.0, None)])
                     .await
                     .unwrap();
-                assert!(matches!(credited[0], RewardOutcome::Applied { .. }));
+                assert!(
+                    matches!(&credited[..], [RewardOutcome::Applied { variant }] if variant == "a"),
+                    "{credited:?}"
+                );
                 let moved = other
                     .reassign_sticky(&epoch, "f2", "a", record("b", T0_MS + 1), tally(T0_MS + 1))
                     .await
@@ -252,6 +260,21 @@ fn a_record_changed_between_the_read_and_the_call_is_judged_by_the_script() {
         .join()
         .unwrap();
     })));
+    fired
+}
+
+/// A record another replica changes between this replica's read and its call: a reward
+/// credited there (this reward is then `AlreadyRewarded`) and a re-assignment (this reward
+/// then credits the new arm); the predicted credits of both are taken back, an unchanged unit
+/// is still credited as judged.
+#[test]
+fn a_record_changed_between_the_read_and_the_call_is_judged_by_the_script() {
+    let server = RedisServer::start();
+    let (store, other) = (open(&server), Arc::new(open(&server)));
+    // The script's kind V judging (`tx_tests` races the transaction).
+    store.set_transactions(false);
+    let epoch = epoch_of("raced", 1);
+    let fired = race_the_read(&store, &other, &epoch, 3);
     block_on(async {
         let outcomes = store
             .apply_rewards(vec![

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::judged_tests::state;
+use super::judged_tests::{assign_mixed_units, race_the_read, state};
 use super::tests::harness::RedisServer;
 use super::tests::{open, tally};
 use super::*;
@@ -36,21 +36,7 @@ fn applied(variant: &str) -> RewardOutcome {
 /// an id twice in a commit (a duplicate once applied; judged again when refused first) and
 /// again in the next, a unit already rewarded.
 async fn mixed(store: &RedisStore, filler: &RedisStore, epoch: &Epoch) -> Vec<Vec<RewardOutcome>> {
-    for i in 0..40u64 {
-        let variant = if i % 3 == 0 { "b" } else { "a" };
-        let at = T0_MS + i * 7 * 60_000;
-        filler
-            .insert_sticky(epoch, &format!("f{i}"), record(variant, at), tally(at))
-            .await
-            .unwrap();
-    }
-    for i in 0..10u64 {
-        let at = T0_MS + i * 1_000;
-        store
-            .insert_sticky(epoch, &format!("c{i}"), record("a", at), tally(at))
-            .await
-            .unwrap();
-    }
+    assign_mixed_units(store, filler, epoch).await;
     let amounts = [0.25, 0.5, 1.0, 0.3, 0.7, 0.123_457];
     let mut first = Vec::new();
     for i in 0..20 {
@@ -207,39 +193,7 @@ fn a_record_changed_before_exec_aborts_and_the_script_answers() {
     let (store, other) = (open(&server), Arc::new(open(&server)));
     let epoch = epoch_of("raced", 1);
     let units = 4 + tx::BACKOFF_FIRST as usize;
-    block_on(async {
-        for i in 1..=units {
-            other
-                .insert_sticky(&epoch, &format!("f{i}"), record("a", T0_MS), tally(T0_MS))
-                .await
-                .unwrap();
-        }
-    });
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_epoch, hook_fired, hook_other) = (epoch.clone(), fired.clone(), other.clone());
-    store.on_judged_read(Some(Box::new(move || {
-        if hook_fired.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let (epoch, other) = (hook_epoch.clone(), hook_other.clone());
-        // Another thread: this hook runs on the store's own runtime.
-        std::thread::spawn(move || {
-            block_on(async {
-                let credited = other
-                    .apply_rewards(vec![reward(&epoch, "x1", "f1", 1.0)])
-                    .await
-                    .unwrap();
-                assert_eq!(credited, vec![applied("a")]);
-                let moved = other
-                    .reassign_sticky(&epoch, "f2", "a", record("b", T0_MS + 1), tally(T0_MS + 1))
-                    .await
-                    .unwrap();
-                assert!(moved.is_some_and(|(_, written)| written));
-            });
-        })
-        .join()
-        .unwrap();
-    })));
+    let fired = race_the_read(&store, &other, &epoch, units);
     block_on(async {
         let outcomes = store
             .apply_rewards(vec![
