@@ -266,7 +266,7 @@ impl<'a> Plan<'a> {
     /// is judged with `rules::judge_unit_record`, a unit's second reward against the record
     /// its first one wrote. None: something only the script judges (a legacy layout, a
     /// directory of whole ids, a record or a counter not as banditd writes them).
-    pub fn judge(&self, read: Vec<Value>) -> Option<Judged> {
+    pub fn judge(&self, read: Vec<Value>) -> Option<Judgment> {
         let mut read = read.into_iter();
         let mut next = || read.next();
         let legacy: i64 = redis::from_redis_value(next()?).ok()?;
@@ -300,7 +300,7 @@ impl<'a> Plan<'a> {
         for _ in &self.epochs {
             arms.push(redis::from_redis_value::<HashMap<String, String>>(next()?).ok()?);
         }
-        let mut judged = Judged {
+        let mut judged = Judgment {
             outcomes: Vec::with_capacity(self.rewards.len()),
             epochs: Vec::with_capacity(self.rewards.len()),
             records,
@@ -324,7 +324,7 @@ impl<'a> Plan<'a> {
 }
 
 /// The judging of one commit's rewards, and what it leaves to write.
-pub struct Judged {
+pub struct Judgment {
     /// Per reward, in the plan's order: its outcome and its epoch (the plan's index).
     pub outcomes: Vec<RewardOutcome>,
     pub epochs: Vec<usize>,
@@ -387,7 +387,7 @@ impl Credits {
     }
 }
 
-impl Judged {
+impl Judgment {
     /// One reward, as `judge_packed` and `judge_unit` in `apply_rewards.lua` judge it; None:
     /// a record this path leaves to the script.
     fn judge(
