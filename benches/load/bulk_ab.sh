@@ -6,7 +6,7 @@
 #
 # Each *_BIN_DIR holds a release `banditd`; `banditd-fill` comes from NEW_BIN_DIR. Both servers
 # run at once on core SERVER_CORE (0), each on a fresh data dir with EVENT_UNITS (ROUNDS ×
-# DURATION × 450,000 + 100,000, a round more with ALLOCS=1) pre-filled `ev-*` units, one worker, `--access-log off`; only the
+# DURATION × 550,000 + 100,000, a round more with ALLOCS=1) pre-filled `ev-*` units, one worker, `--access-log off`; only the
 # one under load is busy. Per round: old, then new (then new, old in the next round, so neither
 # build always goes first), DURATION (5) s each, wrk on CLIENT_CORE (1) with BULK_CONNECTIONS (8).
 # Reported per run, from /proc: applied events/s; server CPU µs per applied event (all threads,
@@ -37,7 +37,7 @@ SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
 if [[ $(id -u) == 0 ]]; then NICE=${NICE:--10}; else NICE=${NICE:-0}; fi
 KNOWN_UNITS=${KNOWN_UNITS:-1000}
-EVENT_UNITS=${EVENT_UNITS:-$(((ROUNDS + ${ALLOCS:-0}) * DURATION * 450000 + 100000))}
+EVENT_UNITS=${EVENT_UNITS:-$(((ROUNDS + ${ALLOCS:-0}) * DURATION * 550000 + 100000))}
 BASE_PORT=${BANDITD_PORT:-18380}
 BIN=$NEW
 for bin in "$OLD/banditd" "$NEW/banditd" "$NEW/banditd-fill"; do

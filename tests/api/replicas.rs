@@ -78,23 +78,45 @@ fn the_same_events_posted_to_different_replicas_are_applied_once() {
     assert_eq!(rewards, 50.0);
 }
 
-/// Assigns new units on every replica until `stop`, recording each acknowledged (counted,
-/// not degraded) unit with its variant.
-fn load(
-    apps: &[TestApp],
-    duration: Duration,
-    during: impl FnOnce() + Send,
-) -> HashMap<String, String> {
+/// How far the load has got: the acknowledged units so far.
+struct Progress(Arc<Mutex<HashMap<String, String>>>);
+
+impl Progress {
+    fn acked(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    /// Blocks until `more` units beyond `from` were acknowledged; fails the test if that takes
+    /// longer than `limit` (the store stopped acknowledging). Waiting for progress rather than
+    /// for a fixed time keeps a kill "under load" on a machine too busy to acknowledge much in
+    /// a second (a debug build beside a compile on two cores).
+    fn wait_for(&self, from: usize, more: usize, limit: Duration, what: &str) {
+        let deadline = Instant::now() + limit;
+        while self.acked() < from + more {
+            assert!(
+                Instant::now() < deadline,
+                "{what}: {} acknowledged in {limit:?}, wanted {more} more than {from}",
+                self.acked()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// Assigns new units on every replica while `during` runs (it is handed the progress, to
+/// time its kills by what was acknowledged), recording each acknowledged (counted, not
+/// degraded) unit with its variant.
+fn load(apps: &[TestApp], during: impl FnOnce(&Progress) + Send) -> HashMap<String, String> {
     let acked: Arc<Mutex<HashMap<String, String>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     std::thread::scope(|scope| {
         for (r, app) in apps.iter().enumerate() {
-            let acked = acked.clone();
+            let (acked, done) = (acked.clone(), done.clone());
             let address = app.address.clone();
             let agent = app.agent.clone();
             scope.spawn(move || {
-                let started = Instant::now();
                 let mut i = 0;
-                while started.elapsed() < duration {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
                     i += 1;
                     let unit = format!("r{r}-{i}");
                     let Ok(mut response) = agent
@@ -113,7 +135,19 @@ fn load(
                 }
             });
         }
-        scope.spawn(during);
+        let progress = Progress(acked.clone());
+        let done = done.clone();
+        scope.spawn(move || {
+            // Stop the load even when `during` fails, so the scope ends and reports it.
+            struct Stop(Arc<std::sync::atomic::AtomicBool>);
+            impl Drop for Stop {
+                fn drop(&mut self) {
+                    self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            let _stop = Stop(done);
+            during(&progress);
+        });
     });
     Arc::try_unwrap(acked).unwrap().into_inner().unwrap()
 }
@@ -131,13 +165,15 @@ fn kill_9_of_redis_under_load_loses_no_acknowledged_assignment() {
     let mut redis = RedisServer::start();
     let apps = replicas(&redis, 2);
     let redis_ref = &mut redis;
-    let acked = load(&apps, Duration::from_millis(1500), move || {
-        std::thread::sleep(Duration::from_millis(500));
+    let acked = load(&apps, move |progress| {
+        progress.wait_for(0, 20, Duration::from_secs(60), "before the kill");
         redis_ref.kill();
         std::thread::sleep(Duration::from_millis(300));
         redis_ref.restart();
+        // The replicas acknowledge again under the same load once Redis is back.
+        let at_restart = progress.acked();
+        progress.wait_for(at_restart, 10, Duration::from_secs(60), "after the restart");
     });
-    assert!(acked.len() > 10, "the load made progress: {}", acked.len());
     // The replicas recover by themselves once Redis is back.
     let deadline = Instant::now() + Duration::from_secs(10);
     while apps.iter().any(|app| app.get("/readyz").status != 200) {
@@ -168,14 +204,16 @@ fn kill_9_of_a_replica_under_load_loses_no_acknowledged_assignment() {
     let redis = RedisServer::start();
     let mut apps = replicas(&redis, 3);
     let pid = apps[0].pid();
-    let acked = load(&apps, Duration::from_millis(1000), move || {
-        std::thread::sleep(Duration::from_millis(400));
+    let acked = load(&apps, move |progress| {
+        progress.wait_for(0, 20, Duration::from_secs(60), "before the kill");
         let _ = std::process::Command::new("kill")
             .args(["-9", &pid.to_string()])
             .status();
+        // The two replicas left go on acknowledging.
+        let at_kill = progress.acked();
+        progress.wait_for(at_kill, 20, Duration::from_secs(60), "after the kill");
     });
     apps[0].kill9();
-    assert!(acked.len() > 10);
     assert_kept(&apps[2], &acked);
 }
 
