@@ -20,6 +20,7 @@ mod exposures_per_request;
 mod failsafe;
 mod fill;
 mod folder;
+mod framing;
 mod guardrails;
 mod helpers;
 mod metrics;
