@@ -175,7 +175,8 @@ impl Arrivals {
             return Duration::ZERO;
         }
         let began = std::time::Instant::now();
-        let mut slept = false;
+        // Whether the rule said wait at all: the record a test reads (not a clock's).
+        let mut delayed = false;
         loop {
             if self.urgent.load(Ordering::Acquire) {
                 break;
@@ -187,11 +188,11 @@ impl Arrivals {
             else {
                 break;
             };
+            delayed = true;
             let target = mark.saturating_add(arrivals as u64);
             self.wake_at.store(target, Ordering::Release);
             // A sender that counted before `wake_at` was set did not wake us: look again.
             if self.count() < target && !self.urgent.load(Ordering::Acquire) {
-                slept = true;
                 let deadline = tokio::time::Instant::from_std(began + until);
                 tokio::select! {
                     _ = self.notify.notified() => {}
@@ -200,7 +201,7 @@ impl Arrivals {
             }
             self.wake_at.store(u64::MAX, Ordering::Release);
         }
-        if !slept {
+        if !delayed {
             return Duration::ZERO;
         }
         let waited = began.elapsed();
