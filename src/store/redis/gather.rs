@@ -21,6 +21,17 @@
 //! - A `Shutdown` closes the batch at once (its sender marks it urgent), and a commit that
 //!   only flushes exposures never waits: their `FLUSH_EVERY_MS` promise is not delayed.
 //!
+//! Why this rule and not the literal "fewer queued than the last commit answered" (which
+//! waits only when the cohorts are unequal, and then for the other cohort's stragglers): at 64
+//! connections the cohorts are often about equal (31 and 32 units), so that rule would never
+//! wait, while counting only what arrives after the answers merges them into one commit of
+//! ~63 (`benches/load/results/rgather19-2026-12-02-s19.md`: commits per second halved,
+//! banditd's and Redis's CPU per new unit down). The time bound is the mean round because
+//! the answered requests come back within about one (the HTTP worker answers them all, then
+//! reads the next ones: 0.5–0.6 ms to the first, as long again to the last, in that run's
+//! timeline); cap values of 300 and 800 µs merged the cohorts as well, so the cap is a
+//! ceiling for slow rounds, not the usual bound.
+//!
 //! The decision is [`decide`], a pure function of the arrivals, the last commits and the time
 //! waited; [`Arrivals`] is the senders' side: they count every command and wake the commit
 //! task only when the count it waits for is reached (not on every arrival, which would cost a
@@ -151,16 +162,29 @@ impl Arrivals {
         }
     }
 
-    /// Called by every sender once its command is on the queue (counted before it, the
-    /// count could wake the commit task before the command is there to take).
-    pub fn arrive(&self, urgent: bool) {
-        let count = self.sent.fetch_add(1, Ordering::AcqRel) + 1;
+    /// Counts a command before it goes on the queue (so the count never lags what the commit
+    /// task can take: a lone request it takes is already counted, and does not wait for its
+    /// own count). Returns the count, for [`Arrivals::queued`].
+    pub fn counting(&self, urgent: bool) -> u64 {
         if urgent {
             self.urgent.store(true, Ordering::Release);
-            self.notify.notify_one();
-        } else if count >= self.wake_at.load(Ordering::Acquire) {
+        }
+        self.sent.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Called once the command counted as `count` is on the queue: wakes the commit task if it
+    /// waits for that count (after the send, so that the task it wakes finds the command).
+    pub fn queued(&self, count: u64, urgent: bool) {
+        if urgent || count >= self.wake_at.load(Ordering::Acquire) {
             self.notify.notify_one();
         }
+    }
+
+    /// Both steps, for a command that is on the queue at once (tests).
+    #[cfg(test)]
+    pub fn arrive(&self, urgent: bool) {
+        let count = self.counting(urgent);
+        self.queued(count, urgent);
     }
 
     /// Commands sent so far (the commit task notes it when it answers).

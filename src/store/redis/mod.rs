@@ -442,9 +442,9 @@ impl RedisStore {
         let (reply, result) = oneshot::channel();
         let command = make(reply);
         let urgent = matches!(command, Command::Shutdown { .. });
+        let count = self.shared.arrivals.counting(urgent);
         let sent = self.commands.send((command, std::time::Instant::now()));
-        // Counted once queued: a commit task woken by the count finds the command.
-        self.shared.arrivals.arrive(urgent);
+        self.shared.arrivals.queued(count, urgent);
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             result.await.map_err(|_| StoreError::Closed)?
