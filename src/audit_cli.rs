@@ -79,6 +79,7 @@ async fn audit(args: &AuditArgs) -> Result<AuditReport, AuditError> {
             sticky_cache_entries: 0,
             history_interval_ms: 0,
             wait: Default::default(),
+            commit_gather: Default::default(),
         }),
         None => {
             // Opening creates a store where there is none; an audit must not.

@@ -122,6 +122,16 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=1000)
     )]
     pub redis_wait_timeout_ms: u64,
+    /// With --redis: how long (µs) a group commit may wait, after the last one answered, for
+    /// those requests to come back so that one Redis round carries them all; never longer
+    /// than the last rounds took, and not at all with one request in flight. 0: off.
+    #[arg(
+        long,
+        env = "BANDITD_REDIS_COMMIT_GATHER_US",
+        default_value_t = crate::store::CommitGather::default().cap_us,
+        value_parser = clap::value_parser!(u64).range(0..=100_000)
+    )]
+    pub redis_commit_gather_us: u64,
     /// The secret being rotated out (≥ 32 bytes; `base64:<…>` for a binary one): tokens signed
     /// with it still verify, new tokens are signed with the current secret. Remove it once a
     /// reward window has passed.
@@ -349,6 +359,9 @@ fn serve_config(args: ServeArgs) -> Config {
             replicas: args.redis_wait_replicas,
             timeout_ms: args.redis_wait_timeout_ms,
         },
+        redis_commit_gather: crate::store::CommitGather {
+            cap_us: args.redis_commit_gather_us,
+        },
         token_secret_previous: set_secret(args.token_secret_previous),
         history_interval: args.history_interval.as_std(),
         watch: !args.no_watch,
@@ -532,6 +545,21 @@ mod tests {
             let argv = ["banditd", "serve", "--redis-wait-timeout-ms", timeout];
             assert!(Cli::try_parse_from(argv).is_err(), "{timeout} accepted");
         }
+    }
+
+    #[test]
+    fn the_commit_gather_flag_reaches_the_store_and_zero_turns_it_off() {
+        if std::env::var_os("BANDITD_REDIS_COMMIT_GATHER_US").is_none() {
+            let config = serve_config(serve_args(&[]));
+            assert_eq!(config.redis_commit_gather, Default::default());
+            assert!(config.redis_commit_gather.is_on());
+        }
+        let config = serve_config(serve_args(&["--redis-commit-gather-us", "750"]));
+        assert_eq!(config.redis_commit_gather.cap_us, 750);
+        let config = serve_config(serve_args(&["--redis-commit-gather-us", "0"]));
+        assert!(!config.redis_commit_gather.is_on());
+        let argv = ["banditd", "serve", "--redis-commit-gather-us", "-1"];
+        assert!(Cli::try_parse_from(argv).is_err());
     }
 
     #[test]

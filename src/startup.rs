@@ -83,6 +83,8 @@ pub struct Config {
     pub redis_sentinel_password: Option<SecretString>,
     /// `--redis-wait-replicas` and `--redis-wait-timeout-ms` (see `store::ReplicaWait`).
     pub redis_wait: crate::store::ReplicaWait,
+    /// `--redis-commit-gather-us` (see `store::CommitGather`).
+    pub redis_commit_gather: crate::store::CommitGather,
     /// How long a dashboard login lasts.
     pub ui_session_lifetime: Duration,
     /// How often an open dashboard page reloads its data (zero: never).
@@ -101,6 +103,7 @@ impl Config {
                 history_interval_ms: u64::try_from(self.history_interval.as_millis())
                     .unwrap_or(u64::MAX),
                 wait: self.redis_wait,
+                commit_gather: self.redis_commit_gather,
             });
         }
         StoreConfig::Sled {

@@ -245,6 +245,7 @@ fn main() -> ExitCode {
             sticky_cache_entries: 0,
             history_interval_ms: 0,
             wait: Default::default(),
+            commit_gather: Default::default(),
         })
         .map(|store| Arc::new(store) as Arc<dyn Store>)
         .map_err(|error| format!("cannot open redis: {error}")),

@@ -60,6 +60,7 @@ fn open(server: &RedisServer) -> Arc<RedisStore> {
             sticky_cache_entries: 1000,
             history_interval_ms: 60_000,
             wait: Default::default(),
+            commit_gather: Default::default(),
         })
         .expect("redis store opens"),
     )

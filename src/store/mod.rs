@@ -91,6 +91,7 @@ pub use self::halts::{Halt, halt_name};
 pub use self::health::{FailureEpisode, StoreHealth};
 pub use self::records::{ArmPrior, Decision, DecisionRule, EpochSpec, HistoryArm, HistoryPoint};
 pub use self::recovery::{RECOVERY_BACKOFF_MAX_MS, RECOVERY_BACKOFF_MIN_MS};
+pub use self::redis::CommitGather;
 pub use self::redis::ReplicaWait;
 pub use self::redis::{EXPOSURE_FLUSH_EVERY_MS, RedisOptions, RedisStore, RedisUrlError};
 pub use self::replica::ReplicaReport;

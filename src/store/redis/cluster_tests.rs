@@ -16,6 +16,7 @@ fn open_on(cluster: &RedisCluster) -> RedisStore {
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
         wait: Default::default(),
+        commit_gather: Default::default(),
     })
     .expect("redis store opens on the cluster")
 }
@@ -130,6 +131,7 @@ fn a_plain_url_to_a_cluster_node_is_refused_with_the_cluster_form_named() {
         sticky_cache_entries: 0,
         history_interval_ms: 0,
         wait: Default::default(),
+        commit_gather: Default::default(),
     });
     match refused {
         Err(StoreError::Incompatible(why)) => assert!(why.contains("redis+cluster://"), "{why}"),

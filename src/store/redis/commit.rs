@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
 use super::call::{Call, Calls, Sink};
+use super::gather::Recent;
 use super::layout;
 use super::rewards::{self, Job};
 use super::timeline::{Stamps, Timeline};
@@ -89,6 +90,10 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
     let mut flushes: u64 = 0;
     let mut stop: Option<Reply<()>> = None;
     let mut timeline = Timeline::from_env();
+    // The last commits that answered requests, and the arrivals' count when they were
+    // answered (`gather`).
+    let mut recent = Recent::default();
+    let mut answered_at = shared.arrivals.count();
     loop {
         let mut batch = Vec::new();
         let mut stamps = Stamps::at(Instant::now());
@@ -104,6 +109,10 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
         }
         if timeline.is_on() {
             stamps.woken = Instant::now();
+        }
+        // Only a batch that holds requests waits; a flush alone goes at its tick.
+        if !batch.is_empty() {
+            shared.arrivals.gather(answered_at, &recent).await;
         }
         take_queued(&mut commands, &mut batch, &mut stamps);
         if timeline.is_on() {
@@ -144,7 +153,13 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
         }
         let commands_in = batch.len();
         let stamped = timeline.is_on().then_some(&mut stamps);
-        let (flushed, calls) = commit(&shared, batch, unflushed.as_ref(), stamped).await;
+        let closed = Instant::now();
+        let committed = commit(&shared, batch, unflushed.as_ref(), stamped).await;
+        let (flushed, calls) = (committed.flushed, committed.calls);
+        if commands_in > 0 {
+            recent.record(commands_in, closed.elapsed());
+            answered_at = committed.answered_at;
+        }
         if timeline.is_on() {
             stamps.answered = Instant::now();
             timeline.record(&stamps, commands_in, calls);
@@ -182,14 +197,24 @@ fn take_queued(
     }
 }
 
-/// One group commit. Returns whether the exposure flush (if any) landed, and how many script
-/// calls it sent; notes when they were sent and answered in `stamps` (the timeline's).
+/// What one group commit did.
+struct Committed {
+    /// Whether the exposure flush (if any) landed.
+    flushed: bool,
+    /// Script calls sent.
+    calls: usize,
+    /// The arrivals' count just before the answers went out (`gather`).
+    answered_at: u64,
+}
+
+/// One group commit; notes when its calls were sent and answered in `stamps` (the
+/// timeline's).
 async fn commit(
     shared: &Shared,
     batch: Vec<Command>,
     flush: Option<&Flush>,
     mut stamps: Option<&mut Stamps>,
-) -> (bool, usize) {
+) -> Committed {
     let mut outcomes: Vec<Outcome> = Vec::with_capacity(batch.len());
     let mut replies = Vec::with_capacity(batch.len());
     let mut jobs: Vec<Job> = Vec::new();
@@ -274,6 +299,8 @@ async fn commit(
     let results =
         futures_util::future::join_all(calls.iter().map(|call| call.invoke::<Vec<String>>(shared)))
             .await;
+    #[cfg(test)]
+    shared.arrivals.hold_round().await;
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.replied = Instant::now();
     }
@@ -333,10 +360,16 @@ async fn commit(
     if failure.is_none() {
         shared.commit_succeeded();
     }
+    // Counted before anybody is answered: what arrives after it is what the gather waits for.
+    let answered_at = shared.arrivals.count();
     for (outcome, replier) in outcomes.into_iter().zip(replies) {
         replier.send(shared, outcome, &mut jobs);
     }
-    (!flush_failed, sent_calls)
+    Committed {
+        flushed: !flush_failed,
+        calls: sent_calls,
+        answered_at,
+    }
 }
 
 /// A start that could not be fixed fails the commit's answers: nothing is acknowledged that

@@ -24,6 +24,7 @@ fn open_on(server: &RedisServer) -> RedisStore {
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
         wait: Default::default(),
+        commit_gather: Default::default(),
     })
     .expect("redis store opens")
 }

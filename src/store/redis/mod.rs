@@ -48,6 +48,9 @@ mod exposure_key;
 mod fresh;
 #[cfg(test)]
 mod fresh_tests;
+mod gather;
+#[cfg(test)]
+mod gather_tests;
 mod halts;
 mod judged;
 #[cfg(test)]
@@ -102,6 +105,7 @@ use self::commit::FLUSH_EVERY_MS;
 use self::commit::{Command, ExposureGroup, Queued};
 use self::connect::{KindName, Link};
 pub use self::connect::{RedisUrlError, Topology, topology};
+pub use self::gather::CommitGather;
 use self::record_cache::RecordCache;
 pub use self::wait::ReplicaWait;
 use super::health::HealthState;
@@ -132,6 +136,8 @@ pub struct RedisOptions {
     pub history_interval_ms: u64,
     /// Replicas that must hold a write before it is acknowledged (`wait`; off by default).
     pub wait: ReplicaWait,
+    /// How long a group commit may wait for the requests the last one answered (`gather`).
+    pub commit_gather: CommitGather,
 }
 
 struct Scripts {
@@ -171,6 +177,8 @@ pub(crate) struct Shared {
     hits: AtomicU64,
     misses: AtomicU64,
     commits: AtomicU64,
+    /// Commands sent to the commit task, and its gather (`gather`).
+    arrivals: gather::Arrivals,
     history_interval_ms: u64,
     wait: ReplicaWait,
     /// The deployment's event-id digest key, once read (`event_digest`).
@@ -432,7 +440,11 @@ impl RedisStore {
         make: impl FnOnce(commit::Reply<T>) -> Command,
     ) -> StoreFuture<T> {
         let (reply, result) = oneshot::channel();
-        let sent = self.commands.send((make(reply), std::time::Instant::now()));
+        let command = make(reply);
+        let urgent = matches!(command, Command::Shutdown { .. });
+        let count = self.shared.arrivals.counting(urgent);
+        let sent = self.commands.send((command, std::time::Instant::now()));
+        self.shared.arrivals.queued(count, urgent);
         Box::pin(async move {
             sent.map_err(|_| StoreError::Closed)?;
             result.await.map_err(|_| StoreError::Closed)?
@@ -483,6 +495,7 @@ async fn connect(topology: Topology, options: &RedisOptions) -> Result<Connected
         hits: AtomicU64::new(0),
         misses: AtomicU64::new(0),
         commits: AtomicU64::new(0),
+        arrivals: gather::Arrivals::new(options.commit_gather),
         history_interval_ms: options.history_interval_ms,
         wait: options.wait,
         digest_key: event_digest::DigestKey::default(),

@@ -18,6 +18,7 @@ fn open_on(redis: &RedisSentinel) -> RedisStore {
         sticky_cache_entries: 1000,
         history_interval_ms: 0,
         wait: Default::default(),
+        commit_gather: Default::default(),
     })
     .expect("redis store opens through the Sentinel")
 }

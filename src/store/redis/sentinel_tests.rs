@@ -24,6 +24,7 @@ fn a_store_behind_sentinel_follows_a_graceful_failover() {
         sticky_cache_entries: 0,
         history_interval_ms: 0,
         wait: Default::default(),
+        commit_gather: Default::default(),
     })
     .expect("redis store opens through the Sentinel");
     block_on(async {
@@ -148,6 +149,7 @@ fn open_with(
         sticky_cache_entries: 0,
         history_interval_ms: 0,
         wait: Default::default(),
+        commit_gather: Default::default(),
     })
 }
 

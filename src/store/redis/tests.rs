@@ -20,6 +20,7 @@ pub(super) fn open(server: &RedisServer) -> RedisStore {
         sticky_cache_entries: 1000,
         history_interval_ms: 60_000,
         wait: Default::default(),
+        commit_gather: Default::default(),
     })
     .expect("redis store opens")
 }

@@ -24,6 +24,7 @@ fn open_url(url: String, replicas: u32) -> RedisStore {
             replicas,
             timeout_ms: 1000,
         },
+        commit_gather: Default::default(),
     })
     .expect("redis store opens")
 }

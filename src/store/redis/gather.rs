@@ -1,0 +1,388 @@
+//! The group commit's gather (`--redis-commit-gather-us`): after a commit returns, the next one
+//! waits, a bounded time, for the requests it answered to come back, so that a closed loop of
+//! clients fills one round instead of splitting into two cohorts that alternate.
+//!
+//! Why: a Redis round (`appendfsync always`) costs ~1.5 ms whatever the commit's size, and
+//! with one commit in flight the requests answered by round N come back while round N+1 (the
+//! other cohort) is in flight, so each waits about two rounds
+//! (`benches/load/results/s16-round-2026-12-01.md` §2). This is PostgreSQL's `commit_delay`
+//! with `commit_siblings`, or MySQL's `binlog_group_commit_sync_delay` with `_no_delay_count`,
+//! made adaptive so that it never costs an idle server:
+//!
+//! - The count to wait for is the last commit's size, counted in commands that arrived *after*
+//!   that commit's answers went out: in a closed loop every answered request comes back, and
+//!   those queued during the round (the other cohort) do not count, so the two cohorts merge.
+//!   One request in flight: the last commit answered 1, the one that arrives is the count, and
+//!   nothing waits. A commit closes at once when the count is reached.
+//! - The time bound follows the measured round: the mean of the last [`ROUNDS`] commits'
+//!   durations, capped by the flag (0 turns the gather off). A wait longer than a round would
+//!   cost more than the round it tries to save; an open-loop load (clients that do not come
+//!   back when answered) pays at most that bound per commit.
+//! - A `Shutdown` closes the batch at once (its sender marks it urgent), and a commit that
+//!   only flushes exposures never waits: their `FLUSH_EVERY_MS` promise is not delayed.
+//!
+//! Why this rule and not the literal "fewer queued than the last commit answered" (which
+//! waits only when the cohorts are unequal, and then for the other cohort's stragglers): at 64
+//! connections the cohorts are often about equal (31 and 32 units), so that rule would never
+//! wait, while counting only what arrives after the answers merges them into one commit of
+//! ~63 (`benches/load/results/rgather19-2026-12-02-s19.md`: commits per second halved,
+//! banditd's and Redis's CPU per new unit down). The time bound is the mean round because
+//! the answered requests come back within about one (the HTTP worker answers them all, then
+//! reads the next ones: 0.5–0.6 ms to the first, as long again to the last, in that run's
+//! timeline); cap values of 300 and 800 µs merged the cohorts as well, so the cap is a
+//! ceiling for slow rounds, not the usual bound.
+//!
+//! The decision is [`decide`], a pure function of the arrivals, the last commits and the time
+//! waited; [`Arrivals`] is the senders' side: they count every command and wake the commit
+//! task only when the count it waits for is reached (not on every arrival, which would cost a
+//! cross-thread wake-up per request on the HTTP worker's core).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// The default cap on a gather's wait (µs).
+pub const DEFAULT_GATHER_US: u64 = 2_000;
+
+/// How many of the last commits set the time bound.
+pub const ROUNDS: usize = 4;
+
+/// `--redis-commit-gather-us`: the longest a group commit waits for the requests the last one
+/// answered (0: off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitGather {
+    pub cap_us: u64,
+}
+
+impl Default for CommitGather {
+    fn default() -> Self {
+        Self {
+            cap_us: DEFAULT_GATHER_US,
+        }
+    }
+}
+
+impl CommitGather {
+    pub fn is_on(&self) -> bool {
+        self.cap_us > 0
+    }
+
+    fn cap(&self) -> Duration {
+        Duration::from_micros(self.cap_us)
+    }
+}
+
+/// The last commits that answered requests: their sizes (in commands) and rounds, newest last.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recent {
+    commits: Vec<(usize, Duration)>,
+}
+
+impl Recent {
+    /// Notes a commit of `commands` that took `round` from closing to answering.
+    pub fn record(&mut self, commands: usize, round: Duration) {
+        if self.commits.len() == ROUNDS {
+            self.commits.remove(0);
+        }
+        self.commits.push((commands, round));
+    }
+
+    fn last_size(&self) -> Option<usize> {
+        self.commits.last().map(|(size, _)| *size)
+    }
+
+    fn mean_round(&self) -> Duration {
+        let total: Duration = self.commits.iter().map(|(_, round)| *round).sum();
+        match u32::try_from(self.commits.len()) {
+            Ok(count) if count > 0 => total / count,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// What the commit task does with the batch it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send it now.
+    Close,
+    /// Wait until `arrivals` commands have arrived since the last answers, or until `until`
+    /// has passed since the gather began, whichever comes first.
+    Wait { arrivals: usize, until: Duration },
+}
+
+/// The gather's rule (see the module doc): `arrived` commands have arrived since the last
+/// commit's answers went out, `waited` has passed since the batch could have closed.
+pub fn decide(arrived: usize, recent: &Recent, waited: Duration, cap: Duration) -> Verdict {
+    let Some(expected) = recent.last_size() else {
+        return Verdict::Close;
+    };
+    if arrived >= expected {
+        return Verdict::Close;
+    }
+    let until = recent.mean_round().min(cap);
+    if waited >= until {
+        return Verdict::Close;
+    }
+    Verdict::Wait {
+        arrivals: expected,
+        until,
+    }
+}
+
+/// The senders' count of commands and the commit task's wake-up at a count.
+pub struct Arrivals {
+    sent: AtomicU64,
+    /// The count at which a sender wakes the commit task (`u64::MAX`: nobody waits).
+    wake_at: AtomicU64,
+    /// A `Shutdown` was sent: close whatever is gathered.
+    urgent: AtomicBool,
+    notify: Notify,
+    pub setting: CommitGather,
+    /// Commits whose close the gather delayed, and their waits in total (µs).
+    pub delayed: AtomicU64,
+    pub waited_us: AtomicU64,
+    /// Tests: how long each commit's Redis round is made to last, at least (ms).
+    #[cfg(test)]
+    pub round_floor_ms: AtomicU64,
+}
+
+impl Arrivals {
+    pub fn new(setting: CommitGather) -> Self {
+        Self {
+            sent: AtomicU64::new(0),
+            wake_at: AtomicU64::new(u64::MAX),
+            urgent: AtomicBool::new(false),
+            notify: Notify::new(),
+            setting,
+            delayed: AtomicU64::new(0),
+            waited_us: AtomicU64::new(0),
+            #[cfg(test)]
+            round_floor_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts a command before it goes on the queue (so the count never lags what the commit
+    /// task can take: a lone request it takes is already counted, and does not wait for its
+    /// own count). Returns the count, for [`Arrivals::queued`].
+    pub fn counting(&self, urgent: bool) -> u64 {
+        if urgent {
+            self.urgent.store(true, Ordering::Release);
+        }
+        self.sent.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Called once the command counted as `count` is on the queue: wakes the commit task if it
+    /// waits for that count (after the send, so that the task it wakes finds the command).
+    pub fn queued(&self, count: u64, urgent: bool) {
+        if urgent || count >= self.wake_at.load(Ordering::Acquire) {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Both steps, for a command that is on the queue at once (tests).
+    #[cfg(test)]
+    pub fn arrive(&self, urgent: bool) {
+        let count = self.counting(urgent);
+        self.queued(count, urgent);
+    }
+
+    /// Commands sent so far (the commit task notes it when it answers).
+    pub fn count(&self) -> u64 {
+        self.sent.load(Ordering::Acquire)
+    }
+
+    /// Waits, as [`decide`] says, for the commands that arrive after `mark` (the count when
+    /// the last commit answered). Returns how long it waited.
+    pub async fn gather(&self, mark: u64, recent: &Recent) -> Duration {
+        if !self.setting.is_on() {
+            return Duration::ZERO;
+        }
+        let began = std::time::Instant::now();
+        // Whether the rule said wait at all: the record a test reads (not a clock's).
+        let mut delayed = false;
+        loop {
+            if self.urgent.load(Ordering::Acquire) {
+                break;
+            }
+            let arrived = usize::try_from(self.count().saturating_sub(mark)).unwrap_or(usize::MAX);
+            let waited = began.elapsed();
+            let Verdict::Wait { arrivals, until } =
+                decide(arrived, recent, waited, self.setting.cap())
+            else {
+                break;
+            };
+            delayed = true;
+            let target = mark.saturating_add(arrivals as u64);
+            self.wake_at.store(target, Ordering::Release);
+            // A sender that counted before `wake_at` was set did not wake us: look again.
+            if self.count() < target && !self.urgent.load(Ordering::Acquire) {
+                let deadline = tokio::time::Instant::from_std(began + until);
+                tokio::select! {
+                    _ = self.notify.notified() => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
+                }
+            }
+            self.wake_at.store(u64::MAX, Ordering::Release);
+        }
+        if !delayed {
+            return Duration::ZERO;
+        }
+        let waited = began.elapsed();
+        self.delayed.fetch_add(1, Ordering::Relaxed);
+        self.waited_us.fetch_add(
+            u64::try_from(waited.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        waited
+    }
+}
+
+#[cfg(test)]
+impl Arrivals {
+    /// Makes every commit's Redis round last at least `floor` (tests: a round long enough
+    /// for a second cohort to queue during it, as on a loaded server).
+    pub fn set_round_floor(&self, floor: Duration) {
+        let ms = u64::try_from(floor.as_millis()).unwrap_or(u64::MAX);
+        self.round_floor_ms.store(ms, Ordering::Relaxed);
+    }
+
+    pub async fn hold_round(&self) {
+        let ms = self.round_floor_ms.load(Ordering::Relaxed);
+        if ms > 0 {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn recent(commits: &[(usize, u64)]) -> Recent {
+        let mut recent = Recent::default();
+        for (size, round_us) in commits {
+            recent.record(*size, Duration::from_micros(*round_us));
+        }
+        recent
+    }
+
+    #[test]
+    fn the_first_commit_and_a_lone_request_close_at_once() {
+        assert_eq!(
+            decide(1, &Recent::default(), Duration::ZERO, MS),
+            Verdict::Close
+        );
+        let lone = recent(&[(1, 1_500), (1, 1_500)]);
+        assert_eq!(decide(1, &lone, Duration::ZERO, 2 * MS), Verdict::Close);
+    }
+
+    #[test]
+    fn fewer_arrivals_than_the_last_commit_answered_wait_up_to_the_mean_round() {
+        let two_cohorts = recent(&[(10, 1_000), (54, 2_000)]);
+        assert_eq!(
+            decide(0, &two_cohorts, Duration::ZERO, 5 * MS),
+            Verdict::Wait {
+                arrivals: 54,
+                until: Duration::from_micros(1_500)
+            }
+        );
+        assert_eq!(
+            decide(53, &two_cohorts, Duration::from_micros(1_499), 5 * MS),
+            Verdict::Wait {
+                arrivals: 54,
+                until: Duration::from_micros(1_500)
+            }
+        );
+        // The count reached, or the bound passed: close.
+        assert_eq!(
+            decide(54, &two_cohorts, Duration::ZERO, 5 * MS),
+            Verdict::Close
+        );
+        assert_eq!(
+            decide(3, &two_cohorts, Duration::from_micros(1_500), 5 * MS),
+            Verdict::Close
+        );
+    }
+
+    #[test]
+    fn the_flag_caps_the_wait_and_zero_turns_it_off() {
+        let slow = recent(&[(64, 9_000)]);
+        assert_eq!(
+            decide(0, &slow, Duration::ZERO, MS),
+            Verdict::Wait {
+                arrivals: 64,
+                until: MS
+            }
+        );
+        assert_eq!(decide(0, &slow, MS, MS), Verdict::Close);
+        assert_eq!(
+            decide(0, &slow, Duration::ZERO, Duration::ZERO),
+            Verdict::Close
+        );
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+    }
+
+    /// Arrivals waiting on a slow round: the bound is 10 s, so a return well before it is
+    /// the wake-up's doing.
+    fn waiting() -> (Arrivals, Recent) {
+        let arrivals = Arrivals::new(CommitGather { cap_us: 10_000_000 });
+        (arrivals, recent(&[(3, 10_000_000)]))
+    }
+
+    #[test]
+    fn the_senders_wake_the_gather_when_the_count_is_reached() {
+        let (arrivals, recent) = waiting();
+        let waited = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..3 {
+                    std::thread::sleep(Duration::from_millis(5));
+                    arrivals.arrive(false);
+                }
+            });
+            runtime().block_on(arrivals.gather(0, &recent))
+        });
+        assert!(waited >= Duration::from_millis(10), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(arrivals.delayed.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_shutdown_ends_the_gather_at_once() {
+        let (arrivals, recent) = waiting();
+        let waited = std::thread::scope(|scope| {
+            scope.spawn(|| {
+                std::thread::sleep(Duration::from_millis(5));
+                arrivals.arrive(true);
+            });
+            runtime().block_on(arrivals.gather(0, &recent))
+        });
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        // Once shut down, nothing waits again.
+        let again = runtime().block_on(arrivals.gather(arrivals.count(), &recent));
+        assert!(again.is_zero());
+    }
+
+    #[test]
+    fn only_the_last_rounds_set_the_bound_and_the_last_commit_the_count() {
+        let mut many = recent(&[(1, 100_000)]);
+        for _ in 0..ROUNDS {
+            many.record(8, Duration::from_micros(1_000));
+        }
+        assert_eq!(
+            decide(2, &many, Duration::ZERO, 50 * MS),
+            Verdict::Wait {
+                arrivals: 8,
+                until: MS
+            }
+        );
+    }
+}
