@@ -90,7 +90,10 @@ fn pipelined_requests_in_one_write_are_each_answered_in_order() {
     stream.write_all(requests.as_bytes()).unwrap();
     let answers = read_answers(&mut stream, 4);
     assert_eq!(answers.len(), 4, "{answers:?}");
-    assert!(answers.iter().all(|a| a.starts_with("HTTP/1.1 200")), "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.starts_with("HTTP/1.1 200")),
+        "{answers:?}"
+    );
     assert!(answers[0].contains(r#""counted":true"#), "{answers:?}");
     assert!(answers[1].contains(r#""counted":false"#), "{answers:?}");
     assert!(answers[2].contains(r#""counted":true"#), "{answers:?}");
