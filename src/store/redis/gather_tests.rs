@@ -10,16 +10,7 @@ use super::*;
 use crate::store::test_support::{T0_MS, block_on, epoch, record};
 
 fn open_with(server: &RedisServer, cap_us: u64) -> RedisStore {
-    RedisStore::open(RedisOptions {
-        url: server.url().into(),
-        password: None,
-        sentinel_password: None,
-        sticky_cache_entries: 1000,
-        history_interval_ms: 60_000,
-        wait: Default::default(),
-        commit_gather: CommitGather { cap_us },
-    })
-    .expect("redis store opens")
+    super::tests::open_with_gather(server, CommitGather { cap_us })
 }
 
 /// A round long enough that the second cohort queues during the first one's, as on a server

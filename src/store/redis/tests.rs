@@ -13,6 +13,11 @@ pub(super) mod harness;
 use harness::RedisServer;
 
 pub(super) fn open(server: &RedisServer) -> RedisStore {
+    open_with_gather(server, Default::default())
+}
+
+/// [`open`] with the commit gather set (`gather_tests`).
+pub(super) fn open_with_gather(server: &RedisServer, commit_gather: CommitGather) -> RedisStore {
     RedisStore::open(RedisOptions {
         url: server.url().into(),
         password: None,
@@ -20,7 +25,7 @@ pub(super) fn open(server: &RedisServer) -> RedisStore {
         sticky_cache_entries: 1000,
         history_interval_ms: 60_000,
         wait: Default::default(),
-        commit_gather: Default::default(),
+        commit_gather,
     })
     .expect("redis store opens")
 }
