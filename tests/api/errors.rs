@@ -6,41 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{STICKY, TestApp, assert_problem};
-
-/// Sends `head` on a fresh connection, then whatever `then` writes; returns everything the
-/// server answered before closing (or before `patience` ran out).
-fn raw_exchange(
-    app: &TestApp,
-    head: &[u8],
-    patience: Duration,
-    mut then: impl FnMut(&mut TcpStream) -> bool,
-) -> String {
-    let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    stream.write_all(head).unwrap();
-    let started = Instant::now();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while started.elapsed() < patience {
-        match stream.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => break,
-        }
-        if !then(&mut stream) {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&answer).into_owned()
-}
+use crate::helpers::{STICKY, TestApp, assert_problem, raw_exchange};
 
 #[test]
 fn each_class_of_bad_input_gets_its_4xx_problem() {
@@ -148,7 +114,7 @@ fn a_body_that_trickles_is_answered_408_problem_and_the_connection_closed() {
                  Content-Length: 100000\r\n\r\n[";
     let started = Instant::now();
     // 10 bytes a second, for as long as the server listens (at most 10 s).
-    let answer = raw_exchange(&app, head, Duration::from_secs(10), |stream| {
+    let answer = raw_exchange(&app, head, Duration::from_secs(10), |stream, _| {
         std::thread::sleep(Duration::from_millis(50));
         stream.write_all(b" ").is_ok()
     });
@@ -318,7 +284,7 @@ fn malformed_request_heads_get_actix_parser_answers_with_an_empty_body() {
     // The README lists these as the only errors that are not problem+json.
     let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
     let patience = Duration::from_secs(5);
-    let garbage = raw_exchange(&app, b"GARBAGE\r\n\r\n", patience, |_| true);
+    let garbage = raw_exchange(&app, b"GARBAGE\r\n\r\n", patience, |_, _| true);
     assert!(garbage.starts_with("HTTP/1.1 400"), "{garbage:?}");
     assert!(garbage.contains("content-length: 0"), "{garbage:?}");
     let mut huge = b"GET /healthz HTTP/1.1\r\nHost: banditd\r\n".to_vec();
@@ -326,7 +292,7 @@ fn malformed_request_heads_get_actix_parser_answers_with_an_empty_body() {
         huge.extend_from_slice(format!("x-filler-{i}: {}\r\n", "a".repeat(200)).as_bytes());
     }
     huge.extend_from_slice(b"\r\n");
-    let too_large = raw_exchange(&app, &huge, patience, |_| true);
+    let too_large = raw_exchange(&app, &huge, patience, |_, _| true);
     assert!(too_large.starts_with("HTTP/1.1 431"), "{too_large:?}");
     assert!(too_large.contains("content-length: 0"), "{too_large:?}");
     // A first head that never completes: 408 after 5 s (REQUEST_HEAD_TIMEOUT_SECS).
@@ -335,7 +301,7 @@ fn malformed_request_heads_get_actix_parser_answers_with_an_empty_body() {
         &app,
         b"GET /healthz HTTP/1.1\r\nHo",
         Duration::from_secs(10),
-        |_| true,
+        |_, _| true,
     );
     assert!(slow.starts_with("HTTP/1.1 408"), "{slow:?}");
     assert!(slow.contains("content-length: 0"), "{slow:?}");

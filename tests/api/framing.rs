@@ -3,36 +3,15 @@
 //! `vendor/actix-http` returns early from decoding an empty read buffer; these guard that every
 //! non-empty buffer, however little it holds, is still decoded as before.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::io::Write;
+use std::time::Duration;
 
-use crate::helpers::{STICKY, TestApp};
+use crate::helpers::{STICKY, TestApp, raw_exchange};
 
-/// Reads answers from `stream` until `count` complete HTTP/1.1 responses arrived (each with a
-/// `content-length`), or 20 s passed; returns their bodies.
-fn read_answers(stream: &mut TcpStream, count: usize) -> Vec<String> {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .unwrap();
-    let started = Instant::now();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let bodies = split_answers(&String::from_utf8_lossy(&answer));
-        if bodies.len() >= count || started.elapsed() > Duration::from_secs(20) {
-            return bodies;
-        }
-        match stream.read(&mut buf) {
-            Ok(0) => return split_answers(&String::from_utf8_lossy(&answer)),
-            Ok(n) => answer.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-}
-
-/// The complete responses in `text`, each as its status line and body.
-fn split_answers(mut text: &str) -> Vec<String> {
+/// The complete responses in `answer`, each as its status line and body.
+fn split_answers(answer: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(answer);
+    let mut text: &str = &text;
     let mut answers = Vec::new();
     while let Some((head, rest)) = text.split_once("\r\n\r\n") {
         let Some(length) = head
@@ -59,13 +38,21 @@ fn assign_head(unit: &str) -> String {
 #[test]
 fn a_request_head_that_arrives_a_byte_at_a_time_is_answered() {
     let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
-    let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
-    stream.set_nodelay(true).unwrap();
-    for byte in assign_head("bytewise").as_bytes() {
-        stream.write_all(&[*byte]).unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    let answers = read_answers(&mut stream, 1);
+    let head = assign_head("bytewise");
+    let (first, rest) = head.as_bytes().split_at(1);
+    let mut sent = false;
+    let answer = raw_exchange(&app, first, Duration::from_secs(20), |stream, answer| {
+        if !sent {
+            stream.set_nodelay(true).unwrap();
+            for byte in rest {
+                stream.write_all(&[*byte]).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            sent = true;
+        }
+        split_answers(answer).is_empty()
+    });
+    let answers = split_answers(answer.as_bytes());
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert!(answers[0].starts_with("HTTP/1.1 200"), "{answers:?}");
     assert!(answers[0].contains(r#""counted":true"#), "{answers:?}");
@@ -75,7 +62,6 @@ fn a_request_head_that_arrives_a_byte_at_a_time_is_answered() {
 fn pipelined_requests_in_one_write_are_each_answered_in_order() {
     let app = TestApp::spawn(&[("headline.yaml", STICKY)]);
     app.assign("headline", "known");
-    let mut stream = TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
     // A new unit (answered after the store's commit), a known one, a new one again, and a
     // single event: each waits behind the one before it on the connection.
     let event = r#"[{"id":"pipelined-1","experiment":"headline","unit":"known"}]"#;
@@ -87,8 +73,13 @@ fn pipelined_requests_in_one_write_are_each_answered_in_order() {
         assign_head("pipelined-new-2"),
         event.len()
     );
-    stream.write_all(requests.as_bytes()).unwrap();
-    let answers = read_answers(&mut stream, 4);
+    let answer = raw_exchange(
+        &app,
+        requests.as_bytes(),
+        Duration::from_secs(20),
+        |_, answer| split_answers(answer).len() < 4,
+    );
+    let answers = split_answers(answer.as_bytes());
     assert_eq!(answers.len(), 4, "{answers:?}");
     assert!(
         answers.iter().all(|a| a.starts_with("HTTP/1.1 200")),

@@ -1,11 +1,11 @@
 //! Spawns the real `banditd` binary on a temp data dir and talks HTTP to it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -370,4 +370,40 @@ pub fn race_new_units(
         }
     });
     answers.into_inner().unwrap()
+}
+
+/// Sends `head` on a fresh connection; after each read, `then` may write more and says (given
+/// everything answered so far) whether to go on. Returns everything the server answered before
+/// closing, `then` saying stop, or `patience` running out.
+pub fn raw_exchange(
+    app: &TestApp,
+    head: &[u8],
+    patience: Duration,
+    mut then: impl FnMut(&mut std::net::TcpStream, &[u8]) -> bool,
+) -> String {
+    let mut stream =
+        std::net::TcpStream::connect(app.address.trim_start_matches("http://")).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    stream.write_all(head).unwrap();
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < patience {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => break,
+        }
+        if !then(&mut stream, &answer) {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
 }
