@@ -403,6 +403,18 @@ impl RedisStore {
         )
     }
 
+    /// How many transactions Redis discarded (`EXECABORT`).
+    #[cfg(test)]
+    pub(crate) fn discarded_transactions(&self) -> u64 {
+        self.shared.tx.discarded.load(Ordering::Relaxed)
+    }
+
+    /// The next transaction queues a command Redis refuses, so that Redis discards it.
+    #[cfg(test)]
+    pub(crate) fn refuse_next_transaction(&self) {
+        self.shared.tx.refuse_next.store(true, Ordering::Relaxed);
+    }
+
     /// How many rewards were answered `V` (applied as this replica judged them).
     #[cfg(test)]
     pub(crate) fn predicted(&self) -> u64 {

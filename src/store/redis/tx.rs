@@ -14,9 +14,13 @@
 //!   the script unchanged. Replicas ingesting into the same shards would conflict at every
 //!   commit, so after an abort (or a read that found what only the script judges) the next
 //!   commits take the script at once (`TxState::back_off`);
-//! - an error or an unknown outcome (the connection lost after `EXEC` was sent) fails the jobs
-//!   with the store's error, as a failed script call does: `MULTI`/`EXEC` is all or nothing
-//!   and applies an id with its reward, so a retry of the events finds what was applied;
+//! - a command Redis refused while queueing it (out of memory, `READONLY` from a primary
+//!   demoted by a failover, a command an ACL denies) makes `EXEC` answer `EXECABORT`: Redis
+//!   discarded the transaction and ran none of it, so the outcome is known and the commit
+//!   goes through the script, which applies it or reports the refusal as a failed call does;
+//! - any other error or an unknown outcome (the connection lost after `EXEC` was sent) fails
+//!   the jobs with the store's error, as a failed script call does: `MULTI`/`EXEC` is all or
+//!   nothing and applies an id with its reward, so a retry of the events finds what was applied;
 //! - the connection is this path's own (`connect::Link::dedicated`: `WATCH` is per
 //!   connection) and never reconnected behind its back, so an `EXEC` never runs without its
 //!   `WATCH`; it is dropped on any error. One commit is in flight at a time, so one suffices.
@@ -51,11 +55,18 @@ pub struct TxState {
     skip: AtomicU32,
     /// The next back-off's length.
     backoff: AtomicU32,
-    /// Commits applied by a transaction, and transactions aborted (tests).
+    /// Commits applied by a transaction, transactions aborted by a watched key, and
+    /// transactions Redis discarded (`EXECABORT`) (tests).
     #[cfg(test)]
     pub transacted: AtomicU64,
     #[cfg(test)]
     pub aborted: AtomicU64,
+    #[cfg(test)]
+    pub discarded: AtomicU64,
+    /// The next transaction queues a command Redis refuses (wrong arity), so that Redis
+    /// answers its `EXEC` with `EXECABORT` (tests).
+    #[cfg(test)]
+    pub refuse_next: AtomicBool,
 }
 
 impl Default for TxState {
@@ -69,6 +80,10 @@ impl Default for TxState {
             transacted: AtomicU64::new(0),
             #[cfg(test)]
             aborted: AtomicU64::new(0),
+            #[cfg(test)]
+            discarded: AtomicU64::new(0),
+            #[cfg(test)]
+            refuse_next: AtomicBool::new(false),
         }
     }
 }
@@ -110,6 +125,14 @@ impl TxState {
         self.aborted.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Redis discarded the transaction: the next commits take the script, since a refusal
+    /// while queueing (out of memory, a demoted primary) lasts longer than one commit.
+    fn discarded(&self) {
+        self.back_off();
+        #[cfg(test)]
+        self.discarded.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn landed(&self) {
         self.backoff.store(BACKOFF_FIRST, Ordering::Relaxed);
         #[cfg(test)]
@@ -126,6 +149,13 @@ fn eligible(op: &RewardOp) -> bool {
         && [op.now_ms, op.window_ms, op.occurred_ms.unwrap_or(0)]
             .iter()
             .all(|&ms| ms < MAX_MS)
+}
+
+/// Whether Redis answered the transaction's `EXEC` with `EXECABORT`: a command was refused
+/// while queued, and Redis discarded the transaction without running any of it. (An error of
+/// a command run by `EXEC` is another kind: the commands before and after it ran.)
+fn discarded(error: &redis::RedisError) -> bool {
+    error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ExecAbort)
 }
 
 /// Applies `open`'s rewards as one transaction if this replica can judge them all. True: the
@@ -176,7 +206,13 @@ pub async fn apply(
         stamps.built = Instant::now();
         stamps.rewards = open.len();
     }
-    let result: Result<Option<Vec<Value>>, _> = judged.writes(&plan).query_async(connection).await;
+    #[allow(unused_mut)]
+    let mut writes = judged.writes(&plan);
+    #[cfg(test)]
+    if shared.tx.refuse_next.swap(false, Ordering::Relaxed) {
+        writes.cmd("HSET").arg("banditd-test-wrong-arity").ignore();
+    }
+    let result: Result<Option<Vec<Value>>, _> = writes.query_async(connection).await;
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.rewarded = Instant::now();
     }
@@ -196,6 +232,13 @@ pub async fn apply(
         }
         Ok(None) => {
             shared.tx.aborted();
+            return false;
+        }
+        Err(error) if discarded(&error) => {
+            // Nothing ran. A `READONLY` connection points at a replica now: the next
+            // transaction asks the link for the primary's.
+            *held = None;
+            shared.tx.discarded();
             return false;
         }
         Err(error) => {

@@ -351,3 +351,108 @@ fn a_connection_lost_before_exec_fails_the_jobs_and_the_retry_applies_once() {
         assert!(store.audit().await.unwrap().is_clean());
     });
 }
+
+/// A command Redis refuses while queueing it makes it discard the transaction (`EXECABORT`):
+/// nothing ran, so the script applies the commit instead of the jobs failing, and the next
+/// commits take the script for a while, as after an abort.
+#[test]
+fn a_transaction_redis_discards_takes_the_script() {
+    let server = RedisServer::start();
+    let store = open(&server);
+    let epoch = epoch_of("discarded", 1);
+    block_on(async {
+        for unit in ["u1", "u2"] {
+            store
+                .insert_sticky(&epoch, unit, record("a", T0_MS), tally(T0_MS))
+                .await
+                .unwrap();
+        }
+        store.refuse_next_transaction();
+        let ops = vec![reward(&epoch, "d1", "u1", 1.0)];
+        assert_eq!(
+            store.apply_rewards(ops.clone()).await.unwrap(),
+            vec![applied("a")]
+        );
+        assert_eq!(store.discarded_transactions(), 1);
+        assert_eq!(store.transactions(), (0, 0), "by the script");
+        for i in 0..tx::BACKOFF_FIRST {
+            let outcome = store
+                .apply_rewards(vec![reward(&epoch, &format!("again {i}"), "u1", 1.0)])
+                .await
+                .unwrap();
+            assert_eq!(outcome, vec![RewardOutcome::AlreadyRewarded]);
+            assert_eq!(store.transactions(), (0, 0), "commit {i} by the script");
+        }
+        let outcome = store
+            .apply_rewards(vec![reward(&epoch, "d2", "u2", 0.5)])
+            .await
+            .unwrap();
+        assert_eq!(outcome, vec![applied("a")]);
+        assert_eq!(store.transactions(), (1, 0), "a transaction again");
+        assert_eq!(
+            store.apply_rewards(ops).await.unwrap(),
+            vec![RewardOutcome::Duplicate]
+        );
+        assert_eq!(store.counters(&epoch).await.unwrap()["a"].reward_sum, 1.5);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
+
+/// Redis out of memory (here from just after the transaction's read) refuses the
+/// transaction's writes while queueing them, then the script's call: the jobs fail with the
+/// store's unavailability, nothing is written, and once Redis has memory again the retry
+/// applies the reward once.
+#[test]
+fn out_of_memory_fails_the_jobs_and_nothing_is_written() {
+    let server = Arc::new(RedisServer::start());
+    let store = open(&server);
+    let epoch = epoch_of("full", 1);
+    block_on(async {
+        store
+            .insert_sticky(&epoch, "u1", record("a", T0_MS), tally(T0_MS))
+            .await
+            .unwrap();
+    });
+    let before = raw(&server, &epoch);
+    server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    let fired = Arc::new(AtomicBool::new(false));
+    let (hook_fired, hook_server) = (fired.clone(), server.clone());
+    store.on_judged_read(Some(Box::new(move || {
+        if !hook_fired.swap(true, Ordering::SeqCst) {
+            hook_server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+        }
+    })));
+    let ops = vec![reward(&epoch, "m1", "u1", 1.0)];
+    block_on(async {
+        let failed = store.apply_rewards(ops.clone()).await;
+        assert!(fired.load(Ordering::SeqCst), "the hook ran");
+        assert!(
+            matches!(failed, Err(StoreError::Unavailable(ref cause)) if cause.contains("refuses writes")),
+            "{failed:?}"
+        );
+    });
+    assert_eq!(
+        store.discarded_transactions(),
+        1,
+        "discarded, then the script refused"
+    );
+    assert_eq!(raw(&server, &epoch), before, "nothing written");
+    server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
+    block_on(async {
+        let mut retried = store.apply_rewards(ops.clone()).await;
+        for _ in 0..50 {
+            if retried.is_ok() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            retried = store.apply_rewards(ops.clone()).await;
+        }
+        assert_eq!(retried.unwrap(), vec![applied("a")]);
+        assert_eq!(
+            store.apply_rewards(ops).await.unwrap(),
+            vec![RewardOutcome::Duplicate]
+        );
+        assert_eq!(store.counters(&epoch).await.unwrap()["a"].reward_sum, 1.0);
+        assert!(store.audit().await.unwrap().is_clean());
+    });
+}
