@@ -144,13 +144,16 @@ redis_targets() {
     local name
     redis_ratio_target assign_known "Redis: assign, known sticky unit" 0.8
     redis_ratio_target assign_new "Redis: assign, new unit" 0.4
+    redis_ratio_target assign_new_saturated \
+        "Redis: assign, new unit, $SATURATED_CONNECTIONS connections" 0.4
     if [[ -n ${REDIS_EVS[events_bulk]:-} ]]; then
         target "Redis: bulk durable ingest (1,000 per POST)" "≥ 150,000 events/s" \
             "$(thousands "${REDIS_EVS[events_bulk]}") events/s${REDIS_REWRITE[events_bulk]:+ (during an AOF rewrite)}" \
             "$(at_least "${REDIS_EVS[events_bulk]}" 150000)"
     fi
     local rows=() server
-    for name in assign_known assign_new per_request event_single events_bulk mixed; do
+    for name in assign_known assign_new per_request event_single assign_new_saturated \
+        event_single_saturated events_bulk mixed; do
         [[ -n ${REDIS_RPS[$name]:-} ]] || continue
         rows+=("| $name | ${REDIS_RATIO[$name]}× | ${RATIO[$name]:-–}× | ${REDIS_VS_SLED[$name]}× | ${REDIS_CPU[$name]}% | ${REDIS_REWRITE[$name]:+yes} |")
     done

@@ -15,7 +15,11 @@
 #                  grows > 10% after the first minute beyond what the store reports its in-memory
 #                  tables grew (banditd_store_table_bytes), or if any request fails
 #   --scenarios L  comma-separated subset of: assign_known,assign_new,per_request,event_single,
-#                  events_bulk,mixed,paced — or "all" (default) or "none"
+#                  assign_new_saturated,event_single_saturated,events_bulk,mixed,paced — or
+#                  "all" (default) or "none". The two *_saturated are the durable writes again
+#                  at $SATURATED_CONNECTIONS (384) connections, baseline included: at 64 a
+#                  closed loop waits on each group commit's fsync and leaves the server's core
+#                  partly idle, so they measure what one core does when the load fills it
 #   --metrics-ab R also R rounds of the cost of metrics: known-unit and per-request assign
 #                  against banditd with --metrics off, on, off (same build, fresh data dirs);
 #                  reports each ratio and their mean and spread (benches/load/metrics_ab.sh).
@@ -55,6 +59,7 @@
 # Every process it starts is stopped on exit, Ctrl-C included.
 #
 # Environment: CARGO_TARGET_DIR, SERVER_CORE, CLIENT_CORE, NICE, CONNECTIONS, BULK_CONNECTIONS,
+# SATURATED_CONNECTIONS,
 # PERF=1 (profile banditd during each scenario with perf: results/perf-NAME.{data,txt}),
 # ACCESS_LOG (off; all or sample:P to include the access log), BANDITD_PORT (18080),
 # BASELINE_PORT (18081), KNOWN_UNITS, EVENT_UNITS, KEEP_WORK=1 (keep the
@@ -110,12 +115,13 @@ while (($#)); do
 done
 [[ $SCALE_UNITS =~ ^[0-9]+$ && $SOAK_MIN =~ ^[0-9]+$ && $CRASH_SECS =~ ^[0-9]+$ &&
     $METRICS_AB =~ ^[0-9]+$ ]] || die "--units, --soak, --crash and --metrics-ab take whole numbers"
-[[ $SCENARIOS == all ]] && SCENARIOS=assign_known,assign_new,per_request,event_single,events_bulk,mixed,paced
+[[ $SCENARIOS == all ]] && SCENARIOS=assign_known,assign_new,per_request,event_single,assign_new_saturated,event_single_saturated,events_bulk,mixed,paced
 [[ $SCENARIOS == none ]] && SCENARIOS=
 
 if [[ $MODE == full ]]; then DURATION=30; else DURATION=5; fi
 CONNECTIONS=${CONNECTIONS:-64}
 BULK_CONNECTIONS=${BULK_CONNECTIONS:-8}
+SATURATED_CONNECTIONS=${SATURATED_CONNECTIONS:-384}
 PACE_CONNECTIONS=100
 SERVER_CORE=${SERVER_CORE:-0}
 CLIENT_CORE=${CLIENT_CORE:-1}
