@@ -6,7 +6,12 @@ COPY Cargo.toml Cargo.lock build.rs ./
 # `docker build --build-arg GIT_COMMIT=$(git rev-parse HEAD) .`
 ARG GIT_COMMIT=unknown
 COPY src ./src
+# Every target's source (the bench binaries are targets of the manifest too), the vendored
+# actix-http (Cargo.toml's [patch.crates-io]) and the JS client the server embeds
+# (GET /sdk/banditd.js). tests/api/dockerfile.rs checks this list against what the build reads.
 COPY benches ./benches
+COPY vendor ./vendor
+COPY clients/js/src ./clients/js/src
 RUN cargo build --release --locked --bin banditd
 
 # Runtime stage: a slim image with just the binary.

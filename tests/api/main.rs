@@ -6,6 +6,7 @@ mod clients;
 mod contract;
 mod crash_loop;
 mod delay;
+mod dockerfile;
 mod docs_readme;
 mod docs_refs;
 mod docs_text;
