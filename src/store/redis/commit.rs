@@ -112,7 +112,7 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
         }
         // Only a batch that holds requests waits; a flush alone goes at its tick.
         if !batch.is_empty() {
-            shared.arrivals.gather(answered_at, &recent).await;
+            shared.arrivals.gather(answered_at, &mut recent).await;
         }
         take_queued(&mut commands, &mut batch, &mut stamps);
         if timeline.is_on() {

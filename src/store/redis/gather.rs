@@ -48,6 +48,12 @@ pub const DEFAULT_GATHER_US: u64 = 2_000;
 /// How many of the last commits set the time bound.
 pub const ROUNDS: usize = 4;
 
+/// Gathers in a row that end by their time bound, short of their count, after which the
+/// gather pauses; and the pause's first and longest lengths, in commits.
+pub const MISSES_TO_PAUSE: u32 = 2;
+pub const PAUSE_FIRST: u32 = 16;
+const PAUSE_MAX: u32 = 1024;
+
 /// `--redis-commit-gather-us`: the longest a group commit waits for the requests the last one
 /// answered (0: off).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,13 +79,67 @@ impl CommitGather {
     }
 }
 
-/// The last commits that answered requests: their sizes (in commands) and rounds, newest last.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// The last commits that answered requests: their sizes (in commands) and rounds, newest last;
+/// and how the last gathers ended.
+///
+/// Why the pause: a gather merges the cohorts when the requests a commit answered come back
+/// within about a round. Where they cannot (hundreds of connections, whose answered requests
+/// the one HTTP worker turns around over several rounds; an open-loop load), every gather
+/// waits out its bound and closes short of its count, while Redis has nothing in flight and,
+/// once every connection waits on a commit, the worker nothing to do: at 384 connections the
+/// gather cost a fifth of the new units per second
+/// (`benches/load/results/sat20-2026-12-02-s20.md`). So after [`MISSES_TO_PAUSE`] such
+/// gathers in a row the next [`PAUSE_FIRST`] commits close at once; then one gather tries
+/// again, and a miss doubles the pause (up to 1,024 commits) while a gather that reaches its
+/// count ends it.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recent {
     commits: Vec<(usize, Duration)>,
+    /// Gathers in a row that closed by their bound, short of their count.
+    missed: u32,
+    /// Commits left to close without a gather.
+    paused: u32,
+    /// The next pause's length.
+    next_pause: u32,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            commits: Vec::new(),
+            missed: 0,
+            paused: 0,
+            next_pause: PAUSE_FIRST,
+        }
+    }
 }
 
 impl Recent {
+    /// Whether this commit may gather: false during a pause, which it counts down.
+    pub fn take_turn(&mut self) -> bool {
+        if self.paused > 0 {
+            self.paused -= 1;
+            return false;
+        }
+        true
+    }
+
+    /// Notes how a gather that waited ended: `merged` if its count arrived within the bound.
+    pub fn gathered(&mut self, merged: bool) {
+        if merged {
+            self.missed = 0;
+            self.next_pause = PAUSE_FIRST;
+            return;
+        }
+        self.missed += 1;
+        if self.missed >= MISSES_TO_PAUSE {
+            self.paused = self.next_pause;
+            self.next_pause = (self.next_pause * 2).min(PAUSE_MAX);
+            // After the pause, one gather tries: a miss pauses again at once.
+            self.missed = MISSES_TO_PAUSE - 1;
+        }
+    }
+
     /// Notes a commit of `commands` that took `round` from closing to answering.
     pub fn record(&mut self, commands: usize, round: Duration) {
         if self.commits.len() == ROUNDS {
@@ -193,14 +253,16 @@ impl Arrivals {
     }
 
     /// Waits, as [`decide`] says, for the commands that arrive after `mark` (the count when
-    /// the last commit answered). Returns how long it waited.
-    pub async fn gather(&self, mark: u64, recent: &Recent) -> Duration {
-        if !self.setting.is_on() {
+    /// the last commit answered), unless `recent` pauses the gather, and notes in `recent`
+    /// whether a wait reached its count. Returns how long it waited.
+    pub async fn gather(&self, mark: u64, recent: &mut Recent) -> Duration {
+        if !self.setting.is_on() || !recent.take_turn() {
             return Duration::ZERO;
         }
         let began = std::time::Instant::now();
         // Whether the rule said wait at all: the record a test reads (not a clock's).
         let mut delayed = false;
+        let mut target = mark;
         loop {
             if self.urgent.load(Ordering::Acquire) {
                 break;
@@ -213,7 +275,7 @@ impl Arrivals {
                 break;
             };
             delayed = true;
-            let target = mark.saturating_add(arrivals as u64);
+            target = mark.saturating_add(arrivals as u64);
             self.wake_at.store(target, Ordering::Release);
             // A sender that counted before `wake_at` was set did not wake us: look again.
             if self.count() < target && !self.urgent.load(Ordering::Acquire) {
@@ -227,6 +289,10 @@ impl Arrivals {
         }
         if !delayed {
             return Duration::ZERO;
+        }
+        // A shutdown's close is neither: it says nothing of how the clients come back.
+        if !self.urgent.load(Ordering::Acquire) {
+            recent.gathered(self.count() >= target);
         }
         let waited = began.elapsed();
         self.delayed.fetch_add(1, Ordering::Relaxed);
@@ -340,7 +406,7 @@ mod tests {
 
     #[test]
     fn the_senders_wake_the_gather_when_the_count_is_reached() {
-        let (arrivals, recent) = waiting();
+        let (arrivals, mut recent) = waiting();
         let waited = std::thread::scope(|scope| {
             scope.spawn(|| {
                 for _ in 0..3 {
@@ -348,7 +414,7 @@ mod tests {
                     arrivals.arrive(false);
                 }
             });
-            runtime().block_on(arrivals.gather(0, &recent))
+            runtime().block_on(arrivals.gather(0, &mut recent))
         });
         assert!(waited >= Duration::from_millis(10), "{waited:?}");
         assert!(waited < Duration::from_secs(5), "{waited:?}");
@@ -357,18 +423,95 @@ mod tests {
 
     #[test]
     fn a_shutdown_ends_the_gather_at_once() {
-        let (arrivals, recent) = waiting();
+        let (arrivals, mut recent) = waiting();
         let waited = std::thread::scope(|scope| {
             scope.spawn(|| {
                 std::thread::sleep(Duration::from_millis(5));
                 arrivals.arrive(true);
             });
-            runtime().block_on(arrivals.gather(0, &recent))
+            runtime().block_on(arrivals.gather(0, &mut recent))
         });
         assert!(waited < Duration::from_secs(5), "{waited:?}");
         // Once shut down, nothing waits again.
-        let again = runtime().block_on(arrivals.gather(arrivals.count(), &recent));
+        let again = runtime().block_on(arrivals.gather(arrivals.count(), &mut recent));
         assert!(again.is_zero());
+    }
+
+    /// Turns `recent` takes until it gathers again.
+    fn paused_turns(recent: &mut Recent) -> u32 {
+        let mut turns = 0;
+        while !recent.take_turn() {
+            turns += 1;
+            assert!(turns <= PAUSE_MAX, "the pause never ends");
+        }
+        turns
+    }
+
+    #[test]
+    fn misses_in_a_row_pause_the_gather_and_a_merge_ends_the_pauses() {
+        let mut recent = Recent::default();
+        assert!(recent.take_turn());
+        // One miss, then a merge: no pause.
+        recent.gathered(false);
+        recent.gathered(true);
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), 0);
+        // Two in a row: the next PAUSE_FIRST commits close at once, then one gathers.
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), PAUSE_FIRST);
+        // That one misses too: paused again at once, twice as long, and so on up to the most.
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), 2 * PAUSE_FIRST);
+        for _ in 0..10 {
+            recent.gathered(false);
+            paused_turns(&mut recent);
+        }
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), PAUSE_MAX);
+        // A gather that reaches its count ends it: two misses again to pause, PAUSE_FIRST long.
+        recent.gathered(true);
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), 0);
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), PAUSE_FIRST);
+    }
+
+    #[test]
+    fn a_gather_that_times_out_is_a_miss_and_one_that_reaches_its_count_is_not() {
+        // Three expected, none comes: the bound (1 ms) passes.
+        let arrivals = Arrivals::new(CommitGather { cap_us: 1_000 });
+        let mut recent = recent(&[(3, 1_000)]);
+        for _ in 0..MISSES_TO_PAUSE {
+            assert!(
+                !runtime()
+                    .block_on(arrivals.gather(0, &mut recent))
+                    .is_zero()
+            );
+        }
+        assert!(
+            runtime()
+                .block_on(arrivals.gather(0, &mut recent))
+                .is_zero(),
+            "paused after {MISSES_TO_PAUSE} misses"
+        );
+        assert_eq!(
+            arrivals.delayed.load(Ordering::Relaxed),
+            u64::from(MISSES_TO_PAUSE)
+        );
+        // Reaching the count is no miss: the misses before it are forgotten.
+        let (arrivals, mut recent) = waiting();
+        recent.gathered(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for _ in 0..3 {
+                    std::thread::sleep(Duration::from_millis(2));
+                    arrivals.arrive(false);
+                }
+            });
+            runtime().block_on(arrivals.gather(0, &mut recent))
+        });
+        recent.gathered(false);
+        assert_eq!(paused_turns(&mut recent), 0, "one miss since the merge");
     }
 
     #[test]
