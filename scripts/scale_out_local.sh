@@ -4,6 +4,8 @@
 #
 #   scripts/scale_out_local.sh            images, up, proof, down (exit 1 on any failed check)
 #   scripts/scale_out_local.sh images     only build the local images
+#   scripts/scale_out_local.sh dockerfile build the repository's Dockerfile itself (both stages,
+#                                         on local stand-ins for its base images) and run it
 #   scripts/scale_out_local.sh up|proof|bench|down
 #
 # KEEP_STACK=1 leaves the stack up after the proof. `bench` brings the stack up on
@@ -132,6 +134,64 @@ ENTRYPOINT ["banditd"]
 CMD ["serve"]
 DOCKERFILE
     rm -rf "$ctx"
+}
+
+# The repository's Dockerfile itself, both stages, on stand-ins for the upstream images it names
+# (nothing can be pulled here): its runtime base (`debian:bookworm-slim`) is the imported
+# Debian base, and its build base (`rust:<version>-bookworm`) that base with gcc and this host's
+# Rust toolchain (the sysroot's bin/ and lib/). Built with the host's network (crates.io and
+# Debian's archive, as `docker build` would reach them elsewhere). Then the image must answer
+# `banditd --version` with the commit, and serve the bundled experiments: /readyz, an assign.
+# A stand-in tag that exists already (a real upstream image, on a machine that has one) is
+# used as it is.
+dockerfile_image() {
+    ensure_dockerd
+    build_base
+    local rust_tag debian_tag ctx sysroot commit
+    rust_tag=$(awk 'toupper($1) == "FROM" && toupper($3) == "AS" {print $2; exit}' Dockerfile)
+    debian_tag=$(awk 'toupper($1) == "FROM" && NF == 2 {print $2; exit}' Dockerfile)
+    [[ -n $rust_tag && -n $debian_tag ]] || die "the Dockerfile's two FROM lines were not found"
+    docker image inspect "$debian_tag" >/dev/null 2>&1 || docker tag "$BASE" "$debian_tag"
+    if ! docker image inspect "$rust_tag" >/dev/null 2>&1; then
+        sysroot=$(rustc --print sysroot)
+        log "stand-in $rust_tag: $BASE, gcc, and $(rustc --version)"
+        ctx=$(mktemp -d)
+        cp -a "$sysroot/bin" "$sysroot/lib" "$ctx/"
+        docker build --quiet --network host --tag "$rust_tag" --file - "$ctx" >/dev/null <<DOCKERFILE
+FROM $BASE
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
+COPY bin /usr/local/rust/bin
+COPY lib /usr/local/rust/lib
+ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+DOCKERFILE
+        rm -rf "$ctx"
+    fi
+    commit=$(git -C "$ROOT" rev-parse HEAD)
+    log "docker build of the Dockerfile (a release build inside: minutes)"
+    docker build --network host --build-arg "GIT_COMMIT=$commit" \
+        --tag banditd-local/dockerfile "$ROOT" >/tmp/scale_out_dockerfile.log 2>&1 \
+        || die "docker build of the Dockerfile failed (see /tmp/scale_out_dockerfile.log)"
+    docker run --rm banditd-local/dockerfile --version | grep -q "$commit" \
+        || die "banditd --version in the image does not name $commit"
+    local name=banditd-dockerfile-check port=${DOCKERFILE_PORT:-18095}
+    docker rm -f "$name" >/dev/null 2>&1 || true
+    docker run --detach --name "$name" --publish "127.0.0.1:$port:8080" \
+        --volume "$ROOT/experiments:/etc/banditd/experiments:ro" banditd-local/dockerfile >/dev/null
+    local ready=
+    for _ in $(seq 60); do
+        curl -fsS "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && { ready=1; break; }
+        sleep 1
+    done
+    local answer
+    answer=$(curl -fsS "http://127.0.0.1:$port/v1/experiments/homepage-headline/assign?unit=alice" \
+        2>&1 || true)
+    docker logs "$name" >/tmp/scale_out_dockerfile_run.log 2>&1 || true
+    docker rm -f "$name" >/dev/null
+    [[ -n $ready ]] || die "the image did not become ready (see /tmp/scale_out_dockerfile_run.log)"
+    grep -q '"variant"' <<<"$answer" || die "the image's assign answered: $answer"
+    log "the Dockerfile builds; its image serves: $answer"
 }
 
 # Secrets for the stack, generated once per machine and kept (mode 600) for the later steps.
@@ -301,6 +361,7 @@ bench() {
 main() {
     case ${1:-all} in
         images) build_images ;;
+        dockerfile) dockerfile_image ;;
         up) up ;;
         proof) proof ;;
         bench) bench ;;

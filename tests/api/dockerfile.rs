@@ -16,8 +16,8 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The sources of the first stage's `COPY` instructions (not `COPY --from`), as paths
-/// relative to the build context, `.` for the whole context.
+/// The sources of the first stage's `COPY` instructions (not the ones copying from another
+/// stage), as paths relative to the build context (empty for the whole context, `.`).
 fn build_stage_copies(dockerfile: &str) -> Vec<PathBuf> {
     let mut copies = Vec::new();
     let mut stages = 0;
@@ -68,7 +68,7 @@ fn manifest_inputs(manifest: &str) -> Vec<PathBuf> {
     let mut inputs = Vec::new();
     let mut section = String::new();
     let mut pending_bench: Option<String> = None;
-    let mut flush = |pending: &mut Option<String>, inputs: &mut Vec<PathBuf>| {
+    let flush = |pending: &mut Option<String>, inputs: &mut Vec<PathBuf>| {
         if let Some(name) = pending.take() {
             inputs.push(PathBuf::from(format!("benches/{name}.rs")));
         }
@@ -79,10 +79,10 @@ fn manifest_inputs(manifest: &str) -> Vec<PathBuf> {
             section = line.to_owned();
             continue;
         }
-        if section == "[[bench]]" {
-            if let Some(name) = value_of(line, "name") {
-                pending_bench = Some(name);
-            }
+        if section == "[[bench]]"
+            && let Some(name) = value_of(line, "name")
+        {
+            pending_bench = Some(name);
         }
         if let Some(path) = value_of(line, "path") {
             if section == "[[bench]]" {
@@ -91,12 +91,12 @@ fn manifest_inputs(manifest: &str) -> Vec<PathBuf> {
             inputs.push(normal(Path::new(&path)));
         }
         // `name = { path = "…" }`, a path dependency on one line.
-        if let Some(at) = line.find("path = \"") {
-            if line.contains('{') {
-                let rest = &line[at + "path = \"".len()..];
-                if let Some(end) = rest.find('"') {
-                    inputs.push(normal(Path::new(&rest[..end])));
-                }
+        if let Some(at) = line.find("path = \"")
+            && line.contains('{')
+        {
+            let rest = &line[at + "path = \"".len()..];
+            if let Some(end) = rest.find('"') {
+                inputs.push(normal(Path::new(&rest[..end])));
             }
         }
     }

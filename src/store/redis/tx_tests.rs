@@ -29,6 +29,24 @@ fn applied(variant: &str) -> RewardOutcome {
     }
 }
 
+/// Retries `ops` (one unit reward of variant `a`) until the store takes them again (it probes
+/// Redis while failing), then checks they were applied once: a resend is a duplicate.
+async fn retry_applies_once(store: &RedisStore, ops: Vec<RewardOp>) {
+    let mut retried = store.apply_rewards(ops.clone()).await;
+    for _ in 0..50 {
+        if retried.is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        retried = store.apply_rewards(ops.clone()).await;
+    }
+    assert_eq!(retried.unwrap(), vec![applied("a")]);
+    assert_eq!(
+        store.apply_rewards(ops).await.unwrap(),
+        vec![RewardOutcome::Duplicate]
+    );
+}
+
 /// Two commits of unit rewards without a half-life, every case the judging meets: units
 /// another replica assigned and units this one did (cached), amounts and assignment times
 /// over several delay bins and both arms, a window closed, a timestamp before the assignment,
@@ -320,19 +338,7 @@ fn a_connection_lost_before_exec_fails_the_jobs_and_the_retry_applies_once() {
         let failed = store.apply_rewards(ops.clone()).await;
         assert!(fired.load(Ordering::SeqCst), "the hook ran");
         assert!(failed.is_err(), "the jobs fail: {failed:?}");
-        let mut retried = store.apply_rewards(ops.clone()).await;
-        for _ in 0..50 {
-            if retried.is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            retried = store.apply_rewards(ops.clone()).await;
-        }
-        assert_eq!(retried.unwrap(), vec![applied("a")]);
-        assert_eq!(
-            store.apply_rewards(ops).await.unwrap(),
-            vec![RewardOutcome::Duplicate]
-        );
+        retry_applies_once(&store, ops).await;
         assert_eq!(
             store.transactions(),
             (2, 0),
@@ -439,19 +445,7 @@ fn out_of_memory_fails_the_jobs_and_nothing_is_written() {
     assert_eq!(raw(&server, &epoch), before, "nothing written");
     server.cli(&["CONFIG", "SET", "maxmemory", "0"]);
     block_on(async {
-        let mut retried = store.apply_rewards(ops.clone()).await;
-        for _ in 0..50 {
-            if retried.is_ok() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            retried = store.apply_rewards(ops.clone()).await;
-        }
-        assert_eq!(retried.unwrap(), vec![applied("a")]);
-        assert_eq!(
-            store.apply_rewards(ops).await.unwrap(),
-            vec![RewardOutcome::Duplicate]
-        );
+        retry_applies_once(&store, ops).await;
         assert_eq!(store.counters(&epoch).await.unwrap()["a"].reward_sum, 1.0);
         assert!(store.audit().await.unwrap().is_clean());
     });
