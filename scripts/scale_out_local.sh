@@ -40,7 +40,7 @@ need() { # need COMMAND DEBIAN-PACKAGE
 }
 
 ensure_dockerd() {
-    need docker docker.io
+    need dockerd docker.io # the daemon: a docker CLI alone (as on some CI images) is not enough
     need docker-compose docker-compose
     docker info >/dev/null 2>&1 && return
     log "starting dockerd (vfs storage: works on any filesystem, copies whole layers)"

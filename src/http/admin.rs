@@ -11,7 +11,7 @@ use super::openapi::Routes;
 use super::problem::{ApiError, ApiResult, Problem};
 use super::state::AppState;
 use crate::engine::{ConfigStatus, ReloadError, ReloadOutcome, ReplicaSet, WatchStatus};
-use crate::store::{BackendStats, StoreHealth};
+use crate::store::{BackendStats, RedisCommitStats, StoreHealth};
 
 pub fn routes(api: &mut impl Routes) {
     api.route::<__path_reload, _, _>(reload)
@@ -55,6 +55,9 @@ pub struct StoreReport {
     /// event ids it keeps (the README's Durability section gives the bytes per unit and id).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table_bytes: Option<TableBytesReport>,
+    /// Redis only: which way the replica's group commits went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_commits: Option<RedisCommitStats>,
     pub sticky_cache: StickyCacheReport,
 }
 
@@ -185,7 +188,7 @@ async fn config(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespo
 )]
 async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpResponse> {
     let stats = state.engine.store().stats();
-    let (cache, exposure_flush_ms, table_bytes) = match &stats.backend {
+    let (cache, exposure_flush_ms, table_bytes, redis_commits) = match &stats.backend {
         BackendStats::Sled {
             sticky_cache,
             tables,
@@ -196,11 +199,13 @@ async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespon
                 sticky_units: tables.sticky_units,
                 event_ids: tables.event_ids,
             }),
+            None,
         ),
         BackendStats::Redis {
             sticky_cache,
             exposure_flush_ms,
-        } => (sticky_cache, Some(*exposure_flush_ms), None),
+            commits,
+        } => (sticky_cache, Some(*exposure_flush_ms), None, Some(*commits)),
     };
     let lookups = cache.hits + cache.misses;
     // Counts far below 2^53, so the conversion is exact enough for a ratio.
@@ -212,6 +217,7 @@ async fn store(_: AdminAuth, state: web::Data<AppState>) -> ApiResult<HttpRespon
         health: state.engine.store().health(),
         exposure_flush_ms,
         table_bytes,
+        redis_commits,
         sticky_cache: StickyCacheReport {
             capacity: cache.capacity,
             entries: cache.entries,

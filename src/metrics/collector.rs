@@ -14,7 +14,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
 use crate::engine::{DECISION_STATES, Engine, decision_state};
-use crate::store::BackendStats;
+use crate::store::{BackendStats, RedisCommitStats};
 
 /// Reads the engine (and through it the store) at every scrape.
 #[derive(Debug)]
@@ -54,6 +54,20 @@ fn gauge(
     ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
 }
 
+/// One counter family: a sample per label set.
+fn counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// One gauge family: a sample per label set.
 fn gauges<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
@@ -67,6 +81,44 @@ fn gauges<L: EncodeLabelSet>(
         ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+/// Which way a Redis replica's commits went (`RedisCommitStats` says why an operator looks).
+fn encode_redis_commits(
+    encoder: &mut DescriptorEncoder,
+    commits: &RedisCommitStats,
+) -> Result<(), std::fmt::Error> {
+    counters(
+        encoder,
+        "banditd_store_redis_transactions",
+        "Reward commits tried as an optimistic transaction, by outcome: applied; conflict (a \
+         watched key changed, another replica wrote the same shards: the script applied it); \
+         discarded (Redis refused a command while queued, EXECABORT: the script applied it)",
+        [
+            ([("outcome", "applied")], commits.transactions_applied),
+            ([("outcome", "conflict")], commits.transaction_conflicts),
+            ([("outcome", "discarded")], commits.transactions_discarded),
+        ],
+    )?;
+    counter(
+        encoder,
+        "banditd_store_redis_gather_delayed",
+        "Group commits whose close waited for the requests the last commit answered",
+        commits.gather_delayed,
+    )?;
+    ConstCounter::new(commits.gather_waited_us as f64 / 1e6).encode(encoder.encode_descriptor(
+        "banditd_store_redis_gather_wait",
+        "Time group commits waited for the requests the last commit answered, in total",
+        Some(&Unit::Seconds),
+        MetricType::Counter,
+    )?)?;
+    counter(
+        encoder,
+        "banditd_store_redis_gather_pauses",
+        "Times the gather paused because its waits kept ending short of their count (an \
+         open-loop load, or more connections than one round turns around)",
+        commits.gather_pauses,
+    )
 }
 
 impl EngineCollector {
@@ -106,6 +158,9 @@ impl EngineCollector {
                     ([("table", "event_ids")], tables.event_ids as f64),
                 ],
             )?;
+        }
+        if let BackendStats::Redis { commits, .. } = stats.backend {
+            encode_redis_commits(encoder, &commits)?;
         }
         match stats.backend {
             BackendStats::Sled {

@@ -256,7 +256,33 @@ pub enum BackendStats {
     Redis {
         sticky_cache: StickyCacheStats,
         exposure_flush_ms: u64,
+        commits: RedisCommitStats,
     },
+}
+
+/// Redis only: which way the replica's group commits went. A replica applies a commit of unit
+/// rewards as an optimistic transaction of plain commands when it can, and falls back to the
+/// script when a watched key changed (another replica wrote the same shards: replicas that
+/// ingest into the same experiment at once conflict) or when Redis discarded the transaction
+/// (a command refused while queued: out of memory, a demoted primary, an ACL); each fallback
+/// backs the transaction off for a while. The gather is the commit's wait for the requests the
+/// last one answered. Exposed so that an operator can see why bulk ingest is slower than one
+/// replica alone measured (conflicts), or that Redis refuses writes (discards).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct RedisCommitStats {
+    /// Commits applied by a transaction.
+    pub transactions_applied: u64,
+    /// Transactions not run because a watched key changed (another replica wrote the same
+    /// shards); the script applied those commits.
+    pub transaction_conflicts: u64,
+    /// Transactions Redis discarded (`EXECABORT`: a command refused while queued, such as out
+    /// of memory or a demoted primary); the script applied those commits.
+    pub transactions_discarded: u64,
+    /// Commits whose close the gather delayed, and their waits in total (µs).
+    pub gather_delayed: u64,
+    pub gather_waited_us: u64,
+    /// Times the gather paused because its waits kept ending short of their count.
+    pub gather_pauses: u64,
 }
 
 /// Heap bytes of the embedded store's in-memory tables: every durable sticky assignment and

@@ -76,7 +76,7 @@ mod writer_apply;
 mod writer_state;
 
 pub use self::api::StickyLookup;
-pub use self::api::{BackendStats, SecretMaker, Store, StoreStats, TableBytes};
+pub use self::api::{BackendStats, RedisCommitStats, SecretMaker, Store, StoreStats, TableBytes};
 pub use self::audit_report::{AuditReport, CounterMismatch, DelayMismatch, ExpectationMismatch};
 pub use self::confirmations::{ConfirmOp, ConfirmOutcome, TokenConfirmation};
 pub use self::delay_histograms::DelayHistograms;

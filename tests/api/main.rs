@@ -26,6 +26,7 @@ mod guardrails;
 mod helpers;
 mod metrics;
 mod metrics_on_render;
+mod metrics_redis;
 mod operators;
 /// Shared with the store's unit tests, which use other parts of it.
 #[allow(dead_code)]

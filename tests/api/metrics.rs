@@ -11,8 +11,8 @@ use crate::failsafe::{server_pid, set_file_size_limit};
 use crate::helpers::{PER_REQUEST, STICKY, TestApp, assert_problem};
 
 /// The scrape's samples: series (`name{labels}`) → value.
-struct Scrape {
-    text: String,
+pub struct Scrape {
+    pub text: String,
     samples: HashMap<String, f64>,
 }
 
@@ -30,7 +30,7 @@ impl Scrape {
     }
 
     /// The value of one series, 0 when it is absent (a counter never bumped).
-    fn value(&self, series: &str) -> f64 {
+    pub fn value(&self, series: &str) -> f64 {
         self.samples.get(series).copied().unwrap_or(0.0)
     }
 
@@ -60,7 +60,7 @@ fn scrape_with(app: &TestApp, key: Option<&str>) -> (u16, String, String) {
     (status, content_type, text)
 }
 
-fn scrape(app: &TestApp) -> Scrape {
+pub fn scrape(app: &TestApp) -> Scrape {
     let (status, content_type, text) = scrape_with(app, None);
     assert_eq!(status, 200, "{text}");
     assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");

@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -155,6 +155,7 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
         let stamped = timeline.is_on().then_some(&mut stamps);
         let closed = Instant::now();
         let committed = commit(&shared, batch, unflushed.as_ref(), stamped).await;
+        observe(commands_in, closed.elapsed(), committed.failed);
         let (flushed, calls) = (committed.flushed, committed.calls);
         if commands_in > 0 {
             recent.record(commands_in, closed.elapsed());
@@ -175,6 +176,20 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
             let _ = reply.send(result);
             return;
         }
+    }
+}
+
+/// A commit in the store's metrics, the families the embedded store's writer records too: the
+/// requests it carried, its time from closing to answering (the Redis round, the reward steps,
+/// the replicas' wait), and whether any of its writes failed.
+fn observe(commands: usize, took: Duration, failed: bool) {
+    let Some(metrics) = crate::metrics::get() else {
+        return;
+    };
+    metrics.store_commit_batch_size.observe(commands as f64);
+    metrics.store_commit_seconds.observe(took.as_secs_f64());
+    if failed {
+        metrics.store_commit_failures.inc();
     }
 }
 
@@ -205,6 +220,8 @@ struct Committed {
     calls: usize,
     /// The arrivals' count just before the answers went out (`gather`).
     answered_at: u64,
+    /// Whether any of its writes failed (its callers were answered with the error).
+    failed: bool,
 }
 
 /// One group commit; notes when its calls were sent and answered in `stamps` (the
@@ -357,7 +374,8 @@ async fn commit(
         failure.get_or_insert(error.clone());
         fail_everything(&mut outcomes, &mut jobs, &error);
     }
-    if failure.is_none() {
+    let failed = failure.is_some();
+    if !failed {
         shared.commit_succeeded();
     }
     // Counted before anybody is answered: what arrives after it is what the gather waits for.
@@ -369,6 +387,7 @@ async fn commit(
         flushed: !flush_failed,
         calls: sent_calls,
         answered_at,
+        failed,
     }
 }
 

@@ -125,19 +125,22 @@ impl Recent {
     }
 
     /// Notes how a gather that waited ended: `merged` if its count arrived within the bound.
-    pub fn gathered(&mut self, merged: bool) {
+    /// Returns whether this gather started a pause.
+    pub fn gathered(&mut self, merged: bool) -> bool {
         if merged {
             self.missed = 0;
             self.next_pause = PAUSE_FIRST;
-            return;
+            return false;
         }
         self.missed += 1;
-        if self.missed >= MISSES_TO_PAUSE {
-            self.paused = self.next_pause;
-            self.next_pause = (self.next_pause * 2).min(PAUSE_MAX);
-            // After the pause, one gather tries: a miss pauses again at once.
-            self.missed = MISSES_TO_PAUSE - 1;
+        if self.missed < MISSES_TO_PAUSE {
+            return false;
         }
+        self.paused = self.next_pause;
+        self.next_pause = (self.next_pause * 2).min(PAUSE_MAX);
+        // After the pause, one gather tries: a miss pauses again at once.
+        self.missed = MISSES_TO_PAUSE - 1;
+        true
     }
 
     /// Notes a commit of `commands` that took `round` from closing to answering.
@@ -199,9 +202,11 @@ pub struct Arrivals {
     urgent: AtomicBool,
     notify: Notify,
     pub setting: CommitGather,
-    /// Commits whose close the gather delayed, and their waits in total (µs).
+    /// Commits whose close the gather delayed, their waits in total (µs), and the pauses
+    /// begun (the store's stats).
     pub delayed: AtomicU64,
     pub waited_us: AtomicU64,
+    pub pauses: AtomicU64,
     /// Tests: how long each commit's Redis round is made to last, at least (ms).
     #[cfg(test)]
     pub round_floor_ms: AtomicU64,
@@ -217,6 +222,7 @@ impl Arrivals {
             setting,
             delayed: AtomicU64::new(0),
             waited_us: AtomicU64::new(0),
+            pauses: AtomicU64::new(0),
             #[cfg(test)]
             round_floor_ms: AtomicU64::new(0),
         }
@@ -291,8 +297,8 @@ impl Arrivals {
             return Duration::ZERO;
         }
         // A shutdown's close is neither: it says nothing of how the clients come back.
-        if !self.urgent.load(Ordering::Acquire) {
-            recent.gathered(self.count() >= target);
+        if !self.urgent.load(Ordering::Acquire) && recent.gathered(self.count() >= target) {
+            self.pauses.fetch_add(1, Ordering::Relaxed);
         }
         let waited = began.elapsed();
         self.delayed.fetch_add(1, Ordering::Relaxed);
@@ -452,15 +458,18 @@ mod tests {
         let mut recent = Recent::default();
         assert!(recent.take_turn());
         // One miss, then a merge: no pause.
-        recent.gathered(false);
-        recent.gathered(true);
-        recent.gathered(false);
+        assert!(!recent.gathered(false));
+        assert!(!recent.gathered(true));
+        assert!(!recent.gathered(false));
         assert_eq!(paused_turns(&mut recent), 0);
         // Two in a row: the next PAUSE_FIRST commits close at once, then one gathers.
-        recent.gathered(false);
+        assert!(
+            recent.gathered(false),
+            "the second miss in a row starts a pause"
+        );
         assert_eq!(paused_turns(&mut recent), PAUSE_FIRST);
         // That one misses too: paused again at once, twice as long, and so on up to the most.
-        recent.gathered(false);
+        assert!(recent.gathered(false));
         assert_eq!(paused_turns(&mut recent), 2 * PAUSE_FIRST);
         for _ in 0..10 {
             recent.gathered(false);
@@ -498,6 +507,11 @@ mod tests {
             arrivals.delayed.load(Ordering::Relaxed),
             u64::from(MISSES_TO_PAUSE)
         );
+        assert_eq!(
+            arrivals.pauses.load(Ordering::Relaxed),
+            1,
+            "one pause begun"
+        );
         // Reaching the count is no miss: the misses before it are forgotten.
         let (arrivals, mut recent) = waiting();
         recent.gathered(false);
@@ -510,6 +524,7 @@ mod tests {
             });
             runtime().block_on(arrivals.gather(0, &mut recent))
         });
+        assert_eq!(arrivals.pauses.load(Ordering::Relaxed), 0);
         recent.gathered(false);
         assert_eq!(paused_turns(&mut recent), 0, "one miss since the merge");
     }

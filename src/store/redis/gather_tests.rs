@@ -74,7 +74,12 @@ fn two_cohorts_of_new_units_share_one_round_with_the_gather_on() {
         together <= UNITS_EACH as u64 + 2,
         "with the gather {together} commits for {UNITS_EACH} units per client (without: {apart})"
     );
-    assert!(on.shared.arrivals.delayed.load(Ordering::Relaxed) > 0);
+    // As the store's stats report it (`/metrics`, `GET /v1/admin/store`).
+    let BackendStats::Redis { commits, .. } = on.stats().backend else {
+        panic!("a Redis store's stats are Redis's");
+    };
+    assert!(commits.gather_delayed > 0, "{commits:?}");
+    assert!(commits.gather_waited_us > 0, "{commits:?}");
 }
 
 #[test]

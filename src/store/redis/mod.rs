@@ -111,9 +111,9 @@ pub use self::wait::ReplicaWait;
 use super::health::HealthState;
 use super::{
     ArmCounters, AuditReport, BackendStats, ConfirmOp, ConfirmOutcome, Decision, DelayHistograms,
-    Epoch, EpochInfo, EpochSpec, HistoryPoint, ReplicaReport, RewardOp, RewardOutcome, SecretMaker,
-    StickyCacheStats, StickyRecord, Store, StoreError, StoreFuture, StoreHealth, StoreStats, Tally,
-    TokenConfirmation, TokenCreditPage,
+    Epoch, EpochInfo, EpochSpec, HistoryPoint, RedisCommitStats, ReplicaReport, RewardOp,
+    RewardOutcome, SecretMaker, StickyCacheStats, StickyRecord, Store, StoreError, StoreFuture,
+    StoreHealth, StoreStats, Tally, TokenConfirmation, TokenCreditPage,
 };
 use crate::secret::SecretString;
 
@@ -248,6 +248,19 @@ impl Shared {
     fn after_judged_read(&self) {
         if let Some(hook) = lock(&self.after_judged_read).as_ref() {
             hook();
+        }
+    }
+
+    /// Which way the commits went (`BackendStats::Redis`).
+    fn commit_stats(&self) -> RedisCommitStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RedisCommitStats {
+            transactions_applied: read(&self.tx.transacted),
+            transaction_conflicts: read(&self.tx.aborted),
+            transactions_discarded: read(&self.tx.discarded),
+            gather_delayed: read(&self.arrivals.delayed),
+            gather_waited_us: read(&self.arrivals.waited_us),
+            gather_pauses: read(&self.arrivals.pauses),
         }
     }
 
@@ -394,19 +407,18 @@ impl RedisStore {
         self.shared.tx.set(on);
     }
 
-    /// How many commits were applied by a transaction, and how many transactions aborted.
+    /// How many commits were applied by a transaction, and how many transactions aborted
+    /// (as the stats report them).
     #[cfg(test)]
     pub(crate) fn transactions(&self) -> (u64, u64) {
-        (
-            self.shared.tx.transacted.load(Ordering::Relaxed),
-            self.shared.tx.aborted.load(Ordering::Relaxed),
-        )
+        let stats = self.shared.commit_stats();
+        (stats.transactions_applied, stats.transaction_conflicts)
     }
 
-    /// How many transactions Redis discarded (`EXECABORT`).
+    /// How many transactions Redis discarded (`EXECABORT`), as the stats report it.
     #[cfg(test)]
     pub(crate) fn discarded_transactions(&self) -> u64 {
-        self.shared.tx.discarded.load(Ordering::Relaxed)
+        self.shared.commit_stats().transactions_discarded
     }
 
     /// The next transaction queues a command Redis refuses, so that Redis discards it.

@@ -262,6 +262,7 @@ impl Store for RedisStore {
                     misses: self.shared.misses.load(Ordering::Relaxed),
                 },
                 exposure_flush_ms: FLUSH_EVERY_MS,
+                commits: self.shared.commit_stats(),
             },
         }
     }

@@ -26,9 +26,7 @@
 //!   `WATCH`; it is dropped on any error. One commit is in flight at a time, so one suffices.
 
 use std::collections::HashSet;
-#[cfg(test)]
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::Instant;
 
 use redis::Value;
@@ -56,12 +54,9 @@ pub struct TxState {
     /// The next back-off's length.
     backoff: AtomicU32,
     /// Commits applied by a transaction, transactions aborted by a watched key, and
-    /// transactions Redis discarded (`EXECABORT`) (tests).
-    #[cfg(test)]
+    /// transactions Redis discarded (`EXECABORT`): the store's stats.
     pub transacted: AtomicU64,
-    #[cfg(test)]
     pub aborted: AtomicU64,
-    #[cfg(test)]
     pub discarded: AtomicU64,
     /// The next transaction queues a command Redis refuses (wrong arity), so that Redis
     /// answers its `EXEC` with `EXECABORT` (tests).
@@ -76,11 +71,8 @@ impl Default for TxState {
             connection: tokio::sync::Mutex::new(None),
             skip: AtomicU32::new(0),
             backoff: AtomicU32::new(BACKOFF_FIRST),
-            #[cfg(test)]
             transacted: AtomicU64::new(0),
-            #[cfg(test)]
             aborted: AtomicU64::new(0),
-            #[cfg(test)]
             discarded: AtomicU64::new(0),
             #[cfg(test)]
             refuse_next: AtomicBool::new(false),
@@ -121,7 +113,6 @@ impl TxState {
 
     fn aborted(&self) {
         self.back_off();
-        #[cfg(test)]
         self.aborted.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -129,13 +120,11 @@ impl TxState {
     /// while queueing (out of memory, a demoted primary) lasts longer than one commit.
     fn discarded(&self) {
         self.back_off();
-        #[cfg(test)]
         self.discarded.fetch_add(1, Ordering::Relaxed);
     }
 
     fn landed(&self) {
         self.backoff.store(BACKOFF_FIRST, Ordering::Relaxed);
-        #[cfg(test)]
         self.transacted.fetch_add(1, Ordering::Relaxed);
     }
 }
