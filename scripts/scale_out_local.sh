@@ -157,6 +157,9 @@ dockerfile_image() {
         log "stand-in $rust_tag: $BASE, gcc, and $(rustc --version)"
         ctx=$(mktemp -d)
         cp -a "$sysroot/bin" "$sysroot/lib" "$ctx/"
+        # This host's CA bundle: where the egress to crates.io goes through a TLS proxy with
+        # its own CA (which this host trusts), cargo inside the build must trust it too.
+        cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
         docker build --quiet --network host --tag "$rust_tag" --file - "$ctx" >/dev/null <<DOCKERFILE
 FROM $BASE
 RUN apt-get update \
@@ -164,6 +167,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY bin /usr/local/rust/bin
 COPY lib /usr/local/rust/lib
+COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 ENV PATH=/usr/local/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 DOCKERFILE
         rm -rf "$ctx"

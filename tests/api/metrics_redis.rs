@@ -58,16 +58,15 @@ fn a_redis_replica_reports_its_commits_and_their_failures() {
     // The embedded store's own families are not there.
     assert!(!metrics.text.contains("banditd_store_table_bytes"));
     let store = app.get("/v1/admin/store").body;
-    assert_eq!(store["redis_commits"]["transactions_applied"], 1, "{store}");
-    assert_eq!(
-        store["redis_commits"]["transaction_conflicts"], 0,
-        "{store}"
-    );
-    assert_eq!(
-        store["redis_commits"]["transactions_discarded"], 0,
-        "{store}"
-    );
-    assert!(store["redis_commits"]["gather_pauses"].is_u64(), "{store}");
+    let commits = &store["redis_commits"];
+    for (field, value) in [
+        ("transactions_applied", 1),
+        ("transaction_conflicts", 0),
+        ("transactions_discarded", 0),
+    ] {
+        assert_eq!(commits[field], value, "{field}: {store}");
+    }
+    assert!(commits["gather_pauses"].is_u64(), "{store}");
 
     // With Redis gone a write fails, and the failure is counted as the embedded store's are.
     redis.kill();
