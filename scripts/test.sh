@@ -57,7 +57,29 @@ need_apt redis-cli redis-tools
 # The README's quick start is run as written (tests/api/docs_readme.rs): its curl lines.
 need_apt curl curl
 
+# redis-server processes running in a test's temp dir (the harness's `--dir`, under $TMPDIR).
+test_redis_servers() {
+    local pid cwd
+    for pid in $(pgrep -x redis-server 2>/dev/null); do
+        cwd=$(readlink "/proc/$pid/cwd" 2>/dev/null) || continue
+        [[ $cwd == "${TMPDIR:-/tmp}"/.tmp* ]] && echo "$pid $cwd"
+    done
+    return 0
+}
+redis_before=$(test_redis_servers)
+
 cargo test "$@"
+
+# Every test's redis-server is killed by its PID when the test's harness drops. One still
+# running in a test's temp dir after the tests outlived its test (a hook the store kept held
+# its harness until the process ended): the run fails on it, after killing it.
+leaked=$(comm -13 <(sort <<<"$redis_before") <(test_redis_servers | sort) | sed '/^$/d')
+if [[ -n $leaked ]]; then
+    echo "test.sh: redis-server processes left running by the tests (pid, dir):" >&2
+    echo "$leaked" >&2
+    kill -9 $(cut -d' ' -f1 <<<"$leaked") 2>/dev/null || true
+    exit 1
+fi
 
 # docker-compose.yml (both profiles) parses and resolves as Compose reads it, alone and with the
 # local-image override; the stack itself is not started here: scripts/scale_out_local.sh runs

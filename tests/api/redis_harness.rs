@@ -232,6 +232,31 @@ impl RedisServer {
 impl RedisServer {
     /// Runs one command with `redis-cli` and returns its output.
     pub fn cli(&self, args: &[&str]) -> String {
+        self.cli_handle().run(args)
+    }
+
+    /// What [`RedisServer::cli`] needs, without the server: for a hook the store keeps. A hook
+    /// that held the server itself would keep it alive as long as the store's background tasks
+    /// (to the test process's end), and a process that ends without dropping it leaves its
+    /// `redis-server` running.
+    pub fn cli_handle(&self) -> Cli {
+        Cli {
+            port: self.port,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// `redis-cli` on one server (see [`RedisServer::cli_handle`]).
+#[derive(Clone)]
+pub struct Cli {
+    port: u16,
+    auth: Option<String>,
+}
+
+impl Cli {
+    /// Runs one command with `redis-cli` and returns its output.
+    pub fn run(&self, args: &[&str]) -> String {
         let mut command = Command::new("redis-cli");
         command.args(["-p", &self.port.to_string()]);
         if let Some(password) = &self.auth {

@@ -317,7 +317,7 @@ fn what_the_transaction_does_not_judge_takes_the_script() {
 /// store's error, nothing is applied, and the retry applies the reward once (then finds it).
 #[test]
 fn a_connection_lost_before_exec_fails_the_jobs_and_the_retry_applies_once() {
-    let server = Arc::new(RedisServer::start());
+    let server = RedisServer::start();
     let store = open(&server);
     let epoch = epoch_of("lost", 1);
     block_on(async {
@@ -327,10 +327,10 @@ fn a_connection_lost_before_exec_fails_the_jobs_and_the_retry_applies_once() {
             .unwrap();
     });
     let fired = Arc::new(AtomicBool::new(false));
-    let (hook_fired, hook_server) = (fired.clone(), server.clone());
+    let (hook_fired, hook_cli) = (fired.clone(), server.cli_handle());
     store.on_judged_read(Some(Box::new(move || {
         if !hook_fired.swap(true, Ordering::SeqCst) {
-            hook_server.cli(&["CLIENT", "KILL", "TYPE", "normal"]);
+            hook_cli.run(&["CLIENT", "KILL", "TYPE", "normal"]);
         }
     })));
     let ops = vec![reward(&epoch, "once", "u1", 1.0)];
@@ -410,7 +410,7 @@ fn a_transaction_redis_discards_takes_the_script() {
 /// applies the reward once.
 #[test]
 fn out_of_memory_fails_the_jobs_and_nothing_is_written() {
-    let server = Arc::new(RedisServer::start());
+    let server = RedisServer::start();
     let store = open(&server);
     let epoch = epoch_of("full", 1);
     block_on(async {
@@ -422,10 +422,10 @@ fn out_of_memory_fails_the_jobs_and_nothing_is_written() {
     let before = raw(&server, &epoch);
     server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
     let fired = Arc::new(AtomicBool::new(false));
-    let (hook_fired, hook_server) = (fired.clone(), server.clone());
+    let (hook_fired, hook_cli) = (fired.clone(), server.cli_handle());
     store.on_judged_read(Some(Box::new(move || {
         if !hook_fired.swap(true, Ordering::SeqCst) {
-            hook_server.cli(&["CONFIG", "SET", "maxmemory", "1"]);
+            hook_cli.run(&["CONFIG", "SET", "maxmemory", "1"]);
         }
     })));
     let ops = vec![reward(&epoch, "m1", "u1", 1.0)];
