@@ -5,12 +5,18 @@
 
 # under_callgrind NAME READY_SECONDS CMD...: starts CMD under callgrind, one dump per thread
 # (`--separate-threads=yes`) to $WORK/NAME.cg.*, and waits for its /readyz; sets SERVER_PID.
+# CALLGRIND_ARGS adds callgrind options (e.g. `--cache-sim=yes`, which adds the simulated
+# cache misses to the dumps: read them with KEEP_WORK=1 and callgrind_annotate, since the
+# reports here count instructions only).
 under_callgrind() {
     local name=$1 ready=$2
     shift 2
     port_free "$PORT" || die "port $PORT is in use; set BANDITD_PORT"
+    local extra
+    read -r -a extra <<<"${CALLGRIND_ARGS:-}"
     start_server "$name under callgrind" "$WORK/$name.log" valgrind --tool=callgrind \
-        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=yes "$@"
+        --callgrind-out-file="$WORK/$name.cg" --dump-instr=no --separate-threads=yes \
+        "${extra[@]}" "$@"
     wait_ready "http://127.0.0.1:$PORT/readyz" "$SERVER_PID" "$ready" >/dev/null
 }
 
