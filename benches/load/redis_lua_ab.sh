@@ -8,6 +8,9 @@
 #
 #   benches/load/redis_lua_ab.sh [--events N] [--rounds R] REV_A [REV_B]
 #
+# For revisions before d355316 only (it says so and stops for later ones, whose op B it does
+# not pack; benches/load/redis_reward_cost.sh replays the current packing).
+#
 # REV_A / REV_B: git revisions (REV_B defaults to the worktree's files). Each round runs A then
 # B, each on a fresh redis-server (appendonly yes, appendfsync always; temp dir, free port):
 # N events applied (every one credits its unit and keeps its id), then the same N again (every
@@ -45,6 +48,17 @@ command -v python3 >/dev/null || die "needs python3"
 REDIS_PORT=${REDIS_PORT:-18591}
 for port in "$REDIS_PORT" "$((REDIS_PORT + 1))"; do
     port_free "$port" || die "port $port is in use; set REDIS_PORT"
+done
+
+# The replay packs op B as the scripts took it before d355316 (op B naming each reward's id
+# and unit by their places in ops Q and P, one string answered), and does not speak that
+# format or later ones. For those revisions, redis_reward_cost.sh replays the current packing
+# (redis_reward_replay.py) and counts redis-server's instructions per event.
+NEW_FORMAT=d355316
+for rev in "$REV_A" "$REV_B"; do
+    if [[ -z $rev ]] || git -C "$ROOT" merge-base --is-ancestor "$NEW_FORMAT" "$rev" 2>/dev/null; then
+        die "${rev:-the worktree} packs op B as $NEW_FORMAT changed it, which this replay does not speak; compare such revisions with benches/load/redis_reward_cost.sh"
+    fi
 done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-redis-lua.XXXXXX")
