@@ -8,8 +8,18 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::helpers;
-use crate::metrics::scrape;
+use crate::metrics::{Scrape, scrape};
 use crate::redis_harness::RedisServer;
+
+/// A Redis replica's scrape after a new unit and an event: every Redis family has a sample
+/// (the shipped dashboard's Redis panels query them, `metrics.rs`).
+pub fn redis_replica_scrape() -> Scrape {
+    let redis = RedisServer::start();
+    let app = helpers::replicas(&redis.url(), 1).remove(0);
+    app.assign("headline", "u0");
+    app.post_events(&json!([{"id": "e0", "experiment": "headline", "unit": "u0"}]));
+    scrape(&app)
+}
 
 const APPLIED: &str = r#"banditd_store_redis_transactions_total{outcome="applied"}"#;
 
