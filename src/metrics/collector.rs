@@ -54,6 +54,19 @@ fn gauge(
     ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?)
 }
 
+/// One family of `metric_type`: a sample per label set, each encoded by `metric`.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, unit, metric_type): (&str, &str, Option<&Unit>, MetricType),
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, unit, metric_type)?;
+    for (labels, metric) in samples {
+        metric.encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
 /// One counter family: a sample per label set.
 fn counters<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
@@ -61,11 +74,10 @@ fn counters<L: EncodeLabelSet>(
     help: &str,
     samples: impl IntoIterator<Item = (L, u64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
-    for (labels, value) in samples {
-        ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let samples = samples
+        .into_iter()
+        .map(|(labels, value)| (labels, ConstCounter::new(value)));
+    family(encoder, (name, help, None, MetricType::Counter), samples)
 }
 
 /// One gauge family: a sample per label set.
@@ -76,11 +88,10 @@ fn gauges<L: EncodeLabelSet>(
     unit: Option<&Unit>,
     samples: impl IntoIterator<Item = (L, f64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
-    for (labels, value) in samples {
-        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
-    }
-    Ok(())
+    let samples = samples
+        .into_iter()
+        .map(|(labels, value)| (labels, ConstGauge::new(value)));
+    family(encoder, (name, help, unit, MetricType::Gauge), samples)
 }
 
 /// Which way a Redis replica's commits went (`RedisCommitStats` says why an operator looks).
