@@ -4,13 +4,19 @@
 write_report() {
     local file=$1 cpu commit
     cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+    # The caches' sizes name the host better than its CPU model does on a VM: the same code
+    # measured 0.8x on one 2-core "AMD EPYC" VM and 0.5-0.6x on another, at the same
+    # instruction counts (benches/load/results/s21-2026-12-02.md).
+    local caches
+    caches=$(lscpu 2>/dev/null |
+        awk -F': +' '/^L[23] cache/ {printf "%s%s %s", sep, substr($1, 1, 2), $2; sep = ", "}')
     commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
     git -C "$ROOT" diff --quiet HEAD 2>/dev/null || commit+=" (with uncommitted changes)"
     {
         echo "# banditd load test"
         echo
         echo "- Date: $STARTED_AT; mode: $MODE (${DURATION} s per scenario)$( ((SCALE)) && echo ", scale $(thousands "$SCALE_UNITS") units")$( ((SOAK_MIN)) && echo ", soak $SOAK_MIN min")"
-        echo "- Machine: $(nproc) cores, ${cpu:-unknown CPU}, Linux $(uname -r), $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
+        echo "- Machine: $(nproc) cores, ${cpu:-unknown CPU}${caches:+ ($caches)}, Linux $(uname -r), $(awk '/^MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo) RAM"
         echo "- Load average (1/5/15 min) before: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)"
         echo "  (anything well above 1 before the run means other work shared the cores)"
         echo "- Commit: $commit; $(rustc --version 2>/dev/null || echo 'rustc unknown')"
