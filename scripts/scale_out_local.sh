@@ -160,7 +160,8 @@ dockerfile_image() {
         # This host's CA bundle: where the egress to crates.io goes through a TLS proxy with
         # its own CA (which this host trusts), cargo inside the build must trust it too.
         cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
-        docker build --quiet --network host --tag "$rust_tag" --file - "$ctx" >/dev/null <<DOCKERFILE
+        docker build --quiet --network host --tag "$rust_tag" --file - "$ctx" >/dev/null <<DOCKERFILE ||
+            { rm -rf "$ctx"; die "the stand-in $rust_tag did not build"; }
 FROM $BASE
 RUN apt-get update \
  && apt-get install -y --no-install-recommends gcc libc6-dev \

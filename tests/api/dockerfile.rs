@@ -1,9 +1,10 @@
 //! The Dockerfile's build stage copies every file `cargo build --release --bin banditd` reads,
 //! and `.dockerignore` leaves them in the build context.
 //!
-//! No registry is reachable from this project's machines, so the build stage
-//! (`FROM rust:…`) cannot run here (`scripts/scale_out_local.sh` builds the binary on the host
-//! and runs the Dockerfile's runtime stage). This checks the stage's inputs statically instead:
+//! No registry is reachable from this project's machines, so building the Dockerfile takes
+//! local stand-ins for its base images and a release build inside Docker
+//! (`scripts/scale_out_local.sh dockerfile`, minutes and a Docker daemon): too slow and too
+//! heavy for every test run. This checks the stage's inputs statically instead, at every run:
 //! the manifest, the lock file, the build script, every target's source file, every path
 //! dependency, and every file the sources embed with `include_str!` or `include_bytes!`. A file
 //! the image lacks fails `docker build` at compile time, far from the change that needed it

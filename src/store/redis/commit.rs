@@ -155,10 +155,11 @@ pub async fn run(shared: Arc<Shared>, mut commands: mpsc::UnboundedReceiver<Queu
         let stamped = timeline.is_on().then_some(&mut stamps);
         let closed = Instant::now();
         let committed = commit(&shared, batch, unflushed.as_ref(), stamped).await;
-        observe(commands_in, closed.elapsed(), committed.failed);
+        let took = closed.elapsed();
+        observe(commands_in, took, committed.failed);
         let (flushed, calls) = (committed.flushed, committed.calls);
         if commands_in > 0 {
-            recent.record(commands_in, closed.elapsed());
+            recent.record(commands_in, took);
             answered_at = committed.answered_at;
         }
         if timeline.is_on() {

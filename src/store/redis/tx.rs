@@ -123,6 +123,16 @@ impl TxState {
         self.discarded.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// `writes` with a command Redis refuses while queueing it (wrong arity) when a test asked
+    /// for one (`refuse_next`), so that Redis discards the transaction.
+    #[cfg(test)]
+    fn refused_if_asked(&self, mut writes: redis::Pipeline) -> redis::Pipeline {
+        if self.refuse_next.swap(false, Ordering::Relaxed) {
+            writes.cmd("HSET").arg("banditd-test-wrong-arity").ignore();
+        }
+        writes
+    }
+
     fn landed(&self) {
         self.backoff.store(BACKOFF_FIRST, Ordering::Relaxed);
         self.transacted.fetch_add(1, Ordering::Relaxed);
@@ -195,12 +205,9 @@ pub async fn apply(
         stamps.built = Instant::now();
         stamps.rewards = open.len();
     }
-    #[allow(unused_mut)]
-    let mut writes = judged.writes(&plan);
+    let writes = judged.writes(&plan);
     #[cfg(test)]
-    if shared.tx.refuse_next.swap(false, Ordering::Relaxed) {
-        writes.cmd("HSET").arg("banditd-test-wrong-arity").ignore();
-    }
+    let writes = shared.tx.refused_if_asked(writes);
     let result: Result<Option<Vec<Value>>, _> = writes.query_async(connection).await;
     if let Some(stamps) = stamps.as_deref_mut() {
         stamps.rewarded = Instant::now();

@@ -29,6 +29,24 @@ fn applied(variant: &str) -> RewardOutcome {
     }
 }
 
+/// Runs `command` with redis-cli once, right after the next transaction's read and before its
+/// writes; the flag says whether it ran. The hook holds a redis-cli handle, not the server
+/// (the store keeps the hook: see `RedisServer::cli_handle`).
+fn once_after_the_read(
+    store: &RedisStore,
+    server: &RedisServer,
+    command: &'static [&'static str],
+) -> Arc<AtomicBool> {
+    let fired = Arc::new(AtomicBool::new(false));
+    let (hook_fired, cli) = (fired.clone(), server.cli_handle());
+    store.on_judged_read(Some(Box::new(move || {
+        if !hook_fired.swap(true, Ordering::SeqCst) {
+            cli.run(command);
+        }
+    })));
+    fired
+}
+
 /// Retries `ops` (one unit reward of variant `a`) until the store takes them again (it probes
 /// Redis while failing), then checks they were applied once: a resend is a duplicate.
 async fn retry_applies_once(store: &RedisStore, ops: Vec<RewardOp>) {
@@ -326,13 +344,7 @@ fn a_connection_lost_before_exec_fails_the_jobs_and_the_retry_applies_once() {
             .await
             .unwrap();
     });
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_fired, hook_cli) = (fired.clone(), server.cli_handle());
-    store.on_judged_read(Some(Box::new(move || {
-        if !hook_fired.swap(true, Ordering::SeqCst) {
-            hook_cli.run(&["CLIENT", "KILL", "TYPE", "normal"]);
-        }
-    })));
+    let fired = once_after_the_read(&store, &server, &["CLIENT", "KILL", "TYPE", "normal"]);
     let ops = vec![reward(&epoch, "once", "u1", 1.0)];
     block_on(async {
         let failed = store.apply_rewards(ops.clone()).await;
@@ -421,13 +433,7 @@ fn out_of_memory_fails_the_jobs_and_nothing_is_written() {
     });
     let before = raw(&server, &epoch);
     server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
-    let fired = Arc::new(AtomicBool::new(false));
-    let (hook_fired, hook_cli) = (fired.clone(), server.cli_handle());
-    store.on_judged_read(Some(Box::new(move || {
-        if !hook_fired.swap(true, Ordering::SeqCst) {
-            hook_cli.run(&["CONFIG", "SET", "maxmemory", "1"]);
-        }
-    })));
+    let fired = once_after_the_read(&store, &server, &["CONFIG", "SET", "maxmemory", "1"]);
     let ops = vec![reward(&epoch, "m1", "u1", 1.0)];
     block_on(async {
         let failed = store.apply_rewards(ops.clone()).await;
