@@ -2,7 +2,7 @@
 # Restart time and memory of the sled store with many sticky units and kept event ids:
 #
 #   benches/load/restart.sh [--units U] [--events E] [--runs R] [--quick] [--keep DIR]
-#                           [--settle S] [--no-build] [--out FILE]
+#                           [--settle S] [--cold] [--no-build] [--out FILE]
 #
 #   --units U    sticky units (default 10,000,000; unit ids `s-0` … , 3 arms round-robin)
 #   --events E   kept event ids (default 50,000,000; applied events `e-0` … , each crediting
@@ -12,6 +12,9 @@
 #   --keep DIR   keep the data dirs in DIR and reuse those already filled with the same U and E
 #                (DIR/units-U, DIR/all-U-E; a fill is marked done only once it completed)
 #   --settle S   seconds after /readyz before the settled RSS is read (default 5)
+#   --cold       empty the kernel's page cache before each restart (root: sync, then
+#                /proc/sys/vm/drop_caches), so each start reads its store from the disk, as
+#                the first start after a reboot does
 #   --no-build   use the release binaries already built
 #   --out FILE   also write the Markdown report to FILE
 #
@@ -25,9 +28,10 @@
 #      process's CPU time by then (user + system, /proc/PID/stat: on a busy machine the stable
 #      figure), the load average at the spawn, the
 #      peak RSS (VmHWM of /proc/PID/status) and the settled RSS (VmRSS after --settle S), then
-#      checks that the server counts the fill (load-sticky: E rewards, at least U + E exposures), and
-#      stops it with SIGTERM. Every run reads the store the page cache holds warm from the
-#      fill or the run before: a cold disk adds the time to read it.
+#      the bytes it read from the disk by then (read_bytes of /proc/PID/io), checks that the
+#      server counts the fill (load-sticky: E rewards, at least U + E exposures), and stops it
+#      with SIGTERM. Without --cold every run reads the store the page cache holds warm from
+#      the fill or the run before; with it, every run reads it from the disk.
 #   4. Memory per unit = (settled RSS of the units dir - settled RSS of the empty dir) / U, and
 #      per kept id = (settled RSS of the units + ids dir - settled RSS of the units dir) / E:
 #      run i of one dir against run i of the other, so R differences. Both are whole-process
@@ -50,6 +54,7 @@ UNITS=10000000
 EVENTS=50000000
 RUNS=3
 SETTLE=5
+COLD=0
 BUILD=1
 KEEP_DIR=
 OUT=
@@ -61,6 +66,7 @@ while (($#)); do
     --quick) UNITS=100000; EVENTS=500000 ;;
     --keep) KEEP_DIR=${2:?--keep needs a directory}; shift ;;
     --settle) SETTLE=${2:?--settle needs seconds}; shift ;;
+    --cold) COLD=1 ;;
     --no-build) BUILD=0 ;;
     --out) OUT=${2:?--out needs a file}; shift ;;
     -h | --help) sed -n '2,/^$/p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
@@ -77,6 +83,9 @@ BANDITD_PORT=${BANDITD_PORT:-18090}
 MIN_FREE_GB=${MIN_FREE_GB:-15}
 NICE=0
 port_free "$BANDITD_PORT" || die "port $BANDITD_PORT is in use; set BANDITD_PORT"
+if ((COLD)) && ! [[ -w /proc/sys/vm/drop_caches ]]; then
+    die "--cold empties the page cache through /proc/sys/vm/drop_caches, which needs root"
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/banditd-restart.XXXXXX")
 DATA=${KEEP_DIR:-$WORK}
@@ -170,10 +179,14 @@ cpu_ms() { awk -v hz="$(getconf CLK_TCK)" '{printf "%d", ($14 + $15) * 1000 / hz
 
 # measure NAME DIR EXPOSURES REWARDS RUN: one restart, checked against the exposures and
 # rewards the fill counted; appends "ready_ms peak_kb settled_kb replay_ms unit_replay_ms
-# table_bytes cpu_ms load1" to $WORK/NAME.runs.
+# table_bytes cpu_ms load1 disk_read_bytes" to $WORK/NAME.runs.
 measure() {
-    local name=$1 dir=$2 want_exposures=$3 want_rewards=$4 run=$5 start pid ready peak settled replay logfile cpu load1
+    local name=$1 dir=$2 want_exposures=$3 want_rewards=$4 run=$5 start pid ready peak settled replay logfile cpu load1 disk
     logfile=$WORK/$name-$run.log
+    if ((COLD)); then
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
     load1=$(cut -d' ' -f1 /proc/loadavg)
     start=$(date +%s%N)
     setsid "$BIN/banditd" serve --bind "127.0.0.1:$BANDITD_PORT" --data-dir "$dir" \
@@ -182,6 +195,7 @@ measure() {
     STARTED_PIDS+=("$pid")
     ready=$(wait_ready "http://127.0.0.1:$BANDITD_PORT/readyz" "$pid" 600 "$start")
     cpu=$(cpu_ms "$pid")
+    disk=$(awk '$1 == "read_bytes:" {print $2}' "/proc/$pid/io")
     sleep "$SETTLE"
     peak=$(status_kb "$pid" VmHWM)
     settled=$(status_kb "$pid" VmRSS)
@@ -200,8 +214,8 @@ measure() {
     units_line=$(grep -o 'replayed the unit log.*' "$logfile" | head -1 || true)
     unit_replay=$(grep -o 'millis[=:"]*[0-9]*' <<<"$units_line" | grep -o '[0-9]*$' || true)
     table_bytes=$(grep -o 'table_bytes[=:"]*[0-9]*' <<<"$units_line" | grep -o '[0-9]*$' || true)
-    echo "$ready $peak $settled ${replay:-–} ${unit_replay:-–} ${table_bytes:-0} $cpu $load1" >>"$WORK/$name.runs"
-    log "$name run $run (load $load1): ready in $ready ms, $cpu ms CPU, peak RSS $((peak / 1024)) MiB, settled $((settled / 1024)) MiB, id replay ${replay:-–} ms, unit replay ${unit_replay:-–} ms"
+    echo "$ready $peak $settled ${replay:-–} ${unit_replay:-–} ${table_bytes:-0} $cpu $load1 $disk" >>"$WORK/$name.runs"
+    log "$name run $run (load $load1): ready in $ready ms, $cpu ms CPU, $((disk / 1000000)) MB read from the disk, peak RSS $((peak / 1024)) MiB, settled $((settled / 1024)) MiB, id replay ${replay:-–} ms, unit replay ${unit_replay:-–} ms"
 }
 
 # spread FILE COLUMN: "median (min–max)" of one column.
@@ -219,7 +233,7 @@ mib_stat() {
 # i (SCALE 1024: a KiB column in bytes), bytes.
 per_item() {
     paste -d ' ' "$WORK/$1.runs" "$WORK/$2.runs" |
-        awk -v c="$4" -v n="$3" -v s="${5:-1024}" '{printf "%.1f\n", ($c - $(c + 8)) * s / n}' >"$WORK/$1-$2.diff"
+        awk -v c="$4" -v n="$3" -v s="${5:-1024}" '{printf "%.1f\n", ($c - $(c + 9)) * s / n}' >"$WORK/$1-$2.diff"
     spread "$WORK/$1-$2.diff" 1
 }
 
@@ -237,20 +251,23 @@ PER_ID=$(per_item all units "$EVENTS" 3)
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg)
 size() { du -sb "$1" | awk '{if ($1 < 1e9) printf "%.1f MB", $1 / 1e6; else printf "%.2f GB", $1 / 1e9}'; }
 row() {
-    echo "| $1 | $(size "$2") | $(spread "$WORK/$3.runs" 1) | $(spread "$WORK/$3.runs" 7) | $(spread "$WORK/$3.runs" 8) | $(mib_stat "$WORK/$3.runs" 2) | $(mib_stat "$WORK/$3.runs" 3) | $(spread "$WORK/$3.runs" 4) | $(spread "$WORK/$3.runs" 5) |"
+    awk '{printf "%.0f\n", $9 / 1e6}' "$WORK/$3.runs" >"$WORK/$3.runs.mb"
+    echo "| $1 | $(size "$2") | $(spread "$WORK/$3.runs" 1) | $(spread "$WORK/$3.runs" 7) | $(spread "$WORK/$3.runs.mb" 1) | $(spread "$WORK/$3.runs" 8) | $(mib_stat "$WORK/$3.runs" 2) | $(mib_stat "$WORK/$3.runs" 3) | $(spread "$WORK/$3.runs" 4) | $(spread "$WORK/$3.runs" 5) |"
 }
 for name in empty units all; do
-    echo "RESTART store=$name $(awk '{printf "ready_ms=%s cpu_ms=%s load1=%s peak_kb=%s settled_kb=%s replay_ms=%s unit_replay_ms=%s ", $1, $7, $8, $2, $3, $4, $5}' "$WORK/$name.runs")"
+    echo "RESTART store=$name cold=$COLD $(awk '{printf "ready_ms=%s cpu_ms=%s disk_read_bytes=%s load1=%s peak_kb=%s settled_kb=%s replay_ms=%s unit_replay_ms=%s ", $1, $7, $9, $8, $2, $3, $4, $5}' "$WORK/$name.runs")"
 done
 echo "RESTART per_unit_bytes=\"$PER_UNIT\" table_per_unit_bytes=\"$TABLE_PER_UNIT\" per_id_bytes=\"$PER_ID\" load=\"$LOAD\""
 REPORT=$(
     cat <<MD
-Restart of \`banditd serve\` on a sled data dir, $RUNS runs per dir, median (min–max); load
+Restart of \`banditd serve\` on a sled data dir, $RUNS runs per dir, median (min–max), $(
+        ((COLD)) && echo "the page cache emptied before each (\`--cold\`)" || echo "the store in the page cache"
+    ); load
 average at the end: $LOAD ($(nproc) cores). Fill times: units ${FILL_SECS[units]:-reused} s,
 events ${FILL_SECS[events]:-reused} s (banditd-fill, release).
 
-| data dir | size | spawn to /readyz 200, ms | CPU to /readyz, ms | load (1 min) at spawn | peak RSS, MiB | settled RSS (+${SETTLE} s), MiB | event-id replay, ms | unit replay, ms |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| data dir | size | spawn to /readyz 200, ms | CPU to /readyz, ms | read from the disk by then, MB | load (1 min) at spawn | peak RSS, MiB | settled RSS (+${SETTLE} s), MiB | event-id replay, ms | unit replay, ms |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
 $(row "empty" "$EMPTY_DIR" empty)
 $(row "$(thousands "$UNITS") units" "$UNITS_DIR" units)
 $(row "$(thousands "$UNITS") units + $(thousands "$EVENTS") kept ids" "$ALL_DIR" all)

@@ -18,7 +18,7 @@
 //! order, so a stale size hint, or no hint at all (everything overflows: the old path), costs
 //! time, never exactness.
 //!
-//! **Two threads.** Both replay threads write into the same buckets. A thread claims
+//! **Several threads.** The replay threads all write into the same buckets. A thread claims
 //! [`CLAIM`] places of a bucket at a time (one atomic add on the bucket's count) and fills them
 //! with plain stores, so the writes, each a cache miss somewhere in 800 MB, overlap in the
 //! store buffer; an atomic add per digest would drain it each time (a locked instruction waits
@@ -48,9 +48,9 @@ struct Layout {
 }
 
 impl Layout {
-    /// The layout for `expected` digests at about `mean` per bucket; no buckets (`room` 0)
-    /// for fewer than `min_bucketed`.
-    fn new(expected: usize, mean: usize, min_bucketed: usize) -> Layout {
+    /// The layout for `expected` digests at about `mean` per bucket, filled by `threads`
+    /// collectors; no buckets (`room` 0) for fewer than `min_bucketed`.
+    fn new(expected: usize, mean: usize, min_bucketed: usize, threads: usize) -> Layout {
         if expected < min_bucketed {
             return Layout { bits: 1, room: 0 };
         }
@@ -58,10 +58,10 @@ impl Layout {
         let bits = (expected / mean).max(2).ilog2().min(32);
         let mean = expected >> bits;
         let spread = 6 * (mean as f64).sqrt().ceil() as usize;
-        // Two threads' part-filled last claims leave up to 2 · CLAIM places of a bucket empty.
+        // Each thread's part-filled last claim leaves up to CLAIM places of a bucket empty.
         Layout {
             bits,
-            room: (mean + spread + 2 * CLAIM + 16).min(u32::MAX as usize),
+            room: (mean + spread + threads.max(1) * CLAIM + 16).min(u32::MAX as usize),
         }
     }
 
@@ -84,9 +84,10 @@ pub struct DigestBuckets {
 }
 
 impl DigestBuckets {
-    /// Buckets with room for `expected` digests (the last size kept, `size_hint`).
-    pub fn new(expected: usize) -> DigestBuckets {
-        DigestBuckets::with_layout(Layout::new(expected, BUCKET_MEAN, MIN_BUCKETED))
+    /// Buckets with room for `expected` digests (the last size kept, `size_hint`), collected
+    /// by `threads` collectors.
+    pub fn new(expected: usize, threads: usize) -> DigestBuckets {
+        DigestBuckets::with_layout(Layout::new(expected, BUCKET_MEAN, MIN_BUCKETED, threads))
     }
 
     /// `2^bits` buckets of `room` digests each: the tests' small buckets, which overflow at

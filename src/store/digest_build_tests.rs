@@ -13,7 +13,7 @@ use super::*;
 fn check(parts: &[Vec<u64>], expected: usize, buckets: Option<(u32, usize)>, seed: u64) -> usize {
     let shared = match buckets {
         Some((bits, room)) => DigestBuckets::with_buckets(bits, room),
-        None => DigestBuckets::new(expected),
+        None => DigestBuckets::new(expected, parts.len()),
     };
     let collected: Vec<Collected> = std::thread::scope(|scope| {
         let threads: Vec<_> = parts
@@ -69,6 +69,20 @@ fn two_collectors_build_the_set_of_their_digests() {
     );
 }
 
+/// As many collectors as a restart's replay threads (`event_log::REPLAY_THREADS`), each
+/// leaving a part-filled last claim in most buckets: a bucket's parts skip every one of its
+/// holes, and a room sized for them overflows nothing.
+#[test]
+fn eight_collectors_leave_holes_that_the_build_skips() {
+    let digests = random(300_000, 11);
+    let mut parts: Vec<Vec<u64>> = digests.chunks(300_000 / 8).map(<[u64]>::to_vec).collect();
+    // One collector sees a few digests only: its claims are mostly holes.
+    parts[7].truncate(100);
+    let expected = parts.iter().map(Vec::len).sum();
+    let overflowed = check(&parts, expected, None, 12);
+    assert_eq!(overflowed, 0);
+}
+
 /// Buckets too small for their digests overflow: the overflow list merges into the buckets'
 /// order, whether a few digests overflow or most.
 #[test]
@@ -95,7 +109,7 @@ fn without_a_hint_everything_overflows_and_builds_the_same_set() {
     );
     assert_eq!(overflowed, 100_000);
     assert_eq!(check(&[Vec::new(), Vec::new()], 0, None, 8), 0);
-    assert!(build(DigestBuckets::new(0), Vec::new()).is_empty());
+    assert!(build(DigestBuckets::new(0, 1), Vec::new()).is_empty());
 }
 
 /// Digests sharing one home past the longest displacement: the spill set, as inserts would;

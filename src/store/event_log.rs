@@ -31,8 +31,8 @@
 //! which runs first; [`expire_due`] removes whatever is due after it).
 //!
 //! **Replay.** Startup reads every log value into the set (`replay`): 8 bytes of log per kept
-//! id or mark, and nothing of the marks' payloads. Two threads read the log's key ranges into
-//! shared buckets, and the table is built from them at once (`digest_build`).
+//! id or mark, and nothing of the marks' payloads. [`REPLAY_THREADS`] threads read the log's
+//! key ranges into shared buckets, and the table is built from them at once (`digest_build`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -46,6 +46,16 @@ use super::state::KeyValue;
 
 /// Width of a generation: ids whose deadlines fall in one such slice expire together.
 pub const GENERATION_MS: u64 = 60 * 60 * 1000;
+
+/// Threads that read the log at a restart ([`replay`]), more than a small machine has cores.
+/// sled reads a page that is not in its cache on the thread that asks for it, one fragment
+/// after another (a header, then the rest): at 10M units and 50M ids a restart makes ~370,000
+/// reads, so with the store out of the page cache a thread spends much of its time waiting
+/// for one, and even within the page cache each read is a copy and a syscall. With 8 threads
+/// instead of 2 on a 2-core machine, 10M units + 50M ids were ready in 5.0-5.3 s instead of
+/// 5.6-6.7 s from the page cache and 9.5-10.0 s instead of 10.0-10.6 s from the disk
+/// (`benches/load/results/restart-s22-2026-12-02.md`).
+pub const REPLAY_THREADS: usize = 8;
 
 /// Most digests in one log value (8 bytes each): see the module docs on value size.
 pub const MAX_LOG_VALUE_DIGESTS: usize = 256;
@@ -138,11 +148,10 @@ pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
 /// Replays the whole log into a fresh set of ids digested with `digester`, collected for
 /// `expected` ids (the last size kept, `size_hint`) and built at once (`digest_build`).
 ///
-/// Two threads read the log, this one and one of its own: reading sled's values is half of
-/// the replay's CPU at 100M digests, and the unit replay (`load::replay_logs`) leaves the
-/// second core idle after its first ~4 s. They take the log's key ranges ([`replay_ranges`])
-/// one at a time as they go, so neither waits while the other has work.
-/// `BANDITD_EVENT_REPLAY_THREADS=1` in the environment reads it on this thread alone.
+/// [`REPLAY_THREADS`] threads read the log, this one and helpers of its own. They take the
+/// log's key ranges ([`replay_ranges`]) one at a time as they go, so none waits while another
+/// has work. `BANDITD_EVENT_REPLAY_THREADS=N` in the environment (1 to 64) reads it on N
+/// threads instead: an A/B switch for one binary, not a setting.
 pub fn replay(
     db: &sled::Db,
     digester: Digester,
@@ -152,7 +161,12 @@ pub fn replay(
     let mut set = EventIdSet::new(digester);
     let ranges = replay_ranges(db)?;
     let taken = AtomicUsize::new(0);
-    let buckets = DigestBuckets::new(expected);
+    let threads = std::env::var("BANDITD_EVENT_REPLAY_THREADS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+        .unwrap_or(REPLAY_THREADS);
+    let buckets = DigestBuckets::new(expected, threads);
     let collect = || -> Result<Collected, StoreError> {
         let mut collector = buckets.collector();
         while let Some((start, end)) = ranges.get(taken.fetch_add(1, Ordering::Relaxed)) {
@@ -166,24 +180,26 @@ pub fn replay(
         }
         Ok(collector.finish())
     };
-    // The A side of an A/B of one binary (`benches/load/results/restart5-2026-12-01-s10.md`):
-    // a diagnostic, not a setting.
-    let one_thread = std::env::var_os("BANDITD_EVENT_REPLAY_THREADS").is_some_and(|n| n == "1");
     let collected = std::thread::scope(|scope| {
-        if one_thread {
-            return Ok(vec![collect()?]);
+        let helpers = (1..threads)
+            .map(|_| {
+                std::thread::Builder::new()
+                    .name("event-log-replay".to_owned())
+                    .spawn_scoped(scope, collect)
+                    .map_err(|error| {
+                        StoreError::Io(format!("could not start a replay thread: {error}"))
+                    })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut collected = vec![collect()?];
+        for helper in helpers {
+            collected.push(
+                helper
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?,
+            );
         }
-        let helper = std::thread::Builder::new()
-            .name("event-log-replay".to_owned())
-            .spawn_scoped(scope, collect)
-            .map_err(|error| {
-                StoreError::Io(format!("could not start the replay thread: {error}"))
-            })?;
-        let own = collect();
-        let other = helper
-            .join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        Ok::<_, StoreError>(vec![own?, other?])
+        Ok::<_, StoreError>(collected)
     })?;
     set.kept = DigestSet::from_table(digest_build::build(buckets, collected));
     tracing::info!(
@@ -199,7 +215,7 @@ pub fn replay(
 pub type KeyRange = (Vec<u8>, Vec<u8>);
 
 /// Pieces each generation's key range is cut into for the replay's threads.
-const REPLAY_PIECES_PER_GENERATION: u64 = 16;
+const REPLAY_PIECES_PER_GENERATION: u64 = 64;
 
 /// The log's key ranges (start inclusive, end exclusive) for a replay, covering the whole log
 /// in order: each generation's commit sequence numbers, from its first value's to its last

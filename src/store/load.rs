@@ -113,7 +113,7 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
 /// tables presized from `hint` (`size_hint`). Both are most of a restart's time with many ids
 /// and units, and neither reads what the other builds, so once the store's digest key is read
 /// (or made) they run at once: the unit log on a thread of its own and its decoder
-/// (`unit_log::replay`), the event log on this thread and one more (`event_log::replay`), so a
+/// (`unit_log::replay`), the event log on this thread and helpers (`event_log::replay`), so a
 /// restart with 10M units and 50M ids takes the longer of the two, not their sum
 /// (`benches/load/results/mem-2026-11-30.md`).
 fn replay_logs(

@@ -189,7 +189,7 @@ fn unmap(ptr: NonNull<u8>, size: usize) {
 fn unmap(_ptr: NonNull<u8>, _size: usize) {}
 
 /// A replay's scratch array of `u64`s, zeros until written (`digest_build`'s buckets, which
-/// two threads fill at once through [`ZeroedWords::as_atomic`]).
+/// the replay threads fill at once through [`ZeroedWords::as_atomic`]).
 ///
 /// A big one (at least [`MAPPED_MIN_BYTES`]) is an anonymous mapping of its own on huge pages
 /// like the tables' (module docs): the kernel's zeros need no second pass, and the replay
