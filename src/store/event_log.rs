@@ -48,13 +48,14 @@ use super::state::KeyValue;
 pub const GENERATION_MS: u64 = 60 * 60 * 1000;
 
 /// Threads that read the log at a restart ([`replay`]), more than a small machine has cores.
-/// sled reads a page that is not in its cache on the thread that asks for it, one fragment
-/// after another (a header, then the rest): at 10M units and 50M ids a restart makes ~370,000
-/// reads, so with the store out of the page cache a thread spends much of its time waiting
-/// for one, and even within the page cache each read is a copy and a syscall. With 8 threads
-/// instead of 2 on a 2-core machine, 10M units + 50M ids were ready in 5.0-5.3 s instead of
-/// 5.6-6.7 s from the page cache and 9.5-10.0 s instead of 10.0-10.6 s from the disk
-/// (`benches/load/results/restart-s22-2026-12-02.md`).
+/// Reading sled's values is half of the replay's CPU at 100M digests, and sled reads a page
+/// that is not in its cache on the thread that asks for it, a fragment at a time (a header,
+/// then the rest: ~370,000 reads at 10M units and 50M ids), so a replay thread often waits.
+/// Measured on 2 cores with the store in the page cache, 10M units + 50M ids were ready in
+/// 4.95-5.26 s with 8 threads against 5.31-5.93 with 4 and 5.33-5.94 with 2 (alternated), for
+/// ~0.3 B more per kept id after the replay (the buckets' room for each thread's last claim);
+/// from a cold page cache the start reads the whole store file at the disk's pace with any of
+/// them (`benches/load/results/restart-s22-2026-12-02.md`).
 pub const REPLAY_THREADS: usize = 8;
 
 /// Most digests in one log value (8 bytes each): see the module docs on value size.
