@@ -114,6 +114,7 @@ impl Config {
                 checkpoint_bytes: self.store_checkpoint_bytes,
                 sled_commit_bytes: self.store_sled_commit_bytes,
                 sched_batch: self.store_sched_batch,
+                seal_event_log: true,
             },
         }
     }

@@ -13,8 +13,10 @@ use std::path::{Path, PathBuf};
 
 use super::codec;
 use super::error::StoreError;
+use super::event_log;
 use super::keys::{self, io};
 use super::load;
+use super::sealed_log;
 use super::secret_file;
 use super::state::DurableState;
 use super::wal::{Position, Wal};
@@ -87,7 +89,11 @@ impl Location {
         let (wal, _) = wal_replay::recover(&self.dir, &db, &log_file, stop_at)?;
         // A secret an older build kept in sled moves to its own file (idempotent).
         secret_file::migrate_from_sled(&db, &self.dir)?;
-        let (durable, last_seq, expired_through) = load::load(&db)?;
+        let sealed = event_log::Sealed {
+            dir: self.dir.join(sealed_log::DIR_NAME),
+            now_ms: sealed_log::wall_clock_ms(),
+        };
+        let (durable, last_seq, expired_through) = load::load(&db, Some(&sealed))?;
         Ok(Opened {
             open: OpenDb {
                 db,

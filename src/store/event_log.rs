@@ -42,6 +42,7 @@ use super::event_ids::{DIGEST_KEY_LEN, DigestSet, Digester, EventIdSet};
 use super::generations;
 use super::keys::{self, KIND_EVENT_LOG, io};
 use super::overlay::Txn;
+use super::sealed_log::{self, GenerationBounds, SealedFile};
 use super::state::KeyValue;
 
 /// Width of a generation: ids whose deadlines fall in one such slice expire together.
@@ -62,7 +63,8 @@ pub const REPLAY_THREADS: usize = 8;
 pub const MAX_LOG_VALUE_DIGESTS: usize = 256;
 
 const DIGEST_LEN: usize = 8;
-const LOG_KEY_LEN: usize = 1 + 3 * 8;
+/// Bytes of a log key: kind, generation due time, commit seq, chunk.
+pub const LOG_KEY_LEN: usize = 1 + 3 * 8;
 
 /// The generation (its due time) of an id retained until `deadline_ms`: the deadline rounded up
 /// to a whole [`GENERATION_MS`].
@@ -148,19 +150,22 @@ pub fn digester(db: &sled::Db) -> Result<Digester, StoreError> {
 
 /// Replays the whole log into a fresh set of ids digested with `digester`, collected for
 /// `expected` ids (the last size kept, `size_hint`) and built at once (`digest_build`).
+/// With `sealed`, a generation whose sealed file matches it is read from the file instead of
+/// its sled values (`sealed_log`).
 ///
 /// [`REPLAY_THREADS`] threads read the log, this one and helpers of its own. They take the
-/// log's key ranges ([`replay_ranges`]) one at a time as they go, so none waits while another
-/// has work. `BANDITD_EVENT_REPLAY_THREADS=N` in the environment (1 to 64) reads it on N
-/// threads instead: an A/B switch for one binary, not a setting.
+/// pieces of the log ([`plan`]) one at a time as they go, so none waits while another has
+/// work. `BANDITD_EVENT_REPLAY_THREADS=N` in the environment (1 to 64) reads it on N threads
+/// instead: an A/B switch for one binary, not a setting.
 pub fn replay(
     db: &sled::Db,
     digester: Digester,
     expected: usize,
+    sealed: Option<&Sealed>,
 ) -> Result<EventIdSet, StoreError> {
     let started = std::time::Instant::now();
     let mut set = EventIdSet::new(digester);
-    let ranges = replay_ranges(db)?;
+    let plan = plan(db, &digester, sealed)?;
     let taken = AtomicUsize::new(0);
     let threads = std::env::var("BANDITD_EVENT_REPLAY_THREADS")
         .ok()
@@ -170,18 +175,29 @@ pub fn replay(
     let buckets = DigestBuckets::new(expected, threads);
     let collect = || -> Result<Collected, StoreError> {
         let mut collector = buckets.collector();
-        while let Some((start, end)) = ranges.get(taken.fetch_add(1, Ordering::Relaxed)) {
-            for item in db.range(start.as_slice()..end.as_slice()) {
-                let (key, value) = item.map_err(io)?;
-                parse_log_key(&key)?;
-                for digest in decode_value(&value)? {
-                    collector.push(digest);
+        while let Some(piece) = plan.pieces.get(taken.fetch_add(1, Ordering::Relaxed)) {
+            match piece {
+                Piece::Sled(start, end) => read_range(db, start, end, &mut collector)?,
+                Piece::File {
+                    generation,
+                    from,
+                    to,
+                } => {
+                    let file = &plan.generations[*generation].file;
+                    let read = file.as_ref().is_some_and(|file| {
+                        file.read_blocks(*from, *to, |digest| collector.push(digest))
+                    });
+                    if !read {
+                        plan.generations[*generation]
+                            .failed
+                            .store(true, Ordering::Relaxed);
+                    }
                 }
             }
         }
         Ok(collector.finish())
     };
-    let collected = std::thread::scope(|scope| {
+    let mut collected = std::thread::scope(|scope| {
         let helpers = (1..threads)
             .map(|_| {
                 std::thread::Builder::new()
@@ -202,56 +218,193 @@ pub fn replay(
         }
         Ok::<_, StoreError>(collected)
     })?;
+    // A sealed file that failed a block's check: its generation again, from sled (the digests
+    // the file gave already are kept once).
+    let mut from_files = 0;
+    let mut fell_back = 0;
+    for generation in &plan.generations {
+        if generation.file.is_none() {
+            continue;
+        }
+        if generation.failed.load(Ordering::Relaxed) {
+            let mut collector = buckets.collector();
+            read_range(db, &generation.start, &generation.end, &mut collector)?;
+            collected.push(collector.finish());
+            fell_back += 1;
+        } else {
+            from_files += 1;
+        }
+    }
+    if fell_back > 0 {
+        tracing::warn!(
+            generations = fell_back,
+            "sealed event-log files failed their checks and were read from the store instead"
+        );
+    }
     set.kept = DigestSet::from_table(digest_build::build(buckets, collected));
     tracing::info!(
         event_ids = set.kept.len(),
         table_bytes = set.kept.heap_bytes(),
+        generations = plan.generations.len(),
+        from_sealed_files = from_files,
         millis = started.elapsed().as_millis() as u64,
         "replayed the event log"
     );
     Ok(set)
 }
 
-/// A range of log keys: start inclusive, end exclusive.
-pub type KeyRange = (Vec<u8>, Vec<u8>);
+/// Reads the log values in `start..end` into `collector`.
+fn read_range(
+    db: &sled::Db,
+    start: &[u8],
+    end: &[u8],
+    collector: &mut digest_build::DigestCollector<'_>,
+) -> Result<(), StoreError> {
+    for item in db.range(start..end) {
+        let (key, value) = item.map_err(io)?;
+        parse_log_key(&key)?;
+        for digest in decode_value(&value)? {
+            collector.push(digest);
+        }
+    }
+    Ok(())
+}
+
+/// Where a replay may read sealed generations (`sealed_log`): their directory, and the clock
+/// a file's generation must not be due at.
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub dir: std::path::PathBuf,
+    pub now_ms: u64,
+}
+
+/// One piece of a replay's work.
+#[derive(Debug)]
+enum Piece {
+    /// Log values in a key range (start inclusive, end exclusive).
+    Sled(Vec<u8>, Vec<u8>),
+    /// Blocks `from..to` of a generation's sealed file.
+    File {
+        generation: usize,
+        from: u64,
+        to: u64,
+    },
+}
+
+/// A generation of a replay's plan: its whole key range, its sealed file if one matches it,
+/// and whether reading that file failed.
+#[derive(Debug)]
+struct PlannedGeneration {
+    start: Vec<u8>,
+    end: Vec<u8>,
+    file: Option<SealedFile>,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Debug)]
+struct Plan {
+    pieces: Vec<Piece>,
+    generations: Vec<PlannedGeneration>,
+}
 
 /// Pieces each generation's key range is cut into for the replay's threads.
 const REPLAY_PIECES_PER_GENERATION: u64 = 64;
 
-/// The log's key ranges (start inclusive, end exclusive) for a replay, covering the whole log
-/// in order: each generation's commit sequence numbers, from its first value's to its last
-/// one's, cut into [`REPLAY_PIECES_PER_GENERATION`] equal spans. A few point reads per
-/// generation find them; how evenly they split the values only decides how well the threads
-/// share the work.
-pub fn replay_ranges(db: &sled::Db) -> Result<Vec<KeyRange>, StoreError> {
-    let mut ranges = Vec::new();
+/// Sealed-file blocks per piece (`sealed_log::BLOCK_DIGESTS` digests each).
+const BLOCKS_PER_PIECE: u64 = 4;
+
+/// The replay's pieces, covering the whole log in order: a generation with a matching sealed
+/// file as its file's blocks, a few at a time, any other as its key range cut into
+/// [`REPLAY_PIECES_PER_GENERATION`] spans of commit sequence numbers (how evenly they split
+/// the values only decides how well the threads share the work).
+fn plan(db: &sled::Db, digester: &Digester, sealed: Option<&Sealed>) -> Result<Plan, StoreError> {
+    let fingerprint = sealed_log::fingerprint(digester);
+    let mut pieces = Vec::new();
+    let mut generations = Vec::new();
+    let mut start = vec![KIND_EVENT_LOG];
+    for bounds in self::generations(db, None)? {
+        let end = keys::due_end(KIND_EVENT_LOG, bounds.due_ms);
+        let file = sealed
+            .filter(|sealed| bounds.due_ms > sealed.now_ms)
+            .and_then(|sealed| SealedFile::open_matching(&sealed.dir, &bounds, fingerprint));
+        match &file {
+            Some(file) => {
+                let mut from = 0;
+                while from < file.blocks() {
+                    let to = (from + BLOCKS_PER_PIECE).min(file.blocks());
+                    pieces.push(Piece::File {
+                        generation: generations.len(),
+                        from,
+                        to,
+                    });
+                    from = to;
+                }
+            }
+            None => {
+                let (first_seq, last_seq) = (log_seq(&bounds.first)?, log_seq(&bounds.last)?);
+                let span = (last_seq - first_seq).saturating_add(1);
+                let step = span.div_ceil(REPLAY_PIECES_PER_GENERATION).max(1);
+                let mut from = start.clone();
+                let mut seq = first_seq.saturating_add(step);
+                while seq <= last_seq {
+                    let to = log_key(bounds.due_ms, seq, 0);
+                    pieces.push(Piece::Sled(from, to.clone()));
+                    from = to;
+                    seq = seq.saturating_add(step);
+                }
+                pieces.push(Piece::Sled(from, end.clone()));
+            }
+        }
+        generations.push(PlannedGeneration {
+            start: start.clone(),
+            end: end.clone(),
+            file,
+            failed: std::sync::atomic::AtomicBool::new(false),
+        });
+        start = end;
+    }
+    Ok(Plan {
+        pieces,
+        generations,
+    })
+}
+
+/// The log's generations in key order, each with its first and last keys. With `durable`,
+/// a generation's last key is its last of a commit numbered at most `durable`, and a
+/// generation with none is left out: what a sealed file may cover (`sealed_log`).
+pub fn generations(
+    db: &sled::Db,
+    durable: Option<u64>,
+) -> Result<Vec<GenerationBounds>, StoreError> {
+    let mut generations = Vec::new();
     let mut start = vec![KIND_EVENT_LOG];
     let log_end = vec![KIND_EVENT_LOG + 1];
     while let Some(first) = db.range(start.as_slice()..log_end.as_slice()).next() {
         let (first, _) = first.map_err(io)?;
         let due_ms = parse_log_key(&first)?;
         let generation_end = keys::due_end(KIND_EVENT_LOG, due_ms);
-        let last = db
-            .range(first.as_ref()..generation_end.as_slice())
-            .next_back()
-            .transpose()
-            .map_err(io)?
-            .map_or_else(|| first.to_vec(), |(key, _)| key.to_vec());
-        let (first_seq, last_seq) = (log_seq(&first)?, log_seq(&last)?);
-        let span = (last_seq - first_seq).saturating_add(1);
-        let step = span.div_ceil(REPLAY_PIECES_PER_GENERATION).max(1);
-        let mut from = start.clone();
-        let mut seq = first_seq.saturating_add(step);
-        while seq <= last_seq {
-            let to = log_key(due_ms, seq, 0);
-            ranges.push((from, to.clone()));
-            from = to;
-            seq = seq.saturating_add(step);
+        let last = match durable {
+            // No value of a durable commit: nothing to take.
+            Some(seq) if log_seq(&first)? > seq => None,
+            Some(seq) => db
+                .range(first.as_ref()..=log_key(due_ms, seq, u64::MAX).as_slice())
+                .next_back(),
+            None => db
+                .range(first.as_ref()..generation_end.as_slice())
+                .next_back(),
         }
-        ranges.push((from, generation_end.clone()));
+        .transpose()
+        .map_err(io)?;
+        if let Some((last, _)) = last {
+            generations.push(GenerationBounds {
+                due_ms,
+                first: first.to_vec(),
+                last: last.to_vec(),
+            });
+        }
         start = generation_end;
     }
-    Ok(ranges)
+    Ok(generations)
 }
 
 /// The commit sequence number of a log key made by [`log_key`].
@@ -296,3 +449,18 @@ pub fn expire_due(
 #[cfg(test)]
 #[path = "event_log_tests.rs"]
 mod tests;
+
+/// For each generation of a replay's plan, whether it would be read from a sealed file.
+#[cfg(test)]
+pub(super) fn planned_files(
+    db: &sled::Db,
+    digester: &Digester,
+    sealed: Option<&Sealed>,
+) -> Vec<bool> {
+    plan(db, digester, sealed)
+        .unwrap()
+        .generations
+        .iter()
+        .map(|generation| generation.file.is_some())
+        .collect()
+}

@@ -53,8 +53,12 @@ pub fn check_format(db: &sled::Db, dir: &std::path::Path) -> Result<(), StoreErr
 
 /// Loads what the writer needs at open: the arm and epoch states, the last commit's sequence
 /// number and the expiry watermark, the applied event ids (`event_log`) and every sticky
-/// assignment (`sticky_table`, replayed from `unit_log`).
-pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
+/// assignment (`sticky_table`, replayed from `unit_log`). `sealed`: where the event log's
+/// sealed generations are (`sealed_log`), if the replay may read them.
+pub fn load(
+    db: &sled::Db,
+    sealed: Option<&event_log::Sealed>,
+) -> Result<(DurableState, u64, u64), StoreError> {
     let mut arms = ArmMap::default();
     for kind in [KIND_ARM, KIND_PER_REQUEST, KIND_FOLDED, KIND_MOVED_AWAY] {
         for item in db.scan_prefix([kind]) {
@@ -86,7 +90,7 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
     let last_seq = meta(keys::META_SEQ, "commit sequence number")?;
     let expired_through = meta(keys::META_EXPIRED_THROUGH, "expiry watermark")?;
     let hint = size_hint::read(db);
-    let (event_ids, (sticky, unit_log_entries)) = replay_logs(db, hint)?;
+    let (event_ids, (sticky, unit_log_entries)) = replay_logs(db, hint, sealed)?;
     let sizes = TableSizes {
         units: sticky.len() as u64,
         ids: event_ids.kept.len() as u64,
@@ -119,6 +123,7 @@ pub fn load(db: &sled::Db) -> Result<(DurableState, u64, u64), StoreError> {
 fn replay_logs(
     db: &sled::Db,
     hint: TableSizes,
+    sealed: Option<&event_log::Sealed>,
 ) -> Result<(super::event_ids::EventIdSet, (StickyTable, u64)), StoreError> {
     let digester = event_log::digester(db)?;
     let units_hint = usize::try_from(hint.units).unwrap_or(usize::MAX);
@@ -133,7 +138,7 @@ fn replay_logs(
         // The event log is not settled: at 50M ids its point reads cost ~2 s of CPU on this
         // thread, the longer of the two at that size, for ~2.4 B per id
         // (`benches/load/results/marks-2026-11-30-s8.md`).
-        let event_ids = event_log::replay(db, digester, ids_hint);
+        let event_ids = event_log::replay(db, digester, ids_hint, sealed);
         let sticky = units
             .join()
             .unwrap_or_else(|panic| std::panic::resume_unwind(panic));

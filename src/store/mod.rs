@@ -47,6 +47,7 @@ mod reward_digests;
 pub mod rule_cases;
 pub mod rules;
 mod scan;
+mod sealed_log;
 mod secret_file;
 mod select;
 mod shared;

@@ -13,7 +13,7 @@ use crate::store::{RewardOutcome, Store};
 /// The event ids a store kept, as its event log replays them.
 fn kept_ids(db: &::sled::Db) -> (Digester, crate::store::event_ids::EventIdSet) {
     let digester = event_log::digester(db).unwrap();
-    (digester, event_log::replay(db, digester, 0).unwrap())
+    (digester, event_log::replay(db, digester, 0, None).unwrap())
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub struct SledStore {
     commands: mpsc::Sender<Command>,
     writer: Mutex<Option<JoinHandle<()>>>,
     replica: LocalReplica,
+    /// Seals the event log's generations into files a restart reads (`sealed_log`); stopped
+    /// before the writer, so that it lets the database go first.
+    pub(super) sealer: Mutex<Option<super::sealed_log::Sealer>>,
 }
 
 impl SledStore {
@@ -501,6 +504,14 @@ impl Drop for SledStore {
     /// Best effort: commits what is queued and waits for the writer, so that the database is
     /// closed (and its directory lock released) when the handle is gone.
     fn drop(&mut self) {
+        if let Some(mut sealer) = self
+            .sealer
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            sealer.stop();
+        }
         let (reply, _answer) = oneshot::channel();
         let _ = self.commands.send(Command::Shutdown { reply });
         let handle = self

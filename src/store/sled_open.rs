@@ -46,6 +46,9 @@ pub struct StoreOptions {
     /// Payload bytes from which a commit is made durable by sled's flush instead of a redo-log
     /// record (`wal_through_sled`): big group commits, written once instead of twice.
     pub sled_commit_bytes: u64,
+    /// Seal the event log's generations into files beside sled (`sealed_log`), which a
+    /// restart reads instead of their sled values while they match.
+    pub seal_event_log: bool,
 }
 
 impl Default for StoreOptions {
@@ -56,6 +59,7 @@ impl Default for StoreOptions {
             sched_batch: false,
             checkpoint_bytes: crate::store::wal::DEFAULT_CHECKPOINT_BYTES,
             sled_commit_bytes: crate::store::wal::DEFAULT_SLED_COMMIT_BYTES,
+            seal_event_log: true,
         }
     }
 }
@@ -79,6 +83,7 @@ impl SledStore {
             page_cache_mb: options.page_cache_mb,
         };
         let opened = location.open()?;
+        let digester = opened.durable.event_ids.digester;
         let (last_seq, expired_through) = (opened.last_seq, opened.expired_through);
         let (durable_tx, durable_rx) = watch::channel(DurableMark {
             seq: last_seq,
@@ -137,12 +142,28 @@ impl SledStore {
                 writer.run(receiver)
             })
             .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
+        let sealer = options
+            .seal_event_log
+            .then(|| {
+                crate::store::sealed_log::Sealer::start(
+                    Arc::clone(&shared),
+                    dir.join(crate::store::sealed_log::DIR_NAME),
+                    digester,
+                    (
+                        crate::store::sealed_log::FIRST_PASS_DELAY,
+                        crate::store::sealed_log::PASS_INTERVAL,
+                    ),
+                    crate::store::sealed_log::wall_clock_ms,
+                )
+            })
+            .transpose()?;
         Ok(SledStore {
             dir: dir.to_owned(),
             shared,
             commands,
             writer: Mutex::new(Some(handle)),
             replica: LocalReplica::default(),
+            sealer: Mutex::new(sealer),
         })
     }
 }
