@@ -211,6 +211,29 @@ pub fn seal(
     fingerprint: u64,
     stop: &AtomicBool,
 ) -> Result<bool, StoreError> {
+    let temporary = dir.join(format!("gen-{}.tmp", bounds.due_ms));
+    match write_file(source, &temporary, bounds, fingerprint, stop) {
+        Ok(true) => {
+            std::fs::rename(&temporary, file_path(dir, bounds.due_ms))
+                .map_err(|error| StoreError::Io(format!("sealed event log: {error}")))?;
+            Ok(true)
+        }
+        not_written => {
+            let _ = std::fs::remove_file(&temporary);
+            not_written
+        }
+    }
+}
+
+/// [`seal`]'s file, written and synced at `temporary`; false when stopped or the generation
+/// changed meanwhile.
+fn write_file(
+    source: &impl SledSource,
+    temporary: &Path,
+    bounds: &GenerationBounds,
+    fingerprint: u64,
+    stop: &AtomicBool,
+) -> Result<bool, StoreError> {
     let (Ok(first), Ok(last)) = (
         <[u8; LOG_KEY_LEN]>::try_from(&bounds.first[..]),
         <[u8; LOG_KEY_LEN]>::try_from(&bounds.last[..]),
@@ -218,8 +241,7 @@ pub fn seal(
         return Err(super::keys::corrupt("not an event-log key"));
     };
     let io_error = |error: std::io::Error| StoreError::Io(format!("sealed event log: {error}"));
-    let temporary = dir.join(format!("gen-{}.tmp", bounds.due_ms));
-    let mut out = BufWriter::with_capacity(1 << 20, File::create(&temporary).map_err(io_error)?);
+    let mut out = BufWriter::with_capacity(1 << 20, File::create(temporary).map_err(io_error)?);
     let mut header = Header {
         due_ms: bounds.due_ms,
         fingerprint,
@@ -233,8 +255,6 @@ pub fn seal(
     let mut inclusive = true;
     loop {
         if stop.load(Ordering::Relaxed) {
-            drop(out);
-            let _ = std::fs::remove_file(&temporary);
             return Ok(false);
         }
         let read = source.with_db(|db| -> Result<(Vec<u8>, bool), StoreError> {
@@ -263,8 +283,6 @@ pub fn seal(
             Ok((last_key, seen < VALUES_PER_HOLD))
         });
         let Some(read) = read else {
-            drop(out);
-            let _ = std::fs::remove_file(&temporary);
             return Ok(false);
         };
         let (last_key, done) = read?;
@@ -276,8 +294,6 @@ pub fn seal(
     }
     if next != bounds.last {
         // The generation lost its last value meanwhile (expired): nothing to seal.
-        drop(out);
-        let _ = std::fs::remove_file(&temporary);
         return Ok(false);
     }
     if !block.is_empty() {
@@ -289,7 +305,6 @@ pub fn seal(
     file.seek(SeekFrom::Start(0)).map_err(io_error)?;
     file.write_all(&header.encode()).map_err(io_error)?;
     file.sync_all().map_err(io_error)?;
-    std::fs::rename(&temporary, file_path(dir, bounds.due_ms)).map_err(io_error)?;
     Ok(true)
 }
 
