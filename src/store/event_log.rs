@@ -50,14 +50,13 @@ pub const GENERATION_MS: u64 = 60 * 60 * 1000;
 
 /// Threads that read the log at a restart ([`replay`]), more than a small machine has cores:
 /// a thread reading sled waits for sled's page reads (a fragment at a time, ~370,000 of them
-/// at 10M units and 50M ids), one reading a sealed file for its blocks. Measured on 2 cores
-/// with the store in the page cache, 10M units + 50M kept ids were ready in 3.18-3.68 s with
-/// 4 threads against 3.36-4.24 with 8 and 3.85-4.17 with 2 when the generations were read
-/// from sealed files (`sealed_log`; the unit log's replay runs beside them and takes longer
-/// the more threads share the cores), and in 5.31-5.93 s with 4 against 4.95-5.26 with 8 and
-/// 5.33-5.94 with 2 from sled alone (`benches/load/results/restart-s22-2026-12-02.md`). A
-/// restart reads from sealed files but for the hours that changed since the last seal.
-pub const REPLAY_THREADS: usize = 4;
+/// at 10M units and 50M ids), one reading a sealed file (`sealed_log`) for its blocks.
+/// Measured on 2 cores with the store in the page cache, 10M units + 50M kept ids from sled
+/// alone were ready in 4.95-5.26 s with 8 threads against 5.31-5.93 with 4 and 5.33-5.94 with
+/// 2; from sealed files 8 and 4 did not differ (3.42-4.48 s and 3.86-4.48 alternated, 2:
+/// 3.85-4.17), the unit log's replay beside them taking longer the more threads share the
+/// cores (`benches/load/results/restart-s22-2026-12-02.md`).
+pub const REPLAY_THREADS: usize = 8;
 
 /// Most digests in one log value (8 bytes each): see the module docs on value size.
 pub const MAX_LOG_VALUE_DIGESTS: usize = 256;

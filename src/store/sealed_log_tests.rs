@@ -310,3 +310,95 @@ fn the_sealer_thread_seals_after_its_delay_and_stops_when_asked() {
     assert!(stopping.elapsed() < Duration::from_secs(5));
     drop(db);
 }
+
+/// The whole path through the store: ids applied at the wall clock's time, sealed by the
+/// store's own sealer, are duplicates after a reopen that reads the sealed file, and so is
+/// one applied after the seal (its hour then reads from sled).
+#[test]
+fn a_reopened_store_keeps_its_ids_through_the_sealed_files() {
+    use crate::store::test_support::{
+        assert_all_applied, block_on, epoch, open, raw_db, record, tally, unit_reward,
+    };
+    use crate::store::{RewardOutcome, Store};
+
+    let now_ms = wall_clock_ms();
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join(DIR_NAME);
+    let rewards = |range: std::ops::Range<usize>| -> Vec<_> {
+        range
+            .map(|n| unit_reward(&format!("e{n}"), &format!("u{n}"), 1.0, now_ms + 1))
+            .collect()
+    };
+    let resend = |store: &crate::store::SledStore, range: std::ops::Range<usize>| {
+        let outcomes = block_on(store.apply_rewards(rewards(range))).unwrap();
+        assert!(
+            outcomes
+                .iter()
+                .all(|outcome| matches!(outcome, RewardOutcome::Duplicate)),
+            "{outcomes:?}"
+        );
+    };
+    let units = |store: &crate::store::SledStore| {
+        let inserts: Vec<_> = (0..301)
+            .map(|n| {
+                store.insert_sticky(
+                    &epoch(),
+                    &format!("u{n}"),
+                    record("control", now_ms),
+                    tally(now_ms),
+                )
+            })
+            .collect();
+        block_on(async {
+            for insert in inserts {
+                insert.await.unwrap();
+            }
+        });
+    };
+    {
+        let store = open(dir.path());
+        units(&store);
+        assert_all_applied(&block_on(store.apply_rewards(rewards(0..300))).unwrap());
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::fs::read_dir(&files).map_or(0, |entries| entries.count()) == 0
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        block_on(store.shutdown()).unwrap();
+    }
+    let matching = |dir: &Path| {
+        let db = raw_db(dir);
+        let digester = event_log::digester(&db).unwrap();
+        planned_files(
+            &db,
+            &digester,
+            Some(&Sealed {
+                dir: dir.join(DIR_NAME),
+                now_ms,
+            }),
+        )
+    };
+    assert_eq!(matching(dir.path()), [true], "the store sealed its hour");
+    {
+        // No sealer this time: the hour must stay as the seal left it.
+        let store = crate::store::SledStore::open_with(
+            dir.path(),
+            crate::store::StoreOptions {
+                seal_event_log: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        resend(&store, 0..300);
+        assert_all_applied(&block_on(store.apply_rewards(rewards(300..301))).unwrap());
+        block_on(store.shutdown()).unwrap();
+    }
+    assert_eq!(
+        matching(dir.path()),
+        [false],
+        "an id was added after the seal"
+    );
+    let store = open(dir.path());
+    resend(&store, 0..301);
+}
