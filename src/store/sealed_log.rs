@@ -31,7 +31,8 @@
 //! **When.** The [`Sealer`] thread makes a pass shortly after the store opens and then every
 //! [`PASS_INTERVAL`]: for each generation whose file is missing or stale, it writes one from
 //! sled's values. A generation still receiving ids goes stale again and is sealed again at the
-//! next pass; a restart reads only what changed since from sled.
+//! next pass; a restart reads only what changed since from sled. The thread runs as
+//! `SCHED_BATCH` (`thread_policy`): its wake-ups never preempt the HTTP worker.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -398,6 +399,8 @@ impl Sealer {
         let thread = std::thread::Builder::new()
             .name("event-log-sealer".to_owned())
             .spawn(move || {
+                // Background work: its wake-ups never preempt the HTTP worker (`thread_policy`).
+                super::thread_policy::batch_this_thread();
                 let mut wait = first_delay;
                 while sleep_unless_stopped(&thread_wake, &thread_stop, wait) {
                     let now_ms = clock();
