@@ -91,7 +91,7 @@ impl Location {
         secret_file::migrate_from_sled(&db, &self.dir)?;
         let sealed = event_log::Sealed {
             dir: self.dir.join(sealed_log::DIR_NAME),
-            now_ms: sealed_log::wall_clock_ms(),
+            now_ms: super::health::wall_clock_ms(),
         };
         let (durable, last_seq, expired_through) = load::load(&db, Some(&sealed))?;
         Ok(Opened {

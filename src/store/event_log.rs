@@ -445,10 +445,6 @@ pub fn expire_due(
     })
 }
 
-#[cfg(test)]
-#[path = "event_log_tests.rs"]
-mod tests;
-
 /// For each generation of a replay's plan, whether it would be read from a sealed file.
 #[cfg(test)]
 pub(super) fn planned_files(
@@ -463,3 +459,7 @@ pub(super) fn planned_files(
         .map(|generation| generation.file.is_some())
         .collect()
 }
+
+#[cfg(test)]
+#[path = "event_log_tests.rs"]
+mod tests;

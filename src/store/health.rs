@@ -128,7 +128,9 @@ impl HealthState {
     }
 }
 
-fn wall_clock_ms() -> u64 {
+/// The wall clock in milliseconds since the Unix epoch (0 before it): the time of health
+/// episodes, and the time a sealed generation's due time is compared with (`sealed_log`).
+pub(crate) fn wall_clock_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| {

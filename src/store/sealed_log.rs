@@ -129,18 +129,22 @@ impl SealedFile {
             if crc32fast::hash(body).to_le_bytes()[..] != crc[..] {
                 return false;
             }
-            for chunk in body.chunks_exact(8) {
-                let mut digest = [0; 8];
-                digest.copy_from_slice(chunk);
-                push(u64::from_le_bytes(digest));
+            // A block's body is laid out as a log value's (`event_log::decode_value`).
+            match event_log::decode_value(body) {
+                Ok(decoded) => decoded.for_each(&mut push),
+                Err(_) => return false,
             }
         }
         true
     }
 }
 
+/// The length of a file of `count` digests (saturating: a header that claims more than any
+/// file can hold matches no file).
 fn file_length(count: u64) -> u64 {
-    HEADER_BYTES + count * 8 + count.div_ceil(BLOCK_DIGESTS) * 4
+    HEADER_BYTES
+        .saturating_add(count.saturating_mul(8))
+        .saturating_add(count.div_ceil(BLOCK_DIGESTS).saturating_mul(4))
 }
 
 struct Header {
@@ -385,7 +389,7 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     /// Starts the thread: a pass after `first_delay`, then one every `interval`, each with
-    /// `clock`'s time (milliseconds since the Unix epoch, [`wall_clock_ms`] but in tests).
+    /// `clock`'s time (milliseconds since the Unix epoch, `health::wall_clock_ms` but in tests).
     pub fn start(
         source: impl SledSource,
         dir: PathBuf,
@@ -440,14 +444,6 @@ impl Drop for Sealer {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// The wall clock in milliseconds since the Unix epoch (0 before it): the time a generation's
-/// due time is compared with.
-pub fn wall_clock_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis() as u64)
 }
 
 /// Sleeps `wait` or until stopped; false when stopped.

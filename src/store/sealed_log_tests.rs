@@ -321,7 +321,7 @@ fn a_reopened_store_keeps_its_ids_through_the_sealed_files() {
     };
     use crate::store::{RewardOutcome, Store};
 
-    let now_ms = wall_clock_ms();
+    let now_ms = crate::store::health::wall_clock_ms();
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join(DIR_NAME);
     let rewards = |range: std::ops::Range<usize>| -> Vec<_> {

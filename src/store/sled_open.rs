@@ -142,6 +142,8 @@ impl SledStore {
                 writer.run(receiver)
             })
             .map_err(|error| StoreError::Io(format!("cannot start the store writer: {error}")))?;
+        // The sealed files are a cache (`sealed_log`): a store whose sealer cannot start
+        // serves all the same, and its restarts read sled.
         let sealer = options
             .seal_event_log
             .then(|| {
@@ -153,10 +155,12 @@ impl SledStore {
                         crate::store::sealed_log::FIRST_PASS_DELAY,
                         crate::store::sealed_log::PASS_INTERVAL,
                     ),
-                    crate::store::sealed_log::wall_clock_ms,
+                    crate::store::health::wall_clock_ms,
                 )
+                .map_err(|error| tracing::warn!(%error, "the event-log sealer did not start"))
+                .ok()
             })
-            .transpose()?;
+            .flatten();
         Ok(SledStore {
             dir: dir.to_owned(),
             shared,
